@@ -1,0 +1,50 @@
+"""sessionshare: one login, one server-side session, many WSGI apps on different domains.
+
+An identity-provider app wrapped in :class:`IdpAuthMiddleware` signs users
+in; every remote app wrapped in :class:`RemoteSessionMiddleware` adopts the
+same server-side session through a short redirect hop carrying a sealed,
+single-use token. Apps keep ordinary cookie sessions and read the shared
+session at ``environ["sessionshare.session"]`` and the user at
+``environ["REMOTE_USER"]``.
+
+    from sessionshare import RemoteSessionMiddleware, RedisStore
+    app.wsgi_app = RemoteSessionMiddleware(
+        app.wsgi_app, store=RedisStore.from_url("redis://127.0.0.1:6379/0"),
+        key=os.environ["SESSIONSHARE_SYNC_KEY"],
+        app_url="https://shop.example", idp_url="https://id.example/login",
+    )
+"""
+
+from __future__ import annotations
+
+from .crypto import AllowList as AllowList
+from .crypto import SyncKey as SyncKey
+from .errors import CallbackRejected as CallbackRejected
+from .errors import ConfigurationError as ConfigurationError
+from .errors import SessionShareError as SessionShareError
+from .errors import StoreUnavailable as StoreUnavailable
+from .errors import TokenRejected as TokenRejected
+from .idp import IdpAuthMiddleware as IdpAuthMiddleware
+from .remote import RemoteSessionMiddleware as RemoteSessionMiddleware
+from .session import Session as Session
+from .store import MemoryStore as MemoryStore
+from .store import SessionStore as SessionStore
+from .store.redis import RedisStore as RedisStore
+
+__all__ = [
+    "AllowList",
+    "CallbackRejected",
+    "ConfigurationError",
+    "IdpAuthMiddleware",
+    "MemoryStore",
+    "RedisStore",
+    "RemoteSessionMiddleware",
+    "Session",
+    "SessionShareError",
+    "SessionStore",
+    "StoreUnavailable",
+    "SyncKey",
+    "TokenRejected",
+]
+
+__version__ = "0.1.0"

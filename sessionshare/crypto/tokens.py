@@ -1,0 +1,221 @@
+"""Hand-off tokens and tickets: what travels through the browser.
+
+A **ticket** is 32 random bytes that the IdP stores, for a few seconds, as a
+pointer to the shared session. A **token** carries one ticket from the IdP to
+one remote app through the browser's address bar. It is sealed with AES-GCM
+under a subkey of the sync key, so its authentication tag is its checksum:
+any change to any byte, a truncation, or another key gives one uniform
+rejection.
+
+Token layout (then URL-safe base64 without padding, at most 512 characters)::
+
+    version (1) | key fingerprint (6) | nonce (12) | AES-GCM(
+        issued-at seconds (8) | sha256(audience)[:16] | sha256(issuer)[:16]
+        | ticket (32) | state (16..128 ASCII) ) | tag (16)
+
+Version and fingerprint are authenticated as associated data. Audience and
+issuer travel as digests so that a token stays short whatever the origins.
+
+Why a ticket and not the session id: tokens end up in access logs and browser
+history. A logged token holds only a spent ticket, so even a leaked sync key
+reveals no live session. For the same reason the store maps a *digest* of the
+ticket to the session id encrypted under the ticket itself: a dump of the
+store alone does not give a usable session id either.
+
+    token = seal_token(key, ticket, audience="https://shop.example",
+                       issuer="https://id.example", state=state, now=now)
+    claims = open_token(key, token, audience=..., issuer=..., ttl=60, now=now)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..errors import TokenRejected
+from .keys import FINGERPRINT_BYTES, SyncKey
+
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "TokenClaims",
+    "new_ticket",
+    "open_token",
+    "seal_token",
+    "is_valid_state",
+    "ticket_digest",
+    "unwrap_session_id",
+    "wrap_session_id",
+]
+
+VERSION = 1
+MAX_TOKEN_LENGTH = 512
+TICKET_BYTES = 32
+STATE_MIN, STATE_MAX = 16, 128
+_DIGEST = 16
+_NONCE = 12
+_TAG = 16
+_HEADER = 1 + FINGERPRINT_BYTES + _NONCE
+_FIXED_PLAIN = 8 + _DIGEST + _DIGEST + TICKET_BYTES
+_PURPOSE = "token"
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_STATE_ALPHABET = _B64_ALPHABET
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What an intact, current token for this audience and issuer says."""
+
+    ticket: bytes
+    state: str
+    issued_at: int
+
+
+def _origin_digest(origin: str) -> bytes:
+    return hashlib.sha256(origin.encode("utf-8")).digest()[:_DIGEST]
+
+
+def is_valid_state(state: str) -> bool:
+    """True for a state the protocol accepts: ``[A-Za-z0-9_-]{16,128}``."""
+    return (
+        STATE_MIN <= len(state) <= STATE_MAX
+        and state.isascii()
+        and _STATE_ALPHABET.issuperset(state.encode("ascii"))
+    )
+
+
+def seal_token(
+    key: SyncKey, ticket: bytes, *, audience: str, issuer: str, state: str, now: float
+) -> str:
+    """Seal ``ticket`` for one remote (``audience``) and one login attempt (``state``)."""
+    if len(ticket) != TICKET_BYTES:
+        raise ValueError("a ticket is 32 bytes")
+    if not is_valid_state(state):
+        raise ValueError("state must match [A-Za-z0-9_-]{16,128}")
+    header = bytes([VERSION]) + key.fingerprint_bytes()[0]
+    nonce = secrets.token_bytes(_NONCE)
+    plain = (
+        struct.pack(">Q", int(now))
+        + _origin_digest(audience)
+        + _origin_digest(issuer)
+        + ticket
+        + state.encode("ascii")
+    )
+    sealed = _aead(key, 0).encrypt(nonce, plain, header)
+    return base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode("ascii")
+
+
+def open_token(
+    key: SyncKey,
+    token: str,
+    *,
+    audience: str,
+    issuer: str,
+    ttl: float,
+    now: float,
+    leeway: float = 5.0,
+) -> TokenClaims:
+    """Open and check a token, or raise :class:`TokenRejected` with a reason code.
+
+    Nothing but ``TokenRejected`` ever leaves this function, whatever ``token`` is.
+    """
+    raw = _decode(token)
+    if raw[0] != VERSION:
+        raise TokenRejected("unsupported_version")
+    fingerprint = raw[1 : 1 + FINGERPRINT_BYTES]
+    try:
+        index = key.fingerprint_bytes().index(fingerprint)
+    except ValueError:
+        raise TokenRejected("unknown_key", "sealed with a key this app does not hold") from None
+    try:
+        nonce, aad = raw[1 + FINGERPRINT_BYTES : _HEADER], raw[: 1 + FINGERPRINT_BYTES]
+        plain = _aead(key, index).decrypt(nonce, raw[_HEADER:], aad)
+    except InvalidTag:
+        raise TokenRejected("bad_seal", "token altered or sealed with another key") from None
+    if not STATE_MIN <= len(plain) - _FIXED_PLAIN <= STATE_MAX:
+        raise TokenRejected("malformed", "bad payload length")
+    (issued_at,) = struct.unpack(">Q", plain[:8])
+    if not hmac.compare_digest(plain[8 + _DIGEST : 8 + 2 * _DIGEST], _origin_digest(issuer)):
+        raise TokenRejected("wrong_issuer", "token was issued by another IdP")
+    if not hmac.compare_digest(plain[8 : 8 + _DIGEST], _origin_digest(audience)):
+        raise TokenRejected("wrong_audience", "token was issued for another app")
+    if issued_at > now + leeway:
+        raise TokenRejected("not_yet_valid", "issued in the future; check the clocks")
+    if now > issued_at + ttl + leeway:
+        raise TokenRejected("expired", "token is older than its lifetime")
+    ticket = plain[8 + 2 * _DIGEST : _FIXED_PLAIN]
+    try:
+        state = plain[_FIXED_PLAIN:].decode("ascii")
+    except UnicodeDecodeError:
+        raise TokenRejected("malformed", "bad state") from None
+    if not is_valid_state(state):
+        raise TokenRejected("malformed", "bad state")
+    return TokenClaims(ticket=ticket, state=state, issued_at=issued_at)
+
+
+def _decode(token: object) -> bytes:
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+        raise TokenRejected("malformed", "missing or oversized token")
+    encoded = token.encode("ascii", "replace")
+    if not _B64_ALPHABET.issuperset(encoded) or len(encoded) % 4 == 1:
+        raise TokenRejected("malformed", "not URL-safe base64")
+    try:
+        raw = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenRejected("malformed", "not URL-safe base64") from None
+    # Re-encoding must give the same text: a token has exactly one spelling.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != encoded:
+        raise TokenRejected("malformed", "non-canonical base64")
+    if len(raw) < _HEADER + _FIXED_PLAIN + STATE_MIN + _TAG:
+        raise TokenRejected("malformed", "truncated token")
+    return raw
+
+
+_AEADS: dict[bytes, AESGCM] = {}
+
+
+def _aead(key: SyncKey, index: int) -> AESGCM:
+    subkey = key.derive(_PURPOSE)[index]
+    aead = _AEADS.get(subkey)
+    if aead is None:
+        # Few keys per process: building the cipher once per key, not per token.
+        aead = _AEADS[subkey] = AESGCM(subkey)
+    return aead
+
+
+def new_ticket() -> bytes:
+    """32 fresh random bytes."""
+    return secrets.token_bytes(TICKET_BYTES)
+
+
+def ticket_digest(ticket: bytes) -> str:
+    """The store name of a ticket: a digest, so a store dump holds no ticket."""
+    return hashlib.sha256(b"sessionshare ticket\x00" + ticket).hexdigest()
+
+
+_WRAP_NONCE = bytes(_NONCE)  # each ticket is a fresh random key used exactly once
+_WRAP_AAD = b"sessionshare/v1/ticket"
+
+
+def wrap_session_id(ticket: bytes, session_id: str) -> str:
+    """Encrypt ``session_id`` under ``ticket`` for the store."""
+    sealed = AESGCM(ticket).encrypt(_WRAP_NONCE, session_id.encode("ascii"), _WRAP_AAD)
+    return base64.urlsafe_b64encode(sealed).decode("ascii")
+
+
+def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
+    """The session id a stored ticket points to, or None if it does not open."""
+    try:
+        plain = AESGCM(ticket).decrypt(
+            _WRAP_NONCE, base64.urlsafe_b64decode(wrapped.encode("ascii")), _WRAP_AAD
+        )
+        return plain.decode("ascii")
+    except (InvalidTag, binascii.Error, ValueError, UnicodeError):
+        return None

@@ -1,0 +1,264 @@
+"""The identity provider's side of the hand-off: :class:`IdpAuthMiddleware`.
+
+Wrap the IdP app (the one with the login form). A remote app sends an
+unknown visitor to ``GET /login?callback=<remote callback URL>&state=<S>``.
+The middleware:
+
+1. checks ``callback`` against the allow-list (:class:`~sessionshare.crypto.AllowList`).
+   A callback that fails is never redirected to, on any path of this code:
+   the request goes on to the IdP's own login page with no pending hand-off
+   and ``callback_rejected`` is logged (``strict=True`` answers 400 instead);
+2. if the user is already signed in (``session[user_key]`` is set), asks the
+   optional ``authorize(session, remote_origin)`` hook (False: 403), stores a
+   single-use ticket for the session and answers **303** to
+   ``callback?token=T``;
+3. otherwise remembers ``{callback, state}`` in the session (a few at once,
+   keyed by state, so several tabs work) and lets the app show its form.
+
+When the app then signs the user in (sets ``session[user_key]``), the
+middleware sees the change on the way out, **rotates the session id** (no
+fixation), persists, and -- if a hand-off is pending -- replaces the app's
+response with that 303. The login form should post back to the same URL
+(``<form method=post>`` without ``action`` does) so that, with several tabs
+open, each tab returns to its own page.
+
+    app.wsgi_app = IdpAuthMiddleware(
+        app.wsgi_app, store=RedisStore.from_url(url), key=sync_key,
+        app_url="https://id.example", known_remote_hosts=["shop.example", "blog.example"],
+    )
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .crypto import (
+    AllowList,
+    SyncKey,
+    is_valid_state,
+    new_ticket,
+    seal_token,
+    ticket_digest,
+    wrap_session_id,
+)
+from .crypto.allowlist import DEFAULT_CALLBACK_PATH
+from .errors import CallbackRejected, ConfigurationError, StoreUnavailable
+from .middleware import SessionMiddleware
+from .session import Session
+from .store.base import SessionStore
+from .web import NO_STORE, error_response, query_params, redirect
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["IdpAuthMiddleware"]
+
+log = logging.getLogger("sessionshare")
+
+#: Session key of the pending hand-offs: state -> [callback URL, origin, time].
+PENDING_KEY = "sessionshare.pending"
+MAX_PENDING = 5
+PENDING_TTL = 10 * 60
+_TICKET_LEEWAY = 5
+
+Authorize = Callable[[Session, str], bool]
+
+
+@dataclass(frozen=True)
+class _Handoff:
+    callback: str  # canonical, allow-listed
+    origin: str  # the token's audience
+    state: str
+
+
+class IdpAuthMiddleware(SessionMiddleware):
+    """Signs users in once and hands their session to allow-listed remote apps."""
+
+    _role = "idp"
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        store: SessionStore,
+        key: SyncKey | str,
+        app_url: str,
+        known_remote_hosts: AllowList | Iterable[str] | str,
+        login_path: str = "/login",
+        callback_path: str = DEFAULT_CALLBACK_PATH,
+        authorize: Authorize | None = None,
+        strict: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(app, store=store, key=key, app_url=app_url, **options)
+        if isinstance(known_remote_hosts, AllowList):
+            self.allow_list = known_remote_hosts
+        else:
+            self.allow_list = AllowList(known_remote_hosts, callback_path=callback_path)
+        if not len(self.allow_list):
+            raise ConfigurationError(
+                "known_remote_hosts is empty: list the remote apps "
+                "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)"
+            )
+        self.login_path = login_path
+        self.authorize = authorize
+        self.strict = strict
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        try:
+            if path == self.logout_path:
+                return self.logout(environ, start_response)
+            session = self.manager.open(environ)
+            user = self.user_of(session)  # free without a cookie; one round trip with one
+            if path == self.login_path:
+                try:
+                    handoff = self._requested_handoff(environ)
+                except CallbackRejected as exc:
+                    log.warning("callback_rejected reason=%s", exc.reason)
+                    if self.strict:
+                        return error_response(
+                            environ, start_response, "400 Bad Request", exc.reason,
+                            "This sign-in link is not valid for any known site.",
+                        )
+                    handoff = None
+                if handoff is not None:
+                    if user is not None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                        return self._complete(environ, start_response, session, handoff)
+                    self._remember(session, handoff)
+            self.publish_user(environ, user)
+            finish = partial(self._finish, environ, session, user is not None)
+            return self.manager.run(self.app, environ, start_response, session, finish=finish)
+        except StoreUnavailable as exc:
+            return self.store_unavailable(environ, start_response, exc)
+
+    # -- step 3: a remote asks for a sign-in --------------------------------
+    def _requested_handoff(self, environ: WSGIEnvironment) -> _Handoff | None:
+        params = query_params(environ)
+        if params is None:
+            raise CallbackRejected("malformed", "unparsable query string")
+        callbacks, states = params.get("callback"), params.get("state")
+        if callbacks is None and states is None:
+            return None  # a plain visit to the login page
+        if callbacks is None or states is None or len(callbacks) != 1 or len(states) != 1:
+            raise CallbackRejected("malformed", "callback and state must each appear once")
+        if not is_valid_state(states[0]):
+            raise CallbackRejected("bad_state", "state must match [A-Za-z0-9_-]{16,128}")
+        allowed = self.allow_list.check_callback(callbacks[0])
+        return _Handoff(allowed.url, allowed.origin, states[0])
+
+    def _remember(self, session: Session, handoff: _Handoff) -> None:
+        pending = dict(session.get(PENDING_KEY) or {})
+        pending[handoff.state] = [handoff.callback, handoff.origin, int(self.clock())]
+        if len(pending) > MAX_PENDING:
+            oldest = sorted(pending, key=lambda s: pending[s][2])[: len(pending) - MAX_PENDING]
+            for state in oldest:
+                del pending[state]
+        session[PENDING_KEY] = pending
+
+    def _take_pending(
+        self, environ: WSGIEnvironment, session: Session, signed_in_now: bool
+    ) -> _Handoff | None:
+        pending = session.get(PENDING_KEY)
+        if not isinstance(pending, dict) or not pending:
+            return None
+        params = query_params(environ) or {}
+        states = params.get("state", [])
+        if len(states) == 1 and states[0] in pending:
+            chosen = states[0]  # the tab that posted the form
+        elif signed_in_now:
+            chosen = max(pending, key=lambda s: pending[s][2])
+        else:
+            return None
+        callback, origin, created = pending.pop(chosen)
+        if pending:
+            session[PENDING_KEY] = pending
+        else:
+            del session[PENDING_KEY]
+        if created + PENDING_TTL < self.clock() or not self.allow_list.is_allowed_callback(callback):
+            return None
+        return _Handoff(callback, origin, chosen)
+
+    # -- step 4: the app signed the user in ---------------------------------
+    def _finish(
+        self,
+        environ: WSGIEnvironment,
+        session: Session,
+        was_signed_in: bool,
+        status: str,
+        headers: list[tuple[str, str]],
+    ) -> tuple[str, list[tuple[str, str]], list[bytes] | None]:
+        signed_in = session._loaded and self.user_of(session) is not None
+        if signed_in and not was_signed_in:
+            # Session fixation: whatever id the browser had before sign-in dies here.
+            session.regenerate()
+            session.mark_authenticated(self.clock())
+            log.info("login origin=%s", self.origin)
+        handoff = self._take_pending(environ, session, not was_signed_in) if signed_in else None
+        cookies = self.manager.persist(session)
+        if handoff is None or self.manager.current_id(session) is None:
+            return status, [*headers, *cookies], None
+        if self.authorize is not None and not self.authorize(session, handoff.origin):
+            return self._refused(environ, handoff, cookies)
+        location = self._mint(session, handoff)
+        own_cookies = [(k, v) for k, v in headers if k.lower() == "set-cookie"]
+        return (
+            "303 See Other",
+            [("Location", location), ("Content-Length", "0"), *NO_STORE, *own_cookies, *cookies],
+            [b""],
+        )
+
+    def _refused(
+        self, environ: WSGIEnvironment, handoff: _Handoff, cookies: list[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+        log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
+        captured: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.append((status, headers))
+
+        body = error_response(
+            environ, capture, "403 Forbidden", "not_authorized",
+            "Your account may not use this site.", headers=cookies,
+        )
+        return captured[0][0], captured[0][1], body
+
+    # -- the redirect back --------------------------------------------------
+    def _complete(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        session: Session,
+        handoff: _Handoff,
+    ) -> Iterable[bytes]:
+        if self.authorize is not None and not self.authorize(session, handoff.origin):
+            log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
+            return error_response(
+                environ, start_response, "403 Forbidden", "not_authorized",
+                "Your account may not use this site.",
+            )
+        location = self._mint(session, handoff)
+        return redirect(start_response, location, headers=self.manager.persist(session))
+
+    def _mint(self, session: Session, handoff: _Handoff) -> str:
+        sid = self.manager.current_id(session)
+        assert sid is not None, "only a stored, signed-in session is handed off"
+        ticket = new_ticket()
+        self.manager.store.put_ticket(
+            self.manager.ticket_key(ticket_digest(ticket)),
+            wrap_session_id(ticket, sid),
+            self.token_ttl + _TICKET_LEEWAY,
+        )
+        token = seal_token(
+            self.key, ticket, audience=handoff.origin, issuer=self.origin,
+            state=handoff.state, now=self.clock(),
+        )
+        log.info("ticket_issued audience=%s", handoff.origin)
+        return f"{handoff.callback}?token={token}"
+

@@ -1,0 +1,154 @@
+"""What the IdP and remote middlewares have in common.
+
+Both wrap a WSGI app around one shared session: they build a
+:class:`~sessionshare.session.SessionManager` from the same cookie and
+timeout options, publish the session and ``REMOTE_USER``, answer a store
+outage with 503 (failing closed), and sign the user out everywhere on a POST
+to the logout path. Only their own protocol steps live in ``idp.py`` and
+``remote.py``.
+
+Single logout is a POST on purpose: with ``SameSite=Lax`` cookies a
+cross-site POST carries no session cookie, so a third-party page cannot log
+the user out; a GET of the logout path only shows a page with the button.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from .config import read_settings
+from .crypto import SyncKey, canonical_origin
+from .errors import ConfigurationError, StoreUnavailable
+from .session import Session, SessionManager
+from .store.base import SessionStore
+from .web import NO_STORE, CookieSpec, error_response, redirect, safe_return_path
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["SessionMiddleware"]
+
+log = logging.getLogger("sessionshare")
+_M = TypeVar("_M", bound="SessionMiddleware")
+RETRY_AFTER = "2"
+
+
+class SessionMiddleware:
+    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`."""
+
+    _role: ClassVar[str]
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        store: SessionStore,
+        key: SyncKey | str,
+        app_url: str,
+        user_key: str = "user",
+        token_ttl: int = 60,
+        logout_path: str = "/_sessionshare/logout",
+        logout_redirect: str = "/",
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 8 * 60 * 60,
+        cookie_name: str = "sessionshare",
+        cookie_secure: bool = True,
+        cookie_samesite: str = "Lax",
+        cookie_domain: str | None = None,
+        key_prefix: str = "sessionshare:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.key = SyncKey.parse(key) if isinstance(key, str) else key
+        self.origin = canonical_origin(app_url)
+        if not self.origin.startswith("https://") and cookie_secure:
+            raise ConfigurationError(
+                f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
+                "or pass cookie_secure=False explicitly for a local http demo"
+            )
+        if token_ttl <= 0:
+            raise ConfigurationError("token_ttl must be a positive number of seconds")
+        self.user_key = user_key
+        self.token_ttl = int(token_ttl)
+        self.logout_path = logout_path
+        if safe_return_path(logout_redirect, default="") != logout_redirect:
+            canonical_origin(logout_redirect, setting="logout_redirect")
+        self.logout_redirect = logout_redirect
+        self.clock = clock
+        self.manager = SessionManager(
+            store,
+            cookie=CookieSpec(
+                cookie_name, secure=cookie_secure, samesite=cookie_samesite, domain=cookie_domain
+            ),
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            key_prefix=key_prefix,
+            clock=clock,
+        )
+        log.info(
+            "sessionshare %s started origin=%s key_fingerprint=%s",
+            self._role, self.origin, self.key.fingerprint,
+        )
+
+    @classmethod
+    def from_env(
+        cls: type[_M], app: WSGIApplication, environ: dict[str, str] | None = None, **overrides: Any
+    ) -> _M:
+        """Build from ``SESSIONSHARE_*`` variables (see :mod:`sessionshare.config`)."""
+        kwargs = read_settings(cls._role, environ)
+        kwargs.update(overrides)
+        return cls(app, **kwargs)
+
+    # -- shared steps ------------------------------------------------------
+    def user_of(self, session: Session) -> Any:
+        """The signed-in user, or None (loads the session: one round trip)."""
+        return session.get(self.user_key)
+
+    def publish_user(self, environ: WSGIEnvironment, user: Any) -> None:
+        """Set ``REMOTE_USER``, the WSGI convention frameworks already read."""
+        if user is not None:
+            environ["REMOTE_USER"] = user if isinstance(user, str) else json.dumps(user)
+
+    def store_unavailable(
+        self, environ: WSGIEnvironment, start_response: StartResponse, exc: StoreUnavailable
+    ) -> Iterable[bytes]:
+        # Fail closed: never serve the app without knowing who the user is.
+        log.error("store_unavailable error=%s path=%s", exc, environ.get("PATH_INFO", ""))
+        return error_response(
+            environ, start_response, "503 Service Unavailable", "store_unavailable",
+            "The session store is not reachable. Please try again in a moment.",
+            headers=[("Retry-After", RETRY_AFTER)],
+        )
+
+    def logout(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
+        method = environ.get("REQUEST_METHOD")
+        if method in ("GET", "HEAD"):
+            body = (
+                "<!doctype html><meta charset=utf-8><title>Sign out</title>"
+                f'<form method="post" action="{html.escape(self.logout_path)}">'
+                "<p>Sign out of every connected site?</p>"
+                '<button type="submit">Sign out</button></form>'
+            ).encode()
+            start_response("200 OK", [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))), *NO_STORE,
+            ])
+            return [b"" if method == "HEAD" else body]
+        if method != "POST":
+            return error_response(
+                environ, start_response, "405 Method Not Allowed", "bad_method",
+                "Sign out with a POST.", headers=[("Allow", "GET, HEAD, POST")],
+            )
+        session = self.manager.open(environ)
+        had_session = session._had_cookie
+        session.invalidate()
+        headers = self.manager.persist(session)
+        if had_session:
+            log.info("logout origin=%s", self.origin)
+        return redirect(start_response, self.logout_redirect, headers=headers)

@@ -1,0 +1,237 @@
+"""A remote app's side of the hand-off: :class:`RemoteSessionMiddleware`.
+
+Wrap any app that should share the IdP's login. For a protected path and a
+browser with no signed-in shared session:
+
+- a **browser navigation** (``Sec-Fetch-Mode: navigate``, or an ``Accept``
+  naming ``text/html``) gets **302** to ``idp_url?callback=...&state=S`` and a
+  short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
+  return to. Each login attempt has its own cookie, so several tabs signing
+  in at once do not overwrite each other;
+- every other request (POST, ``fetch``/XHR, API clients) gets **401** with a
+  small JSON body naming the login URL: a cross-origin redirect would only
+  break it.
+
+The IdP sends the browser back to ``callback_path?token=T``. The token is
+opened and *every* check must pass -- seal and key, version, issuer,
+audience (this app), age, state equal to this browser's state cookie
+(stops login CSRF), the ticket redeemed atomically and once (stops replay),
+the session alive and signed in. Then the session cookie is set to the shared
+session and the browser gets **303** to the saved page, so the token leaves
+the address bar. Any failure is a **403** with a reason code and never a
+redirect, so there is no loop.
+
+    app.wsgi_app = RemoteSessionMiddleware(
+        app.wsgi_app, store=RedisStore.from_url(url), key=sync_key,
+        app_url="https://shop.example", idp_url="https://id.example/login",
+        protect=["/account/", "/orders"],
+    )
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from itsdangerous import BadData
+
+from .crypto import SyncKey, canonical_origin, open_token, ticket_digest, unwrap_session_id
+from .crypto.allowlist import DEFAULT_CALLBACK_PATH
+from .errors import ConfigurationError, StoreUnavailable, TokenRejected
+from .middleware import SessionMiddleware
+from .store.base import SessionStore
+from .web import (
+    CookieSpec,
+    error_response,
+    is_navigation,
+    query_params,
+    redirect,
+    request_path,
+    safe_return_path,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["RemoteSessionMiddleware"]
+
+log = logging.getLogger("sessionshare")
+
+Protect = bool | Sequence[str] | Callable[["WSGIEnvironment"], bool]
+MAX_RETURN_PATH = 512
+_STATE_NAME_CHARS = 12
+_STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
+
+
+class RemoteSessionMiddleware(SessionMiddleware):
+    """Adopts the IdP's shared session for this app, through a one-time token."""
+
+    _role = "remote"
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        store: SessionStore,
+        key: SyncKey | str,
+        app_url: str,
+        idp_url: str,
+        callback_path: str = DEFAULT_CALLBACK_PATH,
+        protect: Protect = True,
+        state_ttl: int = 10 * 60,
+        state_cookie_name: str = "sessionshare_state",
+        token_leeway: float = 5.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(app, store=store, key=key, app_url=app_url, **options)
+        self.issuer = canonical_origin(idp_url, setting="idp_url")
+        if "?" in idp_url or "#" in idp_url:
+            raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
+        if not callback_path.startswith("/") or callback_path == self.logout_path:
+            raise ConfigurationError(f"callback_path {callback_path!r} must be its own absolute path")
+        if state_ttl <= 0:
+            raise ConfigurationError("state_ttl must be a positive number of seconds")
+        self.idp_url = idp_url
+        self.callback_path = callback_path
+        self.callback_url = self.origin + callback_path
+        self.token_leeway = token_leeway
+        self.state_ttl = int(state_ttl)
+        self._login_prefix = (
+            f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
+        )
+        self._state_cookie = CookieSpec(
+            state_cookie_name, secure=self.manager.cookie.secure, samesite="Lax",
+            path=callback_path, max_age=self.state_ttl,
+        )
+        self._state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
+        self._protects = _protect_predicate(protect)
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        try:
+            if path == self.callback_path:
+                return self._callback(environ, start_response)
+            if path == self.logout_path:
+                return self.logout(environ, start_response)
+            session = self.manager.open(environ)
+            if self._protects(environ):
+                user = self.user_of(session)
+                if user is None:
+                    return self._send_to_idp(environ, start_response)
+                self.publish_user(environ, user)
+            return self.manager.run(self.app, environ, start_response, session)
+        except StoreUnavailable as exc:
+            return self.store_unavailable(environ, start_response, exc)
+
+    # -- step 2: off to the IdP ----------------------------------------------
+    def _state_cookie_name(self, state: str) -> str:
+        return f"{self._state_cookie.name}-{state[:_STATE_NAME_CHARS]}"
+
+    def _send_to_idp(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if not is_navigation(environ):
+            return error_response(
+                environ, start_response, "401 Unauthorized", "not_authenticated",
+                "Sign in first.", extra={"login_url": self.idp_url},
+            )
+        state = secrets.token_urlsafe(32)
+        back = request_path(environ)
+        back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
+        cookie = self._state_cookie.set(
+            self._state_signer.dumps([state, back]), name=self._state_cookie_name(state)
+        )
+        log.info("login_redirect issuer=%s", self.issuer)
+        return redirect(
+            start_response, self._login_prefix + state, status="302 Found",
+            headers=[("Set-Cookie", cookie)],
+        )
+
+    # -- step 5: back from the IdP with a token --------------------------------
+    def _callback(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        try:
+            sid, state, back = self._redeem(environ)
+        except TokenRejected as exc:
+            log.warning("token_rejected reason=%s", exc.reason)
+            return error_response(
+                environ, start_response, "403 Forbidden", exc.reason,
+                "This sign-in link is not valid. Please go back and try again.",
+            )
+        log.info("ticket_redeemed issuer=%s", self.issuer)
+        headers = [
+            ("Set-Cookie", self.manager.cookie.set(sid)),
+            ("Set-Cookie", self._state_cookie.clear(name=self._state_cookie_name(state))),
+        ]
+        return redirect(start_response, back, headers=headers)
+
+    def _redeem(self, environ: WSGIEnvironment) -> tuple[str, str, str]:
+        """Run every check of the callback; the shared session id, state and return path."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            raise TokenRejected("bad_method", "the token arrives by GET")
+        params = query_params(environ)
+        tokens = None if params is None else params.get("token")
+        if tokens is None or len(tokens) != 1:
+            raise TokenRejected("malformed", "exactly one token parameter expected")
+        claims = open_token(
+            self.key, tokens[0], audience=self.origin, issuer=self.issuer,
+            ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
+        )
+        back = self._check_state(environ, claims.state)
+        # Taken last, atomically and once: a token that fails any other check
+        # does not burn the ticket of the browser it was stolen from.
+        wrapped = self.manager.store.take_ticket(
+            self.manager.ticket_key(ticket_digest(claims.ticket))
+        )
+        sid = None if wrapped is None else unwrap_session_id(claims.ticket, wrapped)
+        if sid is None:
+            raise TokenRejected("replayed", "ticket already used or expired")
+        session = self.manager.open(environ)
+        if not self.manager.adopt(session, sid):
+            raise TokenRejected("session_gone", "the session ended before the hand-off")
+        if self.user_of(session) is None:
+            raise TokenRejected("not_authenticated", "the session is not signed in")
+        return sid, claims.state, back
+
+    def _check_state(self, environ: WSGIEnvironment, state: str) -> str:
+        """The saved return path when this browser started the login with ``state``."""
+        name = self._state_cookie_name(state)
+        match = self._state_cookie.pattern(_STATE_VALUE, name=name).search(
+            environ.get("HTTP_COOKIE", "")
+        )
+        if match is None:
+            raise TokenRejected("bad_state", "no login was started in this browser")
+        try:
+            saved = self._state_signer.loads(match.group(1), max_age=self.state_ttl)
+        except BadData:
+            raise TokenRejected("bad_state", "state cookie invalid or expired") from None
+        if (
+            not isinstance(saved, list)
+            or len(saved) != 2
+            or not all(isinstance(part, str) for part in saved)
+            or not hmac.compare_digest(saved[0].encode(), state.encode())
+        ):
+            raise TokenRejected("bad_state", "state does not match this browser's login")
+        return safe_return_path(saved[1])
+
+
+def _protect_predicate(protect: Protect) -> Callable[[WSGIEnvironment], bool]:
+    if protect is True:
+        return lambda environ: True
+    if protect is False:
+        return lambda environ: False
+    if callable(protect):
+        return protect
+    if isinstance(protect, str):
+        raise ConfigurationError("protect takes a list of path prefixes, not one string")
+    prefixes = tuple(protect)
+    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
+        raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
+    return lambda environ: str(environ.get("PATH_INFO", "")).startswith(prefixes)

@@ -1,0 +1,75 @@
+"""The session-store contract every backend implements.
+
+A store keeps two kinds of records, under names the session layer chooses
+(digests, never raw session ids or tickets):
+
+- **sessions**: a mapping of top-level key -> JSON text, plus a few integer
+  metadata fields (created at, authenticated at) kept apart from app keys.
+  ``load`` reads one and slides its idle expiry in the same round trip;
+  ``save`` merges changed and deleted keys *atomically on the server*, so two
+  apps writing different keys of one session at the same moment both win.
+  Writing the same key is last-write-wins.
+- **tickets**: short-lived single-use values; ``take_ticket`` returns a
+  ticket's value and deletes it atomically, so a second taker -- even in
+  parallel -- gets None.
+
+Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
+never as the driver's own exception.
+
+A new backend (Valkey, a database) needs only these seven methods; the store
+contract tests in ``tests/test_store.py`` prove an implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import NamedTuple, Protocol, runtime_checkable
+
+__all__ = ["SessionRecord", "SessionStore"]
+
+
+class SessionRecord(NamedTuple):
+    """A stored session: app keys -> JSON text, and the library's metadata."""
+
+    fields: dict[str, str]
+    meta: dict[str, int]
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """What the middlewares need from a store; all methods are thread-safe."""
+
+    def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+        """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
+
+    def save(
+        self,
+        key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        create: bool = False,
+    ) -> bool:
+        """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key`` and set its TTL.
+
+        With ``create=False`` a session that no longer exists (logged out or
+        expired meanwhile) is *not* brought back: nothing is written and the
+        result is False.
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove the session at ``key`` (no error if it is gone)."""
+
+    def put_ticket(self, key: str, value: str, ttl: int) -> None:
+        """Store a ticket for ``ttl`` seconds."""
+
+    def take_ticket(self, key: str) -> str | None:
+        """Return a ticket's value and delete it, atomically; None if absent."""
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,115 @@
+"""An in-process store: for tests, the demo and single-process apps.
+
+Thread-safe (one lock), TTLs honoured through an injectable clock so tests
+can expire a session without sleeping. It is *not* shared between
+processes: two apps behind separate servers need Redis (or another shared
+backend) to share a session.
+
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+
+from .base import SessionRecord
+
+__all__ = ["MemoryStore"]
+
+_SWEEP_EVERY = 1024
+
+
+class MemoryStore:
+    """A dict of records with expiry times, behind a lock."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[float, dict[str, str], dict[str, int]]] = {}
+        self._tickets: dict[str, tuple[float, str]] = {}
+        self._writes = 0
+
+    def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+        with self._lock:
+            now = self._clock()
+            entry = self._sessions.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._sessions[key]
+                return None
+            self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
+            return SessionRecord(dict(entry[1]), dict(entry[2]))
+
+    def save(
+        self,
+        key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        create: bool = False,
+    ) -> bool:
+        with self._lock:
+            now = self._clock()
+            entry = self._sessions.get(key)
+            if entry is not None and entry[0] <= now:
+                entry = None
+            if entry is None:
+                if not create:
+                    self._sessions.pop(key, None)
+                    return False
+                entry = (0.0, {}, {})
+            fields, stored_meta = entry[1], entry[2]
+            fields.update(changed)
+            for name in deleted:
+                fields.pop(name, None)
+            if meta:
+                stored_meta.update(meta)
+            self._sessions[key] = (now + ttl, fields, stored_meta)
+            self._maybe_sweep(now)
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._sessions.pop(key, None)
+
+    def put_ticket(self, key: str, value: str, ttl: int) -> None:
+        with self._lock:
+            now = self._clock()
+            self._tickets[key] = (now + ttl, value)
+            self._maybe_sweep(now)
+
+    def take_ticket(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._tickets.pop(key, None)
+            if entry is None or entry[0] <= self._clock():
+                return None
+            return entry[1]
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        """Live sessions and tickets (for tests and the demo's status line)."""
+        with self._lock:
+            now = self._clock()
+            return sum(1 for e in self._sessions.values() if e[0] > now) + sum(
+                1 for e in self._tickets.values() if e[0] > now
+            )
+
+    def _maybe_sweep(self, now: float) -> None:
+        # Expired records are dropped when read; a periodic sweep bounds memory
+        # for records nobody reads again. Called with the lock held.
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY:
+            return
+        self._sessions = {k: e for k, e in self._sessions.items() if e[0] > now}
+        self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
