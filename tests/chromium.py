@@ -1,0 +1,64 @@
+"""Headless Chromium for the tests: Debian's ``chromium`` + ``chromium-driver``.
+
+Selenium drives the system binaries (no browser download). The flags keep
+Chromium off the network: this machine has none, and background requests
+would only fail noisily. ``*.localhost`` names are mapped to 127.0.0.1, so
+each example app gets its own origin and cookie jar on one machine.
+
+    with chromium() as driver:
+        driver.get("http://shop.localhost:8001/")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("SESSIONSHARE_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("SESSIONSHARE_CHROMEDRIVER", "/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def require_chromium() -> None:
+    """Skip (a failure in CI, where SESSIONSHARE_NO_SKIP is set) without Chromium."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+
+
+@contextmanager
+def chromium(*, host_rules: str = "MAP *.localhost 127.0.0.1") -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    require_chromium()
+    profile = tempfile.mkdtemp(prefix="sessionshare-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+        f"--host-resolver-rules={host_rules}", "--window-size=1200,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def save_screenshot(driver: object, name: str) -> Path:
+    """Keep a screenshot under tests/artifacts/ (for a failing browser test)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    return path
