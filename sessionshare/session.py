@@ -179,9 +179,10 @@ class Session(MutableMapping[str, Any]):
         return len(self._stored) - len(self._deleted) + extra
 
     def __repr__(self) -> str:
-        # No id here: reprs end up in logs and tracebacks.
-        state = "unloaded" if not self._loaded else f"{len(self)} keys"
-        return f"<Session {state}{' new' if self.new else ''}>"
+        # No id here (reprs end up in logs and tracebacks), and no store access.
+        if not self._loaded:
+            return "<Session unloaded>"
+        return f"<Session {len(self)} keys{'' if self._exists else ' new'}>"
 
     # -- state -------------------------------------------------------------
     @property

@@ -88,3 +88,20 @@ class RedisServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def counting_client(url: str) -> tuple[redis.Redis, dict[str, int]]:
+    """A redis-py client over a connection class that counts round trips.
+
+    Every packed write to the socket is one request/response exchange: a
+    pipeline counts once, a script call once (a NOSCRIPT retry more).
+    """
+    counts = {"round_trips": 0}
+
+    class CountingConnection(redis.Connection):
+        def send_packed_command(self, command: object, check_health: bool = True) -> None:
+            counts["round_trips"] += 1
+            super().send_packed_command(command, check_health)  # type: ignore[arg-type]
+
+    pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
+    return redis.Redis(connection_pool=pool), counts

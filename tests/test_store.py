@@ -1,0 +1,207 @@
+"""The SessionStore contract, run against MemoryStore and a real Redis server.
+
+Expiry is driven by the injected clock for MemoryStore; for Redis, TTLs are
+read back from the server (the server's clock is real, so the tests check
+the TTL it holds rather than sleeping).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import redis
+from conftest import FakeClock
+from servers import RedisServer
+
+from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
+
+
+def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
+    """Seconds left on ``key``, asked of the backend itself."""
+    if isinstance(store, RedisStore):
+        left = store.client.ttl(key)
+        return None if left < 0 else float(left)
+    assert isinstance(store, MemoryStore)
+    entry = store._sessions.get(key)
+    return None if entry is None else entry[0] - clock()
+
+
+def test_save_then_load(store: SessionStore) -> None:
+    assert store.load("k", 60) is None
+    assert store.save("k", changed={"a": "1", "b": '"x"'}, meta={"c": 5}, ttl=60, create=True)
+    record = store.load("k", 60)
+    assert record is not None
+    assert record.fields == {"a": "1", "b": '"x"'}
+    assert record.meta == {"c": 5}
+
+
+def test_values_stay_json_text_exactly(store: SessionStore) -> None:
+    # The server must never re-encode an app's numbers or strings.
+    values = {"big": "12345678901234567890", "float": "0.1", "uni": '"\\u00e9 é \\/ </"',
+              "nested": '{"a":[1,2.50,{"b":null}]}'}
+    store.save("k", changed=values, ttl=60, create=True)
+    record = store.load("k", 60)
+    assert record is not None and record.fields == values
+    assert json.loads(record.fields["big"]) == 12345678901234567890
+
+
+def test_update_does_not_resurrect_a_deleted_session(store: SessionStore) -> None:
+    assert store.save("gone", changed={"a": "1"}, ttl=60) is False
+    assert store.load("gone", 60) is None
+    store.save("k", changed={"a": "1"}, ttl=60, create=True)
+    store.delete("k")
+    assert store.save("k", changed={"user": '"mallory"'}, ttl=60) is False
+    assert store.load("k", 60) is None
+
+
+def test_per_key_merge_keeps_both_writers(store: SessionStore) -> None:
+    store.save("k", changed={"a": "1", "b": "2", "c": "3"}, ttl=60, create=True)
+    # Two apps that loaded the same session each write their own key.
+    store.save("k", changed={"a": "10"}, ttl=60)
+    store.save("k", changed={"b": "20"}, deleted=["c"], ttl=60)
+    record = store.load("k", 60)
+    assert record is not None and record.fields == {"a": "10", "b": "20"}
+
+
+def test_delete_and_missing_delete(store: SessionStore) -> None:
+    store.save("k", changed={"a": "1"}, ttl=60, create=True)
+    store.delete("k")
+    store.delete("k")
+    store.delete("never-there")
+    assert store.load("k", 60) is None
+
+
+def test_ttl_is_set_and_slides_on_read(store: SessionStore, clock: FakeClock) -> None:
+    store.save("k", changed={"a": "1"}, ttl=100, create=True)
+    left = _ttl(store, "k", clock)
+    assert left is not None and 95 <= left <= 100
+    store.load("k", 1000)
+    left = _ttl(store, "k", clock)
+    assert left is not None and 995 <= left <= 1000
+
+
+def test_memory_store_expires_by_the_clock(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    store.save("k", changed={"a": "1"}, ttl=10, create=True)
+    clock.advance(9)
+    assert store.load("k", 10) is not None  # slides to now + 10
+    clock.advance(9)
+    assert store.load("k", 10) is not None
+    clock.advance(10)
+    assert store.load("k", 10) is None
+    store.put_ticket("t", "v", ttl=5)
+    clock.advance(5)
+    assert store.take_ticket("t") is None
+    assert len(store) == 0
+
+
+def test_redis_expires_for_real(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    store.save("k", changed={"a": "1"}, ttl=1, create=True)
+    store.client.pexpire("k", 30)  # shorten on the server rather than sleep a second
+    deadline = 200
+    while store.client.exists("k") and deadline:
+        deadline -= 1
+        threading.Event().wait(0.005)
+    assert store.load("k", 60) is None
+
+
+def test_tickets_are_taken_once(store: SessionStore) -> None:
+    store.put_ticket("t", "session-a", ttl=60)
+    assert store.take_ticket("t") == "session-a"
+    assert store.take_ticket("t") is None
+    assert store.take_ticket("never") is None
+
+
+def test_tickets_taken_from_8_threads_have_one_winner(store: SessionStore) -> None:
+    for round_ in range(20):
+        name = f"t{round_}"
+        store.put_ticket(name, "sid", ttl=60)
+        barrier = threading.Barrier(8)
+        wins: list[str | None] = []
+
+        def take(name: str = name, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            wins.append(store.take_ticket(name))
+
+        threads = [threading.Thread(target=take) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert wins.count("sid") == 1 and wins.count(None) == 7, wins
+
+
+def test_parallel_writers_of_different_keys_lose_nothing(store: SessionStore) -> None:
+    store.save("k", changed={}, meta={"c": 1}, ttl=60, create=True)
+
+    def write(prefix: str) -> None:
+        for i in range(100):
+            store.save("k", changed={f"{prefix}{i}": str(i)}, ttl=60)
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    record = store.load("k", 60)
+    assert record is not None and len(record.fields) == 400
+
+
+def test_regenerate_moves_data(store: SessionStore) -> None:
+    # What SessionManager does for regenerate(): write under the new key, drop the old.
+    store.save("old", changed={"a": "1"}, meta={"c": 7}, ttl=60, create=True)
+    record = store.load("old", 60)
+    assert record is not None
+    store.save("new", changed=record.fields, meta=record.meta, ttl=60, create=True)
+    store.delete("old")
+    assert store.load("old", 60) is None
+    moved = store.load("new", 60)
+    assert moved is not None and moved.fields == {"a": "1"} and moved.meta == {"c": 7}
+
+
+def test_a_foreign_value_under_a_session_key_is_no_session(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    store.client.set("k", b"\x80 not json")
+    assert store.load("k", 60) is None
+    store.client.set("k", b"[1, 2]")
+    assert store.load("k", 60) is None
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def test_errors_when_the_server_is_stopped_and_recovery() -> None:
+    with RedisServer() as server:
+        store = RedisStore.from_url(server.url, socket_timeout=0.5)
+        store.save("k", changed={"a": "1"}, ttl=60, create=True)
+        server.stop()
+        calls = [
+            lambda: store.load("k", 60),
+            lambda: store.save("k", changed={"a": "2"}, ttl=60),
+            lambda: store.delete("k"),
+            lambda: store.put_ticket("t", "v", 60),
+            lambda: store.take_ticket("t"),
+            store.ping,
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailable) as info:
+                call()
+            assert "redis" in str(info.value)
+            assert not isinstance(info.value, redis.RedisError)
+        server.start()
+        # The same store object works again, no restart needed.
+        store.ping()
+        assert store.save("k", changed={"a": "3"}, ttl=60, create=True)
+        store.close()
+
+
+def test_from_url_rejects_other_schemes() -> None:
+    from sessionshare import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="redis://"):
+        RedisStore.from_url("http://127.0.0.1:6379")
+    with pytest.raises(ConfigurationError, match="redis-py client"):
+        RedisStore(object())
