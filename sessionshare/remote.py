@@ -139,7 +139,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         if not is_navigation(environ):
             return error_response(
                 environ, start_response, "401 Unauthorized", "not_authenticated",
-                "Sign in first.", extra={"login_url": self.idp_url},
+                "Sign in first.", extra={"login_url": self.idp_url}, as_json=True,
             )
         state = secrets.token_urlsafe(32)
         back = request_path(environ)
@@ -209,7 +209,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
         if match is None:
             raise TokenRejected("bad_state", "no login was started in this browser")
         try:
-            saved = self._state_signer.loads(match.group(1), max_age=self.state_ttl)
+            saved = self._state_signer.loads(
+                match.group(1) or match.group(2), max_age=self.state_ttl
+            )
         except BadData:
             raise TokenRejected("bad_state", "state cookie invalid or expired") from None
         if (

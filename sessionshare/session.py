@@ -302,7 +302,7 @@ class SessionManager:
         if not header or self._cookie_marker not in header:
             return None
         match = self._cookie_re.search(header)
-        return match.group(1) if match else None
+        return (match.group(1) or match.group(2)) if match else None
 
     def open(self, environ: WSGIEnvironment) -> Session:
         """A lazy session for this request, published at ``environ[ENVIRON_KEY]``."""

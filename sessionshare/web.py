@@ -105,8 +105,11 @@ class CookieSpec:
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""
+        # RFC 6265 lets a cookie value stand between double quotes.
         escaped = re.escape(name or self.name)
-        return re.compile(rf"(?:^|[;,])\s*{escaped}=({value_pattern})\s*(?:[;,]|$)")
+        return re.compile(
+            rf'(?:^|[;,])\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:[;,]|$)'
+        )
 
 
 def request_path(environ: WSGIEnvironment) -> str:
@@ -210,13 +213,15 @@ def error_response(
     *,
     headers: Iterable[tuple[str, str]] = (),
     extra: dict[str, str] | None = None,
+    as_json: bool | None = None,
 ) -> list[bytes]:
     """A short error page (or JSON for API clients) carrying a stable reason code.
 
+    ``as_json`` forces the body type; by default it follows the request.
     ``message`` and ``extra`` must hold nothing secret: they are shown to the client.
     """
     code = status.split(" ", 1)[0]
-    if wants_json(environ):
+    if wants_json(environ) if as_json is None else as_json:
         body = json.dumps({"error": reason, "message": message, **(extra or {})}).encode()
         content_type = "application/json"
     else:

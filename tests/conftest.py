@@ -10,7 +10,9 @@ in this suite is meant to run there.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,36 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+# Session ids and keys are 43 base64url characters, tokens 200 or more, ticket
+# digests 64 hex: no log line of the library may hold such a run.
+_SECRET_SHAPED = re.compile(r"[A-Za-z0-9_-]{32,}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_hold_no_secrets() -> Iterator[None]:
+    """Every ``sessionshare`` log record of the whole run is checked at the end."""
+    logger = logging.getLogger("sessionshare")
+    collector = _LogCollector()
+    previous = logger.level
+    logger.addHandler(collector)
+    logger.setLevel(logging.DEBUG)
+    yield
+    logger.removeHandler(collector)
+    logger.setLevel(previous)
+    leaks = [m for m in collector.messages if _SECRET_SHAPED.search(m)]
+    assert collector.messages, "the suite produced no sessionshare log lines at all"
+    assert not leaks, f"log lines that look like they hold a secret: {leaks[:5]}"
 
 
 @pytest.fixture(scope="session")

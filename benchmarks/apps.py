@@ -1,0 +1,190 @@
+"""The applications under test, and the one session every case reads.
+
+Every case serves the same tiny response and -- where it has a session --
+reads (or writes) one key of the same small session record, so the cases
+differ only by the session layer around the app:
+
+- ``hello``: the bare app (case a; also the app behind case g's public path);
+- :class:`FloorMiddleware`: the least a server-side session can cost -- parse
+  the cookie, one redis ``GET``, ``json.loads``, call the app (case b);
+- ``shop``: a remote app under :class:`~sessionshare.RemoteSessionMiddleware`
+  with ``/account`` protected (cases c, d, g, h) and ``idp`` the IdP app under
+  :class:`~sessionshare.IdpAuthMiddleware` (case h);
+- Flask with and without Flask-Session's ``RedisSessionInterface`` (case e),
+  and Beaker's ``SessionMiddleware`` with its redis backend (case f), both
+  with their default settings -- only the server's address is given.
+
+``http_app(case)`` builds one of them in a gunicorn worker, from the
+``BENCH_REDIS_URL`` and ``BENCH_SYNC_KEY`` environment variables.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from sessionshare import IdpAuthMiddleware, RedisStore, RemoteSessionMiddleware
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+SHOP = "https://shop.example"
+IDP = "https://id.example"
+LOGIN_URL = IDP + "/login"
+COOKIE = "sessionshare"
+#: What a signed-in user's session holds in every case (the peers store the same).
+SESSION_DATA: dict[str, Any] = {"user": "alice", "theme": "dark", "cart": [3, 1, 4, 1, 5]}
+READ_KEY = "theme"
+WRITE_KEY = "counter"
+READ_PATH = "/account/read"
+WRITE_PATH = "/account/write"
+PUBLIC_PATH = "/public"
+BODY = b"hello"
+
+
+def reply(start_response: StartResponse, value: object) -> list[bytes]:
+    """A small text response echoing ``value`` (so a check can see what was read)."""
+    body = value if isinstance(value, bytes) else str(value).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The bare app: touches no session."""
+    return reply(start_response, BODY)
+
+
+# -- (b) the floor ---------------------------------------------------------------
+
+
+def floor_key(sid: str) -> str:
+    return "floor:" + sid
+
+
+class FloorMiddleware:
+    """The cheapest honest server-side session: cookie, one GET, json.loads, app."""
+
+    def __init__(self, app: WSGIApplication, client: redis.Redis, cookie: str = COOKIE) -> None:
+        self.app = app
+        self.client = client
+        self.marker = cookie + "="
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        session: dict[str, Any] = {}
+        for part in environ.get("HTTP_COOKIE", "").split(";"):
+            part = part.strip()
+            if part.startswith(self.marker):
+                raw = self.client.get(floor_key(part[len(self.marker):]))
+                if raw is not None:
+                    session = json.loads(raw)
+                break
+        environ["floor.session"] = session
+        return self.app(environ, start_response)
+
+
+def floor_reader(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    return reply(start_response, environ["floor.session"].get(READ_KEY))
+
+
+# -- (c), (d), (g), (h): sessionshare ---------------------------------------------
+
+_counter = itertools.count()
+
+
+def shop_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Reads one key on READ_PATH, writes one (always a new value) on WRITE_PATH."""
+    path = environ["PATH_INFO"]
+    if path == READ_PATH:
+        return reply(start_response, environ["sessionshare.session"].get(READ_KEY))
+    if path == WRITE_PATH:
+        value = environ["sessionshare.session"][WRITE_KEY] = next(_counter)
+        return reply(start_response, value)
+    return hello(environ, start_response)
+
+
+def idp_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """An IdP whose login form signs in anyone who posts it (the benchmark's user)."""
+    if environ["REQUEST_METHOD"] == "POST":
+        environ["sessionshare.session"].update(SESSION_DATA)
+    return hello(environ, start_response)
+
+
+def shop(store: RedisStore, key: str) -> RemoteSessionMiddleware:
+    return RemoteSessionMiddleware(
+        shop_app, store=store, key=key, app_url=SHOP, idp_url=LOGIN_URL, protect=["/account"],
+    )
+
+
+def idp(store: RedisStore, key: str) -> IdpAuthMiddleware:
+    return IdpAuthMiddleware(
+        idp_app, store=store, key=key, app_url=IDP, known_remote_hosts=["shop.example"],
+    )
+
+
+# -- (e) Flask, with and without Flask-Session --------------------------------------
+
+
+def flask_app(client: redis.Redis | None) -> WSGIApplication:
+    """Flask with Flask-Session's redis interface (defaults) over ``client``, or plain."""
+    import flask
+
+    app = flask.Flask("bench_flask_session" if client is not None else "bench_flask")
+
+    @app.route(READ_PATH)
+    def read() -> flask.Response:
+        return flask.Response(str(flask.session.get(READ_KEY)), content_type="text/plain")
+
+    if client is not None:
+        from flask_session import Session as FlaskSession
+
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
+        FlaskSession(app)
+
+        @app.route("/login")
+        def login() -> flask.Response:
+            flask.session.update(SESSION_DATA)
+            return flask.Response(BODY, content_type="text/plain")
+
+    return app.wsgi_app
+
+
+# -- (f) Beaker ---------------------------------------------------------------------
+
+
+def _beaker_inner(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    session = environ["beaker.session"]
+    if environ["PATH_INFO"] == "/login":
+        session.update(SESSION_DATA)
+        session.save()
+        return hello(environ, start_response)
+    return reply(start_response, session.get(READ_KEY))
+
+
+def beaker_app(url: str) -> WSGIApplication:
+    """Beaker's SessionMiddleware on its redis backend, defaults otherwise."""
+    from beaker.middleware import SessionMiddleware as BeakerMiddleware
+
+    app: WSGIApplication = BeakerMiddleware(
+        _beaker_inner, {"session.type": "ext:redis", "session.url": url}
+    )
+    return app
+
+
+# -- gunicorn entry point ----------------------------------------------------------
+
+HTTP_CASES: dict[str, Callable[[str, str], WSGIApplication]] = {
+    "a": lambda url, key: hello,
+    "b": lambda url, key: FloorMiddleware(floor_reader, redis.Redis.from_url(url)),
+    "c": lambda url, key: shop(RedisStore.from_url(url), key),
+    "e": lambda url, key: flask_app(redis.Redis.from_url(url)),
+}
+
+
+def http_app(case: str) -> WSGIApplication:
+    """``gunicorn 'benchmarks.apps:http_app("c")'``: one case's app, built in the worker."""
+    return HTTP_CASES[case](os.environ["BENCH_REDIS_URL"], os.environ["BENCH_SYNC_KEY"])

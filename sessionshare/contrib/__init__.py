@@ -1,0 +1,86 @@
+"""Framework adapters: the shared session behind a framework's own session API.
+
+The middlewares do all the work -- cookie, load, persist, hand-off -- and
+publish the request's :class:`~sessionshare.session.Session` at
+``environ["sessionshare.session"]``. An adapter only puts a thin view over
+that object where the framework looks for its session, so ``flask.session``
+(:mod:`sessionshare.contrib.flask`) or ``request.session``
+(:mod:`sessionshare.contrib.pyramid`) *is* the shared session: a key written
+there is what every other app of the deployment reads.
+
+What that means for code written against the framework's API:
+
+- values must be JSON (str, int, float, bool, None, list, dict with string
+  keys); anything else raises ``TypeError`` at assignment, not later;
+- a value mutated in place (``session["cart"].append(x)``) is noticed
+  without ``modified = True`` or ``changed()``;
+- flashed messages and CSRF tokens live in the shared session too, under the
+  framework's usual keys, so two apps on the *same* framework share them.
+
+    shared = shared_session(environ)       # the Session, or a clear error
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigurationError
+from ..session import ENVIRON_KEY, Session
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+__all__ = ["SharedSessionView", "shared_session"]
+
+NOT_WRAPPED = (
+    "no shared session in this request: wrap the WSGI app in IdpAuthMiddleware or "
+    "RemoteSessionMiddleware (for Flask: app.wsgi_app = RemoteSessionMiddleware(app.wsgi_app, "
+    "...); for Pyramid: RemoteSessionMiddleware(config.make_wsgi_app(), ...))"
+)
+
+
+def shared_session(environ: WSGIEnvironment) -> Session:
+    """The request's shared session; ``ConfigurationError`` when no middleware runs."""
+    session = environ.get(ENVIRON_KEY)
+    if not isinstance(session, Session):
+        raise ConfigurationError(NOT_WRAPPED)
+    return session
+
+
+class SharedSessionView(MutableMapping[str, Any]):
+    """A mapping that reads and writes through to one shared :class:`Session`.
+
+    It holds no data of its own, so whatever the framework or the middleware
+    sees is the same thing; :attr:`shared` gives the session itself
+    (``regenerate()``, ``authenticated_at``...).
+    """
+
+    def __init__(self, shared: Session) -> None:
+        self.shared = shared
+
+    def __getitem__(self, key: str) -> Any:
+        return self.shared[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.shared[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.shared[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.shared
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.shared)
+
+    def __len__(self) -> int:
+        return len(self.shared)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.shared!r}>"
+
+    @property
+    def authenticated_at(self) -> float | None:
+        """When the IdP last signed a user into this session, or None."""
+        return self.shared.authenticated_at

@@ -1,0 +1,121 @@
+"""Flask adapter: ``flask.session`` *is* the shared session.
+
+Wrap ``app.wsgi_app`` in either middleware, then install the interface in
+one line::
+
+    from sessionshare.contrib.flask import SharedSessionInterface
+
+    app.wsgi_app = RemoteSessionMiddleware(app.wsgi_app, store=..., key=..., app_url=...,
+                                           idp_url=...)
+    app.session_interface = SharedSessionInterface()
+
+Flask then opens, for every request, a view over the session the middleware
+already loaded (lazily: a view that never looks inside costs no round trip)
+and never writes a cookie of its own -- the middleware persists the changes
+before the status line goes out and owns the cookie. ``app.secret_key`` is
+not needed for the session.
+
+How Flask's session API maps:
+
+- ``session["k"] = v``, ``session.pop(...)``, ``session.clear()``: write
+  through to the shared session (JSON values only, checked at assignment);
+- ``session.modified``: True when persisting would write something; in-place
+  changes of a list or dict are noticed, so setting it by hand is harmless
+  and never needed;
+- ``session.new``: True until the session exists in the store;
+- ``session.permanent``: kept in the shared session (the ``_permanent`` key,
+  as Flask does), so every app sees the same flag. The session's life is
+  decided on the server by the middlewares' ``idle_timeout`` and
+  ``absolute_timeout`` for every app alike; the cookie itself stays a browser
+  session cookie and ``PERMANENT_SESSION_LIFETIME`` is not used;
+- ``flash()`` / ``get_flashed_messages()``: work unchanged. Messages are
+  stored as JSON, so ``with_categories=True`` yields ``[category, message]``
+  lists rather than tuples (they unpack the same), and ``Markup`` comes back
+  as a plain string (escaped again in templates, which is the safe side);
+- ``session.invalidate()`` ends the shared session everywhere (single
+  logout), ``session.regenerate()`` moves it to a fresh id.
+
+Without a middleware in front (say, in ``app.test_request_context()``),
+``flask.session`` is an empty read-only session whose writes raise a
+``RuntimeError`` that says what to wrap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from flask.sessions import NullSession, SessionInterface, SessionMixin
+
+from ..session import ENVIRON_KEY, Session
+from . import NOT_WRAPPED, SharedSessionView
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from flask.wrappers import Request, Response
+
+__all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession"]
+
+
+class FlaskSharedSession(SharedSessionView, SessionMixin):
+    """``flask.session`` over the shared session (see the module docstring)."""
+
+    def __init__(self, shared: Session) -> None:
+        super().__init__(shared)
+        # Flask sets ``accessed`` itself when a view touches the session; the
+        # middleware already adds ``Vary: Cookie`` whenever the session loaded.
+        self.accessed = False
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]  # read-only here: the store decides
+        return self.shared.new
+
+    @property
+    def modified(self) -> bool:
+        return self.shared.modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        # Changes, nested ones included, are found by comparing encodings at
+        # persist time; there is nothing to force.
+        return None
+
+    @property
+    def created(self) -> float | None:
+        """When the session was first stored (seconds since the epoch), or None if new."""
+        return self.shared.created
+
+    def invalidate(self) -> None:
+        """End the shared session everywhere (every app sees it gone next request)."""
+        self.shared.invalidate()
+
+    def regenerate(self) -> None:
+        """Move the data to a fresh session id when the response is persisted."""
+        self.shared.regenerate()
+
+
+class UnwrappedSession(NullSession):
+    """The session of a request no middleware wrapped: empty, and writes fail clearly."""
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(NOT_WRAPPED)
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
+    del _fail
+
+
+class SharedSessionInterface(SessionInterface):
+    """Serves ``flask.session`` from the middleware's shared session."""
+
+    null_session_class = UnwrappedSession
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
+        shared = request.environ.get(ENVIRON_KEY)
+        if not isinstance(shared, Session):
+            return None  # Flask falls back to make_null_session()
+        return FlaskSharedSession(shared)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # The middleware persists the changes and sets its own cookie when
+        # the response starts; writing a Flask cookie here would only add a
+        # second, unsigned-by-us session cookie.
+        return None
