@@ -69,7 +69,7 @@ class Reply:
         for k, v in self.headers:
             if k.lower() == "set-cookie":
                 name, _, value = v.split(";", 1)[0].partition("=")
-                found[name] = value
+                found[name.strip()] = value
         return found
 
 

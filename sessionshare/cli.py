@@ -44,10 +44,9 @@ def _fingerprint(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    roles = [args.role] if args.role else [
-        r for r in ("idp", "remote")
-        if os.environ.get("SESSIONSHARE_IDP_URL" if r == "remote" else "SESSIONSHARE_KNOWN_REMOTE_HOSTS")
-    ] or ["remote"]
+    marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
+    roles = [args.role] if args.role else [r for r in marker if os.environ.get(marker[r])]
+    roles = roles or ["remote"]
     status = 0
     for role in roles:
         settings, problems = collect_settings(role)
@@ -62,7 +61,8 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{role}: the store does not answer ({exc}); check SESSIONSHARE_STORE_URL")
             status = 1
             continue
-        print(f"{role}: configuration ok, store answers, key fingerprint {settings['key'].fingerprint}")
+        fingerprint = settings["key"].fingerprint
+        print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
     return status
 
 
@@ -73,7 +73,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sessionshare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sessionshare", description=(__doc__ or "").split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("keygen", help="print a new sync key").set_defaults(run=_keygen)
     fp = commands.add_parser("fingerprint", help="print the fingerprint of each configured key")

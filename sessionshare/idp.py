@@ -181,7 +181,9 @@ class IdpAuthMiddleware(SessionMiddleware):
             session[PENDING_KEY] = pending
         else:
             del session[PENDING_KEY]
-        if created + PENDING_TTL < self.clock() or not self.allow_list.is_allowed_callback(callback):
+        if created + PENDING_TTL < self.clock():
+            return None
+        if not self.allow_list.is_allowed_callback(callback):  # the app may write this key too
             return None
         return _Handoff(callback, origin, chosen)
 

@@ -92,7 +92,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
         if "?" in idp_url or "#" in idp_url:
             raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
         if not callback_path.startswith("/") or callback_path == self.logout_path:
-            raise ConfigurationError(f"callback_path {callback_path!r} must be its own absolute path")
+            raise ConfigurationError(
+                f"callback_path {callback_path!r} must be its own absolute path"
+            )
         if state_ttl <= 0:
             raise ConfigurationError("state_ttl must be a positive number of seconds")
         self.idp_url = idp_url

@@ -52,7 +52,8 @@ __all__ = ["ENVIRON_KEY", "Session", "SessionManager", "new_session_id"]
 log = logging.getLogger("sessionshare")
 
 #: ``finish(status, headers) -> (status, headers, replacement body or None)``
-Finish = Callable[[str, list[tuple[str, str]]], tuple[str, list[tuple[str, str]], "list[bytes] | None"]]
+Headers = list[tuple[str, str]]
+Finish = Callable[[str, Headers], tuple[str, Headers, "list[bytes] | None"]]
 
 ENVIRON_KEY = "sessionshare.session"
 SESSION_ID_PATTERN = "[A-Za-z0-9_-]{43}"
@@ -202,7 +203,9 @@ class Session(MutableMapping[str, Any]):
         if not self._loaded:
             return False
         changed, deleted = self._changes()
-        return bool(changed or deleted or self._meta_changed or self._regenerate or self._invalidate)
+        return bool(
+            changed or deleted or self._meta_changed or self._regenerate or self._invalidate
+        )
 
     @property
     def created(self) -> float | None:
@@ -348,12 +351,15 @@ class SessionManager:
         if session._invalidate:
             if session._exists and session._sid is not None:
                 self.store.delete(self.session_key(session._sid))
-            if session._had_cookie:
-                headers.append(("Set-Cookie", self.cookie.clear()))
+            fresh = session._values  # written after invalidate(): they start a new session
             session._adopt(None, {}, {})
-            session._invalidate = False
-            session._had_cookie = False
-            return headers
+            session._invalidate = session._regenerate = session._meta_changed = False
+            if not fresh:
+                if session._had_cookie:
+                    headers.append(("Set-Cookie", self.cookie.clear()))
+                session._had_cookie = False
+                return headers
+            session._values, session._set = fresh, set(fresh)
         changed, deleted = session._changes()
         now = self.clock()
         if session._exists and session._sid is not None and not session._regenerate:

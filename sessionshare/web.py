@@ -44,6 +44,7 @@ NO_STORE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
 MAX_QUERY_LENGTH = 4096
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
 _EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
 
 
@@ -83,9 +84,13 @@ class CookieSpec:
         if samesite is not None:
             value = _SAMESITE.get(samesite.lower())
             if value is None:
-                raise ConfigurationError(f"samesite must be Lax, Strict, None or unset, not {samesite!r}")
+                raise ConfigurationError(
+                    f"samesite must be Lax, Strict, None or unset, not {samesite!r}"
+                )
             if value == "None" and not secure:
-                raise ConfigurationError("samesite='None' needs secure=True (browsers drop it otherwise)")
+                raise ConfigurationError(
+                    "samesite='None' needs secure=True (browsers drop it otherwise)"
+                )
             parts.append(f"SameSite={value}")
         self.name = name
         self.secure = secure
@@ -157,7 +162,7 @@ def safe_return_path(path: object, default: str = "/") -> str:
     lowered = path.lower()
     # Encoded slashes, backslashes and control characters are decoded by some
     # servers and browsers before the path is resolved: refuse them too.
-    if lowered.startswith(("/%2f", "/%5c")) or re.search(r"%(?:0[0-9a-f]|1[0-9a-f]|7f|5c)", lowered):
+    if lowered.startswith(("/%2f", "/%5c")) or _ENCODED_DANGER.search(lowered):
         return default
     return path
 

@@ -28,7 +28,10 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 def require_chromium() -> None:
     """Skip (a failure in CI, where SESSIONSHARE_NO_SKIP is set) without Chromium."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver: "
+            "apt-get install chromium chromium-driver"
+        )
 
 
 @contextmanager

@@ -106,7 +106,7 @@ REJECTED = {
     f"https://evil.com%5c.remote.test{CB}": "bad_character",
     f"https://evil.com%23.remote.test{CB}": "bad_character",
     f"https://evil.com%3f.remote.test{CB}": "bad_character",
-    f"https://remote.test/_sessionshare%2fcallback": "bad_character",
+    "https://remote.test/_sessionshare%2fcallback": "bad_character",
     # Other schemes.
     "javascript:alert(1)//remote.test/_sessionshare/callback": "bad_scheme",
     "data:text/html,<script>alert(1)</script>": "bad_scheme",

@@ -140,7 +140,11 @@ def test_parallel_replay_has_exactly_one_winner(redis_url: str, clock: FakeClock
         statuses: list[str] = []
         barrier = threading.Barrier(2)
 
-        def redeem() -> None:
+        def redeem(
+            environ: dict[str, str] = environ,
+            statuses: list[str] = statuses,
+            barrier: threading.Barrier = barrier,
+        ) -> None:
             barrier.wait()
             dep.shop(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
 
@@ -168,10 +172,12 @@ def test_state_cookie_checks(dep: Deployment, store: SessionStore, clock: FakeCl
     if variant == "foreign":
         other = Browser(dep)
         other.start_login(SHOP + "/orders")  # a valid state cookie of another login
-        (other_name,) = [k for k in other.apps["shop.test"].cookies if k.startswith("sessionshare_")]
-        attacker.apps["shop.test"].set_cookie(name, other.apps["shop.test"].cookies[other_name])
+        others = other.apps["shop.test"].cookies
+        (other_name,) = [k for k in others if k.startswith("sessionshare_")]
+        attacker.apps["shop.test"].set_cookie(name, others[other_name])
     elif variant == "tampered":
-        attacker.apps["shop.test"].set_cookie(name, value[:-2] + ("AA" if value[-2:] != "AA" else "BB"))
+        tail = "AA" if value[-2:] != "AA" else "BB"
+        attacker.apps["shop.test"].set_cookie(name, value[:-2] + tail)
     elif variant == "expired":
         attacker.apps["shop.test"].set_cookie(name, value)
         clock.advance(0)  # the token is fresh; the state cookie's own lifetime is separate
@@ -271,7 +277,9 @@ def test_json_errors_for_api_clients(dep: Deployment) -> None:
 # -- login CSRF and fixation ---------------------------------------------------------
 
 
-def test_login_csrf_attackers_token_in_victims_browser(dep: Deployment, store: SessionStore) -> None:
+def test_login_csrf_attackers_token_in_victims_browser(
+    dep: Deployment, store: SessionStore
+) -> None:
     victim = Browser(dep)
     assert victim.sign_in_at(SHOP + "/orders").json["user"] == "alice"
     victim_cookie = victim.cookie("shop.test")

@@ -122,7 +122,11 @@ def test_tickets_taken_from_8_threads_have_one_winner(store: SessionStore) -> No
         barrier = threading.Barrier(8)
         wins: list[str | None] = []
 
-        def take(name: str = name, barrier: threading.Barrier = barrier) -> None:
+        def take(
+            name: str = name,
+            barrier: threading.Barrier = barrier,
+            wins: list[str | None] = wins,
+        ) -> None:
             barrier.wait()
             wins.append(store.take_ticket(name))
 

@@ -87,7 +87,8 @@ class _Entry:
 
     def host_matches(self, url: _Url) -> bool:
         if self.wildcard:
-            # ".partner.example" matches "a.partner.example", never the apex or "evilpartner.example".
+            # ".partner.example" matches "a.partner.example", never the apex
+            # and never "evilpartner.example".
             return not url.is_ip and url.host.endswith(self.host) and len(url.host) > len(self.host)
         return url.is_ip == self.is_ip and url.host == self.host
 

@@ -100,7 +100,8 @@ class RedisStore:
         """
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
-                f"store URL must start with redis://, rediss:// or unix://, got {url.split(':')[0]!r}"
+                "store URL must start with redis://, rediss:// or unix://, "
+                f"got {url.split(':')[0]!r}"
             )
         options: dict[str, Any] = {
             "socket_timeout": socket_timeout,

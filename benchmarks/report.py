@@ -1,0 +1,163 @@
+"""Turning the measurements into the printed tables, the ratios and the verdicts.
+
+*Overhead* is what a session layer adds to the app it wraps: a case's median
+microseconds per request minus its baseline's -- the bare app (a) for the
+WSGI middlewares, plain Flask (e0) for Flask-Session (e). The targets of
+issue 5 are ratios of overheads and of requests/s, plus exact round-trip
+counts and a memory bound; :func:`targets` evaluates each one.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: The baseline each case's overhead is measured against.
+BASELINE = {"b": "a", "c": "a", "d": "a", "e": "e0", "f": "a", "g": "a"}
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | None
+    op: str  # "<=", "<", "==", ">="
+    limit: float
+    unit: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return {
+            "<=": self.value <= self.limit + 1e-9,
+            "<": self.value < self.limit,
+            "==": abs(self.value - self.limit) < 1e-9,
+            ">=": self.value >= self.limit - 1e-9,
+        }[self.op]
+
+    def line(self) -> str:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[self.met]
+        shown = "-" if self.value is None else f"{self.value:.2f}{self.unit}"
+        return f"  {self.name:<44} {shown:>9}  {self.op} {self.limit:g}{self.unit:<3}  {verdict}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "op": self.op, "limit": self.limit,
+                "met": self.met}
+
+
+def overheads(us: dict[str, float]) -> dict[str, float]:
+    return {case: us[case] - us[base] for case, base in BASELINE.items() if case in us}
+
+
+def targets(result: dict[str, Any], timings_meaningful: bool) -> list[Target]:
+    inproc = result["inprocess"]
+    over = result["overhead_us"]
+    trips = {case: row["round_trips"] for case, row in inproc.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        if not timings_meaningful or a not in over or b not in over or over[b] <= 0:
+            return None
+        return over[a] / over[b]
+
+    found = [
+        Target("(c) overhead / floor (b) overhead", ratio("c", "b"), "<=", 1.15, "x"),
+        Target("(d) overhead / floor (b) overhead", ratio("d", "b"), "<=", 1.3, "x"),
+        Target("(c) overhead / Flask-Session (e) overhead", ratio("c", "e"), "<=", 0.4, "x"),
+        Target("(c) overhead / Beaker (f) overhead", ratio("c", "f"), "<=", 0.4, "x"),
+        Target("round trips (c) per request", trips.get("c"), "==", 1),
+        Target("round trips (d) per request", trips.get("d"), "<=", 2),
+        Target("round trips (g) per request", trips.get("g"), "==", 0),
+        Target("round trips (h) per login", trips.get("h"), "<=", 4),
+    ]
+    served = result.get("http") or {}
+    rps = None
+    if "b" in served and "c" in served and served["b"]["requests_per_second"]:
+        rps = served["c"]["requests_per_second"] / served["b"]["requests_per_second"]
+    found.append(Target("HTTP req/s (c) / req/s (b)", rps, ">=", 0.9, "x"))
+    memory = result.get("memory") or {}
+    for case in ("c", "d"):
+        growth = memory.get(case, {}).get("growth_mb")
+        found.append(Target(f"RSS growth over {result['settings']['memory_requests']:,} "
+                            f"requests of ({case})", growth, "<", 5, " MB"))
+    return found
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine(redis_version: str, wrk_version: str) -> dict[str, Any]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        model = found.group(1).strip() if found else model
+    import os
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis_server": redis_version,
+        "redis_py": _version("redis"),
+        "hiredis": _version("hiredis"),
+        "gunicorn": _version("gunicorn"),
+        "flask": _version("flask"),
+        "flask_session": _version("flask-session"),
+        "beaker": _version("beaker"),
+        "werkzeug": _version("werkzeug"),
+        "wrk": wrk_version,
+    }
+
+
+def _commands(commands: dict[str, float]) -> str:
+    return ", ".join(f"{name} {calls:g}" for name, calls in commands.items()) or "-"
+
+
+def render(result: dict[str, Any], found: list[Target]) -> str:
+    m, s = result["machine"], result["settings"]
+    lines = [
+        f"machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, Python {m['python']}, "
+        f"redis-server {m['redis_server']}, redis-py {m['redis_py']} + hiredis {m['hiredis']}",
+        f"settings: {s['mode']}, pinned to CPU {s['pin']}" if s["pin"] is not None
+        else f"settings: {s['mode']}, not pinned",
+        f"in-process: median of {s['repeats']} repeats x {s['requests']} requests per case",
+        "",
+        f"  {'case':<4} {'what':<40} {'us/unit':>9} {'overhead':>9} {'trips':>6}  server commands",
+    ]
+    over = result["overhead_us"]
+    for case, row in result["inprocess"].items():
+        shown = f"{over[case]:9.1f}" if case in over else f"{'-':>9}"
+        lines.append(
+            f"  ({case}){'':<{2 - len(case)}} {row['label'][:40]:<40} {row['us']:9.1f} {shown} "
+            f"{row['round_trips']:6.2f}  {_commands(row['commands'])}"
+            + (f"  [per {row['unit']}]" if row["unit"] != "request" else "")
+        )
+    lines.append("  overhead = us/request minus the baseline's: (a) bare app; (e0) for (e)")
+    served = result.get("http") or {}
+    if served:
+        lines += ["", f"over HTTP: gunicorn sync x2 workers, wrk 1 thread x {s['connections']} "
+                  f"connections, {s['http_seconds']:g} s per case",
+                  f"  {'case':<4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}  errors"]
+        for case, row in served.items():
+            lines.append(
+                f"  ({case})  {row['requests_per_second']:9.0f} {row['p50_ms']:8.2f} "
+                f"{row['p99_ms']:8.2f} {row['requests']:9d}  {row['errors'] or '-'}"
+            )
+    memory = result.get("memory") or {}
+    if memory:
+        lines += ["", f"memory: RSS over {s['memory_requests']:,} in-process requests "
+                  "(after a warm-up)"]
+        for case, row in memory.items():
+            lines.append(f"  ({case})  RSS {row['rss_mb']:.1f} MB, growth {row['growth_mb']:+.2f} MB")
+    lines += ["", "targets (issue 5):"] + [t.line() for t in found]
+    return "\n".join(lines)
