@@ -23,13 +23,14 @@ def blog(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
         return [b"not found"]
     session = environ["sessionshare.session"]
     session["blog_visits"] = session.get("blog_visits", 0) + 1
-    cart = ", ".join(session.get("cart", [])) or "empty"
+    cart = ", ".join(map(str, session.get("cart", []))) or "empty"
     body = (
         "<!doctype html><meta charset=utf-8><title>Blog</title><h1>Blog</h1>"
         f"<p>Hello <b id=user>{escape(environ['REMOTE_USER'])}</b>, "
         f"visit number {session['blog_visits']}. Your shop cart: "
         f"<span id=cart>{escape(cart)}</span></p>"
-        '<form method=post action="/_sessionshare/logout"><button id=logout>Sign out</button></form>'
+        '<form method=post action="/_sessionshare/logout">'
+        "<button id=logout>Sign out</button></form>"
     ).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(body)))])

@@ -31,7 +31,7 @@ def home(request: Any) -> Response:
 
 def orders(request: Any) -> Response:
     flashes = "".join(f"<p class=flash>{escape(m)}</p>" for m in request.session.pop_flash())
-    cart = ", ".join(request.session.get("cart", [])) or "empty"
+    cart = ", ".join(map(str, request.session.get("cart", []))) or "empty"
     buttons = "".join(f"<button name=item value={i}>Add a {i}</button>" for i in ITEMS)
     return Response(
         f"<!doctype html><title>Orders</title><h1>Shop</h1>{flashes}"

@@ -69,7 +69,7 @@ def _check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(redis_url=args.redis, host=args.host)
+    return run_demo(redis_url=args.redis, host=args.host, port=args.port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="the IdP's port; the shop and the blog take the next two")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -176,16 +176,20 @@ class IdpAuthMiddleware(SessionMiddleware):
             chosen = max(pending, key=lambda s: pending[s][2])
         else:
             return None
-        callback, origin, created = pending.pop(chosen)
+        entry = pending.pop(chosen)
         if pending:
             session[PENDING_KEY] = pending
         else:
             del session[PENDING_KEY]
-        if created + PENDING_TTL < self.clock():
+        # The app can write this key too: trust nothing in it without checking again.
+        try:
+            callback, _, created = entry
+            if float(created) + PENDING_TTL < self.clock():
+                return None
+            allowed = self.allow_list.check_callback(callback)
+        except (TypeError, ValueError, CallbackRejected):
             return None
-        if not self.allow_list.is_allowed_callback(callback):  # the app may write this key too
-            return None
-        return _Handoff(callback, origin, chosen)
+        return _Handoff(allowed.url, allowed.origin, chosen)
 
     # -- step 4: the app signed the user in ---------------------------------
     def _finish(

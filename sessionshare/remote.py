@@ -176,7 +176,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
 
     def _redeem(self, environ: WSGIEnvironment) -> tuple[str, str, str]:
         """Run every check of the callback; the shared session id, state and return path."""
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        if environ.get("REQUEST_METHOD") != "GET":
             raise TokenRejected("bad_method", "the token arrives by GET")
         params = query_params(environ)
         tokens = None if params is None else params.get("token")

@@ -52,6 +52,7 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _IPV4_PART = re.compile(r"0|[1-9][0-9]{0,2}")
 _NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+_IGNORED_BY_IDNA = frozenset("\u115f\u1160")  # Hangul fillers: alphanumeric to Python
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,15 @@ def _ascii_label(label: str) -> str:
             ch.isalnum() or ch == "-" for ch in label
         ) or unicodedata.normalize("NFKC", label) != label:
             raise _reject("bad_host", "non-ASCII label needing mapping")
+        if label.casefold() != label or any(
+            ch in _IGNORED_BY_IDNA or unicodedata.bidirectional(ch) in ("R", "AL", "AN")
+            for ch in label
+        ):
+            # Where UTS 46 and Python disagree, the checked host would not be the one a
+            # browser resolves: case folding (Cherokee small letters fold to capitals,
+            # sharp s and final sigma differ between IDNA versions), the bidi rule of
+            # right-to-left labels, and fillers a browser drops.
+            raise _reject("bad_host", "non-ASCII label browsers read differently")
         label = "xn--" + label.encode("punycode").decode("ascii")
     if not _LABEL.fullmatch(label):
         raise _reject("bad_host", "not a DNS label")

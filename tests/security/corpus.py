@@ -287,7 +287,7 @@ CALLBACK_ATTACKS: list[Attack] = [
         "https://\uab70.partner.test" + CB,  # Cherokee small a: UTS 46 maps it to U+13A0
         "https://a\u0662.partner.test" + CB,  # Arabic digit after Latin: fails the bidi rule
         "https://\u00df.partner.test" + CB,  # sharp s: transitional vs non-transitional
-        "https://b\u00fccher.partner.test" + CB,  # Unicode form: remotes send the xn-- form
+        "https://\u115fa.partner.test" + CB,  # Hangul filler: a browser drops it
     ]),
     # Port confusion (CWE-601 class; WHATWG vs RFC 3986 port parsing).
     *_group("cwe-601-port", [
@@ -331,6 +331,7 @@ ACCEPTED: dict[str, str] = {
     "https://a.partner.test" + CB: "https://a.partner.test" + CB,
     "https://X.Y.partner.test:443" + CB: "https://x.y.partner.test" + CB,
     "https://xn--bcher-kva.partner.test" + CB: "https://xn--bcher-kva.partner.test" + CB,
+    "https://b\u00fccher.partner.test" + CB: "https://xn--bcher-kva.partner.test" + CB,
 }
 
 # The remote's return path: request paths (as a WSGI server hands them over,

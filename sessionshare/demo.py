@@ -1,0 +1,232 @@
+"""``python -m sessionshare demo``: one login shared by three sites on this machine.
+
+Starts the apps of ``examples/`` -- the Flask IdP with its login form, the
+Pyramid shop and the plain-WSGI blog -- each in its own threaded WSGI server
+(werkzeug's) at ``http://idp.localhost:8000``, ``http://shop.localhost:8001``
+and ``http://blog.localhost:8002``. Browsers resolve every ``*.localhost``
+name to this machine, yet treat each as its own site with its own cookies,
+which is all a cross-domain hand-off needs. The three apps share one
+in-process :class:`~sessionshare.store.MemoryStore` (``--redis URL`` puts
+the sessions in Redis instead) and a sync key made for this run.
+
+**Not for production.** The demo speaks plain http, so it turns off the
+Secure cookie flag (``cookie_secure=False``) explicitly, and says so when it
+starts; a real deployment serves every app over https and keeps the flag.
+
+The example apps live in the source checkout, next to the package, not in
+it: the demo looks for ``examples/`` beside the installed package (an
+editable install from a checkout) or in the current directory, and
+explains what to do when it finds neither.
+
+    python -m pip install -e '.[test]' && python -m sessionshare demo
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .crypto import SyncKey
+from .errors import ConfigurationError, StoreUnavailable
+from .store import MemoryStore, SessionStore
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["DEFAULT_PORT", "Servers", "demo_apps", "find_examples", "load_example", "run_demo"]
+
+log = logging.getLogger("sessionshare.demo")
+
+DEFAULT_PORT = 8000
+SITES = ("idp", "shop", "blog")  # on port, port + 1, port + 2
+USERS_HINT = "alice / wonderland (or bob / builder)"
+KEY_PREFIX = "sessionshare-demo:"
+
+
+def find_examples() -> Path:
+    """The ``examples/`` directory of a source checkout (beside the package, or here)."""
+    candidates = [Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"]
+    for candidate in candidates:
+        if (candidate / "idp_flask.py").is_file():
+            return candidate
+    raise ConfigurationError(
+        "the demo runs the example apps in examples/ of a source checkout, and this "
+        "installation has none: clone the repository, then in it run "
+        "`python -m pip install -e '.[test]' && python -m sessionshare demo`"
+    )
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` (it is a script directory, not a package)."""
+    path = find_examples() / f"{name}.py"
+    module_name = f"sessionshare_example_{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigurationError(f"cannot load the example {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered first: Flask finds its root path through sys.modules.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def site_urls(port: int = DEFAULT_PORT) -> dict[str, str]:
+    """``{"idp": "http://idp.localhost:8000", "shop": ..., "blog": ...}``."""
+    return {name: f"http://{name}.localhost:{port + i}" for i, name in enumerate(SITES)}
+
+
+def demo_apps(
+    store: SessionStore, key: SyncKey | str, urls: Mapping[str, str], **options: Any
+) -> dict[str, WSGIApplication]:
+    """The three example apps wired to one store and key, by site name."""
+    # Plain http on this machine only: the Secure flag is relaxed on purpose.
+    common: dict[str, Any] = {"store": store, "key": key, "cookie_secure": False, **options}
+    login = urls["idp"] + "/login"
+    return {
+        "idp": load_example("idp_flask").create_app(
+            app_url=urls["idp"], known_remote_hosts=[urls["shop"], urls["blog"]], **common
+        ),
+        "shop": load_example("shop_pyramid").create_app(
+            app_url=urls["shop"], idp_url=login, **common
+        ),
+        "blog": load_example("blog_wsgi").create_app(app_url=urls["blog"], idp_url=login, **common),
+    }
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (``OSError`` when the port is taken: no server half-started)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+class Servers:
+    """Threaded werkzeug WSGI servers on already-bound sockets, stopped together."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[BaseWSGIServer, threading.Thread]] = []
+
+    def start(self, sock: socket.socket, app: WSGIApplication) -> int:
+        """Serve ``app`` on ``sock`` in a background thread; the port it serves."""
+        host, port = sock.getsockname()[:2]
+        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        sock.close()  # the server holds its own duplicate of the descriptor
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2},
+            name=f"sessionshare-demo-{port}", daemon=True,
+        )
+        thread.start()
+        self._running.append((server, thread))
+        return int(server.port)
+
+    def stop(self) -> None:
+        """Stop accepting, let the serving threads end, close the sockets."""
+        for server, _ in self._running:
+            server.shutdown()
+        for server, thread in self._running:
+            thread.join(timeout=5)
+            server.server_close()
+        self._running = []
+
+
+def _open_store(redis_url: str | None) -> tuple[SessionStore, str]:
+    if redis_url is None:
+        return MemoryStore(), "in-memory (this process only)"
+    from .store.redis import RedisStore
+
+    store = RedisStore.from_url(redis_url)
+    store.ping()
+    return store, f"Redis at {redis_url.split('@')[-1]}"  # never print a password
+
+
+def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
+    idp, shop, blog = urls["idp"], urls["shop"], urls["blog"]
+    return "\n".join([
+        f"sessionshare demo: one login, three sites (listening on {host}; store: {store_name})",
+        f"  IdP   {idp}   Flask, the login form: {USERS_HINT}",
+        f"  shop  {shop}  Pyramid, /orders needs a sign-in",
+        f"  blog  {blog}  plain WSGI, every page needs a sign-in",
+        f"1. Open {shop}/orders and sign in as {USERS_HINT}.",
+        f"2. Open {blog}/ -- signed in already, no form; sign out there and the shop asks again.",
+        "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
+        "is plain http on your machine; serve real deployments over https.",
+        "Press Ctrl-C to stop.",
+    ])
+
+
+def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
+    """Serve the three example apps until Ctrl-C or SIGTERM; the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not 0 < port <= 65535 - len(SITES) + 1:
+        print(f"error: --port {port} leaves no room for {len(SITES)} ports", file=sys.stderr)
+        return 2
+    sockets: list[socket.socket] = []
+    store: SessionStore | None = None
+    servers = Servers()
+    started = False
+    try:
+        find_examples()
+        store, store_name = _open_store(redis_url)
+        for offset in range(len(SITES)):
+            try:
+                sockets.append(listen(host, port + offset))
+            except OSError as exc:
+                print(f"error: cannot listen on {host}:{port + offset} ({exc.strerror}); "
+                      "is another demo running? Pick other ports with --port", file=sys.stderr)
+                return 2
+        urls = site_urls(port)
+        apps = demo_apps(store, SyncKey.generate(), urls, key_prefix=KEY_PREFIX)
+        for sock, name in zip(sockets, SITES, strict=True):
+            servers.start(sock, apps[name])
+        sockets, started = [], True
+        print(_banner(urls, host, store_name), flush=True)
+        _wait_for_stop_signal()
+        return 0
+    except ImportError as exc:
+        print(f"error: the demo needs Flask and Pyramid ({exc}); install them with "
+              "`python -m pip install -e '.[test]'`", file=sys.stderr)
+        return 2
+    except (ConfigurationError, StoreUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sock in sockets:
+            sock.close()
+        servers.stop()
+        if store is not None:
+            store.close()
+        if started:
+            print("sessionshare demo stopped.", flush=True)
+
+
+def _wait_for_stop_signal() -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
