@@ -127,7 +127,7 @@ def call(app: WSGIApplication, environ: WSGIEnvironment, reply: Reply) -> bytes:
 def request_loop(app: WSGIApplication, environ: WSGIEnvironment) -> Loop:
     template = dict(environ)
 
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         return None
 
     def loop(n: int) -> float:
@@ -211,7 +211,7 @@ class Stack:
 
     def check(self) -> None:
         """Every case answers what it should, from the stored session."""
-        expected = {
+        expected: dict[str, tuple[WSGIApplication, str, str, bytes]] = {
             "a": (apps.hello, apps.READ_PATH, self.cookie, b"hello"),
             "b": (self.floor, apps.READ_PATH, self.cookie, b"dark"),
             "c": (self.shop, apps.READ_PATH, self.cookie, b"dark"),

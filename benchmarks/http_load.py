@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,8 @@ def find_wrk(log: bool = True) -> str:
     return found
 
 
-def _affinity(cpus: set[int] | None) -> object:
+def _affinity(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` binding the child to ``cpus`` (its children inherit it)."""
     if cpus is None:
         return None
     return lambda: os.sched_setaffinity(0, cpus)
@@ -93,7 +94,7 @@ def gunicorn(
         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync",
         "--log-level", "warning", "--chdir", str(REPO),
     ]
-    process = subprocess.Popen(args, env=env, preexec_fn=_affinity(cpus))  # type: ignore[arg-type]
+    process = subprocess.Popen(args, env=env, preexec_fn=_affinity(cpus))
     try:
         yield process
     finally:
@@ -157,7 +158,7 @@ def drive(
     args.append(f"http://127.0.0.1:{port}{path}")
     done = subprocess.run(
         args, capture_output=True, text=True, timeout=seconds + 60,
-        preexec_fn=_affinity(cpus),  # type: ignore[arg-type]
+        preexec_fn=_affinity(cpus),
     )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 import redis
 from redis.connection import AbstractConnection
 
@@ -52,7 +52,7 @@ def counting_round_trips() -> Iterator[list[int]]:
 
     def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
         count[0] += 1
-        original(self, command, check_health)
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
 
     AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
     try:

@@ -9,6 +9,7 @@ counts and a memory bound; :func:`targets` evaluates each one.
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ class Target:
     def line(self) -> str:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[self.met]
         shown = "-" if self.value is None else f"{self.value:.2f}{self.unit}"
-        return f"  {self.name:<44} {shown:>9}  {self.op} {self.limit:g}{self.unit:<3}  {verdict}"
+        limit = f"{self.op} {self.limit:g}{self.unit}"
+        return f"  {self.name:<44} {shown:>9}  {limit:<9} {verdict}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "op": self.op, "limit": self.limit,
@@ -61,7 +63,7 @@ def targets(result: dict[str, Any], timings_meaningful: bool) -> list[Target]:
     def ratio(a: str, b: str) -> float | None:
         if not timings_meaningful or a not in over or b not in over or over[b] <= 0:
             return None
-        return over[a] / over[b]
+        return float(over[a] / over[b])
 
     found = [
         Target("(c) overhead / floor (b) overhead", ratio("c", "b"), "<=", 1.15, "x"),
@@ -93,21 +95,20 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def machine(redis_version: str, wrk_version: str) -> dict[str, Any]:
+def machine(wrk_version: str) -> dict[str, Any]:
+    """The machine and the versions in play (call before pinning: nproc counts usable CPUs)."""
     model = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
         model = found.group(1).strip() if found else model
-    import os
-
     return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "nproc": len(os.sched_getaffinity(0)),
+        "loadavg_at_start": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
         "cpu_model": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "redis_server": redis_version,
         "redis_py": _version("redis"),
         "hiredis": _version("hiredis"),
         "gunicorn": _version("gunicorn"),
@@ -126,23 +127,32 @@ def _commands(commands: dict[str, float]) -> str:
 def render(result: dict[str, Any], found: list[Target]) -> str:
     m, s = result["machine"], result["settings"]
     lines = [
-        f"machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, Python {m['python']}, "
-        f"redis-server {m['redis_server']}, redis-py {m['redis_py']} + hiredis {m['hiredis']}",
+        f"machine: {m['nproc']} CPUs ({m['cpu_model']}), Linux {m['kernel']}, "
+        f"Python {m['python']}, redis-server {m['redis_server']}, "
+        f"redis-py {m['redis_py']} + hiredis {m['hiredis']}; load average at start "
+        f"{m['loadavg_at_start']}"
+        + (" -- OTHER WORK IS RUNNING: figures will be noisy" if m["loadavg_at_start"] > 0.5
+           else ""),
         f"settings: {s['mode']}, pinned to CPU {s['pin']}" if s["pin"] is not None
         else f"settings: {s['mode']}, not pinned",
         f"in-process: median of {s['repeats']} repeats x {s['requests']} requests per case",
         "",
-        f"  {'case':<4} {'what':<40} {'us/unit':>9} {'overhead':>9} {'trips':>6}  server commands",
+        f"  {'case':<4} {'what':<38} {'us/unit':>8} {'min-max':>13} {'overhead':>8} {'trips':>5}"
+        "  server commands",
     ]
     over = result["overhead_us"]
     for case, row in result["inprocess"].items():
-        shown = f"{over[case]:9.1f}" if case in over else f"{'-':>9}"
+        shown = f"{over[case]:8.1f}" if case in over else f"{'-':>8}"
+        spread = f"{min(row['samples_us']):.1f}-{max(row['samples_us']):.1f}"
         lines.append(
-            f"  ({case}){'':<{2 - len(case)}} {row['label'][:40]:<40} {row['us']:9.1f} {shown} "
-            f"{row['round_trips']:6.2f}  {_commands(row['commands'])}"
+            f"  ({case}){'':<{2 - len(case)}} {row['label'][:38]:<38} {row['us']:8.1f} "
+            f"{spread:>13} {shown} {row['round_trips']:5.2f}  {_commands(row['commands'])}"
             + (f"  [per {row['unit']}]" if row["unit"] != "request" else "")
         )
-    lines.append("  overhead = us/request minus the baseline's: (a) bare app; (e0) for (e)")
+    lines.append("  us/unit: median of the repeats; overhead: minus the baseline's median "
+                 "((a) bare app; (e0) for (e));")
+    lines.append("  trips: store round trips per unit (client-side); server commands per unit, "
+                 "those run inside a script included")
     served = result.get("http") or {}
     if served:
         lines += ["", f"over HTTP: gunicorn sync x2 workers, wrk 1 thread x {s['connections']} "
@@ -158,6 +168,8 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
         lines += ["", f"memory: RSS over {s['memory_requests']:,} in-process requests "
                   "(after a warm-up)"]
         for case, row in memory.items():
-            lines.append(f"  ({case})  RSS {row['rss_mb']:.1f} MB, growth {row['growth_mb']:+.2f} MB")
+            lines.append(
+                f"  ({case})  RSS {row['rss_mb']:.1f} MB, growth {row['growth_mb']:+.2f} MB"
+            )
     lines += ["", "targets (issue 5):"] + [t.line() for t in found]
     return "\n".join(lines)

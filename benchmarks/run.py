@@ -52,9 +52,11 @@ def _test_servers() -> ModuleType:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="sessionshare vs Flask-Session vs Beaker"
+    )
     parser.add_argument("--pin", type=int, metavar="CPU",
-                        help="bind this process, redis-server and gunicorn to CPU (wrk: the others)")
+                        help="bind this process, redis-server and gunicorn to CPU; wrk to the rest")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check: few requests, no HTTP, no memory run")
     parser.add_argument("--repeats", type=int, help="timed repeats per case (default 7; smoke 3)")
@@ -74,8 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.memory_requests is None:
         args.memory_requests = 0 if smoke else 100_000
     args.http = not (args.no_http or smoke)
-    if args.pin is not None and args.pin not in os.sched_getaffinity(0):
-        parser.error(f"--pin {args.pin}: this process may run on CPUs {sorted(os.sched_getaffinity(0))}")
+    usable = sorted(os.sched_getaffinity(0))
+    if args.pin is not None and args.pin not in usable:
+        parser.error(f"--pin {args.pin}: this process may only run on CPUs {usable}")
     return args
 
 
@@ -90,9 +93,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
     all_cpus = set(os.sched_getaffinity(0))
     server_cpus = {args.pin} if args.pin is not None else None
     client_cpus = (all_cpus - {args.pin}) or None if args.pin is not None else None
+    wrk = http_load.find_wrk() if args.http else None
+    machine = report.machine(_wrk_version(wrk))
     if server_cpus:
         measure.pin(0, server_cpus)
-    wrk = http_load.find_wrk() if args.http else None
     servers = _test_servers()
     server = servers.RedisServer().start()
     try:
@@ -128,21 +132,21 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
             for case_id in HTTP_CASES:
                 print(f"HTTP: ({case_id}) for {args.http_seconds:g} s ...", file=sys.stderr,
                       flush=True)
-                result = http_load.run_case(
+                outcome = http_load.run_case(
                     case_id, cookies[case_id], redis_url=server.url, sync_key=stack.sync_key,
                     port=servers.free_port(), seconds=args.http_seconds,
                     connections=args.connections, server_cpus=server_cpus,
                     client_cpus=client_cpus, wrk=wrk,
                 )
-                served[case_id] = vars(result)
-        redis_version = str(stack.admin.info("server")["redis_version"])
+                served[case_id] = vars(outcome)
+        machine["redis_server"] = str(stack.admin.info("server")["redis_version"])
         stack.close()
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
     us = {case_id: row["us"] for case_id, row in inprocess.items()}
     result: dict[str, Any] = {
-        "machine": report.machine(redis_version, _wrk_version(wrk)),
+        "machine": machine,
         "settings": {
             "mode": "smoke" if args.smoke else "full", "pin": args.pin,
             "repeats": args.repeats, "requests": args.requests,

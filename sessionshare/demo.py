@@ -149,7 +149,13 @@ def _open_store(redis_url: str | None) -> tuple[SessionStore, str]:
 
     store = RedisStore.from_url(redis_url)
     store.ping()
-    return store, f"Redis at {redis_url.split('@')[-1]}"  # never print a password
+    return store, f"Redis at {_redacted(redis_url)}"
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its user-info part: never print a password."""
+    scheme, _, rest = url.rpartition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}" if scheme else rest.rpartition("@")[2]
 
 
 def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
@@ -199,7 +205,11 @@ def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
         print(f"error: the demo needs Flask and Pyramid ({exc}); install them with "
               "`python -m pip install -e '.[test]'`", file=sys.stderr)
         return 2
-    except (ConfigurationError, StoreUnavailable) as exc:
+    except StoreUnavailable as exc:
+        print(f"error: the Redis at {_redacted(redis_url or '')} does not answer ({exc}); "
+              "start it, or leave out --redis to use the embedded store", file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

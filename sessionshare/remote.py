@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from itsdangerous import BadData
+from itsdangerous import BadData, TimestampSigner
 
 from .crypto import SyncKey, canonical_origin, open_token, ticket_digest, unwrap_session_id
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
@@ -110,6 +110,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
             path=callback_path, max_age=self.state_ttl,
         )
         self._state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
+        # The state cookie ages by this middleware's clock, as tokens and tickets do
+        # (itsdangerous would read the wall clock).
+        self._state_signer.signer = _clocked_signer(self.clock)
         self._protects = _protect_predicate(protect)
 
     def __call__(
@@ -224,6 +227,14 @@ class RemoteSessionMiddleware(SessionMiddleware):
         ):
             raise TokenRejected("bad_state", "state does not match this browser's login")
         return safe_return_path(saved[1])
+
+
+def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return ClockedSigner
 
 
 def _protect_predicate(protect: Protect) -> Callable[[WSGIEnvironment], bool]:

@@ -110,10 +110,12 @@ class CookieSpec:
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""
-        # RFC 6265 lets a cookie value stand between double quotes.
+        # RFC 6265 lets a cookie value stand between double quotes. Only ";" separates
+        # cookies: browsers accept "," inside a value, so reading it as a separator would
+        # let a tossed `foo=x,<name>=...` cookie smuggle in a session (defeating __Host-).
         escaped = re.escape(name or self.name)
         return re.compile(
-            rf'(?:^|[;,])\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:[;,]|$)'
+            rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
 
 

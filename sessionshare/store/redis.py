@@ -19,6 +19,13 @@ Every driver error becomes :class:`~sessionshare.errors.StoreUnavailable`;
 redis-py reconnects on the next command, so the app recovers by itself when
 the server is back.
 
+Speed: on a plain ``redis.Redis`` (one server, RESP2, no client-side cache)
+the two per-request commands, the read and the merge, skip redis-py's
+client and pool machinery, which costs about 10 microseconds per command in
+redis-py 8 -- a third of a whole session read on loopback (measured in
+``benchmarks/README.md``). They go out on connections the store borrowed
+from the client's pool, with the same settings and retry policy.
+
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
     store = RedisStore(Sentinel([("s1", 26379)]).master_for("sessions"))
 """
@@ -26,13 +33,16 @@ the server is back.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import redis as redis_py
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .base import SessionRecord
@@ -72,10 +82,72 @@ def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"redis: {type(exc).__name__}")
 
 
+class _DirectLine:
+    """Send a command on a borrowed redis-py connection, skipping client and pool.
+
+    Connections are borrowed from the client's pool once (so its
+    ``max_connections`` still bounds them) and kept on an idle list:
+    ``list.pop``/``append`` are atomic, so each thread or greenlet gets a
+    connection of its own. redis-py's connection does the rest as it does
+    for the client -- connect, auth, TLS, timeouts, the configured retry, and
+    a disconnect on any failure, so a broken connection reconnects on reuse.
+    """
+
+    __slots__ = ("_idle", "_pid", "_pool")
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    @classmethod
+    def for_client(cls, client: Any) -> _DirectLine | None:
+        """A line for a plain single-server client; None where the client must route."""
+        pool = getattr(client, "connection_pool", None)
+        if (
+            type(client) is not redis_py.Redis
+            or type(pool) is not redis_py.ConnectionPool
+            or getattr(client, "connection", None) is not None  # single-connection mode
+            or getattr(pool, "cache", None) is not None  # client-side caching
+            or str(pool.connection_kwargs.get("protocol") or 2) != "2"  # RESP3 pushes
+        ):
+            return None
+        return cls(pool)
+
+    def call(self, *args: str | int) -> Any:
+        if self._pid != os.getpid():
+            # Forked: the parent's sockets are not this process's to use.
+            self._idle, self._pid = [], os.getpid()
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            try:
+                conn = self._pool.get_connection()
+            except TypeError:  # redis-py < 5.3 wants a command name
+                conn = self._pool.get_connection(args[0])
+        try:
+            packed = conn.pack_command(*args)
+            return conn.retry.call_with_retry(
+                lambda: _exchange(conn, packed), lambda _error: conn.disconnect()
+            )
+        finally:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._pool.release(conn)
+
+
+def _exchange(conn: Any, packed: Any) -> Any:
+    conn.send_packed_command(packed)
+    return conn.read_response()
+
+
 class RedisStore:
     """A :class:`~sessionshare.store.SessionStore` over any redis-py client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, sentinel_check_interval: float = 1.0) -> None:
         if not hasattr(client, "getex"):
             raise ConfigurationError(
                 "RedisStore needs a redis-py client (redis.Redis, a Sentinel master or "
@@ -83,6 +155,17 @@ class RedisStore:
             )
         self.client = client
         self._merge = client.register_script(_MERGE)
+        self._direct = _DirectLine.for_client(client)
+        # redis-py's Sentinel client keeps using the connections it opened to the
+        # master it first found. After a switchover (SENTINEL FAILOVER) the old master
+        # stays up and answers until the sentinels demote it, 10-20 s later, and every
+        # write it takes meanwhile is lost. Asking the sentinels again every second makes
+        # redis-py drop its connections to a master that no longer is one.
+        pool = getattr(client, "connection_pool", None)
+        is_master = isinstance(pool, SentinelConnectionPool) and pool.is_master
+        self._sentinel_pool: Any = pool if is_master else None
+        self._sentinel_check_interval = sentinel_check_interval
+        self._next_sentinel_check = 0.0
 
     @classmethod
     def from_url(
@@ -118,9 +201,25 @@ class RedisStore:
             raise ConfigurationError(f"bad store URL: {exc}") from None
         return cls(client)
 
-    def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+    def _check_master(self) -> None:
+        """Re-ask the sentinels for the master, at most every ``sentinel_check_interval`` s."""
+        now = time.monotonic()
+        if now < self._next_sentinel_check:
+            return
+        self._next_sentinel_check = now + self._sentinel_check_interval
         try:
-            raw = self.client.getex(key, ex=idle_ttl)
+            self._sentinel_pool.get_master_address()
+        except _ERRORS:
+            pass  # no sentinel answers: keep the master we know; its own errors still show
+
+    def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            if self._direct is not None:
+                raw = self._direct.call("GETEX", key, "EX", idle_ttl)
+            else:
+                raw = self.client.getex(key, ex=idle_ttl)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
         if raw is None:
@@ -149,24 +248,37 @@ class RedisStore:
         for name, value in meta.items():
             args += (name, int(value))
         args.extend(deleted)
+        if self._sentinel_pool is not None:
+            self._check_master()
         try:
-            return bool(self._merge(keys=[key], args=args))
+            if self._direct is None:
+                return bool(self._merge(keys=[key], args=args))
+            try:
+                return bool(self._direct.call("EVALSHA", self._merge.sha, 1, key, *args))
+            except NoScriptError:  # a restarted or flushed server: EVAL caches it again
+                return bool(self._direct.call("EVAL", _MERGE, 1, key, *args))
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
     def delete(self, key: str) -> None:
+        if self._sentinel_pool is not None:
+            self._check_master()
         try:
             self.client.delete(key)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
+        if self._sentinel_pool is not None:
+            self._check_master()
         try:
             self.client.set(key, value, ex=max(int(ttl), 1), nx=True)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
     def take_ticket(self, key: str) -> str | None:
+        if self._sentinel_pool is not None:
+            self._check_master()
         try:
             raw = self.client.getdel(key)
         except _ERRORS as exc:
@@ -183,6 +295,8 @@ class RedisStore:
 
     def close(self) -> None:
         try:
+            if self._direct is not None:
+                self._direct.close()
             self.client.close()
         except _ERRORS:
             pass

@@ -304,21 +304,27 @@ CALLBACK_ATTACKS: list[Attack] = [
     ]),
 ]
 
-#: Parameter pollution and malformed login queries (raw query strings).
+_SHOP_Q = "http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback"
+_EVIL_Q = "http%3A%2F%2Fevil.com%2F"
+
+#: Parameter pollution and malformed login queries (raw query strings; ``{S}`` is a valid
+#: state). HTTP parameter pollution (OWASP WSTG-INPV-04): two parsers pick different copies.
 QUERY_ATTACKS: list[Attack] = _group("http-parameter-pollution", [
-    "callback=http%3A%2F%2Fevil.com%2F&callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=S",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&callback=http%3A%2F%2Fevil.com%2F&state=S",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=S&state=S",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=short",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=" + "A" * 129,
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=AAAAAAAAAAAAAAAA%21%21",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=AAAAAAAAAAAAAAAA%C3%A9",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback;callback=http://evil.com&state=S",
-    "callback=http%3A%2F%2Fshop.test%2F_sessionshare%2Fcallback&state=S&" + "x=1&" * 70,
-    "callback=%ff%fe&state=S",
-    "callback=http%3A%2F%2Fevil.com%2F" + "a" * 5000 + "&state=S",
-    "state=S",
+    f"callback={_EVIL_Q}&callback={_SHOP_Q}&state={{S}}",
+    f"callback={_SHOP_Q}&callback={_EVIL_Q}&state={{S}}",
+    f"callback={_SHOP_Q}&state={{S}}&state={{S}}",
+    f"callback={_SHOP_Q}",
+    f"callback={_SHOP_Q}&state=short",
+    f"callback={_SHOP_Q}&state=" + "A" * 129,
+    f"callback={_SHOP_Q}&state=AAAAAAAAAAAAAAAA%21%21",
+    f"callback={_SHOP_Q}&state=AAAAAAAAAAAAAAAA%C3%A9",
+    f"callback={_SHOP_Q};callback=http://evil.com&state={{S}}",
+    f"callback={_SHOP_Q}&state={{S}}&" + "x=1&" * 70,
+    "callback=%ff%fe&state={S}",
+    f"callback={_EVIL_Q}" + "a" * 5000 + "&state={S}",
+    "state={S}",
+    f"callback={_SHOP_Q}&state={{S}}%00",
+    f"callback={_SHOP_Q}%00&state={{S}}",
 ])
 
 #: Spellings of allowed callbacks the allow-list must accept (canonical form after ->).

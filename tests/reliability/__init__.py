@@ -1,0 +1,1 @@
+"""Reliability and scale: Redis Cluster, Sentinel failover, outages under load, a soak."""

@@ -1,0 +1,47 @@
+"""The apps the reliability suite serves with gunicorn, configured like production.
+
+gunicorn imports ``reliability.site_app:make('idp')`` or ``make('remote')``;
+each is tests/flow.py's bare WSGI app wrapped by its middleware through
+``from_env``, so the settings come from ``SESSIONSHARE_*`` variables exactly
+as in a deployment (:class:`reliability.served.ServedDeployment` sets them).
+The remote protects ``/orders``, ``/read`` and ``/write``.
+
+The library's log lines go to stderr -- which gunicorn's
+``--capture-output`` puts in its log file -- as ``sessionshare-log LEVEL
+message``, so the test can read them back (and check them for secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from flow import idp_app, remote_app
+
+from sessionshare import IdpAuthMiddleware, RemoteSessionMiddleware
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+PROTECTED = ["/orders", "/read", "/write"]
+LOG_PREFIX = "sessionshare-log "
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("sessionshare")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_PREFIX + "%(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def make(role: str) -> WSGIApplication:
+    """The IdP (``idp``) or the shop (``remote``), built from the environment."""
+    _log_to_stderr()
+    if role == "idp":
+        return IdpAuthMiddleware.from_env(idp_app)
+    if role == "remote":
+        return RemoteSessionMiddleware.from_env(remote_app, protect=PROTECTED)
+    raise ValueError(f"unknown role {role!r}")

@@ -1,0 +1,168 @@
+"""RedisStore on a real 3-master Redis Cluster, through ``redis.cluster.RedisCluster``.
+
+The generic suites are not copied here: every test of ``test_store.py``,
+``test_session.py`` and ``test_handoff.py`` that gets its store from the
+``store`` fixture (directly or through a fixture of its module, such as
+``dep``) is collected again in this module, where ``store`` is the cluster
+store. So the store contract, the session layer and the whole hand-off
+run unchanged against the cluster, and a test added there later runs here
+too. Tests that need a single Redis server of their own (``redis_url``)
+stay where they are.
+
+The tests below add what only a cluster has: sessions spread over the
+masters, scripts a node has not cached yet, and a master going away.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+import test_handoff
+import test_session
+import test_store
+from flow import SHOP, Browser, Deployment
+
+from sessionshare import RedisStore, SessionStore
+
+from .conftest import report
+from .topologies import LocalCluster, wait_until
+
+#: Fixtures that give a test its own single Redis: such a test is not about the store contract.
+_SINGLE_SERVER = {"redis_url", "redis_server"}
+
+
+def _arguments(obj: Any) -> set[str]:
+    function = getattr(obj, "_fixture_function", obj)
+    return set(inspect.signature(function).parameters)
+
+
+def store_tests(module: ModuleType) -> dict[str, Any]:
+    """The tests of ``module`` that reach ``store``, and the module's fixtures they need."""
+    fixtures = {n: o for n, o in vars(module).items() if hasattr(o, "_fixture_function_marker")}
+
+    def reaches_store(names: set[str], seen: frozenset[str] = frozenset()) -> bool:
+        if "store" in names:
+            return True
+        return any(
+            reaches_store(_arguments(fixtures[n]), seen | {n})
+            for n in names if n in fixtures and n not in seen
+        )
+
+    tests = {
+        name: obj for name, obj in vars(module).items()
+        if name.startswith("test_") and callable(obj)
+        and not (_arguments(obj) & _SINGLE_SERVER) and reaches_store(_arguments(obj))
+    }
+    return {**fixtures, **tests}
+
+
+_BORROWED = {m.__name__: store_tests(m) for m in (test_store, test_session, test_handoff)}
+for _tests in _BORROWED.values():
+    globals().update(_tests)
+
+
+def test_the_generic_suites_are_borrowed() -> None:
+    # Guards the collection above: if it silently matched nothing, nothing ran on the cluster.
+    counts = {name: sum(1 for t in tests if t.startswith("test_"))
+              for name, tests in _BORROWED.items()}
+    assert counts["test_store"] >= 8 and counts["test_handoff"] >= 15, counts
+    assert "test_happy_path_end_to_end" in _BORROWED["test_handoff"]
+    assert "test_tickets_taken_from_8_threads_have_one_winner" in _BORROWED["test_store"]
+
+
+@pytest.fixture
+def store(cluster_store: RedisStore) -> Iterator[SessionStore]:
+    """The cluster store, in place of tests/conftest.py's memory + single-Redis pair."""
+    yield cluster_store
+
+
+# -- what only a cluster has ---------------------------------------------------------
+
+
+def test_sessions_spread_over_every_master(
+    cluster_store: RedisStore, redis_cluster: LocalCluster
+) -> None:
+    dep = Deployment(cluster_store, time.time)
+    for _ in range(12):
+        page = Browser(dep).sign_in_at(SHOP + "/orders")
+        assert page.json["user"] == "alice"
+    per_node = [node.client().dbsize() for node in redis_cluster.nodes]
+    # 12 sessions over 3 equal slot ranges: all on one master has odds of 3 * (1/3)**12.
+    assert sum(per_node) >= 12 and all(count > 0 for count in per_node), per_node
+    # A session key is hash-tagged: a cluster operation on one session never spans slots.
+    keys = [k for node in redis_cluster.nodes
+            for k in node.client(decode_responses=True).keys("sessionshare:s:*")]
+    assert keys and all("{" in key and key.endswith("}") for key in keys)
+
+
+def test_merge_script_reloads_on_a_node_that_lost_it(
+    cluster_store: RedisStore, redis_cluster: LocalCluster
+) -> None:
+    assert cluster_store.save("k", changed={"a": "1"}, ttl=60, create=True)
+    for node in redis_cluster.nodes:  # as after a node restart or SCRIPT FLUSH
+        node.client().script_flush()
+    assert cluster_store.save("k", changed={"b": "2"}, ttl=60)
+    record = cluster_store.load("k", 60)
+    assert record is not None and record.fields == {"a": "1", "b": "2"}
+
+
+def test_expiry_is_real_on_the_cluster(cluster_store: RedisStore) -> None:
+    cluster_store.save("k", changed={"a": "1"}, ttl=60, create=True)
+    cluster_store.client.pexpire("k", 20)  # shorten on the server instead of sleeping
+    wait_until(lambda: not cluster_store.client.exists("k"), 2.0, "the key to expire")
+    assert cluster_store.load("k", 60) is None
+
+
+def test_a_master_going_away_gives_503_never_a_bypass(
+    cluster_store: RedisStore, redis_cluster: LocalCluster
+) -> None:
+    dep = Deployment(cluster_store, time.time)
+    browsers = [Browser(dep) for _ in range(9)]
+    for browser in browsers:
+        browser.sign_in_at(SHOP + "/orders")
+    victim = redis_cluster.nodes[1]
+    started = time.monotonic()
+    statuses: dict[int, int] = {}
+    try:
+        victim.stop()
+        for _ in range(3):
+            for browser in browsers:
+                response = browser.get(SHOP + "/orders")
+                statuses[response.status_int] = statuses.get(response.status_int, 0) + 1
+                # Sessions on the other masters may still be served, as the signed-in user;
+                # those on the lost master get 503 with Retry-After. Nothing else.
+                assert response.status_int in (200, 503), response
+                if response.status_int == 200:
+                    assert response.json["user"] == "alice"
+                else:
+                    assert response.headers["Retry-After"]
+        assert statuses.get(503), statuses
+    finally:
+        victim.start()  # same port, same nodes.conf: it rejoins with its slots
+        wait_until(
+            lambda: all(n.client().cluster("info")["cluster_state"] == "ok"
+                        for n in redis_cluster.nodes),
+            30, "the cluster to heal",
+        )
+    # The restarted master kept no data (no persistence here): its users are signed
+    # out -- sent to the IdP, never shown the page -- and everyone else goes on.
+    def settled() -> bool:
+        return all(b.get(SHOP + "/orders").status_int in (200, 302) for b in browsers)
+
+    wait_until(settled, 10, "every request to be served again")
+    healed = time.monotonic() - started
+    after = [b.get(SHOP + "/orders") for b in browsers]
+    for response in after:
+        if response.status_int == 200:
+            assert response.json["user"] == "alice"
+        else:
+            assert response.status_int == 302 and "/login?" in response.location
+    report("cluster master loss", {
+        "statuses_while_down": statuses, "healed_s": round(healed, 1),
+        "signed_out_by_data_loss": sum(r.status_int == 302 for r in after),
+    })

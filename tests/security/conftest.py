@@ -1,0 +1,44 @@
+"""Fixtures of the security suite (see deploy.py for the deployment they build).
+
+Everything that touches a store runs against MemoryStore and real Redis
+(the ``store`` fixture of tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import pytest
+from flow import Deployment
+
+from sessionshare import SessionStore
+
+from . import profiles  # noqa: F401  (registers the hypothesis profiles)
+from .deploy import Events, security_deployment
+
+# When a property fails, hypothesis' pytest plugin imports its patch writer, which
+# imports libcst -> mypy_extensions, which warns (DeprecationWarning) on import; with
+# warnings as errors that turns the report of the failure into an INTERNALERROR that
+# hides it. Import it once here, warnings silenced, so a failure reads as a failure.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:  # libcst not installed: the plugin skips the patch
+        pass
+
+
+@pytest.fixture
+def events(caplog: pytest.LogCaptureFixture) -> Events:
+    return Events(caplog)
+
+
+@pytest.fixture
+def dep(store: SessionStore, clock: Callable[[], float]) -> Deployment:
+    return security_deployment(store, clock)
+
+
+@pytest.fixture
+def strict_dep(store: SessionStore, clock: Callable[[], float]) -> Deployment:
+    return security_deployment(store, clock, strict=True)

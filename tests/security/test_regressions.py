@@ -1,0 +1,157 @@
+"""One test per bug the security suite found and that was fixed (see the issue 6 report).
+
+Each test fails on the code before its fix and says what it guards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flow import IDP, LOGIN, SHOP, Browser, idp_app, remote_app
+
+from sessionshare import (
+    AllowList,
+    CallbackRejected,
+    IdpAuthMiddleware,
+    MemoryStore,
+    RemoteSessionMiddleware,
+    SessionStore,
+    SyncKey,
+)
+
+from .deploy import security_deployment
+from .harness import call, environ_for
+
+CB = "/_sessionshare/callback"
+
+
+# -- 1. Unicode callbacks the browser reads as another host ---------------------------------
+# Found by the Chromium differential: the allow-list punycoded U+AB70 (Cherokee small
+# letter a) as it stood, while UTS 46 -- and so every browser -- first folds it to U+13A0:
+# the token's audience and the host the browser resolved were two different names. Right-to-
+# left labels failed the bidi rule in the browser but passed here, and Hangul fillers were
+# "alphanumeric" to Python but dropped by the browser.
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "\uab70.partner.test",  # Cherokee small a: Chrome says xn--58d, Python said xn--kz9a
+        "\u00df.partner.test",  # sharp s: "ss" or xn--zca depending on the IDNA version
+        "\u03c2.partner.test",  # final sigma: folds to sigma
+        "a\u0662.partner.test",  # Arabic-Indic digit after a Latin letter: bidi rule
+        "\u0661.partner.test",  # Arabic-Indic digit alone
+        "\u05d0.partner.test",  # Hebrew letter
+        "\u115fa.partner.test",  # Hangul choseong filler: dropped by the browser
+        "a\u1160.partner.test",  # Hangul jungseong filler
+    ],
+)
+def test_unicode_labels_browsers_read_differently_are_refused(host: str) -> None:
+    allow = AllowList(["*.partner.test"])
+    with pytest.raises(CallbackRejected) as caught:
+        allow.check_callback(f"https://{host}{CB}")
+    assert caught.value.reason == "bad_host"
+
+
+def test_unicode_labels_browsers_agree_on_still_pass() -> None:
+    allow = AllowList(["*.partner.test", "b\u00fccher.test"])
+    assert allow.check_callback(f"https://b\u00fccher.partner.test{CB}").url == (
+        f"https://xn--bcher-kva.partner.test{CB}"
+    )
+    assert allow.check_callback(f"https://b\u00fccher.test{CB}").origin == (
+        "https://xn--bcher-kva.test"
+    )
+
+
+# -- 2. The state cookie aged by the wall clock, not the middleware's --------------------------
+# itsdangerous timestamps with time.time(); the token, the ticket and the pending hand-offs use
+# the middleware's clock. With an injected clock the state cookie never expired.
+
+
+def test_state_cookie_expires_by_the_middleware_clock(store: SessionStore, clock: object) -> None:
+    dep = security_deployment(store, clock)  # type: ignore[arg-type]
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    clock.advance(10 * 60 + 1)  # type: ignore[attr-defined]  # past state_ttl, wall clock unmoved
+    url = browser.sign_in(login_url).location
+    refused = browser.get(url)
+    assert refused.status_int == 403 and "<code>bad_state</code>" in refused.text
+
+
+def test_state_cookie_within_its_lifetime_still_works(store: SessionStore, clock: object) -> None:
+    dep = security_deployment(store, clock)  # type: ignore[arg-type]
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    clock.advance(10 * 60 - 5)  # type: ignore[attr-defined]
+    assert browser.get(browser.sign_in(login_url).location).status_int == 303
+
+
+# -- 3. A comma inside another cookie's value read as a cookie separator ---------------------
+# Browsers join cookies with "; " only and accept commas inside values. Reading "," as a
+# separator let a cookie *value* carry a second cookie: a sibling host that can toss a
+# harmless-looking `foo=x,__Host-sessionshare=<its own session>` cookie (Domain=parent) got its
+# session adopted, defeating the __Host- prefix that exists to stop exactly that (session
+# fixation / login CSRF through cookie tossing).
+
+
+def _https_remote(store: SessionStore, key: str, clock: Callable[[], float]) -> object:
+    return RemoteSessionMiddleware(
+        remote_app, store=store, key=key, app_url="https://shop.test",
+        idp_url="https://id.test/login", cookie_name="__Host-sessionshare", clock=clock,
+    )
+
+
+def _session_of(store: SessionStore, key: str, clock: Callable[[], float], user: str) -> str:
+    idp = IdpAuthMiddleware(idp_app, store=store, key=key, app_url="https://id.test",
+                            known_remote_hosts=["shop.test"], cookie_name="__Host-sessionshare",
+                            clock=clock)
+    body = f"username={user}&password={'wonderland' if user == 'alice' else 'builder'}".encode()
+    import io
+
+    reply = call(idp, environ_for("POST", "/login", host="id.test", extra={
+        "wsgi.url_scheme": "https", "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}))
+    (cookie,) = [c for c in reply.cookies() if c.startswith("__Host-sessionshare=")]
+    return cookie.split("=", 1)[1].split(";", 1)[0]
+
+
+@pytest.mark.parametrize("separator", [",", ", "])
+def test_cookie_inside_another_cookies_value_is_not_a_cookie(clock: Callable[[], float],
+                                                              separator: str) -> None:
+    store, key = MemoryStore(clock=clock), SyncKey.generate()
+    remote = _https_remote(store, key, clock)
+    victim = _session_of(store, key, clock, "alice")
+    attacker = _session_of(store, key, clock, "bob")
+    header = f"foo=x{separator}__Host-sessionshare={attacker}; __Host-sessionshare={victim}"
+    reply = call(remote, environ_for("GET", "/orders", cookie=header,  # type: ignore[arg-type]
+                                     extra={"wsgi.url_scheme": "https"}))
+    assert reply.status == 200
+    assert b'"user": "alice"' in reply.body
+
+
+def test_session_cookie_is_still_found_among_others(clock: Callable[[], float]) -> None:
+    store, key = MemoryStore(clock=clock), SyncKey.generate()
+    remote = _https_remote(store, key, clock)
+    sid = _session_of(store, key, clock, "alice")
+    for header in (f"__Host-sessionshare={sid}", f"a=1; __Host-sessionshare={sid}; b=2",
+                   f'a=1;__Host-sessionshare="{sid}"', f"  __Host-sessionshare={sid}  ;x=y"):
+        reply = call(remote, environ_for("GET", "/orders", cookie=header,  # type: ignore[arg-type]
+                                         extra={"wsgi.url_scheme": "https"}))
+        assert b'"user": "alice"' in reply.body, header
+
+
+def test_state_cookie_inside_another_cookies_value_is_not_a_state_cookie(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # Login CSRF variant: the attacker's own signed state cookie smuggled in a value.
+    dep = security_deployment(store, clock)
+    attacker = Browser(dep)
+    url = attacker.token_url_for(SHOP + "/orders", user="bob")
+    (name,) = [k for k in attacker.apps["shop.test"].cookies if k.startswith("sessionshare_")]
+    value = attacker.apps["shop.test"].cookies[name]
+    victim = Browser(dep)
+    victim.apps["shop.test"].extra_environ["HTTP_COOKIE"] = f"lang=en,{name}={value}"
+    refused = victim.get(url)
+    assert refused.status_int == 403 and "<code>bad_state</code>" in refused.text
+    assert IDP and LOGIN  # the deployment's names, for the reader

@@ -1,0 +1,109 @@
+"""The example apps in a real browser: headless Chromium, real WSGI servers, three host names.
+
+The Flask IdP, the Pyramid shop and the plain-WSGI blog from ``examples/``
+run in threaded werkzeug servers on free loopback ports, the way the demo
+runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
+site with its own cookies. One person signs in once from the shop, finds
+the blog signed in without a form, signs out at the blog, and the shop sends
+the browser to the IdP again. A failing step leaves a screenshot in
+``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from chromium import chromium, save_screenshot
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from sessionshare import MemoryStore, SyncKey
+from sessionshare.demo import Servers, demo_apps, listen
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+WAIT = 15.0
+
+
+@pytest.fixture
+def sites() -> Iterator[dict[str, str]]:
+    sockets = {name: listen("127.0.0.1", 0) for name in ("idp", "shop", "blog")}
+    urls = {
+        name: f"http://{name}.localhost:{sock.getsockname()[1]}"
+        for name, sock in sockets.items()
+    }
+    store = MemoryStore()
+    apps = demo_apps(store, SyncKey.generate(), urls)
+    servers = Servers()
+    try:
+        for name, sock in sockets.items():
+            servers.start(sock, apps[name])
+        yield urls
+    finally:
+        servers.stop()
+        for sock in sockets.values():
+            sock.close()
+
+
+def wait_until(driver: Any, condition: Callable[[Any], object], what: str) -> None:
+    # The page may change under a lookup while a redirect chain is still loading.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    WebDriverWait(driver, WAIT, ignored_exceptions=ignored).until(condition, message=what)
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    return str(driver.find_element(By.ID, element_id).text)
+
+
+def has_login_form(driver: Any) -> bool:
+    return bool(driver.find_elements(By.CSS_SELECTOR, "input[type=password]"))
+
+
+def click(driver: Any, element_id: str) -> None:
+    driver.find_element(By.ID, element_id).click()
+
+
+def test_sign_in_once_then_sign_out_everywhere(
+    sites: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
+    with chromium() as browser:
+        driver: Any = browser
+        try:
+            # A: the shop's orders need a sign-in, so the IdP's form shows.
+            driver.get(shop + "/orders")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "IdP form")
+            assert has_login_form(driver)
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == shop + "/orders", "back at the shop")
+            assert text_of(driver, "user") == "alice"
+            # A CSRF-checked form post and a flash message, through request.session.
+            driver.find_element(By.CSS_SELECTOR, "button[value=teapot]").click()
+            wait_until(driver, lambda d: text_of(d, "cart") == "teapot", "teapot in the cart")
+            assert "Added a teapot." in driver.page_source
+
+            # B: the blog, signed in with no login form on the way, sharing the cart.
+            driver.get(blog + "/")
+            wait_until(driver, lambda d: d.current_url == blog + "/", "at the blog")
+            assert not has_login_form(driver)
+            assert text_of(driver, "user") == "alice"
+            assert text_of(driver, "cart") == "teapot"
+
+            # Sign out at B: every page of B now asks the IdP again...
+            click(driver, "logout")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "B asks")
+            assert has_login_form(driver)
+            # ...and so does A.
+            driver.get(shop + "/orders")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "A asks")
+            assert has_login_form(driver)
+            assert quote(shop + "/_sessionshare/callback", safe="") in driver.current_url
+        except BaseException:
+            path = save_screenshot(driver, request.node.name)
+            print(f"screenshot: {path}")
+            raise

@@ -1,0 +1,262 @@
+"""``sessionshare.contrib.flask``: Flask apps on both sides of the hand-off.
+
+A Flask IdP and two Flask remotes, each behind its middleware with
+``SharedSessionInterface`` installed, use nothing but ``flask.session``,
+``flash()`` / ``get_flashed_messages()`` and a session-kept CSRF token --
+and every write on one side is what the other side reads. Runs against
+MemoryStore and real Redis (the ``store`` fixture), under WebTest.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask, abort, flash, get_flashed_messages, jsonify, request, session
+from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser
+
+from sessionshare import (
+    IdpAuthMiddleware,
+    RemoteSessionMiddleware,
+    Session,
+    SessionStore,
+    SyncKey,
+)
+from sessionshare.contrib.flask import FlaskSharedSession, SharedSessionInterface
+
+
+def csrf_token() -> str:
+    token = session.get("csrf_token")
+    if not isinstance(token, str):
+        token = session["csrf_token"] = secrets.token_urlsafe(16)
+    return token
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf_token", "")
+    if not hmac.compare_digest(sent, session.get("csrf_token") or "-"):
+        abort(400, "bad CSRF token")
+
+
+def state() -> dict[str, Any]:
+    """What a view can see of flask.session, without reading flashes."""
+    return {
+        "user": session.get("user"), "remote_user": request.environ.get("REMOTE_USER"),
+        "cart": session.get("cart"), "permanent": session.permanent, "new": session.new,
+        "type": type(session._get_current_object()).__name__,  # type: ignore[attr-defined]
+    }
+
+
+def idp_flask() -> Flask:
+    app = Flask("idp")
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        if request.method == "POST":
+            check_csrf()
+            name = request.form["username"]
+            if PASSWORDS.get(name) != request.form["password"]:
+                flash("wrong password", "error")
+                return f"login form csrf={csrf_token()}"
+            session["user"] = name
+            session.permanent = True
+            flash(f"welcome {name}", "info")
+            return "signed in"
+        return f"login form csrf={csrf_token()}"
+
+    @app.route("/state")
+    def show_state() -> Any:
+        return jsonify(state())
+
+    @app.route("/public")
+    def public() -> Any:
+        return "nothing read"
+
+    return app
+
+
+def remote_flask(name: str) -> Flask:
+    app = Flask(name)
+
+    @app.route("/orders")
+    def orders() -> Any:
+        return jsonify(
+            **state(), flashes=get_flashed_messages(with_categories=True), csrf=csrf_token()
+        )
+
+    @app.route("/cart", methods=["POST"])
+    def add_to_cart() -> Any:
+        check_csrf()
+        session.setdefault("cart", []).append(request.form["item"])  # mutated in place
+        modified = session.modified
+        flash(f"added {request.form['item']}")
+        return jsonify(modified=modified)
+
+    @app.route("/clear", methods=["POST"])
+    def clear() -> Any:
+        session.clear()
+        return "cleared"
+
+    @app.route("/end", methods=["POST"])
+    def end() -> Any:
+        session.invalidate()  # type: ignore[attr-defined]
+        session["note"] = "written after invalidate"
+        return "ended"
+
+    return app
+
+
+def flask_deployment(store: SessionStore, clock: Any) -> SimpleNamespace:
+    common: dict[str, Any] = {
+        "store": store, "key": SyncKey.generate(), "cookie_secure": False, "clock": clock,
+    }
+    apps = {"idp": idp_flask(), "shop": remote_flask("shop"), "blog": remote_flask("blog")}
+    apps["idp"].wsgi_app = IdpAuthMiddleware(  # type: ignore[method-assign]
+        apps["idp"].wsgi_app, app_url=IDP, known_remote_hosts=[SHOP, BLOG], **common
+    )
+    apps["shop"].wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        apps["shop"].wsgi_app, app_url=SHOP, idp_url=LOGIN, protect=["/orders", "/cart"],
+        **common,
+    )
+    apps["blog"].wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        apps["blog"].wsgi_app, app_url=BLOG, idp_url=LOGIN, **common
+    )
+    for app in apps.values():
+        app.testing = True  # a view's exception fails the test instead of becoming a 500
+        app.session_interface = SharedSessionInterface()
+    return SimpleNamespace(**apps)
+
+
+def sign_in(browser: Browser, remote_url: str, user: str = "alice") -> Any:
+    """Remote -> IdP form (with its CSRF token) -> back at the remote, signed in."""
+    login_url = browser.start_login(remote_url)
+    form = browser.get(login_url)
+    token = re.search(r"csrf=(\S+)", form.text)
+    assert form.status_int == 200 and token is not None, form
+    answer = browser.post(login_url, {"username": user, "password": PASSWORDS[user],
+                                      "csrf_token": token.group(1)})
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(remote_url))
+    assert answer.status_int == 303 and answer.location.startswith(origin + "/_sessionshare/")
+    back = browser.get(answer.location)
+    assert back.status_int == 303, back
+    return browser.get(origin + back.location)
+
+
+@pytest.fixture
+def browser(store: SessionStore, clock: Any) -> Browser:
+    return Browser(flask_deployment(store, clock))  # type: ignore[arg-type]
+
+
+def test_flask_session_on_both_sides_is_one_session(browser: Browser) -> None:
+    page = sign_in(browser, SHOP + "/orders")
+    assert page.status_int == 200
+    seen = page.json
+    # The IdP's writes (user, permanent, a flash with its category) are the remote's reads.
+    assert seen["user"] == seen["remote_user"] == "alice"
+    assert seen["permanent"] is True and seen["new"] is False
+    assert seen["type"] == FlaskSharedSession.__name__
+    assert seen["flashes"] == [["info", "welcome alice"]]
+    # Flashes are popped: the next page has none.
+    assert browser.get(SHOP + "/orders").json["flashes"] == []
+
+    # The remote writes through flask.session (an in-place append, CSRF-checked)...
+    csrf = seen["csrf"]
+    added = browser.post(SHOP + "/cart", {"item": "teapot", "csrf_token": csrf})
+    assert added.status_int == 200 and added.json == {"modified": True}
+    browser.post(SHOP + "/cart", {"item": "mug", "csrf_token": csrf})
+    # ...and the IdP and the other remote read it.
+    assert browser.get(IDP + "/state").json["cart"] == ["teapot", "mug"]
+    blog = browser.get(BLOG + "/orders")
+    assert blog.status_int == 302  # its own hand-off first, no form: alice is signed in
+    back = browser.get(browser.get(blog.location).location)
+    blog_page = browser.get(BLOG + back.location).json
+    assert blog_page["cart"] == ["teapot", "mug"] and blog_page["user"] == "alice"
+    assert blog_page["flashes"] == [["message", "added teapot"], ["message", "added mug"]]
+    # The CSRF token the IdP put in the session before sign-in survived the id rotation.
+    assert blog_page["csrf"] == csrf
+
+
+def test_a_bad_csrf_token_is_refused_and_changes_nothing(browser: Browser) -> None:
+    sign_in(browser, SHOP + "/orders")
+    refused = browser.post(SHOP + "/cart", {"item": "teapot", "csrf_token": "forged"})
+    assert refused.status_int == 400
+    assert browser.get(IDP + "/state").json["cart"] is None
+
+
+def test_a_cross_site_login_post_has_no_session_token_and_is_refused(
+    store: SessionStore, clock: Any
+) -> None:
+    # Login CSRF: a cross-site form post reaches the IdP without its cookie.
+    victim = Browser(flask_deployment(store, clock))  # type: ignore[arg-type]
+    answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland",
+                                 "csrf_token": "guessed"})
+    assert answer.status_int == 400
+    assert victim.cookie("id.test") is None
+    assert victim.get(IDP + "/state").json["user"] is None
+
+
+def test_anonymous_visit_that_reads_nothing_costs_no_cookie_and_no_entry(
+    store: SessionStore, clock: Any
+) -> None:
+    browser = Browser(flask_deployment(store, clock))  # type: ignore[arg-type]
+    page = browser.get(IDP + "/public")
+    assert page.status_int == 200
+    assert "Set-Cookie" not in page.headers
+    fresh = browser.get(IDP + "/state")
+    assert fresh.json["new"] is True and fresh.json["user"] is None
+    assert "Set-Cookie" not in fresh.headers  # read, nothing written: still nothing stored
+
+
+def test_clear_signs_out_everywhere_and_invalidate_starts_a_fresh_session(
+    browser: Browser,
+) -> None:
+    sign_in(browser, SHOP + "/orders")
+    csrf = browser.get(SHOP + "/orders").json["csrf"]
+    browser.post(SHOP + "/cart", {"item": "teapot", "csrf_token": csrf})
+    old_cookie = browser.cookie("shop.test")
+
+    browser.post(SHOP + "/end")
+    # The shared session is gone at the IdP too...
+    assert browser.get(IDP + "/state").json == {
+        "user": None, "remote_user": None, "cart": None, "permanent": False, "new": True,
+        "type": "FlaskSharedSession",
+    }
+    # ...and what the view wrote after invalidate() lives in a new, signed-out session.
+    new_cookie = browser.cookie("shop.test")
+    assert new_cookie and new_cookie != old_cookie
+    assert browser.get(SHOP + "/orders").status_int == 302
+
+    sign_in(browser, SHOP + "/orders")
+    browser.post(SHOP + "/clear")
+    assert browser.get(IDP + "/state").json["user"] is None
+
+
+def test_non_json_values_fail_at_assignment_with_a_clear_message() -> None:
+    view = FlaskSharedSession(Session())
+    with pytest.raises(TypeError, match=r"session\['when'\]: only JSON values"):
+        view["when"] = object()
+    assert "when" not in view and not view.modified
+
+
+def test_without_a_middleware_flask_session_reads_empty_and_refuses_writes() -> None:
+    app = Flask("bare")
+    app.session_interface = SharedSessionInterface()
+    with app.test_request_context("/"):
+        assert dict(session) == {} and session.get("user") is None
+        with pytest.raises(RuntimeError, match="wrap the WSGI app in IdpAuthMiddleware"):
+            session["user"] = "mallory"
+        with pytest.raises(RuntimeError, match="RemoteSessionMiddleware"):
+            flash("hello")
+
+
+def test_no_flask_cookie_is_ever_set(browser: Browser) -> None:
+    page = sign_in(browser, SHOP + "/orders")
+    assert page.status_int == 200
+    for host in ("id.test", "shop.test"):
+        names = {cookie.name for cookie in browser.apps[host].cookiejar}
+        assert "session" not in names and "sessionshare" in names
