@@ -1,0 +1,115 @@
+"""IdpAuthMiddleware: pending hand-offs, their limits, and what the app may not forge."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from conftest import FakeClock
+from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
+
+from sessionshare import MemoryStore
+from sessionshare.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
+
+
+def _login_query(callback: str, state: str) -> str:
+    return f"{LOGIN}?callback={quote(callback, safe='')}&state={state}"
+
+
+def test_pending_hand_off_expires(clock: FakeClock) -> None:
+    dep = Deployment(MemoryStore(clock=clock), clock)
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)  # the form: the hand-off is now pending
+    clock.advance(PENDING_TTL + 1)
+    # Signing in much later from a plain form (no state in the URL): no stale redirect.
+    answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 200 and "Location" not in answer.headers
+
+
+def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    states = []
+    for i in range(MAX_PENDING + 3):
+        clock.advance(1)
+        state = f"state{i:02d}" + "x" * 20
+        states.append(state)
+        browser.get(_login_query(SHOP + CALLBACK, state))
+    (key,) = [k for k in store._sessions]
+    record = store.load(key, 60)
+    assert record is not None
+
+    pending = json.loads(record.fields[PENDING_KEY])
+    assert sorted(pending) == sorted(states[-MAX_PENDING:])
+
+
+def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None:
+    """The IdP app can write the pending key too; the middleware checks it again."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
+    (key,) = list(store._sessions)
+    forged = {
+        "s" * 43: ["https://evil.test/_sessionshare/callback", SHOP, clock()],
+        "t" * 43: "not even a list",
+        "u" * 43: [SHOP + CALLBACK, SHOP, "not a time"],
+    }
+
+    for state in forged:
+        store.save(key, changed={PENDING_KEY: json.dumps({state: forged[state]})}, ttl=600)
+        # A plain form post: the pending entry (the forged one) is all there is.
+        answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+        assert answer.status_int == 200 and "Location" not in answer.headers, state
+        browser.post(IDP + "/_sessionshare/logout")
+        browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
+        (key,) = list(store._sessions)
+    # The control: an honest entry is redirected to.
+    answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 303 and answer.location.startswith(SHOP + CALLBACK)
+
+
+def test_the_audience_comes_from_the_checked_callback(clock: FakeClock) -> None:
+    """A pending entry whose stored origin was changed still seals for its callback's origin."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)
+    (key,) = list(store._sessions)
+
+    record = store.load(key, 60)
+    assert record is not None
+    pending = json.loads(record.fields[PENDING_KEY])
+    for entry in pending.values():
+        entry[1] = BLOG  # a wrong audience written behind the middleware's back
+    store.save(key, changed={PENDING_KEY: json.dumps(pending)}, ttl=600)
+    answer = browser.sign_in(login_url)
+    assert answer.location.startswith(SHOP + CALLBACK)
+    back = browser.get(answer.location)
+    assert back.status_int == 303 and back.location == "/orders"
+
+
+def test_signed_in_user_without_callback_just_sees_the_app(clock: FakeClock) -> None:
+    dep = Deployment(MemoryStore(clock=clock), clock)
+    browser = Browser(dep)
+    browser.sign_in(LOGIN)
+    assert browser.get(IDP + "/").text == "idp home user=alice"
+    page = browser.get(LOGIN)
+    assert page.status_int == 200 and "Location" not in page.headers
+
+
+def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
+    before = browser.cookie("id.test")
+    browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    after = browser.cookie("id.test")
+    assert before and after and before != after
+    assert store.load(dep.idp.manager.session_key(before), 60) is None
+    record = store.load(dep.idp.manager.session_key(after), 60)
+    assert record is not None and record.meta["a"] == int(clock())

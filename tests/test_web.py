@@ -1,0 +1,94 @@
+"""sessionshare.web: request classification, query parsing, error bodies, cookies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessionshare.web import (
+    CookieSpec,
+    error_response,
+    is_navigation,
+    query_params,
+    request_path,
+    safe_return_path,
+    wants_json,
+)
+
+
+@pytest.mark.parametrize(
+    ("environ", "navigation"),
+    [
+        ({"REQUEST_METHOD": "GET", "HTTP_SEC_FETCH_MODE": "navigate"}, True),
+        ({"REQUEST_METHOD": "HEAD", "HTTP_ACCEPT": "text/html,*/*"}, True),
+        ({"REQUEST_METHOD": "GET", "HTTP_SEC_FETCH_MODE": "cors", "HTTP_ACCEPT": "text/html"},
+         False),
+        ({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json"}, False),
+        ({"REQUEST_METHOD": "GET"}, False),
+        ({"REQUEST_METHOD": "POST", "HTTP_SEC_FETCH_MODE": "navigate"}, False),
+    ],
+    ids=["sec-fetch navigate", "html head", "fetch asking html", "json", "no accept", "post"],
+)
+def test_is_navigation(environ: dict[str, Any], navigation: bool) -> None:
+    assert is_navigation(environ) is navigation
+
+
+def test_query_params_limits() -> None:
+    assert query_params({"QUERY_STRING": "a=1&a=2&b="}) == {"a": ["1", "2"], "b": [""]}
+    assert query_params({"QUERY_STRING": "a=" + "x" * 5000}) is None
+    assert query_params({"QUERY_STRING": "&".join(f"k{i}=v" for i in range(100))}) is None
+    assert query_params({"QUERY_STRING": "a=%ff"}) is None
+    assert query_params({}) == {}
+
+
+def test_request_path_keeps_query_and_script_name() -> None:
+    environ = {"SCRIPT_NAME": "/app", "PATH_INFO": "/orders", "QUERY_STRING": "page=2"}
+    assert request_path(environ) == "/app/orders?page=2"
+    # PEP 3333 paths are latin-1 decoded bytes; anything non-ASCII becomes U+FFFD,
+    # which the return-path check then refuses.
+    odd = request_path({"PATH_INFO": "/caf\xc3\xa9"})
+    assert odd == "/caf\ufffd\ufffd"
+    assert safe_return_path(odd) == "/"
+
+
+def _capture() -> tuple[list[Any], Any]:
+    seen: list[Any] = []
+    return seen, lambda status, headers, exc_info=None: seen.append((status, dict(headers)))
+
+
+def test_error_response_html_escapes_and_json_for_api() -> None:
+    seen, start = _capture()
+    body = error_response({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "text/html"}, start,
+                          "403 Forbidden", "bad_state", "<script>x</script>")
+    assert b"<script>x" not in body[0] and b"&lt;script&gt;" in body[0]
+    assert seen[0][1]["X-Content-Type-Options"] == "nosniff"
+    seen, start = _capture()
+    body = error_response({"REQUEST_METHOD": "GET"}, start, "403 Forbidden", "bad_state", "m")
+    assert body[0] == b'{"error": "bad_state", "message": "m"}'
+    assert wants_json({"REQUEST_METHOD": "POST", "HTTP_ACCEPT": "application/json"})
+    seen, start = _capture()
+    assert error_response({"REQUEST_METHOD": "HEAD"}, start, "403 Forbidden", "x", "m") == [b""]
+
+
+def test_cookie_pattern_finds_plain_and_quoted_values_only_by_exact_name() -> None:
+    spec = CookieSpec("sid", secure=False)
+    pattern = spec.pattern("[a-z]+")
+    for header, value in [
+        ("sid=abc", "abc"), ("a=1; sid=abc; b=2", "abc"), ('sid="abc"', "abc"),
+        ("xsid=zzz; sid=abc", "abc"),
+    ]:
+        match = pattern.search(header)
+        assert match is not None and (match.group(1) or match.group(2)) == value, header
+    for header in ["xsid=abc", "sid=ABC", "sid=abc1", 'sid="abc', "sid_x=abc"]:
+        assert pattern.search(header) is None, header
+
+
+def test_cookie_set_and_clear() -> None:
+    spec = CookieSpec("s", secure=True, samesite="Strict", path="/p", max_age=60)
+    assert spec.set("v") == "s=v; Max-Age=60; Path=/p; Secure; HttpOnly; SameSite=Strict"
+    assert spec.set("v", name="s-2").startswith("s-2=v;")
+    cleared = spec.clear()
+    assert cleared.startswith("s=;") and "Max-Age=0" in cleared and "Path=/p" in cleared
+    assert "SameSite" not in CookieSpec("s", samesite=None).set("v")
+    assert "Domain=example.com" in CookieSpec("s", domain="example.com").set("v")
