@@ -237,6 +237,13 @@ class Session(MutableMapping[str, Any]):
         self._values = {}
         self._set = set()
         self._deleted = set(self._stored)
+        self._meta = {}
+        self._meta_changed = False
+
+    @property
+    def invalidated(self) -> bool:
+        """True after :meth:`invalidate` until the response is persisted."""
+        return self._invalidate
 
     def _changes(self) -> tuple[dict[str, str], list[str]]:
         changed: dict[str, str] = {}
@@ -351,9 +358,11 @@ class SessionManager:
         if session._invalidate:
             if session._exists and session._sid is not None:
                 self.store.delete(self.session_key(session._sid))
-            fresh = session._values  # written after invalidate(): they start a new session
-            session._adopt(None, {}, {})
-            session._invalidate = session._regenerate = session._meta_changed = False
+            # Values (and metadata) written after invalidate() start a new session.
+            fresh, meta, meta_changed = session._values, session._meta, session._meta_changed
+            session._adopt(None, {}, meta)
+            session._invalidate = session._regenerate = False
+            session._meta_changed = meta_changed
             if not fresh:
                 if session._had_cookie:
                     headers.append(("Set-Cookie", self.cookie.clear()))

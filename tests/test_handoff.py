@@ -69,7 +69,9 @@ def _split(url: str) -> tuple[str, str]:
 def _snapshot(store: SessionStore, dep: Deployment) -> dict[str, object]:
     """Every stored session's fields and metadata (TTL aside)."""
     if isinstance(store, RedisStore):
-        keys = [k.decode() for k in store.client.keys(dep.idp.manager.key_prefix + "s:*")]
+        # SCAN, not KEYS: on a Redis Cluster it walks every master.
+        pattern = dep.idp.manager.key_prefix + "s:*"
+        keys = [k.decode() for k in store.client.scan_iter(match=pattern)]
     else:
         assert isinstance(store, MemoryStore)
         keys = list(store._sessions)

@@ -113,3 +113,35 @@ def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
     assert store.load(dep.idp.manager.session_key(before), 60) is None
     record = store.load(dep.idp.manager.session_key(after), 60)
     assert record is not None and record.meta["a"] == int(clock())
+
+
+def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) -> None:
+    import webtest
+    from flow import idp_app
+
+    from sessionshare import IdpAuthMiddleware
+
+    store = MemoryStore(clock=clock)
+
+    def switch_user(environ: dict[str, object], start_response: object) -> object:
+        if environ["PATH_INFO"] == "/switch":
+            session = environ["sessionshare.session"]
+            session.invalidate()  # type: ignore[attr-defined]
+            session["user"] = "bob"  # type: ignore[index]
+        return idp_app(environ, start_response)  # type: ignore[arg-type]
+
+    dep = Deployment(store, clock)
+    idp = IdpAuthMiddleware(switch_user, store=store, key=dep.key, app_url=IDP,
+                            known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
+    browser = Browser(dep)
+    browser.apps["id.test"] = webtest.TestApp(idp, extra_environ={"HTTP_HOST": "id.test"})
+    browser.sign_in(LOGIN)
+    alice_sid = browser.cookie("id.test")
+    clock.advance(100)
+    browser.get(IDP + "/switch")
+    bob_sid = browser.cookie("id.test")
+    assert bob_sid and bob_sid != alice_sid
+    assert store.load(dep.idp.manager.session_key(alice_sid or ""), 60) is None
+    record = store.load(dep.idp.manager.session_key(bob_sid), 60)
+    assert record is not None and record.fields["user"] == '"bob"'
+    assert record.meta["a"] == int(clock()) and PENDING_KEY not in record.fields
