@@ -9,31 +9,18 @@
   failover changes it for good).
 
 Figures the tests measure are printed (``-s`` shows them) and appended to
-``tests/artifacts/reliability.txt`` by :func:`report`.
+``tests/artifacts/reliability.txt`` by :func:`reliability.figures.report`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from sessionshare import RedisStore
 
 from .topologies import LocalCluster, SentinelGroup
-
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-
-
-def report(title: str, figures: dict[str, object]) -> None:
-    """Print a test's measured figures and keep them in tests/artifacts/reliability.txt."""
-    line = f"{title}: " + ", ".join(f"{k}={v}" for k, v in figures.items())
-    print(f"\n[reliability] {line}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "reliability.txt", "a", encoding="utf-8") as handle:
-        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 @pytest.fixture(scope="session")

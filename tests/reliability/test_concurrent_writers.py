@@ -25,7 +25,7 @@ from flow import BLOG, SHOP, Browser, Deployment
 
 from sessionshare import RedisStore
 
-from .conftest import report
+from .figures import report
 
 KEYS_PER_APP = 1000
 THREADS_PER_APP = 16

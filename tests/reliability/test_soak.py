@@ -27,7 +27,7 @@ from sessionshare.session import SessionManager
 from sessionshare.web import CookieSpec
 
 from . import loadgen
-from .conftest import report
+from .figures import report
 from .loadgen import OK, Outcome, percentile
 from .served import ServedDeployment
 
@@ -92,6 +92,10 @@ def test_soak(redis_url: str) -> None:
         "sign_in_s": round(sign_in_seconds, 1), **figures, "errors": errors,
         "start": _window(outcomes, first, first + stretch),
         "end": _window(outcomes, last - stretch, last + 1),
+        "p99_ms_by_stretch": [_window(outcomes, first + i * stretch,
+                                      first + (i + 1) * stretch)["p99_ms"] for i in range(6)],
+        "requests_by_stretch": [_window(outcomes, first + i * stretch,
+                                        first + (i + 1) * stretch)["requests"] for i in range(6)],
         "rss_start_mib": {r: [round(v / MiB, 1) for v in m.values()]
                           for r, m in memory_start.items()},
         "rss_end_mib": {r: [round(v / MiB, 1) for v in m.values()] for r, m in memory_end.items()},

@@ -234,15 +234,19 @@ class SentinelGroup:
         assert client.execute_command("WAIT", 1, 2000) >= 1, "the replica did not catch up"
         client.close()
 
-    def failover(self, timeout: float = 10.0) -> None:
-        """``SENTINEL FAILOVER``: the sentinel promotes the replica without any vote."""
+    def failover(self, timeout: float = 12.0) -> float:
+        """``SENTINEL FAILOVER``: the sentinel promotes the replica without any vote.
+
+        Returns when (monotonic) the sentinel accepted the command.
+        """
         admin = self.admin()
         deadline = time.monotonic() + timeout
         try:
             while True:
                 try:
+                    sent = time.monotonic()
                     admin.sentinel_failover(self.service)
-                    return
+                    return sent
                 except redis.ResponseError as exc:
                     # NOGOODSLAVE until the sentinel's view of the replica is fresh,
                     # INPROG while an earlier failover finishes.
