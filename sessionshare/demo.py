@@ -29,7 +29,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,12 @@ def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
     if not 0 < port <= 65535 - len(SITES) + 1:
         print(f"error: --port {port} leaves no room for {len(SITES)} ports", file=sys.stderr)
         return 2
+    # Caught from the very start: a signal during start-up still ends in a clean stop.
+    with _stop_signals() as stop:
+        return _serve_until(stop, redis_url, host, port)
+
+
+def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: int) -> int:
     sockets: list[socket.socket] = []
     store: SessionStore | None = None
     servers = Servers()
@@ -199,7 +206,8 @@ def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
             servers.start(sock, apps[name])
         sockets, started = [], True
         print(_banner(urls, host, store_name), flush=True)
-        _wait_for_stop_signal()
+        while not stop.wait(0.5):
+            pass
         return 0
     except ImportError as exc:
         print(f"error: the demo needs Flask and Pyramid ({exc}); install them with "
@@ -222,7 +230,9 @@ def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
             print("sessionshare demo stopped.", flush=True)
 
 
-def _wait_for_stop_signal() -> None:
+@contextmanager
+def _stop_signals() -> Iterator[threading.Event]:
+    """An event that Ctrl-C (SIGINT) or SIGTERM sets, while the block runs."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -233,10 +243,7 @@ def _wait_for_stop_signal() -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, on_signal)
     try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        yield stop
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -94,7 +94,7 @@ class DemoProcess:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
-    def banner(self, timeout: float = 30.0) -> str:
+    def banner(self, timeout: float = 60.0) -> str:
         """The output up to the "Press Ctrl-C" line (fails if the demo exits or stalls)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -111,7 +111,7 @@ class DemoProcess:
     def stop(self, signum: int = signal.SIGINT) -> str:
         """Ctrl-C (or another signal); asserts a clean exit and returns the whole output."""
         self.process.send_signal(signum)
-        returncode = self.process.wait(timeout=15)
+        returncode = self.process.wait(timeout=30)
         self._reader.join(timeout=5)
         while (line := self.lines.get(timeout=5)) is not None:
             self.output.append(line)
@@ -143,7 +143,7 @@ def fetch(
 ) -> tuple[str, str]:
     """GET (or POST ``data``), following redirects; the final URL and the page."""
     body = None if data is None else urlencode(data).encode()
-    with opener.open(url, data=body, timeout=10) as response:
+    with opener.open(url, data=body, timeout=30) as response:
         assert response.status == 200
         return str(response.geturl()), response.read().decode()
 
