@@ -1,7 +1,7 @@
 """What the IdP and remote middlewares have in common.
 
 Both wrap a WSGI app around one shared session: they build a
-:class:`~sessionshare.session.SessionManager` from the same cookie and
+:class:`~sessionshare.manager.SessionManager` from the same cookie and
 timeout options, publish the session and ``REMOTE_USER``, answer a store
 outage with 503 (failing closed), and sign the user out everywhere on a POST
 to the logout path. Only their own protocol steps live in ``idp.py`` and
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from .config import read_settings
 from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError, StoreUnavailable
-from .session import Session, SessionManager
+from .manager import SessionManager
+from .session import Session
 from .store.base import SessionStore
 from .web import NO_STORE, CookieSpec, error_response, redirect, safe_return_path
 

@@ -1,4 +1,4 @@
-"""sessionshare.session: the Session mapping and the per-request manager."""
+"""sessionshare.session and sessionshare.manager: the Session mapping and its manager."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import FakeClock
 from servers import counting_client
 
 from sessionshare import ConfigurationError, MemoryStore, RedisStore, Session, SessionStore
-from sessionshare.session import SessionManager
+from sessionshare.manager import SessionManager
 from sessionshare.web import CookieSpec
 
 COOKIE = "sessionshare"

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from servers import RedisServer
 
 from sessionshare import RedisStore
-from sessionshare.session import SessionManager
+from sessionshare.manager import SessionManager
 from sessionshare.web import CookieSpec
 
 from . import loadgen

@@ -23,7 +23,7 @@ import threading
 import time
 
 from sessionshare import RedisStore
-from sessionshare.session import SessionManager
+from sessionshare.manager import SessionManager
 from sessionshare.web import CookieSpec
 
 from . import loadgen
