@@ -189,12 +189,18 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self.key, tokens[0], audience=self.origin, issuer=self.issuer,
             ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
         )
-        back = self._check_state(environ, claims.state)
-        # Taken last, atomically and once: a token that fails any other check
-        # does not burn the ticket of the browser it was stolen from.
-        wrapped = self.manager.store.take_ticket(
-            self.manager.ticket_key(ticket_digest(claims.ticket))
-        )
+        ticket_key = self.manager.ticket_key(ticket_digest(claims.ticket))
+        try:
+            back = self._check_state(environ, claims.state)
+        except TokenRejected:
+            # A genuine token in a browser that did not start its login may have been
+            # pushed there (a login link carrying someone else's state) and now sits in
+            # logs and history: spend the ticket, so the holder of that state cannot.
+            self.manager.store.take_ticket(ticket_key)
+            raise
+        # Taken last, atomically and once: a forged, foreign or expired token never
+        # reaches the store, so it cannot burn the ticket of the browser it came from.
+        wrapped = self.manager.store.take_ticket(ticket_key)
         sid = None if wrapped is None else unwrap_session_id(claims.ticket, wrapped)
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
@@ -249,4 +255,24 @@ def _protect_predicate(protect: Protect) -> Callable[[WSGIEnvironment], bool]:
     prefixes = tuple(protect)
     if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
         raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
-    return lambda environ: str(environ.get("PATH_INFO", "")).startswith(prefixes)
+
+    def protects(environ: WSGIEnvironment) -> bool:
+        path = str(environ.get("PATH_INFO", ""))
+        # Frameworks route "//orders" (werkzeug) or "/./orders" to the /orders view:
+        # a spelling that reaches a protected page is protected too.
+        return path.startswith(prefixes) or _normalized_path(path).startswith(prefixes)
+
+    return protects
+
+
+def _normalized_path(path: str) -> str:
+    """``path`` with repeated slashes merged and ``.``/``..`` segments resolved."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    trailing = "/" if segments and path.endswith(("/", "/.", "/..")) else ""
+    return "/" + "/".join(segments) + trailing

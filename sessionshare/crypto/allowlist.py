@@ -128,6 +128,15 @@ def _canonical_host(host: str) -> tuple[str, bool]:
 def _ascii_label(label: str) -> str:
     if label.isascii():
         label = label.lower()
+        if label.startswith("xn--") and _LABEL.fullmatch(label):
+            # An A-label must be the encoding of a Unicode label accepted below: a browser
+            # checks that (as soon as any label of the host is Unicode), so do it always.
+            try:
+                decoded = label[4:].encode("ascii").decode("punycode")
+            except UnicodeError:
+                raise _reject("bad_host", "invalid punycode") from None
+            if decoded.isascii() or _ascii_label(decoded) != label:
+                raise _reject("bad_host", "not the A-label of a valid Unicode label")
     else:
         # Only plain, already-normalised lower-case letters and digits are turned into
         # punycode; anything a browser would first *map* (full-width forms, other dots,
@@ -136,14 +145,15 @@ def _ascii_label(label: str) -> str:
             ch.isalnum() or ch == "-" for ch in label
         ) or unicodedata.normalize("NFKC", label) != label:
             raise _reject("bad_host", "non-ASCII label needing mapping")
-        if label.casefold() != label or any(
+        if label.casefold() != label or label.startswith("xn--") or any(
             ch in _IGNORED_BY_IDNA or unicodedata.bidirectional(ch) in ("R", "AL", "AN")
             for ch in label
         ):
             # Where UTS 46 and Python disagree, the checked host would not be the one a
             # browser resolves: case folding (Cherokee small letters fold to capitals,
-            # sharp s and final sigma differ between IDNA versions), the bidi rule of
-            # right-to-left labels, and fillers a browser drops.
+            # sharp s and final sigma differ between IDNA versions), a Unicode label
+            # posing as an A-label, the bidi rule of right-to-left labels, and fillers a
+            # browser drops.
             raise _reject("bad_host", "non-ASCII label browsers read differently")
         label = "xn--" + label.encode("punycode").decode("ascii")
     if not _LABEL.fullmatch(label):

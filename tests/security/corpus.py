@@ -31,7 +31,7 @@ __all__ = [
 
 CB = "/_sessionshare/callback"
 
-#: The IdP's allow-list in the security deployment (see conftest.py).
+#: The IdP's allow-list in the security deployment (see deploy.py).
 ALLOWED = ["http://shop.test", "http://blog.test", "secure.test", "*.partner.test"]
 
 
@@ -288,6 +288,11 @@ CALLBACK_ATTACKS: list[Attack] = [
         "https://a\u0662.partner.test" + CB,  # Arabic digit after Latin: fails the bidi rule
         "https://\u00df.partner.test" + CB,  # sharp s: transitional vs non-transitional
         "https://\u115fa.partner.test" + CB,  # Hangul filler: a browser drops it
+        "https://xn--b\u00fccher.partner.test" + CB,  # a U-label may not start with xn--
+        "https://xn--kz9a.partner.test" + CB,  # the A-label of the Cherokee case above
+        "https://xn--0.partner.test" + CB,  # not punycode at all
+        "https://xn--0.\u0101.partner.test" + CB,  # ...which a browser checks next to Unicode
+        "https://xn--ls8h.partner.test" + CB,  # a symbol, not a letter: refused in any form
     ]),
     # Port confusion (CWE-601 class; WHATWG vs RFC 3986 port parsing).
     *_group("cwe-601-port", [

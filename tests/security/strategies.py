@@ -22,6 +22,7 @@ __all__ = [
     "harmless_spellings",
     "query_values",
     "return_paths",
+    "unicode_wildcard_callbacks",
     "wsgi_text",
 ]
 
@@ -129,6 +130,25 @@ def _spliced(draw: st.DrawFn, base: st.SearchStrategy[str]) -> str:
     return text
 
 
+def _unicode_label() -> st.SearchStrategy[str]:
+    # Letters, marks and digits of every script (what IDNA is about), hyphens, and the
+    # A-label prefix: where Python's and a browser's IDNA processing can part ways.
+    text = st.text(
+        st.one_of(st.characters(categories=["Ll", "Lu", "Lo", "Lm", "Lt", "Mn", "Mc", "Nd",
+                                            "Nl", "No", "Cf"]),
+                  st.sampled_from("-aZ09")),
+        min_size=1, max_size=6,
+    )
+    return st.tuples(st.sampled_from(["", "", "", "xn--", "-"]), text).map("".join)
+
+
+def unicode_wildcard_callbacks() -> st.SearchStrategy[str]:
+    """Callbacks under the wildcard entry with one or two Unicode labels."""
+    return st.lists(_unicode_label(), min_size=1, max_size=2).map(
+        lambda labels: "https://" + ".".join(labels) + ".partner.test" + CB
+    )
+
+
 def callback_urls() -> st.SearchStrategy[str]:
     """Plausible callback URLs: mostly hostile, about one in five an allowed spelling."""
     return st.one_of(
@@ -137,6 +157,7 @@ def callback_urls() -> st.SearchStrategy[str]:
         _spliced(_assembled()),
         harmless_spellings().map(lambda pair: pair[0]),
         _spliced(harmless_spellings().map(lambda pair: pair[0])),
+        unicode_wildcard_callbacks(),
         st.text(max_size=80),
     )
 
@@ -144,7 +165,7 @@ def callback_urls() -> st.SearchStrategy[str]:
 RETURN_PIECES = ["/", "//", "\\", "/\\", "%2f", "%2F", "%5c", "%5C", "%09", "%0a", "%0d",
                  "%00", "%7f", "%20", "%25", "%2e", ".", "..", "evil.com", "@", "?", "#",
                  "\t", "\n", "\r", " ", "\x00", "\x7f", "\u3002", "\uff0f", "\u2215",
-                 "https:", "javascript:", "a", "x", ";", ":"]
+                 "https:", "javascript:", "a", "x", ";", ":", "orders", "read", "Orders"]
 
 
 def return_paths() -> st.SearchStrategy[str]:

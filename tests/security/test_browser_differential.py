@@ -36,7 +36,7 @@ from sessionshare.web import safe_return_path
 from .corpus import ACCEPTED, ALLOWED, CALLBACK_ATTACKS, EVIL_RETURN_PATHS, KEPT_RETURN_PATHS
 from .harness import browser_origin
 from .profiles import PROFILE, budget
-from .strategies import callback_urls, return_paths
+from .strategies import callback_urls, return_paths, unicode_wildcard_callbacks
 
 pytestmark = pytest.mark.browser
 
@@ -144,3 +144,11 @@ def _assert_return_paths(driver: Any, candidates: list[str]) -> None:
     for path, seen in zip(candidates, parse(driver, candidates, page), strict=True):
         if browser_origin(path, BLOG) == BLOG:
             assert seen is not None and seen[1] == BLOG, (path, seen)
+
+
+@_batch_settings
+@given(st.lists(unicode_wildcard_callbacks(), min_size=BATCH, max_size=BATCH))
+def test_generated_unicode_hosts_mean_the_same_to_chromium(driver: Any, urls: list[str]) -> None:
+    # IDNA in particular: whatever Unicode label the allow-list accepts under the wildcard
+    # must be the host Chromium resolves, in the same A-label form.
+    _assert_browser_agrees(driver, urls)

@@ -45,6 +45,18 @@ CB = "/_sessionshare/callback"
         "\u05d0.partner.test",  # Hebrew letter
         "\u115fa.partner.test",  # Hangul choseong filler: dropped by the browser
         "a\u1160.partner.test",  # Hangul jungseong filler
+        # Found later by the generated differential batches: a Unicode label that starts
+        # with "xn--" became "xn--xn--..." here; UTS 46 forbids it and Chrome refuses it.
+        "xn--b\u00fccher.partner.test",
+        "xn--\u00fc.partner.test",
+        # And an A-label that is no valid punycode, or decodes to nothing a browser accepts:
+        # Chrome checks it as soon as another label of the host is Unicode.
+        "xn--0.\u0101.partner.test",
+        "xn--0.partner.test",
+        "xn--a.partner.test",  # decodes to U+0080, a control character
+        "xn--abc-.partner.test",  # decodes to plain "abc"
+        "xn--kz9a.partner.test",  # Cherokee small a, the A-label of fix 1's first case
+        "xn--4gbrim.partner.test",  # Arabic: right-to-left
     ],
 )
 def test_unicode_labels_browsers_read_differently_are_refused(host: str) -> None:
@@ -59,6 +71,9 @@ def test_unicode_labels_browsers_agree_on_still_pass() -> None:
     assert allow.check_callback(f"https://b\u00fccher.partner.test{CB}").url == (
         f"https://xn--bcher-kva.partner.test{CB}"
     )
+    a_labels = ("xn--bcher-kva", "XN--BCHER-KVA", "xn--mnchen-3ya", "xn--e1afmkfd", "xn--r8jz45g")
+    for a_label in a_labels:
+        assert allow.is_allowed_callback(f"https://{a_label}.partner.test{CB}"), a_label
     assert allow.check_callback(f"https://b\u00fccher.test{CB}").origin == (
         "https://xn--bcher-kva.test"
     )
@@ -155,3 +170,98 @@ def test_state_cookie_inside_another_cookies_value_is_not_a_state_cookie(
     refused = victim.get(url)
     assert refused.status_int == 403 and "<code>bad_state</code>" in refused.text
     assert IDP and LOGIN  # the deployment's names, for the reader
+
+
+# -- 4. Prefix protection bypassed by an equivalent spelling of the path ----------------------
+# protect=["/orders"] compared the raw PATH_INFO, but Flask (werkzeug) routes "//orders" and
+# "///orders/5" to the /orders views: the page ran without the sign-in the middleware is
+# there to enforce (path-equivalence, CWE-41; the "//" bypass of prefix-based access rules).
+
+
+def _flask_shop() -> object:
+    import flask
+
+    app = flask.Flask("shop")
+
+    @app.route("/orders")
+    def orders() -> str:
+        return f"ORDERS for {flask.request.environ.get('REMOTE_USER')}"
+
+    @app.route("/orders/<int:number>")
+    def order(number: int) -> str:
+        return f"ORDER {number} for {flask.request.environ.get('REMOTE_USER')}"
+
+    @app.route("/about")
+    def about() -> str:
+        return "public"
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["//orders", "///orders/5", "/./orders", "/x/../orders",
+                                  "/orders/./5", "//orders/../orders"])
+def test_protected_prefix_holds_for_equivalent_paths(clock: Callable[[], float],
+                                                     path: str) -> None:
+    remote = RemoteSessionMiddleware(
+        _flask_shop().wsgi_app, store=MemoryStore(clock=clock), key=SyncKey.generate(),  # type: ignore[attr-defined]
+        app_url=SHOP, idp_url=LOGIN, protect=["/orders"], cookie_secure=False, clock=clock,
+    )
+    reply = call(remote, environ_for("GET", path))
+    assert reply.status == 302 and reply.location is not None
+    assert reply.location.startswith(LOGIN + "?callback=")
+    assert b"ORDER" not in reply.body
+
+
+def test_unprotected_paths_stay_public(clock: Callable[[], float]) -> None:
+    remote = RemoteSessionMiddleware(
+        _flask_shop().wsgi_app, store=MemoryStore(clock=clock), key=SyncKey.generate(),  # type: ignore[attr-defined]
+        app_url=SHOP, idp_url=LOGIN, protect=["/orders"], cookie_secure=False, clock=clock,
+    )
+    for path in ("/about", "//about"):
+        reply = call(remote, environ_for("GET", path))
+        assert reply.status == 200 and reply.body == b"public", path
+    # Not sent to sign in (Flask itself does not resolve dot segments: 404).
+    reply = call(remote, environ_for("GET", "/x/../about"))
+    assert reply.status == 404 and reply.location is None
+
+
+# -- 5. A token refused for its state stayed redeemable by whoever holds that state -----------
+# Login-URL injection (the OAuth "authorization code injection" class, RFC 9700 section 4.5):
+# the attacker starts a login at the remote in their own browser (and so holds the state
+# cookie for S), then has the victim open the genuine IdP link `/login?callback=...&state=S`.
+# The victim, signed in, is sent back with a token for *their* session bound to S; their
+# browser has no cookie for S, so the remote refuses it (bad_state) -- but left the ticket
+# live. The token now sits in the remote's access log and the victim's history, which is
+# exactly where DESIGN says tokens end up; with it the attacker redeemed the victim's session.
+
+
+def test_token_refused_for_its_state_cannot_be_redeemed_elsewhere(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = security_deployment(store, clock)
+    attacker, victim = Browser(dep), Browser(dep)
+    injected_login_url = attacker.start_login(SHOP + "/orders")  # attacker holds S's cookie
+    victim.sign_in_at(SHOP + "/orders")  # the victim is signed in everywhere
+    handed = victim.get(injected_login_url)  # the victim follows the attacker's link
+    assert handed.status_int == 303
+    token_url = handed.location
+    refused = victim.get(token_url)
+    assert refused.status_int == 403 and "<code>bad_state</code>" in refused.text
+    # The attacker reads the token from a log and presents it with the state cookie.
+    stolen = attacker.get(token_url)
+    assert stolen.status_int == 403 and "<code>replayed</code>" in stolen.text
+    assert attacker.cookie("shop.test") is None
+    assert attacker.get(SHOP + "/orders").status_int == 302
+
+
+def test_a_state_mismatch_does_not_burn_tokens_that_fail_earlier(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # Only a genuine token is spent: a forged or foreign one never reaches the store.
+    dep = security_deployment(store, clock)
+    browser = Browser(dep)
+    url = browser.token_url_for(SHOP + "/orders")
+    base, _, token = url.partition("?token=")
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert "<code>" in browser.get(f"{base}?token={tampered}").text
+    assert browser.get(url).status_int == 303

@@ -53,11 +53,12 @@ def _flip_byte(index: int) -> Callable[[str], str]:
     return flip
 
 
-def _snapshot(store: SessionStore, prefix: str = "sessionshare:") -> dict[str, object]:
-    """Every stored session and ticket (TTLs aside): nothing may change on a rejection."""
+def _snapshot(store: SessionStore, *, tickets: bool = True) -> dict[str, object]:
+    """Every stored session (and ticket), TTLs aside: nothing may change on a rejection."""
     if isinstance(store, RedisStore):
         out: dict[str, object] = {}
-        for key in sorted(store.client.keys(prefix + "*")):
+        pattern = "sessionshare:*" if tickets else "sessionshare:s:*"
+        for key in sorted(store.client.keys(pattern)):
             kind = store.client.type(key)
             if kind == b"string":
                 out[key.decode()] = store.client.get(key)
@@ -69,7 +70,7 @@ def _snapshot(store: SessionStore, prefix: str = "sessionshare:") -> dict[str, o
     assert isinstance(store, MemoryStore)
     return {
         **{k: (dict(v[1]), dict(v[2])) for k, v in store._sessions.items()},
-        **{k: v[1] for k, v in store._tickets.items()},
+        **({k: v[1] for k, v in store._tickets.items()} if tickets else {}),
     }
 
 
@@ -339,12 +340,19 @@ STATE_VARIANTS = [
 def test_state_cookie_manipulation(dep: Deployment, store: SessionStore, variant: str) -> None:
     browser = Browser(dep)
     url = browser.token_url_for(SHOP + "/orders")
+    genuine = _state_cookie(browser)
     _forge_state(browser, dep, variant)
-    before = _snapshot(store)
+    before = _snapshot(store, tickets=False)
     _assert_refused(browser.get(url), "bad_state")
-    assert _snapshot(store) == before
-    browser.apps["shop.test"].extra_environ.pop("HTTP_COOKIE", None)
+    assert _snapshot(store, tickets=False) == before
+    app = browser.apps["shop.test"]
+    app.extra_environ.pop("HTTP_COOKIE", None)
     _assert_signed_out_at(browser, SHOP)
+    # A genuine token refused for its state is spent: whoever holds the right state
+    # cookie cannot redeem it afterwards (login-URL injection, see test_regressions.py).
+    app.cookiejar.clear()
+    app.set_cookie(*genuine)
+    _assert_refused(browser.get(url), "replayed")
 
 
 def test_expired_state_cookie(dep: Deployment, clock: object) -> None:
@@ -361,10 +369,11 @@ def test_login_csrf_attackers_token_in_victims_browser(dep: Deployment,
     assert victim.sign_in_at(SHOP + "/orders").json["user"] == "alice"
     attacker = Browser(dep)
     url = attacker.token_url_for(SHOP + "/orders", user="bob")
-    before = _snapshot(store)
+    before = _snapshot(store, tickets=False)
     _assert_refused(victim.get(url), "bad_state")
-    assert _snapshot(store) == before
+    assert _snapshot(store, tickets=False) == before
     assert victim.get(SHOP + "/orders").json["user"] == "alice"
+    _assert_refused(attacker.get(url), "replayed")  # and the token is spent
 
 
 # -- method and parameters (HTTP parameter pollution, OWASP WSTG-INPV-04) ----------------------
