@@ -53,19 +53,28 @@ def primitives(stack: Stack, port: int) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = hiredis.Reader()
-    packed = hiredis.pack_command(("GET", floor_key))  # type: ignore[arg-type]
 
-    def bare_get() -> object:
-        sock.sendall(packed)
-        while True:
-            reader.feed(sock.recv(65536))
-            reply = reader.gets()
-            if reply is not False:
-                return reply
+    def bare(*command: str | int) -> Callable[[], object]:
+        packed = hiredis.pack_command(command)  # type: ignore[arg-type]
 
+        def exchange() -> object:
+            sock.sendall(packed)
+            while True:
+                reader.feed(sock.recv(65536))
+                reply = reader.gets()
+                if reply is not False:
+                    return reply
+
+        return exchange
+
+    merge_sha = stack.store._merge.sha
     counter = iter(range(10**9))
     rows = [
-        ("bare socket + hiredis parser: GET", bare_get),
+        ("bare socket + hiredis parser: GET", bare("GET", floor_key)),
+        ("bare socket + hiredis parser: GETEX", bare("GETEX", key, "EX", 1800)),
+        ("bare socket + hiredis parser: SET", bare("SET", floor_key + "x", "1", "EX", 1800)),
+        ("bare socket + hiredis parser: EVALSHA merge",
+         bare("EVALSHA", merge_sha, 1, key, 1800, "0", 1, 0, apps.WRITE_KEY, "1")),
         ("redis-py client: GET (what the floor uses)", lambda: floor.get(floor_key)),
         ("redis-py client: GETEX", lambda: floor.getex(key, ex=1800)),
         ("RedisStore.load (GETEX, parse)", lambda: stack.store.load(key, 1800)),

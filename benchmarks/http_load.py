@@ -1,10 +1,11 @@
 """Over HTTP: gunicorn (sync workers) serving one case, driven by ``wrk`` on loopback.
 
-Each case gets a fresh gunicorn (``--workers 2 --worker-class sync``) on a
+Each case gets its own gunicorn (``--workers 2 --worker-class sync``) on a
 free 127.0.0.1 port, its app built in each worker by
 ``benchmarks.apps:http_app(case)``. ``wrk`` then sends GETs with the case's
 session cookie for a fixed time (``--latency`` for the p99) and stops by
-itself; gunicorn is stopped right after. Traffic never leaves loopback.
+itself, case after case in rounds; the servers are stopped at the end.
+Traffic never leaves loopback.
 
 When the harness pins (``--pin CPU``), gunicorn's workers share that CPU
 with redis-server and ``wrk`` runs on the other CPUs, so the load generator
@@ -25,14 +26,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import apps
 
 REPO = Path(__file__).resolve().parent.parent
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}
 
 
 @dataclass
@@ -41,6 +42,7 @@ class HttpResult:
     p50_ms: float
     p99_ms: float
     requests: int
+    seconds: float
     errors: str  # non-2xx responses / socket errors as wrk reports them, "" if none
 
 
@@ -122,7 +124,7 @@ def wait_ready(port: int, path: str, cookie: str, timeout: float = 20.0) -> None
 
 
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
     if match is None:
         raise ValueError(f"unexpected wrk duration {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -132,7 +134,7 @@ def parse_wrk(output: str) -> HttpResult:
     rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    total = re.search(r"^\s+(\d+) requests in", output, re.M)
+    total = re.search(r"^\s+(\d+) requests in ([\d.]+\w+),", output, re.M)
     if not (rps and p50 and p99 and total):
         raise RuntimeError(f"could not read wrk's output:\n{output}")
     errors = "; ".join(
@@ -140,7 +142,8 @@ def parse_wrk(output: str) -> HttpResult:
         if line.strip().startswith(("Non-2xx", "Socket errors"))
     )
     return HttpResult(
-        float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), int(total.group(1)), errors
+        float(rps.group(1)), _ms(p50.group(1)), _ms(p99.group(1)), int(total.group(1)),
+        _ms(total.group(2)) / 1000, errors,
     )
 
 
@@ -165,10 +168,44 @@ def drive(
     return parse_wrk(done.stdout)
 
 
-def run_case(
-    case: str, cookie: str, *, redis_url: str, sync_key: str, port: int, seconds: float,
-    connections: int, server_cpus: set[int] | None, client_cpus: set[int] | None, wrk: str,
-) -> HttpResult:
-    with gunicorn(case, port, redis_url, sync_key, server_cpus):
-        wait_ready(port, apps.READ_PATH, cookie)
-        return drive(wrk, port, apps.READ_PATH, cookie, seconds, connections, client_cpus)
+def combine(rounds: list[HttpResult]) -> HttpResult:
+    """One figure from a case's rounds: requests/s over the whole time, the worst p99."""
+    total = sum(r.requests for r in rounds)
+    seconds = sum(r.seconds for r in rounds)
+    return HttpResult(
+        requests_per_second=round(total / seconds, 1),
+        p50_ms=round(sum(r.p50_ms for r in rounds) / len(rounds), 3),
+        p99_ms=max(r.p99_ms for r in rounds),
+        requests=total,
+        seconds=round(seconds, 2),
+        errors="; ".join(r.errors for r in rounds if r.errors),
+    )
+
+
+def run_cases(
+    cookies: dict[str, str], *, redis_url: str, sync_key: str, ports: list[int],
+    seconds: float, rounds: int, connections: int, server_cpus: set[int] | None,
+    client_cpus: set[int] | None, wrk: str, log: Callable[[str], None],
+) -> dict[str, HttpResult]:
+    """Serve every case at once (idle servers cost nothing) and drive them in turns.
+
+    Each case gets ``rounds`` turns of ``seconds / rounds``, in the order
+    a, b, c, e, a, b, c, e, ...: a slow moment of the machine then hits every
+    case alike instead of whichever ran during it.
+    """
+    turn = seconds / rounds
+    served = [(case, cookie, port) for (case, cookie), port in zip(cookies.items(), ports,
+                                                                     strict=True)]
+    results: dict[str, list[HttpResult]] = {case: [] for case in cookies}
+    with ExitStack() as stack:
+        for case, _cookie, port in served:
+            stack.enter_context(gunicorn(case, port, redis_url, sync_key, server_cpus))
+        for _case, cookie, port in served:
+            wait_ready(port, apps.READ_PATH, cookie)
+        for number in range(rounds):
+            for case, cookie, port in served:
+                log(f"HTTP: ({case}) round {number + 1}/{rounds}, {turn:g} s ...")
+                results[case].append(
+                    drive(wrk, port, apps.READ_PATH, cookie, turn, connections, client_cpus)
+                )
+    return {case: combine(found) for case, found in results.items()}

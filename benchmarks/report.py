@@ -156,7 +156,8 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
     served = result.get("http") or {}
     if served:
         lines += ["", f"over HTTP: gunicorn sync x2 workers, wrk 1 thread x {s['connections']} "
-                  f"connections, {s['http_seconds']:g} s per case",
+                  f"connections, {s['http_seconds']:g} s per case in {s['http_rounds']} "
+                  "interleaved turns (req/s over all turns, p50 mean, p99 worst)",
                   f"  {'case':<4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9}  errors"]
         for case, row in served.items():
             lines.append(

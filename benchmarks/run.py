@@ -11,7 +11,8 @@ in through each session layer, checks every case answers as it should, then:
 1. counts store round trips and server commands per request of each case;
 2. times the in-process cases (a)-(h), interleaved, median of the repeats;
 3. measures resident-memory growth over 100,000 requests of (c) and (d);
-4. serves (a), (b), (c), (e) with gunicorn and drives each with ``wrk``;
+4. serves (a), (b), (c), (e) with gunicorn and drives each with ``wrk``,
+   in interleaved turns (2 x 5 s each by default);
 
 and prints the tables, the ratios of issue 5 and whether each target is met.
 ``--pin CPU`` binds this process, redis-server and the gunicorn workers to
@@ -38,7 +39,6 @@ from . import http_load, measure, report
 from .cases import Stack
 
 REPO = Path(__file__).resolve().parent.parent
-HTTP_CASES = ("a", "b", "c", "e")
 COUNT_UNITS = 40
 
 
@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-requests", type=int,
                         help="requests of (c) and (d) for the RSS growth (default 100000; smoke 0)")
     parser.add_argument("--http-seconds", type=float, default=10.0, help="wrk time per case")
+    parser.add_argument("--http-rounds", type=int, default=2,
+                        help="split each case's wrk time into this many interleaved turns")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections")
     parser.add_argument("--no-http", action="store_true", help="skip the gunicorn + wrk part")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
@@ -129,16 +131,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
         served: dict[str, dict[str, Any]] = {}
         if wrk is not None:
             cookies = {"a": "", "b": stack.cookie, "c": stack.cookie, "e": stack.flask_cookie}
-            for case_id in HTTP_CASES:
-                print(f"HTTP: ({case_id}) for {args.http_seconds:g} s ...", file=sys.stderr,
-                      flush=True)
-                outcome = http_load.run_case(
-                    case_id, cookies[case_id], redis_url=server.url, sync_key=stack.sync_key,
-                    port=servers.free_port(), seconds=args.http_seconds,
-                    connections=args.connections, server_cpus=server_cpus,
-                    client_cpus=client_cpus, wrk=wrk,
-                )
-                served[case_id] = vars(outcome)
+            outcomes = http_load.run_cases(
+                cookies, redis_url=server.url, sync_key=stack.sync_key,
+                ports=[servers.free_port() for _ in cookies], seconds=args.http_seconds,
+                rounds=args.http_rounds, connections=args.connections,
+                server_cpus=server_cpus, client_cpus=client_cpus, wrk=wrk,
+                log=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+            served = {case_id: vars(outcome) for case_id, outcome in outcomes.items()}
         machine["redis_server"] = str(stack.admin.info("server")["redis_version"])
         stack.close()
     finally:
@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
             "mode": "smoke" if args.smoke else "full", "pin": args.pin,
             "repeats": args.repeats, "requests": args.requests,
             "memory_requests": args.memory_requests, "http_seconds": args.http_seconds,
+            "http_rounds": args.http_rounds,
             "connections": args.connections,
         },
         "inprocess": inprocess,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ CASES = ["a", "b", "c", "d", "e0", "e", "f", "g", "h"]
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    missing = [name for name in ("flask_session", "beaker", "psutil") if find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the benchmark peers are not installed ({', '.join(missing)}): "
+                    "python -m pip install -e '.[bench]'")
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
