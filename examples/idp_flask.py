@@ -21,7 +21,7 @@ from flask import Flask, flash, redirect, render_template_string, request, sessi
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from sessionshare import IdpAuthMiddleware
-from sessionshare.contrib.flask import SharedSessionInterface
+from sessionshare.contrib.flask import init_app
 
 # A real app keeps only these hashes, in its user database.
 USERS = {"alice": generate_password_hash("wonderland"), "bob": generate_password_hash("builder")}
@@ -68,5 +68,5 @@ def create_app(**options: Any) -> Flask:
         app.wsgi_app = IdpAuthMiddleware(app.wsgi_app, **options)
     else:
         app.wsgi_app = IdpAuthMiddleware.from_env(app.wsgi_app)
-    app.session_interface = SharedSessionInterface()
+    init_app(app)
     return app

@@ -107,7 +107,7 @@ class SessionManager:
             session._adopt(None, {}, {})
             return
         record = self.store.load(self.session_key(sid), self.idle_timeout)
-        if record is not None and record.meta.get("c", 0) + self.absolute_timeout <= self.clock():
+        if record is not None and _started(record.meta, 0) + self.absolute_timeout <= self.clock():
             self.store.delete(self.session_key(sid))
             record = None
         if record is None:
@@ -127,7 +127,7 @@ class SessionManager:
 
     # -- response side -----------------------------------------------------
     def _ttl(self, meta: dict[str, int], now: float) -> int:
-        remaining = meta.get("c", int(now)) + self.absolute_timeout - now
+        remaining = _started(meta, int(now)) + self.absolute_timeout - now
         return max(1, int(min(self.idle_timeout, remaining)))
 
     def persist(self, session: Session) -> list[tuple[str, str]]:
@@ -248,6 +248,15 @@ class SessionManager:
                 raise failed[0]
             return replacement[0]
         return _PersistOnClose(app_iter, self, session)
+
+
+def _started(meta: dict[str, int], default: int) -> int:
+    """Where the absolute lifetime counts from: the latest sign-in, else creation.
+
+    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
+    hours before the user signs in does not end minutes after the sign-in.
+    """
+    return max(meta.get("c", default), meta.get("a", 0))
 
 
 def _prime(app_iter: Iterable[bytes], failed: list[StoreUnavailable]) -> Iterable[bytes]:

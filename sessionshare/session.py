@@ -30,7 +30,9 @@ __all__ = ["ENVIRON_KEY", "SESSION_ID_PATTERN", "Session", "new_session_id"]
 ENVIRON_KEY = "sessionshare.session"
 SESSION_ID_PATTERN = "[A-Za-z0-9_-]{43}"
 _IMMUTABLE = (str, int, float, bool, type(None))
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+# ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
+# is stored as its \uXXXX escape instead of failing later on the way to the store.
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 
 
@@ -121,6 +123,12 @@ class Session(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"session keys are strings, not {type(key).__name__}")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError(
+                "session keys must be valid Unicode text (no lone surrogates)"
+            ) from None
         _encode(key, value)
         self._ensure()
         self._values[key] = value

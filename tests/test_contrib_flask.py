@@ -260,3 +260,40 @@ def test_no_flask_cookie_is_ever_set(browser: Browser) -> None:
     for host in ("id.test", "shop.test"):
         names = {cookie.name for cookie in browser.apps[host].cookiejar}
         assert "session" not in names and "sessionshare" in names
+
+
+def test_store_outage_inside_an_unprotected_view_is_a_503(clock: Any) -> None:
+    import webtest
+    from servers import RedisServer
+
+    from sessionshare import RedisStore
+    from sessionshare.contrib.flask import init_app
+
+    with RedisServer() as server:
+        store = RedisStore.from_url(server.url, socket_timeout=0.5)
+        app = Flask(__name__)
+
+        @app.route("/")
+        def home() -> str:
+            return f"cart: {session.get('cart')}"
+
+        @app.route("/fill")
+        def fill() -> str:
+            session["cart"] = [1]
+            return "ok"
+
+        app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, store=store, key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN,
+            protect=["/account"], cookie_secure=False, clock=clock,
+        )
+        init_app(app)
+        client = webtest.TestApp(app, extra_environ={"HTTP_HOST": "shop.test"})
+        client.get("/fill")
+        assert client.get("/").text == "cart: [1]"
+        server.stop()
+        response = client.get("/", headers={"Accept": "text/html"}, status="*")
+        assert response.status_int == 503 and response.headers["Retry-After"] == "2"
+        assert "store_unavailable" in response.text
+        server.start()
+        assert client.get("/").text == "cart: None"  # a fresh server: the session is gone
+        store.close()

@@ -145,3 +145,23 @@ def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) 
     record = store.load(dep.idp.manager.session_key(bob_sid), 60)
     assert record is not None and record.fields["user"] == '"bob"'
     assert record.meta["a"] == int(clock()) and PENDING_KEY not in record.fields
+
+
+def test_absolute_lifetime_counts_from_the_sign_in(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock, idp_options={"absolute_timeout": 3600},
+                     remote_options={"absolute_timeout": 3600})
+    browser = Browser(dep)
+    browser.get(browser.start_login(SHOP + "/orders"))  # an anonymous IdP session...
+    anonymous = browser.cookie("id.test")
+    for _ in range(5):
+        clock.advance(600)  # ...kept alive for 50 minutes by fresh login attempts
+        login_url = browser.start_login(SHOP + "/orders")
+        browser.get(login_url)
+    assert browser.cookie("id.test") == anonymous
+    back = browser.get(browser.sign_in(login_url).location)
+    assert browser.get(SHOP + back.location).json["user"] == "alice"
+    clock.advance(1200)  # 70 min after the first visit, 20 min after signing in
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"
+    clock.advance(2500)  # past an hour since the sign-in: over
+    assert browser.get(SHOP + "/orders").status_int == 302

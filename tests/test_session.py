@@ -403,3 +403,17 @@ def test_bad_manager_configuration() -> None:
         SessionManager(object(), cookie=CookieSpec("s"))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="positive"):
         SessionManager(MemoryStore(), cookie=CookieSpec("s"), idle_timeout=0)
+
+
+def test_odd_unicode_values_round_trip_and_bad_keys_fail_at_assignment(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    manager, app = _browser(store, clock)
+    odd = {"surrogate": "\ud800", "accents": "café ☕", "nul": "a\x00b"}
+    app.handlers.update({"/new": set_values(odd), "/read": read_all})
+    app.get("/new")
+    assert app.get("/read").json == {k: v for k, v in odd.items() if k != "surrogate"} | {
+        "surrogate": "\ud800"
+    }
+    with pytest.raises(TypeError, match="valid Unicode"):
+        Session()["\udc80"] = 1

@@ -209,3 +209,27 @@ def test_from_url_rejects_other_schemes() -> None:
         RedisStore.from_url("http://127.0.0.1:6379")
     with pytest.raises(ConfigurationError, match="redis-py client"):
         RedisStore(object())
+
+
+def test_a_bounded_pool_is_never_starved(redis_url: str) -> None:
+    """Every command shares the pool's bound: parked fast-path connections starve nothing."""
+    store = RedisStore.from_url(redis_url, max_connections=2)
+    store.save("k", changed={"a": "1"}, ttl=60, create=True)
+    barrier = threading.Barrier(2)
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(50):
+            store.load("k", 60)
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.put_ticket("t", "v", 60)
+    assert store.take_ticket("t") == "v"
+    store.ping()
+    store.delete("k")
+    assert store.load("k", 60) is None
+    store.close()

@@ -7,7 +7,12 @@ one line::
 
     app.wsgi_app = RemoteSessionMiddleware(app.wsgi_app, store=..., key=..., app_url=...,
                                            idp_url=...)
-    app.session_interface = SharedSessionInterface()
+    init_app(app)
+
+``init_app`` sets ``app.session_interface = SharedSessionInterface()`` and
+registers a handler that answers a store outage met inside a view (a page the
+middleware does not protect, whose session loads lazily) with the same 503 +
+``Retry-After`` as the middleware, instead of Flask's 500.
 
 Flask then opens, for every request, a view over the session the middleware
 already loaded (lazily: a view that never looks inside costs no round trip)
@@ -46,14 +51,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
+from ..errors import StoreUnavailable
+from ..middleware import RETRY_AFTER
 from ..session import ENVIRON_KEY, Session
+from ..web import error_response
 from . import NOT_WRAPPED, SharedSessionView
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
 
-__all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession"]
+__all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession", "init_app"]
 
 
 class FlaskSharedSession(SharedSessionView, SessionMixin):
@@ -119,3 +127,28 @@ class SharedSessionInterface(SessionInterface):
         # the response starts; writing a Flask cookie here would only add a
         # second, unsigned-by-us session cookie.
         return None
+
+
+def init_app(app: Flask) -> None:
+    """Serve ``flask.session`` from the shared session, and 503 on a store outage."""
+    app.session_interface = SharedSessionInterface()
+    app.register_error_handler(StoreUnavailable, _store_unavailable)
+
+
+def _store_unavailable(exc: StoreUnavailable) -> Response:
+    from flask import current_app, request
+
+    captured: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured.append((status, headers))
+
+    # Fail closed, exactly as the middleware does for the paths it protects.
+    body = error_response(
+        request.environ, capture, "503 Service Unavailable", "store_unavailable",
+        "The session store is not reachable. Please try again in a moment.",
+        headers=[("Retry-After", RETRY_AFTER)],
+    )
+    status, headers = captured[0]
+    return current_app.response_class(b"".join(body), status=status, headers=headers)
+

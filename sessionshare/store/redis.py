@@ -20,11 +20,12 @@ redis-py reconnects on the next command, so the app recovers by itself when
 the server is back.
 
 Speed: on a plain ``redis.Redis`` (one server, RESP2, no client-side cache)
-the two per-request commands, the read and the merge, skip redis-py's
-client and pool machinery, which costs about 10 microseconds per command in
-redis-py 8 -- a third of a whole session read on loopback (measured in
-``benchmarks/README.md``). They go out on connections the store borrowed
-from the client's pool, with the same settings and retry policy.
+every command skips redis-py's client and pool machinery, which costs about
+10 microseconds per command in redis-py 8 -- a third of a whole session read
+on loopback (measured in ``benchmarks/README.md``). Commands go out on
+connections the store borrowed from the client's pool, with the same
+settings and retry policy; *all* of them use those connections, so a pool
+with ``max_connections`` is never starved by connections the store parked.
 
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
     store = RedisStore(Sentinel([("s1", 26379)]).master_for("sessions"))
@@ -264,7 +265,10 @@ class RedisStore:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            self.client.delete(key)
+            if self._direct is not None:
+                self._direct.call("DEL", key)
+            else:
+                self.client.delete(key)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
@@ -272,7 +276,10 @@ class RedisStore:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            self.client.set(key, value, ex=max(int(ttl), 1), nx=True)
+            if self._direct is not None:
+                self._direct.call("SET", key, value, "EX", max(int(ttl), 1), "NX")
+            else:
+                self.client.set(key, value, ex=max(int(ttl), 1), nx=True)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
@@ -280,7 +287,10 @@ class RedisStore:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            raw = self.client.getdel(key)
+            if self._direct is not None:
+                raw = self._direct.call("GETDEL", key)
+            else:
+                raw = self.client.getdel(key)
         except _ERRORS as exc:
             raise _unavailable(exc) from None
         if raw is None:
@@ -289,7 +299,10 @@ class RedisStore:
 
     def ping(self) -> None:
         try:
-            self.client.ping()
+            if self._direct is not None:
+                self._direct.call("PING")
+            else:
+                self.client.ping()
         except _ERRORS as exc:
             raise _unavailable(exc) from None
 
