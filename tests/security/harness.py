@@ -22,7 +22,7 @@ import io
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -49,7 +49,6 @@ class Reply:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-    raised: BaseException | None = field(default=None)
 
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]

@@ -17,6 +17,7 @@ input, whatever it is:
 
 from __future__ import annotations
 
+import io
 import posixpath
 import re
 from collections.abc import Callable
@@ -220,8 +221,6 @@ def _cookie_from(reply: Reply) -> str:
 
 
 def _form(body: bytes) -> dict[str, Any]:
-    import io
-
     return {
         "CONTENT_TYPE": "application/x-www-form-urlencoded",
         "CONTENT_LENGTH": str(len(body)),

@@ -5,10 +5,11 @@ Each test fails on the code before its fix and says what it guards.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import pytest
-from flow import IDP, LOGIN, SHOP, Browser, idp_app, remote_app
+from flow import LOGIN, SHOP, Browser, idp_app, remote_app
 
 from sessionshare import (
     AllowList,
@@ -122,8 +123,6 @@ def _session_of(store: SessionStore, key: str, clock: Callable[[], float], user:
                             known_remote_hosts=["shop.test"], cookie_name="__Host-sessionshare",
                             clock=clock)
     body = f"username={user}&password={'wonderland' if user == 'alice' else 'builder'}".encode()
-    import io
-
     reply = call(idp, environ_for("POST", "/login", host="id.test", extra={
         "wsgi.url_scheme": "https", "CONTENT_TYPE": "application/x-www-form-urlencoded",
         "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}))
@@ -169,7 +168,6 @@ def test_state_cookie_inside_another_cookies_value_is_not_a_state_cookie(
     victim.apps["shop.test"].extra_environ["HTTP_COOKIE"] = f"lang=en,{name}={value}"
     refused = victim.get(url)
     assert refused.status_int == 403 and "<code>bad_state</code>" in refused.text
-    assert IDP and LOGIN  # the deployment's names, for the reader
 
 
 # -- 4. Prefix protection bypassed by an equivalent spelling of the path ----------------------

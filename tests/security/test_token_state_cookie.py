@@ -4,10 +4,14 @@ Each case runs the real flow up to the IdP's redirect back (the browser holds
 a fresh token URL and its state cookie), then changes one thing an attacker
 controls and presents it to the remote's callback. The answer must be a 403
 with the expected reason code, no ``Location``, no cookie, no change to any
-stored session, and the browser must not be signed in afterwards. Where the
-manipulation leaves the genuine token and cookie intact, the genuine token
-is then redeemed and must work: a rejected attempt does not burn the ticket
-of the browser it was stolen from, and the test proves it could pass.
+stored session, and the browser must not be signed in afterwards.
+
+Where the token itself was changed, the genuine token is redeemed afterwards
+and must work: a forged or foreign token never reaches the store, so it
+cannot burn the ticket of the browser it was taken from (and the test
+proves it could pass). Where the *state* was wrong, the genuine token must
+be spent instead: whoever holds the state it was issued for cannot use it
+later (login-URL injection, fix 5 in test_regressions.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import webtest
 from flow import BLOG, IDP, SHOP, Browser, Deployment, idp_app, reason_of
 
 from sessionshare import IdpAuthMiddleware, MemoryStore, RedisStore, SessionStore, SyncKey
+from sessionshare.crypto import open_token
 
 from .deploy import Events, remote_login_prefix, security_deployment
 from .harness import call, environ_for
@@ -478,8 +483,6 @@ def test_a_store_dump_holds_no_session_id_ticket_or_token(redis_url: str,
     _, token = _split(url)
     sid = browser.cookie("id.test")
     assert sid is not None
-    from sessionshare.crypto import open_token
-
     claims = open_token(SyncKey.parse(dep.key), token, audience=SHOP, issuer=IDP, ttl=60,
                         now=clock())
     dump = repr(_snapshot(store)).encode()
