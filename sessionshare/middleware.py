@@ -119,7 +119,9 @@ class SessionMiddleware:
         self, environ: WSGIEnvironment, start_response: StartResponse, exc: StoreUnavailable
     ) -> Iterable[bytes]:
         # Fail closed: never serve the app without knowing who the user is.
-        log.error("store_unavailable error=%s path=%s", exc, environ.get("PATH_INFO", ""))
+        # repr() and a cap: the path is the client's text, which must not forge log lines.
+        path = str(environ.get("PATH_INFO", ""))[:200]
+        log.error("store_unavailable error=%s path=%r", exc, path)
         return error_response(
             environ, start_response, "503 Service Unavailable", "store_unavailable",
             "The session store is not reachable. Please try again in a moment.",

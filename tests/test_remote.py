@@ -136,3 +136,30 @@ def test_state_cookie_is_scoped_to_the_callback(dep: Deployment) -> None:
         assert flag in cookie
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_outage_log_line_cannot_be_forged_by_the_path(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from servers import RedisServer
+
+    from sessionshare import RedisStore
+
+    with RedisServer() as server:
+        store = RedisStore.from_url(server.url, socket_timeout=0.5)
+        app = RemoteSessionMiddleware(
+            lambda e, s: [b""], store=store, key=SyncKey.generate(), app_url=SHOP,
+            idp_url=LOGIN, cookie_secure=False,
+        )
+        server.stop()
+        caplog.set_level(logging.ERROR, logger="sessionshare")
+        statuses: list[str] = []
+        environ = {  # a raw environ: WebTest would tidy the newline away
+            "REQUEST_METHOD": "GET", "PATH_INFO": "/x\nINFO fake line",
+            "HTTP_COOKIE": "sessionshare=" + "A" * 43, "HTTP_ACCEPT": "text/html",
+        }
+        app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        assert statuses == ["503 Service Unavailable"]
+        (record,) = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
+        assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
+        store.close()
