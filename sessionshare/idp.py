@@ -50,7 +50,7 @@ from .errors import CallbackRejected, ConfigurationError, StoreUnavailable
 from .middleware import SessionMiddleware
 from .session import Session
 from .store.base import SessionStore
-from .web import NO_STORE, error_response, query_params, redirect
+from .web import NO_STORE, ErrorParts, error_response, query_params, redirect, render_error
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -222,18 +222,13 @@ class IdpAuthMiddleware(SessionMiddleware):
 
     def _refused(
         self, environ: WSGIEnvironment, handoff: _Handoff, cookies: list[tuple[str, str]]
-    ) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+    ) -> ErrorParts:
+        """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
         log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
-        captured: list[tuple[str, list[tuple[str, str]]]] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            captured.append((status, headers))
-
-        body = error_response(
-            environ, capture, "403 Forbidden", "not_authorized",
+        return render_error(
+            environ, "403 Forbidden", "not_authorized",
             "Your account may not use this site.", headers=cookies,
         )
-        return captured[0][0], captured[0][1], body
 
     # -- the redirect back --------------------------------------------------
     def _complete(
@@ -244,11 +239,9 @@ class IdpAuthMiddleware(SessionMiddleware):
         handoff: _Handoff,
     ) -> Iterable[bytes]:
         if self.authorize is not None and not self.authorize(session, handoff.origin):
-            log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
-            return error_response(
-                environ, start_response, "403 Forbidden", "not_authorized",
-                "Your account may not use this site.",
-            )
+            status, headers, body = self._refused(environ, handoff, [])
+            start_response(status, headers)
+            return body
         location = self._mint(session, handoff)
         return redirect(start_response, location, headers=self.manager.persist(session))
 

@@ -27,16 +27,33 @@ from .errors import ConfigurationError, StoreUnavailable
 from .manager import SessionManager
 from .session import Session
 from .store.base import SessionStore
-from .web import NO_STORE, CookieSpec, error_response, redirect, safe_return_path
+from .web import (
+    NO_STORE,
+    CookieSpec,
+    ErrorParts,
+    error_response,
+    redirect,
+    render_error,
+    safe_return_path,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SessionMiddleware", "unavailable_page"]
 
 log = logging.getLogger("sessionshare")
 _M = TypeVar("_M", bound="SessionMiddleware")
 RETRY_AFTER = "2"
+
+
+def unavailable_page(environ: WSGIEnvironment) -> ErrorParts:
+    """The 503 + ``Retry-After`` answer to a store outage (also used by the Flask adapter)."""
+    return render_error(
+        environ, "503 Service Unavailable", "store_unavailable",
+        "The session store is not reachable. Please try again in a moment.",
+        headers=[("Retry-After", RETRY_AFTER)],
+    )
 
 
 class SessionMiddleware:
@@ -122,11 +139,9 @@ class SessionMiddleware:
         # repr() and a cap: the path is the client's text, which must not forge log lines.
         path = str(environ.get("PATH_INFO", ""))[:200]
         log.error("store_unavailable error=%s path=%r", exc, path)
-        return error_response(
-            environ, start_response, "503 Service Unavailable", "store_unavailable",
-            "The session store is not reachable. Please try again in a moment.",
-            headers=[("Retry-After", RETRY_AFTER)],
-        )
+        status, headers, body = unavailable_page(environ)
+        start_response(status, headers)
+        return body
 
     def logout(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """POST: end the shared session everywhere. GET/HEAD: a page with the button."""

@@ -173,11 +173,6 @@ class Session(MutableMapping[str, Any]):
         return not self._exists
 
     @property
-    def accessed(self) -> bool:
-        """True once anything looked inside (the store was read or a value set)."""
-        return self._loaded and (self._had_cookie or bool(self._values))
-
-    @property
     def modified(self) -> bool:
         """True when persisting would write something."""
         if not self._loaded:

@@ -33,6 +33,7 @@ __all__ = [
     "is_navigation",
     "query_params",
     "redirect",
+    "render_error",
     "request_path",
     "safe_return_path",
     "wants_json",
@@ -211,6 +212,9 @@ _TITLES = {
 }
 
 
+ErrorParts = tuple[str, list[tuple[str, str]], list[bytes]]
+
+
 def error_response(
     environ: WSGIEnvironment,
     start_response: StartResponse,
@@ -227,6 +231,24 @@ def error_response(
     ``as_json`` forces the body type; by default it follows the request.
     ``message`` and ``extra`` must hold nothing secret: they are shown to the client.
     """
+    status, all_headers, body = render_error(
+        environ, status, reason, message, headers=headers, extra=extra, as_json=as_json
+    )
+    start_response(status, all_headers)
+    return body
+
+
+def render_error(
+    environ: WSGIEnvironment,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    headers: Iterable[tuple[str, str]] = (),
+    extra: dict[str, str] | None = None,
+    as_json: bool | None = None,
+) -> ErrorParts:
+    """:func:`error_response` as ``(status, headers, body)``, for code that answers late."""
     code = status.split(" ", 1)[0]
     if wants_json(environ) if as_json is None else as_json:
         body = json.dumps({"error": reason, "message": message, **(extra or {})}).encode()
@@ -242,14 +264,11 @@ def error_response(
             f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}"
         ).encode()
         content_type = "text/html; charset=utf-8"
-    start_response(
-        status,
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("X-Content-Type-Options", "nosniff"),
-            *NO_STORE,
-            *headers,
-        ],
-    )
-    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
+    all_headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("X-Content-Type-Options", "nosniff"),
+        *NO_STORE,
+        *headers,
+    ]
+    return status, all_headers, [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]

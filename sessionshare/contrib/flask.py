@@ -52,9 +52,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from ..errors import StoreUnavailable
-from ..middleware import RETRY_AFTER
+from ..middleware import unavailable_page
 from ..session import ENVIRON_KEY, Session
-from ..web import error_response
 from . import NOT_WRAPPED, SharedSessionView
 
 if TYPE_CHECKING:
@@ -138,17 +137,6 @@ def init_app(app: Flask) -> None:
 def _store_unavailable(exc: StoreUnavailable) -> Response:
     from flask import current_app, request
 
-    captured: list[tuple[str, list[tuple[str, str]]]] = []
-
-    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured.append((status, headers))
-
     # Fail closed, exactly as the middleware does for the paths it protects.
-    body = error_response(
-        request.environ, capture, "503 Service Unavailable", "store_unavailable",
-        "The session store is not reachable. Please try again in a moment.",
-        headers=[("Retry-After", RETRY_AFTER)],
-    )
-    status, headers = captured[0]
+    status, headers, body = unavailable_page(request.environ)
     return current_app.response_class(b"".join(body), status=status, headers=headers)
-
