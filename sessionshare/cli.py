@@ -61,6 +61,10 @@ def _check(args: argparse.Namespace) -> int:
             print(f"{role}: the store does not answer ({exc}); check SESSIONSHARE_STORE_URL")
             status = 1
             continue
+        eviction_warning = getattr(settings["store"], "eviction_warning", None)
+        warning = eviction_warning() if eviction_warning is not None else None
+        if warning:
+            print(f"{role}: warning: {warning}")
         fingerprint = settings["key"].fingerprint
         print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
     return status

@@ -25,6 +25,7 @@ import pytest
 import test_handoff
 import test_session
 import test_store
+import test_store_exchange
 from flow import SHOP, Browser, Deployment
 
 from sessionshare import RedisStore, SessionStore
@@ -171,3 +172,13 @@ def test_a_master_going_away_gives_503_never_a_bypass(
         "statuses_while_down": statuses, "healed_s": round(healed, 1),
         "signed_out_by_data_loss": sum(r.status_int == 302 for r in after),
     })
+
+
+@pytest.mark.parametrize("following", sorted(test_store_exchange.NEXT_CALLS))
+def test_an_interrupted_command_crosses_no_user(cluster_store: RedisStore, following: str) -> None:
+    """tests/test_store_exchange.py's check, on a cluster (its keys spread over the nodes)."""
+    assert not cluster_store.uses_fast_path
+    for interrupted in sorted(test_store_exchange.INTERRUPTED_CALLS):
+        test_store_exchange.check_interrupted_command_crosses_no_user(
+            cluster_store, interrupted, following
+        )

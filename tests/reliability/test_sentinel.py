@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import pytest
 import redis
+import test_store_exchange
 from flow import SHOP, Browser, Deployment
 
 from sessionshare import RedisStore
@@ -152,3 +153,15 @@ def test_failover_gives_503s_then_success_within_5_s(
         assert len(unavailable) <= 20, f"{len(unavailable)} 503s: more than a few"
     if how == "writes-paused-first":
         assert not lost, f"{len(lost)} acknowledged writes lost despite the pause"
+
+
+def test_an_interrupted_command_crosses_no_user(sentinel_group: SentinelGroup) -> None:
+    """tests/test_store_exchange.py's checks, on a Sentinel master (no fast path there)."""
+    store = RedisStore(sentinel_group.master_client())
+    assert not store.uses_fast_path
+    for following in sorted(test_store_exchange.NEXT_CALLS):
+        for interrupted in sorted(test_store_exchange.INTERRUPTED_CALLS):
+            test_store_exchange.check_interrupted_command_crosses_no_user(
+                store, interrupted, following
+            )
+    store.close()
