@@ -39,6 +39,7 @@ from urllib.parse import quote
 
 from itsdangerous import BadData, TimestampSigner
 
+from .core.reply import Reply
 from .crypto import SyncKey, canonical_origin, open_token, ticket_digest, unwrap_session_id
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
 from .errors import ConfigurationError, StoreUnavailable, TokenRejected
@@ -46,12 +47,12 @@ from .middleware import SessionMiddleware
 from .store.base import SessionStore
 from .web import (
     CookieSpec,
-    error_response,
     is_navigation,
     query_params,
-    redirect,
     request_path,
     safe_return_path,
+    send_reply,
+    wants_json,
 )
 
 if TYPE_CHECKING:
@@ -142,10 +143,12 @@ class RemoteSessionMiddleware(SessionMiddleware):
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         if not is_navigation(environ):
-            return error_response(
-                environ, start_response, "401 Unauthorized", "not_authenticated",
-                "Sign in first.", extra={"login_url": self.idp_url}, as_json=True,
+            # Always JSON: a script or API client cannot follow a cross-origin login anyway.
+            refusal = Reply.error(
+                401, "not_authenticated", "Sign in first.",
+                as_json=True, extra={"login_url": self.idp_url},
             )
+            return send_reply(environ, start_response, refusal)
         state = secrets.token_urlsafe(32)
         back = request_path(environ)
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
@@ -153,10 +156,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self._state_signer.dumps([state, back]), name=self._state_cookie_name(state)
         )
         log.info("login_redirect issuer=%s", self.issuer)
-        return redirect(
-            start_response, self._login_prefix + state, status="302 Found",
-            headers=[("Set-Cookie", cookie)],
+        reply = Reply.redirect(
+            self._login_prefix + state, status=302, headers=[("Set-Cookie", cookie)]
         )
+        return send_reply(environ, start_response, reply)
 
     # -- step 5: back from the IdP with a token --------------------------------
     def _callback(
@@ -166,16 +169,17 @@ class RemoteSessionMiddleware(SessionMiddleware):
             sid, state, back = self._redeem(environ)
         except TokenRejected as exc:
             log.warning("token_rejected reason=%s", exc.reason)
-            return error_response(
-                environ, start_response, "403 Forbidden", exc.reason,
-                "This sign-in link is not valid. Please go back and try again.",
+            refusal = Reply.error(
+                403, exc.reason, "This sign-in link is not valid. Please go back and try again.",
+                as_json=wants_json(environ),
             )
+            return send_reply(environ, start_response, refusal)
         log.info("ticket_redeemed issuer=%s", self.issuer)
         headers = [
             ("Set-Cookie", self.manager.cookie.set(sid)),
             ("Set-Cookie", self._state_cookie.clear(name=self._state_cookie_name(state))),
         ]
-        return redirect(start_response, back, headers=headers)
+        return send_reply(environ, start_response, Reply.redirect(back, headers=headers))
 
     def _redeem(self, environ: WSGIEnvironment) -> tuple[str, str, str]:
         """Run every check of the callback; the shared session id, state and return path."""
