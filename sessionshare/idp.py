@@ -36,16 +36,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .core import tickets
 from .core.reply import Reply
-from .crypto import (
-    AllowList,
-    SyncKey,
-    is_valid_state,
-    new_ticket,
-    seal_token,
-    ticket_digest,
-    wrap_session_id,
-)
+from .crypto import AllowList, SyncKey, is_valid_state, seal_token
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
 from .errors import CallbackRejected, ConfigurationError, StoreUnavailable
 from .middleware import SessionMiddleware
@@ -64,7 +57,6 @@ log = logging.getLogger("sessionshare")
 PENDING_KEY = "sessionshare.pending"
 MAX_PENDING = 5
 PENDING_TTL = 10 * 60
-_TICKET_LEEWAY = 5
 
 Authorize = Callable[[Session, str], bool]
 
@@ -248,11 +240,8 @@ class IdpAuthMiddleware(SessionMiddleware):
     def _mint(self, session: Session, handoff: _Handoff) -> str:
         sid = self.manager.current_id(session)
         assert sid is not None, "only a stored, signed-in session is handed off"
-        ticket = new_ticket()
-        self.manager.store.put_ticket(
-            self.manager.ticket_key(ticket_digest(ticket)),
-            wrap_session_id(ticket, sid),
-            self.token_ttl + _TICKET_LEEWAY,
+        ticket = tickets.issue(
+            self.manager.store, self.manager.key_prefix, sid, token_ttl=self.token_ttl
         )
         token = seal_token(
             self.key, ticket, audience=handoff.origin, issuer=self.origin,

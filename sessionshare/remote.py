@@ -39,8 +39,9 @@ from urllib.parse import quote
 
 from itsdangerous import BadData, TimestampSigner
 
+from .core import tickets
 from .core.reply import Reply
-from .crypto import SyncKey, canonical_origin, open_token, ticket_digest, unwrap_session_id
+from .crypto import SyncKey, canonical_origin, open_token
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
 from .errors import ConfigurationError, StoreUnavailable, TokenRejected
 from .middleware import SessionMiddleware
@@ -193,19 +194,18 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self.key, tokens[0], audience=self.origin, issuer=self.issuer,
             ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
         )
-        ticket_key = self.manager.ticket_key(ticket_digest(claims.ticket))
+        store, prefix = self.manager.store, self.manager.key_prefix
         try:
             back = self._check_state(environ, claims.state)
         except TokenRejected:
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
-            self.manager.store.take_ticket(ticket_key)
+            tickets.burn(store, prefix, claims.ticket)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        wrapped = self.manager.store.take_ticket(ticket_key)
-        sid = None if wrapped is None else unwrap_session_id(claims.ticket, wrapped)
+        sid = tickets.redeem(store, prefix, claims.ticket)
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
         session = self.manager.open(environ)
