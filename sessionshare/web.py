@@ -175,8 +175,8 @@ def safe_return_path(path: object, default: str = "/") -> str:
 def accepts(accept: str, media_type: str) -> bool:
     """True when an ``Accept`` header names ``media_type`` with a quality above 0.
 
-    Only an explicit mention counts (``*/*`` and ``text/*`` do not): every
-    HTTP client sends a wildcard, a browser loading a page names
+    Only an explicit mention counts (``*/*`` and ``text/*`` do not): most
+    HTTP clients send a wildcard, while a browser loading a page names
     ``text/html``. ``q=0`` means "not acceptable" (RFC 9110, 12.5.1), so
     ``application/json, text/html;q=0`` does not name HTML; an entry whose
     quality does not parse is dropped rather than guessed at.
