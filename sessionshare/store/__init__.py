@@ -24,4 +24,4 @@ def __getattr__(name: str) -> Any:
         from .redis import RedisStore
 
         return RedisStore
-    raise AttributeError(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
