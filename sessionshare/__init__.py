@@ -33,10 +33,12 @@ from .store import MemoryStore as MemoryStore
 from .store import SessionStore as SessionStore
 
 if TYPE_CHECKING:
+    from .store.asyncredis import AsyncRedisStore as AsyncRedisStore
     from .store.redis import RedisStore as RedisStore
 
 __all__ = [
     "AllowList",
+    "AsyncRedisStore",
     "CallbackRejected",
     "ConfigurationError",
     "IdpAuthMiddleware",
@@ -59,8 +61,8 @@ def __getattr__(name: str) -> Any:
     # importing redis-py, which an app on MemoryStore, the CLI's keygen and every
     # test of the pure parts need not pay for. A plain ``from .store.redis import``
     # above would defeat the lazy import in ``sessionshare.store``.
-    if name == "RedisStore":
-        from .store.redis import RedisStore
+    if name in ("RedisStore", "AsyncRedisStore"):
+        from . import store
 
-        return RedisStore
+        return getattr(store, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "run_script"]
+__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "run_script"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -228,7 +228,7 @@ class ClusterLine:
                 try:
                     return PoolLine(pool).call(*args)
                 except ResponseError as exc:
-                    if not _is_redirect(exc):
+                    if not is_redirect(exc):
                         raise
                 except (RedisConnectionError, RedisTimeoutError, OSError):
                     pass  # a node down: the client finds the new master
@@ -249,7 +249,7 @@ class ClusterLine:
         pass
 
 
-def _is_redirect(exc: ResponseError) -> bool:
+def is_redirect(exc: ResponseError) -> bool:
     # MOVED (an AskError) / ASK / TRYAGAIN / CLUSTERDOWN: the cluster client knows what to do.
     return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
 

@@ -39,8 +39,6 @@ borrowed from the client's pool, so its ``max_connections`` still bounds them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import time
 from collections.abc import Collection, Mapping
@@ -50,73 +48,27 @@ import redis as redis_py
 from redis import utils as redis_utils
 from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import ConfigurationError
 from .base import SessionRecord
 from .exchange import DEFAULT_MAX_IDLE, ClusterLine, DirectLine, PoolLine, run_script
+from .redisproto import (
+    DRIVER_ERRORS,
+    MERGE,
+    MERGE_SHA,
+    POLICY_UNKNOWN,
+    REDEEM,
+    REDEEM_SHA,
+    eviction_warning,
+    merge_args,
+    parse_record,
+    ticket_text,
+    unavailable,
+)
 
 __all__ = ["RedisStore"]
-
-# RedisClusterException does not derive from RedisError; OSError covers a
-# socket failing below redis-py's own wrapping.
-_ERRORS = (RedisError, RedisClusterException, OSError)
-
-# KEYS[1] session key. ARGV: ttl, create flag, #changed, #meta, then the
-# changed pairs, the meta pairs and the deleted names. Returns 1, or 0 when
-# the session is gone and create is off (a logged-out session stays gone).
-_MERGE = """
-local raw = redis.call('GET', KEYS[1])
-local obj
-if raw then
-  obj = cjson.decode(raw)
-elseif ARGV[2] == '1' then
-  obj = {d = {}, m = {}}
-else
-  return 0
-end
-local d, m = obj['d'], obj['m']
-local i = 5
-for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
-for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
-while i <= #ARGV do d[ARGV[i]] = nil; i = i + 1 end
-redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[1])
-return 1
-"""
-
-# KEYS[1] ticket key, ARGV[1] this redemption's nonce. The first redemption
-# marks the ticket spent by that nonce (keeping its expiry) and returns the
-# value; the same nonce -- a retry of that very call, after a timeout whose
-# first attempt did run -- gets the value again; any other redemption gets
-# nothing. So a retry is safe where a retried GETDEL would answer "replayed".
-_REDEEM = """
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.byte(v, 1) == 0 then
-  local n = #ARGV[1]
-  if string.sub(v, 2, n + 1) == ARGV[1] then return string.sub(v, n + 2) end
-  return false
-end
-redis.call('SET', KEYS[1], '\\0' .. ARGV[1] .. v, 'KEEPTTL')
-return v
-"""
-_MERGE_SHA = hashlib.sha1(_MERGE.encode()).hexdigest()
-_REDEEM_SHA = hashlib.sha1(_REDEEM.encode()).hexdigest()
-
-#: Eviction policies under which Redis may drop sessions and tickets silently.
-EVICTING_POLICIES = frozenset({
-    "allkeys-lru", "allkeys-lfu", "allkeys-random",
-    "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
-})
-
-
-def _unavailable(exc: Exception) -> StoreUnavailable:
-    # The message names the error class only: redis-py messages can echo a URL
-    # with a password in it.
-    return StoreUnavailable(f"redis: {type(exc).__name__}")
-
 
 def _protocol(pool: Any) -> str:
     """The RESP version the pool's connections speak (redis-py 8 defaults to 3)."""
@@ -243,7 +195,7 @@ class RedisStore:
         self._next_sentinel_check = now + self._sentinel_check_interval
         try:
             self._sentinel_pool.get_master_address()
-        except _ERRORS:
+        except DRIVER_ERRORS:
             pass  # no sentinel answers: keep the master we know; its own errors still show
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -251,16 +203,9 @@ class RedisStore:
             self._check_master()
         try:
             raw = self._line.call("GETEX", key, "EX", idle_ttl, key=key)
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
-        if raw is None:
-            return None
-        try:
-            obj = json.loads(raw)
-            return SessionRecord(obj["d"], obj["m"])
-        except (ValueError, KeyError, TypeError):
-            # Not ours (a key-prefix clash) or damaged: treat as no session.
-            return None
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return parse_record(raw)
 
     def save(
         self,
@@ -272,27 +217,21 @@ class RedisStore:
         ttl: int,
         create: bool = False,
     ) -> bool:
-        meta = meta or {}
-        args: list[str | int] = [max(int(ttl), 1), "1" if create else "0", len(changed), len(meta)]
-        for name, text in changed.items():
-            args += (name, text)
-        for name, value in meta.items():
-            args += (name, int(value))
-        args.extend(deleted)
+        args = merge_args(changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create)
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            return bool(run_script(self._line, _MERGE, _MERGE_SHA, 1, key, *args))
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
+            return bool(run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     def delete(self, key: str) -> None:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
             self._line.call("DEL", key, key=key)
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         if self._sentinel_pool is not None:
@@ -300,26 +239,24 @@ class RedisStore:
         try:
             # NX: a fresh random ticket never exists, so a retried SET changes nothing.
             self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     def take_ticket(self, key: str) -> str | None:
         if self._sentinel_pool is not None:
             self._check_master()
         nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
         try:
-            raw = run_script(self._line, _REDEEM, _REDEEM_SHA, 1, key, nonce)
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
-        if raw is None:
-            return None
-        return raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+            raw = run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return ticket_text(raw)
 
     def ping(self) -> None:
         try:
             self._line.call("PING")
-        except _ERRORS as exc:
-            raise _unavailable(exc) from None
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     def eviction_warning(self) -> str | None:
         """Why this server may drop sessions silently, or None when it will not.
@@ -330,17 +267,9 @@ class RedisStore:
         """
         try:
             answer = self.client.config_get("maxmemory-policy")
-        except _ERRORS:
-            return ("could not read maxmemory-policy (CONFIG GET refused?); make sure the "
-                    "server does not evict keys: maxmemory-policy noeviction")
-        policies = answer.values() if isinstance(answer, dict) else [answer]
-        for policy in policies:
-            text = policy.decode() if isinstance(policy, bytes) else str(policy)
-            if text in EVICTING_POLICIES:
-                return (f"maxmemory-policy is {text}: Redis may evict sessions and tickets "
-                        "(users signed out, hand-offs refused as replayed); give sessions a "
-                        "Redis of their own with maxmemory-policy noeviction")
-        return None
+        except DRIVER_ERRORS:
+            return POLICY_UNKNOWN
+        return eviction_warning(answer)
 
     def close(self) -> None:
         """Disconnect every connection not in use; safe while other threads use the store.
@@ -359,5 +288,5 @@ class RedisStore:
             )
             for pool in pools:
                 pool.disconnect(inuse_connections=False)
-        except _ERRORS:
+        except DRIVER_ERRORS:
             pass

@@ -20,16 +20,18 @@ within the same 5 s.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 import redis
+import test_store_async
 import test_store_exchange
 from flow import SHOP, Browser, Deployment
 
-from sessionshare import RedisStore
+from sessionshare import AsyncRedisStore, RedisStore
 
 from .figures import report
 from .topologies import SentinelGroup
@@ -165,3 +167,19 @@ def test_an_interrupted_command_crosses_no_user(sentinel_group: SentinelGroup) -
                 store, interrupted, following
             )
     store.close()
+
+    async def on_asyncio() -> None:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        sentinel = AsyncSentinel([("127.0.0.1", sentinel_group.sentinel_port)], socket_timeout=2)
+        async_store = AsyncRedisStore(
+            sentinel.master_for(sentinel_group.service, socket_timeout=2)
+        )
+        assert not async_store.uses_fast_path
+        for interrupted in sorted(test_store_async.INTERRUPTED):
+            await test_store_async.check_interrupted_command_crosses_no_user(
+                async_store, interrupted, asyncio.CancelledError()
+            )
+        await async_store.close()
+
+    asyncio.run(on_asyncio())
