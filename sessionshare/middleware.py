@@ -164,7 +164,7 @@ class SessionMiddleware:
                 "Sign out with a POST.", headers=[("Allow", "GET, HEAD, POST")],
             )
         session = self.manager.open(environ)
-        had_session = session._had_cookie
+        had_session = session.had_cookie
         session.invalidate()
         headers = self.manager.persist(session)
         if had_session:
