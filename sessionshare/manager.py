@@ -140,6 +140,8 @@ class SessionManager:
         now = self.clock()
         plan = session.write_plan(now)
         headers: list[tuple[str, str]] = [("Vary", "Cookie")]
+        if plan.unchanged:
+            return headers
         if plan.drop is not None and plan.drop_first:
             self.store.delete(self.session_key(plan.drop))
         if plan.save_to is not None:

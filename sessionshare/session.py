@@ -145,6 +145,10 @@ class WritePlan:
         return f"<WritePlan {' '.join(steps)}>"
 
 
+# Most requests write nothing: one shared plan spares them building one.
+_UNCHANGED = WritePlan()
+
+
 class Session(MutableMapping[str, Any]):
     """One shared session: a lazy, change-tracking mapping of JSON values.
 
@@ -372,7 +376,7 @@ class Session(MutableMapping[str, Any]):
         :meth:`mark_gone` when an update found the stored session gone).
         """
         if not self._loaded:
-            return WritePlan()
+            return _UNCHANGED
         old = self._sid if self._exists else None
         cookie_gone: Literal["clear", "keep"] = "clear" if self._had_cookie else "keep"
         if self._invalidate:
@@ -384,7 +388,7 @@ class Session(MutableMapping[str, Any]):
         changed, deleted = self._changes()
         if old is not None and not self._regenerate:
             if not (changed or deleted or self._meta_changed):
-                return WritePlan()
+                return _UNCHANGED
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
                 meta=dict(self._meta) if self._meta_changed else None,
