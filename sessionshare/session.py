@@ -106,13 +106,13 @@ class WritePlan:
     """
 
     #: Id whose store entry is deleted: the old id on regenerate or invalidate.
-    drop: str | None = field(default=None)
+    drop: str | None = None
     #: Delete ``drop`` before writing (invalidate: the logout must not depend on
     #: the write that follows) rather than after (regenerate: the data must
     #: exist under the new id before the old one goes).
     drop_first: bool = False
     #: Id the changes are saved under: the current one, or a fresh one.
-    save_to: str | None = field(default=None)
+    save_to: str | None = None
     #: Write a new entry holding every key, rather than merge into a live one.
     create: bool = False
     #: Top-level key -> JSON text to write (every key when ``create``).
