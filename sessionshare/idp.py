@@ -194,7 +194,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         status: str,
         headers: list[tuple[str, str]],
     ) -> tuple[str, list[tuple[str, str]], list[bytes] | None]:
-        signed_in = session._loaded and self.user_of(session) is not None
+        signed_in = session.loaded and self.user_of(session) is not None
         if signed_in and (not was_signed_in or session.invalidated):
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()

@@ -1,11 +1,17 @@
 """The per-request work around the shared session, for both middlewares.
 
-:class:`SessionManager` finds the session cookie, loads the record (one round
-trip that also slides the idle expiry), enforces the absolute lifetime, and
-persists the changes *before the status line reaches the server* -- so the
-next request, often the redirect that follows a login, always sees them --
-and once more when the response closes, for changes made while the body
-streamed.
+:class:`SessionManager` finds the session cookie, gives the request a lazy
+:class:`~sessionshare.session.Session` that reads through
+:meth:`SessionManager.read` (one round trip that also slides the idle
+expiry; the absolute lifetime is enforced there), and persists *before the
+status line reaches the server* -- so the next request, often the redirect
+that follows a login, always sees the write -- and once more when the
+response closes, for changes made while the body streamed.
+
+The session decides what to write (its :class:`~sessionshare.session.WritePlan`);
+this module only runs the plan against the store, picks the TTL from its
+timeouts, and turns the plan's cookie into a ``Set-Cookie`` header. It reads
+nothing of the session but its public state.
 
 Security properties kept here:
 
@@ -32,8 +38,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, StoreUnavailable
-from .session import ENVIRON_KEY, SESSION_ID_PATTERN, Session, new_session_id
-from .store.base import SessionStore
+from .session import ENVIRON_KEY, SESSION_ID_PATTERN, Session, lifetime_start
+from .store.base import SessionRecord, SessionStore
 from .web import CookieSpec
 
 if TYPE_CHECKING:
@@ -96,108 +102,71 @@ class SessionManager:
 
     def open(self, environ: WSGIEnvironment) -> Session:
         """A lazy session for this request, published at ``environ[ENVIRON_KEY]``."""
-        session = Session(self, self.session_id_from(environ))
+        session = Session(self.read, self.session_id_from(environ))
         environ[ENVIRON_KEY] = session
         return session
 
-    def load(self, session: Session) -> None:
-        """Read the session named by its cookie (one round trip), enforcing lifetimes."""
-        sid = session._sid
-        if sid is None:
-            session._adopt(None, {}, {})
-            return
-        record = self.store.load(self.session_key(sid), self.idle_timeout)
-        if record is not None and _started(record.meta, 0) + self.absolute_timeout <= self.clock():
-            self.store.delete(self.session_key(sid))
-            record = None
-        if record is None:
-            session._adopt(None, {}, {})
-        else:
-            session._adopt(sid, record.fields, record.meta)
+    def read(self, sid: str) -> SessionRecord | None:
+        """The live session ``sid`` (one round trip that slides its idle expiry), or None.
+
+        A session past its absolute lifetime is deleted here, so no app sees
+        it again. This is the loader every :class:`Session` of this manager reads through.
+        """
+        key = self.session_key(sid)
+        record = self.store.load(key, self.idle_timeout)
+        if record is not None and (
+            lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
+        ):
+            self.store.delete(key)
+            return None
+        return record
 
     def adopt(self, session: Session, sid: str) -> bool:
         """Point ``session`` at the stored session ``sid`` (a completed hand-off).
 
         Returns False when no such session exists. The caller sets the cookie.
         """
-        session._sid = sid
-        session._loaded = False
-        self.load(session)
-        return session._exists
+        return session.switch_to(sid)
 
     # -- response side -----------------------------------------------------
-    def _ttl(self, meta: dict[str, int], now: float) -> int:
-        remaining = _started(meta, int(now)) + self.absolute_timeout - now
+    def _ttl(self, started: int, now: float) -> int:
+        remaining = started + self.absolute_timeout - now
         return max(1, int(min(self.idle_timeout, remaining)))
 
     def persist(self, session: Session) -> list[tuple[str, str]]:
-        """Write what changed; return the headers (cookie, ``Vary``) the response needs."""
-        if not session._loaded:
+        """Run the session's write plan; return the headers (cookie, ``Vary``) it needs."""
+        if not session.loaded:
             return []
-        headers: list[tuple[str, str]] = [("Vary", "Cookie")]
-        if session._invalidate:
-            if session._exists and session._sid is not None:
-                self.store.delete(self.session_key(session._sid))
-            # Values (and metadata) written after invalidate() start a new session.
-            fresh, meta, meta_changed = session._values, session._meta, session._meta_changed
-            session._adopt(None, {}, meta)
-            session._invalidate = session._regenerate = False
-            session._meta_changed = meta_changed
-            if not fresh:
-                if session._had_cookie:
-                    headers.append(("Set-Cookie", self.cookie.clear()))
-                session._had_cookie = False
-                return headers
-            session._values, session._set = fresh, set(fresh)
-        changed, deleted = session._changes()
         now = self.clock()
-        if session._exists and session._sid is not None and not session._regenerate:
-            if not (changed or deleted or session._meta_changed):
-                return headers
+        plan = session.write_plan(now)
+        headers: list[tuple[str, str]] = [("Vary", "Cookie")]
+        if plan.unchanged:
+            return headers
+        if plan.drop is not None and plan.drop_first:
+            self.store.delete(self.session_key(plan.drop))
+        if plan.save_to is not None:
             written = self.store.save(
-                self.session_key(session._sid),
-                changed=changed,
-                deleted=deleted,
-                meta=session._meta if session._meta_changed else None,
-                ttl=self._ttl(session._meta, now),
+                self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
+                meta=plan.meta, ttl=self._ttl(plan.lifetime_start, now), create=plan.create,
             )
-            if written:
-                session._mark_persisted(changed, deleted)
-                return headers
-            # Logged out elsewhere while this request ran: stay logged out.
-            session._adopt(None, {}, {})
-            headers.append(("Set-Cookie", self.cookie.clear()))
-            return headers
-        # A new session, or one moving to a fresh id: write everything under a new id.
-        meta_changed = session._meta_changed
-        session._mark_persisted(changed, deleted)
-        old = session._sid if session._exists else None
-        if not session._stored and not meta_changed:
-            # Nothing to keep: no store entry and no cookie for an empty session.
-            if old is not None:
-                self.store.delete(self.session_key(old))
-            if session._had_cookie:
+            if not written:
+                # Logged out elsewhere while this request ran: stay logged out.
+                session.mark_gone()
                 headers.append(("Set-Cookie", self.cookie.clear()))
-            session._adopt(None, {}, {})
-            session._had_cookie = False
-            return headers
-        sid = new_session_id()
-        meta = dict(session._meta)
-        meta.setdefault("c", int(now))
-        self.store.save(
-            self.session_key(sid), changed=session._stored, meta=meta,
-            ttl=self._ttl(meta, now), create=True,
-        )
-        if old is not None:
-            self.store.delete(self.session_key(old))
-        session._sid, session._exists, session._meta = sid, True, meta
-        session._had_cookie = True
-        headers.append(("Set-Cookie", self.cookie.set(sid)))
+                return headers
+        if plan.drop is not None and not plan.drop_first:
+            self.store.delete(self.session_key(plan.drop))
+        session.mark_written(plan)
+        if plan.cookie == "set":
+            assert plan.save_to is not None
+            headers.append(("Set-Cookie", self.cookie.set(plan.save_to)))
+        elif plan.cookie == "clear":
+            headers.append(("Set-Cookie", self.cookie.clear()))
         return headers
 
     def current_id(self, session: Session) -> str | None:
         """The id of a stored session (for minting a ticket); None while it is new."""
-        return session._sid if session._exists else None
+        return session.stored_id
 
     def run(
         self,
@@ -248,15 +217,6 @@ class SessionManager:
                 raise failed[0]
             return replacement[0]
         return _PersistOnClose(app_iter, self, session)
-
-
-def _started(meta: dict[str, int], default: int) -> int:
-    """Where the absolute lifetime counts from: the latest sign-in, else creation.
-
-    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
-    hours before the user signs in does not end minutes after the sign-in.
-    """
-    return max(meta.get("c", default), meta.get("a", 0))
 
 
 def _prime(app_iter: Iterable[bytes], failed: list[StoreUnavailable]) -> Iterable[bytes]:
@@ -315,7 +275,8 @@ class _PersistOnClose:
             _close(self._app_iter)
         finally:
             session = self._session
-            if session._loaded and session._exists and session.modified:
+            # Only a stored session: the cookie of a new one can no longer be sent.
+            if session.loaded and not session.new and session.modified:
                 try:
                     self._manager.persist(session)
                 except StoreUnavailable:

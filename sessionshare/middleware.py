@@ -136,7 +136,7 @@ class SessionMiddleware:
             )
             return send_reply(environ, start_response, refusal)
         session = self.manager.open(environ)
-        had_session = session._had_cookie
+        had_session = session.had_cookie
         session.invalidate()
         headers = self.manager.persist(session)
         if had_session:

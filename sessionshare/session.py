@@ -1,14 +1,22 @@
 """The shared session: what an app sees at ``environ["sessionshare.session"]``.
 
 :class:`Session` is a ``MutableMapping`` of JSON values. It is lazy -- the
-store is touched only when the app (or the middleware) first looks inside --
-and it tracks what changed, including nested changes such as
-``session["cart"].append(x)``, so that only changed top-level keys are written
-back, in one round trip, and an unchanged session is never written. Loading
-and persisting are the job of :class:`~sessionshare.manager.SessionManager`.
+store is read only when the app (or the middleware) first looks inside,
+through the loader it was given -- and it tracks what changed, including
+nested changes such as ``session["cart"].append(x)``.
+
+The session also decides what persisting means: :meth:`Session.write_plan`
+turns its state into a :class:`WritePlan` (the id to drop, whether to create,
+the changed and deleted keys, the metadata, the cookie to set or clear), and
+whoever persists -- :class:`~sessionshare.manager.SessionManager` for WSGI --
+only runs that plan against the store and reports back with
+:meth:`Session.mark_written` or :meth:`Session.mark_gone`. Only changed
+top-level keys are written, in one round trip; an unchanged session is never
+written.
 
 A session id is 256 random bits, lives only in a cookie, and is never taken
-from a URL or logged; neither ``repr()`` nor any error shows it.
+from a URL or logged; neither ``repr()`` of a session or of a plan nor any
+error shows it.
 
     session = environ["sessionshare.session"]
     session["cart"] = session.get("cart", []) + [item_id]
@@ -19,16 +27,36 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .store.base import SessionRecord
 
-__all__ = ["ENVIRON_KEY", "SESSION_ID_PATTERN", "Session", "new_session_id"]
+__all__ = [
+    "ENVIRON_KEY",
+    "META_AUTHENTICATED",
+    "META_CREATED",
+    "SESSION_ID_PATTERN",
+    "Session",
+    "SessionLoader",
+    "WritePlan",
+    "lifetime_start",
+    "new_session_id",
+]
 
 ENVIRON_KEY = "sessionshare.session"
 SESSION_ID_PATTERN = "[A-Za-z0-9_-]{43}"
+
+#: Metadata field names, as stored. They are part of the wire format: apps of
+#: an older version sharing the store read these very letters, so never rename them.
+META_CREATED = "c"
+META_AUTHENTICATED = "a"
+
+#: Reads the stored session with this id: its record, or None when the store
+#: holds no live session under it (the manager also enforces lifetimes here).
+SessionLoader = Callable[[str], "SessionRecord | None"]
+
 _IMMUTABLE = (str, int, float, bool, type(None))
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
@@ -41,6 +69,16 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+def lifetime_start(meta: Mapping[str, int], default: int) -> int:
+    """Where the absolute lifetime counts from: the latest sign-in, else creation.
+
+    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
+    hours before the user signs in does not end minutes after the sign-in.
+    ``default`` stands in for a missing creation time.
+    """
+    return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
+
+
 def _encode(key: str, value: Any) -> str:
     try:
         return _dumps(value)
@@ -51,6 +89,66 @@ def _encode(key: str, value: Any) -> str:
         ) from None
 
 
+@dataclass(frozen=True, repr=False)
+class WritePlan:
+    """What persisting a session does to the store and to its cookie, in this order:
+
+    1. when ``drop_first``, delete the entry of ``drop``;
+    2. when ``save_to`` is set, save ``changed`` / ``deleted`` / ``meta`` under
+       it -- as a new entry when ``create``, else merged into the existing
+       one (if that one is gone, the session was ended elsewhere: nothing is
+       written, the cookie is cleared and the session told so);
+    3. when ``drop`` is set and not ``drop_first``, delete its entry;
+    4. set the cookie to ``save_to``, clear it, or leave it as it is.
+
+    The TTL comes from the persisting side's timeouts and
+    :attr:`lifetime_start`. A plan that does nothing is :attr:`unchanged`.
+    """
+
+    #: Id whose store entry is deleted: the old id on regenerate or invalidate.
+    drop: str | None = None
+    #: Delete ``drop`` before writing (invalidate: the logout must not depend on
+    #: the write that follows) rather than after (regenerate: the data must
+    #: exist under the new id before the old one goes).
+    drop_first: bool = False
+    #: Id the changes are saved under: the current one, or a fresh one.
+    save_to: str | None = None
+    #: Write a new entry holding every key, rather than merge into a live one.
+    create: bool = False
+    #: Top-level key -> JSON text to write (every key when ``create``).
+    changed: Mapping[str, str] = field(default_factory=dict)
+    #: Top-level keys to remove.
+    deleted: tuple[str, ...] = ()
+    #: Metadata fields to write, or None to leave them alone.
+    meta: Mapping[str, int] | None = None
+    #: Where the absolute lifetime counts from (seconds since the epoch).
+    lifetime_start: int = 0
+    #: What the response does to the session cookie.
+    cookie: Literal["set", "clear", "keep"] = "keep"
+
+    @property
+    def unchanged(self) -> bool:
+        """True when the plan touches neither the store nor the cookie."""
+        return self.drop is None and self.save_to is None and self.cookie == "keep"
+
+    def __repr__(self) -> str:
+        # Neither ids nor values: plans end up in logs and assertion messages.
+        steps = []
+        if self.drop is not None:
+            steps.append("drop first" if self.drop_first else "drop after")
+        if self.save_to is not None:
+            steps.append("create" if self.create else "update")
+            steps.append(f"changed={sorted(self.changed)} deleted={sorted(self.deleted)}")
+            if self.meta is not None:
+                steps.append(f"meta={sorted(self.meta)}")
+        steps.append(f"cookie={self.cookie}")
+        return f"<WritePlan {' '.join(steps)}>"
+
+
+# Most requests write nothing: one shared plan spares them building one.
+_UNCHANGED = WritePlan()
+
+
 class Session(MutableMapping[str, Any]):
     """One shared session: a lazy, change-tracking mapping of JSON values.
 
@@ -58,6 +156,12 @@ class Session(MutableMapping[str, Any]):
     value raises ``TypeError`` at assignment). Metadata -- when the session
     was created and authenticated -- lives apart from app keys and is read
     through :attr:`created` and :attr:`authenticated_at`.
+
+    :param loader: reads the stored session for an id (see :data:`SessionLoader`);
+        None for a session that is never stored (tests, a detached mapping).
+    :param sid: the well-formed id the request's cookie named, if any. It is
+        only a claim: a cookie naming a session the store does not hold is
+        ignored, and the session is then new.
     """
 
     __slots__ = (
@@ -66,7 +170,7 @@ class Session(MutableMapping[str, Any]):
         "_had_cookie",
         "_invalidate",
         "_loaded",
-        "_manager",
+        "_loader",
         "_meta",
         "_meta_changed",
         "_regenerate",
@@ -76,11 +180,11 @@ class Session(MutableMapping[str, Any]):
         "_values",
     )
 
-    def __init__(self, manager: SessionManager | None = None, sid: str | None = None) -> None:
-        self._manager = manager
+    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
+        self._loader = loader
         self._sid = sid
         self._had_cookie = sid is not None
-        self._loaded = manager is None or sid is None
+        self._loaded = loader is None or sid is None
         self._exists = False
         self._stored: dict[str, str] = {}
         self._values: dict[str, Any] = {}
@@ -94,11 +198,15 @@ class Session(MutableMapping[str, Any]):
     # -- loading -----------------------------------------------------------
     def _ensure(self) -> None:
         if not self._loaded:
-            assert self._manager is not None
-            self._manager.load(self)
+            assert self._loader is not None and self._sid is not None
+            record = self._loader(self._sid)
+            if record is None:
+                self._take(None, {}, {})
+            else:
+                self._take(self._sid, record.fields, record.meta)
 
-    def _adopt(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
-        """Take over a stored record (called by the manager)."""
+    def _take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
+        """Become the stored record ``fields``/``meta`` of ``sid`` (None: a new session)."""
         self._sid = sid
         self._exists = sid is not None
         self._stored = fields
@@ -107,6 +215,19 @@ class Session(MutableMapping[str, Any]):
         self._set = set()
         self._deleted = set()
         self._loaded = True
+
+    def switch_to(self, sid: str) -> bool:
+        """Become the stored session ``sid`` (a completed hand-off), reading it now.
+
+        Returns False when the store holds no such session. Setting the
+        cookie is the caller's job.
+        """
+        if self._loader is None:
+            raise RuntimeError("a session without a loader cannot switch to a stored one")
+        self._sid = sid
+        self._loaded = False
+        self._ensure()
+        return self._exists
 
     # -- the mapping -------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
@@ -167,10 +288,37 @@ class Session(MutableMapping[str, Any]):
 
     # -- state -------------------------------------------------------------
     @property
+    def loaded(self) -> bool:
+        """True once the store was read, or nothing needed reading (no cookie).
+
+        An unloaded session was never looked at: it has nothing to write and
+        the response does not depend on it.
+        """
+        return self._loaded
+
+    @property
+    def had_cookie(self) -> bool:
+        """True while the browser holds a cookie for this session.
+
+        That is: the request carried a well-formed session cookie (valid or
+        not), or persisting set one; persisting that clears it makes this False.
+        """
+        return self._had_cookie
+
+    @property
     def new(self) -> bool:
         """True until the session exists in the store."""
         self._ensure()
         return not self._exists
+
+    @property
+    def stored_id(self) -> str | None:
+        """The id of the stored session (to mint a hand-off ticket); None while new.
+
+        It is the session's bearer credential: never log or display it. Reading
+        it does not load the session.
+        """
+        return self._sid if self._exists else None
 
     @property
     def modified(self) -> bool:
@@ -186,18 +334,18 @@ class Session(MutableMapping[str, Any]):
     def created(self) -> float | None:
         """When the session was first stored (seconds since the epoch), or None if new."""
         self._ensure()
-        return self._meta.get("c")
+        return self._meta.get(META_CREATED)
 
     @property
     def authenticated_at(self) -> float | None:
         """When the IdP last signed a user into this session, or None."""
         self._ensure()
-        return self._meta.get("a")
+        return self._meta.get(META_AUTHENTICATED)
 
     def mark_authenticated(self, now: float) -> None:
         """Record the time of a sign-in (the IdP middleware calls this)."""
         self._ensure()
-        self._meta["a"] = int(now)
+        self._meta[META_AUTHENTICATED] = int(now)
         self._meta_changed = True
 
     def regenerate(self) -> None:
@@ -220,6 +368,79 @@ class Session(MutableMapping[str, Any]):
         """True after :meth:`invalidate` until the response is persisted."""
         return self._invalidate
 
+    # -- persisting ----------------------------------------------------------
+    def write_plan(self, now: float) -> WritePlan:
+        """What persisting at ``now`` must do; the session itself is not changed.
+
+        Run the plan, then report with :meth:`mark_written` (or
+        :meth:`mark_gone` when an update found the stored session gone).
+        """
+        if not self._loaded:
+            return _UNCHANGED
+        old = self._sid if self._exists else None
+        cookie_gone: Literal["clear", "keep"] = "clear" if self._had_cookie else "keep"
+        if self._invalidate:
+            if not self._values:
+                return WritePlan(drop=old, drop_first=True, cookie=cookie_gone)
+            # Values written after invalidate() start a new session; metadata alone does not.
+            fresh = {key: _encode(key, value) for key, value in self._values.items()}
+            return self._creating(fresh, now, drop=old, drop_first=True)
+        changed, deleted = self._changes()
+        if old is not None and not self._regenerate:
+            if not (changed or deleted or self._meta_changed):
+                return _UNCHANGED
+            return WritePlan(
+                save_to=old, changed=changed, deleted=tuple(deleted),
+                meta=dict(self._meta) if self._meta_changed else None,
+                lifetime_start=lifetime_start(self._meta, int(now)),
+            )
+        # A new session, or one moving to a fresh id: every key goes under a new id.
+        fields = dict(self._stored)
+        fields.update(changed)
+        for key in deleted:
+            fields.pop(key, None)
+        if not fields and not self._meta_changed:
+            # Nothing to keep: no store entry and no cookie for an empty session.
+            return WritePlan(drop=old, cookie=cookie_gone)
+        return self._creating(fields, now, drop=old, drop_first=False)
+
+    def _creating(
+        self, fields: dict[str, str], now: float, *, drop: str | None, drop_first: bool
+    ) -> WritePlan:
+        meta = dict(self._meta)
+        meta.setdefault(META_CREATED, int(now))
+        return WritePlan(
+            drop=drop, drop_first=drop_first, save_to=new_session_id(), create=True,
+            changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
+            cookie="set",
+        )
+
+    def mark_written(self, plan: WritePlan) -> None:
+        """The store now holds what ``plan`` (this session's own, just run) wrote."""
+        if plan.create:
+            assert plan.save_to is not None and plan.meta is not None
+            self._sid, self._exists, self._had_cookie = plan.save_to, True, True
+            self._stored, self._meta = dict(plan.changed), dict(plan.meta)
+        elif plan.save_to is not None:
+            self._stored.update(plan.changed)
+            for key in plan.deleted:
+                self._stored.pop(key, None)
+        elif plan.drop is not None or not self._exists:
+            self._take(None, {}, {})
+            self._had_cookie = False
+        self._set = set()
+        self._deleted = set()
+        self._meta_changed = self._regenerate = self._invalidate = False
+
+    def mark_gone(self) -> None:
+        """An update found no stored session (ended elsewhere meanwhile): stay ended.
+
+        The session becomes new and empty; the caller clears the cookie.
+        """
+        self._take(None, {}, {})
+        self._had_cookie = False
+        self._meta_changed = self._regenerate = self._invalidate = False
+
     def _changes(self) -> tuple[dict[str, str], list[str]]:
         changed: dict[str, str] = {}
         for key, value in self._values.items():
@@ -232,12 +453,3 @@ class Session(MutableMapping[str, Any]):
                 changed[key] = text
         deleted = [key for key in self._deleted if key in self._stored]
         return changed, deleted
-
-    def _mark_persisted(self, changed: dict[str, str], deleted: list[str]) -> None:
-        self._stored.update(changed)
-        for key in deleted:
-            self._stored.pop(key, None)
-        self._set = set()
-        self._deleted = set()
-        self._meta_changed = False
-        self._regenerate = False

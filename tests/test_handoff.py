@@ -74,7 +74,7 @@ def _snapshot(store: SessionStore, dep: Deployment) -> dict[str, object]:
         keys = [k.decode() for k in store.client.scan_iter(match=pattern)]
     else:
         assert isinstance(store, MemoryStore)
-        keys = list(store._sessions)
+        keys = list(store.sessions())
     records = {key: store.load(key, 3600) for key in keys}
     return {k: (r.fields, r.meta) for k, r in records.items() if r is not None}
 

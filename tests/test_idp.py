@@ -39,7 +39,7 @@ def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock) -> None:
         state = f"state{i:02d}" + "x" * 20
         states.append(state)
         browser.get(_login_query(SHOP + CALLBACK, state))
-    (key,) = [k for k in store._sessions]
+    (key,) = list(store.sessions())
     record = store.load(key, 60)
     assert record is not None
 
@@ -53,7 +53,7 @@ def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None
     dep = Deployment(store, clock)
     browser = Browser(dep)
     browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
-    (key,) = list(store._sessions)
+    (key,) = list(store.sessions())
     forged = {
         "s" * 43: ["https://evil.test/_sessionshare/callback", SHOP, clock()],
         "t" * 43: "not even a list",
@@ -67,7 +67,7 @@ def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None
         assert answer.status_int == 200 and "Location" not in answer.headers, state
         browser.post(IDP + "/_sessionshare/logout")
         browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
-        (key,) = list(store._sessions)
+        (key,) = list(store.sessions())
     # The control: an honest entry is redirected to.
     answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
     assert answer.status_int == 303 and answer.location.startswith(SHOP + CALLBACK)
@@ -80,7 +80,7 @@ def test_the_audience_comes_from_the_checked_callback(clock: FakeClock) -> None:
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     browser.get(login_url)
-    (key,) = list(store._sessions)
+    (key,) = list(store.sessions())
 
     record = store.load(key, 60)
     assert record is not None

@@ -1,58 +1,29 @@
-"""sessionshare.session and sessionshare.manager: the Session mapping and its manager."""
+"""sessionshare.session: the Session mapping, its change tracking and its write plan."""
 
 from __future__ import annotations
 
+import ast
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
 from conftest import FakeClock
-from servers import counting_client
+from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
-from sessionshare import ConfigurationError, MemoryStore, RedisStore, Session, SessionStore
-from sessionshare.manager import SessionManager
-from sessionshare.web import CookieSpec
+from sessionshare import Session, SessionStore
+from sessionshare.session import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    SESSION_ID_PATTERN,
+    WritePlan,
+    lifetime_start,
+)
+from sessionshare.store.base import SessionRecord
 
-COOKIE = "sessionshare"
-
-
-def make_manager(store: SessionStore, clock: FakeClock, **options: Any) -> SessionManager:
-    cookie = options.pop("cookie", CookieSpec(COOKIE, secure=False))
-    return SessionManager(store, cookie=cookie, clock=clock, **options)
-
-
-def session_app(
-    manager: SessionManager, handler: Callable[[Session, dict[str, Any]], object]
-) -> Callable[..., Iterable[bytes]]:
-    """A WSGI app behind ``manager`` whose body is ``handler``'s JSON result."""
-
-    def inner(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        result = handler(environ["sessionshare.session"], environ)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(result).encode()]
-
-    def outer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = manager.open(environ)
-        return manager.run(inner, environ, start_response, session)
-
-    return outer
-
-
-def set_values(values: dict[str, Any]) -> Callable[[Session, dict[str, Any]], object]:
-    def handler(session: Session, environ: dict[str, Any]) -> object:
-        session.update(values)
-        return None
-
-    return handler
-
-
-def read_all(session: Session, environ: dict[str, Any]) -> object:
-    return dict(session)
-
-
-# -- the mapping ------------------------------------------------------------------
+# -- the mapping -------------------------------------------------------------------------
 
 
 def test_session_is_a_json_mapping() -> None:
@@ -96,113 +67,11 @@ def test_repr_shows_no_id(store: SessionStore, clock: FakeClock) -> None:
     assert "unloaded" in repr(session)
 
 
-# -- the manager: lazy, cookie-free when empty ----------------------------------------
-
-
-class SpyStore(MemoryStore):
-    """A real MemoryStore that also remembers which methods were called."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__(clock=clock)
-        self.calls: list[str] = []
-
-    def load(self, key: str, idle_ttl: int) -> Any:
-        self.calls.append("load")
-        return super().load(key, idle_ttl)
-
-    def save(self, key: str, **kwargs: Any) -> bool:
-        self.calls.append("save")
-        return super().save(key, **kwargs)
-
-
-def test_untouched_session_touches_no_store(clock: FakeClock) -> None:
-    store = SpyStore(clock)
-    manager = make_manager(store, clock)
-    app = webtest.TestApp(session_app(manager, lambda s, e: "public"))
-    app.set_cookie(COOKIE, "A" * 43)
-    response = app.get("/")
-    assert store.calls == []
-    assert "Set-Cookie" not in response.headers
-
-
-def test_anonymous_empty_session_gets_no_cookie_and_no_entry(clock: FakeClock) -> None:
-    store = SpyStore(clock)
-    manager = make_manager(store, clock)
-    app = webtest.TestApp(session_app(manager, lambda s, e: s.get("anything")))
-    response = app.get("/")
-    assert "Set-Cookie" not in response.headers
-    assert len(store) == 0 and "save" not in store.calls
-
-
-def test_new_session_gets_fresh_id_even_with_a_planted_cookie(store: SessionStore,
-                                                               clock: FakeClock) -> None:
-    manager = make_manager(store, clock)
-    app = webtest.TestApp(session_app(manager, set_values({"cart": [1]})))
-    planted = "P" * 43
-    app.set_cookie(COOKIE, planted)
-    response = app.get("/")
-    cookie = response.headers["Set-Cookie"]
-    assert planted not in cookie  # fixation: a client-chosen id is never adopted
-    sid = cookie.split(";")[0].split("=", 1)[1]
-    assert len(sid) == 43
-    assert store.load(manager.session_key(planted), 60) is None
-    assert store.load(manager.session_key(sid), 60) is not None
-
-
-def test_store_keys_are_digests_of_the_id(store: SessionStore, clock: FakeClock) -> None:
-    manager = make_manager(store, clock)
-    sid = "S" * 43
-    key = manager.session_key(sid)
-    assert sid not in key and key.startswith("sessionshare:s:{") and key.endswith("}")
-    assert len(key) == len("sessionshare:s:{}") + 64
-
-
-def test_cookie_flags(store: SessionStore, clock: FakeClock) -> None:
-    manager = make_manager(store, clock, cookie=CookieSpec("__Host-ss"))
-    app = webtest.TestApp(session_app(manager, set_values({"a": 1})))
-    cookie = app.get("/", extra_environ={"wsgi.url_scheme": "https"}).headers["Set-Cookie"]
-    assert cookie.startswith("__Host-ss=")
-    for flag in ("Path=/", "Secure", "HttpOnly", "SameSite=Lax"):
-        assert flag in cookie
-    assert "Domain" not in cookie and "Max-Age" not in cookie
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"secure": False}, {"path": "/app"}, {"domain": "example.com"}],
-)
-def test_host_prefix_rules_are_enforced(options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigurationError, match="__Host-"):
-        CookieSpec("__Host-ss", **options)
-
-
-def test_samesite_none_needs_secure_and_bad_values_fail() -> None:
-    with pytest.raises(ConfigurationError, match="secure"):
-        CookieSpec("ss", samesite="None", secure=False)
-    with pytest.raises(ConfigurationError, match="samesite"):
-        CookieSpec("ss", samesite="sometimes")
-    with pytest.raises(ConfigurationError, match="cookie name"):
-        CookieSpec("bad name;")
-
-
-# -- change tracking ---------------------------------------------------------------
-
-
-def _browser(store: SessionStore, clock: FakeClock, **options: Any) -> tuple[SessionManager,
-                                                                           webtest.TestApp]:
-    manager = make_manager(store, clock, **options)
-    handlers: dict[str, Callable[[Session, dict[str, Any]], object]] = {}
-
-    def dispatch(session: Session, environ: dict[str, Any]) -> object:
-        return handlers[environ["PATH_INFO"]](session, environ)
-
-    app = webtest.TestApp(session_app(manager, dispatch))
-    app.handlers = handlers  # type: ignore[attr-defined]
-    return manager, app
+# -- change tracking ---------------------------------------------------------------------
 
 
 def test_nested_changes_are_persisted(store: SessionStore, clock: FakeClock) -> None:
-    manager, app = _browser(store, clock)
+    manager, app = session_browser(store, clock)
     app.handlers.update({
         "/new": set_values({"cart": ["a"], "profile": {"n": 1}}),
         "/append": lambda s, e: s["cart"].append("b"),
@@ -216,7 +85,7 @@ def test_nested_changes_are_persisted(store: SessionStore, clock: FakeClock) -> 
 
 
 def test_delete_and_reassign_are_persisted(store: SessionStore, clock: FakeClock) -> None:
-    manager, app = _browser(store, clock)
+    manager, app = session_browser(store, clock)
     app.handlers.update({
         "/new": set_values({"a": 1, "b": 2}),
         "/del": lambda s, e: s.pop("a"),
@@ -230,185 +99,10 @@ def test_delete_and_reassign_are_persisted(store: SessionStore, clock: FakeClock
     assert app.get("/read").json == {"a": 3, "b": 2}
 
 
-def test_round_trips_read_one_write_one_unchanged_none(redis_url: str, clock: FakeClock) -> None:
-    client, counts = counting_client(redis_url)
-    store = RedisStore(client)
-    manager, app = _browser(store, clock)
-    app.handlers.update({
-        "/new": set_values({"a": 1, "b": [1]}),
-        "/read": lambda s, e: s["a"],
-        "/read-list": lambda s, e: s["b"],
-        "/write": lambda s, e: s.__setitem__("a", s["a"] + 1),
-        "/same": lambda s, e: s.__setitem__("a", s["a"]),
-        "/public": lambda s, e: "no session",
-    })
-    app.get("/new")
-    app.get("/write")  # warm-up: the first script call also loads the script
-    expectations = {"/read": 1, "/read-list": 1, "/write": 2, "/same": 1, "/public": 0}
-    for path, expected in expectations.items():
-        before = counts["round_trips"]
-        app.get(path)
-        assert counts["round_trips"] - before == expected, path
-    assert app.get("/read").json == 3
-
-
-def test_idle_timeout(clock: FakeClock) -> None:
-    store = MemoryStore(clock=clock)
-    manager, app = _browser(store, clock, idle_timeout=100)
-    app.handlers.update({"/new": set_values({"a": 1}), "/read": read_all})
-    app.get("/new")
-    for _ in range(5):
-        clock.advance(90)  # activity keeps sliding the idle expiry
-        assert app.get("/read").json == {"a": 1}
-    clock.advance(101)
-    assert app.get("/read").json == {}
-
-
-def test_absolute_timeout(store: SessionStore, clock: FakeClock) -> None:
-    manager, app = _browser(store, clock, idle_timeout=100, absolute_timeout=250)
-    app.handlers.update({"/new": set_values({"a": 1}), "/read": read_all})
-    app.get("/new")
-    sid = app.cookies[COOKIE]
-    for _ in range(2):
-        clock.advance(90)
-        assert app.get("/read").json == {"a": 1}
-    clock.advance(90)  # 270 s since creation: past the absolute lifetime
-    response = app.get("/read")
-    assert response.json == {}
-    assert store.load(manager.session_key(sid), 100) is None
-
-
-def test_regenerate_moves_data_and_kills_old_id(store: SessionStore, clock: FakeClock) -> None:
-    manager, app = _browser(store, clock)
-    app.handlers.update({
-        "/new": set_values({"a": 1}),
-        "/regen": lambda s, e: s.regenerate(),
-        "/read": read_all,
-    })
-    app.get("/new")
-    old = app.cookies[COOKIE]
-    response = app.get("/regen")
-    new = app.cookies[COOKIE]
-    assert new != old and f"{COOKIE}={new}" in response.headers["Set-Cookie"]
-    assert store.load(manager.session_key(old), 60) is None
-    assert app.get("/read").json == {"a": 1}
-
-
-def test_invalidate_deletes_and_clears_cookie(store: SessionStore, clock: FakeClock) -> None:
-    manager, app = _browser(store, clock)
-    app.handlers.update({
-        "/new": set_values({"a": 1}),
-        "/logout": lambda s, e: s.invalidate(),
-        "/read": read_all,
-    })
-    app.get("/new")
-    sid = app.cookies[COOKIE]
-    response = app.get("/logout")
-    assert "Max-Age=0" in response.headers["Set-Cookie"]
-    assert store.load(manager.session_key(sid), 60) is None
-    assert app.get("/read").json == {}
-
-
-def test_write_after_logout_elsewhere_does_not_resurrect(store: SessionStore,
-                                                         clock: FakeClock) -> None:
-    manager, app = _browser(store, clock)
-
-    def write_after_logout(session: Session, environ: dict[str, Any]) -> object:
-        session["a"]  # loaded...
-        store.delete(manager.session_key(environ["sid"]))  # ...logged out elsewhere...
-        session["user"] = "mallory"  # ...then written
-        return None
-
-    app.handlers.update({"/new": set_values({"a": 1}), "/race": write_after_logout})
-    app.get("/new")
-    sid = app.cookies[COOKIE]
-    response = app.get("/race", extra_environ={"sid": sid})
-    assert "Max-Age=0" in response.headers["Set-Cookie"]
-    assert store.load(manager.session_key(sid), 60) is None
-
-
-def test_persisted_before_the_status_line(store: SessionStore, clock: FakeClock) -> None:
-    manager = make_manager(store, clock)
-    seen: list[Any] = []
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        environ["sessionshare.session"]["user"] = "alice"
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    def server_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None
-                              ) -> Callable[[bytes], None]:
-        # The moment the server gets the status line, the write is already in the store.
-        sid = dict(headers)["Set-Cookie"].split(";")[0].split("=", 1)[1]
-        seen.append(store.load(manager.session_key(sid), 60))
-        return lambda data: None
-
-    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
-    session = manager.open(environ)
-    body = manager.run(app, environ, server_start_response, session)
-    assert seen and seen[0] is not None and seen[0].fields == {"user": '"alice"'}
-    body.close()  # type: ignore[attr-defined]
-
-
-def test_changes_while_streaming_are_persisted_on_close(store: SessionStore,
-                                                        clock: FakeClock) -> None:
-    manager = make_manager(store, clock)
-    closed: list[bool] = []
-
-    class Body:
-        def __init__(self, session: Session) -> None:
-            self.session = session
-
-        def __iter__(self) -> Iterator[bytes]:
-            yield b"part one"
-            self.session["progress"] = "done"
-            yield b"part two"
-
-        def close(self) -> None:
-            closed.append(True)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        session = environ["sessionshare.session"]
-        session["progress"] = "started"
-        start_response("200 OK", [])
-        return Body(session)
-
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(app, environ, sr,
-                                                               manager.open(environ)))
-    wrapped.get("/")
-    sid = wrapped.cookies[COOKIE]
-    record = store.load(manager.session_key(sid), 60)
-    assert closed == [True]
-    assert record is not None and record.fields["progress"] == '"done"'
-
-
-def test_generator_app_that_starts_late(store: SessionStore, clock: FakeClock) -> None:
-    manager = make_manager(store, clock)
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        environ["sessionshare.session"]["a"] = 1
-        start_response("200 OK", [])
-        yield b"one"
-        yield b"two"
-
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(app, environ, sr,
-                                                               manager.open(environ)))
-    response = wrapped.get("/")
-    assert response.body == b"onetwo"
-    assert "Set-Cookie" in response.headers
-
-
-def test_bad_manager_configuration() -> None:
-    with pytest.raises(ConfigurationError, match="SessionStore"):
-        SessionManager(object(), cookie=CookieSpec("s"))  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="positive"):
-        SessionManager(MemoryStore(), cookie=CookieSpec("s"), idle_timeout=0)
-
-
 def test_odd_unicode_values_round_trip_and_bad_keys_fail_at_assignment(
     store: SessionStore, clock: FakeClock
 ) -> None:
-    manager, app = _browser(store, clock)
+    manager, app = session_browser(store, clock)
     odd = {"surrogate": "\ud800", "accents": "café ☕", "nul": "a\x00b"}
     app.handlers.update({"/new": set_values(odd), "/read": read_all})
     app.get("/new")
@@ -417,3 +111,271 @@ def test_odd_unicode_values_round_trip_and_bad_keys_fail_at_assignment(
     }
     with pytest.raises(TypeError, match="valid Unicode"):
         Session()["\udc80"] = 1
+
+
+# -- the write plan ------------------------------------------------------------------
+
+NOW = 1_800_000_000
+SID = "S" * 43
+CREATED = NOW - 100
+
+
+def _stored(fields: dict[str, Any], meta: dict[str, int] | None = None) -> Session:
+    """A loaded session whose store holds ``fields`` under ``SID``."""
+    text = {key: json.dumps(value, separators=(",", ":")) for key, value in fields.items()}
+    meta = {META_CREATED: CREATED} if meta is None else meta
+
+    def load(sid: str) -> SessionRecord | None:
+        return SessionRecord(dict(text), dict(meta)) if sid == SID else None
+
+    session = Session(load, SID)
+    assert not session.new
+    return session
+
+
+def _missing(sid: str) -> SessionRecord | None:
+    return None
+
+
+def _assert_fresh_id(plan: WritePlan) -> str:
+    assert plan.save_to is not None and re.fullmatch(SESSION_ID_PATTERN, plan.save_to)
+    assert plan.save_to != SID
+    return plan.save_to
+
+
+def test_plan_unchanged_reads_and_same_value_writes() -> None:
+    session = _stored({"a": 1, "cart": ["x"], "profile": {"n": 1}})
+    session["a"], session["cart"], session["profile"]  # noqa: B018 -- read only
+    session["a"] = 1  # written, but the same JSON text
+    plan = session.write_plan(NOW)
+    assert plan == WritePlan() and plan.unchanged
+    assert not session.modified
+
+
+def test_plan_of_a_session_nobody_looked_at_reads_nothing() -> None:
+    reads: list[str] = []
+
+    def load(sid: str) -> SessionRecord | None:
+        reads.append(sid)
+        return SessionRecord({"a": "1"}, {META_CREATED: CREATED})
+
+    session = Session(load, SID)
+    assert not session.loaded and session.had_cookie
+    assert session.write_plan(NOW).unchanged
+    assert reads == [] and not session.loaded
+
+
+def test_plan_new_session_creates_under_a_fresh_id() -> None:
+    session = Session(_missing, "P" * 43)  # a cookie naming nothing stored
+    session["cart"] = [1]
+    plan = session.write_plan(NOW)
+    assert _assert_fresh_id(plan) != "P" * 43  # fixation: never the client's id
+    assert plan.create and plan.drop is None and not plan.drop_first
+    assert plan.changed == {"cart": "[1]"} and plan.deleted == ()
+    assert plan.meta == {META_CREATED: NOW} and plan.lifetime_start == NOW
+    assert plan.cookie == "set"
+    # Planning changes nothing: the session is still new and dirty.
+    assert session.new and session.stored_id is None and session.modified
+
+
+@pytest.mark.parametrize(
+    ("sid", "cookie"), [(None, "keep"), ("P" * 43, "clear")], ids=["no cookie", "stale cookie"]
+)
+def test_plan_empty_new_session_writes_nothing(sid: str | None, cookie: str) -> None:
+    session = Session(_missing, sid)
+    assert session.get("anything") is None
+    session["a"] = 1
+    del session["a"]
+    assert session.write_plan(NOW) == WritePlan(cookie=cookie)  # type: ignore[arg-type]
+
+
+def test_plan_changed_keys_only() -> None:
+    session = _stored({"a": 1, "cart": ["x"], "keep": 2})
+    session["a"] = 2
+    session["cart"].append("y")
+    session["keep"]  # noqa: B018 -- read only
+    session["new"] = None
+    assert session.write_plan(NOW) == WritePlan(
+        save_to=SID, changed={"a": "2", "cart": '["x","y"]', "new": "null"},
+        lifetime_start=CREATED,
+    )
+
+
+def test_plan_deleted_keys() -> None:
+    session = _stored({"a": 1, "b": 2, "c": 3})
+    del session["a"]
+    session.pop("b")
+    session["c"] = 4
+    del session["c"]
+    session["fresh"] = 1
+    del session["fresh"]  # never stored: nothing to delete
+    plan = session.write_plan(NOW)
+    assert plan.save_to == SID and not plan.create and plan.changed == {}
+    assert sorted(plan.deleted) == ["a", "b", "c"]
+    assert plan.meta is None and plan.cookie == "keep" and plan.drop is None
+
+
+def test_plan_deleted_then_set_again_is_a_change() -> None:
+    session = _stored({"a": 1})
+    del session["a"]
+    session["a"] = 5
+    assert session.write_plan(NOW) == WritePlan(
+        save_to=SID, changed={"a": "5"}, lifetime_start=CREATED
+    )
+
+
+def test_plan_regenerate_moves_everything_then_drops_the_old_id() -> None:
+    session = _stored({"a": 1, "b": 2}, {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50})
+    session["c"] = 3
+    del session["b"]
+    session.regenerate()
+    plan = session.write_plan(NOW)
+    _assert_fresh_id(plan)
+    assert plan.create and plan.drop == SID and not plan.drop_first
+    assert plan.changed == {"a": "1", "c": "3"} and plan.deleted == ()
+    assert plan.meta == {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50}
+    assert plan.lifetime_start == NOW - 50 and plan.cookie == "set"
+
+
+def test_plan_regenerate_of_an_emptied_session_only_drops_it() -> None:
+    session = _stored({"a": 1})
+    del session["a"]
+    session.regenerate()
+    assert session.write_plan(NOW) == WritePlan(drop=SID, cookie="clear")
+
+
+def test_plan_invalidate_drops_first_and_clears_the_cookie() -> None:
+    session = _stored({"a": 1}, {META_CREATED: CREATED, META_AUTHENTICATED: CREATED})
+    session.invalidate()
+    assert session.write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
+
+
+def test_plan_invalidate_of_a_new_session_without_cookie_does_nothing() -> None:
+    session = Session(_missing, None)
+    session["a"] = 1
+    session.invalidate()
+    assert session.write_plan(NOW).unchanged
+
+
+def test_plan_invalidate_then_write_starts_a_new_session() -> None:
+    session = _stored({"a": 1, "user": "alice"}, {META_CREATED: CREATED, META_AUTHENTICATED: 7})
+    session.invalidate()
+    session["user"] = "bob"
+    session.mark_authenticated(NOW)
+    plan = session.write_plan(NOW)
+    _assert_fresh_id(plan)
+    assert plan.create and plan.drop == SID and plan.drop_first
+    # Nothing of the old session survives: neither its keys nor its times.
+    assert plan.changed == {"user": '"bob"'} and plan.deleted == ()
+    assert plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW}
+    assert plan.cookie == "set"
+
+
+def test_plan_invalidate_then_only_metadata_writes_no_session() -> None:
+    session = _stored({"a": 1})
+    session.invalidate()
+    session.mark_authenticated(NOW)
+    assert session.write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
+
+
+def test_plan_meta_only() -> None:
+    session = _stored({"a": 1})
+    session.mark_authenticated(NOW)
+    assert session.write_plan(NOW) == WritePlan(
+        save_to=SID, meta={META_CREATED: CREATED, META_AUTHENTICATED: NOW},
+        lifetime_start=NOW,  # a sign-in starts a fresh absolute lifetime
+    )
+
+
+def test_plan_meta_only_on_a_new_session_creates_it() -> None:
+    session = Session(_missing, None)
+    session.mark_authenticated(NOW - 1)
+    plan = session.write_plan(NOW)
+    _assert_fresh_id(plan)
+    assert plan.create and plan.changed == {} and plan.cookie == "set"
+    assert plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW - 1}
+
+
+def test_mark_written_after_create() -> None:
+    session = Session(_missing, None)
+    session["a"] = [1]
+    plan = session.write_plan(NOW)
+    session.mark_written(plan)
+    assert session.stored_id == plan.save_to and not session.new and session.had_cookie
+    assert session.created == NOW and dict(session) == {"a": [1]}
+    assert session.write_plan(NOW).unchanged and not session.modified
+    session["a"].append(2)  # the next change is an update of the new id
+    assert session.write_plan(NOW) == WritePlan(
+        save_to=plan.save_to, changed={"a": "[1,2]"}, lifetime_start=NOW
+    )
+
+
+def test_mark_written_after_update_and_after_invalidate() -> None:
+    session = _stored({"a": 1, "b": 2})
+    session["a"] = 3
+    del session["b"]
+    session.mark_written(session.write_plan(NOW))
+    assert session.write_plan(NOW).unchanged and dict(session) == {"a": 3}
+    assert session.stored_id == SID
+    session.invalidate()
+    session.mark_written(session.write_plan(NOW))
+    assert session.new and session.stored_id is None and not session.had_cookie
+    assert len(session) == 0 and not session.invalidated
+    assert session.write_plan(NOW).unchanged  # the cookie is cleared once, not again
+
+
+def test_mark_gone_leaves_an_empty_new_session() -> None:
+    session = _stored({"a": 1})
+    session["a"] = 2
+    session.mark_gone()
+    assert session.new and session.stored_id is None and not session.had_cookie
+    assert dict(session) == {} and session.write_plan(NOW).unchanged
+
+
+def test_plan_repr_shows_neither_ids_nor_values() -> None:
+    session = _stored({"password_hint": "hunter2"})
+    session.regenerate()
+    plan = session.write_plan(NOW)
+    assert plan.save_to is not None
+    text = repr(plan)
+    assert SID not in text and plan.save_to not in text and "hunter2" not in text
+    assert "create" in text and "password_hint" in text and "cookie=set" in text
+
+
+def test_switch_to_reads_the_named_session() -> None:
+    def load(sid: str) -> SessionRecord | None:
+        return SessionRecord({"a": "1"}, {}) if sid == SID else None
+
+    session = Session(load, None)
+    assert session.switch_to(SID) and session.stored_id == SID and dict(session) == {"a": 1}
+    assert not session.had_cookie  # setting the cookie is the caller's job
+    assert not Session(load, None).switch_to("X" * 43)
+    with pytest.raises(RuntimeError, match="loader"):
+        Session().switch_to(SID)
+
+
+@pytest.mark.parametrize(
+    ("meta", "default", "start"),
+    [({}, 9, 9), ({"c": 5}, 9, 5), ({"c": 5, "a": 8}, 0, 8), ({"a": 8}, 0, 8),
+     ({"c": 5, "a": 3}, 0, 5)],
+    ids=["none", "created", "signed in later", "sign-in only", "older sign-in"],
+)
+def test_lifetime_start(meta: dict[str, int], default: int, start: int) -> None:
+    assert lifetime_start(meta, default) == start
+
+
+def test_metadata_names_are_the_stored_letters() -> None:
+    # The wire format: apps of an older version sharing the store read these.
+    assert (META_CREATED, META_AUTHENTICATED) == ("c", "a")
+
+
+def test_session_module_imports_no_manager() -> None:
+    """No import cycle, not even one for type checking only."""
+    import sessionshare.session as module
+
+    tree = ast.parse(Path(module.__file__).read_text())  # type: ignore[arg-type]
+    imported = [
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+         for alias in node.names]
+    assert imported and not [name for name in imported if "manager" in name]

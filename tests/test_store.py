@@ -24,8 +24,8 @@ def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
         left = store.client.ttl(key)
         return None if left < 0 else float(left)
     assert isinstance(store, MemoryStore)
-    entry = store._sessions.get(key)
-    return None if entry is None else entry[0] - clock()
+    entry = store.sessions().get(key)
+    return None if entry is None else entry.expires - clock()
 
 
 def test_save_then_load(store: SessionStore) -> None:
@@ -233,3 +233,26 @@ def test_a_bounded_pool_is_never_starved(redis_url: str) -> None:
     store.delete("k")
     assert store.load("k", 60) is None
     store.close()
+
+
+def test_memory_store_inspection_helpers(clock: FakeClock) -> None:
+    """``sessions()`` / ``tickets()`` show what is held, as copies, without side effects."""
+    store = MemoryStore(clock=clock)
+    assert store.sessions() == {} and store.tickets() == {}
+    store.save("k", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
+    store.put_ticket("t", "v", 30)
+    (entry,) = store.sessions().values()
+    assert entry.fields == {"a": "1"} and entry.meta == {"c": 5}
+    assert entry.expires == clock() + 60
+    assert store.tickets()["t"].value == "v" and store.tickets()["t"].expires == clock() + 30
+    # Copies: changing them changes nothing stored.
+    entry.fields["a"] = "2"
+    entry.meta["c"] = 6
+    record = store.load("k", 60)
+    assert record is not None and record.fields == {"a": "1"} and record.meta == {"c": 5}
+    # Looking neither slides an expiry nor takes a ticket; expired records still show.
+    clock.advance(45)
+    assert store.sessions()["k"].expires == clock() + 15
+    assert store.tickets()["t"].expires < clock()
+    assert store.take_ticket("t") is None
+    assert store.tickets() == {}

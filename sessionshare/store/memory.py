@@ -7,6 +7,13 @@ backend) to share a session.
 
     clock = FakeClock()
     store = MemoryStore(clock=clock)
+
+Tests look inside through :meth:`MemoryStore.sessions` and
+:meth:`MemoryStore.tickets` (copies, with each record's expiry) rather than
+through its private dicts, so the layout here can change without touching them:
+
+    (key,) = store.sessions()                 # the one stored session's key
+    assert store.sessions()[key].fields == {"cart": "[1]"}
 """
 
 from __future__ import annotations
@@ -14,12 +21,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
+from typing import NamedTuple
 
 from .base import SessionRecord
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
 _SWEEP_EVERY = 1024
+
+
+class StoredSession(NamedTuple):
+    """A session record as :class:`MemoryStore` holds it."""
+
+    #: When the record expires, on the store's clock.
+    expires: float
+    #: App keys -> JSON text, exactly as saved.
+    fields: dict[str, str]
+    #: The library's metadata fields.
+    meta: dict[str, int]
+
+
+class StoredTicket(NamedTuple):
+    """A ticket as :class:`MemoryStore` holds it."""
+
+    #: When the ticket expires, on the store's clock.
+    expires: float
+    #: The stored value (the wrapped session id).
+    value: str
 
 
 class MemoryStore:
@@ -104,6 +132,24 @@ class MemoryStore:
             return sum(1 for e in self._sessions.values() if e[0] > now) + sum(
                 1 for e in self._tickets.values() if e[0] > now
             )
+
+    def sessions(self) -> dict[str, StoredSession]:
+        """Every session record held, by store key: an inspection helper for tests.
+
+        The records are copies, taken under the lock and without sliding any
+        expiry. Records past their expiry that nothing has dropped yet are
+        included; compare ``expires`` with the clock to tell them apart.
+        """
+        with self._lock:
+            return {
+                key: StoredSession(expires, dict(fields), dict(meta))
+                for key, (expires, fields, meta) in self._sessions.items()
+            }
+
+    def tickets(self) -> dict[str, StoredTicket]:
+        """Every ticket held, by store key (same rules as :meth:`sessions`); nothing is taken."""
+        with self._lock:
+            return {key: StoredTicket(*entry) for key, entry in self._tickets.items()}
 
     def _maybe_sweep(self, now: float) -> None:
         # Expired records are dropped when read; a periodic sweep bounds memory

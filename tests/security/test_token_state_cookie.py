@@ -74,8 +74,8 @@ def _snapshot(store: SessionStore, *, tickets: bool = True) -> dict[str, object]
         return out
     assert isinstance(store, MemoryStore)
     return {
-        **{k: (dict(v[1]), dict(v[2])) for k, v in store._sessions.items()},
-        **({k: v[1] for k, v in store._tickets.items()} if tickets else {}),
+        **{k: (v.fields, v.meta) for k, v in store.sessions().items()},
+        **({k: v.value for k, v in store.tickets().items()} if tickets else {}),
     }
 
 
