@@ -85,11 +85,12 @@ class SessionManager:
 
     # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
-        """The store key of a session id: a digest, hash-tagged for Redis Cluster."""
-        return f"{self.key_prefix}s:{{{hashlib.sha256(sid.encode('ascii')).hexdigest()}}}"
+        """The store key of a session id: a digest, so a store dump yields no cookie.
 
-    def ticket_key(self, digest: str) -> str:
-        return f"{self.key_prefix}t:{digest}"
+        The braces are part of the stored name (kept for compatibility): a
+        session is one key, so no command ever spans two cluster slots anyway.
+        """
+        return f"{self.key_prefix}s:{{{hashlib.sha256(sid.encode('ascii')).hexdigest()}}}"
 
     # -- request side ------------------------------------------------------
     def session_id_from(self, environ: WSGIEnvironment) -> str | None:
