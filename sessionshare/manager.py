@@ -1,28 +1,18 @@
-"""The per-request work around the shared session, for both middlewares.
+"""The per-request work around the shared session, for the WSGI middlewares.
 
-:class:`SessionManager` finds the session cookie, gives the request a lazy
-:class:`~sessionshare.session.Session` that reads through
-:meth:`SessionManager.read` (one round trip that also slides the idle
-expiry; the absolute lifetime is enforced there), and persists *before the
+:class:`SessionManager` joins a store to this app's
+:class:`~sessionshare.core.lifecycle.Lifecycle` (cookie, key names,
+lifetimes) and to WSGI: it gives each request a lazy
+:class:`~sessionshare.session.Session` at ``environ["sessionshare.session"]``
+that reads through the lifecycle's read step, and it persists *before the
 status line reaches the server* -- so the next request, often the redirect
 that follows a login, always sees the write -- and once more when the
 response closes, for changes made while the body streamed.
 
-The session decides what to write (its :class:`~sessionshare.session.WritePlan`);
-this module only runs the plan against the store, picks the TTL from its
-timeouts, and turns the plan's cookie into a ``Set-Cookie`` header. It reads
-nothing of the session but its public state.
-
-Security properties kept here:
-
-- A cookie naming a session the store does not hold is ignored: a new
-  session always gets a *fresh* id (no fixation through a planted cookie).
-- The store key is a SHA-256 digest of the id: a dump of the store yields no
-  usable cookie.
-- ``regenerate()`` moves the data to a new id and deletes the old one;
-  ``invalidate()`` deletes the session everywhere (single logout), and a
-  session written to a store that no longer holds it (logged out elsewhere
-  meanwhile) is not brought back.
+What to read and write, and which cookie to send, is decided in
+``core/lifecycle.py`` (and the session's own write plan); this module only
+runs those steps on the thread store and hooks them into WSGI's
+``start_response``.
 
     manager = SessionManager(store, cookie=CookieSpec("sessionshare"))
     session = manager.open(environ)
@@ -31,16 +21,17 @@ Security properties kept here:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .core.cookies import CookieSpec
+from .core.lifecycle import Headers, Lifecycle
+from .core.steps import Steps, run
 from .errors import ConfigurationError, StoreUnavailable
-from .session import ENVIRON_KEY, SESSION_ID_PATTERN, Session, lifetime_start
+from .session import ENVIRON_KEY, Session
 from .store.base import SessionRecord, SessionStore
-from .web import CookieSpec
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -50,12 +41,11 @@ __all__ = ["Finish", "SessionManager"]
 log = logging.getLogger("sessionshare")
 
 #: ``finish(status, headers) -> (status, headers, replacement body or None)``
-Headers = list[tuple[str, str]]
 Finish = Callable[[str, Headers], tuple[str, Headers, "list[bytes] | None"]]
 
 
 class SessionManager:
-    """Cookie in, lazy load, persist: the session work of one app, per request."""
+    """Cookie in, lazy load, persist: the session work of one WSGI app, per request."""
 
     def __init__(
         self,
@@ -72,98 +62,46 @@ class SessionManager:
                 "store must implement sessionshare.store.SessionStore "
                 "(e.g. RedisStore.from_url(...) or MemoryStore())"
             )
-        if idle_timeout <= 0 or absolute_timeout <= 0:
-            raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
         self.store = store
+        self.lifecycle = Lifecycle(
+            cookie=cookie, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+            key_prefix=key_prefix, clock=clock,
+        )
         self.cookie = cookie
-        self.idle_timeout = int(idle_timeout)
-        self.absolute_timeout = int(absolute_timeout)
+        self.idle_timeout = self.lifecycle.idle_timeout
         self.key_prefix = key_prefix
         self.clock = clock
-        self._cookie_re = cookie.pattern(SESSION_ID_PATTERN)
-        self._cookie_marker = cookie.name + "="
 
-    # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
-        """The store key of a session id: a digest, so a store dump yields no cookie.
+        """The store key of a session id (a digest: a store dump yields no cookie)."""
+        return self.lifecycle.session_key(sid)
 
-        The braces are part of the stored name (kept for compatibility): a
-        session is one key, so no command ever spans two cluster slots anyway.
-        """
-        return f"{self.key_prefix}s:{{{hashlib.sha256(sid.encode('ascii')).hexdigest()}}}"
+    def steps(self, steps: Steps[Any]) -> Any:
+        """Run protocol steps on this manager's store; their result."""
+        return run(steps, self.store)
 
     # -- request side ------------------------------------------------------
-    def session_id_from(self, environ: WSGIEnvironment) -> str | None:
-        """The well-formed session id in the request's cookie, if any."""
-        header = environ.get("HTTP_COOKIE")
-        if not header or self._cookie_marker not in header:
-            return None
-        match = self._cookie_re.search(header)
-        return (match.group(1) or match.group(2)) if match else None
-
     def open(self, environ: WSGIEnvironment) -> Session:
         """A lazy session for this request, published at ``environ[ENVIRON_KEY]``."""
-        session = Session(self.read, self.session_id_from(environ))
+        sid = self.lifecycle.session_id_in(environ.get("HTTP_COOKIE"))
+        session = Session(self.read, sid)
         environ[ENVIRON_KEY] = session
         return session
 
     def read(self, sid: str) -> SessionRecord | None:
-        """The live session ``sid`` (one round trip that slides its idle expiry), or None.
-
-        A session past its absolute lifetime is deleted here, so no app sees
-        it again. This is the loader every :class:`Session` of this manager reads through.
-        """
-        key = self.session_key(sid)
-        record = self.store.load(key, self.idle_timeout)
-        if record is not None and (
-            lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
-        ):
-            self.store.delete(key)
-            return None
-        return record
+        """The live session ``sid`` (one round trip), or None: every session's loader."""
+        return run(self.lifecycle.read(sid), self.store)
 
     def adopt(self, session: Session, sid: str) -> bool:
-        """Point ``session`` at the stored session ``sid`` (a completed hand-off).
-
-        Returns False when no such session exists. The caller sets the cookie.
-        """
-        return session.switch_to(sid)
+        """Point ``session`` at the stored session ``sid``; False when it is gone."""
+        return bool(run(self.lifecycle.adopt(session, sid), self.store))
 
     # -- response side -----------------------------------------------------
-    def _ttl(self, started: int, now: float) -> int:
-        remaining = started + self.absolute_timeout - now
-        return max(1, int(min(self.idle_timeout, remaining)))
-
-    def persist(self, session: Session) -> list[tuple[str, str]]:
+    def persist(self, session: Session) -> Headers:
         """Run the session's write plan; return the headers (cookie, ``Vary``) it needs."""
         if not session.loaded:
-            return []
-        now = self.clock()
-        plan = session.write_plan(now)
-        headers: list[tuple[str, str]] = [("Vary", "Cookie")]
-        if plan.unchanged:
-            return headers
-        if plan.drop is not None and plan.drop_first:
-            self.store.delete(self.session_key(plan.drop))
-        if plan.save_to is not None:
-            written = self.store.save(
-                self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
-                meta=plan.meta, ttl=self._ttl(plan.lifetime_start, now), create=plan.create,
-            )
-            if not written:
-                # Logged out elsewhere while this request ran: stay logged out.
-                session.mark_gone()
-                headers.append(("Set-Cookie", self.cookie.clear()))
-                return headers
-        if plan.drop is not None and not plan.drop_first:
-            self.store.delete(self.session_key(plan.drop))
-        session.mark_written(plan)
-        if plan.cookie == "set":
-            assert plan.save_to is not None
-            headers.append(("Set-Cookie", self.cookie.set(plan.save_to)))
-        elif plan.cookie == "clear":
-            headers.append(("Set-Cookie", self.cookie.clear()))
-        return headers
+            return []  # nothing was read, so nothing can have changed: no step to run
+        return list(run(self.lifecycle.persist(session), self.store))
 
     def current_id(self, session: Session) -> str | None:
         """The id of a stored session (for minting a ticket); None while it is new."""

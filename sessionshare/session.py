@@ -196,14 +196,32 @@ class Session(MutableMapping[str, Any]):
         self._invalidate = False
 
     # -- loading -----------------------------------------------------------
+    # A session is read either lazily through its loader (the WSGI shell: the
+    # app may never look) or from outside: whoever drives the protocol's store
+    # steps reads the record for :attr:`unread_id` and hands it to :meth:`fill`.
+    @property
+    def unread_id(self) -> str | None:
+        """The id whose record this session still needs, or None once it has it."""
+        return None if self._loaded else self._sid
+
+    def fill(self, record: SessionRecord | None) -> None:
+        """Take what the store holds for :attr:`unread_id` (None: no such live session)."""
+        if self._loaded:
+            raise RuntimeError("the session was read already")
+        if record is None:
+            self._take(None, {}, {})
+        else:
+            self._take(self._sid, record.fields, record.meta)
+
+    def point_at(self, sid: str) -> None:
+        """Become the stored session ``sid`` (a completed hand-off), still to be read."""
+        self._sid = sid
+        self._loaded = False
+
     def _ensure(self) -> None:
         if not self._loaded:
             assert self._loader is not None and self._sid is not None
-            record = self._loader(self._sid)
-            if record is None:
-                self._take(None, {}, {})
-            else:
-                self._take(self._sid, record.fields, record.meta)
+            self.fill(self._loader(self._sid))
 
     def _take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
         """Become the stored record ``fields``/``meta`` of ``sid`` (None: a new session)."""
@@ -217,15 +235,14 @@ class Session(MutableMapping[str, Any]):
         self._loaded = True
 
     def switch_to(self, sid: str) -> bool:
-        """Become the stored session ``sid`` (a completed hand-off), reading it now.
+        """Become the stored session ``sid``, reading it now through the loader.
 
         Returns False when the store holds no such session. Setting the
         cookie is the caller's job.
         """
         if self._loader is None:
             raise RuntimeError("a session without a loader cannot switch to a stored one")
-        self._sid = sid
-        self._loaded = False
+        self.point_at(sid)
         self._ensure()
         return self._exists
 

@@ -1,0 +1,143 @@
+"""One app's rules for the shared session: find it, read it, write it -- as store steps.
+
+:class:`Lifecycle` knows this app's cookie, key prefix and timeouts. It finds
+the session id in a ``Cookie`` header, reads a session (one round trip that
+also slides the idle expiry; the absolute lifetime is enforced here), and
+persists one: the :class:`~sessionshare.session.Session` decides *what* to
+write (its :class:`~sessionshare.session.WritePlan`), this module turns the
+plan into store commands and ``Set-Cookie`` headers. It does no I/O: each
+operation is a step (``core/steps.py``) that a shell drives on its store.
+
+Security properties kept here:
+
+- A cookie naming a session the store does not hold is ignored: a new
+  session always gets a *fresh* id (no fixation through a planted cookie).
+- The store key is a SHA-256 digest of the id: a dump of the store yields no
+  usable cookie.
+- A session past its absolute lifetime is deleted when read, so no app sees
+  it again; a session written to a store that no longer holds it (logged out
+  elsewhere meanwhile) is not brought back, and its cookie is cleared.
+
+    rules = Lifecycle(cookie=CookieSpec("sessionshare"), idle_timeout=1800,
+                      absolute_timeout=8 * 3600)
+    session = Session(sid=rules.session_id_in(cookie_header), loader=...)
+    headers = run(rules.persist(session), store)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+
+from ..errors import ConfigurationError
+from ..session import SESSION_ID_PATTERN, Session, lifetime_start
+from ..store.base import SessionRecord
+from .cookies import CookieSpec
+from .steps import Delete, Load, Save, Steps
+
+__all__ = ["Headers", "Lifecycle"]
+
+Headers = list[tuple[str, str]]
+
+
+class Lifecycle:
+    """Cookie, key names and lifetimes of the shared session, for one app."""
+
+    def __init__(
+        self,
+        *,
+        cookie: CookieSpec,
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 8 * 60 * 60,
+        key_prefix: str = "sessionshare:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if idle_timeout <= 0 or absolute_timeout <= 0:
+            raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
+        self.cookie = cookie
+        self.idle_timeout = int(idle_timeout)
+        self.absolute_timeout = int(absolute_timeout)
+        self.key_prefix = key_prefix
+        self.clock = clock
+        self._cookie_re = cookie.pattern(SESSION_ID_PATTERN)
+        self._cookie_marker = cookie.name + "="
+
+    # -- names -------------------------------------------------------------
+    def session_key(self, sid: str) -> str:
+        """The store key of a session id: a digest, so a store dump yields no cookie.
+
+        The braces are part of the stored name (kept for compatibility): a
+        session is one key, so no command ever spans two cluster slots anyway.
+        """
+        return f"{self.key_prefix}s:{{{hashlib.sha256(sid.encode('ascii')).hexdigest()}}}"
+
+    def session_id_in(self, cookies: str | None) -> str | None:
+        """The well-formed session id in a ``Cookie`` header, if any."""
+        if not cookies or self._cookie_marker not in cookies:
+            return None
+        match = self._cookie_re.search(cookies)
+        return (match.group(1) or match.group(2)) if match else None
+
+    # -- reading -----------------------------------------------------------
+    def read(self, sid: str) -> Steps[SessionRecord | None]:
+        """The live session ``sid``, or None; one round trip (two when it just expired)."""
+        key = self.session_key(sid)
+        record: SessionRecord | None = yield Load(key, self.idle_timeout)
+        if record is not None and (
+            lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
+        ):
+            yield Delete(key)
+            return None
+        return record
+
+    def load(self, session: Session) -> Steps[None]:
+        """Read ``session`` if it still needs reading (nothing to do without a cookie)."""
+        sid = session.unread_id
+        if sid is not None:
+            session.fill((yield from self.read(sid)))
+
+    def adopt(self, session: Session, sid: str) -> Steps[bool]:
+        """Make ``session`` the stored session ``sid`` (a completed hand-off); False if gone.
+
+        The caller sets the cookie.
+        """
+        session.point_at(sid)
+        yield from self.load(session)
+        return session.stored_id is not None
+
+    # -- writing -----------------------------------------------------------
+    def _ttl(self, started: int, now: float) -> int:
+        remaining = started + self.absolute_timeout - now
+        return max(1, int(min(self.idle_timeout, remaining)))
+
+    def persist(self, session: Session) -> Steps[Headers]:
+        """Run the session's write plan; the headers (cookie, ``Vary``) the response needs."""
+        if not session.loaded:
+            return []
+        now = self.clock()
+        plan = session.write_plan(now)
+        headers: Headers = [("Vary", "Cookie")]
+        if plan.unchanged:
+            return headers
+        if plan.drop is not None and plan.drop_first:
+            yield Delete(self.session_key(plan.drop))
+        if plan.save_to is not None:
+            written = yield Save(
+                self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
+                meta=plan.meta, ttl=self._ttl(plan.lifetime_start, now), create=plan.create,
+            )
+            if not written:
+                # Logged out elsewhere while this request ran: stay logged out.
+                session.mark_gone()
+                headers.append(("Set-Cookie", self.cookie.clear()))
+                return headers
+        if plan.drop is not None and not plan.drop_first:
+            yield Delete(self.session_key(plan.drop))
+        session.mark_written(plan)
+        if plan.cookie == "set":
+            assert plan.save_to is not None
+            headers.append(("Set-Cookie", self.cookie.set(plan.save_to)))
+        elif plan.cookie == "clear":
+            headers.append(("Set-Cookie", self.cookie.clear()))
+        return headers

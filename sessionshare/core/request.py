@@ -1,0 +1,136 @@
+"""The request as the protocol sees it: a few facts, no server interface.
+
+A shell (WSGI, ASGI) builds one :class:`Request` per request from what the
+server handed it; the protocol reads only this. So the classification rules
+-- is this a browser navigation that may be redirected to another origin, or
+an API call that must get a 401? is the return path safe? -- are written
+once.
+
+Nothing here reads a ``Host`` or ``X-Forwarded-Host`` header: every absolute
+URL the library builds starts from a configured ``app_url``, because those
+headers come from the client and a proxy may pass them on unchecked.
+
+    request = Request(method="GET", path="/orders", query="page=2",
+                      cookies="sessionshare=...", accept="text/html")
+    request.is_navigation        # True: a page load, may go to the IdP
+    request.return_path          # "/orders?page=2"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from urllib.parse import parse_qsl
+
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+__all__ = ["MAX_QUERY_LENGTH", "Request", "accepts", "safe_return_path"]
+
+#: Longer query strings are refused (a hand-off's is under 700 bytes).
+MAX_QUERY_LENGTH = 4096
+_ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the protocol needs of one request.
+
+    :param method: ``GET``, ``POST``, ...
+    :param path: the path within the app (WSGI ``PATH_INFO``), which routing uses.
+    :param query: the raw query string, without ``?``.
+    :param cookies: the raw ``Cookie`` header.
+    :param accept: the ``Accept`` header.
+    :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
+    :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    cookies: str = ""
+    accept: str = ""
+    fetch_mode: str | None = None
+    root: str = ""
+
+    @cached_property
+    def params(self) -> dict[str, list[str]] | None:
+        """The query string as name -> values, or None when oversized or unparsable."""
+        if len(self.query) > MAX_QUERY_LENGTH:
+            return None
+        params: dict[str, list[str]] = {}
+        try:
+            pairs = parse_qsl(self.query, keep_blank_values=True, strict_parsing=False,
+                              encoding="utf-8", errors="strict", max_num_fields=64)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        for name, value in pairs:
+            params.setdefault(name, []).append(value)
+        return params
+
+    @property
+    def full_path(self) -> str:
+        """Mount point, path and query string, as received (ASCII-safe)."""
+        # PEP 3333 hands the path over as latin-1 decoded bytes; keep it ASCII-safe.
+        path = (self.root + self.path).encode("latin-1", "replace").decode("ascii", "replace")
+        return f"{path}?{self.query}" if self.query else path
+
+    @property
+    def is_navigation(self) -> bool:
+        """True for a browser's top-level page load (which may be redirected cross-origin)."""
+        if self.method not in ("GET", "HEAD"):
+            return False
+        if self.fetch_mode is not None:
+            return self.fetch_mode == "navigate"
+        return accepts(self.accept, "text/html")
+
+    @property
+    def wants_json(self) -> bool:
+        """True when an error should be JSON rather than a page."""
+        if accepts(self.accept, "text/html"):
+            return False
+        return any(
+            "json" in value.lower() and quality > 0
+            for value, quality in parse_accept_header(self.accept, MIMEAccept)
+        ) or not self.is_navigation
+
+
+def accepts(accept: str, media_type: str) -> bool:
+    """True when an ``Accept`` header names ``media_type`` with a quality above 0.
+
+    Only an explicit mention counts (``*/*`` and ``text/*`` do not): most
+    HTTP clients send a wildcard, while a browser loading a page names
+    ``text/html``. ``q=0`` means "not acceptable" (RFC 9110, 12.5.1), so
+    ``application/json, text/html;q=0`` does not name HTML; an entry whose
+    quality does not parse is dropped rather than guessed at.
+    """
+    for value, quality in parse_accept_header(accept, MIMEAccept):
+        if quality > 0 and value.split(";", 1)[0].strip().lower() == media_type:
+            return True
+    return False
+
+
+def safe_return_path(path: object, default: str = "/") -> str:
+    """``path`` if it is a same-origin relative path, else ``default``.
+
+    Accepts one leading slash and printable ASCII without backslashes:
+    ``//evil.com``, ``/\\evil.com``, ``/%09/evil.com`` (a tab after decoding),
+    ``https://evil.com`` and ``javascript:`` all fall back to ``default``.
+    """
+    if (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or path.startswith("//")
+        or len(path) > 2048
+        or not path.isascii()
+        or "\\" in path
+        or any(ch <= " " or ch == "\x7f" for ch in path)
+    ):
+        return default
+    lowered = path.lower()
+    # Encoded slashes, backslashes and control characters are decoded by some
+    # servers and browsers before the path is resolved: refuse them too.
+    if lowered.startswith(("/%2f", "/%5c")) or _ENCODED_DANGER.search(lowered):
+        return default
+    return path

@@ -1,0 +1,154 @@
+"""Store calls as values: how the protocol asks for I/O without doing any.
+
+A protocol step is a generator. When it needs the store it *yields* a
+command -- :class:`Load`, :class:`Save`, :class:`Delete`, :class:`PutTicket`,
+:class:`TakeTicket` -- and receives the store's answer back; when it is done it
+*returns* its result. It never touches a socket, so the same step serves a
+threaded WSGI server and an asyncio ASGI server: each shell drives it with a
+loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
+the same commands on an asyncio store). This is h11's "bring your own I/O",
+applied to a session store.
+
+    def adopt(session_key: str) -> Steps[bool]:
+        record = yield Load(session_key, idle_ttl=1800)
+        return record is not None
+
+    found = run(adopt(key), store)            # WSGI
+    found = await run_async(adopt(key), store)  # ASGI
+
+A store failure raised while a command runs is thrown into the step at its
+``yield``, so a step may clean up; by default it propagates to the shell,
+which answers 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
+
+__all__ = [
+    "Command",
+    "Delete",
+    "Load",
+    "PutTicket",
+    "Save",
+    "Steps",
+    "TakeTicket",
+    "run",
+    "run_async",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Read the session at ``key`` and slide its idle expiry. Answer: SessionRecord or None."""
+
+    key: str
+    idle_ttl: int
+
+    def on(self, store: SessionStore) -> SessionRecord | None:
+        return store.load(self.key, self.idle_ttl)
+
+    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
+        return await store.load(self.key, self.idle_ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Merge changes into the session at ``key``. Answer: False when it is gone (not created)."""
+
+    key: str
+    changed: Mapping[str, str]
+    deleted: Collection[str]
+    meta: Mapping[str, int] | None
+    ttl: int
+    create: bool = False
+
+    def on(self, store: SessionStore) -> bool:
+        return store.save(self.key, changed=self.changed, deleted=self.deleted,
+                          meta=self.meta, ttl=self.ttl, create=self.create)
+
+    async def on_async(self, store: AsyncSessionStore) -> bool:
+        return await store.save(self.key, changed=self.changed, deleted=self.deleted,
+                                meta=self.meta, ttl=self.ttl, create=self.create)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove the session at ``key``. Answer: None."""
+
+    key: str
+
+    def on(self, store: SessionStore) -> None:
+        store.delete(self.key)
+
+    async def on_async(self, store: AsyncSessionStore) -> None:
+        await store.delete(self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class PutTicket:
+    """Store a single-use ticket. Answer: None."""
+
+    key: str
+    value: str = field(repr=False)  # a wrapped session id: never in a repr
+    ttl: int
+
+    def on(self, store: SessionStore) -> None:
+        store.put_ticket(self.key, self.value, self.ttl)
+
+    async def on_async(self, store: AsyncSessionStore) -> None:
+        await store.put_ticket(self.key, self.value, self.ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class TakeTicket:
+    """Redeem a ticket, atomically and once. Answer: its value, or None."""
+
+    key: str
+
+    def on(self, store: SessionStore) -> str | None:
+        return store.take_ticket(self.key)
+
+    async def on_async(self, store: AsyncSessionStore) -> str | None:
+        return await store.take_ticket(self.key)
+
+
+Command = Union[Load, Save, Delete, PutTicket, TakeTicket]  # noqa: UP007 - runtime alias
+#: A protocol step: yields commands, is sent their answers, returns a ``T``.
+Steps = Generator[Command, Any, T]
+
+
+def run(steps: Steps[T], store: SessionStore) -> T:
+    """Drive ``steps`` to the end on a thread store; its result."""
+    try:
+        command = next(steps)
+        while True:
+            try:
+                answer = command.on(store)
+            except Exception as exc:  # noqa: BLE001 - the step decides, then it propagates
+                command = steps.throw(exc)
+            else:
+                command = steps.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def run_async(steps: Steps[T], store: AsyncSessionStore) -> T:
+    """Drive ``steps`` to the end on an asyncio store; its result."""
+    try:
+        command = next(steps)
+        while True:
+            try:
+                answer = await command.on_async(store)
+            except Exception as exc:  # noqa: BLE001 - the step decides, then it propagates
+                command = steps.throw(exc)
+            else:
+                command = steps.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
