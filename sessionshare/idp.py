@@ -240,8 +240,8 @@ class IdpAuthMiddleware(SessionMiddleware):
     def _mint(self, session: Session, handoff: _Handoff) -> str:
         sid = self.manager.current_id(session)
         assert sid is not None, "only a stored, signed-in session is handed off"
-        ticket = tickets.issue(
-            self.manager.store, self.manager.key_prefix, sid, token_ttl=self.token_ttl
+        ticket = self.manager.steps(
+            tickets.issue(self.manager.key_prefix, sid, token_ttl=self.token_ttl)
         )
         token = seal_token(
             self.key, ticket, audience=handoff.origin, issuer=self.origin,

@@ -194,18 +194,18 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self.key, tokens[0], audience=self.origin, issuer=self.issuer,
             ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
         )
-        store, prefix = self.manager.store, self.manager.key_prefix
+        prefix = self.manager.key_prefix
         try:
             back = self._check_state(environ, claims.state)
         except TokenRejected:
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
-            tickets.burn(store, prefix, claims.ticket)
+            self.manager.steps(tickets.burn(prefix, claims.ticket))
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        sid = tickets.redeem(store, prefix, claims.ticket)
+        sid = self.manager.steps(tickets.redeem(prefix, claims.ticket))
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
         session = self.manager.open(environ)

@@ -9,6 +9,7 @@ import pytest
 from conftest import FakeClock
 
 from sessionshare import MemoryStore, SessionStore
+from sessionshare.core.steps import run
 from sessionshare.core.tickets import (
     CLOCK_LEEWAY,
     TICKET_BYTES,
@@ -76,36 +77,37 @@ class _Recorder(MemoryStore):
 
 def test_issue_writes_the_wire_format_in_one_call(clock: FakeClock) -> None:
     store = _Recorder(clock)
-    ticket = issue(store, PREFIX, SID, token_ttl=60)
+    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
     assert len(ticket) == TICKET_BYTES
     [(op, key, value, ttl)] = store.calls
     assert (op, key, ttl) == ("put", ticket_key(PREFIX, ticket), 60 + CLOCK_LEEWAY)
     assert isinstance(value, str) and SID not in value
     assert unwrap_session_id(ticket, value) == SID
-    assert issue(store, PREFIX, SID, token_ttl=60) != ticket  # fresh every time
+    assert run(issue(PREFIX, SID, token_ttl=60), store) != ticket  # fresh every time
 
 
 def test_redeem_once_then_never(store: SessionStore) -> None:
-    ticket = issue(store, PREFIX, SID, token_ttl=60)
-    assert redeem(store, PREFIX, new_ticket()) is None  # another ticket finds nothing
-    assert redeem(store, PREFIX, ticket) == SID
-    assert redeem(store, PREFIX, ticket) is None  # replayed
+    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
+    assert run(redeem(PREFIX, new_ticket()), store) is None  # another ticket finds nothing
+    assert run(redeem(PREFIX, ticket), store) == SID
+    assert run(redeem(PREFIX, ticket), store) is None  # replayed
 
 
 def test_burn_spends_the_ticket(store: SessionStore) -> None:
-    ticket = issue(store, PREFIX, SID, token_ttl=60)
-    burn(store, PREFIX, ticket)
-    assert redeem(store, PREFIX, ticket) is None
-    burn(store, PREFIX, ticket)  # burning a spent ticket is harmless
+    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
+    run(burn(PREFIX, ticket), store)
+    assert run(redeem(PREFIX, ticket), store) is None
+    run(burn(PREFIX, ticket), store)  # burning a spent ticket is harmless
 
 
 def test_ticket_outlives_its_token_by_the_leeway_only(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    kept, dropped = issue(store, PREFIX, SID, token_ttl=60), issue(store, PREFIX, SID, token_ttl=60)
+    kept = run(issue(PREFIX, SID, token_ttl=60), store)
+    dropped = run(issue(PREFIX, SID, token_ttl=60), store)
     clock.advance(60 + CLOCK_LEEWAY - 1)
-    assert redeem(store, PREFIX, kept) == SID
+    assert run(redeem(PREFIX, kept), store) == SID
     clock.advance(2)
-    assert redeem(store, PREFIX, dropped) is None
+    assert run(redeem(PREFIX, dropped), store) is None
 
 
 def test_a_value_the_ticket_does_not_open_is_not_a_session(clock: FakeClock) -> None:
@@ -114,9 +116,9 @@ def test_a_value_the_ticket_does_not_open_is_not_a_session(clock: FakeClock) -> 
     store = MemoryStore(clock=clock)
     ticket = new_ticket()
     store.put_ticket(ticket_key(PREFIX, ticket), wrap_session_id(new_ticket(), SID), 60)
-    assert redeem(store, PREFIX, ticket) is None
+    assert run(redeem(PREFIX, ticket), store) is None
     store.put_ticket(ticket_key(PREFIX, ticket), "not base64 at all!", 60)
-    assert redeem(store, PREFIX, ticket) is None
+    assert run(redeem(PREFIX, ticket), store) is None
 
 
 class _Unused(SessionStore):
@@ -151,6 +153,6 @@ class _Unused(SessionStore):
 @pytest.mark.parametrize("length", [0, 16, 31, 33])
 def test_only_32_byte_tickets_unwrap(length: int) -> None:
     store = _Unused()
-    ticket = issue(store, PREFIX, SID, token_ttl=60)
+    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
     assert unwrap_session_id(bytes(length), next(iter(store.values.values()))) is None
-    assert redeem(store, PREFIX, ticket) == SID
+    assert run(redeem(PREFIX, ticket), store) == SID

@@ -30,12 +30,13 @@ redeemable by the next during a rolling deploy::
 
 The pure parts (:func:`new_ticket`, :func:`ticket_key`, :func:`ticket_digest`,
 :func:`wrap_session_id`, :func:`unwrap_session_id`, :func:`ticket_ttl`) do no
-I/O; :func:`issue`, :func:`redeem` and :func:`burn` run them against a synchronous
-:class:`~sessionshare.store.base.SessionStore` in one store call each -- an
-asyncio shell writes the same three lines with ``await``.
+I/O; :func:`issue`, :func:`redeem` and :func:`burn` are store steps of one
+command each (``core/steps.py``), so a thread shell and an asyncio shell run
+the very same code.
 
-    ticket = issue(store, prefix, session_id, token_ttl=60)   # the IdP
-    session_id = redeem(store, prefix, ticket)                # the remote: str or None
+    ticket = yield from issue(prefix, session_id, token_ttl=60)   # the IdP
+    session_id = yield from redeem(prefix, ticket)                # the remote: str or None
+    session_id = run(redeem(prefix, ticket), store)               # outside a step
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..crypto.tokens import CLOCK_LEEWAY as CLOCK_LEEWAY
 from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
-from ..store.base import SessionStore
+from .steps import PutTicket, Steps, TakeTicket
 
 __all__ = [
     "CLOCK_LEEWAY",
@@ -110,22 +111,22 @@ def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
         return None
 
 
-# -- the three store calls ----------------------------------------------------
-def issue(store: SessionStore, key_prefix: str, session_id: str, *, token_ttl: int) -> bytes:
+# -- the three store steps ----------------------------------------------------
+def issue(key_prefix: str, session_id: str, *, token_ttl: int) -> Steps[bytes]:
     """Store a new ticket pointing to ``session_id``; the ticket, for the token."""
     ticket = new_ticket()
-    store.put_ticket(
+    yield PutTicket(
         ticket_key(key_prefix, ticket), wrap_session_id(ticket, session_id), ticket_ttl(token_ttl)
     )
     return ticket
 
 
-def redeem(store: SessionStore, key_prefix: str, ticket: bytes) -> str | None:
+def redeem(key_prefix: str, ticket: bytes) -> Steps[str | None]:
     """Take ``ticket`` (atomically, once): its session id, or None if spent or expired."""
-    wrapped = store.take_ticket(ticket_key(key_prefix, ticket))
+    wrapped = yield TakeTicket(ticket_key(key_prefix, ticket))
     return None if wrapped is None else unwrap_session_id(ticket, wrapped)
 
 
-def burn(store: SessionStore, key_prefix: str, ticket: bytes) -> None:
+def burn(key_prefix: str, ticket: bytes) -> Steps[None]:
     """Spend ``ticket`` without using it, so nobody else can redeem it."""
-    store.take_ticket(ticket_key(key_prefix, ticket))
+    yield TakeTicket(ticket_key(key_prefix, ticket))
