@@ -46,6 +46,7 @@ def request_of(environ: WSGIEnvironment) -> Request:
         accept=environ.get("HTTP_ACCEPT", ""),
         fetch_mode=environ.get("HTTP_SEC_FETCH_MODE"),
         root=environ.get("SCRIPT_NAME", ""),
+        native=environ,
     )
 
 

@@ -19,8 +19,9 @@ headers come from the client and a proxy may pass them on unchecked.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import MIMEAccept
@@ -44,6 +45,8 @@ class Request:
     :param accept: the ``Accept`` header.
     :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
+    :param native: the server interface's own request (the WSGI environ, the ASGI
+        scope), handed to the app's own predicates such as a ``protect`` callable.
     """
 
     method: str
@@ -53,6 +56,7 @@ class Request:
     accept: str = ""
     fetch_mode: str | None = None
     root: str = ""
+    native: Any = field(default=None, compare=False, repr=False)
 
     @cached_property
     def params(self) -> dict[str, list[str]] | None:

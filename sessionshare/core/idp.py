@@ -1,0 +1,223 @@
+"""The identity provider's half of the hand-off, without I/O: :class:`IdpSide`.
+
+A remote app sends an unknown visitor to ``GET <login_path>?callback=<remote
+callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
+
+1. ``callback`` is checked against the allow-list
+   (:class:`~sessionshare.crypto.AllowList`). A callback that fails is never
+   redirected to, on any path of this code: the request goes on to the IdP's
+   own login page with no pending hand-off and ``callback_rejected`` is logged
+   (``strict=True`` answers 400 instead);
+2. if the user is already signed in (``session[user_key]`` is set), the
+   optional ``authorize(session, remote_origin)`` hook is asked (False: 403),
+   a single-use ticket is stored for the session, and the answer is **303**
+   to ``callback?token=T``;
+3. otherwise ``{callback, state}`` is remembered in the session (a few at
+   once, keyed by state, so several tabs work) and the app shows its form.
+
+On the way out of every request the app served (:meth:`IdpSide.on_response`),
+a sign-in -- ``session[user_key]`` newly set -- **rotates the session id**
+(no fixation) and, if a hand-off is pending, replaces the app's answer with
+that 303. The login form should post back to the same URL (``<form
+method=post>`` without ``action`` does) so that, with several tabs open, each
+tab returns to its own page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..crypto import AllowList, is_valid_state, seal_token
+from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
+from ..errors import CallbackRejected, ConfigurationError
+from ..session import Session
+from . import tickets
+from .lifecycle import Headers
+from .reply import Reply
+from .request import Request
+from .side import PassThrough, Side
+from .steps import Steps
+
+__all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
+
+log = logging.getLogger("sessionshare")
+
+#: Session key of the pending hand-offs: state -> [callback URL, origin, time].
+PENDING_KEY = "sessionshare.pending"
+MAX_PENDING = 5
+PENDING_TTL = 10 * 60
+
+Authorize = Callable[[Session, str], bool]
+
+
+@dataclass(frozen=True)
+class _Handoff:
+    callback: str  # canonical, allow-listed
+    origin: str  # the token's audience
+    state: str
+
+
+class IdpSide(Side):
+    """Signs users in once and hands their session to allow-listed remote apps."""
+
+    role = "idp"
+
+    def __init__(
+        self,
+        *,
+        known_remote_hosts: AllowList | Iterable[str] | str,
+        login_path: str = "/login",
+        callback_path: str = DEFAULT_CALLBACK_PATH,
+        authorize: Authorize | None = None,
+        strict: bool = False,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if isinstance(known_remote_hosts, AllowList):
+            self.allow_list = known_remote_hosts
+        else:
+            self.allow_list = AllowList(known_remote_hosts, callback_path=callback_path)
+        if not len(self.allow_list):
+            raise ConfigurationError(
+                "known_remote_hosts is empty: list the remote apps "
+                "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)"
+            )
+        self.login_path = login_path
+        self.authorize = authorize
+        self.strict = strict
+
+    # -- on the way in -----------------------------------------------------
+    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+        """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        if request.path == self.logout_path:
+            return (yield from self.logout(request, session))
+        yield from self.lifecycle.load(session)  # nothing to read without a cookie
+        user = self.user_of(session)
+        if request.path == self.login_path:
+            try:
+                handoff = self._requested_handoff(request)
+            except CallbackRejected as exc:
+                log.warning("callback_rejected reason=%s", exc.reason)
+                if self.strict:
+                    return Reply.error(
+                        400, exc.reason, "This sign-in link is not valid for any known site.",
+                        as_json=request.wants_json,
+                    )
+                handoff = None
+            if handoff is not None:
+                if user is not None and request.method in ("GET", "HEAD"):
+                    return (yield from self._complete(request, session, handoff))
+                self._remember(session, handoff)
+        return PassThrough(user, signed_in=user is not None)
+
+    def _requested_handoff(self, request: Request) -> _Handoff | None:
+        params = request.params
+        if params is None:
+            raise CallbackRejected("malformed", "unparsable query string")
+        callbacks, states = params.get("callback"), params.get("state")
+        if callbacks is None and states is None:
+            return None  # a plain visit to the login page
+        if callbacks is None or states is None or len(callbacks) != 1 or len(states) != 1:
+            raise CallbackRejected("malformed", "callback and state must each appear once")
+        if not is_valid_state(states[0]):
+            raise CallbackRejected("bad_state", "state must match [A-Za-z0-9_-]{16,128}")
+        allowed = self.allow_list.check_callback(callbacks[0])
+        return _Handoff(allowed.url, allowed.origin, states[0])
+
+    def _remember(self, session: Session, handoff: _Handoff) -> None:
+        pending = dict(session.get(PENDING_KEY) or {})
+        pending[handoff.state] = [handoff.callback, handoff.origin, int(self.clock())]
+        if len(pending) > MAX_PENDING:
+            oldest = sorted(pending, key=lambda s: pending[s][2])[: len(pending) - MAX_PENDING]
+            for state in oldest:
+                del pending[state]
+        session[PENDING_KEY] = pending
+
+    # -- on the way out: did the app sign the user in? ---------------------
+    def on_response(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Steps[Reply | Headers]:
+        """Persist the session after the app ran; a 303 back to a remote replaces its answer.
+
+        Returns the headers to add to the app's response, or the :class:`Reply`
+        that replaces it (carrying the app's own cookies).
+        """
+        signed_in = session.loaded and self.user_of(session) is not None
+        if signed_in and (not passed.signed_in or session.invalidated):
+            # Session fixation: whatever id the browser had before sign-in dies here.
+            session.regenerate()
+            session.mark_authenticated(self.clock())
+            log.info("login origin=%s", self.origin)
+        handoff = self._take_pending(request, session, not passed.signed_in) if signed_in else None
+        cookies = yield from self.lifecycle.persist(session)
+        if handoff is None or session.stored_id is None:
+            return cookies
+        if self.authorize is not None and not self.authorize(session, handoff.origin):
+            return self._refused(request, handoff, cookies)
+        # The app's own cookies (its CSRF or flash cookie, say) were meant for this
+        # browser too: they ride on the 303 that replaces the app's answer.
+        own_cookies = [(k, v) for k, v in app_headers if k.lower() == "set-cookie"]
+        location = yield from self._mint(session, handoff)
+        return Reply.redirect(location, headers=[*own_cookies, *cookies])
+
+    def _take_pending(
+        self, request: Request, session: Session, signed_in_now: bool
+    ) -> _Handoff | None:
+        pending = session.get(PENDING_KEY)
+        if not isinstance(pending, dict) or not pending:
+            return None
+        states = (request.params or {}).get("state", [])
+        if len(states) == 1 and states[0] in pending:
+            chosen = states[0]  # the tab that posted the form
+        elif signed_in_now:
+            chosen = max(pending, key=lambda s: pending[s][2])
+        else:
+            return None
+        entry = pending.pop(chosen)
+        if pending:
+            session[PENDING_KEY] = pending
+        else:
+            del session[PENDING_KEY]
+        # The app can write this key too: trust nothing in it without checking again.
+        try:
+            callback, _, created = entry
+            if float(created) + PENDING_TTL < self.clock():
+                return None
+            allowed = self.allow_list.check_callback(callback)
+        except (TypeError, ValueError, CallbackRejected):
+            return None
+        return _Handoff(allowed.url, allowed.origin, chosen)
+
+    # -- the redirect back -------------------------------------------------
+    def _complete(self, request: Request, session: Session, handoff: _Handoff) -> Steps[Reply]:
+        """A signed-in user asks for a remote: straight back with a token."""
+        if self.authorize is not None and not self.authorize(session, handoff.origin):
+            return self._refused(request, handoff, [])
+        location = yield from self._mint(session, handoff)
+        cookies = yield from self.lifecycle.persist(session)
+        return Reply.redirect(location, headers=cookies)
+
+    def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
+        """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
+        log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
+        return Reply.error(
+            403, "not_authorized", "Your account may not use this site.",
+            as_json=request.wants_json, headers=headers,
+        )
+
+    def _mint(self, session: Session, handoff: _Handoff) -> Steps[str]:
+        """Store a ticket for the session; the callback URL carrying its sealed token."""
+        sid = session.stored_id
+        assert sid is not None, "only a stored, signed-in session is handed off"
+        ticket = yield from tickets.issue(
+            self.lifecycle.key_prefix, sid, token_ttl=self.token_ttl
+        )
+        token = seal_token(
+            self.key, ticket, audience=handoff.origin, issuer=self.origin,
+            state=handoff.state, now=self.clock(),
+        )
+        log.info("ticket_issued audience=%s", handoff.origin)
+        return f"{handoff.callback}?token={token}"

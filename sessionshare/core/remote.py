@@ -1,0 +1,252 @@
+"""A remote app's half of the hand-off, without I/O: :class:`RemoteSide`.
+
+For a protected path and a browser with no signed-in shared session:
+
+- a **browser navigation** (``Sec-Fetch-Mode: navigate``, or an ``Accept``
+  naming ``text/html``) gets **302** to ``idp_url?callback=...&state=S`` and a
+  short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
+  return to. Each login attempt has its own cookie, so several tabs signing
+  in at once do not overwrite each other;
+- every other request (POST, ``fetch``/XHR, API clients) gets **401** with a
+  small JSON body naming the login URL: a cross-origin redirect would only
+  break it.
+
+The IdP sends the browser back to ``callback_path?token=T``. The token is
+opened and *every* check must pass -- seal and key, version, issuer,
+audience (this app), age, state equal to this browser's state cookie
+(stops login CSRF), the ticket redeemed atomically and once (stops replay),
+the session alive and signed in. Then the session cookie is set to the shared
+session and the browser gets **303** to the saved page, so the token leaves
+the address bar. Any failure is a **403** with a reason code and never a
+redirect, so there is no loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from itsdangerous import BadData, TimestampSigner
+
+from ..crypto import canonical_origin, open_token
+from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
+from ..errors import ConfigurationError, TokenRejected
+from ..session import Session
+from . import tickets
+from .cookies import CookieSpec
+from .reply import Reply
+from .request import Request, safe_return_path
+from .side import PassThrough, Side
+from .steps import Steps
+from .tickets import CLOCK_LEEWAY
+
+__all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide"]
+
+log = logging.getLogger("sessionshare")
+
+#: ``True`` (every path), ``False``, path prefixes, or a predicate on the server
+#: interface's own request (the WSGI environ).
+Protect = bool | Sequence[str] | Callable[[Any], bool]
+MAX_RETURN_PATH = 512
+_STATE_NAME_CHARS = 12
+_STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
+
+
+class RemoteSide(Side):
+    """Adopts the IdP's shared session for this app, through a one-time token."""
+
+    role = "remote"
+
+    def __init__(
+        self,
+        *,
+        idp_url: str,
+        callback_path: str = DEFAULT_CALLBACK_PATH,
+        protect: Protect = True,
+        state_ttl: int = 10 * 60,
+        state_cookie_name: str = "sessionshare_state",
+        token_leeway: float = CLOCK_LEEWAY,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        self.issuer = canonical_origin(idp_url, setting="idp_url")
+        if "?" in idp_url or "#" in idp_url:
+            raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
+        if not callback_path.startswith("/") or callback_path == self.logout_path:
+            raise ConfigurationError(
+                f"callback_path {callback_path!r} must be its own absolute path"
+            )
+        if state_ttl <= 0:
+            raise ConfigurationError("state_ttl must be a positive number of seconds")
+        self.idp_url = idp_url
+        self.callback_path = callback_path
+        self.callback_url = self.origin + callback_path
+        self.token_leeway = token_leeway
+        self.state_ttl = int(state_ttl)
+        self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
+        self.state_cookie = CookieSpec(
+            state_cookie_name, secure=self.lifecycle.cookie.secure, samesite="Lax",
+            path=callback_path, max_age=self.state_ttl,
+        )
+        self.state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
+        # The state cookie ages by this side's clock, as tokens do (itsdangerous
+        # would read the wall clock).
+        self.state_signer.signer = _clocked_signer(self.clock)
+        self._protects = _protect_predicate(protect)
+
+    # -- on the way in -----------------------------------------------------
+    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+        """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        if request.path == self.callback_path:
+            return (yield from self._callback(request, session))
+        if request.path == self.logout_path:
+            return (yield from self.logout(request, session))
+        if not self._protects(request):
+            return PassThrough()  # a public path: the session is read only if the app looks
+        yield from self.lifecycle.load(session)
+        user = self.user_of(session)
+        if user is None:
+            return self._send_to_idp(request)
+        return PassThrough(user, signed_in=True)
+
+    # -- step 2: off to the IdP ----------------------------------------------
+    def state_cookie_name(self, state: str) -> str:
+        """The name of the state cookie of the login attempt ``state``."""
+        return f"{self.state_cookie.name}-{state[:_STATE_NAME_CHARS]}"
+
+    def _send_to_idp(self, request: Request) -> Reply:
+        if not request.is_navigation:
+            # Always JSON: a script or API client cannot follow a cross-origin login anyway.
+            return Reply.error(
+                401, "not_authenticated", "Sign in first.",
+                as_json=True, extra={"login_url": self.idp_url},
+            )
+        state = secrets.token_urlsafe(32)
+        back = request.full_path
+        back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
+        cookie = self.state_cookie.set(
+            self.state_signer.dumps([state, back]), name=self.state_cookie_name(state)
+        )
+        log.info("login_redirect issuer=%s", self.issuer)
+        return Reply.redirect(
+            self._login_prefix + state, status=302, headers=[("Set-Cookie", cookie)]
+        )
+
+    # -- step 5: back from the IdP with a token --------------------------------
+    def _callback(self, request: Request, session: Session) -> Steps[Reply]:
+        try:
+            sid, state, back = yield from self._redeem(request, session)
+        except TokenRejected as exc:
+            log.warning("token_rejected reason=%s", exc.reason)
+            return Reply.error(
+                403, exc.reason, "This sign-in link is not valid. Please go back and try again.",
+                as_json=request.wants_json,
+            )
+        log.info("ticket_redeemed issuer=%s", self.issuer)
+        headers = [
+            ("Set-Cookie", self.lifecycle.cookie.set(sid)),
+            ("Set-Cookie", self.state_cookie.clear(name=self.state_cookie_name(state))),
+        ]
+        return Reply.redirect(back, headers=headers)
+
+    def _redeem(self, request: Request, session: Session) -> Steps[tuple[str, str, str]]:
+        """Run every check of the callback; the shared session id, state and return path."""
+        if request.method != "GET":
+            raise TokenRejected("bad_method", "the token arrives by GET")
+        params = request.params
+        tokens = None if params is None else params.get("token")
+        if tokens is None or len(tokens) != 1:
+            raise TokenRejected("malformed", "exactly one token parameter expected")
+        claims = open_token(
+            self.key, tokens[0], audience=self.origin, issuer=self.issuer,
+            ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
+        )
+        prefix = self.lifecycle.key_prefix
+        try:
+            back = self._check_state(request, claims.state)
+        except TokenRejected:
+            # A genuine token in a browser that did not start its login may have been
+            # pushed there (a login link carrying someone else's state) and now sits in
+            # logs and history: spend the ticket, so the holder of that state cannot.
+            yield from tickets.burn(prefix, claims.ticket)
+            raise
+        # Taken last, atomically and once: a forged, foreign or expired token never
+        # reaches the store, so it cannot burn the ticket of the browser it came from.
+        sid = yield from tickets.redeem(prefix, claims.ticket)
+        if sid is None:
+            raise TokenRejected("replayed", "ticket already used or expired")
+        if not (yield from self.lifecycle.adopt(session, sid)):
+            raise TokenRejected("session_gone", "the session ended before the hand-off")
+        if self.user_of(session) is None:
+            raise TokenRejected("not_authenticated", "the session is not signed in")
+        return sid, claims.state, back
+
+    def _check_state(self, request: Request, state: str) -> str:
+        """The saved return path when this browser started the login with ``state``."""
+        name = self.state_cookie_name(state)
+        match = self.state_cookie.pattern(_STATE_VALUE, name=name).search(request.cookies)
+        if match is None:
+            raise TokenRejected("bad_state", "no login was started in this browser")
+        try:
+            saved = self.state_signer.loads(
+                match.group(1) or match.group(2), max_age=self.state_ttl
+            )
+        except BadData:
+            raise TokenRejected("bad_state", "state cookie invalid or expired") from None
+        if (
+            not isinstance(saved, list)
+            or len(saved) != 2
+            or not all(isinstance(part, str) for part in saved)
+            or not hmac.compare_digest(saved[0].encode(), state.encode())
+        ):
+            raise TokenRejected("bad_state", "state does not match this browser's login")
+        # Checked again: the signature proves who wrote it, not that it is safe.
+        return safe_return_path(saved[1])
+
+
+def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return ClockedSigner
+
+
+def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
+    if protect is True:
+        return lambda request: True
+    if protect is False:
+        return lambda request: False
+    if callable(protect):
+        predicate = protect
+        return lambda request: bool(predicate(request.native))
+    if isinstance(protect, str):
+        raise ConfigurationError("protect takes a list of path prefixes, not one string")
+    prefixes = tuple(protect)
+    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
+        raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
+
+    def protects(request: Request) -> bool:
+        path = request.path
+        # Frameworks route "//orders" (werkzeug) or "/./orders" to the /orders view:
+        # a spelling that reaches a protected page is protected too.
+        return path.startswith(prefixes) or normalized_path(path).startswith(prefixes)
+
+    return protects
+
+
+def normalized_path(path: str) -> str:
+    """``path`` with repeated slashes merged and ``.``/``..`` segments resolved."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    trailing = "/" if segments and path.endswith(("/", "/.", "/..")) else ""
+    return "/" + "/".join(segments) + trailing

@@ -1,0 +1,147 @@
+"""What the IdP's and a remote's protocol have in common: identity, user, sign-out, outage.
+
+A *side* is one app's half of the protocol, with no I/O and no server
+interface: it reads a :class:`~sessionshare.core.request.Request` and the
+request's :class:`~sessionshare.session.Session`, asks for store work as steps
+(``core/steps.py``), and answers with a :class:`~sessionshare.core.reply.Reply`
+or lets the request through to the app (:class:`PassThrough`). The WSGI
+middlewares -- and an ASGI shell, the same way -- only translate.
+
+Shared here:
+
+- the app's identity (its canonical origin, the sync key) and the session's
+  rules (:class:`~sessionshare.core.lifecycle.Lifecycle`);
+- who the user is: ``session[user_key]``, and the ``REMOTE_USER`` text;
+- single logout: a POST to the logout path ends the shared session
+  everywhere. It is a POST on purpose: with ``SameSite=Lax`` cookies a
+  cross-site POST carries no session cookie, so a third-party page cannot log
+  the user out; a GET of the logout path shows a page with the button;
+- a store outage fails closed: 503 with ``Retry-After``, never the app
+  served to a user nobody could identify.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..crypto import SyncKey, canonical_origin
+from ..errors import ConfigurationError, StoreUnavailable
+from ..session import Session
+from .cookies import CookieSpec
+from .lifecycle import Lifecycle
+from .reply import Reply
+from .request import Request, safe_return_path
+from .steps import Steps
+
+__all__ = ["PassThrough", "Side"]
+
+log = logging.getLogger("sessionshare")
+
+
+@dataclass(frozen=True)
+class PassThrough:
+    """The request goes on to the app.
+
+    :param user: the signed-in user to publish (``REMOTE_USER``), or None.
+    :param signed_in: whether the session was signed in before the app ran
+        (the IdP watches for a sign-in on the way out).
+    """
+
+    user: Any = None
+    signed_in: bool = False
+
+
+class Side:
+    """Base of :class:`~sessionshare.core.idp.IdpSide` and
+    :class:`~sessionshare.core.remote.RemoteSide`."""
+
+    role: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        key: SyncKey | str,
+        app_url: str,
+        user_key: str = "user",
+        token_ttl: int = 60,
+        logout_path: str = "/_sessionshare/logout",
+        logout_redirect: str = "/",
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 8 * 60 * 60,
+        cookie_name: str = "sessionshare",
+        cookie_secure: bool = True,
+        cookie_samesite: str = "Lax",
+        cookie_domain: str | None = None,
+        key_prefix: str = "sessionshare:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = SyncKey.parse(key) if isinstance(key, str) else key
+        self.origin = canonical_origin(app_url)
+        if not self.origin.startswith("https://") and cookie_secure:
+            raise ConfigurationError(
+                f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
+                "or pass cookie_secure=False explicitly for a local http demo"
+            )
+        if token_ttl <= 0:
+            raise ConfigurationError("token_ttl must be a positive number of seconds")
+        self.user_key = user_key
+        self.token_ttl = int(token_ttl)
+        self.logout_path = logout_path
+        if safe_return_path(logout_redirect, default="") != logout_redirect:
+            canonical_origin(logout_redirect, setting="logout_redirect")
+        self.logout_redirect = logout_redirect
+        self.clock = clock
+        self.lifecycle = Lifecycle(
+            cookie=CookieSpec(
+                cookie_name, secure=cookie_secure, samesite=cookie_samesite, domain=cookie_domain
+            ),
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            key_prefix=key_prefix,
+            clock=clock,
+        )
+        log.info(
+            "sessionshare %s started origin=%s key_fingerprint=%s",
+            self.role, self.origin, self.key.fingerprint,
+        )
+
+    # -- who the user is ---------------------------------------------------
+    def user_of(self, session: Session) -> Any:
+        """The signed-in user, or None (reads a session that was not read yet)."""
+        return session.get(self.user_key)
+
+    @staticmethod
+    def remote_user(user: Any) -> str | None:
+        """``REMOTE_USER``, the convention frameworks already read: the user as text."""
+        if user is None:
+            return None
+        return user if isinstance(user, str) else json.dumps(user)
+
+    # -- single logout -----------------------------------------------------
+    def logout(self, request: Request, session: Session) -> Steps[Reply]:
+        """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
+        if request.method in ("GET", "HEAD"):
+            return Reply.logout_form(self.logout_path)
+        if request.method != "POST":
+            return Reply.error(
+                405, "bad_method", "Sign out with a POST.",
+                as_json=request.wants_json, headers=[("Allow", "GET, HEAD, POST")],
+            )
+        had_session = session.had_cookie
+        session.invalidate()
+        headers = yield from self.lifecycle.persist(session)
+        if had_session:
+            log.info("logout origin=%s", self.origin)
+        return Reply.redirect(self.logout_redirect, headers=headers)
+
+    # -- the store is down -------------------------------------------------
+    def unavailable(self, request: Request, exc: StoreUnavailable) -> Reply:
+        """Fail closed: 503 and ``Retry-After``, never the app without knowing the user."""
+        # repr() and a cap: the path is the client's text, which must not forge log lines.
+        log.error("store_unavailable error=%s path=%r", exc, request.path[:200])
+        return Reply.store_unavailable(as_json=request.wants_json)
