@@ -87,11 +87,11 @@ class IdpAuthMiddleware(SessionMiddleware):
     signature and that declaration equal.
 
     :param app: The WSGI application to wrap: the IdP app with the login form.
-    :param store: The shared session store (RedisStore, MemoryStore or any SessionStore);
-        from the environment a URL: redis://host:port/db, rediss://..., or memory:// (one
-        process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
-    :param key: The sync key(s) every app shares, newest first, from python -m sessionshare
-        keygen. Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
+    :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
+        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
+        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+    :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
+        Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
     :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
         environment: ``SESSIONSHARE_APP_URL``.
     :param known_remote_hosts: Allow-list of the remote apps: host, host:port, *.domain or
@@ -108,7 +108,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
     :param cookie_name: Session cookie name (a __Host- name is supported). Default
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
-    :param cookie_secure: Secure cookie flag; False only for a local http demo. Default
+    :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
@@ -125,7 +125,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         ``"/_sessionshare/logout"``. From the environment: ``SESSIONSHARE_LOGOUT_PATH``.
     :param logout_redirect: Where the browser goes after signing out: a local path or an
         http(s) URL. Default ``"/"``.
-    :param authorize: A hook authorize(session, remote_origin) -> bool; False answers 403.
+    :param authorize: ``authorize(session, remote_origin) -> bool``; False answers 403.
         Default ``None``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.

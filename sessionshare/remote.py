@@ -79,11 +79,11 @@ class RemoteSessionMiddleware(SessionMiddleware):
     signature and that declaration equal.
 
     :param app: The WSGI application to wrap.
-    :param store: The shared session store (RedisStore, MemoryStore or any SessionStore);
-        from the environment a URL: redis://host:port/db, rediss://..., or memory:// (one
-        process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
-    :param key: The sync key(s) every app shares, newest first, from python -m sessionshare
-        keygen. Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
+    :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
+        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
+        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+    :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
+        Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
     :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
         environment: ``SESSIONSHARE_APP_URL``.
     :param idp_url: The IdP's full login URL, e.g. https://id.example/login. Required. From
@@ -99,7 +99,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
     :param cookie_name: Session cookie name (a __Host- name is supported). Default
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
-    :param cookie_secure: Secure cookie flag; False only for a local http demo. Default
+    :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
@@ -114,8 +114,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
         ``"/_sessionshare/logout"``. From the environment: ``SESSIONSHARE_LOGOUT_PATH``.
     :param logout_redirect: Where the browser goes after signing out: a local path or an
         http(s) URL. Default ``"/"``.
-    :param protect: Which paths need a sign-in: True (all), False, a list of path prefixes,
-        or predicate(environ) -> bool. Default ``True``.
+    :param protect: Which paths need a sign-in: ``True`` (all), ``False``, a list of path
+        prefixes, or ``predicate(environ) -> bool``. Default ``True``.
     :param state_ttl: Seconds a started sign-in may take. Default ``600``.
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.

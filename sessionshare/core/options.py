@@ -7,13 +7,16 @@ explicit keyword arguments (tests hold both to it), ``from_env`` and its
 one entry here plus its parameter in the constructor.
 
 Validation happens at construction and reports every problem at once, each
-naming the option (and the variable, when the value came from one). A value
+naming the option (and the variable, when the value came from one); how one
+value is checked lives in :mod:`sessionshare.core.option_checks`. A value
 that could carry a secret -- the sync key -- is never echoed.
 
     values, problems = read_environ("remote", {"SESSIONSHARE_APP_URL": "localhost:5000"})
-    problems   # ["SESSIONSHARE_SYNC_KEY is not set: ...", "SESSIONSHARE_APP_URL: app_url=..."]
-    check_options("remote", {"app_url": "https://shop.example", "idle_timeout": "1800", ...})
-    # ConfigurationError: idle_timeout must be a positive number of seconds, not '1800' (str)
+    problems  # ["SESSIONSHARE_SYNC_KEY is not set: ...", "SESSIONSHARE_IDP_URL is not set: ...",
+              #  "SESSIONSHARE_APP_URL: app_url='localhost:5000' is not a valid URL ..."]
+    RemoteSessionMiddleware(app, ..., idle_timeout="1800", logout_path="logout")
+    # ConfigurationError: idle_timeout must be a positive number of seconds, not '1800'
+    # (str); logout_path must be an absolute path: a leading '/', no query, no spaces ...
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..crypto import AllowList, SyncKey, canonical_origin
+from ..crypto import SyncKey, canonical_origin
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError
 from ..store import MemoryStore, SessionStore
+from . import option_checks as checks
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -73,153 +77,6 @@ def make_store(url: str) -> SessionStore:
     return RedisStore.from_url(url)
 
 
-# -- checks of one value -------------------------------------------------------
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else (
-        f"{text} ({type(value).__name__})"
-    )
-
-
-def _seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
-    # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and (value >= 0 if zero_ok else value > 0):
-        return None
-    kind = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
-    return f"{name} must be {kind}, not {_shown(value)}"
-
-
-def _zero_or_more_seconds(name: str, value: Any) -> str | None:
-    return _seconds(name, value, zero_ok=True)
-
-
-def _flag(name: str, value: Any) -> str | None:
-    # "no" is truthy: a string here would silently mean True.
-    return None if isinstance(value, bool) else f"{name} must be True or False, not {_shown(value)}"
-
-
-def _text(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value:
-        return None
-    return f"{name} must be a non-empty string, not {_shown(value)}"
-
-
-def _prefix(name: str, value: Any) -> str | None:
-    return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
-
-
-def _optional_text(name: str, value: Any) -> str | None:
-    return None if value is None else _text(name, value)
-
-
-_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
-
-
-def _path(name: str, value: Any) -> str | None:
-    # Compared with PATH_INFO as is: a path without its leading "/" never matches,
-    # which would silently switch the endpoint off (logout_path="logout" did).
-    if isinstance(value, str) and _PATH.fullmatch(value):
-        return None
-    return (
-        f"{name} must be an absolute path such as '/_sessionshare/logout' "
-        f"(a leading '/', no query, no spaces), not {_shown(value)}"
-    )
-
-
-def _origin_url(name: str, value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"{name} must be a URL string such as 'https://shop.example', not {_shown(value)}"
-    try:
-        canonical_origin(value, setting=name)
-    except ConfigurationError as exc:
-        return f"{exc}; write it with its scheme, e.g. 'https://shop.example'"
-    return None
-
-
-def _samesite(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value.lower() in ("lax", "strict", "none"):
-        return None
-    return f"{name} must be 'Lax', 'Strict' or 'None', not {_shown(value)}"
-
-
-def _sync_key(name: str, value: Any) -> str | None:
-    if isinstance(value, SyncKey):
-        return None
-    if not isinstance(value, str):
-        # Never the value itself: it may be a key in the wrong wrapper.
-        return (
-            f"{name} must be a SyncKey or the text from `python -m sessionshare keygen`, "
-            f"not {type(value).__name__}"
-        )
-    try:
-        SyncKey.parse(value)
-    except ConfigurationError as exc:
-        return f"{name}: {exc}"
-    return None
-
-
-def _store(name: str, value: Any) -> str | None:
-    if isinstance(value, SessionStore):
-        return None
-    return (
-        f"{name} must implement sessionshare.store.SessionStore "
-        f"(e.g. RedisStore.from_url(...) or MemoryStore()), not {type(value).__name__}"
-    )
-
-
-def _allow_list(name: str, value: Any) -> str | None:
-    if isinstance(value, (AllowList, str)):
-        return None
-    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
-        items = list(value)
-        if all(isinstance(item, str) for item in items):
-            return None
-    return (
-        f"{name} must be an AllowList, a list of hosts or origins, or one comma separated "
-        f"string, not {_shown(value)}"
-    )
-
-
-def _function(name: str, value: Any) -> str | None:
-    return None if callable(value) else f"{name} must be callable, not {_shown(value)}"
-
-
-def _optional_function(name: str, value: Any) -> str | None:
-    return None if value is None else _function(name, value)
-
-
-def _any(name: str, value: Any) -> str | None:
-    return None  # checked where it is interpreted (``protect``: remote.py)
-
-
-# -- reading text from the environment -------------------------------------------
-def _bool_text(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _int_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number of seconds") from None
-
-
-def _hosts_text(text: str) -> tuple[str, ...]:
-    # Parsed once here to report bad entries; the IdP builds its AllowList from the
-    # entries with its own callback_path, which may come from another variable.
-    return AllowList(text).entries
-
-
-def _verbatim(text: str) -> str:
-    return text.strip()
-
-
 @dataclass(frozen=True)
 class Option:
     """One constructor argument: its type, default, meaning and variable."""
@@ -239,7 +96,7 @@ class Option:
     #: The ``SESSIONSHARE_*`` variable ``from_env`` reads it from, if any.
     env: str | None = None
     #: Turns the variable's text into the argument.
-    parse: Callable[[str], Any] = _verbatim
+    parse: Callable[[str], Any] = checks.verbatim
     #: The variable's default text when it differs from the argument's default.
     env_default: str | None = field(default=None)
 
@@ -268,7 +125,9 @@ class Option:
     def doc(self) -> str:
         """The ``:param:`` text of the constructors' docstrings, on one line."""
         default = self.default_text()
-        text = f"{self.help[0].upper()}{self.help[1:]}."
+        # Markdown code spans (the README's form) become reST literals.
+        meaning = re.sub(r"`([^`]+)`", r"``\1``", self.help)
+        text = f"{meaning[0].upper()}{meaning[1:]}."
         text += " Required." if default is None else f" Default ``{default}``."
         if self.env:
             text += f" From the environment: ``{self.env}``."
@@ -277,86 +136,85 @@ class Option:
 
 def _option(
     name: str, annotation: str, default: Any, roles: frozenset[Role], check: Check, help: str,
-    env: str | None = None, parse: Callable[[str], Any] = _verbatim,
+    env: str | None = None, parse: Callable[[str], Any] = checks.verbatim,
     env_default: str | None = None,
 ) -> Option:
     return Option(name, annotation, default, roles, help, check, env, parse, env_default)
 
 
 OPTIONS: tuple[Option, ...] = (
-    _option("store", "SessionStore", REQUIRED, BOTH, _store,
-            "the shared session store (RedisStore, MemoryStore or any SessionStore); "
-            "from the environment a URL: redis://host:port/db, rediss://..., "
-            "or memory:// (one process only)",
+    _option("store", "SessionStore", REQUIRED, BOTH, checks.session_store,
+            "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
+            "as a variable: redis://host:port/db, rediss://..., or memory:// "
+            "(one process only)",
             "SESSIONSHARE_STORE_URL", make_store, DEFAULT_STORE_URL),
-    _option("key", "SyncKey | str", REQUIRED, BOTH, _sync_key,
-            "the sync key(s) every app shares, newest first, from "
-            "python -m sessionshare keygen",
+    _option("key", "SyncKey | str", REQUIRED, BOTH, checks.sync_key,
+            "shared secret(s), newest first, from `python -m sessionshare keygen`",
             "SESSIONSHARE_SYNC_KEY", SyncKey.parse),
-    _option("app_url", "str", REQUIRED, BOTH, _origin_url,
+    _option("app_url", "str", REQUIRED, BOTH, checks.origin_url,
             "this app's public origin, e.g. https://shop.example",
             "SESSIONSHARE_APP_URL"),
-    _option("idp_url", "str", REQUIRED, REMOTE, _origin_url,
+    _option("idp_url", "str", REQUIRED, REMOTE, checks.origin_url,
             "the IdP's full login URL, e.g. https://id.example/login",
             "SESSIONSHARE_IDP_URL"),
     _option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
-            _allow_list,
+            checks.allow_list,
             "allow-list of the remote apps: host, host:port, *.domain or origin, "
             "comma separated",
-            "SESSIONSHARE_KNOWN_REMOTE_HOSTS", _hosts_text),
-    _option("user_key", "str", "user", BOTH, _text,
+            "SESSIONSHARE_KNOWN_REMOTE_HOSTS", checks.hosts_text),
+    _option("user_key", "str", "user", BOTH, checks.nonempty_text,
             "session key whose presence means signed in",
             "SESSIONSHARE_USER_KEY"),
-    _option("token_ttl", "int", 60, BOTH, _seconds,
+    _option("token_ttl", "int", 60, BOTH, checks.seconds,
             "seconds a hand-off token stays valid",
-            "SESSIONSHARE_TOKEN_TTL", _int_text),
-    _option("idle_timeout", "int", 30 * 60, BOTH, _seconds,
+            "SESSIONSHARE_TOKEN_TTL", checks.int_text),
+    _option("idle_timeout", "int", 30 * 60, BOTH, checks.seconds,
             "seconds of inactivity before the session ends (sliding)",
-            "SESSIONSHARE_IDLE_TIMEOUT", _int_text),
-    _option("absolute_timeout", "int", 8 * 60 * 60, BOTH, _seconds,
+            "SESSIONSHARE_IDLE_TIMEOUT", checks.int_text),
+    _option("absolute_timeout", "int", 8 * 60 * 60, BOTH, checks.seconds,
             "seconds after the latest sign-in (or creation, if never signed in) "
             "when the session ends regardless",
-            "SESSIONSHARE_ABSOLUTE_TIMEOUT", _int_text),
-    _option("cookie_name", "str", "sessionshare", BOTH, _text,
+            "SESSIONSHARE_ABSOLUTE_TIMEOUT", checks.int_text),
+    _option("cookie_name", "str", "sessionshare", BOTH, checks.nonempty_text,
             "session cookie name (a __Host- name is supported)",
             "SESSIONSHARE_COOKIE_NAME"),
-    _option("cookie_secure", "bool", True, BOTH, _flag,
-            "Secure cookie flag; False only for a local http demo",
-            "SESSIONSHARE_COOKIE_SECURE", _bool_text),
-    _option("cookie_samesite", "SameSite", "Lax", BOTH, _samesite,
+    _option("cookie_secure", "bool", True, BOTH, checks.flag,
+            "Secure cookie flag; off only for a local http demo",
+            "SESSIONSHARE_COOKIE_SECURE", checks.bool_text),
+    _option("cookie_samesite", "SameSite", "Lax", BOTH, checks.samesite,
             "SameSite cookie attribute: Lax, Strict or None",
             "SESSIONSHARE_COOKIE_SAMESITE"),
-    _option("cookie_domain", "str | None", None, BOTH, _optional_text,
+    _option("cookie_domain", "str | None", None, BOTH, checks.optional_text,
             "Domain attribute of the session cookie (off: no sibling subdomain sees it)"),
-    _option("key_prefix", "str", "sessionshare:", BOTH, _prefix,
+    _option("key_prefix", "str", "sessionshare:", BOTH, checks.any_text,
             "prefix of every store key",
             "SESSIONSHARE_KEY_PREFIX"),
-    _option("login_path", "str", "/login", IDP, _path,
+    _option("login_path", "str", "/login", IDP, checks.absolute_path,
             "the IdP path remotes send browsers to",
             "SESSIONSHARE_LOGIN_PATH"),
-    _option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH, _path,
+    _option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH, checks.absolute_path,
             "the remote path that receives the token (the IdP accepts callbacks "
             "to allow-listed hosts at this path)",
             "SESSIONSHARE_CALLBACK_PATH"),
-    _option("logout_path", "str", "/_sessionshare/logout", BOTH, _path,
+    _option("logout_path", "str", "/_sessionshare/logout", BOTH, checks.absolute_path,
             "POST here to sign out everywhere",
             "SESSIONSHARE_LOGOUT_PATH"),
-    _option("logout_redirect", "str", "/", BOTH, _text,
+    _option("logout_redirect", "str", "/", BOTH, checks.nonempty_text,
             "where the browser goes after signing out: a local path or an http(s) URL"),
-    _option("protect", "Protect", True, REMOTE, _any,
-            "which paths need a sign-in: True (all), False, a list of path prefixes, "
-            "or predicate(environ) -> bool"),
-    _option("authorize", "Authorize | None", None, IDP, _optional_function,
-            "a hook authorize(session, remote_origin) -> bool; False answers 403"),
-    _option("strict", "bool", False, IDP, _flag,
+    _option("protect", "Protect", True, REMOTE, checks.anything,
+            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
+            "or `predicate(environ) -> bool`"),
+    _option("authorize", "Authorize | None", None, IDP, checks.optional_function,
+            "`authorize(session, remote_origin) -> bool`; False answers 403"),
+    _option("strict", "bool", False, IDP, checks.flag,
             "answer 400 to a callback off the allow-list instead of showing the login page"),
-    _option("state_ttl", "int", 10 * 60, REMOTE, _seconds,
+    _option("state_ttl", "int", 10 * 60, REMOTE, checks.seconds,
             "seconds a started sign-in may take"),
-    _option("state_cookie_name", "str", "sessionshare_state", REMOTE, _text,
+    _option("state_cookie_name", "str", "sessionshare_state", REMOTE, checks.nonempty_text,
             "prefix of the per-login state cookies"),
-    _option("token_leeway", "float", 5.0, REMOTE, _zero_or_more_seconds,
+    _option("token_leeway", "float", 5.0, REMOTE, checks.zero_or_more_seconds,
             "seconds of clock skew tolerated on a token"),
-    _option("clock", "Callable[[], float]", time.time, BOTH, _function,
+    _option("clock", "Callable[[], float]", time.time, BOTH, checks.function,
             "the time source (tests inject one)"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
