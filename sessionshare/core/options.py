@@ -25,7 +25,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..crypto import SyncKey, canonical_origin
@@ -91,14 +91,15 @@ class Option:
     roles: frozenset[Role]
     #: What it means, one phrase without a final period.
     help: str
-    #: How a value is checked: a problem message, or None.
+    #: Checks a value: a message naming the problem, or None when it is fine
+    #: (``checks.anything`` for an option checked where it is interpreted).
     check: Check
     #: The ``SESSIONSHARE_*`` variable ``from_env`` reads it from, if any.
     env: str | None = None
     #: Turns the variable's text into the argument.
     parse: Callable[[str], Any] = checks.verbatim
     #: The variable's default text when it differs from the argument's default.
-    env_default: str | None = field(default=None)
+    env_default: str | None = None
 
     @property
     def required(self) -> bool:
@@ -134,88 +135,89 @@ class Option:
         return text
 
 
-def _option(
-    name: str, annotation: str, default: Any, roles: frozenset[Role], check: Check, help: str,
-    env: str | None = None, parse: Callable[[str], Any] = checks.verbatim,
-    env_default: str | None = None,
-) -> Option:
-    return Option(name, annotation, default, roles, help, check, env, parse, env_default)
-
-
 OPTIONS: tuple[Option, ...] = (
-    _option("store", "SessionStore", REQUIRED, BOTH, checks.session_store,
-            "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
-            "as a variable: redis://host:port/db, rediss://..., or memory:// "
-            "(one process only)",
-            "SESSIONSHARE_STORE_URL", make_store, DEFAULT_STORE_URL),
-    _option("key", "SyncKey | str", REQUIRED, BOTH, checks.sync_key,
-            "shared secret(s), newest first, from `python -m sessionshare keygen`",
-            "SESSIONSHARE_SYNC_KEY", SyncKey.parse),
-    _option("app_url", "str", REQUIRED, BOTH, checks.origin_url,
-            "this app's public origin, e.g. https://shop.example",
-            "SESSIONSHARE_APP_URL"),
-    _option("idp_url", "str", REQUIRED, REMOTE, checks.origin_url,
-            "the IdP's full login URL, e.g. https://id.example/login",
-            "SESSIONSHARE_IDP_URL"),
-    _option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
-            checks.allow_list,
-            "allow-list of the remote apps: host, host:port, *.domain or origin, "
-            "comma separated",
-            "SESSIONSHARE_KNOWN_REMOTE_HOSTS", checks.hosts_text),
-    _option("user_key", "str", "user", BOTH, checks.nonempty_text,
-            "session key whose presence means signed in",
-            "SESSIONSHARE_USER_KEY"),
-    _option("token_ttl", "int", 60, BOTH, checks.seconds,
-            "seconds a hand-off token stays valid",
-            "SESSIONSHARE_TOKEN_TTL", checks.int_text),
-    _option("idle_timeout", "int", 30 * 60, BOTH, checks.seconds,
-            "seconds of inactivity before the session ends (sliding)",
-            "SESSIONSHARE_IDLE_TIMEOUT", checks.int_text),
-    _option("absolute_timeout", "int", 8 * 60 * 60, BOTH, checks.seconds,
-            "seconds after the latest sign-in (or creation, if never signed in) "
-            "when the session ends regardless",
-            "SESSIONSHARE_ABSOLUTE_TIMEOUT", checks.int_text),
-    _option("cookie_name", "str", "sessionshare", BOTH, checks.nonempty_text,
-            "session cookie name (a __Host- name is supported)",
-            "SESSIONSHARE_COOKIE_NAME"),
-    _option("cookie_secure", "bool", True, BOTH, checks.flag,
-            "Secure cookie flag; off only for a local http demo",
-            "SESSIONSHARE_COOKIE_SECURE", checks.bool_text),
-    _option("cookie_samesite", "SameSite", "Lax", BOTH, checks.samesite,
-            "SameSite cookie attribute: Lax, Strict or None",
-            "SESSIONSHARE_COOKIE_SAMESITE"),
-    _option("cookie_domain", "str | None", None, BOTH, checks.optional_text,
-            "Domain attribute of the session cookie (off: no sibling subdomain sees it)"),
-    _option("key_prefix", "str", "sessionshare:", BOTH, checks.any_text,
-            "prefix of every store key",
-            "SESSIONSHARE_KEY_PREFIX"),
-    _option("login_path", "str", "/login", IDP, checks.absolute_path,
-            "the IdP path remotes send browsers to",
-            "SESSIONSHARE_LOGIN_PATH"),
-    _option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH, checks.absolute_path,
-            "the remote path that receives the token (the IdP accepts callbacks "
-            "to allow-listed hosts at this path)",
-            "SESSIONSHARE_CALLBACK_PATH"),
-    _option("logout_path", "str", "/_sessionshare/logout", BOTH, checks.absolute_path,
-            "POST here to sign out everywhere",
-            "SESSIONSHARE_LOGOUT_PATH"),
-    _option("logout_redirect", "str", "/", BOTH, checks.nonempty_text,
-            "where the browser goes after signing out: a local path or an http(s) URL"),
-    _option("protect", "Protect", True, REMOTE, checks.anything,
-            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
-            "or `predicate(environ) -> bool`"),
-    _option("authorize", "Authorize | None", None, IDP, checks.optional_function,
-            "`authorize(session, remote_origin) -> bool`; False answers 403"),
-    _option("strict", "bool", False, IDP, checks.flag,
-            "answer 400 to a callback off the allow-list instead of showing the login page"),
-    _option("state_ttl", "int", 10 * 60, REMOTE, checks.seconds,
-            "seconds a started sign-in may take"),
-    _option("state_cookie_name", "str", "sessionshare_state", REMOTE, checks.nonempty_text,
-            "prefix of the per-login state cookies"),
-    _option("token_leeway", "float", 5.0, REMOTE, checks.zero_or_more_seconds,
-            "seconds of clock skew tolerated on a token"),
-    _option("clock", "Callable[[], float]", time.time, BOTH, checks.function,
-            "the time source (tests inject one)"),
+    Option("store", "SessionStore", REQUIRED, BOTH,
+           "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
+           "as a variable: redis://host:port/db, rediss://..., or memory:// "
+           "(one process only)",
+           check=checks.session_store, env="SESSIONSHARE_STORE_URL",
+           parse=make_store, env_default=DEFAULT_STORE_URL),
+    Option("key", "SyncKey | str", REQUIRED, BOTH,
+           "shared secret(s), newest first, from `python -m sessionshare keygen`",
+           check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
+    Option("app_url", "str", REQUIRED, BOTH,
+           "this app's public origin, e.g. https://shop.example",
+           check=checks.origin_url, env="SESSIONSHARE_APP_URL"),
+    Option("idp_url", "str", REQUIRED, REMOTE,
+           "the IdP's full login URL, e.g. https://id.example/login",
+           check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
+    Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
+           "allow-list of the remote apps: host, host:port, *.domain or origin, "
+           "comma separated",
+           check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
+    Option("user_key", "str", "user", BOTH,
+           "session key whose presence means signed in",
+           check=checks.nonempty_text, env="SESSIONSHARE_USER_KEY"),
+    Option("token_ttl", "int", 60, BOTH,
+           "seconds a hand-off token stays valid",
+           check=checks.seconds, env="SESSIONSHARE_TOKEN_TTL", parse=checks.int_text),
+    Option("idle_timeout", "int", 30 * 60, BOTH,
+           "seconds of inactivity before the session ends (sliding)",
+           check=checks.seconds, env="SESSIONSHARE_IDLE_TIMEOUT", parse=checks.int_text),
+    Option("absolute_timeout", "int", 8 * 60 * 60, BOTH,
+           "seconds after the latest sign-in (or creation, if never signed in) "
+           "when the session ends regardless",
+           check=checks.seconds, env="SESSIONSHARE_ABSOLUTE_TIMEOUT", parse=checks.int_text),
+    Option("cookie_name", "str", "sessionshare", BOTH,
+           "session cookie name (a __Host- name is supported)",
+           check=checks.nonempty_text, env="SESSIONSHARE_COOKIE_NAME"),
+    Option("cookie_secure", "bool", True, BOTH,
+           "Secure cookie flag; off only for a local http demo",
+           check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),
+    Option("cookie_samesite", "SameSite", "Lax", BOTH,
+           "SameSite cookie attribute: Lax, Strict or None",
+           check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
+    Option("cookie_domain", "str | None", None, BOTH,
+           "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
+           check=checks.optional_text),
+    Option("key_prefix", "str", "sessionshare:", BOTH,
+           "prefix of every store key",
+           check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),
+    Option("login_path", "str", "/login", IDP,
+           "the IdP path remotes send browsers to",
+           check=checks.absolute_path, env="SESSIONSHARE_LOGIN_PATH"),
+    Option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH,
+           "the remote path that receives the token (the IdP accepts callbacks "
+           "to allow-listed hosts at this path)",
+           check=checks.absolute_path, env="SESSIONSHARE_CALLBACK_PATH"),
+    Option("logout_path", "str", "/_sessionshare/logout", BOTH,
+           "POST here to sign out everywhere",
+           check=checks.absolute_path, env="SESSIONSHARE_LOGOUT_PATH"),
+    Option("logout_redirect", "str", "/", BOTH,
+           "where the browser goes after signing out: a local path or an http(s) URL",
+           check=checks.nonempty_text),
+    Option("protect", "Protect", True, REMOTE,
+           "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
+           "or `predicate(environ) -> bool`",
+           check=checks.anything),
+    Option("authorize", "Authorize | None", None, IDP,
+           "`authorize(session, remote_origin) -> bool`; False answers 403",
+           check=checks.optional_function),
+    Option("strict", "bool", False, IDP,
+           "answer 400 to a callback off the allow-list instead of showing the login page",
+           check=checks.flag),
+    Option("state_ttl", "int", 10 * 60, REMOTE,
+           "seconds a started sign-in may take",
+           check=checks.seconds),
+    Option("state_cookie_name", "str", "sessionshare_state", REMOTE,
+           "prefix of the per-login state cookies",
+           check=checks.nonempty_text),
+    Option("token_leeway", "float", 5.0, REMOTE,
+           "seconds of clock skew tolerated on a token",
+           check=checks.zero_or_more_seconds),
+    Option("clock", "Callable[[], float]", time.time, BOTH,
+           "the time source (tests inject one)",
+           check=checks.function),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
