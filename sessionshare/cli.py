@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, get_args
 from .core.options import OPTIONS, Role, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
+from .idp import IdpAuthMiddleware
+from .middleware import SessionMiddleware
+from .remote import RemoteSessionMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .middleware import SessionMiddleware
-
-__all__ = ["main", "options_docstring", "options_markdown"]
+__all__ = ["build_from_env", "main", "options_docstring", "options_markdown"]
 
 ROLES: tuple[Role, ...] = get_args(Role)
 
@@ -67,9 +68,6 @@ def _no_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
 
 def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str]]:
     """The middleware ``from_env`` would build for ``role``, or every problem in the way."""
-    from .idp import IdpAuthMiddleware
-    from .remote import RemoteSessionMiddleware
-
     values, problems = read_environ(role)
     if problems:
         return None, problems
