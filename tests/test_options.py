@@ -212,11 +212,15 @@ def test_every_problem_is_reported_at_once() -> None:
     ("name", "value"),
     [("cookie_samesite", "strict"), ("cookie_samesite", "None"), ("token_leeway", 0),
      ("idle_timeout", 90.0), ("logout_redirect", "https://www.example/bye"),
-     ("known_remote_hosts", "shop.example, blog.example")],
+     ("known_remote_hosts", "shop.example, blog.example"),
+     ("known_remote_hosts", (host for host in ["shop.example"])), ("cookie_domain", "")],
 )
 def test_values_accepted_before_are_still_accepted(name: str, value: Any) -> None:
     role: Role = "idp" if name == "known_remote_hosts" else "remote"
-    MIDDLEWARES[role](app, **{**_base(role), name: value})
+    middleware = MIDDLEWARES[role](app, **{**_base(role), name: value})
+    if name == "known_remote_hosts":
+        assert isinstance(middleware, IdpAuthMiddleware)
+        assert middleware.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
 
 
 def test_idp_needs_an_allow_list() -> None:

@@ -14,7 +14,7 @@ what was expected.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from ..crypto import AllowList, SyncKey, canonical_origin
@@ -65,7 +65,8 @@ def any_text(name: str, value: Any) -> str | None:
 
 
 def optional_text(name: str, value: Any) -> str | None:
-    return None if value is None else nonempty_text(name, value)
+    # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
+    return None if value is None else any_text(name, value)
 
 
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
@@ -126,10 +127,11 @@ def session_store(name: str, value: Any) -> str | None:
 def allow_list(name: str, value: Any) -> str | None:
     if isinstance(value, (AllowList, str)):
         return None
-    if isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping)):
-        items = list(value)
-        if all(isinstance(item, str) for item in items):
+    if isinstance(value, Collection) and not isinstance(value, (bytes, Mapping)):
+        if all(isinstance(item, str) for item in value):
             return None
+    elif isinstance(value, Iterable):
+        return None  # a one-shot iterator: reading it here would leave AllowList nothing
     return (
         f"{name} must be an AllowList, a list of hosts or origins, or one comma separated "
         f"string, not {_shown(value)}"
