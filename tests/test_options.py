@@ -131,6 +131,15 @@ def test_every_option_is_documented_with_its_variable_and_default() -> None:
     assert "after creation" not in absolute.help and "latest sign-in" in absolute.help
 
 
+def test_the_variables_are_the_ones_deployments_already_set() -> None:
+    names = {option.env for option in OPTIONS if option.env}
+    assert names == {f"SESSIONSHARE_{name}" for name in (
+        "SYNC_KEY", "STORE_URL", "APP_URL", "IDP_URL", "KNOWN_REMOTE_HOSTS", "USER_KEY",
+        "TOKEN_TTL", "IDLE_TIMEOUT", "ABSOLUTE_TIMEOUT", "COOKIE_NAME", "COOKIE_SECURE",
+        "COOKIE_SAMESITE", "KEY_PREFIX", "LOGIN_PATH", "CALLBACK_PATH", "LOGOUT_PATH",
+    )}
+
+
 # -- wrong values fail at construction, naming the option -----------------------------------
 def _base(role: Role) -> dict[str, Any]:
     common: dict[str, Any] = {"store": MemoryStore(), "key": SyncKey.generate()}
