@@ -17,6 +17,8 @@ session at ``environ["sessionshare.session"]`` and the user at
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .crypto import AllowList as AllowList
 from .crypto import SyncKey as SyncKey
 from .errors import CallbackRejected as CallbackRejected
@@ -29,10 +31,14 @@ from .remote import RemoteSessionMiddleware as RemoteSessionMiddleware
 from .session import Session as Session
 from .store import MemoryStore as MemoryStore
 from .store import SessionStore as SessionStore
-from .store.redis import RedisStore as RedisStore
+
+if TYPE_CHECKING:
+    from .store.asyncredis import AsyncRedisStore as AsyncRedisStore
+    from .store.redis import RedisStore as RedisStore
 
 __all__ = [
     "AllowList",
+    "AsyncRedisStore",
     "CallbackRejected",
     "ConfigurationError",
     "IdpAuthMiddleware",
@@ -48,3 +54,15 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # RedisStore is imported on first use (PEP 562), not here: importing it means
+    # importing redis-py, which an app on MemoryStore, the CLI's keygen and every
+    # test of the pure parts need not pay for. A plain ``from .store.redis import``
+    # above would defeat the lazy import in ``sessionshare.store``.
+    if name in ("RedisStore", "AsyncRedisStore"):
+        from . import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -95,11 +95,15 @@ def _check(args: argparse.Namespace) -> int:
         try:
             store.ping()
         except StoreUnavailable as exc:
+            store.close()
             print(f"{role}: the store does not answer ({exc}); check SESSIONSHARE_STORE_URL")
             status = 1
             continue
-        finally:
-            store.close()
+        eviction_warning = getattr(store, "eviction_warning", None)
+        warning = eviction_warning() if eviction_warning is not None else None
+        store.close()
+        if warning:
+            print(f"{role}: warning: {warning}")
         fingerprint = middleware.key.fingerprint
         print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
     return status

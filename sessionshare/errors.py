@@ -8,20 +8,47 @@ callback URL) are raised only inside the library: the middlewares turn them
 into a 4xx response and never let them reach the WSGI server.
 
     try:
-        claims = open_token(key, token, audience=..., issuer=...)
+        claims = open_token(key, token, audience=origin, issuer=idp_origin,
+                            ttl=60, now=time.time())
     except TokenRejected as exc:
         log.warning("token_rejected reason=%s", exc.reason)
+
+Reason codes are ``Literal`` types (:data:`TokenReason`,
+:data:`CallbackReason`, :data:`Reason`), so a misspelt code is a mypy error
+rather than a silently new code in logs, dashboards and API answers.
 """
 
 from __future__ import annotations
 
+from typing import Generic, Literal, TypeVar
+
 __all__ = [
+    "CallbackReason",
     "CallbackRejected",
     "ConfigurationError",
+    "Reason",
     "SessionShareError",
     "StoreUnavailable",
+    "TokenReason",
     "TokenRejected",
 ]
+
+#: Why a hand-off token (or the callback request carrying it) was refused.
+TokenReason = Literal[
+    "malformed", "unsupported_version", "unknown_key", "bad_seal", "expired",
+    "not_yet_valid", "wrong_audience", "wrong_issuer", "bad_method", "bad_state",
+    "replayed", "session_gone", "not_authenticated",
+]
+#: Why a callback URL (or the login request naming it) was refused.
+CallbackReason = Literal[
+    "malformed", "bad_state", "bad_character", "bad_scheme", "bad_authority", "userinfo",
+    "bad_host", "bad_ip", "bad_port", "query", "fragment", "host_not_allowed",
+    "scheme_not_allowed", "port_not_allowed", "path_not_allowed",
+]
+#: Every code an error answer of the library carries (the ``error`` of its JSON body).
+Reason = Literal[TokenReason, CallbackReason, "not_authorized", "store_unavailable"]
+
+_R = TypeVar("_R", bound=str)
 
 
 class SessionShareError(Exception):
@@ -40,25 +67,27 @@ class StoreUnavailable(SessionShareError):
     """
 
 
-class _Rejected(SessionShareError):
+class _Rejected(SessionShareError, Generic[_R]):
     """A piece of network input failed a check; ``reason`` is a stable code."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: _R, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+        #: The stable reason code, safe to show and to log.
+        self.reason: _R = reason
+        #: A sentence for the log; never holds a token, ticket, session id or key.
         self.detail = detail
 
 
-class TokenRejected(_Rejected):
+class TokenRejected(_Rejected[TokenReason]):
     """A hand-off token failed a check.
 
     ``reason`` is one of ``malformed``, ``unsupported_version``,
     ``unknown_key``, ``bad_seal``, ``expired``, ``not_yet_valid``,
     ``wrong_audience``, ``wrong_issuer`` (and, in the remote middleware,
-    ``bad_state``, ``replayed``, ``session_gone``, ``not_authenticated``).
-    The detail never contains the token or a key.
+    ``bad_method``, ``bad_state``, ``replayed``, ``session_gone``,
+    ``not_authenticated``). The detail never contains the token or a key.
     """
 
 
-class CallbackRejected(_Rejected):
+class CallbackRejected(_Rejected[CallbackReason]):
     """A callback URL is not on the allow-list; ``reason`` says which rule failed."""

@@ -37,22 +37,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from .core import tickets
 from .core.options import SameSite, check_options
-from .crypto import (
-    AllowList,
-    SyncKey,
-    is_valid_state,
-    new_ticket,
-    seal_token,
-    ticket_digest,
-    wrap_session_id,
-)
+from .core.reply import Reply
+from .crypto import AllowList, SyncKey, is_valid_state, seal_token
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
 from .errors import CallbackRejected, ConfigurationError, StoreUnavailable
 from .middleware import SessionMiddleware
 from .session import Session
 from .store.base import SessionStore
-from .web import NO_STORE, ErrorParts, error_response, query_params, redirect, render_error
+from .web import query_params, reply_body, send_reply, wants_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -65,7 +59,6 @@ log = logging.getLogger("sessionshare")
 PENDING_KEY = "sessionshare.pending"
 MAX_PENDING = 5
 PENDING_TTL = 10 * 60
-_TICKET_LEEWAY = 5
 
 Authorize = Callable[[Session, str], bool]
 
@@ -198,10 +191,11 @@ class IdpAuthMiddleware(SessionMiddleware):
                 except CallbackRejected as exc:
                     log.warning("callback_rejected reason=%s", exc.reason)
                     if self.strict:
-                        return error_response(
-                            environ, start_response, "400 Bad Request", exc.reason,
-                            "This sign-in link is not valid for any known site.",
+                        refusal = Reply.error(
+                            400, exc.reason, "This sign-in link is not valid for any known site.",
+                            as_json=wants_json(environ),
                         )
+                        return send_reply(environ, start_response, refusal)
                     handoff = None
                 if handoff is not None:
                     if user is not None and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -286,23 +280,22 @@ class IdpAuthMiddleware(SessionMiddleware):
         if handoff is None or self.manager.current_id(session) is None:
             return status, [*headers, *cookies], None
         if self.authorize is not None and not self.authorize(session, handoff.origin):
-            return self._refused(environ, handoff, cookies)
-        location = self._mint(session, handoff)
-        own_cookies = [(k, v) for k, v in headers if k.lower() == "set-cookie"]
-        return (
-            "303 See Other",
-            [("Location", location), ("Content-Length", "0"), *NO_STORE, *own_cookies, *cookies],
-            [b""],
-        )
+            reply = self._refused(environ, handoff).with_headers(cookies)
+        else:
+            # The app's own cookies (its CSRF or flash cookie, say) were meant for this
+            # browser too: they ride on the 303 that replaces the app's answer.
+            own_cookies = [(k, v) for k, v in headers if k.lower() == "set-cookie"]
+            location = self._mint(session, handoff)
+            reply = Reply.redirect(location, headers=[*own_cookies, *cookies])
+        # The manager's finish hook takes (status, headers, replacement body).
+        return reply.status_line, list(reply.headers), reply_body(environ, reply)
 
-    def _refused(
-        self, environ: WSGIEnvironment, handoff: _Handoff, cookies: list[tuple[str, str]]
-    ) -> ErrorParts:
+    def _refused(self, environ: WSGIEnvironment, handoff: _Handoff) -> Reply:
         """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
         log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
-        return render_error(
-            environ, "403 Forbidden", "not_authorized",
-            "Your account may not use this site.", headers=cookies,
+        return Reply.error(
+            403, "not_authorized", "Your account may not use this site.",
+            as_json=wants_json(environ),
         )
 
     # -- the redirect back --------------------------------------------------
@@ -314,20 +307,16 @@ class IdpAuthMiddleware(SessionMiddleware):
         handoff: _Handoff,
     ) -> Iterable[bytes]:
         if self.authorize is not None and not self.authorize(session, handoff.origin):
-            status, headers, body = self._refused(environ, handoff, [])
-            start_response(status, headers)
-            return body
+            return send_reply(environ, start_response, self._refused(environ, handoff))
         location = self._mint(session, handoff)
-        return redirect(start_response, location, headers=self.manager.persist(session))
+        reply = Reply.redirect(location, headers=self.manager.persist(session))
+        return send_reply(environ, start_response, reply)
 
     def _mint(self, session: Session, handoff: _Handoff) -> str:
         sid = self.manager.current_id(session)
         assert sid is not None, "only a stored, signed-in session is handed off"
-        ticket = new_ticket()
-        self.manager.store.put_ticket(
-            self.manager.ticket_key(ticket_digest(ticket)),
-            wrap_session_id(ticket, sid),
-            self.token_ttl + _TICKET_LEEWAY,
+        ticket = tickets.issue(
+            self.manager.store, self.manager.key_prefix, sid, token_ttl=self.token_ttl
         )
         token = seal_token(
             self.key, ticket, audience=handoff.origin, issuer=self.origin,

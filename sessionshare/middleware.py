@@ -14,7 +14,6 @@ the user out; a GET of the logout path only shows a page with the button.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import time
@@ -22,38 +21,21 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .core.options import Role, SameSite, read_environ
+from .core.reply import Reply
 from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError, StoreUnavailable
 from .manager import SessionManager
 from .session import Session
 from .store.base import SessionStore
-from .web import (
-    NO_STORE,
-    CookieSpec,
-    ErrorParts,
-    error_response,
-    redirect,
-    render_error,
-    safe_return_path,
-)
+from .web import CookieSpec, safe_return_path, send_reply, wants_json
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SessionMiddleware", "unavailable_page"]
+__all__ = ["SessionMiddleware"]
 
 log = logging.getLogger("sessionshare")
 _M = TypeVar("_M", bound="SessionMiddleware")
-RETRY_AFTER = "2"
-
-
-def unavailable_page(environ: WSGIEnvironment) -> ErrorParts:
-    """The 503 + ``Retry-After`` answer to a store outage (also used by the Flask adapter)."""
-    return render_error(
-        environ, "503 Service Unavailable", "store_unavailable",
-        "The session store is not reachable. Please try again in a moment.",
-        headers=[("Retry-After", RETRY_AFTER)],
-    )
 
 
 class SessionMiddleware:
@@ -146,34 +128,26 @@ class SessionMiddleware:
         # repr() and a cap: the path is the client's text, which must not forge log lines.
         path = str(environ.get("PATH_INFO", ""))[:200]
         log.error("store_unavailable error=%s path=%r", exc, path)
-        status, headers, body = unavailable_page(environ)
-        start_response(status, headers)
-        return body
+        reply = Reply.store_unavailable(as_json=wants_json(environ))
+        return send_reply(environ, start_response, reply)
 
     def logout(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
         method = environ.get("REQUEST_METHOD")
         if method in ("GET", "HEAD"):
-            body = (
-                "<!doctype html><meta charset=utf-8><title>Sign out</title>"
-                f'<form method="post" action="{html.escape(self.logout_path)}">'
-                "<p>Sign out of every connected site?</p>"
-                '<button type="submit">Sign out</button></form>'
-            ).encode()
-            start_response("200 OK", [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))), *NO_STORE,
-            ])
-            return [b"" if method == "HEAD" else body]
+            return send_reply(environ, start_response, Reply.logout_form(self.logout_path))
         if method != "POST":
-            return error_response(
-                environ, start_response, "405 Method Not Allowed", "bad_method",
-                "Sign out with a POST.", headers=[("Allow", "GET, HEAD, POST")],
+            refusal = Reply.error(
+                405, "bad_method", "Sign out with a POST.",
+                as_json=wants_json(environ), headers=[("Allow", "GET, HEAD, POST")],
             )
+            return send_reply(environ, start_response, refusal)
         session = self.manager.open(environ)
         had_session = session._had_cookie
         session.invalidate()
         headers = self.manager.persist(session)
         if had_session:
             log.info("logout origin=%s", self.origin)
-        return redirect(start_response, self.logout_redirect, headers=headers)
+        return send_reply(
+            environ, start_response, Reply.redirect(self.logout_redirect, headers=headers)
+        )

@@ -40,20 +40,22 @@ from urllib.parse import quote
 
 from itsdangerous import BadData, TimestampSigner
 
+from .core import tickets
 from .core.options import SameSite, check_options
-from .crypto import SyncKey, canonical_origin, open_token, ticket_digest, unwrap_session_id
+from .core.reply import Reply
+from .crypto import SyncKey, canonical_origin, open_token
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
 from .errors import ConfigurationError, StoreUnavailable, TokenRejected
 from .middleware import SessionMiddleware
 from .store.base import SessionStore
 from .web import (
     CookieSpec,
-    error_response,
     is_navigation,
     query_params,
-    redirect,
     request_path,
     safe_return_path,
+    send_reply,
+    wants_json,
 )
 
 if TYPE_CHECKING:
@@ -208,10 +210,12 @@ class RemoteSessionMiddleware(SessionMiddleware):
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         if not is_navigation(environ):
-            return error_response(
-                environ, start_response, "401 Unauthorized", "not_authenticated",
-                "Sign in first.", extra={"login_url": self.idp_url}, as_json=True,
+            # Always JSON: a script or API client cannot follow a cross-origin login anyway.
+            refusal = Reply.error(
+                401, "not_authenticated", "Sign in first.",
+                as_json=True, extra={"login_url": self.idp_url},
             )
+            return send_reply(environ, start_response, refusal)
         state = secrets.token_urlsafe(32)
         back = request_path(environ)
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
@@ -219,10 +223,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self._state_signer.dumps([state, back]), name=self._state_cookie_name(state)
         )
         log.info("login_redirect issuer=%s", self.issuer)
-        return redirect(
-            start_response, self._login_prefix + state, status="302 Found",
-            headers=[("Set-Cookie", cookie)],
+        reply = Reply.redirect(
+            self._login_prefix + state, status=302, headers=[("Set-Cookie", cookie)]
         )
+        return send_reply(environ, start_response, reply)
 
     # -- step 5: back from the IdP with a token --------------------------------
     def _callback(
@@ -232,16 +236,17 @@ class RemoteSessionMiddleware(SessionMiddleware):
             sid, state, back = self._redeem(environ)
         except TokenRejected as exc:
             log.warning("token_rejected reason=%s", exc.reason)
-            return error_response(
-                environ, start_response, "403 Forbidden", exc.reason,
-                "This sign-in link is not valid. Please go back and try again.",
+            refusal = Reply.error(
+                403, exc.reason, "This sign-in link is not valid. Please go back and try again.",
+                as_json=wants_json(environ),
             )
+            return send_reply(environ, start_response, refusal)
         log.info("ticket_redeemed issuer=%s", self.issuer)
         headers = [
             ("Set-Cookie", self.manager.cookie.set(sid)),
             ("Set-Cookie", self._state_cookie.clear(name=self._state_cookie_name(state))),
         ]
-        return redirect(start_response, back, headers=headers)
+        return send_reply(environ, start_response, Reply.redirect(back, headers=headers))
 
     def _redeem(self, environ: WSGIEnvironment) -> tuple[str, str, str]:
         """Run every check of the callback; the shared session id, state and return path."""
@@ -255,19 +260,18 @@ class RemoteSessionMiddleware(SessionMiddleware):
             self.key, tokens[0], audience=self.origin, issuer=self.issuer,
             ttl=self.token_ttl, now=self.clock(), leeway=self.token_leeway,
         )
-        ticket_key = self.manager.ticket_key(ticket_digest(claims.ticket))
+        store, prefix = self.manager.store, self.manager.key_prefix
         try:
             back = self._check_state(environ, claims.state)
         except TokenRejected:
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
-            self.manager.store.take_ticket(ticket_key)
+            tickets.burn(store, prefix, claims.ticket)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        wrapped = self.manager.store.take_ticket(ticket_key)
-        sid = None if wrapped is None else unwrap_session_id(claims.ticket, wrapped)
+        sid = tickets.redeem(store, prefix, claims.ticket)
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
         session = self.manager.open(environ)

@@ -1,8 +1,10 @@
 """Small WSGI plumbing shared by both middlewares.
 
-Cookie headers (attributes computed once), redirects and error pages that
-never leak a secret, request classification (is this a browser navigation
-or an API call?), strict query parsing, and the return-path check.
+Cookie headers (attributes computed once), request classification (is this
+a browser navigation or an API call?), strict query parsing, the
+return-path check, and :func:`send_reply`, which writes a
+:class:`~sessionshare.core.reply.Reply` -- the library builds its redirects
+and error pages there, without WSGI, and only sends them here.
 
 Nothing here trusts a ``Host`` or ``X-Forwarded-Host`` header: every absolute
 URL the library builds starts from a configured ``app_url``, because those
@@ -10,38 +12,36 @@ headers are set by the client and a proxy may pass them on unchecked.
 
     spec = CookieSpec("sessionshare", secure=True)
     headers.append(("Set-Cookie", spec.set("value")))
+    return send_reply(environ, start_response, Reply.redirect("/", headers=headers))
 """
 
 from __future__ import annotations
 
-import html
-import json
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from .core.reply import Reply
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = [
-    "NO_STORE",
     "CookieSpec",
-    "error_response",
+    "accepts",
     "is_navigation",
     "query_params",
-    "redirect",
-    "render_error",
+    "reply_body",
     "request_path",
     "safe_return_path",
+    "send_reply",
     "wants_json",
 ]
 
-#: Headers on every hand-off response: never cached, and the URL (with its
-#: token or callback) never sent on as a Referer.
-NO_STORE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")]
 MAX_QUERY_LENGTH = 4096
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -112,8 +112,10 @@ class CookieSpec:
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""
         # RFC 6265 lets a cookie value stand between double quotes. Only ";" separates
-        # cookies: browsers accept "," inside a value, so reading it as a separator would
-        # let a tossed `foo=x,<name>=...` cookie smuggle in a session (defeating __Host-).
+        # cookies: browsers accept "," inside a value, so reading "," as a separator would
+        # let a sibling host toss `foo=x,<name>=...` and smuggle in a value for this
+        # cookie -- its own session id or signed state (defeating __Host-). The pattern
+        # serves the session cookie and the state cookies alike; `search` takes the first.
         escaped = re.escape(name or self.name)
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
@@ -170,6 +172,21 @@ def safe_return_path(path: object, default: str = "/") -> str:
     return path
 
 
+def accepts(accept: str, media_type: str) -> bool:
+    """True when an ``Accept`` header names ``media_type`` with a quality above 0.
+
+    Only an explicit mention counts (``*/*`` and ``text/*`` do not): most
+    HTTP clients send a wildcard, while a browser loading a page names
+    ``text/html``. ``q=0`` means "not acceptable" (RFC 9110, 12.5.1), so
+    ``application/json, text/html;q=0`` does not name HTML; an entry whose
+    quality does not parse is dropped rather than guessed at.
+    """
+    for value, quality in parse_accept_header(accept, MIMEAccept):
+        if quality > 0 and value.split(";", 1)[0].strip().lower() == media_type:
+            return True
+    return False
+
+
 def is_navigation(environ: WSGIEnvironment) -> bool:
     """True for a browser's top-level page load (which may be redirected cross-origin)."""
     if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
@@ -177,98 +194,28 @@ def is_navigation(environ: WSGIEnvironment) -> bool:
     mode = environ.get("HTTP_SEC_FETCH_MODE")
     if mode is not None:
         return bool(mode == "navigate")
-    return "text/html" in environ.get("HTTP_ACCEPT", "")
+    return accepts(environ.get("HTTP_ACCEPT", ""), "text/html")
 
 
 def wants_json(environ: WSGIEnvironment) -> bool:
     """True when an error should be JSON rather than a page."""
     accept = environ.get("HTTP_ACCEPT", "")
-    return "text/html" not in accept and (
-        "json" in accept or not is_navigation(environ)
-    )
+    if accepts(accept, "text/html"):
+        return False
+    return any(
+        "json" in value.lower() and quality > 0
+        for value, quality in parse_accept_header(accept, MIMEAccept)
+    ) or not is_navigation(environ)
 
 
-def redirect(
-    start_response: StartResponse,
-    location: str,
-    *,
-    status: str = "303 See Other",
-    headers: Iterable[tuple[str, str]] = (),
+def reply_body(environ: WSGIEnvironment, reply: Reply) -> list[bytes]:
+    """The body to hand the server: none for ``HEAD`` (the headers stay the same)."""
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else reply.body]
+
+
+def send_reply(
+    environ: WSGIEnvironment, start_response: StartResponse, reply: Reply
 ) -> list[bytes]:
-    """A redirect with an empty body and the hand-off cache headers."""
-    start_response(
-        status,
-        [("Location", location), ("Content-Length", "0"), *NO_STORE, *headers],
-    )
-    return [b""]
-
-
-_TITLES = {
-    "400": "Bad request",
-    "401": "Sign-in required",
-    "403": "Sign-in refused",
-    "405": "Method not allowed",
-    "503": "Service unavailable",
-}
-
-
-ErrorParts = tuple[str, list[tuple[str, str]], list[bytes]]
-
-
-def error_response(
-    environ: WSGIEnvironment,
-    start_response: StartResponse,
-    status: str,
-    reason: str,
-    message: str,
-    *,
-    headers: Iterable[tuple[str, str]] = (),
-    extra: dict[str, str] | None = None,
-    as_json: bool | None = None,
-) -> list[bytes]:
-    """A short error page (or JSON for API clients) carrying a stable reason code.
-
-    ``as_json`` forces the body type; by default it follows the request.
-    ``message`` and ``extra`` must hold nothing secret: they are shown to the client.
-    """
-    status, all_headers, body = render_error(
-        environ, status, reason, message, headers=headers, extra=extra, as_json=as_json
-    )
-    start_response(status, all_headers)
-    return body
-
-
-def render_error(
-    environ: WSGIEnvironment,
-    status: str,
-    reason: str,
-    message: str,
-    *,
-    headers: Iterable[tuple[str, str]] = (),
-    extra: dict[str, str] | None = None,
-    as_json: bool | None = None,
-) -> ErrorParts:
-    """:func:`error_response` as ``(status, headers, body)``, for code that answers late."""
-    code = status.split(" ", 1)[0]
-    if wants_json(environ) if as_json is None else as_json:
-        body = json.dumps({"error": reason, "message": message, **(extra or {})}).encode()
-        content_type = "application/json"
-    else:
-        title = _TITLES.get(code, "Error")
-        link = ""
-        if extra and "login_url" in extra:
-            link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'
-        body = (
-            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
-            f"<h1>{title}</h1><p>{html.escape(message)}</p>"
-            f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}"
-        ).encode()
-        content_type = "text/html; charset=utf-8"
-    all_headers = [
-        ("Content-Type", content_type),
-        ("Content-Length", str(len(body))),
-        ("X-Content-Type-Options", "nosniff"),
-        *NO_STORE,
-        *headers,
-    ]
-    return status, all_headers, [b"" if environ.get("REQUEST_METHOD") == "HEAD" else body]
+    """Send one of the library's own answers through WSGI."""
+    start_response(reply.status_line, list(reply.headers))
+    return reply_body(environ, reply)

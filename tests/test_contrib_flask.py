@@ -22,9 +22,11 @@ from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser
 
 from sessionshare import (
     IdpAuthMiddleware,
+    MemoryStore,
     RemoteSessionMiddleware,
     Session,
     SessionStore,
+    StoreUnavailable,
     SyncKey,
 )
 from sessionshare.contrib.flask import FlaskSharedSession, SharedSessionInterface
@@ -297,3 +299,53 @@ def test_store_outage_inside_an_unprotected_view_is_a_503(clock: Any) -> None:
         server.start()
         assert client.get("/").text == "cart: None"  # a fresh server: the session is gone
         store.close()
+
+
+class _DownStore(MemoryStore):
+    """A store whose every session read fails, as a Redis outage does."""
+
+    def load(self, key: str, idle_ttl: int) -> Any:
+        raise StoreUnavailable("down for the test")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_adapters_503_is_the_middlewares_own_reply(clock: Any, method: str) -> None:
+    import webtest
+
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask(__name__)
+
+    @app.route("/")
+    def home() -> str:
+        return f"cart: {session.get('cart')}"
+
+    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, store=_DownStore(clock=clock), key=SyncKey.generate(), app_url=SHOP,
+        idp_url=LOGIN, protect=["/account"], cookie_secure=False, clock=clock,
+    )
+    init_app(app)
+    client = webtest.TestApp(app, extra_environ={"HTTP_HOST": "shop.test"})
+    # A session cookie, so there is a session to read, and the read fails.
+    headers = {"Accept": "text/html", "Cookie": "sessionshare=" + "s" * 43}
+    from_view = client.request("/", method=method, headers=headers, status="*")
+    from_middleware = client.request("/account", method=method, headers=headers, status="*")
+    for response in (from_view, from_middleware):
+        assert response.status == "503 Service Unavailable"
+        assert response.headers["Retry-After"] == "2"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert from_view.body == from_middleware.body
+    assert from_view.headers["Content-Length"] == from_middleware.headers["Content-Length"]
+    assert (from_view.body == b"") is (method == "HEAD")
+
+
+def test_the_adapter_does_not_import_the_middleware() -> None:
+    import ast
+    from pathlib import Path
+
+    import sessionshare.contrib.flask as adapter
+
+    tree = ast.parse(Path(adapter.__file__).read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "middleware" not in modules and "core.reply" in modules

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote
 
+import pytest
 from conftest import FakeClock
 from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
 
@@ -165,3 +167,51 @@ def test_absolute_lifetime_counts_from_the_sign_in(clock: FakeClock) -> None:
     assert browser.get(SHOP + "/orders").json["user"] == "alice"
     clock.advance(2500)  # past an hour since the sign-in: over
     assert browser.get(SHOP + "/orders").status_int == 302
+
+
+def test_the_apps_own_cookies_ride_on_the_replacement_303(clock: FakeClock) -> None:
+    import webtest
+    from flow import idp_app
+
+    from sessionshare import IdpAuthMiddleware
+
+    store = MemoryStore(clock=clock)
+
+    def idp_with_a_cookie(environ: dict[str, object], start_response: Any) -> object:
+        # The sign-in response sets a cookie of the app's own (a "remember my name" or
+        # CSRF cookie): the browser must get it even though the middleware swaps the
+        # response for its 303.
+        def with_cookie(status: str, headers: list[tuple[str, str]], *exc: object) -> object:
+            return start_response(status, [*headers, ("Set-Cookie", "app_pref=dark; Path=/")])
+
+        return idp_app(environ, with_cookie)  # type: ignore[arg-type]
+
+    dep = Deployment(store, clock)
+    idp = IdpAuthMiddleware(idp_with_a_cookie, store=store, key=dep.key, app_url=IDP,
+                            known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
+    browser = Browser(dep)
+    browser.apps["id.test"] = webtest.TestApp(idp, extra_environ={"HTTP_HOST": "id.test"})
+    answer = browser.sign_in(browser.start_login(SHOP + "/orders"))
+    assert answer.status_int == 303 and answer.location.startswith(SHOP + CALLBACK)
+    cookies = answer.headers.getall("Set-Cookie")
+    assert "app_pref=dark; Path=/" in cookies
+    assert any(c.startswith("sessionshare=") for c in cookies)  # the session's, too
+    assert answer.body == b""
+
+
+@pytest.mark.parametrize("newest", [SHOP, BLOG])
+def test_a_plain_sign_in_goes_to_the_newest_pending_hand_off(
+    clock: FakeClock, newest: str
+) -> None:
+    # Two sign-ins pending in one IdP session (two tabs), then the form is posted to a
+    # login URL with no state (a bookmarked /login): the newest attempt wins, whichever
+    # order the pending entries sit in the session.
+    dep = Deployment(MemoryStore(clock=clock), clock)
+    browser = Browser(dep)
+    older = BLOG if newest == SHOP else SHOP
+    browser.get(_login_query(older + CALLBACK, "o" * 43))
+    clock.advance(5)
+    browser.get(_login_query(newest + CALLBACK, "n" * 43))
+    answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 303
+    assert answer.location.startswith(newest + CALLBACK + "?token=")

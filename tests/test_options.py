@@ -359,6 +359,29 @@ def test_check_reports_bad_values_and_an_unreachable_store(redis_url: str) -> No
     assert base["SESSIONSHARE_SYNC_KEY"] not in bad.stdout + down.stdout
 
 
+def test_check_warns_when_redis_may_evict_sessions(redis_url: str) -> None:
+    env = {
+        "SESSIONSHARE_SYNC_KEY": SyncKey.generate(),
+        "SESSIONSHARE_APP_URL": "https://id.example",
+        "SESSIONSHARE_KNOWN_REMOTE_HOSTS": "shop.example",
+        "SESSIONSHARE_STORE_URL": redis_url,
+    }
+    admin = RedisStore.from_url(redis_url).client
+    try:
+        admin.config_set("maxmemory-policy", "volatile-lru")
+        evicting = run("check", "idp", env=env)
+        admin.config_set("maxmemory-policy", "noeviction")
+        safe = run("check", "idp", env=env)
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.close()
+    # A warning, not a failure: the settings are right, the server is the operator's.
+    assert evicting.returncode == 0 and "configuration ok" in evicting.stdout
+    assert "warning: maxmemory-policy is volatile-lru" in evicting.stdout
+    assert "noeviction" in evicting.stdout
+    assert safe.returncode == 0 and "warning" not in safe.stdout
+
+
 def _check(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], role: Role,
     env: dict[str, str],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import webtest
 from conftest import FakeClock
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
+from itsdangerous import TimestampSigner
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SyncKey
 
@@ -42,6 +45,22 @@ def test_logout_without_a_session_is_harmless(dep: Deployment) -> None:
     response = Browser(dep).post(SHOP + "/_sessionshare/logout")
     assert response.status_int == 303 and response.location.endswith("/")
     assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["no session", "control: signed in"])
+def test_logout_is_logged_only_when_a_session_ended(
+    dep: Deployment, signed_in: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A POST anybody can send without a cookie must not fill the log with logouts
+    # that never happened (and drown the real ones an operator looks for).
+    browser = Browser(dep)
+    if signed_in:
+        browser.sign_in_at(SHOP + "/orders")
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    response = browser.post(SHOP + "/_sessionshare/logout")
+    assert response.status_int == 303
+    logouts = [r for r in caplog.records if r.getMessage().startswith("logout ")]
+    assert len(logouts) == (1 if signed_in else 0)
 
 
 def test_logout_everywhere_from_the_idp(dep: Deployment) -> None:
@@ -163,3 +182,54 @@ def test_outage_log_line_cannot_be_forged_by_the_path(caplog: pytest.LogCaptureF
         (record,) = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
         assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
         store.close()
+
+
+def test_a_client_refusing_html_gets_401_json_not_a_redirect(dep: Deployment) -> None:
+    # q=0 is "not acceptable" (RFC 9110): this is a script, which a cross-origin
+    # redirect to a login page would only break.
+    refused = Browser(dep).get(SHOP + "/orders",
+                               headers={"Accept": "application/json, text/html;q=0"})
+    assert refused.status_int == 401 and "Location" not in refused.headers
+    assert refused.json["error"] == "not_authenticated" and refused.json["login_url"] == LOGIN
+    page = Browser(dep).get(SHOP + "/orders", headers={"Accept": "application/json, text/html"})
+    assert page.status_int == 302  # the control: HTML acceptable, a page load
+
+
+# -- the state cookie's return path is checked again when it comes back ----------------------
+
+
+@pytest.mark.parametrize(
+    ("saved", "expected"),
+    [
+        ("//evil.test/x", "/"),
+        ("/\\evil.test", "/"),
+        ("https://evil.test/", "/"),
+        ("/%2fevil.test", "/"),
+        ("/orders?page=2", "/orders?page=2"),
+    ],
+    ids=["scheme-relative", "backslash", "absolute", "encoded slash", "control: safe path"],
+)
+def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
+    dep: Deployment, clock: FakeClock, saved: str, expected: str
+) -> None:
+    # The path is checked when the cookie is written; the callback checks it again, so a
+    # signed cookie holding another path (an older release, a leaked key, a bug in the
+    # writer) still cannot turn the hand-off into an open redirect.
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    state = unquote(urlsplit(login_url).query.rpartition("state=")[2])
+    (cookie,) = [c for c in browser.apps["shop.test"].cookiejar
+                 if c.name.startswith("sessionshare_state")]
+
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    # Signed as the remote signs it (same key, purpose, salt and clock): only the path differs.
+    signer = SyncKey.parse(dep.key).serializer("state-cookie", salt="sessionshare.state")
+    signer.signer = ClockedSigner
+    cookie.value = signer.dumps([state, saved])  # in place: same name, path and flags
+    answer = browser.sign_in(login_url)
+    back = browser.get(answer.location)
+    assert back.status_int == 303, back
+    assert back.location == expected

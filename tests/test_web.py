@@ -6,13 +6,16 @@ from typing import Any
 
 import pytest
 
+from sessionshare.core.reply import Reply
 from sessionshare.web import (
     CookieSpec,
-    error_response,
+    accepts,
     is_navigation,
     query_params,
+    reply_body,
     request_path,
     safe_return_path,
+    send_reply,
     wants_json,
 )
 
@@ -57,18 +60,64 @@ def _capture() -> tuple[list[Any], Any]:
     return seen, lambda status, headers, exc_info=None: seen.append((status, dict(headers)))
 
 
-def test_error_response_html_escapes_and_json_for_api() -> None:
+def _send_error(environ: dict[str, Any], start: Any, message: str) -> list[bytes]:
+    reply = Reply.error(403, "bad_state", message, as_json=wants_json(environ))
+    return send_reply(environ, start, reply)
+
+
+def test_error_reply_html_escapes_and_json_for_api() -> None:
     seen, start = _capture()
-    body = error_response({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "text/html"}, start,
-                          "403 Forbidden", "bad_state", "<script>x</script>")
+    body = _send_error({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "text/html"}, start,
+                       "<script>x</script>")
     assert b"<script>x" not in body[0] and b"&lt;script&gt;" in body[0]
     assert seen[0][1]["X-Content-Type-Options"] == "nosniff"
     seen, start = _capture()
-    body = error_response({"REQUEST_METHOD": "GET"}, start, "403 Forbidden", "bad_state", "m")
+    body = _send_error({"REQUEST_METHOD": "GET"}, start, "m")
     assert body[0] == b'{"error": "bad_state", "message": "m"}'
     assert wants_json({"REQUEST_METHOD": "POST", "HTTP_ACCEPT": "application/json"})
     seen, start = _capture()
-    assert error_response({"REQUEST_METHOD": "HEAD"}, start, "403 Forbidden", "x", "m") == [b""]
+    assert _send_error({"REQUEST_METHOD": "HEAD"}, start, "m") == [b""]
+    assert seen[0][0] == "403 Forbidden"
+
+
+def test_head_keeps_every_header_and_drops_only_the_body() -> None:
+    reply = Reply.logout_form("/_sessionshare/logout")
+    seen, start = _capture()
+    assert send_reply({"REQUEST_METHOD": "HEAD"}, start, reply) == [b""]
+    assert seen[0] == ("200 OK", dict(reply.headers))
+    assert dict(reply.headers)["Content-Length"] == str(len(reply.body)) != "0"
+    assert reply_body({"REQUEST_METHOD": "GET"}, reply) == [reply.body]
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        ("text/html", True),
+        ("TEXT/HTML;q=0.5", True),
+        ("text/html;level=1;q=0.5", True),
+        ("application/json, text/html;q=0", False),
+        ("application/json, text/html ; q=0.0", False),
+        ("text/html;q=bogus", False),
+        ("*/*", False),
+        ("text/*", False),
+        ("application/xhtml+xml", False),
+        ("", False),
+        (",,;;=q", False),
+    ],
+    ids=["html", "upper case", "parameters", "q=0", "q=0.0 spaced", "bad q", "any",
+         "any text", "xhtml", "empty", "garbage"],
+)
+def test_accepts_reads_quality_values(accept: str, html: bool) -> None:
+    assert accepts(accept, "text/html") is html
+
+
+def test_html_refused_with_q0_is_not_a_navigation_and_gets_json() -> None:
+    # A script that sends `Accept: application/json, text/html;q=0` says it cannot
+    # use a page: it must get the 401 JSON, never a cross-origin redirect.
+    environ = {"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html;q=0"}
+    assert not is_navigation(environ)
+    assert wants_json(environ)
+    assert is_navigation({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html"})
 
 
 def test_cookie_pattern_finds_plain_and_quoted_values_only_by_exact_name() -> None:

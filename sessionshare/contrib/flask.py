@@ -3,7 +3,8 @@
 Wrap ``app.wsgi_app`` in either middleware, then install the interface in
 one line::
 
-    from sessionshare.contrib.flask import SharedSessionInterface
+    from sessionshare import RemoteSessionMiddleware
+    from sessionshare.contrib.flask import init_app
 
     app.wsgi_app = RemoteSessionMiddleware(app.wsgi_app, store=..., key=..., app_url=...,
                                            idp_url=...)
@@ -51,9 +52,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
+from ..core.reply import Reply
 from ..errors import StoreUnavailable
-from ..middleware import unavailable_page
 from ..session import ENVIRON_KEY, Session
+from ..web import wants_json
 from . import NOT_WRAPPED, SharedSessionView
 
 if TYPE_CHECKING:
@@ -137,6 +139,9 @@ def init_app(app: Flask) -> None:
 def _store_unavailable(exc: StoreUnavailable) -> Response:
     from flask import current_app, request
 
-    # Fail closed, exactly as the middleware does for the paths it protects.
-    status, headers, body = unavailable_page(request.environ)
-    return current_app.response_class(b"".join(body), status=status, headers=headers)
+    # Fail closed, with the very reply the middleware sends for the paths it protects.
+    # Flask drops the body of a HEAD answer itself, keeping Content-Length.
+    reply = Reply.store_unavailable(as_json=wants_json(request.environ))
+    return current_app.response_class(
+        reply.body, status=reply.status_line, headers=list(reply.headers)
+    )

@@ -3,7 +3,8 @@
 - :mod:`.keys` -- :class:`SyncKey`: the shared secret, rotation, HKDF subkeys
   per purpose and the public fingerprint.
 - :mod:`.tokens` -- sealing and opening the short, single-use hand-off token
-  (AES-GCM; its tag is the checksum) and the store form of tickets.
+  (AES-GCM; its tag is the checksum). The tickets it carries, and their store
+  form, are :mod:`sessionshare.core.tickets`.
 - :mod:`.allowlist` -- :class:`AllowList`: which callback URLs the IdP may
   redirect to, by one strict canonical parse.
 
@@ -21,9 +22,5 @@ from .keys import SyncKey as SyncKey
 from .tokens import MAX_TOKEN_LENGTH as MAX_TOKEN_LENGTH
 from .tokens import TokenClaims as TokenClaims
 from .tokens import is_valid_state as is_valid_state
-from .tokens import new_ticket as new_ticket
 from .tokens import open_token as open_token
 from .tokens import seal_token as seal_token
-from .tokens import ticket_digest as ticket_digest
-from .tokens import unwrap_session_id as unwrap_session_id
-from .tokens import wrap_session_id as wrap_session_id

@@ -39,7 +39,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import CallbackRejected, ConfigurationError
+from ..errors import CallbackReason, CallbackRejected, ConfigurationError
 
 __all__ = ["AllowList", "AllowedCallback", "canonical_origin"]
 
@@ -94,7 +94,7 @@ class _Entry:
         return url.is_ip == self.is_ip and url.host == self.host
 
 
-def _reject(reason: str, detail: str = "") -> CallbackRejected:
+def _reject(reason: CallbackReason, detail: str = "") -> CallbackRejected:
     return CallbackRejected(reason, detail)
 
 
@@ -284,7 +284,7 @@ class AllowList:
             raise _reject("query", "a callback has no query")
         if "#" in parsed.rest:
             raise _reject("fragment", "a callback has no fragment")
-        reason = "host_not_allowed"
+        reason: CallbackReason = "host_not_allowed"
         for entry in self._entries:
             if not entry.host_matches(parsed):
                 continue

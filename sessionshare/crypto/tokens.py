@@ -18,9 +18,8 @@ issuer travel as digests so that a token stays short whatever the origins.
 
 Why a ticket and not the session id: tokens end up in access logs and browser
 history. A logged token holds only a spent ticket, so even a leaked sync key
-reveals no live session. For the same reason the store maps a *digest* of the
-ticket to the session id encrypted under the ticket itself: a dump of the
-store alone does not give a usable session id either.
+reveals no live session. Issuing, redeeming and storing tickets is
+:mod:`sessionshare.core.tickets`; this module only carries them.
 
     token = seal_token(key, ticket, audience="https://shop.example",
                        issuer="https://id.example", state=state, now=now)
@@ -44,20 +43,23 @@ from ..errors import TokenRejected
 from .keys import FINGERPRINT_BYTES, SyncKey
 
 __all__ = [
+    "CLOCK_LEEWAY",
     "MAX_TOKEN_LENGTH",
+    "TICKET_BYTES",
     "TokenClaims",
-    "new_ticket",
+    "is_valid_state",
     "open_token",
     "seal_token",
-    "is_valid_state",
-    "ticket_digest",
-    "unwrap_session_id",
-    "wrap_session_id",
 ]
 
 VERSION = 1
 MAX_TOKEN_LENGTH = 512
 TICKET_BYTES = 32
+#: Seconds of clock difference between IdP and remote that a hand-off
+#: tolerates: a token opens this long before its issue time and past its
+#: lifetime, and the IdP keeps its ticket this long past the token's life
+#: (:func:`sessionshare.core.tickets.ticket_ttl`).
+CLOCK_LEEWAY = 5
 STATE_MIN, STATE_MAX = 16, 128
 _DIGEST = 16
 _NONCE = 12
@@ -120,7 +122,7 @@ def open_token(
     issuer: str,
     ttl: float,
     now: float,
-    leeway: float = 5.0,
+    leeway: float = CLOCK_LEEWAY,
 ) -> TokenClaims:
     """Open and check a token, or raise :class:`TokenRejected` with a reason code.
 
@@ -188,34 +190,3 @@ def _aead(key: SyncKey, index: int) -> AESGCM:
         # Few keys per process: building the cipher once per key, not per token.
         aead = _AEADS[subkey] = AESGCM(subkey)
     return aead
-
-
-def new_ticket() -> bytes:
-    """32 fresh random bytes."""
-    return secrets.token_bytes(TICKET_BYTES)
-
-
-def ticket_digest(ticket: bytes) -> str:
-    """The store name of a ticket: a digest, so a store dump holds no ticket."""
-    return hashlib.sha256(b"sessionshare ticket\x00" + ticket).hexdigest()
-
-
-_WRAP_NONCE = bytes(_NONCE)  # each ticket is a fresh random key used exactly once
-_WRAP_AAD = b"sessionshare/v1/ticket"
-
-
-def wrap_session_id(ticket: bytes, session_id: str) -> str:
-    """Encrypt ``session_id`` under ``ticket`` for the store."""
-    sealed = AESGCM(ticket).encrypt(_WRAP_NONCE, session_id.encode("ascii"), _WRAP_AAD)
-    return base64.urlsafe_b64encode(sealed).decode("ascii")
-
-
-def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
-    """The session id a stored ticket points to, or None if it does not open."""
-    try:
-        plain = AESGCM(ticket).decrypt(
-            _WRAP_NONCE, base64.urlsafe_b64decode(wrapped.encode("ascii")), _WRAP_AAD
-        )
-        return plain.decode("ascii")
-    except (InvalidTag, binascii.Error, ValueError, UnicodeError):
-        return None

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["SessionRecord", "SessionStore"]
+__all__ = ["AsyncSessionStore", "SessionRecord", "SessionStore"]
 
 
 class SessionRecord(NamedTuple):
@@ -72,4 +72,43 @@ class SessionStore(Protocol):
         """Raise StoreUnavailable unless the store answers."""
 
     def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    """:class:`SessionStore` for asyncio: the same seven methods, each a coroutine.
+
+    The same contract, word for word; ``AsyncRedisStore`` implements it over
+    the very keys ``RedisStore`` uses.
+    """
+
+    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+        """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
+
+    async def save(
+        self,
+        key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        create: bool = False,
+    ) -> bool:
+        """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
+
+    async def delete(self, key: str) -> None:
+        """Remove the session at ``key`` (no error if it is gone)."""
+
+    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
+        """Store a ticket for ``ttl`` seconds."""
+
+    async def take_ticket(self, key: str) -> str | None:
+        """Return a ticket's value and spend it, atomically; None if absent or spent."""
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+
+    async def close(self) -> None:
         """Release connections."""

@@ -15,6 +15,7 @@ masters, scripts a node has not cached yet, and a master going away.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Iterator
@@ -25,9 +26,11 @@ import pytest
 import test_handoff
 import test_session
 import test_store
+import test_store_async
+import test_store_exchange
 from flow import SHOP, Browser, Deployment
 
-from sessionshare import RedisStore, SessionStore
+from sessionshare import AsyncRedisStore, RedisStore, SessionStore
 
 from .figures import report
 from .topologies import LocalCluster, wait_until
@@ -171,3 +174,42 @@ def test_a_master_going_away_gives_503_never_a_bypass(
         "statuses_while_down": statuses, "healed_s": round(healed, 1),
         "signed_out_by_data_loss": sum(r.status_int == 302 for r in after),
     })
+
+
+@pytest.mark.parametrize("following", sorted(test_store_exchange.NEXT_CALLS))
+def test_an_interrupted_command_crosses_no_user(cluster_store: RedisStore, following: str) -> None:
+    """tests/test_store_exchange.py's check, on a cluster (its keys spread over the nodes)."""
+    assert not cluster_store.uses_fast_path
+    for interrupted in sorted(test_store_exchange.INTERRUPTED_CALLS):
+        test_store_exchange.check_interrupted_command_crosses_no_user(
+            cluster_store, interrupted, following
+        )
+
+
+_INTERRUPTIONS = [asyncio.CancelledError(), test_store_async.Interrupted()]
+
+
+@pytest.mark.parametrize("exc", _INTERRUPTIONS, ids=type)
+def test_an_interrupted_async_command_crosses_no_user(
+    redis_cluster: LocalCluster, exc: BaseException
+) -> None:
+    """tests/test_store_async.py's check, on redis.asyncio's cluster client."""
+    from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+    redis_cluster.flushall()
+
+    async def scenario() -> None:
+        client = AsyncRedisCluster(
+            startup_nodes=[AsyncClusterNode("127.0.0.1", n.port) for n in redis_cluster.nodes],
+            socket_timeout=2,
+        )
+        store = AsyncRedisStore(client)
+        assert not store.uses_fast_path
+        for interrupted in sorted(test_store_async.INTERRUPTED):
+            await test_store_async.check_interrupted_command_crosses_no_user(
+                store, interrupted, exc
+            )
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -20,15 +20,18 @@ within the same 5 s.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 import redis
+import test_store_async
+import test_store_exchange
 from flow import SHOP, Browser, Deployment
 
-from sessionshare import RedisStore
+from sessionshare import AsyncRedisStore, RedisStore
 
 from .figures import report
 from .topologies import SentinelGroup
@@ -152,3 +155,31 @@ def test_failover_gives_503s_then_success_within_5_s(
         assert len(unavailable) <= 20, f"{len(unavailable)} 503s: more than a few"
     if how == "writes-paused-first":
         assert not lost, f"{len(lost)} acknowledged writes lost despite the pause"
+
+
+def test_an_interrupted_command_crosses_no_user(sentinel_group: SentinelGroup) -> None:
+    """tests/test_store_exchange.py's checks, on a Sentinel master (no fast path there)."""
+    store = RedisStore(sentinel_group.master_client())
+    assert not store.uses_fast_path
+    for following in sorted(test_store_exchange.NEXT_CALLS):
+        for interrupted in sorted(test_store_exchange.INTERRUPTED_CALLS):
+            test_store_exchange.check_interrupted_command_crosses_no_user(
+                store, interrupted, following
+            )
+    store.close()
+
+    async def on_asyncio() -> None:
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+
+        sentinel = AsyncSentinel([("127.0.0.1", sentinel_group.sentinel_port)], socket_timeout=2)
+        async_store = AsyncRedisStore(
+            sentinel.master_for(sentinel_group.service, socket_timeout=2)
+        )
+        assert not async_store.uses_fast_path
+        for interrupted in sorted(test_store_async.INTERRUPTED):
+            await test_store_async.check_interrupted_command_crosses_no_user(
+                async_store, interrupted, asyncio.CancelledError()
+            )
+        await async_store.close()
+
+    asyncio.run(on_asyncio())

@@ -1,0 +1,131 @@
+"""Tickets: the single-use pointer from a hand-off token to the shared session.
+
+The IdP **issues** a ticket -- 32 random bytes -- when it hands a signed-in
+session to a remote app: it stores ``key(ticket) -> wrap(ticket, session id)``
+for a few seconds and seals the ticket into the token. The remote
+**redeems** it: takes the stored value (atomically, once) and unwraps the
+session id with the ticket from the token. A remote that refuses a genuine
+token after opening it (a state that is not this browser's) **burns** the
+ticket, so whoever holds the right state cannot use it later.
+
+Why not put the session id in the token: tokens end up in access logs and
+browser history, and a logged token then holds only a spent ticket. Why a
+digest as the key and the session id encrypted under the ticket: a dump of
+the store alone yields neither a ticket nor a session id.
+
+Lifetime: a ticket lives :data:`CLOCK_LEEWAY` seconds longer than the token
+carrying it (:func:`ticket_ttl`), and the remote accepts a token up to the
+same leeway past its lifetime: both sides derive from this one constant
+(defined next to the token check in :mod:`sessionshare.crypto.tokens`, which
+cannot import the core, and re-exported here), so a token that is still
+valid never points to a ticket the store already dropped. The store expires
+tickets by its own clock (Redis ``EX``), not the middleware's injected one.
+
+Wire format -- it must not change, or tickets issued by one version are not
+redeemable by the next during a rolling deploy::
+
+    key   = <key_prefix> "t:" hex(sha256(b"sessionshare ticket\\x00" + ticket))
+    value = urlsafe_b64(AES-GCM(key=ticket, nonce=0*12, aad=b"sessionshare/v1/ticket",
+                                plaintext=session id))    # padded base64
+
+The pure parts (:func:`new_ticket`, :func:`ticket_key`, :func:`ticket_digest`,
+:func:`wrap_session_id`, :func:`unwrap_session_id`, :func:`ticket_ttl`) do no
+I/O; :func:`issue`, :func:`redeem` and :func:`burn` run them against a synchronous
+:class:`~sessionshare.store.base.SessionStore` in one store call each -- an
+asyncio shell writes the same three lines with ``await``.
+
+    ticket = issue(store, prefix, session_id, token_ttl=60)   # the IdP
+    session_id = redeem(store, prefix, ticket)                # the remote: str or None
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..crypto.tokens import CLOCK_LEEWAY as CLOCK_LEEWAY
+from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
+from ..store.base import SessionStore
+
+__all__ = [
+    "CLOCK_LEEWAY",
+    "TICKET_BYTES",
+    "burn",
+    "issue",
+    "new_ticket",
+    "redeem",
+    "ticket_digest",
+    "ticket_key",
+    "ticket_ttl",
+    "unwrap_session_id",
+    "wrap_session_id",
+]
+
+# Each ticket is a fresh random AES key that encrypts exactly one message, so
+# a fixed nonce never repeats under one key.
+_WRAP_NONCE = bytes(12)
+_WRAP_AAD = b"sessionshare/v1/ticket"
+_DIGEST_PREFIX = b"sessionshare ticket\x00"
+
+
+def new_ticket() -> bytes:
+    """32 fresh random bytes."""
+    return secrets.token_bytes(TICKET_BYTES)
+
+
+def ticket_digest(ticket: bytes) -> str:
+    """The name of ``ticket`` in the store: a digest, so a store dump holds no ticket."""
+    return hashlib.sha256(_DIGEST_PREFIX + ticket).hexdigest()
+
+
+def ticket_key(key_prefix: str, ticket: bytes) -> str:
+    """The store key of ``ticket``."""
+    return f"{key_prefix}t:{ticket_digest(ticket)}"
+
+
+def ticket_ttl(token_ttl: int) -> int:
+    """How long the store keeps a ticket whose token lives ``token_ttl`` seconds."""
+    return int(token_ttl) + CLOCK_LEEWAY
+
+
+def wrap_session_id(ticket: bytes, session_id: str) -> str:
+    """``session_id`` encrypted under ``ticket``, as the store holds it."""
+    sealed = AESGCM(ticket).encrypt(_WRAP_NONCE, session_id.encode("ascii"), _WRAP_AAD)
+    return base64.urlsafe_b64encode(sealed).decode("ascii")
+
+
+def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
+    """The session id a stored value holds, or None if ``ticket`` does not open it."""
+    try:
+        plain = AESGCM(ticket).decrypt(
+            _WRAP_NONCE, base64.urlsafe_b64decode(wrapped.encode("ascii")), _WRAP_AAD
+        )
+        return plain.decode("ascii")
+    except (InvalidTag, binascii.Error, ValueError, UnicodeError):
+        return None
+
+
+# -- the three store calls ----------------------------------------------------
+def issue(store: SessionStore, key_prefix: str, session_id: str, *, token_ttl: int) -> bytes:
+    """Store a new ticket pointing to ``session_id``; the ticket, for the token."""
+    ticket = new_ticket()
+    store.put_ticket(
+        ticket_key(key_prefix, ticket), wrap_session_id(ticket, session_id), ticket_ttl(token_ttl)
+    )
+    return ticket
+
+
+def redeem(store: SessionStore, key_prefix: str, ticket: bytes) -> str | None:
+    """Take ``ticket`` (atomically, once): its session id, or None if spent or expired."""
+    wrapped = store.take_ticket(ticket_key(key_prefix, ticket))
+    return None if wrapped is None else unwrap_session_id(ticket, wrapped)
+
+
+def burn(store: SessionStore, key_prefix: str, ticket: bytes) -> None:
+    """Spend ``ticket`` without using it, so nobody else can redeem it."""
+    store.take_ticket(ticket_key(key_prefix, ticket))

@@ -1,0 +1,215 @@
+"""How the asyncio Redis store sends a command: ``exchange.py``'s two rules, for asyncio.
+
+Under asyncio the usual interruption is *cancellation*: a client disconnects,
+the server cancels the request's task, and ``asyncio.CancelledError`` (a
+``BaseException``) arrives at the ``await`` that was reading the reply. A
+connection given back at that point still holds the reply, and the next task
+to use it reads another user's session (redis-py's own async cluster node
+puts such a connection straight back on its free list). So, as in
+``exchange.py``:
+
+1. **an exchange completes or its connection is dropped**, whatever was
+   raised, cancellation included; only connections whose last exchange
+   completed are parked for reuse;
+2. **a connection borrowed with unread data is dropped, not used**: every
+   connection taken from redis-py's pool or a cluster node is checked first.
+
+Every command the store sends is safe to run twice (see ``exchange.py``), so
+redis-py's configured retry stays on.
+
+A store and its connections belong to one event loop, as redis-py's asyncio
+clients do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .exchange import DEFAULT_MAX_IDLE, is_redirect
+
+__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "exchange", "run_script"]
+
+
+async def exchange(conn: Any, packed: Any) -> Any:
+    """Send one packed command and await its reply; on ANY failure, drop the connection."""
+    done = False
+    try:
+        await conn.send_packed_command(packed)
+        reply = await conn.read_response()
+        done = True
+        return reply
+    except ResponseError:
+        done = True  # the server's error reply was read in full
+        raise
+    finally:
+        if not done:
+            # nowait: close the socket now; waiting for the close would be a new
+            # await point inside a task that is being cancelled.
+            await conn.disconnect(nowait=True)
+
+
+async def _with_retry(conn: Any, packed: Any) -> Any:
+    async def attempt() -> Any:
+        return await exchange(conn, packed)
+
+    async def failed(_error: Exception) -> None:
+        await conn.disconnect(nowait=True)
+
+    return await conn.retry.call_with_retry(attempt, failed)
+
+
+async def drop_if_dirty(conn: Any) -> None:
+    """Disconnect a connection that has unread data or that the server closed."""
+    if not conn.is_connected:
+        return  # connects afresh on send
+    # redis-py 8 renamed can_read_destructive to can_read (same meaning).
+    check = getattr(conn, "can_read", None) or conn.can_read_destructive
+    try:
+        dirty = await check()
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        dirty = True
+    if dirty:
+        await conn.disconnect(nowait=True)
+
+
+async def _borrow(pool: Any, command: str) -> Any:
+    try:
+        conn = await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        conn = await pool.get_connection(command)
+    try:
+        await drop_if_dirty(conn)
+    except BaseException:
+        await pool.release(conn)
+        raise
+    return conn
+
+
+class AsyncPoolLine:
+    """Each command on a connection borrowed from the client's pool for that command."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    async def call(self, *args: str | int, key: str | None = None) -> Any:
+        conn = await _borrow(self._pool, str(args[0]))
+        try:
+            return await _with_retry(conn, conn.pack_command(*args))
+        finally:
+            await self._pool.release(conn)
+
+    async def close(self) -> None:
+        pass  # holds nothing between commands
+
+
+class AsyncDirectLine:
+    """Commands on connections the store keeps, skipping redis-py's client and pool.
+
+    As :class:`~sessionshare.store.exchange.DirectLine`: for a plain
+    ``redis.asyncio.Redis`` speaking RESP2, connections are borrowed from the
+    client's pool and at most ``max_idle`` are parked between commands. One
+    event loop runs one task at a time, so ``list.pop``/``append`` hand each
+    task a connection of its own.
+    """
+
+    __slots__ = ("_idle", "_max_idle", "_pool")
+
+    def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._max_idle = max_idle
+
+    async def call(self, *args: str | int, key: str | None = None) -> Any:
+        try:
+            conn = self._idle.pop()  # only completed exchanges are parked: rule 2 holds
+        except IndexError:
+            conn = await _borrow(self._pool, str(args[0]))
+        completed = False
+        try:
+            reply = await _with_retry(conn, conn.pack_command(*args))
+            completed = True
+            return reply
+        except ResponseError:
+            completed = True
+            raise
+        finally:
+            if completed and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+            else:
+                await self._pool.release(conn)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._pool.release(self._idle.pop())
+
+
+class AsyncClusterLine:
+    """Commands for a ``redis.asyncio.cluster.RedisCluster``: on the key's node directly.
+
+    redis-py's async cluster node returns a connection to its free list even
+    when a cancellation stopped the read, so the store does its own exchange
+    on the node's connections; only redirects and dead nodes go through the
+    cluster client (which follows them), and a cancellation there drops every
+    free connection of every node.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def call(self, *args: str | int, key: str | None = None) -> Any:
+        if key is not None:
+            try:
+                node = self._client.get_node_from_key(key)
+            except (RedisError, RedisClusterException):
+                node = None  # no slot map yet: the client builds it
+            if node is not None:
+                try:
+                    return await self._on_node(node, args)
+                except ResponseError as exc:
+                    if not is_redirect(exc):
+                        raise
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    pass  # a node down: the client finds the new master
+        try:
+            return await self._client.execute_command(*args)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                for each in self._client.get_nodes():
+                    await each.disconnect_free_connections()
+            raise
+
+    async def _on_node(self, node: Any, args: tuple[str | int, ...]) -> Any:
+        conn = node.acquire_connection()
+        try:
+            await drop_if_dirty(conn)
+            # Cluster node connections do not retry: the client owns retries.
+            return await exchange(conn, conn.pack_command(*args))
+        finally:
+            node.release(conn)
+
+    async def close(self) -> None:
+        pass
+
+
+AsyncLine = AsyncDirectLine | AsyncPoolLine | AsyncClusterLine
+
+
+async def run_script(line: AsyncLine, script: str, sha: str, *keys_and_args: Any) -> Any:
+    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
+    key = str(keys_and_args[1]) if keys_and_args and keys_and_args[0] == 1 else None
+    try:
+        return await line.call("EVALSHA", sha, *keys_and_args, key=key)
+    except NoScriptError:
+        return await line.call("EVAL", script, *keys_and_args, key=key)

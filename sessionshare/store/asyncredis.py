@@ -1,0 +1,203 @@
+"""The asyncio Redis store: :class:`RedisStore`'s twin for ASGI apps.
+
+Same key layout, same scripts, same round trips (``redisproto.py``): a
+session read is one ``GETEX``, a write one ``EVALSHA``, a ticket one ``SET NX``
+to issue and one script to redeem. So a WSGI app on ``RedisStore`` and an
+ASGI app on ``AsyncRedisStore`` share sessions in one Redis.
+
+Any ``redis.asyncio`` client works: ``redis.asyncio.Redis``, a Sentinel master
+(``redis.asyncio.Sentinel(...).master_for(name)``) or
+``redis.asyncio.cluster.RedisCluster``. No method blocks the event loop, and
+a cancelled request never leaves a reply behind for the next one
+(``aexchange.py`` says how). A store belongs to one event loop.
+
+    store = AsyncRedisStore.from_url("redis://127.0.0.1:6379/0")
+    record = await store.load(key, idle_ttl=1800)
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import utils as redis_utils
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+
+from ..errors import ConfigurationError
+from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLine, run_script
+from .base import SessionRecord
+from .exchange import DEFAULT_MAX_IDLE
+from .redisproto import (
+    DRIVER_ERRORS,
+    MERGE,
+    MERGE_SHA,
+    POLICY_UNKNOWN,
+    REDEEM,
+    REDEEM_SHA,
+    eviction_warning,
+    merge_args,
+    parse_record,
+    ticket_text,
+    unavailable,
+)
+
+__all__ = ["AsyncRedisStore"]
+
+
+def _line_for(client: Any, max_idle: int | None) -> AsyncLine:
+    if isinstance(client, RedisCluster):
+        return AsyncClusterLine(client)
+    pool = client.connection_pool
+    protocol = pool.connection_kwargs.get("protocol")
+    if protocol is None:
+        protocol = getattr(redis_utils, "DEFAULT_RESP_VERSION", 2)
+    if (
+        type(client) is aioredis.Redis
+        and type(pool) is aioredis.ConnectionPool
+        and str(protocol) == "2"
+    ):
+        if max_idle is None:
+            max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
+        return AsyncDirectLine(pool, max_idle)
+    return AsyncPoolLine(pool)
+
+
+class AsyncRedisStore:
+    """An asyncio session store over any ``redis.asyncio`` client.
+
+    :param client: ``redis.asyncio.Redis``, a Sentinel master or
+        ``redis.asyncio.cluster.RedisCluster``.
+    :param max_idle_connections: connections the fast path (plain
+        ``redis.asyncio.Redis`` speaking RESP2) keeps parked between commands;
+        default: half the pool's ``max_connections``, at most 16.
+    """
+
+    def __init__(self, client: Any, *, max_idle_connections: int | None = None) -> None:
+        if not hasattr(client, "getex") or not (
+            isinstance(client, RedisCluster) or hasattr(client, "connection_pool")
+        ) or not hasattr(client, "aclose"):
+            raise ConfigurationError(
+                "AsyncRedisStore needs a redis.asyncio client (redis.asyncio.Redis, a Sentinel "
+                "master or RedisCluster); use AsyncRedisStore.from_url('redis://host:6379/0')"
+            )
+        if max_idle_connections is not None and (
+            not isinstance(max_idle_connections, int) or max_idle_connections < 0
+        ):
+            raise ConfigurationError("max_idle_connections must be a whole number >= 0")
+        self.client = client
+        self._line = _line_for(client, max_idle_connections)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 1.0,
+        max_connections: int | None = None,
+        **client_options: Any,
+    ) -> AsyncRedisStore:
+        """A store over ``redis.asyncio.Redis.from_url(url)``, set up as ``RedisStore.from_url``."""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                "store URL must start with redis://, rediss:// or unix://, "
+                f"got {url.split(':')[0]!r}"
+            )
+        from redis.asyncio.retry import Retry
+
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            "health_check_interval": 0,
+            "protocol": 2,
+        }
+        if max_connections is not None:
+            options["max_connections"] = max_connections
+        options.update(client_options)
+        try:
+            client = aioredis.Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad store URL: {exc}") from None
+        return cls(client)
+
+    @property
+    def uses_fast_path(self) -> bool:
+        """True when commands skip redis-py's client and pool (plain Redis, RESP2)."""
+        return isinstance(self._line, AsyncDirectLine)
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections the fast path holds parked right now (0 off the fast path)."""
+        return self._line.idle_count if isinstance(self._line, AsyncDirectLine) else 0
+
+    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
+        try:
+            raw = await self._line.call("GETEX", key, "EX", idle_ttl, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return parse_record(raw)
+
+    async def save(
+        self,
+        key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        create: bool = False,
+    ) -> bool:
+        args = merge_args(changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create)
+        try:
+            return bool(await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._line.call("DEL", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
+        try:
+            await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    async def take_ticket(self, key: str) -> str | None:
+        nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
+        try:
+            raw = await run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return ticket_text(raw)
+
+    async def ping(self) -> None:
+        try:
+            await self._line.call("PING")
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+
+    async def eviction_warning(self) -> str | None:
+        """As :meth:`RedisStore.eviction_warning`."""
+        try:
+            answer = await self.client.config_get("maxmemory-policy")
+        except DRIVER_ERRORS:
+            return POLICY_UNKNOWN
+        return eviction_warning(answer)
+
+    async def close(self) -> None:
+        """Disconnect every connection not in use; the store reconnects on demand."""
+        try:
+            await self._line.close()
+            if isinstance(self.client, RedisCluster):
+                for node in self.client.get_nodes():
+                    await node.disconnect_free_connections()
+            else:
+                await self.client.connection_pool.disconnect(inuse_connections=False)
+        except DRIVER_ERRORS:
+            pass

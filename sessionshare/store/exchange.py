@@ -1,0 +1,266 @@
+"""How the Redis store sends a command, so that no reply is ever read by the wrong request.
+
+A Redis connection is a queue of replies in the order the commands were sent.
+If a request is interrupted after its command went out and before its reply
+was read -- a ``gevent.Timeout`` around the request, a signal handler's
+exception, ``KeyboardInterrupt``, a thread interrupt, an asyncio
+cancellation -- the reply stays on the socket, and whoever sends the next
+command on that connection reads it: one user's session served to another.
+That is the failure class of redis-py CVE-2023-28858 and CVE-2023-28859 (the
+March 2023 incident in which one service's users saw other users' data).
+
+Two rules, kept here for every command the store sends, make it impossible:
+
+1. **An exchange completes or its connection is dropped.** ``send`` then
+   ``read`` either returns the reply, or -- whatever was raised in between,
+   ``BaseException`` included -- the connection is disconnected before anyone
+   can use it again. Only a connection whose last exchange completed goes back
+   on the idle list.
+2. **A connection borrowed with unread data is dropped, not used.** Every
+   connection taken from redis-py's pool is checked (the pool's own check is
+   skipped when RESP3 maintenance notifications are on, the default of
+   redis-py 8 with RESP3, so the store does not rely on it).
+
+Retries: redis-py's configured retry re-sends a command after a timeout or a
+dropped connection, and a command that timed out may already have run. Every
+command the store sends is therefore safe to run twice: ``GETEX``, ``DEL``,
+``PING``, the merge script (it sets the same fields to the same values), the
+``SET NX`` of a fresh random ticket (a second run changes nothing), and the
+ticket redemption script, which marks the ticket spent by *this call* and
+answers the same call's retry with the same value (``GETDEL`` would answer
+the retry with nothing: a valid hand-off refused as a replay).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "run_script"]
+
+#: Idle connections the fast path keeps at most, whatever the peak concurrency was.
+DEFAULT_MAX_IDLE = 16
+
+
+def exchange(conn: Any, packed: Any) -> Any:
+    """Send one packed command and read its reply; on ANY failure, drop the connection."""
+    done = False
+    try:
+        conn.send_packed_command(packed)
+        reply = conn.read_response()
+        done = True
+        return reply
+    except ResponseError:
+        # The server's error reply was read in full: the connection is in step.
+        done = True
+        raise
+    finally:
+        if not done:
+            conn.disconnect()
+
+
+def _with_retry(conn: Any, packed: Any) -> Any:
+    # The connection's own retry policy (from_url: one quick retry), as the client uses it.
+    return conn.retry.call_with_retry(
+        lambda: exchange(conn, packed), lambda _error: conn.disconnect()
+    )
+
+
+def _is_connected(conn: Any) -> bool:
+    connected = getattr(conn, "is_connected", None)  # redis-py >= 5.1
+    if connected is None:
+        return getattr(conn, "_sock", None) is not None
+    return bool(connected)
+
+
+def drop_if_dirty(conn: Any) -> None:
+    """Disconnect a connection that has unread data or that the server closed."""
+    if not _is_connected(conn):
+        return  # connects afresh on send
+    try:
+        dirty = conn.can_read()
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        dirty = True
+    if dirty:
+        conn.disconnect()
+
+
+def _borrow(pool: Any, command: str) -> Any:
+    try:
+        conn = pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        conn = pool.get_connection(command)
+    try:
+        drop_if_dirty(conn)
+    except BaseException:
+        pool.release(conn)
+        raise
+    return conn
+
+
+class PoolLine:
+    """Each command on a connection borrowed from the client's pool for that command.
+
+    For clients whose connections the fast path cannot keep (Sentinel, RESP3,
+    client-side caching, single-connection clients): the pool's bookkeeping
+    per command, with rules 1 and 2 of this module.
+    """
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def call(self, *args: str | int, key: str | None = None) -> Any:
+        conn = _borrow(self._pool, str(args[0]))
+        try:
+            return _with_retry(conn, conn.pack_command(*args))
+        finally:
+            self._pool.release(conn)
+
+    def close(self) -> None:
+        pass  # holds nothing between commands
+
+
+class DirectLine:
+    """Commands on connections the store keeps, skipping redis-py's client and pool.
+
+    For a plain single-server ``redis.Redis`` speaking RESP2: redis-py's
+    client and pool cost about 10 microseconds per command, a third of a whole
+    session read on loopback. Connections are borrowed from the client's pool
+    (so its ``max_connections`` still bounds them) and parked on an idle list
+    of at most ``max_idle``; a surplus connection goes back to the pool, so the
+    client's own commands are never starved. ``list.pop``/``append`` are
+    atomic, so each thread or greenlet gets a connection of its own without a
+    lock on the hot path.
+    """
+
+    __slots__ = ("_idle", "_max_idle", "_pid", "_pool")
+
+    def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._max_idle = max_idle
+        self._pid = os.getpid()
+
+    def call(self, *args: str | int, key: str | None = None) -> Any:
+        if self._pid != os.getpid():
+            # Forked: the parent's sockets are not this process's to use.
+            self._idle, self._pid = [], os.getpid()
+        try:
+            # Rule 2 holds without a check here: only connections whose last
+            # exchange completed are ever put on this list (rule 1 below).
+            conn = self._idle.pop()
+        except IndexError:
+            conn = _borrow(self._pool, str(args[0]))
+        completed = False
+        try:
+            reply = _with_retry(conn, conn.pack_command(*args))
+            completed = True
+            return reply
+        except ResponseError:
+            completed = True
+            raise
+        finally:
+            if completed and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+            else:
+                # Not completed: exchange() already disconnected it. Either way the
+                # pool takes it back, and checks it again before anyone reuses it.
+                self._pool.release(conn)
+
+    @property
+    def idle_count(self) -> int:
+        """Connections parked now (at most ``max_idle``)."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Give every parked connection back to the pool; safe while requests run.
+
+        Each connection is popped, so it is released by exactly one caller: a
+        request never holds a connection that ``close`` gave back to the pool.
+        """
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return
+            self._pool.release(conn)
+
+
+class ClusterLine:
+    """Commands for a ``RedisCluster``: on the key's node, through that node's pool.
+
+    The usual case keeps both rules exactly as :class:`PoolLine` does. While
+    slots move or a master fails over (``MOVED``, ``ASK``, a dead node), the
+    command goes through the cluster client, which follows the redirect and
+    refreshes its slot map. If that client call is interrupted, the store
+    disconnects every idle connection of every node: the client released the
+    connection it was using, maybe with a reply unread, and the store cannot
+    tell which one it was.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def call(self, *args: str | int, key: str | None = None) -> Any:
+        if key is not None:
+            try:
+                node = self._client.get_node_from_key(key)
+                pool = self._client.get_redis_connection(node).connection_pool
+            except (RedisError, RedisClusterException):
+                pool = None  # no slot map yet: the client builds it
+            if pool is not None:
+                try:
+                    return PoolLine(pool).call(*args)
+                except ResponseError as exc:
+                    if not is_redirect(exc):
+                        raise
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    pass  # a node down: the client finds the new master
+        try:
+            return self._client.execute_command(*args)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # interrupted, maybe between send and read
+                self._drop_idle_connections()
+            raise
+
+    def _drop_idle_connections(self) -> None:
+        for node in self._client.get_nodes():
+            redis_node = node.redis_connection
+            if redis_node is not None:
+                redis_node.connection_pool.disconnect(inuse_connections=False)
+
+    def close(self) -> None:
+        pass
+
+
+def is_redirect(exc: ResponseError) -> bool:
+    # MOVED (an AskError) / ASK / TRYAGAIN / CLUSTERDOWN: the cluster client knows what to do.
+    return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
+
+
+Line = DirectLine | PoolLine | ClusterLine
+
+
+def run_script(line: Line, script: str, sha: str, *keys_and_args: Any) -> Any:
+    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
+    key = str(keys_and_args[1]) if keys_and_args and keys_and_args[0] == 1 else None
+    try:
+        return line.call("EVALSHA", sha, *keys_and_args, key=key)
+    except NoScriptError:  # a restarted or flushed server: EVAL caches it again
+        return line.call("EVAL", script, *keys_and_args, key=key)

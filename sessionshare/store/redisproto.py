@@ -1,0 +1,156 @@
+"""What both Redis stores send and read: the scripts, their arguments, the record format.
+
+:class:`~sessionshare.store.RedisStore` (threads) and
+:class:`~sessionshare.store.AsyncRedisStore` (asyncio) share every byte on
+the wire, so a WSGI app and an ASGI app share sessions in one Redis. This
+module holds that shared part; each store only decides how a command goes
+out (``exchange.py`` and ``aexchange.py``).
+
+- a session is one string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``;
+- a write is one run of :data:`MERGE`, which merges the changed and deleted
+  top-level keys on the server and never brings back a session that is gone;
+- a ticket is issued with ``SET NX EX`` and redeemed with :data:`REDEEM`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from ..errors import StoreUnavailable
+from .base import SessionRecord
+
+__all__ = [
+    "DRIVER_ERRORS",
+    "EVICTING_POLICIES",
+    "MERGE",
+    "MERGE_SHA",
+    "REDEEM",
+    "REDEEM_SHA",
+    "eviction_warning",
+    "merge_args",
+    "parse_record",
+    "ticket_text",
+    "unavailable",
+]
+
+#: Everything the driver may raise for an unreachable or failing server.
+#: RedisClusterException does not derive from RedisError; OSError covers a
+#: socket failing below redis-py's own wrapping.
+DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
+
+#: KEYS[1] session key. ARGV: ttl, create flag, #changed, #meta, then the
+#: changed pairs, the meta pairs and the deleted names. Returns 1, or 0 when
+#: the session is gone and create is off (a logged-out session stays gone).
+MERGE = """
+local raw = redis.call('GET', KEYS[1])
+local obj
+if raw then
+  obj = cjson.decode(raw)
+elseif ARGV[2] == '1' then
+  obj = {d = {}, m = {}}
+else
+  return 0
+end
+local d, m = obj['d'], obj['m']
+local i = 5
+for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
+for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
+while i <= #ARGV do d[ARGV[i]] = nil; i = i + 1 end
+redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[1])
+return 1
+"""
+
+#: KEYS[1] ticket key, ARGV[1] this redemption's nonce. The first redemption
+#: marks the ticket spent by that nonce (keeping its expiry) and returns the
+#: value; the same nonce -- a retry of that very call, after a timeout whose
+#: first attempt did run -- gets the value again; any other redemption gets
+#: nothing. So a retry is safe where a retried GETDEL would answer "replayed".
+REDEEM = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if string.byte(v, 1) == 0 then
+  local n = #ARGV[1]
+  if string.sub(v, 2, n + 1) == ARGV[1] then return string.sub(v, n + 2) end
+  return false
+end
+redis.call('SET', KEYS[1], '\\0' .. ARGV[1] .. v, 'KEEPTTL')
+return v
+"""
+
+MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
+REDEEM_SHA = hashlib.sha1(REDEEM.encode()).hexdigest()
+
+#: Eviction policies under which Redis may drop sessions and tickets silently.
+EVICTING_POLICIES = frozenset({
+    "allkeys-lru", "allkeys-lfu", "allkeys-random",
+    "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+})
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The store's error for a driver failure.
+
+    The message names the error class only: redis-py messages can echo a URL
+    with a password in it.
+    """
+    return StoreUnavailable(f"redis: {type(exc).__name__}")
+
+
+def merge_args(
+    *,
+    changed: Mapping[str, str],
+    deleted: Collection[str],
+    meta: Mapping[str, int] | None,
+    ttl: int,
+    create: bool,
+) -> list[str | int]:
+    """ARGV of :data:`MERGE` for one write."""
+    meta = meta or {}
+    args: list[str | int] = [max(int(ttl), 1), "1" if create else "0", len(changed), len(meta)]
+    for name, text in changed.items():
+        args += (name, text)
+    for name, value in meta.items():
+        args += (name, int(value))
+    args.extend(deleted)
+    return args
+
+
+def parse_record(raw: Any) -> SessionRecord | None:
+    """The session in a ``GETEX`` reply, or None for nothing, damage or a foreign key."""
+    if raw is None:
+        return None
+    try:
+        obj = json.loads(raw)
+        return SessionRecord(obj["d"], obj["m"])
+    except (ValueError, KeyError, TypeError):
+        # Not ours (a key-prefix clash) or damaged: treat as no session.
+        return None
+
+
+def ticket_text(raw: Any) -> str | None:
+    """A redeemed ticket's value as text (clients may or may not decode replies)."""
+    if raw is None:
+        return None
+    return raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def eviction_warning(answer: Any) -> str | None:
+    """What ``CONFIG GET maxmemory-policy`` says about sessions being evicted, or None."""
+    policies = answer.values() if isinstance(answer, dict) else [answer]
+    for policy in policies:
+        text = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if text in EVICTING_POLICIES:
+            return (f"maxmemory-policy is {text}: Redis may evict sessions and tickets "
+                    "(users signed out, hand-offs refused as replayed); give sessions a "
+                    "Redis of their own with maxmemory-policy noeviction")
+    return None
+
+
+#: When ``CONFIG GET`` is refused (managed Redis often renames CONFIG).
+POLICY_UNKNOWN = ("could not read maxmemory-policy (CONFIG GET refused?); make sure the "
+                  "server does not evict keys: maxmemory-policy noeviction")

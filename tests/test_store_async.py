@@ -1,0 +1,337 @@
+"""AsyncRedisStore: RedisStore's asyncio twin, against a real Redis server.
+
+- it shares sessions and tickets with RedisStore, key for key;
+- a cancelled task (a client that went away) or an exception injected
+  between send and read never leaves a reply for the next task to read --
+  on the fast path and on a client where the fast path is off;
+- a timed-out ticket redemption that did run is not a replay;
+- nothing it does blocks the event loop (a guard makes any blocking socket
+  call or ``time.sleep`` on the loop's thread fail loudly, with a control
+  that shows the guard catching the thread store).
+
+The generic store contract runs on it too: tests/test_store_contract_async.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.connection
+from servers import RedisServer
+
+from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
+from sessionshare.store import AsyncSessionStore
+from sessionshare.store.base import SessionRecord
+
+T = TypeVar("T")
+
+ALICE = {"user": '"alice"', "cart": "[1,2]"}
+BOB = {"user": '"bob"'}
+
+
+class Interrupted(BaseException):
+    """Not an Exception: what a cancellation or a gevent-style timeout looks like."""
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(_main(coro))
+
+
+async def _main(coro: Awaitable[T]) -> T:
+    return await coro
+
+
+async def _seed(store: AsyncRedisStore) -> None:
+    for name in ("t:alice", "t:bob"):
+        await store.delete(name)
+    assert await store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert await store.save("s:bob", changed=BOB, ttl=600, create=True)
+    await store.put_ticket("t:alice", "alice-wrapped", 600)
+    await store.put_ticket("t:bob", "bob-wrapped", 600)
+
+
+async def _own_replies(store: AsyncRedisStore) -> None:
+    for _ in range(3):
+        assert await store.load("s:bob", 600) == SessionRecord(BOB, {})
+    assert await store.take_ticket("t:bob") == "bob-wrapped"
+
+
+STORES: dict[str, Callable[[str], AsyncRedisStore]] = {
+    "fast-path": lambda url: AsyncRedisStore.from_url(url),
+    # redis-py's defaults (RESP3 in redis-py 8): the fast path is off.
+    "client-default-protocol": lambda url: AsyncRedisStore(redis.asyncio.Redis.from_url(url)),
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def make_store(request: pytest.FixtureRequest, redis_url: str) -> Callable[[], AsyncRedisStore]:
+    def make() -> AsyncRedisStore:
+        store = STORES[request.param](redis_url)
+        assert store.uses_fast_path == (request.param == "fast-path")
+        return store
+
+    return make
+
+
+@pytest.fixture
+def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+def test_it_is_an_async_session_store(redis_url: str) -> None:
+    store = AsyncRedisStore.from_url(redis_url)
+    assert isinstance(store, AsyncSessionStore)
+
+
+def test_wsgi_and_asgi_stores_share_sessions_and_tickets(redis_url: str) -> None:
+    sync_store = RedisStore.from_url(redis_url)
+    sync_store.save("s:shared", changed={"user": '"alice"'}, meta={"c": 7}, ttl=600, create=True)
+    sync_store.put_ticket("t:from-wsgi", "wrapped-1", 600)
+
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url(redis_url)
+        assert await store.load("s:shared", 600) == SessionRecord({"user": '"alice"'}, {"c": 7})
+        assert await store.take_ticket("t:from-wsgi") == "wrapped-1"
+        assert await store.save("s:shared", changed={"theme": '"dark"'}, deleted=["user"], ttl=600)
+        await store.put_ticket("t:from-asgi", "wrapped-2", 600)
+        await store.close()
+
+    run(scenario())
+    assert sync_store.load("s:shared", 600) == SessionRecord({"theme": '"dark"'}, {"c": 7})
+    assert sync_store.take_ticket("t:from-asgi") == "wrapped-2"
+    assert sync_store.take_ticket("t:from-wsgi") is None  # spent by the asyncio store
+    sync_store.close()
+
+
+def test_a_cancelled_read_leaves_no_reply_behind(
+    make_store: Callable[[], AsyncRedisStore], admin: redis.Redis
+) -> None:
+    """The client went away while the server was stalled: the task is cancelled mid-read."""
+
+    async def scenario() -> None:
+        store = make_store()
+        await _seed(store)
+        admin.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+        try:
+            task = asyncio.ensure_future(store.load("s:alice", 600))
+            await asyncio.sleep(0.2)  # the GETEX is out, its reply held back by the pause
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        await _own_replies(store)
+        await store.close()
+
+    run(scenario())
+
+
+@contextlib.contextmanager
+def interrupt_next_async_read(exc: BaseException) -> Iterator[list[int]]:
+    """The next asyncio ``read_response`` raises ``exc`` before reading: the reply stays."""
+    cls = redis.asyncio.connection.AbstractConnection
+    original = cls.read_response
+    fired: list[int] = []
+
+    async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            fired.append(1)
+            raise exc
+        return await original(self, *args, **kwargs)
+
+    cls.read_response = read_response  # type: ignore[method-assign]
+    try:
+        yield fired
+    finally:
+        cls.read_response = original  # type: ignore[method-assign]
+
+
+INTERRUPTED: dict[str, Callable[[AsyncRedisStore], Awaitable[object]]] = {
+    "load": lambda store: store.load("s:alice", 600),
+    "save": lambda store: store.save("s:alice", changed={"seen": "1"}, ttl=600),
+    "take_ticket": lambda store: store.take_ticket("t:alice"),
+    "put_ticket": lambda store: store.put_ticket("t:carol", "carol-wrapped", 600),
+    "delete": lambda store: store.delete("s:gone"),
+}
+
+
+async def check_interrupted_command_crosses_no_user(
+    store: AsyncRedisStore, interrupted: str, exc: BaseException
+) -> None:
+    """An injected interruption between send and read, then the next task's own replies."""
+    await _seed(store)
+    with interrupt_next_async_read(exc) as fired, pytest.raises(type(exc)):
+        await INTERRUPTED[interrupted](store)
+    assert fired, "the interruption never happened: this check proved nothing"
+    await _own_replies(store)
+
+
+@pytest.mark.parametrize("interrupted", sorted(INTERRUPTED))
+@pytest.mark.parametrize("exc", [asyncio.CancelledError(), Interrupted()], ids=type)
+def test_an_interrupted_command_crosses_no_user(
+    make_store: Callable[[], AsyncRedisStore], interrupted: str, exc: BaseException
+) -> None:
+    async def scenario() -> None:
+        store = make_store()
+        await check_interrupted_command_crosses_no_user(store, interrupted, exc)
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url(redis_url, socket_timeout=0.3)
+        await store.put_ticket("t:alice", "alice-wrapped", 600)
+        stall = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", 0.45))
+        stall.start()
+        await asyncio.sleep(0.05)
+        try:
+            assert await store.take_ticket("t:alice") == "alice-wrapped"
+        finally:
+            stall.join()
+        assert await store.take_ticket("t:alice") is None
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_ticket_is_taken_once_by_concurrent_tasks(redis_url: str) -> None:
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url(redis_url)
+        for round_ in range(30):
+            await store.put_ticket(f"t:{round_}", "wrapped", 600)
+            got = await asyncio.gather(*(store.take_ticket(f"t:{round_}") for _ in range(6)))
+            assert got.count("wrapped") == 1 and got.count(None) == 5, got
+        await store.close()
+
+    run(scenario())
+
+
+def test_the_idle_list_is_bounded(redis_url: str) -> None:
+    async def scenario() -> None:
+        store = AsyncRedisStore(
+            redis.asyncio.Redis.from_url(redis_url, protocol=2), max_idle_connections=2
+        )
+        await _seed(store)
+        records = await asyncio.gather(*(store.load("s:bob", 600) for _ in range(20)))
+        assert all(record == SessionRecord(BOB, {}) for record in records)
+        assert 1 <= store.idle_connections <= 2
+        await store.close()
+        assert store.idle_connections == 0
+
+    run(scenario())
+
+
+def test_an_unreachable_server_is_store_unavailable() -> None:
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url("redis://127.0.0.1:1/0", socket_timeout=0.2)
+        for call in (store.ping(), store.load("k", 60), store.take_ticket("t")):
+            with pytest.raises(StoreUnavailable) as info:
+                await call
+            assert not isinstance(info.value, redis.RedisError)
+        await store.close()
+
+    run(scenario())
+
+
+# -- nothing blocks the event loop ---------------------------------------------------
+
+
+class BlockingCall(AssertionError):
+    pass
+
+
+@contextlib.contextmanager
+def no_blocking_calls_on(thread: threading.Thread) -> Iterator[None]:
+    """Any blocking socket call or ``time.sleep`` on ``thread`` raises BlockingCall."""
+    patched: list[tuple[Any, str, Any]] = []
+
+    def guard(owner: Any, name: str, is_blocking: Callable[..., bool]) -> None:
+        original = getattr(owner, name)
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is thread and is_blocking(*args):
+                if isinstance(args[0], socket.socket):
+                    args[0].close()  # the caller never gets to close it
+                raise BlockingCall(f"{name} would block the event loop")
+            return original(*args, **kwargs)
+
+        setattr(owner, name, checked)
+        patched.append((owner, name, original))
+
+    def blocking_socket(sock: socket.socket, *_: Any) -> bool:
+        return sock.gettimeout() != 0.0  # asyncio's own sockets are non-blocking
+
+    for name in ("recv", "recv_into", "send", "sendall", "connect"):
+        guard(socket.socket, name, blocking_socket)
+    guard(time, "sleep", lambda *_: True)
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+
+def _on_guarded_loop(work: Callable[[], Awaitable[T]]) -> T:
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        async def guarded() -> T:
+            with no_blocking_calls_on(threading.current_thread()):
+                return await work()
+
+        try:
+            result.append(asyncio.run(guarded()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=main)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def test_no_call_blocks_the_event_loop(redis_url: str) -> None:
+    async def every_method() -> int:
+        store = AsyncRedisStore.from_url(redis_url)
+        await store.ping()
+        await store.save("s:x", changed={"a": "1"}, ttl=60, create=True)
+        assert await store.load("s:x", 60) == SessionRecord({"a": "1"}, {})
+        await store.put_ticket("t:x", "v", 60)
+        assert await store.take_ticket("t:x") == "v"
+        await store.delete("s:x")
+        assert await store.eviction_warning() is None
+        await store.close()
+        return 1
+
+    assert _on_guarded_loop(every_method) == 1
+
+
+def test_the_guard_catches_a_blocking_store(redis_url: str) -> None:
+    """The control: the thread store called from a coroutine does block, and is caught."""
+
+    async def blocking() -> None:
+        store = RedisStore.from_url(redis_url)
+        try:
+            store.ping()
+        finally:
+            store.close()
+
+    with pytest.raises(BlockingCall, match="would block the event loop"):
+        _on_guarded_loop(blocking)

@@ -1,0 +1,360 @@
+"""No reply is ever read by the wrong request: RedisStore under interrupted commands.
+
+The failure this guards against (redis-py CVE-2023-28858/28859 class): a
+command goes out, the request is interrupted before its reply is read, the
+connection goes back for reuse, and the next user's command reads the first
+user's reply -- alice's session served to bob. Each test interrupts a real
+exchange with a real Redis server, then checks that the next command on the
+same store reads its own reply.
+
+The ``check_*`` functions take any RedisStore and its server's admin client, so
+tests/reliability runs the very same checks on a Sentinel master and a
+Cluster; here they run on the fast path (``from_url``: plain Redis, RESP2) and
+on a client where the fast path is off (redis-py's default protocol, RESP3 in
+redis-py 8, whose pool skips its own "connection has data" check).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.connection
+from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
+from servers import RedisServer
+
+from sessionshare import RedisStore, StoreUnavailable
+from sessionshare.store.base import SessionRecord
+
+
+class Interrupted(BaseException):
+    """What gevent.Timeout, KeyboardInterrupt or a thread interrupt look like: not an Exception."""
+
+
+@contextlib.contextmanager
+def interrupt_next_read() -> Iterator[list[int]]:
+    """The next ``Connection.read_response`` raises ``Interrupted`` before reading anything.
+
+    That is the moment of the defect: the command went out, its reply is on the
+    socket, and the caller never reads it. Yields a list that holds 1 once fired.
+    """
+    original = redis.connection.Connection.read_response
+    fired: list[int] = []
+
+    def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            fired.append(1)
+            raise Interrupted
+        return original(self, *args, **kwargs)
+
+    redis.connection.Connection.read_response = read_response  # type: ignore[method-assign]
+    try:
+        yield fired
+    finally:
+        redis.connection.Connection.read_response = original  # type: ignore[method-assign]
+
+
+ALICE = {"user": '"alice"', "cart": "[1,2]"}
+BOB = {"user": '"bob"'}
+
+
+def _seed(store: RedisStore) -> None:
+    for name in ("t:alice", "t:bob", "t:carol"):
+        store.delete(name)  # a spent ticket from an earlier check would block SET NX
+    assert store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.save("s:bob", changed=BOB, ttl=600, create=True)
+    store.put_ticket("t:alice", "alice-wrapped", 600)
+    store.put_ticket("t:bob", "bob-wrapped", 600)
+
+
+def _bob(store: RedisStore) -> SessionRecord | None:
+    return store.load("s:bob", 600)
+
+
+INTERRUPTED_CALLS: dict[str, Callable[[RedisStore], object]] = {
+    "load": lambda store: store.load("s:alice", 600),
+    "save": lambda store: store.save("s:alice", changed={"seen": "1"}, ttl=600),
+    "take_ticket": lambda store: store.take_ticket("t:alice"),
+    "put_ticket": lambda store: store.put_ticket("t:carol", "carol-wrapped", 600),
+    "delete": lambda store: store.delete("s:gone"),
+}
+
+NEXT_CALLS: dict[str, Callable[[RedisStore], object]] = {
+    "load": _bob,
+    "take_ticket": lambda store: store.take_ticket("t:bob"),
+}
+EXPECTED_NEXT = {"load": SessionRecord(BOB, {}), "take_ticket": "bob-wrapped"}
+
+
+def check_interrupted_command_crosses_no_user(
+    store: RedisStore, interrupted: str, following: str
+) -> None:
+    """An interrupted ``interrupted`` call, then ``following`` reads its own reply."""
+    _seed(store)
+    with interrupt_next_read() as fired:
+        with pytest.raises(Interrupted):
+            INTERRUPTED_CALLS[interrupted](store)
+    assert fired, "the interruption never happened: this check proved nothing"
+    # Several in a row: any connection the pool hands out must be in step.
+    for _ in range(3):
+        assert _bob(store) == SessionRecord(BOB, {})
+    assert NEXT_CALLS[following](store) == EXPECTED_NEXT[following]
+
+
+def check_signal_during_a_stalled_read(store: RedisStore, admin: redis.Redis) -> None:
+    """A timeout raised asynchronously while the read blocks (gevent.Timeout's way)."""
+    _seed(store)
+    admin.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+
+    def fire(_signum: int, _frame: Any) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Interrupted):
+            store.load("s:alice", 600)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        admin.execute_command("CLIENT", "UNPAUSE")
+    assert _bob(store) == SessionRecord(BOB, {})
+    assert store.take_ticket("t:bob") == "bob-wrapped"
+
+
+# -- the two kinds of single-server client -------------------------------------------
+
+
+@pytest.fixture(params=["fast-path", "client-default-protocol"])
+def redis_store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[RedisStore]:
+    if request.param == "fast-path":
+        store = RedisStore.from_url(redis_url)
+        assert store.uses_fast_path
+    else:
+        # redis-py's defaults: RESP3 in redis-py 8, whose pool trusts its connections.
+        store = RedisStore(redis.Redis.from_url(redis_url))
+        assert not store.uses_fast_path
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client()
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("following", sorted(NEXT_CALLS))
+@pytest.mark.parametrize("interrupted", sorted(INTERRUPTED_CALLS))
+def test_an_interrupted_command_crosses_no_user(
+    redis_store: RedisStore, interrupted: str, following: str
+) -> None:
+    check_interrupted_command_crosses_no_user(redis_store, interrupted, following)
+
+
+def test_a_signal_during_a_stalled_read_crosses_no_user(
+    redis_store: RedisStore, admin: redis.Redis
+) -> None:
+    check_signal_during_a_stalled_read(redis_store, admin)
+
+
+def test_a_dirty_connection_in_the_pool_is_dropped_not_used(redis_url: str) -> None:
+    """Rule 2: a connection someone else left with a reply unread is never read from."""
+    client = redis.Redis.from_url(redis_url)  # RESP3: the pool itself does not check
+    store = RedisStore(client)
+    _seed(store)
+    conn = client.connection_pool.get_connection()
+    conn.send_command("GET", "s:alice")  # ...and never reads the reply
+    client.connection_pool.release(conn)
+    assert _bob(store) == SessionRecord(BOB, {})
+    store.close()
+
+
+def test_the_control_a_bare_redis_py_exchange_does_cross(redis_url: str) -> None:
+    """Without the store's rules the interruption does hand alice's reply to bob.
+
+    Proves the injection above reproduces the defect, so the checks that pass
+    with the store are not passing by accident.
+    """
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    pool = client.connection_pool
+    client.set("alice", "alice's")
+    client.set("bob", "bob's")
+    conn = pool.get_connection()
+    with interrupt_next_read(), pytest.raises(Interrupted):
+        conn.send_command("GET", "alice")
+        conn.read_response()
+    conn.send_command("GET", "bob")
+    assert conn.read_response() == b"alice's"
+    conn.disconnect()
+    pool.release(conn)
+    client.close()
+
+
+# -- retries: a timed-out redemption that did run ------------------------------------
+
+
+def _stall(admin: redis.Redis, seconds: float) -> threading.Thread:
+    """Block the whole server for ``seconds`` (a slow script, a fork, a busy host)."""
+    thread = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", seconds))
+    thread.start()
+    time.sleep(0.05)  # DEBUG SLEEP is running: everything else now queues
+    return thread
+
+
+def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:
+    """The first attempt times out but runs; its retry must get the ticket, once."""
+    store = RedisStore.from_url(redis_url, socket_timeout=0.3)
+    store.put_ticket("t:alice", "alice-wrapped", 600)
+    stall = _stall(admin, 0.45)  # longer than one timeout, shorter than two
+    try:
+        assert store.take_ticket("t:alice") == "alice-wrapped"
+    finally:
+        stall.join()
+    # Still single-use: any other redemption gets nothing.
+    assert store.take_ticket("t:alice") is None
+    assert RedisStore.from_url(redis_url).take_ticket("t:alice") is None
+    store.close()
+
+
+def _race_for(store: RedisStore, name: str, racers: int = 4) -> list[str | None]:
+    barrier = threading.Barrier(racers)
+    got: list[str | None] = []
+
+    def take() -> None:
+        barrier.wait()
+        got.append(store.take_ticket(name))
+
+    threads = [threading.Thread(target=take) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return got
+
+
+def test_a_ticket_is_still_taken_once_by_concurrent_redemptions(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    for round_ in range(50):
+        store.put_ticket(f"t:{round_}", "wrapped", 600)
+        got = _race_for(store, f"t:{round_}")
+        assert got.count("wrapped") == 1 and got.count(None) == 3, got
+    store.close()
+
+
+def test_a_stall_past_every_retry_is_503_never_replayed(
+    redis_url: str, admin: redis.Redis
+) -> None:
+    """Through the middleware: the callback during a long stall answers 503, not 403."""
+    store = RedisStore.from_url(redis_url, socket_timeout=0.2)
+    dep = Deployment(store, time.time)
+    browser = Browser(dep)
+    token_url = browser.token_url_for(SHOP + "/orders")
+    assert CALLBACK in token_url
+    stall = _stall(admin, 0.8)  # past both attempts (0.2 s each and a short backoff)
+    try:
+        page = browser.get(token_url)
+    finally:
+        stall.join()
+    assert page.status_int == 503, (page.status, reason_of(page))
+    assert page.headers["Retry-After"]
+    assert "Location" not in page.headers
+    store.close()
+
+
+# -- the fast path's idle list ------------------------------------------------------
+
+
+def _concurrent_reads(store: RedisStore, threads: int, rounds: int = 40) -> list[object]:
+    barrier = threading.Barrier(threads)
+    seen: list[object] = []
+
+    def read() -> None:
+        barrier.wait()
+        for _ in range(rounds):
+            seen.append(store.load("s:bob", 600))
+
+    workers = [threading.Thread(target=read) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return seen
+
+
+def test_the_idle_list_is_bounded_and_leaves_the_client_connections(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, max_connections=2)
+    _seed(store)
+    _concurrent_reads(store, threads=2)
+    # Half the pool at most is parked, so the client's own commands still get one.
+    for _ in range(20):
+        assert store.client.get("no-such-key") is None
+    store.close()
+
+
+def test_max_idle_connections_is_honoured_under_a_burst(redis_url: str) -> None:
+    store = RedisStore(redis.Redis.from_url(redis_url, protocol=2), max_idle_connections=3)
+    _seed(store)
+    seen = _concurrent_reads(store, threads=8)
+    assert len(seen) == 8 * 40 and all(record == SessionRecord(BOB, {}) for record in seen)
+    assert 1 <= store.idle_connections <= 3
+    store.close()
+    assert store.idle_connections == 0
+
+
+def test_close_while_requests_run_never_shares_a_connection(redis_url: str) -> None:
+    """close() gives parked connections back while other threads use the store."""
+    store = RedisStore.from_url(redis_url)
+    users = [f"user{i}" for i in range(4)]
+    for user in users:
+        store.save(f"s:{user}", changed={"user": json.dumps(user)}, ttl=600, create=True)
+    stop = time.monotonic() + 1.5
+    wrong: list[tuple[str, object]] = []
+    outages: list[int] = []
+
+    def read(user: str) -> None:
+        expected = SessionRecord({"user": json.dumps(user)}, {})
+        while time.monotonic() < stop:
+            try:
+                record = store.load(f"s:{user}", 600)
+            except StoreUnavailable:
+                outages.append(1)  # close() also disconnects in-use sockets: a retry or a 503
+                continue
+            if record != expected:
+                wrong.append((user, record))
+
+    workers = [threading.Thread(target=read, args=(user,)) for user in users]
+    for worker in workers:
+        worker.start()
+    closes = 0
+    while time.monotonic() < stop:
+        store.close()
+        closes += 1
+        time.sleep(0.001)
+    for worker in workers:
+        worker.join()
+    assert closes > 100
+    assert not wrong, wrong[:3]
+    store.close()
+
+
+def test_the_eviction_policy_is_reported(redis_url: str, admin: redis.Redis) -> None:
+    store = RedisStore.from_url(redis_url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    assert store.eviction_warning() is None
+    try:
+        for policy in ("allkeys-lru", "volatile-ttl"):
+            admin.config_set("maxmemory-policy", policy)
+            warning = store.eviction_warning()
+            assert warning is not None and policy in warning and "noeviction" in warning
+    finally:
+        admin.config_set("maxmemory-policy", "noeviction")
+    store.close()
