@@ -1,12 +1,21 @@
-"""The command line: ``python -m sessionshare keygen | fingerprint | check | demo``.
+"""The command line: ``python -m sessionshare keygen | fingerprint | check | options | demo``.
 
 - ``keygen`` prints a new sync key for ``SESSIONSHARE_SYNC_KEY``.
 - ``fingerprint`` prints the public fingerprint of each key in
   ``SESSIONSHARE_SYNC_KEY`` (or of the keys given on standard input): run it
   on two apps and compare, without ever showing a key.
-- ``check [idp|remote]`` validates the ``SESSIONSHARE_*`` settings and pings
-  the store, printing one line per problem; exit status 0 when all is well.
+- ``check [idp|remote]`` builds the real middleware from the ``SESSIONSHARE_*``
+  variables, exactly as ``from_env`` does, and pings the store, printing one
+  line per problem; exit status 0 when all is well.
+- ``options --markdown`` prints the README's options table and
+  ``options --docstring idp|remote`` the constructor's ``:param:`` lines, both
+  generated from :data:`sessionshare.core.options.OPTIONS` (tests hold the
+  README and the docstrings to this output).
 - ``demo`` runs the IdP and two remote apps on this machine (see README).
+
+    $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
+    remote: SESSIONSHARE_SYNC_KEY is not set: ...
+    remote: SESSIONSHARE_APP_URL: app_url='localhost:5000' is not a valid URL ...
 """
 
 from __future__ import annotations
@@ -14,13 +23,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, get_args
 
-from .config import collect_settings
+from .core.options import OPTIONS, Role, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
+from .idp import IdpAuthMiddleware
+from .middleware import SessionMiddleware
+from .remote import RemoteSessionMiddleware
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["build_from_env", "main", "options_docstring", "options_markdown"]
+
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -43,31 +62,97 @@ def _fingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _no_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    return []
+
+
+def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str]]:
+    """The middleware ``from_env`` would build for ``role``, or every problem in the way."""
+    values, problems = read_environ(role)
+    if problems:
+        return None, problems
+    cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
+    try:
+        # What from_env does once the variables are read: the real constructor,
+        # so whatever it would refuse at start-up is refused here too.
+        return cls(_no_app, **values), []
+    except ConfigurationError as exc:
+        return None, [str(exc)]
+
+
 def _check(args: argparse.Namespace) -> int:
     marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
-    roles = [args.role] if args.role else [r for r in marker if os.environ.get(marker[r])]
-    roles = roles or ["remote"]
+    roles = [args.role] if args.role else [r for r in ROLES if os.environ.get(marker[r])]
     status = 0
-    for role in roles:
-        settings, problems = collect_settings(role)
+    for role in roles or ["remote"]:
+        middleware, problems = build_from_env(role)
         for problem in problems:
             print(f"{role}: {problem}")
-        if problems:
+        if middleware is None:
             status = 1
             continue
+        store = middleware.manager.store
         try:
-            settings["store"].ping()
+            store.ping()
         except StoreUnavailable as exc:
+            store.close()
             print(f"{role}: the store does not answer ({exc}); check SESSIONSHARE_STORE_URL")
             status = 1
             continue
-        eviction_warning = getattr(settings["store"], "eviction_warning", None)
+        eviction_warning = getattr(store, "eviction_warning", None)
         warning = eviction_warning() if eviction_warning is not None else None
+        store.close()
         if warning:
             print(f"{role}: warning: {warning}")
-        fingerprint = settings["key"].fingerprint
+        fingerprint = middleware.key.fingerprint
         print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
     return status
+
+
+def options_markdown() -> str:
+    """The README's options tables, generated from the declaration."""
+    def used_by(roles: Iterable[Role]) -> str:
+        return "both" if set(roles) == set(ROLES) else " ".join(
+            "IdP" if role == "idp" else role for role in sorted(roles)
+        )
+
+    lines = ["| variable | argument | default | used by | meaning |", "|---|---|---|---|---|"]
+    for option in OPTIONS:
+        if option.env is not None:
+            text = option.env_text()
+            default = "**required**" if text is None else f"`{text}`"
+            lines.append(f"| `{option.env}` | `{option.name}` | {default} | "
+                         f"{used_by(option.roles)} | {option.help} |")
+    lines += [
+        "",
+        "Arguments without a variable (pass them to the constructor, or as keyword",
+        "overrides to `from_env(app, **overrides)`):",
+        "",
+        "| argument | default | used by | meaning |",
+        "|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        if option.env is None:
+            lines.append(f"| `{option.name}` | `{option.default_text()}` | "
+                         f"{used_by(option.roles)} | {option.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def options_docstring(role: Role, *, indent: int = 4, width: int = 92) -> str:
+    """The ``:param:`` lines of a middleware's class docstring, generated."""
+    lines = []
+    for option in options_for(role):
+        lines.append(textwrap.fill(
+            f":param {option.name}: {option.doc()}", width=width,
+            initial_indent=" " * indent, subsequent_indent=" " * (indent + 4),
+            break_on_hyphens=False, break_long_words=False,
+        ))
+    return "\n".join(lines) + "\n"
+
+
+def _options(args: argparse.Namespace) -> int:
+    print(options_docstring(args.docstring) if args.docstring else options_markdown(), end="")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -85,9 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp = commands.add_parser("fingerprint", help="print the fingerprint of each configured key")
     fp.add_argument("--stdin", action="store_true", help="read the keys from standard input")
     fp.set_defaults(run=_fingerprint)
-    check = commands.add_parser("check", help="validate SESSIONSHARE_* settings and ping the store")
+    check = commands.add_parser(
+        "check", help="build the middleware from SESSIONSHARE_* variables and ping the store"
+    )
     check.add_argument("role", nargs="?", choices=["idp", "remote"])
     check.set_defaults(run=_check)
+    options = commands.add_parser(
+        "options", help="print the options table (README) or a constructor's :param: lines"
+    )
+    form = options.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="the README table (the default)")
+    form.add_argument("--docstring", choices=ROLES, help="the :param: lines of one middleware")
+    options.set_defaults(run=_options)
     demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .config import read_settings
+from .core.options import Role, SameSite, read_environ
 from .core.reply import Reply
 from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError, StoreUnavailable
@@ -39,9 +39,14 @@ _M = TypeVar("_M", bound="SessionMiddleware")
 
 
 class SessionMiddleware:
-    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`."""
+    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
-    _role: ClassVar[str]
+    The subclasses document every argument and check them all against
+    :data:`sessionshare.core.options.OPTIONS` before calling this, so a bad
+    configuration is reported whole, once, naming each option.
+    """
+
+    _role: ClassVar[Role]
 
     def __init__(
         self,
@@ -58,7 +63,7 @@ class SessionMiddleware:
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
-        cookie_samesite: str = "Lax",
+        cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
         clock: Callable[[], float] = time.time,
@@ -66,13 +71,6 @@ class SessionMiddleware:
         self.app = app
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
         self.origin = canonical_origin(app_url)
-        if not self.origin.startswith("https://") and cookie_secure:
-            raise ConfigurationError(
-                f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
-                "or pass cookie_secure=False explicitly for a local http demo"
-            )
-        if token_ttl <= 0:
-            raise ConfigurationError("token_ttl must be a positive number of seconds")
         self.user_key = user_key
         self.token_ttl = int(token_ttl)
         self.logout_path = logout_path
@@ -97,12 +95,21 @@ class SessionMiddleware:
 
     @classmethod
     def from_env(
-        cls: type[_M], app: WSGIApplication, environ: dict[str, str] | None = None, **overrides: Any
+        cls: type[_M],
+        app: WSGIApplication,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
     ) -> _M:
-        """Build from ``SESSIONSHARE_*`` variables (see :mod:`sessionshare.config`)."""
-        kwargs = read_settings(cls._role, environ)
-        kwargs.update(overrides)
-        return cls(app, **kwargs)
+        """Build from ``SESSIONSHARE_*`` variables (``os.environ`` unless ``environ``).
+
+        Keyword ``overrides`` are constructor arguments that win over the
+        variables. One :class:`ConfigurationError` names every variable to fix;
+        the variables are listed in :mod:`sessionshare.core.options`.
+        """
+        values, problems = read_environ(cls._role, environ, overrides)
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return cls(app, **values, **overrides)
 
     # -- shared steps ------------------------------------------------------
     def user_of(self, session: Session) -> Any:

@@ -33,13 +33,15 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from itsdangerous import BadData, TimestampSigner
 
 from .core import tickets
+from .core.options import SameSite, check_options
 from .core.reply import Reply
 from .crypto import SyncKey, canonical_origin, open_token
 from .crypto.allowlist import DEFAULT_CALLBACK_PATH
@@ -70,7 +72,58 @@ _STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
 
 
 class RemoteSessionMiddleware(SessionMiddleware):
-    """Adopts the IdP's shared session for this app, through a one-time token."""
+    """Adopts the IdP's shared session for this app, through a one-time token.
+
+    Every argument after ``app`` is keyword-only and checked at construction:
+    a bad one raises :class:`~sessionshare.ConfigurationError` naming it. The
+    list below is generated (``python -m sessionshare options --docstring remote``)
+    from :data:`sessionshare.core.options.OPTIONS`, and a test keeps it, the
+    signature and that declaration equal.
+
+    :param app: The WSGI application to wrap.
+    :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
+        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
+        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+    :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
+        Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
+    :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
+        environment: ``SESSIONSHARE_APP_URL``.
+    :param idp_url: The IdP's full login URL, e.g. https://id.example/login. Required. From
+        the environment: ``SESSIONSHARE_IDP_URL``.
+    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
+        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
+        environment: ``SESSIONSHARE_TOKEN_TTL``.
+    :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default
+        ``1800``. From the environment: ``SESSIONSHARE_IDLE_TIMEOUT``.
+    :param absolute_timeout: Seconds after the latest sign-in (or creation, if never signed
+        in) when the session ends regardless. Default ``28800``. From the environment:
+        ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
+    :param cookie_name: Session cookie name (a __Host- name is supported). Default
+        ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
+    :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
+        ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
+        ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
+    :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
+        sees it). Default ``None``.
+    :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
+        environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param callback_path: The remote path that receives the token (the IdP accepts callbacks
+        to allow-listed hosts at this path). Default ``"/_sessionshare/callback"``. From the
+        environment: ``SESSIONSHARE_CALLBACK_PATH``.
+    :param logout_path: POST here to sign out everywhere. Default
+        ``"/_sessionshare/logout"``. From the environment: ``SESSIONSHARE_LOGOUT_PATH``.
+    :param logout_redirect: Where the browser goes after signing out: a local path or an
+        http(s) URL. Default ``"/"``.
+    :param protect: Which paths need a sign-in: ``True`` (all), ``False``, a list of path
+        prefixes, or ``predicate(environ) -> bool``. Default ``True``.
+    :param state_ttl: Seconds a started sign-in may take. Default ``600``.
+    :param state_cookie_name: Prefix of the per-login state cookies. Default
+        ``"sessionshare_state"``.
+    :param token_leeway: Seconds of clock skew tolerated on a token. Default ``5.0``.
+    :param clock: The time source (tests inject one). Default ``time.time``.
+    """
 
     _role = "remote"
 
@@ -82,23 +135,36 @@ class RemoteSessionMiddleware(SessionMiddleware):
         key: SyncKey | str,
         app_url: str,
         idp_url: str,
+        user_key: str = "user",
+        token_ttl: int = 60,
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 8 * 60 * 60,
+        cookie_name: str = "sessionshare",
+        cookie_secure: bool = True,
+        cookie_samesite: SameSite = "Lax",
+        cookie_domain: str | None = None,
+        key_prefix: str = "sessionshare:",
         callback_path: str = DEFAULT_CALLBACK_PATH,
+        logout_path: str = "/_sessionshare/logout",
+        logout_redirect: str = "/",
         protect: Protect = True,
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = 5.0,
-        **options: Any,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(app, store=store, key=key, app_url=app_url, **options)
+        # Every argument by name, checked against the declaration at once, so one
+        # error lists every mistake (idp_url, paths and lifetimes included).
+        check_options("remote", locals())
+        super().__init__(
+            app, store=store, key=key, app_url=app_url, user_key=user_key,
+            token_ttl=token_ttl, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+            cookie_name=cookie_name, cookie_secure=cookie_secure,
+            cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
+            key_prefix=key_prefix, logout_path=logout_path, logout_redirect=logout_redirect,
+            clock=clock,
+        )
         self.issuer = canonical_origin(idp_url, setting="idp_url")
-        if "?" in idp_url or "#" in idp_url:
-            raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
-        if not callback_path.startswith("/") or callback_path == self.logout_path:
-            raise ConfigurationError(
-                f"callback_path {callback_path!r} must be its own absolute path"
-            )
-        if state_ttl <= 0:
-            raise ConfigurationError("state_ttl must be a positive number of seconds")
         self.idp_url = idp_url
         self.callback_path = callback_path
         self.callback_url = self.origin + callback_path

@@ -1,0 +1,177 @@
+"""How one option value is checked, and how a variable's text becomes a value.
+
+Each check takes the option's name and a value and returns a message that
+names the option and says what is expected, or None when the value is fine;
+:mod:`sessionshare.core.options` pairs them with the options. Parsers turn
+``SESSIONSHARE_*`` text into the argument and raise ``ValueError`` saying
+what was expected.
+
+    seconds("idle_timeout", "1800")
+    # "idle_timeout must be a positive number of seconds, not '1800' (str)"
+    absolute_path("logout_path", "/_sessionshare/logout")   # None: fine
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from ..crypto import AllowList, SyncKey, canonical_origin
+from ..errors import ConfigurationError
+from ..store import SessionStore
+
+__all__ = [
+    "absolute_path", "allow_list", "any_text", "anything", "bool_text", "flag", "function",
+    "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
+    "origin_url", "samesite", "seconds", "session_store", "sync_key", "verbatim",
+    "zero_or_more_seconds",
+]
+
+# -- checks of one value -------------------------------------------------------
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else (
+        f"{text} ({type(value).__name__})"
+    )
+
+
+def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
+    # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and (value >= 0 if zero_ok else value > 0):
+        return None
+    kind = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
+    return f"{name} must be {kind}, not {_shown(value)}"
+
+
+def zero_or_more_seconds(name: str, value: Any) -> str | None:
+    return seconds(name, value, zero_ok=True)
+
+
+def flag(name: str, value: Any) -> str | None:
+    # "no" is truthy: a string here would silently mean True.
+    return None if isinstance(value, bool) else f"{name} must be True or False, not {_shown(value)}"
+
+
+def nonempty_text(name: str, value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return None
+    return f"{name} must be a non-empty string, not {_shown(value)}"
+
+
+def any_text(name: str, value: Any) -> str | None:
+    return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
+
+
+def optional_text(name: str, value: Any) -> str | None:
+    # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
+    return None if value is None else any_text(name, value)
+
+
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+
+
+def absolute_path(name: str, value: Any) -> str | None:
+    # Compared with PATH_INFO as is: a path without its leading "/" never matches,
+    # which would silently switch the endpoint off (logout_path="logout" did).
+    if isinstance(value, str) and _PATH.fullmatch(value):
+        return None
+    return (
+        f"{name} must be an absolute path: a leading '/', no query, no spaces "
+        f"(e.g. '/_sessionshare/logout'), not {_shown(value)}"
+    )
+
+
+def origin_url(name: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{name} must be a URL string such as 'https://shop.example', not {_shown(value)}"
+    try:
+        canonical_origin(value, setting=name)
+    except ConfigurationError as exc:
+        return f"{exc}; write it with its scheme, e.g. 'https://shop.example'"
+    return None
+
+
+def samesite(name: str, value: Any) -> str | None:
+    if isinstance(value, str) and value.lower() in ("lax", "strict", "none"):
+        return None
+    return f"{name} must be 'Lax', 'Strict' or 'None', not {_shown(value)}"
+
+
+def sync_key(name: str, value: Any) -> str | None:
+    if isinstance(value, SyncKey):
+        return None
+    if not isinstance(value, str):
+        # Never the value itself: it may be a key in the wrong wrapper.
+        return (
+            f"{name} must be a SyncKey or the text from `python -m sessionshare keygen`, "
+            f"not {type(value).__name__}"
+        )
+    try:
+        SyncKey.parse(value)
+    except ConfigurationError as exc:
+        return f"{name}: {exc}"
+    return None
+
+
+def session_store(name: str, value: Any) -> str | None:
+    if isinstance(value, SessionStore):
+        return None
+    return (
+        f"{name} must implement sessionshare.store.SessionStore "
+        f"(e.g. RedisStore.from_url(...) or MemoryStore()), not {type(value).__name__}"
+    )
+
+
+def allow_list(name: str, value: Any) -> str | None:
+    if isinstance(value, (AllowList, str)):
+        return None
+    if isinstance(value, Collection) and not isinstance(value, (bytes, Mapping)):
+        if all(isinstance(item, str) for item in value):
+            return None
+    elif isinstance(value, Iterable):
+        return None  # a one-shot iterator: reading it here would leave AllowList nothing
+    return (
+        f"{name} must be an AllowList, a list of hosts or origins, or one comma separated "
+        f"string, not {_shown(value)}"
+    )
+
+
+def function(name: str, value: Any) -> str | None:
+    return None if callable(value) else f"{name} must be callable, not {_shown(value)}"
+
+
+def optional_function(name: str, value: Any) -> str | None:
+    return None if value is None else function(name, value)
+
+
+def anything(name: str, value: Any) -> str | None:
+    return None  # checked where it is interpreted (``protect``: remote.py)
+
+
+# -- reading text from the environment -------------------------------------------
+def bool_text(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number of seconds") from None
+
+
+def hosts_text(text: str) -> tuple[str, ...]:
+    # Parsed once here to report bad entries; the IdP builds its AllowList from the
+    # entries with its own callback_path, which may come from another variable.
+    return AllowList(text).entries
+
+
+def verbatim(text: str) -> str:
+    return text.strip()

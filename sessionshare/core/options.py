@@ -1,0 +1,325 @@
+"""Every option of both middlewares, declared once: type, default, meaning, variable.
+
+:data:`OPTIONS` is the single source. The constructors' docstrings, their
+explicit keyword arguments (tests hold both to it), ``from_env`` and its
+``SESSIONSHARE_*`` variables, the README's options table and
+``python -m sessionshare check`` all come from it, so adding an option is
+one entry here plus its parameter in the constructor.
+
+Validation happens at construction and reports every problem at once, each
+naming the option (and the variable, when the value came from one); how one
+value is checked lives in :mod:`sessionshare.core.option_checks`. A value
+that could carry a secret -- the sync key -- is never echoed.
+
+    values, problems = read_environ("remote", {"SESSIONSHARE_APP_URL": "localhost:5000"})
+    problems  # ["SESSIONSHARE_SYNC_KEY is not set: ...", "SESSIONSHARE_IDP_URL is not set: ...",
+              #  "SESSIONSHARE_APP_URL: app_url='localhost:5000' is not a valid URL ..."]
+    RemoteSessionMiddleware(app, ..., idle_timeout="1800", logout_path="logout")
+    # ConfigurationError: idle_timeout must be a positive number of seconds, not '1800'
+    # (str); logout_path must be an absolute path: a leading '/', no query, no spaces ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..crypto import SyncKey, canonical_origin
+from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
+from ..errors import ConfigurationError
+from ..store import MemoryStore, SessionStore
+from . import option_checks as checks
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "OPTIONS",
+    "REQUIRED",
+    "Option",
+    "Role",
+    "SameSite",
+    "check_options",
+    "make_store",
+    "options_for",
+    "read_environ",
+]
+
+Role = Literal["idp", "remote"]
+SameSite = Literal["Lax", "Strict", "None"]
+DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
+BOTH: frozenset[Role] = frozenset(("idp", "remote"))
+IDP: frozenset[Role] = frozenset(("idp",))
+REMOTE: frozenset[Role] = frozenset(("remote",))
+
+#: A problem message for an option's value, or None when the value is fine.
+Check = Callable[[str, Any], str | None]
+
+
+class _Required:
+    """The default of an option that has none."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def make_store(url: str) -> SessionStore:
+    """``memory://`` for an in-process store, else a Redis URL."""
+    if url.startswith("memory:"):
+        return MemoryStore()
+    from ..store.redis import RedisStore  # only now: redis-py stays unimported otherwise
+
+    return RedisStore.from_url(url)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One constructor argument: its type, default, meaning and variable."""
+
+    #: The keyword argument's name.
+    name: str
+    #: The annotation, exactly as the constructors spell it (a test compares them).
+    annotation: str
+    #: The default, or :data:`REQUIRED`.
+    default: Any
+    #: The middlewares that take it.
+    roles: frozenset[Role]
+    #: What it means, one phrase without a final period.
+    help: str
+    #: Checks a value: a message naming the problem, or None when it is fine
+    #: (``checks.anything`` for an option checked where it is interpreted).
+    check: Check
+    #: The ``SESSIONSHARE_*`` variable ``from_env`` reads it from, if any.
+    env: str | None = None
+    #: Turns the variable's text into the argument.
+    parse: Callable[[str], Any] = checks.verbatim
+    #: The variable's default text when it differs from the argument's default.
+    env_default: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def default_text(self) -> str | None:
+        """The default as Python source (``"Lax"``, ``60``, ``time.time``); None if required."""
+        if self.required:
+            return None
+        if isinstance(self.default, str):
+            return f'"{self.default}"'
+        if callable(self.default):
+            return f"{self.default.__module__}.{self.default.__qualname__}"
+        return repr(self.default)
+
+    def env_text(self) -> str | None:
+        """The text the variable defaults to; None when the variable must be set."""
+        if self.env_default is not None or self.required:
+            return self.env_default
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
+    def doc(self) -> str:
+        """The ``:param:`` text of the constructors' docstrings, on one line."""
+        default = self.default_text()
+        # Markdown code spans (the README's form) become reST literals.
+        meaning = re.sub(r"`([^`]+)`", r"``\1``", self.help)
+        text = f"{meaning[0].upper()}{meaning[1:]}."
+        text += " Required." if default is None else f" Default ``{default}``."
+        if self.env:
+            text += f" From the environment: ``{self.env}``."
+        return text
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("store", "SessionStore", REQUIRED, BOTH,
+           "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
+           "as a variable: redis://host:port/db, rediss://..., or memory:// "
+           "(one process only)",
+           check=checks.session_store, env="SESSIONSHARE_STORE_URL",
+           parse=make_store, env_default=DEFAULT_STORE_URL),
+    Option("key", "SyncKey | str", REQUIRED, BOTH,
+           "shared secret(s), newest first, from `python -m sessionshare keygen`",
+           check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
+    Option("app_url", "str", REQUIRED, BOTH,
+           "this app's public origin, e.g. https://shop.example",
+           check=checks.origin_url, env="SESSIONSHARE_APP_URL"),
+    Option("idp_url", "str", REQUIRED, REMOTE,
+           "the IdP's full login URL, e.g. https://id.example/login",
+           check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
+    Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
+           "allow-list of the remote apps: host, host:port, *.domain or origin, "
+           "comma separated",
+           check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
+    Option("user_key", "str", "user", BOTH,
+           "session key whose presence means signed in",
+           check=checks.nonempty_text, env="SESSIONSHARE_USER_KEY"),
+    Option("token_ttl", "int", 60, BOTH,
+           "seconds a hand-off token stays valid",
+           check=checks.seconds, env="SESSIONSHARE_TOKEN_TTL", parse=checks.int_text),
+    Option("idle_timeout", "int", 30 * 60, BOTH,
+           "seconds of inactivity before the session ends (sliding)",
+           check=checks.seconds, env="SESSIONSHARE_IDLE_TIMEOUT", parse=checks.int_text),
+    Option("absolute_timeout", "int", 8 * 60 * 60, BOTH,
+           "seconds after the latest sign-in (or creation, if never signed in) "
+           "when the session ends regardless",
+           check=checks.seconds, env="SESSIONSHARE_ABSOLUTE_TIMEOUT", parse=checks.int_text),
+    Option("cookie_name", "str", "sessionshare", BOTH,
+           "session cookie name (a __Host- name is supported)",
+           check=checks.nonempty_text, env="SESSIONSHARE_COOKIE_NAME"),
+    Option("cookie_secure", "bool", True, BOTH,
+           "Secure cookie flag; off only for a local http demo",
+           check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),
+    Option("cookie_samesite", "SameSite", "Lax", BOTH,
+           "SameSite cookie attribute: Lax, Strict or None",
+           check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
+    Option("cookie_domain", "str | None", None, BOTH,
+           "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
+           check=checks.optional_text),
+    Option("key_prefix", "str", "sessionshare:", BOTH,
+           "prefix of every store key",
+           check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),
+    Option("login_path", "str", "/login", IDP,
+           "the IdP path remotes send browsers to",
+           check=checks.absolute_path, env="SESSIONSHARE_LOGIN_PATH"),
+    Option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH,
+           "the remote path that receives the token (the IdP accepts callbacks "
+           "to allow-listed hosts at this path)",
+           check=checks.absolute_path, env="SESSIONSHARE_CALLBACK_PATH"),
+    Option("logout_path", "str", "/_sessionshare/logout", BOTH,
+           "POST here to sign out everywhere",
+           check=checks.absolute_path, env="SESSIONSHARE_LOGOUT_PATH"),
+    Option("logout_redirect", "str", "/", BOTH,
+           "where the browser goes after signing out: a local path or an http(s) URL",
+           check=checks.nonempty_text),
+    Option("protect", "Protect", True, REMOTE,
+           "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
+           "or `predicate(environ) -> bool`",
+           check=checks.anything),
+    Option("authorize", "Authorize | None", None, IDP,
+           "`authorize(session, remote_origin) -> bool`; False answers 403",
+           check=checks.optional_function),
+    Option("strict", "bool", False, IDP,
+           "answer 400 to a callback off the allow-list instead of showing the login page",
+           check=checks.flag),
+    Option("state_ttl", "int", 10 * 60, REMOTE,
+           "seconds a started sign-in may take",
+           check=checks.seconds),
+    Option("state_cookie_name", "str", "sessionshare_state", REMOTE,
+           "prefix of the per-login state cookies",
+           check=checks.nonempty_text),
+    Option("token_leeway", "float", 5.0, REMOTE,
+           "seconds of clock skew tolerated on a token",
+           check=checks.zero_or_more_seconds),
+    Option("clock", "Callable[[], float]", time.time, BOTH,
+           "the time source (tests inject one)",
+           check=checks.function),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def options_for(role: Role) -> tuple[Option, ...]:
+    """The options the ``idp`` or ``remote`` middleware takes, in declaration order."""
+    return tuple(option for option in OPTIONS if role in option.roles)
+
+
+# -- rules between options ---------------------------------------------------------
+def _cross_problems(
+    role: Role, values: Mapping[str, Any], bad: Collection[str]
+) -> list[tuple[str, str]]:
+    """(option to blame, message) for combinations that cannot work.
+
+    Only options whose own value passed its check (not in ``bad``) are compared.
+    """
+    def value(name: str) -> Any:
+        return values.get(name, _BY_NAME[name].default)
+
+    found: list[tuple[str, str]] = []
+    app_url = value("app_url")
+    if (
+        "app_url" in values and not {"app_url", "cookie_secure"} & set(bad)
+        and value("cookie_secure") and canonical_origin(app_url).startswith("http:")
+    ):
+        found.append(("app_url", (
+            f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
+            "or pass cookie_secure=False (SESSIONSHARE_COOKIE_SECURE=false) explicitly "
+            "for a local http demo"
+        )))
+    # A request is routed by the first path it matches: a shared path would
+    # silently switch one endpoint off.
+    first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
+    if not {first, second} & set(bad) and value(first) == value(second):
+        found.append((second, (
+            f"{second} {value(second)!r} is also the {first}: give each its own absolute path"
+        )))
+    return found
+
+
+def _problems(
+    role: Role, values: Mapping[str, Any], sources: Mapping[str, str]
+) -> list[str]:
+    def blamed(name: str, message: str) -> str:
+        source = sources.get(name)
+        return f"{source}: {message}" if source else message
+
+    problems: list[str] = []
+    bad: list[str] = []
+    for option in options_for(role):
+        if option.name in values:
+            message = option.check(option.name, values[option.name])
+            if message is not None:
+                problems.append(blamed(option.name, message))
+                bad.append(option.name)
+    problems.extend(blamed(name, message) for name, message in _cross_problems(role, values, bad))
+    return problems
+
+
+def check_options(role: Role, values: Mapping[str, Any]) -> None:
+    """Raise one :class:`ConfigurationError` listing every problem with ``values``.
+
+    ``values`` holds the constructor's arguments by name (its ``locals()``);
+    names that are not options of ``role`` are ignored.
+    """
+    problems = _problems(role, values, {})
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def read_environ(
+    role: Role,
+    environ: Mapping[str, str] | None = None,
+    given: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Constructor arguments from ``SESSIONSHARE_*`` variables, and every problem found.
+
+    Arguments in ``given`` (``from_env``'s overrides) win over the variables,
+    which then need not be set; the problems cover the combined arguments,
+    each naming the variable its value came from.
+    """
+    env = os.environ if environ is None else environ
+    given = given or {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for option in options_for(role):
+        if option.name in given or option.env is None:
+            continue
+        text = env.get(option.env, option.env_text())
+        if text is None or not text.strip():
+            if option.required:
+                problems.append(f"{option.env} is not set: {option.help}")
+            continue
+        try:
+            values[option.name] = option.parse(text)
+        except (ConfigurationError, ValueError) as exc:
+            # Messages from SyncKey never echo key material, so they can be shown.
+            problems.append(f"{option.env} is invalid ({exc}): {option.help}")
+            continue
+        sources[option.name] = option.env
+    problems.extend(_problems(role, {**values, **given}, sources))
+    return values, problems
+
