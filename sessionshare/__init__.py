@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .core.session import Session as Session
 from .crypto import AllowList as AllowList
 from .crypto import SyncKey as SyncKey
 from .errors import CallbackRejected as CallbackRejected
@@ -26,11 +27,10 @@ from .errors import ConfigurationError as ConfigurationError
 from .errors import SessionShareError as SessionShareError
 from .errors import StoreUnavailable as StoreUnavailable
 from .errors import TokenRejected as TokenRejected
-from .idp import IdpAuthMiddleware as IdpAuthMiddleware
-from .remote import RemoteSessionMiddleware as RemoteSessionMiddleware
-from .session import Session as Session
 from .store import MemoryStore as MemoryStore
 from .store import SessionStore as SessionStore
+from .wsgi.idp import IdpAuthMiddleware as IdpAuthMiddleware
+from .wsgi.remote import RemoteSessionMiddleware as RemoteSessionMiddleware
 
 if TYPE_CHECKING:
     from .store.asyncredis import AsyncRedisStore as AsyncRedisStore

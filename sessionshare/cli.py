@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, get_args
 from .core.options import OPTIONS, Role, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
-from .idp import IdpAuthMiddleware
-from .middleware import SessionMiddleware
-from .remote import RemoteSessionMiddleware
+from .wsgi.base import SessionMiddleware
+from .wsgi.idp import IdpAuthMiddleware
+from .wsgi.remote import RemoteSessionMiddleware
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -104,7 +104,7 @@ def _check(args: argparse.Namespace) -> int:
         store.close()
         if warning:
             print(f"{role}: warning: {warning}")
-        fingerprint = middleware.key.fingerprint
+        fingerprint = middleware.side.key.fingerprint
         print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
     return status
 

@@ -188,14 +188,14 @@ def test_state_cookie_checks(dep: Deployment, store: SessionStore, clock: FakeCl
 def test_state_cookie_expires(dep: Deployment, store: SessionStore, clock: FakeClock) -> None:
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")  # the state cookie is set now...
-    clock.advance(dep.shop.state_ttl + 1)
+    clock.advance(dep.shop.side.state_ttl + 1)
     url = browser.sign_in(login_url).location  # ...the token only now: fresh
     before = _snapshot(store, dep)
     _assert_refused(browser.get(url), "bad_state")
     assert _snapshot(store, dep) == before
     # The control: the same steps inside the state's lifetime succeed.
     login_url = browser.start_login(SHOP + "/orders")
-    clock.advance(dep.shop.state_ttl - 60)
+    clock.advance(dep.shop.side.state_ttl - 60)
     assert browser.get(browser.get(login_url).location).status_int == 303
 
 

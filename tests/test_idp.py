@@ -11,7 +11,7 @@ from conftest import FakeClock
 from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
 
 from sessionshare import MemoryStore
-from sessionshare.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
+from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
 
 
 def _login_query(callback: str, state: str) -> str:

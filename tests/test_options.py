@@ -229,7 +229,7 @@ def test_values_accepted_before_are_still_accepted(name: str, value: Any) -> Non
     middleware = MIDDLEWARES[role](app, **{**_base(role), name: value})
     if name == "known_remote_hosts":
         assert isinstance(middleware, IdpAuthMiddleware)
-        assert middleware.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
+        assert middleware.side.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
 
 
 def test_idp_needs_an_allow_list() -> None:
@@ -256,7 +256,7 @@ def test_from_env_builds_both_middlewares(redis_url: str) -> None:
     }
     remote = RemoteSessionMiddleware.from_env(app, env)
     assert isinstance(remote.manager.store, RedisStore)
-    assert remote.origin == "https://shop.example" and remote.issuer == "https://id.example"
+    assert remote.side.origin == "https://shop.example" and remote.side.issuer == "https://id.example"
     assert remote.manager.idle_timeout == 600 and remote.manager.cookie.name == "__Host-shared"
     idp = IdpAuthMiddleware.from_env(
         app,
@@ -268,7 +268,7 @@ def test_from_env_builds_both_middlewares(redis_url: str) -> None:
         },
     )
     assert isinstance(idp.manager.store, MemoryStore)
-    assert idp.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
+    assert idp.side.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
     remote.manager.store.close()
 
 
@@ -305,7 +305,7 @@ def test_from_env_overrides_stand_in_for_unset_variables() -> None:
         app, env, app_url="http://127.0.0.1:8001", cookie_secure=False, store=store,
         protect=["/orders"],
     )
-    assert remote.origin == "http://127.0.0.1:8001" and remote.manager.store is store
+    assert remote.side.origin == "http://127.0.0.1:8001" and remote.manager.store is store
 
 
 def test_idp_from_env_allows_callbacks_at_the_configured_callback_path() -> None:
@@ -316,8 +316,8 @@ def test_idp_from_env_allows_callbacks_at_the_configured_callback_path() -> None
         "SESSIONSHARE_KNOWN_REMOTE_HOSTS": "shop.example",
         "SESSIONSHARE_CALLBACK_PATH": "/sso/callback",
     })
-    assert idp.allow_list.is_allowed_callback("https://shop.example/sso/callback")
-    assert not idp.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
+    assert idp.side.allow_list.is_allowed_callback("https://shop.example/sso/callback")
+    assert not idp.side.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
 
 
 def test_problems_from_variables_name_the_variable_and_the_option() -> None:

@@ -1,4 +1,4 @@
-"""sessionshare.session: the Session mapping, its change tracking and its write plan."""
+"""sessionshare.core.session: the Session mapping, its change tracking and its write plan."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import FakeClock
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import Session, SessionStore
-from sessionshare.session import (
+from sessionshare.core.session import (
     META_AUTHENTICATED,
     META_CREATED,
     SESSION_ID_PATTERN,
@@ -371,7 +371,7 @@ def test_metadata_names_are_the_stored_letters() -> None:
 
 def test_session_module_imports_no_manager() -> None:
     """No import cycle, not even one for type checking only."""
-    import sessionshare.session as module
+    import sessionshare.core.session as module
 
     tree = ast.parse(Path(module.__file__).read_text())  # type: ignore[arg-type]
     imported = [

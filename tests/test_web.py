@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sessionshare.core.reply import Reply
-from sessionshare.web import (
+from sessionshare.wsgi.environ import (
     CookieSpec,
     accepts,
     is_navigation,

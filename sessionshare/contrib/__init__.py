@@ -1,7 +1,7 @@
 """Framework adapters: the shared session behind a framework's own session API.
 
 The middlewares do all the work -- cookie, load, persist, hand-off -- and
-publish the request's :class:`~sessionshare.session.Session` at
+publish the request's :class:`~sessionshare.core.session.Session` at
 ``environ["sessionshare.session"]``. An adapter only puts a thin view over
 that object where the framework looks for its session, so ``flask.session``
 (:mod:`sessionshare.contrib.flask`) or ``request.session``
@@ -25,8 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from ..core.session import ENVIRON_KEY, Session
 from ..errors import ConfigurationError
-from ..session import ENVIRON_KEY, Session
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment

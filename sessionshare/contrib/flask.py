@@ -53,9 +53,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from ..core.reply import Reply
+from ..core.session import ENVIRON_KEY, Session
 from ..errors import StoreUnavailable
-from ..session import ENVIRON_KEY, Session
-from ..web import wants_json
+from ..wsgi.environ import wants_json
 from . import NOT_WRAPPED, SharedSessionView
 
 if TYPE_CHECKING:

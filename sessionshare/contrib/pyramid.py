@@ -44,7 +44,7 @@ from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.interfaces import ISession
 from zope.interface import implementer
 
-from ..session import Session
+from ..core.session import Session
 from . import SharedSessionView, shared_session
 
 __all__ = ["PyramidSharedSession", "RemoteUserSecurityPolicy", "includeme", "session_factory"]

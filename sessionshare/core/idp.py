@@ -33,11 +33,11 @@ from typing import Any
 from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import CallbackRejected, ConfigurationError
-from ..session import Session
 from . import tickets
 from .lifecycle import Headers
 from .reply import Reply
 from .request import Request
+from .session import Session
 from .side import PassThrough, Side
 from .steps import Steps
 

@@ -3,8 +3,8 @@
 :class:`Lifecycle` knows this app's cookie, key prefix and timeouts. It finds
 the session id in a ``Cookie`` header, reads a session (one round trip that
 also slides the idle expiry; the absolute lifetime is enforced here), and
-persists one: the :class:`~sessionshare.session.Session` decides *what* to
-write (its :class:`~sessionshare.session.WritePlan`), this module turns the
+persists one: the :class:`~sessionshare.core.session.Session` decides *what* to
+write (its :class:`~sessionshare.core.session.WritePlan`), this module turns the
 plan into store commands and ``Set-Cookie`` headers. It does no I/O: each
 operation is a step (``core/steps.py``) that a shell drives on its store.
 
@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable
 
 from ..errors import ConfigurationError
-from ..session import SESSION_ID_PATTERN, Session, lifetime_start
 from ..store.base import SessionRecord
 from .cookies import CookieSpec
+from .session import SESSION_ID_PATTERN, Session, lifetime_start
 from .steps import Delete, Load, Save, Steps
 
 __all__ = ["Headers", "Lifecycle"]

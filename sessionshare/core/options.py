@@ -33,6 +33,7 @@ from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError
 from ..store import MemoryStore, SessionStore
 from . import option_checks as checks
+from .tickets import CLOCK_LEEWAY
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -212,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("state_cookie_name", "str", "sessionshare_state", REMOTE,
            "prefix of the per-login state cookies",
            check=checks.nonempty_text),
-    Option("token_leeway", "float", 5.0, REMOTE,
+    Option("token_leeway", "float", float(CLOCK_LEEWAY), REMOTE,
            "seconds of clock skew tolerated on a token",
            check=checks.zero_or_more_seconds),
     Option("clock", "Callable[[], float]", time.time, BOTH,

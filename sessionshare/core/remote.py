@@ -35,11 +35,11 @@ from itsdangerous import BadData, TimestampSigner
 from ..crypto import canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
-from ..session import Session
 from . import tickets
 from .cookies import CookieSpec
 from .reply import Reply
 from .request import Request, safe_return_path
+from .session import Session
 from .side import PassThrough, Side
 from .steps import Steps
 from .tickets import CLOCK_LEEWAY

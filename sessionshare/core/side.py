@@ -2,7 +2,7 @@
 
 A *side* is one app's half of the protocol, with no I/O and no server
 interface: it reads a :class:`~sessionshare.core.request.Request` and the
-request's :class:`~sessionshare.session.Session`, asks for store work as steps
+request's :class:`~sessionshare.core.session.Session`, asks for store work as steps
 (``core/steps.py``), and answers with a :class:`~sessionshare.core.reply.Reply`
 or lets the request through to the app (:class:`PassThrough`). The WSGI
 middlewares -- and an ASGI shell, the same way -- only translate.
@@ -31,11 +31,11 @@ from typing import Any, ClassVar
 
 from ..crypto import SyncKey, canonical_origin
 from ..errors import ConfigurationError, StoreUnavailable
-from ..session import Session
 from .cookies import CookieSpec
 from .lifecycle import Lifecycle
 from .reply import Reply
 from .request import Request, safe_return_path
+from .session import Session
 from .steps import Steps
 
 __all__ = ["PassThrough", "Side"]
@@ -109,6 +109,10 @@ class Side:
             "sessionshare %s started origin=%s key_fingerprint=%s",
             self.role, self.origin, self.key.fingerprint,
         )
+
+    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+        """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        raise NotImplementedError
 
     # -- who the user is ---------------------------------------------------
     def user_of(self, session: Session) -> Any:

@@ -172,14 +172,16 @@ def test_an_interrupted_command_crosses_no_user(sentinel_group: SentinelGroup) -
         from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
         sentinel = AsyncSentinel([("127.0.0.1", sentinel_group.sentinel_port)], socket_timeout=2)
-        async_store = AsyncRedisStore(
-            sentinel.master_for(sentinel_group.service, socket_timeout=2)
-        )
+        master = sentinel.master_for(sentinel_group.service, socket_timeout=2)
+        async_store = AsyncRedisStore(master)
         assert not async_store.uses_fast_path
         for interrupted in sorted(test_store_async.INTERRUPTED):
             await test_store_async.check_interrupted_command_crosses_no_user(
                 async_store, interrupted, asyncio.CancelledError()
             )
         await async_store.close()
+        await master.aclose()
+        for client in sentinel.sentinels:
+            await client.aclose()
 
     asyncio.run(on_asyncio())

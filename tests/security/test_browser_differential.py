@@ -31,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionshare import AllowList, CallbackRejected
-from sessionshare.web import safe_return_path
+from sessionshare.core.request import safe_return_path
 
 from .corpus import ACCEPTED, ALLOWED, CALLBACK_ATTACKS, EVIL_RETURN_PATHS, KEPT_RETURN_PATHS
 from .harness import browser_origin

@@ -197,7 +197,7 @@ def test_remote_pages_with_random_path_query_and_cookie(
             app = fuzzed.dep.shop if origin == SHOP else fuzzed.dep.blog
             (state_cookie,) = [c for c in reply.cookies() if c.startswith("sessionshare_state")]
             value = state_cookie.split("=", 1)[1].split(";", 1)[0]
-            _, back = app._state_signer.loads(value)
+            _, back = app.side.state_signer.loads(value)
             assert is_same_origin_location(back, origin), back
 
 

@@ -22,7 +22,7 @@ import pytest
 from flow import BLOG, IDP, LOGIN, PASSWORDS, Browser, Deployment
 from hypothesis import given
 
-from sessionshare.web import safe_return_path
+from sessionshare.core.request import safe_return_path
 
 from .corpus import EVIL_RETURN_PATHS, KEPT_RETURN_PATHS, Attack
 from .deploy import Events, remote_login_prefix, sign_in_at_idp

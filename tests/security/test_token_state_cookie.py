@@ -209,7 +209,7 @@ def test_token_for_the_https_twin_of_the_remote(store: SessionStore,
     browser = Browser(dep)
     browser.start_login(SHOP + "/orders")
     _, state_value = _state_cookie(browser)
-    state = dep.shop._state_signer.loads(state_value)[0]
+    state = dep.shop.side.state_signer.loads(state_value)[0]
     browser.get(f"{IDP}/login")
     browser.post(f"{IDP}/login", {"username": "alice", "password": "wonderland"})
     answer = browser.get(f"{IDP}/login?callback=https%3A%2F%2Fshop.test{CB.replace('/', '%2F')}"
@@ -310,11 +310,11 @@ def _forge_state(browser: Browser, dep: Deployment, variant: str) -> None:
         payload = base64.urlsafe_b64encode(b'["' + b"A" * 43 + b'","/"]').decode().rstrip("=")
         forged = payload + "." + value.partition(".")[2]
     elif variant == "signed with another key":
-        state = dep.shop._state_signer.loads(value)[0]
+        state = dep.shop.side.state_signer.loads(value)[0]
         other_key = SyncKey.parse(SyncKey.generate())
         forged = other_key.serializer("state-cookie", salt="sessionshare.state").dumps([state, "/"])
     elif variant == "signed for another purpose":
-        state = dep.shop._state_signer.loads(value)[0]
+        state = dep.shop.side.state_signer.loads(value)[0]
         forged = dep.shop.key.serializer("token", salt="sessionshare.state").dumps([state, "/"])
     elif variant == "garbage":
         forged = "not-a-signed-value"

@@ -8,7 +8,7 @@ nested changes such as ``session["cart"].append(x)``.
 The session also decides what persisting means: :meth:`Session.write_plan`
 turns its state into a :class:`WritePlan` (the id to drop, whether to create,
 the changed and deleted keys, the metadata, the cookie to set or clear), and
-whoever persists -- :class:`~sessionshare.manager.SessionManager` for WSGI --
+whoever persists -- :class:`~sessionshare.wsgi.manager.SessionManager` for WSGI --
 only runs that plan against the store and reports back with
 :meth:`Session.mark_written` or :meth:`Session.mark_gone`. Only changed
 top-level keys are written, in one round trip; an unchanged session is never
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .store.base import SessionRecord
+from ..store.base import SessionRecord
 
 __all__ = [
     "ENVIRON_KEY",

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .core.cookies import CookieSpec
-from .core.reply import Reply
-from .core.request import MAX_QUERY_LENGTH, Request, accepts, safe_return_path
+from ..core.cookies import CookieSpec
+from ..core.reply import Reply
+from ..core.request import MAX_QUERY_LENGTH, Request, accepts, safe_return_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

@@ -3,7 +3,7 @@
 :class:`SessionManager` joins a store to this app's
 :class:`~sessionshare.core.lifecycle.Lifecycle` (cookie, key names,
 lifetimes) and to WSGI: it gives each request a lazy
-:class:`~sessionshare.session.Session` at ``environ["sessionshare.session"]``
+:class:`~sessionshare.core.session.Session` at ``environ["sessionshare.session"]``
 that reads through the lifecycle's read step, and it persists *before the
 status line reaches the server* -- so the next request, often the redirect
 that follows a login, always sees the write -- and once more when the
@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .core.cookies import CookieSpec
-from .core.lifecycle import Headers, Lifecycle
-from .core.steps import Steps, run
-from .errors import ConfigurationError, StoreUnavailable
-from .session import ENVIRON_KEY, Session
-from .store.base import SessionRecord, SessionStore
+from ..core.cookies import CookieSpec
+from ..core.lifecycle import Headers, Lifecycle
+from ..core.session import ENVIRON_KEY, Session
+from ..core.steps import Steps, run
+from ..errors import ConfigurationError, StoreUnavailable
+from ..store.base import SessionRecord, SessionStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,26 +51,32 @@ class SessionManager:
         self,
         store: SessionStore,
         *,
-        cookie: CookieSpec,
+        lifecycle: Lifecycle | None = None,
+        cookie: CookieSpec | None = None,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
         key_prefix: str = "sessionshare:",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """Over a side's ``lifecycle``, or one built from ``cookie`` and the timeouts."""
         if not isinstance(store, SessionStore):
             raise ConfigurationError(
                 "store must implement sessionshare.store.SessionStore "
                 "(e.g. RedisStore.from_url(...) or MemoryStore())"
             )
+        if lifecycle is None:
+            if cookie is None:
+                raise ConfigurationError("SessionManager needs a lifecycle or a cookie")
+            lifecycle = Lifecycle(
+                cookie=cookie, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+                key_prefix=key_prefix, clock=clock,
+            )
         self.store = store
-        self.lifecycle = Lifecycle(
-            cookie=cookie, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
-            key_prefix=key_prefix, clock=clock,
-        )
-        self.cookie = cookie
-        self.idle_timeout = self.lifecycle.idle_timeout
-        self.key_prefix = key_prefix
-        self.clock = clock
+        self.lifecycle = lifecycle
+        self.cookie = lifecycle.cookie
+        self.idle_timeout = lifecycle.idle_timeout
+        self.key_prefix = lifecycle.key_prefix
+        self.clock = lifecycle.clock
 
     def session_key(self, sid: str) -> str:
         """The store key of a session id (a digest: a store dump yields no cookie)."""

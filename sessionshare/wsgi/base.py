@@ -1,0 +1,109 @@
+"""The WSGI shell: one class that runs either side of the protocol around a WSGI app.
+
+Both middlewares are this class with a different *side*
+(:class:`~sessionshare.core.idp.IdpSide`,
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
+Per request the shell only translates:
+
+1. the environ becomes a :class:`~sessionshare.core.request.Request`, and the
+   request gets a lazy :class:`~sessionshare.core.session.Session` at
+   ``environ["sessionshare.session"]``;
+2. the side's ``on_request`` steps run on the store: a
+   :class:`~sessionshare.core.reply.Reply` is sent as it is, a
+   :class:`~sessionshare.core.side.PassThrough` calls the app (with
+   ``REMOTE_USER`` set for a signed-in user);
+3. when the app starts its response, :meth:`SessionMiddleware.on_response`
+   persists the session -- the IdP's side may replace the answer (a sign-in
+   with a hand-off pending) -- before the status line reaches the server;
+4. a store outage anywhere is the side's 503: fail closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from ..core.lifecycle import Headers
+from ..core.options import Role, read_environ
+from ..core.reply import Reply
+from ..core.request import Request
+from ..core.session import Session
+from ..core.side import PassThrough, Side
+from ..errors import ConfigurationError, StoreUnavailable
+from ..store.base import SessionStore
+from .environ import reply_body, request_of, send_reply
+from .manager import SessionManager
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["SessionMiddleware"]
+
+_M = TypeVar("_M", bound="SessionMiddleware")
+
+
+class SessionMiddleware:
+    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
+
+    The subclasses document every argument, check them all against
+    :data:`sessionshare.core.options.OPTIONS` and build their side from them.
+    """
+
+    _role: ClassVar[Role]
+
+    def __init__(self, app: WSGIApplication, *, store: SessionStore, side: Side) -> None:
+        self.app = app
+        self.side = side
+        self.manager = SessionManager(store, lifecycle=side.lifecycle)
+
+    @classmethod
+    def from_env(
+        cls: type[_M],
+        app: WSGIApplication,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> _M:
+        """Build from ``SESSIONSHARE_*`` variables (``os.environ`` unless ``environ``).
+
+        Keyword ``overrides`` are constructor arguments that win over the
+        variables. One :class:`ConfigurationError` names every variable to fix;
+        the variables are listed in :mod:`sessionshare.core.options`.
+        """
+        values, problems = read_environ(cls._role, environ, overrides)
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return cls(app, **values, **overrides)
+
+    # -- per request ---------------------------------------------------------
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        request = request_of(environ)
+        try:
+            session = self.manager.open(environ)
+            outcome = self.manager.steps(self.side.on_request(request, session))
+            if isinstance(outcome, Reply):
+                return send_reply(environ, start_response, outcome)
+            user = self.side.remote_user(outcome.user)
+            if user is not None:
+                environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
+
+            def finish(status: str, headers: Headers) -> tuple[str, Headers, list[bytes] | None]:
+                answer = self.on_response(request, session, outcome, headers)
+                if isinstance(answer, Reply):
+                    return answer.status_line, list(answer.headers), reply_body(environ, answer)
+                return status, [*headers, *answer], None
+
+            return self.manager.run(self.app, environ, start_response, session, finish=finish)
+        except StoreUnavailable as exc:
+            return send_reply(environ, start_response, self.side.unavailable(request, exc))
+
+    def on_response(
+        self, request: Request, session: Session, passed: PassThrough, headers: Headers
+    ) -> Reply | Headers:
+        """The app's answer is starting: persist the session; the headers to add.
+
+        The IdP overrides this with its side's sign-in step, which may return a
+        :class:`Reply` that replaces the app's answer.
+        """
+        return self.manager.persist(session)

@@ -1,0 +1,141 @@
+"""The IdP's WSGI middleware: :class:`IdpAuthMiddleware`.
+
+Wrap the IdP app (the one with the login form). Remote apps send unknown
+visitors to its login path; what happens then -- the allow-list, the
+``authorize`` hook, the 303 back with a token, the pending hand-off and the
+session id rotated at sign-in -- is decided in :mod:`sessionshare.core.idp`.
+This class only builds that side from its arguments and runs it through the
+WSGI shell (:mod:`sessionshare.wsgi.base`).
+
+    app.wsgi_app = IdpAuthMiddleware(
+        app.wsgi_app, store=RedisStore.from_url(url), key=sync_key,
+        app_url="https://id.example", known_remote_hosts=["shop.example", "blog.example"],
+    )
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from ..core.idp import Authorize, IdpSide
+from ..core.lifecycle import Headers
+from ..core.options import SameSite, check_options
+from ..core.reply import Reply
+from ..core.request import Request
+from ..core.session import Session
+from ..core.side import PassThrough
+from ..crypto import AllowList, SyncKey
+from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
+from ..store.base import SessionStore
+from .base import SessionMiddleware
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["IdpAuthMiddleware"]
+
+
+class IdpAuthMiddleware(SessionMiddleware):
+    """Signs users in once and hands their session to allow-listed remote apps.
+
+    Every argument after ``app`` is keyword-only and checked at construction:
+    a bad one raises :class:`~sessionshare.ConfigurationError` naming it. The
+    list below is generated (``python -m sessionshare options --docstring idp``)
+    from :data:`sessionshare.core.options.OPTIONS`, and a test keeps it, the
+    signature and that declaration equal.
+
+    :param app: The WSGI application to wrap: the IdP app with the login form.
+    :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
+        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
+        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+    :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
+        Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
+    :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
+        environment: ``SESSIONSHARE_APP_URL``.
+    :param known_remote_hosts: Allow-list of the remote apps: host, host:port, *.domain or
+        origin, comma separated. Required. From the environment:
+        ``SESSIONSHARE_KNOWN_REMOTE_HOSTS``.
+    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
+        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
+        environment: ``SESSIONSHARE_TOKEN_TTL``.
+    :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default
+        ``1800``. From the environment: ``SESSIONSHARE_IDLE_TIMEOUT``.
+    :param absolute_timeout: Seconds after the latest sign-in (or creation, if never signed
+        in) when the session ends regardless. Default ``28800``. From the environment:
+        ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
+    :param cookie_name: Session cookie name (a __Host- name is supported). Default
+        ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
+    :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
+        ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
+        ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
+    :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
+        sees it). Default ``None``.
+    :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
+        environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param login_path: The IdP path remotes send browsers to. Default ``"/login"``. From the
+        environment: ``SESSIONSHARE_LOGIN_PATH``.
+    :param callback_path: The remote path that receives the token (the IdP accepts callbacks
+        to allow-listed hosts at this path). Default ``"/_sessionshare/callback"``. From the
+        environment: ``SESSIONSHARE_CALLBACK_PATH``.
+    :param logout_path: POST here to sign out everywhere. Default
+        ``"/_sessionshare/logout"``. From the environment: ``SESSIONSHARE_LOGOUT_PATH``.
+    :param logout_redirect: Where the browser goes after signing out: a local path or an
+        http(s) URL. Default ``"/"``.
+    :param authorize: ``authorize(session, remote_origin) -> bool``; False answers 403.
+        Default ``None``.
+    :param strict: Answer 400 to a callback off the allow-list instead of showing the login
+        page. Default ``False``.
+    :param clock: The time source (tests inject one). Default ``time.time``.
+    """
+
+    _role = "idp"
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        store: SessionStore,
+        key: SyncKey | str,
+        app_url: str,
+        known_remote_hosts: AllowList | Iterable[str] | str,
+        user_key: str = "user",
+        token_ttl: int = 60,
+        idle_timeout: int = 30 * 60,
+        absolute_timeout: int = 8 * 60 * 60,
+        cookie_name: str = "sessionshare",
+        cookie_secure: bool = True,
+        cookie_samesite: SameSite = "Lax",
+        cookie_domain: str | None = None,
+        key_prefix: str = "sessionshare:",
+        login_path: str = "/login",
+        callback_path: str = DEFAULT_CALLBACK_PATH,
+        logout_path: str = "/_sessionshare/logout",
+        logout_redirect: str = "/",
+        authorize: Authorize | None = None,
+        strict: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Every argument by name, checked against the declaration at once, so one
+        # error lists every mistake.
+        check_options("idp", locals())
+        side = IdpSide(
+            key=key, app_url=app_url, known_remote_hosts=known_remote_hosts,
+            user_key=user_key, token_ttl=token_ttl, idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout, cookie_name=cookie_name,
+            cookie_secure=cookie_secure, cookie_samesite=cookie_samesite,
+            cookie_domain=cookie_domain, key_prefix=key_prefix, login_path=login_path,
+            callback_path=callback_path, logout_path=logout_path,
+            logout_redirect=logout_redirect, authorize=authorize, strict=strict, clock=clock,
+        )
+        super().__init__(app, store=store, side=side)
+        self.side: IdpSide = side
+
+    def on_response(
+        self, request: Request, session: Session, passed: PassThrough, headers: Headers
+    ) -> Reply | Headers:
+        # Step 4 of the hand-off: a sign-in seen on the way out (see core/idp.py).
+        return self.manager.steps(self.side.on_response(request, session, passed, headers))  # type: ignore[no-any-return]
