@@ -111,19 +111,19 @@ class Browser:
             "blog.test": webtest.TestApp(deployment.blog, extra_environ={"HTTP_HOST": "blog.test"}),
         }
 
-    def _route(self, url: str) -> tuple[webtest.TestApp, str]:
+    def route(self, url: str) -> tuple[webtest.TestApp, str]:
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         return self.apps[parts.hostname or ""], path
 
     def get(self, url: str, **kwargs: Any) -> webtest.TestResponse:
-        app, path = self._route(url)
+        app, path = self.route(url)
         kwargs.setdefault("headers", HTML)
         kwargs.setdefault("status", "*")
         return app.get(path, **kwargs)
 
     def post(self, url: str, params: Any = "", **kwargs: Any) -> webtest.TestResponse:
-        app, path = self._route(url)
+        app, path = self.route(url)
         kwargs.setdefault("headers", HTML)
         kwargs.setdefault("status", "*")
         return app.post(path, params, **kwargs)

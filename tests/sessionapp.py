@@ -20,8 +20,8 @@ import webtest
 from conftest import FakeClock
 
 from sessionshare import Session, SessionStore
-from sessionshare.wsgi.manager import SessionManager
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.wsgi.manager import SessionManager
 
 COOKIE = "sessionshare"
 

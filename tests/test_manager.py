@@ -1,4 +1,4 @@
-"""sessionshare.wsgi.manager: cookie in, lazy load, persist -- the write plan run against a store."""
+"""sessionshare.wsgi.manager: cookie in, lazy load, persist -- the write plan run on a store."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from servers import counting_client
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import ConfigurationError, MemoryStore, RedisStore, Session, SessionStore
-from sessionshare.wsgi.manager import SessionManager
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.wsgi.manager import SessionManager
 
 # -- lazy, cookie-free when empty --------------------------------------------------------
 

@@ -35,7 +35,7 @@ def test_logout_get_shows_a_button_and_changes_nothing(dep: Deployment) -> None:
 def test_logout_other_methods_are_405(dep: Deployment, method: str) -> None:
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
-    app, path = browser._route(SHOP + "/_sessionshare/logout")
+    app, path = browser.route(SHOP + "/_sessionshare/logout")
     response = app.request(path, method=method, status="*")
     assert response.status_int == 405 and reason_of(response) == "bad_method"
     assert browser.get(SHOP + "/orders").json["user"] == "alice"

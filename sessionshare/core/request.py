@@ -19,8 +19,6 @@ headers come from the client and a proxy may pass them on unchecked.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,9 +32,8 @@ MAX_QUERY_LENGTH = 4096
 _ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
 
 
-@dataclass(frozen=True)
 class Request:
-    """What the protocol needs of one request.
+    """What the protocol needs of one request (read-only by convention).
 
     :param method: ``GET``, ``POST``, ...
     :param path: the path within the app (WSGI ``PATH_INFO``), which routing uses.
@@ -49,29 +46,42 @@ class Request:
         scope), handed to the app's own predicates such as a ``protect`` callable.
     """
 
-    method: str
-    path: str
-    query: str = ""
-    cookies: str = ""
-    accept: str = ""
-    fetch_mode: str | None = None
-    root: str = ""
-    native: Any = field(default=None, compare=False, repr=False)
+    # A plain class with slots, not a dataclass: one is built for every request,
+    # and a frozen dataclass costs several times as much to build.
+    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "method", "native", "path",
+                 "query", "root")
 
-    @cached_property
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        cookies: str = "",
+        accept: str = "",
+        fetch_mode: str | None = None,
+        root: str = "",
+        native: Any = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.cookies = cookies
+        self.accept = accept
+        self.fetch_mode = fetch_mode
+        self.root = root
+        self.native = native
+        self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
+
+    def __repr__(self) -> str:
+        # No cookies: they hold the session id.
+        return f"Request({self.method} {self.root}{self.path})"
+
+    @property
     def params(self) -> dict[str, list[str]] | None:
         """The query string as name -> values, or None when oversized or unparsable."""
-        if len(self.query) > MAX_QUERY_LENGTH:
-            return None
-        params: dict[str, list[str]] = {}
-        try:
-            pairs = parse_qsl(self.query, keep_blank_values=True, strict_parsing=False,
-                              encoding="utf-8", errors="strict", max_num_fields=64)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        for name, value in pairs:
-            params.setdefault(name, []).append(value)
-        return params
+        if self._params is False:
+            self._params = _parse_query(self.query)
+        return self._params  # type: ignore[return-value]
 
     @property
     def full_path(self) -> str:
@@ -98,6 +108,20 @@ class Request:
             "json" in value.lower() and quality > 0
             for value, quality in parse_accept_header(self.accept, MIMEAccept)
         ) or not self.is_navigation
+
+
+def _parse_query(query: str) -> dict[str, list[str]] | None:
+    if len(query) > MAX_QUERY_LENGTH:
+        return None
+    params: dict[str, list[str]] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False,
+                          encoding="utf-8", errors="strict", max_num_fields=64)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    for name, value in pairs:
+        params.setdefault(name, []).append(value)
+    return params
 
 
 def accepts(accept: str, media_type: str) -> bool:

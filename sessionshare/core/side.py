@@ -137,6 +137,7 @@ class Side:
                 as_json=request.wants_json, headers=[("Allow", "GET, HEAD, POST")],
             )
         had_session = session.had_cookie
+        yield from self.lifecycle.load(session)  # the id to delete, if it is still live
         session.invalidate()
         headers = yield from self.lifecycle.persist(session)
         if had_session:

@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from servers import RedisServer
 
 from sessionshare import RedisStore
-from sessionshare.wsgi.manager import SessionManager
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.wsgi.manager import SessionManager
 
 from . import loadgen
 from .figures import report

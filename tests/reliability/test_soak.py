@@ -23,8 +23,8 @@ import threading
 import time
 
 from sessionshare import RedisStore
-from sessionshare.wsgi.manager import SessionManager
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.wsgi.manager import SessionManager
 
 from . import loadgen
 from .figures import report

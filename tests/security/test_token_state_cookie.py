@@ -315,7 +315,8 @@ def _forge_state(browser: Browser, dep: Deployment, variant: str) -> None:
         forged = other_key.serializer("state-cookie", salt="sessionshare.state").dumps([state, "/"])
     elif variant == "signed for another purpose":
         state = dep.shop.side.state_signer.loads(value)[0]
-        forged = dep.shop.key.serializer("token", salt="sessionshare.state").dumps([state, "/"])
+        token_signer = dep.shop.side.key.serializer("token", salt="sessionshare.state")
+        forged = token_signer.dumps([state, "/"])
     elif variant == "garbage":
         forged = "not-a-signed-value"
     elif variant == "forged copy first":

@@ -1,0 +1,173 @@
+"""sessionshare.core.lifecycle: reading and writing the session, as commands -- no store at all.
+
+Each test drives a step by hand (:func:`script`): it records the commands the
+step yields and answers them from a script, so what the lifecycle asks of a
+store is visible command by command, and no I/O happens anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from conftest import FakeClock
+
+from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.lifecycle import Lifecycle
+from sessionshare.core.session import META_AUTHENTICATED, META_CREATED, Session
+from sessionshare.core.steps import Command, Delete, Load, Save, Steps
+from sessionshare.store.base import SessionRecord
+
+SID = "s" * 43
+
+
+def script(steps: Steps[Any], answers: Iterable[Any] = ()) -> tuple[list[Command], Any]:
+    """The commands ``steps`` yields (answered from ``answers``) and its result."""
+    commands: list[Command] = []
+    replies = iter(answers)
+    try:
+        command = next(steps)
+        while True:
+            commands.append(command)
+            command = steps.send(next(replies, None))
+    except StopIteration as done:
+        return commands, done.value
+
+
+@pytest.fixture
+def rules(clock: FakeClock) -> Lifecycle:
+    return Lifecycle(cookie=CookieSpec("sid", secure=False), idle_timeout=600,
+                     absolute_timeout=3600, key_prefix="p:", clock=clock)
+
+
+def test_the_session_id_comes_only_from_its_own_cookie(rules: Lifecycle) -> None:
+    assert rules.session_id_in(f"other=1; sid={SID}") == SID
+    assert rules.session_id_in(f'sid="{SID}"') == SID
+    assert rules.session_id_in(f"xsid={SID}") is None
+    assert rules.session_id_in("sid=short") is None
+    assert rules.session_id_in(None) is None and rules.session_id_in("") is None
+
+
+def test_read_is_one_load_that_slides_the_idle_expiry(rules: Lifecycle, clock: FakeClock) -> None:
+    record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
+    commands, result = script(rules.read(SID), [record])
+    assert commands == [Load(rules.session_key(SID), 600)]
+    assert result == record
+
+
+def test_a_session_past_its_absolute_lifetime_is_deleted_on_read(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    old = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock()) - 3600})
+    commands, result = script(rules.read(SID), [old])
+    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID))]
+    assert result is None
+
+
+def test_the_lifetime_counts_from_the_latest_sign_in(rules: Lifecycle, clock: FakeClock) -> None:
+    now = int(clock())
+    record = SessionRecord({}, {META_CREATED: now - 3600, META_AUTHENTICATED: now - 60})
+    commands, result = script(rules.read(SID), [record])
+    assert len(commands) == 1 and result == record
+
+
+def test_load_does_nothing_for_a_session_without_a_cookie(rules: Lifecycle) -> None:
+    session = Session(None, None)
+    assert script(rules.load(session)) == ([], None)
+
+
+def test_load_fills_a_session_once(rules: Lifecycle, clock: FakeClock) -> None:
+    session = Session(lambda sid: None, SID)
+    record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
+    commands, _ = script(rules.load(session), [record])
+    assert len(commands) == 1 and session["user"] == "alice"
+    assert script(rules.load(session)) == ([], None)  # read already: nothing more
+
+
+def test_adopt_points_at_the_handed_off_session(rules: Lifecycle, clock: FakeClock) -> None:
+    session = Session(lambda sid: None, None)
+    record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
+    commands, found = script(rules.adopt(session, SID), [record])
+    assert commands == [Load(rules.session_key(SID), 600)] and found is True
+    assert session.stored_id == SID
+    gone = Session(lambda sid: None, None)
+    assert script(rules.adopt(gone, SID), [None])[1] is False
+
+
+def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    assert session["a"] == 1
+    assert script(rules.persist(session)) == ([], [("Vary", "Cookie")])
+
+
+def test_persist_a_new_session_creates_it_and_sets_the_cookie(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    session = Session(None, None)
+    session["cart"] = [1]
+    commands, headers = script(rules.persist(session), [True])
+    (save,) = commands
+    assert isinstance(save, Save) and save.create and dict(save.changed) == {"cart": "[1]"}
+    assert save.ttl == 600 and save.meta == {META_CREATED: int(clock())}
+    assert session.stored_id is not None and save.key == rules.session_key(session.stored_id)
+    assert ("Set-Cookie", rules.cookie.set(session.stored_id)) in headers
+
+
+def test_persist_a_changed_session_merges_only_the_change(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1", "b": "2"}, {META_CREATED: int(clock())}))
+    session["a"] = 5
+    del session["b"]
+    commands, headers = script(rules.persist(session), [True])
+    (save,) = commands
+    assert isinstance(save, Save) and not save.create
+    assert dict(save.changed) == {"a": "5"} and list(save.deleted) == ["b"]
+    assert headers == [("Vary", "Cookie")]  # the same id: no cookie to send
+
+
+def test_a_write_to_a_session_gone_meanwhile_clears_the_cookie(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    session["a"] = 2
+    commands, headers = script(rules.persist(session), [False])  # the store: it is gone
+    assert len(commands) == 1
+    assert ("Set-Cookie", rules.cookie.clear()) in headers
+    assert session.stored_id is None  # logged out elsewhere: stays logged out
+
+
+def test_regenerate_writes_the_new_id_then_deletes_the_old(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    session.regenerate()
+    commands, headers = script(rules.persist(session), [True, None])
+    save, delete = commands
+    assert isinstance(save, Save) and save.create and delete == Delete(rules.session_key(SID))
+    assert session.stored_id not in (None, SID)
+    assert ("Set-Cookie", rules.cookie.set(str(session.stored_id))) in headers
+
+
+def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeClock) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    session.invalidate()
+    commands, headers = script(rules.persist(session))
+    assert commands == [Delete(rules.session_key(SID))]
+    assert ("Set-Cookie", rules.cookie.clear()) in headers
+
+
+def test_the_ttl_never_outlives_the_absolute_lifetime(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock()) - 3500}))
+    session["a"] = 2
+    (save,), _ = script(rules.persist(session), [True])
+    assert isinstance(save, Save) and save.ttl == 100  # 3600 - 3500, not the idle 600
