@@ -38,7 +38,7 @@ from .lifecycle import Headers
 from .reply import Reply
 from .request import Request
 from .session import Session
-from .side import PassThrough, Side
+from .side import Outcome, PassThrough, Side
 from .steps import Steps
 
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
@@ -90,10 +90,13 @@ class IdpSide(Side):
         self.strict = strict
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+    def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
         if request.path == self.logout_path:
-            return (yield from self.logout(request, session))
+            return self.logout(request, session)
+        return self._arrive(request, session)
+
+    def _arrive(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)  # nothing to read without a cookie
         user = self.user_of(session)
         if request.path == self.login_path:

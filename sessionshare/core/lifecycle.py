@@ -33,12 +33,14 @@ from collections.abc import Callable
 from ..errors import ConfigurationError
 from ..store.base import SessionRecord
 from .cookies import CookieSpec
-from .session import SESSION_ID_PATTERN, Session, lifetime_start
+from .session import SESSION_ID_PATTERN, Session, WritePlan, lifetime_start
 from .steps import Delete, Load, Save, Steps
 
 __all__ = ["Headers", "Lifecycle"]
 
 Headers = list[tuple[str, str]]
+# A response that depends on the session cookie must not be cached for another user.
+_VARY = ("Vary", "Cookie")
 
 
 class Lifecycle:
@@ -111,15 +113,30 @@ class Lifecycle:
         remaining = started + self.absolute_timeout - now
         return max(1, int(min(self.idle_timeout, remaining)))
 
+    def settle(self, session: Session) -> Headers | WritePlan:
+        """The response headers when nothing needs writing, else the plan to :meth:`write`.
+
+        The common case -- a session read and left unchanged -- needs no store
+        step at all, so a shell can finish it without driving one.
+        """
+        if not session.loaded:
+            return []  # never read, so never changed: not even Vary
+        plan = session.write_plan(self.clock())
+        if plan.unchanged:
+            return [_VARY]
+        return plan
+
     def persist(self, session: Session) -> Steps[Headers]:
         """Run the session's write plan; the headers (cookie, ``Vary``) the response needs."""
-        if not session.loaded:
-            return []
+        settled = self.settle(session)
+        if isinstance(settled, list):
+            return settled
+        return (yield from self.write(session, settled))
+
+    def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
+        """Write ``plan`` (from :meth:`settle`); the headers the response needs."""
         now = self.clock()
-        plan = session.write_plan(now)
-        headers: Headers = [("Vary", "Cookie")]
-        if plan.unchanged:
-            return headers
+        headers: Headers = [_VARY]
         if plan.drop is not None and plan.drop_first:
             yield Delete(self.session_key(plan.drop))
         if plan.save_to is not None:

@@ -40,7 +40,7 @@ from .cookies import CookieSpec
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session
-from .side import PassThrough, Side
+from .side import Outcome, PassThrough, Side
 from .steps import Steps
 from .tickets import CLOCK_LEEWAY
 
@@ -52,6 +52,7 @@ log = logging.getLogger("sessionshare")
 #: interface's own request (the WSGI environ).
 Protect = bool | Sequence[str] | Callable[[Any], bool]
 MAX_RETURN_PATH = 512
+_ANONYMOUS = PassThrough()
 _STATE_NAME_CHARS = 12
 _STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
 
@@ -99,19 +100,22 @@ class RemoteSide(Side):
         self._protects = _protect_predicate(protect)
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+    def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
         if request.path == self.callback_path:
-            return (yield from self._callback(request, session))
+            return self._callback(request, session)
         if request.path == self.logout_path:
-            return (yield from self.logout(request, session))
+            return self.logout(request, session)
         if not self._protects(request):
-            return PassThrough()  # a public path: the session is read only if the app looks
+            return _ANONYMOUS  # a public path: the session is read only if the app looks
+        return self._protected(request, session)
+
+    def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
         user = self.user_of(session)
         if user is None:
             return self._send_to_idp(request)
-        return PassThrough(user, signed_in=True)
+        return PassThrough(user, True)
 
     # -- step 2: off to the IdP ----------------------------------------------
     def state_cookie_name(self, state: str) -> str:

@@ -26,8 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Union
 
 from ..crypto import SyncKey, canonical_origin
 from ..errors import ConfigurationError, StoreUnavailable
@@ -38,13 +37,12 @@ from .request import Request, safe_return_path
 from .session import Session
 from .steps import Steps
 
-__all__ = ["PassThrough", "Side"]
+__all__ = ["Outcome", "PassThrough", "Side"]
 
 log = logging.getLogger("sessionshare")
 
 
-@dataclass(frozen=True)
-class PassThrough:
+class PassThrough(NamedTuple):
     """The request goes on to the app.
 
     :param user: the signed-in user to publish (``REMOTE_USER``), or None.
@@ -54,6 +52,11 @@ class PassThrough:
 
     user: Any = None
     signed_in: bool = False
+
+
+#: An entry point's answer: the outcome itself when it needs no store work (no
+#: generator to drive: the common case, and the cheapest), else the steps to run.
+Outcome = Union[Reply, PassThrough, Steps[Union[Reply, PassThrough]]]  # noqa: UP007
 
 
 class Side:
@@ -110,8 +113,11 @@ class Side:
             self.role, self.origin, self.key.fingerprint,
         )
 
-    def on_request(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
-        """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+    def on_request(self, request: Request, session: Session) -> Outcome:
+        """The library's own answer to ``request``, or :class:`PassThrough` to the app.
+
+        Either the answer itself, or the steps that find it (drive them on the store).
+        """
         raise NotImplementedError
 
     # -- who the user is ---------------------------------------------------

@@ -24,8 +24,7 @@ which answers 503.
 from __future__ import annotations
 
 from collections.abc import Collection, Generator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, NamedTuple, TypeVar, Union
 
 from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
 
@@ -44,8 +43,7 @@ __all__ = [
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Load:
+class Load(NamedTuple):
     """Read the session at ``key`` and slide its idle expiry. Answer: SessionRecord or None."""
 
     key: str
@@ -58,8 +56,7 @@ class Load:
         return await store.load(self.key, self.idle_ttl)
 
 
-@dataclass(frozen=True, slots=True)
-class Save:
+class Save(NamedTuple):
     """Merge changes into the session at ``key``. Answer: False when it is gone (not created)."""
 
     key: str
@@ -78,8 +75,7 @@ class Save:
                                 meta=self.meta, ttl=self.ttl, create=self.create)
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     """Remove the session at ``key``. Answer: None."""
 
     key: str
@@ -91,13 +87,15 @@ class Delete:
         await store.delete(self.key)
 
 
-@dataclass(frozen=True, slots=True)
-class PutTicket:
+class PutTicket(NamedTuple):
     """Store a single-use ticket. Answer: None."""
 
     key: str
-    value: str = field(repr=False)  # a wrapped session id: never in a repr
+    value: str  # a wrapped session id: never in a repr
     ttl: int
+
+    def __repr__(self) -> str:
+        return f"PutTicket(key={self.key!r}, ttl={self.ttl})"
 
     def on(self, store: SessionStore) -> None:
         store.put_ticket(self.key, self.value, self.ttl)
@@ -106,8 +104,7 @@ class PutTicket:
         await store.put_ticket(self.key, self.value, self.ttl)
 
 
-@dataclass(frozen=True, slots=True)
-class TakeTicket:
+class TakeTicket(NamedTuple):
     """Redeem a ticket, atomically and once. Answer: its value, or None."""
 
     key: str

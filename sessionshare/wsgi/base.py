@@ -29,6 +29,7 @@ from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import Session
 from ..core.side import PassThrough, Side
+from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.base import SessionStore
 from .environ import reply_body, request_of, send_reply
@@ -55,6 +56,8 @@ class SessionMiddleware:
         self.app = app
         self.side = side
         self.manager = SessionManager(store, lifecycle=side.lifecycle)
+        # Does this shell's on_response do more than persist (the IdP's sign-in step)?
+        self._replaces_answers = type(self).on_response is not SessionMiddleware.on_response
 
     @classmethod
     def from_env(
@@ -81,12 +84,18 @@ class SessionMiddleware:
         request = request_of(environ)
         try:
             session = self.manager.open(environ)
-            outcome = self.manager.steps(self.side.on_request(request, session))
+            outcome = self.side.on_request(request, session)
+            if not isinstance(outcome, (Reply, PassThrough)):
+                outcome = run(outcome, self.manager.store)  # the store work it asked for
             if isinstance(outcome, Reply):
                 return send_reply(environ, start_response, outcome)
             user = self.side.remote_user(outcome.user)
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
+
+            if not self._replaces_answers:
+                # Only persisting to do on the way out: the manager's own path.
+                return self.manager.run(self.app, environ, start_response, session)
 
             def finish(status: str, headers: Headers) -> tuple[str, Headers, list[bytes] | None]:
                 answer = self.on_response(request, session, outcome, headers)

@@ -105,9 +105,10 @@ class SessionManager:
     # -- response side -----------------------------------------------------
     def persist(self, session: Session) -> Headers:
         """Run the session's write plan; return the headers (cookie, ``Vary``) it needs."""
-        if not session.loaded:
-            return []  # nothing was read, so nothing can have changed: no step to run
-        return list(run(self.lifecycle.persist(session), self.store))
+        settled = self.lifecycle.settle(session)
+        if isinstance(settled, list):
+            return settled  # nothing to write: no step to drive (the common case)
+        return list(run(self.lifecycle.write(session, settled), self.store))
 
     def current_id(self, session: Session) -> str | None:
         """The id of a stored session (for minting a ticket); None while it is new."""

@@ -23,8 +23,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import test_core_session as test_session
 import test_handoff
-import test_session
 import test_store
 import test_store_async
 import test_store_exchange

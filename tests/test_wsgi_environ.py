@@ -1,4 +1,4 @@
-"""sessionshare.web: request classification, query parsing, error bodies, cookies."""
+"""sessionshare.wsgi.environ: the environ as a request (classification, query, path); replies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from sessionshare.core.reply import Reply
 from sessionshare.wsgi.environ import (
-    CookieSpec,
     accepts,
     is_navigation,
     query_params,
@@ -119,25 +118,3 @@ def test_html_refused_with_q0_is_not_a_navigation_and_gets_json() -> None:
     assert wants_json(environ)
     assert is_navigation({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html"})
 
-
-def test_cookie_pattern_finds_plain_and_quoted_values_only_by_exact_name() -> None:
-    spec = CookieSpec("sid", secure=False)
-    pattern = spec.pattern("[a-z]+")
-    for header, value in [
-        ("sid=abc", "abc"), ("a=1; sid=abc; b=2", "abc"), ('sid="abc"', "abc"),
-        ("xsid=zzz; sid=abc", "abc"),
-    ]:
-        match = pattern.search(header)
-        assert match is not None and (match.group(1) or match.group(2)) == value, header
-    for header in ["xsid=abc", "sid=ABC", "sid=abc1", 'sid="abc', "sid_x=abc"]:
-        assert pattern.search(header) is None, header
-
-
-def test_cookie_set_and_clear() -> None:
-    spec = CookieSpec("s", secure=True, samesite="Strict", path="/p", max_age=60)
-    assert spec.set("v") == "s=v; Max-Age=60; Path=/p; Secure; HttpOnly; SameSite=Strict"
-    assert spec.set("v", name="s-2").startswith("s-2=v;")
-    cleared = spec.clear()
-    assert cleared.startswith("s=;") and "Max-Age=0" in cleared and "Path=/p" in cleared
-    assert "SameSite" not in CookieSpec("s", samesite=None).set("v")
-    assert "Domain=example.com" in CookieSpec("s", domain="example.com").set("v")
