@@ -32,7 +32,7 @@ from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.base import SessionStore
-from .environ import reply_body, request_of, send_reply
+from .environ import request_of, send_reply
 from .manager import SessionManager
 
 if TYPE_CHECKING:
@@ -97,11 +97,8 @@ class SessionMiddleware:
                 # Only persisting to do on the way out: the manager's own path.
                 return self.manager.run(self.app, environ, start_response, session)
 
-            def finish(status: str, headers: Headers) -> tuple[str, Headers, list[bytes] | None]:
-                answer = self.on_response(request, session, outcome, headers)
-                if isinstance(answer, Reply):
-                    return answer.status_line, list(answer.headers), reply_body(environ, answer)
-                return status, [*headers, *answer], None
+            def finish(status: str, headers: Headers) -> Reply | Headers:
+                return self.on_response(request, session, outcome, headers)
 
             return self.manager.run(self.app, environ, start_response, session, finish=finish)
         except StoreUnavailable as exc:

@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.cookies import CookieSpec
 from ..core.lifecycle import Headers, Lifecycle
+from ..core.reply import Reply
 from ..core.session import ENVIRON_KEY, Session
 from ..core.steps import Steps, run
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.base import SessionRecord, SessionStore
+from .environ import reply_body
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -40,8 +42,9 @@ __all__ = ["Finish", "SessionManager"]
 
 log = logging.getLogger("sessionshare")
 
-#: ``finish(status, headers) -> (status, headers, replacement body or None)``
-Finish = Callable[[str, Headers], tuple[str, Headers, "list[bytes] | None"]]
+#: ``finish(status, headers)``: persist on the way out; the headers to add, or
+#: the :class:`~sessionshare.core.reply.Reply` that replaces the app's answer.
+Finish = Callable[[str, Headers], "Reply | Headers"]
 
 
 class SessionManager:
@@ -126,8 +129,8 @@ class SessionManager:
         """Call ``app``, persisting ``session`` before its status line goes out.
 
         ``finish(status, headers)``, when given, replaces the plain persist: it
-        persists and returns ``(status, headers, body)``; a ``body`` that is not
-        None replaces the app's response (the app's iterable is closed).
+        persists and returns the headers to add, or a :class:`Reply` that is sent
+        in place of the app's response (the app's iterable is closed).
 
         A store failure while persisting propagates as ``StoreUnavailable``
         before anything reached the server, so the caller can answer 503.
@@ -143,9 +146,12 @@ class SessionManager:
                 if finish is None:
                     headers = [*headers, *self.persist(session)]
                 else:
-                    status, headers, body = finish(status, headers)
-                    if body is not None:
-                        replacement.append(body)
+                    answer = finish(status, headers)
+                    if isinstance(answer, Reply):
+                        status, headers = answer.status_line, list(answer.headers)
+                        replacement.append(reply_body(environ, answer))
+                    else:
+                        headers = [*headers, *answer]
             except StoreUnavailable as exc:
                 failed.append(exc)
                 raise
