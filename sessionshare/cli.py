@@ -27,7 +27,8 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
-from .core.options import OPTIONS, Role, options_for, read_environ
+from . import __version__
+from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 from .wsgi.base import SessionMiddleware
@@ -49,8 +50,17 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _fingerprint(args: argparse.Namespace) -> int:
     text = os.environ.get("SESSIONSHARE_SYNC_KEY", "")
-    if not text.strip() or args.stdin:
+    if args.stdin or (not text.strip() and not sys.stdin.isatty()):
         text = sys.stdin.read()
+    elif not text.strip():
+        # Reading a terminal here would wait in silence for keys nobody knows to type.
+        print(
+            "error: SESSIONSHARE_SYNC_KEY is not set. Set it to the key(s) the app uses "
+            "(python -m sessionshare keygen makes one), or pipe the keys in: "
+            "... | python -m sessionshare fingerprint --stdin",
+            file=sys.stderr,
+        )
+        return 2
     try:
         key = SyncKey.parse(text)
     except ConfigurationError as exc:
@@ -83,8 +93,13 @@ def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str]]:
 def _check(args: argparse.Namespace) -> int:
     marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
     roles = [args.role] if args.role else [r for r in ROLES if os.environ.get(marker[r])]
+    if not roles:
+        roles = ["remote"]
+        print("checking as a remote app (no SESSIONSHARE_IDP_URL or "
+              "SESSIONSHARE_KNOWN_REMOTE_HOSTS set); use 'check idp' for the IdP")
+    url = os.environ.get("SESSIONSHARE_STORE_URL") or f"{DEFAULT_STORE_URL} (the default)"
     status = 0
-    for role in roles or ["remote"]:
+    for role in roles:
         middleware, problems = build_from_env(role)
         for problem in problems:
             print(f"{role}: {problem}")
@@ -96,7 +111,8 @@ def _check(args: argparse.Namespace) -> int:
             store.ping()
         except StoreUnavailable as exc:
             store.close()
-            print(f"{role}: the store does not answer ({exc}); check SESSIONSHARE_STORE_URL")
+            print(f"{role}: the store at {_without_password(url)} does not answer ({exc}); "
+                  "check SESSIONSHARE_STORE_URL and that the server runs")
             status = 1
             continue
         eviction_warning = getattr(store, "eviction_warning", None)
@@ -105,8 +121,19 @@ def _check(args: argparse.Namespace) -> int:
         if warning:
             print(f"{role}: warning: {warning}")
         fingerprint = middleware.side.key.fingerprint
-        print(f"{role}: configuration ok, store answers, key fingerprint {fingerprint}")
+        print(f"{role}: configuration ok, store at {_without_password(url)} answers, "
+              f"key fingerprint {fingerprint}")
     return status
+
+
+def _without_password(url: str) -> str:
+    """A store URL fit to print: ``redis://user:secret@host`` loses the secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, host = rest.split("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
 
 
 def options_markdown() -> str:
@@ -162,9 +189,14 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The installed console script names itself; `python -m` shows the module form.
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = "sessionshare" if invoked == "sessionshare" else "python -m sessionshare"
     parser = argparse.ArgumentParser(
-        prog="python -m sessionshare", description=(__doc__ or "").split("\n")[0]
+        prog=prog,
+        description="One login, one server-side session, many sites: keys, checks and the demo.",
     )
+    parser.add_argument("--version", action="version", version=f"sessionshare {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("keygen", help="print a new sync key").set_defaults(run=_keygen)
     fp = commands.add_parser("fingerprint", help="print the fingerprint of each configured key")
@@ -173,7 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser(
         "check", help="build the middleware from SESSIONSHARE_* variables and ping the store"
     )
-    check.add_argument("role", nargs="?", choices=["idp", "remote"])
+    check.add_argument(
+        "role", nargs="?", choices=["idp", "remote"],
+        help="which middleware to build (default: guessed from the variables that are set)",
+    )
     check.set_defaults(run=_check)
     options = commands.add_parser(
         "options", help="print the options table (README) or a constructor's :param: lines"

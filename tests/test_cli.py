@@ -58,3 +58,50 @@ def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([])
     assert "keygen" in capsys.readouterr().err
+
+
+def test_fingerprint_on_a_terminal_without_the_variable_says_what_to_set() -> None:
+    """It used to wait in silence for keys typed at the terminal."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSHARE_")}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "sessionshare", "fingerprint"], stdin=secondary,
+            capture_output=True, text=True, env=clean, timeout=30, check=False,
+        )
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert result.returncode == 2
+    assert "SESSIONSHARE_SYNC_KEY is not set" in result.stderr
+    assert "--stdin" in result.stderr and "keygen" in result.stderr
+
+
+def test_version_and_help_name_the_program_as_invoked() -> None:
+    from sessionshare import __version__
+
+    assert run("--version").stdout.strip() == f"sessionshare {__version__}"
+    module_help = run("--help").stdout
+    assert module_help.startswith("usage: python -m sessionshare")
+    assert "``" not in module_help  # no raw reStructuredText
+    script = os.path.join(os.path.dirname(sys.executable), "sessionshare")
+    assert os.path.exists(script), "the console script is installed with the package"
+    installed = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60,
+                               check=False)
+    assert installed.returncode == 0 and installed.stdout.startswith("usage: sessionshare ")
+
+
+def test_check_says_which_role_it_assumed_and_which_store_it_asked() -> None:
+    env = {"SESSIONSHARE_SYNC_KEY": SyncKey.generate(), "SESSIONSHARE_APP_URL": "https://x.example",
+           "SESSIONSHARE_STORE_URL": "redis://:hunter2@127.0.0.1:1/0"}
+    result = run("check", env=env)
+    assert "checking as a remote app" in result.stdout and "check idp" in result.stdout
+    result = run("check", env={**env, "SESSIONSHARE_IDP_URL": "https://id.example/login"})
+    assert result.returncode == 1
+    assert "the store at redis://***@127.0.0.1:1/0 does not answer" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+    unset = run("check", env={k: v for k, v in env.items() if k != "SESSIONSHARE_STORE_URL"}
+                | {"SESSIONSHARE_IDP_URL": "https://id.example/login"})
+    assert "store at redis://127.0.0.1:6379/0 (the default)" in unset.stdout
