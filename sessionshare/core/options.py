@@ -153,7 +153,7 @@ OPTIONS: tuple[Option, ...] = (
            "the IdP's full login URL, e.g. https://id.example/login",
            check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
     Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
-           "allow-list of the remote apps: host, host:port, *.domain or origin, "
+           "allow-list of the remote apps: host, host:port, `*.domain` or origin, "
            "comma separated",
            check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
     Option("user_key", "str", "user", BOTH,

@@ -54,8 +54,8 @@ class IdpAuthMiddleware(SessionMiddleware):
         Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
     :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
         environment: ``SESSIONSHARE_APP_URL``.
-    :param known_remote_hosts: Allow-list of the remote apps: host, host:port, *.domain or
-        origin, comma separated. Required. From the environment:
+    :param known_remote_hosts: Allow-list of the remote apps: host, host:port, ``*.domain``
+        or origin, comma separated. Required. From the environment:
         ``SESSIONSHARE_KNOWN_REMOTE_HOSTS``.
     :param user_key: Session key whose presence means signed in. Default ``"user"``. From
         the environment: ``SESSIONSHARE_USER_KEY``.
