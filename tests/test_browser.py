@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sessionshare import MemoryStore, SyncKey
-from sessionshare.core.remote import STATE_SLOTS
+from sessionshare.core.state import STATE_SLOTS
 from sessionshare.demo import Servers, demo_apps, listen
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -5,7 +5,7 @@ Every login start set a state cookie of its own name (Path = the callback,
 navigates it to a protected page 14 times left the victim 14 of them
 (8.6 KB): their next sign-in got 431 at the callback from gunicorn's
 defaults, and every retry added another. Now a browser holds at most
-``STATE_SLOTS`` state cookies, reused oldest first (core/remote.py says why
+``STATE_SLOTS`` state cookies, reused oldest first (core/state.py says why
 that keeps several tabs working). Each test runs on memory and real Redis.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 
-from sessionshare.core import remote
-from sessionshare.core.remote import MAX_STATE_COOKIE, STATE_SLOTS
+from sessionshare.core import state
+from sessionshare.core.state import MAX_STATE_COOKIE, STATE_SLOTS
 
 # What a popup navigated by script can put in the page address: printable, URL-safe, and
 # random, so that the saved return path compresses badly and the cookie is near its largest.
@@ -96,7 +96,7 @@ def test_each_state_cookie_stays_within_its_share(dep: Deployment) -> None:
 def test_a_state_cookie_past_its_share_keeps_only_the_way_home(
     dep: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(remote, "MAX_STATE_COOKIE", 200)
+    monkeypatch.setattr(state, "MAX_STATE_COOKIE", 200)
     browser = Browser(dep)
     rng = random.Random(3)
     page = "".join(rng.choice(_PATH_CHARS) for _ in range(300))
@@ -150,7 +150,7 @@ def test_a_successful_callback_clears_its_slot_and_every_dead_one(
     browser.start_login(SHOP + "/orders?tampered=1")
     # ...and this one tampered with (in place: same name, path and flags).
     cookie = next(c for c in browser.apps["shop.test"].cookiejar
-                  if c.name == dep.shop.side.state_cookie_name(STATE_SLOTS - 2))
+                  if c.name == dep.shop.side.states.cookie_name(STATE_SLOTS - 2))
     assert cookie.value is not None
     cookie.value = cookie.value[:-2] + ("AA" if cookie.value[-2:] != "AA" else "BB")
     login_url = browser.start_login(SHOP + "/orders?mine=1")
@@ -166,7 +166,7 @@ def test_a_successful_callback_clears_its_slot_and_every_dead_one(
 def test_a_damaged_cursor_starts_at_the_first_slot(dep: Deployment, cursor: str) -> None:
     browser = Browser(dep)
     app = browser.apps["shop.test"]
-    app.set_cookie(dep.shop.side.slot_cursor.name, cursor)
+    app.set_cookie(dep.shop.side.states.cursor.name, cursor)
     first = browser.start_login(SHOP + "/orders?first=1")
     second = browser.start_login(SHOP + "/orders?second=1")
     assert len(_state_cookies(browser)) == 2  # no slot written twice, none added
