@@ -22,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sessionshare import MemoryStore, SyncKey
+from sessionshare.core.state import STATE_SLOTS
 from sessionshare.demo import Servers, demo_apps, listen
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -103,6 +104,58 @@ def test_sign_in_once_then_sign_out_everywhere(
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "A asks")
             assert has_login_form(driver)
             assert quote(shop + "/_sessionshare/callback", safe="") in driver.current_url
+        except BaseException:
+            path = save_screenshot(driver, request.node.name)
+            print(f"screenshot: {path}")
+            raise
+
+
+def test_a_popup_flood_of_login_starts_does_not_block_sign_in(
+    sites: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    # Issue 16, finding 2: a page that navigates a popup to the shop's protected page
+    # again and again started a login each time, and each left a state cookie of its own
+    # (8.6 KB after 14): the next sign-in's callback was refused (431). Now the shop
+    # reuses STATE_SLOTS cookies, and the user's own sign-in after the flood works.
+    idp, shop = sites["idp"], sites["shop"]
+    with chromium() as browser:
+        driver: Any = browser
+        try:
+            # The attacker's page (here: the blog, another site) opens a popup and points
+            # it at the shop's protected page again and again, a long address each time
+            # (the saved return path makes a state cookie large).
+            driver.get(sites["blog"] + "/")
+            opener = driver.current_window_handle
+            popup, last = None, ""
+            for i in range(20):
+                url = f"{shop}/orders?flood={i}&pad=" + "x%41" * 100
+                driver.execute_script("window.open(arguments[0], 'flood')", url)
+                popup = popup or next(h for h in driver.window_handles if h != opener)
+                driver.switch_to.window(popup)
+                # Each start ends at the IdP's form with a new state in its address.
+                def at_a_new_idp_form(d: Any, last: str = last) -> bool:
+                    return bool(d.current_url.startswith(idp + "/login?") and d.current_url != last)
+
+                wait_until(driver, at_a_new_idp_form, f"flood start {i} at the IdP")
+                last = driver.current_url
+                driver.switch_to.window(opener)
+            driver.switch_to.window(popup)
+            cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+            states = [c for c in cookies if c["name"].startswith("sessionshare_state")
+                      and c["domain"] == "shop.localhost"]
+            assert len(states) == STATE_SLOTS, [c["name"] for c in states]
+            assert sum(len(c["name"]) + len(c["value"]) + 2 for c in states) < 4096
+            driver.close()
+            driver.switch_to.window(opener)
+
+            # The user now signs in from the shop as usual.
+            driver.get(shop + "/orders")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "IdP form")
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == shop + "/orders", "back at the shop")
+            assert text_of(driver, "user") == "alice"
         except BaseException:
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")

@@ -5,8 +5,7 @@ For a protected path and a browser with no signed-in shared session:
 - a **browser navigation** (``Sec-Fetch-Mode: navigate``, or an ``Accept``
   naming ``text/html``) gets **302** to ``idp_url?callback=...&state=S`` and a
   short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
-  return to. Each login attempt has its own cookie, so several tabs signing
-  in at once do not overwrite each other;
+  return to, in one of a few slots (below);
 - every other request (POST, ``fetch``/XHR, API clients) gets **401** with a
   small JSON body naming the login URL: a cross-origin redirect would only
   break it.
@@ -19,28 +18,32 @@ the session alive and signed in. Then the session cookie is set to the shared
 session and the browser gets **303** to the saved page, so the token leaves
 the address bar. Any failure is a **403** with a reason code and never a
 redirect, so there is no loop.
+
+A browser holds at most four state cookies, reused oldest first, however many
+logins a page forces it to start (a popup navigated again and again made
+the callback's ``Cookie`` header too large to serve): see
+:mod:`sessionshare.core.state`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from itsdangerous import BadData, TimestampSigner
+from itsdangerous import TimestampSigner
 
 from ..crypto import canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
 from . import tickets
-from .cookies import CookieSpec
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session
 from .side import Outcome, PassThrough, Side
+from .state import StateSlots
 from .steps import Steps
 from .tickets import CLOCK_LEEWAY
 
@@ -53,8 +56,6 @@ log = logging.getLogger("sessionshare")
 Protect = bool | Sequence[str] | Callable[[Any], bool]
 MAX_RETURN_PATH = 512
 _ANONYMOUS = PassThrough()
-_STATE_NAME_CHARS = 12
-_STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
 
 
 class RemoteSide(Side):
@@ -89,14 +90,15 @@ class RemoteSide(Side):
         self.token_leeway = token_leeway
         self.state_ttl = int(state_ttl)
         self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
-        self.state_cookie = CookieSpec(
-            state_cookie_name, secure=self.lifecycle.cookie.secure, samesite="Lax",
-            path=callback_path, max_age=self.state_ttl,
-        )
         self.state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
         self.state_signer.signer = _clocked_signer(self.clock)
+        self.states = StateSlots(
+            state_cookie_name, path=callback_path, secure=self.lifecycle.cookie.secure,
+            ttl=self.state_ttl, signer=self.state_signer,
+        )
+        self.state_cookie = self.states.cookie
         self._protects = _protect_predicate(protect)
 
     # -- on the way in -----------------------------------------------------
@@ -118,10 +120,6 @@ class RemoteSide(Side):
         return PassThrough(user, True)
 
     # -- step 2: off to the IdP ----------------------------------------------
-    def state_cookie_name(self, state: str) -> str:
-        """The name of the state cookie of the login attempt ``state``."""
-        return f"{self.state_cookie.name}-{state[:_STATE_NAME_CHARS]}"
-
     def _send_to_idp(self, request: Request) -> Reply:
         if not request.is_navigation:
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
@@ -132,18 +130,14 @@ class RemoteSide(Side):
         state = secrets.token_urlsafe(32)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
-        cookie = self.state_cookie.set(
-            self.state_signer.dumps([state, back]), name=self.state_cookie_name(state)
-        )
+        headers = self.states.start(request.cookies, state, back)
         log.info("login_redirect issuer=%s", self.issuer)
-        return Reply.redirect(
-            self._login_prefix + state, status=302, headers=[("Set-Cookie", cookie)]
-        )
+        return Reply.redirect(self._login_prefix + state, status=302, headers=headers)
 
     # -- step 5: back from the IdP with a token --------------------------------
     def _callback(self, request: Request, session: Session) -> Steps[Reply]:
         try:
-            sid, state, back = yield from self._redeem(request, session)
+            sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
             log.warning("token_rejected reason=%s", exc.reason)
             return Reply.error(
@@ -151,14 +145,17 @@ class RemoteSide(Side):
                 as_json=request.wants_json,
             )
         log.info("ticket_redeemed issuer=%s", self.issuer)
-        headers = [
-            ("Set-Cookie", self.lifecycle.cookie.set(sid)),
-            ("Set-Cookie", self.state_cookie.clear(name=self.state_cookie_name(state))),
-        ]
+        headers = [("Set-Cookie", self.lifecycle.cookie.set(sid))]
+        headers += self.states.clear(spent)
         return Reply.redirect(back, headers=headers)
 
-    def _redeem(self, request: Request, session: Session) -> Steps[tuple[str, str, str]]:
-        """Run every check of the callback; the shared session id, state and return path."""
+    def _redeem(
+        self, request: Request, session: Session
+    ) -> Steps[tuple[str, str, list[str]]]:
+        """Run every check of the callback.
+
+        The shared session id, the return path, and the state slots to clear.
+        """
         if request.method != "GET":
             raise TokenRejected("bad_method", "the token arrives by GET")
         params = request.params
@@ -171,7 +168,7 @@ class RemoteSide(Side):
         )
         prefix = self.lifecycle.key_prefix
         try:
-            back = self._check_state(request, claims.state)
+            back, spent = self.states.find(request.cookies, claims.state)
         except TokenRejected:
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
@@ -187,29 +184,7 @@ class RemoteSide(Side):
             raise TokenRejected("session_gone", "the session ended before the hand-off")
         if self.user_of(session) is None:
             raise TokenRejected("not_authenticated", "the session is not signed in")
-        return sid, claims.state, back
-
-    def _check_state(self, request: Request, state: str) -> str:
-        """The saved return path when this browser started the login with ``state``."""
-        name = self.state_cookie_name(state)
-        match = self.state_cookie.pattern(_STATE_VALUE, name=name).search(request.cookies)
-        if match is None:
-            raise TokenRejected("bad_state", "no login was started in this browser")
-        try:
-            saved = self.state_signer.loads(
-                match.group(1) or match.group(2), max_age=self.state_ttl
-            )
-        except BadData:
-            raise TokenRejected("bad_state", "state cookie invalid or expired") from None
-        if (
-            not isinstance(saved, list)
-            or len(saved) != 2
-            or not all(isinstance(part, str) for part in saved)
-            or not hmac.compare_digest(saved[0].encode(), state.encode())
-        ):
-            raise TokenRejected("bad_state", "state does not match this browser's login")
-        # Checked again: the signature proves who wrote it, not that it is safe.
-        return safe_return_path(saved[1])
+        return sid, back, spent
 
 
 def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:

@@ -1,0 +1,165 @@
+"""A remote's login states: a few signed cookies per browser, reused oldest first.
+
+Each login start keeps its state ``S`` and the page to return to in a
+signed (itsdangerous, its own subkey, aged by the side's clock), HttpOnly
+cookie scoped to the callback path; the callback accepts a token only if its
+``st`` is in one of them (login CSRF).
+
+**Why slots.** Any page can start a login at a remote: an attacker's page
+that opens a popup and navigates it to a protected page again and again made
+the remote set one cookie per start, each with a name of its own. Fourteen
+starts (8.6 KB) were enough for the victim's next callback to be refused by
+the server (431) before any of this code ran, and every retry added one. So
+a browser holds at most :data:`STATE_SLOTS` state cookies, with fixed names
+(``sessionshare_state-0`` ... ``-3``), each value at most
+:data:`MAX_STATE_COOKIE` bytes: however many starts are forced, the
+callback's ``Cookie`` header carries about 3.3 KB of state at most.
+
+**Why tabs keep working.** The state cookies only reach the callback, so the
+protected page that starts a login reads a tiny cursor cookie (``Path=/``)
+naming the slot to write next, and moves it on: slots are reused round
+robin, the oldest attempt first, and the latest start -- the user's own --
+always has a slot. The callback looks for its state in every slot, so up to
+four tabs sign in at once, in any order; a fifth start overwrites the
+oldest, whose tab then gets ``bad_state``. Two starts the browser sends
+before either answer arrives (a restored session reopening tabs) read the
+same cursor and share a slot: the later one wins. A successful callback
+clears its own slot and every slot it saw that holds no live login (expired,
+tampered, foreign); the other tabs' live attempts stay so they can finish,
+and expire with ``state_ttl``.
+
+    slots = StateSlots("sessionshare_state", path="/_sessionshare/callback",
+                       secure=True, ttl=600, signer=signer)
+    headers = slots.start(request.cookies, state, "/orders?page=2")  # on the 302
+    back, spent = slots.find(request.cookies, token_state)           # at the callback
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from ..errors import TokenRejected
+from .cookies import CookieSpec
+from .reply import Header
+from .request import safe_return_path
+
+__all__ = ["MAX_STATE_COOKIE", "STATE_SLOTS", "StateSlots"]
+
+#: How many logins one browser can have under way at once: one state cookie each.
+STATE_SLOTS = 4
+#: The longest state cookie value written; a longer one saves ``/`` as the page to
+#: return to instead. Four slots of it keep the callback's ``Cookie`` header far
+#: below the 8 KB that servers and proxies accept by default.
+MAX_STATE_COOKIE = 800
+_STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
+
+
+class StateSlots:
+    """The state cookies of one remote: fixed slots, a cursor, one signer."""
+
+    def __init__(self, name: str, *, path: str, secure: bool, ttl: int,
+                 signer: URLSafeTimedSerializer) -> None:
+        #: The state cookies' spec (each slot is ``<name>-<slot>`` with its attributes).
+        self.cookie = CookieSpec(name, secure=secure, samesite="Lax", path=path, max_age=ttl)
+        # Path=/: the protected page that starts a login must read it, while the state
+        # cookies themselves only go to the callback. Not a state cookie, so its name
+        # does not start with theirs. It lives as long as the newest state: when it is
+        # gone, so is every state it points past, and slot 0 is free.
+        #: The cursor cookie's spec: the slot the next login start writes.
+        self.cursor = CookieSpec(
+            f"next-{name}", secure=secure, samesite="Lax", path="/", max_age=ttl
+        )
+        #: The ``itsdangerous`` serializer that signs ``[state, return path]``.
+        self.signer = signer
+        self.ttl = ttl
+        self._names = tuple(self.cookie_name(slot) for slot in range(STATE_SLOTS))
+        self._patterns = tuple(self.cookie.pattern(_STATE_VALUE, name=n) for n in self._names)
+        self._cursor_pattern = self.cursor.pattern("[0-9]")
+
+    def cookie_name(self, slot: int) -> str:
+        """The name of the state cookie in ``slot`` (``0`` to ``STATE_SLOTS - 1``)."""
+        return f"{self.cookie.name}-{slot}"
+
+    def start(self, cookies: str, state: str, back: str) -> list[Header]:
+        """The ``Set-Cookie`` headers that keep ``state`` and ``back`` in the next slot.
+
+        :param cookies: the login start's ``Cookie`` header (only the cursor is read).
+        """
+        value = self.signer.dumps([state, back])
+        if len(value) > MAX_STATE_COOKIE:
+            # A path that compresses badly (or JSON-escapes) must not grow the slot past
+            # its share of the callback's Cookie header: the bound is per cookie too.
+            value = self.signer.dumps([state, "/"])
+        slot = self._next_slot(cookies)
+        return [
+            # The cursor first: the state cookie is the answer's last Set-Cookie.
+            ("Set-Cookie", self.cursor.set(str((slot + 1) % STATE_SLOTS))),
+            ("Set-Cookie", self.cookie.set(value, name=self._names[slot])),
+        ]
+
+    def _next_slot(self, cookies: str) -> int:
+        # Unsigned on purpose: whoever can set it (this browser, or a sibling host tossing
+        # cookies) can only choose which of this browser's slots is overwritten next --
+        # never add one, so the bound holds whatever it says.
+        match = self._cursor_pattern.search(cookies)
+        if match is None:
+            return 0
+        slot = int(match.group(1) or match.group(2))
+        return slot if slot < STATE_SLOTS else 0
+
+    def find(self, cookies: str, state: str) -> tuple[str, list[str]]:
+        """The saved return path when this browser started the login ``state``.
+
+        With it, the slots a successful callback clears: the one holding ``state``
+        and every one holding no live login (expired, tampered, signed by another
+        key). Live slots of other tabs stay, so those tabs can finish too.
+
+        :raises TokenRejected: ``bad_state`` when no slot holds ``state``.
+        """
+        back: str | None = None
+        spent: list[str] = []
+        seen = valid = 0
+        for name, pattern in zip(self._names, self._patterns, strict=True):
+            # The first cookie of a name counts, as for the session cookie: a copy a
+            # sibling host planted ahead of it cannot stand in for it.
+            match = pattern.search(cookies)
+            if match is None:
+                continue
+            seen += 1
+            saved = self._open(match.group(1) or match.group(2))
+            if saved is None:
+                spent.append(name)
+                continue
+            valid += 1
+            if back is None and hmac.compare_digest(saved[0].encode(), state.encode()):
+                # Checked again: the signature proves who wrote it, not that it is safe.
+                back = safe_return_path(saved[1])
+                spent.append(name)
+        if back is None:
+            if not seen:
+                raise TokenRejected("bad_state", "no login was started in this browser")
+            if not valid:
+                raise TokenRejected("bad_state", "state cookie invalid or expired")
+            # Also the oldest of more tabs than there are slots: its slot was reused.
+            raise TokenRejected("bad_state", "state does not match this browser's login")
+        return back, spent
+
+    def clear(self, names: list[str]) -> list[Header]:
+        """``Set-Cookie`` headers deleting the state cookies ``names``."""
+        return [("Set-Cookie", self.cookie.clear(name=name)) for name in names]
+
+    def _open(self, value: str) -> list[str] | None:
+        """``[state, return path]`` from a state cookie, or None if it is no live login."""
+        try:
+            saved = self.signer.loads(value, max_age=self.ttl)
+        except BadData:
+            return None
+        if (
+            not isinstance(saved, list)
+            or len(saved) != 2
+            or not all(isinstance(part, str) for part in saved)
+        ):
+            return None
+        return saved
