@@ -26,6 +26,7 @@ tab returns to its own page.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -130,14 +131,51 @@ class IdpSide(Side):
         allowed = self.allow_list.check_callback(callbacks[0])
         return _Handoff(allowed.url, allowed.origin, states[0])
 
+    def _pending(self, session: Session) -> tuple[dict[str, list[Any]], bool]:
+        """The well-formed, unexpired pending hand-offs, and whether anything was dropped.
+
+        The app shares the session with the middleware and can write this key
+        (a bug, a migration, a "clear everything" helper): every entry is
+        checked for shape and type *before* it is sorted or compared, so a bad
+        one is dropped instead of raising on every later sign-in (issue 16,
+        finding 6: a short list or a string made the sort and ``max()`` a 500).
+        """
+        raw = session.get(PENDING_KEY)
+        if raw is None:
+            return {}, False
+        if not isinstance(raw, dict):
+            return {}, True
+        now = self.clock()
+        kept: dict[str, list[Any]] = {}
+        for state, entry in raw.items():
+            if not (isinstance(entry, list) and len(entry) == 3):
+                continue
+            callback, origin, created = entry
+            if not (isinstance(state, str) and is_valid_state(state)
+                    and isinstance(callback, str) and isinstance(origin, str)):
+                continue
+            # bool is an int to Python; NaN and infinities never expire or never sort.
+            if isinstance(created, bool) or not isinstance(created, (int, float)):
+                continue
+            if not math.isfinite(created) or created + PENDING_TTL < now:
+                continue
+            kept[state] = [callback, origin, created]
+        return kept, len(kept) != len(raw)
+
+    def _store_pending(self, session: Session, pending: dict[str, list[Any]]) -> None:
+        if pending:
+            session[PENDING_KEY] = pending
+        elif PENDING_KEY in session:
+            del session[PENDING_KEY]
+
     def _remember(self, session: Session, handoff: _Handoff) -> None:
-        pending = dict(session.get(PENDING_KEY) or {})
+        pending, _ = self._pending(session)
         pending[handoff.state] = [handoff.callback, handoff.origin, int(self.clock())]
         if len(pending) > MAX_PENDING:
             oldest = sorted(pending, key=lambda s: pending[s][2])[: len(pending) - MAX_PENDING]
             for state in oldest:
                 del pending[state]
-        session[PENDING_KEY] = pending
+        self._store_pending(session, pending)
 
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
@@ -148,13 +186,20 @@ class IdpSide(Side):
         Returns the headers to add to the app's response, or the :class:`Reply`
         that replaces it (carrying the app's own cookies).
         """
-        signed_in = session.loaded and self.user_of(session) is not None
-        if signed_in and (not passed.signed_in or session.invalidated):
+        user = self.user_of(session) if session.loaded else None
+        signed_in = user is not None
+        # A different user signing in over a signed-in session is a sign-in too (issue 16,
+        # finding 10): an attacker signed in as bob plants that session id in the victim's
+        # browser; without a new id, the victim's sign-in as alice makes the attacker's
+        # browser alice. Django flushes the session in this case for the same reason.
+        switched = passed.signed_in and signed_in and user != passed.user
+        signing_in = signed_in and (not passed.signed_in or session.invalidated or switched)
+        if signing_in:
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
             session.mark_authenticated(self.clock())
             log.info("login origin=%s", self.origin)
-        handoff = self._take_pending(request, session, not passed.signed_in) if signed_in else None
+        handoff = self._take_pending(request, session, signing_in) if signed_in else None
         cookies = yield from self.lifecycle.persist(session)
         if handoff is None or session.stored_id is None:
             return cookies
@@ -169,8 +214,10 @@ class IdpSide(Side):
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool
     ) -> _Handoff | None:
-        pending = session.get(PENDING_KEY)
-        if not isinstance(pending, dict) or not pending:
+        pending, dropped = self._pending(session)
+        if dropped:
+            self._store_pending(session, pending)
+        if not pending:
             return None
         states = (request.params or {}).get("state", [])
         if len(states) == 1 and states[0] in pending:
@@ -179,18 +226,12 @@ class IdpSide(Side):
             chosen = max(pending, key=lambda s: pending[s][2])
         else:
             return None
-        entry = pending.pop(chosen)
-        if pending:
-            session[PENDING_KEY] = pending
-        else:
-            del session[PENDING_KEY]
-        # The app can write this key too: trust nothing in it without checking again.
+        callback = pending.pop(chosen)[0]
+        self._store_pending(session, pending)
+        # Shape checked above; the callback is checked again: the app can write this key.
         try:
-            callback, _, created = entry
-            if float(created) + PENDING_TTL < self.clock():
-                return None
             allowed = self.allow_list.check_callback(callback)
-        except (TypeError, ValueError, CallbackRejected):
+        except CallbackRejected:
             return None
         return _Handoff(allowed.url, allowed.origin, chosen)
 
