@@ -6,7 +6,9 @@ Each test fails on the code before its fix and says what it guards.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flow import IDP, LOGIN, SHOP, Browser, Deployment, idp_app, remote_app
@@ -362,3 +364,63 @@ def test_signing_in_again_as_the_same_user_keeps_the_session(
     before = browser.cookie("id.test")
     browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
     assert browser.cookie("id.test") == before
+
+
+# -- 3. Login CSRF with a leaked state --------------------------------------------------------
+# Issue 16, finding 3. The state of a login attempt is a bearer value at the remote: whoever
+# holds it can have the IdP mint a token for it (for their own session) and get the victim's
+# browser, which holds the state cookie, to open that token -- the victim is then signed in
+# at the shop as the attacker. The pending record of the anonymous IdP session held the
+# state in plain text, readable by the IdP app (debug pages, logs) and in a store dump.
+
+
+def _idp_that_shows_its_session(
+    store: SessionStore, clock: Callable[[], float], key: str
+) -> IdpAuthMiddleware:
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        if environ["PATH_INFO"] == "/debug":
+            session = environ["sessionshare.session"]
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(dict(session)).encode()]  # type: ignore[call-overload]
+        return idp_app(environ, start_response)  # type: ignore[arg-type]
+
+    return IdpAuthMiddleware(app, store=store, key=key, app_url=IDP, known_remote_hosts=[SHOP],
+                             cookie_secure=False, clock=clock)
+
+
+def test_a_pending_record_holds_no_usable_state(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    dep.idp = _idp_that_shows_its_session(store, clock, dep.key)
+    victim = Browser(dep)
+    login_url = victim.start_login(SHOP + "/orders")
+    state = parse_qs(urlsplit(login_url).query)["state"][0]
+    assert victim.get(login_url).status_int == 200  # the form: the hand-off is pending
+    shown = victim.get(IDP + "/debug").text
+    assert PENDING_KEY in shown and state not in shown
+    # The sign-in still completes, with the state back from the URL or the sealed copy.
+    answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 303
+    back = victim.get(answer.location)
+    assert back.status_int == 303 and back.location == "/orders"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 finding 3, binding a state to the first "
+                   "IdP session that presents it: not implemented yet (needs a store command)")
+def test_a_leaked_state_gets_no_token_for_another_session(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    victim, mallory = Browser(dep), Browser(dep)
+    login_url = victim.start_login(SHOP + "/orders")
+    assert victim.get(login_url).status_int == 200  # the victim sits at the login form
+    mallory.sign_in(LOGIN, user="bob")  # the attacker's own account at the IdP
+    minted = mallory.get(login_url)  # the leaked login URL (a log, the history)
+    if minted.status_int == 303 and "?token=" in minted.location:
+        opened = victim.get(minted.location)  # the victim's browser holds the state cookie
+        assert opened.status_int == 403
+    assert victim.cookie("shop.test") is None
+    # The victim's own sign-in still goes through.
+    answer = victim.post(login_url, {"username": "alice", "password": "wonderland"})
+    assert victim.get(answer.location).status_int == 303
