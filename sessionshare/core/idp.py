@@ -29,25 +29,20 @@ tab returns to its own page.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import logging
-import math
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
 from .lifecycle import Headers
+from .pending import MAX_PENDING as MAX_PENDING
+from .pending import PENDING_KEY as PENDING_KEY
+from .pending import PENDING_TTL as PENDING_TTL
+from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
 from .session import Session
@@ -58,20 +53,7 @@ __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
 
 log = logging.getLogger("sessionshare")
 
-#: Session key of the pending hand-offs: name of the state -> [callback URL, origin,
-#: time, sealed state]. The name is a keyed digest of the state and the state itself is
-#: sealed (AES-GCM under a subkey of the sync key): the session record holds no usable
-#: state, so neither the app (which can read every key) nor a store dump can lift one.
-PENDING_KEY = "sessionshare.pending"
-MAX_PENDING = 5
-PENDING_TTL = 10 * 60
-
 Authorize = Callable[[Session, str], bool]
-
-_NAME_PURPOSE = "pending state name"
-_SEAL_PURPOSE = "pending state seal"
-_SEAL_AAD = b"sessionshare/v1/pending-state"
-_NONCE_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -109,6 +91,7 @@ class IdpSide(Side):
         self.login_path = login_path
         self.authorize = authorize
         self.strict = strict
+        self.pending = PendingHandoffs(self.key, clock=self.clock)
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -151,96 +134,12 @@ class IdpSide(Side):
         allowed = self.allow_list.check_callback(callbacks[0])
         return _Handoff(allowed.url, allowed.origin, states[0])
 
-    # -- pending records hold no usable state (issue 16, finding 3) ---------------------
-    # The state is a bearer value at the remote: whoever holds it can have a token
-    # minted for it (their own session) and make the victim's browser open that token.
-    # It still travels in the login URL, but a session record -- readable by the app,
-    # its debug pages and logs, and a store dump -- holds only its keyed digest and a
-    # sealed copy (a plain sign-in, with no state in the URL, needs the state back).
     def pending_name(self, state: str) -> str:
         """The name a pending hand-off for ``state`` has in the session (a keyed digest)."""
-        return self._names(state)[0]
-
-    def _names(self, state: str) -> tuple[str, ...]:
-        # Every configured key, newest first: a hand-off pending across a key rotation
-        # is still found.
-        return tuple(
-            hmac.new(sub, state.encode("ascii"), hashlib.sha256).hexdigest()[:32]
-            for sub in self.key.derive(_NAME_PURPOSE)
-        )
-
-    def _seal_state(self, state: str) -> str:
-        nonce = secrets.token_bytes(_NONCE_BYTES)  # a fresh random nonce per seal
-        sealed = AESGCM(self.key.derive(_SEAL_PURPOSE)[0]).encrypt(
-            nonce, state.encode("ascii"), _SEAL_AAD
-        )
-        return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
-
-    def _open_state(self, name: str, sealed: str) -> str | None:
-        try:
-            raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
-        except (binascii.Error, ValueError, UnicodeError):
-            return None
-        for sub in self.key.derive(_SEAL_PURPOSE):
-            try:
-                plain = AESGCM(sub).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _SEAL_AAD)
-            except (InvalidTag, ValueError):
-                continue
-            state = plain.decode("ascii", "replace")
-            # The name must be this state's: an entry copied under another name is refused.
-            if is_valid_state(state) and name in self._names(state):
-                return state
-        return None
-
-    def _pending(self, session: Session) -> tuple[dict[str, list[Any]], bool]:
-        """The well-formed, unexpired pending hand-offs, and whether anything was dropped.
-
-        The app shares the session with the middleware and can write this key
-        (a bug, a migration, a "clear everything" helper): every entry is
-        checked for shape and type *before* it is sorted or compared, so a bad
-        one is dropped instead of raising on every later sign-in (issue 16,
-        finding 6: a short list or a string made the sort and ``max()`` a 500).
-        """
-        raw = session.get(PENDING_KEY)
-        if raw is None:
-            return {}, False
-        if not isinstance(raw, dict):
-            return {}, True
-        now = self.clock()
-        kept: dict[str, list[Any]] = {}
-        for name, entry in raw.items():
-            # An entry of the older layout (a plain state, three fields) is dropped too:
-            # that login is started again, and no state in clear outlives an upgrade.
-            if not (isinstance(entry, list) and len(entry) == 4):
-                continue
-            callback, origin, created, sealed = entry
-            if not (isinstance(callback, str) and isinstance(origin, str)
-                    and isinstance(sealed, str)):
-                continue
-            # bool is an int to Python; NaN and infinities never expire or never sort.
-            if isinstance(created, bool) or not isinstance(created, (int, float)):
-                continue
-            if not math.isfinite(created) or created + PENDING_TTL < now:
-                continue
-            kept[name] = [callback, origin, created, sealed]
-        return kept, len(kept) != len(raw)
-
-    def _store_pending(self, session: Session, pending: dict[str, list[Any]]) -> None:
-        if pending:
-            session[PENDING_KEY] = pending
-        elif PENDING_KEY in session:
-            del session[PENDING_KEY]
+        return self.pending.name(state)
 
     def _remember(self, session: Session, handoff: _Handoff) -> None:
-        pending, _ = self._pending(session)
-        name = self.pending_name(handoff.state)
-        sealed = pending[name][3] if name in pending else self._seal_state(handoff.state)
-        pending[name] = [handoff.callback, handoff.origin, int(self.clock()), sealed]
-        if len(pending) > MAX_PENDING:
-            oldest = sorted(pending, key=lambda n: pending[n][2])[: len(pending) - MAX_PENDING]
-            for old in oldest:
-                del pending[old]
-        self._store_pending(session, pending)
+        self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
 
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
@@ -279,32 +178,15 @@ class IdpSide(Side):
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool
     ) -> _Handoff | None:
-        pending, dropped = self._pending(session)
-        if dropped:
-            self._store_pending(session, pending)
-        if not pending:
-            return None
         states = (request.params or {}).get("state", [])
-        posted = (
-            next((n for n in self._names(states[0]) if n in pending), None)
-            if len(states) == 1 and is_valid_state(states[0]) else None
+        taken = self.pending.take(
+            session, posted_state=states[0] if len(states) == 1 else None, newest=signed_in_now
         )
-        if posted is not None:
-            chosen = posted  # the tab that posted the form
-        elif signed_in_now:
-            chosen = max(pending, key=lambda n: pending[n][2])
-        else:
+        if taken is None:
             return None
-        callback, _, _, sealed = pending.pop(chosen)
-        self._store_pending(session, pending)
-        # The token needs the state itself: the posted URL carries it; a plain form
-        # (no state in the URL) gets it back from the sealed copy.
-        state = states[0] if posted is not None else self._open_state(chosen, sealed)
-        if state is None:
-            return None
-        # Shape checked above; the callback is checked again: the app can write this key.
+        callback, state = taken
         try:
-            allowed = self.allow_list.check_callback(callback)
+            allowed = self.allow_list.check_callback(callback)  # again: the app can write it
         except CallbackRejected:
             return None
         return _Handoff(allowed.url, allowed.origin, state)
