@@ -13,11 +13,15 @@ callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
    a single-use ticket is stored for the session, and the answer is **303**
    to ``callback?token=T``;
 3. otherwise ``{callback, state}`` is remembered in the session (a few at
-   once, keyed by state, so several tabs work) and the app shows its form.
+   once, so several tabs work) and the app shows its form. The record names
+   each hand-off by a keyed digest of its state and keeps the state sealed:
+   the session, which the app reads and a store dump shows, holds no state
+   anybody could have a token minted for.
 
 On the way out of every request the app served (:meth:`IdpSide.on_response`),
 a sign-in -- ``session[user_key]`` newly set -- **rotates the session id**
-(no fixation) and, if a hand-off is pending, replaces the app's answer with
+(no fixation) -- and so does a different user signing in over a signed-in
+session -- and, if a hand-off is pending, replaces the app's answer with
 that 303. The login form should post back to the same URL (``<form
 method=post>`` without ``action`` does) so that, with several tabs open, each
 tab returns to its own page.
@@ -35,6 +39,10 @@ from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
 from .lifecycle import Headers
+from .pending import MAX_PENDING as MAX_PENDING
+from .pending import PENDING_KEY as PENDING_KEY
+from .pending import PENDING_TTL as PENDING_TTL
+from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
 from .session import Session
@@ -44,11 +52,6 @@ from .steps import Steps
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
 
 log = logging.getLogger("sessionshare")
-
-#: Session key of the pending hand-offs: state -> [callback URL, origin, time].
-PENDING_KEY = "sessionshare.pending"
-MAX_PENDING = 5
-PENDING_TTL = 10 * 60
 
 Authorize = Callable[[Session, str], bool]
 
@@ -88,6 +91,7 @@ class IdpSide(Side):
         self.login_path = login_path
         self.authorize = authorize
         self.strict = strict
+        self.pending = PendingHandoffs(self.key, clock=self.clock)
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -130,14 +134,12 @@ class IdpSide(Side):
         allowed = self.allow_list.check_callback(callbacks[0])
         return _Handoff(allowed.url, allowed.origin, states[0])
 
+    def pending_name(self, state: str) -> str:
+        """The name a pending hand-off for ``state`` has in the session (a keyed digest)."""
+        return self.pending.name(state)
+
     def _remember(self, session: Session, handoff: _Handoff) -> None:
-        pending = dict(session.get(PENDING_KEY) or {})
-        pending[handoff.state] = [handoff.callback, handoff.origin, int(self.clock())]
-        if len(pending) > MAX_PENDING:
-            oldest = sorted(pending, key=lambda s: pending[s][2])[: len(pending) - MAX_PENDING]
-            for state in oldest:
-                del pending[state]
-        session[PENDING_KEY] = pending
+        self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
 
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
@@ -148,13 +150,20 @@ class IdpSide(Side):
         Returns the headers to add to the app's response, or the :class:`Reply`
         that replaces it (carrying the app's own cookies).
         """
-        signed_in = session.loaded and self.user_of(session) is not None
-        if signed_in and (not passed.signed_in or session.invalidated):
+        user = self.user_of(session) if session.loaded else None
+        signed_in = user is not None
+        # A different user signing in over a signed-in session is a sign-in too (issue 16,
+        # finding 10): an attacker signed in as bob plants that session id in the victim's
+        # browser; without a new id, the victim's sign-in as alice makes the attacker's
+        # browser alice. Django flushes the session in this case for the same reason.
+        switched = passed.signed_in and signed_in and user != passed.user
+        signing_in = signed_in and (not passed.signed_in or session.invalidated or switched)
+        if signing_in:
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
             session.mark_authenticated(self.clock())
             log.info("login origin=%s", self.origin)
-        handoff = self._take_pending(request, session, not passed.signed_in) if signed_in else None
+        handoff = self._take_pending(request, session, signing_in) if signed_in else None
         cookies = yield from self.lifecycle.persist(session)
         if handoff is None or session.stored_id is None:
             return cookies
@@ -169,30 +178,18 @@ class IdpSide(Side):
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool
     ) -> _Handoff | None:
-        pending = session.get(PENDING_KEY)
-        if not isinstance(pending, dict) or not pending:
-            return None
         states = (request.params or {}).get("state", [])
-        if len(states) == 1 and states[0] in pending:
-            chosen = states[0]  # the tab that posted the form
-        elif signed_in_now:
-            chosen = max(pending, key=lambda s: pending[s][2])
-        else:
+        taken = self.pending.take(
+            session, posted_state=states[0] if len(states) == 1 else None, newest=signed_in_now
+        )
+        if taken is None:
             return None
-        entry = pending.pop(chosen)
-        if pending:
-            session[PENDING_KEY] = pending
-        else:
-            del session[PENDING_KEY]
-        # The app can write this key too: trust nothing in it without checking again.
+        callback, state = taken
         try:
-            callback, _, created = entry
-            if float(created) + PENDING_TTL < self.clock():
-                return None
-            allowed = self.allow_list.check_callback(callback)
-        except (TypeError, ValueError, CallbackRejected):
+            allowed = self.allow_list.check_callback(callback)  # again: the app can write it
+        except CallbackRejected:
             return None
-        return _Handoff(allowed.url, allowed.origin, chosen)
+        return _Handoff(allowed.url, allowed.origin, state)
 
     # -- the redirect back -------------------------------------------------
     def _complete(self, request: Request, session: Session, handoff: _Handoff) -> Steps[Reply]:

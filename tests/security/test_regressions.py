@@ -6,10 +6,12 @@ Each test fails on the code before its fix and says what it guards.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flow import LOGIN, SHOP, Browser, idp_app, remote_app
+from flow import IDP, LOGIN, SHOP, Browser, Deployment, idp_app, remote_app
 
 from sessionshare import (
     AllowList,
@@ -20,6 +22,7 @@ from sessionshare import (
     SessionStore,
     SyncKey,
 )
+from sessionshare.core.idp import MAX_PENDING, PENDING_KEY
 
 from .deploy import security_deployment
 from .harness import call, environ_for
@@ -263,3 +266,161 @@ def test_a_state_mismatch_does_not_burn_tokens_that_fail_earlier(
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
     assert "<code>" in browser.get(f"{base}?token={tampered}").text
     assert browser.get(url).status_int == 303
+
+
+# -- 6. A malformed pending record made every later sign-in of the session a 500 --------------
+# Issue 16, finding 6. The IdP app shares the session with the middleware and can write
+# `sessionshare.pending` (a bug, a migration, a "reset" helper). The middleware sorted the
+# entries and took `max()` of them before checking a single one: a short list raised
+# IndexError, a string or a None TypeError, on every sign-in of that session from then on.
+
+_MALFORMED_PENDING: dict[str, object] = {
+    "a-list": ["x", "y"],
+    "a-string": "garbage",
+    "a-number": 5,
+    "short-lists": {f"state{i:02d}" + "x" * 20: [SHOP + CB] for i in range(MAX_PENDING + 1)},
+    "a-string-entry": {"a" * 43: [SHOP + CB, SHOP, 1], "b" * 43: "abc"},
+    "a-none-entry": {"c" * 43: None},
+    "mixed-times": {"d" * 43: [SHOP + CB, SHOP, "later"], "e" * 43: [SHOP + CB, SHOP, 1]},
+    "nested-time": {"f" * 43: [SHOP + CB, SHOP, [1]]},
+    "bad-key": {"no": [SHOP + CB, SHOP, 1], "g" * 43: [SHOP + CB, SHOP, None]},
+}
+
+
+def _idp_that_writes_pending(
+    store: SessionStore, clock: Callable[[], float], key: str
+) -> IdpAuthMiddleware:
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        if environ["PATH_INFO"] == "/plant":
+            shape = str(environ["QUERY_STRING"])
+            environ["sessionshare.session"][PENDING_KEY] = _MALFORMED_PENDING[shape]  # type: ignore[index]
+        return idp_app(environ, start_response)  # type: ignore[arg-type]
+
+    return IdpAuthMiddleware(app, store=store, key=key, app_url=IDP, known_remote_hosts=[SHOP],
+                             cookie_secure=False, clock=clock)
+
+
+@pytest.mark.parametrize("shape", sorted(_MALFORMED_PENDING))
+def test_a_malformed_pending_record_is_dropped_not_a_500(
+    store: SessionStore, clock: Callable[[], float], shape: str
+) -> None:
+    dep = Deployment(store, clock)
+    dep.idp = _idp_that_writes_pending(store, clock, dep.key)
+    # A plain sign-in (no state in the URL) reads every pending entry to pick the newest.
+    browser = Browser(dep)
+    browser.get(browser.start_login(SHOP + "/orders"))
+    browser.get(IDP + "/plant?" + shape)
+    answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 200 and "Location" not in answer.headers
+    assert browser.get(IDP + "/").text == "idp home user=alice"
+    # A new login request adds to (and trims) the pending record; its sign-in still works.
+    other = Browser(dep)
+    other.get(other.start_login(SHOP + "/orders"))
+    other.get(IDP + "/plant?" + shape)
+    login_url = other.start_login(SHOP + "/orders?again=1")
+    page = other.get(login_url)
+    assert page.status_int == 200 and "login form" in page.text
+    answer = other.post(login_url, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 303 and answer.location.startswith(SHOP + CB + "?token=")
+    back = other.get(answer.location)
+    assert back.status_int == 303 and back.location == "/orders?again=1"
+
+
+# -- 10. Signing in as another user over a signed-in session kept the session id -------------
+# Issue 16, finding 10. Only anonymous -> signed in rotated the id. An attacker signs in
+# as bob and plants that session id in the victim's browser (a sibling subdomain can set
+# the cookie); the victim signs in as alice without getting a new cookie, and the
+# attacker's browser, still holding the id, is alice at the IdP -- and through a hand-off
+# at every remote.
+
+
+def test_signing_in_as_another_user_rotates_the_session_id(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    attacker, victim = Browser(dep), Browser(dep)
+    attacker.sign_in(LOGIN, user="bob")
+    bob_sid = attacker.cookie("id.test")
+    assert bob_sid is not None
+    victim.apps["id.test"].set_cookie("sessionshare", bob_sid)  # the planted cookie
+    assert victim.get(IDP + "/").text == "idp home user=bob"
+    answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 200
+    alice_sid = victim.cookie("id.test")
+    assert alice_sid is not None and alice_sid != bob_sid
+    assert victim.get(IDP + "/").text == "idp home user=alice"
+    # bob's id is dead: the attacker's browser is nobody, not alice.
+    assert store.load(dep.idp.manager.session_key(bob_sid), 60) is None
+    assert attacker.get(IDP + "/").text == "idp home user=None"
+    assert attacker.get(attacker.start_login(SHOP + "/orders")).status_int == 200  # the form
+
+
+def test_signing_in_again_as_the_same_user_keeps_the_session(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in(LOGIN)
+    before = browser.cookie("id.test")
+    browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert browser.cookie("id.test") == before
+
+
+# -- 3. Login CSRF with a leaked state --------------------------------------------------------
+# Issue 16, finding 3. The state of a login attempt is a bearer value at the remote: whoever
+# holds it can have the IdP mint a token for it (for their own session) and get the victim's
+# browser, which holds the state cookie, to open that token -- the victim is then signed in
+# at the shop as the attacker. The pending record of the anonymous IdP session held the
+# state in plain text, readable by the IdP app (debug pages, logs) and in a store dump.
+
+
+def _idp_that_shows_its_session(
+    store: SessionStore, clock: Callable[[], float], key: str
+) -> IdpAuthMiddleware:
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        if environ["PATH_INFO"] == "/debug":
+            session = environ["sessionshare.session"]
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(dict(session)).encode()]  # type: ignore[call-overload]
+        return idp_app(environ, start_response)  # type: ignore[arg-type]
+
+    return IdpAuthMiddleware(app, store=store, key=key, app_url=IDP, known_remote_hosts=[SHOP],
+                             cookie_secure=False, clock=clock)
+
+
+def test_a_pending_record_holds_no_usable_state(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    dep.idp = _idp_that_shows_its_session(store, clock, dep.key)
+    victim = Browser(dep)
+    login_url = victim.start_login(SHOP + "/orders")
+    state = parse_qs(urlsplit(login_url).query)["state"][0]
+    assert victim.get(login_url).status_int == 200  # the form: the hand-off is pending
+    shown = victim.get(IDP + "/debug").text
+    assert PENDING_KEY in shown and state not in shown
+    # The sign-in still completes, with the state back from the URL or the sealed copy.
+    answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 303
+    back = victim.get(answer.location)
+    assert back.status_int == 303 and back.location == "/orders"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 finding 3, binding a state to the first "
+                   "IdP session that presents it: not implemented yet (needs a store command)")
+def test_a_leaked_state_gets_no_token_for_another_session(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    victim, mallory = Browser(dep), Browser(dep)
+    login_url = victim.start_login(SHOP + "/orders")
+    assert victim.get(login_url).status_int == 200  # the victim sits at the login form
+    mallory.sign_in(LOGIN, user="bob")  # the attacker's own account at the IdP
+    minted = mallory.get(login_url)  # the leaked login URL (a log, the history)
+    if minted.status_int == 303 and "?token=" in minted.location:
+        opened = victim.get(minted.location)  # the victim's browser holds the state cookie
+        assert opened.status_int == 403
+    assert victim.cookie("shop.test") is None
+    # The victim's own sign-in still goes through.
+    answer = victim.post(login_url, {"username": "alice", "password": "wonderland"})
+    assert victim.get(answer.location).status_int == 303
