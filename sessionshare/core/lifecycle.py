@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import ConfigurationError
-from ..store.base import SessionRecord
+from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .session import SESSION_ID_PATTERN, Session, WritePlan, lifetime_start
 from .steps import Delete, Load, Save, Steps
@@ -86,6 +86,10 @@ class Lifecycle:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
         key = self.session_key(sid)
         record: SessionRecord | None = yield Load(key, self.idle_timeout)
+        if record is not None and not is_well_formed(record.fields, record.meta):
+            # Any backend, not only Redis (whose parser checks too): a damaged record is
+            # no session -- the request goes on anonymous and a write gets a fresh id.
+            return None
         if record is not None and (
             lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
         ):

@@ -22,7 +22,7 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import StoreUnavailable
-from .base import SessionRecord
+from .base import SessionRecord, is_well_formed
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -126,10 +126,12 @@ def parse_record(raw: Any) -> SessionRecord | None:
         return None
     try:
         obj = json.loads(raw)
-        return SessionRecord(obj["d"], obj["m"])
+        fields, meta = obj["d"], obj["m"]
     except (ValueError, KeyError, TypeError):
         # Not ours (a key-prefix clash) or damaged: treat as no session.
         return None
+    # Valid JSON of the wrong shape is damage too: reading it would fail later, as a 500.
+    return SessionRecord(fields, meta) if is_well_formed(fields, meta) else None
 
 
 def ticket_text(raw: Any) -> str | None:
