@@ -157,7 +157,8 @@ OPTIONS: tuple[Option, ...] = (
            "comma separated",
            check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
     Option("user_key", "str", "user", BOTH,
-           "session key whose presence means signed in",
+           "session key naming the signed-in user: a non-empty string (or a non-zero number, "
+           "a non-empty list or object); `\"\"`, `0`, `false`, `true` or `null` mean signed out",
            check=checks.nonempty_text, env="SESSIONSHARE_USER_KEY"),
     Option("token_ttl", "int", 60, BOTH,
            "seconds a hand-off token stays valid",

@@ -37,9 +37,16 @@ from .request import Request, safe_return_path
 from .session import Session
 from .steps import Steps
 
-__all__ = ["Outcome", "PassThrough", "Side"]
+__all__ = ["Outcome", "PassThrough", "Side", "is_signed_in_user"]
 
 log = logging.getLogger("sessionshare")
+
+
+def is_signed_in_user(value: Any) -> bool:
+    """True when ``session[user_key]`` names a user: a non-empty string, a non-zero
+    number, a non-empty list or object -- never ``None``, ``""``, ``0``, ``[]``, ``{}``,
+    nor ``True``/``False`` (a flag says nothing about *who* is signed in)."""
+    return bool(value) and not isinstance(value, bool)
 
 
 class PassThrough(NamedTuple):
@@ -122,8 +129,15 @@ class Side:
 
     # -- who the user is ---------------------------------------------------
     def user_of(self, session: Session) -> Any:
-        """The signed-in user, or None (reads a session that was not read yet)."""
-        return session.get(self.user_key)
+        """The signed-in user, or None (reads a session that was not read yet).
+
+        Only :func:`is_signed_in_user` values count: an app that "signs out" by
+        setting ``session["user"] = ""`` (or ``False``, ``0``) must not leave the
+        session signed in as nobody -- at every app, and at the IdP, whose
+        sign-in detection (rotation, hand-off) reads this same method.
+        """
+        user = session.get(self.user_key)
+        return user if is_signed_in_user(user) else None
 
     @staticmethod
     def remote_user(user: Any) -> str | None:

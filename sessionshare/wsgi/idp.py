@@ -57,8 +57,10 @@ class IdpAuthMiddleware(SessionMiddleware):
     :param known_remote_hosts: Allow-list of the remote apps: host, host:port, *.domain or
         origin, comma separated. Required. From the environment:
         ``SESSIONSHARE_KNOWN_REMOTE_HOSTS``.
-    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
-        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param user_key: Session key naming the signed-in user: a non-empty string (or a
+        non-zero number, a non-empty list or object); ``""``, ``0``, ``false``, ``true`` or
+        ``null`` mean signed out. Default ``"user"``. From the environment:
+        ``SESSIONSHARE_USER_KEY``.
     :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
         environment: ``SESSIONSHARE_TOKEN_TTL``.
     :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default

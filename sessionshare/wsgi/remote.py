@@ -53,8 +53,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
         environment: ``SESSIONSHARE_APP_URL``.
     :param idp_url: The IdP's full login URL, e.g. https://id.example/login. Required. From
         the environment: ``SESSIONSHARE_IDP_URL``.
-    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
-        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param user_key: Session key naming the signed-in user: a non-empty string (or a
+        non-zero number, a non-empty list or object); ``""``, ``0``, ``false``, ``true`` or
+        ``null`` mean signed out. Default ``"user"``. From the environment:
+        ``SESSIONSHARE_USER_KEY``.
     :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
         environment: ``SESSIONSHARE_TOKEN_TTL``.
     :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default

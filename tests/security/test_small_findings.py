@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 import pytest
-from flow import SHOP, Browser
+import webtest
+from flow import CALLBACK, HTML, IDP, SHOP, Browser
 
-from sessionshare import MemoryStore, RedisStore, SessionStore
+from sessionshare import IdpAuthMiddleware, MemoryStore, RedisStore, SessionStore, SyncKey
 from sessionshare.store.base import SessionRecord
 
-from .deploy import security_deployment
-
+from .deploy import STATE, security_deployment
 
 # -- 8a. A damaged store record is no session, not a 500 --------------------------------------
 # Valid JSON of the wrong shape (another writer, a bug in an older version, a hand edit)
@@ -93,3 +94,60 @@ def test_damaged_store_record_reads_as_no_session(
         assert page.status_int < 500, (url, page.status)
     assert browser.get(SHOP + "/orders").status_int == 302  # signed out: sent to sign in
     assert browser.get(SHOP + "/write?cart=1").status_int == 302
+
+
+# -- 8b. A user of "", False or 0 is nobody ----------------------------------------------------
+# An app that "signs out" with session["user"] = "" (or False, 0) left the session signed in as
+# nobody: every remote served its protected pages (REMOTE_USER "" or "false"), and the IdP's
+# sign-in detection treated the empty value as a sign-in.
+
+NOBODY = ["", False, 0, True, None, [], {}]
+
+
+@pytest.mark.parametrize("nobody", NOBODY, ids=repr)
+def test_empty_or_flag_user_is_not_signed_in(
+    store: SessionStore, clock: Callable[[], float], nobody: object
+) -> None:
+    dep = security_deployment(store, clock)
+    browser = Browser(dep)
+    assert browser.sign_in_at(SHOP + "/orders").json["user"] == "alice"
+    for key in _session_keys(store):
+        assert store.save(key, changed={"user": json.dumps(nobody)}, ttl=600)
+    assert browser.get(SHOP + "/orders").status_int == 302  # sent to sign in again
+    assert browser.get("http://blog.test/x").status_int == 302
+    assert browser.get("http://id.test/").text == "idp home user=None"
+
+
+@pytest.mark.parametrize("nobody", ["", False, 0], ids=repr)
+def test_idp_does_not_take_an_empty_user_for_a_sign_in(
+    store: SessionStore, clock: Callable[[], float], nobody: object
+) -> None:
+    # The IdP app writes an empty user on the login POST: no hand-off, no token minted.
+    def idp(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ["REQUEST_METHOD"] == "POST":
+            environ["sessionshare.session"]["user"] = nobody
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the IdP app's own page"]
+
+    middleware = IdpAuthMiddleware(idp, store=store, key=SyncKey.generate(), app_url=IDP,
+                                   known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
+    browser = webtest.TestApp(middleware, extra_environ={"HTTP_HOST": "id.test"})
+    login = f"/login?callback={SHOP}{CALLBACK}&state={STATE}"
+    assert browser.get(login, headers=HTML).status_int == 200  # pending hand-off kept
+    reply = browser.post(login, {"username": "x"}, headers=HTML, status="*")
+    assert reply.status_int == 200 and reply.text == "the IdP app's own page"
+    assert reply.location is None  # no 303 to the remote with a token
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"), [("alice", "alice"), (7, "7"), ({"id": 7}, '{"id": 7}')]
+)
+def test_real_users_still_sign_in(
+    store: SessionStore, clock: Callable[[], float], user: object, expected: str
+) -> None:
+    dep = security_deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    for key in _session_keys(store):
+        store.save(key, changed={"user": json.dumps(user)}, ttl=600)
+    assert browser.get(SHOP + "/orders").json["user"] == expected
