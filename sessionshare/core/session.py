@@ -87,6 +87,13 @@ def _encode(key: str, value: Any) -> str:
             f"session[{key!r}]: only JSON values can be stored (str, int, float, bool, None, "
             f"list, dict with str keys); got {type(value).__name__}: {exc}"
         ) from None
+    except RecursionError:
+        # A value nested thousands deep (hostile input stored as is, or a cycle the
+        # encoder follows) must fail as the documented TypeError at assignment, not
+        # as a RecursionError -- a 500 wherever the app did not expect one.
+        raise TypeError(
+            f"session[{key!r}]: the value is nested too deeply to store as JSON"
+        ) from None
 
 
 @dataclass(frozen=True, repr=False)

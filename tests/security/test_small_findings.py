@@ -14,7 +14,14 @@ import pytest
 import webtest
 from flow import CALLBACK, HTML, IDP, SHOP, Browser
 
-from sessionshare import IdpAuthMiddleware, MemoryStore, RedisStore, SessionStore, SyncKey
+from sessionshare import (
+    IdpAuthMiddleware,
+    MemoryStore,
+    RedisStore,
+    Session,
+    SessionStore,
+    SyncKey,
+)
 from sessionshare.store.base import SessionRecord
 
 from .deploy import STATE, security_deployment
@@ -151,3 +158,30 @@ def test_real_users_still_sign_in(
     for key in _session_keys(store):
         store.save(key, changed={"user": json.dumps(user)}, ttl=600)
     assert browser.get(SHOP + "/orders").json["user"] == expected
+
+
+# -- 8c. A deeply nested value is the documented TypeError -------------------------------------
+# Session.__setitem__ promises TypeError for a value JSON cannot hold; 5,000 nested lists (from
+# a request body an app stores as is) raised RecursionError instead, past handlers that catch
+# TypeError, as a 500.
+
+
+def _nested(depth: int, leaf: Callable[[object], object]) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = leaf(value)
+    return value
+
+
+@pytest.mark.parametrize("leaf", [lambda v: [v], lambda v: {"k": v}], ids=["list", "dict"])
+def test_deeply_nested_value_is_a_type_error(leaf: Callable[[object], object]) -> None:
+    session = Session()
+    with pytest.raises(TypeError, match="nested too deeply") as caught:
+        session["deep"] = _nested(5_000, leaf)
+    assert "deep" not in session and caught.value.__suppress_context__
+    # The same value put in place by mutation: refused when the session is persisted.
+    session["box"] = []
+    session["box"].append(_nested(5_000, leaf))
+    with pytest.raises(TypeError, match="nested too deeply"):
+        session.write_plan(0.0)
+    session["fine"] = _nested(50, leaf)  # ordinary nesting still stores
