@@ -46,7 +46,9 @@ CallbackReason = Literal[
     "scheme_not_allowed", "port_not_allowed", "path_not_allowed",
 ]
 #: Every code an error answer of the library carries (the ``error`` of its JSON body).
-Reason = Literal[TokenReason, CallbackReason, "not_authorized", "store_unavailable"]
+Reason = Literal[
+    TokenReason, CallbackReason, "not_authorized", "store_unavailable", "cross_origin"
+]
 
 _R = TypeVar("_R", bound=str)
 

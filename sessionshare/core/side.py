@@ -15,7 +15,10 @@ Shared here:
 - single logout: a POST to the logout path ends the shared session
   everywhere. It is a POST on purpose: with ``SameSite=Lax`` cookies a
   cross-site POST carries no session cookie, so a third-party page cannot log
-  the user out; a GET of the logout path shows a page with the button;
+  the user out; and it must come from this app's own origin (``Origin`` /
+  ``Sec-Fetch-Site``, where sent), so a sibling subdomain -- same-site, its
+  POST carries the cookie -- cannot either (403 ``cross_origin``). A GET of
+  the logout path shows a page with the button;
 - a store outage fails closed: 503 with ``Retry-After``, never the app
   served to a user nobody could identify.
 """
@@ -155,6 +158,14 @@ class Side:
             return Reply.error(
                 405, "bad_method", "Sign out with a POST.",
                 as_json=request.wants_json, headers=[("Allow", "GET, HEAD, POST")],
+            )
+        if not request.is_same_origin(self.origin):
+            # A sibling subdomain is same-site: its page's POST carries the SameSite=Lax
+            # cookie, so Lax alone would let it sign the user out (logout CSRF).
+            log.warning("logout_rejected reason=cross_origin origin=%s", self.origin)
+            return Reply.error(
+                403, "cross_origin", "Sign out from this site's own sign-out page.",
+                as_json=request.wants_json,
             )
         had_session = session.had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live

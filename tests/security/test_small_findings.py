@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import webtest
-from flow import CALLBACK, HTML, IDP, SHOP, Browser
+from flow import CALLBACK, HTML, IDP, SHOP, Browser, reason_of
 
 from sessionshare import (
     IdpAuthMiddleware,
@@ -185,3 +185,52 @@ def test_deeply_nested_value_is_a_type_error(leaf: Callable[[object], object]) -
     with pytest.raises(TypeError, match="nested too deeply"):
         session.write_plan(0.0)
     session["fine"] = _nested(50, leaf)  # ordinary nesting still stores
+
+
+# -- 8d. Logout must come from the app's own origin ---------------------------------------------
+# SameSite=Lax keeps a cross-*site* POST cookieless, but a sibling subdomain (evil.shop.test,
+# a user-content host) is same-site: its auto-submitting form posted a logout with the cookie
+# attached and signed the user out everywhere (logout CSRF).
+
+CROSS_ORIGIN_HEADERS = [
+    {"Origin": "http://evil.shop.test"},
+    {"Origin": "http://shop.test:8080"},
+    {"Origin": "https://shop.test"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "http://shop.test"},
+    {"Sec-Fetch-Site": "same-origin", "Origin": "http://evil.shop.test"},
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_ORIGIN_HEADERS, ids=str)
+def test_logout_from_another_origin_is_refused(
+    store: SessionStore, clock: Callable[[], float], headers: dict[str, str]
+) -> None:
+    dep = security_deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    for url in (SHOP + "/_sessionshare/logout", "http://id.test/_sessionshare/logout"):
+        refused = browser.post(url, headers={**HTML, **headers})
+        assert refused.status_int == 403 and reason_of(refused) == "cross_origin", url
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"  # still signed in
+    assert len(_session_keys(store)) == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://shop.test"},
+    {"Sec-Fetch-Site": "same-origin"},
+    {"Sec-Fetch-Site": "same-origin", "Origin": "http://shop.test"},
+    {},  # neither header: curl, or a browser from before 2020 -- accepted, as documented
+], ids=str)
+def test_logout_from_the_apps_own_page_still_works(
+    store: SessionStore, clock: Callable[[], float], headers: dict[str, str]
+) -> None:
+    dep = security_deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    signed_out = browser.post(SHOP + "/_sessionshare/logout", headers={**HTML, **headers})
+    assert signed_out.status_int == 303
+    assert _session_keys(store) == []
+    assert browser.get(SHOP + "/orders").status_int == 302
