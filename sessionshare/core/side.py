@@ -88,6 +88,7 @@ class Side:
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: str = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
@@ -99,6 +100,14 @@ class Side:
             raise ConfigurationError(
                 f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
                 "or pass cookie_secure=False explicitly for a local http demo"
+            )
+        if self.origin.startswith("https://") and not cookie_secure and not allow_insecure:
+            # Issue 16 finding 4: the cookie would also go out over plain http (SSL
+            # stripping reads it); relaxing it on an https app must be said out loud.
+            raise ConfigurationError(
+                f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
+                "also travel over plain http; keep cookie_secure=True, or pass "
+                "allow_insecure=True if this is only a test bed"
             )
         if token_ttl <= 0:
             raise ConfigurationError("token_ttl must be a positive number of seconds")

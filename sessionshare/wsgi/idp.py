@@ -16,7 +16,7 @@ WSGI shell (:mod:`sessionshare.wsgi.base`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..core.idp import Authorize, IdpSide
@@ -72,6 +72,10 @@ class IdpAuthMiddleware(SessionMiddleware):
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param allow_insecure: On an https ``app_url``, accept settings that send the session in
+        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
+        (refused otherwise; a test bed only). Default ``False``. From the environment:
+        ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
@@ -110,6 +114,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
@@ -121,6 +126,10 @@ class IdpAuthMiddleware(SessionMiddleware):
         strict: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if isinstance(known_remote_hosts, Iterator):
+            # Read a one-shot iterator once, here, so the checks (an https IdP refuses
+            # http entries) and the allow-list see the same entries.
+            known_remote_hosts = tuple(known_remote_hosts)
         # Every argument by name, checked against the declaration at once, so one
         # error lists every mistake.
         check_options("idp", locals())
@@ -128,8 +137,9 @@ class IdpAuthMiddleware(SessionMiddleware):
             key=key, app_url=app_url, known_remote_hosts=known_remote_hosts,
             user_key=user_key, token_ttl=token_ttl, idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout, cookie_name=cookie_name,
-            cookie_secure=cookie_secure, cookie_samesite=cookie_samesite,
-            cookie_domain=cookie_domain, key_prefix=key_prefix, login_path=login_path,
+            cookie_secure=cookie_secure, allow_insecure=allow_insecure,
+            cookie_samesite=cookie_samesite, cookie_domain=cookie_domain, key_prefix=key_prefix,
+            login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict, clock=clock,
         )

@@ -68,6 +68,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param allow_insecure: On an https ``app_url``, accept settings that send the session in
+        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
+        (refused otherwise; a test bed only). Default ``False``. From the environment:
+        ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
@@ -106,6 +110,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
@@ -124,7 +129,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         side = RemoteSide(
             key=key, app_url=app_url, idp_url=idp_url, user_key=user_key,
             token_ttl=token_ttl, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
-            cookie_name=cookie_name, cookie_secure=cookie_secure,
+            cookie_name=cookie_name, cookie_secure=cookie_secure, allow_insecure=allow_insecure,
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
             key_prefix=key_prefix, callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, protect=protect, state_ttl=state_ttl,

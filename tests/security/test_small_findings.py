@@ -7,21 +7,28 @@ Where a store is involved the test runs on MemoryStore and on real Redis (the
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import pytest
 import webtest
-from flow import CALLBACK, HTML, IDP, SHOP, Browser, reason_of
+from flow import CALLBACK, HTML, IDP, SHOP, Browser, idp_app, reason_of, remote_app
 
 from sessionshare import (
+    AllowList,
+    ConfigurationError,
     IdpAuthMiddleware,
     MemoryStore,
     RedisStore,
+    RemoteSessionMiddleware,
     Session,
     SessionStore,
     SyncKey,
 )
+from sessionshare.core.options import read_environ
 from sessionshare.store.base import SessionRecord
 
 from .deploy import STATE, security_deployment
@@ -234,3 +241,78 @@ def test_logout_from_the_apps_own_page_still_works(
     assert signed_out.status_int == 303
     assert _session_keys(store) == []
     assert browser.get(SHOP + "/orders").status_int == 302
+
+
+# -- 4. Insecure cookie settings on https origins are refused unless opted into ------------------
+# An https remote with cookie_secure=False started silently (its cookie then also travels over
+# plain http: SSL stripping reads it), and an https IdP accepted an http:// allow-list entry
+# (the token and that remote's cookie travel in clear).
+
+KEY = SyncKey.generate()
+
+
+def _remote(**options: Any) -> RemoteSessionMiddleware:
+    return RemoteSessionMiddleware(
+        remote_app, store=MemoryStore(), key=KEY, **{
+            "app_url": "https://shop.example", "idp_url": "https://id.example/login", **options})
+
+
+def _idp(**options: Any) -> IdpAuthMiddleware:
+    return IdpAuthMiddleware(
+        idp_app, store=MemoryStore(), key=KEY, **{
+            "app_url": "https://id.example", "known_remote_hosts": ["shop.example"], **options})
+
+
+@pytest.mark.parametrize("build", [_remote, _idp], ids=["remote", "idp"])
+def test_https_app_with_insecure_cookie_is_refused(build: Callable[..., object]) -> None:
+    with pytest.raises(ConfigurationError, match="cookie_secure=False on https app_url") as caught:
+        build(cookie_secure=False)
+    assert "allow_insecure=True" in str(caught.value)
+    build(cookie_secure=False, allow_insecure=True)  # said out loud: accepted
+
+
+@pytest.mark.parametrize("hosts", [
+    ["shop.example", "http://blog.example"],
+    "shop.example, http://blog.example:8080",
+    AllowList(["http://blog.example"]),
+    iter(["http://blog.example"]),
+], ids=["list", "text", "AllowList", "iterator"])
+def test_https_idp_with_plain_http_remote_is_refused(hosts: Any) -> None:
+    with pytest.raises(ConfigurationError, match="allows plain http callbacks") as caught:
+        _idp(known_remote_hosts=hosts)
+    assert "http://blog.example" in str(caught.value) and "allow_insecure" in str(caught.value)
+
+
+def test_https_idp_with_plain_http_remote_opted_in_still_works() -> None:
+    idp = _idp(known_remote_hosts=iter(["shop.example", "http://blog.example"]),
+               allow_insecure=True)
+    assert idp.side.allow_list.is_allowed_callback("http://blog.example" + CALLBACK)
+
+
+def test_http_demo_needs_no_opt_in(clock: Callable[[], float]) -> None:
+    # Every origin http: nothing is sent in clear that was ever protected by Secure.
+    dep = security_deployment(MemoryStore(clock=clock), clock)
+    assert Browser(dep).sign_in_at(SHOP + "/orders").json["user"] == "alice"
+
+
+def test_from_env_and_check_report_insecure_settings() -> None:
+    env = {
+        "SESSIONSHARE_SYNC_KEY": KEY, "SESSIONSHARE_STORE_URL": "memory://",
+        "SESSIONSHARE_APP_URL": "https://id.example",
+        "SESSIONSHARE_KNOWN_REMOTE_HOSTS": "shop.example,http://blog.example",
+        "SESSIONSHARE_COOKIE_SECURE": "false",
+    }
+    _, problems = read_environ("idp", env)
+    assert any(p.startswith("SESSIONSHARE_COOKIE_SECURE: cookie_secure=False") for p in problems)
+    assert any(p.startswith("SESSIONSHARE_KNOWN_REMOTE_HOSTS: known_remote_hosts allows")
+               for p in problems)
+    with pytest.raises(ConfigurationError):
+        IdpAuthMiddleware.from_env(idp_app, env)
+    checked = subprocess.run(
+        [sys.executable, "-m", "sessionshare", "check", "idp"], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=60, check=False,
+    )
+    assert checked.returncode == 1
+    assert "cookie_secure=False" in checked.stdout and "http://blog.example" in checked.stdout
+    opted_in = IdpAuthMiddleware.from_env(idp_app, {**env, "SESSIONSHARE_ALLOW_INSECURE": "true"})
+    assert opted_in.side.origin == "https://id.example"
