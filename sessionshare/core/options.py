@@ -190,6 +190,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("key_prefix", "str", "sessionshare:", BOTH,
            "prefix of every store key",
            check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),
+    Option("max_session_bytes", "int", 64 * 1024, BOTH,
+           "largest shared session, in bytes of key names and JSON text; a write past it "
+           "raises `SessionTooLarge` and stores nothing",
+           check=checks.byte_count, env="SESSIONSHARE_MAX_SESSION_BYTES",
+           parse=checks.bytes_text),
     Option("login_path", "str", "/login", IDP,
            "the IdP path remotes send browsers to",
            check=checks.absolute_path, env="SESSIONSHARE_LOGIN_PATH"),

@@ -439,6 +439,22 @@ class Session(MutableMapping[str, Any]):
             cookie="set",
         )
 
+    def size_after(self, plan: WritePlan) -> int:
+        """Bytes of app data (key names and JSON text) the store holds once ``plan`` ran.
+
+        Counted from the record as this request read it: a key another app wrote
+        meanwhile is not seen. Metadata is a few small numbers and not counted.
+        """
+        if plan.save_to is None:
+            return 0
+        fields = plan.changed if plan.create else {**self._stored, **plan.changed}
+        gone = () if plan.create else plan.deleted
+        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes.
+        return sum(
+            len(key.encode("utf-8")) + len(text)
+            for key, text in fields.items() if key not in gone
+        )
+
     def mark_written(self, plan: WritePlan) -> None:
         """The store now holds what ``plan`` (this session's own, just run) wrote."""
         if plan.create:

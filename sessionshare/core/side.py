@@ -92,6 +92,7 @@ class Side:
         cookie_samesite: str = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
@@ -125,6 +126,7 @@ class Side:
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
             key_prefix=key_prefix,
+            max_session_bytes=max_session_bytes,
             clock=clock,
         )
         log.info(

@@ -82,6 +82,9 @@ class IdpAuthMiddleware(SessionMiddleware):
         sees it). Default ``None``.
     :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
         environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param max_session_bytes: Largest shared session, in bytes of key names and JSON text; a
+        write past it raises ``SessionTooLarge`` and stores nothing. Default ``65536``. From
+        the environment: ``SESSIONSHARE_MAX_SESSION_BYTES``.
     :param login_path: The IdP path remotes send browsers to. Default ``"/login"``. From the
         environment: ``SESSIONSHARE_LOGIN_PATH``.
     :param callback_path: The remote path that receives the token (the IdP accepts callbacks
@@ -118,6 +121,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         login_path: str = "/login",
         callback_path: str = DEFAULT_CALLBACK_PATH,
         logout_path: str = "/_sessionshare/logout",
@@ -139,7 +143,7 @@ class IdpAuthMiddleware(SessionMiddleware):
             absolute_timeout=absolute_timeout, cookie_name=cookie_name,
             cookie_secure=cookie_secure, allow_insecure=allow_insecure,
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain, key_prefix=key_prefix,
-            login_path=login_path,
+            max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict, clock=clock,
         )

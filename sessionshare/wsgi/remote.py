@@ -78,6 +78,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
         sees it). Default ``None``.
     :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
         environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param max_session_bytes: Largest shared session, in bytes of key names and JSON text; a
+        write past it raises ``SessionTooLarge`` and stores nothing. Default ``65536``. From
+        the environment: ``SESSIONSHARE_MAX_SESSION_BYTES``.
     :param callback_path: The remote path that receives the token (the IdP accepts callbacks
         to allow-listed hosts at this path). Default ``"/_sessionshare/callback"``. From the
         environment: ``SESSIONSHARE_CALLBACK_PATH``.
@@ -114,6 +117,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         callback_path: str = DEFAULT_CALLBACK_PATH,
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
@@ -131,7 +135,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
             token_ttl=token_ttl, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
             cookie_name=cookie_name, cookie_secure=cookie_secure, allow_insecure=allow_insecure,
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
-            key_prefix=key_prefix, callback_path=callback_path, logout_path=logout_path,
+            key_prefix=key_prefix, max_session_bytes=max_session_bytes,
+            callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, protect=protect, state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway, clock=clock,
         )

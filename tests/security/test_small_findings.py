@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import webtest
-from flow import CALLBACK, HTML, IDP, SHOP, Browser, idp_app, reason_of, remote_app
+from flow import CALLBACK, HTML, IDP, SHOP, Browser, Deployment, idp_app, reason_of, remote_app
 
 from sessionshare import (
     AllowList,
@@ -26,11 +26,16 @@ from sessionshare import (
     RemoteSessionMiddleware,
     Session,
     SessionStore,
+    SessionTooLarge,
     SyncKey,
 )
+from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.lifecycle import Lifecycle
 from sessionshare.core.options import read_environ
+from sessionshare.core.steps import run
 from sessionshare.store.base import SessionRecord
 
+from .corpus import ALLOWED
 from .deploy import STATE, security_deployment
 
 # -- 8a. A damaged store record is no session, not a 500 --------------------------------------
@@ -316,3 +321,69 @@ def test_from_env_and_check_report_insecure_settings() -> None:
     assert "cookie_secure=False" in checked.stdout and "http://blog.example" in checked.stdout
     opted_in = IdpAuthMiddleware.from_env(idp_app, {**env, "SESSIONSHARE_ALLOW_INSECURE": "true"})
     assert opted_in.side.origin == "https://id.example"
+
+
+# -- 8e. The shared session has a size cap ------------------------------------------------------
+# Nothing bounded a session: one app storing a 20 MB blob made every read of it, at every app,
+# cost Redis 40-80 ms. A write past max_session_bytes now raises SessionTooLarge naming the
+# size, before anything reaches the store: the stored session stays exactly as it was.
+
+
+def _stored(store: SessionStore) -> list[dict[str, str]]:
+    return [record.fields for record in (store.load(k, 600) for k in _session_keys(store))
+            if record is not None]
+
+
+@pytest.mark.parametrize("limit", [None, 2_000], ids=["default 64 KiB", "2000"])
+def test_oversized_session_write_is_refused_whole(
+    store: SessionStore, clock: Callable[[], float], limit: int | None
+) -> None:
+    options = {} if limit is None else {"max_session_bytes": limit}
+    dep = Deployment(store, clock, idp_options={"known_remote_hosts": ALLOWED},
+                     remote_options=options)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    assert browser.get(SHOP + "/write?cart=1").status_int == 200
+    before = _stored(store)
+    big = "x" * ((limit or 64 * 1024) + 1)
+    with pytest.raises(SessionTooLarge) as caught:
+        browser.get(SHOP + f"/write?cart=2&big={big}")
+    assert caught.value.limit == (limit or 65_536) and caught.value.size > caught.value.limit
+    assert f"{caught.value.size:,} bytes" in str(caught.value)
+    assert _stored(store) == before  # not even the small key of that write
+    page = browser.get(SHOP + "/read").json
+    assert page["user"] == "alice" and page["session"]["cart"] == "1"
+    assert browser.get(SHOP + "/write?cart=3").status_int == 200  # within the cap: written
+
+
+def test_session_size_counts_what_the_store_would_hold() -> None:
+    session = Session()
+    session["a"] = "x" * 10
+    plan = session.write_plan(0.0)
+    assert session.size_after(plan) == len("a") + len('"xxxxxxxxxx"')
+    session.mark_written(plan)
+    del session["a"]
+    session["é"] = 1
+    assert session.size_after(session.write_plan(0.0)) == len("é".encode()) + 1
+
+
+def test_invalidate_still_deletes_when_the_new_data_is_too_large(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # A logout must not hinge on the write after it: the old session goes, then the error.
+    lifecycle = Lifecycle(cookie=CookieSpec("sessionshare"), max_session_bytes=100, clock=clock)
+
+    def loader(sid: str) -> SessionRecord | None:
+        return run(lifecycle.read(sid), store)
+
+    first = Session(loader)
+    first["user"] = "alice"
+    plan = first.write_plan(clock())
+    run(lifecycle.write(first, plan), store)
+    assert plan.save_to is not None and len(_session_keys(store)) == 1
+    again = Session(loader, sid=plan.save_to)
+    again.invalidate()
+    again["big"] = "x" * 200
+    with pytest.raises(SessionTooLarge):
+        run(lifecycle.persist(again), store)
+    assert _session_keys(store) == []
