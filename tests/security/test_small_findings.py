@@ -7,6 +7,7 @@ Where a store is involved the test runs on MemoryStore and on real Redis (the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -387,3 +388,49 @@ def test_invalidate_still_deletes_when_the_new_data_is_too_large(
     with pytest.raises(SessionTooLarge):
         run(lifecycle.persist(again), store)
     assert _session_keys(store) == []
+
+
+# -- 8f. A store whose client has no socket timeout warns ---------------------------------------
+# RedisStore(redis.Redis.from_url(url)) -- or a Sentinel master, or socket_timeout=None -- waits
+# for a reply forever: a Redis that accepts connections but stops answering hangs every worker
+# instead of the quick 503 the middleware gives when it gets an error.
+
+
+def _timeout_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "sessionshare" and r.getMessage().startswith("store_without_timeout")]
+
+
+def test_redis_store_without_socket_timeout_warns(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis
+
+    caplog.set_level(logging.WARNING, logger="sessionshare")
+    for client in (redis.Redis.from_url(redis_url), redis.Redis(socket_timeout=None)):
+        caplog.clear()
+        RedisStore(client).close()
+        (message,) = _timeout_warnings(caplog)
+        assert "socket_timeout" in message and "blocks requests forever" in message
+    caplog.clear()
+    RedisStore(redis.Redis.from_url(redis_url, socket_timeout=1)).close()
+    RedisStore(redis.Redis(socket_timeout=2)).close()
+    RedisStore.from_url(redis_url).close()
+    assert _timeout_warnings(caplog) == []
+
+
+def test_async_redis_store_without_socket_timeout_warns(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio as aioredis
+
+    from sessionshare import AsyncRedisStore
+
+    caplog.set_level(logging.WARNING, logger="sessionshare")
+    AsyncRedisStore(aioredis.Redis.from_url(redis_url))
+    (message,) = _timeout_warnings(caplog)
+    assert "AsyncRedisStore" in message
+    caplog.clear()
+    AsyncRedisStore.from_url(redis_url)
+    AsyncRedisStore(aioredis.Redis.from_url(redis_url, socket_timeout=1))
+    assert _timeout_warnings(caplog) == []
