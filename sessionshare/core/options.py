@@ -265,11 +265,11 @@ def _cross_problems(
         "app_url" in values and "app_url" not in bad
         and canonical_origin(app_url).startswith("https:")
     )
-    if https and not {"cookie_secure", "allow_insecure"} & set(bad) and not value("allow_insecure"):
+    if https and "allow_insecure" not in bad and not value("allow_insecure"):
         # An https app with cookie_secure=False sends its cookie -- a bearer credential
         # for the shared session -- over plain http too, to anyone on the network who
         # can make the browser load one http URL of the host (SSL stripping).
-        if not value("cookie_secure"):
+        if "cookie_secure" not in bad and not value("cookie_secure"):
             found.append(("cookie_secure", (
                 f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
                 "also travel over plain http, where anyone on the network reads it; keep "
