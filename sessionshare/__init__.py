@@ -25,6 +25,7 @@ from .crypto import SyncKey as SyncKey
 from .errors import CallbackRejected as CallbackRejected
 from .errors import ConfigurationError as ConfigurationError
 from .errors import SessionShareError as SessionShareError
+from .errors import SessionTooLarge as SessionTooLarge
 from .errors import StoreUnavailable as StoreUnavailable
 from .errors import TokenRejected as TokenRejected
 from .store import MemoryStore as MemoryStore
@@ -47,6 +48,7 @@ __all__ = [
     "RemoteSessionMiddleware",
     "Session",
     "SessionShareError",
+    "SessionTooLarge",
     "SessionStore",
     "StoreUnavailable",
     "SyncKey",

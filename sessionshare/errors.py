@@ -28,6 +28,7 @@ __all__ = [
     "ConfigurationError",
     "Reason",
     "SessionShareError",
+    "SessionTooLarge",
     "StoreUnavailable",
     "TokenReason",
     "TokenRejected",
@@ -46,7 +47,9 @@ CallbackReason = Literal[
     "scheme_not_allowed", "port_not_allowed", "path_not_allowed",
 ]
 #: Every code an error answer of the library carries (the ``error`` of its JSON body).
-Reason = Literal[TokenReason, CallbackReason, "not_authorized", "store_unavailable"]
+Reason = Literal[
+    TokenReason, CallbackReason, "not_authorized", "store_unavailable", "cross_origin"
+]
 
 _R = TypeVar("_R", bound=str)
 
@@ -65,6 +68,26 @@ class StoreUnavailable(SessionShareError):
     The middlewares answer 503 with ``Retry-After`` and never let the request
     through unauthenticated (fail closed).
     """
+
+
+class SessionTooLarge(SessionShareError, ValueError):
+    """A write would make the shared session larger than ``max_session_bytes``.
+
+    Raised while the session is persisted (when the app starts its response,
+    or when a streamed body closes), before anything is sent to the store:
+    the write is refused whole and the stored session stays as it was.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the session would hold {size:,} bytes, over max_session_bytes={limit:,}; "
+            "nothing was written. Keep large data elsewhere and a reference to it in "
+            "the session, or raise max_session_bytes"
+        )
+        #: The size the session would have had, in bytes of stored JSON text.
+        self.size = size
+        #: The configured ``max_session_bytes``.
+        self.limit = limit
 
 
 class _Rejected(SessionShareError, Generic[_R]):

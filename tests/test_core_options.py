@@ -137,6 +137,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "SYNC_KEY", "STORE_URL", "APP_URL", "IDP_URL", "KNOWN_REMOTE_HOSTS", "USER_KEY",
         "TOKEN_TTL", "IDLE_TIMEOUT", "ABSOLUTE_TIMEOUT", "COOKIE_NAME", "COOKIE_SECURE",
         "COOKIE_SAMESITE", "KEY_PREFIX", "LOGIN_PATH", "CALLBACK_PATH", "LOGOUT_PATH",
+        # Added by issue 16 (new settings; the names above stay as deployments set them).
+        "ALLOW_INSECURE", "MAX_SESSION_BYTES",
     )}
 
 

@@ -30,8 +30,8 @@ import hashlib
 import time
 from collections.abc import Callable
 
-from ..errors import ConfigurationError
-from ..store.base import SessionRecord
+from ..errors import ConfigurationError, SessionTooLarge
+from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .session import SESSION_ID_PATTERN, Session, WritePlan, lifetime_start
 from .steps import Delete, Load, Save, Steps
@@ -53,10 +53,14 @@ class Lifecycle:
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if idle_timeout <= 0 or absolute_timeout <= 0:
             raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
+        if max_session_bytes <= 0:
+            raise ConfigurationError("max_session_bytes must be a positive number of bytes")
+        self.max_session_bytes = int(max_session_bytes)
         self.cookie = cookie
         self.idle_timeout = int(idle_timeout)
         self.absolute_timeout = int(absolute_timeout)
@@ -86,6 +90,10 @@ class Lifecycle:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
         key = self.session_key(sid)
         record: SessionRecord | None = yield Load(key, self.idle_timeout)
+        if record is not None and not is_well_formed(record.fields, record.meta):
+            # Any backend, not only Redis (whose parser checks too): a damaged record is
+            # no session -- the request goes on anonymous and a write gets a fresh id.
+            return None
         if record is not None and (
             lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
         ):
@@ -134,7 +142,21 @@ class Lifecycle:
         return (yield from self.write(session, settled))
 
     def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
-        """Write ``plan`` (from :meth:`settle`); the headers the response needs."""
+        """Write ``plan`` (from :meth:`settle`); the headers the response needs.
+
+        Raises :class:`~sessionshare.errors.SessionTooLarge` before any store
+        step when the session would outgrow ``max_session_bytes`` -- except that
+        an :meth:`~sessionshare.core.session.Session.invalidate` still deletes
+        the old session first: a logout must not hinge on the write after it.
+        """
+        size = session.size_after(plan)
+        if size > self.max_session_bytes:
+            # Every app pays for every byte on each read of the shared session (a 20 MB
+            # session costs Redis 40-80 ms per write): refuse the write whole, so the
+            # stored session stays as it was rather than half-updated.
+            if plan.drop is not None and plan.drop_first:
+                yield Delete(self.session_key(plan.drop))
+            raise SessionTooLarge(size, self.max_session_bytes)
         now = self.clock()
         headers: Headers = [_VARY]
         if plan.drop is not None and plan.drop_first:

@@ -22,7 +22,8 @@ from ..errors import ConfigurationError
 from ..store import SessionStore
 
 __all__ = [
-    "absolute_path", "allow_list", "any_text", "anything", "bool_text", "flag", "function",
+    "absolute_path", "allow_list", "any_text", "anything", "bool_text", "byte_count",
+    "bytes_text", "flag", "function",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "samesite", "seconds", "session_store", "sync_key", "verbatim",
     "zero_or_more_seconds",
@@ -43,6 +44,12 @@ def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
         return None
     kind = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
     return f"{name} must be {kind}, not {_shown(value)}"
+
+
+def byte_count(name: str, value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return None
+    return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
 
 
 def zero_or_more_seconds(name: str, value: Any) -> str | None:
@@ -165,6 +172,13 @@ def int_text(text: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError("expected a whole number of seconds") from None
+
+
+def bytes_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number of bytes") from None
 
 
 def hosts_text(text: str) -> tuple[str, ...]:

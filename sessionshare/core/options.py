@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..crypto import SyncKey, canonical_origin
+from ..crypto import AllowList, SyncKey, canonical_origin
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError
 from ..store import MemoryStore, SessionStore
@@ -157,7 +157,8 @@ OPTIONS: tuple[Option, ...] = (
            "comma separated",
            check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
     Option("user_key", "str", "user", BOTH,
-           "session key whose presence means signed in",
+           "session key naming the signed-in user: a non-empty string (or a non-zero number, "
+           "a non-empty list or object); `\"\"`, `0`, `false`, `true` or `null` mean signed out",
            check=checks.nonempty_text, env="SESSIONSHARE_USER_KEY"),
     Option("token_ttl", "int", 60, BOTH,
            "seconds a hand-off token stays valid",
@@ -175,6 +176,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("cookie_secure", "bool", True, BOTH,
            "Secure cookie flag; off only for a local http demo",
            check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),
+    Option("allow_insecure", "bool", False, BOTH,
+           "on an https `app_url`, accept settings that send the session in clear: "
+           "`cookie_secure=False` and, at the IdP, `http://` allow-list entries "
+           "(refused otherwise; a test bed only)",
+           check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text),
     Option("cookie_samesite", "SameSite", "Lax", BOTH,
            "SameSite cookie attribute: Lax, Strict or None",
            check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
@@ -184,6 +190,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("key_prefix", "str", "sessionshare:", BOTH,
            "prefix of every store key",
            check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),
+    Option("max_session_bytes", "int", 64 * 1024, BOTH,
+           "largest shared session, in bytes of key names and JSON text; a write past it "
+           "raises `SessionTooLarge` and stores nothing",
+           check=checks.byte_count, env="SESSIONSHARE_MAX_SESSION_BYTES",
+           parse=checks.bytes_text),
     Option("login_path", "str", "/login", IDP,
            "the IdP path remotes send browsers to",
            check=checks.absolute_path, env="SESSIONSHARE_LOGIN_PATH"),
@@ -250,6 +261,31 @@ def _cross_problems(
             "or pass cookie_secure=False (SESSIONSHARE_COOKIE_SECURE=false) explicitly "
             "for a local http demo"
         )))
+    https = (
+        "app_url" in values and "app_url" not in bad
+        and canonical_origin(app_url).startswith("https:")
+    )
+    if https and "allow_insecure" not in bad and not value("allow_insecure"):
+        # An https app with cookie_secure=False sends its cookie -- a bearer credential
+        # for the shared session -- over plain http too, to anyone on the network who
+        # can make the browser load one http URL of the host (SSL stripping).
+        if "cookie_secure" not in bad and not value("cookie_secure"):
+            found.append(("cookie_secure", (
+                f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
+                "also travel over plain http, where anyone on the network reads it; keep "
+                "cookie_secure=True, or pass allow_insecure=True "
+                "(SESSIONSHARE_ALLOW_INSECURE=true) if this is only a test bed"
+            )))
+        if role == "idp" and "known_remote_hosts" in values and "known_remote_hosts" not in bad:
+            insecure = _plain_http_entries(values["known_remote_hosts"])
+            if insecure:
+                found.append(("known_remote_hosts", (
+                    f"known_remote_hosts allows plain http callbacks ({', '.join(insecure)}) "
+                    f"on https app_url {app_url!r}: the hand-off token and that app's session "
+                    "cookie would travel in clear; list the remote as https, or pass "
+                    "allow_insecure=True (SESSIONSHARE_ALLOW_INSECURE=true) if this is only "
+                    "a test bed"
+                )))
     # A request is routed by the first path it matches: a shared path would
     # silently switch one endpoint off.
     first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
@@ -258,6 +294,18 @@ def _cross_problems(
             f"{second} {value(second)!r} is also the {first}: give each its own absolute path"
         )))
     return found
+
+
+def _plain_http_entries(hosts: Any) -> tuple[str, ...]:
+    """The ``http://`` entries of an allow-list value (an AllowList, text or entries)."""
+    if isinstance(hosts, AllowList):
+        return hosts.plain_http_entries
+    if not isinstance(hosts, (str, Collection)):
+        return ()  # a one-shot iterator: IdpAuthMiddleware reads it into a tuple first
+    try:
+        return AllowList(hosts).plain_http_entries
+    except ConfigurationError:
+        return ()  # a bad entry: the IdP reports it when it builds its allow-list
 
 
 def _problems(

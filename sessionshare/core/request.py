@@ -41,6 +41,8 @@ class Request:
     :param cookies: the raw ``Cookie`` header.
     :param accept: the ``Accept`` header.
     :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
+    :param origin: the ``Origin`` header, None when the client sent none.
+    :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
     :param native: the server interface's own request (the WSGI environ, the ASGI
         scope), handed to the app's own predicates such as a ``protect`` callable.
@@ -48,8 +50,8 @@ class Request:
 
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
-    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "method", "native", "path",
-                 "query", "root")
+    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "method", "native",
+                 "origin", "path", "query", "root")
 
     def __init__(
         self,
@@ -61,6 +63,8 @@ class Request:
         fetch_mode: str | None = None,
         root: str = "",
         native: Any = None,
+        origin: str | None = None,
+        fetch_site: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -70,6 +74,8 @@ class Request:
         self.fetch_mode = fetch_mode
         self.root = root
         self.native = native
+        self.origin = origin
+        self.fetch_site = fetch_site
         self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
 
     def __repr__(self) -> str:
@@ -98,6 +104,23 @@ class Request:
         if self.fetch_mode is not None:
             return self.fetch_mode == "navigate"
         return accepts(self.accept, "text/html")
+
+    def is_same_origin(self, origin: str) -> bool:
+        """False when the browser says this request was sent by a page of another origin.
+
+        ``origin`` is the app's own canonical origin. ``Sec-Fetch-Site`` must be
+        ``same-origin`` and ``Origin`` must equal ``origin``, each where present.
+        ``SameSite=Lax`` alone is not enough for a state-changing POST: a sibling
+        subdomain is *same-site*, so its page posts with the cookie attached.
+        A request carrying neither header passes: every browser that sends no
+        ``Sec-Fetch-Site`` still sends ``Origin`` on a POST (and ``null`` for an
+        opaque origin, which fails here), so only a non-browser client -- curl,
+        which holds the cookie itself and needs no forgery -- or a pre-2020
+        browser sends neither.
+        """
+        if self.fetch_site is not None and self.fetch_site.strip().lower() != "same-origin":
+            return False
+        return self.origin is None or self.origin.strip().lower() == origin
 
     @property
     def wants_json(self) -> bool:

@@ -87,6 +87,13 @@ def _encode(key: str, value: Any) -> str:
             f"session[{key!r}]: only JSON values can be stored (str, int, float, bool, None, "
             f"list, dict with str keys); got {type(value).__name__}: {exc}"
         ) from None
+    except RecursionError:
+        # A value nested thousands deep (hostile input stored as is, or a cycle the
+        # encoder follows) must fail as the documented TypeError at assignment, not
+        # as a RecursionError -- a 500 wherever the app did not expect one.
+        raise TypeError(
+            f"session[{key!r}]: the value is nested too deeply to store as JSON"
+        ) from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -430,6 +437,22 @@ class Session(MutableMapping[str, Any]):
             drop=drop, drop_first=drop_first, save_to=new_session_id(), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
             cookie="set",
+        )
+
+    def size_after(self, plan: WritePlan) -> int:
+        """Bytes of app data (key names and JSON text) the store holds once ``plan`` ran.
+
+        Counted from the record as this request read it: a key another app wrote
+        meanwhile is not seen. Metadata is a few small numbers and not counted.
+        """
+        if plan.save_to is None:
+            return 0
+        fields = plan.changed if plan.create else {**self._stored, **plan.changed}
+        gone = () if plan.create else plan.deleted
+        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes.
+        return sum(
+            len(key.encode("utf-8")) + len(text)
+            for key, text in fields.items() if key not in gone
         )
 
     def mark_written(self, plan: WritePlan) -> None:

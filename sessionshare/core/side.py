@@ -15,7 +15,10 @@ Shared here:
 - single logout: a POST to the logout path ends the shared session
   everywhere. It is a POST on purpose: with ``SameSite=Lax`` cookies a
   cross-site POST carries no session cookie, so a third-party page cannot log
-  the user out; a GET of the logout path shows a page with the button;
+  the user out; and it must come from this app's own origin (``Origin`` /
+  ``Sec-Fetch-Site``, where sent), so a sibling subdomain -- same-site, its
+  POST carries the cookie -- cannot either (403 ``cross_origin``). A GET of
+  the logout path shows a page with the button;
 - a store outage fails closed: 503 with ``Retry-After``, never the app
   served to a user nobody could identify.
 """
@@ -37,9 +40,16 @@ from .request import Request, safe_return_path
 from .session import Session
 from .steps import Steps
 
-__all__ = ["Outcome", "PassThrough", "Side"]
+__all__ = ["Outcome", "PassThrough", "Side", "is_signed_in_user"]
 
 log = logging.getLogger("sessionshare")
+
+
+def is_signed_in_user(value: Any) -> bool:
+    """True when ``session[user_key]`` names a user: a non-empty string, a non-zero
+    number, a non-empty list or object -- never ``None``, ``""``, ``0``, ``[]``, ``{}``,
+    nor ``True``/``False`` (a flag says nothing about *who* is signed in)."""
+    return bool(value) and not isinstance(value, bool)
 
 
 class PassThrough(NamedTuple):
@@ -78,9 +88,11 @@ class Side:
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: str = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
@@ -89,6 +101,14 @@ class Side:
             raise ConfigurationError(
                 f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
                 "or pass cookie_secure=False explicitly for a local http demo"
+            )
+        if self.origin.startswith("https://") and not cookie_secure and not allow_insecure:
+            # Issue 16 finding 4: the cookie would also go out over plain http (SSL
+            # stripping reads it); relaxing it on an https app must be said out loud.
+            raise ConfigurationError(
+                f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
+                "also travel over plain http; keep cookie_secure=True, or pass "
+                "allow_insecure=True if this is only a test bed"
             )
         if token_ttl <= 0:
             raise ConfigurationError("token_ttl must be a positive number of seconds")
@@ -106,6 +126,7 @@ class Side:
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
             key_prefix=key_prefix,
+            max_session_bytes=max_session_bytes,
             clock=clock,
         )
         log.info(
@@ -122,8 +143,15 @@ class Side:
 
     # -- who the user is ---------------------------------------------------
     def user_of(self, session: Session) -> Any:
-        """The signed-in user, or None (reads a session that was not read yet)."""
-        return session.get(self.user_key)
+        """The signed-in user, or None (reads a session that was not read yet).
+
+        Only :func:`is_signed_in_user` values count: an app that "signs out" by
+        setting ``session["user"] = ""`` (or ``False``, ``0``) must not leave the
+        session signed in as nobody -- at every app, and at the IdP, whose
+        sign-in detection (rotation, hand-off) reads this same method.
+        """
+        user = session.get(self.user_key)
+        return user if is_signed_in_user(user) else None
 
     @staticmethod
     def remote_user(user: Any) -> str | None:
@@ -141,6 +169,14 @@ class Side:
             return Reply.error(
                 405, "bad_method", "Sign out with a POST.",
                 as_json=request.wants_json, headers=[("Allow", "GET, HEAD, POST")],
+            )
+        if not request.is_same_origin(self.origin):
+            # A sibling subdomain is same-site: its page's POST carries the SameSite=Lax
+            # cookie, so Lax alone would let it sign the user out (logout CSRF).
+            log.warning("logout_rejected reason=cross_origin origin=%s", self.origin)
+            return Reply.error(
+                403, "cross_origin", "Sign out from this site's own sign-out page.",
+                as_json=request.wants_json,
             )
         had_session = session.had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live

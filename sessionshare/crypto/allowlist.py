@@ -244,6 +244,19 @@ class AllowList:
     def __repr__(self) -> str:
         return f"AllowList({list(self.entries)!r})"
 
+    @property
+    def plain_http_entries(self) -> tuple[str, ...]:
+        """The entries that allow a plain ``http://`` callback, as written.
+
+        An https IdP refuses them unless told otherwise (``allow_insecure``): a
+        token sent to an http callback, and the session cookie that remote then
+        sets, travel in clear.
+        """
+        return tuple(
+            text for text, entry in zip(self.entries, self._entries, strict=True)
+            if entry.scheme == "http"
+        )
+
     @staticmethod
     def _parse_entry(text: str) -> _Entry:
         def bad(why: str) -> ConfigurationError:

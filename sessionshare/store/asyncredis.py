@@ -42,6 +42,7 @@ from .redisproto import (
     parse_record,
     ticket_text,
     unavailable,
+    warn_without_timeout,
 )
 
 __all__ = ["AsyncRedisStore"]
@@ -89,6 +90,9 @@ class AsyncRedisStore:
             raise ConfigurationError("max_idle_connections must be a whole number >= 0")
         self.client = client
         self._line = _line_for(client, max_idle_connections)
+        kwargs = (client.connection_kwargs if isinstance(client, RedisCluster)
+                  else client.connection_pool.connection_kwargs)
+        warn_without_timeout("AsyncRedisStore", kwargs)
 
     @classmethod
     def from_url(

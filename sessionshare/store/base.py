@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["AsyncSessionStore", "SessionRecord", "SessionStore"]
+__all__ = ["AsyncSessionStore", "SessionRecord", "SessionStore", "is_well_formed"]
 
 
 class SessionRecord(NamedTuple):
@@ -33,6 +33,24 @@ class SessionRecord(NamedTuple):
 
     fields: dict[str, str]
     meta: dict[str, int]
+
+
+def is_well_formed(fields: object, meta: object) -> bool:
+    """True when ``fields`` maps text to JSON text and ``meta`` text to numbers.
+
+    A record is shared by every app of every version that writes to the store
+    (and anything else with access to it): a damaged one -- valid JSON of the
+    wrong shape, such as ``{"d": [], "m": "x"}`` -- must read as *no session*,
+    not crash the request that meets it with a 500 on every later visit.
+    """
+    return (
+        isinstance(fields, dict)
+        and isinstance(meta, dict)
+        and all(type(key) is str and type(value) is str for key, value in fields.items())
+        and all(
+            type(key) is str and type(value) in (int, float) for key, value in meta.items()
+        )
+    )
 
 
 @runtime_checkable

@@ -66,6 +66,7 @@ from .redisproto import (
     parse_record,
     ticket_text,
     unavailable,
+    warn_without_timeout,
 )
 
 __all__ = ["RedisStore"]
@@ -94,6 +95,13 @@ def _line_for(client: Any, max_idle: int | None) -> DirectLine | PoolLine | Clus
             max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
         return DirectLine(pool, max_idle)
     return PoolLine(pool)
+
+
+def _connection_kwargs(client: Any) -> Any:
+    """What the client's new connections are built with (a cluster keeps it elsewhere)."""
+    if isinstance(client, RedisCluster):
+        return getattr(getattr(client, "nodes_manager", None), "connection_kwargs", None)
+    return getattr(client.connection_pool, "connection_kwargs", None)
 
 
 class RedisStore:
@@ -129,6 +137,7 @@ class RedisStore:
             raise ConfigurationError("max_idle_connections must be a whole number >= 0")
         self.client = client
         self._line = _line_for(client, max_idle_connections)
+        warn_without_timeout("RedisStore", _connection_kwargs(client))
         # redis-py's Sentinel client keeps using the connections it opened to the
         # master it first found. After a switchover (SENTINEL FAILOVER) the old master
         # stays up and answers until the sentinels demote it, 10-20 s later, and every

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import StoreUnavailable
-from .base import SessionRecord
+from .base import SessionRecord, is_well_formed
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -34,6 +35,7 @@ __all__ = [
     "eviction_warning",
     "merge_args",
     "parse_record",
+    "warn_without_timeout",
     "ticket_text",
     "unavailable",
 ]
@@ -126,10 +128,30 @@ def parse_record(raw: Any) -> SessionRecord | None:
         return None
     try:
         obj = json.loads(raw)
-        return SessionRecord(obj["d"], obj["m"])
+        fields, meta = obj["d"], obj["m"]
     except (ValueError, KeyError, TypeError):
         # Not ours (a key-prefix clash) or damaged: treat as no session.
         return None
+    # Valid JSON of the wrong shape is damage too: reading it would fail later, as a 500.
+    return SessionRecord(fields, meta) if is_well_formed(fields, meta) else None
+
+
+def warn_without_timeout(store: str, connection_kwargs: Any) -> None:
+    """Log a warning when the client's connections wait for a reply forever.
+
+    A Redis that accepts connections but stops answering (paused, swapping, a
+    half-open TCP connection after a failover) holds every request -- and so
+    every worker thread or event-loop task -- until the process is restarted:
+    an outage that should be a quick 503 becomes a hung site. redis-py's
+    ``from_url`` and Sentinel masters default to no socket timeout.
+    """
+    kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
+    if kwargs.get("socket_timeout") is None:
+        logging.getLogger("sessionshare").warning(
+            "store_without_timeout store=%s: the Redis client has no socket_timeout, so a "
+            "hung Redis blocks requests forever instead of answering 503; build it with "
+            "socket_timeout=1 (as %s.from_url does)", store, store,
+        )
 
 
 def ticket_text(raw: Any) -> str | None:

@@ -47,6 +47,8 @@ def request_of(environ: WSGIEnvironment) -> Request:
         fetch_mode=environ.get("HTTP_SEC_FETCH_MODE"),
         root=environ.get("SCRIPT_NAME", ""),
         native=environ,
+        origin=environ.get("HTTP_ORIGIN"),
+        fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
     )
 
 

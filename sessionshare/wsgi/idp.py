@@ -16,7 +16,7 @@ WSGI shell (:mod:`sessionshare.wsgi.base`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..core.idp import Authorize, IdpSide
@@ -57,8 +57,10 @@ class IdpAuthMiddleware(SessionMiddleware):
     :param known_remote_hosts: Allow-list of the remote apps: host, host:port, ``*.domain``
         or origin, comma separated. Required. From the environment:
         ``SESSIONSHARE_KNOWN_REMOTE_HOSTS``.
-    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
-        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param user_key: Session key naming the signed-in user: a non-empty string (or a
+        non-zero number, a non-empty list or object); ``""``, ``0``, ``false``, ``true`` or
+        ``null`` mean signed out. Default ``"user"``. From the environment:
+        ``SESSIONSHARE_USER_KEY``.
     :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
         environment: ``SESSIONSHARE_TOKEN_TTL``.
     :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default
@@ -70,12 +72,19 @@ class IdpAuthMiddleware(SessionMiddleware):
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param allow_insecure: On an https ``app_url``, accept settings that send the session in
+        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
+        (refused otherwise; a test bed only). Default ``False``. From the environment:
+        ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
         sees it). Default ``None``.
     :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
         environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param max_session_bytes: Largest shared session, in bytes of key names and JSON text; a
+        write past it raises ``SessionTooLarge`` and stores nothing. Default ``65536``. From
+        the environment: ``SESSIONSHARE_MAX_SESSION_BYTES``.
     :param login_path: The IdP path remotes send browsers to. Default ``"/login"``. From the
         environment: ``SESSIONSHARE_LOGIN_PATH``.
     :param callback_path: The remote path that receives the token (the IdP accepts callbacks
@@ -108,9 +117,11 @@ class IdpAuthMiddleware(SessionMiddleware):
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         login_path: str = "/login",
         callback_path: str = DEFAULT_CALLBACK_PATH,
         logout_path: str = "/_sessionshare/logout",
@@ -119,6 +130,10 @@ class IdpAuthMiddleware(SessionMiddleware):
         strict: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if isinstance(known_remote_hosts, Iterator):
+            # Read a one-shot iterator once, here, so the checks (an https IdP refuses
+            # http entries) and the allow-list see the same entries.
+            known_remote_hosts = tuple(known_remote_hosts)
         # Every argument by name, checked against the declaration at once, so one
         # error lists every mistake.
         check_options("idp", locals())
@@ -126,8 +141,9 @@ class IdpAuthMiddleware(SessionMiddleware):
             key=key, app_url=app_url, known_remote_hosts=known_remote_hosts,
             user_key=user_key, token_ttl=token_ttl, idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout, cookie_name=cookie_name,
-            cookie_secure=cookie_secure, cookie_samesite=cookie_samesite,
-            cookie_domain=cookie_domain, key_prefix=key_prefix, login_path=login_path,
+            cookie_secure=cookie_secure, allow_insecure=allow_insecure,
+            cookie_samesite=cookie_samesite, cookie_domain=cookie_domain, key_prefix=key_prefix,
+            max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict, clock=clock,
         )

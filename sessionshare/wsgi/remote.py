@@ -53,8 +53,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
         environment: ``SESSIONSHARE_APP_URL``.
     :param idp_url: The IdP's full login URL, e.g. https://id.example/login. Required. From
         the environment: ``SESSIONSHARE_IDP_URL``.
-    :param user_key: Session key whose presence means signed in. Default ``"user"``. From
-        the environment: ``SESSIONSHARE_USER_KEY``.
+    :param user_key: Session key naming the signed-in user: a non-empty string (or a
+        non-zero number, a non-empty list or object); ``""``, ``0``, ``false``, ``true`` or
+        ``null`` mean signed out. Default ``"user"``. From the environment:
+        ``SESSIONSHARE_USER_KEY``.
     :param token_ttl: Seconds a hand-off token stays valid. Default ``60``. From the
         environment: ``SESSIONSHARE_TOKEN_TTL``.
     :param idle_timeout: Seconds of inactivity before the session ends (sliding). Default
@@ -66,12 +68,19 @@ class RemoteSessionMiddleware(SessionMiddleware):
         ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
+    :param allow_insecure: On an https ``app_url``, accept settings that send the session in
+        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
+        (refused otherwise; a test bed only). Default ``False``. From the environment:
+        ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
         sees it). Default ``None``.
     :param key_prefix: Prefix of every store key. Default ``"sessionshare:"``. From the
         environment: ``SESSIONSHARE_KEY_PREFIX``.
+    :param max_session_bytes: Largest shared session, in bytes of key names and JSON text; a
+        write past it raises ``SessionTooLarge`` and stores nothing. Default ``65536``. From
+        the environment: ``SESSIONSHARE_MAX_SESSION_BYTES``.
     :param callback_path: The remote path that receives the token (the IdP accepts callbacks
         to allow-listed hosts at this path). Default ``"/_sessionshare/callback"``. From the
         environment: ``SESSIONSHARE_CALLBACK_PATH``.
@@ -104,9 +113,11 @@ class RemoteSessionMiddleware(SessionMiddleware):
         absolute_timeout: int = 8 * 60 * 60,
         cookie_name: str = "sessionshare",
         cookie_secure: bool = True,
+        allow_insecure: bool = False,
         cookie_samesite: SameSite = "Lax",
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
+        max_session_bytes: int = 64 * 1024,
         callback_path: str = DEFAULT_CALLBACK_PATH,
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
@@ -122,9 +133,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
         side = RemoteSide(
             key=key, app_url=app_url, idp_url=idp_url, user_key=user_key,
             token_ttl=token_ttl, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
-            cookie_name=cookie_name, cookie_secure=cookie_secure,
+            cookie_name=cookie_name, cookie_secure=cookie_secure, allow_insecure=allow_insecure,
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
-            key_prefix=key_prefix, callback_path=callback_path, logout_path=logout_path,
+            key_prefix=key_prefix, max_session_bytes=max_session_bytes,
+            callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, protect=protect, state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway, clock=clock,
         )
