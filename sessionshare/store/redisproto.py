@@ -23,7 +23,7 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import StoreUnavailable
-from .base import SessionRecord, is_well_formed
+from .base import SessionRecord
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -132,8 +132,9 @@ def parse_record(raw: Any) -> SessionRecord | None:
     except (ValueError, KeyError, TypeError):
         # Not ours (a key-prefix clash) or damaged: treat as no session.
         return None
-    # Valid JSON of the wrong shape is damage too: reading it would fail later, as a 500.
-    return SessionRecord(fields, meta) if is_well_formed(fields, meta) else None
+    # Valid JSON of the wrong shape is damage too; Lifecycle.read checks the shape of
+    # every store's records, once, so it is not checked twice here.
+    return SessionRecord(fields, meta)
 
 
 def warn_without_timeout(store: str, connection_kwargs: Any) -> None:
