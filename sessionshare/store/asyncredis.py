@@ -24,7 +24,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import utils as redis_utils
 from redis.asyncio.cluster import RedisCluster
-from redis.backoff import ExponentialBackoff
 
 from ..errors import ConfigurationError
 from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLine, run_script
@@ -43,6 +42,7 @@ from .redisproto import (
     ticket_text,
     unavailable,
     warn_without_timeout,
+    web_client,
 )
 
 __all__ = ["AsyncRedisStore"]
@@ -104,27 +104,12 @@ class AsyncRedisStore:
         **client_options: Any,
     ) -> AsyncRedisStore:
         """A store over ``redis.asyncio.Redis.from_url(url)``, set up as ``RedisStore.from_url``."""
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError(
-                "store URL must start with redis://, rediss:// or unix://, "
-                f"got {url.split(':')[0]!r}"
-            )
         from redis.asyncio.retry import Retry
 
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_timeout,
-            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-            "health_check_interval": 0,
-            "protocol": 2,
-        }
-        if max_connections is not None:
-            options["max_connections"] = max_connections
-        options.update(client_options)
-        try:
-            client = aioredis.Redis.from_url(url, **options)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad store URL: {exc}") from None
+        client = web_client(
+            aioredis.Redis.from_url, Retry, url, socket_timeout=socket_timeout,
+            max_connections=max_connections, client_options=client_options,
+        )
         return cls(client)
 
     @property

@@ -46,7 +46,6 @@ from typing import Any
 
 import redis as redis_py
 from redis import utils as redis_utils
-from redis.backoff import ExponentialBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
@@ -67,6 +66,7 @@ from .redisproto import (
     ticket_text,
     unavailable,
     warn_without_timeout,
+    web_client,
 )
 
 __all__ = ["RedisStore"]
@@ -165,25 +165,10 @@ class RedisStore:
         command the store sends is safe to run twice). RESP2 unless
         ``protocol=3`` is passed: the fast path needs it.
         """
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigurationError(
-                "store URL must start with redis://, rediss:// or unix://, "
-                f"got {url.split(':')[0]!r}"
-            )
-        options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_timeout,
-            "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-            "health_check_interval": 0,
-            "protocol": 2,
-        }
-        if max_connections is not None:
-            options["max_connections"] = max_connections
-        options.update(client_options)
-        try:
-            client = redis_py.Redis.from_url(url, **options)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad store URL: {exc}") from None
+        client = web_client(
+            redis_py.Redis.from_url, Retry, url, socket_timeout=socket_timeout,
+            max_connections=max_connections, client_options=client_options,
+        )
         return cls(client)
 
     @property

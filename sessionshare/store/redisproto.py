@@ -20,9 +20,10 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from .base import SessionRecord
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "warn_without_timeout",
     "ticket_text",
     "unavailable",
+    "web_client",
 ]
 
 #: Everything the driver may raise for an unreachable or failing server.
@@ -101,6 +103,43 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     with a password in it.
     """
     return StoreUnavailable(f"redis: {type(exc).__name__}")
+
+
+def web_client(
+    from_url: Any,
+    retry_class: Any,
+    url: str,
+    *,
+    socket_timeout: float,
+    max_connections: int | None,
+    client_options: Mapping[str, Any],
+) -> Any:
+    """``from_url(url, ...)`` with the settings both stores' ``from_url`` give a client.
+
+    Short timeouts make an outage a quick 503 rather than a hung worker; one
+    quick retry rides over a connection the server closed while idle (every
+    command the stores send is safe to run twice); RESP2 unless ``protocol=3``
+    is passed, since the fast paths need it.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            "store URL must start with redis://, rediss:// or unix://, "
+            f"got {url.split(':')[0]!r}"
+        )
+    options: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "retry": retry_class(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        "health_check_interval": 0,
+        "protocol": 2,
+    }
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    options.update(client_options)
+    try:
+        return from_url(url, **options)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad store URL: {exc}") from None
 
 
 def merge_args(
