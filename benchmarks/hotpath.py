@@ -67,7 +67,9 @@ def primitives(stack: Stack, port: int) -> None:
 
         return exchange
 
-    merge_sha = stack.store._merge.sha
+    from sessionshare.store.redisproto import MERGE_SHA as merge_sha
+
+    stack.store.save(key, changed={apps.WRITE_KEY: "0"}, ttl=1800)  # the script is cached
     counter = iter(range(10**9))
     rows = [
         ("bare socket + hiredis parser: GET", bare("GET", floor_key)),

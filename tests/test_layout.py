@@ -134,7 +134,10 @@ _PRIVATE = re.compile(r"(?<![\w.])(?!self\b|cls\b)([a-z_][a-z0-9_]*)\._[a-z][a-z
 def test_no_module_reads_another_modules_private_names() -> None:
     """``x._name`` where ``x`` is not ``self``/``cls``: a reach into someone's privates."""
     offenders = []
-    for path in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").rglob("*.py")]:
+    root = PACKAGE.parent
+    sources = [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"),
+               *(root / "benchmarks").rglob("*.py"), *(root / "examples").rglob("*.py")]
+    for path in sources:
         if path.name == "test_layout.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
