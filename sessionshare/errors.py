@@ -38,7 +38,7 @@ __all__ = [
 TokenReason = Literal[
     "malformed", "unsupported_version", "unknown_key", "bad_seal", "expired",
     "not_yet_valid", "wrong_audience", "wrong_issuer", "bad_method", "bad_state",
-    "replayed", "session_gone", "not_authenticated",
+    "replayed", "unknown_ticket", "session_gone", "not_authenticated",
 ]
 #: Why a callback URL (or the login request naming it) was refused.
 CallbackReason = Literal[

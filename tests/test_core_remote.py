@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import webtest
 from conftest import FakeClock
-from flow import LOGIN, SHOP, Browser, Deployment
+from flow import LOGIN, SHOP, Browser, Deployment, reason_of
 from itsdangerous import TimestampSigner
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SyncKey
@@ -137,3 +137,36 @@ def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
     back = browser.get(answer.location)
     assert back.status_int == 303, back
     assert back.location == expected
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_an_idp_on_another_store_is_named_not_called_a_replay(
+    request: pytest.FixtureRequest, clock: FakeClock, backend: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13: `memory://` in each process, or two Redis databases, used to say `replayed`."""
+    if backend == "memory":
+        idp_store, shop_store = MemoryStore(clock=clock), MemoryStore(clock=clock)
+    else:
+        import time
+
+        from sessionshare import RedisStore
+
+        url = request.getfixturevalue("redis_url")
+        idp_store, shop_store = RedisStore.from_url(url), RedisStore.from_url(url[:-1] + "1")
+        shop_store.client.flushdb()
+        clock = time.time  # type: ignore[assignment]  # Redis expires by its own clock
+    dep = Deployment(idp_store, clock)
+    alone = Deployment(shop_store, clock, key=dep.key)  # the shop's own, separate store
+    browser = Browser(dep)
+    browser.apps["shop.test"] = Browser(alone).apps["shop.test"]
+    page = browser.get(browser.token_url_for(SHOP + "/orders"))
+    assert page.status_int == 403 and "Location" not in page.headers
+    assert reason_of(page) == "unknown_ticket"
+    assert "same session store" in page.text and "SESSIONSHARE_STORE_URL" in page.text
+    assert "try again" not in page.text  # retrying can never help here
+    assert any("reason=unknown_ticket" in r.getMessage() and "SESSIONSHARE_STORE_URL"
+               in r.getMessage() for r in caplog.records)
+    # The control: the same flow on one shared store signs in.
+    shared = Browser(dep)
+    assert shared.get(shared.token_url_for(SHOP + "/orders")).status_int == 303

@@ -12,6 +12,7 @@ from sessionshare import MemoryStore, SessionStore
 from sessionshare.core.steps import run
 from sessionshare.core.tickets import (
     CLOCK_LEEWAY,
+    NOT_HELD,
     TICKET_BYTES,
     burn,
     issue,
@@ -88,7 +89,8 @@ def test_issue_writes_the_wire_format_in_one_call(clock: FakeClock) -> None:
 
 def test_redeem_once_then_never(store: SessionStore) -> None:
     ticket = run(issue(PREFIX, SID, token_ttl=60), store)
-    assert run(redeem(PREFIX, new_ticket()), store) is None  # another ticket finds nothing
+    # Another ticket finds nothing here: not held, which is not the same as spent.
+    assert run(redeem(PREFIX, new_ticket()), store) == NOT_HELD
     assert run(redeem(PREFIX, ticket), store) == SID
     assert run(redeem(PREFIX, ticket), store) is None  # replayed
 

@@ -16,6 +16,7 @@ from conftest import FakeClock
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
+from sessionshare.store.base import NOT_HELD
 
 
 def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
@@ -111,8 +112,9 @@ def test_redis_expires_for_real(redis_url: str) -> None:
 def test_tickets_are_taken_once(store: SessionStore) -> None:
     store.put_ticket("t", "session-a", ttl=60)
     assert store.take_ticket("t") == "session-a"
-    assert store.take_ticket("t") is None
-    assert store.take_ticket("never") is None
+    assert store.take_ticket("t") is None  # taken already: a replay
+    # Never held here (issue 13: an IdP on another store) is told apart from taken.
+    assert store.take_ticket("never") == NOT_HELD and NOT_HELD is not None
 
 
 def test_tickets_taken_from_8_threads_have_one_winner(store: SessionStore) -> None:

@@ -55,6 +55,11 @@ log = logging.getLogger("sessionshare")
 #: interface's own request (the WSGI environ).
 Protect = bool | Sequence[str] | Callable[[Any], bool]
 MAX_RETURN_PATH = 512
+#: Refusals that no retry can fix: what the operator must change, for the log and the page.
+_MISCONFIGURED = {
+    "unknown_ticket": "the IdP and this site must use the same session store: "
+                      "set SESSIONSHARE_STORE_URL to the same Redis on both",
+}
 _ANONYMOUS = PassThrough()
 
 
@@ -139,11 +144,13 @@ class RemoteSide(Side):
         try:
             sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
-            log.warning("token_rejected reason=%s", exc.reason)
-            return Reply.error(
-                403, exc.reason, "This sign-in link is not valid. Please go back and try again.",
-                as_json=request.wants_json,
+            hint = _MISCONFIGURED.get(exc.reason)
+            log.warning("token_rejected reason=%s%s", exc.reason, f" hint={hint!r}" if hint else "")
+            message = (
+                f"Signing in cannot work here: the sites are misconfigured ({hint})."
+                if hint else "This sign-in link is not valid. Please go back and try again."
             )
+            return Reply.error(403, exc.reason, message, as_json=request.wants_json)
         log.info("ticket_redeemed issuer=%s", self.issuer)
         headers = [("Set-Cookie", self.lifecycle.cookie.set(sid))]
         headers += self.states.clear(spent)
@@ -178,6 +185,10 @@ class RemoteSide(Side):
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
         sid = yield from tickets.redeem(prefix, claims.ticket)
+        if sid == tickets.NOT_HELD:
+            # A valid token whose ticket this store never held: the IdP wrote it into
+            # another store. Retrying cannot help, so the answer must not say "retry".
+            raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
         if not (yield from self.lifecycle.adopt(session, sid)):

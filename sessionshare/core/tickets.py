@@ -51,10 +51,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..crypto.tokens import CLOCK_LEEWAY as CLOCK_LEEWAY
 from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
+from ..store.base import NOT_HELD as NOT_HELD
 from .steps import PutTicket, Steps, TakeTicket
 
 __all__ = [
     "CLOCK_LEEWAY",
+    "NOT_HELD",
     "TICKET_BYTES",
     "burn",
     "issue",
@@ -122,9 +124,15 @@ def issue(key_prefix: str, session_id: str, *, token_ttl: int) -> Steps[bytes]:
 
 
 def redeem(key_prefix: str, ticket: bytes) -> Steps[str | None]:
-    """Take ``ticket`` (atomically, once): its session id, or None if spent or expired."""
-    wrapped = yield TakeTicket(ticket_key(key_prefix, ticket))
-    return None if wrapped is None else unwrap_session_id(ticket, wrapped)
+    """Take ``ticket`` (atomically, once): its session id; None if spent already.
+
+    :data:`NOT_HELD` when this store never held the ticket -- for a token that
+    is still valid, the IdP put it into another store.
+    """
+    wrapped: str | None = yield TakeTicket(ticket_key(key_prefix, ticket))
+    if wrapped is None or wrapped == NOT_HELD:
+        return wrapped
+    return unwrap_session_id(ticket, wrapped)
 
 
 def burn(key_prefix: str, ticket: bytes) -> Steps[None]:

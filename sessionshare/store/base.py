@@ -25,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["AsyncSessionStore", "SessionRecord", "SessionStore", "is_well_formed"]
+__all__ = [
+    "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore", "is_well_formed",
+]
 
 
 class SessionRecord(NamedTuple):
@@ -33,6 +35,14 @@ class SessionRecord(NamedTuple):
 
     fields: dict[str, str]
     meta: dict[str, int]
+
+
+#: What ``take_ticket`` may answer for a ticket the store never held (never
+#: issued into *this* store, or gone with its expiry), as opposed to None, a
+#: ticket taken already. It lets a remote name the most common set-up mistake
+#: -- an IdP and a remote on different stores -- instead of calling it a replay.
+#: A store that cannot tell the two apart answers None for both.
+NOT_HELD = ""
 
 
 def is_well_formed(fields: object, meta: object) -> bool:
@@ -86,7 +96,11 @@ class SessionStore(Protocol):
         """Store a ticket for ``ttl`` seconds."""
 
     def take_ticket(self, key: str) -> str | None:
-        """Return a ticket's value and delete it, atomically; None if absent."""
+        """Return a ticket's value and spend it, atomically, once.
+
+        None when it was taken already; :data:`NOT_HELD` when the store holds
+        no ticket of that name (or None, for a store that cannot tell).
+        """
 
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""

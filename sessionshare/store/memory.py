@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import NamedTuple
 
-from .base import SessionRecord
+from .base import NOT_HELD, SessionRecord
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -58,6 +58,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[float, dict[str, str], dict[str, int]]] = {}
         self._tickets: dict[str, tuple[float, str]] = {}
+        self._spent: dict[str, float] = {}  # taken tickets, until their own expiry
         self._writes = 0
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -115,8 +116,11 @@ class MemoryStore:
     def take_ticket(self, key: str) -> str | None:
         with self._lock:
             entry = self._tickets.pop(key, None)
-            if entry is None or entry[0] <= self._clock():
+            if entry is None:
+                return None if key in self._spent else NOT_HELD
+            if entry[0] <= self._clock():
                 return None
+            self._spent[key] = entry[0]  # taken: a second try is a replay, not unknown
             return entry[1]
 
     def ping(self) -> None:
@@ -159,3 +163,4 @@ class MemoryStore:
             return
         self._sessions = {k: e for k, e in self._sessions.items() if e[0] > now}
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
+        self._spent = {k: expires for k, expires in self._spent.items() if expires > now}

@@ -74,9 +74,11 @@ return 1
 #: value; the same nonce -- a retry of that very call, after a timeout whose
 #: first attempt did run -- gets the value again; any other redemption gets
 #: nothing. So a retry is safe where a retried GETDEL would answer "replayed".
+#: A ticket the store never held answers '' (``NOT_HELD``), not nil: the
+#: spent marker is what tells "taken already" from "unknown here".
 REDEEM = """
 local v = redis.call('GET', KEYS[1])
-if not v then return false end
+if not v then return '' end
 if string.byte(v, 1) == 0 then
   local n = #ARGV[1]
   if string.sub(v, 2, n + 1) == ARGV[1] then return string.sub(v, n + 2) end
