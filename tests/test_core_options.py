@@ -11,12 +11,11 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import run
 
 from sessionshare import (
     ConfigurationError,
@@ -38,21 +37,6 @@ MIDDLEWARES: dict[Role, type[IdpAuthMiddleware] | type[RemoteSessionMiddleware]]
 
 def app(environ: dict[str, object], start_response: object) -> list[bytes]:
     return [b""]
-
-
-def run(
-    *args: str, env: dict[str, str] | None = None, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSHARE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sessionshare", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**clean, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 # -- one declaration: signature, docstring, README ----------------------------------------

@@ -9,10 +9,8 @@ import pytest
 from sessionshare.core.reply import Reply
 from sessionshare.wsgi.environ import (
     accepts,
-    is_navigation,
-    query_params,
     reply_body,
-    request_path,
+    request_of,
     safe_return_path,
     send_reply,
     wants_json,
@@ -33,23 +31,24 @@ from sessionshare.wsgi.environ import (
     ids=["sec-fetch navigate", "html head", "fetch asking html", "json", "no accept", "post"],
 )
 def test_is_navigation(environ: dict[str, Any], navigation: bool) -> None:
-    assert is_navigation(environ) is navigation
+    assert request_of(environ).is_navigation is navigation
 
 
 def test_query_params_limits() -> None:
-    assert query_params({"QUERY_STRING": "a=1&a=2&b="}) == {"a": ["1", "2"], "b": [""]}
-    assert query_params({"QUERY_STRING": "a=" + "x" * 5000}) is None
-    assert query_params({"QUERY_STRING": "&".join(f"k{i}=v" for i in range(100))}) is None
-    assert query_params({"QUERY_STRING": "a=%ff"}) is None
-    assert query_params({}) == {}
+    assert request_of({"QUERY_STRING": "a=1&a=2&b="}).params == {"a": ["1", "2"], "b": [""]}
+    assert request_of({"QUERY_STRING": "a=" + "x" * 5000}).params is None
+    many = "&".join(f"k{i}=v" for i in range(100))
+    assert request_of({"QUERY_STRING": many}).params is None
+    assert request_of({"QUERY_STRING": "a=%ff"}).params is None
+    assert request_of({}).params == {}
 
 
 def test_request_path_keeps_query_and_script_name() -> None:
     environ = {"SCRIPT_NAME": "/app", "PATH_INFO": "/orders", "QUERY_STRING": "page=2"}
-    assert request_path(environ) == "/app/orders?page=2"
+    assert request_of(environ).full_path == "/app/orders?page=2"
     # PEP 3333 paths are latin-1 decoded bytes; anything non-ASCII becomes U+FFFD,
     # which the return-path check then refuses.
-    odd = request_path({"PATH_INFO": "/caf\xc3\xa9"})
+    odd = request_of({"PATH_INFO": "/caf\xc3\xa9"}).full_path
     assert odd == "/caf\ufffd\ufffd"
     assert safe_return_path(odd) == "/"
 
@@ -114,7 +113,8 @@ def test_html_refused_with_q0_is_not_a_navigation_and_gets_json() -> None:
     # A script that sends `Accept: application/json, text/html;q=0` says it cannot
     # use a page: it must get the 401 JSON, never a cross-origin redirect.
     environ = {"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html;q=0"}
-    assert not is_navigation(environ)
+    assert not request_of(environ).is_navigation
     assert wants_json(environ)
-    assert is_navigation({"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html"})
+    both = {"REQUEST_METHOD": "GET", "HTTP_ACCEPT": "application/json, text/html"}
+    assert request_of(both).is_navigation
 

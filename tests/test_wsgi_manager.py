@@ -388,7 +388,7 @@ def test_a_session_found_gone_on_write_is_left_new_and_empty(clock: FakeClock) -
     store.delete(manager.session_key(sid))  # logged out elsewhere meanwhile
     headers = manager.persist(session)
     assert ("Set-Cookie", manager.cookie.clear()) in headers
-    assert manager.current_id(session) is None and session.new and len(session) == 0
+    assert session.stored_id is None and session.new and len(session) == 0
     assert not session.modified and not session.had_cookie
     store.calls.clear()
     assert manager.persist(session) == [("Vary", "Cookie")] and store.calls == []

@@ -25,11 +25,8 @@ __all__ = [
     "MAX_QUERY_LENGTH",
     "CookieSpec",
     "accepts",
-    "is_navigation",
-    "query_params",
     "reply_body",
     "request_of",
-    "request_path",
     "safe_return_path",
     "send_reply",
     "wants_json",
@@ -50,21 +47,6 @@ def request_of(environ: WSGIEnvironment) -> Request:
         origin=environ.get("HTTP_ORIGIN"),
         fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
     )
-
-
-def request_path(environ: WSGIEnvironment) -> str:
-    """The request path (script name included) and query string, as received."""
-    return request_of(environ).full_path
-
-
-def query_params(environ: WSGIEnvironment) -> dict[str, list[str]] | None:
-    """The query string as name -> values, or None when it is oversized or unparsable."""
-    return request_of(environ).params
-
-
-def is_navigation(environ: WSGIEnvironment) -> bool:
-    """True for a browser's top-level page load (which may be redirected cross-origin)."""
-    return request_of(environ).is_navigation
 
 
 def wants_json(environ: WSGIEnvironment) -> bool:

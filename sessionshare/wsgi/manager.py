@@ -101,10 +101,6 @@ class SessionManager:
         """The live session ``sid`` (one round trip), or None: every session's loader."""
         return run(self.lifecycle.read(sid), self.store)
 
-    def adopt(self, session: Session, sid: str) -> bool:
-        """Point ``session`` at the stored session ``sid``; False when it is gone."""
-        return bool(run(self.lifecycle.adopt(session, sid), self.store))
-
     # -- response side -----------------------------------------------------
     def persist(self, session: Session) -> Headers:
         """Run the session's write plan; return the headers (cookie, ``Vary``) it needs."""
@@ -112,10 +108,6 @@ class SessionManager:
         if isinstance(settled, list):
             return settled  # nothing to write: no step to drive (the common case)
         return list(run(self.lifecycle.write(session, settled), self.store))
-
-    def current_id(self, session: Session) -> str | None:
-        """The id of a stored session (for minting a ticket); None while it is new."""
-        return session.stored_id
 
     def run(
         self,
