@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 SHOP = "https://shop.example"
 IDP = "https://id.example"
 LOGIN_URL = IDP + "/login"
-COOKIE = "sessionshare"
+#: The session cookie's default name on an https app (both sessionshare apps here).
+COOKIE = "__Host-sessionshare"
 #: What a signed-in user's session holds in every case (the peers store the same).
 SESSION_DATA: dict[str, Any] = {"user": "alice", "theme": "dark", "cart": [3, 1, 4, 1, 5]}
 READ_KEY = "theme"

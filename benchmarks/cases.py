@@ -164,9 +164,16 @@ class Stack:
         self.plain_flask = apps.flask_app(None)
         self.flask_session = apps.flask_app(redis.Redis.from_url(redis_url))
         self.beaker = apps.beaker_app(redis_url)
-        self.sid = self._sign_in_at_idp()
-        self.admin.set(apps.floor_key(self.sid), json.dumps(apps.SESSION_DATA))
-        self.cookie = f"{apps.COOKIE}={self.sid}"
+        #: The IdP's cookie; the shop gets its own through one hand-off.
+        self.idp_cookie = f"{apps.COOKIE}={self._sign_in_at_idp()}"
+        self.shop_value = self.handoff_once()
+        self.cookie = f"{apps.COOKIE}={self.shop_value}"
+        sid = self.shop.side.lifecycle.session_id_in(self.cookie)
+        if sid is None:
+            raise RuntimeError("the hand-off set no cookie the shop accepts")
+        #: The shared session's id (for its store key).
+        self.sid: str = sid
+        self.admin.set(apps.floor_key(self.shop_value), json.dumps(apps.SESSION_DATA))
         self.flask_cookie = self._peer_sign_in(self.flask_session, "session")
         self.beaker_cookie = self._peer_sign_in(self.beaker, "beaker.session.id")
 
@@ -230,12 +237,13 @@ class Stack:
         record = self.store.load(self.shop.manager.session_key(self.sid), 60)
         if record is None or json.loads(record.fields[apps.WRITE_KEY]) != written:
             raise RuntimeError("case d: the written key did not reach the store")
-        if self.handoff_once() != self.sid:
+        adopted = self.shop.side.lifecycle.session_id_in(f"{apps.COOKIE}={self.handoff_once()}")
+        if adopted != self.sid:
             raise RuntimeError("case h: the hand-off did not adopt the IdP's session")
 
     # -- (h) ---------------------------------------------------------------------
     def handoff_once(self, reply: Reply | None = None) -> str:
-        """Visit the shop signed out, hop to the IdP and back; the adopted session id."""
+        """Visit the shop signed out, hop to the IdP and back; the shop's new cookie value."""
         reply = reply or Reply()
         environs = self._environs
         call(self.shop, environs.get(apps.SHOP + apps.READ_PATH), reply)
@@ -243,7 +251,7 @@ class Stack:
             raise RuntimeError(f"hand-off step 1: {reply.status}")
         login_url = reply.header("Location")
         state_cookie = "; ".join(f"{k}={v}" for k, v in reply.cookies().items())
-        call(self.idp, environs.get(login_url, self.cookie), reply)
+        call(self.idp, environs.get(login_url, self.idp_cookie), reply)
         if not reply.status.startswith("303"):
             raise RuntimeError(f"hand-off step 2: {reply.status}")
         callback = reply.header("Location")

@@ -49,7 +49,7 @@ def primitives(stack: Stack, port: int) -> None:
 
     key = stack.shop.manager.session_key(stack.sid)
     floor = stack.floor.client
-    floor_key = apps.floor_key(stack.sid)
+    floor_key = apps.floor_key(stack.shop_value)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     reader = hiredis.Reader()

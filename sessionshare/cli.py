@@ -147,7 +147,7 @@ def options_markdown() -> str:
     for option in OPTIONS:
         if option.env is not None:
             text = option.env_text()
-            default = "**required**" if text is None else f"`{text}`"
+            default = "**required**" if text is None else f"`{text}`" if text else "unset"
             lines.append(f"| `{option.env}` | `{option.name}` | {default} | "
                          f"{used_by(option.roles)} | {option.help} |")
     lines += [

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import RedisServer  # noqa: E402
 
 from sessionshare import MemoryStore, RedisStore, SessionStore  # noqa: E402
+
+
+def genuine_cookie(middleware: Any) -> str:
+    """A ``Cookie`` header value the middleware accepts as its own session cookie, naming a
+    session no store holds (its reads then go to the store, and find nothing)."""
+    lifecycle = middleware.side.lifecycle
+    return f"{lifecycle.cookie.name}={lifecycle.cookie_value(lifecycle.ids.new())}"
 
 
 class FakeClock:

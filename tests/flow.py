@@ -81,6 +81,8 @@ class Deployment:
         key: str | None = None,
         idp_options: dict[str, Any] | None = None,
         remote_options: dict[str, Any] | None = None,
+        idp: Callable[..., Iterable[bytes]] = idp_app,
+        remote: Callable[..., Iterable[bytes]] = remote_app,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -89,15 +91,15 @@ class Deployment:
             "store": store, "key": self.key, "cookie_secure": False, "clock": clock,
         }
         self.idp = IdpAuthMiddleware(
-            idp_app, app_url=IDP,
+            idp, app_url=IDP,
             **{**common, "known_remote_hosts": [SHOP, BLOG], **(idp_options or {})},
         )
         self.shop = RemoteSessionMiddleware(
-            remote_app, app_url=SHOP, idp_url=LOGIN, protect=["/orders", "/read", "/write"],
+            remote, app_url=SHOP, idp_url=LOGIN, protect=["/orders", "/read", "/write"],
             **{**common, **(remote_options or {})},
         )
         self.blog = RemoteSessionMiddleware(
-            remote_app, app_url=BLOG, idp_url=LOGIN, **{**common, **(remote_options or {})}
+            remote, app_url=BLOG, idp_url=LOGIN, **{**common, **(remote_options or {})}
         )
 
 
@@ -131,6 +133,20 @@ class Browser:
     def cookie(self, host: str, name: str = "sessionshare") -> str | None:
         jar = self.apps[host].cookies
         return jar.get(name)
+
+    def session_id(self, host: str) -> str | None:
+        """The shared session id the app at ``host`` reads from its own cookie, if any."""
+        value = self.cookie(host)
+        if value is None:
+            return None
+        lifecycle = self.apps[host].app.side.lifecycle
+        return lifecycle.session_id_in(f"{lifecycle.cookie.name}={value}")  # type: ignore[no-any-return]
+
+    def store_key(self, host: str) -> str:
+        """The store key of the session this browser holds at ``host``."""
+        sid = self.session_id(host)
+        assert sid is not None, f"no genuine session cookie at {host}"
+        return self.apps[host].app.side.lifecycle.session_key(sid)  # type: ignore[no-any-return]
 
     def start_login(self, remote_url: str) -> str:
         """Visit a protected page signed out; the IdP login URL it redirects to."""

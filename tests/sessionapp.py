@@ -19,18 +19,38 @@ from typing import Any
 import webtest
 from conftest import FakeClock
 
-from sessionshare import Session, SessionStore
+from sessionshare import Session, SessionStore, SyncKey
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.lifecycle import Lifecycle
 from sessionshare.wsgi.manager import SessionManager
 
 COOKIE = "sessionshare"
+ORIGIN = "http://app.test"
+KEY = SyncKey.parse(SyncKey.generate())
+
+
+class Manager(SessionManager):
+    """A SessionManager whose ``session_key`` also takes the app's cookie value, as
+    tests hold it (the value is the id and this app's tag)."""
+
+    def session_key(self, sid_or_cookie: str) -> str:
+        sid = self.lifecycle.session_id_in(f"{COOKIE}={sid_or_cookie}") or sid_or_cookie
+        return super().session_key(sid)
 
 Handler = Callable[[Session, dict[str, Any]], object]
 
 
-def make_manager(store: SessionStore, clock: FakeClock, **options: Any) -> SessionManager:
+def unknown_cookie(manager: SessionManager) -> str:
+    """A genuine cookie value of this app for a session id the store never held."""
+    return manager.lifecycle.cookie_value(manager.lifecycle.ids.new())
+
+
+def make_manager(store: SessionStore, clock: FakeClock, **options: Any) -> Manager:
+    """A manager over ``store`` with this module's cookie, key and origin (``options``
+    go to its :class:`Lifecycle`)."""
     cookie = options.pop("cookie", CookieSpec(COOKIE, secure=False))
-    return SessionManager(store, cookie=cookie, clock=clock, **options)
+    lifecycle = Lifecycle(cookie=cookie, key=KEY, audience=ORIGIN, clock=clock, **options)
+    return Manager(store, lifecycle=lifecycle)
 
 
 def session_app(manager: SessionManager, handler: Handler) -> Callable[..., Iterable[bytes]]:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import genuine_cookie
 from flask import Flask, abort, flash, get_flashed_messages, jsonify, request, session
 from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser
 
@@ -327,7 +328,7 @@ def test_the_adapters_503_is_the_middlewares_own_reply(clock: Any, method: str) 
     init_app(app)
     client = webtest.TestApp(app, extra_environ={"HTTP_HOST": "shop.test"})
     # A session cookie, so there is a session to read, and the read fails.
-    headers = {"Accept": "text/html", "Cookie": "sessionshare=" + "s" * 43}
+    headers = {"Accept": "text/html", "Cookie": genuine_cookie(app.wsgi_app)}
     from_view = client.request("/", method=method, headers=headers, status="*")
     from_middleware = client.request("/account", method=method, headers=headers, status="*")
     for response in (from_view, from_middleware):

@@ -104,6 +104,14 @@ def test_signed_in_user_without_callback_just_sees_the_app(clock: FakeClock) -> 
     assert page.status_int == 200 and "Location" not in page.headers
 
 
+def _key(dep: Deployment, idp_cookie: str | None) -> str:
+    """The store key of the session the IdP's cookie value names."""
+    lifecycle = dep.idp.side.lifecycle
+    sid = lifecycle.session_id_in(f"{lifecycle.cookie.name}={idp_cookie}")
+    assert sid is not None, "not a genuine IdP cookie"
+    return lifecycle.session_key(sid)
+
+
 def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
     dep = Deployment(store, clock)
@@ -113,8 +121,8 @@ def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
     browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
     after = browser.cookie("id.test")
     assert before and after and before != after
-    assert store.load(dep.idp.manager.session_key(before), 60) is None
-    record = store.load(dep.idp.manager.session_key(after), 60)
+    assert store.load(_key(dep, before), 60) is None
+    record = store.load(_key(dep, after), 60)
     assert record is not None and record.meta["a"] == int(clock())
 
 
@@ -144,8 +152,8 @@ def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) 
     browser.get(IDP + "/switch")
     bob_sid = browser.cookie("id.test")
     assert bob_sid and bob_sid != alice_sid
-    assert store.load(dep.idp.manager.session_key(alice_sid or ""), 60) is None
-    record = store.load(dep.idp.manager.session_key(bob_sid), 60)
+    assert store.load(_key(dep, alice_sid), 60) is None
+    record = store.load(_key(dep, bob_sid), 60)
     assert record is not None and record.fields["user"] == '"bob"'
     assert record.meta["a"] == int(clock()) and PENDING_KEY not in record.fields
 

@@ -13,13 +13,17 @@ from typing import Any
 import pytest
 from conftest import FakeClock
 
+from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.ids import SessionIds
 from sessionshare.core.lifecycle import Lifecycle
-from sessionshare.core.session import META_AUTHENTICATED, META_CREATED, Session
-from sessionshare.core.steps import Command, Delete, Load, Save, Steps
+from sessionshare.core.session import META_AUTHENTICATED, META_CREATED, META_JOINED, Session
+from sessionshare.core.steps import Command, Delete, Load, Mark, Save, Steps
 from sessionshare.store.base import SessionRecord
 
-SID = "s" * 43
+KEY = SyncKey.parse(SyncKey.generate())
+ORIGIN = "http://app.test"
+SID = SessionIds(KEY, audience=ORIGIN, idle_timeout=600, absolute_timeout=3600).new()
 
 
 def script(steps: Steps[Any], answers: Iterable[Any] = ()) -> tuple[list[Command], Any]:
@@ -37,15 +41,20 @@ def script(steps: Steps[Any], answers: Iterable[Any] = ()) -> tuple[list[Command
 
 @pytest.fixture
 def rules(clock: FakeClock) -> Lifecycle:
-    return Lifecycle(cookie=CookieSpec("sid", secure=False), idle_timeout=600,
-                     absolute_timeout=3600, key_prefix="p:", clock=clock)
+    return Lifecycle(cookie=CookieSpec("sid", secure=False), key=KEY, audience=ORIGIN,
+                     idle_timeout=600, absolute_timeout=3600, key_prefix="p:", clock=clock)
 
 
 def test_the_session_id_comes_only_from_its_own_cookie(rules: Lifecycle) -> None:
-    assert rules.session_id_in(f"other=1; sid={SID}") == SID
-    assert rules.session_id_in(f'sid="{SID}"') == SID
-    assert rules.session_id_in(f"xsid={SID}") is None
+    value = rules.cookie_value(SID)
+    assert rules.session_id_in(f"other=1; sid={value}") == SID
+    assert rules.session_id_in(f'sid="{value}"') == SID
+    assert rules.session_id_in(f"xsid={value}") is None
     assert rules.session_id_in("sid=short") is None
+    assert rules.session_id_in(f"sid={SID}") is None  # the bare id is no cookie value
+    sid, tag = value.rsplit(".", 1)
+    forged = ("B" if tag[0] == "A" else "A") + tag[1:]
+    assert rules.session_id_in(f"sid={sid}.{forged}") is None  # nor is a forged tag
     assert rules.session_id_in(None) is None and rules.session_id_in("") is None
 
 
@@ -85,14 +94,17 @@ def test_load_fills_a_session_once(rules: Lifecycle, clock: FakeClock) -> None:
     assert script(rules.load(session)) == ([], None)  # read already: nothing more
 
 
-def test_adopt_points_at_the_handed_off_session(rules: Lifecycle, clock: FakeClock) -> None:
+def test_join_marks_and_reads_the_handed_off_session_in_one_command(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
     session = Session(lambda sid: None, None)
     record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
-    commands, found = script(rules.adopt(session, SID), [record])
-    assert commands == [Load(rules.session_key(SID), 600)] and found is True
+    commands, found = script(rules.join(session, SID), [record])
+    joined = {META_JOINED + ORIGIN: int(clock())}
+    assert commands == [Mark(rules.session_key(SID), joined, 600)] and found is True
     assert session.stored_id == SID
     gone = Session(lambda sid: None, None)
-    assert script(rules.adopt(gone, SID), [None])[1] is False
+    assert script(rules.join(gone, SID), [None])[1] is False
 
 
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:
@@ -112,7 +124,7 @@ def test_persist_a_new_session_creates_it_and_sets_the_cookie(
     assert isinstance(save, Save) and save.create and dict(save.changed) == {"cart": "[1]"}
     assert save.ttl == 600 and save.meta == {META_CREATED: int(clock())}
     assert session.stored_id is not None and save.key == rules.session_key(session.stored_id)
-    assert ("Set-Cookie", rules.cookie.set(session.stored_id)) in headers
+    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(session.stored_id))) in headers
 
 
 def test_persist_a_changed_session_merges_only_the_change(
@@ -151,7 +163,7 @@ def test_regenerate_writes_the_new_id_then_deletes_the_old(
     save, delete = commands
     assert isinstance(save, Save) and save.create and delete == Delete(rules.session_key(SID))
     assert session.stored_id not in (None, SID)
-    assert ("Set-Cookie", rules.cookie.set(str(session.stored_id))) in headers
+    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(str(session.stored_id)))) in headers
 
 
 def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeClock) -> None:

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, genuine_cookie
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 
 from sessionshare import MemoryStore, RemoteSessionMiddleware, SyncKey
@@ -103,7 +103,7 @@ def test_outage_log_line_cannot_be_forged_by_the_path(caplog: pytest.LogCaptureF
         statuses: list[str] = []
         environ = {  # a raw environ: WebTest would tidy the newline away
             "REQUEST_METHOD": "GET", "PATH_INFO": "/x\nINFO fake line",
-            "HTTP_COOKIE": "sessionshare=" + "A" * 43, "HTTP_ACCEPT": "text/html",
+            "HTTP_COOKIE": genuine_cookie(app), "HTTP_ACCEPT": "text/html",
         }
         app(environ, lambda status, headers, exc_info=None: statuses.append(status))
         assert statuses == ["503 Service Unavailable"]

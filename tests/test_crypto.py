@@ -365,3 +365,19 @@ def test_key_rotation(key: SyncKey) -> None:
         _open(new, sealed_old)  # ...and once the old key is removed, its tokens die
     assert info.value.reason == "unknown_key"
 
+
+
+def test_a_token_of_the_first_protocol_version_is_refused_as_unsupported(
+    key: SyncKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Protocol v2 (issue 16) changed what a ticket points to: an IdP still on v1 hands
+    # out sessions a v2 remote cannot read, so its tokens are refused by name.
+    from sessionshare.crypto import tokens
+
+    assert tokens.VERSION == 2
+    monkeypatch.setattr(tokens, "VERSION", 1)
+    old = _seal(key)
+    monkeypatch.undo()
+    with pytest.raises(TokenRejected) as info:
+        _open(key, old)
+    assert info.value.reason == "unsupported_version"

@@ -9,7 +9,15 @@ import pytest
 import webtest
 from conftest import FakeClock
 from servers import counting_client
-from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
+from sessionapp import (
+    COOKIE,
+    make_manager,
+    read_all,
+    session_app,
+    session_browser,
+    set_values,
+    unknown_cookie,
+)
 
 from sessionshare import ConfigurationError, MemoryStore, RedisStore, Session, SessionStore
 from sessionshare.core.cookies import CookieSpec
@@ -38,7 +46,7 @@ def test_untouched_session_touches_no_store(clock: FakeClock) -> None:
     store = SpyStore(clock)
     manager = make_manager(store, clock)
     app = webtest.TestApp(session_app(manager, lambda s, e: "public"))
-    app.set_cookie(COOKIE, "A" * 43)
+    app.set_cookie(COOKIE, unknown_cookie(manager))
     response = app.get("/")
     assert store.calls == []
     assert "Set-Cookie" not in response.headers
@@ -57,22 +65,23 @@ def test_new_session_gets_fresh_id_even_with_a_planted_cookie(store: SessionStor
                                                                clock: FakeClock) -> None:
     manager = make_manager(store, clock)
     app = webtest.TestApp(session_app(manager, set_values({"cart": [1]})))
-    planted = "P" * 43
+    planted = unknown_cookie(manager)  # genuine, but naming no stored session
     app.set_cookie(COOKIE, planted)
     response = app.get("/")
     cookie = response.headers["Set-Cookie"]
-    assert planted not in cookie  # fixation: a client-chosen id is never adopted
+    assert planted.split(".")[0] not in cookie  # fixation: a client-chosen id is never adopted
     sid = cookie.split(";")[0].split("=", 1)[1]
-    assert len(sid) == 43
+    assert len(sid.split(".")[0]) == 43
     assert store.load(manager.session_key(planted), 60) is None
     assert store.load(manager.session_key(sid), 60) is not None
 
 
 def test_store_keys_are_digests_of_the_id(store: SessionStore, clock: FakeClock) -> None:
     manager = make_manager(store, clock)
-    sid = "S" * 43
+    sid = manager.lifecycle.ids.new()
     key = manager.session_key(sid)
-    assert sid not in key and key.startswith("sessionshare:s:{") and key.endswith("}")
+    assert sid.split(".")[0] not in key
+    assert key.startswith("sessionshare:s:{") and key.endswith("}")
     assert len(key) == len("sessionshare:s:{}") + 64
 
 
@@ -263,11 +272,11 @@ def test_generator_app_that_starts_late(store: SessionStore, clock: FakeClock) -
     assert "Set-Cookie" in response.headers
 
 
-def test_bad_manager_configuration() -> None:
+def test_bad_manager_configuration(clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError, match="SessionStore"):
-        SessionManager(object(), cookie=CookieSpec("s"))  # type: ignore[arg-type]
+        SessionManager(object(), lifecycle=make_manager(MemoryStore(), clock).lifecycle)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="positive"):
-        SessionManager(MemoryStore(), cookie=CookieSpec("s"), idle_timeout=0)
+        make_manager(MemoryStore(), clock, idle_timeout=0)
 
 
 # -- running the write plan ---------------------------------------------------------
@@ -330,7 +339,7 @@ def test_each_plan_runs_its_store_calls_in_order(
 def test_persist_of_an_unloaded_session_adds_no_header(clock: FakeClock) -> None:
     store = SpyStore(clock)
     manager = make_manager(store, clock)
-    environ = {"HTTP_COOKIE": f"{COOKIE}={'A' * 43}"}
+    environ = {"HTTP_COOKIE": f"{COOKIE}={unknown_cookie(manager)}"}
     assert manager.persist(manager.open(environ)) == []
     session = manager.open(environ)
     assert session.get("a") is None  # loaded: nothing stored under that cookie

@@ -195,7 +195,11 @@ class IdpSide(Side):
     def _complete(self, request: Request, session: Session, handoff: _Handoff) -> Steps[Reply]:
         """A signed-in user asks for a remote: straight back with a token."""
         if self.authorize is not None and not self.authorize(session, handoff.origin):
-            return self._refused(request, handoff, [])
+            # The user lost this site: it stops serving them at once, not only at the
+            # next hand-off (its protected paths check the joined origins per request).
+            session.withdraw(handoff.origin)
+            cookies = yield from self.lifecycle.persist(session)
+            return self._refused(request, handoff, cookies)
         location = yield from self._mint(session, handoff)
         cookies = yield from self.lifecycle.persist(session)
         return Reply.redirect(location, headers=cookies)

@@ -12,13 +12,17 @@ Security properties kept here:
 
 - A cookie naming a session the store does not hold is ignored: a new
   session always gets a *fresh* id (no fixation through a planted cookie).
-- The store key is a SHA-256 digest of the id: a dump of the store yields no
-  usable cookie.
+- Each app's cookie value is its own, and the store key a digest keyed by the
+  sync key (:mod:`sessionshare.core.ids`): a cookie copied from another app,
+  another deployment's session and a dump of the store all give nothing.
+- The idle and absolute limits are the stricter of this app's and the ones
+  the session id carries (the IdP's, for a signed-in session).
 - A session past its absolute lifetime is deleted when read, so no app sees
   it again; a session written to a store that no longer holds it (logged out
   elsewhere meanwhile) is not brought back, and its cookie is cleared.
 
-    rules = Lifecycle(cookie=CookieSpec("sessionshare"), idle_timeout=1800,
+    rules = Lifecycle(cookie=CookieSpec("sessionshare"), key=key,
+                      audience="https://shop.example", idle_timeout=1800,
                       absolute_timeout=8 * 3600)
     session = Session(sid=rules.session_id_in(cookie_header), loader=...)
     headers = run(rules.persist(session), store)
@@ -26,15 +30,16 @@ Security properties kept here:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 
+from ..crypto import SyncKey
 from ..errors import ConfigurationError, SessionTooLarge
 from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
-from .session import SESSION_ID_PATTERN, Session, WritePlan, lifetime_start
-from .steps import Delete, Load, Save, Steps
+from .ids import COOKIE_VALUE_PATTERN, SessionIds
+from .session import META_JOINED, Session, WritePlan, lifetime_start
+from .steps import Delete, Load, Mark, Save, Steps
 
 __all__ = ["Headers", "Lifecycle"]
 
@@ -50,6 +55,8 @@ class Lifecycle:
         self,
         *,
         cookie: CookieSpec,
+        key: SyncKey,
+        audience: str,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
         key_prefix: str = "sessionshare:",
@@ -66,36 +73,55 @@ class Lifecycle:
         self.absolute_timeout = int(absolute_timeout)
         self.key_prefix = key_prefix
         self.clock = clock
-        self._cookie_re = cookie.pattern(SESSION_ID_PATTERN)
+        self.audience = audience
+        self.ids = SessionIds(
+            key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout
+        )
+        self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="
 
     # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
-        """The store key of a session id: a digest, so a store dump yields no cookie.
+        """The store key of a session id (a keyed digest: a store dump yields no cookie).
 
-        The braces are part of the stored name (kept for compatibility): a
-        session is one key, so no command ever spans two cluster slots anyway.
+        ``sid`` must be made under a configured key (:meth:`SessionIds.is_known`).
+        The braces make the digest a cluster hash tag, so keys kept with a
+        session can share its slot.
         """
-        return f"{self.key_prefix}s:{{{hashlib.sha256(sid.encode('ascii')).hexdigest()}}}"
+        return f"{self.key_prefix}s:{{{self.ids.digest(sid)}}}"
 
     def session_id_in(self, cookies: str | None) -> str | None:
-        """The well-formed session id in a ``Cookie`` header, if any."""
+        """The session id in this app's own cookie in a ``Cookie`` header, if genuine."""
         if not cookies or self._cookie_marker not in cookies:
             return None
         match = self._cookie_re.search(cookies)
-        return (match.group(1) or match.group(2)) if match else None
+        if match is None:
+            return None
+        return self.ids.from_cookie(match.group(1) or match.group(2))
+
+    def cookie_value(self, sid: str) -> str:
+        """What this app's session cookie holds for ``sid`` (its own value, see ``ids``)."""
+        return self.ids.cookie_value(sid)
 
     # -- reading -----------------------------------------------------------
     def read(self, sid: str) -> Steps[SessionRecord | None]:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
+        if not self.ids.is_known(sid):
+            return None  # made under a key this app does not hold: not this deployment's
+        idle, absolute = self.ids.limits(sid)
         key = self.session_key(sid)
-        record: SessionRecord | None = yield Load(key, self.idle_timeout)
+        record: SessionRecord | None = yield Load(key, idle)
+        return (yield from self._live(key, record, absolute))
+
+    def _live(
+        self, key: str, record: SessionRecord | None, absolute: int
+    ) -> Steps[SessionRecord | None]:
         if record is not None and not is_well_formed(record.fields, record.meta):
             # Any backend, not only Redis (whose parser checks too): a damaged record is
             # no session -- the request goes on anonymous and a write gets a fresh id.
             return None
         if record is not None and (
-            lifetime_start(record.meta, 0) + self.absolute_timeout <= self.clock()
+            lifetime_start(record.meta, 0) + absolute <= self.clock()
         ):
             yield Delete(key)
             return None
@@ -107,19 +133,27 @@ class Lifecycle:
         if sid is not None:
             session.fill((yield from self.read(sid)))
 
-    def adopt(self, session: Session, sid: str) -> Steps[bool]:
-        """Make ``session`` the stored session ``sid`` (a completed hand-off); False if gone.
+    def join(self, session: Session, sid: str) -> Steps[bool]:
+        """Make ``session`` the stored session ``sid`` and record that this app joined it
+        (a completed hand-off, so the IdP authorized this origin); False if it is gone.
 
-        The caller sets the cookie.
+        One round trip: the record is read in the same store command that
+        marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
         """
         session.point_at(sid)
-        yield from self.load(session)
+        if not self.ids.is_known(sid):
+            session.fill(None)
+            return False
+        idle, absolute = self.ids.limits(sid)
+        key = self.session_key(sid)
+        record = yield Mark(key, {META_JOINED + self.audience: int(self.clock())}, idle)
+        session.fill((yield from self._live(key, record, absolute)))
         return session.stored_id is not None
 
     # -- writing -----------------------------------------------------------
-    def _ttl(self, started: int, now: float) -> int:
-        remaining = started + self.absolute_timeout - now
-        return max(1, int(min(self.idle_timeout, remaining)))
+    def _ttl(self, sid: str, started: int, now: float) -> int:
+        idle, absolute = self.ids.limits(sid)
+        return max(1, int(min(idle, started + absolute - now)))
 
     def settle(self, session: Session) -> Headers | WritePlan:
         """The response headers when nothing needs writing, else the plan to :meth:`write`.
@@ -129,7 +163,7 @@ class Lifecycle:
         """
         if not session.loaded:
             return []  # never read, so never changed: not even Vary
-        plan = session.write_plan(self.clock())
+        plan = session.write_plan(self.clock(), new_id=self.ids.new, joined_as=self.audience)
         if plan.unchanged:
             return [_VARY]
         return plan
@@ -164,7 +198,8 @@ class Lifecycle:
         if plan.save_to is not None:
             written = yield Save(
                 self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
-                meta=plan.meta, ttl=self._ttl(plan.lifetime_start, now), create=plan.create,
+                meta=plan.meta, ttl=self._ttl(plan.save_to, plan.lifetime_start, now),
+                create=plan.create,
             )
             if not written:
                 # Logged out elsewhere while this request ran: stay logged out.
@@ -176,7 +211,7 @@ class Lifecycle:
         session.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
-            headers.append(("Set-Cookie", self.cookie.set(plan.save_to)))
+            headers.append(("Set-Cookie", self.cookie.set(self.cookie_value(plan.save_to))))
         elif plan.cookie == "clear":
             headers.append(("Set-Cookie", self.cookie.clear()))
         return headers

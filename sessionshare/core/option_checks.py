@@ -67,6 +67,10 @@ def nonempty_text(name: str, value: Any) -> str | None:
     return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
+def optional_nonempty_text(name: str, value: Any) -> str | None:
+    return None if value is None else nonempty_text(name, value)
+
+
 def any_text(name: str, value: Any) -> str | None:
     return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
 

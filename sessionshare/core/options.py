@@ -117,9 +117,12 @@ class Option:
         return repr(self.default)
 
     def env_text(self) -> str | None:
-        """The text the variable defaults to; None when the variable must be set."""
+        """The text the variable defaults to ("" for an option unset by default); None when
+        the variable must be set."""
         if self.env_default is not None or self.required:
             return self.env_default
+        if self.default is None:
+            return ""
         if isinstance(self.default, bool):
             return "true" if self.default else "false"
         return str(self.default)
@@ -170,9 +173,10 @@ OPTIONS: tuple[Option, ...] = (
            "seconds after the latest sign-in (or creation, if never signed in) "
            "when the session ends regardless",
            check=checks.seconds, env="SESSIONSHARE_ABSOLUTE_TIMEOUT", parse=checks.int_text),
-    Option("cookie_name", "str", "sessionshare", BOTH,
-           "session cookie name (a __Host- name is supported)",
-           check=checks.nonempty_text, env="SESSIONSHARE_COOKIE_NAME"),
+    Option("cookie_name", "str | None", None, BOTH,
+           "session cookie name; unset: `__Host-sessionshare` on an https app without "
+           "`cookie_domain` (no sibling subdomain can set or shadow it), else `sessionshare`",
+           check=checks.optional_nonempty_text, env="SESSIONSHARE_COOKIE_NAME"),
     Option("cookie_secure", "bool", True, BOTH,
            "Secure cookie flag; off only for a local http demo",
            check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),

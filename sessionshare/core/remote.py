@@ -14,9 +14,17 @@ The IdP sends the browser back to ``callback_path?token=T``. The token is
 opened and *every* check must pass -- seal and key, version, issuer,
 audience (this app), age, state equal to this browser's state cookie
 (stops login CSRF), the ticket redeemed atomically and once (stops replay),
-the session alive and signed in. Then the session cookie is set to the shared
-session and the browser gets **303** to the saved page, so the token leaves
-the address bar. Any failure is a **403** with a reason code and never a
+the session alive and signed in. The session records that this origin joined
+it (in the same store command that reads it), the session cookie is set to
+this app's own value for the shared session, and the browser gets **303** to
+the saved page, so the token leaves the address bar.
+
+A protected path is served only to a signed-in session this origin has
+joined: a session it has not (or one the IdP withdrew it from, see
+:meth:`~sessionshare.core.session.Session.withdraw`) goes through the
+hand-off again, where the IdP's ``authorize`` hook decides anew.
+
+Any failure of the callback is a **403** with a reason code and never a
 redirect, so there is no loop.
 
 A browser holds at most four state cookies, reused oldest first, however many
@@ -120,7 +128,9 @@ class RemoteSide(Side):
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
         user = self.user_of(session)
-        if user is None:
+        if user is None or not session.has_joined(self.origin):
+            # Signed in, but this origin never joined through an authorized hand-off (or
+            # the IdP withdrew it): the IdP's authorize hook decides again (finding 1).
             return self._send_to_idp(request)
         return PassThrough(user, True)
 
@@ -152,7 +162,8 @@ class RemoteSide(Side):
             )
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
         log.info("ticket_redeemed issuer=%s", self.issuer)
-        headers = [("Set-Cookie", self.lifecycle.cookie.set(sid))]
+        # This app's own cookie value: worthless if copied to any other app (finding 1).
+        headers = [("Set-Cookie", self.lifecycle.cookie.set(self.lifecycle.cookie_value(sid)))]
         headers += self.states.clear(spent)
         return Reply.redirect(back, headers=headers)
 
@@ -191,7 +202,7 @@ class RemoteSide(Side):
             raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
-        if not (yield from self.lifecycle.adopt(session, sid)):
+        if not (yield from self.lifecycle.join(session, sid)):
             raise TokenRejected("session_gone", "the session ended before the hand-off")
         if self.user_of(session) is None:
             raise TokenRejected("not_authenticated", "the session is not signed in")

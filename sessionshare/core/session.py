@@ -14,9 +14,9 @@ only runs that plan against the store and reports back with
 top-level keys are written, in one round trip; an unchanged session is never
 written.
 
-A session id is 256 random bits, lives only in a cookie, and is never taken
-from a URL or logged; neither ``repr()`` of a session or of a plan nor any
-error shows it.
+A session id holds 256 random bits (its format is :mod:`sessionshare.core.ids`),
+lives only in cookies -- each app's own value -- and is never taken from a URL
+or logged; neither ``repr()`` of a session or of a plan nor any error shows it.
 
     session = environ["sessionshare.session"]
     session["cart"] = session.get("cart", []) + [item_id]
@@ -37,7 +37,7 @@ __all__ = [
     "ENVIRON_KEY",
     "META_AUTHENTICATED",
     "META_CREATED",
-    "SESSION_ID_PATTERN",
+    "META_JOINED",
     "Session",
     "SessionLoader",
     "WritePlan",
@@ -46,12 +46,14 @@ __all__ = [
 ]
 
 ENVIRON_KEY = "sessionshare.session"
-SESSION_ID_PATTERN = "[A-Za-z0-9_-]{43}"
 
 #: Metadata field names, as stored. They are part of the wire format: apps of
 #: an older version sharing the store read these very letters, so never rename them.
 META_CREATED = "c"
 META_AUTHENTICATED = "a"
+#: Prefix of the metadata field recording that a remote origin joined the session
+#: through a hand-off the IdP authorized: ``"o:" + origin`` -> when (0: withdrawn).
+META_JOINED = "o:"
 
 #: Reads the stored session with this id: its record, or None when the store
 #: holds no live session under it (the manager also enforces lifetimes here).
@@ -65,7 +67,11 @@ _loads = json.loads
 
 
 def new_session_id() -> str:
-    """256 random bits, URL-safe (43 characters)."""
+    """256 random bits, URL-safe (43 characters): the id of a detached session.
+
+    Sessions an app persists get theirs from its
+    :class:`~sessionshare.core.ids.SessionIds` (key id and limits included).
+    """
     return secrets.token_urlsafe(32)
 
 
@@ -366,6 +372,36 @@ class Session(MutableMapping[str, Any]):
         self._ensure()
         return self._meta.get(META_AUTHENTICATED)
 
+    @property
+    def apps(self) -> dict[str, int]:
+        """The remote origins that joined this session through a hand-off the IdP
+        authorized, each with when it joined (seconds since the epoch).
+
+        A remote serves its protected paths to this session only while its
+        origin is here; :meth:`withdraw` takes one out.
+        """
+        self._ensure()
+        start = len(META_JOINED)
+        return {name[start:]: int(when) for name, when in self._meta.items()
+                if name.startswith(META_JOINED) and when > 0}
+
+    def has_joined(self, origin: str) -> bool:
+        """True while ``origin`` (a canonical origin) is in :attr:`apps`."""
+        self._ensure()
+        return self._meta.get(META_JOINED + origin, 0) > 0
+
+    def withdraw(self, origin: str) -> None:
+        """Take ``origin`` out of :attr:`apps` when the response is persisted.
+
+        From its next request on, that remote sends the user through the
+        hand-off again, where the IdP's ``authorize`` hook decides anew: call
+        this when a user loses the right to use a site.
+        """
+        self._ensure()
+        if self._meta.get(META_JOINED + origin, 0) > 0:
+            self._meta[META_JOINED + origin] = 0
+            self._meta_changed = True
+
     def mark_authenticated(self, now: float) -> None:
         """Record the time of a sign-in (the IdP middleware calls this)."""
         self._ensure()
@@ -373,7 +409,14 @@ class Session(MutableMapping[str, Any]):
         self._meta_changed = True
 
     def regenerate(self) -> None:
-        """Move the data to a fresh id when the response is persisted; the old id dies."""
+        """Move the data to a fresh id when the response is persisted; the old id dies.
+
+        A session this app *joined* through a hand-off (see :attr:`apps`) keeps
+        its id: it is the one session every app and the IdP's logout reach, and
+        only the IdP moves it (a remote's own cookie value cannot be planted
+        elsewhere, so keeping the id gives no fixation). Django's
+        ``cycle_key()`` at a remote is then harmless.
+        """
         self._ensure()
         self._regenerate = True
 
@@ -393,24 +436,37 @@ class Session(MutableMapping[str, Any]):
         return self._invalidate
 
     # -- persisting ----------------------------------------------------------
-    def write_plan(self, now: float) -> WritePlan:
+    def write_plan(
+        self,
+        now: float,
+        *,
+        new_id: Callable[[], str] = new_session_id,
+        joined_as: str | None = None,
+    ) -> WritePlan:
         """What persisting at ``now`` must do; the session itself is not changed.
 
-        Run the plan, then report with :meth:`mark_written` (or
-        :meth:`mark_gone` when an update found the stored session gone).
+        ``new_id`` makes the id of a new session; ``joined_as`` is the origin of
+        the persisting app when it is a remote: a :meth:`regenerate` of a
+        session that origin joined keeps the id. Run the plan, then report with
+        :meth:`mark_written` (or :meth:`mark_gone` when an update found the
+        stored session gone).
         """
         if not self._loaded:
             return _UNCHANGED
         old = self._sid if self._exists else None
+        regenerate = self._regenerate and not (
+            joined_as is not None and old is not None
+            and self._meta.get(META_JOINED + joined_as, 0) > 0
+        )
         cookie_gone: Literal["clear", "keep"] = "clear" if self._had_cookie else "keep"
         if self._invalidate:
             if not self._values:
                 return WritePlan(drop=old, drop_first=True, cookie=cookie_gone)
             # Values written after invalidate() start a new session; metadata alone does not.
             fresh = {key: _encode(key, value) for key, value in self._values.items()}
-            return self._creating(fresh, now, drop=old, drop_first=True)
+            return self._creating(fresh, now, new_id, drop=old, drop_first=True)
         changed, deleted = self._changes()
-        if old is not None and not self._regenerate:
+        if old is not None and not regenerate:
             if not (changed or deleted or self._meta_changed):
                 return _UNCHANGED
             return WritePlan(
@@ -426,15 +482,21 @@ class Session(MutableMapping[str, Any]):
         if not fields and not self._meta_changed:
             # Nothing to keep: no store entry and no cookie for an empty session.
             return WritePlan(drop=old, cookie=cookie_gone)
-        return self._creating(fields, now, drop=old, drop_first=False)
+        return self._creating(fields, now, new_id, drop=old, drop_first=False)
 
     def _creating(
-        self, fields: dict[str, str], now: float, *, drop: str | None, drop_first: bool
+        self,
+        fields: dict[str, str],
+        now: float,
+        new_id: Callable[[], str],
+        *,
+        drop: str | None,
+        drop_first: bool,
     ) -> WritePlan:
         meta = dict(self._meta)
         meta.setdefault(META_CREATED, int(now))
         return WritePlan(
-            drop=drop, drop_first=drop_first, save_to=new_session_id(), create=True,
+            drop=drop, drop_first=drop_first, save_to=new_id(), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
             cookie="set",
         )

@@ -40,9 +40,13 @@ from .request import Request, safe_return_path
 from .session import Session
 from .steps import Steps
 
-__all__ = ["Outcome", "PassThrough", "Side", "is_signed_in_user"]
+__all__ = ["DEFAULT_COOKIE_NAME", "Outcome", "PassThrough", "Side", "is_signed_in_user"]
 
 log = logging.getLogger("sessionshare")
+
+#: The session cookie's name when none is given: ``__Host-sessionshare`` on an
+#: https app without a cookie domain, else this.
+DEFAULT_COOKIE_NAME = "sessionshare"
 
 
 def is_signed_in_user(value: Any) -> bool:
@@ -86,7 +90,7 @@ class Side:
         logout_redirect: str = "/",
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
-        cookie_name: str = "sessionshare",
+        cookie_name: str | None = None,
         cookie_secure: bool = True,
         allow_insecure: bool = False,
         cookie_samesite: str = "Lax",
@@ -119,10 +123,19 @@ class Side:
             canonical_origin(logout_redirect, setting="logout_redirect")
         self.logout_redirect = logout_redirect
         self.clock = clock
+        if cookie_name is None:
+            # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
+            # subdomain can then neither set nor shadow the cookie -- no planted session
+            # (issue 16, finding 10). An http app cannot have one.
+            cookie_name = DEFAULT_COOKIE_NAME
+            if cookie_secure and not cookie_domain:
+                cookie_name = "__Host-" + cookie_name
         self.lifecycle = Lifecycle(
             cookie=CookieSpec(
                 cookie_name, secure=cookie_secure, samesite=cookie_samesite, domain=cookie_domain
             ),
+            key=self.key,
+            audience=self.origin,
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
             key_prefix=key_prefix,

@@ -1,7 +1,7 @@
 """Store calls as values: how the protocol asks for I/O without doing any.
 
 A protocol step is a generator. When it needs the store it *yields* a
-command -- :class:`Load`, :class:`Save`, :class:`Delete`, :class:`PutTicket`,
+command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`PutTicket`,
 :class:`TakeTicket` -- and receives the store's answer back; when it is done it
 *returns* its result. It never touches a socket, so the same step serves a
 threaded WSGI server and an asyncio ASGI server: each shell drives it with a
@@ -32,6 +32,7 @@ __all__ = [
     "Command",
     "Delete",
     "Load",
+    "Mark",
     "PutTicket",
     "Save",
     "Steps",
@@ -75,6 +76,20 @@ class Save(NamedTuple):
                                 meta=self.meta, ttl=self.ttl, create=self.create)
 
 
+class Mark(NamedTuple):
+    """Merge ``meta`` into the live session at ``key`` and read it. Answer: record or None."""
+
+    key: str
+    meta: Mapping[str, int]
+    idle_ttl: int
+
+    def on(self, store: SessionStore) -> SessionRecord | None:
+        return store.mark(self.key, self.meta, self.idle_ttl)
+
+    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
+        return await store.mark(self.key, self.meta, self.idle_ttl)
+
+
 class Delete(NamedTuple):
     """Remove the session at ``key``. Answer: None."""
 
@@ -116,7 +131,7 @@ class TakeTicket(NamedTuple):
         return await store.take_ticket(self.key)
 
 
-Command = Union[Load, Save, Delete, PutTicket, TakeTicket]  # noqa: UP007 - runtime alias
+Command = Union[Load, Save, Mark, Delete, PutTicket, TakeTicket]  # noqa: UP007 - runtime alias
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]
 

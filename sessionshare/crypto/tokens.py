@@ -52,7 +52,10 @@ __all__ = [
     "seal_token",
 ]
 
-VERSION = 1
+#: 2 since protocol v2 (issue 16): the session id a ticket points to carries its key id
+#: and limits, and each app's cookie is its own. A version-1 token comes from an IdP
+#: of the old protocol, whose sessions this app cannot read: ``unsupported_version``.
+VERSION = 2
 MAX_TOKEN_LENGTH = 512
 TICKET_BYTES = 32
 #: Seconds of clock difference between IdP and remote that a hand-off

@@ -37,6 +37,7 @@ from .redisproto import (
     REDEEM,
     REDEEM_SHA,
     eviction_warning,
+    mark_args,
     merge_args,
     parse_record,
     ticket_text,
@@ -144,6 +145,16 @@ class AsyncRedisStore:
             return bool(await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc) from None
+
+    async def mark(
+        self, key: str, meta: Mapping[str, int], idle_ttl: int
+    ) -> SessionRecord | None:
+        args = mark_args(meta=meta, idle_ttl=idle_ttl)
+        try:
+            raw = await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return parse_record(raw)
 
     async def delete(self, key: str) -> None:
         try:

@@ -8,7 +8,8 @@ A store keeps two kinds of records, under names the session layer chooses
   ``load`` reads one and slides its idle expiry in the same round trip;
   ``save`` merges changed and deleted keys *atomically on the server*, so two
   apps writing different keys of one session at the same moment both win.
-  Writing the same key is last-write-wins.
+  Writing the same key is last-write-wins. ``mark`` merges metadata into a
+  live session and reads it back, in one round trip (a remote joining it).
 - **tickets**: short-lived single-use values; ``take_ticket`` returns a
   ticket's value and deletes it atomically, so a second taker -- even in
   parallel -- gets None.
@@ -16,7 +17,7 @@ A store keeps two kinds of records, under names the session layer chooses
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
 never as the driver's own exception.
 
-A new backend (Valkey, a database) needs only these seven methods; the store
+A new backend (Valkey, a database) needs only these eight methods; the store
 contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
@@ -89,6 +90,11 @@ class SessionStore(Protocol):
         result is False.
         """
 
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
+        """Merge ``meta`` into the live session at ``key``, slide its expiry to
+        ``idle_ttl`` seconds and return it, atomically; None (and nothing
+        written) when it is gone. Running it twice is harmless."""
+
     def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""
 
@@ -111,7 +117,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same seven methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same eight methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -131,6 +137,11 @@ class AsyncSessionStore(Protocol):
         create: bool = False,
     ) -> bool:
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
+
+    async def mark(
+        self, key: str, meta: Mapping[str, int], idle_ttl: int
+    ) -> SessionRecord | None:
+        """Merge ``meta`` into the live session at ``key`` and read it; None if gone."""
 
     async def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""

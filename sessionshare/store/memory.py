@@ -103,6 +103,17 @@ class MemoryStore:
             self._maybe_sweep(now)
             return True
 
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
+        with self._lock:
+            now = self._clock()
+            entry = self._sessions.get(key)
+            if entry is None or entry[0] <= now:
+                self._sessions.pop(key, None)
+                return None
+            entry[2].update(meta)
+            self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
+            return SessionRecord(dict(entry[1]), dict(entry[2]))
+
     def delete(self, key: str) -> None:
         with self._lock:
             self._sessions.pop(key, None)

@@ -61,6 +61,7 @@ from .redisproto import (
     REDEEM,
     REDEEM_SHA,
     eviction_warning,
+    mark_args,
     merge_args,
     parse_record,
     ticket_text,
@@ -218,6 +219,18 @@ class RedisStore:
             return bool(run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc) from None
+
+    def mark(
+        self, key: str, meta: Mapping[str, int], idle_ttl: int
+    ) -> SessionRecord | None:
+        args = mark_args(meta=meta, idle_ttl=idle_ttl)
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
+        return parse_record(raw)
 
     def delete(self, key: str) -> None:
         if self._sentinel_pool is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "REDEEM",
     "REDEEM_SHA",
     "eviction_warning",
+    "mark_args",
     "merge_args",
     "parse_record",
     "warn_without_timeout",
@@ -47,9 +48,10 @@ __all__ = [
 #: socket failing below redis-py's own wrapping.
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
-#: KEYS[1] session key. ARGV: ttl, create flag, #changed, #meta, then the
-#: changed pairs, the meta pairs and the deleted names. Returns 1, or 0 when
-#: the session is gone and create is off (a logged-out session stays gone).
+#: KEYS[1] session key. ARGV: ttl, mode, #changed, #meta, then the changed
+#: pairs, the meta pairs and the deleted names. Mode '1' creates a session that
+#: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
+#: '2' does not either and returns the merged record's text, or 0 (``mark``).
 MERGE = """
 local raw = redis.call('GET', KEYS[1])
 local obj
@@ -65,7 +67,9 @@ local i = 5
 for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
 for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
 while i <= #ARGV do d[ARGV[i]] = nil; i = i + 1 end
-redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[1])
+local text = cjson.encode(obj)
+redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+if ARGV[2] == '2' then return text end
 return 1
 """
 
@@ -163,9 +167,18 @@ def merge_args(
     return args
 
 
+def mark_args(*, meta: Mapping[str, int], idle_ttl: int) -> list[str | int]:
+    """ARGV of :data:`MERGE` for a ``mark``: metadata only, never create, answer the record."""
+    args: list[str | int] = [max(int(idle_ttl), 1), "2", 0, len(meta)]
+    for name, value in meta.items():
+        args += (name, int(value))
+    return args
+
+
 def parse_record(raw: Any) -> SessionRecord | None:
-    """The session in a ``GETEX`` reply, or None for nothing, damage or a foreign key."""
-    if raw is None:
+    """The session in a ``GETEX`` (or ``mark``) reply, or None for nothing, damage or a
+    foreign key."""
+    if raw is None or raw == 0:
         return None
     try:
         obj = json.loads(raw)

@@ -14,7 +14,7 @@ What to read and write, and which cookie to send, is decided in
 runs those steps on the thread store and hooks them into WSGI's
 ``start_response``.
 
-    manager = SessionManager(store, cookie=CookieSpec("sessionshare"))
+    manager = SessionManager(store, lifecycle=side.lifecycle)
     session = manager.open(environ)
     return manager.run(app, environ, start_response, session)
 """
@@ -22,11 +22,9 @@ runs those steps on the thread store and hooks them into WSGI's
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..core.cookies import CookieSpec
 from ..core.lifecycle import Headers, Lifecycle
 from ..core.reply import Reply
 from ..core.session import ENVIRON_KEY, Session
@@ -50,29 +48,12 @@ Finish = Callable[[str, Headers], "Reply | Headers"]
 class SessionManager:
     """Cookie in, lazy load, persist: the session work of one WSGI app, per request."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        lifecycle: Lifecycle | None = None,
-        cookie: CookieSpec | None = None,
-        idle_timeout: int = 30 * 60,
-        absolute_timeout: int = 8 * 60 * 60,
-        key_prefix: str = "sessionshare:",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        """Over a side's ``lifecycle``, or one built from ``cookie`` and the timeouts."""
+    def __init__(self, store: SessionStore, *, lifecycle: Lifecycle) -> None:
+        """Over this app's ``lifecycle`` (a side's: cookie, key names, lifetimes)."""
         if not isinstance(store, SessionStore):
             raise ConfigurationError(
                 "store must implement sessionshare.store.SessionStore "
                 "(e.g. RedisStore.from_url(...) or MemoryStore())"
-            )
-        if lifecycle is None:
-            if cookie is None:
-                raise ConfigurationError("SessionManager needs a lifecycle or a cookie")
-            lifecycle = Lifecycle(
-                cookie=cookie, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
-                key_prefix=key_prefix, clock=clock,
             )
         self.store = store
         self.lifecycle = lifecycle

@@ -64,8 +64,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param absolute_timeout: Seconds after the latest sign-in (or creation, if never signed
         in) when the session ends regardless. Default ``28800``. From the environment:
         ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
-    :param cookie_name: Session cookie name (a __Host- name is supported). Default
-        ``"sessionshare"``. From the environment: ``SESSIONSHARE_COOKIE_NAME``.
+    :param cookie_name: Session cookie name; unset: ``__Host-sessionshare`` on an https app
+        without ``cookie_domain`` (no sibling subdomain can set or shadow it), else
+        ``sessionshare``. Default ``None``. From the environment:
+        ``SESSIONSHARE_COOKIE_NAME``.
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
     :param allow_insecure: On an https ``app_url``, accept settings that send the session in
@@ -111,7 +113,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         token_ttl: int = 60,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
-        cookie_name: str = "sessionshare",
+        cookie_name: str | None = None,
         cookie_secure: bool = True,
         allow_insecure: bool = False,
         cookie_samesite: SameSite = "Lax",

@@ -126,16 +126,28 @@ class Http:
 
 @dataclass
 class User:
-    """A signed-in browser: its shared session id and the writes it saw acknowledged."""
+    """A signed-in browser: its cookie at the IdP and at the shop (each app's own value
+    for the one shared session) and the writes it saw acknowledged."""
 
     name: str
-    sid: str
+    idp_value: str
+    shop_value: str
     acknowledged: int = 0  # the highest write sequence answered 200
     attempted: int = 0
 
     @property
+    def idp_cookie(self) -> str:
+        return f"{COOKIE}={self.idp_value}"
+
+    @property
     def cookie(self) -> str:
-        return f"{COOKIE}={self.sid}"
+        """The shop's cookie."""
+        return f"{COOKIE}={self.shop_value}"
+
+    @property
+    def sid(self) -> str:
+        """The shared session's id (both cookie values hold it, each with its own tag)."""
+        return self.shop_value.rsplit(".", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +209,7 @@ def write(http_: Http, site: ServedDeployment, user: User) -> str:
 
 
 def idp_home(http_: Http, site: ServedDeployment, user: User) -> str:
-    reply = http_.request("GET", site.idp.port, "/", cookie=user.cookie)
+    reply = http_.request("GET", site.idp.port, "/", cookie=user.idp_cookie)
     common = _common(reply)
     if common is not None:
         return common
@@ -216,7 +228,7 @@ def handoff(http_: Http, site: ServedDeployment, user: User) -> str:
     if start.status != 302 or not location.startswith(site.idp_origin + "/login?"):
         return _common(start) or f"unexpected_{start.status}"
     state_cookies = "; ".join(f"{k}={v}" for k, v in start.cookies().items())
-    minted = http_.request("GET", site.idp.port, _path(location), cookie=user.cookie)
+    minted = http_.request("GET", site.idp.port, _path(location), cookie=user.idp_cookie)
     back = minted.header("location") or ""
     if minted.status != 303 or not back.startswith(site.shop_origin + "/_sessionshare/callback?"):
         if minted.status == 200:
@@ -225,7 +237,8 @@ def handoff(http_: Http, site: ServedDeployment, user: User) -> str:
     redeemed = http_.request("GET", site.shop.port, _path(back), cookie=state_cookies)
     if redeemed.status != 303:
         return _common(redeemed) or f"unexpected_{redeemed.status}"
-    if redeemed.cookies().get(COOKIE) != user.sid:
+    adopted = redeemed.cookies().get(COOKIE) or ""
+    if adopted.rsplit(".", 1)[0] != user.sid:
         return "wrong_session"
     return OK
 
@@ -247,11 +260,12 @@ def sign_in(http_: Http, site: ServedDeployment, name: str) -> User:
     posted = http_.request("POST", site.idp.port, login,
                            body=f"username={name}&password={password}")
     assert posted.status == 303, posted
-    sid = posted.cookies()[COOKIE]
+    idp_value = posted.cookies()[COOKIE]
     back = http_.request("GET", site.shop.port, _path(posted.header("location") or ""),
                          cookie=state_cookies)
-    assert back.status == 303 and back.cookies().get(COOKIE) == sid, back
-    user = User(name, sid)
+    shop_value = back.cookies().get(COOKIE) or ""
+    assert back.status == 303 and shop_value.rsplit(".", 1)[0] == idp_value.rsplit(".", 1)[0]
+    user = User(name, idp_value, shop_value)
     assert read(http_, site, user) == OK
     return user
 

@@ -27,8 +27,13 @@ from pathlib import Path
 from servers import free_port
 
 from sessionshare import SyncKey
+from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.lifecycle import Lifecycle
 
 from .site_app import LOG_PREFIX
+
+#: The session cookie's name on the served apps (http: no __Host- prefix).
+COOKIE = "sessionshare"
 
 __all__ = ["GunicornServer", "ServedDeployment", "children_of", "rss_bytes"]
 
@@ -167,6 +172,11 @@ class ServedDeployment:
                 "SESSIONSHARE_IDP_URL": self.idp_origin + "/login",
             }, workers=workers, threads=threads, log_dir=self.log_dir,
         )
+
+    def lifecycle(self) -> Lifecycle:
+        """The session rules the shop's workers use (to find a user's session in the store)."""
+        return Lifecycle(cookie=CookieSpec(COOKIE, secure=False), key=SyncKey.parse(self.key),
+                         audience=self.shop_origin)
 
     @property
     def servers(self) -> tuple[GunicornServer, GunicornServer]:

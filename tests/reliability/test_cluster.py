@@ -131,7 +131,7 @@ def test_a_master_going_away_gives_503_never_a_bypass(
     for browser in browsers:
         browser.sign_in_at(SHOP + "/orders")
     # The master holding the first browser's session goes away, so some session is on it.
-    first_key = dep.shop.manager.session_key(browsers[0].cookie("shop.test") or "")
+    first_key = browsers[0].store_key("shop.test")
     owner = cluster_store.client.get_node_from_key(first_key)
     (victim,) = [node for node in redis_cluster.nodes if node.port == owner.port]
     started = time.monotonic()

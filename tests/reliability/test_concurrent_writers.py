@@ -56,9 +56,10 @@ def test_two_apps_32_threads_2000_keys_nothing_lost(redis_url: str) -> None:
     blog_dep = Deployment(blog_store, time.time, key=shop_dep.key)
     browser = Browser(shop_dep)
     assert browser.sign_in_at(SHOP + "/orders").json["user"] == "alice"
-    sid = browser.cookie("shop.test")
-    assert sid is not None
-    cookie = f"sessionshare={sid}"  # the shared session: the same id at every app
+    assert browser.sign_in_at(BLOG + "/x").json["user"] == "alice"
+    # The one shared session, through each app's own cookie value.
+    cookies = {host: f"sessionshare={browser.cookie(host)}" for host in ("shop.test", "blog.test")}
+    assert browser.session_id("shop.test") == browser.session_id("blog.test") is not None
 
     statuses: Counter[int] = Counter()
     lock = threading.Lock()
@@ -68,7 +69,8 @@ def test_two_apps_32_threads_2000_keys_nothing_lost(redis_url: str) -> None:
                               (blog_dep.blog, "blog.test", "blog")):
         keys = [f"{prefix}{i:04d}" for i in range(KEYS_PER_APP)]
         for t in range(THREADS_PER_APP):
-            work = _writer(app, host, cookie, keys[t::THREADS_PER_APP], statuses, lock, barrier)
+            work = _writer(app, host, cookies[host], keys[t::THREADS_PER_APP], statuses, lock,
+                           barrier)
             threads.append(threading.Thread(target=work, daemon=True))
     started = time.monotonic()
     for thread in threads:
@@ -81,7 +83,7 @@ def test_two_apps_32_threads_2000_keys_nothing_lost(redis_url: str) -> None:
 
     # Read back through an app, as a user would see it.
     page = Browser(blog_dep)
-    page.apps["blog.test"].set_cookie("sessionshare", sid)
+    page.apps["blog.test"].set_cookie("sessionshare", browser.cookie("blog.test") or "")
     seen = page.get(BLOG + "/read").json
     assert seen["user"] == "alice"
     session = seen["session"]

@@ -121,9 +121,7 @@ def test_failover_gives_503s_then_success_within_5_s(
     direct = RedisStore(redis.Redis(host=new_master[0], port=new_master[1], socket_timeout=2))
     held: set[str] = set()
     for browser in browsers:
-        sid = browser.cookie("shop.test")
-        assert sid is not None
-        record = direct.load(dep.shop.manager.session_key(sid), 3600)
+        record = direct.load(browser.store_key("shop.test"), 3600)
         assert record is not None, "a session made before the failover is gone"
         held.update(record.fields)
     direct.close()

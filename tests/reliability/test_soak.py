@@ -23,7 +23,6 @@ import threading
 import time
 
 from sessionshare import RedisStore
-from sessionshare.core.cookies import CookieSpec
 from sessionshare.wsgi.manager import SessionManager
 
 from . import loadgen
@@ -111,7 +110,7 @@ def test_soak(redis_url: str) -> None:
 
     # Every write a user saw acknowledged is what Redis holds now.
     store = RedisStore.from_url(redis_url)
-    manager = SessionManager(store, cookie=CookieSpec(loadgen.COOKIE))
+    manager = SessionManager(store, lifecycle=site.lifecycle())
     stale = 0
     for user in users:
         record = store.load(manager.session_key(user.sid), 1800)

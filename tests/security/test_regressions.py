@@ -122,6 +122,8 @@ def _https_remote(store: SessionStore, key: str, clock: Callable[[], float]) -> 
 
 
 def _session_of(store: SessionStore, key: str, clock: Callable[[], float], user: str) -> str:
+    """``user``'s session, signed in at the IdP and joined by the remote of
+    :func:`_https_remote`: that remote's own cookie value for it."""
     idp = IdpAuthMiddleware(idp_app, store=store, key=key, app_url="https://id.test",
                             known_remote_hosts=["shop.test"], cookie_name="__Host-sessionshare",
                             clock=clock)
@@ -130,7 +132,11 @@ def _session_of(store: SessionStore, key: str, clock: Callable[[], float], user:
         "wsgi.url_scheme": "https", "CONTENT_TYPE": "application/x-www-form-urlencoded",
         "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}))
     (cookie,) = [c for c in reply.cookies() if c.startswith("__Host-sessionshare=")]
-    return cookie.split("=", 1)[1].split(";", 1)[0]
+    sid = idp.side.lifecycle.session_id_in(cookie.split(";", 1)[0])
+    assert sid is not None
+    remote = _https_remote(store, key, clock).side.lifecycle
+    assert store.mark(remote.session_key(sid), {"o:https://shop.test": int(clock())}, 60)
+    return remote.cookie_value(sid)
 
 
 @pytest.mark.parametrize("separator", [",", ", "])

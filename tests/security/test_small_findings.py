@@ -71,6 +71,12 @@ class _DamagingStore:
         return self.inner.save(key, changed=changed, deleted=deleted, meta=meta, ttl=ttl,
                                create=create)
 
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
+        record = self.inner.mark(key, meta, idle_ttl)
+        if record is not None and self.damage:
+            return SessionRecord(self.damaged["d"], self.damaged["m"])
+        return record
+
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
@@ -372,14 +378,15 @@ def test_invalidate_still_deletes_when_the_new_data_is_too_large(
     store: SessionStore, clock: Callable[[], float]
 ) -> None:
     # A logout must not hinge on the write after it: the old session goes, then the error.
-    lifecycle = Lifecycle(cookie=CookieSpec("sessionshare"), max_session_bytes=100, clock=clock)
+    lifecycle = Lifecycle(cookie=CookieSpec("sessionshare"), key=SyncKey.parse(SyncKey.generate()),
+                          audience="https://app.test", max_session_bytes=100, clock=clock)
 
     def loader(sid: str) -> SessionRecord | None:
         return run(lifecycle.read(sid), store)
 
     first = Session(loader)
     first["user"] = "alice"
-    plan = first.write_plan(clock())
+    plan = first.write_plan(clock(), new_id=lifecycle.ids.new)
     run(lifecycle.write(first, plan), store)
     assert plan.save_to is not None and len(_session_keys(store)) == 1
     again = Session(loader, sid=plan.save_to)

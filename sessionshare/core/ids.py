@@ -1,0 +1,118 @@
+"""Session ids, the store key of one, and each app's own cookie value for it.
+
+Protocol v2 (issue 16, findings 1, 5 and 7). One shared session has one id,
+known to the store only as a keyed digest and to each app only through a
+cookie value that is *its own*::
+
+    id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
+    cookie     = id "." base64url(HMAC-SHA256(cookie subkey, audience "\\n" id))[:16 bytes]
+    store key  = <prefix> "s:{" hex(HMAC-SHA256(store subkey, id)) "}"
+
+- **The cookie is worth nothing at another app.** Its tag is bound to the
+  app's origin (the *audience*): the shop's cookie pasted into the blog, or
+  the IdP's into the shop, fails the blog's check and is ignored, so no
+  app's ``authorize`` decision can be bypassed by copying a cookie. An app
+  adopts a session only through a hand-off, which makes its own cookie.
+- **The session belongs to a deployment.** The store key is a digest under a
+  subkey of the sync key: a deployment with another key, sharing the store
+  and the prefix, computes other keys and finds nothing. A store dump holds
+  only digests, so it yields no id and no cookie.
+- **The key id** is the public fingerprint (hex) of the sync key the session
+  was made under. A session keeps using that key's subkeys for its whole
+  life, so adding a new key in front of the old one (rotation) signs nobody
+  out: new sessions use the new key, old ones live on under theirs. Remove
+  the old key once every session made under it has ended (after the longest
+  absolute timeout); its sessions are then simply absent.
+- **The limits** are the idle and absolute timeouts (seconds, hex) of the
+  app that made the session -- for a signed-in session, the IdP, since a
+  sign-in always moves the session to a new id. Every app enforces the
+  stricter of its own and these, and it can: they are known from the id
+  before the store is read, so the read that slides the idle expiry stays one
+  round trip (an IdP idle limit of 5 minutes is not stretched to a remote's
+  30 by the remote's reads). A tampered limit changes the id, whose cookie tag
+  and store key then match nothing.
+
+    ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
+                     absolute_timeout=8 * 3600)
+    sid = ids.new()
+    ids.from_cookie(ids.cookie_value(sid)) == sid      # True; None at another audience
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+from ..crypto import SyncKey
+
+__all__ = ["COOKIE_VALUE_PATTERN", "SESSION_ID_PATTERN", "SessionIds"]
+
+#: A well-formed session id (nothing about whether it is genuine).
+SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{43}\.[0-9a-f]{12}\.[0-9a-f]{1,8}\.[0-9a-f]{1,8}"
+_TAG_CHARS = 22  # 16 bytes, base64url without padding
+#: A well-formed cookie value: an id and its tag.
+COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[A-Za-z0-9_-]{22}"
+_ID = re.compile(SESSION_ID_PATTERN)
+
+_COOKIE_PURPOSE = "session cookie"
+_STORE_PURPOSE = "session store key"
+
+
+class SessionIds:
+    """Makes and checks session ids and cookie values for one app (its *audience*)."""
+
+    __slots__ = ("_audience", "_cookie_keys", "_newest", "_store_keys", "absolute", "idle")
+
+    def __init__(
+        self, key: SyncKey, *, audience: str, idle_timeout: int, absolute_timeout: int
+    ) -> None:
+        ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
+        self._cookie_keys = dict(zip(ids, key.derive(_COOKIE_PURPOSE), strict=True))
+        self._store_keys = dict(zip(ids, key.derive(_STORE_PURPOSE), strict=True))
+        self._newest = ids[0]
+        self._audience = audience.encode("ascii") + b"\n"
+        self.idle = int(idle_timeout)
+        self.absolute = int(absolute_timeout)
+
+    def new(self) -> str:
+        """A fresh id under the newest key, carrying this app's limits."""
+        return f"{secrets.token_urlsafe(32)}.{self._newest}.{self.idle:x}.{self.absolute:x}"
+
+    def is_known(self, sid: str) -> bool:
+        """True when ``sid`` is well formed and made under a configured key."""
+        return _ID.fullmatch(sid) is not None and sid[44:56] in self._store_keys
+
+    def limits(self, sid: str) -> tuple[int, int]:
+        """The idle and absolute timeouts that hold for ``sid`` here: the stricter of
+        this app's and the ones the id carries (never below one second)."""
+        _, _, idle, absolute = sid.split(".")
+        return (max(1, min(self.idle, int(idle, 16))),
+                max(1, min(self.absolute, int(absolute, 16))))
+
+    def digest(self, sid: str) -> str:
+        """The keyed digest naming ``sid`` in the store (``sid`` must be :meth:`is_known`)."""
+        key = self._store_keys[sid[44:56]]
+        return hmac.new(key, sid.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def cookie_value(self, sid: str) -> str:
+        """This app's cookie value for ``sid``: worthless at any other app."""
+        return f"{sid}.{self._tag(sid)}"
+
+    def from_cookie(self, value: str) -> str | None:
+        """The id in a cookie value made by :meth:`cookie_value` *of this app*, else None.
+
+        ``value`` must already match :data:`COOKIE_VALUE_PATTERN` (the cookie
+        parser's regex sees to it).
+        """
+        sid, tag = value[:-_TAG_CHARS - 1], value[-_TAG_CHARS:]
+        if sid[44:56] not in self._cookie_keys:
+            return None  # another deployment's key, or one removed since
+        return sid if hmac.compare_digest(self._tag(sid), tag) else None
+
+    def _tag(self, sid: str) -> str:
+        key = self._cookie_keys[sid[44:56]]
+        mac = hmac.digest(key, self._audience + sid.encode("ascii"), "sha256")
+        return base64.urlsafe_b64encode(mac[:16]).decode("ascii")[:_TAG_CHARS]
