@@ -58,8 +58,11 @@ class SessionMiddleware:
         self.app = app
         self.side = side
         self.manager = SessionManager(store, lifecycle=side.lifecycle)
-        # Does this shell's on_response do more than persist (the IdP's sign-in step)?
-        self._replaces_answers = type(self).on_response is not SessionMiddleware.on_response
+        # Does this shell do more than persist on the way out (the IdP's sign-in steps)?
+        self._replaces_answers = (
+            type(self).on_response is not SessionMiddleware.on_response
+            or type(self).on_close is not SessionMiddleware.on_close
+        )
 
     @classmethod
     def from_env(
