@@ -35,6 +35,7 @@ class Manager(SessionManager):
 
     def session_key(self, sid_or_cookie: str) -> str:
         sid = self.lifecycle.session_id_in(f"{COOKIE}={sid_or_cookie}") or sid_or_cookie
+        assert self.lifecycle.ids.is_known(sid), "neither this app's cookie value nor an id"
         return super().session_key(sid)
 
 Handler = Callable[[Session, dict[str, Any]], object]

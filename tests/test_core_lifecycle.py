@@ -7,6 +7,7 @@ store is visible command by command, and no I/O happens anywhere.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -183,3 +184,50 @@ def test_the_ttl_never_outlives_the_absolute_lifetime(
     session["a"] = 2
     (save,), _ = script(rules.persist(session), [True])
     assert isinstance(save, Save) and save.ttl == 100  # 3600 - 3500, not the idle 600
+
+
+# -- a late persist: the headers went out (security finding 11) ---------------------------
+
+
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.WARNING, logger="sessionshare")
+    return caplog
+
+
+def test_a_late_regenerate_keeps_the_id_and_says_so(
+    rules: Lifecycle, clock: FakeClock, logged: pytest.LogCaptureFixture
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    session["a"] = 2
+    session.regenerate()
+    commands, _ = script(rules.persist(session, late=True), [True])
+    (save,) = commands
+    assert isinstance(save, Save) and not save.create and save.key == rules.session_key(SID)
+    assert session.stored_id == SID and not session.modified
+    (warning,) = logged.messages
+    assert warning.startswith("late_change_refused reason=regenerate ")
+    assert "before start_response" in warning
+
+
+def test_a_late_first_write_stores_nothing_and_says_how_to_fix_it(
+    rules: Lifecycle, logged: pytest.LogCaptureFixture
+) -> None:
+    session = Session(None, None)
+    session["cart"] = [1]
+    assert script(rules.persist(session, late=True)) == ([], [("Vary", "Cookie")])
+    (warning,) = logged.messages
+    assert warning.startswith("late_change_refused reason=new_session ")
+    assert "write the session before start_response" in warning
+
+
+def test_a_late_invalidate_still_deletes_without_a_cookie_header(
+    rules: Lifecycle, clock: FakeClock, logged: pytest.LogCaptureFixture
+) -> None:
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    session.invalidate()
+    commands, headers = script(rules.persist(session, late=True))
+    assert commands == [Delete(rules.session_key(SID))]
+    assert headers == [("Vary", "Cookie")] and logged.messages == []

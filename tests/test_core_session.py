@@ -296,6 +296,79 @@ def test_plan_meta_only_on_a_new_session_creates_it() -> None:
     assert plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW - 1}
 
 
+# -- the late plan: the response's headers are already out (security finding 11) ------------
+# No cookie can reach the browser any more: a late plan may update or delete the stored
+# session, never move it to a new id (the browser's id would die with no other sent) nor
+# create one (an orphan no browser holds); what it leaves out is named in ``refused``.
+
+
+def test_late_plan_updates_the_stored_session_as_usual() -> None:
+    session = _stored({"a": 1, "b": 2})
+    session["a"] = 2
+    del session["b"]
+    session.mark_authenticated(NOW)
+    plan = session.write_plan(NOW, late=True)
+    assert plan == session.write_plan(NOW) and plan.refused is None
+    assert _stored({"a": 1}).write_plan(NOW, late=True) == WritePlan()
+
+
+def test_late_plan_keeps_the_id_instead_of_regenerating() -> None:
+    session = _stored({"a": 1, "b": 2})
+    session["a"] = 2
+    session.regenerate()
+    assert session.write_plan(NOW, late=True) == WritePlan(
+        save_to=SID, changed={"a": "2"}, lifetime_start=CREATED, refused="regenerate"
+    )
+    only_moved = _stored({"a": 1})
+    only_moved.regenerate()
+    plan = only_moved.write_plan(NOW, late=True)
+    assert plan == WritePlan(refused="regenerate") and plan.unchanged
+
+
+@pytest.mark.parametrize("sid", [None, "P" * 43], ids=["no cookie", "stale cookie"])
+def test_late_plan_creates_no_session(sid: str | None) -> None:
+    session = Session(_missing, sid)
+    session["cart"] = [1]
+    plan = session.write_plan(NOW, late=True)
+    assert plan == WritePlan(refused="new_session") and plan.unchanged
+    signed = Session(_missing, sid)
+    signed.mark_authenticated(NOW)
+    assert signed.write_plan(NOW, late=True) == WritePlan(refused="new_session")
+    # Nothing written, nothing refused -- and a stale cookie is left alone.
+    empty = Session(_missing, sid)
+    assert empty.get("a") is None
+    assert empty.write_plan(NOW, late=True) == WritePlan()
+
+
+def test_late_plan_of_invalidate_still_drops_the_session() -> None:
+    session = _stored({"user": "alice"})
+    session.invalidate()
+    assert session.write_plan(NOW, late=True) == WritePlan(drop=SID, drop_first=True)
+    written_after = _stored({"user": "alice"})
+    written_after.invalidate()
+    written_after["user"] = "bob"
+    assert written_after.write_plan(NOW, late=True) == WritePlan(
+        drop=SID, drop_first=True, refused="new_session"
+    )
+
+
+def test_late_plan_repr_names_what_it_refused() -> None:
+    session = _stored({"a": 1})
+    session.regenerate()
+    assert repr(session.write_plan(NOW, late=True)) == "<WritePlan cookie=keep refused=regenerate>"
+
+
+def test_is_changed_names_the_keys_a_plan_writes_or_removes() -> None:
+    session = _stored({"a": 1, "b": 2, "c": [1]})
+    session["a"] = 1  # the same JSON text
+    del session["b"]
+    session["c"].append(2)
+    session["d"] = 0
+    assert [key for key in "abcde" if session.is_changed(key)] == ["b", "c", "d"]
+    unread = Session(_missing, SID)
+    assert not unread.is_changed("a") and not unread.loaded  # asking reads nothing
+
+
 def test_mark_written_after_create() -> None:
     session = Session(_missing, None)
     session["a"] = [1]

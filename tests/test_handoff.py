@@ -312,10 +312,12 @@ def test_idp_session_id_rotates_at_login(dep: Deployment, store: SessionStore) -
     browser.get(login_url)  # the pending hand-off creates the anonymous IdP session
     anonymous = browser.cookie("id.test")
     assert anonymous is not None
+    anonymous_key = browser.store_key("id.test")
+    assert store.load(anonymous_key, 60) is not None
     browser.sign_in(login_url)
     signed_in = browser.cookie("id.test")
     assert signed_in is not None and signed_in != anonymous
-    assert store.load(dep.idp.manager.session_key(anonymous), 60) is None
+    assert store.load(anonymous_key, 60) is None
     # A planted copy of the old id gets nothing.
     stale = Browser(dep)
     stale.apps["id.test"].set_cookie("sessionshare", anonymous)

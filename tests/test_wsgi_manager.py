@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -19,7 +21,14 @@ from sessionapp import (
     unknown_cookie,
 )
 
-from sessionshare import ConfigurationError, MemoryStore, RedisStore, Session, SessionStore
+from sessionshare import (
+    ConfigurationError,
+    MemoryStore,
+    RedisStore,
+    Session,
+    SessionStore,
+    StoreUnavailable,
+)
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.wsgi.manager import SessionManager
 
@@ -383,6 +392,110 @@ def test_a_session_first_written_while_streaming_is_not_stored(clock: FakeClock)
     response = wrapped.get("/")
     assert response.body == b"onetwo" and "Set-Cookie" not in response.headers
     assert store.sessions() == {}
+
+
+# -- a second start_response (PEP 3333: an error page, with exc_info) -------------------
+# Security review finding 11: the second call persisted again, found nothing left to
+# write and sent headers without the cookie the first call's carried.
+
+
+def _server(sent: list[tuple[str, list[tuple[str, str]]]]) -> Callable[..., Any]:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None
+                       ) -> Callable[[bytes], None]:
+        assert not sent or exc_info is not None, "start_response called twice"
+        sent.append((status, headers))
+        return lambda data: None
+
+    return start_response
+
+
+def _error_page_after(start: Callable[..., Any]) -> None:
+    try:
+        raise RuntimeError("the page broke after its headers were set")
+    except RuntimeError:
+        start("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+
+
+def test_a_later_start_response_gets_the_session_headers_and_persists_nothing(
+    clock: FakeClock,
+) -> None:
+    store = SpyStore(clock)
+    manager = make_manager(store, clock)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["sessionshare.session"]["a"] = 1
+        start_response("200 OK", [("Content-Type", "application/json")])
+        _error_page_after(start_response)
+        return [b"something went wrong"]
+
+    sent: list[tuple[str, list[tuple[str, str]]]] = []
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    body = manager.run(app, environ, _server(sent), manager.open(environ))
+    body.close()  # type: ignore[attr-defined]
+    (_, first), (status, headers) = sent
+    assert status.startswith("500 ") and ("Content-Type", "text/plain") in headers
+    session_headers = [h for h in first if h[0] in ("Set-Cookie", "Vary")]
+    assert len(session_headers) == 2 and [h for h in headers if h in session_headers] == (
+        session_headers
+    )
+    assert store.calls.count("save") == 1
+
+
+def test_a_failed_persist_is_not_retried_by_a_later_start_response(clock: FakeClock) -> None:
+    class FailsOnce(MemoryStore):
+        failed = False
+
+        def save(self, key: str, **kwargs: Any) -> bool:
+            if not self.failed:
+                self.failed = True
+                raise StoreUnavailable("down for the first write")
+            return super().save(key, **kwargs)
+
+    store = FailsOnce(clock=clock)
+    manager = make_manager(store, clock)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["sessionshare.session"]["a"] = 1
+        try:
+            start_response("200 OK", [])
+        except StoreUnavailable:
+            _error_page_after(start_response)  # an app that renders its own error page
+        return [b"page"]
+
+    sent: list[tuple[str, list[tuple[str, str]]]] = []
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    with pytest.raises(StoreUnavailable):
+        manager.run(app, environ, _server(sent), manager.open(environ))
+    # Nothing reached the server: the middleware's 503 can still be sent, and nothing stored.
+    assert sent == [] and store.sessions() == {}
+
+
+def test_changes_while_streaming_never_need_a_cookie(
+    store: SessionStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, app = session_browser(store, clock)
+
+    def body_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"one"
+        session = environ["sessionshare.session"]
+        session["a"] = 2
+        session.regenerate()
+        yield b"two"
+
+    app.handlers["/new"] = set_values({"a": 1})
+    app.get("/new")
+    sid = app.cookies[COOKIE]
+    wrapped = webtest.TestApp(lambda environ, sr: manager.run(body_app, environ, sr,
+                                                               manager.open(environ)))
+    wrapped.set_cookie(COOKIE, sid)
+    caplog.set_level(logging.WARNING, logger="sessionshare")
+    assert "Set-Cookie" not in wrapped.get("/").headers
+    record = store.load(manager.session_key(sid), 60)
+    assert record is not None and record.fields == {"a": "2"}  # updated, under the same id
+    assert [m.split(" ", 2)[:2] for m in caplog.messages] == [
+        ["late_change_refused", "reason=regenerate"]
+    ]
 
 
 def test_a_session_found_gone_on_write_is_left_new_and_empty(clock: FakeClock) -> None:

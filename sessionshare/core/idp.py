@@ -22,9 +22,10 @@ On the way out of every request the app served (:meth:`IdpSide.on_response`),
 a sign-in -- ``session[user_key]`` newly set -- **rotates the session id**
 (no fixation) -- and so does a different user signing in over a signed-in
 session -- and, if a hand-off is pending, replaces the app's answer with
-that 303. The login form should post back to the same URL (``<form
-method=post>`` without ``action`` does) so that, with several tabs open, each
-tab returns to its own page.
+that 303. A sign-in made only while the body streams, when no new cookie can
+be sent, is not recorded (:meth:`IdpSide.on_close`). The login form should
+post back to the same URL (``<form method=post>`` without ``action`` does) so
+that, with several tabs open, each tab returns to its own page.
 """
 
 from __future__ import annotations
@@ -174,6 +175,30 @@ class IdpSide(Side):
         own_cookies = [(k, v) for k, v in app_headers if k.lower() == "set-cookie"]
         location = yield from self._mint(session, handoff)
         return Reply.redirect(location, headers=[*own_cookies, *cookies])
+
+    def on_close(self, session: Session) -> Steps[Headers]:
+        """The app's body is done: persist what changed while it streamed.
+
+        The response's headers went out when it started, so nothing here can
+        rotate the id or set a cookie (:meth:`Lifecycle.persist` with
+        ``late=True``). A sign-in made only now is therefore not recorded at
+        all -- nothing of the session's late changes is: kept under the
+        pre-login id, which another browser may hold (a planted cookie), it
+        would make that browser the user (session fixation).
+        """
+        if (
+            session.loaded
+            and not session.invalidated  # a late logout still ends the session (no new one)
+            and session.is_changed(self.user_key)
+            and self.user_of(session) is not None
+        ):
+            log.warning(
+                "late_change_refused reason=sign_in hint=%r",
+                "the user was signed in after the response started; nothing was saved "
+                "(set the user in the session before start_response)",
+            )
+            return []
+        return (yield from self.lifecycle.persist(session, late=True))
 
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool

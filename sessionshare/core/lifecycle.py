@@ -30,6 +30,7 @@ Security properties kept here:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -46,6 +47,16 @@ __all__ = ["Headers", "Lifecycle"]
 Headers = list[tuple[str, str]]
 # A response that depends on the session cookie must not be cached for another user.
 _VARY = ("Vary", "Cookie")
+
+log = logging.getLogger("sessionshare")
+
+# What a late_change_refused warning tells the app's developer to do.
+_LATE_FIX = {
+    "regenerate": "regenerate() was called after the response started; the session keeps "
+    "its id (call regenerate() before start_response)",
+    "new_session": "a session first written after the response started gets no cookie and "
+    "is not stored (write the session before start_response)",
+}
 
 
 class Lifecycle:
@@ -155,22 +166,37 @@ class Lifecycle:
         idle, absolute = self.ids.limits(sid)
         return max(1, int(min(idle, started + absolute - now)))
 
-    def settle(self, session: Session) -> Headers | WritePlan:
+    def settle(self, session: Session, *, late: bool = False) -> Headers | WritePlan:
         """The response headers when nothing needs writing, else the plan to :meth:`write`.
 
         The common case -- a session read and left unchanged -- needs no store
         step at all, so a shell can finish it without driving one.
+
+        ``late``: the response's headers are already out (the session changed
+        while the body streamed). Nothing can reach the browser any more, so
+        the plan only updates or deletes the stored session; a move to a new
+        id or a session still to be created is refused and logged
+        (``late_change_refused``), and the session stays as it was stored.
         """
         if not session.loaded:
             return []  # never read, so never changed: not even Vary
-        plan = session.write_plan(self.clock(), new_id=self.ids.new, joined_as=self.audience)
+        plan = session.write_plan(
+            self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
+        )
+        if plan.refused is not None:
+            log.warning(
+                "late_change_refused reason=%s hint=%r", plan.refused, _LATE_FIX[plan.refused]
+            )
         if plan.unchanged:
             return [_VARY]
         return plan
 
-    def persist(self, session: Session) -> Steps[Headers]:
-        """Run the session's write plan; the headers (cookie, ``Vary``) the response needs."""
-        settled = self.settle(session)
+    def persist(self, session: Session, *, late: bool = False) -> Steps[Headers]:
+        """Run the session's write plan; the headers (cookie, ``Vary``) the response needs.
+
+        ``late``: after the headers went out (see :meth:`settle`).
+        """
+        settled = self.settle(session, late=late)
         if isinstance(settled, list):
             return settled
         return (yield from self.write(session, settled))

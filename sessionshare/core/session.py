@@ -138,6 +138,10 @@ class WritePlan:
     lifetime_start: int = 0
     #: What the response does to the session cookie.
     cookie: Literal["set", "clear", "keep"] = "keep"
+    #: What a late plan (``write_plan(late=True)``) leaves out, or None:
+    #: ``"regenerate"`` (the session keeps its id) or ``"new_session"`` (no
+    #: session is created). The plan still does everything else it lists.
+    refused: Literal["regenerate", "new_session"] | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -155,6 +159,8 @@ class WritePlan:
             if self.meta is not None:
                 steps.append(f"meta={sorted(self.meta)}")
         steps.append(f"cookie={self.cookie}")
+        if self.refused is not None:
+            steps.append(f"refused={self.refused}")
         return f"<WritePlan {' '.join(steps)}>"
 
 
@@ -360,6 +366,13 @@ class Session(MutableMapping[str, Any]):
             changed or deleted or self._meta_changed or self._regenerate or self._invalidate
         )
 
+    def is_changed(self, key: str) -> bool:
+        """True when persisting would write or remove the top-level ``key``."""
+        if not self._loaded:
+            return False
+        changed, deleted = self._changes()
+        return key in changed or key in deleted
+
     @property
     def created(self) -> float | None:
         """When the session was first stored (seconds since the epoch), or None if new."""
@@ -442,14 +455,22 @@ class Session(MutableMapping[str, Any]):
         *,
         new_id: Callable[[], str] = new_session_id,
         joined_as: str | None = None,
+        late: bool = False,
     ) -> WritePlan:
         """What persisting at ``now`` must do; the session itself is not changed.
 
+        Run the plan, then report with :meth:`mark_written` (or
+        :meth:`mark_gone` when an update found the stored session gone).
+
         ``new_id`` makes the id of a new session; ``joined_as`` is the origin of
-        the persisting app when it is a remote: a :meth:`regenerate` of a
-        session that origin joined keeps the id. Run the plan, then report with
-        :meth:`mark_written` (or :meth:`mark_gone` when an update found the
-        stored session gone).
+        the persisting app: a :meth:`regenerate` of a session that origin
+        joined keeps the id.
+
+        ``late``: the response's headers are already out (a change made while
+        its body streamed), so no cookie can be set or cleared any more. The
+        plan then only updates or deletes the stored session: a move to a new
+        id, or a session that does not exist yet, is left out and named in
+        :attr:`WritePlan.refused`.
         """
         if not self._loaded:
             return _UNCHANGED
@@ -458,6 +479,8 @@ class Session(MutableMapping[str, Any]):
             joined_as is not None and old is not None
             and self._meta.get(META_JOINED + joined_as, 0) > 0
         )
+        if late:
+            return self._late_plan(now, regenerate)
         cookie_gone: Literal["clear", "keep"] = "clear" if self._had_cookie else "keep"
         if self._invalidate:
             if not self._values:
@@ -499,6 +522,29 @@ class Session(MutableMapping[str, Any]):
             drop=drop, drop_first=drop_first, save_to=new_id(), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
             cookie="set",
+        )
+
+    def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
+        old = self._sid if self._exists else None
+        if self._invalidate:
+            # A logout needs no cookie: the stored session still goes. Values written after
+            # invalidate() would start a new session, and its cookie can no longer be sent.
+            return WritePlan(
+                drop=old, drop_first=True, refused="new_session" if self._values else None
+            )
+        changed, deleted = self._changes()
+        if old is None:
+            # Its cookie can no longer be sent: stored, it would be an orphan no browser holds.
+            return WritePlan(refused="new_session") if changed or self._meta_changed else _UNCHANGED
+        # Moving to a new id now would delete the id the browser holds and send it no other
+        # (every app then sees the user signed out): the session keeps its id.
+        refused: Literal["regenerate"] | None = "regenerate" if regenerate else None
+        if not (changed or deleted or self._meta_changed):
+            return WritePlan(refused=refused) if refused else _UNCHANGED
+        return WritePlan(
+            save_to=old, changed=changed, deleted=tuple(deleted),
+            meta=dict(self._meta) if self._meta_changed else None,
+            lifetime_start=lifetime_start(self._meta, int(now)), refused=refused,
         )
 
     def size_after(self, plan: WritePlan) -> int:

@@ -15,6 +15,8 @@ Per request the shell only translates:
 3. when the app starts its response, :meth:`SessionMiddleware.on_response`
    persists the session -- the IdP's side may replace the answer (a sign-in
    with a hand-off pending) -- before the status line reaches the server;
+   changes made while the body streams are persisted when it closes
+   (:meth:`SessionMiddleware.on_close`), within what needs no new cookie;
 4. a store outage anywhere is the side's 503: fail closed.
 """
 
@@ -56,8 +58,11 @@ class SessionMiddleware:
         self.app = app
         self.side = side
         self.manager = SessionManager(store, lifecycle=side.lifecycle)
-        # Does this shell's on_response do more than persist (the IdP's sign-in step)?
-        self._replaces_answers = type(self).on_response is not SessionMiddleware.on_response
+        # Does this shell do more than persist on the way out (the IdP's sign-in steps)?
+        self._replaces_answers = (
+            type(self).on_response is not SessionMiddleware.on_response
+            or type(self).on_close is not SessionMiddleware.on_close
+        )
 
     @classmethod
     def from_env(
@@ -100,7 +105,12 @@ class SessionMiddleware:
             def finish(status: str, headers: Headers) -> Reply | Headers:
                 return self.on_response(request, session, outcome, headers)
 
-            return self.manager.run(self.app, environ, start_response, session, finish=finish)
+            def finish_late() -> Headers:
+                return self.on_close(session)
+
+            return self.manager.run(
+                self.app, environ, start_response, session, finish=finish, finish_late=finish_late
+            )
         except StoreUnavailable as exc:
             return send_reply(environ, start_response, self.side.unavailable(request, exc))
 
@@ -113,3 +123,11 @@ class SessionMiddleware:
         :class:`Reply` that replaces the app's answer.
         """
         return self.manager.persist(session)
+
+    def on_close(self, session: Session) -> Headers:
+        """The app's body is done: persist what changed while it streamed.
+
+        The headers are out: the core refuses what would need a new cookie.
+        The IdP overrides this with its side's step, which also refuses a sign-in.
+        """
+        return self.manager.persist(session, late=True)

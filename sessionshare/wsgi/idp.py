@@ -157,3 +157,7 @@ class IdpAuthMiddleware(SessionMiddleware):
     ) -> Reply | Headers:
         # Step 4 of the hand-off: a sign-in seen on the way out (see core/idp.py).
         return self.manager.steps(self.side.on_response(request, session, passed, headers))  # type: ignore[no-any-return]
+
+    def on_close(self, session: Session) -> Headers:
+        # A sign-in seen only after the headers went out is not recorded (see core/idp.py).
+        return self.manager.steps(self.side.on_close(session))  # type: ignore[no-any-return]

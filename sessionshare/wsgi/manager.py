@@ -36,13 +36,15 @@ from .environ import reply_body
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["Finish", "SessionManager"]
+__all__ = ["Finish", "FinishLate", "SessionManager"]
 
 log = logging.getLogger("sessionshare")
 
 #: ``finish(status, headers)``: persist on the way out; the headers to add, or
 #: the :class:`~sessionshare.core.reply.Reply` that replaces the app's answer.
 Finish = Callable[[str, Headers], "Reply | Headers"]
+#: ``finish_late()``: persist what changed while the body streamed (headers long gone).
+FinishLate = Callable[[], object]
 
 
 class SessionManager:
@@ -83,9 +85,13 @@ class SessionManager:
         return run(self.lifecycle.read(sid), self.store)
 
     # -- response side -----------------------------------------------------
-    def persist(self, session: Session) -> Headers:
-        """Run the session's write plan; return the headers (cookie, ``Vary``) it needs."""
-        settled = self.lifecycle.settle(session)
+    def persist(self, session: Session, *, late: bool = False) -> Headers:
+        """Run the session's write plan; return the headers (cookie, ``Vary``) it needs.
+
+        ``late``: the response's headers are out already; the lifecycle then
+        refuses what would need a new cookie (see :meth:`Lifecycle.settle`).
+        """
+        settled = self.lifecycle.settle(session, late=late)
         if isinstance(settled, list):
             return settled  # nothing to write: no step to drive (the common case)
         return list(run(self.lifecycle.write(session, settled), self.store))
@@ -98,41 +104,60 @@ class SessionManager:
         session: Session,
         *,
         finish: Finish | None = None,
+        finish_late: FinishLate | None = None,
     ) -> Iterable[bytes]:
         """Call ``app``, persisting ``session`` before its status line goes out.
 
         ``finish(status, headers)``, when given, replaces the plain persist: it
         persists and returns the headers to add, or a :class:`Reply` that is sent
         in place of the app's response (the app's iterable is closed).
+        ``finish_late()``, when given, replaces the plain late persist when the
+        response closes (changes made while the body streamed).
+
+        The session is persisted once, at the app's first ``start_response``. A
+        later call -- PEP 3333 lets an app replace its headers after an error,
+        with ``exc_info`` -- gets the session's headers (its cookie, ``Vary``)
+        too, and a replacing :class:`Reply` stays the answer.
 
         A store failure while persisting propagates as ``StoreUnavailable``
         before anything reached the server, so the caller can answer 503.
         """
         failed: list[StoreUnavailable] = []
-        started: list[bool] = []
         replacement: list[list[bytes]] = []
+        # What the first start_response settled: a replacing Reply's status line and
+        # headers, or (None, the headers to add to the app's own).
+        settled: list[tuple[str | None, Headers]] = []
+
+        def settle(status: str, headers: Headers) -> tuple[str | None, Headers]:
+            if finish is None:
+                return None, self.persist(session)
+            answer = finish(status, headers)
+            if isinstance(answer, Reply):
+                replacement.append(reply_body(environ, answer))
+                return answer.status_line, list(answer.headers)
+            return None, answer
 
         def persisting_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            try:
-                if finish is None:
-                    headers = [*headers, *self.persist(session)]
-                else:
-                    answer = finish(status, headers)
-                    if isinstance(answer, Reply):
-                        status, headers = answer.status_line, list(answer.headers)
-                        replacement.append(reply_body(environ, answer))
-                    else:
-                        headers = [*headers, *answer]
-            except StoreUnavailable as exc:
-                failed.append(exc)
-                raise
-            started.append(True)
-            return start_response(status, headers, exc_info)
+            if failed:
+                raise failed[0]  # the write failed: the 503 stands, whatever the app says now
+            if not settled:
+                try:
+                    settled.append(settle(status, headers))
+                except StoreUnavailable as exc:
+                    failed.append(exc)
+                    raise
+            # A later call (an error page, with exc_info) is not persisted again: that would
+            # find nothing left to write and drop the cookie the first headers carried (at
+            # the IdP, rotate the id once more). It gets the same session headers instead.
+            reply_status, added = settled[0]
+            if reply_status is not None:
+                return start_response(reply_status, added, exc_info)  # the Reply stands
+            return start_response(status, [*headers, *added], exc_info)
 
         app_iter = app(environ, persisting_start_response)
-        if not started and not failed:
+        if not settled and not failed:
             # A generator app calls start_response on its first step: take that
             # step here so a store failure can still become a clean 503.
             app_iter = _prime(app_iter, failed)
@@ -141,7 +166,7 @@ class SessionManager:
             if failed:
                 raise failed[0]
             return replacement[0]
-        return _PersistOnClose(app_iter, self, session)
+        return _PersistOnClose(app_iter, self, session, finish_late)
 
 
 def _prime(app_iter: Iterable[bytes], failed: list[StoreUnavailable]) -> Iterable[bytes]:
@@ -183,14 +208,22 @@ def _close(app_iter: Iterable[bytes]) -> None:
 
 
 class _PersistOnClose:
-    """Wraps the app's body; persists changes made while it streamed, on close."""
+    """Wraps the app's body; persists changes made while it streamed, on close.
 
-    __slots__ = ("_app_iter", "_manager", "_session")
+    The headers are out by then: the persist is a late one, which the core
+    keeps from needing a new cookie (no new id, no new session).
+    """
 
-    def __init__(self, app_iter: Iterable[bytes], manager: SessionManager, session: Session):
+    __slots__ = ("_app_iter", "_finish_late", "_manager", "_session")
+
+    def __init__(
+        self, app_iter: Iterable[bytes], manager: SessionManager, session: Session,
+        finish_late: FinishLate | None,
+    ) -> None:
         self._app_iter = app_iter
         self._manager = manager
         self._session = session
+        self._finish_late = finish_late
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._app_iter)
@@ -200,10 +233,12 @@ class _PersistOnClose:
             _close(self._app_iter)
         finally:
             session = self._session
-            # Only a stored session: the cookie of a new one can no longer be sent.
-            if session.loaded and not session.new and session.modified:
+            if session.modified:  # nothing changed while streaming: no step to drive
                 try:
-                    self._manager.persist(session)
+                    if self._finish_late is None:
+                        self._manager.persist(session, late=True)
+                    else:
+                        self._finish_late()
                 except StoreUnavailable:
                     # The response is already on its way; nothing to answer with.
                     log.warning("store_unavailable phase=close")

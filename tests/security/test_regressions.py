@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flow import IDP, LOGIN, SHOP, Browser, Deployment, idp_app, remote_app
+from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser, Deployment, idp_app, remote_app
 
 from sessionshare import (
     AllowList,
     CallbackRejected,
     IdpAuthMiddleware,
     MemoryStore,
+    RedisStore,
     RemoteSessionMiddleware,
     SessionStore,
     SyncKey,
 )
 from sessionshare.core.idp import MAX_PENDING, PENDING_KEY
 
-from .deploy import security_deployment
+from .deploy import Events, security_deployment
 from .harness import call, environ_for
 
 CB = "/_sessionshare/callback"
@@ -348,6 +351,8 @@ def test_signing_in_as_another_user_rotates_the_session_id(
     attacker.sign_in(LOGIN, user="bob")
     bob_sid = attacker.cookie("id.test")
     assert bob_sid is not None
+    bob_key = attacker.store_key("id.test")
+    assert store.load(bob_key, 60) is not None
     victim.apps["id.test"].set_cookie("sessionshare", bob_sid)  # the planted cookie
     assert victim.get(IDP + "/").text == "idp home user=bob"
     answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland"})
@@ -356,7 +361,7 @@ def test_signing_in_as_another_user_rotates_the_session_id(
     assert alice_sid is not None and alice_sid != bob_sid
     assert victim.get(IDP + "/").text == "idp home user=alice"
     # bob's id is dead: the attacker's browser is nobody, not alice.
-    assert store.load(dep.idp.manager.session_key(bob_sid), 60) is None
+    assert store.load(bob_key, 60) is None
     assert attacker.get(IDP + "/").text == "idp home user=None"
     assert attacker.get(attacker.start_login(SHOP + "/orders")).status_int == 200  # the form
 
@@ -430,3 +435,237 @@ def test_a_leaked_state_gets_no_token_for_another_session(
     # The victim's own sign-in still goes through.
     answer = victim.post(login_url, {"username": "alice", "password": "wonderland"})
     assert victim.get(answer.location).status_int == 303
+
+
+# -- 11. Session changes after the headers went out -------------------------------------------
+# Security review finding 11. Changes made while a body streams are persisted when it closes,
+# when no cookie can reach the browser any more, yet that persist ran the ordinary plan:
+# regenerate() deleted the id the browser held and sent none (every app then sent the user to
+# sign in, the data sat under an id nobody held); a sign-in was saved under the pre-login id
+# -- one another browser may hold, planted -- with no rotation and no sign-in time (session
+# fixation); a new visitor's first write vanished without a word. And a second start_response
+# (exc_info: an error page after the start, which PEP 3333 allows) persisted again and sent
+# headers without the cookie the first ones carried.
+
+Change = Callable[[Any, dict[str, Any]], object]
+
+
+def _streaming(app: Callable[..., Any], late: dict[str, Change]) -> Callable[..., Any]:
+    """``app``, except that for a ``"METHOD /path"`` of ``late`` the answer starts first and
+    ``late[...](session, environ)`` changes the session while the body streams."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        change = late.get(f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}")
+        if change is None:
+            return app(environ, start_response)
+
+        def body() -> Iterator[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"first part, "
+            change(environ["sessionshare.session"], environ)
+            yield b"second part"
+
+        return body()
+
+    return wrapped
+
+
+def _failing_after_start(app: Callable[..., Any], when: str) -> Callable[..., Any]:
+    """``app``, whose answer to ``when`` (``"METHOD /path"``) then breaks: an error page
+    replaces its headers, with ``exc_info``, before any byte of the body went out."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        body = app(environ, start_response)
+        if f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}" != when:
+            return body
+        getattr(body, "close", lambda: None)()
+        try:
+            raise RuntimeError("the page broke after its headers were set")
+        except RuntimeError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")],
+                           sys.exc_info())
+        return [b"something went wrong"]
+
+    return wrapped
+
+
+def _shop_serving(dep: Deployment, app: Callable[..., Any]) -> RemoteSessionMiddleware:
+    """The deployment's shop (the same options) around another app."""
+    return RemoteSessionMiddleware(
+        app, store=dep.store, key=dep.key, app_url=SHOP, idp_url=LOGIN,
+        protect=["/orders", "/read", "/write"], cookie_secure=False, clock=dep.clock,
+    )
+
+
+def _idp_serving(dep: Deployment, app: Callable[..., Any]) -> IdpAuthMiddleware:
+    """The deployment's IdP (the same options) around another app."""
+    return IdpAuthMiddleware(app, store=dep.store, key=dep.key, app_url=IDP,
+                             known_remote_hosts=[SHOP, BLOG], cookie_secure=False, clock=dep.clock)
+
+
+def _sign_in_from_the_form(session: Any, environ: dict[str, Any]) -> None:
+    form = parse_qs(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])).decode())
+    name = form["username"][0]
+    if PASSWORDS.get(name) == form["password"][0]:
+        session["user"] = name
+
+
+def _session_keys(store: SessionStore, dep: Deployment) -> list[str]:
+    if isinstance(store, RedisStore):
+        pattern = dep.idp.manager.key_prefix + "s:*"
+        return [k.decode() for k in store.client.scan_iter(match=pattern)]
+    assert isinstance(store, MemoryStore)
+    return list(store.sessions())
+
+
+def _refusals(events: Events) -> list[str]:
+    return [m for m in events.messages if m.startswith("late_change_refused ")]
+
+
+def test_regenerate_while_streaming_keeps_the_session_and_its_cookie(
+    store: SessionStore, clock: Callable[[], float], events: Events
+) -> None:
+    # At the IdP, which moves its sessions on regenerate() (a remote keeps the id of a
+    # session it joined anyway: finding 9, tests/security/test_session_binding.py).
+    dep = Deployment(store, clock)
+    dep.idp = _idp_serving(dep, _streaming(idp_app, {
+        "GET /regenerate-late": lambda session, environ: session.regenerate(),
+    }))
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    idp_cookie = browser.cookie("id.test")
+    events.clear()
+    page = browser.get(IDP + "/regenerate-late")
+    assert page.status_int == 200 and page.body == b"first part, second part"
+    assert "Set-Cookie" not in page.headers and browser.cookie("id.test") == idp_cookie
+    # Still signed in, here and at the shop: the id both cookies name is alive.
+    assert browser.get(IDP + "/").text == "idp home user=alice"
+    orders = browser.get(SHOP + "/orders")
+    assert orders.status_int == 200 and orders.json["user"] == "alice"
+    assert store.load(browser.store_key("id.test"), 60) is not None
+    (refused,) = _refusals(events)
+    assert "reason=regenerate" in refused and "before start_response" in refused
+
+
+def test_a_sign_in_while_streaming_is_not_recorded_under_the_pre_login_id(
+    store: SessionStore, clock: Callable[[], float], events: Events
+) -> None:
+    dep = Deployment(store, clock)
+    dep.idp = _idp_serving(dep, _streaming(idp_app, {"POST /login": _sign_in_from_the_form}))
+    attacker, victim = Browser(dep), Browser(dep)
+    attacker.get(attacker.start_login(SHOP + "/orders"))  # the form: an anonymous session
+    sid = attacker.cookie("id.test")
+    assert sid is not None
+    victim.apps["id.test"].set_cookie("sessionshare", sid)  # the planted cookie
+    events.clear()
+    answer = victim.post(LOGIN, {"username": "alice", "password": "wonderland"})
+    assert answer.status_int == 200 and "Set-Cookie" not in answer.headers
+    # The attacker's browser, which holds that id, is not alice -- nor is anyone.
+    assert attacker.get(IDP + "/").text == "idp home user=None"
+    assert victim.get(IDP + "/").text == "idp home user=None"
+    record = store.load(attacker.store_key("id.test"), 60)
+    assert record is not None and "user" not in record.fields
+    assert "a" not in record.meta  # no sign-in time either
+    (refused,) = _refusals(events)
+    assert "reason=sign_in" in refused and "before start_response" in refused
+
+
+def test_a_sign_in_while_streaming_over_a_signed_in_session_is_not_recorded(
+    store: SessionStore, clock: Callable[[], float], events: Events
+) -> None:
+    # Finding 10's attack through the late path: bob's planted session becomes alice's.
+    dep = Deployment(store, clock)
+    attacker = Browser(dep)
+    attacker.sign_in(LOGIN, user="bob")  # an ordinary sign-in: bob's session exists
+    bob_sid = attacker.cookie("id.test")
+    assert bob_sid is not None
+    dep.idp = _idp_serving(dep, _streaming(idp_app, {"POST /login": _sign_in_from_the_form}))
+    victim = Browser(dep)
+    victim.apps["id.test"].set_cookie("sessionshare", bob_sid)
+    events.clear()
+    assert victim.post(LOGIN, {"username": "alice", "password": "wonderland"}).status_int == 200
+    assert attacker.get(IDP + "/").text == "idp home user=bob"
+    record = store.load(attacker.store_key("id.test"), 60)
+    assert record is not None and record.fields["user"] == '"bob"'
+    (refused,) = _refusals(events)
+    assert "reason=sign_in" in refused
+
+
+def test_a_first_write_while_streaming_is_not_stored_and_says_why(
+    store: SessionStore, clock: Callable[[], float], events: Events
+) -> None:
+    dep = Deployment(store, clock)
+    dep.shop = _shop_serving(dep, _streaming(remote_app, {
+        "GET /cart-late": lambda session, environ: session.__setitem__("cart", [1]),
+    }))
+    browser = Browser(dep)
+    page = browser.get(SHOP + "/cart-late")
+    assert page.status_int == 200 and "Set-Cookie" not in page.headers
+    assert _session_keys(store, dep) == []  # no orphan that no browser holds
+    (refused,) = _refusals(events)
+    assert "reason=new_session" in refused
+    assert "write the session before start_response" in refused
+
+
+@pytest.mark.parametrize("then_write", [False, True], ids=["logout", "logout then write"])
+def test_a_logout_while_streaming_still_ends_the_session_everywhere(
+    store: SessionStore, clock: Callable[[], float], events: Events, then_write: bool
+) -> None:
+    def log_out(session: Any, environ: dict[str, Any]) -> None:
+        session.invalidate()
+        if then_write:
+            session["farewell"] = "bye"  # would start a new session: it has no cookie now
+
+    dep = Deployment(store, clock)
+    dep.shop = _shop_serving(dep, _streaming(remote_app, {"GET /logout-late": log_out}))
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    events.clear()
+    assert browser.get(SHOP + "/logout-late").status_int == 200
+    assert browser.get(IDP + "/").text == "idp home user=None"
+    assert browser.get(SHOP + "/orders").status_int == 302
+    assert _session_keys(store, dep) == []
+    assert [("reason=new_session" in m) for m in _refusals(events)] == ([True] if then_write
+                                                                        else [])
+
+
+def _cart_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    environ["sessionshare.session"]["cart"] = [1]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"added"]
+
+
+def test_an_error_page_after_the_start_still_sets_the_session_cookie(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    dep = Deployment(store, clock)
+    dep.shop = _shop_serving(dep, _failing_after_start(_cart_app, "GET /cart"))
+    browser = Browser(dep)
+    page = browser.get(SHOP + "/cart")
+    assert page.status_int == 500 and page.body == b"something went wrong"
+    sid = browser.cookie("shop.test")
+    assert sid is not None  # the cookie of the session the first headers announced
+    assert page.headers["Vary"] == "Cookie"
+    record = store.load(browser.store_key("shop.test"), 60)
+    assert record is not None and record.fields == {"cart": "[1]"}
+    assert _session_keys(store, dep) == [browser.store_key("shop.test")]  # persisted once
+
+
+def test_an_error_page_after_a_sign_in_keeps_the_sign_in_and_its_hand_off(
+    store: SessionStore, clock: Callable[[], float], events: Events
+) -> None:
+    dep = Deployment(store, clock)
+    dep.idp = _idp_serving(dep, _failing_after_start(idp_app, "POST /login"))
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    assert browser.get(login_url).status_int == 200  # the form: the hand-off is pending
+    events.clear()
+    answer = browser.post(login_url, {"username": "alice", "password": "wonderland"})
+    # The 303 back to the shop that replaced the app's answer stands; it was made once.
+    assert answer.status_int == 303 and answer.location.startswith(SHOP + CB + "?token=")
+    assert events.count("login") == 1 and events.count("ticket_issued") == 1
+    back = browser.get(answer.location)
+    assert back.status_int == 303 and back.location == "/orders"
+    orders = browser.get(SHOP + "/orders")
+    assert orders.status_int == 200 and orders.json["user"] == "alice"
+    assert browser.get(IDP + "/").text == "idp home user=alice"
