@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+import webtest
 from conftest import FakeClock
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 
@@ -110,3 +111,26 @@ def test_outage_log_line_cannot_be_forged_by_the_path(caplog: pytest.LogCaptureF
         (record,) = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
         assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
         store.close()
+
+
+def test_outage_log_line_names_the_server_and_the_cause_never_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13: the log said `redis: ConnectionError` -- which Redis, and why?"""
+    from sessionshare import RedisStore
+
+    store = RedisStore.from_url("redis://:hunter2pw@127.0.0.1:1/0", socket_timeout=0.5)
+    app = webtest.TestApp(RemoteSessionMiddleware(
+        lambda e, s: [b""], store=store, key=SyncKey.generate(), app_url=SHOP,
+        idp_url=LOGIN, cookie_secure=False,
+    ))
+    caplog.set_level(logging.ERROR, logger="sessionshare")
+    page = app.get("/x", headers={"Accept": "text/html", "Cookie": "sessionshare=" + "A" * 43},
+                   status="*")
+    assert page.status_int == 503
+    (line,) = [r.getMessage() for r in caplog.records if "store_unavailable" in r.getMessage()]
+    assert "redis at 127.0.0.1:1 did not answer" in line
+    assert "ConnectionRefusedError, errno 111: Connection refused" in line
+    assert "check that the store runs" in line and "SESSIONSHARE_STORE_URL" in line
+    assert "hunter2pw" not in line
+    store.close()

@@ -190,5 +190,10 @@ class Side:
     def unavailable(self, request: Request, exc: StoreUnavailable) -> Reply:
         """Fail closed: 503 and ``Retry-After``, never the app without knowing the user."""
         # repr() and a cap: the path is the client's text, which must not forge log lines.
-        log.error("store_unavailable error=%s path=%r", exc, request.path[:200])
+        # The error names the server (host:port or socket path) and the cause, never a
+        # password (store/redisproto.py builds it from the connection settings).
+        log.error(
+            "store_unavailable error=%s path=%r: check that the store runs and that "
+            "SESSIONSHARE_STORE_URL names it", exc, request.path[:200],
+        )
         return Reply.store_unavailable(as_json=request.wants_json)
