@@ -114,3 +114,12 @@ class TokenRejected(_Rejected[TokenReason]):
 
 class CallbackRejected(_Rejected[CallbackReason]):
     """A callback URL is not on the allow-list; ``reason`` says which rule failed."""
+
+    def __init__(
+        self, reason: CallbackReason, detail: str = "", *, origin: str | None = None
+    ) -> None:
+        super().__init__(reason, detail)
+        #: The callback's canonical origin (``scheme://host[:port]``) when it parsed but
+        #: no allow-list entry took it, else None. Public, so it is logged: the operator
+        #: needs it to tell which site to list, and how.
+        self.origin = origin
