@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
+import webtest
 from conftest import FakeClock
-from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
+from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, remote_app
 
-from sessionshare import MemoryStore
+from sessionshare import MemoryStore, RemoteSessionMiddleware
 from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
 
 
@@ -283,3 +284,34 @@ def test_an_http_idp_whose_allow_list_only_takes_https_warns_at_start_up(
     caplog.clear()
     Deployment(MemoryStore(clock=clock), clock)  # control: http entries, no warning
     assert _messages(caplog, "allow_list_https_only:") == []
+
+
+@pytest.mark.parametrize("idp_url", [IDP + "/", IDP + "/signin"], ids=["root", "signin"])
+def test_sign_ins_sent_to_another_path_are_named_with_the_idp_url_to_set(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, idp_url: str
+) -> None:
+    """A 404 or 405 from the IdP app, and no log line anywhere, used to be all."""
+    dep = Deployment(MemoryStore(clock=clock), clock)
+    browser = Browser(dep)
+    shop = RemoteSessionMiddleware(
+        remote_app, store=dep.store, key=dep.key, app_url=SHOP, idp_url=idp_url,
+        cookie_secure=False, clock=clock,
+    )
+    browser.apps["shop.test"] = webtest.TestApp(shop, extra_environ={"HTTP_HOST": "shop.test"})
+    sent = browser.get(SHOP + "/orders")
+    assert sent.status_int == 302 and sent.location.startswith(idp_url + "?callback=")
+    assert "Location" not in browser.get(sent.location).headers  # the IdP app's own answer
+    (line,) = _messages(caplog, "wrong_login_path")
+    assert f"path={urlsplit(idp_url).path!r}" in line
+    assert "not to the login path /login" in line
+    assert "set that remote's idp_url (SESSIONSHARE_IDP_URL) to http://id.test/login" in line
+
+
+def test_the_apps_own_query_strings_raise_no_wrong_path_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    browser.get(IDP + "/oauth/done?code=x&state=" + "s" * 20)  # an OAuth client's own state
+    browser.get(IDP + "/?page=2")
+    browser.get(_login_query(SHOP + CALLBACK, "s" * 43))  # the login path itself
+    assert _messages(caplog, "wrong_login_path") == []

@@ -106,7 +106,28 @@ class IdpSide(Side):
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
         if request.path == self.logout_path:
             return self.logout(request, session)
+        if request.query and request.path != self.login_path:
+            self._warn_if_sent_elsewhere(request)
         return self._arrive(request, session)
+
+    def _warn_if_sent_elsewhere(self, request: Request) -> None:
+        """A remote whose ``idp_url`` names another path sends its sign-ins there.
+
+        The IdP app answers that path as it likes (a 404, a 405, its home page) and
+        nothing else would say why the hand-off never happens.
+        """
+        query = request.query
+        if "callback=" not in query or "state=" not in query:
+            return  # the cheap test first: most query strings are the app's own
+        params = request.params
+        if params is None or "callback" not in params or "state" not in params:
+            return
+        log.warning(
+            "wrong_login_path path=%r: a remote's sign-in request (callback and state) came "
+            "here, not to the login path %s; set that remote's idp_url (SESSIONSHARE_IDP_URL) "
+            "to %s", request.path[:200], self.login_path,
+            self.origin + request.root + self.login_path,
+        )
 
     def _arrive(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)  # nothing to read without a cookie
