@@ -43,6 +43,8 @@ from .steps import Steps
 __all__ = ["Outcome", "PassThrough", "Side", "is_signed_in_user"]
 
 log = logging.getLogger("sessionshare")
+#: (role, origin, key fingerprints) of every side this process has announced at WARNING.
+_ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
 
 
 def is_signed_in_user(value: Any) -> bool:
@@ -93,6 +95,7 @@ class Side:
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
+        quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
@@ -129,9 +132,24 @@ class Side:
             max_session_bytes=max_session_bytes,
             clock=clock,
         )
-        log.info(
-            "sessionshare %s started origin=%s key_fingerprint=%s",
+        self._announce(quiet_startup)
+
+    def _announce(self, quiet: bool) -> None:
+        """The start-up line: which side, which origin, which key -- seen by default.
+
+        gunicorn, waitress and ``flask run`` configure no handler for a library's
+        logger, so Python shows only its WARNINGs: the line an operator compares
+        across apps (the fingerprint) is a WARNING the first time this process
+        builds this side, INFO after that, and INFO always with ``quiet_startup``.
+        """
+        seen = (self.role, self.origin, self.key.fingerprints)
+        level = logging.INFO if quiet or seen in _ANNOUNCED else logging.WARNING
+        _ANNOUNCED.add(seen)
+        log.log(
+            level, "sessionshare %s started origin=%s key_fingerprint=%s%s",
             self.role, self.origin, self.key.fingerprint,
+            " (a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
+            if level == logging.WARNING else "",
         )
 
     def on_request(self, request: Request, session: Session) -> Outcome:
