@@ -111,6 +111,24 @@ class TokenRejected(_Rejected[TokenReason]):
     ``not_authenticated``). The detail never contains the token or a key.
     """
 
+    def __init__(
+        self, reason: TokenReason, detail: str = "", *, key_fingerprint: str | None = None
+    ) -> None:
+        super().__init__(reason, detail)
+        #: For ``unknown_key``: the public fingerprint of the key the token was sealed
+        #: with (``3f9a-c21b-77e0``), to compare with ``python -m sessionshare
+        #: fingerprint`` on each app; else None.
+        self.key_fingerprint = key_fingerprint
+
 
 class CallbackRejected(_Rejected[CallbackReason]):
     """A callback URL is not on the allow-list; ``reason`` says which rule failed."""
+
+    def __init__(
+        self, reason: CallbackReason, detail: str = "", *, origin: str | None = None
+    ) -> None:
+        super().__init__(reason, detail)
+        #: The callback's canonical origin (``scheme://host[:port]``) when it parsed but
+        #: no allow-list entry took it, else None. Public, so it is logged: the operator
+        #: needs it to tell which site to list, and how.
+        self.origin = origin

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
+import webtest
 from conftest import FakeClock
-from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
+from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, remote_app
 
-from sessionshare import MemoryStore
+from sessionshare import MemoryStore, RemoteSessionMiddleware
 from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
 
 
@@ -224,3 +225,101 @@ def test_a_plain_sign_in_goes_to_the_newest_pending_hand_off(
     answer = browser.post(LOGIN, {"username": "alice", "password": "wonderland"})
     assert answer.status_int == 303
     assert answer.location.startswith(newest + CALLBACK + "?token=")
+
+
+# -- first mistakes: messages that say what to do (issue 13) ------------------------------
+
+
+def _messages(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event + " ")]
+
+
+@pytest.mark.parametrize("entry", ["shop.test", "shop.test:80"], ids=["bare host", "host:port"])
+def test_an_http_remote_listed_without_its_scheme_is_named_with_the_entry_to_write(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, entry: str
+) -> None:
+    """The user signed in and stayed on the IdP; the log named no origin."""
+    dep = Deployment(MemoryStore(clock=clock), clock,
+                     idp_options={"known_remote_hosts": [entry, BLOG]})
+    browser = Browser(dep)
+    page = browser.get(browser.start_login(SHOP + "/orders"))
+    assert page.status_int == 200 and "login form" in page.text  # no hand-off, as before
+    (line,) = _messages(caplog, "callback_rejected")
+    assert "reason=scheme_not_allowed origin='http://shop.test'" in line
+    assert ("list it as http://shop.test in known_remote_hosts "
+            "(SESSIONSHARE_KNOWN_REMOTE_HOSTS) to allow plain http") in line
+
+
+@pytest.mark.parametrize(
+    ("callback", "reason", "hint"),
+    [
+        ("http://other.test" + CALLBACK, "host_not_allowed",
+         "if it is one of your sites, list it as http://other.test in known_remote_hosts"),
+        ("http://shop.test:8001" + CALLBACK, "port_not_allowed",
+         "list it as http://shop.test:8001 in known_remote_hosts"),
+        ("http://shop.test/cb", "path_not_allowed",
+         "callbacks must go to /_sessionshare/callback: give the remote the same "
+         "callback_path as the IdP"),
+    ],
+    ids=["host", "port", "path"],
+)
+def test_each_allow_list_miss_names_the_origin_and_the_fix(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, callback: str, reason: str, hint: str
+) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    assert browser.get(_login_query(callback, "s" * 43)).status_int == 200
+    (line,) = _messages(caplog, "callback_rejected")
+    origin = "/".join(callback.split("/")[:3])
+    assert f"reason={reason} origin='{origin}' hint=" in line and hint in line
+
+
+def test_a_malformed_callback_names_no_origin(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    browser.get(_login_query("http://shop.test\\@evil.test" + CALLBACK, "s" * 43))
+    assert _messages(caplog, "callback_rejected") == ["callback_rejected reason=bad_character"]
+
+
+def test_an_http_idp_whose_allow_list_only_takes_https_warns_at_start_up(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    Deployment(MemoryStore(clock=clock), clock,
+               idp_options={"known_remote_hosts": ["*.partner.test", "blog.localhost:9101"]})
+    (line,) = _messages(caplog, "allow_list_https_only:")
+    assert "this IdP (http://id.test) is served over plain http" in line
+    assert "list such a remote with its scheme, e.g. http://blog.localhost:9101" in line
+    caplog.clear()
+    Deployment(MemoryStore(clock=clock), clock)  # control: http entries, no warning
+    assert _messages(caplog, "allow_list_https_only:") == []
+
+
+@pytest.mark.parametrize("idp_url", [IDP + "/", IDP + "/signin"], ids=["root", "signin"])
+def test_sign_ins_sent_to_another_path_are_named_with_the_idp_url_to_set(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, idp_url: str
+) -> None:
+    """A 404 or 405 from the IdP app, and no log line anywhere, used to be all."""
+    dep = Deployment(MemoryStore(clock=clock), clock)
+    browser = Browser(dep)
+    shop = RemoteSessionMiddleware(
+        remote_app, store=dep.store, key=dep.key, app_url=SHOP, idp_url=idp_url,
+        cookie_secure=False, clock=clock,
+    )
+    browser.apps["shop.test"] = webtest.TestApp(shop, extra_environ={"HTTP_HOST": "shop.test"})
+    sent = browser.get(SHOP + "/orders")
+    assert sent.status_int == 302 and sent.location.startswith(idp_url + "?callback=")
+    assert "Location" not in browser.get(sent.location).headers  # the IdP app's own answer
+    (line,) = _messages(caplog, "wrong_login_path")
+    assert f"path={urlsplit(idp_url).path!r}" in line
+    assert "not to the login path /login" in line
+    assert "set that remote's idp_url (SESSIONSHARE_IDP_URL) to http://id.test/login" in line
+
+
+def test_the_apps_own_query_strings_raise_no_wrong_path_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    browser.get(IDP + "/oauth/done?code=x&state=" + "s" * 20)  # an OAuth client's own state
+    browser.get(IDP + "/?page=2")
+    browser.get(_login_query(SHOP + CALLBACK, "s" * 43))  # the login path itself
+    assert _messages(caplog, "wrong_login_path") == []

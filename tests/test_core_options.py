@@ -123,6 +123,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "COOKIE_SAMESITE", "KEY_PREFIX", "LOGIN_PATH", "CALLBACK_PATH", "LOGOUT_PATH",
         # Added by issue 16 (new settings; the names above stay as deployments set them).
         "ALLOW_INSECURE", "MAX_SESSION_BYTES",
+        # Added by issue 13: the start-up notice, which servers' default logging shows.
+        "QUIET_STARTUP",
     )}
 
 

@@ -170,3 +170,39 @@ def test_an_idp_on_another_store_is_named_not_called_a_replay(
     # The control: the same flow on one shared store signs in.
     shared = Browser(dep)
     assert shared.get(shared.token_url_for(SHOP + "/orders")).status_int == 303
+
+
+def test_different_sync_keys_name_both_fingerprints_not_a_retry(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: `Reason: unknown_key` told the user to try again."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    other = Deployment(store, clock)  # the shop was given a key of its own
+    browser = Browser(dep)
+    browser.apps["shop.test"] = Browser(other).apps["shop.test"]
+    page = browser.get(browser.token_url_for(SHOP + "/orders"))
+    assert page.status_int == 403 and reason_of(page) == "unknown_key"
+    assert "the sites are misconfigured" in page.text and "try again" not in page.text
+    assert "same SESSIONSHARE_SYNC_KEY on both" in page.text
+    assert "python -m sessionshare fingerprint" in page.text
+    (line,) = [r.getMessage() for r in caplog.records
+               if r.getMessage().startswith("token_rejected reason=unknown_key")]
+    idp_print, shop_print = SyncKey.parse(dep.key).fingerprint, SyncKey.parse(other.key).fingerprint
+    assert f"token_key_fingerprint={idp_print} app_key_fingerprints={shop_print}" in line
+    assert "SESSIONSHARE_SYNC_KEY" in line and "fingerprint" in line
+
+
+def test_a_user_key_mismatch_says_both_sites_need_the_same_user_key(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IdP signs in under session["user"]; a remote reading "account" sees nobody."""
+    dep = Deployment(MemoryStore(clock=clock), clock, remote_options={"user_key": "account"})
+    browser = Browser(dep)
+    page = browser.get(browser.token_url_for(SHOP + "/orders"))
+    assert page.status_int == 403 and reason_of(page) == "not_authenticated"
+    assert "the sites are misconfigured" in page.text and "try again" not in page.text
+    assert "same user_key" in page.text and "SESSIONSHARE_USER_KEY" in page.text
+    (line,) = [r.getMessage() for r in caplog.records
+               if r.getMessage().startswith("token_rejected reason=not_authenticated")]
+    assert "user_key='account'" in line and "SESSIONSHARE_USER_KEY" in line

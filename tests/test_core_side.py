@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+import webtest
 from conftest import FakeClock, genuine_cookie
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 
@@ -110,3 +111,87 @@ def test_outage_log_line_cannot_be_forged_by_the_path(caplog: pytest.LogCaptureF
         (record,) = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
         assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
         store.close()
+
+
+def test_outage_log_line_names_the_server_and_the_cause_never_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 13: the log said `redis: ConnectionError` -- which Redis, and why?"""
+    from sessionshare import RedisStore
+
+    store = RedisStore.from_url("redis://:hunter2pw@127.0.0.1:1/0", socket_timeout=0.5)
+    middleware = RemoteSessionMiddleware(
+        lambda e, s: [b""], store=store, key=SyncKey.generate(), app_url=SHOP,
+        idp_url=LOGIN, cookie_secure=False,
+    )
+    app = webtest.TestApp(middleware)
+    caplog.set_level(logging.ERROR, logger="sessionshare")
+    page = app.get("/x", headers={"Accept": "text/html", "Cookie": genuine_cookie(middleware)},
+                   status="*")
+    assert page.status_int == 503
+    (line,) = [r.getMessage() for r in caplog.records if "store_unavailable" in r.getMessage()]
+    assert "redis at 127.0.0.1:1 did not answer" in line
+    assert "ConnectionRefusedError, errno 111: Connection refused" in line
+    assert "check that the store runs" in line and "SESSIONSHARE_STORE_URL" in line
+    assert "hunter2pw" not in line
+    store.close()
+
+
+# -- the start-up line (issue 13) ------------------------------------------------------------
+
+
+def _started(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.getMessage().startswith("sessionshare remote started ")]
+
+
+def test_the_start_up_line_is_a_warning_once_per_process_and_can_be_quieted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = SyncKey.generate()  # a fingerprint no other test announced
+    fingerprint = SyncKey.parse(key).fingerprint
+
+    def build(**options: Any) -> None:
+        RemoteSessionMiddleware(lambda e, s: [b""], store=MemoryStore(), key=key, app_url=SHOP,
+                                idp_url=LOGIN, cookie_secure=False, **options)
+
+    build()
+    build()  # a second app object in the same process: no second notice
+    assert _started(caplog) == [
+        (logging.WARNING, f"sessionshare remote started origin={SHOP} key_fingerprint="
+                          f"{fingerprint} (a one-time notice; SESSIONSHARE_QUIET_STARTUP=true "
+                          "logs it at INFO)"),
+        (logging.INFO, f"sessionshare remote started origin={SHOP} key_fingerprint={fingerprint}"),
+    ]
+    caplog.clear()
+    key = SyncKey.generate()
+    build(quiet_startup=True)
+    assert [level for level, _ in _started(caplog)] == [logging.INFO]
+
+
+@pytest.mark.parametrize("quiet", [None, "true"], ids=["default", "quiet"])
+def test_the_start_up_line_shows_where_nobody_configured_logging(quiet: str | None) -> None:
+    """gunicorn, waitress and `flask run` leave the `sessionshare` logger alone: Python
+    prints only its WARNINGs (the "last resort" handler), as this bare process does."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSHARE_")}
+    env |= {"SESSIONSHARE_SYNC_KEY": SyncKey.generate(), "SESSIONSHARE_STORE_URL": "memory://",
+            "SESSIONSHARE_APP_URL": SHOP, "SESSIONSHARE_IDP_URL": LOGIN,
+            "SESSIONSHARE_COOKIE_SECURE": "false"}
+    if quiet:
+        env["SESSIONSHARE_QUIET_STARTUP"] = quiet
+    code = ("from sessionshare import RemoteSessionMiddleware\n"
+            "RemoteSessionMiddleware.from_env(lambda e, s: [])\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=True)
+    fingerprint = SyncKey.parse(env["SESSIONSHARE_SYNC_KEY"]).fingerprint
+    if quiet:
+        assert done.stderr == ""
+    else:
+        assert done.stderr.startswith(
+            f"sessionshare remote started origin={SHOP} key_fingerprint={fingerprint} "
+            "(a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
+        )

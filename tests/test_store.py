@@ -258,3 +258,41 @@ def test_memory_store_inspection_helpers(clock: FakeClock) -> None:
     assert store.tickets()["t"].expires < clock()
     assert store.take_ticket("t") is None
     assert store.tickets() == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "named", "cause"),
+    [
+        ("redis://:hunter2pw@127.0.0.1:1/0", "redis at 127.0.0.1:1 ",
+         "ConnectionRefusedError, errno 111: Connection refused"),
+        ("unix:///nonexistent/redis.sock?password=hunter2pw",
+         "redis at unix socket /nonexistent/redis.sock ",
+         "FileNotFoundError, errno 2: No such file or directory"),
+    ],
+    ids=["tcp", "unix socket"],
+)
+def test_an_outage_names_the_server_and_the_cause_never_the_password(
+    url: str, named: str, cause: str
+) -> None:
+    """Issue 13: "redis: ConnectionError" named neither the server nor why."""
+    store = RedisStore.from_url(url, socket_timeout=0.5)
+    with pytest.raises(StoreUnavailable) as info:
+        store.load("k", 60)
+    message = str(info.value)
+    assert message.startswith(named) and "did not answer: ConnectionError (" in message
+    assert cause in message
+    assert "hunter2pw" not in message
+    store.close()
+
+
+def test_an_outage_of_a_sentinel_master_names_its_service() -> None:
+    from redis.sentinel import Sentinel
+
+    client = Sentinel([("127.0.0.1", 1)], socket_timeout=0.2).master_for(
+        "sessions", socket_timeout=0.2, password="hunter2pw"
+    )
+    store = RedisStore(client)
+    with pytest.raises(StoreUnavailable) as info:
+        store.ping()
+    assert str(info.value).startswith("redis at sentinel master 'sessions' did not answer: ")
+    assert "hunter2pw" not in str(info.value)

@@ -247,6 +247,19 @@ def test_an_unreachable_server_is_store_unavailable() -> None:
     run(scenario())
 
 
+def test_an_outage_names_the_server_and_the_cause_never_the_password() -> None:
+    async def scenario() -> str:
+        store = AsyncRedisStore.from_url("redis://:hunter2pw@127.0.0.1:1/0", socket_timeout=0.2)
+        with pytest.raises(StoreUnavailable) as info:
+            await store.load("k", 60)
+        await store.close()
+        return str(info.value)
+
+    message = run(scenario())
+    assert message.startswith("redis at 127.0.0.1:1 did not answer: ConnectionError (")
+    assert "errno 111: Connection refused" in message and "hunter2pw" not in message
+
+
 # -- nothing blocks the event loop ---------------------------------------------------
 
 

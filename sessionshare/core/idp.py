@@ -89,6 +89,14 @@ class IdpSide(Side):
                 "known_remote_hosts is empty: list the remote apps "
                 "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)"
             )
+        if self.origin.startswith("http:") and not self.allow_list.plain_http_entries:
+            log.warning(
+                "allow_list_https_only: this IdP (%s) is served over plain http but every "
+                "known_remote_hosts entry allows only https callbacks, so a plain-http remote "
+                "is refused (callback_rejected reason=scheme_not_allowed); list such a remote "
+                "with its scheme, e.g. %s",
+                self.origin, _http_example(self.allow_list.entries),
+            )
         self.login_path = login_path
         self.authorize = authorize
         self.strict = strict
@@ -99,7 +107,28 @@ class IdpSide(Side):
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
         if request.path == self.logout_path:
             return self.logout(request, session)
+        if request.query and request.path != self.login_path:
+            self._warn_if_sent_elsewhere(request)
         return self._arrive(request, session)
+
+    def _warn_if_sent_elsewhere(self, request: Request) -> None:
+        """A remote whose ``idp_url`` names another path sends its sign-ins there.
+
+        The IdP app answers that path as it likes (a 404, a 405, its home page) and
+        nothing else would say why the hand-off never happens.
+        """
+        query = request.query
+        if "callback=" not in query or "state=" not in query:
+            return  # the cheap test first: most query strings are the app's own
+        params = request.params
+        if params is None or "callback" not in params or "state" not in params:
+            return
+        log.warning(
+            "wrong_login_path path=%r: a remote's sign-in request (callback and state) came "
+            "here, not to the login path %s; set that remote's idp_url (SESSIONSHARE_IDP_URL) "
+            "to %s", request.path[:200], self.login_path,
+            self.origin + request.root + self.login_path,
+        )
 
     def _arrive(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)  # nothing to read without a cookie
@@ -108,7 +137,7 @@ class IdpSide(Side):
             try:
                 handoff = self._requested_handoff(request)
             except CallbackRejected as exc:
-                log.warning("callback_rejected reason=%s", exc.reason)
+                self._log_rejected(exc)
                 if self.strict:
                     return Reply.error(
                         400, exc.reason, "This sign-in link is not valid for any known site.",
@@ -134,6 +163,35 @@ class IdpSide(Side):
             raise CallbackRejected("bad_state", "state must match [A-Za-z0-9_-]{16,128}")
         allowed = self.allow_list.check_callback(callbacks[0])
         return _Handoff(allowed.url, allowed.origin, states[0])
+
+    def _log_rejected(self, exc: CallbackRejected) -> None:
+        """``callback_rejected``, naming the origin and what to list when it parsed."""
+        if exc.origin is None:
+            log.warning("callback_rejected reason=%s", exc.reason)
+            return
+        # The origin is canonical (scheme, IDNA host, port: no quote, no newline); repr
+        # and a cap all the same, since it came from the network.
+        log.warning(
+            "callback_rejected reason=%s origin=%r hint=%r",
+            exc.reason, exc.origin[:200], self._allow_list_hint(exc.reason, exc.origin[:200]),
+        )
+
+    def _allow_list_hint(self, reason: str, origin: str) -> str:
+        """What to change so that a well-formed callback from ``origin`` passes."""
+        setting = "known_remote_hosts (SESSIONSHARE_KNOWN_REMOTE_HOSTS)"
+        if reason == "path_not_allowed":
+            return (
+                f"callbacks must go to {self.allow_list.callback_path}: give the remote "
+                "the same callback_path as the IdP, or list its full callback URL in " + setting
+            )
+        hint = f"list it as {origin} in {setting}"
+        if reason == "host_not_allowed":
+            return "if it is one of your sites, " + hint
+        if origin.startswith("http:"):
+            hint += " to allow plain http"
+            if self.origin.startswith("https:"):
+                hint += " (an https IdP also needs allow_insecure=True; better serve it over https)"
+        return hint
 
     def pending_name(self, state: str) -> str:
         """The name a pending hand-off for ``state`` has in the session (a keyed digest)."""
@@ -250,3 +308,11 @@ class IdpSide(Side):
         )
         log.info("ticket_issued audience=%s", handoff.origin)
         return f"{handoff.callback}?token={token}"
+
+
+def _http_example(entries: Iterable[str]) -> str:
+    """An entry rewritten to allow plain http: ``blog.localhost:9101`` -> ``http://...``."""
+    for entry in entries:
+        if "://" not in entry and not entry.startswith("*."):
+            return f"http://{entry}"[:200]
+    return "http://blog.localhost:9101"

@@ -231,6 +231,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("token_leeway", "float", float(CLOCK_LEEWAY), REMOTE,
            "seconds of clock skew tolerated on a token",
            check=checks.zero_or_more_seconds),
+    Option("quiet_startup", "bool", False, BOTH,
+           "log the start-up line (role, origin, key fingerprint) at INFO; by default it is "
+           "a WARNING, once per process, so that servers' default logging shows it",
+           check=checks.flag, env="SESSIONSHARE_QUIET_STARTUP", parse=checks.bool_text),
     Option("clock", "Callable[[], float]", time.time, BOTH,
            "the time source (tests inject one)",
            check=checks.function),

@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 from itsdangerous import TimestampSigner
 
-from ..crypto import canonical_origin, open_token
+from ..crypto import SyncKey, canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
 from . import tickets
@@ -67,8 +67,27 @@ MAX_RETURN_PATH = 512
 _MISCONFIGURED = {
     "unknown_ticket": "the IdP and this site must use the same session store: "
                       "set SESSIONSHARE_STORE_URL to the same Redis on both",
+    "unknown_key": "the IdP and this site must hold the same sync key: set the same "
+                   "SESSIONSHARE_SYNC_KEY on both; compare `python -m sessionshare "
+                   "fingerprint` on each",
+    # The IdP minted a token only for a session signed in under *its* user_key, so a
+    # live, signed-out session here is most likely another user_key (it could also be
+    # an IdP app that signed the user out within the token's few seconds).
+    "not_authenticated": "the IdP and this site must use the same user_key: set "
+                         "SESSIONSHARE_USER_KEY to the same value on both",
 }
 _ANONYMOUS = PassThrough()
+
+
+def _rejection_facts(exc: TokenRejected, key: SyncKey, user_key: str) -> str:
+    """The public facts a misconfiguration's log line needs: both key fingerprints, or
+    the session key this site reads the user from."""
+    if exc.key_fingerprint is not None:
+        return (f" token_key_fingerprint={exc.key_fingerprint}"
+                f" app_key_fingerprints={','.join(key.fingerprints)}")
+    if exc.reason == "not_authenticated":
+        return f" user_key={user_key[:100]!r}"
+    return ""
 
 
 class RemoteSide(Side):
@@ -155,7 +174,9 @@ class RemoteSide(Side):
             sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
             hint = _MISCONFIGURED.get(exc.reason)
-            log.warning("token_rejected reason=%s%s", exc.reason, f" hint={hint!r}" if hint else "")
+            log.warning("token_rejected reason=%s%s%s", exc.reason,
+                        _rejection_facts(exc, self.key, self.user_key),
+                        f" hint={hint!r}" if hint else "")
             message = (
                 f"Signing in cannot work here: the sites are misconfigured ({hint})."
                 if hint else "This sign-in link is not valid. Please go back and try again."

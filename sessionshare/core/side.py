@@ -43,6 +43,8 @@ from .steps import Steps
 __all__ = ["DEFAULT_COOKIE_NAME", "Outcome", "PassThrough", "Side", "is_signed_in_user"]
 
 log = logging.getLogger("sessionshare")
+#: (role, origin, key fingerprints) of every side this process has announced at WARNING.
+_ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
 
 #: The session cookie's name when none is given: ``__Host-sessionshare`` on an
 #: https app without a cookie domain, else this.
@@ -97,6 +99,7 @@ class Side:
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
+        quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
@@ -142,9 +145,24 @@ class Side:
             max_session_bytes=max_session_bytes,
             clock=clock,
         )
-        log.info(
-            "sessionshare %s started origin=%s key_fingerprint=%s",
+        self._announce(quiet_startup)
+
+    def _announce(self, quiet: bool) -> None:
+        """The start-up line: which side, which origin, which key -- seen by default.
+
+        gunicorn, waitress and ``flask run`` configure no handler for a library's
+        logger, so Python shows only its WARNINGs: the line an operator compares
+        across apps (the fingerprint) is a WARNING the first time this process
+        builds this side, INFO after that, and INFO always with ``quiet_startup``.
+        """
+        seen = (self.role, self.origin, self.key.fingerprints)
+        level = logging.INFO if quiet or seen in _ANNOUNCED else logging.WARNING
+        _ANNOUNCED.add(seen)
+        log.log(
+            level, "sessionshare %s started origin=%s key_fingerprint=%s%s",
             self.role, self.origin, self.key.fingerprint,
+            " (a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
+            if level == logging.WARNING else "",
         )
 
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -203,5 +221,10 @@ class Side:
     def unavailable(self, request: Request, exc: StoreUnavailable) -> Reply:
         """Fail closed: 503 and ``Retry-After``, never the app without knowing the user."""
         # repr() and a cap: the path is the client's text, which must not forge log lines.
-        log.error("store_unavailable error=%s path=%r", exc, request.path[:200])
+        # The error names the server (host:port or socket path) and the cause, never a
+        # password (store/redisproto.py builds it from the connection settings).
+        log.error(
+            "store_unavailable error=%s path=%r: check that the store runs and that "
+            "SESSIONSHARE_STORE_URL names it", exc, request.path[:200],
+        )
         return Reply.store_unavailable(as_json=request.wants_json)

@@ -310,7 +310,7 @@ class AllowList:
             else:
                 origin = parsed.origin
                 return AllowedCallback(url=origin + parsed.rest, origin=origin)
-        raise _reject(reason)
+        raise CallbackRejected(reason, origin=parsed.origin)
 
     def is_allowed_callback(self, url: object) -> bool:
         """True when :meth:`check_callback` would accept ``url``."""

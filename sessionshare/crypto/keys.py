@@ -32,7 +32,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from ..errors import ConfigurationError
 
-__all__ = ["SyncKey"]
+__all__ = ["SyncKey", "format_fingerprint"]
 
 KEY_BYTES = 32
 FINGERPRINT_BYTES = 6
@@ -64,7 +64,7 @@ class SyncKey:
         self._secrets = tuple(secrets_newest_first)
         self._subkeys: dict[str, tuple[bytes, ...]] = {}
         self.fingerprints: tuple[str, ...] = tuple(
-            _format_fingerprint(sub[:FINGERPRINT_BYTES]) for sub in self.derive("fingerprint")
+            format_fingerprint(sub[:FINGERPRINT_BYTES]) for sub in self.derive("fingerprint")
         )
 
     @staticmethod
@@ -118,6 +118,7 @@ class SyncKey:
         return f"<SyncKey fingerprints={list(self.fingerprints)!r}>"
 
 
-def _format_fingerprint(raw: bytes) -> str:
+def format_fingerprint(raw: bytes) -> str:
+    """Raw fingerprint bytes as shown to people: ``3f9a-c21b-77e0``."""
     text = raw.hex()
     return "-".join(text[i : i + 4] for i in range(0, len(text), 4))

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import TokenRejected
-from .keys import FINGERPRINT_BYTES, SyncKey
+from .keys import FINGERPRINT_BYTES, SyncKey, format_fingerprint
 
 __all__ = [
     "CLOCK_LEEWAY",
@@ -138,7 +138,12 @@ def open_token(
     try:
         index = key.fingerprint_bytes().index(fingerprint)
     except ValueError:
-        raise TokenRejected("unknown_key", "sealed with a key this app does not hold") from None
+        # The fingerprint is public (it travels in clear): naming it lets the operator
+        # compare it with `python -m sessionshare fingerprint` on the IdP.
+        raise TokenRejected(
+            "unknown_key", "sealed with a key this app does not hold",
+            key_fingerprint=format_fingerprint(fingerprint),
+        ) from None
     try:
         nonce, aad = raw[1 + FINGERPRINT_BYTES : _HEADER], raw[: 1 + FINGERPRINT_BYTES]
         plain = _aead(key, index).decrypt(nonce, raw[_HEADER:], aad)

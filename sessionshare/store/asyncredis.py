@@ -40,6 +40,7 @@ from .redisproto import (
     mark_args,
     merge_args,
     parse_record,
+    server_name,
     ticket_text,
     unavailable,
     warn_without_timeout,
@@ -94,6 +95,8 @@ class AsyncRedisStore:
         kwargs = (client.connection_kwargs if isinstance(client, RedisCluster)
                   else client.connection_pool.connection_kwargs)
         warn_without_timeout("AsyncRedisStore", kwargs)
+        # Named once, for the outage message: host:port or socket path, no password.
+        self._server = server_name(kwargs, getattr(client, "connection_pool", None))
 
     @classmethod
     def from_url(
@@ -127,7 +130,7 @@ class AsyncRedisStore:
         try:
             raw = await self._line.call("GETEX", key, "EX", idle_ttl, key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
     async def save(
@@ -144,7 +147,7 @@ class AsyncRedisStore:
         try:
             return bool(await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     async def mark(
         self, key: str, meta: Mapping[str, int], idle_ttl: int
@@ -160,27 +163,27 @@ class AsyncRedisStore:
         try:
             await self._line.call("DEL", key, key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         try:
             await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     async def take_ticket(self, key: str) -> str | None:
         nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
         try:
             raw = await run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return ticket_text(raw)
 
     async def ping(self) -> None:
         try:
             await self._line.call("PING")
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     async def eviction_warning(self) -> str | None:
         """As :meth:`RedisStore.eviction_warning`."""

@@ -64,6 +64,7 @@ from .redisproto import (
     mark_args,
     merge_args,
     parse_record,
+    server_name,
     ticket_text,
     unavailable,
     warn_without_timeout,
@@ -139,6 +140,10 @@ class RedisStore:
         self.client = client
         self._line = _line_for(client, max_idle_connections)
         warn_without_timeout("RedisStore", _connection_kwargs(client))
+        # Named once, for the outage message: host:port or socket path, no password.
+        self._server = server_name(
+            _connection_kwargs(client), getattr(client, "connection_pool", None)
+        )
         # redis-py's Sentinel client keeps using the connections it opened to the
         # master it first found. After a switchover (SENTINEL FAILOVER) the old master
         # stays up and answers until the sentinels demote it, 10-20 s later, and every
@@ -199,7 +204,7 @@ class RedisStore:
         try:
             raw = self._line.call("GETEX", key, "EX", idle_ttl, key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
     def save(
@@ -218,7 +223,7 @@ class RedisStore:
         try:
             return bool(run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     def mark(
         self, key: str, meta: Mapping[str, int], idle_ttl: int
@@ -238,7 +243,7 @@ class RedisStore:
         try:
             self._line.call("DEL", key, key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         if self._sentinel_pool is not None:
@@ -247,7 +252,7 @@ class RedisStore:
             # NX: a fresh random ticket never exists, so a retried SET changes nothing.
             self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     def take_ticket(self, key: str) -> str | None:
         if self._sentinel_pool is not None:
@@ -256,14 +261,14 @@ class RedisStore:
         try:
             raw = run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return ticket_text(raw)
 
     def ping(self) -> None:
         try:
             self._line.call("PING")
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     def eviction_warning(self) -> str | None:
         """Why this server may drop sessions silently, or None when it will not.

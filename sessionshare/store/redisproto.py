@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "mark_args",
     "merge_args",
     "parse_record",
+    "server_name",
     "warn_without_timeout",
     "ticket_text",
     "unavailable",
@@ -102,13 +105,65 @@ EVICTING_POLICIES = frozenset({
 })
 
 
-def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The store's error for a driver failure.
+def server_name(connection_kwargs: Any, pool: Any = None) -> str:
+    """Where the client's connections go, for a log line: ``host:port`` or the socket path.
 
-    The message names the error class only: redis-py messages can echo a URL
-    with a password in it.
+    Built from the connection settings, never from a URL, so no password can
+    slip in; a Sentinel master is named by its service.
     """
-    return StoreUnavailable(f"redis: {type(exc).__name__}")
+    kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
+    if kwargs.get("path"):
+        where = f"unix socket {kwargs['path']}"
+    elif kwargs.get("host"):
+        where = f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+    elif getattr(pool, "service_name", None):
+        where = f"sentinel master {pool.service_name!r}"
+    else:
+        where = "the server"
+    return where[:200]
+
+
+def unavailable(exc: BaseException, server: str = "the server") -> StoreUnavailable:
+    """The store's error for a driver failure: where it went and why, never a password.
+
+    Only the error classes and, for a socket failure, its errno and the
+    operating system's text appear: redis-py's own messages can echo a URL with
+    a password in it, so they are never used.
+    """
+    return StoreUnavailable(f"redis at {server} did not answer: {_cause(exc)}")
+
+
+def _cause(exc: BaseException) -> str:
+    """``ConnectionError (ConnectionRefusedError, errno 111: Connection refused)``."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # the OSError redis-py wrapped, a few links down its chain at most
+        if cause is None or isinstance(cause, OSError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    text = type(exc).__name__
+    parts: list[str] = []
+    errno: int | None = None
+    if isinstance(cause, OSError):
+        if cause is not exc and type(cause).__name__ != text:
+            parts.append(type(cause).__name__)
+        if isinstance(cause.errno, int) and isinstance(cause.strerror, str):
+            errno = cause.errno
+            # strerror is the operating system's text, never a URL's.
+            parts.append(f"errno {errno}: {cause.strerror[:100]}")
+    else:
+        # redis.asyncio drops the OSError from the chain; its message starts "Error 111
+        # connecting to ...". Only the number is taken from it, and spelled by the OS.
+        first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+        match = _CONNECT_ERRNO.match(first)
+        if match:
+            errno = int(match.group(1))
+            parts.append(f"errno {errno}: " + (
+                os.strerror(errno) if errno > 0 else "the host name did not resolve"
+            ))
+    return f"{text} ({', '.join(parts)})" if parts else text
+
+
+_CONNECT_ERRNO = re.compile(r"Error (-?[0-9]{1,5}) connecting to ")
 
 
 def web_client(

@@ -100,6 +100,9 @@ class IdpAuthMiddleware(SessionMiddleware):
         Default ``None``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.
+    :param quiet_startup: Log the start-up line (role, origin, key fingerprint) at INFO; by
+        default it is a WARNING, once per process, so that servers' default logging shows
+        it. Default ``False``. From the environment: ``SESSIONSHARE_QUIET_STARTUP``.
     :param clock: The time source (tests inject one). Default ``time.time``.
     """
 
@@ -130,6 +133,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         logout_redirect: str = "/",
         authorize: Authorize | None = None,
         strict: bool = False,
+        quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(known_remote_hosts, Iterator):
@@ -147,7 +151,8 @@ class IdpAuthMiddleware(SessionMiddleware):
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain, key_prefix=key_prefix,
             max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
-            logout_redirect=logout_redirect, authorize=authorize, strict=strict, clock=clock,
+            logout_redirect=logout_redirect, authorize=authorize, strict=strict,
+            quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
         self.side: IdpSide = side

@@ -96,6 +96,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.
     :param token_leeway: Seconds of clock skew tolerated on a token. Default ``5.0``.
+    :param quiet_startup: Log the start-up line (role, origin, key fingerprint) at INFO; by
+        default it is a WARNING, once per process, so that servers' default logging shows
+        it. Default ``False``. From the environment: ``SESSIONSHARE_QUIET_STARTUP``.
     :param clock: The time source (tests inject one). Default ``time.time``.
     """
 
@@ -127,6 +130,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = float(CLOCK_LEEWAY),
+        quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         # Every argument by name, checked against the declaration at once, so one
@@ -140,7 +144,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
             key_prefix=key_prefix, max_session_bytes=max_session_bytes,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, protect=protect, state_ttl=state_ttl,
-            state_cookie_name=state_cookie_name, token_leeway=token_leeway, clock=clock,
+            state_cookie_name=state_cookie_name, token_leeway=token_leeway,
+            quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
         self.side: RemoteSide = side
