@@ -136,20 +136,18 @@ def demo_apps(
         ),
     }
     return {
-        site: timeline.wrap(site, _with_signed_out_page(site, app, urls))
+        site: timeline.wrap(site, _with_signed_out_page(site, app, timeline))
         for site, app in apps.items()
     }
 
 
-def _with_signed_out_page(
-    site: str, app: WSGIApplication, urls: Mapping[str, str]
-) -> WSGIApplication:
+def _with_signed_out_page(site: str, app: WSGIApplication, timeline: Timeline) -> WSGIApplication:
     """``app``, except for the page signing out lands on (outside the middleware)."""
-    page = signed_out_page(site, urls)
 
     def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != SIGNED_OUT_PATH:
             return app(environ, start_response)
+        page = signed_out_page(site, timeline.urls, timeline.last_for(environ))
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                                   ("Content-Length", str(len(page))),
                                   ("Cache-Control", "no-store")])

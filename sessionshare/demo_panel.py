@@ -39,7 +39,8 @@ STYLE = (
     "border:1px solid #3367d6;border-radius:6px;padding:8px 12px;box-shadow:0 2px 8px #0002"
 )
 INNER_STYLE = (
-    "<style>#demo-panel h2{font-size:14px;margin:0 0 6px}#demo-panel h3{font-size:12px;"
+    "<style>body{margin-right:500px}"
+    "#demo-panel h2{font-size:14px;margin:0 0 6px}#demo-panel h3{font-size:12px;"
     "margin:8px 0 2px}#demo-panel table{border-collapse:collapse;width:100%}"
     "#demo-panel td{border-top:1px solid #dde;padding:1px 4px;vertical-align:top}"
     "#demo-panel code{font-size:11px;word-break:break-all}#demo-panel ol{margin:2px 0;"
@@ -67,7 +68,7 @@ def _hop_html(hop: Hop, status: int | None, current: bool) -> str:
 
 def _timeline_html(handoff: Handoff | None, current: Hop | None, status: int | None) -> str:
     if handoff is None:
-        return "<p id=demo-timeline>No hand-off in this browser yet.</p>"
+        return "<p id=demo-timeline>None recorded for this browser at this site.</p>"
     hops = list(handoff.hops)
     if current is not None and current not in hops:
         hops.append(current)
@@ -163,7 +164,7 @@ class Panel:
         return body
 
 
-def signed_out_page(site: str, urls: Mapping[str, str]) -> bytes:
+def signed_out_page(site: str, urls: Mapping[str, str], handoff: Handoff | None) -> bytes:
     """Where every demo site sends the browser after signing out."""
     links = "".join(f"<li><a href='{escape(url)}/'>{escape(name)}</a> <code>{escape(url)}"
                     "</code></li>" for name, url in urls.items())
@@ -173,5 +174,5 @@ def signed_out_page(site: str, urls: Mapping[str, str]) -> bytes:
         "<p>The shared session was deleted from the store, so every site -- "
         f"{escape(', '.join(urls))} -- asks for a sign-in on its next page.</p>"
         f"<ul>{links}</ul>"
-        + panel_html(site, urls[site], user=None, session=None, handoff=None)
+        + panel_html(site, urls[site], user=None, session=None, handoff=handoff)
     ).encode()

@@ -85,6 +85,8 @@ class Hop:
             said = (["callback on the allow-list, nobody signed in yet: the hand-off kept "
                      "pending, the login form shown"] if self.method == "GET" else
                     ["nobody signed in by this post: the form again"])
+        elif not said and self.status is not None and self.status < 300:
+            said = ["the page the sign-in came back to, signed in through the shared session"]
         return said
 
 
