@@ -8,7 +8,9 @@ keeps cookies per host: it sends requests for ``*.localhost`` names to
 
 from __future__ import annotations
 
+import ast
 import http.client
+import importlib.metadata
 import queue
 import re
 import signal
@@ -26,6 +28,7 @@ from urllib.parse import urlencode
 
 import pytest
 import redis
+from packaging.requirements import Requirement
 
 from sessionshare.demo import AccessLog, site_urls
 from sessionshare.demo_timeline import redact_target
@@ -305,3 +308,35 @@ def test_demo_refuses_a_port_in_use_with_a_clear_message() -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def _third_party_imports(paths: list[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    # _typeshed: type stubs, imported under TYPE_CHECKING only.
+    return {n for n in names if n not in sys.stdlib_module_names} - {"sessionshare", "_typeshed"}
+
+
+def test_the_demo_extra_installs_what_the_demo_imports_and_nothing_else() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    def names(requirements: list[str]) -> set[str]:
+        return {Requirement(r).name.lower() for r in requirements}
+
+    core, demo = names(project["dependencies"]), names(project["optional-dependencies"]["demo"])
+    sources = [*(REPO / "examples").glob("*.py"), *(REPO / "sessionshare").glob("demo*.py")]
+    distributions = importlib.metadata.packages_distributions()
+    needed = {
+        dist.lower() for module in _third_party_imports(sources)
+        for dist in distributions.get(module, [module])
+    }
+    assert {"flask", "pyramid", "werkzeug"} <= needed  # the reader found the imports
+    assert needed <= core | demo, "the demo imports something `.[demo]` does not install"
+    assert demo <= needed, "`.[demo]` installs something the demo does not import"
+    assert not demo & {"pytest", "selenium", "hypothesis", "flask-session", "beaker"}
+    assert "sessionshare[demo]" in project["optional-dependencies"]["test"]
