@@ -146,7 +146,9 @@ class Panel:
                 session[SITES_KEY] = [*joined, self.site]
         status, headers = answer["status"], answer["headers"]
         kind = next((v for k, v in headers if k.lower() == "content-type"), "")
-        if kind.startswith("text/html") and environ.get("REQUEST_METHOD") != "HEAD":
+        # Pages only: a redirect's body is never shown, a HEAD answer has none.
+        shown = not status.startswith("3") and environ.get("REQUEST_METHOD") != "HEAD"
+        if kind.startswith("text/html") and shown:
             user = environ.get("REMOTE_USER") or (
                 str(session.get(self.user_key)) if signed_in else None)
             panel = panel_html(

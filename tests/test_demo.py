@@ -198,6 +198,11 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         assert text(box, "demo-site") == "idp" and text(box, "demo-user") == "nobody signed in"
         assert text(box, "demo-route") == "shop → idp"
         assert "login_redirect" in box and "hand-off kept pending" in box
+        # Another browser's sign-in is its own: the panel shows this browser's hops only.
+        at, page = fetch(browser_like_opener(), urls["blog"] + "/")
+        assert text(page, "asking-site") == urls["blog"]
+        assert text(panel(page), "demo-route") == "blog → idp"
+        assert panel(page).count("<li>") == 2
 
         # Signed in at the shop, then the blog: every site's panel tells the same session.
         browser, page = sign_in_through_the_demo(urls)
