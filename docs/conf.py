@@ -1,8 +1,9 @@
 """Sphinx configuration: the documentation site, built with ``python -m sphinx -W``.
 
-Built from the repository as it is: the options page is generated from the
-one options declaration (``sessionshare.core.options``), the API reference
-from the docstrings, and the hand-off diagram is drawn as SVG by
+Built from the repository as it is: the options page holds the table
+generated from the one options declaration (``sessionshare.core.options``;
+``tests/test_core_options.py`` fails when it is stale), the API reference
+comes from the docstrings, and the hand-off diagram is drawn as SVG by
 ``diagrams.py`` -- nothing here is written twice by hand.
 """
 
@@ -18,7 +19,6 @@ sys.path.insert(0, str(HERE))
 import diagrams  # noqa: E402
 
 import sessionshare  # noqa: E402
-from sessionshare.cli import options_markdown  # noqa: E402
 
 project = "sessionshare"
 author = "the sessionshare contributors"
@@ -40,9 +40,6 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False}
 
-# Generated at every build, so the site cannot drift from the code.
-_generated = HERE / "_generated"
-_generated.mkdir(exist_ok=True)
-(_generated / "options.md").write_text(options_markdown())
+# Drawn at every build, so the picture cannot drift from the code.
 (HERE / "_static").mkdir(exist_ok=True)
 (HERE / "_static" / "handoff.svg").write_text(diagrams.handoff_svg())

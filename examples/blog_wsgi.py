@@ -37,8 +37,15 @@ def blog(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     return [body]
 
 
-def create_app(**options: Any) -> RemoteSessionMiddleware:
-    """The blog; ``options`` go to RemoteSessionMiddleware (none: SESSIONSHARE_* variables)."""
+def create_app(
+    *, wrap_app: Callable[[Any], Any] | None = None, **options: Any
+) -> RemoteSessionMiddleware:
+    """The blog; ``options`` go to RemoteSessionMiddleware (none: SESSIONSHARE_* variables).
+
+    ``wrap_app`` wraps the bare app inside the middleware, where the shared
+    session is visible (the demo adds its panel this way).
+    """
+    app = wrap_app(blog) if wrap_app else blog
     if not options:
-        return RemoteSessionMiddleware.from_env(blog)
-    return RemoteSessionMiddleware(blog, **options)
+        return RemoteSessionMiddleware.from_env(app)
+    return RemoteSessionMiddleware(app, **options)

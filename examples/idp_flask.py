@@ -5,6 +5,10 @@ setting ``session["user"]``. The form posts back to its own URL, so a
 sign-in a remote asked for (``/login?callback=...&state=...``) goes straight
 back to that remote. ``flask.session`` is the shared session.
 
+The form names the site that asked for the sign-in -- only after checking
+its callback against the same allow-list the middleware uses, so a crafted
+link cannot make this page vouch for a site of its choosing.
+
     app = create_app(store=MemoryStore(), key=SyncKey.generate(), cookie_secure=False,
                      app_url="http://idp.localhost:8000",
                      known_remote_hosts=["http://shop.localhost:8001"])
@@ -14,17 +18,21 @@ back to that remote. ``flask.session`` is the shared session.
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, flash, redirect, render_template_string, request, session
+from flask import Flask, current_app, flash, redirect, render_template_string, request, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from sessionshare import IdpAuthMiddleware
+from sessionshare import AllowList, ConfigurationError, IdpAuthMiddleware
 from sessionshare.contrib.flask import init_app
 
-# A real app keeps only these hashes, in its user database.
-USERS = {"alice": generate_password_hash("wonderland"), "bob": generate_password_hash("builder")}
+# The demo's made-up users, listed on the form. A real app keeps only the hashes,
+# in its user database, and shows nobody's password.
+DEMO_USERS = {"alice": "wonderland", "bob": "builder"}
+USERS = {name: generate_password_hash(password) for name, password in DEMO_USERS.items()}
 _NOBODY = generate_password_hash(secrets.token_urlsafe())  # same work for unknown names
 
 PAGE = """<!doctype html><meta charset=utf-8><title>Sign in</title>
@@ -34,13 +42,23 @@ PAGE = """<!doctype html><meta charset=utf-8><title>Sign in</title>
   <p>Signed in as <b id=user>{{ session.user }}</b>.</p>
   <form method=post action="/_sessionshare/logout"><button id=logout>Sign out</button></form>
 {% else %}
+  {% if asking %}<p><b id=asking-site>{{ asking }}</b> asks you to sign in.</p>{% endif %}
   <form method=post>{# no action: the query with the remote's callback stays #}
     <input type=hidden name=csrf value="{{ csrf }}">
     <label>User <input name=username id=username autofocus></label>
     <label>Password <input name=password id=password type=password></label>
     <button id=sign-in>Sign in</button>
   </form>
+  <p id=demo-users>Demo users:
+  {% for name, password in users.items() %}<code>{{ name }}</code> / <code>{{ password }}</code>
+  {%- if not loop.last %}, {% endif %}{% endfor %}</p>
 {% endif %}"""
+
+
+def home() -> Any:
+    if not session.get("user"):
+        return redirect("/login")  # the form lives there
+    return render_template_string(PAGE)
 
 
 def login() -> Any:
@@ -56,17 +74,44 @@ def login() -> Any:
     elif session.get("user"):
         return redirect("/")
     csrf = session.setdefault("csrf", secrets.token_urlsafe(16))
-    return render_template_string(PAGE, csrf=csrf)
+    return render_template_string(PAGE, csrf=csrf, asking=asking_site(), users=DEMO_USERS)
 
 
-def create_app(**options: Any) -> Flask:
-    """The IdP; ``options`` go to IdpAuthMiddleware (none: SESSIONSHARE_* variables)."""
+def asking_site() -> str | None:
+    """The origin of the remote that sent the browser here, if its callback is allowed."""
+    remotes: AllowList | None = current_app.config["REMOTES"]
+    callback = request.args.get("callback")
+    if remotes is None or callback is None or not remotes.is_allowed_callback(callback):
+        return None
+    return remotes.check_callback(callback).origin
+
+
+def remotes_of(options: dict[str, Any]) -> AllowList | None:
+    """The allow-list the middleware gets (from ``options``, else the environment)."""
+    hosts = options.get("known_remote_hosts", os.environ.get("SESSIONSHARE_KNOWN_REMOTE_HOSTS"))
+    path = options.get("callback_path", os.environ.get("SESSIONSHARE_CALLBACK_PATH"))
+    try:
+        if isinstance(hosts, AllowList) or hosts is None:
+            return hosts
+        return AllowList(hosts, **({"callback_path": path} if path else {}))
+    except ConfigurationError:
+        return None  # the middleware, built from the same setting, says what is wrong
+
+
+def create_app(*, wrap_app: Callable[[Any], Any] | None = None, **options: Any) -> Flask:
+    """The IdP; ``options`` go to IdpAuthMiddleware (none: SESSIONSHARE_* variables).
+
+    ``wrap_app`` wraps Flask's own WSGI app inside the middleware, where the
+    shared session is visible (the demo adds its panel this way).
+    """
     app = Flask(__name__)
-    app.add_url_rule("/", view_func=lambda: render_template_string(PAGE))
+    app.config["REMOTES"] = remotes_of(options)
+    app.add_url_rule("/", view_func=home)
     app.add_url_rule("/login", view_func=login, methods=["GET", "POST"])
+    inner = wrap_app(app.wsgi_app) if wrap_app else app.wsgi_app
     if options:
-        app.wsgi_app = IdpAuthMiddleware(app.wsgi_app, **options)
+        app.wsgi_app = IdpAuthMiddleware(inner, **options)
     else:
-        app.wsgi_app = IdpAuthMiddleware.from_env(app.wsgi_app)
+        app.wsgi_app = IdpAuthMiddleware.from_env(inner)
     init_app(app)
     return app

@@ -11,6 +11,7 @@ session, so the blog shows it too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -51,8 +52,12 @@ def add_to_cart(request: Any) -> HTTPSeeOther:
     return HTTPSeeOther("/orders")
 
 
-def create_app(**options: Any) -> Any:
-    """The shop; ``options`` go to RemoteSessionMiddleware (none: SESSIONSHARE_* variables)."""
+def create_app(*, wrap_app: Callable[[Any], Any] | None = None, **options: Any) -> Any:
+    """The shop; ``options`` go to RemoteSessionMiddleware (none: SESSIONSHARE_* variables).
+
+    ``wrap_app`` wraps the Pyramid app inside the middleware, where the shared
+    session is visible (the demo adds its panel this way).
+    """
     with Configurator() as config:
         config.include("sessionshare.contrib.pyramid")
         config.set_security_policy(RemoteUserSecurityPolicy())
@@ -63,6 +68,8 @@ def create_app(**options: Any) -> Any:
         config.add_view(orders, route_name="orders", request_method="GET")
         config.add_view(add_to_cart, route_name="orders", request_method="POST")
         app = config.make_wsgi_app()
+    if wrap_app:
+        app = wrap_app(app)
     if not options:
         return RemoteSessionMiddleware.from_env(app, protect=["/orders"])
     return RemoteSessionMiddleware(app, **{"protect": ["/orders"], **options})

@@ -7,11 +7,11 @@
 - ``check [idp|remote]`` builds the real middleware from the ``SESSIONSHARE_*``
   variables, exactly as ``from_env`` does, and pings the store, printing one
   line per problem; exit status 0 when all is well.
-- ``options --markdown`` prints the README's options table and
+- ``options --markdown`` prints the options table of docs/options.md and
   ``options --docstring idp|remote`` the constructor's ``:param:`` lines, both
   generated from :data:`sessionshare.core.options.OPTIONS` (tests hold the
-  README and the docstrings to this output).
-- ``demo`` runs the IdP and two remote apps on this machine (see README).
+  options page and the docstrings to this output).
+- ``demo`` runs the IdP and two remote apps on this machine (see docs/getting-started.md).
 
     $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
     remote: SESSIONSHARE_SYNC_KEY is not set: ...
@@ -137,7 +137,7 @@ def _without_password(url: str) -> str:
 
 
 def options_markdown() -> str:
-    """The README's options tables, generated from the declaration."""
+    """The options tables of docs/options.md, generated from the declaration."""
     def used_by(roles: Iterable[Role]) -> str:
         return "both" if set(roles) == set(ROLES) else " ".join(
             "IdP" if role == "idp" else role for role in sorted(roles)
@@ -211,10 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     check.set_defaults(run=_check)
     options = commands.add_parser(
-        "options", help="print the options table (README) or a constructor's :param: lines"
+        "options", help="print the options table (docs/options.md) or a constructor's :param: lines"
     )
     form = options.add_mutually_exclusive_group()
-    form.add_argument("--markdown", action="store_true", help="the README table (the default)")
+    form.add_argument("--markdown", action="store_true", help="the options page table (default)")
     form.add_argument("--docstring", choices=ROLES, help="the :param: lines of one middleware")
     options.set_defaults(run=_options)
     demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")

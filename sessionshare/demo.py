@@ -18,33 +18,45 @@ it: the demo looks for ``examples/`` beside the installed package (an
 editable install from a checkout) or in the current directory, and
 explains what to do when it finds neither.
 
-    python -m pip install -e '.[test]' && python -m sessionshare demo
+Every page carries a panel (:mod:`sessionshare.demo_panel`): the site, the
+user, the shared session, the sites that joined it and the last hand-off hop
+by hop (:mod:`sessionshare.demo_timeline`). Signing out lands on a page that
+says so for every site. The access log never shows a ``token=`` value, and is
+coloured only on a terminal.
+
+    python -m pip install -e '.[demo]' && python -m sessionshare demo
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .crypto import SyncKey
+from .demo_panel import SIGNED_OUT_PATH, Panel, signed_out_page
+from .demo_timeline import Timeline, redact_target
 from .errors import ConfigurationError, StoreUnavailable
 from .store import MemoryStore, SessionStore
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["DEFAULT_PORT", "Servers", "demo_apps", "find_examples", "load_example", "run_demo"]
+__all__ = [
+    "DEFAULT_PORT", "AccessLog", "Servers", "demo_apps", "find_examples", "load_example",
+    "run_demo",
+]
 
 log = logging.getLogger("sessionshare.demo")
 
@@ -63,7 +75,7 @@ def find_examples() -> Path:
     raise ConfigurationError(
         "the demo runs the example apps in examples/ of a source checkout, and this "
         "installation has none: clone the repository, then in it run "
-        "`python -m pip install -e '.[test]' && python -m sessionshare demo`"
+        "`python -m pip install -e '.[demo]' && python -m sessionshare demo`"
     )
 
 
@@ -91,21 +103,79 @@ def site_urls(port: int = DEFAULT_PORT) -> dict[str, str]:
 
 
 def demo_apps(
-    store: SessionStore, key: SyncKey | str, urls: Mapping[str, str], **options: Any
+    store: SessionStore, key: SyncKey | str, urls: Mapping[str, str],
+    *, timeline: Timeline | None = None, **options: Any,
 ) -> dict[str, WSGIApplication]:
-    """The three example apps wired to one store and key, by site name."""
+    """The three example apps wired to one store and key, by site name.
+
+    Each carries the demo panel (inside its middleware) and is recorded by
+    ``timeline`` (outside it; a new one unless given); signing out anywhere
+    lands on :data:`~sessionshare.demo_panel.SIGNED_OUT_PATH`.
+    """
+    timeline = timeline if timeline is not None else Timeline(urls)
     # Plain http on this machine only: the Secure flag is relaxed on purpose.
-    common: dict[str, Any] = {"store": store, "key": key, "cookie_secure": False, **options}
+    common: dict[str, Any] = {
+        "store": store, "key": key, "cookie_secure": False,
+        "logout_redirect": SIGNED_OUT_PATH, **options,
+    }
     login = urls["idp"] + "/login"
-    return {
+
+    def panel(site: str) -> Callable[[WSGIApplication], WSGIApplication]:
+        return lambda app: Panel(app, site=site, timeline=timeline)
+
+    apps = {
         "idp": load_example("idp_flask").create_app(
-            app_url=urls["idp"], known_remote_hosts=[urls["shop"], urls["blog"]], **common
+            wrap_app=panel("idp"), app_url=urls["idp"],
+            known_remote_hosts=[urls["shop"], urls["blog"]], **common,
         ),
         "shop": load_example("shop_pyramid").create_app(
-            app_url=urls["shop"], idp_url=login, **common
+            wrap_app=panel("shop"), app_url=urls["shop"], idp_url=login, **common
         ),
-        "blog": load_example("blog_wsgi").create_app(app_url=urls["blog"], idp_url=login, **common),
+        "blog": load_example("blog_wsgi").create_app(
+            wrap_app=panel("blog"), app_url=urls["blog"], idp_url=login, **common
+        ),
     }
+    return {
+        site: timeline.wrap(site, _with_signed_out_page(site, app, timeline))
+        for site, app in apps.items()
+    }
+
+
+def _with_signed_out_page(site: str, app: WSGIApplication, timeline: Timeline) -> WSGIApplication:
+    """``app``, except for the page signing out lands on (outside the middleware)."""
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != SIGNED_OUT_PATH:
+            return app(environ, start_response)
+        page = signed_out_page(site, timeline.urls, timeline.last_for(environ))
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                  ("Content-Length", str(len(page))),
+                                  ("Cache-Control", "no-store")])
+        return [page]
+
+    return serve
+
+
+class AccessLog(WSGIRequestHandler):
+    """werkzeug's request handler, with an access log fit for a sign-in demo.
+
+    A hand-off token is a one-time credential: the callback's ``token=`` value
+    is printed as ``token=…``. Colours (ANSI codes) only when the log goes to a
+    terminal and ``NO_COLOR`` is unset, never into a file or a pipe.
+    """
+
+    #: The ANSI colour of a status class (3xx, 4xx, 5xx) on a terminal.
+    COLOURS = {"3": "32", "4": "31", "5": "35"}
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        line = f"{self.command} {redact_target(self.path)} {self.request_version}"
+        # Control characters from the request line must not reach a terminal or forge lines.
+        line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+        code = str(code)
+        colour = self.COLOURS.get(code[:1])
+        if colour and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+            line = f"\x1b[{colour}m{line}\x1b[0m"
+        self.log("info", '"%s" %s %s', line, code, size)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -123,7 +193,9 @@ class Servers:
     def start(self, sock: socket.socket, app: WSGIApplication) -> int:
         """Serve ``app`` on ``sock`` in a background thread; the port it serves."""
         host, port = sock.getsockname()[:2]
-        server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+        server = make_server(
+            host, port, app, threaded=True, fd=sock.fileno(), request_handler=AccessLog
+        )
         sock.close()  # the server holds its own duplicate of the descriptor
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -168,6 +240,7 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
         f"  blog  {blog}  plain WSGI, every page needs a sign-in",
         f"1. Open {shop}/orders and sign in as {USERS_HINT}.",
         f"2. Open {blog}/ -- signed in already, no form; sign out there and the shop asks again.",
+        "Each page's panel shows the shared session and the last hand-off, hop by hop.",
         "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
         "is plain http on your machine; serve real deployments over https.",
         "Press Ctrl-C to stop.",
@@ -201,17 +274,21 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                       "is another demo running? Pick other ports with --port", file=sys.stderr)
                 return 2
         urls = site_urls(port)
-        apps = demo_apps(store, SyncKey.generate(), urls, key_prefix=KEY_PREFIX)
-        for sock, name in zip(sockets, SITES, strict=True):
-            servers.start(sock, apps[name])
-        sockets, started = [], True
-        print(_banner(urls, host, store_name), flush=True)
-        while not stop.wait(0.5):
-            pass
+        timeline = Timeline(urls)
+        apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline,
+                         key_prefix=KEY_PREFIX)
+        with timeline.listening():
+            for sock, name in zip(sockets, SITES, strict=True):
+                servers.start(sock, apps[name])
+            sockets, started = [], True
+            print(_banner(urls, host, store_name), flush=True)
+            while not stop.wait(0.5):
+                pass
+            servers.stop()
         return 0
     except ImportError as exc:
         print(f"error: the demo needs Flask and Pyramid ({exc}); install them with "
-              "`python -m pip install -e '.[test]'`", file=sys.stderr)
+              "`python -m pip install -e '.[demo]'`", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
         print(f"error: the Redis at {_redacted(redis_url or '')} does not answer ({exc}); "

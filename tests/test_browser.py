@@ -5,8 +5,10 @@ run in threaded werkzeug servers on free loopback ports, the way the demo
 runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
 site with its own cookies. One person signs in once from the shop, finds
 the blog signed in without a form, signs out at the blog, and the shop sends
-the browser to the IdP again. A failing step leaves a screenshot in
-``tests/artifacts/``.
+the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
+is on every page: the test reads it and keeps screenshots of the IdP's form
+and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
+``demo-panel.png``, ``demo-signed-out.png``). A failing step leaves a screenshot there too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sessionshare import MemoryStore, SyncKey
 from sessionshare.core.state import STATE_SLOTS
 from sessionshare.demo import Servers, demo_apps, listen
+from sessionshare.demo_timeline import Timeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT = 15.0
@@ -37,12 +40,15 @@ def sites() -> Iterator[dict[str, str]]:
         for name, sock in sockets.items()
     }
     store = MemoryStore()
-    apps = demo_apps(store, SyncKey.generate(), urls)
+    timeline = Timeline(urls)
+    apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline)
     servers = Servers()
     try:
-        for name, sock in sockets.items():
-            servers.start(sock, apps[name])
-        yield urls
+        with timeline.listening():
+            for name, sock in sockets.items():
+                servers.start(sock, apps[name])
+            yield urls
+            servers.stop()
     finally:
         servers.stop()
         for sock in sockets.values():
@@ -63,6 +69,12 @@ def has_login_form(driver: Any) -> bool:
     return bool(driver.find_elements(By.CSS_SELECTOR, "input[type=password]"))
 
 
+def keep_screenshot(driver: Any, name: str) -> None:
+    """A screenshot the closing note of a change describes (tests/artifacts/<name>.png)."""
+    path = save_screenshot(driver, name)
+    assert path.stat().st_size > 10_000, path  # a rendered page, not an empty canvas
+
+
 def click(driver: Any, element_id: str) -> None:
     driver.find_element(By.ID, element_id).click()
 
@@ -74,10 +86,16 @@ def test_sign_in_once_then_sign_out_everywhere(
     with chromium() as browser:
         driver: Any = browser
         try:
-            # A: the shop's orders need a sign-in, so the IdP's form shows.
+            # A: the shop's orders need a sign-in, so the IdP's form shows; it names the
+            # shop and the demo users, and its panel shows the hand-off so far.
             driver.get(shop + "/orders")
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "IdP form")
             assert has_login_form(driver)
+            assert text_of(driver, "asking-site") == shop
+            assert "alice / wonderland" in text_of(driver, "demo-users")
+            assert text_of(driver, "demo-route") == "shop → idp"
+            assert text_of(driver, "demo-user") == "nobody signed in"
+            keep_screenshot(driver, "demo-idp-form")
             driver.find_element(By.ID, "username").send_keys("alice")
             driver.find_element(By.ID, "password").send_keys("wonderland")
             click(driver, "sign-in")
@@ -94,9 +112,32 @@ def test_sign_in_once_then_sign_out_everywhere(
             assert not has_login_form(driver)
             assert text_of(driver, "user") == "alice"
             assert text_of(driver, "cart") == "teapot"
+            # The panel, as the user sees it: who, which sites joined, which hops.
+            assert text_of(driver, "demo-site") == "blog"
+            assert text_of(driver, "demo-user") == "alice"
+            assert text_of(driver, "demo-sites") == "idp, shop, blog"
+            assert '"teapot"' in text_of(driver, "demo-session")
+            assert text_of(driver, "demo-route") == "blog → idp → blog"
+            hops = driver.find_elements(By.CSS_SELECTOR, "#demo-timeline > li")
+            assert [h.text.split("\n")[0] for h in hops] == [
+                "blog GET / 302 → idp",
+                f"idp GET /login?callback={blog}/_sessionshare/callback&state="
+                + hops[1].text.split("state=", 1)[1].split(" ", 1)[0] + " 303 → blog",
+                "blog GET /_sessionshare/callback?token=… 303 → blog",
+                "blog GET / 200",
+            ]
+            assert "ticket redeemed once" in hops[2].text
+            panel = driver.find_element(By.ID, "demo-panel")
+            assert panel.is_displayed() and panel.size["width"] > 300
+            keep_screenshot(driver, "demo-panel")
 
-            # Sign out at B: every page of B now asks the IdP again...
+            # Sign out at B: it says so, and every page of B now asks the IdP again...
             click(driver, "logout")
+            wait_until(driver, lambda d: d.current_url == blog + "/_demo/signed-out", "signed out")
+            assert text_of(driver, "signed-out") == "Signed out everywhere"
+            assert text_of(driver, "demo-user") == "nobody signed in"
+            keep_screenshot(driver, "demo-signed-out")
+            driver.get(blog + "/")
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "B asks")
             assert has_login_form(driver)
             # ...and so does A.

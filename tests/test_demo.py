@@ -8,7 +8,9 @@ keeps cookies per host: it sends requests for ``*.localhost`` names to
 
 from __future__ import annotations
 
+import ast
 import http.client
+import importlib.metadata
 import queue
 import re
 import signal
@@ -26,8 +28,10 @@ from urllib.parse import urlencode
 
 import pytest
 import redis
+from packaging.requirements import Requirement
 
-from sessionshare.demo import site_urls
+from sessionshare.demo import AccessLog, site_urls
+from sessionshare.demo_timeline import redact_target
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -148,8 +152,11 @@ def fetch(
         return str(response.geturl()), response.read().decode()
 
 
-def sign_in_through_the_demo(urls: dict[str, str]) -> None:
-    """Shop -> IdP form -> shop, then the blog without a form: the README walkthrough."""
+def sign_in_through_the_demo(urls: dict[str, str]) -> tuple[urllib.request.OpenerDirector, str]:
+    """Shop -> IdP form -> shop, then the blog without a form: the README walkthrough.
+
+    The browser and the blog's page.
+    """
     browser = browser_like_opener()
     at, page = fetch(browser, urls["shop"] + "/orders")
     assert at.startswith(urls["idp"] + "/login?callback=")
@@ -162,6 +169,112 @@ def sign_in_through_the_demo(urls: dict[str, str]) -> None:
     at, page = fetch(browser, urls["blog"] + "/")
     assert at == urls["blog"] + "/"
     assert "<b id=user>alice</b>" in page and "password" not in page
+    return browser, page
+
+
+def panel(page: str) -> str:
+    """The demo panel of a page (it must have one)."""
+    found = re.search(r"<aside id=demo-panel.*?</aside>", page, re.DOTALL)
+    assert found is not None, page
+    return found.group(0)
+
+
+def text(html: str, element_id: str) -> str:
+    found = re.search(rf"id={element_id}>(.*?)</", html, re.DOTALL)
+    assert found is not None, (element_id, html)
+    return found.group(1)
+
+
+def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
+    with running_demo() as demo:
+        demo.banner()
+        urls = site_urls(demo.port)
+        browser = browser_like_opener()
+        # The IdP's form: who asked, who may sign in, and the hand-off so far.
+        at, page = fetch(browser, urls["shop"] + "/orders")
+        assert text(page, "asking-site") == urls["shop"]
+        assert "<code>alice</code> / <code>wonderland</code>" in page
+        box = panel(page)
+        assert text(box, "demo-site") == "idp" and text(box, "demo-user") == "nobody signed in"
+        assert text(box, "demo-route") == "shop → idp"
+        assert "login_redirect" in box and "hand-off kept pending" in box
+        # Another browser's sign-in is its own: the panel shows this browser's hops only.
+        at, page = fetch(browser_like_opener(), urls["blog"] + "/")
+        assert text(page, "asking-site") == urls["blog"]
+        assert text(panel(page), "demo-route") == "blog → idp"
+        assert panel(page).count("<li>") == 2
+
+        # Signed in at the shop, then the blog: every site's panel tells the same session.
+        browser, page = sign_in_through_the_demo(urls)
+        box = panel(page)
+        assert text(box, "demo-site") == "blog" and text(box, "demo-user") == "alice"
+        assert text(box, "demo-sites") == "idp, shop, blog"
+        assert re.search(r"<code>cart</code>|<code>blog_visits</code></td><td><code>1<", box)
+        assert text(box, "demo-route") == "blog → idp → blog"
+        hops = re.findall(r"<li><b>(\w+)</b> <code>(\w+) ([^<]*)</code> <span[^>]*>(\d+)", box)
+        assert [(site, method, status) for site, method, _, status in hops] == [
+            ("blog", "GET", "302"), ("idp", "GET", "303"), ("blog", "GET", "303"),
+            ("blog", "GET", "200"),
+        ]
+        assert hops[2][2] == "/_sessionshare/callback?token=…"
+        for event in ("login_redirect", "ticket_issued", "ticket_redeemed"):
+            assert event in box
+        assert "ticket redeemed once" in box
+
+        # Signing out anywhere says so, and means it.
+        at, page = fetch(browser, urls["blog"] + "/_sessionshare/logout", {})
+        assert at == urls["blog"] + "/_demo/signed-out"
+        assert "Signed out everywhere" in page
+        at, page = fetch(browser, urls["shop"] + "/orders")
+        assert at.startswith(urls["idp"] + "/login?callback=")
+        output = demo.stop()
+    # The access log: every request, no token value, no colour codes in a pipe.
+    assert re.search(r'"GET /_sessionshare/callback\?token=… HTTP/1.1" 303', output), output
+    assert not re.search(r"token=[A-Za-z0-9_-]", output), output
+    assert "\x1b[" not in output
+
+
+@pytest.mark.parametrize(("target", "shown"), [
+    ("/_sessionshare/callback?token=abc.DEF-123", "/_sessionshare/callback?token=…"),
+    ("/x?a=1&token=secret&b=2", "/x?a=1&token=…&b=2"),
+    ("/x?%74oken=secret", "/x?%74oken=…"),
+    ("/x?tokens=kept&b=token%3Dkept", "/x?tokens=kept&b=token%3Dkept"),
+    ("/orders", "/orders"),
+], ids=["callback", "among-others", "encoded-name", "look-alikes-kept", "no-query"])
+def test_the_access_log_redacts_token_values(target: str, shown: str) -> None:
+    assert redact_target(target) == shown
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(("tty", "no_color", "coloured"), [
+    (True, None, True), (False, None, False), (True, "1", False),
+], ids=["terminal", "pipe", "NO_COLOR"])
+def test_the_access_log_is_coloured_only_on_a_terminal(
+    tty: bool, no_color: str | None, coloured: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stderr", _Stream(tty))
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    handler = AccessLog.__new__(AccessLog)  # no socket: only the log line is made here
+    handler.command, handler.request_version = "GET", "HTTP/1.1"
+    handler.path = "/x\x1b[31m/_sessionshare/callback?token=abc"
+    lines: list[str] = []
+    monkeypatch.setattr(handler, "log", lambda kind, fmt, *args: lines.append(fmt % args))
+    handler.log_request(303, 0)
+    plain = re.sub("\x1b\\[[0-9]+m", "", lines[0])
+    assert plain == '"GET /x\\x1b[31m/_sessionshare/callback?token=… HTTP/1.1" 303 0'
+    assert "abc" not in lines[0]  # the token's value
+    assert ("\x1b[32m" in lines[0]) is coloured
+    assert lines[0].count("\x1b[") == (2 if coloured else 0)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -200,3 +313,35 @@ def test_demo_refuses_a_port_in_use_with_a_clear_message() -> None:
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "--port" in result.stderr and "Traceback" not in result.stderr
+
+
+def _third_party_imports(paths: list[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    # _typeshed: type stubs, imported under TYPE_CHECKING only.
+    return {n for n in names if n not in sys.stdlib_module_names} - {"sessionshare", "_typeshed"}
+
+
+def test_the_demo_extra_installs_what_the_demo_imports_and_nothing_else() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    def names(requirements: list[str]) -> set[str]:
+        return {Requirement(r).name.lower() for r in requirements}
+
+    core, demo = names(project["dependencies"]), names(project["optional-dependencies"]["demo"])
+    sources = [*(REPO / "examples").glob("*.py"), *(REPO / "sessionshare").glob("demo*.py")]
+    distributions = importlib.metadata.packages_distributions()
+    needed = {
+        dist.lower() for module in _third_party_imports(sources)
+        for dist in distributions.get(module, [module])
+    }
+    assert {"flask", "pyramid", "werkzeug"} <= needed  # the reader found the imports
+    assert needed <= core | demo, "the demo imports something `.[demo]` does not install"
+    assert demo <= needed, "`.[demo]` installs something the demo does not import"
+    assert not demo & {"pytest", "selenium", "hypothesis", "flask-session", "beaker"}
+    assert "sessionshare[demo]" in project["optional-dependencies"]["test"]

@@ -2,7 +2,7 @@
 
 :data:`OPTIONS` is the single source. The constructors' docstrings, their
 explicit keyword arguments (tests hold both to it), ``from_env`` and its
-``SESSIONSHARE_*`` variables, the README's options table and
+``SESSIONSHARE_*`` variables, the options table of docs/options.md and
 ``python -m sessionshare check`` all come from it, so adding an option is
 one entry here plus its parameter in the constructor.
 
@@ -130,7 +130,7 @@ class Option:
     def doc(self) -> str:
         """The ``:param:`` text of the constructors' docstrings, on one line."""
         default = self.default_text()
-        # Markdown code spans (the README's form) become reST literals.
+        # Markdown code spans (the options page's form) become reST literals.
         meaning = re.sub(r"`([^`]+)`", r"``\1``", self.help)
         text = f"{meaning[0].upper()}{meaning[1:]}."
         text += " Required." if default is None else f" Default ``{default}``."

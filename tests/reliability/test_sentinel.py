@@ -12,7 +12,7 @@ the old master after the promotion is lost when it is demoted -- the
 window Redis's asynchronous replication allows, which must stay short).
 
 The second run pauses writes on the old master first (``CLIENT PAUSE ms
-WRITE``, the README's planned-switchover recipe): then the switch costs a
+WRITE``, the planned-switchover recipe of docs/scaling.md): then the switch costs a
 few 503s and loses no acknowledged write at all. The third kills the master
 outright: 503s until the sentinel has promoted the replica, then success,
 within the same 5 s.
