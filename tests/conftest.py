@@ -25,6 +25,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import RedisServer  # noqa: E402
 
 from sessionshare import MemoryStore, RedisStore, SessionStore  # noqa: E402
+from sessionshare.core.session import META_RETIRED  # noqa: E402
+from sessionshare.store.base import SessionRecord  # noqa: E402
+
+
+def is_dead(record: SessionRecord | None) -> bool:
+    """True when a store record is no live session: absent, or an id a sign-in or
+    ``regenerate()`` just moved -- kept a few seconds as a marker with no data
+    (issue 16, finding 12)."""
+    return record is None or META_RETIRED in record.meta
+
+
+def live_session_keys(store: SessionStore, prefix: str = "sessionshare:") -> list[str]:
+    """The keys of the live sessions ``store`` holds (retired markers left out)."""
+    if isinstance(store, MemoryStore):
+        keys = list(store.sessions())
+    else:
+        client = store.client  # type: ignore[attr-defined]
+        keys = [k.decode() if isinstance(k, bytes) else k
+                for k in client.scan_iter(match=prefix + "s:*")]
+    return [key for key in keys if not is_dead(store.load(key, 60))]
 
 
 def genuine_cookie(middleware: Any) -> str:

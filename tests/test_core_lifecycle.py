@@ -17,8 +17,14 @@ from conftest import FakeClock
 from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.ids import SessionIds
-from sessionshare.core.lifecycle import Lifecycle
-from sessionshare.core.session import META_AUTHENTICATED, META_CREATED, META_JOINED, Session
+from sessionshare.core.lifecycle import ROTATION_GRACE, Lifecycle
+from sessionshare.core.session import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    META_JOINED,
+    META_RETIRED,
+    Session,
+)
 from sessionshare.core.steps import Command, Delete, Load, Mark, Save, Steps
 from sessionshare.store.base import SessionRecord
 
@@ -154,15 +160,18 @@ def test_a_write_to_a_session_gone_meanwhile_clears_the_cookie(
     assert session.stored_id is None  # logged out elsewhere: stays logged out
 
 
-def test_regenerate_writes_the_new_id_then_deletes_the_old(
+def test_regenerate_writes_the_new_id_then_retires_the_old(
     rules: Lifecycle, clock: FakeClock
 ) -> None:
     session = Session(lambda sid: None, SID)
     session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     session.regenerate()
-    commands, headers = script(rules.persist(session), [True, None])
-    save, delete = commands
-    assert isinstance(save, Save) and save.create and delete == Delete(rules.session_key(SID))
+    commands, headers = script(rules.persist(session), [True, True])
+    save, retire = commands
+    assert isinstance(save, Save) and save.create and save.key != rules.session_key(SID)
+    # The old id keeps no data, only the marker, and only for the grace window (finding 12).
+    assert retire == Save(rules.session_key(SID), changed={}, deleted=("a",),
+                          meta={META_RETIRED: int(clock())}, ttl=ROTATION_GRACE, create=True)
     assert session.stored_id not in (None, SID)
     assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(str(session.stored_id)))) in headers
 
@@ -231,3 +240,25 @@ def test_a_late_invalidate_still_deletes_without_a_cookie_header(
     commands, headers = script(rules.persist(session, late=True))
     assert commands == [Delete(rules.session_key(SID))]
     assert headers == [("Vary", "Cookie")] and logged.messages == []
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["reads", "writes"])
+def test_a_request_that_reads_a_moved_id_leaves_the_cookie_alone(
+    rules: Lifecycle, clock: FakeClock, writes: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16 finding 12: the id in this request's cookie was moved by a sign-in in another
+    # request of the same browser, which sets the new cookie. Clearing the cookie (nothing
+    # found) or setting a new session's (a write) would sign that browser out again.
+    session = Session(lambda sid: None, SID)
+    commands, _ = script(rules.load(session), [
+        SessionRecord({}, {META_CREATED: int(clock()), META_RETIRED: int(clock())})
+    ])
+    assert session.new and session.get("user") is None
+    if writes:
+        session["cart"] = [1]
+    caplog.set_level("WARNING", logger="sessionshare")
+    commands, headers = script(rules.persist(session))
+    assert commands == [] and headers == [("Vary", "Cookie")]
+    refusals = [r.getMessage() for r in caplog.records if "change_refused" in r.getMessage()]
+    assert len(refusals) == int(writes)
+    assert all(m.startswith("change_refused reason=rotated") for m in refusals)

@@ -39,7 +39,7 @@ from ..errors import ConfigurationError, SessionTooLarge
 from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .session import META_JOINED, Session, WritePlan, lifetime_start
+from .session import META_JOINED, META_RETIRED, Session, WritePlan, lifetime_start
 from .steps import Delete, Load, Mark, Save, Steps
 
 __all__ = ["Headers", "Lifecycle"]
@@ -50,13 +50,19 @@ _VARY = ("Vary", "Cookie")
 
 log = logging.getLogger("sessionshare")
 
-# What a late_change_refused warning tells the app's developer to do.
+# What a late_change_refused (or change_refused) warning tells the app's developer.
 _LATE_FIX = {
     "regenerate": "regenerate() was called after the response started; the session keeps "
     "its id (call regenerate() before start_response)",
     "new_session": "a session first written after the response started gets no cookie and "
     "is not stored (write the session before start_response)",
+    "rotated": "this request read a session id that a sign-in in another request of the "
+    "same browser had just moved; its changes are dropped and its cookie left alone, so "
+    "that the sign-in's new cookie stands (the user repeats the action if needed)",
 }
+#: Seconds a moved id stays a marker (see ``META_RETIRED``): longer than any request that
+#: read it before the move can still be running.
+ROTATION_GRACE = 30
 
 
 class Lifecycle:
@@ -184,9 +190,8 @@ class Lifecycle:
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
         if plan.refused is not None:
-            log.warning(
-                "late_change_refused reason=%s hint=%r", plan.refused, _LATE_FIX[plan.refused]
-            )
+            event = "change_refused" if plan.refused == "rotated" else "late_change_refused"
+            log.warning("%s reason=%s hint=%r", event, plan.refused, _LATE_FIX[plan.refused])
         if plan.unchanged:
             return [_VARY]
         return plan
@@ -233,7 +238,15 @@ class Lifecycle:
                 headers.append(("Set-Cookie", self.cookie.clear()))
                 return headers
         if plan.drop is not None and not plan.drop_first:
-            yield Delete(self.session_key(plan.drop))
+            # Moved to a new id (sign-in, regenerate): the old id becomes a marker holding no
+            # data for a few seconds rather than vanishing, so that a request of this browser
+            # still running with the old cookie neither clears nor replaces the new one
+            # (finding 12). It gives no way to the new id: no fixation.
+            yield Save(
+                self.session_key(plan.drop), changed={},
+                deleted=plan.dropped_keys, meta={META_RETIRED: int(now)},
+                ttl=ROTATION_GRACE, create=True,
+            )
         session.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None

@@ -38,6 +38,7 @@ __all__ = [
     "META_AUTHENTICATED",
     "META_CREATED",
     "META_JOINED",
+    "META_RETIRED",
     "Session",
     "SessionLoader",
     "WritePlan",
@@ -54,6 +55,11 @@ META_AUTHENTICATED = "a"
 #: Prefix of the metadata field recording that a remote origin joined the session
 #: through a hand-off the IdP authorized: ``"o:" + origin`` -> when (0: withdrawn).
 META_JOINED = "o:"
+#: Metadata field of a *retired* id: one that a sign-in (or ``regenerate()``) moved to a new
+#: id a moment ago. Its record stays a short while as a marker holding no data, so that a
+#: request of the same browser that read the old id and is still running does not clear or
+#: replace the cookie the moving request sets (issue 16, finding 12).
+META_RETIRED = "r"
 
 #: Reads the stored session with this id: its record, or None when the store
 #: holds no live session under it (the manager also enforces lifetimes here).
@@ -138,10 +144,13 @@ class WritePlan:
     lifetime_start: int = 0
     #: What the response does to the session cookie.
     cookie: Literal["set", "clear", "keep"] = "keep"
+    #: The keys ``drop`` held when read: what a move (``drop`` after the save) empties
+    #: from the old id's entry, which stays a few seconds as a marker (finding 12).
+    dropped_keys: tuple[str, ...] = ()
     #: What a late plan (``write_plan(late=True)``) leaves out, or None:
     #: ``"regenerate"`` (the session keeps its id) or ``"new_session"`` (no
     #: session is created). The plan still does everything else it lists.
-    refused: Literal["regenerate", "new_session"] | None = None
+    refused: Literal["regenerate", "new_session", "rotated"] | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -193,6 +202,7 @@ class Session(MutableMapping[str, Any]):
         "_meta",
         "_meta_changed",
         "_regenerate",
+        "_retired",
         "_set",
         "_sid",
         "_stored",
@@ -213,6 +223,7 @@ class Session(MutableMapping[str, Any]):
         self._meta_changed = False
         self._regenerate = False
         self._invalidate = False
+        self._retired = False
 
     # -- loading -----------------------------------------------------------
     # A session is read either lazily through its loader (the WSGI shell: the
@@ -229,6 +240,11 @@ class Session(MutableMapping[str, Any]):
             raise RuntimeError("the session was read already")
         if record is None:
             self._take(None, {}, {})
+        elif META_RETIRED in record.meta:
+            # Moved to a new id by another request of this browser: no session here, and
+            # this request must leave the cookie to the one that moved it.
+            self._take(None, {}, {})
+            self._retired = True
         else:
             self._take(self._sid, record.fields, record.meta)
 
@@ -244,6 +260,7 @@ class Session(MutableMapping[str, Any]):
 
     def _take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
         """Become the stored record ``fields``/``meta`` of ``sid`` (None: a new session)."""
+        self._retired = False
         self._sid = sid
         self._exists = sid is not None
         self._stored = fields
@@ -489,6 +506,11 @@ class Session(MutableMapping[str, Any]):
             fresh = {key: _encode(key, value) for key, value in self._values.items()}
             return self._creating(fresh, now, new_id, drop=old, drop_first=True)
         changed, deleted = self._changes()
+        if self._retired and old is None:
+            # The cookie this request came with names an id another request of the browser
+            # just moved (a sign-in): that request sets the new cookie. Clearing it here, or
+            # setting a new session's, would sign the browser out if this answer came last.
+            return WritePlan(refused="rotated") if changed or self._meta_changed else _UNCHANGED
         if old is not None and not regenerate:
             if not (changed or deleted or self._meta_changed):
                 return _UNCHANGED
@@ -521,11 +543,13 @@ class Session(MutableMapping[str, Any]):
         return WritePlan(
             drop=drop, drop_first=drop_first, save_to=new_id(), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
-            cookie="set",
+            cookie="set", dropped_keys=tuple(self._stored) if drop is not None else (),
         )
 
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
         old = self._sid if self._exists else None
+        if self._retired and old is None and not self._invalidate:
+            return WritePlan(refused="rotated") if self._values else _UNCHANGED
         if self._invalidate:
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.

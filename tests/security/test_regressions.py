@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import is_dead, live_session_keys
 from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser, Deployment, idp_app, remote_app
 
 from sessionshare import (
@@ -20,7 +21,6 @@ from sessionshare import (
     CallbackRejected,
     IdpAuthMiddleware,
     MemoryStore,
-    RedisStore,
     RemoteSessionMiddleware,
     SessionStore,
     SyncKey,
@@ -361,7 +361,7 @@ def test_signing_in_as_another_user_rotates_the_session_id(
     assert alice_sid is not None and alice_sid != bob_sid
     assert victim.get(IDP + "/").text == "idp home user=alice"
     # bob's id is dead: the attacker's browser is nobody, not alice.
-    assert store.load(bob_key, 60) is None
+    assert is_dead(store.load(bob_key, 60))
     assert attacker.get(IDP + "/").text == "idp home user=None"
     assert attacker.get(attacker.start_login(SHOP + "/orders")).status_int == 200  # the form
 
@@ -511,11 +511,8 @@ def _sign_in_from_the_form(session: Any, environ: dict[str, Any]) -> None:
 
 
 def _session_keys(store: SessionStore, dep: Deployment) -> list[str]:
-    if isinstance(store, RedisStore):
-        pattern = dep.idp.manager.key_prefix + "s:*"
-        return [k.decode() for k in store.client.scan_iter(match=pattern)]
-    assert isinstance(store, MemoryStore)
-    return list(store.sessions())
+    """The live sessions' keys (a moved id's short-lived marker is no session)."""
+    return live_session_keys(store, dep.idp.manager.key_prefix)
 
 
 def _refusals(events: Events) -> list[str]:

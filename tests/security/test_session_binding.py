@@ -366,3 +366,65 @@ def test_from_env_without_a_cookie_name_uses_the_default_name(origin: str, expec
     }
     idp = IdpAuthMiddleware.from_env(_writer, environ)
     assert _cookie_name_set_by(idp, origin + "/") == expected
+
+
+# -- finding 12: a sign-in racing another request of the same browser --------------------
+# The sign-in moves the session to a new id and sets its cookie; a request of the same
+# browser that came with the old cookie and answers *after* it used to clear that cookie
+# (its write found the old id gone) or replace it with a new anonymous session's: the user,
+# just signed in, was signed out. Each test runs the racing sign-in inside the slow request
+# (WebTest shares one cookie jar), so the slow request's answer is the one that lands last.
+
+
+def _racing_idp(race: dict[str, Any]) -> Callable[..., Any]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path, session = environ["PATH_INFO"], environ["sessionshare.session"]
+        if path in ("/write-then-race", "/race-then-write", "/race-then-read"):
+            if path == "/write-then-race":
+                session.get("cart")  # read the old id before the sign-in moves it
+            race["sign_in"]()
+            if path != "/race-then-read":
+                session["cart"] = ["teapot"]
+            else:
+                session.get("cart")
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"done"]
+        return idp_app(environ, start_response)
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/write-then-race", "/race-then-write", "/race-then-read"])
+def test_a_request_racing_the_sign_in_does_not_sign_the_user_out(
+    store: SessionStore, clock: Callable[[], float], path: str
+) -> None:
+    race: dict[str, Any] = {}
+    dep = Deployment(store, clock, idp=_racing_idp(race))
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)  # the login form: an anonymous IdP session holds the hand-off
+    before = browser.cookie("id.test")
+    race["sign_in"] = lambda: browser.post(login_url, {"username": "alice",
+                                                       "password": "wonderland"})
+    slow = browser.get(IDP + path)
+    assert slow.status_int == 200
+    assert not [v for k, v in slow.headerlist if k == "Set-Cookie" and v.startswith(COOKIE)]
+    assert browser.cookie("id.test") not in (None, before), "the sign-in's new cookie stands"
+    assert browser.get(IDP + "/").text == "idp home user=alice"
+
+
+def test_an_old_id_is_a_marker_only_for_the_grace_window(clock: Any) -> None:
+    from sessionshare.core.lifecycle import ROTATION_GRACE
+
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)
+    old_key = browser.store_key("id.test")
+    browser.sign_in(login_url)
+    marker = store.sessions()[old_key]  # looked at without sliding its expiry
+    assert marker.fields == {}, "the marker holds no data"
+    assert 0 < marker.expires - clock() <= ROTATION_GRACE
+    clock.advance(ROTATION_GRACE + 1)
+    assert store.load(old_key, 60) is None

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import webtest
+from conftest import live_session_keys
 from flow import CALLBACK, HTML, IDP, SHOP, Browser, Deployment, idp_app, reason_of, remote_app
 
 from sessionshare import (
@@ -94,11 +95,8 @@ class _DamagingStore:
 
 
 def _session_keys(store: SessionStore) -> list[str]:
-    if isinstance(store, RedisStore):
-        names = [k.decode() if isinstance(k, bytes) else k for k in store.client.keys("*")]
-        return [k for k in names if k.startswith("sessionshare:s:")]
-    assert isinstance(store, MemoryStore)
-    return list(store.sessions())
+    """The live sessions' keys (a moved id's short-lived marker is no session)."""
+    return live_session_keys(store)
 
 
 @pytest.mark.parametrize("damaged", DAMAGED)
