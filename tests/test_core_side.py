@@ -80,9 +80,7 @@ def test_remote_user_forms(clock: FakeClock, user: Any, remote_user: str) -> Non
     dep = Deployment(store, clock)
     browser = Browser(dep)
     browser.sign_in_at(BLOG + "/x")
-    (key,) = list(store.sessions())
-
-    store.save(key, changed={"user": json.dumps(user)}, ttl=600)
+    store.save(browser.store_key("blog.test"), changed={"user": json.dumps(user)}, ttl=600)
     assert browser.get(BLOG + "/x").json["user"] == remote_user
 
 
