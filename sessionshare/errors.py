@@ -48,7 +48,8 @@ CallbackReason = Literal[
 ]
 #: Every code an error answer of the library carries (the ``error`` of its JSON body).
 Reason = Literal[
-    TokenReason, CallbackReason, "not_authorized", "store_unavailable", "cross_origin"
+    TokenReason, CallbackReason, "not_authorized", "state_taken", "store_unavailable",
+    "cross_origin",
 ]
 
 _R = TypeVar("_R", bound=str)

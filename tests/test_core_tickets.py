@@ -8,7 +8,9 @@ from collections.abc import Collection, Mapping
 import pytest
 from conftest import FakeClock
 
-from sessionshare import MemoryStore, SessionStore
+from sessionshare import MemoryStore, SessionStore, SyncKey
+from sessionshare.core.claims import CLAIM_TTL, StateClaims
+from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.steps import run
 from sessionshare.core.tickets import (
     CLOCK_LEEWAY,
@@ -30,6 +32,19 @@ from sessionshare.store.base import SessionRecord
 PREFIX = "sessionshare:"
 SID = "s" * 43
 FIXED = bytes(range(TICKET_BYTES))
+STATE = "S" * 43
+CLAIMS = StateClaims(SyncKey.parse(SyncKey.generate()), cookie=CookieSpec("b"), prefix=PREFIX)
+OWNER, OTHER = "o" * 64, "x" * 64
+
+
+def _issue(store: SessionStore, owner: str = OWNER) -> bytes | None:
+    return run(issue(PREFIX, SID, STATE, CLAIMS, owner, token_ttl=60), store)
+
+
+def _ticket(store: SessionStore) -> bytes:
+    ticket = _issue(store)
+    assert ticket is not None
+    return ticket
 
 
 def test_ticket_wrapping() -> None:
@@ -44,13 +59,16 @@ def test_ticket_wrapping() -> None:
 
 
 def test_wire_format_is_pinned() -> None:
-    # Known answers taken from the release before tickets moved here: a ticket issued
-    # by an IdP on one version must be redeemable by a remote on the next.
-    assert ticket_key(PREFIX, FIXED) == (
-        "sessionshare:t:74c08510b2cca5ee3a0c80ca72d7d409655f5d0a70804bf6fd3246e1057cc96a"
+    # Known answers of protocol v2 (token version 2): a ticket issued by an IdP on one
+    # release must be redeemable by a remote on the next of the same version. The key
+    # carries the state's hash tag (finding 3: claimed and stored in one command).
+    assert ticket_key(PREFIX, FIXED, STATE) == (
+        "sessionshare:t:{2a5b0407fdc7f6fb3f33664ba7e26b82}"
+        "74c08510b2cca5ee3a0c80ca72d7d409655f5d0a70804bf6fd3246e1057cc96a"
     )
     assert wrap_session_id(FIXED, "abc") == "b97W7VCdkX1hI0fa2lUFJ6Su7g=="
-    assert ticket_key("other:", FIXED).startswith("other:t:74c08510")
+    assert ticket_key("other:", FIXED, STATE).startswith("other:t:{2a5b0407")
+    assert CLAIMS.claim_key(STATE) == "sessionshare:c:{2a5b0407fdc7f6fb3f33664ba7e26b82}"
 
 
 def test_one_leeway_for_both_sides() -> None:
@@ -67,49 +85,73 @@ class _Recorder(MemoryStore):
         super().__init__(clock=clock)
         self.calls: list[tuple[object, ...]] = []
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        self.calls.append(("put", key, value, ttl))
-        super().put_ticket(key, value, ttl)
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        self.calls.append(("claim", key, owner, ttl, ticket))
+        return super().claim_state(key, owner, ttl, ticket)
 
     def take_ticket(self, key: str) -> str | None:
         self.calls.append(("take", key))
         return super().take_ticket(key)
 
 
-def test_issue_writes_the_wire_format_in_one_call(clock: FakeClock) -> None:
+def test_issue_claims_the_state_and_writes_the_ticket_in_one_call(clock: FakeClock) -> None:
     store = _Recorder(clock)
-    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
+    ticket = _ticket(store)
     assert len(ticket) == TICKET_BYTES
-    [(op, key, value, ttl)] = store.calls
-    assert (op, key, ttl) == ("put", ticket_key(PREFIX, ticket), 60 + CLOCK_LEEWAY)
+    [(op, claim_key, owner, claim_ttl, stored)] = store.calls
+    assert (op, claim_key, owner, claim_ttl) == ("claim", CLAIMS.claim_key(STATE), OWNER,
+                                                 CLAIM_TTL)
+    assert stored is not None
+    key, value, ttl = stored
+    assert (key, ttl) == (ticket_key(PREFIX, ticket, STATE), 60 + CLOCK_LEEWAY)
     assert isinstance(value, str) and SID not in value
     assert unwrap_session_id(ticket, value) == SID
-    assert run(issue(PREFIX, SID, token_ttl=60), store) != ticket  # fresh every time
+    assert _issue(store) != ticket  # fresh every time, for the owner of the state
+
+
+def test_no_ticket_for_a_state_another_browser_claimed(store: SessionStore) -> None:
+    assert run(CLAIMS.claim(STATE, OWNER), store) is True  # the first presenter
+    assert run(CLAIMS.claim(STATE, OWNER), store) is True  # ...and again (a reload)
+    assert _issue(store, OTHER) is None  # another browser: no ticket, nothing stored
+    assert run(CLAIMS.claim(STATE, OTHER), store) is False
+    ticket = _ticket(store)  # the owner still gets one
+    assert run(redeem(PREFIX, ticket, STATE), store) == SID
+
+
+def test_a_claim_lasts_as_long_as_a_pending_hand_off(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    assert run(CLAIMS.claim(STATE, OWNER), store)
+    clock.advance(CLAIM_TTL - 1)
+    assert not run(CLAIMS.claim(STATE, OTHER), store)
+    clock.advance(2)
+    assert run(CLAIMS.claim(STATE, OTHER), store)
 
 
 def test_redeem_once_then_never(store: SessionStore) -> None:
-    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
+    ticket = _ticket(store)
     # Another ticket finds nothing here: not held, which is not the same as spent.
-    assert run(redeem(PREFIX, new_ticket()), store) == NOT_HELD
-    assert run(redeem(PREFIX, ticket), store) == SID
-    assert run(redeem(PREFIX, ticket), store) is None  # replayed
+    assert run(redeem(PREFIX, new_ticket(), STATE), store) == NOT_HELD
+    assert run(redeem(PREFIX, ticket, "T" * 43), store) == NOT_HELD  # another state's key
+    assert run(redeem(PREFIX, ticket, STATE), store) == SID
+    assert run(redeem(PREFIX, ticket, STATE), store) is None  # replayed
 
 
 def test_burn_spends_the_ticket(store: SessionStore) -> None:
-    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
-    run(burn(PREFIX, ticket), store)
-    assert run(redeem(PREFIX, ticket), store) is None
-    run(burn(PREFIX, ticket), store)  # burning a spent ticket is harmless
+    ticket = _ticket(store)
+    run(burn(PREFIX, ticket, STATE), store)
+    assert run(redeem(PREFIX, ticket, STATE), store) is None
+    run(burn(PREFIX, ticket, STATE), store)  # burning a spent ticket is harmless
 
 
 def test_ticket_outlives_its_token_by_the_leeway_only(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    kept = run(issue(PREFIX, SID, token_ttl=60), store)
-    dropped = run(issue(PREFIX, SID, token_ttl=60), store)
+    kept, dropped = _ticket(store), _ticket(store)
     clock.advance(60 + CLOCK_LEEWAY - 1)
-    assert run(redeem(PREFIX, kept), store) == SID
+    assert run(redeem(PREFIX, kept, STATE), store) == SID
     clock.advance(2)
-    assert run(redeem(PREFIX, dropped), store) is None
+    assert run(redeem(PREFIX, dropped, STATE), store) is None
 
 
 def test_a_value_the_ticket_does_not_open_is_not_a_session(clock: FakeClock) -> None:
@@ -117,20 +159,27 @@ def test_a_value_the_ticket_does_not_open_is_not_a_session(clock: FakeClock) -> 
     # gives None, never a session id.
     store = MemoryStore(clock=clock)
     ticket = new_ticket()
-    store.put_ticket(ticket_key(PREFIX, ticket), wrap_session_id(new_ticket(), SID), 60)
-    assert run(redeem(PREFIX, ticket), store) is None
-    store.put_ticket(ticket_key(PREFIX, ticket), "not base64 at all!", 60)
-    assert run(redeem(PREFIX, ticket), store) is None
+    store.put_ticket(ticket_key(PREFIX, ticket, STATE), wrap_session_id(new_ticket(), SID), 60)
+    assert run(redeem(PREFIX, ticket, STATE), store) is None
+    store.put_ticket(ticket_key(PREFIX, ticket, STATE), "not base64 at all!", 60)
+    assert run(redeem(PREFIX, ticket, STATE), store) is None
 
 
 class _Unused(SessionStore):
-    """Only the two ticket methods exist: the ticket functions need nothing else."""
+    """Only the claim and ticket methods exist: the ticket functions need nothing else."""
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
 
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        if ticket is not None:
+            self.values[ticket[0]] = ticket[1]
+        return True
+
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        self.values[key] = value
+        raise AssertionError("tickets are stored with their state's claim")
 
     def take_ticket(self, key: str) -> str | None:
         return self.values.pop(key, None)
@@ -155,6 +204,6 @@ class _Unused(SessionStore):
 @pytest.mark.parametrize("length", [0, 16, 31, 33])
 def test_only_32_byte_tickets_unwrap(length: int) -> None:
     store = _Unused()
-    ticket = run(issue(PREFIX, SID, token_ttl=60), store)
+    ticket = _ticket(store)
     assert unwrap_session_id(bytes(length), next(iter(store.values.values()))) is None
-    assert run(redeem(PREFIX, ticket), store) == SID
+    assert run(redeem(PREFIX, ticket, STATE), store) == SID

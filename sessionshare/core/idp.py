@@ -39,6 +39,8 @@ from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
+from .claims import StateClaims
+from .cookies import CookieSpec
 from .lifecycle import Headers
 from .pending import MAX_PENDING as MAX_PENDING
 from .pending import PENDING_KEY as PENDING_KEY
@@ -101,6 +103,15 @@ class IdpSide(Side):
         self.authorize = authorize
         self.strict = strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
+        session_cookie = self.lifecycle.cookie
+        self.claims = StateClaims(
+            self.key, prefix=self.lifecycle.key_prefix,
+            cookie=CookieSpec(
+                # Lax: it must come along on the top-level navigation from a remote.
+                session_cookie.name + "_browser", secure=session_cookie.secure,
+                samesite="Lax", domain=self.cookie_domain,
+            ),
+        )
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -145,9 +156,18 @@ class IdpSide(Side):
                     )
                 handoff = None
             if handoff is not None:
-                if user is not None and request.method in ("GET", "HEAD"):
-                    return (yield from self._complete(request, session, handoff))
+                owner, browser_cookie = self.claims.browser_of(request.cookies)
+                if request.method in ("GET", "HEAD"):
+                    if user is not None:
+                        return (yield from self._complete(
+                            request, session, handoff, owner, browser_cookie
+                        ))
+                    # The first browser to present a state holds it (finding 3): a
+                    # token is minted for it only there, whoever reads it from a URL.
+                    if not (yield from self.claims.claim(handoff.state, owner)):
+                        return self._state_taken(request, handoff, browser_cookie)
                 self._remember(session, handoff)
+                return PassThrough(user, signed_in=user is not None, headers=browser_cookie)
         return PassThrough(user, signed_in=user is not None)
 
     def _requested_handoff(self, request: Request) -> _Handoff | None:
@@ -223,7 +243,7 @@ class IdpSide(Side):
             session.mark_authenticated(self.clock())
             log.info("login origin=%s", self.origin)
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
-        cookies = yield from self.lifecycle.persist(session)
+        cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
         if handoff is None or session.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
@@ -231,8 +251,13 @@ class IdpSide(Side):
         # The app's own cookies (its CSRF or flash cookie, say) were meant for this
         # browser too: they ride on the 303 that replaces the app's answer.
         own_cookies = [(k, v) for k, v in app_headers if k.lower() == "set-cookie"]
-        location = yield from self._mint(session, handoff)
-        return Reply.redirect(location, headers=[*own_cookies, *cookies])
+        owner, browser_cookie = self.claims.browser_of(request.cookies)
+        if passed.headers:
+            browser_cookie = []  # set above already, for the owner this request claimed as
+        location = yield from self._mint(session, handoff, owner)
+        if location is None:
+            return self._state_taken(request, handoff, [*own_cookies, *cookies, *browser_cookie])
+        return Reply.redirect(location, headers=[*own_cookies, *cookies, *browser_cookie])
 
     def on_close(self, session: Session) -> Steps[Headers]:
         """The app's body is done: persist what changed while it streamed.
@@ -275,17 +300,36 @@ class IdpSide(Side):
         return _Handoff(allowed.url, allowed.origin, state)
 
     # -- the redirect back -------------------------------------------------
-    def _complete(self, request: Request, session: Session, handoff: _Handoff) -> Steps[Reply]:
+    def _complete(
+        self,
+        request: Request,
+        session: Session,
+        handoff: _Handoff,
+        owner: str,
+        browser_cookie: Headers,
+    ) -> Steps[Reply]:
         """A signed-in user asks for a remote: straight back with a token."""
         if self.authorize is not None and not self.authorize(session, handoff.origin):
             # The user lost this site: it stops serving them at once, not only at the
             # next hand-off (its protected paths check the joined origins per request).
             session.withdraw(handoff.origin)
             cookies = yield from self.lifecycle.persist(session)
-            return self._refused(request, handoff, cookies)
-        location = yield from self._mint(session, handoff)
-        cookies = yield from self.lifecycle.persist(session)
+            return self._refused(request, handoff, [*browser_cookie, *cookies])
+        location = yield from self._mint(session, handoff, owner)
+        cookies = [*browser_cookie, *(yield from self.lifecycle.persist(session))]
+        if location is None:
+            return self._state_taken(request, handoff, cookies)
         return Reply.redirect(location, headers=cookies)
+
+    def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
+        """403 for a login state another browser presented first: no token (finding 3)."""
+        log.warning("handoff_refused reason=state_taken audience=%s", handoff.origin)
+        return Reply.error(
+            403, "state_taken",
+            "This sign-in link was opened in another browser first. Go back to the site "
+            "and sign in from there.",
+            as_json=request.wants_json, headers=headers,
+        )
 
     def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
@@ -295,13 +339,17 @@ class IdpSide(Side):
             as_json=request.wants_json, headers=headers,
         )
 
-    def _mint(self, session: Session, handoff: _Handoff) -> Steps[str]:
-        """Store a ticket for the session; the callback URL carrying its sealed token."""
+    def _mint(self, session: Session, handoff: _Handoff, owner: str) -> Steps[str | None]:
+        """Store a ticket for the session if this browser (``owner``) holds the state; the
+        callback URL carrying its sealed token, or None when another browser holds it."""
         sid = session.stored_id
         assert sid is not None, "only a stored, signed-in session is handed off"
         ticket = yield from tickets.issue(
-            self.lifecycle.key_prefix, sid, token_ttl=self.token_ttl
+            self.lifecycle.key_prefix, sid, handoff.state, self.claims, owner,
+            token_ttl=self.token_ttl,
         )
+        if ticket is None:
+            return None
         token = seal_token(
             self.key, ticket, audience=handoff.origin, issuer=self.origin,
             state=handoff.state, now=self.clock(),

@@ -212,11 +212,11 @@ class RemoteSide(Side):
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
-            yield from tickets.burn(prefix, claims.ticket)
+            yield from tickets.burn(prefix, claims.ticket, claims.state)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        sid = yield from tickets.redeem(prefix, claims.ticket)
+        sid = yield from tickets.redeem(prefix, claims.ticket, claims.state)
         if sid == tickets.NOT_HELD:
             # A valid token whose ticket this store never held: the IdP wrote it into
             # another store. Retrying cannot help, so the answer must not say "retry".

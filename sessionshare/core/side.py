@@ -64,10 +64,13 @@ class PassThrough(NamedTuple):
     :param user: the signed-in user to publish (``REMOTE_USER``), or None.
     :param signed_in: whether the session was signed in before the app ran
         (the IdP watches for a sign-in on the way out).
+    :param headers: headers the side adds to the app's answer (the IdP's browser
+        cookie); the side's own ``on_response`` adds them.
     """
 
     user: Any = None
     signed_in: bool = False
+    headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no
@@ -126,6 +129,7 @@ class Side:
             canonical_origin(logout_redirect, setting="logout_redirect")
         self.logout_redirect = logout_redirect
         self.clock = clock
+        self.cookie_domain = cookie_domain
         if cookie_name is None:
             # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
             # subdomain can then neither set nor shadow the cookie -- no planted session

@@ -30,6 +30,7 @@ from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
 
 __all__ = [
     "Command",
+    "ClaimState",
     "Delete",
     "Load",
     "Mark",
@@ -119,6 +120,32 @@ class PutTicket(NamedTuple):
         await store.put_ticket(self.key, self.value, self.ttl)
 
 
+class ClaimState(NamedTuple):
+    """Claim a login state for an owner (first claimant wins, for ``ttl`` seconds) and, when
+    the owner holds it and a ticket is given, store the ticket too. Answer: whether it holds."""
+
+    key: str
+    owner: str
+    ttl: int
+    ticket_key: str | None = None
+    ticket_value: str = ""  # a wrapped session id: never in a repr
+    ticket_ttl: int = 0
+
+    def __repr__(self) -> str:
+        return f"ClaimState(key={self.key!r}, ttl={self.ttl}, ticket_key={self.ticket_key!r})"
+
+    def _ticket(self) -> tuple[str, str, int] | None:
+        if self.ticket_key is None:
+            return None
+        return (self.ticket_key, self.ticket_value, self.ticket_ttl)
+
+    def on(self, store: SessionStore) -> bool:
+        return store.claim_state(self.key, self.owner, self.ttl, self._ticket())
+
+    async def on_async(self, store: AsyncSessionStore) -> bool:
+        return await store.claim_state(self.key, self.owner, self.ttl, self._ticket())
+
+
 class TakeTicket(NamedTuple):
     """Redeem a ticket, atomically and once. Answer: its value, or None."""
 
@@ -131,7 +158,7 @@ class TakeTicket(NamedTuple):
         return await store.take_ticket(self.key)
 
 
-Command = Union[Load, Save, Mark, Delete, PutTicket, TakeTicket]  # noqa: UP007 - runtime alias
+Command = Union[Load, Save, Mark, Delete, PutTicket, ClaimState, TakeTicket]  # noqa: UP007 - runtime alias
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]
 

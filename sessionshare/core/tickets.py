@@ -21,10 +21,16 @@ cannot import the core, and re-exported here), so a token that is still
 valid never points to a ticket the store already dropped. The store expires
 tickets by its own clock (Redis ``EX``), not the middleware's injected one.
 
-Wire format -- it must not change, or tickets issued by one version are not
-redeemable by the next during a rolling deploy::
+The key carries the hash tag of the login state the ticket was minted for
+(:func:`sessionshare.core.claims.state_tag`): the IdP stores the ticket in the
+same store command that claims that state for the browser (issue 16, finding
+3), and the remote, which knows the state, finds it there.
 
-    key   = <key_prefix> "t:" hex(sha256(b"sessionshare ticket\\x00" + ticket))
+Wire format -- a change needs a new token version (it is 2 since protocol v2),
+or tickets issued by one version are not redeemable by the next::
+
+    key   = <key_prefix> "t:{" state_tag(state) "}"
+            hex(sha256(b"sessionshare ticket\\x00" + ticket))
     value = urlsafe_b64(AES-GCM(key=ticket, nonce=0*12, aad=b"sessionshare/v1/ticket",
                                 plaintext=session id))    # padded base64
 
@@ -34,9 +40,9 @@ I/O; :func:`issue`, :func:`redeem` and :func:`burn` are store steps of one
 command each (``core/steps.py``), so a thread shell and an asyncio shell run
 the very same code.
 
-    ticket = yield from issue(prefix, session_id, token_ttl=60)   # the IdP
-    session_id = yield from redeem(prefix, ticket)                # the remote: str or None
-    session_id = run(redeem(prefix, ticket), store)               # outside a step
+    ticket = yield from issue(prefix, session_id, state, claims, owner, token_ttl=60)  # IdP
+    session_id = yield from redeem(prefix, ticket, state)        # the remote: str or None
+    session_id = run(redeem(prefix, ticket, state), store)       # outside a step
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..crypto.tokens import CLOCK_LEEWAY as CLOCK_LEEWAY
 from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
 from ..store.base import NOT_HELD as NOT_HELD
-from .steps import PutTicket, Steps, TakeTicket
+from .claims import StateClaims, state_tag
+from .steps import Steps, TakeTicket
 
 __all__ = [
     "CLOCK_LEEWAY",
@@ -86,9 +93,9 @@ def ticket_digest(ticket: bytes) -> str:
     return hashlib.sha256(_DIGEST_PREFIX + ticket).hexdigest()
 
 
-def ticket_key(key_prefix: str, ticket: bytes) -> str:
-    """The store key of ``ticket``."""
-    return f"{key_prefix}t:{ticket_digest(ticket)}"
+def ticket_key(key_prefix: str, ticket: bytes, state: str) -> str:
+    """The store key of ``ticket``, minted for the login ``state``."""
+    return f"{key_prefix}t:{{{state_tag(state)}}}{ticket_digest(ticket)}"
 
 
 def ticket_ttl(token_ttl: int) -> int:
@@ -114,27 +121,37 @@ def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
 
 
 # -- the three store steps ----------------------------------------------------
-def issue(key_prefix: str, session_id: str, *, token_ttl: int) -> Steps[bytes]:
-    """Store a new ticket pointing to ``session_id``; the ticket, for the token."""
+def issue(
+    key_prefix: str,
+    session_id: str,
+    state: str,
+    claims: StateClaims,
+    owner: str,
+    *,
+    token_ttl: int,
+) -> Steps[bytes | None]:
+    """Store a new ticket pointing to ``session_id`` if ``owner`` holds (or now claims)
+    ``state``; the ticket, for the token, or None when another browser claimed the state."""
     ticket = new_ticket()
-    yield PutTicket(
-        ticket_key(key_prefix, ticket), wrap_session_id(ticket, session_id), ticket_ttl(token_ttl)
+    held = yield from claims.claim_with_ticket(
+        state, owner, ticket_key(key_prefix, ticket, state),
+        wrap_session_id(ticket, session_id), ticket_ttl(token_ttl),
     )
-    return ticket
+    return ticket if held else None
 
 
-def redeem(key_prefix: str, ticket: bytes) -> Steps[str | None]:
+def redeem(key_prefix: str, ticket: bytes, state: str) -> Steps[str | None]:
     """Take ``ticket`` (atomically, once): its session id; None if spent already.
 
     :data:`NOT_HELD` when this store never held the ticket -- for a token that
     is still valid, the IdP put it into another store.
     """
-    wrapped: str | None = yield TakeTicket(ticket_key(key_prefix, ticket))
+    wrapped: str | None = yield TakeTicket(ticket_key(key_prefix, ticket, state))
     if wrapped is None or wrapped == NOT_HELD:
         return wrapped
     return unwrap_session_id(ticket, wrapped)
 
 
-def burn(key_prefix: str, ticket: bytes) -> Steps[None]:
+def burn(key_prefix: str, ticket: bytes, state: str) -> Steps[None]:
     """Spend ``ticket`` without using it, so nobody else can redeem it."""
-    yield TakeTicket(ticket_key(key_prefix, ticket))
+    yield TakeTicket(ticket_key(key_prefix, ticket, state))

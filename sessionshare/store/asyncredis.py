@@ -30,12 +30,15 @@ from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLi
 from .base import SessionRecord
 from .exchange import DEFAULT_MAX_IDLE
 from .redisproto import (
+    CLAIM,
+    CLAIM_SHA,
     DRIVER_ERRORS,
     MERGE,
     MERGE_SHA,
     POLICY_UNKNOWN,
     REDEEM,
     REDEEM_SHA,
+    claim_args,
     eviction_warning,
     mark_args,
     merge_args,
@@ -170,6 +173,15 @@ class AsyncRedisStore:
             await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
+
+    async def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        try:
+            args = claim_args(key, owner, ttl, ticket)
+            return bool(await run_script(self._line, CLAIM, CLAIM_SHA, *args))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     async def take_ticket(self, key: str) -> str | None:
         nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised

@@ -10,6 +10,8 @@ A store keeps two kinds of records, under names the session layer chooses
   apps writing different keys of one session at the same moment both win.
   Writing the same key is last-write-wins. ``mark`` merges metadata into a
   live session and reads it back, in one round trip (a remote joining it).
+- **claims**: a login state bound to the first browser that presented it
+  (``claim_state``, which can store that state's ticket in the same step);
 - **tickets**: short-lived single-use values; ``take_ticket`` returns a
   ticket's value and deletes it atomically, so a second taker -- even in
   parallel -- gets None.
@@ -17,7 +19,7 @@ A store keeps two kinds of records, under names the session layer chooses
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
 never as the driver's own exception.
 
-A new backend (Valkey, a database) needs only these eight methods; the store
+A new backend (Valkey, a database) needs only these nine methods; the store
 contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
@@ -101,6 +103,14 @@ class SessionStore(Protocol):
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         """Store a ticket for ``ttl`` seconds."""
 
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        """Claim ``key`` for ``owner`` unless another owner holds it (the claim lasts
+        ``ttl`` seconds from the first); True when ``owner`` holds it. When it does and
+        ``ticket`` (key, value, ttl) is given, store that ticket too -- atomically, in one
+        round trip (a ticket key shares the claim's hash tag). Running it twice is harmless."""
+
     def take_ticket(self, key: str) -> str | None:
         """Return a ticket's value and spend it, atomically, once.
 
@@ -117,7 +127,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same eight methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same nine methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -148,6 +158,11 @@ class AsyncSessionStore(Protocol):
 
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         """Store a ticket for ``ttl`` seconds."""
+
+    async def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        """Claim ``key`` for ``owner`` (and store ``ticket`` if it holds it); whether it holds."""
 
     async def take_ticket(self, key: str) -> str | None:
         """Return a ticket's value and spend it, atomically; None if absent or spent."""

@@ -259,7 +259,9 @@ Line = DirectLine | PoolLine | ClusterLine
 
 def run_script(line: Line, script: str, sha: str, *keys_and_args: Any) -> Any:
     """EVALSHA, falling back to EVAL once when the server lost its script cache."""
-    key = str(keys_and_args[1]) if keys_and_args and keys_and_args[0] == 1 else None
+    # Every script's keys share one hash slot (a session, or a state's claim and ticket):
+    # the first names it.
+    key = str(keys_and_args[1]) if keys_and_args and int(keys_and_args[0]) >= 1 else None
     try:
         return line.call("EVALSHA", sha, *keys_and_args, key=key)
     except NoScriptError:  # a restarted or flushed server: EVAL caches it again

@@ -59,6 +59,7 @@ class MemoryStore:
         self._sessions: dict[str, tuple[float, dict[str, str], dict[str, int]]] = {}
         self._tickets: dict[str, tuple[float, str]] = {}
         self._spent: dict[str, float] = {}  # taken tickets, until their own expiry
+        self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
         self._writes = 0
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -124,6 +125,21 @@ class MemoryStore:
             self._tickets[key] = (now + ttl, value)
             self._maybe_sweep(now)
 
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        with self._lock:
+            now = self._clock()
+            held = self._claims.get(key)
+            if held is None or held[0] <= now:
+                self._claims[key] = (now + ttl, owner)
+            elif held[1] != owner:
+                return False
+            if ticket is not None and ticket[0] not in self._tickets:
+                self._tickets[ticket[0]] = (now + ticket[2], ticket[1])
+            self._maybe_sweep(now)
+            return True
+
     def take_ticket(self, key: str) -> str | None:
         with self._lock:
             entry = self._tickets.pop(key, None)
@@ -175,3 +191,4 @@ class MemoryStore:
         self._sessions = {k: e for k, e in self._sessions.items() if e[0] > now}
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
         self._spent = {k: expires for k, expires in self._spent.items() if expires > now}
+        self._claims = {k: c for k, c in self._claims.items() if c[0] > now}

@@ -54,12 +54,15 @@ from ..errors import ConfigurationError
 from .base import SessionRecord
 from .exchange import DEFAULT_MAX_IDLE, ClusterLine, DirectLine, PoolLine, run_script
 from .redisproto import (
+    CLAIM,
+    CLAIM_SHA,
     DRIVER_ERRORS,
     MERGE,
     MERGE_SHA,
     POLICY_UNKNOWN,
     REDEEM,
     REDEEM_SHA,
+    claim_args,
     eviction_warning,
     mark_args,
     merge_args,
@@ -253,6 +256,17 @@ class RedisStore:
             self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
+
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            args = claim_args(key, owner, ttl, ticket)
+            return bool(run_script(self._line, CLAIM, CLAIM_SHA, *args))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc) from None
 
     def take_ticket(self, key: str) -> str | None:
         if self._sentinel_pool is not None:

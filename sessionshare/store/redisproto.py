@@ -29,6 +29,8 @@ from ..errors import ConfigurationError, StoreUnavailable
 from .base import SessionRecord
 
 __all__ = [
+    "CLAIM",
+    "CLAIM_SHA",
     "DRIVER_ERRORS",
     "EVICTING_POLICIES",
     "MERGE",
@@ -36,6 +38,7 @@ __all__ = [
     "REDEEM",
     "REDEEM_SHA",
     "eviction_warning",
+    "claim_args",
     "mark_args",
     "merge_args",
     "parse_record",
@@ -95,7 +98,22 @@ redis.call('SET', KEYS[1], '\\0' .. ARGV[1] .. v, 'KEEPTTL')
 return v
 """
 
+#: KEYS[1] a state's claim, KEYS[2] (optional) a ticket under the same hash tag. ARGV:
+#: owner, claim ttl, ticket value, ticket ttl. The first owner holds the claim for its ttl;
+#: another owner gets 0 and no ticket. Run twice by one owner, it changes nothing (NX).
+CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+elseif held ~= ARGV[1] then
+  return 0
+end
+if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4], 'NX') end
+return 1
+"""
+
 MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
+CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()
 REDEEM_SHA = hashlib.sha1(REDEEM.encode()).hexdigest()
 
 #: Eviction policies under which Redis may drop sessions and tickets silently.
@@ -220,6 +238,15 @@ def merge_args(
         args += (name, int(value))
     args.extend(deleted)
     return args
+
+
+def claim_args(
+    key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None
+) -> list[str | int]:
+    """``numkeys, KEYS..., ARGV...`` of :data:`CLAIM`."""
+    if ticket is None:
+        return [1, key, owner, max(int(ttl), 1)]
+    return [2, key, ticket[0], owner, max(int(ttl), 1), ticket[1], max(int(ticket[2]), 1)]
 
 
 def mark_args(*, meta: Mapping[str, int], idle_ttl: int) -> list[str | int]:

@@ -256,8 +256,11 @@ def sign_in(http_: Http, site: ServedDeployment, name: str) -> User:
     login = _path(start.header("location") or "")
     form = http_.request("GET", site.idp.port, login)
     assert form.status == 200 and b"login form" in form.body, form
+    # Like a browser, keep the IdP's cookies for the form post: the login state belongs
+    # to the browser that opened the login page (its sessionshare_browser cookie).
+    idp_cookies = "; ".join(f"{k}={v}" for k, v in form.cookies().items())
     password = PASSWORDS[name]
-    posted = http_.request("POST", site.idp.port, login,
+    posted = http_.request("POST", site.idp.port, login, cookie=idp_cookies,
                            body=f"username={name}&password={password}")
     assert posted.status == 303, posted
     idp_value = posted.cookies()[COOKIE]

@@ -27,8 +27,8 @@ from .corpus import ACCEPTED, CALLBACK_ATTACKS, QUERY_ATTACKS, Attack
 from .deploy import STATE, Events, assert_idp_own_answer, sign_in_at_idp
 
 
-def _login_url(callback: str) -> str:
-    return f"{LOGIN}?callback={quote(callback, safe='')}&state={STATE}"
+def _login_url(callback: str, state: str = STATE) -> str:
+    return f"{LOGIN}?callback={quote(callback, safe='')}&state={state}"
 
 
 def _assert_login_page_without_redirect(response: object) -> None:
@@ -109,9 +109,11 @@ def test_positive_controls_reach_the_canonical_callback(
     answer = signed_in.get(_login_url(spelling))
     assert answer.status_int == 303 and answer.location.startswith(canonical + "?token="), answer
 
-    pending = Browser(dep)
-    _assert_login_page_without_redirect(pending.get(_login_url(spelling)))
-    done = pending.post(_login_url(spelling), {"username": "bob", "password": "builder"})
+    # Another browser, another login attempt: a state belongs to the browser that
+    # presented it first (issue 16, finding 3).
+    pending, state = Browser(dep), "P" * 43
+    _assert_login_page_without_redirect(pending.get(_login_url(spelling, state)))
+    done = pending.post(_login_url(spelling, state), {"username": "bob", "password": "builder"})
     assert done.status_int == 303 and done.location.startswith(canonical + "?token="), done
     assert events.count("ticket_issued") == 2
     assert events.count("callback_rejected") == 0

@@ -14,7 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import is_dead, live_session_keys
-from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser, Deployment, idp_app, remote_app
+from flow import (
+    BLOG,
+    IDP,
+    LOGIN,
+    PASSWORDS,
+    SHOP,
+    Browser,
+    Deployment,
+    idp_app,
+    reason_of,
+    remote_app,
+)
 
 from sessionshare import (
     AllowList,
@@ -417,8 +428,6 @@ def test_a_pending_record_holds_no_usable_state(
     assert back.status_int == 303 and back.location == "/orders"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 finding 3, binding a state to the first "
-                   "IdP session that presents it: not implemented yet (needs a store command)")
 def test_a_leaked_state_gets_no_token_for_another_session(
     store: SessionStore, clock: Callable[[], float]
 ) -> None:
@@ -428,9 +437,9 @@ def test_a_leaked_state_gets_no_token_for_another_session(
     assert victim.get(login_url).status_int == 200  # the victim sits at the login form
     mallory.sign_in(LOGIN, user="bob")  # the attacker's own account at the IdP
     minted = mallory.get(login_url)  # the leaked login URL (a log, the history)
-    if minted.status_int == 303 and "?token=" in minted.location:
-        opened = victim.get(minted.location)  # the victim's browser holds the state cookie
-        assert opened.status_int == 403
+    # The victim's browser presented the state first: no token for anybody else.
+    assert minted.status_int == 403 and reason_of(minted) == "state_taken", minted
+    assert "?token=" not in minted.headers.get("Location", "")
     assert victim.cookie("shop.test") is None
     # The victim's own sign-in still goes through.
     answer = victim.post(login_url, {"username": "alice", "password": "wonderland"})

@@ -84,6 +84,11 @@ class _DamagingStore:
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         self.inner.put_ticket(key, value, ttl)
 
+    def claim_state(
+        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+    ) -> bool:
+        return self.inner.claim_state(key, owner, ttl, ticket)
+
     def take_ticket(self, key: str) -> str | None:
         return self.inner.take_ticket(key)
 
