@@ -9,9 +9,10 @@ from conftest import FakeClock
 
 from sessionshare import MemoryStore, StoreUnavailable
 from sessionshare.core.steps import (
+    ClaimState,
     Delete,
     Load,
-    PutTicket,
+    Mark,
     Save,
     Steps,
     TakeTicket,
@@ -27,7 +28,9 @@ def every_command() -> Steps[list[object]]:
     answers.append((yield Save("s", changed={"a": "1"}, deleted=(), meta={"c": 1}, ttl=60,
                                create=True)))
     answers.append((yield Load("s", 60)))
-    answers.append((yield PutTicket("t", "v", 60)))
+    answers.append((yield Mark("s", {"o:x": 2}, 60)))
+    answers.append((yield ClaimState("c", "me", 60, "t", "v", 60)))
+    answers.append((yield ClaimState("c", "someone else", 60)))
     answers.append((yield TakeTicket("t")))
     answers.append((yield TakeTicket("t")))
     answers.append((yield Delete("s")))
@@ -35,7 +38,10 @@ def every_command() -> Steps[list[object]]:
     return answers
 
 
-EXPECTED = [True, SessionRecord({"a": "1"}, {"c": 1}), None, "v", None, None, None]
+EXPECTED = [
+    True, SessionRecord({"a": "1"}, {"c": 1}), SessionRecord({"a": "1"}, {"c": 1, "o:x": 2}),
+    True, False, "v", None, None, None,
+]
 
 
 def test_run_drives_every_command_on_a_thread_store(clock: FakeClock) -> None:
@@ -107,4 +113,4 @@ def test_a_step_may_recover_from_a_store_failure(clock: FakeClock) -> None:
 
 
 def test_a_ticket_value_never_shows_in_a_repr() -> None:
-    assert "wrapped-secret" not in repr(PutTicket("t", "wrapped-secret", 60))
+    assert "wrapped-secret" not in repr(ClaimState("c", "o", 60, "t", "wrapped-secret", 60))

@@ -1,7 +1,7 @@
 """Store calls as values: how the protocol asks for I/O without doing any.
 
 A protocol step is a generator. When it needs the store it *yields* a
-command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`PutTicket`,
+command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`ClaimState`,
 :class:`TakeTicket` -- and receives the store's answer back; when it is done it
 *returns* its result. It never touches a socket, so the same step serves a
 threaded WSGI server and an asyncio ASGI server: each shell drives it with a
@@ -34,7 +34,6 @@ __all__ = [
     "Delete",
     "Load",
     "Mark",
-    "PutTicket",
     "Save",
     "Steps",
     "TakeTicket",
@@ -103,23 +102,6 @@ class Delete(NamedTuple):
         await store.delete(self.key)
 
 
-class PutTicket(NamedTuple):
-    """Store a single-use ticket. Answer: None."""
-
-    key: str
-    value: str  # a wrapped session id: never in a repr
-    ttl: int
-
-    def __repr__(self) -> str:
-        return f"PutTicket(key={self.key!r}, ttl={self.ttl})"
-
-    def on(self, store: SessionStore) -> None:
-        store.put_ticket(self.key, self.value, self.ttl)
-
-    async def on_async(self, store: AsyncSessionStore) -> None:
-        await store.put_ticket(self.key, self.value, self.ttl)
-
-
 class ClaimState(NamedTuple):
     """Claim a login state for an owner (first claimant wins, for ``ttl`` seconds) and, when
     the owner holds it and a ticket is given, store the ticket too. Answer: whether it holds."""
@@ -158,7 +140,7 @@ class TakeTicket(NamedTuple):
         return await store.take_ticket(self.key)
 
 
-Command = Union[Load, Save, Mark, Delete, PutTicket, ClaimState, TakeTicket]  # noqa: UP007 - runtime alias
+Command = Union[Load, Save, Mark, Delete, ClaimState, TakeTicket]  # noqa: UP007 - runtime alias
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]
 
