@@ -5,8 +5,11 @@ known to the store only as a keyed digest and to each app only through a
 cookie value that is *its own*::
 
     id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
-    cookie     = id "." base64url(HMAC-SHA256(cookie subkey, audience "\\n" id))[:16 bytes]
-    store key  = <prefix> "s:{" hex(HMAC-SHA256(store subkey, id)) "}"
+    cookie     = id "." base64url(BLAKE2b-128(key=cookie subkey, audience "\\n" id))
+    store key  = <prefix> "s:{" hex(BLAKE2b-256(key=store subkey, id)) "}"
+
+(BLAKE2b in its keyed mode is a MAC, and about three times cheaper than
+HMAC-SHA256 on messages this short: both run on every request.)
 
 - **The cookie is worth nothing at another app.** Its tag is bound to the
   app's origin (the *audience*): the shop's cookie pasted into the blog, or
@@ -41,10 +44,10 @@ cookie value that is *its own*::
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 import secrets
+from hashlib import blake2b
 
 from ..crypto import SyncKey
 
@@ -95,7 +98,22 @@ class SessionIds:
     def digest(self, sid: str) -> str:
         """The keyed digest naming ``sid`` in the store (``sid`` must be :meth:`is_known`)."""
         key = self._store_keys[sid[44:56]]
-        return hmac.new(key, sid.encode("ascii"), hashlib.sha256).hexdigest()
+        return blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest()
+
+    def lookup(self, sid: str) -> tuple[str, int, int] | None:
+        """:meth:`digest` and :meth:`limits` of ``sid`` in one pass; None unless it is known.
+
+        The read of every request goes through here: one match, one split, one MAC.
+        """
+        if _ID.fullmatch(sid) is None:
+            return None
+        _, key_id, idle, absolute = sid.split(".")
+        key = self._store_keys.get(key_id)
+        if key is None:
+            return None
+        return (blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest(),
+                max(1, min(self.idle, int(idle, 16))),
+                max(1, min(self.absolute, int(absolute, 16))))
 
     def cookie_value(self, sid: str) -> str:
         """This app's cookie value for ``sid``: worthless at any other app."""
@@ -113,6 +131,6 @@ class SessionIds:
         return sid if hmac.compare_digest(self._tag(sid), tag) else None
 
     def _tag(self, sid: str) -> str:
-        key = self._cookie_keys[sid[44:56]]
-        mac = hmac.digest(key, self._audience + sid.encode("ascii"), "sha256")
-        return base64.urlsafe_b64encode(mac[:16]).decode("ascii")[:_TAG_CHARS]
+        mac = blake2b(self._audience + sid.encode("ascii"), key=self._cookie_keys[sid[44:56]],
+                      digest_size=16).digest()
+        return base64.urlsafe_b64encode(mac).decode("ascii")[:_TAG_CHARS]

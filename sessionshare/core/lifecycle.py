@@ -123,10 +123,11 @@ class Lifecycle:
     # -- reading -----------------------------------------------------------
     def read(self, sid: str) -> Steps[SessionRecord | None]:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
-        if not self.ids.is_known(sid):
+        found = self.ids.lookup(sid)
+        if found is None:
             return None  # made under a key this app does not hold: not this deployment's
-        idle, absolute = self.ids.limits(sid)
-        key = self.session_key(sid)
+        digest, idle, absolute = found
+        key = f"{self.key_prefix}s:{{{digest}}}"
         record: SessionRecord | None = yield Load(key, idle)
         return (yield from self._live(key, record, absolute))
 
@@ -158,11 +159,12 @@ class Lifecycle:
         marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
         """
         session.point_at(sid)
-        if not self.ids.is_known(sid):
+        found = self.ids.lookup(sid)
+        if found is None:
             session.fill(None)
             return False
-        idle, absolute = self.ids.limits(sid)
-        key = self.session_key(sid)
+        digest, idle, absolute = found
+        key = f"{self.key_prefix}s:{{{digest}}}"
         record = yield Mark(key, {META_JOINED + self.audience: int(self.clock())}, idle)
         session.fill((yield from self._live(key, record, absolute)))
         return session.stored_id is not None
