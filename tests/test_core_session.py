@@ -452,3 +452,11 @@ def test_session_module_imports_no_manager() -> None:
     ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
          for alias in node.names]
     assert imported and not [name for name in imported if "manager" in name]
+
+
+def test_items_lists_each_key_once() -> None:
+    # Reading a value while iterating loads it; a lazy walk then listed it twice.
+    session = Session(lambda sid: SessionRecord({"a": "1", "b": "2", "c": "3"}, {}), "x" * 43)
+    session["d"] = 4
+    assert sorted(session.items()) == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
+    assert len(list(session)) == len(session) == 4

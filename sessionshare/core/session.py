@@ -325,8 +325,11 @@ class Session(MutableMapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         self._ensure()
-        yield from (k for k in self._stored if k not in self._deleted and k not in self._values)
-        yield from list(self._values)
+        # A snapshot: reading values while iterating (``items()``) moves keys into
+        # _values, and a lazy walk would then list them a second time.
+        keys = [k for k in self._stored if k not in self._deleted and k not in self._values]
+        keys += self._values
+        return iter(keys)
 
     def __len__(self) -> int:
         self._ensure()
