@@ -34,6 +34,7 @@ that into the hand-off (see :mod:`sessionshare.contrib.django.views`).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -83,9 +84,12 @@ def middleware_options(
     """
     unknown = sorted(set(config) - set(_BY_NAME))
     if unknown:
+        guesses = [difflib.get_close_matches(name, _BY_NAME, n=1) for name in unknown]
+        named = ", ".join(f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+                          for name, guess in zip(unknown, guesses, strict=True))
         raise ConfigurationError(
-            f"SESSIONSHARE has unknown option(s) {', '.join(map(repr, unknown))}: it takes "
-            "the middlewares' option names (see docs/options.md)"
+            f"SESSIONSHARE has unknown option(s) {named}: it takes the middlewares' option "
+            "names (see docs/options.md)"
         )
     env = os.environ if environ is None else environ
     has = {name: name in config or bool(env.get(_BY_NAME[name].env or "")) for name in
