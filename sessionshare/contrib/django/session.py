@@ -230,7 +230,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         sid = self.view.shared.stored_id
         if sid is None:
             return None
-        return salted_hmac("sessionshare.contrib.django.session_key", sid).hexdigest()
+        return str(salted_hmac("sessionshare.contrib.django.session_key", sid).hexdigest())
 
     def clear(self) -> None:
         self.accessed = True

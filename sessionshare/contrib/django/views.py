@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover - Django 4.2
 __all__ = ["sign_in"]
 
 
-@login_not_required
+@login_not_required  # type: ignore[untyped-decorator]  # Django ships no types
 def sign_in(request: Any) -> HttpResponseRedirect:
     """Signed in by the hand-off: go on to ``next`` (local), else ``LOGIN_REDIRECT_URL``."""
     if not request.user.is_authenticated:
