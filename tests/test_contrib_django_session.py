@@ -12,6 +12,7 @@ import asyncio
 import datetime
 from typing import Any
 
+import django
 import pytest
 import webtest
 from django.contrib.auth import SESSION_KEY
@@ -68,6 +69,9 @@ def test_it_is_a_django_session_over_the_shared_one() -> None:
 def test_the_async_twins_go_through_the_same_view() -> None:
     shared = Session()
     store = SessionStore(shared=shared, facts=facts())
+    if not hasattr(SessionBase, "aset"):  # Django 4.2 has no async session API
+        assert django.VERSION < (5, 0)
+        return
 
     async def use() -> Any:
         await store.aset("cart", ["mug"])
