@@ -86,14 +86,16 @@ class Sites:
         return self.follow(self.post(login_url, fields), IDP)
 
 
+# Loaded once: the Flask IdP hashes its demo users' passwords when it loads.
+IDP_FLASK, FORUM_DJANGO = load_example("idp_flask"), load_example("forum_django")
+
+
 def flask_idp(common: dict[str, Any], remotes: list[str]) -> Any:
-    return load_example("idp_flask").create_app(
-        app_url=IDP, known_remote_hosts=remotes, **common)
+    return IDP_FLASK.create_app(app_url=IDP, known_remote_hosts=remotes, **common)
 
 
 def forum(common: dict[str, Any], origin: str = FORUM, **options: Any) -> Any:
-    return load_example("forum_django").create_app(
-        app_url=origin, idp_url=LOGIN, **common, **options)
+    return FORUM_DJANGO.create_app(app_url=origin, idp_url=LOGIN, **common, **options)
 
 
 @pytest.fixture
