@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import webtest
 from conftest import genuine_cookie
+from django.contrib.auth.backends import RemoteUserBackend
 from django.contrib.auth.models import User
 from django.test import override_settings
 from flow import BLOG, CALLBACK, HTML, IDP, LOGIN, SHOP, remote_app
@@ -151,6 +152,23 @@ def test_a_django_remote_next_to_the_flask_idp_shares_one_session(sites: Sites) 
     assert not AUTH_KEYS & set(shared)
     assert set(shared[NAMESPACE + FORUM]) >= AUTH_KEYS | {"signed_in_as"}
     assert shared[NAMESPACE + FORUM]["signed_in_as"] == "alice"
+
+
+class KnownUsersOnly(RemoteUserBackend):  # type: ignore[misc]
+    """Admits only users this site created itself."""
+
+    create_unknown_user = False
+
+
+def test_creating_the_local_user_on_first_sight_can_be_turned_off(sites: Sites) -> None:
+    User.objects.filter(username="bob").delete()
+    with override_settings(AUTHENTICATION_BACKENDS=[f"{__name__}.KnownUsersOnly"]):
+        page = sites.sign_in_at(FORUM + "/", user="bob", password="builder")
+        assert page.request.path == "/accounts/login/" and page.status_int == 403
+        assert "no account for you" in page.text
+        assert not User.objects.filter(username="bob").exists()
+        User.objects.create_user("bob")  # made by this site: now bob is let in
+        assert "<b id=user>bob</b>" in sites.follow(sites.get(FORUM + "/"), FORUM).text
 
 
 def test_a_protected_prefix_goes_to_the_idp_directly(common: dict[str, Any]) -> None:

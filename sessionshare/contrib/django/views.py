@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -40,8 +40,18 @@ __all__ = ["sign_in"]
 
 
 @login_not_required  # type: ignore[untyped-decorator]  # Django ships no types
-def sign_in(request: Any) -> HttpResponseRedirect:
-    """Signed in by the hand-off: go on to ``next`` (local), else ``LOGIN_REDIRECT_URL``."""
+def sign_in(request: Any) -> HttpResponse:
+    """Signed in by the hand-off: go on to ``next`` (local), else ``LOGIN_REDIRECT_URL``.
+
+    A user the IdP signed in but no authentication backend accepts here (a
+    ``RemoteUserBackend`` with ``create_unknown_user = False`` and no such
+    local user) gets a 403 that says so, not a loop back to the IdP.
+    """
+    if not request.user.is_authenticated and request.META.get("REMOTE_USER"):
+        return HttpResponseForbidden(
+            "You are signed in, but this site has no account for you.",
+            content_type="text/plain; charset=utf-8",
+        )
     if not request.user.is_authenticated:
         raise ImproperlyConfigured(
             "sign_in reached without a user: mount it at LOGIN_URL, serve "
