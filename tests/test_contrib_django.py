@@ -29,7 +29,7 @@ from sessionshare import (
     StoreUnavailable,
     SyncKey,
 )
-from sessionshare.contrib.django.session import NAMESPACE
+from sessionshare.contrib.django.site import NAMESPACE
 from sessionshare.contrib.django.wsgi import get_wsgi_application
 from sessionshare.demo import load_example
 

@@ -22,7 +22,8 @@ from django.test import override_settings
 from flow import IDP, LOGIN, SHOP
 
 from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
-from sessionshare.contrib.django.session import NAMESPACE, SessionStore
+from sessionshare.contrib.django.session import SessionStore
+from sessionshare.contrib.django.site import NAMESPACE
 from sessionshare.contrib.django.wsgi import AppFacts, get_wsgi_application, middleware_options
 
 NOW = 1_800_000_000.0

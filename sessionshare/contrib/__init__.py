@@ -18,7 +18,7 @@ What that means for code written against the framework's API:
 - flashed messages and CSRF tokens live in the shared session too, under the
   framework's usual keys, so two apps on the *same* framework share them
   (Django's CSRF token and its ``_auth_user_*`` keys excepted: each Django
-  site keeps its own, see :mod:`sessionshare.contrib.django.session`).
+  site keeps its own, see :mod:`sessionshare.contrib.django.site`).
 
     shared = shared_session(environ)       # the Session, or a clear error
 """

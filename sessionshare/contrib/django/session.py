@@ -36,17 +36,13 @@ How Django's session API maps:
   by the middleware, never from a key; ``clear_expired()`` does nothing (the
   store expires sessions itself).
 
-**Django's own keys are this site's.** ``_auth_user_id``,
-``_auth_user_backend``, ``_auth_user_hash`` and ``_csrftoken`` (with
-``CSRF_USE_SESSIONS``) live in a per-site dict under ``"django:" + origin``,
-so a second Django site with another user table never reads this one's user
-id. The sign-in they record is tied to the shared sign-in it was made under:
-it counts only while the shared session names the same user (and, at a
-remote, this site is still joined); after a sign-out, another user's sign-in
-at the IdP, or a withdrawal, Django sees an anonymous user and signs the new
-one in through ``RemoteUserMiddleware``. At the IdP, ``auth.login()`` also
-sets the shared user (``session[user_key] = user.get_username()``), which is
-what signs the user in everywhere.
+**Django's own keys are this site's**: ``_auth_user_*`` and ``_csrftoken``
+live in a per-site dict of the shared session
+(:mod:`sessionshare.contrib.django.site`), and Django's
+sign-in counts only while the shared sign-in it was made under holds. At the
+IdP, ``auth.login()`` also sets the shared user
+(``session[user_key] = user.get_username()``), which is what signs the user
+in everywhere.
 
 A ``SessionStore()`` made outside a request (``Client.session``, a shell) has
 no shared session: using it raises ``RuntimeError`` naming what to wrap.
@@ -55,126 +51,24 @@ no shared session: using it raises ``RuntimeError`` naming what to wrap.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase
-from django.middleware.csrf import CSRF_SESSION_KEY
 from django.utils.crypto import salted_hmac
 
 from ...core.session import Session
-from ...core.side import is_signed_in_user
+from .site import SiteView
 from .wsgi import AppFacts
 
-__all__ = ["LOCAL_KEYS", "NAMESPACE", "SessionStore", "SiteView"]
+__all__ = ["SessionStore"]
 
-#: Prefix of each Django site's own dict in the shared session.
-NAMESPACE = "django:"
-#: Keys kept in this site's dict rather than shared.
-AUTH_KEYS = frozenset({SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY})
-LOCAL_KEYS = AUTH_KEYS | {CSRF_SESSION_KEY}
-#: In the site's dict: the shared user the Django sign-in was made under.
-_SIGNED_IN_AS = "signed_in_as"
 NOT_WRAPPED = (
     "this SessionStore has no shared session: request.session is only available inside "
     "a request served by sessionshare.contrib.django.wsgi.get_wsgi_application() with "
     "sessionshare.contrib.django.middleware.SessionMiddleware in MIDDLEWARE (Django's "
     "test Client.session and Client.login() cannot make one)"
 )
-
-
-class SiteView(MutableMapping[str, Any]):
-    """The shared session as this Django site sees it: shared keys, its own
-    :data:`LOCAL_KEYS` kept in its dict, other sites' dicts hidden."""
-
-    def __init__(self, shared: Session, facts: AppFacts) -> None:
-        self.shared = shared
-        self.facts = facts
-        self.site_key = NAMESPACE + facts.origin
-
-    # -- this site's dict --------------------------------------------------
-    def _site(self) -> dict[str, Any]:
-        site = self.shared.get(self.site_key)
-        return dict(site) if isinstance(site, dict) else {}
-
-    def _store_site(self, site: dict[str, Any]) -> None:
-        if site:
-            self.shared[self.site_key] = site
-        elif self.site_key in self.shared:
-            del self.shared[self.site_key]
-
-    def shared_user(self) -> Any:
-        user = self.shared.get(self.facts.user_key)
-        return user if is_signed_in_user(user) else None
-
-    def _sign_in_holds(self, site: dict[str, Any]) -> bool:
-        user = self.shared_user()
-        if user is None or site.get(_SIGNED_IN_AS) != user:
-            return False
-        return self.facts.role == "idp" or self.shared.has_joined(self.facts.origin)
-
-    def _local(self) -> dict[str, Any]:
-        site = self._site()
-        visible = {key: site[key] for key in LOCAL_KEYS if key in site}
-        if not self._sign_in_holds(site):
-            for key in AUTH_KEYS:
-                visible.pop(key, None)
-        return visible
-
-    def bind_sign_in(self) -> None:
-        """Tie Django's sign-in here to the shared user it was made under."""
-        site = self._site()
-        site[_SIGNED_IN_AS] = self.shared_user()
-        self._store_site(site)
-
-    # -- the mapping ---------------------------------------------------------
-    def __getitem__(self, key: str) -> Any:
-        if key in LOCAL_KEYS:
-            return self._local()[key]
-        if key.startswith(NAMESPACE):
-            raise KeyError(key)
-        return self.shared[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in LOCAL_KEYS:
-            site = self._site()
-            site[key] = value
-            self._store_site(site)
-        elif key.startswith(NAMESPACE):
-            raise KeyError(f"{key!r}: keys starting with {NAMESPACE!r} are the Django sites' own")
-        else:
-            self.shared[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        if key in LOCAL_KEYS:
-            if key not in self._local():
-                raise KeyError(key)
-            site = self._site()
-            del site[key]
-            self._store_site(site)
-        elif key.startswith(NAMESPACE):
-            raise KeyError(key)
-        else:
-            del self.shared[key]
-
-    def __contains__(self, key: object) -> bool:
-        if key in LOCAL_KEYS:
-            return key in self._local()
-        if isinstance(key, str) and key.startswith(NAMESPACE):
-            return False
-        return key in self.shared
-
-    def __iter__(self) -> Iterator[str]:
-        yield from (key for key in list(self.shared) if not key.startswith(NAMESPACE))
-        yield from self._local()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __repr__(self) -> str:
-        return f"<SiteView {self.facts.origin} of {self.shared!r}>"
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
