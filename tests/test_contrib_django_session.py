@@ -206,6 +206,10 @@ def test_the_settings_dict_takes_the_middlewares_option_names() -> None:
     ({}, "either idp_url .* or known_remote_hosts .*, not neither"),
     ({"idp_url": LOGIN, "known_remote_hosts": [SHOP]}, "not both"),
     ({"idp_url": LOGIN, "token_ttl": "soon"}, r"SESSIONSHARE\['token_ttl'\] is invalid"),
+    ({"known_remote_hosts": [SHOP], "protect": False},
+     r"'protect', for remotes only: this site is the IdP \(known_remote_hosts is set\)"),
+    ({"idp_url": LOGIN, "login_path": "/in"},
+     r"'login_path', for the IdP only: this site is a remote"),
 ])
 def test_a_bad_settings_dict_says_what_to_change(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):

@@ -101,6 +101,14 @@ def middleware_options(
             + ("both" if has["idp_url"] else "neither")
         )
     role: Role = "remote" if has["idp_url"] else "idp"
+    misplaced = sorted(name for name in config if role not in _BY_NAME[name].roles)
+    if misplaced:
+        raise ConfigurationError(
+            f"SESSIONSHARE has {', '.join(map(repr, misplaced))}, for "
+            f"{'the IdP' if role == 'remote' else 'remotes'} only: this site is "
+            + ("a remote (idp_url is set)" if role == "remote"
+               else "the IdP (known_remote_hosts is set)")
+        )
     values: dict[str, Any] = {}
     for name, value in config.items():
         option = _BY_NAME[name]
