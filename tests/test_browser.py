@@ -9,7 +9,7 @@ form adds to the shared cart), signs out at the blog, and the shop and the
 forum send the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
-``demo-panel.png``, ``demo-signed-out.png``). A failing step leaves a screenshot there too.
+``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing step leaves a screenshot there too.
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ def test_sign_in_once_then_sign_out_everywhere(
             click(driver, "sticker")
             wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "a sticker")
             assert "Added a sticker." in driver.page_source
+            assert text_of(driver, "demo-sites") == "idp, shop, blog, forum"
+            keep_screenshot(driver, "demo-forum")
             driver.get(blog + "/")
             wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "blog cart")
 
