@@ -9,7 +9,8 @@ form adds to the shared cart), signs out at the blog, and the shop and the
 forum send the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
-``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing step leaves a screenshot there too.
+``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing
+step leaves a screenshot there too.
 """
 
 from __future__ import annotations
