@@ -1,9 +1,10 @@
 """``python -m sessionshare demo``: one login shared by three sites on this machine.
 
 Starts the apps of ``examples/`` -- the Flask IdP with its login form, the
-Pyramid shop and the plain-WSGI blog -- each in its own threaded WSGI server
-(werkzeug's) at ``http://idp.localhost:8000``, ``http://shop.localhost:8001``
-and ``http://blog.localhost:8002``. Browsers resolve every ``*.localhost``
+Pyramid shop, the plain-WSGI blog and the Django forum -- each in its own
+threaded WSGI server (werkzeug's) at ``http://idp.localhost:8000``,
+``http://shop.localhost:8001``, ``http://blog.localhost:8002`` and
+``http://forum.localhost:8004``. Browsers resolve every ``*.localhost``
 name to this machine, yet treat each as its own site with its own cookies,
 which is all a cross-domain hand-off needs. The three apps share one
 in-process :class:`~sessionshare.store.MemoryStore` (``--redis URL`` puts
@@ -61,7 +62,9 @@ __all__ = [
 log = logging.getLogger("sessionshare.demo")
 
 DEFAULT_PORT = 8000
-SITES = ("idp", "shop", "blog")  # on port, port + 1, port + 2
+SITES = ("idp", "shop", "blog", "forum")
+#: Each site's port, from the IdP's (port + 3 is left for another site).
+PORT_OFFSETS = {"idp": 0, "shop": 1, "blog": 2, "forum": 4}
 USERS_HINT = "alice / wonderland (or bob / builder)"
 KEY_PREFIX = "sessionshare-demo:"
 
@@ -98,15 +101,15 @@ def load_example(name: str) -> ModuleType:
 
 
 def site_urls(port: int = DEFAULT_PORT) -> dict[str, str]:
-    """``{"idp": "http://idp.localhost:8000", "shop": ..., "blog": ...}``."""
-    return {name: f"http://{name}.localhost:{port + i}" for i, name in enumerate(SITES)}
+    """``{"idp": "http://idp.localhost:8000", "shop": ..., "blog": ..., "forum": ...}``."""
+    return {name: f"http://{name}.localhost:{port + PORT_OFFSETS[name]}" for name in SITES}
 
 
 def demo_apps(
     store: SessionStore, key: SyncKey | str, urls: Mapping[str, str],
     *, timeline: Timeline | None = None, **options: Any,
 ) -> dict[str, WSGIApplication]:
-    """The three example apps wired to one store and key, by site name.
+    """The example apps wired to one store and key, by site name.
 
     Each carries the demo panel (inside its middleware) and is recorded by
     ``timeline`` (outside it; a new one unless given); signing out anywhere
@@ -126,13 +129,16 @@ def demo_apps(
     apps = {
         "idp": load_example("idp_flask").create_app(
             wrap_app=panel("idp"), app_url=urls["idp"],
-            known_remote_hosts=[urls["shop"], urls["blog"]], **common,
+            known_remote_hosts=[urls[site] for site in SITES if site != "idp"], **common,
         ),
         "shop": load_example("shop_pyramid").create_app(
             wrap_app=panel("shop"), app_url=urls["shop"], idp_url=login, **common
         ),
         "blog": load_example("blog_wsgi").create_app(
             wrap_app=panel("blog"), app_url=urls["blog"], idp_url=login, **common
+        ),
+        "forum": load_example("forum_django").create_app(
+            wrap_app=panel("forum"), app_url=urls["forum"], idp_url=login, **common
         ),
     }
     return {
@@ -234,12 +240,15 @@ def _redacted(url: str) -> str:
 def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
     idp, shop, blog = urls["idp"], urls["shop"], urls["blog"]
     return "\n".join([
-        f"sessionshare demo: one login, three sites (listening on {host}; store: {store_name})",
+        f"sessionshare demo: one login, {len(urls)} sites (listening on {host}; "
+        f"store: {store_name})",
         f"  IdP   {idp}   Flask, the login form: {USERS_HINT}",
         f"  shop  {shop}  Pyramid, /orders needs a sign-in",
         f"  blog  {blog}  plain WSGI, every page needs a sign-in",
+        f"  forum {urls['forum']} Django, / is login_required",
         f"1. Open {shop}/orders and sign in as {USERS_HINT}.",
         f"2. Open {blog}/ -- signed in already, no form; sign out there and the shop asks again.",
+        f"3. Open {urls['forum']}/ -- Django's login_required, through the same hand-off.",
         "Each page's panel shows the shared session and the last hand-off, hop by hop.",
         "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
         "is plain http on your machine; serve real deployments over https.",
@@ -248,10 +257,11 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
 
 
 def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
-    """Serve the three example apps until Ctrl-C or SIGTERM; the exit status."""
+    """Serve the example apps until Ctrl-C or SIGTERM; the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if not 0 < port <= 65535 - len(SITES) + 1:
-        print(f"error: --port {port} leaves no room for {len(SITES)} ports", file=sys.stderr)
+    if not 0 < port <= 65535 - max(PORT_OFFSETS.values()):
+        print(f"error: --port {port} leaves no room for the ports up to "
+              f"{port} + {max(PORT_OFFSETS.values())}", file=sys.stderr)
         return 2
     # Caught from the very start: a signal during start-up still ends in a clean stop.
     with _stop_signals() as stop:
@@ -266,11 +276,12 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
     try:
         find_examples()
         store, store_name = _open_store(redis_url)
-        for offset in range(len(SITES)):
+        for site in SITES:
             try:
-                sockets.append(listen(host, port + offset))
+                sockets.append(listen(host, port + PORT_OFFSETS[site]))
             except OSError as exc:
-                print(f"error: cannot listen on {host}:{port + offset} ({exc.strerror}); "
+                print(f"error: cannot listen on {host}:{port + PORT_OFFSETS[site]} "
+                      f"({exc.strerror}); "
                       "is another demo running? Pick other ports with --port", file=sys.stderr)
                 return 2
         urls = site_urls(port)
@@ -287,7 +298,7 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
             servers.stop()
         return 0
     except ImportError as exc:
-        print(f"error: the demo needs Flask and Pyramid ({exc}); install them with "
+        print(f"error: the demo needs Flask, Pyramid and Django ({exc}); install them with "
               "`python -m pip install -e '.[demo]'`", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:

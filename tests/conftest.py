@@ -127,6 +127,14 @@ def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[SessionS
     redis_store.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Django's settings can be made once per process: the suite's one set, before any
+    # test module (or the demo's forum) imports Django (see tests/django_site.py).
+    import django_site
+
+    django_site.configure()
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if os.environ.get("SESSIONSHARE_NO_SKIP") and terminalreporter.stats.get("skipped"):
         count = len(terminalreporter.stats["skipped"])

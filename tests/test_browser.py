@@ -1,14 +1,16 @@
 """The example apps in a real browser: headless Chromium, real WSGI servers, three host names.
 
-The Flask IdP, the Pyramid shop and the plain-WSGI blog from ``examples/``
-run in threaded werkzeug servers on free loopback ports, the way the demo
-runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
+The Flask IdP, the Pyramid shop, the plain-WSGI blog and the Django forum
+from ``examples/`` run in threaded werkzeug servers on free loopback ports,
+the way the demo runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
 site with its own cookies. One person signs in once from the shop, finds
-the blog signed in without a form, signs out at the blog, and the shop sends
-the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
+the blog and the Django forum signed in without a form (the forum's CSRF-checked
+form adds to the shared cart), signs out at the blog, and the shop and the
+forum send the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
-``demo-panel.png``, ``demo-signed-out.png``). A failing step leaves a screenshot there too.
+``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing
+step leaves a screenshot there too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sessionshare import MemoryStore, SyncKey
 from sessionshare.core.state import STATE_SLOTS
-from sessionshare.demo import Servers, demo_apps, listen
+from sessionshare.demo import SITES, Servers, demo_apps, listen
 from sessionshare.demo_timeline import Timeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +36,7 @@ WAIT = 15.0
 
 @pytest.fixture
 def sites() -> Iterator[dict[str, str]]:
-    sockets = {name: listen("127.0.0.1", 0) for name in ("idp", "shop", "blog")}
+    sockets = {name: listen("127.0.0.1", 0) for name in SITES}
     urls = {
         name: f"http://{name}.localhost:{sock.getsockname()[1]}"
         for name, sock in sockets.items()
@@ -131,6 +133,23 @@ def test_sign_in_once_then_sign_out_everywhere(
             assert panel.is_displayed() and panel.size["width"] > 300
             keep_screenshot(driver, "demo-panel")
 
+            # The Django forum: / is login_required, and the hand-off runs with no form.
+            forum = sites["forum"]
+            driver.get(forum + "/")
+            wait_until(driver, lambda d: d.current_url == forum + "/", "at the forum")
+            assert not has_login_form(driver)
+            assert text_of(driver, "user") == "alice"
+            assert text_of(driver, "cart") == "teapot"
+            assert text_of(driver, "demo-site") == "forum"
+            # Django's CSRF-checked form writes the shared cart.
+            click(driver, "sticker")
+            wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "a sticker")
+            assert "Added a sticker." in driver.page_source
+            assert text_of(driver, "demo-sites") == "idp, shop, blog, forum"
+            keep_screenshot(driver, "demo-forum")
+            driver.get(blog + "/")
+            wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "blog cart")
+
             # Sign out at B: it says so, and every page of B now asks the IdP again...
             click(driver, "logout")
             wait_until(driver, lambda d: d.current_url == blog + "/_demo/signed-out", "signed out")
@@ -140,11 +159,15 @@ def test_sign_in_once_then_sign_out_everywhere(
             driver.get(blog + "/")
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "B asks")
             assert has_login_form(driver)
-            # ...and so does A.
+            # ...and so do A and the forum.
             driver.get(shop + "/orders")
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "A asks")
             assert has_login_form(driver)
             assert quote(shop + "/_sessionshare/callback", safe="") in driver.current_url
+            driver.get(forum + "/")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "forum asks")
+            assert has_login_form(driver)
+            assert quote(forum + "/_sessionshare/callback", safe="") in driver.current_url
         except BaseException:
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")

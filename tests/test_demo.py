@@ -55,7 +55,7 @@ def browser_like_opener() -> urllib.request.OpenerDirector:
     return opener
 
 
-def free_port_run(count: int = 3) -> int:
+def free_port_run(count: int = 5) -> int:
     """The first of ``count`` consecutive ports that are free on 127.0.0.1 right now."""
     for _ in range(50):
         with socket.socket() as probe:
@@ -286,7 +286,12 @@ def test_demo_serves_a_shared_login_and_stops_cleanly(signum: int) -> None:
             assert url in text
         assert "store: in-memory" in text
         assert "cookie_secure=False" in text and "plain http" in text
-        sign_in_through_the_demo(urls)
+        browser, _ = sign_in_through_the_demo(urls)
+        # The Django forum: login_required, through the same hand-off, no form.
+        at, page = fetch(browser, urls["forum"] + "/")
+        assert at == urls["forum"] + "/"
+        assert "<b id=user>alice</b>" in page and "password" not in page
+        assert "id=demo-site>forum</" in panel(page)
         demo.stop(signum)
 
 

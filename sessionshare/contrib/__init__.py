@@ -5,8 +5,9 @@ publish the request's :class:`~sessionshare.core.session.Session` at
 ``environ["sessionshare.session"]``. An adapter only puts a thin view over
 that object where the framework looks for its session, so ``flask.session``
 (:mod:`sessionshare.contrib.flask`) or ``request.session``
-(:mod:`sessionshare.contrib.pyramid`) *is* the shared session: a key written
-there is what every other app of the deployment reads.
+(:mod:`sessionshare.contrib.pyramid`, :mod:`sessionshare.contrib.django`) *is*
+the shared session: a key written there is what every other app of the
+deployment reads.
 
 What that means for code written against the framework's API:
 
@@ -15,7 +16,9 @@ What that means for code written against the framework's API:
 - a value mutated in place (``session["cart"].append(x)``) is noticed
   without ``modified = True`` or ``changed()``;
 - flashed messages and CSRF tokens live in the shared session too, under the
-  framework's usual keys, so two apps on the *same* framework share them.
+  framework's usual keys, so two apps on the *same* framework share them
+  (Django's CSRF token and its ``_auth_user_*`` keys excepted: each Django
+  site keeps its own, see :mod:`sessionshare.contrib.django.site`).
 
     shared = shared_session(environ)       # the Session, or a clear error
 """

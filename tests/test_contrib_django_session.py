@@ -1,0 +1,251 @@
+"""The Django session engine's contract, without a request: ``SessionStore`` over a
+:class:`~sessionshare.Session`, and the configuration ``get_wsgi_application`` reads.
+
+What Django's session API does here, what it refuses and with which error,
+is listed in ``sessionshare/contrib/django/session.py``; each line of that
+list is a test below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import django
+import pytest
+import webtest
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from flow import IDP, LOGIN, SHOP
+
+from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
+from sessionshare.contrib.django.session import SessionStore
+from sessionshare.contrib.django.site import NAMESPACE
+from sessionshare.contrib.django.wsgi import AppFacts, get_wsgi_application, middleware_options
+
+NOW = 1_800_000_000.0
+
+
+def facts(role: Any = "remote", origin: str = SHOP, idle: int = 1800,
+          absolute: int = 8 * 3600, now: float = NOW) -> AppFacts:
+    return AppFacts(role=role, origin=origin, user_key="user", idle_timeout=idle,
+                    absolute_timeout=absolute, clock=lambda: now)
+
+
+def joined(origin: str = SHOP, user: str = "alice") -> Session:
+    """A stored, signed-in session ``origin`` joined, as the middleware loads one."""
+    record = Session()
+    record["user"] = user
+    plan = record.write_plan(NOW, joined_as=None)
+    meta = {**(plan.meta or {}), "o:" + origin: int(NOW)}
+    from sessionshare.store.base import SessionRecord
+
+    session = Session(lambda sid: SessionRecord(dict(plan.changed), meta), "some-id")
+    assert session.has_joined(origin)
+    return session
+
+
+def test_it_is_a_django_session_over_the_shared_one() -> None:
+    shared = Session()
+    store = SessionStore(shared=shared, facts=facts())
+    assert isinstance(store, SessionBase)
+    assert not store.accessed and not store.modified
+    store["cart"] = ["mug"]
+    assert shared["cart"] == ["mug"] and store.accessed and store.modified
+    store["cart"].append("teapot")  # in place: noticed without modified = True
+    assert shared["cart"] == ["mug", "teapot"] and shared.modified
+    store.modified = False  # Django code may say so; the shared session knows better
+    assert store.modified
+    assert store.get("missing", 1) == 1 and store.setdefault("n", 0) == 0
+    store.update({"a": 1})
+    assert store.pop("a") == 1 and "a" not in shared
+    assert sorted(store.keys()) == ["cart", "n"] and dict(store.items())["n"] == 0
+    with pytest.raises(TypeError, match=r"session\['when'\]: only JSON values"):
+        store["when"] = datetime.datetime.now()
+
+
+def test_the_async_twins_go_through_the_same_view() -> None:
+    shared = Session()
+    store = SessionStore(shared=shared, facts=facts())
+    if not hasattr(SessionBase, "aset"):  # Django 4.2 has no async session API
+        assert django.VERSION < (5, 0)
+        return
+
+    async def use() -> Any:
+        await store.aset("cart", ["mug"])
+        await store.acycle_key()
+        return await store.aget("cart")
+
+    assert asyncio.run(use()) == ["mug"] and shared["cart"] == ["mug"]
+
+
+def test_djangos_auth_and_csrf_keys_are_this_sites_own() -> None:
+    shared = joined()
+    forum = SessionStore(shared=shared, facts=facts(origin=SHOP))
+    club = SessionStore(shared=shared, facts=facts(origin="http://club.test"))
+    forum["_csrftoken"] = "forum-token"
+    forum[SESSION_KEY] = "7"  # Django's login() writes these, then sends user_logged_in
+    forum.view.bind_sign_in()  # type: ignore[union-attr]
+    assert forum[SESSION_KEY] == "7" and forum["_csrftoken"] == "forum-token"
+    # Not in the shared namespace, and not seen by another Django site.
+    assert SESSION_KEY not in shared and "_csrftoken" not in shared
+    assert shared[NAMESPACE + SHOP] == {
+        SESSION_KEY: "7", "_csrftoken": "forum-token", "signed_in_as": "alice"}
+    assert SESSION_KEY not in club and club.get("_csrftoken") is None
+    assert not any(key.startswith(NAMESPACE) for key in club.keys())
+    with pytest.raises(KeyError, match="Django sites' own"):
+        club[NAMESPACE + SHOP] = {}
+    del forum["_csrftoken"]
+    assert "_csrftoken" not in shared[NAMESPACE + SHOP]
+
+
+@pytest.mark.parametrize("change", ["another user", "signed out", "withdrawn"])
+def test_djangos_sign_in_lasts_only_as_long_as_the_shared_one(change: str) -> None:
+    shared = joined()
+    store = SessionStore(shared=shared, facts=facts())
+    store[SESSION_KEY] = "7"
+    store.view.bind_sign_in()  # type: ignore[union-attr]
+    assert SESSION_KEY in store
+    if change == "another user":
+        shared["user"] = "bob"
+    elif change == "signed out":
+        del shared["user"]
+    else:
+        shared.withdraw(SHOP)
+    # Django then sees an anonymous user, and RemoteUserMiddleware signs the new one in.
+    assert SESSION_KEY not in store and store.get(SESSION_KEY) is None
+
+
+def test_cycle_key_regenerates_and_flush_invalidates() -> None:
+    shared = joined()
+    store = SessionStore(shared=shared, facts=facts())
+    store.cycle_key()
+    # At a remote that joined the session the id stays (only the IdP moves it)...
+    assert shared.write_plan(NOW, joined_as=SHOP).unchanged
+    # ...elsewhere the data moves to a fresh id and the old one is dropped.
+    plan = shared.write_plan(NOW, joined_as=None)
+    assert plan.create and plan.drop == "some-id"
+    store.flush()
+    assert shared.invalidated and dict(store) == {}
+    store.delete()
+    assert shared.invalidated
+
+
+def test_clear_removes_every_key_and_keeps_the_session() -> None:
+    shared = joined()
+    store = SessionStore(shared=shared, facts=facts())
+    store["cart"] = ["mug"]
+    store.clear()
+    assert len(shared) == 0 and not shared.invalidated and store.is_empty()
+
+
+def test_session_key_is_a_stable_reference_not_the_id() -> None:
+    assert SessionStore(shared=Session(), facts=facts()).session_key is None  # new
+    shared = joined()
+    key = SessionStore(shared=shared, facts=facts()).session_key
+    assert key and "some-id" not in key
+    assert key == SessionStore(shared=shared, facts=facts()).session_key
+
+
+def test_expiry_is_the_servers_and_only_what_holds_can_be_set() -> None:
+    shared = joined()  # created and signed in at NOW
+    store = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600))
+    assert store.get_expiry_age() == 1800 and store.get_session_cookie_age() == 1800
+    assert store.get_expire_at_browser_close() is True
+    assert store.get_expiry_date() == datetime.datetime.fromtimestamp(
+        NOW + 1800, datetime.timezone.utc)
+    # Near the absolute limit, what is left of it.
+    late = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600, now=NOW + 3000))
+    assert late.get_expiry_age() == 600
+    store.set_expiry(None)
+    store.set_expiry(0)
+    for value in (60, 14 * 24 * 3600, datetime.timedelta(days=1)):
+        with pytest.raises(ValueError, match=r"decided on the server.*idle_timeout"):
+            store.set_expiry(value)
+
+
+def test_what_the_middleware_does_is_refused_here() -> None:
+    store = SessionStore(shared=Session(), facts=facts())
+    store.save()  # the middleware persists; nothing to do
+    for call in (store.create, lambda: store.save(must_create=True),
+                 lambda: store.exists("k" * 32), lambda: store.delete("k" * 32)):
+        with pytest.raises(NotImplementedError):
+            call()
+    SessionStore.clear_expired()  # `manage.py clearsessions`: the store expires sessions
+
+
+def test_a_session_store_outside_a_request_says_what_to_serve() -> None:
+    # Django's test Client.session and Client.login() build one from SESSION_ENGINE.
+    detached = SessionStore()
+    assert detached.session_key is None and not detached.modified
+    with pytest.raises(RuntimeError, match="get_wsgi_application"):
+        detached["user"] = "mallory"
+    with pytest.raises(RuntimeError, match="Client.login"):
+        detached.save()
+
+
+# -- configuration -----------------------------------------------------------------
+def test_the_settings_dict_takes_the_middlewares_option_names() -> None:
+    role, values = middleware_options({
+        "store": "memory://", "key": "k", "app_url": SHOP, "idp_url": LOGIN,
+        "idle_timeout": "600", "cookie_secure": "false",
+    }, environ={})
+    assert role == "remote" and isinstance(values["store"], MemoryStore)
+    assert values["idle_timeout"] == 600 and values["cookie_secure"] is False
+    assert middleware_options({"known_remote_hosts": [SHOP]}, environ={})[0] == "idp"
+    # An option the dict leaves out may come from its variable.
+    assert middleware_options({}, environ={"SESSIONSHARE_IDP_URL": LOGIN})[0] == "remote"
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"idp_url": LOGIN, "idle_timout": 5},
+     r"unknown option\(s\) 'idle_timout' \(did you mean 'idle_timeout'\?\)"),
+    ({}, "either idp_url .* or known_remote_hosts .*, not neither"),
+    ({"idp_url": LOGIN, "known_remote_hosts": [SHOP]}, "not both"),
+    ({"idp_url": LOGIN, "token_ttl": "soon"}, r"SESSIONSHARE\['token_ttl'\] is invalid"),
+    ({"known_remote_hosts": [SHOP], "protect": False},
+     r"'protect', for remotes only: this site is the IdP \(known_remote_hosts is set\)"),
+    ({"idp_url": LOGIN, "login_path": "/in"},
+     r"'login_path', for the IdP only: this site is a remote"),
+])
+def test_a_bad_settings_dict_says_what_to_change(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        middleware_options(config, environ={})
+
+
+def test_bad_values_are_the_middlewares_own_errors() -> None:
+    with pytest.raises(ConfigurationError, match="idle_timeout must be a positive number"):
+        get_wsgi_application(store=MemoryStore(), key=SyncKey.generate(), app_url=SHOP,
+                             idp_url=LOGIN, cookie_secure=False, idle_timeout=-1)
+
+
+def test_plain_remote_user_middleware_is_refused_where_paths_are_public() -> None:
+    middleware = [
+        "sessionshare.contrib.django.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.auth.middleware.RemoteUserMiddleware",
+    ]
+    options = {"store": MemoryStore(), "key": SyncKey.generate(), "app_url": SHOP,
+               "idp_url": LOGIN, "cookie_secure": False}
+    with override_settings(MIDDLEWARE=middleware):
+        with pytest.raises(ConfigurationError, match="PersistentRemoteUserMiddleware"):
+            get_wsgi_application(protect=False, **options)
+        get_wsgi_application(**options)  # every path protected: REMOTE_USER always set
+
+
+def test_djangos_own_session_engine_or_handler_is_refused_clearly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    options = {"store": MemoryStore(), "key": SyncKey.generate(), "app_url": IDP,
+               "known_remote_hosts": [SHOP], "cookie_secure": False}
+    with override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db"):
+        with pytest.raises(ImproperlyConfigured, match="SESSION_ENGINE"):
+            get_wsgi_application(**options)
+    from django.core.wsgi import get_wsgi_application as djangos
+
+    plain = webtest.TestApp(djangos(), extra_environ={"HTTP_HOST": "id.test"})
+    plain.get("/whoami", status=500)  # Django turns the error into its 500 page, and logs it
+    assert "serve sessionshare.contrib.django.wsgi.get_wsgi_application()" in caplog.text
