@@ -441,6 +441,14 @@ class Session(MutableMapping[str, Any]):
         self._meta[META_AUTHENTICATED] = int(now)
         self._meta_changed = True
 
+    def mark_joined(self, origin: str, now: float) -> None:
+        """Record that ``origin`` joined the session at ``now`` (a remote's hand-off does
+        this in the store command that reads the session; :mod:`sessionshare.testing`
+        does it for a session it makes)."""
+        self._ensure()
+        self._meta[META_JOINED + origin] = int(now)
+        self._meta_changed = True
+
     def regenerate(self) -> None:
         """Move the data to a fresh id when the response is persisted; the old id dies.
 
