@@ -47,6 +47,7 @@ PAGE = """<!doctype html><meta charset=utf-8><title>Sign in</title>
     <input type=hidden name=csrf value="{{ csrf }}">
     <label>User <input name=username id=username autofocus></label>
     <label>Password <input name=password id=password type=password></label>
+    <label><input type=checkbox name=remember id=remember value=1> Remember me (30 days)</label>
     <button id=sign-in>Sign in</button>
   </form>
   <p id=demo-users>Demo users:
@@ -68,6 +69,8 @@ def login() -> Any:
         name = request.form.get("username", "")
         if check_password_hash(USERS.get(name, _NOBODY), request.form.get("password", "")):
             session["user"] = name  # the middleware rotates the id and hands off
+            if request.form.get("remember"):
+                session.remember(days=30)  # every site's cookie outlives a browser restart
             flash(f"Welcome, {name}.")
             return redirect("/")
         flash("Wrong user name or password.")

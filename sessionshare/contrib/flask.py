@@ -39,7 +39,9 @@ How Flask's session API maps:
   lists rather than tuples (they unpack the same), and ``Markup`` comes back
   as a plain string (escaped again in templates, which is the safe side);
 - ``session.invalidate()`` ends the shared session everywhere (single
-  logout), ``session.regenerate()`` moves it to a fresh id.
+  logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
+  ``session.remember(days=30)`` makes the sign-in persistent (see
+  :meth:`sessionshare.Session.remember`).
 
 Without a middleware in front (say, in ``app.test_request_context()``),
 ``flask.session`` is an empty read-only session whose writes raise a
@@ -100,6 +102,10 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
     def regenerate(self) -> None:
         """Move the data to a fresh session id when the response is persisted."""
         self.shared.regenerate()
+
+    def remember(self, days: float = 30, *, idle: int | None = None) -> None:
+        """At the IdP's sign-in: a persistent sign-in (:meth:`sessionshare.Session.remember`)."""
+        self.shared.remember(days, idle=idle)
 
 
 class UnwrappedSession(NullSession):

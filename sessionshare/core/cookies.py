@@ -75,10 +75,12 @@ class CookieSpec:
         self.max_age = max_age
         self._attributes = "; ".join(parts)
 
-    def set(self, value: str, *, name: str | None = None) -> str:
-        """A ``Set-Cookie`` value setting the cookie (or a sibling ``name``) to ``value``."""
-        if self.max_age is not None:
-            return f"{name or self.name}={value}; Max-Age={self.max_age}; {self._attributes}"
+    def set(self, value: str, *, name: str | None = None, max_age: int | None = None) -> str:
+        """A ``Set-Cookie`` value setting the cookie (or a sibling ``name``) to ``value``;
+        ``max_age`` overrides the spec's own (a persistent cookie for this answer)."""
+        max_age = self.max_age if max_age is None else max_age
+        if max_age is not None:
+            return f"{name or self.name}={value}; Max-Age={max_age}; {self._attributes}"
         return f"{name or self.name}={value}; {self._attributes}"
 
     def clear(self, *, name: str | None = None) -> str:

@@ -34,6 +34,10 @@ HMAC-SHA256 on messages this short: both run on every request.)
   round trip (an IdP idle limit of 5 minutes is not stretched to a remote's
   30 by the remote's reads). A tampered limit changes the id, whose cookie tag
   and store key then match nothing.
+- **A remembered sign-in** (``Session.remember()`` at the IdP) marks its
+  absolute limit with ``r``: its limits are then the session's own -- longer
+  than the apps' -- and every app's cookie for it gets a ``Max-Age`` instead of
+  ending with the browser. Still enforced on the server, still revocable.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)
@@ -54,7 +58,7 @@ from ..crypto import SyncKey
 __all__ = ["COOKIE_VALUE_PATTERN", "SESSION_ID_PATTERN", "SessionIds"]
 
 #: A well-formed session id (nothing about whether it is genuine).
-SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{43}\.[0-9a-f]{12}\.[0-9a-f]{1,8}\.[0-9a-f]{1,8}"
+SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{43}\.[0-9a-f]{12}\.[0-9a-f]{1,8}\.r?[0-9a-f]{1,8}"
 _TAG_CHARS = 22  # 16 bytes, base64url without padding
 #: A well-formed cookie value: an id and its tag.
 COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[A-Za-z0-9_-]{22}"
@@ -80,9 +84,18 @@ class SessionIds:
         self.idle = int(idle_timeout)
         self.absolute = int(absolute_timeout)
 
-    def new(self) -> str:
-        """A fresh id under the newest key, carrying this app's limits."""
+    def new(self, remember: tuple[int, int] | None = None) -> str:
+        """A fresh id under the newest key, carrying this app's limits -- or, for a
+        remembered sign-in, the ``(idle, absolute)`` seconds it is remembered for."""
+        if remember is not None:
+            idle, absolute = remember
+            return f"{secrets.token_urlsafe(32)}.{self._newest}.{idle:x}.r{absolute:x}"
         return f"{secrets.token_urlsafe(32)}.{self._newest}.{self.idle:x}.{self.absolute:x}"
+
+    @staticmethod
+    def is_remembered(sid: str) -> bool:
+        """True for the id of a remembered sign-in (its cookies persist)."""
+        return sid.rsplit(".", 1)[1].startswith("r")
 
     def is_known(self, sid: str) -> bool:
         """True when ``sid`` is well formed and made under a configured key."""
@@ -92,6 +105,11 @@ class SessionIds:
         """The idle and absolute timeouts that hold for ``sid`` here: the stricter of
         this app's and the ones the id carries (never below one second)."""
         _, _, idle, absolute = sid.split(".")
+        return self._limits(idle, absolute)
+
+    def _limits(self, idle: str, absolute: str) -> tuple[int, int]:
+        if absolute[0] == "r":  # remembered: the session's own limits, not the app's
+            return max(1, int(idle, 16)), max(1, int(absolute[1:], 16))
         return (max(1, min(self.idle, int(idle, 16))),
                 max(1, min(self.absolute, int(absolute, 16))))
 
@@ -112,8 +130,7 @@ class SessionIds:
         if key is None:
             return None
         return (blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest(),
-                max(1, min(self.idle, int(idle, 16))),
-                max(1, min(self.absolute, int(absolute, 16))))
+                *self._limits(idle, absolute))
 
     def cookie_value(self, sid: str) -> str:
         """This app's cookie value for ``sid``: worthless at any other app."""

@@ -120,6 +120,15 @@ class Lifecycle:
         """What this app's session cookie holds for ``sid`` (its own value, see ``ids``)."""
         return self.ids.cookie_value(sid)
 
+    def set_cookie(self, sid: str, started: int) -> str:
+        """The ``Set-Cookie`` value pointing this app's cookie at ``sid``, whose lifetime
+        counts from ``started``: a browser-session cookie, or for a remembered sign-in
+        one that lasts as long as the session may."""
+        if not self.ids.is_remembered(sid):
+            return self.cookie.set(self.cookie_value(sid))
+        left = started + self.ids.limits(sid)[1] - int(self.clock())
+        return self.cookie.set(self.cookie_value(sid), max_age=max(left, 1))
+
     # -- reading -----------------------------------------------------------
     def read(self, sid: str) -> Steps[SessionRecord | None]:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
@@ -252,7 +261,7 @@ class Lifecycle:
         session.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
-            headers.append(("Set-Cookie", self.cookie.set(self.cookie_value(plan.save_to))))
+            headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
         elif plan.cookie == "clear":
             headers.append(("Set-Cookie", self.cookie.clear()))
         return headers

@@ -184,7 +184,9 @@ class RemoteSide(Side):
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
         log.info("ticket_redeemed issuer=%s", self.issuer)
         # This app's own cookie value: worthless if copied to any other app (finding 1).
-        headers = [("Set-Cookie", self.lifecycle.cookie.set(self.lifecycle.cookie_value(sid)))]
+        # A remembered sign-in's cookie lasts as long as its lifetime, counted from it.
+        started = max(session.created or self.clock(), session.authenticated_at or 0)
+        headers = [("Set-Cookie", self.lifecycle.set_cookie(sid, int(started)))]
         headers += self.states.clear(spent)
         return Reply.redirect(back, headers=headers)
 

@@ -72,7 +72,7 @@ _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=Fa
 _loads = json.loads
 
 
-def new_session_id() -> str:
+def new_session_id(remember: tuple[int, int] | None = None) -> str:
     """256 random bits, URL-safe (43 characters): the id of a detached session.
 
     Sessions an app persists get theirs from its
@@ -202,6 +202,7 @@ class Session(MutableMapping[str, Any]):
         "_meta",
         "_meta_changed",
         "_regenerate",
+        "_remember",
         "_retired",
         "_set",
         "_sid",
@@ -224,6 +225,7 @@ class Session(MutableMapping[str, Any]):
         self._regenerate = False
         self._invalidate = False
         self._retired = False
+        self._remember: tuple[int, int] | None = None
 
     # -- loading -----------------------------------------------------------
     # A session is read either lazily through its loader (the WSGI shell: the
@@ -449,6 +451,25 @@ class Session(MutableMapping[str, Any]):
         self._meta[META_JOINED + origin] = int(now)
         self._meta_changed = True
 
+    def remember(self, days: float = 30, *, idle: int | None = None) -> None:
+        """Make this sign-in persistent: call it at the IdP, in the request that signs
+        the user in (a "remember me" box).
+
+        The session moves to a new id carrying its own limits -- ``days`` in all,
+        and ``idle`` seconds without a request (default: the same) -- which every
+        app enforces instead of its own, server-side; and the session cookie of
+        the IdP and of every remote that adopts it gets a ``Max-Age``, so it
+        outlives a browser restart. It is still revocable: a logout anywhere
+        ends it everywhere. A sign-in without it is a browser-session cookie
+        with the apps' own limits, as always.
+        """
+        absolute = int(days * 86400)
+        if absolute <= 0 or (idle is not None and idle <= 0):
+            raise ValueError("remember() needs a positive number of days (and idle seconds)")
+        self._ensure()
+        self._remember = (min(idle or absolute, absolute), absolute)
+        self._regenerate = True
+
     def regenerate(self) -> None:
         """Move the data to a fresh id when the response is persisted; the old id dies.
 
@@ -481,7 +502,7 @@ class Session(MutableMapping[str, Any]):
         self,
         now: float,
         *,
-        new_id: Callable[[], str] = new_session_id,
+        new_id: Callable[[tuple[int, int] | None], str] = new_session_id,
         joined_as: str | None = None,
         late: bool = False,
     ) -> WritePlan:
@@ -544,7 +565,7 @@ class Session(MutableMapping[str, Any]):
         self,
         fields: dict[str, str],
         now: float,
-        new_id: Callable[[], str],
+        new_id: Callable[[tuple[int, int] | None], str],
         *,
         drop: str | None,
         drop_first: bool,
@@ -552,7 +573,7 @@ class Session(MutableMapping[str, Any]):
         meta = dict(self._meta)
         meta.setdefault(META_CREATED, int(now))
         return WritePlan(
-            drop=drop, drop_first=drop_first, save_to=new_id(), create=True,
+            drop=drop, drop_first=drop_first, save_to=new_id(self._remember), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
             cookie="set", dropped_keys=tuple(self._stored) if drop is not None else (),
         )
@@ -614,6 +635,7 @@ class Session(MutableMapping[str, Any]):
         self._set = set()
         self._deleted = set()
         self._meta_changed = self._regenerate = self._invalidate = False
+        self._remember = None
 
     def mark_gone(self) -> None:
         """An update found no stored session (ended elsewhere meanwhile): stay ended.
@@ -623,6 +645,7 @@ class Session(MutableMapping[str, Any]):
         self._take(None, {}, {})
         self._had_cookie = False
         self._meta_changed = self._regenerate = self._invalidate = False
+        self._remember = None
 
     def _changes(self) -> tuple[dict[str, str], list[str]]:
         changed: dict[str, str] = {}
