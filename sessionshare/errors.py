@@ -39,6 +39,7 @@ TokenReason = Literal[
     "malformed", "unsupported_version", "unknown_key", "bad_seal", "expired",
     "not_yet_valid", "wrong_audience", "wrong_issuer", "bad_method", "bad_state",
     "replayed", "unknown_ticket", "session_gone", "not_authenticated",
+    "reauthentication_required",
 ]
 #: Why a callback URL (or the login request naming it) was refused.
 CallbackReason = Literal[

@@ -103,6 +103,11 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
         """Move the data to a fresh session id when the response is persisted."""
         self.shared.regenerate()
 
+    @property
+    def reauthentication_required(self) -> bool:
+        """At the IdP: ask for the password again (see the core Session's flag)."""
+        return self.shared.reauthentication_required
+
     def remember(self, days: float = 30, *, idle: int | None = None) -> None:
         """At the IdP's sign-in: a persistent sign-in (:meth:`sessionshare.Session.remember`)."""
         self.shared.remember(days, idle=idle)

@@ -51,6 +51,7 @@ from .request import Request
 from .session import Session
 from .side import Outcome, PassThrough, Side
 from .steps import Steps
+from .stepup import StepUp, is_fresh
 
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
 
@@ -103,6 +104,7 @@ class IdpSide(Side):
         self.authorize = authorize
         self.strict = strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
+        self.step_up = StepUp(self.key)
         session_cookie = self.lifecycle.cookie
         self.claims = StateClaims(
             self.key, prefix=self.lifecycle.key_prefix,
@@ -157,11 +159,15 @@ class IdpSide(Side):
                 handoff = None
             if handoff is not None:
                 owner, browser_cookie = self.claims.browser_of(request.cookies)
+                if user is not None and not self._fresh_enough(session, handoff):
+                    # Step-up: the remote asked for a sign-in more recent than this one.
+                    # The app asks for the password again; the hand-off waits for it.
+                    session.require_reauthentication()
+                elif user is not None and request.method in ("GET", "HEAD"):
+                    return (yield from self._complete(
+                        request, session, handoff, owner, browser_cookie
+                    ))
                 if request.method in ("GET", "HEAD"):
-                    if user is not None:
-                        return (yield from self._complete(
-                            request, session, handoff, owner, browser_cookie
-                        ))
                     # The first browser to present a state holds it (finding 3): a
                     # token is minted for it only there, whoever reads it from a URL.
                     if not (yield from self.claims.claim(handoff.state, owner)):
@@ -236,13 +242,23 @@ class IdpSide(Side):
         # browser; without a new id, the victim's sign-in as alice makes the attacker's
         # browser alice. Django flushes the session in this case for the same reason.
         switched = passed.signed_in and signed_in and user != passed.user
-        signing_in = signed_in and (not passed.signed_in or session.invalidated or switched)
+        # Step-up: the app signed the user in again (assigned the user key, the same user
+        # is fine) where a recent sign-in was asked for: a fresh sign-in, rotation included.
+        again = session.reauthentication_required and session.was_assigned(self.user_key)
+        signing_in = signed_in and (
+            not passed.signed_in or session.invalidated or switched or again
+        )
         if signing_in:
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
             session.mark_authenticated(self.clock())
             log.info("login origin=%s", self.origin)
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
+        if handoff is not None and not self._fresh_enough(session, handoff):
+            # Not signed in again (a wrong password, or the app did not ask): the hand-off
+            # keeps waiting, and no token is minted for the old sign-in.
+            self._remember(session, handoff)
+            handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
         if handoff is None or session.stored_id is None:
             return cookies
@@ -320,6 +336,11 @@ class IdpSide(Side):
         if location is None:
             return self._state_taken(request, handoff, cookies)
         return Reply.redirect(location, headers=cookies)
+
+    def _fresh_enough(self, session: Session, handoff: _Handoff) -> bool:
+        """False when ``handoff``'s state asks for a sign-in more recent than the session's."""
+        required = self.step_up.max_age_of(handoff.state)
+        return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a login state another browser presented first: no token (finding 3)."""

@@ -67,6 +67,22 @@ def nonempty_text(name: str, value: Any) -> str | None:
     return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
+def max_auth_age(name: str, value: Any) -> str | None:
+    """None, seconds (0 or more), or path prefix -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for prefix, age in value.items():
+            if not (isinstance(prefix, str) and prefix.startswith("/")):
+                return (f"{name}: the prefixes must be absolute paths such as '/admin/', "
+                        f"not {_shown(prefix)}")
+            problem = seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
+            if problem:
+                return problem
+        return None
+    return seconds(name, value, zero_ok=True)
+
+
 def optional_nonempty_text(name: str, value: Any) -> str | None:
     return None if value is None else nonempty_text(name, value)
 

@@ -216,6 +216,11 @@ OPTIONS: tuple[Option, ...] = (
            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
            "or `predicate(environ) -> bool`",
            check=checks.anything),
+    Option("max_auth_age", "int | Mapping[str, int] | None", None, REMOTE,
+           "step-up: seconds since the sign-in past which a protected path sends the user "
+           "to the IdP to enter the password again (a number for every protected path, or "
+           "path prefix -> seconds; the longest prefix wins); unset: any sign-in will do",
+           check=checks.max_auth_age),
     Option("authorize", "Authorize | None", None, IDP,
            "`authorize(session, remote_origin) -> bool`; False answers 403",
            check=checks.optional_function),

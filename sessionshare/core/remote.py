@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -53,6 +53,7 @@ from .session import Session
 from .side import Outcome, PassThrough, Side
 from .state import StateSlots
 from .steps import Steps
+from .stepup import StepUp, is_fresh
 from .tickets import CLOCK_LEEWAY
 
 __all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide"]
@@ -101,6 +102,7 @@ class RemoteSide(Side):
         idp_url: str,
         callback_path: str = DEFAULT_CALLBACK_PATH,
         protect: Protect = True,
+        max_auth_age: int | Mapping[str, int] | None = None,
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = CLOCK_LEEWAY,
@@ -132,6 +134,8 @@ class RemoteSide(Side):
         )
         self.state_cookie = self.states.cookie
         self._protects = _protect_predicate(protect)
+        self.step_up = StepUp(self.key)
+        self._required_age = _required_age(max_auth_age)
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -151,17 +155,28 @@ class RemoteSide(Side):
             # Signed in, but this origin never joined through an authorized hand-off (or
             # the IdP withdrew it): the IdP's authorize hook decides again (finding 1).
             return self._send_to_idp(request)
+        required = self._required_age(request.path)
+        if required is not None and not is_fresh(session.authenticated_at, required,
+                                                 self.clock()):
+            # Step-up: signed in too long ago for this path. The requirement travels
+            # inside the state, so the IdP cannot be asked without it.
+            return self._send_to_idp(request, max_age=required)
         return PassThrough(user, True)
 
     # -- step 2: off to the IdP ----------------------------------------------
-    def _send_to_idp(self, request: Request) -> Reply:
+    def _send_to_idp(self, request: Request, *, max_age: int | None = None) -> Reply:
         if not request.is_navigation:
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
+            if max_age is not None:
+                return Reply.error(
+                    401, "reauthentication_required", "Sign in again first.",
+                    as_json=True, extra={"login_url": self.idp_url},
+                )
             return Reply.error(
                 401, "not_authenticated", "Sign in first.",
                 as_json=True, extra={"login_url": self.idp_url},
             )
-        state = secrets.token_urlsafe(32)
+        state = secrets.token_urlsafe(32) if max_age is None else self.step_up.state(max_age)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         headers = self.states.start(request.cookies, state, back)
@@ -229,6 +244,12 @@ class RemoteSide(Side):
             raise TokenRejected("session_gone", "the session ended before the hand-off")
         if self.user_of(session) is None:
             raise TokenRejected("not_authenticated", "the session is not signed in")
+        required = self.step_up.max_age_of(claims.state)
+        if required is not None and not is_fresh(session.authenticated_at, required,
+                                                 self.clock()):
+            # This login asked for a recent sign-in and the IdP handed off an older one
+            # (an IdP that ignored the requirement): refuse, rather than ask again (a loop).
+            raise TokenRejected("reauthentication_required", "the sign-in is not recent")
         return sid, back, spent
 
 
@@ -238,6 +259,27 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
             return int(clock())
 
     return ClockedSigner
+
+
+def _required_age(
+    max_auth_age: int | Mapping[str, int] | None,
+) -> Callable[[str], int | None]:
+    """The step-up age a path requires (None: any sign-in will do)."""
+    if max_auth_age is None:
+        return lambda path: None
+    if not isinstance(max_auth_age, Mapping):
+        age = int(max_auth_age)
+        return lambda path: age
+    by_length = sorted(max_auth_age.items(), key=lambda item: -len(item[0]))
+
+    def required(path: str) -> int | None:
+        for prefix in (path, normalized_path(path)):
+            for start, age in by_length:  # the longest prefix wins
+                if prefix.startswith(start):
+                    return int(age)
+        return None
+
+    return required
 
 
 def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:

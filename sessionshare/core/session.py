@@ -202,6 +202,7 @@ class Session(MutableMapping[str, Any]):
         "_meta",
         "_meta_changed",
         "_regenerate",
+        "_reauthenticate",
         "_remember",
         "_retired",
         "_set",
@@ -226,6 +227,7 @@ class Session(MutableMapping[str, Any]):
         self._invalidate = False
         self._retired = False
         self._remember: tuple[int, int] | None = None
+        self._reauthenticate = False
 
     # -- loading -----------------------------------------------------------
     # A session is read either lazily through its loader (the WSGI shell: the
@@ -387,6 +389,22 @@ class Session(MutableMapping[str, Any]):
         return bool(
             changed or deleted or self._meta_changed or self._regenerate or self._invalidate
         )
+
+    @property
+    def reauthentication_required(self) -> bool:
+        """True at the IdP when a remote asked for a recent sign-in (step-up) and this
+        one is too old: the app must ask for the password again -- and sign the user
+        in again, assigning the user key (the same user is fine) -- before the
+        hand-off goes on. A documented flag for the IdP app's login view."""
+        return self._reauthenticate
+
+    def require_reauthentication(self) -> None:
+        """Set :attr:`reauthentication_required` (the IdP's side does, for this request)."""
+        self._reauthenticate = True
+
+    def was_assigned(self, key: str) -> bool:
+        """True when ``key`` was assigned in this request -- even to the value it had."""
+        return key in self._set
 
     def is_changed(self, key: str) -> bool:
         """True when persisting would write or remove the top-level ``key``."""

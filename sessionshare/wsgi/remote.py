@@ -17,7 +17,7 @@ from its arguments and runs it through the WSGI shell
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..core.options import SameSite, check_options
@@ -92,6 +92,10 @@ class RemoteSessionMiddleware(SessionMiddleware):
         http(s) URL. Default ``"/"``.
     :param protect: Which paths need a sign-in: ``True`` (all), ``False``, a list of path
         prefixes, or ``predicate(environ) -> bool``. Default ``True``.
+    :param max_auth_age: Step-up: seconds since the sign-in past which a protected path
+        sends the user to the IdP to enter the password again (a number for every protected
+        path, or path prefix -> seconds; the longest prefix wins); unset: any sign-in will
+        do. Default ``None``.
     :param state_ttl: Seconds a started sign-in may take. Default ``600``.
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.
@@ -127,6 +131,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
         protect: Protect = True,
+        max_auth_age: int | Mapping[str, int] | None = None,
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = float(CLOCK_LEEWAY),
@@ -143,7 +148,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
             key_prefix=key_prefix, max_session_bytes=max_session_bytes,
             callback_path=callback_path, logout_path=logout_path,
-            logout_redirect=logout_redirect, protect=protect, state_ttl=state_ttl,
+            logout_redirect=logout_redirect, protect=protect, max_auth_age=max_auth_age,
+            state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway,
             quiet_startup=quiet_startup, clock=clock,
         )

@@ -1,0 +1,162 @@
+"""Step-up re-authentication (issue 12, item 3): ``max_auth_age`` at a remote.
+
+A protected path asks for a sign-in at most that old; an older session goes
+through the IdP again with the requirement sealed inside the login state, the
+IdP's app asks for the password again (``session.reauthentication_required``),
+and only a fresh sign-in completes the hand-off. On memory and real Redis,
+with every refusal: the state altered, the requirement ignored by the IdP, a
+wrong password, an API call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from conftest import FakeClock
+from flow import CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, idp_app, reason_of
+
+from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SessionStore
+from sessionshare.core import tickets
+from sessionshare.core.steps import run
+from sessionshare.core.stepup import GRACE
+from sessionshare.crypto import seal_token
+
+PASSWORD = {"username": "alice", "password": "wonderland"}
+
+
+def _recording_idp(seen: list[bool]) -> Callable[..., Any]:
+    """flow's IdP, noting whether each login-page request flagged a password re-entry."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["PATH_INFO"] == "/login":
+            seen.append(environ["sessionshare.session"].reauthentication_required)
+        return idp_app(environ, start_response)
+
+    return app
+
+
+def _deployment(store: SessionStore, clock: Any, max_auth_age: Any,
+                seen: list[bool] | None = None) -> Deployment:
+    return Deployment(store, clock, idp=_recording_idp(seen if seen is not None else []),
+                      remote_options={"max_auth_age": max_auth_age})
+
+
+def _state_of(login_url: str) -> str:
+    return parse_qs(urlsplit(login_url).query)["state"][0]
+
+
+def test_an_old_sign_in_enters_the_password_again_then_gets_in(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    seen: list[bool] = []
+    dep = _deployment(store, clock, 300, seen)
+    browser = Browser(dep)
+    assert browser.sign_in_at(SHOP + "/orders").json["user"] == "alice"
+    clock.advance(200)
+    assert browser.get(SHOP + "/orders").status_int == 200  # recent enough: no bounce
+    clock.advance(200 + GRACE)
+    away = browser.get(SHOP + "/orders")
+    assert away.status_int == 302 and away.location.startswith(LOGIN + "?")
+    assert dep.shop.side.step_up.max_age_of(_state_of(away.location)) == 300  # sealed in
+    seen.clear()
+    form = browser.get(away.location)  # signed in at the IdP, but too long ago
+    assert form.status_int == 200 and "login form" in form.text and seen == [True]
+    back = browser.post(away.location, PASSWORD)  # the password again: a fresh sign-in
+    assert back.status_int == 303 and back.location.startswith(SHOP + CALLBACK)
+    landed = browser.get(back.location)
+    assert landed.status_int == 303
+    assert browser.get(SHOP + landed.location).json["user"] == "alice"
+
+
+def test_a_wrong_password_mints_nothing_and_the_hand_off_keeps_waiting(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = _deployment(store, clock, 60)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(60 + GRACE + 1)
+    login_url = browser.get(SHOP + "/orders").location
+    browser.get(login_url)
+    wrong = browser.post(login_url, {"username": "alice", "password": "nope"})
+    assert wrong.status_int == 200 and "Location" not in wrong.headers
+    right = browser.post(login_url, PASSWORD)
+    assert right.status_int == 303 and right.location.startswith(SHOP + CALLBACK)
+
+
+def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = _deployment(store, clock, 300)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(300 + GRACE + 1)
+    login_url = browser.get(SHOP + "/orders").location
+    state = _state_of(login_url)
+    age_end = 44 + len(f"{300:x}")  # <43 random> "_" <age, hex> <tag>
+    relaxed = state[:44] + "fffff" + state[age_end:]  # a longer age, the same tag
+    assert dep.shop.side.step_up.max_age_of(relaxed) is None
+    minted = browser.get(login_url.replace(state, relaxed))  # an ordinary state to the IdP
+    assert minted.status_int == 303
+    refused = browser.get(minted.location)  # ...which is not the state this browser holds
+    assert refused.status_int == 403 and reason_of(refused) == "bad_state"
+
+
+def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = _deployment(store, clock, 300)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(300 + GRACE + 1)
+    state = _state_of(browser.get(SHOP + "/orders").location)
+    # What an IdP that does not know step-up would send: a token for the old sign-in.
+    idp = dep.idp.side
+    sid = idp.lifecycle.session_id_in("sessionshare=" + (browser.cookie("id.test") or ""))
+    assert sid is not None
+    owner, _ = idp.claims.browser_of(None)
+    ticket = run(tickets.issue(idp.lifecycle.key_prefix, sid, state, idp.claims, owner,
+                               token_ttl=60), store)
+    assert ticket is not None
+    token = seal_token(idp.key, ticket, audience=SHOP, issuer=IDP, state=state, now=clock())
+    refused = browser.get(f"{SHOP}{CALLBACK}?token={quote(token)}")
+    assert refused.status_int == 403 and reason_of(refused) == "reauthentication_required"
+
+
+def test_an_api_call_with_an_old_sign_in_gets_401_naming_the_reason(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = _deployment(store, clock, 300)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(300 + GRACE + 1)
+    api = browser.get(SHOP + "/orders", headers={"Accept": "application/json"})
+    assert api.status_int == 401 and api.json["error"] == "reauthentication_required"
+
+
+def test_a_limit_of_zero_does_not_loop(store: SessionStore, clock: FakeClock) -> None:
+    dep = _deployment(store, clock, 0)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")  # a sign-in just now is fresh for GRACE seconds
+    assert browser.get(SHOP + "/orders").status_int == 200
+    clock.advance(GRACE + 1)
+    assert browser.get(SHOP + "/orders").status_int == 302  # then it asks again
+
+
+def test_the_longest_prefix_decides(clock: FakeClock) -> None:
+    store = MemoryStore(clock=clock)
+    dep = _deployment(store, clock, {"/read": 60, "/orders": 3600})
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(600)
+    assert browser.get(SHOP + "/orders").status_int == 200
+    assert browser.get(SHOP + "/read").status_int == 302
+
+
+@pytest.mark.parametrize("value", [-1, "300", True, {"admin": 60}, {"/admin": -5}])
+def test_a_bad_max_auth_age_is_refused_at_construction(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_auth_age"):
+        RemoteSessionMiddleware(idp_app, store=MemoryStore(), key="x" * 43, app_url=SHOP,
+                                idp_url=LOGIN, cookie_secure=False, max_auth_age=value)
