@@ -42,6 +42,7 @@ from . import tickets
 from .claims import StateClaims
 from .cookies import CookieSpec
 from .lifecycle import Headers
+from .passive import PassiveAnswers
 from .pending import MAX_PENDING as MAX_PENDING
 from .pending import PENDING_KEY as PENDING_KEY
 from .pending import PENDING_TTL as PENDING_TTL
@@ -65,6 +66,7 @@ class _Handoff:
     callback: str  # canonical, allow-listed
     origin: str  # the token's audience
     state: str
+    passive: bool = False  # a passive check: never a login form (core/passive.py)
 
 
 class IdpSide(Side):
@@ -105,6 +107,7 @@ class IdpSide(Side):
         self.strict = strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
         self.step_up = StepUp(self.key)
+        self.passive_answers = PassiveAnswers(self.key)
         session_cookie = self.lifecycle.cookie
         self.claims = StateClaims(
             self.key, prefix=self.lifecycle.key_prefix,
@@ -159,6 +162,17 @@ class IdpSide(Side):
                 handoff = None
             if handoff is not None:
                 owner, browser_cookie = self.claims.browser_of(request.cookies)
+                if handoff.passive and request.method in ("GET", "HEAD"):
+                    # A passive check: a token for a user signed in (recently enough, and
+                    # allowed there), else at once the sealed "not signed in": no form.
+                    if user is None or not self._fresh_enough(session, handoff) or (
+                        self.authorize is not None
+                        and not self.authorize(session, handoff.origin)
+                    ):
+                        return self._not_signed_in(handoff, browser_cookie)
+                    return (yield from self._complete(
+                        request, session, handoff, owner, browser_cookie, authorized=True
+                    ))
                 if user is not None and not self._fresh_enough(session, handoff):
                     # Step-up: the remote asked for a sign-in more recent than this one.
                     # The app asks for the password again; the hand-off waits for it.
@@ -188,7 +202,8 @@ class IdpSide(Side):
         if not is_valid_state(states[0]):
             raise CallbackRejected("bad_state", "state must match [A-Za-z0-9_-]{16,128}")
         allowed = self.allow_list.check_callback(callbacks[0])
-        return _Handoff(allowed.url, allowed.origin, states[0])
+        return _Handoff(allowed.url, allowed.origin, states[0],
+                        passive=params.get("passive") == ["1"])
 
     def _log_rejected(self, exc: CallbackRejected) -> None:
         """``callback_rejected``, naming the origin and what to list when it parsed."""
@@ -323,9 +338,12 @@ class IdpSide(Side):
         handoff: _Handoff,
         owner: str,
         browser_cookie: Headers,
+        *,
+        authorized: bool = False,
     ) -> Steps[Reply]:
         """A signed-in user asks for a remote: straight back with a token."""
-        if self.authorize is not None and not self.authorize(session, handoff.origin):
+        if (not authorized and self.authorize is not None
+                and not self.authorize(session, handoff.origin)):
             # The user lost this site: it stops serving them at once, not only at the
             # next hand-off (its protected paths check the joined origins per request).
             session.withdraw(handoff.origin)
@@ -336,6 +354,12 @@ class IdpSide(Side):
         if location is None:
             return self._state_taken(request, handoff, cookies)
         return Reply.redirect(location, headers=cookies)
+
+    def _not_signed_in(self, handoff: _Handoff, headers: Headers) -> Reply:
+        """The answer to a passive check for nobody signed in: back at once, sealed."""
+        answer = self.passive_answers.seal(handoff.state, now=self.clock())
+        log.info("passive_answered audience=%s signed_in=no", handoff.origin)
+        return Reply.redirect(f"{handoff.callback}?passive={answer}", headers=headers)
 
     def _fresh_enough(self, session: Session, handoff: _Handoff) -> bool:
         """False when ``handoff``'s state asks for a sign-in more recent than the session's."""

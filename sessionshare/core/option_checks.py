@@ -67,6 +67,18 @@ def nonempty_text(name: str, value: Any) -> str | None:
     return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
+def passive(name: str, value: Any) -> str | None:
+    """True/False, or a list of absolute path prefixes."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return f"{name} must be True, False or a list of path prefixes, not {_shown(value)}"
+    for prefix in value:
+        if not (isinstance(prefix, str) and prefix.startswith("/")):
+            return f"{name}: the prefixes must be absolute paths such as '/', not {_shown(prefix)}"
+    return None
+
+
 def max_auth_age(name: str, value: Any) -> str | None:
     """None, seconds (0 or more), or path prefix -> seconds."""
     if value is None:

@@ -216,6 +216,14 @@ OPTIONS: tuple[Option, ...] = (
            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
            "or `predicate(environ) -> bool`",
            check=checks.anything),
+    Option("passive", "bool | Sequence[str]", False, REMOTE,
+           "passive sign-in check on public pages (`True`, or path prefixes): a browser "
+           "with no session is sent through the IdP once, with no login form, and comes "
+           "back signed in or told it is not",
+           check=checks.passive),
+    Option("passive_ttl", "int", 5 * 60, REMOTE,
+           "seconds a browser found not signed in by the passive check is not checked again",
+           check=checks.seconds, env="SESSIONSHARE_PASSIVE_TTL", parse=checks.int_text),
     Option("max_auth_age", "int | Mapping[str, int] | None", None, REMOTE,
            "step-up: seconds since the sign-in past which a protected path sends the user "
            "to the IdP to enter the password again (a number for every protected path, or "

@@ -47,6 +47,8 @@ from ..crypto import SyncKey, canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
 from . import tickets
+from .cookies import CookieSpec
+from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session
@@ -102,6 +104,8 @@ class RemoteSide(Side):
         idp_url: str,
         callback_path: str = DEFAULT_CALLBACK_PATH,
         protect: Protect = True,
+        passive: bool | Sequence[str] = False,
+        passive_ttl: int = 5 * 60,
         max_auth_age: int | Mapping[str, int] | None = None,
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
@@ -136,6 +140,15 @@ class RemoteSide(Side):
         self._protects = _protect_predicate(protect)
         self.step_up = StepUp(self.key)
         self._required_age = _required_age(max_auth_age)
+        self._passive = _passive_predicate(passive)
+        self.passive_answers = PassiveAnswers(self.key)
+        session_cookie = self.lifecycle.cookie
+        # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
+        self.checked_cookie = CookieSpec(
+            session_cookie.name + "_checked", secure=session_cookie.secure,
+            domain=self.cookie_domain, max_age=int(passive_ttl),
+        )
+        self._checked = self.checked_cookie.pattern("1")
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -145,8 +158,25 @@ class RemoteSide(Side):
         if request.path == self.logout_path:
             return self.logout(request, session)
         if not self._protects(request):
+            if self._passive(request) and self._may_check(request):
+                return self._passive_check(request, session)
             return _ANONYMOUS  # a public path: the session is read only if the app looks
         return self._protected(request, session)
+
+    # -- the passive check (core/passive.py) --------------------------------
+    def _may_check(self, request: Request) -> bool:
+        """Only a top-level GET navigation a user is looking at, not checked lately."""
+        return (
+            request.method == "GET" and request.is_navigation and not request.is_prefetch
+            and not (request.cookies and self._checked.search(request.cookies))
+        )
+
+    def _passive_check(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+        yield from self.lifecycle.load(session)
+        user = self.user_of(session)
+        if user is not None and session.has_joined(self.origin):
+            return PassThrough(user, True)  # known already: the public page may greet them
+        return self._send_to_idp(request, passive=True)
 
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
@@ -164,7 +194,9 @@ class RemoteSide(Side):
         return PassThrough(user, True)
 
     # -- step 2: off to the IdP ----------------------------------------------
-    def _send_to_idp(self, request: Request, *, max_age: int | None = None) -> Reply:
+    def _send_to_idp(
+        self, request: Request, *, max_age: int | None = None, passive: bool = False
+    ) -> Reply:
         if not request.is_navigation:
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
             if max_age is not None:
@@ -180,11 +212,37 @@ class RemoteSide(Side):
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         headers = self.states.start(request.cookies, state, back)
-        log.info("login_redirect issuer=%s", self.issuer)
-        return Reply.redirect(self._login_prefix + state, status=302, headers=headers)
+        log.info("login_redirect issuer=%s%s", self.issuer, " passive=1" if passive else "")
+        location = self._login_prefix + state + ("&passive=1" if passive else "")
+        return Reply.redirect(location, status=302, headers=headers)
 
     # -- step 5: back from the IdP with a token --------------------------------
-    def _callback(self, request: Request, session: Session) -> Steps[Reply]:
+    def _callback(self, request: Request, session: Session) -> Steps[Reply] | Reply:
+        params = request.params
+        if params is not None and "passive" in params and "token" not in params:
+            return self._not_signed_in(request, params["passive"])
+        return self._token_callback(request, session)
+
+    def _not_signed_in(self, request: Request, answers: list[str]) -> Reply:
+        """The IdP's sealed "not signed in" answer to a passive check: remember the check."""
+        try:
+            if request.method != "GET" or len(answers) != 1:
+                raise TokenRejected("malformed", "exactly one passive answer, by GET")
+            state = self.passive_answers.open(
+                answers[0], now=self.clock(), ttl=self.token_ttl
+            )
+            back, spent = self.states.find(request.cookies, state)  # this browser's only
+        except TokenRejected as exc:
+            log.warning("token_rejected reason=%s passive=1", exc.reason)
+            return Reply.error(
+                403, exc.reason, "This sign-in check is not valid. Please go back.",
+                as_json=request.wants_json,
+            )
+        log.info("passive_checked issuer=%s signed_in=no", self.issuer)
+        headers = [("Set-Cookie", self.checked_cookie.set("1")), *self.states.clear(spent)]
+        return Reply.redirect(back, headers=headers)
+
+    def _token_callback(self, request: Request, session: Session) -> Steps[Reply]:
         try:
             sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
@@ -259,6 +317,15 @@ def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
             return int(clock())
 
     return ClockedSigner
+
+
+def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
+    if passive is True:
+        return lambda request: True
+    if passive is False:
+        return lambda request: False
+    prefixes = tuple(passive)
+    return lambda request: request.path.startswith(prefixes)
 
 
 def _required_age(

@@ -43,6 +43,8 @@ class Request:
     :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
     :param origin: the ``Origin`` header, None when the client sent none.
     :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
+    :param purpose: the ``Sec-Purpose`` (or older ``Purpose``) header: ``prefetch``
+        or ``prerender`` when the browser only fetches ahead, None otherwise.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
     :param native: the server interface's own request (the WSGI environ, the ASGI
         scope), handed to the app's own predicates such as a ``protect`` callable.
@@ -51,7 +53,7 @@ class Request:
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
     __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "method", "native",
-                 "origin", "path", "query", "root")
+                 "origin", "path", "purpose", "query", "root")
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class Request:
         native: Any = None,
         origin: str | None = None,
         fetch_site: str | None = None,
+        purpose: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -76,6 +79,7 @@ class Request:
         self.native = native
         self.origin = origin
         self.fetch_site = fetch_site
+        self.purpose = purpose
         self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
 
     def __repr__(self) -> str:
@@ -95,6 +99,14 @@ class Request:
         # PEP 3333 hands the path over as latin-1 decoded bytes; keep it ASCII-safe.
         path = (self.root + self.path).encode("latin-1", "replace").decode("ascii", "replace")
         return f"{path}?{self.query}" if self.query else path
+
+    @property
+    def is_prefetch(self) -> bool:
+        """True when the browser only fetches ahead (a prefetch or prerender): no user is
+        looking at the answer yet."""
+        return self.purpose is not None and (
+            "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
+        )
 
     @property
     def is_navigation(self) -> bool:

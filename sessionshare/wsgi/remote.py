@@ -17,7 +17,7 @@ from its arguments and runs it through the WSGI shell
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..core.options import SameSite, check_options
@@ -92,6 +92,11 @@ class RemoteSessionMiddleware(SessionMiddleware):
         http(s) URL. Default ``"/"``.
     :param protect: Which paths need a sign-in: ``True`` (all), ``False``, a list of path
         prefixes, or ``predicate(environ) -> bool``. Default ``True``.
+    :param passive: Passive sign-in check on public pages (``True``, or path prefixes): a
+        browser with no session is sent through the IdP once, with no login form, and comes
+        back signed in or told it is not. Default ``False``.
+    :param passive_ttl: Seconds a browser found not signed in by the passive check is not
+        checked again. Default ``300``. From the environment: ``SESSIONSHARE_PASSIVE_TTL``.
     :param max_auth_age: Step-up: seconds since the sign-in past which a protected path
         sends the user to the IdP to enter the password again (a number for every protected
         path, or path prefix -> seconds; the longest prefix wins); unset: any sign-in will
@@ -131,6 +136,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
         protect: Protect = True,
+        passive: bool | Sequence[str] = False,
+        passive_ttl: int = 5 * 60,
         max_auth_age: int | Mapping[str, int] | None = None,
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
@@ -148,7 +155,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
             key_prefix=key_prefix, max_session_bytes=max_session_bytes,
             callback_path=callback_path, logout_path=logout_path,
-            logout_redirect=logout_redirect, protect=protect, max_auth_age=max_auth_age,
+            logout_redirect=logout_redirect, protect=protect, passive=passive,
+            passive_ttl=passive_ttl, max_auth_age=max_auth_age,
             state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway,
             quiet_startup=quiet_startup, clock=clock,
