@@ -144,6 +144,13 @@ class RemoteSide(Side):
             return _ANONYMOUS  # a public path: the session is read only if the app looks
         return self._protected(request, session)
 
+    def on_websocket(self, request: Request, session: Session) -> Outcome:
+        """A websocket on a protected path is served only as a page would be: signed in
+        and joined; else the 401 a script gets (never a redirect, never anonymous)."""
+        if not self._protects(request):
+            return super().on_websocket(request, session)
+        return self._protected(request, session)
+
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
         user = self.user_of(session)

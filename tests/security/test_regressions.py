@@ -512,7 +512,7 @@ def _sign_in_from_the_form(session: Any, environ: dict[str, Any]) -> None:
 
 def _session_keys(store: SessionStore, dep: Deployment) -> list[str]:
     if isinstance(store, RedisStore):
-        pattern = dep.idp.manager.key_prefix + "s:*"
+        pattern = dep.idp.side.lifecycle.key_prefix + "s:*"
         return [k.decode() for k in store.client.scan_iter(match=pattern)]
     assert isinstance(store, MemoryStore)
     return list(store.sessions())
