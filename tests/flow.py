@@ -179,6 +179,7 @@ class Deployment:
         idp: Callable[..., Any] | None = None,
         remote: Callable[..., Any] | None = None,
         shell: str = "wsgi",
+        async_store: Any = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -186,7 +187,8 @@ class Deployment:
         self.key = key or SyncKey.generate()
         if shell == "asgi":
             idp, remote = idp or asgi_idp_app, remote or asgi_remote_app
-            shared: Any = async_twin(store)
+            # The ASGI apps' own store (default: one over the same records or Redis).
+            shared: Any = async_twin(store) if async_store is None else async_store
         else:
             idp, remote = idp or idp_app, remote or remote_app
             shared = store
