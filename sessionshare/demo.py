@@ -41,7 +41,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -223,14 +223,22 @@ class Servers:
         self._running.append((server, thread))
         return int(server.port)
 
-    def start_asgi(self, sock: socket.socket, app: Any) -> int:
+    def start_asgi(
+        self, sock: socket.socket, app: Any,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         """Serve the ASGI ``app`` with uvicorn (its own event loop, in a background thread)
-        on ``sock``; the port it serves."""
+        on ``sock``; the port it serves. ``on_shutdown`` runs on that loop as it stops
+        (closing an asyncio store there, the loop its connections belong to)."""
         import uvicorn
 
         port = int(sock.getsockname()[1])
+        served = _asgi_access_log(app)
+        if on_shutdown is not None:
+            served = _on_shutdown(served, on_shutdown)
         config = uvicorn.Config(
-            _asgi_access_log(app), lifespan="off", access_log=False, log_level="warning",
+            served, lifespan="off" if on_shutdown is None else "on", access_log=False,
+            log_level="warning",
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
@@ -258,6 +266,25 @@ class Servers:
             thread.join(timeout=5)
             sock.close()
         self._running, self._asgi = [], []
+
+
+def _on_shutdown(app: Any, on_shutdown: Callable[[], Awaitable[None]]) -> Any:
+    """``app``, answering the lifespan protocol itself: ``on_shutdown`` as the server stops."""
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return served
 
 
 def _asgi_access_log(app: Any) -> Any:
@@ -358,12 +385,14 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                 return 2
         urls = site_urls(port)
         timeline = Timeline(urls)
+        async_store = _async_store(redis_url)
         apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline,
-                         async_store=_async_store(redis_url), key_prefix=KEY_PREFIX)
+                         async_store=async_store, key_prefix=KEY_PREFIX)
         with timeline.listening():
             for sock, name in zip(sockets, SITES, strict=True):
                 if name in ASGI_SITES:
-                    servers.start_asgi(sock, apps[name])
+                    servers.start_asgi(sock, apps[name], None if async_store is None
+                                       else async_store.close)
                 else:
                     servers.start(sock, apps[name])
             sockets, started = [], True
