@@ -63,18 +63,27 @@ def await_on_loop(awaitable: Awaitable[T], timeout: float = 30) -> T:
     return future.result(timeout)
 
 
+def _bytes(text: str) -> bytes:
+    # PEP 3333 text is latin-1; the fuzzers also hand over text that is not (a server
+    # would never): send it as the UTF-8 a client would have sent.
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def scope_of(environ: dict[str, Any]) -> dict[str, Any]:
     """The ASGI HTTP scope for a WSGI environ (what an ASGI server would build)."""
     headers = []
     for name, value in environ.items():
         if name.startswith("HTTP_"):
             headers.append((name[5:].replace("_", "-").lower().encode("latin-1"),
-                            value.encode("latin-1")))
+                            _bytes(value)))
         elif name in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
             headers.append((name.replace("_", "-").lower().encode("latin-1"),
-                            value.encode("latin-1")))
-    path_bytes = environ.get("PATH_INFO", "").encode("latin-1")
-    root_bytes = environ.get("SCRIPT_NAME", "").encode("latin-1")
+                            _bytes(value)))
+    path_bytes = _bytes(environ.get("PATH_INFO", ""))
+    root_bytes = _bytes(environ.get("SCRIPT_NAME", ""))
     # As uvicorn does: the path decoded as UTF-8; bytes that are not kept as escapes.
     path = path_bytes.decode("utf-8", "surrogateescape")
     root = root_bytes.decode("utf-8", "surrogateescape")
@@ -87,7 +96,7 @@ def scope_of(environ: dict[str, Any]) -> dict[str, Any]:
         "path": root + path,
         "raw_path": root_bytes + path_bytes,
         "root_path": root,
-        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        "query_string": _bytes(environ.get("QUERY_STRING", "")),
         "headers": headers,
         "client": ("127.0.0.1", 50000),
         "server": (environ.get("SERVER_NAME", "localhost"), int(environ.get("SERVER_PORT", 80))),

@@ -201,8 +201,8 @@ class Deployment:
             **{**common, "known_remote_hosts": [SHOP, BLOG], **(idp_options or {})},
         )
         self.shop = RemoteSessionMiddleware(
-            remote, app_url=SHOP, idp_url=LOGIN, protect=["/orders", "/read", "/write"],
-            **{**common, **(remote_options or {})},
+            remote, app_url=SHOP, idp_url=LOGIN,
+            **{"protect": ["/orders", "/read", "/write"], **common, **(remote_options or {})},
         )
         self.blog = RemoteSessionMiddleware(
             remote, app_url=BLOG, idp_url=LOGIN, **{**common, **(remote_options or {})}
