@@ -1,10 +1,11 @@
-"""The example apps in a real browser: headless Chromium, real WSGI servers, three host names.
+"""The example apps in a real browser: headless Chromium, real servers, four host names.
 
 The Flask IdP, the Pyramid shop and the plain-WSGI blog from ``examples/``
-run in threaded werkzeug servers on free loopback ports, the way the demo
-runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
-site with its own cookies. One person signs in once from the shop, finds
-the blog signed in without a form, signs out at the blog, and the shop sends
+run in threaded werkzeug servers on free loopback ports, and the FastAPI news
+site under uvicorn, the way the demo runs them; Chromium maps ``*.localhost``
+to 127.0.0.1, so each app is its own site with its own cookies. One person
+signs in once from the shop, finds the blog and the news site (ASGI) signed in
+without a form, signs out at the blog, and the shop and the news site send
 the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
@@ -25,7 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sessionshare import MemoryStore, SyncKey
 from sessionshare.core.state import STATE_SLOTS
-from sessionshare.demo import Servers, demo_apps, listen
+from sessionshare.demo import ASGI_SITES, Servers, demo_apps, listen
 from sessionshare.demo_timeline import Timeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +35,7 @@ WAIT = 15.0
 
 @pytest.fixture
 def sites() -> Iterator[dict[str, str]]:
-    sockets = {name: listen("127.0.0.1", 0) for name in ("idp", "shop", "blog")}
+    sockets = {name: listen("127.0.0.1", 0) for name in ("idp", "shop", "blog", "news")}
     urls = {
         name: f"http://{name}.localhost:{sock.getsockname()[1]}"
         for name, sock in sockets.items()
@@ -46,7 +47,10 @@ def sites() -> Iterator[dict[str, str]]:
     try:
         with timeline.listening():
             for name, sock in sockets.items():
-                servers.start(sock, apps[name])
+                if name in ASGI_SITES:
+                    servers.start_asgi(sock, apps[name])
+                else:
+                    servers.start(sock, apps[name])
             yield urls
             servers.stop()
     finally:
@@ -82,7 +86,7 @@ def click(driver: Any, element_id: str) -> None:
 def test_sign_in_once_then_sign_out_everywhere(
     sites: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
-    idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
+    idp, shop, blog, news = sites["idp"], sites["shop"], sites["blog"], sites["news"]
     with chromium() as browser:
         driver: Any = browser
         try:
@@ -131,6 +135,16 @@ def test_sign_in_once_then_sign_out_everywhere(
             assert panel.is_displayed() and panel.size["width"] > 300
             keep_screenshot(driver, "demo-panel")
 
+            # C: the news site, an ASGI app under uvicorn: signed in, the same cart.
+            driver.get(news + "/")
+            wait_until(driver, lambda d: d.current_url == news + "/", "at the news site")
+            assert not has_login_form(driver)
+            assert text_of(driver, "user") == "alice"
+            assert text_of(driver, "cart") == "teapot"
+            keep_screenshot(driver, "demo-news")
+            driver.get(blog + "/")
+            wait_until(driver, lambda d: d.current_url == blog + "/", "back at the blog")
+
             # Sign out at B: it says so, and every page of B now asks the IdP again...
             click(driver, "logout")
             wait_until(driver, lambda d: d.current_url == blog + "/_demo/signed-out", "signed out")
@@ -145,6 +159,10 @@ def test_sign_in_once_then_sign_out_everywhere(
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "A asks")
             assert has_login_form(driver)
             assert quote(shop + "/_sessionshare/callback", safe="") in driver.current_url
+            # ...and so does C.
+            driver.get(news + "/")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "C asks")
+            assert quote(news + "/_sessionshare/callback", safe="") in driver.current_url
         except BaseException:
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")
