@@ -217,8 +217,10 @@ class Browser:
     """One browser: a cookie jar per origin, absolute URLs routed to the right app."""
 
     def __init__(self, deployment: Deployment) -> None:
+        # Any object with idp/shop/blog WSGI apps will do (a Flask deployment, say).
+        wsgi = getattr(deployment, "wsgi", lambda middleware: middleware)
         self.apps = {
-            host: webtest.TestApp(deployment.wsgi(middleware), extra_environ={"HTTP_HOST": host})
+            host: webtest.TestApp(wsgi(middleware), extra_environ={"HTTP_HOST": host})
             for host, middleware in (("id.test", deployment.idp), ("shop.test", deployment.shop),
                                      ("blog.test", deployment.blog))
         }
