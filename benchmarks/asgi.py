@@ -201,7 +201,7 @@ async def measure(stack: AsgiStack, requests: int, repeats: int) -> dict[str, di
 @contextmanager
 def uvicorn(case: str, port: int, url: str, secret: str, cpus: set[int] | None) -> Iterator[None]:
     env = {**os.environ, "BENCH_CASE": case, "BENCH_REDIS_URL": url, "BENCH_SECRET": secret,
-           "PYTHONPATH": os.getcwd()}
+           "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.asgi_apps:from_env",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",

@@ -132,6 +132,8 @@ class SessionMiddleware:
         self.side = side
         self.lifecycle: Lifecycle = side.lifecycle
         self.store = async_store(store)
+        # Does on_response read the app's headers (the IdP carries its cookies over)?
+        self._reads_app_headers = type(self).on_response is not SessionMiddleware.on_response
 
     @classmethod
     def from_env(
@@ -201,9 +203,11 @@ class SessionMiddleware:
             if kind == "http.response.start" and not started:
                 started = True
                 try:
-                    answer = await self.on_response(
-                        request, session, passed, header_text(message.get("headers") or ())
+                    app_headers = (
+                        header_text(message.get("headers") or ())
+                        if self._reads_app_headers else []
                     )
+                    answer = await self.on_response(request, session, passed, app_headers)
                 except StoreUnavailable as exc:
                     answer = self.side.unavailable(request, exc)
                 if isinstance(answer, Reply):
