@@ -133,19 +133,19 @@ def test_an_authenticated_asgi_request_is_one_redis_round_trip(redis_url: str,
 # -- writing: before the status line, late changes by the core's rule ------------------------
 
 
-def _sign_in_cookie(dep: Deployment) -> str:
+def _sign_in(dep: Deployment) -> tuple[str, str]:
+    """Sign in at the shop: its ``Cookie`` header, and the store key of the session."""
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
-    return _cookie_header(browser, "shop.test")
+    return _cookie_header(browser, "shop.test"), browser.store_key("shop.test")
 
 
 def test_the_write_is_stored_before_the_status_line_goes_out(
     store: SessionStore, clock: FakeClock
 ) -> None:
     dep = Deployment(store, clock, shell="asgi")
-    cookie = _sign_in_cookie(dep)
+    cookie, key = _sign_in(dep)
     seen_at_start: list[Any] = []
-    (key,) = _session_keys(store)
 
     async def main() -> None:
         async def receive() -> dict[str, Any]:
@@ -164,13 +164,6 @@ def test_the_write_is_stored_before_the_status_line_goes_out(
     assert seen_at_start and seen_at_start[0].fields["cart"] == '"teapot"'
 
 
-def _session_keys(store: SessionStore) -> list[str]:
-    if isinstance(store, MemoryStore):
-        return list(store.sessions())
-    assert isinstance(store, RedisStore)
-    return [k.decode() for k in store.client.scan_iter(match="sessionshare:s:*")]
-
-
 def test_changes_while_the_body_streams_are_stored_before_its_end(clock: FakeClock) -> None:
     memory = MemoryStore(clock=clock)
 
@@ -184,10 +177,10 @@ def test_changes_while_the_body_streams_are_stored_before_its_end(clock: FakeClo
         await send({"type": "http.response.body", "body": b"two"})
 
     dep = Deployment(memory, clock, shell="asgi", remote=streaming)
-    cookie = _sign_in_cookie(dep)
+    cookie, key = _sign_in(dep)
     response = _get(dep.shop, "/stream", cookie=cookie)
     assert response.text == "one two"
-    (record,) = memory.sessions().values()
+    record = memory.sessions()[key]
     assert record.fields["cart"] == '["late"]'
 
 
@@ -372,7 +365,7 @@ def _sent_json(messages: list[dict[str, Any]]) -> Any:
 def test_websockets_need_a_signed_in_session_on_protected_paths(clock: FakeClock) -> None:
     memory = MemoryStore(clock=clock)
     dep = Deployment(memory, clock, shell="asgi", remote=_ws_app())
-    cookie = _sign_in_cookie(dep)
+    cookie, key = _sign_in(dep)
     refused = _websocket(dep.shop, "/orders/live")
     # Closed before it was accepted: the server answers the handshake 403.
     assert refused == [{"type": "websocket.close", "code": 1008, "reason": "not_authenticated"}]
@@ -381,8 +374,7 @@ def test_websockets_need_a_signed_in_session_on_protected_paths(clock: FakeClock
     assert _websocket(dep.shop, "/orders/live", genuine_cookie(dep.shop))[0]["code"] == 1008
     assert _sent_json(_websocket(dep.shop, "/orders/live", cookie)) == {
         "user": "alice", "cart": None}
-    (record,) = memory.sessions().values()
-    assert record.fields["seen"] == "true"
+    assert memory.sessions()[key].fields["seen"] == "true"
     assert _sent_json(_websocket(dep.shop, "/public/live")) == {"user": None, "cart": None}
 
 

@@ -51,10 +51,14 @@ def estate(store: SessionStore, redis_url: str) -> Iterator[tuple[dict[str, str]
 
 
 def _sessions(store: SessionStore) -> int:
+    """How many stored sessions hold a signed-in user."""
     if isinstance(store, MemoryStore):
-        return len(store.sessions())
-    assert isinstance(store, RedisStore)
-    return sum(1 for _ in store.client.scan_iter(match="sessionshare:s:*"))
+        keys = list(store.sessions())
+    else:
+        assert isinstance(store, RedisStore)
+        keys = [k.decode() for k in store.client.scan_iter(match="sessionshare:s:*")]
+    records = [store.load(key, 60) for key in keys]
+    return sum(1 for record in records if record is not None and "user" in record.fields)
 
 
 def _json(browser: urllib.request.OpenerDirector, url: str, data: bytes | None = None) -> Any:
@@ -88,7 +92,7 @@ def test_flask_idp_fastapi_remote_pyramid_remote_one_session_one_logout(
     # A write by the ASGI app (a POST through FastAPI), seen on the next read.
     assert _json(browser, urls["news"] + "/api/headlines/read", b"") == {"read": 1}
     assert _json(browser, urls["news"] + "/api/me")["read"] == 1
-    assert _sessions(store) == 1  # one shared session for the three apps
+    assert _sessions(store) == 1  # one shared, signed-in session for the three apps
     # Sign out at the ASGI site: every site asks again.
     at, page = fetch(browser, urls["news"] + "/_sessionshare/logout", {})
     assert at == urls["idp"] + "/_demo/signed-out" and "Signed out everywhere" in page
