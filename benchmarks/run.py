@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import http_load, measure, report
+from . import asgi, http_load, measure, report
 from .cases import Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="split each case's wrk time into this many interleaved turns")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections")
     parser.add_argument("--no-http", action="store_true", help="skip the gunicorn + wrk part")
+    parser.add_argument("--no-asgi", action="store_true",
+                        help="skip the ASGI cases (benchmarks/asgi.py: uvicorn, starsessions)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -141,6 +143,15 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
             served = {case_id: vars(outcome) for case_id, outcome in outcomes.items()}
         machine["redis_server"] = str(stack.admin.info("server")["redis_version"])
         stack.close()
+        asgi_result: dict[str, Any] = {}
+        if not args.no_asgi:
+            print("ASGI cases ...", file=sys.stderr, flush=True)
+            asgi_result = asgi.run(
+                server.url, requests=args.requests, repeats=args.repeats,
+                http_seconds=None if args.smoke or wrk is None else args.http_seconds / 2,
+                connections=args.connections, server_cpus=server_cpus,
+                client_cpus=client_cpus, wrk=wrk,
+            )
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
@@ -158,6 +169,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
         "overhead_us": {k: round(v, 2) for k, v in report.overheads(us).items()},
         "memory": memory,
         "http": served,
+        "asgi": asgi_result,
     }
     found = report.targets(result, timings_meaningful=not args.smoke)
     result["targets"] = [t.as_dict() for t in found]
@@ -168,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result, found = run(args)
     print(report.render(result, found))
+    if result["asgi"]:
+        print(result["asgi"]["text"])
     if args.smoke:
         print("(smoke mode: too few requests to judge timings; round trips are exact)")
     if args.json is not None:

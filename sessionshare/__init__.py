@@ -1,11 +1,12 @@
-"""sessionshare: one login, one server-side session, many WSGI apps on different domains.
+"""sessionshare: one login, one server-side session, many WSGI and ASGI apps on different domains.
 
 An identity-provider app wrapped in :class:`IdpAuthMiddleware` signs users
 in; every remote app wrapped in :class:`RemoteSessionMiddleware` adopts the
 same server-side session through a short redirect hop carrying a sealed,
 single-use token. Apps keep ordinary cookie sessions and read the shared
 session at ``environ["sessionshare.session"]`` and the user at
-``environ["REMOTE_USER"]``.
+``environ["REMOTE_USER"]``. :mod:`sessionshare.asgi` has the same two
+middlewares for ASGI apps (FastAPI, Starlette), over ``AsyncRedisStore``.
 
     from sessionshare import RemoteSessionMiddleware, RedisStore
     app.wsgi_app = RemoteSessionMiddleware(

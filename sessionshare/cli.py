@@ -8,7 +8,7 @@
   variables, exactly as ``from_env`` does, and pings the store, printing one
   line per problem; exit status 0 when all is well.
 - ``options --markdown`` prints the options table of docs/options.md and
-  ``options --docstring idp|remote`` the constructor's ``:param:`` lines, both
+  ``options --docstring idp|remote [--shell asgi]`` the constructor's ``:param:`` lines, both
   generated from :data:`sessionshare.core.options.OPTIONS` (tests hold the
   options page and the docstrings to this output).
 - ``demo`` runs the IdP and two remote apps on this machine (see docs/getting-started.md).
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
 from . import __version__
-from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, options_for, read_environ
+from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, Shell, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 from .wsgi.base import SessionMiddleware
@@ -165,10 +165,12 @@ def options_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def options_docstring(role: Role, *, indent: int = 4, width: int = 92) -> str:
+def options_docstring(
+    role: Role, *, shell: Shell = "wsgi", indent: int = 4, width: int = 92
+) -> str:
     """The ``:param:`` lines of a middleware's class docstring, generated."""
     lines = []
-    for option in options_for(role):
+    for option in options_for(role, shell):
         lines.append(textwrap.fill(
             f":param {option.name}: {option.doc()}", width=width,
             initial_indent=" " * indent, subsequent_indent=" " * (indent + 4),
@@ -178,7 +180,11 @@ def options_docstring(role: Role, *, indent: int = 4, width: int = 92) -> str:
 
 
 def _options(args: argparse.Namespace) -> int:
-    print(options_docstring(args.docstring) if args.docstring else options_markdown(), end="")
+    text = (
+        options_docstring(args.docstring, shell=args.shell) if args.docstring
+        else options_markdown()
+    )
+    print(text, end="")
     return 0
 
 
@@ -216,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     form = options.add_mutually_exclusive_group()
     form.add_argument("--markdown", action="store_true", help="the options page table (default)")
     form.add_argument("--docstring", choices=ROLES, help="the :param: lines of one middleware")
+    options.add_argument("--shell", choices=["wsgi", "asgi"], default="wsgi",
+                         help="with --docstring: the WSGI (default) or the ASGI middleware")
     options.set_defaults(run=_options)
     demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")

@@ -1,14 +1,16 @@
-"""``python -m sessionshare demo``: one login shared by three sites on this machine.
+"""``python -m sessionshare demo``: one login shared by four sites on this machine.
 
 Starts the apps of ``examples/`` -- the Flask IdP with its login form, the
-Pyramid shop, the plain-WSGI blog and the Django forum -- each in its own
-threaded WSGI server (werkzeug's) at ``http://idp.localhost:8000``,
-``http://shop.localhost:8001``, ``http://blog.localhost:8002`` and
-``http://forum.localhost:8004``. Browsers resolve every ``*.localhost``
-name to this machine, yet treat each as its own site with its own cookies,
-which is all a cross-domain hand-off needs. The three apps share one
-in-process :class:`~sessionshare.store.MemoryStore` (``--redis URL`` puts
-the sessions in Redis instead) and a sync key made for this run.
+Pyramid shop, the plain-WSGI blog and the Django forum, each in its own
+threaded WSGI server (werkzeug's), and the FastAPI news site under uvicorn
+(ASGI) -- at ``http://idp.localhost:8000``, ``http://shop.localhost:8001``,
+``http://blog.localhost:8002``, ``http://news.localhost:8003`` and
+``http://forum.localhost:8004``, all in this one process. Browsers resolve
+every ``*.localhost`` name to this machine, yet treat each as its own site
+with its own cookies, which is all a cross-domain hand-off needs. The five
+apps share one in-process :class:`~sessionshare.store.MemoryStore` (the news
+site awaits it; ``--redis URL`` puts the sessions in Redis instead, an
+``AsyncRedisStore`` for the news site) and a sync key made for this run.
 
 **Not for production.** The demo speaks plain http, so it turns off the
 Secure cookie flag (``cookie_secure=False``) explicitly, and says so when it
@@ -19,10 +21,11 @@ it: the demo looks for ``examples/`` beside the installed package (an
 editable install from a checkout) or in the current directory, and
 explains what to do when it finds neither.
 
-Every page carries a panel (:mod:`sessionshare.demo_panel`): the site, the
-user, the shared session, the sites that joined it and the last hand-off hop
-by hop (:mod:`sessionshare.demo_timeline`). Signing out lands on a page that
-says so for every site. The access log never shows a ``token=`` value, and is
+Every page of the WSGI sites carries a panel (:mod:`sessionshare.demo_panel`):
+the site, the user, the shared session, the sites that joined it and the last
+hand-off hop by hop (:mod:`sessionshare.demo_timeline`); the news site's page
+is its own, simpler one (the user and the shared cart). Signing out lands on
+a page that says so for every site. The access log never shows a ``token=`` value, and is
 coloured only on a terminal.
 
     python -m pip install -e '.[demo]' && python -m sessionshare demo
@@ -37,7 +40,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -62,9 +66,11 @@ __all__ = [
 log = logging.getLogger("sessionshare.demo")
 
 DEFAULT_PORT = 8000
-SITES = ("idp", "shop", "blog", "forum")
-#: Each site's port, from the IdP's (port + 3 is left for another site).
-PORT_OFFSETS = {"idp": 0, "shop": 1, "blog": 2, "forum": 4}
+SITES = ("idp", "shop", "blog", "news", "forum")
+#: Each site's port, from the IdP's.
+PORT_OFFSETS = {"idp": 0, "shop": 1, "blog": 2, "news": 3, "forum": 4}
+#: The sites served by uvicorn (ASGI); the others by werkzeug (WSGI).
+ASGI_SITES = ("news",)
 USERS_HINT = "alice / wonderland (or bob / builder)"
 KEY_PREFIX = "sessionshare-demo:"
 
@@ -101,19 +107,21 @@ def load_example(name: str) -> ModuleType:
 
 
 def site_urls(port: int = DEFAULT_PORT) -> dict[str, str]:
-    """``{"idp": "http://idp.localhost:8000", "shop": ..., "blog": ..., "forum": ...}``."""
+    """``{"idp": "http://idp.localhost:8000", "shop": ..., "blog": ..., "news": ..., ...}``."""
     return {name: f"http://{name}.localhost:{port + PORT_OFFSETS[name]}" for name in SITES}
 
 
 def demo_apps(
     store: SessionStore, key: SyncKey | str, urls: Mapping[str, str],
-    *, timeline: Timeline | None = None, **options: Any,
-) -> dict[str, WSGIApplication]:
+    *, timeline: Timeline | None = None, async_store: Any = None, **options: Any,
+) -> dict[str, Any]:
     """The example apps wired to one store and key, by site name.
 
-    Each carries the demo panel (inside its middleware) and is recorded by
-    ``timeline`` (outside it; a new one unless given); signing out anywhere
-    lands on :data:`~sessionshare.demo_panel.SIGNED_OUT_PATH`.
+    The WSGI ones carry the demo panel (inside their middleware) and are
+    recorded by ``timeline`` (outside it; a new one unless given); the news
+    site is an ASGI app (:data:`ASGI_SITES`) over ``async_store`` (default:
+    ``store`` itself, which must then be a ``MemoryStore``). Signing out
+    anywhere lands on :data:`~sessionshare.demo_panel.SIGNED_OUT_PATH`.
     """
     timeline = timeline if timeline is not None else Timeline(urls)
     # Plain http on this machine only: the Secure flag is relaxed on purpose.
@@ -141,10 +149,17 @@ def demo_apps(
             wrap_app=panel("forum"), app_url=urls["forum"], idp_url=login, **common
         ),
     }
-    return {
+    wrapped: dict[str, Any] = {
         site: timeline.wrap(site, _with_signed_out_page(site, app, timeline))
         for site, app in apps.items()
     }
+    wrapped["news"] = load_example("news_fastapi").create_app(
+        app_url=urls["news"], idp_url=login,
+        **{**common, "store": store if async_store is None else async_store,
+           # The signed-out page is the IdP's (the news site has no panel to show it).
+           "logout_redirect": urls["idp"] + SIGNED_OUT_PATH},
+    )
+    return wrapped
 
 
 def _with_signed_out_page(site: str, app: WSGIApplication, timeline: Timeline) -> WSGIApplication:
@@ -191,10 +206,12 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 class Servers:
-    """Threaded werkzeug WSGI servers on already-bound sockets, stopped together."""
+    """Threaded werkzeug WSGI servers and uvicorn ASGI servers on already-bound sockets,
+    each in its own thread, stopped together."""
 
     def __init__(self) -> None:
         self._running: list[tuple[BaseWSGIServer, threading.Thread]] = []
+        self._asgi: list[tuple[Any, threading.Thread, socket.socket]] = []
 
     def start(self, sock: socket.socket, app: WSGIApplication) -> int:
         """Serve ``app`` on ``sock`` in a background thread; the port it serves."""
@@ -211,14 +228,95 @@ class Servers:
         self._running.append((server, thread))
         return int(server.port)
 
+    def start_asgi(
+        self, sock: socket.socket, app: Any,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
+        """Serve the ASGI ``app`` with uvicorn (its own event loop, in a background thread)
+        on ``sock``; the port it serves. ``on_shutdown`` runs on that loop as it stops
+        (closing an asyncio store there, the loop its connections belong to)."""
+        import uvicorn
+
+        port = int(sock.getsockname()[1])
+        served = _asgi_access_log(app)
+        if on_shutdown is not None:
+            served = _on_shutdown(served, on_shutdown)
+        config = uvicorn.Config(
+            served, lifespan="off" if on_shutdown is None else "on", access_log=False,
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]},
+            name=f"sessionshare-demo-{port}", daemon=True,
+        )
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        if not server.started:
+            raise OSError(f"uvicorn did not start on port {port}")
+        self._asgi.append((server, thread, sock))
+        return port
+
     def stop(self) -> None:
         """Stop accepting, let the serving threads end, close the sockets."""
         for server, _ in self._running:
             server.shutdown()
+        for asgi_server, _, _ in self._asgi:
+            asgi_server.should_exit = True
         for server, thread in self._running:
             thread.join(timeout=5)
             server.server_close()
-        self._running = []
+        for _, thread, sock in self._asgi:
+            thread.join(timeout=5)
+            sock.close()
+        self._running, self._asgi = [], []
+
+
+def _on_shutdown(app: Any, on_shutdown: Callable[[], Awaitable[None]]) -> Any:
+    """``app``, answering the lifespan protocol itself: ``on_shutdown`` as the server stops."""
+
+    async def served(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return served
+
+
+def _asgi_access_log(app: Any) -> Any:
+    """``app``, with :class:`AccessLog`'s line for each HTTP request (``token=…`` hidden)."""
+
+    async def logged(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status: list[int] = []
+
+        async def watching(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, watching)
+        finally:
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = redact_target(scope["path"] + (f"?{query}" if query else ""))
+            line = f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}"
+            line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+            client = (scope.get("client") or ("-",))[0]
+            log.info('%s "%s" %s', client, line, status[0] if status else "-")
+
+    return logged
 
 
 def _open_store(redis_url: str | None) -> tuple[SessionStore, str]:
@@ -231,6 +329,15 @@ def _open_store(redis_url: str | None) -> tuple[SessionStore, str]:
     return store, f"Redis at {_redacted(redis_url)}"
 
 
+def _async_store(redis_url: str | None) -> Any:
+    """The news site's store: None (it awaits the MemoryStore), or an ``AsyncRedisStore``."""
+    if redis_url is None:
+        return None
+    from .store.asyncredis import AsyncRedisStore
+
+    return AsyncRedisStore.from_url(redis_url)
+
+
 def _redacted(url: str) -> str:
     """``url`` without its user-info part: never print a password."""
     scheme, _, rest = url.rpartition("://")
@@ -238,18 +345,20 @@ def _redacted(url: str) -> str:
 
 
 def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
-    idp, shop, blog = urls["idp"], urls["shop"], urls["blog"]
+    idp, shop, blog, news = urls["idp"], urls["shop"], urls["blog"], urls["news"]
     return "\n".join([
         f"sessionshare demo: one login, {len(urls)} sites (listening on {host}; "
         f"store: {store_name})",
         f"  IdP   {idp}   Flask, the login form: {USERS_HINT}",
         f"  shop  {shop}  Pyramid, /orders needs a sign-in",
         f"  blog  {blog}  plain WSGI, every page needs a sign-in",
+        f"  news  {news}  FastAPI under uvicorn (ASGI), every page needs a sign-in",
         f"  forum {urls['forum']} Django, / is login_required",
         f"1. Open {shop}/orders and sign in as {USERS_HINT}.",
         f"2. Open {blog}/ -- signed in already, no form; sign out there and the shop asks again.",
-        f"3. Open {urls['forum']}/ -- Django's login_required, through the same hand-off.",
-        "Each page's panel shows the shared session and the last hand-off, hop by hop.",
+        f"3. Open {news}/ -- the same user and the shop's cart, on an ASGI app.",
+        f"4. Open {urls['forum']}/ -- Django's login_required, through the same hand-off.",
+        "Each WSGI page's panel shows the shared session and the last hand-off, hop by hop.",
         "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
         "is plain http on your machine; serve real deployments over https.",
         "Press Ctrl-C to stop.",
@@ -286,11 +395,16 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                 return 2
         urls = site_urls(port)
         timeline = Timeline(urls)
+        async_store = _async_store(redis_url)
         apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline,
-                         key_prefix=KEY_PREFIX)
+                         async_store=async_store, key_prefix=KEY_PREFIX)
         with timeline.listening():
             for sock, name in zip(sockets, SITES, strict=True):
-                servers.start(sock, apps[name])
+                if name in ASGI_SITES:
+                    servers.start_asgi(sock, apps[name], None if async_store is None
+                                       else async_store.close)
+                else:
+                    servers.start(sock, apps[name])
             sockets, started = [], True
             print(_banner(urls, host, store_name), flush=True)
             while not stop.wait(0.5):
@@ -298,8 +412,8 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
             servers.stop()
         return 0
     except ImportError as exc:
-        print(f"error: the demo needs Flask, Pyramid and Django ({exc}); install them with "
-              "`python -m pip install -e '.[demo]'`", file=sys.stderr)
+        print(f"error: the demo needs Flask, Pyramid, Django, FastAPI and uvicorn ({exc}); "
+              "install them with `python -m pip install -e '.[demo]'`", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
         print(f"error: the Redis at {_redacted(redis_url or '')} does not answer ({exc}); "

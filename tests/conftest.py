@@ -115,6 +115,20 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(params=["wsgi", "asgi"])
+def shell(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs against the WSGI and the ASGI middlewares (tests/flow.py)."""
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _close_async_stores() -> Iterator[None]:
+    yield
+    import flow
+
+    flow.close_async_stores()
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[SessionStore]:
     """Each test using it runs against MemoryStore and against real Redis."""

@@ -1,12 +1,17 @@
-"""A deployment in a test: one IdP and two remote apps (bare WSGI) over one store.
+"""A deployment in a test: one IdP and two remote apps (bare WSGI or ASGI) over one store.
 
-``Deployment`` builds the three middlewares; ``Browser`` is one browser: a
-WebTest app per origin, each with its own cookie jar (as a browser keeps
-cookies per site), and ``get``/``post`` that route an absolute URL to the
-right app. A second ``Browser`` over the same deployment is another person's
-browser (the login-CSRF victim, say).
+``Deployment`` builds the three middlewares of one shell: ``shell="wsgi"``
+(the default) around the bare WSGI apps below, ``shell="asgi"`` the ASGI
+middlewares around their ASGI twins, served to WebTest through
+tests/asgibridge.py (one event loop, guarded against blocking calls). The
+same store fixture serves both: an ASGI deployment over a ``RedisStore``
+talks to the same Redis through an ``AsyncRedisStore``. ``Browser`` is one
+browser: a WebTest app per origin, each with its own cookie jar (as a
+browser keeps cookies per site), and ``get``/``post`` that route an absolute
+URL to the right app. A second ``Browser`` over the same deployment is
+another person's browser (the login-CSRF victim, say).
 
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell="asgi")
     browser = Browser(dep)
     page = browser.sign_in_at(SHOP + "/orders?page=2")
 """
@@ -19,8 +24,19 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import webtest
+from asgibridge import WsgiToAsgi, await_on_loop
 
-from sessionshare import IdpAuthMiddleware, RemoteSessionMiddleware, SessionStore, SyncKey
+from sessionshare import (
+    AsyncRedisStore,
+    IdpAuthMiddleware,
+    MemoryStore,
+    RedisStore,
+    RemoteSessionMiddleware,
+    SessionStore,
+    SyncKey,
+    asgi,
+)
+from sessionshare.core.side import Side
 
 IDP = "http://id.test"
 SHOP = "http://shop.test"
@@ -70,8 +86,87 @@ def remote_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [json.dumps(body).encode()]
 
 
+async def _read_body(receive: Callable[[], Any]) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def _respond(send: Callable[[Any], Any], content_type: str, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", content_type.encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def asgi_idp_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """:func:`idp_app`'s ASGI twin."""
+    session = scope["session"]
+    if scope["method"] == "POST" and scope["path"] == "/login":
+        form = parse_qs((await _read_body(receive)).decode())
+        name = form.get("username", [""])[0]
+        if PASSWORDS.get(name) == form.get("password", [""])[0]:
+            session["user"] = name
+            await _respond(send, "text/plain", f"signed in as {name}".encode())
+            return
+        await _respond(send, "text/html",
+                       b"<p>wrong password</p><form method=post>login form</form>")
+        return
+    if scope["path"] == "/login":
+        await _respond(send, "text/html", b"<form method=post>login form</form>")
+        return
+    await _respond(send, "text/plain", f"idp home user={scope['sessionshare.user']}".encode())
+
+
+async def asgi_remote_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """:func:`remote_app`'s ASGI twin (the path as WSGI's ``PATH_INFO`` would show it)."""
+    session = scope["session"]
+    path = scope["path"].encode("utf-8", "surrogateescape").decode("latin-1")
+    query = scope["query_string"].decode("latin-1")
+    if path == "/write":
+        for name, values in parse_qs(query).items():
+            session[name] = values[0]
+    user = scope["sessionshare.user"]
+    body = {"user": Side.remote_user(user), "path": path, "query": query}
+    if path == "/read":
+        body["session"] = dict(session)
+    await _respond(send, "application/json", json.dumps(body).encode())
+
+
+#: ASGI stores the deployments of the running test opened (closed after it).
+OPEN_ASYNC_STORES: list[AsyncRedisStore] = []
+
+
+def close_async_stores() -> None:
+    while OPEN_ASYNC_STORES:
+        await_on_loop(OPEN_ASYNC_STORES.pop().close())
+
+
+def async_twin(store: SessionStore) -> Any:
+    """The store an ASGI app uses to share ``store``'s sessions."""
+    if isinstance(store, MemoryStore):
+        return store  # the ASGI middleware awaits it through an AsyncMemoryStore
+    assert isinstance(store, RedisStore), store
+    kwargs = store.client.connection_pool.connection_kwargs
+    host, port, db = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    twin = AsyncRedisStore.from_url(
+        f"redis://{host}:{port}/{db}",
+        socket_timeout=kwargs.get("socket_timeout") or 5,
+    )
+    OPEN_ASYNC_STORES.append(twin)
+    return twin
+
+
 class Deployment:
     """Three middlewares sharing one store and one sync key."""
+
+    #: The middlewares' classes, by shell.
+    SHELLS: dict[str, tuple[Any, Any]] = {
+        "wsgi": (IdpAuthMiddleware, RemoteSessionMiddleware),
+        "asgi": (asgi.IdpAuthMiddleware, asgi.RemoteSessionMiddleware),
+    }
 
     def __init__(
         self,
@@ -81,36 +176,55 @@ class Deployment:
         key: str | None = None,
         idp_options: dict[str, Any] | None = None,
         remote_options: dict[str, Any] | None = None,
-        idp: Callable[..., Iterable[bytes]] = idp_app,
-        remote: Callable[..., Iterable[bytes]] = remote_app,
+        idp: Callable[..., Any] | None = None,
+        remote: Callable[..., Any] | None = None,
+        shell: str = "wsgi",
+        async_store: Any = None,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.shell = shell
         self.key = key or SyncKey.generate()
+        if shell == "asgi":
+            idp, remote = idp or asgi_idp_app, remote or asgi_remote_app
+            # The ASGI apps' own store (default: one over the same records or Redis).
+            shared: Any = async_twin(store) if async_store is None else async_store
+        else:
+            idp, remote = idp or idp_app, remote or remote_app
+            shared = store
         common: dict[str, Any] = {
-            "store": store, "key": self.key, "cookie_secure": False, "clock": clock,
+            "store": shared, "key": self.key, "cookie_secure": False, "clock": clock,
         }
+        IdpAuthMiddleware, RemoteSessionMiddleware = self.SHELLS[shell]  # noqa: N806
         self.idp = IdpAuthMiddleware(
             idp, app_url=IDP,
             **{**common, "known_remote_hosts": [SHOP, BLOG], **(idp_options or {})},
         )
         self.shop = RemoteSessionMiddleware(
-            remote, app_url=SHOP, idp_url=LOGIN, protect=["/orders", "/read", "/write"],
-            **{**common, **(remote_options or {})},
+            remote, app_url=SHOP, idp_url=LOGIN,
+            **{"protect": ["/orders", "/read", "/write"], **common, **(remote_options or {})},
         )
         self.blog = RemoteSessionMiddleware(
             remote, app_url=BLOG, idp_url=LOGIN, **{**common, **(remote_options or {})}
         )
+
+    def wsgi(self, middleware: Any) -> Any:
+        """``middleware`` as a WSGI app (an ASGI one through the bridge)."""
+        return WsgiToAsgi(middleware) if self.shell == "asgi" else middleware
 
 
 class Browser:
     """One browser: a cookie jar per origin, absolute URLs routed to the right app."""
 
     def __init__(self, deployment: Deployment) -> None:
+        # Any object with idp/shop/blog WSGI apps will do (a Flask deployment, say).
+        wsgi = getattr(deployment, "wsgi", lambda middleware: middleware)
+        self.middlewares = {"id.test": deployment.idp, "shop.test": deployment.shop,
+                            "blog.test": deployment.blog}
         self.apps = {
-            "id.test": webtest.TestApp(deployment.idp, extra_environ={"HTTP_HOST": "id.test"}),
-            "shop.test": webtest.TestApp(deployment.shop, extra_environ={"HTTP_HOST": "shop.test"}),
-            "blog.test": webtest.TestApp(deployment.blog, extra_environ={"HTTP_HOST": "blog.test"}),
+            host: webtest.TestApp(wsgi(middleware), extra_environ={"HTTP_HOST": host})
+            for host, middleware in (("id.test", deployment.idp), ("shop.test", deployment.shop),
+                                     ("blog.test", deployment.blog))
         }
 
     def route(self, url: str) -> tuple[webtest.TestApp, str]:
@@ -139,14 +253,14 @@ class Browser:
         value = self.cookie(host)
         if value is None:
             return None
-        lifecycle = self.apps[host].app.side.lifecycle
+        lifecycle = self.middlewares[host].side.lifecycle
         return lifecycle.session_id_in(f"{lifecycle.cookie.name}={value}")  # type: ignore[no-any-return]
 
     def store_key(self, host: str) -> str:
         """The store key of the session this browser holds at ``host``."""
         sid = self.session_id(host)
         assert sid is not None, f"no genuine session cookie at {host}"
-        return self.apps[host].app.side.lifecycle.session_key(sid)  # type: ignore[no-any-return]
+        return self.middlewares[host].side.lifecycle.session_key(sid)  # type: ignore[no-any-return]
 
     def start_login(self, remote_url: str) -> str:
         """Visit a protected page signed out; the IdP login URL it redirects to."""

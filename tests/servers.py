@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -105,3 +106,21 @@ def counting_client(url: str) -> tuple[redis.Redis, dict[str, int]]:
 
     pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
     return redis.Redis(connection_pool=pool), counts
+
+
+def async_counting_client(url: str) -> tuple[Any, dict[str, int]]:
+    """:func:`counting_client` for ``redis.asyncio`` (an ``AsyncRedisStore`` over it keeps
+    its fast path: the pool and the client are redis-py's own classes)."""
+    import redis.asyncio
+
+    counts = {"round_trips": 0}
+
+    class CountingConnection(redis.asyncio.Connection):
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            counts["round_trips"] += 1
+            await super().send_packed_command(command, check_health)
+
+    pool = redis.asyncio.ConnectionPool.from_url(
+        url, connection_class=CountingConnection, protocol=2
+    )
+    return redis.asyncio.Redis(connection_pool=pool), counts

@@ -78,3 +78,15 @@ def test_server_commands_match_the_design(smoke: tuple[dict[str, Any], str]) -> 
     # The write is one EVALSHA; its GET and SET run inside the script, on the server.
     assert rows["d"]["commands"] == {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
     assert rows["g"]["commands"] == {}
+
+
+@pytest.mark.redis
+def test_the_asgi_cases_ran_with_one_round_trip_per_read(
+    smoke: tuple[dict[str, Any], str],
+) -> None:
+    rows = smoke[0]["asgi"]["inprocess"]
+    assert {"A", "B", "C", "D", "S"} <= set(rows)  # (T) only where starsessions is installed
+    trips = {case: row["round_trips"] for case, row in rows.items()}
+    assert trips["C"] == 1 and trips["B"] == 1  # the ASGI remote's read: one GETEX
+    assert trips["A"] == 0 and trips["S"] == 0 and 1 < trips["D"] <= 2
+    assert "ASGI (one event loop, in process)" in smoke[1]

@@ -1,12 +1,14 @@
-"""The example apps in a real browser: headless Chromium, real WSGI servers, three host names.
+"""The example apps in a real browser: headless Chromium, real servers, four host names.
 
 The Flask IdP, the Pyramid shop, the plain-WSGI blog and the Django forum
 from ``examples/`` run in threaded werkzeug servers on free loopback ports,
-the way the demo runs them; Chromium maps ``*.localhost`` to 127.0.0.1, so each app is its own
-site with its own cookies. One person signs in once from the shop, finds
-the blog and the Django forum signed in without a form (the forum's CSRF-checked
-form adds to the shared cart), signs out at the blog, and the shop and the
-forum send the browser to the IdP again. The demo's panel (``sessionshare/demo_panel.py``)
+and the FastAPI news site under uvicorn, the way the demo runs them; Chromium
+maps ``*.localhost`` to 127.0.0.1, so each app is its own site with its own
+cookies. One person signs in once from the shop, finds the blog, the news
+site (ASGI) and the Django forum signed in without a form (the forum's
+CSRF-checked form adds to the shared cart), signs out at the blog, and the
+shop, the news site and the forum send the browser to the IdP again. The demo's
+panel (``sessionshare/demo_panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
 ``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing
@@ -27,7 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sessionshare import MemoryStore, SyncKey
 from sessionshare.core.state import STATE_SLOTS
-from sessionshare.demo import SITES, Servers, demo_apps, listen
+from sessionshare.demo import ASGI_SITES, SITES, Servers, demo_apps, listen
 from sessionshare.demo_timeline import Timeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,7 +50,10 @@ def sites() -> Iterator[dict[str, str]]:
     try:
         with timeline.listening():
             for name, sock in sockets.items():
-                servers.start(sock, apps[name])
+                if name in ASGI_SITES:
+                    servers.start_asgi(sock, apps[name])
+                else:
+                    servers.start(sock, apps[name])
             yield urls
             servers.stop()
     finally:
@@ -84,7 +89,7 @@ def click(driver: Any, element_id: str) -> None:
 def test_sign_in_once_then_sign_out_everywhere(
     sites: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
-    idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
+    idp, shop, blog, news = sites["idp"], sites["shop"], sites["blog"], sites["news"]
     with chromium() as browser:
         driver: Any = browser
         try:
@@ -133,6 +138,13 @@ def test_sign_in_once_then_sign_out_everywhere(
             assert panel.is_displayed() and panel.size["width"] > 300
             keep_screenshot(driver, "demo-panel")
 
+            # C: the news site, an ASGI app under uvicorn: signed in, the same cart.
+            driver.get(news + "/")
+            wait_until(driver, lambda d: d.current_url == news + "/", "at the news site")
+            assert not has_login_form(driver)
+            assert text_of(driver, "user") == "alice"
+            assert text_of(driver, "cart") == "teapot"
+            keep_screenshot(driver, "demo-news")
             # The Django forum: / is login_required, and the hand-off runs with no form.
             forum = sites["forum"]
             driver.get(forum + "/")
@@ -168,6 +180,10 @@ def test_sign_in_once_then_sign_out_everywhere(
             wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "forum asks")
             assert has_login_form(driver)
             assert quote(forum + "/_sessionshare/callback", safe="") in driver.current_url
+            # ...and so does C.
+            driver.get(news + "/")
+            wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"), "C asks")
+            assert quote(news + "/_sessionshare/callback", safe="") in driver.current_url
         except BaseException:
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")

@@ -19,8 +19,8 @@ def _login_query(callback: str, state: str) -> str:
     return f"{LOGIN}?callback={quote(callback, safe='')}&state={state}"
 
 
-def test_pending_hand_off_expires(clock: FakeClock) -> None:
-    dep = Deployment(MemoryStore(clock=clock), clock)
+def test_pending_hand_off_expires(clock: FakeClock, shell: str) -> None:
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell)
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     browser.get(login_url)  # the form: the hand-off is now pending
@@ -30,9 +30,9 @@ def test_pending_hand_off_expires(clock: FakeClock) -> None:
     assert answer.status_int == 200 and "Location" not in answer.headers
 
 
-def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock) -> None:
+def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock, shell: str) -> None:
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     states = []
     for i in range(MAX_PENDING + 3):
@@ -49,10 +49,10 @@ def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock) -> None:
     assert sorted(pending) == sorted(dep.idp.side.pending_name(s) for s in states[-MAX_PENDING:])
 
 
-def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None:
+def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock, shell: str) -> None:
     """The IdP app can write the pending key too; the middleware checks it again."""
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
     (key,) = list(store.sessions())
@@ -75,10 +75,10 @@ def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None
     assert answer.status_int == 303 and answer.location.startswith(SHOP + CALLBACK)
 
 
-def test_the_audience_comes_from_the_checked_callback(clock: FakeClock) -> None:
+def test_the_audience_comes_from_the_checked_callback(clock: FakeClock, shell: str) -> None:
     """A pending entry whose stored origin was changed still seals for its callback's origin."""
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     browser.get(login_url)
@@ -96,8 +96,8 @@ def test_the_audience_comes_from_the_checked_callback(clock: FakeClock) -> None:
     assert back.status_int == 303 and back.location == "/orders"
 
 
-def test_signed_in_user_without_callback_just_sees_the_app(clock: FakeClock) -> None:
-    dep = Deployment(MemoryStore(clock=clock), clock)
+def test_signed_in_user_without_callback_just_sees_the_app(clock: FakeClock, shell: str) -> None:
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell)
     browser = Browser(dep)
     browser.sign_in(LOGIN)
     assert browser.get(IDP + "/").text == "idp home user=alice"
@@ -113,9 +113,9 @@ def _key(dep: Deployment, idp_cookie: str | None) -> str:
     return lifecycle.session_key(sid)
 
 
-def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
+def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock, shell: str) -> None:
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     browser.get(_login_query(SHOP + CALLBACK, "s" * 43))
     before = browser.cookie("id.test")
@@ -127,7 +127,7 @@ def test_login_rotates_id_even_without_a_hand_off(clock: FakeClock) -> None:
     assert record is not None and record.meta["a"] == int(clock())
 
 
-def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) -> None:
+def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock, shell: str) -> None:
     import webtest
     from flow import idp_app
 
@@ -142,7 +142,7 @@ def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) 
             session["user"] = "bob"  # type: ignore[index]
         return idp_app(environ, start_response)  # type: ignore[arg-type]
 
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     idp = IdpAuthMiddleware(switch_user, store=store, key=dep.key, app_url=IDP,
                             known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
     browser = Browser(dep)
@@ -159,10 +159,10 @@ def test_invalidate_then_sign_in_as_someone_else_is_a_sign_in(clock: FakeClock) 
     assert record.meta["a"] == int(clock()) and PENDING_KEY not in record.fields
 
 
-def test_absolute_lifetime_counts_from_the_sign_in(clock: FakeClock) -> None:
+def test_absolute_lifetime_counts_from_the_sign_in(clock: FakeClock, shell: str) -> None:
     store = MemoryStore(clock=clock)
     dep = Deployment(store, clock, idp_options={"absolute_timeout": 3600},
-                     remote_options={"absolute_timeout": 3600})
+                     remote_options={"absolute_timeout": 3600}, shell=shell)
     browser = Browser(dep)
     browser.get(browser.start_login(SHOP + "/orders"))  # an anonymous IdP session...
     anonymous = browser.cookie("id.test")
@@ -179,7 +179,7 @@ def test_absolute_lifetime_counts_from_the_sign_in(clock: FakeClock) -> None:
     assert browser.get(SHOP + "/orders").status_int == 302
 
 
-def test_the_apps_own_cookies_ride_on_the_replacement_303(clock: FakeClock) -> None:
+def test_the_apps_own_cookies_ride_on_the_replacement_303(clock: FakeClock, shell: str) -> None:
     import webtest
     from flow import idp_app
 
@@ -196,7 +196,7 @@ def test_the_apps_own_cookies_ride_on_the_replacement_303(clock: FakeClock) -> N
 
         return idp_app(environ, with_cookie)  # type: ignore[arg-type]
 
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     idp = IdpAuthMiddleware(idp_with_a_cookie, store=store, key=dep.key, app_url=IDP,
                             known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
     browser = Browser(dep)
@@ -211,12 +211,11 @@ def test_the_apps_own_cookies_ride_on_the_replacement_303(clock: FakeClock) -> N
 
 @pytest.mark.parametrize("newest", [SHOP, BLOG])
 def test_a_plain_sign_in_goes_to_the_newest_pending_hand_off(
-    clock: FakeClock, newest: str
-) -> None:
+    clock: FakeClock, newest: str, shell: str) -> None:
     # Two sign-ins pending in one IdP session (two tabs), then the form is posted to a
     # login URL with no state (a bookmarked /login): the newest attempt wins, whichever
     # order the pending entries sit in the session.
-    dep = Deployment(MemoryStore(clock=clock), clock)
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell)
     browser = Browser(dep)
     older = BLOG if newest == SHOP else SHOP
     browser.get(_login_query(older + CALLBACK, "o" * 43))
@@ -236,11 +235,10 @@ def _messages(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
 
 @pytest.mark.parametrize("entry", ["shop.test", "shop.test:80"], ids=["bare host", "host:port"])
 def test_an_http_remote_listed_without_its_scheme_is_named_with_the_entry_to_write(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, entry: str
-) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, entry: str, shell: str) -> None:
     """The user signed in and stayed on the IdP; the log named no origin."""
     dep = Deployment(MemoryStore(clock=clock), clock,
-                     idp_options={"known_remote_hosts": [entry, BLOG]})
+                     idp_options={"known_remote_hosts": [entry, BLOG]}, shell=shell)
     browser = Browser(dep)
     page = browser.get(browser.start_login(SHOP + "/orders"))
     assert page.status_int == 200 and "login form" in page.text  # no hand-off, as before
@@ -264,9 +262,10 @@ def test_an_http_remote_listed_without_its_scheme_is_named_with_the_entry_to_wri
     ids=["host", "port", "path"],
 )
 def test_each_allow_list_miss_names_the_origin_and_the_fix(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, callback: str, reason: str, hint: str
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, callback: str, reason: str, hint: str,
+    shell: str,
 ) -> None:
-    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock, shell=shell))
     assert browser.get(_login_query(callback, "s" * 43)).status_int == 200
     (line,) = _messages(caplog, "callback_rejected")
     origin = "/".join(callback.split("/")[:3])
@@ -274,32 +273,30 @@ def test_each_allow_list_miss_names_the_origin_and_the_fix(
 
 
 def test_a_malformed_callback_names_no_origin(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock, shell=shell))
     browser.get(_login_query("http://shop.test\\@evil.test" + CALLBACK, "s" * 43))
     assert _messages(caplog, "callback_rejected") == ["callback_rejected reason=bad_character"]
 
 
 def test_an_http_idp_whose_allow_list_only_takes_https_warns_at_start_up(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
     Deployment(MemoryStore(clock=clock), clock,
-               idp_options={"known_remote_hosts": ["*.partner.test", "blog.localhost:9101"]})
+               idp_options={"known_remote_hosts": ["*.partner.test", "blog.localhost:9101"]},
+               shell=shell)
     (line,) = _messages(caplog, "allow_list_https_only:")
     assert "this IdP (http://id.test) is served over plain http" in line
     assert "list such a remote with its scheme, e.g. http://blog.localhost:9101" in line
     caplog.clear()
-    Deployment(MemoryStore(clock=clock), clock)  # control: http entries, no warning
+    Deployment(MemoryStore(clock=clock), clock, shell=shell)  # control: http entries, no warning
     assert _messages(caplog, "allow_list_https_only:") == []
 
 
 @pytest.mark.parametrize("idp_url", [IDP + "/", IDP + "/signin"], ids=["root", "signin"])
 def test_sign_ins_sent_to_another_path_are_named_with_the_idp_url_to_set(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, idp_url: str
-) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, idp_url: str, shell: str) -> None:
     """A 404 or 405 from the IdP app, and no log line anywhere, used to be all."""
-    dep = Deployment(MemoryStore(clock=clock), clock)
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell)
     browser = Browser(dep)
     shop = RemoteSessionMiddleware(
         remote_app, store=dep.store, key=dep.key, app_url=SHOP, idp_url=idp_url,
@@ -316,9 +313,8 @@ def test_sign_ins_sent_to_another_path_are_named_with_the_idp_url_to_set(
 
 
 def test_the_apps_own_query_strings_raise_no_wrong_path_warning(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    browser = Browser(Deployment(MemoryStore(clock=clock), clock))
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
+    browser = Browser(Deployment(MemoryStore(clock=clock), clock, shell=shell))
     browser.get(IDP + "/oauth/done?code=x&state=" + "s" * 20)  # an OAuth client's own state
     browser.get(IDP + "/?page=2")
     browser.get(_login_query(SHOP + CALLBACK, "s" * 43))  # the login path itself

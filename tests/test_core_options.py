@@ -24,15 +24,19 @@ from sessionshare import (
     RedisStore,
     RemoteSessionMiddleware,
     SyncKey,
+    asgi,
 )
 from sessionshare.cli import main, options_docstring, options_markdown
-from sessionshare.core.options import OPTIONS, REQUIRED, Role, options_for, read_environ
+from sessionshare.core.options import OPTIONS, REQUIRED, Role, Shell, options_for, read_environ
 
 OPTIONS_PAGE = Path(__file__).parent.parent / "docs" / "options.md"
-MIDDLEWARES: dict[Role, type[IdpAuthMiddleware] | type[RemoteSessionMiddleware]] = {
-    "idp": IdpAuthMiddleware,
-    "remote": RemoteSessionMiddleware,
+MIDDLEWARES: dict[tuple[Role, Shell], type[Any]] = {
+    ("idp", "wsgi"): IdpAuthMiddleware,
+    ("remote", "wsgi"): RemoteSessionMiddleware,
+    ("idp", "asgi"): asgi.IdpAuthMiddleware,
+    ("remote", "asgi"): asgi.RemoteSessionMiddleware,
 }
+SHELLS = pytest.mark.parametrize("shell", ["wsgi", "asgi"])
 
 
 def app(environ: dict[str, object], start_response: object) -> list[bytes]:
@@ -40,12 +44,13 @@ def app(environ: dict[str, object], start_response: object) -> list[bytes]:
 
 
 # -- one declaration: signature, docstring, options page -------------------------------------
+@SHELLS
 @pytest.mark.parametrize("role", ["idp", "remote"])
-def test_signature_is_the_declaration(role: Role) -> None:
-    parameters = list(inspect.signature(MIDDLEWARES[role]).parameters.values())
+def test_signature_is_the_declaration(role: Role, shell: Shell) -> None:
+    parameters = list(inspect.signature(MIDDLEWARES[role, shell]).parameters.values())
     assert parameters[0].name == "app"
     assert not [p for p in parameters if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    declared = options_for(role)
+    declared = options_for(role, shell)
     assert [p.name for p in parameters[1:]] == [o.name for o in declared]
     for parameter, option in zip(parameters[1:], declared, strict=True):
         assert parameter.kind is parameter.KEYWORD_ONLY, option.name
@@ -62,16 +67,17 @@ def _param_docs(doc: str) -> dict[str, str]:
     return {name: " ".join(text.split()) for name, text in found}
 
 
+@SHELLS
 @pytest.mark.parametrize("role", ["idp", "remote"])
-def test_docstring_is_the_declaration(role: Role) -> None:
-    cls = MIDDLEWARES[role]
+def test_docstring_is_the_declaration(role: Role, shell: Shell) -> None:
+    cls = MIDDLEWARES[role, shell]
     doc = cls.__doc__ or ""
     documented = _param_docs(doc)
     assert list(documented) == list(inspect.signature(cls).parameters)
-    for option in options_for(role):
+    for option in options_for(role, shell):
         assert documented[option.name] == option.doc(), option.name
     # Byte for byte what the generator prints, so regenerating is the fix.
-    assert options_docstring(role) in doc
+    assert options_docstring(role, shell=shell) in doc
     assert ":param" in (help_text := pydoc_text(cls)) and "idle_timeout" in help_text
 
 
@@ -98,6 +104,8 @@ def test_options_command_prints_the_generated_texts(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().out == options_markdown()
     assert main(["options", "--docstring", "remote"]) == 0
     assert capsys.readouterr().out == options_docstring("remote")
+    assert main(["options", "--docstring", "idp", "--shell", "asgi"]) == 0
+    assert capsys.readouterr().out == options_docstring("idp", shell="asgi")
 
 
 def test_every_option_is_documented_with_its_variable_and_default() -> None:
@@ -180,14 +188,16 @@ WRONG: list[tuple[Role, str, Any]] = [
 ]
 
 
+@SHELLS
 @pytest.mark.parametrize(
     ("role", "name", "value"), WRONG, ids=[f"{r}-{n}={v!r}" for r, n, v in WRONG]
 )
 def test_a_wrong_value_is_a_configuration_error_naming_the_option(
-    role: Role, name: str, value: Any
+    role: Role, name: str, value: Any, shell: Shell
 ) -> None:
+    # The same validation for both shells: one declaration, one check.
     with pytest.raises(ConfigurationError, match=name) as caught:
-        MIDDLEWARES[role](app, **{**_base(role), name: value})
+        MIDDLEWARES[role, shell](app, **{**_base(role), name: value})
     assert type(caught.value) is ConfigurationError
 
 
@@ -216,7 +226,7 @@ def test_every_problem_is_reported_at_once() -> None:
 )
 def test_values_accepted_before_are_still_accepted(name: str, value: Any) -> None:
     role: Role = "idp" if name == "known_remote_hosts" else "remote"
-    middleware = MIDDLEWARES[role](app, **{**_base(role), name: value})
+    middleware = MIDDLEWARES[role, "wsgi"](app, **{**_base(role), name: value})
     if name == "known_remote_hosts":
         assert isinstance(middleware, IdpAuthMiddleware)
         assert middleware.side.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
@@ -420,7 +430,7 @@ def test_check_reports_what_the_constructor_refuses(
     status, out = _check(monkeypatch, capsys, role, env)
     assert status == 1 and named in out and "configuration ok" not in out
     with pytest.raises(ConfigurationError):
-        MIDDLEWARES[role].from_env(app, env)
+        MIDDLEWARES[role, "wsgi"].from_env(app, env)
 
 
 def test_check_lists_every_problem_on_its_own_line(

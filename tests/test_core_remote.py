@@ -15,8 +15,8 @@ from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddlewar
 
 
 @pytest.fixture
-def dep(clock: FakeClock) -> Deployment:
-    return Deployment(MemoryStore(clock=clock), clock)
+def dep(clock: FakeClock, shell: str) -> Deployment:
+    return Deployment(MemoryStore(clock=clock), clock, shell=shell)
 
 
 def _remote(clock: FakeClock, **options: Any) -> webtest.TestApp:
@@ -142,8 +142,7 @@ def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 def test_an_idp_on_another_store_is_named_not_called_a_replay(
     request: pytest.FixtureRequest, clock: FakeClock, backend: str,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+    caplog: pytest.LogCaptureFixture, shell: str) -> None:
     """Issue 13: `memory://` in each process, or two Redis databases, used to say `replayed`."""
     if backend == "memory":
         idp_store, shop_store = MemoryStore(clock=clock), MemoryStore(clock=clock)
@@ -156,8 +155,9 @@ def test_an_idp_on_another_store_is_named_not_called_a_replay(
         idp_store, shop_store = RedisStore.from_url(url), RedisStore.from_url(url[:-1] + "1")
         shop_store.client.flushdb()
         clock = time.time  # type: ignore[assignment]  # Redis expires by its own clock
-    dep = Deployment(idp_store, clock)
-    alone = Deployment(shop_store, clock, key=dep.key)  # the shop's own, separate store
+    dep = Deployment(idp_store, clock, shell=shell)
+    # The shop's own, separate store.
+    alone = Deployment(shop_store, clock, key=dep.key, shell=shell)
     browser = Browser(dep)
     browser.apps["shop.test"] = Browser(alone).apps["shop.test"]
     page = browser.get(browser.token_url_for(SHOP + "/orders"))
@@ -173,12 +173,11 @@ def test_an_idp_on_another_store_is_named_not_called_a_replay(
 
 
 def test_different_sync_keys_name_both_fingerprints_not_a_retry(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
     """Issue 13: `Reason: unknown_key` told the user to try again."""
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
-    other = Deployment(store, clock)  # the shop was given a key of its own
+    dep = Deployment(store, clock, shell=shell)
+    other = Deployment(store, clock, shell=shell)  # the shop was given a key of its own
     browser = Browser(dep)
     browser.apps["shop.test"] = Browser(other).apps["shop.test"]
     page = browser.get(browser.token_url_for(SHOP + "/orders"))
@@ -194,10 +193,10 @@ def test_different_sync_keys_name_both_fingerprints_not_a_retry(
 
 
 def test_a_user_key_mismatch_says_both_sites_need_the_same_user_key(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
     """The IdP signs in under session["user"]; a remote reading "account" sees nobody."""
-    dep = Deployment(MemoryStore(clock=clock), clock, remote_options={"user_key": "account"})
+    dep = Deployment(MemoryStore(clock=clock), clock, remote_options={"user_key": "account"},
+                     shell=shell)
     browser = Browser(dep)
     page = browser.get(browser.token_url_for(SHOP + "/orders"))
     assert page.status_int == 403 and reason_of(page) == "not_authenticated"

@@ -15,8 +15,8 @@ from sessionshare import MemoryStore, RemoteSessionMiddleware, SyncKey
 
 
 @pytest.fixture
-def dep(clock: FakeClock) -> Deployment:
-    return Deployment(MemoryStore(clock=clock), clock)
+def dep(clock: FakeClock, shell: str) -> Deployment:
+    return Deployment(MemoryStore(clock=clock), clock, shell=shell)
 
 
 def test_logout_get_shows_a_button_and_changes_nothing(dep: Deployment) -> None:
@@ -75,9 +75,9 @@ def test_logout_everywhere_from_the_idp(dep: Deployment) -> None:
     ("user", "remote_user"),
     [("alice", "alice"), (42, "42"), ({"id": 7, "name": "Al"}, '{"id": 7, "name": "Al"}')],
 )
-def test_remote_user_forms(clock: FakeClock, user: Any, remote_user: str) -> None:
+def test_remote_user_forms(clock: FakeClock, user: Any, remote_user: str, shell: str) -> None:
     store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     browser.sign_in_at(BLOG + "/x")
     store.save(browser.store_key("blog.test"), changed={"user": json.dumps(user)}, ttl=600)

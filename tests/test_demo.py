@@ -1,6 +1,6 @@
 """``python -m sessionshare demo``: started as a user would, driven over HTTP, stopped with Ctrl-C.
 
-The demo runs in a subprocess on three consecutive free loopback ports
+The demo runs in a subprocess on four consecutive free loopback ports
 (``--port``). The HTTP client is urllib with one cookie jar, as a browser
 keeps cookies per host: it sends requests for ``*.localhost`` names to
 127.0.0.1 (what browsers do) with the name in the Host header and the URL.
@@ -153,7 +153,8 @@ def fetch(
 
 
 def sign_in_through_the_demo(urls: dict[str, str]) -> tuple[urllib.request.OpenerDirector, str]:
-    """Shop -> IdP form -> shop, then the blog without a form: the README walkthrough.
+    """Shop -> IdP form -> shop (a teapot into the cart), then the blog and the news site
+    (FastAPI under uvicorn) without a form: the README walkthrough.
 
     The browser and the blog's page.
     """
@@ -166,9 +167,18 @@ def sign_in_through_the_demo(urls: dict[str, str]) -> tuple[urllib.request.Opene
                                    "password": "wonderland"})
     assert at == urls["shop"] + "/orders"
     assert "<b id=user>alice</b>" in page
+    csrf = re.search(r'name=csrf_token value="([^"]+)"', page)
+    assert csrf is not None, page
+    at, page = fetch(browser, urls["shop"] + "/orders",
+                     {"csrf_token": csrf.group(1), "item": "teapot"})
+    assert "<span id=cart>teapot</span>" in page
     at, page = fetch(browser, urls["blog"] + "/")
     assert at == urls["blog"] + "/"
     assert "<b id=user>alice</b>" in page and "password" not in page
+    # The ASGI site: its home page needs a sign-in, shows the user and the shared cart.
+    at, news = fetch(browser, urls["news"] + "/")
+    assert at == urls["news"] + "/"
+    assert "<b id=user>alice</b>" in news and "<span id=cart>teapot</span>" in news
     return browser, page
 
 
@@ -227,9 +237,12 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         assert "Signed out everywhere" in page
         at, page = fetch(browser, urls["shop"] + "/orders")
         assert at.startswith(urls["idp"] + "/login?callback=")
+        at, page = fetch(browser, urls["news"] + "/")
+        assert at.startswith(urls["idp"] + "/login?callback=")  # the ASGI site too
         output = demo.stop()
     # The access log: every request, no token value, no colour codes in a pipe.
     assert re.search(r'"GET /_sessionshare/callback\?token=… HTTP/1.1" 303', output), output
+    assert re.search(r'news\.localhost|"GET / HTTP/1.1" 200', output), output
     assert not re.search(r"token=[A-Za-z0-9_-]", output), output
     assert "\x1b[" not in output
 
@@ -345,7 +358,7 @@ def test_the_demo_extra_installs_what_the_demo_imports_and_nothing_else() -> Non
         dist.lower() for module in _third_party_imports(sources)
         for dist in distributions.get(module, [module])
     }
-    assert {"flask", "pyramid", "werkzeug"} <= needed  # the reader found the imports
+    assert {"flask", "pyramid", "werkzeug", "fastapi", "uvicorn"} <= needed  # the reader works
     assert needed <= core | demo, "the demo imports something `.[demo]` does not install"
     assert demo <= needed, "`.[demo]` installs something the demo does not import"
     assert not demo & {"pytest", "selenium", "hypothesis", "flask-session", "beaker"}

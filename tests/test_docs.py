@@ -50,3 +50,13 @@ def test_the_readme_links_lead_to_pages_that_exist() -> None:
     pages = {path.stem for path in (REPO / "docs").glob("*.md")} - {"index"}
     linked = {Path(target).stem for target in targets if target.startswith("docs/")}
     assert pages <= linked, f"pages the README does not lead to: {sorted(pages - linked)}"
+
+
+def test_the_asgi_quick_start_is_fastapi_in_under_15_lines() -> None:
+    section = README.split("**FastAPI, Starlette, any ASGI app**", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) < 15
+    for needed in ("FastAPI()", "from sessionshare.asgi import RemoteSessionMiddleware",
+                   "AsyncRedisStore", "current_user", "add_middleware"):
+        assert needed in code
+    assert "docs/options.md" in section.split("```", 1)[0]  # the options table, shared

@@ -22,8 +22,8 @@ from test_crypto import ALLOW, REJECTED
 from sessionshare import IdpAuthMiddleware, MemoryStore, RedisStore, Session, SessionStore
 
 
-def test_happy_path_end_to_end(store: SessionStore, clock) -> None:
-    dep = Deployment(store, clock)
+def test_happy_path_end_to_end(store: SessionStore, clock, shell: str) -> None:
+    dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
 
     # First visit to A: off to the IdP, with the callback and a state.
@@ -69,7 +69,7 @@ def _split(url: str) -> tuple[str, str]:
 def _snapshot(store: SessionStore, dep: Deployment) -> dict[str, object]:
     """Every live stored session's fields and metadata (TTL aside; a moved id's
     short-lived marker is no session)."""
-    keys = live_session_keys(store, dep.idp.manager.key_prefix)
+    keys = live_session_keys(store, dep.idp.side.lifecycle.key_prefix)
     records = {key: store.load(key, 3600) for key in keys}
     return {k: (r.fields, r.meta) for k, r in records.items() if r is not None}
 
@@ -83,8 +83,8 @@ def _assert_refused(response: webtest.TestResponse, reason: str) -> None:
 
 
 @pytest.fixture
-def dep(store: SessionStore, clock: FakeClock) -> Deployment:
-    return Deployment(store, clock)
+def dep(store: SessionStore, clock: FakeClock, shell: str) -> Deployment:
+    return Deployment(store, clock, shell=shell)
 
 
 def test_expired_token(dep: Deployment, store: SessionStore, clock: FakeClock) -> None:
@@ -96,10 +96,11 @@ def test_expired_token(dep: Deployment, store: SessionStore, clock: FakeClock) -
     assert _snapshot(store, dep) == before
 
 
-def test_token_issued_in_the_future(store: SessionStore, clock: FakeClock) -> None:
+def test_token_issued_in_the_future(store: SessionStore, clock: FakeClock, shell: str) -> None:
     ahead = FakeClock(clock.now + 30)
-    dep = Deployment(store, clock)
-    fast_idp = Deployment(store, ahead, key=dep.key)  # an IdP whose clock runs 30 s ahead
+    dep = Deployment(store, clock, shell=shell)
+    # An IdP whose clock runs 30 s ahead.
+    fast_idp = Deployment(store, ahead, key=dep.key, shell=shell)
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     browser.apps["id.test"] = Browser(fast_idp).apps["id.test"]
@@ -121,11 +122,13 @@ def test_replayed_token_sequentially(dep: Deployment, store: SessionStore) -> No
     assert _snapshot(store, dep) == before
 
 
-def test_parallel_replay_has_exactly_one_winner(redis_url: str, clock: FakeClock) -> None:
+def test_parallel_replay_has_exactly_one_winner(redis_url: str, clock: FakeClock,
+                                                shell: str) -> None:
     store = RedisStore.from_url(redis_url)
-    dep = Deployment(store, clock)
+    dep = Deployment(store, clock, shell=shell)
+    shop = dep.wsgi(dep.shop)  # under ASGI: both redemptions race on the one event loop
     browser = Browser(dep)
-    for _ in range(200):
+    for _ in range(200 if shell == "wsgi" else 100):
         url = browser.token_url_for(SHOP + "/orders")
         base, token = _split(url)
         cookie = "; ".join(f"{k}={v}" for k, v in browser.apps["shop.test"].cookies.items()
@@ -143,7 +146,7 @@ def test_parallel_replay_has_exactly_one_winner(redis_url: str, clock: FakeClock
             barrier: threading.Barrier = barrier,
         ) -> None:
             barrier.wait()
-            dep.shop(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
+            shop(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
 
         threads = [threading.Thread(target=redeem) for _ in range(2)]
         for thread in threads:
@@ -202,8 +205,8 @@ def test_token_for_a_presented_at_b(dep: Deployment) -> None:
     _assert_refused(browser.get(BLOG + "/_sessionshare/callback?token=" + token), "wrong_audience")
 
 
-def test_wrong_issuer(store: SessionStore, clock: FakeClock) -> None:
-    dep = Deployment(store, clock)
+def test_wrong_issuer(store: SessionStore, clock: FakeClock, shell: str) -> None:
+    dep = Deployment(store, clock, shell=shell)
     rogue = IdpAuthMiddleware(
         flow.idp_app, store=store, key=dep.key, app_url="http://rogue-id.test",
         known_remote_hosts=[SHOP], cookie_secure=False, clock=clock,
@@ -215,9 +218,9 @@ def test_wrong_issuer(store: SessionStore, clock: FakeClock) -> None:
     _assert_refused(browser.get(url), "wrong_issuer")
 
 
-def test_another_sync_key(store: SessionStore, clock: FakeClock) -> None:
-    dep = Deployment(store, clock)
-    other = Deployment(store, clock)  # same store and hosts, another key
+def test_another_sync_key(store: SessionStore, clock: FakeClock, shell: str) -> None:
+    dep = Deployment(store, clock, shell=shell)
+    other = Deployment(store, clock, shell=shell)  # same store and hosts, another key
     browser = Browser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     browser.apps["id.test"] = Browser(other).apps["id.test"]
@@ -323,8 +326,8 @@ def test_idp_session_id_rotates_at_login(dep: Deployment, store: SessionStore) -
 
 
 @pytest.fixture
-def table_dep(store: SessionStore, clock: FakeClock) -> Deployment:
-    return Deployment(store, clock, idp_options={"known_remote_hosts": ALLOW})
+def table_dep(store: SessionStore, clock: FakeClock, shell: str) -> Deployment:
+    return Deployment(store, clock, idp_options={"known_remote_hosts": ALLOW}, shell=shell)
 
 
 @pytest.mark.parametrize("callback", list(REJECTED), ids=[repr(u)[:50] for u in REJECTED])
@@ -344,8 +347,8 @@ def test_rejected_callbacks_never_redirect(table_dep: Deployment, callback: str)
     assert answer.status_int == 200 and "Location" not in answer.headers
 
 
-def test_strict_mode_answers_400(store: SessionStore, clock: FakeClock) -> None:
-    dep = Deployment(store, clock, idp_options={"strict": True})
+def test_strict_mode_answers_400(store: SessionStore, clock: FakeClock, shell: str) -> None:
+    dep = Deployment(store, clock, idp_options={"strict": True}, shell=shell)
     browser = Browser(dep)
     query = urlencode({"callback": "https://evil.test/_sessionshare/callback", "state": "s" * 43})
     response = browser.get(f"{LOGIN}?{query}")
@@ -373,14 +376,14 @@ def test_malformed_login_requests_go_to_the_form(dep: Deployment, query: str) ->
     assert response.status_int == 200 and "Location" not in response.headers
 
 
-def test_authorize_hook_refuses_a_remote(store: SessionStore, clock: FakeClock) -> None:
+def test_authorize_hook_refuses_a_remote(store: SessionStore, clock: FakeClock, shell: str) -> None:
     decisions: list[str] = []
 
     def authorize(session: Session, origin: str) -> bool:
         decisions.append(origin)
         return origin != BLOG or session.get("user") != "bob"
 
-    dep = Deployment(store, clock, idp_options={"authorize": authorize})
+    dep = Deployment(store, clock, idp_options={"authorize": authorize}, shell=shell)
     bob = Browser(dep)
     assert bob.sign_in_at(SHOP + "/orders", user="bob").json["user"] == "bob"
     refused = bob.get(bob.start_login(BLOG + "/x"))

@@ -36,3 +36,9 @@ def test_redis_store_is_imported_on_first_use() -> None:
 
 def test_unknown_names_still_raise_attribute_error() -> None:
     assert not hasattr(sessionshare, "NoSuchThing")
+
+
+def test_the_asgi_shell_imports_neither_redis_nor_a_framework() -> None:
+    modules = _imported_after("from sessionshare.asgi import RemoteSessionMiddleware")
+    assert "sessionshare.asgi.remote" in modules  # the check below is not vacuous
+    assert not {"redis", "starlette", "fastapi", "uvicorn"} & modules

@@ -24,8 +24,18 @@ from sessionshare import SessionStore
 NAV = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
 
 
+@pytest.fixture(autouse=True)
+def _each_shell(shell: str) -> None:
+    """Every test here runs under WSGI and ASGI (the check is the core's, once)."""
+    global SHELL
+    SHELL = shell
+
+
+SHELL = "wsgi"
+
+
 def _deployment(store: SessionStore, clock: Any, **options: Any) -> Deployment:
-    return Deployment(store, clock, remote_options={"passive": True, **options})
+    return Deployment(store, clock, shell=SHELL, remote_options={"passive": True, **options})
 
 
 def test_an_anonymous_visitor_bounces_once_and_sees_the_public_page(
@@ -96,7 +106,7 @@ def test_never_for_a_post(store: SessionStore, clock: Callable[[], float]) -> No
 
 
 def test_only_the_prefixes_given(store: SessionStore, clock: Callable[[], float]) -> None:
-    dep = Deployment(store, clock, remote_options={"passive": ["/welcome"]})
+    dep = Deployment(store, clock, shell=SHELL, remote_options={"passive": ["/welcome"]})
     browser = Browser(dep)
     assert browser.get(SHOP + "/elsewhere", headers=NAV).status_int == 200
     assert browser.get(SHOP + "/welcome", headers=NAV).status_int == 302

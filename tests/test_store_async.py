@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -26,6 +24,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.connection
+from noblock import BlockingCall, no_blocking_calls_on
 from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
@@ -261,41 +260,6 @@ def test_an_outage_names_the_server_and_the_cause_never_the_password() -> None:
 
 
 # -- nothing blocks the event loop ---------------------------------------------------
-
-
-class BlockingCall(AssertionError):
-    pass
-
-
-@contextlib.contextmanager
-def no_blocking_calls_on(thread: threading.Thread) -> Iterator[None]:
-    """Any blocking socket call or ``time.sleep`` on ``thread`` raises BlockingCall."""
-    patched: list[tuple[Any, str, Any]] = []
-
-    def guard(owner: Any, name: str, is_blocking: Callable[..., bool]) -> None:
-        original = getattr(owner, name)
-
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is thread and is_blocking(*args):
-                if isinstance(args[0], socket.socket):
-                    args[0].close()  # the caller never gets to close it
-                raise BlockingCall(f"{name} would block the event loop")
-            return original(*args, **kwargs)
-
-        setattr(owner, name, checked)
-        patched.append((owner, name, original))
-
-    def blocking_socket(sock: socket.socket, *_: Any) -> bool:
-        return sock.gettimeout() != 0.0  # asyncio's own sockets are non-blocking
-
-    for name in ("recv", "recv_into", "send", "sendall", "connect"):
-        guard(socket.socket, name, blocking_socket)
-    guard(time, "sleep", lambda *_: True)
-    try:
-        yield
-    finally:
-        for owner, name, original in reversed(patched):
-            setattr(owner, name, original)
 
 
 def _on_guarded_loop(work: Callable[[], Awaitable[T]]) -> T:

@@ -13,17 +13,18 @@ what was expected.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..errors import ConfigurationError
-from ..store import SessionStore
+from ..store import AsyncSessionStore, MemoryStore, SessionStore
 
 __all__ = [
-    "absolute_path", "allow_list", "any_text", "anything", "bool_text", "byte_count",
-    "bytes_text", "flag", "function",
+    "absolute_path", "allow_list", "any_text", "anything", "async_session_store", "bool_text",
+    "byte_count", "bytes_text", "flag", "function",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "samesite", "seconds", "session_store", "sync_key", "verbatim",
     "zero_or_more_seconds",
@@ -154,12 +155,40 @@ def sync_key(name: str, value: Any) -> str | None:
     return None
 
 
+def _is_async_store(value: Any) -> bool:
+    # Protocols check names only: the two store protocols have the same ones.
+    return inspect.iscoroutinefunction(getattr(value, "load", None))
+
+
 def session_store(name: str, value: Any) -> str | None:
-    if isinstance(value, SessionStore):
+    if isinstance(value, SessionStore) and not _is_async_store(value):
         return None
+    if _is_async_store(value):
+        return (
+            f"{name}: {type(value).__name__} is an asyncio store, for the ASGI middlewares "
+            "(sessionshare.asgi); a WSGI app takes RedisStore.from_url(...) or MemoryStore()"
+        )
     return (
         f"{name} must implement sessionshare.store.SessionStore "
         f"(e.g. RedisStore.from_url(...) or MemoryStore()), not {type(value).__name__}"
+    )
+
+
+def async_session_store(name: str, value: Any) -> str | None:
+    """The ASGI middlewares' store: coroutines only (or a MemoryStore, which never waits)."""
+    if isinstance(value, MemoryStore) or (
+        isinstance(value, AsyncSessionStore) and _is_async_store(value)
+    ):
+        return None
+    if isinstance(value, SessionStore):
+        return (
+            f"{name}: {type(value).__name__} would block the event loop on every request; "
+            "an ASGI app takes AsyncRedisStore.from_url(...) (the same Redis, the same "
+            "sessions as RedisStore) or MemoryStore()"
+        )
+    return (
+        f"{name} must implement sessionshare.store.AsyncSessionStore "
+        f"(e.g. AsyncRedisStore.from_url(...) or MemoryStore()), not {type(value).__name__}"
     )
 
 

@@ -25,13 +25,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError
-from ..store import MemoryStore, SessionStore
+from ..store import AsyncSessionStore, MemoryStore, SessionStore
 from . import option_checks as checks
 from .tickets import CLOCK_LEEWAY
 
@@ -42,7 +42,9 @@ __all__ = [
     "Option",
     "Role",
     "SameSite",
+    "Shell",
     "check_options",
+    "make_async_store",
     "make_store",
     "options_for",
     "read_environ",
@@ -50,6 +52,8 @@ __all__ = [
 
 Role = Literal["idp", "remote"]
 SameSite = Literal["Lax", "Strict", "None"]
+#: The server interface a middleware speaks: a few options differ in type between them.
+Shell = Literal["wsgi", "asgi"]
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
 BOTH: frozenset[Role] = frozenset(("idp", "remote"))
 IDP: frozenset[Role] = frozenset(("idp",))
@@ -78,6 +82,15 @@ def make_store(url: str) -> SessionStore:
     return RedisStore.from_url(url)
 
 
+def make_async_store(url: str) -> AsyncSessionStore | MemoryStore:
+    """``memory://`` for an in-process store, else a Redis URL, for the ASGI middlewares."""
+    if url.startswith("memory:"):
+        return MemoryStore()
+    from ..store.asyncredis import AsyncRedisStore  # only now, as in make_store
+
+    return AsyncRedisStore.from_url(url)
+
+
 @dataclass(frozen=True)
 class Option:
     """One constructor argument: its type, default, meaning and variable."""
@@ -101,6 +114,9 @@ class Option:
     parse: Callable[[str], Any] = checks.verbatim
     #: The variable's default text when it differs from the argument's default.
     env_default: str | None = None
+    #: What differs for the ASGI middlewares (``annotation``, ``help``, ``check``,
+    #: ``parse``), e.g. an asyncio store; see :func:`options_for`.
+    asgi: Mapping[str, Any] | None = None
 
     @property
     def required(self) -> bool:
@@ -145,7 +161,13 @@ OPTIONS: tuple[Option, ...] = (
            "as a variable: redis://host:port/db, rediss://..., or memory:// "
            "(one process only)",
            check=checks.session_store, env="SESSIONSHARE_STORE_URL",
-           parse=make_store, env_default=DEFAULT_STORE_URL),
+           parse=make_store, env_default=DEFAULT_STORE_URL,
+           asgi={"annotation": "AsyncSessionStore | MemoryStore",
+                 "help": "the shared session store (`AsyncRedisStore`, `MemoryStore`, any "
+                         "`AsyncSessionStore`: never one that blocks the event loop); as a "
+                         "variable: redis://host:port/db, rediss://..., or memory:// "
+                         "(one process only)",
+                 "check": checks.async_session_store, "parse": make_async_store}),
     Option("key", "SyncKey | str", REQUIRED, BOTH,
            "shared secret(s), newest first, from `python -m sessionshare keygen`",
            check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
@@ -215,7 +237,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("protect", "Protect", True, REMOTE,
            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
            "or `predicate(environ) -> bool`",
-           check=checks.anything),
+           check=checks.anything,
+           asgi={"help": "which paths need a sign-in: `True` (all), `False`, a list of path "
+                         "prefixes, or `predicate(scope) -> bool`"}),
     Option("passive", "bool | Sequence[str]", False, REMOTE,
            "passive sign-in check on public pages (`True`, or path prefixes): a browser "
            "with no session is sent through the IdP once, with no login form, and comes "
@@ -253,11 +277,16 @@ OPTIONS: tuple[Option, ...] = (
            check=checks.function),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
+#: The same options as the ASGI middlewares take them.
+_ASGI_OPTIONS = tuple(
+    replace(option, **option.asgi) if option.asgi else option for option in OPTIONS
+)
 
 
-def options_for(role: Role) -> tuple[Option, ...]:
-    """The options the ``idp`` or ``remote`` middleware takes, in declaration order."""
-    return tuple(option for option in OPTIONS if role in option.roles)
+def options_for(role: Role, shell: Shell = "wsgi") -> tuple[Option, ...]:
+    """The options the ``idp`` or ``remote`` middleware of ``shell`` takes, in order."""
+    declared = _ASGI_OPTIONS if shell == "asgi" else OPTIONS
+    return tuple(option for option in declared if role in option.roles)
 
 
 # -- rules between options ---------------------------------------------------------
@@ -330,7 +359,7 @@ def _plain_http_entries(hosts: Any) -> tuple[str, ...]:
 
 
 def _problems(
-    role: Role, values: Mapping[str, Any], sources: Mapping[str, str]
+    role: Role, values: Mapping[str, Any], sources: Mapping[str, str], shell: Shell = "wsgi"
 ) -> list[str]:
     def blamed(name: str, message: str) -> str:
         source = sources.get(name)
@@ -338,7 +367,7 @@ def _problems(
 
     problems: list[str] = []
     bad: list[str] = []
-    for option in options_for(role):
+    for option in options_for(role, shell):
         if option.name in values:
             message = option.check(option.name, values[option.name])
             if message is not None:
@@ -348,13 +377,13 @@ def _problems(
     return problems
 
 
-def check_options(role: Role, values: Mapping[str, Any]) -> None:
+def check_options(role: Role, values: Mapping[str, Any], shell: Shell = "wsgi") -> None:
     """Raise one :class:`ConfigurationError` listing every problem with ``values``.
 
     ``values`` holds the constructor's arguments by name (its ``locals()``);
     names that are not options of ``role`` are ignored.
     """
-    problems = _problems(role, values, {})
+    problems = _problems(role, values, {}, shell)
     if problems:
         raise ConfigurationError("; ".join(problems))
 
@@ -363,19 +392,21 @@ def read_environ(
     role: Role,
     environ: Mapping[str, str] | None = None,
     given: Mapping[str, Any] | None = None,
+    shell: Shell = "wsgi",
 ) -> tuple[dict[str, Any], list[str]]:
     """Constructor arguments from ``SESSIONSHARE_*`` variables, and every problem found.
 
     Arguments in ``given`` (``from_env``'s overrides) win over the variables,
     which then need not be set; the problems cover the combined arguments,
-    each naming the variable its value came from.
+    each naming the variable its value came from. ``shell="asgi"`` reads the
+    store URL into an asyncio store.
     """
     env = os.environ if environ is None else environ
     given = given or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     problems: list[str] = []
-    for option in options_for(role):
+    for option in options_for(role, shell):
         if option.name in given or option.env is None:
             continue
         text = env.get(option.env, option.env_text())
@@ -390,6 +421,6 @@ def read_environ(
             problems.append(f"{option.env} is invalid ({exc}): {option.help}")
             continue
         sources[option.name] = option.env
-    problems.extend(_problems(role, {**values, **given}, sources))
+    problems.extend(_problems(role, {**values, **given}, sources, shell))
     return values, problems
 

@@ -160,8 +160,30 @@ class RemoteSide(Side):
         if not self._protects(request):
             if self._passive(request) and self._may_check(request):
                 return self._passive_check(request, session)
-            return _ANONYMOUS  # a public path: the session is read only if the app looks
+            return self._read_user(session)  # a public path: no read for it
         return self._protected(request, session)
+
+    def on_websocket(self, request: Request, session: Session) -> Outcome:
+        """A websocket on a protected path is served only as a page would be: signed in
+        and joined; else the 401 a script gets (never a redirect, never anonymous)."""
+        if not self._protects(request):
+            return self._websocket_user(session)
+        return self._protected(request, session)
+
+    def _websocket_user(self, session: Session) -> Steps[PassThrough]:
+        yield from self.lifecycle.load(session)
+        return self._read_user(session)
+
+    def _read_user(self, session: Session) -> PassThrough:
+        """The user to publish on a public path: none until the session was read (the
+        WSGI shell reads lazily, when the app looks); once read (the ASGI shell reads a
+        cookie's session up front), the one a protected path would serve."""
+        if not session.loaded:
+            return _ANONYMOUS
+        user = self.user_of(session)
+        if user is None or not session.has_joined(self.origin):
+            return _ANONYMOUS
+        return PassThrough(user, True)
 
     # -- the passive check (core/passive.py) --------------------------------
     def _may_check(self, request: Request) -> bool:
@@ -173,9 +195,9 @@ class RemoteSide(Side):
 
     def _passive_check(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
-        user = self.user_of(session)
-        if user is not None and session.has_joined(self.origin):
-            return PassThrough(user, True)  # known already: the public page may greet them
+        known = self._read_user(session)
+        if known.user is not None:
+            return known  # known already: the public page may greet them
         return self._send_to_idp(request, passive=True)
 
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:

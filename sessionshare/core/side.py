@@ -176,6 +176,21 @@ class Side:
         """
         raise NotImplementedError
 
+    def on_websocket(self, request: Request, session: Session) -> Outcome:
+        """A websocket handshake: :class:`PassThrough` to serve it, a :class:`Reply` to refuse.
+
+        No redirect, cookie or sign-out can travel over a websocket, so the
+        library's own paths are the app's there; only a remote's protected path
+        refuses (:meth:`RemoteSide.on_websocket`). A shell closes a refused
+        socket before accepting it, with a close code standing for the reply.
+        """
+        return self._websocket_user(session)
+
+    def _websocket_user(self, session: Session) -> Steps[PassThrough]:
+        yield from self.lifecycle.load(session)
+        user = self.user_of(session)
+        return PassThrough(user, signed_in=user is not None)
+
     # -- who the user is ---------------------------------------------------
     def user_of(self, session: Session) -> Any:
         """The signed-in user, or None (reads a session that was not read yet).

@@ -23,6 +23,7 @@ clients do.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -89,20 +90,31 @@ async def _borrow(pool: Any, command: str) -> Any:
     return conn
 
 
+def _slots(pool: Any) -> asyncio.Semaphore:
+    # redis.asyncio's pool raises MaxConnectionsError when all its connections are
+    # out (100 by default in redis-py 8): a burst of requests on one loop would get
+    # 503s although the store is fine. Waiting for a connection, as a thread pool
+    # does, turns the burst into a short queue instead.
+    limit = getattr(pool, "max_connections", None)
+    return asyncio.Semaphore(limit if isinstance(limit, int) and limit > 0 else 2**31)
+
+
 class AsyncPoolLine:
     """Each command on a connection borrowed from the client's pool for that command."""
 
-    __slots__ = ("_pool",)
+    __slots__ = ("_pool", "_slots")
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
+        self._slots = _slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
-        conn = await _borrow(self._pool, str(args[0]))
-        try:
-            return await _with_retry(conn, conn.pack_command(*args))
-        finally:
-            await self._pool.release(conn)
+        async with self._slots:
+            conn = await _borrow(self._pool, str(args[0]))
+            try:
+                return await _with_retry(conn, conn.pack_command(*args))
+            finally:
+                await self._pool.release(conn)
 
     async def close(self) -> None:
         pass  # holds nothing between commands
@@ -118,31 +130,35 @@ class AsyncDirectLine:
     task a connection of its own.
     """
 
-    __slots__ = ("_idle", "_max_idle", "_pool")
+    __slots__ = ("_idle", "_max_idle", "_pool", "_slots")
 
     def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
         self._pool = pool
         self._idle: list[Any] = []
         self._max_idle = max_idle
+        # Parked connections count against the pool too; a task always takes a parked
+        # one before borrowing, so in use + parked stays within the pool's limit.
+        self._slots = _slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
-        try:
-            conn = self._idle.pop()  # only completed exchanges are parked: rule 2 holds
-        except IndexError:
-            conn = await _borrow(self._pool, str(args[0]))
-        completed = False
-        try:
-            reply = await _with_retry(conn, conn.pack_command(*args))
-            completed = True
-            return reply
-        except ResponseError:
-            completed = True
-            raise
-        finally:
-            if completed and len(self._idle) < self._max_idle:
-                self._idle.append(conn)
-            else:
-                await self._pool.release(conn)
+        async with self._slots:
+            try:
+                conn = self._idle.pop()  # only completed exchanges are parked: rule 2 holds
+            except IndexError:
+                conn = await _borrow(self._pool, str(args[0]))
+            completed = False
+            try:
+                reply = await _with_retry(conn, conn.pack_command(*args))
+                completed = True
+                return reply
+            except ResponseError:
+                completed = True
+                raise
+            finally:
+                if completed and len(self._idle) < self._max_idle:
+                    self._idle.append(conn)
+                else:
+                    await self._pool.release(conn)
 
     @property
     def idle_count(self) -> int:

@@ -86,6 +86,13 @@ def store(cluster_store: RedisStore) -> Iterator[SessionStore]:
     yield cluster_store
 
 
+@pytest.fixture
+def shell() -> str:
+    """The WSGI shell only, here: the ASGI shell drives the same core steps, and
+    AsyncRedisStore runs on the cluster below (the asyncio test at the end)."""
+    return "wsgi"
+
+
 # -- what only a cluster has ---------------------------------------------------------
 
 

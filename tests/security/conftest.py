@@ -1,7 +1,8 @@
 """Fixtures of the security suite (see deploy.py for the deployment they build).
 
 Everything that touches a store runs against MemoryStore and real Redis
-(the ``store`` fixture of tests/conftest.py).
+(the ``store`` fixture of tests/conftest.py), and every deployment against
+the WSGI and the ASGI middlewares (the ``shell`` fixture).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def events(caplog: pytest.LogCaptureFixture) -> Events:
 
 
 @pytest.fixture
-def dep(store: SessionStore, clock: Callable[[], float]) -> Deployment:
-    return security_deployment(store, clock)
+def dep(store: SessionStore, clock: Callable[[], float], shell: str) -> Deployment:
+    return security_deployment(store, clock, shell=shell)
 
 
 @pytest.fixture
-def strict_dep(store: SessionStore, clock: Callable[[], float]) -> Deployment:
-    return security_deployment(store, clock, strict=True)
+def strict_dep(store: SessionStore, clock: Callable[[], float], shell: str) -> Deployment:
+    return security_deployment(store, clock, shell=shell, strict=True)

@@ -53,9 +53,10 @@ class Events:
 
 
 def security_deployment(
-    store: SessionStore, clock: Callable[[], float], **idp_options: Any
+    store: SessionStore, clock: Callable[[], float], shell: str = "wsgi", **idp_options: Any
 ) -> Deployment:
-    return Deployment(store, clock, idp_options={"known_remote_hosts": ALLOWED, **idp_options})
+    return Deployment(store, clock, idp_options={"known_remote_hosts": ALLOWED, **idp_options},
+                      shell=shell)
 
 
 def remote_login_prefix(remote_origin: str) -> str:

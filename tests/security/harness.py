@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from sessionshare import AllowList
+from asgibridge import WsgiToAsgi
+
+from sessionshare import AllowList, asgi
 
 __all__ = [
     "Reply",
@@ -100,7 +102,12 @@ def environ_for(
 
 
 def call(app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Reply:
-    """Run ``app`` once like a WSGI server; an exception is a test failure, not a reply."""
+    """Run ``app`` once like a WSGI server; an exception is a test failure, not a reply.
+
+    An ASGI middleware runs through tests/asgibridge.py, like a Deployment's.
+    """
+    if isinstance(app, asgi.SessionMiddleware):
+        app = WsgiToAsgi(app)
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -52,8 +52,8 @@ ACCEPTS = st.sampled_from([None, "text/html", "application/json", "*/*", ""])
 class Fuzzed:
     """One deployment with a signed-in browser, shared by every example of a test."""
 
-    def __init__(self, store: SessionStore, clock: Callable[[], float]) -> None:
-        self.dep = security_deployment(store, clock)
+    def __init__(self, store: SessionStore, clock: Callable[[], float], shell: str) -> None:
+        self.dep = security_deployment(store, clock, shell=shell)
         browser = Browser(self.dep)
         sign_in_at_idp(browser)
         self.idp_cookie = f"sessionshare={browser.cookie('id.test')}"
@@ -77,8 +77,8 @@ class Fuzzed:
 
 
 @pytest.fixture
-def fuzzed(store: SessionStore, clock: Callable[[], float]) -> Fuzzed:
-    return Fuzzed(store, clock)
+def fuzzed(store: SessionStore, clock: Callable[[], float], shell: str) -> Fuzzed:
+    return Fuzzed(store, clock, shell)
 
 
 # -- the IdP -------------------------------------------------------------------------------

@@ -521,7 +521,7 @@ def _sign_in_from_the_form(session: Any, environ: dict[str, Any]) -> None:
 
 def _session_keys(store: SessionStore, dep: Deployment) -> list[str]:
     """The live sessions' keys (a moved id's short-lived marker is no session)."""
-    return live_session_keys(store, dep.idp.manager.key_prefix)
+    return live_session_keys(store, dep.idp.side.lifecycle.key_prefix)
 
 
 def _refusals(events: Events) -> list[str]:

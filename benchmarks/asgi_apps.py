@@ -1,0 +1,125 @@
+"""The ASGI benchmark cases' apps, built the same way in process and under uvicorn.
+
+Every app answers the value ``theme`` of the same session record (``"dark"``),
+or 4 bytes for the bare app. ``from_env`` builds one case's app from
+``BENCH_CASE``, ``BENCH_REDIS_URL`` and ``BENCH_SECRET`` (the sync key, and the
+signing secret of Starlette's cookie sessions): what uvicorn serves, with
+``--factory``.
+
+    python -m uvicorn --factory benchmarks.asgi_apps:from_env --port 8000
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import redis.asyncio
+
+from sessionshare import AsyncRedisStore
+from sessionshare.asgi import RemoteSessionMiddleware
+
+APP_URL = "http://news.bench"
+IDP_URL = "http://id.bench/login"
+RECORD = {"user": "alice", "theme": "dark", "cart": [3, 1, 4, 1, 5]}
+FLOOR_PREFIX = "floor:"
+FLOOR_COOKIE = "floor"
+
+
+async def _answer(send: Any, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def bare(scope: Any, receive: Any, send: Any) -> None:
+    """(A): no session at all."""
+    await _answer(send, b"ok!\n")
+
+
+async def reads_theme(scope: Any, receive: Any, send: Any) -> None:
+    """The app behind every session layer: reads one key of ``scope["session"]``."""
+    await _answer(send, str(scope["session"]["theme"]).encode())
+
+
+class WritesOne:
+    """The app behind (D): writes one key, a new value each request."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.count += 1
+        scope["session"]["n"] = self.count
+        await _answer(send, str(scope["session"]["theme"]).encode())
+
+
+def floor(url: str) -> Any:
+    """(B): split the cookie header, one ``redis.asyncio`` GET, ``json.loads``, answer."""
+    client = redis.asyncio.Redis.from_url(url, protocol=2)
+    marker = FLOOR_COOKIE + "="
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = ""
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    part = part.strip()
+                    if part.startswith(marker):
+                        sid = part[len(marker):]
+        raw = await client.get(FLOOR_PREFIX + sid)
+        record = json.loads(raw) if raw else {}
+        await _answer(send, str(record.get("theme", "")).encode())
+
+    return app
+
+
+def sessionshare_app(url: str, key: str, write: bool = False) -> RemoteSessionMiddleware:
+    """(C) / (D): the ASGI remote, a protected path, a signed-in session."""
+    return RemoteSessionMiddleware(
+        WritesOne() if write else reads_theme, store=AsyncRedisStore.from_url(url), key=key,
+        app_url=APP_URL, idp_url=IDP_URL, cookie_secure=False, quiet_startup=True,
+    )
+
+
+def starlette_app(secret: str) -> Any:
+    """(S): Starlette's ``SessionMiddleware`` -- the session in a signed cookie, no store."""
+    from starlette.middleware.sessions import SessionMiddleware
+
+    return SessionMiddleware(reads_theme, secret_key=secret, https_only=False)
+
+
+def starsessions_app(url: str) -> Any | None:
+    """(T): starsessions with its Redis store, or None when it is not installed."""
+    try:
+        from starsessions import SessionAutoloadMiddleware, SessionMiddleware
+        from starsessions.stores.redis import RedisStore
+    except ImportError:
+        return None
+    return SessionMiddleware(SessionAutoloadMiddleware(reads_theme),
+                             store=RedisStore(connection=redis.asyncio.Redis.from_url(url)),
+                             cookie_https_only=False)
+
+
+def build(case: str, url: str, secret: str) -> Any:
+    """The app of ``case``: A, B, C, D, S or T."""
+    if case == "A":
+        return bare
+    if case == "B":
+        return floor(url)
+    if case in ("C", "D"):
+        return sessionshare_app(url, secret, write=case == "D")
+    if case == "S":
+        return starlette_app(secret)
+    app = starsessions_app(url)
+    if app is None:
+        raise RuntimeError("starsessions is not installed")
+    return app
+
+
+def from_env() -> Any:
+    """uvicorn's ``--factory`` entry point."""
+    return build(os.environ["BENCH_CASE"], os.environ["BENCH_REDIS_URL"],
+                 os.environ["BENCH_SECRET"])

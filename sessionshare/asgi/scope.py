@@ -1,0 +1,99 @@
+"""ASGI plumbing: the scope turned into the protocol's request, and replies sent back.
+
+The protocol reads a :class:`~sessionshare.core.request.Request` and answers
+with a :class:`~sessionshare.core.reply.Reply`; this module translates both
+ways for ASGI 3, and nothing else -- the WSGI twin is ``wsgi/environ.py``.
+
+The path is handed to the protocol as WSGI would (``PATH_INFO``: UTF-8 bytes
+read as latin-1), so both shells classify and echo a path byte for byte the
+same, and ``root_path`` is taken off it when the server left it on.
+
+    request = request_of(scope)
+    await send_reply(send, Reply.redirect("/"), head=request.method == "HEAD")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from ..core.reply import Reply
+from ..core.request import Request
+
+__all__ = [
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "encode_headers",
+    "header_text",
+    "request_of",
+    "send_reply",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The request headers the protocol reads, by their ASGI (lower-case) names.
+_READ = {b"cookie", b"accept", b"sec-fetch-mode", b"origin", b"sec-fetch-site",
+         b"sec-purpose", b"purpose"}
+
+
+def _wsgi_text(text: str) -> str:
+    # surrogateescape: a path that was not UTF-8 (the server kept the bytes as
+    # escapes) comes back as its very bytes.
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def request_of(scope: Scope) -> Request:
+    """The facts of an HTTP or websocket scope the protocol reads."""
+    found: dict[bytes, str] = {}
+    for name, value in scope.get("headers") or ():
+        if name in _READ:
+            text = value.decode("latin-1")
+            if name == b"cookie" and name in found:
+                text = found[name] + "; " + text  # HTTP/2 may split the Cookie header
+            found[name] = text
+    root = scope.get("root_path") or ""
+    path = scope.get("path") or ""
+    if root and path.startswith(root):
+        path = path[len(root):]  # servers differ on whether path carries root_path
+    websocket = scope["type"] == "websocket"
+    return Request(
+        method="GET" if websocket else scope.get("method", "GET"),
+        path=_wsgi_text(path),
+        query=(scope.get("query_string") or b"").decode("latin-1"),
+        cookies=found.get(b"cookie", ""),
+        accept=found.get(b"accept", ""),
+        # A websocket handshake is never a page load, whatever it says it accepts.
+        fetch_mode="websocket" if websocket else found.get(b"sec-fetch-mode"),
+        root=_wsgi_text(root),
+        native=scope,
+        origin=found.get(b"origin"),
+        fetch_site=found.get(b"sec-fetch-site"),
+        purpose=found.get(b"sec-purpose") or found.get(b"purpose"),
+    )
+
+
+def encode_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """``(name, value)`` text pairs as ASGI header bytes."""
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
+def header_text(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """ASGI header bytes as ``(name, value)`` text pairs (what the core reads)."""
+    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+
+
+async def send_reply(send: Send, reply: Reply, *, head: bool = False) -> None:
+    """Send one of the library's own answers: no body for ``HEAD`` (same headers)."""
+    await send({
+        "type": "http.response.start",
+        "status": reply.status,
+        "headers": encode_headers(reply.headers),
+    })
+    await send({"type": "http.response.body", "body": b"" if head else reply.body})
