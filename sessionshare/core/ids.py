@@ -65,13 +65,16 @@ COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[A-Za-z0-9_-]{22}"
 _ID = re.compile(SESSION_ID_PATTERN)
 
 _COOKIE_PURPOSE = "session cookie"
+#: Entries of each memo of verified cookie values and ids (a few hundred KB at most).
+_MEMO = 4096
 _STORE_PURPOSE = "session store key"
 
 
 class SessionIds:
     """Makes and checks session ids and cookie values for one app (its *audience*)."""
 
-    __slots__ = ("_audience", "_cookie_keys", "_newest", "_store_keys", "absolute", "idle")
+    __slots__ = ("_audience", "_cookie_keys", "_lookups", "_newest", "_seen", "_store_keys",
+                 "absolute", "idle")
 
     def __init__(
         self, key: SyncKey, *, audience: str, idle_timeout: int, absolute_timeout: int
@@ -83,6 +86,12 @@ class SessionIds:
         self._audience = audience.encode("ascii") + b"\n"
         self.idle = int(idle_timeout)
         self.absolute = int(absolute_timeout)
+        # Verified facts, memoised: a browser sends the same cookie on every request, and
+        # both MACs are pure functions of it. Only what passed the checks is kept, and the
+        # memo starts over past _MEMO entries, so it can neither grow without bound nor
+        # admit anything the checks would refuse.
+        self._seen: dict[str, str] = {}  # cookie value -> its genuine id
+        self._lookups: dict[str, tuple[str, int, int]] = {}  # id -> lookup()
 
     def new(self, remember: tuple[int, int] | None = None) -> str:
         """A fresh id under the newest key, carrying this app's limits -- or, for a
@@ -123,14 +132,21 @@ class SessionIds:
 
         The read of every request goes through here: one match, one split, one MAC.
         """
+        found = self._lookups.get(sid)
+        if found is not None:
+            return found
         if _ID.fullmatch(sid) is None:
             return None
         _, key_id, idle, absolute = sid.split(".")
         key = self._store_keys.get(key_id)
         if key is None:
             return None
-        return (blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest(),
-                *self._limits(idle, absolute))
+        found = (blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest(),
+                 *self._limits(idle, absolute))
+        if len(self._lookups) >= _MEMO:
+            self._lookups.clear()
+        self._lookups[sid] = found
+        return found
 
     def cookie_value(self, sid: str) -> str:
         """This app's cookie value for ``sid``: worthless at any other app."""
@@ -142,10 +158,18 @@ class SessionIds:
         ``value`` must already match :data:`COOKIE_VALUE_PATTERN` (the cookie
         parser's regex sees to it).
         """
+        known = self._seen.get(value)
+        if known is not None:
+            return known
         sid, tag = value[:-_TAG_CHARS - 1], value[-_TAG_CHARS:]
         if sid[44:56] not in self._cookie_keys:
             return None  # another deployment's key, or one removed since
-        return sid if hmac.compare_digest(self._tag(sid), tag) else None
+        if not hmac.compare_digest(self._tag(sid), tag):
+            return None
+        if len(self._seen) >= _MEMO:
+            self._seen.clear()
+        self._seen[value] = sid
+        return sid
 
     def _tag(self, sid: str) -> str:
         mac = blake2b(self._audience + sid.encode("ascii"), key=self._cookie_keys[sid[44:56]],
