@@ -187,11 +187,14 @@ class IdpSide(Side):
     def _log_rejected(self, exc: CallbackRejected) -> None:
         """``callback_rejected``, naming the origin and what to list when it parsed."""
         if exc.origin is None:
-            log.warning("callback_rejected reason=%s", exc.reason)
+            self.events.emit(logging.WARNING, "callback_rejected", {"reason": exc.reason},
+                             "callback_rejected reason=%s", exc.reason)
             return
         # The origin is canonical (scheme, IDNA host, port: no quote, no newline); repr
         # and a cap all the same, since it came from the network.
-        log.warning(
+        self.events.emit(
+            logging.WARNING, "callback_rejected",
+            {"reason": exc.reason, "origin": exc.origin[:200]},
             "callback_rejected reason=%s origin=%r hint=%r",
             exc.reason, exc.origin[:200], self._allow_list_hint(exc.reason, exc.origin[:200]),
         )
@@ -241,7 +244,11 @@ class IdpSide(Side):
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
             session.mark_authenticated(self.clock())
-            log.info("login origin=%s", self.origin)
+            self.events.emit(
+                logging.INFO, "login",
+                {"origin": self.origin, "user": (self.remote_user(user) or "")[:200]},
+                "login origin=%s", self.origin,
+            )
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
         if handoff is None or session.stored_id is None:
@@ -275,7 +282,8 @@ class IdpSide(Side):
             and session.is_changed(self.user_key)
             and self.user_of(session) is not None
         ):
-            log.warning(
+            self.events.emit(
+                logging.WARNING, "late_change_refused", {"reason": "sign_in"},
                 "late_change_refused reason=sign_in hint=%r",
                 "the user was signed in after the response started; nothing was saved "
                 "(set the user in the session before start_response)",
@@ -323,7 +331,11 @@ class IdpSide(Side):
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a login state another browser presented first: no token (finding 3)."""
-        log.warning("handoff_refused reason=state_taken audience=%s", handoff.origin)
+        self.events.emit(
+            logging.WARNING, "handoff_refused",
+            {"reason": "state_taken", "audience": handoff.origin},
+            "handoff_refused reason=state_taken audience=%s", handoff.origin,
+        )
         return Reply.error(
             403, "state_taken",
             "This sign-in link was opened in another browser first. Go back to the site "
@@ -333,7 +345,11 @@ class IdpSide(Side):
 
     def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
-        log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
+        self.events.emit(
+            logging.WARNING, "handoff_refused",
+            {"reason": "not_authorized", "audience": handoff.origin},
+            "handoff_refused reason=not_authorized audience=%s", handoff.origin,
+        )
         return Reply.error(
             403, "not_authorized", "Your account may not use this site.",
             as_json=request.wants_json, headers=headers,
@@ -354,7 +370,8 @@ class IdpSide(Side):
             self.key, ticket, audience=handoff.origin, issuer=self.origin,
             state=handoff.state, now=self.clock(),
         )
-        log.info("ticket_issued audience=%s", handoff.origin)
+        self.events.emit(logging.INFO, "ticket_issued", {"audience": handoff.origin},
+                         "ticket_issued audience=%s", handoff.origin)
         return f"{handoff.callback}?token={token}"
 
 

@@ -156,6 +156,8 @@ class RemoteSide(Side):
     # -- step 2: off to the IdP ----------------------------------------------
     def _send_to_idp(self, request: Request) -> Reply:
         if not request.is_navigation:
+            self.events.emit(logging.DEBUG, "login_required", {"reason": "not_authenticated"},
+                             "login_required reason=not_authenticated")
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
             return Reply.error(
                 401, "not_authenticated", "Sign in first.",
@@ -165,7 +167,8 @@ class RemoteSide(Side):
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         headers = self.states.start(request.cookies, state, back)
-        log.info("login_redirect issuer=%s", self.issuer)
+        self.events.emit(logging.INFO, "login_redirect", {"issuer": self.issuer},
+                         "login_redirect issuer=%s", self.issuer)
         return Reply.redirect(self._login_prefix + state, status=302, headers=headers)
 
     # -- step 5: back from the IdP with a token --------------------------------
@@ -174,15 +177,20 @@ class RemoteSide(Side):
             sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
             hint = _MISCONFIGURED.get(exc.reason)
-            log.warning("token_rejected reason=%s%s%s", exc.reason,
-                        _rejection_facts(exc, self.key, self.user_key),
-                        f" hint={hint!r}" if hint else "")
+            fields = {"reason": exc.reason, "issuer": self.issuer}
+            if exc.key_fingerprint is not None:
+                fields["token_key_fingerprint"] = exc.key_fingerprint
+            self.events.emit(logging.WARNING, "token_rejected", fields,
+                             "token_rejected reason=%s%s%s", exc.reason,
+                             _rejection_facts(exc, self.key, self.user_key),
+                             f" hint={hint!r}" if hint else "")
             message = (
                 f"Signing in cannot work here: the sites are misconfigured ({hint})."
                 if hint else "This sign-in link is not valid. Please go back and try again."
             )
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
-        log.info("ticket_redeemed issuer=%s", self.issuer)
+        self.events.emit(logging.INFO, "ticket_redeemed", {"issuer": self.issuer},
+                         "ticket_redeemed issuer=%s", self.issuer)
         # This app's own cookie value: worthless if copied to any other app (finding 1).
         headers = [("Set-Cookie", self.lifecycle.cookie.set(self.lifecycle.cookie_value(sid)))]
         headers += self.states.clear(spent)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ..core.events import EventHook
 from ..core.idp import Authorize, IdpSide
 from ..core.lifecycle import Headers
 from ..core.options import SameSite, check_options
@@ -100,6 +101,12 @@ class IdpAuthMiddleware(SessionMiddleware):
         Default ``None``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.
+    :param on_event: ``on_event(name, fields)``, called for each event (``login``,
+        ``ticket_issued``, ``ticket_redeemed``, ``token_rejected`` and every other rejection
+        with its ``reason``, ``logout``, ``session_expired``, ``store_unavailable``, ...;
+        docs/logging.md lists them) with a small dict that never holds a session id, cookie,
+        ticket, token or key; an exception it raises is logged and the request goes on.
+        Default ``None``.
     :param quiet_startup: Log the start-up line (role, origin, key fingerprint) at INFO; by
         default it is a WARNING, once per process, so that servers' default logging shows
         it. Default ``False``. From the environment: ``SESSIONSHARE_QUIET_STARTUP``.
@@ -133,6 +140,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         logout_redirect: str = "/",
         authorize: Authorize | None = None,
         strict: bool = False,
+        on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -152,7 +160,7 @@ class IdpAuthMiddleware(SessionMiddleware):
             max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict,
-            quiet_startup=quiet_startup, clock=clock,
+            on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
         self.side: IdpSide = side
