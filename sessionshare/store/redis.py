@@ -57,6 +57,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    INDEX_PUT,
+    INDEX_PUT_SHA,
     MERGE,
     MERGE_SHA,
     POLICY_UNKNOWN,
@@ -64,6 +66,8 @@ from .redisproto import (
     REDEEM_SHA,
     claim_args,
     eviction_warning,
+    index_args,
+    index_entries,
     mark_args,
     merge_args,
     parse_record,
@@ -277,6 +281,46 @@ class RedisStore:
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
+
+    def peek(self, key: str) -> SessionRecord | None:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = self._line.call("GET", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return parse_record(raw)
+
+    def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        args = index_args(key, ref, entry, ttl, now, drop)
+        try:
+            raw = run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    def index_read(self, key: str) -> dict[str, str]:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = self._line.call("HGETALL", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    def index_drop(self, key: str, refs: Collection[str]) -> None:
+        if not refs:
+            return
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            self._line.call("HDEL", key, *refs, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
 
     def ping(self) -> None:
         try:
