@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .admin import AsyncSessionAdmin as AsyncSessionAdmin
+from .admin import SessionAdmin as SessionAdmin
 from .core.session import Session as Session
 from .crypto import AllowList as AllowList
 from .crypto import SyncKey as SyncKey
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllowList",
     "AsyncRedisStore",
+    "AsyncSessionAdmin",
     "CallbackRejected",
     "ConfigurationError",
     "IdpAuthMiddleware",
@@ -47,6 +50,7 @@ __all__ = [
     "RedisStore",
     "RemoteSessionMiddleware",
     "Session",
+    "SessionAdmin",
     "SessionShareError",
     "SessionTooLarge",
     "SessionStore",

@@ -125,6 +125,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "ALLOW_INSECURE", "MAX_SESSION_BYTES",
         # Added by issue 13: the start-up notice, which servers' default logging shows.
         "QUIET_STARTUP",
+        # Added by issue 17: the cap on a user's live sessions.
+        "MAX_SESSIONS_PER_USER",
     )}
 
 

@@ -41,6 +41,7 @@ from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
 from .claims import StateClaims
 from .cookies import CookieSpec
+from .index import UserIndex, record_session
 from .lifecycle import Headers
 from .pending import MAX_PENDING as MAX_PENDING
 from .pending import PENDING_KEY as PENDING_KEY
@@ -79,9 +80,15 @@ class IdpSide(Side):
         callback_path: str = DEFAULT_CALLBACK_PATH,
         authorize: Authorize | None = None,
         strict: bool = False,
+        max_sessions_per_user: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        if max_sessions_per_user is not None and max_sessions_per_user < 1:
+            raise ConfigurationError("max_sessions_per_user must be 1 or more, or None")
+        self.max_sessions_per_user = max_sessions_per_user
+        self.index = UserIndex(self.key, key_prefix=self.lifecycle.key_prefix,
+                               user_key=self.user_key, events=self.events, clock=self.clock)
         if isinstance(known_remote_hosts, AllowList):
             self.allow_list = known_remote_hosts
         else:
@@ -250,7 +257,15 @@ class IdpSide(Side):
                 "login origin=%s", self.origin,
             )
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
+        before = session.stored_id
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
+        if signed_in and (signing_in or session.stored_id != before):
+            # The user's index of sessions (issue 17): a sign-in, or a move to a new id.
+            yield from record_session(
+                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
+                user_agent=request.user_agent, moved_from=before,
+                max_sessions=self.max_sessions_per_user if signing_in else None,
+            )
         if handoff is None or session.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):

@@ -219,6 +219,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("authorize", "Authorize | None", None, IDP,
            "`authorize(session, remote_origin) -> bool`; False answers 403",
            check=checks.optional_function),
+    Option("max_sessions_per_user", "int | None", None, IDP,
+           "most live shared sessions one user may hold; a sign-in past it ends the "
+           "user's oldest sessions everywhere (unset: no limit)",
+           check=checks.optional_count, env="SESSIONSHARE_MAX_SESSIONS_PER_USER",
+           parse=checks.count_text),
     Option("strict", "bool", False, IDP,
            "answer 400 to a callback off the allow-list instead of showing the login page",
            check=checks.flag),

@@ -43,6 +43,7 @@ class Request:
     :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
     :param origin: the ``Origin`` header, None when the client sent none.
     :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
+    :param user_agent: the ``User-Agent`` header ("" when none), for the per-user index.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
     :param native: the server interface's own request (the WSGI environ, the ASGI
         scope), handed to the app's own predicates such as a ``protect`` callable.
@@ -51,7 +52,7 @@ class Request:
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
     __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "method", "native",
-                 "origin", "path", "query", "root")
+                 "origin", "path", "query", "root", "user_agent")
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Request:
         native: Any = None,
         origin: str | None = None,
         fetch_site: str | None = None,
+        user_agent: str = "",
     ) -> None:
         self.method = method
         self.path = path
@@ -76,6 +78,7 @@ class Request:
         self.native = native
         self.origin = origin
         self.fetch_site = fetch_site
+        self.user_agent = user_agent
         self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
 
     def __repr__(self) -> str:

@@ -46,6 +46,7 @@ def request_of(environ: WSGIEnvironment) -> Request:
         native=environ,
         origin=environ.get("HTTP_ORIGIN"),
         fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+        user_agent=environ.get("HTTP_USER_AGENT", ""),
     )
 
 

@@ -99,6 +99,9 @@ class IdpAuthMiddleware(SessionMiddleware):
         http(s) URL. Default ``"/"``.
     :param authorize: ``authorize(session, remote_origin) -> bool``; False answers 403.
         Default ``None``.
+    :param max_sessions_per_user: Most live shared sessions one user may hold; a sign-in
+        past it ends the user's oldest sessions everywhere (unset: no limit). Default
+        ``None``. From the environment: ``SESSIONSHARE_MAX_SESSIONS_PER_USER``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.
     :param on_event: ``on_event(name, fields)``, called for each event (``login``,
@@ -139,6 +142,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
         authorize: Authorize | None = None,
+        max_sessions_per_user: int | None = None,
         strict: bool = False,
         on_event: EventHook | None = None,
         quiet_startup: bool = False,
@@ -160,6 +164,7 @@ class IdpAuthMiddleware(SessionMiddleware):
             max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict,
+            max_sessions_per_user=max_sessions_per_user,
             on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
