@@ -278,6 +278,7 @@ def test_the_async_admin_reads_the_same_index(redis_url: str, clock: FakeClock) 
     dep = Deployment(store, clock)
     laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
     laptop.sign_in_at(SHOP + "/orders")
+    clock.advance(10)  # oldest first: the laptop, then the phone
     phone.sign_in_at(BLOG + "/x")
 
     async def scenario() -> tuple[list[str], int, bool]:

@@ -10,7 +10,9 @@ string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``.
   inside the object, so the server never re-encodes an app's numbers;
 - **tickets** = ``SET NX EX`` to issue, and a small script to redeem that
   marks the ticket spent by one call, so it is taken once even when a
-  timed-out command is retried.
+  timed-out command is retried;
+- **user indexes** = one hash per user (``HGETALL`` / ``HDEL``, and one script
+  that sets an entry and prunes the expired), written by the IdP at sign-in.
 
 Any redis-py client works: ``redis.Redis``, a Sentinel master
 (``Sentinel(...).master_for("mymaster")``) or ``redis.cluster.RedisCluster``.
