@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .admin import AsyncSessionAdmin as AsyncSessionAdmin
+from .admin import SessionAdmin as SessionAdmin
 from .core.session import Session as Session
 from .crypto import AllowList as AllowList
 from .crypto import SyncKey as SyncKey
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllowList",
     "AsyncRedisStore",
+    "AsyncSessionAdmin",
     "CallbackRejected",
     "ConfigurationError",
     "IdpAuthMiddleware",
@@ -48,6 +51,7 @@ __all__ = [
     "RedisStore",
     "RemoteSessionMiddleware",
     "Session",
+    "SessionAdmin",
     "SessionShareError",
     "SessionTooLarge",
     "SessionStore",

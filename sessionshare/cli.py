@@ -1,4 +1,5 @@
-"""The command line: ``python -m sessionshare keygen | fingerprint | check | options | demo``.
+"""The command line: ``python -m sessionshare keygen | fingerprint | check | options |
+sessions | demo``.
 
 - ``keygen`` prints a new sync key for ``SESSIONSHARE_SYNC_KEY``.
 - ``fingerprint`` prints the public fingerprint of each key in
@@ -11,6 +12,8 @@
   ``options --docstring idp|remote [--shell asgi]`` the constructor's ``:param:`` lines, both
   generated from :data:`sessionshare.core.options.OPTIONS` (tests hold the
   options page and the docstrings to this output).
+- ``sessions list --user NAME`` and ``sessions revoke --user NAME (--ref REF | --all)``
+  list a user's shared sessions and end them in every app (``sessions_cli.py``).
 - ``demo`` runs the IdP and two remote apps on this machine (see docs/getting-started.md).
 
     $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
@@ -31,6 +34,7 @@ from . import __version__
 from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, Shell, options_for, read_environ
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
+from .sessions_cli import add_sessions_command, without_password
 from .wsgi.base import SessionMiddleware
 from .wsgi.idp import IdpAuthMiddleware
 from .wsgi.remote import RemoteSessionMiddleware
@@ -111,7 +115,7 @@ def _check(args: argparse.Namespace) -> int:
             store.ping()
         except StoreUnavailable as exc:
             store.close()
-            print(f"{role}: the store at {_without_password(url)} does not answer ({exc}); "
+            print(f"{role}: the store at {without_password(url)} does not answer ({exc}); "
                   "check SESSIONSHARE_STORE_URL and that the server runs")
             status = 1
             continue
@@ -121,19 +125,9 @@ def _check(args: argparse.Namespace) -> int:
         if warning:
             print(f"{role}: warning: {warning}")
         fingerprint = middleware.side.key.fingerprint
-        print(f"{role}: configuration ok, store at {_without_password(url)} answers, "
+        print(f"{role}: configuration ok, store at {without_password(url)} answers, "
               f"key fingerprint {fingerprint}")
     return status
-
-
-def _without_password(url: str) -> str:
-    """A store URL fit to print: ``redis://user:secret@host`` loses the secret."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, host = rest.split("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ''}***@{host}"
 
 
 def options_markdown() -> str:
@@ -225,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.add_argument("--shell", choices=["wsgi", "asgi"], default="wsgi",
                          help="with --docstring: the WSGI (default) or the ASGI middleware")
     options.set_defaults(run=_options)
+    add_sessions_command(commands)
     demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")

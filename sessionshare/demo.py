@@ -365,6 +365,24 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
     ])
 
 
+def _demo_key() -> tuple[SyncKey, str]:
+    """``SESSIONSHARE_SYNC_KEY`` when set (so the CLI can reach the demo's sessions), else
+    a key made for this run; and where it came from."""
+    text = os.environ.get("SESSIONSHARE_SYNC_KEY", "")
+    if text.strip():
+        return SyncKey.parse(text), "SESSIONSHARE_SYNC_KEY"
+    return SyncKey.parse(SyncKey.generate()), "new for this run"
+
+
+def _key_banner(key: SyncKey, origin: str, redis_url: str | None) -> str:
+    line = f"sync key: {origin} (fingerprint {key.fingerprint})"
+    if origin == "SESSIONSHARE_SYNC_KEY" and redis_url:
+        line += (f"; list alice's sessions with SESSIONSHARE_STORE_URL={_redacted(redis_url)} "
+                 f"SESSIONSHARE_KEY_PREFIX={KEY_PREFIX} python -m sessionshare sessions list "
+                 "--user alice")
+    return line
+
+
 def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
     """Serve the example apps until Ctrl-C or SIGTERM; the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -393,11 +411,12 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                       f"({exc.strerror}); "
                       "is another demo running? Pick other ports with --port", file=sys.stderr)
                 return 2
+        key, key_origin = _demo_key()
         urls = site_urls(port)
         timeline = Timeline(urls)
         async_store = _async_store(redis_url)
-        apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline,
-                         async_store=async_store, key_prefix=KEY_PREFIX)
+        apps = demo_apps(store, key, urls, timeline=timeline, async_store=async_store,
+                         key_prefix=KEY_PREFIX)
         with timeline.listening():
             for sock, name in zip(sockets, SITES, strict=True):
                 if name in ASGI_SITES:
@@ -406,6 +425,7 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                 else:
                     servers.start(sock, apps[name])
             sockets, started = [], True
+            print(_key_banner(key, key_origin, redis_url), flush=True)
             print(_banner(urls, host, store_name), flush=True)
             while not stop.wait(0.5):
                 pass

@@ -10,6 +10,7 @@ in this suite is meant to run there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import RedisServer  # noqa: E402
 
 from sessionshare import MemoryStore, RedisStore, SessionStore  # noqa: E402
+from sessionshare.core.events import FIELDS_ATTR  # noqa: E402
 from sessionshare.core.session import META_RETIRED  # noqa: E402
 from sessionshare.store.base import SessionRecord  # noqa: E402
 
@@ -74,11 +76,21 @@ class _LogCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        # An event's fields (what on_event and the JSON formatter get) are checked too.
+        fields = getattr(record, FIELDS_ATTR, None)
+        if fields:
+            self.messages.append(json.dumps(fields, default=str))
 
 
 # Session ids and keys are 43 base64url characters, tokens 200 or more, ticket
 # digests 64 hex: no log line of the library may hold such a run.
 _SECRET_SHAPED = re.compile(r"[A-Za-z0-9_-]{32,}")
+
+
+def looks_secret(text: str) -> bool:
+    """True when ``text`` holds a run shaped like a session id, key, token or digest: the
+    suite-wide scanner's rule, for tests that check other outputs (event fields) with it."""
+    return _SECRET_SHAPED.search(text) is not None
 
 
 @pytest.fixture(scope="session", autouse=True)

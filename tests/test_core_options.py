@@ -135,6 +135,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "QUIET_STARTUP",
         # Added by issue 12: how long a passive check's "not signed in" is remembered.
         "PASSIVE_TTL",
+        # Added by issue 17: the cap on a user's live sessions.
+        "MAX_SESSIONS_PER_USER",
     )}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import http.client
 import importlib.metadata
+import os
 import queue
 import re
 import signal
@@ -30,6 +31,7 @@ import pytest
 import redis
 from packaging.requirements import Requirement
 
+from sessionshare import RedisStore, SessionAdmin, SyncKey
 from sessionshare.demo import AccessLog, site_urls
 from sessionshare.demo_timeline import redact_target
 
@@ -81,11 +83,12 @@ def free_port_run(count: int = 5) -> int:
 class DemoProcess:
     """The demo in a subprocess; a thread collects its output, so no read can hang the test."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port_run()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sessionshare", "demo", "--port", str(self.port), *args],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=None if env is None else {**os.environ, **env},
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
@@ -134,8 +137,8 @@ class DemoProcess:
 
 
 @contextmanager
-def running_demo(*args: str) -> Iterator[DemoProcess]:
-    demo = DemoProcess(*args)
+def running_demo(*args: str, env: dict[str, str] | None = None) -> Iterator[DemoProcess]:
+    demo = DemoProcess(*args, env=env)
     try:
         yield demo
     finally:
@@ -317,6 +320,32 @@ def test_demo_keeps_its_sessions_in_redis_when_asked(redis_url: str) -> None:
         assert keys and all(key.startswith(b"sessionshare-demo:") for key in keys)
         demo.stop()
     client.close()
+
+
+def test_the_cli_lists_and_ends_the_demos_sessions_with_its_key(redis_url: str) -> None:
+    key = SyncKey.generate()
+    with running_demo("--redis", redis_url, env={"SESSIONSHARE_SYNC_KEY": key}) as demo:
+        text = demo.banner()
+        fingerprint = SyncKey.parse(key).fingerprint
+        assert f"sync key: SESSIONSHARE_SYNC_KEY (fingerprint {fingerprint})" in text
+        assert "SESSIONSHARE_KEY_PREFIX=sessionshare-demo: python -m sessionshare sessions" in text
+        urls = site_urls(demo.port)
+        browser, _ = sign_in_through_the_demo(urls)
+        store = RedisStore.from_url(redis_url)
+        admin = SessionAdmin(store, key, key_prefix="sessionshare-demo:")
+        (info,) = admin.sessions("alice")
+        assert urls["shop"] in info.apps and urls["blog"] in info.apps
+        assert admin.revoke_all("alice") == 1
+        at, _ = fetch(browser, urls["shop"] + "/orders")
+        assert at.startswith(urls["idp"] + "/login?callback=")  # signed out at the shop
+        store.close()
+        demo.stop()
+
+
+def test_without_the_variable_the_demo_makes_its_own_key() -> None:
+    with running_demo(env={"SESSIONSHARE_SYNC_KEY": ""}) as demo:
+        assert "sync key: new for this run (fingerprint " in demo.banner()
+        demo.stop()
 
 
 def test_demo_refuses_a_port_in_use_with_a_clear_message() -> None:

@@ -296,3 +296,62 @@ def test_an_outage_of_a_sentinel_master_names_its_service() -> None:
         store.ping()
     assert str(info.value).startswith("redis at sentinel master 'sessions' did not answer: ")
     assert "hunter2pw" not in str(info.value)
+
+
+# -- the per-user index (issue 17) -----------------------------------------------------
+def _entry(expires: int, **more: object) -> str:
+    return json.dumps({"e": expires, **more})
+
+
+def test_peek_reads_without_sliding_the_expiry(store: SessionStore, clock: FakeClock) -> None:
+    assert store.peek("k") is None
+    store.save("k", changed={"a": "1"}, meta={"c": 5}, ttl=100, create=True)
+    clock.advance(50)
+    record = store.peek("k")
+    assert record is not None and record.fields == {"a": "1"} and record.meta == {"c": 5}
+    left = _ttl(store, "k", clock)
+    if isinstance(store, MemoryStore):
+        assert left == 50  # a load would have made it 100 again
+    else:
+        store.client.expire("k", 30)
+        store.peek("k")
+        assert _ttl(store, "k", clock) == 30
+
+
+def test_index_put_read_and_drop(store: SessionStore) -> None:
+    now = 1_000
+    assert store.index_read("u") == {}
+    left = store.index_put("u", "r1", _entry(now + 60, c=1), ttl=60, now=now)
+    assert left == {"r1": _entry(now + 60, c=1)}
+    left = store.index_put("u", "r2", _entry(now + 90), ttl=90, now=now)
+    assert set(left) == {"r1", "r2"} and store.index_read("u") == left
+    # A move: the new ref in, the old one out, in one command.
+    assert set(store.index_put("u", "r3", _entry(now + 90), ttl=90, now=now, drop=["r2"])) == {
+        "r1", "r3"}
+    store.index_drop("u", ["r1", "never-there"])
+    assert set(store.index_read("u")) == {"r3"}
+    store.index_drop("u", ["r3"])
+    assert store.index_read("u") == {}
+    store.index_drop("u", [])
+
+
+def test_index_put_prunes_expired_and_damaged_entries(store: SessionStore) -> None:
+    store.index_put("u", "old", _entry(100), ttl=600, now=50)
+    store.index_put("u", "bad", "not json", ttl=600, now=50)
+    store.index_put("u", "shape", '["e", 1]', ttl=600, now=50)
+    assert store.index_put("u", "new", _entry(700), ttl=600, now=100) == {"new": _entry(700)}
+    # Running a put twice ends in the same state (a retried script).
+    assert store.index_put("u", "new", _entry(700), ttl=600, now=100) == {"new": _entry(700)}
+
+
+def test_an_index_lives_as_long_as_its_longest_entry(store: SessionStore, clock: FakeClock) -> None:
+    store.index_put("u", "long", _entry(10_000), ttl=500, now=0)
+    store.index_put("u", "short", _entry(10_000), ttl=100, now=0)  # never shortens the key
+    left = _ttl(store, "u", clock) if isinstance(store, RedisStore) else None
+    if isinstance(store, RedisStore):
+        assert left is not None and 490 <= left <= 500
+    else:
+        clock.advance(200)
+        assert set(store.index_read("u")) == {"long", "short"}
+        clock.advance(301)
+        assert store.index_read("u") == {}

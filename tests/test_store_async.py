@@ -312,3 +312,30 @@ def test_the_guard_catches_a_blocking_store(redis_url: str) -> None:
 
     with pytest.raises(BlockingCall, match="would block the event loop"):
         _on_guarded_loop(blocking)
+
+
+def test_the_index_commands_match_the_thread_store(redis_url: str) -> None:
+    """Same keys, same script: an index written by one store is read by the other."""
+    sync_store = RedisStore.from_url(redis_url)
+    sync_store.save("s:peeked", changed={"a": "1"}, ttl=600, create=True)
+    sync_store.index_put("u:alice", "r1", '{"e": 2000}', ttl=600, now=1000)
+
+    async def scenario() -> None:
+        store = AsyncRedisStore.from_url(redis_url)
+        assert isinstance(store, AsyncSessionStore)
+        assert await store.peek("s:peeked") == SessionRecord({"a": "1"}, {})
+        assert await store.peek("s:never") is None
+        assert await store.index_read("u:alice") == {"r1": '{"e": 2000}'}
+        left = await store.index_put("u:alice", "r2", '{"e": 3000}', ttl=600, now=1000,
+                                     drop=["r1"])
+        assert left == {"r2": '{"e": 3000}'}
+        assert await store.index_put("u:alice", "r3", "{}", ttl=600, now=1000) == left
+        await store.index_drop("u:alice", ["r2"])
+        await store.index_drop("u:alice", [])
+        assert await store.index_read("u:alice") == {}
+        await store.index_put("u:alice", "r4", '{"e": 3000}', ttl=600, now=1000)
+        await store.close()
+
+    run(scenario())
+    assert sync_store.index_read("u:alice") == {"r4": '{"e": 3000}'}
+    sync_store.close()

@@ -40,7 +40,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # The request headers the protocol reads, by their ASGI (lower-case) names.
 _READ = {b"cookie", b"accept", b"sec-fetch-mode", b"origin", b"sec-fetch-site",
-         b"sec-purpose", b"purpose"}
+         b"sec-purpose", b"purpose", b"user-agent"}
 
 
 def _wsgi_text(text: str) -> str:
@@ -76,6 +76,7 @@ def request_of(scope: Scope) -> Request:
         origin=found.get(b"origin"),
         fetch_site=found.get(b"sec-fetch-site"),
         purpose=found.get(b"sec-purpose") or found.get(b"purpose"),
+        user_agent=found.get(b"user-agent", ""),
     )
 
 

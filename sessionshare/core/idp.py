@@ -41,6 +41,7 @@ from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
 from .claims import StateClaims
 from .cookies import CookieSpec
+from .index import UserIndex, record_session
 from .lifecycle import Headers
 from .passive import PassiveAnswers
 from .pending import MAX_PENDING as MAX_PENDING
@@ -82,9 +83,15 @@ class IdpSide(Side):
         callback_path: str = DEFAULT_CALLBACK_PATH,
         authorize: Authorize | None = None,
         strict: bool = False,
+        max_sessions_per_user: int | None = None,
         **common: Any,
     ) -> None:
         super().__init__(**common)
+        if max_sessions_per_user is not None and max_sessions_per_user < 1:
+            raise ConfigurationError("max_sessions_per_user must be 1 or more, or None")
+        self.max_sessions_per_user = max_sessions_per_user
+        self.index = UserIndex(self.key, key_prefix=self.lifecycle.key_prefix,
+                               user_key=self.user_key, events=self.events, clock=self.clock)
         if isinstance(known_remote_hosts, AllowList):
             self.allow_list = known_remote_hosts
         else:
@@ -208,11 +215,14 @@ class IdpSide(Side):
     def _log_rejected(self, exc: CallbackRejected) -> None:
         """``callback_rejected``, naming the origin and what to list when it parsed."""
         if exc.origin is None:
-            log.warning("callback_rejected reason=%s", exc.reason)
+            self.events.emit(logging.WARNING, "callback_rejected", {"reason": exc.reason},
+                             "callback_rejected reason=%s", exc.reason)
             return
         # The origin is canonical (scheme, IDNA host, port: no quote, no newline); repr
         # and a cap all the same, since it came from the network.
-        log.warning(
+        self.events.emit(
+            logging.WARNING, "callback_rejected",
+            {"reason": exc.reason, "origin": exc.origin[:200]},
             "callback_rejected reason=%s origin=%r hint=%r",
             exc.reason, exc.origin[:200], self._allow_list_hint(exc.reason, exc.origin[:200]),
         )
@@ -267,14 +277,26 @@ class IdpSide(Side):
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
             session.mark_authenticated(self.clock())
-            log.info("login origin=%s", self.origin)
+            self.events.emit(
+                logging.INFO, "login",
+                {"origin": self.origin, "user": (self.remote_user(user) or "")[:200]},
+                "login origin=%s", self.origin,
+            )
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
+        before = session.stored_id
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off
             # keeps waiting, and no token is minted for the old sign-in.
             self._remember(session, handoff)
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
+        if signed_in and (signing_in or session.stored_id != before):
+            # The user's index of sessions (issue 17): a sign-in, or a move to a new id.
+            yield from record_session(
+                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
+                user_agent=request.user_agent, moved_from=before,
+                max_sessions=self.max_sessions_per_user if signing_in else None,
+            )
         if handoff is None or session.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
@@ -306,7 +328,8 @@ class IdpSide(Side):
             and session.is_changed(self.user_key)
             and self.user_of(session) is not None
         ):
-            log.warning(
+            self.events.emit(
+                logging.WARNING, "late_change_refused", {"reason": "sign_in"},
                 "late_change_refused reason=sign_in hint=%r",
                 "the user was signed in after the response started; nothing was saved "
                 "(set the user in the session before start_response)",
@@ -358,7 +381,8 @@ class IdpSide(Side):
     def _not_signed_in(self, handoff: _Handoff, headers: Headers) -> Reply:
         """The answer to a passive check for nobody signed in: back at once, sealed."""
         answer = self.passive_answers.seal(handoff.state, now=self.clock())
-        log.info("passive_answered audience=%s signed_in=no", handoff.origin)
+        self.events.emit(logging.INFO, "passive_answered", {"audience": handoff.origin},
+                         "passive_answered audience=%s signed_in=no", handoff.origin)
         return Reply.redirect(f"{handoff.callback}?passive={answer}", headers=headers)
 
     def _fresh_enough(self, session: Session, handoff: _Handoff) -> bool:
@@ -368,7 +392,11 @@ class IdpSide(Side):
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a login state another browser presented first: no token (finding 3)."""
-        log.warning("handoff_refused reason=state_taken audience=%s", handoff.origin)
+        self.events.emit(
+            logging.WARNING, "handoff_refused",
+            {"reason": "state_taken", "audience": handoff.origin},
+            "handoff_refused reason=state_taken audience=%s", handoff.origin,
+        )
         return Reply.error(
             403, "state_taken",
             "This sign-in link was opened in another browser first. Go back to the site "
@@ -378,7 +406,11 @@ class IdpSide(Side):
 
     def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
         """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
-        log.warning("handoff_refused reason=not_authorized audience=%s", handoff.origin)
+        self.events.emit(
+            logging.WARNING, "handoff_refused",
+            {"reason": "not_authorized", "audience": handoff.origin},
+            "handoff_refused reason=not_authorized audience=%s", handoff.origin,
+        )
         return Reply.error(
             403, "not_authorized", "Your account may not use this site.",
             as_json=request.wants_json, headers=headers,
@@ -399,7 +431,8 @@ class IdpSide(Side):
             self.key, ticket, audience=handoff.origin, issuer=self.origin,
             state=handoff.state, now=self.clock(),
         )
-        log.info("ticket_issued audience=%s", handoff.origin)
+        self.events.emit(logging.INFO, "ticket_issued", {"audience": handoff.origin},
+                         "ticket_issued audience=%s", handoff.origin)
         return f"{handoff.callback}?token={token}"
 
 

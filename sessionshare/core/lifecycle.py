@@ -38,6 +38,7 @@ from ..crypto import SyncKey
 from ..errors import ConfigurationError, SessionTooLarge
 from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
+from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
 from .session import META_JOINED, META_RETIRED, Session, WritePlan, lifetime_start
 from .steps import Delete, Load, Mark, Save, Steps
@@ -79,7 +80,9 @@ class Lifecycle:
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
+        events: Events | None = None,
     ) -> None:
+        self.events = events if events is not None else Events()
         if idle_timeout <= 0 or absolute_timeout <= 0:
             raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
         if max_session_bytes <= 0:
@@ -151,6 +154,9 @@ class Lifecycle:
             lifetime_start(record.meta, 0) + absolute <= self.clock()
         ):
             yield Delete(key)
+            if META_RETIRED not in record.meta:
+                self.events.emit(logging.INFO, "session_expired", {"reason": "absolute"},
+                                 "session_expired reason=absolute")
             return None
         return record
 
@@ -201,8 +207,11 @@ class Lifecycle:
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
         if plan.refused is not None:
-            event = "change_refused" if plan.refused == "rotated" else "late_change_refused"
-            log.warning("%s reason=%s hint=%r", event, plan.refused, _LATE_FIX[plan.refused])
+            event: EventName = (
+                "change_refused" if plan.refused == "rotated" else "late_change_refused"
+            )
+            self.events.emit(logging.WARNING, event, {"reason": plan.refused},
+                             "%s reason=%s hint=%r", event, plan.refused, _LATE_FIX[plan.refused])
         if plan.unchanged:
             return [_VARY]
         return plan

@@ -24,7 +24,7 @@ from ..store import AsyncSessionStore, MemoryStore, SessionStore
 
 __all__ = [
     "absolute_path", "allow_list", "any_text", "anything", "async_session_store", "bool_text",
-    "byte_count", "bytes_text", "flag", "function",
+    "byte_count", "bytes_text", "count_text", "flag", "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "samesite", "seconds", "session_store", "sync_key", "verbatim",
     "zero_or_more_seconds",
@@ -51,6 +51,12 @@ def byte_count(name: str, value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return None
     return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
+
+
+def optional_count(name: str, value: Any) -> str | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return None
+    return f"{name} must be a whole number, 1 or more (or None for no limit), not {_shown(value)}"
 
 
 def zero_or_more_seconds(name: str, value: Any) -> str | None:
@@ -240,6 +246,13 @@ def bytes_text(text: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError("expected a whole number of bytes") from None
+
+
+def count_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
 
 
 def hosts_text(text: str) -> tuple[str, ...]:

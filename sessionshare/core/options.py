@@ -256,6 +256,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("authorize", "Authorize | None", None, IDP,
            "`authorize(session, remote_origin) -> bool`; False answers 403",
            check=checks.optional_function),
+    Option("max_sessions_per_user", "int | None", None, IDP,
+           "most live shared sessions one user may hold; a sign-in past it ends the "
+           "user's oldest sessions everywhere (unset: no limit)",
+           check=checks.optional_count, env="SESSIONSHARE_MAX_SESSIONS_PER_USER",
+           parse=checks.count_text),
     Option("strict", "bool", False, IDP,
            "answer 400 to a callback off the allow-list instead of showing the login page",
            check=checks.flag),
@@ -268,6 +273,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("token_leeway", "float", float(CLOCK_LEEWAY), REMOTE,
            "seconds of clock skew tolerated on a token",
            check=checks.zero_or_more_seconds),
+    Option("on_event", "EventHook | None", None, BOTH,
+           "`on_event(name, fields)`, called for each event (`login`, `ticket_issued`, "
+           "`ticket_redeemed`, `token_rejected` and every other rejection with its `reason`, "
+           "`logout`, `session_expired`, `store_unavailable`, ...; docs/logging.md lists them) "
+           "with a small dict that never holds a session id, cookie, ticket, token or key; "
+           "an exception it raises is logged and the request goes on",
+           check=checks.optional_function),
     Option("quiet_startup", "bool", False, BOTH,
            "log the start-up line (role, origin, key fingerprint) at INFO; by default it is "
            "a WARNING, once per process, so that servers' default logging shows it",

@@ -220,6 +220,8 @@ class RemoteSide(Side):
         self, request: Request, *, max_age: int | None = None, passive: bool = False
     ) -> Reply:
         if not request.is_navigation:
+            self.events.emit(logging.DEBUG, "login_required", {"reason": "not_authenticated"},
+                             "login_required reason=not_authenticated")
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
             if max_age is not None:
                 return Reply.error(
@@ -234,7 +236,9 @@ class RemoteSide(Side):
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         headers = self.states.start(request.cookies, state, back)
-        log.info("login_redirect issuer=%s%s", self.issuer, " passive=1" if passive else "")
+        self.events.emit(logging.INFO, "login_redirect",
+                         {"issuer": self.issuer, "passive": passive},
+                         "login_redirect issuer=%s%s", self.issuer, " passive=1" if passive else "")
         location = self._login_prefix + state + ("&passive=1" if passive else "")
         return Reply.redirect(location, status=302, headers=headers)
 
@@ -255,12 +259,15 @@ class RemoteSide(Side):
             )
             back, spent = self.states.find(request.cookies, state)  # this browser's only
         except TokenRejected as exc:
-            log.warning("token_rejected reason=%s passive=1", exc.reason)
+            self.events.emit(logging.WARNING, "token_rejected",
+                             {"reason": exc.reason, "passive": True},
+                             "token_rejected reason=%s passive=1", exc.reason)
             return Reply.error(
                 403, exc.reason, "This sign-in check is not valid. Please go back.",
                 as_json=request.wants_json,
             )
-        log.info("passive_checked issuer=%s signed_in=no", self.issuer)
+        self.events.emit(logging.INFO, "passive_checked", {"issuer": self.issuer},
+                         "passive_checked issuer=%s signed_in=no", self.issuer)
         headers = [("Set-Cookie", self.checked_cookie.set("1")), *self.states.clear(spent)]
         return Reply.redirect(back, headers=headers)
 
@@ -269,15 +276,20 @@ class RemoteSide(Side):
             sid, back, spent = yield from self._redeem(request, session)
         except TokenRejected as exc:
             hint = _MISCONFIGURED.get(exc.reason)
-            log.warning("token_rejected reason=%s%s%s", exc.reason,
-                        _rejection_facts(exc, self.key, self.user_key),
-                        f" hint={hint!r}" if hint else "")
+            fields = {"reason": exc.reason, "issuer": self.issuer}
+            if exc.key_fingerprint is not None:
+                fields["token_key_fingerprint"] = exc.key_fingerprint
+            self.events.emit(logging.WARNING, "token_rejected", fields,
+                             "token_rejected reason=%s%s%s", exc.reason,
+                             _rejection_facts(exc, self.key, self.user_key),
+                             f" hint={hint!r}" if hint else "")
             message = (
                 f"Signing in cannot work here: the sites are misconfigured ({hint})."
                 if hint else "This sign-in link is not valid. Please go back and try again."
             )
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
-        log.info("ticket_redeemed issuer=%s", self.issuer)
+        self.events.emit(logging.INFO, "ticket_redeemed", {"issuer": self.issuer},
+                         "ticket_redeemed issuer=%s", self.issuer)
         # This app's own cookie value: worthless if copied to any other app (finding 1).
         # A remembered sign-in's cookie lasts as long as its lifetime, counted from it.
         started = max(session.created or self.clock(), session.authenticated_at or 0)

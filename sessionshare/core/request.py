@@ -45,6 +45,7 @@ class Request:
     :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
     :param purpose: the ``Sec-Purpose`` (or older ``Purpose``) header: ``prefetch``
         or ``prerender`` when the browser only fetches ahead, None otherwise.
+    :param user_agent: the ``User-Agent`` header ("" when none), for the per-user index.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
     :param native: the server interface's own request (the WSGI environ, the ASGI
         scope), handed to the app's own predicates such as a ``protect`` callable.
@@ -53,7 +54,7 @@ class Request:
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
     __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "method", "native",
-                 "origin", "path", "purpose", "query", "root")
+                 "origin", "path", "purpose", "query", "root", "user_agent")
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class Request:
         origin: str | None = None,
         fetch_site: str | None = None,
         purpose: str | None = None,
+        user_agent: str = "",
     ) -> None:
         self.method = method
         self.path = path
@@ -80,6 +82,7 @@ class Request:
         self.origin = origin
         self.fetch_site = fetch_site
         self.purpose = purpose
+        self.user_agent = user_agent
         self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
 
     def __repr__(self) -> str:

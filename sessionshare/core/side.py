@@ -34,6 +34,7 @@ from typing import Any, ClassVar, NamedTuple, Union
 from ..crypto import SyncKey, canonical_origin
 from ..errors import ConfigurationError, StoreUnavailable
 from .cookies import CookieSpec
+from .events import EventHook, Events
 from .lifecycle import Lifecycle
 from .reply import Reply
 from .request import Request, safe_return_path
@@ -102,9 +103,11 @@ class Side:
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
+        on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.events = Events(on_event)
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
         self.origin = canonical_origin(app_url)
         if not self.origin.startswith("https://") and cookie_secure:
@@ -148,6 +151,7 @@ class Side:
             key_prefix=key_prefix,
             max_session_bytes=max_session_bytes,
             clock=clock,
+            events=self.events,
         )
         self._announce(quiet_startup)
 
@@ -216,6 +220,10 @@ class Side:
         if request.method in ("GET", "HEAD"):
             return Reply.logout_form(self.logout_path)
         if request.method != "POST":
+            self.events.emit(
+                logging.DEBUG, "logout_rejected", {"reason": "bad_method", "origin": self.origin},
+                "logout_rejected reason=bad_method origin=%s", self.origin,
+            )
             return Reply.error(
                 405, "bad_method", "Sign out with a POST.",
                 as_json=request.wants_json, headers=[("Allow", "GET, HEAD, POST")],
@@ -223,17 +231,25 @@ class Side:
         if not request.is_same_origin(self.origin):
             # A sibling subdomain is same-site: its page's POST carries the SameSite=Lax
             # cookie, so Lax alone would let it sign the user out (logout CSRF).
-            log.warning("logout_rejected reason=cross_origin origin=%s", self.origin)
+            self.events.emit(
+                logging.WARNING, "logout_rejected",
+                {"reason": "cross_origin", "origin": self.origin},
+                "logout_rejected reason=cross_origin origin=%s", self.origin,
+            )
             return Reply.error(
                 403, "cross_origin", "Sign out from this site's own sign-out page.",
                 as_json=request.wants_json,
             )
         had_session = session.had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live
+        user = self.remote_user(self.user_of(session))
         session.invalidate()
         headers = yield from self.lifecycle.persist(session)
         if had_session:
-            log.info("logout origin=%s", self.origin)
+            fields = {"origin": self.origin}
+            if user is not None:
+                fields["user"] = user[:200]
+            self.events.emit(logging.INFO, "logout", fields, "logout origin=%s", self.origin)
         return Reply.redirect(self.logout_redirect, headers=headers)
 
     # -- the store is down -------------------------------------------------
@@ -242,7 +258,8 @@ class Side:
         # repr() and a cap: the path is the client's text, which must not forge log lines.
         # The error names the server (host:port or socket path) and the cause, never a
         # password (store/redisproto.py builds it from the connection settings).
-        log.error(
+        self.events.emit(
+            logging.ERROR, "store_unavailable", {"error": str(exc)[:300]},
             "store_unavailable error=%s path=%r: check that the store runs and that "
             "SESSIONSHARE_STORE_URL names it", exc, request.path[:200],
         )

@@ -2,7 +2,8 @@
 
 A protocol step is a generator. When it needs the store it *yields* a
 command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`ClaimState`,
-:class:`TakeTicket` -- and receives the store's answer back; when it is done it
+:class:`TakeTicket`, and for the per-user index :class:`Peek`, :class:`IndexPut`,
+:class:`IndexRead`, :class:`IndexDrop` -- and receives the store's answer back; when it is done it
 *returns* its result. It never touches a socket, so the same step serves a
 threaded WSGI server and an asyncio ASGI server: each shell drives it with a
 loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
@@ -32,8 +33,12 @@ __all__ = [
     "Command",
     "ClaimState",
     "Delete",
+    "IndexDrop",
+    "IndexPut",
+    "IndexRead",
     "Load",
     "Mark",
+    "Peek",
     "Save",
     "Steps",
     "TakeTicket",
@@ -140,7 +145,65 @@ class TakeTicket(NamedTuple):
         return await store.take_ticket(self.key)
 
 
-Command = Union[Load, Save, Mark, Delete, ClaimState, TakeTicket]  # noqa: UP007 - runtime alias
+class Peek(NamedTuple):
+    """Read the session at ``key`` without sliding its expiry. Answer: record or None."""
+
+    key: str
+
+    def on(self, store: SessionStore) -> SessionRecord | None:
+        return store.peek(self.key)
+
+    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
+        return await store.peek(self.key)
+
+
+class IndexPut(NamedTuple):
+    """Set an entry of a user index, drop ``drop`` and the expired. Answer: entries left."""
+
+    key: str
+    ref: str
+    entry: str
+    ttl: int
+    now: int
+    drop: tuple[str, ...] = ()
+
+    def on(self, store: SessionStore) -> dict[str, str]:
+        return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
+                               drop=self.drop)
+
+    async def on_async(self, store: AsyncSessionStore) -> dict[str, str]:
+        return await store.index_put(self.key, self.ref, self.entry, ttl=self.ttl,
+                                     now=self.now, drop=self.drop)
+
+
+class IndexRead(NamedTuple):
+    """Read every entry of a user index. Answer: ref -> entry text."""
+
+    key: str
+
+    def on(self, store: SessionStore) -> dict[str, str]:
+        return store.index_read(self.key)
+
+    async def on_async(self, store: AsyncSessionStore) -> dict[str, str]:
+        return await store.index_read(self.key)
+
+
+class IndexDrop(NamedTuple):
+    """Remove entries from a user index. Answer: None."""
+
+    key: str
+    refs: tuple[str, ...]
+
+    def on(self, store: SessionStore) -> None:
+        store.index_drop(self.key, self.refs)
+
+    async def on_async(self, store: AsyncSessionStore) -> None:
+        await store.index_drop(self.key, self.refs)
+
+
+Command = Union[  # noqa: UP007 - runtime alias
+    Load, Save, Mark, Delete, ClaimState, TakeTicket, Peek, IndexPut, IndexRead, IndexDrop
+]
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]
 

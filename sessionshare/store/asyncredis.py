@@ -33,6 +33,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    INDEX_PUT,
+    INDEX_PUT_SHA,
     MERGE,
     MERGE_SHA,
     POLICY_UNKNOWN,
@@ -40,6 +42,8 @@ from .redisproto import (
     REDEEM_SHA,
     claim_args,
     eviction_warning,
+    index_args,
+    index_entries,
     mark_args,
     merge_args,
     parse_record,
@@ -190,6 +194,38 @@ class AsyncRedisStore:
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
+
+    async def peek(self, key: str) -> SessionRecord | None:
+        try:
+            raw = await self._line.call("GET", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return parse_record(raw)
+
+    async def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        args = index_args(key, ref, entry, ttl, now, drop)
+        try:
+            raw = await run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    async def index_read(self, key: str) -> dict[str, str]:
+        try:
+            raw = await self._line.call("HGETALL", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    async def index_drop(self, key: str, refs: Collection[str]) -> None:
+        if not refs:
+            return
+        try:
+            await self._line.call("HDEL", key, *refs, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
 
     async def ping(self) -> None:
         try:

@@ -19,17 +19,28 @@ A store keeps two kinds of records, under names the session layer chooses
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
 never as the driver's own exception.
 
-A new backend (Valkey, a database) needs only these nine methods; the store
-contract tests in ``tests/test_store.py`` prove an implementation.
+- **user indexes** (the IdP's per-user list of live sessions): a small map
+  of *reference* -> entry text under one key per user. ``index_put`` sets an
+  entry and drops the ones past their expiry, ``index_read`` reads them all,
+  ``index_drop`` removes some; ``peek`` reads a session *without* sliding
+  its expiry (an operator listing sessions must not keep them alive). An
+  entry is a JSON object whose integer ``"e"`` is when it expires (seconds,
+  on the caller's clock); every command touches one key, so all of it works
+  on a cluster.
+
+A new backend (Valkey, a database) needs only these thirteen methods; the
+store contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
-    "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore", "is_well_formed",
+    "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry",
+    "is_well_formed",
 ]
 
 
@@ -66,6 +77,18 @@ def is_well_formed(fields: object, meta: object) -> bool:
         if type(key) is not str or (type(value) is not int and type(value) is not float):
             return False
     return True
+
+
+def entry_expiry(text: str) -> int | None:
+    """The ``"e"`` of an index entry, or None when the text is no such entry."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return None
+    expires = entry.get("e") if isinstance(entry, dict) else None
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)):
+        return None
+    return int(expires)
 
 
 @runtime_checkable
@@ -118,6 +141,23 @@ class SessionStore(Protocol):
         no ticket of that name (or None, for a store that cannot tell).
         """
 
+    def peek(self, key: str) -> SessionRecord | None:
+        """The session at ``key``, or None; its expiry is left as it is."""
+
+    def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Set ``ref`` -> ``entry`` in the index at ``key``, remove the refs in ``drop``
+        and every entry whose ``"e"`` is ``now`` or earlier (or that is not such an
+        object), and keep the index at least ``ttl`` more seconds; atomically. Returns
+        the entries left. Running it twice is harmless."""
+
+    def index_read(self, key: str) -> dict[str, str]:
+        """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
+
+    def index_drop(self, key: str, refs: Collection[str]) -> None:
+        """Remove ``refs`` from the index at ``key`` (no error for a missing one)."""
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 
@@ -127,7 +167,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same nine methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same thirteen methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -166,6 +206,20 @@ class AsyncSessionStore(Protocol):
 
     async def take_ticket(self, key: str) -> str | None:
         """Return a ticket's value and spend it, atomically; None if absent or spent."""
+
+    async def peek(self, key: str) -> SessionRecord | None:
+        """The session at ``key``, or None; its expiry is left as it is."""
+
+    async def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Set an index entry, drop ``drop`` and the expired ones; the entries left."""
+
+    async def index_read(self, key: str) -> dict[str, str]:
+        """Every entry of the index at ``key``; empty when none."""
+
+    async def index_drop(self, key: str, refs: Collection[str]) -> None:
+        """Remove ``refs`` from the index at ``key``."""
 
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import NamedTuple
 
-from .base import NOT_HELD, SessionRecord
+from .base import NOT_HELD, SessionRecord, entry_expiry
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -60,6 +60,7 @@ class MemoryStore:
         self._tickets: dict[str, tuple[float, str]] = {}
         self._spent: dict[str, float] = {}  # taken tickets, until their own expiry
         self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
+        self._indexes: dict[str, tuple[float, dict[str, str]]] = {}  # key -> (expires, entries)
         self._writes = 0
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -150,6 +151,53 @@ class MemoryStore:
             self._spent[key] = entry[0]  # taken: a second try is a replay, not unknown
             return entry[1]
 
+    def peek(self, key: str) -> SessionRecord | None:
+        with self._lock:
+            entry = self._sessions.get(key)
+            if entry is None or entry[0] <= self._clock():
+                return None
+            return SessionRecord(dict(entry[1]), dict(entry[2]))
+
+    def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        with self._lock:
+            clock = self._clock()
+            expires, entries = self._live_index(key, clock)
+            entries[ref] = entry
+            for name in drop:
+                entries.pop(name, None)
+            for name, text in list(entries.items()):
+                deadline = entry_expiry(text)
+                if deadline is None or deadline <= now:
+                    del entries[name]
+            if entries:
+                self._indexes[key] = (max(expires, clock + ttl), entries)
+            else:
+                self._indexes.pop(key, None)
+            self._maybe_sweep(clock)
+            return dict(entries)
+
+    def index_read(self, key: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._live_index(key, self._clock())[1])
+
+    def index_drop(self, key: str, refs: Collection[str]) -> None:
+        with self._lock:
+            expires, entries = self._live_index(key, self._clock())
+            for name in refs:
+                entries.pop(name, None)
+            if entries:
+                self._indexes[key] = (expires, entries)
+            else:
+                self._indexes.pop(key, None)
+
+    def _live_index(self, key: str, clock: float) -> tuple[float, dict[str, str]]:
+        held = self._indexes.get(key)
+        if held is None or held[0] <= clock:
+            return 0.0, {}
+        return held[0], dict(held[1])
+
     def ping(self) -> None:
         return None
 
@@ -192,3 +240,4 @@ class MemoryStore:
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
         self._spent = {k: expires for k, expires in self._spent.items() if expires > now}
         self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
+        self._indexes = {k: i for k, i in self._indexes.items() if i[0] > now}

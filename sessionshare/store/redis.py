@@ -10,7 +10,9 @@ string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``.
   inside the object, so the server never re-encodes an app's numbers;
 - **tickets** = ``SET NX EX`` to issue, and a small script to redeem that
   marks the ticket spent by one call, so it is taken once even when a
-  timed-out command is retried.
+  timed-out command is retried;
+- **user indexes** = one hash per user (``HGETALL`` / ``HDEL``, and one script
+  that sets an entry and prunes the expired), written by the IdP at sign-in.
 
 Any redis-py client works: ``redis.Redis``, a Sentinel master
 (``Sentinel(...).master_for("mymaster")``) or ``redis.cluster.RedisCluster``.
@@ -57,6 +59,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    INDEX_PUT,
+    INDEX_PUT_SHA,
     MERGE,
     MERGE_SHA,
     POLICY_UNKNOWN,
@@ -64,6 +68,8 @@ from .redisproto import (
     REDEEM_SHA,
     claim_args,
     eviction_warning,
+    index_args,
+    index_entries,
     mark_args,
     merge_args,
     parse_record,
@@ -277,6 +283,46 @@ class RedisStore:
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
+
+    def peek(self, key: str) -> SessionRecord | None:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = self._line.call("GET", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return parse_record(raw)
+
+    def index_put(
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+    ) -> dict[str, str]:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        args = index_args(key, ref, entry, ttl, now, drop)
+        try:
+            raw = run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    def index_read(self, key: str) -> dict[str, str]:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = self._line.call("HGETALL", key, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return index_entries(raw)
+
+    def index_drop(self, key: str, refs: Collection[str]) -> None:
+        if not refs:
+            return
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            self._line.call("HDEL", key, *refs, key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
 
     def ping(self) -> None:
         try:

@@ -33,12 +33,16 @@ __all__ = [
     "CLAIM_SHA",
     "DRIVER_ERRORS",
     "EVICTING_POLICIES",
+    "INDEX_PUT",
+    "INDEX_PUT_SHA",
     "MERGE",
     "MERGE_SHA",
     "REDEEM",
     "REDEEM_SHA",
     "eviction_warning",
     "claim_args",
+    "index_args",
+    "index_entries",
     "mark_args",
     "merge_args",
     "parse_record",
@@ -112,7 +116,34 @@ if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4], 'NX') end
 return 1
 """
 
+#: KEYS[1] a user's index (a hash: ref -> entry JSON). ARGV: ref, entry, ttl, now, then
+#: refs to drop. Sets the entry, drops those refs and every entry whose "e" is not after
+#: ``now`` (or that does not parse), keeps the key at least ``ttl`` more seconds and
+#: returns what is left as a flat list. Run twice, it ends in the same state.
+INDEX_PUT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local now = tonumber(ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+local left = {}
+for i = 1, #all, 2 do
+  local ok, entry = pcall(cjson.decode, all[i + 1])
+  local e = nil
+  if ok and type(entry) == 'table' then e = tonumber(entry['e']) end
+  if e == nil or e <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    left[#left + 1] = all[i]; left[#left + 1] = all[i + 1]
+  end
+end
+if #left > 0 and redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return left
+"""
+
 MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
+INDEX_PUT_SHA = hashlib.sha1(INDEX_PUT.encode()).hexdigest()
 CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()
 REDEEM_SHA = hashlib.sha1(REDEEM.encode()).hexdigest()
 
@@ -255,6 +286,24 @@ def mark_args(*, meta: Mapping[str, int], idle_ttl: int) -> list[str | int]:
     for name, value in meta.items():
         args += (name, int(value))
     return args
+
+
+def index_args(
+    key: str, ref: str, entry: str, ttl: int, now: int, drop: Collection[str]
+) -> list[str | int]:
+    """``numkeys, KEYS..., ARGV...`` of :data:`INDEX_PUT`."""
+    return [1, key, ref, entry, max(int(ttl), 1), int(now), *(r for r in drop if r != ref)]
+
+
+def index_entries(raw: Any) -> dict[str, str]:
+    """An index as ref -> entry text, from a flat ``HGETALL``-style list or a dict."""
+    def text(value: Any) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    if isinstance(raw, dict):
+        return {text(k): text(v) for k, v in raw.items()}
+    items = list(raw or ())
+    return {text(items[i]): text(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 
 
 def parse_record(raw: Any) -> SessionRecord | None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ..core.events import EventHook
 from ..core.idp import Authorize, IdpSide
 from ..core.lifecycle import Headers
 from ..core.options import SameSite, check_options
@@ -98,8 +99,17 @@ class IdpAuthMiddleware(SessionMiddleware):
         http(s) URL. Default ``"/"``.
     :param authorize: ``authorize(session, remote_origin) -> bool``; False answers 403.
         Default ``None``.
+    :param max_sessions_per_user: Most live shared sessions one user may hold; a sign-in
+        past it ends the user's oldest sessions everywhere (unset: no limit). Default
+        ``None``. From the environment: ``SESSIONSHARE_MAX_SESSIONS_PER_USER``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.
+    :param on_event: ``on_event(name, fields)``, called for each event (``login``,
+        ``ticket_issued``, ``ticket_redeemed``, ``token_rejected`` and every other rejection
+        with its ``reason``, ``logout``, ``session_expired``, ``store_unavailable``, ...;
+        docs/logging.md lists them) with a small dict that never holds a session id, cookie,
+        ticket, token or key; an exception it raises is logged and the request goes on.
+        Default ``None``.
     :param quiet_startup: Log the start-up line (role, origin, key fingerprint) at INFO; by
         default it is a WARNING, once per process, so that servers' default logging shows
         it. Default ``False``. From the environment: ``SESSIONSHARE_QUIET_STARTUP``.
@@ -132,7 +142,9 @@ class IdpAuthMiddleware(SessionMiddleware):
         logout_path: str = "/_sessionshare/logout",
         logout_redirect: str = "/",
         authorize: Authorize | None = None,
+        max_sessions_per_user: int | None = None,
         strict: bool = False,
+        on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -152,7 +164,8 @@ class IdpAuthMiddleware(SessionMiddleware):
             max_session_bytes=max_session_bytes, login_path=login_path,
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict,
-            quiet_startup=quiet_startup, clock=clock,
+            max_sessions_per_user=max_sessions_per_user,
+            on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
         self.side: IdpSide = side

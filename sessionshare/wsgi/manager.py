@@ -241,4 +241,7 @@ class _PersistOnClose:
                         self._finish_late()
                 except StoreUnavailable:
                     # The response is already on its way; nothing to answer with.
-                    log.warning("store_unavailable phase=close")
+                    self._manager.lifecycle.events.emit(
+                        logging.WARNING, "store_unavailable", {"phase": "close"},
+                        "store_unavailable phase=close",
+                    )

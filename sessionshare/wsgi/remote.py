@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from ..core.events import EventHook
 from ..core.options import SameSite, check_options
 from ..core.remote import Protect, RemoteSide
 from ..core.tickets import CLOCK_LEEWAY
@@ -105,6 +106,12 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.
     :param token_leeway: Seconds of clock skew tolerated on a token. Default ``5.0``.
+    :param on_event: ``on_event(name, fields)``, called for each event (``login``,
+        ``ticket_issued``, ``ticket_redeemed``, ``token_rejected`` and every other rejection
+        with its ``reason``, ``logout``, ``session_expired``, ``store_unavailable``, ...;
+        docs/logging.md lists them) with a small dict that never holds a session id, cookie,
+        ticket, token or key; an exception it raises is logged and the request goes on.
+        Default ``None``.
     :param quiet_startup: Log the start-up line (role, origin, key fingerprint) at INFO; by
         default it is a WARNING, once per process, so that servers' default logging shows
         it. Default ``False``. From the environment: ``SESSIONSHARE_QUIET_STARTUP``.
@@ -142,6 +149,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = float(CLOCK_LEEWAY),
+        on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -159,7 +167,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
             passive_ttl=passive_ttl, max_auth_age=max_auth_age,
             state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway,
-            quiet_startup=quiet_startup, clock=clock,
+            on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)
         self.side: RemoteSide = side

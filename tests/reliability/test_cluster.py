@@ -1,7 +1,7 @@
 """RedisStore on a real 3-master Redis Cluster, through ``redis.cluster.RedisCluster``.
 
 The generic suites are not copied here: every test of ``test_store.py``,
-``test_session.py`` and ``test_handoff.py`` that gets its store from the
+``test_session.py``, ``test_handoff.py`` and ``test_admin.py`` that gets its store from the
 ``store`` fixture (directly or through a fixture of its module, such as
 ``dep``) is collected again in this module, where ``store`` is the cluster
 store. So the store contract, the session layer and the whole hand-off
@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import test_admin
 import test_core_session as test_session
 import test_handoff
 import test_store
@@ -66,7 +67,9 @@ def store_tests(module: ModuleType) -> dict[str, Any]:
     return {**fixtures, **tests}
 
 
-_BORROWED = {m.__name__: store_tests(m) for m in (test_store, test_session, test_handoff)}
+_BORROWED = {
+    m.__name__: store_tests(m) for m in (test_store, test_session, test_handoff, test_admin)
+}
 for _tests in _BORROWED.values():
     globals().update(_tests)
 
@@ -78,6 +81,8 @@ def test_the_generic_suites_are_borrowed() -> None:
     assert counts["test_store"] >= 8 and counts["test_handoff"] >= 15, counts
     assert "test_happy_path_end_to_end" in _BORROWED["test_handoff"]
     assert "test_tickets_taken_from_8_threads_have_one_winner" in _BORROWED["test_store"]
+    # Issue 17: the per-user index and revocation, on the cluster too.
+    assert "test_revoke_all_ends_every_session_of_the_user_only" in _BORROWED["test_admin"]
 
 
 @pytest.fixture

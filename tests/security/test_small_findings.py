@@ -92,6 +92,19 @@ class _DamagingStore:
     def take_ticket(self, key: str) -> str | None:
         return self.inner.take_ticket(key)
 
+    def peek(self, key: str) -> SessionRecord | None:
+        return self.inner.peek(key)
+
+    def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
+                  drop: Collection[str] = ()) -> dict[str, str]:
+        return self.inner.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop)
+
+    def index_read(self, key: str) -> dict[str, str]:
+        return self.inner.index_read(key)
+
+    def index_drop(self, key: str, refs: Collection[str]) -> None:
+        self.inner.index_drop(key, refs)
+
     def ping(self) -> None:
         self.inner.ping()
 

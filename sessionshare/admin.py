@@ -1,0 +1,147 @@
+"""List a user's shared sessions and end them everywhere: :class:`SessionAdmin`.
+
+The IdP keeps, for each user, an index of the live shared sessions
+(:mod:`sessionshare.core.index`). This is its API, for an operator's tool,
+an admin page, or a user's own "log out my other devices" button. Ending a
+session deletes it from the shared store, so the IdP and every remote app
+-- WSGI or ASGI -- see the user signed out on their very next request.
+
+``SessionAdmin`` needs only the store and the sync key the apps use (and
+their ``key_prefix`` and ``user_key``, when those are not the defaults);
+:class:`AsyncSessionAdmin` is its twin for an asyncio store.
+
+    admin = SessionAdmin(RedisStore.from_url(url), os.environ["SESSIONSHARE_SYNC_KEY"])
+    for info in admin.sessions("alice"):
+        print(info.ref, info.user_agent, info.apps)
+    admin.revoke("alice", "3f9ac21b77e04d51")
+
+    # in the IdP app, "log out my other devices":
+    session = environ["sessionshare.session"]
+    admin.revoke_all(environ["REMOTE_USER"], except_current=session)
+
+References are the first 16 hex characters of the keyed digest that names
+a session in the store: they can be shown and logged, and no cookie can be
+made from one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from .core.events import EventHook, Events
+from .core.index import REF_CHARS, SessionInfo, UserIndex
+from .core.session import Session
+from .core.steps import run, run_async
+from .crypto import SyncKey
+from .errors import ConfigurationError
+from .store.base import AsyncSessionStore, SessionStore
+
+__all__ = ["AsyncSessionAdmin", "SessionAdmin", "SessionInfo", "is_ref"]
+
+_REF = re.compile(f"[0-9a-f]{{{REF_CHARS}}}")
+
+
+def is_ref(text: str) -> bool:
+    """True when ``text`` is shaped like a session reference (16 lower-case hex characters)."""
+    return _REF.fullmatch(text) is not None
+
+
+class _Admin:
+    def __init__(
+        self,
+        key: SyncKey | str,
+        *,
+        key_prefix: str = "sessionshare:",
+        user_key: str = "user",
+        on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        try:
+            sync_key = SyncKey.parse(key) if isinstance(key, str) else key
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"key: {exc}") from None
+        self.index = UserIndex(sync_key, key_prefix=key_prefix, user_key=user_key,
+                               events=Events(on_event), clock=clock)
+
+    def ref_of(self, session: Session) -> str | None:
+        """The reference of the stored ``session`` (the current one, in an app)."""
+        return self.index.ref_of(session)
+
+    def _except(self, current: str | Session | None) -> str | None:
+        return self.ref_of(current) if isinstance(current, Session) else current
+
+
+class SessionAdmin(_Admin):
+    """Lists and ends a user's shared sessions, on a thread store.
+
+    :param store: the store the apps share.
+    :param key: their sync key(s) (a :class:`~sessionshare.SyncKey` or its text).
+    :param key_prefix: their ``key_prefix``.
+    :param user_key: their ``user_key``.
+    :param on_event: called with ``session_revoked`` events, as the middlewares' hook.
+    :param clock: the time source (tests inject one).
+
+    Users are named as ``REMOTE_USER`` shows them. Store failures raise
+    :class:`~sessionshare.StoreUnavailable`.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        key: SyncKey | str,
+        *,
+        key_prefix: str = "sessionshare:",
+        user_key: str = "user",
+        on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(key, key_prefix=key_prefix, user_key=user_key, on_event=on_event,
+                         clock=clock)
+        self.store = store
+
+    def sessions(self, user: str) -> list[SessionInfo]:
+        """``user``'s live sessions, oldest first (dead index entries are dropped)."""
+        return run(self.index.sessions(user), self.store)
+
+    def revoke(self, user: str, ref: str) -> bool:
+        """End session ``ref`` of ``user`` in every app; False when the user has no such one."""
+        return run(self.index.revoke(user, ref), self.store)
+
+    def revoke_all(self, user: str, except_current: str | Session | None = None) -> int:
+        """End every session of ``user`` in every app, except ``except_current`` (a
+        reference, or the current request's session); how many were ended."""
+        return run(self.index.revoke_all(user, self._except(except_current)), self.store)
+
+
+class AsyncSessionAdmin(_Admin):
+    """:class:`SessionAdmin` for an asyncio store (``AsyncRedisStore``): the same methods,
+    each a coroutine."""
+
+    def __init__(
+        self,
+        store: AsyncSessionStore,
+        key: SyncKey | str,
+        *,
+        key_prefix: str = "sessionshare:",
+        user_key: str = "user",
+        on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(key, key_prefix=key_prefix, user_key=user_key, on_event=on_event,
+                         clock=clock)
+        self.store = store
+
+    async def sessions(self, user: str) -> list[SessionInfo]:
+        """``user``'s live sessions, oldest first."""
+        return await run_async(self.index.sessions(user), self.store)
+
+    async def revoke(self, user: str, ref: str) -> bool:
+        """End session ``ref`` of ``user`` in every app; False when there is none."""
+        return await run_async(self.index.revoke(user, ref), self.store)
+
+    async def revoke_all(self, user: str, except_current: str | Session | None = None) -> int:
+        """End every session of ``user`` but ``except_current``; how many were ended."""
+        return await run_async(self.index.revoke_all(user, self._except(except_current)),
+                               self.store)

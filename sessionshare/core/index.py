@@ -1,0 +1,299 @@
+"""The per-user index: each user's live shared sessions, so they can be listed and ended.
+
+The IdP records a session in its user's index when the user signs in (and
+when the session moves to a new id); :class:`~sessionshare.admin.SessionAdmin` and ``python -m
+sessionshare sessions`` read it, and end one session or all of them. Ending
+a session deletes it from the store, so every app -- IdP and remotes, WSGI
+or ASGI -- sees it gone on its very next request.
+
+Layout (every command touches one key, so it works unchanged on a cluster)::
+
+    index key = <prefix> "u:{" hex(BLAKE2b-128(key=user-index subkey, user)) "}"
+    field     = ref: the first 16 hex characters of the session's store digest
+    value     = {"k": store digest, "c": created, "l": last seen, "e": expires,
+                 "u": user agent (at most 200 characters)}
+
+- **No cookie in a dump.** An entry names its session by the keyed digest
+  the session's store key is made of (:mod:`sessionshare.core.ids`), never
+  by its id: a digest cannot be turned back into an id, and a cookie needs
+  the id. The user's name is a keyed digest too.
+- **Coarse, and free on reads.** "Last seen" is the latest sign-in or
+  hand-off: the entry holds the sign-in, and each remote's hand-off is
+  already recorded in the session (the time its origin joined), which the
+  listing reads along with the apps joined. The authenticated read stays one
+  round trip and the hand-off costs nothing more: neither writes here.
+- **Pruned lazily.** Each write drops entries past their absolute expiry;
+  a listing, and a sign-in that finds more than :data:`PRUNE_AT` entries (or
+  more than ``max_sessions_per_user``), checks the others against the store
+  and drops the dead; the key itself expires with its longest-lived entry.
+- **Rotation.** Indexes are written under the newest sync key and read under
+  every configured one.
+
+    index = UserIndex(key, key_prefix="sessionshare:")
+    infos = run(index.sessions("alice"), store)
+    run(index.revoke_all("alice", except_ref=infos[0].ref), store)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any
+
+from ..crypto import SyncKey
+from .events import Events
+from .ids import SessionIds
+from .session import META_JOINED, META_RETIRED, Session
+from .side import Side, is_signed_in_user
+from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Steps
+
+__all__ = ["PRUNE_AT", "REF_CHARS", "SessionInfo", "UserIndex", "record_session"]
+
+#: Hex characters of a session reference (64 bits: unique among one user's sessions).
+REF_CHARS = 16
+#: Entries an index may hold before a sign-in checks them against the store.
+PRUNE_AT = 16
+USER_AGENT_CHARS = 200
+_USER_PURPOSE = "user index"
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session of a user, as the index and the session itself say."""
+
+    #: The reference that names it to :meth:`UserIndex.revoke` (16 hex characters).
+    ref: str
+    #: When it was created, and when it was last signed in or handed off (epoch seconds).
+    created: int
+    last_seen: int
+    #: When it ends at the latest (its absolute timeout).
+    expires: int
+    #: The browser's ``User-Agent`` at its sign-in, truncated.
+    user_agent: str
+    #: The remote origins that joined it.
+    apps: tuple[str, ...]
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("k"), str):
+        return None
+    return entry
+
+
+def _number(entry: dict[str, Any], name: str) -> int:
+    value = entry.get(name)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+class UserIndex:
+    """Reads and writes the per-user index of one deployment (its sync key and prefix).
+
+    :param user_key: the session key naming the user (the middlewares' ``user_key``):
+        an entry whose session no longer names that user is dropped.
+    """
+
+    def __init__(
+        self,
+        key: SyncKey,
+        *,
+        key_prefix: str = "sessionshare:",
+        user_key: str = "user",
+        events: Events | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._user_subkeys = key.derive(_USER_PURPOSE)
+        # Only the store digest is used: audience and limits play no part in it.
+        self._ids = SessionIds(key, audience="", idle_timeout=1, absolute_timeout=1)
+        self.key_prefix = key_prefix
+        self.user_key = user_key
+        self.events = events if events is not None else Events()
+        self.clock = clock
+
+    # -- names -----------------------------------------------------------------
+    def index_keys(self, user: str) -> list[str]:
+        """The index keys of ``user`` (as ``REMOTE_USER`` spells it), newest key first."""
+        data = user.encode("utf-8", "surrogatepass")
+        return [
+            f"{self.key_prefix}u:{{{blake2b(data, key=sub, digest_size=16).hexdigest()}}}"
+            for sub in self._user_subkeys
+        ]
+
+    def session_key(self, digest: str) -> str:
+        """The store key of the session whose digest is ``digest``."""
+        return f"{self.key_prefix}s:{{{digest}}}"
+
+    def ref_of(self, session: Session) -> str | None:
+        """The reference of a stored session (for ``except_ref``); None while it is new."""
+        sid = session.stored_id
+        if sid is None or not self._ids.is_known(sid):
+            return None
+        return self._ids.digest(sid)[:REF_CHARS]
+
+    def _belongs(self, record: Any, user: str) -> bool:
+        """True when a peeked record is a live session signed in as ``user``."""
+        if record is None or META_RETIRED in record.meta:
+            return False
+        text = record.fields.get(self.user_key)
+        try:
+            value = json.loads(text) if text is not None else None
+        except ValueError:
+            return False
+        return is_signed_in_user(value) and Side.remote_user(value) == user
+
+    # -- the IdP's writes --------------------------------------------------------
+    def record(
+        self,
+        user: str,
+        digest: str,
+        *,
+        created: int,
+        expires: int,
+        user_agent: str,
+        drop_digest: str | None = None,
+        max_sessions: int | None = None,
+    ) -> Steps[None]:
+        """Enter (or refresh) a session in ``user``'s index; end the oldest past
+        ``max_sessions``. One round trip, more only when the index holds many entries."""
+        now = int(self.clock())
+        ref = digest[:REF_CHARS]
+        agent = "".join(ch for ch in user_agent if " " <= ch <= "~")[:USER_AGENT_CHARS]
+        entry = json.dumps({"k": digest, "c": created, "l": now, "e": expires, "u": agent},
+                           separators=(",", ":"))
+        drop = () if drop_digest is None else (drop_digest[:REF_CHARS],)
+        key = self.index_keys(user)[0]
+        left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop)
+        if len(left) <= (max_sessions or PRUNE_AT):
+            return
+        dead: list[str] = []
+        alive: list[tuple[int, int, str, str]] = []
+        for other, text in left.items():
+            parsed = _parse(text)
+            if other == ref:
+                continue
+            if parsed is None or not self._belongs((yield Peek(self.session_key(parsed["k"]))),
+                                                   user):
+                dead.append(other)
+            else:
+                alive.append((_number(parsed, "c"), _number(parsed, "l"), other, parsed["k"]))
+        ended: list[str] = []
+        if max_sessions is not None and len(alive) + 1 > max_sessions:
+            alive.sort()
+            for _, _, other, other_digest in alive[: len(alive) + 1 - max_sessions]:
+                yield Delete(self.session_key(other_digest))
+                ended.append(other)
+        if dead or ended:
+            yield IndexDrop(key, tuple(dead + ended))
+        if ended:
+            self._revoked("max_sessions", len(ended), user)
+
+    # -- listing and ending --------------------------------------------------------
+    def sessions(self, user: str) -> Steps[list[SessionInfo]]:
+        """``user``'s live sessions, oldest first; dead entries are dropped on the way."""
+        now = int(self.clock())
+        found: list[SessionInfo] = []
+        for key in self.index_keys(user):
+            entries = yield IndexRead(key)
+            dead: list[str] = []
+            for ref, text in entries.items():
+                entry = _parse(text)
+                record = None
+                if entry is not None and _number(entry, "e") > now:
+                    record = yield Peek(self.session_key(entry["k"]))
+                if entry is None or not self._belongs(record, user):
+                    dead.append(ref)
+                    continue
+                assert record is not None
+                start = len(META_JOINED)
+                joined = {name[start:]: int(when) for name, when in record.meta.items()
+                          if name.startswith(META_JOINED) and when > 0}
+                found.append(SessionInfo(
+                    ref=ref, created=_number(entry, "c"),
+                    last_seen=max([_number(entry, "l"), *joined.values()]),
+                    expires=_number(entry, "e"),
+                    user_agent=str(entry.get("u", ""))[:USER_AGENT_CHARS],
+                    apps=tuple(sorted(joined)),
+                ))
+            if dead:
+                yield IndexDrop(key, tuple(dead))
+        found.sort(key=lambda info: (info.created, info.ref))
+        return found
+
+    def revoke(self, user: str, ref: str) -> Steps[bool]:
+        """End the session ``ref`` of ``user`` everywhere; False when there is none."""
+        for key in self.index_keys(user):
+            entries = yield IndexRead(key)
+            entry = _parse(entries[ref]) if ref in entries else None
+            if ref in entries:
+                if entry is not None:
+                    yield Delete(self.session_key(entry["k"]))
+                yield IndexDrop(key, (ref,))
+                if entry is not None:
+                    self._revoked("revoked", 1, user)
+                    return True
+        return False
+
+    def revoke_all(self, user: str, except_ref: str | None = None) -> Steps[int]:
+        """End every session of ``user`` but ``except_ref``; how many were in the index."""
+        count = 0
+        for key in self.index_keys(user):
+            entries = yield IndexRead(key)
+            gone: list[str] = []
+            for ref, text in entries.items():
+                if ref == except_ref:
+                    continue
+                entry = _parse(text)
+                if entry is not None:
+                    yield Delete(self.session_key(entry["k"]))
+                    count += 1
+                gone.append(ref)
+            if gone:
+                yield IndexDrop(key, tuple(gone))
+        if count:
+            self._revoked("revoked_all", count, user)
+        return count
+
+    def _revoked(self, reason: str, count: int, user: str) -> None:
+        self.events.emit(
+            logging.INFO, "session_revoked",
+            {"reason": reason, "count": count, "user": user[:200]},
+            "session_revoked reason=%s count=%d", reason, count,
+        )
+
+
+def record_session(
+    index: UserIndex,
+    session: Session,
+    user: str,
+    *,
+    ids: SessionIds,
+    user_agent: str,
+    moved_from: str | None = None,
+    max_sessions: int | None = None,
+) -> Steps[None]:
+    """Enter the stored, signed-in ``session`` in ``user``'s index (the IdP's step).
+
+    ``moved_from``: the id the session had before this request, if it moved
+    (a sign-in, ``regenerate()``); its entry is dropped in the same command.
+    ``ids`` is the IdP's, for the session's digest and absolute limit.
+    """
+    sid = session.stored_id
+    if sid is None:
+        return
+    now = int(index.clock())
+    created = int(session.created or now)
+    started = max(created, int(session.authenticated_at or 0))
+    old = moved_from if moved_from is not None and moved_from != sid else None
+    yield from index.record(
+        user, ids.digest(sid), created=created, expires=started + ids.limits(sid)[1],
+        user_agent=user_agent,
+        drop_digest=ids.digest(old) if old is not None and ids.is_known(old) else None,
+        max_sessions=max_sessions,
+    )

@@ -1,0 +1,155 @@
+"""``python -m sessionshare sessions list | revoke``: a user's sessions, from the command line.
+
+It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
+``SESSIONSHARE_SYNC_KEY``, and ``SESSIONSHARE_KEY_PREFIX`` /
+``SESSIONSHARE_USER_KEY`` when the apps set them) and works through
+:class:`~sessionshare.admin.SessionAdmin`::
+
+    $ python -m sessionshare sessions list --user alice
+    REF               CREATED (UTC)     LAST SEEN (UTC)   APPS                  USER AGENT
+    3f9ac21b77e04d51  2026-11-28 09:12  2026-11-28 11:40  https://shop.example  Mozilla/5.0 ...
+    $ python -m sessionshare sessions revoke --user alice --ref 3f9ac21b77e04d51
+    ended session 3f9ac21b77e04d51 of 'alice' in every app
+
+Exit status: 0 when done; 1 when the store does not answer or there is
+nothing to list or end; 2 for a setting or an argument to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from .admin import SessionAdmin, SessionInfo, is_ref
+from .core.options import DEFAULT_STORE_URL, make_store
+from .errors import ConfigurationError, StoreUnavailable
+
+__all__ = ["add_sessions_command", "format_table", "without_password"]
+
+_AGENT_WIDTH = 60
+
+
+def _when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds)) if seconds else "-"
+
+
+def format_table(infos: list[SessionInfo]) -> str:
+    """The table ``sessions list`` prints: ref, created, last seen, apps, user agent."""
+    rows = [("REF", "CREATED (UTC)", "LAST SEEN (UTC)", "APPS", "USER AGENT")]
+    for info in infos:
+        agent = info.user_agent or "-"
+        if len(agent) > _AGENT_WIDTH:
+            agent = agent[: _AGENT_WIDTH - 3] + "..."
+        rows.append((info.ref, _when(info.created), _when(info.last_seen),
+                     ", ".join(info.apps) or "-", agent))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        + "  " + row[4]
+        for row in rows
+    ) + "\n"
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _admin() -> tuple[SessionAdmin | None, str, int]:
+    """The admin over the configured store and key, or (None, message, status)."""
+    key = os.environ.get("SESSIONSHARE_SYNC_KEY", "")
+    if not key.strip():
+        return None, ("SESSIONSHARE_SYNC_KEY is not set: set it to the sync key the apps use "
+                      "(the same value as theirs)"), 2
+    url = os.environ.get("SESSIONSHARE_STORE_URL") or DEFAULT_STORE_URL
+    try:
+        store = make_store(url)
+        admin = SessionAdmin(
+            store, key,
+            key_prefix=os.environ.get("SESSIONSHARE_KEY_PREFIX", "sessionshare:"),
+            user_key=os.environ.get("SESSIONSHARE_USER_KEY") or "user",
+        )
+    except ConfigurationError as exc:
+        # Neither message echoes the key (SyncKey never does) nor a password.
+        return None, f"{exc}", 2
+    return admin, url, 0
+
+
+def without_password(url: str) -> str:
+    """A store URL fit to print: ``redis://user:secret@host`` loses the secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, host = rest.split("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"
+
+
+def _down(url: str, exc: StoreUnavailable) -> int:
+    return _fail(f"the store at {without_password(url)} does not answer ({exc}); "
+                 "check SESSIONSHARE_STORE_URL and that the server runs", 1)
+
+
+def _list(args: argparse.Namespace) -> int:
+    admin, url, status = _admin()
+    if admin is None:
+        return _fail(url, status)
+    try:
+        infos = admin.sessions(args.user)
+    except StoreUnavailable as exc:
+        return _down(url, exc)
+    finally:
+        admin.store.close()
+    if not infos:
+        return _fail(f"user {args.user!r} has no live sessions (check the name as the apps "
+                     "show it in REMOTE_USER, and SESSIONSHARE_KEY_PREFIX)", 1)
+    print(format_table(infos), end="")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    if args.ref is not None and not is_ref(args.ref):
+        return _fail(f"--ref must be a reference from 'sessions list' (16 hex characters), "
+                     f"not {args.ref[:40]!r}", 2)
+    admin, url, status = _admin()
+    if admin is None:
+        return _fail(url, status)
+    try:
+        if args.all:
+            count = admin.revoke_all(args.user)
+            if not count:
+                return _fail(f"user {args.user!r} has no sessions to end", 1)
+            print(f"ended {count} session{'s' if count != 1 else ''} of {args.user!r} "
+                  "in every app")
+            return 0
+        if not admin.revoke(args.user, args.ref):
+            return _fail(f"user {args.user!r} has no session {args.ref} (see 'sessions list')",
+                         1)
+        print(f"ended session {args.ref} of {args.user!r} in every app")
+        return 0
+    except StoreUnavailable as exc:
+        return _down(url, exc)
+    finally:
+        admin.store.close()
+
+
+def add_sessions_command(commands: Any) -> None:
+    """Add ``sessions list`` and ``sessions revoke`` to the CLI's subcommands."""
+    sessions = commands.add_parser(
+        "sessions", help="list a user's shared sessions, or end them in every app",
+        description="Reads SESSIONSHARE_STORE_URL, SESSIONSHARE_SYNC_KEY and, when set, "
+                    "SESSIONSHARE_KEY_PREFIX and SESSIONSHARE_USER_KEY, as the apps do.",
+    )
+    actions = sessions.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="a table of the user's live sessions")
+    listing.add_argument("--user", required=True, help="the user, as REMOTE_USER shows it")
+    listing.set_defaults(run=_list)
+    revoke = actions.add_parser("revoke", help="end one or all of the user's sessions")
+    revoke.add_argument("--user", required=True, help="the user, as REMOTE_USER shows it")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ref", help="the session's REF, from 'sessions list'")
+    which.add_argument("--all", action="store_true", help="every session of the user")
+    revoke.set_defaults(run=_revoke)

@@ -1,0 +1,297 @@
+"""The per-user index and SessionAdmin: list a user's sessions, end one, all, or all others.
+
+Over the three apps of ``flow.Deployment`` (IdP, shop, blog), on MemoryStore
+and a real Redis (``store``), and on a Redis Cluster (tests/reliability
+borrows every test here that uses ``store``). A revocation must take effect
+on the very next request, in every app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from conftest import FakeClock, looks_secret
+from flow import BLOG, IDP, SHOP, Browser, Deployment, idp_app
+from servers import counting_client
+
+from sessionshare import (
+    AsyncRedisStore,
+    AsyncSessionAdmin,
+    RedisStore,
+    SessionAdmin,
+    SessionStore,
+)
+from sessionshare.admin import is_ref
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"
+
+
+def idp_with_device_page(admin: Callable[[], SessionAdmin]) -> Callable[..., Iterable[bytes]]:
+    """The test IdP, plus ``POST /others``: "log out my other devices"."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/others" and environ.get("REMOTE_USER"):
+            ended = admin().revoke_all(environ["REMOTE_USER"],
+                                       except_current=environ["sessionshare.session"])
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"ended {ended}".encode()]
+        return idp_app(environ, start_response)
+
+    return app
+
+
+@pytest.fixture
+def dep(store: SessionStore, clock: FakeClock) -> Deployment:
+    holder: list[SessionAdmin] = []
+    deployment = Deployment(store, clock, idp=idp_with_device_page(lambda: holder[0]))
+    holder.append(SessionAdmin(store, deployment.key, clock=clock))
+    return deployment
+
+
+@pytest.fixture
+def admin(dep: Deployment, clock: FakeClock) -> SessionAdmin:
+    return SessionAdmin(dep.store, dep.key, clock=clock)
+
+
+def browser_as(dep: Deployment, agent: str) -> Browser:
+    browser = Browser(dep)
+    for app in browser.apps.values():
+        app.extra_environ["HTTP_USER_AGENT"] = agent
+    return browser
+
+
+def signed_out_everywhere(browser: Browser) -> bool:
+    idp = browser.get(IDP + "/").text == "idp home user=None"
+    shop = browser.get(SHOP + "/orders").status_int == 302
+    blog = browser.get(BLOG + "/x").status_int == 302
+    return idp and shop and blog
+
+
+def signed_in_everywhere(browser: Browser) -> bool:
+    return (browser.get(IDP + "/").text == "idp home user=alice"
+            and browser.get(SHOP + "/orders").json["user"] == "alice"
+            and browser.get(BLOG + "/x").json["user"] == "alice")
+
+
+def test_a_user_lists_each_browser_signed_in(
+    dep: Deployment, admin: SessionAdmin, clock: FakeClock
+) -> None:
+    laptop = browser_as(dep, FIREFOX)
+    laptop.sign_in_at(SHOP + "/orders")
+    clock.advance(60)
+    laptop.sign_in_at(BLOG + "/x")
+    clock.advance(60)
+    phone = browser_as(dep, PHONE + "\x00\n" + "x" * 400)
+    phone.sign_in_at(SHOP + "/orders")
+    browser_as(dep, FIREFOX).sign_in_at(SHOP + "/orders", user="bob")
+
+    first, second = admin.sessions("alice")
+    assert all(is_ref(info.ref) for info in (first, second)) and first.ref != second.ref
+    assert first.user_agent == FIREFOX and first.apps == (BLOG, SHOP)
+    assert second.user_agent.startswith(PHONE + "x") and len(second.user_agent) == 200
+    assert second.apps == (SHOP,)
+    assert first.created == int(clock() - 120) and second.created == int(clock())
+    assert first.last_seen == int(clock() - 60)  # the blog's hand-off
+    assert first.expires == first.created + 8 * 3600
+    assert [info.apps for info in admin.sessions("bob")] == [(SHOP,)]
+    assert admin.sessions("carol") == []
+
+
+def test_revoking_one_session_signs_that_browser_out_of_every_app(
+    dep: Deployment, admin: SessionAdmin
+) -> None:
+    laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
+    for browser in (laptop, phone):
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+    ref = next(info.ref for info in admin.sessions("alice") if info.user_agent == PHONE)
+    assert admin.revoke("alice", ref) is True
+    assert signed_out_everywhere(phone)
+    assert signed_in_everywhere(laptop)
+    assert [info.user_agent for info in admin.sessions("alice")] == [FIREFOX]
+    assert admin.revoke("alice", ref) is False
+    assert admin.revoke("bob", admin.sessions("alice")[0].ref) is False  # not bob's
+    assert admin.revoke("alice", "0" * 16) is False
+
+
+def test_revoke_all_ends_every_session_of_the_user_only(
+    dep: Deployment, admin: SessionAdmin
+) -> None:
+    browsers = [browser_as(dep, agent) for agent in (FIREFOX, PHONE, "curl/8")]
+    for browser in browsers:
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+    bob = Browser(dep)
+    bob.sign_in_at(SHOP + "/orders", user="bob")
+    assert admin.revoke_all("alice") == 3
+    assert all(signed_out_everywhere(browser) for browser in browsers)
+    assert admin.sessions("alice") == []
+    assert bob.get(SHOP + "/orders").json["user"] == "bob"
+    assert admin.revoke_all("alice") == 0
+
+
+def test_the_current_session_ends_the_users_other_sessions(
+    dep: Deployment, admin: SessionAdmin
+) -> None:
+    laptop, phone, tablet = (browser_as(dep, agent) for agent in (FIREFOX, PHONE, "tablet"))
+    for browser in (laptop, phone, tablet):
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+    page = laptop.post(IDP + "/others")
+    assert page.text == "ended 2"
+    assert signed_in_everywhere(laptop)
+    assert signed_out_everywhere(phone) and signed_out_everywhere(tablet)
+    assert [info.user_agent for info in admin.sessions("alice")] == [FIREFOX]
+
+
+def test_revoke_all_but_a_reference(dep: Deployment, admin: SessionAdmin) -> None:
+    laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
+    laptop.sign_in_at(SHOP + "/orders")
+    phone.sign_in_at(SHOP + "/orders")
+    keep = next(info.ref for info in admin.sessions("alice") if info.user_agent == PHONE)
+    assert admin.revoke_all("alice", except_current=keep) == 1
+    assert signed_out_everywhere(laptop)
+    assert phone.get(SHOP + "/orders").json["user"] == "alice"
+
+
+def test_signing_in_past_max_sessions_ends_the_oldest(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    dep = Deployment(store, clock, idp_options={
+        "max_sessions_per_user": 2, "on_event": lambda name, f: events.append((name, f))})
+    admin = SessionAdmin(store, dep.key, clock=clock)
+    first, second, third = (browser_as(dep, agent) for agent in ("one", "two", "three"))
+    for browser in (first, second):
+        browser.sign_in_at(SHOP + "/orders")
+        clock.advance(10)
+    assert [e for e in events if e[0] == "session_revoked"] == []
+    third.sign_in_at(SHOP + "/orders")
+    assert signed_out_everywhere(first)
+    assert second.get(SHOP + "/orders").json["user"] == "alice"
+    assert [info.user_agent for info in admin.sessions("alice")] == ["two", "three"]
+    assert ("session_revoked", {"reason": "max_sessions", "count": 1, "user": "alice"}) in events
+    # A signed-out browser does not count: signing in again ends nobody.
+    second.post(IDP + "/_sessionshare/logout")
+    clock.advance(10)
+    first.sign_in_at(SHOP + "/orders")
+    assert third.get(SHOP + "/orders").json["user"] == "alice"
+    assert [info.user_agent for info in admin.sessions("alice")] == ["three", "one"]
+
+
+def test_the_index_is_pruned_after_expiry_and_logout(
+    dep: Deployment, admin: SessionAdmin, clock: FakeClock
+) -> None:
+    key = admin.index.index_keys("alice")[0]
+    laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
+    laptop.sign_in_at(SHOP + "/orders")
+    phone.sign_in_at(SHOP + "/orders")
+    phone.post(IDP + "/_sessionshare/logout")
+    assert len(dep.store.index_read(key)) == 2  # pruned lazily: not by the logout
+    assert [info.user_agent for info in admin.sessions("alice")] == [FIREFOX]
+    assert len(dep.store.index_read(key)) == 1
+    clock.advance(8 * 3600 + 1)  # past the absolute timeout
+    assert admin.sessions("alice") == []
+    assert dep.store.index_read(key) == {}
+
+
+def test_a_regenerated_session_stays_listed_under_its_new_id(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    def regenerating(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ["PATH_INFO"] == "/regenerate":
+            environ["sessionshare.session"].regenerate()
+        return idp_app(environ, start_response)
+
+    dep = Deployment(store, clock, idp=regenerating)
+    admin = SessionAdmin(store, dep.key, clock=clock)
+    browser = browser_as(dep, FIREFOX)
+    browser.sign_in_at(SHOP + "/orders")
+    (before,) = admin.sessions("alice")
+    browser.get(IDP + "/regenerate")
+    (after,) = admin.sessions("alice")
+    assert after.ref != before.ref and after.created == before.created
+    assert len(store.index_read(admin.index.index_keys("alice")[0])) == 1
+    assert admin.revoke_all("alice") == 1
+    assert browser.get(IDP + "/").text == "idp home user=None"
+
+
+def test_the_index_holds_no_cookie_and_no_user_name(dep: Deployment, admin: SessionAdmin) -> None:
+    browser = browser_as(dep, FIREFOX)
+    browser.sign_in_at(SHOP + "/orders")
+    sid = browser.session_id("id.test")
+    assert sid is not None
+    (key,) = admin.index.index_keys("alice")
+    assert "alice" not in key and re.fullmatch(r"sessionshare:u:\{[0-9a-f]{32}\}", key)
+    text = json.dumps(dep.store.index_read(key))
+    cookies = [browser.cookie(host) for host in ("id.test", "shop.test", "blog.test")]
+    for secret in [sid, sid.split(".")[0], *(c for c in cookies if c)]:
+        assert secret not in text
+    (ref,) = dep.store.index_read(key)
+    assert not looks_secret(ref)  # a reference may be shown and logged
+
+
+def test_revocations_are_events_without_identifiers(store: SessionStore, clock: FakeClock) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    dep = Deployment(store, clock)
+    admin = SessionAdmin(store, dep.key, clock=clock,
+                         on_event=lambda name, fields: events.append((name, fields)))
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    admin.revoke("alice", admin.sessions("alice")[0].ref)
+    admin.revoke_all("alice")
+    assert events == [
+        ("session_revoked", {"reason": "revoked", "count": 1, "user": "alice"}),
+        ("session_revoked", {"reason": "revoked_all", "count": 1, "user": "alice"}),
+    ]
+    assert not looks_secret(json.dumps(events))
+
+
+def test_a_sign_in_costs_one_round_trip_more_for_the_index(
+    redis_url: str, clock: FakeClock
+) -> None:
+    client, counts = counting_client(redis_url)
+    dep = Deployment(RedisStore(client), clock)
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)
+    Browser(dep).sign_in_at(SHOP + "/orders")  # the scripts are loaded: EVALSHA from here
+    before = counts["round_trips"]
+    signed_in = browser.post(login_url, {"username": "alice", "password": "wonderland"})
+    assert signed_in.status_int == 303
+    # Read, create under the new id, retire the old id, claim + ticket (4), the index (+1).
+    assert counts["round_trips"] - before == 5
+    before = counts["round_trips"]
+    assert browser.get(signed_in.location).status_int == 303
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"
+    assert counts["round_trips"] - before == 3  # callback (take + join), then ONE read
+
+
+def test_the_async_admin_reads_the_same_index(redis_url: str, clock: FakeClock) -> None:
+    store = RedisStore.from_url(redis_url)
+    dep = Deployment(store, clock)
+    laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
+    laptop.sign_in_at(SHOP + "/orders")
+    clock.advance(10)  # oldest first: the laptop, then the phone
+    phone.sign_in_at(BLOG + "/x")
+
+    async def scenario() -> tuple[list[str], int, bool]:
+        admin = AsyncSessionAdmin(AsyncRedisStore.from_url(redis_url), dep.key, clock=clock)
+        agents = [info.user_agent for info in await admin.sessions("alice")]
+        ref = (await admin.sessions("alice"))[1].ref
+        ended = await admin.revoke_all("alice", except_current=ref)
+        missing = await admin.revoke("alice", "f" * 16)
+        await admin.store.close()
+        return agents, ended, missing
+
+    agents, ended, missing = asyncio.run(scenario())
+    assert agents == [FIREFOX, PHONE] and ended == 1 and missing is False
+    assert signed_out_everywhere(laptop)
+    assert phone.get(BLOG + "/x").json["user"] == "alice"
+    store.close()

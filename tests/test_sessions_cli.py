@@ -1,0 +1,108 @@
+"""``python -m sessionshare sessions list | revoke`` against a deployment on a real Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from flow import BLOG, IDP, SHOP, Browser, Deployment
+from servers import free_port
+
+from sessionshare import RedisStore, SessionAdmin, SyncKey
+from sessionshare.cli import main
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"
+
+
+@pytest.fixture
+def dep(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Deployment:
+    for name in list(os.environ):
+        if name.startswith("SESSIONSHARE_"):
+            monkeypatch.delenv(name)
+    deployment = Deployment(RedisStore.from_url(redis_url), time.time)
+    monkeypatch.setenv("SESSIONSHARE_STORE_URL", redis_url)
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", deployment.key)
+    return deployment
+
+
+def signed_in_browser(dep: Deployment, agent: str) -> Browser:
+    browser = Browser(dep)
+    for app in browser.apps.values():
+        app.extra_environ["HTTP_USER_AGENT"] = agent
+    browser.sign_in_at(SHOP + "/orders")
+    browser.sign_in_at(BLOG + "/x")
+    return browser
+
+
+def test_list_prints_a_table_of_the_users_sessions(
+    dep: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed_in_browser(dep, PHONE)
+    signed_in_browser(dep, "curl/8.11 " + "x" * 100)
+    assert main(["sessions", "list", "--user", "alice"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split("  ")[0] == "REF" and "LAST SEEN (UTC)" in header
+    assert header.rstrip().endswith("USER AGENT") and "APPS" in header
+    assert len(rows) == 2
+    refs = [info.ref for info in SessionAdmin(dep.store, dep.key).sessions("alice")]
+    assert [row.split()[0] for row in rows] == refs
+    phone, curl = sorted(rows, key=lambda row: "iPhone" not in row)
+    assert f"{BLOG}, {SHOP}" in phone and phone.endswith(PHONE[:57] + "...")  # 60 at most
+    assert curl.endswith("x...") and time.strftime("%Y-%m-%d", time.gmtime()) in curl
+
+
+def test_revoke_one_then_all(dep: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    phone, laptop = signed_in_browser(dep, PHONE), signed_in_browser(dep, "laptop")
+    infos = SessionAdmin(dep.store, dep.key).sessions("alice")
+    ref = next(info.ref for info in infos if info.user_agent == PHONE)
+    assert main(["sessions", "revoke", "--user", "alice", "--ref", ref]) == 0
+    assert capsys.readouterr().out == f"ended session {ref} of 'alice' in every app\n"
+    assert phone.get(SHOP + "/orders").status_int == 302
+    assert laptop.get(BLOG + "/x").json["user"] == "alice"
+    assert main(["sessions", "revoke", "--user", "alice", "--ref", ref]) == 1
+    assert "has no session " + ref in capsys.readouterr().err
+    assert main(["sessions", "revoke", "--user", "alice", "--all"]) == 0
+    assert capsys.readouterr().out == "ended 1 session of 'alice' in every app\n"
+    assert laptop.get(IDP + "/").text == "idp home user=None"
+    assert main(["sessions", "list", "--user", "alice"]) == 1
+    assert "user 'alice' has no live sessions" in capsys.readouterr().err
+    assert main(["sessions", "revoke", "--user", "alice", "--all"]) == 1
+
+
+@pytest.mark.parametrize("ref", ["zz", "0123456789ABCDEF", "0" * 64, ""])
+def test_a_malformed_ref_is_refused_before_the_store(
+    dep: Deployment, ref: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sessions", "revoke", "--user", "alice", "--ref", ref]) == 2
+    assert "16 hex characters" in capsys.readouterr().err
+
+
+def test_settings_to_fix_are_named(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SESSIONSHARE_SYNC_KEY")
+    assert main(["sessions", "list", "--user", "alice"]) == 2
+    assert "SESSIONSHARE_SYNC_KEY is not set" in capsys.readouterr().err
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", "not-a-key")
+    assert main(["sessions", "list", "--user", "alice"]) == 2
+    assert "not-a-key" not in capsys.readouterr().err
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", dep.key)
+    monkeypatch.setenv("SESSIONSHARE_STORE_URL", "http://example.test")
+    assert main(["sessions", "list", "--user", "alice"]) == 2
+    assert "redis://" in capsys.readouterr().err
+
+
+def test_a_store_that_is_down_is_said_so_without_the_password() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSHARE_")}
+    env["SESSIONSHARE_SYNC_KEY"] = SyncKey.generate()
+    env["SESSIONSHARE_STORE_URL"] = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "sessionshare", "sessions", "list", "--user", "alice"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "does not answer" in result.stderr and "SESSIONSHARE_STORE_URL" in result.stderr
+    assert "hunter2" not in result.stderr and "redis://***@127.0.0.1" in result.stderr
