@@ -163,7 +163,7 @@ class AsyncRedisStore:
         try:
             raw = await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
     async def delete(self, key: str) -> None:
@@ -185,7 +185,7 @@ class AsyncRedisStore:
             args = claim_args(key, owner, ttl, ticket)
             return bool(await run_script(self._line, CLAIM, CLAIM_SHA, *args))
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     async def take_ticket(self, key: str) -> str | None:
         nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised

@@ -243,7 +243,7 @@ class RedisStore:
         try:
             raw = run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
     def delete(self, key: str) -> None:
@@ -272,7 +272,7 @@ class RedisStore:
             args = claim_args(key, owner, ttl, ticket)
             return bool(run_script(self._line, CLAIM, CLAIM_SHA, *args))
         except DRIVER_ERRORS as exc:
-            raise unavailable(exc) from None
+            raise unavailable(exc, self._server) from None
 
     def take_ticket(self, key: str) -> str | None:
         if self._sentinel_pool is not None:
