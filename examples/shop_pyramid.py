@@ -26,7 +26,12 @@ ITEMS = ("teapot", "kettle", "mug")
 
 
 def home(request: Any) -> Response:
+    # A public page: with the passive check on (the demo), it knows a user signed in at
+    # the IdP without ever showing a login form.
+    greeting = (f"Hello, <b id=user>{escape(request.identity)}</b>." if request.identity
+                else "Welcome, guest.")
     return Response("<!doctype html><title>Shop</title><h1>Shop</h1>"
+                    f"<p id=greeting>{greeting}</p>"
                     '<p><a id=orders href="/orders">Your orders</a></p>')
 
 

@@ -139,8 +139,10 @@ def demo_apps(
             wrap_app=panel("idp"), app_url=urls["idp"],
             known_remote_hosts=[urls[site] for site in SITES if site != "idp"], **common,
         ),
+        # The shop's public pages check passively: they greet a user signed in at the
+        # IdP, and show anyone else the page after one bounce, never a login form.
         "shop": load_example("shop_pyramid").create_app(
-            wrap_app=panel("shop"), app_url=urls["shop"], idp_url=login, **common
+            wrap_app=panel("shop"), app_url=urls["shop"], idp_url=login, passive=True, **common
         ),
         "blog": load_example("blog_wsgi").create_app(
             wrap_app=panel("blog"), app_url=urls["blog"], idp_url=login, **common

@@ -240,3 +240,48 @@ def test_a_popup_flood_of_login_starts_does_not_block_sign_in(
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")
             raise
+
+
+def test_the_shops_public_page_checks_passively_with_a_working_back_button(
+    sites: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    # Issue 12: the demo shop's public page checks passively. An anonymous visitor sees it
+    # after one bounce through the IdP (no form, no loop; Back and Forward work); a user
+    # signed in at the IdP -- through the blog here -- is greeted by name.
+    idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
+    with chromium() as browser:
+        driver: Any = browser
+        try:
+            driver.get(idp + "/login")  # some page before the shop, to go Back to
+            wait_until(driver, lambda d: has_login_form(d), "the IdP's page")
+            driver.get(shop + "/")
+            wait_until(driver, lambda d: d.current_url == shop + "/", "at the shop")
+            assert text_of(driver, "greeting") == "Welcome, guest."
+            assert not has_login_form(driver)
+            for _ in range(2):  # Back and Forward, twice: no bounce, no loop
+                driver.back()
+                wait_until(driver, lambda d: d.current_url.startswith(idp + "/login"), "Back")
+                driver.forward()
+                wait_until(driver, lambda d: d.current_url == shop + "/", "Forward")
+                assert text_of(driver, "greeting") == "Welcome, guest."
+            # Signed in at the IdP through the blog, the shop's public page knows the user.
+            driver.get(blog + "/")
+            wait_until(driver, lambda d: has_login_form(d), "the IdP's form")
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == blog + "/", "back at the blog")
+            # The shop remembers its check for passive_ttl: a guest still, until the
+            # shop's own cookies go (the IdP's stay: still signed in there).
+            driver.get(shop + "/")
+            wait_until(driver, lambda d: d.current_url == shop + "/", "the shop again")
+            assert text_of(driver, "greeting") == "Welcome, guest."
+            driver.delete_all_cookies()  # this site's: the checked cookie goes
+            driver.get(shop + "/")
+            wait_until(driver, lambda d: d.current_url == shop + "/", "the shop, checked again")
+            assert text_of(driver, "user") == "alice"
+            assert not has_login_form(driver)
+        except BaseException:
+            path = save_screenshot(driver, request.node.name)
+            print(f"screenshot: {path}")
+            raise
