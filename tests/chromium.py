@@ -35,12 +35,15 @@ def require_chromium() -> None:
 
 
 @contextmanager
-def chromium(*, host_rules: str = "MAP *.localhost 127.0.0.1") -> Iterator[object]:
+def chromium(
+    *, host_rules: str = "MAP *.localhost 127.0.0.1", profile: str | None = None
+) -> Iterator[object]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     require_chromium()
-    profile = tempfile.mkdtemp(prefix="sessionshare-chromium-")
+    keep = profile is not None  # a profile of the test's own outlives this browser
+    profile = profile or tempfile.mkdtemp(prefix="sessionshare-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -56,7 +59,8 @@ def chromium(*, host_rules: str = "MAP *.localhost 127.0.0.1") -> Iterator[objec
         yield driver
     finally:
         driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(profile, ignore_errors=True)
 
 
 def save_screenshot(driver: object, name: str) -> Path:

@@ -285,3 +285,48 @@ def test_the_shops_public_page_checks_passively_with_a_working_back_button(
             path = save_screenshot(driver, request.node.name)
             print(f"screenshot: {path}")
             raise
+
+
+@pytest.mark.parametrize("remember", [True, False], ids=["remembered", "not remembered"])
+def test_remember_me_survives_a_browser_restart_and_nothing_else_does(
+    sites: dict[str, str], request: pytest.FixtureRequest, tmp_path: Any, remember: bool
+) -> None:
+    # Issue 12: with "Remember me" ticked every site's cookie has a Max-Age, so a restart
+    # of the browser (the same profile) keeps the user signed in at the shop and the blog;
+    # without it the cookies end with the browser and the shop asks the IdP again.
+    idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
+    profile = str(tmp_path / "profile")
+    with chromium(profile=profile) as browser:
+        driver: Any = browser
+        try:
+            driver.get(shop + "/orders")
+            wait_until(driver, lambda d: has_login_form(d), "the IdP's form")
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            if remember:
+                click(driver, "remember")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == shop + "/orders", "at the shop")
+            driver.get(blog + "/")
+            wait_until(driver, lambda d: d.current_url == blog + "/", "at the blog")
+            assert text_of(driver, "user") == "alice"
+        except BaseException:
+            print(f"screenshot: {save_screenshot(driver, request.node.name)}")
+            raise
+    with chromium(profile=profile) as browser:  # the browser restarted, same profile
+        driver = browser
+        try:
+            driver.get(shop + "/orders")
+            if remember:
+                wait_until(driver, lambda d: d.current_url == shop + "/orders", "still in")
+                assert text_of(driver, "user") == "alice" and not has_login_form(driver)
+                driver.get(blog + "/")
+                wait_until(driver, lambda d: d.current_url == blog + "/", "the blog too")
+                assert text_of(driver, "user") == "alice"
+            else:
+                wait_until(driver, lambda d: d.current_url.startswith(idp + "/login?"),
+                           "asked again")
+                assert has_login_form(driver)
+        except BaseException:
+            print(f"screenshot: {save_screenshot(driver, request.node.name)}")
+            raise
