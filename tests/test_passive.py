@@ -176,3 +176,23 @@ def test_the_idp_shows_no_form_and_keeps_nothing_pending(
     assert answered.status_int == 303 and "login form" not in answered.text
     assert browser.cookie("id.test") is None  # no session made for a pending hand-off
     assert "idp home user=None" in browser.get(IDP + "/").text
+
+
+def test_an_answer_from_the_future_or_another_key_is_refused() -> None:
+    import time
+
+    from sessionshare import SyncKey, TokenRejected
+    from sessionshare.core.passive import PassiveAnswers
+
+    text = SyncKey.generate()
+    answers, now = PassiveAnswers(SyncKey.parse(text)), time.time()
+    state = "S" * 43
+    with pytest.raises(TokenRejected) as early:
+        answers.open(answers.seal(state, now=now + 60), now=now, ttl=60)
+    assert early.value.reason == "not_yet_valid"
+    other = PassiveAnswers(SyncKey.parse(SyncKey.generate()))
+    with pytest.raises(TokenRejected) as foreign:
+        other.open(answers.seal(state, now=now), now=now, ttl=60)
+    assert foreign.value.reason == "bad_seal"
+    rotated = PassiveAnswers(SyncKey.parse([SyncKey.generate(), text]))  # a new key first
+    assert rotated.open(answers.seal(state, now=now), now=now, ttl=60) == state

@@ -108,7 +108,10 @@ class Lifecycle:
         The braces make the digest a cluster hash tag, so keys kept with a
         session can share its slot.
         """
-        return f"{self.key_prefix}s:{{{self.ids.digest(sid)}}}"
+        return self._key(self.ids.digest(sid))
+
+    def _key(self, digest: str) -> str:
+        return f"{self.key_prefix}s:{{{digest}}}"
 
     def session_id_in(self, cookies: str | None) -> str | None:
         """The session id in this app's own cookie in a ``Cookie`` header, if genuine."""
@@ -139,7 +142,7 @@ class Lifecycle:
         if found is None:
             return None  # made under a key this app does not hold: not this deployment's
         digest, idle, absolute = found
-        key = f"{self.key_prefix}s:{{{digest}}}"
+        key = self._key(digest)
         record: SessionRecord | None = yield Load(key, idle)
         return (yield from self._live(key, record, absolute))
 
@@ -179,7 +182,7 @@ class Lifecycle:
             session.fill(None)
             return False
         digest, idle, absolute = found
-        key = f"{self.key_prefix}s:{{{digest}}}"
+        key = self._key(digest)
         record = yield Mark(key, {META_JOINED + self.audience: int(self.clock())}, idle)
         session.fill((yield from self._live(key, record, absolute)))
         return session.stored_id is not None

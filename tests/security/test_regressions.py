@@ -675,3 +675,17 @@ def test_an_error_page_after_a_sign_in_keeps_the_sign_in_and_its_hand_off(
     orders = browser.get(SHOP + "/orders")
     assert orders.status_int == 200 and orders.json["user"] == "alice"
     assert browser.get(IDP + "/").text == "idp home user=alice"
+
+
+def test_a_state_another_browser_presented_first_is_refused_signed_out_too(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # Finding 3, the signed-out path: the claim is made when the login page is first
+    # shown, so a second browser opening the same login URL gets no form to sign in with.
+    dep = Deployment(store, clock)
+    first, second = Browser(dep), Browser(dep)
+    login_url = first.start_login(SHOP + "/orders")
+    assert first.get(login_url).status_int == 200
+    taken = second.get(login_url)
+    assert taken.status_int == 403 and reason_of(taken) == "state_taken"
+    assert first.get(login_url).status_int == 200  # the first browser still may
