@@ -110,15 +110,20 @@ def counting_client(url: str) -> tuple[redis.Redis, dict[str, int]]:
 
 def async_counting_client(url: str) -> tuple[Any, dict[str, int]]:
     """:func:`counting_client` for ``redis.asyncio`` (an ``AsyncRedisStore`` over it keeps
-    its fast path: the pool and the client are redis-py's own classes)."""
+    its fast path: the pool and the client are redis-py's own classes).
+
+    It counts replies read, not writes: the store's fast path writes a command
+    without redis-py's ``send_packed_command``, and every exchange reads one reply
+    (the store sends no pipelines).
+    """
     import redis.asyncio
 
     counts = {"round_trips": 0}
 
     class CountingConnection(redis.asyncio.Connection):
-        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
             counts["round_trips"] += 1
-            await super().send_packed_command(command, check_health)
+            return await super().read_response(*args, **kwargs)
 
     pool = redis.asyncio.ConnectionPool.from_url(
         url, connection_class=CountingConnection, protocol=2

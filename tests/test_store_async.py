@@ -24,11 +24,14 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from noblock import BlockingCall, no_blocking_calls_on
 from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
 from sessionshare.store import AsyncSessionStore
+from sessionshare.store.aexchange import pack
 from sessionshare.store.base import SessionRecord
 
 T = TypeVar("T")
@@ -188,6 +191,178 @@ def test_an_interrupted_command_crosses_no_user(
         await store.close()
 
     run(scenario())
+
+
+class StallingProxy:
+    """A TCP relay to the real server that can stop reading what the client writes.
+
+    While stalled, a command larger than the loopback buffers stays partly in
+    the client's transport: the write itself has to wait, as it would for a
+    server that stopped reading.
+    """
+
+    def __init__(self, url: str) -> None:
+        address = url.split("://", 1)[1].split("/", 1)[0]
+        self.host, port = address.rsplit(":", 1)
+        self.port = int(port)
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.url = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"redis://127.0.0.1:{port}/0"
+        return self
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(self.host, self.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       gate: asyncio.Event | None) -> None:
+            try:
+                while True:
+                    if gate is not None:
+                        await gate.wait()
+                    data = await src.read(1 << 16)
+                    if not data:
+                        break
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        for task in (asyncio.ensure_future(pump(client_r, server_w, self.reading)),
+                     asyncio.ensure_future(pump(server_r, client_w, None))):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# Larger than every loopback buffer on the way (client send, proxy receive): part of the
+# command is still in the client's transport when the proxy stops reading.
+HUGE = {"blob": '"' + "x" * (48 << 20) + '"'}
+
+
+def _buffered_writes() -> list[int]:
+    """Watch the write path: the bytes the transport kept back after each fast-path write."""
+    seen: list[int] = []
+    original = asyncio.StreamWriter.writelines
+
+    def writelines(self: asyncio.StreamWriter, data: Any) -> None:
+        original(self, data)
+        seen.append(self.transport.get_write_buffer_size())
+
+    asyncio.StreamWriter.writelines = writelines  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_write_the_server_does_not_take_times_out_and_is_dropped(redis_url: str) -> None:
+    """The fast write path waits for a write the kernel kept back, within the socket timeout."""
+
+    async def scenario() -> None:
+        proxy = await StallingProxy(redis_url).start()
+        store = AsyncRedisStore.from_url(proxy.url, socket_timeout=0.5)
+        assert store.uses_fast_path
+        await _seed(store)
+        original = asyncio.StreamWriter.writelines
+        seen = _buffered_writes()
+        proxy.reading.clear()
+        try:
+            with pytest.raises(StoreUnavailable, match="Timeout"):
+                await store.save("s:alice", changed=HUGE, ttl=600)
+        finally:
+            asyncio.StreamWriter.writelines = original  # type: ignore[method-assign]
+            proxy.reading.set()
+        assert seen and seen[0] > 0, "the write never had to wait: this proved nothing"
+        assert store.idle_connections == 0  # the half-written connection was not parked
+        await _own_replies(store)
+        assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})  # nothing merged
+        await store.close()
+        await proxy.close()
+
+    run(scenario())
+
+
+def test_a_write_cancelled_halfway_leaves_no_command_behind(redis_url: str) -> None:
+    """Cancelled while the rest of a command waits to be written: the connection goes."""
+
+    async def scenario() -> None:
+        proxy = await StallingProxy(redis_url).start()
+        store = AsyncRedisStore.from_url(proxy.url, socket_timeout=5.0)
+        await _seed(store)
+        proxy.reading.clear()
+        task = asyncio.ensure_future(store.save("s:alice", changed=HUGE, ttl=600))
+        await asyncio.sleep(0.2)
+        assert not task.done()  # waiting on its own write
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        proxy.reading.set()
+        assert store.idle_connections == 0
+        await _own_replies(store)
+        assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})
+        await store.close()
+        await proxy.close()
+
+    run(scenario())
+
+
+COMMANDS = st.sampled_from(["GETEX", "EVALSHA", "EVAL", "SET", "GETDEL", "DEL", "PING"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(COMMANDS, st.lists(st.one_of(st.text(), st.integers()), max_size=8))
+def test_the_fast_packing_is_byte_for_byte_redis_pys(name: str, rest: list[str | int]) -> None:
+    conn = redis.asyncio.Redis(protocol=2).connection_pool.make_connection()
+    args = (name, *rest)
+    assert b"".join(pack(conn, args)) == b"".join(conn.pack_command(*args))
+
+
+def test_packing_leaves_other_types_to_redis_py() -> None:
+    conn = redis.asyncio.Redis(protocol=2).connection_pool.make_connection()
+    for args in (("SET", "k", 1.5), ("SET", "k", b"raw")):
+        assert pack(conn, args) == list(conn.pack_command(*args))
+    with pytest.raises(redis.DataError):
+        pack(conn, ("SET", "k", True))  # refused as redis-py refuses it
+
+
+@pytest.mark.parametrize("store_class", [RedisStore, AsyncRedisStore], ids=lambda c: c.__name__)
+def test_a_new_connection_does_not_read_the_package_metadata(
+    store_class: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py 7+ reads its version from the installed metadata for every connection it
+    makes (~5 ms of CPU): a burst opening a hundred would stall the event loop. The stores'
+    clients name the driver once."""
+    import redis.utils
+
+    calls: list[int] = []
+    original = redis.utils.get_lib_version
+
+    def counted() -> str:
+        calls.append(1)
+        return str(original())
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", counted)
+    store = store_class.from_url(redis_url)
+    made = len(calls)
+    for _ in range(5):
+        store.client.connection_pool.make_connection()
+    assert len(calls) == made
+    control = type(store.client).from_url(redis_url)  # redis-py's own default, for contrast
+    control.connection_pool.make_connection()
+    if hasattr(redis, "driver_info"):
+        assert len(calls) > made, "the control made no lookup: this test proves nothing here"
 
 
 def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:

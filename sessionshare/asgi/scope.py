@@ -44,6 +44,8 @@ _READ = {b"cookie", b"accept", b"sec-fetch-mode", b"origin", b"sec-fetch-site",
 
 
 def _wsgi_text(text: str) -> str:
+    if text.isascii():
+        return text  # the same either way: spare the two copies on every request
     # surrogateescape: a path that was not UTF-8 (the server kept the bytes as
     # escapes) comes back as its very bytes.
     return text.encode("utf-8", "surrogateescape").decode("latin-1")
