@@ -14,7 +14,7 @@ them), or alone: ``python -m benchmarks.asgi [--smoke] [--pin CPU]``.
 
 In process, every case runs on one event loop, called directly with a
 prepared scope (interleaved repeats; the median). Round trips are counted by
-wrapping ``redis.asyncio``'s ``send_packed_command`` in a separate pass.
+wrapping ``redis.asyncio``'s ``read_response`` in a separate pass.
 Over HTTP each case is served by ``uvicorn`` (one worker) on loopback and
 driven by ``wrk``, in the same run.
 """
@@ -29,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -163,18 +164,20 @@ def _swap_inner(app: Any, old: Any, new: Any) -> None:
 @contextmanager
 def counting_round_trips() -> Iterator[list[int]]:
     """Count every ``redis.asyncio`` connection's round trips while the block runs."""
+    # Replies read, not writes: sessionshare's store writes a command without
+    # send_packed_command (aexchange.send), and every exchange here reads one reply.
     count = [0]
-    original = AbstractConnection.send_packed_command
+    original = AbstractConnection.read_response
 
-    async def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
         count[0] += 1
-        await original(self, command, check_health)
+        return await original(self, *args, **kwargs)
 
-    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    AbstractConnection.read_response = counted  # type: ignore[method-assign]
     try:
         yield count
     finally:
-        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+        AbstractConnection.read_response = original  # type: ignore[method-assign]
 
 
 async def measure(stack: AsgiStack, requests: int, repeats: int) -> dict[str, dict[str, Any]]:
@@ -199,23 +202,37 @@ async def measure(stack: AsgiStack, requests: int, repeats: int) -> dict[str, di
 
 
 @contextmanager
-def uvicorn(case: str, port: int, url: str, secret: str, cpus: set[int] | None) -> Iterator[None]:
+def uvicorn(case: str, port: int, url: str, secret: str, cpus: set[int] | None,
+            extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """One case served by ``uvicorn`` on ``port`` while the block runs.
+
+    Its output goes to a temporary file (a pipe nobody reads would fill up and
+    stall the server); an error it logged is raised when the block ends.
+    """
     env = {**os.environ, "BENCH_CASE": case, "BENCH_REDIS_URL": url, "BENCH_SECRET": secret,
-           "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.asgi_apps:from_env",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",
-         "warning", "--no-access-log", "--lifespan", "off"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
-    )
-    try:
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
+           "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path]), **(extra_env or {})}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.asgi_apps:from_env",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level",
+             "warning", "--no-access-log", "--lifespan", "off",
+             "--timeout-graceful-shutdown", "5"],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.seek(0)
+        errors = log.read().decode("utf-8", "replace")
+    if "Traceback" in errors:
+        raise RuntimeError(f"uvicorn serving ({case}) logged an error:\n{errors[-3000:]}")
 
 
 def serve_and_drive(stack: AsgiStack, seconds: float, connections: int,

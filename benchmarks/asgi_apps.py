@@ -11,8 +11,10 @@ signing secret of Starlette's cookie sessions): what uvicorn serves, with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import redis.asyncio
@@ -58,7 +60,9 @@ class WritesOne:
 
 def floor(url: str) -> Any:
     """(B): split the cookie header, one ``redis.asyncio`` GET, ``json.loads``, answer."""
-    client = redis.asyncio.Redis.from_url(url, protocol=2)
+    # redis-py's plain pool, the cheapest per request; room for a burst of 1,000 requests
+    # at once (its default of 100 raises past that, benchmarks/burst.py).
+    client = redis.asyncio.Redis.from_url(url, protocol=2, max_connections=1024)
     marker = FLOOR_COOKIE + "="
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -119,7 +123,45 @@ def build(case: str, url: str, secret: str) -> Any:
     return app
 
 
+class LoopLag:
+    """Wraps a case's app to measure its event loop's lag, as the server runs it.
+
+    A task wakes every millisecond and keeps the longest overshoot: how long a
+    ready callback (a new connection, a reply) waited behind the work of one
+    loop iteration. It keeps the overshoot twice: in wall time (what a client
+    feels, but also any time the OS gave the CPU to another process) and in
+    the thread's CPU time (the loop's own work only, steady on a shared
+    machine). ``GET /_lag`` answers both, the longest since the last such GET,
+    as ``wall_ms cpu_ms``, and starts over; every other request goes to the app.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.worst = 0.0
+        self.worst_cpu = 0.0
+        self._watcher: Any = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before, before_cpu = loop.time(), time.thread_time()
+            await asyncio.sleep(0.001)
+            self.worst = max(self.worst, loop.time() - before - 0.001)
+            self.worst_cpu = max(self.worst_cpu, time.thread_time() - before_cpu)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+        if scope["type"] == "http" and scope["path"] == "/_lag":
+            answer = f"{self.worst * 1000:.3f} {self.worst_cpu * 1000:.3f}"
+            self.worst = self.worst_cpu = 0.0
+            await _answer(send, answer.encode())
+            return
+        await self.app(scope, receive, send)
+
+
 def from_env() -> Any:
-    """uvicorn's ``--factory`` entry point."""
-    return build(os.environ["BENCH_CASE"], os.environ["BENCH_REDIS_URL"],
-                 os.environ["BENCH_SECRET"])
+    """uvicorn's ``--factory`` entry point (``BENCH_LAG=1``: wrapped in :class:`LoopLag`)."""
+    app = build(os.environ["BENCH_CASE"], os.environ["BENCH_REDIS_URL"],
+                os.environ["BENCH_SECRET"])
+    return LoopLag(app) if os.environ.get("BENCH_LAG") == "1" else app

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import asgi, http_load, measure, report
+from . import asgi, burst, http_load, measure, report
 from .cases import Stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-http", action="store_true", help="skip the gunicorn + wrk part")
     parser.add_argument("--no-asgi", action="store_true",
                         help="skip the ASGI cases (benchmarks/asgi.py: uvicorn, starsessions)")
+    parser.add_argument("--burst", type=int, default=1000, metavar="N",
+                        help="ASGI: N concurrent requests to one uvicorn worker, the loop's lag "
+                             "measured (benchmarks/burst.py; 0 skips it; never in --smoke)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -152,6 +155,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
                 connections=args.connections, server_cpus=server_cpus,
                 client_cpus=client_cpus, wrk=wrk,
             )
+            if not args.smoke and args.burst:
+                print(f"ASGI burst: {args.burst} concurrent requests ...", file=sys.stderr,
+                      flush=True)
+                asgi_result["burst"] = burst.run(
+                    server.url, requests=args.burst, rounds=3, server_cpus=server_cpus,
+                    client_cpus=client_cpus,
+                )
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
@@ -182,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(result, found))
     if result["asgi"]:
         print(result["asgi"]["text"])
+        if "burst" in result["asgi"]:
+            print(result["asgi"]["burst"]["text"])
     if args.smoke:
         print("(smoke mode: too few requests to judge timings; round trips are exact)")
     if args.json is not None:
