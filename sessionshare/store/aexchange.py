@@ -30,30 +30,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, is_redirect
+from .exchange import DEFAULT_MAX_IDLE, is_redirect, pack
 
-__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "exchange", "pack", "run_script",
-           "send"]
-
-
-def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
-    """``args`` in the wire format, as ``conn.pack_command(*args)`` would write them.
-
-    The store's arguments are text (UTF-8, as redis-py encodes it) and whole
-    numbers; this packs those in one buffer, in about a third of redis-py's
-    time (it also handles memoryviews and splits large values, which the
-    store's commands never need). Anything else goes to redis-py.
-    """
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if type(arg) is str:
-            data = arg.encode()
-        elif type(arg) is int:
-            data = b"%d" % arg
-        else:
-            return list(conn.pack_command(*args))
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return [b"".join(parts)]
+__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "exchange", "run_script", "send"]
 
 
 async def send(conn: Any, packed: Any) -> None:

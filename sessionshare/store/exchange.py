@@ -48,10 +48,30 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "run_script"]
+__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "pack", "run_script"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
+
+
+def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
+    """``args`` in the wire format, as ``conn.pack_command(*args)`` would write them.
+
+    The store's arguments are text (UTF-8, as redis-py encodes it) and whole
+    numbers; this packs those in one buffer, in about a third of redis-py's
+    time (it also handles memoryviews and splits large values, which the
+    store's commands never need). Anything else goes to redis-py.
+    """
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if type(arg) is str:
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        else:
+            return list(conn.pack_command(*args))
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return [b"".join(parts)]
 
 
 def exchange(conn: Any, packed: Any) -> Any:
@@ -167,7 +187,7 @@ class DirectLine:
             conn = _borrow(self._pool, str(args[0]))
         completed = False
         try:
-            reply = _with_retry(conn, conn.pack_command(*args))
+            reply = _with_retry(conn, pack(conn, args))
             completed = True
             return reply
         except ResponseError:
