@@ -109,9 +109,9 @@ def test_a_thousand_concurrent_requests_on_one_loop(redis_url: str) -> None:
 
     The lag, sampled every millisecond, is the CPU of the requests that are ready in the
     same loop iteration: 1,000 started at the same instant all take their first step (cookie,
-    key digest) in one iteration -- about 150 ms on a loaded 2-core CI machine. The bound
-    below catches a stall of the loop (a blocking call that slipped past the guard, a
-    lock), not that; see docs/performance.md for the figures.
+    key digest) in one iteration. The bound below catches a stall of the loop (a blocking
+    call that slipped past the guard, a lock), not that: speed is measured by
+    ``python -m benchmarks.burst`` (a real uvicorn), see docs/performance.md.
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
