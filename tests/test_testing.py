@@ -83,6 +83,23 @@ def test_the_wsgi_blog_counts_visits_in_the_shared_session(
     assert "visit number 42" in page.text
 
 
+def test_the_wsgi_blogs_about_page_is_public_and_greets_a_signed_in_user(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, **_common(store, clock))
+    guest = webtest.TestApp(blog)
+    page = guest.get("/about", headers={"Accept": "text/html"})  # passive is off: no bounce
+    assert page.status_int == 200 and page.html.find(id="sign-in")["href"] == "/"
+    assert guest.get("/", headers={"Accept": "text/html"}, status=302)  # the rest: protected
+    # With passive on, the public page knows a signed-in user (the demo's setting).
+    blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, passive=True,
+                                            **_common(store, clock))
+    client = webtest.TestApp(blog)
+    sign_in(client, blog, "alice")
+    page = client.get("/about", headers={"Accept": "text/html"})
+    assert page.html.find(id="user").text == "alice" and page.html.find(id="sign-in") is None
+
+
 def test_the_flask_idp_knows_the_user_through_flasks_test_client(
     store: SessionStore, clock: Callable[[], float], sessionshare_sign_in: Callable[..., None]
 ) -> None:
