@@ -28,6 +28,10 @@ Over a ``MemoryStore`` the plain functions do; on any asyncio store (an
         await sign_in_async(client, news, "alice", cart=[3])
         assert (await client.get("/api/me")).json()["user"] == "alice"
 
+Django's own test ``Client`` bypasses the middleware (it calls Django's
+handler directly); :class:`sessionshare.contrib.django.testing.Client` is one
+that goes through it: ``sign_in(client, client.middleware, "alice")``.
+
 With pytest, the ``sessionshare_sign_in`` and ``sessionshare_sign_in_async``
 fixtures are these same functions (the plugin registers itself when
 sessionshare is installed).
@@ -134,6 +138,18 @@ def _cookie_setter(client: Any) -> Callable[[str, str], None]:
         return client.set_cookie  # type: ignore[no-any-return]
     if hasattr(client, "set_cookie") and hasattr(client, "application"):  # werkzeug/Flask
         return client.set_cookie  # type: ignore[no-any-return]  # for localhost, its host
+    if hasattr(client, "cookies") and hasattr(client, "handler"):  # Django's test Client
+        if getattr(client, "middleware", None) is None:
+            raise TypeError(
+                "Django's own test Client calls Django's handler without the sessionshare "
+                "middleware, so a session cookie would do nothing: use "
+                "sessionshare.contrib.django.testing.Client"
+            )
+
+        def set_django_cookie(name: str, value: str) -> None:
+            client.cookies[name] = value  # sent with every request of the client
+
+        return set_django_cookie
     if hasattr(client, "cookies") and hasattr(client, "base_url"):  # httpx, Starlette's
 
         def set_cookie(name: str, value: str) -> None:
@@ -151,12 +167,12 @@ def _cookie_setter(client: Any) -> Callable[[str, str], None]:
 def sign_in(client: Any, middleware: Any, user: Any, **data: Any) -> None:
     """Sign ``client`` in at ``middleware``'s app as ``user``, with session ``data``.
 
-    ``client``: a WebTest ``TestApp`` (for Django, around
-    ``sessionshare.contrib.django.wsgi.get_wsgi_application()``: Django's own
-    test ``Client`` calls the handler without the WSGI middleware), a
-    Flask/werkzeug test client, or -- for an ASGI middleware -- an ``httpx``
-    client (give it a ``base_url``) or Starlette's ``TestClient``. For anything
-    else, send the cookie from :func:`signed_in_cookie` yourself.
+    ``client``: a WebTest ``TestApp``, a Flask/werkzeug test client, the Django
+    test client of :mod:`sessionshare.contrib.django.testing` (with
+    ``client.middleware``; Django's own ``Client`` calls the handler without
+    the middleware and is refused), or -- for an ASGI middleware -- an
+    ``httpx`` client (give it a ``base_url``) or Starlette's ``TestClient``.
+    For anything else, send the cookie from :func:`signed_in_cookie` yourself.
     """
     set_cookie = _cookie_setter(client)  # an unknown client: refused before anything is stored
     set_cookie(*signed_in_cookie(middleware, user, data))
