@@ -139,13 +139,14 @@ def demo_apps(
             wrap_app=panel("idp"), app_url=urls["idp"],
             known_remote_hosts=[urls[site] for site in SITES if site != "idp"], **common,
         ),
-        # The shop's public pages check passively: they greet a user signed in at the
-        # IdP, and show anyone else the page after one bounce, never a login form.
+        # The shop's and the blog's public pages (the shop's /, the blog's /about) check
+        # passively: they greet a user signed in at the IdP, and show anyone else the
+        # page after one bounce, never a login form.
         "shop": load_example("shop_pyramid").create_app(
             wrap_app=panel("shop"), app_url=urls["shop"], idp_url=login, passive=True, **common
         ),
         "blog": load_example("blog_wsgi").create_app(
-            wrap_app=panel("blog"), app_url=urls["blog"], idp_url=login, **common
+            wrap_app=panel("blog"), app_url=urls["blog"], idp_url=login, passive=True, **common
         ),
         "forum": load_example("forum_django").create_app(
             wrap_app=panel("forum"), app_url=urls["forum"], idp_url=login, **common
@@ -352,8 +353,8 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
         f"sessionshare demo: one login, {len(urls)} sites (listening on {host}; "
         f"store: {store_name})",
         f"  IdP   {idp}   Flask, the login form: {USERS_HINT}",
-        f"  shop  {shop}  Pyramid, /orders needs a sign-in",
-        f"  blog  {blog}  plain WSGI, every page needs a sign-in",
+        f"  shop  {shop}  Pyramid, /orders needs a sign-in; / is public and knows you",
+        f"  blog  {blog}  plain WSGI, every page but /about needs a sign-in",
         f"  news  {news}  FastAPI under uvicorn (ASGI), every page needs a sign-in",
         f"  forum {urls['forum']} Django, / is login_required",
         f"1. Open {shop}/orders and sign in as {USERS_HINT}.",

@@ -18,8 +18,23 @@ It is explicit per test: nothing is switched off, no check is skipped, and a
 client that did not sign in is sent to the IdP as in production. Use a
 :class:`~sessionshare.MemoryStore` in tests (no Redis needed); any store works.
 
-With pytest, the ``sessionshare_sign_in`` fixture is this same function (the
-plugin registers itself when sessionshare is installed).
+The ASGI middlewares (:mod:`sessionshare.asgi`) work the same, with an
+``httpx`` client over ``httpx.ASGITransport`` or Starlette's ``TestClient``.
+Over a ``MemoryStore`` the plain functions do; on any asyncio store (an
+``AsyncRedisStore``), inside an ``async`` test, await the twins::
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=news),
+                                 base_url="http://news.test") as client:
+        await sign_in_async(client, news, "alice", cart=[3])
+        assert (await client.get("/api/me")).json()["user"] == "alice"
+
+Django's own test ``Client`` bypasses the middleware (it calls Django's
+handler directly); :class:`sessionshare.contrib.django.testing.Client` is one
+that goes through it: ``sign_in(client, client.middleware, "alice")``.
+
+With pytest, the ``sessionshare_sign_in`` and ``sessionshare_sign_in_async``
+fixtures are these same functions (the plugin registers itself when
+sessionshare is installed).
 """
 
 from __future__ import annotations
@@ -27,12 +42,50 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .asgi.base import SessionMiddleware as AsgiMiddleware
+from .core.lifecycle import Headers
 from .core.remote import RemoteSide
 from .core.session import Session
-from .core.steps import run
+from .core.side import Side
+from .core.steps import Steps, run, run_async
 from .errors import ConfigurationError
+from .store.amemory import AsyncMemoryStore
 
-__all__ = ["sign_in", "signed_in_cookie"]
+__all__ = ["sign_in", "sign_in_async", "signed_in_cookie", "signed_in_cookie_async"]
+
+
+def _side_of(middleware: Any) -> Side:
+    side = getattr(middleware, "side", None)
+    if not isinstance(side, Side) or not (
+        isinstance(middleware, AsgiMiddleware) or hasattr(middleware, "manager")
+    ):
+        raise ConfigurationError(
+            f"sign_in needs the sessionshare middleware (for Flask: app.wsgi_app), "
+            f"not {type(middleware).__name__}"
+        )
+    return side
+
+
+def _persist_signed_in(
+    side: Side, user: Any, data: dict[str, Any] | None, clock: Callable[[], float] | None
+) -> Steps[Headers]:
+    """The steps that store a new session signed in as ``user``; its headers."""
+    now = (clock or side.clock)()
+    session = Session()
+    session.update(data or {})
+    session[side.user_key] = user
+    session.mark_authenticated(now)
+    if isinstance(side, RemoteSide):
+        session.mark_joined(side.origin, now)  # as a completed hand-off records it
+    return side.lifecycle.persist(session)
+
+
+def _cookie_in(side: Side, headers: Headers) -> tuple[str, str]:
+    cookie = side.lifecycle.cookie
+    for name, value in headers:
+        if name == "Set-Cookie" and value.startswith(cookie.name + "="):
+            return cookie.name, value.split(";", 1)[0].split("=", 1)[1]
+    raise AssertionError("persisting a new signed-in session set no cookie")  # pragma: no cover
 
 
 def signed_in_cookie(
@@ -46,48 +99,86 @@ def signed_in_cookie(
     ``(name, value)`` of the session cookie that app reads it from.
 
     ``middleware`` is an :class:`~sessionshare.IdpAuthMiddleware` or
-    :class:`~sessionshare.RemoteSessionMiddleware` (for Flask: ``app.wsgi_app``).
-    Use the pair for a client this module does not know.
+    :class:`~sessionshare.RemoteSessionMiddleware` (for Flask: ``app.wsgi_app``),
+    or one of :mod:`sessionshare.asgi` over a ``MemoryStore`` (for an asyncio
+    store, await :func:`signed_in_cookie_async`). Use the pair for a client
+    this module does not know.
     """
-    side = getattr(middleware, "side", None)
-    manager = getattr(middleware, "manager", None)
-    if side is None or manager is None:
-        raise ConfigurationError(
-            f"sign_in needs the sessionshare middleware (for Flask: app.wsgi_app), "
-            f"not {type(middleware).__name__}"
-        )
-    now = (clock or side.clock)()
-    session = Session()
-    session.update(data or {})
-    session[side.user_key] = user
-    session.mark_authenticated(now)
-    if isinstance(side, RemoteSide):
-        session.mark_joined(side.origin, now)  # as a completed hand-off records it
-    headers = run(side.lifecycle.persist(session), manager.store)
-    cookie = side.lifecycle.cookie
-    for name, value in headers:
-        if name == "Set-Cookie" and value.startswith(cookie.name + "="):
-            return cookie.name, value.split(";", 1)[0].split("=", 1)[1]
-    raise AssertionError("persisting a new signed-in session set no cookie")  # pragma: no cover
+    side = _side_of(middleware)
+    steps = _persist_signed_in(side, user, data, clock)
+    if isinstance(middleware, AsgiMiddleware):
+        if not isinstance(middleware.store, AsyncMemoryStore):
+            raise ConfigurationError(
+                f"{type(middleware.store).__name__} is an asyncio store: "
+                "await signed_in_cookie_async (or sign_in_async) in an async test"
+            )
+        # A MemoryStore never waits: its records are written here, with no event loop.
+        return _cookie_in(side, run(steps, middleware.store.store))
+    return _cookie_in(side, run(steps, middleware.manager.store))
+
+
+async def signed_in_cookie_async(
+    middleware: Any,
+    user: Any,
+    data: dict[str, Any] | None = None,
+    *,
+    clock: Callable[[], float] | None = None,
+) -> tuple[str, str]:
+    """:func:`signed_in_cookie` on the event loop: for an ASGI middleware over any store."""
+    side = _side_of(middleware)
+    steps = _persist_signed_in(side, user, data, clock)
+    if isinstance(middleware, AsgiMiddleware):
+        return _cookie_in(side, await run_async(steps, middleware.store))
+    return _cookie_in(side, run(steps, middleware.manager.store))
+
+
+def _cookie_setter(client: Any) -> Callable[[str, str], None]:
+    """How to put a cookie in ``client``'s jar, for the host its requests go to."""
+    if hasattr(client, "set_cookie") and hasattr(client, "cookiejar"):  # WebTest TestApp
+        return client.set_cookie  # type: ignore[no-any-return]
+    if hasattr(client, "set_cookie") and hasattr(client, "application"):  # werkzeug/Flask
+        return client.set_cookie  # type: ignore[no-any-return]  # for localhost, its host
+    if hasattr(client, "cookies") and hasattr(client, "handler"):  # Django's test Client
+        if getattr(client, "middleware", None) is None:
+            raise TypeError(
+                "Django's own test Client calls Django's handler without the sessionshare "
+                "middleware, so a session cookie would do nothing: use "
+                "sessionshare.contrib.django.testing.Client"
+            )
+
+        def set_django_cookie(name: str, value: str) -> None:
+            client.cookies[name] = value  # sent with every request of the client
+
+        return set_django_cookie
+    if hasattr(client, "cookies") and hasattr(client, "base_url"):  # httpx, Starlette's
+
+        def set_cookie(name: str, value: str) -> None:
+            # For the base URL's host: the app's own later Set-Cookie (a rotation, a
+            # logout) then replaces it, rather than adding a second cookie of that name.
+            client.cookies.set(name, value, domain=client.base_url.host)
+
+        return set_cookie
+    raise TypeError(
+        f"sign_in does not know {type(client).__name__}; send the cookie yourself: "
+        "name, value = signed_in_cookie(middleware, user)"
+    )
 
 
 def sign_in(client: Any, middleware: Any, user: Any, **data: Any) -> None:
     """Sign ``client`` in at ``middleware``'s app as ``user``, with session ``data``.
 
-    ``client``: a WebTest ``TestApp`` (for Django, around
-    ``sessionshare.contrib.django.wsgi.get_wsgi_application()``: Django's own
-    test ``Client`` calls the handler without the WSGI middleware) or a
-    Flask/werkzeug test client. For anything else, send the cookie from
-    :func:`signed_in_cookie` yourself.
+    ``client``: a WebTest ``TestApp``, a Flask/werkzeug test client, the Django
+    test client of :mod:`sessionshare.contrib.django.testing` (with
+    ``client.middleware``; Django's own ``Client`` calls the handler without
+    the middleware and is refused), or -- for an ASGI middleware -- an
+    ``httpx`` client (give it a ``base_url``) or Starlette's ``TestClient``.
+    For anything else, send the cookie from :func:`signed_in_cookie` yourself.
     """
-    name, value = signed_in_cookie(middleware, user, data)
-    if hasattr(client, "set_cookie") and hasattr(client, "cookiejar"):  # WebTest TestApp
-        client.set_cookie(name, value)
-    elif hasattr(client, "set_cookie") and hasattr(client, "application"):  # werkzeug/Flask
-        client.set_cookie(name, value)  # for the host its requests use (localhost)
-    else:
-        raise TypeError(
-            f"sign_in does not know {type(client).__name__}; send the cookie yourself: "
-            "name, value = signed_in_cookie(middleware, user)"
-        )
+    set_cookie = _cookie_setter(client)  # an unknown client: refused before anything is stored
+    set_cookie(*signed_in_cookie(middleware, user, data))
 
+
+async def sign_in_async(client: Any, middleware: Any, user: Any, **data: Any) -> None:
+    """:func:`sign_in` on the event loop: for an ASGI middleware over any store."""
+    set_cookie = _cookie_setter(client)
+    set_cookie(*await signed_in_cookie_async(middleware, user, data))

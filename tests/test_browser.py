@@ -242,12 +242,12 @@ def test_a_popup_flood_of_login_starts_does_not_block_sign_in(
             raise
 
 
-def test_the_shops_public_page_checks_passively_with_a_working_back_button(
+def test_the_shops_and_blogs_public_pages_check_passively_with_a_working_back_button(
     sites: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
-    # Issue 12: the demo shop's public page checks passively. An anonymous visitor sees it
-    # after one bounce through the IdP (no form, no loop; Back and Forward work); a user
-    # signed in at the IdP -- through the blog here -- is greeted by name.
+    # Issue 12: the demo shop's and blog's public pages check passively. An anonymous
+    # visitor sees them after one bounce through the IdP (no form, no loop; Back and
+    # Forward work); a user signed in at the IdP -- through the blog here -- is greeted.
     idp, shop, blog = sites["idp"], sites["shop"], sites["blog"]
     with chromium() as browser:
         driver: Any = browser
@@ -264,15 +264,29 @@ def test_the_shops_public_page_checks_passively_with_a_working_back_button(
                 driver.forward()
                 wait_until(driver, lambda d: d.current_url == shop + "/", "Forward")
                 assert text_of(driver, "greeting") == "Welcome, guest."
-            # Signed in at the IdP through the blog, the shop's public page knows the user.
-            driver.get(blog + "/")
+            # The blog's public page checks too: a guest, no form, Back and Forward work.
+            driver.get(blog + "/about")
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "the blog's /about")
+            assert text_of(driver, "greeting").startswith("Welcome, guest.")
+            assert not has_login_form(driver)
+            driver.back()
+            wait_until(driver, lambda d: d.current_url == shop + "/", "Back to the shop")
+            driver.forward()
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "Forward to /about")
+            assert text_of(driver, "greeting").startswith("Welcome, guest.")
+            # Signed in at the IdP through the blog's link, the blog's public page greets
+            # the user at once (checked lately, but it holds a session now)...
+            click(driver, "sign-in")
             wait_until(driver, lambda d: has_login_form(d), "the IdP's form")
             driver.find_element(By.ID, "username").send_keys("alice")
             driver.find_element(By.ID, "password").send_keys("wonderland")
             click(driver, "sign-in")
             wait_until(driver, lambda d: d.current_url == blog + "/", "back at the blog")
-            # The shop remembers its check for passive_ttl: a guest still, until the
-            # shop's own cookies go (the IdP's stay: still signed in there).
+            driver.get(blog + "/about")
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "/about again")
+            assert text_of(driver, "user") == "alice"
+            # The shop, with no session of its own, remembers its check for passive_ttl: a
+            # guest still, until the shop's own cookies go (the IdP's stay: signed in there).
             driver.get(shop + "/")
             wait_until(driver, lambda d: d.current_url == shop + "/", "the shop again")
             assert text_of(driver, "greeting") == "Welcome, guest."

@@ -4,8 +4,10 @@ The Django apps are the forum example (``examples/forum_django.py``) and the
 test views of ``tests/django_site.py``, one Django project served by
 ``get_wsgi_application(**options)`` as a remote or as the IdP; next to them
 the Flask IdP of ``examples/`` and plain WSGI remotes. Everything goes
-through the WSGI middleware, under WebTest (Django's test ``Client`` skips
-the WSGI layer the hand-off lives in), against MemoryStore and real Redis.
+through the WSGI middleware, under WebTest (Django's own test ``Client`` skips
+the WSGI layer the hand-off lives in; the library's one that does not is
+tested in tests/test_contrib_django_testing.py), against MemoryStore and real
+Redis.
 """
 
 from __future__ import annotations

@@ -48,11 +48,22 @@ class _LoopbackHandler(urllib.request.HTTPHandler):
         return self.do_open(_LoopbackConnection, req)
 
 
-def browser_like_opener() -> urllib.request.OpenerDirector:
-    """Follows redirects, keeps cookies per host, asks for HTML like a page load."""
-    opener = urllib.request.build_opener(
-        _LoopbackHandler, urllib.request.HTTPCookieProcessor(CookieJar())
-    )
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a redirect is then an HTTPError the test sees
+
+
+def browser_like_opener(
+    jar: CookieJar | None = None, *, follow: bool = True
+) -> urllib.request.OpenerDirector:
+    """Follows redirects (unless not ``follow``), keeps cookies per host (in ``jar``, if
+    given), asks for HTML like a page load."""
+    handlers: list[urllib.request.BaseHandler] = [
+        _LoopbackHandler, urllib.request.HTTPCookieProcessor(CookieJar() if jar is None else jar)
+    ]
+    if not follow:
+        handlers.append(_NoRedirects())
+    opener = urllib.request.build_opener(*handlers)
     opener.addheaders = [("Accept", "text/html")]
     return opener
 
@@ -217,6 +228,17 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         assert text(panel(page), "demo-route") == "blog → idp"
         assert panel(page).count("<li>") == 2
 
+        # The blog's public page checks passively: a guest after one bounce (no form), with
+        # a link to sign in; not bounced again on a reload.
+        jar = CookieJar()
+        guest = browser_like_opener(jar)
+        at, page = fetch(guest, urls["blog"] + "/about")
+        assert at == urls["blog"] + "/about" and "password" not in page
+        assert text(page, "greeting").startswith("Welcome, guest.") and "id=sign-in" in page
+        assert text(panel(page), "demo-route") == "blog → idp → blog"  # the one bounce
+        with browser_like_opener(jar, follow=False).open(urls["blog"] + "/about") as again:
+            assert again.status == 200  # a reload is served at once: no second bounce
+
         # Signed in at the shop, then the blog: every site's panel tells the same session.
         browser, page = sign_in_through_the_demo(urls)
         box = panel(page)
@@ -233,6 +255,8 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         for event in ("login_redirect", "ticket_issued", "ticket_redeemed"):
             assert event in box
         assert "ticket redeemed once" in box
+        at, about = fetch(browser, urls["blog"] + "/about")  # the public page knows alice
+        assert at == urls["blog"] + "/about" and "<b id=user>alice</b>" in about
 
         # Signing out anywhere says so, and means it.
         at, page = fetch(browser, urls["blog"] + "/_sessionshare/logout", {})

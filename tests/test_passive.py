@@ -73,6 +73,25 @@ def test_a_user_signed_in_at_the_idp_is_known_on_the_public_page(
     assert browser.get(SHOP + "/news", headers=NAV).json["user"] == "alice"
 
 
+def test_a_sign_in_after_an_anonymous_check_is_known_on_the_public_page_at_once(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # The checked cookie stays for passive_ttl; a session this browser got since (here
+    # through a protected page) is still read on the public page: no bounce, the user.
+    dep = _deployment(store, clock)
+    browser = Browser(dep)
+    away = browser.get(SHOP + "/", headers=NAV)
+    browser.get(browser.get(away.location, headers=NAV).location, headers=NAV)
+    assert browser.get(SHOP + "/", headers=NAV).json["user"] is None  # checked: a guest
+    browser.sign_in_at(SHOP + "/orders")
+    page = browser.get(SHOP + "/", headers=NAV)
+    assert page.status_int == 200 and page.json["user"] == "alice"
+    # A cookie of a session that is gone (signed out at the IdP) is a guest, not a bounce.
+    browser.post(IDP + "/_sessionshare/logout", headers={"Origin": IDP})
+    gone = browser.get(SHOP + "/", headers=NAV)
+    assert gone.status_int == 200 and gone.json["user"] is None
+
+
 def test_the_check_is_remembered_for_passive_ttl_only(clock: FakeClock) -> None:
     from sessionshare import MemoryStore
 

@@ -3,7 +3,8 @@
 A remembered sign-in moves to an id carrying its own limits, which every app
 enforces instead of its own (server-side, still revocable), and every app's
 cookie for it gets a ``Max-Age``. A sign-in without it is unchanged: browser-
-session cookies, the apps' own limits. On memory and real Redis.
+session cookies, the apps' own limits. On memory and real Redis, under the WSGI
+and the ASGI shell.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import webtest
 from conftest import FakeClock
-from flow import IDP, SHOP, Browser, Deployment, idp_app
+from flow import IDP, SHOP, Browser, Deployment, asgi_idp_app, idp_app
 
 from sessionshare import MemoryStore, Session, SessionStore
 
@@ -22,15 +23,21 @@ DAY = 86400
 COOKIE = "sessionshare"
 
 
-def _remembering_idp(days: float) -> Callable[..., Any]:
-    """flow's IdP, whose form post with ``remember=1`` in its URL ticks "remember me"."""
+def _remembering_idp(days: float, shell: str) -> Callable[..., Any]:
+    """flow's IdP (of ``shell``), whose form post with ``remember=1`` in its URL ticks
+    "remember me"."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ["REQUEST_METHOD"] == "POST" and "remember=1" in environ["QUERY_STRING"]:
             environ["sessionshare.session"].remember(days=days)
         return idp_app(environ, start_response)
 
-    return app
+    async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["method"] == "POST" and b"remember=1" in scope["query_string"]:
+            scope["session"].remember(days=days)
+        await asgi_idp_app(scope, receive, send)
+
+    return asgi_app if shell == "asgi" else app
 
 
 def _sign_in(browser: Browser, remember: bool) -> webtest.TestResponse:
@@ -54,9 +61,9 @@ def _max_age(response: webtest.TestResponse) -> int | None:
 
 
 def test_a_remembered_sign_in_gives_every_app_a_persistent_cookie(
-    store: SessionStore, clock: Callable[[], float]
+    store: SessionStore, clock: Callable[[], float], shell: str
 ) -> None:
-    dep = Deployment(store, clock, idp=_remembering_idp(30))
+    dep = Deployment(store, clock, shell=shell, idp=_remembering_idp(30, shell))
     browser = Browser(dep)
     at_idp, at_shop = _sign_in(browser, remember=True)
     assert _max_age(at_idp) == 30 * DAY
@@ -65,16 +72,18 @@ def test_a_remembered_sign_in_gives_every_app_a_persistent_cookie(
 
 
 def test_a_sign_in_without_it_keeps_browser_session_cookies(
-    store: SessionStore, clock: Callable[[], float]
+    store: SessionStore, clock: Callable[[], float], shell: str
 ) -> None:
-    dep = Deployment(store, clock, idp=_remembering_idp(30))
+    dep = Deployment(store, clock, shell=shell, idp=_remembering_idp(30, shell))
     at_idp, at_shop = _sign_in(Browser(dep), remember=False)
     assert _max_age(at_idp) is None and _max_age(at_shop) is None
 
 
-def test_a_remembered_session_has_its_own_limits_at_every_app(clock: FakeClock) -> None:
+def test_a_remembered_session_has_its_own_limits_at_every_app(
+    clock: FakeClock, shell: str
+) -> None:
     store = MemoryStore(clock=clock)  # its expiry follows the test clock
-    dep = Deployment(store, clock, idp=_remembering_idp(2),
+    dep = Deployment(store, clock, shell=shell, idp=_remembering_idp(2, shell),
                      idp_options={"idle_timeout": 1800, "absolute_timeout": 8 * 3600},
                      remote_options={"idle_timeout": 1800, "absolute_timeout": 8 * 3600})
     browser, plain = Browser(dep), Browser(dep)
@@ -90,9 +99,9 @@ def test_a_remembered_session_has_its_own_limits_at_every_app(clock: FakeClock) 
 
 
 def test_a_remembered_session_slides_to_its_own_idle_limit_in_the_store(
-    store: SessionStore, clock: Callable[[], float]
+    store: SessionStore, clock: Callable[[], float], shell: str
 ) -> None:
-    dep = Deployment(store, clock, idp=_remembering_idp(30))
+    dep = Deployment(store, clock, shell=shell, idp=_remembering_idp(30, shell))
     browser = Browser(dep)
     _sign_in(browser, remember=True)
     browser.get(SHOP + "/orders")  # a read slides the expiry
@@ -105,9 +114,9 @@ def test_a_remembered_session_slides_to_its_own_idle_limit_in_the_store(
 
 
 def test_a_remembered_session_is_still_revocable_everywhere(
-    store: SessionStore, clock: Callable[[], float]
+    store: SessionStore, clock: Callable[[], float], shell: str
 ) -> None:
-    dep = Deployment(store, clock, idp=_remembering_idp(30))
+    dep = Deployment(store, clock, shell=shell, idp=_remembering_idp(30, shell))
     browser = Browser(dep)
     _sign_in(browser, remember=True)
     browser.post(SHOP + "/_sessionshare/logout", headers={"Origin": SHOP})

@@ -4,8 +4,8 @@ A protected path asks for a sign-in at most that old; an older session goes
 through the IdP again with the requirement sealed inside the login state, the
 IdP's app asks for the password again (``session.reauthentication_required``),
 and only a fresh sign-in completes the hand-off. On memory and real Redis,
-with every refusal: the state altered, the requirement ignored by the IdP, a
-wrong password, an API call.
+under the WSGI and the ASGI shell, with every refusal: the state altered, the
+requirement ignored by the IdP, a wrong password, an API call.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from conftest import FakeClock
-from flow import CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, idp_app, reason_of
+from flow import (
+    CALLBACK,
+    IDP,
+    LOGIN,
+    SHOP,
+    Browser,
+    Deployment,
+    asgi_idp_app,
+    idp_app,
+    reason_of,
+)
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SessionStore
 from sessionshare.core import tickets
@@ -27,20 +37,28 @@ from sessionshare.crypto import seal_token
 PASSWORD = {"username": "alice", "password": "wonderland"}
 
 
-def _recording_idp(seen: list[bool]) -> Callable[..., Any]:
-    """flow's IdP, noting whether each login-page request flagged a password re-entry."""
+def _recording_idp(seen: list[bool], shell: str) -> Callable[..., Any]:
+    """flow's IdP (of ``shell``), noting whether each login-page request flagged a
+    password re-entry."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ["PATH_INFO"] == "/login":
             seen.append(environ["sessionshare.session"].reauthentication_required)
         return idp_app(environ, start_response)
 
-    return app
+    async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/login":
+            seen.append(scope["session"].reauthentication_required)
+        await asgi_idp_app(scope, receive, send)
+
+    return asgi_app if shell == "asgi" else app
 
 
-def _deployment(store: SessionStore, clock: Any, max_auth_age: Any,
+def _deployment(store: SessionStore, clock: Any, max_auth_age: Any, shell: str,
                 seen: list[bool] | None = None) -> Deployment:
-    return Deployment(store, clock, idp=_recording_idp(seen if seen is not None else []),
+    # Every flow here runs under WSGI and ASGI: the decisions are the core's, once.
+    return Deployment(store, clock, shell=shell,
+                      idp=_recording_idp(seen if seen is not None else [], shell),
                       remote_options={"max_auth_age": max_auth_age})
 
 
@@ -49,10 +67,10 @@ def _state_of(login_url: str) -> str:
 
 
 def test_an_old_sign_in_enters_the_password_again_then_gets_in(
-    store: SessionStore, clock: FakeClock
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
     seen: list[bool] = []
-    dep = _deployment(store, clock, 300, seen)
+    dep = _deployment(store, clock, 300, shell, seen)
     browser = Browser(dep)
     assert browser.sign_in_at(SHOP + "/orders").json["user"] == "alice"
     clock.advance(200)
@@ -72,9 +90,9 @@ def test_an_old_sign_in_enters_the_password_again_then_gets_in(
 
 
 def test_a_wrong_password_mints_nothing_and_the_hand_off_keeps_waiting(
-    store: SessionStore, clock: FakeClock
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
-    dep = _deployment(store, clock, 60)
+    dep = _deployment(store, clock, 60, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
     clock.advance(60 + GRACE + 1)
@@ -87,9 +105,9 @@ def test_a_wrong_password_mints_nothing_and_the_hand_off_keeps_waiting(
 
 
 def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check(
-    store: SessionStore, clock: FakeClock
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
-    dep = _deployment(store, clock, 300)
+    dep = _deployment(store, clock, 300, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
     clock.advance(300 + GRACE + 1)
@@ -105,9 +123,9 @@ def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check(
 
 
 def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop(
-    store: SessionStore, clock: FakeClock
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
-    dep = _deployment(store, clock, 300)
+    dep = _deployment(store, clock, 300, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
     clock.advance(300 + GRACE + 1)
@@ -126,9 +144,9 @@ def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop(
 
 
 def test_an_api_call_with_an_old_sign_in_gets_401_naming_the_reason(
-    store: SessionStore, clock: FakeClock
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
-    dep = _deployment(store, clock, 300)
+    dep = _deployment(store, clock, 300, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
     clock.advance(300 + GRACE + 1)
@@ -136,8 +154,10 @@ def test_an_api_call_with_an_old_sign_in_gets_401_naming_the_reason(
     assert api.status_int == 401 and api.json["error"] == "reauthentication_required"
 
 
-def test_a_limit_of_zero_does_not_loop(store: SessionStore, clock: FakeClock) -> None:
-    dep = _deployment(store, clock, 0)
+def test_a_limit_of_zero_does_not_loop(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    dep = _deployment(store, clock, 0, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")  # a sign-in just now is fresh for GRACE seconds
     assert browser.get(SHOP + "/orders").status_int == 200
@@ -145,9 +165,9 @@ def test_a_limit_of_zero_does_not_loop(store: SessionStore, clock: FakeClock) ->
     assert browser.get(SHOP + "/orders").status_int == 302  # then it asks again
 
 
-def test_the_longest_prefix_decides(clock: FakeClock) -> None:
+def test_the_longest_prefix_decides(clock: FakeClock, shell: str) -> None:
     store = MemoryStore(clock=clock)
-    dep = _deployment(store, clock, {"/read": 60, "/orders": 3600})
+    dep = _deployment(store, clock, {"/read": 60, "/orders": 3600}, shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
     clock.advance(600)

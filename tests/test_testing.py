@@ -1,26 +1,45 @@
 """sessionshare.testing: a test client signed in for one test, through the real write path.
 
 The examples' own views are tested this way: the Pyramid shop, the WSGI blog
-and the Flask IdP, each with the client its framework's tests use, on memory
+and the Flask IdP, each with the client its framework's tests use, and the
+FastAPI news site (ASGI) with httpx and Starlette's ``TestClient``, on memory
 and real Redis. A client that did not sign in is still sent to the IdP: the
 helper switches nothing off.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import webtest
-from flow import BLOG, IDP, LOGIN, SHOP
+from flow import BLOG, IDP, LOGIN, SHOP, asgi_idp_app
 
-from sessionshare import ConfigurationError, SessionStore, SyncKey
-from sessionshare.testing import sign_in, signed_in_cookie
+import sessionshare.testing
+from sessionshare import (
+    AsyncRedisStore,
+    ConfigurationError,
+    MemoryStore,
+    SessionStore,
+    SyncKey,
+    asgi,
+)
+from sessionshare.testing import (
+    sign_in,
+    sign_in_async,
+    signed_in_cookie,
+    signed_in_cookie_async,
+)
+
+NEWS = "http://news.test"
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -64,6 +83,23 @@ def test_the_wsgi_blog_counts_visits_in_the_shared_session(
     assert "visit number 42" in page.text
 
 
+def test_the_wsgi_blogs_about_page_is_public_and_greets_a_signed_in_user(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, **_common(store, clock))
+    guest = webtest.TestApp(blog)
+    page = guest.get("/about", headers={"Accept": "text/html"})  # passive is off: no bounce
+    assert page.status_int == 200 and page.html.find(id="sign-in")["href"] == "/"
+    assert guest.get("/", headers={"Accept": "text/html"}, status=302)  # the rest: protected
+    # With passive on, the public page knows a signed-in user (the demo's setting).
+    blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, passive=True,
+                                            **_common(store, clock))
+    client = webtest.TestApp(blog)
+    sign_in(client, blog, "alice")
+    page = client.get("/about", headers={"Accept": "text/html"})
+    assert page.html.find(id="user").text == "alice" and page.html.find(id="sign-in") is None
+
+
 def test_the_flask_idp_knows_the_user_through_flasks_test_client(
     store: SessionStore, clock: Callable[[], float], sessionshare_sign_in: Callable[..., None]
 ) -> None:
@@ -96,3 +132,140 @@ def test_anything_but_the_middleware_or_a_known_client_is_refused_clearly(
         signed_in_cookie(object(), "alice")
     with pytest.raises(TypeError, match="signed_in_cookie"):
         sign_in(object(), blog, "alice")
+
+
+# -- ASGI: the FastAPI news site, through httpx and Starlette's TestClient -------------
+
+
+def _news(store: Any, clock: Callable[[], float]) -> Any:
+    return _example("news_fastapi").create_app(app_url=NEWS, idp_url=LOGIN,
+                                               **_common(store, clock))
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_the_fastapi_news_site_knows_the_signed_in_user_through_httpx(
+    kind: str, request: pytest.FixtureRequest, clock: Callable[[], float],
+    sessionshare_sign_in_async: Callable[..., Any],
+) -> None:
+    url = request.getfixturevalue("redis_url") if kind == "redis" else ""
+
+    async def main() -> None:
+        store: Any = AsyncRedisStore.from_url(url) if url else MemoryStore(clock=clock)
+        news = _news(store, clock)
+        transport = httpx.ASGITransport(app=news)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url=NEWS) as signed_out:
+                assert (await signed_out.get("/api/me")).status_code == 401
+            async with httpx.AsyncClient(transport=transport, base_url=NEWS) as client:
+                # The fixture is this module's function (the worktree's, not an installed one).
+                assert sessionshare_sign_in_async is sign_in_async
+                await sessionshare_sign_in_async(client, news, "alice", cart=["teapot"])
+                me = (await client.get("/api/me")).json()
+                assert me == {"user": "alice", "cart": ["teapot"], "read": 0}
+                assert (await client.post("/api/headlines/read")).json() == {"read": 1}
+                assert (await client.get("/api/me")).json()["read"] == 1  # written, and kept
+                page = await client.get("/", headers={"Accept": "text/html"})
+                assert page.status_code == 200 and "<b id=user>alice</b>" in page.text
+                # Set for the app's host: the logout's Set-Cookie removes it from the jar.
+                out = await client.post("/_sessionshare/logout", headers={"Origin": NEWS})
+                assert out.status_code == 303 and not client.cookies.jar
+                assert (await client.get("/api/me")).status_code == 401
+        finally:
+            if url:
+                await store.close()
+
+    asyncio.run(main())
+
+
+def test_the_plain_function_serves_an_asgi_app_over_a_memory_store(
+    clock: Callable[[], float]
+) -> None:
+    news = _news(MemoryStore(clock=clock), clock)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=news), base_url=NEWS)
+    sign_in(client, news, {"id": 7}, cart=[1, 2])  # no event loop needed: memory never waits
+
+    async def main() -> dict[str, Any]:
+        async with client:
+            return (await client.get("/api/me")).json()  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == {"user": {"id": 7}, "cart": [1, 2], "read": 0}
+
+
+def test_starlettes_test_client_is_signed_in_too(clock: Callable[[], float]) -> None:
+    with warnings.catch_warnings():
+        # Starlette 1.10 asks for httpx2 instead of httpx, once, as the module loads.
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from starlette.testclient import TestClient
+
+    news = _news(MemoryStore(clock=clock), clock)
+    with TestClient(news, base_url=NEWS) as client:
+        assert client.get("/api/me").status_code == 401
+        sign_in(client, news, "alice")
+        assert client.get("/api/me").json()["user"] == "alice"
+
+
+def test_the_asgi_idp_knows_the_signed_in_user(clock: Callable[[], float]) -> None:
+    idp = asgi.IdpAuthMiddleware(asgi_idp_app, app_url=IDP, known_remote_hosts=[SHOP],
+                                 **_common(MemoryStore(clock=clock), clock))
+
+    async def main() -> tuple[str, str]:
+        transport = httpx.ASGITransport(app=idp)
+        async with httpx.AsyncClient(transport=transport, base_url=IDP) as client:
+            before = (await client.get("/")).text
+            await sign_in_async(client, idp, "alice")
+            return before, (await client.get("/")).text
+
+    assert asyncio.run(main()) == ("idp home user=None", "idp home user=alice")
+
+
+def test_an_asgi_session_made_for_one_app_is_not_valid_at_another(
+    clock: Callable[[], float]
+) -> None:
+    common = _common(MemoryStore(clock=clock), clock)
+    news = _example("news_fastapi").create_app(app_url=NEWS, idp_url=LOGIN, **common)
+    other = _example("news_fastapi").create_app(app_url=SHOP, idp_url=LOGIN, **common)
+    name, value = signed_in_cookie(news, "alice")
+
+    async def main() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other),
+                                     base_url=SHOP, cookies={name: value}) as client:
+            return (await client.get("/api/me")).status_code
+
+    assert asyncio.run(main()) == 401
+
+
+def test_an_asyncio_store_is_refused_by_the_plain_function_with_the_way_out(
+    redis_url: str, clock: Callable[[], float]
+) -> None:
+    async def main() -> tuple[str, str]:
+        store = AsyncRedisStore.from_url(redis_url)
+        try:
+            news = _news(store, clock)
+            with pytest.raises(ConfigurationError, match="signed_in_cookie_async"):
+                signed_in_cookie(news, "alice")
+            return await signed_in_cookie_async(news, "alice")
+        finally:
+            await store.close()
+
+    name, _ = asyncio.run(main())
+    assert name == "sessionshare"
+
+
+def test_an_unknown_client_is_refused_before_anything_is_stored(
+    clock: Callable[[], float]
+) -> None:
+    store = MemoryStore(clock=clock)
+    news = _news(store, clock)
+    with pytest.raises(TypeError, match="signed_in_cookie"):
+        asyncio.run(sign_in_async(object(), news, "alice"))
+    with pytest.raises(ConfigurationError, match="middleware"):
+        asyncio.run(signed_in_cookie_async(object(), "alice"))
+    assert not store.sessions()
+
+
+def test_the_fixtures_are_this_packages_functions(
+    sessionshare_sign_in: Any, sessionshare_sign_in_async: Any
+) -> None:
+    assert sessionshare_sign_in is sessionshare.testing.sign_in
+    assert sessionshare_sign_in_async is sessionshare.testing.sign_in_async
+    assert Path(sessionshare.testing.__file__).parent.parent == EXAMPLES.parent

@@ -24,7 +24,8 @@ protects once the shared session is signed in (the IdP: on every path).
 :class:`RemoteUserSecurityPolicy` reads it, so ``request.identity`` and
 ``request.authenticated_userid`` are the user, and ACLs see the principals
 ``Everyone``, ``Authenticated`` and the user id. On a path the remote does
-*not* protect, ``REMOTE_USER`` is never set -- protect the paths whose views
+*not* protect, ``REMOTE_USER`` is set only where the passive check is on
+(``passive=``, as the demo shop's ``/``) -- protect the paths whose views
 need the user. ``remember()`` and ``forget()`` return no headers: signing in
 happens at the IdP, and signing out is a POST to the middleware's
 ``logout_path``. A policy of your own only needs::

@@ -19,9 +19,11 @@ No loop and no trail in the history: the hop to the IdP and back is made of
 redirects, which browsers do not keep as history entries, and the checked
 cookie is set on the last redirect, before the page is shown -- so a reload,
 a Back or a Forward to the page (twice in a row or more) finds it and is
-served at once. Only a top-level GET navigation is ever bounced: never a
-``fetch``/XHR, an API client, a POST, or a prefetch or prerender
-(``Sec-Purpose`` / ``Purpose``).
+served at once. A browser that holds a session here is read on a passive
+page every time (the round trip a protected page costs), so a user who signed
+in after an anonymous check is known at once, under either shell. Only a
+top-level GET navigation is ever bounced: never a ``fetch``/XHR, an API
+client, a POST, or a prefetch or prerender (``Sec-Purpose`` / ``Purpose``).
 
     answers = PassiveAnswers(key)
     answer = answers.seal(state, now=time.time())        # the IdP

@@ -158,8 +158,13 @@ class RemoteSide(Side):
         if request.path == self.logout_path:
             return self.logout(request, session)
         if not self._protects(request):
-            if self._passive(request) and self._may_check(request):
-                return self._passive_check(request, session)
+            if self._passive(request):
+                if self._may_check(request):
+                    return self._passive_check(request, session)
+                if session.unread_id is not None:
+                    # Checked lately, but this browser holds a session here (signed in
+                    # since, say): a passive page knows its user under either shell.
+                    return self._loaded_user(session)
             return self._read_user(session)  # a public path: no read for it
         return self._protected(request, session)
 
@@ -167,10 +172,11 @@ class RemoteSide(Side):
         """A websocket on a protected path is served only as a page would be: signed in
         and joined; else the 401 a script gets (never a redirect, never anonymous)."""
         if not self._protects(request):
-            return self._websocket_user(session)
+            return self._loaded_user(session)
         return self._protected(request, session)
 
-    def _websocket_user(self, session: Session) -> Steps[PassThrough]:
+    def _loaded_user(self, session: Session) -> Steps[PassThrough]:
+        """The user to publish, once the session is read (one round trip with a cookie)."""
         yield from self.lifecycle.load(session)
         return self._read_user(session)
 

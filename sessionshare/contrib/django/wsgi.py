@@ -47,7 +47,9 @@ from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["FACTS_KEY", "AppFacts", "get_wsgi_application", "middleware_options"]
+__all__ = [
+    "FACTS_KEY", "AppFacts", "get_wsgi_application", "middleware_options", "wrap_handler",
+]
 
 #: Where the Django side finds :class:`AppFacts` in the environ.
 FACTS_KEY = "sessionshare.django"
@@ -152,15 +154,28 @@ def get_wsgi_application(
     inside the middleware, where the shared session is visible.
     """
     import django
-    from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
-    from django.shortcuts import resolve_url
 
     django.setup(set_prefix=False)
+    return wrap_handler(WSGIHandler(), wrap_app=wrap_app, **options)
+
+
+def wrap_handler(
+    handler: WSGIApplication, *, wrap_app: Callable[[Any], Any] | None = None, **options: Any
+) -> IdpAuthMiddleware | RemoteSessionMiddleware:
+    """``handler``, a WSGI callable serving this Django project, inside the middleware,
+    configured as :func:`get_wsgi_application` configures it (Django set up already).
+
+    The seam for a handler other than Django's ``WSGIHandler``: the test
+    client of :mod:`sessionshare.contrib.django.testing`.
+    """
+    from django.conf import settings
+    from django.shortcuts import resolve_url
+
     config = {**getattr(settings, "SESSIONSHARE", {}), **options}
     role, values = middleware_options(config)
     facts: list[AppFacts] = []
-    app: Any = _publishing(WSGIHandler(), facts)
+    app: Any = _publishing(handler, facts)
     if wrap_app is not None:
         app = wrap_app(app)
     middleware: IdpAuthMiddleware | RemoteSessionMiddleware
