@@ -54,9 +54,12 @@ from .demo_panel import SIGNED_OUT_PATH, Panel, signed_out_page
 from .demo_timeline import Timeline, redact_target
 from .errors import ConfigurationError, StoreUnavailable
 from .store import MemoryStore, SessionStore
+from .store.amemory import AsyncMemoryStore
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .metrics import PrometheusMetrics
 
 __all__ = [
     "DEFAULT_PORT", "AccessLog", "Servers", "demo_apps", "find_examples", "load_example",
@@ -73,6 +76,8 @@ PORT_OFFSETS = {"idp": 0, "shop": 1, "blog": 2, "news": 3, "forum": 4}
 ASGI_SITES = ("news",)
 USERS_HINT = "alice / wonderland (or bob / builder)"
 KEY_PREFIX = "sessionshare-demo:"
+#: Where the IdP serves the demo's Prometheus metrics.
+METRICS_PATH = "/metrics"
 
 
 def find_examples() -> Path:
@@ -113,7 +118,8 @@ def site_urls(port: int = DEFAULT_PORT) -> dict[str, str]:
 
 def demo_apps(
     store: SessionStore, key: SyncKey | str, urls: Mapping[str, str],
-    *, timeline: Timeline | None = None, async_store: Any = None, **options: Any,
+    *, timeline: Timeline | None = None, async_store: Any = None,
+    metrics_app: WSGIApplication | None = None, **options: Any,
 ) -> dict[str, Any]:
     """The example apps wired to one store and key, by site name.
 
@@ -122,6 +128,7 @@ def demo_apps(
     site is an ASGI app (:data:`ASGI_SITES`) over ``async_store`` (default:
     ``store`` itself, which must then be a ``MemoryStore``). Signing out
     anywhere lands on :data:`~sessionshare.demo_panel.SIGNED_OUT_PATH`.
+    ``metrics_app``, when given, answers ``/metrics`` on the IdP.
     """
     timeline = timeline if timeline is not None else Timeline(urls)
     # Plain http on this machine only: the Secure flag is relaxed on purpose.
@@ -162,7 +169,32 @@ def demo_apps(
            # The signed-out page is the IdP's (the news site has no panel to show it).
            "logout_redirect": urls["idp"] + SIGNED_OUT_PATH},
     )
+    if metrics_app is not None:
+        wrapped["idp"] = _with_metrics(wrapped["idp"], metrics_app)
     return wrapped
+
+
+def _with_metrics(app: WSGIApplication, metrics_app: WSGIApplication) -> WSGIApplication:
+    """``app``, except for ``/metrics``, which ``metrics_app`` answers."""
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == METRICS_PATH:
+            return metrics_app(environ, start_response)
+        return app(environ, start_response)
+
+    return serve
+
+
+def demo_metrics() -> PrometheusMetrics | None:
+    """The demo's Prometheus metrics, in a registry of their own; None without
+    ``prometheus_client`` (the demo then serves no ``/metrics``)."""
+    try:
+        from prometheus_client import CollectorRegistry
+    except ImportError:
+        return None
+    from .metrics import PrometheusMetrics
+
+    return PrometheusMetrics(registry=CollectorRegistry())
 
 
 def _with_signed_out_page(site: str, app: WSGIApplication, timeline: Timeline) -> WSGIApplication:
@@ -347,7 +379,7 @@ def _redacted(url: str) -> str:
     return f"{scheme}://{rest.rpartition('@')[2]}" if scheme else rest.rpartition("@")[2]
 
 
-def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
+def _banner(urls: Mapping[str, str], host: str, store_name: str, metrics: bool = False) -> str:
     idp, shop, blog, news = urls["idp"], urls["shop"], urls["blog"], urls["news"]
     return "\n".join([
         f"sessionshare demo: one login, {len(urls)} sites (listening on {host}; "
@@ -364,6 +396,7 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str) -> str:
         "Each WSGI page's panel shows the shared session and the last hand-off, hop by hop.",
         "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
         "is plain http on your machine; serve real deployments over https.",
+        *([f"Prometheus metrics of every site: {idp}{METRICS_PATH}"] if metrics else []),
         "Press Ctrl-C to stop.",
     ])
 
@@ -418,8 +451,18 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
         urls = site_urls(port)
         timeline = Timeline(urls)
         async_store = _async_store(redis_url)
-        apps = demo_apps(store, key, urls, timeline=timeline, async_store=async_store,
-                         key_prefix=KEY_PREFIX)
+        options: dict[str, Any] = {"key_prefix": KEY_PREFIX}
+        app_store, news_store, metrics_app = store, async_store, None
+        metrics = demo_metrics()
+        if metrics is not None:
+            # Every site counts its events and times its store calls into one registry.
+            options["on_event"] = metrics.on_event
+            app_store = metrics.instrument(store)
+            news_store = metrics.instrument(
+                AsyncMemoryStore(store) if isinstance(store, MemoryStore) else async_store)
+            metrics_app = metrics.wsgi_app()
+        apps = demo_apps(app_store, key, urls, timeline=timeline, async_store=news_store,
+                         metrics_app=metrics_app, **options)
         with timeline.listening():
             for sock, name in zip(sockets, SITES, strict=True):
                 if name in ASGI_SITES:
@@ -429,7 +472,7 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                     servers.start(sock, apps[name])
             sockets, started = [], True
             print(_key_banner(key, key_origin, redis_url), flush=True)
-            print(_banner(urls, host, store_name), flush=True)
+            print(_banner(urls, host, store_name, metrics_app is not None), flush=True)
             while not stop.wait(0.5):
                 pass
             servers.stop()

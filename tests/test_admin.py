@@ -2,8 +2,9 @@
 
 Over the three apps of ``flow.Deployment`` (IdP, shop, blog), on MemoryStore
 and a real Redis (``store``), and on a Redis Cluster (tests/reliability
-borrows every test here that uses ``store``). A revocation must take effect
-on the very next request, in every app.
+borrows every test here that uses ``store``, with the WSGI shell). A
+revocation must take effect on the very next request, in every app, WSGI
+and ASGI (``shell``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,29 @@ def test_revoking_one_session_signs_that_browser_out_of_every_app(
     assert admin.revoke("alice", ref) is False
     assert admin.revoke("bob", admin.sessions("alice")[0].ref) is False  # not bob's
     assert admin.revoke("alice", "0" * 16) is False
+
+
+def test_revocation_takes_effect_at_the_next_request_of_each_shell(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Under "asgi" the IdP, the shop and the blog are the ASGI middlewares, reading the
+    # same records (an AsyncRedisStore on the same Redis; the MemoryStore awaited).
+    dep = Deployment(store, clock, shell=shell)
+    admin = SessionAdmin(store, dep.key, clock=clock)
+    laptop, phone = browser_as(dep, FIREFOX), browser_as(dep, PHONE)
+    for browser in (laptop, phone):
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+        assert signed_in_everywhere(browser)
+    ref = next(info.ref for info in admin.sessions("alice") if info.user_agent == PHONE)
+    assert admin.revoke("alice", ref) is True
+    # The very next request, in every app: no cache of the session anywhere.
+    assert phone.get(SHOP + "/orders").status_int == 302
+    assert signed_out_everywhere(phone)
+    assert signed_in_everywhere(laptop)
+    assert admin.revoke_all("alice") == 1
+    assert laptop.get(BLOG + "/x").status_int == 302
+    assert signed_out_everywhere(laptop)
 
 
 def test_revoke_all_ends_every_session_of_the_user_only(

@@ -30,6 +30,8 @@ from urllib.parse import urlencode
 import pytest
 import redis
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from prometheus_client.parser import text_string_to_metric_families
 
 from sessionshare import RedisStore, SessionAdmin, SyncKey
 from sessionshare.demo import AccessLog, site_urls
@@ -335,6 +337,30 @@ def test_demo_serves_a_shared_login_and_stops_cleanly(signum: int) -> None:
         demo.stop(signum)
 
 
+def test_the_idp_serves_the_demos_metrics_at_slash_metrics() -> None:
+    with running_demo() as demo:
+        urls = site_urls(demo.port)
+        assert f"Prometheus metrics of every site: {urls['idp']}/metrics" in demo.banner()
+        sign_in_through_the_demo(urls)  # the shop, the blog and the news site (ASGI)
+        with browser_like_opener().open(urls["idp"] + "/metrics", timeout=30) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            exposition = response.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(exposition)}
+        events = {(s.labels["event"], s.labels["reason"]): s.value
+                  for s in families["sessionshare_events"].samples
+                  if s.name == "sessionshare_events_total"}
+        assert events[("login", "")] == 1
+        # Every site reports to the one registry, the ASGI news site included.
+        assert events[("ticket_redeemed", "")] == 3 and events[("ticket_issued", "")] == 3
+        loads = {s.labels["command"]: s.value for s in families["sessionshare_store_seconds"]
+                 .samples if s.name == "sessionshare_store_seconds_count"}
+        assert loads["load"] > 0 and loads["take_ticket"] == 3
+        assert families["sessionshare_sessions_active"].samples[0].value == 1
+        assert "alice" not in exposition
+        demo.stop()
+
+
 def test_demo_keeps_its_sessions_in_redis_when_asked(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     with running_demo("--redis", redis_url) as demo:
@@ -402,13 +428,13 @@ def test_the_demo_extra_installs_what_the_demo_imports_and_nothing_else() -> Non
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     def names(requirements: list[str]) -> set[str]:
-        return {Requirement(r).name.lower() for r in requirements}
+        return {canonicalize_name(Requirement(r).name) for r in requirements}
 
     core, demo = names(project["dependencies"]), names(project["optional-dependencies"]["demo"])
     sources = [*(REPO / "examples").glob("*.py"), *(REPO / "sessionshare").glob("demo*.py")]
     distributions = importlib.metadata.packages_distributions()
     needed = {
-        dist.lower() for module in _third_party_imports(sources)
+        canonicalize_name(dist) for module in _third_party_imports(sources)
         for dist in distributions.get(module, [module])
     }
     assert {"flask", "pyramid", "werkzeug", "fastapi", "uvicorn"} <= needed  # the reader works

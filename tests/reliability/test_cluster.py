@@ -83,6 +83,8 @@ def test_the_generic_suites_are_borrowed() -> None:
     assert "test_tickets_taken_from_8_threads_have_one_winner" in _BORROWED["test_store"]
     # Issue 17: the per-user index and revocation, on the cluster too.
     assert "test_revoke_all_ends_every_session_of_the_user_only" in _BORROWED["test_admin"]
+    assert "test_revocation_takes_effect_at_the_next_request_of_each_shell" in _BORROWED[
+        "test_admin"]  # with the WSGI shell here (the ``shell`` fixture below)
 
 
 @pytest.fixture

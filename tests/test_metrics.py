@@ -1,0 +1,234 @@
+"""Prometheus metrics (``sessionshare.metrics``) over a whole deployment, both shells.
+
+Each test runs on MemoryStore and a real Redis (``store``) and, where it
+takes ``shell``, through the WSGI and the ASGI middlewares. Every test has a
+registry of its own; the numbers are read back with the registry's own
+sample lookup and, for the exposition, scraped over WSGI and ASGI and parsed
+with ``prometheus_client.parser``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import pytest
+import webtest
+from asgibridge import WsgiToAsgi
+from conftest import FakeClock, looks_secret
+from flow import BLOG, IDP, SHOP, Browser, Deployment, async_twin, reason_of
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from sessionshare import MemoryStore, SessionAdmin, SessionStore
+from sessionshare.metrics import PrometheusMetrics
+from sessionshare.store.amemory import AsyncMemoryStore
+from sessionshare.store.observed import COMMANDS, ObservedStore
+
+EVENTS = "sessionshare_events_total"
+LOGOUT = IDP + "/_sessionshare/logout"
+
+
+@pytest.fixture
+def metrics() -> PrometheusMetrics:
+    return PrometheusMetrics(registry=CollectorRegistry())
+
+
+def deployment(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics, shell: str = "wsgi",
+    *, store_of: Any = None, **idp: Any,
+) -> Deployment:
+    """A deployment reporting to ``metrics``: its hook, and its store instrumented
+    (``store_of`` puts another wrapper under the instrumented one)."""
+    inner = store_of or (lambda s: s)
+    common = {"on_event": metrics.on_event}
+    if shell == "asgi":
+        twin = AsyncMemoryStore(store) if isinstance(store, MemoryStore) else async_twin(store)
+        return Deployment(store, clock, shell="asgi", async_store=metrics.instrument(inner(twin)),
+                          idp_options={**common, **idp}, remote_options=common)
+    return Deployment(metrics.instrument(inner(store)), clock, idp_options={**common, **idp},
+                      remote_options=common)
+
+
+def events(metrics: PrometheusMetrics, event: str, reason: str = "") -> float:
+    value = metrics.registry.get_sample_value(EVENTS, {"event": event, "reason": reason})
+    return 0.0 if value is None else value
+
+
+def store_calls(metrics: PrometheusMetrics) -> dict[str, float]:
+    """Observations of the store histogram, by command (those with none left out)."""
+    found = {}
+    for command in COMMANDS:
+        count = metrics.registry.get_sample_value("sessionshare_store_seconds_count",
+                                                  {"command": command})
+        if count:
+            found[command] = count
+    return found
+
+
+def active(metrics: PrometheusMetrics) -> float:
+    value = metrics.registry.get_sample_value("sessionshare_sessions_active")
+    assert value is not None
+    return value
+
+
+def test_each_step_is_counted_with_its_reason_code(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics, shell: str
+) -> None:
+    dep = deployment(store, clock, metrics, shell)
+    browser = Browser(dep)
+    token_url = browser.token_url_for(SHOP + "/orders")
+    assert browser.get(token_url).status_int == 303
+    assert events(metrics, "login_redirect") == 1 and events(metrics, "login") == 1
+    assert events(metrics, "ticket_issued") == 1 and events(metrics, "ticket_redeemed") == 1
+
+    replay = browser.get(token_url)
+    assert replay.status_int == 403 and reason_of(replay) == "bad_state"
+    assert events(metrics, "token_rejected", "bad_state") == 1
+    assert events(metrics, "token_rejected") == 0  # the reason is the label, not dropped
+
+    assert browser.sign_in_at(BLOG + "/x").json["user"] == "alice"  # no form: no second login
+    assert events(metrics, "login") == 1 and events(metrics, "ticket_redeemed") == 2
+    assert browser.post(LOGOUT).status_int == 303
+    assert events(metrics, "logout") == 1
+
+
+def test_the_store_histogram_observes_every_call_by_command(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics, shell: str
+) -> None:
+    made: Counter[str] = Counter()
+
+    def count(command: str) -> AbstractContextManager[object]:
+        made[command] += 1
+        return nullcontext()
+
+    def counted(inner: Any) -> Any:
+        # The calls the store really received, counted under the instrumented wrapper.
+        if shell == "asgi":
+            from sessionshare.store.observed import AsyncObservedStore
+
+            return AsyncObservedStore(inner, count)
+        return ObservedStore(inner, count)
+
+    dep = deployment(store, clock, metrics, shell, store_of=counted)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    assert store_calls(metrics) == dict(made)
+    assert {"load", "save", "claim_state", "take_ticket", "mark", "index_put"} <= set(made)
+    assert metrics.registry.get_sample_value("sessionshare_store_seconds_sum",
+                                             {"command": "load"}) > 0
+
+    # The authenticated read: one store call, a load, and nothing else.
+    before = store_calls(metrics)
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"
+    after = store_calls(metrics)
+    assert {c: after[c] - before.get(c, 0) for c in after if after[c] != before.get(c)} == {
+        "load": 1
+    }
+
+
+def test_the_active_sessions_gauge_follows_sign_ins_logouts_and_revocations(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics
+) -> None:
+    dep = deployment(store, clock, metrics)
+    browsers = [Browser(dep) for _ in range(3)]
+    for browser in browsers:
+        browser.sign_in_at(SHOP + "/orders")
+    assert active(metrics) == 3
+    browsers[0].sign_in_at(BLOG + "/x")  # a hand-off joins a session, starts none
+    assert active(metrics) == 3
+
+    assert browsers[0].post(LOGOUT).status_int == 303
+    assert active(metrics) == 2
+    assert browsers[0].post(LOGOUT).status_int == 303  # signed out already: no second end
+    assert active(metrics) == 2
+
+    admin = SessionAdmin(store, dep.key, clock=clock, on_event=metrics.on_event)
+    ref = admin.sessions("alice")[0].ref
+    assert admin.revoke("alice", ref)
+    assert active(metrics) == 1 and events(metrics, "session_revoked", "revoked") == 1
+    assert admin.revoke_all("alice") == 1
+    assert active(metrics) == 0 and events(metrics, "session_revoked", "revoked_all") == 1
+
+
+def test_a_session_past_its_absolute_timeout_leaves_the_gauge(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics
+) -> None:
+    dep = deployment(store, clock, metrics, idle_timeout=10**6, absolute_timeout=3600)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    assert active(metrics) == 1
+    clock.advance(1000)
+    assert browser.get(IDP + "/").text == "idp home user=alice"  # slides to the IdP's idle
+    clock.advance(2601)
+    assert browser.get(IDP + "/").text == "idp home user=None"
+    assert events(metrics, "session_expired", "absolute") == 1
+    assert active(metrics) == 0
+
+
+def scrape(app: Any) -> dict[str, Any]:
+    """GET /metrics from a WSGI app; the metric families by name."""
+    response = webtest.TestApp(app).get("/metrics")
+    assert response.status_int == 200
+    assert response.content_type.startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+@pytest.mark.parametrize("mount", ["wsgi", "asgi"])
+def test_the_mounted_app_serves_metrics_the_prometheus_parser_reads(
+    store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics, mount: str
+) -> None:
+    dep = deployment(store, clock, metrics)
+    browser = Browser(dep)
+    token_url = browser.token_url_for(SHOP + "/orders")
+    assert browser.get(token_url).status_int == 303
+    assert browser.get(token_url).status_int == 403
+
+    app = metrics.wsgi_app() if mount == "wsgi" else WsgiToAsgi(metrics.asgi_app())
+    families = scrape(app)
+    counted = {
+        (sample.labels["event"], sample.labels["reason"]): sample.value
+        for sample in families["sessionshare_events"].samples if sample.name == EVENTS
+    }
+    assert counted == {("login_redirect", ""): 1, ("login", ""): 1, ("ticket_issued", ""): 1,
+                       ("ticket_redeemed", ""): 1, ("token_rejected", "bad_state"): 1}
+    histogram = families["sessionshare_store_seconds"]
+    assert histogram.type == "histogram"
+    counts = {s.labels["command"]: s.value for s in histogram.samples
+              if s.name == "sessionshare_store_seconds_count"}
+    assert counts["take_ticket"] >= 1 and counts["load"] >= 1 and counts["ping"] == 0
+    assert set(counts) == set(COMMANDS)  # every command has its series from the start
+    infinite = {s.labels["command"]: s.value for s in histogram.samples
+                if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"}
+    assert infinite == counts
+    assert families["sessionshare_sessions_active"].samples[0].value == 1
+    # Labels are event names, reason codes and command names: no identifier anywhere.
+    values = [value for family in families.values() for sample in family.samples
+              for value in sample.labels.values()]
+    assert values and not any(looks_secret(value) for value in values)
+    text = webtest.TestApp(app).get("/metrics").text
+    secrets = [token_url.split("token=", 1)[1], browser.session_id("shop.test"),
+               browser.cookie("shop.test"), browser.cookie("id.test"), "alice"]
+    assert all(secret and secret not in text for secret in secrets)
+
+
+def test_metrics_go_to_the_registry_given_and_twice_in_one_fails() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    metrics.on_event("login", {"origin": IDP, "user": "alice"})
+    assert registry.get_sample_value(EVENTS, {"event": "login", "reason": ""}) == 1
+    other = PrometheusMetrics(registry=CollectorRegistry(), namespace="shop")
+    other.on_event("login", {})
+    assert registry.get_sample_value("shop_events_total", {"event": "login", "reason": ""}) is None
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusMetrics(registry=registry)
+
+
+def test_without_metrics_the_middleware_keeps_the_store_it_was_given(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Nothing is wrapped unless asked: the uninstrumented path is the plain one.
+    dep = Deployment(store, clock)
+    assert dep.shop.manager.store is store
+    assert dep.idp.side.events.hook is None
