@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import webtest
 from conftest import FakeClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import Session, SessionStore
@@ -18,6 +20,7 @@ from sessionshare.core.session import (
     META_AUTHENTICATED,
     META_CREATED,
     WritePlan,
+    _loads,
     lifetime_start,
 )
 from sessionshare.store.base import SessionRecord
@@ -460,3 +463,39 @@ def test_items_lists_each_key_once() -> None:
     session["d"] = 4
     assert sorted(session.items()) == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
     assert len(list(session)) == len(session) == 4
+
+
+# -- the decoder's shortcut for plain strings ---------------------------------------
+
+
+def _decoded(text: str) -> tuple[str, Any]:
+    try:
+        return "value", json.loads(text)
+    except ValueError:
+        return "error", None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.text(),
+    st.text().map(lambda t: f'"{t}"'),
+    st.text().map(json.dumps),
+    st.text().map(lambda t: json.dumps(t, ensure_ascii=False)),
+))
+def test_a_stored_value_decodes_as_json_would(text: str) -> None:
+    """The shortcut for plain strings gives exactly what json.loads gives, or its error."""
+    try:
+        got: tuple[str, Any] = ("value", _loads(text))
+    except ValueError:
+        got = ("error", None)
+    assert got == _decoded(text)
+
+
+@pytest.mark.parametrize("text", ['"', '""', '"a"b"', '"tab\there"', '"caf\u00e9"', '"a\\"b"',
+                                  '"\x7f"', "'single'", '"line\u2028sep"'])
+def test_the_decoders_edge_cases(text: str) -> None:
+    try:
+        got: tuple[str, Any] = ("value", _loads(text))
+    except ValueError:
+        got = ("error", None)
+    assert got == _decoded(text)

@@ -69,7 +69,20 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
+
+
+def _loads(text: str) -> Any:
+    """A stored value's JSON text, decoded.
+
+    The most common value -- a short string with nothing escaped, as the
+    encoder above writes it -- is its own text between the quotes, so it skips
+    the decoder (which costs several times as much). Anything else, including
+    any text that is not valid JSON, goes to ``json.loads``.
+    """
+    if (len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text
+            and text.count('"') == 2 and text.isascii() and text.isprintable()):
+        return text[1:-1]
+    return json.loads(text)
 
 
 def new_session_id(remember: tuple[int, int] | None = None) -> str:
