@@ -239,7 +239,7 @@ def serve_and_drive(stack: AsgiStack, seconds: float, connections: int,
                     server_cpus: set[int] | None, client_cpus: set[int] | None,
                     wrk: str) -> dict[str, dict[str, Any]]:
     cases = [case for case in HTTP_CASES if case in stack.apps]
-    ports = {case: _free_port() for case in cases}
+    ports = {case: free_port() for case in cases}
     found: dict[str, dict[str, Any]] = {}
     with ExitStack() as running:
         for case in cases:
@@ -255,13 +255,13 @@ def serve_and_drive(stack: AsgiStack, seconds: float, connections: int,
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _servers() -> Any:
+def suite_servers() -> Any:
     sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
     import servers
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-seconds", type=float, default=5.0)
     parser.add_argument("--no-http", action="store_true")
     args = parser.parse_args(argv)
-    servers = _servers()
+    servers = suite_servers()
     server = servers.RedisServer().start()
     try:
         wrk = None if args.smoke or args.no_http else http_load.find_wrk()

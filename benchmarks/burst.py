@@ -86,7 +86,7 @@ def run(url: str, *, requests: int, rounds: int, server_cpus: set[int] | None = 
         client_cpus: set[int] | None = None) -> dict[str, Any]:
     stack = asgi.AsgiStack(url)
     asyncio.run(stack.setup())
-    ports = {case: asgi._free_port() for case in CASES}
+    ports = {case: asgi.free_port() for case in CASES}
     found: dict[str, dict[str, Any]] = {
         case: {"lag_ms": [], "cpu_lag_ms": [], "seconds": []} for case in CASES
     }
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pin is not None:
         server_cpus = {args.pin}
         client_cpus = (os.sched_getaffinity(0) - server_cpus) or server_cpus
-    servers = asgi._servers()
+    servers = asgi.suite_servers()
     server = servers.RedisServer().start()
     try:
         if server_cpus and server.process is not None:

@@ -114,6 +114,33 @@ class SessionAdmin(_Admin):
         reference, or the current request's session); how many were ended."""
         return run(self.index.revoke_all(user, self._except(except_current)), self.store)
 
+    def count_sessions(self) -> int:
+        """How many shared sessions are live, all users together: a gauge for operators.
+
+        It reads every user's index and asks the store which of the sessions
+        named there it still holds: a ``SCAN`` over the index keys, one read per
+        user and one ``EXISTS`` per 500 sessions. That grows with the number of
+        users, so call it for a gauge every minute or so, never per request.
+        A session that idled out is not counted, though its entry waits to be
+        pruned. The store must offer ``index_keys`` and ``count_stored``
+        (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
+        """
+        index_keys = getattr(self.store, "index_keys", None)
+        count_stored = getattr(self.store, "count_stored", None)
+        if index_keys is None or count_stored is None:
+            raise ConfigurationError(
+                f"{type(self.store).__name__} cannot count every user's sessions: it has no "
+                "index_keys/count_stored (MemoryStore and RedisStore have them)"
+            )
+        total = 0
+        batch: list[str] = []
+        for key in index_keys(self.index.index_prefix):
+            batch.extend(self.index.live_session_keys(self.store.index_read(key)))
+            if len(batch) >= 500:
+                total += int(count_stored(batch))
+                batch = []
+        return total + (int(count_stored(batch)) if batch else 0)
+
 
 class AsyncSessionAdmin(_Admin):
     """:class:`SessionAdmin` for an asyncio store (``AsyncRedisStore``): the same methods,

@@ -185,16 +185,22 @@ def _with_metrics(app: WSGIApplication, metrics_app: WSGIApplication) -> WSGIApp
     return serve
 
 
-def demo_metrics() -> PrometheusMetrics | None:
+def demo_metrics(store: SessionStore | None = None, key: SyncKey | None = None
+                 ) -> PrometheusMetrics | None:
     """The demo's Prometheus metrics, in a registry of their own; None without
-    ``prometheus_client`` (the demo then serves no ``/metrics``)."""
+    ``prometheus_client`` (the demo then serves no ``/metrics``). Given the demo's
+    store and key, they count the live sessions too (every 5 s: a demo is small)."""
     try:
         from prometheus_client import CollectorRegistry
     except ImportError:
         return None
+    from .admin import SessionAdmin
     from .metrics import PrometheusMetrics
 
-    return PrometheusMetrics(registry=CollectorRegistry())
+    admin = None
+    if store is not None and key is not None:
+        admin = SessionAdmin(store, key, key_prefix=KEY_PREFIX)
+    return PrometheusMetrics(registry=CollectorRegistry(), sessions=admin, sessions_every=5.0)
 
 
 def _with_signed_out_page(site: str, app: WSGIApplication, timeline: Timeline) -> WSGIApplication:
@@ -434,6 +440,7 @@ def run_demo(redis_url: str | None, host: str, port: int = DEFAULT_PORT) -> int:
 def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: int) -> int:
     sockets: list[socket.socket] = []
     store: SessionStore | None = None
+    metrics: PrometheusMetrics | None = None
     servers = Servers()
     started = False
     try:
@@ -453,7 +460,7 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
         async_store = _async_store(redis_url)
         options: dict[str, Any] = {"key_prefix": KEY_PREFIX}
         app_store, news_store, metrics_app = store, async_store, None
-        metrics = demo_metrics()
+        metrics = demo_metrics(store, key)
         if metrics is not None:
             # Every site counts its events and times its store calls into one registry.
             options["on_event"] = metrics.on_event
@@ -492,6 +499,8 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
         for sock in sockets:
             sock.close()
         servers.stop()
+        if metrics is not None:
+            metrics.close()
         if store is not None:
             store.close()
         if started:

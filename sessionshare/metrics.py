@@ -10,15 +10,16 @@ as they do without it:
 - ``sessionshare_store_seconds{command}``: a histogram of each store call
   (``load``, ``save``, ``take_ticket``, ...), through a wrapped store
   (:meth:`PrometheusMetrics.instrument`);
-- ``sessionshare_sessions_active``: sign-ins minus the sessions ended that
-  this process saw (see :meth:`PrometheusMetrics.on_event` for what it
-  cannot see).
+- ``sessionshare_sessions_active``: the live shared sessions of all users, counted
+  from the per-user index by a background thread every ``sessions_every``
+  seconds (only when a :class:`~sessionshare.SessionAdmin` is given as
+  ``sessions``; see :meth:`~sessionshare.SessionAdmin.count_sessions`).
 
 An app that passes neither the hook nor the wrapped store pays nothing.
 Labels hold event names, reason codes and command names only -- never a
 user, session id, ticket, token or key -- so their number stays small.
 
-    metrics = PrometheusMetrics()                    # prometheus_client's REGISTRY
+    metrics = PrometheusMetrics(sessions=SessionAdmin(store, key))   # REGISTRY
     app = IdpAuthMiddleware(app, store=metrics.instrument(store),
                             on_event=metrics.on_event, ...)
     # scraped with the app's existing /metrics, or mount metrics.wsgi_app()
@@ -26,18 +27,28 @@ user, session id, ticket, token or key -- so their number stays small.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client import make_asgi_app as _make_asgi_app
 from prometheus_client import make_wsgi_app as _make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from .errors import StoreUnavailable
 from .store.base import AsyncSessionStore, SessionStore
 from .store.observed import COMMANDS, observed
 
-__all__ = ["STORE_BUCKETS", "PrometheusMetrics"]
+if TYPE_CHECKING:
+    from .admin import SessionAdmin
+
+log = logging.getLogger("sessionshare")
+
+__all__ = ["STORE_BUCKETS", "ActiveSessions", "PrometheusMetrics"]
 
 #: Store latency buckets (seconds): a loopback Redis answers in about 50 microseconds.
 STORE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -53,9 +64,16 @@ class PrometheusMetrics:
         ``CollectorRegistry``; by default prometheus_client's ``REGISTRY``.
     :param namespace: the metric names' prefix.
     :param buckets: the store histogram's buckets, in seconds.
+    :param sessions: a :class:`~sessionshare.SessionAdmin` over the shared store (a
+        thread store, even for an ASGI app): with it, ``sessions_active`` counts every
+        user's live sessions from the per-user index, on a background thread.
+        Without it there is no such gauge.
+    :param sessions_every: seconds between two counts (the count scans every
+        user's index: see :meth:`~sessionshare.SessionAdmin.count_sessions`).
 
     Build one per process and registry: registering the same names twice in
-    one registry fails, as prometheus_client does for any metric.
+    one registry fails, as prometheus_client does for any metric. :meth:`close`
+    stops the counting thread.
     """
 
     def __init__(
@@ -64,6 +82,8 @@ class PrometheusMetrics:
         *,
         namespace: str = "sessionshare",
         buckets: tuple[float, ...] = STORE_BUCKETS,
+        sessions: SessionAdmin | None = None,
+        sessions_every: float = 60.0,
     ) -> None:
         self.registry = REGISTRY if registry is None else registry
         self.events = Counter(
@@ -74,38 +94,25 @@ class PrometheusMetrics:
             "store_seconds", "Time spent in one session-store call, by command.",
             ["command"], namespace=namespace, buckets=buckets, registry=self.registry,
         )
-        self.sessions_active = Gauge(
-            "sessions_active",
-            "Sign-ins minus sessions ended by logout, revocation or the absolute timeout, "
-            "as seen by this process (idle expiry is not seen).",
-            namespace=namespace, registry=self.registry,
-        )
         # One child per command, made now: a store call then looks nothing up.
         self._timers = {command: self.store_seconds.labels(command) for command in COMMANDS}
+        self.sessions: ActiveSessions | None = None
+        if sessions is not None:
+            self.sessions = ActiveSessions(sessions, f"{namespace}_sessions_active",
+                                           every=sessions_every)
+            self.registry.register(self.sessions)
+            self.sessions.start()
 
     def on_event(self, name: str, fields: dict[str, Any]) -> None:
-        """The middlewares' (and ``SessionAdmin``'s) ``on_event`` hook.
-
-        Counts the event under its reason code (empty when it has none) and
-        moves the active-sessions gauge: up on ``login``, down on a ``logout``
-        of a signed-in session, on ``session_revoked`` (by its count) and on
-        ``session_expired``. A session that simply idles out is deleted by the
-        store's expiry and reported by no one, so the gauge is an upper bound
-        that a restart resets; across processes, sum it. A true count would
-        need a global index of every session: one more write per sign-in and,
-        on a cluster, one hot key.
-        """
+        """The middlewares' (and ``SessionAdmin``'s) ``on_event`` hook: counts the event
+        under its reason code (empty when it has none)."""
         reason = fields.get("reason")
         self.events.labels(name, "" if reason is None else str(reason)[:_REASON_CHARS]).inc()
-        if name == "login":
-            self.sessions_active.inc()
-        elif name == "logout" and "user" in fields:
-            self.sessions_active.dec()
-        elif name == "session_expired":
-            self.sessions_active.dec()
-        elif name == "session_revoked":
-            count = fields.get("count")
-            self.sessions_active.dec(count if isinstance(count, int) else 1)
+
+    def close(self) -> None:
+        """Stop counting sessions (the metrics stay registered)."""
+        if self.sessions is not None:
+            self.sessions.stop()
 
     def watch(self, command: str) -> AbstractContextManager[object]:
         """A timer observing one ``command`` call into the store histogram."""
@@ -131,3 +138,69 @@ class PrometheusMetrics:
     def asgi_app(self) -> Callable[..., Any]:
         """The same, as an ASGI app (``make_asgi_app``)."""
         return _make_asgi_app(self.registry)
+
+
+class ActiveSessions(Collector):
+    """``<namespace>_sessions_active``: every user's live sessions, counted now and then.
+
+    A thread counts them with :meth:`SessionAdmin.count_sessions` every
+    ``every`` seconds and keeps the figure; a scrape only reads it, so it never
+    waits on the store -- nor blocks an event loop that serves ``/metrics``. A
+    count that fails (the store is down) is logged and the last figure stays;
+    until the first count there is no sample.
+    """
+
+    def __init__(self, admin: SessionAdmin, name: str, *, every: float = 60.0) -> None:
+        if not every > 0:
+            raise ValueError("sessions_every must be a positive number of seconds")
+        self.admin = admin
+        self.name = name
+        self.every = float(every)
+        self.value: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # One count at a time: the figure kept is always the latest count's.
+        self._counting = threading.Lock()
+
+    def refresh(self) -> int:
+        """Count now; the new figure (StoreUnavailable when the store is down)."""
+        with self._counting:
+            self.value = self.admin.count_sessions()
+            return self.value
+
+    def start(self) -> None:
+        """Count in a daemon thread, now and every ``every`` seconds until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sessionshare-sessions",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the counting thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop the counting thread (within a count's time)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except StoreUnavailable as exc:
+                log.warning("sessions_count_failed error=%s", type(exc).__name__)
+            self._stop.wait(self.every)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, _SESSIONS_HELP)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.value is not None:
+            yield GaugeMetricFamily(self.name, _SESSIONS_HELP, value=self.value)
+
+
+_SESSIONS_HELP = ("Live shared sessions of all users, counted from the per-user index "
+                  "(refreshed every sessions_every seconds).")

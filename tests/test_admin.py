@@ -319,3 +319,31 @@ def test_the_async_admin_reads_the_same_index(redis_url: str, clock: FakeClock) 
     assert signed_out_everywhere(laptop)
     assert phone.get(BLOG + "/x").json["user"] == "alice"
     store.close()
+
+
+def test_count_sessions_counts_every_users_live_sessions(
+    dep: Deployment, admin: SessionAdmin, store: SessionStore, clock: FakeClock
+) -> None:
+    """All users together, as the index names them and the store still holds them: a
+    logout, a revocation and another deployment's sessions (another prefix) are not
+    counted. On a cluster the scan covers every master."""
+    assert admin.count_sessions() == 0
+    browsers = {}
+    for name, user in (("alice1", "alice"), ("alice2", "alice"), ("alice3", "alice"),
+                       ("bob", "bob")):
+        browsers[name] = Browser(dep)
+        browsers[name].sign_in_at(SHOP + "/orders", user=user)
+        clock.advance(10)  # oldest first: alice1's session is the first listed
+    assert admin.count_sessions() == 4
+    other = Deployment(store, clock, key=dep.key, idp_options={"key_prefix": "other[*]:"},
+                       remote_options={"key_prefix": "other[*]:"})
+    Browser(other).sign_in_at(SHOP + "/orders", user="bob")
+    elsewhere = SessionAdmin(store, dep.key, key_prefix="other[*]:", clock=clock)
+    assert admin.count_sessions() == 4 and elsewhere.count_sessions() == 1
+    assert admin.revoke("alice", admin.sessions("alice")[0].ref)
+    assert admin.count_sessions() == 3
+    assert browsers["alice2"].post(IDP + "/_sessionshare/logout").status_int == 303
+    assert admin.count_sessions() == 2
+    store.delete(browsers["bob"].store_key("id.test"))  # gone from the store, as if idle
+    assert admin.count_sessions() == 1  # ...though its index entry is still there
+    assert len(admin.sessions("alice")) == 1

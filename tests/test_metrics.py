@@ -9,6 +9,7 @@ with ``prometheus_client.parser``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -21,7 +22,13 @@ from flow import BLOG, IDP, SHOP, Browser, Deployment, async_twin, reason_of
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from sessionshare import MemoryStore, SessionAdmin, SessionStore
+from sessionshare import (
+    ConfigurationError,
+    MemoryStore,
+    SessionAdmin,
+    SessionStore,
+    StoreUnavailable,
+)
 from sessionshare.metrics import PrometheusMetrics
 from sessionshare.store.amemory import AsyncMemoryStore
 from sessionshare.store.observed import COMMANDS, ObservedStore
@@ -128,43 +135,125 @@ def test_the_store_histogram_observes_every_call_by_command(
     }
 
 
-def test_the_active_sessions_gauge_follows_sign_ins_logouts_and_revocations(
+def counted(store: SessionStore, key: Any, clock: FakeClock) -> PrometheusMetrics:
+    """Metrics whose gauge counts the sessions of ``store`` (a count only when asked)."""
+    metrics = PrometheusMetrics(registry=CollectorRegistry(),
+                                sessions=SessionAdmin(store, key, clock=clock),
+                                sessions_every=3600)
+    assert metrics.sessions is not None
+    return metrics
+
+
+def active_now(metrics: PrometheusMetrics) -> float:
+    assert metrics.sessions is not None
+    metrics.sessions.refresh()
+    return active(metrics)
+
+
+def test_the_active_sessions_gauge_counts_the_index_across_users_and_apps(
     store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics
 ) -> None:
     dep = deployment(store, clock, metrics)
-    browsers = [Browser(dep) for _ in range(3)]
-    for browser in browsers:
-        browser.sign_in_at(SHOP + "/orders")
-    assert active(metrics) == 3
-    browsers[0].sign_in_at(BLOG + "/x")  # a hand-off joins a session, starts none
-    assert active(metrics) == 3
+    gauge = counted(store, dep.key, clock)
+    try:
+        assert active_now(gauge) == 0
+        browsers = [Browser(dep) for _ in range(3)]
+        for browser in browsers:
+            browser.sign_in_at(SHOP + "/orders")
+        bob = Browser(dep)
+        bob.sign_in_at(SHOP + "/orders", user="bob")
+        assert active_now(gauge) == 4
+        browsers[0].sign_in_at(BLOG + "/x")  # a hand-off joins a session, starts none
+        assert active_now(gauge) == 4
 
-    assert browsers[0].post(LOGOUT).status_int == 303
-    assert active(metrics) == 2
-    assert browsers[0].post(LOGOUT).status_int == 303  # signed out already: no second end
-    assert active(metrics) == 2
-
-    admin = SessionAdmin(store, dep.key, clock=clock, on_event=metrics.on_event)
-    ref = admin.sessions("alice")[0].ref
-    assert admin.revoke("alice", ref)
-    assert active(metrics) == 1 and events(metrics, "session_revoked", "revoked") == 1
-    assert admin.revoke_all("alice") == 1
-    assert active(metrics) == 0 and events(metrics, "session_revoked", "revoked_all") == 1
+        assert browsers[0].post(LOGOUT).status_int == 303
+        assert active_now(gauge) == 3
+        admin = SessionAdmin(store, dep.key, clock=clock)
+        assert admin.revoke("alice", admin.sessions("alice")[0].ref)
+        assert active_now(gauge) == 2
+        assert admin.revoke_all("alice") == 1
+        assert active_now(gauge) == 1  # bob's
+    finally:
+        gauge.close()
 
 
-def test_a_session_past_its_absolute_timeout_leaves_the_gauge(
+def test_sessions_that_idled_out_or_passed_their_absolute_timeout_are_not_counted(
+    clock: FakeClock, metrics: PrometheusMetrics
+) -> None:
+    """What no event reports -- a session nobody came back to -- leaves the count too.
+
+    On MemoryStore, whose expiry follows the test's clock (Redis's follows real time;
+    the store contract tests cover it, and count_stored is an EXISTS).
+    """
+    store = MemoryStore(clock=clock)
+    dep = deployment(store, clock, metrics, idle_timeout=600, absolute_timeout=3600)
+    gauge = counted(store, dep.key, clock)
+    try:
+        idle, busy = Browser(dep), Browser(dep)
+        idle.sign_in_at(SHOP + "/orders")
+        busy.sign_in_at(SHOP + "/orders")
+        assert active_now(gauge) == 2
+        for _ in range(3):
+            clock.advance(500)
+            assert busy.get(IDP + "/").text == "idp home user=alice"  # keeps it alive
+        assert active_now(gauge) == 1  # the idle one expired in the store: no event said so
+        clock.advance(3600)
+        assert active_now(gauge) == 0  # past its absolute timeout too
+    finally:
+        gauge.close()
+
+
+def test_without_an_admin_there_is_no_gauge_and_a_store_that_cannot_scan_is_refused(
     store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics
 ) -> None:
-    dep = deployment(store, clock, metrics, idle_timeout=10**6, absolute_timeout=3600)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    assert active(metrics) == 1
-    clock.advance(1000)
-    assert browser.get(IDP + "/").text == "idp home user=alice"  # slides to the IdP's idle
-    clock.advance(2601)
-    assert browser.get(IDP + "/").text == "idp home user=None"
-    assert events(metrics, "session_expired", "absolute") == 1
-    assert active(metrics) == 0
+    dep = deployment(store, clock, metrics)
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    assert metrics.registry.get_sample_value("sessionshare_sessions_active") is None
+
+    class ContractOnly:
+        """A store with the contract's methods and nothing more."""
+
+        def __init__(self, inner: SessionStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("index_keys", "count_stored"):
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    with pytest.raises(ConfigurationError, match="cannot count every user's sessions"):
+        SessionAdmin(ContractOnly(store), dep.key, clock=clock).count_sessions()  # type: ignore[arg-type]
+
+
+def test_the_count_runs_on_its_own_thread_and_survives_an_outage(clock: FakeClock) -> None:
+    """Started with the metrics, it counts at once; a store that is down keeps the last
+    figure (logged), and close() stops the thread."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    failing = [False]
+
+    class Flaky(SessionAdmin):
+        def count_sessions(self) -> int:
+            if failing[0]:
+                raise StoreUnavailable("down")
+            return super().count_sessions()
+
+    metrics = PrometheusMetrics(registry=CollectorRegistry(),
+                                sessions=Flaky(store, dep.key, clock=clock), sessions_every=0.05)
+    assert metrics.sessions is not None and metrics.sessions.running
+    try:
+        deadline = time.monotonic() + 10
+        while metrics.registry.get_sample_value("sessionshare_sessions_active") is None:
+            assert time.monotonic() < deadline, "the thread never counted"
+            time.sleep(0.01)
+        assert metrics.registry.get_sample_value("sessionshare_sessions_active") == 1
+        failing[0] = True
+        time.sleep(0.2)  # several failed counts
+        assert metrics.registry.get_sample_value("sessionshare_sessions_active") == 1
+    finally:
+        metrics.close()
+    assert metrics.sessions is not None and not metrics.sessions.running
 
 
 def scrape(app: Any) -> dict[str, Any]:
@@ -202,7 +291,7 @@ def test_the_mounted_app_serves_metrics_the_prometheus_parser_reads(
     infinite = {s.labels["command"]: s.value for s in histogram.samples
                 if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"}
     assert infinite == counts
-    assert families["sessionshare_sessions_active"].samples[0].value == 1
+    assert "sessionshare_sessions_active" not in families  # no admin given: no gauge
     # Labels are event names, reason codes and command names: no identifier anywhere.
     values = [value for family in families.values() for sample in family.samples
               for value in sample.labels.values()]

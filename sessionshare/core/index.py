@@ -260,6 +260,23 @@ class UserIndex:
             self._revoked("revoked_all", count, user)
         return count
 
+    # -- every user at once (SessionAdmin.count_sessions) -------------------------
+    @property
+    def index_prefix(self) -> str:
+        """What every index key of this deployment starts with."""
+        return f"{self.key_prefix}u:{{"
+
+    def live_session_keys(self, entries: dict[str, str]) -> list[str]:
+        """The store keys of the sessions an index's ``entries`` name, those not past
+        their absolute timeout (whether each is still stored is the store's to say)."""
+        now = int(self.clock())
+        keys = []
+        for text in entries.values():
+            entry = _parse(text)
+            if entry is not None and _number(entry, "e") > now:
+                keys.append(self.session_key(entry["k"]))
+        return keys
+
     def _revoked(self, reason: str, count: int, user: str) -> None:
         self.events.emit(
             logging.INFO, "session_revoked",

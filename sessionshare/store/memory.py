@@ -192,6 +192,20 @@ class MemoryStore:
             else:
                 self._indexes.pop(key, None)
 
+    def index_keys(self, prefix: str) -> list[str]:
+        """Every live index key that starts with ``prefix`` (for a count of all sessions)."""
+        with self._lock:
+            clock = self._clock()
+            return [key for key, (expires, _) in self._indexes.items()
+                    if key.startswith(prefix) and expires > clock]
+
+    def count_stored(self, keys: Collection[str]) -> int:
+        """How many of ``keys`` hold a live session now (their expiry left as it is)."""
+        with self._lock:
+            clock = self._clock()
+            return sum(1 for key in keys
+                       if (entry := self._sessions.get(key)) is not None and entry[0] > clock)
+
     def _live_index(self, key: str, clock: float) -> tuple[float, dict[str, str]]:
         held = self._indexes.get(key)
         if held is None or held[0] <= clock:

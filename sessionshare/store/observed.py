@@ -87,6 +87,13 @@ class ObservedStore:
         """Close the wrapped store."""
         self.store.close()
 
+    def __getattr__(self, name: str) -> Any:
+        # What a store offers beyond the contract (RedisStore.client, the index scan an
+        # operator's count uses) is the wrapped store's, unwatched.
+        if name.startswith("__") or name in ("store", "watch"):
+            raise AttributeError(name)
+        return getattr(self.store, name)
+
 
 class AsyncObservedStore:
     """:class:`ObservedStore` for an asyncio store: each command awaited inside ``watch``."""

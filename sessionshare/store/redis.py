@@ -324,6 +324,28 @@ class RedisStore:
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 
+    def index_keys(self, prefix: str) -> list[str]:
+        """Every index key that starts with ``prefix``: ``SCAN`` in batches (on a
+        cluster, over every master), never ``KEYS``, so the server is never held up."""
+        match = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in prefix) + "*"
+        try:
+            return [key.decode() if isinstance(key, bytes) else str(key)
+                    for key in self.client.scan_iter(match=match, count=1000)]
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+
+    def count_stored(self, keys: Collection[str]) -> int:
+        """How many of ``keys`` hold a session now: ``EXISTS``, 500 keys a command (a
+        cluster client splits each by slot). Their expiry is left as it is."""
+        names = list(keys)
+        total = 0
+        try:
+            for start in range(0, len(names), 500):
+                total += int(self.client.exists(*names[start:start + 500]))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return total
+
     def ping(self) -> None:
         try:
             self._line.call("PING")
