@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import importlib.util
 import os
 import statistics
 import sys
@@ -115,8 +116,17 @@ def run(url: str, *, requests: int, rounds: int, server_cpus: set[int] | None = 
             "text": render(found, requests)}
 
 
+def server_kind() -> str:
+    """What uvicorn runs on here: its HTTP parser and event loop (it takes the faster
+    ones, httptools and uvloop, when they are installed: ``uvicorn[standard]``)."""
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn with {parser} and {loop}"
+
+
 def render(found: dict[str, dict[str, Any]], requests: int) -> str:
-    lines = ["", f"{requests} concurrent requests to one uvicorn worker: the loop's worst lag",
+    lines = ["", f"{requests} concurrent requests to one worker ({server_kind()}): "
+             "the loop's worst lag",
              "  (median / max of the rounds; wall time, and the loop's own CPU time)",
              "  case what                                  burst ms  wall lag ms    CPU lag ms"]
     for case, row in found.items():
@@ -125,7 +135,8 @@ def render(found: dict[str, dict[str, Any]], requests: int) -> str:
             f"  {statistics.median(row['lag_ms']):5.1f} /{max(row['lag_ms']):5.1f}"
             f"  {statistics.median(row['cpu_lag_ms']):5.1f} /{max(row['cpu_lag_ms']):5.1f}")
     lines.append(f"target (issue 10): (C) lag < 50 ms -> wall {max(found['C']['lag_ms']):.1f} ms, "
-                 f"CPU {max(found['C']['cpu_lag_ms']):.1f} ms")
+                 f"CPU {max(found['C']['cpu_lag_ms']):.1f} ms; the bare app (A) under the same "
+                 f"burst: {max(found['A']['lag_ms']):.1f} ms")
     return "\n".join(lines)
 
 
