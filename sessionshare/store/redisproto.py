@@ -329,7 +329,8 @@ def parse_record(raw: Any) -> SessionRecord | None:
     if raw is None or raw == 0:
         return None
     try:
-        obj = json.loads(raw)
+        # Decoded first: json.loads would sniff the bytes for UTF-16/32 on every read.
+        obj = json.loads(raw.decode() if type(raw) is bytes else raw)
         fields, meta = obj["d"], obj["m"]
     except (ValueError, KeyError, TypeError):
         # Not ours (a key-prefix clash) or damaged: treat as no session.
