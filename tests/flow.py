@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import webtest
 from asgibridge import WsgiToAsgi, await_on_loop
+from redis.cluster import RedisCluster
 
 from sessionshare import (
     AsyncRedisStore,
@@ -141,7 +142,10 @@ OPEN_ASYNC_STORES: list[AsyncRedisStore] = []
 
 def close_async_stores() -> None:
     while OPEN_ASYNC_STORES:
-        await_on_loop(OPEN_ASYNC_STORES.pop().close())
+        store = OPEN_ASYNC_STORES.pop()
+        await_on_loop(store.close())
+        if hasattr(store.client, "aclose") and not hasattr(store.client, "connection_pool"):
+            await_on_loop(store.client.aclose())  # a cluster client: its nodes' sockets too
 
 
 def async_twin(store: SessionStore) -> Any:
@@ -149,6 +153,15 @@ def async_twin(store: SessionStore) -> Any:
     if isinstance(store, MemoryStore):
         return store  # the ASGI middleware awaits it through an AsyncMemoryStore
     assert isinstance(store, RedisStore), store
+    if isinstance(store.client, RedisCluster):
+        # The same cluster through redis.asyncio's cluster client (tests/reliability).
+        from redis.asyncio.cluster import ClusterNode
+        from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+        nodes = [ClusterNode(node.host, node.port) for node in store.client.get_nodes()]
+        twin = AsyncRedisStore(AsyncRedisCluster(startup_nodes=nodes, socket_timeout=5))
+        OPEN_ASYNC_STORES.append(twin)
+        return twin
     kwargs = store.client.connection_pool.connection_kwargs
     host, port, db = kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379), kwargs.get("db", 0)
     twin = AsyncRedisStore.from_url(

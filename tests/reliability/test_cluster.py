@@ -29,6 +29,7 @@ import test_handoff
 import test_store
 import test_store_async
 import test_store_exchange
+from conftest import FakeClock
 from flow import SHOP, Browser, Deployment
 
 from sessionshare import AsyncRedisStore, RedisStore, SessionStore
@@ -198,6 +199,17 @@ def test_an_interrupted_command_crosses_no_user(cluster_store: RedisStore, follo
         test_store_exchange.check_interrupted_command_crosses_no_user(
             cluster_store, interrupted, following
         )
+
+
+def test_revocation_takes_effect_at_the_next_request_of_asgi_apps_on_the_cluster(
+    cluster_store: RedisStore, redis_cluster: LocalCluster, clock: FakeClock
+) -> None:
+    """Issue 17: the revocation test of tests/test_admin.py with the ASGI IdP, shop and blog,
+    over redis.asyncio's cluster client (the borrowed copy above runs the WSGI shell)."""
+    redis_cluster.flushall()
+    test_admin.test_revocation_takes_effect_at_the_next_request_of_each_shell(
+        cluster_store, clock, "asgi"
+    )
 
 
 _INTERRUPTIONS = [asyncio.CancelledError(), test_store_async.Interrupted()]
