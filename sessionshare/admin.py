@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .core.events import EventHook, Events
 from .core.index import REF_CHARS, SessionInfo, UserIndex
@@ -119,12 +120,31 @@ class SessionAdmin(_Admin):
 
         It reads every user's index and asks the store which of the sessions
         named there it still holds: a ``SCAN`` over the index keys, one read per
-        user and one ``EXISTS`` per 500 sessions. That grows with the number of
-        users, so call it for a gauge every minute or so, never per request.
+        user and one ``EXISTS`` per 500 sessions (on a cluster, one per session: each
+        has its own slot). That grows with the number of users and sessions, so
+        call it for a gauge every minute or so, never per request.
         A session that idled out is not counted, though its entry waits to be
         pruned. The store must offer ``index_keys`` and ``count_stored``
         (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
         """
+        index_keys, count_stored = self._counting_methods()
+        # Sets: SCAN may return a key twice, and during a key rotation one session is
+        # named in its user's index under the old key and under the new one.
+        seen: set[str] = set()
+        stored = 0
+        batch: list[str] = []
+        for key in set(index_keys(self.index.index_prefix)):
+            for session_key in self.index.live_session_keys(self.store.index_read(key)):
+                if session_key not in seen:
+                    seen.add(session_key)
+                    batch.append(session_key)
+            if len(batch) >= 500:
+                stored += int(count_stored(batch))
+                batch = []
+        return stored + (int(count_stored(batch)) if batch else 0)
+
+    def _counting_methods(self) -> tuple[Callable[[str], Any], Callable[[list[str]], int]]:
+        """The store's ``index_keys`` and ``count_stored``; ConfigurationError without."""
         index_keys = getattr(self.store, "index_keys", None)
         count_stored = getattr(self.store, "count_stored", None)
         if index_keys is None or count_stored is None:
@@ -132,14 +152,11 @@ class SessionAdmin(_Admin):
                 f"{type(self.store).__name__} cannot count every user's sessions: it has no "
                 "index_keys/count_stored (MemoryStore and RedisStore have them)"
             )
-        total = 0
-        batch: list[str] = []
-        for key in index_keys(self.index.index_prefix):
-            batch.extend(self.index.live_session_keys(self.store.index_read(key)))
-            if len(batch) >= 500:
-                total += int(count_stored(batch))
-                batch = []
-        return total + (int(count_stored(batch)) if batch else 0)
+        return index_keys, count_stored
+
+    def check_counting(self) -> None:
+        """Raise ConfigurationError now if :meth:`count_sessions` cannot work on this store."""
+        self._counting_methods()
 
 
 class AsyncSessionAdmin(_Admin):

@@ -28,6 +28,7 @@ user, session id, ticket, token or key -- so their number stays small.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -39,7 +40,6 @@ from prometheus_client import make_wsgi_app as _make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .errors import StoreUnavailable
 from .store.base import AsyncSessionStore, SessionStore
 from .store.observed import COMMANDS, observed
 
@@ -100,8 +100,7 @@ class PrometheusMetrics:
         if sessions is not None:
             self.sessions = ActiveSessions(sessions, f"{namespace}_sessions_active",
                                            every=sessions_every)
-            self.registry.register(self.sessions)
-            self.sessions.start()
+            self.registry.register(self.sessions)  # counts from the first scrape on
 
     def on_event(self, name: str, fields: dict[str, Any]) -> None:
         """The middlewares' (and ``SessionAdmin``'s) ``on_event`` hook: counts the event
@@ -145,20 +144,31 @@ class ActiveSessions(Collector):
 
     A thread counts them with :meth:`SessionAdmin.count_sessions` every
     ``every`` seconds and keeps the figure; a scrape only reads it, so it never
-    waits on the store -- nor blocks an event loop that serves ``/metrics``. A
-    count that fails (the store is down) is logged and the last figure stays;
-    until the first count there is no sample.
+    waits on the store -- nor blocks an event loop that serves ``/metrics``.
+    The thread starts at the first scrape (or :meth:`start`) in the process
+    that scrapes, so a server that forks its workers after building the app
+    counts in each worker. A count that fails is logged
+    (``sessions_count_failed``); after :data:`STALE_AFTER` failures in a row
+    the sample is dropped rather than shown stale. Until the first count there
+    is no sample.
     """
+
+    #: Failed counts in a row after which the last figure is no longer shown.
+    STALE_AFTER = 3
 
     def __init__(self, admin: SessionAdmin, name: str, *, every: float = 60.0) -> None:
         if not every > 0:
             raise ValueError("sessions_every must be a positive number of seconds")
+        admin.check_counting()  # a store that cannot count fails here, not on a thread
         self.admin = admin
         self.name = name
         self.every = float(every)
         self.value: int | None = None
+        self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._starting = threading.Lock()
         # One count at a time: the figure kept is always the latest count's.
         self._counting = threading.Lock()
 
@@ -166,14 +176,19 @@ class ActiveSessions(Collector):
         """Count now; the new figure (StoreUnavailable when the store is down)."""
         with self._counting:
             self.value = self.admin.count_sessions()
+            self.failures = 0
             return self.value
 
     def start(self) -> None:
-        """Count in a daemon thread, now and every ``every`` seconds until :meth:`stop`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sessionshare-sessions",
-                                            daemon=True)
-            self._thread.start()
+        """Count in a daemon thread, now and every ``every`` seconds until :meth:`stop`
+        (again in a forked child, whose parent's thread did not come along)."""
+        with self._starting:
+            if self._pid != os.getpid():
+                self._pid, self._thread, self.value = os.getpid(), None, None
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="sessionshare-sessions",
+                                                daemon=True)
+                self._thread.start()
 
     @property
     def running(self) -> bool:
@@ -190,14 +205,20 @@ class ActiveSessions(Collector):
         while not self._stop.is_set():
             try:
                 self.refresh()
-            except StoreUnavailable as exc:
-                log.warning("sessions_count_failed error=%s", type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - a gauge must not die of one bad count
+                self.failures += 1
+                if self.failures >= self.STALE_AFTER:
+                    self.value = None
+                log.warning("sessions_count_failed error=%s failures=%d",
+                            type(exc).__name__, self.failures)
             self._stop.wait(self.every)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self.name, _SESSIONS_HELP)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self._pid != os.getpid() or self._thread is None:
+            self.start()
         if self.value is not None:
             yield GaugeMetricFamily(self.name, _SESSIONS_HELP, value=self.value)
 

@@ -28,8 +28,9 @@ from sessionshare import (
     SessionAdmin,
     SessionStore,
     StoreUnavailable,
+    SyncKey,
 )
-from sessionshare.metrics import PrometheusMetrics
+from sessionshare.metrics import ActiveSessions, PrometheusMetrics
 from sessionshare.store.amemory import AsyncMemoryStore
 from sessionshare.store.observed import COMMANDS, ObservedStore
 
@@ -203,31 +204,19 @@ def test_sessions_that_idled_out_or_passed_their_absolute_timeout_are_not_counte
         gauge.close()
 
 
-def test_without_an_admin_there_is_no_gauge_and_a_store_that_cannot_scan_is_refused(
+def test_without_an_admin_there_is_no_gauge(
     store: SessionStore, clock: FakeClock, metrics: PrometheusMetrics
 ) -> None:
     dep = deployment(store, clock, metrics)
     Browser(dep).sign_in_at(SHOP + "/orders")
     assert metrics.registry.get_sample_value("sessionshare_sessions_active") is None
-
-    class ContractOnly:
-        """A store with the contract's methods and nothing more."""
-
-        def __init__(self, inner: SessionStore) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            if name in ("index_keys", "count_stored"):
-                raise AttributeError(name)
-            return getattr(self.inner, name)
-
-    with pytest.raises(ConfigurationError, match="cannot count every user's sessions"):
-        SessionAdmin(ContractOnly(store), dep.key, clock=clock).count_sessions()  # type: ignore[arg-type]
+    assert metrics.registry.get_sample_value(EVENTS, {"event": "login", "reason": ""}) == 1
 
 
-def test_the_count_runs_on_its_own_thread_and_survives_an_outage(clock: FakeClock) -> None:
-    """Started with the metrics, it counts at once; a store that is down keeps the last
-    figure (logged), and close() stops the thread."""
+def test_the_count_runs_on_its_own_thread_from_the_first_scrape(clock: FakeClock) -> None:
+    """The thread starts at the first scrape (so a worker forked after the app was built
+    counts for itself); a failing count is logged, and after three in a row the figure is
+    dropped rather than shown stale; close() stops the thread."""
     store = MemoryStore(clock=clock)
     dep = Deployment(store, clock)
     Browser(dep).sign_in_at(SHOP + "/orders")
@@ -241,19 +230,69 @@ def test_the_count_runs_on_its_own_thread_and_survives_an_outage(clock: FakeCloc
 
     metrics = PrometheusMetrics(registry=CollectorRegistry(),
                                 sessions=Flaky(store, dep.key, clock=clock), sessions_every=0.05)
-    assert metrics.sessions is not None and metrics.sessions.running
-    try:
+    assert metrics.sessions is not None and not metrics.sessions.running  # not before a scrape
+
+    def sample() -> float | None:
+        return metrics.registry.get_sample_value("sessionshare_sessions_active")
+
+    def wait_for(expected: float | None) -> None:
         deadline = time.monotonic() + 10
-        while metrics.registry.get_sample_value("sessionshare_sessions_active") is None:
-            assert time.monotonic() < deadline, "the thread never counted"
+        while sample() != expected:
+            assert time.monotonic() < deadline, f"the gauge never showed {expected}"
             time.sleep(0.01)
-        assert metrics.registry.get_sample_value("sessionshare_sessions_active") == 1
+
+    try:
+        wait_for(1)
+        assert metrics.sessions.running
         failing[0] = True
-        time.sleep(0.2)  # several failed counts
-        assert metrics.registry.get_sample_value("sessionshare_sessions_active") == 1
+        wait_for(None)  # three failed counts: no stale figure
+        assert metrics.sessions.failures >= ActiveSessions.STALE_AFTER
+        failing[0] = False
+        wait_for(1)  # the store is back
     finally:
         metrics.close()
-    assert metrics.sessions is not None and not metrics.sessions.running
+    assert not metrics.sessions.running
+
+
+def test_a_store_that_cannot_count_is_refused_when_the_metrics_are_built(
+    clock: FakeClock
+) -> None:
+    class ContractOnly:
+        def __init__(self, inner: SessionStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("index_keys", "count_stored"):
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    store = MemoryStore(clock=clock)
+    admin = SessionAdmin(ContractOnly(store), SyncKey.generate(), clock=clock)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="cannot count every user's sessions"):
+        PrometheusMetrics(registry=CollectorRegistry(), sessions=admin)
+
+
+def test_a_session_named_twice_during_a_key_rotation_is_counted_once(clock: FakeClock) -> None:
+    """Signed in under the old key, its session is indexed under the old key's user index;
+    refreshed after the new key came first, under the new one's too. One session."""
+    old, new = SyncKey.generate(), SyncKey.generate()
+    store = MemoryStore(clock=clock)
+    before = Deployment(store, clock, key=old)
+    browser = Browser(before)
+    browser.sign_in_at(SHOP + "/orders")
+    rotated = Deployment(store, clock, key=f"{new},{old}")
+    admin = SessionAdmin(store, rotated.key, clock=clock)
+    sid = browser.session_id("id.test")
+    assert sid is not None
+    # The index entry a session move under the new key writes (the IdP's own step).
+    from sessionshare.core.steps import run
+
+    index = rotated.idp.side.index
+    digest = rotated.idp.side.lifecycle.ids.digest(sid)
+    run(index.record("alice", digest, created=int(clock()), expires=int(clock()) + 3600,
+                     user_agent="x"), store)
+    assert sum(len(store.index_read(key)) for key in index.index_keys("alice")) == 2
+    assert admin.count_sessions() == 1
 
 
 def scrape(app: Any) -> dict[str, Any]:

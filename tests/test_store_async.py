@@ -333,8 +333,9 @@ def test_the_fast_packing_is_byte_for_byte_redis_pys(name: str, rest: list[str |
 
 def test_packing_leaves_other_types_to_redis_py() -> None:
     conn = redis.asyncio.Redis(protocol=2).connection_pool.make_connection()
-    for args in (("SET", "k", 1.5), ("SET", "k", b"raw")):
-        assert pack(conn, args) == list(conn.pack_command(*args))
+    for args in (("SET", "k", 1.5), ("SET", "k", b"raw"), ("CONFIG GET", "maxmemory"),
+                 (" GET", "k"), ("GET",)):
+        assert pack(conn, args) == list(conn.pack_command(*args))  # "CONFIG GET" is split
     with pytest.raises(redis.DataError):
         pack(conn, ("SET", "k", True))  # refused as redis-py refuses it
 
@@ -365,6 +366,62 @@ def test_a_new_connection_does_not_read_the_package_metadata(
     control.connection_pool.make_connection()
     if hasattr(redis, "driver_info"):
         assert len(calls) > made, "the control made no lookup: this test proves nothing here"
+
+
+def test_the_fast_path_keeps_a_clients_own_encoding_and_connection_class(
+    redis_url: str,
+) -> None:
+    """The fast path packs text as strict UTF-8 and writes as redis-py does: a client set
+    up otherwise keeps redis-py's own packing, and a connection class that writes its own
+    way is still called."""
+    latin = AsyncRedisStore(redis.asyncio.Redis.from_url(redis_url, protocol=2,
+                                                         encoding="latin-1"))
+    assert not latin.uses_fast_path
+
+    class OwnPacking(redis.asyncio.Connection):
+        def pack_command(self, *args: Any) -> Any:
+            return super().pack_command(*args)
+
+    pool = redis.asyncio.ConnectionPool.from_url(redis_url, protocol=2,
+                                                 connection_class=OwnPacking)
+    assert not AsyncRedisStore(redis.asyncio.Redis(connection_pool=pool)).uses_fast_path
+
+    writes: list[int] = []
+
+    class OwnWriting(redis.asyncio.Connection):
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            writes.append(1)
+            await super().send_packed_command(command, check_health)
+
+    async def scenario() -> None:
+        pool = redis.asyncio.ConnectionPool.from_url(redis_url, protocol=2,
+                                                     connection_class=OwnWriting)
+        store = AsyncRedisStore(redis.asyncio.Redis(connection_pool=pool))
+        assert store.uses_fast_path  # packing is redis-py's: the fast path stays on
+        await _seed(store)
+        before = len(writes)
+        assert await store.load("s:bob", 600) == SessionRecord(BOB, {})
+        assert len(writes) == before + 1  # ...and its own write is the one that ran
+        await store.close()
+
+    run(scenario())
+
+
+def test_a_client_that_names_its_driver_keeps_its_choice(redis_url: str) -> None:
+    """driver_info=None (lib_name=None, lib_version=None before redis-py 7) is the way to
+    send no CLIENT SETINFO (older servers count it as a failed call): the stores' clients
+    leave such a choice alone."""
+    import importlib.util
+
+    quiet: dict[str, Any] = (
+        {"driver_info": None} if importlib.util.find_spec("redis.driver_info")
+        else {"lib_name": None, "lib_version": None}
+    )
+    for store in (RedisStore.from_url(redis_url, **quiet),
+                  AsyncRedisStore.from_url(redis_url, **quiet)):
+        assert store.client.connection_pool.make_connection().driver_info is None
+    store = RedisStore.from_url(redis_url)
+    assert store.client.connection_pool.make_connection().driver_info is not None
 
 
 def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:

@@ -79,8 +79,9 @@ def _loads(text: str) -> Any:
     the decoder (which costs several times as much). Anything else, including
     any text that is not valid JSON, goes to ``json.loads``.
     """
-    if (len(text) >= 2 and text[0] == '"' and text[-1] == '"' and "\\" not in text
-            and text.count('"') == 2 and text.isascii() and text.isprintable()):
+    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
+            and "\\" not in text and text.count('"') == 2 and text.isascii()
+            and text.isprintable()):
         return text[1:-1]
     return json.loads(text)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,6 +34,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .exchange import DEFAULT_MAX_IDLE, is_redirect, pack
 
 __all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "exchange", "run_script", "send"]
+
+
+#: redis-py's own write, which :func:`send` stands in for (and only for it).
+_REDIS_PY_SEND = AbstractConnection.send_packed_command
 
 
 async def send(conn: Any, packed: Any) -> None:
@@ -50,9 +55,10 @@ async def send(conn: Any, packed: Any) -> None:
     the connection on any of them.
     """
     writer = getattr(conn, "_writer", None)
-    if (writer is None or conn.health_check_interval or not conn.is_connected
+    if (writer is None or type(conn).send_packed_command is not _REDIS_PY_SEND
+            or conn.health_check_interval or not conn.is_connected
             or writer.transport.is_closing()):
-        await conn.send_packed_command(packed)
+        await conn.send_packed_command(packed)  # also a class that writes its own way
         return
     try:
         writer.writelines(packed)

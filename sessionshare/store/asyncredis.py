@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from ..errors import ConfigurationError
 from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLine, run_script
 from .base import SessionRecord
-from .exchange import DEFAULT_MAX_IDLE
+from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
 from .redisproto import (
     CLAIM,
     CLAIM_SHA,
@@ -68,6 +68,7 @@ def _line_for(client: Any, max_idle: int | None) -> AsyncLine:
         type(client) is aioredis.Redis
         and type(pool) is aioredis.ConnectionPool
         and str(protocol) == "2"
+        and packs_like_redis_py(pool, aioredis.Connection)
     ):
         if max_idle is None:
             max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))

@@ -48,7 +48,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "pack", "run_script"]
+__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "pack",
+           "packs_like_redis_py", "run_script"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -62,6 +63,9 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     time (it also handles memoryviews and splits large values, which the
     store's commands never need). Anything else goes to redis-py.
     """
+    first = args[0] if args else None
+    if type(first) is not str or not first.isalpha():
+        return list(conn.pack_command(*args))  # redis-py splits "CONFIG GET" into two
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if type(arg) is str:
@@ -72,6 +76,19 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
             return list(conn.pack_command(*args))
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return [b"".join(parts)]
+
+
+def packs_like_redis_py(pool: Any, stock: Any) -> bool:
+    """True when :func:`pack` writes exactly what this pool's connections would: their
+    class keeps ``stock``'s packing, and they encode text as strict UTF-8 (redis-py's
+    default; a client built with another ``encoding`` keeps redis-py's packing)."""
+    kwargs = getattr(pool, "connection_kwargs", {}) or {}
+    encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
+    return (
+        getattr(pool.connection_class, "pack_command", None) is stock.pack_command
+        and encoding in ("utf-8", "utf8")
+        and kwargs.get("encoding_errors", "strict") == "strict"
+    )
 
 
 def exchange(conn: Any, packed: Any) -> Any:

@@ -54,7 +54,14 @@ from redis.sentinel import SentinelConnectionPool
 
 from ..errors import ConfigurationError
 from .base import SessionRecord
-from .exchange import DEFAULT_MAX_IDLE, ClusterLine, DirectLine, PoolLine, run_script
+from .exchange import (
+    DEFAULT_MAX_IDLE,
+    ClusterLine,
+    DirectLine,
+    PoolLine,
+    packs_like_redis_py,
+    run_script,
+)
 from .redisproto import (
     CLAIM,
     CLAIM_SHA,
@@ -100,6 +107,7 @@ def _line_for(client: Any, max_idle: int | None) -> DirectLine | PoolLine | Clus
         and type(pool) is redis_py.ConnectionPool
         and getattr(pool, "cache", None) is None  # client-side caching
         and _protocol(pool) == "2"  # RESP3 may interleave push messages
+        and packs_like_redis_py(pool, redis_py.Connection)
     ):
         if max_idle is None:
             # Half the pool's bound at most: the client's own commands keep the rest.

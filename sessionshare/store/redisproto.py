@@ -245,7 +245,8 @@ def web_client(
     }
     if max_connections is not None:
         options["max_connections"] = max_connections
-    options.update(_driver_info())
+    if not {"driver_info", "lib_name", "lib_version"} & set(client_options):
+        options.update(_driver_info())  # lib_name=None etc. keep their meaning
     options.update(client_options)
     try:
         return from_url(url, **options)
