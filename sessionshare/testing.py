@@ -134,10 +134,11 @@ async def signed_in_cookie_async(
 
 def _cookie_setter(client: Any) -> Callable[[str, str], None]:
     """How to put a cookie in ``client``'s jar, for the host its requests go to."""
-    if hasattr(client, "set_cookie") and hasattr(client, "cookiejar"):  # WebTest TestApp
+    # WebTest's TestApp (a cookiejar), a werkzeug/Flask client (for localhost, its host).
+    if hasattr(client, "set_cookie") and (
+        hasattr(client, "cookiejar") or hasattr(client, "application")
+    ):
         return client.set_cookie  # type: ignore[no-any-return]
-    if hasattr(client, "set_cookie") and hasattr(client, "application"):  # werkzeug/Flask
-        return client.set_cookie  # type: ignore[no-any-return]  # for localhost, its host
     if hasattr(client, "cookies") and hasattr(client, "handler"):  # Django's test Client
         if getattr(client, "middleware", None) is None:
             raise TypeError(

@@ -9,7 +9,9 @@ with ``prometheus_client.parser``.
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -252,6 +254,42 @@ def test_the_count_runs_on_its_own_thread_from_the_first_scrape(clock: FakeClock
     finally:
         metrics.close()
     assert not metrics.sessions.running
+
+
+def test_a_worker_forked_after_the_first_scrape_counts_for_itself(clock: FakeClock) -> None:
+    """A pre-fork server (gunicorn --preload) copies the metrics into each worker, but not
+    the parent's counting thread: a worker's first scrape starts a thread of its own."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock)
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    metrics = PrometheusMetrics(registry=CollectorRegistry(),
+                                sessions=SessionAdmin(store, dep.key, clock=clock),
+                                sessions_every=0.05)
+    gauge = metrics.sessions
+    assert gauge is not None
+    try:
+        metrics.registry.get_sample_value("sessionshare_sessions_active")  # starts the thread
+        assert gauge.running
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+            child = os.fork()
+        if child == 0:  # the worker: its copy of the thread does not run here
+            code = 1
+            try:
+                if not gauge.running:
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        value = metrics.registry.get_sample_value("sessionshare_sessions_active")
+                        if gauge.running and value == 1:
+                            code = 0
+                            break
+                        time.sleep(0.01)
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the forked worker never counted"
+    finally:
+        metrics.close()
 
 
 def test_a_store_that_cannot_count_is_refused_when_the_metrics_are_built(

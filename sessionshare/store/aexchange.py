@@ -54,6 +54,8 @@ async def send(conn: Any, packed: Any) -> None:
     timeout or a connection error, which its retry knows); the caller drops
     the connection on any of them.
     """
+    # redis-py keeps a connection's StreamWriter as ``_writer`` (None while closed); a
+    # version without it takes redis-py's own path below, so nothing depends on it.
     writer = getattr(conn, "_writer", None)
     if (writer is None or type(conn).send_packed_command is not _REDIS_PY_SEND
             or conn.health_check_interval or not conn.is_connected
