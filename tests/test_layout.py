@@ -130,8 +130,10 @@ def test_a_layer_imports_only_the_layers_above_it(layer: str) -> None:
     assert wrong == set()
 
 
-#: Names with a leading underscore that their library documents as public.
-_DOCUMENTED = {"_get_current_object"}  # werkzeug's LocalProxy: the proxied object
+#: Names with a leading underscore that their library documents as public: werkzeug's
+#: LocalProxy._get_current_object (the proxied object) and os._exit (how a forked child
+#: ends without running the parent's cleanup).
+_DOCUMENTED = {"_get_current_object", "_exit"}
 _PRIVATE = re.compile(r"(?<![\w.])(?!self\b|cls\b)([a-z_][a-z0-9_]*)\._[a-z][a-z0-9_]*\b")
 
 
