@@ -33,7 +33,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .exchange import DEFAULT_MAX_IDLE, is_redirect, pack
 
-__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "exchange", "run_script", "send"]
+__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop", "exchange",
+           "run_script", "send"]
 
 
 #: redis-py's own write, which :func:`send` stands in for (and only for it).
@@ -72,6 +73,21 @@ async def send(conn: Any, packed: Any) -> None:
         raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
 
 
+async def drop(conn: Any) -> None:
+    """Close a connection at once, discarding whatever it has not sent yet.
+
+    An asyncio transport closed the usual way first flushes its buffer: the
+    rest of a command cut off halfway would still reach the server, complete,
+    and run after its task was cancelled or timed out. Aborting the transport
+    drops those bytes, so the server sees half a command and a closed
+    connection, and runs nothing.
+    """
+    writer = getattr(conn, "_writer", None)  # see send(): redis-py's StreamWriter
+    if writer is not None:
+        writer.transport.abort()
+    await conn.disconnect(nowait=True)
+
+
 async def exchange(conn: Any, packed: Any) -> Any:
     """Send one packed command and await its reply; on ANY failure, drop the connection."""
     done = False
@@ -85,9 +101,9 @@ async def exchange(conn: Any, packed: Any) -> Any:
         raise
     finally:
         if not done:
-            # nowait: close the socket now; waiting for the close would be a new
-            # await point inside a task that is being cancelled.
-            await conn.disconnect(nowait=True)
+            # At once: waiting for the close would be a new await point inside a
+            # task that is being cancelled.
+            await drop(conn)
 
 
 async def _with_retry(conn: Any, packed: Any) -> Any:
@@ -95,7 +111,7 @@ async def _with_retry(conn: Any, packed: Any) -> Any:
         return await exchange(conn, packed)
 
     async def failed(_error: Exception) -> None:
-        await conn.disconnect(nowait=True)
+        await drop(conn)
 
     return await conn.retry.call_with_retry(attempt, failed)
 
@@ -111,7 +127,7 @@ async def drop_if_dirty(conn: Any) -> None:
     except (RedisConnectionError, RedisTimeoutError, OSError):
         dirty = True
     if dirty:
-        await conn.disconnect(nowait=True)
+        await drop(conn)
 
 
 async def _borrow(pool: Any, command: str) -> Any:

@@ -195,10 +195,12 @@ def _cause(exc: BaseException) -> str:
     if isinstance(cause, OSError):
         if cause is not exc and type(cause).__name__ != text:
             parts.append(type(cause).__name__)
-        if isinstance(cause.errno, int) and isinstance(cause.strerror, str):
+        if isinstance(cause.errno, int) and cause.errno > 0:
             errno = cause.errno
-            # strerror is the operating system's text, never a URL's.
-            parts.append(f"errno {errno}: {cause.strerror[:100]}")
+            # Spelled by the operating system from the number, not taken from the
+            # exception: its strerror may be a library's own text (asyncio writes
+            # "Connect call failed ('127.0.0.1', 1)"), which can name the address.
+            parts.append(f"errno {errno}: {os.strerror(errno)}")
     else:
         # redis.asyncio drops the OSError from the chain; its message starts "Error 111
         # connecting to ...". Only the number is taken from it, and spelled by the OS.
