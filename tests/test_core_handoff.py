@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from conftest import FakeClock
+from coredrive import NAVIGATE, CoreBrowser, Drive, no_io, visit
 
 from sessionshare import AsyncRedisStore, MemoryStore, SyncKey
 from sessionshare.core.idp import IdpSide
@@ -23,60 +23,10 @@ from sessionshare.core.remote import RemoteSide
 from sessionshare.core.reply import Reply
 from sessionshare.core.request import Request
 from sessionshare.core.session import Session
-from sessionshare.core.side import PassThrough, Side
+from sessionshare.core.side import PassThrough
 from sessionshare.core.steps import Steps, run, run_async
-from sessionshare.store.base import SessionRecord
 
 IDP, SHOP = "http://id.test", "http://shop.test"
-NAVIGATE = {"accept": "text/html", "fetch_mode": "navigate"}
-
-
-def _no_io(sid: str) -> SessionRecord | None:
-    raise AssertionError("a side reads the session through its steps, never behind them")
-
-
-class Browser:
-    """Cookies per origin, as a browser keeps them; requests built for the sides."""
-
-    def __init__(self) -> None:
-        self.jars: dict[str, dict[str, str]] = {IDP: {}, SHOP: {}}
-
-    def request(self, origin: str, method: str, target: str, **headers: Any) -> Request:
-        path, _, query = target.partition("?")
-        cookies = "; ".join(f"{k}={v}" for k, v in self.jars[origin].items())
-        return Request(method=method, path=path, query=query, cookies=cookies, **headers)
-
-    def keep(self, origin: str, headers: Any) -> None:
-        for name, value in headers:
-            if name.lower() == "set-cookie":
-                pair = value.split(";", 1)[0]
-                key, _, val = pair.partition("=")
-                if "Max-Age=0" in value:
-                    self.jars[origin].pop(key, None)
-                else:
-                    self.jars[origin][key] = val
-
-
-Drive = Callable[[Steps[Any]], Any]
-
-
-def _visit(drive: Drive, side: Side, request: Request, app: Callable[[Session], None] | None
-           = None) -> Reply | tuple[PassThrough, Any]:
-    """One request through a side: on the way in, the app, on the way out."""
-    session = Session(_no_io, side.lifecycle.session_id_in(request.cookies))
-    outcome = side.on_request(request, session)
-    if not isinstance(outcome, (Reply, PassThrough)):
-        outcome = drive(outcome)
-    if isinstance(outcome, Reply):
-        return outcome
-    if app is not None:
-        drive(side.lifecycle.load(session))  # the app reads: a shell loads it first
-        app(session)
-    if isinstance(side, IdpSide):
-        answer = drive(side.on_response(request, session, outcome, []))
-    else:
-        answer = drive(side.lifecycle.persist(session))
-    return answer if isinstance(answer, Reply) else (outcome, answer)
 
 
 def handoff(drive: Drive, clock: FakeClock) -> None:
@@ -84,10 +34,10 @@ def handoff(drive: Drive, clock: FakeClock) -> None:
     common = {"key": key, "cookie_secure": False, "clock": clock}
     idp = IdpSide(app_url=IDP, known_remote_hosts=[SHOP], **common)
     shop = RemoteSide(app_url=SHOP, idp_url=IDP + "/login", protect=["/orders"], **common)
-    browser = Browser()
+    browser = CoreBrowser([IDP, SHOP])
 
     # 1. A protected page, signed out: off to the IdP, with a state cookie.
-    away = _visit(drive, shop, browser.request(SHOP, "GET", "/orders?page=2", **NAVIGATE))
+    away = visit(drive, shop, browser.request(SHOP, "GET", "/orders?page=2", **NAVIGATE))
     assert isinstance(away, Reply) and away.status == 302
     browser.keep(SHOP, away.headers)
     login = dict(away.headers)["Location"]
@@ -96,7 +46,7 @@ def handoff(drive: Drive, clock: FakeClock) -> None:
 
     # 2. The IdP's login page: the hand-off is remembered, the app shows its form.
     # The state is claimed for this browser, which gets its IdP browser cookie.
-    form = _visit(drive, idp, browser.request(IDP, "GET", login_target, **NAVIGATE))
+    form = visit(drive, idp, browser.request(IDP, "GET", login_target, **NAVIGATE))
     assert isinstance(form, tuple)
     assert (form[0].user, form[0].signed_in) == (None, False)
     assert [v.split("=")[0] for k, v in form[1] if k == "Set-Cookie"] == [
@@ -107,7 +57,7 @@ def handoff(drive: Drive, clock: FakeClock) -> None:
     def sign_in(session: Session) -> None:
         session["user"] = "alice"
 
-    back = _visit(drive, idp, browser.request(IDP, "POST", login_target, **NAVIGATE), sign_in)
+    back = visit(drive, idp, browser.request(IDP, "POST", login_target, **NAVIGATE), sign_in)
     assert isinstance(back, Reply) and back.status == 303
     browser.keep(IDP, back.headers)
     callback = dict(back.headers)["Location"]
@@ -115,21 +65,21 @@ def handoff(drive: Drive, clock: FakeClock) -> None:
     assert "token" in parse_qs(urlsplit(callback).query)
 
     # 4. The callback: the token redeemed once, the shared session adopted.
-    adopted = _visit(drive, shop, browser.request(SHOP, "GET", callback[len(SHOP):], **NAVIGATE))
+    adopted = visit(drive, shop, browser.request(SHOP, "GET", callback[len(SHOP):], **NAVIGATE))
     assert isinstance(adopted, Reply) and adopted.status == 303
     assert dict(adopted.headers)["Location"] == "/orders?page=2"
     browser.keep(SHOP, adopted.headers)
-    replay = _visit(drive, shop, browser.request(SHOP, "GET", callback[len(SHOP):], **NAVIGATE))
+    replay = visit(drive, shop, browser.request(SHOP, "GET", callback[len(SHOP):], **NAVIGATE))
     assert isinstance(replay, Reply) and replay.status == 403
 
     # 5. The protected page again: alice, from the one shared session.
-    page = _visit(drive, shop, browser.request(SHOP, "GET", "/orders?page=2", **NAVIGATE))
+    page = visit(drive, shop, browser.request(SHOP, "GET", "/orders?page=2", **NAVIGATE))
     assert isinstance(page, tuple) and page[0] == PassThrough("alice", signed_in=True)
 
     # 6. Logout at the shop ends it at the IdP too.
-    out = _visit(drive, shop, browser.request(SHOP, "POST", "/_sessionshare/logout"))
+    out = visit(drive, shop, browser.request(SHOP, "POST", "/_sessionshare/logout"))
     assert isinstance(out, Reply) and out.status == 303
-    at_idp = _visit(drive, idp, browser.request(IDP, "GET", "/", **NAVIGATE))
+    at_idp = visit(drive, idp, browser.request(IDP, "GET", "/", **NAVIGATE))
     assert isinstance(at_idp, tuple) and at_idp[0].user is None
 
 
@@ -159,7 +109,7 @@ def test_the_same_handoff_on_the_asyncio_store(redis_url: str) -> None:
 def test_a_public_path_asks_nothing_of_the_store(clock: FakeClock) -> None:
     shop = RemoteSide(key=SyncKey.generate(), app_url=SHOP, idp_url=IDP + "/login",
                       protect=["/orders"], cookie_secure=False, clock=clock)
-    session = Session(_no_io, "s" * 43)
+    session = Session(no_io, "s" * 43)
     # The answer itself, not steps: nothing to drive, nothing asked of a store.
     outcome = shop.on_request(Request(method="GET", path="/about", cookies="x=1"), session)
     assert outcome == PassThrough()
