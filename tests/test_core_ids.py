@@ -6,7 +6,9 @@ import pytest
 
 from sessionshare import SyncKey
 from sessionshare.core import ids as ids_module
+from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.ids import COOKIE_VALUE_PATTERN, SESSION_ID_PATTERN, SessionIds
+from sessionshare.core.lifecycle import Lifecycle
 
 KEY = SyncKey.parse(SyncKey.generate())
 
@@ -59,3 +61,19 @@ def test_a_remembered_id_keeps_its_own_limits() -> None:
     assert shop.is_remembered(sid) and not shop.is_remembered(shop.new())
     assert shop.limits(sid) == (7 * 86400, 30 * 86400)  # longer than the app's own
     assert shop.lookup(sid) == (shop.digest(sid), 7 * 86400, 30 * 86400)
+
+
+def test_the_store_key_is_a_digest_keyed_by_the_sync_key() -> None:
+    """A known answer: BLAKE2b-256 of the id, keyed with the sync key's HKDF-SHA256 subkey
+    for "session store key" (info ``sessionshare/v1/session store key``). Computed once
+    outside the library; an unkeyed digest, or one keyed by anything else, differs."""
+    key = SyncKey.parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")  # bytes 0..31
+    sid = "A" * 43 + ".c5aa953e830b.708.7080"
+    ids = SessionIds(key, audience="http://a.test", idle_timeout=1800, absolute_timeout=28800)
+    assert ids.is_known(sid)
+    expected = "1f481afb275efd4cd08f6740aafbb4f46e6f22d597bd5e323b532adc98cb3712"
+    assert ids.digest(sid) == expected
+    assert ids.lookup(sid) == (expected, 1800, 28800)
+    rules = Lifecycle(cookie=CookieSpec("sid", secure=False), key=key, audience="http://a.test",
+                      idle_timeout=1800, absolute_timeout=28800, key_prefix="p:")
+    assert rules.session_key(sid) == "p:s:{" + expected + "}"

@@ -14,6 +14,10 @@ from conftest import FakeClock, genuine_cookie
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 
 from sessionshare import MemoryStore, RemoteSessionMiddleware, SyncKey
+from sessionshare.core.idp import IdpSide
+from sessionshare.core.remote import RemoteSide
+from sessionshare.core.side import Side
+from sessionshare.errors import ConfigurationError
 
 
 @pytest.fixture
@@ -196,3 +200,21 @@ def test_the_start_up_line_shows_where_nobody_configured_logging(quiet: str | No
             f"sessionshare remote started origin={SHOP} key_fingerprint={fingerprint} "
             "(a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
         )
+
+
+@pytest.mark.parametrize("role", ["idp", "remote"])
+def test_a_side_built_directly_refuses_insecure_cookies_on_https(role: str) -> None:
+    """The check lives in the core: a side built without the shells' option checks
+    refuses a cookie that would also travel over plain http, unless told it may."""
+    def build(**options: Any) -> Side:
+        common: dict[str, Any] = {"key": SyncKey.generate(), "quiet_startup": True, **options}
+        if role == "idp":
+            return IdpSide(app_url="https://id.example", known_remote_hosts=["shop.example"],
+                           **common)
+        return RemoteSide(app_url="https://shop.example", idp_url="https://id.example/login",
+                          **common)
+
+    with pytest.raises(ConfigurationError, match="allow_insecure=True"):
+        build(cookie_secure=False)
+    assert not build(cookie_secure=False, allow_insecure=True).lifecycle.cookie.secure
+    assert build().lifecycle.cookie.secure

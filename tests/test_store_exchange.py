@@ -166,6 +166,33 @@ def test_a_signal_during_a_stalled_read_crosses_no_user(
     check_signal_during_a_stalled_read(redis_store, admin)
 
 
+@pytest.mark.parametrize("kind", ["fast-path", "client-default-protocol"])
+def test_the_next_command_while_the_server_still_holds_the_interrupted_reply(
+    kind: str, redis_url: str, admin: redis.Redis
+) -> None:
+    """Rule 1 on its own: interrupted between send and read while the server is paused,
+    the next command goes out before the held-back reply exists. A connection kept after
+    the interruption would pass rule 2's check (nothing to read yet) and read that reply
+    as its own; only dropping it at the interruption keeps bob's answer bob's. (Socket
+    timeouts longer than the pause: the next command waits it out.)"""
+    store = (RedisStore.from_url(redis_url, socket_timeout=10) if kind == "fast-path" else
+             RedisStore(redis.Redis.from_url(redis_url, socket_timeout=10)))
+    assert store.uses_fast_path == (kind == "fast-path")
+    _seed(store)
+
+    following: list[SessionRecord | None] = []
+    thread = threading.Thread(target=lambda: following.append(_bob(store)))
+    admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")  # ends by itself
+    with interrupt_next_read() as fired, pytest.raises(Interrupted):
+        store.load("s:alice", 600)  # sent, then interrupted before its read began
+    assert fired, "the interruption never happened: this check proved nothing"
+    thread.start()
+    time.sleep(0.3)  # the next command goes out (on some connection) while still paused
+    thread.join(15)
+    assert following == [SessionRecord(BOB, {})]
+    store.close()
+
+
 def test_a_dirty_connection_in_the_pool_is_dropped_not_used(redis_url: str) -> None:
     """Rule 2: a connection someone else left with a reply unread is never read from."""
     client = redis.Redis.from_url(redis_url)  # RESP3: the pool itself does not check
