@@ -8,9 +8,10 @@ session writes, 10 % IdP page reads. CI runs 10 s over 250 sessions (the
 wiring, the counts, no errors); the long profile is a minute over 1,000::
 
     SESSIONSHARE_SOAK_SECONDS=60 SESSIONSHARE_SOAK_SESSIONS=1000 \
-        python -m pytest tests/reliability/test_soak.py -s Every answer must be the right user's page -- zero
-errors of any kind -- and every write a user saw acknowledged is in Redis
-at the end.
+        python -m pytest tests/reliability/test_soak.py -s
+
+Every answer must be the right user's page -- zero errors of any kind -- and
+every write a user saw acknowledged is in Redis at the end.
 
 Latency (p50/p99, measured by the client over loopback) for the first and
 the last stretch of the run, and every worker's resident memory at the
