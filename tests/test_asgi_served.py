@@ -109,9 +109,11 @@ def test_a_thousand_concurrent_requests_on_one_loop(redis_url: str) -> None:
 
     The lag, sampled every millisecond, is the CPU of the requests that are ready in the
     same loop iteration: 1,000 started at the same instant all take their first step (cookie,
-    key digest) in one iteration. The bound below catches a stall of the loop (a blocking
-    call that slipped past the guard, a lock), not that: speed is measured by
-    ``python -m benchmarks.burst`` (a real uvicorn), see docs/performance.md.
+    key digest) in one iteration. It is printed, not asserted (a wall-clock bound fails on a
+    busy machine; speed is measured by ``python -m benchmarks.burst``, a real uvicorn, see
+    docs/performance.md). What would stall the loop is caught without a clock: a blocking
+    call by the guard, and a lock or a one-connection queue that serialises the requests by
+    counting the store reads in flight at once.
     """
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -119,8 +121,20 @@ def test_a_thousand_concurrent_requests_on_one_loop(redis_url: str) -> None:
         await send({"type": "http.response.body",
                     "body": str(scope["sessionshare.user"]).encode()})
 
-    async def main() -> tuple[list[int], float, float]:
+    async def main() -> tuple[list[int], float, float, int]:
         store = AsyncRedisStore.from_url(redis_url)
+        in_flight, most = [0], [0]
+        load = store.load
+
+        async def counted_load(key: str, idle_ttl: int) -> Any:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            try:
+                return await load(key, idle_ttl)
+            finally:
+                in_flight[0] -= 1
+
+        store.load = counted_load  # type: ignore[method-assign]
         middleware = asgi.RemoteSessionMiddleware(
             app, store=store, key=SyncKey.generate(), app_url="http://news.test",
             idp_url="http://id.test/login", cookie_secure=False,
@@ -162,13 +176,15 @@ def test_a_thousand_concurrent_requests_on_one_loop(redis_url: str) -> None:
         running = False
         await watcher
         await store.close()
-        return statuses, lag[0], elapsed
+        return statuses, lag[0], elapsed, most[0]
 
     with no_blocking_calls_on(threading.current_thread()):
-        statuses, lag, elapsed = asyncio.run(main())
-    print(f"1000 concurrent requests: {elapsed * 1000:.0f} ms, max loop lag {lag * 1000:.1f} ms")
+        statuses, lag, elapsed, overlapping = asyncio.run(main())
+    print(f"1000 concurrent requests: {elapsed * 1000:.0f} ms, max loop lag {lag * 1000:.1f} ms, "
+          f"{overlapping} store reads in flight at once")
     assert statuses == [200] * 1000
-    assert lag < 1.0
+    # Nothing serialises them: with the default pool, hundreds wait on Redis together.
+    assert overlapping >= 100, overlapping
 
 
 def test_uvicorn_refuses_a_websocket_without_a_session_with_403(
