@@ -580,6 +580,30 @@ def test_fastapi_root_path_behind_a_prefix_stripping_proxy_keeps_its_paths_prote
     assert page.status_code == 302 and page.headers["location"].startswith(LOGIN + "?")
 
 
+def test_starlette_serves_a_path_with_a_final_newline_as_its_route_so_it_is_protected(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Starlette matches a route with "^/admin$", and "$" matches before a final newline:
+    # GET /admin%0A is the /admin view. The prefix check must see it as /admin too.
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def admin(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"page": "admin", "user": request.scope["sessionshare.user"]})
+
+    app = asgi.RemoteSessionMiddleware(
+        Starlette(routes=[Route("/admin", admin)]), store=async_twin(store),
+        key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN, cookie_secure=False, clock=clock,
+        protect=["/admin"],
+    )
+    for path in ("/admin", "/admin%0A", "/admin%0a"):
+        refused = _get(app, path)
+        assert refused.status_code == 401, (path, refused.text)
+        assert refused.json()["error"] == "not_authenticated"
+    assert _get(app, "/admin%0D").status_code == 404  # no route: the control
+
+
 @pytest.mark.parametrize("role", ["idp", "remote"])
 def test_a_user_in_the_scope_that_the_middleware_did_not_set_is_not_passed_on(
     clock: FakeClock, role: str

@@ -221,3 +221,14 @@ def test_without_the_middleware_request_session_says_what_to_wrap() -> None:
     request.registry = config.registry
     with pytest.raises(ConfigurationError, match="wrap the WSGI app in IdpAuthMiddleware"):
         request.session  # noqa: B018
+
+
+def test_a_final_newline_reaches_pyramids_view_so_it_is_protected_too(browser: Browser) -> None:
+    # Pyramid matches the route "/orders" with a "$" that also matches before a final
+    # newline: GET /orders%0A is the /orders view, and must need the sign-in /orders does.
+    for path in ("/orders", "/orders%0A"):
+        refused = browser.get(SHOP + path, headers={"Accept": "application/json"}, status="*")
+        assert refused.status_int == 401, (path, refused.text)
+        assert refused.json["error"] == "not_authenticated"
+    sign_in(browser, SHOP + "/orders")
+    assert browser.get(SHOP + "/orders%0A").json["identity"] == "alice"

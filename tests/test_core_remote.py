@@ -65,6 +65,19 @@ def test_bad_protect_values(clock: FakeClock, protect: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    "options",
+    [{"protect": ["/caf%C3%A9"]}, {"protect": ["/a%20b/"]}, {"passive": ["/news%2Fx"]},
+     {"max_auth_age": {"/admin%2f": 60}}],
+)
+def test_a_percent_encoded_prefix_is_refused(clock: FakeClock, options: dict[str, Any]) -> None:
+    # Paths are compared decoded (as routers see them): "/caf%C3%A9" could never match a
+    # request, and the page it was meant to protect would be served to nobody.
+    with pytest.raises(ConfigurationError, match="percent-encoded.*decoded"):
+        _remote(clock, **options)
+    _remote(clock, protect=["/100%off", "/café"])  # a literal "%", and a decoded prefix
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"idp_url": "https://id.example/login#x"}, "idp_url"),

@@ -36,10 +36,11 @@ the callback's ``Cookie`` header too large to serve): see
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from itsdangerous import TimestampSigner
 
@@ -436,14 +437,39 @@ def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
     framework's ``format_suffix_patterns``, servlet containers), so failing closed
     there costs a sign-in at worst. ``/`` matches every path, and the empty one
     (the mount point itself).
+
+    The path is the one servers hand over (WSGI ``PATH_INFO``: decoded, its UTF-8
+    bytes read as latin-1), so a prefix is written decoded (``/konto-ü``, never
+    ``/konto-%C3%BC``, which raises :class:`ConfigurationError`) and compared in
+    that form. A final newline is ignored: Starlette and Pyramid match a route with
+    ``^/admin$``, whose ``$`` also matches before one, so ``/admin%0A`` is their
+    ``/admin`` view.
     """
-    bases = {prefix.rstrip("/") for prefix in prefixes}  # "/shop/" -> "/shop", "/" -> ""
+    bases: set[str] = set()
+    for prefix in prefixes:
+        if _PERCENT_ENCODED.search(prefix):
+            raise ConfigurationError(
+                f"the path prefix {prefix!r} is percent-encoded: paths are compared decoded, "
+                f"as routers see them, so it would match no request; write it decoded "
+                f"(e.g. {unquote(prefix)!r})"
+            )
+        base = prefix.rstrip("/")  # "/shop/" -> "/shop", "/" -> ""
+        # Both spellings: as a server hands a UTF-8 path over, and as written (the bytes
+        # of a latin-1 path): matching one more path only ever asks for a sign-in.
+        bases.update({base, base.encode("utf-8", "surrogateescape").decode("latin-1")})
     below = tuple(base + mark for base in bases for mark in _SEGMENT_ENDS)
-    return lambda path: path in bases or path.startswith(below)
+
+    def under(path: str) -> bool:
+        if path.endswith("\n"):
+            path = path[:-1]  # "/admin\n" is routed as /admin by "$"-anchored routes
+        return path in bases or path.startswith(below)
+
+    return under
 
 
 #: What may follow a prefix for a path to be that prefix's segment or below it.
 _SEGMENT_ENDS = ("/", ".", ";")
+_PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def normalized_path(path: str) -> str:

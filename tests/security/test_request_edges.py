@@ -115,6 +115,52 @@ def test_a_path_without_its_leading_slash_is_refused_with_400(
     assert "alice" in browser.get(IDP + "/").text
 
 
+def _as_server_hands_it(path: str) -> str:
+    """``path`` as a WSGI server puts it in ``PATH_INFO``: its UTF-8 bytes read as latin-1."""
+    return path.encode("utf-8").decode("latin-1")
+
+
+def test_a_prefix_outside_ascii_protects_its_path(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Servers hand the path over as UTF-8 bytes read as latin-1 (PEP 3333; the ASGI shell
+    # does the same), so "/konto-ü" arrives as "/konto-Ã¼": a prefix written as text
+    # matched no request at all, and the page it named was served to nobody.
+    dep = Deployment(store, clock, shell=shell,
+                     remote_options={"protect": ["/orders", "/konto-ü", "/café/"],
+                                     "max_auth_age": {"/konto-ü": 60}})
+    for path in ("/konto-ü", "/konto-ü/daten", "/café", "/café/x"):
+        status, body = _call(dep.wsgi(dep.shop), _as_server_hands_it(path))
+        assert (status, body.get("error")) == (401, "not_authenticated"), path
+    assert _call(dep.wsgi(dep.shop), _as_server_hands_it("/konto-über"))[0] == 200  # public
+    # The step-up prefix too: signed in ten minutes ago, /konto-ü wants a minute.
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(600)
+    status, body = _call(dep.wsgi(dep.shop), _as_server_hands_it("/konto-ü"),
+                         cookie=_cookie_header(browser, "shop.test"))
+    assert (status, body.get("error")) == (401, "reauthentication_required"), body
+
+
+def test_a_trailing_newline_does_not_take_a_path_out_of_its_prefix(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # A request for /admin%0A reaches the /admin view of routers that match a route with
+    # "^/admin$" (a "$" matches before a final newline): Starlette and Pyramid among them.
+    # "/admin\n" is none of /admin, /admin/..., so protect=["/admin"] let it through.
+    dep = Deployment(store, clock, shell=shell,
+                     remote_options={"protect": ["/admin"], "max_auth_age": {"/admin": 60}})
+    for path in ("/admin\n", "//admin\n", "/x/../admin\n"):
+        status, body = _call(dep.wsgi(dep.shop), path)
+        assert (status, body.get("error")) == (401, "not_authenticated"), path
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/admin")
+    clock.advance(600)
+    status, body = _call(dep.wsgi(dep.shop), "/admin\n",
+                         cookie=_cookie_header(browser, "shop.test"))
+    assert (status, body.get("error")) == (401, "reauthentication_required"), body
+
+
 # -- finding 6: a REMOTE_USER the middleware did not set -----------------------------------
 
 
