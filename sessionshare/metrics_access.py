@@ -13,11 +13,17 @@ mount serve them only to
   reverse proxy on the same machine every request comes from the loopback, so
   the loopback proves nothing then;
 - with no token configured, a client on the loopback (``127.0.0.0/8``,
-  ``::1``) whose request carries no ``Forwarded``, ``X-Forwarded-For`` or
-  ``X-Real-IP`` header (a proxy on this machine forwards someone else's).
+  ``::1``) whose request carries no header a proxy adds -- ``Forwarded``,
+  ``Via``, any ``X-Forwarded-*`` (a proxy set up to pass only the scheme,
+  ``X-Forwarded-Proto``, is still a proxy), ``X-Real-IP`` and the client-address
+  headers of CDNs (a proxy on this machine forwards someone else's). A proxy
+  that adds none of them makes everyone a loopback client: behind one, set a
+  token.
 
 Anyone else gets **401** (a token is configured: ``WWW-Authenticate:
-Bearer``) or **403** (none is), and not a byte of the metrics. Prometheus
+Bearer``) or **403** (none is), and not a byte of the metrics. A websocket
+handshake (a Starlette ``Mount`` hands those on too) is closed with 1008
+before it is accepted: metrics are never served over one. Prometheus
 sends the token with ``authorization: {credentials: ...}`` (or
 ``bearer_token``) in its scrape config.
 
@@ -45,7 +51,11 @@ TOKEN_VARIABLE = "SESSIONSHARE_METRICS_TOKEN"
 #: Shorter tokens are refused: a guessable token guards nothing.
 MIN_TOKEN_LENGTH = 32
 
-_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+#: Headers a proxy adds (lower case), besides every ``x-forwarded-*``.
+_PROXY_HEADERS = frozenset((
+    "forwarded", "via", "x-real-ip", "x-client-ip", "x-cluster-client-ip", "true-client-ip",
+    "cf-connecting-ip", "fastly-client-ip", "x-original-forwarded-for",
+))
 _ASGI = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
                   Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
 
@@ -114,6 +124,11 @@ class MetricsAccess:
         return compare_digest(sent, self._token)
 
 
+def _is_proxy_header(name: str) -> bool:
+    """True for a (lower-case) header name that a proxy adds to what it forwards."""
+    return name in _PROXY_HEADERS or name.startswith("x-forwarded-")
+
+
 def _is_loopback(client: str | None) -> bool:
     if not client:
         return False  # a unix socket: a proxy in front, most likely
@@ -145,8 +160,8 @@ def guard_wsgi(app: WSGIApplication, access: MetricsAccess) -> WSGIApplication:
         refusal = access.refusal(
             authorization=environ.get("HTTP_AUTHORIZATION"),
             client=environ.get("REMOTE_ADDR"),
-            proxied=any(f"HTTP_{name.upper().replace('-', '_')}" in environ
-                        for name in _PROXY_HEADERS),
+            proxied=any(_is_proxy_header(key[5:].replace("_", "-").lower())
+                        for key in environ if key.startswith("HTTP_")),
         )
         if refusal is None:
             return app(environ, start_response)
@@ -158,13 +173,20 @@ def guard_wsgi(app: WSGIApplication, access: MetricsAccess) -> WSGIApplication:
 
 
 def guard_asgi(app: _ASGI, access: MetricsAccess) -> _ASGI:
-    """``app`` (a metrics ASGI app), served only as ``access`` allows (HTTP; any other
-    scope type goes through untouched)."""
+    """``app`` (a metrics ASGI app), served only as ``access`` allows over HTTP; a
+    websocket is refused, a lifespan scope goes through untouched."""
 
     async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
-        if scope.get("type") != "http":
-            await app(scope, receive, send)
+        kind = scope.get("type")
+        if kind == "websocket":
+            # Never served over a websocket (prometheus_client's app asserts HTTP): closed
+            # before it is accepted, so the server answers the handshake 403.
+            if (await receive()).get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            return
+        if kind != "http":
+            await app(scope, receive, send)  # lifespan
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1")
                    for name, value in scope.get("headers") or ()}
@@ -172,7 +194,7 @@ def guard_asgi(app: _ASGI, access: MetricsAccess) -> _ASGI:
         refusal = access.refusal(
             authorization=headers.get("authorization"),
             client=None if not client else str(client[0]),
-            proxied=any(name in headers for name in _PROXY_HEADERS),
+            proxied=any(_is_proxy_header(name) for name in headers),
         )
         if refusal is None:
             await app(scope, receive, send)

@@ -155,3 +155,55 @@ def test_a_weak_or_malformed_token_is_refused_when_the_app_is_built(
     monkeypatch.setenv("SESSIONSHARE_METRICS_TOKEN", token)
     with pytest.raises(ConfigurationError, match="SESSIONSHARE_METRICS_TOKEN"):
         metrics.asgi_app()
+
+
+@MOUNTS
+def test_a_proxy_that_forwards_no_client_address_is_still_a_proxy(
+    metrics: PrometheusMetrics, mount: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy on this machine set up to pass the scheme and host (X-Forwarded-Proto, a
+    # common nginx recipe) but not X-Forwarded-For, or one that adds Via, made every
+    # visitor a loopback client with no proxy header: the metrics went to anyone.
+    monkeypatch.delenv("SESSIONSHARE_METRICS_TOKEN", raising=False)
+    for forwarded in ({"X-Forwarded-Proto": "https"}, {"X-Forwarded-Host": "id.example"},
+                      {"X-Forwarded-Port": "443"}, {"Via": "1.1 proxy"},
+                      {"True-Client-IP": OUTSIDE}, {"CF-Connecting-IP": OUTSIDE},
+                      {"X-Client-IP": OUTSIDE}, {"X-Cluster-Client-IP": OUTSIDE},
+                      {"Fastly-Client-IP": OUTSIDE}, {"X-Original-Forwarded-For": OUTSIDE}):
+        status, _, body = _scrape(metrics, mount, client="127.0.0.1", headers=forwarded)
+        assert status == 403, forwarded
+        assert "sessionshare_events_total" not in body
+    assert _scrape(metrics, mount, client="127.0.0.1",
+                   headers={"User-Agent": "Prometheus/2.53"})[0] == 200  # the control
+
+
+def test_a_websocket_to_the_asgi_metrics_app_is_refused_before_it_is_accepted(
+    metrics: PrometheusMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mounted with Starlette's Mount (FastAPI's app.mount), /metrics also receives
+    # websocket handshakes: the guard passed them to prometheus_client's app, which
+    # asserts an HTTP scope -- a traceback per handshake, and the handshake a 500.
+    monkeypatch.setenv("SESSIONSHARE_METRICS_TOKEN", TOKEN)
+    app = metrics.asgi_app()
+    for headers in ([], [(b"authorization", f"Bearer {TOKEN}".encode())]):
+        sent = _handshake(app, {"type": "websocket", "path": "/metrics", "root_path": "",
+                                "query_string": b"", "headers": headers,
+                                "client": ("127.0.0.1", 50000), "subprotocols": []})
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}], headers
+
+
+def _handshake(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """A websocket handshake to ``app``: what it sent back."""
+    sent: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    asyncio.run(main())
+    return sent
