@@ -118,7 +118,7 @@ class Option:
     #: What differs for the ASGI middlewares (``annotation``, ``help``, ``check``,
     #: ``parse``), e.g. an asyncio store; see :func:`options_for`.
     asgi: Mapping[str, Any] | None = None
-    #: The shells whose middlewares take it (websockets are ASGI's only).
+    #: The shells whose middlewares take it (both, unless one has no use for it).
     shells: frozenset[Shell] = SHELLS
 
     @property
@@ -207,13 +207,9 @@ OPTIONS: tuple[Option, ...] = (
            check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),
     Option("allow_insecure", "bool", False, BOTH,
            "on an https `app_url`, accept settings that send the session in clear: "
-           "`cookie_secure=False` and, at the IdP, `http://` allow-list entries "
-           "(refused otherwise; a test bed only)",
-           check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text,
-           asgi={"help": "on an https `app_url`, accept settings that send the session in "
-                         "clear: `cookie_secure=False`, at the IdP `http://` allow-list "
-                         "entries, and `http://` `websocket_origins` (refused otherwise; "
-                         "a test bed only)"}),
+           "`cookie_secure=False`, at the IdP `http://` allow-list entries, and `http://` "
+           "`websocket_origins` (refused otherwise; a test bed only)",
+           check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text),
     Option("cookie_samesite", "SameSite", "Lax", BOTH,
            "SameSite cookie attribute: Lax, Strict or None",
            check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
@@ -286,7 +282,7 @@ OPTIONS: tuple[Option, ...] = (
            "origin, or with no `Origin`, gets no session and no user, and is refused on a "
            "protected path",
            check=checks.origins, env="SESSIONSHARE_WEBSOCKET_ORIGINS",
-           parse=checks.origins_text, env_default="", shells=frozenset(("asgi",))),
+           parse=checks.origins_text, env_default=""),
     Option("on_event", "EventHook | None", None, BOTH,
            "`on_event(name, fields)`, called for each event (`login`, `ticket_issued`, "
            "`ticket_redeemed`, `token_rejected` and every other rejection with its `reason`, "

@@ -230,8 +230,10 @@ class Side:
 
         No redirect, cookie or sign-out can travel over a websocket, so the
         library's own paths are the app's there; only a remote's protected path
-        refuses. A shell closes a refused socket before accepting it, with a
-        close code standing for the reply. A handshake from a page of another
+        refuses. The ASGI shell closes a refused socket before accepting it, with
+        a close code standing for the reply; the WSGI shell (whose apps take the
+        socket over from the handshake: flask-sock and the like) answers the
+        reply itself. A handshake from a page of another
         origin than this app's (and ``websocket_origins``), or with no ``Origin``
         at all, is served with no session and no user -- the session is not even
         read -- or, on a remote's protected path, refused (``cross_origin``).

@@ -14,6 +14,11 @@ Per request the shell only translates:
    ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
    server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
    only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone);
+   A websocket handshake (a GET with ``Upgrade: websocket``, which
+   flask-sock and the like take over) goes to the side's ``on_websocket``
+   instead, as under ASGI: from a page of another origin it gets no session
+   and no user, and is refused on a remote's protected path; what its app
+   changes is persisted as a late change (nothing a cookie would carry);
 3. when the app starts its response, :meth:`SessionMiddleware.on_response`
    persists the session -- the IdP's side may replace the answer (a sign-in
    with a hand-off pending) -- before the status line reaches the server;
@@ -31,12 +36,12 @@ from ..core.lifecycle import Headers
 from ..core.options import Role, read_environ
 from ..core.reply import Reply
 from ..core.request import Request
-from ..core.session import Session
+from ..core.session import ENVIRON_KEY, Session
 from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.base import SessionStore
-from .environ import request_of, send_reply
+from .environ import is_websocket_handshake, request_of, send_reply
 from .manager import SessionManager
 
 if TYPE_CHECKING:
@@ -92,13 +97,19 @@ class SessionMiddleware:
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         request = request_of(environ)
+        websocket = is_websocket_handshake(environ)
         try:
             session = self.manager.open(environ)
-            outcome = self.side.on_request(request, session)
+            outcome = (self.side.on_websocket(request, session) if websocket
+                       else self.side.on_request(request, session))
             if not isinstance(outcome, (Reply, PassThrough)):
                 outcome = run(outcome, self.manager.store)  # the store work it asked for
             if isinstance(outcome, Reply):
                 return send_reply(environ, start_response, outcome)
+            if outcome.no_session:
+                # A page of another origin: none of the user's session, not even read.
+                session = Session(self.manager.read, None)
+                environ[ENVIRON_KEY] = session
             user = self.side.remote_user(outcome.user)
             if "REMOTE_USER" in environ:
                 # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
@@ -108,6 +119,14 @@ class SessionMiddleware:
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
 
+            if websocket:
+                # The server hands the socket to the app: whatever its answer says, no
+                # cookie reaches the page, so every change is a late one (as under ASGI).
+                def persist_late(*_: object) -> Headers:
+                    return self.manager.persist(session, late=True)
+
+                return self.manager.run(self.app, environ, start_response, session,
+                                        finish=persist_late, finish_late=persist_late)
             if not self._replaces_answers:
                 # Only persisting to do on the way out: the manager's own path.
                 return self.manager.run(self.app, environ, start_response, session)

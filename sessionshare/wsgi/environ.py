@@ -25,12 +25,26 @@ __all__ = [
     "MAX_QUERY_LENGTH",
     "CookieSpec",
     "accepts",
+    "is_websocket_handshake",
     "reply_body",
     "request_of",
     "safe_return_path",
     "send_reply",
     "wants_json",
 ]
+
+
+def is_websocket_handshake(environ: WSGIEnvironment) -> bool:
+    """True for a websocket's opening handshake: a GET asking to upgrade to ``websocket``.
+
+    WSGI has no websocket of its own, yet flask-sock (simple-websocket), gevent-websocket
+    and the like take the socket over from such a request: a page of any origin can open
+    one, so the protocol must see it for the handshake it is (``Side.on_websocket``).
+    """
+    if environ.get("REQUEST_METHOD", "GET") != "GET":
+        return False
+    upgrade = environ.get("HTTP_UPGRADE", "")
+    return bool(upgrade) and "websocket" in (t.strip().lower() for t in upgrade.split(","))
 
 
 def request_of(environ: WSGIEnvironment) -> Request:
@@ -41,7 +55,9 @@ def request_of(environ: WSGIEnvironment) -> Request:
         query=environ.get("QUERY_STRING", ""),
         cookies=environ.get("HTTP_COOKIE", ""),
         accept=environ.get("HTTP_ACCEPT", ""),
-        fetch_mode=environ.get("HTTP_SEC_FETCH_MODE"),
+        # A websocket handshake is never a page load, whatever it says it accepts.
+        fetch_mode=("websocket" if is_websocket_handshake(environ)
+                    else environ.get("HTTP_SEC_FETCH_MODE")),
         root=environ.get("SCRIPT_NAME", ""),
         native=environ,
         origin=environ.get("HTTP_ORIGIN"),

@@ -8,6 +8,10 @@
   (``--root-path /shop``) a raw target ``ping/orders`` as the path
   ``/shopping/orders``: neither may reach a page anonymously that the app
   routes to a protected prefix.
+- **Websockets under WSGI.** flask-sock (simple-websocket) and the like serve
+  websockets from a WSGI app: the handshake is a GET with ``Upgrade:
+  websocket``, and it gets what an ASGI handshake gets -- the session and user
+  only for a page of the app's own origin (or ``websocket_origins``).
 - **REMOTE_USER.** The WSGI middlewares set ``REMOTE_USER`` for a signed-in
   user; one that a server or proxy put in the environ is taken out before the
   app runs, so frameworks that trust it (Django's ``RemoteUserMiddleware``,
@@ -24,12 +28,19 @@ from __future__ import annotations
 import io
 import json
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import websocket
 from conftest import FakeClock
-from flow import IDP, SHOP, Browser, Deployment
+from flask import Flask, request
+from flask_sock import Sock
+from flow import IDP, LOGIN, SHOP, Browser, Deployment
+from werkzeug.serving import make_server
 
-from sessionshare import SessionStore
+from sessionshare import IdpAuthMiddleware, RemoteSessionMiddleware, SessionStore
 
 
 def _call(app: Any, path: str, script_name: str = "", cookie: str = "",
@@ -159,6 +170,108 @@ def test_a_trailing_newline_does_not_take_a_path_out_of_its_prefix(
     status, body = _call(dep.wsgi(dep.shop), "/admin\n",
                          cookie=_cookie_header(browser, "shop.test"))
     assert (status, body.get("error")) == (401, "reauthentication_required"), body
+
+
+# -- finding 2 under WSGI: websockets of flask-sock and the like ----------------------------
+
+
+def _socket_app(**middleware: Any) -> Flask:
+    """A Flask app whose websockets (flask-sock) report the user and the session they see,
+    and write to that session; inside ``middleware``."""
+    app = Flask("sockets")
+    sock = Sock(app)
+
+    def live(ws: Any) -> None:
+        session = request.environ["sessionshare.session"]
+        ws.send(json.dumps({"user": request.environ.get("REMOTE_USER"), "keys": sorted(session)}))
+        session["seen"] = "yes"  # never the user's session, from another origin
+
+    for path in ("/orders/live", "/public/live"):
+        sock.route(path, endpoint=path)(live)
+
+    app.wsgi_app = middleware.pop("side")(app.wsgi_app, **middleware)  # type: ignore[method-assign]
+    return app
+
+
+@contextmanager
+def _served(app: Flask) -> Iterator[str]:
+    """``app`` on a real werkzeug server (threaded, as flask-sock needs): its ws:// base."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _open(url: str, cookie: str, origin: str | None) -> Any:
+    """What the socket sends first, or the status its handshake was refused with."""
+    try:
+        ws = websocket.create_connection(url, header=[f"Cookie: {cookie}"], timeout=10,
+                                         origin=origin, suppress_origin=origin is None)
+    except websocket.WebSocketBadStatusException as exc:
+        return exc.status_code
+    try:
+        return json.loads(ws.recv())
+    finally:
+        ws.close()
+
+
+SIBLING = "http://evil.shop.test"  # same-site as shop.test: the Lax cookie goes along
+
+
+def test_a_wsgi_websocket_from_another_origin_gets_no_session_and_no_user(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Cross-site websocket hijacking through a WSGI app: flask-sock's handshake is a GET
+    # that the WSGI middlewares served like any request, with the user and the session
+    # whatever its Origin -- the very attack the ASGI shell already stopped.
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    shop_cookie, idp_cookie = (_cookie_header(browser, host) for host in ("shop.test", "id.test"))
+    key = browser.store_key("shop.test")
+    common = {"store": store, "key": dep.key, "cookie_secure": False, "clock": clock}
+    shop = _socket_app(side=RemoteSessionMiddleware, app_url=SHOP, idp_url=LOGIN,
+                       protect=["/orders"], **common)
+    idp = _socket_app(side=IdpAuthMiddleware, app_url=IDP, known_remote_hosts=[SHOP], **common)
+    with _served(shop) as shop_ws, _served(idp) as idp_ws:
+        for origin in (SIBLING, "http://shop.test:8080", "null", IDP, None):
+            # A protected path: refused before the socket opens (the JSON 403 cross_origin).
+            assert _open(shop_ws + "/orders/live", shop_cookie, origin) == 403, origin
+            # Anywhere else: served, with no user and an empty session of its own.
+            assert _open(shop_ws + "/public/live", shop_cookie, origin) == {
+                "user": None, "keys": []}, origin
+            assert _open(idp_ws + "/public/live", idp_cookie, origin if origin != IDP else None
+                         ) == {"user": None, "keys": []}, origin
+        # Their writes never reached the user's session.
+        record = store.load(key, 60)
+        assert record is not None and "seen" not in record.fields
+        # The app's own pages get the user, at the shop and at the IdP.
+        assert _open(shop_ws + "/orders/live", shop_cookie, SHOP) == {
+            "user": "alice", "keys": ["user"]}
+        assert _open(idp_ws + "/public/live", idp_cookie, IDP)["user"] == "alice"
+        # And what they write is kept (no cookie needed: the session exists already).
+        record = store.load(key, 60)
+        assert record is not None and record.fields.get("seen") == '"yes"'
+
+
+def test_a_wsgi_websocket_option_lists_the_other_origins(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = Deployment(store, clock)
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    shop = _socket_app(side=RemoteSessionMiddleware, app_url=SHOP, idp_url=LOGIN,
+                       protect=["/orders"], store=store, key=dep.key, cookie_secure=False,
+                       clock=clock, websocket_origins=["http://app.shop.test"])
+    with _served(shop) as shop_ws:
+        cookie = _cookie_header(browser, "shop.test")
+        assert _open(shop_ws + "/orders/live", cookie, "http://app.shop.test")["user"] == "alice"
+        assert _open(shop_ws + "/orders/live", cookie, SIBLING) == 403
 
 
 # -- finding 6: a REMOTE_USER the middleware did not set -----------------------------------
