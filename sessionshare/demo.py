@@ -471,7 +471,7 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
                 AsyncMemoryStore(store) if isinstance(store, MemoryStore) else async_store)
             # Guarded (sessionshare.metrics_access): this machine only, or the scraper that
             # sends SESSIONSHARE_METRICS_TOKEN -- never every visitor of the IdP.
-            metrics_app = metrics.wsgi_app()
+            metrics_app = metrics.wsgi_app(loopback=True)  # a local demo: no proxy in front
         apps = demo_apps(app_store, key, urls, timeline=timeline, async_store=news_store,
                          metrics_app=metrics_app, **options)
         with timeline.listening():

@@ -137,20 +137,24 @@ class PrometheusMetrics:
         """
         return observed(store, self.watch)
 
-    def wsgi_app(self, *, token: str | None = None) -> Callable[..., Any]:
+    def wsgi_app(self, *, token: str | None = None, loopback: bool = False
+                 ) -> Callable[..., Any]:
         """A WSGI app serving this registry's metrics in the text format, to mount at
         ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded.
 
         :param token: the bearer token a scraper must send; None reads
-            ``SESSIONSHARE_METRICS_TOKEN``, and with neither only this machine's
-            loopback is served (see :mod:`sessionshare.metrics_access`). A token
-            shorter than 32 characters raises :class:`~sessionshare.ConfigurationError`.
+            ``SESSIONSHARE_METRICS_TOKEN``. A token shorter than 32 characters raises
+            :class:`~sessionshare.ConfigurationError`.
+        :param loopback: with no token, serve this machine's loopback clients (only
+            where no proxy runs on the machine); with neither, nobody is served and the
+            403 says what to set (see :mod:`sessionshare.metrics_access`).
         """
-        return guard_wsgi(_make_wsgi_app(self.registry), MetricsAccess(token))
+        return guard_wsgi(_make_wsgi_app(self.registry), MetricsAccess(token, loopback=loopback))
 
-    def asgi_app(self, *, token: str | None = None) -> Callable[..., Any]:
+    def asgi_app(self, *, token: str | None = None, loopback: bool = False
+                 ) -> Callable[..., Any]:
         """The same, as an ASGI app (``make_asgi_app``), guarded the same way."""
-        return guard_asgi(_make_asgi_app(self.registry), MetricsAccess(token))
+        return guard_asgi(_make_asgi_app(self.registry), MetricsAccess(token, loopback=loopback))
 
 
 class ActiveSessions(Collector):

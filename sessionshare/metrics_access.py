@@ -1,4 +1,4 @@
-"""Who may read ``/metrics``: a scraper with the bearer token, else this machine only.
+"""Who may read ``/metrics``: a scraper with the bearer token -- or, if asked for, this machine.
 
 The library's metrics (:mod:`sessionshare.metrics`) say how many people are
 signed in, how often sign-ins fail and why (``bad_state``, ``replayed``,
@@ -9,26 +9,28 @@ mount serve them only to
 
 - a request whose ``Authorization: Bearer <token>`` carries the token of
   ``SESSIONSHARE_METRICS_TOKEN`` (or the ``token`` argument), compared in
-  constant time -- and, when a token is configured, to nobody else: behind a
-  reverse proxy on the same machine every request comes from the loopback, so
-  the loopback proves nothing then;
-- with no token configured, a client on the loopback (``127.0.0.0/8``,
-  ``::1``) whose request carries no header a proxy adds -- ``Forwarded``,
-  ``Via``, any ``X-Forwarded-*`` (a proxy set up to pass only the scheme,
-  ``X-Forwarded-Proto``, is still a proxy), ``X-Real-IP`` and the client-address
-  headers of CDNs (a proxy on this machine forwards someone else's). A proxy
-  that adds none of them makes everyone a loopback client: behind one, set a
-  token.
+  constant time. This is the default, and with a token configured nobody
+  else is served: behind a reverse proxy on the same machine every request
+  comes from the loopback, so the loopback proves nothing then;
+- with no token, and only when the app is built with ``loopback=True``, a
+  client on the loopback (``127.0.0.0/8``, ``::1``) whose request carries no
+  header a proxy adds -- ``Forwarded``, ``Via``, any ``X-Forwarded-*`` (a
+  proxy set up to pass only the scheme, ``X-Forwarded-Proto``, is still a
+  proxy), ``X-Real-IP`` and the client-address headers of CDNs. It is an
+  opt-in because a proxy on the same machine that adds none of them (nginx's
+  bare ``proxy_pass`` adds no ``X-Forwarded-For``) makes every visitor a
+  loopback client: only where no proxy runs on the machine (a local demo, a
+  sidecar scraper) is the loopback a fact about the client.
 
 Anyone else gets **401** (a token is configured: ``WWW-Authenticate:
-Bearer``) or **403** (none is), and not a byte of the metrics. A websocket
-handshake (a Starlette ``Mount`` hands those on too) is closed with 1008
-before it is accepted: metrics are never served over one. Prometheus
-sends the token with ``authorization: {credentials: ...}`` (or
-``bearer_token``) in its scrape config.
+Bearer``) or **403** (none is; the answer names the variable to set), and not
+a byte of the metrics. A websocket handshake (a Starlette ``Mount`` hands
+those on too) is closed with 1008 before it is accepted: metrics are never
+served over one. Prometheus sends the token with ``authorization:
+{credentials: ...}`` (or ``bearer_token``) in its scrape config.
 
     app = guard_wsgi(make_wsgi_app(registry), MetricsAccess())   # the token from the env
-    app = guard_asgi(make_asgi_app(registry), MetricsAccess(token=token))
+    app = guard_asgi(make_asgi_app(registry), MetricsAccess(loopback=True))  # a local demo
 """
 
 from __future__ import annotations
@@ -64,15 +66,20 @@ class MetricsAccess:
     """The rule above, decided once per request from three facts.
 
     :param token: the bearer token a scraper must send; None reads
-        ``SESSIONSHARE_METRICS_TOKEN`` (unset or empty: no token, loopback only).
-        At least :data:`MIN_TOKEN_LENGTH` printable ASCII characters, e.g.
+        ``SESSIONSHARE_METRICS_TOKEN`` (unset or empty: no token). At least
+        :data:`MIN_TOKEN_LENGTH` printable ASCII characters, e.g.
         ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
+    :param loopback: with no token, serve clients on this machine's loopback that
+        came through no proxy; off by default (see above why). A token, when one is
+        configured, is required from every client whatever this says.
     :param environ: where the variable is read (``os.environ`` by default).
     """
 
     def __init__(
-        self, token: str | None = None, *, environ: Mapping[str, str] | None = None
+        self, token: str | None = None, *, loopback: bool = False,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
+        self.loopback = loopback
         source = "token"
         if token is None:
             source = TOKEN_VARIABLE
@@ -109,10 +116,16 @@ class MetricsAccess:
                 return None
             return _answer(401, "Send the metrics token: Authorization: Bearer <token>.",
                            [("WWW-Authenticate", 'Bearer realm="metrics"')])
-        if not proxied and _is_loopback(client):
-            return None
-        return _answer(403, "Metrics are served to this machine only; to scrape them from "
-                            f"elsewhere, set {TOKEN_VARIABLE} and send it as a bearer token.")
+        if self.loopback:
+            if not proxied and _is_loopback(client):
+                return None
+            return _answer(403, "Metrics are served to this machine only; to scrape them from "
+                                f"elsewhere, set {TOKEN_VARIABLE} and send it as a bearer "
+                                "token.")
+        return _answer(403, f"Metrics need a token: set {TOKEN_VARIABLE} (32 characters or "
+                            "more) and send it as a bearer token (Authorization: Bearer "
+                            "<token>); or, where no proxy runs on this machine, build the "
+                            "metrics app with loopback=True.")
 
     def _bearer_matches(self, authorization: str | None) -> bool:
         assert self._token is not None

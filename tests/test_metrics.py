@@ -353,7 +353,8 @@ def test_the_mounted_app_serves_metrics_the_prometheus_parser_reads(
     assert browser.get(token_url).status_int == 303
     assert browser.get(token_url).status_int == 403
 
-    app = metrics.wsgi_app() if mount == "wsgi" else WsgiToAsgi(metrics.asgi_app())
+    app = (metrics.wsgi_app(loopback=True) if mount == "wsgi"
+           else WsgiToAsgi(metrics.asgi_app(loopback=True)))
     families = scrape(app)
     counted = {
         (sample.labels["event"], sample.labels["reason"]): sample.value

@@ -3,7 +3,8 @@
 ``PrometheusMetrics.wsgi_app()`` and ``asgi_app()`` -- what docs/metrics.md
 and the demo mount -- serve the metrics to a scraper that sends the bearer
 token of ``SESSIONSHARE_METRICS_TOKEN`` (compared in constant time), and,
-when no token is configured, to loopback clients that came through no proxy;
+when no token is configured and ``loopback=True`` says so, to loopback clients
+that came through no proxy;
 everybody else gets 401 or 403 and not a byte of the metrics. Both mounts,
 WSGI (WebTest, with the client address a server would set) and ASGI (the
 scope a server builds, ``client`` included).
@@ -37,17 +38,17 @@ def metrics() -> Iterator[PrometheusMetrics]:
 
 def _scrape(metrics: PrometheusMetrics, mount: str, *, client: str | None,
             headers: dict[str, str] | None = None, token: str | None = None,
-            ) -> tuple[int, dict[str, str], str]:
+            loopback: bool = False) -> tuple[int, dict[str, str], str]:
     """GET /metrics through the mounted app: status, headers (lower-case names), body."""
     headers = headers or {}
     if mount == "wsgi":
         extra = {} if client is None else {"REMOTE_ADDR": client}
-        app = metrics.wsgi_app() if token is None else metrics.wsgi_app(token=token)
+        app = metrics.wsgi_app(token=token, loopback=loopback)
         response = webtest.TestApp(app).get("/metrics", headers=headers, extra_environ=extra,
                                             status="*")
         return (response.status_int, {k.lower(): v for k, v in response.headerlist},
                 response.text)
-    asgi_app = metrics.asgi_app() if token is None else metrics.asgi_app(token=token)
+    asgi_app = metrics.asgi_app(token=token, loopback=loopback)
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": "/metrics", "raw_path": b"/metrics",
              "root_path": "", "query_string": b"",
@@ -76,14 +77,28 @@ MOUNTS = pytest.mark.parametrize("mount", ["wsgi", "asgi"])
 
 
 @MOUNTS
-def test_without_a_token_only_the_loopback_reads_the_metrics(
+def test_without_a_token_nobody_reads_the_metrics_unless_the_loopback_is_allowed(
+    metrics: PrometheusMetrics, mount: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default needs a token: a proxy on this machine that adds no header of its own
+    (nginx's bare proxy_pass) would make every visitor a loopback client."""
+    monkeypatch.delenv("SESSIONSHARE_METRICS_TOKEN", raising=False)
+    for client in ("127.0.0.1", "::1", OUTSIDE, None):
+        status, headers, body = _scrape(metrics, mount, client=client, loopback=False)
+        assert status == 403, client
+        assert "sessionshare_events_total" not in body
+        assert "SESSIONSHARE_METRICS_TOKEN" in body and "loopback=True" in body
+
+
+@MOUNTS
+def test_with_the_loopback_allowed_only_the_loopback_reads_the_metrics(
     metrics: PrometheusMetrics, mount: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The documented mount served active sessions, sign-in counts and rejection reasons to
     # anyone who asked, on a remote whose every other path needs a sign-in.
     monkeypatch.delenv("SESSIONSHARE_METRICS_TOKEN", raising=False)
     for client in (OUTSIDE, "10.0.0.7", "2001:db8::1", "", None):
-        status, headers, body = _scrape(metrics, mount, client=client)
+        status, headers, body = _scrape(metrics, mount, loopback=True, client=client)
         assert status == 403, client
         assert "sessionshare_events_total" not in body
         assert "SESSIONSHARE_METRICS_TOKEN" in body  # says how to get in
@@ -92,12 +107,13 @@ def test_without_a_token_only_the_loopback_reads_the_metrics(
     # not the loopback: every request through it would be.
     for forwarded in ({"X-Forwarded-For": OUTSIDE}, {"Forwarded": f"for={OUTSIDE}"},
                       {"X-Real-IP": OUTSIDE}):
-        assert _scrape(metrics, mount, client="127.0.0.1", headers=forwarded)[0] == 403
+        assert _scrape(metrics, mount, loopback=True, client="127.0.0.1",
+                       headers=forwarded)[0] == 403
     # A token sent where none is configured opens nothing either.
-    assert _scrape(metrics, mount, client=OUTSIDE,
+    assert _scrape(metrics, mount, loopback=True, client=OUTSIDE,
                    headers={"Authorization": f"Bearer {TOKEN}"})[0] == 403
     for client in ("127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"):
-        status, _, body = _scrape(metrics, mount, client=client)
+        status, _, body = _scrape(metrics, mount, loopback=True, client=client)
         assert status == 200 and 'sessionshare_events_total{event="login",reason=""} 1.0' in body
 
 
@@ -170,10 +186,11 @@ def test_a_proxy_that_forwards_no_client_address_is_still_a_proxy(
                       {"True-Client-IP": OUTSIDE}, {"CF-Connecting-IP": OUTSIDE},
                       {"X-Client-IP": OUTSIDE}, {"X-Cluster-Client-IP": OUTSIDE},
                       {"Fastly-Client-IP": OUTSIDE}, {"X-Original-Forwarded-For": OUTSIDE}):
-        status, _, body = _scrape(metrics, mount, client="127.0.0.1", headers=forwarded)
+        status, _, body = _scrape(metrics, mount, loopback=True, client="127.0.0.1",
+                                  headers=forwarded)
         assert status == 403, forwarded
         assert "sessionshare_events_total" not in body
-    assert _scrape(metrics, mount, client="127.0.0.1",
+    assert _scrape(metrics, mount, loopback=True, client="127.0.0.1",
                    headers={"User-Agent": "Prometheus/2.53"})[0] == 200  # the control
 
 
