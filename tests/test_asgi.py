@@ -550,6 +550,22 @@ def test_root_path_comes_off_only_at_a_segment_boundary(root: str, path: str, se
     assert request.path == seen and request.root == root
 
 
+def test_repeated_headers_read_as_wsgi_servers_join_them() -> None:
+    # Cookie headers are one jar (HTTP/2 splits them); any other repeated header is joined
+    # with ", " as WSGI servers do, so two Origin headers match no single origin in either
+    # shell (the last one alone used to be read under ASGI).
+    scope = {"type": "websocket", "path": "/live", "root_path": "", "headers": [
+        (b"cookie", b"a=1"), (b"cookie", b"b=2"),
+        (b"origin", b"https://evil.example"), (b"origin", b"https://shop.example"),
+    ]}
+    request = request_of(scope)
+    assert request.cookies == "a=1; b=2"
+    assert request.origin == "https://evil.example, https://shop.example"
+    assert not request.origin_is(frozenset({"https://shop.example"}))
+    single = request_of({**scope, "headers": [(b"origin", b"https://shop.example")]})
+    assert single.origin_is(frozenset({"https://shop.example"}))  # the control
+
+
 def test_fastapi_root_path_behind_a_prefix_stripping_proxy_keeps_its_paths_protected(
     store: SessionStore, clock: FakeClock
 ) -> None:

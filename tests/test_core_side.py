@@ -263,6 +263,26 @@ def test_a_path_that_does_not_start_with_a_slash_is_refused_by_both_sides(
         assert _error(side.on_websocket(handshake, Session(no_io, None))) == "bad_path"
 
 
+def test_a_mount_point_ending_with_a_slash_is_named_as_the_cause(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SCRIPT_NAME "/shop/" leaves PATH_INFO "orders": every request is refused, and the
+    # operator needs to hear it is the server's prefix, not hostile clients.
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    for side in _sides(clock):
+        caplog.clear()
+        reply = side.on_request(Request("GET", "orders", root="/shop/"), Session(no_io, None))
+        assert isinstance(reply, Reply) and reply.status == 400
+        (record,) = [r for r in caplog.records if "bad_path" in r.getMessage()]
+        assert record.levelno == logging.WARNING
+        assert "'/shop/' ends with '/'" in record.getMessage()
+        assert "SCRIPT_NAME" in record.getMessage()
+        caplog.clear()
+        side.on_request(Request("GET", "orders", root="/shop"), Session(no_io, None))
+        (record,) = [r for r in caplog.records if "bad_path" in r.getMessage()]
+        assert record.levelno == logging.INFO and "SCRIPT_NAME" not in record.getMessage()
+
+
 def _outcome(side: Side, request: Request, clock: FakeClock) -> Any:
     outcome = side.on_request(request, Session(no_io, None))
     if not isinstance(outcome, (Reply, PassThrough)):

@@ -61,8 +61,11 @@ def request_of(scope: Scope) -> Request:
     for name, value in scope.get("headers") or ():
         if name in _READ:
             text = value.decode("latin-1")
-            if name == b"cookie" and name in found:
-                text = found[name] + "; " + text  # HTTP/2 may split the Cookie header
+            if name in found:
+                # HTTP/2 may split the Cookie header; any other repeated header is joined
+                # as WSGI servers join it, so both shells read the same text -- and two
+                # Origin headers (only a non-browser sends them) match no origin.
+                text = found[name] + ("; " if name == b"cookie" else ", ") + text
             found[name] = text
     root = scope.get("root_path") or ""
     path = scope.get("path") or ""

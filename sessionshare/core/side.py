@@ -218,10 +218,23 @@ class Side:
         """
         if not request.has_bad_path:
             return None
-        # No path in the line: it is the client's text, and may carry anything.
-        self.events.emit(logging.INFO, "request_rejected",
-                         {"reason": "bad_path", "origin": self.origin},
-                         "request_rejected reason=bad_path origin=%s", self.origin)
+        if request.root.endswith("/"):
+            # The mount point, not the client: a server or proxy that hands over
+            # SCRIPT_NAME (root_path) with its final slash leaves every path without its
+            # leading one, and every request of this app would be refused with no clue.
+            self.events.emit(
+                logging.WARNING, "request_rejected",
+                {"reason": "bad_path", "origin": self.origin, "mount": "trailing_slash"},
+                "request_rejected reason=bad_path origin=%s: the mount point (SCRIPT_NAME, "
+                "ASGI root_path) %r ends with '/', so no path the app gets starts with one; "
+                "configure the server or proxy to give the prefix without its final slash",
+                self.origin, request.root[:200],
+            )
+        else:
+            # No path in the line: it is the client's text, and may carry anything.
+            self.events.emit(logging.INFO, "request_rejected",
+                             {"reason": "bad_path", "origin": self.origin},
+                             "request_rejected reason=bad_path origin=%s", self.origin)
         return Reply.error(400, "bad_path", "The request path must start with '/'.",
                            as_json=request.wants_json)
 
