@@ -152,6 +152,9 @@ def test_sign_in_hand_off_websockets_and_sign_out_over_https(
             assert_host_cookie(news_cookies["__Host-sessionshare"])
             # Its page's own websocket (wss, through the proxy) is the user's.
             assert socket_answer(driver, "socket") == "hello alice"
+            # Every cookie the browser holds for the estate is Secure.
+            jar = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+            assert jar and all(cookie["secure"] for cookie in jar), jar
 
             # 4. A sibling subdomain's page opens the news site's websockets.
             driver.get(sibling + "/")
@@ -176,6 +179,12 @@ def test_sign_in_hand_off_websockets_and_sign_out_over_https(
             assert has_login_form(driver)
             callback = parse_qs(urlsplit(driver.current_url).query)["callback"]
             assert callback == [news + "/_sessionshare/callback"]
+            # The sign-in it started keeps its state in a cookie under the prefix, where
+            # the callback will arrive.
+            states = [c for name, c in cookies_of(driver, HOSTS["news"]).items()
+                      if name.startswith("sessionshare_state-")]
+            assert [(c["path"], c["secure"]) for c in states] == [
+                ("/news/_sessionshare/callback", True)], states
             # And the sibling's public socket no longer carries a live session either.
             driver.get(sibling + "/")
             wait_until(driver, lambda d: d.current_url == sibling + "/", "the sibling again")
