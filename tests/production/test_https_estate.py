@@ -47,6 +47,10 @@ What this proves that the plain-http browser tests (tests/test_browser.py,
 - **Real servers' TLS and proxy plumbing.** gunicorn's TLS workers, uvicorn's
   ``--proxy-headers`` and websocket upgrades through a proxy, rather than the
   in-process servers of the other browser tests.
+- **The library's own sign-out page, under the prefix.** The demo's pages
+  sign out with buttons of their own; here the browser uses the page a GET of
+  the logout path shows, and its POST must pass the same-origin check
+  (tests/test_browser.py has the plain-http twin of this step).
 - **The sibling attack is real here.** ``evil.example.test`` and
   ``news.example.test`` are the same site (``example.test``), so Chromium
   sends the ``SameSite=Lax`` session cookie on the sibling page's websocket
