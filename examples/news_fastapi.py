@@ -5,7 +5,10 @@ fills it); ``/api/me`` answers the same as JSON. The ASGI
 ``RemoteSessionMiddleware`` gives FastAPI the shared session as
 ``request.session`` and the user through the ``current_user`` dependency
 (sessionshare.contrib.starlette); ``/api/headlines/read`` writes to the
-shared session like any Starlette app would.
+shared session like any Starlette app would. ``/live`` is a websocket that
+greets the signed-in user: a page of this site may open it; a page of any
+other origin -- a sibling subdomain, another port -- is refused before the
+socket is accepted (the ``websocket_origins`` option lists more origins).
 
     app = create_app(store=MemoryStore(), key=..., app_url="http://news.localhost:8003",
                      idp_url="http://idp.localhost:8000/login", cookie_secure=False)
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse
 
 from sessionshare.asgi import RemoteSessionMiddleware
@@ -58,6 +61,12 @@ def news_app() -> FastAPI:
     def read(request: Request, user: User) -> dict[str, int]:
         request.session["read"] = int(request.session.get("read", 0)) + 1
         return {"read": request.session["read"]}
+
+    @app.websocket("/live")
+    async def live(websocket: WebSocket, user: User) -> None:
+        await websocket.accept()
+        await websocket.send_json({"user": user, "headlines": list(HEADLINES)})
+        await websocket.close()
 
     return app
 

@@ -31,7 +31,15 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
 from . import __version__
-from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, Shell, options_for, read_environ
+from .core.options import (
+    DEFAULT_STORE_URL,
+    OPTIONS,
+    Option,
+    Role,
+    Shell,
+    options_for,
+    read_environ,
+)
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 from .sessions_cli import add_sessions_command, without_password
@@ -132,10 +140,13 @@ def _check(args: argparse.Namespace) -> int:
 
 def options_markdown() -> str:
     """The options tables of docs/options.md, generated from the declaration."""
-    def used_by(roles: Iterable[Role]) -> str:
-        return "both" if set(roles) == set(ROLES) else " ".join(
+    def used_by(option: Option) -> str:
+        roles = option.roles
+        text = "both" if set(roles) == set(ROLES) else " ".join(
             "IdP" if role == "idp" else role for role in sorted(roles)
         )
+        # An option of one shell's middlewares only says which.
+        return text if len(option.shells) > 1 else f"{text} ({'/'.join(option.shells).upper()})"
 
     lines = ["| variable | argument | default | used by | meaning |", "|---|---|---|---|---|"]
     for option in OPTIONS:
@@ -143,7 +154,7 @@ def options_markdown() -> str:
             text = option.env_text()
             default = "**required**" if text is None else f"`{text}`" if text else "unset"
             lines.append(f"| `{option.env}` | `{option.name}` | {default} | "
-                         f"{used_by(option.roles)} | {option.help} |")
+                         f"{used_by(option)} | {option.help} |")
     lines += [
         "",
         "Arguments without a variable (pass them to the constructor, or as keyword",
@@ -155,7 +166,7 @@ def options_markdown() -> str:
     for option in OPTIONS:
         if option.env is None:
             lines.append(f"| `{option.name}` | `{option.default_text()}` | "
-                         f"{used_by(option.roles)} | {option.help} |")
+                         f"{used_by(option)} | {option.help} |")
     return "\n".join(lines) + "\n"
 
 

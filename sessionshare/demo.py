@@ -402,7 +402,9 @@ def _banner(urls: Mapping[str, str], host: str, store_name: str, metrics: bool =
         "Each WSGI page's panel shows the shared session and the last hand-off, hop by hop.",
         "Cookies are sent without the Secure flag (cookie_secure=False) only because this demo "
         "is plain http on your machine; serve real deployments over https.",
-        *([f"Prometheus metrics of every site: {idp}{METRICS_PATH}"] if metrics else []),
+        *([f"Prometheus metrics of every site: {idp}{METRICS_PATH} (from this machine; "
+           "from elsewhere with SESSIONSHARE_METRICS_TOKEN as a bearer token)"]
+          if metrics else []),
         "Press Ctrl-C to stop.",
     ])
 
@@ -467,6 +469,8 @@ def _serve_until(stop: threading.Event, redis_url: str | None, host: str, port: 
             app_store = metrics.instrument(store)
             news_store = metrics.instrument(
                 AsyncMemoryStore(store) if isinstance(store, MemoryStore) else async_store)
+            # Guarded (sessionshare.metrics_access): this machine only, or the scraper that
+            # sends SESSIONSHARE_METRICS_TOKEN -- never every visitor of the IdP.
             metrics_app = metrics.wsgi_app()
         apps = demo_apps(app_store, key, urls, timeline=timeline, async_store=news_store,
                          metrics_app=metrics_app, **options)

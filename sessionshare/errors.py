@@ -50,7 +50,7 @@ CallbackReason = Literal[
 #: Every code an error answer of the library carries (the ``error`` of its JSON body).
 Reason = Literal[
     TokenReason, CallbackReason, "not_authorized", "state_taken", "store_unavailable",
-    "cross_origin",
+    "cross_origin", "bad_path",
 ]
 
 _R = TypeVar("_R", bound=str)

@@ -23,6 +23,13 @@ user, session id, ticket, token or key -- so their number stays small.
     app = IdpAuthMiddleware(app, store=metrics.instrument(store),
                             on_event=metrics.on_event, ...)
     # scraped with the app's existing /metrics, or mount metrics.wsgi_app()
+
+The apps :meth:`~PrometheusMetrics.wsgi_app` and ``asgi_app`` give serve
+the metrics only to a scraper that sends the bearer token of
+``SESSIONSHARE_METRICS_TOKEN``, or, with no token set, to this machine's
+loopback (:mod:`sessionshare.metrics_access` says why): on a remote whose
+every page needs a sign-in, a public ``/metrics`` would show anyone how many
+users are signed in and why sign-ins fail.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from prometheus_client import make_wsgi_app as _make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .metrics_access import MetricsAccess, guard_asgi, guard_wsgi
 from .store.base import AsyncSessionStore, SessionStore
 from .store.observed import COMMANDS, observed
 
@@ -129,14 +137,20 @@ class PrometheusMetrics:
         """
         return observed(store, self.watch)
 
-    def wsgi_app(self) -> Callable[..., Any]:
+    def wsgi_app(self, *, token: str | None = None) -> Callable[..., Any]:
         """A WSGI app serving this registry's metrics in the text format, to mount at
-        ``/metrics`` (prometheus_client's ``make_wsgi_app``)."""
-        return _make_wsgi_app(self.registry)
+        ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded.
 
-    def asgi_app(self) -> Callable[..., Any]:
-        """The same, as an ASGI app (``make_asgi_app``)."""
-        return _make_asgi_app(self.registry)
+        :param token: the bearer token a scraper must send; None reads
+            ``SESSIONSHARE_METRICS_TOKEN``, and with neither only this machine's
+            loopback is served (see :mod:`sessionshare.metrics_access`). A token
+            shorter than 32 characters raises :class:`~sessionshare.ConfigurationError`.
+        """
+        return guard_wsgi(_make_wsgi_app(self.registry), MetricsAccess(token))
+
+    def asgi_app(self, *, token: str | None = None) -> Callable[..., Any]:
+        """The same, as an ASGI app (``make_asgi_app``), guarded the same way."""
+        return guard_asgi(_make_asgi_app(self.registry), MetricsAccess(token))
 
 
 class ActiveSessions(Collector):

@@ -87,7 +87,7 @@ def scope_of(environ: dict[str, Any]) -> dict[str, Any]:
     # As uvicorn does: the path decoded as UTF-8; bytes that are not kept as escapes.
     path = path_bytes.decode("utf-8", "surrogateescape")
     root = root_bytes.decode("utf-8", "surrogateescape")
-    return {
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
@@ -101,6 +101,11 @@ def scope_of(environ: dict[str, Any]) -> dict[str, Any]:
         "client": ("127.0.0.1", 50000),
         "server": (environ.get("SERVER_NAME", "localhost"), int(environ.get("SERVER_PORT", 80))),
     }
+    if "REMOTE_USER" in environ:
+        # A user the server (or an outer middleware) put there, as a WSGI server sets
+        # REMOTE_USER: the ASGI middlewares must not pass it on either.
+        scope["sessionshare.user"] = environ["REMOTE_USER"]
+    return scope
 
 
 class WsgiToAsgi:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +30,20 @@ import httpx
 import pytest
 from asgibridge import WsgiToAsgi, await_on_loop
 from conftest import FakeClock, genuine_cookie
-from flow import BLOG, LOGIN, SHOP, Browser, Deployment, asgi_remote_app
+from flow import (
+    BLOG,
+    IDP,
+    LOGIN,
+    SHOP,
+    Browser,
+    Deployment,
+    asgi_idp_app,
+    asgi_remote_app,
+    async_twin,
+)
 from noblock import BlockingCall
 from servers import RedisServer, async_counting_client
+from starlette.requests import Request as StarletteRequest
 
 from sessionshare import (
     AsyncRedisStore,
@@ -43,6 +55,7 @@ from sessionshare import (
     SyncKey,
     asgi,
 )
+from sessionshare.asgi.scope import request_of
 from sessionshare.store.amemory import AsyncMemoryStore
 
 
@@ -316,9 +329,13 @@ def test_from_env_builds_asyncio_stores(redis_url: str) -> None:
 # -- websockets and lifespan ---------------------------------------------------------------------
 
 
-def _websocket(app: Any, path: str, cookie: str | None = None) -> list[dict[str, Any]]:
-    """Open a websocket to ``app`` as a server would; the messages it sent back."""
+def _websocket(app: Any, path: str, cookie: str | None = None, origin: str | None = SHOP
+               ) -> list[dict[str, Any]]:
+    """Open a websocket to ``app`` as a server would, from a page of ``origin`` (a browser
+    always sends it; None: a client that sends none); the messages it sent back."""
     headers = [(b"cookie", cookie.encode())] if cookie else []
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
     scope = {"type": "websocket", "path": path, "root_path": "", "query_string": b"",
              "headers": headers, "scheme": "ws", "subprotocols": []}
     sent: list[dict[str, Any]] = []
@@ -349,7 +366,7 @@ def _ws_app() -> Callable[..., Any]:
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_json({"user": websocket.scope["sessionshare.user"],
-                                   "cart": websocket.session.get("cart")})
+                                   "keys": sorted(websocket.session)})
         websocket.session["seen"] = True  # a late change: kept, no cookie needed
         await websocket.close()
 
@@ -373,9 +390,70 @@ def test_websockets_need_a_signed_in_session_on_protected_paths(clock: FakeClock
     # A cookie of no live session is refused the same way, never served anonymously.
     assert _websocket(dep.shop, "/orders/live", genuine_cookie(dep.shop))[0]["code"] == 1008
     assert _sent_json(_websocket(dep.shop, "/orders/live", cookie)) == {
-        "user": "alice", "cart": None}
+        "user": "alice", "keys": ["user"]}
     assert memory.sessions()[key].fields["seen"] == "true"
-    assert _sent_json(_websocket(dep.shop, "/public/live")) == {"user": None, "cart": None}
+    assert _sent_json(_websocket(dep.shop, "/public/live")) == {"user": None, "keys": []}
+
+
+def _with_sockets(http_app: Any) -> Any:
+    """``http_app``, with :func:`_ws_app`'s sockets."""
+    sockets = _ws_app()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await (sockets if scope["type"] == "websocket" else http_app)(scope, receive, send)
+
+    return app
+
+
+SIBLING = "http://evil.shop.test"  # same-site as shop.test: a Lax cookie goes along
+
+
+def test_a_websocket_from_another_origin_gets_no_session_and_no_user(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Cross-site websocket hijacking: a page of a sibling subdomain opens a socket to the
+    # shop with the user's cookie (same-site: SameSite=Lax lets it go along).
+    dep = Deployment(store, clock, shell="asgi", remote=_ws_app(),
+                     idp=_with_sockets(asgi_idp_app))
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    cookie, key = _cookie_header(browser, "shop.test"), browser.store_key("shop.test")
+    idp_cookie = _cookie_header(browser, "id.test")
+    for origin in (SIBLING, "http://shop.test:8080", "null", None):
+        # A protected path: closed before it is accepted (the server answers 403).
+        assert _websocket(dep.shop, "/orders/live", cookie, origin=origin) == [
+            {"type": "websocket.close", "code": 1008, "reason": "cross_origin"}], origin
+        # Anywhere else: served, but with no user and an empty session of its own...
+        assert _sent_json(_websocket(dep.shop, "/public/live", cookie, origin=origin)) == {
+            "user": None, "keys": []}, origin
+        assert _sent_json(_websocket(dep.idp, "/public/live", idp_cookie, origin=origin)) == {
+            "user": None, "keys": []}, origin
+    # ...whose writes never reach the user's session.
+    record = store.load(key, 60)
+    assert record is not None and "seen" not in record.fields
+    # The app's own pages still get the user, at the shop and at the IdP.
+    assert _sent_json(_websocket(dep.shop, "/orders/live", cookie, origin=SHOP)) == {
+        "user": "alice", "keys": ["user"]}
+    assert _sent_json(_websocket(dep.idp, "/public/live", idp_cookie, origin=IDP))["user"] == (
+        "alice")
+
+
+def test_websocket_origins_lists_the_other_origins_whose_pages_may_open_sockets(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    dep = Deployment(store, clock, shell="asgi", remote=_ws_app(),
+                     remote_options={"websocket_origins": ["https://app.shop.test"]})
+    cookie, _ = _sign_in(dep)
+    assert _sent_json(_websocket(dep.shop, "/orders/live", cookie,
+                                 origin="https://app.shop.test"))["user"] == "alice"
+    assert _websocket(dep.shop, "/orders/live", cookie, origin=SIBLING)[0]["code"] == 1008
+    env = {"SESSIONSHARE_SYNC_KEY": SyncKey.generate(), "SESSIONSHARE_STORE_URL": "memory://",
+           "SESSIONSHARE_APP_URL": "https://news.example",
+           "SESSIONSHARE_IDP_URL": "https://id.example/login",
+           "SESSIONSHARE_WEBSOCKET_ORIGINS": "https://live.news.example, https://news.example:8443"}
+    remote = asgi.RemoteSessionMiddleware.from_env(asgi_remote_app, env)
+    assert remote.side.websocket_origins == frozenset(
+        {"https://news.example", "https://live.news.example", "https://news.example:8443"})
 
 
 def test_a_websocket_during_an_outage_closes_with_1013(clock: FakeClock) -> None:
@@ -452,3 +530,91 @@ def test_the_scope_is_copied_not_changed(clock: FakeClock) -> None:
     await_on_loop(main())
     assert "session" not in scope and seen["sessionshare.user"] is None
     assert isinstance(seen["session"], Session)
+
+
+# -- the path the app routes: root_path off at a segment boundary only -----------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "path", "seen"),
+    [("/shop", "/shop/orders", "/orders"), ("/shop", "/shop", ""), ("/shop", "/shop/", "/"),
+     ("/shop", "/orders", "/orders"), ("", "/orders", "/orders"),
+     # Not at a boundary: the server did not put the root on (a proxy took it off), or a
+     # raw target "ping/orders" came after it -- Starlette routes the path as it is.
+     ("/shop", "/shopping/orders", "/shopping/orders"), ("/shop", "/shop.html", "/shop.html"),
+     ("", "ping/orders", "ping/orders")],
+)
+def test_root_path_comes_off_only_at_a_segment_boundary(root: str, path: str, seen: str) -> None:
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": root, "headers": []}
+    request = request_of(scope)
+    assert request.path == seen and request.root == root
+
+
+def test_fastapi_root_path_behind_a_prefix_stripping_proxy_keeps_its_paths_protected(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # FastAPI(root_path="/shop") behind a proxy that takes /shop off: the app gets
+    # /shopping/orders with root_path /shop, and routes /shopping/orders. Taking "/shop"
+    # off that left "ping/orders", which protect=["/shopping"] did not match.
+    from fastapi import FastAPI
+
+    with warnings.catch_warnings():
+        # FastAPI 0.12x+ deprecates the argument (the server's root path is preferred), and
+        # deployments still pass it: it must stay safe.
+        warnings.filterwarnings("ignore", message=".*root_path.*")
+        app = FastAPI(root_path="/shop")
+
+    @app.get("/shopping/orders")
+    def orders(request: StarletteRequest) -> dict[str, Any]:
+        return {"user": request.scope["sessionshare.user"]}
+
+    app.add_middleware(
+        asgi.RemoteSessionMiddleware, store=async_twin(store), key=SyncKey.generate(),
+        app_url=SHOP, idp_url=LOGIN, cookie_secure=False, clock=clock, protect=["/shopping"],
+        max_auth_age={"/shopping": 60},
+    )
+    anonymous = _get(app, "/shopping/orders")
+    assert anonymous.status_code == 401, anonymous.text  # never served to nobody
+    assert anonymous.json()["error"] == "not_authenticated"
+    page = _get(app, "/shopping/orders", accept="text/html")
+    assert page.status_code == 302 and page.headers["location"].startswith(LOGIN + "?")
+
+
+@pytest.mark.parametrize("role", ["idp", "remote"])
+def test_a_user_in_the_scope_that_the_middleware_did_not_set_is_not_passed_on(
+    clock: FakeClock, role: str
+) -> None:
+    # A server, or an outer middleware, that put its own user in the scope: the app sees
+    # the middleware's (nobody here), for HTTP and websockets alike.
+    seen: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["sessionshare.user"])
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    common: dict[str, Any] = {"store": MemoryStore(), "key": SyncKey.generate(),
+                              "cookie_secure": False, "clock": clock}
+    middleware: Any = (
+        asgi.IdpAuthMiddleware(app, app_url=SHOP, known_remote_hosts=[BLOG], **common)
+        if role == "idp" else
+        asgi.RemoteSessionMiddleware(app, app_url=SHOP, idp_url=LOGIN, protect=False, **common)
+    )
+
+    async def main() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        await middleware({"type": "http", "method": "GET", "path": "/x", "root_path": "",
+                          "query_string": b"", "headers": [], "sessionshare.user": "admin"},
+                         receive, send)
+
+    await_on_loop(main())
+    _websocket(middleware, "/x")
+    assert seen == [None, None]

@@ -19,11 +19,13 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
 from noblock import no_blocking_calls_on
+from starlette.requests import Request as StarletteRequest
 from test_demo import browser_like_opener, fetch, free_port_run
 
 from sessionshare import AsyncRedisStore, MemoryStore, RedisStore, SessionStore, SyncKey, asgi
@@ -185,3 +187,75 @@ def test_uvicorn_refuses_a_websocket_without_a_session_with_403(
         )
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 403"), answer
+
+
+@contextmanager
+def _uvicorn(app: Any, *, root_path: str) -> Iterator[int]:
+    """``app`` under a real uvicorn with ``--root-path``; the port it listens on."""
+    import uvicorn
+
+    sock = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, root_path=root_path, lifespan="on",
+                                           access_log=False, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield int(sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _raw_get(port: int, target: bytes) -> tuple[int, bytes]:
+    """Send ``GET <target>`` exactly as given (h11 takes a target without its slash)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: shop.localhost\r\n"
+                     b"Accept: application/json\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_uvicorn_root_path_and_a_raw_target_without_its_slash_serve_nobody_anonymously(
+    store: SessionStore, redis_url: str
+) -> None:
+    # uvicorn --root-path /shop makes the raw target "ping/orders" the path
+    # "/shop" + "ping/orders" = "/shopping/orders", which FastAPI routes as
+    # /shopping/orders. Taking "/shop" off it left "ping/orders": protect=["/shopping"]
+    # did not match, and the page was served to nobody.
+    from fastapi import FastAPI
+
+    async_store = None if isinstance(store, MemoryStore) else AsyncRedisStore.from_url(redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if async_store is not None:
+            await async_store.close()  # on the loop its connections belong to
+
+    shop = FastAPI(lifespan=lifespan)
+
+    @shop.get("/shopping/orders")
+    def orders(request: StarletteRequest) -> dict[str, Any]:
+        return {"user": request.scope["sessionshare.user"]}
+
+    @shop.get("/public")
+    def public(request: StarletteRequest) -> dict[str, Any]:
+        return {"user": request.scope["sessionshare.user"]}
+
+    app = asgi.RemoteSessionMiddleware(
+        shop, store=store if async_store is None else async_store, key=SyncKey.generate(),
+        app_url="http://shop.localhost", idp_url="http://id.localhost/login",
+        cookie_secure=False, protect=["/shopping"],
+    )
+    with _uvicorn(app, root_path="/shop") as port:
+        status, body = _raw_get(port, b"ping/orders")
+        assert status == 401 and json.loads(body)["error"] == "not_authenticated", body
+        assert _raw_get(port, b"/shopping/orders")[0] == 401
+        assert _raw_get(port, b"/public") == (200, b'{"user":null}')

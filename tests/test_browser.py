@@ -17,6 +17,7 @@ step leaves a screenshot there too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -344,6 +345,65 @@ def test_remember_me_survives_a_browser_restart_and_nothing_else_does(
         except BaseException:
             print(f"screenshot: {save_screenshot(driver, request.node.name)}")
             raise
+
+
+# A page's script opens a websocket and reports what it got: the first message, or the
+# close code (1006: the handshake was refused).
+OPEN_SOCKET = """
+const done = arguments[arguments.length - 1];
+let reported = false;
+const report = (text) => { if (!reported) { reported = true; done(text); } };
+const socket = new WebSocket(arguments[0]);
+socket.onmessage = (event) => { report("message:" + event.data); socket.close(); };
+socket.onclose = (event) => report("closed:" + event.code);
+"""
+
+
+def elsewhere(environ: Any, start_response: Any) -> list[bytes]:
+    """The attacker's page: any page of another origin will do."""
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+    return [b"<!doctype html><title>elsewhere</title><p id=elsewhere>another origin</p>"]
+
+
+def test_a_page_of_another_origin_cannot_open_a_signed_in_socket(
+    sites: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    # Cross-site websocket hijacking: a page of another port of the news site's host (or
+    # a sibling subdomain: the same site either way) opens a socket to the news site.
+    # The browser sends the SameSite=Lax cookie with that handshake; the news site must
+    # not serve it as the user. The news site's own page still can.
+    news = sites["news"]
+    port = int(news.rsplit(":", 1)[1])
+    attacker = Servers()
+    sock = listen("127.0.0.1", 0)
+    evil = f"http://news.localhost:{sock.getsockname()[1]}"
+    attacker.start(sock, elsewhere)
+    live = f"ws://news.localhost:{port}/live"
+    with chromium() as browser:
+        driver: Any = browser
+        driver.set_script_timeout(WAIT)
+        try:
+            driver.get(news + "/")
+            wait_until(driver, lambda d: has_login_form(d), "the IdP's form")
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == news + "/", "back at the news site")
+            own = driver.execute_async_script(OPEN_SOCKET, live)
+            assert own.startswith("message:") and json.loads(own[8:])["user"] == "alice", own
+            # The same browser, the same cookie, a page of another origin.
+            driver.get(evil + "/")
+            wait_until(driver, lambda d: text_of(d, "elsewhere") == "another origin", "there")
+            stolen = driver.execute_async_script(OPEN_SOCKET, live)
+            assert stolen == "closed:1006", stolen  # refused in the handshake: no message
+            # The user is still signed in at the news site.
+            driver.get(news + "/")
+            wait_until(driver, lambda d: text_of(d, "user") == "alice", "still alice")
+        except BaseException:
+            print(f"screenshot: {save_screenshot(driver, request.node.name)}")
+            raise
+        finally:
+            attacker.stop()
 
 
 def test_the_librarys_own_sign_out_page_signs_out(

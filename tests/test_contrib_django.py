@@ -184,6 +184,21 @@ def test_a_protected_prefix_goes_to_the_idp_directly(common: dict[str, Any]) -> 
     assert public["user"] == "alice" and public["remote_user"] is None
 
 
+def test_a_remote_user_the_server_set_signs_nobody_in_at_the_forum(sites: Sites) -> None:
+    # Behind a server or proxy that sets REMOTE_USER, PersistentRemoteUserMiddleware and
+    # RemoteUserBackend made an anonymous visitor "admin" (and created the user). The
+    # middleware takes out any REMOTE_USER it did not set itself.
+    User.objects.filter(username="admin").delete()
+    planted = {"REMOTE_USER": "admin"}
+    first = sites.get(FORUM + "/", extra_environ=planted)
+    assert first.status_int == 302 and first.location == "/accounts/login/?next=/"
+    assert not User.objects.filter(username="admin").exists()
+    # Signed in through the hand-off, the forum's user is the IdP's, whatever the server set.
+    sites.sign_in_at(FORUM + "/")
+    page = sites.get(FORUM + "/", extra_environ=planted)
+    assert page.status_int == 200 and "<b id=user>alice</b>" in page.text
+
+
 @pytest.mark.parametrize("where", ["sessionshare logout", "django logout"])
 def test_signing_out_at_the_django_forum_signs_out_everywhere(sites: Sites, where: str) -> None:
     page = sites.sign_in_at(FORUM + "/")

@@ -188,6 +188,17 @@ def test_acl_permits_follow_remote_user(browser: Browser) -> None:
     assert browser.get(SHOP + "/buy").status_int == 403
 
 
+def test_a_remote_user_the_server_set_is_nobody_to_the_security_policy(browser: Browser) -> None:
+    # RemoteUserSecurityPolicy trusts REMOTE_USER: one set by the server or a proxy made an
+    # anonymous visitor "admin", with admin's permits. Only the middleware's user counts.
+    planted = {"REMOTE_USER": "admin"}
+    assert browser.get(SHOP + "/buy", extra_environ=planted).status_int == 403
+    anonymous = browser.get(SHOP + "/", extra_environ=planted).json
+    assert anonymous["identity"] is None and anonymous["userid"] is None
+    sign_in(browser, SHOP + "/orders")
+    assert browser.get(SHOP + "/orders/buy", extra_environ=planted).json["identity"] == "alice"
+
+
 def test_the_session_provides_isession() -> None:
     session = PyramidSharedSession(Session())
     assert verifyObject(ISession, session)

@@ -137,6 +137,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "PASSIVE_TTL",
         # Added by issue 17: the cap on a user's live sessions.
         "MAX_SESSIONS_PER_USER",
+        # Added by issue 22: the other origins whose pages may open websockets (ASGI).
+        "WEBSOCKET_ORIGINS",
     )}
 
 

@@ -38,8 +38,16 @@ def _remote(clock: FakeClock, **options: Any) -> webtest.TestApp:
         (False, [], ["/", "/a", "/account/x"]),
         (["/account/", "/admin"], ["/account/x", "/admin", "/admin/y"], ["/", "/accounts"]),
         (lambda environ: environ["PATH_INFO"].endswith(".html"), ["/a.html"], ["/a.json"]),
+        # A prefix is whole path segments: /shop protects /shop and below, not /shopping;
+        # a trailing slash changes nothing (/account/ protects /account too). A format
+        # suffix or path parameters stay protected (routers that serve /shop there).
+        (["/shop", "/account/"],
+         ["/shop", "/shop/", "/shop/x", "//shop/x", "/x/../shop", "/account", "/account/x",
+          "/shop.json", "/shop;v=1", "/account.html"],
+         ["/shopping", "/shop-old", "/shopping/x", "/accounts", "/", "/x/shop"]),
+        (["/"], ["/", "/a", "/a/b"], []),
     ],
-    ids=["everything", "nothing", "prefixes", "predicate"],
+    ids=["everything", "nothing", "prefixes", "predicate", "whole segments", "root"],
 )
 def test_protect_forms(clock: FakeClock, protect: Any, protected: list[str],
                        public: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""sessionshare.core.side: what both sides share -- single logout, REMOTE_USER, the 503."""
+"""sessionshare.core.side: what both sides share -- single logout, REMOTE_USER, the 503,
+the request path's form and a websocket's origin."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import webtest
 from conftest import FakeClock, genuine_cookie
 from flow import BLOG, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 
-from sessionshare import MemoryStore, RemoteSessionMiddleware, SyncKey
+from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SyncKey
+from sessionshare.core.idp import IdpSide
+from sessionshare.core.remote import RemoteSide
+from sessionshare.core.reply import Reply
+from sessionshare.core.request import Request
+from sessionshare.core.session import Session
+from sessionshare.core.side import PassThrough, Side
+from sessionshare.core.steps import run
 
 
 @pytest.fixture
@@ -193,3 +201,127 @@ def test_the_start_up_line_shows_where_nobody_configured_logging(quiet: str | No
             f"sessionshare remote started origin={SHOP} key_fingerprint={fingerprint} "
             "(a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
         )
+
+
+# -- what no shell decides: the request's path, a websocket's origin ---------------------------
+# The decisions below are the core's, made once for both shells: a test drives the sides with
+# a Request and a Session, no server interface at all.
+
+
+def _no_io(sid: str) -> Any:
+    raise AssertionError("a side reads the session through its steps, never behind them")
+
+
+def _sides(clock: FakeClock, **options: Any) -> list[Side]:
+    common: dict[str, Any] = {"key": SyncKey.generate(), "cookie_secure": False, "clock": clock,
+                              "quiet_startup": True, **options}
+    return [IdpSide(app_url=IDP, known_remote_hosts=[SHOP], **common),
+            RemoteSide(app_url=SHOP, idp_url=LOGIN, protect=["/orders"], **common)]
+
+
+def _error(reply: Any) -> str:
+    assert isinstance(reply, Reply), reply
+    return str(json.loads(reply.body)["error"])
+
+
+@pytest.mark.parametrize("path", ["ping/orders", "orders", "*", "http://shop.test/orders",
+                                  "login", "_sessionshare/logout"])
+def test_a_path_that_does_not_start_with_a_slash_is_refused_by_both_sides(
+    clock: FakeClock, path: str
+) -> None:
+    # gunicorn (SCRIPT_NAME=/shop) turns a request for /shopping/orders into PATH_INFO
+    # "ping/orders", and servers take a raw request target "ping/orders" as it comes; a
+    # router that reads it as /ping/orders then serves a page no protect prefix matched.
+    for side in _sides(clock):
+        for accept in ("application/json", "text/html"):
+            request = Request("GET", path, accept=accept)
+            reply = side.on_request(request, Session(_no_io, None))
+            assert isinstance(reply, Reply) and reply.status == 400, (side.role, path)
+            if accept == "application/json":
+                assert _error(reply) == "bad_path"
+            else:
+                assert b"bad_path" in reply.body
+        handshake = Request("GET", path, fetch_mode="websocket", origin=side.origin)
+        assert _error(side.on_websocket(handshake, Session(_no_io, None))) == "bad_path"
+
+
+def _outcome(side: Side, request: Request, clock: FakeClock) -> Any:
+    outcome = side.on_request(request, Session(_no_io, None))
+    if not isinstance(outcome, (Reply, PassThrough)):
+        outcome = run(outcome, MemoryStore(clock=clock))
+    return outcome
+
+
+def test_the_mount_root_itself_is_a_path(clock: FakeClock) -> None:
+    # PATH_INFO "" is the request for the mount point ("/shop" under SCRIPT_NAME=/shop).
+    idp, remote = _sides(clock)
+    assert isinstance(_outcome(idp, Request("GET", ""), clock), PassThrough)
+    assert isinstance(_outcome(remote, Request("GET", ""), clock), PassThrough)  # public
+    everything = RemoteSide(app_url=SHOP, idp_url=LOGIN, protect=["/"], key=SyncKey.generate(),
+                            cookie_secure=False, quiet_startup=True, clock=clock)
+    assert _error(_outcome(everything, Request("GET", ""), clock)) == "not_authenticated"
+
+
+CROSS_ORIGINS = ["http://evil.shop.test", "http://shop.test:8080", "https://shop.test",
+                 "http://shop.test.evil", "null", "", None]
+
+
+@pytest.mark.parametrize("origin", CROSS_ORIGINS)
+def test_a_websocket_from_another_origin_gets_no_session_anywhere(
+    clock: FakeClock, origin: str | None
+) -> None:
+    # Cross-site websocket hijacking: a page on a sibling subdomain is same-site, so the
+    # browser sends the SameSite=Lax cookie with its handshake (any site with
+    # cookie_samesite="None"); served the session, it would read the socket as the user.
+    # A handshake without Origin (no browser omits it) is refused the same way.
+    idp, remote = _sides(clock)
+    protected = remote.on_websocket(
+        Request("GET", "/orders/live", fetch_mode="websocket", origin=origin),
+        Session(_no_io, "a-cookie-that-is-never-read"),
+    )
+    assert _error(protected) == "cross_origin"
+    assert isinstance(protected, Reply) and protected.status == 403
+    for side, path in ((remote, "/public/live"), (idp, "/live"), (idp, "/login")):
+        passed = side.on_websocket(
+            Request("GET", path, fetch_mode="websocket", origin=origin),
+            Session(_no_io, "a-cookie-that-is-never-read"),
+        )
+        # No store step at all (the session is not even read), no user, and no session:
+        # the shell gives the app an empty one in place of the browser's.
+        assert passed == PassThrough(None, False, (), no_session=True), (side.role, path)
+
+
+def test_a_websocket_from_the_apps_own_origin_or_a_listed_one_gets_the_session(
+    clock: FakeClock
+) -> None:
+    listed = "https://app.shop.example"
+    for side in _sides(clock, websocket_origins=[listed, "HTTPS://Admin.Shop.Example:443"]):
+        for origin in (side.origin, side.origin.upper(), listed, "https://admin.shop.example"):
+            outcome = side.on_websocket(
+                Request("GET", "/live", fetch_mode="websocket", origin=origin),
+                Session(_no_io, None),
+            )
+            assert not isinstance(outcome, (Reply, PassThrough)), (side.role, origin)  # steps
+            assert run(outcome, MemoryStore(clock=clock)) == PassThrough(None, False)
+        stranger = side.on_websocket(
+            Request("GET", "/live", fetch_mode="websocket", origin="https://evil.example"),
+            Session(_no_io, None))
+        assert isinstance(stranger, PassThrough) and stranger.no_session
+
+
+@pytest.mark.parametrize("origins", [["shop.example"], ["https://shop.example/app"],
+                                     ["https://shop.example?x"], "https://shop.example", [3]])
+def test_websocket_origins_must_be_origins(clock: FakeClock, origins: Any) -> None:
+    with pytest.raises(ConfigurationError, match="websocket_origins"):
+        _sides(clock, websocket_origins=origins)
+
+
+def test_an_https_app_refuses_plain_http_websocket_origins_unless_told(clock: FakeClock) -> None:
+    common: dict[str, Any] = {"key": SyncKey.generate(), "clock": clock, "quiet_startup": True,
+                              "app_url": "https://shop.example",
+                              "idp_url": "https://id.example/login"}
+    with pytest.raises(ConfigurationError, match="websocket_origins lists plain http"):
+        RemoteSide(websocket_origins=["http://app.shop.example"], **common)
+    side = RemoteSide(websocket_origins=["http://app.shop.example"], allow_insecure=True,
+                      **common)
+    assert "http://app.shop.example" in side.websocket_origins

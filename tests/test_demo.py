@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -357,6 +358,13 @@ def test_the_idp_serves_the_demos_metrics_at_slash_metrics() -> None:
                  .samples if s.name == "sessionshare_store_seconds_count"}
         assert loads["load"] > 0 and loads["take_ticket"] == 3
         assert "alice" not in exposition
+        # The mount is the guarded one: a request a proxy forwarded from elsewhere gets 403.
+        forwarded = urllib.request.Request(urls["idp"] + "/metrics",
+                                           headers={"X-Forwarded-For": "203.0.113.9"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            browser_like_opener().open(forwarded, timeout=30)
+        assert refused.value.code == 403 and b"sessionshare_events" not in refused.value.read()
+        refused.value.close()
         # The active-sessions gauge is counted from the index every 5 s in the demo.
         deadline = time.monotonic() + 20
         while True:

@@ -175,6 +175,22 @@ def test_the_longest_prefix_decides(clock: FakeClock, shell: str) -> None:
     assert browser.get(SHOP + "/read").status_int == 302
 
 
+def test_a_step_up_prefix_is_whole_path_segments(clock: FakeClock, shell: str) -> None:
+    # {"/admin": 60} asks for a recent sign-in at /admin and below, not at /administrators
+    # (as protect prefixes do); "/billing/" covers /billing itself too.
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock, shell=shell, remote_options={
+        "protect": True, "max_auth_age": {"/admin": 60, "/billing/": 60}})
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    clock.advance(600)
+    for path in ("/admin", "/admin/", "/admin/users", "//admin/users", "/admin.json",
+                 "/billing", "/billing/x"):
+        assert browser.get(SHOP + path).status_int == 302, path
+    for path in ("/administrators", "/admin-old", "/billings", "/orders"):
+        assert browser.get(SHOP + path).status_int == 200, path
+
+
 @pytest.mark.parametrize("value", [-1, "300", True, {"admin": 60}, {"/admin": -5}])
 def test_a_bad_max_auth_age_is_refused_at_construction(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_auth_age"):

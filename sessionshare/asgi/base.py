@@ -31,12 +31,16 @@ Per HTTP request the shell only translates:
    that would need a cookie the headers no longer carry;
 4. a store outage is the side's 503 with ``Retry-After``: fail closed.
 
-Websocket scopes get the same session and user; on a remote's protected path
-a handshake without a signed-in session this origin joined is refused
-before it is accepted, with close code **1008** (policy violation; servers
-answer the handshake with 403) -- never served anonymously -- and a store
-outage closes it with **1013** (try again later). Lifespan and any other
-scope type pass through untouched.
+Websocket scopes get the same session and user when a page of this app's
+own origin (or one listed in ``websocket_origins``) opens them; on a
+remote's protected path a handshake without a signed-in session this origin
+joined is refused before it is accepted, with close code **1008** (policy
+violation; servers answer the handshake with 403) -- never served
+anonymously -- and a store outage closes it with **1013** (try again later).
+A handshake from any other origin, or with no ``Origin``, is refused (1008)
+on a protected path and elsewhere served with an empty session of its own and
+no user: the core decides (``Side.on_websocket``), and reads nothing for it.
+Lifespan and any other scope type pass through untouched.
 
 Stores: only coroutine stores (``AsyncRedisStore``, any
 ``AsyncSessionStore``), or a ``MemoryStore``, awaited through
@@ -172,10 +176,13 @@ class SessionMiddleware:
     async def _arrive(
         self, request: Request, websocket: bool = False
     ) -> tuple[Session, Reply | PassThrough]:
-        session = await self._open(request)
         if websocket:
+            # Not read up front: the core reads it in its steps, and not at all for a
+            # handshake from another origin (whose page must not even slide its expiry).
+            session = Session(_read_lazily, self.lifecycle.session_id_in(request.cookies))
             outcome = self.side.on_websocket(request, session)
         else:
+            session = await self._open(request)
             outcome = self.side.on_request(request, session)
         if not isinstance(outcome, (Reply, PassThrough)):
             outcome = await run_async(outcome, self.store)  # the store work it asked for
@@ -242,6 +249,8 @@ class SessionMiddleware:
         if isinstance(outcome, Reply):
             await _refuse(receive, send, WS_REFUSED, _reason_of(outcome))
             return
+        if outcome.no_session:
+            session = Session(_read_lazily, None)  # a page of another origin: none of the user's
         await self.app({**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, send)
         # No headers ever carry a cookie on a websocket: what changed is a late change.
         await self._persist_late(session)

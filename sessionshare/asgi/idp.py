@@ -20,7 +20,7 @@ the WSGI :class:`sessionshare.IdpAuthMiddleware`, with an asyncio store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..core.events import EventHook
 from ..core.idp import Authorize, IdpSide
@@ -80,9 +80,9 @@ class IdpAuthMiddleware(SessionMiddleware):
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
     :param allow_insecure: On an https ``app_url``, accept settings that send the session in
-        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
-        (refused otherwise; a test bed only). Default ``False``. From the environment:
-        ``SESSIONSHARE_ALLOW_INSECURE``.
+        clear: ``cookie_secure=False``, at the IdP ``http://`` allow-list entries, and
+        ``http://`` ``websocket_origins`` (refused otherwise; a test bed only). Default
+        ``False``. From the environment: ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
@@ -108,6 +108,11 @@ class IdpAuthMiddleware(SessionMiddleware):
         ``None``. From the environment: ``SESSIONSHARE_MAX_SESSIONS_PER_USER``.
     :param strict: Answer 400 to a callback off the allow-list instead of showing the login
         page. Default ``False``.
+    :param websocket_origins: Origins besides ``app_url`` whose pages may open websockets
+        with the session (e.g. ``https://app.shop.example``, comma separated); a handshake
+        from any other origin, or with no ``Origin``, gets no session and no user, and is
+        refused on a protected path. Default ``()``. From the environment:
+        ``SESSIONSHARE_WEBSOCKET_ORIGINS``.
     :param on_event: ``on_event(name, fields)``, called for each event (``login``,
         ``ticket_issued``, ``ticket_redeemed``, ``token_rejected`` and every other rejection
         with its ``reason``, ``logout``, ``session_expired``, ``store_unavailable``, ...;
@@ -148,6 +153,7 @@ class IdpAuthMiddleware(SessionMiddleware):
         authorize: Authorize | None = None,
         max_sessions_per_user: int | None = None,
         strict: bool = False,
+        websocket_origins: Sequence[str] = (),
         on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
@@ -169,6 +175,7 @@ class IdpAuthMiddleware(SessionMiddleware):
             callback_path=callback_path, logout_path=logout_path,
             logout_redirect=logout_redirect, authorize=authorize, strict=strict,
             max_sessions_per_user=max_sessions_per_user,
+            websocket_origins=websocket_origins,
             on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)

@@ -79,9 +79,9 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param cookie_secure: Secure cookie flag; off only for a local http demo. Default
         ``True``. From the environment: ``SESSIONSHARE_COOKIE_SECURE``.
     :param allow_insecure: On an https ``app_url``, accept settings that send the session in
-        clear: ``cookie_secure=False`` and, at the IdP, ``http://`` allow-list entries
-        (refused otherwise; a test bed only). Default ``False``. From the environment:
-        ``SESSIONSHARE_ALLOW_INSECURE``.
+        clear: ``cookie_secure=False``, at the IdP ``http://`` allow-list entries, and
+        ``http://`` ``websocket_origins`` (refused otherwise; a test bed only). Default
+        ``False``. From the environment: ``SESSIONSHARE_ALLOW_INSECURE``.
     :param cookie_samesite: SameSite cookie attribute: Lax, Strict or None. Default
         ``"Lax"``. From the environment: ``SESSIONSHARE_COOKIE_SAMESITE``.
     :param cookie_domain: Domain attribute of the session cookie (off: no sibling subdomain
@@ -113,6 +113,11 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.
     :param token_leeway: Seconds of clock skew tolerated on a token. Default ``5.0``.
+    :param websocket_origins: Origins besides ``app_url`` whose pages may open websockets
+        with the session (e.g. ``https://app.shop.example``, comma separated); a handshake
+        from any other origin, or with no ``Origin``, gets no session and no user, and is
+        refused on a protected path. Default ``()``. From the environment:
+        ``SESSIONSHARE_WEBSOCKET_ORIGINS``.
     :param on_event: ``on_event(name, fields)``, called for each event (``login``,
         ``ticket_issued``, ``ticket_redeemed``, ``token_rejected`` and every other rejection
         with its ``reason``, ``logout``, ``session_expired``, ``store_unavailable``, ...;
@@ -156,6 +161,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         state_ttl: int = 10 * 60,
         state_cookie_name: str = "sessionshare_state",
         token_leeway: float = float(CLOCK_LEEWAY),
+        websocket_origins: Sequence[str] = (),
         on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
@@ -173,6 +179,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
             logout_redirect=logout_redirect, protect=protect, passive=passive,
             passive_ttl=passive_ttl, max_auth_age=max_auth_age, state_ttl=state_ttl,
             state_cookie_name=state_cookie_name, token_leeway=token_leeway,
+            websocket_origins=websocket_origins,
             on_event=on_event, quiet_startup=quiet_startup, clock=clock,
         )
         super().__init__(app, store=store, side=side)

@@ -6,7 +6,11 @@ ways for ASGI 3, and nothing else -- the WSGI twin is ``wsgi/environ.py``.
 
 The path is handed to the protocol as WSGI would (``PATH_INFO``: UTF-8 bytes
 read as latin-1), so both shells classify and echo a path byte for byte the
-same, and ``root_path`` is taken off it when the server left it on.
+same, and ``root_path`` is taken off it when the server left it on -- only at
+a segment boundary, the rule Starlette routes by: with ``root_path="/shop"``
+the path ``/shopping/orders`` stays whole (uvicorn ``--root-path /shop`` makes
+it of the raw target ``ping/orders``; a proxy that took ``/shop`` off leaves
+it), so a ``protect`` prefix sees the very path the app routes.
 
     request = request_of(scope)
     await send_reply(send, Reply.redirect("/"), head=request.method == "HEAD")
@@ -62,8 +66,10 @@ def request_of(scope: Scope) -> Request:
             found[name] = text
     root = scope.get("root_path") or ""
     path = scope.get("path") or ""
-    if root and path.startswith(root):
-        path = path[len(root):]  # servers differ on whether path carries root_path
+    # Servers differ on whether path carries root_path; it comes off only whole, never
+    # mid-segment ("/shop" off "/shopping/orders" left "ping/orders": no prefix matched it).
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        path = path[len(root):]
     websocket = scope["type"] == "websocket"
     return Request(
         method="GET" if websocket else scope.get("method", "GET"),

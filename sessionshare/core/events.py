@@ -49,6 +49,9 @@ EventName = Literal[
     "handoff_refused",      # IdP: 403 state_taken / not_authorized (reason, audience)
     "logout",               # both: a session ended everywhere (origin[, user])
     "logout_rejected",      # both: a logout refused (reason, origin)
+    "websocket_rejected",   # remote: a websocket from another origin refused (reason, origin)
+    "websocket_without_session",  # both: one served with no session (reason, origin)
+    "request_rejected",     # both: a path without its leading "/", 400 (reason, origin)
     "session_expired",      # both: a session read past its absolute timeout (reason)
     "session_revoked",      # IdP / admin: sessions ended by max_sessions_per_user or an
                             # operator (reason, count[, user])

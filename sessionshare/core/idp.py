@@ -128,6 +128,9 @@ class IdpSide(Side):
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        refused = self.bad_path(request)
+        if refused is not None:
+            return refused
         if request.path == self.logout_path:
             return self.logout(request, session)
         if request.query and request.path != self.login_path:

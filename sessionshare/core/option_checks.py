@@ -26,8 +26,8 @@ __all__ = [
     "absolute_path", "allow_list", "any_text", "anything", "async_session_store", "bool_text",
     "byte_count", "bytes_text", "count_text", "flag", "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
-    "origin_url", "samesite", "seconds", "session_store", "sync_key", "verbatim",
-    "zero_or_more_seconds",
+    "origin_url", "origins", "origins_of", "origins_text", "samesite", "seconds",
+    "session_store", "sync_key", "verbatim", "zero_or_more_seconds",
 ]
 
 # -- checks of one value -------------------------------------------------------
@@ -136,6 +136,40 @@ def origin_url(name: str, value: Any) -> str | None:
         canonical_origin(value, setting=name)
     except ConfigurationError as exc:
         return f"{exc}; write it with its scheme, e.g. 'https://shop.example'"
+    return None
+
+
+def origins_of(name: str, value: Any) -> frozenset[str]:
+    """A list of origins (``https://app.example``, no path) as their canonical forms.
+
+    Raises :class:`ConfigurationError` naming ``name`` and the entry at fault.
+    """
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"{name} must be a list of origins such as ['https://app.shop.example'], "
+            f"not {_shown(value)}"
+        )
+    found = set()
+    for entry in value:
+        if not isinstance(entry, str):
+            raise ConfigurationError(f"{name}: every entry must be an origin string such as "
+                                     f"'https://app.shop.example', not {_shown(entry)}")
+        # An Origin header is scheme, host and port only: a path could never match one.
+        if entry.partition("://")[2].rstrip("/").count("/"):
+            raise ConfigurationError(f"{name}: {entry!r} is not an origin: leave out the path "
+                                     "(e.g. 'https://app.shop.example')")
+        problem = origin_url(name, entry)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        found.add(canonical_origin(entry, setting=name))
+    return frozenset(found)
+
+
+def origins(name: str, value: Any) -> str | None:
+    try:
+        origins_of(name, value)
+    except ConfigurationError as exc:
+        return str(exc)
     return None
 
 
@@ -259,6 +293,11 @@ def hosts_text(text: str) -> tuple[str, ...]:
     # Parsed once here to report bad entries; the IdP builds its AllowList from the
     # entries with its own callback_path, which may come from another variable.
     return AllowList(text).entries
+
+
+def origins_text(text: str) -> tuple[str, ...]:
+    """Comma (or space) separated origins."""
+    return tuple(entry for entry in re.split(r"[\s,]+", text.strip()) if entry)
 
 
 def verbatim(text: str) -> str:

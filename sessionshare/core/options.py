@@ -58,6 +58,7 @@ DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
 BOTH: frozenset[Role] = frozenset(("idp", "remote"))
 IDP: frozenset[Role] = frozenset(("idp",))
 REMOTE: frozenset[Role] = frozenset(("remote",))
+SHELLS: frozenset[Shell] = frozenset(("wsgi", "asgi"))
 
 #: A problem message for an option's value, or None when the value is fine.
 Check = Callable[[str, Any], str | None]
@@ -117,6 +118,8 @@ class Option:
     #: What differs for the ASGI middlewares (``annotation``, ``help``, ``check``,
     #: ``parse``), e.g. an asyncio store; see :func:`options_for`.
     asgi: Mapping[str, Any] | None = None
+    #: The shells whose middlewares take it (websockets are ASGI's only).
+    shells: frozenset[Shell] = SHELLS
 
     @property
     def required(self) -> bool:
@@ -206,7 +209,11 @@ OPTIONS: tuple[Option, ...] = (
            "on an https `app_url`, accept settings that send the session in clear: "
            "`cookie_secure=False` and, at the IdP, `http://` allow-list entries "
            "(refused otherwise; a test bed only)",
-           check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text),
+           check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text,
+           asgi={"help": "on an https `app_url`, accept settings that send the session in "
+                         "clear: `cookie_secure=False`, at the IdP `http://` allow-list "
+                         "entries, and `http://` `websocket_origins` (refused otherwise; "
+                         "a test bed only)"}),
     Option("cookie_samesite", "SameSite", "Lax", BOTH,
            "SameSite cookie attribute: Lax, Strict or None",
            check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
@@ -273,6 +280,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("token_leeway", "float", float(CLOCK_LEEWAY), REMOTE,
            "seconds of clock skew tolerated on a token",
            check=checks.zero_or_more_seconds),
+    Option("websocket_origins", "Sequence[str]", (), BOTH,
+           "origins besides `app_url` whose pages may open websockets with the session "
+           "(e.g. `https://app.shop.example`, comma separated); a handshake from any other "
+           "origin, or with no `Origin`, gets no session and no user, and is refused on a "
+           "protected path",
+           check=checks.origins, env="SESSIONSHARE_WEBSOCKET_ORIGINS",
+           parse=checks.origins_text, env_default="", shells=frozenset(("asgi",))),
     Option("on_event", "EventHook | None", None, BOTH,
            "`on_event(name, fields)`, called for each event (`login`, `ticket_issued`, "
            "`ticket_redeemed`, `token_rejected` and every other rejection with its `reason`, "
@@ -298,7 +312,8 @@ _ASGI_OPTIONS = tuple(
 def options_for(role: Role, shell: Shell = "wsgi") -> tuple[Option, ...]:
     """The options the ``idp`` or ``remote`` middleware of ``shell`` takes, in order."""
     declared = _ASGI_OPTIONS if shell == "asgi" else OPTIONS
-    return tuple(option for option in declared if role in option.roles)
+    return tuple(option for option in declared
+                 if role in option.roles and shell in option.shells)
 
 
 # -- rules between options ---------------------------------------------------------

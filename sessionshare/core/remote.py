@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -58,7 +58,7 @@ from .steps import Steps
 from .stepup import StepUp, is_fresh
 from .tickets import CLOCK_LEEWAY
 
-__all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide"]
+__all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide", "path_prefixes"]
 
 log = logging.getLogger("sessionshare")
 
@@ -153,6 +153,9 @@ class RemoteSide(Side):
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        refused = self.bad_path(request)
+        if refused is not None:
+            return refused
         if request.path == self.callback_path:
             return self._callback(request, session)
         if request.path == self.logout_path:
@@ -168,12 +171,20 @@ class RemoteSide(Side):
             return self._read_user(session)  # a public path: no read for it
         return self._protected(request, session)
 
-    def on_websocket(self, request: Request, session: Session) -> Outcome:
+    def _websocket(self, request: Request, session: Session) -> Outcome:
         """A websocket on a protected path is served only as a page would be: signed in
         and joined; else the 401 a script gets (never a redirect, never anonymous)."""
         if not self._protects(request):
             return self._loaded_user(session)
         return self._protected(request, session)
+
+    def _foreign_websocket(self, request: Request) -> Reply | PassThrough:
+        """From another origin: refused on a protected path, anonymous elsewhere."""
+        if not self._protects(request):
+            return super()._foreign_websocket(request)
+        self._websocket_event(logging.WARNING, "websocket_rejected", request)
+        return Reply.error(403, "cross_origin", "Open this websocket from this site's pages.",
+                           as_json=True)
 
     def _loaded_user(self, session: Session) -> Steps[PassThrough]:
         """The user to publish, once the session is read (one round trip with a cookie)."""
@@ -378,8 +389,8 @@ def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], boo
         return lambda request: True
     if passive is False:
         return lambda request: False
-    prefixes = tuple(passive)
-    return lambda request: request.path.startswith(prefixes)
+    under = path_prefixes(passive)
+    return lambda request: under(request.path)
 
 
 def _required_age(
@@ -391,13 +402,15 @@ def _required_age(
     if not isinstance(max_auth_age, Mapping):
         age = int(max_auth_age)
         return lambda path: age
-    by_length = sorted(max_auth_age.items(), key=lambda item: -len(item[0]))
+    # The longest prefix wins: each is tried alone, longest first.
+    by_length = sorted(((path_prefixes([prefix]), int(age), len(prefix.rstrip("/")))
+                        for prefix, age in max_auth_age.items()), key=lambda item: -item[2])
 
     def required(path: str) -> int | None:
-        for prefix in (path, normalized_path(path)):
-            for start, age in by_length:  # the longest prefix wins
-                if prefix.startswith(start):
-                    return int(age)
+        for spelling in (path, normalized_path(path)):
+            for under, age, _ in by_length:
+                if under(spelling):
+                    return age
         return None
 
     return required
@@ -416,14 +429,35 @@ def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
     prefixes = tuple(protect)
     if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
         raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
+    under = path_prefixes(prefixes)
 
     def protects(request: Request) -> bool:
         path = request.path
         # Frameworks route "//orders" (werkzeug) or "/./orders" to the /orders view:
         # a spelling that reaches a protected page is protected too.
-        return path.startswith(prefixes) or normalized_path(path).startswith(prefixes)
+        return under(path) or under(normalized_path(path))
 
     return protects
+
+
+def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
+    """A test of whether a path is at or below one of ``prefixes``, in whole segments.
+
+    ``/shop`` (or ``/shop/``) matches ``/shop``, ``/shop/`` and ``/shop/x``, never
+    ``/shopping``: a prefix means what a user writes it for. The same segment with
+    a suffix after ``.`` or ``;`` matches too (``/shop.json``, ``/shop;v=1``): some
+    routers send a format suffix or path parameters to the very view (Django REST
+    framework's ``format_suffix_patterns``, servlet containers), so failing closed
+    there costs a sign-in at worst. ``/`` matches every path, and the empty one
+    (the mount point itself).
+    """
+    bases = {prefix.rstrip("/") for prefix in prefixes}  # "/shop/" -> "/shop", "/" -> ""
+    below = tuple(base + mark for base in bases for mark in _SEGMENT_ENDS)
+    return lambda path: path in bases or path.startswith(below)
+
+
+#: What may follow a prefix for a path to be that prefix's segment or below it.
+_SEGMENT_ENDS = ("/", ".", ";")
 
 
 def normalized_path(path: str) -> str:

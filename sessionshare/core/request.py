@@ -121,6 +121,18 @@ class Request:
         return f"{path}?{self.query}" if self.query else path
 
     @property
+    def has_bad_path(self) -> bool:
+        """True when the path is neither empty (the mount point itself) nor starts with ``/``.
+
+        Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of a
+        request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a raw
+        request target ``ping/orders`` as it comes. Routers disagree on what they mean
+        (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to see
+        the path the app will serve: such a request is refused (fail closed).
+        """
+        return bool(self.path) and self.path[0] != "/"
+
+    @property
     def is_prefetch(self) -> bool:
         """True when the browser only fetches ahead (a prefetch or prerender): no user is
         looking at the answer yet."""
@@ -136,6 +148,15 @@ class Request:
         if self.fetch_mode is not None:
             return self.fetch_mode == "navigate"
         return accepts(self.accept, "text/html")
+
+    def origin_is(self, origins: frozenset[str]) -> bool:
+        """True when the ``Origin`` header names one of ``origins`` (canonical, lower-case).
+
+        No ``Origin`` at all is *not* one of them: every browser sends it on a
+        websocket handshake (RFC 6455, 4.1), so only a non-browser client omits it,
+        and such a client can send it itself.
+        """
+        return self.origin is not None and self.origin.strip().lower() in origins
 
     def is_same_origin(self, origin: str) -> bool:
         """False when the browser says this request was sent by a page of another origin.

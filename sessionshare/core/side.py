@@ -20,7 +20,16 @@ Shared here:
   POST carries the cookie -- cannot either (403 ``cross_origin``). A GET of
   the logout path shows a page with the button;
 - a store outage fails closed: 503 with ``Retry-After``, never the app
-  served to a user nobody could identify.
+  served to a user nobody could identify;
+- what the shells hand over is checked before anything else: a path that
+  does not start with ``/`` is a 400 ``bad_path`` (a router might serve it
+  as a page no prefix check matched), and a websocket handshake whose
+  ``Origin`` is not this app's own (nor listed in ``websocket_origins``) gets
+  no session and no user anywhere -- on a remote's protected path it is
+  refused. A browser sends the ``SameSite=Lax`` cookie with the handshake of
+  any page of the same *site* (a sibling subdomain, another port), and of any
+  site with ``SameSite=None``: served the session, such a page would read and
+  write the socket as the user (cross-site websocket hijacking).
 """
 
 from __future__ import annotations
@@ -28,14 +37,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, NamedTuple, Union
 
 from ..crypto import SyncKey, canonical_origin
 from ..errors import ConfigurationError, StoreUnavailable
 from .cookies import CookieSpec
-from .events import EventHook, Events
+from .events import EventHook, EventName, Events
 from .lifecycle import Lifecycle
+from .option_checks import origins_of
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session
@@ -67,16 +77,22 @@ class PassThrough(NamedTuple):
         (the IdP watches for a sign-in on the way out).
     :param headers: headers the side adds to the app's answer (the IdP's browser
         cookie); the side's own ``on_response`` adds them.
+    :param no_session: the app must not see the browser's session: the shell gives it
+        a new, empty one instead (a websocket opened by a page of another origin).
     """
 
     user: Any = None
     signed_in: bool = False
     headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
+    no_session: bool = False
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no
 #: generator to drive: the common case, and the cheapest), else the steps to run.
 Outcome = Union[Reply, PassThrough, Steps[Union[Reply, PassThrough]]]  # noqa: UP007
+
+#: A websocket from another origin, where it is not refused: no user, no session.
+_WITHOUT_SESSION = PassThrough(no_session=True)
 
 
 class Side:
@@ -103,6 +119,7 @@ class Side:
         cookie_domain: str | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
+        websocket_origins: Collection[str] = (),
         on_event: EventHook | None = None,
         quiet_startup: bool = False,
         clock: Callable[[], float] = time.time,
@@ -110,6 +127,10 @@ class Side:
         self.events = Events(on_event)
         self.key = SyncKey.parse(key) if isinstance(key, str) else key
         self.origin = canonical_origin(app_url)
+        #: The origins whose pages may open a websocket with the session: this app's own,
+        #: and those listed (canonical, lower-case: compared with the ``Origin`` header).
+        self.websocket_origins = origins_of("websocket_origins", websocket_origins) | {
+            self.origin}
         if not self.origin.startswith("https://") and cookie_secure:
             raise ConfigurationError(
                 f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
@@ -122,6 +143,15 @@ class Side:
                 f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
                 "also travel over plain http; keep cookie_secure=True, or pass "
                 "allow_insecure=True if this is only a test bed"
+            )
+        plain = sorted(o for o in self.websocket_origins if o.startswith("http://"))
+        if self.origin.startswith("https://") and plain and not allow_insecure:
+            # A page served over plain http can be rewritten on the way: listed, it would
+            # open sockets as the user of an https app.
+            raise ConfigurationError(
+                f"websocket_origins lists plain http origins ({', '.join(plain)}) on https "
+                f"app_url {app_url!r}: a page served over http can be altered in transit; "
+                "list them as https, or pass allow_insecure=True if this is only a test bed"
             )
         if token_ttl <= 0:
             raise ConfigurationError("token_ttl must be a positive number of seconds")
@@ -180,15 +210,59 @@ class Side:
         """
         raise NotImplementedError
 
+    def bad_path(self, request: Request) -> Reply | None:
+        """400 ``bad_path`` for a path that does not start with ``/``; None for any other.
+
+        Both sides ask this first, for every request and handshake: see
+        :attr:`Request.has_bad_path` for why such a path is refused.
+        """
+        if not request.has_bad_path:
+            return None
+        # No path in the line: it is the client's text, and may carry anything.
+        self.events.emit(logging.INFO, "request_rejected",
+                         {"reason": "bad_path", "origin": self.origin},
+                         "request_rejected reason=bad_path origin=%s", self.origin)
+        return Reply.error(400, "bad_path", "The request path must start with '/'.",
+                           as_json=request.wants_json)
+
     def on_websocket(self, request: Request, session: Session) -> Outcome:
         """A websocket handshake: :class:`PassThrough` to serve it, a :class:`Reply` to refuse.
 
         No redirect, cookie or sign-out can travel over a websocket, so the
         library's own paths are the app's there; only a remote's protected path
-        refuses (:meth:`RemoteSide.on_websocket`). A shell closes a refused
-        socket before accepting it, with a close code standing for the reply.
+        refuses. A shell closes a refused socket before accepting it, with a
+        close code standing for the reply. A handshake from a page of another
+        origin than this app's (and ``websocket_origins``), or with no ``Origin``
+        at all, is served with no session and no user -- the session is not even
+        read -- or, on a remote's protected path, refused (``cross_origin``).
         """
+        refused = self.bad_path(request)
+        if refused is not None:
+            return refused
+        if not request.origin_is(self.websocket_origins):
+            return self._foreign_websocket(request)
+        return self._websocket(request, session)
+
+    def _websocket(self, request: Request, session: Session) -> Outcome:
+        """A handshake from one of :attr:`websocket_origins`: the session's user, anywhere
+        (a remote overrides this with its protected paths)."""
         return self._websocket_user(session)
+
+    def _foreign_websocket(self, request: Request) -> Reply | PassThrough:
+        """A handshake from another origin: no session, no user (a remote refuses it on its
+        protected paths)."""
+        self._websocket_event(logging.INFO, "websocket_without_session", request)
+        return _WITHOUT_SESSION
+
+    def _websocket_event(self, level: int, event: EventName, request: Request) -> None:
+        # The Origin is the client's text: repr() and a cap keep it from forging log lines.
+        sent = "none" if request.origin is None else repr(request.origin[:100])
+        self.events.emit(
+            level, event, {"reason": "cross_origin", "origin": self.origin},
+            "%s reason=cross_origin origin=%s sent=%s hint=%r", event, self.origin, sent,
+            "a page of another origin opened this websocket; if that origin is one of "
+            "yours, list it in websocket_origins (SESSIONSHARE_WEBSOCKET_ORIGINS)",
+        )
 
     def _websocket_user(self, session: Session) -> Steps[PassThrough]:
         yield from self.lifecycle.load(session)

@@ -11,7 +11,9 @@ Per request the shell only translates:
 2. the side's ``on_request`` steps run on the store: a
    :class:`~sessionshare.core.reply.Reply` is sent as it is, a
    :class:`~sessionshare.core.side.PassThrough` calls the app (with
-   ``REMOTE_USER`` set for a signed-in user);
+   ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
+   server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
+   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone);
 3. when the app starts its response, :meth:`SessionMiddleware.on_response`
    persists the session -- the IdP's side may replace the answer (a sign-in
    with a hand-off pending) -- before the status line reaches the server;
@@ -40,7 +42,10 @@ from .manager import SessionManager
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SERVER_REMOTE_USER", "SessionMiddleware"]
+
+#: Where a ``REMOTE_USER`` the server (or a proxy) set is kept, out of the frameworks' way.
+SERVER_REMOTE_USER = "sessionshare.server_remote_user"
 
 _M = TypeVar("_M", bound="SessionMiddleware")
 
@@ -95,6 +100,11 @@ class SessionMiddleware:
             if isinstance(outcome, Reply):
                 return send_reply(environ, start_response, outcome)
             user = self.side.remote_user(outcome.user)
+            if "REMOTE_USER" in environ:
+                # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
+                # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
+                # that user. Kept under our namespace for an app that wants it.
+                environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
 

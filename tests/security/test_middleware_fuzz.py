@@ -210,10 +210,13 @@ def _q(text: str) -> str:
 
 
 def _looks_protected(path: str) -> bool:
-    # shop.test protects /orders, /read and /write; a framework may merge slashes
-    # and resolve dot segments before routing.
+    # shop.test protects /orders, /read and /write, each with everything below it and its
+    # format suffixes and path parameters (whole segments: /orders0 is another page); a
+    # framework may merge slashes and resolve dot segments before routing.
     merged = posixpath.normpath(re.sub("/+", "/", path)) if path else "/"
-    return any(p.startswith(("/orders", "/read", "/write")) for p in (path, merged))
+    prefixes = ("/orders", "/read", "/write")
+    below = tuple(prefix + end for prefix in prefixes for end in "/.;")
+    return any(p in prefixes or p.startswith(below) for p in (path, merged))
 
 
 def _cookie_from(reply: Reply) -> str:

@@ -53,7 +53,7 @@ __all__ = [
 
 #: Where the Django side finds :class:`AppFacts` in the environ.
 FACTS_KEY = "sessionshare.django"
-_BY_NAME = {option.name: option for option in OPTIONS}
+_BY_NAME = {option.name: option for option in OPTIONS if "wsgi" in option.shells}
 _PLAIN_REMOTE_USER = "django.contrib.auth.middleware.RemoteUserMiddleware"
 
 

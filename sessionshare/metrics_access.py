@@ -1,0 +1,185 @@
+"""Who may read ``/metrics``: a scraper with the bearer token, else this machine only.
+
+The library's metrics (:mod:`sessionshare.metrics`) say how many people are
+signed in, how often sign-ins fail and why (``bad_state``, ``replayed``,
+``not_authorized``...), and how fast the store answers: a map for whoever
+probes the deployment, and nothing a visitor needs. So the apps that
+:meth:`~sessionshare.metrics.PrometheusMetrics.wsgi_app` and ``asgi_app``
+mount serve them only to
+
+- a request whose ``Authorization: Bearer <token>`` carries the token of
+  ``SESSIONSHARE_METRICS_TOKEN`` (or the ``token`` argument), compared in
+  constant time -- and, when a token is configured, to nobody else: behind a
+  reverse proxy on the same machine every request comes from the loopback, so
+  the loopback proves nothing then;
+- with no token configured, a client on the loopback (``127.0.0.0/8``,
+  ``::1``) whose request carries no ``Forwarded``, ``X-Forwarded-For`` or
+  ``X-Real-IP`` header (a proxy on this machine forwards someone else's).
+
+Anyone else gets **401** (a token is configured: ``WWW-Authenticate:
+Bearer``) or **403** (none is), and not a byte of the metrics. Prometheus
+sends the token with ``authorization: {credentials: ...}`` (or
+``bearer_token``) in its scrape config.
+
+    app = guard_wsgi(make_wsgi_app(registry), MetricsAccess())   # the token from the env
+    app = guard_asgi(make_asgi_app(registry), MetricsAccess(token=token))
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from hmac import compare_digest
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["MIN_TOKEN_LENGTH", "TOKEN_VARIABLE", "MetricsAccess", "guard_asgi", "guard_wsgi"]
+
+#: The variable the token is read from when none is given.
+TOKEN_VARIABLE = "SESSIONSHARE_METRICS_TOKEN"
+#: Shorter tokens are refused: a guessable token guards nothing.
+MIN_TOKEN_LENGTH = 32
+
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+_ASGI = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Any]],
+                  Callable[[MutableMapping[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+class MetricsAccess:
+    """The rule above, decided once per request from three facts.
+
+    :param token: the bearer token a scraper must send; None reads
+        ``SESSIONSHARE_METRICS_TOKEN`` (unset or empty: no token, loopback only).
+        At least :data:`MIN_TOKEN_LENGTH` printable ASCII characters, e.g.
+        ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
+    :param environ: where the variable is read (``os.environ`` by default).
+    """
+
+    def __init__(
+        self, token: str | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        source = "token"
+        if token is None:
+            source = TOKEN_VARIABLE
+            token = (os.environ if environ is None else environ).get(TOKEN_VARIABLE) or None
+        if token is not None and not (
+            len(token) >= MIN_TOKEN_LENGTH and token.isascii() and token.isprintable()
+            and " " not in token
+        ):
+            # The token itself is never shown: it is a secret even when it is a weak one.
+            raise ConfigurationError(
+                f"{source}: the metrics token must be at least {MIN_TOKEN_LENGTH} printable "
+                "ASCII characters without spaces (python -c \"import secrets; "
+                "print(secrets.token_urlsafe(32))\")"
+            )
+        self._token = None if token is None else token.encode("ascii")
+
+    @property
+    def needs_token(self) -> bool:
+        """True when a token is configured (and then always required)."""
+        return self._token is not None
+
+    def refusal(
+        self, *, authorization: str | None, client: str | None, proxied: bool
+    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """None to serve the request; else the status, headers and body to answer.
+
+        :param authorization: the ``Authorization`` header, if any.
+        :param client: the peer's address (WSGI ``REMOTE_ADDR``, the ASGI scope's
+            ``client``), None when the server gave none (a unix socket).
+        :param proxied: the request carries a header a proxy adds.
+        """
+        if self._token is not None:
+            if self._bearer_matches(authorization):
+                return None
+            return _answer(401, "Send the metrics token: Authorization: Bearer <token>.",
+                           [("WWW-Authenticate", 'Bearer realm="metrics"')])
+        if not proxied and _is_loopback(client):
+            return None
+        return _answer(403, "Metrics are served to this machine only; to scrape them from "
+                            f"elsewhere, set {TOKEN_VARIABLE} and send it as a bearer token.")
+
+    def _bearer_matches(self, authorization: str | None) -> bool:
+        assert self._token is not None
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        sent = credentials.strip().encode("latin-1", "replace")
+        # compare_digest: the time taken says nothing about how much of the token matched.
+        return compare_digest(sent, self._token)
+
+
+def _is_loopback(client: str | None) -> bool:
+    if not client:
+        return False  # a unix socket: a proxy in front, most likely
+    try:
+        address = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _answer(status: int, message: str, headers: Iterable[tuple[str, str]] = ()
+            ) -> tuple[int, list[tuple[str, str]], bytes]:
+    body = (message + "\n").encode()
+    return status, [
+        ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), *headers,
+    ], body
+
+
+_REASONS = {401: "401 Unauthorized", 403: "403 Forbidden"}
+
+
+def guard_wsgi(app: WSGIApplication, access: MetricsAccess) -> WSGIApplication:
+    """``app`` (a metrics WSGI app), served only as ``access`` allows."""
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        refusal = access.refusal(
+            authorization=environ.get("HTTP_AUTHORIZATION"),
+            client=environ.get("REMOTE_ADDR"),
+            proxied=any(f"HTTP_{name.upper().replace('-', '_')}" in environ
+                        for name in _PROXY_HEADERS),
+        )
+        if refusal is None:
+            return app(environ, start_response)
+        status, headers, body = refusal
+        start_response(_REASONS[status], headers)
+        return [body]
+
+    return guarded
+
+
+def guard_asgi(app: _ASGI, access: MetricsAccess) -> _ASGI:
+    """``app`` (a metrics ASGI app), served only as ``access`` allows (HTTP; any other
+    scope type goes through untouched)."""
+
+    async def guarded(scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                      send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in scope.get("headers") or ()}
+        client = scope.get("client")
+        refusal = access.refusal(
+            authorization=headers.get("authorization"),
+            client=None if not client else str(client[0]),
+            proxied=any(name in headers for name in _PROXY_HEADERS),
+        )
+        if refusal is None:
+            await app(scope, receive, send)
+            return
+        status, answer, body = refusal
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer]})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
