@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,8 +36,10 @@ def require_chromium() -> None:
 
 @contextmanager
 def chromium(
-    *, host_rules: str = "MAP *.localhost 127.0.0.1", profile: str | None = None
+    *, host_rules: str = "MAP *.localhost 127.0.0.1", profile: str | None = None,
+    flags: Sequence[str] = (),
 ) -> Iterator[object]:
+    """A headless Chromium; ``flags`` are more command-line switches (they come last)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -50,7 +52,7 @@ def chromium(
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-        f"--host-resolver-rules={host_rules}", "--window-size=1200,900",
+        f"--host-resolver-rules={host_rules}", "--window-size=1200,900", *flags,
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)

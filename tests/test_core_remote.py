@@ -226,3 +226,47 @@ def test_a_user_key_mismatch_says_both_sites_need_the_same_user_key(
     (line,) = [r.getMessage() for r in caplog.records
                if r.getMessage().startswith("token_rejected reason=not_authenticated")]
     assert "user_key='account'" in line and "SESSIONSHARE_USER_KEY" in line
+
+
+def test_a_remote_behind_a_path_prefix_sends_the_browser_to_its_own_urls_under_it(
+    clock: FakeClock, shell: str
+) -> None:
+    # A remote mounted at /news (WSGI SCRIPT_NAME, ASGI root_path: a prefix-stripping proxy
+    # in front) made its callback, its state cookies' path and its sign-out form's action
+    # without the prefix: the IdP sent the browser to https://shop/_sessionshare/callback,
+    # which the proxy never routes to the app, and the state cookie would not have reached
+    # /news/_sessionshare/callback anyway. The library's own URLs now carry the mount point.
+    mounted_callback = SHOP + "/news/_sessionshare/callback"
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell,
+                     idp_options={"known_remote_hosts": [mounted_callback]})
+    browser = Browser(dep)
+    news = webtest.TestApp(dep.wsgi(dep.shop),
+                           extra_environ={"HTTP_HOST": "shop.test", "SCRIPT_NAME": "/news"})
+    html = {"Accept": "text/html"}
+    start = news.get("/orders?page=2", headers=html, status=302)
+    location = urlsplit(start.location)
+    assert start.location.startswith(LOGIN + "?")
+    assert unquote(location.query.split("callback=", 1)[1].split("&", 1)[0]) == mounted_callback
+    state_cookie = next(value for name, value in start.headerlist
+                        if name == "Set-Cookie" and value.startswith("sessionshare_state-"))
+    assert "; Path=/news/_sessionshare/callback;" in state_cookie
+    # The IdP accepts that callback (listed by its full URL) and sends the token there...
+    token_url = browser.sign_in(start.location)
+    assert token_url.status_int == 303 and token_url.location.startswith(mounted_callback + "?")
+    # ...where the app under the prefix redeems it and returns to the page, prefix and all.
+    back = news.get("/_sessionshare/callback?" + urlsplit(token_url.location).query,
+                    headers=html, status=303)
+    assert back.location.endswith("/news/orders?page=2")
+    assert any(value.startswith("sessionshare_state-0=;") and
+               "; Path=/news/_sessionshare/callback;" in value
+               for name, value in back.headerlist if name == "Set-Cookie")  # cleared, same path
+    assert news.get("/orders", headers=html).json["user"] == "alice"
+    # Its sign-out page posts to the sign-out path under the prefix.
+    form = news.get("/_sessionshare/logout", headers=html)
+    assert 'action="/news/_sessionshare/logout"' in form.text
+    # A mount point that is no plain path cannot smuggle attributes into the cookie.
+    odd = webtest.TestApp(dep.wsgi(dep.shop), extra_environ={
+        "HTTP_HOST": "shop.test", "SCRIPT_NAME": "/a;Domain=test"})
+    cookies = odd.get("/orders", headers=html, status=302).headers.getall("Set-Cookie")
+    assert not any(";Domain" in cookie or "; Domain" in cookie for cookie in cookies), cookies
+    assert any("; Path=/a%3BDomain=test/_sessionshare/callback;" in c for c in cookies), cookies

@@ -86,6 +86,9 @@ def test_logout_form_posts_to_the_escaped_action() -> None:
     assert b'<form method="post" action="/out&quot;x">' in reply.body
     assert dict(reply.headers)["Content-Length"] == str(len(reply.body))
     assert dict(reply.headers)["Cache-Control"] == "no-store"
+    # Not no-referrer: a browser would send "Origin: null" on the form's POST, which the
+    # sign-out's same-origin check refuses (tests/test_browser.py shows it in Chromium).
+    assert dict(reply.headers)["Referrer-Policy"] == "same-origin"
 
 
 def test_a_reply_is_frozen_and_with_headers_makes_a_new_one() -> None:

@@ -28,7 +28,7 @@ _EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "max_age", "name", "path", "secure")
+    __slots__ = ("_attributes", "_flags", "max_age", "name", "path", "secure")
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class CookieSpec:
             )
         if name.startswith("__Secure-") and not secure:
             raise ConfigurationError(f"cookie {name!r}: a __Secure- cookie needs secure=True")
-        parts = [f"Path={path}"]
+        parts = []
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
@@ -73,19 +73,28 @@ class CookieSpec:
         self.secure = secure
         self.path = path
         self.max_age = max_age
-        self._attributes = "; ".join(parts)
+        self._flags = "; ".join(parts)
+        self._attributes = self._with_path(path)
 
-    def set(self, value: str, *, name: str | None = None, max_age: int | None = None) -> str:
+    def _with_path(self, path: str) -> str:
+        return f"Path={path}; {self._flags}" if self._flags else f"Path={path}"
+
+    def set(self, value: str, *, name: str | None = None, max_age: int | None = None,
+            mount: str = "") -> str:
         """A ``Set-Cookie`` value setting the cookie (or a sibling ``name``) to ``value``;
-        ``max_age`` overrides the spec's own (a persistent cookie for this answer)."""
+        ``max_age`` overrides the spec's own (a persistent cookie for this answer);
+        ``mount`` (a URL path: the request's mount point) goes in front of the path."""
         max_age = self.max_age if max_age is None else max_age
+        attributes = self._with_path(mount + self.path) if mount else self._attributes
         if max_age is not None:
-            return f"{name or self.name}={value}; Max-Age={max_age}; {self._attributes}"
-        return f"{name or self.name}={value}; {self._attributes}"
+            return f"{name or self.name}={value}; Max-Age={max_age}; {attributes}"
+        return f"{name or self.name}={value}; {attributes}"
 
-    def clear(self, *, name: str | None = None) -> str:
-        """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``)."""
-        return f"{name or self.name}=; {_EXPIRED}; {self._attributes}"
+    def clear(self, *, name: str | None = None, mount: str = "") -> str:
+        """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``) set with the
+        same ``mount``."""
+        attributes = self._with_path(mount + self.path) if mount else self._attributes
+        return f"{name or self.name}=; {_EXPIRED}; {attributes}"
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""

@@ -253,12 +253,25 @@ class RemoteSide(Side):
         state = secrets.token_urlsafe(32) if max_age is None else self.step_up.state(max_age)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
-        headers = self.states.start(request.cookies, state, back)
+        mount = request.mount
+        headers = self.states.start(request.cookies, state, back, mount=mount)
         self.events.emit(logging.INFO, "login_redirect",
                          {"issuer": self.issuer, "passive": passive},
                          "login_redirect issuer=%s%s", self.issuer, " passive=1" if passive else "")
-        location = self._login_prefix + state + ("&passive=1" if passive else "")
+        location = self._login_url(mount) + state + ("&passive=1" if passive else "")
         return Reply.redirect(location, status=302, headers=headers)
+
+    def _login_url(self, mount: str) -> str:
+        """The IdP's login URL up to the state, for an app mounted at ``mount``.
+
+        The callback is under the mount point: behind a proxy that strips a prefix,
+        a callback without it would never reach this app (the IdP's allow-list then
+        names the full callback URL, prefix included).
+        """
+        if not mount:
+            return self._login_prefix
+        callback = self.origin + mount + self.callback_path
+        return f"{self.idp_url}?callback={quote(callback, safe='')}&state="
 
     # -- step 5: back from the IdP with a token --------------------------------
     def _callback(self, request: Request, session: Session) -> Steps[Reply] | Reply:
@@ -286,7 +299,8 @@ class RemoteSide(Side):
             )
         self.events.emit(logging.INFO, "passive_checked", {"issuer": self.issuer},
                          "passive_checked issuer=%s signed_in=no", self.issuer)
-        headers = [("Set-Cookie", self.checked_cookie.set("1")), *self.states.clear(spent)]
+        headers = [("Set-Cookie", self.checked_cookie.set("1")),
+                   *self.states.clear(spent, mount=request.mount)]
         return Reply.redirect(back, headers=headers)
 
     def _token_callback(self, request: Request, session: Session) -> Steps[Reply]:
@@ -312,7 +326,7 @@ class RemoteSide(Side):
         # A remembered sign-in's cookie lasts as long as its lifetime, counted from it.
         started = max(session.created or self.clock(), session.authenticated_at or 0)
         headers = [("Set-Cookie", self.lifecycle.set_cookie(sid, int(started)))]
-        headers += self.states.clear(spent)
+        headers += self.states.clear(spent, mount=request.mount)
         return Reply.redirect(back, headers=headers)
 
     def _redeem(

@@ -144,6 +144,12 @@ class Reply:
         Signing out is a POST so that a third-party page cannot sign the user
         out with a link or an image (with ``SameSite=Lax`` cookies a
         cross-site POST carries no session cookie).
+
+        Its referrer policy is ``same-origin``, not the ``no-referrer`` of the
+        library's other answers: a browser sends ``Origin: null`` on a POST from
+        a ``no-referrer`` page (Fetch), and the sign-out's same-origin check then
+        refused the page's own button. ``same-origin`` still sends nothing to any
+        other site (the page's URL holds no token anyway).
         """
         body = (
             "<!doctype html><meta charset=utf-8><title>Sign out</title>"
@@ -154,5 +160,6 @@ class Reply:
         return cls(200, (
             ("Content-Type", "text/html; charset=utf-8"),
             ("Content-Length", str(len(body))),
-            *NO_STORE,
+            ("Cache-Control", "no-store"),
+            ("Referrer-Policy", "same-origin"),
         ), body)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
@@ -29,6 +29,9 @@ __all__ = ["MAX_QUERY_LENGTH", "Request", "accepts", "safe_return_path"]
 
 #: Longer query strings are refused (a hand-off's is under 700 bytes).
 MAX_QUERY_LENGTH = 4096
+# RFC 3986 path characters left as they are in a mount point, minus ";" and ",", which
+# separate cookie attributes and values; quote() encodes the rest.
+_MOUNT_SAFE = "/!$&'()*+=:@"
 _ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
 
 
@@ -95,6 +98,20 @@ class Request:
         if self._params is False:
             self._params = _parse_query(self.query)
         return self._params  # type: ignore[return-value]
+
+    @property
+    def mount(self) -> str:
+        """The mount point as a URL path: what goes in front of the library's own paths.
+
+        The callback the IdP sends the browser back to, the state cookies' ``Path``
+        and the sign-out form's action live under the app's mount point: behind a
+        proxy that strips ``/news``, only ``/news/...`` ever reaches the app.
+        Percent-encoded, so that a mount point holding ``;`` (say) cannot add an
+        attribute to a ``Set-Cookie`` header or a parameter to a URL.
+        """
+        if not self.root:
+            return ""
+        return quote(self.root.encode("latin-1", "replace"), safe=_MOUNT_SAFE)
 
     @property
     def full_path(self) -> str:

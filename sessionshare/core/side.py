@@ -307,7 +307,7 @@ class Side:
     def logout(self, request: Request, session: Session) -> Steps[Reply]:
         """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
         if request.method in ("GET", "HEAD"):
-            return Reply.logout_form(self.logout_path)
+            return Reply.logout_form(request.mount + self.logout_path)
         if request.method != "POST":
             self.events.emit(
                 logging.DEBUG, "logout_rejected", {"reason": "bad_method", "origin": self.origin},

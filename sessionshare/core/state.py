@@ -82,10 +82,12 @@ class StateSlots:
         """The name of the state cookie in ``slot`` (``0`` to ``STATE_SLOTS - 1``)."""
         return f"{self.cookie.name}-{slot}"
 
-    def start(self, cookies: str, state: str, back: str) -> list[Header]:
+    def start(self, cookies: str, state: str, back: str, *, mount: str = "") -> list[Header]:
         """The ``Set-Cookie`` headers that keep ``state`` and ``back`` in the next slot.
 
         :param cookies: the login start's ``Cookie`` header (only the cursor is read).
+        :param mount: the app's mount point as a URL path (the request's ``mount``): the
+            state cookie's path is the callback path under it.
         """
         value = self.signer.dumps([state, back])
         if len(value) > MAX_STATE_COOKIE:
@@ -96,7 +98,7 @@ class StateSlots:
         return [
             # The cursor first: the state cookie is the answer's last Set-Cookie.
             ("Set-Cookie", self.cursor.set(str((slot + 1) % STATE_SLOTS))),
-            ("Set-Cookie", self.cookie.set(value, name=self._names[slot])),
+            ("Set-Cookie", self.cookie.set(value, name=self._names[slot], mount=mount)),
         ]
 
     def _next_slot(self, cookies: str) -> int:
@@ -146,9 +148,9 @@ class StateSlots:
             raise TokenRejected("bad_state", "state does not match this browser's login")
         return back, spent
 
-    def clear(self, names: list[str]) -> list[Header]:
-        """``Set-Cookie`` headers deleting the state cookies ``names``."""
-        return [("Set-Cookie", self.cookie.clear(name=name)) for name in names]
+    def clear(self, names: list[str], *, mount: str = "") -> list[Header]:
+        """``Set-Cookie`` headers deleting the state cookies ``names`` (set under ``mount``)."""
+        return [("Set-Cookie", self.cookie.clear(name=name, mount=mount)) for name in names]
 
     def _open(self, value: str) -> list[str] | None:
         """``[state, return path]`` from a state cookie, or None if it is no live login."""
