@@ -39,16 +39,18 @@ WAIT = 15.0
 
 @pytest.fixture
 def sites() -> Iterator[dict[str, str]]:
-    sockets = {name: listen("127.0.0.1", 0) for name in SITES}
-    urls = {
-        name: f"http://{name}.localhost:{sock.getsockname()[1]}"
-        for name, sock in sockets.items()
-    }
-    store = MemoryStore()
-    timeline = Timeline(urls)
-    apps = demo_apps(store, SyncKey.generate(), urls, timeline=timeline)
+    sockets: dict[str, Any] = {}
     servers = Servers()
     try:
+        # Inside the try: a failure while building the apps still closes every socket.
+        for name in SITES:
+            sockets[name] = listen("127.0.0.1", 0)
+        urls = {
+            name: f"http://{name}.localhost:{sock.getsockname()[1]}"
+            for name, sock in sockets.items()
+        }
+        timeline = Timeline(urls)
+        apps = demo_apps(MemoryStore(), SyncKey.generate(), urls, timeline=timeline)
         with timeline.listening():
             for name, sock in sockets.items():
                 if name in ASGI_SITES:
