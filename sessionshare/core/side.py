@@ -67,11 +67,14 @@ class PassThrough(NamedTuple):
         (the IdP watches for a sign-in on the way out).
     :param headers: headers the side adds to the app's answer (the IdP's browser
         cookie); the side's own ``on_response`` adds them.
+    :param browser: the browser id the IdP minted for this request (the browser had
+        none): a sign-in on the way out hands off as that browser, not a second new one.
     """
 
     user: Any = None
     signed_in: bool = False
     headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
+    browser: str | None = None
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no
