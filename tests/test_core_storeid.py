@@ -6,7 +6,13 @@ from conftest import FakeClock
 
 from sessionshare import MemoryStore, SessionStore
 from sessionshare.core.steps import run
-from sessionshare.core.storeid import REFRESH_EVERY, Identity, identity_key, new_identity
+from sessionshare.core.storeid import (
+    REFRESH_EVERY,
+    Identity,
+    identity_key,
+    new_identity,
+    was_lost_here,
+)
 
 
 class _Counting(MemoryStore):
@@ -47,3 +53,13 @@ def test_after_a_wipe_the_idp_soon_carries_the_stores_new_identity(clock: FakeCl
     clock.advance(REFRESH_EVERY)
     after = run(identity.current(), wiped)
     assert after != before and wiped.store_identity(identity_key("p:"), "x") == after
+
+
+def test_a_missing_ticket_is_lost_here_or_was_written_elsewhere(store: SessionStore) -> None:
+    mine = store.store_identity(identity_key("p:"), new_identity())
+    assert run(was_lost_here("p:", mine), store) is True  # the same store lost it
+    assert run(was_lost_here("p:", new_identity()), store) is False  # another store's
+    # A store with no identity (wiped, or never written by an IdP) may have lost it; it
+    # takes an identity now, so the next ticket of another store is told at once.
+    assert run(was_lost_here("q:", new_identity()), store) is True
+    assert run(was_lost_here("q:", new_identity()), store) is False

@@ -55,9 +55,9 @@ from .request import Request, safe_return_path
 from .session import Session
 from .side import Outcome, PassThrough, Side
 from .state import FoundState, StateSlots
-from .steps import Steps, StoreIdentity
+from .steps import Steps
 from .stepup import is_fresh
-from .storeid import identity_key, new_identity
+from .storeid import was_lost_here
 from .tickets import CLOCK_LEEWAY
 
 __all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide"]
@@ -420,9 +420,7 @@ class RemoteSide(Side):
         same identity, or a store that had none: wiped, or never written by an IdP)
         starts the hand-off again, once: back to the page, which asks again.
         """
-        candidate = new_identity()
-        held = yield StoreIdentity(identity_key(self.lifecycle.key_prefix), candidate)
-        if held != candidate and held != tickets.store_of(ticket):
+        if not (yield from was_lost_here(self.lifecycle.key_prefix, tickets.store_of(ticket))):
             raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
         if self._retried.search(request.cookies):
             # Lost again right after a restart: the store is dropping data. No loop.

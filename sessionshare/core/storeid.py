@@ -40,6 +40,7 @@ wipe, a second lost ticket may still be called ``unknown_ticket``.
 
     identity = Identity(prefix, clock=time.time)
     store_id = yield from identity.current()     # the IdP: cached, refreshed now and then
+    lost = yield from was_lost_here(prefix, store_of(ticket))  # a remote, ticket missing
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ from collections.abc import Callable
 
 from .steps import Steps, StoreIdentity
 
-__all__ = ["IDENTITY_BYTES", "REFRESH_EVERY", "Identity", "identity_key", "new_identity"]
+__all__ = [
+    "IDENTITY_BYTES", "REFRESH_EVERY", "Identity", "identity_key", "new_identity", "was_lost_here",
+]
 
 #: Bytes of a store identity (16 hex characters in the store, the last 8 of a ticket).
 IDENTITY_BYTES = 8
@@ -85,3 +88,12 @@ class Identity:
         identity: str = yield StoreIdentity(self.key, new_identity())
         self._held = (now, identity)
         return identity
+
+
+def was_lost_here(key_prefix: str, ticket_store: str) -> Steps[bool]:
+    """A ticket naming the store ``ticket_store`` is missing from this store: True when
+    this store lost it (it holds that identity, or none -- then it takes one now), False
+    when the ticket was written into another store."""
+    candidate = new_identity()
+    held: str = yield StoreIdentity(identity_key(key_prefix), candidate)
+    return held == candidate or held == ticket_store
