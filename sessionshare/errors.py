@@ -38,7 +38,7 @@ __all__ = [
 TokenReason = Literal[
     "malformed", "unsupported_version", "unknown_key", "bad_seal", "expired",
     "not_yet_valid", "wrong_audience", "wrong_issuer", "bad_method", "bad_state",
-    "replayed", "unknown_ticket", "session_gone", "not_authenticated",
+    "replayed", "unknown_ticket", "ticket_lost", "session_gone", "not_authenticated",
     "reauthentication_required",
 ]
 #: Why a callback URL (or the login request naming it) was refused.
@@ -109,8 +109,9 @@ class TokenRejected(_Rejected[TokenReason]):
     ``reason`` is one of ``malformed``, ``unsupported_version``,
     ``unknown_key``, ``bad_seal``, ``expired``, ``not_yet_valid``,
     ``wrong_audience``, ``wrong_issuer`` (and, in the remote middleware,
-    ``bad_method``, ``bad_state``, ``replayed``, ``session_gone``,
-    ``not_authenticated``). The detail never contains the token or a key.
+    ``bad_method``, ``bad_state``, ``replayed``, ``unknown_ticket``,
+    ``ticket_lost``, ``session_gone``, ``not_authenticated``,
+    ``reauthentication_required``). The detail never contains the token or a key.
     """
 
     def __init__(

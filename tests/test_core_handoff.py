@@ -45,12 +45,14 @@ def handoff(drive: Drive, clock: FakeClock) -> None:
     login_target = login[len(IDP):]
 
     # 2. The IdP's login page: the hand-off is remembered, the app shows its form.
-    # The state is claimed for this browser, which gets its IdP browser cookie.
+    # The state is claimed for this browser, which gets its IdP browser cookie -- and,
+    # since it came without one, the receipt naming that id for this state.
     form = visit(drive, idp, browser.request(IDP, "GET", login_target, **NAVIGATE))
     assert isinstance(form, tuple)
     assert (form[0].user, form[0].signed_in) == (None, False)
+    receipt = idp.claims.receipt_name(parse_qs(urlsplit(login).query)["state"][0])
     assert [v.split("=")[0] for k, v in form[1] if k == "Set-Cookie"] == [
-        "sessionshare_browser", "sessionshare"]
+        "sessionshare_browser", receipt, "sessionshare"]
     browser.keep(IDP, form[1])
 
     # 3. The form posted back: the app signs alice in; the answer becomes the 303 back.

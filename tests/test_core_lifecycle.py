@@ -21,6 +21,7 @@ from sessionshare.core.lifecycle import ROTATION_GRACE, Lifecycle
 from sessionshare.core.session import (
     META_AUTHENTICATED,
     META_CREATED,
+    META_HANDOFF,
     META_JOINED,
     META_RETIRED,
     Session,
@@ -108,10 +109,27 @@ def test_join_marks_and_reads_the_handed_off_session_in_one_command(
     record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
     commands, found = script(rules.join(session, SID), [record])
     joined = {META_JOINED + ORIGIN: int(clock())}
-    assert commands == [Mark(rules.session_key(SID), joined, 600)] and found is True
-    assert session.stored_id == SID
+    assert commands == [Mark(rules.session_key(SID), joined, 600)] and found == "joined"
+    assert session.stored_id == SID and session.has_joined(ORIGIN)
     gone = Session(lambda sid: None, None)
-    assert script(rules.join(gone, SID), [None])[1] is False
+    assert script(rules.join(gone, SID), [None])[1] == "gone"
+
+
+def test_the_same_hand_off_joins_once(rules: Lifecycle, clock: FakeClock) -> None:
+    # The store answers what the session held before the mark: a hand-off that joined it
+    # already is a replay of its completed callback.
+    record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
+    session = Session(lambda sid: None, None)
+    commands, found = script(rules.join(session, SID, handoff=7), [record])
+    once = META_HANDOFF + ORIGIN
+    assert commands == [Mark(rules.session_key(SID), {META_JOINED + ORIGIN: int(clock()),
+                                                      once: 7}, 600, once)]
+    assert found == "joined" and session["user"] == "alice"
+    seen = SessionRecord(record.fields, {**record.meta, once: 7})
+    again = Session(lambda sid: None, None)
+    assert script(rules.join(again, SID, handoff=7), [seen])[1] == "again"
+    other = Session(lambda sid: None, None)
+    assert script(rules.join(other, SID, handoff=8), [seen])[1] == "joined"
 
 
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:

@@ -91,6 +91,19 @@ def test_logout_form_posts_to_the_escaped_action() -> None:
     assert dict(reply.headers)["Referrer-Policy"] == "same-origin"
 
 
+def test_a_notice_is_200_escaped_never_cached_and_no_redirect() -> None:
+    page = Reply.notice("<b>Hi</b>", "a & b", link='/"><script>', as_json=False)
+    headers = dict(page.headers)
+    assert page.status == 200 and "Location" not in headers
+    assert b"<script>" not in page.body
+    assert b"&lt;b&gt;Hi" in page.body and b"a &amp; b" in page.body
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert all(header in page.headers for header in NO_STORE)
+    assert headers["Content-Length"] == str(len(page.body))
+    as_json = Reply.notice("t", "m", link="/", as_json=True)
+    assert json.loads(as_json.body) == {"message": "m", "next": "/"}
+
+
 def test_a_reply_is_frozen_and_with_headers_makes_a_new_one() -> None:
     reply = Reply.redirect("/")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -15,6 +15,7 @@ from sessionshare.core.steps import (
     Mark,
     Save,
     Steps,
+    StoreIdentity,
     TakeTicket,
     run,
     run_async,
@@ -28,19 +29,27 @@ def every_command() -> Steps[list[object]]:
     answers.append((yield Save("s", changed={"a": "1"}, deleted=(), meta={"c": 1}, ttl=60,
                                create=True)))
     answers.append((yield Load("s", 60)))
-    answers.append((yield Mark("s", {"o:x": 2}, 60)))
-    answers.append((yield ClaimState("c", "me", 60, "t", "v", 60)))
-    answers.append((yield ClaimState("c", "someone else", 60)))
+    answers.append((yield Mark("s", {"o:x": 2}, 60)))  # answers what it replaced
+    answers.append((yield Mark("s", {"h:x": 7, "o:x": 3}, 60, "h:x")))
+    answers.append((yield Mark("s", {"h:x": 7, "o:x": 4}, 60, "h:x")))  # once: not again
+    answers.append((yield ClaimState("c", ("me",), 60, "t", "v", 60)))
+    answers.append((yield ClaimState("c", ("someone else",), 60)))
+    answers.append((yield ClaimState("c", ("someone else", "me"), 60)))
+    answers.append((yield TakeTicket("t", "a" * 32)))
+    answers.append((yield TakeTicket("t", "a" * 32)))  # its own retry
     answers.append((yield TakeTicket("t")))
-    answers.append((yield TakeTicket("t")))
+    answers.append((yield StoreIdentity("i", "first")))
+    answers.append((yield StoreIdentity("i", "second")))
     answers.append((yield Delete("s")))
     answers.append((yield Load("s", 60)))
     return answers
 
 
 EXPECTED = [
-    True, SessionRecord({"a": "1"}, {"c": 1}), SessionRecord({"a": "1"}, {"c": 1, "o:x": 2}),
-    True, False, "v", None, None, None,
+    True, SessionRecord({"a": "1"}, {"c": 1}), SessionRecord({"a": "1"}, {"c": 1}),
+    SessionRecord({"a": "1"}, {"c": 1, "o:x": 2}),
+    SessionRecord({"a": "1"}, {"c": 1, "o:x": 3, "h:x": 7}),
+    True, False, True, "v", "v", None, "first", "first", None, None,
 ]
 
 
@@ -81,7 +90,7 @@ def test_a_step_without_store_work_returns_at_once(clock: FakeClock) -> None:
 
 
 class Down(MemoryStore):
-    def take_ticket(self, key: str) -> str | None:
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         raise StoreUnavailable("down")
 
 

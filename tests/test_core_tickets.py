@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Collection, Mapping, Sequence
 
 import pytest
 from conftest import FakeClock
@@ -20,6 +21,8 @@ from sessionshare.core.tickets import (
     issue,
     new_ticket,
     redeem,
+    redemption_nonce,
+    store_of,
     ticket_digest,
     ticket_key,
     ticket_ttl,
@@ -33,11 +36,12 @@ PREFIX = "sessionshare:"
 SID = "s" * 43
 FIXED = bytes(range(TICKET_BYTES))
 STATE = "S" * 43
-CLAIMS = StateClaims(SyncKey.parse(SyncKey.generate()), cookie=CookieSpec("b"), prefix=PREFIX)
-OWNER, OTHER = "o" * 64, "x" * 64
+CLAIMS = StateClaims(SyncKey.parse(SyncKey.generate()), cookie=CookieSpec("b"), prefix=PREFIX,
+                     clock=time.time)
+OWNER, OTHER = ("o" * 64,), ("x" * 64,)
 
 
-def _issue(store: SessionStore, owner: str = OWNER) -> bytes | None:
+def _issue(store: SessionStore, owner: tuple[str, ...] = OWNER) -> bytes | None:
     return run(issue(PREFIX, SID, STATE, CLAIMS, owner, token_ttl=60), store)
 
 
@@ -86,14 +90,18 @@ class _Recorder(MemoryStore):
         self.calls: list[tuple[object, ...]] = []
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
-        self.calls.append(("claim", key, owner, ttl, ticket))
-        return super().claim_state(key, owner, ttl, ticket)
+        self.calls.append(("claim", key, owners, ttl, ticket))
+        return super().claim_state(key, owners, ttl, ticket)
 
-    def take_ticket(self, key: str) -> str | None:
-        self.calls.append(("take", key))
-        return super().take_ticket(key)
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
+        self.calls.append(("take", key, nonce))
+        return super().take_ticket(key, nonce)
 
 
 def test_issue_claims_the_state_and_writes_the_ticket_in_one_call(clock: FakeClock) -> None:
@@ -138,6 +146,52 @@ def test_redeem_once_then_never(store: SessionStore) -> None:
     assert run(redeem(PREFIX, ticket, STATE), store) is None  # replayed
 
 
+def test_a_redemption_is_named_by_its_ticket_and_the_browsers_state_cookie(
+    store: SessionStore,
+) -> None:
+    # A retry whose first answer was lost: the same name gets the value again (on Redis,
+    # through REDEEM's spent marker); any other name, or none, gets nothing.
+    ticket = _ticket(store)
+    mine = redemption_nonce(ticket, "the-state-cookie-value")
+    assert len(mine) == 32 and mine == redemption_nonce(ticket, "the-state-cookie-value")
+    assert run(redeem(PREFIX, ticket, STATE, nonce=mine), store) == SID
+    assert run(redeem(PREFIX, ticket, STATE, nonce=mine), store) == SID  # its retry
+    other = redemption_nonce(ticket, "another-browsers-cookie")
+    assert run(redeem(PREFIX, ticket, STATE, nonce=other), store) is None
+    assert run(redeem(PREFIX, ticket, STATE), store) is None  # no name: never a retry
+    assert redemption_nonce(new_ticket(), "x") != redemption_nonce(new_ticket(), "x")
+
+
+def test_a_nonce_of_another_shape_is_a_programming_error(redis_url: str) -> None:
+    # REDEEM compares a spent marker by the nonce's length: a shorter one could match the
+    # start of a longer one, so only the one shape is ever sent.
+    from sessionshare import RedisStore
+
+    store = RedisStore.from_url(redis_url)
+    with pytest.raises(ValueError, match="32 lowercase hex"):
+        store.take_ticket("t", "abc")
+    store.close()
+
+
+def test_a_ticket_names_the_store_it_was_written_into() -> None:
+    identity = "0123456789abcdef"
+    ticket = new_ticket(identity)
+    assert len(ticket) == TICKET_BYTES and store_of(ticket) == identity
+    assert new_ticket(identity)[:24] != ticket[:24]  # the rest is random
+    for odd in (None, "", "xyz", "00"):  # no identity this release wrote: none carried
+        assert len(new_ticket(odd)) == TICKET_BYTES and store_of(new_ticket(odd)) != identity
+
+
+def test_a_claim_held_under_any_of_a_browsers_names_is_its_own(store: SessionStore) -> None:
+    # A key rotation: the same browser's digest under the old and the new key.
+    old, new = ("old-digest",), ("new-digest",)
+    assert run(CLAIMS.claim(STATE, old), store) is True
+    assert run(CLAIMS.claim(STATE, new + old), store) is True
+    assert run(CLAIMS.claim(STATE, new), store) is False
+    assert _issue(store, new + old) is not None
+    assert _issue(store, OTHER) is None
+
+
 def test_burn_spends_the_ticket(store: SessionStore) -> None:
     ticket = _ticket(store)
     run(burn(PREFIX, ticket, STATE), store)
@@ -172,7 +226,11 @@ class _Unused(SessionStore):
         self.values: dict[str, str] = {}
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
         if ticket is not None:
             self.values[ticket[0]] = ticket[1]
@@ -181,7 +239,7 @@ class _Unused(SessionStore):
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         raise AssertionError("tickets are stored with their state's claim")
 
-    def take_ticket(self, key: str) -> str | None:
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         return self.values.pop(key, None)
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:

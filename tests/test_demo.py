@@ -60,14 +60,15 @@ def browser_like_opener(
     jar: CookieJar | None = None, *, follow: bool = True
 ) -> urllib.request.OpenerDirector:
     """Follows redirects (unless not ``follow``), keeps cookies per host (in ``jar``, if
-    given), asks for HTML like a page load."""
+    given), asks for HTML like a page load -- and says so, as a browser's fetch metadata
+    does (a client that says nothing and holds no cookie is never bounced passively)."""
     handlers: list[urllib.request.BaseHandler] = [
         _LoopbackHandler, urllib.request.HTTPCookieProcessor(CookieJar() if jar is None else jar)
     ]
     if not follow:
         handlers.append(_NoRedirects())
     opener = urllib.request.build_opener(*handlers)
-    opener.addheaders = [("Accept", "text/html")]
+    opener.addheaders = [("Accept", "text/html"), ("Sec-Fetch-Mode", "navigate")]
     return opener
 
 

@@ -151,9 +151,25 @@ def test_an_answer_opened_in_another_browser_is_refused(
     dep = _deployment(store, clock)
     answer_url = _answer_url(Browser(dep), SHOP + "/")
     victim = Browser(dep)
+    victim.get(SHOP + "/orders", headers=NAV)  # a browser that has been to the shop
     forced = victim.get(answer_url, headers=NAV)
     assert forced.status_int == 403 and reason_of(forced) == "bad_state"
     assert not [c for c in victim.apps["shop.test"].cookiejar if c.name.endswith("_checked")]
+
+
+def test_an_answer_opened_in_a_browser_without_cookies_here_binds_nothing(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # No cookie of the shop at all: a client that keeps none, back from its bounce (or a
+    # browser made to open someone else's answer on its first visit). Not refused -- there
+    # is nothing to bind -- but nothing is remembered either, and there is no redirect.
+    dep = _deployment(store, clock)
+    answer_url = _answer_url(Browser(dep), SHOP + "/")
+    victim = Browser(dep)
+    forced = victim.get(answer_url, headers=NAV)
+    assert forced.status_int == 200 and "Location" not in forced.headers
+    assert "not signed in" in forced.text.lower()
+    assert not list(victim.apps["shop.test"].cookiejar)
 
 
 @pytest.mark.parametrize("change", ["tag", "time", "state", "garbage"])

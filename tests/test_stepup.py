@@ -78,7 +78,7 @@ def test_an_old_sign_in_enters_the_password_again_then_gets_in(
     clock.advance(200 + GRACE)
     away = browser.get(SHOP + "/orders")
     assert away.status_int == 302 and away.location.startswith(LOGIN + "?")
-    assert dep.shop.side.step_up.max_age_of(_state_of(away.location)) == 300  # sealed in
+    assert dep.shop.side.login_states.max_age_of(_state_of(away.location)) == 300  # sealed in
     seen.clear()
     form = browser.get(away.location)  # signed in at the IdP, but too long ago
     assert form.status_int == 200 and "login form" in form.text and seen == [True]
@@ -115,7 +115,7 @@ def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check(
     state = _state_of(login_url)
     age_end = 44 + len(f"{300:x}")  # <43 random> "_" <age, hex> <tag>
     relaxed = state[:44] + "fffff" + state[age_end:]  # a longer age, the same tag
-    assert dep.shop.side.step_up.max_age_of(relaxed) is None
+    assert dep.shop.side.login_states.max_age_of(relaxed) is None
     minted = browser.get(login_url.replace(state, relaxed))  # an ordinary state to the IdP
     assert minted.status_int == 303
     refused = browser.get(minted.location)  # ...which is not the state this browser holds
@@ -134,9 +134,9 @@ def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop(
     idp = dep.idp.side
     sid = idp.lifecycle.session_id_in("sessionshare=" + (browser.cookie("id.test") or ""))
     assert sid is not None
-    owner, _ = idp.claims.browser_of(None)
-    ticket = run(tickets.issue(idp.lifecycle.key_prefix, sid, state, idp.claims, owner,
-                               token_ttl=60), store)
+    ids = idp.claims.browser_of(None)
+    ticket = run(tickets.issue(idp.lifecycle.key_prefix, sid, state, idp.claims,
+                               ids.owners, token_ttl=60), store)
     assert ticket is not None
     token = seal_token(idp.key, ticket, audience=SHOP, issuer=IDP, state=state, now=clock())
     refused = browser.get(f"{SHOP}{CALLBACK}?token={quote(token)}")

@@ -119,6 +119,40 @@ def test_tickets_are_taken_once(store: SessionStore) -> None:
     assert store.take_ticket("never") == NOT_HELD and NOT_HELD is not None
 
 
+def test_a_ticket_is_given_again_only_to_its_own_redemptions_retry(store: SessionStore) -> None:
+    store.put_ticket("t", "session-a", ttl=60)
+    mine, other = "a" * 32, "b" * 32
+    assert store.take_ticket("t", mine) == "session-a"
+    assert store.take_ticket("t", mine) == "session-a"  # the same redemption, retried
+    assert store.take_ticket("t", other) is None
+    assert store.take_ticket("t") is None
+    assert store.take_ticket("never", mine) == NOT_HELD
+
+
+def test_mark_answers_what_it_replaced_and_once_writes_once(store: SessionStore) -> None:
+    store.save("k", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
+    before = store.mark("k", {"o:x": 2, "h:x": 9}, 60, "h:x")
+    assert before is not None and before.meta == {"c": 5}
+    again = store.mark("k", {"o:x": 3, "h:x": 9}, 60, "h:x")  # the same value: not again
+    assert again is not None and again.meta == {"c": 5, "o:x": 2, "h:x": 9}
+    other = store.mark("k", {"o:x": 4, "h:x": 2**40 - 1}, 60, "h:x")  # 40 bits, exact
+    assert other is not None and other.meta["o:x"] == 2
+    record = store.load("k", 60)
+    assert record is not None and record.meta == {"c": 5, "o:x": 4, "h:x": 2**40 - 1}
+    assert store.mark("gone", {"o:x": 1}, 60, "o:x") is None
+    assert store.load("gone", 60) is None
+
+
+def test_a_claim_is_any_of_its_owners_names(store: SessionStore) -> None:
+    # The claim and its ticket share a hash tag: one command, on a cluster too.
+    claim, ticket = "c:{s1}", "t:{s1}x"
+    assert store.claim_state(claim, ("new", "old"), 60) is True
+    assert store.claim_state(claim, ("other", "new"), 60) is True
+    assert store.claim_state(claim, ("other",), 60) is False
+    assert store.claim_state(claim, "new", 60, (ticket, "v", 60)) is True  # one name as text
+    assert store.take_ticket(ticket) == "v"
+
+
 def test_tickets_taken_from_8_threads_have_one_winner(store: SessionStore) -> None:
     for round_ in range(20):
         name = f"t{round_}"

@@ -14,14 +14,45 @@ mints a token for it only to that browser:
   name>_browser``: HttpOnly, no expiry, untouched by logout, since the claim
   must survive the sign-in that rotates the session id);
 - the claim is one store record per state, ``state digest -> owner digest``
-  (keyed digests: a store dump yields neither the state nor the cookie), kept
-  as long as a pending hand-off (10 minutes); the first claimant wins;
+  (keyed digests: a store dump yields neither the state nor the cookie); the
+  first claimant wins;
 - a signed-out visit to the login URL claims the state (one more round trip
   on that page view); minting claims again *and* stores the ticket in the
   same store command (:class:`~sessionshare.core.steps.ClaimState`), so the
   hand-off of a signed-in user stays at four round trips. Both records share
   the state's hash tag, and the remote finds the ticket under that tag too
   (it knows the state from its state cookie), so the command is Cluster-safe.
+
+**How long.** A claim lasts as long as the state it guards: the remote's
+state cookie, not the claim, decides when a login attempt is over, and a
+claim that ended first would leave a state read from a log free for the
+taking while the victim's browser still accepts tokens for it. A state
+whose cookie outlives :data:`CLAIM_TTL` carries its expiry, tagged under the
+sync key (:mod:`sessionshare.core.loginstate`); the IdP reads it only from an
+intact tag and never past :data:`~sessionshare.core.loginstate.MAX_STATE_TTL`.
+
+**Every configured key.** The owner digest is keyed, so during a key rotation
+a login whose first request reaches an IdP worker on ``OLD,NEW`` and whose
+sign-in reaches one on ``NEW,OLD`` presents different digests. A browser is
+therefore the owner under *any* configured key: a new claim is made under the
+newest, and a claim held under any of them holds.
+
+**Receipts: two tabs on a first visit.** Two tabs that open the IdP before
+either has its answer (a new profile, a private window, two links at once)
+both arrive without the browser cookie, so each request mints an id of its
+own and claims its state for it; the browser keeps only the cookie that
+arrived last, and the other tab's state would be claimed by an id nobody
+holds. So a request that claims a state for an id it minted also leaves a
+*receipt*: a cookie named after that state (``<browser cookie>-<digest of
+the state>``, lasting as long as the claim) holding the same id. Each tab's
+receipt has a name of its own, so the browser keeps both, and a sign-in in
+either tab presents the id its state was claimed for. A receipt proves only
+what the browser cookie proves: it is an id this browser was given, under the
+name of one state; another browser's receipt, renamed, is another browser's
+id. Nothing is relaxed for anyone who does not hold the cookie -- unlike a
+"provisional" claim that the next browser presenting the state could take
+over, which would hand every first-time visitor's state (the private
+window's) to whoever reads it from a log first.
 
 A browser that presents a state another browser claimed gets **403**
 ``state_taken`` and no token. What this cannot stop: an attacker who learns
@@ -30,9 +61,10 @@ logs, say) claims it first. The victim's browser then gets ``state_taken`` at
 the IdP, which at least shows; the attack needs the victim to open the
 attacker's token before that.
 
-    claims = StateClaims(key, cookie=CookieSpec("sessionshare_browser"), prefix="p:")
-    owner, set_cookie = claims.browser_of(request.cookies)
-    held = yield from claims.claim(state, owner)
+    claims = StateClaims(key, cookie=CookieSpec("sessionshare_browser"), prefix="p:",
+                         clock=time.time)
+    browser = claims.browser_of(request.cookies, state)
+    held = yield from claims.claim(state, browser.owners)
 """
 
 from __future__ import annotations
@@ -40,17 +72,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
+from typing import NamedTuple
 
 from ..crypto import SyncKey
+from ..crypto.tokens import CLOCK_LEEWAY
 from .cookies import CookieSpec
+from .loginstate import MAX_STATE_TTL, LoginStates
+from .reply import Header
 from .steps import ClaimState, Steps
 
-__all__ = ["CLAIM_TTL", "StateClaims", "state_tag"]
+__all__ = ["CLAIM_TTL", "BrowserIds", "StateClaims", "state_tag"]
 
-#: Seconds a claim lasts: as long as a pending hand-off, and a remote's default state_ttl.
+#: Seconds a claim on an ordinary state lasts: as long as a pending hand-off, and a
+#: remote's default state_ttl (a longer-lived state carries its expiry).
 CLAIM_TTL = 10 * 60
 _BROWSER_ID = "[A-Za-z0-9_-]{43}"
 _PURPOSE = "browser owner"
+_RECEIPT_PREFIX = b"sessionshare receipt\x00"
 
 
 def state_tag(state: str) -> str:
@@ -58,42 +97,114 @@ def state_tag(state: str) -> str:
     return hashlib.sha256(b"sessionshare state\x00" + state.encode("ascii")).hexdigest()[:32]
 
 
+class BrowserIds(NamedTuple):
+    """Who this browser is to the claims.
+
+    :param owners: the owner digests it may claim as, the one a new claim is made for
+        first (its cookie's id, or the one just minted, under the newest key).
+    :param headers: the ``Set-Cookie`` headers giving it an id, when it had none.
+    :param minted: that new id, when one was minted (a later step of the same request
+        must claim as the same browser, not mint another).
+    """
+
+    owners: tuple[str, ...]
+    headers: tuple[Header, ...] = ()
+    minted: str | None = None
+
+
 class StateClaims:
-    """The IdP's browser cookie and the claims it makes for login states."""
+    """The IdP's browser cookie, its receipts, and the claims they make for login states."""
 
-    __slots__ = ("_key", "_pattern", "cookie", "prefix")
+    __slots__ = ("_keys", "_pattern", "clock", "cookie", "prefix", "states")
 
-    def __init__(self, key: SyncKey, *, cookie: CookieSpec, prefix: str) -> None:
-        self._key = key.derive(_PURPOSE)[0]
+    def __init__(
+        self, key: SyncKey, *, cookie: CookieSpec, prefix: str, clock: Callable[[], float]
+    ) -> None:
+        self._keys = key.derive(_PURPOSE)  # newest first: a new claim is made under [0]
         self.cookie = cookie
         self.prefix = prefix
+        self.clock = clock
+        self.states = LoginStates(key)
         self._pattern = cookie.pattern(_BROWSER_ID)
 
-    def browser_of(self, cookies: str | None) -> tuple[str, list[tuple[str, str]]]:
-        """This browser's owner digest, and the ``Set-Cookie`` header giving it an id if it
-        has none yet."""
+    # -- who the browser is ------------------------------------------------------
+    def browser_of(
+        self, cookies: str | None, state: str | None = None, *, minted: str | None = None
+    ) -> BrowserIds:
+        """This browser's owner digests for ``state``.
+
+        :param cookies: the request's ``Cookie`` header.
+        :param state: the state it presents: its receipt counts too.
+        :param minted: the id an earlier step of this request minted (the browser
+            had no cookie); none is minted again.
+        """
+        ids: list[str] = []
         match = self._pattern.search(cookies) if cookies else None
         if match is not None:
-            return self._owner(match.group(1) or match.group(2)), []
+            ids.append(match.group(1) or match.group(2))
+        elif minted is not None:
+            ids.append(minted)
+        if state is not None and cookies:
+            receipt = self.cookie.pattern(_BROWSER_ID, name=self.receipt_name(state)).search(
+                cookies
+            )
+            if receipt is not None and (found := receipt.group(1) or receipt.group(2)) not in ids:
+                ids.append(found)
+        if ids:
+            return BrowserIds(self._owners(ids))
         browser = secrets.token_urlsafe(32)
-        return self._owner(browser), [("Set-Cookie", self.cookie.set(browser))]
+        return BrowserIds(
+            self._owners([browser]), (("Set-Cookie", self.cookie.set(browser)),), browser
+        )
 
+    def receipt_name(self, state: str) -> str:
+        """The name of the receipt cookie for ``state``: the browser cookie's, and a digest."""
+        digest = hashlib.sha256(_RECEIPT_PREFIX + state.encode("ascii")).hexdigest()[:12]
+        return f"{self.cookie.name}-{digest}"
+
+    def receipt(self, state: str, browser: BrowserIds) -> tuple[Header, ...]:
+        """The receipt a request that minted ``browser``'s id leaves for the state it claims
+        (nothing for a browser that brought its cookie)."""
+        if browser.minted is None:
+            return ()
+        ttl = self.ttl_of(state, now=self.clock())
+        value = self.cookie.set(browser.minted, name=self.receipt_name(state), max_age=ttl)
+        return (("Set-Cookie", value),)
+
+    # -- how long a claim lasts ------------------------------------------------------
+    def ttl_of(self, state: str, *, now: float) -> int:
+        """Seconds a claim on ``state`` lasts from ``now``: until the state expires (as its
+        tag says; a few seconds more for the clocks), never less than :data:`CLAIM_TTL`,
+        never more than :data:`~sessionshare.core.loginstate.MAX_STATE_TTL`."""
+        expires = self.states.read(state).expires
+        if expires is None:
+            return CLAIM_TTL
+        left = expires - int(now) + CLOCK_LEEWAY
+        return max(CLAIM_TTL, min(left, MAX_STATE_TTL + CLOCK_LEEWAY))
+
+    # -- the store steps -----------------------------------------------------------
     def claim_key(self, state: str) -> str:
         return f"{self.prefix}c:{{{state_tag(state)}}}"
 
-    def claim(self, state: str, owner: str) -> Steps[bool]:
-        """Claim ``state`` for ``owner``: True when it holds it now (first, or again)."""
-        held: bool = yield ClaimState(self.claim_key(state), owner, CLAIM_TTL)
+    def claim(self, state: str, owners: tuple[str, ...]) -> Steps[bool]:
+        """Claim ``state`` for this browser: True when it holds it now (first, or again)."""
+        ttl = self.ttl_of(state, now=self.clock())
+        held: bool = yield ClaimState(self.claim_key(state), owners, ttl)
         return held
 
     def claim_with_ticket(
-        self, state: str, owner: str, ticket_key: str, value: str, ticket_ttl: int
+        self, state: str, owners: tuple[str, ...], ticket_key: str, value: str, ticket_ttl: int
     ) -> Steps[bool]:
-        """Claim ``state`` for ``owner`` and, only if it holds it, store a ticket: one command."""
+        """Claim ``state`` for this browser and, only if it holds it, store a ticket: one
+        command."""
+        ttl = self.ttl_of(state, now=self.clock())
         held: bool = yield ClaimState(
-            self.claim_key(state), owner, CLAIM_TTL, ticket_key, value, ticket_ttl
+            self.claim_key(state), owners, ttl, ticket_key, value, ticket_ttl
         )
         return held
 
-    def _owner(self, browser: str) -> str:
-        return hmac.new(self._key, browser.encode("ascii"), hashlib.sha256).hexdigest()
+    def _owners(self, browsers: list[str]) -> tuple[str, ...]:
+        return tuple(
+            hmac.new(key, browser.encode("ascii"), hashlib.sha256).hexdigest()
+            for browser in browsers for key in self._keys
+        )

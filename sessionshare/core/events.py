@@ -47,6 +47,8 @@ EventName = Literal[
     "token_rejected",       # remote: a hand-off was refused, 403 (reason)
     "callback_rejected",    # IdP: a callback off the allow-list (reason[, origin])
     "handoff_refused",      # IdP: 403 state_taken / not_authorized (reason, audience)
+    "handoff_restarted",    # remote: a lost ticket sent the browser back to start again
+                            # (reason, issuer)
     "logout",               # both: a session ended everywhere (origin[, user])
     "logout_rejected",      # both: a logout refused (reason, origin)
     "websocket_rejected",   # remote: a websocket from another origin refused (reason, origin)

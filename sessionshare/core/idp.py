@@ -39,10 +39,11 @@ from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import CallbackRejected, ConfigurationError
 from . import tickets
-from .claims import StateClaims
+from .claims import BrowserIds, StateClaims
 from .cookies import CookieSpec
 from .index import UserIndex, record_session
 from .lifecycle import Headers
+from .loginstate import LoginStates
 from .passive import PassiveAnswers
 from .pending import MAX_PENDING as MAX_PENDING
 from .pending import PENDING_KEY as PENDING_KEY
@@ -53,7 +54,8 @@ from .request import Request
 from .session import Session
 from .side import Outcome, PassThrough, Side
 from .steps import Steps
-from .stepup import StepUp, is_fresh
+from .stepup import is_fresh
+from .storeid import Identity
 
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
 
@@ -113,17 +115,19 @@ class IdpSide(Side):
         self.authorize = authorize
         self.strict = strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
-        self.step_up = StepUp(self.key)
+        self.login_states = LoginStates(self.key)
         self.passive_answers = PassiveAnswers(self.key)
         session_cookie = self.lifecycle.cookie
         self.claims = StateClaims(
-            self.key, prefix=self.lifecycle.key_prefix,
+            self.key, prefix=self.lifecycle.key_prefix, clock=self.clock,
             cookie=CookieSpec(
                 # Lax: it must come along on the top-level navigation from a remote.
                 session_cookie.name + "_browser", secure=session_cookie.secure,
                 samesite="Lax", domain=self.cookie_domain,
             ),
         )
+        #: The identity of the store tickets are written into, carried in each ticket.
+        self.store_identity = Identity(self.lifecycle.key_prefix, clock=self.clock)
 
     # -- on the way in -----------------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
@@ -171,7 +175,7 @@ class IdpSide(Side):
                     )
                 handoff = None
             if handoff is not None:
-                owner, browser_cookie = self.claims.browser_of(request.cookies)
+                browser = self.claims.browser_of(request.cookies, handoff.state)
                 if handoff.passive and request.method in ("GET", "HEAD"):
                     # A passive check: a token for a user signed in (recently enough, and
                     # allowed there), else at once the sealed "not signed in": no form.
@@ -179,25 +183,28 @@ class IdpSide(Side):
                         self.authorize is not None
                         and not self.authorize(session, handoff.origin)
                     ):
-                        return self._not_signed_in(handoff, browser_cookie)
+                        return self._not_signed_in(handoff, list(browser.headers))
                     return (yield from self._complete(
-                        request, session, handoff, owner, browser_cookie, authorized=True
+                        request, session, handoff, browser, authorized=True
                     ))
                 if user is not None and not self._fresh_enough(session, handoff):
                     # Step-up: the remote asked for a sign-in more recent than this one.
                     # The app asks for the password again; the hand-off waits for it.
                     session.require_reauthentication()
                 elif user is not None and request.method in ("GET", "HEAD"):
-                    return (yield from self._complete(
-                        request, session, handoff, owner, browser_cookie
-                    ))
+                    return (yield from self._complete(request, session, handoff, browser))
+                headers = list(browser.headers)
                 if request.method in ("GET", "HEAD"):
                     # The first browser to present a state holds it (finding 3): a
                     # token is minted for it only there, whoever reads it from a URL.
-                    if not (yield from self.claims.claim(handoff.state, owner)):
-                        return self._state_taken(request, handoff, browser_cookie)
+                    if not (yield from self.claims.claim(handoff.state, browser.owners)):
+                        return self._state_taken(request, handoff, headers)
+                    # A browser that came without its cookie keeps a receipt of the id it
+                    # claimed as: another tab's answer may replace that cookie.
+                    headers += self.claims.receipt(handoff.state, browser)
                 self._remember(session, handoff)
-                return PassThrough(user, signed_in=user is not None, headers=browser_cookie)
+                return PassThrough(user, signed_in=user is not None, headers=headers,
+                                   browser=browser.minted)
         return PassThrough(user, signed_in=user is not None)
 
     def _requested_handoff(self, request: Request) -> _Handoff | None:
@@ -307,13 +314,14 @@ class IdpSide(Side):
         # The app's own cookies (its CSRF or flash cookie, say) were meant for this
         # browser too: they ride on the 303 that replaces the app's answer.
         own_cookies = [(k, v) for k, v in app_headers if k.lower() == "set-cookie"]
-        owner, browser_cookie = self.claims.browser_of(request.cookies)
-        if passed.headers:
-            browser_cookie = []  # set above already, for the owner this request claimed as
-        location = yield from self._mint(session, handoff, owner)
+        # The same browser this request claimed as, if it minted an id for it (its cookie
+        # is among ``cookies`` already): minting a second one would be another browser.
+        browser = self.claims.browser_of(request.cookies, handoff.state, minted=passed.browser)
+        location = yield from self._mint(session, handoff, browser.owners)
+        headers = [*own_cookies, *cookies, *browser.headers]
         if location is None:
-            return self._state_taken(request, handoff, [*own_cookies, *cookies, *browser_cookie])
-        return Reply.redirect(location, headers=[*own_cookies, *cookies, *browser_cookie])
+            return self._state_taken(request, handoff, headers)
+        return Reply.redirect(location, headers=headers)
 
     def on_close(self, session: Session) -> Steps[Headers]:
         """The app's body is done: persist what changed while it streamed.
@@ -362,8 +370,7 @@ class IdpSide(Side):
         request: Request,
         session: Session,
         handoff: _Handoff,
-        owner: str,
-        browser_cookie: Headers,
+        browser: BrowserIds,
         *,
         authorized: bool = False,
     ) -> Steps[Reply]:
@@ -374,9 +381,9 @@ class IdpSide(Side):
             # next hand-off (its protected paths check the joined origins per request).
             session.withdraw(handoff.origin)
             cookies = yield from self.lifecycle.persist(session)
-            return self._refused(request, handoff, [*browser_cookie, *cookies])
-        location = yield from self._mint(session, handoff, owner)
-        cookies = [*browser_cookie, *(yield from self.lifecycle.persist(session))]
+            return self._refused(request, handoff, [*browser.headers, *cookies])
+        location = yield from self._mint(session, handoff, browser.owners)
+        cookies = [*browser.headers, *(yield from self.lifecycle.persist(session))]
         if location is None:
             return self._state_taken(request, handoff, cookies)
         return Reply.redirect(location, headers=cookies)
@@ -390,7 +397,7 @@ class IdpSide(Side):
 
     def _fresh_enough(self, session: Session, handoff: _Handoff) -> bool:
         """False when ``handoff``'s state asks for a sign-in more recent than the session's."""
-        required = self.step_up.max_age_of(handoff.state)
+        required = self.login_states.max_age_of(handoff.state)
         return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
@@ -419,14 +426,19 @@ class IdpSide(Side):
             as_json=request.wants_json, headers=headers,
         )
 
-    def _mint(self, session: Session, handoff: _Handoff, owner: str) -> Steps[str | None]:
-        """Store a ticket for the session if this browser (``owner``) holds the state; the
+    def _mint(
+        self, session: Session, handoff: _Handoff, owners: tuple[str, ...]
+    ) -> Steps[str | None]:
+        """Store a ticket for the session if this browser (``owners``) holds the state; the
         callback URL carrying its sealed token, or None when another browser holds it."""
         sid = session.stored_id
         assert sid is not None, "only a stored, signed-in session is handed off"
+        # Carried in the ticket, so a remote that cannot find it tells "lost" from
+        # "another store" (core/storeid.py); a round trip only now and then.
+        store_id = yield from self.store_identity.current()
         ticket = yield from tickets.issue(
-            self.lifecycle.key_prefix, sid, handoff.state, self.claims, owner,
-            token_ttl=self.token_ttl,
+            self.lifecycle.key_prefix, sid, handoff.state, self.claims, owners,
+            token_ttl=self.token_ttl, store_id=store_id,
         )
         if ticket is None:
             return None

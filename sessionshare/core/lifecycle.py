@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from ..crypto import SyncKey
 from ..errors import ConfigurationError, SessionTooLarge
@@ -40,12 +41,21 @@ from ..store.base import SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .session import META_JOINED, META_RETIRED, Session, WritePlan, lifetime_start
+from .session import (
+    META_HANDOFF,
+    META_JOINED,
+    META_RETIRED,
+    Session,
+    WritePlan,
+    lifetime_start,
+)
 from .steps import Delete, Load, Mark, Save, Steps
 
-__all__ = ["Headers", "Lifecycle"]
+__all__ = ["Headers", "Joined", "Lifecycle"]
 
 Headers = list[tuple[str, str]]
+#: What :meth:`Lifecycle.join` found.
+Joined = Literal["joined", "gone", "again"]
 # A response that depends on the session cookie must not be cached for another user.
 _VARY = ("Vary", "Cookie")
 
@@ -169,9 +179,16 @@ class Lifecycle:
         if sid is not None:
             session.fill((yield from self.read(sid)))
 
-    def join(self, session: Session, sid: str) -> Steps[bool]:
+    def join(
+        self, session: Session, sid: str, *, handoff: int | None = None
+    ) -> Steps[Joined]:
         """Make ``session`` the stored session ``sid`` and record that this app joined it
-        (a completed hand-off, so the IdP authorized this origin); False if it is gone.
+        (a completed hand-off, so the IdP authorized this origin).
+
+        ``"joined"``; ``"gone"`` when the session no longer lives; ``"again"`` when
+        ``handoff`` -- the number naming this hand-off's redemption -- joined it
+        already: the callback was completed once and this is a replay of it (a retry
+        whose first answer was lost never got this far, and joins).
 
         One round trip: the record is read in the same store command that
         marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
@@ -180,12 +197,21 @@ class Lifecycle:
         found = self.ids.lookup(sid)
         if found is None:
             session.fill(None)
-            return False
+            return "gone"
         digest, idle, absolute = found
         key = self._key(digest)
-        record = yield Mark(key, {META_JOINED + self.audience: int(self.clock())}, idle)
+        meta = {META_JOINED + self.audience: int(self.clock())}
+        once = None
+        if handoff is not None:
+            once = META_HANDOFF + self.audience
+            meta[once] = handoff
+        before: SessionRecord | None = yield Mark(key, meta, idle, once)
+        if before is not None and once is not None and before.meta.get(once) == handoff:
+            session.fill(None)
+            return "again"
+        record = None if before is None else SessionRecord(before.fields, {**before.meta, **meta})
         session.fill((yield from self._live(key, record, absolute)))
-        return session.stored_id is not None
+        return "joined" if session.stored_id is not None else "gone"
 
     # -- writing -----------------------------------------------------------
     def _ttl(self, sid: str, started: int, now: float) -> int:

@@ -268,7 +268,8 @@ OPTIONS: tuple[Option, ...] = (
            "answer 400 to a callback off the allow-list instead of showing the login page",
            check=checks.flag),
     Option("state_ttl", "int", 10 * 60, REMOTE,
-           "seconds a started sign-in may take",
+           "seconds a started sign-in may take (at most a day: the IdP guards the sign-in's "
+           "state that long)",
            check=checks.seconds),
     Option("state_cookie_name", "str", "sessionshare_state", REMOTE,
            "prefix of the per-login state cookies",

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -48,15 +47,18 @@ from ..crypto import SyncKey, canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
 from . import tickets
+from .claims import CLAIM_TTL
 from .cookies import CookieSpec
+from .loginstate import MAX_STATE_TTL, LoginStates
 from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session
 from .side import Outcome, PassThrough, Side
-from .state import StateSlots
+from .state import FoundState, StateSlots
 from .steps import Steps
-from .stepup import StepUp, is_fresh
+from .stepup import is_fresh
+from .storeid import was_lost_here
 from .tickets import CLOCK_LEEWAY
 
 __all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide", "path_prefixes"]
@@ -123,6 +125,13 @@ class RemoteSide(Side):
             )
         if state_ttl <= 0:
             raise ConfigurationError("state_ttl must be a positive number of seconds")
+        if state_ttl > MAX_STATE_TTL:
+            # The IdP keeps its claim on a state as long as the state lives, up to this
+            # bound: a state living longer would outlive its claim (core/claims.py).
+            raise ConfigurationError(
+                f"state_ttl must be at most {MAX_STATE_TTL} seconds (a day), not {state_ttl}: "
+                "the IdP guards a started sign-in only that long"
+            )
         self.idp_url = idp_url
         self.callback_path = callback_path
         self.callback_url = self.origin + callback_path
@@ -138,8 +147,14 @@ class RemoteSide(Side):
             ttl=self.state_ttl, signer=self.state_signer,
         )
         self.state_cookie = self.states.cookie
+        # "This browser's hand-off was started again after a lost ticket": once, no loop.
+        self.retried_cookie = CookieSpec(
+            state_cookie_name + "_retried", secure=self.lifecycle.cookie.secure,
+            path=callback_path, max_age=self.state_ttl,
+        )
+        self._retried = self.retried_cookie.pattern("1")
         self._protects = _protect_predicate(protect)
-        self.step_up = StepUp(self.key)
+        self.login_states = LoginStates(self.key)
         self._required_age = _required_age(max_auth_age)
         self._passive = _passive_predicate(passive)
         self.passive_answers = PassiveAnswers(self.key)
@@ -205,10 +220,21 @@ class RemoteSide(Side):
 
     # -- the passive check (core/passive.py) --------------------------------
     def _may_check(self, request: Request) -> bool:
-        """Only a top-level GET navigation a user is looking at, not checked lately."""
+        """Only a top-level GET navigation a user is looking at, not checked lately, by a
+        client that will come back with the state cookie.
+
+        A client that holds no cookie of this site and sends no fetch metadata is a
+        crawler, a link previewer, curl -- or a browser from before fetch metadata,
+        or one on plain http, on its first visit here. Bounced, a client that keeps
+        no cookies would come back without its state cookie and be refused, on every
+        page, for good; so it is served the public page as a guest at once. Such a
+        browser is checked as soon as it holds a cookie of this site.
+        """
+        cookies = request.cookies.strip()
         return (
             request.method == "GET" and request.is_navigation and not request.is_prefetch
-            and not (request.cookies and self._checked.search(request.cookies))
+            and (request.fetch_mode is not None or bool(cookies))
+            and not (cookies and self._checked.search(cookies))
         )
 
     def _passive_check(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
@@ -250,7 +276,10 @@ class RemoteSide(Side):
                 401, "not_authenticated", "Sign in first.",
                 as_json=True, extra={"login_url": self.idp_url},
             )
-        state = secrets.token_urlsafe(32) if max_age is None else self.step_up.state(max_age)
+        # A state that outlives a claim's default carries its expiry, so that the IdP's
+        # claim on it lasts as long (core/claims.py); a step-up carries its requirement.
+        expires = int(self.clock()) + self.state_ttl if self.state_ttl > CLAIM_TTL else None
+        state = self.login_states.make(max_age=max_age, expires=expires)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         mount = request.mount
@@ -288,7 +317,13 @@ class RemoteSide(Side):
             state = self.passive_answers.open(
                 answers[0], now=self.clock(), ttl=self.token_ttl
             )
-            back, spent = self.states.find(request.cookies, state)  # this browser's only
+            if not request.cookies.strip():
+                # An intact answer, and not one cookie of this site: a client that keeps
+                # none (a browser blocking them) came back from the bounce. Nothing to
+                # bind, remember or refuse -- and no redirect to a page that would only
+                # bounce it again.
+                return self._guest_without_cookies(request)
+            back, spent, _ = self.states.find(request.cookies, state)  # this browser's only
         except TokenRejected as exc:
             self.events.emit(logging.WARNING, "token_rejected",
                              {"reason": exc.reason, "passive": True},
@@ -303,9 +338,19 @@ class RemoteSide(Side):
                    *self.states.clear(spent, mount=request.mount)]
         return Reply.redirect(back, headers=headers)
 
+    def _guest_without_cookies(self, request: Request) -> Reply:
+        self.events.emit(logging.INFO, "passive_checked", {"issuer": self.issuer},
+                         "passive_checked issuer=%s signed_in=no cookies=no", self.issuer)
+        return Reply.notice(
+            "Not signed in",
+            "You are not signed in here. This browser does not keep this site's cookies, "
+            "so it cannot be signed in or remember this check.",
+            link=(request.root or "") + "/", as_json=request.wants_json,
+        )
+
     def _token_callback(self, request: Request, session: Session) -> Steps[Reply]:
         try:
-            sid, back, spent = yield from self._redeem(request, session)
+            redeemed = yield from self._redeem(request, session)
         except TokenRejected as exc:
             hint = _MISCONFIGURED.get(exc.reason)
             fields = {"reason": exc.reason, "issuer": self.issuer}
@@ -320,6 +365,9 @@ class RemoteSide(Side):
                 if hint else "This sign-in link is not valid. Please go back and try again."
             )
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
+        if isinstance(redeemed, Reply):
+            return redeemed  # a lost ticket: the hand-off starts again (or a 503)
+        sid, back, spent = redeemed
         self.events.emit(logging.INFO, "ticket_redeemed", {"issuer": self.issuer},
                          "ticket_redeemed issuer=%s", self.issuer)
         # This app's own cookie value: worthless if copied to any other app (finding 1).
@@ -327,14 +375,17 @@ class RemoteSide(Side):
         started = max(session.created or self.clock(), session.authenticated_at or 0)
         headers = [("Set-Cookie", self.lifecycle.set_cookie(sid, int(started)))]
         headers += self.states.clear(spent, mount=request.mount)
+        if self._retried.search(request.cookies):
+            headers.append(("Set-Cookie", self.retried_cookie.clear(mount=request.mount)))
         return Reply.redirect(back, headers=headers)
 
     def _redeem(
         self, request: Request, session: Session
-    ) -> Steps[tuple[str, str, list[str]]]:
+    ) -> Steps[tuple[str, str, list[str]] | Reply]:
         """Run every check of the callback.
 
-        The shared session id, the return path, and the state slots to clear.
+        The shared session id, the return path, and the state slots to clear; or the
+        answer to a ticket the store lost.
         """
         if request.method != "GET":
             raise TokenRejected("bad_method", "the token arrives by GET")
@@ -348,7 +399,7 @@ class RemoteSide(Side):
         )
         prefix = self.lifecycle.key_prefix
         try:
-            back, spent = self.states.find(request.cookies, claims.state)
+            found = self.states.find(request.cookies, claims.state)
         except TokenRejected:
             # A genuine token in a browser that did not start its login may have been
             # pushed there (a login link carrying someone else's state) and now sits in
@@ -357,24 +408,70 @@ class RemoteSide(Side):
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        sid = yield from tickets.redeem(prefix, claims.ticket, claims.state)
+        # Named after the ticket and this browser's state cookie: if the answer is lost
+        # (a stall past the store client's retries), this browser's retry of the same
+        # URL is the same redemption and gets the session; nobody else's is.
+        nonce = tickets.redemption_nonce(claims.ticket, found.cookie)
+        sid = yield from tickets.redeem(prefix, claims.ticket, claims.state, nonce=nonce)
         if sid == tickets.NOT_HELD:
-            # A valid token whose ticket this store never held: the IdP wrote it into
-            # another store. Retrying cannot help, so the answer must not say "retry".
-            raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
+            return (yield from self._ticket_not_held(request, claims.ticket, found))
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
-        if not (yield from self.lifecycle.join(session, sid)):
+        # The join records which redemption joined: the same one joining again means its
+        # callback completed once already, so this is a replay of it (a copy of the token
+        # and of this browser's state cookie), not a retry of a lost answer.
+        # (40 bits of it: Redis' JSON keeps 14 significant digits of a number.)
+        joined = yield from self.lifecycle.join(session, sid, handoff=int(nonce[:10], 16))
+        if joined == "again":
+            raise TokenRejected("replayed", "this hand-off was completed already")
+        if joined == "gone":
             raise TokenRejected("session_gone", "the session ended before the hand-off")
         if self.user_of(session) is None:
             raise TokenRejected("not_authenticated", "the session is not signed in")
-        required = self.step_up.max_age_of(claims.state)
+        required = self.login_states.max_age_of(claims.state)
         if required is not None and not is_fresh(session.authenticated_at, required,
                                                  self.clock()):
             # This login asked for a recent sign-in and the IdP handed off an older one
             # (an IdP that ignored the requirement): refuse, rather than ask again (a loop).
             raise TokenRejected("reauthentication_required", "the sign-in is not recent")
-        return sid, back, spent
+        return sid, found.back, found.spent
+
+    def _ticket_not_held(
+        self, request: Request, ticket: bytes, found: FoundState
+    ) -> Steps[Reply]:
+        """A valid token whose ticket this store does not hold: lost, or in another store?
+
+        The store's identity tells (core/storeid.py): one round trip, on this failure
+        only. Another store is a misconfiguration no retry can fix. A lost ticket (the
+        same identity, or a store that had none: wiped, or never written by an IdP)
+        starts the hand-off again, once: back to the page, which asks again.
+        """
+        if not (yield from was_lost_here(self.lifecycle.key_prefix, tickets.store_of(ticket))):
+            raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
+        if self._retried.search(request.cookies):
+            # Lost again right after a restart: the store is dropping data. No loop.
+            self.events.emit(
+                logging.ERROR, "token_rejected", {"reason": "ticket_lost", "issuer": self.issuer},
+                "token_rejected reason=ticket_lost issuer=%s hint=%r", self.issuer,
+                "the session store lost the hand-off's ticket twice in a row: check its "
+                "replication, persistence and maxmemory-policy",
+            )
+            return Reply.error(
+                503, "ticket_lost",
+                "The session store lost your sign-in twice. Please go back and try again "
+                "in a moment.",
+                as_json=request.wants_json,
+                headers=self.states.clear(found.spent, mount=request.mount),
+            )
+        self.events.emit(
+            logging.WARNING, "handoff_restarted", {"reason": "ticket_lost", "issuer": self.issuer},
+            "handoff_restarted reason=ticket_lost issuer=%s hint=%r", self.issuer,
+            "the session store no longer held the ticket (a failover, a restart or an "
+            "eviction); the browser starts the sign-in again",
+        )
+        headers = [("Set-Cookie", self.retried_cookie.set("1", mount=request.mount)),
+                   *self.states.clear(found.spent, mount=request.mount)]
+        return Reply.redirect(found.back, headers=headers)
 
 
 def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:

@@ -2,7 +2,7 @@
 
 A :class:`Reply` is a status code, a tuple of headers and a body, frozen.
 The library's own answers -- the redirects of the hand-off, its 400/401/403/
-405 errors, the 503 of a store outage, the sign-out page -- are all built
+405 errors, the 503 of a store outage, the sign-out page, a notice -- are all built
 here, by the constructors of :class:`Reply`, and nowhere else. They take
 the few request facts they need as plain arguments (``as_json``: does this
 client want JSON rather than a page?) and know nothing of WSGI or ASGI; a
@@ -126,6 +126,27 @@ class Reply:
             ("X-Content-Type-Options", "nosniff"),
             *NO_STORE,
             *headers,
+        ), body)
+
+    @classmethod
+    def notice(cls, title: str, message: str, *, link: str, as_json: bool) -> Reply:
+        """A 200 page saying ``message``, with a link on to ``link`` (a same-origin path):
+        an outcome that is no error and must not be a redirect (it would loop)."""
+        if as_json:
+            body = json.dumps({"message": message, "next": link}).encode()
+            content_type = "application/json"
+        else:
+            body = (
+                f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+                f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+                f'<p><a href="{html.escape(link)}">Continue</a></p>'
+            ).encode()
+            content_type = "text/html; charset=utf-8"
+        return cls(200, (
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+            *NO_STORE,
         ), body)
 
     @classmethod

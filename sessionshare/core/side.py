@@ -79,12 +79,15 @@ class PassThrough(NamedTuple):
         cookie); the side's own ``on_response`` adds them.
     :param no_session: the app must not see the browser's session: the shell gives it
         a new, empty one instead (a websocket opened by a page of another origin).
+    :param browser: the browser id the IdP minted for this request (the browser had
+        none): a sign-in on the way out hands off as that browser, not a second new one.
     """
 
     user: Any = None
     signed_in: bool = False
     headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
     no_session: bool = False
+    browser: str | None = None
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no

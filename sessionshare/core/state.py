@@ -31,12 +31,13 @@ and expire with ``state_ttl``.
     slots = StateSlots("sessionshare_state", path="/_sessionshare/callback",
                        secure=True, ttl=600, signer=signer)
     headers = slots.start(request.cookies, state, "/orders?page=2")  # on the 302
-    back, spent = slots.find(request.cookies, token_state)           # at the callback
+    back, spent, cookie = slots.find(request.cookies, token_state)   # at the callback
 """
 
 from __future__ import annotations
 
 import hmac
+from typing import NamedTuple
 
 from itsdangerous import BadData, URLSafeTimedSerializer
 
@@ -45,7 +46,7 @@ from .cookies import CookieSpec
 from .reply import Header
 from .request import safe_return_path
 
-__all__ = ["MAX_STATE_COOKIE", "STATE_SLOTS", "StateSlots"]
+__all__ = ["MAX_STATE_COOKIE", "STATE_SLOTS", "FoundState", "StateSlots"]
 
 #: How many logins one browser can have under way at once: one state cookie each.
 STATE_SLOTS = 4
@@ -54,6 +55,18 @@ STATE_SLOTS = 4
 #: below the 8 KB that servers and proxies accept by default.
 MAX_STATE_COOKIE = 800
 _STATE_VALUE = r"[A-Za-z0-9_.\-]{1,1500}"
+
+
+class FoundState(NamedTuple):
+    """A login this browser started, as its state cookie holds it."""
+
+    #: The page to return to (checked: a same-origin path).
+    back: str
+    #: The state cookies a successful callback clears (this one, and the dead ones).
+    spent: list[str]
+    #: The state cookie's own value: only this browser holds it (it names the browser's
+    #: redemption of a ticket, so that its retry is recognised).
+    cookie: str
 
 
 class StateSlots:
@@ -111,7 +124,7 @@ class StateSlots:
         slot = int(match.group(1) or match.group(2))
         return slot if slot < STATE_SLOTS else 0
 
-    def find(self, cookies: str, state: str) -> tuple[str, list[str]]:
+    def find(self, cookies: str, state: str) -> FoundState:
         """The saved return path when this browser started the login ``state``.
 
         With it, the slots a successful callback clears: the one holding ``state``
@@ -121,6 +134,7 @@ class StateSlots:
         :raises TokenRejected: ``bad_state`` when no slot holds ``state``.
         """
         back: str | None = None
+        value = ""
         spent: list[str] = []
         seen = valid = 0
         for name, pattern in zip(self._names, self._patterns, strict=True):
@@ -130,14 +144,15 @@ class StateSlots:
             if match is None:
                 continue
             seen += 1
-            saved = self._open(match.group(1) or match.group(2))
+            raw = match.group(1) or match.group(2)
+            saved = self._open(raw)
             if saved is None:
                 spent.append(name)
                 continue
             valid += 1
             if back is None and hmac.compare_digest(saved[0].encode(), state.encode()):
                 # Checked again: the signature proves who wrote it, not that it is safe.
-                back = safe_return_path(saved[1])
+                back, value = safe_return_path(saved[1]), raw
                 spent.append(name)
         if back is None:
             if not seen:
@@ -146,7 +161,7 @@ class StateSlots:
                 raise TokenRejected("bad_state", "state cookie invalid or expired")
             # Also the oldest of more tabs than there are slots: its slot was reused.
             raise TokenRejected("bad_state", "state does not match this browser's login")
-        return back, spent
+        return FoundState(back, spent, value)
 
     def clear(self, names: list[str], *, mount: str = "") -> list[Header]:
         """``Set-Cookie`` headers deleting the state cookies ``names`` (set under ``mount``)."""

@@ -2,11 +2,11 @@
 
 A protocol step is a generator. When it needs the store it *yields* a
 command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`ClaimState`,
-:class:`TakeTicket`, and for the per-user index :class:`Peek`, :class:`IndexPut`,
-:class:`IndexRead`, :class:`IndexDrop` -- and receives the store's answer back; when it is done it
-*returns* its result. It never touches a socket, so the same step serves a
-threaded WSGI server and an asyncio ASGI server: each shell drives it with a
-loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
+:class:`TakeTicket`, :class:`StoreIdentity`, and for the per-user index :class:`Peek`,
+:class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the store's
+answer back; when it is done it *returns* its result. It never touches a socket, so the
+same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
+with a loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
 the same commands on an asyncio store). This is h11's "bring your own I/O",
 applied to a session store.
 
@@ -41,6 +41,7 @@ __all__ = [
     "Peek",
     "Save",
     "Steps",
+    "StoreIdentity",
     "TakeTicket",
     "run",
     "run_async",
@@ -82,17 +83,20 @@ class Save(NamedTuple):
 
 
 class Mark(NamedTuple):
-    """Merge ``meta`` into the live session at ``key`` and read it. Answer: record or None."""
+    """Merge ``meta`` into the live session at ``key``. Answer: the record as it was before
+    the merge, or None when it is gone. With ``once`` (a name in ``meta``), nothing is
+    written when the session holds that field's value already."""
 
     key: str
     meta: Mapping[str, int]
     idle_ttl: int
+    once: str | None = None
 
     def on(self, store: SessionStore) -> SessionRecord | None:
-        return store.mark(self.key, self.meta, self.idle_ttl)
+        return store.mark(self.key, self.meta, self.idle_ttl, self.once)
 
     async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
-        return await store.mark(self.key, self.meta, self.idle_ttl)
+        return await store.mark(self.key, self.meta, self.idle_ttl, self.once)
 
 
 class Delete(NamedTuple):
@@ -108,11 +112,14 @@ class Delete(NamedTuple):
 
 
 class ClaimState(NamedTuple):
-    """Claim a login state for an owner (first claimant wins, for ``ttl`` seconds) and, when
-    the owner holds it and a ticket is given, store the ticket too. Answer: whether it holds."""
+    """Claim a login state for a browser (first claimant wins, for ``ttl`` seconds) and, when
+    it holds it and a ticket is given, store the ticket too. Answer: whether it holds.
+
+    ``owners`` are the browser's owner digests: a claim held by any of them is its own,
+    a new one is made for the first."""
 
     key: str
-    owner: str
+    owners: tuple[str, ...]
     ttl: int
     ticket_key: str | None = None
     ticket_value: str = ""  # a wrapped session id: never in a repr
@@ -127,22 +134,40 @@ class ClaimState(NamedTuple):
         return (self.ticket_key, self.ticket_value, self.ticket_ttl)
 
     def on(self, store: SessionStore) -> bool:
-        return store.claim_state(self.key, self.owner, self.ttl, self._ticket())
+        return store.claim_state(self.key, self.owners, self.ttl, self._ticket())
 
     async def on_async(self, store: AsyncSessionStore) -> bool:
-        return await store.claim_state(self.key, self.owner, self.ttl, self._ticket())
+        return await store.claim_state(self.key, self.owners, self.ttl, self._ticket())
 
 
 class TakeTicket(NamedTuple):
-    """Redeem a ticket, atomically and once. Answer: its value, or None."""
+    """Redeem a ticket, atomically and once. Answer: its value, or None.
+
+    ``nonce`` names this redemption: the same name gets the value again (a retry whose
+    first answer was lost), any other gets nothing. None: a name of its own."""
 
     key: str
+    nonce: str | None = None
 
     def on(self, store: SessionStore) -> str | None:
-        return store.take_ticket(self.key)
+        return store.take_ticket(self.key, self.nonce)
 
     async def on_async(self, store: AsyncSessionStore) -> str | None:
-        return await store.take_ticket(self.key)
+        return await store.take_ticket(self.key, self.nonce)
+
+
+class StoreIdentity(NamedTuple):
+    """The store's long-lived identity at ``key``, set to ``candidate`` first if it has
+    none. Answer: the identity it holds now."""
+
+    key: str
+    candidate: str
+
+    def on(self, store: SessionStore) -> str:
+        return store.store_identity(self.key, self.candidate)
+
+    async def on_async(self, store: AsyncSessionStore) -> str:
+        return await store.store_identity(self.key, self.candidate)
 
 
 class Peek(NamedTuple):
@@ -202,7 +227,8 @@ class IndexDrop(NamedTuple):
 
 
 Command = Union[  # noqa: UP007 - runtime alias
-    Load, Save, Mark, Delete, ClaimState, TakeTicket, Peek, IndexPut, IndexRead, IndexDrop
+    Load, Save, Mark, Delete, ClaimState, TakeTicket, StoreIdentity, Peek, IndexPut, IndexRead,
+    IndexDrop,
 ]
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]

@@ -26,6 +26,23 @@ The key carries the hash tag of the login state the ticket was minted for
 same store command that claims that state for the browser (issue 16, finding
 3), and the remote, which knows the state, finds it there.
 
+**Which store.** A ticket is 24 random bytes and then the 8-byte identity of
+the store the IdP wrote it into (:mod:`sessionshare.core.storeid`), so a
+remote that cannot find it tells a ticket its store lost (the hand-off
+starts again) from one in another store (a misconfiguration). A ticket from
+an IdP of an earlier release is 32 random bytes: read as an identity, they
+name another store, as that remote would have said.
+
+**Retries.** Redeeming is named (``nonce``): the remote names a redemption
+after the ticket and the state cookie of the browser that presents it
+(:func:`redemption_nonce`), so when its first attempt ran in the store but
+the answer was lost (a stall past the store client's retries), the same
+browser's retry of the same callback gets the session -- and a second
+browser, or the same ticket without that cookie, still gets nothing. The
+join that follows records which redemption joined the session
+(:meth:`~sessionshare.core.lifecycle.Lifecycle.join`), so a callback that
+*completed* is not completed again, not even with a copy of that cookie.
+
 Wire format -- a change needs a new token version (it is 2 since protocol v2),
 or tickets issued by one version are not redeemable by the next::
 
@@ -40,9 +57,11 @@ I/O; :func:`issue`, :func:`redeem` and :func:`burn` are store steps of one
 command each (``core/steps.py``), so a thread shell and an asyncio shell run
 the very same code.
 
-    ticket = yield from issue(prefix, session_id, state, claims, owner, token_ttl=60)  # IdP
-    session_id = yield from redeem(prefix, ticket, state)        # the remote: str or None
-    session_id = run(redeem(prefix, ticket, state), store)       # outside a step
+    ticket = yield from issue(prefix, sid, state, claims, owners, token_ttl=60,
+                              store_id=identity)                  # the IdP
+    nonce = redemption_nonce(ticket, state_cookie)
+    session_id = yield from redeem(prefix, ticket, state, nonce=nonce)  # the remote
+    session_id = run(redeem(prefix, ticket, state), store)            # outside a step
 """
 
 from __future__ import annotations
@@ -60,6 +79,7 @@ from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
 from ..store.base import NOT_HELD as NOT_HELD
 from .claims import StateClaims, state_tag
 from .steps import Steps, TakeTicket
+from .storeid import IDENTITY_BYTES
 
 __all__ = [
     "CLOCK_LEEWAY",
@@ -69,6 +89,8 @@ __all__ = [
     "issue",
     "new_ticket",
     "redeem",
+    "redemption_nonce",
+    "store_of",
     "ticket_digest",
     "ticket_key",
     "ticket_ttl",
@@ -81,11 +103,31 @@ __all__ = [
 _WRAP_NONCE = bytes(12)
 _WRAP_AAD = b"sessionshare/v1/ticket"
 _DIGEST_PREFIX = b"sessionshare ticket\x00"
+_NONCE_PREFIX = b"sessionshare redemption\x00"
 
 
-def new_ticket() -> bytes:
-    """32 fresh random bytes."""
-    return secrets.token_bytes(TICKET_BYTES)
+def new_ticket(store_id: str | None = None) -> bytes:
+    """A new ticket: fresh random bytes, ending with the 8 bytes of ``store_id`` (hex) --
+    the identity of the store it is written into -- when given."""
+    try:
+        identity = bytes.fromhex(store_id) if store_id is not None else b""
+    except ValueError:
+        identity = b""  # not an identity this release wrote: name no store
+    if len(identity) != IDENTITY_BYTES:
+        return secrets.token_bytes(TICKET_BYTES)
+    return secrets.token_bytes(TICKET_BYTES - IDENTITY_BYTES) + identity
+
+
+def store_of(ticket: bytes) -> str:
+    """The identity of the store ``ticket`` was written into (hex), as the IdP put it."""
+    return ticket[-IDENTITY_BYTES:].hex()
+
+
+def redemption_nonce(ticket: bytes, proof: str) -> str:
+    """The name of a redemption of ``ticket`` by the browser whose state cookie is
+    ``proof``: the same for its retry, another for anyone else (32 hex characters)."""
+    digest = hashlib.sha256(_NONCE_PREFIX + ticket + b"\x00" + proof.encode("utf-8"))
+    return digest.hexdigest()[:32]
 
 
 def ticket_digest(ticket: bytes) -> str:
@@ -126,27 +168,32 @@ def issue(
     session_id: str,
     state: str,
     claims: StateClaims,
-    owner: str,
+    owners: tuple[str, ...],
     *,
     token_ttl: int,
+    store_id: str | None = None,
 ) -> Steps[bytes | None]:
-    """Store a new ticket pointing to ``session_id`` if ``owner`` holds (or now claims)
-    ``state``; the ticket, for the token, or None when another browser claimed the state."""
-    ticket = new_ticket()
+    """Store a new ticket pointing to ``session_id`` if the browser (``owners``) holds (or
+    now claims) ``state``; the ticket, for the token, or None when another browser claimed
+    the state. ``store_id`` is the store's identity, carried in the ticket."""
+    ticket = new_ticket(store_id)
     held = yield from claims.claim_with_ticket(
-        state, owner, ticket_key(key_prefix, ticket, state),
+        state, owners, ticket_key(key_prefix, ticket, state),
         wrap_session_id(ticket, session_id), ticket_ttl(token_ttl),
     )
     return ticket if held else None
 
 
-def redeem(key_prefix: str, ticket: bytes, state: str) -> Steps[str | None]:
-    """Take ``ticket`` (atomically, once): its session id; None if spent already.
+def redeem(
+    key_prefix: str, ticket: bytes, state: str, *, nonce: str | None = None
+) -> Steps[str | None]:
+    """Take ``ticket`` (atomically, once): its session id; None if spent already (by
+    another redemption than ``nonce``'s).
 
-    :data:`NOT_HELD` when this store never held the ticket -- for a token that
-    is still valid, the IdP put it into another store.
+    :data:`NOT_HELD` when this store holds no such ticket -- for a token that is
+    still valid, the IdP put it into another store, or this one lost it.
     """
-    wrapped: str | None = yield TakeTicket(ticket_key(key_prefix, ticket, state))
+    wrapped: str | None = yield TakeTicket(ticket_key(key_prefix, ticket, state), nonce)
     if wrapped is None or wrapped == NOT_HELD:
         return wrapped
     return unwrap_session_id(ticket, wrapped)

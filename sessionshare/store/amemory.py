@@ -54,9 +54,9 @@ class AsyncMemoryStore:
         )
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
     ) -> SessionRecord | None:
-        return self.store.mark(key, meta, idle_ttl)
+        return self.store.mark(key, meta, idle_ttl, once)
 
     async def delete(self, key: str) -> None:
         self.store.delete(key)
@@ -64,8 +64,8 @@ class AsyncMemoryStore:
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         self.store.put_ticket(key, value, ttl)
 
-    async def take_ticket(self, key: str) -> str | None:
-        return self.store.take_ticket(key)
+    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
+        return self.store.take_ticket(key, nonce)
 
     async def ping(self) -> None:
         self.store.ping()

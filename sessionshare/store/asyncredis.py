@@ -17,8 +17,7 @@ a cancelled request never leaves a reply behind for the next one
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,12 +26,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..errors import ConfigurationError
 from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLine, run_script
-from .base import SessionRecord
+from .base import SessionRecord, owners_of
 from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
 from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    IDENTITY,
+    IDENTITY_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
@@ -47,6 +48,7 @@ from .redisproto import (
     mark_args,
     merge_args,
     parse_record,
+    redeem_nonce,
     server_name,
     ticket_text,
     unavailable,
@@ -158,9 +160,9 @@ class AsyncRedisStore:
             raise unavailable(exc, self._server) from None
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
     ) -> SessionRecord | None:
-        args = mark_args(meta=meta, idle_ttl=idle_ttl)
+        args = mark_args(meta=meta, idle_ttl=idle_ttl, once=once)
         try:
             raw = await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
         except DRIVER_ERRORS as exc:
@@ -180,21 +182,33 @@ class AsyncRedisStore:
             raise unavailable(exc, self._server) from None
 
     async def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
         try:
-            args = claim_args(key, owner, ttl, ticket)
+            args = claim_args(key, owners_of(owners), ttl, ticket)
             return bool(await run_script(self._line, CLAIM, CLAIM_SHA, *args))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 
-    async def take_ticket(self, key: str) -> str | None:
-        nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
+    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
+        # Names this redemption, so a retry of it is recognised (its own, or the caller's).
+        nonce = redeem_nonce(nonce)
         try:
             raw = await run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
+
+    async def store_identity(self, key: str, candidate: str) -> str:
+        try:
+            raw = await run_script(self._line, IDENTITY, IDENTITY_SHA, 1, key, candidate)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return ticket_text(raw) or ""
 
     async def peek(self, key: str) -> SessionRecord | None:
         try:

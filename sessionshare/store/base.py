@@ -9,12 +9,17 @@ A store keeps two kinds of records, under names the session layer chooses
   ``save`` merges changed and deleted keys *atomically on the server*, so two
   apps writing different keys of one session at the same moment both win.
   Writing the same key is last-write-wins. ``mark`` merges metadata into a
-  live session and reads it back, in one round trip (a remote joining it).
+  live session and answers what it held before, in one round trip (a remote
+  joining it: the same hand-off joining twice is told by what was there).
 - **claims**: a login state bound to the first browser that presented it
   (``claim_state``, which can store that state's ticket in the same step);
 - **tickets**: short-lived single-use values; ``take_ticket`` returns a
-  ticket's value and deletes it atomically, so a second taker -- even in
-  parallel -- gets None.
+  ticket's value and spends it atomically, so a second taker -- even in
+  parallel -- gets None; only a retry of the same redemption (the same
+  ``nonce``) gets the value again;
+- **the store's identity**: one long-lived random value (``store_identity``),
+  written by whoever asks first, that tells "this store lost a ticket" from
+  "the ticket was put into another store".
 
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
 never as the driver's own exception.
@@ -28,19 +33,19 @@ never as the driver's own exception.
   on the caller's clock); every command touches one key, so all of it works
   on a cluster.
 
-A new backend (Valkey, a database) needs only these thirteen methods; the
+A new backend (Valkey, a database) needs only these fourteen methods; the
 store contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry",
-    "is_well_formed",
+    "is_well_formed", "owners_of",
 ]
 
 
@@ -57,6 +62,11 @@ class SessionRecord(NamedTuple):
 #: -- an IdP and a remote on different stores -- instead of calling it a replay.
 #: A store that cannot tell the two apart answers None for both.
 NOT_HELD = ""
+
+
+def owners_of(owners: str | Sequence[str]) -> tuple[str, ...]:
+    """``claim_state``'s owners as a tuple (one owner may be given as a plain string)."""
+    return (owners,) if isinstance(owners, str) else tuple(owners)
 
 
 def is_well_formed(fields: object, meta: object) -> bool:
@@ -115,10 +125,14 @@ class SessionStore(Protocol):
         result is False.
         """
 
-    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
+    def mark(
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+    ) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
-        ``idle_ttl`` seconds and return it, atomically; None (and nothing
-        written) when it is gone. Running it twice is harmless."""
+        ``idle_ttl`` seconds and return the record *as it was before*, atomically;
+        None (and nothing written) when it is gone. With ``once`` (a name in
+        ``meta``): when the session already holds that field's value, write nothing.
+        Running it twice is harmless."""
 
     def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""
@@ -127,19 +141,33 @@ class SessionStore(Protocol):
         """Store a ticket for ``ttl`` seconds."""
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
-        """Claim ``key`` for ``owner`` unless another owner holds it (the claim lasts
-        ``ttl`` seconds from the first); True when ``owner`` holds it. When it does and
-        ``ticket`` (key, value, ttl) is given, store that ticket too -- atomically, in one
-        round trip (a ticket key shares the claim's hash tag). Running it twice is harmless."""
+        """Claim ``key`` for a browser unless another holds it; True when it holds it.
 
-    def take_ticket(self, key: str) -> str | None:
+        ``owners`` are the browser's owner names: a claim held by any of them is its
+        own, a new claim is made for the first and lasts ``ttl`` seconds. When it holds
+        the claim and ``ticket`` (key, value, ttl) is given, store that ticket too --
+        atomically, in one round trip (a ticket key shares the claim's hash tag).
+        Running it twice is harmless."""
+
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         """Return a ticket's value and spend it, atomically, once.
 
-        None when it was taken already; :data:`NOT_HELD` when the store holds
-        no ticket of that name (or None, for a store that cannot tell).
+        None when it was taken already -- except for the redemption that took it:
+        the same ``nonce`` gets the value again while the ticket would have lived
+        (a retry whose first answer was lost). ``nonce=None`` names a redemption
+        nothing else can repeat. :data:`NOT_HELD` when the store holds no ticket
+        of that name (or None, for a store that cannot tell).
         """
+
+    def store_identity(self, key: str, candidate: str) -> str:
+        """The identity kept at ``key`` (no expiry); ``candidate`` is stored first when
+        there is none, atomically. Returns the identity held now."""
 
     def peek(self, key: str) -> SessionRecord | None:
         """The session at ``key``, or None; its expiry is left as it is."""
@@ -167,7 +195,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same thirteen methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -189,9 +217,10 @@ class AsyncSessionStore(Protocol):
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
     ) -> SessionRecord | None:
-        """Merge ``meta`` into the live session at ``key`` and read it; None if gone."""
+        """Merge ``meta`` into the live session at ``key`` (not again, with ``once``); the
+        record as it was before, or None if gone."""
 
     async def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""
@@ -200,12 +229,20 @@ class AsyncSessionStore(Protocol):
         """Store a ticket for ``ttl`` seconds."""
 
     async def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
-        """Claim ``key`` for ``owner`` (and store ``ticket`` if it holds it); whether it holds."""
+        """Claim ``key`` for a browser (and store ``ticket`` if it holds it); whether it holds."""
 
-    async def take_ticket(self, key: str) -> str | None:
-        """Return a ticket's value and spend it, atomically; None if absent or spent."""
+    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
+        """Return a ticket's value and spend it, atomically; None if spent (but for the
+        same ``nonce``), ``NOT_HELD`` if absent."""
+
+    async def store_identity(self, key: str, candidate: str) -> str:
+        """The identity kept at ``key``, ``candidate`` stored first if none; the one held."""
 
     async def peek(self, key: str) -> SessionRecord | None:
         """The session at ``key``, or None; its expiry is left as it is."""

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
-from .base import NOT_HELD, SessionRecord, entry_expiry
+from .base import NOT_HELD, SessionRecord, entry_expiry, owners_of
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -58,7 +58,9 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[float, dict[str, str], dict[str, int]]] = {}
         self._tickets: dict[str, tuple[float, str]] = {}
-        self._spent: dict[str, float] = {}  # taken tickets, until their own expiry
+        # Taken tickets, until their own expiry: (expires, the redemption's nonce, value).
+        self._spent: dict[str, tuple[float, str | None, str]] = {}
+        self._identities: dict[str, str] = {}
         self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
         self._indexes: dict[str, tuple[float, dict[str, str]]] = {}  # key -> (expires, entries)
         self._writes = 0
@@ -105,16 +107,21 @@ class MemoryStore:
             self._maybe_sweep(now)
             return True
 
-    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
+    def mark(
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+    ) -> SessionRecord | None:
         with self._lock:
             now = self._clock()
             entry = self._sessions.get(key)
             if entry is None or entry[0] <= now:
                 self._sessions.pop(key, None)
                 return None
+            before = SessionRecord(dict(entry[1]), dict(entry[2]))
+            if once is not None and once in meta and entry[2].get(once) == meta[once]:
+                return before
             entry[2].update(meta)
             self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
-            return SessionRecord(dict(entry[1]), dict(entry[2]))
+            return before
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -127,29 +134,43 @@ class MemoryStore:
             self._maybe_sweep(now)
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
+        names = owners_of(owners)
         with self._lock:
             now = self._clock()
             held = self._claims.get(key)
             if held is None or held[0] <= now:
-                self._claims[key] = (now + ttl, owner)
-            elif held[1] != owner:
+                self._claims[key] = (now + ttl, names[0])
+            elif held[1] not in names:
                 return False
             if ticket is not None and ticket[0] not in self._tickets:
                 self._tickets[ticket[0]] = (now + ticket[2], ticket[1])
             self._maybe_sweep(now)
             return True
 
-    def take_ticket(self, key: str) -> str | None:
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         with self._lock:
+            now = self._clock()
             entry = self._tickets.pop(key, None)
             if entry is None:
-                return None if key in self._spent else NOT_HELD
-            if entry[0] <= self._clock():
+                spent = self._spent.get(key)
+                if spent is None or spent[0] <= now:
+                    return NOT_HELD
+                # The redemption that took it, retried: the value again. Anyone else: a replay.
+                return spent[2] if nonce is not None and spent[1] == nonce else None
+            if entry[0] <= now:
                 return None
-            self._spent[key] = entry[0]  # taken: a second try is a replay, not unknown
+            self._spent[key] = (entry[0], nonce, entry[1])
             return entry[1]
+
+    def store_identity(self, key: str, candidate: str) -> str:
+        with self._lock:
+            return self._identities.setdefault(key, candidate)
 
     def peek(self, key: str) -> SessionRecord | None:
         with self._lock:
@@ -252,6 +273,6 @@ class MemoryStore:
             return
         self._sessions = {k: e for k, e in self._sessions.items() if e[0] > now}
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
-        self._spent = {k: expires for k, expires in self._spent.items() if expires > now}
+        self._spent = {k: spent for k, spent in self._spent.items() if spent[0] > now}
         self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
         self._indexes = {k: i for k, i in self._indexes.items() if i[0] > now}

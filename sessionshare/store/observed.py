@@ -30,8 +30,8 @@ Watch = Callable[[str], AbstractContextManager[object]]
 
 #: The store commands that are watched (``close`` is not: it talks to no server).
 COMMANDS = (
-    "load", "save", "mark", "delete", "put_ticket", "claim_state", "take_ticket", "peek",
-    "index_put", "index_read", "index_drop", "ping",
+    "load", "save", "mark", "delete", "put_ticket", "claim_state", "take_ticket",
+    "store_identity", "peek", "index_put", "index_read", "index_drop", "ping",
 )
 
 
@@ -77,6 +77,7 @@ class ObservedStore:
     put_ticket = _watched("put_ticket")
     claim_state = _watched("claim_state")
     take_ticket = _watched("take_ticket")
+    store_identity = _watched("store_identity")
     peek = _watched("peek")
     index_put = _watched("index_put")
     index_read = _watched("index_read")
@@ -112,6 +113,7 @@ class AsyncObservedStore:
     put_ticket = _awaited("put_ticket")
     claim_state = _awaited("claim_state")
     take_ticket = _awaited("take_ticket")
+    store_identity = _awaited("store_identity")
     peek = _awaited("peek")
     index_put = _awaited("index_put")
     index_read = _awaited("index_read")

@@ -41,9 +41,8 @@ borrowed from the client's pool, so its ``max_connections`` still bounds them.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import redis as redis_py
@@ -53,7 +52,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from ..errors import ConfigurationError
-from .base import SessionRecord
+from .base import SessionRecord, owners_of
 from .exchange import (
     DEFAULT_MAX_IDLE,
     ClusterLine,
@@ -66,6 +65,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    IDENTITY,
+    IDENTITY_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
@@ -80,6 +81,7 @@ from .redisproto import (
     mark_args,
     merge_args,
     parse_record,
+    redeem_nonce,
     server_name,
     ticket_text,
     unavailable,
@@ -243,9 +245,9 @@ class RedisStore:
             raise unavailable(exc, self._server) from None
 
     def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int
+        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
     ) -> SessionRecord | None:
-        args = mark_args(meta=meta, idle_ttl=idle_ttl)
+        args = mark_args(meta=meta, idle_ttl=idle_ttl, once=once)
         if self._sentinel_pool is not None:
             self._check_master()
         try:
@@ -272,25 +274,39 @@ class RedisStore:
             raise unavailable(exc, self._server) from None
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            args = claim_args(key, owner, ttl, ticket)
+            args = claim_args(key, owners_of(owners), ttl, ticket)
             return bool(run_script(self._line, CLAIM, CLAIM_SHA, *args))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 
-    def take_ticket(self, key: str) -> str | None:
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         if self._sentinel_pool is not None:
             self._check_master()
-        nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
+        # Names this redemption, so a retry of it is recognised (its own, or the caller's).
+        nonce = redeem_nonce(nonce)
         try:
             raw = run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
+
+    def store_identity(self, key: str, candidate: str) -> str:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            raw = run_script(self._line, IDENTITY, IDENTITY_SHA, 1, key, candidate)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return ticket_text(raw) or ""
 
     def peek(self, key: str) -> SessionRecord | None:
         if self._sentinel_pool is not None:

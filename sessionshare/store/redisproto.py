@@ -9,7 +9,9 @@ out (``exchange.py`` and ``aexchange.py``).
 - a session is one string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``;
 - a write is one run of :data:`MERGE`, which merges the changed and deleted
   top-level keys on the server and never brings back a session that is gone;
-- a ticket is issued with ``SET NX EX`` and redeemed with :data:`REDEEM`.
+- a ticket is issued with ``SET NX EX`` (or with its state's claim, :data:`CLAIM`) and
+  redeemed with :data:`REDEEM`;
+- the store's identity is read, or written first, with :data:`IDENTITY`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -33,6 +36,8 @@ __all__ = [
     "CLAIM_SHA",
     "DRIVER_ERRORS",
     "EVICTING_POLICIES",
+    "IDENTITY",
+    "IDENTITY_SHA",
     "INDEX_PUT",
     "INDEX_PUT_SHA",
     "MERGE",
@@ -46,6 +51,7 @@ __all__ = [
     "mark_args",
     "merge_args",
     "parse_record",
+    "redeem_nonce",
     "server_name",
     "warn_without_timeout",
     "ticket_text",
@@ -61,7 +67,9 @@ DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 #: KEYS[1] session key. ARGV: ttl, mode, #changed, #meta, then the changed
 #: pairs, the meta pairs and the deleted names. Mode '1' creates a session that
 #: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
-#: '2' does not either and returns the merged record's text, or 0 (``mark``).
+#: '2' does not either and returns the record's text as it was *before* the
+#: merge, or 0 (``mark``); '3' is '2', except that when the session's first meta
+#: pair already holds its value nothing is written (``mark`` with ``once``).
 MERGE = """
 local raw = redis.call('GET', KEYS[1])
 local obj
@@ -74,16 +82,18 @@ else
 end
 local d, m = obj['d'], obj['m']
 local i = 5
+if ARGV[2] == '3' and m[ARGV[5]] == tonumber(ARGV[6]) then return raw end
 for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
 for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
 while i <= #ARGV do d[ARGV[i]] = nil; i = i + 1 end
 local text = cjson.encode(obj)
 redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
-if ARGV[2] == '2' then return text end
+if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
 return 1
 """
 
-#: KEYS[1] ticket key, ARGV[1] this redemption's nonce. The first redemption
+#: KEYS[1] ticket key, ARGV[1] this redemption's nonce (always 32 characters: the marker
+#: is compared by that length, see :func:`redeem_nonce`). The first redemption
 #: marks the ticket spent by that nonce (keeping its expiry) and returns the
 #: value; the same nonce -- a retry of that very call, after a timeout whose
 #: first attempt did run -- gets the value again; any other redemption gets
@@ -103,17 +113,31 @@ return v
 """
 
 #: KEYS[1] a state's claim, KEYS[2] (optional) a ticket under the same hash tag. ARGV:
-#: owner, claim ttl, ticket value, ticket ttl. The first owner holds the claim for its ttl;
-#: another owner gets 0 and no ticket. Run twice by one owner, it changes nothing (NX).
+#: claim ttl, ticket value, ticket ttl, then the browser's owner names. A claim is made
+#: for the first name and lasts its ttl; a claim held by any of the names is this
+#: browser's; another browser gets 0 and no ticket. Run twice, it changes nothing (NX).
 CLAIM = """
 local held = redis.call('GET', KEYS[1])
 if not held then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-elseif held ~= ARGV[1] then
-  return 0
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[1])
+else
+  local mine = false
+  for i = 4, #ARGV do
+    if held == ARGV[i] then mine = true; break end
+  end
+  if not mine then return 0 end
 end
-if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4], 'NX') end
+if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3], 'NX') end
 return 1
+"""
+
+#: KEYS[1] the store's identity, ARGV[1] a new one. Returns the identity held, writing
+#: ARGV[1] (with no expiry) first when there is none.
+IDENTITY = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
 """
 
 #: KEYS[1] a user's index (a hash: ref -> entry JSON). ARGV: ref, entry, ttl, now, then
@@ -145,6 +169,7 @@ return left
 MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
 INDEX_PUT_SHA = hashlib.sha1(INDEX_PUT.encode()).hexdigest()
 CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()
+IDENTITY_SHA = hashlib.sha1(IDENTITY.encode()).hexdigest()
 REDEEM_SHA = hashlib.sha1(REDEEM.encode()).hexdigest()
 
 #: Eviction policies under which Redis may drop sessions and tickets silently.
@@ -291,19 +316,43 @@ def merge_args(
     return args
 
 
+_NONCE = re.compile(r"[0-9a-f]{32}")
+
+
+def redeem_nonce(nonce: str | None) -> str:
+    """The nonce :data:`REDEEM` is run with: the caller's (32 hex characters), or a fresh
+    one that nothing can repeat."""
+    if nonce is None:
+        return secrets.token_hex(16)
+    if not _NONCE.fullmatch(nonce):
+        # REDEEM compares a spent marker's prefix by the nonce's length: a shorter one
+        # could match the start of a longer one.
+        raise ValueError("a redemption nonce is 32 lowercase hex characters")
+    return nonce
+
+
 def claim_args(
-    key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None
+    key: str, owners: tuple[str, ...], ttl: int, ticket: tuple[str, str, int] | None
 ) -> list[str | int]:
     """``numkeys, KEYS..., ARGV...`` of :data:`CLAIM`."""
+    if not owners:
+        raise ValueError("a claim needs at least one owner")
     if ticket is None:
-        return [1, key, owner, max(int(ttl), 1)]
-    return [2, key, ticket[0], owner, max(int(ttl), 1), ticket[1], max(int(ticket[2]), 1)]
+        return [1, key, max(int(ttl), 1), "", 1, *owners]
+    return [2, key, ticket[0], max(int(ttl), 1), ticket[1], max(int(ticket[2]), 1), *owners]
 
 
-def mark_args(*, meta: Mapping[str, int], idle_ttl: int) -> list[str | int]:
-    """ARGV of :data:`MERGE` for a ``mark``: metadata only, never create, answer the record."""
-    args: list[str | int] = [max(int(idle_ttl), 1), "2", 0, len(meta)]
-    for name, value in meta.items():
+def mark_args(
+    *, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+) -> list[str | int]:
+    """ARGV of :data:`MERGE` for a ``mark``: metadata only, never create, answer the record
+    as it was; with ``once``, that field goes first and nothing is written if it holds its
+    value already."""
+    pairs = list(meta.items())
+    if once is not None:
+        pairs.sort(key=lambda pair: pair[0] != once)  # the once field first
+    args: list[str | int] = [max(int(idle_ttl), 1), "2" if once is None else "3", 0, len(meta)]
+    for name, value in pairs:
         args += (name, int(value))
     return args
 

@@ -102,7 +102,8 @@ class RemoteSessionMiddleware(SessionMiddleware):
         sends the user to the IdP to enter the password again (a number for every protected
         path, or path prefix -> seconds; the longest prefix wins); unset: any sign-in will
         do. Default ``None``.
-    :param state_ttl: Seconds a started sign-in may take. Default ``600``.
+    :param state_ttl: Seconds a started sign-in may take (at most a day: the IdP guards the
+        sign-in's state that long). Default ``600``.
     :param state_cookie_name: Prefix of the per-login state cookies. Default
         ``"sessionshare_state"``.
     :param token_leeway: Seconds of clock skew tolerated on a token. Default ``5.0``.

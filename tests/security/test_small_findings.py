@@ -11,7 +11,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -72,8 +72,9 @@ class _DamagingStore:
         return self.inner.save(key, changed=changed, deleted=deleted, meta=meta, ttl=ttl,
                                create=create)
 
-    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:
-        record = self.inner.mark(key, meta, idle_ttl)
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
+             once: str | None = None) -> SessionRecord | None:
+        record = self.inner.mark(key, meta, idle_ttl, once)
         if record is not None and self.damage:
             return SessionRecord(self.damaged["d"], self.damaged["m"])
         return record
@@ -85,12 +86,19 @@ class _DamagingStore:
         self.inner.put_ticket(key, value, ttl)
 
     def claim_state(
-        self, key: str, owner: str, ttl: int, ticket: tuple[str, str, int] | None = None
+        self,
+        key: str,
+        owners: str | Sequence[str],
+        ttl: int,
+        ticket: tuple[str, str, int] | None = None,
     ) -> bool:
-        return self.inner.claim_state(key, owner, ttl, ticket)
+        return self.inner.claim_state(key, owners, ttl, ticket)
 
-    def take_ticket(self, key: str) -> str | None:
-        return self.inner.take_ticket(key)
+    def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
+        return self.inner.take_ticket(key, nonce)
+
+    def store_identity(self, key: str, candidate: str) -> str:
+        return self.inner.store_identity(key, candidate)
 
     def peek(self, key: str) -> SessionRecord | None:
         return self.inner.peek(key)
