@@ -8,11 +8,16 @@ point whose links lead into the docs.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 from pathlib import Path
 from typing import get_args
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from sessionshare.errors import Reason
 
@@ -60,3 +65,105 @@ def test_the_asgi_quick_start_is_fastapi_in_under_15_lines() -> None:
                    "AsyncRedisStore", "current_user", "add_middleware"):
         assert needed in code
     assert "docs/options.md" in section.split("```", 1)[0]  # the options table, shared
+
+
+# -- the docs build from the docs extra alone ---------------------------------------------------
+def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The imports a module runs when imported (``TYPE_CHECKING`` blocks left out)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.Try):
+            pending += [*node.body, *node.orelse, *node.finalbody]
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            pending += [*node.body, *node.orelse]
+    return found
+
+
+def _package_file(module: str) -> Path | None:
+    base = REPO.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _third_party_modules_imported_by(modules: set[str]) -> set[str]:
+    """Top-level names of what importing ``modules`` imports outside the package."""
+    seen: set[str] = set()
+    outside: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        path = _package_file(module)
+        if path is None and "." in module:  # a class or function: its module
+            todo.append(module.rpartition(".")[0])
+        if path is None or module in seen:
+            continue
+        seen.add(module)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        parents = module.split(".")
+        for index in range(1, len(parents)):  # importing a module runs its packages
+            todo.append(".".join(parents[:index]))
+        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                assert node.module is not None
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                if name.split(".")[0] == "sessionshare":
+                    todo.append(name)
+                elif name.split(".")[0] not in sys.stdlib_module_names:
+                    outside.add(name.split(".")[0])
+    return outside - {"_typeshed"}
+
+
+def _extra(extras: dict[str, list[str]], name: str) -> set[str]:
+    """The distributions an extra installs, its ``sessionshare[...]`` extras expanded."""
+    found: set[str] = set()
+    for text in extras[name]:
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == "sessionshare":
+            for inner in requirement.extras:
+                found |= _extra(extras, inner)
+        else:
+            found.add(canonicalize_name(requirement.name))
+    return found
+
+
+def test_the_docs_extra_installs_whatever_the_api_reference_imports() -> None:
+    """`pip install -e '.[docs]' && python -m sphinx -W ...` failed: autodoc could not
+    import Starlette, prometheus_client, OpenTelemetry or Django."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pages = "".join(path.read_text(encoding="utf-8") for path in (REPO / "docs").glob("*.md"))
+    targets = set(re.findall(r"^\.\. auto\w+:: (sessionshare[\w.]*)", pages, re.MULTILINE))
+    assert "sessionshare.contrib.django.views.sign_in" in targets  # the reader works
+    needed = _third_party_modules_imported_by({*targets, "sessionshare"})
+    assert {"django", "starlette", "prometheus_client", "opentelemetry", "werkzeug"} <= needed
+    installed = {canonicalize_name(r) for r in map(lambda t: Requirement(t).name,
+                                                     project["dependencies"])}
+    installed |= _extra(project["optional-dependencies"], "docs")
+    distributions = importlib.metadata.packages_distributions()
+    missing = sorted(
+        module for module in needed
+        if not {canonicalize_name(d) for d in distributions.get(module, [module])} & installed
+    )
+    assert not missing, f"autodoc imports what `.[docs]` does not install: {missing}"
+
+
+def test_ci_builds_the_docs_in_a_fresh_venv_with_the_docs_extra_only() -> None:
+    script = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    docs = script[script.index("documentation site"):]
+    assert re.search(r'python -m venv "\$(\w+)"', docs), "no fresh venv for the docs"
+    venv = re.search(r'python -m venv "\$(\w+)"', docs).group(1)  # type: ignore[union-attr]
+    assert f"\"${venv}/bin/python\" -m pip install -q -e '.[docs]'" in docs
+    assert f'"${venv}/bin/python" -m sphinx -W' in docs
