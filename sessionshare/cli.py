@@ -14,7 +14,7 @@ sessions | demo``.
   options page and the docstrings to this output).
 - ``sessions list --user NAME`` and ``sessions revoke --user NAME (--ref REF | --all)``
   list a user's shared sessions and end them in every app (``sessions_cli.py``).
-- ``demo`` runs the IdP and two remote apps on this machine (see docs/getting-started.md).
+- ``demo`` runs an IdP and four remote apps on this machine (see docs/getting-started.md).
 
     $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
     remote: SESSIONSHARE_SYNC_KEY is not set: ...
@@ -220,11 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="with --docstring: the WSGI (default) or the ASGI middleware")
     options.set_defaults(run=_options)
     add_sessions_command(commands)
-    demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
+    demo = commands.add_parser("demo", help="run an IdP and four remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     demo.add_argument("--port", type=int, default=8000,
-                      help="the IdP's port; the shop and the blog take the next two")
+                      help="the IdP's port; the other sites take the next four")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
+    if args.command == "options" and args.shell != "wsgi" and not args.docstring:
+        # The table covers both shells: a --shell that changes nothing must not pass silently.
+        options.error("--shell goes with --docstring idp|remote (the table covers both shells)")
     return int(args.run(args))

@@ -457,3 +457,24 @@ def test_check_reports_what_only_the_constructor_knows(
            "SESSIONSHARE_COOKIE_SECURE": "false", "SESSIONSHARE_COOKIE_SAMESITE": "None"}
     status, out = _check(monkeypatch, capsys, "remote", env)
     assert status == 1 and "secure" in out and "configuration ok" not in out
+
+
+def test_shell_without_docstring_is_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`options --shell asgi` printed the markdown table as if --shell meant nothing."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["options", "--shell", "asgi"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shell" in err and "--docstring" in err
+
+
+def test_example_urls_in_the_generated_texts_are_literals_not_links() -> None:
+    """GitHub (and docutils) turn a bare https://shop.example into a dead link."""
+    bare = re.compile(r"https?://[\w.-]+\.example\b")
+    table = re.sub(r"`[^`]*`", "", options_markdown())
+    assert not bare.search(table), bare.findall(table)
+    for role in ("idp", "remote"):
+        lines = re.sub(r"``[^`]*``", "", options_docstring(role))
+        assert not bare.search(lines), bare.findall(lines)

@@ -167,3 +167,36 @@ def test_ci_builds_the_docs_in_a_fresh_venv_with_the_docs_extra_only() -> None:
     venv = re.search(r'python -m venv "\$(\w+)"', docs).group(1)  # type: ignore[union-attr]
     assert f"\"${venv}/bin/python\" -m pip install -q -e '.[docs]'" in docs
     assert f'"${venv}/bin/python" -m sphinx -W' in docs
+
+
+# -- what a newcomer reads first, held to what is true ------------------------------------------
+def test_the_readme_counts_the_demos_sites() -> None:
+    from sessionshare.demo import SITES
+
+    words = "zero one two three four five six seven eight nine".split()
+    row = README.split("## The two commands", 1)[1].split("| **run the demo**", 1)[1]
+    assert f"an IdP and {words[len(SITES) - 1]} remote apps" in row.splitlines()[0]
+
+
+def test_the_two_commands_start_from_a_venv() -> None:
+    """Stock Debian has no `python` and refuses `pip install` outside a venv
+    (externally-managed-environment)."""
+    section = README.split("## The two commands", 1)[1].split("\n## ", 1)[0]
+    before_table = section.split("| what |", 1)[0]
+    assert "python3 -m venv .venv && . .venv/bin/activate" in before_table
+    assert "externally-managed-environment" in before_table
+
+
+def test_the_docs_say_how_to_build_the_wheel_as_ci_does() -> None:
+    pages = "".join(path.read_text(encoding="utf-8") for path in (REPO / "docs").glob("*.md"))
+    assert "python -m pip install build && python -m build" in pages
+    assert "python -m build" in (REPO / ".ci" / "package-smoke").read_text(encoding="utf-8")
+
+
+def test_example_urls_are_not_rendered_as_links() -> None:
+    """A bare https://shop.example in Markdown becomes a dead link on GitHub and in the site."""
+    bare = re.compile(r"https?://[\w.-]+\.example\b")
+    for path in [REPO / "README.md", REPO / "SECURITY.md", *(REPO / "docs").glob("*.md")]:
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        text = re.sub(r"`[^`\n]*`", "", text)
+        assert not bare.search(text), (path.name, bare.findall(text))

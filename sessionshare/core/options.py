@@ -158,24 +158,24 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("store", "SessionStore", REQUIRED, BOTH,
            "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
-           "as a variable: redis://host:port/db, rediss://..., or memory:// "
+           "as a variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
            "(one process only)",
            check=checks.session_store, env="SESSIONSHARE_STORE_URL",
            parse=make_store, env_default=DEFAULT_STORE_URL,
            asgi={"annotation": "AsyncSessionStore | MemoryStore",
                  "help": "the shared session store (`AsyncRedisStore`, `MemoryStore`, any "
                          "`AsyncSessionStore`: never one that blocks the event loop); as a "
-                         "variable: redis://host:port/db, rediss://..., or memory:// "
+                         "variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
                          "(one process only)",
                  "check": checks.async_session_store, "parse": make_async_store}),
     Option("key", "SyncKey | str", REQUIRED, BOTH,
            "shared secret(s), newest first, from `python -m sessionshare keygen`",
            check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
     Option("app_url", "str", REQUIRED, BOTH,
-           "this app's public origin, e.g. https://shop.example",
+           "this app's public origin, e.g. `https://shop.example`",
            check=checks.origin_url, env="SESSIONSHARE_APP_URL"),
     Option("idp_url", "str", REQUIRED, REMOTE,
-           "the IdP's full login URL, e.g. https://id.example/login",
+           "the IdP's full login URL, e.g. `https://id.example/login`",
            check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
     Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
            "allow-list of the remote apps: host, host:port, `*.domain` or origin, "
