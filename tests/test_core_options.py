@@ -478,3 +478,19 @@ def test_example_urls_in_the_generated_texts_are_literals_not_links() -> None:
     for role in ("idp", "remote"):
         lines = re.sub(r"``[^`]*``", "", options_docstring(role))
         assert not bare.search(lines), bare.findall(lines)
+
+
+@SHELLS
+def test_an_unset_key_gets_the_keygen_message(shell: Shell) -> None:
+    """`key=os.environ.get("SESSIONSHARE_SYNC_KEY")` with the variable unset said only
+    "not NoneType"."""
+    cls = MIDDLEWARES["remote", shell]
+    with pytest.raises(ConfigurationError) as empty:
+        cls(app, store=MemoryStore(), key="", app_url="https://shop.example",
+            idp_url="https://id.example/login")
+    with pytest.raises(ConfigurationError) as unset:
+        cls(app, store=MemoryStore(), key=None, app_url="https://shop.example",
+            idp_url="https://id.example/login")
+    for message in (str(empty.value), str(unset.value)):
+        assert "python -m sessionshare keygen" in message and "SESSIONSHARE_SYNC_KEY" in message
+    assert "NoneType" not in str(unset.value) and "key=None" in str(unset.value)

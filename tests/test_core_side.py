@@ -193,3 +193,15 @@ def test_the_start_up_line_shows_where_nobody_configured_logging(quiet: str | No
             f"sessionshare remote started origin={SHOP} key_fingerprint={fingerprint} "
             "(a one-time notice; SESSIONSHARE_QUIET_STARTUP=true logs it at INFO)"
         )
+
+
+def test_a_refused_cross_origin_sign_out_is_headed_as_a_sign_out(dep: Deployment) -> None:
+    """The page said "Sign-in refused" to someone signing out."""
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    refused = browser.post(SHOP + "/_sessionshare/logout",
+                           headers={"Accept": "text/html", "Origin": "http://evil.example"})
+    assert refused.status_int == 403 and reason_of(refused) == "cross_origin"
+    assert "<title>Sign-out refused</title>" in refused.text
+    assert "Sign-in" not in refused.text
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"  # still signed in
