@@ -24,6 +24,7 @@ sessions | demo``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -31,7 +32,16 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
 from . import __version__
-from .core.options import DEFAULT_STORE_URL, OPTIONS, Role, Shell, options_for, read_environ
+from .core.options import (
+    DEFAULT_STORE_URL,
+    OPTIONS,
+    Role,
+    Shell,
+    option_warnings,
+    options_for,
+    read_environ,
+    unknown_variables,
+)
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 from .sessions_cli import add_sessions_command, without_password
@@ -80,18 +90,50 @@ def _no_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
     return []
 
 
-def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str]]:
-    """The middleware ``from_env`` would build for ``role``, or every problem in the way."""
+class _Logged(logging.Handler):
+    """The WARNINGs the ``sessionshare`` logger gets while a middleware is built: part of
+    ``check``'s result, printed with it rather than on stderr in the middle of it."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> _Logged:
+        logger = logging.getLogger("sessionshare")
+        self._propagate = logger.propagate
+        logger.propagate = False
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("sessionshare")
+        logger.removeHandler(self)
+        logger.propagate = self._propagate
+
+
+def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], list[str]]:
+    """The middleware ``from_env`` would build for ``role`` (or None), every problem in the
+    way, and the warnings: settings that build but probably not the deployment meant."""
     values, problems = read_environ(role)
     if problems:
-        return None, problems
+        return None, problems, []
+    warnings = option_warnings(role, values)
     cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
-    try:
-        # What from_env does once the variables are read: the real constructor,
-        # so whatever it would refuse at start-up is refused here too.
-        return cls(_no_app, **values), []
-    except ConfigurationError as exc:
-        return None, [str(exc)]
+    with _Logged() as logged:
+        try:
+            # What from_env does once the variables are read: the real constructor,
+            # so whatever it would refuse at start-up is refused here too. Quietly: the
+            # start-up notice is for the app's log, not for this command's answer.
+            middleware = cls(_no_app, **{**values, "quiet_startup": True})
+        except ConfigurationError as exc:
+            store = values.get("store")
+            if store is not None:
+                store.close()
+            return None, [str(exc)], warnings
+    return middleware, [], warnings + logged.messages
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -101,12 +143,16 @@ def _check(args: argparse.Namespace) -> int:
         roles = ["remote"]
         print("checking as a remote app (no SESSIONSHARE_IDP_URL or "
               "SESSIONSHARE_KNOWN_REMOTE_HOSTS set); use 'check idp' for the IdP")
+    for warning in unknown_variables():
+        print(f"warning: {warning}")
     url = os.environ.get("SESSIONSHARE_STORE_URL") or f"{DEFAULT_STORE_URL} (the default)"
     status = 0
     for role in roles:
-        middleware, problems = build_from_env(role)
+        middleware, problems, warnings = build_from_env(role)
         for problem in problems:
             print(f"{role}: {problem}")
+        for warning in warnings:
+            print(f"{role}: warning: {warning}")
         if middleware is None:
             status = 1
             continue
