@@ -166,10 +166,10 @@ def _check(args: argparse.Namespace) -> int:
             status = 1
             continue
         eviction_warning = getattr(store, "eviction_warning", None)
-        warning = eviction_warning() if eviction_warning is not None else None
+        evicting = eviction_warning() if eviction_warning is not None else None
         store.close()
-        if warning:
-            print(f"{role}: warning: {warning}")
+        if evicting:
+            print(f"{role}: warning: {evicting}")
         fingerprint = middleware.side.key.fingerprint
         print(f"{role}: configuration ok, store at {without_password(url)} answers, "
               f"key fingerprint {fingerprint}")
