@@ -24,14 +24,15 @@ sessions | demo``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
 from . import __version__
+from .core.events import CapturedWarnings
 from .core.options import (
     DEFAULT_STORE_URL,
     OPTIONS,
@@ -90,30 +91,6 @@ def _no_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
     return []
 
 
-class _Logged(logging.Handler):
-    """The WARNINGs the ``sessionshare`` logger gets while a middleware is built: part of
-    ``check``'s result, printed with it rather than on stderr in the middle of it."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def __enter__(self) -> _Logged:
-        logger = logging.getLogger("sessionshare")
-        self._propagate = logger.propagate
-        logger.propagate = False
-        logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logger = logging.getLogger("sessionshare")
-        logger.removeHandler(self)
-        logger.propagate = self._propagate
-
-
 def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], list[str]]:
     """The middleware ``from_env`` would build for ``role`` (or None), every problem in the
     way, and the warnings: settings that build but probably not the deployment meant."""
@@ -122,7 +99,7 @@ def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], lis
         return None, problems, []
     warnings = option_warnings(role, values)
     cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
-    with _Logged() as logged:
+    with CapturedWarnings() as logged:
         try:
             # What from_env does once the variables are read: the real constructor,
             # so whatever it would refuse at start-up is refused here too. Quietly: the
@@ -136,7 +113,82 @@ def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], lis
     return middleware, [], warnings + logged.messages
 
 
+def django_settings(directory: str = ".") -> tuple[str, str] | None:
+    """The Django settings module of the project ``check`` runs in, and where it was
+    found: ``DJANGO_SETTINGS_MODULE``, else the default ``manage.py`` sets; else None."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE", "").strip()
+    if module:
+        return module, "DJANGO_SETTINGS_MODULE"
+    manage = os.path.join(directory, "manage.py")
+    try:
+        with open(manage, encoding="utf-8", errors="replace") as source:
+            text = source.read()
+    except OSError:
+        return None
+    found = re.search(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""", text)
+    return (found.group(1), "manage.py") if found else None
+
+
+def _store_ping(
+    role: str, middleware: SessionMiddleware, url: str, setting: str = "SESSIONSHARE_STORE_URL"
+) -> bool:
+    """Ping the middleware's store (and close it), printing the outcome; True when ok."""
+    store = middleware.manager.store
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        store.close()
+        print(f"{role}: the store at {without_password(url)} does not answer ({exc}); "
+              f"check {setting} and that the server runs")
+        return False
+    eviction_warning = getattr(store, "eviction_warning", None)
+    evicting = eviction_warning() if eviction_warning is not None else None
+    store.close()
+    if evicting:
+        print(f"{role}: warning: {evicting}")
+    print(f"{role}: configuration ok, store at {without_password(url)} answers, "
+          f"key fingerprint {middleware.side.key.fingerprint}")
+    return True
+
+
+def _check_django(module: str, source: str) -> int:
+    """``check`` in a Django project: the ``SESSIONSHARE`` setting, as the app reads it."""
+    if source == "manage.py" and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # where manage.py finds the project, as it does
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    print(f"reading the Django settings {module} (from {source}): SESSIONSHARE and the "
+          "SESSIONSHARE_* variables, as get_wsgi_application() does")
+    try:
+        import django
+
+        django.setup()
+        from .contrib.django.checks import preflight
+    except Exception as exc:  # noqa: BLE001 - the project's own error, shown, not raised
+        print(f"error: the Django project does not load ({type(exc).__name__}: {exc})")
+        return 1
+    for warning in unknown_variables():
+        print(f"warning: {warning}")
+    from django.conf import settings
+
+    role, messages, middleware = preflight()
+    label = role or "django"
+    for message in messages:
+        kind = "" if message.is_serious() else "warning: "
+        print(f"{label}: {kind}{message.id}: {message.msg} (fix: {message.hint})")
+    if middleware is None:
+        return 1
+    store = getattr(settings, "SESSIONSHARE", {}).get("store")
+    url = store if isinstance(store, str) else (
+        os.environ.get("SESSIONSHARE_STORE_URL") or f"{DEFAULT_STORE_URL} (the default)"
+        if store is None else f"a {type(store).__name__} (from SESSIONSHARE)")
+    setting = "SESSIONSHARE['store'] (or SESSIONSHARE_STORE_URL)"
+    return 0 if _store_ping(label, middleware, url, setting) else 1
+
+
 def _check(args: argparse.Namespace) -> int:
+    django_project = django_settings()
+    if django_project is not None:
+        return _check_django(*django_project)
     marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
     roles = [args.role] if args.role else [r for r in ROLES if os.environ.get(marker[r])]
     if not roles:
@@ -156,23 +208,8 @@ def _check(args: argparse.Namespace) -> int:
         if middleware is None:
             status = 1
             continue
-        store = middleware.manager.store
-        try:
-            store.ping()
-        except StoreUnavailable as exc:
-            store.close()
-            print(f"{role}: the store at {without_password(url)} does not answer ({exc}); "
-                  "check SESSIONSHARE_STORE_URL and that the server runs")
+        if not _store_ping(role, middleware, url):
             status = 1
-            continue
-        eviction_warning = getattr(store, "eviction_warning", None)
-        evicting = eviction_warning() if eviction_warning is not None else None
-        store.close()
-        if evicting:
-            print(f"{role}: warning: {evicting}")
-        fingerprint = middleware.side.key.fingerprint
-        print(f"{role}: configuration ok, store at {without_password(url)} answers, "
-              f"key fingerprint {fingerprint}")
     return status
 
 
