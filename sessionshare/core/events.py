@@ -115,7 +115,7 @@ class CapturedWarnings(logging.Handler):
     """The WARNINGs the ``sessionshare`` logger gets inside a ``with`` block, kept rather
     than shown: a pre-flight check (``python -m sessionshare check``, Django's system
     checks) builds a middleware and reports what it warned about with its own result,
-    not on stderr in the middle of it.
+    not on stderr in the middle of it::
 
         with CapturedWarnings() as captured:
             IdpAuthMiddleware(app, ...)
