@@ -148,7 +148,7 @@ class SessionMiddleware:
 def _is_asgi_app(app: object) -> bool:
     """True for an app whose call is a coroutine: ASGI, never WSGI."""
     # An instance's call is its class's __call__ (a Starlette app, its ExceptionMiddleware).
-    call = vars(type(app)).get("__call__") or next(
+    call = next(
         (vars(base)["__call__"] for base in type(app).__mro__ if "__call__" in vars(base)), None
     )
     return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
