@@ -34,6 +34,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
@@ -161,9 +162,11 @@ class IdpSide(Side):
                 handoff = self._requested_handoff(request)
             except CallbackRejected as exc:
                 self._log_rejected(exc)
-                if self.strict:
+                explained = self._https_only_entry(exc)
+                if self.strict or explained:
                     return Reply.error(
-                        400, exc.reason, "This sign-in link is not valid for any known site.",
+                        400, exc.reason,
+                        explained or "This sign-in link is not valid for any known site.",
                         as_json=request.wants_json,
                     )
                 handoff = None
@@ -226,6 +229,28 @@ class IdpSide(Side):
             "callback_rejected reason=%s origin=%r hint=%r",
             exc.reason, exc.origin[:200], self._allow_list_hint(exc.reason, exc.origin[:200]),
         )
+
+    def _https_only_entry(self, exc: CallbackRejected) -> str | None:
+        """The page's explanation when an http callback meets a bare ``host:port`` entry
+        of the same host and port (https only): a development server listed without its
+        scheme, which the login form would not fix -- the user would sign in and stay
+        here. Any other refusal shows the login page, as before."""
+        if exc.reason != "scheme_not_allowed" or not (exc.origin or "").startswith("http://"):
+            return None
+        origin = urlsplit(exc.origin)
+        for entry in self.allow_list.entries:
+            if "://" in entry or entry.startswith("*."):
+                continue
+            listed = urlsplit("//" + entry)
+            if (listed.port is not None and listed.hostname == origin.hostname
+                    and listed.port == (origin.port or 80)):
+                return (
+                    f"{exc.origin[:200]} asked to sign in here, but this sign-in service "
+                    f"lists {entry!r} for https only. For a site served over plain http "
+                    f"(local development), list it as {exc.origin[:200]} in "
+                    "SESSIONSHARE_KNOWN_REMOTE_HOSTS."
+                )
+        return None
 
     def _allow_list_hint(self, reason: str, origin: str) -> str:
         """What to change so that a well-formed callback from ``origin`` passes."""
