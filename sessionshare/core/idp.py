@@ -235,9 +235,11 @@ class IdpSide(Side):
         of the same host and port (https only): a development server listed without its
         scheme, which the login form would not fix -- the user would sign in and stay
         here. Any other refusal shows the login page, as before."""
-        if exc.reason != "scheme_not_allowed" or not (exc.origin or "").startswith("http://"):
+        shown = exc.origin
+        if exc.reason != "scheme_not_allowed" or not shown or not shown.startswith("http://"):
             return None
-        origin = urlsplit(exc.origin)
+        shown = shown[:200]  # canonical (no quote, no newline), capped all the same
+        origin = urlsplit(shown)
         for entry in self.allow_list.entries:
             if "://" in entry or entry.startswith("*."):
                 continue
@@ -245,9 +247,9 @@ class IdpSide(Side):
             if (listed.port is not None and listed.hostname == origin.hostname
                     and listed.port == (origin.port or 80)):
                 return (
-                    f"{exc.origin[:200]} asked to sign in here, but this sign-in service "
+                    f"{shown} asked to sign in here, but this sign-in service "
                     f"lists {entry!r} for https only. For a site served over plain http "
-                    f"(local development), list it as {exc.origin[:200]} in "
+                    f"(local development), list it as {shown} in "
                     "SESSIONSHARE_KNOWN_REMOTE_HOSTS."
                 )
         return None
