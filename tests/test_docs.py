@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
 import re
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
+import webtest
+from flow import CALLBACK, HTML, IDP, LOGIN, SHOP, idp_app, remote_app
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from sessionshare import (
+    IdpAuthMiddleware,
+    RedisStore,
+    RemoteSessionMiddleware,
+    SyncKey,
+)
 from sessionshare.errors import Reason
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,3 +209,140 @@ def test_example_urls_are_not_rendered_as_links() -> None:
         text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
         text = re.sub(r"`[^`\n]*`", "", text)
         assert not bare.search(text), (path.name, bare.findall(text))
+
+
+# -- the README's quick starts run as written ----------------------------------------------------
+def _quick_starts() -> dict[str, list[str]]:
+    """The Python blocks of the README's quick start, by the bold label before them."""
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, list[str]] = {}
+    label = ""
+    for part in re.split(r"(\*\*[^*\n]+\*\*|```python\n.*?```)", section, flags=re.DOTALL):
+        if part.startswith("**"):
+            label = part.strip("*")
+        elif part.startswith("```python"):
+            found.setdefault(label, []).append(part[len("```python\n"):-3])
+    return found
+
+
+QUICK_STARTS = _quick_starts()
+
+
+def _variables(monkeypatch: pytest.MonkeyPatch, **values: str) -> str:
+    """A clean environment with ``SESSIONSHARE_<NAME>`` variables; the sync key it made."""
+    for name in list(os.environ):
+        if name.startswith("SESSIONSHARE_"):
+            monkeypatch.delenv(name)
+    key = SyncKey.generate()
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", key)
+    for name, value in values.items():
+        monkeypatch.setenv(f"SESSIONSHARE_{name.upper()}", value)
+    return key
+
+
+def test_the_quick_starts_are_the_ones_tested_here() -> None:
+    assert sorted(QUICK_STARTS) == sorted([
+        "The IdP, in Flask", "Any WSGI app", "Flask", "Pyramid", "Django",
+        "FastAPI, Starlette, any ASGI app"])
+    assert [len(blocks) for blocks in QUICK_STARTS.values()].count(1) == 5
+
+
+def test_the_idp_quick_start_signs_in_and_hands_off(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """The README pointed at a 120-line example; this is the IdP in a dozen lines."""
+    (code,) = QUICK_STARTS["The IdP, in Flask"]
+    assert len(code.strip().splitlines()) <= 16
+    key = _variables(monkeypatch, app_url=IDP, known_remote_hosts=SHOP,
+                     cookie_secure="false", store_url=redis_url)
+    idp: dict[str, Any] = {"__name__": "idp_quick_start",
+                           "check_password": lambda user, password: password == "secret"}
+    exec(code, idp)  # noqa: S102 - the README's own code
+    store = RedisStore.from_url(redis_url)
+    shop = RemoteSessionMiddleware(remote_app, store=store, key=key, app_url=SHOP,
+                                   idp_url=LOGIN, cookie_secure=False)
+    try:
+        at_idp = webtest.TestApp(idp["app"], extra_environ={"HTTP_HOST": "id.test"})
+        at_shop = webtest.TestApp(shop, extra_environ={"HTTP_HOST": "shop.test"})
+        sent = at_shop.get("/orders", headers=HTML, status=302)
+        login = sent.location.removeprefix(IDP)
+        assert "<form method=post>" in at_idp.get(login, headers=HTML).text
+        wrong = at_idp.post(login, {"user": "alice", "password": "nope"}, headers=HTML)
+        assert wrong.status_int == 200 and "<form" in wrong.text  # the control
+        back = at_idp.post(login, {"user": "alice", "password": "secret"}, headers=HTML)
+        assert back.status_int == 303 and back.location.startswith(SHOP + CALLBACK)
+        landed = at_shop.get(back.location.removeprefix(SHOP), headers=HTML, status=303)
+        assert at_shop.get(landed.location, headers=HTML).json["user"] == "alice"
+    finally:
+        store.close()
+        idp["app"].wsgi_app.manager.store.close()
+
+
+def test_the_wsgi_flask_and_pyramid_quick_starts_build_their_middlewares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flask import Flask
+    from pyramid.config import Configurator
+
+    _variables(monkeypatch, app_url="https://shop.example",
+               idp_url="https://id.example/login", store_url="memory://")
+    (wsgi,) = QUICK_STARTS["Any WSGI app"]
+    plain: dict[str, Any] = {"idp_app": idp_app, "shop_app": remote_app}
+    exec(wsgi, plain)  # noqa: S102
+    assert isinstance(plain["idp"], IdpAuthMiddleware)
+    assert isinstance(plain["shop"], RemoteSessionMiddleware)
+    plain["store"].close()
+    (flask,) = QUICK_STARTS["Flask"]
+    with_flask: dict[str, Any] = {"app": Flask("flask_quick_start")}
+    exec(flask, with_flask)  # noqa: S102
+    assert isinstance(with_flask["app"].wsgi_app, RemoteSessionMiddleware)
+    (pyramid,) = QUICK_STARTS["Pyramid"]
+    with_pyramid: dict[str, Any] = {"config": Configurator()}
+    exec(pyramid, with_pyramid)  # noqa: S102
+    assert isinstance(with_pyramid["app"], RemoteSessionMiddleware)
+
+
+def test_the_django_quick_start_passes_its_checks_and_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.test import override_settings
+
+    from sessionshare.contrib.django.checks import middleware_messages
+    from sessionshare.contrib.django.views import sign_in
+
+    settings_py, urls_py, wsgi_py = QUICK_STARTS["Django"]
+    _variables(monkeypatch, store_url="memory://")
+    ours: dict[str, Any] = {}
+    exec(settings_py, ours)  # noqa: S102
+    assert "sessionshare.contrib.django" in ours["INSTALLED_APPS"]
+    written = {name: [entry for entry in ours[name] if entry is not ...]
+               for name in ("MIDDLEWARE", "AUTHENTICATION_BACKENDS")}
+    urls: dict[str, Any] = {}
+    exec(urls_py, urls)  # noqa: S102 - the imports it needs are in it
+    assert urls["urlpatterns"][0].callback is sign_in
+    with override_settings(SESSIONSHARE=ours["SESSIONSHARE"],
+                           SESSION_ENGINE=ours["SESSION_ENGINE"], **written):
+        assert middleware_messages("remote", ours["SESSIONSHARE"]) == []
+        served: dict[str, Any] = {}
+        exec(wsgi_py, served)  # noqa: S102
+    assert isinstance(served["application"], RemoteSessionMiddleware)
+
+
+def test_the_fastapi_quick_start_starts_and_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used a `KEY` it never defined."""
+    import httpx
+    from asgibridge import await_on_loop
+
+    (code,) = QUICK_STARTS["FastAPI, Starlette, any ASGI app"]
+    _variables(monkeypatch)
+    news: dict[str, Any] = {}
+    exec(code, news)  # noqa: S102
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=news["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="https://news.example") as c:
+            return await c.get("/me", headers={"Accept": "application/json"})
+
+    answer = await_on_loop(main())  # no cookie: refused before any store call
+    assert answer.status_code == 401
+    assert answer.json()["login_url"] == "https://id.example/login"
