@@ -346,3 +346,24 @@ def test_the_fastapi_quick_start_starts_and_answers(monkeypatch: pytest.MonkeyPa
     answer = await_on_loop(main())  # no cookie: refused before any store call
     assert answer.status_code == 401
     assert answer.json()["login_url"] == "https://id.example/login"
+
+
+def test_the_run_it_locally_recipe_passes_check(redis_url: str) -> None:
+    """Local http development had no recipe: http origins, cookie_secure=False, allow-list
+    entries with their scheme. Its commands, run as written (the store: the suite's)."""
+    import subprocess
+
+    page = (REPO / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    section = page.split("## Run it locally (plain http)", 1)[1].split("\n## ", 1)[0]
+    for needed in ("cookie_secure=False", "SESSIONSHARE_COOKIE_SECURE=false",
+                   "http://shop.localhost:8001", "127.0.0.1:8001", "bad_state"):
+        assert needed in section, needed
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSHARE_")}
+    env.update(SESSIONSHARE_STORE_URL=redis_url, PYTHONPATH=str(REPO),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("configuration ok") == 2 and "warning" not in done.stdout
+    assert "docs/getting-started.md#run-it-locally-plain-http" in README

@@ -7,7 +7,9 @@ callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
    (:class:`~sessionshare.crypto.AllowList`). A callback that fails is never
    redirected to, on any path of this code: the request goes on to the IdP's
    own login page with no pending hand-off and ``callback_rejected`` is logged
-   (``strict=True`` answers 400 instead);
+   (``strict=True`` answers 400 instead, and so does an ``http://`` callback
+   whose host and port a scheme-less entry names: a page naming the entry
+   to write, since a login form there would leave the user on the IdP);
 2. if the user is already signed in (``session[user_key]`` is set), the
    optional ``authorize(session, remote_origin)`` hook is asked (False: 403),
    a single-use ticket is stored for the session, and the answer is **303**
