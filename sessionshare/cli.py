@@ -151,7 +151,7 @@ def _store_ping(
     return True
 
 
-def _check_django(module: str, source: str) -> int:
+def _check_django(module: str, source: str, asked: str | None = None) -> int:
     """``check`` in a Django project: the ``SESSIONSHARE`` setting, as the app reads it."""
     if source == "manage.py" and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # where manage.py finds the project, as it does
@@ -172,6 +172,10 @@ def _check_django(module: str, source: str) -> int:
 
     role, messages, middleware = preflight()
     label = role or "django"
+    if asked is not None and role is not None and asked != role:
+        which = "the IdP" if role == "idp" else "a remote"
+        print(f"note: the SESSIONSHARE setting makes this site {which}; "
+              f"checking it as that, not as {asked!r}")
     for message in messages:
         kind = "" if message.is_serious() else "warning: "
         print(f"{label}: {kind}{message.id}: {message.msg} (fix: {message.hint})")
@@ -188,7 +192,7 @@ def _check_django(module: str, source: str) -> int:
 def _check(args: argparse.Namespace) -> int:
     django_project = django_settings()
     if django_project is not None:
-        return _check_django(*django_project)
+        return _check_django(*django_project, asked=args.role)
     marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
     roles = [args.role] if args.role else [r for r in ROLES if os.environ.get(marker[r])]
     if not roles:
