@@ -38,8 +38,9 @@ SETTINGS: dict[str, Any] = {
     "SECRET_KEY": "forum-demo-only-not-secret",  # signs Django's own things, not the session
     "ALLOWED_HOSTS": ["*"],
     "ROOT_URLCONF": __name__,
+    # sessionshare.contrib.django: manage.py check runs sessionshare's checks too.
     "INSTALLED_APPS": ["django.contrib.auth", "django.contrib.contenttypes",
-                       "django.contrib.messages"],
+                       "django.contrib.messages", "sessionshare.contrib.django"],
     "MIDDLEWARE": [
         "django.middleware.security.SecurityMiddleware",
         "sessionshare.contrib.django.middleware.SessionMiddleware",

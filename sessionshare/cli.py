@@ -14,7 +14,7 @@ sessions | demo``.
   options page and the docstrings to this output).
 - ``sessions list --user NAME`` and ``sessions revoke --user NAME (--ref REF | --all)``
   list a user's shared sessions and end them in every app (``sessions_cli.py``).
-- ``demo`` runs the IdP and two remote apps on this machine (see docs/getting-started.md).
+- ``demo`` runs an IdP and four remote apps on this machine (see docs/getting-started.md).
 
     $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
     remote: SESSIONSHARE_SYNC_KEY is not set: ...
@@ -25,20 +25,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, get_args
 
 from . import __version__
+from .core.events import CapturedWarnings
 from .core.options import (
     DEFAULT_STORE_URL,
     OPTIONS,
     Option,
     Role,
     Shell,
+    option_warnings,
     options_for,
     read_environ,
+    unknown_variables,
 )
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
@@ -88,53 +92,129 @@ def _no_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
     return []
 
 
-def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str]]:
-    """The middleware ``from_env`` would build for ``role``, or every problem in the way."""
+def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], list[str]]:
+    """The middleware ``from_env`` would build for ``role`` (or None), every problem in the
+    way, and the warnings: settings that build but probably not the deployment meant."""
     values, problems = read_environ(role)
     if problems:
-        return None, problems
+        return None, problems, []
+    warnings = option_warnings(role, values)
     cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
+    with CapturedWarnings() as logged:
+        try:
+            # What from_env does once the variables are read: the real constructor,
+            # so whatever it would refuse at start-up is refused here too. Quietly: the
+            # start-up notice is for the app's log, not for this command's answer.
+            middleware = cls(_no_app, **{**values, "quiet_startup": True})
+        except ConfigurationError as exc:
+            store = values.get("store")
+            if store is not None:
+                store.close()
+            return None, [str(exc)], warnings
+    return middleware, [], warnings + logged.messages
+
+
+def django_settings(directory: str = ".") -> tuple[str, str] | None:
+    """The Django settings module of the project ``check`` runs in, and where it was
+    found: ``DJANGO_SETTINGS_MODULE``, else the default ``manage.py`` sets; else None."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE", "").strip()
+    if module:
+        return module, "DJANGO_SETTINGS_MODULE"
+    manage = os.path.join(directory, "manage.py")
     try:
-        # What from_env does once the variables are read: the real constructor,
-        # so whatever it would refuse at start-up is refused here too.
-        return cls(_no_app, **values), []
-    except ConfigurationError as exc:
-        return None, [str(exc)]
+        with open(manage, encoding="utf-8", errors="replace") as source:
+            text = source.read()
+    except OSError:
+        return None
+    found = re.search(r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']""", text)
+    return (found.group(1), "manage.py") if found else None
+
+
+def _store_ping(
+    role: str, middleware: SessionMiddleware, url: str, setting: str = "SESSIONSHARE_STORE_URL"
+) -> bool:
+    """Ping the middleware's store (and close it), printing the outcome; True when ok."""
+    store = middleware.manager.store
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        store.close()
+        print(f"{role}: the store at {without_password(url)} does not answer ({exc}); "
+              f"check {setting} and that the server runs")
+        return False
+    eviction_warning = getattr(store, "eviction_warning", None)
+    evicting = eviction_warning() if eviction_warning is not None else None
+    store.close()
+    if evicting:
+        print(f"{role}: warning: {evicting}")
+    print(f"{role}: configuration ok, store at {without_password(url)} answers, "
+          f"key fingerprint {middleware.side.key.fingerprint}")
+    return True
+
+
+def _check_django(module: str, source: str, asked: str | None = None) -> int:
+    """``check`` in a Django project: the ``SESSIONSHARE`` setting, as the app reads it."""
+    if source == "manage.py" and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # where manage.py finds the project, as it does
+    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    print(f"reading the Django settings {module} (from {source}): SESSIONSHARE and the "
+          "SESSIONSHARE_* variables, as get_wsgi_application() does")
+    try:
+        import django
+
+        django.setup()
+        from .contrib.django.checks import preflight
+    except Exception as exc:  # noqa: BLE001 - the project's own error, shown, not raised
+        print(f"error: the Django project does not load ({type(exc).__name__}: {exc})")
+        return 1
+    for warning in unknown_variables():
+        print(f"warning: {warning}")
+    from django.conf import settings
+
+    role, messages, middleware = preflight()
+    label = role or "django"
+    if asked is not None and role is not None and asked != role:
+        which = "the IdP" if role == "idp" else "a remote"
+        print(f"note: the SESSIONSHARE setting makes this site {which}; "
+              f"checking it as that, not as {asked!r}")
+    for message in messages:
+        kind = "" if message.is_serious() else "warning: "
+        print(f"{label}: {kind}{message.id}: {message.msg} (fix: {message.hint})")
+    if middleware is None:
+        return 1
+    store = getattr(settings, "SESSIONSHARE", {}).get("store")
+    url = store if isinstance(store, str) else (
+        os.environ.get("SESSIONSHARE_STORE_URL") or f"{DEFAULT_STORE_URL} (the default)"
+        if store is None else f"a {type(store).__name__} (from SESSIONSHARE)")
+    setting = "SESSIONSHARE['store'] (or SESSIONSHARE_STORE_URL)"
+    return 0 if _store_ping(label, middleware, url, setting) else 1
 
 
 def _check(args: argparse.Namespace) -> int:
+    django_project = django_settings()
+    if django_project is not None:
+        return _check_django(*django_project, asked=args.role)
     marker = {"idp": "SESSIONSHARE_KNOWN_REMOTE_HOSTS", "remote": "SESSIONSHARE_IDP_URL"}
     roles = [args.role] if args.role else [r for r in ROLES if os.environ.get(marker[r])]
     if not roles:
         roles = ["remote"]
         print("checking as a remote app (no SESSIONSHARE_IDP_URL or "
               "SESSIONSHARE_KNOWN_REMOTE_HOSTS set); use 'check idp' for the IdP")
+    for warning in unknown_variables():
+        print(f"warning: {warning}")
     url = os.environ.get("SESSIONSHARE_STORE_URL") or f"{DEFAULT_STORE_URL} (the default)"
     status = 0
     for role in roles:
-        middleware, problems = build_from_env(role)
+        middleware, problems, warnings = build_from_env(role)
         for problem in problems:
             print(f"{role}: {problem}")
+        for warning in warnings:
+            print(f"{role}: warning: {warning}")
         if middleware is None:
             status = 1
             continue
-        store = middleware.manager.store
-        try:
-            store.ping()
-        except StoreUnavailable as exc:
-            store.close()
-            print(f"{role}: the store at {without_password(url)} does not answer ({exc}); "
-                  "check SESSIONSHARE_STORE_URL and that the server runs")
+        if not _store_ping(role, middleware, url):
             status = 1
-            continue
-        eviction_warning = getattr(store, "eviction_warning", None)
-        warning = eviction_warning() if eviction_warning is not None else None
-        store.close()
-        if warning:
-            print(f"{role}: warning: {warning}")
-        fingerprint = middleware.side.key.fingerprint
-        print(f"{role}: configuration ok, store at {without_password(url)} answers, "
-              f"key fingerprint {fingerprint}")
     return status
 
 
@@ -231,11 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="with --docstring: the WSGI (default) or the ASGI middleware")
     options.set_defaults(run=_options)
     add_sessions_command(commands)
-    demo = commands.add_parser("demo", help="run an IdP and two remote apps on this machine")
+    demo = commands.add_parser("demo", help="run an IdP and four remote apps on this machine")
     demo.add_argument("--redis", metavar="URL", help="use this Redis instead of the embedded store")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
     demo.add_argument("--port", type=int, default=8000,
-                      help="the IdP's port; the shop and the blog take the next two")
+                      help="the IdP's port; the other sites take the next four")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
+    if args.command == "options" and args.shell != "wsgi" and not args.docstring:
+        # The table covers both shells: a --shell that changes nothing must not pass silently.
+        options.error("--shell goes with --docstring idp|remote (the table covers both shells)")
     return int(args.run(args))

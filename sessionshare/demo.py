@@ -21,10 +21,9 @@ it: the demo looks for ``examples/`` beside the installed package (an
 editable install from a checkout) or in the current directory, and
 explains what to do when it finds neither.
 
-Every page of the WSGI sites carries a panel (:mod:`sessionshare.demo_panel`):
-the site, the user, the shared session, the sites that joined it and the last
-hand-off hop by hop (:mod:`sessionshare.demo_timeline`); the news site's page
-is its own, simpler one (the user and the shared cart). Signing out lands on
+Every page carries a panel (:mod:`sessionshare.demo_panel`): the site, the
+user, the shared session, the sites that joined it and, on the WSGI sites, the
+last hand-off hop by hop (:mod:`sessionshare.demo_timeline`). Signing out lands on
 a page that says so for every site. The access log never shows a ``token=`` value, and is
 coloured only on a terminal.
 
@@ -50,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .crypto import SyncKey
-from .demo_panel import SIGNED_OUT_PATH, Panel, signed_out_page
+from .demo_panel import SIGNED_OUT_PATH, AsgiPanel, Panel, signed_out_page
 from .demo_timeline import Timeline, redact_target
 from .errors import ConfigurationError, StoreUnavailable
 from .store import MemoryStore, SessionStore
@@ -164,9 +163,10 @@ def demo_apps(
         for site, app in apps.items()
     }
     wrapped["news"] = load_example("news_fastapi").create_app(
+        wrap_app=lambda app: AsgiPanel(app, site="news", timeline=timeline),
         app_url=urls["news"], idp_url=login,
         **{**common, "store": store if async_store is None else async_store,
-           # The signed-out page is the IdP's (the news site has no panel to show it).
+           # The signed-out page is the IdP's: it is served outside a WSGI site's middleware.
            "logout_redirect": urls["idp"] + SIGNED_OUT_PATH},
     )
     if metrics_app is not None:

@@ -7,6 +7,10 @@ adds a small box to each HTML page: which site this is, the user, the shared
 session's keys and values, which sites have joined this session, and the
 last hand-off of this browser as hops (from :mod:`sessionshare.demo_timeline`).
 
+:class:`AsgiPanel` is its twin for an ASGI app (the FastAPI news site), reading
+``scope["session"]`` and ``scope["sessionshare.user"]``; the hand-off timeline
+records the WSGI sites' hops only, so the news site's panel shows none of its own.
+
 "Joined" is the demo's own bookkeeping, in the demo-only session key
 ``demo_sites``: each site adds its name when it answers a signed-in request,
 before the middleware saves the session. A real app has no such key.
@@ -27,7 +31,9 @@ from .demo_timeline import HOP_KEY, Handoff, Hop, Timeline
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SIGNED_OUT_PATH", "SITES_KEY", "Panel", "panel_html", "signed_out_page"]
+__all__ = [
+    "SIGNED_OUT_PATH", "SITES_KEY", "AsgiPanel", "Panel", "panel_html", "signed_out_page",
+]
 
 SITES_KEY = "demo_sites"
 SIGNED_OUT_PATH = "/_demo/signed-out"  # every site's logout_redirect in the demo
@@ -164,6 +170,62 @@ class Panel:
             headers.append(("Content-Length", str(len(page))))
         start_response(status, headers, answer["exc_info"])
         return body
+
+
+class AsgiPanel:
+    """An ASGI app (inside its middleware) whose HTML pages carry the demo panel."""
+
+    def __init__(self, app: Any, *, site: str, timeline: Timeline, user_key: str = "user") -> None:
+        self.app = app
+        self.site = site
+        self.url = timeline.urls[site]
+        self.user_key = user_key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session: Any = scope.get("session")
+        held: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                # Before the middleware (outside) sees the start, when it saves the session.
+                if session is not None and session.get(self.user_key):
+                    joined = list(session.get(SITES_KEY) or [])
+                    if self.site not in joined:
+                        session[SITES_KEY] = [*joined, self.site]
+                kind = next((v for k, v in message.get("headers", ()) if k.lower() ==
+                             b"content-type"), b"")
+                shown = message["status"] // 100 != 3 and scope.get("method") != "HEAD"
+                if kind.startswith(b"text/html") and shown:
+                    held["start"] = message  # the page is sent whole, with the panel in it
+                    return
+            elif message["type"] == "http.response.body" and "start" in held:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await self._send_page(send, held.pop("start"), b"".join(body), scope, session)
+                return
+            await send(message)
+
+        await self.app(scope, receive, capture)
+
+    async def _send_page(
+        self, send: Any, start: Any, page: bytes, scope: Any, session: Any
+    ) -> None:
+        user = scope.get("sessionshare.user")
+        panel = panel_html(
+            self.site, self.url, user=None if user is None else str(user),
+            session=session, handoff=None, status=start["status"],
+        ).encode()
+        at = page.rfind(b"</body>")
+        page = page[:at] + panel + page[at:] if at >= 0 else page + panel
+        headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(page)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": page})
 
 
 def signed_out_page(site: str, urls: Mapping[str, str], handoff: Handoff | None) -> bytes:

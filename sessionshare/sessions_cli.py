@@ -25,6 +25,7 @@ from typing import Any
 
 from .admin import SessionAdmin, SessionInfo, is_ref
 from .core.options import DEFAULT_STORE_URL, make_store
+from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 
 __all__ = ["add_sessions_command", "format_table", "without_password"]
@@ -65,6 +66,11 @@ def _admin() -> tuple[SessionAdmin | None, str, int]:
         return None, ("SESSIONSHARE_SYNC_KEY is not set: set it to the sync key the apps use "
                       "(the same value as theirs)"), 2
     url = os.environ.get("SESSIONSHARE_STORE_URL") or DEFAULT_STORE_URL
+    if url.startswith("memory:"):
+        # A fresh process's memory holds nothing: an empty answer would look like a fact.
+        return None, ("SESSIONSHARE_STORE_URL is memory://, a store in this command's own "
+                      "memory, which holds no app's sessions: set it to the apps' Redis "
+                      "(redis://host:port/db)"), 2
     try:
         store = make_store(url)
         admin = SessionAdmin(
@@ -76,6 +82,18 @@ def _admin() -> tuple[SessionAdmin | None, str, int]:
         # Neither message echoes the key (SyncKey never does) nor a password.
         return None, f"{exc}", 2
     return admin, url, 0
+
+
+def _where(url: str) -> str:
+    """Where the command looked: a wrong key or store finds nothing, as a wrong name does."""
+    # Parsed already by _admin(): the fingerprint is public, the key never shown.
+    fingerprint = SyncKey.parse(os.environ.get("SESSIONSHARE_SYNC_KEY", "")).fingerprint
+    prefix = os.environ.get("SESSIONSHARE_KEY_PREFIX", "sessionshare:")
+    return (f"in the store at {without_password(url)} under key fingerprint "
+            f"{fingerprint} (prefix {prefix!r}): check the name as the "
+            "apps show it in REMOTE_USER, that this is the apps' store, and that the "
+            "fingerprint is theirs (python -m sessionshare fingerprint where an app runs; "
+            "SESSIONSHARE_KEY_PREFIX too)")
 
 
 def without_password(url: str) -> str:
@@ -104,8 +122,7 @@ def _list(args: argparse.Namespace) -> int:
     finally:
         admin.store.close()
     if not infos:
-        return _fail(f"user {args.user!r} has no live sessions (check the name as the apps "
-                     "show it in REMOTE_USER, and SESSIONSHARE_KEY_PREFIX)", 1)
+        return _fail(f"user {args.user!r} has no live sessions {_where(url)}", 1)
     print(format_table(infos), end="")
     return 0
 
@@ -121,7 +138,8 @@ def _revoke(args: argparse.Namespace) -> int:
         if args.all:
             count = admin.revoke_all(args.user)
             if not count:
-                return _fail(f"user {args.user!r} has no sessions to end", 1)
+                return _fail(f"user {args.user!r} has no sessions to end {_where(url)}",
+                             1)
             print(f"ended {count} session{'s' if count != 1 else ''} of {args.user!r} "
                   "in every app")
             return 0

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,7 +154,21 @@ def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[SessionS
     redis_store.close()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a cancelled CI job, ``timeout``, ``kill``) ends the run as Ctrl-C does.
+
+    Its default action ended pytest at once, with no fixture teardown: every server the
+    run had started -- redis-server, gunicorn's masters and workers -- lived on. As an
+    interrupt, pytest tears the fixtures down, and each stops what it started. A second
+    SIGTERM ends the run at once, as before.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.stderr.write("\nSIGTERM: stopping the test run and the servers it started\n")
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     # Django's settings can be made once per process: the suite's one set, before any
     # test module (or the demo's forum) imports Django (see tests/django_site.py).
     import django_site

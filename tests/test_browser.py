@@ -147,6 +147,7 @@ def test_sign_in_once_then_sign_out_everywhere(
             assert not has_login_form(driver)
             assert text_of(driver, "user") == "alice"
             assert text_of(driver, "cart") == "teapot"
+            assert text_of(driver, "demo-site") == "news"  # the panel, as on every page
             keep_screenshot(driver, "demo-news")
             # The Django forum: / is login_required, and the hand-off runs with no form.
             forum = sites["forum"]
@@ -160,7 +161,7 @@ def test_sign_in_once_then_sign_out_everywhere(
             click(driver, "sticker")
             wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "a sticker")
             assert "Added a sticker." in driver.page_source
-            assert text_of(driver, "demo-sites") == "idp, shop, blog, forum"
+            assert text_of(driver, "demo-sites") == "idp, shop, blog, news, forum"
             keep_screenshot(driver, "demo-forum")
             driver.get(blog + "/")
             wait_until(driver, lambda d: text_of(d, "cart") == "teapot, sticker", "blog cart")

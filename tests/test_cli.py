@@ -105,3 +105,20 @@ def test_check_says_which_role_it_assumed_and_which_store_it_asked() -> None:
     unset = run("check", env={k: v for k, v in env.items() if k != "SESSIONSHARE_STORE_URL"}
                 | {"SESSIONSHARE_IDP_URL": "https://id.example/login"})
     assert "store at redis://127.0.0.1:6379/0 (the default)" in unset.stdout
+
+
+def _in_words(count: int) -> str:
+    return ("zero one two three four five six seven eight nine ten".split())[count]
+
+
+def test_the_help_counts_the_demos_sites() -> None:
+    """`--help` said "two remote apps" and `demo --help` "the shop and the blog take the
+    next two": the demo runs four."""
+    from sessionshare.demo import SITES
+
+    remotes = _in_words(len(SITES) - 1)
+    assert f"an IdP and {remotes} remote apps" in " ".join(run("--help").stdout.split())
+    demo_help = " ".join(run("demo", "--help").stdout.split())
+    assert f"the other sites take the next {remotes}" in demo_help
+    for wrong in ("two remote apps", "take the next two"):
+        assert wrong not in run("--help").stdout + demo_help

@@ -5,6 +5,11 @@ through the deployment of tests/flow.py (ASGI shell) and httpx in process.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -12,7 +17,8 @@ import pytest
 from asgibridge import await_on_loop
 from conftest import FakeClock
 from fastapi import Depends, FastAPI, Request
-from flow import SHOP, Browser, Deployment
+from flow import LOGIN, SHOP, Browser, Deployment
+from servers import free_port
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.middleware import Middleware
@@ -20,10 +26,20 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sessionshare import SessionStore
+from sessionshare import (
+    ConfigurationError,
+    IdpAuthMiddleware,
+    MemoryStore,
+    RedisStore,
+    RemoteSessionMiddleware,
+    SessionStore,
+    SyncKey,
+    asgi,
+)
 from sessionshare.contrib.starlette import SharedSessionBackend, SharedUser, current_user
 
 User = Annotated[Any, Depends(current_user)]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def starlette_app() -> Starlette:
@@ -107,3 +123,116 @@ def test_shared_user_text_is_remote_users(value: Any) -> None:
     user = SharedUser(value)
     assert user.is_authenticated and user.value == value
     assert user.display_name == (value if isinstance(value, str) else '{"id": 7, "name": "Al"}')
+
+
+# -- the first hour: the wrong middleware, a thread store, the wrong order ---------------------
+def _options(**overrides: Any) -> dict[str, Any]:
+    return {"store": MemoryStore(), "key": SyncKey.generate(), "app_url": SHOP,
+            "idp_url": LOGIN, "cookie_secure": False, **overrides}
+
+
+def _lifespan_start(app: Any) -> list[dict[str, Any]]:
+    """Run an ASGI app's lifespan start as a server does: what it sent, and what it raised."""
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "lifespan.shutdown"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        try:
+            await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                      receive, send)
+        except ConfigurationError as exc:
+            sent.append({"type": "raised", "message": str(exc)})
+
+    await_on_loop(main())
+    return sent
+
+
+def test_the_wsgi_middleware_handed_to_fastapi_says_to_use_sessionshare_asgi() -> None:
+    """`from sessionshare import RemoteSessionMiddleware` + `add_middleware`: the first
+    request failed with "takes 3 positional arguments but 4 were given"."""
+    app = fastapi_app()
+    app.add_middleware(RemoteSessionMiddleware, **_options())
+    (raised,) = _lifespan_start(app)  # Starlette builds its middleware now
+    assert raised["type"] == "raised"
+    message = raised["message"]
+    assert "WSGI middleware" in message and "sessionshare.asgi.RemoteSessionMiddleware" in message
+    # Told at construction, whoever builds it: an ASGI app is not a WSGI app.
+    with pytest.raises(ConfigurationError, match="sessionshare.asgi.IdpAuthMiddleware"):
+        IdpAuthMiddleware(fastapi_app(), store=MemoryStore(), key=SyncKey.generate(),
+                          app_url=SHOP, known_remote_hosts=["blog.test"], cookie_secure=False)
+
+
+def test_a_thread_store_fails_the_lifespan_startup_not_the_first_request(redis_url: str) -> None:
+    """Starlette builds its middleware at the first ASGI call, inside the server's loop:
+    a ConfigurationError raised there was taken by uvicorn for "lifespan unsupported",
+    and the app started anyway to fail every request."""
+    thread_store = RedisStore.from_url(redis_url)
+    app = fastapi_app()
+    app.add_middleware(asgi.RemoteSessionMiddleware, **_options(store=thread_store))
+    sent = _lifespan_start(app)
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "would block the event loop" in sent[0]["message"]
+    assert "AsyncRedisStore" in sent[0]["message"]
+    assert sent[-1]["type"] == "raised"  # and raised, as Starlette's own failed startup does
+    # The control: the right store starts.
+    good = fastapi_app()
+    good.add_middleware(asgi.RemoteSessionMiddleware, **_options())
+    assert _lifespan_start(good)[0]["type"] == "lifespan.startup.complete"
+    # Built outside a running loop (at import, the usual way), it raises at once, as always.
+    with pytest.raises(ConfigurationError, match="would block the event loop"):
+        asgi.RemoteSessionMiddleware(fastapi_app(), **_options(store=thread_store))
+    thread_store.close()
+
+
+def test_uvicorn_stops_at_startup_on_a_thread_store(tmp_path: Any, redis_url: str) -> None:
+    (tmp_path / "thread_store_app.py").write_text(textwrap.dedent(f"""
+        from fastapi import FastAPI
+        from sessionshare import RedisStore, SyncKey
+        from sessionshare.asgi import RemoteSessionMiddleware
+
+        app = FastAPI()
+        app.add_middleware(RemoteSessionMiddleware, store=RedisStore.from_url({redis_url!r}),
+                           key=SyncKey.generate(), app_url="http://news.localhost:8003",
+                           idp_url="http://idp.localhost:8000/login", cookie_secure=False)
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "thread_store_app:app", "--port", str(free_port())],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode != 0, done.stderr
+    assert "would block the event loop" in done.stderr
+    assert "Application startup failed" in done.stderr
+    assert "Application startup complete" not in done.stderr
+
+
+def test_authentication_middleware_before_the_session_is_refused_not_anonymous() -> None:
+    """Listed before the session (outside it), the backend found no session: a signed-in
+    user silently got 403."""
+    inner = starlette_app()
+    wrong = Starlette(
+        routes=inner.routes,
+        middleware=[Middleware(AuthenticationMiddleware, backend=SharedSessionBackend()),
+                    Middleware(asgi.RemoteSessionMiddleware, **_options(protect=False))],
+    )
+    with pytest.raises(RuntimeError) as refused:
+        _get(wrong, "/public")
+    message = str(refused.value)
+    assert "no sessionshare middleware" in message and "AuthenticationMiddleware" in message
+    assert "first" in message  # the order to write: the session middleware first
+    missing = fastapi_app()  # no middleware at all: the dependency says so too
+    with pytest.raises(RuntimeError, match="no sessionshare middleware"):
+        _get(missing, "/me")
+    # The control: the right order serves a guest (no session yet) as anonymous.
+    right = Starlette(
+        routes=inner.routes,
+        middleware=[Middleware(asgi.RemoteSessionMiddleware, **_options(protect=False)),
+                    Middleware(AuthenticationMiddleware, backend=SharedSessionBackend())],
+    )
+    assert _get(right, "/public").json() == {"authenticated": False, "scopes": []}

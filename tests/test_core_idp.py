@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import webtest
 from conftest import FakeClock, is_dead, live_session_keys
-from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, remote_app
+from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, reason_of, remote_app
 
 from sessionshare import MemoryStore, RemoteSessionMiddleware
 from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
@@ -241,7 +241,15 @@ def test_an_http_remote_listed_without_its_scheme_is_named_with_the_entry_to_wri
                      idp_options={"known_remote_hosts": [entry, BLOG]}, shell=shell)
     browser = Browser(dep)
     page = browser.get(browser.start_login(SHOP + "/orders"))
-    assert page.status_int == 200 and "login form" in page.text  # no hand-off, as before
+    assert "Location" not in page.headers  # no hand-off, as before
+    if entry == "shop.test":
+        assert page.status_int == 200 and "login form" in page.text
+    else:
+        # A bare host:port names a development server: the page says why, not the form
+        # that would sign the user in and leave them on the IdP (the first-hour trial).
+        assert page.status_int == 400 and reason_of(page) == "scheme_not_allowed"
+        assert "&#x27;shop.test:80&#x27; for https only" in page.text
+        assert "list it as http://shop.test in SESSIONSHARE_KNOWN_REMOTE_HOSTS" in page.text
     (line,) = _messages(caplog, "callback_rejected")
     assert "reason=scheme_not_allowed origin='http://shop.test'" in line
     assert ("list it as http://shop.test in known_remote_hosts "
@@ -319,3 +327,19 @@ def test_the_apps_own_query_strings_raise_no_wrong_path_warning(
     browser.get(IDP + "/?page=2")
     browser.get(_login_query(SHOP + CALLBACK, "s" * 43))  # the login path itself
     assert _messages(caplog, "wrong_login_path") == []
+
+
+def test_a_bare_host_port_entry_explains_itself_for_a_development_port(
+    clock: FakeClock, shell: str) -> None:
+    """shop.localhost:8001 listed, the shop served over http on that port: the IdP's page
+    says to write http://shop.localhost:8001."""
+    shop = "http://shop.localhost:8001"
+    dep = Deployment(MemoryStore(clock=clock), clock, shell=shell,
+                     idp_options={"known_remote_hosts": ["shop.localhost:8001"]})
+    login = f"{LOGIN}?callback={quote(shop + CALLBACK, safe='')}&state={'s' * 43}"
+    page = Browser(dep).get(login)
+    assert page.status_int == 400 and "Location" not in page.headers
+    assert f"list it as {shop} in SESSIONSHARE_KNOWN_REMOTE_HOSTS" in page.text
+    # Another port of that host is no misconfiguration of this entry: the login page.
+    other = login.replace("8001", "8002")
+    assert Browser(dep).get(other).status_int == 200

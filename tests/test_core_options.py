@@ -459,3 +459,106 @@ def test_check_reports_what_only_the_constructor_knows(
            "SESSIONSHARE_COOKIE_SECURE": "false", "SESSIONSHARE_COOKIE_SAMESITE": "None"}
     status, out = _check(monkeypatch, capsys, "remote", env)
     assert status == 1 and "secure" in out and "configuration ok" not in out
+
+
+def test_shell_without_docstring_is_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`options --shell asgi` printed the markdown table as if --shell meant nothing."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["options", "--shell", "asgi"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shell" in err and "--docstring" in err
+
+
+def test_example_urls_in_the_generated_texts_are_literals_not_links() -> None:
+    """GitHub (and docutils) turn a bare https://shop.example into a dead link."""
+    bare = re.compile(r"https?://[\w.-]+\.example\b")
+    table = re.sub(r"`[^`]*`", "", options_markdown())
+    assert not bare.search(table), bare.findall(table)
+    for role in ("idp", "remote"):
+        lines = re.sub(r"``[^`]*``", "", options_docstring(role))
+        assert not bare.search(lines), bare.findall(lines)
+
+
+@SHELLS
+def test_an_unset_key_gets_the_keygen_message(shell: Shell) -> None:
+    """`key=os.environ.get("SESSIONSHARE_SYNC_KEY")` with the variable unset said only
+    "not NoneType"."""
+    cls = MIDDLEWARES["remote", shell]
+    with pytest.raises(ConfigurationError) as empty:
+        cls(app, store=MemoryStore(), key="", app_url="https://shop.example",
+            idp_url="https://id.example/login")
+    with pytest.raises(ConfigurationError) as unset:
+        cls(app, store=MemoryStore(), key=None, app_url="https://shop.example",
+            idp_url="https://id.example/login")
+    for message in (str(empty.value), str(unset.value)):
+        assert "python -m sessionshare keygen" in message and "SESSIONSHARE_SYNC_KEY" in message
+    assert "NoneType" not in str(unset.value) and "key=None" in str(unset.value)
+
+
+# -- check: setups that cannot work, and only its result (the first-hour trial) ------------------
+def test_check_refuses_an_idp_url_on_the_apps_own_origin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "configuration ok"; every sign-in then redirected to itself, endlessly."""
+    env = {**_good("remote"), "SESSIONSHARE_APP_URL": "https://shop.example",
+           "SESSIONSHARE_IDP_URL": "https://SHOP.example:443/login"}
+    status, out = _check(monkeypatch, capsys, "remote", env)
+    assert status == 1 and "configuration ok" not in out
+    assert "SESSIONSHARE_IDP_URL" in out and "own origin" in out and "loop" in out
+    with pytest.raises(ConfigurationError, match="own origin"):
+        RemoteSessionMiddleware(app, store=MemoryStore(), key=SyncKey.generate(),
+                                app_url="https://shop.example",
+                                idp_url="https://shop.example/login")
+
+
+def test_check_warns_of_an_idp_url_without_a_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**_good("remote"), "SESSIONSHARE_IDP_URL": "https://id.example"}
+    status, out = _check(monkeypatch, capsys, "remote", env)
+    assert status == 0 and "configuration ok" in out  # the IdP may answer at "/"
+    (line,) = [line for line in out.splitlines() if "idp_url" in line]
+    assert line.startswith("remote: warning:") and "no path" in line
+    assert "https://id.example/login" in line and "login_path" in line
+    status, out = _check(monkeypatch, capsys, "remote", _good("remote"))  # with /login
+    assert status == 0 and "idp_url" not in out
+
+
+def test_check_warns_that_a_memory_store_is_one_process_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], redis_url: str
+) -> None:
+    status, out = _check(monkeypatch, capsys, "idp", _good("idp"))
+    assert status == 0 and "configuration ok" in out
+    (line,) = [line for line in out.splitlines() if "warning" in line]
+    assert "memory://" in line and "each process" in line and "redis://" in line
+    status, out = _check(monkeypatch, capsys, "idp",
+                         {**_good("idp"), "SESSIONSHARE_STORE_URL": redis_url})
+    assert status == 0 and "warning" not in out
+
+
+def test_check_names_a_mistyped_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SESSIONSHARE_COOKIE_SECUR=false was silently ignored (the Django dict says
+    "did you mean")."""
+    env = {**_good("remote"), "SESSIONSHARE_APP_URL": "http://localhost:5000",
+           "SESSIONSHARE_COOKIE_SECUR": "false"}
+    status, out = _check(monkeypatch, capsys, "remote", env)
+    assert status == 1  # the Secure cookie on http: the variable meant to turn it off
+    (line,) = [line for line in out.splitlines() if "SESSIONSHARE_COOKIE_SECUR " in line]
+    assert "warning" in line and "did you mean SESSIONSHARE_COOKIE_SECURE?" in line
+    assert "ignored" in line
+
+
+def test_check_prints_its_result_only() -> None:
+    """The start-up notice (a logged WARNING) came out on stderr in the middle of it."""
+    env = {**_good("idp"), "SESSIONSHARE_APP_URL": "http://id.localhost:8000",
+           "SESSIONSHARE_COOKIE_SECURE": "false"}
+    result = run("check", "idp", env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "started origin=" not in result.stdout and "configuration ok" in result.stdout
+    # A warning the middleware logs while it is built is part of the result, on stdout.
+    assert "idp: warning: allow_list_https_only" in result.stdout

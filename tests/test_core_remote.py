@@ -275,3 +275,66 @@ def test_a_remote_behind_a_path_prefix_sends_the_browser_to_its_own_urls_under_i
     cookies = odd.get("/orders", headers=html, status=302).headers.getall("Set-Cookie")
     assert not any(";Domain" in cookie or "; Domain" in cookie for cookie in cookies), cookies
     assert any("; Path=/a%3BDomain=test/_sessionshare/callback;" in c for c in cookies), cookies
+
+
+# -- the first hour: a remote opened at another host, clocks that disagree ---------------------
+def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(start)]
+
+
+def test_a_remote_opened_at_another_host_than_its_app_url_says_so(
+    dep: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+    """127.0.0.1:8001 instead of shop.localhost:8001 ended in "Sign-in refused ... bad_state"
+    with no hint: the state cookie stays with the host the browser asked."""
+    browser = Browser(dep)
+    elsewhere = webtest.TestApp(dep.wsgi(dep.shop), extra_environ={"HTTP_HOST": "127.0.0.1:8001"})
+    started = elsewhere.get("/orders", headers={"Accept": "text/html"}, status=302)
+    (warning,) = _lines(caplog, "login_redirect_host_mismatch")
+    assert "host='127.0.0.1:8001'" in warning and f"app_url={SHOP}" in warning
+    assert "bad_state" in warning and "SESSIONSHARE_APP_URL" in warning
+    back = browser.sign_in(started.location)  # the IdP sends the browser to the app_url
+    assert back.status_int == 303 and back.location.startswith(SHOP + "/_sessionshare/")
+    refused = browser.get(back.location)
+    assert refused.status_int == 403 and reason_of(refused) == "bad_state"
+    assert "another address" in refused.text and SHOP in refused.text
+    (line,) = _lines(caplog, "token_rejected reason=bad_state")
+    assert "no sign-in started" in line and f"app_url={SHOP}" in line
+    # The control: at its app_url the same browser signs in, and nothing is said.
+    caplog.clear()
+    assert browser.get(browser.token_url_for(SHOP + "/orders")).status_int == 303
+    assert not _lines(caplog, "login_redirect_host_mismatch")
+
+
+def test_a_host_with_the_default_port_written_out_is_the_same_host(
+    dep: Deployment, caplog: pytest.LogCaptureFixture) -> None:
+    same = webtest.TestApp(dep.wsgi(dep.shop), extra_environ={"HTTP_HOST": "SHOP.test:80"})
+    same.get("/orders", headers={"Accept": "text/html"}, status=302)
+    assert not _lines(caplog, "login_redirect_host_mismatch")
+
+
+def test_a_replayed_callback_is_not_called_a_host_mismatch(dep: Deployment) -> None:
+    browser = Browser(dep)
+    url = browser.token_url_for(SHOP + "/orders")
+    assert browser.get(url).status_int == 303
+    again = browser.get(url)  # its state cookie went with the first use
+    assert reason_of(again) == "bad_state" and "another address" not in again.text
+
+
+@pytest.mark.parametrize(("skew", "reason", "said"), [
+    (-66 - 30, "expired", "issued 96 s ago"),
+    (+30, "not_yet_valid", "issued 30 s in the future"),
+], ids=["expired", "not-yet-valid"])
+def test_a_token_refused_for_its_time_hints_at_the_clocks(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str, skew: int, reason: str,
+    said: str) -> None:
+    """`expired` and `not_yet_valid` got no hint in the log, unlike the other setup errors."""
+    store = MemoryStore(clock=clock)
+    dep = Deployment(store, clock, shell=shell)
+    skewed = Deployment(store, FakeClock(clock.now + skew), key=dep.key, shell=shell)
+    browser = Browser(dep)
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.apps["id.test"] = Browser(skewed).apps["id.test"]
+    refused = browser.get(browser.sign_in(login_url).location)
+    assert refused.status_int == 403 and reason_of(refused) == reason
+    (line,) = _lines(caplog, f"token_rejected reason={reason}")
+    assert said in line and "clock" in line and "NTP" in line

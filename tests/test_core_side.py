@@ -363,3 +363,15 @@ def test_an_https_app_refuses_plain_http_websocket_origins_unless_told(clock: Fa
     side = RemoteSide(websocket_origins=["http://app.shop.example"], allow_insecure=True,
                       **common)
     assert "http://app.shop.example" in side.websocket_origins
+
+
+def test_a_refused_cross_origin_sign_out_is_headed_as_a_sign_out(dep: Deployment) -> None:
+    """The page said "Sign-in refused" to someone signing out."""
+    browser = Browser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    refused = browser.post(SHOP + "/_sessionshare/logout",
+                           headers={"Accept": "text/html", "Origin": "http://evil.example"})
+    assert refused.status_int == 403 and reason_of(refused) == "cross_origin"
+    assert "<title>Sign-out refused</title>" in refused.text
+    assert "Sign-in" not in refused.text
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"  # still signed in

@@ -259,6 +259,12 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         for event in ("login_redirect", "ticket_issued", "ticket_redeemed"):
             assert event in box
         assert "ticket redeemed once" in box
+        # The ASGI news site carries the panel too (it once had none).
+        at, news = fetch(browser, urls["news"] + "/")
+        box = panel(news)
+        assert text(box, "demo-site") == "news" and text(box, "demo-user") == "alice"
+        assert text(box, "demo-sites") == "idp, shop, blog, news"
+        assert "<span id=cart>teapot</span>" in news and "<code>cart</code>" in box
         at, about = fetch(browser, urls["blog"] + "/about")  # the public page knows alice
         assert at == urls["blog"] + "/about" and "<b id=user>alice</b>" in about
 

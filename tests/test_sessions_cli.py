@@ -106,3 +106,32 @@ def test_a_store_that_is_down_is_said_so_without_the_password() -> None:
     assert result.returncode == 1, result.stderr
     assert "does not answer" in result.stderr and "SESSIONSHARE_STORE_URL" in result.stderr
     assert "hunter2" not in result.stderr and "redis://***@127.0.0.1" in result.stderr
+
+
+def test_no_sessions_names_the_key_fingerprint_and_the_store_it_asked(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    redis_url: str,
+) -> None:
+    """With the wrong key it said only "no live sessions ... check the name"."""
+    signed_in_browser(dep, PHONE)
+    wrong = SyncKey.generate()
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", wrong)
+    assert main(["sessions", "list", "--user", "alice"]) == 1
+    err = capsys.readouterr().err
+    assert "no live sessions" in err and f"store at {redis_url}" in err
+    assert f"key fingerprint {SyncKey.parse(wrong).fingerprint}" in err
+    assert "python -m sessionshare fingerprint" in err and wrong not in err
+    assert main(["sessions", "revoke", "--user", "alice", "--all"]) == 1
+    err = capsys.readouterr().err
+    assert f"key fingerprint {SyncKey.parse(wrong).fingerprint}" in err and redis_url in err
+    monkeypatch.setenv("SESSIONSHARE_SYNC_KEY", dep.key)  # the control: the apps' key
+    assert main(["sessions", "list", "--user", "alice"]) == 0
+
+
+def test_a_memory_store_is_refused_it_is_this_commands_own(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIONSHARE_STORE_URL", "memory://")
+    assert main(["sessions", "list", "--user", "alice"]) == 2
+    err = capsys.readouterr().err
+    assert "memory://" in err and "this command's own" in err and "redis://" in err

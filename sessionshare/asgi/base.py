@@ -68,6 +68,7 @@ from ..errors import ConfigurationError, StoreUnavailable
 from ..store.amemory import AsyncMemoryStore
 from ..store.base import AsyncSessionStore, SessionRecord
 from ..store.memory import MemoryStore
+from .late import BuiltLate
 from .scope import (
     ASGIApp,
     Message,
@@ -122,11 +123,14 @@ def _read_lazily(sid: str) -> SessionRecord | None:
     raise RuntimeError("under ASGI the session is read before the app runs, never lazily")
 
 
-class SessionMiddleware:
+class SessionMiddleware(metaclass=BuiltLate):
     """Base of the ASGI :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
     The subclasses document every argument, check them all against
-    :data:`sessionshare.core.options.OPTIONS` and build their side from them.
+    :data:`sessionshare.core.options.OPTIONS` and build their side from them. A
+    configuration refused while an event loop runs -- Starlette's
+    ``add_middleware`` builds the stack at the lifespan startup -- fails that
+    startup rather than every request (:mod:`sessionshare.asgi.late`).
     """
 
     _role: ClassVar[Role]

@@ -44,7 +44,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # The request headers the protocol reads, by their ASGI (lower-case) names.
 _READ = {b"cookie", b"accept", b"sec-fetch-mode", b"origin", b"sec-fetch-site",
-         b"sec-purpose", b"purpose", b"user-agent"}
+         b"sec-purpose", b"purpose", b"user-agent", b"host"}
 
 
 def _wsgi_text(text: str) -> str:
@@ -88,6 +88,7 @@ def request_of(scope: Scope) -> Request:
         fetch_site=found.get(b"sec-fetch-site"),
         purpose=found.get(b"sec-purpose") or found.get(b"purpose"),
         user_agent=found.get(b"user-agent", ""),
+        host=found.get(b"host", ""),
     )
 
 

@@ -26,8 +26,11 @@ This module adds the two ways Starlette and FastAPI apps ask for a user:
 
     app.add_middleware(RemoteSessionMiddleware, ...)  # sessionshare.asgi
 
-The middleware goes outside (added last): it must run first. Starlette's own
-``SessionMiddleware`` must not be stacked with it -- both own ``scope["session"]``.
+The middleware goes outside (added last with ``add_middleware``, listed first
+in ``middleware=[...]``): it must run first. Both refuse a request that did not
+pass through it (a ``RuntimeError`` saying so) rather than treat a signed-in
+user as anonymous. Starlette's own ``SessionMiddleware`` must not be stacked
+with it -- both own ``scope["session"]``.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class SharedSessionBackend(AuthenticationBackend):
         self.scopes = list(scopes)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SharedUser] | None:
-        user = conn.scope.get(SCOPE_USER)
+        user = _user_in(conn.scope, "SharedSessionBackend (AuthenticationMiddleware)")
         if user is None:
             return None  # Starlette makes it an UnauthenticatedUser
         return AuthCredentials(self.scopes), SharedUser(user)
@@ -80,7 +83,7 @@ def current_user(connection: HTTPConnection) -> Any:
     The user is the stored value (a string for most apps). Over a websocket
     the refusal is a close with code 1008, as the middleware's own.
     """
-    user = connection.scope.get(SCOPE_USER)
+    user = _user_in(connection.scope, "current_user")
     if user is not None:
         return user
     if connection.scope["type"] == "websocket":
@@ -89,3 +92,16 @@ def current_user(connection: HTTPConnection) -> Any:
         status_code=401, detail="not_authenticated: sign in first",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _user_in(scope: Any, reader: str) -> Any:
+    """The user the middleware published, or None; a request it never saw is refused:
+    answering it as anonymous would give a signed-in user a silent 401 or 403."""
+    if SCOPE_USER not in scope:
+        raise RuntimeError(
+            f"{reader} found no sessionshare middleware in front of it: "
+            "sessionshare.asgi.RemoteSessionMiddleware (or IdpAuthMiddleware) must run "
+            "first -- add it last with add_middleware, or list it first in "
+            "middleware=[...], before AuthenticationMiddleware"
+        )
+    return scope[SCOPE_USER]

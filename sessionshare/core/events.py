@@ -33,7 +33,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-__all__ = ["EVENT_ATTR", "EVENTS", "FIELDS_ATTR", "EventHook", "EventName", "Events"]
+__all__ = [
+    "EVENT_ATTR", "EVENTS", "FIELDS_ATTR", "CapturedWarnings", "EventHook", "EventName", "Events",
+]
 
 log = logging.getLogger("sessionshare")
 
@@ -112,3 +114,34 @@ class Events:
         except Exception as exc:  # noqa: BLE001 - an app's hook must not break the request
             # The class only: the message is the app's text and might echo anything.
             log.warning("on_event_failed event=%s error=%s", name, type(exc).__name__)
+
+
+class CapturedWarnings(logging.Handler):
+    """The WARNINGs the ``sessionshare`` logger gets inside a ``with`` block, kept rather
+    than shown: a pre-flight check (``python -m sessionshare check``, Django's system
+    checks) builds a middleware and reports what it warned about with its own result,
+    not on stderr in the middle of it::
+
+        with CapturedWarnings() as captured:
+            IdpAuthMiddleware(app, ...)
+        captured.messages  # ["allow_list_https_only: ..."]
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        #: The captured lines, in order.
+        self.messages: list[str] = []
+        self._propagate = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> CapturedWarnings:
+        self._propagate = log.propagate
+        log.propagate = False
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log.removeHandler(self)
+        log.propagate = self._propagate

@@ -7,7 +7,9 @@ callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
    (:class:`~sessionshare.crypto.AllowList`). A callback that fails is never
    redirected to, on any path of this code: the request goes on to the IdP's
    own login page with no pending hand-off and ``callback_rejected`` is logged
-   (``strict=True`` answers 400 instead);
+   (``strict=True`` answers 400 instead, and so does an ``http://`` callback
+   whose host and port a scheme-less entry names: a page naming the entry
+   to write, since a login form there would leave the user on the IdP);
 2. if the user is already signed in (``session[user_key]`` is set), the
    optional ``authorize(session, remote_origin)`` hook is asked (False: 403),
    a single-use ticket is stored for the session, and the answer is **303**
@@ -34,6 +36,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
@@ -168,9 +171,11 @@ class IdpSide(Side):
                 handoff = self._requested_handoff(request)
             except CallbackRejected as exc:
                 self._log_rejected(exc)
-                if self.strict:
+                explained = self._https_only_entry(exc)
+                if self.strict or explained:
                     return Reply.error(
-                        400, exc.reason, "This sign-in link is not valid for any known site.",
+                        400, exc.reason,
+                        explained or "This sign-in link is not valid for any known site.",
                         as_json=request.wants_json,
                     )
                 handoff = None
@@ -236,6 +241,30 @@ class IdpSide(Side):
             "callback_rejected reason=%s origin=%r hint=%r",
             exc.reason, exc.origin[:200], self._allow_list_hint(exc.reason, exc.origin[:200]),
         )
+
+    def _https_only_entry(self, exc: CallbackRejected) -> str | None:
+        """The page's explanation when an http callback meets a bare ``host:port`` entry
+        of the same host and port (https only): a development server listed without its
+        scheme, which the login form would not fix -- the user would sign in and stay
+        here. Any other refusal shows the login page, as before."""
+        shown = exc.origin
+        if exc.reason != "scheme_not_allowed" or not shown or not shown.startswith("http://"):
+            return None
+        shown = shown[:200]  # canonical (no quote, no newline), capped all the same
+        origin = urlsplit(shown)
+        for entry in self.allow_list.entries:
+            if "://" in entry or entry.startswith("*."):
+                continue
+            listed = urlsplit("//" + entry)
+            if (listed.port is not None and listed.hostname == origin.hostname
+                    and listed.port == (origin.port or 80)):
+                return (
+                    f"{shown} asked to sign in here, but this sign-in service "
+                    f"lists {entry!r} for https only. For a site served over plain http "
+                    f"(local development), list it as {shown} in "
+                    "SESSIONSHARE_KNOWN_REMOTE_HOSTS."
+                )
+        return None
 
     def _allow_list_hint(self, reason: str, origin: str) -> str:
         """What to change so that a well-formed callback from ``origin`` passes."""

@@ -182,6 +182,11 @@ def samesite(name: str, value: Any) -> str | None:
 def sync_key(name: str, value: Any) -> str | None:
     if isinstance(value, SyncKey):
         return None
+    if value is None:
+        # os.environ.get() of an unset variable: the same fix as an empty key.
+        problem = sync_key(name, "")
+        return f"{name}=None (an unset variable read with os.environ.get?): " + (
+            problem or "").removeprefix(f"{name}: ")
     if not isinstance(value, str):
         # Never the value itself: it may be a key in the wrong wrapper.
         return (

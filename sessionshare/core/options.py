@@ -21,12 +21,14 @@ that could carry a secret -- the sync key -- is never echoed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
@@ -46,8 +48,10 @@ __all__ = [
     "check_options",
     "make_async_store",
     "make_store",
+    "option_warnings",
     "options_for",
     "read_environ",
+    "unknown_variables",
 ]
 
 Role = Literal["idp", "remote"]
@@ -161,24 +165,24 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("store", "SessionStore", REQUIRED, BOTH,
            "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
-           "as a variable: redis://host:port/db, rediss://..., or memory:// "
+           "as a variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
            "(one process only)",
            check=checks.session_store, env="SESSIONSHARE_STORE_URL",
            parse=make_store, env_default=DEFAULT_STORE_URL,
            asgi={"annotation": "AsyncSessionStore | MemoryStore",
                  "help": "the shared session store (`AsyncRedisStore`, `MemoryStore`, any "
                          "`AsyncSessionStore`: never one that blocks the event loop); as a "
-                         "variable: redis://host:port/db, rediss://..., or memory:// "
+                         "variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
                          "(one process only)",
                  "check": checks.async_session_store, "parse": make_async_store}),
     Option("key", "SyncKey | str", REQUIRED, BOTH,
            "shared secret(s), newest first, from `python -m sessionshare keygen`",
            check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
     Option("app_url", "str", REQUIRED, BOTH,
-           "this app's public origin, e.g. https://shop.example",
+           "this app's public origin, e.g. `https://shop.example`",
            check=checks.origin_url, env="SESSIONSHARE_APP_URL"),
     Option("idp_url", "str", REQUIRED, REMOTE,
-           "the IdP's full login URL, e.g. https://id.example/login",
+           "the IdP's full login URL, e.g. `https://id.example/login`",
            check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
     Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
            "allow-list of the remote apps: host, host:port, `*.domain` or origin, "
@@ -360,6 +364,17 @@ def _cross_problems(
                     "allow_insecure=True (SESSIONSHARE_ALLOW_INSECURE=true) if this is only "
                     "a test bed"
                 )))
+    if (
+        role == "remote" and {"app_url", "idp_url"} <= set(values)
+        and not {"app_url", "idp_url"} & set(bad)
+        and canonical_origin(value("idp_url")) == canonical_origin(app_url)
+    ):
+        found.append(("idp_url", (
+            f"idp_url {value('idp_url')!r} is on this app's own origin ({app_url!r}): every "
+            "sign-in would be sent back here, in an endless redirect loop; set idp_url to "
+            "the IdP's login URL (the IdP's app_url and login_path, e.g. "
+            "https://id.example/login)"
+        )))
     # A request is routed by the first path it matches: a shared path would
     # silently switch one endpoint off.
     first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
@@ -410,6 +425,46 @@ def check_options(role: Role, values: Mapping[str, Any], shell: Shell = "wsgi") 
     problems = _problems(role, values, {}, shell)
     if problems:
         raise ConfigurationError("; ".join(problems))
+
+
+def option_warnings(role: Role, values: Mapping[str, Any]) -> list[str]:
+    """Settings that build a middleware but probably not the deployment meant: for
+    ``python -m sessionshare check`` and the Django system checks (the middlewares
+    themselves accept them: each has a use in a test or a demo)."""
+    found: list[str] = []
+    idp_url = values.get("idp_url")
+    if role == "remote" and isinstance(idp_url, str) and checks.origin_url("", idp_url) is None:
+        origin = canonical_origin(idp_url)
+        if not urlsplit(idp_url).path:  # "https://id.example/" says "/" on purpose
+            found.append(
+                f"idp_url {idp_url!r} has no path: sign-ins would go to the IdP's home page, "
+                "while the IdP answers them at its login_path (/login unless changed there); "
+                f"write the full login URL, e.g. {origin}/login"
+            )
+    if isinstance(values.get("store"), MemoryStore):
+        found.append(
+            "store: memory:// (a MemoryStore) keeps the sessions in each process's own "
+            "memory: the IdP, every remote and every worker of each would have their own, "
+            "and no hand-off could find the IdP's session; fine for tests or a one-process "
+            "demo, else set SESSIONSHARE_STORE_URL to redis://host:port/db"
+        )
+    return found
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each ``SESSIONSHARE_*`` variable no option reads (a typo, mostly)."""
+    env = os.environ if environ is None else environ
+    known = sorted(option.env for option in OPTIONS if option.env)
+    found = []
+    for name in sorted(env):
+        if name.startswith("SESSIONSHARE_") and name not in known:
+            guess = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            found.append(
+                f"{name[:80]} is not a sessionshare setting"
+                + (f" (did you mean {guess[0]}?)" if guess else "")
+                + ": it is ignored (docs/options.md lists the settings)"
+            )
+    return found
 
 
 def read_environ(

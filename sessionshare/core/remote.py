@@ -39,7 +39,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from itsdangerous import TimestampSigner
 
@@ -133,6 +133,11 @@ class RemoteSide(Side):
                 "the IdP guards a started sign-in only that long"
             )
         self.idp_url = idp_url
+        # The Host headers that name app_url's host: read only to explain a failure.
+        own = urlsplit(self.origin)
+        self._own_hosts = {own.netloc}
+        if own.port is None:
+            self._own_hosts.add(f"{own.netloc}:{443 if own.scheme == 'https' else 80}")
         self.callback_path = callback_path
         self.callback_url = self.origin + callback_path
         self.token_leeway = token_leeway
@@ -276,6 +281,7 @@ class RemoteSide(Side):
                 401, "not_authenticated", "Sign in first.",
                 as_json=True, extra={"login_url": self.idp_url},
             )
+        self._warn_if_elsewhere(request)
         # A state that outlives a claim's default carries its expiry, so that the IdP's
         # claim on it lasts as long (core/claims.py); a step-up carries its requirement.
         expires = int(self.clock()) + self.state_ttl if self.state_ttl > CLAIM_TTL else None
@@ -301,6 +307,44 @@ class RemoteSide(Side):
             return self._login_prefix
         callback = self.origin + mount + self.callback_path
         return f"{self.idp_url}?callback={quote(callback, safe='')}&state="
+
+    def _warn_if_elsewhere(self, request: Request) -> None:
+        """A login started at another host than app_url cannot end well: say so now.
+
+        The browser keeps the state cookie for the host it asked (``127.0.0.1:8001``)
+        and comes back to app_url's (``shop.localhost:8001``), where it has none. The
+        Host header is only quoted here (capped, repr'd: it is the client's text), never
+        used for a URL.
+        """
+        host = request.host.strip().lower()
+        if not host or host in self._own_hosts:
+            return
+        log.warning(
+            "login_redirect_host_mismatch host=%r app_url=%s: this site was opened at "
+            "another host than its app_url; the browser keeps the sign-in's state cookie "
+            "for that host and comes back to app_url's, where the callback will refuse it "
+            "(bad_state). Open the site at %s, or set app_url (SESSIONSHARE_APP_URL) to the "
+            "address users open; behind a proxy that rewrites Host, pass the original on",
+            host[:100], self.origin, self.origin,
+        )
+
+    def _hint(self, exc: TokenRejected, request: Request) -> tuple[str | None, str | None]:
+        """What the log says to change, and the page's message (None: the usual one)."""
+        hint = _MISCONFIGURED.get(exc.reason)
+        if hint is not None:
+            return hint, f"Signing in cannot work here: the sites are misconfigured ({hint})."
+        if exc.reason in ("expired", "not_yet_valid"):
+            # A slow browser can be late once; every sign-in late is a clock.
+            return (f"{exc.detail}: if every sign-in fails so, the IdP's clock and this "
+                    "site's disagree; keep both in sync (NTP)"), None
+        if exc.reason == "bad_state" and not self.states.started_here(request.cookies):
+            return ("no sign-in started in this browser at this app_url: was the site opened "
+                    "at another address (127.0.0.1, localhost, another name)? Open it at its "
+                    "app_url, or set SESSIONSHARE_APP_URL to the address users open (a "
+                    "browser refusing cookies looks the same)"), (
+                f"This browser started no sign-in at {self.origin}. If you opened this site "
+                f"at another address, open it at {self.origin} and sign in again.")
+        return None, None
 
     # -- step 5: back from the IdP with a token --------------------------------
     def _callback(self, request: Request, session: Session) -> Steps[Reply] | Reply:
@@ -352,18 +396,17 @@ class RemoteSide(Side):
         try:
             redeemed = yield from self._redeem(request, session)
         except TokenRejected as exc:
-            hint = _MISCONFIGURED.get(exc.reason)
+            hint, message = self._hint(exc, request)
             fields = {"reason": exc.reason, "issuer": self.issuer}
             if exc.key_fingerprint is not None:
                 fields["token_key_fingerprint"] = exc.key_fingerprint
+            facts = _rejection_facts(exc, self.key, self.user_key)
+            if exc.reason == "bad_state" and message is not None:
+                facts += f" app_url={self.origin}"
             self.events.emit(logging.WARNING, "token_rejected", fields,
-                             "token_rejected reason=%s%s%s", exc.reason,
-                             _rejection_facts(exc, self.key, self.user_key),
+                             "token_rejected reason=%s%s%s", exc.reason, facts,
                              f" hint={hint!r}" if hint else "")
-            message = (
-                f"Signing in cannot work here: the sites are misconfigured ({hint})."
-                if hint else "This sign-in link is not valid. Please go back and try again."
-            )
+            message = message or "This sign-in link is not valid. Please go back and try again."
             return Reply.error(403, exc.reason, message, as_json=request.wants_json)
         if isinstance(redeemed, Reply):
             return redeemed  # a lost ticket: the hand-off starts again (or a 503)

@@ -99,17 +99,20 @@ class Reply:
         as_json: bool,
         headers: Iterable[Header] = (),
         extra: Mapping[str, str] | None = None,
+        title: str | None = None,
     ) -> Reply:
         """A short error page, or JSON for an API client, carrying a reason code.
 
         ``message`` and ``extra`` are shown to the client: they must hold
         nothing secret. A ``login_url`` in ``extra`` becomes a link on the page.
+        ``title`` heads the page instead of the status's usual one (a refused
+        sign-out is no "Sign-in refused").
         """
         if as_json:
             body = json.dumps({"error": reason, "message": message, **(extra or {})}).encode()
             content_type = "application/json"
         else:
-            title = _TITLES.get(status, "Error")
+            title = title or _TITLES.get(status, "Error")
             link = ""
             if extra and "login_url" in extra:
                 link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'

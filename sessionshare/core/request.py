@@ -6,9 +6,11 @@ server handed it; the protocol reads only this. So the classification rules
 an API call that must get a 401? is the return path safe? -- are written
 once.
 
-Nothing here reads a ``Host`` or ``X-Forwarded-Host`` header: every absolute
-URL the library builds starts from a configured ``app_url``, because those
-headers come from the client and a proxy may pass them on unchecked.
+No absolute URL the library builds comes from a ``Host`` or
+``X-Forwarded-Host`` header: each starts from a configured ``app_url``,
+because those headers come from the client and a proxy may pass them on
+unchecked. ``host`` is kept only to explain a failure in the log (a site
+opened at another host than its ``app_url``), never to build a URL.
 
     request = Request(method="GET", path="/orders", query="page=2",
                       cookies="sessionshare=...", accept="text/html")
@@ -49,6 +51,7 @@ class Request:
     :param purpose: the ``Sec-Purpose`` (or older ``Purpose``) header: ``prefetch``
         or ``prerender`` when the browser only fetches ahead, None otherwise.
     :param user_agent: the ``User-Agent`` header ("" when none), for the per-user index.
+    :param host: the ``Host`` header ("" when none): for log messages only, never a URL.
     :param root: the app's mount point (WSGI ``SCRIPT_NAME``), kept in return paths.
     :param native: the server interface's own request (the WSGI environ, the ASGI
         scope), handed to the app's own predicates such as a ``protect`` callable.
@@ -56,8 +59,8 @@ class Request:
 
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
-    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "method", "native",
-                 "origin", "path", "purpose", "query", "root", "user_agent")
+    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "host", "method",
+                 "native", "origin", "path", "purpose", "query", "root", "user_agent")
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class Request:
         fetch_site: str | None = None,
         purpose: str | None = None,
         user_agent: str = "",
+        host: str = "",
     ) -> None:
         self.method = method
         self.path = path
@@ -86,6 +90,7 @@ class Request:
         self.fetch_site = fetch_site
         self.purpose = purpose
         self.user_agent = user_agent
+        self.host = host
         self._params: dict[str, list[str]] | None | bool = False  # False: not parsed yet
 
     def __repr__(self) -> str:

@@ -330,7 +330,7 @@ class Side:
             )
             return Reply.error(
                 403, "cross_origin", "Sign out from this site's own sign-out page.",
-                as_json=request.wants_json,
+                as_json=request.wants_json, title="Sign-out refused",
             )
         had_session = session.had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live

@@ -163,6 +163,14 @@ class StateSlots:
             raise TokenRejected("bad_state", "state does not match this browser's login")
         return FoundState(back, spent, value)
 
+    def started_here(self, cookies: str) -> bool:
+        """True when this browser started a login here lately: it holds a state cookie or
+        the cursor (which outlives the slot a successful callback clears). False at an
+        ``app_url`` other than the host the login started at, whose cookies it kept."""
+        if self._cursor_pattern.search(cookies):
+            return True
+        return any(pattern.search(cookies) for pattern in self._patterns)
+
     def clear(self, names: list[str], *, mount: str = "") -> list[Header]:
         """``Set-Cookie`` headers deleting the state cookies ``names`` (set under ``mount``)."""
         return [("Set-Cookie", self.cookie.clear(name=name, mount=mount)) for name in names]

@@ -156,10 +156,19 @@ def open_token(
         raise TokenRejected("wrong_issuer", "token was issued by another IdP")
     if not hmac.compare_digest(plain[8 : 8 + _DIGEST], _origin_digest(audience)):
         raise TokenRejected("wrong_audience", "token was issued for another app")
+    # The seconds are public facts (no identifier): with them the log tells a clock
+    # skew (a steady offset) from a slow browser.
     if issued_at > now + leeway:
-        raise TokenRejected("not_yet_valid", "issued in the future; check the clocks")
+        raise TokenRejected(
+            "not_yet_valid",
+            f"issued {issued_at - now:.0f} s in the future ({leeway:g} s of leeway); "
+            "check the clocks",
+        )
     if now > issued_at + ttl + leeway:
-        raise TokenRejected("expired", "token is older than its lifetime")
+        raise TokenRejected(
+            "expired",
+            f"issued {now - issued_at:.0f} s ago; it lives {ttl:g} s (+ {leeway:g} s of leeway)",
+        )
     ticket = plain[8 + 2 * _DIGEST : _FIXED_PLAIN]
     try:
         state = plain[_FIXED_PLAIN:].decode("ascii")

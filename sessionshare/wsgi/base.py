@@ -29,6 +29,7 @@ Per request the shell only translates:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -65,6 +66,17 @@ class SessionMiddleware:
     _role: ClassVar[Role]
 
     def __init__(self, app: WSGIApplication, *, store: SessionStore, side: Side) -> None:
+        if _is_asgi_app(app):
+            # Starlette's and FastAPI's add_middleware hand it their ASGI app; the first
+            # request would fail with a TypeError about positional arguments.
+            name = type(self).__name__
+            raise ConfigurationError(
+                f"this {name} is the WSGI middleware (sessionshare.{name}), and the app it "
+                f"wraps is an ASGI app ({type(app).__name__}, whose __call__ is a "
+                "coroutine), as Starlette's and FastAPI's add_middleware hand it: use "
+                f"sessionshare.asgi.{name} -- the same options, with an asyncio store "
+                "(AsyncRedisStore.from_url(...) or MemoryStore())"
+            )
         self.app = app
         self.side = side
         self.manager = SessionManager(store, lifecycle=side.lifecycle)
@@ -160,3 +172,12 @@ class SessionMiddleware:
         The IdP overrides this with its side's step, which also refuses a sign-in.
         """
         return self.manager.persist(session, late=True)
+
+
+def _is_asgi_app(app: object) -> bool:
+    """True for an app whose call is a coroutine: ASGI, never WSGI."""
+    # An instance's call is its class's __call__ (a Starlette app, its ExceptionMiddleware).
+    call = next(
+        (vars(base)["__call__"] for base in type(app).__mro__ if "__call__" in vars(base)), None
+    )
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)

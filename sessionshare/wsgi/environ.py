@@ -64,6 +64,7 @@ def request_of(environ: WSGIEnvironment) -> Request:
         fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
         purpose=environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE"),
         user_agent=environ.get("HTTP_USER_AGENT", ""),
+        host=environ.get("HTTP_HOST", ""),
     )
 
 

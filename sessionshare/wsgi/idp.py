@@ -49,12 +49,13 @@ class IdpAuthMiddleware(SessionMiddleware):
 
     :param app: The WSGI application to wrap: the IdP app with the login form.
     :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
-        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
-        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+        ``SessionStore``); as a variable: ``redis://host:port/db``, ``rediss://...``, or
+        ``memory://`` (one process only). Required. From the environment:
+        ``SESSIONSHARE_STORE_URL``.
     :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
         Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
-    :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
-        environment: ``SESSIONSHARE_APP_URL``.
+    :param app_url: This app's public origin, e.g. ``https://shop.example``. Required. From
+        the environment: ``SESSIONSHARE_APP_URL``.
     :param known_remote_hosts: Allow-list of the remote apps: host, host:port, ``*.domain``
         or origin, comma separated. Required. From the environment:
         ``SESSIONSHARE_KNOWN_REMOTE_HOSTS``.

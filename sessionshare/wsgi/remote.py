@@ -46,14 +46,15 @@ class RemoteSessionMiddleware(SessionMiddleware):
 
     :param app: The WSGI application to wrap.
     :param store: The shared session store (``RedisStore``, ``MemoryStore``, any
-        ``SessionStore``); as a variable: redis://host:port/db, rediss://..., or memory://
-        (one process only). Required. From the environment: ``SESSIONSHARE_STORE_URL``.
+        ``SessionStore``); as a variable: ``redis://host:port/db``, ``rediss://...``, or
+        ``memory://`` (one process only). Required. From the environment:
+        ``SESSIONSHARE_STORE_URL``.
     :param key: Shared secret(s), newest first, from ``python -m sessionshare keygen``.
         Required. From the environment: ``SESSIONSHARE_SYNC_KEY``.
-    :param app_url: This app's public origin, e.g. https://shop.example. Required. From the
-        environment: ``SESSIONSHARE_APP_URL``.
-    :param idp_url: The IdP's full login URL, e.g. https://id.example/login. Required. From
-        the environment: ``SESSIONSHARE_IDP_URL``.
+    :param app_url: This app's public origin, e.g. ``https://shop.example``. Required. From
+        the environment: ``SESSIONSHARE_APP_URL``.
+    :param idp_url: The IdP's full login URL, e.g. ``https://id.example/login``. Required.
+        From the environment: ``SESSIONSHARE_IDP_URL``.
     :param user_key: Session key naming the signed-in user: a non-empty string (or a
         non-zero number, a non-empty list or object); ``""``, ``0``, ``false``, ``true`` or
         ``null`` mean signed out. Default ``"user"``. From the environment:

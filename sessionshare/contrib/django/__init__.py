@@ -15,10 +15,12 @@ Four pieces, each in its module:
 - :mod:`~sessionshare.contrib.django.views` -- ``sign_in`` at ``LOGIN_URL``, so
   ``login_required`` leads into the hand-off.
 
-A remote's settings, in short::
+A remote's settings, in short (:mod:`~sessionshare.contrib.django.checks`:
+``manage.py check`` names whatever is missing, by id)::
 
     SESSIONSHARE = {"store": "redis://127.0.0.1:6379/0", "app_url": "https://forum.example",
                     "idp_url": "https://id.example/login", "protect": False}
+    INSTALLED_APPS = [..., "sessionshare.contrib.django"]
     SESSION_ENGINE = "sessionshare.contrib.django.session"
     MIDDLEWARE = [..., "sessionshare.contrib.django.middleware.SessionMiddleware", ...,
                   "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -21,6 +21,7 @@ At the IdP, ``LOGIN_URL`` is the IdP's own login page (Django's
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -38,6 +39,8 @@ except ImportError:  # pragma: no cover - Django 4.2
 
 __all__ = ["sign_in"]
 
+log = logging.getLogger("sessionshare")
+
 
 @login_not_required  # type: ignore[untyped-decorator]  # Django ships no types
 def sign_in(request: Any) -> HttpResponse:
@@ -48,6 +51,16 @@ def sign_in(request: Any) -> HttpResponse:
     local user) gets a 403 that says so, not a loop back to the IdP.
     """
     if not request.user.is_authenticated and request.META.get("REMOTE_USER"):
+        # Django logs only "Forbidden": the operator needs to know which setting it is.
+        log.warning(
+            "remote_user_refused user=%r: the IdP signed this user in, but request.user is "
+            "anonymous here (403 'no account for you'): AUTHENTICATION_BACKENDS needs "
+            "django.contrib.auth.backends.RemoteUserBackend (one with create_unknown_user = "
+            "False admits only users created here) and MIDDLEWARE needs "
+            "django.contrib.auth.middleware.PersistentRemoteUserMiddleware after "
+            "AuthenticationMiddleware; manage.py check names what is missing",
+            str(request.META["REMOTE_USER"])[:100],
+        )
         return HttpResponseForbidden(
             "You are signed in, but this site has no account for you.",
             content_type="text/plain; charset=utf-8",

@@ -34,15 +34,15 @@ that into the hand-off (see :mod:`sessionshare.contrib.django.views`).
 
 from __future__ import annotations
 
-import difflib
-import os
-from collections.abc import Callable, Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...core.options import OPTIONS, Role
+from ...core.options import Role
 from ...errors import ConfigurationError
 from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
+from .config import middleware_options as middleware_options
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -51,10 +51,10 @@ __all__ = [
     "FACTS_KEY", "AppFacts", "get_wsgi_application", "middleware_options", "wrap_handler",
 ]
 
+log = logging.getLogger("sessionshare")
+
 #: Where the Django side finds :class:`AppFacts` in the environ.
 FACTS_KEY = "sessionshare.django"
-_BY_NAME = {option.name: option for option in OPTIONS if "wsgi" in option.shells}
-_PLAIN_REMOTE_USER = "django.contrib.auth.middleware.RemoteUserMiddleware"
 
 
 @dataclass(frozen=True)
@@ -74,54 +74,23 @@ class AppFacts:
     clock: Callable[[], float]
 
 
-def middleware_options(
-    config: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> tuple[Role, dict[str, Any]]:
-    """The role and the constructor arguments a ``SESSIONSHARE`` dict asks for.
+def _check_at_start_up(role: Role, values: Any) -> None:
+    """Django's system checks of sessionshare, as ``manage.py check`` runs them: gunicorn
+    runs none, and these setups fail on every request. Errors refuse to start."""
+    from django.apps import apps
 
-    Text values of options that are not text (``store``, numbers, flags) are
-    parsed as their variables are. The role is ``remote`` when ``idp_url`` is
-    set (in the dict or ``SESSIONSHARE_IDP_URL``), ``idp`` when
-    ``known_remote_hosts`` is; both or neither is an error.
-    """
-    unknown = sorted(set(config) - set(_BY_NAME))
-    if unknown:
-        guesses = [difflib.get_close_matches(name, _BY_NAME, n=1) for name in unknown]
-        named = ", ".join(f"{name!r}" + (f" (did you mean {guess[0]!r}?)" if guess else "")
-                          for name, guess in zip(unknown, guesses, strict=True))
-        raise ConfigurationError(
-            f"SESSIONSHARE has unknown option(s) {named}: it takes the middlewares' option "
-            "names (see docs/options.md)"
-        )
-    env = os.environ if environ is None else environ
-    has = {name: name in config or bool(env.get(_BY_NAME[name].env or "")) for name in
-           ("idp_url", "known_remote_hosts")}
-    if has["idp_url"] == has["known_remote_hosts"]:
-        raise ConfigurationError(
-            "SESSIONSHARE must name either idp_url (this site is a remote) or "
-            "known_remote_hosts (this site is the IdP), not "
-            + ("both" if has["idp_url"] else "neither")
-        )
-    role: Role = "remote" if has["idp_url"] else "idp"
-    misplaced = sorted(name for name in config if role not in _BY_NAME[name].roles)
-    if misplaced:
-        raise ConfigurationError(
-            f"SESSIONSHARE has {', '.join(map(repr, misplaced))}, for "
-            f"{'the IdP' if role == 'remote' else 'remotes'} only: this site is "
-            + ("a remote (idp_url is set)" if role == "remote"
-               else "the IdP (known_remote_hosts is set)")
-        )
-    values: dict[str, Any] = {}
-    for name, value in config.items():
-        option = _BY_NAME[name]
-        if isinstance(value, str) and "str" not in option.annotation and option.env:
-            try:
-                value = option.parse(value)
-            except (ConfigurationError, ValueError) as exc:
-                raise ConfigurationError(f"SESSIONSHARE[{name!r}] is invalid ({exc}): "
-                                         f"{option.help}") from None
-        values[name] = value
-    return role, values
+    from .checks import APP, middleware_messages, not_installed
+
+    found = middleware_messages(role, values)
+    if not apps.is_installed(APP):
+        found.append(not_installed())
+    errors = [message for message in found if message.is_serious()]
+    if errors:
+        raise ConfigurationError("; ".join(
+            f"{message.id}: {message.msg} (fix: {message.hint})" for message in errors
+        ))
+    for message in found:
+        log.warning("%s: %s (fix: %s)", message.id, message.msg, message.hint)
 
 
 def _with_login_url(protect: Any, login_path: str) -> Any:
@@ -179,17 +148,9 @@ def wrap_handler(
     if wrap_app is not None:
         app = wrap_app(app)
     middleware: IdpAuthMiddleware | RemoteSessionMiddleware
+    _check_at_start_up(role, values)
     if role == "remote":
         protect = values.get("protect", True)
-        if protect is not True and _PLAIN_REMOTE_USER in settings.MIDDLEWARE:
-            # It logs the user out -- flush(), which ends the shared session everywhere --
-            # on every request without REMOTE_USER, i.e. on every path not protected.
-            raise ConfigurationError(
-                f"{_PLAIN_REMOTE_USER} signs the user out everywhere on each page "
-                "sessionshare does not protect: use "
-                "django.contrib.auth.middleware.PersistentRemoteUserMiddleware, or protect "
-                "every path (SESSIONSHARE['protect'] = True)"
-            )
         login_path = str(resolve_url(settings.LOGIN_URL))
         if login_path.startswith("/"):  # an absolute LOGIN_URL is left to the app
             values["protect"] = _with_login_url(protect, login_path.split("?", 1)[0])
