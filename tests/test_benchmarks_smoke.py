@@ -90,3 +90,14 @@ def test_the_asgi_cases_ran_with_one_round_trip_per_read(
     assert trips["C"] == 1 and trips["B"] == 1  # the ASGI remote's read: one GETEX
     assert trips["A"] == 0 and trips["S"] == 0 and 1 < trips["D"] <= 2
     assert "ASGI (one event loop, in process)" in smoke[1]
+
+
+def test_the_file_walk_of_a_request_is_counted() -> None:
+    """``python -m benchmarks.trace``: the files a sign-in and an authenticated read pass."""
+    from benchmarks.trace import measure
+
+    sign_in, read = measure()
+    names = {path.rsplit("sessionshare/", 1)[1] for path in read.files}
+    assert "core/remote.py" in names and "core/idp.py" not in names  # the remote's own walk
+    assert 0 < len(read.files) < len(sign_in.files)
+    assert read.switches >= len(read.files) - 1
