@@ -345,7 +345,10 @@ class RemoteSide(Side):
             "Not signed in",
             "You are not signed in here. This browser does not keep this site's cookies, "
             "so it cannot be signed in or remember this check.",
-            link=(request.root or "") + "/", as_json=request.wants_json,
+            # The mount point, encoded and checked: it can hold the client's text (a
+            # Starlette Mount("/{tenant}"), a forwarded SCRIPT_NAME), and "//evil.example"
+            # or "/\evil.example" in a link is another site.
+            link=safe_return_path(request.mount + "/"), as_json=request.wants_json,
         )
 
     def _token_callback(self, request: Request, session: Session) -> Steps[Reply]:
