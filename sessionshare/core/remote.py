@@ -422,9 +422,13 @@ class RemoteSide(Side):
             raise TokenRejected("replayed", "ticket already used or expired")
         # The join records which redemption joined: the same one joining again means its
         # callback completed once already, so this is a replay of it (a copy of the token
-        # and of this browser's state cookie), not a retry of a lost answer.
-        # (40 bits of it: Redis' JSON keeps 14 significant digits of a number.)
-        joined = yield from self.lifecycle.join(session, sid, handoff=int(nonce[:10], 16))
+        # and of this browser's state cookie), not a retry of a lost answer. The record
+        # lasts as long as this token could come back (measured from the join, which is
+        # after the token was made): its lifetime, the leeway either side, a minute more.
+        joined = yield from self.lifecycle.join(
+            session, sid, handoff=nonce,
+            remember_for=int(self.token_ttl + 2 * self.token_leeway) + 60,
+        )
         if joined == "again":
             raise TokenRejected("replayed", "this hand-off was completed already")
         if joined == "gone":

@@ -2,6 +2,8 @@
 cookieless passive visitors, a retried callback, a lost ticket): what it broke, each test
 failing on the code before its fix.
 
+- a callback that completed is a replay when its token and state cookie come back, even
+  after a later hand-off of the same session to the same site (two tabs, a step-up);
 - a mount point (``SCRIPT_NAME``, ASGI ``root_path``) never turns the library's own links
   -- the passive notice's, the sign-out form's -- into links to another site.
 
@@ -16,9 +18,50 @@ from urllib.parse import urlsplit
 import pytest
 import webtest
 from conftest import FakeClock
-from flow import CALLBACK, SHOP, Browser, Deployment
+from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 
 from sessionshare import SessionStore
+
+PASSWORD = {"username": "alice", "password": "wonderland"}
+
+
+def _state_cookies(browser: Browser) -> dict[str, str]:
+    return {name: value for name, value in browser.apps["shop.test"].cookies.items()
+            if name.startswith("sessionshare_state-")}
+
+
+# -- a completed callback stays completed ----------------------------------------------------
+
+
+def test_a_completed_callback_is_a_replay_even_after_a_later_hand_off(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Two tabs of one browser sign in to the shop: each callback completes. Someone who
+    # copied the first tab's token URL and its state cookie (the pair that names that
+    # redemption) replays them after the second tab completed: the first hand-off's mark
+    # must not have been overwritten by the second's, or the replay joins the session.
+    dep = Deployment(store, clock, shell=shell)
+    browser = Browser(dep)
+    first_login = browser.start_login(SHOP + "/orders?tab=1")
+    second_login = browser.start_login(SHOP + "/orders?tab=2")
+    copied = _state_cookies(browser)
+    assert len(copied) == 2
+    assert browser.get(first_login).status_int == 200
+    first = browser.post(first_login, PASSWORD).location
+    second = browser.get(second_login).location  # signed in now: straight back
+    assert browser.get(first).status_int == 303
+    assert browser.get(second).status_int == 303
+    thief = Browser(dep)
+    for name, value in copied.items():
+        thief.apps["shop.test"].set_cookie(name, value)
+    stolen = thief.get(first)
+    assert stolen.status_int == 403 and reason_of(stolen) == "replayed", (
+        stolen.status, stolen.text[:300])
+    assert thief.cookie("shop.test") is None
+    assert thief.get(SHOP + "/orders").status_int == 302  # not signed in there
+    later = thief.get(second)  # the second, too
+    assert later.status_int == 403 and reason_of(later) == "replayed"
+
 
 # -- the library's own links stay on this site -------------------------------------------------
 
