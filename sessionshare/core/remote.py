@@ -278,8 +278,10 @@ class RemoteSide(Side):
             )
         # A state that outlives a claim's default carries its expiry, so that the IdP's
         # claim on it lasts as long (core/claims.py); a step-up carries its requirement.
+        # A passive check's state says so, for a browser that comes back with a token but
+        # without its state cookie (it keeps none here): see _redeem.
         expires = int(self.clock()) + self.state_ttl if self.state_ttl > CLAIM_TTL else None
-        state = self.login_states.make(max_age=max_age, expires=expires)
+        state = self.login_states.make(max_age=max_age, expires=expires, passive=passive)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         mount = request.mount
@@ -388,7 +390,8 @@ class RemoteSide(Side):
         """Run every check of the callback.
 
         The shared session id, the return path, and the state slots to clear; or the
-        answer to a ticket the store lost.
+        answer to a ticket the store lost, or to a passive check's token in a browser
+        that keeps no cookies here.
         """
         if request.method != "GET":
             raise TokenRejected("bad_method", "the token arrives by GET")
@@ -408,6 +411,12 @@ class RemoteSide(Side):
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
             yield from tickets.burn(prefix, claims.ticket, claims.state)
+            if not request.cookies.strip() and self.login_states.read(claims.state).passive:
+                # A passive check of a user signed in at the IdP, by a browser that keeps
+                # none of this site's cookies (blocked here): the public page's notice, as
+                # for a user who is not signed in -- not a 403 on every visit. The ticket
+                # is spent all the same; only this site's own tagged states say "passive".
+                return self._guest_without_cookies(request)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.

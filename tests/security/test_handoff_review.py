@@ -5,7 +5,9 @@ failing on the code before its fix.
 - a callback that completed is a replay when its token and state cookie come back, even
   after a later hand-off of the same session to the same site (two tabs, a step-up);
 - a mount point (``SCRIPT_NAME``, ASGI ``root_path``) never turns the library's own links
-  -- the passive notice's, the sign-out form's -- into links to another site.
+  -- the passive notice's, the sign-out form's -- into links to another site;
+- a passive page answers a browser that keeps no cookies here with the notice, not a
+  403, when the user is signed in at the IdP too (the IdP then answers with a token).
 
 On MemoryStore and real Redis, under the WSGI and the ASGI shell.
 """
@@ -13,12 +15,12 @@ On MemoryStore and real Redis, under the WSGI and the ASGI shell.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import webtest
 from conftest import FakeClock
-from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
+from flow import CALLBACK, LOGIN, SHOP, Browser, Deployment, reason_of
 
 from sessionshare import SessionStore
 
@@ -107,3 +109,45 @@ def test_a_mount_point_never_makes_a_link_to_another_site(
     for link in links:
         assert link.startswith("/") and not link.startswith(("//", "/\\")), links
         assert "evil.example" not in link or link.startswith("/%5C"), links
+
+
+# -- a passive page and a browser that keeps no cookies here, signed in at the IdP ----------
+
+
+def test_a_signed_in_browser_that_keeps_no_cookies_here_gets_the_passive_notice(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # The user is signed in at the IdP, but this browser keeps none of the shop's cookies
+    # (blocked for that site): bounced, it comes back with a token and no state cookie.
+    # A public page must not become a 403 on every visit; the ticket is spent all the same.
+    dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
+    browser = Browser(dep)
+    browser.sign_in(LOGIN)
+    nav = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+    bounce = browser.get(SHOP + "/news", headers=nav)
+    assert bounce.status_int == 302 and "passive=1" in bounce.location
+    state = parse_qs(urlsplit(bounce.location).query)["state"][0]
+    browser.apps["shop.test"].cookiejar.clear()  # none of the shop's cookies is kept
+    token_url = browser.get(bounce.location).location
+    assert "?token=" in token_url
+    page = browser.get(token_url, headers=nav)
+    assert page.status_int == 200 and "Not signed in" in page.text, (page.status, page.text)
+    assert "Location" not in page.headers and "Set-Cookie" not in page.headers
+    # Spent: even a browser holding a state cookie for that very state gets nothing.
+    holder = Browser(dep)
+    holder.apps["shop.test"].set_cookie(
+        "sessionshare_state-0", dep.shop.side.state_signer.dumps([state, "/news"]))
+    taken = holder.get(token_url)
+    assert taken.status_int == 403 and reason_of(taken) == "replayed"
+
+
+def test_a_token_of_a_sign_in_in_a_browser_without_cookies_here_is_still_refused(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Only a passive check's token gets the notice: the token of a protected page's
+    # sign-in (or one pushed into a victim's browser) opened without cookies is a 403.
+    dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
+    browser = Browser(dep)
+    token_url = browser.token_url_for(SHOP + "/orders")
+    refused = Browser(dep).get(token_url)
+    assert refused.status_int == 403 and reason_of(refused) == "bad_state"
