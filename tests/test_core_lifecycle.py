@@ -21,13 +21,12 @@ from sessionshare.core.lifecycle import ROTATION_GRACE, Lifecycle
 from sessionshare.core.session import (
     META_AUTHENTICATED,
     META_CREATED,
-    META_HANDOFF,
     META_JOINED,
     META_RETIRED,
     Session,
 )
 from sessionshare.core.steps import Command, Delete, Load, Mark, Save, Steps
-from sessionshare.store.base import SessionRecord
+from sessionshare.store.base import MARKED_BEFORE, SessionRecord
 
 KEY = SyncKey.parse(SyncKey.generate())
 ORIGIN = "http://app.test"
@@ -116,20 +115,23 @@ def test_join_marks_and_reads_the_handed_off_session_in_one_command(
 
 
 def test_the_same_hand_off_joins_once(rules: Lifecycle, clock: FakeClock) -> None:
-    # The store answers what the session held before the mark: a hand-off that joined it
-    # already is a replay of its completed callback.
+    # Each hand-off's join is a key of its own in the session's hash slot, created in the
+    # same command: the store answers MARKED_BEFORE when that hand-off joined already (a
+    # replay of its completed callback), whatever other hand-offs joined since.
     record = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())})
     session = Session(lambda sid: None, None)
-    commands, found = script(rules.join(session, SID, handoff=7), [record])
-    once = META_HANDOFF + ORIGIN
-    assert commands == [Mark(rules.session_key(SID), {META_JOINED + ORIGIN: int(clock()),
-                                                      once: 7}, 600, once)]
+    commands, found = script(rules.join(session, SID, handoff="a" * 32, remember_for=125),
+                             [record])
+    once = rules.handoff_key(SID, "a" * 32)
+    assert once.startswith("p:j:{") and once.endswith("}" + "a" * 32)
+    assert once[once.index("{"):once.index("}") + 1] in rules.session_key(SID)  # one slot
+    assert commands == [Mark(rules.session_key(SID), {META_JOINED + ORIGIN: int(clock())},
+                             600, once, 125)]
     assert found == "joined" and session["user"] == "alice"
-    seen = SessionRecord(record.fields, {**record.meta, once: 7})
     again = Session(lambda sid: None, None)
-    assert script(rules.join(again, SID, handoff=7), [seen])[1] == "again"
-    other = Session(lambda sid: None, None)
-    assert script(rules.join(other, SID, handoff=8), [seen])[1] == "joined"
+    assert script(rules.join(again, SID, handoff="a" * 32), [MARKED_BEFORE])[1] == "again"
+    assert again.stored_id is None  # nothing of the session is served to a replay
+    assert rules.handoff_key(SID, "b" * 32) != once
 
 
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:

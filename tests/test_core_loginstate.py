@@ -84,3 +84,15 @@ def test_an_unknown_extension_is_skipped_not_a_failure() -> None:
 @pytest.mark.parametrize("state", ["", "S" * 43, "S" * 43 + "_", "S" * 70, "S" * 43 + "_" * 30])
 def test_odd_states_carry_nothing(state: str) -> None:
     assert _states(NEW).read(state) == StateFacts()
+
+
+def test_a_passive_checks_state_says_so_under_the_tag() -> None:
+    states = _states(NEW)
+    state = states.make(passive=True)
+    assert is_valid_state(state) and states.read(state) == StateFacts(passive=True)
+    both = states.make(expires=1_800_003_600, passive=True)
+    assert states.read(both) == StateFacts(None, 1_800_003_600, True)
+    # Only under the tag: "-p" added to another state, or another key's, says nothing.
+    plain = states.make(expires=1_800_003_600)
+    assert states.read(plain[:-22] + "-p" + plain[-22:]) == StateFacts()
+    assert _states(OLD).read(state) == StateFacts()

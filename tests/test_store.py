@@ -18,7 +18,7 @@ from conftest import FakeClock
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
-from sessionshare.store.base import NOT_HELD
+from sessionshare.store.base import MARKED_BEFORE, NOT_HELD
 
 
 def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
@@ -130,17 +130,36 @@ def test_a_ticket_is_given_again_only_to_its_own_redemptions_retry(store: Sessio
 
 
 def test_mark_answers_what_it_replaced_and_once_writes_once(store: SessionStore) -> None:
-    store.save("k", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
-    before = store.mark("k", {"o:x": 2, "h:x": 9}, 60, "h:x")
-    assert before is not None and before.meta == {"c": 5}
-    again = store.mark("k", {"o:x": 3, "h:x": 9}, 60, "h:x")  # the same value: not again
-    assert again is not None and again.meta == {"c": 5, "o:x": 2, "h:x": 9}
-    other = store.mark("k", {"o:x": 4, "h:x": 2**40 - 1}, 60, "h:x")  # 40 bits, exact
-    assert other is not None and other.meta["o:x"] == 2
-    record = store.load("k", 60)
-    assert record is not None and record.meta == {"c": 5, "o:x": 4, "h:x": 2**40 - 1}
-    assert store.mark("gone", {"o:x": 1}, 60, "o:x") is None
-    assert store.load("gone", 60) is None
+    # Keys of one hash slot ({k}): a session and the once keys kept next to it.
+    store.save("s:{k}", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
+    before = store.mark("s:{k}", {"o:x": 2}, 60, "j:{k}1", 30)
+    assert before is not None and before is not MARKED_BEFORE and before.meta == {"c": 5}
+    assert store.mark("s:{k}", {"o:x": 3}, 60, "j:{k}1", 30) is MARKED_BEFORE  # not again
+    other = store.mark("s:{k}", {"o:x": 4}, 60, "j:{k}2", 30)  # another name: written
+    assert other is not None and other.meta == {"c": 5, "o:x": 2}
+    assert store.mark("s:{k}", {"o:x": 5}, 60, "j:{k}1", 30) is MARKED_BEFORE  # still
+    plain = store.mark("s:{k}", {"o:x": 6}, 60)  # no once: always written
+    assert plain is not None and plain.meta["o:x"] == 4
+    record = store.load("s:{k}", 60)
+    assert record is not None and record.meta == {"c": 5, "o:x": 6}
+    assert record.fields == {"a": "1"}  # the once key's lifetime was no deleted field
+    assert store.mark("s:{gone}", {"o:x": 1}, 60, "j:{gone}1", 30) is None
+    assert store.load("s:{gone}", 60) is None
+    # The session being gone wrote no once key: were it back, that mark would be made.
+    store.save("s:{gone}", changed={}, meta={"c": 1}, ttl=60, create=True)
+    assert store.mark("s:{gone}", {"o:x": 1}, 60, "j:{gone}1", 30) is not MARKED_BEFORE
+
+
+def test_a_once_key_lasts_its_own_lifetime(store: SessionStore, clock: FakeClock) -> None:
+    store.save("s:{k}", changed={}, meta={"c": 1}, ttl=600, create=True)
+    assert store.mark("s:{k}", {"o:x": 1}, 600, "j:{k}1", 2) is not MARKED_BEFORE
+    assert store.mark("s:{k}", {"o:x": 1}, 600, "j:{k}1", 2) is MARKED_BEFORE
+    if isinstance(store, RedisStore):
+        # Redis expires by its own clock: the key's lifetime is what it was given.
+        assert 0 < store.client.pttl("j:{k}1") <= 2000
+        return
+    clock.advance(3)
+    assert store.mark("s:{k}", {"o:x": 1}, 600, "j:{k}1", 2) is not MARKED_BEFORE
 
 
 def test_a_claim_is_any_of_its_owners_names(store: SessionStore) -> None:

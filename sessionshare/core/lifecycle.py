@@ -37,12 +37,11 @@ from typing import Literal
 
 from ..crypto import SyncKey
 from ..errors import ConfigurationError, SessionTooLarge
-from ..store.base import SessionRecord, is_well_formed
+from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
 from .session import (
-    META_HANDOFF,
     META_JOINED,
     META_RETIRED,
     Session,
@@ -180,15 +179,23 @@ class Lifecycle:
             session.fill((yield from self.read(sid)))
 
     def join(
-        self, session: Session, sid: str, *, handoff: int | None = None
+        self, session: Session, sid: str, *, handoff: str | None = None, remember_for: int = 0
     ) -> Steps[Joined]:
         """Make ``session`` the stored session ``sid`` and record that this app joined it
         (a completed hand-off, so the IdP authorized this origin).
 
         ``"joined"``; ``"gone"`` when the session no longer lives; ``"again"`` when
-        ``handoff`` -- the number naming this hand-off's redemption -- joined it
-        already: the callback was completed once and this is a replay of it (a retry
-        whose first answer was lost never got this far, and joins).
+        ``handoff`` -- the name of this hand-off's redemption -- joined it already: the
+        callback was completed once and this is a replay of it (a retry whose first
+        answer was lost never got this far, and joins).
+
+        Each hand-off's join is recorded by a key of its own next to the session
+        (:meth:`handoff_key`), kept ``remember_for`` seconds -- as long as its token
+        could come back -- and created in the same store command as the join. One
+        key per hand-off, not one field per origin: a later hand-off of the same
+        session to this app (a second tab, a step-up) must not erase the record of
+        the first, or a copy of the first's callback would join again. Nor does it
+        grow the session that every app reads on every request.
 
         One round trip: the record is read in the same store command that
         marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
@@ -201,17 +208,22 @@ class Lifecycle:
         digest, idle, absolute = found
         key = self._key(digest)
         meta = {META_JOINED + self.audience: int(self.clock())}
-        once = None
-        if handoff is not None:
-            once = META_HANDOFF + self.audience
-            meta[once] = handoff
-        before: SessionRecord | None = yield Mark(key, meta, idle, once)
-        if before is not None and once is not None and before.meta.get(once) == handoff:
+        once = None if handoff is None else self._handoff_key(digest, handoff)
+        before: SessionRecord | None = yield Mark(key, meta, idle, once, remember_for)
+        if before is MARKED_BEFORE:
             session.fill(None)
             return "again"
         record = None if before is None else SessionRecord(before.fields, {**before.meta, **meta})
         session.fill((yield from self._live(key, record, absolute)))
         return "joined" if session.stored_id is not None else "gone"
+
+    def handoff_key(self, sid: str, handoff: str) -> str:
+        """The store key recording that the redemption ``handoff`` joined the session ``sid``
+        (in the session's hash slot; ``sid`` made under a configured key)."""
+        return self._handoff_key(self.ids.digest(sid), handoff)
+
+    def _handoff_key(self, digest: str, handoff: str) -> str:
+        return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
     # -- writing -----------------------------------------------------------
     def _ttl(self, sid: str, started: int, now: float) -> int:

@@ -1,4 +1,4 @@
-"""What a login state can carry, sealed: a step-up requirement and when the state expires.
+"""What a login state can carry, sealed: a step-up requirement, its expiry, a passive check.
 
 A remote starts each sign-in with a state ``S`` that travels in the IdP's
 login URL and comes back in the token; the remote accepts the token only if
@@ -6,7 +6,7 @@ login URL and comes back in the token; the remote accepts the token only if
 43 random characters. A state that must tell the IdP something carries it
 in the clear, under a tag::
 
-    S = <43 random> "_" <max age, hex, or empty> ["-x" <expires at, hex>] <tag: 22 chars>
+    S = <43 random> "_" <max age, hex, or empty> ["-x" <expires at, hex>] ["-p"] <tag: 22 chars>
 
 - the **max age** is step-up's (:mod:`sessionshare.core.stepup`): hand off
   only a sign-in at most that many seconds old;
@@ -15,7 +15,11 @@ in the clear, under a tag::
   (:data:`~sessionshare.core.claims.CLAIM_TTL`): the IdP keeps its claim on
   the state that long (:mod:`sessionshare.core.claims`), so a state read from
   a log is not free for the taking while the victim's browser still holds
-  its cookie.
+  its cookie;
+- **passive** (``-p``) marks the state of a passive check (:mod:`sessionshare.core.passive`):
+  the remote itself reads it back from the token when a browser that keeps no
+  cookies there returns with one, and answers as a passive page would (not a
+  403) -- the IdP does not need it and skips it.
 
 The tag is a keyed BLAKE2b over everything before it, under a subkey of the
 sync key. The facts cannot be stripped -- the state must come back equal to
@@ -58,10 +62,12 @@ _HEX = frozenset("0123456789abcdef")
 
 
 class StateFacts(NamedTuple):
-    """What a tagged state says: the step-up age it requires, and when it expires."""
+    """What a tagged state says: the step-up age it requires, when it expires, and whether
+    it is a passive check's."""
 
     max_age: int | None = None
     expires: int | None = None
+    passive: bool = False
 
 
 _NOTHING = StateFacts()
@@ -75,14 +81,19 @@ class LoginStates:
     def __init__(self, key: SyncKey) -> None:
         self._keys = key.derive(_PURPOSE)  # newest first: it tags, any of them reads
 
-    def make(self, *, max_age: int | None = None, expires: int | None = None) -> str:
-        """A new state carrying ``max_age`` and ``expires`` (an ordinary one for neither)."""
+    def make(
+        self, *, max_age: int | None = None, expires: int | None = None, passive: bool = False
+    ) -> str:
+        """A new state carrying ``max_age``, ``expires`` and ``passive`` (an ordinary one for
+        none of them)."""
         random = secrets.token_urlsafe(32)
-        if max_age is None and expires is None:
+        if max_age is None and expires is None and not passive:
             return random
         body = f"{random}_{'' if max_age is None else f'{int(max_age):x}'}"
         if expires is not None:
             body += f"-x{int(expires):x}"
+        if passive:
+            body += "-p"
         return body + _tag(self._keys[0], body)
 
     def read(self, state: str) -> StateFacts:
@@ -93,12 +104,14 @@ class LoginStates:
         if not any(hmac.compare_digest(_tag(key, body), tag) for key in self._keys):
             return _NOTHING
         age, *extensions = body[_RANDOM + 1:].split("-")
-        expires = None
+        expires, passive = None, False
         for extension in extensions:
             # Unknown extensions are skipped: a later release may add some.
             if extension[:1] == "x" and _is_hex(extension[1:]):
                 expires = int(extension[1:], 16)
-        return StateFacts(int(age, 16) if _is_hex(age) else None, expires)
+            elif extension == "p":
+                passive = True
+        return StateFacts(int(age, 16) if _is_hex(age) else None, expires, passive)
 
     def max_age_of(self, state: str) -> int | None:
         """The step-up age ``state`` requires, or None."""

@@ -284,8 +284,10 @@ class RemoteSide(Side):
         self._warn_if_elsewhere(request)
         # A state that outlives a claim's default carries its expiry, so that the IdP's
         # claim on it lasts as long (core/claims.py); a step-up carries its requirement.
+        # A passive check's state says so, for a browser that comes back with a token but
+        # without its state cookie (it keeps none here): see _redeem.
         expires = int(self.clock()) + self.state_ttl if self.state_ttl > CLAIM_TTL else None
-        state = self.login_states.make(max_age=max_age, expires=expires)
+        state = self.login_states.make(max_age=max_age, expires=expires, passive=passive)
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         mount = request.mount
@@ -389,7 +391,10 @@ class RemoteSide(Side):
             "Not signed in",
             "You are not signed in here. This browser does not keep this site's cookies, "
             "so it cannot be signed in or remember this check.",
-            link=(request.root or "") + "/", as_json=request.wants_json,
+            # The mount point, encoded and checked: it can hold the client's text (a
+            # Starlette Mount("/{tenant}"), a forwarded SCRIPT_NAME), and "//evil.example"
+            # or "/\evil.example" in a link is another site.
+            link=safe_return_path(request.mount + "/"), as_json=request.wants_json,
         )
 
     def _token_callback(self, request: Request, session: Session) -> Steps[Reply]:
@@ -428,7 +433,8 @@ class RemoteSide(Side):
         """Run every check of the callback.
 
         The shared session id, the return path, and the state slots to clear; or the
-        answer to a ticket the store lost.
+        answer to a ticket the store lost, or to a passive check's token in a browser
+        that keeps no cookies here.
         """
         if request.method != "GET":
             raise TokenRejected("bad_method", "the token arrives by GET")
@@ -448,6 +454,12 @@ class RemoteSide(Side):
             # pushed there (a login link carrying someone else's state) and now sits in
             # logs and history: spend the ticket, so the holder of that state cannot.
             yield from tickets.burn(prefix, claims.ticket, claims.state)
+            if not request.cookies.strip() and self.login_states.read(claims.state).passive:
+                # A passive check of a user signed in at the IdP, by a browser that keeps
+                # none of this site's cookies (blocked here): the public page's notice, as
+                # for a user who is not signed in -- not a 403 on every visit. The ticket
+                # is spent all the same; only this site's own tagged states say "passive".
+                return self._guest_without_cookies(request)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
@@ -462,9 +474,13 @@ class RemoteSide(Side):
             raise TokenRejected("replayed", "ticket already used or expired")
         # The join records which redemption joined: the same one joining again means its
         # callback completed once already, so this is a replay of it (a copy of the token
-        # and of this browser's state cookie), not a retry of a lost answer.
-        # (40 bits of it: Redis' JSON keeps 14 significant digits of a number.)
-        joined = yield from self.lifecycle.join(session, sid, handoff=int(nonce[:10], 16))
+        # and of this browser's state cookie), not a retry of a lost answer. The record
+        # lasts as long as this token could come back (measured from the join, which is
+        # after the token was made): its lifetime, the leeway either side, a minute more.
+        joined = yield from self.lifecycle.join(
+            session, sid, handoff=nonce,
+            remember_for=int(self.token_ttl + 2 * self.token_leeway) + 60,
+        )
         if joined == "again":
             raise TokenRejected("replayed", "this hand-off was completed already")
         if joined == "gone":

@@ -37,7 +37,6 @@ __all__ = [
     "ENVIRON_KEY",
     "META_AUTHENTICATED",
     "META_CREATED",
-    "META_HANDOFF",
     "META_JOINED",
     "META_RETIRED",
     "Session",
@@ -56,10 +55,6 @@ META_AUTHENTICATED = "a"
 #: Prefix of the metadata field recording that a remote origin joined the session
 #: through a hand-off the IdP authorized: ``"o:" + origin`` -> when (0: withdrawn).
 META_JOINED = "o:"
-#: Prefix of the metadata field naming the hand-off that last joined a remote origin:
-#: ``"h:" + origin`` -> a number derived from the redemption's name. The same hand-off
-#: joining again is a replay of its callback, not a retry of a lost answer.
-META_HANDOFF = "h:"
 #: Metadata field of a *retired* id: one that a sign-in (or ``regenerate()``) moved to a new
 #: id a moment ago. Its record stays a short while as a marker holding no data, so that a
 #: request of the same browser that read the old id and is still running does not clear or

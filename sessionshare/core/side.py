@@ -310,7 +310,11 @@ class Side:
     def logout(self, request: Request, session: Session) -> Steps[Reply]:
         """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
         if request.method in ("GET", "HEAD"):
-            return Reply.logout_form(request.mount + self.logout_path)
+            # Encoded and checked: a mount point holding "//evil.example" (the client's
+            # text can reach it) must not send the form, and the user, to another site.
+            action = safe_return_path(request.mount + self.logout_path,
+                                      default=self.logout_path)
+            return Reply.logout_form(action)
         if request.method != "POST":
             self.events.emit(
                 logging.DEBUG, "logout_rejected", {"reason": "bad_method", "origin": self.origin},

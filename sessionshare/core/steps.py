@@ -84,19 +84,21 @@ class Save(NamedTuple):
 
 class Mark(NamedTuple):
     """Merge ``meta`` into the live session at ``key``. Answer: the record as it was before
-    the merge, or None when it is gone. With ``once`` (a name in ``meta``), nothing is
-    written when the session holds that field's value already."""
+    the merge, or None when it is gone. With ``once`` (a key in ``key``'s hash slot), that
+    key is created for ``once_ttl`` seconds in the same step; when it exists already,
+    nothing is written and the answer is :data:`~sessionshare.store.base.MARKED_BEFORE`."""
 
     key: str
     meta: Mapping[str, int]
     idle_ttl: int
     once: str | None = None
+    once_ttl: int = 0
 
     def on(self, store: SessionStore) -> SessionRecord | None:
-        return store.mark(self.key, self.meta, self.idle_ttl, self.once)
+        return store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
 
     async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
-        return await store.mark(self.key, self.meta, self.idle_ttl, self.once)
+        return await store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
 
 
 class Delete(NamedTuple):

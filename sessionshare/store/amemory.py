@@ -54,9 +54,14 @@ class AsyncMemoryStore:
         )
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
-        return self.store.mark(key, meta, idle_ttl, once)
+        return self.store.mark(key, meta, idle_ttl, once, once_ttl)
 
     async def delete(self, key: str) -> None:
         self.store.delete(key)

@@ -46,6 +46,7 @@ from .redisproto import (
     index_args,
     index_entries,
     mark_args,
+    mark_reply,
     merge_args,
     parse_record,
     redeem_nonce,
@@ -160,14 +161,21 @@ class AsyncRedisStore:
             raise unavailable(exc, self._server) from None
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
-        args = mark_args(meta=meta, idle_ttl=idle_ttl, once=once)
+        args = mark_args(meta=meta, idle_ttl=idle_ttl,
+                         once_ttl=None if once is None else once_ttl)
+        keys = (1, key) if once is None else (2, key, once)
         try:
-            raw = await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
+            raw = await run_script(self._line, MERGE, MERGE_SHA, *keys, *args)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
-        return parse_record(raw)
+        return mark_reply(raw)
 
     async def delete(self, key: str) -> None:
         try:

@@ -10,7 +10,9 @@ A store keeps two kinds of records, under names the session layer chooses
   apps writing different keys of one session at the same moment both win.
   Writing the same key is last-write-wins. ``mark`` merges metadata into a
   live session and answers what it held before, in one round trip (a remote
-  joining it: the same hand-off joining twice is told by what was there).
+  joining it); with ``once`` it also creates a short-lived key of its own next
+  to the session, and writes nothing when that key exists already (the same
+  hand-off joining twice: :data:`MARKED_BEFORE`).
 - **claims**: a login state bound to the first browser that presented it
   (``claim_state``, which can store that state's ticket in the same step);
 - **tickets**: short-lived single-use values; ``take_ticket`` returns a
@@ -44,8 +46,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
-    "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry",
-    "is_well_formed", "owners_of",
+    "MARKED_BEFORE", "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore",
+    "entry_expiry", "is_well_formed", "owners_of",
 ]
 
 
@@ -62,6 +64,10 @@ class SessionRecord(NamedTuple):
 #: -- an IdP and a remote on different stores -- instead of calling it a replay.
 #: A store that cannot tell the two apart answers None for both.
 NOT_HELD = ""
+
+#: What ``mark`` answers when its ``once`` key exists already: a mark by that name ran
+#: before, and nothing was written. Compare with ``is``: it is this very object.
+MARKED_BEFORE = SessionRecord({}, {})
 
 
 def owners_of(owners: str | Sequence[str]) -> tuple[str, ...]:
@@ -126,13 +132,19 @@ class SessionStore(Protocol):
         """
 
     def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
         ``idle_ttl`` seconds and return the record *as it was before*, atomically;
-        None (and nothing written) when it is gone. With ``once`` (a name in
-        ``meta``): when the session already holds that field's value, write nothing.
-        Running it twice is harmless."""
+        None (and nothing written) when it is gone. With ``once`` (a key in the
+        same hash slot as ``key``): create it for ``once_ttl`` seconds in the same
+        step, or, when it exists already, write nothing and answer
+        :data:`MARKED_BEFORE`. Running it twice is harmless."""
 
     def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""
@@ -217,10 +229,15 @@ class AsyncSessionStore(Protocol):
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
 
     async def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
-        """Merge ``meta`` into the live session at ``key`` (not again, with ``once``); the
-        record as it was before, or None if gone."""
+        """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
+        key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
 
     async def delete(self, key: str) -> None:
         """Remove the session at ``key`` (no error if it is gone)."""

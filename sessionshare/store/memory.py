@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
-from .base import NOT_HELD, SessionRecord, entry_expiry, owners_of
+from .base import MARKED_BEFORE, NOT_HELD, SessionRecord, entry_expiry, owners_of
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -61,6 +61,7 @@ class MemoryStore:
         # Taken tickets, until their own expiry: (expires, the redemption's nonce, value).
         self._spent: dict[str, tuple[float, str | None, str]] = {}
         self._identities: dict[str, str] = {}
+        self._once: dict[str, float] = {}  # a mark's once key -> when it expires
         self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
         self._indexes: dict[str, tuple[float, dict[str, str]]] = {}  # key -> (expires, entries)
         self._writes = 0
@@ -108,7 +109,12 @@ class MemoryStore:
             return True
 
     def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
         with self._lock:
             now = self._clock()
@@ -117,8 +123,12 @@ class MemoryStore:
                 self._sessions.pop(key, None)
                 return None
             before = SessionRecord(dict(entry[1]), dict(entry[2]))
-            if once is not None and once in meta and entry[2].get(once) == meta[once]:
-                return before
+            if once is not None:
+                held = self._once.get(once)
+                if held is not None and held > now:
+                    return MARKED_BEFORE
+                self._once[once] = now + max(int(once_ttl), 1)
+                self._maybe_sweep(now)
             entry[2].update(meta)
             self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
             return before
@@ -275,4 +285,5 @@ class MemoryStore:
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
         self._spent = {k: spent for k, spent in self._spent.items() if spent[0] > now}
         self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
+        self._once = {k: expires for k, expires in self._once.items() if expires > now}
         self._indexes = {k: i for k, i in self._indexes.items() if i[0] > now}

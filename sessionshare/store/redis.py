@@ -79,6 +79,7 @@ from .redisproto import (
     index_args,
     index_entries,
     mark_args,
+    mark_reply,
     merge_args,
     parse_record,
     redeem_nonce,
@@ -245,16 +246,23 @@ class RedisStore:
             raise unavailable(exc, self._server) from None
 
     def mark(
-        self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
+        self,
+        key: str,
+        meta: Mapping[str, int],
+        idle_ttl: int,
+        once: str | None = None,
+        once_ttl: int = 0,
     ) -> SessionRecord | None:
-        args = mark_args(meta=meta, idle_ttl=idle_ttl, once=once)
+        args = mark_args(meta=meta, idle_ttl=idle_ttl,
+                         once_ttl=None if once is None else once_ttl)
+        keys = (1, key) if once is None else (2, key, once)
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            raw = run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
+            raw = run_script(self._line, MERGE, MERGE_SHA, *keys, *args)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
-        return parse_record(raw)
+        return mark_reply(raw)
 
     def delete(self, key: str) -> None:
         if self._sentinel_pool is not None:

@@ -29,7 +29,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import ConfigurationError, StoreUnavailable
-from .base import SessionRecord
+from .base import MARKED_BEFORE, SessionRecord
 
 __all__ = [
     "CLAIM",
@@ -49,6 +49,7 @@ __all__ = [
     "index_args",
     "index_entries",
     "mark_args",
+    "mark_reply",
     "merge_args",
     "parse_record",
     "redeem_nonce",
@@ -68,8 +69,9 @@ DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 #: pairs, the meta pairs and the deleted names. Mode '1' creates a session that
 #: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
 #: '2' does not either and returns the record's text as it was *before* the
-#: merge, or 0 (``mark``); '3' is '2', except that when the session's first meta
-#: pair already holds its value nothing is written (``mark`` with ``once``).
+#: merge, or 0 (``mark``); '3' is '2' with a ``once`` key, KEYS[2] (same hash
+#: slot), whose lifetime is the last ARGV instead of a deleted name: the key is
+#: created (NX), and when it exists already nothing is written and -1 returned.
 MERGE = """
 local raw = redis.call('GET', KEYS[1])
 local obj
@@ -81,11 +83,14 @@ else
   return 0
 end
 local d, m = obj['d'], obj['m']
-local i = 5
-if ARGV[2] == '3' and m[ARGV[5]] == tonumber(ARGV[6]) then return raw end
+local i, last = 5, #ARGV
+if ARGV[2] == '3' then
+  last = last - 1
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[#ARGV]) then return -1 end
+end
 for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
 for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
-while i <= #ARGV do d[ARGV[i]] = nil; i = i + 1 end
+while i <= last do d[ARGV[i]] = nil; i = i + 1 end
 local text = cjson.encode(obj)
 redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
 if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
@@ -342,19 +347,25 @@ def claim_args(
     return [2, key, ticket[0], max(int(ttl), 1), ticket[1], max(int(ticket[2]), 1), *owners]
 
 
-def mark_args(
-    *, meta: Mapping[str, int], idle_ttl: int, once: str | None = None
-) -> list[str | int]:
+def mark_args(*, meta: Mapping[str, int], idle_ttl: int, once_ttl: int | None = None
+              ) -> list[str | int]:
     """ARGV of :data:`MERGE` for a ``mark``: metadata only, never create, answer the record
-    as it was; with ``once``, that field goes first and nothing is written if it holds its
-    value already."""
-    pairs = list(meta.items())
-    if once is not None:
-        pairs.sort(key=lambda pair: pair[0] != once)  # the once field first
-    args: list[str | int] = [max(int(idle_ttl), 1), "2" if once is None else "3", 0, len(meta)]
-    for name, value in pairs:
+    as it was; with ``once_ttl`` (KEYS[2] is the once key), mode '3'."""
+    args: list[str | int] = [max(int(idle_ttl), 1), "2" if once_ttl is None else "3", 0,
+                             len(meta)]
+    for name, value in meta.items():
         args += (name, int(value))
+    if once_ttl is not None:
+        args.append(max(int(once_ttl), 1))
     return args
+
+
+def mark_reply(raw: Any) -> SessionRecord | None:
+    """The answer of a ``mark``: the record before, None when gone, or
+    :data:`~sessionshare.store.base.MARKED_BEFORE` (the script's -1)."""
+    if raw == -1:
+        return MARKED_BEFORE
+    return parse_record(raw)
 
 
 def index_args(

@@ -73,8 +73,8 @@ class _DamagingStore:
                                create=create)
 
     def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
-             once: str | None = None) -> SessionRecord | None:
-        record = self.inner.mark(key, meta, idle_ttl, once)
+             once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
+        record = self.inner.mark(key, meta, idle_ttl, once, once_ttl)
         if record is not None and self.damage:
             return SessionRecord(self.damaged["d"], self.damaged["m"])
         return record
