@@ -573,3 +573,44 @@ def test_the_index_commands_match_the_thread_store(redis_url: str) -> None:
     run(scenario())
     assert sync_store.index_read("u:alice") == {"r4": '{"e": 3000}'}
     sync_store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_a_move_and_an_end_are_the_thread_stores_own(redis_url: str, kind: str) -> None:
+    """The asyncio stores move a session only while it lives, in one step, follow a moved
+    id when ending it, and enter only live sessions in an index -- as the thread store."""
+    from sessionshare import MemoryStore
+    from sessionshare.store.amemory import AsyncMemoryStore
+    from sessionshare.store.base import RETIRED
+
+    thread_store: Any = RedisStore.from_url(redis_url) if kind == "redis" else MemoryStore()
+    thread_store.save("s:{one}", changed={"a": "1"}, meta={"c": 1}, ttl=600, create=True)
+
+    async def scenario() -> None:
+        store: Any = (AsyncRedisStore.from_url(redis_url) if kind == "redis"
+                      else AsyncMemoryStore(thread_store))
+        thread_store.save("s:{one}", changed={"b": "2"}, ttl=600)  # another app's write
+        assert await store.move("s:{one}", "s:{two}", changed={"c": "3"}, deleted=["a"],
+                                meta={"a": 9}, ttl=600, retired_at=7, grace=30)
+        assert not await store.move("s:{one}", "s:{x}", changed={}, ttl=600, retired_at=7,
+                                    grace=30)
+        assert not await store.save("s:{one}", changed={"d": "4"}, ttl=600)
+        assert await store.index_put("u:{a}", "r", '{"e": 9999999999}', ttl=60, now=1,
+                                     live="s:{one}") == {}
+        assert await store.index_put("u:{a}", "r", '{"e": 9999999999}', ttl=60, now=1,
+                                     live="s:{two}") == {"r": '{"e": 9999999999}'}
+        await store.close()
+
+    run(scenario())
+    assert thread_store.peek("s:{one}") == SessionRecord({}, {RETIRED: 7})
+    assert thread_store.peek("s:{two}") == SessionRecord({"b": "2", "c": "3"}, {"c": 1, "a": 9})
+
+    async def end() -> None:
+        store: Any = (AsyncRedisStore.from_url(redis_url) if kind == "redis"
+                      else AsyncMemoryStore(thread_store))
+        await store.delete("s:{one}")  # the old id: its session ends where it went
+        await store.close()
+
+    run(end())
+    assert thread_store.peek("s:{two}") is None and thread_store.peek("s:{one}") is None
+    thread_store.close()

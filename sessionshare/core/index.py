@@ -28,6 +28,10 @@ Layout (every command touches one key, so it works unchanged on a cluster)::
   and drops the dead; the key itself expires with its longest-lived entry.
 - **Rotation.** Indexes are written under the newest sync key and read under
   every configured one.
+- **Never an ended session.** An entry is set in the same store step that
+  checks its session is live (``IndexPut(live=...)``), so a request that
+  wrote a session before a logout or a revocation and records it after
+  cannot enter it again.
 
     index = UserIndex(key, key_prefix="sessionshare:")
     infos = run(index.sessions("alice"), store)
@@ -169,7 +173,12 @@ class UserIndex:
                            separators=(",", ":"))
         drop = () if drop_digest is None else (drop_digest[:REF_CHARS],)
         key = self.index_keys(user)[0]
-        left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop)
+        # Only while the session is live, in the same step: a logout or a revocation that
+        # ended it since this request wrote it must not see it entered again.
+        left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop,
+                              live=self.session_key(digest))
+        if ref not in left:
+            return  # ended meanwhile: nothing to count it against
         if len(left) <= (max_sessions or PRUNE_AT):
             return
         dead: list[str] = []
