@@ -137,6 +137,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "PASSIVE_TTL",
         # Added by issue 17: the cap on a user's live sessions.
         "MAX_SESSIONS_PER_USER",
+        # Added by issue 23: how long a remembered sign-in this app honours.
+        "MAX_REMEMBER",
     )}
 
 

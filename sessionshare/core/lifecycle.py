@@ -16,7 +16,9 @@ Security properties kept here:
   sync key (:mod:`sessionshare.core.ids`): a cookie copied from another app,
   another deployment's session and a dump of the store all give nothing.
 - The idle and absolute limits are the stricter of this app's and the ones
-  the session id carries (the IdP's, for a signed-in session).
+  the session id carries (the IdP's, for a signed-in session) -- for a
+  remembered sign-in too, beyond ``max_remember`` (None: no bound; 0: this
+  app's own limits hold).
 - A session past its absolute lifetime is deleted when read, so no app sees
   it again; a session written to a store that no longer holds it (logged out
   elsewhere meanwhile) is not brought back, and its cookie is cleared.
@@ -85,6 +87,7 @@ class Lifecycle:
         audience: str,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
+        max_remember: int | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
@@ -103,7 +106,8 @@ class Lifecycle:
         self.clock = clock
         self.audience = audience
         self.ids = SessionIds(
-            key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout
+            key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+            max_remember=max_remember,
         )
         self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="

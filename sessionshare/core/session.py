@@ -26,12 +26,14 @@ or logged; neither ``repr()`` of a session or of a plan nor any error shows it.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..store.base import RETIRED, SessionRecord
+from .ids import MAX_LIMIT
 
 __all__ = [
     "ENVIRON_KEY",
@@ -498,18 +500,35 @@ class Session(MutableMapping[str, Any]):
         the user in (a "remember me" box).
 
         The session moves to a new id carrying its own limits -- ``days`` in all,
-        and ``idle`` seconds without a request (default: the same) -- which every
-        app enforces instead of its own, server-side; and the session cookie of
-        the IdP and of every remote that adopts it gets a ``Max-Age``, so it
-        outlives a browser restart. It is still revocable: a logout anywhere
-        ends it everywhere. A sign-in without it is a browser-session cookie
-        with the apps' own limits, as always.
+        and ``idle`` seconds without a request (default: the IdP's own
+        ``idle_timeout``) -- and the session cookie of the IdP and of every remote
+        that adopts it gets a ``Max-Age``, so it outlives a browser restart. Each
+        app honours those longer limits only as far as its ``max_remember``
+        option says: the IdP what it grants, a remote not at all unless it opts
+        in -- elsewhere the stricter of the app's own limits and the session's
+        hold, as for any session, and the strictest app that reads the session
+        ends it for all. It is still revocable: a logout anywhere ends it
+        everywhere. A sign-in without it is a browser-session cookie with the
+        apps' own limits, as always.
+
+        Raises ``ValueError`` for a lifetime that is not positive or longer than
+        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds, about
+        49,710 days).
         """
+        if not isinstance(days, (int, float)) or not math.isfinite(days) or (
+            idle is not None and not isinstance(idle, int)
+        ):
+            raise ValueError("remember() needs a positive number of days (and idle seconds)")
         absolute = int(days * 86400)
         if absolute <= 0 or (idle is not None and idle <= 0):
             raise ValueError("remember() needs a positive number of days (and idle seconds)")
+        if absolute > MAX_LIMIT or (idle is not None and idle > MAX_LIMIT):
+            raise ValueError(
+                f"remember() lasts at most {MAX_LIMIT // 86400} days ({MAX_LIMIT} seconds, "
+                f"what a session id can carry), not {days!r} days"
+            )
         self._ensure()
-        self._remember = (min(idle or absolute, absolute), absolute)
+        self._remember = (min(idle, absolute) if idle is not None else 0, absolute)
         self._regenerate = True
 
     def regenerate(self) -> None:
