@@ -118,8 +118,10 @@ class SessionAdmin(_Admin):
     def count_sessions(self) -> int:
         """How many shared sessions are live, all users together: a gauge for operators.
 
-        It reads every user's index and asks the store which of the sessions
-        named there it still holds: a ``SCAN`` over the index keys, one read per
+        It reads every user's index of this deployment (its sync keys' index keys
+        only: another deployment on the same store and prefix is not counted) and
+        asks the store which of the sessions named there it still holds: a
+        ``SCAN`` over the index keys, one read per
         user and one ``EXISTS`` per 500 sessions (on a cluster, one per session: each
         has its own slot). That grows with the number of users and sessions, so
         call it for a gauge every minute or so, never per request.
@@ -133,7 +135,8 @@ class SessionAdmin(_Admin):
         seen: set[str] = set()
         stored = 0
         batch: list[str] = []
-        for key in set(index_keys(self.index.index_prefix)):
+        keys = {key for prefix in self.index.index_prefixes for key in index_keys(prefix)}
+        for key in keys:
             for session_key in self.index.live_session_keys(self.store.index_read(key)):
                 if session_key not in seen:
                     seen.add(session_key)

@@ -26,6 +26,7 @@ from sessionshare import (
     RedisStore,
     SessionAdmin,
     SessionStore,
+    SyncKey,
 )
 from sessionshare.admin import is_ref
 
@@ -209,6 +210,47 @@ def test_signing_in_past_max_sessions_ends_the_oldest(
     assert [info.user_agent for info in admin.sessions("alice")] == ["three", "one"]
 
 
+def test_max_sessions_counts_the_sessions_made_under_an_older_key(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Issue 23, finding 4: with keys NEW,OLD and a limit of 1, a session made under OLD
+    # stayed alive after a sign-in under NEW -- the index is per key, and the cap counted
+    # only the newest key's. A rotation lasts up to absolute_timeout (30 days remembered).
+    old_key = SyncKey.generate()
+    before = Deployment(store, clock, key=old_key, idp_options={"max_sessions_per_user": 1})
+    laptop = browser_as(before, "laptop")
+    laptop.sign_in_at(SHOP + "/orders")
+    clock.advance(10)
+    rotated = Deployment(store, clock, key=f"{SyncKey.generate()},{old_key}",
+                         idp_options={"max_sessions_per_user": 1})
+    assert Browser(rotated).get(IDP + "/", headers={
+        "Cookie": f"sessionshare={laptop.cookie('id.test')}"}).text == "idp home user=alice"
+    phone = browser_as(rotated, "phone")
+    phone.sign_in_at(SHOP + "/orders")  # under the new key
+    assert phone.get(SHOP + "/orders").json["user"] == "alice"
+    laptop_now = Browser(rotated)
+    laptop_now.apps["id.test"].set_cookie("sessionshare", laptop.cookie("id.test") or "")
+    assert laptop_now.get(IDP + "/").text == "idp home user=None"  # ended: one session only
+    admin = SessionAdmin(store, rotated.key, clock=clock)
+    assert [info.user_agent for info in admin.sessions("alice")] == ["phone"]
+
+
+def test_another_deployment_on_the_same_store_and_prefix_is_not_counted(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Issue 23, finding 6: the index keys carried no key id, so staging (another sync key,
+    # the same store and prefix) counted production's sessions in its gauge.
+    production, staging = Deployment(store, clock), Deployment(store, clock)
+    Browser(production).sign_in_at(SHOP + "/orders")
+    Browser(production).sign_in_at(SHOP + "/orders", user="bob")
+    Browser(staging).sign_in_at(SHOP + "/orders", user="bob")
+    assert SessionAdmin(store, production.key, clock=clock).count_sessions() == 2
+    assert SessionAdmin(store, staging.key, clock=clock).count_sessions() == 1
+    prefixes = SessionAdmin(store, staging.key, clock=clock).index.index_prefixes
+    assert not any(key.startswith(tuple(prefixes))
+                   for key in SessionAdmin(store, production.key).index.index_keys("bob"))
+
+
 def test_the_index_is_pruned_after_expiry_and_logout(
     dep: Deployment, admin: SessionAdmin, clock: FakeClock
 ) -> None:
@@ -252,7 +294,7 @@ def test_the_index_holds_no_cookie_and_no_user_name(dep: Deployment, admin: Sess
     sid = browser.session_id("id.test")
     assert sid is not None
     (key,) = admin.index.index_keys("alice")
-    assert "alice" not in key and re.fullmatch(r"sessionshare:u:\{[0-9a-f]{32}\}", key)
+    assert "alice" not in key and re.fullmatch(r"sessionshare:u:[0-9a-f]{12}:\{[0-9a-f]{32}\}", key)
     text = json.dumps(dep.store.index_read(key))
     cookies = [browser.cookie(host) for host in ("id.test", "shop.test", "blog.test")]
     for secret in [sid, sid.split(".")[0], *(c for c in cookies if c)]:
