@@ -23,6 +23,7 @@ from servers import counting_client
 from sessionshare import (
     AsyncRedisStore,
     AsyncSessionAdmin,
+    ConfigurationError,
     RedisStore,
     SessionAdmin,
     SessionStore,
@@ -143,6 +144,63 @@ def test_revocation_takes_effect_at_the_next_request_of_each_shell(
     assert admin.revoke_all("alice") == 1
     assert laptop.get(BLOG + "/x").status_int == 302
     assert signed_out_everywhere(laptop)
+
+
+def _expiry(store: SessionStore, key: str) -> float:
+    if isinstance(store, RedisStore):
+        return float(store.client.ttl(key))
+    return store.sessions()[key].expires  # type: ignore[attr-defined, no-any-return]
+
+
+def test_withdrawing_a_remote_stops_it_at_its_next_request(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Issue 23, finding 9: the operator takes the blog away from alice in the authorize
+    # hook; the blog kept serving her live sessions, and withdraw() worked only inside
+    # one of her own requests. SessionAdmin.withdraw does it from outside, at once.
+    allowed = {SHOP, BLOG}
+    events: list[tuple[str, dict[str, Any]]] = []
+    dep = Deployment(store, clock, shell=shell,
+                     idp_options={"authorize": lambda session, origin: origin in allowed})
+    admin = SessionAdmin(store, dep.key, clock=clock,
+                         on_event=lambda name, fields: events.append((name, fields)))
+    laptop, phone, shop_only = (browser_as(dep, agent) for agent in (FIREFOX, PHONE, "shop"))
+    for browser in (laptop, phone):
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+    shop_only.sign_in_at(SHOP + "/orders")
+    key = laptop.store_key("id.test")
+    before = _expiry(store, key)
+    allowed.discard(BLOG)  # the operator's decision...
+    assert admin.withdraw("alice", "HTTP://Blog.Test:80/") == 2  # ...made effective now
+    for browser in (laptop, phone):
+        away = browser.get(BLOG + "/x")  # its very next request: back through the IdP,
+        assert away.status_int == 302
+        refused = browser.get(away.location)  # where the hook says no
+        assert refused.status_int == 403 and "not_authorized" in refused.text
+        assert browser.get(SHOP + "/orders").json["user"] == "alice"  # the shop still serves
+    assert ("session_withdrawn", {"origin": BLOG, "count": 2, "user": "alice"}) in events
+    assert 0 <= before - _expiry(store, key) <= 1  # its life neither extended nor cut
+    assert admin.withdraw("alice", BLOG) == 0
+    assert [info.apps for info in admin.sessions("alice")] == [(SHOP,)] * 3
+    with pytest.raises(ConfigurationError, match="origin must be"):
+        admin.withdraw("alice", "blog")
+
+
+def test_the_async_admin_withdraws_too(redis_url: str, clock: FakeClock) -> None:
+    dep = Deployment(RedisStore.from_url(redis_url), clock)
+    browser = Browser(dep)
+    browser.sign_in_at(BLOG + "/x")
+
+    async def withdraw() -> int:
+        admin = AsyncSessionAdmin(AsyncRedisStore.from_url(redis_url), dep.key, clock=clock)
+        try:
+            return await admin.withdraw("alice", BLOG)
+        finally:
+            await admin.store.close()
+
+    assert asyncio.run(withdraw()) == 1
+    assert browser.get(BLOG + "/x").status_int == 302
 
 
 def test_revoke_all_ends_every_session_of_the_user_only(

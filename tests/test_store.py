@@ -420,3 +420,16 @@ def test_an_index_lives_as_long_as_its_longest_entry(store: SessionStore, clock:
         assert set(store.index_read("u")) == {"long", "short"}
         clock.advance(301)
         assert store.index_read("u") == {}
+
+
+def test_an_update_with_ttl_zero_keeps_the_expiry(store: SessionStore, clock: FakeClock) -> None:
+    # An operator's change (SessionAdmin.withdraw) neither extends nor cuts a session's life.
+    store.save("s:{k}", changed={"a": "1"}, ttl=600, create=True)
+    before = _ttl(store, "s:{k}", clock)
+    assert store.save("s:{k}", changed={}, meta={"o:x": 0}, ttl=0) is True
+    after = _ttl(store, "s:{k}", clock)
+    assert before is not None and after is not None and 0 <= before - after <= 1
+    assert store.peek("s:{k}") == SessionRecord({"a": "1"}, {"o:x": 0})
+    assert store.save("s:{gone}", changed={}, meta={"o:x": 0}, ttl=0) is False
+    with pytest.raises(ValueError, match="created with a ttl"):
+        store.save("s:{new}", changed={"a": "1"}, ttl=0, create=True)

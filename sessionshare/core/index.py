@@ -58,9 +58,12 @@ from .events import Events
 from .ids import SessionIds
 from .session import META_JOINED, META_RETIRED, Session
 from .side import Side, is_signed_in_user
-from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Steps
+from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Save, Steps
 
 __all__ = ["PRUNE_AT", "REF_CHARS", "SessionInfo", "UserIndex", "record_session"]
+
+#: Passes of :meth:`UserIndex.withdraw` over the index when a session moved under it.
+_WITHDRAW_PASSES = 3
 
 #: Hex characters of a session reference (64 bits: unique among one user's sessions).
 REF_CHARS = 16
@@ -282,6 +285,48 @@ class UserIndex:
                 yield IndexDrop(key, tuple(gone))
         if count:
             self._revoked("revoked_all", count, user)
+        return count
+
+    def withdraw(self, user: str, origin: str) -> Steps[int]:
+        """Take ``origin`` (canonical) out of every live session of ``user``; how many
+        sessions it had joined.
+
+        That remote stops serving those sessions at its very next request (it checks
+        the joined origins on each one) and sends the user through the hand-off
+        again, where the IdP's ``authorize`` hook decides anew. The write keeps each
+        session's expiry as it is. A session moving to a new id at that moment
+        (a sign-in, ``regenerate()``) is looked for again under its new entry.
+        """
+        field = META_JOINED + origin
+        count = 0
+        for _ in range(_WITHDRAW_PASSES):
+            moved = False
+            for key in self.index_keys(user):
+                for text in (yield IndexRead(key)).values():
+                    entry = _parse(text)
+                    if entry is None:
+                        continue
+                    session_key = self.session_key(entry["k"])
+                    record = yield Peek(session_key)
+                    if not self._belongs(record, user):
+                        continue
+                    assert record is not None
+                    if record.meta.get(field, 0) <= 0:
+                        continue
+                    written = yield Save(session_key, changed={}, deleted=(),
+                                         meta={field: 0}, ttl=0)
+                    if written:
+                        count += 1
+                    else:
+                        moved = True  # ended, or moved: its new entry is read next pass
+            if not moved:
+                break
+        if count:
+            self.events.emit(
+                logging.INFO, "session_withdrawn",
+                {"origin": origin, "count": count, "user": user[:200]},
+                "session_withdrawn origin=%s count=%d", origin, count,
+            )
         return count
 
     # -- every user at once (SessionAdmin.count_sessions) -------------------------

@@ -136,6 +136,8 @@ class SessionStore(Protocol):
         With ``create=False`` a session that no longer exists (logged out or
         expired meanwhile) is *not* brought back: nothing is written and the
         result is False. No write goes into a marker (False: the session moved).
+        ``ttl=0`` (an update only) keeps the record's expiry as it is: an
+        operator's change neither extends nor cuts a session's life.
         """
 
     def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int) -> SessionRecord | None:

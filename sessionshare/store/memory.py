@@ -102,6 +102,8 @@ class MemoryStore:
                 if not create:
                     self._sessions.pop(key, None)
                     return False
+                if ttl == 0:
+                    raise ValueError("a session is created with a ttl")
                 entry = (0.0, {}, {})
             fields, stored_meta = entry[1], entry[2]
             fields.update(changed)
@@ -109,7 +111,7 @@ class MemoryStore:
                 fields.pop(name, None)
             if meta:
                 stored_meta.update(meta)
-            self._sessions[key] = (now + ttl, fields, stored_meta)
+            self._sessions[key] = (entry[0] if ttl == 0 else now + ttl, fields, stored_meta)
             self._maybe_sweep(now)
             return True
 

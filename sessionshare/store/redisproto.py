@@ -101,8 +101,8 @@ local function apply(obj, i)
 end
 """
 
-#: KEYS[1] session key. ARGV: ttl, mode, #changed, #meta, then the changed
-#: pairs, the meta pairs and the deleted names. Mode '1' creates a session that
+#: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), mode, #changed, #meta,
+#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a session that
 #: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
 #: '2' does not either and returns the merged record's text, or 0 (``mark``).
 #: No mode writes into an id a move retired (or one a cluster move prepares): '2' answers
@@ -123,7 +123,11 @@ else
 end
 apply(obj, 3)
 local text = cjson.encode(obj)
-redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+if ARGV[1] == '0' and raw then
+  redis.call('SET', KEYS[1], text, 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+end
 if ARGV[2] == '2' then return text end
 return 1
 """
@@ -398,8 +402,12 @@ def merge_args(
     ttl: int,
     create: bool,
 ) -> list[str | int]:
-    """ARGV of :data:`MERGE` for one write."""
-    return [max(int(ttl), 1), "1" if create else "0", *_changes(changed, deleted, meta)]
+    """ARGV of :data:`MERGE` for one write (``ttl=0``: an update that keeps the expiry)."""
+    if ttl == 0 and create:
+        raise ValueError("a session is created with a ttl; only an update keeps its expiry")
+    keep = ttl == 0
+    return [0 if keep else max(int(ttl), 1), "1" if create else "0",
+            *_changes(changed, deleted, meta)]
 
 
 def _changes(
