@@ -9,7 +9,10 @@ Any ``redis.asyncio`` client works: ``redis.asyncio.Redis``, a Sentinel master
 (``redis.asyncio.Sentinel(...).master_for(name)``) or
 ``redis.asyncio.cluster.RedisCluster``. No method blocks the event loop, and
 a cancelled request never leaves a reply behind for the next one
-(``aexchange.py`` says how). A store belongs to one event loop.
+(``aexchange.py`` says how). A store may be used from more than one event loop
+(an ``asyncio.run(store.ping())`` at import, a test framework's loop per test):
+a connection another loop opened is dropped, not used, and any failure that
+remains is :class:`~sessionshare.errors.StoreUnavailable`.
 
     store = AsyncRedisStore.from_url("redis://127.0.0.1:6379/0")
     record = await store.load(key, idle_ttl=1800)
@@ -33,6 +36,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    END,
+    END_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
@@ -67,6 +72,11 @@ from .redisproto import (
 )
 
 __all__ = ["AsyncRedisStore"]
+
+#: What a command may raise for a server it cannot use. RuntimeError: redis-py's own
+#: asyncio objects (a pool's lock, say) used on another event loop than their first --
+#: a store outage to the app (503), never a 500.
+_FAILURES = (*DRIVER_ERRORS, RuntimeError)
 
 
 def _line_for(client: Any, max_idle: int | None) -> AsyncLine:
@@ -149,7 +159,7 @@ class AsyncRedisStore:
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         try:
             raw = await self._line.call("GETEX", key, "EX", idle_ttl, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
@@ -166,7 +176,7 @@ class AsyncRedisStore:
         args = merge_args(changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create)
         try:
             return bool(await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def mark(
@@ -175,7 +185,7 @@ class AsyncRedisStore:
         args = mark_args(meta=meta, idle_ttl=idle_ttl)
         try:
             raw = await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
@@ -209,7 +219,7 @@ class AsyncRedisStore:
             args = move_in_args(new_key, record, changed=changed, deleted=deleted, meta=meta,
                                 ttl=ttl)
             return bool(await run_script(self._line, MOVE_IN, MOVE_IN_SHA, *args))
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def delete(self, key: str) -> None:
@@ -218,14 +228,14 @@ class AsyncRedisStore:
             for _ in range(MAX_HOPS):  # a marker names where its session moved: end it too
                 if next_key is None:
                     break
-                next_key = moved_to(await self._line.call("GETDEL", next_key, key=next_key))
-        except DRIVER_ERRORS as exc:
+                next_key = moved_to(await run_script(self._line, END, END_SHA, 1, next_key))
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         try:
             await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def claim_state(
@@ -234,21 +244,21 @@ class AsyncRedisStore:
         try:
             args = claim_args(key, owner, ttl, ticket)
             return bool(await run_script(self._line, CLAIM, CLAIM_SHA, *args))
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def take_ticket(self, key: str) -> str | None:
         nonce = secrets.token_hex(16)  # names this call, so its own retry is recognised
         try:
             raw = await run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
 
     async def peek(self, key: str) -> SessionRecord | None:
         try:
             raw = await self._line.call("GET", key, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
@@ -267,14 +277,14 @@ class AsyncRedisStore:
             ):
                 await self._line.call("HDEL", key, ref, key=key)
                 entries.pop(ref, None)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return entries
 
     async def index_read(self, key: str) -> dict[str, str]:
         try:
             raw = await self._line.call("HGETALL", key, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return index_entries(raw)
 
@@ -283,20 +293,20 @@ class AsyncRedisStore:
             return
         try:
             await self._line.call("HDEL", key, *refs, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def ping(self) -> None:
         try:
             await self._line.call("PING")
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def eviction_warning(self) -> str | None:
         """As :meth:`RedisStore.eviction_warning`."""
         try:
             answer = await self.client.config_get("maxmemory-policy")
-        except DRIVER_ERRORS:
+        except _FAILURES:
             return POLICY_UNKNOWN
         return eviction_warning(answer)
 
@@ -309,5 +319,5 @@ class AsyncRedisStore:
                     await node.disconnect_free_connections()
             else:
                 await self.client.connection_pool.disconnect(inuse_connections=False)
-        except DRIVER_ERRORS:
+        except _FAILURES:
             pass

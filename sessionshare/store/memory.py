@@ -143,6 +143,8 @@ class MemoryStore:
         with self._lock:
             now = self._clock()
             entry = self._held(key, now)
+            if entry is not None and RETIRED in entry[2] and self._moved.get(key) == new_key:
+                return True  # this very move, asked again: done already (as on Redis)
             if entry is None or RETIRED in entry[2] or self._held(new_key, now) is not None:
                 return False
             fields, stored_meta = dict(entry[1]), dict(entry[2])
@@ -164,10 +166,15 @@ class MemoryStore:
             for _ in range(MAX_HOPS):
                 if next_key is None:
                     break
-                entry = self._sessions.pop(next_key, None)
-                moved_to = self._moved.pop(next_key, None)
-                # A marker past its few seconds leads nowhere: its old cookie is dead.
-                next_key = moved_to if entry is not None and entry[0] > now else None
+                entry = self._held(next_key, now)
+                if entry is not None and RETIRED in entry[2] and next_key in self._moved:
+                    # A marker holds no data: it stays its few seconds (as on Redis, where
+                    # an end run again must still find where the session went).
+                    next_key = self._moved[next_key]
+                else:
+                    self._sessions.pop(next_key, None)
+                    self._moved.pop(next_key, None)
+                    next_key = None
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         with self._lock:

@@ -66,6 +66,8 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    END,
+    END_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
@@ -308,7 +310,7 @@ class RedisStore:
             for _ in range(MAX_HOPS):  # a marker names where its session moved: end it too
                 if next_key is None:
                     break
-                next_key = moved_to(self._line.call("GETDEL", next_key, key=next_key))
+                next_key = moved_to(run_script(self._line, END, END_SHA, 1, next_key))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 

@@ -14,7 +14,7 @@ out (``exchange.py`` and ``aexchange.py``).
   On a Redis Cluster the two keys sit in different slots, so a move prepares
   the new key, runs :data:`MOVE_OUT` on the old key, then :data:`MOVE_IN` on
   the new one;
-- an end is ``GETDEL``: the session goes, and a marker's forward name says
+- an end is :data:`END`: the session goes, and a marker's forward name says
   where it moved, which is ended too (a prepared key included, so the last step
   of a cluster move still on its way finds nothing and creates nothing);
 - a ticket is issued with ``SET NX EX`` and redeemed with :data:`REDEEM`.
@@ -40,6 +40,8 @@ __all__ = [
     "CLAIM",
     "CLAIM_SHA",
     "DRIVER_ERRORS",
+    "END",
+    "END_SHA",
     "EVICTING_POLICIES",
     "INDEX_PUT",
     "PREPARED",
@@ -147,12 +149,19 @@ end
 #: record as stored *now* (a write another app made meanwhile is kept) with the changes
 #: merged in, and the old key becomes a marker holding no data but the new key's name for
 #: ``grace`` seconds, which an end follows. Returns 1, or 0 (and writes nothing) when the
-#: session is not live any more (or the new key is taken).
+#: session is not live any more (or the new key is taken). Run again, it answers 1 again.
 MOVE = _ENDED + _APPLY + _RETIRE + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local obj = cjson.decode(raw)
-if ended(obj) or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if ended(obj) then
+  -- This very move, run again (a retry after a lost reply): done already.
+  if type(obj['m']) == 'table' and obj['m']['r'] ~= nil and obj['f'] == KEYS[2] then
+    return 1
+  end
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 apply(obj, 4)
 redis.call('SET', KEYS[2], cjson.encode(obj), 'EX', ARGV[1])
 retire()
@@ -191,6 +200,22 @@ return 1
 
 #: What a cluster move prepares at the new key first (see :data:`MOVE_OUT`).
 PREPARED = '{"d":{},"m":{"p":1}}'
+
+#: KEYS[1] a session's key. Ends it: a session is deleted (answer: false); a marker --
+#: an id a move retired -- answers the key its session moved to, which the caller ends
+#: too, and stays as it is until it expires, so that an end run again (a retry after a
+#: lost reply) still finds where to go. A marker holds no data and takes no write.
+END = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, obj = pcall(cjson.decode, raw)
+if ok and type(obj) == 'table' and type(obj['m']) == 'table' and obj['m']['r'] ~= nil
+    and type(obj['f']) == 'string' then
+  return obj['f']
+end
+redis.call('DEL', KEYS[1])
+return false
+"""
 
 #: KEYS[1] ticket key, ARGV[1] this redemption's nonce. The first redemption
 #: marks the ticket spent by that nonce (keeping its expiry) and returns the
@@ -264,6 +289,7 @@ return left
 
 MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
 MOVE_SHA = hashlib.sha1(MOVE.encode()).hexdigest()
+END_SHA = hashlib.sha1(END.encode()).hexdigest()
 MOVE_OUT_SHA = hashlib.sha1(MOVE_OUT.encode()).hexdigest()
 MOVE_IN_SHA = hashlib.sha1(MOVE_IN.encode()).hexdigest()
 
@@ -517,15 +543,10 @@ def parse_record(raw: Any) -> SessionRecord | None:
 
 
 def moved_to(raw: Any) -> str | None:
-    """The key a retired marker's ``GETDEL`` reply names (where its session moved), or None."""
-    if raw is None:
+    """The key :data:`END` answered (where an ended id's session had moved), or None."""
+    if raw is None or raw is False or raw == 0:
         return None
-    try:
-        obj = json.loads(raw.decode() if type(raw) is bytes else raw)
-        forward = obj["f"] if RETIRED in obj["m"] else None
-    except (ValueError, KeyError, TypeError):
-        return None
-    return forward if isinstance(forward, str) else None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def is_live_text(raw: Any) -> bool:
