@@ -177,7 +177,7 @@ class ActiveSessions(Collector):
         self._counting = threading.Lock()
         _GAUGES.add(self)
 
-    def _forked(self) -> None:
+    def after_fork(self) -> None:
         """In a child just forked: start over with fresh locks and no figure.
 
         Only the forking thread exists in the child. Any lock the parent's counting
@@ -254,7 +254,7 @@ _GAUGES: weakref.WeakSet[ActiveSessions] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for gauge in list(_GAUGES):
-        gauge._forked()
+        gauge.after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
