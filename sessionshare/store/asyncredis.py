@@ -63,6 +63,7 @@ from .redisproto import (
     move_in_args,
     move_out_args,
     moved_to,
+    moved_to_by,
     parse_record,
     server_name,
     ticket_text,
@@ -209,7 +210,9 @@ class AsyncRedisStore:
             # Two slots: as RedisStore.move does.
             if not await self._line.call("SET", new_key, PREPARED, "EX", max(int(grace), 1),
                                          "NX", key=new_key):
-                return False
+                # Taken: done already if the old id names it and it holds the session.
+                return (moved_to_by(await self._line.call("GET", key, key=key)) == new_key
+                        and is_live_text(await self._line.call("GET", new_key, key=new_key)))
             record = await run_script(
                 self._line, MOVE_OUT, MOVE_OUT_SHA,
                 *move_out_args(key, new_key, retired_at=retired_at, grace=grace),

@@ -93,6 +93,7 @@ from .redisproto import (
     move_in_args,
     move_out_args,
     moved_to,
+    moved_to_by,
     parse_record,
     server_name,
     ticket_text,
@@ -291,7 +292,10 @@ class RedisStore:
             # then fill the new one -- unless an end meanwhile followed the marker there.
             if not self._line.call("SET", new_key, PREPARED, "EX", max(int(grace), 1), "NX",
                                    key=new_key):
-                return False
+                # Taken: done already (this move, run again) if the old id names it and it
+                # holds the session; else not ours to fill.
+                return (moved_to_by(self._line.call("GET", key, key=key)) == new_key
+                        and is_live_text(self._line.call("GET", new_key, key=new_key)))
             record = run_script(self._line, MOVE_OUT, MOVE_OUT_SHA,
                                 *move_out_args(key, new_key, retired_at=retired_at, grace=grace))
             if not record:

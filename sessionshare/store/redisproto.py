@@ -67,6 +67,7 @@ __all__ = [
     "move_in_args",
     "move_out_args",
     "moved_to",
+    "moved_to_by",
     "parse_record",
     "server_name",
     "warn_without_timeout",
@@ -186,12 +187,15 @@ return raw
 #: The last step of a cluster move, on the new key (KEYS[1]). ARGV: the record
 #: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Turns the
 #: prepared record into the session -- only if it is still there: an end of the old id in
-#: between followed the marker and deleted it -- and answers 1, else 0.
+#: between followed the marker and deleted it -- and answers 1, else 0 (1 again when run
+#: again after it filled the key).
 MOVE_IN = _APPLY + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local held = cjson.decode(raw)
-if type(held['m']) ~= 'table' or held['m']['p'] == nil then return 0 end
+if type(held['m']) ~= 'table' then return 0 end
+-- Filled already: this very step, run again (a retry after a lost reply).
+if held['m']['p'] == nil then return held['m']['r'] == nil and 1 or 0 end
 local obj = cjson.decode(ARGV[1])
 apply(obj, 3)
 redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[2])
@@ -547,6 +551,18 @@ def moved_to(raw: Any) -> str | None:
     if raw is None or raw is False or raw == 0:
         return None
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def moved_to_by(raw: Any) -> str | None:
+    """The key a marker in a ``GET`` reply forwards to (where its session moved), or None."""
+    if raw is None:
+        return None
+    try:
+        obj = json.loads(raw.decode() if type(raw) is bytes else raw)
+        forward = obj["f"] if RETIRED in obj["m"] else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return forward if isinstance(forward, str) else None
 
 
 def is_live_text(raw: Any) -> bool:
