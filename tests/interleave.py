@@ -27,6 +27,10 @@ the session's lifecycle against a small reference model kept here:
   (checked by :meth:`World.check_writes`, once every request is done).
 - **nobody reads another user's session.** A request only ever sees its
   browser's own user signed in, or nobody.
+- **a retried callback is no replay.** A hand-off whose redemption ran in the
+  store but whose answer was lost (the shell answered 503) is repeated by its
+  browser; that retry is the same redemption -- it signs in, or finds the
+  session ended or moved meanwhile -- and is never refused as ``replayed``.
 
 The lineage -- which session a request moved to which new id -- is read
 off the commands themselves: a request's move goes from the session it read
@@ -49,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sessionshare import SyncKey
+from sessionshare import StoreUnavailable, SyncKey
 from sessionshare.core.idp import IdpSide
 from sessionshare.core.remote import RemoteSide
 from sessionshare.core.reply import Reply
@@ -67,7 +71,7 @@ BROWSERS = {"alice": "alice", "alice2": "alice", "bob": "bob"}
 #: What a request can do: the app's action at the IdP or the shop, or an operator's.
 KINDS = (
     "sign_in", "sign_in_remember", "regenerate", "remember", "write_idp", "write_shop",
-    "read_shop", "handoff", "logout_idp", "logout_shop", "revoke_all",
+    "read_shop", "handoff", "handoff_answer_lost", "logout_idp", "logout_shop", "revoke_all",
 )
 
 Flow = Generator[Any, Any, None]
@@ -115,6 +119,9 @@ class Flight:
     loaded: str | None = None
     #: What it will have ended once it completes (logout, revoke_all).
     ends: set[str] = field(default_factory=set)
+    #: The command whose answer is lost once: it runs in the store, then the request
+    #: meets StoreUnavailable instead (a stall past the store client's retries).
+    lose: str | None = None
 
 
 class World:
@@ -171,7 +178,11 @@ class World:
         answer = command.on(self.store)
         self.step += 1
         self._observe(flight, command, answer)
-        self._resume(flight, answer)
+        if flight.lose == type(command).__name__:
+            flight.lose = None
+            self._resume(flight, None, lost=True)
+        else:
+            self._resume(flight, answer)
         self.check()
 
     def finish(self, flight: Flight) -> None:
@@ -189,10 +200,13 @@ class World:
         for flight in list(self.flights):
             self.finish(flight)
 
-    def _resume(self, flight: Flight, answer: Any) -> None:
+    def _resume(self, flight: Flight, answer: Any, *, lost: bool = False) -> None:
         assert flight.steps is not None
         try:
-            if flight.started:
+            if lost:
+                flight.pending = flight.steps.throw(
+                    StoreUnavailable("the answer was lost on the way back"))
+            elif flight.started:
                 flight.pending = flight.steps.send(answer)
             else:
                 flight.started = True
@@ -240,7 +254,7 @@ class World:
                 # whatever a request moves it to.
                 flight.ends.add(side.lifecycle.session_key(sid))
             yield from self._visit(flight, site, "POST", side.logout_path)
-        elif kind == "handoff":
+        elif kind in ("handoff", "handoff_answer_lost"):
             reply = yield from self._visit(flight, "shop", "GET", "/orders")
             if reply is None or reply.status != 302:
                 return
@@ -249,7 +263,23 @@ class World:
             if reply is None or reply.status != 303:
                 return
             back = urlsplit(dict(reply.headers)["Location"])
-            yield from self._visit(flight, "shop", "GET", back.path, back.query)
+            if kind == "handoff_answer_lost":
+                # The redemption runs, its answer is lost: the shell answers 503, and the
+                # browser repeats the same callback URL (same token, same state cookie).
+                flight.lose = "TakeTicket"
+                try:
+                    reply = yield from self._visit(flight, "shop", "GET", back.path, back.query)
+                except StoreUnavailable:
+                    pass
+                else:
+                    flight.lose = None
+                    return  # refused before its redemption: nothing was lost
+            reply = yield from self._visit(flight, "shop", "GET", back.path, back.query)
+            if kind == "handoff_answer_lost" and reply is not None and (
+                b"<code>replayed</code>" in reply.body
+            ):
+                self.violations.append(f"request {flight.number}: the retry of a callback "
+                                       "whose answer was lost was refused as a replay")
         else:
             raise AssertionError(kind)
 

@@ -132,6 +132,21 @@ def test_the_same_hand_off_joins_once(rules: Lifecycle, clock: FakeClock) -> Non
     assert script(rules.join(other, SID, handoff=8), [seen])[1] == "joined"
 
 
+def test_a_hand_off_to_an_id_moved_meanwhile_joins_nothing_and_ends_nothing(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    # The ticket names an id that a sign-in at the IdP moved after the ticket was made:
+    # the store answers the marker and writes nothing into it. The hand-off finds no
+    # session, and the marker -- which holds no lifetime of its own -- is not ended as
+    # expired (an end follows a marker: it would end the session where it went).
+    marker = SessionRecord({}, {META_RETIRED: int(clock())})
+    for handoff in (None, 7):
+        session = Session(lambda sid: None, None)
+        commands, found = script(rules.join(session, SID, handoff=handoff), [marker])
+        assert found == "gone" and len(commands) == 1 and isinstance(commands[0], Mark)
+        assert session.stored_id is None and not session.has_joined(ORIGIN)
+
+
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:
     session = Session(lambda sid: None, SID)
     session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))

@@ -8,11 +8,12 @@ does no I/O, so every store step of every request is a value the test can
 hold back and release in any order (``tests/interleave.py``): hypothesis
 starts requests of several browsers at the IdP and a remote (sign-ins, with
 and without remember-me, ``regenerate()``, ``remember()``, writes of keys no
-one else writes, reads, hand-offs, logouts at either site, an operator's
+one else writes, reads, hand-offs -- some whose redemption's answer is lost
+and which the browser retries --, logouts at either site, an operator's
 ``revoke_all``) and advances them one store command at a time, checking
-after each command that no ended session is live or re-indexed and nobody
-reads another user's session, and at the end that no acknowledged write was
-lost.
+after each command that no ended session is live or re-indexed, nobody
+reads another user's session and no retried callback is called a replay,
+and at the end that no acknowledged write was lost.
 
 It runs on ``MemoryStore`` and on the real Redis of the suite. The ``ci``
 hypothesis profile (the default) keeps both short; ``HYPOTHESIS_PROFILE=thorough``
@@ -37,7 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from interleave import BROWSERS, KINDS, World
+from interleave import BROWSERS, KINDS, World, _live
 from security.profiles import budget
 
 from sessionshare import MemoryStore, RedisStore, SessionStore
@@ -142,3 +143,34 @@ def test_the_harness_sees_a_sign_in_over_an_ended_session(
     world.finish(signing_in)
     world.check_writes()
     assert world.violations == []
+
+
+@pytest.mark.parametrize(
+    "meanwhile", [None, "logout_idp", "revoke_all", "regenerate", "remember"]
+)
+def test_a_retried_callback_neither_revives_an_ended_session_nor_is_a_replay(
+    meanwhile: str | None, store: SessionStore, clock: FakeClock
+) -> None:
+    """A hand-off's redemption runs in the store but its answer is lost (the shell answers
+    503); before the browser repeats the callback, another tab signs out, the operator
+    revokes, or an IdP request moves the session to a new id. The retry is the same
+    redemption (the ticket's value again): it joins the session if it still lives under
+    the id the ticket names, else finds it ended or moved -- it never brings it back, and
+    it is never refused as a replay."""
+    world = World(store, clock)
+    world.run_now("alice", "sign_in")
+    retrying = world.start("alice", "handoff_answer_lost")
+    while type(retrying.pending).__name__ != "TakeTicket":
+        world.advance(retrying)
+    world.advance(retrying)  # the redemption runs; its answer is lost
+    assert retrying.lose is None and not retrying.done
+    if meanwhile is not None:
+        world.run_now("alice", meanwhile)
+    world.finish(retrying)
+    world.check_writes()
+    assert world.violations == []
+    shop = world.shop.lifecycle
+    sid = shop.session_id_in(world.browsers["alice"].header("shop"))
+    joined = sid is not None and _live(store.peek(shop.session_key(sid)))
+    # Only where nothing happened meanwhile does the retry sign the browser in at the shop.
+    assert joined is (meanwhile is None)
