@@ -647,8 +647,28 @@ def test_a_move_and_an_end_are_the_thread_stores_own(redis_url: str, kind: str) 
     thread_store.close()
 
 
+@pytest.fixture
+def closed_loops() -> Iterator[None]:
+    """For a test that leaves connections of event loops it closed: the transports of a
+    loop closed with connections open cannot be closed through that loop, and close their
+    sockets when collected, with a ResourceWarning. Collected once the test is over --
+    when nothing of it holds them any more, and not while it runs (the collector would
+    warn at any allocation of the test, a later one's included)."""
+    import gc
+    import warnings
+
+    gc.disable()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        gc.enable()
+
+
 def test_a_store_used_on_another_event_loop_drops_that_loops_connections(
-    make_store: Callable[[], AsyncRedisStore],
+    make_store: Callable[[], AsyncRedisStore], closed_loops: None
 ) -> None:
     """Issue 23, finding 7: an ``asyncio.run(store.ping())`` at import (or pytest-asyncio's
     loop per test around a module-level app) left connections of a loop that is gone; the
@@ -666,14 +686,11 @@ def test_a_store_used_on_another_event_loop_drops_that_loops_connections(
         finally:
             await store.close()
 
-    try:
-        assert asyncio.run(serve()) == [True] * 20
-    finally:
-        _collect_closed_loops_transports()
+    assert asyncio.run(serve()) == [True] * 20
 
 
 def test_a_connection_the_client_opened_on_another_loop_is_not_a_500(
-    make_store: Callable[[], AsyncRedisStore],
+    make_store: Callable[[], AsyncRedisStore], closed_loops: None
 ) -> None:
     """One the store never saw (the client's own command opened it on an earlier loop) is
     a failed connection: StoreUnavailable at worst (a 503 the browser retries), never a
@@ -691,24 +708,11 @@ def test_a_connection_the_client_opened_on_another_loop_is_not_a_500(
         finally:
             await store.close()
 
-    try:
-        assert asyncio.run(serve()) == SessionRecord({"a": "1"}, {})
-    finally:
-        _collect_closed_loops_transports()
+    assert asyncio.run(serve()) == SessionRecord({"a": "1"}, {})
 
 
-def _collect_closed_loops_transports() -> None:
-    """The transports of a loop closed with connections open cannot be closed through that
-    loop; they close their sockets when collected, with a ResourceWarning: collected now."""
-    import gc
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
-def test_a_module_level_asgi_app_serves_every_test_loop(redis_url: str) -> None:
+def test_a_module_level_asgi_app_serves_every_test_loop(redis_url: str, closed_loops: None
+                                                       ) -> None:
     """The README's httpx recipe with pytest-asyncio's loop per test: one app built at
     import, each test on a loop of its own. Every answer is the app's, never a 500."""
     import httpx
@@ -732,8 +736,5 @@ def test_a_module_level_asgi_app_serves_every_test_loop(redis_url: str) -> None:
             if last:
                 await store.close()
 
-    try:
-        for n in range(3):  # three tests, three loops, the first two leave connections
-            assert asyncio.run(a_test(n, last=n == 2)) == [200, 200, 1]
-    finally:
-        _collect_closed_loops_transports()
+    for n in range(3):  # three tests, three loops, the first two leave connections
+        assert asyncio.run(a_test(n, last=n == 2)) == [200, 200, 1]
