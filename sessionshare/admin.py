@@ -14,6 +14,7 @@ their ``key_prefix`` and ``user_key``, when those are not the defaults);
     for info in admin.sessions("alice"):
         print(info.ref, info.user_agent, info.apps)
     admin.revoke("alice", "3f9ac21b77e04d51")
+    admin.withdraw("alice", "https://blog.example")  # the blog stops serving her now
 
     # in the IdP app, "log out my other devices":
     session = environ["sessionshare.session"]
@@ -35,7 +36,7 @@ from .core.events import EventHook, Events
 from .core.index import REF_CHARS, SessionInfo, UserIndex
 from .core.session import Session
 from .core.steps import run, run_async
-from .crypto import SyncKey
+from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError
 from .store.base import AsyncSessionStore, SessionStore
 
@@ -69,6 +70,20 @@ class _Admin:
     def ref_of(self, session: Session) -> str | None:
         """The reference of the stored ``session`` (the current one, in an app)."""
         return self.index.ref_of(session)
+
+    @staticmethod
+    def canonical(origin: str) -> str:
+        """``origin`` as :meth:`withdraw` names it (``https://Shop.Example:443`` ->
+        ``https://shop.example``); ConfigurationError for anything else, naming what to
+        pass."""
+        try:
+            canonical = canonical_origin(origin, setting="origin")
+        except ConfigurationError:
+            raise ConfigurationError(
+                f"origin must be a remote app's origin such as https://shop.example, "
+                f"not {origin[:100]!r}"
+            ) from None
+        return canonical
 
     def _except(self, current: str | Session | None) -> str | None:
         return self.ref_of(current) if isinstance(current, Session) else current
@@ -115,11 +130,20 @@ class SessionAdmin(_Admin):
         reference, or the current request's session); how many were ended."""
         return run(self.index.revoke_all(user, self._except(except_current)), self.store)
 
+    def withdraw(self, user: str, origin: str) -> int:
+        """Take the remote ``origin`` out of every live session of ``user``: that app
+        stops serving them at its next request and sends the user through the
+        hand-off again, where the IdP's ``authorize`` hook decides anew (call it when
+        the user loses the right to use that site). How many sessions had joined it."""
+        return run(self.index.withdraw(user, self.canonical(origin)), self.store)
+
     def count_sessions(self) -> int:
         """How many shared sessions are live, all users together: a gauge for operators.
 
-        It reads every user's index and asks the store which of the sessions
-        named there it still holds: a ``SCAN`` over the index keys, one read per
+        It reads every user's index of this deployment (its sync keys' index keys
+        only: another deployment on the same store and prefix is not counted) and
+        asks the store which of the sessions named there it still holds: a
+        ``SCAN`` over the index keys, one read per
         user and one ``EXISTS`` per 500 sessions (on a cluster, one per session: each
         has its own slot). That grows with the number of users and sessions, so
         call it for a gauge every minute or so, never per request.
@@ -133,7 +157,8 @@ class SessionAdmin(_Admin):
         seen: set[str] = set()
         stored = 0
         batch: list[str] = []
-        for key in set(index_keys(self.index.index_prefix)):
+        keys = {key for prefix in self.index.index_prefixes for key in index_keys(prefix)}
+        for key in keys:
             for session_key in self.index.live_session_keys(self.store.index_read(key)):
                 if session_key not in seen:
                     seen.add(session_key)
@@ -189,3 +214,7 @@ class AsyncSessionAdmin(_Admin):
         """End every session of ``user`` but ``except_current``; how many were ended."""
         return await run_async(self.index.revoke_all(user, self._except(except_current)),
                                self.store)
+
+    async def withdraw(self, user: str, origin: str) -> int:
+        """Take ``origin`` out of every live session of ``user``; how many had joined it."""
+        return await run_async(self.index.withdraw(user, self.canonical(origin)), self.store)

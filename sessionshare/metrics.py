@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,10 @@ class ActiveSessions(Collector):
     waits on the store -- nor blocks an event loop that serves ``/metrics``.
     The thread starts at the first scrape (or :meth:`start`) in the process
     that scrapes, so a server that forks its workers after building the app
-    counts in each worker. A count that fails is logged
+    counts in each worker. It is fork-safe: a child forked while the parent
+    counts (gunicorn ``--preload`` with :meth:`start` at import) gets fresh
+    locks and state rather than the parent's, held by a thread that does not
+    exist there, and counts on a thread of its own when the parent did. A count that fails is logged
     (``sessions_count_failed``); after :data:`STALE_AFTER` failures in a row
     the sample is dropped rather than shown stale. Until the first count there
     is no sample.
@@ -189,6 +193,24 @@ class ActiveSessions(Collector):
         self._starting = threading.Lock()
         # One count at a time: the figure kept is always the latest count's.
         self._counting = threading.Lock()
+        _GAUGES.add(self)
+
+    def after_fork(self) -> None:
+        """In a child just forked: start over with fresh locks and no figure.
+
+        Only the forking thread exists in the child. Any lock the parent's counting
+        thread held at that moment -- in the middle of a count, say -- would stay held
+        here forever, and every count (so the gauge) would hang on it.
+        """
+        counting = self._thread is not None and not self._stop.is_set()
+        stopped = self._stop.is_set()
+        self._starting, self._counting = threading.Lock(), threading.Lock()
+        self._stop = threading.Event()
+        if stopped:
+            self._stop.set()
+        self._pid, self._thread, self.value, self.failures = os.getpid(), None, None, 0
+        if counting:
+            self.start()  # the parent counted: so does each worker, from its start
 
     def refresh(self) -> int:
         """Count now; the new figure (StoreUnavailable when the store is down)."""
@@ -243,3 +265,15 @@ class ActiveSessions(Collector):
 
 _SESSIONS_HELP = ("Live shared sessions of all users, counted from the per-user index "
                   "(refreshed every sessions_every seconds).")
+
+#: Every gauge of this process, for the fork handler (weakly: a dropped gauge goes).
+_GAUGES: weakref.WeakSet[ActiveSessions] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for gauge in list(_GAUGES):
+        gauge.after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

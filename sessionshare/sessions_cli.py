@@ -1,4 +1,5 @@
-"""``python -m sessionshare sessions list | revoke``: a user's sessions, from the command line.
+"""``python -m sessionshare sessions list | revoke | withdraw``: a user's sessions, from the
+command line.
 
 It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
 ``SESSIONSHARE_SYNC_KEY``, and ``SESSIONSHARE_KEY_PREFIX`` /
@@ -10,6 +11,8 @@ It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
     3f9ac21b77e04d51  2026-11-28 09:12  2026-11-28 11:40  https://shop.example  Mozilla/5.0 ...
     $ python -m sessionshare sessions revoke --user alice --ref 3f9ac21b77e04d51
     ended session 3f9ac21b77e04d51 of 'alice' in every app
+    $ python -m sessionshare sessions withdraw --user alice --origin https://blog.example
+    withdrew https://blog.example from 1 session of 'alice': it signs her in again through the IdP
 
 Exit status: 0 when done; 1 when the store does not answer or there is
 nothing to list or end; 2 for a setting or an argument to fix.
@@ -154,8 +157,30 @@ def _revoke(args: argparse.Namespace) -> int:
         admin.store.close()
 
 
+def _withdraw(args: argparse.Namespace) -> int:
+    admin, url, status = _admin()
+    if admin is None:
+        return _fail(url, status)
+    try:
+        count = admin.withdraw(args.user, args.origin)
+    except ConfigurationError as exc:
+        return _fail(str(exc), 2)
+    except StoreUnavailable as exc:
+        return _down(url, exc)
+    finally:
+        admin.store.close()
+    origin = admin.canonical(args.origin)
+    if not count:
+        return _fail(f"no live session of {args.user!r} has joined {origin} (see 'sessions "
+                     "list': its APPS column)", 1)
+    print(f"withdrew {origin} from {count} session{'s' if count != 1 else ''} of "
+          f"{args.user!r}: that app signs the user in again through the IdP, where "
+          "authorize decides anew")
+    return 0
+
+
 def add_sessions_command(commands: Any) -> None:
-    """Add ``sessions list`` and ``sessions revoke`` to the CLI's subcommands."""
+    """Add ``sessions list``, ``revoke`` and ``withdraw`` to the CLI's subcommands."""
     sessions = commands.add_parser(
         "sessions", help="list a user's shared sessions, or end them in every app",
         description="Reads SESSIONSHARE_STORE_URL, SESSIONSHARE_SYNC_KEY and, when set, "
@@ -171,3 +196,10 @@ def add_sessions_command(commands: Any) -> None:
     which.add_argument("--ref", help="the session's REF, from 'sessions list'")
     which.add_argument("--all", action="store_true", help="every session of the user")
     revoke.set_defaults(run=_revoke)
+    withdraw = actions.add_parser(
+        "withdraw", help="take a remote app out of the user's sessions (it stops serving "
+                         "them at its next request)")
+    withdraw.add_argument("--user", required=True, help="the user, as REMOTE_USER shows it")
+    withdraw.add_argument("--origin", required=True,
+                          help="the remote app's origin, e.g. https://blog.example")
+    withdraw.set_defaults(run=_withdraw)

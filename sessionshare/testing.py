@@ -15,8 +15,15 @@ that this app joined it -- and gives the test client its cookie::
         assert client.get("/orders").status_code == 200
 
 It is explicit per test: nothing is switched off, no check is skipped, and a
-client that did not sign in is sent to the IdP as in production. Use a
-:class:`~sessionshare.MemoryStore` in tests (no Redis needed); any store works.
+client that did not sign in is sent to the IdP as in production. The session
+is entered in the user's index like a real sign-in, so ``sessions list``,
+``revoke`` and ``max_sessions_per_user`` (at an IdP) see it.
+
+Use a :class:`~sessionshare.MemoryStore` in tests (no Redis needed). Any
+other store is refused unless the test says it is a test store --
+``allow_shared_store=True`` -- because a helper that makes signed-in sessions
+must never write one into a store real apps share (production Redis, by a
+wrong URL in a test's settings).
 
 The ASGI middlewares (:mod:`sessionshare.asgi`) work the same, with an
 ``httpx`` client over ``httpx.ASGITransport`` or Starlette's ``TestClient``.
@@ -43,6 +50,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .asgi.base import SessionMiddleware as AsgiMiddleware
+from .core.idp import IdpSide
+from .core.index import UserIndex, record_session
 from .core.lifecycle import Headers
 from .core.remote import RemoteSide
 from .core.session import Session
@@ -50,6 +59,12 @@ from .core.side import Side
 from .core.steps import Steps, run, run_async
 from .errors import ConfigurationError
 from .store.amemory import AsyncMemoryStore
+from .store.base import SessionStore
+from .store.memory import MemoryStore
+from .store.observed import AsyncObservedStore, ObservedStore
+
+#: The ``User-Agent`` an index entry made by these helpers shows.
+USER_AGENT = "sessionshare.testing"
 
 __all__ = ["sign_in", "sign_in_async", "signed_in_cookie", "signed_in_cookie_async"]
 
@@ -66,10 +81,29 @@ def _side_of(middleware: Any) -> Side:
     return side
 
 
+def _store_of(middleware: Any) -> Any:
+    return middleware.store if isinstance(middleware, AsgiMiddleware) else middleware.manager.store
+
+
+def _refuse_a_shared_store(middleware: Any, allowed: bool) -> None:
+    """ConfigurationError unless ``middleware``'s store is in memory, or ``allowed``."""
+    store = _store_of(middleware)
+    while isinstance(store, (ObservedStore, AsyncObservedStore, AsyncMemoryStore)):
+        store = store.store
+    if allowed or isinstance(store, MemoryStore):
+        return
+    raise ConfigurationError(
+        f"sign_in writes a signed-in session into the middleware's {type(store).__name__}, "
+        "a store real apps may share: use MemoryStore() in tests, or pass "
+        "allow_shared_store=True if this store is a test one"
+    )
+
+
 def _persist_signed_in(
     side: Side, user: Any, data: dict[str, Any] | None, clock: Callable[[], float] | None
 ) -> Steps[Headers]:
-    """The steps that store a new session signed in as ``user``; its headers."""
+    """The steps that store a new session signed in as ``user`` and enter it in the
+    user's index, as a real sign-in does; the headers of its cookie."""
     now = (clock or side.clock)()
     session = Session()
     session.update(data or {})
@@ -77,7 +111,17 @@ def _persist_signed_in(
     session.mark_authenticated(now)
     if isinstance(side, RemoteSide):
         session.mark_joined(side.origin, now)  # as a completed hand-off records it
-    return side.lifecycle.persist(session)
+    headers = yield from side.lifecycle.persist(session)
+    if isinstance(side, IdpSide):
+        index, cap = side.index, side.max_sessions_per_user
+    else:
+        # The remote's view of the same index (the IdP's cap is the IdP's to apply).
+        index = UserIndex(side.key, key_prefix=side.lifecycle.key_prefix,
+                          user_key=side.user_key, events=side.events, clock=side.clock)
+        cap = None
+    yield from record_session(index, session, side.remote_user(user) or "",
+                              ids=side.lifecycle.ids, user_agent=USER_AGENT, max_sessions=cap)
+    return headers
 
 
 def _cookie_in(side: Side, headers: Headers) -> tuple[str, str]:
@@ -94,18 +138,20 @@ def signed_in_cookie(
     data: dict[str, Any] | None = None,
     *,
     clock: Callable[[], float] | None = None,
+    allow_shared_store: bool = False,
 ) -> tuple[str, str]:
-    """Store a session signed in as ``user`` (with ``data``) for ``middleware``'s app; the
-    ``(name, value)`` of the session cookie that app reads it from.
+    """Store a session signed in as ``user`` (with ``data``) for ``middleware``'s app, and
+    enter it in the user's index; the ``(name, value)`` of the session cookie that app
+    reads it from.
 
     ``middleware`` is an :class:`~sessionshare.IdpAuthMiddleware` or
     :class:`~sessionshare.RemoteSessionMiddleware` (for Flask: ``app.wsgi_app``),
     or one of :mod:`sessionshare.asgi` over a ``MemoryStore`` (for an asyncio
     store, await :func:`signed_in_cookie_async`). Use the pair for a client
-    this module does not know.
+    this module does not know. A store other than a ``MemoryStore`` raises
+    ``ConfigurationError`` unless ``allow_shared_store=True`` says it is a test one.
     """
     side = _side_of(middleware)
-    steps = _persist_signed_in(side, user, data, clock)
     if isinstance(middleware, AsgiMiddleware):
         if not isinstance(middleware.store, AsyncMemoryStore):
             raise ConfigurationError(
@@ -113,8 +159,11 @@ def signed_in_cookie(
                 "await signed_in_cookie_async (or sign_in_async) in an async test"
             )
         # A MemoryStore never waits: its records are written here, with no event loop.
-        return _cookie_in(side, run(steps, middleware.store.store))
-    return _cookie_in(side, run(steps, middleware.manager.store))
+        store: SessionStore = middleware.store.store
+    else:
+        store = middleware.manager.store
+    _refuse_a_shared_store(middleware, allow_shared_store)
+    return _cookie_in(side, run(_persist_signed_in(side, user, data, clock), store))
 
 
 async def signed_in_cookie_async(
@@ -123,9 +172,12 @@ async def signed_in_cookie_async(
     data: dict[str, Any] | None = None,
     *,
     clock: Callable[[], float] | None = None,
+    allow_shared_store: bool = False,
 ) -> tuple[str, str]:
-    """:func:`signed_in_cookie` on the event loop: for an ASGI middleware over any store."""
+    """:func:`signed_in_cookie` on the event loop: for an ASGI middleware over any store
+    (one other than a ``MemoryStore`` only with ``allow_shared_store=True``)."""
     side = _side_of(middleware)
+    _refuse_a_shared_store(middleware, allow_shared_store)
     steps = _persist_signed_in(side, user, data, clock)
     if isinstance(middleware, AsgiMiddleware):
         return _cookie_in(side, await run_async(steps, middleware.store))
@@ -165,7 +217,9 @@ def _cookie_setter(client: Any) -> Callable[[str, str], None]:
     )
 
 
-def sign_in(client: Any, middleware: Any, user: Any, **data: Any) -> None:
+def sign_in(
+    client: Any, middleware: Any, user: Any, *, allow_shared_store: bool = False, **data: Any
+) -> None:
     """Sign ``client`` in at ``middleware``'s app as ``user``, with session ``data``.
 
     ``client``: a WebTest ``TestApp``, a Flask/werkzeug test client, the Django
@@ -174,12 +228,21 @@ def sign_in(client: Any, middleware: Any, user: Any, **data: Any) -> None:
     the middleware and is refused), or -- for an ASGI middleware -- an
     ``httpx`` client (give it a ``base_url``) or Starlette's ``TestClient``.
     For anything else, send the cookie from :func:`signed_in_cookie` yourself.
+
+    The session is entered in the user's index as a real sign-in's is. A store
+    other than a ``MemoryStore`` is refused (``ConfigurationError``) unless
+    ``allow_shared_store=True`` says it is a test store.
     """
     set_cookie = _cookie_setter(client)  # an unknown client: refused before anything is stored
-    set_cookie(*signed_in_cookie(middleware, user, data))
+    set_cookie(*signed_in_cookie(middleware, user, data,
+                                 allow_shared_store=allow_shared_store))
 
 
-async def sign_in_async(client: Any, middleware: Any, user: Any, **data: Any) -> None:
-    """:func:`sign_in` on the event loop: for an ASGI middleware over any store."""
+async def sign_in_async(
+    client: Any, middleware: Any, user: Any, *, allow_shared_store: bool = False, **data: Any
+) -> None:
+    """:func:`sign_in` on the event loop: for an ASGI middleware over any store (one other
+    than a ``MemoryStore`` only with ``allow_shared_store=True``)."""
     set_cookie = _cookie_setter(client)
-    set_cookie(*await signed_in_cookie_async(middleware, user, data))
+    set_cookie(*await signed_in_cookie_async(middleware, user, data,
+                                             allow_shared_store=allow_shared_store))

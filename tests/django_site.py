@@ -87,6 +87,10 @@ def _urlpatterns() -> list[Any]:
         return HttpResponse(json.dumps({"csrf": get_token(request)}),
                             content_type="application/json")
 
+    def cycle(request: Any) -> HttpResponse:
+        request.session.cycle_key()  # what Django's login() does, and apps after a change
+        return HttpResponse("cycled")
+
     def sign_out(request: Any) -> HttpResponse:
         logout(request)  # Django's own: flush(), the shared session ends everywhere
         return HttpResponse("signed out")
@@ -97,6 +101,7 @@ def _urlpatterns() -> list[Any]:
         path("whoami", whoami),
         path("orders", orders),
         path("form", form),
+        path("cycle", cycle),
         path("django-logout", sign_out),
         *forum.urlpatterns,
     ]

@@ -23,9 +23,11 @@ from servers import counting_client
 from sessionshare import (
     AsyncRedisStore,
     AsyncSessionAdmin,
+    ConfigurationError,
     RedisStore,
     SessionAdmin,
     SessionStore,
+    SyncKey,
 )
 from sessionshare.admin import is_ref
 
@@ -144,6 +146,63 @@ def test_revocation_takes_effect_at_the_next_request_of_each_shell(
     assert signed_out_everywhere(laptop)
 
 
+def _expiry(store: SessionStore, key: str) -> float:
+    if isinstance(store, RedisStore):
+        return float(store.client.ttl(key))
+    return store.sessions()[key].expires  # type: ignore[attr-defined, no-any-return]
+
+
+def test_withdrawing_a_remote_stops_it_at_its_next_request(
+    store: SessionStore, clock: FakeClock, shell: str
+) -> None:
+    # Issue 23, finding 9: the operator takes the blog away from alice in the authorize
+    # hook; the blog kept serving her live sessions, and withdraw() worked only inside
+    # one of her own requests. SessionAdmin.withdraw does it from outside, at once.
+    allowed = {SHOP, BLOG}
+    events: list[tuple[str, dict[str, Any]]] = []
+    dep = Deployment(store, clock, shell=shell,
+                     idp_options={"authorize": lambda session, origin: origin in allowed})
+    admin = SessionAdmin(store, dep.key, clock=clock,
+                         on_event=lambda name, fields: events.append((name, fields)))
+    laptop, phone, shop_only = (browser_as(dep, agent) for agent in (FIREFOX, PHONE, "shop"))
+    for browser in (laptop, phone):
+        browser.sign_in_at(SHOP + "/orders")
+        browser.sign_in_at(BLOG + "/x")
+    shop_only.sign_in_at(SHOP + "/orders")
+    key = laptop.store_key("id.test")
+    before = _expiry(store, key)
+    allowed.discard(BLOG)  # the operator's decision...
+    assert admin.withdraw("alice", "HTTP://Blog.Test:80/") == 2  # ...made effective now
+    for browser in (laptop, phone):
+        away = browser.get(BLOG + "/x")  # its very next request: back through the IdP,
+        assert away.status_int == 302
+        refused = browser.get(away.location)  # where the hook says no
+        assert refused.status_int == 403 and "not_authorized" in refused.text
+        assert browser.get(SHOP + "/orders").json["user"] == "alice"  # the shop still serves
+    assert ("session_withdrawn", {"origin": BLOG, "count": 2, "user": "alice"}) in events
+    assert 0 <= before - _expiry(store, key) <= 1  # its life neither extended nor cut
+    assert admin.withdraw("alice", BLOG) == 0
+    assert [info.apps for info in admin.sessions("alice")] == [(SHOP,)] * 3
+    with pytest.raises(ConfigurationError, match="origin must be"):
+        admin.withdraw("alice", "blog")
+
+
+def test_the_async_admin_withdraws_too(redis_url: str, clock: FakeClock) -> None:
+    dep = Deployment(RedisStore.from_url(redis_url), clock)
+    browser = Browser(dep)
+    browser.sign_in_at(BLOG + "/x")
+
+    async def withdraw() -> int:
+        admin = AsyncSessionAdmin(AsyncRedisStore.from_url(redis_url), dep.key, clock=clock)
+        try:
+            return await admin.withdraw("alice", BLOG)
+        finally:
+            await admin.store.close()
+
+    assert asyncio.run(withdraw()) == 1
+    assert browser.get(BLOG + "/x").status_int == 302
+
+
 def test_revoke_all_ends_every_session_of_the_user_only(
     dep: Deployment, admin: SessionAdmin
 ) -> None:
@@ -209,6 +268,47 @@ def test_signing_in_past_max_sessions_ends_the_oldest(
     assert [info.user_agent for info in admin.sessions("alice")] == ["three", "one"]
 
 
+def test_max_sessions_counts_the_sessions_made_under_an_older_key(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Issue 23, finding 4: with keys NEW,OLD and a limit of 1, a session made under OLD
+    # stayed alive after a sign-in under NEW -- the index is per key, and the cap counted
+    # only the newest key's. A rotation lasts up to absolute_timeout (30 days remembered).
+    old_key = SyncKey.generate()
+    before = Deployment(store, clock, key=old_key, idp_options={"max_sessions_per_user": 1})
+    laptop = browser_as(before, "laptop")
+    laptop.sign_in_at(SHOP + "/orders")
+    clock.advance(10)
+    rotated = Deployment(store, clock, key=f"{SyncKey.generate()},{old_key}",
+                         idp_options={"max_sessions_per_user": 1})
+    assert Browser(rotated).get(IDP + "/", headers={
+        "Cookie": f"sessionshare={laptop.cookie('id.test')}"}).text == "idp home user=alice"
+    phone = browser_as(rotated, "phone")
+    phone.sign_in_at(SHOP + "/orders")  # under the new key
+    assert phone.get(SHOP + "/orders").json["user"] == "alice"
+    laptop_now = Browser(rotated)
+    laptop_now.apps["id.test"].set_cookie("sessionshare", laptop.cookie("id.test") or "")
+    assert laptop_now.get(IDP + "/").text == "idp home user=None"  # ended: one session only
+    admin = SessionAdmin(store, rotated.key, clock=clock)
+    assert [info.user_agent for info in admin.sessions("alice")] == ["phone"]
+
+
+def test_another_deployment_on_the_same_store_and_prefix_is_not_counted(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # Issue 23, finding 6: the index keys carried no key id, so staging (another sync key,
+    # the same store and prefix) counted production's sessions in its gauge.
+    production, staging = Deployment(store, clock), Deployment(store, clock)
+    Browser(production).sign_in_at(SHOP + "/orders")
+    Browser(production).sign_in_at(SHOP + "/orders", user="bob")
+    Browser(staging).sign_in_at(SHOP + "/orders", user="bob")
+    assert SessionAdmin(store, production.key, clock=clock).count_sessions() == 2
+    assert SessionAdmin(store, staging.key, clock=clock).count_sessions() == 1
+    prefixes = SessionAdmin(store, staging.key, clock=clock).index.index_prefixes
+    assert not any(key.startswith(tuple(prefixes))
+                   for key in SessionAdmin(store, production.key).index.index_keys("bob"))
+
+
 def test_the_index_is_pruned_after_expiry_and_logout(
     dep: Deployment, admin: SessionAdmin, clock: FakeClock
 ) -> None:
@@ -252,7 +352,7 @@ def test_the_index_holds_no_cookie_and_no_user_name(dep: Deployment, admin: Sess
     sid = browser.session_id("id.test")
     assert sid is not None
     (key,) = admin.index.index_keys("alice")
-    assert "alice" not in key and re.fullmatch(r"sessionshare:u:\{[0-9a-f]{32}\}", key)
+    assert "alice" not in key and re.fullmatch(r"sessionshare:u:[0-9a-f]{12}:\{[0-9a-f]{32}\}", key)
     text = json.dumps(dep.store.index_read(key))
     cookies = [browser.cookie(host) for host in ("id.test", "shop.test", "blog.test")]
     for secret in [sid, sid.split(".")[0], *(c for c in cookies if c)]:
@@ -289,8 +389,9 @@ def test_a_sign_in_costs_one_round_trip_more_for_the_index(
     before = counts["round_trips"]
     signed_in = browser.post(login_url, {"username": "alice", "password": "wonderland"})
     assert signed_in.status_int == 303
-    # Read, create under the new id, retire the old id, claim + ticket (4), the index (+1).
-    assert counts["round_trips"] - before == 5
+    # Read, move to the new id (one conditional step), claim + ticket (3), the index (+1,
+    # checked against the session in the same step).
+    assert counts["round_trips"] - before == 4
     before = counts["round_trips"]
     assert browser.get(signed_in.location).status_int == 303
     assert browser.get(SHOP + "/orders").json["user"] == "alice"

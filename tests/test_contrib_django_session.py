@@ -125,9 +125,9 @@ def test_cycle_key_regenerates_and_flush_invalidates() -> None:
     store.cycle_key()
     # At a remote that joined the session the id stays (only the IdP moves it)...
     assert shared.write_plan(NOW, joined_as=SHOP).unchanged
-    # ...elsewhere the data moves to a fresh id and the old one is dropped.
+    # ...elsewhere the session moves to a fresh id (one conditional store step).
     plan = shared.write_plan(NOW, joined_as=None)
-    assert plan.create and plan.drop == "some-id"
+    assert plan.move_from == "some-id" and plan.save_to not in (None, "some-id")
     store.flush()
     assert shared.invalidated and dict(store) == {}
     store.delete()

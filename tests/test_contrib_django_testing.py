@@ -63,7 +63,7 @@ def test_a_signed_in_client_sees_the_forum_and_its_csrf_form_works(
     options: dict[str, Any]
 ) -> None:
     client = _client(options, enforce_csrf_checks=True)
-    sign_in(client, client.middleware, "alice", cart=["teapot"])
+    sign_in(client, client.middleware, "alice", allow_shared_store=True, cart=["teapot"])
     # As after a real hand-off, login_required goes once through LOGIN_URL, where the
     # middleware publishes the user and Django logs them in: follow=True stays in the app.
     page = client.get("/", follow=True, **ACCEPT_HTML)
@@ -83,7 +83,7 @@ def test_a_signed_in_client_sees_the_forum_and_its_csrf_form_works(
 
 def test_a_logout_through_the_client_ends_the_session(options: dict[str, Any]) -> None:
     client = _client(options)
-    sign_in(client, client.middleware, "alice")
+    sign_in(client, client.middleware, "alice", allow_shared_store=True)
     assert client.get("/", follow=True, **ACCEPT_HTML).status_code == 200
     assert client.get("/whoami").json()["user"] == "alice"  # Django's login, kept
     out = client.post("/_sessionshare/logout", HTTP_ORIGIN=FORUM)
@@ -95,7 +95,7 @@ def test_a_logout_through_the_client_ends_the_session(options: dict[str, Any]) -
 
 def test_a_client_that_did_not_sign_in_is_anonymous(options: dict[str, Any]) -> None:
     signed_in, other = _client(options), _client(options)
-    sign_in(signed_in, signed_in.middleware, "alice")
+    sign_in(signed_in, signed_in.middleware, "alice", allow_shared_store=True)
     assert signed_in.get("/", follow=True, **ACCEPT_HTML).status_code == 200
     with pytest.raises(RuntimeError, match="cannot follow a redirect to another site"):
         other.get("/", follow=True, **ACCEPT_HTML)  # to the IdP: never this app's /login
@@ -130,6 +130,6 @@ def test_a_django_idp_hands_off_through_the_client(options: dict[str, Any]) -> N
     # A client signed in with the helper is handed off at once, with no form.
     signed_in = Client(options={**idp_options, "app_url": IDP, "known_remote_hosts": [FORUM]},
                        HTTP_HOST="id.test")
-    sign_in(signed_in, signed_in.middleware, "carol")
+    sign_in(signed_in, signed_in.middleware, "carol", allow_shared_store=True)
     at_once = signed_in.get(login.replace("s" * 43, "t" * 43), **ACCEPT_HTML)
     assert at_once.status_code == 303 and "?token=" in at_once["Location"]

@@ -25,7 +25,7 @@ from sessionshare.core.session import (
     META_RETIRED,
     Session,
 )
-from sessionshare.core.steps import Command, Delete, Load, Mark, Save, Steps
+from sessionshare.core.steps import Command, Delete, Load, Mark, Move, Peek, Save, Steps
 from sessionshare.store.base import MARKED_BEFORE, SessionRecord
 
 KEY = SyncKey.parse(SyncKey.generate())
@@ -134,6 +134,21 @@ def test_the_same_hand_off_joins_once(rules: Lifecycle, clock: FakeClock) -> Non
     assert rules.handoff_key(SID, "b" * 32) != once
 
 
+def test_a_hand_off_to_an_id_moved_meanwhile_joins_nothing_and_ends_nothing(
+    rules: Lifecycle, clock: FakeClock
+) -> None:
+    # The ticket names an id that a sign-in at the IdP moved after the ticket was made:
+    # the store answers the marker and writes nothing into it. The hand-off finds no
+    # session, and the marker -- which holds no lifetime of its own -- is not ended as
+    # expired (an end follows a marker: it would end the session where it went).
+    marker = SessionRecord({}, {META_RETIRED: int(clock())})
+    for handoff in (None, 7):
+        session = Session(lambda sid: None, None)
+        commands, found = script(rules.join(session, SID, handoff=handoff), [marker])
+        assert found == "gone" and len(commands) == 1 and isinstance(commands[0], Mark)
+        assert session.stored_id is None and not session.has_joined(ORIGIN)
+
+
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:
     session = Session(lambda sid: None, SID)
     session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
@@ -169,31 +184,60 @@ def test_persist_a_changed_session_merges_only_the_change(
 
 
 def test_a_write_to_a_session_gone_meanwhile_clears_the_cookie(
-    rules: Lifecycle, clock: FakeClock
+    rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     session = Session(lambda sid: None, SID)
     session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     session["a"] = 2
-    commands, headers = script(rules.persist(session), [False])  # the store: it is gone
-    assert len(commands) == 1
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    # The store: not written; a peek (only on this path) tells ended from moved.
+    commands, headers = script(rules.persist(session), [False, None])
+    assert commands[1] == Peek(rules.session_key(SID))
     assert ("Set-Cookie", rules.cookie.clear()) in headers
     assert session.stored_id is None  # logged out elsewhere: stays logged out
+    assert any(m.startswith("change_refused reason=ended ") for m in caplog.messages)
 
 
-def test_regenerate_writes_the_new_id_then_retires_the_old(
+def test_regenerate_moves_the_session_in_one_conditional_step(
     rules: Lifecycle, clock: FakeClock
 ) -> None:
     session = Session(lambda sid: None, SID)
     session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    session["b"] = 2
     session.regenerate()
-    commands, headers = script(rules.persist(session), [True, True])
-    save, retire = commands
-    assert isinstance(save, Save) and save.create and save.key != rules.session_key(SID)
-    # The old id keeps no data, only the marker, and only for the grace window (finding 12).
-    assert retire == Save(rules.session_key(SID), changed={}, deleted=("a",),
-                          meta={META_RETIRED: int(clock())}, ttl=ROTATION_GRACE, create=True)
-    assert session.stored_id not in (None, SID)
+    commands, headers = script(rules.persist(session), [True])
+    (move,) = commands
+    assert isinstance(move, Move) and move.key == rules.session_key(SID)
+    assert move.new_key == rules.session_key(str(session.stored_id)) != move.key
+    # Only this request's changes travel: the store moves what it holds *then*, and the
+    # old id stays a marker without data for the grace window (a logout follows it).
+    assert dict(move.changed) == {"b": "2"} and move.deleted == ()
+    assert move.retired_at == int(clock()) and move.grace == ROTATION_GRACE
+    assert session.stored_id not in (None, SID) and dict(session) == {"a": 1, "b": 2}
     assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(str(session.stored_id)))) in headers
+
+
+@pytest.mark.parametrize(("found", "reason"), [
+    (None, "ended"), (SessionRecord({}, {META_RETIRED: 1}), "rotated"),
+], ids=["ended", "moved"])
+def test_a_move_refused_answers_signed_out_and_says_why(
+    rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    found: SessionRecord | None, reason: str,
+) -> None:
+    # A logout or a revocation ended the session after this request read it (or another
+    # request of the browser moved it): the move writes nothing, and the request is
+    # signed out -- clearing the cookie only when the session ended.
+    session = Session(lambda sid: None, SID)
+    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    session.regenerate()
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    commands, headers = script(rules.persist(session), [False, found])
+    assert isinstance(commands[0], Move) and commands[1] == Peek(rules.session_key(SID))
+    assert len(commands) == 2 and session.stored_id is None and session.get("user") is None
+    cleared = ("Set-Cookie", rules.cookie.clear()) in headers
+    assert cleared == (reason == "ended")
+    assert not any(k == "Set-Cookie" and "Max-Age=0" not in v for k, v in headers)
+    assert any(m.startswith(f"change_refused reason={reason} ") for m in caplog.messages)
 
 
 def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeClock) -> None:

@@ -139,6 +139,8 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "MAX_SESSIONS_PER_USER",
         # Added by issue 22: the other origins whose pages may open websockets.
         "WEBSOCKET_ORIGINS",
+        # Added by issue 23: how long a remembered sign-in this app honours.
+        "MAX_REMEMBER",
     )}
 
 

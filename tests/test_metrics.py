@@ -10,10 +10,14 @@ with ``prometheus_client.parser``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import warnings
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
+from http.client import HTTPConnection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +27,12 @@ from conftest import FakeClock, looks_secret
 from flow import BLOG, IDP, SHOP, Browser, Deployment, async_twin, reason_of
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from servers import free_port
 
 from sessionshare import (
     ConfigurationError,
     MemoryStore,
+    RedisStore,
     SessionAdmin,
     SessionStore,
     StoreUnavailable,
@@ -275,23 +281,86 @@ def test_a_worker_forked_after_the_first_scrape_counts_for_itself(clock: FakeClo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
             child = os.fork()
-        if child == 0:  # the worker: its copy of the thread does not run here
-            code = 1
+        if child == 0:  # the worker: its copy of the parent's thread does not run here,
+            code = 1  # but the fork handler starts one of its own
             try:
-                if not gauge.running:
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
-                        value = metrics.registry.get_sample_value("sessionshare_sessions_active")
-                        if gauge.running and value == 1:
-                            code = 0
-                            break
-                        time.sleep(0.01)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    value = metrics.registry.get_sample_value("sessionshare_sessions_active")
+                    if gauge.running and value == 1:
+                        code = 0
+                        break
+                    time.sleep(0.01)
             finally:
                 os._exit(code)
         _, status = os.waitpid(child, 0)
         assert os.waitstatus_to_exitcode(status) == 0, "the forked worker never counted"
     finally:
         metrics.close()
+
+
+def test_the_gauge_counts_in_every_worker_of_a_preloading_gunicorn(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """Issue 23, finding 5: gunicorn --preload, the gauge started at import. A worker forked
+    while its parent counted inherited the parent's locks held by a thread that does not
+    exist in the worker, and its count hung forever: no worker ever showed the gauge."""
+    store = RedisStore.from_url(redis_url)
+    dep = Deployment(store, clock)
+    Browser(dep).sign_in_at(SHOP + "/orders")
+    store.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "metrics_site:app", "--preload",
+         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync",
+         "--timeout", "30", "--graceful-timeout", "2", "--log-level", "warning",
+         "--pythonpath", str(Path(__file__).parent)],
+        env={**os.environ, "SESSIONSHARE_STORE_URL": redis_url,
+             "SESSIONSHARE_SYNC_KEY": dep.key, "SESSIONSHARE_METRICS_TOKEN": SCRAPER_TOKEN},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        seen: dict[str, float | None] = {}  # worker pid -> its gauge
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            len(seen) == 2 and all(value == 1 for value in seen.values())
+        ):
+            try:
+                worker, text = _get(port, "/metrics")  # a new connection each time
+                seen[worker] = _gauge(text)
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)
+        assert server.poll() is None, "gunicorn exited"
+        assert len(seen) == 2 and all(value == 1 for value in seen.values()), seen
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=15)
+        assert server.returncode == 0 or b"Traceback" not in errors, errors[-2000:]
+
+
+#: The bearer token the preloading site's guarded metrics app asks a scraper for.
+SCRAPER_TOKEN = "scraper-token-" + "x" * 32
+
+
+def _get(port: int, path: str) -> tuple[str, str]:
+    """The worker that answered (its pid) and the body, as the scraper sees them."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 200, (response.status, body[:300])
+        return response.getheader("X-Worker", ""), body
+    finally:
+        connection.close()
+
+
+def _gauge(text: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        if family.name == "sessionshare_sessions_active":
+            return family.samples[0].value
+    return None
 
 
 def test_a_store_that_cannot_count_is_refused_when_the_metrics_are_built(

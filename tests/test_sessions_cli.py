@@ -1,4 +1,5 @@
-"""``python -m sessionshare sessions list | revoke`` against a deployment on a real Redis."""
+"""``python -m sessionshare sessions list | revoke | withdraw`` against a deployment on a real
+Redis."""
 
 from __future__ import annotations
 
@@ -70,6 +71,24 @@ def test_revoke_one_then_all(dep: Deployment, capsys: pytest.CaptureFixture[str]
     assert main(["sessions", "list", "--user", "alice"]) == 1
     assert "user 'alice' has no live sessions" in capsys.readouterr().err
     assert main(["sessions", "revoke", "--user", "alice", "--all"]) == 1
+
+
+def test_withdraw_takes_a_remote_out_of_the_users_sessions(
+    dep: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phone, laptop = signed_in_browser(dep, PHONE), signed_in_browser(dep, "laptop")
+    assert main(["sessions", "withdraw", "--user", "alice", "--origin", BLOG + "/"]) == 0
+    assert capsys.readouterr().out == (
+        f"withdrew {BLOG} from 2 sessions of 'alice': that app signs the user in again "
+        "through the IdP, where authorize decides anew\n"
+    )
+    for browser in (phone, laptop):
+        assert browser.get(BLOG + "/x").status_int == 302  # its next request
+        assert browser.get(SHOP + "/orders").json["user"] == "alice"
+    assert main(["sessions", "withdraw", "--user", "alice", "--origin", BLOG]) == 1
+    assert f"no live session of 'alice' has joined {BLOG}" in capsys.readouterr().err
+    assert main(["sessions", "withdraw", "--user", "alice", "--origin", "blog"]) == 2
+    assert "origin must be a remote app's origin" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("ref", ["zz", "0123456789ABCDEF", "0" * 64, ""])

@@ -18,7 +18,7 @@ from conftest import FakeClock
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
-from sessionshare.store.base import MARKED_BEFORE, NOT_HELD
+from sessionshare.store.base import MARKED_BEFORE, NOT_HELD, RETIRED, SessionRecord
 
 
 def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
@@ -211,16 +211,115 @@ def test_parallel_writers_of_different_keys_lose_nothing(store: SessionStore) ->
     assert record is not None and len(record.fields) == 400
 
 
-def test_regenerate_moves_data(store: SessionStore) -> None:
-    # What SessionManager does for regenerate(): write under the new key, drop the old.
-    store.save("old", changed={"a": "1"}, meta={"c": 7}, ttl=60, create=True)
-    record = store.load("old", 60)
-    assert record is not None
-    store.save("new", changed=record.fields, meta=record.meta, ttl=60, create=True)
-    store.delete("old")
-    assert store.load("old", 60) is None
-    moved = store.load("new", 60)
-    assert moved is not None and moved.fields == {"a": "1"} and moved.meta == {"c": 7}
+def test_a_move_is_one_step_that_keeps_what_others_wrote_meanwhile(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    store.save("s:{old}", changed={"a": "1", "b": "2"}, meta={"c": 7}, ttl=60, create=True)
+    # Another app writes a key after the moving request read the session: the move takes
+    # the record as stored *now* and merges only its own changes in.
+    store.save("s:{old}", changed={"other": "9"}, ttl=60)
+    moved = store.move("s:{old}", "s:{new}", changed={"b": "3"}, deleted=["a"],
+                       meta={"a": 5}, ttl=600, retired_at=1234, grace=30)
+    assert moved is True
+    assert store.load("s:{new}", 600) == SessionRecord({"b": "3", "other": "9"},
+                                                       {"c": 7, "a": 5})
+    ttl = _ttl(store, "s:{new}", clock)
+    assert ttl is not None and 590 <= ttl <= 600
+    # The old id is a marker: no data, when it was retired, for the grace seconds only.
+    assert store.peek("s:{old}") == SessionRecord({}, {RETIRED: 1234})
+    ttl = _ttl(store, "s:{old}", clock)
+    assert ttl is not None and 20 <= ttl <= 30
+
+
+def test_a_move_run_again_is_the_same_move(store: SessionStore) -> None:
+    # A retry after a lost reply (redis-py retries once) must not turn a done move into a
+    # refused one: the request would answer signed out with the session moved.
+    store.save("s:{old}", changed={"a": "1"}, ttl=60, create=True)
+    for _ in range(2):
+        assert store.move("s:{old}", "s:{new}", changed={"b": "2"}, ttl=60, retired_at=1,
+                          grace=30) is True
+    assert store.peek("s:{new}") == SessionRecord({"a": "1", "b": "2"}, {})
+    assert not store.move("s:{old}", "s:{other}", changed={}, ttl=60, retired_at=1, grace=30)
+
+
+def test_a_move_of_a_session_not_live_writes_nothing(store: SessionStore) -> None:
+    # Ended (a logout, a revocation) before the move: nothing comes back.
+    assert store.move("s:{gone}", "s:{new}", changed={"a": "1"}, meta={"c": 1}, ttl=60,
+                      retired_at=1, grace=30) is False
+    assert store.peek("s:{new}") is None and store.peek("s:{gone}") is None
+    # Moved already (another request of the browser): the second move is refused too.
+    store.save("s:{old}", changed={"a": "1"}, ttl=60, create=True)
+    assert store.move("s:{old}", "s:{one}", changed={}, ttl=60, retired_at=1, grace=30)
+    assert not store.move("s:{old}", "s:{two}", changed={}, ttl=60, retired_at=1, grace=30)
+    assert store.peek("s:{two}") is None
+    # A new key that is taken is never overwritten.
+    store.save("s:{live}", changed={"a": "1"}, ttl=60, create=True)
+    assert not store.move("s:{live}", "s:{one}", changed={}, ttl=60, retired_at=1, grace=30)
+    assert store.peek("s:{live}") == SessionRecord({"a": "1"}, {})
+
+
+def test_an_end_follows_the_session_where_it_moved(store: SessionStore) -> None:
+    # A logout sent with the old id after the move (another tab) ends the new one, and
+    # the one after it: nothing survives "sign out everywhere" by having moved.
+    store.save("s:{one}", changed={"user": '"alice"'}, ttl=60, create=True)
+    assert store.move("s:{one}", "s:{two}", changed={}, ttl=60, retired_at=1, grace=30)
+    assert store.move("s:{two}", "s:{three}", changed={}, ttl=60, retired_at=2, grace=30)
+    store.save("s:{other}", changed={"user": '"bob"'}, ttl=60, create=True)
+    store.delete("s:{one}")
+    assert store.peek("s:{three}") is None
+    for key in ("s:{one}", "s:{two}"):  # markers for their few seconds, holding nothing
+        assert store.peek(key) == SessionRecord({}, {RETIRED: int(key == "s:{two}") + 1}), key
+    store.delete("s:{one}")  # run again (a retry after a lost reply): the same end
+    assert store.peek("s:{other}") is not None
+    # A later move of the ended id finds nothing to move.
+    assert not store.move("s:{one}", "s:{four}", changed={}, ttl=60, retired_at=3, grace=30)
+
+
+def test_no_write_goes_into_a_moved_id(store: SessionStore) -> None:
+    store.save("s:{old}", changed={"a": "1"}, ttl=60, create=True)
+    assert store.move("s:{old}", "s:{new}", changed={}, ttl=60, retired_at=1, grace=30)
+    # A request that read the old id before the move: its write would reach nobody, so it
+    # is refused rather than acknowledged and lost; a remote's join sees the marker.
+    assert store.save("s:{old}", changed={"b": "2"}, ttl=60) is False
+    assert store.save("s:{old}", changed={"b": "2"}, ttl=60, create=True) is False
+    assert store.mark("s:{old}", {"o:x": 5}, 60) == SessionRecord({}, {RETIRED: 1})
+    assert store.peek("s:{old}") == SessionRecord({}, {RETIRED: 1})
+    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {})
+
+
+def test_a_join_moves_with_its_session_and_a_marker_takes_none(store: SessionStore) -> None:
+    # A remote joins (a mark naming its hand-off, once) after an IdP request read the
+    # session and before that request moves it: the new id holds the join and the number
+    # of the hand-off that made it, as the store held them at the move.
+    store.save("s:{old}", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
+    before = store.mark("s:{old}", {"o:x": 2, "h:x": 9}, 60, "h:x")
+    assert before == SessionRecord({"a": "1"}, {"c": 5})
+    assert store.move("s:{old}", "s:{new}", changed={}, meta={"c": 5}, ttl=60, retired_at=1,
+                      grace=30)
+    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2, "h:x": 9})
+    # The same hand-off joining the new id again writes nothing and answers what it held.
+    again = store.mark("s:{new}", {"o:x": 3, "h:x": 9}, 60, "h:x")
+    assert again == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2, "h:x": 9})
+    # The old id is a marker: a join -- once or not, the same hand-off or another -- is
+    # answered with the marker (the caller sees it moved) and writes nothing into it.
+    marker = SessionRecord({}, {RETIRED: 1})
+    assert store.mark("s:{old}", {"o:x": 3, "h:x": 9}, 60, "h:x") == marker
+    assert store.mark("s:{old}", {"o:x": 3, "h:x": 7}, 60, "h:x") == marker
+    assert store.peek("s:{old}") == marker
+
+
+def test_an_index_entry_is_set_only_while_its_session_lives(store: SessionStore) -> None:
+    entry = _entry(4_000_000_000)
+    store.save("s:{live}", changed={"a": "1"}, ttl=60, create=True)
+    store.save("s:{old}", changed={"a": "1"}, ttl=60, create=True)
+    assert store.move("s:{old}", "s:{new}", changed={}, ttl=60, retired_at=1, grace=30)
+    assert store.index_put("u:{a}", "live", entry, ttl=60, now=1, live="s:{live}") == {
+        "live": entry}
+    # An ended session, or an id just moved, is never entered (again).
+    assert store.index_put("u:{a}", "gone", entry, ttl=60, now=1, live="s:{gone}",
+                           drop=["live"]) == {}
+    assert store.index_put("u:{a}", "old", entry, ttl=60, now=1, live="s:{old}") == {}
+    assert store.index_read("u:{a}") == {}
 
 
 def test_a_foreign_value_under_a_session_key_is_no_session(redis_url: str) -> None:
@@ -410,3 +509,16 @@ def test_an_index_lives_as_long_as_its_longest_entry(store: SessionStore, clock:
         assert set(store.index_read("u")) == {"long", "short"}
         clock.advance(301)
         assert store.index_read("u") == {}
+
+
+def test_an_update_with_ttl_zero_keeps_the_expiry(store: SessionStore, clock: FakeClock) -> None:
+    # An operator's change (SessionAdmin.withdraw) neither extends nor cuts a session's life.
+    store.save("s:{k}", changed={"a": "1"}, ttl=600, create=True)
+    before = _ttl(store, "s:{k}", clock)
+    assert store.save("s:{k}", changed={}, meta={"o:x": 0}, ttl=0) is True
+    after = _ttl(store, "s:{k}", clock)
+    assert before is not None and after is not None and 0 <= before - after <= 1
+    assert store.peek("s:{k}") == SessionRecord({"a": "1"}, {"o:x": 0})
+    assert store.save("s:{gone}", changed={}, meta={"o:x": 0}, ttl=0) is False
+    with pytest.raises(ValueError, match="created with a ttl"):
+        store.save("s:{new}", changed={"a": "1"}, ttl=0, create=True)

@@ -33,7 +33,7 @@ from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
 from sessionshare.store import AsyncSessionStore
-from sessionshare.store.base import SessionRecord
+from sessionshare.store.base import RETIRED, SessionRecord
 from sessionshare.store.exchange import pack
 
 T = TypeVar("T")
@@ -605,3 +605,136 @@ def test_the_index_commands_match_the_thread_store(redis_url: str) -> None:
     run(scenario())
     assert sync_store.index_read("u:alice") == {"r4": '{"e": 3000}'}
     sync_store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "memory"])
+def test_a_move_and_an_end_are_the_thread_stores_own(redis_url: str, kind: str) -> None:
+    """The asyncio stores move a session only while it lives, in one step, follow a moved
+    id when ending it, and enter only live sessions in an index -- as the thread store."""
+    from sessionshare import MemoryStore
+    from sessionshare.store.amemory import AsyncMemoryStore
+    thread_store: Any = RedisStore.from_url(redis_url) if kind == "redis" else MemoryStore()
+    thread_store.save("s:{one}", changed={"a": "1"}, meta={"c": 1}, ttl=600, create=True)
+
+    async def scenario() -> None:
+        store: Any = (AsyncRedisStore.from_url(redis_url) if kind == "redis"
+                      else AsyncMemoryStore(thread_store))
+        thread_store.save("s:{one}", changed={"b": "2"}, ttl=600)  # another app's write
+        assert await store.move("s:{one}", "s:{two}", changed={"c": "3"}, deleted=["a"],
+                                meta={"a": 9}, ttl=600, retired_at=7, grace=30)
+        assert not await store.move("s:{one}", "s:{x}", changed={}, ttl=600, retired_at=7,
+                                    grace=30)
+        assert not await store.save("s:{one}", changed={"d": "4"}, ttl=600)
+        assert await store.index_put("u:{a}", "r", '{"e": 9999999999}', ttl=60, now=1,
+                                     live="s:{one}") == {}
+        assert await store.index_put("u:{a}", "r", '{"e": 9999999999}', ttl=60, now=1,
+                                     live="s:{two}") == {"r": '{"e": 9999999999}'}
+        await store.close()
+
+    run(scenario())
+    assert thread_store.peek("s:{one}") == SessionRecord({}, {RETIRED: 7})
+    assert thread_store.peek("s:{two}") == SessionRecord({"b": "2", "c": "3"}, {"c": 1, "a": 9})
+
+    async def end() -> None:
+        store: Any = (AsyncRedisStore.from_url(redis_url) if kind == "redis"
+                      else AsyncMemoryStore(thread_store))
+        await store.delete("s:{one}")  # the old id: its session ends where it went
+        await store.close()
+
+    run(end())
+    assert thread_store.peek("s:{two}") is None  # ended where it went
+    assert thread_store.peek("s:{one}") == SessionRecord({}, {RETIRED: 7})  # a marker still
+    thread_store.close()
+
+
+@pytest.fixture
+def closed_loops() -> Iterator[None]:
+    """For a test that leaves connections of event loops it closed: the transports of a
+    loop closed with connections open cannot be closed through that loop, and close their
+    sockets when collected, with a ResourceWarning. Collected once the test is over --
+    when nothing of it holds them any more, and not while it runs (the collector would
+    warn at any allocation of the test, a later one's included)."""
+    import gc
+    import warnings
+
+    gc.disable()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        gc.enable()
+
+
+def test_a_store_used_on_another_event_loop_drops_that_loops_connections(
+    make_store: Callable[[], AsyncRedisStore], closed_loops: None
+) -> None:
+    """Issue 23, finding 7: an ``asyncio.run(store.ping())`` at import (or pytest-asyncio's
+    loop per test around a module-level app) left connections of a loop that is gone; the
+    next loop's commands used them and raised RuntimeError -- after the server had run the
+    command -- a 500 in the app. A connection of another loop is dropped, never used."""
+    store = make_store()
+    asyncio.run(store.ping())  # at import: that loop ends, its connection stays with the store
+
+    async def serve() -> list[bool]:  # the server's loop, which closes the store at its end
+        try:
+            return list(await asyncio.gather(*(
+                store.save(f"s:{{{n}}}", changed={"a": "1"}, ttl=60, create=True)
+                for n in range(20)
+            )))
+        finally:
+            await store.close()
+
+    assert asyncio.run(serve()) == [True] * 20
+
+
+def test_a_connection_the_client_opened_on_another_loop_is_not_a_500(
+    make_store: Callable[[], AsyncRedisStore], closed_loops: None
+) -> None:
+    """One the store never saw (the client's own command opened it on an earlier loop) is
+    a failed connection: StoreUnavailable at worst (a 503 the browser retries), never a
+    RuntimeError, and the next command works."""
+    store = make_store()
+    asyncio.run(store.client.ping())
+
+    async def serve() -> SessionRecord | None:
+        try:
+            try:
+                await store.save("s:{k}", changed={"a": "1"}, ttl=60, create=True)
+            except StoreUnavailable:
+                await store.save("s:{k}", changed={"a": "1"}, ttl=60, create=True)
+            return await store.load("s:{k}", 60)
+        finally:
+            await store.close()
+
+    assert asyncio.run(serve()) == SessionRecord({"a": "1"}, {})
+
+
+def test_a_module_level_asgi_app_serves_every_test_loop(redis_url: str, closed_loops: None
+                                                       ) -> None:
+    """The README's httpx recipe with pytest-asyncio's loop per test: one app built at
+    import, each test on a loop of its own. Every answer is the app's, never a 500."""
+    import httpx
+    from flow import SHOP, asgi_remote_app
+
+    from sessionshare import SyncKey, asgi
+
+    store = AsyncRedisStore.from_url(redis_url)
+    app = asgi.RemoteSessionMiddleware(asgi_remote_app, store=store, key=SyncKey.generate(),
+                                       app_url=SHOP, idp_url="http://id.test/login",
+                                       protect=False, cookie_secure=False)
+
+    async def a_test(n: int, last: bool) -> list[int]:
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                         base_url=SHOP) as client:
+                first = await client.get(f"/write?visit={n}")
+                again = await client.get("/read")
+                return [first.status_code, again.status_code, len(again.json()["session"])]
+        finally:
+            if last:
+                await store.close()
+
+    for n in range(3):  # three tests, three loops, the first two leave connections
+        assert asyncio.run(a_test(n, last=n == 2)) == [200, 200, 1]

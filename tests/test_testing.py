@@ -21,17 +21,22 @@ from typing import Any
 import httpx
 import pytest
 import webtest
-from flow import BLOG, IDP, LOGIN, SHOP, asgi_idp_app
+from flow import BLOG, IDP, LOGIN, SHOP, asgi_idp_app, idp_app, remote_app
 
 import sessionshare.testing
 from sessionshare import (
     AsyncRedisStore,
     ConfigurationError,
+    IdpAuthMiddleware,
     MemoryStore,
+    RedisStore,
+    RemoteSessionMiddleware,
+    SessionAdmin,
     SessionStore,
     SyncKey,
     asgi,
 )
+from sessionshare.store.observed import ObservedStore
 from sessionshare.testing import (
     sign_in,
     sign_in_async,
@@ -65,7 +70,7 @@ def test_the_pyramid_shop_shows_the_signed_in_users_cart(
     signed_out = webtest.TestApp(shop)
     assert signed_out.get("/orders", headers={"Accept": "text/html"}, status=302)
     client = webtest.TestApp(shop)
-    sign_in(client, shop, "alice", cart=["teapot"])
+    sign_in(client, shop, "alice", allow_shared_store=True, cart=["teapot"])
     page = client.get("/orders")
     assert page.status_int == 200
     assert page.html.find(id="user").text == "alice"
@@ -77,7 +82,7 @@ def test_the_wsgi_blog_counts_visits_in_the_shared_session(
 ) -> None:
     blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, **_common(store, clock))
     client = webtest.TestApp(blog)
-    sign_in(client, blog, {"id": 7, "name": "Al"}, blog_visits=41)
+    sign_in(client, blog, {"id": 7, "name": "Al"}, allow_shared_store=True, blog_visits=41)
     page = client.get("/")
     assert '"name": "Al"' in page.html.find(id="user").text
     assert "visit number 42" in page.text
@@ -95,7 +100,7 @@ def test_the_wsgi_blogs_about_page_is_public_and_greets_a_signed_in_user(
     blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, passive=True,
                                             **_common(store, clock))
     client = webtest.TestApp(blog)
-    sign_in(client, blog, "alice")
+    sign_in(client, blog, "alice", allow_shared_store=True)
     page = client.get("/about", headers={"Accept": "text/html"})
     assert page.html.find(id="user").text == "alice" and page.html.find(id="sign-in") is None
 
@@ -107,7 +112,7 @@ def test_the_flask_idp_knows_the_user_through_flasks_test_client(
                                            **_common(store, clock))
     client = idp.test_client()
     assert b"alice" not in client.get("/").data
-    sessionshare_sign_in(client, idp.wsgi_app, "alice")  # the pytest fixture: the same
+    sessionshare_sign_in(client, idp.wsgi_app, "alice", allow_shared_store=True)  # the same
     assert b"alice" in client.get("/").data
 
 
@@ -118,7 +123,7 @@ def test_a_remote_session_made_for_one_app_is_not_valid_at_another(
     common = _common(store, clock)
     blog = _example("blog_wsgi").create_app(app_url=BLOG, idp_url=LOGIN, **common)
     shop = _example("shop_pyramid").create_app(app_url=SHOP, idp_url=LOGIN, **common)
-    name, value = signed_in_cookie(blog, "alice")
+    name, value = signed_in_cookie(blog, "alice", allow_shared_store=True)
     client = webtest.TestApp(shop)
     client.set_cookie(name, value)
     assert client.get("/orders", headers={"Accept": "text/html"}).status_int == 302
@@ -159,7 +164,8 @@ def test_the_fastapi_news_site_knows_the_signed_in_user_through_httpx(
             async with httpx.AsyncClient(transport=transport, base_url=NEWS) as client:
                 # The fixture is this module's function (the worktree's, not an installed one).
                 assert sessionshare_sign_in_async is sign_in_async
-                await sessionshare_sign_in_async(client, news, "alice", cart=["teapot"])
+                await sessionshare_sign_in_async(client, news, "alice", cart=["teapot"],
+                                                 allow_shared_store=True)
                 me = (await client.get("/api/me")).json()
                 assert me == {"user": "alice", "cart": ["teapot"], "read": 0}
                 assert (await client.post("/api/headlines/read")).json() == {"read": 1}
@@ -243,7 +249,7 @@ def test_an_asyncio_store_is_refused_by_the_plain_function_with_the_way_out(
             news = _news(store, clock)
             with pytest.raises(ConfigurationError, match="signed_in_cookie_async"):
                 signed_in_cookie(news, "alice")
-            return await signed_in_cookie_async(news, "alice")
+            return await signed_in_cookie_async(news, "alice", allow_shared_store=True)
         finally:
             await store.close()
 
@@ -261,6 +267,69 @@ def test_an_unknown_client_is_refused_before_anything_is_stored(
     with pytest.raises(ConfigurationError, match="middleware"):
         asyncio.run(signed_in_cookie_async(object(), "alice"))
     assert not store.sessions()
+
+
+def test_a_helpers_session_is_indexed_like_a_real_sign_in(clock: Callable[[], float]) -> None:
+    # Issue 23, finding 8: sessions the helpers made skipped the user's index: 'sessions
+    # list' did not show them, 'revoke --all' ended none, max_sessions_per_user ignored them.
+    store = MemoryStore(clock=clock)
+    common = _common(store, clock)
+    idp = IdpAuthMiddleware(idp_app, app_url=IDP, known_remote_hosts=[BLOG],
+                            max_sessions_per_user=1, **common)
+    blog = RemoteSessionMiddleware(remote_app, app_url=BLOG, idp_url=LOGIN, **common)
+    admin = SessionAdmin(store, common["key"], clock=clock)
+    at_blog = webtest.TestApp(blog, extra_environ={"HTTP_HOST": "blog.test"})
+    sign_in(at_blog, blog, "alice")
+    (info,) = admin.sessions("alice")
+    assert info.user_agent == sessionshare.testing.USER_AGENT and info.apps == (BLOG,)
+    at_idp = webtest.TestApp(idp, extra_environ={"HTTP_HOST": "id.test"})
+    sign_in(at_idp, idp, "alice")  # past the IdP's cap of one: the oldest ends
+    assert at_blog.get("/x", headers={"Accept": "text/html"}).status_int == 302
+    assert len(admin.sessions("alice")) == 1
+    assert admin.revoke_all("alice") == 1
+    assert at_idp.get("/").text == "idp home user=None"
+
+
+def test_a_store_apps_may_share_is_refused_unless_the_test_says_so(
+    redis_url: str, clock: Callable[[], float]
+) -> None:
+    # ...and they wrote into any store, production Redis included.
+    store = RedisStore.from_url(redis_url)
+    try:
+        blog = RemoteSessionMiddleware(remote_app, app_url=BLOG, idp_url=LOGIN,
+                                       **_common(store, clock))
+        client = webtest.TestApp(blog, extra_environ={"HTTP_HOST": "blog.test"})
+        with pytest.raises(ConfigurationError, match="allow_shared_store=True"):
+            sign_in(client, blog, "alice")
+        with pytest.raises(ConfigurationError, match="use MemoryStore"):
+            signed_in_cookie(blog, "alice")
+        assert store.client.dbsize() == 0  # nothing was written
+        sign_in(client, blog, "alice", allow_shared_store=True)  # a test Redis, said so
+        assert client.get("/x").json["user"] == "alice"
+        # A MemoryStore wrapped for metrics is still a memory store.
+        watched = ObservedStore(MemoryStore(clock=clock), lambda command: _null())
+        other = RemoteSessionMiddleware(remote_app, app_url=BLOG, idp_url=LOGIN,
+                                        **_common(watched, clock))  # type: ignore[arg-type]
+        signed_in_cookie(other, "alice")
+    finally:
+        store.close()
+
+    async def in_an_async_test() -> None:
+        async_store = AsyncRedisStore.from_url(redis_url)
+        try:
+            news = _news(async_store, clock)
+            with pytest.raises(ConfigurationError, match="allow_shared_store=True"):
+                await signed_in_cookie_async(news, "alice")
+        finally:
+            await async_store.close()
+
+    asyncio.run(in_an_async_test())
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def test_the_fixtures_are_this_packages_functions(

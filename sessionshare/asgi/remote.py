@@ -72,6 +72,11 @@ class RemoteSessionMiddleware(SessionMiddleware):
     :param absolute_timeout: Seconds after the latest sign-in (or creation, if never signed
         in) when the session ends regardless. Default ``28800``. From the environment:
         ``SESSIONSHARE_ABSOLUTE_TIMEOUT``.
+    :param max_remember: Longest remembered sign-in (``Session.remember()``), in seconds,
+        this app honours past its own ``idle_timeout`` and ``absolute_timeout``; unset: a
+        remote enforces the stricter of its own limits and the session's, remembered or not,
+        and the IdP honours what its own ``remember()`` grants. Default ``None``. From the
+        environment: ``SESSIONSHARE_MAX_REMEMBER``.
     :param cookie_name: Session cookie name; unset: ``__Host-sessionshare`` on an https app
         without ``cookie_domain`` (no sibling subdomain can set or shadow it), else
         ``sessionshare``. Default ``None``. From the environment:
@@ -145,6 +150,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         token_ttl: int = 60,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
+        max_remember: int | None = None,
         cookie_name: str | None = None,
         cookie_secure: bool = True,
         allow_insecure: bool = False,
@@ -173,6 +179,7 @@ class RemoteSessionMiddleware(SessionMiddleware):
         side = RemoteSide(
             key=key, app_url=app_url, idp_url=idp_url, user_key=user_key,
             token_ttl=token_ttl, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+            max_remember=max_remember,
             cookie_name=cookie_name, cookie_secure=cookie_secure, allow_insecure=allow_insecure,
             cookie_samesite=cookie_samesite, cookie_domain=cookie_domain,
             key_prefix=key_prefix, max_session_bytes=max_session_bytes,

@@ -59,6 +59,8 @@ EventName = Literal[
     "session_expired",      # both: a session read past its absolute timeout (reason)
     "session_revoked",      # IdP / admin: sessions ended by max_sessions_per_user or an
                             # operator (reason, count[, user])
+    "session_withdrawn",    # admin: a remote origin taken out of a user's sessions
+                            # (origin, count, user)
     "change_refused",       # both: a session change dropped (reason)
     "late_change_refused",  # both: a change made after the headers went out (reason)
     "store_unavailable",    # both: the store did not answer (error or phase)

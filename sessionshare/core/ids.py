@@ -35,9 +35,12 @@ HMAC-SHA256 on messages this short: both run on every request.)
   30 by the remote's reads). A tampered limit changes the id, whose cookie tag
   and store key then match nothing.
 - **A remembered sign-in** (``Session.remember()`` at the IdP) marks its
-  absolute limit with ``r``: its limits are then the session's own -- longer
-  than the apps' -- and every app's cookie for it gets a ``Max-Age`` instead of
-  ending with the browser. Still enforced on the server, still revocable.
+  absolute limit with ``r``: its limits may be longer than the apps', and
+  every app's cookie for it gets a ``Max-Age`` instead of ending with the
+  browser. An app honours those longer limits only as far as its
+  ``max_remember`` says (the IdP: what it grants; a remote: not at all unless
+  it opts in), so a remote with strict limits keeps them. Still enforced on
+  the server, still revocable.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)
@@ -55,7 +58,7 @@ from hashlib import blake2b
 
 from ..crypto import SyncKey
 
-__all__ = ["COOKIE_VALUE_PATTERN", "SESSION_ID_PATTERN", "SessionIds"]
+__all__ = ["COOKIE_VALUE_PATTERN", "MAX_LIMIT", "SESSION_ID_PATTERN", "SessionIds"]
 
 #: A well-formed session id (nothing about whether it is genuine).
 SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{43}\.[0-9a-f]{12}\.[0-9a-f]{1,8}\.r?[0-9a-f]{1,8}"
@@ -63,6 +66,8 @@ _TAG_CHARS = 22  # 16 bytes, base64url without padding
 #: A well-formed cookie value: an id and its tag.
 COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[A-Za-z0-9_-]{22}"
 _ID = re.compile(SESSION_ID_PATTERN)
+#: The longest limit an id can carry, in seconds (8 hex digits: about 49,710 days).
+MAX_LIMIT = 0xFFFFFFFF
 
 _COOKIE_PURPOSE = "session cookie"
 #: Entries of each memo of verified cookie values and ids (a few hundred KB at most).
@@ -74,10 +79,11 @@ class SessionIds:
     """Makes and checks session ids and cookie values for one app (its *audience*)."""
 
     __slots__ = ("_audience", "_cookie_keys", "_lookups", "_newest", "_seen", "_store_keys",
-                 "absolute", "idle")
+                 "absolute", "idle", "max_remember")
 
     def __init__(
-        self, key: SyncKey, *, audience: str, idle_timeout: int, absolute_timeout: int
+        self, key: SyncKey, *, audience: str, idle_timeout: int, absolute_timeout: int,
+        max_remember: int | None = None,
     ) -> None:
         ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
         self._cookie_keys = dict(zip(ids, key.derive(_COOKIE_PURPOSE), strict=True))
@@ -86,6 +92,9 @@ class SessionIds:
         self._audience = audience.encode("ascii") + b"\n"
         self.idle = int(idle_timeout)
         self.absolute = int(absolute_timeout)
+        #: How far past its own limits this app honours a remembered sign-in's (None: as far
+        #: as the id says; 0: not at all, the stricter of the two holds as for any session).
+        self.max_remember = None if max_remember is None else int(max_remember)
         # Verified facts, memoised: a browser sends the same cookie on every request, and
         # both MACs are pure functions of it. Only what passed the checks is kept, and the
         # memo starts over past _MEMO entries, so it can neither grow without bound nor
@@ -95,9 +104,13 @@ class SessionIds:
 
     def new(self, remember: tuple[int, int] | None = None) -> str:
         """A fresh id under the newest key, carrying this app's limits -- or, for a
-        remembered sign-in, the ``(idle, absolute)`` seconds it is remembered for."""
+        remembered sign-in, the ``(idle, absolute)`` seconds it is remembered for (an idle
+        of 0: this app's own ``idle_timeout``)."""
         if remember is not None:
             idle, absolute = remember
+            idle = min(idle or self.idle, absolute)
+            if not 0 < idle <= absolute <= MAX_LIMIT:
+                raise ValueError(f"a remembered sign-in lasts 1 to {MAX_LIMIT} seconds")
             return f"{secrets.token_urlsafe(32)}.{self._newest}.{idle:x}.r{absolute:x}"
         return f"{secrets.token_urlsafe(32)}.{self._newest}.{self.idle:x}.{self.absolute:x}"
 
@@ -117,8 +130,12 @@ class SessionIds:
         return self._limits(idle, absolute)
 
     def _limits(self, idle: str, absolute: str) -> tuple[int, int]:
-        if absolute[0] == "r":  # remembered: the session's own limits, not the app's
-            return max(1, int(idle, 16)), max(1, int(absolute[1:], 16))
+        if absolute[0] == "r":  # remembered: its own limits, as far as this app honours them
+            cap = self.max_remember
+            if cap is None:
+                return max(1, int(idle, 16)), max(1, int(absolute[1:], 16))
+            return (max(1, min(max(self.idle, cap), int(idle, 16))),
+                    max(1, min(max(self.absolute, cap), int(absolute[1:], 16))))
         return (max(1, min(self.idle, int(idle, 16))),
                 max(1, min(self.absolute, int(absolute, 16))))
 

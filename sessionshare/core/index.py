@@ -8,7 +8,7 @@ or ASGI -- sees it gone on its very next request.
 
 Layout (every command touches one key, so it works unchanged on a cluster)::
 
-    index key = <prefix> "u:{" hex(BLAKE2b-128(key=user-index subkey, user)) "}"
+    index key = <prefix> "u:" <key id> ":{" hex(BLAKE2b-128(key=user-index subkey, user)) "}"
     field     = ref: the first 16 hex characters of the session's store digest
     value     = {"k": store digest, "c": created, "l": last seen, "e": expires,
                  "u": user agent (at most 200 characters)}
@@ -26,8 +26,17 @@ Layout (every command touches one key, so it works unchanged on a cluster)::
   a listing, and a sign-in that finds more than :data:`PRUNE_AT` entries (or
   more than ``max_sessions_per_user``), checks the others against the store
   and drops the dead; the key itself expires with its longest-lived entry.
+- **Per deployment.** An index key names the sync key it is written under
+  (its key id, the public fingerprint), so a deployment with another key on
+  the same store and prefix -- staging next to production -- neither lists
+  nor counts this one's sessions (``count_sessions`` scans only its own).
 - **Rotation.** Indexes are written under the newest sync key and read under
-  every configured one.
+  every configured one; ``max_sessions_per_user`` counts a user's sessions
+  in every one of them, so a session made under the old key is evicted too.
+- **Never an ended session.** An entry is set in the same store step that
+  checks its session is live (``IndexPut(live=...)``), so a request that
+  wrote a session before a logout or a revocation and records it after
+  cannot enter it again.
 
     index = UserIndex(key, key_prefix="sessionshare:")
     infos = run(index.sessions("alice"), store)
@@ -49,9 +58,12 @@ from .events import Events
 from .ids import SessionIds
 from .session import META_JOINED, META_RETIRED, Session
 from .side import Side, is_signed_in_user
-from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Steps
+from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Save, Steps
 
 __all__ = ["PRUNE_AT", "REF_CHARS", "SessionInfo", "UserIndex", "record_session"]
+
+#: Passes of :meth:`UserIndex.withdraw` over the index when a session moved under it.
+_WITHDRAW_PASSES = 3
 
 #: Hex characters of a session reference (64 bits: unique among one user's sessions).
 REF_CHARS = 16
@@ -110,6 +122,7 @@ class UserIndex:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._user_subkeys = key.derive(_USER_PURPOSE)
+        self._key_ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
         # Only the store digest is used: audience and limits play no part in it.
         self._ids = SessionIds(key, audience="", idle_timeout=1, absolute_timeout=1)
         self.key_prefix = key_prefix
@@ -122,8 +135,8 @@ class UserIndex:
         """The index keys of ``user`` (as ``REMOTE_USER`` spells it), newest key first."""
         data = user.encode("utf-8", "surrogatepass")
         return [
-            f"{self.key_prefix}u:{{{blake2b(data, key=sub, digest_size=16).hexdigest()}}}"
-            for sub in self._user_subkeys
+            f"{self.key_prefix}u:{key_id}:{{{blake2b(data, key=sub, digest_size=16).hexdigest()}}}"
+            for key_id, sub in zip(self._key_ids, self._user_subkeys, strict=True)
         ]
 
     def session_key(self, digest: str) -> str:
@@ -168,29 +181,43 @@ class UserIndex:
         entry = json.dumps({"k": digest, "c": created, "l": now, "e": expires, "u": agent},
                            separators=(",", ":"))
         drop = () if drop_digest is None else (drop_digest[:REF_CHARS],)
-        key = self.index_keys(user)[0]
-        left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop)
-        if len(left) <= (max_sessions or PRUNE_AT):
+        key, *older = self.index_keys(user)
+        # Only while the session is live, in the same step: a logout or a revocation that
+        # ended it since this request wrote it must not see it entered again.
+        left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop,
+                              live=self.session_key(digest))
+        if ref not in left:
+            return  # ended meanwhile: nothing to count it against
+        # During a key rotation the user's other sessions may sit in the older keys'
+        # indexes: the cap counts them all (one read per older key, only with a cap).
+        found = {(key, other): text for other, text in left.items()}
+        if max_sessions is not None:
+            for old_key in older:
+                for other, text in (yield IndexRead(old_key)).items():
+                    found[(old_key, other)] = text
+        if len(found) <= (max_sessions or PRUNE_AT):
             return
-        dead: list[str] = []
-        alive: list[tuple[int, int, str, str]] = []
-        for other, text in left.items():
+        dead: list[tuple[str, str]] = []
+        alive: list[tuple[int, int, str, str, str]] = []
+        for (index_key, other), text in found.items():
             parsed = _parse(text)
-            if other == ref:
+            if index_key == key and other == ref:
                 continue
             if parsed is None or not self._belongs((yield Peek(self.session_key(parsed["k"]))),
                                                    user):
-                dead.append(other)
+                dead.append((index_key, other))
             else:
-                alive.append((_number(parsed, "c"), _number(parsed, "l"), other, parsed["k"]))
-        ended: list[str] = []
+                alive.append((_number(parsed, "c"), _number(parsed, "l"), index_key, other,
+                              parsed["k"]))
+        ended: list[tuple[str, str]] = []
         if max_sessions is not None and len(alive) + 1 > max_sessions:
             alive.sort()
-            for _, _, other, other_digest in alive[: len(alive) + 1 - max_sessions]:
+            for _, _, index_key, other, other_digest in alive[: len(alive) + 1 - max_sessions]:
                 yield Delete(self.session_key(other_digest))
-                ended.append(other)
-        if dead or ended:
-            yield IndexDrop(key, tuple(dead + ended))
+                ended.append((index_key, other))
+        gone = dead + ended
+        for index_key in dict.fromkeys(k for k, _ in gone):
+            yield IndexDrop(index_key, tuple(r for k, r in gone if k == index_key))
         if ended:
             self._revoked("max_sessions", len(ended), user)
 
@@ -260,11 +287,54 @@ class UserIndex:
             self._revoked("revoked_all", count, user)
         return count
 
+    def withdraw(self, user: str, origin: str) -> Steps[int]:
+        """Take ``origin`` (canonical) out of every live session of ``user``; how many
+        sessions it had joined.
+
+        That remote stops serving those sessions at its very next request (it checks
+        the joined origins on each one) and sends the user through the hand-off
+        again, where the IdP's ``authorize`` hook decides anew. The write keeps each
+        session's expiry as it is. A session moving to a new id at that moment
+        (a sign-in, ``regenerate()``) is looked for again under its new entry.
+        """
+        field = META_JOINED + origin
+        count = 0
+        for _ in range(_WITHDRAW_PASSES):
+            moved = False
+            for key in self.index_keys(user):
+                for text in (yield IndexRead(key)).values():
+                    entry = _parse(text)
+                    if entry is None:
+                        continue
+                    session_key = self.session_key(entry["k"])
+                    record = yield Peek(session_key)
+                    if not self._belongs(record, user):
+                        continue
+                    assert record is not None
+                    if record.meta.get(field, 0) <= 0:
+                        continue
+                    written = yield Save(session_key, changed={}, deleted=(),
+                                         meta={field: 0}, ttl=0)
+                    if written:
+                        count += 1
+                    else:
+                        moved = True  # ended, or moved: its new entry is read next pass
+            if not moved:
+                break
+        if count:
+            self.events.emit(
+                logging.INFO, "session_withdrawn",
+                {"origin": origin, "count": count, "user": user[:200]},
+                "session_withdrawn origin=%s count=%d", origin, count,
+            )
+        return count
+
     # -- every user at once (SessionAdmin.count_sessions) -------------------------
     @property
-    def index_prefix(self) -> str:
-        """What every index key of this deployment starts with."""
-        return f"{self.key_prefix}u:{{"
+    def index_prefixes(self) -> list[str]:
+        """What the index keys of this deployment start with, one per configured key
+        (another deployment's key ids differ, so a scan of these never meets its keys)."""
+        return [f"{self.key_prefix}u:{key_id}:{{" for key_id in self._key_ids]
 
     def live_session_keys(self, entries: dict[str, str]) -> list[str]:
         """The store keys of the sessions an index's ``entries`` name, those not past

@@ -16,10 +16,18 @@ Security properties kept here:
   sync key (:mod:`sessionshare.core.ids`): a cookie copied from another app,
   another deployment's session and a dump of the store all give nothing.
 - The idle and absolute limits are the stricter of this app's and the ones
-  the session id carries (the IdP's, for a signed-in session).
+  the session id carries (the IdP's, for a signed-in session) -- for a
+  remembered sign-in too, beyond ``max_remember`` (None: no bound; 0: this
+  app's own limits hold).
 - A session past its absolute lifetime is deleted when read, so no app sees
   it again; a session written to a store that no longer holds it (logged out
   elsewhere meanwhile) is not brought back, and its cookie is cleared.
+- A move to a new id (a sign-in, ``regenerate()``, ``remember()``) is one
+  store step that happens only while the session is live
+  (:class:`~sessionshare.core.steps.Move`): a request that read the session
+  before a logout or a revocation and moves it after finds it ended, and
+  answers signed out (``change_refused reason=ended``) -- a stolen cookie
+  kept busy in a request cannot outrun "sign out everywhere".
 
     rules = Lifecycle(cookie=CookieSpec("sessionshare"), key=key,
                       audience="https://shop.example", idle_timeout=1800,
@@ -48,7 +56,7 @@ from .session import (
     WritePlan,
     lifetime_start,
 )
-from .steps import Delete, Load, Mark, Save, Steps
+from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
 __all__ = ["Headers", "Joined", "Lifecycle"]
 
@@ -69,6 +77,8 @@ _LATE_FIX = {
     "rotated": "this request read a session id that a sign-in in another request of the "
     "same browser had just moved; its changes are dropped and its cookie left alone, so "
     "that the sign-in's new cookie stands (the user repeats the action if needed)",
+    "ended": "the session was ended (a logout or a revocation) while this request ran; "
+    "its changes are dropped and it answers signed out, so that the end stands",
 }
 #: Seconds a moved id stays a marker (see ``META_RETIRED``): longer than any request that
 #: read it before the move can still be running.
@@ -86,6 +96,7 @@ class Lifecycle:
         audience: str,
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
+        max_remember: int | None = None,
         key_prefix: str = "sessionshare:",
         max_session_bytes: int = 64 * 1024,
         clock: Callable[[], float] = time.time,
@@ -104,7 +115,8 @@ class Lifecycle:
         self.clock = clock
         self.audience = audience
         self.ids = SessionIds(
-            key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout
+            key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
+            max_remember=max_remember,
         )
         self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="
@@ -162,7 +174,9 @@ class Lifecycle:
             # Any backend, not only Redis (whose parser checks too): a damaged record is
             # no session -- the request goes on anonymous and a write gets a fresh id.
             return None
-        if record is not None and (
+        if record is not None and META_RETIRED not in record.meta and (
+            # A marker (an id just moved) lives its few seconds, not a session's lifetime:
+            # ending it as expired would follow it and end the session it moved to.
             lifetime_start(record.meta, 0) + absolute <= self.clock()
         ):
             yield Delete(key)
@@ -213,7 +227,10 @@ class Lifecycle:
         if before is MARKED_BEFORE:
             session.fill(None)
             return "again"
-        record = None if before is None else SessionRecord(before.fields, {**before.meta, **meta})
+        record = before
+        if before is not None and META_RETIRED not in before.meta:
+            # What the store holds now; a marker (moved meanwhile) took nothing.
+            record = SessionRecord(before.fields, {**before.meta, **meta})
         session.fill((yield from self._live(key, record, absolute)))
         return "joined" if session.stored_id is not None else "gone"
 
@@ -280,38 +297,55 @@ class Lifecycle:
             # Every app pays for every byte on each read of the shared session (a 20 MB
             # session costs Redis 40-80 ms per write): refuse the write whole, so the
             # stored session stays as it was rather than half-updated.
-            if plan.drop is not None and plan.drop_first:
+            if plan.drop is not None:
                 yield Delete(self.session_key(plan.drop))
             raise SessionTooLarge(size, self.max_session_bytes)
         now = self.clock()
         headers: Headers = [_VARY]
-        if plan.drop is not None and plan.drop_first:
+        if plan.drop is not None:
             yield Delete(self.session_key(plan.drop))
-        if plan.save_to is not None:
+        if plan.move_from is not None:
+            assert plan.save_to is not None
+            moved = yield Move(
+                self.session_key(plan.move_from), self.session_key(plan.save_to),
+                changed=plan.changed, deleted=plan.deleted, meta=plan.meta,
+                ttl=self._ttl(plan.save_to, plan.lifetime_start, now), retired_at=int(now),
+                grace=ROTATION_GRACE,
+            )
+            if not moved:
+                # Ended (or moved by another request) since this request read it: moving it
+                # now would bring back what a logout or a revocation ended.
+                return (yield from self._not_written(session, plan.move_from, headers))
+        elif plan.save_to is not None:
             written = yield Save(
                 self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
                 meta=plan.meta, ttl=self._ttl(plan.save_to, plan.lifetime_start, now),
                 create=plan.create,
             )
             if not written:
-                # Logged out elsewhere while this request ran: stay logged out.
-                session.mark_gone()
-                headers.append(("Set-Cookie", self.cookie.clear()))
-                return headers
-        if plan.drop is not None and not plan.drop_first:
-            # Moved to a new id (sign-in, regenerate): the old id becomes a marker holding no
-            # data for a few seconds rather than vanishing, so that a request of this browser
-            # still running with the old cookie neither clears nor replaces the new one
-            # (finding 12). It gives no way to the new id: no fixation.
-            yield Save(
-                self.session_key(plan.drop), changed={},
-                deleted=plan.dropped_keys, meta={META_RETIRED: int(now)},
-                ttl=ROTATION_GRACE, create=True,
-            )
+                return (yield from self._not_written(session, plan.save_to, headers))
         session.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
             headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
         elif plan.cookie == "clear":
+            headers.append(("Set-Cookie", self.cookie.clear()))
+        return headers
+
+    def _not_written(self, session: Session, sid: str, headers: Headers) -> Steps[Headers]:
+        """The session ``sid`` took no write: it ended, or another request moved it.
+
+        One more round trip tells the two apart, only on this rare path. Ended
+        (logged out elsewhere, revoked): the request stays signed out and the
+        cookie is cleared. Moved (a sign-in in another request of this browser):
+        its changes are dropped and the cookie left to the request that moved it.
+        """
+        record = yield Peek(self.session_key(sid))
+        reason = "rotated" if record is not None and META_RETIRED in record.meta else "ended"
+        session.mark_gone(moved=reason == "rotated")
+        self.events.emit(logging.WARNING if reason == "rotated" else logging.INFO,
+                         "change_refused", {"reason": reason},
+                         "change_refused reason=%s hint=%r", reason, _LATE_FIX[reason])
+        if reason == "ended":
             headers.append(("Set-Cookie", self.cookie.clear()))
         return headers

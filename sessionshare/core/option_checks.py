@@ -53,6 +53,13 @@ def byte_count(name: str, value: Any) -> str | None:
     return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
 
 
+def optional_seconds(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    problem = seconds(name, value, zero_ok=True)
+    return None if problem is None else problem + " (or None)"
+
+
 def optional_count(name: str, value: Any) -> str | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return None

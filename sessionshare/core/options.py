@@ -202,6 +202,13 @@ OPTIONS: tuple[Option, ...] = (
            "seconds after the latest sign-in (or creation, if never signed in) "
            "when the session ends regardless",
            check=checks.seconds, env="SESSIONSHARE_ABSOLUTE_TIMEOUT", parse=checks.int_text),
+    Option("max_remember", "int | None", None, BOTH,
+           "longest remembered sign-in (`Session.remember()`), in seconds, this app honours "
+           "past its own `idle_timeout` and `absolute_timeout`; unset: a remote enforces the "
+           "stricter of its own limits and the session's, remembered or not, and the IdP "
+           "honours what its own `remember()` grants",
+           check=checks.optional_seconds, env="SESSIONSHARE_MAX_REMEMBER",
+           parse=checks.int_text),
     Option("cookie_name", "str | None", None, BOTH,
            "session cookie name; unset: `__Host-sessionshare` on an https app without "
            "`cookie_domain` (no sibling subdomain can set or shadow it), else `sessionshare`",

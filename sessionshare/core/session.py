@@ -26,12 +26,14 @@ or logged; neither ``repr()`` of a session or of a plan nor any error shows it.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..store.base import SessionRecord
+from ..store.base import RETIRED, SessionRecord
+from .ids import MAX_LIMIT
 
 __all__ = [
     "ENVIRON_KEY",
@@ -58,8 +60,9 @@ META_JOINED = "o:"
 #: Metadata field of a *retired* id: one that a sign-in (or ``regenerate()``) moved to a new
 #: id a moment ago. Its record stays a short while as a marker holding no data, so that a
 #: request of the same browser that read the old id and is still running does not clear or
-#: replace the cookie the moving request sets (issue 16, finding 12).
-META_RETIRED = "r"
+#: replace the cookie the moving request sets, and a logout sent with it still ends the
+#: session where it went (:meth:`~sessionshare.store.base.SessionStore.move`).
+META_RETIRED = RETIRED
 
 #: Reads the stored session with this id: its record, or None when the store
 #: holds no live session under it (the manager also enforces lifetimes here).
@@ -126,24 +129,31 @@ def _encode(key: str, value: Any) -> str:
 class WritePlan:
     """What persisting a session does to the store and to its cookie, in this order:
 
-    1. when ``drop_first``, delete the entry of ``drop``;
-    2. when ``save_to`` is set, save ``changed`` / ``deleted`` / ``meta`` under
-       it -- as a new entry when ``create``, else merged into the existing
+    1. when ``drop`` is set, end that session (``drop_first``: before a new
+       session is created in its place; else there is nothing to keep);
+    2. when ``move_from`` is set, move that session to the new id ``save_to`` in
+       one store step, merging ``changed`` / ``deleted`` / ``meta`` in -- only
+       while it is live: a session a logout or a revocation ended meanwhile is
+       not brought back, and the request answers signed out;
+    3. else when ``save_to`` is set, save ``changed`` / ``deleted`` / ``meta``
+       under it -- as a new entry when ``create``, else merged into the existing
        one (if that one is gone, the session was ended elsewhere: nothing is
        written, the cookie is cleared and the session told so);
-    3. when ``drop`` is set and not ``drop_first``, delete its entry;
     4. set the cookie to ``save_to``, clear it, or leave it as it is.
 
     The TTL comes from the persisting side's timeouts and
     :attr:`lifetime_start`. A plan that does nothing is :attr:`unchanged`.
     """
 
-    #: Id whose store entry is deleted: the old id on regenerate or invalidate.
+    #: Id whose session is ended: the old id on invalidate (or a regenerate of an
+    #: empty session, which keeps nothing).
     drop: str | None = None
-    #: Delete ``drop`` before writing (invalidate: the logout must not depend on
-    #: the write that follows) rather than after (regenerate: the data must
-    #: exist under the new id before the old one goes).
+    #: ``drop`` is ended before a new session is created (invalidate, then new values:
+    #: the logout must not depend on the write that follows).
     drop_first: bool = False
+    #: Id the session moves *from* to ``save_to`` (regenerate, a sign-in, remember-me):
+    #: one conditional store step, see :class:`WritePlan`.
+    move_from: str | None = None
     #: Id the changes are saved under: the current one, or a fresh one.
     save_to: str | None = None
     #: Write a new entry holding every key, rather than merge into a live one.
@@ -158,9 +168,6 @@ class WritePlan:
     lifetime_start: int = 0
     #: What the response does to the session cookie.
     cookie: Literal["set", "clear", "keep"] = "keep"
-    #: The keys ``drop`` held when read: what a move (``drop`` after the save) empties
-    #: from the old id's entry, which stays a few seconds as a marker (finding 12).
-    dropped_keys: tuple[str, ...] = ()
     #: What a late plan (``write_plan(late=True)``) leaves out, or None:
     #: ``"regenerate"`` (the session keeps its id) or ``"new_session"`` (no
     #: session is created). The plan still does everything else it lists.
@@ -175,9 +182,10 @@ class WritePlan:
         # Neither ids nor values: plans end up in logs and assertion messages.
         steps = []
         if self.drop is not None:
-            steps.append("drop first" if self.drop_first else "drop after")
+            steps.append("drop first" if self.drop_first else "drop")
         if self.save_to is not None:
-            steps.append("create" if self.create else "update")
+            steps.append("move" if self.move_from is not None
+                         else "create" if self.create else "update")
             steps.append(f"changed={sorted(self.changed)} deleted={sorted(self.deleted)}")
             if self.meta is not None:
                 steps.append(f"meta={sorted(self.meta)}")
@@ -219,6 +227,7 @@ class Session(MutableMapping[str, Any]):
         "_reauthenticate",
         "_remember",
         "_retired",
+        "_retired_id",
         "_set",
         "_sid",
         "_stored",
@@ -240,6 +249,7 @@ class Session(MutableMapping[str, Any]):
         self._regenerate = False
         self._invalidate = False
         self._retired = False
+        self._retired_id: str | None = None
         self._remember: tuple[int, int] | None = None
         self._reauthenticate = False
 
@@ -260,9 +270,11 @@ class Session(MutableMapping[str, Any]):
             self._take(None, {}, {})
         elif META_RETIRED in record.meta:
             # Moved to a new id by another request of this browser: no session here, and
-            # this request must leave the cookie to the one that moved it.
+            # this request must leave the cookie to the one that moved it. A logout sent
+            # with this id still ends it -- and where it went (the store follows).
+            retired = self._sid
             self._take(None, {}, {})
-            self._retired = True
+            self._retired, self._retired_id = True, retired
         else:
             self._take(self._sid, record.fields, record.meta)
 
@@ -278,7 +290,7 @@ class Session(MutableMapping[str, Any]):
 
     def _take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
         """Become the stored record ``fields``/``meta`` of ``sid`` (None: a new session)."""
-        self._retired = False
+        self._retired, self._retired_id = False, None
         self._sid = sid
         self._exists = sid is not None
         self._stored = fields
@@ -488,18 +500,35 @@ class Session(MutableMapping[str, Any]):
         the user in (a "remember me" box).
 
         The session moves to a new id carrying its own limits -- ``days`` in all,
-        and ``idle`` seconds without a request (default: the same) -- which every
-        app enforces instead of its own, server-side; and the session cookie of
-        the IdP and of every remote that adopts it gets a ``Max-Age``, so it
-        outlives a browser restart. It is still revocable: a logout anywhere
-        ends it everywhere. A sign-in without it is a browser-session cookie
-        with the apps' own limits, as always.
+        and ``idle`` seconds without a request (default: the IdP's own
+        ``idle_timeout``) -- and the session cookie of the IdP and of every remote
+        that adopts it gets a ``Max-Age``, so it outlives a browser restart. Each
+        app honours those longer limits only as far as its ``max_remember``
+        option says: the IdP what it grants, a remote not at all unless it opts
+        in -- elsewhere the stricter of the app's own limits and the session's
+        hold, as for any session, and the strictest app that reads the session
+        ends it for all. It is still revocable: a logout anywhere ends it
+        everywhere. A sign-in without it is a browser-session cookie with the
+        apps' own limits, as always.
+
+        Raises ``ValueError`` for a lifetime that is not positive or longer than
+        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds, about
+        49,710 days).
         """
+        if not isinstance(days, (int, float)) or not math.isfinite(days) or (
+            idle is not None and not isinstance(idle, int)
+        ):
+            raise ValueError("remember() needs a positive number of days (and idle seconds)")
         absolute = int(days * 86400)
         if absolute <= 0 or (idle is not None and idle <= 0):
             raise ValueError("remember() needs a positive number of days (and idle seconds)")
+        if absolute > MAX_LIMIT or (idle is not None and idle > MAX_LIMIT):
+            raise ValueError(
+                f"remember() lasts at most {MAX_LIMIT // 86400} days ({MAX_LIMIT} seconds, "
+                f"what a session id can carry), not {days!r} days"
+            )
         self._ensure()
-        self._remember = (min(idle or absolute, absolute), absolute)
+        self._remember = (min(idle, absolute) if idle is not None else 0, absolute)
         self._regenerate = True
 
     def regenerate(self) -> None:
@@ -564,11 +593,13 @@ class Session(MutableMapping[str, Any]):
             return self._late_plan(now, regenerate)
         cookie_gone: Literal["clear", "keep"] = "clear" if self._had_cookie else "keep"
         if self._invalidate:
+            # A logout sent with an id another request just moved ends it where it went.
+            ending = old if old is not None else self._retired_id
             if not self._values:
-                return WritePlan(drop=old, drop_first=True, cookie=cookie_gone)
+                return WritePlan(drop=ending, drop_first=True, cookie=cookie_gone)
             # Values written after invalidate() start a new session; metadata alone does not.
             fresh = {key: _encode(key, value) for key, value in self._values.items()}
-            return self._creating(fresh, now, new_id, drop=old, drop_first=True)
+            return self._creating(fresh, now, new_id, drop=ending, drop_first=True)
         changed, deleted = self._changes()
         if self._retired and old is None:
             # The cookie this request came with names an id another request of the browser
@@ -583,7 +614,7 @@ class Session(MutableMapping[str, Any]):
                 meta=dict(self._meta) if self._meta_changed else None,
                 lifetime_start=lifetime_start(self._meta, int(now)),
             )
-        # A new session, or one moving to a fresh id: every key goes under a new id.
+        # A new session, or one moving to a fresh id.
         fields = dict(self._stored)
         fields.update(changed)
         for key in deleted:
@@ -591,7 +622,18 @@ class Session(MutableMapping[str, Any]):
         if not fields and not self._meta_changed:
             # Nothing to keep: no store entry and no cookie for an empty session.
             return WritePlan(drop=old, cookie=cookie_gone)
-        return self._creating(fields, now, new_id, drop=old, drop_first=False)
+        if old is None:
+            return self._creating(fields, now, new_id, drop=None, drop_first=False)
+        # A move: the store takes the session as it holds it *then* (another app's write
+        # since this request read it is kept) and merges this request's changes in --
+        # only if it is still live, in the same step.
+        meta = dict(self._meta)
+        meta.setdefault(META_CREATED, int(now))
+        return WritePlan(
+            move_from=old, save_to=new_id(self._remember), changed=changed,
+            deleted=tuple(deleted), meta=meta, lifetime_start=lifetime_start(meta, int(now)),
+            cookie="set",
+        )
 
     def _creating(
         self,
@@ -607,7 +649,7 @@ class Session(MutableMapping[str, Any]):
         return WritePlan(
             drop=drop, drop_first=drop_first, save_to=new_id(self._remember), create=True,
             changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
-            cookie="set", dropped_keys=tuple(self._stored) if drop is not None else (),
+            cookie="set",
         )
 
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
@@ -618,7 +660,8 @@ class Session(MutableMapping[str, Any]):
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.
             return WritePlan(
-                drop=old, drop_first=True, refused="new_session" if self._values else None
+                drop=old if old is not None else self._retired_id, drop_first=True,
+                refused="new_session" if self._values else None,
             )
         changed, deleted = self._changes()
         if old is None:
@@ -657,6 +700,13 @@ class Session(MutableMapping[str, Any]):
             assert plan.save_to is not None and plan.meta is not None
             self._sid, self._exists, self._had_cookie = plan.save_to, True, True
             self._stored, self._meta = dict(plan.changed), dict(plan.meta)
+        elif plan.move_from is not None:
+            assert plan.save_to is not None and plan.meta is not None
+            self._sid, self._exists, self._had_cookie = plan.save_to, True, True
+            self._stored.update(plan.changed)
+            for key in plan.deleted:
+                self._stored.pop(key, None)
+            self._meta = dict(plan.meta)
         elif plan.save_to is not None:
             self._stored.update(plan.changed)
             for key in plan.deleted:
@@ -669,13 +719,19 @@ class Session(MutableMapping[str, Any]):
         self._meta_changed = self._regenerate = self._invalidate = False
         self._remember = None
 
-    def mark_gone(self) -> None:
-        """An update found no stored session (ended elsewhere meanwhile): stay ended.
+    def mark_gone(self, *, moved: bool = False) -> None:
+        """An update or a move found no live session (ended elsewhere meanwhile): stay ended.
 
-        The session becomes new and empty; the caller clears the cookie.
+        The session becomes new and empty; the caller clears the cookie --
+        unless ``moved``: another request of this browser gave the session a new
+        id meanwhile and sets its cookie, so this one leaves the cookie alone.
         """
+        retired = self._sid if moved else None
         self._take(None, {}, {})
-        self._had_cookie = False
+        if moved:
+            self._retired, self._retired_id = True, retired
+        else:
+            self._had_cookie = False
         self._meta_changed = self._regenerate = self._invalidate = False
         self._remember = None
 

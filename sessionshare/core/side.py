@@ -115,6 +115,7 @@ class Side:
         logout_redirect: str = "/",
         idle_timeout: int = 30 * 60,
         absolute_timeout: int = 8 * 60 * 60,
+        max_remember: int | None = None,
         cookie_name: str | None = None,
         cookie_secure: bool = True,
         allow_insecure: bool = False,
@@ -181,6 +182,11 @@ class Side:
             audience=self.origin,
             idle_timeout=idle_timeout,
             absolute_timeout=absolute_timeout,
+            # A remembered sign-in's longer limits hold here only where this app says so: the
+            # IdP grants them (it honours its own remember() unless capped), a remote keeps
+            # its own limits unless it opts in.
+            max_remember=max_remember if max_remember is not None
+            else (None if self.role == "idp" else 0),
             key_prefix=key_prefix,
             max_session_bytes=max_session_bytes,
             clock=clock,

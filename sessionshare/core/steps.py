@@ -1,11 +1,11 @@
 """Store calls as values: how the protocol asks for I/O without doing any.
 
 A protocol step is a generator. When it needs the store it *yields* a
-command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Delete`, :class:`ClaimState`,
-:class:`TakeTicket`, :class:`StoreIdentity`, and for the per-user index :class:`Peek`,
-:class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the store's
-answer back; when it is done it *returns* its result. It never touches a socket, so the
-same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
+command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Move`, :class:`Delete`,
+:class:`ClaimState`, :class:`TakeTicket`, :class:`StoreIdentity`, and for the per-user index
+:class:`Peek`, :class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the
+store's answer back; when it is done it *returns* its result. It never touches a socket, so
+the same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
 with a loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
 the same commands on an asyncio store). This is h11's "bring your own I/O",
 applied to a session store.
@@ -38,6 +38,7 @@ __all__ = [
     "IndexRead",
     "Load",
     "Mark",
+    "Move",
     "Peek",
     "Save",
     "Steps",
@@ -101,8 +102,32 @@ class Mark(NamedTuple):
         return await store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
 
 
+class Move(NamedTuple):
+    """Give the live session at ``key`` the key ``new_key``, merging the changes in, in one
+    step; ``key`` stays a marker for ``grace`` seconds. Answer: False when it was not live."""
+
+    key: str
+    new_key: str
+    changed: Mapping[str, str]
+    deleted: Collection[str]
+    meta: Mapping[str, int] | None
+    ttl: int
+    retired_at: int
+    grace: int
+
+    def on(self, store: SessionStore) -> bool:
+        return store.move(self.key, self.new_key, changed=self.changed, deleted=self.deleted,
+                          meta=self.meta, ttl=self.ttl, retired_at=self.retired_at,
+                          grace=self.grace)
+
+    async def on_async(self, store: AsyncSessionStore) -> bool:
+        return await store.move(self.key, self.new_key, changed=self.changed,
+                                deleted=self.deleted, meta=self.meta, ttl=self.ttl,
+                                retired_at=self.retired_at, grace=self.grace)
+
+
 class Delete(NamedTuple):
-    """Remove the session at ``key``. Answer: None."""
+    """End the session at ``key`` (and where a move took it). Answer: None."""
 
     key: str
 
@@ -185,7 +210,8 @@ class Peek(NamedTuple):
 
 
 class IndexPut(NamedTuple):
-    """Set an entry of a user index, drop ``drop`` and the expired. Answer: entries left."""
+    """Set an entry of a user index -- only while the session ``live`` names is live, when
+    given -- drop ``drop`` and the expired. Answer: entries left."""
 
     key: str
     ref: str
@@ -193,14 +219,15 @@ class IndexPut(NamedTuple):
     ttl: int
     now: int
     drop: tuple[str, ...] = ()
+    live: str | None = None
 
     def on(self, store: SessionStore) -> dict[str, str]:
         return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
-                               drop=self.drop)
+                               drop=self.drop, live=self.live)
 
     async def on_async(self, store: AsyncSessionStore) -> dict[str, str]:
         return await store.index_put(self.key, self.ref, self.entry, ttl=self.ttl,
-                                     now=self.now, drop=self.drop)
+                                     now=self.now, drop=self.drop, live=self.live)
 
 
 class IndexRead(NamedTuple):
@@ -229,8 +256,8 @@ class IndexDrop(NamedTuple):
 
 
 Command = Union[  # noqa: UP007 - runtime alias
-    Load, Save, Mark, Delete, ClaimState, TakeTicket, StoreIdentity, Peek, IndexPut, IndexRead,
-    IndexDrop,
+    Load, Save, Mark, Move, Delete, ClaimState, TakeTicket, StoreIdentity, Peek, IndexPut,
+    IndexRead, IndexDrop,
 ]
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]

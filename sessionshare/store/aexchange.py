@@ -17,13 +17,23 @@ puts such a connection straight back on its free list). So, as in
 Every command the store sends is safe to run twice (see ``exchange.py``), so
 redis-py's configured retry stays on.
 
-A store and its connections belong to one event loop, as redis-py's asyncio
-clients do.
+A store's connections belong to the event loop that opened them, as
+redis-py's asyncio connections do -- yet a store is often used from more than
+one loop: an ``asyncio.run(store.ping())`` at import, then the server's loop;
+pytest-asyncio's loop per test around one module-level app. A connection
+opened on another loop cannot be used here (its reads wait on that loop,
+which may be closed: ``RuntimeError`` *after* the server ran the command), so
+each connection's loop is remembered and a connection of another loop is
+dropped, never used; a ``RuntimeError`` an exchange still meets is a failed
+connection (redis-py's retry runs the command again on a fresh one, and a
+store outage is what the app sees, never a 500). Only the slot counters are
+per loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -73,19 +83,46 @@ async def send(conn: Any, packed: Any) -> None:
         raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
 
 
+#: The event loop each connection last exchanged a command on.
+_LOOP_OF: weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def drop(conn: Any) -> None:
-    """Close a connection at once, discarding whatever it has not sent yet.
+    """Close a connection at once, discarding whatever it has not sent yet -- even when
+    the event loop that opened it is gone.
 
     An asyncio transport closed the usual way first flushes its buffer: the
     rest of a command cut off halfway would still reach the server, complete,
     and run after its task was cancelled or timed out. Aborting the transport
     drops those bytes, so the server sees half a command and a closed
-    connection, and runs nothing.
+    connection, and runs nothing. At once, too: waiting for the close would be
+    a new await point inside a task that may be being cancelled.
     """
     writer = getattr(conn, "_writer", None)  # see send(): redis-py's StreamWriter
-    if writer is not None:
-        writer.transport.abort()
-    await conn.disconnect(nowait=True)
+    try:
+        if writer is not None:
+            writer.transport.abort()
+    except RuntimeError:
+        # Its loop is closed: the abort discarded the buffer before it failed to schedule
+        # the close; the transport closes its socket when collected.
+        pass
+    try:
+        await conn.disconnect(nowait=True)
+    except RuntimeError:
+        # The same closed loop; redis-py has forgotten the socket already.
+        pass
+
+
+async def claim(conn: Any) -> None:
+    """Make ``conn`` this loop's: a connection another loop opened is dropped first (it
+    reconnects on this one at its next command)."""
+    loop = asyncio.get_running_loop()
+    owner = _LOOP_OF.get(conn)
+    if owner is not None and owner is not loop:
+        await drop(conn)
+    _LOOP_OF[conn] = loop
 
 
 async def exchange(conn: Any, packed: Any) -> Any:
@@ -99,6 +136,12 @@ async def exchange(conn: Any, packed: Any) -> Any:
     except ResponseError:
         done = True  # the server's error reply was read in full
         raise
+    except RuntimeError as exc:
+        # A connection of another event loop that nothing told apart (the client's own
+        # commands opened it there): a failed connection, never a 500.
+        raise RedisConnectionError(
+            f"the connection belongs to another event loop ({type(exc).__name__})"
+        ) from exc
     finally:
         if not done:
             # At once: waiting for the close would be a new await point inside a
@@ -136,6 +179,7 @@ async def _borrow(pool: Any, command: str) -> Any:
     except TypeError:  # redis-py < 5.3 wants a command name
         conn = await pool.get_connection(command)
     try:
+        await claim(conn)
         await drop_if_dirty(conn)
     except BaseException:
         await pool.release(conn)
@@ -143,13 +187,32 @@ async def _borrow(pool: Any, command: str) -> Any:
     return conn
 
 
-def _slots(pool: Any) -> asyncio.Semaphore:
-    # redis.asyncio's pool raises MaxConnectionsError when all its connections are
-    # out (100 by default in redis-py 8): a burst of requests on one loop would get
-    # 503s although the store is fine. Waiting for a connection, as a thread pool
-    # does, turns the burst into a short queue instead.
-    limit = getattr(pool, "max_connections", None)
-    return asyncio.Semaphore(limit if isinstance(limit, int) and limit > 0 else 2**31)
+class _Slots:
+    """The pool's connections as a semaphore, one per event loop (an asyncio primitive
+    belongs to the first loop that waits on it)."""
+
+    __slots__ = ("_by_loop", "_limit")
+
+    def __init__(self, pool: Any) -> None:
+        # redis.asyncio's pool raises MaxConnectionsError when all its connections are
+        # out (100 by default in redis-py 8): a burst of requests on one loop would get
+        # 503s although the store is fine. Waiting for a connection, as a thread pool
+        # does, turns the burst into a short queue instead.
+        limit = getattr(pool, "max_connections", None)
+        self._limit = limit if isinstance(limit, int) and limit > 0 else 2**31
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                 asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+    def __call__(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._by_loop.get(loop)
+        if slots is None:
+            slots = self._by_loop[loop] = asyncio.Semaphore(self._limit)
+        return slots
+
+
+def _slots(pool: Any) -> _Slots:
+    return _Slots(pool)
 
 
 class AsyncPoolLine:
@@ -162,7 +225,7 @@ class AsyncPoolLine:
         self._slots = _slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
-        async with self._slots:
+        async with self._slots():
             conn = await _borrow(self._pool, str(args[0]))
             try:
                 return await _with_retry(conn, conn.pack_command(*args))
@@ -194,11 +257,13 @@ class AsyncDirectLine:
         self._slots = _slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
-        async with self._slots:
+        async with self._slots():
             try:
                 conn = self._idle.pop()  # only completed exchanges are parked: rule 2 holds
             except IndexError:
                 conn = await _borrow(self._pool, str(args[0]))
+            else:
+                await claim(conn)  # parked by another loop: dropped, then reconnected here
             completed = False
             try:
                 reply = await _with_retry(conn, pack(conn, args))
@@ -262,6 +327,7 @@ class AsyncClusterLine:
     async def _on_node(self, node: Any, args: tuple[str | int, ...]) -> Any:
         conn = node.acquire_connection()
         try:
+            await claim(conn)
             await drop_if_dirty(conn)
             # Cluster node connections do not retry: the client owns retries.
             return await exchange(conn, conn.pack_command(*args))

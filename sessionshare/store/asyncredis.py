@@ -9,7 +9,10 @@ Any ``redis.asyncio`` client works: ``redis.asyncio.Redis``, a Sentinel master
 (``redis.asyncio.Sentinel(...).master_for(name)``) or
 ``redis.asyncio.cluster.RedisCluster``. No method blocks the event loop, and
 a cancelled request never leaves a reply behind for the next one
-(``aexchange.py`` says how). A store belongs to one event loop.
+(``aexchange.py`` says how). A store may be used from more than one event loop
+(an ``asyncio.run(store.ping())`` at import, a test framework's loop per test):
+a connection another loop opened is dropped, not used, and any failure that
+remains is :class:`~sessionshare.errors.StoreUnavailable`.
 
     store = AsyncRedisStore.from_url("redis://127.0.0.1:6379/0")
     record = await store.load(key, idle_ttl=1800)
@@ -26,28 +29,43 @@ from redis.asyncio.cluster import RedisCluster
 
 from ..errors import ConfigurationError
 from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncLine, AsyncPoolLine, run_script
-from .base import SessionRecord, owners_of
+from .base import MAX_HOPS, SessionRecord, owners_of
 from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
 from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    END,
+    END_SHA,
     IDENTITY,
     IDENTITY_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
     MERGE_SHA,
+    MOVE,
+    MOVE_IN,
+    MOVE_IN_SHA,
+    MOVE_OUT,
+    MOVE_OUT_SHA,
+    MOVE_SHA,
     POLICY_UNKNOWN,
+    PREPARED,
     REDEEM,
     REDEEM_SHA,
     claim_args,
     eviction_warning,
     index_args,
     index_entries,
+    is_live_text,
     mark_args,
     mark_reply,
     merge_args,
+    move_args,
+    move_in_args,
+    move_out_args,
+    moved_to,
+    moved_to_by,
     parse_record,
     redeem_nonce,
     server_name,
@@ -58,6 +76,11 @@ from .redisproto import (
 )
 
 __all__ = ["AsyncRedisStore"]
+
+#: What a command may raise for a server it cannot use. RuntimeError: redis-py's own
+#: asyncio objects (a pool's lock, say) used on another event loop than their first --
+#: a store outage to the app (503), never a 500.
+_FAILURES = (*DRIVER_ERRORS, RuntimeError)
 
 
 def _line_for(client: Any, max_idle: int | None) -> AsyncLine:
@@ -140,7 +163,7 @@ class AsyncRedisStore:
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         try:
             raw = await self._line.call("GETEX", key, "EX", idle_ttl, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
@@ -157,7 +180,7 @@ class AsyncRedisStore:
         args = merge_args(changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create)
         try:
             return bool(await run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def mark(
@@ -173,20 +196,59 @@ class AsyncRedisStore:
         keys = (1, key) if once is None else (2, key, once)
         try:
             raw = await run_script(self._line, MERGE, MERGE_SHA, *keys, *args)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return mark_reply(raw)
 
+    async def move(
+        self,
+        key: str,
+        new_key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        retired_at: int,
+        grace: int,
+    ) -> bool:
+        try:
+            if not isinstance(self._line, AsyncClusterLine):
+                args = move_args(key, new_key, changed=changed, deleted=deleted, meta=meta,
+                                 ttl=ttl, retired_at=retired_at, grace=grace)
+                return bool(await run_script(self._line, MOVE, MOVE_SHA, *args))
+            # Two slots: as RedisStore.move does.
+            if not await self._line.call("SET", new_key, PREPARED, "EX", max(int(grace), 1),
+                                         "NX", key=new_key):
+                # Taken: done already if the old id names it and it holds the session.
+                return (moved_to_by(await self._line.call("GET", key, key=key)) == new_key
+                        and is_live_text(await self._line.call("GET", new_key, key=new_key)))
+            record = await run_script(
+                self._line, MOVE_OUT, MOVE_OUT_SHA,
+                *move_out_args(key, new_key, retired_at=retired_at, grace=grace),
+            )
+            if not record:
+                return False
+            args = move_in_args(new_key, record, changed=changed, deleted=deleted, meta=meta,
+                                ttl=ttl)
+            return bool(await run_script(self._line, MOVE_IN, MOVE_IN_SHA, *args))
+        except _FAILURES as exc:
+            raise unavailable(exc, self._server) from None
+
     async def delete(self, key: str) -> None:
         try:
-            await self._line.call("DEL", key, key=key)
-        except DRIVER_ERRORS as exc:
+            next_key: str | None = key
+            for _ in range(MAX_HOPS):  # a marker names where its session moved: end it too
+                if next_key is None:
+                    break
+                next_key = moved_to(await run_script(self._line, END, END_SHA, 1, next_key))
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         try:
             await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def claim_state(
@@ -199,7 +261,7 @@ class AsyncRedisStore:
         try:
             args = claim_args(key, owners_of(owners), ttl, ticket)
             return bool(await run_script(self._line, CLAIM, CLAIM_SHA, *args))
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
@@ -207,38 +269,47 @@ class AsyncRedisStore:
         nonce = redeem_nonce(nonce)
         try:
             raw = await run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw)
 
     async def store_identity(self, key: str, candidate: str) -> str:
         try:
             raw = await run_script(self._line, IDENTITY, IDENTITY_SHA, 1, key, candidate)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return ticket_text(raw) or ""
 
     async def peek(self, key: str) -> SessionRecord | None:
         try:
             raw = await self._line.call("GET", key, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return parse_record(raw)
 
     async def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
+        live: str | None = None,
     ) -> dict[str, str]:
-        args = index_args(key, ref, entry, ttl, now, drop)
+        # On a cluster: set, check the session, take the entry out again (RedisStore's way).
+        apart = live is not None and isinstance(self._line, AsyncClusterLine)
+        args = index_args(key, ref, entry, ttl, now, drop, None if apart else live)
         try:
             raw = await run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args)
-        except DRIVER_ERRORS as exc:
+            entries = index_entries(raw)
+            if apart and live is not None and not is_live_text(
+                await self._line.call("GET", live, key=live)
+            ):
+                await self._line.call("HDEL", key, ref, key=key)
+                entries.pop(ref, None)
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
-        return index_entries(raw)
+        return entries
 
     async def index_read(self, key: str) -> dict[str, str]:
         try:
             raw = await self._line.call("HGETALL", key, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return index_entries(raw)
 
@@ -247,20 +318,20 @@ class AsyncRedisStore:
             return
         try:
             await self._line.call("HDEL", key, *refs, key=key)
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def ping(self) -> None:
         try:
             await self._line.call("PING")
-        except DRIVER_ERRORS as exc:
+        except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 
     async def eviction_warning(self) -> str | None:
         """As :meth:`RedisStore.eviction_warning`."""
         try:
             answer = await self.client.config_get("maxmemory-policy")
-        except DRIVER_ERRORS:
+        except _FAILURES:
             return POLICY_UNKNOWN
         return eviction_warning(answer)
 
@@ -273,5 +344,5 @@ class AsyncRedisStore:
                     await node.disconnect_free_connections()
             else:
                 await self.client.connection_pool.disconnect(inuse_connections=False)
-        except DRIVER_ERRORS:
+        except _FAILURES:
             pass

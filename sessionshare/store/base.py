@@ -13,6 +13,13 @@ A store keeps two kinds of records, under names the session layer chooses
   joining it); with ``once`` it also creates a short-lived key of its own next
   to the session, and writes nothing when that key exists already (the same
   hand-off joining twice: :data:`MARKED_BEFORE`).
+  ``move`` gives a session a new id in *one* step, and only while it is live:
+  the old key becomes a short-lived *marker* (metadata :data:`RETIRED`, no
+  data) that remembers where the session went, and ``delete`` -- which every
+  end of a session (logout, revocation, expiry) uses -- follows it there. So a
+  request that read a session before a logout and moves it after finds it
+  ended, and a logout that comes after a move ends the new id too: nothing a
+  request in flight does brings back what a logout or a revocation ended.
 - **claims**: a login state bound to the first browser that presented it
   (``claim_state``, which can store that state's ticket in the same step);
 - **tickets**: short-lived single-use values; ``take_ticket`` returns a
@@ -30,12 +37,14 @@ never as the driver's own exception.
   of *reference* -> entry text under one key per user. ``index_put`` sets an
   entry and drops the ones past their expiry, ``index_read`` reads them all,
   ``index_drop`` removes some; ``peek`` reads a session *without* sliding
-  its expiry (an operator listing sessions must not keep them alive). An
+  its expiry (an operator listing sessions must not keep them alive).
+  ``index_put`` may be told the session the entry names (``live``): the entry
+  is then set only while that session is live, in the same step. An
   entry is a JSON object whose integer ``"e"`` is when it expires (seconds,
   on the caller's clock); every command touches one key, so all of it works
   on a cluster.
 
-A new backend (Valkey, a database) needs only these fourteen methods; the
+A new backend (Valkey, a database) needs only these fifteen methods; the
 store contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
@@ -46,9 +55,23 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
-    "MARKED_BEFORE", "NOT_HELD", "AsyncSessionStore", "SessionRecord", "SessionStore",
-    "entry_expiry", "is_well_formed", "owners_of",
+    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "PENDING", "RETIRED", "AsyncSessionStore",
+    "SessionRecord", "SessionStore", "entry_expiry", "is_well_formed", "owners_of",
 ]
+
+#: Metadata field of a *retired* id: one that a move (a sign-in, ``regenerate()``) gave a
+#: new id a moment ago. Its record stays a short while as a marker holding no data, so
+#: that a request of the same browser that read the old id, still running, does not clear
+#: or replace the cookie the moving request sets, and so that an end of the old id reaches
+#: the new one. Part of the wire format: never rename it.
+RETIRED = "r"
+#: Metadata field of a key a store that cannot move a session in one command (Redis
+#: Cluster: the two keys sit in different slots) *prepares* before the move: no read
+#: returns it and no write goes into it; an end of the old id follows the marker and
+#: deletes it, and the move's last step, finding it gone, creates nothing.
+PENDING = "p"
+#: How many moves deep an end follows markers (each move leaves one for a few seconds).
+MAX_HOPS = 8
 
 
 class SessionRecord(NamedTuple):
@@ -128,7 +151,9 @@ class SessionStore(Protocol):
 
         With ``create=False`` a session that no longer exists (logged out or
         expired meanwhile) is *not* brought back: nothing is written and the
-        result is False.
+        result is False. No write goes into a marker (False: the session moved).
+        ``ttl=0`` (an update only) keeps the record's expiry as it is: an
+        operator's change neither extends nor cuts a session's life.
         """
 
     def mark(
@@ -141,13 +166,41 @@ class SessionStore(Protocol):
     ) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
         ``idle_ttl`` seconds and return the record *as it was before*, atomically;
-        None (and nothing written) when it is gone. With ``once`` (a key in the
-        same hash slot as ``key``): create it for ``once_ttl`` seconds in the same
-        step, or, when it exists already, write nothing and answer
-        :data:`MARKED_BEFORE`. Running it twice is harmless."""
+        None (and nothing written) when it is gone, a marker unchanged (nothing
+        written, no ``once`` key made). With ``once`` (a key in the same hash slot
+        as ``key``): create it for ``once_ttl`` seconds in the same step, or, when
+        it exists already, write nothing and answer :data:`MARKED_BEFORE`. Running
+        it twice is harmless."""
+
+    def move(
+        self,
+        key: str,
+        new_key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        retired_at: int,
+        grace: int,
+    ) -> bool:
+        """Give the live session at ``key`` the new key ``new_key``, atomically: one step.
+
+        Only while ``key`` holds a live session (not a marker) and ``new_key``
+        holds nothing: ``new_key`` gets the record as stored *now* -- so a write
+        another request made since this one read it is kept -- with ``changed`` /
+        ``deleted`` / ``meta`` merged in, for ``ttl`` seconds; ``key`` becomes a
+        marker (metadata ``{RETIRED: retired_at}``, no data) for ``grace``
+        seconds, remembering ``new_key`` for :meth:`delete`. Returns True; False
+        (nothing written) when the session is gone, ended or moved already.
+        """
 
     def delete(self, key: str) -> None:
-        """Remove the session at ``key`` (no error if it is gone)."""
+        """End the session at ``key`` (no error if it is gone).
+
+        A marker is followed: the session it moved to is ended too (and so on,
+        a few moves deep). No later :meth:`move` of ``key`` succeeds.
+        """
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         """Store a ticket for ``ttl`` seconds."""
@@ -185,12 +238,18 @@ class SessionStore(Protocol):
         """The session at ``key``, or None; its expiry is left as it is."""
 
     def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
+        live: str | None = None,
     ) -> dict[str, str]:
         """Set ``ref`` -> ``entry`` in the index at ``key``, remove the refs in ``drop``
         and every entry whose ``"e"`` is ``now`` or earlier (or that is not such an
         object), and keep the index at least ``ttl`` more seconds; atomically. Returns
-        the entries left. Running it twice is harmless."""
+        the entries left. Running it twice is harmless.
+
+        ``live``: the key of the session the entry names. The entry is then set
+        only if that session is live at that moment -- an ended session is never
+        entered again (on a cluster, where the two keys sit apart: set, checked
+        and taken out again at once)."""
 
     def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
@@ -207,7 +266,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same fifteen methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -239,8 +298,23 @@ class AsyncSessionStore(Protocol):
         """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
         key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
 
+    async def move(
+        self,
+        key: str,
+        new_key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        retired_at: int,
+        grace: int,
+    ) -> bool:
+        """Give the live session at ``key`` the new key ``new_key`` in one step; False
+        (nothing written) when it is not live any more."""
+
     async def delete(self, key: str) -> None:
-        """Remove the session at ``key`` (no error if it is gone)."""
+        """End the session at ``key``, and where a move took it (no error if it is gone)."""
 
     async def put_ticket(self, key: str, value: str, ttl: int) -> None:
         """Store a ticket for ``ttl`` seconds."""
@@ -265,9 +339,11 @@ class AsyncSessionStore(Protocol):
         """The session at ``key``, or None; its expiry is left as it is."""
 
     async def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
+        live: str | None = None,
     ) -> dict[str, str]:
-        """Set an index entry, drop ``drop`` and the expired ones; the entries left."""
+        """Set an index entry (only while ``live``'s session is, when given), drop
+        ``drop`` and the expired ones; the entries left."""
 
     async def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key``; empty when none."""

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
-from .base import MARKED_BEFORE, NOT_HELD, SessionRecord, entry_expiry, owners_of
+from .base import MARKED_BEFORE, MAX_HOPS, NOT_HELD, RETIRED, SessionRecord, entry_expiry, owners_of
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -64,6 +64,7 @@ class MemoryStore:
         self._once: dict[str, float] = {}  # a mark's once key -> when it expires
         self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
         self._indexes: dict[str, tuple[float, dict[str, str]]] = {}  # key -> (expires, entries)
+        self._moved: dict[str, str] = {}  # a marker's key -> the key its session moved to
         self._writes = 0
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -78,6 +79,13 @@ class MemoryStore:
             self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
             return SessionRecord(dict(entry[1]), dict(entry[2]))
 
+    def _held(
+        self, key: str, now: float
+    ) -> tuple[float, dict[str, str], dict[str, int]] | None:
+        """The record at ``key`` unless it expired; with the lock held."""
+        entry = self._sessions.get(key)
+        return entry if entry is not None and entry[0] > now else None
+
     def save(
         self,
         key: str,
@@ -90,13 +98,15 @@ class MemoryStore:
     ) -> bool:
         with self._lock:
             now = self._clock()
-            entry = self._sessions.get(key)
-            if entry is not None and entry[0] <= now:
-                entry = None
+            entry = self._held(key, now)
+            if entry is not None and RETIRED in entry[2]:
+                return False  # moved: a write here would reach nobody
             if entry is None:
                 if not create:
                     self._sessions.pop(key, None)
                     return False
+                if ttl == 0:
+                    raise ValueError("a session is created with a ttl")
                 entry = (0.0, {}, {})
             fields, stored_meta = entry[1], entry[2]
             fields.update(changed)
@@ -104,7 +114,7 @@ class MemoryStore:
                 fields.pop(name, None)
             if meta:
                 stored_meta.update(meta)
-            self._sessions[key] = (now + ttl, fields, stored_meta)
+            self._sessions[key] = (entry[0] if ttl == 0 else now + ttl, fields, stored_meta)
             self._maybe_sweep(now)
             return True
 
@@ -123,6 +133,8 @@ class MemoryStore:
                 self._sessions.pop(key, None)
                 return None
             before = SessionRecord(dict(entry[1]), dict(entry[2]))
+            if RETIRED in entry[2]:
+                return before  # moved: seen (a marker, no data), not written, no once key
             if once is not None:
                 held = self._once.get(once)
                 if held is not None and held > now:
@@ -133,9 +145,53 @@ class MemoryStore:
             self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
             return before
 
+    def move(
+        self,
+        key: str,
+        new_key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        retired_at: int,
+        grace: int,
+    ) -> bool:
+        with self._lock:
+            now = self._clock()
+            entry = self._held(key, now)
+            if entry is not None and RETIRED in entry[2] and self._moved.get(key) == new_key:
+                return True  # this very move, asked again: done already (as on Redis)
+            if entry is None or RETIRED in entry[2] or self._held(new_key, now) is not None:
+                return False
+            fields, stored_meta = dict(entry[1]), dict(entry[2])
+            fields.update(changed)
+            for name in deleted:
+                fields.pop(name, None)
+            if meta:
+                stored_meta.update(meta)
+            self._sessions[new_key] = (now + ttl, fields, stored_meta)
+            self._sessions[key] = (now + grace, {}, {RETIRED: int(retired_at)})
+            self._moved[key] = new_key
+            self._maybe_sweep(now)
+            return True
+
     def delete(self, key: str) -> None:
         with self._lock:
-            self._sessions.pop(key, None)
+            now = self._clock()
+            next_key: str | None = key
+            for _ in range(MAX_HOPS):
+                if next_key is None:
+                    break
+                entry = self._held(next_key, now)
+                if entry is not None and RETIRED in entry[2] and next_key in self._moved:
+                    # A marker holds no data: it stays its few seconds (as on Redis, where
+                    # an end run again must still find where the session went).
+                    next_key = self._moved[next_key]
+                else:
+                    self._sessions.pop(next_key, None)
+                    self._moved.pop(next_key, None)
+                    next_key = None
 
     def put_ticket(self, key: str, value: str, ttl: int) -> None:
         with self._lock:
@@ -190,12 +246,15 @@ class MemoryStore:
             return SessionRecord(dict(entry[1]), dict(entry[2]))
 
     def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
+        live: str | None = None,
     ) -> dict[str, str]:
         with self._lock:
             clock = self._clock()
             expires, entries = self._live_index(key, clock)
-            entries[ref] = entry
+            session = None if live is None else self._held(live, clock)
+            if live is None or (session is not None and RETIRED not in session[2]):
+                entries[ref] = entry
             for name in drop:
                 entries.pop(name, None)
             for name, text in list(entries.items()):
@@ -287,3 +346,4 @@ class MemoryStore:
         self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
         self._once = {k: expires for k, expires in self._once.items() if expires > now}
         self._indexes = {k: i for k, i in self._indexes.items() if i[0] > now}
+        self._moved = {k: new for k, new in self._moved.items() if k in self._sessions}

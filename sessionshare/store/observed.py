@@ -30,7 +30,7 @@ Watch = Callable[[str], AbstractContextManager[object]]
 
 #: The store commands that are watched (``close`` is not: it talks to no server).
 COMMANDS = (
-    "load", "save", "mark", "delete", "put_ticket", "claim_state", "take_ticket",
+    "load", "save", "mark", "move", "delete", "put_ticket", "claim_state", "take_ticket",
     "store_identity", "peek", "index_put", "index_read", "index_drop", "ping",
 )
 
@@ -73,6 +73,7 @@ class ObservedStore:
     load = _watched("load")
     save = _watched("save")
     mark = _watched("mark")
+    move = _watched("move")
     delete = _watched("delete")
     put_ticket = _watched("put_ticket")
     claim_state = _watched("claim_state")
@@ -109,6 +110,7 @@ class AsyncObservedStore:
     load = _awaited("load")
     save = _awaited("save")
     mark = _awaited("mark")
+    move = _awaited("move")
     delete = _awaited("delete")
     put_ticket = _awaited("put_ticket")
     claim_state = _awaited("claim_state")

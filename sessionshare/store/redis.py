@@ -52,7 +52,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from ..errors import ConfigurationError
-from .base import SessionRecord, owners_of
+from .base import MAX_HOPS, SessionRecord, owners_of
 from .exchange import (
     DEFAULT_MAX_IDLE,
     ClusterLine,
@@ -65,22 +65,37 @@ from .redisproto import (
     CLAIM,
     CLAIM_SHA,
     DRIVER_ERRORS,
+    END,
+    END_SHA,
     IDENTITY,
     IDENTITY_SHA,
     INDEX_PUT,
     INDEX_PUT_SHA,
     MERGE,
     MERGE_SHA,
+    MOVE,
+    MOVE_IN,
+    MOVE_IN_SHA,
+    MOVE_OUT,
+    MOVE_OUT_SHA,
+    MOVE_SHA,
     POLICY_UNKNOWN,
+    PREPARED,
     REDEEM,
     REDEEM_SHA,
     claim_args,
     eviction_warning,
     index_args,
     index_entries,
+    is_live_text,
     mark_args,
     mark_reply,
     merge_args,
+    move_args,
+    move_in_args,
+    move_out_args,
+    moved_to,
+    moved_to_by,
     parse_record,
     redeem_nonce,
     server_name,
@@ -264,11 +279,52 @@ class RedisStore:
             raise unavailable(exc, self._server) from None
         return mark_reply(raw)
 
+    def move(
+        self,
+        key: str,
+        new_key: str,
+        *,
+        changed: Mapping[str, str],
+        deleted: Collection[str] = (),
+        meta: Mapping[str, int] | None = None,
+        ttl: int,
+        retired_at: int,
+        grace: int,
+    ) -> bool:
+        if self._sentinel_pool is not None:
+            self._check_master()
+        try:
+            if not isinstance(self._line, ClusterLine):
+                args = move_args(key, new_key, changed=changed, deleted=deleted, meta=meta,
+                                 ttl=ttl, retired_at=retired_at, grace=grace)
+                return bool(run_script(self._line, MOVE, MOVE_SHA, *args))
+            # Two slots: prepare the new key, retire the old one (answering its record),
+            # then fill the new one -- unless an end meanwhile followed the marker there.
+            if not self._line.call("SET", new_key, PREPARED, "EX", max(int(grace), 1), "NX",
+                                   key=new_key):
+                # Taken: done already (this move, run again) if the old id names it and it
+                # holds the session; else not ours to fill.
+                return (moved_to_by(self._line.call("GET", key, key=key)) == new_key
+                        and is_live_text(self._line.call("GET", new_key, key=new_key)))
+            record = run_script(self._line, MOVE_OUT, MOVE_OUT_SHA,
+                                *move_out_args(key, new_key, retired_at=retired_at, grace=grace))
+            if not record:
+                return False
+            args = move_in_args(new_key, record, changed=changed, deleted=deleted, meta=meta,
+                                ttl=ttl)
+            return bool(run_script(self._line, MOVE_IN, MOVE_IN_SHA, *args))
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+
     def delete(self, key: str) -> None:
         if self._sentinel_pool is not None:
             self._check_master()
         try:
-            self._line.call("DEL", key, key=key)
+            next_key: str | None = key
+            for _ in range(MAX_HOPS):  # a marker names where its session moved: end it too
+                if next_key is None:
+                    break
+                next_key = moved_to(run_script(self._line, END, END_SHA, 1, next_key))
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 
@@ -326,16 +382,25 @@ class RedisStore:
         return parse_record(raw)
 
     def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = ()
+        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
+        live: str | None = None,
     ) -> dict[str, str]:
         if self._sentinel_pool is not None:
             self._check_master()
-        args = index_args(key, ref, entry, ttl, now, drop)
+        # On a cluster the index and the session sit in different slots: set the entry,
+        # then check the session and take the entry out again if it ended meanwhile.
+        apart = live is not None and isinstance(self._line, ClusterLine)
+        args = index_args(key, ref, entry, ttl, now, drop, None if apart else live)
         try:
-            raw = run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args)
+            entries = index_entries(run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args))
+            if apart and live is not None and not is_live_text(
+                self._line.call("GET", live, key=live)
+            ):
+                self._line.call("HDEL", key, ref, key=key)
+                entries.pop(ref, None)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
-        return index_entries(raw)
+        return entries
 
     def index_read(self, key: str) -> dict[str, str]:
         if self._sentinel_pool is not None:

@@ -9,6 +9,14 @@ out (``exchange.py`` and ``aexchange.py``).
 - a session is one string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``;
 - a write is one run of :data:`MERGE`, which merges the changed and deleted
   top-level keys on the server and never brings back a session that is gone;
+- a move to a new id is one run of :data:`MOVE` (both keys in one script), only
+  while the session is live; it leaves the old key a marker naming the new one.
+  On a Redis Cluster the two keys sit in different slots, so a move prepares
+  the new key, runs :data:`MOVE_OUT` on the old key, then :data:`MOVE_IN` on
+  the new one;
+- an end is :data:`END`: the session goes, and a marker's forward name says
+  where it moved, which is ended too (a prepared key included, so the last step
+  of a cluster move still on its way finds nothing and creates nothing);
 - a ticket is issued with ``SET NX EX`` (or with its state's claim, :data:`CLAIM`) and
   redeemed with :data:`REDEEM`;
 - the store's identity is read, or written first, with :data:`IDENTITY`.
@@ -29,28 +37,43 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import ConfigurationError, StoreUnavailable
-from .base import MARKED_BEFORE, SessionRecord
+from .base import MARKED_BEFORE, PENDING, RETIRED, SessionRecord
 
 __all__ = [
     "CLAIM",
     "CLAIM_SHA",
     "DRIVER_ERRORS",
+    "END",
+    "END_SHA",
     "EVICTING_POLICIES",
     "IDENTITY",
     "IDENTITY_SHA",
     "INDEX_PUT",
+    "PREPARED",
     "INDEX_PUT_SHA",
     "MERGE",
     "MERGE_SHA",
+    "MOVE",
+    "MOVE_IN",
+    "MOVE_IN_SHA",
+    "MOVE_OUT",
+    "MOVE_OUT_SHA",
+    "MOVE_SHA",
     "REDEEM",
     "REDEEM_SHA",
     "eviction_warning",
     "claim_args",
     "index_args",
     "index_entries",
+    "is_live_text",
     "mark_args",
     "mark_reply",
     "merge_args",
+    "move_args",
+    "move_in_args",
+    "move_out_args",
+    "moved_to",
+    "moved_to_by",
     "parse_record",
     "redeem_nonce",
     "server_name",
@@ -65,36 +88,154 @@ __all__ = [
 #: socket failing below redis-py's own wrapping.
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
-#: KEYS[1] session key. ARGV: ttl, mode, #changed, #meta, then the changed
-#: pairs, the meta pairs and the deleted names. Mode '1' creates a session that
+#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: an id a
+#: move retired (``m.r``, a marker holding no data) or one a cluster move is still
+#: preparing (``m.p``).
+_ENDED = """
+local function ended(obj)
+  local m = obj['m']
+  return type(m) ~= 'table' or m['r'] ~= nil or m['p'] ~= nil
+end
+"""
+
+#: Lua: ``apply(obj, i, last)`` -- merge ARGV's changed pairs, meta pairs and deleted names
+#: into ``obj``, reading ``#changed`` at ARGV[i] and ``#meta`` at ARGV[i + 1]; the deleted
+#: names run to ARGV[last].
+_APPLY = """
+local function apply(obj, i, last)
+  local d, m = obj['d'], obj['m']
+  local nchanged, nmeta = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, nchanged do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
+  for _ = 1, nmeta do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
+  while i <= last do d[ARGV[i]] = nil; i = i + 1 end
+end
+"""
+
+#: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), mode, #changed, #meta,
+#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a session that
 #: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
 #: '2' does not either and returns the record's text as it was *before* the
 #: merge, or 0 (``mark``); '3' is '2' with a ``once`` key, KEYS[2] (same hash
 #: slot), whose lifetime is the last ARGV instead of a deleted name: the key is
 #: created (NX), and when it exists already nothing is written and -1 returned.
-MERGE = """
+#: No mode writes into an id a move retired (or one a cluster move prepares): '2' and '3'
+#: answer its text unchanged (the caller sees it retired; no once key is made), the
+#: others 0.
+MERGE = _ENDED + _APPLY + """
 local raw = redis.call('GET', KEYS[1])
 local obj
 if raw then
   obj = cjson.decode(raw)
+  if ended(obj) then
+    if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
+    return 0
+  end
 elseif ARGV[2] == '1' then
   obj = {d = {}, m = {}}
 else
   return 0
 end
-local d, m = obj['d'], obj['m']
-local i, last = 5, #ARGV
+local last = #ARGV
 if ARGV[2] == '3' then
   last = last - 1
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[#ARGV]) then return -1 end
 end
-for _ = 1, tonumber(ARGV[3]) do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
-for _ = 1, tonumber(ARGV[4]) do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
-while i <= last do d[ARGV[i]] = nil; i = i + 1 end
+apply(obj, 3, last)
 local text = cjson.encode(obj)
-redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+if ARGV[1] == '0' and raw then
+  redis.call('SET', KEYS[1], text, 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+end
 if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
 return 1
+"""
+
+#: Lua: ``retire()`` -- replace KEYS[1] by a marker forwarding to KEYS[2] (ARGV[2] is
+#: its ttl, ARGV[3] when it was retired).
+_RETIRE = """
+local function retire()
+  local marker = {d = {}, m = {r = tonumber(ARGV[3])}, f = KEYS[2]}
+  redis.call('SET', KEYS[1], cjson.encode(marker), 'EX', ARGV[2])
+end
+"""
+
+#: KEYS[1] the session's key, KEYS[2] its new id's key. ARGV: ttl, grace, retired at,
+#: #changed, #meta, then the changed pairs, the meta pairs and the deleted names.
+#: Moves a session to a new id in one step, only while it is live: the new key gets the
+#: record as stored *now* (a write another app made meanwhile is kept) with the changes
+#: merged in, and the old key becomes a marker holding no data but the new key's name for
+#: ``grace`` seconds, which an end follows. Returns 1, or 0 (and writes nothing) when the
+#: session is not live any more (or the new key is taken). Run again, it answers 1 again.
+MOVE = _ENDED + _APPLY + _RETIRE + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local obj = cjson.decode(raw)
+if ended(obj) then
+  -- This very move, run again (a retry after a lost reply): done already.
+  if type(obj['m']) == 'table' and obj['m']['r'] ~= nil and obj['f'] == KEYS[2] then
+    return 1
+  end
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+apply(obj, 4, #ARGV)
+redis.call('SET', KEYS[2], cjson.encode(obj), 'EX', ARGV[1])
+retire()
+return 1
+"""
+
+#: A move on a Redis Cluster, where the two keys live in different slots (one script may
+#: touch only one), in three steps. First the new key is *prepared*: ``SET NX`` of a record
+#: no read returns (:data:`~sessionshare.store.base.PENDING`). Then, on the old key
+#: (KEYS[1]): retire it if live -- the marker names the new key, passed as text in ARGV[4]
+#: -- and answer the record it held, else 0. ARGV: unused, grace, retired at, new key.
+MOVE_OUT = _ENDED + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local obj = cjson.decode(raw)
+if ended(obj) then return 0 end
+local marker = {d = {}, m = {r = tonumber(ARGV[3])}, f = ARGV[4]}
+redis.call('SET', KEYS[1], cjson.encode(marker), 'EX', ARGV[2])
+return raw
+"""
+
+#: The last step of a cluster move, on the new key (KEYS[1]). ARGV: the record
+#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Turns the
+#: prepared record into the session -- only if it is still there: an end of the old id in
+#: between followed the marker and deleted it -- and answers 1, else 0 (1 again when run
+#: again after it filled the key).
+MOVE_IN = _APPLY + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local held = cjson.decode(raw)
+if type(held['m']) ~= 'table' then return 0 end
+-- Filled already: this very step, run again (a retry after a lost reply).
+if held['m']['p'] == nil then return held['m']['r'] == nil and 1 or 0 end
+local obj = cjson.decode(ARGV[1])
+apply(obj, 3, #ARGV)
+redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[2])
+return 1
+"""
+
+#: What a cluster move prepares at the new key first (see :data:`MOVE_OUT`).
+PREPARED = '{"d":{},"m":{"p":1}}'
+
+#: KEYS[1] a session's key. Ends it: a session is deleted (answer: false); a marker --
+#: an id a move retired -- answers the key its session moved to, which the caller ends
+#: too, and stays as it is until it expires, so that an end run again (a retry after a
+#: lost reply) still finds where to go. A marker holds no data and takes no write.
+END = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, obj = pcall(cjson.decode, raw)
+if ok and type(obj) == 'table' and type(obj['m']) == 'table' and obj['m']['r'] ~= nil
+    and type(obj['f']) == 'string' then
+  return obj['f']
+end
+redis.call('DEL', KEYS[1])
+return false
 """
 
 #: KEYS[1] ticket key, ARGV[1] this redemption's nonce (always 32 characters: the marker
@@ -145,12 +286,23 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """
 
-#: KEYS[1] a user's index (a hash: ref -> entry JSON). ARGV: ref, entry, ttl, now, then
-#: refs to drop. Sets the entry, drops those refs and every entry whose "e" is not after
-#: ``now`` (or that does not parse), keeps the key at least ``ttl`` more seconds and
-#: returns what is left as a flat list. Run twice, it ends in the same state.
-INDEX_PUT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+#: KEYS[1] a user's index (a hash: ref -> entry JSON), KEYS[2] (optional) the session the
+#: entry names. ARGV: ref, entry, ttl, now, then refs to drop. Sets the entry -- with
+#: KEYS[2], only while that session is live, so an ended session is never entered again --
+#: drops those refs and every entry whose "e" is not after ``now`` (or that does not
+#: parse), keeps the key at least ``ttl`` more seconds and returns what is left as a flat
+#: list. Run twice, it ends in the same state.
+INDEX_PUT = _ENDED + """
+local put = true
+if #KEYS > 1 then
+  local raw = redis.call('GET', KEYS[2])
+  put = false
+  if raw then
+    local ok, obj = pcall(cjson.decode, raw)
+    put = ok and type(obj) == 'table' and not ended(obj)
+  end
+end
+if put then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 local now = tonumber(ARGV[4])
 local all = redis.call('HGETALL', KEYS[1])
@@ -172,6 +324,11 @@ return left
 """
 
 MERGE_SHA = hashlib.sha1(MERGE.encode()).hexdigest()
+MOVE_SHA = hashlib.sha1(MOVE.encode()).hexdigest()
+END_SHA = hashlib.sha1(END.encode()).hexdigest()
+MOVE_OUT_SHA = hashlib.sha1(MOVE_OUT.encode()).hexdigest()
+MOVE_IN_SHA = hashlib.sha1(MOVE_IN.encode()).hexdigest()
+
 INDEX_PUT_SHA = hashlib.sha1(INDEX_PUT.encode()).hexdigest()
 CLAIM_SHA = hashlib.sha1(CLAIM.encode()).hexdigest()
 IDENTITY_SHA = hashlib.sha1(IDENTITY.encode()).hexdigest()
@@ -310,15 +467,61 @@ def merge_args(
     ttl: int,
     create: bool,
 ) -> list[str | int]:
-    """ARGV of :data:`MERGE` for one write."""
+    """ARGV of :data:`MERGE` for one write (``ttl=0``: an update that keeps the expiry)."""
+    if ttl == 0 and create:
+        raise ValueError("a session is created with a ttl; only an update keeps its expiry")
+    keep = ttl == 0
+    return [0 if keep else max(int(ttl), 1), "1" if create else "0",
+            *_changes(changed, deleted, meta)]
+
+
+def _changes(
+    changed: Mapping[str, str], deleted: Collection[str], meta: Mapping[str, int] | None
+) -> list[str | int]:
+    """``#changed, #meta``, the changed pairs, the meta pairs, the deleted names."""
     meta = meta or {}
-    args: list[str | int] = [max(int(ttl), 1), "1" if create else "0", len(changed), len(meta)]
+    args: list[str | int] = [len(changed), len(meta)]
     for name, text in changed.items():
         args += (name, text)
     for name, value in meta.items():
         args += (name, int(value))
     args.extend(deleted)
     return args
+
+
+def move_args(
+    key: str,
+    new_key: str,
+    *,
+    changed: Mapping[str, str],
+    deleted: Collection[str],
+    meta: Mapping[str, int] | None,
+    ttl: int,
+    retired_at: int,
+    grace: int,
+) -> list[str | int]:
+    """``numkeys, KEYS..., ARGV...`` of :data:`MOVE`."""
+    return [2, key, new_key, max(int(ttl), 1), max(int(grace), 1), int(retired_at),
+            *_changes(changed, deleted, meta)]
+
+
+def move_out_args(key: str, new_key: str, *, retired_at: int, grace: int) -> list[str | int]:
+    """``numkeys, KEYS..., ARGV...`` of :data:`MOVE_OUT` (a cluster move's first step)."""
+    return [1, key, 0, max(int(grace), 1), int(retired_at), new_key]
+
+
+def move_in_args(
+    new_key: str,
+    record: Any,
+    *,
+    changed: Mapping[str, str],
+    deleted: Collection[str],
+    meta: Mapping[str, int] | None,
+    ttl: int,
+) -> list[str | int]:
+    """``numkeys, KEYS..., ARGV...`` of :data:`MOVE_IN` (a cluster move's second step)."""
+    text = record.decode() if isinstance(record, bytes) else str(record)
+    return [1, new_key, text, max(int(ttl), 1), *_changes(changed, deleted, meta)]
 
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
@@ -369,10 +572,13 @@ def mark_reply(raw: Any) -> SessionRecord | None:
 
 
 def index_args(
-    key: str, ref: str, entry: str, ttl: int, now: int, drop: Collection[str]
+    key: str, ref: str, entry: str, ttl: int, now: int, drop: Collection[str],
+    live: str | None = None,
 ) -> list[str | int]:
-    """``numkeys, KEYS..., ARGV...`` of :data:`INDEX_PUT`."""
-    return [1, key, ref, entry, max(int(ttl), 1), int(now), *(r for r in drop if r != ref)]
+    """``numkeys, KEYS..., ARGV...`` of :data:`INDEX_PUT` (``live``: the session the entry
+    names, checked in the same step; None: set it unchecked)."""
+    keys: list[str | int] = [1, key] if live is None else [2, key, live]
+    return [*keys, ref, entry, max(int(ttl), 1), int(now), *(r for r in drop if r != ref)]
 
 
 def index_entries(raw: Any) -> dict[str, str]:
@@ -400,7 +606,35 @@ def parse_record(raw: Any) -> SessionRecord | None:
         return None
     # Valid JSON of the wrong shape is damage too; Lifecycle.read checks the shape of
     # every store's records, once, so it is not checked twice here.
+    if type(meta) is dict and PENDING in meta:
+        return None  # a cluster move's new key, not ready: no session yet (see MOVE_OUT)
     return SessionRecord(fields, meta)
+
+
+def moved_to(raw: Any) -> str | None:
+    """The key :data:`END` answered (where an ended id's session had moved), or None."""
+    if raw is None or raw is False or raw == 0:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def moved_to_by(raw: Any) -> str | None:
+    """The key a marker in a ``GET`` reply forwards to (where its session moved), or None."""
+    if raw is None:
+        return None
+    try:
+        obj = json.loads(raw.decode() if type(raw) is bytes else raw)
+        forward = obj["f"] if RETIRED in obj["m"] else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return forward if isinstance(forward, str) else None
+
+
+def is_live_text(raw: Any) -> bool:
+    """True when a ``GET`` reply holds a live session: not a marker, nor a key a cluster
+    move is still preparing."""
+    record = parse_record(raw)
+    return record is not None and RETIRED not in record.meta
 
 
 def warn_without_timeout(store: str, connection_kwargs: Any) -> None:

@@ -79,6 +79,9 @@ class _DamagingStore:
             return SessionRecord(self.damaged["d"], self.damaged["m"])
         return record
 
+    def move(self, key: str, new_key: str, **kwargs: Any) -> bool:
+        return self.inner.move(key, new_key, **kwargs)
+
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
@@ -104,8 +107,8 @@ class _DamagingStore:
         return self.inner.peek(key)
 
     def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
-                  drop: Collection[str] = ()) -> dict[str, str]:
-        return self.inner.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop)
+                  drop: Collection[str] = (), live: str | None = None) -> dict[str, str]:
+        return self.inner.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop, live=live)
 
     def index_read(self, key: str) -> dict[str, str]:
         return self.inner.index_read(key)
