@@ -288,24 +288,27 @@ def test_no_write_goes_into_a_moved_id(store: SessionStore) -> None:
 
 
 def test_a_join_moves_with_its_session_and_a_marker_takes_none(store: SessionStore) -> None:
-    # A remote joins (a mark naming its hand-off, once) after an IdP request read the
-    # session and before that request moves it: the new id holds the join and the number
-    # of the hand-off that made it, as the store held them at the move.
+    # A remote joins (a mark with its hand-off's own once key) after an IdP request read
+    # the session and before that request moves it: the new id holds the join, as the
+    # store held it at the move.
     store.save("s:{old}", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
-    before = store.mark("s:{old}", {"o:x": 2, "h:x": 9}, 60, "h:x")
+    before = store.mark("s:{old}", {"o:x": 2}, 60, once="j:{old}9", once_ttl=60)
     assert before == SessionRecord({"a": "1"}, {"c": 5})
     assert store.move("s:{old}", "s:{new}", changed={}, meta={"c": 5}, ttl=60, retired_at=1,
                       grace=30)
-    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2, "h:x": 9})
-    # The same hand-off joining the new id again writes nothing and answers what it held.
-    again = store.mark("s:{new}", {"o:x": 3, "h:x": 9}, 60, "h:x")
-    assert again == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2, "h:x": 9})
-    # The old id is a marker: a join -- once or not, the same hand-off or another -- is
-    # answered with the marker (the caller sees it moved) and writes nothing into it.
+    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2})
+    # The same hand-off joining again (its once key exists) writes nothing.
+    assert store.mark("s:{new}", {"o:x": 3}, 60, once="j:{old}9", once_ttl=60) is MARKED_BEFORE
+    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2})
+    # The old id is a marker: a join -- once or not -- is answered with the marker (the
+    # caller sees it moved), writes nothing into it and makes no once key.
     marker = SessionRecord({}, {RETIRED: 1})
-    assert store.mark("s:{old}", {"o:x": 3, "h:x": 9}, 60, "h:x") == marker
-    assert store.mark("s:{old}", {"o:x": 3, "h:x": 7}, 60, "h:x") == marker
+    assert store.mark("s:{old}", {"o:x": 3}, 60) == marker
+    assert store.mark("s:{old}", {"o:x": 3}, 60, once="j:{old}7", once_ttl=60) == marker
     assert store.peek("s:{old}") == marker
+    store.save("t:{old}", changed={"a": "1"}, ttl=60, create=True)  # same slot
+    assert store.mark("t:{old}", {"o:x": 4}, 60, once="j:{old}7", once_ttl=60) == \
+        SessionRecord({"a": "1"}, {})  # j:{old}7 was not made by the refused join
 
 
 def test_an_index_entry_is_set_only_while_its_session_lives(store: SessionStore) -> None:
