@@ -297,9 +297,11 @@ def test_a_join_moves_with_its_session_and_a_marker_takes_none(store: SessionSto
     assert store.move("s:{old}", "s:{new}", changed={}, meta={"c": 5}, ttl=60, retired_at=1,
                       grace=30)
     assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2})
-    # The same hand-off joining again (its once key exists) writes nothing.
-    assert store.mark("s:{new}", {"o:x": 3}, 60, once="j:{old}9", once_ttl=60) is MARKED_BEFORE
-    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 2})
+    # A hand-off to the new id joins once (its once key in the new id's slot).
+    assert store.mark("s:{new}", {"o:x": 3}, 60, once="j:{new}9", once_ttl=60) == \
+        SessionRecord({"a": "1"}, {"c": 5, "o:x": 2})
+    assert store.mark("s:{new}", {"o:x": 4}, 60, once="j:{new}9", once_ttl=60) is MARKED_BEFORE
+    assert store.peek("s:{new}") == SessionRecord({"a": "1"}, {"c": 5, "o:x": 3})
     # The old id is a marker: a join -- once or not -- is answered with the marker (the
     # caller sees it moved), writes nothing into it and makes no once key.
     marker = SessionRecord({}, {RETIRED: 1})
