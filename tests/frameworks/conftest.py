@@ -32,6 +32,10 @@ def pytest_configure(config: pytest.Config) -> None:
         sources.cache_root = cache.mkdir("framework-sources")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    sources.stop_all()
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
     # Every download starts as its module is found, before any module is imported.
     name = file_path.stem.removeprefix("test_")

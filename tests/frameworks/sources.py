@@ -65,7 +65,7 @@ class SourcesUnavailable(Exception):
 
 #: Set by the conftest from pytest's cache (``config.cache``); the environment wins.
 cache_root: Path | None = None
-#: Seconds each download took in this run (what the CI report shows).
+#: Seconds from the start of each download this run made to its files being in place.
 timings: dict[str, float] = {}
 _running: dict[str, tuple[subprocess.Popen[str], Path, float, bool]] = {}
 
@@ -129,6 +129,16 @@ def start(name: str) -> None:
     isolated = not _backend_is_here(sources.dist)
     _running[name] = (_pip(sources.dist, version, into, isolated=isolated), into,
                       time.monotonic(), isolated)
+
+
+def stop_all() -> None:
+    """End the downloads this run started and never waited for (a module that was not
+    imported after all), and remove their files."""
+    while _running:
+        _, (process, into, _, _) = _running.popitem()
+        process.kill()
+        process.communicate()
+        shutil.rmtree(into, ignore_errors=True)
 
 
 def _extract(archive: Path, sources: Sources, target: Path) -> None:
@@ -195,7 +205,7 @@ def fetch(name: str) -> Path:
         _extract(archives[0], sources, target)
     finally:
         shutil.rmtree(into, ignore_errors=True)
-        timings[name] = time.monotonic() - started
+    timings[name] = time.monotonic() - started
     return target
 
 
