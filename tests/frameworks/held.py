@@ -131,4 +131,10 @@ class Browser:
         return response
 
     def finish_all(self) -> list[webob.Response]:
-        return [self.finish(held) for held in self.requests if held.open]
+        """End every request still open; each must end as a user's would, not in a 5xx
+        (the middleware persists the session there, after the test's assertions)."""
+        responses = [self.finish(held) for held in self.requests if held.open]
+        failed = [f"{response.status}: {response.text[:300]!r}" for response in responses
+                  if response.status_code >= 500]
+        assert not failed, f"a request the test held ended in {failed}"
+        return responses

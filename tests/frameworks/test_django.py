@@ -4,9 +4,11 @@
 (:mod:`sources`) holds the tests every one of Django's session engines
 passes; here they run, unmodified, against sessionshare's engine, in four
 deployments: the Django project (the suite's one, :mod:`django_site`: the
-forum example's settings and middleware) behind the remote's middleware
-(``idp_url``, public paths) and behind the IdP's (``known_remote_hosts``),
-each over a ``MemoryStore`` and over the suite's real Redis.
+forum example's settings and middleware; the URLconf is the one view below)
+behind the remote's middleware (``idp_url``, public paths) and behind the
+IdP's (``known_remote_hosts``), each over a ``MemoryStore`` and over the
+suite's real Redis. The tests' browsers do not sign in: Django's tests start
+from a new, empty session, which is what a visitor gets on either side.
 
 What is substituted is the mixin's ``backend``, the engine's class, which
 Django's tests call to get a session object:
@@ -61,7 +63,7 @@ def probe(request: Any) -> HttpResponse:
 urlpatterns = [path(PROBE.lstrip("/"), probe)]
 
 
-class Deployment:
+class Site:
     """The Django site behind one middleware, the browsers visiting it, their sessions."""
 
     def __init__(self, role: str, store: SessionStore) -> None:
@@ -100,17 +102,17 @@ class Deployment:
 
 
 class SharedEngine:
-    """The mixin's ``backend``, bound to the test's deployment (set by a fixture)."""
+    """The mixin's ``backend``, bound to the test's site (set by a fixture)."""
 
-    deployment: Deployment
+    site: Site
 
     @property
     def backend(self) -> Callable[..., Any]:
-        return self.deployment.backend
+        return self.site.backend
 
     def setUp(self) -> None:
         # First in, last out: the mixin's own cleanup (session.delete) runs before this.
-        self.addCleanup(self.deployment.close)  # type: ignore[attr-defined]
+        self.addCleanup(self.site.close)  # type: ignore[attr-defined]
         super().setUp()  # type: ignore[misc]
 
 
@@ -143,7 +145,7 @@ globals().update(_classes())
 
 
 @pytest.fixture(autouse=True)
-def _deployment(request: pytest.FixtureRequest) -> Iterator[None]:
+def _site(request: pytest.FixtureRequest) -> Iterator[None]:
     case = request.instance
     if not isinstance(case, SharedEngine):
         yield
@@ -153,6 +155,6 @@ def _deployment(request: pytest.FixtureRequest) -> Iterator[None]:
         store = RedisStore.from_url(request.getfixturevalue("redis_url"))
     else:
         store = MemoryStore()
-    case.deployment = Deployment(type(case).role, store)  # type: ignore[attr-defined]
+    case.site = Site(type(case).role, store)  # type: ignore[attr-defined]
     yield
     store.close()

@@ -112,4 +112,4 @@ def req_ctx(app: flask.Flask, deployment: dict[str, Any]) -> Iterator[Any]:
     held = browser.open("/")
     with app.request_context(held.session()) as ctx:
         yield ctx
-    browser.finish(held)
+    browser.finish_all()
