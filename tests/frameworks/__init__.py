@@ -1,0 +1,1 @@
+"""Each framework's own session tests, run against sessionshare's adapters (see conftest)."""
