@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from noblock import no_blocking_calls_on
 from starlette.requests import Request as StarletteRequest
-from test_demo import browser_like_opener, fetch, free_port_run
+from test_demo import browser_like_opener, fetch, listening_run
 
 from sessionshare import AsyncRedisStore, MemoryStore, RedisStore, SessionStore, SyncKey, asgi
 from sessionshare.demo import ASGI_SITES, SITES, Servers, demo_apps, listen, site_urls
@@ -35,13 +35,12 @@ from sessionshare.demo import ASGI_SITES, SITES, Servers, demo_apps, listen, sit
 @pytest.fixture
 def estate(store: SessionStore, redis_url: str) -> Iterator[tuple[dict[str, str], SessionStore]]:
     async_store = None if isinstance(store, MemoryStore) else AsyncRedisStore.from_url(redis_url)
-    port = free_port_run(len(SITES))
-    urls = site_urls(port)
-    apps = demo_apps(store, SyncKey.generate(), urls, async_store=async_store)
+    sockets = listening_run(len(SITES))
+    urls = site_urls(sockets[0].getsockname()[1])
     servers = Servers()
     try:
-        for offset, name in enumerate(SITES):
-            sock = listen("127.0.0.1", port + offset)
+        apps = demo_apps(store, SyncKey.generate(), urls, async_store=async_store)
+        for sock, name in zip(sockets, SITES, strict=True):
             if name in ASGI_SITES:
                 servers.start_asgi(sock, apps[name],
                                    None if async_store is None else async_store.close)
@@ -50,6 +49,8 @@ def estate(store: SessionStore, redis_url: str) -> Iterator[tuple[dict[str, str]
         yield urls, store
     finally:
         servers.stop()
+        for sock in sockets:
+            sock.close()
 
 
 def _sessions(store: SessionStore) -> int:

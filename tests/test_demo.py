@@ -35,7 +35,7 @@ from packaging.utils import canonicalize_name
 from prometheus_client.parser import text_string_to_metric_families
 
 from sessionshare import RedisStore, SessionAdmin, SyncKey
-from sessionshare.demo import AccessLog, site_urls
+from sessionshare.demo import AccessLog, listen, site_urls
 from sessionshare.demo_timeline import redact_target
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,6 +93,25 @@ def free_port_run(count: int = 5) -> int:
             for sock in held:
                 sock.close()
     raise RuntimeError("no run of free ports found")
+
+
+def listening_run(count: int) -> list[socket.socket]:
+    """``count`` sockets listening on consecutive ports of 127.0.0.1, bound at once.
+
+    For servers started in this process: no gap between finding the ports and
+    binding them, where another process on the machine could take one.
+    """
+    for _ in range(50):
+        first = free_port_run(count)
+        bound: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                bound.append(listen("127.0.0.1", port))
+            return bound
+        except OSError:
+            for sock in bound:
+                sock.close()
+    raise RuntimeError("no run of free ports could be bound")
 
 
 class DemoProcess:
