@@ -1,8 +1,10 @@
 """What only the ASGI shell has: eager reads, ``send`` interception, websockets, lifespan.
 
 The protocol itself -- hand-off, rejections, logout, the security corpus --
-runs against both shells in tests/test_handoff.py, tests/test_core_*.py and
-tests/security/ (the ``shell`` fixture). Here, in process through httpx's
+is tested where it is decided, on the core's sides driven by hand
+(tests/coreflow.py), and each of its flows runs end to end under both shells
+in tests/test_handoff.py, tests/test_core_*.py and tests/security/ (the
+``shell`` fixture). Here, in process through httpx's
 ``ASGITransport`` and Starlette's ``TestClient``, on MemoryStore and real Redis:
 
 - the session is read before the app runs when this app's cookie is there

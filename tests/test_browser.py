@@ -8,7 +8,7 @@ cookies. One person signs in once from the shop, finds the blog, the news
 site (ASGI) and the Django forum signed in without a form (the forum's
 CSRF-checked form adds to the shared cart), signs out at the blog, and the
 shop, the news site and the forum send the browser to the IdP again. The demo's
-panel (``sessionshare/demo_panel.py``)
+panel (``sessionshare/demo/panel.py``)
 is on every page: the test reads it and keeps screenshots of the IdP's form
 and of the panel in ``tests/artifacts/`` (``demo-idp-form.png``,
 ``demo-panel.png``, ``demo-forum.png``, ``demo-signed-out.png``). A failing
@@ -31,7 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sessionshare import MemoryStore, SyncKey
 from sessionshare.core.state import STATE_SLOTS
 from sessionshare.demo import ASGI_SITES, SITES, Servers, demo_apps, listen
-from sessionshare.demo_timeline import Timeline
+from sessionshare.demo.timeline import Timeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT = 15.0

@@ -27,7 +27,15 @@ from sessionshare import (
     asgi,
 )
 from sessionshare.cli import main, options_docstring, options_markdown
-from sessionshare.core.options import OPTIONS, REQUIRED, Role, Shell, options_for, read_environ
+from sessionshare.core.options import (
+    OPTIONS,
+    REQUIRED,
+    Role,
+    Shell,
+    check_options,
+    options_for,
+    read_environ,
+)
 
 OPTIONS_PAGE = Path(__file__).parent.parent / "docs" / "options.md"
 MIDDLEWARES: dict[tuple[Role, Shell], type[Any]] = {
@@ -194,17 +202,32 @@ WRONG: list[tuple[Role, str, Any]] = [
 ]
 
 
-@SHELLS
 @pytest.mark.parametrize(
     ("role", "name", "value"), WRONG, ids=[f"{r}-{n}={v!r}" for r, n, v in WRONG]
 )
 def test_a_wrong_value_is_a_configuration_error_naming_the_option(
-    role: Role, name: str, value: Any, shell: Shell
+    role: Role, name: str, value: Any
 ) -> None:
-    # The same validation for both shells: one declaration, one check.
-    with pytest.raises(ConfigurationError, match=name) as caught:
-        MIDDLEWARES[role, shell](app, **{**_base(role), name: value})
-    assert type(caught.value) is ConfigurationError
+    # Where the decision is made: the declaration's one check, for each shell's options.
+    for shell in ("wsgi", "asgi"):
+        with pytest.raises(ConfigurationError, match=name) as caught:
+            check_options(role, {**_base(role), name: value}, shell=shell)
+        assert type(caught.value) is ConfigurationError
+    check_options(role, _base(role))  # the control: the base values pass
+
+
+@SHELLS
+@pytest.mark.parametrize("role", ["idp", "remote"])
+def test_each_constructor_refuses_what_the_check_refuses(role: Role, shell: Shell) -> None:
+    # The wiring: each shell's constructor runs that check on its arguments, first.
+    for name, value in [("idle_timeout", "1800"), ("cookie_samesite", "bogus"),
+                        ("app_url", "localhost:5000"), ("store", None), ("key", 12345),
+                        ("clock", 1.0)]:
+        with pytest.raises(ConfigurationError) as checked:
+            check_options(role, {**_base(role), name: value}, shell=shell)
+        with pytest.raises(ConfigurationError) as built:
+            MIDDLEWARES[role, shell](app, **{**_base(role), name: value})
+        assert str(built.value) == str(checked.value) and name in str(built.value)
 
 
 def test_the_key_is_never_echoed() -> None:

@@ -1,4 +1,9 @@
-"""sessionshare.core.remote through the WSGI shell: protected paths, configuration, state."""
+"""sessionshare.core.remote: protected paths, configuration, state.
+
+The decisions run on the remote's side driven by hand (tests/coreflow.py);
+what a shell reads for the core -- the mount point, the Host header -- and
+a store's identity run end to end under each shell.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import webtest
 from conftest import FakeClock
-from flow import LOGIN, SHOP, Browser, Deployment, reason_of
+from coredrive import visit
+from coreflow import Browser as CoreBrowser
+from coreflow import CoreDeployment
+from flow import IDP, LOGIN, SHOP, Browser, Deployment, reason_of
 from itsdangerous import TimestampSigner
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SyncKey
@@ -99,25 +107,24 @@ def test_bad_configuration(clock: FakeClock, options: dict[str, Any], message: s
         RemoteSessionMiddleware(lambda e, s: [b""], **{**base, **options})
 
 
-def test_state_cookie_is_scoped_to_the_callback(dep: Deployment) -> None:
-    response = Browser(dep).get(SHOP + "/orders")
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith("sessionshare_state-")
+def test_state_cookie_is_scoped_to_the_callback() -> None:
+    response = CoreBrowser(CoreDeployment()).get(SHOP + "/orders")
+    (cookie,) = [c for c in response.cookies() if c.startswith("sessionshare_state-")]
     for flag in ("Path=/_sessionshare/callback", "HttpOnly", "SameSite=Lax", "Max-Age=600"):
         assert flag in cookie
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.header("Cache-Control") == "no-store"
+    assert response.header("Referrer-Policy") == "no-referrer"
 
 
-def test_a_client_refusing_html_gets_401_json_not_a_redirect(dep: Deployment) -> None:
+def test_a_client_refusing_html_gets_401_json_not_a_redirect() -> None:
     # q=0 is "not acceptable" (RFC 9110): this is a script, which a cross-origin
     # redirect to a login page would only break.
-    refused = Browser(dep).get(SHOP + "/orders",
-                               headers={"Accept": "application/json, text/html;q=0"})
-    assert refused.status_int == 401 and "Location" not in refused.headers
+    browser = CoreBrowser(CoreDeployment())
+    refused = browser.get(SHOP + "/orders", accept="application/json, text/html;q=0")
+    assert refused.status == 401 and refused.location is None
     assert refused.json["error"] == "not_authenticated" and refused.json["login_url"] == LOGIN
-    page = Browser(dep).get(SHOP + "/orders", headers={"Accept": "application/json, text/html"})
-    assert page.status_int == 302  # the control: HTML acceptable, a page load
+    page = browser.get(SHOP + "/orders", accept="application/json, text/html")
+    assert page.status == 302  # the control: HTML acceptable, a page load
 
 
 # -- the state cookie's return path is checked again when it comes back ----------------------
@@ -135,16 +142,17 @@ def test_a_client_refusing_html_gets_401_json_not_a_redirect(dep: Deployment) ->
     ids=["scheme-relative", "backslash", "absolute", "encoded slash", "control: safe path"],
 )
 def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
-    dep: Deployment, clock: FakeClock, saved: str, expected: str
+    clock: FakeClock, saved: str, expected: str
 ) -> None:
     # The path is checked when the cookie is written; the callback checks it again, so a
     # signed cookie holding another path (an older release, a leaked key, a bug in the
     # writer) still cannot turn the hand-off into an open redirect.
-    browser = Browser(dep)
+    dep = CoreDeployment(clock)
+    browser = CoreBrowser(dep)
     login_url = browser.start_login(SHOP + "/orders")
     state = unquote(urlsplit(login_url).query.rpartition("state=")[2])
-    (cookie,) = [c for c in browser.apps["shop.test"].cookiejar
-                 if c.name.startswith("sessionshare_state")]
+    name, _ = browser.state_cookie()
+    cookie = browser.jar(SHOP)[name]
 
     class ClockedSigner(TimestampSigner):
         def get_timestamp(self) -> int:
@@ -153,10 +161,11 @@ def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
     # Signed as the remote signs it (same key, purpose, salt and clock): only the path differs.
     signer = SyncKey.parse(dep.key).serializer("state-cookie", salt="sessionshare.state")
     signer.signer = ClockedSigner
-    cookie.value = signer.dumps([state, saved])  # in place: same name, path and flags
+    cookie.value = signer.dumps([state, saved])  # in place: same name and path
     answer = browser.sign_in(login_url)
+    assert answer.location is not None
     back = browser.get(answer.location)
-    assert back.status_int == 303, back
+    assert back.status == 303, back
     assert back.location == expected
 
 
@@ -164,7 +173,10 @@ def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
 def test_an_idp_on_another_store_is_named_not_called_a_replay(
     request: pytest.FixtureRequest, clock: FakeClock, backend: str,
     caplog: pytest.LogCaptureFixture, shell: str) -> None:
-    """Issue 13: `memory://` in each process, or two Redis databases, used to say `replayed`."""
+    """Issue 13: `memory://` in each process, or two Redis databases, used to say `replayed`.
+
+    End to end: each store's identity is a command of its own (both backends), read
+    through each shell."""
     if backend == "memory":
         idp_store, shop_store = MemoryStore(clock=clock), MemoryStore(clock=clock)
     else:
@@ -199,18 +211,18 @@ def test_an_idp_on_another_store_is_named_not_called_a_replay(
 
 
 def test_different_sync_keys_name_both_fingerprints_not_a_retry(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 13: `Reason: unknown_key` told the user to try again."""
-    store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock, shell=shell)
-    other = Deployment(store, clock, shell=shell)  # the shop was given a key of its own
-    browser = Browser(dep)
-    browser.apps["shop.test"] = Browser(other).apps["shop.test"]
+    dep = CoreDeployment(clock)
+    other = CoreDeployment(clock, store=dep.store)  # the shop was given a key of its own
+    browser = CoreBrowser(dep)
+    browser.sides[SHOP] = other.shop
     page = browser.get(browser.token_url_for(SHOP + "/orders"))
-    assert page.status_int == 403 and reason_of(page) == "unknown_key"
-    assert "the sites are misconfigured" in page.text and "try again" not in page.text
-    assert "same SESSIONSHARE_SYNC_KEY on both" in page.text
-    assert "python -m sessionshare fingerprint" in page.text
+    text = page.body.decode()
+    assert page.status == 403 and page.reason == "unknown_key"
+    assert "the sites are misconfigured" in text and "try again" not in text
+    assert "same SESSIONSHARE_SYNC_KEY on both" in text
+    assert "python -m sessionshare fingerprint" in text
     (line,) = [r.getMessage() for r in caplog.records
                if r.getMessage().startswith("token_rejected reason=unknown_key")]
     idp_print, shop_print = SyncKey.parse(dep.key).fingerprint, SyncKey.parse(other.key).fingerprint
@@ -219,15 +231,14 @@ def test_different_sync_keys_name_both_fingerprints_not_a_retry(
 
 
 def test_a_user_key_mismatch_says_both_sites_need_the_same_user_key(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str) -> None:
+    clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     """The IdP signs in under session["user"]; a remote reading "account" sees nobody."""
-    dep = Deployment(MemoryStore(clock=clock), clock, remote_options={"user_key": "account"},
-                     shell=shell)
-    browser = Browser(dep)
+    browser = CoreBrowser(CoreDeployment(clock, remote_options={"user_key": "account"}))
     page = browser.get(browser.token_url_for(SHOP + "/orders"))
-    assert page.status_int == 403 and reason_of(page) == "not_authenticated"
-    assert "the sites are misconfigured" in page.text and "try again" not in page.text
-    assert "same user_key" in page.text and "SESSIONSHARE_USER_KEY" in page.text
+    text = page.body.decode()
+    assert page.status == 403 and page.reason == "not_authenticated"
+    assert "the sites are misconfigured" in text and "try again" not in text
+    assert "same user_key" in text and "SESSIONSHARE_USER_KEY" in text
     (line,) = [r.getMessage() for r in caplog.records
                if r.getMessage().startswith("token_rejected reason=not_authenticated")]
     assert "user_key='account'" in line and "SESSIONSHARE_USER_KEY" in line
@@ -285,7 +296,8 @@ def _lines(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
 def test_a_remote_opened_at_another_host_than_its_app_url_says_so(
     dep: Deployment, caplog: pytest.LogCaptureFixture) -> None:
     """127.0.0.1:8001 instead of shop.localhost:8001 ended in "Sign-in refused ... bad_state"
-    with no hint: the state cookie stays with the host the browser asked."""
+    with no hint: the state cookie stays with the host the browser asked. (Under each
+    shell: each reads the Host header for the core.)"""
     browser = Browser(dep)
     elsewhere = webtest.TestApp(dep.wsgi(dep.shop), extra_environ={"HTTP_HOST": "127.0.0.1:8001"})
     started = elsewhere.get("/orders", headers={"Accept": "text/html"}, status=302)
@@ -306,18 +318,22 @@ def test_a_remote_opened_at_another_host_than_its_app_url_says_so(
 
 
 def test_a_host_with_the_default_port_written_out_is_the_same_host(
-    dep: Deployment, caplog: pytest.LogCaptureFixture) -> None:
-    same = webtest.TestApp(dep.wsgi(dep.shop), extra_environ={"HTTP_HOST": "SHOP.test:80"})
-    same.get("/orders", headers={"Accept": "text/html"}, status=302)
-    assert not _lines(caplog, "login_redirect_host_mismatch")
+    caplog: pytest.LogCaptureFixture) -> None:
+    browser = CoreBrowser(CoreDeployment())
+    side, request = browser.request("GET", SHOP + "/orders")
+    for host in ("SHOP.test:80", "shop.test", "127.0.0.1:8001"):  # the last: the control
+        request.host = host
+        assert visit(browser.dep.drive, side, request).status == 302  # type: ignore[union-attr]
+    (line,) = _lines(caplog, "login_redirect_host_mismatch")
+    assert "host='127.0.0.1:8001'" in line
 
 
-def test_a_replayed_callback_is_not_called_a_host_mismatch(dep: Deployment) -> None:
-    browser = Browser(dep)
+def test_a_replayed_callback_is_not_called_a_host_mismatch() -> None:
+    browser = CoreBrowser(CoreDeployment())
     url = browser.token_url_for(SHOP + "/orders")
-    assert browser.get(url).status_int == 303
+    assert browser.get(url).status == 303
     again = browser.get(url)  # its state cookie went with the first use
-    assert reason_of(again) == "bad_state" and "another address" not in again.text
+    assert again.reason == "bad_state" and b"another address" not in again.body
 
 
 @pytest.mark.parametrize(("skew", "reason", "said"), [
@@ -325,16 +341,17 @@ def test_a_replayed_callback_is_not_called_a_host_mismatch(dep: Deployment) -> N
     (+30, "not_yet_valid", "issued 30 s in the future"),
 ], ids=["expired", "not-yet-valid"])
 def test_a_token_refused_for_its_time_hints_at_the_clocks(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture, shell: str, skew: int, reason: str,
+    clock: FakeClock, caplog: pytest.LogCaptureFixture, skew: int, reason: str,
     said: str) -> None:
     """`expired` and `not_yet_valid` got no hint in the log, unlike the other setup errors."""
-    store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock, shell=shell)
-    skewed = Deployment(store, FakeClock(clock.now + skew), key=dep.key, shell=shell)
-    browser = Browser(dep)
+    dep = CoreDeployment(clock)
+    skewed = CoreDeployment(FakeClock(clock.now + skew), key=dep.key, store=dep.store)
+    browser = CoreBrowser(dep)
     login_url = browser.start_login(SHOP + "/orders")
-    browser.apps["id.test"] = Browser(skewed).apps["id.test"]
-    refused = browser.get(browser.sign_in(login_url).location)
-    assert refused.status_int == 403 and reason_of(refused) == reason
+    browser.sides[IDP] = skewed.idp
+    token_url = browser.sign_in(login_url).location
+    assert token_url is not None
+    refused = browser.get(token_url)
+    assert refused.status == 403 and refused.reason == reason
     (line,) = _lines(caplog, f"token_rejected reason={reason}")
     assert said in line and "clock" in line and "NTP" in line

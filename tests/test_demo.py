@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sessionshare import RedisStore, SessionAdmin, SyncKey
 from sessionshare.demo import AccessLog, listen, site_urls
-from sessionshare.demo_timeline import redact_target
+from sessionshare.demo.timeline import redact_target
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -475,7 +475,9 @@ def test_the_demo_extra_installs_what_the_demo_imports_and_nothing_else() -> Non
         return {canonicalize_name(Requirement(r).name) for r in requirements}
 
     core, demo = names(project["dependencies"]), names(project["optional-dependencies"]["demo"])
-    sources = [*(REPO / "examples").glob("*.py"), *(REPO / "sessionshare").glob("demo*.py")]
+    demo_sources = sorted((REPO / "sessionshare" / "demo").glob("*.py"))
+    assert {p.name for p in demo_sources} >= {"app.py", "panel.py", "timeline.py"}
+    sources = [*(REPO / "examples").glob("*.py"), *demo_sources]
     distributions = importlib.metadata.packages_distributions()
     needed = {
         canonicalize_name(dist) for module in _third_party_imports(sources)

@@ -130,6 +130,16 @@ def test_a_layer_imports_only_the_layers_above_it(layer: str) -> None:
     assert wrong == set()
 
 
+def test_only_the_command_line_imports_the_demo() -> None:
+    """The demo (``sessionshare/demo/``) is an application of the library, not a part of
+    it: nothing of the library imports it but the command that starts it."""
+    demo = {name for name in MODULES if name.split(".")[:2] == ["sessionshare", "demo"]}
+    assert {"sessionshare.demo", "sessionshare.demo.app", "sessionshare.demo.panel",
+            "sessionshare.demo.timeline"} <= demo, sorted(demo)
+    importers = {name for name, targets in GRAPH.items() if name not in demo and targets & demo}
+    assert importers == {"sessionshare.cli"}
+
+
 #: Names with a leading underscore that their library documents as public: werkzeug's
 #: LocalProxy._get_current_object (the proxied object) and os._exit (how a forked child
 #: ends without running the parent's cleanup).

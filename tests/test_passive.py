@@ -5,8 +5,11 @@ One bounce through the IdP for a navigation with no session: a user signed in
 there comes back signed in here; anyone else comes back at once with a sealed
 "not signed in" answer, remembered in a cookie so there is no second bounce.
 Never for API calls, POSTs or prefetches. The answer is bound to the browser
-like a token: replayed, or opened in another browser, it is refused. On memory
-and real Redis.
+like a token: replayed, or opened in another browser, it is refused.
+
+The flows end to end run under each shell on memory and real Redis; the
+decisions (which request is checked, which answer is refused and why) on the
+remote's and the IdP's sides driven by hand (tests/coreflow.py).
 """
 
 from __future__ import annotations
@@ -16,32 +19,26 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import FakeClock
-from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, reason_of
+from coreflow import Browser as CoreBrowser
+from coreflow import CoreDeployment
+from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
 
 from sessionshare import SessionStore
 
 NAV = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+PREFETCHES = [
+    {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Purpose": "prefetch"},
+    {"Accept": "text/html", "Purpose": "prefetch"},
+]
 
 
-@pytest.fixture(autouse=True)
-def _each_shell(shell: str) -> None:
-    """Every test here runs under WSGI and ASGI (the check is the core's, once)."""
-    global SHELL
-    SHELL = shell
+@pytest.fixture
+def dep(store: SessionStore, clock: Callable[[], float], shell: str) -> Deployment:
+    """The end-to-end rows: each flow under WSGI and ASGI, on memory and Redis."""
+    return Deployment(store, clock, shell=shell, remote_options={"passive": True})
 
 
-SHELL = "wsgi"
-
-
-def _deployment(store: SessionStore, clock: Any, **options: Any) -> Deployment:
-    return Deployment(store, clock, shell=SHELL, remote_options={"passive": True, **options})
-
-
-def test_an_anonymous_visitor_bounces_once_and_sees_the_public_page(
-    store: SessionStore, clock: Callable[[], float]
-) -> None:
-    dep = _deployment(store, clock)
+def test_an_anonymous_visitor_bounces_once_and_sees_the_public_page(dep: Deployment) -> None:
     browser = Browser(dep)
     away = browser.get(SHOP + "/?page=2", headers=NAV)
     assert away.status_int == 302 and away.location.startswith(LOGIN + "?")
@@ -58,10 +55,7 @@ def test_an_anonymous_visitor_bounces_once_and_sees_the_public_page(
         assert browser.get(SHOP + "/?page=2", headers=NAV).status_int == 200
 
 
-def test_a_user_signed_in_at_the_idp_is_known_on_the_public_page(
-    store: SessionStore, clock: Callable[[], float]
-) -> None:
-    dep = _deployment(store, clock)
+def test_a_user_signed_in_at_the_idp_is_known_on_the_public_page(dep: Deployment) -> None:
     browser = Browser(dep)
     browser.sign_in_at(BLOG + "/x")  # signed in at the IdP (through the blog)
     away = browser.get(SHOP + "/news", headers=NAV)
@@ -74,11 +68,12 @@ def test_a_user_signed_in_at_the_idp_is_known_on_the_public_page(
 
 
 def test_a_sign_in_after_an_anonymous_check_is_known_on_the_public_page_at_once(
-    store: SessionStore, clock: Callable[[], float]
+    dep: Deployment,
 ) -> None:
     # The checked cookie stays for passive_ttl; a session this browser got since (here
     # through a protected page) is still read on the public page: no bounce, the user.
-    dep = _deployment(store, clock)
+    # Where the shells differ (WSGI reads the session when the app looks, ASGI up front),
+    # so end to end under each.
     browser = Browser(dep)
     away = browser.get(SHOP + "/", headers=NAV)
     browser.get(browser.get(away.location, headers=NAV).location, headers=NAV)
@@ -92,93 +87,99 @@ def test_a_sign_in_after_an_anonymous_check_is_known_on_the_public_page_at_once(
     assert gone.status_int == 200 and gone.json["user"] is None
 
 
-def test_the_check_is_remembered_for_passive_ttl_only(clock: FakeClock) -> None:
-    from sessionshare import MemoryStore
-
-    dep = _deployment(MemoryStore(clock=clock), clock, passive_ttl=120)
-    browser = Browser(dep)
-    away = browser.get(SHOP + "/", headers=NAV)
-    browser.get(browser.get(away.location, headers=NAV).location, headers=NAV)
-    (checked,) = [c for c in browser.apps["shop.test"].cookiejar if c.name.endswith("_checked")]
-    assert checked.expires is not None  # a Max-Age, not a browser-session cookie
-    assert browser.get(SHOP + "/", headers=NAV).status_int == 200
-
-
-@pytest.mark.parametrize("headers", [
-    {"Accept": "application/json"},                                     # an API client
-    {"Accept": "*/*", "Sec-Fetch-Mode": "cors"},                        # fetch()
-    {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Purpose": "prefetch"},
-    {"Accept": "text/html", "Purpose": "prefetch"},                     # older prefetch
-    {"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
-     "Sec-Purpose": "prefetch;prerender"},
-])
-def test_never_for_a_request_no_user_is_looking_at(
-    store: SessionStore, clock: Callable[[], float], headers: dict[str, str]
-) -> None:
-    dep = _deployment(store, clock)
+@pytest.mark.parametrize("headers", PREFETCHES, ids=["sec-purpose", "purpose"])
+def test_never_for_a_prefetch_end_to_end(dep: Deployment, headers: dict[str, str]) -> None:
+    # The shell reads Sec-Purpose (or the older Purpose) into the request the core asks.
     assert Browser(dep).get(SHOP + "/", headers=headers).status_int == 200
+    assert Browser(dep).get(SHOP + "/", headers=NAV).status_int == 302
 
 
-def test_never_for_a_post(store: SessionStore, clock: Callable[[], float]) -> None:
-    dep = _deployment(store, clock)
-    assert Browser(dep).post(SHOP + "/", headers=NAV).status_int == 200
+# -- the decisions, on the core's sides driven by hand (tests/coreflow.py) ------------------
 
 
-def test_only_the_prefixes_given(store: SessionStore, clock: Callable[[], float]) -> None:
-    dep = Deployment(store, clock, shell=SHELL, remote_options={"passive": ["/welcome"]})
-    browser = Browser(dep)
-    assert browser.get(SHOP + "/elsewhere", headers=NAV).status_int == 200
-    assert browser.get(SHOP + "/welcome", headers=NAV).status_int == 302
+def _core(**options: Any) -> CoreDeployment:
+    return CoreDeployment(remote_options={"passive": True, **options})
 
 
-def _answer_url(browser: Browser, url: str) -> str:
-    away = browser.get(url, headers=NAV)
-    return str(browser.get(away.location, headers=NAV).location)
+def _core_answer_url(browser: CoreBrowser, url: str) -> str:
+    away = browser.get(url, fetch_mode="navigate")
+    assert away.status == 302 and away.location, away
+    answered = browser.get(away.location, fetch_mode="navigate")
+    assert answered.status == 303 and answered.location, answered
+    return answered.location
 
 
-def test_a_replayed_answer_is_refused(store: SessionStore, clock: Callable[[], float]) -> None:
-    dep = _deployment(store, clock)
-    browser = Browser(dep)
-    answer_url = _answer_url(browser, SHOP + "/")
-    assert browser.get(answer_url, headers=NAV).status_int == 303
-    again = browser.get(answer_url, headers=NAV)
-    assert again.status_int == 403 and reason_of(again) == "bad_state"
+def test_the_check_is_remembered_for_passive_ttl_only() -> None:
+    browser = CoreBrowser(_core(passive_ttl=120))
+    back = browser.get(_core_answer_url(browser, SHOP + "/"), fetch_mode="navigate")
+    (checked,) = [c for c in back.cookies() if c.split("=", 1)[0].endswith("_checked")]
+    assert "Max-Age=120" in checked  # not a browser-session cookie
+    assert browser.get(SHOP + "/", fetch_mode="navigate").passed
 
 
-def test_an_answer_opened_in_another_browser_is_refused(
-    store: SessionStore, clock: Callable[[], float]
-) -> None:
-    dep = _deployment(store, clock)
-    answer_url = _answer_url(Browser(dep), SHOP + "/")
-    victim = Browser(dep)
-    victim.get(SHOP + "/orders", headers=NAV)  # a browser that has been to the shop
-    forced = victim.get(answer_url, headers=NAV)
-    assert forced.status_int == 403 and reason_of(forced) == "bad_state"
-    assert not [c for c in victim.apps["shop.test"].cookiejar if c.name.endswith("_checked")]
+@pytest.mark.parametrize("request_headers", [
+    {"accept": "application/json"},                                     # an API client
+    {"accept": "*/*", "fetch_mode": "cors"},                            # fetch()
+    {"fetch_mode": "navigate", "purpose": "prefetch"},
+    {"purpose": "prefetch"},                                            # older prefetch
+    {"fetch_mode": "navigate", "purpose": "prefetch;prerender"},
+], ids=["api", "fetch", "prefetch", "older prefetch", "prerender"])
+def test_never_for_a_request_no_user_is_looking_at(request_headers: dict[str, str]) -> None:
+    browser = CoreBrowser(_core())
+    answer = browser.get(SHOP + "/", **request_headers)
+    assert answer.passed and answer.user is None, answer
+    # The control: the same page, navigated to, is checked.
+    assert browser.get(SHOP + "/", fetch_mode="navigate").status == 302
 
 
-def test_an_answer_opened_in_a_browser_without_cookies_here_binds_nothing(
-    store: SessionStore, clock: Callable[[], float]
-) -> None:
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+def test_never_for_a_post_or_a_head(method: str) -> None:
+    # A HEAD is a navigation too (a link checker's), but no user looks at its answer.
+    browser = CoreBrowser(_core())
+    assert browser.send(method, SHOP + "/", fetch_mode="navigate").passed
+
+
+def test_only_the_prefixes_given() -> None:
+    browser = CoreBrowser(_core(passive=["/welcome"]))
+    assert browser.get(SHOP + "/elsewhere", fetch_mode="navigate").passed
+    assert browser.get(SHOP + "/welcome", fetch_mode="navigate").status == 302
+
+
+def test_a_replayed_answer_is_refused() -> None:
+    browser = CoreBrowser(_core())
+    answer_url = _core_answer_url(browser, SHOP + "/")
+    assert browser.get(answer_url, fetch_mode="navigate").status == 303
+    again = browser.get(answer_url, fetch_mode="navigate")
+    assert again.status == 403 and again.reason == "bad_state"
+
+
+def test_an_answer_opened_in_another_browser_is_refused() -> None:
+    dep = _core()
+    answer_url = _core_answer_url(CoreBrowser(dep), SHOP + "/")
+    victim = CoreBrowser(dep)
+    victim.get(SHOP + "/orders", fetch_mode="navigate")  # a browser that has been to the shop
+    forced = victim.get(answer_url, fetch_mode="navigate")
+    assert forced.status == 403 and forced.reason == "bad_state"
+    assert not [name for name in victim.jar(SHOP) if name.endswith("_checked")]
+
+
+def test_an_answer_opened_in_a_browser_without_cookies_here_binds_nothing() -> None:
     # No cookie of the shop at all: a client that keeps none, back from its bounce (or a
     # browser made to open someone else's answer on its first visit). Not refused -- there
     # is nothing to bind -- but nothing is remembered either, and there is no redirect.
-    dep = _deployment(store, clock)
-    answer_url = _answer_url(Browser(dep), SHOP + "/")
-    victim = Browser(dep)
-    forced = victim.get(answer_url, headers=NAV)
-    assert forced.status_int == 200 and "Location" not in forced.headers
-    assert "not signed in" in forced.text.lower()
-    assert not list(victim.apps["shop.test"].cookiejar)
+    dep = _core()
+    answer_url = _core_answer_url(CoreBrowser(dep), SHOP + "/")
+    victim = CoreBrowser(dep)
+    forced = victim.get(answer_url, fetch_mode="navigate")
+    assert forced.status == 200 and forced.location is None
+    assert b"not signed in" in forced.body.lower()
+    assert not forced.cookies() and not victim.jar(SHOP)
 
 
 @pytest.mark.parametrize("change", ["tag", "time", "state", "garbage"])
-def test_an_altered_answer_is_refused(
-    store: SessionStore, clock: Callable[[], float], change: str
-) -> None:
-    dep = _deployment(store, clock)
-    browser = Browser(dep)
-    answer_url = _answer_url(browser, SHOP + "/")
+def test_an_altered_answer_is_refused(change: str) -> None:
+    browser = CoreBrowser(_core())
+    answer_url = _core_answer_url(browser, SHOP + "/")
     base, answer = answer_url.split("?passive=")
     state, issued, tag = answer.split(".")
     altered = {
@@ -187,30 +188,33 @@ def test_an_altered_answer_is_refused(
         "state": f"{'A' if state[0] != 'A' else 'B'}{state[1:]}.{issued}.{tag}",
         "garbage": "not-an-answer",
     }[change]
-    refused = browser.get(f"{base}?passive={altered}", headers=NAV)
-    assert refused.status_int == 403
-    assert reason_of(refused) == ("malformed" if change == "garbage" else "bad_seal")
+    refused = browser.get(f"{base}?passive={altered}", fetch_mode="navigate")
+    assert refused.status == 403 and not refused.cookies()
+    assert refused.reason == ("malformed" if change == "garbage" else "bad_seal")
+    # The control: the answer as the IdP sealed it is taken.
+    assert browser.get(answer_url, fetch_mode="navigate").status == 303
 
 
-def test_an_old_answer_is_refused(store: SessionStore, clock: FakeClock) -> None:
-    dep = _deployment(store, clock)
-    browser = Browser(dep)
-    answer_url = _answer_url(browser, SHOP + "/")
-    clock.advance(60 + 5 + 1)  # token_ttl plus the leeway
-    refused = browser.get(answer_url, headers=NAV)
-    assert refused.status_int == 403 and reason_of(refused) == "expired"
+def test_an_old_answer_is_refused() -> None:
+    dep = _core()
+    browser = CoreBrowser(dep)
+    answer_url = _core_answer_url(browser, SHOP + "/")
+    dep.clock.advance(60 + 5 + 1)  # token_ttl plus the leeway
+    refused = browser.get(answer_url, fetch_mode="navigate")
+    assert refused.status == 403 and refused.reason == "expired"
 
 
-def test_the_idp_shows_no_form_and_keeps_nothing_pending(
-    store: SessionStore, clock: Callable[[], float]
-) -> None:
-    dep = _deployment(store, clock)
-    browser = Browser(dep)
-    away = browser.get(SHOP + "/", headers=NAV)
-    answered = browser.get(away.location, headers=NAV)
-    assert answered.status_int == 303 and "login form" not in answered.text
+def test_the_idp_shows_no_form_and_keeps_nothing_pending() -> None:
+    dep = _core()
+    browser = CoreBrowser(dep)
+    away = browser.get(SHOP + "/", fetch_mode="navigate")
+    assert away.location is not None
+    answered = browser.get(away.location, fetch_mode="navigate")
+    assert answered.status == 303 and not answered.passed  # no form: the IdP answered
     assert browser.cookie("id.test") is None  # no session made for a pending hand-off
-    assert "idp home user=None" in browser.get(IDP + "/").text
+    assert dep.store.sessions() == {}
+    at_idp = browser.get(IDP + "/")
+    assert at_idp.passed and at_idp.user is None
 
 
 def test_an_answer_from_the_future_or_another_key_is_refused() -> None:

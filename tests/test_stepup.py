@@ -3,9 +3,10 @@
 A protected path asks for a sign-in at most that old; an older session goes
 through the IdP again with the requirement sealed inside the login state, the
 IdP's app asks for the password again (``session.reauthentication_required``),
-and only a fresh sign-in completes the hand-off. On memory and real Redis,
-under the WSGI and the ASGI shell, with every refusal: the state altered, the
-requirement ignored by the IdP, a wrong password, an API call.
+and only a fresh sign-in completes the hand-off. The flow runs end to end on
+memory and real Redis, under the WSGI and the ASGI shell; every refusal (the
+state altered, the requirement ignored by the IdP, a wrong password, an API
+call) and the prefixes on the sides driven by hand (tests/coreflow.py).
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from conftest import FakeClock
-from flow import (
-    CALLBACK,
-    IDP,
-    LOGIN,
-    SHOP,
-    Browser,
-    Deployment,
-    asgi_idp_app,
-    idp_app,
-    reason_of,
-)
+from coreflow import Browser as CoreBrowser
+from coreflow import CoreDeployment
+from flow import CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment, asgi_idp_app, idp_app
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SessionStore
 from sessionshare.core import tickets
@@ -89,106 +82,102 @@ def test_an_old_sign_in_enters_the_password_again_then_gets_in(
     assert browser.get(SHOP + landed.location).json["user"] == "alice"
 
 
-def test_a_wrong_password_mints_nothing_and_the_hand_off_keeps_waiting(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = _deployment(store, clock, 60, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(60 + GRACE + 1)
+# -- the decisions, on the sides driven by hand (tests/coreflow.py) -------------------------
+
+
+def _core(max_auth_age: Any, **remote_options: Any) -> CoreDeployment:
+    return CoreDeployment(remote_options={"max_auth_age": max_auth_age, **remote_options})
+
+
+def _signed_in_long_ago(dep: CoreDeployment, age: int) -> CoreBrowser:
+    browser = CoreBrowser(dep)
+    assert browser.sign_in_at(SHOP + "/orders").user == "alice"
+    dep.clock.advance(age)
+    return browser
+
+
+def test_a_wrong_password_mints_nothing_and_the_hand_off_keeps_waiting() -> None:
+    dep = _core(60)
+    browser = _signed_in_long_ago(dep, 60 + GRACE + 1)
     login_url = browser.get(SHOP + "/orders").location
-    browser.get(login_url)
+    assert login_url is not None
+    assert browser.get(login_url).passed  # the form, not a token for the old sign-in
     wrong = browser.post(login_url, {"username": "alice", "password": "nope"})
-    assert wrong.status_int == 200 and "Location" not in wrong.headers
+    assert wrong.passed and wrong.location is None
+    assert dep.count("ticket_issued") == 1  # the first sign-in's only
     right = browser.post(login_url, PASSWORD)
-    assert right.status_int == 303 and right.location.startswith(SHOP + CALLBACK)
+    assert right.status == 303 and (right.location or "").startswith(SHOP + CALLBACK)
 
 
-def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = _deployment(store, clock, 300, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(300 + GRACE + 1)
+def test_an_altered_requirement_is_no_requirement_and_fails_the_state_check() -> None:
+    dep = _core(300)
+    browser = _signed_in_long_ago(dep, 300 + GRACE + 1)
     login_url = browser.get(SHOP + "/orders").location
+    assert login_url is not None
     state = _state_of(login_url)
     age_end = 44 + len(f"{300:x}")  # <43 random> "_" <age, hex> <tag>
     relaxed = state[:44] + "fffff" + state[age_end:]  # a longer age, the same tag
-    assert dep.shop.side.login_states.max_age_of(relaxed) is None
+    assert dep.shop.login_states.max_age_of(relaxed) is None
     minted = browser.get(login_url.replace(state, relaxed))  # an ordinary state to the IdP
-    assert minted.status_int == 303
+    assert minted.status == 303 and minted.location is not None
     refused = browser.get(minted.location)  # ...which is not the state this browser holds
-    assert refused.status_int == 403 and reason_of(refused) == "bad_state"
+    assert refused.status == 403 and refused.reason == "bad_state"
 
 
-def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = _deployment(store, clock, 300, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(300 + GRACE + 1)
-    state = _state_of(browser.get(SHOP + "/orders").location)
+def test_an_idp_that_ignores_the_requirement_gets_a_refusal_not_a_loop() -> None:
+    dep = _core(300)
+    browser = _signed_in_long_ago(dep, 300 + GRACE + 1)
+    state = _state_of(browser.get(SHOP + "/orders").location or "")
     # What an IdP that does not know step-up would send: a token for the old sign-in.
-    idp = dep.idp.side
+    idp = dep.idp
     sid = idp.lifecycle.session_id_in("sessionshare=" + (browser.cookie("id.test") or ""))
     assert sid is not None
     ids = idp.claims.browser_of(None)
     ticket = run(tickets.issue(idp.lifecycle.key_prefix, sid, state, idp.claims,
-                               ids.owners, token_ttl=60), store)
+                               ids.owners, token_ttl=60), dep.store)
     assert ticket is not None
-    token = seal_token(idp.key, ticket, audience=SHOP, issuer=IDP, state=state, now=clock())
+    token = seal_token(idp.key, ticket, audience=SHOP, issuer=IDP, state=state,
+                       now=dep.clock())
     refused = browser.get(f"{SHOP}{CALLBACK}?token={quote(token)}")
-    assert refused.status_int == 403 and reason_of(refused) == "reauthentication_required"
+    assert refused.status == 403 and refused.reason == "reauthentication_required"
 
 
-def test_an_api_call_with_an_old_sign_in_gets_401_naming_the_reason(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = _deployment(store, clock, 300, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(300 + GRACE + 1)
-    api = browser.get(SHOP + "/orders", headers={"Accept": "application/json"})
-    assert api.status_int == 401 and api.json["error"] == "reauthentication_required"
+def test_an_api_call_with_an_old_sign_in_gets_401_naming_the_reason() -> None:
+    browser = _signed_in_long_ago(_core(300), 300 + GRACE + 1)
+    api = browser.get(SHOP + "/orders", accept="application/json")
+    assert api.status == 401 and api.json["error"] == "reauthentication_required"
 
 
-def test_a_limit_of_zero_does_not_loop(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = _deployment(store, clock, 0, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")  # a sign-in just now is fresh for GRACE seconds
-    assert browser.get(SHOP + "/orders").status_int == 200
-    clock.advance(GRACE + 1)
-    assert browser.get(SHOP + "/orders").status_int == 302  # then it asks again
+def test_a_limit_of_zero_does_not_loop() -> None:
+    dep = _core(0)
+    browser = _signed_in_long_ago(dep, 0)  # a sign-in just now is fresh for GRACE seconds
+    assert browser.get(SHOP + "/orders").passed
+    dep.clock.advance(GRACE + 1)
+    assert browser.get(SHOP + "/orders").status == 302  # then it asks again
 
 
-def test_the_longest_prefix_decides(clock: FakeClock, shell: str) -> None:
-    store = MemoryStore(clock=clock)
-    dep = _deployment(store, clock, {"/read": 60, "/orders": 3600}, shell)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(600)
-    assert browser.get(SHOP + "/orders").status_int == 200
-    assert browser.get(SHOP + "/read").status_int == 302
+@pytest.mark.parametrize("ages", [
+    {"/read": 60, "/orders": 3600},
+    {"/orders": 3600, "/orders/keys": 60},  # nested: the longer one wins at /orders/keys
+    {"/orders/keys": 60, "/orders": 3600},  # whichever comes first
+], ids=["apart", "nested", "nested, longer first"])
+def test_the_longest_prefix_decides(ages: dict[str, int]) -> None:
+    browser = _signed_in_long_ago(_core(ages, protect=True), 600)
+    assert browser.get(SHOP + "/orders").passed
+    strict = next(prefix for prefix, age in ages.items() if age == 60)
+    assert browser.get(SHOP + strict).status == 302
+    assert browser.get(SHOP + strict + "/x").status == 302
 
 
-def test_a_step_up_prefix_is_whole_path_segments(clock: FakeClock, shell: str) -> None:
+def test_a_step_up_prefix_is_whole_path_segments() -> None:
     # {"/admin": 60} asks for a recent sign-in at /admin and below, not at /administrators
     # (as protect prefixes do); "/billing/" covers /billing itself too.
-    store = MemoryStore(clock=clock)
-    dep = Deployment(store, clock, shell=shell, remote_options={
-        "protect": True, "max_auth_age": {"/admin": 60, "/billing/": 60}})
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    clock.advance(600)
+    browser = _signed_in_long_ago(_core({"/admin": 60, "/billing/": 60}, protect=True), 600)
     for path in ("/admin", "/admin/", "/admin/users", "//admin/users", "/admin.json",
                  "/billing", "/billing/x"):
-        assert browser.get(SHOP + path).status_int == 302, path
+        assert browser.get(SHOP + path).status == 302, path
     for path in ("/administrators", "/admin-old", "/billings", "/orders"):
-        assert browser.get(SHOP + path).status_int == 200, path
+        assert browser.get(SHOP + path).passed, path
 
 
 @pytest.mark.parametrize("value", [-1, "300", True, {"admin": 60}, {"/admin": -5}])

@@ -14,7 +14,9 @@ code before its fix.
 - during a key rotation (``OLD,NEW`` and ``NEW,OLD`` in any order) the claims
   and the step-up requirement are read under every configured key.
 
-On MemoryStore and real Redis, under the WSGI and the ASGI shell.
+The flows run end to end on MemoryStore and real Redis, under the WSGI and the
+ASGI shell; the tables of their decisions (the orderings of two tabs, which
+client is bounced) on the sides driven by hand (tests/coreflow.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import FakeClock
+from coreflow import Browser as CoreBrowser
+from coreflow import CoreDeployment
 from flow import (
     BLOG,
     CALLBACK,
@@ -167,6 +171,9 @@ def test_a_sign_in_on_the_login_get_hands_off_a_first_time_browser(
 
 
 # -- two tabs on a browser's first IdP visit ---------------------------------------------------
+# Which browser a claim belongs to, and the receipt a cookieless claim leaves, are the IdP's
+# decisions: every ordering runs on the sides driven by hand (tests/coreflow.py), one end to
+# end per shell and store.
 
 
 def _cookies(browser: Browser, host: str) -> list[Cookie]:
@@ -190,19 +197,53 @@ def _open_both_at_once(browser: Browser, urls: list[str], kept_last: int) -> Non
             jar.set_cookie(cookie)
 
 
+def _core_open_both_at_once(browser: CoreBrowser, urls: list[str], kept_last: int) -> None:
+    """:func:`_open_both_at_once` for a browser of tests/coreflow.py."""
+    jar = browser.jar(IDP)
+    answers: list[dict[str, Any]] = []
+    for url in urls:
+        jar.clear()
+        assert browser.get(url).passed  # the login form
+        answers.append(dict(jar))
+    jar.clear()
+    for index in [i for i in range(len(urls)) if i != kept_last] + [kept_last]:
+        jar.update(answers[index])
+
+
+def _core_landed(browser: CoreBrowser, callback_url: str | None) -> str:
+    assert callback_url is not None
+    back = browser.get(callback_url)
+    assert back.status == 303 and back.location and not back.location.startswith("http"), back
+    return back.location
+
+
 @pytest.mark.parametrize("kept_last", [0, 1], ids=["first-answer-last", "second-answer-last"])
 @pytest.mark.parametrize("signs_in_first", [0, 1],
                          ids=["first-tab-signs-in", "second-tab-signs-in"])
-def test_two_tabs_on_a_first_idp_visit_are_both_handed_off(
-    store: SessionStore, clock: FakeClock, shell: str, kept_last: int, signs_in_first: int
+def test_two_tabs_on_a_first_idp_visit_are_both_handed_off(kept_last: int,
+                                                           signs_in_first: int) -> None:
+    browser = CoreBrowser(CoreDeployment())
+    pages = ["/orders?tab=1", "/orders?tab=2"]
+    login_urls = [browser.start_login(SHOP + page) for page in pages]
+    _core_open_both_at_once(browser, login_urls, kept_last)
+    order = [signs_in_first, 1 - signs_in_first]
+    for tab in order:  # the user types the password in one tab, then in the other
+        answer = browser.post(login_urls[tab], PASSWORD)
+        assert answer.status == 303, (tab, answer)
+        assert (answer.location or "").startswith(SHOP + CALLBACK + "?token=")
+        assert _core_landed(browser, answer.location) == pages[tab]
+    assert browser.get(SHOP + "/orders").user == "alice"
+
+
+def test_two_tabs_on_a_first_idp_visit_end_to_end(
+    store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
     dep = Deployment(store, clock, shell=shell)
     browser = Browser(dep)
     pages = ["/orders?tab=1", "/orders?tab=2"]
     login_urls = [browser.start_login(SHOP + page) for page in pages]
-    _open_both_at_once(browser, login_urls, kept_last)
-    order = [signs_in_first, 1 - signs_in_first]
-    for tab in order:  # the user types the password in one tab, then in the other
+    _open_both_at_once(browser, login_urls, kept_last=1)
+    for tab in (0, 1):  # the first tab's answer was overwritten: its receipt carries it
         answer = browser.post(login_urls[tab], PASSWORD)
         assert answer.status_int == 303, (tab, answer.status, answer.text[:300])
         assert answer.location.startswith(SHOP + CALLBACK + "?token=")
@@ -210,60 +251,52 @@ def test_two_tabs_on_a_first_idp_visit_are_both_handed_off(
     assert browser.get(SHOP + "/orders").json["user"] == "alice"
 
 
-def test_a_tab_reloaded_after_the_other_signed_in_is_handed_off_too(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
-    dep = Deployment(store, clock, shell=shell)
-    browser = Browser(dep)
+def test_a_tab_reloaded_after_the_other_signed_in_is_handed_off_too() -> None:
+    browser = CoreBrowser(CoreDeployment())
     login_urls = [browser.start_login(SHOP + p) for p in ("/orders?tab=1", "/orders?tab=2")]
-    _open_both_at_once(browser, login_urls, kept_last=1)
+    _core_open_both_at_once(browser, login_urls, kept_last=1)
     answer = browser.post(login_urls[0], PASSWORD)
-    assert answer.status_int == 303, (answer.status, answer.text[:300])
-    assert _landed(browser, answer.location) == "/orders?tab=1"
+    assert answer.status == 303, answer
+    assert _core_landed(browser, answer.location) == "/orders?tab=1"
     again = browser.get(login_urls[1])  # signed in now: straight back, with a token
-    assert again.status_int == 303 and "?token=" in again.location, again
-    assert _landed(browser, again.location) == "/orders?tab=2"
+    assert again.status == 303 and "?token=" in (again.location or ""), again
+    assert _core_landed(browser, again.location) == "/orders?tab=2"
 
 
-def test_a_state_leaked_from_a_first_visit_still_gets_nobody_else_a_token(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
+def test_a_state_leaked_from_a_first_visit_still_gets_nobody_else_a_token() -> None:
     # The victim's browser had no browser-id cookie when it claimed the state: the claim
     # is as firm as any. A signed-in attacker presenting the state gets no token, whether
     # it comes with a cookie of its own or with none.
-    dep = Deployment(store, clock, shell=shell)
-    victim = Browser(dep)
+    dep = CoreDeployment()
+    victim = CoreBrowser(dep)
     login_url = victim.start_login(SHOP + "/orders")
-    assert victim.get(login_url).status_int == 200  # claimed, by a cookieless request
-    mallory = Browser(dep)
+    assert victim.get(login_url).passed  # claimed, by a cookieless request
+    mallory = CoreBrowser(dep)
     mallory.sign_in(LOGIN, user="bob")
     minted = mallory.get(login_url)
-    assert minted.status_int == 403 and reason_of(minted) == "state_taken", minted
-    mallory.apps["id.test"].cookiejar.clear()  # ...nor with no cookie at all
+    assert minted.status == 403 and minted.reason == "state_taken", minted
+    mallory.jar(IDP).clear()  # ...nor with no cookie at all
     mallory.get(LOGIN)
-    assert mallory.post(login_url, {"username": "bob", "password": "builder"}).status_int == 403
+    assert mallory.post(login_url, {"username": "bob", "password": "builder"}).status == 403
     answer = victim.post(login_url, PASSWORD)
-    assert _landed(victim, answer.location) == "/orders"
+    assert _core_landed(victim, answer.location) == "/orders"
 
 
-def test_a_receipt_of_another_state_proves_nothing(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
+def test_a_receipt_of_another_state_proves_nothing() -> None:
     # The cookie a cookieless claim leaves names its own state: the attacker's receipt for a
     # state of their own, copied under the victim's state's name, is another browser's id.
-    dep = Deployment(store, clock, shell=shell)
-    victim, mallory = Browser(dep), Browser(dep)
+    dep = CoreDeployment()
+    victim, mallory = CoreBrowser(dep), CoreBrowser(dep)
     victim_url = victim.start_login(SHOP + "/orders")
-    assert victim.get(victim_url).status_int == 200
+    assert victim.get(victim_url).passed
     own_url = mallory.start_login(SHOP + "/orders")
-    assert mallory.get(own_url).status_int == 200
-    claims = dep.idp.side.claims
-    (receipt,) = [c for c in _cookies(mallory, "id.test")
-                  if c.name == claims.receipt_name(_state_of(own_url))]
-    receipt.name = claims.receipt_name(_state_of(victim_url))
-    mallory.apps["id.test"].cookiejar.set_cookie(receipt)
+    assert mallory.get(own_url).passed
+    claims = dep.idp.claims
+    jar = mallory.jar(IDP)
+    jar[claims.receipt_name(_state_of(victim_url))] = jar.pop(
+        claims.receipt_name(_state_of(own_url)))
     refused = mallory.post(victim_url, {"username": "bob", "password": "builder"})
-    assert refused.status_int == 403 and reason_of(refused) == "state_taken"
+    assert refused.status == 403 and refused.reason == "state_taken"
 
 
 # -- passive pages and clients that keep no cookies --------------------------------------------
@@ -286,15 +319,26 @@ def _follow_without_cookies(browser: Browser, url: str, headers: dict[str, str],
     raise AssertionError(f"a redirect loop: {seen}")
 
 
-def test_a_client_that_keeps_no_cookies_gets_the_passive_page_as_a_guest(
-    store: SessionStore, clock: FakeClock, shell: str
-) -> None:
+def _core_follow_without_cookies(browser: CoreBrowser, url: str, limit: int = 10,
+                                 **headers: Any) -> tuple[Any, list[str]]:
+    seen = [url]
+    for _ in range(limit):
+        page = browser.get(url, cookie="", **headers)  # no cookie is ever kept
+        if page.status not in (301, 302, 303, 307, 308):
+            return page, seen
+        location = page.location or ""
+        url = location if location.startswith("http") else (
+            f"{urlsplit(url).scheme}://{urlsplit(url).netloc}{location}")
+        seen.append(url)
+    raise AssertionError(f"a redirect loop: {seen}")
+
+
+def test_a_client_that_keeps_no_cookies_gets_the_passive_page_as_a_guest() -> None:
     # Crawlers and link previewers: Accept: text/html, no cookies, no fetch metadata.
-    dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
-    page, hops = _follow_without_cookies(Browser(dep), SHOP + "/news?id=7",
-                                         {"Accept": "text/html"})
-    assert page.status_int == 200, (page.status, hops)
-    assert page.json == {"user": None, "path": "/news", "query": "id=7"}
+    browser = CoreBrowser(CoreDeployment(remote_options={"passive": True}))
+    page, hops = _core_follow_without_cookies(browser, SHOP + "/news?id=7")
+    assert page.passed and page.user is None, hops
+    assert hops == [SHOP + "/news?id=7"]  # not even bounced
 
 
 def test_a_browser_that_comes_back_without_its_state_cookie_gets_no_403_and_no_loop(
@@ -302,6 +346,7 @@ def test_a_browser_that_comes_back_without_its_state_cookie_gets_no_403_and_no_l
 ) -> None:
     # A browser (it sends fetch metadata) that keeps no cookies for the site: bounced, it
     # comes back with a valid answer and no cookie at all. Not an attack, not a loop.
+    # End to end under each shell and store; the decisions below on the sides by hand.
     dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
     nav = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
     page, hops = _follow_without_cookies(Browser(dep), SHOP + "/news", nav)
@@ -310,19 +355,19 @@ def test_a_browser_that_comes_back_without_its_state_cookie_gets_no_403_and_no_l
 
 
 @pytest.mark.parametrize(("headers", "bounced"), [
-    ({"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}, True),  # a browser, first visit
-    ({"Accept": "text/html", "Cookie": "theme=dark"}, True),  # it keeps this site's cookies
-    ({"Accept": "text/html"}, False),  # neither: a crawler, a link previewer, curl
+    ({"fetch_mode": "navigate"}, True),  # a browser, first visit
+    ({"cookie": "theme=dark"}, True),  # it keeps this site's cookies
+    ({}, False),  # neither: a crawler, a link previewer, curl
 ], ids=["fetch-metadata", "a-cookie", "neither"])
 def test_only_a_client_that_will_come_back_with_cookies_is_bounced(
-    store: SessionStore, clock: FakeClock, shell: str, headers: dict[str, str], bounced: bool
+    headers: dict[str, str], bounced: bool
 ) -> None:
-    dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
-    page = Browser(dep).get(SHOP + "/news", headers=headers)
+    browser = CoreBrowser(CoreDeployment(remote_options={"passive": True}))
+    page = browser.get(SHOP + "/news", **headers)
     if bounced:
-        assert page.status_int == 302 and "passive=1" in page.location
+        assert page.status == 302 and "passive=1" in (page.location or "")
     else:
-        assert page.status_int == 200 and page.json["user"] is None
+        assert page.passed and page.user is None
 
 
 # -- a lost answer, retried by the same browser ------------------------------------------------

@@ -15,8 +15,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import pytest
-import webtest
 from conftest import live_session_keys
+from coreflow import Browser as CoreBrowser
+from coreflow import CoreDeployment
 from flow import CALLBACK, HTML, IDP, SHOP, Browser, Deployment, idp_app, reason_of, remote_app
 
 from sessionshare import (
@@ -157,53 +158,48 @@ def test_damaged_store_record_reads_as_no_session(
 NOBODY = ["", False, 0, True, None, [], {}]
 
 
+# On the sides driven by hand (tests/coreflow.py): who is signed in is the core's decision.
+
+
+def _core_signed_in_as(user: object) -> CoreBrowser:
+    """A browser signed in at the shop, whose stored user the IdP app then set to ``user``."""
+    dep = CoreDeployment(idp_options={"known_remote_hosts": ALLOWED})
+    browser = CoreBrowser(dep)
+    assert browser.sign_in_at(SHOP + "/orders").user == "alice"
+    for key in _session_keys(dep.store):
+        assert dep.store.save(key, changed={"user": json.dumps(user)}, ttl=600)
+    return browser
+
+
 @pytest.mark.parametrize("nobody", NOBODY, ids=repr)
-def test_empty_or_flag_user_is_not_signed_in(
-    store: SessionStore, clock: Callable[[], float], nobody: object
-) -> None:
-    dep = security_deployment(store, clock)
-    browser = Browser(dep)
-    assert browser.sign_in_at(SHOP + "/orders").json["user"] == "alice"
-    for key in _session_keys(store):
-        assert store.save(key, changed={"user": json.dumps(nobody)}, ttl=600)
-    assert browser.get(SHOP + "/orders").status_int == 302  # sent to sign in again
-    assert browser.get("http://blog.test/x").status_int == 302
-    assert browser.get("http://id.test/").text == "idp home user=None"
+def test_empty_or_flag_user_is_not_signed_in(nobody: object) -> None:
+    browser = _core_signed_in_as(nobody)
+    assert browser.get(SHOP + "/orders").status == 302  # sent to sign in again
+    assert browser.get("http://blog.test/x").status == 302
+    at_idp = browser.get("http://id.test/")
+    assert at_idp.passed and at_idp.user is None
 
 
 @pytest.mark.parametrize("nobody", ["", False, 0], ids=repr)
-def test_idp_does_not_take_an_empty_user_for_a_sign_in(
-    store: SessionStore, clock: Callable[[], float], nobody: object
-) -> None:
+def test_idp_does_not_take_an_empty_user_for_a_sign_in(nobody: object) -> None:
     # The IdP app writes an empty user on the login POST: no hand-off, no token minted.
-    def idp(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if environ["REQUEST_METHOD"] == "POST":
-            environ["sessionshare.session"]["user"] = nobody
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"the IdP app's own page"]
-
-    middleware = IdpAuthMiddleware(idp, store=store, key=SyncKey.generate(), app_url=IDP,
-                                   known_remote_hosts=[SHOP], cookie_secure=False, clock=clock)
-    browser = webtest.TestApp(middleware, extra_environ={"HTTP_HOST": "id.test"})
-    login = f"/login?callback={SHOP}{CALLBACK}&state={STATE}"
-    assert browser.get(login, headers=HTML).status_int == 200  # pending hand-off kept
-    reply = browser.post(login, {"username": "x"}, headers=HTML, status="*")
-    assert reply.status_int == 200 and reply.text == "the IdP app's own page"
-    assert reply.location is None  # no 303 to the remote with a token
+    dep = CoreDeployment(idp_options={"known_remote_hosts": [SHOP]})
+    browser = CoreBrowser(dep)
+    login = f"{IDP}/login?callback={SHOP}{CALLBACK}&state={STATE}"
+    assert browser.get(login).passed  # pending hand-off kept
+    reply = browser.post(login, app=lambda session: session.__setitem__("user", nobody))
+    assert reply.passed and reply.location is None  # no 303 to the remote with a token
+    assert dep.count("ticket_issued") == 0 and dep.count("login") == 0
+    # The control: a real user on the same POST is a sign-in, handed off.
+    done = browser.post(login, app=lambda session: session.__setitem__("user", "alice"))
+    assert done.status == 303 and (done.location or "").startswith(SHOP + CALLBACK)
 
 
 @pytest.mark.parametrize(
     ("user", "expected"), [("alice", "alice"), (7, "7"), ({"id": 7}, '{"id": 7}')]
 )
-def test_real_users_still_sign_in(
-    store: SessionStore, clock: Callable[[], float], user: object, expected: str
-) -> None:
-    dep = security_deployment(store, clock)
-    browser = Browser(dep)
-    browser.sign_in_at(SHOP + "/orders")
-    for key in _session_keys(store):
-        store.save(key, changed={"user": json.dumps(user)}, ttl=600)
-    assert browser.get(SHOP + "/orders").json["user"] == expected
+def test_real_users_still_sign_in(user: object, expected: str) -> None:
+    assert _core_signed_in_as(user).get(SHOP + "/orders").user == expected
 
 
 # -- 8c. A deeply nested value is the documented TypeError -------------------------------------
@@ -250,18 +246,22 @@ CROSS_ORIGIN_HEADERS = [
 ]
 
 
+def _request_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``Origin`` / ``Sec-Fetch-Site`` as the request fields a shell fills from them."""
+    names = {"Origin": "origin", "Sec-Fetch-Site": "fetch_site"}
+    return {names[name]: value for name, value in headers.items()}
+
+
 @pytest.mark.parametrize("headers", CROSS_ORIGIN_HEADERS, ids=str)
-def test_logout_from_another_origin_is_refused(
-    store: SessionStore, clock: Callable[[], float], headers: dict[str, str]
-) -> None:
-    dep = security_deployment(store, clock)
-    browser = Browser(dep)
+def test_logout_from_another_origin_is_refused(headers: dict[str, str]) -> None:
+    dep = CoreDeployment(idp_options={"known_remote_hosts": ALLOWED})
+    browser = CoreBrowser(dep)
     browser.sign_in_at(SHOP + "/orders")
     for url in (SHOP + "/_sessionshare/logout", "http://id.test/_sessionshare/logout"):
-        refused = browser.post(url, headers={**HTML, **headers})
-        assert refused.status_int == 403 and reason_of(refused) == "cross_origin", url
-    assert browser.get(SHOP + "/orders").json["user"] == "alice"  # still signed in
-    assert len(_session_keys(store)) == 1
+        refused = browser.post(url, **_request_headers(headers))
+        assert refused.status == 403 and refused.reason == "cross_origin", url
+    assert browser.get(SHOP + "/orders").user == "alice"  # still signed in
+    assert len(_session_keys(dep.store)) == 1
 
 
 @pytest.mark.parametrize("headers", [
@@ -270,16 +270,30 @@ def test_logout_from_another_origin_is_refused(
     {"Sec-Fetch-Site": "same-origin", "Origin": "http://shop.test"},
     {},  # neither header: curl, or a browser from before 2020 -- accepted, as documented
 ], ids=str)
-def test_logout_from_the_apps_own_page_still_works(
-    store: SessionStore, clock: Callable[[], float], headers: dict[str, str]
-) -> None:
-    dep = security_deployment(store, clock)
+def test_logout_from_the_apps_own_page_still_works(headers: dict[str, str]) -> None:
+    dep = CoreDeployment(idp_options={"known_remote_hosts": ALLOWED})
+    browser = CoreBrowser(dep)
+    browser.sign_in_at(SHOP + "/orders")
+    signed_out = browser.post(SHOP + "/_sessionshare/logout", **_request_headers(headers))
+    assert signed_out.status == 303
+    assert _session_keys(dep.store) == []
+    assert browser.get(SHOP + "/orders").status == 302
+
+
+def test_logout_origin_check_end_to_end(store: SessionStore, clock: Callable[[], float],
+                                        shell: str) -> None:
+    # Each shell reads Origin and Sec-Fetch-Site into the request the core checks.
+    dep = security_deployment(store, clock, shell=shell)
     browser = Browser(dep)
     browser.sign_in_at(SHOP + "/orders")
-    signed_out = browser.post(SHOP + "/_sessionshare/logout", headers={**HTML, **headers})
+    for headers in ({"Origin": "http://evil.shop.test"}, {"Sec-Fetch-Site": "same-site"}):
+        refused = browser.post(SHOP + "/_sessionshare/logout", headers={**HTML, **headers})
+        assert refused.status_int == 403 and reason_of(refused) == "cross_origin", headers
+    assert browser.get(SHOP + "/orders").json["user"] == "alice"
+    signed_out = browser.post(SHOP + "/_sessionshare/logout", headers={
+        **HTML, "Sec-Fetch-Site": "same-origin", "Origin": SHOP})
     assert signed_out.status_int == 303
     assert _session_keys(store) == []
-    assert browser.get(SHOP + "/orders").status_int == 302
 
 
 # -- 4. Insecure cookie settings on https origins are refused unless opted into ------------------

@@ -21,9 +21,9 @@ it: the demo looks for ``examples/`` beside the installed package (an
 editable install from a checkout) or in the current directory, and
 explains what to do when it finds neither.
 
-Every page carries a panel (:mod:`sessionshare.demo_panel`): the site, the
+Every page carries a panel (:mod:`sessionshare.demo.panel`): the site, the
 user, the shared session, the sites that joined it and, on the WSGI sites, the
-last hand-off hop by hop (:mod:`sessionshare.demo_timeline`). Signing out lands on
+last hand-off hop by hop (:mod:`sessionshare.demo.timeline`). Signing out lands on
 a page that says so for every site. The access log never shows a ``token=`` value, and is
 coloured only on a terminal.
 
@@ -48,17 +48,17 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .crypto import SyncKey
-from .demo_panel import SIGNED_OUT_PATH, AsgiPanel, Panel, signed_out_page
-from .demo_timeline import Timeline, redact_target
-from .errors import ConfigurationError, StoreUnavailable
-from .store import MemoryStore, SessionStore
-from .store.amemory import AsyncMemoryStore
+from ..crypto import SyncKey
+from ..errors import ConfigurationError, StoreUnavailable
+from ..store import MemoryStore, SessionStore
+from ..store.amemory import AsyncMemoryStore
+from .panel import SIGNED_OUT_PATH, AsgiPanel, Panel, signed_out_page
+from .timeline import Timeline, redact_target
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from .metrics import PrometheusMetrics
+    from ..metrics import PrometheusMetrics
 
 __all__ = [
     "DEFAULT_PORT", "AccessLog", "Servers", "demo_apps", "find_examples", "load_example",
@@ -81,7 +81,8 @@ METRICS_PATH = "/metrics"
 
 def find_examples() -> Path:
     """The ``examples/`` directory of a source checkout (beside the package, or here)."""
-    candidates = [Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"]
+    # sessionshare/demo/app.py: the checkout is three levels up.
+    candidates = [Path(__file__).resolve().parents[2] / "examples", Path.cwd() / "examples"]
     for candidate in candidates:
         if (candidate / "idp_flask.py").is_file():
             return candidate
@@ -126,7 +127,7 @@ def demo_apps(
     recorded by ``timeline`` (outside it; a new one unless given); the news
     site is an ASGI app (:data:`ASGI_SITES`) over ``async_store`` (default:
     ``store`` itself, which must then be a ``MemoryStore``). Signing out
-    anywhere lands on :data:`~sessionshare.demo_panel.SIGNED_OUT_PATH`.
+    anywhere lands on :data:`~sessionshare.demo.panel.SIGNED_OUT_PATH`.
     ``metrics_app``, when given, answers ``/metrics`` on the IdP.
     """
     timeline = timeline if timeline is not None else Timeline(urls)
@@ -194,8 +195,8 @@ def demo_metrics(store: SessionStore | None = None, key: SyncKey | None = None
         from prometheus_client import CollectorRegistry
     except ImportError:
         return None
-    from .admin import SessionAdmin
-    from .metrics import PrometheusMetrics
+    from ..admin import SessionAdmin
+    from ..metrics import PrometheusMetrics
 
     admin = None
     if store is not None and key is not None:
@@ -363,7 +364,7 @@ def _asgi_access_log(app: Any) -> Any:
 def _open_store(redis_url: str | None) -> tuple[SessionStore, str]:
     if redis_url is None:
         return MemoryStore(), "in-memory (this process only)"
-    from .store.redis import RedisStore
+    from ..store.redis import RedisStore
 
     store = RedisStore.from_url(redis_url)
     store.ping()
@@ -374,7 +375,7 @@ def _async_store(redis_url: str | None) -> Any:
     """The news site's store: None (it awaits the MemoryStore), or an ``AsyncRedisStore``."""
     if redis_url is None:
         return None
-    from .store.asyncredis import AsyncRedisStore
+    from ..store.asyncredis import AsyncRedisStore
 
     return AsyncRedisStore.from_url(redis_url)
 

@@ -5,7 +5,7 @@ examples' ``create_app(wrap_app=...)``), where it reads what any app reads --
 ``environ["sessionshare.session"]`` and ``environ["REMOTE_USER"]`` -- and
 adds a small box to each HTML page: which site this is, the user, the shared
 session's keys and values, which sites have joined this session, and the
-last hand-off of this browser as hops (from :mod:`sessionshare.demo_timeline`).
+last hand-off of this browser as hops (from :mod:`sessionshare.demo.timeline`).
 
 :class:`AsgiPanel` is its twin for an ASGI app (the FastAPI news site), reading
 ``scope["session"]`` and ``scope["sessionshare.user"]``; the hand-off timeline
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .demo_timeline import HOP_KEY, Handoff, Hop, Timeline
+from .timeline import HOP_KEY, Handoff, Hop, Timeline
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
