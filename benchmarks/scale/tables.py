@@ -7,6 +7,7 @@ the same figure of the peer or of the small load, measured in the same run
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 LAYERS = {
@@ -27,6 +28,21 @@ def _ttl(seconds: int) -> str:
     if seconds >= 60:
         return f"{round(seconds / 60)} min"
     return f"{seconds} s"
+
+
+def uniform_p(counts: list[int], shares: list[float]) -> float | None:
+    """Chi-square goodness of fit of ``counts`` to ``shares``: the p-value (an even number
+    of degrees of freedom has a closed form; None otherwise, or with too few keys)."""
+    total = sum(counts)
+    freedom = len(counts) - 1
+    if total < 5 * len(counts) or freedom % 2:
+        return None
+    x = sum((n - total * s) ** 2 / (total * s) for n, s in zip(counts, shares, strict=True)) / 2
+    term, tail = 1.0, 1.0
+    for i in range(1, freedom // 2):
+        term *= x / i
+        tail += term
+    return float(math.exp(-x) * tail)
 
 
 def _commands(commands: dict[str, float]) -> str:
@@ -131,11 +147,14 @@ def _million(m: dict[str, Any]) -> list[str]:
     c = m["count"]
     lines += ["", "  SessionAdmin.count_sessions as it is today (SCAN the index keys, one read per "
               "user, EXISTS per 500)",
-              f"  {'sessions':>12} {'seconds':>9} {'us/session':>11} {'round trips':>12}  commands"]
+              f"  {'sessions':>12} {'users':>9} {'seconds':>9} {'us/session':>11} "
+              f"{'us/user':>8} {'round trips':>12}  commands"]
     for name in ("small", "large"):
         row = c[name]
-        lines.append(f"  {row['sessions']:12,} {row['seconds']:9.3f} "
-                     f"{row['seconds'] / row['sessions'] * 1e6:11.1f} {row['round_trips']:12,}  "
+        users = row["commands"].get("hgetall", 0)
+        lines.append(f"  {row['sessions']:12,} {users:9,} {row['seconds']:9.3f} "
+                     f"{row['seconds'] / row['sessions'] * 1e6:11.1f} "
+                     f"{row['seconds'] / max(users, 1) * 1e6:8.1f} {row['round_trips']:12,}  "
                      f"{_commands(row['commands'])}")
     lines.append(f"  large / small: {c['large']['seconds'] / c['small']['seconds']:,.0f}x the "
                  f"time for {large_n / small_n:,.0f}x the sessions")
@@ -161,22 +180,20 @@ def _cluster(c: dict[str, Any]) -> list[str]:
              f"{c['redis_server']}: {n:,} sign-ins with hand-off",
              f"  {'keys on each master':<40}" + "".join(f"{f'master {i + 1}':>10}"
                                                          for i in range(masters))
-             + f"{'max/min':>9}{'worst dev.':>12}"]
+             + f"{'max/min':>9}{'p uniform':>11}"]
     order = ["session", "index", "ticket"]
     spread = sorted(c["spread"].items(),
                     key=lambda item: (order.index(item[0]) if item[0] in order else 3, item[0]))
     for kind, counts in spread:
-        total = sum(counts)
-        worst = 0.0
-        for node, count in zip(c["slots"], counts, strict=True):
-            share = sum(b - a + 1 for a, b in node) / 16384
-            sd = (total * share * (1 - share)) ** 0.5
-            worst = max(worst, abs(count - total * share) / sd if sd else 0.0)
+        shares = [sum(b - a + 1 for a, b in node) / 16384 for node in c["slots"]]
         ratio = f"{max(counts) / min(counts):.2f}" if min(counts) else "-"
+        p = uniform_p(counts, shares)
         lines.append(f"  {kind:<40}" + "".join(f"{v:10,}" for v in counts)
-                     + f"{ratio:>9}{worst:>9.1f} sd")
-    lines.append("  worst dev.: the largest distance of a master's count from its share of "
-                 "the slots, in standard deviations of a uniform draw")
+                     + f"{ratio:>9}{'-' if p is None else f'{p:.2f}':>11}")
+    lines.append("  p uniform: the chance that keys placed uniformly at random over the slots "
+                 "spread at least this unevenly")
+    lines.append("  (chi-square test); a session and its join marker share a hash tag, and so "
+                 "do a ticket and its state's claim")
     lines += ["", "  no script crosses slots: MONITOR on every master during a tour of every "
               "store step --", "    " + "; ".join(c["tour"]),
               f"  {'command':<18} {'calls':>6} {'keys/call':>10} {'slots/call':>11}  "
