@@ -46,7 +46,7 @@ PARTS = ("memory", "million", "cluster")
 SMOKE = {"memory_sessions": 30, "sessions": 3000, "baseline": 40, "heavy": 40,
          "reads": 200, "rounds": 2, "revokes": 1, "cluster_sessions": 30}
 FULL = {"memory_sessions": 5000, "sessions": 1_000_000, "baseline": 1000, "heavy": 1000,
-        "reads": 2000, "rounds": 10, "revokes": 5, "cluster_sessions": 10_000}
+        "reads": 500, "rounds": 40, "revokes": 5, "cluster_sessions": 10_000}
 
 
 def _tests_modules() -> tuple[Any, Any]:
