@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from sessionshare import IdpAuthMiddleware, RedisStore, RemoteSessionMiddleware
+from sessionshare import IdpAuthMiddleware, RedisStore, RemoteSessionMiddleware, SyncKey
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -115,13 +115,13 @@ def idp_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
     return hello(environ, start_response)
 
 
-def shop(store: RedisStore, key: str) -> RemoteSessionMiddleware:
+def shop(store: RedisStore, key: SyncKey | str) -> RemoteSessionMiddleware:
     return RemoteSessionMiddleware(
         shop_app, store=store, key=key, app_url=SHOP, idp_url=LOGIN_URL, protect=["/account"],
     )
 
 
-def idp(store: RedisStore, key: str) -> IdpAuthMiddleware:
+def idp(store: RedisStore, key: SyncKey | str) -> IdpAuthMiddleware:
     return IdpAuthMiddleware(
         idp_app, store=store, key=key, app_url=IDP, known_remote_hosts=["shop.example"],
     )

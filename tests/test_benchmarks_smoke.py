@@ -1,10 +1,14 @@
-"""The benchmark harness (``python -m benchmarks``) runs, and its round-trip counts hold.
+"""The benchmark harnesses run, and their round-trip counts hold.
 
-Runs the real command in smoke mode -- its own redis-server, every case
-built, checked and run a few hundred times, no HTTP -- and reads the JSON it
-writes. Round trips per request are deterministic, so they are asserted
-against issue 5's targets; timings are not asserted anywhere in the suite
-(they are measured by the full run, see ``benchmarks/README.md``).
+``python -m benchmarks`` runs in smoke mode -- its own redis-server, every
+case built, checked and run a few hundred times, no HTTP -- and so does
+``python -m benchmarks.scale`` -- its own redis-servers and a local 3-master
+Cluster, a few dozen sign-ins, a few thousand copied sessions. The tests read
+the JSON each writes. What is deterministic is asserted: round trips per
+request against issue 5's targets, record sizes, the round trips and commands
+of a revocation and a count, no script crossing slots. Timings are not
+asserted anywhere in the suite (the full runs, by hand, measure them: see
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -101,3 +105,111 @@ def test_the_file_walk_of_a_request_is_counted() -> None:
     assert "core/remote.py" in names and "core/idp.py" not in names  # the remote's own walk
     assert 0 < len(read.files) < len(sign_in.files)
     assert read.switches >= len(read.files) - 1
+
+
+# -- python -m benchmarks.scale --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scale(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    missing = [name for name in ("flask_session", "beaker") if find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the benchmark peers are not installed ({', '.join(missing)}): "
+                    "python -m pip install -e '.[bench]'")
+    out = tmp_path_factory.mktemp("scale") / "scale.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--smoke", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out.read_text()), done.stdout
+
+
+@pytest.mark.redis
+def test_memory_is_measured_for_every_layer(scale: tuple[dict[str, Any], str]) -> None:
+    memory = scale[0]["memory"]
+    assert set(memory) == {"sessionshare", "flask-session", "beaker"}
+    ours = memory["sessionshare"]
+    assert set(ours["kinds"]) == {"session", "index"}
+    sessions = ours["sessions"]
+    for count, usage, size, _ttl in ours["kinds"].values():
+        assert count == sessions and usage > size > 0
+    # 1,024 bytes of app data as JSON (msgpack packs it in about 900): every layer's
+    # record holds it, and the server needs more than the bytes stored.
+    for name, layer in memory.items():
+        stored = sum(size for _, _, size, _ in layer["kinds"].values()) / sessions
+        assert 850 < stored < layer["memory_usage_per_session"], name
+        assert layer["used_memory_per_session"] > 850, name
+    assert "ticket" in ours["short_lived"] and "state claim" in ours["short_lived"]
+    assert "1. Redis memory per session at rest" in scale[1]
+
+
+@pytest.mark.redis
+def test_the_loaded_servers_are_read_counted_and_revoked(
+    scale: tuple[dict[str, Any], str],
+) -> None:
+    result = scale[0]
+    settings, million = result["settings"], result["million"]
+    reads = million["reads"]
+    for side in ("small", "large"):
+        assert reads[side]["round_trips"] == 1 and reads[side]["commands"] == {"getex": 1}
+        assert reads[side]["read"]["n"] == settings["reads"] * settings["rounds"]
+    # The count found every session loaded (the run stops otherwise) with one read per user.
+    count = million["count"]
+    assert count["small"]["sessions"] == settings["baseline"]
+    assert count["large"]["sessions"] == settings["sessions"]
+    assert count["small"]["commands"]["hgetall"] == settings["baseline"]
+    heavy = settings["heavy"]
+    for side in ("small", "large"):
+        revoke = million["revoke"][side]
+        # The user's index read, one end per session, the index emptied.
+        assert revoke["round_trips"] == heavy + 2
+        assert revoke["commands"]["evalsha"] == heavy and revoke["commands"]["hgetall"] == 1
+        assert len(revoke["seconds"]) == settings["revokes"]
+
+
+@pytest.mark.redis
+def test_no_script_crosses_slots_on_the_cluster(scale: tuple[dict[str, Any], str]) -> None:
+    cluster = scale[0]["cluster"]
+    assert cluster["crossing"] == []
+    assert all(e.get("CROSSSLOT", 0) == 0 for e in cluster["tour_errors"]
+               + cluster["spread_errors"])
+    scripts = {name: row for name, row in cluster["commands"].items()
+               if name.startswith("script ")}
+    assert len(scripts) >= 6  # merge, move out/in, end, claim, redeem, index ...
+    assert any(row["max_keys"] == 2 for row in scripts.values())  # a two-key script ran
+    for row in scripts.values():
+        assert row["max_slots"] == 1 and row["inside_elsewhere"] == 0
+    spread = cluster["spread"]
+    assert sum(spread["session"]) == sum(spread["index"]) == cluster["sessions"]
+    assert "no script crosses slots" in scale[1]
+
+
+def test_the_slot_check_sees_a_script_or_a_command_leaving_its_slot() -> None:
+    """The cluster check can fail: MONITOR lines of a script that touches a key outside
+    the slot it declared, and of a command over two slots, are flagged."""
+    from benchmarks.scale.cluster import check_slots, group
+
+    lines = [
+        '1.0 [0 127.0.0.1:5000] "EVALSHA" "2ae125f1aa" "1" "k{a}" "k{b}"',
+        '1.1 [0 lua] "SET" "k{a}" "1"',
+        '1.2 [0 lua] "GET" "k{b}"',
+        '1.3 [0 127.0.0.1:5000] "EVALSHA" "35ee6d34bb" "1" "s:{x}"',
+        '1.4 [0 lua] "GET" "s:{x}"',
+        '1.5 [0 127.0.0.1:5000] "EXISTS" "s:{x}" "s:{y}"',
+        '1.6 [0 127.0.0.1:5000] "SET" "quoted \\"x\\" \\xff" "v"',
+    ]
+    commands = group(lines, lua_follows=True)
+    assert [c.name for c in commands] == ["script 2ae125f1", "script 35ee6d34", "EXISTS", "SET"]
+    assert commands[3].args[1] == 'quoted "x" \xff'
+    commands[0].keys, commands[1].keys, commands[2].keys = ["k{a}"], ["s:{x}"], ["s:{x}", "s:{y}"]
+    for command in commands[:2]:
+        for inside in command.inside:
+            inside.keys = [inside.args[1]]
+    rows = check_slots(commands)
+    assert rows["script 2ae125f1"]["inside_elsewhere"] == 1  # GET k{b}: not its slot
+    assert rows["script 35ee6d34"]["inside_elsewhere"] == 0
+    assert rows["EXISTS"]["max_slots"] == 2
+    # Redis 7 prints a script's own commands before it.
+    later = group([lines[1], lines[2], lines[0]], lua_follows=False)
+    assert len(later) == 1 and [c.args[0] for c in later[0].inside] == ["SET", "GET"]
