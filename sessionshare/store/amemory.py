@@ -66,9 +66,6 @@ class AsyncMemoryStore:
     async def delete(self, key: str) -> None:
         self.store.delete(key)
 
-    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        self.store.put_ticket(key, value, ttl)
-
     async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         return self.store.take_ticket(key, nonce)
 

@@ -1,8 +1,8 @@
 """The asyncio Redis store: :class:`RedisStore`'s twin for ASGI apps.
 
 Same key layout, same scripts, same round trips (``redisproto.py``): a
-session read is one ``GETEX``, a write one ``EVALSHA``, a ticket one ``SET NX``
-to issue and one script to redeem. So a WSGI app on ``RedisStore`` and an
+session read is one ``GETEX``, a write one ``EVALSHA``, a ticket one script
+to issue (with its state's claim) and one to redeem. So a WSGI app on ``RedisStore`` and an
 ASGI app on ``AsyncRedisStore`` share sessions in one Redis.
 
 Any ``redis.asyncio`` client works: ``redis.asyncio.Redis``, a Sentinel master
@@ -242,12 +242,6 @@ class AsyncRedisStore:
                 if next_key is None:
                     break
                 next_key = moved_to(await run_script(self._line, END, END_SHA, 1, next_key))
-        except _FAILURES as exc:
-            raise unavailable(exc, self._server) from None
-
-    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        try:
-            await self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
 

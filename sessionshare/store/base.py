@@ -44,7 +44,7 @@ never as the driver's own exception.
   on the caller's clock); every command touches one key, so all of it works
   on a cluster.
 
-A new backend (Valkey, a database) needs only these fifteen methods; the
+A new backend (Valkey, a database) needs only these fourteen methods; the
 store contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
@@ -202,9 +202,6 @@ class SessionStore(Protocol):
         a few moves deep). No later :meth:`move` of ``key`` succeeds.
         """
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        """Store a ticket for ``ttl`` seconds."""
-
     def claim_state(
         self,
         key: str,
@@ -266,7 +263,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same fifteen methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -315,9 +312,6 @@ class AsyncSessionStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """End the session at ``key``, and where a move took it (no error if it is gone)."""
-
-    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        """Store a ticket for ``ttl`` seconds."""
 
     async def claim_state(
         self,

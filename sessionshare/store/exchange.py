@@ -23,9 +23,9 @@ Two rules, kept here for every command the store sends, make it impossible:
 
 Retries: redis-py's configured retry re-sends a command after a timeout or a
 dropped connection, and a command that timed out may already have run. Every
-command the store sends is therefore safe to run twice: ``GETEX``, ``DEL``,
-``PING``, the merge script (it sets the same fields to the same values), the
-``SET NX`` of a fresh random ticket (a second run changes nothing), and the
+command the store sends is therefore safe to run twice: ``GETEX``, ``PING``,
+the merge script (it sets the same fields to the same values), the claim
+script that issues a ticket (``NX``: a second run changes nothing), and the
 ticket redemption script, which marks the ticket spent by *this call* and
 answers the same call's retry with the same value (``GETDEL`` would answer
 the retry with nothing: a valid hand-off refused as a replay).

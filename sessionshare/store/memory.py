@@ -193,12 +193,6 @@ class MemoryStore:
                     self._moved.pop(next_key, None)
                     next_key = None
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        with self._lock:
-            now = self._clock()
-            self._tickets[key] = (now + ttl, value)
-            self._maybe_sweep(now)
-
     def claim_state(
         self,
         key: str,

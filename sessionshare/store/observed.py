@@ -30,7 +30,7 @@ Watch = Callable[[str], AbstractContextManager[object]]
 
 #: The store commands that are watched (``close`` is not: it talks to no server).
 COMMANDS = (
-    "load", "save", "mark", "move", "delete", "put_ticket", "claim_state", "take_ticket",
+    "load", "save", "mark", "move", "delete", "claim_state", "take_ticket",
     "store_identity", "peek", "index_put", "index_read", "index_drop", "ping",
 )
 
@@ -75,7 +75,6 @@ class ObservedStore:
     mark = _watched("mark")
     move = _watched("move")
     delete = _watched("delete")
-    put_ticket = _watched("put_ticket")
     claim_state = _watched("claim_state")
     take_ticket = _watched("take_ticket")
     store_identity = _watched("store_identity")
@@ -112,7 +111,6 @@ class AsyncObservedStore:
     mark = _awaited("mark")
     move = _awaited("move")
     delete = _awaited("delete")
-    put_ticket = _awaited("put_ticket")
     claim_state = _awaited("claim_state")
     take_ticket = _awaited("take_ticket")
     store_identity = _awaited("store_identity")

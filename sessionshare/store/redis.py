@@ -8,9 +8,9 @@ string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``.
 - **write** = one ``EVALSHA`` of a small Lua script that merges only the
   changed and deleted top-level keys on the server. Values stay JSON *text*
   inside the object, so the server never re-encodes an app's numbers;
-- **tickets** = ``SET NX EX`` to issue, and a small script to redeem that
-  marks the ticket spent by one call, so it is taken once even when a
-  timed-out command is retried;
+- **tickets** = issued with their login state's claim (one script), and
+  redeemed by a small script that marks the ticket spent by one call, so it
+  is taken once even when a timed-out command is retried;
 - **user indexes** = one hash per user (``HGETALL`` / ``HDEL``, and one script
   that sets an entry and prunes the expired), written by the IdP at sign-in.
 
@@ -325,15 +325,6 @@ class RedisStore:
                 if next_key is None:
                     break
                 next_key = moved_to(run_script(self._line, END, END_SHA, 1, next_key))
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            # NX: a fresh random ticket never exists, so a retried SET changes nothing.
-            self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
 

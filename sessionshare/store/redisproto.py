@@ -17,8 +17,8 @@ out (``exchange.py`` and ``aexchange.py``).
 - an end is :data:`END`: the session goes, and a marker's forward name says
   where it moved, which is ended too (a prepared key included, so the last step
   of a cluster move still on its way finds nothing and creates nothing);
-- a ticket is issued with ``SET NX EX`` (or with its state's claim, :data:`CLAIM`) and
-  redeemed with :data:`REDEEM`;
+- a ticket is issued with its state's claim (:data:`CLAIM`) and redeemed with
+  :data:`REDEEM`;
 - the store's identity is read, or written first, with :data:`IDENTITY`.
 """
 
