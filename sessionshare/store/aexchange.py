@@ -34,17 +34,23 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, is_redirect, pack
+from .exchange import DEFAULT_MAX_IDLE, Lines, is_redirect, pack
 
-__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop", "exchange",
-           "run_script", "send"]
+if TYPE_CHECKING:
+    from .redisproto import Command
+
+__all__ = ["ASYNC_LINES", "AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
+           "exchange", "execute", "send"]
 
 
 #: redis-py's own write, which :func:`send` stands in for (and only for it).
@@ -341,12 +347,17 @@ class AsyncClusterLine:
 AsyncLine = AsyncDirectLine | AsyncPoolLine | AsyncClusterLine
 
 
-async def run_script(line: AsyncLine, script: str, sha: str, *keys_and_args: Any) -> Any:
-    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
-    # Every script's keys share one hash slot (a session, or a state's claim and ticket):
-    # the first names it.
-    key = str(keys_and_args[1]) if keys_and_args and int(keys_and_args[0]) >= 1 else None
+async def execute(line: AsyncLine, command: Command[Any]) -> Any:
+    """:func:`~sessionshare.store.exchange.execute`, awaited: one command's raw reply, a
+    script the server lost sent once more as ``EVAL``."""
     try:
-        return await line.call("EVALSHA", sha, *keys_and_args, key=key)
+        return await line.call(*command.args, key=command.key)
     except NoScriptError:
-        return await line.call("EVAL", script, *keys_and_args, key=key)
+        if command.script is None:
+            raise
+        return await line.call("EVAL", command.script.text, *command.args[2:], key=command.key)
+
+
+#: The asyncio store's: redis.asyncio's client classes.
+ASYNC_LINES = Lines(aioredis.Redis, aioredis.ConnectionPool, aioredis.Connection, RedisCluster,
+                    ("getex", "aclose"), Retry, AsyncDirectLine, AsyncPoolLine, AsyncClusterLine)

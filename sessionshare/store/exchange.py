@@ -34,8 +34,11 @@ the retry with nothing: a valid hand-off refused as a replay).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import redis as redis_py
+from redis import utils as redis_utils
+from redis.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -47,9 +50,13 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
-__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "pack",
-           "packs_like_redis_py", "run_script"]
+if TYPE_CHECKING:
+    from .redisproto import Command
+
+__all__ = ["THREAD_LINES", "ClusterLine", "DirectLine", "Lines", "PoolLine", "exchange",
+           "execute", "is_redirect", "line_for", "pack", "packs_like_redis_py"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -294,12 +301,73 @@ def is_redirect(exc: ResponseError) -> bool:
 Line = DirectLine | PoolLine | ClusterLine
 
 
-def run_script(line: Line, script: str, sha: str, *keys_and_args: Any) -> Any:
-    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
-    # Every script's keys share one hash slot (a session, or a state's claim and ticket):
-    # the first names it.
-    key = str(keys_and_args[1]) if keys_and_args and int(keys_and_args[0]) >= 1 else None
+def execute(line: Line, command: Command[Any]) -> Any:
+    """Send one command of an operation on ``line``; its raw reply. A script the server
+    lost (a restart, ``SCRIPT FLUSH``) goes once more as ``EVAL``, which caches it again."""
     try:
-        return line.call("EVALSHA", sha, *keys_and_args, key=key)
-    except NoScriptError:  # a restarted or flushed server: EVAL caches it again
-        return line.call("EVAL", script, *keys_and_args, key=key)
+        return line.call(*command.args, key=command.key)
+    except NoScriptError:
+        if command.script is None:
+            raise
+        return line.call("EVAL", command.script.text, *command.args[2:], key=command.key)
+
+
+class Lines(NamedTuple):
+    """The redis-py classes of one flavour (threads or asyncio) and the lines for them."""
+
+    #: The plain single-server client, its pool and connection classes: the fast path's.
+    client: Any
+    pool: Any
+    connection: Any
+    cluster: Any
+    #: The client methods a store needs, beyond a pool or a cluster's nodes.
+    needs: tuple[str, ...]
+    #: The retry class ``from_url`` gives the client.
+    retry: Any
+    #: The line classes: the fast path, a pool's, a cluster's.
+    direct: Any
+    pooled: Any
+    clustered: Any
+
+    def takes(self, client: Any) -> bool:
+        """True for a client of this flavour: a cluster, or one with a connection pool."""
+        return all(hasattr(client, name) for name in self.needs) and (
+            isinstance(client, self.cluster) or hasattr(client, "connection_pool")
+        )
+
+
+def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
+    """The way this client's commands go out; every one keeps this module's two rules.
+
+    The fast path (:class:`DirectLine` and its asyncio twin) only for a plain
+    single-server client speaking RESP2 (RESP3 may interleave push messages) with no
+    client-side cache, whose connections :func:`pack` packs for byte for byte.
+    """
+    if isinstance(client, lines.cluster):
+        return lines.clustered(client)
+    pool = client.connection_pool
+    if (
+        type(client) is lines.client
+        and type(pool) is lines.pool
+        and getattr(pool, "cache", None) is None
+        and _protocol(pool) == "2"
+        and packs_like_redis_py(pool, lines.connection)
+    ):
+        if max_idle is None:
+            # Half the pool's bound at most: the client's own commands keep the rest.
+            max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
+        return lines.direct(pool, max_idle)
+    return lines.pooled(pool)
+
+
+def _protocol(pool: Any) -> str:
+    """The RESP version the pool's connections speak (redis-py 8 defaults to 3)."""
+    given = pool.connection_kwargs.get("protocol")
+    if given is None:
+        given = getattr(redis_utils, "DEFAULT_RESP_VERSION", 2)
+    return str(given)
+
+
+#: The thread store's: redis-py's own client classes.
+THREAD_LINES = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
+                     ("getex",), Retry, DirectLine, PoolLine, ClusterLine)
