@@ -50,14 +50,18 @@ store contract tests in ``tests/test_store.py`` prove an implementation.
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Collection, Mapping, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
-    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "PENDING", "RETIRED", "AsyncSessionStore",
-    "SessionRecord", "SessionStore", "entry_expiry", "is_well_formed", "owners_of",
+    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
+    "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry", "forwarding",
+    "is_well_formed", "owners_of",
 ]
+
+C = TypeVar("C", bound=type)
 
 #: Metadata field of a *retired* id: one that a move (a sign-in, ``regenerate()``) gave a
 #: new id a moment ago. Its record stays a short while as a marker holding no data, so
@@ -350,3 +354,29 @@ class AsyncSessionStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+#: The contract's methods that talk to the store (all but ``close``), in its order.
+OPERATIONS = (
+    "load", "save", "mark", "move", "delete", "claim_state", "take_ticket", "store_identity",
+    "peek", "index_put", "index_read", "index_drop", "ping",
+)
+
+
+def forwarding(
+    make: Callable[[str], Callable[..., Any]], names: tuple[str, ...] = OPERATIONS
+) -> Callable[[C], C]:
+    """A class decorator for a store that wraps another: the class gets each method of
+    ``names``, made by ``make(name)`` -- the one forwarding function, written once for
+    every method -- with the contract's signature (what ``help()`` shows)."""
+
+    def decorate(cls: C) -> C:
+        for name in names:
+            method: Any = make(name)
+            method.__name__ = name
+            method.__qualname__ = f"{cls.__qualname__}.{name}"
+            method.__signature__ = inspect.signature(getattr(SessionStore, name))
+            setattr(cls, name, method)
+        return cls
+
+    return decorate
