@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, Lines, is_redirect, pack
+from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, Lines, client_takes_over, pack
 
 if TYPE_CHECKING:
     from .redisproto import Command
@@ -317,11 +317,9 @@ class AsyncClusterLine:
             if node is not None:
                 try:
                     return await self._on_node(node, args)
-                except ResponseError as exc:
-                    if not is_redirect(exc):
+                except NODE_FAILURES as exc:
+                    if not client_takes_over(exc):
                         raise
-                except (RedisConnectionError, RedisTimeoutError, OSError):
-                    pass  # a node down: the client finds the new master
         try:
             return await self._client.execute_command(*args)
         except BaseException as exc:

@@ -55,8 +55,8 @@ from redis.retry import Retry
 if TYPE_CHECKING:
     from .redisproto import Command
 
-__all__ = ["THREAD_LINES", "ClusterLine", "DirectLine", "Lines", "PoolLine", "exchange",
-           "execute", "is_redirect", "line_for", "pack", "packs_like_redis_py"]
+__all__ = ["NODE_FAILURES", "THREAD_LINES", "ClusterLine", "DirectLine", "Lines", "PoolLine",
+           "client_takes_over", "exchange", "execute", "line_for", "pack", "packs_like_redis_py"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -271,11 +271,9 @@ class ClusterLine:
             if pool is not None:
                 try:
                     return PoolLine(pool).call(*args)
-                except ResponseError as exc:
-                    if not is_redirect(exc):
+                except NODE_FAILURES as exc:
+                    if not client_takes_over(exc):
                         raise
-                except (RedisConnectionError, RedisTimeoutError, OSError):
-                    pass  # a node down: the client finds the new master
         try:
             return self._client.execute_command(*args)
         except BaseException as exc:
@@ -293,9 +291,17 @@ class ClusterLine:
         pass
 
 
-def is_redirect(exc: ResponseError) -> bool:
-    # MOVED (an AskError) / ASK / TRYAGAIN / CLUSTERDOWN: the cluster client knows what to do.
-    return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
+#: What a command sent straight to a cluster node may meet that the cluster client handles.
+NODE_FAILURES = (ResponseError, RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def client_takes_over(exc: BaseException) -> bool:
+    """True when a command that failed on its node goes through the cluster client instead:
+    a redirect (MOVED -- an AskError --, ASK, TRYAGAIN, CLUSTERDOWN), which it follows, or
+    a node down, for which it finds the new master. Any other error reply is the answer."""
+    if isinstance(exc, ResponseError):
+        return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
 
 
 Line = DirectLine | PoolLine | ClusterLine
