@@ -36,20 +36,17 @@ import asyncio
 import weakref
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, Lines, client_takes_over, pack
+from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, client_takes_over, pack
 
 if TYPE_CHECKING:
     from .redisproto import Command
 
-__all__ = ["ASYNC_LINES", "AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
+__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
            "exchange", "execute", "send"]
 
 
@@ -354,8 +351,3 @@ async def execute(line: AsyncLine, command: Command[Any]) -> Any:
         if command.script is None:
             raise
         return await line.call("EVAL", command.script.text, *command.args[2:], key=command.key)
-
-
-#: The asyncio store's: redis.asyncio's client classes.
-ASYNC_LINES = Lines(aioredis.Redis, aioredis.ConnectionPool, aioredis.Connection, RedisCluster,
-                    ("getex", "aclose"), Retry, AsyncDirectLine, AsyncPoolLine, AsyncClusterLine)

@@ -24,12 +24,21 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TypeVar
 
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 
 from . import redisproto as op
-from .aexchange import ASYNC_LINES, execute
+from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncPoolLine, execute
 from .base import SessionRecord
-from .redisclient import DRIVER_ERRORS, POLICY_UNKNOWN, ClientStore, eviction_warning, unavailable
+from .redisclient import (
+    DRIVER_ERRORS,
+    POLICY_UNKNOWN,
+    ClientStore,
+    Lines,
+    eviction_warning,
+    unavailable,
+)
 from .redisproto import Command, Operation
 
 __all__ = ["AsyncRedisStore"]
@@ -52,8 +61,9 @@ class AsyncRedisStore(ClientStore):
         default: half the pool's ``max_connections``, at most 16.
     """
 
-    lines = ASYNC_LINES
-    takes = ("a redis.asyncio client (redis.asyncio.Redis, a Sentinel master or "
+    lines = Lines(aioredis.Redis, aioredis.ConnectionPool, aioredis.Connection, RedisCluster,
+                  ("getex", "aclose"), Retry, AsyncDirectLine, AsyncPoolLine, AsyncClusterLine)
+    wants = ("a redis.asyncio client (redis.asyncio.Redis, a Sentinel master or "
              "RedisCluster)")
 
     async def _run(self, operation: Operation[T]) -> T:

@@ -23,22 +23,25 @@ Two rules, kept here for every command the store sends, make it impossible:
 
 Retries: redis-py's configured retry re-sends a command after a timeout or a
 dropped connection, and a command that timed out may already have run. Every
-command the store sends is therefore safe to run twice: ``GETEX``, ``PING``,
-the merge script (it sets the same fields to the same values), the claim
-script that issues a ticket (``NX``: a second run changes nothing), and the
-ticket redemption script, which marks the ticket spent by *this call* and
-answers the same call's retry with the same value (``GETDEL`` would answer
-the retry with nothing: a valid hand-off refused as a replay).
+command the store sends is therefore safe to run twice: ``GETEX``, ``GET``,
+``HGETALL``, ``HDEL``, ``PING``, the ``SET NX`` that prepares a cluster move,
+and the scripts of ``lua.py``, each written to be (the merge sets the same
+fields to the same values, the claim that issues a ticket is ``NX``, and the
+ticket redemption marks the ticket spent by *this call* and answers the same
+call's retry with the same value -- ``GETDEL`` would answer the retry with
+nothing: a valid hand-off refused as a replay).
+
+What each store method sends is an operation of ``redisproto.py``; this
+module sends each of its commands (:func:`execute`) on the line that suits
+the client: :class:`DirectLine` (the fast path), :class:`PoolLine` or
+:class:`ClusterLine`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import redis as redis_py
-from redis import utils as redis_utils
-from redis.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterDownError,
@@ -50,13 +53,12 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 if TYPE_CHECKING:
     from .redisproto import Command
 
-__all__ = ["NODE_FAILURES", "THREAD_LINES", "ClusterLine", "DirectLine", "Lines", "PoolLine",
-           "client_takes_over", "exchange", "execute", "line_for", "pack", "packs_like_redis_py"]
+__all__ = ["NODE_FAILURES", "ClusterLine", "DirectLine", "PoolLine", "client_takes_over",
+           "exchange", "execute", "pack", "packs_like_redis_py"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -316,64 +318,3 @@ def execute(line: Line, command: Command[Any]) -> Any:
         if command.script is None:
             raise
         return line.call("EVAL", command.script.text, *command.args[2:], key=command.key)
-
-
-class Lines(NamedTuple):
-    """The redis-py classes of one flavour (threads or asyncio) and the lines for them."""
-
-    #: The plain single-server client, its pool and connection classes: the fast path's.
-    client: Any
-    pool: Any
-    connection: Any
-    cluster: Any
-    #: The client methods a store needs, beyond a pool or a cluster's nodes.
-    needs: tuple[str, ...]
-    #: The retry class ``from_url`` gives the client.
-    retry: Any
-    #: The line classes: the fast path, a pool's, a cluster's.
-    direct: Any
-    pooled: Any
-    clustered: Any
-
-    def takes(self, client: Any) -> bool:
-        """True for a client of this flavour: a cluster, or one with a connection pool."""
-        return all(hasattr(client, name) for name in self.needs) and (
-            isinstance(client, self.cluster) or hasattr(client, "connection_pool")
-        )
-
-
-def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
-    """The way this client's commands go out; every one keeps this module's two rules.
-
-    The fast path (:class:`DirectLine` and its asyncio twin) only for a plain
-    single-server client speaking RESP2 (RESP3 may interleave push messages) with no
-    client-side cache, whose connections :func:`pack` packs for byte for byte.
-    """
-    if isinstance(client, lines.cluster):
-        return lines.clustered(client)
-    pool = client.connection_pool
-    if (
-        type(client) is lines.client
-        and type(pool) is lines.pool
-        and getattr(pool, "cache", None) is None
-        and _protocol(pool) == "2"
-        and packs_like_redis_py(pool, lines.connection)
-    ):
-        if max_idle is None:
-            # Half the pool's bound at most: the client's own commands keep the rest.
-            max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
-        return lines.direct(pool, max_idle)
-    return lines.pooled(pool)
-
-
-def _protocol(pool: Any) -> str:
-    """The RESP version the pool's connections speak (redis-py 8 defaults to 3)."""
-    given = pool.connection_kwargs.get("protocol")
-    if given is None:
-        given = getattr(redis_utils, "DEFAULT_RESP_VERSION", 2)
-    return str(given)
-
-
-#: The thread store's: redis-py's own client classes.
-THREAD_LINES = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
-                     ("getex",), Retry, DirectLine, PoolLine, ClusterLine)

@@ -49,16 +49,19 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+import redis as redis_py
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from . import redisproto as op
 from .base import SessionRecord
-from .exchange import THREAD_LINES, execute
+from .exchange import ClusterLine, DirectLine, PoolLine, execute
 from .redisclient import (
     DRIVER_ERRORS,
     POLICY_UNKNOWN,
     ClientStore,
+    Lines,
     eviction_warning,
     unavailable,
 )
@@ -82,8 +85,9 @@ class RedisStore(ClientStore):
         give the surplus back.
     """
 
-    lines = THREAD_LINES
-    takes = "a redis-py client (redis.Redis, a Sentinel master or RedisCluster)"
+    lines = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
+                  ("getex",), Retry, DirectLine, PoolLine, ClusterLine)
+    wants = "a redis-py client (redis.Redis, a Sentinel master or RedisCluster)"
 
     def __init__(
         self,

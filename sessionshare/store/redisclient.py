@@ -1,10 +1,12 @@
-"""The Redis stores' client: how it is built, named and checked, and what it may raise.
+"""The Redis stores' client: how it is built, checked and named, and what it may raise.
 
 Shared by :class:`~sessionshare.store.RedisStore` and
-:class:`~sessionshare.store.AsyncRedisStore`: the settings ``from_url`` gives
-a client for a web request, the name of the server an outage message shows
-(never a password: redis-py's own messages can hold the URL), and the
-warnings for a set-up that would hang or lose sessions.
+:class:`~sessionshare.store.AsyncRedisStore` (:class:`ClientStore`, their
+common base): the settings ``from_url`` gives a client for a web request, the
+line its commands go out on (``exchange.py``: the fast path for a plain
+client, a pool's or a cluster's otherwise), the name of the server an outage
+message shows (never a password: redis-py's own messages can hold the URL),
+and the warnings for a set-up that would hang or lose sessions.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
+from redis import utils as redis_utils
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import ConfigurationError, StoreUnavailable
-from .exchange import Lines, line_for
+from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
 
-__all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "eviction_warning", "server_name",
-           "unavailable", "warn_without_timeout", "web_client"]
+__all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "Lines", "eviction_warning",
+           "line_for", "server_name", "unavailable", "warn_without_timeout", "web_client"]
 
 S = TypeVar("S", bound="ClientStore")
 
@@ -31,6 +34,63 @@ S = TypeVar("S", bound="ClientStore")
 #: socket failing below redis-py's own wrapping.
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
+
+class Lines(NamedTuple):
+    """The redis-py classes of one flavour (threads or asyncio) and the lines for them."""
+
+    #: The plain single-server client, its pool and connection classes: the fast path's.
+    client: Any
+    pool: Any
+    connection: Any
+    cluster: Any
+    #: The client methods a store needs, beyond a pool or a cluster's nodes.
+    methods: tuple[str, ...]
+    #: The retry class ``from_url`` gives the client.
+    retry: Any
+    #: The line classes: the fast path, a pool's, a cluster's.
+    direct: Any
+    pooled: Any
+    clustered: Any
+
+    def accepts(self, client: Any) -> bool:
+        """True for a client of this flavour: a cluster, or one with a connection pool."""
+        return all(hasattr(client, name) for name in self.methods) and (
+            isinstance(client, self.cluster) or hasattr(client, "connection_pool")
+        )
+
+
+def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
+    """The line this client's commands go out on; every one keeps ``exchange.py``'s rules.
+
+    The fast path (``DirectLine`` and its asyncio twin) only for a plain single-server
+    client speaking RESP2 (RESP3 may interleave push messages) with no client-side
+    cache, whose connections ``exchange.pack`` packs for byte for byte.
+    """
+    if isinstance(client, lines.cluster):
+        return lines.clustered(client)
+    pool = client.connection_pool
+    if (
+        type(client) is lines.client
+        and type(pool) is lines.pool
+        and getattr(pool, "cache", None) is None
+        and _protocol(pool) == "2"
+        and packs_like_redis_py(pool, lines.connection)
+    ):
+        if max_idle is None:
+            # Half the pool's bound at most: the client's own commands keep the rest.
+            max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
+        return lines.direct(pool, max_idle)
+    return lines.pooled(pool)
+
+
+def _protocol(pool: Any) -> str:
+    """The RESP version the pool's connections speak (redis-py 8 defaults to 3)."""
+    given = pool.connection_kwargs.get("protocol")
+    if given is None:
+        given = getattr(redis_utils, "DEFAULT_RESP_VERSION", 2)
+    return str(given)
+
+
 class ClientStore:
     """What both Redis stores do with their client: check it, pick the line its commands go
     out on (``exchange.py``), and name its server for an outage message."""
@@ -38,13 +98,13 @@ class ClientStore:
     #: The redis-py classes of the store's flavour (threads or asyncio) and their lines.
     lines: ClassVar[Lines]
     #: The client the store takes, for the error that names it.
-    takes: ClassVar[str]
+    wants: ClassVar[str]
 
     def __init__(self, client: Any, *, max_idle_connections: int | None = None) -> None:
         name = type(self).__name__
-        if not self.lines.takes(client):
+        if not self.lines.accepts(client):
             raise ConfigurationError(
-                f"{name} needs {self.takes}; use {name}.from_url('redis://host:6379/0') "
+                f"{name} needs {self.wants}; use {name}.from_url('redis://host:6379/0') "
                 "for a URL"
             )
         if max_idle_connections is not None and (
