@@ -61,9 +61,9 @@ class AsyncRedisStore(ClientStore):
         default: half the pool's ``max_connections``, at most 16.
     """
 
-    lines = Lines(aioredis.Redis, aioredis.ConnectionPool, aioredis.Connection, RedisCluster,
+    _lines = Lines(aioredis.Redis, aioredis.ConnectionPool, aioredis.Connection, RedisCluster,
                   ("getex", "aclose"), Retry, AsyncDirectLine, AsyncPoolLine, AsyncClusterLine)
-    wants = ("a redis.asyncio client (redis.asyncio.Redis, a Sentinel master or "
+    _wants = ("a redis.asyncio client (redis.asyncio.Redis, a Sentinel master or "
              "RedisCluster)")
 
     async def _run(self, operation: Operation[T]) -> T:

@@ -85,9 +85,9 @@ class RedisStore(ClientStore):
         give the surplus back.
     """
 
-    lines = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
+    _lines = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
                   ("getex",), Retry, DirectLine, PoolLine, ClusterLine)
-    wants = "a redis-py client (redis.Redis, a Sentinel master or RedisCluster)"
+    _wants = "a redis-py client (redis.Redis, a Sentinel master or RedisCluster)"
 
     def __init__(
         self,

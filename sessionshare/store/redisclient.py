@@ -96,15 +96,15 @@ class ClientStore:
     out on (``exchange.py``), and name its server for an outage message."""
 
     #: The redis-py classes of the store's flavour (threads or asyncio) and their lines.
-    lines: ClassVar[Lines]
+    _lines: ClassVar[Lines]
     #: The client the store takes, for the error that names it.
-    wants: ClassVar[str]
+    _wants: ClassVar[str]
 
     def __init__(self, client: Any, *, max_idle_connections: int | None = None) -> None:
         name = type(self).__name__
-        if not self.lines.accepts(client):
+        if not self._lines.accepts(client):
             raise ConfigurationError(
-                f"{name} needs {self.wants}; use {name}.from_url('redis://host:6379/0') "
+                f"{name} needs {self._wants}; use {name}.from_url('redis://host:6379/0') "
                 "for a URL"
             )
         if max_idle_connections is not None and (
@@ -112,11 +112,11 @@ class ClientStore:
         ):
             raise ConfigurationError("max_idle_connections must be a whole number >= 0")
         self.client = client
-        self._line = line_for(client, max_idle_connections, self.lines)
+        self._line = line_for(client, max_idle_connections, self._lines)
         # A cluster keeps a session's new id and a user's index in other slots than the
         # session: a move and a checked index entry take more than one step there.
-        self._on_cluster = isinstance(self._line, self.lines.clustered)
-        if isinstance(client, self.lines.cluster):
+        self._on_cluster = isinstance(self._line, self._lines.clustered)
+        if isinstance(client, self._lines.cluster):
             # On the cluster client (asyncio) or its nodes manager (threads).
             manager = getattr(client, "nodes_manager", None)
             kwargs = (getattr(client, "connection_kwargs", None)
@@ -146,7 +146,7 @@ class ClientStore:
         to redis-py's ``from_url`` as they are.
         """
         client = web_client(
-            cls.lines.client.from_url, cls.lines.retry, url, socket_timeout=socket_timeout,
+            cls._lines.client.from_url, cls._lines.retry, url, socket_timeout=socket_timeout,
             max_connections=max_connections, client_options=client_options,
         )
         return cls(client)
@@ -154,7 +154,7 @@ class ClientStore:
     @property
     def uses_fast_path(self) -> bool:
         """True when commands skip redis-py's client and pool (plain Redis, RESP2)."""
-        return isinstance(self._line, self.lines.direct)
+        return isinstance(self._line, self._lines.direct)
 
     @property
     def idle_connections(self) -> int:
