@@ -28,7 +28,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 
-from . import redisproto as op
+import sessionshare.store.redisproto as op
+
 from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncPoolLine, execute
 from .base import SessionRecord
 from .redisclient import (

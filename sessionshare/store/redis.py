@@ -54,7 +54,8 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from . import redisproto as op
+import sessionshare.store.redisproto as op
+
 from .base import SessionRecord
 from .exchange import ClusterLine, DirectLine, PoolLine, execute
 from .redisclient import (
