@@ -34,20 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, client_takes_over, pack
 
-if TYPE_CHECKING:
-    from .redisproto import Command
-
 __all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
-           "exchange", "execute", "send"]
+           "exchange", "send"]
 
 
 #: redis-py's own write, which :func:`send` stands in for (and only for it).
@@ -337,17 +334,3 @@ class AsyncClusterLine:
 
     async def close(self) -> None:
         pass
-
-
-AsyncLine = AsyncDirectLine | AsyncPoolLine | AsyncClusterLine
-
-
-async def execute(line: AsyncLine, command: Command[Any]) -> Any:
-    """:func:`~sessionshare.store.exchange.execute`, awaited: one command's raw reply, a
-    script the server lost sent once more as ``EVAL``."""
-    try:
-        return await line.call(*command.args, key=command.key)
-    except NoScriptError:
-        if command.script is None:
-            raise
-        return await line.call("EVAL", command.script.text, *command.args[2:], key=command.key)

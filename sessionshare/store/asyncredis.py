@@ -27,10 +27,11 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.exceptions import NoScriptError
 
 import sessionshare.store.redisproto as op
 
-from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncPoolLine, execute
+from .aexchange import AsyncClusterLine, AsyncDirectLine, AsyncPoolLine
 from .base import SessionRecord
 from .redisclient import (
     DRIVER_ERRORS,
@@ -40,7 +41,7 @@ from .redisclient import (
     eviction_warning,
     unavailable,
 )
-from .redisproto import Command, Operation
+from .redisproto import Operation
 
 __all__ = ["AsyncRedisStore"]
 
@@ -68,18 +69,24 @@ class AsyncRedisStore(ClientStore):
              "RedisCluster)")
 
     async def _run(self, operation: Operation[T]) -> T:
-        """Run one operation of ``redisproto.py``: its command, or each its program yields."""
-        try:
-            if isinstance(operation, Command):
-                return operation.read(await execute(self._line, operation))
+        """Run one operation of ``redisproto.py``: send its command, or each command its
+        program yields, and answer what it reads."""
+        if not isinstance(operation, tuple):
             try:
                 command = next(operation)
                 while True:
-                    command = operation.send(command.read(await execute(self._line, command)))
+                    command = operation.send(await self._run(command))
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+        args, key, read = operation
+        try:
+            try:
+                raw = await self._line.call(*args, key=key)
+            except NoScriptError:
+                raw = await self._line.call(*op.evaluated(args), key=key)
         except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
+        return read(raw)
 
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         return await self._run(op.load(key, idle_ttl))

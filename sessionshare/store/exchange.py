@@ -31,21 +31,19 @@ ticket redemption marks the ticket spent by *this call* and answers the same
 call's retry with the same value -- ``GETDEL`` would answer the retry with
 nothing: a valid hand-off refused as a replay).
 
-What each store method sends is an operation of ``redisproto.py``; this
-module sends each of its commands (:func:`execute`) on the line that suits
-the client: :class:`DirectLine` (the fast path), :class:`PoolLine` or
-:class:`ClusterLine`.
+What each store method sends is an operation of ``redisproto.py``; each of
+its commands goes out here, on the line that suits the client:
+:class:`DirectLine` (the fast path), :class:`PoolLine` or :class:`ClusterLine`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import (
     AskError,
     ClusterDownError,
-    NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -54,11 +52,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-if TYPE_CHECKING:
-    from .redisproto import Command
-
 __all__ = ["NODE_FAILURES", "ClusterLine", "DirectLine", "PoolLine", "client_takes_over",
-           "exchange", "execute", "pack", "packs_like_redis_py"]
+           "exchange", "pack", "packs_like_redis_py"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -304,17 +299,3 @@ def client_takes_over(exc: BaseException) -> bool:
     if isinstance(exc, ResponseError):
         return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
-
-
-Line = DirectLine | PoolLine | ClusterLine
-
-
-def execute(line: Line, command: Command[Any]) -> Any:
-    """Send one command of an operation on ``line``; its raw reply. A script the server
-    lost (a restart, ``SCRIPT FLUSH``) goes once more as ``EVAL``, which caches it again."""
-    try:
-        return line.call(*command.args, key=command.key)
-    except NoScriptError:
-        if command.script is None:
-            raise
-        return line.call("EVAL", command.script.text, *command.args[2:], key=command.key)

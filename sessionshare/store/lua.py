@@ -23,7 +23,7 @@ import hashlib
 from typing import NamedTuple
 
 __all__ = ["CLAIM", "END", "IDENTITY", "INDEX_PUT", "MERGE", "MOVE", "MOVE_IN", "MOVE_OUT",
-           "PREPARED", "REDEEM", "Script"]
+           "PREPARED", "REDEEM", "SCRIPTS", "Script"]
 
 
 class Script(NamedTuple):
@@ -271,3 +271,7 @@ if #left > 0 and redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
 end
 return left
 """)
+
+#: Every script by its SHA1: what to send again as ``EVAL`` when the server lost it.
+SCRIPTS = {script.sha: script for script in (
+    MERGE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT)}

@@ -51,13 +51,14 @@ from typing import Any, TypeVar
 
 import redis as redis_py
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 import sessionshare.store.redisproto as op
 
 from .base import SessionRecord
-from .exchange import ClusterLine, DirectLine, PoolLine, execute
+from .exchange import ClusterLine, DirectLine, PoolLine
 from .redisclient import (
     DRIVER_ERRORS,
     POLICY_UNKNOWN,
@@ -66,7 +67,7 @@ from .redisclient import (
     eviction_warning,
     unavailable,
 )
-from .redisproto import Command, Operation
+from .redisproto import Operation
 
 __all__ = ["RedisStore"]
 
@@ -121,20 +122,26 @@ class RedisStore(ClientStore):
             pass  # no sentinel answers: keep the master we know; its own errors still show
 
     def _run(self, operation: Operation[T]) -> T:
-        """Run one operation of ``redisproto.py``: its command, or each its program yields."""
+        """Run one operation of ``redisproto.py``: send its command, or each command its
+        program yields, and answer what it reads."""
         if self._sentinel_pool is not None:
             self._check_master()
-        try:
-            if isinstance(operation, Command):
-                return operation.read(execute(self._line, operation))
+        if not isinstance(operation, tuple):
             try:
                 command = next(operation)
                 while True:
-                    command = operation.send(command.read(execute(self._line, command)))
+                    command = operation.send(self._run(command))
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+        args, key, read = operation
+        try:
+            try:
+                raw = self._line.call(*args, key=key)
+            except NoScriptError:
+                raw = self._line.call(*op.evaluated(args), key=key)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
+        return read(raw)
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         return self._run(op.load(key, idle_ttl))

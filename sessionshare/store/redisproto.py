@@ -30,7 +30,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
-from typing import Any, Generic, TypeVar, Union
+from typing import Any, TypeVar
 
 from .base import MARKED_BEFORE, MAX_HOPS, PENDING, RETIRED, SessionRecord, owners_of
 from .lua import (
@@ -44,11 +44,13 @@ from .lua import (
     MOVE_OUT,
     PREPARED,
     REDEEM,
+    SCRIPTS,
     Script,
 )
 
 __all__ = [
-    "Command", "Operation", "Program", "claim_state", "delete", "index_drop", "index_put",
+    "Command", "Operation", "Program", "claim_state", "delete", "evaluated", "index_drop",
+    "index_put",
     "index_read", "load", "mark", "move", "parse_record", "peek", "ping", "save",
     "store_identity", "take_ticket",
 ]
@@ -56,37 +58,27 @@ __all__ = [
 T = TypeVar("T")
 
 
-class Command(Generic[T]):
-    """One exchange: the command (``args``), the key whose node answers it (a cluster
-    routes by it; None for a command of no key), and ``read``, which turns the raw reply
-    into the answer. A script is sent by its SHA1; ``script`` is its text, for the one
-    ``EVAL`` a store sends when the server lost it (a restart, ``SCRIPT FLUSH``)."""
-
-    __slots__ = ("args", "key", "read", "script")
-
-    def __init__(self, args: tuple[str | int, ...], key: str | None,
-                 read: Callable[[Any], T], script: Script | None = None) -> None:
-        self.args = args
-        self.key = key
-        self.read = read
-        self.script = script
-
-    def __repr__(self) -> str:
-        # The name only: the arguments are store keys, tickets and session data.
-        return f"Command({self.args[0]!r})"
-
-
-#: An operation of more than one exchange: yields commands, is sent their parsed
-#: replies, returns the answer.
+#: One exchange: ``(args, key, read)`` -- the command, the key whose node answers it (a
+#: cluster routes by it; None for a command of no key), and the parser that turns the raw
+#: reply into the answer. A plain tuple: the read path builds one per request.
+Command = tuple[tuple[str | int, ...], str | None, Callable[[Any], T]]
+#: An operation of more than one exchange: yields commands, is sent their answers,
+#: returns its own.
 Program = Generator[Command[Any], Any, T]
 #: What a store runs for one of its methods.
-Operation = Union[Command[T], Program[T]]  # noqa: UP007 - runtime alias
+Operation = Command[T] | Program[T]
 
 
 def _evalsha(script: Script, keys: tuple[str, ...], argv: Sequence[str | int],
-         read: Callable[[Any], T]) -> Command[T]:
+             read: Callable[[Any], T]) -> Command[T]:
     """``EVALSHA`` of ``script`` (its keys share one hash slot: the first routes it)."""
-    return Command(("EVALSHA", script.sha, len(keys), *keys, *argv), keys[0], read, script)
+    return ("EVALSHA", script.sha, len(keys), *keys, *argv), keys[0], read
+
+
+def evaluated(args: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The ``EVAL`` of an ``EVALSHA`` the server answered ``NOSCRIPT`` (it lost its script
+    cache: a restart, ``SCRIPT FLUSH``): the script's text, which caches it again."""
+    return ("EVAL", SCRIPTS[str(args[1])].text, *args[2:])
 
 
 def _nothing(raw: Any) -> None:
@@ -102,12 +94,12 @@ def _raw(raw: Any) -> Any:
 
 def load(key: str, idle_ttl: int) -> Command[SessionRecord | None]:
     """The session, its idle expiry slid in the same command."""
-    return Command(("GETEX", key, "EX", idle_ttl), key, parse_record)
+    return ("GETEX", key, "EX", idle_ttl), key, parse_record
 
 
 def peek(key: str) -> Command[SessionRecord | None]:
     """The session, its expiry left as it is."""
-    return Command(("GET", key), key, parse_record)
+    return ("GET", key), key, parse_record
 
 
 def save(key: str, *, changed: Mapping[str, str], deleted: Collection[str],
@@ -151,13 +143,14 @@ def _move_apart(key: str, new_key: str, changes: list[str | int], *, ttl: int,
                 retired_at: int, grace: int) -> Program[bool]:
     # Prepare the new key, retire the old one (answering its record), then fill the new
     # one -- unless an end meanwhile followed the marker there and deleted it.
-    prepared = Command(("SET", new_key, PREPARED, "EX", max(int(grace), 1), "NX"), new_key, bool)
+    prepared: Command[bool] = (("SET", new_key, PREPARED, "EX", max(int(grace), 1), "NX"),
+                               new_key, bool)
     if not (yield prepared):
         # Taken: done already (this move, run again) if the old id names it and it holds
         # the session; else not ours to fill.
-        if (yield Command(("GET", key), key, moved_to_by)) != new_key:
+        if (yield ("GET", key), key, moved_to_by) != new_key:
             return False
-        return bool((yield Command(("GET", new_key), new_key, is_live_text)))
+        return bool((yield ("GET", new_key), new_key, is_live_text))
     record = yield _evalsha(MOVE_OUT, (key,), [0, max(int(grace), 1), int(retired_at), new_key],
                         _raw)
     if not record:
@@ -217,23 +210,23 @@ def index_put(key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Colle
 def _index_put_apart(key: str, ref: str, live: str, argv: list[str | int]
                      ) -> Program[dict[str, str]]:
     entries: dict[str, str] = yield _evalsha(INDEX_PUT, (key,), argv, index_entries)
-    if not (yield Command(("GET", live), live, is_live_text)):
-        yield Command(("HDEL", key, ref), key, _nothing)
+    if not (yield ("GET", live), live, is_live_text):
+        yield ("HDEL", key, ref), key, _nothing
         entries.pop(ref, None)
     return entries
 
 
 def index_read(key: str) -> Command[dict[str, str]]:
-    return Command(("HGETALL", key), key, index_entries)
+    return ("HGETALL", key), key, index_entries
 
 
 def index_drop(key: str, refs: Collection[str]) -> Program[None]:
     if refs:  # HDEL of no field is a syntax error: nothing to send
-        yield Command(("HDEL", key, *refs), key, _nothing)
+        yield ("HDEL", key, *refs), key, _nothing
 
 
 def ping() -> Command[None]:
-    return Command(("PING",), None, _nothing)
+    return ("PING",), None, _nothing
 
 
 # -- arguments and replies ----------------------------------------------------------------
@@ -268,6 +261,10 @@ def _redemption(nonce: str | None) -> str:
     return nonce
 
 
+#: SessionRecord built as a tuple is: its own constructor is Python, and this is the read path.
+_record = tuple.__new__
+
+
 def parse_record(raw: Any) -> SessionRecord | None:
     """The session in a ``GETEX`` (or ``mark``) reply, or None for nothing, damage or a
     foreign key."""
@@ -284,7 +281,7 @@ def parse_record(raw: Any) -> SessionRecord | None:
     # every store's records, once, so it is not checked twice here.
     if type(meta) is dict and PENDING in meta:
         return None  # a cluster move's new key, not ready: no session yet (see MOVE_OUT)
-    return SessionRecord(fields, meta)
+    return _record(SessionRecord, (fields, meta))
 
 
 def _marked(raw: Any) -> SessionRecord | None:
