@@ -7,16 +7,17 @@ store method sends and how it reads the answer lives here, once; each store
 only runs it -- on a thread's connection or on the event loop's
 (``exchange.py`` and ``aexchange.py``) -- so the two cannot drift.
 
-An operation is a :class:`Command` -- the command or script, the key it
-touches, its arguments and the parser of its reply -- or, for the few that
-take more than one exchange, a *program*: a generator that yields commands,
-is sent each one's parsed reply and returns the answer (the protocol core's
-steps, one level down). A store runs it with a loop of a few lines:
+An operation is a :data:`Command` -- ``(args, key, read)``: the command or
+script with its arguments, the key it touches, the parser of its reply -- or,
+for the few that take more than one exchange, a *program*: a generator that
+yields commands, is sent each one's answer and returns its own (the protocol
+core's steps, one level down). A store runs either with a few lines:
 
-    def run(op):
-        if isinstance(op, Command):
-            return op.read(send(op))
-        ...  # a program: send each command it yields, until it returns
+    def run(operation):
+        if not isinstance(operation, tuple):   # a program: run what it yields
+            ...
+        args, key, read = operation
+        return read(line.call(*args, key=key))
 
 The layout: a session is one string key holding ``{"d": {key: JSON text},
 "m": {meta: int}}``; a read is ``GETEX`` (the value and the sliding expiry in
@@ -50,8 +51,7 @@ from .lua import (
 
 __all__ = [
     "Command", "Operation", "Program", "claim_state", "delete", "evaluated", "index_drop",
-    "index_put",
-    "index_read", "load", "mark", "move", "parse_record", "peek", "ping", "save",
+    "index_put", "index_read", "load", "mark", "move", "parse_record", "peek", "ping", "save",
     "store_identity", "take_ticket",
 ]
 
@@ -151,8 +151,8 @@ def _move_apart(key: str, new_key: str, changes: list[str | int], *, ttl: int,
         if (yield ("GET", key), key, moved_to_by) != new_key:
             return False
         return bool((yield ("GET", new_key), new_key, is_live_text))
-    record = yield _evalsha(MOVE_OUT, (key,), [0, max(int(grace), 1), int(retired_at), new_key],
-                        _raw)
+    argv: list[str | int] = [0, max(int(grace), 1), int(retired_at), new_key]
+    record = yield _evalsha(MOVE_OUT, (key,), argv, _raw)
     if not record:
         return False
     text = record.decode() if isinstance(record, bytes) else str(record)
