@@ -276,54 +276,27 @@ class AsyncSessionStore(Protocol):
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
 
-    async def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
+    async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+                   meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
+                   ) -> bool:
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
 
-    async def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
+    async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
+                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
         key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
 
-    async def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
+    async def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+                   deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
+                   ttl: int, retired_at: int, grace: int) -> bool:
         """Give the live session at ``key`` the new key ``new_key`` in one step; False
         (nothing written) when it is not live any more."""
 
     async def delete(self, key: str) -> None:
         """End the session at ``key``, and where a move took it (no error if it is gone)."""
 
-    async def claim_state(
-        self,
-        key: str,
-        owners: Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
+    async def claim_state(self, key: str, owners: Sequence[str], ttl: int,
+                          ticket: tuple[str, str, int] | None = None) -> bool:
         """Claim ``key`` for a browser (and store ``ticket`` if it holds it); whether it holds."""
 
     async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
