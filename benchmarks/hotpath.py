@@ -67,7 +67,7 @@ def primitives(stack: Stack, port: int) -> None:
 
         return exchange
 
-    from sessionshare.store.redisproto import MERGE_SHA as merge_sha
+    from sessionshare.store.lua import MERGE
 
     stack.store.save(key, changed={apps.WRITE_KEY: "0"}, ttl=1800)  # the script is cached
     counter = iter(range(10**9))
@@ -76,7 +76,7 @@ def primitives(stack: Stack, port: int) -> None:
         ("bare socket + hiredis parser: GETEX", bare("GETEX", key, "EX", 1800)),
         ("bare socket + hiredis parser: SET", bare("SET", floor_key + "x", "1", "EX", 1800)),
         ("bare socket + hiredis parser: EVALSHA merge",
-         bare("EVALSHA", merge_sha, 1, key, 1800, "0", 1, 0, apps.WRITE_KEY, "1")),
+         bare("EVALSHA", MERGE.sha, 1, key, 1800, "0", 1, 0, apps.WRITE_KEY, "1")),
         ("redis-py client: GET (what the floor uses)", lambda: floor.get(floor_key)),
         ("redis-py client: GETEX", lambda: floor.getex(key, ex=1800)),
         ("RedisStore.load (GETEX, parse)", lambda: stack.store.load(key, 1800)),

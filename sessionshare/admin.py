@@ -8,7 +8,9 @@ session deletes it from the shared store, so the IdP and every remote app
 
 ``SessionAdmin`` needs only the store and the sync key the apps use (and
 their ``key_prefix`` and ``user_key``, when those are not the defaults);
-:class:`AsyncSessionAdmin` is its twin for an asyncio store.
+:class:`AsyncSessionAdmin` is the same for an asyncio store. Each operation is
+written once, as a protocol step (:mod:`sessionshare.core.steps`), and each admin
+runs it on its store: ``run`` on a thread store, ``run_async`` on an asyncio one.
 
     admin = SessionAdmin(RedisStore.from_url(url), os.environ["SESSIONSHARE_SYNC_KEY"])
     for info in admin.sessions("alice"):
@@ -27,20 +29,25 @@ made from one.
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from .core.events import EventHook, Events
 from .core.index import REF_CHARS, SessionInfo, UserIndex
 from .core.session import Session
-from .core.steps import run, run_async
+from .core.steps import Steps, run, run_async
 from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError
 from .store.base import AsyncSessionStore, SessionStore
 
 __all__ = ["AsyncSessionAdmin", "SessionAdmin", "SessionInfo", "is_ref"]
+
+S = TypeVar("S", SessionStore, AsyncSessionStore)
+T = TypeVar("T")
+P = ParamSpec("P")
 
 _REF = re.compile(f"[0-9a-f]{{{REF_CHARS}}}")
 
@@ -50,9 +57,14 @@ def is_ref(text: str) -> bool:
     return _REF.fullmatch(text) is not None
 
 
-class _Admin:
+class _Admin(Generic[S]):
+    """The admin's operations, each a protocol step (:mod:`sessionshare.core.steps`):
+    written once, driven by :class:`SessionAdmin` on a thread store and by
+    :class:`AsyncSessionAdmin` on an asyncio one."""
+
     def __init__(
         self,
+        store: S,
         key: SyncKey | str,
         *,
         key_prefix: str = "sessionshare:",
@@ -64,6 +76,7 @@ class _Admin:
             sync_key = SyncKey.parse(key) if isinstance(key, str) else key
         except ConfigurationError as exc:
             raise ConfigurationError(f"key: {exc}") from None
+        self.store: S = store
         self.index = UserIndex(sync_key, key_prefix=key_prefix, user_key=user_key,
                                events=Events(on_event), clock=clock)
 
@@ -85,11 +98,65 @@ class _Admin:
             ) from None
         return canonical
 
-    def _except(self, current: str | Session | None) -> str | None:
-        return self.ref_of(current) if isinstance(current, Session) else current
+    def _sessions(self, user: str) -> Steps[list[SessionInfo]]:
+        """``user``'s live sessions, oldest first (dead index entries are dropped)."""
+        return self.index.sessions(user)
+
+    def _revoke(self, user: str, ref: str) -> Steps[bool]:
+        """End session ``ref`` of ``user`` in every app; False when the user has no such one."""
+        return self.index.revoke(user, ref)
+
+    def _revoke_all(self, user: str, except_current: str | Session | None = None) -> Steps[int]:
+        """End every session of ``user`` in every app, except ``except_current`` (a
+        reference, or the current request's session); how many were ended."""
+        if isinstance(except_current, Session):
+            except_current = self.ref_of(except_current)
+        return self.index.revoke_all(user, except_current)
+
+    def _withdraw(self, user: str, origin: str) -> Steps[int]:
+        """Take the remote ``origin`` out of every live session of ``user``: that app
+        stops serving them at its next request and sends the user through the
+        hand-off again, where the IdP's ``authorize`` hook decides anew (call it when
+        the user loses the right to use that site). How many sessions had joined it."""
+        return self.index.withdraw(user, self.canonical(origin))
 
 
-class SessionAdmin(_Admin):
+def _driven(step: Callable[Concatenate[Any, P], Steps[T]]
+         ) -> Callable[Concatenate[SessionAdmin, P], T]:
+    """``step`` run to its end on the admin's thread store: a method of :class:`SessionAdmin`."""
+
+    def method(self: SessionAdmin, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run(step(self, *args, **kwargs), self.store)
+
+    _name(method, step, "SessionAdmin")
+    return method
+
+
+def _driven_async(step: Callable[Concatenate[Any, P], Steps[T]]
+               ) -> Callable[Concatenate[AsyncSessionAdmin, P], Coroutine[Any, Any, T]]:
+    """``step`` run to its end on the admin's asyncio store: a coroutine method of
+    :class:`AsyncSessionAdmin`."""
+
+    async def method(self: AsyncSessionAdmin, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_async(step(self, *args, **kwargs), self.store)
+
+    _name(method, step, "AsyncSessionAdmin")
+    return method
+
+
+def _name(method: Any, step: Callable[..., Any], owner: str) -> None:
+    """Name and document ``method`` of ``owner`` as the operation ``step`` is (``_revoke``
+    -> ``revoke``), with its signature: what ``help()`` and the API docs show."""
+    signature = inspect.signature(step)
+    answer = signature.return_annotation  # "Steps[X]": the method answers X
+    method.__name__ = step.__name__.lstrip("_")
+    method.__qualname__ = f"{owner}.{method.__name__}"
+    method.__doc__ = step.__doc__
+    method.__signature__ = signature.replace(
+        return_annotation=answer[len("Steps["):-1] if isinstance(answer, str) else answer)
+
+
+class SessionAdmin(_Admin[SessionStore]):
     """Lists and ends a user's shared sessions, on a thread store.
 
     :param store: the store the apps share.
@@ -103,39 +170,10 @@ class SessionAdmin(_Admin):
     :class:`~sessionshare.StoreUnavailable`.
     """
 
-    def __init__(
-        self,
-        store: SessionStore,
-        key: SyncKey | str,
-        *,
-        key_prefix: str = "sessionshare:",
-        user_key: str = "user",
-        on_event: EventHook | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(key, key_prefix=key_prefix, user_key=user_key, on_event=on_event,
-                         clock=clock)
-        self.store = store
-
-    def sessions(self, user: str) -> list[SessionInfo]:
-        """``user``'s live sessions, oldest first (dead index entries are dropped)."""
-        return run(self.index.sessions(user), self.store)
-
-    def revoke(self, user: str, ref: str) -> bool:
-        """End session ``ref`` of ``user`` in every app; False when the user has no such one."""
-        return run(self.index.revoke(user, ref), self.store)
-
-    def revoke_all(self, user: str, except_current: str | Session | None = None) -> int:
-        """End every session of ``user`` in every app, except ``except_current`` (a
-        reference, or the current request's session); how many were ended."""
-        return run(self.index.revoke_all(user, self._except(except_current)), self.store)
-
-    def withdraw(self, user: str, origin: str) -> int:
-        """Take the remote ``origin`` out of every live session of ``user``: that app
-        stops serving them at its next request and sends the user through the
-        hand-off again, where the IdP's ``authorize`` hook decides anew (call it when
-        the user loses the right to use that site). How many sessions had joined it."""
-        return run(self.index.withdraw(user, self.canonical(origin)), self.store)
+    sessions = _driven(_Admin._sessions)
+    revoke = _driven(_Admin._revoke)
+    revoke_all = _driven(_Admin._revoke_all)
+    withdraw = _driven(_Admin._withdraw)
 
     def count_sessions(self) -> int:
         """How many shared sessions are live, all users together: a gauge for operators.
@@ -184,37 +222,11 @@ class SessionAdmin(_Admin):
         self._counting_methods()
 
 
-class AsyncSessionAdmin(_Admin):
-    """:class:`SessionAdmin` for an asyncio store (``AsyncRedisStore``): the same methods,
-    each a coroutine."""
+class AsyncSessionAdmin(_Admin[AsyncSessionStore]):
+    """:class:`SessionAdmin` for an asyncio store (``AsyncRedisStore``): the same
+    operations, each a coroutine."""
 
-    def __init__(
-        self,
-        store: AsyncSessionStore,
-        key: SyncKey | str,
-        *,
-        key_prefix: str = "sessionshare:",
-        user_key: str = "user",
-        on_event: EventHook | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(key, key_prefix=key_prefix, user_key=user_key, on_event=on_event,
-                         clock=clock)
-        self.store = store
-
-    async def sessions(self, user: str) -> list[SessionInfo]:
-        """``user``'s live sessions, oldest first."""
-        return await run_async(self.index.sessions(user), self.store)
-
-    async def revoke(self, user: str, ref: str) -> bool:
-        """End session ``ref`` of ``user`` in every app; False when there is none."""
-        return await run_async(self.index.revoke(user, ref), self.store)
-
-    async def revoke_all(self, user: str, except_current: str | Session | None = None) -> int:
-        """End every session of ``user`` but ``except_current``; how many were ended."""
-        return await run_async(self.index.revoke_all(user, self._except(except_current)),
-                               self.store)
-
-    async def withdraw(self, user: str, origin: str) -> int:
-        """Take ``origin`` out of every live session of ``user``; how many had joined it."""
-        return await run_async(self.index.withdraw(user, self.canonical(origin)), self.store)
+    sessions = _driven_async(_Admin._sessions)
+    revoke = _driven_async(_Admin._revoke)
+    revoke_all = _driven_async(_Admin._revoke_all)
+    withdraw = _driven_async(_Admin._withdraw)

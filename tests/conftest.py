@@ -70,6 +70,17 @@ class FakeClock:
         self.now += seconds
 
 
+def issuing(key: str, value: str, ttl: int) -> tuple[str, tuple[str], int, tuple[str, str, int]]:
+    """``claim_state``'s arguments that store the ticket ``key`` -> ``value`` for ``ttl``
+    seconds, as an IdP issues one: with a login state's claim of its own, in the ticket's
+    hash slot (a cluster runs both in one script).
+
+        store.claim_state(*issuing("t:alice", "alice-wrapped", 600))
+    """
+    claim = f"{key}:claim" if re.search(r"{[^}]+}", key) else f"{{{key}}}:claim"
+    return claim, ("tests",), ttl, (key, value, ttl)
+
+
 class _LogCollector(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)

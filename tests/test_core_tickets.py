@@ -7,7 +7,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, issuing
 
 from sessionshare import MemoryStore, SessionStore, SyncKey
 from sessionshare.core.claims import CLAIM_TTL, StateClaims
@@ -212,11 +212,10 @@ def test_a_value_the_ticket_does_not_open_is_not_a_session(clock: FakeClock) -> 
     # A store value under the ticket's key that another ticket wrapped (or garbage)
     # gives None, never a session id.
     store = MemoryStore(clock=clock)
-    ticket = new_ticket()
-    store.put_ticket(ticket_key(PREFIX, ticket, STATE), wrap_session_id(new_ticket(), SID), 60)
-    assert run(redeem(PREFIX, ticket, STATE), store) is None
-    store.put_ticket(ticket_key(PREFIX, ticket, STATE), "not base64 at all!", 60)
-    assert run(redeem(PREFIX, ticket, STATE), store) is None
+    for value in (wrap_session_id(new_ticket(), SID), "not base64 at all!"):
+        ticket = new_ticket()
+        store.claim_state(*issuing(ticket_key(PREFIX, ticket, STATE), value, 60))
+        assert run(redeem(PREFIX, ticket, STATE), store) is None
 
 
 class _Unused(SessionStore):
@@ -235,9 +234,6 @@ class _Unused(SessionStore):
         if ticket is not None:
             self.values[ticket[0]] = ticket[1]
         return True
-
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        raise AssertionError("tickets are stored with their state's claim")
 
     def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         return self.values.pop(key, None)

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 import redis
-from conftest import FakeClock
+from conftest import FakeClock, issuing
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
@@ -94,7 +94,7 @@ def test_memory_store_expires_by_the_clock(clock: FakeClock) -> None:
     assert store.load("k", 10) is not None
     clock.advance(10)
     assert store.load("k", 10) is None
-    store.put_ticket("t", "v", ttl=5)
+    store.claim_state(*issuing("t", "v", 5))
     clock.advance(5)
     assert store.take_ticket("t") is None
     assert len(store) == 0
@@ -112,7 +112,7 @@ def test_redis_expires_for_real(redis_url: str) -> None:
 
 
 def test_tickets_are_taken_once(store: SessionStore) -> None:
-    store.put_ticket("t", "session-a", ttl=60)
+    store.claim_state(*issuing("t", "session-a", 60))
     assert store.take_ticket("t") == "session-a"
     assert store.take_ticket("t") is None  # taken already: a replay
     # Never held here (issue 13: an IdP on another store) is told apart from taken.
@@ -120,7 +120,7 @@ def test_tickets_are_taken_once(store: SessionStore) -> None:
 
 
 def test_a_ticket_is_given_again_only_to_its_own_redemptions_retry(store: SessionStore) -> None:
-    store.put_ticket("t", "session-a", ttl=60)
+    store.claim_state(*issuing("t", "session-a", 60))
     mine, other = "a" * 32, "b" * 32
     assert store.take_ticket("t", mine) == "session-a"
     assert store.take_ticket("t", mine) == "session-a"  # the same redemption, retried
@@ -175,7 +175,7 @@ def test_a_claim_is_any_of_its_owners_names(store: SessionStore) -> None:
 def test_tickets_taken_from_8_threads_have_one_winner(store: SessionStore) -> None:
     for round_ in range(20):
         name = f"t{round_}"
-        store.put_ticket(name, "sid", ttl=60)
+        store.claim_state(*issuing(name, "sid", 60))
         barrier = threading.Barrier(8)
         wins: list[str | None] = []
 
@@ -347,7 +347,7 @@ def test_errors_when_the_server_is_stopped_and_recovery() -> None:
             lambda: store.load("k", 60),
             lambda: store.save("k", changed={"a": "2"}, ttl=60),
             lambda: store.delete("k"),
-            lambda: store.put_ticket("t", "v", 60),
+            lambda: store.claim_state(*issuing("t", "v", 60)),
             lambda: store.take_ticket("t"),
             store.ping,
         ]
@@ -388,7 +388,7 @@ def test_a_bounded_pool_is_never_starved(redis_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    store.put_ticket("t", "v", 60)
+    store.claim_state(*issuing("t", "v", 60))
     assert store.take_ticket("t") == "v"
     store.ping()
     store.delete("k")
@@ -401,7 +401,7 @@ def test_memory_store_inspection_helpers(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
     assert store.sessions() == {} and store.tickets() == {}
     store.save("k", changed={"a": "1"}, meta={"c": 5}, ttl=60, create=True)
-    store.put_ticket("t", "v", 30)
+    store.claim_state(*issuing("t", "v", 30))
     (entry,) = store.sessions().values()
     assert entry.fields == {"a": "1"} and entry.meta == {"c": 5}
     assert entry.expires == clock() + 60

@@ -26,6 +26,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.connection
+from conftest import issuing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from noblock import BlockingCall, no_blocking_calls_on
@@ -59,8 +60,8 @@ async def _seed(store: AsyncRedisStore) -> None:
         await store.delete(name)
     assert await store.save("s:alice", changed=ALICE, ttl=600, create=True)
     assert await store.save("s:bob", changed=BOB, ttl=600, create=True)
-    await store.put_ticket("t:alice", "alice-wrapped", 600)
-    await store.put_ticket("t:bob", "bob-wrapped", 600)
+    await store.claim_state(*issuing("t:alice", "alice-wrapped", 600))
+    await store.claim_state(*issuing("t:bob", "bob-wrapped", 600))
 
 
 async def _own_replies(store: AsyncRedisStore) -> None:
@@ -101,14 +102,14 @@ def test_it_is_an_async_session_store(redis_url: str) -> None:
 def test_wsgi_and_asgi_stores_share_sessions_and_tickets(redis_url: str) -> None:
     sync_store = RedisStore.from_url(redis_url)
     sync_store.save("s:shared", changed={"user": '"alice"'}, meta={"c": 7}, ttl=600, create=True)
-    sync_store.put_ticket("t:from-wsgi", "wrapped-1", 600)
+    sync_store.claim_state(*issuing("t:from-wsgi", "wrapped-1", 600))
 
     async def scenario() -> None:
         store = AsyncRedisStore.from_url(redis_url)
         assert await store.load("s:shared", 600) == SessionRecord({"user": '"alice"'}, {"c": 7})
         assert await store.take_ticket("t:from-wsgi") == "wrapped-1"
         assert await store.save("s:shared", changed={"theme": '"dark"'}, deleted=["user"], ttl=600)
-        await store.put_ticket("t:from-asgi", "wrapped-2", 600)
+        await store.claim_state(*issuing("t:from-asgi", "wrapped-2", 600))
         await store.close()
 
     run(scenario())
@@ -166,7 +167,7 @@ INTERRUPTED: dict[str, Callable[[AsyncRedisStore], Awaitable[object]]] = {
     "load": lambda store: store.load("s:alice", 600),
     "save": lambda store: store.save("s:alice", changed={"seen": "1"}, ttl=600),
     "take_ticket": lambda store: store.take_ticket("t:alice"),
-    "put_ticket": lambda store: store.put_ticket("t:carol", "carol-wrapped", 600),
+    "claim_state": lambda store: store.claim_state(*issuing("t:carol", "carol-wrapped", 600)),
     "delete": lambda store: store.delete("s:gone"),
 }
 
@@ -458,7 +459,7 @@ def test_a_client_that_names_its_driver_keeps_its_choice(redis_url: str) -> None
 def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:
     async def scenario() -> None:
         store = AsyncRedisStore.from_url(redis_url, socket_timeout=0.3)
-        await store.put_ticket("t:alice", "alice-wrapped", 600)
+        await store.claim_state(*issuing("t:alice", "alice-wrapped", 600))
         stall = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", 0.45))
         stall.start()
         await asyncio.sleep(0.05)
@@ -476,7 +477,7 @@ def test_a_ticket_is_taken_once_by_concurrent_tasks(redis_url: str) -> None:
     async def scenario() -> None:
         store = AsyncRedisStore.from_url(redis_url)
         for round_ in range(30):
-            await store.put_ticket(f"t:{round_}", "wrapped", 600)
+            await store.claim_state(*issuing(f"t:{round_}", "wrapped", 600))
             got = await asyncio.gather(*(store.take_ticket(f"t:{round_}") for _ in range(6)))
             assert got.count("wrapped") == 1 and got.count(None) == 5, got
         await store.close()
@@ -556,7 +557,7 @@ def test_no_call_blocks_the_event_loop(redis_url: str) -> None:
         await store.ping()
         await store.save("s:x", changed={"a": "1"}, ttl=60, create=True)
         assert await store.load("s:x", 60) == SessionRecord({"a": "1"}, {})
-        await store.put_ticket("t:x", "v", 60)
+        await store.claim_state(*issuing("t:x", "v", 60))
         assert await store.take_ticket("t:x") == "v"
         await store.delete("s:x")
         assert await store.eviction_warning() is None

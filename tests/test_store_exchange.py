@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import redis
 import redis.connection
+from conftest import issuing
 from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 from servers import RedisServer
 
@@ -70,8 +71,8 @@ def _seed(store: RedisStore) -> None:
         store.delete(name)  # a spent ticket from an earlier check would block SET NX
     assert store.save("s:alice", changed=ALICE, ttl=600, create=True)
     assert store.save("s:bob", changed=BOB, ttl=600, create=True)
-    store.put_ticket("t:alice", "alice-wrapped", 600)
-    store.put_ticket("t:bob", "bob-wrapped", 600)
+    store.claim_state(*issuing("t:alice", "alice-wrapped", 600))
+    store.claim_state(*issuing("t:bob", "bob-wrapped", 600))
 
 
 def _bob(store: RedisStore) -> SessionRecord | None:
@@ -82,7 +83,7 @@ INTERRUPTED_CALLS: dict[str, Callable[[RedisStore], object]] = {
     "load": lambda store: store.load("s:alice", 600),
     "save": lambda store: store.save("s:alice", changed={"seen": "1"}, ttl=600),
     "take_ticket": lambda store: store.take_ticket("t:alice"),
-    "put_ticket": lambda store: store.put_ticket("t:carol", "carol-wrapped", 600),
+    "claim_state": lambda store: store.claim_state(*issuing("t:carol", "carol-wrapped", 600)),
     "delete": lambda store: store.delete("s:gone"),
 }
 
@@ -243,7 +244,7 @@ def _stall(admin: redis.Redis, seconds: float) -> threading.Thread:
 def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:
     """The first attempt times out but runs; its retry must get the ticket, once."""
     store = RedisStore.from_url(redis_url, socket_timeout=0.3)
-    store.put_ticket("t:alice", "alice-wrapped", 600)
+    store.claim_state(*issuing("t:alice", "alice-wrapped", 600))
     stall = _stall(admin, 0.45)  # longer than one timeout, shorter than two
     try:
         assert store.take_ticket("t:alice") == "alice-wrapped"
@@ -274,7 +275,7 @@ def _race_for(store: RedisStore, name: str, racers: int = 4) -> list[str | None]
 def test_a_ticket_is_still_taken_once_by_concurrent_redemptions(redis_url: str) -> None:
     store = RedisStore.from_url(redis_url)
     for round_ in range(50):
-        store.put_ticket(f"t:{round_}", "wrapped", 600)
+        store.claim_state(*issuing(f"t:{round_}", "wrapped", 600))
         got = _race_for(store, f"t:{round_}")
         assert got.count("wrapped") == 1 and got.count(None) == 3, got
     store.close()

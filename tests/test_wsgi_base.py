@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import webtest
-from conftest import FakeClock
+from conftest import FakeClock, issuing
 
 from sessionshare import MemoryStore, RemoteSessionMiddleware, StoreUnavailable, SyncKey
 from sessionshare.core.remote import RemoteSide
@@ -72,7 +72,7 @@ def test_pass_through_publishes_the_user_as_text(clock: FakeClock) -> None:
 
 def test_steps_are_driven_on_the_store_before_the_answer(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    store.put_ticket("t", "value", 60)
+    store.claim_state(*issuing("t", "value", 60))
     seen: list[object] = []
 
     def take(request: Request, session: Session) -> Steps[Reply]:

@@ -6,9 +6,12 @@ command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Move`, :class:`D
 :class:`Peek`, :class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the
 store's answer back; when it is done it *returns* its result. It never touches a socket, so
 the same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
-with a loop of a few lines (:func:`run` for a thread store; an ``async`` twin awaits
+with a loop of a few lines (:func:`run` for a thread store; :func:`run_async` awaits
 the same commands on an asyncio store). This is h11's "bring your own I/O",
-applied to a session store.
+applied to a session store. Each command is written once: its ``on(store)`` calls the
+store's method of the same name, which answers at once on a thread store and gives an
+awaitable on an asyncio one -- the only difference, and :func:`run_async` is where the
+``await`` is.
 
     def adopt(session_key: str) -> Steps[bool]:
         record = yield Load(session_key, idle_ttl=1800)
@@ -24,7 +27,7 @@ which answers 503.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Generator, Mapping
+from collections.abc import Awaitable, Collection, Generator, Mapping
 from typing import Any, NamedTuple, TypeVar, Union
 
 from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
@@ -50,6 +53,11 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: Either kind of store a command runs on.
+AnyStore = Union[SessionStore, AsyncSessionStore]  # noqa: UP007 - runtime alias
+#: What ``on`` gives: the answer (a thread store), or an awaitable of it (an asyncio store).
+Answer = Union[T, Awaitable[T]]  # noqa: UP007 - runtime alias
+
 
 class Load(NamedTuple):
     """Read the session at ``key`` and slide its idle expiry. Answer: SessionRecord or None."""
@@ -57,11 +65,9 @@ class Load(NamedTuple):
     key: str
     idle_ttl: int
 
-    def on(self, store: SessionStore) -> SessionRecord | None:
+    def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.load(self.key, self.idle_ttl)
 
-    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
-        return await store.load(self.key, self.idle_ttl)
 
 
 class Save(NamedTuple):
@@ -74,13 +80,10 @@ class Save(NamedTuple):
     ttl: int
     create: bool = False
 
-    def on(self, store: SessionStore) -> bool:
+    def on(self, store: AnyStore) -> Answer[bool]:
         return store.save(self.key, changed=self.changed, deleted=self.deleted,
                           meta=self.meta, ttl=self.ttl, create=self.create)
 
-    async def on_async(self, store: AsyncSessionStore) -> bool:
-        return await store.save(self.key, changed=self.changed, deleted=self.deleted,
-                                meta=self.meta, ttl=self.ttl, create=self.create)
 
 
 class Mark(NamedTuple):
@@ -95,11 +98,9 @@ class Mark(NamedTuple):
     once: str | None = None
     once_ttl: int = 0
 
-    def on(self, store: SessionStore) -> SessionRecord | None:
+    def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
 
-    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
-        return await store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
 
 
 class Move(NamedTuple):
@@ -115,15 +116,11 @@ class Move(NamedTuple):
     retired_at: int
     grace: int
 
-    def on(self, store: SessionStore) -> bool:
+    def on(self, store: AnyStore) -> Answer[bool]:
         return store.move(self.key, self.new_key, changed=self.changed, deleted=self.deleted,
                           meta=self.meta, ttl=self.ttl, retired_at=self.retired_at,
                           grace=self.grace)
 
-    async def on_async(self, store: AsyncSessionStore) -> bool:
-        return await store.move(self.key, self.new_key, changed=self.changed,
-                                deleted=self.deleted, meta=self.meta, ttl=self.ttl,
-                                retired_at=self.retired_at, grace=self.grace)
 
 
 class Delete(NamedTuple):
@@ -131,11 +128,9 @@ class Delete(NamedTuple):
 
     key: str
 
-    def on(self, store: SessionStore) -> None:
-        store.delete(self.key)
+    def on(self, store: AnyStore) -> Answer[None]:
+        return store.delete(self.key)
 
-    async def on_async(self, store: AsyncSessionStore) -> None:
-        await store.delete(self.key)
 
 
 class ClaimState(NamedTuple):
@@ -160,11 +155,9 @@ class ClaimState(NamedTuple):
             return None
         return (self.ticket_key, self.ticket_value, self.ticket_ttl)
 
-    def on(self, store: SessionStore) -> bool:
+    def on(self, store: AnyStore) -> Answer[bool]:
         return store.claim_state(self.key, self.owners, self.ttl, self._ticket())
 
-    async def on_async(self, store: AsyncSessionStore) -> bool:
-        return await store.claim_state(self.key, self.owners, self.ttl, self._ticket())
 
 
 class TakeTicket(NamedTuple):
@@ -176,11 +169,9 @@ class TakeTicket(NamedTuple):
     key: str
     nonce: str | None = None
 
-    def on(self, store: SessionStore) -> str | None:
+    def on(self, store: AnyStore) -> Answer[str | None]:
         return store.take_ticket(self.key, self.nonce)
 
-    async def on_async(self, store: AsyncSessionStore) -> str | None:
-        return await store.take_ticket(self.key, self.nonce)
 
 
 class StoreIdentity(NamedTuple):
@@ -190,11 +181,9 @@ class StoreIdentity(NamedTuple):
     key: str
     candidate: str
 
-    def on(self, store: SessionStore) -> str:
+    def on(self, store: AnyStore) -> Answer[str]:
         return store.store_identity(self.key, self.candidate)
 
-    async def on_async(self, store: AsyncSessionStore) -> str:
-        return await store.store_identity(self.key, self.candidate)
 
 
 class Peek(NamedTuple):
@@ -202,11 +191,9 @@ class Peek(NamedTuple):
 
     key: str
 
-    def on(self, store: SessionStore) -> SessionRecord | None:
+    def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.peek(self.key)
 
-    async def on_async(self, store: AsyncSessionStore) -> SessionRecord | None:
-        return await store.peek(self.key)
 
 
 class IndexPut(NamedTuple):
@@ -221,13 +208,10 @@ class IndexPut(NamedTuple):
     drop: tuple[str, ...] = ()
     live: str | None = None
 
-    def on(self, store: SessionStore) -> dict[str, str]:
+    def on(self, store: AnyStore) -> Answer[dict[str, str]]:
         return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
                                drop=self.drop, live=self.live)
 
-    async def on_async(self, store: AsyncSessionStore) -> dict[str, str]:
-        return await store.index_put(self.key, self.ref, self.entry, ttl=self.ttl,
-                                     now=self.now, drop=self.drop, live=self.live)
 
 
 class IndexRead(NamedTuple):
@@ -235,11 +219,9 @@ class IndexRead(NamedTuple):
 
     key: str
 
-    def on(self, store: SessionStore) -> dict[str, str]:
+    def on(self, store: AnyStore) -> Answer[dict[str, str]]:
         return store.index_read(self.key)
 
-    async def on_async(self, store: AsyncSessionStore) -> dict[str, str]:
-        return await store.index_read(self.key)
 
 
 class IndexDrop(NamedTuple):
@@ -248,11 +230,8 @@ class IndexDrop(NamedTuple):
     key: str
     refs: tuple[str, ...]
 
-    def on(self, store: SessionStore) -> None:
-        store.index_drop(self.key, self.refs)
-
-    async def on_async(self, store: AsyncSessionStore) -> None:
-        await store.index_drop(self.key, self.refs)
+    def on(self, store: AnyStore) -> Answer[None]:
+        return store.index_drop(self.key, self.refs)
 
 
 Command = Union[  # noqa: UP007 - runtime alias
@@ -284,7 +263,8 @@ async def run_async(steps: Steps[T], store: AsyncSessionStore) -> T:
         command = next(steps)
         while True:
             try:
-                answer = await command.on_async(store)
+                pending: Any = command.on(store)
+                answer = await pending
             except Exception as exc:  # noqa: BLE001 - the step decides, then it propagates
                 command = steps.throw(exc)
             else:

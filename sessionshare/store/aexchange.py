@@ -38,13 +38,13 @@ from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, is_redirect, pack
+from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, client_takes_over, pack
 
-__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop", "exchange",
-           "run_script", "send"]
+__all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
+           "exchange", "send"]
 
 
 #: redis-py's own write, which :func:`send` stands in for (and only for it).
@@ -311,11 +311,9 @@ class AsyncClusterLine:
             if node is not None:
                 try:
                     return await self._on_node(node, args)
-                except ResponseError as exc:
-                    if not is_redirect(exc):
+                except NODE_FAILURES as exc:
+                    if not client_takes_over(exc):
                         raise
-                except (RedisConnectionError, RedisTimeoutError, OSError):
-                    pass  # a node down: the client finds the new master
         try:
             return await self._client.execute_command(*args)
         except BaseException as exc:
@@ -336,17 +334,3 @@ class AsyncClusterLine:
 
     async def close(self) -> None:
         pass
-
-
-AsyncLine = AsyncDirectLine | AsyncPoolLine | AsyncClusterLine
-
-
-async def run_script(line: AsyncLine, script: str, sha: str, *keys_and_args: Any) -> Any:
-    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
-    # Every script's keys share one hash slot (a session, or a state's claim and ticket):
-    # the first names it.
-    key = str(keys_and_args[1]) if keys_and_args and int(keys_and_args[0]) >= 1 else None
-    try:
-        return await line.call("EVALSHA", sha, *keys_and_args, key=key)
-    except NoScriptError:
-        return await line.call("EVAL", script, *keys_and_args, key=key)

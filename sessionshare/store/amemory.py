@@ -15,15 +15,23 @@ an ASGI app in one process (the demo) share sessions through it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
 from typing import Any
 
-from .base import SessionRecord
+from .base import OPERATIONS, forwarding
 from .memory import MemoryStore
 
 __all__ = ["AsyncMemoryStore"]
 
 
+def _at_once(command: str) -> Any:
+    async def call(self: AsyncMemoryStore, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.store, command)(*args, **kwargs)
+
+    call.__doc__ = f"The memory store's ``{command}``, as a coroutine."
+    return call
+
+
+@forwarding(_at_once, (*OPERATIONS, "close"))
 class AsyncMemoryStore:
     """The :class:`~sessionshare.store.base.AsyncSessionStore` face of a ``MemoryStore``.
 
@@ -36,56 +44,10 @@ class AsyncMemoryStore:
     def __repr__(self) -> str:
         return f"AsyncMemoryStore({self.store!r})"
 
-    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        return self.store.load(key, idle_ttl)
-
-    async def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
-        return self.store.save(
-            key, changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create
-        )
-
-    async def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
-        return self.store.mark(key, meta, idle_ttl, once, once_ttl)
-
-    async def delete(self, key: str) -> None:
-        self.store.delete(key)
-
-    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        self.store.put_ticket(key, value, ttl)
-
-    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
-        return self.store.take_ticket(key, nonce)
-
-    async def ping(self) -> None:
-        self.store.ping()
-
-    async def close(self) -> None:
-        self.store.close()
-
     def __getattr__(self, name: str) -> Any:
-        # A store method added to the contract later (MemoryStore gets it first) is
-        # awaited the same way, so this twin never lags behind the thread store.
+        # A memory store method beyond the contract (the inspection helpers, the index
+        # scan an operator's count uses) is awaited the same way.
         method = getattr(self.store, name)
         if not callable(method) or name.startswith("_"):
             raise AttributeError(name)
-
-        async def awaited(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
-
-        return awaited
+        return _at_once(name).__get__(self)

@@ -44,20 +44,24 @@ never as the driver's own exception.
   on the caller's clock); every command touches one key, so all of it works
   on a cluster.
 
-A new backend (Valkey, a database) needs only these fifteen methods; the
+A new backend (Valkey, a database) needs only these fourteen methods; the
 store contract tests in ``tests/test_store.py`` prove an implementation.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Collection, Mapping, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
-    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "PENDING", "RETIRED", "AsyncSessionStore",
-    "SessionRecord", "SessionStore", "entry_expiry", "is_well_formed", "owners_of",
+    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
+    "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry", "forwarding",
+    "is_well_formed", "owners_of",
 ]
+
+C = TypeVar("C", bound=type)
 
 #: Metadata field of a *retired* id: one that a move (a sign-in, ``regenerate()``) gave a
 #: new id a moment ago. Its record stays a short while as a marker holding no data, so
@@ -202,9 +206,6 @@ class SessionStore(Protocol):
         a few moves deep). No later :meth:`move` of ``key`` succeeds.
         """
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        """Store a ticket for ``ttl`` seconds."""
-
     def claim_state(
         self,
         key: str,
@@ -266,7 +267,7 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same fifteen methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
 
     The same contract, word for word; ``AsyncRedisStore`` implements it over
     the very keys ``RedisStore`` uses.
@@ -275,57 +276,27 @@ class AsyncSessionStore(Protocol):
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
 
-    async def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
+    async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+                   meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
+                   ) -> bool:
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
 
-    async def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
+    async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
+                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
         key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
 
-    async def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
+    async def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+                   deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
+                   ttl: int, retired_at: int, grace: int) -> bool:
         """Give the live session at ``key`` the new key ``new_key`` in one step; False
         (nothing written) when it is not live any more."""
 
     async def delete(self, key: str) -> None:
         """End the session at ``key``, and where a move took it (no error if it is gone)."""
 
-    async def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        """Store a ticket for ``ttl`` seconds."""
-
-    async def claim_state(
-        self,
-        key: str,
-        owners: Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
+    async def claim_state(self, key: str, owners: Sequence[str], ttl: int,
+                          ticket: tuple[str, str, int] | None = None) -> bool:
         """Claim ``key`` for a browser (and store ``ticket`` if it holds it); whether it holds."""
 
     async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
@@ -356,3 +327,29 @@ class AsyncSessionStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+#: The contract's methods that talk to the store (all but ``close``), in its order.
+OPERATIONS = (
+    "load", "save", "mark", "move", "delete", "claim_state", "take_ticket", "store_identity",
+    "peek", "index_put", "index_read", "index_drop", "ping",
+)
+
+
+def forwarding(
+    make: Callable[[str], Callable[..., Any]], names: tuple[str, ...] = OPERATIONS
+) -> Callable[[C], C]:
+    """A class decorator for a store that wraps another: the class gets each method of
+    ``names``, made by ``make(name)`` -- the one forwarding function, written once for
+    every method -- with the contract's signature (what ``help()`` shows)."""
+
+    def decorate(cls: C) -> C:
+        for name in names:
+            method: Any = make(name)
+            method.__name__ = name
+            method.__qualname__ = f"{cls.__qualname__}.{name}"
+            method.__signature__ = inspect.signature(getattr(SessionStore, name))
+            setattr(cls, name, method)
+        return cls
+
+    return decorate

@@ -23,12 +23,17 @@ Two rules, kept here for every command the store sends, make it impossible:
 
 Retries: redis-py's configured retry re-sends a command after a timeout or a
 dropped connection, and a command that timed out may already have run. Every
-command the store sends is therefore safe to run twice: ``GETEX``, ``DEL``,
-``PING``, the merge script (it sets the same fields to the same values), the
-``SET NX`` of a fresh random ticket (a second run changes nothing), and the
-ticket redemption script, which marks the ticket spent by *this call* and
-answers the same call's retry with the same value (``GETDEL`` would answer
-the retry with nothing: a valid hand-off refused as a replay).
+command the store sends is therefore safe to run twice: ``GETEX``, ``GET``,
+``HGETALL``, ``HDEL``, ``PING``, the ``SET NX`` that prepares a cluster move,
+and the scripts of ``lua.py``, each written to be (the merge sets the same
+fields to the same values, the claim that issues a ticket is ``NX``, and the
+ticket redemption marks the ticket spent by *this call* and answers the same
+call's retry with the same value -- ``GETDEL`` would answer the retry with
+nothing: a valid hand-off refused as a replay).
+
+What each store method sends is an operation of ``redisproto.py``; each of
+its commands goes out here, on the line that suits the client:
+:class:`DirectLine` (the fast path), :class:`PoolLine` or :class:`ClusterLine`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ from typing import Any
 from redis.exceptions import (
     AskError,
     ClusterDownError,
-    NoScriptError,
     RedisClusterException,
     RedisError,
     ResponseError,
@@ -48,8 +52,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["ClusterLine", "DirectLine", "PoolLine", "exchange", "is_redirect", "pack",
-           "packs_like_redis_py", "run_script"]
+__all__ = ["NODE_FAILURES", "ClusterLine", "DirectLine", "PoolLine", "client_takes_over",
+           "exchange", "pack", "packs_like_redis_py"]
 
 #: Idle connections the fast path keeps at most, whatever the peak concurrency was.
 DEFAULT_MAX_IDLE = 16
@@ -264,11 +268,9 @@ class ClusterLine:
             if pool is not None:
                 try:
                     return PoolLine(pool).call(*args)
-                except ResponseError as exc:
-                    if not is_redirect(exc):
+                except NODE_FAILURES as exc:
+                    if not client_takes_over(exc):
                         raise
-                except (RedisConnectionError, RedisTimeoutError, OSError):
-                    pass  # a node down: the client finds the new master
         try:
             return self._client.execute_command(*args)
         except BaseException as exc:
@@ -286,20 +288,14 @@ class ClusterLine:
         pass
 
 
-def is_redirect(exc: ResponseError) -> bool:
-    # MOVED (an AskError) / ASK / TRYAGAIN / CLUSTERDOWN: the cluster client knows what to do.
-    return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
+#: What a command sent straight to a cluster node may meet that the cluster client handles.
+NODE_FAILURES = (ResponseError, RedisConnectionError, RedisTimeoutError, OSError)
 
 
-Line = DirectLine | PoolLine | ClusterLine
-
-
-def run_script(line: Line, script: str, sha: str, *keys_and_args: Any) -> Any:
-    """EVALSHA, falling back to EVAL once when the server lost its script cache."""
-    # Every script's keys share one hash slot (a session, or a state's claim and ticket):
-    # the first names it.
-    key = str(keys_and_args[1]) if keys_and_args and int(keys_and_args[0]) >= 1 else None
-    try:
-        return line.call("EVALSHA", sha, *keys_and_args, key=key)
-    except NoScriptError:  # a restarted or flushed server: EVAL caches it again
-        return line.call("EVAL", script, *keys_and_args, key=key)
+def client_takes_over(exc: BaseException) -> bool:
+    """True when a command that failed on its node goes through the cluster client instead:
+    a redirect (MOVED -- an AskError --, ASK, TRYAGAIN, CLUSTERDOWN), which it follows, or
+    a node down, for which it finds the new master. Any other error reply is the answer."""
+    if isinstance(exc, ResponseError):
+        return isinstance(exc, (AskError, TryAgainError, ClusterDownError))
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))

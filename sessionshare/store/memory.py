@@ -86,16 +86,8 @@ class MemoryStore:
         entry = self._sessions.get(key)
         return entry if entry is not None and entry[0] > now else None
 
-    def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
+    def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+             meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         with self._lock:
             now = self._clock()
             entry = self._held(key, now)
@@ -118,14 +110,8 @@ class MemoryStore:
             self._maybe_sweep(now)
             return True
 
-    def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
+             once_ttl: int = 0) -> SessionRecord | None:
         with self._lock:
             now = self._clock()
             entry = self._sessions.get(key)
@@ -145,18 +131,9 @@ class MemoryStore:
             self._sessions[key] = (now + idle_ttl, entry[1], entry[2])
             return before
 
-    def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
+    def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+             deleted: Collection[str] = (), meta: Mapping[str, int] | None = None, ttl: int,
+             retired_at: int, grace: int) -> bool:
         with self._lock:
             now = self._clock()
             entry = self._held(key, now)
@@ -193,19 +170,8 @@ class MemoryStore:
                     self._moved.pop(next_key, None)
                     next_key = None
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        with self._lock:
-            now = self._clock()
-            self._tickets[key] = (now + ttl, value)
-            self._maybe_sweep(now)
-
-    def claim_state(
-        self,
-        key: str,
-        owners: str | Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
+    def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,
+                    ticket: tuple[str, str, int] | None = None) -> bool:
         names = owners_of(owners)
         with self._lock:
             now = self._clock()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .base import AsyncSessionStore, SessionStore
+from .base import OPERATIONS, AsyncSessionStore, SessionStore, forwarding
 
 __all__ = ["COMMANDS", "AsyncObservedStore", "ObservedStore", "Watch", "observed"]
 
@@ -29,10 +29,7 @@ __all__ = ["COMMANDS", "AsyncObservedStore", "ObservedStore", "Watch", "observed
 Watch = Callable[[str], AbstractContextManager[object]]
 
 #: The store commands that are watched (``close`` is not: it talks to no server).
-COMMANDS = (
-    "load", "save", "mark", "move", "delete", "put_ticket", "claim_state", "take_ticket",
-    "store_identity", "peek", "index_put", "index_read", "index_drop", "ping",
-)
+COMMANDS = OPERATIONS
 
 
 def _watched(command: str) -> Any:
@@ -40,7 +37,6 @@ def _watched(command: str) -> Any:
         with self.watch(command):
             return getattr(self.store, command)(*args, **kwargs)
 
-    call.__name__ = call.__qualname__ = command
     call.__doc__ = f"The wrapped store's ``{command}``, inside ``watch({command!r})``."
     return call
 
@@ -50,44 +46,17 @@ def _awaited(command: str) -> Any:
         with self.watch(command):
             return await getattr(self.store, command)(*args, **kwargs)
 
-    call.__name__ = call.__qualname__ = command
     call.__doc__ = f"The wrapped store's ``{command}``, awaited inside ``watch({command!r})``."
     return call
 
 
-class ObservedStore:
-    """A :class:`~sessionshare.store.base.SessionStore` that runs each command in ``watch``.
-
-    :param store: the store to wrap (its records, its connections).
-    :param watch: called with the command's name; the context manager it returns
-        is entered around the call (an exception from the store passes through it).
-    """
-
-    def __init__(self, store: SessionStore, watch: Watch) -> None:
+class _Observed:
+    def __init__(self, store: Any, watch: Watch) -> None:
         self.store = store
         self.watch = watch
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
-
-    load = _watched("load")
-    save = _watched("save")
-    mark = _watched("mark")
-    move = _watched("move")
-    delete = _watched("delete")
-    put_ticket = _watched("put_ticket")
-    claim_state = _watched("claim_state")
-    take_ticket = _watched("take_ticket")
-    store_identity = _watched("store_identity")
-    peek = _watched("peek")
-    index_put = _watched("index_put")
-    index_read = _watched("index_read")
-    index_drop = _watched("index_drop")
-    ping = _watched("ping")
-
-    def close(self) -> None:
-        """Close the wrapped store."""
-        self.store.close()
 
     def __getattr__(self, name: str) -> Any:
         # What a store offers beyond the contract (RedisStore.client, the index scan an
@@ -97,30 +66,29 @@ class ObservedStore:
         return getattr(self.store, name)
 
 
-class AsyncObservedStore:
+@forwarding(_watched)
+class ObservedStore(_Observed):
+    """A :class:`~sessionshare.store.base.SessionStore` that runs each command in ``watch``.
+
+    :param store: the store to wrap (its records, its connections).
+    :param watch: called with the command's name; the context manager it returns
+        is entered around the call (an exception from the store passes through it).
+    """
+
+    def __init__(self, store: SessionStore, watch: Watch) -> None:
+        super().__init__(store, watch)
+
+    def close(self) -> None:
+        """Close the wrapped store."""
+        self.store.close()
+
+
+@forwarding(_awaited)
+class AsyncObservedStore(_Observed):
     """:class:`ObservedStore` for an asyncio store: each command awaited inside ``watch``."""
 
     def __init__(self, store: AsyncSessionStore, watch: Watch) -> None:
-        self.store = store
-        self.watch = watch
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.store!r})"
-
-    load = _awaited("load")
-    save = _awaited("save")
-    mark = _awaited("mark")
-    move = _awaited("move")
-    delete = _awaited("delete")
-    put_ticket = _awaited("put_ticket")
-    claim_state = _awaited("claim_state")
-    take_ticket = _awaited("take_ticket")
-    store_identity = _awaited("store_identity")
-    peek = _awaited("peek")
-    index_put = _awaited("index_put")
-    index_read = _awaited("index_read")
-    index_drop = _awaited("index_drop")
-    ping = _awaited("ping")
+        super().__init__(store, watch)
 
     async def close(self) -> None:
         """Close the wrapped store."""

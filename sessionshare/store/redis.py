@@ -8,16 +8,20 @@ string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``.
 - **write** = one ``EVALSHA`` of a small Lua script that merges only the
   changed and deleted top-level keys on the server. Values stay JSON *text*
   inside the object, so the server never re-encodes an app's numbers;
-- **tickets** = ``SET NX EX`` to issue, and a small script to redeem that
-  marks the ticket spent by one call, so it is taken once even when a
-  timed-out command is retried;
+- **tickets** = issued with their login state's claim (one script), and
+  redeemed by a small script that marks the ticket spent by one call, so it
+  is taken once even when a timed-out command is retried;
 - **user indexes** = one hash per user (``HGETALL`` / ``HDEL``, and one script
   that sets an entry and prunes the expired), written by the IdP at sign-in.
 
+What each method sends and how it reads the answer is written once, in
+``redisproto.py``, for this store and :class:`~sessionshare.store.AsyncRedisStore`
+alike; this module runs those operations on a thread's connection.
+
 Any redis-py client works: ``redis.Redis``, a Sentinel master
 (``Sentinel(...).master_for("mymaster")``) or ``redis.cluster.RedisCluster``.
-A session is one key, so every command of the store touches one key and
-works unchanged on a cluster.
+Every command touches the keys of one hash slot, so it works unchanged on a
+cluster (a move, whose two ids sit apart there, takes three steps).
 
 Every driver error becomes :class:`~sessionshare.errors.StoreUnavailable`;
 redis-py reconnects on the next command, so the app recovers by itself when
@@ -43,105 +47,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis as redis_py
-from redis import utils as redis_utils
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from ..errors import ConfigurationError
-from .base import MAX_HOPS, SessionRecord, owners_of
-from .exchange import (
-    DEFAULT_MAX_IDLE,
-    ClusterLine,
-    DirectLine,
-    PoolLine,
-    packs_like_redis_py,
-    run_script,
-)
-from .redisproto import (
-    CLAIM,
-    CLAIM_SHA,
+import sessionshare.store.redisproto as op
+
+from .base import SessionRecord
+from .exchange import ClusterLine, DirectLine, PoolLine
+from .redisclient import (
     DRIVER_ERRORS,
-    END,
-    END_SHA,
-    IDENTITY,
-    IDENTITY_SHA,
-    INDEX_PUT,
-    INDEX_PUT_SHA,
-    MERGE,
-    MERGE_SHA,
-    MOVE,
-    MOVE_IN,
-    MOVE_IN_SHA,
-    MOVE_OUT,
-    MOVE_OUT_SHA,
-    MOVE_SHA,
     POLICY_UNKNOWN,
-    PREPARED,
-    REDEEM,
-    REDEEM_SHA,
-    claim_args,
+    ClientStore,
+    Lines,
     eviction_warning,
-    index_args,
-    index_entries,
-    is_live_text,
-    mark_args,
-    mark_reply,
-    merge_args,
-    move_args,
-    move_in_args,
-    move_out_args,
-    moved_to,
-    moved_to_by,
-    parse_record,
-    redeem_nonce,
-    server_name,
-    ticket_text,
     unavailable,
-    warn_without_timeout,
-    web_client,
 )
+from .redisproto import Operation
 
 __all__ = ["RedisStore"]
 
-def _protocol(pool: Any) -> str:
-    """The RESP version the pool's connections speak (redis-py 8 defaults to 3)."""
-    given = pool.connection_kwargs.get("protocol")
-    if given is None:
-        given = getattr(redis_utils, "DEFAULT_RESP_VERSION", 2)
-    return str(given)
+T = TypeVar("T")
 
 
-def _line_for(client: Any, max_idle: int | None) -> DirectLine | PoolLine | ClusterLine:
-    """The way this client's commands go out; every one keeps exchange.py's two rules."""
-    if isinstance(client, RedisCluster):
-        return ClusterLine(client)
-    pool = client.connection_pool
-    if (
-        type(client) is redis_py.Redis
-        and type(pool) is redis_py.ConnectionPool
-        and getattr(pool, "cache", None) is None  # client-side caching
-        and _protocol(pool) == "2"  # RESP3 may interleave push messages
-        and packs_like_redis_py(pool, redis_py.Connection)
-    ):
-        if max_idle is None:
-            # Half the pool's bound at most: the client's own commands keep the rest.
-            max_idle = min(DEFAULT_MAX_IDLE, max(pool.max_connections // 2, 1))
-        return DirectLine(pool, max_idle)
-    return PoolLine(pool)
-
-
-def _connection_kwargs(client: Any) -> Any:
-    """What the client's new connections are built with (a cluster keeps it elsewhere)."""
-    if isinstance(client, RedisCluster):
-        return getattr(getattr(client, "nodes_manager", None), "connection_kwargs", None)
-    return getattr(client.connection_pool, "connection_kwargs", None)
-
-
-class RedisStore:
+class RedisStore(ClientStore):
     """A :class:`~sessionshare.store.SessionStore` over any redis-py client.
 
     :param client: ``redis.Redis``, a Sentinel master
@@ -154,6 +87,10 @@ class RedisStore:
         give the surplus back.
     """
 
+    _lines = Lines(redis_py.Redis, redis_py.ConnectionPool, redis_py.Connection, RedisCluster,
+                  ("getex",), Retry, DirectLine, PoolLine, ClusterLine)
+    _wants = "a redis-py client (redis.Redis, a Sentinel master or RedisCluster)"
+
     def __init__(
         self,
         client: Any,
@@ -161,24 +98,7 @@ class RedisStore:
         sentinel_check_interval: float = 1.0,
         max_idle_connections: int | None = None,
     ) -> None:
-        if not hasattr(client, "getex") or not (
-            isinstance(client, RedisCluster) or hasattr(client, "connection_pool")
-        ):
-            raise ConfigurationError(
-                "RedisStore needs a redis-py client (redis.Redis, a Sentinel master or "
-                "RedisCluster); use RedisStore.from_url('redis://host:6379/0') for a URL"
-            )
-        if max_idle_connections is not None and (
-            not isinstance(max_idle_connections, int) or max_idle_connections < 0
-        ):
-            raise ConfigurationError("max_idle_connections must be a whole number >= 0")
-        self.client = client
-        self._line = _line_for(client, max_idle_connections)
-        warn_without_timeout("RedisStore", _connection_kwargs(client))
-        # Named once, for the outage message: host:port or socket path, no password.
-        self._server = server_name(
-            _connection_kwargs(client), getattr(client, "connection_pool", None)
-        )
+        super().__init__(client, max_idle_connections=max_idle_connections)
         # redis-py's Sentinel client keeps using the connections it opened to the
         # master it first found. After a switchover (SENTINEL FAILOVER) the old master
         # stays up and answers until the sentinels demote it, 10-20 s later, and every
@@ -189,38 +109,6 @@ class RedisStore:
         self._sentinel_pool: Any = pool if is_master else None
         self._sentinel_check_interval = sentinel_check_interval
         self._next_sentinel_check = 0.0
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        socket_timeout: float = 1.0,
-        max_connections: int | None = None,
-        **client_options: Any,
-    ) -> RedisStore:
-        """A store over ``redis.Redis.from_url(url)`` with settings suited to a web request.
-
-        Short timeouts make an outage a quick 503 rather than a hung worker;
-        one retry rides over a connection the server closed while idle (every
-        command the store sends is safe to run twice). RESP2 unless
-        ``protocol=3`` is passed: the fast path needs it.
-        """
-        client = web_client(
-            redis_py.Redis.from_url, Retry, url, socket_timeout=socket_timeout,
-            max_connections=max_connections, client_options=client_options,
-        )
-        return cls(client)
-
-    @property
-    def uses_fast_path(self) -> bool:
-        """True when commands skip redis-py's client and pool (plain Redis, RESP2)."""
-        return isinstance(self._line, DirectLine)
-
-    @property
-    def idle_connections(self) -> int:
-        """Connections the fast path holds parked right now (0 off the fast path)."""
-        return self._line.idle_count if isinstance(self._line, DirectLine) else 0
 
     def _check_master(self) -> None:
         """Re-ask the sentinels for the master, at most every ``sentinel_check_interval`` s."""
@@ -233,193 +121,76 @@ class RedisStore:
         except DRIVER_ERRORS:
             pass  # no sentinel answers: keep the master we know; its own errors still show
 
+    def _run(self, operation: Operation[T]) -> T:
+        """Run one operation of ``redisproto.py``: send its command, or each command its
+        program yields, and answer what it reads."""
+        if self._sentinel_pool is not None:
+            self._check_master()
+        if not isinstance(operation, tuple):
+            try:
+                command = next(operation)
+                while True:
+                    command = operation.send(self._run(command))
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        args, key, read = operation
+        try:
+            try:
+                raw = self._line.call(*args, key=key)
+            except NoScriptError:
+                raw = self._line.call(*op.evaluated(args), key=key)
+        except DRIVER_ERRORS as exc:
+            raise unavailable(exc, self._server) from None
+        return read(raw)
+
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            raw = self._line.call("GETEX", key, "EX", idle_ttl, key=key)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return parse_record(raw)
+        return self._run(op.load(key, idle_ttl))
 
-    def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
-        args = merge_args(changed=changed, deleted=deleted, meta=meta, ttl=ttl, create=create)
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            return bool(run_script(self._line, MERGE, MERGE_SHA, 1, key, *args))
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
+    def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+             meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
+        return self._run(op.save(key, changed=changed, deleted=deleted, meta=meta, ttl=ttl,
+                                 create=create))
 
-    def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
-        args = mark_args(meta=meta, idle_ttl=idle_ttl,
-                         once_ttl=None if once is None else once_ttl)
-        keys = (1, key) if once is None else (2, key, once)
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            raw = run_script(self._line, MERGE, MERGE_SHA, *keys, *args)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return mark_reply(raw)
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
+             once_ttl: int = 0) -> SessionRecord | None:
+        return self._run(op.mark(key, meta, idle_ttl, once, once_ttl))
 
-    def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            if not isinstance(self._line, ClusterLine):
-                args = move_args(key, new_key, changed=changed, deleted=deleted, meta=meta,
-                                 ttl=ttl, retired_at=retired_at, grace=grace)
-                return bool(run_script(self._line, MOVE, MOVE_SHA, *args))
-            # Two slots: prepare the new key, retire the old one (answering its record),
-            # then fill the new one -- unless an end meanwhile followed the marker there.
-            if not self._line.call("SET", new_key, PREPARED, "EX", max(int(grace), 1), "NX",
-                                   key=new_key):
-                # Taken: done already (this move, run again) if the old id names it and it
-                # holds the session; else not ours to fill.
-                return (moved_to_by(self._line.call("GET", key, key=key)) == new_key
-                        and is_live_text(self._line.call("GET", new_key, key=new_key)))
-            record = run_script(self._line, MOVE_OUT, MOVE_OUT_SHA,
-                                *move_out_args(key, new_key, retired_at=retired_at, grace=grace))
-            if not record:
-                return False
-            args = move_in_args(new_key, record, changed=changed, deleted=deleted, meta=meta,
-                                ttl=ttl)
-            return bool(run_script(self._line, MOVE_IN, MOVE_IN_SHA, *args))
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
+    def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+             deleted: Collection[str] = (), meta: Mapping[str, int] | None = None, ttl: int,
+             retired_at: int, grace: int) -> bool:
+        return self._run(op.move(key, new_key, changed=changed, deleted=deleted, meta=meta,
+                                 ttl=ttl, retired_at=retired_at, grace=grace,
+                                 apart=self._on_cluster))
 
     def delete(self, key: str) -> None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            next_key: str | None = key
-            for _ in range(MAX_HOPS):  # a marker names where its session moved: end it too
-                if next_key is None:
-                    break
-                next_key = moved_to(run_script(self._line, END, END_SHA, 1, next_key))
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
+        self._run(op.delete(key))
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            # NX: a fresh random ticket never exists, so a retried SET changes nothing.
-            self._line.call("SET", key, value, "EX", max(int(ttl), 1), "NX", key=key)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-
-    def claim_state(
-        self,
-        key: str,
-        owners: str | Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            args = claim_args(key, owners_of(owners), ttl, ticket)
-            return bool(run_script(self._line, CLAIM, CLAIM_SHA, *args))
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
+    def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,
+                    ticket: tuple[str, str, int] | None = None) -> bool:
+        return self._run(op.claim_state(key, owners, ttl, ticket))
 
     def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        # Names this redemption, so a retry of it is recognised (its own, or the caller's).
-        nonce = redeem_nonce(nonce)
-        try:
-            raw = run_script(self._line, REDEEM, REDEEM_SHA, 1, key, nonce)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return ticket_text(raw)
+        return self._run(op.take_ticket(key, nonce))
 
     def store_identity(self, key: str, candidate: str) -> str:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            raw = run_script(self._line, IDENTITY, IDENTITY_SHA, 1, key, candidate)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return ticket_text(raw) or ""
+        return self._run(op.store_identity(key, candidate))
 
     def peek(self, key: str) -> SessionRecord | None:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            raw = self._line.call("GET", key, key=key)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return parse_record(raw)
+        return self._run(op.peek(key))
 
-    def index_put(
-        self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
-        live: str | None = None,
-    ) -> dict[str, str]:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        # On a cluster the index and the session sit in different slots: set the entry,
-        # then check the session and take the entry out again if it ended meanwhile.
-        apart = live is not None and isinstance(self._line, ClusterLine)
-        args = index_args(key, ref, entry, ttl, now, drop, None if apart else live)
-        try:
-            entries = index_entries(run_script(self._line, INDEX_PUT, INDEX_PUT_SHA, *args))
-            if apart and live is not None and not is_live_text(
-                self._line.call("GET", live, key=live)
-            ):
-                self._line.call("HDEL", key, ref, key=key)
-                entries.pop(ref, None)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return entries
+    def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
+                  drop: Collection[str] = (), live: str | None = None) -> dict[str, str]:
+        return self._run(op.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop, live=live,
+                                      apart=self._on_cluster))
 
     def index_read(self, key: str) -> dict[str, str]:
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            raw = self._line.call("HGETALL", key, key=key)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
-        return index_entries(raw)
+        return self._run(op.index_read(key))
 
     def index_drop(self, key: str, refs: Collection[str]) -> None:
-        if not refs:
-            return
-        if self._sentinel_pool is not None:
-            self._check_master()
-        try:
-            self._line.call("HDEL", key, *refs, key=key)
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
+        self._run(op.index_drop(key, refs))
+
+    def ping(self) -> None:
+        self._run(op.ping())
 
     def index_keys(self, prefix: str) -> list[str]:
         """Every index key that starts with ``prefix``: ``SCAN`` in batches (on a
@@ -442,12 +213,6 @@ class RedisStore:
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return total
-
-    def ping(self) -> None:
-        try:
-            self._line.call("PING")
-        except DRIVER_ERRORS as exc:
-            raise unavailable(exc, self._server) from None
 
     def eviction_warning(self) -> str | None:
         """Why this server may drop sessions silently, or None when it will not.

@@ -86,9 +86,6 @@ class _DamagingStore:
     def delete(self, key: str) -> None:
         self.inner.delete(key)
 
-    def put_ticket(self, key: str, value: str, ttl: int) -> None:
-        self.inner.put_ticket(key, value, ttl)
-
     def claim_state(
         self,
         key: str,

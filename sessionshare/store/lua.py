@@ -1,0 +1,277 @@
+"""The Lua scripts of the Redis stores: each one store step, atomic on the server.
+
+Every write of a session is a script, so that what it checks and what it
+writes happen in one step no other client can come between: a merge never
+brings back a session a logout ended, a move gives a session its new id only
+while it is live, a ticket is taken once. Each script touches the keys of one
+hash slot (a session and what sits next to it), so it runs unchanged on a
+Redis Cluster; a move, whose two ids sit apart there, has three scripts of its
+own (:data:`MOVE_OUT`, :data:`MOVE_IN`, after a ``SET NX`` of :data:`PREPARED`).
+
+Every script is safe to run twice -- redis-py retries a command that timed
+out, and the first attempt may have run: each says what a second run does.
+The store sends a script by its SHA1 (``EVALSHA``) and its text only when the
+server lost it (a restart, ``SCRIPT FLUSH``).
+
+Records are ``{"d": {key: JSON text}, "m": {meta: int}}``; a marker (an id a
+move retired) is ``{"d": {}, "m": {"r": when}, "f": new key}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+__all__ = ["CLAIM", "END", "IDENTITY", "INDEX_PUT", "MERGE", "MOVE", "MOVE_IN", "MOVE_OUT",
+           "PREPARED", "REDEEM", "SCRIPTS", "Script"]
+
+
+class Script(NamedTuple):
+    """A Lua script's text and the SHA1 ``EVALSHA`` names it by."""
+
+    text: str
+    sha: str
+
+
+def _script(text: str) -> Script:
+    return Script(text, hashlib.sha1(text.encode()).hexdigest())
+
+
+#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: an id a
+#: move retired (``m.r``, a marker holding no data) or one a cluster move is still
+#: preparing (``m.p``).
+_ENDED = """
+local function ended(obj)
+  local m = obj['m']
+  return type(m) ~= 'table' or m['r'] ~= nil or m['p'] ~= nil
+end
+"""
+
+#: Lua: ``apply(obj, i, last)`` -- merge ARGV's changed pairs, meta pairs and deleted names
+#: into ``obj``, reading ``#changed`` at ARGV[i] and ``#meta`` at ARGV[i + 1]; the deleted
+#: names run to ARGV[last].
+_APPLY = """
+local function apply(obj, i, last)
+  local d, m = obj['d'], obj['m']
+  local nchanged, nmeta = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  i = i + 2
+  for _ = 1, nchanged do d[ARGV[i]] = ARGV[i + 1]; i = i + 2 end
+  for _ = 1, nmeta do m[ARGV[i]] = tonumber(ARGV[i + 1]); i = i + 2 end
+  while i <= last do d[ARGV[i]] = nil; i = i + 1 end
+end
+"""
+
+#: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), mode, #changed, #meta,
+#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a session that
+#: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
+#: '2' does not either and returns the record's text as it was *before* the
+#: merge, or 0 (``mark``); '3' is '2' with a ``once`` key, KEYS[2] (same hash
+#: slot), whose lifetime is the last ARGV instead of a deleted name: the key is
+#: created (NX), and when it exists already nothing is written and -1 returned.
+#: No mode writes into an id a move retired (or one a cluster move prepares): '2' and '3'
+#: answer its text unchanged (the caller sees it retired; no once key is made), the
+#: others 0.
+MERGE = _script(_ENDED + _APPLY + """
+local raw = redis.call('GET', KEYS[1])
+local obj
+if raw then
+  obj = cjson.decode(raw)
+  if ended(obj) then
+    if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
+    return 0
+  end
+elseif ARGV[2] == '1' then
+  obj = {d = {}, m = {}}
+else
+  return 0
+end
+local last = #ARGV
+if ARGV[2] == '3' then
+  last = last - 1
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[#ARGV]) then return -1 end
+end
+apply(obj, 3, last)
+local text = cjson.encode(obj)
+if ARGV[1] == '0' and raw then
+  redis.call('SET', KEYS[1], text, 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+end
+if ARGV[2] == '2' or ARGV[2] == '3' then return raw end
+return 1
+""")
+
+#: Lua: ``retire()`` -- replace KEYS[1] by a marker forwarding to KEYS[2] (ARGV[2] is
+#: its ttl, ARGV[3] when it was retired).
+_RETIRE = """
+local function retire()
+  local marker = {d = {}, m = {r = tonumber(ARGV[3])}, f = KEYS[2]}
+  redis.call('SET', KEYS[1], cjson.encode(marker), 'EX', ARGV[2])
+end
+"""
+
+#: KEYS[1] the session's key, KEYS[2] its new id's key. ARGV: ttl, grace, retired at,
+#: #changed, #meta, then the changed pairs, the meta pairs and the deleted names.
+#: Moves a session to a new id in one step, only while it is live: the new key gets the
+#: record as stored *now* (a write another app made meanwhile is kept) with the changes
+#: merged in, and the old key becomes a marker holding no data but the new key's name for
+#: ``grace`` seconds, which an end follows. Returns 1, or 0 (and writes nothing) when the
+#: session is not live any more (or the new key is taken). Run again, it answers 1 again.
+MOVE = _script(_ENDED + _APPLY + _RETIRE + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local obj = cjson.decode(raw)
+if ended(obj) then
+  -- This very move, run again (a retry after a lost reply): done already.
+  if type(obj['m']) == 'table' and obj['m']['r'] ~= nil and obj['f'] == KEYS[2] then
+    return 1
+  end
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+apply(obj, 4, #ARGV)
+redis.call('SET', KEYS[2], cjson.encode(obj), 'EX', ARGV[1])
+retire()
+return 1
+""")
+
+#: A move on a Redis Cluster, where the two keys live in different slots (one script may
+#: touch only one), in three steps. First the new key is *prepared*: ``SET NX`` of a record
+#: no read returns (:data:`~sessionshare.store.base.PENDING`). Then, on the old key
+#: (KEYS[1]): retire it if live -- the marker names the new key, passed as text in ARGV[4]
+#: -- and answer the record it held, else 0. ARGV: unused, grace, retired at, new key.
+MOVE_OUT = _script(_ENDED + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local obj = cjson.decode(raw)
+if ended(obj) then return 0 end
+local marker = {d = {}, m = {r = tonumber(ARGV[3])}, f = ARGV[4]}
+redis.call('SET', KEYS[1], cjson.encode(marker), 'EX', ARGV[2])
+return raw
+""")
+
+#: The last step of a cluster move, on the new key (KEYS[1]). ARGV: the record
+#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Turns the
+#: prepared record into the session -- only if it is still there: an end of the old id in
+#: between followed the marker and deleted it -- and answers 1, else 0 (1 again when run
+#: again after it filled the key).
+MOVE_IN = _script(_APPLY + """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local held = cjson.decode(raw)
+if type(held['m']) ~= 'table' then return 0 end
+-- Filled already: this very step, run again (a retry after a lost reply).
+if held['m']['p'] == nil then return held['m']['r'] == nil and 1 or 0 end
+local obj = cjson.decode(ARGV[1])
+apply(obj, 3, #ARGV)
+redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[2])
+return 1
+""")
+
+#: What a cluster move prepares at the new key first (see :data:`MOVE_OUT`).
+PREPARED = '{"d":{},"m":{"p":1}}'
+
+#: KEYS[1] a session's key. Ends it: a session is deleted (answer: false); a marker --
+#: an id a move retired -- answers the key its session moved to, which the caller ends
+#: too, and stays as it is until it expires, so that an end run again (a retry after a
+#: lost reply) still finds where to go. A marker holds no data and takes no write.
+END = _script("""
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local ok, obj = pcall(cjson.decode, raw)
+if ok and type(obj) == 'table' and type(obj['m']) == 'table' and obj['m']['r'] ~= nil
+    and type(obj['f']) == 'string' then
+  return obj['f']
+end
+redis.call('DEL', KEYS[1])
+return false
+""")
+
+#: KEYS[1] ticket key, ARGV[1] this redemption's nonce (always 32 characters: the marker
+#: is compared by that length, see ``_redemption`` in ``redisproto.py``). The first redemption
+#: marks the ticket spent by that nonce (keeping its expiry) and returns the
+#: value; the same nonce -- a retry of that very call, after a timeout whose
+#: first attempt did run -- gets the value again; any other redemption gets
+#: nothing. So a retry is safe where a retried GETDEL would answer "replayed".
+#: A ticket the store never held answers '' (``NOT_HELD``), not nil: the
+#: spent marker is what tells "taken already" from "unknown here".
+REDEEM = _script("""
+local v = redis.call('GET', KEYS[1])
+if not v then return '' end
+if string.byte(v, 1) == 0 then
+  local n = #ARGV[1]
+  if string.sub(v, 2, n + 1) == ARGV[1] then return string.sub(v, n + 2) end
+  return false
+end
+redis.call('SET', KEYS[1], '\\0' .. ARGV[1] .. v, 'KEEPTTL')
+return v
+""")
+
+#: KEYS[1] a state's claim, KEYS[2] (optional) a ticket under the same hash tag. ARGV:
+#: claim ttl, ticket value, ticket ttl, then the browser's owner names. A claim is made
+#: for the first name and lasts its ttl; a claim held by any of the names is this
+#: browser's; another browser gets 0 and no ticket. Run twice, it changes nothing (NX).
+CLAIM = _script("""
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[1])
+else
+  local mine = false
+  for i = 4, #ARGV do
+    if held == ARGV[i] then mine = true; break end
+  end
+  if not mine then return 0 end
+end
+if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3], 'NX') end
+return 1
+""")
+
+#: KEYS[1] the store's identity, ARGV[1] a new one. Returns the identity held, writing
+#: ARGV[1] (with no expiry) first when there is none.
+IDENTITY = _script("""
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+""")
+
+#: KEYS[1] a user's index (a hash: ref -> entry JSON), KEYS[2] (optional) the session the
+#: entry names. ARGV: ref, entry, ttl, now, then refs to drop. Sets the entry -- with
+#: KEYS[2], only while that session is live, so an ended session is never entered again --
+#: drops those refs and every entry whose "e" is not after ``now`` (or that does not
+#: parse), keeps the key at least ``ttl`` more seconds and returns what is left as a flat
+#: list. Run twice, it ends in the same state.
+INDEX_PUT = _script(_ENDED + """
+local put = true
+if #KEYS > 1 then
+  local raw = redis.call('GET', KEYS[2])
+  put = false
+  if raw then
+    local ok, obj = pcall(cjson.decode, raw)
+    put = ok and type(obj) == 'table' and not ended(obj)
+  end
+end
+if put then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local now = tonumber(ARGV[4])
+local all = redis.call('HGETALL', KEYS[1])
+local left = {}
+for i = 1, #all, 2 do
+  local ok, entry = pcall(cjson.decode, all[i + 1])
+  local e = nil
+  if ok and type(entry) == 'table' then e = tonumber(entry['e']) end
+  if e == nil or e <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    left[#left + 1] = all[i]; left[#left + 1] = all[i + 1]
+  end
+end
+if #left > 0 and redis.call('TTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return left
+""")
+
+#: Every script by its SHA1: what to send again as ``EVAL`` when the server lost it.
+SCRIPTS = {script.sha: script for script in (
+    MERGE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT)}
