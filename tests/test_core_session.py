@@ -239,8 +239,33 @@ def test_plan_regenerate_moves_the_stored_session_with_its_changes() -> None:
     # ended meanwhile is not brought back (see Lifecycle.write).
     assert plan.move_from == SID and not plan.create and plan.drop is None
     assert plan.changed == {"c": "3"} and plan.deleted == ("b",)
-    assert plan.meta == {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50}
+    # Metadata too: only what this request set. The store keeps the rest as it holds it
+    # then, so a field written since this request read it (an operator's withdraw) stands.
+    assert plan.meta == {}
     assert plan.lifetime_start == NOW - 50 and plan.cookie == "set"
+
+
+def test_plan_sends_only_the_metadata_this_request_set() -> None:
+    """A save and a move carry the metadata fields this request changed, never the others
+    as it read them: those may have been changed since (a withdraw of an app), and sending
+    them back would undo that. A brand-new session sends all of its metadata."""
+    joined = {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50, "o:https://shop.test": NOW - 40}
+    saving = _stored({"a": 1}, joined)
+    saving.mark_authenticated(NOW)
+    plan = saving.write_plan(NOW)
+    assert plan.move_from is None and plan.meta == {META_AUTHENTICATED: NOW}
+    moving = _stored({"a": 1}, joined)
+    moving.withdraw("https://blog.test")  # never joined: no change
+    moving.mark_authenticated(NOW)
+    moving.regenerate()
+    plan = moving.write_plan(NOW)
+    assert plan.move_from == SID and plan.meta == {META_AUTHENTICATED: NOW}
+    assert plan.lifetime_start == NOW
+    fresh = Session()
+    fresh["a"] = 1
+    fresh.mark_authenticated(NOW)
+    plan = fresh.write_plan(NOW)
+    assert plan.create and plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW}
 
 
 def test_plan_regenerate_of_an_emptied_session_only_drops_it() -> None:
@@ -288,7 +313,7 @@ def test_plan_meta_only() -> None:
     session = _stored({"a": 1})
     session.mark_authenticated(NOW)
     assert session.write_plan(NOW) == WritePlan(
-        save_to=SID, meta={META_CREATED: CREATED, META_AUTHENTICATED: NOW},
+        save_to=SID, meta={META_AUTHENTICATED: NOW},  # only the field that changed
         lifetime_start=NOW,  # a sign-in starts a fresh absolute lifetime
     )
 

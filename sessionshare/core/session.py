@@ -245,7 +245,10 @@ class Session(MutableMapping[str, Any]):
         self._set: set[str] = set()
         self._deleted: set[str] = set()
         self._meta: dict[str, int] = {}
-        self._meta_changed = False
+        # The metadata fields this request set: a save or a move sends only these, so
+        # that a field another request wrote since this one read the session (an
+        # operator's withdraw, say) is not overwritten with the value read before.
+        self._meta_changed: set[str] = set()
         self._regenerate = False
         self._invalidate = False
         self._retired = False
@@ -479,13 +482,13 @@ class Session(MutableMapping[str, Any]):
         self._ensure()
         if self._meta.get(META_JOINED + origin, 0) > 0:
             self._meta[META_JOINED + origin] = 0
-            self._meta_changed = True
+            self._meta_changed.add(META_JOINED + origin)
 
     def mark_authenticated(self, now: float) -> None:
         """Record the time of a sign-in (the IdP middleware calls this)."""
         self._ensure()
         self._meta[META_AUTHENTICATED] = int(now)
-        self._meta_changed = True
+        self._meta_changed.add(META_AUTHENTICATED)
 
     def mark_joined(self, origin: str, now: float) -> None:
         """Record that ``origin`` joined the session at ``now`` (a remote's hand-off does
@@ -493,7 +496,7 @@ class Session(MutableMapping[str, Any]):
         does it for a session it makes)."""
         self._ensure()
         self._meta[META_JOINED + origin] = int(now)
-        self._meta_changed = True
+        self._meta_changed.add(META_JOINED + origin)
 
     def remember(self, days: float = 30, *, idle: int | None = None) -> None:
         """Make this sign-in persistent: call it at the IdP, in the request that signs
@@ -551,7 +554,7 @@ class Session(MutableMapping[str, Any]):
         self._set = set()
         self._deleted = set(self._stored)
         self._meta = {}
-        self._meta_changed = False
+        self._meta_changed = set()
 
     @property
     def invalidated(self) -> bool:
@@ -611,8 +614,7 @@ class Session(MutableMapping[str, Any]):
                 return _UNCHANGED
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
-                meta=dict(self._meta) if self._meta_changed else None,
-                lifetime_start=lifetime_start(self._meta, int(now)),
+                meta=self._changed_meta(), lifetime_start=lifetime_start(self._meta, int(now)),
             )
         # A new session, or one moving to a fresh id.
         fields = dict(self._stored)
@@ -625,14 +627,16 @@ class Session(MutableMapping[str, Any]):
         if old is None:
             return self._creating(fields, now, new_id, drop=None, drop_first=False)
         # A move: the store takes the session as it holds it *then* (another app's write
-        # since this request read it is kept) and merges this request's changes in --
-        # only if it is still live, in the same step.
-        meta = dict(self._meta)
-        meta.setdefault(META_CREATED, int(now))
+        # since this request read it is kept, metadata included: an operator's withdraw
+        # must not be undone by a move that read the session before it) and merges this
+        # request's changes in -- only if it is still live, in the same step.
+        meta = self._changed_meta() or {}
+        if META_CREATED not in self._meta:
+            meta[META_CREATED] = int(now)
         return WritePlan(
             move_from=old, save_to=new_id(self._remember), changed=changed,
-            deleted=tuple(deleted), meta=meta, lifetime_start=lifetime_start(meta, int(now)),
-            cookie="set",
+            deleted=tuple(deleted), meta=meta,
+            lifetime_start=lifetime_start({**self._meta, **meta}, int(now)), cookie="set",
         )
 
     def _creating(
@@ -673,8 +677,7 @@ class Session(MutableMapping[str, Any]):
         if not (changed or deleted or self._meta_changed):
             return WritePlan(refused=refused) if refused else _UNCHANGED
         return WritePlan(
-            save_to=old, changed=changed, deleted=tuple(deleted),
-            meta=dict(self._meta) if self._meta_changed else None,
+            save_to=old, changed=changed, deleted=tuple(deleted), meta=self._changed_meta(),
             lifetime_start=lifetime_start(self._meta, int(now)), refused=refused,
         )
 
@@ -706,17 +709,19 @@ class Session(MutableMapping[str, Any]):
             self._stored.update(plan.changed)
             for key in plan.deleted:
                 self._stored.pop(key, None)
-            self._meta = dict(plan.meta)
+            self._meta.update(plan.meta)
         elif plan.save_to is not None:
             self._stored.update(plan.changed)
             for key in plan.deleted:
                 self._stored.pop(key, None)
+            self._meta.update(plan.meta or {})
         elif plan.drop is not None or not self._exists:
             self._take(None, {}, {})
             self._had_cookie = False
         self._set = set()
         self._deleted = set()
-        self._meta_changed = self._regenerate = self._invalidate = False
+        self._meta_changed = set()
+        self._regenerate = self._invalidate = False
         self._remember = None
 
     def mark_gone(self, *, moved: bool = False) -> None:
@@ -732,8 +737,15 @@ class Session(MutableMapping[str, Any]):
             self._retired, self._retired_id = True, retired
         else:
             self._had_cookie = False
-        self._meta_changed = self._regenerate = self._invalidate = False
+        self._meta_changed = set()
+        self._regenerate = self._invalidate = False
         self._remember = None
+
+    def _changed_meta(self) -> dict[str, int] | None:
+        """The metadata fields this request set, with their values; None for none."""
+        if not self._meta_changed:
+            return None
+        return {name: self._meta[name] for name in self._meta_changed}
 
     def _changes(self) -> tuple[dict[str, str], list[str]]:
         changed: dict[str, str] = {}
