@@ -54,7 +54,7 @@ from .core.idp import IdpSide
 from .core.index import UserIndex, record_session
 from .core.lifecycle import Headers
 from .core.remote import RemoteSide
-from .core.session import Session
+from .core.session import Session, state_of
 from .core.side import Side
 from .core.steps import Steps, run, run_async
 from .errors import ConfigurationError
@@ -108,9 +108,10 @@ def _persist_signed_in(
     session = Session()
     session.update(data or {})
     session[side.user_key] = user
-    session.mark_authenticated(now)
+    state = state_of(session)
+    state.mark_authenticated(now)
     if isinstance(side, RemoteSide):
-        session.mark_joined(side.origin, now)  # as a completed hand-off records it
+        state.mark_joined(side.origin, now)  # as a completed hand-off records it
     headers = yield from side.lifecycle.persist(session)
     if isinstance(side, IdpSide):
         index, cap = side.index, side.max_sessions_per_user

@@ -61,10 +61,11 @@ from urllib.parse import urlsplit
 
 from sessionshare import StoreUnavailable, SyncKey
 from sessionshare.core.idp import IdpSide
+from sessionshare.core.record import META_JOINED, META_RETIRED
 from sessionshare.core.remote import RemoteSide
 from sessionshare.core.reply import Reply
 from sessionshare.core.request import Request
-from sessionshare.core.session import META_JOINED, META_RETIRED, Session
+from sessionshare.core.session import Session
 from sessionshare.core.side import PassThrough, Side
 from sessionshare.store.base import SessionRecord, SessionStore
 

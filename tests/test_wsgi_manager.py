@@ -30,6 +30,7 @@ from sessionshare import (
     StoreUnavailable,
 )
 from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.session import state_of
 from sessionshare.wsgi.manager import SessionManager
 
 # -- lazy, cookie-free when empty --------------------------------------------------------
@@ -317,7 +318,7 @@ class OrderStore(MemoryStore):
     [
         (lambda s, e: s["a"], [], None),
         (lambda s, e: s.__setitem__("a", 2), [("save", "old", False)], None),
-        (lambda s, e: s.mark_authenticated(1), [("save", "old", False)], None),
+        (lambda s, e: state_of(s).mark_authenticated(1), [("save", "old", False)], None),
         # One conditional move: the new id only if the old one is live; the old id is
         # retired (a data-less marker for a few seconds), not deleted.
         (lambda s, e: s.regenerate(), [("move", "old", False)], "set"),
@@ -368,7 +369,7 @@ def test_write_ttl_is_the_idle_timeout_capped_by_the_absolute_lifetime(clock: Fa
     app.handlers.update({
         "/new": set_values({"a": 1}),
         "/write": lambda s, e: s.__setitem__("a", s["a"] + 1),
-        "/sign-in": lambda s, e: s.mark_authenticated(clock()),
+        "/sign-in": lambda s, e: state_of(s).mark_authenticated(clock()),
     })
     app.get("/new")
     key = manager.session_key(app.cookies[COOKIE])
@@ -516,7 +517,7 @@ def test_a_session_found_gone_on_write_is_left_new_and_empty(clock: FakeClock) -
     store.delete(manager.session_key(sid))  # logged out elsewhere meanwhile
     headers = manager.persist(session)
     assert ("Set-Cookie", manager.cookie.clear()) in headers
-    assert session.stored_id is None and session.new and len(session) == 0
-    assert not session.modified and not session.had_cookie
+    assert state_of(session).stored_id is None and session.new and len(session) == 0
+    assert not session.modified and not state_of(session).had_cookie
     store.calls.clear()
     assert manager.persist(session) == [("Vary", "Cookie")] and store.calls == []

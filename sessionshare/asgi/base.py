@@ -61,7 +61,7 @@ from ..core.option_checks import async_session_store
 from ..core.options import Role, read_environ
 from ..core.reply import Reply
 from ..core.request import Request
-from ..core.session import Session
+from ..core.session import Session, state_of
 from ..core.side import PassThrough, Side
 from ..core.steps import Steps, run_async
 from ..errors import ConfigurationError, StoreUnavailable
@@ -173,7 +173,7 @@ class SessionMiddleware(metaclass=BuiltLate):
     async def _open(self, request: Request) -> Session:
         """This request's session, read now if the request names one (one round trip)."""
         session = Session(_read_lazily, self.lifecycle.session_id_in(request.cookies))
-        if session.unread_id is not None:
+        if state_of(session).unread_id is not None:
             await run_async(self.lifecycle.load(session), self.store)
         return session
 

@@ -54,7 +54,7 @@ from .pending import PENDING_TTL as PENDING_TTL
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
-from .session import Session
+from .session import Session, state_of
 from .side import Outcome, PassThrough, Side
 from .steps import Steps
 from .stepup import is_fresh
@@ -195,7 +195,7 @@ class IdpSide(Side):
                 if user is not None and not self._fresh_enough(session, handoff):
                     # Step-up: the remote asked for a sign-in more recent than this one.
                     # The app asks for the password again; the hand-off waits for it.
-                    session.require_reauthentication()
+                    state_of(session).reauthentication_required = True
                 elif user is not None and request.method in ("GET", "HEAD"):
                     return (yield from self._complete(request, session, handoff, browser))
                 headers = list(browser.headers)
@@ -299,7 +299,8 @@ class IdpSide(Side):
         Returns the headers to add to the app's response, or the :class:`Reply`
         that replaces it (carrying the app's own cookies).
         """
-        user = self.user_of(session) if session.loaded else None
+        state = state_of(session)
+        user = self.user_of(session) if state.loaded else None
         signed_in = user is not None
         # A different user signing in over a signed-in session is a sign-in too (issue 16,
         # finding 10): an attacker signed in as bob plants that session id in the victim's
@@ -308,35 +309,35 @@ class IdpSide(Side):
         switched = passed.signed_in and signed_in and user != passed.user
         # Step-up: the app signed the user in again (assigned the user key, the same user
         # is fine) where a recent sign-in was asked for: a fresh sign-in, rotation included.
-        again = session.reauthentication_required and session.was_assigned(self.user_key)
+        again = state.reauthentication_required and state.was_assigned(self.user_key)
         signing_in = signed_in and (
-            not passed.signed_in or session.invalidated or switched or again
+            not passed.signed_in or state.invalidated or switched or again
         )
         if signing_in:
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
-            session.mark_authenticated(self.clock())
+            state.mark_authenticated(self.clock())
             self.events.emit(
                 logging.INFO, "login",
                 {"origin": self.origin, "user": (self.remote_user(user) or "")[:200]},
                 "login origin=%s", self.origin,
             )
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
-        before = session.stored_id
+        before = state.stored_id
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off
             # keeps waiting, and no token is minted for the old sign-in.
             self._remember(session, handoff)
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
-        if signed_in and (signing_in or session.stored_id != before):
+        if signed_in and (signing_in or state.stored_id != before):
             # The user's index of sessions (issue 17): a sign-in, or a move to a new id.
             yield from record_session(
                 self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
                 user_agent=request.user_agent, moved_from=before,
                 max_sessions=self.max_sessions_per_user if signing_in else None,
             )
-        if handoff is None or session.stored_id is None:
+        if handoff is None or state.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
             return self._refused(request, handoff, cookies)
@@ -362,10 +363,11 @@ class IdpSide(Side):
         pre-login id, which another browser may hold (a planted cookie), it
         would make that browser the user (session fixation).
         """
+        state = state_of(session)
         if (
-            session.loaded
-            and not session.invalidated  # a late logout still ends the session (no new one)
-            and session.is_changed(self.user_key)
+            state.loaded
+            and not state.invalidated  # a late logout still ends the session (no new one)
+            and state.is_changed(self.user_key)
             and self.user_of(session) is not None
         ):
             self.events.emit(
@@ -460,7 +462,7 @@ class IdpSide(Side):
     ) -> Steps[str | None]:
         """Store a ticket for the session if this browser (``owners``) holds the state; the
         callback URL carrying its sealed token, or None when another browser holds it."""
-        sid = session.stored_id
+        sid = state_of(session).stored_id
         assert sid is not None, "only a stored, signed-in session is handed off"
         # Carried in the ticket, so a remote that cannot find it tells "lost" from
         # "another store" (core/storeid.py); a round trip only now and then.

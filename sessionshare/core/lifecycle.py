@@ -49,13 +49,8 @@ from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .session import (
-    META_JOINED,
-    META_RETIRED,
-    Session,
-    WritePlan,
-    lifetime_start,
-)
+from .record import META_JOINED, META_RETIRED, WritePlan, lifetime_start
+from .session import Session, state_of
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
 __all__ = ["Headers", "Joined", "Lifecycle"]
@@ -188,9 +183,10 @@ class Lifecycle:
 
     def load(self, session: Session) -> Steps[None]:
         """Read ``session`` if it still needs reading (nothing to do without a cookie)."""
-        sid = session.unread_id
+        state = state_of(session)
+        sid = state.unread_id
         if sid is not None:
-            session.fill((yield from self.read(sid)))
+            state.fill((yield from self.read(sid)))
 
     def join(
         self, session: Session, sid: str, *, handoff: str | None = None, remember_for: int = 0
@@ -214,10 +210,11 @@ class Lifecycle:
         One round trip: the record is read in the same store command that
         marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
         """
-        session.point_at(sid)
+        state = state_of(session)
+        state.point_at(sid)
         found = self.ids.lookup(sid)
         if found is None:
-            session.fill(None)
+            state.fill(None)
             return "gone"
         digest, idle, absolute = found
         key = self._key(digest)
@@ -225,14 +222,14 @@ class Lifecycle:
         once = None if handoff is None else self._handoff_key(digest, handoff)
         before: SessionRecord | None = yield Mark(key, meta, idle, once, remember_for)
         if before is MARKED_BEFORE:
-            session.fill(None)
+            state.fill(None)
             return "again"
         record = before
         if before is not None and META_RETIRED not in before.meta:
             # What the store holds now; a marker (moved meanwhile) took nothing.
             record = SessionRecord(before.fields, {**before.meta, **meta})
-        session.fill((yield from self._live(key, record, absolute)))
-        return "joined" if session.stored_id is not None else "gone"
+        state.fill((yield from self._live(key, record, absolute)))
+        return "joined" if state.stored_id is not None else "gone"
 
     def handoff_key(self, sid: str, handoff: str) -> str:
         """The store key recording that the redemption ``handoff`` joined the session ``sid``
@@ -259,9 +256,10 @@ class Lifecycle:
         id or a session still to be created is refused and logged
         (``late_change_refused``), and the session stays as it was stored.
         """
-        if not session.loaded:
+        state = state_of(session)
+        if not state.loaded:
             return []  # never read, so never changed: not even Vary
-        plan = session.write_plan(
+        plan = state.write_plan(
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
         if plan.refused is not None:
@@ -292,7 +290,8 @@ class Lifecycle:
         an :meth:`~sessionshare.core.session.Session.invalidate` still deletes
         the old session first: a logout must not hinge on the write after it.
         """
-        size = session.size_after(plan)
+        state = state_of(session)
+        size = state.size_after(plan)
         if size > self.max_session_bytes:
             # Every app pays for every byte on each read of the shared session (a 20 MB
             # session costs Redis 40-80 ms per write): refuse the write whole, so the
@@ -324,7 +323,7 @@ class Lifecycle:
             )
             if not written:
                 return (yield from self._not_written(session, plan.save_to, headers))
-        session.mark_written(plan)
+        state.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
             headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
@@ -342,7 +341,7 @@ class Lifecycle:
         """
         record = yield Peek(self.session_key(sid))
         reason = "rotated" if record is not None and META_RETIRED in record.meta else "ended"
-        session.mark_gone(moved=reason == "rotated")
+        state_of(session).mark_gone(moved=reason == "rotated")
         self.events.emit(logging.WARNING if reason == "rotated" else logging.INFO,
                          "change_refused", {"reason": reason},
                          "change_refused reason=%s hint=%r", reason, _LATE_FIX[reason])

@@ -53,7 +53,7 @@ from .loginstate import MAX_STATE_TTL, LoginStates
 from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
-from .session import Session
+from .session import Session, state_of
 from .side import Outcome, PassThrough, Side
 from .state import FoundState, StateSlots
 from .steps import Steps
@@ -185,7 +185,7 @@ class RemoteSide(Side):
             if self._passive(request):
                 if self._may_check(request):
                     return self._passive_check(request, session)
-                if session.unread_id is not None:
+                if state_of(session).unread_id is not None:
                     # Checked lately, but this browser holds a session here (signed in
                     # since, say): a passive page knows its user under either shell.
                     return self._loaded_user(session)
@@ -216,10 +216,11 @@ class RemoteSide(Side):
         """The user to publish on a public path: none until the session was read (the
         WSGI shell reads lazily, when the app looks); once read (the ASGI shell reads a
         cookie's session up front), the one a protected path would serve."""
-        if not session.loaded:
+        state = state_of(session)
+        if not state.loaded:
             return _ANONYMOUS
         user = self.user_of(session)
-        if user is None or not session.has_joined(self.origin):
+        if user is None or not state.has_joined(self.origin):
             return _ANONYMOUS
         return PassThrough(user, True)
 
@@ -252,7 +253,7 @@ class RemoteSide(Side):
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
         user = self.user_of(session)
-        if user is None or not session.has_joined(self.origin):
+        if user is None or not state_of(session).has_joined(self.origin):
             # Signed in, but this origin never joined through an authorized hand-off (or
             # the IdP withdrew it): the IdP's authorize hook decides again (finding 1).
             return self._send_to_idp(request)

@@ -48,7 +48,7 @@ from .lifecycle import Lifecycle
 from .option_checks import origins_of
 from .reply import Reply
 from .request import Request, safe_return_path
-from .session import Session
+from .session import Session, state_of
 from .steps import Steps
 
 __all__ = ["DEFAULT_COOKIE_NAME", "Outcome", "PassThrough", "Side", "is_signed_in_user"]
@@ -342,7 +342,7 @@ class Side:
                 403, "cross_origin", "Sign out from this site's own sign-out page.",
                 as_json=request.wants_json, title="Sign-out refused",
             )
-        had_session = session.had_cookie
+        had_session = state_of(session).had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live
         user = self.remote_user(self.user_of(session))
         session.invalidate()
