@@ -332,10 +332,9 @@ class World:
         self._saw(browser, side.user_of(session))
         if app is not None:
             app(session)
-        if isinstance(side, IdpSide):
-            result = yield from side.on_response(request, session, outcome, [])
-        else:
-            result = yield from side.lifecycle.persist(session)
+        result = side.on_response(request, session, outcome, [])
+        if not isinstance(result, (Reply, list)):
+            result = yield from result
         headers = result.headers if isinstance(result, Reply) else result
         browser.take(site, headers)
         return result if isinstance(result, Reply) else None

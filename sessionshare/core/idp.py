@@ -55,7 +55,7 @@ from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
 from .session import Session, state_of
-from .side import Outcome, PassThrough, Side
+from .side import Answer, Closing, Outcome, PassThrough, Side
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
@@ -79,6 +79,7 @@ class IdpSide(Side):
     """Signs users in once and hands their session to allow-listed remote apps."""
 
     role = "idp"
+    reads_app_headers = True
 
     def __init__(
         self,
@@ -133,11 +134,8 @@ class IdpSide(Side):
         self.store_identity = Identity(self.lifecycle.key_prefix, clock=self.clock)
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Outcome:
+    def _route(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
         if request.path == self.logout_path:
             return self.logout(request, session)
         if request.query and request.path != self.login_path:
@@ -293,12 +291,21 @@ class IdpSide(Side):
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
-    ) -> Steps[Reply | Headers]:
+    ) -> Answer:
         """Persist the session after the app ran; a 303 back to a remote replaces its answer.
 
         Returns the headers to add to the app's response, or the :class:`Reply`
-        that replaces it (carrying the app's own cookies).
+        that replaces it (carrying the app's own cookies). A websocket handshake's
+        answer carries no cookie: it is persisted as :meth:`on_close` does, where a
+        sign-in is not recorded.
         """
+        if request.is_websocket:
+            return self.on_close(session)
+        return self._after_app(request, session, passed, app_headers)
+
+    def _after_app(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Steps[Reply | Headers]:
         state = state_of(session)
         user = self.user_of(session) if state.loaded else None
         signed_in = user is not None
@@ -353,15 +360,15 @@ class IdpSide(Side):
             return self._state_taken(request, handoff, headers)
         return Reply.redirect(location, headers=headers)
 
-    def on_close(self, session: Session) -> Steps[Headers]:
+    def on_close(self, session: Session) -> Closing:
         """The app's body is done: persist what changed while it streamed.
 
         The response's headers went out when it started, so nothing here can
-        rotate the id or set a cookie (:meth:`Lifecycle.persist` with
-        ``late=True``). A sign-in made only now is therefore not recorded at
-        all -- nothing of the session's late changes is: kept under the
-        pre-login id, which another browser may hold (a planted cookie), it
-        would make that browser the user (session fixation).
+        rotate the id or set a cookie (:meth:`Side.on_close`). A sign-in made
+        only now is therefore not recorded at all -- nothing of the session's
+        late changes is: kept under the pre-login id, which another browser may
+        hold (a planted cookie), it would make that browser the user (session
+        fixation).
         """
         state = state_of(session)
         if (
@@ -377,7 +384,7 @@ class IdpSide(Side):
                 "(set the user in the session before start_response)",
             )
             return []
-        return (yield from self.lifecycle.persist(session, late=True))
+        return super().on_close(session)
 
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool

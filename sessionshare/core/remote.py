@@ -172,11 +172,9 @@ class RemoteSide(Side):
         self._checked = self.checked_cookie.pattern("1")
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Outcome:
+    # (On the way out a remote only persists: Side.on_response and Side.on_close.)
+    def _route(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
         if request.path == self.callback_path:
             return self._callback(request, session)
         if request.path == self.logout_path:

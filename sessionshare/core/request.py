@@ -15,7 +15,7 @@ opened at another host than its ``app_url``), never to build a URL.
     request = Request(method="GET", path="/orders", query="page=2",
                       cookies="sessionshare=...", accept="text/html")
     request.is_navigation        # True: a page load, may go to the IdP
-    request.return_path          # "/orders?page=2"
+    request.full_path            # "/orders?page=2", what a login returns to
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Request:
     :param query: the raw query string, without ``?``.
     :param cookies: the raw ``Cookie`` header.
     :param accept: the ``Accept`` header.
-    :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
+    :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none;
+        ``"websocket"`` for a websocket's handshake, whatever the client sent.
     :param origin: the ``Origin`` header, None when the client sent none.
     :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
     :param purpose: the ``Sec-Purpose`` (or older ``Purpose``) header: ``prefetch``
@@ -144,6 +145,12 @@ class Request:
         return self.purpose is not None and (
             "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
         )
+
+    @property
+    def is_websocket(self) -> bool:
+        """True for a websocket's opening handshake (both shells hand one over with
+        ``fetch_mode="websocket"``): no redirect, cookie or sign-out can reach its page."""
+        return self.fetch_mode == "websocket"
 
     @property
     def is_navigation(self) -> bool:

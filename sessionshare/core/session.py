@@ -29,7 +29,7 @@ or logged; neither ``repr()`` of a session nor any error shows it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from .ids import MAX_LIMIT
@@ -247,13 +247,15 @@ class Session(MutableMapping[str, Any]):
         """Delete the session from the store (everywhere) and empty it."""
         self._state.invalidate()
 
+    # -- for the library only ------------------------------------------------
+    def _state_of(self) -> SessionState:
+        """What the protocol tracks behind this session: see :func:`state_of`."""
+        return self._state
 
-def state_of(session: Session) -> SessionState:
-    """What the protocol tracks behind ``session``: its id, its cookie, the record as
-    read, what persisting must do.
 
-    The library's one internal accessor to it, for the core, the framework
-    adapters and :mod:`sessionshare.testing`. An app has no use for it: the
-    id in it is the session's bearer credential.
-    """
-    return session._state
+#: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its
+#: cookie, the record as read, what persisting must do (a
+#: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one internal
+#: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`.
+#: An app has no use for it: the id in it is the session's bearer credential.
+state_of: Callable[[Session], SessionState] = Session._state_of

@@ -51,8 +51,9 @@ class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
 
-    :param loader: reads the stored session for an id; None for a session that
-        is read through the lifecycle's steps (:meth:`fill`) or never stored.
+    :param loader: reads the stored session for an id the first time something
+        looks; None for a session read through the lifecycle's steps (:meth:`fill`)
+        before anything looks, or never stored (no ``sid``).
     :param sid: the well-formed id the request's cookie named, if any. It is
         only a claim: a cookie naming a session the store does not hold is
         ignored, and the session is then new.
@@ -86,7 +87,7 @@ class SessionState:
         #: well-formed one (valid or not), or persisting set one; clearing it ends that.
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
-        self.loaded = loader is None or sid is None
+        self.loaded = sid is None
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.
@@ -149,7 +150,12 @@ class SessionState:
     def ensure(self) -> None:
         """Read the session through the loader if it was not read yet."""
         if not self.loaded:
-            assert self.loader is not None and self.sid is not None
+            if self.loader is None:
+                # Under asyncio a read here would block the event loop: the shell runs
+                # the read's steps before the app can look (Lifecycle.read_now).
+                raise RuntimeError("this session is read by the protocol's steps before "
+                                   "anything looks inside, and was not read yet")
+            assert self.sid is not None
             self.fill(self.loader(self.sid))
 
     def take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
@@ -415,6 +421,12 @@ class SessionState:
             self.retired, self.retired_id = True, retired
         else:
             self.had_cookie = False
+        self._settled()
+
+    def forget_changes(self) -> None:
+        """Drop what this request changed and could not write (a late persist the store
+        failed, which nobody can retry): the session reads as it was stored."""
+        self.values = {}
         self._settled()
 
     def _settled(self) -> None:

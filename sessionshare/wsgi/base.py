@@ -2,29 +2,30 @@
 
 Both middlewares are this class with a different *side*
 (:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
-Per request the shell only translates:
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
+they only build it, and override nothing. Per request the shell calls the
+side's three entry points in order, whatever its role, and only translates:
 
 1. the environ becomes a :class:`~sessionshare.core.request.Request`, and the
    request gets a lazy :class:`~sessionshare.core.session.Session` at
-   ``environ["sessionshare.session"]``;
-2. the side's ``on_request`` steps run on the store: a
+   ``environ["sessionshare.session"]`` (read on the app's first look, one
+   round trip);
+2. ``on_request``: its steps run on the store; a
    :class:`~sessionshare.core.reply.Reply` is sent as it is, a
    :class:`~sessionshare.core.side.PassThrough` calls the app (with
    ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
    server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
-   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone);
-   A websocket handshake (a GET with ``Upgrade: websocket``, which
-   flask-sock and the like take over) goes to the side's ``on_websocket``
-   instead, as under ASGI: from a page of another origin it gets no session
-   and no user, and is refused on a remote's protected path; what its app
-   changes is persisted as a late change (nothing a cookie would carry);
-3. when the app starts its response, :meth:`SessionMiddleware.on_response`
-   persists the session -- the IdP's side may replace the answer (a sign-in
-   with a hand-off pending) -- before the status line reaches the server;
-   changes made while the body streams are persisted when it closes
-   (:meth:`SessionMiddleware.on_close`), within what needs no new cookie;
-4. a store outage anywhere is the side's 503: fail closed.
+   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone).
+   A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
+   and the like take over) is one too, as under ASGI: from a page of another
+   origin it gets no session and no user, and is refused on a remote's
+   protected path;
+3. ``on_response``, when the app starts its response, before the status line
+   reaches the server: the session is persisted, and the IdP's side may
+   replace the answer (a sign-in with a hand-off pending);
+4. ``on_close``, when the server closes the body: what changed while it
+   streamed, within what needs no new cookie (:mod:`sessionshare.wsgi.response`);
+5. a store outage before the answer starts is the side's 503: fail closed.
 """
 
 from __future__ import annotations
@@ -33,17 +34,15 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ..core.lifecycle import Headers
 from ..core.options import Role, read_environ
 from ..core.reply import Reply
-from ..core.request import Request
-from ..core.session import ENVIRON_KEY, Session
+from ..core.session import ENVIRON_KEY
 from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
-from ..store.base import SessionStore
-from .environ import is_websocket_handshake, request_of, send_reply
-from .manager import SessionManager
+from ..store.base import SessionRecord, SessionStore
+from .environ import request_of, send_reply
+from .response import Exchange
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -57,9 +56,13 @@ _M = TypeVar("_M", bound="SessionMiddleware")
 
 
 class SessionMiddleware:
-    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
+    """The WSGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
-    The subclasses document every argument, check them all against
+    :param app: the WSGI application to wrap.
+    :param store: the thread store the session lives in.
+    :param side: the protocol's side this app plays (its role, as data).
+
+    The middlewares document every argument, check them all against
     :data:`sessionshare.core.options.OPTIONS` and build their side from them.
     """
 
@@ -77,14 +80,15 @@ class SessionMiddleware:
                 f"sessionshare.asgi.{name} -- the same options, with an asyncio store "
                 "(AsyncRedisStore.from_url(...) or MemoryStore())"
             )
+        if not isinstance(store, SessionStore):
+            raise ConfigurationError(
+                "store must implement sessionshare.store.SessionStore "
+                "(e.g. RedisStore.from_url(...) or MemoryStore())"
+            )
         self.app = app
         self.side = side
-        self.manager = SessionManager(store, lifecycle=side.lifecycle)
-        # Does this shell do more than persist on the way out (the IdP's sign-in steps)?
-        self._replaces_answers = (
-            type(self).on_response is not SessionMiddleware.on_response
-            or type(self).on_close is not SessionMiddleware.on_close
-        )
+        self.store = store
+        self.lifecycle = side.lifecycle
 
     @classmethod
     def from_env(
@@ -104,25 +108,27 @@ class SessionMiddleware:
             raise ConfigurationError("; ".join(problems))
         return cls(app, **values, **overrides)
 
+    def read(self, sid: str) -> SessionRecord | None:
+        """The live session ``sid`` (one round trip), or None: every session's loader."""
+        return run(self.lifecycle.read(sid), self.store)
+
     # -- per request ---------------------------------------------------------
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         request = request_of(environ)
-        websocket = is_websocket_handshake(environ)
+        side = self.side
         try:
-            session = self.manager.open(environ)
-            outcome = (self.side.on_websocket(request, session) if websocket
-                       else self.side.on_request(request, session))
+            session = environ[ENVIRON_KEY] = self.lifecycle.open(request.cookies, self.read)
+            outcome = side.on_request(request, session)
             if not isinstance(outcome, (Reply, PassThrough)):
-                outcome = run(outcome, self.manager.store)  # the store work it asked for
+                outcome = run(outcome, self.store)  # the store work it asked for
             if isinstance(outcome, Reply):
                 return send_reply(environ, start_response, outcome)
             if outcome.no_session:
                 # A page of another origin: none of the user's session, not even read.
-                session = Session(self.manager.read, None)
-                environ[ENVIRON_KEY] = session
-            user = self.side.remote_user(outcome.user)
+                session = environ[ENVIRON_KEY] = self.lifecycle.open(None, self.read)
+            user = side.remote_user(outcome.user)
             if "REMOTE_USER" in environ:
                 # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
                 # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
@@ -130,48 +136,11 @@ class SessionMiddleware:
                 environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
-
-            if websocket:
-                # The server hands the socket to the app: whatever its answer says, no
-                # cookie reaches the page, so every change is a late one (as under ASGI).
-                def persist_late(*_: object) -> Headers:
-                    return self.manager.persist(session, late=True)
-
-                return self.manager.run(self.app, environ, start_response, session,
-                                        finish=persist_late, finish_late=persist_late)
-            if not self._replaces_answers:
-                # Only persisting to do on the way out: the manager's own path.
-                return self.manager.run(self.app, environ, start_response, session)
-
-            def finish(status: str, headers: Headers) -> Reply | Headers:
-                return self.on_response(request, session, outcome, headers)
-
-            def finish_late() -> Headers:
-                return self.on_close(session)
-
-            return self.manager.run(
-                self.app, environ, start_response, session, finish=finish, finish_late=finish_late
-            )
+            exchange = Exchange(side, self.store, environ, start_response, request, session,
+                                outcome)
+            return exchange.call(self.app)
         except StoreUnavailable as exc:
-            return send_reply(environ, start_response, self.side.unavailable(request, exc))
-
-    def on_response(
-        self, request: Request, session: Session, passed: PassThrough, headers: Headers
-    ) -> Reply | Headers:
-        """The app's answer is starting: persist the session; the headers to add.
-
-        The IdP overrides this with its side's sign-in step, which may return a
-        :class:`Reply` that replaces the app's answer.
-        """
-        return self.manager.persist(session)
-
-    def on_close(self, session: Session) -> Headers:
-        """The app's body is done: persist what changed while it streamed.
-
-        The headers are out: the core refuses what would need a new cookie.
-        The IdP overrides this with its side's step, which also refuses a sign-in.
-        """
-        return self.manager.persist(session, late=True)
+            return send_reply(environ, start_response, side.unavailable(request, exc))
 
 
 def _is_asgi_app(app: object) -> bool:
