@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import Session, SessionStore
-from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan, lifetime_start
-from sessionshare.core.record import decode as _loads
+from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan
+from sessionshare.core.session import decode as _loads
 from sessionshare.core.session import state_of
+from sessionshare.core.sessionstate import lifetime_start
 from sessionshare.store.base import SessionRecord
 
 # -- the mapping -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ side's three entry points in order, whatever its role, and only translates:
    :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and
    ``scope["sessionshare.user"]`` set, in a copy of the scope;
-3. ``send`` is intercepted (:mod:`sessionshare.asgi.response`): ``on_response``
+3. ``send`` is intercepted: ``on_response``
    persists the session *before* ``http.response.start`` goes on, and the
    headers the core answers with (its cookie, ``Vary``) are added to the app's.
    The IdP's side may answer with a Reply instead (a sign-in with a hand-off
@@ -56,7 +56,6 @@ it would block the event loop on every request.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -72,8 +71,17 @@ from ..store.amemory import AsyncMemoryStore
 from ..store.base import AsyncSessionStore
 from ..store.memory import MemoryStore
 from .late import BuiltLate
-from .response import Exchange, close_late
-from .scope import ASGIApp, Receive, Scope, Send, request_of, send_reply
+from .scope import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    header_text,
+    request_of,
+    send_reply,
+)
 
 __all__ = [
     "SCOPE_SESSION",
@@ -83,8 +91,6 @@ __all__ = [
     "SessionMiddleware",
     "async_store",
 ]
-
-log = logging.getLogger("sessionshare")
 
 _M = TypeVar("_M", bound="SessionMiddleware")
 
@@ -96,6 +102,7 @@ SCOPE_USER = "sessionshare.user"
 WS_REFUSED = 1008
 #: Close code of a websocket refused because the store is unreachable (try again later).
 WS_UNAVAILABLE = 1013
+_FINAL_BODY = ("http.response.body", "http.response.pathsend")
 
 
 def async_store(store: object) -> AsyncSessionStore:
@@ -182,7 +189,7 @@ class SessionMiddleware(metaclass=BuiltLate):
         if isinstance(outcome, Reply):
             await send_reply(send, outcome, head=head)
             return
-        exchange = Exchange(self.side, self.store, send, request, session, outcome)
+        exchange = _Exchange(self.side, self.store, send, request, session, outcome)
         await self.app(
             {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, exchange.send
         )
@@ -206,7 +213,7 @@ class SessionMiddleware(metaclass=BuiltLate):
             session = self.lifecycle.open(None)  # a page of another origin: none of the user's
         await self.app({**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, send)
         # No headers ever carry a cookie on a websocket: what changed is a late change.
-        await close_late(self.side, self.store, session)
+        await _close_late(self.side, self.store, session)
 
 
 async def _refuse(receive: Receive, send: Send, code: int, reason: str) -> None:
@@ -223,3 +230,73 @@ def _reason_of(reply: Reply) -> str:
     except ValueError:
         return ""
     return str(body.get("error", "")) if isinstance(body, dict) else ""
+
+
+class _Exchange:
+    """One HTTP request's way out through ASGI: the ``send`` the app gets."""
+
+    __slots__ = ("passed", "replaced", "request", "server_send", "session", "side",
+                 "started", "store")
+
+    def __init__(
+        self,
+        side: Side,
+        store: AsyncSessionStore,
+        send: Send,
+        request: Request,
+        session: Session,
+        passed: PassThrough,
+    ) -> None:
+        self.side = side
+        self.store = store
+        self.server_send = send
+        self.request = request
+        self.session = session
+        self.passed = passed
+        self.started = False
+        #: The side's Reply went out in place of the app's answer: the rest goes nowhere.
+        self.replaced = False
+
+    async def send(self, message: Message) -> None:
+        """The ``send`` the app calls: persist before the answer starts and before it ends."""
+        if self.replaced:
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and not self.started:
+            self.started = True
+            side = self.side
+            try:
+                app_headers = (header_text(message.get("headers") or ())
+                               if side.reads_app_headers else [])
+                answer = side.on_response(self.request, self.session, self.passed, app_headers)
+                if not isinstance(answer, (Reply, list)):
+                    answer = await run_async(answer, self.store)  # the store work it asked
+            except StoreUnavailable as exc:
+                answer = side.unavailable(self.request, exc)
+            if isinstance(answer, Reply):
+                self.replaced = True
+                await send_reply(self.server_send, answer, head=self.request.method == "HEAD")
+                return
+            if answer:
+                message = {
+                    **message,
+                    "headers": [*(message.get("headers") or ()), *encode_headers(answer)],
+                }
+        elif kind in _FINAL_BODY and self.started and not message.get("more_body", False):
+            # The last of the body: what changed while it streamed is stored before
+            # the client can see the response end (and ask for the next page).
+            await _close_late(self.side, self.store, self.session)
+        await self.server_send(message)
+
+    async def finish(self) -> None:
+        """The app returned: a change made after its body (a background task) is stored."""
+        if self.started and not self.replaced:
+            await _close_late(self.side, self.store, self.session)
+
+
+async def _close_late(side: Side, store: AsyncSessionStore, session: Session) -> None:
+    """The side's ``on_close``, run on ``store`` (a late store failure is the side's to
+    report: nothing can answer any more)."""
+    closing = side.on_close(session)
+    if not isinstance(closing, list):
+        await run_async(closing, store)

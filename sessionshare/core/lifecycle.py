@@ -54,8 +54,9 @@ from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .record import META_JOINED, META_RETIRED, SessionLoader, WritePlan, lifetime_start
+from .record import META_JOINED, META_RETIRED, SessionLoader, WritePlan
 from .session import Session, state_of
+from .sessionstate import lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
 __all__ = ["Headers", "Joined", "Lifecycle"]
@@ -199,14 +200,14 @@ class Lifecycle:
         """The steps that read ``session`` now, or None when there is nothing to read (no
         cookie): for a shell whose app cannot have it read on its first look (asyncio,
         where that read would block the event loop)."""
-        return self.load(session) if state_of(session).unread_id is not None else None
+        return None if state_of(session).loaded else self.load(session)
 
     def load(self, session: Session) -> Steps[None]:
         """Read ``session`` if it still needs reading (nothing to do without a cookie)."""
         state = state_of(session)
-        sid = state.unread_id
-        if sid is not None:
-            state.fill((yield from self.read(sid)))
+        if not state.loaded:
+            assert state.sid is not None  # a session without an id needs no reading
+            state.fill((yield from self.read(state.sid)))
 
     def join(
         self, session: Session, sid: str, *, handoff: str | None = None, remember_for: int = 0

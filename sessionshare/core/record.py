@@ -1,10 +1,11 @@
-"""The stored session's wire format, and what persisting one does: :class:`WritePlan`.
+"""The stored session's metadata names, and what persisting one does: :class:`WritePlan`.
 
-A session is stored as a mapping of top-level key -> JSON text plus a few
-integer metadata fields kept apart from app keys (:data:`META_CREATED`,
+A session is stored as a mapping of top-level key -> JSON text (the values'
+encoding is :func:`~sessionshare.core.sessionstate.encode`) plus a few integer
+metadata fields kept apart from app keys (:data:`META_CREATED`,
 :data:`META_AUTHENTICATED`, one :data:`META_JOINED` field per remote origin).
-Apps of every version sharing one store read these very names and this very
-text, so none of it is ever renamed.
+Apps of every version sharing one store read these very names, so none of
+them is ever renamed.
 
 A :class:`WritePlan` is the decision of one persist -- the id to drop, the
 move or the save, the changed and deleted keys, the metadata fields this
@@ -20,11 +21,10 @@ nor any error shows an id or a value: plans end up in logs.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..store.base import RETIRED, SessionRecord
 
@@ -37,10 +37,7 @@ __all__ = [
     "NewId",
     "SessionLoader",
     "WritePlan",
-    "decode",
     "detached_id",
-    "encode",
-    "lifetime_start",
 ]
 
 #: Metadata field names, as stored. They are part of the wire format: apps of
@@ -61,44 +58,6 @@ META_RETIRED = RETIRED
 #: holds no live session under it (lifetimes enforced: see ``Lifecycle.read``).
 SessionLoader = Callable[[str], "SessionRecord | None"]
 
-# ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
-# is stored as its \uXXXX escape instead of failing later on the way to the store.
-_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
-
-
-def decode(text: str) -> Any:
-    """A stored value's JSON text, decoded.
-
-    The most common value -- a short string with nothing escaped, as
-    :func:`encode` writes it -- is its own text between the quotes, so it skips
-    the decoder (which costs several times as much). Anything else, including
-    any text that is not valid JSON, goes to ``json.loads``.
-    """
-    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
-            and "\\" not in text and text.count('"') == 2 and text.isascii()
-            and text.isprintable()):
-        return text[1:-1]
-    return json.loads(text)
-
-
-def encode(key: str, value: Any) -> str:
-    """``value``'s JSON text, as stored under ``key``; TypeError for a non-JSON value."""
-    try:
-        return _dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"session[{key!r}]: only JSON values can be stored (str, int, float, bool, None, "
-            f"list, dict with str keys); got {type(value).__name__}: {exc}"
-        ) from None
-    except RecursionError:
-        # A value nested thousands deep (hostile input stored as is, or a cycle the
-        # encoder follows) must fail as the documented TypeError at assignment, not
-        # as a RecursionError -- a 500 wherever the app did not expect one.
-        raise TypeError(
-            f"session[{key!r}]: the value is nested too deeply to store as JSON"
-        ) from None
-
-
 def detached_id(limits: tuple[int, int] | None = None) -> str:
     """256 random bits, URL-safe (43 characters): an id made outside any app.
 
@@ -112,16 +71,6 @@ def detached_id(limits: tuple[int, int] | None = None) -> str:
 
 #: Makes the id of a new session, given a remembered sign-in's (idle, absolute) limits.
 NewId = Callable[[tuple[int, int] | None], str]
-
-
-def lifetime_start(meta: Mapping[str, int], default: int) -> int:
-    """Where the absolute lifetime counts from: the latest sign-in, else creation.
-
-    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
-    hours before the user signs in does not end minutes after the sign-in.
-    ``default`` stands in for a missing creation time.
-    """
-    return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
 @dataclass(frozen=True, repr=False)
@@ -174,11 +123,13 @@ class WritePlan:
     #: session meanwhile, and this one's changes are dropped. The plan still does
     #: everything else it lists.
     refused: Literal["regenerate", "new_session", "rotated"] | None = None
+    #: True when the plan touches neither the store nor the cookie (worked out once:
+    #: every persist asks).
+    unchanged: bool = field(init=False, compare=False)
 
-    @property
-    def unchanged(self) -> bool:
-        """True when the plan touches neither the store nor the cookie."""
-        return self.drop is None and self.save_to is None and self.cookie == "keep"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unchanged", self.drop is None and self.save_to is None
+                           and self.cookie == "keep")
 
     def __repr__(self) -> str:
         # Neither ids nor values: plans end up in logs and assertion messages.

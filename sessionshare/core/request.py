@@ -60,8 +60,9 @@ class Request:
 
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
-    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "host", "method",
-                 "native", "origin", "path", "purpose", "query", "root", "user_agent")
+    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "has_bad_path",
+                 "host", "is_websocket", "method", "native", "origin", "path", "purpose", "query",
+                 "root", "user_agent")
 
     def __init__(
         self,
@@ -81,10 +82,20 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
+        #: True when the path is neither empty (the mount point itself) nor starts with
+        #: ``/``. Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of
+        #: a request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a
+        #: raw request target ``ping/orders`` as it comes. Routers disagree on what they
+        #: mean (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to
+        #: see the path the app will serve: such a request is refused (fail closed).
+        self.has_bad_path = bool(path) and path[0] != "/"
         self.query = query
         self.cookies = cookies
         self.accept = accept
         self.fetch_mode = fetch_mode
+        #: True for a websocket's opening handshake (both shells hand one over with
+        #: ``fetch_mode="websocket"``): no redirect, cookie or sign-out can reach its page.
+        self.is_websocket = fetch_mode == "websocket"
         self.root = root
         self.native = native
         self.origin = origin
@@ -127,30 +138,12 @@ class Request:
         return f"{path}?{self.query}" if self.query else path
 
     @property
-    def has_bad_path(self) -> bool:
-        """True when the path is neither empty (the mount point itself) nor starts with ``/``.
-
-        Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of a
-        request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a raw
-        request target ``ping/orders`` as it comes. Routers disagree on what they mean
-        (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to see
-        the path the app will serve: such a request is refused (fail closed).
-        """
-        return bool(self.path) and self.path[0] != "/"
-
-    @property
     def is_prefetch(self) -> bool:
         """True when the browser only fetches ahead (a prefetch or prerender): no user is
         looking at the answer yet."""
         return self.purpose is not None and (
             "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
         )
-
-    @property
-    def is_websocket(self) -> bool:
-        """True for a websocket's opening handshake (both shells hand one over with
-        ``fetch_mode="websocket"``): no redirect, cookie or sign-out can reach its page."""
-        return self.fetch_mode == "websocket"
 
     @property
     def is_navigation(self) -> bool:

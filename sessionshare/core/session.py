@@ -28,24 +28,35 @@ or logged; neither ``repr()`` of a session nor any error shows it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator, MutableMapping
+from operator import attrgetter
 from typing import Any
 
 from .ids import MAX_LIMIT
-from .record import (
-    META_AUTHENTICATED,
-    META_CREATED,
-    META_JOINED,
-    SessionLoader,
-    decode,
-    encode,
-)
-from .sessionstate import SessionState
+from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
+from .sessionstate import SessionState, encode
 
-__all__ = ["ENVIRON_KEY", "Session", "state_of"]
+__all__ = ["ENVIRON_KEY", "Session", "decode", "state_of"]
 
 ENVIRON_KEY = "sessionshare.session"
+
+
+def decode(text: str) -> Any:
+    """A stored value's JSON text, decoded.
+
+    The most common value -- a short string with nothing escaped, as
+    :func:`~sessionshare.core.sessionstate.encode` writes it -- is its own text
+    between the quotes, so it skips the decoder (which costs several times as
+    much). Anything else, including any text that is not valid JSON, goes to
+    ``json.loads``.
+    """
+    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
+            and "\\" not in text and text.count('"') == 2 and text.isascii()
+            and text.isprintable()):
+        return text[1:-1]
+    return json.loads(text)
 
 
 class Session(MutableMapping[str, Any]):
@@ -94,8 +105,7 @@ class Session(MutableMapping[str, Any]):
                 "session keys must be valid Unicode text (no lone surrogates)"
             ) from None
         encode(key, value)
-        state = self._state
-        state.ensure()
+        state = self._read()
         state.values[key] = value
         state.assigned.add(key)
         state.deleted.discard(key)
@@ -113,12 +123,12 @@ class Session(MutableMapping[str, Any]):
         state = self._state
         if key in state.values:
             return True
-        state.ensure()
+        if not state.loaded:
+            state.ensure()
         return key in state.stored and key not in state.deleted
 
     def __iter__(self) -> Iterator[str]:
-        state = self._state
-        state.ensure()
+        state = self._read()
         # A snapshot: reading values while iterating (``items()``) moves keys into
         # ``values``, and a lazy walk would then list them a second time.
         keys = [k for k in state.stored if k not in state.deleted and k not in state.values]
@@ -126,10 +136,16 @@ class Session(MutableMapping[str, Any]):
         return iter(keys)
 
     def __len__(self) -> int:
-        state = self._state
-        state.ensure()
+        state = self._read()
         extra = sum(1 for k in state.values if k not in state.stored)
         return len(state.stored) - len(state.deleted) + extra
+
+    def _read(self) -> SessionState:
+        """The state, once the session was read (through the loader, on this first look)."""
+        state = self._state
+        if not state.loaded:
+            state.ensure()
+        return state
 
     def __repr__(self) -> str:
         # No id here (reprs end up in logs and tracebacks), and no store access.
@@ -141,8 +157,7 @@ class Session(MutableMapping[str, Any]):
     @property
     def new(self) -> bool:
         """True until the session exists in the store."""
-        self._state.ensure()
-        return not self._state.exists
+        return not self._read().exists
 
     @property
     def modified(self) -> bool:
@@ -152,14 +167,12 @@ class Session(MutableMapping[str, Any]):
     @property
     def created(self) -> float | None:
         """When the session was first stored (seconds since the epoch), or None if new."""
-        self._state.ensure()
-        return self._state.meta.get(META_CREATED)
+        return self._read().meta.get(META_CREATED)
 
     @property
     def authenticated_at(self) -> float | None:
         """When the IdP last signed a user into this session, or None."""
-        self._state.ensure()
-        return self._state.meta.get(META_AUTHENTICATED)
+        return self._read().meta.get(META_AUTHENTICATED)
 
     @property
     def apps(self) -> dict[str, int]:
@@ -169,9 +182,8 @@ class Session(MutableMapping[str, Any]):
         A remote serves its protected paths to this session only while its
         origin is here; :meth:`withdraw` takes one out.
         """
-        self._state.ensure()
         start = len(META_JOINED)
-        return {name[start:]: int(when) for name, when in self._state.meta.items()
+        return {name[start:]: int(when) for name, when in self._read().meta.items()
                 if name.startswith(META_JOINED) and when > 0}
 
     @property
@@ -226,8 +238,7 @@ class Session(MutableMapping[str, Any]):
                 f"remember() lasts at most {MAX_LIMIT // 86400} days ({MAX_LIMIT} seconds, "
                 f"what a session id can carry), not {days!r} days"
             )
-        state = self._state
-        state.ensure()
+        state = self._read()
         state.remembered = (min(idle, absolute) if idle is not None else 0, absolute)
         state.regenerating = True
 
@@ -240,22 +251,17 @@ class Session(MutableMapping[str, Any]):
         elsewhere, so keeping the id gives no fixation). Django's
         ``cycle_key()`` at a remote is then harmless.
         """
-        self._state.ensure()
-        self._state.regenerating = True
+        self._read().regenerating = True
 
     def invalidate(self) -> None:
         """Delete the session from the store (everywhere) and empty it."""
         self._state.invalidate()
-
-    # -- for the library only ------------------------------------------------
-    def _state_of(self) -> SessionState:
-        """What the protocol tracks behind this session: see :func:`state_of`."""
-        return self._state
 
 
 #: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its
 #: cookie, the record as read, what persisting must do (a
 #: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one internal
 #: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`.
-#: An app has no use for it: the id in it is the session's bearer credential.
-state_of: Callable[[Session], SessionState] = Session._state_of
+#: An app has no use for it: the id in it is the session's bearer credential. (Session's
+#: own slot, read in C: the accessor costs no Python call on the hot path.)
+state_of: Callable[[Session], SessionState] = attrgetter("_state")

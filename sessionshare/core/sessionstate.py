@@ -12,7 +12,8 @@ and :mod:`sessionshare.testing` reach it through the one accessor,
 nothing here -- the id, a bearer credential, least of all -- is an attribute
 of the app's session.
 
-It also decides what persisting means: :meth:`SessionState.write_plan`
+Values are stored as JSON text (:func:`encode`). The state
+also decides what persisting means: :meth:`SessionState.write_plan`
 turns the state into a :class:`~sessionshare.core.record.WritePlan`, and
 whoever ran the plan reports back with :meth:`SessionState.mark_written` or
 :meth:`SessionState.mark_gone`. Only changed top-level keys and the metadata
@@ -25,6 +26,8 @@ one read the session (an operator's withdraw of a remote) stands.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
@@ -38,13 +41,43 @@ from .record import (
     SessionLoader,
     WritePlan,
     detached_id,
-    encode,
-    lifetime_start,
 )
 
-__all__ = ["SessionState"]
+__all__ = ["SessionState", "encode", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+
+# ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
+# is stored as its \uXXXX escape instead of failing later on the way to the store.
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def encode(key: str, value: Any) -> str:
+    """``value``'s JSON text, as stored under ``key``; TypeError for a non-JSON value."""
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"session[{key!r}]: only JSON values can be stored (str, int, float, bool, None, "
+            f"list, dict with str keys); got {type(value).__name__}: {exc}"
+        ) from None
+    except RecursionError:
+        # A value nested thousands deep (hostile input stored as is, or a cycle the
+        # encoder follows) must fail as the documented TypeError at assignment, not
+        # as a RecursionError -- a 500 wherever the app did not expect one.
+        raise TypeError(
+            f"session[{key!r}]: the value is nested too deeply to store as JSON"
+        ) from None
+
+
+def lifetime_start(meta: Mapping[str, int], default: int) -> int:
+    """Where the absolute lifetime counts from: the latest sign-in, else creation.
+
+    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
+    hours before the user signs in does not end minutes after the sign-in.
+    ``default`` stands in for a missing creation time.
+    """
+    return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
 class SessionState:

@@ -5,11 +5,10 @@ re-exported from the package top level too (``from sessionshare import
 RemoteSessionMiddleware``). The modules:
 
 - ``base.py`` -- the one shell class both middlewares are: it calls its
-  side's ``on_request``, ``on_response`` and ``on_close`` in order;
+  side's ``on_request``, ``on_response`` (before the status line reaches the
+  server) and ``on_close`` (when the body closes) in order;
 - ``idp.py`` / ``remote.py`` -- the two middlewares: documented, typed
   constructors that build their side of the protocol, nothing per request;
-- ``response.py`` -- the way out: ``on_response`` before the status line
-  reaches the server, ``on_close`` when the body closes;
 - ``environ.py`` -- the environ turned into a request, a reply sent back.
 """
 
