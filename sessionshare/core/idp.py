@@ -198,8 +198,8 @@ class IdpSide(Side):
                     return (yield from self._complete(request, session, handoff, browser))
                 headers = list(browser.headers)
                 if request.method in ("GET", "HEAD"):
-                    # The first browser to present a state holds it (finding 3): a
-                    # token is minted for it only there, whoever reads it from a URL.
+                    # The first browser to present a state holds it: a token is minted
+                    # for it only there, whoever reads it from a URL (login CSRF).
                     if not (yield from self.claims.claim(handoff.state, browser.owners)):
                         return self._state_taken(request, handoff, headers)
                     # A browser that came without its cookie keeps a receipt of the id it
@@ -309,8 +309,8 @@ class IdpSide(Side):
         state = state_of(session)
         user = self.user_of(session) if state.loaded else None
         signed_in = user is not None
-        # A different user signing in over a signed-in session is a sign-in too (issue 16,
-        # finding 10): an attacker signed in as bob plants that session id in the victim's
+        # A different user signing in over a signed-in session is a sign-in too (session
+        # fixation): an attacker signed in as bob plants that session id in the victim's
         # browser; without a new id, the victim's sign-in as alice makes the attacker's
         # browser alice. Django flushes the session in this case for the same reason.
         switched = passed.signed_in and signed_in and user != passed.user
@@ -338,7 +338,7 @@ class IdpSide(Side):
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
         if signed_in and (signing_in or state.stored_id != before):
-            # The user's index of sessions (issue 17): a sign-in, or a move to a new id.
+            # The user's index of sessions (to list and end them): a sign-in, or a move.
             yield from record_session(
                 self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
                 user_agent=request.user_agent, moved_from=before,
@@ -439,7 +439,7 @@ class IdpSide(Side):
         return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a login state another browser presented first: no token (finding 3)."""
+        """403 for a login state another browser presented first: no token (login CSRF)."""
         self.events.emit(
             logging.WARNING, "handoff_refused",
             {"reason": "state_taken", "audience": handoff.origin},

@@ -253,7 +253,8 @@ class RemoteSide(Side):
         user = self.user_of(session)
         if user is None or not state_of(session).has_joined(self.origin):
             # Signed in, but this origin never joined through an authorized hand-off (or
-            # the IdP withdrew it): the IdP's authorize hook decides again (finding 1).
+            # the IdP withdrew it): the IdP's authorize hook decides again, so a cookie
+            # copied from another app, or a right taken away, serves nothing here.
             return self._send_to_idp(request)
         required = self._required_age(request.path)
         if required is not None and not is_fresh(session.authenticated_at, required,
@@ -417,7 +418,7 @@ class RemoteSide(Side):
         sid, back, spent = redeemed
         self.events.emit(logging.INFO, "ticket_redeemed", {"issuer": self.issuer},
                          "ticket_redeemed issuer=%s", self.issuer)
-        # This app's own cookie value: worthless if copied to any other app (finding 1).
+        # This app's own cookie value: worthless if copied to any other app.
         # A remembered sign-in's cookie lasts as long as its lifetime, counted from it.
         started = max(session.created or self.clock(), session.authenticated_at or 0)
         headers = [("Set-Cookie", self.lifecycle.set_cookie(sid, int(started)))]

@@ -167,8 +167,8 @@ class Side:
                 "or pass cookie_secure=False explicitly for a local http demo"
             )
         if self.origin.startswith("https://") and not cookie_secure and not allow_insecure:
-            # Issue 16 finding 4: the cookie would also go out over plain http (SSL
-            # stripping reads it); relaxing it on an https app must be said out loud.
+            # The cookie would also go out over plain http, where an SSL-stripping
+            # attacker reads it: relaxing it on an https app must be said out loud.
             raise ConfigurationError(
                 f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
                 "also travel over plain http; keep cookie_secure=True, or pass "
@@ -195,8 +195,8 @@ class Side:
         self.cookie_domain = cookie_domain
         if cookie_name is None:
             # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
-            # subdomain can then neither set nor shadow the cookie -- no planted session
-            # (issue 16, finding 10). An http app cannot have one.
+            # subdomain can then neither set nor shadow the cookie, so it cannot plant a
+            # session of its choosing in the browser (fixation). An http app cannot have one.
             cookie_name = DEFAULT_COOKIE_NAME
             if cookie_secure and not cookie_domain:
                 cookie_name = "__Host-" + cookie_name
