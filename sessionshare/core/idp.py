@@ -383,6 +383,9 @@ class IdpSide(Side):
                 "the user was signed in after the response started; nothing was saved "
                 "(set the user in the session before start_response)",
             )
+            # Given up, so that a later moment of the same request (the WSGI body's close
+            # after a websocket's answer, ASGI's after the app returned) refuses nothing twice.
+            state.forget_changes()
             return []
         return super().on_close(session)
 
