@@ -59,13 +59,14 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+from ..core.lifecycle import Headers
 from ..core.option_checks import async_session_store
 from ..core.options import Role, read_environ
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import Session
 from ..core.side import Outcome, PassThrough, Side
-from ..core.steps import run_async
+from ..core.steps import Steps, run_async
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.amemory import AsyncMemoryStore
 from ..store.base import AsyncSessionStore
@@ -193,7 +194,9 @@ class SessionMiddleware(metaclass=BuiltLate):
         await self.app(
             {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, exchange.send
         )
-        await exchange.finish()  # a change after the body (a background task)
+        closing = exchange.after_app()  # a change after the body (a background task)
+        if closing is not None:
+            await run_async(closing, self.store)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = request_of(scope)
@@ -213,7 +216,9 @@ class SessionMiddleware(metaclass=BuiltLate):
             session = self.lifecycle.open(None)  # a page of another origin: none of the user's
         await self.app({**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, send)
         # No headers ever carry a cookie on a websocket: what changed is a late change.
-        await _close_late(self.side, self.store, session)
+        closing = _late_steps(self.side, session)
+        if closing is not None:
+            await run_async(closing, self.store)
 
 
 async def _refuse(receive: Receive, send: Send, code: int, reason: str) -> None:
@@ -285,18 +290,21 @@ class _Exchange:
         elif kind in _FINAL_BODY and self.started and not message.get("more_body", False):
             # The last of the body: what changed while it streamed is stored before
             # the client can see the response end (and ask for the next page).
-            await _close_late(self.side, self.store, self.session)
+            closing = _late_steps(self.side, self.session)
+            if closing is not None:
+                await run_async(closing, self.store)
         await self.server_send(message)
 
-    async def finish(self) -> None:
-        """The app returned: a change made after its body (a background task) is stored."""
+    def after_app(self) -> Steps[Headers] | None:
+        """The app returned: the steps that store a change made after its body (a
+        background task), or None (nothing changed: the common case, no await)."""
         if self.started and not self.replaced:
-            await _close_late(self.side, self.store, self.session)
+            return _late_steps(self.side, self.session)
+        return None
 
 
-async def _close_late(side: Side, store: AsyncSessionStore, session: Session) -> None:
-    """The side's ``on_close``, run on ``store`` (a late store failure is the side's to
-    report: nothing can answer any more)."""
+def _late_steps(side: Side, session: Session) -> Steps[Headers] | None:
+    """The side's ``on_close`` as steps to run, or None when it needs none (a late store
+    failure is the side's to report: nothing can answer any more)."""
     closing = side.on_close(session)
-    if not isinstance(closing, list):
-        await run_async(closing, store)
+    return None if isinstance(closing, list) else closing
