@@ -234,7 +234,7 @@ class Stack:
                 raise RuntimeError(f"case {case}: {reply.status} {got!r}, expected 200 {body!r}")
         reply = Reply()
         written = int(call(self.shop, environ_for(apps.SHOP + apps.WRITE_PATH, self.cookie), reply))
-        record = self.store.load(self.shop.manager.session_key(self.sid), 60)
+        record = self.store.load(self.shop.lifecycle.session_key(self.sid), 60)
         if record is None or json.loads(record.fields[apps.WRITE_KEY]) != written:
             raise RuntimeError("case d: the written key did not reach the store")
         adopted = self.shop.side.lifecycle.session_id_in(f"{apps.COOKIE}={self.handoff_once()}")

@@ -47,7 +47,7 @@ def primitives(stack: Stack, port: int) -> None:
     """Print what one round trip costs at each layer, in microseconds."""
     import hiredis
 
-    key = stack.shop.manager.session_key(stack.sid)
+    key = stack.shop.lifecycle.session_key(stack.sid)
     floor = stack.floor.client
     floor_key = apps.floor_key(stack.shop_value)
     sock = socket.create_connection(("127.0.0.1", port))

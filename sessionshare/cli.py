@@ -134,7 +134,7 @@ def _store_ping(
     role: str, middleware: SessionMiddleware, url: str, setting: str = "SESSIONSHARE_STORE_URL"
 ) -> bool:
     """Ping the middleware's store (and close it), printing the outcome; True when ok."""
-    store = middleware.manager.store
+    store = middleware.store
     try:
         store.ping()
     except StoreUnavailable as exc:

@@ -5,7 +5,7 @@ the context a caller needs. Configuration problems are raised when a
 middleware or store is *constructed*, with a message that says what to
 change. Problems with input from the network (a forged token, a hostile
 callback URL) are raised only inside the library: the middlewares turn them
-into a 4xx response and never let them reach the WSGI server.
+into a 4xx response and never let them reach the server (WSGI or ASGI).
 
     try:
         claims = open_token(key, token, audience=origin, issuer=idp_origin,

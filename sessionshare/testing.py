@@ -54,7 +54,7 @@ from .core.idp import IdpSide
 from .core.index import UserIndex, record_session
 from .core.lifecycle import Headers
 from .core.remote import RemoteSide
-from .core.session import Session
+from .core.session import Session, state_of
 from .core.side import Side
 from .core.steps import Steps, run, run_async
 from .errors import ConfigurationError
@@ -62,6 +62,7 @@ from .store.amemory import AsyncMemoryStore
 from .store.base import SessionStore
 from .store.memory import MemoryStore
 from .store.observed import AsyncObservedStore, ObservedStore
+from .wsgi.base import SessionMiddleware as WsgiMiddleware
 
 #: The ``User-Agent`` an index entry made by these helpers shows.
 USER_AGENT = "sessionshare.testing"
@@ -71,9 +72,7 @@ __all__ = ["sign_in", "sign_in_async", "signed_in_cookie", "signed_in_cookie_asy
 
 def _side_of(middleware: Any) -> Side:
     side = getattr(middleware, "side", None)
-    if not isinstance(side, Side) or not (
-        isinstance(middleware, AsgiMiddleware) or hasattr(middleware, "manager")
-    ):
+    if not isinstance(side, Side) or not isinstance(middleware, (AsgiMiddleware, WsgiMiddleware)):
         raise ConfigurationError(
             f"sign_in needs the sessionshare middleware (for Flask: app.wsgi_app), "
             f"not {type(middleware).__name__}"
@@ -82,7 +81,7 @@ def _side_of(middleware: Any) -> Side:
 
 
 def _store_of(middleware: Any) -> Any:
-    return middleware.store if isinstance(middleware, AsgiMiddleware) else middleware.manager.store
+    return middleware.store
 
 
 def _refuse_a_shared_store(middleware: Any, allowed: bool) -> None:
@@ -108,9 +107,10 @@ def _persist_signed_in(
     session = Session()
     session.update(data or {})
     session[side.user_key] = user
-    session.mark_authenticated(now)
+    state = state_of(session)
+    state.mark_authenticated(now)
     if isinstance(side, RemoteSide):
-        session.mark_joined(side.origin, now)  # as a completed hand-off records it
+        state.mark_joined(side.origin, now)  # as a completed hand-off records it
     headers = yield from side.lifecycle.persist(session)
     if isinstance(side, IdpSide):
         index, cap = side.index, side.max_sessions_per_user
@@ -161,7 +161,7 @@ def signed_in_cookie(
         # A MemoryStore never waits: its records are written here, with no event loop.
         store: SessionStore = middleware.store.store
     else:
-        store = middleware.manager.store
+        store = middleware.store
     _refuse_a_shared_store(middleware, allow_shared_store)
     return _cookie_in(side, run(_persist_signed_in(side, user, data, clock), store))
 
@@ -181,7 +181,7 @@ async def signed_in_cookie_async(
     steps = _persist_signed_in(side, user, data, clock)
     if isinstance(middleware, AsgiMiddleware):
         return _cookie_in(side, await run_async(steps, middleware.store))
-    return _cookie_in(side, run(steps, middleware.manager.store))
+    return _cookie_in(side, run(steps, middleware.store))
 
 
 def _cookie_setter(client: Any) -> Callable[[str, str], None]:

@@ -28,7 +28,7 @@ from servers import RedisServer  # noqa: E402
 
 from sessionshare import MemoryStore, RedisStore, SessionStore  # noqa: E402
 from sessionshare.core.events import FIELDS_ATTR  # noqa: E402
-from sessionshare.core.session import META_RETIRED  # noqa: E402
+from sessionshare.core.record import META_RETIRED  # noqa: E402
 from sessionshare.store.base import SessionRecord  # noqa: E402
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sessionshare.core.idp import IdpSide
 from sessionshare.core.reply import Reply
 from sessionshare.core.request import Request
 from sessionshare.core.session import Session
@@ -74,8 +73,7 @@ def visit(drive: Drive, side: Side, request: Request,
     if app is not None:
         drive(side.lifecycle.load(session))  # the app reads: a shell loads it first
         app(session)
-    if isinstance(side, IdpSide):
-        answer = drive(side.on_response(request, session, outcome, []))
-    else:
-        answer = drive(side.lifecycle.persist(session))
+    answer = side.on_response(request, session, outcome, [])
+    if not isinstance(answer, (Reply, list)):
+        answer = drive(answer)
     return answer if isinstance(answer, Reply) else (outcome, answer)

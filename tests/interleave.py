@@ -18,8 +18,14 @@ the session's lifecycle against a small reference model kept here:
   over it, ``regenerate()``, ``remember()``), whenever that move runs. When
   ``revoke_all(user)`` completes, every session of the user whose creating
   request had completed before the revocation started is ended, and so is
-  everything moved from it. No ended session is ever live in the store
-  again, nor entered in a user's index again (:attr:`World.violations`).
+  everything moved from it. When an operator's ``revoke(user, ref)`` of the
+  session a browser holds completes and finds it, that session is ended
+  likewise. No ended session is ever live in the store again, nor entered
+  in a user's index again (:attr:`World.violations`).
+- **withdrawn stays withdrawn.** Once an operator's ``withdraw(user, shop)``
+  took the shop out of a session (its write acknowledged), neither that
+  session nor any id it is moved to holds the shop as joined again -- unless
+  a hand-off joined it anew since.
 - **no acknowledged write is lost.** Requests write keys no other request
   writes (``w1``, ``w2``, ...). A write the store acknowledged is in the
   session it went to, or in every live session that session was moved to
@@ -55,10 +61,11 @@ from urllib.parse import urlsplit
 
 from sessionshare import StoreUnavailable, SyncKey
 from sessionshare.core.idp import IdpSide
+from sessionshare.core.record import META_JOINED, META_RETIRED
 from sessionshare.core.remote import RemoteSide
 from sessionshare.core.reply import Reply
 from sessionshare.core.request import Request
-from sessionshare.core.session import META_RETIRED, Session
+from sessionshare.core.session import Session
 from sessionshare.core.side import PassThrough, Side
 from sessionshare.store.base import SessionRecord, SessionStore
 
@@ -72,6 +79,7 @@ BROWSERS = {"alice": "alice", "alice2": "alice", "bob": "bob"}
 KINDS = (
     "sign_in", "sign_in_remember", "regenerate", "remember", "write_idp", "write_shop",
     "read_shop", "handoff", "handoff_answer_lost", "logout_idp", "logout_shop", "revoke_all",
+    "revoke_one", "withdraw_shop",
 )
 
 Flow = Generator[Any, Any, None]
@@ -154,6 +162,8 @@ class World:
         self.owner_of: dict[str, str | None] = {}  # created store key -> its user then
         self.ended: set[str] = set()  # roots: ended when their logout/revoke completed
         self.acked: list[tuple[str, str, str, int]] = []  # (key, name, JSON text, step)
+        self.withdrawn: dict[str, int] = {}  # store key -> step the shop was taken out
+        self.joined_at: dict[str, int] = {}  # store key -> step a hand-off last joined it
 
     # -- requests ------------------------------------------------------------------
     def start(self, browser: str, kind: str) -> Flight:
@@ -223,6 +233,16 @@ class World:
         idp, shop, browser, kind = self.idp, self.shop, flight.browser, flight.kind
         if kind == "revoke_all":
             yield from idp.index.revoke_all(browser.owner)
+        elif kind == "revoke_one":
+            # The operator ends the session this browser holds at the IdP, by its reference.
+            sid = idp.lifecycle.session_id_in(browser.header("idp"))
+            if sid is None:
+                return
+            ref = idp.lifecycle.ids.digest(sid)[:16]
+            if (yield from idp.index.revoke(browser.owner, ref)):
+                flight.ends.add(idp.lifecycle.session_key(sid))
+        elif kind == "withdraw_shop":
+            yield from idp.index.withdraw(browser.owner, SHOP)
         elif kind in ("sign_in", "sign_in_remember"):
             def sign_in(session: Session) -> None:
                 session[idp.user_key] = browser.owner
@@ -312,10 +332,9 @@ class World:
         self._saw(browser, side.user_of(session))
         if app is not None:
             app(session)
-        if isinstance(side, IdpSide):
-            result = yield from side.on_response(request, session, outcome, [])
-        else:
-            result = yield from side.lifecycle.persist(session)
+        result = side.on_response(request, session, outcome, [])
+        if not isinstance(result, (Reply, list)):
+            result = yield from result
         headers = result.headers if isinstance(result, Reply) else result
         browser.take(site, headers)
         return result if isinstance(result, Reply) else None
@@ -331,6 +350,10 @@ class World:
         name = type(command).__name__
         if name in ("Load", "Mark") and _live(answer):
             flight.loaded = command.key
+            if name == "Mark":
+                self.joined_at[command.key] = self.step
+        elif name == "Save" and answer and flight.kind == "withdraw_shop":
+            self.withdrawn[command.key] = self.step
         elif name == "Save" and answer:
             if command.create and not (command.meta and META_RETIRED in command.meta):
                 self._created(flight, command.key, flight.loaded)
@@ -374,13 +397,38 @@ class World:
         return found
 
     def check(self) -> None:
-        """Ended stays ended: no ended session is live in the store."""
+        """Ended stays ended, withdrawn stays withdrawn: no ended session is live in the
+        store, and no session the shop was withdrawn from holds it as joined again
+        unless a hand-off joined it since."""
         for key in sorted(self.ended_keys()):
             if _live(self.store.peek(key)):
                 self.violations.append(
                     f"step {self.step}: an ended session is live "
                     f"({'moved from an ended one' if key not in self.ended else 'itself'})"
                 )
+        joined = META_JOINED + SHOP
+        for root, at in self.withdrawn.items():
+            for key in sorted(self._lineage(root)):
+                record = self.store.peek(key)
+                if not _live(record) or record is None or record.meta.get(joined, 0) <= 0:
+                    continue
+                if not self._joined_since(root, key, at):
+                    self.violations.append(
+                        f"step {self.step}: a session the shop was withdrawn from holds it "
+                        f"as joined again ({'moved' if key != root else 'itself'})"
+                    )
+
+    def _joined_since(self, root: str, key: str, at: int) -> bool:
+        """True when a hand-off joined ``key``, or a session between ``root`` and it,
+        after step ``at``."""
+        current: str | None = key
+        while current is not None:
+            if self.joined_at.get(current, -1) > at:
+                return True
+            if current == root:
+                return False
+            current = self.parent.get(current)
+        return False
 
     def check_writes(self) -> None:
         """Once every request is done: no acknowledged write is lost."""

@@ -25,6 +25,7 @@ from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
 from sessionshare.contrib.django.session import SessionStore
 from sessionshare.contrib.django.site import NAMESPACE
 from sessionshare.contrib.django.wsgi import AppFacts, get_wsgi_application, middleware_options
+from sessionshare.core.session import state_of
 
 NOW = 1_800_000_000.0
 
@@ -39,12 +40,12 @@ def joined(origin: str = SHOP, user: str = "alice") -> Session:
     """A stored, signed-in session ``origin`` joined, as the middleware loads one."""
     record = Session()
     record["user"] = user
-    plan = record.write_plan(NOW, joined_as=None)
+    plan = state_of(record).write_plan(NOW, joined_as=None)
     meta = {**(plan.meta or {}), "o:" + origin: int(NOW)}
     from sessionshare.store.base import SessionRecord
 
     session = Session(lambda sid: SessionRecord(dict(plan.changed), meta), "some-id")
-    assert session.has_joined(origin)
+    assert state_of(session).has_joined(origin)
     return session
 
 
@@ -124,14 +125,14 @@ def test_cycle_key_regenerates_and_flush_invalidates() -> None:
     store = SessionStore(shared=shared, facts=facts())
     store.cycle_key()
     # At a remote that joined the session the id stays (only the IdP moves it)...
-    assert shared.write_plan(NOW, joined_as=SHOP).unchanged
+    assert state_of(shared).write_plan(NOW, joined_as=SHOP).unchanged
     # ...elsewhere the session moves to a fresh id (one conditional store step).
-    plan = shared.write_plan(NOW, joined_as=None)
+    plan = state_of(shared).write_plan(NOW, joined_as=None)
     assert plan.move_from == "some-id" and plan.save_to not in (None, "some-id")
     store.flush()
-    assert shared.invalidated and dict(store) == {}
+    assert state_of(shared).invalidated and dict(store) == {}
     store.delete()
-    assert shared.invalidated
+    assert state_of(shared).invalidated
 
 
 def test_clear_removes_every_key_and_keeps_the_session() -> None:
@@ -139,7 +140,7 @@ def test_clear_removes_every_key_and_keeps_the_session() -> None:
     store = SessionStore(shared=shared, facts=facts())
     store["cart"] = ["mug"]
     store.clear()
-    assert len(shared) == 0 and not shared.invalidated and store.is_empty()
+    assert len(shared) == 0 and not state_of(shared).invalidated and store.is_empty()
 
 
 def test_session_key_is_a_stable_reference_not_the_id() -> None:

@@ -171,6 +171,82 @@ def test_a_store_outage_is_an_event(clock: FakeClock) -> None:
     ]
 
 
+class FailsWhenDown(MemoryStore):
+    """A real MemoryStore whose writes fail once ``down`` is set (Redis gone mid-request)."""
+
+    down = False
+
+    def save(self, key: str, **kwargs: Any) -> bool:
+        if self.down:
+            raise StoreUnavailable("redis at 127.0.0.1:6379 did not answer: ConnectionError")
+        return super().save(key, **kwargs)
+
+
+def _streaming_apps(store: FailsWhenDown) -> tuple[Any, Any]:
+    """The same app for each shell: it writes the session before its answer starts and
+    again while the body streams; on ``/early`` the store goes down before the answer
+    starts, else between the two parts of the body."""
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        session = environ["sessionshare.session"]
+        session["early"] = environ["PATH_INFO"]
+        store.down = environ["PATH_INFO"] == "/early"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Any:
+            yield b"one"
+            store.down = True
+            session["late"] = "yes"
+            yield b"two"
+
+        return body()
+
+    async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["early"] = scope["path"]
+        store.down = scope["path"] == "/early"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        store.down = True
+        session["late"] = "yes"
+        await send({"type": "http.response.body", "body": b"two"})
+
+    return wsgi_app, asgi_app
+
+
+@pytest.mark.parametrize("site", [IDP, SHOP])
+def test_both_shells_report_the_same_events_for_the_same_store_failures(
+    shell: str, site: str, clock: FakeClock
+) -> None:
+    """One persist path in the core: a store failure while persisting is the same event
+    under WSGI and ASGI, at the IdP and at a remote -- before the answer starts (the
+    503, with the error) and after (the late persist of a change made while the body
+    streamed: nobody is left to answer, so the core reports it with ``phase=close``)."""
+    store = FailsWhenDown(clock=clock)
+    wsgi_app, asgi_app = _streaming_apps(store)
+    app = asgi_app if shell == "asgi" else wsgi_app
+    seen: Seen = []
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        seen.append((name, fields))
+
+    dep = Deployment(store, clock, shell=shell, idp=app, remote=app,
+                     idp_options={"on_event": on_event}, remote_options={"on_event": on_event})
+    browser = Browser(dep)
+    streamed = browser.get(site + "/stream")
+    assert streamed.status_int == 200 and streamed.body == b"onetwo"
+    assert of(seen, "store_unavailable") == [{"phase": "close"}]
+    (record,) = store.sessions().values()
+    assert record.fields == {"early": '"/stream"'}  # the late write did not happen
+    seen.clear()
+    early = browser.get(site + "/early", status=503)
+    assert reason_of(early) == "store_unavailable"
+    assert of(seen, "store_unavailable") == [
+        {"error": "redis at 127.0.0.1:6379 did not answer: ConnectionError"}
+    ]
+
+
 def test_events_reach_the_log_as_one_json_object_per_line(
     store: SessionStore, clock: FakeClock
 ) -> None:

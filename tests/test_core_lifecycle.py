@@ -18,13 +18,8 @@ from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.ids import SessionIds
 from sessionshare.core.lifecycle import ROTATION_GRACE, Lifecycle
-from sessionshare.core.session import (
-    META_AUTHENTICATED,
-    META_CREATED,
-    META_JOINED,
-    META_RETIRED,
-    Session,
-)
+from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, META_JOINED, META_RETIRED
+from sessionshare.core.session import Session, state_of
 from sessionshare.core.steps import Command, Delete, Load, Mark, Move, Peek, Save, Steps
 from sessionshare.store.base import MARKED_BEFORE, SessionRecord
 
@@ -109,7 +104,7 @@ def test_join_marks_and_reads_the_handed_off_session_in_one_command(
     commands, found = script(rules.join(session, SID), [record])
     joined = {META_JOINED + ORIGIN: int(clock())}
     assert commands == [Mark(rules.session_key(SID), joined, 600)] and found == "joined"
-    assert session.stored_id == SID and session.has_joined(ORIGIN)
+    assert state_of(session).stored_id == SID and state_of(session).has_joined(ORIGIN)
     gone = Session(lambda sid: None, None)
     assert script(rules.join(gone, SID), [None])[1] == "gone"
 
@@ -130,7 +125,7 @@ def test_the_same_hand_off_joins_once(rules: Lifecycle, clock: FakeClock) -> Non
     assert found == "joined" and session["user"] == "alice"
     again = Session(lambda sid: None, None)
     assert script(rules.join(again, SID, handoff="a" * 32), [MARKED_BEFORE])[1] == "again"
-    assert again.stored_id is None  # nothing of the session is served to a replay
+    assert state_of(again).stored_id is None  # nothing of the session is served to a replay
     assert rules.handoff_key(SID, "b" * 32) != once
 
 
@@ -146,12 +141,12 @@ def test_a_hand_off_to_an_id_moved_meanwhile_joins_nothing_and_ends_nothing(
         session = Session(lambda sid: None, None)
         commands, found = script(rules.join(session, SID, handoff=handoff), [marker])
         assert found == "gone" and len(commands) == 1 and isinstance(commands[0], Mark)
-        assert session.stored_id is None and not session.has_joined(ORIGIN)
+        assert state_of(session).stored_id is None and not state_of(session).has_joined(ORIGIN)
 
 
 def test_persist_an_unchanged_session_writes_nothing(rules: Lifecycle, clock: FakeClock) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     assert session["a"] == 1
     assert script(rules.persist(session)) == ([], [("Vary", "Cookie")])
 
@@ -165,15 +160,16 @@ def test_persist_a_new_session_creates_it_and_sets_the_cookie(
     (save,) = commands
     assert isinstance(save, Save) and save.create and dict(save.changed) == {"cart": "[1]"}
     assert save.ttl == 600 and save.meta == {META_CREATED: int(clock())}
-    assert session.stored_id is not None and save.key == rules.session_key(session.stored_id)
-    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(session.stored_id))) in headers
+    sid = state_of(session).stored_id
+    assert sid is not None and save.key == rules.session_key(sid)
+    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(sid))) in headers
 
 
 def test_persist_a_changed_session_merges_only_the_change(
     rules: Lifecycle, clock: FakeClock
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1", "b": "2"}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"a": "1", "b": "2"}, {META_CREATED: int(clock())}))
     session["a"] = 5
     del session["b"]
     commands, headers = script(rules.persist(session), [True])
@@ -187,14 +183,14 @@ def test_a_write_to_a_session_gone_meanwhile_clears_the_cookie(
     rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     session["a"] = 2
     caplog.set_level(logging.INFO, logger="sessionshare")
     # The store: not written; a peek (only on this path) tells ended from moved.
     commands, headers = script(rules.persist(session), [False, None])
     assert commands[1] == Peek(rules.session_key(SID))
     assert ("Set-Cookie", rules.cookie.clear()) in headers
-    assert session.stored_id is None  # logged out elsewhere: stays logged out
+    assert state_of(session).stored_id is None  # logged out elsewhere: stays logged out
     assert any(m.startswith("change_refused reason=ended ") for m in caplog.messages)
 
 
@@ -202,19 +198,20 @@ def test_regenerate_moves_the_session_in_one_conditional_step(
     rules: Lifecycle, clock: FakeClock
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     session["b"] = 2
     session.regenerate()
     commands, headers = script(rules.persist(session), [True])
     (move,) = commands
     assert isinstance(move, Move) and move.key == rules.session_key(SID)
-    assert move.new_key == rules.session_key(str(session.stored_id)) != move.key
+    assert move.new_key == rules.session_key(str(state_of(session).stored_id)) != move.key
     # Only this request's changes travel: the store moves what it holds *then*, and the
     # old id stays a marker without data for the grace window (a logout follows it).
     assert dict(move.changed) == {"b": "2"} and move.deleted == ()
     assert move.retired_at == int(clock()) and move.grace == ROTATION_GRACE
-    assert session.stored_id not in (None, SID) and dict(session) == {"a": 1, "b": 2}
-    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(str(session.stored_id)))) in headers
+    assert state_of(session).stored_id not in (None, SID) and dict(session) == {"a": 1, "b": 2}
+    moved_to = str(state_of(session).stored_id)
+    assert ("Set-Cookie", rules.cookie.set(rules.cookie_value(moved_to))) in headers
 
 
 @pytest.mark.parametrize(("found", "reason"), [
@@ -228,12 +225,13 @@ def test_a_move_refused_answers_signed_out_and_says_why(
     # request of the browser moved it): the move writes nothing, and the request is
     # signed out -- clearing the cookie only when the session ended.
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.regenerate()
     caplog.set_level(logging.INFO, logger="sessionshare")
     commands, headers = script(rules.persist(session), [False, found])
     assert isinstance(commands[0], Move) and commands[1] == Peek(rules.session_key(SID))
-    assert len(commands) == 2 and session.stored_id is None and session.get("user") is None
+    assert len(commands) == 2 and state_of(session).stored_id is None
+    assert session.get("user") is None
     cleared = ("Set-Cookie", rules.cookie.clear()) in headers
     assert cleared == (reason == "ended")
     assert not any(k == "Set-Cookie" and "Max-Age=0" not in v for k, v in headers)
@@ -242,7 +240,7 @@ def test_a_move_refused_answers_signed_out_and_says_why(
 
 def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeClock) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session))
     assert commands == [Delete(rules.session_key(SID))]
@@ -253,7 +251,7 @@ def test_the_ttl_never_outlives_the_absolute_lifetime(
     rules: Lifecycle, clock: FakeClock
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock()) - 3500}))
+    state_of(session).fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock()) - 3500}))
     session["a"] = 2
     (save,), _ = script(rules.persist(session), [True])
     assert isinstance(save, Save) and save.ttl == 100  # 3600 - 3500, not the idle 600
@@ -272,13 +270,13 @@ def test_a_late_regenerate_keeps_the_id_and_says_so(
     rules: Lifecycle, clock: FakeClock, logged: pytest.LogCaptureFixture
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"a": "1"}, {META_CREATED: int(clock())}))
     session["a"] = 2
     session.regenerate()
     commands, _ = script(rules.persist(session, late=True), [True])
     (save,) = commands
     assert isinstance(save, Save) and not save.create and save.key == rules.session_key(SID)
-    assert session.stored_id == SID and not session.modified
+    assert state_of(session).stored_id == SID and not session.modified
     (warning,) = logged.messages
     assert warning.startswith("late_change_refused reason=regenerate ")
     assert "before start_response" in warning
@@ -299,7 +297,7 @@ def test_a_late_invalidate_still_deletes_without_a_cookie_header(
     rules: Lifecycle, clock: FakeClock, logged: pytest.LogCaptureFixture
 ) -> None:
     session = Session(lambda sid: None, SID)
-    session.fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
+    state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session, late=True))
     assert commands == [Delete(rules.session_key(SID))]

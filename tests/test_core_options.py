@@ -284,9 +284,9 @@ def test_from_env_builds_both_middlewares(redis_url: str) -> None:
         "SESSIONSHARE_COOKIE_NAME": "__Host-shared",
     }
     remote = RemoteSessionMiddleware.from_env(app, env)
-    assert isinstance(remote.manager.store, RedisStore)
+    assert isinstance(remote.store, RedisStore)
     assert remote.side.origin == "https://shop.example" and remote.side.issuer == "https://id.example"
-    assert remote.manager.idle_timeout == 600 and remote.manager.cookie.name == "__Host-shared"
+    assert remote.lifecycle.idle_timeout == 600 and remote.lifecycle.cookie.name == "__Host-shared"
     idp = IdpAuthMiddleware.from_env(
         app,
         {
@@ -296,9 +296,9 @@ def test_from_env_builds_both_middlewares(redis_url: str) -> None:
             "SESSIONSHARE_STORE_URL": "memory://",
         },
     )
-    assert isinstance(idp.manager.store, MemoryStore)
+    assert isinstance(idp.store, MemoryStore)
     assert idp.side.allow_list.is_allowed_callback("https://shop.example/_sessionshare/callback")
-    remote.manager.store.close()
+    remote.store.close()
 
 
 @pytest.mark.parametrize(
@@ -334,7 +334,7 @@ def test_from_env_overrides_stand_in_for_unset_variables() -> None:
         app, env, app_url="http://127.0.0.1:8001", cookie_secure=False, store=store,
         protect=["/orders"],
     )
-    assert remote.side.origin == "http://127.0.0.1:8001" and remote.manager.store is store
+    assert remote.side.origin == "http://127.0.0.1:8001" and remote.store is store
 
 
 def test_idp_from_env_allows_callbacks_at_the_configured_callback_path() -> None:

@@ -16,13 +16,10 @@ from hypothesis import strategies as st
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import Session, SessionStore
-from sessionshare.core.session import (
-    META_AUTHENTICATED,
-    META_CREATED,
-    WritePlan,
-    _loads,
-    lifetime_start,
-)
+from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan
+from sessionshare.core.session import decode as _loads
+from sessionshare.core.session import state_of
+from sessionshare.core.sessionstate import lifetime_start
 from sessionshare.store.base import SessionRecord
 
 # -- the mapping -------------------------------------------------------------------------
@@ -150,7 +147,7 @@ def test_plan_unchanged_reads_and_same_value_writes() -> None:
     session = _stored({"a": 1, "cart": ["x"], "profile": {"n": 1}})
     session["a"], session["cart"], session["profile"]  # noqa: B018 -- read only
     session["a"] = 1  # written, but the same JSON text
-    plan = session.write_plan(NOW)
+    plan = state_of(session).write_plan(NOW)
     assert plan == WritePlan() and plan.unchanged
     assert not session.modified
 
@@ -163,22 +160,22 @@ def test_plan_of_a_session_nobody_looked_at_reads_nothing() -> None:
         return SessionRecord({"a": "1"}, {META_CREATED: CREATED})
 
     session = Session(load, SID)
-    assert not session.loaded and session.had_cookie
-    assert session.write_plan(NOW).unchanged
-    assert reads == [] and not session.loaded
+    assert not state_of(session).loaded and state_of(session).had_cookie
+    assert state_of(session).write_plan(NOW).unchanged
+    assert reads == [] and not state_of(session).loaded
 
 
 def test_plan_new_session_creates_under_a_fresh_id() -> None:
     session = Session(_missing, "P" * 43)  # a cookie naming nothing stored
     session["cart"] = [1]
-    plan = session.write_plan(NOW)
+    plan = state_of(session).write_plan(NOW)
     assert _assert_fresh_id(plan) != "P" * 43  # fixation: never the client's id
     assert plan.create and plan.drop is None and not plan.drop_first
     assert plan.changed == {"cart": "[1]"} and plan.deleted == ()
     assert plan.meta == {META_CREATED: NOW} and plan.lifetime_start == NOW
     assert plan.cookie == "set"
     # Planning changes nothing: the session is still new and dirty.
-    assert session.new and session.stored_id is None and session.modified
+    assert session.new and state_of(session).stored_id is None and session.modified
 
 
 @pytest.mark.parametrize(
@@ -189,7 +186,7 @@ def test_plan_empty_new_session_writes_nothing(sid: str | None, cookie: str) -> 
     assert session.get("anything") is None
     session["a"] = 1
     del session["a"]
-    assert session.write_plan(NOW) == WritePlan(cookie=cookie)  # type: ignore[arg-type]
+    assert state_of(session).write_plan(NOW) == WritePlan(cookie=cookie)  # type: ignore[arg-type]
 
 
 def test_plan_changed_keys_only() -> None:
@@ -198,7 +195,7 @@ def test_plan_changed_keys_only() -> None:
     session["cart"].append("y")
     session["keep"]  # noqa: B018 -- read only
     session["new"] = None
-    assert session.write_plan(NOW) == WritePlan(
+    assert state_of(session).write_plan(NOW) == WritePlan(
         save_to=SID, changed={"a": "2", "cart": '["x","y"]', "new": "null"},
         lifetime_start=CREATED,
     )
@@ -212,7 +209,7 @@ def test_plan_deleted_keys() -> None:
     del session["c"]
     session["fresh"] = 1
     del session["fresh"]  # never stored: nothing to delete
-    plan = session.write_plan(NOW)
+    plan = state_of(session).write_plan(NOW)
     assert plan.save_to == SID and not plan.create and plan.changed == {}
     assert sorted(plan.deleted) == ["a", "b", "c"]
     assert plan.meta is None and plan.cookie == "keep" and plan.drop is None
@@ -222,7 +219,7 @@ def test_plan_deleted_then_set_again_is_a_change() -> None:
     session = _stored({"a": 1})
     del session["a"]
     session["a"] = 5
-    assert session.write_plan(NOW) == WritePlan(
+    assert state_of(session).write_plan(NOW) == WritePlan(
         save_to=SID, changed={"a": "5"}, lifetime_start=CREATED
     )
 
@@ -232,43 +229,68 @@ def test_plan_regenerate_moves_the_stored_session_with_its_changes() -> None:
     session["c"] = 3
     del session["b"]
     session.regenerate()
-    plan = session.write_plan(NOW)
+    plan = state_of(session).write_plan(NOW)
     _assert_fresh_id(plan)
     # One conditional move of what the store holds then, with this request's changes: a
     # key another app wrote since this request read the session is kept, and a session
     # ended meanwhile is not brought back (see Lifecycle.write).
     assert plan.move_from == SID and not plan.create and plan.drop is None
     assert plan.changed == {"c": "3"} and plan.deleted == ("b",)
-    assert plan.meta == {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50}
+    # Metadata too: only what this request set. The store keeps the rest as it holds it
+    # then, so a field written since this request read it (an operator's withdraw) stands.
+    assert plan.meta == {}
     assert plan.lifetime_start == NOW - 50 and plan.cookie == "set"
+
+
+def test_plan_sends_only_the_metadata_this_request_set() -> None:
+    """A save and a move carry the metadata fields this request changed, never the others
+    as it read them: those may have been changed since (a withdraw of an app), and sending
+    them back would undo that. A brand-new session sends all of its metadata."""
+    joined = {META_CREATED: CREATED, META_AUTHENTICATED: NOW - 50, "o:https://shop.test": NOW - 40}
+    saving = _stored({"a": 1}, joined)
+    state_of(saving).mark_authenticated(NOW)
+    plan = state_of(saving).write_plan(NOW)
+    assert plan.move_from is None and plan.meta == {META_AUTHENTICATED: NOW}
+    moving = _stored({"a": 1}, joined)
+    moving.withdraw("https://blog.test")  # never joined: no change
+    state_of(moving).mark_authenticated(NOW)
+    moving.regenerate()
+    plan = state_of(moving).write_plan(NOW)
+    assert plan.move_from == SID and plan.meta == {META_AUTHENTICATED: NOW}
+    assert plan.lifetime_start == NOW
+    fresh = Session()
+    fresh["a"] = 1
+    state_of(fresh).mark_authenticated(NOW)
+    plan = state_of(fresh).write_plan(NOW)
+    assert plan.create and plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW}
 
 
 def test_plan_regenerate_of_an_emptied_session_only_drops_it() -> None:
     session = _stored({"a": 1})
     del session["a"]
     session.regenerate()
-    assert session.write_plan(NOW) == WritePlan(drop=SID, cookie="clear")
+    assert state_of(session).write_plan(NOW) == WritePlan(drop=SID, cookie="clear")
 
 
 def test_plan_invalidate_drops_first_and_clears_the_cookie() -> None:
     session = _stored({"a": 1}, {META_CREATED: CREATED, META_AUTHENTICATED: CREATED})
     session.invalidate()
-    assert session.write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
+    assert state_of(session).write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
 
 
 def test_plan_invalidate_of_a_new_session_without_cookie_does_nothing() -> None:
     session = Session(_missing, None)
     session["a"] = 1
     session.invalidate()
-    assert session.write_plan(NOW).unchanged
+    assert state_of(session).write_plan(NOW).unchanged
 
 
 def test_plan_invalidate_then_write_starts_a_new_session() -> None:
     session = _stored({"a": 1, "user": "alice"}, {META_CREATED: CREATED, META_AUTHENTICATED: 7})
     session.invalidate()
     session["user"] = "bob"
-    session.mark_authenticated(NOW)
-    plan = session.write_plan(NOW)
+    state_of(session).mark_authenticated(NOW)
+    plan = state_of(session).write_plan(NOW)
     _assert_fresh_id(plan)
     assert plan.create and plan.drop == SID and plan.drop_first
     # Nothing of the old session survives: neither its keys nor its times.
@@ -280,23 +302,23 @@ def test_plan_invalidate_then_write_starts_a_new_session() -> None:
 def test_plan_invalidate_then_only_metadata_writes_no_session() -> None:
     session = _stored({"a": 1})
     session.invalidate()
-    session.mark_authenticated(NOW)
-    assert session.write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
+    state_of(session).mark_authenticated(NOW)
+    assert state_of(session).write_plan(NOW) == WritePlan(drop=SID, drop_first=True, cookie="clear")
 
 
 def test_plan_meta_only() -> None:
     session = _stored({"a": 1})
-    session.mark_authenticated(NOW)
-    assert session.write_plan(NOW) == WritePlan(
-        save_to=SID, meta={META_CREATED: CREATED, META_AUTHENTICATED: NOW},
+    state_of(session).mark_authenticated(NOW)
+    assert state_of(session).write_plan(NOW) == WritePlan(
+        save_to=SID, meta={META_AUTHENTICATED: NOW},  # only the field that changed
         lifetime_start=NOW,  # a sign-in starts a fresh absolute lifetime
     )
 
 
 def test_plan_meta_only_on_a_new_session_creates_it() -> None:
     session = Session(_missing, None)
-    session.mark_authenticated(NOW - 1)
-    plan = session.write_plan(NOW)
+    state_of(session).mark_authenticated(NOW - 1)
+    plan = state_of(session).write_plan(NOW)
     _assert_fresh_id(plan)
     assert plan.create and plan.changed == {} and plan.cookie == "set"
     assert plan.meta == {META_CREATED: NOW, META_AUTHENTICATED: NOW - 1}
@@ -312,22 +334,22 @@ def test_late_plan_updates_the_stored_session_as_usual() -> None:
     session = _stored({"a": 1, "b": 2})
     session["a"] = 2
     del session["b"]
-    session.mark_authenticated(NOW)
-    plan = session.write_plan(NOW, late=True)
-    assert plan == session.write_plan(NOW) and plan.refused is None
-    assert _stored({"a": 1}).write_plan(NOW, late=True) == WritePlan()
+    state_of(session).mark_authenticated(NOW)
+    plan = state_of(session).write_plan(NOW, late=True)
+    assert plan == state_of(session).write_plan(NOW) and plan.refused is None
+    assert state_of(_stored({"a": 1})).write_plan(NOW, late=True) == WritePlan()
 
 
 def test_late_plan_keeps_the_id_instead_of_regenerating() -> None:
     session = _stored({"a": 1, "b": 2})
     session["a"] = 2
     session.regenerate()
-    assert session.write_plan(NOW, late=True) == WritePlan(
+    assert state_of(session).write_plan(NOW, late=True) == WritePlan(
         save_to=SID, changed={"a": "2"}, lifetime_start=CREATED, refused="regenerate"
     )
     only_moved = _stored({"a": 1})
     only_moved.regenerate()
-    plan = only_moved.write_plan(NOW, late=True)
+    plan = state_of(only_moved).write_plan(NOW, late=True)
     assert plan == WritePlan(refused="regenerate") and plan.unchanged
 
 
@@ -335,25 +357,25 @@ def test_late_plan_keeps_the_id_instead_of_regenerating() -> None:
 def test_late_plan_creates_no_session(sid: str | None) -> None:
     session = Session(_missing, sid)
     session["cart"] = [1]
-    plan = session.write_plan(NOW, late=True)
+    plan = state_of(session).write_plan(NOW, late=True)
     assert plan == WritePlan(refused="new_session") and plan.unchanged
     signed = Session(_missing, sid)
-    signed.mark_authenticated(NOW)
-    assert signed.write_plan(NOW, late=True) == WritePlan(refused="new_session")
+    state_of(signed).mark_authenticated(NOW)
+    assert state_of(signed).write_plan(NOW, late=True) == WritePlan(refused="new_session")
     # Nothing written, nothing refused -- and a stale cookie is left alone.
     empty = Session(_missing, sid)
     assert empty.get("a") is None
-    assert empty.write_plan(NOW, late=True) == WritePlan()
+    assert state_of(empty).write_plan(NOW, late=True) == WritePlan()
 
 
 def test_late_plan_of_invalidate_still_drops_the_session() -> None:
     session = _stored({"user": "alice"})
     session.invalidate()
-    assert session.write_plan(NOW, late=True) == WritePlan(drop=SID, drop_first=True)
+    assert state_of(session).write_plan(NOW, late=True) == WritePlan(drop=SID, drop_first=True)
     written_after = _stored({"user": "alice"})
     written_after.invalidate()
     written_after["user"] = "bob"
-    assert written_after.write_plan(NOW, late=True) == WritePlan(
+    assert state_of(written_after).write_plan(NOW, late=True) == WritePlan(
         drop=SID, drop_first=True, refused="new_session"
     )
 
@@ -361,7 +383,8 @@ def test_late_plan_of_invalidate_still_drops_the_session() -> None:
 def test_late_plan_repr_names_what_it_refused() -> None:
     session = _stored({"a": 1})
     session.regenerate()
-    assert repr(session.write_plan(NOW, late=True)) == "<WritePlan cookie=keep refused=regenerate>"
+    plan = state_of(session).write_plan(NOW, late=True)
+    assert repr(plan) == "<WritePlan cookie=keep refused=regenerate>"
 
 
 def test_is_changed_names_the_keys_a_plan_writes_or_removes() -> None:
@@ -370,21 +393,23 @@ def test_is_changed_names_the_keys_a_plan_writes_or_removes() -> None:
     del session["b"]
     session["c"].append(2)
     session["d"] = 0
-    assert [key for key in "abcde" if session.is_changed(key)] == ["b", "c", "d"]
+    assert [key for key in "abcde" if state_of(session).is_changed(key)] == ["b", "c", "d"]
     unread = Session(_missing, SID)
-    assert not unread.is_changed("a") and not unread.loaded  # asking reads nothing
+    assert not state_of(unread).is_changed("a")
+    assert not state_of(unread).loaded  # asking reads nothing
 
 
 def test_mark_written_after_create() -> None:
     session = Session(_missing, None)
     session["a"] = [1]
-    plan = session.write_plan(NOW)
-    session.mark_written(plan)
-    assert session.stored_id == plan.save_to and not session.new and session.had_cookie
+    plan = state_of(session).write_plan(NOW)
+    state_of(session).mark_written(plan)
+    assert state_of(session).stored_id == plan.save_to and not session.new
+    assert state_of(session).had_cookie
     assert session.created == NOW and dict(session) == {"a": [1]}
-    assert session.write_plan(NOW).unchanged and not session.modified
+    assert state_of(session).write_plan(NOW).unchanged and not session.modified
     session["a"].append(2)  # the next change is an update of the new id
-    assert session.write_plan(NOW) == WritePlan(
+    assert state_of(session).write_plan(NOW) == WritePlan(
         save_to=plan.save_to, changed={"a": "[1,2]"}, lifetime_start=NOW
     )
 
@@ -393,44 +418,32 @@ def test_mark_written_after_update_and_after_invalidate() -> None:
     session = _stored({"a": 1, "b": 2})
     session["a"] = 3
     del session["b"]
-    session.mark_written(session.write_plan(NOW))
-    assert session.write_plan(NOW).unchanged and dict(session) == {"a": 3}
-    assert session.stored_id == SID
+    state_of(session).mark_written(state_of(session).write_plan(NOW))
+    assert state_of(session).write_plan(NOW).unchanged and dict(session) == {"a": 3}
+    assert state_of(session).stored_id == SID
     session.invalidate()
-    session.mark_written(session.write_plan(NOW))
-    assert session.new and session.stored_id is None and not session.had_cookie
-    assert len(session) == 0 and not session.invalidated
-    assert session.write_plan(NOW).unchanged  # the cookie is cleared once, not again
+    state_of(session).mark_written(state_of(session).write_plan(NOW))
+    assert session.new and state_of(session).stored_id is None and not state_of(session).had_cookie
+    assert len(session) == 0 and not state_of(session).invalidated
+    assert state_of(session).write_plan(NOW).unchanged  # the cookie is cleared once, not again
 
 
 def test_mark_gone_leaves_an_empty_new_session() -> None:
     session = _stored({"a": 1})
     session["a"] = 2
-    session.mark_gone()
-    assert session.new and session.stored_id is None and not session.had_cookie
-    assert dict(session) == {} and session.write_plan(NOW).unchanged
+    state_of(session).mark_gone()
+    assert session.new and state_of(session).stored_id is None and not state_of(session).had_cookie
+    assert dict(session) == {} and state_of(session).write_plan(NOW).unchanged
 
 
 def test_plan_repr_shows_neither_ids_nor_values() -> None:
     session = _stored({"password_hint": "hunter2"})
     session.regenerate()
-    plan = session.write_plan(NOW)
+    plan = state_of(session).write_plan(NOW)
     assert plan.save_to is not None
     text = repr(plan)
     assert SID not in text and plan.save_to not in text and "hunter2" not in text
     assert "move" in text and "cookie=set" in text
-
-
-def test_switch_to_reads_the_named_session() -> None:
-    def load(sid: str) -> SessionRecord | None:
-        return SessionRecord({"a": "1"}, {}) if sid == SID else None
-
-    session = Session(load, None)
-    assert session.switch_to(SID) and session.stored_id == SID and dict(session) == {"a": 1}
-    assert not session.had_cookie  # setting the cookie is the caller's job
-    assert not Session(load, None).switch_to("X" * 43)
-    with pytest.raises(RuntimeError, match="loader"):
-        Session().switch_to(SID)
 
 
 @pytest.mark.parametrize(

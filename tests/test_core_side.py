@@ -260,7 +260,7 @@ def test_a_path_that_does_not_start_with_a_slash_is_refused_by_both_sides(
             else:
                 assert b"bad_path" in reply.body
         handshake = Request("GET", path, fetch_mode="websocket", origin=side.origin)
-        assert _error(side.on_websocket(handshake, Session(no_io, None))) == "bad_path"
+        assert _error(side.on_request(handshake, Session(no_io, None))) == "bad_path"
 
 
 def test_a_mount_point_ending_with_a_slash_is_named_as_the_cause(
@@ -313,14 +313,14 @@ def test_a_websocket_from_another_origin_gets_no_session_anywhere(
     # cookie_samesite="None"); served the session, it would read the socket as the user.
     # A handshake without Origin (no browser omits it) is refused the same way.
     idp, remote = _sides(clock)
-    protected = remote.on_websocket(
+    protected = remote.on_request(
         Request("GET", "/orders/live", fetch_mode="websocket", origin=origin),
         Session(no_io, "a-cookie-that-is-never-read"),
     )
     assert _error(protected) == "cross_origin"
     assert isinstance(protected, Reply) and protected.status == 403
     for side, path in ((remote, "/public/live"), (idp, "/live"), (idp, "/login")):
-        passed = side.on_websocket(
+        passed = side.on_request(
             Request("GET", path, fetch_mode="websocket", origin=origin),
             Session(no_io, "a-cookie-that-is-never-read"),
         )
@@ -335,13 +335,13 @@ def test_a_websocket_from_the_apps_own_origin_or_a_listed_one_gets_the_session(
     listed = "https://app.shop.example"
     for side in _sides(clock, websocket_origins=[listed, "HTTPS://Admin.Shop.Example:443"]):
         for origin in (side.origin, side.origin.upper(), listed, "https://admin.shop.example"):
-            outcome = side.on_websocket(
+            outcome = side.on_request(
                 Request("GET", "/live", fetch_mode="websocket", origin=origin),
                 Session(no_io, None),
             )
             assert not isinstance(outcome, (Reply, PassThrough)), (side.role, origin)  # steps
             assert run(outcome, MemoryStore(clock=clock)) == PassThrough(None, False)
-        stranger = side.on_websocket(
+        stranger = side.on_request(
             Request("GET", "/live", fetch_mode="websocket", origin="https://evil.example"),
             Session(no_io, None))
         assert isinstance(stranger, PassThrough) and stranger.no_session

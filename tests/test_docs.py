@@ -275,7 +275,7 @@ def test_the_idp_quick_start_signs_in_and_hands_off(
         assert at_shop.get(landed.location, headers=HTML).json["user"] == "alice"
     finally:
         store.close()
-        idp["app"].wsgi_app.manager.store.close()
+        idp["app"].wsgi_app.store.close()
 
 
 def test_the_wsgi_flask_and_pyramid_quick_starts_build_their_middlewares(

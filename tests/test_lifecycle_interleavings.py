@@ -10,10 +10,12 @@ starts requests of several browsers at the IdP and a remote (sign-ins, with
 and without remember-me, ``regenerate()``, ``remember()``, writes of keys no
 one else writes, reads, hand-offs -- some whose redemption's answer is lost
 and which the browser retries --, logouts at either site, an operator's
-``revoke_all``) and advances them one store command at a time, checking
-after each command that no ended session is live or re-indexed, nobody
-reads another user's session and no retried callback is called a replay,
-and at the end that no acknowledged write was lost.
+``revoke_all``, ``revoke`` of one session and ``withdraw`` of the remote)
+and advances them one store command at a time, checking after each command
+that no ended session is live or re-indexed, no withdrawn remote is joined
+again but by a new hand-off, nobody reads another user's session and no
+retried callback is called a replay, and at the end that no acknowledged
+write was lost.
 
 It runs on ``MemoryStore`` and on the real Redis of the suite. The ``ci``
 hypothesis profile (the default) keeps both short; ``HYPOTHESIS_PROFILE=thorough``
@@ -112,7 +114,7 @@ def test_no_interleaving_breaks_the_lifecycle_on_redis(redis_url: str) -> None:
     run_state_machine_as_test(machine(fresh), settings=_settings(0.2))
 
 
-@pytest.mark.parametrize("ender", ["logout_idp", "logout_shop", "revoke_all"])
+@pytest.mark.parametrize("ender", ["logout_idp", "logout_shop", "revoke_all", "revoke_one"])
 @pytest.mark.parametrize("mover", ["regenerate", "remember"])
 def test_the_harness_sees_a_move_that_outruns_a_logout(
     mover: str, ender: str, store: SessionStore, clock: FakeClock
@@ -128,6 +130,33 @@ def test_the_harness_sees_a_move_that_outruns_a_logout(
     world.finish(moving)
     world.check_writes()
     assert world.violations == []
+
+
+@pytest.mark.parametrize("mover", ["regenerate", "remember", "sign_in_remember"])
+def test_a_move_that_read_the_session_before_a_withdraw_does_not_join_it_again(
+    mover: str, store: SessionStore, clock: FakeClock
+) -> None:
+    """A request reads alice's session (the shop joined it); the operator withdraws the
+    shop from her sessions; then the request moves the session to a new id. The move
+    must not carry the shop's old join time back: the shop would serve her again without
+    the IdP's ``authorize`` hook deciding anew."""
+    world = World(store, clock)
+    world.run_now("alice", "sign_in")
+    world.run_now("alice", "handoff")
+    moving = world.start("alice", mover)
+    world.advance(moving)  # it has read the session
+    world.run_now("alice", "withdraw_shop")
+    assert world.withdrawn, "the withdraw found the session the shop joined"
+    world.finish(moving)
+    world.check_writes()
+    assert world.violations == []
+    reading = world.run_now("alice", "read_shop")  # the shop sends her to the IdP again
+    assert reading.done and world.violations == []
+    shop = world.shop.lifecycle
+    sid = world.idp.lifecycle.session_id_in(world.browsers["alice"].header("idp"))
+    assert sid is not None
+    record = store.peek(world.idp.lifecycle.session_key(sid))
+    assert record is not None and record.meta.get("o:" + shop.audience, 0) == 0
 
 
 def test_the_harness_sees_a_sign_in_over_an_ended_session(

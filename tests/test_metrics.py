@@ -468,5 +468,5 @@ def test_without_metrics_the_middleware_keeps_the_store_it_was_given(
 ) -> None:
     # Nothing is wrapped unless asked: the uninstrumented path is the plain one.
     dep = Deployment(store, clock)
-    assert dep.shop.manager.store is store
+    assert dep.shop.store is store
     assert dep.idp.side.events.hook is None

@@ -186,4 +186,4 @@ class Browser:
         sid = shop.side.lifecycle.session_id_in(self.shop_cookie())
         if sid is None:
             raise RuntimeError(f"{self.user}: no genuine session cookie at the shop")
-        return str(shop.manager.session_key(sid))
+        return str(shop.side.lifecycle.session_key(sid))

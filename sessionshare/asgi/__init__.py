@@ -5,8 +5,9 @@ middlewares as :mod:`sessionshare.wsgi`, taking the same arguments, over an
 asyncio store (``AsyncRedisStore``, or ``MemoryStore``), so a WSGI app and an
 ASGI app share one login and one session. The modules:
 
-- ``base.py`` -- the one per-connection loop both middlewares share: the
-  session read before the app runs, persisted before ``http.response.start``;
+- ``base.py`` -- the one shell class both middlewares are: the session read
+  before the app runs, then the side's ``on_request``, ``on_response`` (before
+  ``http.response.start``) and ``on_close`` (before the last body message);
 - ``idp.py`` / ``remote.py`` -- the two middlewares;
 - ``scope.py`` -- the scope turned into a request, a reply sent back.
 

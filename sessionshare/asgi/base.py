@@ -2,8 +2,9 @@
 
 The twin of ``wsgi/base.py``: both middlewares are this class with a
 different *side* (:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
-Per HTTP request the shell only translates:
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
+they only build it, and override nothing. Per HTTP request the shell calls the
+side's three entry points in order, whatever its role, and only translates:
 
 1. the scope becomes a :class:`~sessionshare.core.request.Request`, and the
    session is **read before the app runs** when the request carries this
@@ -14,22 +15,23 @@ Per HTTP request the shell only translates:
    change the mapping every framework expects.) The cost: a request with a
    cookie to a path that never looks at the session still pays that round
    trip. An authenticated request to a protected path pays exactly it;
-2. the side's ``on_request`` steps run on the asyncio store
+2. ``on_request``: its steps run on the asyncio store
    (:func:`~sessionshare.core.steps.run_async`): a
    :class:`~sessionshare.core.reply.Reply` is sent as it is, a
    :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and
    ``scope["sessionshare.user"]`` set, in a copy of the scope;
-3. ``send`` is intercepted: the session is persisted *before*
-   ``http.response.start`` goes on, and the headers the core answers with
-   (its cookie, ``Vary``) are added to the app's. The IdP's side may answer
-   with a Reply instead (a sign-in with a hand-off pending): it is sent, and
-   every later message of the app is dropped. Changes made while the body
-   streams are persisted before the last body message goes on (and once
-   more if the app changes the session after that, in a background task),
-   as a *late* persist: no new id, no new session, no sign-in -- nothing
-   that would need a cookie the headers no longer carry;
-4. a store outage is the side's 503 with ``Retry-After``: fail closed.
+3. ``send`` is intercepted: ``on_response``
+   persists the session *before* ``http.response.start`` goes on, and the
+   headers the core answers with (its cookie, ``Vary``) are added to the app's.
+   The IdP's side may answer with a Reply instead (a sign-in with a hand-off
+   pending): it is sent, and every later message of the app is dropped;
+4. ``on_close`` before the last body message goes on (and once more if the app
+   changes the session after that, in a background task): the *late* persist
+   of what changed while the body streamed -- no new id, no new session, no
+   sign-in, nothing that would need a cookie the headers no longer carry;
+5. a store outage before the answer starts is the side's 503 with
+   ``Retry-After``: fail closed.
 
 Websocket scopes get the same session and user when a page of this app's
 own origin (or one listed in ``websocket_origins``) opens them; on a
@@ -39,7 +41,9 @@ violation; servers answer the handshake with 403) -- never served
 anonymously -- and a store outage closes it with **1013** (try again later).
 A handshake from any other origin, or with no ``Origin``, is refused (1008)
 on a protected path and elsewhere served with an empty session of its own and
-no user: the core decides (``Side.on_websocket``), and reads nothing for it.
+no user: the core decides (``Side.on_request``), and reads nothing for it. The
+app's changes are persisted as late ones (``on_close``): no header of the
+handshake's answer carries a cookie to the page.
 Lifespan and any other scope type pass through untouched.
 
 Stores: only coroutine stores (``AsyncRedisStore``, any
@@ -52,21 +56,20 @@ it would block the event loop on every request.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
-from ..core.lifecycle import Headers, Lifecycle
+from ..core.lifecycle import Headers
 from ..core.option_checks import async_session_store
 from ..core.options import Role, read_environ
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import Session
-from ..core.side import PassThrough, Side
+from ..core.side import Outcome, PassThrough, Side
 from ..core.steps import Steps, run_async
 from ..errors import ConfigurationError, StoreUnavailable
 from ..store.amemory import AsyncMemoryStore
-from ..store.base import AsyncSessionStore, SessionRecord
+from ..store.base import AsyncSessionStore
 from ..store.memory import MemoryStore
 from .late import BuiltLate
 from .scope import (
@@ -89,8 +92,6 @@ __all__ = [
     "SessionMiddleware",
     "async_store",
 ]
-
-log = logging.getLogger("sessionshare")
 
 _M = TypeVar("_M", bound="SessionMiddleware")
 
@@ -118,15 +119,14 @@ def async_store(store: object) -> AsyncSessionStore:
     return store
 
 
-def _read_lazily(sid: str) -> SessionRecord | None:
-    # Never called: the shell fills every session before the app sees it.
-    raise RuntimeError("under ASGI the session is read before the app runs, never lazily")
-
-
 class SessionMiddleware(metaclass=BuiltLate):
-    """Base of the ASGI :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
+    """The ASGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
-    The subclasses document every argument, check them all against
+    :param app: the ASGI application to wrap.
+    :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
+    :param side: the protocol's side this app plays (its role, as data).
+
+    The middlewares document every argument, check them all against
     :data:`sessionshare.core.options.OPTIONS` and build their side from them. A
     configuration refused while an event loop runs -- Starlette's
     ``add_middleware`` builds the stack at the lifespan startup -- fails that
@@ -138,10 +138,8 @@ class SessionMiddleware(metaclass=BuiltLate):
     def __init__(self, app: ASGIApp, *, store: object, side: Side) -> None:
         self.app = app
         self.side = side
-        self.lifecycle: Lifecycle = side.lifecycle
+        self.lifecycle = side.lifecycle
         self.store = async_store(store)
-        # Does on_response read the app's headers (the IdP carries its cookies over)?
-        self._reads_app_headers = type(self).on_response is not SessionMiddleware.on_response
 
     @classmethod
     def from_env(
@@ -170,82 +168,43 @@ class SessionMiddleware(metaclass=BuiltLate):
         else:
             await self.app(scope, receive, send)  # lifespan, and whatever comes next
 
-    async def _open(self, request: Request) -> Session:
-        """This request's session, read now if the request names one (one round trip)."""
-        session = Session(_read_lazily, self.lifecycle.session_id_in(request.cookies))
-        if session.unread_id is not None:
-            await run_async(self.lifecycle.load(session), self.store)
-        return session
-
-    async def _arrive(
-        self, request: Request, websocket: bool = False
-    ) -> tuple[Session, Reply | PassThrough]:
-        if websocket:
-            # Not read up front: the core reads it in its steps, and not at all for a
-            # handshake from another origin (whose page must not even slide its expiry).
-            session = Session(_read_lazily, self.lifecycle.session_id_in(request.cookies))
-            outcome = self.side.on_websocket(request, session)
-        else:
-            session = await self._open(request)
-            outcome = self.side.on_request(request, session)
+    async def _arrive(self, request: Request, session: Session) -> Reply | PassThrough:
+        outcome: Outcome = self.side.on_request(request, session)
         if not isinstance(outcome, (Reply, PassThrough)):
             outcome = await run_async(outcome, self.store)  # the store work it asked for
-        return session, outcome
+        return outcome
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = request_of(scope)
         head = request.method == "HEAD"
         try:
-            session, outcome = await self._arrive(request)
+            session = self.lifecycle.open(request.cookies)
+            # Read before the app runs (one round trip, with a cookie only): see above.
+            reading = self.lifecycle.read_now(session)
+            if reading is not None:
+                await run_async(reading, self.store)
+            outcome = await self._arrive(request, session)
         except StoreUnavailable as exc:
             await send_reply(send, self.side.unavailable(request, exc), head=head)
             return
         if isinstance(outcome, Reply):
             await send_reply(send, outcome, head=head)
             return
-        passed = outcome
-        started = replaced = False
-
-        async def persisting_send(message: Message) -> None:
-            nonlocal started, replaced
-            if replaced:
-                return  # our answer went out instead of the app's: the rest goes nowhere
-            kind = message["type"]
-            if kind == "http.response.start" and not started:
-                started = True
-                try:
-                    app_headers = (
-                        header_text(message.get("headers") or ())
-                        if self._reads_app_headers else []
-                    )
-                    answer = await self.on_response(request, session, passed, app_headers)
-                except StoreUnavailable as exc:
-                    answer = self.side.unavailable(request, exc)
-                if isinstance(answer, Reply):
-                    replaced = True
-                    await send_reply(send, answer, head=head)
-                    return
-                if answer:
-                    message = {
-                        **message,
-                        "headers": [*(message.get("headers") or ()), *encode_headers(answer)],
-                    }
-            elif kind in _FINAL_BODY and started and not message.get("more_body", False):
-                # The last of the body: what changed while it streamed is stored before
-                # the client can see the response end (and ask for the next page).
-                await self._persist_late(session)
-            await send(message)
-
+        exchange = _Exchange(self.side, self.store, send, request, session, outcome)
         await self.app(
-            {**scope, SCOPE_SESSION: session, SCOPE_USER: passed.user}, receive, persisting_send
+            {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, exchange.send
         )
-        if started and not replaced:
-            await self._persist_late(session)  # a change after the body (a background task)
+        closing = exchange.after_app()  # a change after the body (a background task)
+        if closing is not None:
+            await run_async(closing, self.store)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = request_of(scope)
         try:
-            session, outcome = await self._arrive(request, websocket=True)
+            # Not read up front: the core reads it in its steps, and not at all for a
+            # handshake from another origin (whose page must not even slide its expiry).
+            session = self.lifecycle.open(request.cookies)
+            outcome = await self._arrive(request, session)
         except StoreUnavailable as exc:
             self.side.unavailable(request, exc)  # logged as for HTTP; the reply has no use
             await _refuse(receive, send, WS_UNAVAILABLE, "store_unavailable")
@@ -254,45 +213,12 @@ class SessionMiddleware(metaclass=BuiltLate):
             await _refuse(receive, send, WS_REFUSED, _reason_of(outcome))
             return
         if outcome.no_session:
-            session = Session(_read_lazily, None)  # a page of another origin: none of the user's
+            session = self.lifecycle.open(None)  # a page of another origin: none of the user's
         await self.app({**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, send)
         # No headers ever carry a cookie on a websocket: what changed is a late change.
-        await self._persist_late(session)
-
-    async def _persist_late(self, session: Session) -> None:
-        if not session.modified:
-            return  # the common case: nothing changed after the headers
-        try:
-            await self.on_close(session)
-        except StoreUnavailable:
-            # The response is already on its way; nothing to answer with.
-            log.warning("store_unavailable phase=close")
-
-    # -- the session on the way out -------------------------------------------
-    async def steps(self, steps: Steps[Any]) -> Any:
-        """Run protocol steps on this middleware's store; their result."""
-        return await run_async(steps, self.store)
-
-    async def persist(self, session: Session, *, late: bool = False) -> Headers:
-        """Run the session's write plan; the headers (cookie, ``Vary``) it needs."""
-        settled = self.lifecycle.settle(session, late=late)
-        if isinstance(settled, list):
-            return settled  # nothing to write: no step to drive (the common case)
-        return list(await run_async(self.lifecycle.write(session, settled), self.store))
-
-    async def on_response(
-        self, request: Request, session: Session, passed: PassThrough, headers: Headers
-    ) -> Reply | Headers:
-        """The app's answer is starting: persist the session; the headers to add.
-
-        The IdP overrides this with its side's sign-in step, which may return a
-        :class:`Reply` that replaces the app's answer.
-        """
-        return await self.persist(session)
-
-    async def on_close(self, session: Session) -> Headers:
-        """The headers are out: persist what changed since, within what needs no cookie."""
-        return await self.persist(session, late=True)
+        closing = _late_steps(self.side, session)
+        if closing is not None:
+            await run_async(closing, self.store)
 
 
 async def _refuse(receive: Receive, send: Send, code: int, reason: str) -> None:
@@ -309,3 +235,76 @@ def _reason_of(reply: Reply) -> str:
     except ValueError:
         return ""
     return str(body.get("error", "")) if isinstance(body, dict) else ""
+
+
+class _Exchange:
+    """One HTTP request's way out through ASGI: the ``send`` the app gets."""
+
+    __slots__ = ("passed", "replaced", "request", "server_send", "session", "side",
+                 "started", "store")
+
+    def __init__(
+        self,
+        side: Side,
+        store: AsyncSessionStore,
+        send: Send,
+        request: Request,
+        session: Session,
+        passed: PassThrough,
+    ) -> None:
+        self.side = side
+        self.store = store
+        self.server_send = send
+        self.request = request
+        self.session = session
+        self.passed = passed
+        self.started = False
+        #: The side's Reply went out in place of the app's answer: the rest goes nowhere.
+        self.replaced = False
+
+    async def send(self, message: Message) -> None:
+        """The ``send`` the app calls: persist before the answer starts and before it ends."""
+        if self.replaced:
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and not self.started:
+            self.started = True
+            side = self.side
+            try:
+                app_headers = (header_text(message.get("headers") or ())
+                               if side.reads_app_headers else [])
+                answer = side.on_response(self.request, self.session, self.passed, app_headers)
+                if not isinstance(answer, (Reply, list)):
+                    answer = await run_async(answer, self.store)  # the store work it asked
+            except StoreUnavailable as exc:
+                answer = side.unavailable(self.request, exc)
+            if isinstance(answer, Reply):
+                self.replaced = True
+                await send_reply(self.server_send, answer, head=self.request.method == "HEAD")
+                return
+            if answer:
+                message = {
+                    **message,
+                    "headers": [*(message.get("headers") or ()), *encode_headers(answer)],
+                }
+        elif kind in _FINAL_BODY and self.started and not message.get("more_body", False):
+            # The last of the body: what changed while it streamed is stored before
+            # the client can see the response end (and ask for the next page).
+            closing = _late_steps(self.side, self.session)
+            if closing is not None:
+                await run_async(closing, self.store)
+        await self.server_send(message)
+
+    def after_app(self) -> Steps[Headers] | None:
+        """The app returned: the steps that store a change made after its body (a
+        background task), or None (nothing changed: the common case, no await)."""
+        if self.started and not self.replaced:
+            return _late_steps(self.side, self.session)
+        return None
+
+
+def _late_steps(side: Side, session: Session) -> Steps[Headers] | None:
+    """The side's ``on_close`` as steps to run, or None when it needs none (a late store
+    failure is the side's to report: nothing can answer any more)."""
+    closing = side.on_close(session)
+    return None if isinstance(closing, list) else closing

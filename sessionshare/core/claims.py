@@ -1,4 +1,5 @@
-"""Binding a login state to the first IdP browser that presents it (issue 16, finding 3).
+"""Binding a login state to the first IdP browser that presents it: no login CSRF from a
+leaked state.
 
 The state ``S`` of a login attempt travels in the IdP's login URL, so it ends
 up in access logs and browser history. Whoever reads it and has an account of

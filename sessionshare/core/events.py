@@ -4,8 +4,11 @@ Every step of the protocol that an operator may want to count or alert on
 -- a sign-in, a hand-off issued or redeemed, each rejection with its reason
 code, a logout, a session ended by its absolute timeout or revoked, a store
 outage -- is reported once, here, by the core. The log line and the
-``on_event`` hook get the same event, so a second server interface (ASGI)
-reports exactly what the WSGI one does.
+``on_event`` hook get the same event. The shells only run the core's steps
+-- a store failure after the answer started included, which the late
+persist reports itself -- so the WSGI and the ASGI middlewares report the
+same events for the same requests (``tests/test_core_events.py`` holds them
+to it).
 
 - The ``sessionshare`` logger gets one line per event, as before (``ticket_issued
   audience=https://shop.example``). The record also carries the event's name and

@@ -54,8 +54,8 @@ from .pending import PENDING_TTL as PENDING_TTL
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
-from .session import Session
-from .side import Outcome, PassThrough, Side
+from .session import Session, state_of
+from .side import Answer, Closing, Outcome, PassThrough, Side
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
@@ -79,6 +79,7 @@ class IdpSide(Side):
     """Signs users in once and hands their session to allow-listed remote apps."""
 
     role = "idp"
+    reads_app_headers = True
 
     def __init__(
         self,
@@ -133,11 +134,8 @@ class IdpSide(Side):
         self.store_identity = Identity(self.lifecycle.key_prefix, clock=self.clock)
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Outcome:
+    def _route(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
         if request.path == self.logout_path:
             return self.logout(request, session)
         if request.query and request.path != self.login_path:
@@ -195,13 +193,13 @@ class IdpSide(Side):
                 if user is not None and not self._fresh_enough(session, handoff):
                     # Step-up: the remote asked for a sign-in more recent than this one.
                     # The app asks for the password again; the hand-off waits for it.
-                    session.require_reauthentication()
+                    state_of(session).reauthentication_required = True
                 elif user is not None and request.method in ("GET", "HEAD"):
                     return (yield from self._complete(request, session, handoff, browser))
                 headers = list(browser.headers)
                 if request.method in ("GET", "HEAD"):
-                    # The first browser to present a state holds it (finding 3): a
-                    # token is minted for it only there, whoever reads it from a URL.
+                    # The first browser to present a state holds it: a token is minted
+                    # for it only there, whoever reads it from a URL (login CSRF).
                     if not (yield from self.claims.claim(handoff.state, browser.owners)):
                         return self._state_taken(request, handoff, headers)
                     # A browser that came without its cookie keeps a receipt of the id it
@@ -293,50 +291,60 @@ class IdpSide(Side):
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
-    ) -> Steps[Reply | Headers]:
+    ) -> Answer:
         """Persist the session after the app ran; a 303 back to a remote replaces its answer.
 
         Returns the headers to add to the app's response, or the :class:`Reply`
-        that replaces it (carrying the app's own cookies).
+        that replaces it (carrying the app's own cookies). A websocket handshake's
+        answer carries no cookie: it is persisted as :meth:`on_close` does, where a
+        sign-in is not recorded.
         """
-        user = self.user_of(session) if session.loaded else None
+        if request.is_websocket:
+            return self.on_close(session)
+        return self._after_app(request, session, passed, app_headers)
+
+    def _after_app(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Steps[Reply | Headers]:
+        state = state_of(session)
+        user = self.user_of(session) if state.loaded else None
         signed_in = user is not None
-        # A different user signing in over a signed-in session is a sign-in too (issue 16,
-        # finding 10): an attacker signed in as bob plants that session id in the victim's
+        # A different user signing in over a signed-in session is a sign-in too (session
+        # fixation): an attacker signed in as bob plants that session id in the victim's
         # browser; without a new id, the victim's sign-in as alice makes the attacker's
         # browser alice. Django flushes the session in this case for the same reason.
         switched = passed.signed_in and signed_in and user != passed.user
         # Step-up: the app signed the user in again (assigned the user key, the same user
         # is fine) where a recent sign-in was asked for: a fresh sign-in, rotation included.
-        again = session.reauthentication_required and session.was_assigned(self.user_key)
+        again = state.reauthentication_required and state.was_assigned(self.user_key)
         signing_in = signed_in and (
-            not passed.signed_in or session.invalidated or switched or again
+            not passed.signed_in or state.invalidated or switched or again
         )
         if signing_in:
             # Session fixation: whatever id the browser had before sign-in dies here.
             session.regenerate()
-            session.mark_authenticated(self.clock())
+            state.mark_authenticated(self.clock())
             self.events.emit(
                 logging.INFO, "login",
                 {"origin": self.origin, "user": (self.remote_user(user) or "")[:200]},
                 "login origin=%s", self.origin,
             )
         handoff = self._take_pending(request, session, signing_in) if signed_in else None
-        before = session.stored_id
+        before = state.stored_id
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off
             # keeps waiting, and no token is minted for the old sign-in.
             self._remember(session, handoff)
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
-        if signed_in and (signing_in or session.stored_id != before):
-            # The user's index of sessions (issue 17): a sign-in, or a move to a new id.
+        if signed_in and (signing_in or state.stored_id != before):
+            # The user's index of sessions (to list and end them): a sign-in, or a move.
             yield from record_session(
                 self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
                 user_agent=request.user_agent, moved_from=before,
                 max_sessions=self.max_sessions_per_user if signing_in else None,
             )
-        if handoff is None or session.stored_id is None:
+        if handoff is None or state.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
             return self._refused(request, handoff, cookies)
@@ -352,20 +360,21 @@ class IdpSide(Side):
             return self._state_taken(request, handoff, headers)
         return Reply.redirect(location, headers=headers)
 
-    def on_close(self, session: Session) -> Steps[Headers]:
+    def on_close(self, session: Session) -> Closing:
         """The app's body is done: persist what changed while it streamed.
 
         The response's headers went out when it started, so nothing here can
-        rotate the id or set a cookie (:meth:`Lifecycle.persist` with
-        ``late=True``). A sign-in made only now is therefore not recorded at
-        all -- nothing of the session's late changes is: kept under the
-        pre-login id, which another browser may hold (a planted cookie), it
-        would make that browser the user (session fixation).
+        rotate the id or set a cookie (:meth:`Side.on_close`). A sign-in made
+        only now is therefore not recorded at all -- nothing of the session's
+        late changes is: kept under the pre-login id, which another browser may
+        hold (a planted cookie), it would make that browser the user (session
+        fixation).
         """
+        state = state_of(session)
         if (
-            session.loaded
-            and not session.invalidated  # a late logout still ends the session (no new one)
-            and session.is_changed(self.user_key)
+            state.loaded
+            and not state.invalidated  # a late logout still ends the session (no new one)
+            and state.is_changed(self.user_key)
             and self.user_of(session) is not None
         ):
             self.events.emit(
@@ -374,8 +383,11 @@ class IdpSide(Side):
                 "the user was signed in after the response started; nothing was saved "
                 "(set the user in the session before start_response)",
             )
+            # Given up, so that a later moment of the same request (the WSGI body's close
+            # after a websocket's answer, ASGI's after the app returned) refuses nothing twice.
+            state.forget_changes()
             return []
-        return (yield from self.lifecycle.persist(session, late=True))
+        return super().on_close(session)
 
     def _take_pending(
         self, request: Request, session: Session, signed_in_now: bool
@@ -430,7 +442,7 @@ class IdpSide(Side):
         return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
     def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a login state another browser presented first: no token (finding 3)."""
+        """403 for a login state another browser presented first: no token (login CSRF)."""
         self.events.emit(
             logging.WARNING, "handoff_refused",
             {"reason": "state_taken", "audience": handoff.origin},
@@ -460,7 +472,7 @@ class IdpSide(Side):
     ) -> Steps[str | None]:
         """Store a ticket for the session if this browser (``owners``) holds the state; the
         callback URL carrying its sealed token, or None when another browser holds it."""
-        sid = session.stored_id
+        sid = state_of(session).stored_id
         assert sid is not None, "only a stored, signed-in session is handed off"
         # Carried in the ticket, so a remote that cannot find it tells "lost" from
         # "another store" (core/storeid.py); a round trip only now and then.

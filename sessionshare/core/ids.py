@@ -1,8 +1,9 @@
 """Session ids, the store key of one, and each app's own cookie value for it.
 
-Protocol v2 (issue 16, findings 1, 5 and 7). One shared session has one id,
-known to the store only as a keyed digest and to each app only through a
-cookie value that is *its own*::
+Protocol v2: a cookie copied from one app opens no other, another
+deployment's sessions are absent, and a store dump yields no cookie. One
+shared session has one id, known to the store only as a keyed digest and to
+each app only through a cookie value that is *its own*::
 
     id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
     cookie     = id "." base64url(BLAKE2b-128(key=cookie subkey, audience "\\n" id))

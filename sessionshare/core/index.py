@@ -56,7 +56,8 @@ from typing import Any
 from ..crypto import SyncKey
 from .events import Events
 from .ids import SessionIds
-from .session import META_JOINED, META_RETIRED, Session
+from .record import META_JOINED, META_RETIRED
+from .session import Session, state_of
 from .side import Side, is_signed_in_user
 from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Save, Steps
 
@@ -145,7 +146,7 @@ class UserIndex:
 
     def ref_of(self, session: Session) -> str | None:
         """The reference of a stored session (for ``except_ref``); None while it is new."""
-        sid = session.stored_id
+        sid = state_of(session).stored_id
         if sid is None or not self._ids.is_known(sid):
             return None
         return self._ids.digest(sid)[:REF_CHARS]
@@ -371,7 +372,7 @@ def record_session(
     (a sign-in, ``regenerate()``); its entry is dropped in the same command.
     ``ids`` is the IdP's, for the session's digest and absolute limit.
     """
-    sid = session.stored_id
+    sid = state_of(session).stored_id
     if sid is None:
         return
     now = int(index.clock())

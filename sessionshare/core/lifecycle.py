@@ -3,10 +3,15 @@
 :class:`Lifecycle` knows this app's cookie, key prefix and timeouts. It finds
 the session id in a ``Cookie`` header, reads a session (one round trip that
 also slides the idle expiry; the absolute lifetime is enforced here), and
-persists one: the :class:`~sessionshare.core.session.Session` decides *what* to
-write (its :class:`~sessionshare.core.session.WritePlan`), this module turns the
-plan into store commands and ``Set-Cookie`` headers. It does no I/O: each
-operation is a step (``core/steps.py``) that a shell drives on its store.
+persists one: the session's state decides *what* to write (its
+:class:`~sessionshare.core.record.WritePlan`), this module turns the plan into
+store commands and ``Set-Cookie`` headers. It does no I/O: each operation is a
+step (``core/steps.py``) that a shell drives on its store.
+
+This is the one persist path of every shell and side (:meth:`Lifecycle.persisting`):
+settle (nothing to write: the headers at once), write, headers -- and the late
+persist after the headers went out, which refuses what would need a cookie and
+reports a store failure itself, since no answer can carry it any more.
 
 Security properties kept here:
 
@@ -32,7 +37,7 @@ Security properties kept here:
     rules = Lifecycle(cookie=CookieSpec("sessionshare"), key=key,
                       audience="https://shop.example", idle_timeout=1800,
                       absolute_timeout=8 * 3600)
-    session = Session(sid=rules.session_id_in(cookie_header), loader=...)
+    session = rules.open(cookie_header, loader=lambda sid: run(rules.read(sid), store))
     headers = run(rules.persist(session), store)
 """
 
@@ -44,18 +49,14 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..crypto import SyncKey
-from ..errors import ConfigurationError, SessionTooLarge
+from ..errors import ConfigurationError, SessionTooLarge, StoreUnavailable
 from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .session import (
-    META_JOINED,
-    META_RETIRED,
-    Session,
-    WritePlan,
-    lifetime_start,
-)
+from .record import META_JOINED, META_RETIRED, SessionLoader, WritePlan
+from .session import Session, state_of
+from .sessionstate import lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
 __all__ = ["Headers", "Joined", "Lifecycle"]
@@ -186,11 +187,27 @@ class Lifecycle:
             return None
         return record
 
+    def open(self, cookies: str | None, loader: SessionLoader | None = None) -> Session:
+        """This request's session, for the id in this app's cookie in ``cookies`` (a
+        ``Cookie`` header) if genuine; None: a new, empty one.
+
+        ``loader`` reads it the first time the app looks (a thread server: WSGI); without
+        one, it is read by :meth:`load`'s steps before anything looks.
+        """
+        return Session(loader, self.session_id_in(cookies))
+
+    def read_now(self, session: Session) -> Steps[None] | None:
+        """The steps that read ``session`` now, or None when there is nothing to read (no
+        cookie): for a shell whose app cannot have it read on its first look (asyncio,
+        where that read would block the event loop)."""
+        return None if state_of(session).loaded else self.load(session)
+
     def load(self, session: Session) -> Steps[None]:
         """Read ``session`` if it still needs reading (nothing to do without a cookie)."""
-        sid = session.unread_id
-        if sid is not None:
-            session.fill((yield from self.read(sid)))
+        state = state_of(session)
+        if not state.loaded:
+            assert state.sid is not None  # a session without an id needs no reading
+            state.fill((yield from self.read(state.sid)))
 
     def join(
         self, session: Session, sid: str, *, handoff: str | None = None, remember_for: int = 0
@@ -214,10 +231,11 @@ class Lifecycle:
         One round trip: the record is read in the same store command that
         marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
         """
-        session.point_at(sid)
+        state = state_of(session)
+        state.point_at(sid)
         found = self.ids.lookup(sid)
         if found is None:
-            session.fill(None)
+            state.fill(None)
             return "gone"
         digest, idle, absolute = found
         key = self._key(digest)
@@ -225,14 +243,14 @@ class Lifecycle:
         once = None if handoff is None else self._handoff_key(digest, handoff)
         before: SessionRecord | None = yield Mark(key, meta, idle, once, remember_for)
         if before is MARKED_BEFORE:
-            session.fill(None)
+            state.fill(None)
             return "again"
         record = before
         if before is not None and META_RETIRED not in before.meta:
             # What the store holds now; a marker (moved meanwhile) took nothing.
             record = SessionRecord(before.fields, {**before.meta, **meta})
-        session.fill((yield from self._live(key, record, absolute)))
-        return "joined" if session.stored_id is not None else "gone"
+        state.fill((yield from self._live(key, record, absolute)))
+        return "joined" if state.stored_id is not None else "gone"
 
     def handoff_key(self, sid: str, handoff: str) -> str:
         """The store key recording that the redemption ``handoff`` joined the session ``sid``
@@ -259,9 +277,10 @@ class Lifecycle:
         id or a session still to be created is refused and logged
         (``late_change_refused``), and the session stays as it was stored.
         """
-        if not session.loaded:
+        state = state_of(session)
+        if not state.loaded:
             return []  # never read, so never changed: not even Vary
-        plan = session.write_plan(
+        plan = state.write_plan(
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
         if plan.refused is not None:
@@ -274,15 +293,40 @@ class Lifecycle:
             return [_VARY]
         return plan
 
-    def persist(self, session: Session, *, late: bool = False) -> Steps[Headers]:
-        """Run the session's write plan; the headers (cookie, ``Vary``) the response needs.
+    def persisting(self, session: Session, *, late: bool = False) -> Headers | Steps[Headers]:
+        """The one persist path: the headers (cookie, ``Vary``) the response needs when
+        nothing needs writing -- the common case, no generator to drive -- else the
+        steps that write the session's plan and answer them.
 
-        ``late``: after the headers went out (see :meth:`settle`).
+        ``late``: after the headers went out (see :meth:`settle`). No answer can
+        carry a store failure any more then: the late steps report it themselves
+        (``store_unavailable phase=close``) and end, under every shell alike.
         """
         settled = self.settle(session, late=late)
         if isinstance(settled, list):
             return settled
-        return (yield from self.write(session, settled))
+        if late:
+            return self._write_late(session, settled)
+        return self.write(session, settled)
+
+    def persist(self, session: Session, *, late: bool = False) -> Steps[Headers]:
+        """:meth:`persisting` as steps, for use inside other steps (``yield from``)."""
+        work = self.persisting(session, late=late)
+        if isinstance(work, list):
+            return work
+        return (yield from work)
+
+    def _write_late(self, session: Session, plan: WritePlan) -> Steps[Headers]:
+        try:
+            return (yield from self.write(session, plan))
+        except StoreUnavailable:
+            # The response is on its way already: nothing can answer 503 any more. The
+            # changes are given up, so that no later moment of the same request (ASGI's
+            # after the app returned) tries them again and reports the failure twice.
+            state_of(session).forget_changes()
+            self.events.emit(logging.WARNING, "store_unavailable", {"phase": "close"},
+                             "store_unavailable phase=close")
+            return []
 
     def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
         """Write ``plan`` (from :meth:`settle`); the headers the response needs.
@@ -292,7 +336,8 @@ class Lifecycle:
         an :meth:`~sessionshare.core.session.Session.invalidate` still deletes
         the old session first: a logout must not hinge on the write after it.
         """
-        size = session.size_after(plan)
+        state = state_of(session)
+        size = state.size_after(plan)
         if size > self.max_session_bytes:
             # Every app pays for every byte on each read of the shared session (a 20 MB
             # session costs Redis 40-80 ms per write): refuse the write whole, so the
@@ -324,7 +369,7 @@ class Lifecycle:
             )
             if not written:
                 return (yield from self._not_written(session, plan.save_to, headers))
-        session.mark_written(plan)
+        state.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
             headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
@@ -342,7 +387,7 @@ class Lifecycle:
         """
         record = yield Peek(self.session_key(sid))
         reason = "rotated" if record is not None and META_RETIRED in record.meta else "ended"
-        session.mark_gone(moved=reason == "rotated")
+        state_of(session).mark_gone(moved=reason == "rotated")
         self.events.emit(logging.WARNING if reason == "rotated" else logging.INFO,
                          "change_refused", {"reason": reason},
                          "change_refused reason=%s hint=%r", reason, _LATE_FIX[reason])

@@ -1,5 +1,5 @@
-"""The passive sign-in check (issue 12, item 1): know the user on a public page, never
-show a login form for it.
+"""The passive sign-in check: know the user on a public page, never show a login form
+for it.
 
 A remote with ``passive`` on sends a browser that opens one of its public
 pages with no session through the IdP **once**, with ``passive=1`` in the

@@ -9,14 +9,14 @@ form with no state in its URL, the newest one.
 
 Two security properties live here:
 
-- **No usable state in the session** (issue 16, finding 3). The state is a
+- **No usable state in the session.** The state is a
   bearer value at the remote: whoever holds it can have a token minted for it
   -- for their own session -- and make the victim's browser open that token.
   The session record is readable by the IdP app (its debug pages, its logs)
   and shows in a store dump, so it holds only a keyed digest of each state
   (its *name*, HMAC under a subkey of the sync key) and an AES-GCM sealed copy
   under another subkey, opened only for a plain sign-in.
-- **The app can write this key too** (finding 6). Every entry is checked for
+- **The app can write this key too.** Every entry is checked for
   shape and type before anything sorts or compares it; what is malformed is
   dropped, never a 500 on every later sign-in of that session.
 

@@ -53,7 +53,7 @@ from .loginstate import MAX_STATE_TTL, LoginStates
 from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
-from .session import Session
+from .session import Session, state_of
 from .side import Outcome, PassThrough, Side
 from .state import FoundState, StateSlots
 from .steps import Steps
@@ -172,11 +172,9 @@ class RemoteSide(Side):
         self._checked = self.checked_cookie.pattern("1")
 
     # -- on the way in -----------------------------------------------------
-    def on_request(self, request: Request, session: Session) -> Outcome:
+    # (On the way out a remote only persists: Side.on_response and Side.on_close.)
+    def _route(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
         if request.path == self.callback_path:
             return self._callback(request, session)
         if request.path == self.logout_path:
@@ -185,7 +183,7 @@ class RemoteSide(Side):
             if self._passive(request):
                 if self._may_check(request):
                     return self._passive_check(request, session)
-                if session.unread_id is not None:
+                if state_of(session).unread_id is not None:
                     # Checked lately, but this browser holds a session here (signed in
                     # since, say): a passive page knows its user under either shell.
                     return self._loaded_user(session)
@@ -216,10 +214,11 @@ class RemoteSide(Side):
         """The user to publish on a public path: none until the session was read (the
         WSGI shell reads lazily, when the app looks); once read (the ASGI shell reads a
         cookie's session up front), the one a protected path would serve."""
-        if not session.loaded:
+        state = state_of(session)
+        if not state.loaded:
             return _ANONYMOUS
         user = self.user_of(session)
-        if user is None or not session.has_joined(self.origin):
+        if user is None or not state.has_joined(self.origin):
             return _ANONYMOUS
         return PassThrough(user, True)
 
@@ -252,9 +251,10 @@ class RemoteSide(Side):
     def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
         user = self.user_of(session)
-        if user is None or not session.has_joined(self.origin):
+        if user is None or not state_of(session).has_joined(self.origin):
             # Signed in, but this origin never joined through an authorized hand-off (or
-            # the IdP withdrew it): the IdP's authorize hook decides again (finding 1).
+            # the IdP withdrew it): the IdP's authorize hook decides again, so a cookie
+            # copied from another app, or a right taken away, serves nothing here.
             return self._send_to_idp(request)
         required = self._required_age(request.path)
         if required is not None and not is_fresh(session.authenticated_at, required,
@@ -418,7 +418,7 @@ class RemoteSide(Side):
         sid, back, spent = redeemed
         self.events.emit(logging.INFO, "ticket_redeemed", {"issuer": self.issuer},
                          "ticket_redeemed issuer=%s", self.issuer)
-        # This app's own cookie value: worthless if copied to any other app (finding 1).
+        # This app's own cookie value: worthless if copied to any other app.
         # A remembered sign-in's cookie lasts as long as its lifetime, counted from it.
         started = max(session.created or self.clock(), session.authenticated_at or 0)
         headers = [("Set-Cookie", self.lifecycle.set_cookie(sid, int(started)))]

@@ -6,8 +6,9 @@ The library's own answers -- the redirects of the hand-off, its 400/401/403/
 here, by the constructors of :class:`Reply`, and nowhere else. They take
 the few request facts they need as plain arguments (``as_json``: does this
 client want JSON rather than a page?) and know nothing of WSGI or ASGI; a
-shell sends a reply in a few lines (``sessionshare.web.send_reply`` for
-WSGI), and a framework adapter turns it into its own response object.
+shell sends a reply in a few lines (``sessionshare.wsgi.environ.send_reply``,
+``sessionshare.asgi.scope.send_reply``), and a framework adapter turns it into
+its own response object.
 
 What every reply here guarantees, whichever shell sends it:
 

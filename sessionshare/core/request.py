@@ -15,7 +15,7 @@ opened at another host than its ``app_url``), never to build a URL.
     request = Request(method="GET", path="/orders", query="page=2",
                       cookies="sessionshare=...", accept="text/html")
     request.is_navigation        # True: a page load, may go to the IdP
-    request.return_path          # "/orders?page=2"
+    request.full_path            # "/orders?page=2", what a login returns to
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Request:
     :param query: the raw query string, without ``?``.
     :param cookies: the raw ``Cookie`` header.
     :param accept: the ``Accept`` header.
-    :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none.
+    :param fetch_mode: the ``Sec-Fetch-Mode`` header, None when the browser sent none;
+        ``"websocket"`` for a websocket's handshake, whatever the client sent.
     :param origin: the ``Origin`` header, None when the client sent none.
     :param fetch_site: the ``Sec-Fetch-Site`` header, None when the browser sent none.
     :param purpose: the ``Sec-Purpose`` (or older ``Purpose``) header: ``prefetch``
@@ -59,8 +60,9 @@ class Request:
 
     # A plain class with slots, not a dataclass: one is built for every request,
     # and a frozen dataclass costs several times as much to build.
-    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "host", "method",
-                 "native", "origin", "path", "purpose", "query", "root", "user_agent")
+    __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "has_bad_path",
+                 "host", "is_websocket", "method", "native", "origin", "path", "purpose", "query",
+                 "root", "user_agent")
 
     def __init__(
         self,
@@ -80,10 +82,20 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
+        #: True when the path is neither empty (the mount point itself) nor starts with
+        #: ``/``. Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of
+        #: a request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a
+        #: raw request target ``ping/orders`` as it comes. Routers disagree on what they
+        #: mean (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to
+        #: see the path the app will serve: such a request is refused (fail closed).
+        self.has_bad_path = bool(path) and path[0] != "/"
         self.query = query
         self.cookies = cookies
         self.accept = accept
         self.fetch_mode = fetch_mode
+        #: True for a websocket's opening handshake (both shells hand one over with
+        #: ``fetch_mode="websocket"``): no redirect, cookie or sign-out can reach its page.
+        self.is_websocket = fetch_mode == "websocket"
         self.root = root
         self.native = native
         self.origin = origin
@@ -124,18 +136,6 @@ class Request:
         # PEP 3333 hands the path over as latin-1 decoded bytes; keep it ASCII-safe.
         path = (self.root + self.path).encode("latin-1", "replace").decode("ascii", "replace")
         return f"{path}?{self.query}" if self.query else path
-
-    @property
-    def has_bad_path(self) -> bool:
-        """True when the path is neither empty (the mount point itself) nor starts with ``/``.
-
-        Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of a
-        request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a raw
-        request target ``ping/orders`` as it comes. Routers disagree on what they mean
-        (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to see
-        the path the app will serve: such a request is refused (fail closed).
-        """
-        return bool(self.path) and self.path[0] != "/"
 
     @property
     def is_prefetch(self) -> bool:

@@ -4,8 +4,21 @@ A *side* is one app's half of the protocol, with no I/O and no server
 interface: it reads a :class:`~sessionshare.core.request.Request` and the
 request's :class:`~sessionshare.core.session.Session`, asks for store work as steps
 (``core/steps.py``), and answers with a :class:`~sessionshare.core.reply.Reply`
-or lets the request through to the app (:class:`PassThrough`). The WSGI
-middlewares -- and an ASGI shell, the same way -- only translate.
+or lets the request through to the app (:class:`PassThrough`). Both sides offer
+the same three entry points, and a shell -- WSGI or ASGI, one class each --
+calls them in this order whatever the role, as h11's I/O layer always calls the
+same methods of a connection:
+
+1. :meth:`Side.on_request` -- a request (a websocket handshake too, told apart
+   by :attr:`Request.is_websocket <sessionshare.core.request.Request.is_websocket>`)
+   is answered by the library or passed to the app;
+2. :meth:`Side.on_response` -- the app's answer starts: persist the session
+   (the IdP also signs in and hands off, and may replace the answer);
+3. :meth:`Side.on_close` -- the body is done: persist what changed while it
+   streamed, refusing what would need a cookie (the headers are out).
+
+Each answers with its result when no store work is needed (the common case:
+nothing to drive), else with the steps that find it.
 
 Shared here:
 
@@ -44,14 +57,17 @@ from ..crypto import SyncKey, canonical_origin
 from ..errors import ConfigurationError, StoreUnavailable
 from .cookies import CookieSpec
 from .events import EventHook, EventName, Events
-from .lifecycle import Lifecycle
+from .lifecycle import Headers, Lifecycle
 from .option_checks import origins_of
 from .reply import Reply
 from .request import Request, safe_return_path
-from .session import Session
+from .session import Session, state_of
 from .steps import Steps
 
-__all__ = ["DEFAULT_COOKIE_NAME", "Outcome", "PassThrough", "Side", "is_signed_in_user"]
+__all__ = [
+    "DEFAULT_COOKIE_NAME", "Answer", "Closing", "Outcome", "PassThrough", "Side",
+    "is_signed_in_user",
+]
 
 log = logging.getLogger("sessionshare")
 #: (role, origin, key fingerprints) of every side this process has announced at WARNING.
@@ -93,6 +109,12 @@ class PassThrough(NamedTuple):
 #: An entry point's answer: the outcome itself when it needs no store work (no
 #: generator to drive: the common case, and the cheapest), else the steps to run.
 Outcome = Union[Reply, PassThrough, Steps[Union[Reply, PassThrough]]]  # noqa: UP007
+#: What :meth:`Side.on_response` answers: the headers to add to the app's answer, or
+#: the :class:`Reply` that replaces it -- itself, or the steps that find it.
+Answer = Union[Reply, Headers, Steps[Union[Reply, Headers]]]  # noqa: UP007
+#: What :meth:`Side.on_close` answers: the headers of the late persist (which no
+#: response carries any more), or the steps that write it.
+Closing = Union[Headers, Steps[Headers]]  # noqa: UP007
 
 #: A websocket from another origin, where it is not refused: no user, no session.
 _WITHOUT_SESSION = PassThrough(no_session=True)
@@ -103,6 +125,10 @@ class Side:
     :class:`~sessionshare.core.remote.RemoteSide`."""
 
     role: ClassVar[str]
+    #: Whether :meth:`on_response` reads the app's response headers (the IdP carries the
+    #: app's cookies over to a reply that replaces its answer): a shell that must decode
+    #: them first (ASGI's are bytes) spares that work for a side that does not.
+    reads_app_headers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -141,8 +167,8 @@ class Side:
                 "or pass cookie_secure=False explicitly for a local http demo"
             )
         if self.origin.startswith("https://") and not cookie_secure and not allow_insecure:
-            # Issue 16 finding 4: the cookie would also go out over plain http (SSL
-            # stripping reads it); relaxing it on an https app must be said out loud.
+            # The cookie would also go out over plain http, where an SSL-stripping
+            # attacker reads it: relaxing it on an https app must be said out loud.
             raise ConfigurationError(
                 f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
                 "also travel over plain http; keep cookie_secure=True, or pass "
@@ -169,8 +195,8 @@ class Side:
         self.cookie_domain = cookie_domain
         if cookie_name is None:
             # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
-            # subdomain can then neither set nor shadow the cookie -- no planted session
-            # (issue 16, finding 10). An http app cannot have one.
+            # subdomain can then neither set nor shadow the cookie, so it cannot plant a
+            # session of its choosing in the browser (fixation). An http app cannot have one.
             cookie_name = DEFAULT_COOKIE_NAME
             if cookie_secure and not cookie_domain:
                 cookie_name = "__Host-" + cookie_name
@@ -212,11 +238,50 @@ class Side:
             if level == logging.WARNING else "",
         )
 
+    # -- the three entry points ----------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app.
 
         Either the answer itself, or the steps that find it (drive them on the store).
+        A path that does not start with ``/`` is refused first (:meth:`bad_path`); a
+        websocket handshake is served as :meth:`_websocket_request` says.
         """
+        refused = self.bad_path(request)
+        if refused is not None:
+            return refused
+        if request.is_websocket:
+            return self._websocket_request(request, session)
+        return self._route(request, session)
+
+    def on_response(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Answer:
+        """The app's answer starts (``app_headers``: its headers): persist the session
+        before the status line goes out, so the next request -- often the redirect that
+        follows -- sees the write. The headers (cookie, ``Vary``) to add to the app's.
+
+        The IdP's side also watches for a sign-in here and may answer a :class:`Reply`
+        that replaces the app's (a hand-off pending). A websocket handshake's answer
+        carries no cookie to its page: everything is persisted as :meth:`on_close` does.
+        """
+        if request.is_websocket:
+            return self.on_close(session)
+        return self.lifecycle.persisting(session)
+
+    def on_close(self, session: Session) -> Closing:
+        """The app's body is done: persist what changed while it streamed.
+
+        The response's headers are out, so nothing here can set a cookie: the
+        late persist refuses a move to a new id or a new session (logged), and
+        a store failure is reported (``store_unavailable phase=close``), not
+        raised: nobody is left to answer.
+        """
+        if not state_of(session).modified:
+            return []  # the common case: nothing changed after the headers
+        return self.lifecycle.persisting(session, late=True)
+
+    def _route(self, request: Request, session: Session) -> Outcome:
+        """The answer to an HTTP request whose path is well formed: the role's own."""
         raise NotImplementedError
 
     def bad_path(self, request: Request) -> Reply | None:
@@ -247,7 +312,7 @@ class Side:
         return Reply.error(400, "bad_path", "The request path must start with '/'.",
                            as_json=request.wants_json)
 
-    def on_websocket(self, request: Request, session: Session) -> Outcome:
+    def _websocket_request(self, request: Request, session: Session) -> Outcome:
         """A websocket handshake: :class:`PassThrough` to serve it, a :class:`Reply` to refuse.
 
         No redirect, cookie or sign-out can travel over a websocket, so the
@@ -260,9 +325,6 @@ class Side:
         at all, is served with no session and no user -- the session is not even
         read -- or, on a remote's protected path, refused (``cross_origin``).
         """
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
         if not request.origin_is(self.websocket_origins):
             return self._foreign_websocket(request)
         return self._websocket(request, session)
@@ -342,7 +404,7 @@ class Side:
                 403, "cross_origin", "Sign out from this site's own sign-out page.",
                 as_json=request.wants_json, title="Sign-out refused",
             )
-        had_session = session.had_cookie
+        had_session = state_of(session).had_cookie
         yield from self.lifecycle.load(session)  # the id to delete, if it is still live
         user = self.remote_user(self.user_of(session))
         session.invalidate()

@@ -1,4 +1,4 @@
-"""Step-up re-authentication (issue 12, item 3): a remote asks for a recent sign-in.
+"""Step-up re-authentication: a remote asks for a recent sign-in.
 
 A remote with ``max_auth_age`` serves a protected path only to a session
 signed in at most that many seconds ago (plus :data:`GRACE`). An older one is

@@ -23,8 +23,9 @@ tickets by its own clock (Redis ``EX``), not the middleware's injected one.
 
 The key carries the hash tag of the login state the ticket was minted for
 (:func:`sessionshare.core.claims.state_tag`): the IdP stores the ticket in the
-same store command that claims that state for the browser (issue 16, finding
-3), and the remote, which knows the state, finds it there.
+same store command that claims that state for the browser (a state read from a
+log gets no token in another browser), and the remote, which knows the state,
+finds it there.
 
 **Which store.** A ticket is 24 random bytes and then the 8-byte identity of
 the store the IdP wrote it into (:mod:`sessionshare.core.storeid`), so a

@@ -52,7 +52,7 @@ __all__ = [
     "seal_token",
 ]
 
-#: 2 since protocol v2 (issue 16): the session id a ticket points to carries its key id
+#: 2 since protocol v2: the session id a ticket points to carries its key id
 #: and limits, and each app's cookie is its own. A version-1 token comes from an IdP
 #: of the old protocol, whose sessions this app cannot read: ``unsupported_version``.
 VERSION = 2

@@ -4,11 +4,11 @@
 re-exported from the package top level too (``from sessionshare import
 RemoteSessionMiddleware``). The modules:
 
-- ``base.py`` -- the one per-request loop both middlewares share;
+- ``base.py`` -- the one shell class both middlewares are: it calls its
+  side's ``on_request``, ``on_response`` (before the status line reaches the
+  server) and ``on_close`` (when the body closes) in order;
 - ``idp.py`` / ``remote.py`` -- the two middlewares: documented, typed
-  constructors that build their side of the protocol;
-- ``manager.py`` -- the session around WSGI: lazy load, persist before the
-  status line and again on close;
+  constructors that build their side of the protocol, nothing per request;
 - ``environ.py`` -- the environ turned into a request, a reply sent back.
 """
 

@@ -2,35 +2,36 @@
 
 Both middlewares are this class with a different *side*
 (:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
-Per request the shell only translates:
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
+they only build it, and override nothing. Per request the shell calls the
+side's three entry points in order, whatever its role, and only translates:
 
 1. the environ becomes a :class:`~sessionshare.core.request.Request`, and the
    request gets a lazy :class:`~sessionshare.core.session.Session` at
-   ``environ["sessionshare.session"]``;
-2. the side's ``on_request`` steps run on the store: a
+   ``environ["sessionshare.session"]`` (read on the app's first look, one
+   round trip);
+2. ``on_request``: its steps run on the store; a
    :class:`~sessionshare.core.reply.Reply` is sent as it is, a
    :class:`~sessionshare.core.side.PassThrough` calls the app (with
    ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
    server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
-   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone);
-   A websocket handshake (a GET with ``Upgrade: websocket``, which
-   flask-sock and the like take over) goes to the side's ``on_websocket``
-   instead, as under ASGI: from a page of another origin it gets no session
-   and no user, and is refused on a remote's protected path; what its app
-   changes is persisted as a late change (nothing a cookie would carry);
-3. when the app starts its response, :meth:`SessionMiddleware.on_response`
-   persists the session -- the IdP's side may replace the answer (a sign-in
-   with a hand-off pending) -- before the status line reaches the server;
-   changes made while the body streams are persisted when it closes
-   (:meth:`SessionMiddleware.on_close`), within what needs no new cookie;
-4. a store outage anywhere is the side's 503: fail closed.
+   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone).
+   A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
+   and the like take over) is one too, as under ASGI: from a page of another
+   origin it gets no session and no user, and is refused on a remote's
+   protected path;
+3. ``on_response``, when the app starts its response, before the status line
+   reaches the server: the session is persisted, and the IdP's side may
+   replace the answer (a sign-in with a hand-off pending);
+4. ``on_close``, when the server closes the body: what changed while it
+   streamed, within what needs no new cookie;
+5. a store outage before the answer starts is the side's 503: fail closed.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..core.lifecycle import Headers
@@ -41,9 +42,8 @@ from ..core.session import ENVIRON_KEY, Session
 from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
-from ..store.base import SessionStore
-from .environ import is_websocket_handshake, request_of, send_reply
-from .manager import SessionManager
+from ..store.base import SessionRecord, SessionStore
+from .environ import reply_body, request_of, send_reply
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -57,9 +57,13 @@ _M = TypeVar("_M", bound="SessionMiddleware")
 
 
 class SessionMiddleware:
-    """Base of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
+    """The WSGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
-    The subclasses document every argument, check them all against
+    :param app: the WSGI application to wrap.
+    :param store: the thread store the session lives in.
+    :param side: the protocol's side this app plays (its role, as data).
+
+    The middlewares document every argument, check them all against
     :data:`sessionshare.core.options.OPTIONS` and build their side from them.
     """
 
@@ -77,14 +81,15 @@ class SessionMiddleware:
                 f"sessionshare.asgi.{name} -- the same options, with an asyncio store "
                 "(AsyncRedisStore.from_url(...) or MemoryStore())"
             )
+        if not isinstance(store, SessionStore):
+            raise ConfigurationError(
+                "store must implement sessionshare.store.SessionStore "
+                "(e.g. RedisStore.from_url(...) or MemoryStore())"
+            )
         self.app = app
         self.side = side
-        self.manager = SessionManager(store, lifecycle=side.lifecycle)
-        # Does this shell do more than persist on the way out (the IdP's sign-in steps)?
-        self._replaces_answers = (
-            type(self).on_response is not SessionMiddleware.on_response
-            or type(self).on_close is not SessionMiddleware.on_close
-        )
+        self.store = store
+        self.lifecycle = side.lifecycle
 
     @classmethod
     def from_env(
@@ -104,25 +109,27 @@ class SessionMiddleware:
             raise ConfigurationError("; ".join(problems))
         return cls(app, **values, **overrides)
 
+    def read(self, sid: str) -> SessionRecord | None:
+        """The live session ``sid`` (one round trip), or None: every session's loader."""
+        return run(self.lifecycle.read(sid), self.store)
+
     # -- per request ---------------------------------------------------------
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
         request = request_of(environ)
-        websocket = is_websocket_handshake(environ)
+        side = self.side
         try:
-            session = self.manager.open(environ)
-            outcome = (self.side.on_websocket(request, session) if websocket
-                       else self.side.on_request(request, session))
+            session = environ[ENVIRON_KEY] = self.lifecycle.open(request.cookies, self.read)
+            outcome = side.on_request(request, session)
             if not isinstance(outcome, (Reply, PassThrough)):
-                outcome = run(outcome, self.manager.store)  # the store work it asked for
+                outcome = run(outcome, self.store)  # the store work it asked for
             if isinstance(outcome, Reply):
                 return send_reply(environ, start_response, outcome)
             if outcome.no_session:
                 # A page of another origin: none of the user's session, not even read.
-                session = Session(self.manager.read, None)
-                environ[ENVIRON_KEY] = session
-            user = self.side.remote_user(outcome.user)
+                session = environ[ENVIRON_KEY] = self.lifecycle.open(None, self.read)
+            user = side.remote_user(outcome.user)
             if "REMOTE_USER" in environ:
                 # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
                 # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
@@ -130,48 +137,11 @@ class SessionMiddleware:
                 environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
-
-            if websocket:
-                # The server hands the socket to the app: whatever its answer says, no
-                # cookie reaches the page, so every change is a late one (as under ASGI).
-                def persist_late(*_: object) -> Headers:
-                    return self.manager.persist(session, late=True)
-
-                return self.manager.run(self.app, environ, start_response, session,
-                                        finish=persist_late, finish_late=persist_late)
-            if not self._replaces_answers:
-                # Only persisting to do on the way out: the manager's own path.
-                return self.manager.run(self.app, environ, start_response, session)
-
-            def finish(status: str, headers: Headers) -> Reply | Headers:
-                return self.on_response(request, session, outcome, headers)
-
-            def finish_late() -> Headers:
-                return self.on_close(session)
-
-            return self.manager.run(
-                self.app, environ, start_response, session, finish=finish, finish_late=finish_late
-            )
+            exchange = _Exchange(side, self.store, environ, start_response, request, session,
+                                 outcome)
+            return exchange.call(self.app)
         except StoreUnavailable as exc:
-            return send_reply(environ, start_response, self.side.unavailable(request, exc))
-
-    def on_response(
-        self, request: Request, session: Session, passed: PassThrough, headers: Headers
-    ) -> Reply | Headers:
-        """The app's answer is starting: persist the session; the headers to add.
-
-        The IdP overrides this with its side's sign-in step, which may return a
-        :class:`Reply` that replaces the app's answer.
-        """
-        return self.manager.persist(session)
-
-    def on_close(self, session: Session) -> Headers:
-        """The app's body is done: persist what changed while it streamed.
-
-        The headers are out: the core refuses what would need a new cookie.
-        The IdP overrides this with its side's step, which also refuses a sign-in.
-        """
-        return self.manager.persist(session, late=True)
+            return send_reply(environ, start_response, side.unavailable(request, exc))
 
 
 def _is_asgi_app(app: object) -> bool:
@@ -181,3 +151,149 @@ def _is_asgi_app(app: object) -> bool:
         (vars(base)["__call__"] for base in type(app).__mro__ if "__call__" in vars(base)), None
     )
     return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(call)
+
+
+class _Exchange:
+    """One request's way out through WSGI: the app's ``start_response``, then its body.
+
+    The session is persisted once, at the app's first ``start_response``
+    (:meth:`~sessionshare.core.side.Side.on_response`). A later call -- PEP 3333
+    lets an app replace its headers after an error, with ``exc_info`` -- gets
+    the session's headers (its cookie, ``Vary``) too, and a replacing
+    :class:`~sessionshare.core.reply.Reply` stays the answer. A store failure
+    while persisting propagates as ``StoreUnavailable`` from :meth:`call`,
+    before anything reached the server, so the shell answers 503.
+    """
+
+    __slots__ = ("environ", "failed", "passed", "replacement", "request", "server_start",
+                 "session", "settled", "side", "store")
+
+    def __init__(
+        self,
+        side: Side,
+        store: SessionStore,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        request: Request,
+        session: Session,
+        passed: PassThrough,
+    ) -> None:
+        self.side = side
+        self.store = store
+        self.environ = environ
+        self.server_start = start_response
+        self.request = request
+        self.session = session
+        self.passed = passed
+        self.failed: StoreUnavailable | None = None
+        self.replacement: list[bytes] | None = None
+        #: What the first start_response settled: a replacing Reply's status line and
+        #: headers, or (None, the headers to add to the app's own).
+        self.settled: tuple[str | None, Headers] | None = None
+
+    def call(self, app: WSGIApplication) -> Iterable[bytes]:
+        """Call ``app`` with this exchange's ``start_response``; the body to hand back."""
+        app_iter = app(self.environ, self.start_response)
+        if self.settled is None and self.failed is None:
+            # A generator app calls start_response on its first step: take that
+            # step here so a store failure can still become a clean 503.
+            app_iter = self._prime(app_iter)
+        if self.failed is not None or self.replacement is not None:
+            _close(app_iter)
+            if self.failed is not None:
+                raise self.failed
+            assert self.replacement is not None
+            return self.replacement
+        return _ClosingBody(app_iter, self)
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        """The ``start_response`` the app calls: persist first, then the server's."""
+        if self.failed is not None:
+            raise self.failed  # the write failed: the 503 stands, whatever the app says now
+        if self.settled is None:
+            try:
+                self.settled = self._settle(headers)
+            except StoreUnavailable as exc:
+                self.failed = exc
+                raise
+        # A later call (an error page, with exc_info) is not persisted again: that would
+        # find nothing left to write and drop the cookie the first headers carried (at
+        # the IdP, rotate the id once more). It gets the same session headers instead.
+        reply_status, added = self.settled
+        if reply_status is not None:
+            return self.server_start(reply_status, added, exc_info)  # the Reply stands
+        return self.server_start(status, [*headers, *added], exc_info)
+
+    def _settle(self, headers: Headers) -> tuple[str | None, Headers]:
+        answer = self.side.on_response(self.request, self.session, self.passed, headers)
+        if not isinstance(answer, (Reply, list)):
+            answer = run(answer, self.store)  # the store work it asked for
+        if isinstance(answer, Reply):
+            self.replacement = reply_body(self.environ, answer)
+            return answer.status_line, list(answer.headers)
+        return None, answer
+
+    def close(self) -> None:
+        """The body is done: what changed while it streamed (a late store failure is the
+        side's to report)."""
+        closing = self.side.on_close(self.session)
+        if not isinstance(closing, list):
+            run(closing, self.store)
+
+    def _prime(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
+        iterator = iter(app_iter)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            return _Chained([], app_iter)
+        except StoreUnavailable:
+            if self.failed is None:
+                raise
+            return app_iter
+        return _Chained([first], app_iter, iterator)
+
+
+class _Chained:
+    """Already-taken chunks, then the rest of the app's iterable; closes the original."""
+
+    __slots__ = ("_app_iter", "_head", "_rest")
+
+    def __init__(
+        self, head: list[bytes], app_iter: Iterable[bytes], rest: Iterator[bytes] | None = None
+    ) -> None:
+        self._head, self._app_iter, self._rest = head, app_iter, rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._head
+        if self._rest is not None:
+            yield from self._rest
+
+    def close(self) -> None:
+        _close(self._app_iter)
+
+
+def _close(app_iter: Iterable[bytes]) -> None:
+    close = getattr(app_iter, "close", None)
+    if close is not None:
+        close()
+
+
+class _ClosingBody:
+    """Wraps the app's body; when the server closes it, the exchange's late persist."""
+
+    __slots__ = ("_app_iter", "_exchange")
+
+    def __init__(self, app_iter: Iterable[bytes], exchange: _Exchange) -> None:
+        self._app_iter = app_iter
+        self._exchange = exchange
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._app_iter)
+
+    def close(self) -> None:
+        try:
+            _close(self._app_iter)
+        finally:
+            self._exchange.close()

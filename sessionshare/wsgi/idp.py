@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..core.events import EventHook
 from ..core.idp import Authorize, IdpSide
-from ..core.lifecycle import Headers
 from ..core.options import SameSite, check_options
-from ..core.reply import Reply
-from ..core.request import Request
-from ..core.session import Session
-from ..core.side import PassThrough
 from ..crypto import AllowList, SyncKey
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..store.base import SessionStore
@@ -184,13 +179,3 @@ class IdpAuthMiddleware(SessionMiddleware):
         )
         super().__init__(app, store=store, side=side)
         self.side: IdpSide = side
-
-    def on_response(
-        self, request: Request, session: Session, passed: PassThrough, headers: Headers
-    ) -> Reply | Headers:
-        # Step 4 of the hand-off: a sign-in seen on the way out (see core/idp.py).
-        return self.manager.steps(self.side.on_response(request, session, passed, headers))  # type: ignore[no-any-return]
-
-    def on_close(self, session: Session) -> Headers:
-        # A sign-in seen only after the headers went out is not recorded (see core/idp.py).
-        return self.manager.steps(self.side.on_close(session))  # type: ignore[no-any-return]

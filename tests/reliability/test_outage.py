@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from servers import RedisServer
 
 from sessionshare import RedisStore
-from sessionshare.wsgi.manager import SessionManager
 
 from . import loadgen
 from .figures import report
@@ -138,10 +137,10 @@ def test_outage_with_persistent_redis_keeps_every_session() -> None:
         assert not Counter(o.verdict for o in outcomes)["signed_out"], "a session was lost"
         # Every write a user saw acknowledged is in Redis (a later, unanswered one may be too).
         store = RedisStore.from_url(server.url)
-        manager = SessionManager(store, lifecycle=site.lifecycle())
+        lifecycle = site.lifecycle()
         missing = 0
         for user in users:
-            record = store.load(manager.session_key(user.sid), 1800)
+            record = store.load(lifecycle.session_key(user.sid), 1800)
             assert record is not None
             stored = int(json.loads(record.fields.get("n", '"0"')))
             missing += stored < user.acknowledged

@@ -28,7 +28,6 @@ import threading
 import time
 
 from sessionshare import RedisStore
-from sessionshare.wsgi.manager import SessionManager
 
 from . import loadgen
 from .figures import report
@@ -115,10 +114,10 @@ def test_soak(redis_url: str) -> None:
 
     # Every write a user saw acknowledged is what Redis holds now.
     store = RedisStore.from_url(redis_url)
-    manager = SessionManager(store, lifecycle=site.lifecycle())
+    lifecycle = site.lifecycle()
     stale = 0
     for user in users:
-        record = store.load(manager.session_key(user.sid), 1800)
+        record = store.load(lifecycle.session_key(user.sid), 1800)
         assert record is not None
         stale += int(json.loads(record.fields.get("n", '"0"'))) != user.acknowledged
     store.close()

@@ -34,13 +34,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import websocket
+from asgibridge import await_on_loop
 from conftest import FakeClock
 from flask import Flask, request
 from flask_sock import Sock
-from flow import IDP, LOGIN, SHOP, Browser, Deployment
+from flow import IDP, LOGIN, SHOP, Browser, Deployment, asgi_idp_app, idp_app
 from werkzeug.serving import make_server
 
 from sessionshare import IdpAuthMiddleware, RemoteSessionMiddleware, SessionStore
+
+from .deploy import Events
 
 
 def _call(app: Any, path: str, script_name: str = "", cookie: str = "",
@@ -272,6 +275,78 @@ def test_a_wsgi_websocket_option_lists_the_other_origins(
         cookie = _cookie_header(browser, "shop.test")
         assert _open(shop_ws + "/orders/live", cookie, "http://app.shop.test")["user"] == "alice"
         assert _open(shop_ws + "/orders/live", cookie, SIBLING) == 403
+
+
+def _signing_in_over_a_websocket(shell: str) -> Any:
+    """The IdP app of ``shell``: its pages as usual, and a websocket whose app assigns
+    the user key -- a sign-in no cookie can follow (the handshake's answer reaches no
+    page)."""
+    if shell == "asgi":
+        async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] != "websocket":
+                await asgi_idp_app(scope, receive, send)
+                return
+            await receive()  # websocket.connect
+            scope["session"]["user"] = "mallory"
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+
+        return asgi_app
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_UPGRADE") != "websocket":
+            return idp_app(environ, start_response)
+        environ["sessionshare.session"]["user"] = "mallory"
+        start_response("101 Switching Protocols", [("Upgrade", "websocket")])
+        return []
+
+    return wsgi_app
+
+
+def _handshake(dep: Deployment, path: str, cookie: str, origin: str) -> None:
+    """Open (and at once close) a websocket to the deployment's IdP, as a server would."""
+    if dep.shell == "asgi":
+        scope = {"type": "websocket", "path": path, "root_path": "", "query_string": b"",
+                 "headers": [(b"cookie", cookie.encode()), (b"origin", origin.encode())],
+                 "scheme": "ws", "subprotocols": []}
+        inbox = [{"type": "websocket.connect"}, {"type": "websocket.disconnect"}]
+
+        async def receive() -> dict[str, Any]:
+            return inbox.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        await_on_loop(dep.idp(scope, receive, send))
+        return
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "",
+               "QUERY_STRING": "", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade",
+               "HTTP_COOKIE": cookie, "HTTP_ORIGIN": origin, "wsgi.input": io.BytesIO()}
+    body = dep.idp(environ, lambda status, headers, exc_info=None: None)
+    list(body)
+    if hasattr(body, "close"):
+        body.close()
+
+
+def test_a_sign_in_over_a_websocket_handshake_is_not_recorded(
+    store: SessionStore, clock: FakeClock, shell: str, events: Events
+) -> None:
+    # The handshake's answer carries no cookie to a page, so its changes are late ones:
+    # a sign-in there would stay under the pre-login id, which another browser may hold
+    # (a planted cookie: session fixation). Both shells run the IdP's on_close for it;
+    # the WSGI shell used to store the user under the old id.
+    dep = Deployment(store, clock, shell=shell, idp=_signing_in_over_a_websocket(shell))
+    browser = Browser(dep)
+    browser.get(browser.start_login(SHOP + "/orders"))  # the form: an anonymous session
+    key = browser.store_key("id.test")
+    events.clear()
+    _handshake(dep, "/live", _cookie_header(browser, "id.test"), IDP)
+    record = store.load(key, 60)
+    assert record is not None and "user" not in record.fields and "a" not in record.meta
+    assert browser.get(IDP + "/").text == "idp home user=None"
+    assert [m for m in events.messages if m.startswith("late_change_refused ")] == [
+        m for m in events.messages if "reason=sign_in" in m]
+    assert events.count("late_change_refused") == 1
 
 
 # -- finding 6: a REMOTE_USER the middleware did not set -----------------------------------

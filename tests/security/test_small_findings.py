@@ -35,6 +35,7 @@ from sessionshare import (
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.lifecycle import Lifecycle
 from sessionshare.core.options import read_environ
+from sessionshare.core.session import state_of
 from sessionshare.core.steps import run
 from sessionshare.store.base import SessionRecord
 
@@ -222,7 +223,7 @@ def test_deeply_nested_value_is_a_type_error(leaf: Callable[[object], object]) -
     session["box"] = []
     session["box"].append(_nested(5_000, leaf))
     with pytest.raises(TypeError, match="nested too deeply"):
-        session.write_plan(0.0)
+        state_of(session).write_plan(0.0)
     session["fine"] = _nested(50, leaf)  # ordinary nesting still stores
 
 
@@ -404,12 +405,12 @@ def test_oversized_session_write_is_refused_whole(
 def test_session_size_counts_what_the_store_would_hold() -> None:
     session = Session()
     session["a"] = "x" * 10
-    plan = session.write_plan(0.0)
-    assert session.size_after(plan) == len("a") + len('"xxxxxxxxxx"')
-    session.mark_written(plan)
+    plan = state_of(session).write_plan(0.0)
+    assert state_of(session).size_after(plan) == len("a") + len('"xxxxxxxxxx"')
+    state_of(session).mark_written(plan)
     del session["a"]
     session["é"] = 1
-    assert session.size_after(session.write_plan(0.0)) == len("é".encode()) + 1
+    assert state_of(session).size_after(state_of(session).write_plan(0.0)) == len("é".encode()) + 1
 
 
 def test_invalidate_still_deletes_when_the_new_data_is_too_large(
@@ -424,7 +425,7 @@ def test_invalidate_still_deletes_when_the_new_data_is_too_large(
 
     first = Session(loader)
     first["user"] = "alice"
-    plan = first.write_plan(clock(), new_id=lifecycle.ids.new)
+    plan = state_of(first).write_plan(clock(), new_id=lifecycle.ids.new)
     run(lifecycle.write(first, plan), store)
     assert plan.save_to is not None and len(_session_keys(store)) == 1
     again = Session(loader, sid=plan.save_to)

@@ -89,7 +89,7 @@ def messages(options: Mapping[str, Any] | None = None) -> list[CheckMessage]:
     the middleware built too (quietly; its store closed again)."""
     role, found, built = preflight(options)
     if built is not None:
-        built.manager.store.close()
+        built.store.close()
     return found
 
 
@@ -117,7 +117,7 @@ def preflight(
             return role, [_e001(exc), *found], None
     found += [_warning(4, text, _SEE_CHECK) for text in captured.messages]
     if any(message.is_serious() for message in found):
-        built.manager.store.close()
+        built.store.close()
         return role, found, None
     return role, found, built
 

@@ -57,7 +57,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import salted_hmac
 
-from ...core.session import Session
+from ...core.session import Session, state_of
 from .site import SiteView
 from .wsgi import AppFacts
 
@@ -121,7 +121,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         """A stable reference to the session (not its id), or None while it is new."""
         if self.view is None:
             return None
-        sid = self.view.shared.stored_id
+        sid = state_of(self.view.shared).stored_id
         if sid is None:
             return None
         return str(salted_hmac("sessionshare.contrib.django.session_key", sid).hexdigest())

@@ -28,7 +28,7 @@ from typing import Any
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.middleware.csrf import CSRF_SESSION_KEY
 
-from ...core.session import Session
+from ...core.session import Session, state_of
 from ...core.side import is_signed_in_user
 from .wsgi import AppFacts
 
@@ -71,7 +71,7 @@ class SiteView(MutableMapping[str, Any]):
         user = self.shared_user()
         if user is None or site.get(_SIGNED_IN_AS) != user:
             return False
-        return self.facts.role == "idp" or self.shared.has_joined(self.facts.origin)
+        return self.facts.role == "idp" or state_of(self.shared).has_joined(self.facts.origin)
 
     def _local(self) -> dict[str, Any]:
         site = self._site()

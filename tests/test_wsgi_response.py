@@ -1,4 +1,5 @@
-"""sessionshare.wsgi.manager: cookie in, lazy load, persist -- the write plan run on a store."""
+"""The WSGI shell around an app (sessionshare.wsgi.base, .response): cookie in, lazy load,
+persist before the status line and on close -- the write plan run on a store."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from sessionshare import (
     StoreUnavailable,
 )
 from sessionshare.core.cookies import CookieSpec
-from sessionshare.wsgi.manager import SessionManager
+from sessionshare.core.session import state_of
+from sessionshare.wsgi.base import SessionMiddleware
 
 # -- lazy, cookie-free when empty --------------------------------------------------------
 
@@ -227,8 +229,7 @@ def test_persisted_before_the_status_line(store: SessionStore, clock: FakeClock)
         return lambda data: None
 
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
-    session = manager.open(environ)
-    body = manager.run(app, environ, server_start_response, session)
+    body = manager.wrap(app)(environ, server_start_response)
     assert seen and seen[0] is not None and seen[0].fields == {"user": '"alice"'}
     body.close()  # type: ignore[attr-defined]
 
@@ -256,8 +257,7 @@ def test_changes_while_streaming_are_persisted_on_close(store: SessionStore,
         start_response("200 OK", [])
         return Body(session)
 
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(app, environ, sr,
-                                                               manager.open(environ)))
+    wrapped = webtest.TestApp(manager.wrap(app))
     wrapped.get("/")
     sid = wrapped.cookies[COOKIE]
     record = store.load(manager.session_key(sid), 60)
@@ -274,16 +274,16 @@ def test_generator_app_that_starts_late(store: SessionStore, clock: FakeClock) -
         yield b"one"
         yield b"two"
 
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(app, environ, sr,
-                                                               manager.open(environ)))
+    wrapped = webtest.TestApp(manager.wrap(app))
     response = wrapped.get("/")
     assert response.body == b"onetwo"
     assert "Set-Cookie" in response.headers
 
 
-def test_bad_manager_configuration(clock: FakeClock) -> None:
+def test_bad_shell_configuration(clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError, match="SessionStore"):
-        SessionManager(object(), lifecycle=make_manager(MemoryStore(), clock).lifecycle)  # type: ignore[arg-type]
+        SessionMiddleware(lambda environ, start_response: [], store=object(),  # type: ignore[arg-type]
+                          side=make_manager(MemoryStore(), clock).side)
     with pytest.raises(ConfigurationError, match="positive"):
         make_manager(MemoryStore(), clock, idle_timeout=0)
 
@@ -317,7 +317,7 @@ class OrderStore(MemoryStore):
     [
         (lambda s, e: s["a"], [], None),
         (lambda s, e: s.__setitem__("a", 2), [("save", "old", False)], None),
-        (lambda s, e: s.mark_authenticated(1), [("save", "old", False)], None),
+        (lambda s, e: state_of(s).mark_authenticated(1), [("save", "old", False)], None),
         # One conditional move: the new id only if the old one is live; the old id is
         # retired (a data-less marker for a few seconds), not deleted.
         (lambda s, e: s.regenerate(), [("move", "old", False)], "set"),
@@ -368,7 +368,7 @@ def test_write_ttl_is_the_idle_timeout_capped_by_the_absolute_lifetime(clock: Fa
     app.handlers.update({
         "/new": set_values({"a": 1}),
         "/write": lambda s, e: s.__setitem__("a", s["a"] + 1),
-        "/sign-in": lambda s, e: s.mark_authenticated(clock()),
+        "/sign-in": lambda s, e: state_of(s).mark_authenticated(clock()),
     })
     app.get("/new")
     key = manager.session_key(app.cookies[COOKIE])
@@ -393,8 +393,7 @@ def test_a_session_first_written_while_streaming_is_not_stored(clock: FakeClock)
         environ["sessionshare.session"]["late"] = 1
         yield b"two"
 
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(app, environ, sr,
-                                                               manager.open(environ)))
+    wrapped = webtest.TestApp(manager.wrap(app))
     response = wrapped.get("/")
     assert response.body == b"onetwo" and "Set-Cookie" not in response.headers
     assert store.sessions() == {}
@@ -436,7 +435,7 @@ def test_a_later_start_response_gets_the_session_headers_and_persists_nothing(
 
     sent: list[tuple[str, list[tuple[str, str]]]] = []
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
-    body = manager.run(app, environ, _server(sent), manager.open(environ))
+    body = manager.wrap(app)(environ, _server(sent))
     body.close()  # type: ignore[attr-defined]
     (_, first), (status, headers) = sent
     assert status.startswith("500 ") and ("Content-Type", "text/plain") in headers
@@ -470,10 +469,11 @@ def test_a_failed_persist_is_not_retried_by_a_later_start_response(clock: FakeCl
 
     sent: list[tuple[str, list[tuple[str, str]]]] = []
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
-    with pytest.raises(StoreUnavailable):
-        manager.run(app, environ, _server(sent), manager.open(environ))
-    # Nothing reached the server: the middleware's 503 can still be sent, and nothing stored.
-    assert sent == [] and store.sessions() == {}
+    manager.wrap(app)(environ, _server(sent))
+    # Nothing of the app's reached the server: the middleware's 503 went out in its place
+    # (the first start_response the server saw), and nothing was stored.
+    assert [status for status, _ in sent] == ["503 Service Unavailable"]
+    assert store.sessions() == {}
 
 
 def test_changes_while_streaming_never_need_a_cookie(
@@ -492,10 +492,10 @@ def test_changes_while_streaming_never_need_a_cookie(
     app.handlers["/new"] = set_values({"a": 1})
     app.get("/new")
     sid = app.cookies[COOKIE]
-    wrapped = webtest.TestApp(lambda environ, sr: manager.run(body_app, environ, sr,
-                                                               manager.open(environ)))
+    wrapped = webtest.TestApp(manager.wrap(body_app))
     wrapped.set_cookie(COOKIE, sid)
     caplog.set_level(logging.WARNING, logger="sessionshare")
+    caplog.clear()  # the side's start-up line
     assert "Set-Cookie" not in wrapped.get("/").headers
     record = store.load(manager.session_key(sid), 60)
     assert record is not None and record.fields == {"a": "2"}  # updated, under the same id
@@ -516,7 +516,7 @@ def test_a_session_found_gone_on_write_is_left_new_and_empty(clock: FakeClock) -
     store.delete(manager.session_key(sid))  # logged out elsewhere meanwhile
     headers = manager.persist(session)
     assert ("Set-Cookie", manager.cookie.clear()) in headers
-    assert session.stored_id is None and session.new and len(session) == 0
-    assert not session.modified and not session.had_cookie
+    assert state_of(session).stored_id is None and session.new and len(session) == 0
+    assert not session.modified and not state_of(session).had_cookie
     store.calls.clear()
     assert manager.persist(session) == [("Vary", "Cookie")] and store.calls == []

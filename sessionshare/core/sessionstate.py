@@ -1,0 +1,471 @@
+"""What the protocol tracks about one request's session: :class:`SessionState`.
+
+The app holds a :class:`~sessionshare.core.session.Session` -- a mapping and
+a few verbs. Behind it, this object keeps everything else: the id and whether
+the browser sent it, the record as the store held it, the values the app read
+or wrote, the verbs it asked for (regenerate, invalidate, remember), and the
+metadata fields this request set. The lifecycle reads and fills it
+(:mod:`sessionshare.core.lifecycle`); the sides ask it what happened
+(:mod:`sessionshare.core.idp`, :mod:`sessionshare.core.remote`); the adapters
+and :mod:`sessionshare.testing` reach it through the one accessor,
+:func:`~sessionshare.core.session.state_of`. The app never holds it, so
+nothing here -- the id, a bearer credential, least of all -- is an attribute
+of the app's session.
+
+Values are stored as JSON text (:func:`encode`). The state
+also decides what persisting means: :meth:`SessionState.write_plan`
+turns the state into a :class:`~sessionshare.core.record.WritePlan`, and
+whoever ran the plan reports back with :meth:`SessionState.mark_written` or
+:meth:`SessionState.mark_gone`. Only changed top-level keys and the metadata
+fields this request set are written: a field another request wrote since this
+one read the session (an operator's withdraw of a remote) stands.
+
+    state = state_of(session)
+    plan = state.write_plan(now, new_id=ids.new)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ..store.base import SessionRecord
+from .record import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    META_JOINED,
+    META_RETIRED,
+    UNCHANGED,
+    NewId,
+    SessionLoader,
+    WritePlan,
+    detached_id,
+)
+
+__all__ = ["SessionState", "encode", "lifetime_start"]
+
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+# ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
+# is stored as its \uXXXX escape instead of failing later on the way to the store.
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def encode(key: str, value: Any) -> str:
+    """``value``'s JSON text, as stored under ``key``; TypeError for a non-JSON value."""
+    try:
+        return _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"session[{key!r}]: only JSON values can be stored (str, int, float, bool, None, "
+            f"list, dict with str keys); got {type(value).__name__}: {exc}"
+        ) from None
+    except RecursionError:
+        # A value nested thousands deep (hostile input stored as is, or a cycle the
+        # encoder follows) must fail as the documented TypeError at assignment, not
+        # as a RecursionError -- a 500 wherever the app did not expect one.
+        raise TypeError(
+            f"session[{key!r}]: the value is nested too deeply to store as JSON"
+        ) from None
+
+
+def lifetime_start(meta: Mapping[str, int], default: int) -> int:
+    """Where the absolute lifetime counts from: the latest sign-in, else creation.
+
+    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
+    hours before the user signs in does not end minutes after the sign-in.
+    ``default`` stands in for a missing creation time.
+    """
+    return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
+
+
+class SessionState:
+    """One request's session as the protocol sees it (internal: the app holds the
+    :class:`~sessionshare.core.session.Session` in front of it).
+
+    :param loader: reads the stored session for an id the first time something
+        looks; None for a session read through the lifecycle's steps (:meth:`fill`)
+        before anything looks, or never stored (no ``sid``).
+    :param sid: the well-formed id the request's cookie named, if any. It is
+        only a claim: a cookie naming a session the store does not hold is
+        ignored, and the session is then new.
+    """
+
+    __slots__ = (
+        "assigned",
+        "deleted",
+        "exists",
+        "had_cookie",
+        "invalidated",
+        "loaded",
+        "loader",
+        "meta",
+        "meta_changed",
+        "reauthentication_required",
+        "regenerating",
+        "remembered",
+        "retired",
+        "retired_id",
+        "sid",
+        "stored",
+        "values",
+    )
+
+    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
+        self.loader = loader
+        #: The id this session has (or the cookie claimed, until it is read).
+        self.sid = sid
+        #: True while the browser holds a cookie for this session: the request carried a
+        #: well-formed one (valid or not), or persisting set one; clearing it ends that.
+        self.had_cookie = sid is not None
+        #: True once the store was read, or nothing needed reading (no cookie).
+        self.loaded = sid is None
+        #: True while the store holds this session under :attr:`sid`.
+        self.exists = False
+        #: Top-level key -> JSON text, as the store held it.
+        self.stored: dict[str, str] = {}
+        #: Top-level key -> value, for every key the app read or wrote.
+        self.values: dict[str, Any] = {}
+        #: The keys the app assigned in this request (even to the value they had).
+        self.assigned: set[str] = set()
+        #: Stored keys the app removed.
+        self.deleted: set[str] = set()
+        #: Metadata fields as read, with this request's own changes.
+        self.meta: dict[str, int] = {}
+        #: The metadata fields this request set: a save or a move sends only these, so
+        #: that a field another request wrote since this one read the session (an
+        #: operator's withdraw, say) is not overwritten with the value read before.
+        self.meta_changed: set[str] = set()
+        #: ``regenerate()`` (or ``remember()``) was asked for.
+        self.regenerating = False
+        #: ``invalidate()`` was asked for, and the response is not persisted yet.
+        self.invalidated = False
+        #: The cookie named an id another request of this browser just moved (a marker):
+        #: this request leaves the cookie to that one. ``retired_id`` is that id.
+        self.retired = False
+        self.retired_id: str | None = None
+        #: A remembered sign-in's (idle, absolute) limits, from ``remember()``.
+        self.remembered: tuple[int, int] | None = None
+        #: At the IdP: a remote asked for a more recent sign-in than this one (step-up).
+        self.reauthentication_required = False
+
+    # -- loading -----------------------------------------------------------
+    # A session is read either lazily through its loader (the WSGI shell: the
+    # app may never look) or from outside: whoever drives the protocol's store
+    # steps reads the record for :attr:`unread_id` and hands it to :meth:`fill`.
+    @property
+    def unread_id(self) -> str | None:
+        """The id whose record this session still needs, or None once it has it."""
+        return None if self.loaded else self.sid
+
+    def fill(self, record: SessionRecord | None) -> None:
+        """Take what the store holds for :attr:`unread_id` (None: no such live session)."""
+        if self.loaded:
+            raise RuntimeError("the session was read already")
+        if record is None:
+            self.take(None, {}, {})
+        elif META_RETIRED in record.meta:
+            # Moved to a new id by another request of this browser: no session here, and
+            # this request must leave the cookie to the one that moved it. A logout sent
+            # with this id still ends it -- and where it went (the store follows).
+            retired = self.sid
+            self.take(None, {}, {})
+            self.retired, self.retired_id = True, retired
+        else:
+            self.take(self.sid, record.fields, record.meta)
+
+    def point_at(self, sid: str) -> None:
+        """Become the stored session ``sid`` (a completed hand-off), still to be read."""
+        self.sid = sid
+        self.loaded = False
+
+    def ensure(self) -> None:
+        """Read the session through the loader if it was not read yet."""
+        if not self.loaded:
+            if self.loader is None:
+                # Under asyncio a read here would block the event loop: the shell runs
+                # the read's steps before the app can look (Lifecycle.read_now).
+                raise RuntimeError("this session is read by the protocol's steps before "
+                                   "anything looks inside, and was not read yet")
+            assert self.sid is not None
+            self.fill(self.loader(self.sid))
+
+    def take(self, sid: str | None, fields: dict[str, str], meta: dict[str, int]) -> None:
+        """Become the stored record ``fields``/``meta`` of ``sid`` (None: a new session)."""
+        self.retired, self.retired_id = False, None
+        self.sid = sid
+        self.exists = sid is not None
+        self.stored = fields
+        self.meta = meta
+        self.values = {}
+        self.assigned = set()
+        self.deleted = set()
+        self.loaded = True
+
+    # -- what happened -----------------------------------------------------
+    @property
+    def stored_id(self) -> str | None:
+        """The id of the stored session (to mint a hand-off ticket); None while new.
+
+        It is the session's bearer credential: never log or display it. Reading
+        it does not load the session.
+        """
+        return self.sid if self.exists else None
+
+    @property
+    def modified(self) -> bool:
+        """True when persisting would write something."""
+        if not self.loaded:
+            return False
+        changed, deleted = self.changes()
+        return bool(
+            changed or deleted or self.meta_changed or self.regenerating or self.invalidated
+        )
+
+    def has_joined(self, origin: str) -> bool:
+        """True while ``origin`` (a canonical origin) joined the session and was not
+        withdrawn."""
+        self.ensure()
+        return self.meta.get(META_JOINED + origin, 0) > 0
+
+    def was_assigned(self, key: str) -> bool:
+        """True when ``key`` was assigned in this request -- even to the value it had."""
+        return key in self.assigned
+
+    def is_changed(self, key: str) -> bool:
+        """True when persisting would write or remove the top-level ``key``."""
+        if not self.loaded:
+            return False
+        changed, deleted = self.changes()
+        return key in changed or key in deleted
+
+    def changes(self) -> tuple[dict[str, str], list[str]]:
+        """The keys to write (key -> JSON text) and the stored keys to remove."""
+        changed: dict[str, str] = {}
+        for key, value in self.values.items():
+            # An immutable value that was only read cannot have changed; a list
+            # or dict may have been mutated in place, so compare its encoding.
+            if key not in self.assigned and isinstance(value, _IMMUTABLE):
+                continue
+            text = encode(key, value)
+            if self.stored.get(key) != text:
+                changed[key] = text
+        deleted = [key for key in self.deleted if key in self.stored]
+        return changed, deleted
+
+    # -- what the protocol records -------------------------------------------
+    def set_meta(self, name: str, value: int) -> None:
+        """Set the metadata field ``name`` (written with the session when persisted)."""
+        self.ensure()
+        self.meta[name] = int(value)
+        self.meta_changed.add(name)
+
+    def mark_authenticated(self, now: float) -> None:
+        """Record the time of a sign-in (the IdP's side does, on the way out)."""
+        self.set_meta(META_AUTHENTICATED, int(now))
+
+    def mark_joined(self, origin: str, now: float) -> None:
+        """Record that ``origin`` joined the session at ``now`` (a remote's hand-off does
+        this in the store command that reads the session; :mod:`sessionshare.testing`
+        does it for a session it makes)."""
+        self.set_meta(META_JOINED + origin, int(now))
+
+    def invalidate(self) -> None:
+        """Delete the session from the store when persisted, and empty it."""
+        self.ensure()
+        self.invalidated = True
+        self.values = {}
+        self.assigned = set()
+        self.deleted = set(self.stored)
+        self.meta = {}
+        self.meta_changed = set()
+
+    # -- persisting ----------------------------------------------------------
+    def write_plan(
+        self,
+        now: float,
+        *,
+        new_id: NewId = detached_id,
+        joined_as: str | None = None,
+        late: bool = False,
+    ) -> WritePlan:
+        """What persisting at ``now`` must do; the state itself is not changed.
+
+        Run the plan, then report with :meth:`mark_written` (or
+        :meth:`mark_gone` when an update found the stored session gone).
+
+        ``new_id`` makes the id of a new session; ``joined_as`` is the origin of
+        the persisting app: a ``regenerate()`` of a session that origin
+        joined keeps the id.
+
+        ``late``: the response's headers are already out (a change made while
+        its body streamed), so no cookie can be set or cleared any more. The
+        plan then only updates or deletes the stored session: a move to a new
+        id, or a session that does not exist yet, is left out and named in
+        :attr:`WritePlan.refused`.
+        """
+        if not self.loaded:
+            return UNCHANGED
+        old = self.sid if self.exists else None
+        regenerate = self.regenerating and not (
+            joined_as is not None and old is not None
+            and self.meta.get(META_JOINED + joined_as, 0) > 0
+        )
+        if late:
+            return self._late_plan(now, regenerate)
+        cookie_gone: Literal["clear", "keep"] = "clear" if self.had_cookie else "keep"
+        if self.invalidated:
+            # A logout sent with an id another request just moved ends it where it went.
+            ending = old if old is not None else self.retired_id
+            if not self.values:
+                return WritePlan(drop=ending, drop_first=True, cookie=cookie_gone)
+            # Values written after invalidate() start a new session; metadata alone does not.
+            fresh = {key: encode(key, value) for key, value in self.values.items()}
+            return self._creating(fresh, now, new_id, drop=ending, drop_first=True)
+        changed, deleted = self.changes()
+        if self.retired and old is None:
+            # The cookie this request came with names an id another request of the browser
+            # just moved (a sign-in): that request sets the new cookie. Clearing it here, or
+            # setting a new session's, would sign the browser out if this answer came last.
+            return WritePlan(refused="rotated") if changed or self.meta_changed else UNCHANGED
+        if old is not None and not regenerate:
+            if not (changed or deleted or self.meta_changed):
+                return UNCHANGED
+            return WritePlan(
+                save_to=old, changed=changed, deleted=tuple(deleted),
+                meta=self._changed_meta(), lifetime_start=lifetime_start(self.meta, int(now)),
+            )
+        # A new session, or one moving to a fresh id.
+        fields = dict(self.stored)
+        fields.update(changed)
+        for key in deleted:
+            fields.pop(key, None)
+        if not fields and not self.meta_changed:
+            # Nothing to keep: no store entry and no cookie for an empty session.
+            return WritePlan(drop=old, cookie=cookie_gone)
+        if old is None:
+            return self._creating(fields, now, new_id, drop=None, drop_first=False)
+        # A move: the store takes the session as it holds it *then* (another app's write
+        # since this request read it is kept, metadata included: an operator's withdraw
+        # must not be undone by a move that read the session before it) and merges this
+        # request's changes in -- only if it is still live, in the same step.
+        meta = self._changed_meta() or {}
+        if META_CREATED not in self.meta:
+            meta[META_CREATED] = int(now)
+        return WritePlan(
+            move_from=old, save_to=new_id(self.remembered), changed=changed,
+            deleted=tuple(deleted), meta=meta,
+            lifetime_start=lifetime_start({**self.meta, **meta}, int(now)), cookie="set",
+        )
+
+    def _creating(
+        self,
+        fields: dict[str, str],
+        now: float,
+        new_id: NewId,
+        *,
+        drop: str | None,
+        drop_first: bool,
+    ) -> WritePlan:
+        meta = dict(self.meta)
+        meta.setdefault(META_CREATED, int(now))
+        return WritePlan(
+            drop=drop, drop_first=drop_first, save_to=new_id(self.remembered), create=True,
+            changed=fields, meta=meta, lifetime_start=lifetime_start(meta, int(now)),
+            cookie="set",
+        )
+
+    def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
+        old = self.sid if self.exists else None
+        if self.retired and old is None and not self.invalidated:
+            return WritePlan(refused="rotated") if self.values else UNCHANGED
+        if self.invalidated:
+            # A logout needs no cookie: the stored session still goes. Values written after
+            # invalidate() would start a new session, and its cookie can no longer be sent.
+            return WritePlan(
+                drop=old if old is not None else self.retired_id, drop_first=True,
+                refused="new_session" if self.values else None,
+            )
+        changed, deleted = self.changes()
+        if old is None:
+            # Its cookie can no longer be sent: stored, it would be an orphan no browser holds.
+            return WritePlan(refused="new_session") if changed or self.meta_changed else UNCHANGED
+        # Moving to a new id now would delete the id the browser holds and send it no other
+        # (every app then sees the user signed out): the session keeps its id.
+        refused: Literal["regenerate"] | None = "regenerate" if regenerate else None
+        if not (changed or deleted or self.meta_changed):
+            return WritePlan(refused=refused) if refused else UNCHANGED
+        return WritePlan(
+            save_to=old, changed=changed, deleted=tuple(deleted), meta=self._changed_meta(),
+            lifetime_start=lifetime_start(self.meta, int(now)), refused=refused,
+        )
+
+    def _changed_meta(self) -> dict[str, int] | None:
+        """The metadata fields this request set, with their values; None for none."""
+        if not self.meta_changed:
+            return None
+        return {name: self.meta[name] for name in self.meta_changed}
+
+    def size_after(self, plan: WritePlan) -> int:
+        """Bytes of app data (key names and JSON text) the store holds once ``plan`` ran.
+
+        Counted from the record as this request read it: a key another app wrote
+        meanwhile is not seen. Metadata is a few small numbers and not counted.
+        """
+        if plan.save_to is None:
+            return 0
+        fields = plan.changed if plan.create else {**self.stored, **plan.changed}
+        gone = () if plan.create else plan.deleted
+        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes.
+        return sum(
+            len(key.encode("utf-8")) + len(text)
+            for key, text in fields.items() if key not in gone
+        )
+
+    def mark_written(self, plan: WritePlan) -> None:
+        """The store now holds what ``plan`` (this session's own, just run) wrote."""
+        if plan.create:
+            assert plan.save_to is not None and plan.meta is not None
+            self.sid, self.exists, self.had_cookie = plan.save_to, True, True
+            self.stored, self.meta = dict(plan.changed), dict(plan.meta)
+        elif plan.save_to is not None:
+            if plan.move_from is not None:
+                self.sid, self.exists, self.had_cookie = plan.save_to, True, True
+            self.stored.update(plan.changed)
+            for key in plan.deleted:
+                self.stored.pop(key, None)
+            self.meta.update(plan.meta or {})
+        elif plan.drop is not None or not self.exists:
+            self.take(None, {}, {})
+            self.had_cookie = False
+        self._settled()
+
+    def mark_gone(self, *, moved: bool = False) -> None:
+        """An update or a move found no live session (ended elsewhere meanwhile): stay ended.
+
+        The session becomes new and empty; the caller clears the cookie --
+        unless ``moved``: another request of this browser gave the session a new
+        id meanwhile and sets its cookie, so this one leaves the cookie alone.
+        """
+        retired = self.sid if moved else None
+        self.take(None, {}, {})
+        if moved:
+            self.retired, self.retired_id = True, retired
+        else:
+            self.had_cookie = False
+        self._settled()
+
+    def forget_changes(self) -> None:
+        """Drop what this request changed and could not write (a late persist the store
+        failed, which nobody can retry): the session reads as it was stored."""
+        self.values = {}
+        self._settled()
+
+    def _settled(self) -> None:
+        """Nothing of this request is left to write."""
+        self.assigned = set()
+        self.deleted = set()
+        self.meta_changed = set()
+        self.regenerating = self.invalidated = False
+        self.remembered = None
