@@ -37,6 +37,10 @@ Layout (every command touches one key, so it works unchanged on a cluster)::
   checks its session is live (``IndexPut(live=...)``), so a request that
   wrote a session before a logout or a revocation and records it after
   cannot enter it again.
+- **One order.** The index is walked in the order of its references,
+  whatever order the store hands the entries in (a Redis hash past its small
+  encoding iterates in hash order, a memory store in insertion order): the
+  same requests ask the same store steps, in the same order, on every store.
 
     index = UserIndex(key, key_prefix="sessionshare:")
     infos = run(index.sessions("alice"), store)
@@ -191,10 +195,10 @@ class UserIndex:
             return  # ended meanwhile: nothing to count it against
         # During a key rotation the user's other sessions may sit in the older keys'
         # indexes: the cap counts them all (one read per older key, only with a cap).
-        found = {(key, other): text for other, text in left.items()}
+        found = {(key, other): text for other, text in sorted(left.items())}
         if max_sessions is not None:
             for old_key in older:
-                for other, text in (yield IndexRead(old_key)).items():
+                for other, text in sorted((yield IndexRead(old_key)).items()):
                     found[(old_key, other)] = text
         if len(found) <= (max_sessions or PRUNE_AT):
             return
@@ -230,7 +234,7 @@ class UserIndex:
         for key in self.index_keys(user):
             entries = yield IndexRead(key)
             dead: list[str] = []
-            for ref, text in entries.items():
+            for ref, text in sorted(entries.items()):
                 entry = _parse(text)
                 record = None
                 if entry is not None and _number(entry, "e") > now:
@@ -274,7 +278,7 @@ class UserIndex:
         for key in self.index_keys(user):
             entries = yield IndexRead(key)
             gone: list[str] = []
-            for ref, text in entries.items():
+            for ref, text in sorted(entries.items()):
                 if ref == except_ref:
                     continue
                 entry = _parse(text)
@@ -303,7 +307,7 @@ class UserIndex:
         for _ in range(_WITHDRAW_PASSES):
             moved = False
             for key in self.index_keys(user):
-                for text in (yield IndexRead(key)).values():
+                for _, text in sorted((yield IndexRead(key)).items()):
                     entry = _parse(text)
                     if entry is None:
                         continue
