@@ -41,8 +41,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from itsdangerous import TimestampSigner
-
 from ..crypto import SyncKey, canonical_origin, open_token
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
@@ -143,10 +141,10 @@ class RemoteSide(Side):
         self.token_leeway = token_leeway
         self.state_ttl = int(state_ttl)
         self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
-        self.state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
-        self.state_signer.signer = _clocked_signer(self.clock)
+        self.state_signer = self.key.serializer(
+            "state-cookie", salt="sessionshare.state", clock=self.clock)
         self.states = StateSlots(
             state_cookie_name, path=callback_path, secure=self.lifecycle.cookie.secure,
             ttl=self.state_ttl, signer=self.state_signer,
@@ -531,14 +529,6 @@ class RemoteSide(Side):
         headers = [("Set-Cookie", self.retried_cookie.set("1", mount=request.mount)),
                    *self.states.clear(found.spent, mount=request.mount)]
         return Reply.redirect(found.back, headers=headers)
-
-
-def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
-    class ClockedSigner(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(clock())
-
-    return ClockedSigner
 
 
 def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
