@@ -27,15 +27,8 @@ from sessionshare import (
     asgi,
 )
 from sessionshare.cli import main, options_docstring, options_markdown
-from sessionshare.core.options import (
-    OPTIONS,
-    REQUIRED,
-    Role,
-    Shell,
-    check_options,
-    options_for,
-    read_environ,
-)
+from sessionshare.core.configure import check_options, read_environ
+from sessionshare.core.options import OPTIONS, REQUIRED, Role, Shell, options_for
 
 OPTIONS_PAGE = Path(__file__).parent.parent / "docs" / "options.md"
 MIDDLEWARES: dict[tuple[Role, Shell], type[Any]] = {

@@ -36,19 +36,21 @@ the callback's ``Cookie`` header too large to serve): see
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 from ..crypto import SyncKey, canonical_origin, open_token
-from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
-from ..errors import ConfigurationError, TokenRejected
+from ..errors import TokenRejected
 from . import tickets
 from .claims import CLAIM_TTL
+from .configure import CheckedOptions
 from .cookies import CookieSpec
-from .loginstate import MAX_STATE_TTL, LoginStates
+from .loginstate import LoginStates
+from .options import RemoteSideOptions
 from .passive import PassiveAnswers
+from .paths import Protect as Protect
+from .paths import passive_predicate, protect_predicate, required_age
+from .paths import path_prefixes as path_prefixes
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, state_of
@@ -57,15 +59,14 @@ from .state import FoundState, StateSlots
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import was_lost_here
-from .tickets import CLOCK_LEEWAY
 
 __all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide", "path_prefixes"]
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger("sessionshare")
 
-#: ``True`` (every path), ``False``, path prefixes, or a predicate on the server
-#: interface's own request (the WSGI environ).
-Protect = bool | Sequence[str] | Callable[[Any], bool]
 MAX_RETURN_PATH = 512
 #: Refusals that no retry can fix: what the operator must change, for the log and the page.
 _MISCONFIGURED = {
@@ -100,36 +101,14 @@ class RemoteSide(Side):
     role = "remote"
 
     def __init__(
-        self,
-        *,
-        idp_url: str,
-        callback_path: str = DEFAULT_CALLBACK_PATH,
-        protect: Protect = True,
-        passive: bool | Sequence[str] = False,
-        passive_ttl: int = 5 * 60,
-        max_auth_age: int | Mapping[str, int] | None = None,
-        state_ttl: int = 10 * 60,
-        state_cookie_name: str = "sessionshare_state",
-        token_leeway: float = CLOCK_LEEWAY,
-        **common: Any,
+        self, options: CheckedOptions | None = None, /, **given: Unpack[RemoteSideOptions]
     ) -> None:
-        super().__init__(**common)
+        super().__init__(options, **given)
+        options = self.options
+        idp_url: str = options.idp_url
+        callback_path: str = options.callback_path
+        state_cookie_name: str = options.state_cookie_name
         self.issuer = canonical_origin(idp_url, setting="idp_url")
-        if "?" in idp_url or "#" in idp_url:
-            raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
-        if not callback_path.startswith("/") or callback_path == self.logout_path:
-            raise ConfigurationError(
-                f"callback_path {callback_path!r} must be its own absolute path"
-            )
-        if state_ttl <= 0:
-            raise ConfigurationError("state_ttl must be a positive number of seconds")
-        if state_ttl > MAX_STATE_TTL:
-            # The IdP keeps its claim on a state as long as the state lives, up to this
-            # bound: a state living longer would outlive its claim (core/claims.py).
-            raise ConfigurationError(
-                f"state_ttl must be at most {MAX_STATE_TTL} seconds (a day), not {state_ttl}: "
-                "the IdP guards a started sign-in only that long"
-            )
         self.idp_url = idp_url
         # The Host headers that name app_url's host: read only to explain a failure.
         own = urlsplit(self.origin)
@@ -138,8 +117,8 @@ class RemoteSide(Side):
             self._own_hosts.add(f"{own.netloc}:{443 if own.scheme == 'https' else 80}")
         self.callback_path = callback_path
         self.callback_url = self.origin + callback_path
-        self.token_leeway = token_leeway
-        self.state_ttl = int(state_ttl)
+        self.token_leeway: float = options.token_leeway
+        self.state_ttl = int(options.state_ttl)
         self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
@@ -156,16 +135,16 @@ class RemoteSide(Side):
             path=callback_path, max_age=self.state_ttl,
         )
         self._retried = self.retried_cookie.pattern("1")
-        self._protects = _protect_predicate(protect)
+        self._protects = protect_predicate(options.protect)
         self.login_states = LoginStates(self.key)
-        self._required_age = _required_age(max_auth_age)
-        self._passive = _passive_predicate(passive)
+        self._required_age = required_age(options.max_auth_age)
+        self._passive = passive_predicate(options.passive)
         self.passive_answers = PassiveAnswers(self.key)
         session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
         self.checked_cookie = CookieSpec(
             session_cookie.name + "_checked", secure=session_cookie.secure,
-            domain=self.cookie_domain, max_age=int(passive_ttl),
+            domain=self.cookie_domain, max_age=int(options.passive_ttl),
         )
         self._checked = self.checked_cookie.pattern("1")
 
@@ -529,117 +508,3 @@ class RemoteSide(Side):
         headers = [("Set-Cookie", self.retried_cookie.set("1", mount=request.mount)),
                    *self.states.clear(found.spent, mount=request.mount)]
         return Reply.redirect(found.back, headers=headers)
-
-
-def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
-    if passive is True:
-        return lambda request: True
-    if passive is False:
-        return lambda request: False
-    under = path_prefixes(passive)
-    return lambda request: under(request.path)
-
-
-def _required_age(
-    max_auth_age: int | Mapping[str, int] | None,
-) -> Callable[[str], int | None]:
-    """The step-up age a path requires (None: any sign-in will do)."""
-    if max_auth_age is None:
-        return lambda path: None
-    if not isinstance(max_auth_age, Mapping):
-        age = int(max_auth_age)
-        return lambda path: age
-    # The longest prefix wins: each is tried alone, longest first.
-    by_length = sorted(((path_prefixes([prefix]), int(age), len(prefix.rstrip("/")))
-                        for prefix, age in max_auth_age.items()), key=lambda item: -item[2])
-
-    def required(path: str) -> int | None:
-        for spelling in (path, normalized_path(path)):
-            for under, age, _ in by_length:
-                if under(spelling):
-                    return age
-        return None
-
-    return required
-
-
-def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
-    if protect is True:
-        return lambda request: True
-    if protect is False:
-        return lambda request: False
-    if callable(protect):
-        predicate = protect
-        return lambda request: bool(predicate(request.native))
-    if isinstance(protect, str):
-        raise ConfigurationError("protect takes a list of path prefixes, not one string")
-    prefixes = tuple(protect)
-    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
-        raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
-    under = path_prefixes(prefixes)
-
-    def protects(request: Request) -> bool:
-        path = request.path
-        # Frameworks route "//orders" (werkzeug) or "/./orders" to the /orders view:
-        # a spelling that reaches a protected page is protected too.
-        return under(path) or under(normalized_path(path))
-
-    return protects
-
-
-def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
-    """A test of whether a path is at or below one of ``prefixes``, in whole segments.
-
-    ``/shop`` (or ``/shop/``) matches ``/shop``, ``/shop/`` and ``/shop/x``, never
-    ``/shopping``: a prefix means what a user writes it for. The same segment with
-    a suffix after ``.`` or ``;`` matches too (``/shop.json``, ``/shop;v=1``): some
-    routers send a format suffix or path parameters to the very view (Django REST
-    framework's ``format_suffix_patterns``, servlet containers), so failing closed
-    there costs a sign-in at worst. ``/`` matches every path, and the empty one
-    (the mount point itself).
-
-    The path is the one servers hand over (WSGI ``PATH_INFO``: decoded, its UTF-8
-    bytes read as latin-1), so a prefix is written decoded (``/konto-ü``, never
-    ``/konto-%C3%BC``, which raises :class:`ConfigurationError`) and compared in
-    that form. A final newline is ignored: Starlette and Pyramid match a route with
-    ``^/admin$``, whose ``$`` also matches before one, so ``/admin%0A`` is their
-    ``/admin`` view.
-    """
-    bases: set[str] = set()
-    for prefix in prefixes:
-        if _PERCENT_ENCODED.search(prefix):
-            raise ConfigurationError(
-                f"the path prefix {prefix!r} is percent-encoded: paths are compared decoded, "
-                f"as routers see them, so it would match no request; write it decoded "
-                f"(e.g. {unquote(prefix)!r})"
-            )
-        base = prefix.rstrip("/")  # "/shop/" -> "/shop", "/" -> ""
-        # Both spellings: as a server hands a UTF-8 path over, and as written (the bytes
-        # of a latin-1 path): matching one more path only ever asks for a sign-in.
-        bases.update({base, base.encode("utf-8", "surrogateescape").decode("latin-1")})
-    below = tuple(base + mark for base in bases for mark in _SEGMENT_ENDS)
-
-    def under(path: str) -> bool:
-        if path.endswith("\n"):
-            path = path[:-1]  # "/admin\n" is routed as /admin by "$"-anchored routes
-        return path in bases or path.startswith(below)
-
-    return under
-
-
-#: What may follow a prefix for a path to be that prefix's segment or below it.
-_SEGMENT_ENDS = ("/", ".", ";")
-_PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
-
-
-def normalized_path(path: str) -> str:
-    """``path`` with repeated slashes merged and ``.``/``..`` segments resolved."""
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if segment == "..":
-            if segments:
-                segments.pop()
-        elif segment not in ("", "."):
-            segments.append(segment)
-    trailing = "/" if segments and path.endswith(("/", "/.", "/..")) else ""
-    return "/" + "/".join(segments) + trailing
