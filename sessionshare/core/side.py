@@ -22,6 +22,10 @@ nothing to drive), else with the steps that find it.
 
 Shared here:
 
+- the options a side is built from: checked once, in one round, by
+  :func:`~sessionshare.core.configure.checked_options` -- by the middleware
+  that builds the side, or here for a side built directly -- so nothing below
+  checks or defaults a value again;
 - the app's identity (its canonical origin, the sync key) and the session's
   rules (:class:`~sessionshare.core.lifecycle.Lifecycle`);
 - who the user is: ``session[user_key]``, and the ``REMOTE_USER`` text;
