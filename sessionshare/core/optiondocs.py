@@ -64,8 +64,20 @@ def document_options(cls: type[Any], role: Role, shell: Shell) -> None:
     init.__signature__ = written.replace(parameters=[*kept, *options])
     doc = cls.__doc__ or ""
     indent = _indent_of(doc)
-    cls.__doc__ = (doc.rstrip() + "\n" + options_docstring(role, shell=shell, indent=indent)
-                   + " " * indent)
+    summary, _, params = doc.partition("\n\n")  # the first paragraph, then ":param app:"
+    about = textwrap.indent(_ABOUT, " " * indent)
+    cls.__doc__ = (f"{summary}\n\n{about}\n{params.rstrip()}\n"
+                   f"{options_docstring(role, shell=shell, indent=indent)}{' ' * indent}")
+
+
+#: What every middleware's docstring says of its options, before the list of them.
+_ABOUT = """\
+Every argument after ``app`` is keyword-only and checked at construction, all
+in one round: a bad one raises :class:`~sessionshare.ConfigurationError`
+naming it, and one error names every mistake. The list below is built from the
+options' declaration (:mod:`sessionshare.core.options`) when the class is
+created, as is the signature ``help()`` shows.
+"""
 
 
 def options_markdown() -> str:

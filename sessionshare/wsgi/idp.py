@@ -31,11 +31,6 @@ __all__ = ["IdpAuthMiddleware"]
 class IdpAuthMiddleware(SessionMiddleware):
     """Signs users in once and hands their session to allow-listed remote apps.
 
-    Every argument after ``app`` is keyword-only and checked at construction:
-    a bad one raises :class:`~sessionshare.ConfigurationError` naming it (one
-    error names them all). The options below come from their declaration,
-    :mod:`sessionshare.core.options`, when this module is imported.
-
     :param app: The WSGI application to wrap: the IdP app with the login form.
     """
 

@@ -32,11 +32,6 @@ __all__ = ["RemoteSessionMiddleware"]
 class RemoteSessionMiddleware(SessionMiddleware):
     """Adopts the IdP's shared session for this app, through a one-time token.
 
-    Every argument after ``app`` is keyword-only and checked at construction:
-    a bad one raises :class:`~sessionshare.ConfigurationError` naming it (one
-    error names them all). The options below come from their declaration,
-    :mod:`sessionshare.core.options`, when this module is imported.
-
     :param app: The WSGI application to wrap.
     """
 
