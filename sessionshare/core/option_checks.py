@@ -17,19 +17,20 @@ import inspect
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..errors import ConfigurationError
 from ..store import AsyncSessionStore, MemoryStore, SessionStore
 from .loginstate import MAX_STATE_TTL
-from .paths import prefix_problem
 from .request import safe_return_path
 
 __all__ = [
     "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
     "byte_count", "bytes_text", "count_text", "flag", "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
-    "origin_url", "origins", "origins_of", "origins_text", "protect", "redirect_target",
+    "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
+    "redirect_target",
     "samesite", "seconds", "session_store", "state_lifetime", "sync_key", "verbatim",
     "zero_or_more_seconds",
 ]
@@ -170,6 +171,21 @@ def any_text(name: str, value: Any) -> str | None:
 def optional_text(name: str, value: Any) -> str | None:
     # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
     return None if value is None else any_text(name, value)
+
+
+_PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why a path prefix (``protect``, ``passive``, ``max_auth_age``) can match no request --
+    it is percent-encoded, while paths are compared decoded -- or None."""
+    if not _PERCENT_ENCODED.search(prefix):
+        return None
+    return (
+        f"the path prefix {prefix!r} is percent-encoded: paths are compared decoded, "
+        f"as routers see them, so it would match no request; write it decoded "
+        f"(e.g. {unquote(prefix)!r})"
+    )
 
 
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")

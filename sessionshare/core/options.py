@@ -37,7 +37,6 @@ from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..store import AsyncSessionStore, MemoryStore, SessionStore
 from . import option_checks as checks
 from .events import EventHook
-from .paths import Protect
 from .session import Session
 from .tickets import CLOCK_LEEWAY
 
@@ -56,6 +55,7 @@ __all__ = [
     "IdpOptions",
     "IdpSideOptions",
     "Option",
+    "Protect",
     "RemoteOptions",
     "RemoteSideOptions",
     "Role",
@@ -73,6 +73,9 @@ SameSite = Literal["Lax", "Strict", "None"]
 #: The server interface a middleware speaks: the store's type differs between them.
 Shell = Literal["wsgi", "asgi"]
 SHELLS: tuple[Shell, ...] = ("wsgi", "asgi")
+#: ``True`` (every path), ``False``, path prefixes, or a predicate on the server
+#: interface's own request (the WSGI environ, the ASGI scope).
+Protect = bool | Sequence[str] | Callable[[Any], bool]
 #: ``authorize(session, remote_origin) -> bool``: may this user go on to that app?
 Authorize = Callable[[Session, str], bool]
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"

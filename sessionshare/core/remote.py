@@ -36,21 +36,21 @@ the callback's ``Cookie`` header too large to serve): see
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from ..crypto import SyncKey, canonical_origin, open_token
-from ..errors import TokenRejected
+from ..errors import ConfigurationError, TokenRejected
 from . import tickets
 from .claims import CLAIM_TTL
 from .configure import CheckedOptions
 from .cookies import CookieSpec
 from .loginstate import LoginStates
+from .option_checks import prefix_problem
+from .options import Protect as Protect
 from .options import RemoteSideOptions
 from .passive import PassiveAnswers
-from .paths import Protect as Protect
-from .paths import passive_predicate, protect_predicate, required_age
-from .paths import path_prefixes as path_prefixes
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, state_of
@@ -135,10 +135,10 @@ class RemoteSide(Side):
             path=callback_path, max_age=self.state_ttl,
         )
         self._retried = self.retried_cookie.pattern("1")
-        self._protects = protect_predicate(options.protect)
+        self._protects = _protect_predicate(options.protect)
         self.login_states = LoginStates(self.key)
-        self._required_age = required_age(options.max_auth_age)
-        self._passive = passive_predicate(options.passive)
+        self._required_age = _required_age(options.max_auth_age)
+        self._passive = _passive_predicate(options.passive)
         self.passive_answers = PassiveAnswers(self.key)
         session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
@@ -508,3 +508,108 @@ class RemoteSide(Side):
         headers = [("Set-Cookie", self.retried_cookie.set("1", mount=request.mount)),
                    *self.states.clear(found.spent, mount=request.mount)]
         return Reply.redirect(found.back, headers=headers)
+
+
+def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
+    if passive is True:
+        return lambda request: True
+    if passive is False:
+        return lambda request: False
+    under = path_prefixes(passive)
+    return lambda request: under(request.path)
+
+
+def _required_age(
+    max_auth_age: int | Mapping[str, int] | None,
+) -> Callable[[str], int | None]:
+    """The step-up age a path requires (None: any sign-in will do)."""
+    if max_auth_age is None:
+        return lambda path: None
+    if not isinstance(max_auth_age, Mapping):
+        age = int(max_auth_age)
+        return lambda path: age
+    # The longest prefix wins: each is tried alone, longest first.
+    by_length = sorted(((path_prefixes([prefix]), int(age), len(prefix.rstrip("/")))
+                        for prefix, age in max_auth_age.items()), key=lambda item: -item[2])
+
+    def required(path: str) -> int | None:
+        for spelling in (path, normalized_path(path)):
+            for under, age, _ in by_length:
+                if under(spelling):
+                    return age
+        return None
+
+    return required
+
+
+def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
+    if protect is True:
+        return lambda request: True
+    if protect is False:
+        return lambda request: False
+    if callable(protect):
+        predicate = protect
+        return lambda request: bool(predicate(request.native))
+    under = path_prefixes(protect)
+
+    def protects(request: Request) -> bool:
+        path = request.path
+        # Frameworks route "//orders" (werkzeug) or "/./orders" to the /orders view:
+        # a spelling that reaches a protected page is protected too.
+        return under(path) or under(normalized_path(path))
+
+    return protects
+
+
+def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
+    """A test of whether a path is at or below one of ``prefixes``, in whole segments.
+
+    ``/shop`` (or ``/shop/``) matches ``/shop``, ``/shop/`` and ``/shop/x``, never
+    ``/shopping``: a prefix means what a user writes it for. The same segment with
+    a suffix after ``.`` or ``;`` matches too (``/shop.json``, ``/shop;v=1``): some
+    routers send a format suffix or path parameters to the very view (Django REST
+    framework's ``format_suffix_patterns``, servlet containers), so failing closed
+    there costs a sign-in at worst. ``/`` matches every path, and the empty one
+    (the mount point itself).
+
+    The path is the one servers hand over (WSGI ``PATH_INFO``: decoded, its UTF-8
+    bytes read as latin-1), so a prefix is written decoded (``/konto-ü``, never
+    ``/konto-%C3%BC``, which raises :class:`ConfigurationError`) and compared in
+    that form. A final newline is ignored: Starlette and Pyramid match a route with
+    ``^/admin$``, whose ``$`` also matches before one, so ``/admin%0A`` is their
+    ``/admin`` view.
+    """
+    bases: set[str] = set()
+    for prefix in prefixes:
+        problem = prefix_problem(prefix)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        base = prefix.rstrip("/")  # "/shop/" -> "/shop", "/" -> ""
+        # Both spellings: as a server hands a UTF-8 path over, and as written (the bytes
+        # of a latin-1 path): matching one more path only ever asks for a sign-in.
+        bases.update({base, base.encode("utf-8", "surrogateescape").decode("latin-1")})
+    below = tuple(base + mark for base in bases for mark in _SEGMENT_ENDS)
+
+    def under(path: str) -> bool:
+        if path.endswith("\n"):
+            path = path[:-1]  # "/admin\n" is routed as /admin by "$"-anchored routes
+        return path in bases or path.startswith(below)
+
+    return under
+
+
+#: What may follow a prefix for a path to be that prefix's segment or below it.
+_SEGMENT_ENDS = ("/", ".", ";")
+
+
+def normalized_path(path: str) -> str:
+    """``path`` with repeated slashes merged and ``.``/``..`` segments resolved."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    trailing = "/" if segments and path.endswith(("/", "/.", "/..")) else ""
+    return "/" + "/".join(segments) + trailing
