@@ -10,8 +10,8 @@ sessions | demo``.
   line per problem; exit status 0 when all is well.
 - ``options --markdown`` prints the options table of docs/options.md and
   ``options --docstring idp|remote [--shell asgi]`` the constructor's ``:param:`` lines, both
-  generated from :data:`sessionshare.core.options.OPTIONS` (tests hold the
-  options page and the docstrings to this output).
+  generated from :data:`sessionshare.core.options.OPTIONS`, as the documentation site
+  and ``help()`` show them (:mod:`sessionshare.core.optiondocs`).
 - ``sessions list --user NAME`` and ``sessions revoke --user NAME (--ref REF | --all)``
   list a user's shared sessions and end them in every app (``sessions_cli.py``).
 - ``demo`` runs an IdP and four remote apps on this machine (see docs/getting-started.md).
@@ -27,23 +27,14 @@ import argparse
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .core.configure import option_warnings, read_environ, unknown_variables
 from .core.events import CapturedWarnings
-from .core.options import (
-    DEFAULT_STORE_URL,
-    OPTIONS,
-    Option,
-    Role,
-    Shell,
-    option_warnings,
-    options_for,
-    read_environ,
-    unknown_variables,
-)
+from .core.optiondocs import options_docstring, options_markdown
+from .core.options import DEFAULT_STORE_URL, ROLES, Role
 from .crypto import SyncKey
 from .errors import ConfigurationError, StoreUnavailable
 from .sessions_cli import add_sessions_command, without_password
@@ -55,9 +46,6 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["build_from_env", "main", "options_docstring", "options_markdown"]
-
-ROLES: tuple[Role, ...] = get_args(Role)
-
 
 def _keygen(args: argparse.Namespace) -> int:
     print(SyncKey.generate())
@@ -216,52 +204,6 @@ def _check(args: argparse.Namespace) -> int:
         if not _store_ping(role, middleware, url):
             status = 1
     return status
-
-
-def options_markdown() -> str:
-    """The options tables of docs/options.md, generated from the declaration."""
-    def used_by(option: Option) -> str:
-        roles = option.roles
-        text = "both" if set(roles) == set(ROLES) else " ".join(
-            "IdP" if role == "idp" else role for role in sorted(roles)
-        )
-        # An option of one shell's middlewares only says which.
-        return text if len(option.shells) > 1 else f"{text} ({'/'.join(option.shells).upper()})"
-
-    lines = ["| variable | argument | default | used by | meaning |", "|---|---|---|---|---|"]
-    for option in OPTIONS:
-        if option.env is not None:
-            text = option.env_text()
-            default = "**required**" if text is None else f"`{text}`" if text else "unset"
-            lines.append(f"| `{option.env}` | `{option.name}` | {default} | "
-                         f"{used_by(option)} | {option.help} |")
-    lines += [
-        "",
-        "Arguments without a variable (pass them to the constructor, or as keyword",
-        "overrides to `from_env(app, **overrides)`):",
-        "",
-        "| argument | default | used by | meaning |",
-        "|---|---|---|---|",
-    ]
-    for option in OPTIONS:
-        if option.env is None:
-            lines.append(f"| `{option.name}` | `{option.default_text()}` | "
-                         f"{used_by(option)} | {option.help} |")
-    return "\n".join(lines) + "\n"
-
-
-def options_docstring(
-    role: Role, *, shell: Shell = "wsgi", indent: int = 4, width: int = 92
-) -> str:
-    """The ``:param:`` lines of a middleware's class docstring, generated."""
-    lines = []
-    for option in options_for(role, shell):
-        lines.append(textwrap.fill(
-            f":param {option.name}: {option.doc()}", width=width,
-            initial_indent=" " * indent, subsequent_indent=" " * (indent + 4),
-            break_on_hyphens=False, break_long_words=False,
-        ))
-    return "\n".join(lines) + "\n"
 
 
 def _options(args: argparse.Namespace) -> int:

@@ -75,5 +75,6 @@ def test_the_store_key_is_a_digest_keyed_by_the_sync_key() -> None:
     assert ids.digest(sid) == expected
     assert ids.lookup(sid) == (expected, 1800, 28800)
     rules = Lifecycle(cookie=CookieSpec("sid", secure=False), key=key, audience="http://a.test",
-                      idle_timeout=1800, absolute_timeout=28800, key_prefix="p:")
+                      idle_timeout=1800, absolute_timeout=28800, key_prefix="p:",
+                      max_session_bytes=64 * 1024)
     assert rules.session_key(sid) == "p:s:{" + expected + "}"

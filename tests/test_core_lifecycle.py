@@ -44,7 +44,8 @@ def script(steps: Steps[Any], answers: Iterable[Any] = ()) -> tuple[list[Command
 @pytest.fixture
 def rules(clock: FakeClock) -> Lifecycle:
     return Lifecycle(cookie=CookieSpec("sid", secure=False), key=KEY, audience=ORIGIN,
-                     idle_timeout=600, absolute_timeout=3600, key_prefix="p:", clock=clock)
+                     idle_timeout=600, absolute_timeout=3600, key_prefix="p:",
+                     max_session_bytes=64 * 1024, clock=clock)
 
 
 def test_the_session_id_comes_only_from_its_own_cookie(rules: Lifecycle) -> None:

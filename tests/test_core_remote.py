@@ -17,7 +17,6 @@ from coredrive import visit
 from coreflow import Browser as CoreBrowser
 from coreflow import CoreDeployment
 from flow import IDP, LOGIN, SHOP, Browser, Deployment, reason_of
-from itsdangerous import TimestampSigner
 
 from sessionshare import ConfigurationError, MemoryStore, RemoteSessionMiddleware, SyncKey
 
@@ -154,13 +153,9 @@ def test_unsafe_return_path_in_a_validly_signed_state_still_lands_here(
     name, _ = browser.state_cookie()
     cookie = browser.jar(SHOP)[name]
 
-    class ClockedSigner(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(clock())
-
     # Signed as the remote signs it (same key, purpose, salt and clock): only the path differs.
-    signer = SyncKey.parse(dep.key).serializer("state-cookie", salt="sessionshare.state")
-    signer.signer = ClockedSigner
+    signer = SyncKey.parse(dep.key).serializer("state-cookie", salt="sessionshare.state",
+                                                clock=clock)
     cookie.value = signer.dumps([state, saved])  # in place: same name and path
     answer = browser.sign_in(login_url)
     assert answer.location is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 from conftest import FakeClock
-from itsdangerous import TimestampSigner
 
 from sessionshare import SyncKey, TokenRejected
 from sessionshare.core.state import STATE_SLOTS, StateSlots
@@ -18,13 +17,8 @@ CB = "/_sessionshare/callback"
 
 
 def _slots(clock: FakeClock, key: str | None = None) -> StateSlots:
-    signer = SyncKey.parse(key or SyncKey.generate()).serializer("state-cookie", salt="s")
-
-    class Clocked(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(clock())
-
-    signer.signer = Clocked
+    signer = SyncKey.parse(key or SyncKey.generate()).serializer("state-cookie", salt="s",
+                                                                 clock=clock)
     return StateSlots("sessionshare_state", path=CB, secure=True, ttl=600, signer=signer)
 
 

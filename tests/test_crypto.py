@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from itsdangerous import SignatureExpired
 
 from sessionshare import AllowList, ConfigurationError, SyncKey, TokenRejected
 from sessionshare.core.tickets import new_ticket
@@ -212,6 +213,24 @@ def test_several_keys_newest_first() -> None:
         SyncKey.parse(old).fingerprint,
     )
 
+
+
+def test_a_serializer_ages_its_signatures_by_the_clock_it_is_given() -> None:
+    # The state cookie's signer: dated and aged by the side's clock, through the signer it
+    # is built with (itsdangerous' signer= seam), not by patching a built serializer.
+    now = [1_800_000_000.0]
+    key = SyncKey.parse(SyncKey.generate())
+    serializer = key.serializer("state-cookie", salt="test", clock=lambda: now[0])
+    value = serializer.dumps(["state", "/orders"])
+    now[0] += 60
+    assert serializer.loads(value, max_age=60) == ["state", "/orders"]
+    now[0] += 1
+    with pytest.raises(SignatureExpired):
+        serializer.loads(value, max_age=60)
+    # The control: the same value under the wall clock (2027) is long expired, so the
+    # clock above is what kept it alive.
+    with pytest.raises(SignatureExpired):
+        key.serializer("state-cookie", salt="test").loads(value, max_age=60)
 
 # -- tokens ---------------------------------------------------------------------
 

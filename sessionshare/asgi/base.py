@@ -59,9 +59,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+from ..core.configure import checked_options, read_environ
 from ..core.lifecycle import Headers
 from ..core.option_checks import async_session_store
-from ..core.options import Role, read_environ
+from ..core.optiondocs import document_options
+from ..core.options import Shell
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import Session
@@ -126,20 +128,41 @@ class SessionMiddleware(metaclass=BuiltLate):
     :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
     :param side: the protocol's side this app plays (its role, as data).
 
-    The middlewares document every argument, check them all against
-    :data:`sessionshare.core.options.OPTIONS` and build their side from them. A
-    configuration refused while an event loop runs -- Starlette's
-    ``add_middleware`` builds the stack at the lifespan startup -- fails that
-    startup rather than every request (:mod:`sessionshare.asgi.late`).
+    A middleware only names the side it builds (:attr:`side_class`) and takes
+    its options as ``**options``: they are checked in one round and the side
+    is built from them (:meth:`_build`); its signature and ``help()`` text are
+    the declaration's (:mod:`sessionshare.core.optiondocs`). A configuration
+    refused while an event loop runs -- Starlette's ``add_middleware`` builds
+    the stack at the lifespan startup -- fails that startup rather than every
+    request (:mod:`sessionshare.asgi.late`).
     """
 
-    _role: ClassVar[Role]
+    #: The side a middleware builds from its options (its role, as data).
+    side_class: ClassVar[type[Side]]
+    #: The server interface, for the options whose type depends on it (the store's).
+    shell: ClassVar[Shell] = "asgi"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "side_class" in vars(cls):
+            document_options(cls, cls.side_class.role, cls.shell)
 
     def __init__(self, app: ASGIApp, *, store: object, side: Side) -> None:
+        self._wrap(app, async_store(store), side)
+
+    def _build(self, app: ASGIApp, options: Mapping[str, Any]) -> None:
+        """A middleware's constructor: ``options`` checked once, its side built from them."""
+        checked = checked_options(self.side_class.role, options, self.shell,
+                                  owner=type(self).__name__)
+        store = checked.store  # checked: an asyncio store, or a MemoryStore that never waits
+        self._wrap(app, AsyncMemoryStore(store) if isinstance(store, MemoryStore) else store,
+                   self.side_class(checked))
+
+    def _wrap(self, app: ASGIApp, store: AsyncSessionStore, side: Side) -> None:
         self.app = app
         self.side = side
         self.lifecycle = side.lifecycle
-        self.store = async_store(store)
+        self.store = store
 
     @classmethod
     def from_env(
@@ -153,7 +176,7 @@ class SessionMiddleware(metaclass=BuiltLate):
         As the WSGI middlewares' ``from_env``, except that ``SESSIONSHARE_STORE_URL``
         becomes an ``AsyncRedisStore`` (or a ``MemoryStore`` for ``memory://``).
         """
-        values, problems = read_environ(cls._role, environ, overrides, shell="asgi")
+        values, problems = read_environ(cls.side_class.role, environ, overrides, shell="asgi")
         if problems:
             raise ConfigurationError("; ".join(problems))
         return cls(app, **values, **overrides)

@@ -33,20 +33,22 @@ that, with several tabs open, each tab returns to its own page.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
-from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
-from ..errors import CallbackRejected, ConfigurationError
+from ..errors import CallbackRejected
 from . import tickets
 from .claims import BrowserIds, StateClaims
+from .configure import CheckedOptions
 from .cookies import CookieSpec
 from .index import UserIndex, record_session
 from .lifecycle import Headers
 from .loginstate import LoginStates
+from .options import Authorize as Authorize
+from .options import IdpSideOptions
 from .passive import PassiveAnswers
 from .pending import MAX_PENDING as MAX_PENDING
 from .pending import PENDING_KEY as PENDING_KEY
@@ -62,9 +64,10 @@ from .storeid import Identity
 
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
 
-log = logging.getLogger("sessionshare")
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-Authorize = Callable[[Session, str], bool]
+log = logging.getLogger("sessionshare")
 
 
 @dataclass(frozen=True)
@@ -82,31 +85,16 @@ class IdpSide(Side):
     reads_app_headers = True
 
     def __init__(
-        self,
-        *,
-        known_remote_hosts: AllowList | Iterable[str] | str,
-        login_path: str = "/login",
-        callback_path: str = DEFAULT_CALLBACK_PATH,
-        authorize: Authorize | None = None,
-        strict: bool = False,
-        max_sessions_per_user: int | None = None,
-        **common: Any,
+        self, options: CheckedOptions | None = None, /, **given: Unpack[IdpSideOptions]
     ) -> None:
-        super().__init__(**common)
-        if max_sessions_per_user is not None and max_sessions_per_user < 1:
-            raise ConfigurationError("max_sessions_per_user must be 1 or more, or None")
-        self.max_sessions_per_user = max_sessions_per_user
+        super().__init__(options, **given)
+        options = self.options
+        self.max_sessions_per_user: int | None = options.max_sessions_per_user
         self.index = UserIndex(self.key, key_prefix=self.lifecycle.key_prefix,
                                user_key=self.user_key, events=self.events, clock=self.clock)
-        if isinstance(known_remote_hosts, AllowList):
-            self.allow_list = known_remote_hosts
-        else:
-            self.allow_list = AllowList(known_remote_hosts, callback_path=callback_path)
-        if not len(self.allow_list):
-            raise ConfigurationError(
-                "known_remote_hosts is empty: list the remote apps "
-                "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)"
-            )
+        hosts = options.known_remote_hosts
+        self.allow_list = hosts if isinstance(hosts, AllowList) else AllowList(
+            hosts, callback_path=options.callback_path)
         if self.origin.startswith("http:") and not self.allow_list.plain_http_entries:
             log.warning(
                 "allow_list_https_only: this IdP (%s) is served over plain http but every "
@@ -115,9 +103,9 @@ class IdpSide(Side):
                 "with its scheme, e.g. %s",
                 self.origin, _http_example(self.allow_list.entries),
             )
-        self.login_path = login_path
-        self.authorize = authorize
-        self.strict = strict
+        self.login_path: str = options.login_path
+        self.authorize: Authorize | None = options.authorize
+        self.strict: bool = options.strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
         self.login_states = LoginStates(self.key)
         self.passive_answers = PassiveAnswers(self.key)

@@ -36,7 +36,8 @@ Security properties kept here:
 
     rules = Lifecycle(cookie=CookieSpec("sessionshare"), key=key,
                       audience="https://shop.example", idle_timeout=1800,
-                      absolute_timeout=8 * 3600)
+                      absolute_timeout=8 * 3600, key_prefix="sessionshare:",
+                      max_session_bytes=64 * 1024)
     session = rules.open(cookie_header, loader=lambda sid: run(rules.read(sid), store))
     headers = run(rules.persist(session), store)
 """
@@ -49,7 +50,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..crypto import SyncKey
-from ..errors import ConfigurationError, SessionTooLarge, StoreUnavailable
+from ..errors import SessionTooLarge, StoreUnavailable
 from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
@@ -95,19 +96,16 @@ class Lifecycle:
         cookie: CookieSpec,
         key: SyncKey,
         audience: str,
-        idle_timeout: int = 30 * 60,
-        absolute_timeout: int = 8 * 60 * 60,
+        idle_timeout: int,
+        absolute_timeout: int,
         max_remember: int | None = None,
-        key_prefix: str = "sessionshare:",
-        max_session_bytes: int = 64 * 1024,
+        key_prefix: str,
+        max_session_bytes: int,
         clock: Callable[[], float] = time.time,
         events: Events | None = None,
     ) -> None:
+        # The values are a side's checked options (core/configure.py): checked there, once.
         self.events = events if events is not None else Events()
-        if idle_timeout <= 0 or absolute_timeout <= 0:
-            raise ConfigurationError("idle_timeout and absolute_timeout must be positive seconds")
-        if max_session_bytes <= 0:
-            raise ConfigurationError("max_session_bytes must be a positive number of bytes")
         self.max_session_bytes = int(max_session_bytes)
         self.cookie = cookie
         self.idle_timeout = int(idle_timeout)

@@ -15,20 +15,28 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..errors import ConfigurationError
 from ..store import AsyncSessionStore, MemoryStore, SessionStore
+from .loginstate import MAX_STATE_TTL
+from .request import safe_return_path
 
 __all__ = [
-    "absolute_path", "allow_list", "any_text", "anything", "async_session_store", "bool_text",
+    "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
     "byte_count", "bytes_text", "count_text", "flag", "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
-    "origin_url", "origins", "origins_of", "origins_text", "samesite", "seconds",
-    "session_store", "sync_key", "verbatim", "zero_or_more_seconds",
+    "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
+    "redirect_target",
+    "samesite", "seconds", "session_store", "state_lifetime", "sync_key", "verbatim",
+    "zero_or_more_seconds",
 ]
+
+#: A problem message for an option's value, or None when the value is fine.
+Check = Callable[[str, Any], str | None]
 
 # -- checks of one value -------------------------------------------------------
 def _shown(value: Any) -> str:
@@ -81,6 +89,17 @@ def nonempty_text(name: str, value: Any) -> str | None:
     return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
+def state_lifetime(name: str, value: Any) -> str | None:
+    """Seconds, at most :data:`~sessionshare.core.loginstate.MAX_STATE_TTL` (a day)."""
+    problem = seconds(name, value)
+    if problem is None and value > MAX_STATE_TTL:
+        # The IdP keeps its claim on a state as long as the state lives, up to this
+        # bound: a state living longer would outlive its claim (core/claims.py).
+        return (f"{name} must be at most {MAX_STATE_TTL} seconds (a day), not {value}: "
+                "the IdP guards a started sign-in only that long")
+    return problem
+
+
 def passive(name: str, value: Any) -> str | None:
     """True/False, or a list of absolute path prefixes."""
     if isinstance(value, bool):
@@ -90,6 +109,26 @@ def passive(name: str, value: Any) -> str | None:
     for prefix in value:
         if not (isinstance(prefix, str) and prefix.startswith("/")):
             return f"{name}: the prefixes must be absolute paths such as '/', not {_shown(prefix)}"
+        if prefix_problem(prefix):
+            return f"{name}: {prefix_problem(prefix)}"
+    return None
+
+
+def protect(name: str, value: Any) -> str | None:
+    """True/False, a list of absolute path prefixes, or a predicate on the request."""
+    if isinstance(value, bool) or callable(value):
+        return None
+    if isinstance(value, str):
+        return f"{name} takes a list of path prefixes, not one string"
+    if not isinstance(value, Iterable):
+        return (f"{name} must be True, False, a list of path prefixes or a predicate, "
+                f"not {_shown(value)}")
+    prefixes = tuple(value)
+    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
+        return f"{name} prefixes must be absolute paths such as '/account/'"
+    for prefix in prefixes:
+        if prefix_problem(prefix):
+            return f"{name}: {prefix_problem(prefix)}"
     return None
 
 
@@ -102,7 +141,8 @@ def max_auth_age(name: str, value: Any) -> str | None:
             if not (isinstance(prefix, str) and prefix.startswith("/")):
                 return (f"{name}: the prefixes must be absolute paths such as '/admin/', "
                         f"not {_shown(prefix)}")
-            problem = seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
+            problem = prefix_problem(prefix) and f"{name}: {prefix_problem(prefix)}"
+            problem = problem or seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
             if problem:
                 return problem
         return None
@@ -113,6 +153,17 @@ def optional_nonempty_text(name: str, value: Any) -> str | None:
     return None if value is None else nonempty_text(name, value)
 
 
+def redirect_target(name: str, value: Any) -> str | None:
+    """A local path (``/bye``) or an http(s) URL: never ``javascript:`` and the like."""
+    problem = nonempty_text(name, value)
+    if problem is None and safe_return_path(value, default="") != value:
+        try:
+            canonical_origin(value, setting=name)
+        except ConfigurationError as exc:
+            return str(exc)
+    return problem
+
+
 def any_text(name: str, value: Any) -> str | None:
     return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
 
@@ -120,6 +171,21 @@ def any_text(name: str, value: Any) -> str | None:
 def optional_text(name: str, value: Any) -> str | None:
     # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
     return None if value is None else any_text(name, value)
+
+
+_PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """Why a path prefix (``protect``, ``passive``, ``max_auth_age``) can match no request --
+    it is percent-encoded, while paths are compared decoded -- or None."""
+    if not _PERCENT_ENCODED.search(prefix):
+        return None
+    return (
+        f"the path prefix {prefix!r} is percent-encoded: paths are compared decoded, "
+        f"as routers see them, so it would match no request; write it decoded "
+        f"(e.g. {unquote(prefix)!r})"
+    )
 
 
 _PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
@@ -245,17 +311,27 @@ def async_session_store(name: str, value: Any) -> str | None:
 
 
 def allow_list(name: str, value: Any) -> str | None:
-    if isinstance(value, (AllowList, str)):
-        return None
-    if isinstance(value, Collection) and not isinstance(value, (bytes, Mapping)):
-        if all(isinstance(item, str) for item in value):
-            return None
-    elif isinstance(value, Iterable):
+    if isinstance(value, AllowList):
+        allowed = value
+    elif isinstance(value, str) or (
+        isinstance(value, Collection) and not isinstance(value, (bytes, Mapping))
+        and all(isinstance(item, str) for item in value)
+    ):
+        try:
+            allowed = AllowList(value)
+        except ConfigurationError as exc:
+            return str(exc)
+    elif isinstance(value, Iterable) and not isinstance(value, (bytes, Mapping, Collection)):
         return None  # a one-shot iterator: reading it here would leave AllowList nothing
-    return (
-        f"{name} must be an AllowList, a list of hosts or origins, or one comma separated "
-        f"string, not {_shown(value)}"
-    )
+    else:
+        return (
+            f"{name} must be an AllowList, a list of hosts or origins, or one comma separated "
+            f"string, not {_shown(value)}"
+        )
+    if not len(allowed):
+        return (f"{name} is empty: list the remote apps "
+                "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)")
+    return None
 
 
 def function(name: str, value: Any) -> str | None:
@@ -264,10 +340,6 @@ def function(name: str, value: Any) -> str | None:
 
 def optional_function(name: str, value: Any) -> str | None:
     return None if value is None else function(name, value)
-
-
-def anything(name: str, value: Any) -> str | None:
-    return None  # checked where it is interpreted (``protect``: remote.py)
 
 
 # -- reading text from the environment -------------------------------------------

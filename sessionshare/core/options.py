@@ -1,19 +1,24 @@
 """Every option of both middlewares, declared once: type, default, meaning, variable.
 
-:data:`OPTIONS` is the single source. The constructors' docstrings, their
-explicit keyword arguments (tests hold both to it), ``from_env`` and its
-``SESSIONSHARE_*`` variables, the options table of docs/options.md and
-``python -m sessionshare check`` all come from it, so adding an option is
-one entry here plus its parameter in the constructor.
+Each option is declared once, in two parts that are joined by name when this
+module is imported: its **type**, in the typed dicts below -- what mypy checks
+a middleware's keyword arguments against (``**options: Unpack[RemoteOptions]``)
+and which options each role and shell take -- and the **rest** in
+:data:`OPTIONS`: default, meaning, check, ``SESSIONSHARE_*`` variable. Adding
+an option is one line in a typed dict and one entry in :data:`OPTIONS`;
+everything else derives from them:
 
-Validation happens at construction and reports every problem at once, each
-naming the option (and the variable, when the value came from one); how one
-value is checked lives in :mod:`sessionshare.core.option_checks`. A value
-that could carry a secret -- the sync key -- is never echoed.
+- the middlewares' signatures (``inspect.signature``, ``help()``) and their
+  ``:param:`` lines, built when the shells are imported
+  (:mod:`sessionshare.core.optiondocs`);
+- the one round of checks, the checked options a side is built from,
+  ``from_env`` and ``python -m sessionshare check``
+  (:mod:`sessionshare.core.configure`);
+- the options page of the documentation, generated when the site is built,
+  and the Django ``SESSIONSHARE`` setting's reader.
 
-    values, problems = read_environ("remote", {"SESSIONSHARE_APP_URL": "localhost:5000"})
-    problems  # ["SESSIONSHARE_SYNC_KEY is not set: ...", "SESSIONSHARE_IDP_URL is not set: ...",
-              #  "SESSIONSHARE_APP_URL: app_url='localhost:5000' is not a valid URL ..."]
+    [option.name for option in options_for("remote")][:4]
+    # ['store', 'key', 'app_url', 'idp_url']
     RemoteSessionMiddleware(app, ..., idle_timeout="1800", logout_path="logout")
     # ConfigurationError: idle_timeout must be a positive number of seconds, not '1800'
     # (str); logout_path must be an absolute path: a leading '/', no query, no spaces ...
@@ -21,51 +26,142 @@ that could carry a secret -- the sync key -- is never echoed.
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, ForwardRef, Literal, TypedDict
 
-from ..crypto import AllowList, SyncKey, canonical_origin
+from ..crypto import AllowList, SyncKey
 from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
-from ..errors import ConfigurationError
 from ..store import AsyncSessionStore, MemoryStore, SessionStore
 from . import option_checks as checks
+from .events import EventHook
+from .session import Session
 from .tickets import CLOCK_LEEWAY
+
+if TYPE_CHECKING:
+    from typing_extensions import Required
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "OPTIONS",
     "REQUIRED",
+    "ROLES",
+    "SHELLS",
+    "AsyncIdpOptions",
+    "AsyncRemoteOptions",
+    "Authorize",
+    "IdpOptions",
+    "IdpSideOptions",
     "Option",
+    "Protect",
+    "RemoteOptions",
+    "RemoteSideOptions",
     "Role",
     "SameSite",
     "Shell",
-    "check_options",
+    "SideOptions",
     "make_async_store",
     "make_store",
-    "option_warnings",
     "options_for",
-    "read_environ",
-    "unknown_variables",
 ]
 
 Role = Literal["idp", "remote"]
+ROLES: tuple[Role, ...] = ("idp", "remote")
 SameSite = Literal["Lax", "Strict", "None"]
-#: The server interface a middleware speaks: a few options differ in type between them.
+#: The server interface a middleware speaks: the store's type differs between them.
 Shell = Literal["wsgi", "asgi"]
+SHELLS: tuple[Shell, ...] = ("wsgi", "asgi")
+#: ``True`` (every path), ``False``, path prefixes, or a predicate on the server
+#: interface's own request (the WSGI environ, the ASGI scope).
+Protect = bool | Sequence[str] | Callable[[Any], bool]
+#: ``authorize(session, remote_origin) -> bool``: may this user go on to that app?
+Authorize = Callable[[Session, str], bool]
 DEFAULT_STORE_URL = "redis://127.0.0.1:6379/0"
-BOTH: frozenset[Role] = frozenset(("idp", "remote"))
-IDP: frozenset[Role] = frozenset(("idp",))
-REMOTE: frozenset[Role] = frozenset(("remote",))
-SHELLS: frozenset[Shell] = frozenset(("wsgi", "asgi"))
 
-#: A problem message for an option's value, or None when the value is fine.
-Check = Callable[[str, Any], str | None]
+
+# -- the types: what each middleware takes, as mypy checks it ------------------------------
+class SideOptions(TypedDict, total=False):
+    """The options of both roles, whatever the shell (``store`` is the shell's)."""
+
+    key: Required[SyncKey | str]
+    app_url: Required[str]
+    user_key: str
+    token_ttl: int
+    idle_timeout: int
+    absolute_timeout: int
+    max_remember: int | None
+    cookie_name: str | None
+    cookie_secure: bool
+    allow_insecure: bool
+    cookie_samesite: SameSite
+    cookie_domain: str | None
+    key_prefix: str
+    max_session_bytes: int
+    callback_path: str
+    logout_path: str
+    logout_redirect: str
+    websocket_origins: Sequence[str]
+    on_event: EventHook | None
+    quiet_startup: bool
+    clock: Callable[[], float]
+
+
+class IdpSideOptions(SideOptions, total=False):
+    """What :class:`~sessionshare.core.idp.IdpSide` takes: the IdP's options but the store."""
+
+    known_remote_hosts: Required[AllowList | Iterable[str] | str]
+    login_path: str
+    authorize: Authorize | None
+    max_sessions_per_user: int | None
+    strict: bool
+
+
+class RemoteSideOptions(SideOptions, total=False):
+    """What :class:`~sessionshare.core.remote.RemoteSide` takes: a remote's options but the
+    store."""
+
+    idp_url: Required[str]
+    protect: Protect
+    passive: bool | Sequence[str]
+    passive_ttl: int
+    max_auth_age: int | Mapping[str, int] | None
+    state_ttl: int
+    state_cookie_name: str
+    token_leeway: float
+
+
+class IdpOptions(IdpSideOptions, total=False):
+    """The keyword arguments of :class:`sessionshare.IdpAuthMiddleware` (WSGI)."""
+
+    store: Required[SessionStore]
+
+
+class RemoteOptions(RemoteSideOptions, total=False):
+    """The keyword arguments of :class:`sessionshare.RemoteSessionMiddleware` (WSGI)."""
+
+    store: Required[SessionStore]
+
+
+class AsyncIdpOptions(IdpSideOptions, total=False):
+    """The keyword arguments of :class:`sessionshare.asgi.IdpAuthMiddleware`."""
+
+    store: Required[AsyncSessionStore | MemoryStore]
+
+
+class AsyncRemoteOptions(RemoteSideOptions, total=False):
+    """The keyword arguments of :class:`sessionshare.asgi.RemoteSessionMiddleware`."""
+
+    store: Required[AsyncSessionStore | MemoryStore]
+
+
+#: Each middleware's typed dict, by role and shell; ``None``: the side's (no store).
+TYPED: dict[tuple[Role, Shell | None], type[Any]] = {
+    ("idp", "wsgi"): IdpOptions, ("remote", "wsgi"): RemoteOptions,
+    ("idp", "asgi"): AsyncIdpOptions, ("remote", "asgi"): AsyncRemoteOptions,
+    ("idp", None): IdpSideOptions, ("remote", None): RemoteSideOptions,
+}
 
 
 class _Required:
@@ -96,34 +192,34 @@ def make_async_store(url: str) -> AsyncSessionStore | MemoryStore:
     return AsyncRedisStore.from_url(url)
 
 
+# -- the rest: default, meaning, check, variable --------------------------------------------
 @dataclass(frozen=True)
 class Option:
-    """One constructor argument: its type, default, meaning and variable."""
+    """One keyword argument of the middlewares: default, meaning, check, variable, type."""
 
     #: The keyword argument's name.
     name: str
-    #: The annotation, exactly as the constructors spell it (a test compares them).
-    annotation: str
     #: The default, or :data:`REQUIRED`.
     default: Any
-    #: The middlewares that take it.
-    roles: frozenset[Role]
     #: What it means, one phrase without a final period.
     help: str
-    #: Checks a value: a message naming the problem, or None when it is fine
-    #: (``checks.anything`` for an option checked where it is interpreted).
-    check: Check
+    #: Checks a value: a message naming the problem, or None when it is fine.
+    check: checks.Check
     #: The ``SESSIONSHARE_*`` variable ``from_env`` reads it from, if any.
     env: str | None = None
     #: Turns the variable's text into the argument.
     parse: Callable[[str], Any] = checks.verbatim
     #: The variable's default text when it differs from the argument's default.
     env_default: str | None = None
-    #: What differs for the ASGI middlewares (``annotation``, ``help``, ``check``,
-    #: ``parse``), e.g. an asyncio store; see :func:`options_for`.
+    #: What differs for the ASGI middlewares (``help``, ``check``, ``parse``), e.g. an
+    #: asyncio store; see :func:`options_for`.
     asgi: Mapping[str, Any] | None = None
-    #: The shells whose middlewares take it (both, unless one has no use for it).
-    shells: frozenset[Shell] = SHELLS
+    #: The annotation, as the middleware's typed dict spells it (filled in from it).
+    annotation: str = ""
+    #: The middlewares that take it (filled in from the typed dicts).
+    roles: frozenset[Role] = frozenset()
+    #: The shells whose middlewares take it (filled in from the typed dicts).
+    shells: frozenset[Shell] = frozenset()
 
     @property
     def required(self) -> bool:
@@ -151,7 +247,7 @@ class Option:
         return str(self.default)
 
     def doc(self) -> str:
-        """The ``:param:`` text of the constructors' docstrings, on one line."""
+        """The ``:param:`` text of the middlewares' docstrings, on one line."""
         default = self.default_text()
         # Markdown code spans (the options page's form) become reST literals.
         meaning = re.sub(r"`([^`]+)`", r"``\1``", self.help)
@@ -162,351 +258,214 @@ class Option:
         return text
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option("store", "SessionStore", REQUIRED, BOTH,
+_DECLARED: tuple[Option, ...] = (
+    Option("store", REQUIRED,
            "the shared session store (`RedisStore`, `MemoryStore`, any `SessionStore`); "
            "as a variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
            "(one process only)",
            check=checks.session_store, env="SESSIONSHARE_STORE_URL",
            parse=make_store, env_default=DEFAULT_STORE_URL,
-           asgi={"annotation": "AsyncSessionStore | MemoryStore",
-                 "help": "the shared session store (`AsyncRedisStore`, `MemoryStore`, any "
+           asgi={"help": "the shared session store (`AsyncRedisStore`, `MemoryStore`, any "
                          "`AsyncSessionStore`: never one that blocks the event loop); as a "
                          "variable: `redis://host:port/db`, `rediss://...`, or `memory://` "
                          "(one process only)",
                  "check": checks.async_session_store, "parse": make_async_store}),
-    Option("key", "SyncKey | str", REQUIRED, BOTH,
+    Option("key", REQUIRED,
            "shared secret(s), newest first, from `python -m sessionshare keygen`",
            check=checks.sync_key, env="SESSIONSHARE_SYNC_KEY", parse=SyncKey.parse),
-    Option("app_url", "str", REQUIRED, BOTH,
+    Option("app_url", REQUIRED,
            "this app's public origin, e.g. `https://shop.example`",
            check=checks.origin_url, env="SESSIONSHARE_APP_URL"),
-    Option("idp_url", "str", REQUIRED, REMOTE,
+    Option("idp_url", REQUIRED,
            "the IdP's full login URL, e.g. `https://id.example/login`",
            check=checks.origin_url, env="SESSIONSHARE_IDP_URL"),
-    Option("known_remote_hosts", "AllowList | Iterable[str] | str", REQUIRED, IDP,
+    Option("known_remote_hosts", REQUIRED,
            "allow-list of the remote apps: host, host:port, `*.domain` or origin, "
            "comma separated",
            check=checks.allow_list, env="SESSIONSHARE_KNOWN_REMOTE_HOSTS", parse=checks.hosts_text),
-    Option("user_key", "str", "user", BOTH,
+    Option("user_key", "user",
            "session key naming the signed-in user: a non-empty string (or a non-zero number, "
            "a non-empty list or object); `\"\"`, `0`, `false`, `true` or `null` mean signed out",
            check=checks.nonempty_text, env="SESSIONSHARE_USER_KEY"),
-    Option("token_ttl", "int", 60, BOTH,
+    Option("token_ttl", 60,
            "seconds a hand-off token stays valid",
            check=checks.seconds, env="SESSIONSHARE_TOKEN_TTL", parse=checks.int_text),
-    Option("idle_timeout", "int", 30 * 60, BOTH,
+    Option("idle_timeout", 30 * 60,
            "seconds of inactivity before the session ends (sliding)",
            check=checks.seconds, env="SESSIONSHARE_IDLE_TIMEOUT", parse=checks.int_text),
-    Option("absolute_timeout", "int", 8 * 60 * 60, BOTH,
+    Option("absolute_timeout", 8 * 60 * 60,
            "seconds after the latest sign-in (or creation, if never signed in) "
            "when the session ends regardless",
            check=checks.seconds, env="SESSIONSHARE_ABSOLUTE_TIMEOUT", parse=checks.int_text),
-    Option("max_remember", "int | None", None, BOTH,
+    Option("max_remember", None,
            "longest remembered sign-in (`Session.remember()`), in seconds, this app honours "
            "past its own `idle_timeout` and `absolute_timeout`; unset: a remote enforces the "
            "stricter of its own limits and the session's, remembered or not, and the IdP "
            "honours what its own `remember()` grants",
            check=checks.optional_seconds, env="SESSIONSHARE_MAX_REMEMBER",
            parse=checks.int_text),
-    Option("cookie_name", "str | None", None, BOTH,
+    Option("cookie_name", None,
            "session cookie name; unset: `__Host-sessionshare` on an https app without "
            "`cookie_domain` (no sibling subdomain can set or shadow it), else `sessionshare`",
            check=checks.optional_nonempty_text, env="SESSIONSHARE_COOKIE_NAME"),
-    Option("cookie_secure", "bool", True, BOTH,
+    Option("cookie_secure", True,
            "Secure cookie flag; off only for a local http demo",
            check=checks.flag, env="SESSIONSHARE_COOKIE_SECURE", parse=checks.bool_text),
-    Option("allow_insecure", "bool", False, BOTH,
+    Option("allow_insecure", False,
            "on an https `app_url`, accept settings that send the session in clear: "
            "`cookie_secure=False`, at the IdP `http://` allow-list entries, and `http://` "
            "`websocket_origins` (refused otherwise; a test bed only)",
            check=checks.flag, env="SESSIONSHARE_ALLOW_INSECURE", parse=checks.bool_text),
-    Option("cookie_samesite", "SameSite", "Lax", BOTH,
+    Option("cookie_samesite", "Lax",
            "SameSite cookie attribute: Lax, Strict or None",
            check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
-    Option("cookie_domain", "str | None", None, BOTH,
+    Option("cookie_domain", None,
            "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
            check=checks.optional_text),
-    Option("key_prefix", "str", "sessionshare:", BOTH,
+    Option("key_prefix", "sessionshare:",
            "prefix of every store key",
            check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),
-    Option("max_session_bytes", "int", 64 * 1024, BOTH,
+    Option("max_session_bytes", 64 * 1024,
            "largest shared session, in bytes of key names and JSON text; a write past it "
            "raises `SessionTooLarge` and stores nothing",
            check=checks.byte_count, env="SESSIONSHARE_MAX_SESSION_BYTES",
            parse=checks.bytes_text),
-    Option("login_path", "str", "/login", IDP,
+    Option("login_path", "/login",
            "the IdP path remotes send browsers to",
            check=checks.absolute_path, env="SESSIONSHARE_LOGIN_PATH"),
-    Option("callback_path", "str", DEFAULT_CALLBACK_PATH, BOTH,
+    Option("callback_path", DEFAULT_CALLBACK_PATH,
            "the remote path that receives the token (the IdP accepts callbacks "
            "to allow-listed hosts at this path)",
            check=checks.absolute_path, env="SESSIONSHARE_CALLBACK_PATH"),
-    Option("logout_path", "str", "/_sessionshare/logout", BOTH,
+    Option("logout_path", "/_sessionshare/logout",
            "POST here to sign out everywhere",
            check=checks.absolute_path, env="SESSIONSHARE_LOGOUT_PATH"),
-    Option("logout_redirect", "str", "/", BOTH,
+    Option("logout_redirect", "/",
            "where the browser goes after signing out: a local path or an http(s) URL",
-           check=checks.nonempty_text),
-    Option("protect", "Protect", True, REMOTE,
+           check=checks.redirect_target),
+    Option("protect", True,
            "which paths need a sign-in: `True` (all), `False`, a list of path prefixes, "
            "or `predicate(environ) -> bool`",
-           check=checks.anything,
+           check=checks.protect,
            asgi={"help": "which paths need a sign-in: `True` (all), `False`, a list of path "
                          "prefixes, or `predicate(scope) -> bool`"}),
-    Option("passive", "bool | Sequence[str]", False, REMOTE,
+    Option("passive", False,
            "passive sign-in check on public pages (`True`, or path prefixes): a browser "
            "with no session is sent through the IdP once, with no login form, and comes "
            "back signed in or told it is not",
            check=checks.passive),
-    Option("passive_ttl", "int", 5 * 60, REMOTE,
+    Option("passive_ttl", 5 * 60,
            "seconds a browser found not signed in by the passive check is not checked again",
            check=checks.seconds, env="SESSIONSHARE_PASSIVE_TTL", parse=checks.int_text),
-    Option("max_auth_age", "int | Mapping[str, int] | None", None, REMOTE,
+    Option("max_auth_age", None,
            "step-up: seconds since the sign-in past which a protected path sends the user "
            "to the IdP to enter the password again (a number for every protected path, or "
            "path prefix -> seconds; the longest prefix wins); unset: any sign-in will do",
            check=checks.max_auth_age),
-    Option("authorize", "Authorize | None", None, IDP,
+    Option("authorize", None,
            "`authorize(session, remote_origin) -> bool`; False answers 403",
            check=checks.optional_function),
-    Option("max_sessions_per_user", "int | None", None, IDP,
+    Option("max_sessions_per_user", None,
            "most live shared sessions one user may hold; a sign-in past it ends the "
            "user's oldest sessions everywhere (unset: no limit)",
            check=checks.optional_count, env="SESSIONSHARE_MAX_SESSIONS_PER_USER",
            parse=checks.count_text),
-    Option("strict", "bool", False, IDP,
+    Option("strict", False,
            "answer 400 to a callback off the allow-list instead of showing the login page",
            check=checks.flag),
-    Option("state_ttl", "int", 10 * 60, REMOTE,
+    Option("state_ttl", 10 * 60,
            "seconds a started sign-in may take (at most a day: the IdP guards the sign-in's "
            "state that long)",
-           check=checks.seconds),
-    Option("state_cookie_name", "str", "sessionshare_state", REMOTE,
+           check=checks.state_lifetime),
+    Option("state_cookie_name", "sessionshare_state",
            "prefix of the per-login state cookies",
            check=checks.nonempty_text),
-    Option("token_leeway", "float", float(CLOCK_LEEWAY), REMOTE,
+    Option("token_leeway", float(CLOCK_LEEWAY),
            "seconds of clock skew tolerated on a token",
            check=checks.zero_or_more_seconds),
-    Option("websocket_origins", "Sequence[str]", (), BOTH,
+    Option("websocket_origins", (),
            "origins besides `app_url` whose pages may open websockets with the session "
            "(e.g. `https://app.shop.example`, comma separated); a handshake from any other "
            "origin, or with no `Origin`, gets no session and no user, and is refused on a "
            "protected path",
            check=checks.origins, env="SESSIONSHARE_WEBSOCKET_ORIGINS",
            parse=checks.origins_text, env_default=""),
-    Option("on_event", "EventHook | None", None, BOTH,
+    Option("on_event", None,
            "`on_event(name, fields)`, called for each event (`login`, `ticket_issued`, "
            "`ticket_redeemed`, `token_rejected` and every other rejection with its `reason`, "
            "`logout`, `session_expired`, `store_unavailable`, ...; docs/logging.md lists them) "
            "with a small dict that never holds a session id, cookie, ticket, token or key; "
            "an exception it raises is logged and the request goes on",
            check=checks.optional_function),
-    Option("quiet_startup", "bool", False, BOTH,
+    Option("quiet_startup", False,
            "log the start-up line (role, origin, key fingerprint) at INFO; by default it is "
            "a WARNING, once per process, so that servers' default logging shows it",
            check=checks.flag, env="SESSIONSHARE_QUIET_STARTUP", parse=checks.bool_text),
-    Option("clock", "Callable[[], float]", time.time, BOTH,
+    Option("clock", time.time,
            "the time source (tests inject one)",
            check=checks.function),
 )
-_BY_NAME = {option.name: option for option in OPTIONS}
-#: The same options as the ASGI middlewares take them.
-_ASGI_OPTIONS = tuple(
-    replace(option, **option.asgi) if option.asgi else option for option in OPTIONS
-)
 
 
-def options_for(role: Role, shell: Shell = "wsgi") -> tuple[Option, ...]:
-    """The options the ``idp`` or ``remote`` middleware of ``shell`` takes, in order."""
-    declared = _ASGI_OPTIONS if shell == "asgi" else OPTIONS
-    return tuple(option for option in declared
-                 if role in option.roles and shell in option.shells)
+def _written(typed: type[Any], name: str) -> str:
+    """The annotation of ``name`` in a typed dict, as its source writes it."""
+    written = typed.__annotations__[name]
+    text = written.__forward_arg__ if isinstance(written, ForwardRef) else written
+    if not isinstance(text, str):  # annotations are strings here: see the __future__ import
+        raise TypeError(f"{typed.__name__}.{name}: expected the annotation as text")
+    return str(text)
 
 
-# -- rules between options ---------------------------------------------------------
-def _cross_problems(
-    role: Role, values: Mapping[str, Any], bad: Collection[str]
-) -> list[tuple[str, str]]:
-    """(option to blame, message) for combinations that cannot work.
-
-    Only options whose own value passed its check (not in ``bad``) are compared.
-    """
-    def value(name: str) -> Any:
-        return values.get(name, _BY_NAME[name].default)
-
-    found: list[tuple[str, str]] = []
-    app_url = value("app_url")
-    if (
-        "app_url" in values and not {"app_url", "cookie_secure"} & set(bad)
-        and value("cookie_secure") and canonical_origin(app_url).startswith("http:")
-    ):
-        found.append(("app_url", (
-            f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
-            "or pass cookie_secure=False (SESSIONSHARE_COOKIE_SECURE=false) explicitly "
-            "for a local http demo"
-        )))
-    https = (
-        "app_url" in values and "app_url" not in bad
-        and canonical_origin(app_url).startswith("https:")
-    )
-    if https and "allow_insecure" not in bad and not value("allow_insecure"):
-        # An https app with cookie_secure=False sends its cookie -- a bearer credential
-        # for the shared session -- over plain http too, to anyone on the network who
-        # can make the browser load one http URL of the host (SSL stripping).
-        if "cookie_secure" not in bad and not value("cookie_secure"):
-            found.append(("cookie_secure", (
-                f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
-                "also travel over plain http, where anyone on the network reads it; keep "
-                "cookie_secure=True, or pass allow_insecure=True "
-                "(SESSIONSHARE_ALLOW_INSECURE=true) if this is only a test bed"
-            )))
-        if role == "idp" and "known_remote_hosts" in values and "known_remote_hosts" not in bad:
-            insecure = _plain_http_entries(values["known_remote_hosts"])
-            if insecure:
-                found.append(("known_remote_hosts", (
-                    f"known_remote_hosts allows plain http callbacks ({', '.join(insecure)}) "
-                    f"on https app_url {app_url!r}: the hand-off token and that app's session "
-                    "cookie would travel in clear; list the remote as https, or pass "
-                    "allow_insecure=True (SESSIONSHARE_ALLOW_INSECURE=true) if this is only "
-                    "a test bed"
-                )))
-    if (
-        role == "remote" and {"app_url", "idp_url"} <= set(values)
-        and not {"app_url", "idp_url"} & set(bad)
-        and canonical_origin(value("idp_url")) == canonical_origin(app_url)
-    ):
-        found.append(("idp_url", (
-            f"idp_url {value('idp_url')!r} is on this app's own origin ({app_url!r}): every "
-            "sign-in would be sent back here, in an endless redirect loop; set idp_url to "
-            "the IdP's login URL (the IdP's app_url and login_path, e.g. "
-            "https://id.example/login)"
-        )))
-    # A request is routed by the first path it matches: a shared path would
-    # silently switch one endpoint off.
-    first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
-    if not {first, second} & set(bad) and value(first) == value(second):
-        found.append((second, (
-            f"{second} {value(second)!r} is also the {first}: give each its own absolute path"
-        )))
-    return found
+def _annotation(typed: type[Any], name: str) -> str:
+    """The annotation of ``name`` in a typed dict, ``Required[...]`` taken off."""
+    text = _written(typed, name)
+    return text[len("Required["):-1] if text.startswith("Required[") else text
 
 
-def _plain_http_entries(hosts: Any) -> tuple[str, ...]:
-    """The ``http://`` entries of an allow-list value (an AllowList, text or entries)."""
-    if isinstance(hosts, AllowList):
-        return hosts.plain_http_entries
-    if not isinstance(hosts, (str, Collection)):
-        return ()  # a one-shot iterator: IdpAuthMiddleware reads it into a tuple first
-    try:
-        return AllowList(hosts).plain_http_entries
-    except ConfigurationError:
-        return ()  # a bad entry: the IdP reports it when it builds its allow-list
+def _joined() -> tuple[Option, ...]:
+    """Each declared option with its type and roles from the typed dicts, held to match:
+    a mismatch is a mistake in this module, found when it is imported."""
+    joined = []
+    for option in _DECLARED:
+        roles = frozenset(role for role in ROLES
+                          if option.name in TYPED[role, "wsgi"].__annotations__)
+        if not roles:
+            raise TypeError(f"option {option.name!r} is in no middleware's typed dict")
+        typed = TYPED[min(roles), "wsgi"]
+        if _written(typed, option.name).startswith("Required[") != option.required:
+            raise TypeError(f"option {option.name!r}: Required[...] in its typed dict if, "
+                            "and only if, it has no default")
+        shells = frozenset(shell for shell in SHELLS for role in roles
+                           if option.name in TYPED[role, shell].__annotations__)
+        joined.append(replace(option, annotation=_annotation(typed, option.name), roles=roles,
+                              shells=shells))
+    names = {option.name for option in joined}
+    for typed in TYPED.values():
+        extra = set(typed.__annotations__) - names
+        if extra:
+            raise TypeError(f"{typed.__name__} has {sorted(extra)}, which OPTIONS does not declare")
+    return tuple(joined)
 
 
-def _problems(
-    role: Role, values: Mapping[str, Any], sources: Mapping[str, str], shell: Shell = "wsgi"
-) -> list[str]:
-    def blamed(name: str, message: str) -> str:
-        source = sources.get(name)
-        return f"{source}: {message}" if source else message
-
-    problems: list[str] = []
-    bad: list[str] = []
-    for option in options_for(role, shell):
-        if option.name in values:
-            message = option.check(option.name, values[option.name])
-            if message is not None:
-                problems.append(blamed(option.name, message))
-                bad.append(option.name)
-    problems.extend(blamed(name, message) for name, message in _cross_problems(role, values, bad))
-    return problems
+#: Every option, in the order the middlewares take them (their WSGI form).
+OPTIONS: tuple[Option, ...] = _joined()
 
 
-def check_options(role: Role, values: Mapping[str, Any], shell: Shell = "wsgi") -> None:
-    """Raise one :class:`ConfigurationError` listing every problem with ``values``.
-
-    ``values`` holds the constructor's arguments by name (its ``locals()``);
-    names that are not options of ``role`` are ignored.
-    """
-    problems = _problems(role, values, {}, shell)
-    if problems:
-        raise ConfigurationError("; ".join(problems))
-
-
-def option_warnings(role: Role, values: Mapping[str, Any]) -> list[str]:
-    """Settings that build a middleware but probably not the deployment meant: for
-    ``python -m sessionshare check`` and the Django system checks (the middlewares
-    themselves accept them: each has a use in a test or a demo)."""
-    found: list[str] = []
-    idp_url = values.get("idp_url")
-    if role == "remote" and isinstance(idp_url, str) and checks.origin_url("", idp_url) is None:
-        origin = canonical_origin(idp_url)
-        if not urlsplit(idp_url).path:  # "https://id.example/" says "/" on purpose
-            found.append(
-                f"idp_url {idp_url!r} has no path: sign-ins would go to the IdP's home page, "
-                "while the IdP answers them at its login_path (/login unless changed there); "
-                f"write the full login URL, e.g. {origin}/login"
-            )
-    if isinstance(values.get("store"), MemoryStore):
-        found.append(
-            "store: memory:// (a MemoryStore) keeps the sessions in each process's own "
-            "memory: the IdP, every remote and every worker of each would have their own, "
-            "and no hand-off could find the IdP's session; fine for tests or a one-process "
-            "demo, else set SESSIONSHARE_STORE_URL to redis://host:port/db"
-        )
-    return found
-
-
-def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """A warning for each ``SESSIONSHARE_*`` variable no option reads (a typo, mostly)."""
-    env = os.environ if environ is None else environ
-    known = sorted(option.env for option in OPTIONS if option.env)
+def _for(role: Role, shell: Shell | None) -> tuple[Option, ...]:
+    typed = TYPED[role, shell]
     found = []
-    for name in sorted(env):
-        if name.startswith("SESSIONSHARE_") and name not in known:
-            guess = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-            found.append(
-                f"{name[:80]} is not a sessionshare setting"
-                + (f" (did you mean {guess[0]}?)" if guess else "")
-                + ": it is ignored (docs/options.md lists the settings)"
-            )
-    return found
+    for option in OPTIONS:
+        if option.name in typed.__annotations__:
+            if shell == "asgi" and option.asgi:
+                option = replace(option, **option.asgi)
+            found.append(replace(option, annotation=_annotation(typed, option.name)))
+    return tuple(found)
 
 
-def read_environ(
-    role: Role,
-    environ: Mapping[str, str] | None = None,
-    given: Mapping[str, Any] | None = None,
-    shell: Shell = "wsgi",
-) -> tuple[dict[str, Any], list[str]]:
-    """Constructor arguments from ``SESSIONSHARE_*`` variables, and every problem found.
+_FOR = {key: _for(*key) for key in TYPED}
 
-    Arguments in ``given`` (``from_env``'s overrides) win over the variables,
-    which then need not be set; the problems cover the combined arguments,
-    each naming the variable its value came from. ``shell="asgi"`` reads the
-    store URL into an asyncio store.
-    """
-    env = os.environ if environ is None else environ
-    given = given or {}
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    problems: list[str] = []
-    for option in options_for(role, shell):
-        if option.name in given or option.env is None:
-            continue
-        text = env.get(option.env, option.env_text())
-        if text is None or not text.strip():
-            if option.required:
-                problems.append(f"{option.env} is not set: {option.help}")
-            continue
-        try:
-            values[option.name] = option.parse(text)
-        except (ConfigurationError, ValueError) as exc:
-            # Messages from SyncKey never echo key material, so they can be shown.
-            problems.append(f"{option.env} is invalid ({exc}): {option.help}")
-            continue
-        sources[option.name] = option.env
-    problems.extend(_problems(role, {**values, **given}, sources, shell))
-    return values, problems
 
+def options_for(role: Role, shell: Shell | None = "wsgi") -> tuple[Option, ...]:
+    """The options the ``idp`` or ``remote`` middleware of ``shell`` takes, in order
+    (``shell=None``: its side's, every option but the store)."""
+    return _FOR[role, shell]

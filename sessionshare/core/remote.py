@@ -36,20 +36,20 @@ the callback's ``Cookie`` header too large to serve): see
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
-from urllib.parse import quote, unquote, urlsplit
-
-from itsdangerous import TimestampSigner
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 from ..crypto import SyncKey, canonical_origin, open_token
-from ..crypto.allowlist import DEFAULT_CALLBACK_PATH
 from ..errors import ConfigurationError, TokenRejected
 from . import tickets
 from .claims import CLAIM_TTL
+from .configure import CheckedOptions
 from .cookies import CookieSpec
-from .loginstate import MAX_STATE_TTL, LoginStates
+from .loginstate import LoginStates
+from .option_checks import prefix_problem
+from .options import Protect as Protect
+from .options import RemoteSideOptions
 from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
@@ -59,15 +59,14 @@ from .state import FoundState, StateSlots
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import was_lost_here
-from .tickets import CLOCK_LEEWAY
 
 __all__ = ["MAX_RETURN_PATH", "Protect", "RemoteSide", "path_prefixes"]
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger("sessionshare")
 
-#: ``True`` (every path), ``False``, path prefixes, or a predicate on the server
-#: interface's own request (the WSGI environ).
-Protect = bool | Sequence[str] | Callable[[Any], bool]
 MAX_RETURN_PATH = 512
 #: Refusals that no retry can fix: what the operator must change, for the log and the page.
 _MISCONFIGURED = {
@@ -102,36 +101,14 @@ class RemoteSide(Side):
     role = "remote"
 
     def __init__(
-        self,
-        *,
-        idp_url: str,
-        callback_path: str = DEFAULT_CALLBACK_PATH,
-        protect: Protect = True,
-        passive: bool | Sequence[str] = False,
-        passive_ttl: int = 5 * 60,
-        max_auth_age: int | Mapping[str, int] | None = None,
-        state_ttl: int = 10 * 60,
-        state_cookie_name: str = "sessionshare_state",
-        token_leeway: float = CLOCK_LEEWAY,
-        **common: Any,
+        self, options: CheckedOptions | None = None, /, **given: Unpack[RemoteSideOptions]
     ) -> None:
-        super().__init__(**common)
+        super().__init__(options, **given)
+        options = self.options
+        idp_url: str = options.idp_url
+        callback_path: str = options.callback_path
+        state_cookie_name: str = options.state_cookie_name
         self.issuer = canonical_origin(idp_url, setting="idp_url")
-        if "?" in idp_url or "#" in idp_url:
-            raise ConfigurationError(f"idp_url {idp_url!r} must not have a query or fragment")
-        if not callback_path.startswith("/") or callback_path == self.logout_path:
-            raise ConfigurationError(
-                f"callback_path {callback_path!r} must be its own absolute path"
-            )
-        if state_ttl <= 0:
-            raise ConfigurationError("state_ttl must be a positive number of seconds")
-        if state_ttl > MAX_STATE_TTL:
-            # The IdP keeps its claim on a state as long as the state lives, up to this
-            # bound: a state living longer would outlive its claim (core/claims.py).
-            raise ConfigurationError(
-                f"state_ttl must be at most {MAX_STATE_TTL} seconds (a day), not {state_ttl}: "
-                "the IdP guards a started sign-in only that long"
-            )
         self.idp_url = idp_url
         # The Host headers that name app_url's host: read only to explain a failure.
         own = urlsplit(self.origin)
@@ -140,13 +117,13 @@ class RemoteSide(Side):
             self._own_hosts.add(f"{own.netloc}:{443 if own.scheme == 'https' else 80}")
         self.callback_path = callback_path
         self.callback_url = self.origin + callback_path
-        self.token_leeway = token_leeway
-        self.state_ttl = int(state_ttl)
+        self.token_leeway: float = options.token_leeway
+        self.state_ttl = int(options.state_ttl)
         self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
-        self.state_signer = self.key.serializer("state-cookie", salt="sessionshare.state")
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
-        self.state_signer.signer = _clocked_signer(self.clock)
+        self.state_signer = self.key.serializer(
+            "state-cookie", salt="sessionshare.state", clock=self.clock)
         self.states = StateSlots(
             state_cookie_name, path=callback_path, secure=self.lifecycle.cookie.secure,
             ttl=self.state_ttl, signer=self.state_signer,
@@ -158,16 +135,16 @@ class RemoteSide(Side):
             path=callback_path, max_age=self.state_ttl,
         )
         self._retried = self.retried_cookie.pattern("1")
-        self._protects = _protect_predicate(protect)
+        self._protects = _protect_predicate(options.protect)
         self.login_states = LoginStates(self.key)
-        self._required_age = _required_age(max_auth_age)
-        self._passive = _passive_predicate(passive)
+        self._required_age = _required_age(options.max_auth_age)
+        self._passive = _passive_predicate(options.passive)
         self.passive_answers = PassiveAnswers(self.key)
         session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
         self.checked_cookie = CookieSpec(
             session_cookie.name + "_checked", secure=session_cookie.secure,
-            domain=self.cookie_domain, max_age=int(passive_ttl),
+            domain=self.cookie_domain, max_age=int(options.passive_ttl),
         )
         self._checked = self.checked_cookie.pattern("1")
 
@@ -533,14 +510,6 @@ class RemoteSide(Side):
         return Reply.redirect(found.back, headers=headers)
 
 
-def _clocked_signer(clock: Callable[[], float]) -> type[TimestampSigner]:
-    class ClockedSigner(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(clock())
-
-    return ClockedSigner
-
-
 def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
     if passive is True:
         return lambda request: True
@@ -581,12 +550,7 @@ def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
     if callable(protect):
         predicate = protect
         return lambda request: bool(predicate(request.native))
-    if isinstance(protect, str):
-        raise ConfigurationError("protect takes a list of path prefixes, not one string")
-    prefixes = tuple(protect)
-    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
-        raise ConfigurationError("protect prefixes must be absolute paths such as '/account/'")
-    under = path_prefixes(prefixes)
+    under = path_prefixes(protect)
 
     def protects(request: Request) -> bool:
         path = request.path
@@ -617,12 +581,9 @@ def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
     """
     bases: set[str] = set()
     for prefix in prefixes:
-        if _PERCENT_ENCODED.search(prefix):
-            raise ConfigurationError(
-                f"the path prefix {prefix!r} is percent-encoded: paths are compared decoded, "
-                f"as routers see them, so it would match no request; write it decoded "
-                f"(e.g. {unquote(prefix)!r})"
-            )
+        problem = prefix_problem(prefix)
+        if problem is not None:
+            raise ConfigurationError(problem)
         base = prefix.rstrip("/")  # "/shop/" -> "/shop", "/" -> ""
         # Both spellings: as a server hands a UTF-8 path over, and as written (the bytes
         # of a latin-1 path): matching one more path only ever asks for a sign-in.
@@ -639,7 +600,6 @@ def path_prefixes(prefixes: Iterable[str]) -> Callable[[str], bool]:
 
 #: What may follow a prefix for a path to be that prefix's segment or below it.
 _SEGMENT_ENDS = ("/", ".", ";")
-_PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def normalized_path(path: str) -> str:

@@ -22,6 +22,10 @@ nothing to drive), else with the steps that find it.
 
 Shared here:
 
+- the options a side is built from: checked once, in one round, by
+  :func:`~sessionshare.core.configure.checked_options` -- by the middleware
+  that builds the side, or here for a side built directly -- so nothing below
+  checks or defaults a value again;
 - the app's identity (its canonical origin, the sync key) and the session's
   rules (:class:`~sessionshare.core.lifecycle.Lifecycle`);
 - who the user is: ``session[user_key]``, and the ``REMOTE_USER`` text;
@@ -49,16 +53,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple, Union
 
 from ..crypto import SyncKey, canonical_origin
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import StoreUnavailable
+from .configure import CheckedOptions, checked_options
 from .cookies import CookieSpec
-from .events import EventHook, EventName, Events
+from .events import EventName, Events
 from .lifecycle import Headers, Lifecycle
 from .option_checks import origins_of
+from .options import Role
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, state_of
@@ -124,101 +129,62 @@ class Side:
     """Base of :class:`~sessionshare.core.idp.IdpSide` and
     :class:`~sessionshare.core.remote.RemoteSide`."""
 
-    role: ClassVar[str]
+    role: ClassVar[Role]
     #: Whether :meth:`on_response` reads the app's response headers (the IdP carries the
     #: app's cookies over to a reply that replaces its answer): a shell that must decode
     #: them first (ASGI's are bytes) spares that work for a side that does not.
     reads_app_headers: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        *,
-        key: SyncKey | str,
-        app_url: str,
-        user_key: str = "user",
-        token_ttl: int = 60,
-        logout_path: str = "/_sessionshare/logout",
-        logout_redirect: str = "/",
-        idle_timeout: int = 30 * 60,
-        absolute_timeout: int = 8 * 60 * 60,
-        max_remember: int | None = None,
-        cookie_name: str | None = None,
-        cookie_secure: bool = True,
-        allow_insecure: bool = False,
-        cookie_samesite: str = "Lax",
-        cookie_domain: str | None = None,
-        key_prefix: str = "sessionshare:",
-        max_session_bytes: int = 64 * 1024,
-        websocket_origins: Collection[str] = (),
-        on_event: EventHook | None = None,
-        quiet_startup: bool = False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.events = Events(on_event)
-        self.key = SyncKey.parse(key) if isinstance(key, str) else key
-        self.origin = canonical_origin(app_url)
+    def __init__(self, options: CheckedOptions | None = None, /, **given: Any) -> None:
+        """Built from a middleware's checked options, or from the options by name (a
+        side built directly), checked here in the same round (``core/configure.py``)."""
+        if options is None:
+            options = checked_options(self.role, given, None, owner=type(self).__name__)
+        elif given:
+            raise TypeError(f"{type(self).__name__}() takes checked options or keyword "
+                            "arguments, not both")
+        #: The options this side was built from, checked, every default filled in.
+        self.options = options
+        self.events = Events(options.on_event)
+        self.key = SyncKey.parse(options.key) if isinstance(options.key, str) else options.key
+        self.origin = canonical_origin(options.app_url)
         #: The origins whose pages may open a websocket with the session: this app's own,
         #: and those listed (canonical, lower-case: compared with the ``Origin`` header).
-        self.websocket_origins = origins_of("websocket_origins", websocket_origins) | {
+        self.websocket_origins = origins_of("websocket_origins", options.websocket_origins) | {
             self.origin}
-        if not self.origin.startswith("https://") and cookie_secure:
-            raise ConfigurationError(
-                f"app_url {app_url!r} is not https but cookies are Secure; serve over https, "
-                "or pass cookie_secure=False explicitly for a local http demo"
-            )
-        if self.origin.startswith("https://") and not cookie_secure and not allow_insecure:
-            # The cookie would also go out over plain http, where an SSL-stripping
-            # attacker reads it: relaxing it on an https app must be said out loud.
-            raise ConfigurationError(
-                f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
-                "also travel over plain http; keep cookie_secure=True, or pass "
-                "allow_insecure=True if this is only a test bed"
-            )
-        plain = sorted(o for o in self.websocket_origins if o.startswith("http://"))
-        if self.origin.startswith("https://") and plain and not allow_insecure:
-            # A page served over plain http can be rewritten on the way: listed, it would
-            # open sockets as the user of an https app.
-            raise ConfigurationError(
-                f"websocket_origins lists plain http origins ({', '.join(plain)}) on https "
-                f"app_url {app_url!r}: a page served over http can be altered in transit; "
-                "list them as https, or pass allow_insecure=True if this is only a test bed"
-            )
-        if token_ttl <= 0:
-            raise ConfigurationError("token_ttl must be a positive number of seconds")
-        self.user_key = user_key
-        self.token_ttl = int(token_ttl)
-        self.logout_path = logout_path
-        if safe_return_path(logout_redirect, default="") != logout_redirect:
-            canonical_origin(logout_redirect, setting="logout_redirect")
-        self.logout_redirect = logout_redirect
-        self.clock = clock
-        self.cookie_domain = cookie_domain
+        self.user_key: str = options.user_key
+        self.token_ttl = int(options.token_ttl)
+        self.logout_path: str = options.logout_path
+        self.logout_redirect: str = options.logout_redirect
+        self.clock: Callable[[], float] = options.clock
+        self.cookie_domain: str | None = options.cookie_domain
+        cookie_name = options.cookie_name
         if cookie_name is None:
             # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
             # subdomain can then neither set nor shadow the cookie, so it cannot plant a
             # session of its choosing in the browser (fixation). An http app cannot have one.
             cookie_name = DEFAULT_COOKIE_NAME
-            if cookie_secure and not cookie_domain:
+            if options.cookie_secure and not options.cookie_domain:
                 cookie_name = "__Host-" + cookie_name
+        max_remember = options.max_remember
         self.lifecycle = Lifecycle(
-            cookie=CookieSpec(
-                cookie_name, secure=cookie_secure, samesite=cookie_samesite, domain=cookie_domain
-            ),
+            cookie=CookieSpec(cookie_name, secure=options.cookie_secure,
+                              samesite=options.cookie_samesite, domain=options.cookie_domain),
             key=self.key,
             audience=self.origin,
-            idle_timeout=idle_timeout,
-            absolute_timeout=absolute_timeout,
+            idle_timeout=options.idle_timeout,
+            absolute_timeout=options.absolute_timeout,
             # A remembered sign-in's longer limits hold here only where this app says so: the
             # IdP grants them (it honours its own remember() unless capped), a remote keeps
             # its own limits unless it opts in.
             max_remember=max_remember if max_remember is not None
             else (None if self.role == "idp" else 0),
-            key_prefix=key_prefix,
-            max_session_bytes=max_session_bytes,
-            clock=clock,
+            key_prefix=options.key_prefix,
+            max_session_bytes=options.max_session_bytes,
+            clock=options.clock,
             events=self.events,
         )
-        self._announce(quiet_startup)
+        self._announce(options.quiet_startup)
 
     def _announce(self, quiet: bool) -> None:
         """The start-up line: which side, which origin, which key -- seen by default.

@@ -34,8 +34,11 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from ..core.configure import checked_options, read_environ
 from ..core.lifecycle import Headers
-from ..core.options import Role, read_environ
+from ..core.option_checks import session_store
+from ..core.optiondocs import document_options
+from ..core.options import Shell
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import ENVIRON_KEY, Session
@@ -63,13 +66,35 @@ class SessionMiddleware:
     :param store: the thread store the session lives in.
     :param side: the protocol's side this app plays (its role, as data).
 
-    The middlewares document every argument, check them all against
-    :data:`sessionshare.core.options.OPTIONS` and build their side from them.
+    A middleware only names the side it builds (:attr:`side_class`) and takes
+    its options as ``**options``: they are checked in one round and the side
+    is built from them (:meth:`_build`); its signature and ``help()`` text are
+    the declaration's (:mod:`sessionshare.core.optiondocs`).
     """
 
-    _role: ClassVar[Role]
+    #: The side a middleware builds from its options (its role, as data).
+    side_class: ClassVar[type[Side]]
+    #: The server interface, for the options whose type depends on it (the store's).
+    shell: ClassVar[Shell] = "wsgi"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "side_class" in vars(cls):
+            document_options(cls, cls.side_class.role, cls.shell)
 
     def __init__(self, app: WSGIApplication, *, store: SessionStore, side: Side) -> None:
+        problem = session_store("store", store)
+        if problem is not None:
+            raise ConfigurationError(problem)
+        self._wrap(app, store, side)
+
+    def _build(self, app: WSGIApplication, options: Mapping[str, Any]) -> None:
+        """A middleware's constructor: ``options`` checked once, its side built from them."""
+        checked = checked_options(self.side_class.role, options, self.shell,
+                                  owner=type(self).__name__)
+        self._wrap(app, checked.store, self.side_class(checked))
+
+    def _wrap(self, app: WSGIApplication, store: SessionStore, side: Side) -> None:
         if _is_asgi_app(app):
             # Starlette's and FastAPI's add_middleware hand it their ASGI app; the first
             # request would fail with a TypeError about positional arguments.
@@ -80,11 +105,6 @@ class SessionMiddleware:
                 "coroutine), as Starlette's and FastAPI's add_middleware hand it: use "
                 f"sessionshare.asgi.{name} -- the same options, with an asyncio store "
                 "(AsyncRedisStore.from_url(...) or MemoryStore())"
-            )
-        if not isinstance(store, SessionStore):
-            raise ConfigurationError(
-                "store must implement sessionshare.store.SessionStore "
-                "(e.g. RedisStore.from_url(...) or MemoryStore())"
             )
         self.app = app
         self.side = side
@@ -102,9 +122,9 @@ class SessionMiddleware:
 
         Keyword ``overrides`` are constructor arguments that win over the
         variables. One :class:`ConfigurationError` names every variable to fix;
-        the variables are listed in :mod:`sessionshare.core.options`.
+        docs/options.md lists the variables.
         """
-        values, problems = read_environ(cls._role, environ, overrides)
+        values, problems = read_environ(cls.side_class.role, environ, overrides)
         if problems:
             raise ConfigurationError("; ".join(problems))
         return cls(app, **values, **overrides)

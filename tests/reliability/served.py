@@ -27,8 +27,8 @@ from pathlib import Path
 from servers import free_port
 
 from sessionshare import SyncKey
-from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.lifecycle import Lifecycle
+from sessionshare.core.remote import RemoteSide
 
 from .site_app import LOG_PREFIX
 
@@ -174,9 +174,11 @@ class ServedDeployment:
         )
 
     def lifecycle(self) -> Lifecycle:
-        """The session rules the shop's workers use (to find a user's session in the store)."""
-        return Lifecycle(cookie=CookieSpec(COOKIE, secure=False), key=SyncKey.parse(self.key),
-                         audience=self.shop_origin)
+        """The session rules the shop's workers use (to find a user's session in the store):
+        its side, built from the options its variables give."""
+        return RemoteSide(key=self.key, app_url=self.shop_origin,
+                          idp_url=self.idp_origin + "/login", cookie_name=COOKIE,
+                          cookie_secure=False, quiet_startup=True).lifecycle
 
     @property
     def servers(self) -> tuple[GunicornServer, GunicornServer]:

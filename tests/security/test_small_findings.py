@@ -32,9 +32,9 @@ from sessionshare import (
     SessionTooLarge,
     SyncKey,
 )
+from sessionshare.core.configure import read_environ
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.lifecycle import Lifecycle
-from sessionshare.core.options import read_environ
 from sessionshare.core.session import state_of
 from sessionshare.core.steps import run
 from sessionshare.store.base import SessionRecord
@@ -418,7 +418,8 @@ def test_invalidate_still_deletes_when_the_new_data_is_too_large(
 ) -> None:
     # A logout must not hinge on the write after it: the old session goes, then the error.
     lifecycle = Lifecycle(cookie=CookieSpec("sessionshare"), key=SyncKey.parse(SyncKey.generate()),
-                          audience="https://app.test", max_session_bytes=100, clock=clock)
+                          audience="https://app.test", max_session_bytes=100, clock=clock,
+                          idle_timeout=1800, absolute_timeout=28800, key_prefix="sessionshare:")
 
     def loader(sid: str) -> SessionRecord | None:
         return run(lifecycle.read(sid), store)

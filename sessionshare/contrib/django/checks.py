@@ -46,8 +46,9 @@ from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 from django.utils.module_loading import import_string
 
+from ...core.configure import option_warnings
 from ...core.events import CapturedWarnings
-from ...core.options import Role, option_warnings
+from ...core.options import Role
 from ...errors import ConfigurationError
 from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
 from .config import middleware_options
