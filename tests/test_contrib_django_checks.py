@@ -267,6 +267,10 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SESSIONSHARE_") and k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    # The tests rewrite settings.py between runs, within a second and sometimes at the
+    # same size (OURS is DJANGOS + 4 characters, a 5-digit port is "1" + 4): a .pyc
+    # keyed by mtime and size would then hand the next run the previous settings.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run([sys.executable, *args], cwd=root, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 
