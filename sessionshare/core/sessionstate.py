@@ -93,6 +93,7 @@ class SessionState:
     """
 
     __slots__ = (
+        "accessed",
         "assigned",
         "deleted",
         "exists",
@@ -121,6 +122,11 @@ class SessionState:
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
         self.loaded = sid is None
+        #: True once the app looked inside the session (read, wrote or counted it), or the
+        #: protocol found a signed-in user in it: what the response shows then depends on
+        #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
+        #: (:func:`~sessionshare.core.session.peek`) leave it alone.
+        self.accessed = False
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.
