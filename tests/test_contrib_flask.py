@@ -352,3 +352,123 @@ def test_the_adapter_does_not_import_the_middleware() -> None:
     shells = {name for name in imported if name == "sessionshare"
               or name.startswith(("sessionshare.wsgi", "sessionshare.asgi"))}
     assert shells <= {"sessionshare.wsgi.environ"}, shells  # a helper, no middleware
+
+
+# -- Flask's own session contract: flags, Vary, flashes ---------------------------------------
+def one_flask_app(store: SessionStore, clock: Any, **options: Any) -> Flask:
+    """A Flask app behind a remote's middleware protecting nothing, as the quick start."""
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask("contract")
+    app.testing = True
+
+    @app.post("/set")
+    def set_value() -> str:
+        session["value"] = request.form["value"]
+        return "set"
+
+    @app.get("/get")
+    def get_value() -> str:
+        return str(session.get("value"))
+
+    @app.get("/nothing")
+    def nothing() -> str:
+        return "nothing"
+
+    @app.get("/start")
+    def start() -> str:
+        session["cart"] = ["a"]
+        return "started"
+
+    @app.get("/cart")
+    def cart() -> Any:
+        return jsonify(session.get("cart"))
+
+    @app.get("/append")
+    def append() -> str:
+        session["cart"].append(request.args["item"])  # in place, then told, as Flask asks
+        session.modified = True
+        return "appended"
+
+    @app.get("/forced")
+    def forced() -> str:
+        session.accessed = True  # as an extension may, to vary without reading
+        return "forced"
+
+    @app.get("/flash")
+    def flash_some() -> str:
+        flash("Hello")
+        flash("Careful", "warning")
+        return "flashed"
+
+    @app.get("/flashes")
+    def flashes() -> str:
+        return repr(get_flashed_messages(with_categories=True))
+
+    @app.get("/warnings")
+    def warnings() -> str:
+        return repr(get_flashed_messages(category_filter=["warning"], with_categories=True))
+
+    init_app(app)
+    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, store=store, key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN,
+        protect=False, cookie_secure=False, clock=clock, **options,
+    )
+    return app
+
+
+def test_modified_and_accessed_read_as_flasks_own(store: SessionStore, clock: Any) -> None:
+    app = one_flask_app(store, clock)
+    opened: list[Any] = []
+
+    class Recording(SharedSessionInterface):
+        """Keeps each request's session, to read its flags after the response (reading
+        them through ``flask.session`` would itself mark it accessed, as Flask does)."""
+
+        def open_session(self, app: Flask, request: Any) -> Any:
+            opened.append(super().open_session(app, request))
+            return opened[-1]
+
+    app.session_interface = Recording()
+    client = app.test_client()
+
+    page = client.get("/nothing")
+    assert "cookie" not in page.vary and not opened[-1].accessed and not opened[-1].modified
+    page = client.post("/set", data={"value": "42"})
+    # After the response too, as Flask's: the change was stored meanwhile.
+    assert "cookie" in page.vary and opened[-1].accessed and opened[-1].modified
+    page = client.get("/get")
+    assert page.text == "42" and "cookie" in page.vary
+    assert opened[-1].accessed and not opened[-1].modified
+    page = client.get("/nothing")  # with the cookie now
+    assert "cookie" not in page.vary and not opened[-1].accessed and not opened[-1].modified
+    client.get("/start")
+    client.get("/append", query_string={"item": "b"})
+    assert opened[-1].modified
+    page = client.get("/forced")
+    assert page.headers.get_all("Vary") == ["Cookie"]
+    assert opened[-1].accessed and not opened[-1].modified
+
+
+def test_a_mutated_value_then_modified_true_is_stored(store: SessionStore, clock: Any) -> None:
+    client = one_flask_app(store, clock).test_client()
+    client.get("/start")
+    client.get("/append", query_string={"item": "b"})
+    assert client.get("/cart").json == ["a", "b"]
+
+
+def test_flashed_messages_come_back_as_flasks_tuples(store: SessionStore, clock: Any) -> None:
+    client = one_flask_app(store, clock).test_client()
+    client.get("/flash")
+    assert client.get("/flashes").text == "[('message', 'Hello'), ('warning', 'Careful')]"
+    assert client.get("/flashes").text == "[]"  # taken once, as Flask's
+    client.get("/flash")
+    assert client.get("/warnings").text == "[('warning', 'Careful')]"
+
+
+def test_without_a_middleware_the_error_says_the_session_is_unavailable() -> None:
+    app = Flask("bare")
+    app.session_interface = SharedSessionInterface()
+    with app.test_request_context("/"):
+        with pytest.raises(RuntimeError, match="^The session is unavailable: no shared session"):
+            session.pop("user")

@@ -25,19 +25,23 @@ How Flask's session API maps:
 
 - ``session["k"] = v``, ``session.pop(...)``, ``session.clear()``: write
   through to the shared session (JSON values only, checked at assignment);
-- ``session.modified``: True when persisting would write something; in-place
-  changes of a list or dict are noticed, so setting it by hand is harmless
-  and never needed;
+- ``session.modified`` and ``session.accessed``: as Flask's own session keeps
+  them -- ``modified`` True once the request changed the session (or set it by
+  hand), ``accessed`` once it used ``flask.session`` at all. Only an accessed
+  session's answer says ``Vary: Cookie`` (merged into the app's own ``Vary``),
+  so a page that never uses the session stays cacheable. In-place changes of a
+  list or dict are stored even without ``modified = True``, and setting
+  ``modified = False`` does not drop a change;
 - ``session.new``: True until the session exists in the store;
 - ``session.permanent``: kept in the shared session (the ``_permanent`` key,
   as Flask does), so every app sees the same flag. The session's life is
   decided on the server by the middlewares' ``idle_timeout`` and
   ``absolute_timeout`` for every app alike; the cookie itself stays a browser
   session cookie and ``PERMANENT_SESSION_LIFETIME`` is not used;
-- ``flash()`` / ``get_flashed_messages()``: work unchanged. Messages are
-  stored as JSON, so ``with_categories=True`` yields ``[category, message]``
-  lists rather than tuples (they unpack the same), and ``Markup`` comes back
-  as a plain string (escaped again in templates, which is the safe side);
+- ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
+  giving ``(category, message)`` tuples. Messages are stored as JSON, so
+  ``Markup`` comes back as a plain string (escaped again in templates, which
+  is the safe side);
 - ``session.invalidate()`` ends the shared session everywhere (single
   logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
   ``session.remember(days=30)`` makes the sign-in persistent (see
@@ -55,7 +59,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from ..core.reply import Reply
-from ..core.session import ENVIRON_KEY, Session
+from ..core.session import ENVIRON_KEY, Session, state_of
 from ..errors import StoreUnavailable
 from ..wsgi.environ import wants_json
 from . import NOT_WRAPPED, SharedSessionView
@@ -66,29 +70,67 @@ if TYPE_CHECKING:
 
 __all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession", "init_app"]
 
+#: Where ``flash()`` keeps its messages, as (category, message) pairs.
+_FLASHES = "_flashes"
+
 
 class FlaskSharedSession(SharedSessionView, SessionMixin):
     """``flask.session`` over the shared session (see the module docstring)."""
 
     def __init__(self, shared: Session) -> None:
         super().__init__(shared)
-        # Flask sets ``accessed`` itself when a view touches the session; the
-        # middleware already adds ``Vary: Cookie`` whenever the session loaded.
-        self.accessed = False
+        #: A change made through this mapping in this request, or ``modified = True``.
+        self._changed = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]  # read-only here: the store decides
         return self.shared.new
 
+    # -- Flask's two flags, as its SecureCookieSession keeps them ---------------------
     @property
     def modified(self) -> bool:
-        return self.shared.modified
+        """True once this request changed the session (and stays so after the response,
+        as Flask's does), or set by hand; also while an in-place change of a list or
+        dict waits to be stored."""
+        return self._changed or self.shared.modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        # Changes, nested ones included, are found by comparing encodings at
-        # persist time; there is nothing to force.
-        return None
+        # The flag Flask's code and tests read. What is stored does not hang on it: a
+        # change, nested ones included, is found by comparing encodings when persisting.
+        self._changed = bool(value)
+
+    @property
+    def accessed(self) -> bool:
+        """True once this request looked inside the session: its answer then says
+        ``Vary: Cookie``, as Flask's does. Set it to True to have that without a look."""
+        return state_of(self.shared).accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        # The middleware reads the same flag when it adds Vary: one decision, the core's.
+        state_of(self.shared).accessed = bool(value)
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if key == _FLASHES and isinstance(value, list):
+            # Flask keeps (category, message) tuples here; JSON, which every app of the
+            # deployment reads, has only lists. Only Flask reads this key, so the tuples
+            # come back here rather than being tagged in the shared session.
+            return [tuple(item) if isinstance(item, list) else item for item in value]
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._changed = True
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed = True
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed = True  # as Flask's: even a session that was empty
 
     @property
     def created(self) -> float | None:
@@ -117,7 +159,9 @@ class UnwrappedSession(NullSession):
     """The session of a request no middleware wrapped: empty, and writes fail clearly."""
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(NOT_WRAPPED)
+        # Flask's own null session says "the session is unavailable"; so does this one,
+        # and why, and what to wrap.
+        raise RuntimeError(f"The session is unavailable: {NOT_WRAPPED}")
 
     __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
     del _fail
