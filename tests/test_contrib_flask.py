@@ -472,3 +472,82 @@ def test_without_a_middleware_the_error_says_the_session_is_unavailable() -> Non
     with app.test_request_context("/"):
         with pytest.raises(RuntimeError, match="^The session is unavailable: no shared session"):
             session.pop("user")
+
+
+# -- Flask's SESSION_COOKIE_* and APPLICATION_ROOT: honoured or refused, never ignored -------
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("SESSION_COOKIE_HTTPONLY", False, r"no script of any page may read it.*"
+         r"Fix: leave SESSION_COOKIE_HTTPONLY unset"),
+        ("SESSION_COOKIE_PARTITIONED", True, r"a second cookie beside.*"
+         r"Fix: leave SESSION_COOKIE_PARTITIONED unset"),
+        ("SESSION_COOKIE_PATH", "/app", r"path='/'.*the sign-out would clear only one"),
+        ("APPLICATION_ROOT", "/app",
+         r"Fix: set SESSION_COOKIE_PATH='/' \(APPLICATION_ROOT stays for the URLs\)"),
+        ("SESSION_COOKIE_SAMESITE", "Sometimes", r"SameSite is Lax, Strict or None"),
+    ],
+    ids=["httponly", "partitioned", "path", "application-root", "bad-samesite"],
+)
+def test_init_app_refuses_a_cookie_setting_the_shared_cookie_cannot_follow(
+    setting: str, value: object, says: str
+) -> None:
+    from sessionshare.contrib.flask import init_app
+    from sessionshare.errors import ConfigurationError
+
+    app = Flask("refused")
+    app.config[setting] = value
+    with pytest.raises(ConfigurationError, match=f"(?s)^Flask's session cookie settings.*"
+                                                 f"- {setting}=.*{says}"):
+        init_app(app)
+    assert not isinstance(app.session_interface, SharedSessionInterface)
+
+
+def test_init_app_takes_application_root_with_the_cookie_path_at_the_root() -> None:
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask("rooted")
+    app.config.update(APPLICATION_ROOT="/app", SESSION_COOKIE_PATH="/")
+    init_app(app)
+    assert isinstance(app.session_interface, SharedSessionInterface)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("SESSION_COOKIE_NAME", "flask_session",
+         r"cookie has name='sessionshare', because the middleware finds the session by its "
+         r"cookie's name.*set cookie_name='flask_session' on the middleware"),
+        ("SESSION_COOKIE_SAMESITE", "Strict", r"samesite='Lax'.*which Strict withholds"),
+        ("SESSION_COOKIE_DOMAIN", "example.com", r"set cookie_domain='example.com'"),
+        ("SESSION_COOKIE_SECURE", True, r"set cookie_secure=True on the middleware"),
+    ],
+    ids=["name", "samesite", "domain", "secure"],
+)
+def test_a_setting_unlike_the_middlewares_cookie_is_refused_at_the_request(
+    store: SessionStore, clock: Any, setting: str, value: object, says: str
+) -> None:
+    from sessionshare.errors import ConfigurationError
+
+    app = one_flask_app(store, clock)  # init_app could not know the middleware's cookie
+    client = app.test_client()
+    assert client.get("/nothing").status_code == 200
+    app.config[setting] = value  # set after init_app, or judged only now: refused all the same
+    with pytest.raises(ConfigurationError, match=f"(?s)- {setting}=.*{says}"):
+        client.get("/nothing")
+
+
+def test_settings_that_describe_the_middlewares_cookie_are_honoured(
+    store: SessionStore, clock: Any
+) -> None:
+    app = one_flask_app(store, clock, cookie_name="flask_session", cookie_samesite="Strict",
+                        cookie_domain="shop.test")
+    app.config.update(SESSION_COOKIE_NAME="flask_session", SESSION_COOKIE_SAMESITE="strict",
+                      SESSION_COOKIE_DOMAIN=".shop.test", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_PATH="/", SESSION_COOKIE_PARTITIONED=False)
+    client = app.test_client()
+    page = client.post("/set", data={"value": "7"}, base_url="http://shop.test")
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("flask_session=") and "SameSite=Strict" in cookie
+    assert "Domain=shop.test" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
+    assert client.get("/get", base_url="http://shop.test").text == "7"

@@ -42,6 +42,15 @@ How Flask's session API maps:
   giving ``(category, message)`` tuples. Messages are stored as JSON, so
   ``Markup`` comes back as a plain string (escaped again in templates, which
   is the safe side);
+- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: the session cookie is the
+  middleware's (it reads it before Flask runs and sets it in answers of its
+  own), so a setting the app makes must describe that cookie: one that does is
+  honoured as it is, one that cannot is refused with a ``ConfigurationError``
+  that says why and what to set instead -- at ``init_app`` where no middleware
+  option could make it hold (``HTTPONLY=False``, ``PARTITIONED=True``, a path
+  other than ``/``: keep ``APPLICATION_ROOT`` with ``SESSION_COOKIE_PATH='/'``),
+  at the request otherwise (``SESSION_COOKIE_NAME="x"`` wants the middleware's
+  ``cookie_name="x"``). Flask's defaults give way to the middleware's cookie;
 - ``session.invalidate()`` ends the shared session everywhere (single
   logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
   ``session.remember(days=30)`` makes the sign-in persistent (see
@@ -58,9 +67,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
+from ..core.cookies import CookieSpec, cookie_conflicts
 from ..core.reply import Reply
 from ..core.session import ENVIRON_KEY, Session, state_of
-from ..errors import StoreUnavailable
+from ..errors import ConfigurationError, StoreUnavailable
 from ..wsgi.environ import wants_json
 from . import NOT_WRAPPED, SharedSessionView
 
@@ -68,7 +78,13 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
 
-__all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession", "init_app"]
+__all__ = [
+    "FlaskSharedSession",
+    "SharedSessionInterface",
+    "UnwrappedSession",
+    "init_app",
+    "refuse_cookie_settings",
+]
 
 #: Where ``flash()`` keeps its messages, as (category, message) pairs.
 _FLASHES = "_flashes"
@@ -176,6 +192,9 @@ class SharedSessionInterface(SessionInterface):
         shared = request.environ.get(ENVIRON_KEY)
         if not isinstance(shared, Session):
             return None  # Flask falls back to make_null_session()
+        # Here the middleware's cookie is known: a setting init_app could not judge (or
+        # one changed since) is refused now rather than ignored.
+        refuse_cookie_settings(app, state_of(shared).cookie)
         return FlaskSharedSession(shared)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -186,7 +205,13 @@ class SharedSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``flask.session`` from the shared session, and 503 on a store outage."""
+    """Serve ``flask.session`` from the shared session, and 503 on a store outage.
+
+    Raises :class:`~sessionshare.errors.ConfigurationError` for a
+    ``SESSION_COOKIE_*`` or ``APPLICATION_ROOT`` setting the shared session cookie
+    cannot follow (see :func:`refuse_cookie_settings`).
+    """
+    refuse_cookie_settings(app, None)
     app.session_interface = SharedSessionInterface()
     app.register_error_handler(StoreUnavailable, _store_unavailable)
 
@@ -199,4 +224,62 @@ def _store_unavailable(exc: StoreUnavailable) -> Response:
     reply = Reply.store_unavailable(as_json=wants_json(request.environ))
     return current_app.response_class(
         reply.body, status=reply.status_line, headers=list(reply.headers)
+    )
+
+
+#: Flask's settings of its session cookie, by the attribute each sets.
+_COOKIE_SETTINGS = {
+    "SESSION_COOKIE_NAME": "name",
+    "SESSION_COOKIE_DOMAIN": "domain",
+    "SESSION_COOKIE_PATH": "path",
+    "SESSION_COOKIE_SECURE": "secure",
+    "SESSION_COOKIE_HTTPONLY": "httponly",
+    "SESSION_COOKIE_SAMESITE": "samesite",
+    "SESSION_COOKIE_PARTITIONED": "partitioned",
+}
+
+
+def refuse_cookie_settings(app: Flask, cookie: CookieSpec | None) -> None:
+    """Raise :class:`~sessionshare.errors.ConfigurationError` naming each of the app's
+    own session cookie settings that cannot hold beside the middleware's ``cookie``.
+
+    The session cookie is the middleware's: it reads it before Flask runs and
+    sets and clears it in answers of its own, so a setting the app made
+    (anything but Flask's default) must describe that very cookie. One that
+    does is honoured as it is; one that does not is refused here, with why and
+    what to set instead (the middleware's option), never ignored. Flask's own
+    defaults (a ``session`` cookie without ``Secure`` or ``SameSite``) give way
+    to the middleware's cookie. ``cookie`` None (at ``init_app``, before any
+    request): only what no middleware option could make hold.
+    """
+    from flask import Flask
+
+    defaults, config = Flask.default_config, app.config
+    asked: dict[str, object] = {}
+    keys: dict[str, str] = {}
+    for key, attribute in _COOKIE_SETTINGS.items():
+        if config.get(key) != defaults.get(key):
+            asked[attribute], keys[attribute] = config.get(key), key
+    if "path" not in asked and config.get("APPLICATION_ROOT") != defaults["APPLICATION_ROOT"]:
+        # Flask's cookie path when SESSION_COOKIE_PATH is unset.
+        asked["path"], keys["path"] = config.get("APPLICATION_ROOT"), "APPLICATION_ROOT"
+    conflicts = cookie_conflicts(cookie, asked)
+    if not conflicts:
+        return
+    lines = []
+    for conflict in conflicts:
+        key, value = keys[conflict.attribute], asked[conflict.attribute]
+        if key == "APPLICATION_ROOT":
+            # It also prefixes the app's URLs: keep it, and give the cookie its path.
+            instead = "set SESSION_COOKIE_PATH='/' (APPLICATION_ROOT stays for the URLs)"
+        elif conflict.option is not None:
+            instead = (f"set {conflict.option}={value!r} on the middleware "
+                       f"(SESSIONSHARE_{conflict.option.upper()}), or leave {key} unset")
+        else:
+            instead = f"leave {key} unset"
+        lines.append(f"- {key}={value!r}: the shared session's cookie has {conflict.attribute}"
+                     f"={conflict.current!r}, because {conflict.why}. Fix: {instead}.")
+    raise ConfigurationError(
+        "Flask's session cookie settings that the shared session cannot follow:\n"
+        + "\n".join(lines)
     )

@@ -227,7 +227,9 @@ class Lifecycle:
         ``loader`` reads it the first time the app looks (a thread server: WSGI); without
         one, it is read by :meth:`load`'s steps before anything looks.
         """
-        return Session(loader, self.session_id_in(cookies))
+        session = Session(loader, self.session_id_in(cookies))
+        state_of(session).cookie = self.cookie
+        return session
 
     def read_now(self, session: Session) -> Steps[None] | None:
         """The steps that read ``session`` now, or None when there is nothing to read (no

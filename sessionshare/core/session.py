@@ -268,7 +268,7 @@ def peek(session: Session, key: str) -> Any:
     hand-offs, a side looking for a user): unlike the app's reads, it does not mark the
     session accessed, so on its own it adds no ``Vary: Cookie`` to the response -- a page
     that never touched the session stays cacheable."""
-    state = session._state
+    state = state_of(session)
     looked = state.accessed
     try:
         return session.get(key)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
+from sessionshare.errors import ConfigurationError
 
 __all__ = ["EXPECTED", "Cause", "Fails", "entry_for", "fails"]
 
@@ -80,12 +80,23 @@ DJANGO_PRIVATE_KEY = Cause(
 
 # -- Flask ----------------------------------------------------------------------------
 FLASK_COOKIE_PATH = Cause(
-    "`APPLICATION_ROOT` and `SESSION_COOKIE_PATH` are silently ignored: the cookie's path "
-    "is always `/`")
+    "`APPLICATION_ROOT` or `SESSION_COOKIE_PATH` other than `/` is refused with a "
+    "`ConfigurationError` (at `init_app`, or at the request when set later): the middleware "
+    "sets and clears the cookie at `Path=/` in answers of its own, so a cookie at another "
+    "path would be a second one that the sign-out leaves behind (`SESSION_COOKIE_PATH='/'` "
+    "keeps `APPLICATION_ROOT` for the URLs)")
 FLASK_COOKIE_SETTINGS = Cause(
-    "`SESSION_COOKIE_DOMAIN`, `SESSION_COOKIE_SECURE`, `SESSION_COOKIE_HTTPONLY`, "
-    "`SESSION_COOKIE_PARTITIONED` and `SESSION_COOKIE_SAMESITE` are silently ignored "
-    "(an invalid `SESSION_COOKIE_SAMESITE` is not refused either)")
+    "`SESSION_COOKIE_NAME`, `_DOMAIN`, `_SECURE` and `_SAMESITE` must describe the "
+    "middleware's cookie (set its `cookie_name`, `cookie_domain`, `cookie_secure`, "
+    "`cookie_samesite`), and `SESSION_COOKIE_HTTPONLY=False` and `SESSION_COOKIE_PARTITIONED"
+    "=True` are refused: the middleware reads the cookie before the app runs and sets and "
+    "clears it in answers of its own, so one of other attributes would be a second cookie "
+    "the sign-out leaves behind, and the shared session's credential stays out of scripts' "
+    "reach. A `ConfigurationError` says which and what to set instead")
+FLASK_SAMESITE_DEFAULT = Cause(
+    "`SESSION_COOKIE_SAMESITE=None`, Flask's default, leaves the middleware's "
+    "`SameSite=Lax` on the cookie (Flask's own default cookie has no `SameSite`): the "
+    "sign-out's protection against cross-site requests counts on it")
 FLASK_PERMANENT = Cause(
     "`session.permanent = True` gives the cookie no `Expires`: "
     "`PERMANENT_SESSION_LIFETIME` is not used")
@@ -178,11 +189,12 @@ EXPECTED: dict[str, dict[str, Fails]] = {
         "test_session_key_valid_string_saved": fails(DJANGO_PRIVATE_KEY),
     },
     "flask": {
-        "test_session_path": fails(FLASK_COOKIE_PATH),
-        "test_session_using_application_root": fails(FLASK_COOKIE_PATH),
-        "test_session_using_session_settings": fails(FLASK_COOKIE_SETTINGS),
-        "test_session_using_samesite_attribute":
-            fails(FLASK_COOKIE_SETTINGS, raises=pytest.fail.Exception),
+        "test_session_path": fails(FLASK_COOKIE_PATH, raises=ConfigurationError),
+        "test_session_using_application_root":
+            fails(FLASK_COOKIE_PATH, raises=ConfigurationError),
+        "test_session_using_session_settings":
+            fails(FLASK_COOKIE_SETTINGS, raises=ConfigurationError),
+        "test_session_using_samesite_attribute": fails(FLASK_SAMESITE_DEFAULT),
         "test_session_expiration": fails(FLASK_PERMANENT, raises=AttributeError),
         "test_session_cookie_setting": fails(FLASK_REFRESH),
         "test_session_refresh_vary": fails(FLASK_REFRESH, raises=KeyError),
