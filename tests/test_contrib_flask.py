@@ -551,3 +551,73 @@ def test_settings_that_describe_the_middlewares_cookie_are_honoured(
     assert cookie.startswith("flask_session=") and "SameSite=Strict" in cookie
     assert "Domain=shop.test" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
     assert client.get("/get", base_url="http://shop.test").text == "7"
+
+
+# -- Flask's tagged types -------------------------------------------------------------------
+def test_flasks_tagged_types_round_trip(store: SessionStore, clock: Any) -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    from markupsafe import Markup
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    app = one_flask_app(store, clock)
+
+    @app.get("/store")
+    def store_values() -> str:
+        session.update(t=(1, 2), b=b"\xff", m=Markup("<b>hi</b>"), u=ident, d=when,
+                       nested={"pairs": [("a", 1)]}, looks_tagged={" t": "not a tuple"})
+        return "stored"
+
+    @app.get("/types")
+    def types() -> Any:
+        return repr([session[name] for name in ("t", "b", "m", "u", "d", "nested",
+                                                "looks_tagged")])
+
+    @app.get("/flash_markup")
+    def flash_markup() -> str:
+        flash(Markup("<em>done</em>"))
+        flash("plain")
+        return "flashed"
+
+    @app.get("/flash_types")
+    def flash_types() -> str:
+        return repr([type(message).__name__ for message in get_flashed_messages()])
+
+    client = app.test_client()
+    client.get("/store")
+    assert client.get("/types").text == repr([
+        (1, 2), b"\xff", Markup("<b>hi</b>"), ident, when, {"pairs": [("a", 1)]},
+        {" t": "not a tuple"},
+    ])
+    # Flashed Markup stays Markup, so a template does not escape it.
+    client.get("/flash_markup")
+    assert client.get("/flash_types").text == "['Markup', 'str']"
+
+
+def test_a_plain_value_is_stored_as_plain_json_and_changes_in_place(
+    store: SessionStore, clock: Any
+) -> None:
+    from sessionshare.contrib import shared_session
+
+    seen: dict[str, Any] = {}
+    app = one_flask_app(store, clock)
+
+    @app.get("/raw")
+    def raw() -> str:
+        shared = shared_session(request.environ)  # what another app of the deployment reads
+        seen.update(cart=shared.get("cart"), pair=shared.get("pair"))
+        return "ok"
+
+    @app.get("/pair")
+    def pair() -> str:
+        session["pair"] = ("x", 1)
+        return "ok"
+
+    client = app.test_client()
+    client.get("/start")  # session["cart"] = ["a"]
+    client.get("/append", query_string={"item": "b"})  # appended in place
+    client.get("/pair")
+    client.get("/raw")
+    assert seen == {"cart": ["a", "b"], "pair": {" t": ["x", 1]}}

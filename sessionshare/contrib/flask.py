@@ -38,10 +38,12 @@ How Flask's session API maps:
   decided on the server by the middlewares' ``idle_timeout`` and
   ``absolute_timeout`` for every app alike; the cookie itself stays a browser
   session cookie and ``PERMANENT_SESSION_LIFETIME`` is not used;
+- values: JSON, plus what Flask's own session stores with its tagged JSON --
+  tuples, ``bytes``, ``Markup``, ``UUID``, ``datetime`` -- kept in Flask's
+  tagged form (``{" t": [1, 2]}``), which is what another app of the
+  deployment reads for them (plain JSON values are stored as they are);
 - ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
-  giving ``(category, message)`` tuples. Messages are stored as JSON, so
-  ``Markup`` comes back as a plain string (escaped again in templates, which
-  is the safe side);
+  giving ``(category, message)`` tuples and a flashed ``Markup`` staying ``Markup``;
 - ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: the session cookie is the
   middleware's (it reads it before Flask runs and sets it in answers of its
   own), so a setting the app makes must describe that cookie: one that does is
@@ -65,6 +67,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from ..core.cookies import CookieSpec, cookie_conflicts
@@ -86,8 +89,26 @@ __all__ = [
     "refuse_cookie_settings",
 ]
 
-#: Where ``flash()`` keeps its messages, as (category, message) pairs.
-_FLASHES = "_flashes"
+#: Flask's own tags for the values JSON lacks (its cookie session's serializer).
+_TAGS = TaggedJSONSerializer()
+#: The types no tag applies to: stored as they are.
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _untagged(value: Any) -> Any:
+    """``value`` with Flask's tagged objects turned back into their values; ``value``
+    itself when it holds none (so that it can still be changed in place)."""
+    if isinstance(value, list):
+        items = [_untagged(item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        inner = {name: _untagged(item) for name, item in value.items()}
+        if any(inner[name] is not value[name] for name in value):
+            value = inner
+        # Flask escapes a plain one-key object whose key looks like a tag, so this finds
+        # only what it tagged.
+        return _TAGS.untag(value) if len(value) == 1 else value
+    return value
 
 
 class FlaskSharedSession(SharedSessionView, SessionMixin):
@@ -129,14 +150,18 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
     def __getitem__(self, key: str) -> Any:
         value = super().__getitem__(key)
-        if key == _FLASHES and isinstance(value, list):
-            # Flask keeps (category, message) tuples here; JSON, which every app of the
-            # deployment reads, has only lists. Only Flask reads this key, so the tuples
-            # come back here rather than being tagged in the shared session.
-            return [tuple(item) if isinstance(item, list) else item for item in value]
+        if isinstance(value, (dict, list)):
+            return _untagged(value)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if type(value) not in _PLAIN:  # exactly: Markup is a str, and is tagged
+            # Flask's tagged JSON: a tuple, bytes, Markup, UUID or datetime is stored as
+            # a one-key object (``{" t": [1, 2]}``) and comes back as itself. A value that
+            # needs no tag is kept as it is, so changing it in place still works.
+            tagged = _TAGS.tag(value)
+            if tagged != value or type(tagged) is not type(value):
+                value = tagged
         super().__setitem__(key, value)
         self._changed = True
 

@@ -103,9 +103,6 @@ FLASK_PERMANENT = Cause(
 FLASK_REFRESH = Cause(
     "`SESSION_REFRESH_EACH_REQUEST`: a permanent session's cookie is not refreshed (no "
     "`Set-Cookie`, no `Vary: Cookie`) by requests that do not change the session")
-FLASK_TAGGED_TYPES = Cause(
-    "Tuples, `bytes`, `Markup`, `UUID` and `datetime` values raise `TypeError` where "
-    "Flask's tagged JSON stores and returns them")
 FLASK_FLASH_CATEGORIES = Cause(
     "`get_flashed_messages(with_categories=True)` returns `[category, message]` lists, "
     "not tuples (equal when unpacked, unequal when compared)")
@@ -198,7 +195,6 @@ EXPECTED: dict[str, dict[str, Fails]] = {
         "test_session_expiration": fails(FLASK_PERMANENT, raises=AttributeError),
         "test_session_cookie_setting": fails(FLASK_REFRESH),
         "test_session_refresh_vary": fails(FLASK_REFRESH, raises=KeyError),
-        "test_session_special_types": fails(FLASK_TAGGED_TYPES, raises=TypeError),
     },
     "starlette": {
         "test_session": fails(STARLETTE_NOT_A_DICT, STARLETTE_MAX_AGE, raises=TypeError),
