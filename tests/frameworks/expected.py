@@ -98,14 +98,16 @@ FLASK_SAMESITE_DEFAULT = Cause(
     "`SameSite=Lax` on the cookie (Flask's own default cookie has no `SameSite`): the "
     "sign-out's protection against cross-site requests counts on it")
 FLASK_PERMANENT = Cause(
-    "`session.permanent = True` gives the cookie no `Expires`: "
-    "`PERMANENT_SESSION_LIFETIME` is not used")
+    "`session.permanent = True` gives the cookie no `Expires` (`PERMANENT_SESSION_LIFETIME` "
+    "is not used): whether the shared sign-in outlives the browser is decided for every app "
+    "at once -- the IdP's `remember()`, which each remote takes up only as far as its "
+    "`max_remember` allows -- not by one app's flag; `permanent` itself is kept in the "
+    "session for every app to read")
 FLASK_REFRESH = Cause(
-    "`SESSION_REFRESH_EACH_REQUEST`: a permanent session's cookie is not refreshed (no "
-    "`Set-Cookie`, no `Vary: Cookie`) by requests that do not change the session")
-FLASK_FLASH_CATEGORIES = Cause(
-    "`get_flashed_messages(with_categories=True)` returns `[category, message]` lists, "
-    "not tuples (equal when unpacked, unequal when compared)")
+    "`SESSION_REFRESH_EACH_REQUEST`: a request that does not use the session gets no "
+    "`Set-Cookie` and no `Vary: Cookie`, even for a permanent session: the cookie has no "
+    "expiry to push forward (the server slides the session's idle timeout on each read), "
+    "so such answers stay cacheable")
 
 # -- Starlette ------------------------------------------------------------------------
 STARLETTE_NOT_A_DICT = Cause(
