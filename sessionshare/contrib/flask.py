@@ -41,7 +41,9 @@ How Flask's session API maps:
 - values: JSON, plus what Flask's own session stores with its tagged JSON --
   tuples, ``bytes``, ``Markup``, ``UUID``, ``datetime`` -- kept in Flask's
   tagged form (``{" t": [1, 2]}``), which is what another app of the
-  deployment reads for them (plain JSON values are stored as they are);
+  deployment reads for them (plain JSON values are stored as they are). A
+  list or dict that holds such a value comes back as a fresh copy each time:
+  after changing it, assign it back;
 - ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
   giving ``(category, message)`` tuples and a flashed ``Markup`` staying ``Markup``;
 - ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: the session cookie is the
