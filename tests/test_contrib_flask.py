@@ -244,6 +244,11 @@ def test_non_json_values_fail_at_assignment_with_a_clear_message() -> None:
     with pytest.raises(TypeError, match=r"session\['when'\]: only JSON values"):
         view["when"] = object()
     assert "when" not in view and not view.modified
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(TypeError, match=r"session\['cycle'\]: only JSON values.*Circular"):
+        view["cycle"] = cycle  # Flask's tagging walks it first: still the same TypeError
+    assert "cycle" not in view and not view.modified
 
 
 def test_without_a_middleware_flask_session_reads_empty_and_refuses_writes() -> None:

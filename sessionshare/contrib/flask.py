@@ -161,9 +161,12 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
             # Flask's tagged JSON: a tuple, bytes, Markup, UUID or datetime is stored as
             # a one-key object (``{" t": [1, 2]}``) and comes back as itself. A value that
             # needs no tag is kept as it is, so changing it in place still works.
-            tagged = _TAGS.tag(value)
-            if tagged != value or type(tagged) is not type(value):
-                value = tagged
+            try:
+                tagged = _TAGS.tag(value)
+                if tagged != value or type(tagged) is not type(value):
+                    value = tagged
+            except RecursionError:
+                pass  # a cycle, or hostile nesting: the session's own TypeError says so
         super().__setitem__(key, value)
         self._changed = True
 
