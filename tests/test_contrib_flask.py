@@ -244,6 +244,11 @@ def test_non_json_values_fail_at_assignment_with_a_clear_message() -> None:
     with pytest.raises(TypeError, match=r"session\['when'\]: only JSON values"):
         view["when"] = object()
     assert "when" not in view and not view.modified
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(TypeError, match=r"session\['cycle'\]: only JSON values.*Circular"):
+        view["cycle"] = cycle  # Flask's tagging walks it first: still the same TypeError
+    assert "cycle" not in view and not view.modified
 
 
 def test_without_a_middleware_flask_session_reads_empty_and_refuses_writes() -> None:
@@ -352,3 +357,272 @@ def test_the_adapter_does_not_import_the_middleware() -> None:
     shells = {name for name in imported if name == "sessionshare"
               or name.startswith(("sessionshare.wsgi", "sessionshare.asgi"))}
     assert shells <= {"sessionshare.wsgi.environ"}, shells  # a helper, no middleware
+
+
+# -- Flask's own session contract: flags, Vary, flashes ---------------------------------------
+def one_flask_app(store: SessionStore, clock: Any, **options: Any) -> Flask:
+    """A Flask app behind a remote's middleware protecting nothing, as the quick start."""
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask("contract")
+    app.testing = True
+
+    @app.post("/set")
+    def set_value() -> str:
+        session["value"] = request.form["value"]
+        return "set"
+
+    @app.get("/get")
+    def get_value() -> str:
+        return str(session.get("value"))
+
+    @app.get("/nothing")
+    def nothing() -> str:
+        return "nothing"
+
+    @app.get("/start")
+    def start() -> str:
+        session["cart"] = ["a"]
+        return "started"
+
+    @app.get("/cart")
+    def cart() -> Any:
+        return jsonify(session.get("cart"))
+
+    @app.get("/append")
+    def append() -> str:
+        session["cart"].append(request.args["item"])  # in place, then told, as Flask asks
+        session.modified = True
+        return "appended"
+
+    @app.get("/forced")
+    def forced() -> str:
+        session.accessed = True  # as an extension may, to vary without reading
+        return "forced"
+
+    @app.get("/flash")
+    def flash_some() -> str:
+        flash("Hello")
+        flash("Careful", "warning")
+        return "flashed"
+
+    @app.get("/flashes")
+    def flashes() -> str:
+        return repr(get_flashed_messages(with_categories=True))
+
+    @app.get("/warnings")
+    def warnings() -> str:
+        return repr(get_flashed_messages(category_filter=["warning"], with_categories=True))
+
+    init_app(app)
+    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, store=store, key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN,
+        protect=False, cookie_secure=False, clock=clock, **options,
+    )
+    return app
+
+
+def test_modified_and_accessed_read_as_flasks_own(store: SessionStore, clock: Any) -> None:
+    app = one_flask_app(store, clock)
+    opened: list[Any] = []
+
+    class Recording(SharedSessionInterface):
+        """Keeps each request's session, to read its flags after the response (reading
+        them through ``flask.session`` would itself mark it accessed, as Flask does)."""
+
+        def open_session(self, app: Flask, request: Any) -> Any:
+            opened.append(super().open_session(app, request))
+            return opened[-1]
+
+    app.session_interface = Recording()
+    client = app.test_client()
+
+    page = client.get("/nothing")
+    assert "cookie" not in page.vary and not opened[-1].accessed and not opened[-1].modified
+    page = client.post("/set", data={"value": "42"})
+    # After the response too, as Flask's: the change was stored meanwhile.
+    assert "cookie" in page.vary and opened[-1].accessed and opened[-1].modified
+    page = client.get("/get")
+    assert page.text == "42" and "cookie" in page.vary
+    assert opened[-1].accessed and not opened[-1].modified
+    page = client.get("/nothing")  # with the cookie now
+    assert "cookie" not in page.vary and not opened[-1].accessed and not opened[-1].modified
+    client.get("/start")
+    client.get("/append", query_string={"item": "b"})
+    assert opened[-1].modified
+    page = client.get("/forced")
+    assert page.headers.get_all("Vary") == ["Cookie"]
+    assert opened[-1].accessed and not opened[-1].modified
+
+
+def test_a_mutated_value_then_modified_true_is_stored(store: SessionStore, clock: Any) -> None:
+    client = one_flask_app(store, clock).test_client()
+    client.get("/start")
+    client.get("/append", query_string={"item": "b"})
+    assert client.get("/cart").json == ["a", "b"]
+
+
+def test_flashed_messages_come_back_as_flasks_tuples(store: SessionStore, clock: Any) -> None:
+    client = one_flask_app(store, clock).test_client()
+    client.get("/flash")
+    assert client.get("/flashes").text == "[('message', 'Hello'), ('warning', 'Careful')]"
+    assert client.get("/flashes").text == "[]"  # taken once, as Flask's
+    client.get("/flash")
+    assert client.get("/warnings").text == "[('warning', 'Careful')]"
+
+
+def test_without_a_middleware_the_error_says_the_session_is_unavailable() -> None:
+    app = Flask("bare")
+    app.session_interface = SharedSessionInterface()
+    with app.test_request_context("/"):
+        with pytest.raises(RuntimeError, match="^The session is unavailable: no shared session"):
+            session.pop("user")
+
+
+# -- Flask's SESSION_COOKIE_* and APPLICATION_ROOT: honoured or refused, never ignored -------
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("SESSION_COOKIE_HTTPONLY", False, r"no script of any page may read it.*"
+         r"Fix: leave SESSION_COOKIE_HTTPONLY unset"),
+        ("SESSION_COOKIE_PARTITIONED", True, r"a second cookie beside.*"
+         r"Fix: leave SESSION_COOKIE_PARTITIONED unset"),
+        ("SESSION_COOKIE_PATH", "/app", r"path='/'.*the sign-out would clear only one"),
+        ("APPLICATION_ROOT", "/app",
+         r"Fix: set SESSION_COOKIE_PATH='/' \(APPLICATION_ROOT stays for the URLs\)"),
+        ("SESSION_COOKIE_SAMESITE", "Sometimes", r"SameSite is Lax, Strict or None"),
+    ],
+    ids=["httponly", "partitioned", "path", "application-root", "bad-samesite"],
+)
+def test_init_app_refuses_a_cookie_setting_the_shared_cookie_cannot_follow(
+    setting: str, value: object, says: str
+) -> None:
+    from sessionshare.contrib.flask import init_app
+    from sessionshare.errors import ConfigurationError
+
+    app = Flask("refused")
+    app.config[setting] = value
+    with pytest.raises(ConfigurationError, match=f"(?s)^Flask's session cookie settings.*"
+                                                 f"- {setting}=.*{says}"):
+        init_app(app)
+    assert not isinstance(app.session_interface, SharedSessionInterface)
+
+
+def test_init_app_takes_application_root_with_the_cookie_path_at_the_root() -> None:
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask("rooted")
+    app.config.update(APPLICATION_ROOT="/app", SESSION_COOKIE_PATH="/")
+    init_app(app)
+    assert isinstance(app.session_interface, SharedSessionInterface)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("SESSION_COOKIE_NAME", "flask_session",
+         r"cookie has name='sessionshare', because the middleware finds the session by its "
+         r"cookie's name.*set cookie_name='flask_session' on the middleware"),
+        ("SESSION_COOKIE_SAMESITE", "Strict", r"samesite='Lax'.*which Strict withholds"),
+        ("SESSION_COOKIE_DOMAIN", "example.com", r"set cookie_domain='example.com'"),
+        ("SESSION_COOKIE_SECURE", True, r"set cookie_secure=True on the middleware"),
+    ],
+    ids=["name", "samesite", "domain", "secure"],
+)
+def test_a_setting_unlike_the_middlewares_cookie_is_refused_at_the_request(
+    store: SessionStore, clock: Any, setting: str, value: object, says: str
+) -> None:
+    from sessionshare.errors import ConfigurationError
+
+    app = one_flask_app(store, clock)  # init_app could not know the middleware's cookie
+    client = app.test_client()
+    assert client.get("/nothing").status_code == 200
+    app.config[setting] = value  # set after init_app, or judged only now: refused all the same
+    with pytest.raises(ConfigurationError, match=f"(?s)- {setting}=.*{says}"):
+        client.get("/nothing")
+
+
+def test_settings_that_describe_the_middlewares_cookie_are_honoured(
+    store: SessionStore, clock: Any
+) -> None:
+    app = one_flask_app(store, clock, cookie_name="flask_session", cookie_samesite="Strict",
+                        cookie_domain="shop.test")
+    app.config.update(SESSION_COOKIE_NAME="flask_session", SESSION_COOKIE_SAMESITE="strict",
+                      SESSION_COOKIE_DOMAIN=".shop.test", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_PATH="/", SESSION_COOKIE_PARTITIONED=False)
+    client = app.test_client()
+    page = client.post("/set", data={"value": "7"}, base_url="http://shop.test")
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("flask_session=") and "SameSite=Strict" in cookie
+    assert "Domain=shop.test" in cookie and "HttpOnly" in cookie and "Path=/" in cookie
+    assert client.get("/get", base_url="http://shop.test").text == "7"
+
+
+# -- Flask's tagged types -------------------------------------------------------------------
+def test_flasks_tagged_types_round_trip(store: SessionStore, clock: Any) -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    from markupsafe import Markup
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    app = one_flask_app(store, clock)
+
+    @app.get("/store")
+    def store_values() -> str:
+        session.update(t=(1, 2), b=b"\xff", m=Markup("<b>hi</b>"), u=ident, d=when,
+                       nested={"pairs": [("a", 1)]}, looks_tagged={" t": "not a tuple"})
+        return "stored"
+
+    @app.get("/types")
+    def types() -> Any:
+        return repr([session[name] for name in ("t", "b", "m", "u", "d", "nested",
+                                                "looks_tagged")])
+
+    @app.get("/flash_markup")
+    def flash_markup() -> str:
+        flash(Markup("<em>done</em>"))
+        flash("plain")
+        return "flashed"
+
+    @app.get("/flash_types")
+    def flash_types() -> str:
+        return repr([type(message).__name__ for message in get_flashed_messages()])
+
+    client = app.test_client()
+    client.get("/store")
+    assert client.get("/types").text == repr([
+        (1, 2), b"\xff", Markup("<b>hi</b>"), ident, when, {"pairs": [("a", 1)]},
+        {" t": "not a tuple"},
+    ])
+    # Flashed Markup stays Markup, so a template does not escape it.
+    client.get("/flash_markup")
+    assert client.get("/flash_types").text == "['Markup', 'str']"
+
+
+def test_a_plain_value_is_stored_as_plain_json_and_changes_in_place(
+    store: SessionStore, clock: Any
+) -> None:
+    from sessionshare.contrib import shared_session
+
+    seen: dict[str, Any] = {}
+    app = one_flask_app(store, clock)
+
+    @app.get("/raw")
+    def raw() -> str:
+        shared = shared_session(request.environ)  # what another app of the deployment reads
+        seen.update(cart=shared.get("cart"), pair=shared.get("pair"))
+        return "ok"
+
+    @app.get("/pair")
+    def pair() -> str:
+        session["pair"] = ("x", 1)
+        return "ok"
+
+    client = app.test_client()
+    client.get("/start")  # session["cart"] = ["a"]
+    client.get("/append", query_string={"item": "b"})  # appended in place
+    client.get("/pair")
+    client.get("/raw")
+    assert seen == {"cart": ["a", "b"], "pair": {" t": ["x", 1]}}

@@ -232,3 +232,33 @@ def test_a_final_newline_reaches_pyramids_view_so_it_is_protected_too(browser: B
         assert refused.json["error"] == "not_authenticated"
     sign_in(browser, SHOP + "/orders")
     assert browser.get(SHOP + "/orders%0A").json["identity"] == "alice"
+
+
+def test_vary_cookie_only_where_a_view_used_the_session(store: SessionStore, clock: Any) -> None:
+    import webtest
+
+    def public(request: Any) -> Any:
+        request.response.text = "the same for everyone"
+        return request.response
+
+    def look(request: Any) -> Any:
+        request.response.text = str(request.session.get("n"))
+        request.response.vary = ("Accept-Encoding",)
+        return request.response
+
+    def count(request: Any) -> Any:
+        request.session["n"] = request.session.get("n", 0) + 1
+        return request.response
+
+    app = RemoteSessionMiddleware(
+        pyramid_app({"/public": (public, {}), "/look": (look, {}), "/count": (count, {})}),
+        store=store, key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN, protect=False,
+        cookie_secure=False, clock=clock,
+    )
+    client = webtest.TestApp(app, extra_environ={"HTTP_HOST": "shop.test"})
+    assert "Vary" not in client.get("/public").headers
+    assert client.get("/count").headers["Vary"] == "Cookie"
+    assert "Vary" not in client.get("/public").headers  # with the cookie: still public
+    looked = client.get("/look")
+    assert looked.text == "1"
+    assert [v for n, v in looked.headerlist if n == "Vary"] == ["Accept-Encoding, Cookie"]

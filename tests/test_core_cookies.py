@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sessionshare import ConfigurationError
-from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.cookies import CookieSpec, cookie_conflicts
 
 
 def test_cookie_pattern_finds_plain_and_quoted_values_only_by_exact_name() -> None:
@@ -49,3 +49,38 @@ def test_samesite_none_needs_secure_and_bad_values_fail() -> None:
         CookieSpec("ss", samesite="sometimes")
     with pytest.raises(ConfigurationError, match="cookie name"):
         CookieSpec("bad name;")
+
+
+# -- a framework's own cookie settings beside the middleware's cookie -------------------------
+@pytest.mark.parametrize(
+    ("asked", "conflicting"),
+    [
+        ({}, []),
+        ({"name": "sessionshare", "samesite": "lax", "domain": ".shop.example", "path": "/",
+          "secure": True, "httponly": True, "partitioned": False}, []),
+        ({"name": "session"}, ["name"]),
+        ({"samesite": "Strict", "secure": False}, ["samesite", "secure"]),
+        ({"samesite": None}, ["samesite"]),  # no attribute is not Lax
+        ({"domain": "other.example", "path": "/app"}, ["domain", "path"]),
+        ({"httponly": False, "partitioned": True}, ["httponly", "partitioned"]),
+    ],
+    ids=["nothing", "all-alike", "name", "samesite-secure", "no-samesite", "domain-path",
+         "httponly-partitioned"],
+)
+def test_cookie_conflicts_names_each_setting_unlike_the_cookie(
+    asked: dict[str, object], conflicting: list[str]
+) -> None:
+    cookie = CookieSpec("sessionshare", domain="shop.example")
+    found = cookie_conflicts(cookie, asked)
+    assert [conflict.attribute for conflict in found] == conflicting
+    assert all(conflict.why for conflict in found)
+
+
+def test_cookie_conflicts_without_a_cookie_judges_only_what_no_option_changes() -> None:
+    asked = {"name": "session", "domain": "x.example", "secure": True, "samesite": "Strict",
+             "httponly": False, "path": "/app", "partitioned": True}
+    found = cookie_conflicts(None, asked)
+    assert [c.attribute for c in found] == ["httponly", "path", "partitioned"]
+    assert all(c.option is None for c in found)
+    (bad,) = cookie_conflicts(None, {"samesite": "sometimes"})
+    assert bad.option is None and "Lax, Strict or None" in bad.why

@@ -60,7 +60,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
 from ..core.configure import checked_options, read_environ
-from ..core.lifecycle import Headers
+from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import async_session_store
 from ..core.optiondocs import document_options
 from ..core.options import Shell
@@ -308,7 +308,8 @@ class _Exchange:
             if answer:
                 message = {
                     **message,
-                    "headers": [*(message.get("headers") or ()), *encode_headers(answer)],
+                    "headers": encode_headers(response_headers(
+                        header_text(message.get("headers") or ()), answer)),
                 }
         elif kind in _FINAL_BODY and self.started and not message.get("more_body", False):
             # The last of the body: what changed while it streamed is stored before

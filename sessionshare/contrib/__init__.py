@@ -12,7 +12,9 @@ deployment reads.
 What that means for code written against the framework's API:
 
 - values must be JSON (str, int, float, bool, None, list, dict with string
-  keys); anything else raises ``TypeError`` at assignment, not later;
+  keys) -- under Flask also what its tagged JSON stores (tuples, bytes,
+  ``Markup``, ``UUID``, ``datetime``); anything else raises ``TypeError`` at
+  assignment, not later;
 - a value mutated in place (``session["cart"].append(x)``) is noticed
   without ``modified = True`` or ``changed()``;
 - flashed messages and CSRF tokens live in the shared session too, under the

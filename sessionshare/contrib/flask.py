@@ -25,19 +25,36 @@ How Flask's session API maps:
 
 - ``session["k"] = v``, ``session.pop(...)``, ``session.clear()``: write
   through to the shared session (JSON values only, checked at assignment);
-- ``session.modified``: True when persisting would write something; in-place
-  changes of a list or dict are noticed, so setting it by hand is harmless
-  and never needed;
+- ``session.modified`` and ``session.accessed``: as Flask's own session keeps
+  them -- ``modified`` True once the request changed the session (or set it by
+  hand), ``accessed`` once it used ``flask.session`` at all. Only an accessed
+  session's answer says ``Vary: Cookie`` (merged into the app's own ``Vary``),
+  so a page that never uses the session stays cacheable. In-place changes of a
+  list or dict are stored even without ``modified = True``, and setting
+  ``modified = False`` does not drop a change;
 - ``session.new``: True until the session exists in the store;
 - ``session.permanent``: kept in the shared session (the ``_permanent`` key,
   as Flask does), so every app sees the same flag. The session's life is
   decided on the server by the middlewares' ``idle_timeout`` and
   ``absolute_timeout`` for every app alike; the cookie itself stays a browser
   session cookie and ``PERMANENT_SESSION_LIFETIME`` is not used;
-- ``flash()`` / ``get_flashed_messages()``: work unchanged. Messages are
-  stored as JSON, so ``with_categories=True`` yields ``[category, message]``
-  lists rather than tuples (they unpack the same), and ``Markup`` comes back
-  as a plain string (escaped again in templates, which is the safe side);
+- values: JSON, plus what Flask's own session stores with its tagged JSON --
+  tuples, ``bytes``, ``Markup``, ``UUID``, ``datetime`` -- kept in Flask's
+  tagged form (``{" t": [1, 2]}``), which is what another app of the
+  deployment reads for them (plain JSON values are stored as they are). A
+  list or dict that holds such a value comes back as a fresh copy each time:
+  after changing it, assign it back;
+- ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
+  giving ``(category, message)`` tuples and a flashed ``Markup`` staying ``Markup``;
+- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: the session cookie is the
+  middleware's (it reads it before Flask runs and sets it in answers of its
+  own), so a setting the app makes must describe that cookie: one that does is
+  honoured as it is, one that cannot is refused with a ``ConfigurationError``
+  that says why and what to set instead -- at ``init_app`` where no middleware
+  option could make it hold (``HTTPONLY=False``, ``PARTITIONED=True``, a path
+  other than ``/``: keep ``APPLICATION_ROOT`` with ``SESSION_COOKIE_PATH='/'``),
+  at the request otherwise (``SESSION_COOKIE_NAME="x"`` wants the middleware's
+  ``cookie_name="x"``). Flask's defaults give way to the middleware's cookie;
 - ``session.invalidate()`` ends the shared session everywhere (single
   logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
   ``session.remember(days=30)`` makes the sign-in persistent (see
@@ -52,11 +69,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
+from ..core.cookies import CookieSpec, cookie_conflicts
 from ..core.reply import Reply
-from ..core.session import ENVIRON_KEY, Session
-from ..errors import StoreUnavailable
+from ..core.session import ENVIRON_KEY, Session, state_of
+from ..errors import ConfigurationError, StoreUnavailable
 from ..wsgi.environ import wants_json
 from . import NOT_WRAPPED, SharedSessionView
 
@@ -64,7 +83,34 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
 
-__all__ = ["FlaskSharedSession", "SharedSessionInterface", "UnwrappedSession", "init_app"]
+__all__ = [
+    "FlaskSharedSession",
+    "SharedSessionInterface",
+    "UnwrappedSession",
+    "init_app",
+    "refuse_cookie_settings",
+]
+
+#: Flask's own tags for the values JSON lacks (its cookie session's serializer).
+_TAGS = TaggedJSONSerializer()
+#: The types no tag applies to: stored as they are.
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
+def _untagged(value: Any) -> Any:
+    """``value`` with Flask's tagged objects turned back into their values; ``value``
+    itself when it holds none (so that it can still be changed in place)."""
+    if isinstance(value, list):
+        items = [_untagged(item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if isinstance(value, dict):
+        inner = {name: _untagged(item) for name, item in value.items()}
+        if any(inner[name] is not value[name] for name in value):
+            value = inner
+        # Flask escapes a plain one-key object whose key looks like a tag, so this finds
+        # only what it tagged.
+        return _TAGS.untag(value) if len(value) == 1 else value
+    return value
 
 
 class FlaskSharedSession(SharedSessionView, SessionMixin):
@@ -72,23 +118,65 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
     def __init__(self, shared: Session) -> None:
         super().__init__(shared)
-        # Flask sets ``accessed`` itself when a view touches the session; the
-        # middleware already adds ``Vary: Cookie`` whenever the session loaded.
-        self.accessed = False
+        #: A change made through this mapping in this request, or ``modified = True``.
+        self._changed = False
 
     @property
     def new(self) -> bool:  # type: ignore[override]  # read-only here: the store decides
         return self.shared.new
 
+    # -- Flask's two flags, as its SecureCookieSession keeps them ---------------------
     @property
     def modified(self) -> bool:
-        return self.shared.modified
+        """True once this request changed the session (and stays so after the response,
+        as Flask's does), or set by hand; also while an in-place change of a list or
+        dict waits to be stored."""
+        return self._changed or self.shared.modified
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        # Changes, nested ones included, are found by comparing encodings at
-        # persist time; there is nothing to force.
-        return None
+        # The flag Flask's code and tests read. What is stored does not hang on it: a
+        # change, nested ones included, is found by comparing encodings when persisting.
+        self._changed = bool(value)
+
+    @property
+    def accessed(self) -> bool:
+        """True once this request looked inside the session: its answer then says
+        ``Vary: Cookie``, as Flask's does. Set it to True to have that without a look."""
+        return state_of(self.shared).accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        # The middleware reads the same flag when it adds Vary: one decision, the core's.
+        state_of(self.shared).accessed = bool(value)
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if isinstance(value, (dict, list)):
+            return _untagged(value)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if type(value) not in _PLAIN:  # exactly: Markup is a str, and is tagged
+            # Flask's tagged JSON: a tuple, bytes, Markup, UUID or datetime is stored as
+            # a one-key object (``{" t": [1, 2]}``) and comes back as itself. A value that
+            # needs no tag is kept as it is, so changing it in place still works.
+            try:
+                tagged = _TAGS.tag(value)
+                if tagged != value or type(tagged) is not type(value):
+                    value = tagged
+            except RecursionError:
+                pass  # a cycle, or hostile nesting: the session's own TypeError says so
+        super().__setitem__(key, value)
+        self._changed = True
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._changed = True
+
+    def clear(self) -> None:
+        super().clear()
+        self._changed = True  # as Flask's: even a session that was empty
 
     @property
     def created(self) -> float | None:
@@ -117,7 +205,9 @@ class UnwrappedSession(NullSession):
     """The session of a request no middleware wrapped: empty, and writes fail clearly."""
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise RuntimeError(NOT_WRAPPED)
+        # Flask's own null session says "the session is unavailable"; so does this one,
+        # and why, and what to wrap.
+        raise RuntimeError(f"The session is unavailable: {NOT_WRAPPED}")
 
     __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
     del _fail
@@ -132,6 +222,9 @@ class SharedSessionInterface(SessionInterface):
         shared = request.environ.get(ENVIRON_KEY)
         if not isinstance(shared, Session):
             return None  # Flask falls back to make_null_session()
+        # Here the middleware's cookie is known: a setting init_app could not judge (or
+        # one changed since) is refused now rather than ignored.
+        refuse_cookie_settings(app, state_of(shared).cookie)
         return FlaskSharedSession(shared)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -142,7 +235,13 @@ class SharedSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``flask.session`` from the shared session, and 503 on a store outage."""
+    """Serve ``flask.session`` from the shared session, and 503 on a store outage.
+
+    Raises :class:`~sessionshare.errors.ConfigurationError` for a
+    ``SESSION_COOKIE_*`` or ``APPLICATION_ROOT`` setting the shared session cookie
+    cannot follow (see :func:`refuse_cookie_settings`).
+    """
+    refuse_cookie_settings(app, None)
     app.session_interface = SharedSessionInterface()
     app.register_error_handler(StoreUnavailable, _store_unavailable)
 
@@ -155,4 +254,62 @@ def _store_unavailable(exc: StoreUnavailable) -> Response:
     reply = Reply.store_unavailable(as_json=wants_json(request.environ))
     return current_app.response_class(
         reply.body, status=reply.status_line, headers=list(reply.headers)
+    )
+
+
+#: Flask's settings of its session cookie, by the attribute each sets.
+_COOKIE_SETTINGS = {
+    "SESSION_COOKIE_NAME": "name",
+    "SESSION_COOKIE_DOMAIN": "domain",
+    "SESSION_COOKIE_PATH": "path",
+    "SESSION_COOKIE_SECURE": "secure",
+    "SESSION_COOKIE_HTTPONLY": "httponly",
+    "SESSION_COOKIE_SAMESITE": "samesite",
+    "SESSION_COOKIE_PARTITIONED": "partitioned",
+}
+
+
+def refuse_cookie_settings(app: Flask, cookie: CookieSpec | None) -> None:
+    """Raise :class:`~sessionshare.errors.ConfigurationError` naming each of the app's
+    own session cookie settings that cannot hold beside the middleware's ``cookie``.
+
+    The session cookie is the middleware's: it reads it before Flask runs and
+    sets and clears it in answers of its own, so a setting the app made
+    (anything but Flask's default) must describe that very cookie. One that
+    does is honoured as it is; one that does not is refused here, with why and
+    what to set instead (the middleware's option), never ignored. Flask's own
+    defaults (a ``session`` cookie without ``Secure`` or ``SameSite``) give way
+    to the middleware's cookie. ``cookie`` None (at ``init_app``, before any
+    request): only what no middleware option could make hold.
+    """
+    from flask import Flask
+
+    defaults, config = Flask.default_config, app.config
+    asked: dict[str, object] = {}
+    keys: dict[str, str] = {}
+    for key, attribute in _COOKIE_SETTINGS.items():
+        if config.get(key) != defaults.get(key):
+            asked[attribute], keys[attribute] = config.get(key), key
+    if "path" not in asked and config.get("APPLICATION_ROOT") != defaults["APPLICATION_ROOT"]:
+        # Flask's cookie path when SESSION_COOKIE_PATH is unset.
+        asked["path"], keys["path"] = config.get("APPLICATION_ROOT"), "APPLICATION_ROOT"
+    conflicts = cookie_conflicts(cookie, asked)
+    if not conflicts:
+        return
+    lines = []
+    for conflict in conflicts:
+        key, value = keys[conflict.attribute], asked[conflict.attribute]
+        if key == "APPLICATION_ROOT":
+            # It also prefixes the app's URLs: keep it, and give the cookie its path.
+            instead = "set SESSION_COOKIE_PATH='/' (APPLICATION_ROOT stays for the URLs)"
+        elif conflict.option is not None:
+            instead = (f"set {conflict.option}={value!r} on the middleware "
+                       f"(SESSIONSHARE_{conflict.option.upper()}), or leave {key} unset")
+        else:
+            instead = f"leave {key} unset"
+        lines.append(f"- {key}={value!r}: the shared session's cookie has {conflict.attribute}"
+                     f"={conflict.current!r}, because {conflict.why}. Fix: {instead}.")
+    raise ConfigurationError(
+        "Flask's session cookie settings that the shared session cannot follow:\n"
+        + "\n".join(lines)
     )

@@ -10,15 +10,21 @@ construction rather than when a browser silently drops the cookie.
     spec = CookieSpec("__Host-sessionshare")
     header = spec.set(session_id)           # Set-Cookie value
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
+
+A framework's own settings for its session cookie (Flask's ``SESSION_COOKIE_*``)
+name the same cookie the middleware sets: :func:`cookie_conflicts` says which of
+them cannot hold beside the middleware's, why, and what to set instead.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["CookieSpec"]
+__all__ = ["CookieConflict", "CookieSpec", "cookie_conflicts"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -28,7 +34,8 @@ _EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "_flags", "max_age", "name", "path", "secure")
+    __slots__ = ("_attributes", "_flags", "domain", "httponly", "max_age", "name", "path",
+                 "samesite", "secure")
 
     def __init__(
         self,
@@ -71,6 +78,10 @@ class CookieSpec:
             parts.append(f"SameSite={value}")
         self.name = name
         self.secure = secure
+        self.httponly = httponly
+        #: ``"Lax"``, ``"Strict"``, ``"None"``, or None for no attribute.
+        self.samesite = None if samesite is None else _SAMESITE[samesite.lower()]
+        self.domain = domain or None
         self.path = path
         self.max_age = max_age
         self._flags = "; ".join(parts)
@@ -107,3 +118,86 @@ class CookieSpec:
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
+
+
+class CookieConflict(NamedTuple):
+    """A framework's own setting for the session cookie that cannot hold beside the
+    middleware's: which attribute, what the middleware's cookie has, why, and the
+    middleware's option that would change it (None: none may)."""
+
+    attribute: str
+    current: object
+    why: str
+    option: str | None
+
+
+# The middleware sets and clears the session cookie in answers of its own (the hand-off's
+# callback, the sign-out) and reads it before the app runs: a framework that wrote the
+# "same" cookie with other attributes would make a second cookie of that name beside it
+# (browsers key cookies by name, domain, path and partition), and which one a request then
+# carries is the browser's choice -- a sign-out that clears one leaves the other signed in.
+_RULES: dict[str, tuple[str, str | None]] = {
+    "name": ("the middleware finds the session by its cookie's name before the app runs",
+             "cookie_name"),
+    "domain": ("the middleware's own answers (the hand-off's callback, the sign-out) set "
+               "and clear the cookie for its domain; a cookie of the same name for another "
+               "domain would be a second one beside it", "cookie_domain"),
+    "path": ("the middleware's own answers set and clear the cookie at Path=/; a cookie at "
+             "another path would be a second one beside it, and the sign-out would clear "
+             "only one of them", None),
+    "secure": ("the cookie must carry the middleware's Secure flag: without it the session "
+               "travels over plain http, with it an http app never gets it back",
+               "cookie_secure"),
+    "httponly": ("the cookie is the bearer credential of the shared session: no script of "
+                 "any page may read it (an XSS would carry the session away)", None),
+    "samesite": ("the hand-off needs the cookie on the redirect back from the IdP (which "
+                 "Strict withholds), and cross-site requests must not carry it (which None "
+                 "allows)", "cookie_samesite"),
+    "partitioned": ("a partitioned cookie is a second cookie beside the one the "
+                    "middleware's own answers set", None),
+}
+
+
+def cookie_conflicts(
+    cookie: CookieSpec | None, asked: Mapping[str, object]
+) -> list[CookieConflict]:
+    """The settings in ``asked`` (attribute -> value: ``name``, ``domain``, ``path``,
+    ``secure``, ``httponly``, ``samesite``, ``partitioned``) that differ from the
+    session cookie ``cookie``; an adapter passes only what the app set itself.
+
+    ``cookie`` None (no middleware seen yet, as when an app is set up): only the
+    attributes no middleware option changes are compared -- ``path`` ``/``,
+    ``httponly`` True, ``partitioned`` False -- and ``samesite`` must be one a
+    cookie can have.
+    """
+    fixed: dict[str, object] = {"path": "/", "httponly": True, "partitioned": False}
+    found = []
+    for attribute, value in asked.items():
+        why, option = _RULES[attribute]
+        if cookie is None:
+            if attribute == "samesite" and (
+                value is None or (isinstance(value, str) and value.lower() in _SAMESITE)
+            ):
+                continue
+            current = fixed.get(attribute, value if attribute != "samesite" else "Lax")
+        else:
+            current = {**fixed, "name": cookie.name, "domain": cookie.domain,
+                       "path": cookie.path, "secure": cookie.secure,
+                       "httponly": cookie.httponly, "samesite": cookie.samesite}[attribute]
+        if _same(attribute, value, current):
+            continue
+        if attribute == "samesite" and not (
+            isinstance(value, str) and value.lower() in _SAMESITE
+        ):
+            why, option = "a cookie's SameSite is Lax, Strict or None, nothing else", None
+        found.append(CookieConflict(attribute, current, why, option))
+    return found
+
+
+def _same(attribute: str, value: object, current: object) -> bool:
+    if attribute == "samesite" and isinstance(value, str):
+        return _SAMESITE.get(value.lower()) == current
+    if attribute == "domain" and isinstance(value, str) and isinstance(current, str):
+        # A leading dot is what browsers ignore (RFC 6265): ".example.com" is "example.com".
+        return value.lstrip(".").lower() == current.lstrip(".").lower()
+    return value == current

@@ -60,7 +60,7 @@ from .session import Session, state_of
 from .sessionstate import lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
-__all__ = ["Headers", "Joined", "Lifecycle"]
+__all__ = ["Headers", "Joined", "Lifecycle", "response_headers"]
 
 Headers = list[tuple[str, str]]
 #: What :meth:`Lifecycle.join` found.
@@ -85,6 +85,41 @@ _LATE_FIX = {
 #: Seconds a moved id stays a marker (see ``META_RETIRED``): longer than any request that
 #: read it before the move can still be running.
 ROTATION_GRACE = 30
+
+
+def response_headers(app_headers: Headers, added: Headers) -> Headers:
+    """The app's response headers with the session's ``added`` ones (cookie, ``Vary``).
+
+    The two ``Vary`` lists are merged into one header, each name once: an app that
+    varies on ``Accept-Encoding`` answers ``Vary: Accept-Encoding, Cookie``, as
+    with the frameworks' own sessions -- not two headers, which some caches and
+    clients read as only the first or the last. Every shell builds its headers here.
+    """
+    if not added:
+        return app_headers
+    if not any(name == "Vary" for name, _ in added) or not any(
+        name.lower() == "vary" for name, _ in app_headers
+    ):
+        return [*app_headers, *added]
+    names: list[str] = []
+    for values in [value for name, value in app_headers if name.lower() == "vary"] + [
+        value for name, value in added if name == "Vary"
+    ]:
+        for token in values.split(","):
+            token = token.strip()
+            if token and token.lower() not in (seen.lower() for seen in names):
+                names.append(token)
+    # "*" already varies on everything: a list beside it says nothing more.
+    merged = "*" if "*" in names else ", ".join(names)
+    headers: Headers = []
+    for name, value in app_headers:
+        if name.lower() != "vary":
+            headers.append((name, value))
+        elif merged:
+            headers.append((name, merged))  # where the app's first Vary stood
+            merged = ""
+    headers += [(name, value) for name, value in added if name != "Vary"]
+    return headers
 
 
 class Lifecycle:
@@ -192,7 +227,9 @@ class Lifecycle:
         ``loader`` reads it the first time the app looks (a thread server: WSGI); without
         one, it is read by :meth:`load`'s steps before anything looks.
         """
-        return Session(loader, self.session_id_in(cookies))
+        session = Session(loader, self.session_id_in(cookies))
+        state_of(session).cookie = self.cookie
+        return session
 
     def read_now(self, session: Session) -> Steps[None] | None:
         """The steps that read ``session`` now, or None when there is nothing to read (no
@@ -277,7 +314,9 @@ class Lifecycle:
         """
         state = state_of(session)
         if not state.loaded:
-            return []  # never read, so never changed: not even Vary
+            # Never read, so never changed. Vary only if the app said it looked (Flask's
+            # ``session.accessed = True``, which an extension may set to force it).
+            return [_VARY] if state.accessed else []
         plan = state.write_plan(
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
@@ -288,7 +327,10 @@ class Lifecycle:
             self.events.emit(logging.WARNING, event, {"reason": plan.refused},
                              "%s reason=%s hint=%r", event, plan.refused, _LATE_FIX[plan.refused])
         if plan.unchanged:
-            return [_VARY]
+            # Vary only for an answer that depends on the cookie: the app looked inside,
+            # or a signed-in user was published to it. A public page that never touched
+            # the session stays cacheable, as with the frameworks' own sessions.
+            return [_VARY] if state.accessed else []
         return plan
 
     def persisting(self, session: Session, *, late: bool = False) -> Headers | Steps[Headers]:

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..crypto import SyncKey, is_valid_state
-from .session import Session
+from .session import Session, peek
 
 __all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "PendingHandoffs"]
 
@@ -104,7 +104,7 @@ class PendingHandoffs:
     # -- the record ------------------------------------------------------------
     def _read(self, session: Session) -> tuple[_Entries, bool]:
         """The well-formed, unexpired entries, and whether anything was dropped."""
-        raw = session.get(PENDING_KEY)
+        raw = peek(session, PENDING_KEY)
         if raw is None:
             return {}, False
         if not isinstance(raw, dict):

@@ -38,7 +38,7 @@ from .ids import MAX_LIMIT
 from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
 from .sessionstate import SessionState, encode
 
-__all__ = ["ENVIRON_KEY", "Session", "decode", "state_of"]
+__all__ = ["ENVIRON_KEY", "Session", "decode", "peek", "state_of"]
 
 ENVIRON_KEY = "sessionshare.session"
 
@@ -84,6 +84,7 @@ class Session(MutableMapping[str, Any]):
     # -- the mapping -------------------------------------------------------
     def __getitem__(self, key: str) -> Any:
         state = self._state
+        state.accessed = True
         try:
             return state.values[key]
         except KeyError:
@@ -114,6 +115,7 @@ class Session(MutableMapping[str, Any]):
         if key not in self:
             raise KeyError(key)
         state = self._state
+        state.accessed = True
         state.values.pop(key, None)
         state.assigned.discard(key)
         if key in state.stored:
@@ -121,6 +123,7 @@ class Session(MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         state = self._state
+        state.accessed = True
         if key in state.values:
             return True
         if not state.loaded:
@@ -141,8 +144,10 @@ class Session(MutableMapping[str, Any]):
         return len(state.stored) - len(state.deleted) + extra
 
     def _read(self) -> SessionState:
-        """The state, once the session was read (through the loader, on this first look)."""
+        """The state, once the session was read (through the loader, on this first look);
+        the app looked."""
         state = self._state
+        state.accessed = True
         if not state.loaded:
             state.ensure()
         return state
@@ -256,6 +261,19 @@ class Session(MutableMapping[str, Any]):
     def invalidate(self) -> None:
         """Delete the session from the store (everywhere) and empty it."""
         self._state.invalidate()
+
+
+def peek(session: Session, key: str) -> Any:
+    """``session.get(key)`` for the library's own bookkeeping (the IdP reading its pending
+    hand-offs, a side looking for a user): unlike the app's reads, it does not mark the
+    session accessed, so on its own it adds no ``Vary: Cookie`` to the response -- a page
+    that never touched the session stays cacheable."""
+    state = state_of(session)
+    looked = state.accessed
+    try:
+        return session.get(key)
+    finally:
+        state.accessed = looked
 
 
 #: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
+from .cookies import CookieSpec
 from .record import (
     META_AUTHENTICATED,
     META_CREATED,
@@ -93,7 +94,9 @@ class SessionState:
     """
 
     __slots__ = (
+        "accessed",
         "assigned",
+        "cookie",
         "deleted",
         "exists",
         "had_cookie",
@@ -121,6 +124,15 @@ class SessionState:
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
         self.loaded = sid is None
+        #: The session cookie of the app serving this request (its name and attributes),
+        #: for an adapter to hold the framework's own cookie settings to; None for a
+        #: session no middleware made.
+        self.cookie: CookieSpec | None = None
+        #: True once the app looked inside the session (read, wrote or counted it), or the
+        #: protocol found a signed-in user in it: what the response shows then depends on
+        #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
+        #: (:func:`~sessionshare.core.session.peek`) leave it alone.
+        self.accessed = False
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.

@@ -66,7 +66,7 @@ from .option_checks import origins_of
 from .options import Role
 from .reply import Reply
 from .request import Request, safe_return_path
-from .session import Session, state_of
+from .session import Session, peek, state_of
 from .steps import Steps
 
 __all__ = [
@@ -330,8 +330,13 @@ class Side:
         session signed in as nobody -- at every app, and at the IdP, whose
         sign-in detection (rotation, hand-off) reads this same method.
         """
-        user = session.get(self.user_key)
-        return user if is_signed_in_user(user) else None
+        user = peek(session, self.user_key)
+        if not is_signed_in_user(user):
+            return None
+        # A signed-in user is published to the app (REMOTE_USER, the scope's user), so the
+        # answer depends on the cookie (Vary): a cache must not hand it to another browser.
+        state_of(session).accessed = True
+        return user
 
     @staticmethod
     def remote_user(user: Any) -> str | None:

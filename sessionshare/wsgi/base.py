@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..core.configure import checked_options, read_environ
-from ..core.lifecycle import Headers
+from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import session_store
 from ..core.optiondocs import document_options
 from ..core.options import Shell
@@ -244,7 +244,7 @@ class _Exchange:
         reply_status, added = self.settled
         if reply_status is not None:
             return self.server_start(reply_status, added, exc_info)  # the Reply stands
-        return self.server_start(status, [*headers, *added], exc_info)
+        return self.server_start(status, response_headers(headers, added), exc_info)
 
     def _settle(self, headers: Headers) -> tuple[str | None, Headers]:
         answer = self.side.on_response(self.request, self.session, self.passed, headers)
