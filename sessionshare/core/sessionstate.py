@@ -1,10 +1,12 @@
 """What the protocol tracks about one request's session: :class:`SessionState`.
 
-The app holds a :class:`~sessionshare.core.session.Session` -- a mapping and
-a few verbs. Behind it, this object keeps everything else: the id and whether
-the browser sent it, the record as the store held it, the values the app read
-or wrote, the verbs it asked for (regenerate, invalidate, remember), and the
-metadata fields this request set. The lifecycle reads and fills it
+The app holds a :class:`~sessionshare.core.session.Session` -- a ``dict``
+and a few verbs. The session's values are that dict's own contents (decoded
+when the record is read); behind it, this object keeps everything else: the
+id and whether the browser sent it, the record as the store held it (JSON
+text, what changes are measured against), the keys the app assigned, the
+verbs it asked for (regenerate, invalidate, remember), and the metadata
+fields this request set. The lifecycle reads and fills it
 (:mod:`sessionshare.core.lifecycle`); the sides ask it what happened
 (:mod:`sessionshare.core.idp`, :mod:`sessionshare.core.remote`); the adapters
 and :mod:`sessionshare.testing` reach it through the one accessor,
@@ -43,7 +45,7 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["SessionState", "encode", "lifetime_start"]
+__all__ = ["SessionState", "decode", "encode", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
@@ -70,6 +72,21 @@ def encode(key: str, value: Any) -> str:
         ) from None
 
 
+def decode(text: str) -> Any:
+    """A stored value's JSON text, decoded.
+
+    The most common value -- a short string with nothing escaped, as
+    :func:`encode` writes it -- is its own text between the quotes, so it
+    skips the decoder (which costs several times as much). Anything else,
+    including any text that is not valid JSON, goes to ``json.loads``.
+    """
+    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
+            and "\\" not in text and text.count('"') == 2 and text.isascii()
+            and text.isprintable()):
+        return text[1:-1]
+    return json.loads(text)
+
+
 def lifetime_start(meta: Mapping[str, int], default: int) -> int:
     """Where the absolute lifetime counts from: the latest sign-in, else creation.
 
@@ -90,11 +107,15 @@ class SessionState:
     :param sid: the well-formed id the request's cookie named, if any. It is
         only a claim: a cookie naming a session the store does not hold is
         ignored, and the session is then new.
+    :param contents: the dict the session's values live in -- the app's
+        :class:`~sessionshare.core.session.Session` itself, which overrides
+        ``dict``'s methods to track changes: this object fills and empties it
+        through ``dict``'s own methods, which it does not see.
     """
 
     __slots__ = (
         "assigned",
-        "deleted",
+        "contents",
         "exists",
         "had_cookie",
         "invalidated",
@@ -109,10 +130,10 @@ class SessionState:
         "retired_id",
         "sid",
         "stored",
-        "values",
     )
 
-    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
+    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
+                 contents: dict[str, Any] | None = None) -> None:
         self.loader = loader
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
@@ -125,12 +146,11 @@ class SessionState:
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.
         self.stored: dict[str, str] = {}
-        #: Top-level key -> value, for every key the app read or wrote.
-        self.values: dict[str, Any] = {}
+        #: Top-level key -> value: the session as the app sees it (once loaded). A
+        #: stored key missing here is one the app removed.
+        self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
-        #: Stored keys the app removed.
-        self.deleted: set[str] = set()
         #: Metadata fields as read, with this request's own changes.
         self.meta: dict[str, int] = {}
         #: The metadata fields this request set: a save or a move sends only these, so
@@ -198,10 +218,16 @@ class SessionState:
         self.exists = sid is not None
         self.stored = fields
         self.meta = meta
-        self.values = {}
+        self._show_stored()
         self.assigned = set()
-        self.deleted = set()
         self.loaded = True
+
+    def _show_stored(self) -> None:
+        """Make the contents what the store holds (every value decoded: a dict's readers,
+        the JSON encoders among them, read its storage directly)."""
+        contents = self.contents
+        dict.clear(contents)
+        dict.update(contents, {key: decode(text) for key, text in self.stored.items()})
 
     # -- what happened -----------------------------------------------------
     @property
@@ -243,15 +269,16 @@ class SessionState:
     def changes(self) -> tuple[dict[str, str], list[str]]:
         """The keys to write (key -> JSON text) and the stored keys to remove."""
         changed: dict[str, str] = {}
-        for key, value in self.values.items():
-            # An immutable value that was only read cannot have changed; a list
-            # or dict may have been mutated in place, so compare its encoding.
-            if key not in self.assigned and isinstance(value, _IMMUTABLE):
+        contents, stored, assigned = self.contents, self.stored, self.assigned
+        for key, value in dict.items(contents):
+            # An immutable value that was not assigned is the one read; a list or a
+            # dict may have been mutated in place, so compare its encoding.
+            if key not in assigned and isinstance(value, _IMMUTABLE):
                 continue
             text = encode(key, value)
-            if self.stored.get(key) != text:
+            if stored.get(key) != text:
                 changed[key] = text
-        deleted = [key for key in self.deleted if key in self.stored]
+        deleted = [key for key in stored if not dict.__contains__(contents, key)]
         return changed, deleted
 
     # -- what the protocol records -------------------------------------------
@@ -275,9 +302,8 @@ class SessionState:
         """Delete the session from the store when persisted, and empty it."""
         self.ensure()
         self.invalidated = True
-        self.values = {}
+        dict.clear(self.contents)
         self.assigned = set()
-        self.deleted = set(self.stored)
         self.meta = {}
         self.meta_changed = set()
 
@@ -318,10 +344,10 @@ class SessionState:
         if self.invalidated:
             # A logout sent with an id another request just moved ends it where it went.
             ending = old if old is not None else self.retired_id
-            if not self.values:
+            if not dict.__len__(self.contents):
                 return WritePlan(drop=ending, drop_first=True, cookie=cookie_gone)
             # Values written after invalidate() start a new session; metadata alone does not.
-            fresh = {key: encode(key, value) for key, value in self.values.items()}
+            fresh = {key: encode(key, value) for key, value in dict.items(self.contents)}
             return self._creating(fresh, now, new_id, drop=ending, drop_first=True)
         changed, deleted = self.changes()
         if self.retired and old is None:
@@ -332,6 +358,13 @@ class SessionState:
         if old is not None and not regenerate:
             if not (changed or deleted or self.meta_changed):
                 return UNCHANGED
+            if deleted and not dict.__len__(self.contents) and not self.meta_changed:
+                # The app emptied the session (``clear()``, the last ``pop()``): it ends,
+                # store entry and cookie, as an emptied session does in Starlette, Flask
+                # and Django -- not an empty record every app keeps reading. A key another
+                # app wrote since this request read the session goes with it, as with a
+                # logout.
+                return WritePlan(drop=old, cookie=cookie_gone)
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
                 meta=self._changed_meta(), lifetime_start=lifetime_start(self.meta, int(now)),
@@ -379,13 +412,13 @@ class SessionState:
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
         old = self.sid if self.exists else None
         if self.retired and old is None and not self.invalidated:
-            return WritePlan(refused="rotated") if self.values else UNCHANGED
+            return WritePlan(refused="rotated") if dict.__len__(self.contents) else UNCHANGED
         if self.invalidated:
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.
             return WritePlan(
                 drop=old if old is not None else self.retired_id, drop_first=True,
-                refused="new_session" if self.values else None,
+                refused="new_session" if dict.__len__(self.contents) else None,
             )
         changed, deleted = self.changes()
         if old is None:
@@ -459,13 +492,12 @@ class SessionState:
     def forget_changes(self) -> None:
         """Drop what this request changed and could not write (a late persist the store
         failed, which nobody can retry): the session reads as it was stored."""
-        self.values = {}
+        self._show_stored()
         self._settled()
 
     def _settled(self) -> None:
         """Nothing of this request is left to write."""
         self.assigned = set()
-        self.deleted = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = False
         self.remembered = None
