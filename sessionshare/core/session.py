@@ -96,7 +96,7 @@ class Session(dict[str, Any]):
         self._state.ensure()
         return dict.__getitem__(self, key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self._read()
         return dict.get(self, key, default)
 
@@ -136,7 +136,7 @@ class Session(dict[str, Any]):
         self._read()
         return dict.__ne__(self, other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def copy(self) -> dict[str, Any]:
         """A plain ``dict`` of the values (shallow, as ``dict.copy``): never stored."""
@@ -181,7 +181,7 @@ class Session(dict[str, Any]):
         dict.__delitem__(self, key)
         state.assigned.discard(key)
 
-    def pop(self, key: str, default: Any = _MISSING) -> Any:  # type: ignore[override]
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
         state = self._read()
         if default is _MISSING:
             value = dict.pop(self, key)
@@ -199,13 +199,13 @@ class Session(dict[str, Any]):
         state.assigned.discard(key)
         return key, value
 
-    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: str, default: Any = None) -> Any:
         if key in self:
             return dict.__getitem__(self, key)
         self[key] = default
         return default
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
         pairs: Iterable[tuple[Any, Any]]
         if isinstance(other, Mapping) or hasattr(other, "keys"):
             pairs = [(key, other[key]) for key in other.keys()]
@@ -216,7 +216,7 @@ class Session(dict[str, Any]):
         for key, value in kwargs.items():
             self[key] = value
 
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
         self.update(other)
         return self
 
