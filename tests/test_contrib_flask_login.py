@@ -11,7 +11,6 @@ own loader, given the shared user. Driven end to end through the hand-off
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
