@@ -87,13 +87,9 @@ class Session(dict[str, Any]):
         return state
 
     # -- reading: the store is read at the first look, then the dict answers ------
+    # Every method goes through _read(): the one place that knows the app looked.
     def __getitem__(self, key: str) -> Any:
-        try:
-            return dict.__getitem__(self, key)
-        except KeyError:
-            if self._state.loaded:
-                raise
-        self._state.ensure()
+        self._read()
         return dict.__getitem__(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -201,7 +197,7 @@ class Session(dict[str, Any]):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         if key in self:
-            return dict.__getitem__(self, key)
+            return self[key]
         self[key] = default
         return default
 
