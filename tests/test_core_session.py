@@ -178,6 +178,30 @@ def test_copy_and_or_give_plain_dicts_the_session_does_not_follow() -> None:
     assert "z" not in session and not session.modified
 
 
+@pytest.mark.parametrize("hand", [
+    lambda s: [v for k, v in s.items() if k == "cart"][0],
+    lambda s: [v for v in s.values() if isinstance(v, list)][0],
+    lambda s: s.copy()["cart"], lambda s: (s | {})["cart"], lambda s: ({} | s)["cart"],
+    lambda s: s["cart"], lambda s: s.get("cart"), lambda s: s.setdefault("cart", []),
+], ids=["items", "values", "copy", "or", "ror", "getitem", "get", "setdefault"])
+def test_a_value_handed_out_and_changed_in_place_is_persisted(hand: Any) -> None:
+    session = _stored({"cart": ["x"], "n": 1})
+    hand(session).append("y")
+    assert state_of(session).write_plan(NOW).changed == {"cart": '["x","y"]'}
+
+
+def test_values_never_handed_out_are_not_encoded_again() -> None:
+    # Stored text another writer spelled differently ("[1, 2]"): encoding it again would
+    # find a change where there is none, and write the session back for nothing.
+    session = Session(lambda sid: SessionRecord({"cart": "[1, 2]", "n": "1"},
+                                                {META_CREATED: CREATED}), SID)
+    assert session.get("n") == 1 and "cart" in session and len(session) == 2
+    assert json.dumps(session["n"]) == "1" and list(session) == ["cart", "n"]
+    assert state_of(session).write_plan(NOW).unchanged and not session.modified
+    list(session.items())  # every value handed out: the list is compared (and rewritten)
+    assert state_of(session).write_plan(NOW).changed == {"cart": "[1,2]"}
+
+
 def test_pop_and_clear_are_tracked() -> None:
     session = _stored({"a": 1, "b": 2})
     assert session.pop("a") == 1 and session.pop("missing", None) is None

@@ -86,14 +86,24 @@ class Session(dict[str, Any]):
             state.ensure()
         return state
 
+    def _hand_all(self) -> SessionState:
+        """The state, once read, noting that the app now holds every value (any list or
+        dict among them may change in place)."""
+        state = self._read()
+        state.handed_all = True
+        return state
+
     # -- reading: the store is read at the first look, then the dict answers ------
     # Every method goes through _read(): the one place that knows the app looked.
     def __getitem__(self, key: str) -> Any:
-        self._read()
-        return dict.__getitem__(self, key)
+        state = self._read()
+        value = dict.__getitem__(self, key)
+        state.handed.add(key)
+        return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        self._read()
+        state = self._read()
+        state.handed.add(key)
         return dict.get(self, key, default)
 
     def __contains__(self, key: object) -> bool:
@@ -117,11 +127,11 @@ class Session(dict[str, Any]):
         return dict.keys(self)
 
     def values(self) -> Any:
-        self._read()
+        self._hand_all()
         return dict.values(self)
 
     def items(self) -> Any:
-        self._read()
+        self._hand_all()
         return dict.items(self)
 
     def __eq__(self, other: object) -> bool:
@@ -136,15 +146,15 @@ class Session(dict[str, Any]):
 
     def copy(self) -> dict[str, Any]:
         """A plain ``dict`` of the values (shallow, as ``dict.copy``): never stored."""
-        self._read()
+        self._hand_all()
         return dict(dict.items(self))
 
     def __or__(self, other: Any) -> Any:
-        self._read()
+        self._hand_all()
         return dict.__or__(self, other)
 
     def __ror__(self, other: Any) -> Any:
-        self._read()
+        self._hand_all()
         return dict.__ror__(self, other)
 
     def __copy__(self) -> dict[str, Any]:

@@ -52,6 +52,8 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+#: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
+_scan = json.JSONDecoder().scan_once
 
 
 def encode(key: str, value: Any) -> str:
@@ -73,18 +75,20 @@ def encode(key: str, value: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    """A stored value's JSON text, decoded.
+    """A stored value's JSON text, decoded -- exactly as ``json.loads`` would.
 
-    The most common value -- a short string with nothing escaped, as
-    :func:`encode` writes it -- is its own text between the quotes, so it
-    skips the decoder (which costs several times as much). Anything else,
-    including any text that is not valid JSON, goes to ``json.loads``.
+    A session's values are all decoded when it is read (it is a ``dict``), so
+    this is on every request's path. It calls the C scanner ``json.loads``
+    itself uses, without the Python layers around it (which cost several
+    times as much as the scan of a short value); text the scanner does not
+    take whole -- not valid JSON, or with whitespace around it -- goes to
+    ``json.loads``, which decodes it or raises as it always does.
     """
-    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
-            and "\\" not in text and text.count('"') == 2 and text.isascii()
-            and text.isprintable()):
-        return text[1:-1]
-    return json.loads(text)
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, TypeError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def lifetime_start(meta: Mapping[str, int], default: int) -> int:
@@ -118,6 +122,8 @@ class SessionState:
         "contents",
         "exists",
         "had_cookie",
+        "handed",
+        "handed_all",
         "invalidated",
         "loaded",
         "loader",
@@ -151,6 +157,11 @@ class SessionState:
         self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
+        #: The keys whose values the app was handed (``session[key]``, ``get()``), or all
+        #: of them (``items()``, ``values()``, ``copy()``...): only those can have been
+        #: changed in place, so only those are encoded again to find out.
+        self.handed: set[str] = set()
+        self.handed_all = False
         #: Metadata fields as read, with this request's own changes.
         self.meta: dict[str, int] = {}
         #: The metadata fields this request set: a save or a move sends only these, so
@@ -228,6 +239,7 @@ class SessionState:
         contents = self.contents
         dict.clear(contents)
         dict.update(contents, {key: decode(text) for key, text in self.stored.items()})
+        self.handed, self.handed_all = set(), False
 
     # -- what happened -----------------------------------------------------
     @property
@@ -270,16 +282,20 @@ class SessionState:
         """The keys to write (key -> JSON text) and the stored keys to remove."""
         changed: dict[str, str] = {}
         contents, stored, assigned = self.contents, self.stored, self.assigned
-        for key, value in dict.items(contents):
-            # An immutable value that was not assigned is the one read; a list or a
-            # dict may have been mutated in place, so compare its encoding.
+        keys = dict.keys(contents)
+        # Only a value the app assigned, or a list or a dict it was handed (which may have
+        # changed in place), can differ from what was read: the others are not encoded.
+        candidates = keys if self.handed_all else (assigned | self.handed) & keys
+        for key in candidates:
+            value = dict.__getitem__(contents, key)
             if key not in assigned and isinstance(value, _IMMUTABLE):
                 continue
             text = encode(key, value)
             if stored.get(key) != text:
                 changed[key] = text
-        deleted = [key for key in stored if not dict.__contains__(contents, key)]
-        return changed, deleted
+        if stored.keys() <= keys:
+            return changed, []
+        return changed, [key for key in stored if key not in keys]
 
     # -- what the protocol records -------------------------------------------
     def set_meta(self, name: str, value: int) -> None:
