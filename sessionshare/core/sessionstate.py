@@ -29,7 +29,7 @@ one read the session (an operator's withdraw of a remote) stands.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
@@ -53,7 +53,8 @@ _IMMUTABLE = (str, int, float, bool, type(None))
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 #: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
-_scan = json.JSONDecoder().scan_once
+#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def encode(key: str, value: Any) -> str:
