@@ -27,6 +27,7 @@ from flask_login import (
     logout_user,
 )
 from flow import BLOG, IDP, LOGIN, PASSWORDS, SHOP, Browser
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from sessionshare import (
     ConfigurationError,
@@ -287,7 +288,11 @@ def test_init_login_needs_the_middleware_in_front() -> None:
     app = Flask("bare")
     with pytest.raises(ConfigurationError, match="wrap app.wsgi_app"):
         init_login(app, LoginManager(app), load_user=loader_of("bare"))
-    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+    # Found through the wrappers in front of it (ProxyFix, say).
+    app.wsgi_app = ProxyFix(RemoteSessionMiddleware(  # type: ignore[method-assign]
         app.wsgi_app, store=MemoryStore(), key=SyncKey.generate(), app_url=SHOP,
-        idp_url=LOGIN, cookie_secure=False)
-    init_login(app, LoginManager(app), load_user=loader_of("bare"))
+        idp_url=LOGIN, cookie_secure=False))
+    manager = LoginManager(app)
+    init_login(app, manager, load_user=loader_of("bare"))
+    assert manager.login_view == "sessionshare_sign_in"
+    assert app.url_map.bind("shop.test").match(SIGN_IN_PATH)[0] == "sessionshare_sign_in"
