@@ -118,6 +118,40 @@ def test_the_dependency_sees_the_user_on_a_protected_path(clock: FakeClock,
     assert page.json == {"user": "alice", "cart": []}
 
 
+def dict_session_app() -> Starlette:
+    """Views that use request.session the way Starlette's own tests do: as a dict."""
+
+    async def show(request: Any) -> JSONResponse:
+        return JSONResponse({"session": request.session})
+
+    async def merge(request: Any) -> JSONResponse:
+        session = request.session
+        session |= {"b": [2], "c": "3"}
+        return JSONResponse({"session": request.session, "last": session.popitem()})
+
+    async def empty(request: Any) -> JSONResponse:
+        request.session.clear()
+        return JSONResponse({"session": request.session})
+
+    return Starlette(routes=[Route("/orders", show), Route("/merge", merge),
+                             Route("/empty", empty)])
+
+
+def test_request_session_is_the_dict_starlette_hands_out(store: SessionStore,
+                                                        clock: FakeClock) -> None:
+    dep = Deployment(store, clock, shell="asgi", remote=dict_session_app())
+    cookie = _signed_in(dep)
+    assert _get(dep.shop, "/orders", cookie).json() == {"session": {"user": "alice"}}
+    merged = _get(dep.shop, "/merge", cookie).json()
+    assert merged == {"session": {"user": "alice", "b": [2]}, "last": ["c", "3"]}
+    assert _get(dep.shop, "/orders", cookie).json() == {"session": {"user": "alice", "b": [2]}}
+    # Emptied, it ends -- for every app, as a sign-out -- and its cookie is deleted.
+    emptied = _get(dep.shop, "/empty", cookie)
+    assert emptied.json() == {"session": {}}
+    assert "Max-Age=0" in emptied.headers["set-cookie"]
+    assert _get(dep.shop, "/orders", cookie).status_code == 401  # signed out: sign in again
+
+
 @pytest.mark.parametrize("value", ["alice", {"id": 7, "name": "Al"}])
 def test_shared_user_text_is_remote_users(value: Any) -> None:
     user = SharedUser(value)

@@ -112,6 +112,106 @@ def test_odd_unicode_values_round_trip_and_bad_keys_fail_at_assignment(
         Session()["\udc80"] = 1
 
 
+# -- a dict, as Starlette's and FastAPI's request.session is ------------------------------
+
+
+def test_session_is_a_dict_that_json_serialises() -> None:
+    session = _stored({"a": 1, "cart": ["x"]})
+    assert isinstance(session, dict)
+    # The C encoder and orjson read a dict's own storage: it holds the session's values.
+    assert json.dumps({"session": session}) == '{"session": {"a": 1, "cart": ["x"]}}'
+    session["b"] = "two"
+    del session["a"]
+    assert json.dumps(session) == '{"cart": ["x"], "b": "two"}'
+    assert dict.__len__(session) == 2 and dict.__getitem__(session, "b") == "two"
+
+
+def test_a_lazy_session_is_read_by_the_first_dict_operation() -> None:
+    # Not json.dumps: its C encoder answers "{}" for a dict whose storage is empty without
+    # calling a method, so a session nothing has looked at yet (WSGI only: the ASGI shell
+    # reads it before the app runs) serialises empty -- the module's docstring says so.
+    for look in (dict, lambda s: {**s}, lambda s: s.copy(), lambda s: s == {"a": 1},
+                 lambda s: list(s.items()), lambda s: list(reversed(s)), lambda s: s | {}):
+        session = Session(lambda sid: SessionRecord({"a": "1"}, {META_CREATED: CREATED}), SID)
+        assert not state_of(session).loaded
+        assert look(session) in ({"a": 1}, True, [("a", 1)], ["a"])
+        assert state_of(session).loaded
+
+
+def test_in_place_or_update_and_setdefault_are_tracked() -> None:
+    session = _stored({"a": 1})
+    merged = session
+    merged |= {"b": 2}
+    assert merged is session and session == {"a": 1, "b": 2}
+    session.update({"c": [3]}, d=4)
+    assert session.setdefault("a", 9) == 1 and session.setdefault("e") is None
+    assert state_of(session).write_plan(NOW).changed == {
+        "b": "2", "c": "[3]", "d": "4", "e": "null"}
+    with pytest.raises(TypeError, match="only JSON values"):
+        session |= {"bad": object()}
+    with pytest.raises(TypeError, match="strings"):
+        session.update({1: "x"})
+    assert "bad" not in session and 1 not in session
+
+
+def test_popitem_takes_the_last_key_as_a_dict_does() -> None:
+    session = _stored({"a": 1, "b": 2})
+    session["c"] = 3
+    assert session.popitem() == ("c", 3)
+    assert session.popitem() == ("b", 2)
+    assert list(session) == ["a"]
+    plan = state_of(session).write_plan(NOW)
+    assert plan.deleted == ("b",) and plan.changed == {}
+    with pytest.raises(KeyError):
+        Session().popitem()
+
+
+def test_copy_and_or_give_plain_dicts_the_session_does_not_follow() -> None:
+    session = _stored({"a": 1, "cart": ["x"]})
+    copied = session.copy()
+    assert type(copied) is dict and copied == {"a": 1, "cart": ["x"]}
+    copied["a"] = 2
+    assert session["a"] == 1 and not session.modified
+    joined = session | {"z": 0}
+    assert type(joined) is dict and joined == {"a": 1, "cart": ["x"], "z": 0}
+    assert {"z": 0} | session == {"z": 0, "a": 1, "cart": ["x"]}
+    assert "z" not in session and not session.modified
+
+
+@pytest.mark.parametrize("hand", [
+    lambda s: [v for k, v in s.items() if k == "cart"][0],
+    lambda s: [v for v in s.values() if isinstance(v, list)][0],
+    lambda s: s.copy()["cart"], lambda s: (s | {})["cart"], lambda s: ({} | s)["cart"],
+    lambda s: s["cart"], lambda s: s.get("cart"), lambda s: s.setdefault("cart", []),
+], ids=["items", "values", "copy", "or", "ror", "getitem", "get", "setdefault"])
+def test_a_value_handed_out_and_changed_in_place_is_persisted(hand: Any) -> None:
+    session = _stored({"cart": ["x"], "n": 1})
+    hand(session).append("y")
+    assert state_of(session).write_plan(NOW).changed == {"cart": '["x","y"]'}
+
+
+def test_values_never_handed_out_are_not_encoded_again() -> None:
+    # Stored text another writer spelled differently ("[1, 2]"): encoding it again would
+    # find a change where there is none, and write the session back for nothing.
+    session = Session(lambda sid: SessionRecord({"cart": "[1, 2]", "n": "1"},
+                                                {META_CREATED: CREATED}), SID)
+    assert session.get("n") == 1 and "cart" in session and len(session) == 2
+    assert json.dumps(session["n"]) == "1" and list(session) == ["cart", "n"]
+    assert state_of(session).write_plan(NOW).unchanged and not session.modified
+    list(session.items())  # every value handed out: the list is compared (and rewritten)
+    assert state_of(session).write_plan(NOW).changed == {"cart": "[1,2]"}
+
+
+def test_pop_and_clear_are_tracked() -> None:
+    session = _stored({"a": 1, "b": 2})
+    assert session.pop("a") == 1 and session.pop("missing", None) is None
+    with pytest.raises(KeyError):
+        session.pop("missing")
+    assert session.modified and state_of(session).write_plan(NOW).deleted == ("a",)
+    session.clear()
+    assert session == {} and not session and len(session) == 0
+
+
 # -- the write plan ------------------------------------------------------------------
 
 NOW = 1_800_000_000
@@ -202,7 +302,7 @@ def test_plan_changed_keys_only() -> None:
 
 
 def test_plan_deleted_keys() -> None:
-    session = _stored({"a": 1, "b": 2, "c": 3})
+    session = _stored({"a": 1, "b": 2, "c": 3, "kept": 0})
     del session["a"]
     session.pop("b")
     session["c"] = 4
@@ -213,6 +313,38 @@ def test_plan_deleted_keys() -> None:
     assert plan.save_to == SID and not plan.create and plan.changed == {}
     assert sorted(plan.deleted) == ["a", "b", "c"]
     assert plan.meta is None and plan.cookie == "keep" and plan.drop is None
+
+
+@pytest.mark.parametrize("empty", [
+    lambda s: s.clear(), lambda s: s.pop("a") and s.pop("b"),
+    lambda s: [s.popitem(), s.popitem()],
+], ids=["clear", "pop", "popitem"])
+def test_plan_emptied_session_ends_it_and_clears_the_cookie(empty: Any) -> None:
+    # As Starlette, Flask and Django do with an emptied session: no store entry, no cookie.
+    session = _stored({"a": 1, "b": [2]}, {META_CREATED: CREATED, META_AUTHENTICATED: CREATED})
+    empty(session)
+    assert session == {} and session.modified
+    assert state_of(session).write_plan(NOW) == WritePlan(drop=SID, cookie="clear")
+
+
+def test_plan_emptied_then_written_again_is_an_update() -> None:
+    session = _stored({"a": 1, "b": 2})
+    session.clear()
+    session["c"] = 3
+    assert state_of(session).write_plan(NOW) == WritePlan(
+        save_to=SID, changed={"c": "3"}, deleted=("a", "b"), lifetime_start=CREATED)
+
+
+def test_emptied_session_is_gone_from_the_store(store: SessionStore, clock: FakeClock) -> None:
+    manager, app = session_browser(store, clock)
+    app.handlers.update({"/new": set_values({"a": 1}), "/clear": lambda s, e: s.clear(),
+                         "/read": read_all})
+    app.get("/new")
+    assert app.get("/read").json == {"a": 1}
+    cleared = app.get("/clear")
+    assert [h for h in cleared.headers.getall("Set-Cookie") if "Max-Age=0" in h], cleared.headers
+    assert COOKIE not in app.cookies
+    assert app.get("/read").json == {} and "Set-Cookie" not in app.get("/read").headers
 
 
 def test_plan_deleted_then_set_again_is_a_change() -> None:

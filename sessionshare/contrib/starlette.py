@@ -2,8 +2,10 @@
 
 The ASGI middlewares (:mod:`sessionshare.asgi`) already give every request
 the shared session at ``scope["session"]`` -- Starlette's ``request.session``,
-so code that uses it (Authlib's Starlette client keeps its OAuth state there)
-keeps working -- and the signed-in user at ``scope["sessionshare.user"]``.
+a ``dict`` as Starlette's is (``JSONResponse({"session": request.session})``,
+``|=``, ``popitem()``; emptied, it ends and its cookie goes), so code that
+uses it (Authlib's Starlette client keeps its OAuth state there) keeps
+working -- and the signed-in user at ``scope["sessionshare.user"]``.
 This module adds the two ways Starlette and FastAPI apps ask for a user:
 
 - :class:`SharedSessionBackend`, an ``AuthenticationBackend`` for Starlette's

@@ -1,21 +1,33 @@
 """The shared session: what an app sees at ``environ["sessionshare.session"]``.
 
-:class:`Session` is a ``MutableMapping`` of JSON values plus a few verbs
+:class:`Session` is a ``dict`` of JSON values plus a few verbs
 (:meth:`~Session.regenerate`, :meth:`~Session.invalidate`,
 :meth:`~Session.remember`, :meth:`~Session.withdraw`) and facts
 (:attr:`~Session.apps`, :attr:`~Session.created`,
 :attr:`~Session.authenticated_at`, :attr:`~Session.modified`,
 :attr:`~Session.new`) -- as Django's ``SessionBase`` and Flask's session are.
-It is lazy -- the store is read only when the app (or the middleware) first
-looks inside -- and it tracks what changed, including nested changes such as
-``session["cart"].append(x)``.
+A ``dict``, because that is what Starlette and FastAPI hand out as
+``request.session``: it serialises with ``json`` (``JSONResponse({"session":
+request.session})``), ``|=`` merges into it, ``popitem()`` takes the last
+key, ``copy()`` is a plain ``dict``. It is lazy -- the store is read only when
+the app (or the middleware) first looks inside, through any of its methods --
+and it tracks what changed, including nested changes such as
+``session["cart"].append(x)``. An app that empties it (``clear()``, the last
+``pop()``) ends the session: persisting deletes it and its cookie, as the
+frameworks do with an emptied session of their own.
+
+Code that reads a dict's storage without calling its methods (``orjson``, C
+extensions, ``json.dumps`` of a dict that looks empty) sees the values once
+the session was read: under ASGI always (the shell reads it before the app
+runs), under WSGI after the first look through a method (``len(session)``).
 
 Everything the protocol tracks besides -- the session id (a bearer
 credential), the cookie, the record as read, what persisting must do -- is
 in a :class:`~sessionshare.core.sessionstate.SessionState` behind it, which
 the app never holds. The library's own code reaches it through one accessor,
 :func:`state_of`: the core, the framework adapters and
-:mod:`sessionshare.testing`, nothing else.
+:mod:`sessionshare.testing`, nothing else. A copy or a pickle of a session is
+a plain ``dict`` of its values: the id never travels with it.
 
 A session id holds 256 random bits (its format is :mod:`sessionshare.core.ids`),
 lives only in cookies -- each app's own value -- and is never taken from a URL
@@ -28,45 +40,30 @@ or logged; neither ``repr()`` of a session nor any error shows it.
 
 from __future__ import annotations
 
-import json
+import copy
 import math
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
 from .ids import MAX_LIMIT
 from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
-from .sessionstate import SessionState, encode
+from .sessionstate import SessionState, decode, encode
 
 __all__ = ["ENVIRON_KEY", "Session", "decode", "peek", "state_of"]
 
 ENVIRON_KEY = "sessionshare.session"
+_MISSING: Any = object()
 
 
-def decode(text: str) -> Any:
-    """A stored value's JSON text, decoded.
-
-    The most common value -- a short string with nothing escaped, as
-    :func:`~sessionshare.core.sessionstate.encode` writes it -- is its own text
-    between the quotes, so it skips the decoder (which costs several times as
-    much). Anything else, including any text that is not valid JSON, goes to
-    ``json.loads``.
-    """
-    if (type(text) is str and len(text) >= 2 and text[0] == '"' and text[-1] == '"'
-            and "\\" not in text and text.count('"') == 2 and text.isascii()
-            and text.isprintable()):
-        return text[1:-1]
-    return json.loads(text)
-
-
-class Session(MutableMapping[str, Any]):
-    """One shared session: a lazy, change-tracking mapping of JSON values.
+class Session(dict[str, Any]):
+    """One shared session: a lazy, change-tracking ``dict`` of JSON values.
 
     Keys are strings; values anything ``json.dumps`` accepts (a non-JSON
-    value raises ``TypeError`` at assignment). Metadata -- when the session
-    was created and authenticated, which apps joined it -- lives apart from
-    app keys and is read through :attr:`created`, :attr:`authenticated_at` and
-    :attr:`apps`.
+    value raises ``TypeError`` at assignment, ``update()`` and ``|=``
+    included). Metadata -- when the session was created and authenticated,
+    which apps joined it -- lives apart from app keys and is read through
+    :attr:`created`, :attr:`authenticated_at` and :attr:`apps`.
 
     The middlewares make each request's session; an app only uses it. Made
     directly, ``Session()`` is a detached mapping that is never stored.
@@ -79,23 +76,99 @@ class Session(MutableMapping[str, Any]):
     __slots__ = ("_state",)
 
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
-        self._state = SessionState(loader, sid)
+        super().__init__()
+        self._state = SessionState(loader, sid, self)
 
-    # -- the mapping -------------------------------------------------------
-    def __getitem__(self, key: str) -> Any:
+    def _read(self) -> SessionState:
+        """The state, once the session was read (through the loader, on this first look)."""
         state = self._state
         state.accessed = True
-        try:
-            return state.values[key]
-        except KeyError:
-            pass
         if not state.loaded:
             state.ensure()
-        if key in state.deleted or key not in state.stored:
-            raise KeyError(key)
-        value = state.values[key] = decode(state.stored[key])
+        return state
+
+    def _hand_all(self) -> SessionState:
+        """The state, once read, noting that the app now holds every value (any list or
+        dict among them may change in place)."""
+        state = self._read()
+        state.handed_all = True
+        return state
+
+    # -- reading: the store is read at the first look, then the dict answers ------
+    # Every method goes through _read(): the one place that knows the app looked.
+    def __getitem__(self, key: str) -> Any:
+        state = self._read()
+        value = dict.__getitem__(self, key)
+        state.handed.add(key)
         return value
 
+    def get(self, key: str, default: Any = None) -> Any:
+        state = self._read()
+        state.handed.add(key)
+        return dict.get(self, key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._read()
+        return dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._read()
+        return dict.__iter__(self)
+
+    def __reversed__(self) -> Iterator[str]:
+        self._read()
+        return dict.__reversed__(self)
+
+    def __len__(self) -> int:
+        self._read()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        self._read()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._hand_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._hand_all()
+        return dict.items(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._read()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._read()
+        return dict.__ne__(self, other)
+
+    __hash__ = None
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` of the values (shallow, as ``dict.copy``): never stored."""
+        self._hand_all()
+        return dict(dict.items(self))
+
+    def __or__(self, other: Any) -> Any:
+        self._hand_all()
+        return dict.__or__(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        self._hand_all()
+        return dict.__ror__(self, other)
+
+    def __copy__(self) -> dict[str, Any]:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.copy(), memo)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A pickle holds the values as a plain dict: never the id (a bearer credential).
+        return (dict, (self.copy(),))
+
+    # -- writing: every change goes through here, where it is checked and tracked ----
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"session keys are strings, not {type(key).__name__}")
@@ -107,56 +180,63 @@ class Session(MutableMapping[str, Any]):
             ) from None
         encode(key, value)
         state = self._read()
-        state.values[key] = value
+        dict.__setitem__(self, key, value)
         state.assigned.add(key)
-        state.deleted.discard(key)
 
     def __delitem__(self, key: str) -> None:
-        if key not in self:
-            raise KeyError(key)
-        state = self._state
-        state.accessed = True
-        state.values.pop(key, None)
+        state = self._read()
+        dict.__delitem__(self, key)
         state.assigned.discard(key)
-        if key in state.stored:
-            state.deleted.add(key)
 
-    def __contains__(self, key: object) -> bool:
-        state = self._state
-        state.accessed = True
-        if key in state.values:
-            return True
-        if not state.loaded:
-            state.ensure()
-        return key in state.stored and key not in state.deleted
-
-    def __iter__(self) -> Iterator[str]:
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
         state = self._read()
-        # A snapshot: reading values while iterating (``items()``) moves keys into
-        # ``values``, and a lazy walk would then list them a second time.
-        keys = [k for k in state.stored if k not in state.deleted and k not in state.values]
-        keys += state.values
-        return iter(keys)
+        if default is _MISSING:
+            value = dict.pop(self, key)
+        elif not dict.__contains__(self, key):
+            return default
+        else:
+            value = dict.pop(self, key)
+        state.assigned.discard(key)
+        return value
 
-    def __len__(self) -> int:
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the last key and its value, as ``dict.popitem`` (LIFO)."""
         state = self._read()
-        extra = sum(1 for k in state.values if k not in state.stored)
-        return len(state.stored) - len(state.deleted) + extra
+        key, value = dict.popitem(self)
+        state.assigned.discard(key)
+        return key, value
 
-    def _read(self) -> SessionState:
-        """The state, once the session was read (through the loader, on this first look);
-        the app looked."""
-        state = self._state
-        state.accessed = True
-        if not state.loaded:
-            state.ensure()
-        return state
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        self[key] = default
+        return default
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        pairs: Iterable[tuple[Any, Any]]
+        if isinstance(other, Mapping) or hasattr(other, "keys"):
+            pairs = [(key, other[key]) for key in other.keys()]
+        else:
+            pairs = other
+        for key, value in pairs:
+            self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        state = self._read()
+        dict.clear(self)
+        state.assigned.clear()
 
     def __repr__(self) -> str:
-        # No id here (reprs end up in logs and tracebacks), and no store access.
+        # No id here (reprs end up in logs and tracebacks), no values, no store access.
         if not self._state.loaded:
             return "<Session unloaded>"
-        return f"<Session {len(self)} keys{'' if self._state.exists else ' new'}>"
+        return f"<Session {dict.__len__(self)} keys{'' if self._state.exists else ' new'}>"
 
     # -- facts -------------------------------------------------------------
     @property

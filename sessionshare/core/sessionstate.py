@@ -1,10 +1,12 @@
 """What the protocol tracks about one request's session: :class:`SessionState`.
 
-The app holds a :class:`~sessionshare.core.session.Session` -- a mapping and
-a few verbs. Behind it, this object keeps everything else: the id and whether
-the browser sent it, the record as the store held it, the values the app read
-or wrote, the verbs it asked for (regenerate, invalidate, remember), and the
-metadata fields this request set. The lifecycle reads and fills it
+The app holds a :class:`~sessionshare.core.session.Session` -- a ``dict``
+and a few verbs. The session's values are that dict's own contents (decoded
+when the record is read); behind it, this object keeps everything else: the
+id and whether the browser sent it, the record as the store held it (JSON
+text, what changes are measured against), the keys the app assigned, the
+verbs it asked for (regenerate, invalidate, remember), and the metadata
+fields this request set. The lifecycle reads and fills it
 (:mod:`sessionshare.core.lifecycle`); the sides ask it what happened
 (:mod:`sessionshare.core.idp`, :mod:`sessionshare.core.remote`); the adapters
 and :mod:`sessionshare.testing` reach it through the one accessor,
@@ -27,7 +29,7 @@ one read the session (an operator's withdraw of a remote) stands.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
@@ -44,13 +46,16 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["SessionState", "encode", "lifetime_start"]
+__all__ = ["SessionState", "decode", "encode", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+#: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
+#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def encode(key: str, value: Any) -> str:
@@ -69,6 +74,23 @@ def encode(key: str, value: Any) -> str:
         raise TypeError(
             f"session[{key!r}]: the value is nested too deeply to store as JSON"
         ) from None
+
+
+def decode(text: str) -> Any:
+    """A stored value's JSON text, decoded -- exactly as ``json.loads`` would.
+
+    A session's values are all decoded when it is read (it is a ``dict``), so
+    this is on every request's path. It calls the C scanner ``json.loads``
+    itself uses, without the Python layers around it (which cost several
+    times as much as the scan of a short value); text the scanner does not
+    take whole -- not valid JSON, or with whitespace around it -- goes to
+    ``json.loads``, which decodes it or raises as it always does.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, TypeError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def lifetime_start(meta: Mapping[str, int], default: int) -> int:
@@ -91,15 +113,21 @@ class SessionState:
     :param sid: the well-formed id the request's cookie named, if any. It is
         only a claim: a cookie naming a session the store does not hold is
         ignored, and the session is then new.
+    :param contents: the dict the session's values live in -- the app's
+        :class:`~sessionshare.core.session.Session` itself, which overrides
+        ``dict``'s methods to track changes: this object fills and empties it
+        through ``dict``'s own methods, which it does not see.
     """
 
     __slots__ = (
         "accessed",
         "assigned",
+        "contents",
         "cookie",
-        "deleted",
         "exists",
         "had_cookie",
+        "handed",
+        "handed_all",
         "invalidated",
         "loaded",
         "loader",
@@ -112,10 +140,10 @@ class SessionState:
         "retired_id",
         "sid",
         "stored",
-        "values",
     )
 
-    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
+    def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
+                 contents: dict[str, Any] | None = None) -> None:
         self.loader = loader
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
@@ -137,12 +165,16 @@ class SessionState:
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.
         self.stored: dict[str, str] = {}
-        #: Top-level key -> value, for every key the app read or wrote.
-        self.values: dict[str, Any] = {}
+        #: Top-level key -> value: the session as the app sees it (once loaded). A
+        #: stored key missing here is one the app removed.
+        self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
-        #: Stored keys the app removed.
-        self.deleted: set[str] = set()
+        #: The keys whose values the app was handed (``session[key]``, ``get()``), or all
+        #: of them (``items()``, ``values()``, ``copy()``...): only those can have been
+        #: changed in place, so only those are encoded again to find out.
+        self.handed: set[str] = set()
+        self.handed_all = False
         #: Metadata fields as read, with this request's own changes.
         self.meta: dict[str, int] = {}
         #: The metadata fields this request set: a save or a move sends only these, so
@@ -210,10 +242,17 @@ class SessionState:
         self.exists = sid is not None
         self.stored = fields
         self.meta = meta
-        self.values = {}
+        self._show_stored()
         self.assigned = set()
-        self.deleted = set()
         self.loaded = True
+
+    def _show_stored(self) -> None:
+        """Make the contents what the store holds (every value decoded: a dict's readers,
+        the JSON encoders among them, read its storage directly)."""
+        contents = self.contents
+        dict.clear(contents)
+        dict.update(contents, {key: decode(text) for key, text in self.stored.items()})
+        self.handed, self.handed_all = set(), False
 
     # -- what happened -----------------------------------------------------
     @property
@@ -255,16 +294,21 @@ class SessionState:
     def changes(self) -> tuple[dict[str, str], list[str]]:
         """The keys to write (key -> JSON text) and the stored keys to remove."""
         changed: dict[str, str] = {}
-        for key, value in self.values.items():
-            # An immutable value that was only read cannot have changed; a list
-            # or dict may have been mutated in place, so compare its encoding.
-            if key not in self.assigned and isinstance(value, _IMMUTABLE):
+        contents, stored, assigned = self.contents, self.stored, self.assigned
+        keys = dict.keys(contents)
+        # Only a value the app assigned, or a list or a dict it was handed (which may have
+        # changed in place), can differ from what was read: the others are not encoded.
+        candidates = keys if self.handed_all else (assigned | self.handed) & keys
+        for key in candidates:
+            value = dict.__getitem__(contents, key)
+            if key not in assigned and isinstance(value, _IMMUTABLE):
                 continue
             text = encode(key, value)
-            if self.stored.get(key) != text:
+            if stored.get(key) != text:
                 changed[key] = text
-        deleted = [key for key in self.deleted if key in self.stored]
-        return changed, deleted
+        if stored.keys() <= keys:
+            return changed, []
+        return changed, [key for key in stored if key not in keys]
 
     # -- what the protocol records -------------------------------------------
     def set_meta(self, name: str, value: int) -> None:
@@ -287,9 +331,8 @@ class SessionState:
         """Delete the session from the store when persisted, and empty it."""
         self.ensure()
         self.invalidated = True
-        self.values = {}
+        dict.clear(self.contents)
         self.assigned = set()
-        self.deleted = set(self.stored)
         self.meta = {}
         self.meta_changed = set()
 
@@ -330,10 +373,10 @@ class SessionState:
         if self.invalidated:
             # A logout sent with an id another request just moved ends it where it went.
             ending = old if old is not None else self.retired_id
-            if not self.values:
+            if not dict.__len__(self.contents):
                 return WritePlan(drop=ending, drop_first=True, cookie=cookie_gone)
             # Values written after invalidate() start a new session; metadata alone does not.
-            fresh = {key: encode(key, value) for key, value in self.values.items()}
+            fresh = {key: encode(key, value) for key, value in dict.items(self.contents)}
             return self._creating(fresh, now, new_id, drop=ending, drop_first=True)
         changed, deleted = self.changes()
         if self.retired and old is None:
@@ -344,6 +387,13 @@ class SessionState:
         if old is not None and not regenerate:
             if not (changed or deleted or self.meta_changed):
                 return UNCHANGED
+            if deleted and not dict.__len__(self.contents) and not self.meta_changed:
+                # The app emptied the session (``clear()``, the last ``pop()``): it ends,
+                # store entry and cookie, as an emptied session does in Starlette, Flask
+                # and Django -- not an empty record every app keeps reading. A key another
+                # app wrote since this request read the session goes with it, as with a
+                # logout.
+                return WritePlan(drop=old, cookie=cookie_gone)
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
                 meta=self._changed_meta(), lifetime_start=lifetime_start(self.meta, int(now)),
@@ -391,13 +441,13 @@ class SessionState:
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
         old = self.sid if self.exists else None
         if self.retired and old is None and not self.invalidated:
-            return WritePlan(refused="rotated") if self.values else UNCHANGED
+            return WritePlan(refused="rotated") if dict.__len__(self.contents) else UNCHANGED
         if self.invalidated:
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.
             return WritePlan(
                 drop=old if old is not None else self.retired_id, drop_first=True,
-                refused="new_session" if self.values else None,
+                refused="new_session" if dict.__len__(self.contents) else None,
             )
         changed, deleted = self.changes()
         if old is None:
@@ -471,13 +521,12 @@ class SessionState:
     def forget_changes(self) -> None:
         """Drop what this request changed and could not write (a late persist the store
         failed, which nobody can retry): the session reads as it was stored."""
-        self.values = {}
+        self._show_stored()
         self._settled()
 
     def _settled(self) -> None:
         """Nothing of this request is left to write."""
         self.assigned = set()
-        self.deleted = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = False
         self.remembered = None

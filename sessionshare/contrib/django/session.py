@@ -20,7 +20,8 @@ How Django's session API maps:
   session, the id stays: only the IdP moves it), ``flush()`` and ``delete()``
   -> :meth:`Session.invalidate`: the shared session ends *everywhere*, which is
   what ``django.contrib.auth.logout()`` now does; ``clear()`` removes every
-  key (the shared user too) and keeps the session;
+  key (the shared user too), and the emptied session ends, store entry and
+  cookie (as Django drops the cookie of an emptied session);
 - ``session_key``: None while the session is new, else a stable reference
   (an HMAC of the id under ``SECRET_KEY``) -- never the id, which is a bearer
   credential. ``save()`` does nothing: persisting is the middleware's;
