@@ -27,13 +27,14 @@ one read the session (an operator's withdraw of a remote) stands.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
 from .record import (
     META_AUTHENTICATED,
     META_CREATED,
+    META_ENDS,
     META_JOINED,
     META_RETIRED,
     UNCHANGED,
@@ -43,7 +44,7 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["SessionState", "encode", "lifetime_start"]
+__all__ = ["SessionState", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
@@ -80,6 +81,12 @@ def lifetime_start(meta: Mapping[str, int], default: int) -> int:
     return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
+def ends_at(meta: Mapping[str, int]) -> int | None:
+    """The earliest end an app asked for (``Session.expire_at``), or None."""
+    asked = [when for name, when in meta.items() if name.startswith(META_ENDS) and when > 0]
+    return min(asked) if asked else None
+
+
 class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
@@ -94,7 +101,10 @@ class SessionState:
 
     __slots__ = (
         "assigned",
+        "audience",
+        "cookie_owed",
         "deleted",
+        "gone",
         "exists",
         "had_cookie",
         "invalidated",
@@ -107,9 +117,11 @@ class SessionState:
         "remembered",
         "retired",
         "retired_id",
+        "saver",
         "sid",
         "stored",
         "values",
+        "wanted",
     )
 
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
@@ -149,6 +161,20 @@ class SessionState:
         self.remembered: tuple[int, int] | None = None
         #: At the IdP: a remote asked for a more recent sign-in than this one (step-up).
         self.reauthentication_required = False
+        #: The persisting app's origin (set by the lifecycle that opened the session): the
+        #: name under which its :meth:`expire_at` request is kept.
+        self.audience = ""
+        #: Persists the session now, before the response (``Session.save()``): given by
+        #: the shell serving the request, None where nothing can (a detached session).
+        self.saver: Callable[[], None] | None = None
+        #: ``Session.save()`` was asked for: the session is stored even while empty.
+        self.wanted = False
+        #: The ``Set-Cookie`` value an early save made that the response still owes the
+        #: browser (the new session's cookie, or its clearing), or None.
+        self.cookie_owed: str | None = None
+        #: What the last write found instead of the live session: None, ``"ended"`` (a
+        #: logout elsewhere, a revocation) or ``"moved"`` (another request's sign-in).
+        self.gone: Literal["ended", "moved"] | None = None
 
     # -- loading -----------------------------------------------------------
     # A session is read either lazily through its loader (the WSGI shell: the
@@ -271,6 +297,16 @@ class SessionState:
         does it for a session it makes)."""
         self.set_meta(META_JOINED + origin, int(now))
 
+    def expire_at(self, when: float | None) -> None:
+        """Ask, as this app, that the session end by ``when`` (None: withdraw the ask)."""
+        self.set_meta(META_ENDS + self.audience, 0 if when is None else max(1, int(when)))
+
+    @property
+    def ends_at(self) -> int | None:
+        """The earliest end an app asked for, or None (reading loads the session)."""
+        self.ensure()
+        return ends_at(self.meta)
+
     def invalidate(self) -> None:
         """Delete the session from the store when persisted, and empty it."""
         self.ensure()
@@ -315,6 +351,11 @@ class SessionState:
         if late:
             return self._late_plan(now, regenerate)
         cookie_gone: Literal["clear", "keep"] = "clear" if self.had_cookie else "keep"
+        if self._asked_end_passed(now):
+            # An app asked the session to end by now (a Django set_expiry() in the past):
+            # it ends as at its limits -- for every app -- and nothing of it is kept.
+            return WritePlan(drop=old if old is not None else self.retired_id,
+                             drop_first=True, cookie=cookie_gone)
         if self.invalidated:
             # A logout sent with an id another request just moved ends it where it went.
             ending = old if old is not None else self.retired_id
@@ -341,8 +382,9 @@ class SessionState:
         fields.update(changed)
         for key in deleted:
             fields.pop(key, None)
-        if not fields and not self.meta_changed:
-            # Nothing to keep: no store entry and no cookie for an empty session.
+        if not fields and not self.meta_changed and not self.wanted:
+            # Nothing to keep: no store entry and no cookie for an empty session (unless
+            # the app saved it on purpose: ``Session.save()`` stores it and gives it an id).
             return WritePlan(drop=old, cookie=cookie_gone)
         if old is None:
             return self._creating(fields, now, new_id, drop=None, drop_first=False)
@@ -376,10 +418,16 @@ class SessionState:
             cookie="set",
         )
 
+    def _asked_end_passed(self, now: float) -> bool:
+        asked = ends_at(self.meta)
+        return asked is not None and asked <= now
+
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
         old = self.sid if self.exists else None
         if self.retired and old is None and not self.invalidated:
             return WritePlan(refused="rotated") if self.values else UNCHANGED
+        if self._asked_end_passed(now):
+            return WritePlan(drop=old if old is not None else self.retired_id, drop_first=True)
         if self.invalidated:
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.
@@ -450,6 +498,7 @@ class SessionState:
         """
         retired = self.sid if moved else None
         self.take(None, {}, {})
+        self.gone = "moved" if moved else "ended"
         if moved:
             self.retired, self.retired_id = True, retired
         else:
@@ -467,5 +516,5 @@ class SessionState:
         self.assigned = set()
         self.deleted = set()
         self.meta_changed = set()
-        self.regenerating = self.invalidated = False
+        self.regenerating = self.invalidated = self.wanted = False
         self.remembered = None
