@@ -55,7 +55,7 @@ from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .record import META_JOINED, META_RETIRED, SessionLoader, WritePlan
+from .record import META_ENDS, META_JOINED, META_RETIRED, SessionLoader, WritePlan
 from .session import Session, state_of
 from .sessionstate import SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
@@ -267,12 +267,13 @@ class Lifecycle:
     def _handoff_key(self, digest: str, handoff: str) -> str:
         return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
-    def time_left(self, session: Session) -> int:
+    def time_left(self, session: Session, *, own_ask: bool = True) -> int:
         """Seconds ``session`` has left now if nothing touches it again (0: none): the
         stricter of its idle and absolute limits (this app's, and the ones its id
         carries -- the IdP's, for a signed-in session) and the earliest end an app
         asked for (:meth:`~sessionshare.core.session.Session.expire_at`). A new
-        session counts as made now, under this app's limits."""
+        session counts as made now, under this app's limits. ``own_ask=False`` leaves
+        this app's own ask out: what the others and the limits allow it."""
         state = state_of(session)
         state.ensure()
         now = self.clock()
@@ -284,7 +285,7 @@ class Lifecycle:
         else:  # the limits its id will carry, as remember() asked and max_remember allows
             idle, absolute = self.ids.limits(self.ids.new(state.remembered))
         left = min(idle, lifetime_start(state.meta, int(now)) + absolute - now)
-        asked = ends_at(state.meta)
+        asked = ends_at(state.meta, besides=None if own_ask else META_ENDS + self.audience)
         if asked is not None:
             left = min(left, asked - now)
         return max(0, int(left))

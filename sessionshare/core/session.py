@@ -6,7 +6,8 @@
 :meth:`~Session.expire_at`) and facts
 (:attr:`~Session.apps`, :attr:`~Session.created`,
 :attr:`~Session.authenticated_at`, :attr:`~Session.modified`,
-:attr:`~Session.new`, :attr:`~Session.ends_at`) -- as Django's ``SessionBase`` and Flask's session are.
+:attr:`~Session.new`, :attr:`~Session.ends_at`) -- as Django's ``SessionBase``
+and Flask's session are.
 It is lazy -- the store is read only when the app (or the middleware) first
 looks inside -- and it tracks what changed, including nested changes such as
 ``session["cart"].append(x)``.

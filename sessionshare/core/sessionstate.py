@@ -27,6 +27,7 @@ one read the session (an operator's withdraw of a remote) stands.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -81,9 +82,11 @@ def lifetime_start(meta: Mapping[str, int], default: int) -> int:
     return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
-def ends_at(meta: Mapping[str, int]) -> int | None:
-    """The earliest end an app asked for (``Session.expire_at``), or None."""
-    asked = [when for name, when in meta.items() if name.startswith(META_ENDS) and when > 0]
+def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | None:
+    """The earliest end an app asked for (``Session.expire_at``), or None; ``besides``
+    names a field to leave out (an app's own ask)."""
+    asked = [when for name, when in meta.items()
+             if name.startswith(META_ENDS) and when > 0 and name != besides]
     return min(asked) if asked else None
 
 
@@ -299,7 +302,10 @@ class SessionState:
 
     def expire_at(self, when: float | None) -> None:
         """Ask, as this app, that the session end by ``when`` (None: withdraw the ask)."""
-        self.set_meta(META_ENDS + self.audience, 0 if when is None else max(1, int(when)))
+        name = META_ENDS + self.audience
+        if when is None and not self.meta.get(name):
+            return  # nothing asked: nothing to withdraw, nothing to write
+        self.set_meta(name, 0 if when is None else max(1, math.ceil(when)))
 
     @property
     def ends_at(self) -> int | None:

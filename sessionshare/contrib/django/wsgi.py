@@ -37,9 +37,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ...core.options import Role
+from ...core.session import Session
 from ...errors import ConfigurationError
 from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
 from .config import middleware_options as middleware_options
@@ -72,6 +74,9 @@ class AppFacts:
     absolute_timeout: int
     #: The middleware's time source.
     clock: Callable[[], float]
+    #: Seconds a session has left now, this app's own ask to end it aside (the core's
+    #: :meth:`~sessionshare.core.lifecycle.Lifecycle.time_left`).
+    time_left: Callable[[Session], int]
 
 
 def _check_at_start_up(role: Role, values: Any) -> None:
@@ -162,5 +167,6 @@ def wrap_handler(
         role=role, origin=side.origin, user_key=side.user_key,
         idle_timeout=side.lifecycle.idle_timeout,
         absolute_timeout=side.lifecycle.absolute_timeout, clock=side.clock,
+        time_left=partial(side.lifecycle.time_left, own_ask=False),
     ))
     return middleware
