@@ -1,39 +1,68 @@
-"""The Django session engine's contract, without a request: ``SessionStore`` over a
-:class:`~sessionshare.Session`, and the configuration ``get_wsgi_application`` reads.
+"""The Django session engine's contract: ``SessionStore`` over a
+:class:`~sessionshare.Session` -- without a request, and in requests served by
+``get_wsgi_application`` (what needs the store: ``save()``, ``flush()``,
+``set_expiry()``) -- and the configuration ``get_wsgi_application`` reads.
 
 What Django's session API does here, what it refuses and with which error,
 is listed in ``sessionshare/contrib/django/session.py``; each line of that
-list is a test below.
+list is a test below. Django's own ``SessionTestsMixin`` runs against the
+engine too (tests/frameworks/test_django.py); the tests here cover what it
+does not: sharing (a logout elsewhere, limits the app cannot lengthen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import django
 import pytest
 import webtest
+from conftest import live_session_keys
 from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse, JsonResponse
 from django.test import override_settings
+from django.urls import path
 from flow import IDP, LOGIN, SHOP
 
 from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
+from sessionshare import SessionStore as Store
 from sessionshare.contrib.django.session import SessionStore
 from sessionshare.contrib.django.site import NAMESPACE
 from sessionshare.contrib.django.wsgi import AppFacts, get_wsgi_application, middleware_options
+from sessionshare.core.cookies import CookieSpec
+from sessionshare.core.lifecycle import Lifecycle
 from sessionshare.core.session import state_of
 
 NOW = 1_800_000_000.0
 
 
+KEY = SyncKey.parse(SyncKey.generate())
+
+
+def rules(origin: str = SHOP, idle: int = 1800, absolute: int = 8 * 3600,
+          now: float = NOW) -> Lifecycle:
+    return Lifecycle(cookie=CookieSpec("sessionshare", secure=False), key=KEY, audience=origin,
+                     idle_timeout=idle, absolute_timeout=absolute, key_prefix="t:",
+                     max_session_bytes=64 * 1024, clock=lambda: now)
+
+
 def facts(role: Any = "remote", origin: str = SHOP, idle: int = 1800,
           absolute: int = 8 * 3600, now: float = NOW) -> AppFacts:
+    lifecycle = rules(origin, idle, absolute, now)
     return AppFacts(role=role, origin=origin, user_key="user", idle_timeout=idle,
-                    absolute_timeout=absolute, clock=lambda: now)
+                    absolute_timeout=absolute, clock=lambda: now,
+                    time_left=partial(lifecycle.time_left, own_ask=False))
+
+
+#: The id of the session :func:`joined` makes (one of this test's key's).
+SID = rules().ids.new()
 
 
 def joined(origin: str = SHOP, user: str = "alice") -> Session:
@@ -44,7 +73,8 @@ def joined(origin: str = SHOP, user: str = "alice") -> Session:
     meta = {**(plan.meta or {}), "o:" + origin: int(NOW)}
     from sessionshare.store.base import SessionRecord
 
-    session = Session(lambda sid: SessionRecord(dict(plan.changed), meta), "some-id")
+    session = Session(lambda sid: SessionRecord(dict(plan.changed), meta), SID)
+    state_of(session).audience = origin  # as the lifecycle that opens it sets it
     assert state_of(session).has_joined(origin)
     return session
 
@@ -58,7 +88,9 @@ def test_it_is_a_django_session_over_the_shared_one() -> None:
     assert shared["cart"] == ["mug"] and store.accessed and store.modified
     store["cart"].append("teapot")  # in place: noticed without modified = True
     assert shared["cart"] == ["mug", "teapot"] and shared.modified
-    store.modified = False  # Django code may say so; the shared session knows better
+    store.modified = False  # Django code may say so: it holds until the next change...
+    assert not store.modified and shared.modified  # ...and the change is persisted anyway
+    store["cart"].append("cup")  # in place, after modified = False: noticed again
     assert store.modified
     assert store.get("missing", 1) == 1 and store.setdefault("n", 0) == 0
     store.update({"a": 1})
@@ -128,7 +160,7 @@ def test_cycle_key_regenerates_and_flush_invalidates() -> None:
     assert state_of(shared).write_plan(NOW, joined_as=SHOP).unchanged
     # ...elsewhere the session moves to a fresh id (one conditional store step).
     plan = state_of(shared).write_plan(NOW, joined_as=None)
-    assert plan.move_from == "some-id" and plan.save_to not in (None, "some-id")
+    assert plan.move_from == SID and plan.save_to not in (None, SID)
     store.flush()
     assert state_of(shared).invalidated and dict(store) == {}
     store.delete()
@@ -147,34 +179,43 @@ def test_session_key_is_a_stable_reference_not_the_id() -> None:
     assert SessionStore(shared=Session(), facts=facts()).session_key is None  # new
     shared = joined()
     key = SessionStore(shared=shared, facts=facts()).session_key
-    assert key and "some-id" not in key
+    assert key and SID not in key and SID.split(".")[0] not in key
     assert key == SessionStore(shared=shared, facts=facts()).session_key
 
 
-def test_expiry_is_the_servers_and_only_what_holds_can_be_set() -> None:
+def test_expiry_is_the_stricter_of_the_apps_ask_and_the_sessions_limits() -> None:
     shared = joined()  # created and signed in at NOW
     store = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600))
-    assert store.get_expiry_age() == 1800 and store.get_session_cookie_age() == 1800
-    assert store.get_expire_at_browser_close() is True
-    assert store.get_expiry_date() == datetime.datetime.fromtimestamp(
-        NOW + 1800, datetime.timezone.utc)
+    # No ask: Django's SESSION_COOKIE_AGE (two weeks), capped by the idle timeout.
+    assert store.get_expiry_age() == 1800 and store.get_expire_at_browser_close() is True
     # Near the absolute limit, what is left of it.
     late = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600, now=NOW + 3000))
     assert late.get_expiry_age() == 600
+    # A shorter ask holds, as Django reads it; a longer one is capped.
+    store.set_expiry(60)
+    assert store.get_expiry_age() == 60 and state_of(shared).meta["e:" + SHOP] == NOW + 60
+    assert store.get_expire_at_browser_close() is True  # the shared cookie ends with it
+    store.set_expiry(datetime.timedelta(days=14))
+    assert store.get_expiry_age() == 1800
     store.set_expiry(None)
-    store.set_expiry(0)
-    for value in (60, 14 * 24 * 3600, datetime.timedelta(days=1)):
-        with pytest.raises(ValueError, match=r"decided on the server.*idle_timeout"):
-            store.set_expiry(value)
+    assert state_of(shared).meta["e:" + SHOP] == 0  # the ask withdrawn
+    store.set_expiry(0)  # a browser-session cookie: what holds already, no ask
+    assert state_of(shared).meta["e:" + SHOP] == 0 and store.get_expiry_age() == 1800
 
 
-def test_what_the_middleware_does_is_refused_here() -> None:
+def test_what_needs_the_store_is_refused_outside_a_served_request() -> None:
     store = SessionStore(shared=Session(), facts=facts())
-    store.save()  # the middleware persists; nothing to do
-    for call in (store.create, lambda: store.save(must_create=True),
-                 lambda: store.exists("k" * 32), lambda: store.delete("k" * 32)):
-        with pytest.raises(NotImplementedError):
-            call()
+    with pytest.raises(RuntimeError, match="cannot be saved before its response"):
+        store.save()
+    with pytest.raises(RuntimeError, match="cannot be saved before its response"):
+        store.create()
+    # Text no session key has names no session; another session's key cannot be found.
+    assert store.exists(None) is False and store.exists("k" * 32) is False
+    store.delete("k" * 32)
+    with pytest.raises(ValueError, match="only through the browser's cookie"):
+        store.exists("0" * 40)
+    with pytest.raises(ValueError, match="only through the browser's cookie"):
+        store.delete("0" * 40)
     SessionStore.clear_expired()  # `manage.py clearsessions`: the store expires sessions
 
 
