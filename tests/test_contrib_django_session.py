@@ -22,13 +22,14 @@ from typing import Any
 import django
 import pytest
 import webtest
-from conftest import live_session_keys
+from conftest import FakeClock, live_session_keys
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import path
+from django.utils import timezone
 from flow import IDP, LOGIN, SHOP
 
 from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
@@ -291,3 +292,172 @@ def test_djangos_own_session_engine_or_handler_is_refused_clearly(
     plain = webtest.TestApp(djangos(), extra_environ={"HTTP_HOST": "id.test"})
     plain.get("/whoami", status=500)  # Django turns the error into its 500 page, and logs it
     assert "serve sessionshare.contrib.django.wsgi.get_wsgi_application()" in caplog.text
+
+
+# -- in requests: what needs the store ----------------------------------------------------
+#: This module's views, each a step a test runs inside a request: name -> the step, given
+#: the request, answering what the test should see (JSON).
+STEPS: dict[str, Callable[[Any], Any]] = {}
+
+
+def run_step(request: Any) -> HttpResponse:
+    return JsonResponse({"seen": STEPS[request.GET["step"]](request)})
+
+
+urlpatterns = [path("step", run_step)]
+
+
+class DjangoSite:
+    """The suite's Django project behind the remote's (or the IdP's) middleware, serving
+    this module's steps, and one browser's cookie for it."""
+
+    def __init__(self, role: str, store: Store, **options: Any) -> None:
+        common: dict[str, Any] = {"store": store, "key": SyncKey.generate(),
+                                  "cookie_secure": False, **options}
+        if role == "remote":
+            self.origin = SHOP
+            common.update(app_url=SHOP, idp_url=LOGIN, protect=False)
+        else:
+            self.origin = IDP
+            common.update(app_url=IDP, known_remote_hosts=[SHOP])
+        self.middleware = get_wsgi_application(**common)
+        self.app = webtest.TestApp(self.middleware,
+                                   extra_environ={"HTTP_HOST": self.origin.split("//")[1]})
+
+    def step(self, name: str, step: Callable[[Any], Any], **kwargs: Any) -> Any:
+        STEPS[name] = step
+        return self.app.get(f"/step?step={name}", headers={"Accept": "text/html"}, **kwargs)
+
+    def logout_elsewhere(self) -> None:
+        """Another tab of the browser signs out (the middleware's logout: everywhere)."""
+        cookie = self.app.cookies["sessionshare"]
+        other = webtest.TestApp(self.middleware,
+                                extra_environ={"HTTP_HOST": self.origin.split("//")[1]})
+        other.set_cookie("sessionshare", cookie)
+        answer = other.post("/_sessionshare/logout", headers={"Origin": self.origin})
+        assert answer.status_int == 303, answer
+
+
+@pytest.fixture(params=["remote", "idp"])
+def role(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def site(role: str, store: Store) -> Iterator[DjangoSite]:
+    with override_settings(ROOT_URLCONF=__name__):
+        yield DjangoSite(role, store)
+    STEPS.clear()
+
+
+def test_save_stores_a_new_session_at_once_and_the_response_carries_its_cookie(
+    site: DjangoSite, store: Store,
+) -> None:
+    def save_new(request: Any) -> Any:
+        request.session["cart"] = ["mug"]
+        assert request.session.session_key is None and live_session_keys(store) == []
+        request.session.save()
+        # Stored now -- another request could read it -- and its key known at once.
+        return [request.session.session_key, len(live_session_keys(store))]
+
+    key, stored = site.step("save_new", save_new).json["seen"]
+    assert key is not None and stored == 1
+    # The browser got the cookie of that very session: its next request has the same key.
+    assert site.step("again", lambda r: [r.session.session_key, r.session["cart"]]).json[
+        "seen"] == [key, ["mug"]]
+
+
+def test_save_after_a_logout_elsewhere_raises_update_error_and_brings_nothing_back(
+    site: DjangoSite, store: Store,
+) -> None:
+    site.step("fill", lambda r: r.session.update({"cart": ["mug"]}))
+    assert len(live_session_keys(store)) == 1
+
+    def save_after_logout(request: Any) -> Any:
+        assert request.session["cart"] == ["mug"]  # read before the logout
+        site.logout_elsewhere()
+        request.session["cart"] = ["mug", "teapot"]
+        raised = []
+        try:
+            request.session.save(must_create=True)  # this request read it stored: refused
+        except CreateError:
+            raised.append("CreateError")
+        try:
+            request.session.save()
+        except UpdateError:
+            raised.append("UpdateError")
+        return [raised, request.session.load(), request.session.session_key]
+
+    answer = site.step("save_after_logout", save_after_logout)
+    assert answer.json["seen"] == [["CreateError", "UpdateError"], {}, None]
+    # Nothing was brought back: the store holds no session, the browser no cookie.
+    assert live_session_keys(store) == []
+    assert "sessionshare" not in site.app.cookies
+
+
+def test_flush_and_cycle_key_act_on_the_store_at_once(site: DjangoSite, store: Store) -> None:
+    site.step("fill", lambda r: r.session.update({"cart": ["mug"]}))
+    (before,) = live_session_keys(store)
+
+    def cycle_then_flush(request: Any) -> Any:
+        old = request.session.session_key
+        request.session.cycle_key()
+        cycled = request.session.session_key
+        moved = live_session_keys(store)
+        request.session.flush()
+        return [old != cycled, request.session.exists(old), request.session.exists(cycled),
+                before in moved, len(moved), live_session_keys(store),
+                request.session.session_key]
+
+    seen = site.step("cycle_then_flush", cycle_then_flush).json["seen"]
+    assert seen == [True, False, False, False, 1, [], None]
+    assert "sessionshare" not in site.app.cookies
+
+
+def test_an_expiry_longer_than_the_session_allows_is_capped(role: str, store: Store) -> None:
+    with override_settings(ROOT_URLCONF=__name__):
+        site = DjangoSite(role, store, idle_timeout=600)
+
+    def ask_for_two_weeks(request: Any) -> Any:
+        request.session["cart"] = ["mug"]
+        request.session.set_expiry(datetime.timedelta(days=14))
+        left = (request.session.get_expiry_date() - timezone.now()).total_seconds()
+        return [request.session.get_expiry_age(), 595 < left <= 600,
+                request.session.get_expire_at_browser_close()]
+
+    with override_settings(ROOT_URLCONF=__name__):
+        answer = site.step("ask", ask_for_two_weeks)
+    assert answer.json["seen"] == [600, True, True]
+    # The cookie stays a browser-session cookie: no Max-Age, no Expires.
+    (cookie,) = answer.headers.getall("Set-Cookie")
+    assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
+
+
+def test_an_expiry_in_the_past_ends_the_session_for_every_app(
+    site: DjangoSite, store: Store,
+) -> None:
+    site.step("fill", lambda r: r.session.update({"cart": ["mug"]}))
+
+    def expire(request: Any) -> Any:
+        request.session.set_expiry(datetime.timedelta(seconds=-10))
+        return None
+
+    site.step("expire", expire)
+    assert live_session_keys(store) == []
+    assert site.step("look", lambda r: dict(r.session)).json["seen"] == {}
+
+
+def test_an_expiry_in_seconds_ends_the_session_when_it_passes_and_counts_from_each_change(
+    role: str, store: Store, clock: FakeClock,
+) -> None:
+    with override_settings(ROOT_URLCONF=__name__):
+        site = DjangoSite(role, store, clock=clock)
+        site.step("fill", lambda r: r.session.update({"cart": ["mug"]}))
+        site.step("ask", lambda r: r.session.set_expiry(60))
+        clock.advance(50)
+        site.step("change", lambda r: r.session.update({"seen": 1}))  # counts from here
+        clock.advance(50)
+        assert site.step("look", lambda r: r.session.get("cart")).json["seen"] == ["mug"]
+        clock.advance(61)  # no change since: past the ask, the session ended
+        assert site.step("look", lambda r: dict(r.session)).json["seen"] == {}
+    assert live_session_keys(store) == []
