@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
