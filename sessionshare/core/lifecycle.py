@@ -291,10 +291,10 @@ class Lifecycle:
         return max(0, int(left))
 
     # -- writing -----------------------------------------------------------
-    def _ttl(self, sid: str, plan: WritePlan, now: float) -> int:
+    def _ttl(self, sid: str, plan: WritePlan, meta: dict[str, int], now: float) -> int:
         idle, absolute = self.ids.limits(sid)
         ttl = min(idle, plan.lifetime_start + absolute - now)
-        asked = ends_at(plan.meta or {})
+        asked = ends_at({**meta, **(plan.meta or {})})
         if asked is not None:
             ttl = min(ttl, asked - now)  # the store forgets it when an app asked it to end
         return max(1, int(ttl))
@@ -395,7 +395,7 @@ class Lifecycle:
             moved = yield Move(
                 self.session_key(plan.move_from), self.session_key(plan.save_to),
                 changed=plan.changed, deleted=plan.deleted, meta=plan.meta,
-                ttl=self._ttl(plan.save_to, plan, now), retired_at=int(now),
+                ttl=self._ttl(plan.save_to, plan, state.meta, now), retired_at=int(now),
                 grace=ROTATION_GRACE,
             )
             if not moved:
@@ -405,7 +405,7 @@ class Lifecycle:
         elif plan.save_to is not None:
             written = yield Save(
                 self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
-                meta=plan.meta, ttl=self._ttl(plan.save_to, plan, now),
+                meta=plan.meta, ttl=self._ttl(plan.save_to, plan, state.meta, now),
                 create=plan.create,
             )
             if not written:

@@ -286,7 +286,10 @@ class Session(MutableMapping[str, Any]):
             )
         state.wanted = True
         state.gone = None
-        state.saver()
+        try:
+            state.saver()
+        finally:
+            state.wanted = False  # asked for this save only
         if state.gone is not None:
             raise SessionEnded(moved=state.gone == "moved")
 

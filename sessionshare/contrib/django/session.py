@@ -266,7 +266,9 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     def get_expire_at_browser_close(self) -> bool:
         """True, unless the IdP remembers the sign-in: the cookie is a browser-session
         cookie whatever an app asks (see the module docstring)."""
-        sid = None if self.view is None else state_of(self.view.shared).stored_id
+        if self.view is None or self.view.shared.new:
+            return True
+        sid = state_of(self.view.shared).stored_id
         return sid is None or not SessionIds.is_remembered(sid)
 
     async def aget_expire_at_browser_close(self) -> bool:
