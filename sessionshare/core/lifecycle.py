@@ -290,6 +290,22 @@ class Lifecycle:
             left = min(left, asked - now)
         return max(0, int(left))
 
+    def id_after_persist(self, session: Session) -> str | None:
+        """The id ``session`` will have once persisted, or None (new, or ending): for an
+        app that names the session before its response (Django's ``session_key`` right
+        after ``cycle_key()``). After a :meth:`~sessionshare.core.session.Session.regenerate`
+        that moves it, the fresh id is minted now, and the move takes that very id.
+        A bearer credential, as every id: never show or log it."""
+        state = state_of(session)
+        state.ensure()
+        if not state.exists or state.invalidated:
+            return None
+        if not state.regenerating or state.has_joined(self.audience):
+            return state.sid  # a session this app joined keeps its id (see write_plan)
+        if state.next_sid is None:
+            state.next_sid = self.ids.new(state.remembered)
+        return state.next_sid
+
     # -- writing -----------------------------------------------------------
     def _ttl(self, sid: str, plan: WritePlan, meta: dict[str, int], now: float) -> int:
         idle, absolute = self.ids.limits(sid)

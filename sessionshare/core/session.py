@@ -244,6 +244,7 @@ class Session(MutableMapping[str, Any]):
         state = self._read()
         state.remembered = (min(idle, absolute) if idle is not None else 0, absolute)
         state.regenerating = True
+        state.next_sid = None  # an id named before carries other limits
 
     def regenerate(self) -> None:
         """Move the data to a fresh id when the response is persisted; the old id dies.

@@ -115,6 +115,7 @@ class SessionState:
         "loader",
         "meta",
         "meta_changed",
+        "next_sid",
         "reauthentication_required",
         "regenerating",
         "remembered",
@@ -154,6 +155,9 @@ class SessionState:
         self.meta_changed: set[str] = set()
         #: ``regenerate()`` (or ``remember()``) was asked for.
         self.regenerating = False
+        #: The fresh id a move will take, when it was named before persisting (see
+        #: ``Lifecycle.id_after_persist``); None: minted when the plan is made.
+        self.next_sid: str | None = None
         #: ``invalidate()`` was asked for, and the response is not persisted yet.
         self.invalidated = False
         #: The cookie named an id another request of this browser just moved (a marker):
@@ -402,7 +406,7 @@ class SessionState:
         if META_CREATED not in self.meta:
             meta[META_CREATED] = int(now)
         return WritePlan(
-            move_from=old, save_to=new_id(self.remembered), changed=changed,
+            move_from=old, save_to=self.next_sid or new_id(self.remembered), changed=changed,
             deleted=tuple(deleted), meta=meta,
             lifetime_start=lifetime_start({**self.meta, **meta}, int(now)), cookie="set",
         )
@@ -523,4 +527,4 @@ class SessionState:
         self.deleted = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = self.wanted = False
-        self.remembered = None
+        self.remembered = self.next_sid = None

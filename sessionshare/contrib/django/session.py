@@ -28,12 +28,15 @@ How Django's session API maps (``SessionBase``'s contract, on a shared session):
   ``save(must_create=True)`` and ``create()`` store a new session; on one that
   is stored already, ``save(must_create=True)`` raises ``CreateError`` and
   ``create()`` moves it to a fresh key;
-- ``cycle_key()`` -> :meth:`Session.regenerate`, saved at once: ``session_key``
-  changes there and then and the old key no longer exists (at a remote that
-  joined the session the id stays -- only the IdP moves it -- and so does the
-  key); ``flush()`` and ``delete()`` -> :meth:`Session.invalidate`, saved at
-  once: the shared session ends *everywhere*, which is what
-  ``django.contrib.auth.logout()`` now does, and ``session_key`` is None;
+- ``cycle_key()`` -> :meth:`Session.regenerate`: ``session_key`` is the new key
+  there and then, and the old one no longer exists for this request; the
+  session moves to it when persisted (one conditional store step; at the IdP
+  a sign-in in the same request moves it to that same id, so Django's
+  ``login()`` costs no second move). At a remote that joined the session the id
+  stays -- only the IdP moves it -- and so does the key. ``flush()`` and
+  ``delete()`` -> :meth:`Session.invalidate`, saved at once: the shared session
+  ends *everywhere*, which is what ``django.contrib.auth.logout()`` now does,
+  and ``session_key`` is None;
   ``clear()`` removes every key (the shared user too) and keeps the session;
 - ``session_key``: None while the session is new, else a stable reference
   (an HMAC of the id under ``SECRET_KEY``) -- never the id, which is a bearer
@@ -180,10 +183,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     @property
     def session_key(self) -> str | None:
         """A stable reference to the session (not its id), or None while it is new."""
-        if self.view is None or self.view.shared.new:
+        if self.view is None:
             return None
-        sid = state_of(self.view.shared).stored_id
-        assert sid is not None
+        sid = self.view.facts.lifecycle.id_after_persist(self.view.shared)
+        if sid is None:
+            return None
         key = str(salted_hmac(_KEY_SALT, sid).hexdigest())
         self._given.add(key)
         return key
@@ -224,7 +228,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     def _allowed(self) -> int:
         """Seconds the shared session allows from now, this app's own ask aside."""
         view = self._view()
-        return view.facts.time_left(view.shared)
+        return view.facts.lifecycle.time_left(view.shared, own_ask=False)
 
     def get_expiry_age(self, **kwargs: Any) -> int:
         """The stricter of what this app asks (Django's reading) and what the session
@@ -321,20 +325,13 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         self.flush()
 
     def cycle_key(self) -> None:
-        """Move the session to a fresh key now (kept at a remote that joined it)."""
+        """A fresh key at once (kept at a remote that joined the session): the session
+        moves to it when persisted -- one conditional store step, the old id dying then.
+        Django's ``login()`` calls it, and the IdP's sign-in moves the session to that
+        same id: one move, not two."""
         self.accessed = True
         self.modified = True
-        view = self._view()
-        shared = view.shared
-        shared.regenerate()
-        if shared.new or view.facts.origin in shared.apps or not self._saves_now():
-            return  # a new session gets a fresh id anyway; a joined one keeps its id
-        try:
-            shared.save()
-        except SessionEnded:
-            # Ended elsewhere meanwhile: what follows (a sign-in, say) starts a new
-            # session, which gets a fresh id -- what cycling the key is for.
-            pass
+        self.shared.regenerate()
 
     async def acycle_key(self) -> None:
         self.cycle_key()

@@ -37,11 +37,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ...core.lifecycle import Lifecycle
 from ...core.options import Role
-from ...core.session import Session
 from ...errors import ConfigurationError
 from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
 from .config import middleware_options as middleware_options
@@ -74,9 +73,8 @@ class AppFacts:
     absolute_timeout: int
     #: The middleware's time source.
     clock: Callable[[], float]
-    #: Seconds a session has left now, this app's own ask to end it aside (the core's
-    #: :meth:`~sessionshare.core.lifecycle.Lifecycle.time_left`).
-    time_left: Callable[[Session], int]
+    #: The middleware's session rules (what a session has left, the id it will have).
+    lifecycle: Lifecycle
 
 
 def _check_at_start_up(role: Role, values: Any) -> None:
@@ -167,6 +165,6 @@ def wrap_handler(
         role=role, origin=side.origin, user_key=side.user_key,
         idle_timeout=side.lifecycle.idle_timeout,
         absolute_timeout=side.lifecycle.absolute_timeout, clock=side.clock,
-        time_left=partial(side.lifecycle.time_left, own_ask=False),
+        lifecycle=side.lifecycle,
     ))
     return middleware
