@@ -289,6 +289,33 @@ def test_a_session_past_an_apps_ask_is_deleted_on_read(
         assert script(rules.read(SID), [kept]) == ([Load(rules.session_key(SID), 600)], kept)
 
 
+def test_the_id_named_before_persisting_is_the_one_the_move_takes(
+    rules: Lifecycle, clock: FakeClock,
+) -> None:
+    record = SessionRecord({"a": "1"}, {META_CREATED: int(clock())})
+    session = Session(lambda sid: record, SID)
+    assert rules.id_after_persist(session) == SID  # nothing asked: the id stays
+    session.regenerate()
+    named = rules.id_after_persist(session)
+    assert named not in (None, SID) and rules.id_after_persist(session) == named
+    session.regenerate()  # asked again (the IdP's sign-in after Django's cycle_key())
+    (move,), _ = script(rules.persist(session), [True])
+    assert isinstance(move, Move) and move.new_key == rules.session_key(named)
+    # A joined session keeps its id; remember() names another (its limits differ).
+    joined = Session(lambda sid: SessionRecord({}, {META_CREATED: int(clock()),
+                                                    META_JOINED + ORIGIN: int(clock())}), SID)
+    joined.regenerate()
+    assert rules.id_after_persist(joined) == SID
+    remembered = Session(lambda sid: record, SID)
+    remembered.regenerate()
+    first = rules.id_after_persist(remembered)
+    remembered.remember(days=1)
+    assert rules.id_after_persist(remembered) not in (first, SID)
+    ended = Session(lambda sid: record, SID)
+    ended.invalidate()
+    assert rules.id_after_persist(ended) is None
+
+
 # -- a late persist: the headers went out (security finding 11) ---------------------------
 
 
