@@ -392,6 +392,22 @@ def test_save_after_a_logout_elsewhere_raises_update_error_and_brings_nothing_ba
     assert "sessionshare" not in site.app.cookies
 
 
+def test_an_uncaught_update_error_is_djangos_400_and_the_cookie_is_cleared(
+    site: DjangoSite, store: Store,
+) -> None:
+    site.step("fill", lambda r: r.session.update({"cart": ["mug"]}))
+
+    def save_after_logout(request: Any) -> Any:
+        request.session.get("cart")
+        site.logout_elsewhere()
+        request.session["cart"] = ["mug", "teapot"]
+        request.session.save()  # not caught: as Django's SessionMiddleware would answer
+
+    answer = site.step("uncaught", save_after_logout, status=400)  # not Django's 500
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]
+    assert live_session_keys(store) == []
+
+
 def test_cycle_key_names_the_new_key_at_once_and_the_move_takes_it(
     site: DjangoSite, store: Store,
 ) -> None:
