@@ -17,6 +17,9 @@ same methods of a connection:
 3. :meth:`Side.on_close` -- the body is done: persist what changed while it
    streamed, refusing what would need a cookie (the headers are out).
 
+And whenever the app asks (``Session.save()``, under WSGI), :meth:`Side.on_save`
+persists by the rules of the way out there and then.
+
 Each answers with its result when no store work is needed (the common case:
 nothing to drive), else with the steps that find it.
 

@@ -19,9 +19,8 @@ side's three entry points in order, whatever its role, and only translates:
    A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
    and the like take over) is one too, as under ASGI: from a page of another
    origin it gets no session and no user, and is refused on a remote's
-   protected path;
-   The session can be saved before the response (``Session.save()``): the
-   side's ``on_save`` steps run on the store there and then;
+   protected path. While the app runs, a ``Session.save()`` runs the side's
+   ``on_save`` steps on the store there and then;
 3. ``on_response``, when the app starts its response, before the status line
    reaches the server: the session is persisted, and the IdP's side may
    replace the answer (a sign-in with a hand-off pending);
