@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import django
@@ -29,8 +30,10 @@ from django.test import override_settings
 from django.urls import path
 from django.utils import timezone
 from flow import IDP, LOGIN, SHOP
+from flow import Browser as FlowBrowser
+from flow import idp_app as flow_idp_app
 
-from sessionshare import ConfigurationError, MemoryStore, Session, SyncKey
+from sessionshare import ConfigurationError, IdpAuthMiddleware, MemoryStore, Session, SyncKey
 from sessionshare import SessionStore as Store
 from sessionshare.contrib.django.session import SessionStore
 from sessionshare.contrib.django.site import NAMESPACE
@@ -310,12 +313,13 @@ class DjangoSite:
 
     def __init__(self, role: str, store: Store, **options: Any) -> None:
         common: dict[str, Any] = {"store": store, "key": SyncKey.generate(),
-                                  "cookie_secure": False, **options}
+                                  "cookie_secure": False, "protect": False, **options}
         if role == "remote":
             self.origin = SHOP
-            common.update(app_url=SHOP, idp_url=LOGIN, protect=False)
+            common.update(app_url=SHOP, idp_url=LOGIN)
         else:
             self.origin = IDP
+            del common["protect"]
             common.update(app_url=IDP, known_remote_hosts=[SHOP])
         self.middleware = get_wsgi_application(**common)
         self.app = webtest.TestApp(self.middleware,
@@ -497,3 +501,24 @@ def test_an_expiry_in_seconds_ends_the_session_when_it_passes_and_counts_from_ea
         clock.advance(61)  # no change since: past the ask, the session ended
         assert site.step("look", lambda r: dict(r.session)).json["seen"] == {}
     assert live_session_keys(store) == []
+
+
+def test_an_expiry_longer_than_the_idp_grants_is_capped_at_a_remote(store: Store) -> None:
+    """Signed in at an IdP whose idle timeout is 5 minutes, the Django remote (30 by
+    default) cannot ask for more: the session's id carries the IdP's limits."""
+    key = SyncKey.generate()
+    with override_settings(ROOT_URLCONF=__name__):
+        forum = DjangoSite("remote", store, key=key, protect=["/step"])
+    idp = IdpAuthMiddleware(flow_idp_app, app_url=IDP, known_remote_hosts=[SHOP], store=store,
+                            key=key, cookie_secure=False, idle_timeout=300)
+    deployment = SimpleNamespace(idp=idp, shop=forum.middleware, blog=forum.middleware)
+
+    def ask_for_an_hour(request: Any) -> Any:
+        request.session.set_expiry(3600)
+        return [request.META.get("REMOTE_USER"), request.session.get_expiry_age()]
+
+    STEPS["ask"] = ask_for_an_hour
+    with override_settings(ROOT_URLCONF=__name__):
+        page = FlowBrowser(deployment).sign_in_at(SHOP + "/step?step=ask")
+    assert page.json["seen"] == ["alice", 300]
+    STEPS.clear()
