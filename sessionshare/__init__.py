@@ -27,6 +27,7 @@ from .crypto import AllowList as AllowList
 from .crypto import SyncKey as SyncKey
 from .errors import CallbackRejected as CallbackRejected
 from .errors import ConfigurationError as ConfigurationError
+from .errors import SessionEnded as SessionEnded
 from .errors import SessionShareError as SessionShareError
 from .errors import SessionTooLarge as SessionTooLarge
 from .errors import StoreUnavailable as StoreUnavailable
@@ -52,6 +53,7 @@ __all__ = [
     "RemoteSessionMiddleware",
     "Session",
     "SessionAdmin",
+    "SessionEnded",
     "SessionShareError",
     "SessionTooLarge",
     "SessionStore",

@@ -92,6 +92,26 @@ class SessionTooLarge(SessionShareError, ValueError):
         self.limit = limit
 
 
+class SessionEnded(SessionShareError):
+    """:meth:`Session.save() <sessionshare.core.session.Session.save>` found the stored
+    session ended meanwhile -- a logout in another app or tab, a revocation, its expiry --
+    or moved by another request of the same browser (a sign-in).
+
+    Nothing was written: the changes are dropped rather than bring back a session
+    that a logout ended, and the session now reads as a new, empty one.
+    """
+
+    def __init__(self, *, moved: bool) -> None:
+        super().__init__(
+            "the session was moved to a new id by another request of this browser (a "
+            "sign-in) while this one ran; nothing was saved" if moved else
+            "the session was ended elsewhere (a logout, a revocation or its expiry) "
+            "while this request ran; nothing was saved, and it is now a new, empty session"
+        )
+        #: True: moved by another request of the browser; False: ended.
+        self.moved = moved
+
+
 class _Rejected(SessionShareError, Generic[_R]):
     """A piece of network input failed a check; ``reason`` is a stable code."""
 

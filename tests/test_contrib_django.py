@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import webtest
-from conftest import genuine_cookie
+from conftest import genuine_cookie, is_dead
 from django.contrib.auth.backends import RemoteUserBackend
 from django.contrib.auth.models import User
 from django.test import override_settings
@@ -38,6 +38,15 @@ from sessionshare.demo import load_example
 FORUM = SHOP  # the Django remote answers at shop.test
 CLUB = "http://club.test"  # a second Django remote
 AUTH_KEYS = {"_auth_user_id", "_auth_user_backend", "_auth_user_hash"}
+
+
+def all_session_keys(store: SessionStore) -> list[str]:
+    """Every session key ``store`` holds, retired ids (markers) included."""
+    if isinstance(store, MemoryStore):
+        return list(store.sessions())
+    client = store.client  # type: ignore[attr-defined]
+    return [k.decode() if isinstance(k, bytes) else k
+            for k in client.scan_iter(match="sessionshare:s:*")]
 
 
 class Sites:
@@ -299,6 +308,29 @@ def test_a_django_idp_signs_in_with_djangos_login_view(
     sites.post(IDP + "/_sessionshare/logout", headers={**HTML, "Origin": IDP})
     assert sites.get(FORUM + "/whoami").json["user"] is None
     assert sites.get(IDP + "/whoami").json["user"] is None
+
+
+def test_djangos_login_at_the_idp_moves_the_session_once(
+    common: dict[str, Any], store: SessionStore
+) -> None:
+    """``login()`` cycles the key, then the IdP's sign-in moves the session: to the same
+    id, in one store step -- one retired id left behind, not two."""
+    user, _ = User.objects.get_or_create(username="carol")
+    user.set_password("secret")
+    user.save()
+    idp = get_wsgi_application(app_url=IDP, known_remote_hosts=[FORUM], **common)
+    sites = Sites({IDP: idp, FORUM: forum(common)})
+    login_form = sites.follow(sites.get(FORUM + "/"), FORUM)
+    assert login_form.request.host == "id.test"
+    before = set(all_session_keys(store))
+    assert len(before) == 1  # the IdP's anonymous session, holding the pending hand-off
+    token = re.search(r'name="?csrfmiddlewaretoken"? value="([^"]+)"', login_form.text)
+    assert token is not None
+    answer = sites.post(IDP + login_form.request.path_qs, {
+        "username": "carol", "password": "secret", "csrfmiddlewaretoken": token.group(1)})
+    assert answer.status_int == 303 and answer.location.startswith(FORUM + CALLBACK)
+    retired = [key for key in all_session_keys(store) if is_dead(store.load(key, 60))]
+    assert retired == list(before)
 
 
 def test_a_django_idps_remote_gets_the_user_django_signed_in(common: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from conftest import FakeClock, is_dead, live_session_keys
 from coreflow import Answer, CoreDeployment
 from coreflow import Browser as CoreBrowser
 from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
+from flow import idp_app as flow_idp_app
 
 from sessionshare import MemoryStore
 from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
@@ -338,3 +339,35 @@ def test_a_bare_host_port_entry_explains_itself_for_a_development_port(clock: Fa
     # Another port of that host is no misconfiguration of this entry: the login page.
     other = login.replace("8001", "8002")
     assert CoreBrowser(dep).get(other).passed
+
+
+def test_a_sign_in_saved_before_the_response_is_never_stored_under_the_pre_login_id(
+    store: Any, clock: FakeClock,
+) -> None:
+    """``Session.save()`` right after the sign-in: the save applies the sign-in's rules (a
+    new id), so the id the browser had before -- which another browser may hold, planted
+    -- never holds the user, not even until the response (session fixation)."""
+    seen: dict[str, Any] = {}
+
+    def idp(environ: dict[str, Any], start_response: Any) -> Any:
+        session = environ["sessionshare.session"]
+        if environ["REQUEST_METHOD"] == "POST":
+            session["user"] = "alice"
+            session.save()
+            seen["old id dead"] = is_dead(store.load(seen["before"], 60))
+            seen["live"] = live_session_keys(store)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"signed in"]
+        return flow_idp_app(environ, start_response)
+
+    browser = Browser(Deployment(store, clock, idp=idp))
+    login_url = browser.start_login(SHOP + "/orders")
+    browser.get(login_url)  # the form: the hand-off pending, the session stored
+    seen["before"] = browser.store_key("id.test")
+    answer = browser.post(login_url, {"username": "alice", "password": "wonderland"})
+    assert seen["old id dead"] is True
+    assert seen["live"] == [browser.store_key("id.test")] != [seen["before"]]
+    # The sign-in recorded at the save still completes the hand-off on the way out.
+    assert answer.status_int == 303 and answer.location.startswith(SHOP + CALLBACK)
+    back = browser.get(answer.location)
+    assert json.loads(browser.get(SHOP + back.location).text)["user"] == "alice"

@@ -18,7 +18,13 @@ from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.ids import SessionIds
 from sessionshare.core.lifecycle import ROTATION_GRACE, Lifecycle
-from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, META_JOINED, META_RETIRED
+from sessionshare.core.record import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    META_ENDS,
+    META_JOINED,
+    META_RETIRED,
+)
 from sessionshare.core.session import Session, state_of
 from sessionshare.core.steps import Command, Delete, Load, Mark, Move, Peek, Save, Steps
 from sessionshare.store.base import MARKED_BEFORE, SessionRecord
@@ -256,6 +262,58 @@ def test_the_ttl_never_outlives_the_absolute_lifetime(
     session["a"] = 2
     (save,), _ = script(rules.persist(session), [True])
     assert isinstance(save, Save) and save.ttl == 100  # 3600 - 3500, not the idle 600
+
+
+def test_the_ttl_never_outlives_an_apps_ask_to_end(rules: Lifecycle, clock: FakeClock) -> None:
+    # The ask was stored by an earlier request (another app's, say); this one changes a key.
+    asked = {META_CREATED: int(clock()), META_ENDS + "http://other.test": int(clock()) + 40}
+    session = Session(lambda sid: None, SID)
+    state_of(session).fill(SessionRecord({"a": "1"}, asked))
+    session["a"] = 2
+    (save,), _ = script(rules.persist(session), [True])
+    assert isinstance(save, Save) and save.ttl == 40  # not the idle 600
+
+
+def test_a_session_past_an_apps_ask_is_deleted_on_read(
+    rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    now = int(clock())
+    asked = SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": now})
+    commands, result = script(rules.read(SID), [asked])
+    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID))]
+    assert result is None and "session_expired reason=asked" in caplog.text
+    # An ask withdrawn (0) or still ahead ends nothing.
+    for when in (0, now + 1):
+        kept = SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": when})
+        assert script(rules.read(SID), [kept]) == ([Load(rules.session_key(SID), 600)], kept)
+
+
+def test_the_id_named_before_persisting_is_the_one_the_move_takes(
+    rules: Lifecycle, clock: FakeClock,
+) -> None:
+    record = SessionRecord({"a": "1"}, {META_CREATED: int(clock())})
+    session = Session(lambda sid: record, SID)
+    assert rules.id_after_persist(session) == SID  # nothing asked: the id stays
+    session.regenerate()
+    named = rules.id_after_persist(session)
+    assert named not in (None, SID) and rules.id_after_persist(session) == named
+    session.regenerate()  # asked again (the IdP's sign-in after Django's cycle_key())
+    (move,), _ = script(rules.persist(session), [True])
+    assert isinstance(move, Move) and move.new_key == rules.session_key(named)
+    # A joined session keeps its id; remember() names another (its limits differ).
+    joined = Session(lambda sid: SessionRecord({}, {META_CREATED: int(clock()),
+                                                    META_JOINED + ORIGIN: int(clock())}), SID)
+    joined.regenerate()
+    assert rules.id_after_persist(joined) == SID
+    remembered = Session(lambda sid: record, SID)
+    remembered.regenerate()
+    first = rules.id_after_persist(remembered)
+    remembered.remember(days=1)
+    assert rules.id_after_persist(remembered) not in (first, SID)
+    ended = Session(lambda sid: record, SID)
+    ended.invalidate()
+    assert rules.id_after_persist(ended) is None
 
 
 # -- a late persist: the headers went out (security finding 11) ---------------------------

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import webtest
-from conftest import FakeClock
+from conftest import FakeClock, live_session_keys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
-from sessionshare import Session, SessionStore
+from sessionshare import Session, SessionEnded, SessionStore
 from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan
 from sessionshare.core.session import decode as _loads
 from sessionshare.core.session import state_of
@@ -576,6 +576,140 @@ def test_plan_repr_shows_neither_ids_nor_values() -> None:
     text = repr(plan)
     assert SID not in text and plan.save_to not in text and "hunter2" not in text
     assert "move" in text and "cookie=set" in text
+
+
+# -- saving before the response, and an app's ask to end --------------------------------
+
+
+def test_save_stores_a_new_session_now_and_the_response_owes_its_cookie(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    manager, app = session_browser(store, clock)
+
+    def save_empty(session: Session, environ: dict[str, Any]) -> object:
+        assert live_session_keys(store) == []
+        session.save()  # even empty: the app asked for it
+        stored = live_session_keys(store)
+        session["a"] = 1  # a change after the save: persisted with the response
+        return [len(stored), session.new]
+
+    app.handlers.update({"/save": save_empty, "/read": read_all})
+    answer = app.get("/save")
+    assert answer.json == [1, False]
+    (cookie,) = answer.headers.getall("Set-Cookie")
+    assert cookie.startswith(COOKIE + "=") and len(live_session_keys(store)) == 1
+    assert app.get("/read").json == {"a": 1}
+
+
+def test_save_of_a_session_ended_meanwhile_raises_and_writes_nothing(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    manager, app = session_browser(store, clock)
+
+    def end_elsewhere_then_save(session: Session, environ: dict[str, Any]) -> object:
+        assert session["a"] == 1
+        (key,) = live_session_keys(store)
+        store.delete(key)  # another app's logout, as the store sees it
+        session["a"] = 2
+        with pytest.raises(SessionEnded, match="ended elsewhere") as raised:
+            session.save()
+        assert raised.value.moved is False
+        return [dict(session), session.new]
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/late": end_elsewhere_then_save,
+                         "/read": read_all})
+    app.get("/new")
+    answer = app.get("/late")
+    assert answer.json == [{}, True]
+    assert live_session_keys(store) == []  # not brought back, not even by the response
+    assert "Max-Age=0" in answer.headers["Set-Cookie"]  # and the browser's cookie cleared
+    assert app.get("/read").json == {}
+
+
+def test_save_moves_a_regenerated_session_at_once(store: SessionStore, clock: FakeClock) -> None:
+    manager, app = session_browser(store, clock)
+
+    def regenerate_and_save(session: Session, environ: dict[str, Any]) -> object:
+        (before,) = live_session_keys(store)
+        session.regenerate()
+        session.save()
+        after = live_session_keys(store)
+        return [before in after, len(after)]
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/move": regenerate_and_save,
+                         "/read": read_all})
+    app.get("/new")
+    old_cookie = app.cookies[COOKIE]
+    answer = app.get("/move")
+    assert answer.json == [False, 1]
+    assert app.cookies[COOKIE] != old_cookie and app.get("/read").json == {"a": 1}
+
+
+def test_save_is_refused_where_nothing_can_persist_before_the_response() -> None:
+    with pytest.raises(RuntimeError, match="cannot be saved before its response"):
+        Session().save()
+
+
+def test_an_ask_to_end_ends_the_session_for_every_app_when_it_passes(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    manager, app = session_browser(store, clock)
+    other, other_app = session_browser(store, clock)  # a second app of the same deployment
+
+    def ask(session: Session, environ: dict[str, Any]) -> object:
+        session.expire_at(clock() + 60)
+        return [manager.lifecycle.time_left(session),
+                manager.lifecycle.time_left(session, own_ask=False)]
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/ask": ask, "/read": read_all})
+    app.get("/new")
+    assert app.get("/ask").json == [60, 1800]
+    clock.advance(59)
+    assert app.get("/read").json == {"a": 1}
+    clock.advance(2)
+    other_app.handlers["/read"] = read_all
+    other_app.set_cookie(COOKIE, app.cookies[COOKIE])
+    assert other_app.get("/read").json == {}  # ended, for any app that reads it
+    assert live_session_keys(store) == []
+
+
+def test_an_ask_can_only_shorten_the_sessions_life(store: SessionStore, clock: FakeClock) -> None:
+    manager, app = session_browser(store, clock, idle_timeout=600)
+
+    def ask_long(session: Session, environ: dict[str, Any]) -> object:
+        session["a"] = 1
+        session.expire_at(clock() + 14 * 86400)
+        return manager.lifecycle.time_left(session)
+
+    app.handlers.update({"/ask": ask_long, "/read": read_all})
+    assert app.get("/ask").json == 600  # capped to the idle timeout
+
+
+def test_an_ask_in_the_past_ends_the_session_when_persisted(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    manager, app = session_browser(store, clock)
+    app.handlers.update({
+        "/new": set_values({"a": 1}),
+        "/past": lambda s, e: s.expire_at(clock() - 10),
+        "/read": read_all,
+    })
+    app.get("/new")
+    assert "Max-Age=0" in app.get("/past").headers["Set-Cookie"]
+    assert live_session_keys(store) == [] and app.get("/read").json == {}
+
+
+@pytest.mark.parametrize("when", [float("nan"), float("inf"), "soon", True])
+def test_an_ask_must_be_a_time(when: Any) -> None:
+    with pytest.raises(ValueError, match="seconds since the epoch"):
+        Session().expire_at(when)
+
+
+def test_withdrawing_no_ask_writes_nothing() -> None:
+    session = Session()
+    session.expire_at(None)
+    assert not session.modified
+
 
 
 @pytest.mark.parametrize(

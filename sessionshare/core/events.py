@@ -59,7 +59,8 @@ EventName = Literal[
     "websocket_rejected",   # remote: a websocket from another origin refused (reason, origin)
     "websocket_without_session",  # both: one served with no session (reason, origin)
     "request_rejected",     # both: a path without its leading "/", 400 (reason, origin)
-    "session_expired",      # both: a session read past its absolute timeout (reason)
+    "session_expired",      # both: a session read past its absolute timeout or an app's
+                            # ask to end (reason)
     "session_revoked",      # IdP / admin: sessions ended by max_sessions_per_user or an
                             # operator (reason, count[, user])
     "session_withdrawn",    # admin: a remote origin taken out of a user's sessions

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
@@ -291,9 +291,9 @@ class IdpSide(Side):
             return self.on_close(session)
         return self._after_app(request, session, passed, app_headers)
 
-    def _after_app(
-        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
-    ) -> Steps[Reply | Headers]:
+    def _sign_in(self, session: Session, passed: PassThrough) -> tuple[Any, bool]:
+        """The user now, and whether the app signed one in since ``passed`` was true (then
+        the session is set to move to a new id and the sign-in is recorded)."""
         state = state_of(session)
         user = self.user_of(session) if state.loaded else None
         signed_in = user is not None
@@ -317,7 +317,44 @@ class IdpSide(Side):
                 {"origin": self.origin, "user": (self.remote_user(user) or "")[:200]},
                 "login origin=%s", self.origin,
             )
-        handoff = self._take_pending(request, session, signing_in) if signed_in else None
+        return user, signing_in
+
+    def on_save(
+        self, request: Request, session: Session, passed: PassThrough, *, late: bool = False
+    ) -> Steps[PassThrough]:
+        """An early save (:meth:`Side.on_save`) applies the sign-in rules of the way out
+        first: a sign-in made before it is never written under the id the browser had
+        before (session fixation) -- the save moves the session, as the response would.
+        After the headers, it is the late persist (:meth:`on_close`: no sign-in then)."""
+        if late or request.is_websocket:
+            closing = self.on_close(session)
+            if not isinstance(closing, list):
+                yield from closing
+            return passed
+        state = state_of(session)
+        user, signing_in = self._sign_in(session, passed)
+        before = state.stored_id
+        yield from self.lifecycle.save_now(session)
+        if user is not None and (signing_in or state.stored_id != before):
+            yield from record_session(
+                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
+                user_agent=request.user_agent, moved_from=before,
+                max_sessions=self.max_sessions_per_user if signing_in else None,
+            )
+        # What the rest of the request is measured against: the session as saved.
+        user = self.user_of(session) if state.loaded else None
+        return PassThrough(user, signed_in=user is not None, headers=passed.headers,
+                           no_session=passed.no_session, browser=passed.browser,
+                           signed_in_here=passed.signed_in_here or signing_in)
+
+    def _after_app(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Steps[Reply | Headers]:
+        state = state_of(session)
+        user, signing_in = self._sign_in(session, passed)
+        signed_in = user is not None
+        handoff = (self._take_pending(request, session, signing_in or passed.signed_in_here)
+                   if signed_in else None)
         before = state.stored_id
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off

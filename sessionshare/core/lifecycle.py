@@ -55,9 +55,9 @@ from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
-from .record import META_JOINED, META_RETIRED, SessionLoader, WritePlan
+from .record import META_ENDS, META_JOINED, META_RETIRED, SessionLoader, WritePlan
 from .session import Session, state_of
-from .sessionstate import lifetime_start
+from .sessionstate import SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
 __all__ = ["Headers", "Joined", "Lifecycle", "response_headers"]
@@ -208,15 +208,22 @@ class Lifecycle:
             # Any backend, not only Redis (whose parser checks too): a damaged record is
             # no session -- the request goes on anonymous and a write gets a fresh id.
             return None
-        if record is not None and META_RETIRED not in record.meta and (
+        if record is None or META_RETIRED in record.meta:
             # A marker (an id just moved) lives its few seconds, not a session's lifetime:
             # ending it as expired would follow it and end the session it moved to.
-            lifetime_start(record.meta, 0) + absolute <= self.clock()
-        ):
+            return record
+        now = self.clock()
+        reason = None
+        if lifetime_start(record.meta, 0) + absolute <= now:
+            reason = "absolute"
+        else:
+            asked = ends_at(record.meta)
+            if asked is not None and asked <= now:
+                reason = "asked"  # an app asked it to end by now (Session.expire_at)
+        if reason is not None:
             yield Delete(key)
-            if META_RETIRED not in record.meta:
-                self.events.emit(logging.INFO, "session_expired", {"reason": "absolute"},
-                                 "session_expired reason=absolute")
+            self.events.emit(logging.INFO, "session_expired", {"reason": reason},
+                             "session_expired reason=%s", reason)
             return None
         return record
 
@@ -229,6 +236,7 @@ class Lifecycle:
         """
         session = Session(loader, self.session_id_in(cookies))
         state_of(session).cookie = self.cookie
+        state_of(session).audience = self.audience
         return session
 
     def read_now(self, session: Session) -> Steps[None] | None:
@@ -295,10 +303,53 @@ class Lifecycle:
     def _handoff_key(self, digest: str, handoff: str) -> str:
         return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
+    def time_left(self, session: Session, *, own_ask: bool = True) -> int:
+        """Seconds ``session`` has left now if nothing touches it again (0: none): the
+        stricter of its idle and absolute limits (this app's, and the ones its id
+        carries -- the IdP's, for a signed-in session) and the earliest end an app
+        asked for (:meth:`~sessionshare.core.session.Session.expire_at`). A new
+        session counts as made now, under this app's limits. ``own_ask=False`` leaves
+        this app's own ask out: what the others and the limits allow it."""
+        state = state_of(session)
+        state.ensure()
+        now = self.clock()
+        if state.exists:
+            assert state.sid is not None
+            idle, absolute = self.ids.limits(state.sid)
+        elif state.remembered is None:
+            idle, absolute = self.idle_timeout, self.absolute_timeout
+        else:  # the limits its id will carry, as remember() asked and max_remember allows
+            idle, absolute = self.ids.limits(self.ids.new(state.remembered))
+        left = min(idle, lifetime_start(state.meta, int(now)) + absolute - now)
+        asked = ends_at(state.meta, besides=None if own_ask else META_ENDS + self.audience)
+        if asked is not None:
+            left = min(left, asked - now)
+        return max(0, int(left))
+
+    def id_after_persist(self, session: Session) -> str | None:
+        """The id ``session`` will have once persisted, or None (new, or ending): for an
+        app that names the session before its response (Django's ``session_key`` right
+        after ``cycle_key()``). After a :meth:`~sessionshare.core.session.Session.regenerate`
+        that moves it, the fresh id is minted now, and the move takes that very id.
+        A bearer credential, as every id: never show or log it."""
+        state = state_of(session)
+        state.ensure()
+        if not state.exists or state.invalidated:
+            return None
+        if not state.regenerating or state.has_joined(self.audience):
+            return state.sid  # a session this app joined keeps its id (see write_plan)
+        if state.next_sid is None:
+            state.next_sid = self.ids.new(state.remembered)
+        return state.next_sid
+
     # -- writing -----------------------------------------------------------
-    def _ttl(self, sid: str, started: int, now: float) -> int:
+    def _ttl(self, sid: str, plan: WritePlan, meta: dict[str, int], now: float) -> int:
         idle, absolute = self.ids.limits(sid)
-        return max(1, int(min(idle, started + absolute - now)))
+        ttl = min(idle, plan.lifetime_start + absolute - now)
+        asked = ends_at({**meta, **(plan.meta or {})})
+        if asked is not None:
+            ttl = min(ttl, asked - now)  # the store forgets it when an app asked it to end
+        return max(1, int(ttl))
 
     def settle(self, session: Session, *, late: bool = False) -> Headers | WritePlan:
         """The response headers when nothing needs writing, else the plan to :meth:`write`.
@@ -330,8 +381,15 @@ class Lifecycle:
             # Vary only for an answer that depends on the cookie: the app looked inside,
             # or a signed-in user was published to it. A public page that never touched
             # the session stays cacheable, as with the frameworks' own sessions.
-            return [_VARY] if state.accessed else []
+            return self._owed([_VARY] if state.accessed else [], state)
         return plan
+
+    @staticmethod
+    def _owed(headers: Headers, state: SessionState) -> Headers:
+        """``headers``, with the cookie an early save made if none of them sets one."""
+        if state.cookie_owed is not None and not any(k == "Set-Cookie" for k, _ in headers):
+            headers.append(("Set-Cookie", state.cookie_owed))
+        return headers
 
     def persisting(self, session: Session, *, late: bool = False) -> Headers | Steps[Headers]:
         """The one persist path: the headers (cookie, ``Vary``) the response needs when
@@ -394,7 +452,7 @@ class Lifecycle:
             moved = yield Move(
                 self.session_key(plan.move_from), self.session_key(plan.save_to),
                 changed=plan.changed, deleted=plan.deleted, meta=plan.meta,
-                ttl=self._ttl(plan.save_to, plan.lifetime_start, now), retired_at=int(now),
+                ttl=self._ttl(plan.save_to, plan, state.meta, now), retired_at=int(now),
                 grace=ROTATION_GRACE,
             )
             if not moved:
@@ -404,7 +462,7 @@ class Lifecycle:
         elif plan.save_to is not None:
             written = yield Save(
                 self.session_key(plan.save_to), changed=plan.changed, deleted=plan.deleted,
-                meta=plan.meta, ttl=self._ttl(plan.save_to, plan.lifetime_start, now),
+                meta=plan.meta, ttl=self._ttl(plan.save_to, plan, state.meta, now),
                 create=plan.create,
             )
             if not written:
@@ -415,7 +473,26 @@ class Lifecycle:
             headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
         elif plan.cookie == "clear":
             headers.append(("Set-Cookie", self.cookie.clear()))
-        return headers
+        return self._owed(headers, state)
+
+    def save_now(self, session: Session, *, late: bool = False) -> Steps[None]:
+        """Persist ``session`` now, before its response
+        (:meth:`~sessionshare.core.session.Session.save`): read if unread, then what
+        persisting does, by the same rules -- a move only while the session is live.
+
+        The cookie the write sets (or clears) is owed to the response: the response's
+        own persist adds it. ``late``: the response's headers are out, so the write
+        is the late persist's (no new session, no move: see :meth:`settle`).
+        """
+        yield from self.load(session)
+        settled = self.settle(session, late=late)
+        if isinstance(settled, list):
+            return
+        headers = yield from self.write(session, settled)
+        if not late:
+            cookies = [value for name, value in headers if name == "Set-Cookie"]
+            if cookies:
+                state_of(session).cookie_owed = cookies[-1]
 
     def _not_written(self, session: Session, sid: str, headers: Headers) -> Steps[Headers]:
         """The session ``sid`` took no write: it ended, or another request moved it.

@@ -31,6 +31,7 @@ from ..store.base import RETIRED, SessionRecord
 __all__ = [
     "META_AUTHENTICATED",
     "META_CREATED",
+    "META_ENDS",
     "META_JOINED",
     "META_RETIRED",
     "UNCHANGED",
@@ -47,6 +48,10 @@ META_AUTHENTICATED = "a"
 #: Prefix of the metadata field recording that a remote origin joined the session
 #: through a hand-off the IdP authorized: ``"o:" + origin`` -> when (0: withdrawn).
 META_JOINED = "o:"
+#: Prefix of the metadata field holding an app's request that the session end by a time
+#: (``Session.expire_at``): ``"e:" + origin`` -> when, in seconds since the epoch (0: no
+#: request). Every app ends the session at the earliest of them, as at its own limits.
+META_ENDS = "e:"
 #: Metadata field of a *retired* id: one that a sign-in (or ``regenerate()``) moved to a new
 #: id a moment ago. Its record stays a short while as a marker holding no data, so that a
 #: request of the same browser that read the old id and is still running does not clear or

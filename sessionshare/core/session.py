@@ -2,10 +2,12 @@
 
 :class:`Session` is a ``dict`` of JSON values plus a few verbs
 (:meth:`~Session.regenerate`, :meth:`~Session.invalidate`,
-:meth:`~Session.remember`, :meth:`~Session.withdraw`) and facts
+:meth:`~Session.remember`, :meth:`~Session.withdraw`, :meth:`~Session.save`,
+:meth:`~Session.expire_at`) and facts
 (:attr:`~Session.apps`, :attr:`~Session.created`,
 :attr:`~Session.authenticated_at`, :attr:`~Session.modified`,
-:attr:`~Session.new`) -- as Django's ``SessionBase`` and Flask's session are.
+:attr:`~Session.new`, :attr:`~Session.ends_at`) -- as Django's ``SessionBase``
+and Flask's session are.
 A ``dict``, because that is what Starlette and FastAPI hand out as
 ``request.session``: it serialises with ``json`` (``JSONResponse({"session":
 request.session})``), ``|=`` merges into it, ``popitem()`` takes the last
@@ -46,6 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 
+from ..errors import SessionEnded
 from .ids import MAX_LIMIT
 from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
 from .sessionstate import SessionState, decode, encode
@@ -326,6 +329,7 @@ class Session(dict[str, Any]):
         state = self._read()
         state.remembered = (min(idle, absolute) if idle is not None else 0, absolute)
         state.regenerating = True
+        state.next_sid = None  # an id named before carries other limits
 
     def regenerate(self) -> None:
         """Move the data to a fresh id when the response is persisted; the old id dies.
@@ -341,6 +345,59 @@ class Session(dict[str, Any]):
     def invalidate(self) -> None:
         """Delete the session from the store (everywhere) and empty it."""
         self._state.invalidate()
+
+    def save(self) -> None:
+        """Persist the session now, rather than when the response starts.
+
+        What persisting would do then, it does now, by the same rules: a new
+        session is stored -- even an empty one: the app asked for it -- and gets
+        its id (its cookie goes out with the response); a :meth:`regenerate`
+        moves it, only while it is live; an :meth:`invalidate` ends it
+        everywhere at once. Other requests see the changes from here on; what
+        changes later is persisted with the response as usual. Under the WSGI
+        middlewares only (an asyncio app's session is persisted when its
+        response starts).
+
+        Raises :class:`~sessionshare.errors.SessionEnded` when the stored session
+        was ended meanwhile (a logout in another app, a revocation) or moved by
+        another request of the browser: nothing was written -- a logout is
+        never undone -- and the session now reads as a new, empty one.
+        """
+        state = self._read()
+        if state.saver is None:
+            raise RuntimeError(
+                "this session cannot be saved before its response: only a request served "
+                "by a WSGI middleware can (an asyncio app's session is persisted when its "
+                "response starts, and a detached Session() is never stored)"
+            )
+        state.wanted = True
+        state.gone = None
+        try:
+            state.saver()
+        finally:
+            state.wanted = False  # asked for this save only
+        if state.gone is not None:
+            raise SessionEnded(moved=state.gone == "moved")
+
+    def expire_at(self, when: float | None) -> None:
+        """Ask, as this app, that the session end by ``when`` (seconds since the
+        epoch); None withdraws this app's ask. Written when the session is persisted.
+
+        The session then ends -- for every app, as at its limits -- at the
+        earliest of the apps' asks, its idle and its absolute timeout: an ask can
+        only shorten its life, never lengthen it past what the apps' (and the
+        IdP's) limits allow. A time already past ends it when persisted.
+        """
+        if when is not None and (
+            isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when)
+        ):
+            raise ValueError(f"expire_at() takes seconds since the epoch or None, not {when!r}")
+        self._read().expire_at(when)
+
+    @property
+    def ends_at(self) -> int | None:
+        """The earliest end an app asked for (:meth:`expire_at`), or None."""
+        return self._state.ends_at
 
 
 def peek(session: Session, key: str) -> Any:

@@ -29,6 +29,7 @@ one read the session (an operator's withdraw of a remote) stands.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from .cookies import CookieSpec
 from .record import (
     META_AUTHENTICATED,
     META_CREATED,
+    META_ENDS,
     META_JOINED,
     META_RETIRED,
     UNCHANGED,
@@ -46,7 +48,7 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["SessionState", "decode", "encode", "lifetime_start"]
+__all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
@@ -103,6 +105,14 @@ def lifetime_start(meta: Mapping[str, int], default: int) -> int:
     return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
+def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | None:
+    """The earliest end an app asked for (``Session.expire_at``), or None; ``besides``
+    names a field to leave out (an app's own ask)."""
+    asked = [when for name, when in meta.items()
+             if name.startswith(META_ENDS) and when > 0 and name != besides]
+    return min(asked) if asked else None
+
+
 class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
@@ -122,9 +132,12 @@ class SessionState:
     __slots__ = (
         "accessed",
         "assigned",
+        "audience",
         "contents",
         "cookie",
+        "cookie_owed",
         "exists",
+        "gone",
         "had_cookie",
         "handed",
         "handed_all",
@@ -133,13 +146,16 @@ class SessionState:
         "loader",
         "meta",
         "meta_changed",
+        "next_sid",
         "reauthentication_required",
         "regenerating",
         "remembered",
         "retired",
         "retired_id",
+        "saver",
         "sid",
         "stored",
+        "wanted",
     )
 
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
@@ -183,6 +199,9 @@ class SessionState:
         self.meta_changed: set[str] = set()
         #: ``regenerate()`` (or ``remember()``) was asked for.
         self.regenerating = False
+        #: The fresh id a move will take, when it was named before persisting (see
+        #: ``Lifecycle.id_after_persist``); None: minted when the plan is made.
+        self.next_sid: str | None = None
         #: ``invalidate()`` was asked for, and the response is not persisted yet.
         self.invalidated = False
         #: The cookie named an id another request of this browser just moved (a marker):
@@ -193,6 +212,20 @@ class SessionState:
         self.remembered: tuple[int, int] | None = None
         #: At the IdP: a remote asked for a more recent sign-in than this one (step-up).
         self.reauthentication_required = False
+        #: The persisting app's origin (set by the lifecycle that opened the session): the
+        #: name under which its :meth:`expire_at` request is kept.
+        self.audience = ""
+        #: Persists the session now, before the response (``Session.save()``): given by
+        #: the shell serving the request, None where nothing can (a detached session).
+        self.saver: Callable[[], None] | None = None
+        #: ``Session.save()`` was asked for: the session is stored even while empty.
+        self.wanted = False
+        #: The ``Set-Cookie`` value an early save made that the response still owes the
+        #: browser (the new session's cookie, or its clearing), or None.
+        self.cookie_owed: str | None = None
+        #: What the last write found instead of the live session: None, ``"ended"`` (a
+        #: logout elsewhere, a revocation) or ``"moved"`` (another request's sign-in).
+        self.gone: Literal["ended", "moved"] | None = None
 
     # -- loading -----------------------------------------------------------
     # A session is read either lazily through its loader (the WSGI shell: the
@@ -327,6 +360,19 @@ class SessionState:
         does it for a session it makes)."""
         self.set_meta(META_JOINED + origin, int(now))
 
+    def expire_at(self, when: float | None) -> None:
+        """Ask, as this app, that the session end by ``when`` (None: withdraw the ask)."""
+        name = META_ENDS + self.audience
+        if when is None and not self.meta.get(name):
+            return  # nothing asked: nothing to withdraw, nothing to write
+        self.set_meta(name, 0 if when is None else max(1, math.ceil(when)))
+
+    @property
+    def ends_at(self) -> int | None:
+        """The earliest end an app asked for, or None (reading loads the session)."""
+        self.ensure()
+        return ends_at(self.meta)
+
     def invalidate(self) -> None:
         """Delete the session from the store when persisted, and empty it."""
         self.ensure()
@@ -370,6 +416,11 @@ class SessionState:
         if late:
             return self._late_plan(now, regenerate)
         cookie_gone: Literal["clear", "keep"] = "clear" if self.had_cookie else "keep"
+        if self._asked_end_passed(now):
+            # An app asked the session to end by now (a Django set_expiry() in the past):
+            # it ends as at its limits -- for every app -- and nothing of it is kept.
+            return WritePlan(drop=old if old is not None else self.retired_id,
+                             drop_first=True, cookie=cookie_gone)
         if self.invalidated:
             # A logout sent with an id another request just moved ends it where it went.
             ending = old if old is not None else self.retired_id
@@ -387,12 +438,13 @@ class SessionState:
         if old is not None and not regenerate:
             if not (changed or deleted or self.meta_changed):
                 return UNCHANGED
-            if deleted and not dict.__len__(self.contents) and not self.meta_changed:
+            if (deleted and not dict.__len__(self.contents) and not self.meta_changed
+                    and not self.wanted):
                 # The app emptied the session (``clear()``, the last ``pop()``): it ends,
                 # store entry and cookie, as an emptied session does in Starlette, Flask
                 # and Django -- not an empty record every app keeps reading. A key another
                 # app wrote since this request read the session goes with it, as with a
-                # logout.
+                # logout. (Unless the app saved it on purpose: ``Session.save()`` keeps it.)
                 return WritePlan(drop=old, cookie=cookie_gone)
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
@@ -403,8 +455,9 @@ class SessionState:
         fields.update(changed)
         for key in deleted:
             fields.pop(key, None)
-        if not fields and not self.meta_changed:
-            # Nothing to keep: no store entry and no cookie for an empty session.
+        if not fields and not self.meta_changed and not self.wanted:
+            # Nothing to keep: no store entry and no cookie for an empty session (unless
+            # the app saved it on purpose: ``Session.save()`` stores it and gives it an id).
             return WritePlan(drop=old, cookie=cookie_gone)
         if old is None:
             return self._creating(fields, now, new_id, drop=None, drop_first=False)
@@ -416,7 +469,7 @@ class SessionState:
         if META_CREATED not in self.meta:
             meta[META_CREATED] = int(now)
         return WritePlan(
-            move_from=old, save_to=new_id(self.remembered), changed=changed,
+            move_from=old, save_to=self.next_sid or new_id(self.remembered), changed=changed,
             deleted=tuple(deleted), meta=meta,
             lifetime_start=lifetime_start({**self.meta, **meta}, int(now)), cookie="set",
         )
@@ -438,10 +491,16 @@ class SessionState:
             cookie="set",
         )
 
+    def _asked_end_passed(self, now: float) -> bool:
+        asked = ends_at(self.meta)
+        return asked is not None and asked <= now
+
     def _late_plan(self, now: float, regenerate: bool) -> WritePlan:
         old = self.sid if self.exists else None
         if self.retired and old is None and not self.invalidated:
             return WritePlan(refused="rotated") if dict.__len__(self.contents) else UNCHANGED
+        if self._asked_end_passed(now):
+            return WritePlan(drop=old if old is not None else self.retired_id, drop_first=True)
         if self.invalidated:
             # A logout needs no cookie: the stored session still goes. Values written after
             # invalidate() would start a new session, and its cookie can no longer be sent.
@@ -512,6 +571,7 @@ class SessionState:
         """
         retired = self.sid if moved else None
         self.take(None, {}, {})
+        self.gone = "moved" if moved else "ended"
         if moved:
             self.retired, self.retired_id = True, retired
         else:
@@ -528,5 +588,5 @@ class SessionState:
         """Nothing of this request is left to write."""
         self.assigned = set()
         self.meta_changed = set()
-        self.regenerating = self.invalidated = False
-        self.remembered = None
+        self.regenerating = self.invalidated = self.wanted = False
+        self.remembered = self.next_sid = None

@@ -17,6 +17,9 @@ same methods of a connection:
 3. :meth:`Side.on_close` -- the body is done: persist what changed while it
    streamed, refusing what would need a cookie (the headers are out).
 
+And whenever the app asks (``Session.save()``, under WSGI), :meth:`Side.on_save`
+persists by the rules of the way out there and then.
+
 Each answers with its result when no store work is needed (the common case:
 nothing to drive), else with the steps that find it.
 
@@ -102,6 +105,8 @@ class PassThrough(NamedTuple):
         a new, empty one instead (a websocket opened by a page of another origin).
     :param browser: the browser id the IdP minted for this request (the browser had
         none): a sign-in on the way out hands off as that browser, not a second new one.
+    :param signed_in_here: a sign-in of this request was recorded already, by an early
+        save (:meth:`Side.on_save`): the way out still completes a hand-off for it.
     """
 
     user: Any = None
@@ -109,6 +114,7 @@ class PassThrough(NamedTuple):
     headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
     no_session: bool = False
     browser: str | None = None
+    signed_in_here: bool = False
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no
@@ -233,6 +239,19 @@ class Side:
         if request.is_websocket:
             return self.on_close(session)
         return self.lifecycle.persisting(session)
+
+    def on_save(
+        self, request: Request, session: Session, passed: PassThrough, *, late: bool = False
+    ) -> Steps[PassThrough]:
+        """The app asked to persist its session now
+        (:meth:`~sessionshare.core.session.Session.save`): the steps that do, by the
+        rules of the way out, and the :class:`PassThrough` the rest of the request goes
+        on with (the IdP's records a sign-in this save recorded).
+
+        ``late``: the response's headers are out (see :meth:`on_close`).
+        """
+        yield from self.lifecycle.save_now(session, late=late)
+        return passed
 
     def on_close(self, session: Session) -> Closing:
         """The app's body is done: persist what changed while it streamed.

@@ -19,7 +19,8 @@ side's three entry points in order, whatever its role, and only translates:
    A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
    and the like take over) is one too, as under ASGI: from a page of another
    origin it gets no session and no user, and is refused on a remote's
-   protected path;
+   protected path. While the app runs, a ``Session.save()`` runs the side's
+   ``on_save`` steps on the store there and then;
 3. ``on_response``, when the app starts its response, before the status line
    reaches the server: the session is persisted, and the IdP's side may
    replace the answer (a sign-in with a hand-off pending);
@@ -41,7 +42,7 @@ from ..core.optiondocs import document_options
 from ..core.options import Shell
 from ..core.reply import Reply
 from ..core.request import Request
-from ..core.session import ENVIRON_KEY, Session
+from ..core.session import ENVIRON_KEY, Session, state_of
 from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
@@ -210,6 +211,14 @@ class _Exchange:
         #: What the first start_response settled: a replacing Reply's status line and
         #: headers, or (None, the headers to add to the app's own).
         self.settled: tuple[str | None, Headers] | None = None
+        state_of(session).saver = self.save_now
+
+    def save_now(self) -> None:
+        """The app's ``Session.save()``: the side's steps for it, on the store, now (as the
+        late persist's once the headers are out -- or the request is over)."""
+        saving = self.side.on_save(self.request, self.session, self.passed,
+                                   late=self.settled is not None)
+        self.passed = run(saving, self.store)
 
     def call(self, app: WSGIApplication) -> Iterable[bytes]:
         """Call ``app`` with this exchange's ``start_response``; the body to hand back."""

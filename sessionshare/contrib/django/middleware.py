@@ -18,11 +18,14 @@ It sets ``request.session`` to a :class:`~sessionshare.contrib.django.session.Se
 over the shared session the WSGI middleware in front of Django
 (:func:`~sessionshare.contrib.django.wsgi.get_wsgi_application`) loaded, and
 on the way out writes no cookie: that middleware persists the session and
-owns its cookie (and its ``Vary: Cookie``).
+owns its cookie (and its ``Vary: Cookie``). A response that changed the
+session counts an expiry in seconds (``set_expiry(600)``) again from now.
 
 A store outage met inside a view (a page the remote does not protect, whose
 session loads lazily) is answered with the middleware's own 503 and
-``Retry-After``, not Django's 500.
+``Retry-After``, not Django's 500; a ``request.session.save()`` the view does not
+catch, which found the session ended elsewhere meanwhile (``UpdateError``), is
+Django's ``SessionInterrupted`` -- a 400, as with Django's own middleware.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
@@ -71,10 +76,21 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
 
     def process_response(self, request: Any, response: Any) -> Any:
         # The WSGI middleware persists the session and sets its cookie and Vary; a
-        # cookie of Django's own here would only be a second, meaningless one.
+        # cookie of Django's own here would only be a second, meaningless one. Only an
+        # expiry in seconds is counted again from this change, as Django's backends count.
+        session = getattr(request, "session", None)
+        if isinstance(session, SessionStore) and session.view is not None and session.modified:
+            session.renew_expiry()
         return response
 
     def process_exception(self, request: Any, exception: Exception) -> Any:
+        if isinstance(exception, UpdateError):
+            # A save() the view did not catch found the session ended elsewhere: Django's
+            # own SessionMiddleware answers this 400, and so does this one.
+            raise SessionInterrupted(
+                "The request's session was deleted before the request completed. The "
+                "user may have logged out in a concurrent request, for example."
+            ) from exception
         if not isinstance(exception, StoreUnavailable):
             return None
         # Fail closed, with the very reply the middleware sends for the paths it protects.

@@ -4,41 +4,68 @@
 :class:`sessionshare.contrib.django.middleware.SessionMiddleware` in place of
 Django's own. Each request's :class:`SessionStore` is a view over the
 :class:`~sessionshare.core.session.Session` the WSGI middleware loaded: it
-holds no data, writes no cookie and saves nothing itself -- the middleware
-persists the changes before the status line goes out.
+holds no data and writes no cookie itself -- the middleware persists the
+changes before the status line goes out, and sets the cookie.
 
-How Django's session API maps:
+How Django's session API maps (``SessionBase``'s contract, on a shared session):
 
 - the mapping (``[]``, ``get``, ``pop``, ``setdefault``, ``update``, ``keys``,
   ``items``..., and their ``a...`` twins): reads and writes the shared
   session; values must be JSON (a ``TypeError`` at assignment otherwise), as
   with Django's default ``JSONSerializer``;
-- ``modified``: True when persisting would write something; in-place changes
-  of a list or dict are noticed, so ``modified = True`` is harmless and never
-  needed. ``accessed``: True once anything looked inside;
-- ``cycle_key()`` -> :meth:`Session.regenerate` (at a remote that joined the
-  session, the id stays: only the IdP moves it), ``flush()`` and ``delete()``
-  -> :meth:`Session.invalidate`: the shared session ends *everywhere*, which is
-  what ``django.contrib.auth.logout()`` now does; ``clear()`` removes every
-  key (the shared user too), and the emptied session ends, store entry and
-  cookie (as Django drops the cookie of an emptied session);
+- ``modified``: True once the code changed the session (as Django's) or changed
+  a list or dict in place (noticed without ``modified = True``); setting it to
+  False holds until the next change. Changes are persisted either way: the
+  flag says what changed, it does not stop the write. ``accessed``: True once
+  anything looked inside;
+- ``save()`` -> :meth:`Session.save`: persisted now, so a new session -- even an
+  empty one -- is stored and has its ``session_key`` at once (its cookie goes
+  out with the response). When the stored session was ended meanwhile (a
+  logout in another app or tab, a revocation) or moved by another request of
+  the browser, nothing is written and ``UpdateError`` is raised, as Django's
+  backends raise it (Django's ``SessionMiddleware`` turns it into
+  ``SessionInterrupted``); the session then reads as new and empty.
+  ``save(must_create=True)`` and ``create()`` store a new session; on one that
+  is stored already, ``save(must_create=True)`` raises ``CreateError`` and
+  ``create()`` moves it to a fresh key;
+- ``cycle_key()`` -> :meth:`Session.regenerate`: ``session_key`` is the new key
+  there and then, and the old one no longer exists for this request; the
+  session moves to it when persisted (one conditional store step; at the IdP
+  a sign-in in the same request moves it to that same id, so Django's
+  ``login()`` costs no second move). At a remote that joined the session the id
+  stays -- only the IdP moves it -- and so does the key. ``flush()`` and
+  ``delete()`` -> :meth:`Session.invalidate`, saved at once: the shared session
+  ends *everywhere*, which is what ``django.contrib.auth.logout()`` now does,
+  and ``session_key`` is None;
+  ``clear()`` removes every key (the shared user too), and the emptied session
+  ends at the response, store entry and cookie (as Django drops the cookie of an
+  emptied session) unless ``save()`` stores it;
 - ``session_key``: None while the session is new, else a stable reference
   (an HMAC of the id under ``SECRET_KEY``) -- never the id, which is a bearer
-  credential. ``save()`` does nothing: persisting is the middleware's;
-- expiry is decided on the server, for every app alike, by ``idle_timeout``
-  and ``absolute_timeout``: ``get_expiry_age()`` is what is left of them now
-  (at most ``idle_timeout``, as each request slides it), ``get_expiry_date()``
-  that moment, ``get_session_cookie_age()`` the idle timeout, and
-  ``get_expire_at_browser_close()`` True (the cookie is a browser-session
-  cookie). ``set_expiry(None)`` and ``set_expiry(0)`` are accepted (they ask
-  for what already holds); any other value raises ``ValueError``;
-- ``create()``, ``exists()``, ``delete(key)`` of another session and
-  ``save(must_create=True)`` raise ``NotImplementedError``: sessions are made
-  by the middleware, never from a key; ``clear_expired()`` does nothing (the
-  store expires sessions itself).
+  credential. ``exists(key)`` and ``delete(key)`` know the keys this
+  ``SessionStore`` gave out: the current one exists, an earlier one (cycled,
+  flushed) does not, and text that is no such key names no session. A
+  session is found only through the browser's cookie, so another session's
+  key cannot be looked up: ``exists()``/``delete()`` of one raise
+  ``ValueError`` (end another user's sessions with :mod:`sessionshare.admin`);
+- expiry: ``set_expiry()`` takes what Django's takes, kept in this site's own
+  ``_session_expiry`` as Django keeps it, and asks the shared session to end
+  by then (:meth:`Session.expire_at`; seconds count from each change, as with
+  Django's backends). The session ends -- for every app -- at the earliest of
+  the apps' asks and its idle and absolute limits (the IdP's too, for a
+  signed-in session). So ``get_expiry_age()`` and ``get_expiry_date()`` are the
+  stricter of what this app asks (``SESSION_COOKIE_AGE`` when it asks
+  nothing) and what the session allows: an ask for longer than the limits
+  allow is capped to them, never granted. ``set_expiry(0)`` and
+  ``set_expiry(None)`` ask nothing. ``get_expire_at_browser_close()`` is True:
+  the cookie is a browser-session cookie, whatever this app asks -- only a
+  sign-in the IdP remembers (:meth:`Session.remember`) outlives the browser,
+  and then it is False;
+- ``clear_expired()`` does nothing: the store expires sessions itself
+  (``manage.py clearsessions`` is a no-op).
 
-**Django's own keys are this site's**: ``_auth_user_*`` and ``_csrftoken``
-live in a per-site dict of the shared session
+**Django's own keys are this site's**: ``_auth_user_*``, ``_csrftoken`` and
+``_session_expiry`` live in a per-site dict of the shared session
 (:mod:`sessionshare.contrib.django.site`), and Django's
 sign-in counts only while the shared sign-in it was made under holds. At the
 IdP, ``auth.login()`` also sets the shared user
@@ -52,14 +79,18 @@ no shared session: using it raises ``RuntimeError`` naming what to wrap.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from ...core.ids import SessionIds
 from ...core.session import Session, state_of
-from .site import SiteView
+from ...errors import SessionEnded
+from .site import EXPIRY_KEY, SiteView
 from .wsgi import AppFacts
 
 __all__ = ["SessionStore"]
@@ -70,6 +101,15 @@ NOT_WRAPPED = (
     "sessionshare.contrib.django.middleware.SessionMiddleware in MIDDLEWARE (Django's "
     "test Client.session and Client.login() cannot make one)"
 )
+FOREIGN_KEY = (
+    "a session is found only through the browser's cookie, so another session's key "
+    "cannot be looked up here; list and end a user's sessions with "
+    "sessionshare.admin.SessionAdmin (sessions(), revoke()) or `python -m sessionshare "
+    "sessions`"
+)
+#: ``session_key``: a keyed digest of the id (never the id itself), and its form.
+_KEY_SALT = "sessionshare.contrib.django.session_key"
+_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
@@ -84,8 +124,14 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     ) -> None:
         # Django's own engines take the cookie's key; this one is given the request's
         # shared session by the middleware instead, and ignores a key.
-        super().__init__(None)
         self.view = SiteView(shared, facts) if shared is not None and facts is not None else None
+        #: ``modified = True`` was said (or a change made through Django's API).
+        self._flagged = False
+        #: What had changed when ``modified = False`` was said last.
+        self._acknowledged: tuple[Any, ...] | None = None
+        #: Every ``session_key`` this object gave out (so exists()/delete() know them).
+        self._given: set[str] = set()
+        super().__init__(None)
 
     def _view(self) -> SiteView:
         if self.view is None:
@@ -108,27 +154,71 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         """The shared :class:`~sessionshare.core.session.Session` itself."""
         return self._view().shared
 
+    # -- modified ----------------------------------------------------------------
+    def _changes(self) -> tuple[Any, ...] | None:
+        """What persisting the shared session would write now (None: nothing)."""
+        if self.view is None:
+            return None
+        state = state_of(self.view.shared)
+        if not state.modified:
+            return None
+        changed, deleted = state.changes()
+        return (sorted(changed.items()), sorted(deleted), sorted(state.meta_changed),
+                state.regenerating, state.invalidated)
+
     @property
     def modified(self) -> bool:
-        return self.view is not None and self.view.shared.modified
+        if self._flagged:
+            return True
+        changes = self._changes()
+        return changes is not None and changes != self._acknowledged
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        # Changes, nested ones included, are found by comparing encodings at persist time.
-        return None
+        # Django sets it True on each change made through its API; False (Django's own
+        # start, or the app's) holds until the next change -- an in-place one included.
+        self._flagged = bool(value)
+        if not value:
+            self._acknowledged = self._changes()
 
+    # -- the key -----------------------------------------------------------------
     @property
     def session_key(self) -> str | None:
         """A stable reference to the session (not its id), or None while it is new."""
         if self.view is None:
             return None
-        sid = state_of(self.view.shared).stored_id
+        sid = self.view.facts.lifecycle.id_after_persist(self.view.shared)
         if sid is None:
             return None
-        return str(salted_hmac("sessionshare.contrib.django.session_key", sid).hexdigest())
+        key = str(salted_hmac(_KEY_SALT, sid).hexdigest())
+        self._given.add(key)
+        return key
+
+    def _known(self, session_key: Any) -> bool | None:
+        """True: this session's key now; False: one it had (or text no key has); None: a
+        key of another session, which cannot be looked up."""
+        if not isinstance(session_key, str) or _KEY.fullmatch(session_key) is None:
+            return False
+        if session_key == self.session_key:
+            return True
+        if session_key in self._given:
+            return False  # cycled or flushed by this object: that key is gone
+        return None
+
+    def exists(self, session_key: str | None) -> bool:
+        """Whether ``session_key`` names a stored session (this one's, as last read or
+        written); ``ValueError`` for another session's key (see the module docstring)."""
+        known = self._known(session_key)
+        if known is None:
+            raise ValueError(FOREIGN_KEY)
+        return known
+
+    async def aexists(self, session_key: str | None) -> bool:
+        return self.exists(session_key)
 
     def clear(self) -> None:
         self.accessed = True
+        self.modified = True
         shared = self.shared
         for key in list(shared):
             del shared[key]
@@ -136,70 +226,128 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     def is_empty(self) -> bool:
         return self.view is None or len(self.view) == 0
 
-    # -- lifetime: decided on the server ---------------------------------------
-    def get_session_cookie_age(self) -> int:
-        return self._view().facts.idle_timeout
+    # -- lifetime: the stricter of the app's ask and the session's limits ------------
+    def _allowed(self) -> int:
+        """Seconds the shared session allows from now, this app's own ask aside."""
+        view = self._view()
+        return view.facts.lifecycle.time_left(view.shared, own_ask=False)
 
     def get_expiry_age(self, **kwargs: Any) -> int:
-        """Seconds the session has left now: the idle timeout, or less near its end."""
-        view = self._view()
-        facts = view.facts
-        now = facts.clock()
-        start = max(view.shared.created or now, view.shared.authenticated_at or 0)
-        return max(0, int(min(facts.idle_timeout, start + facts.absolute_timeout - now)))
+        """The stricter of what this app asks (Django's reading) and what the session
+        allows: an ask beyond the session's limits is capped to them."""
+        return min(int(super().get_expiry_age(**kwargs)), self._allowed())
+
+    async def aget_expiry_age(self, **kwargs: Any) -> int:
+        return self.get_expiry_age(**kwargs)
 
     def get_expiry_date(self, **kwargs: Any) -> datetime.datetime:
-        now = self._view().facts.clock()
-        return datetime.datetime.fromtimestamp(now + self.get_expiry_age(), datetime.timezone.utc)
+        asked: datetime.datetime = super().get_expiry_date(**kwargs)
+        allowed: datetime.datetime = timezone.now() + datetime.timedelta(seconds=self._allowed())
+        return asked if asked <= allowed else allowed
+
+    async def aget_expiry_date(self, **kwargs: Any) -> datetime.datetime:
+        return self.get_expiry_date(**kwargs)
 
     def set_expiry(self, value: Any) -> None:
-        if value is None or value == 0 or value == datetime.timedelta(0):
-            return  # what already holds: server-side limits, a browser-session cookie
-        raise ValueError(
-            f"set_expiry({value!r}): the shared session's lifetime is decided on the server, "
-            "for every app alike, by SESSIONSHARE['idle_timeout'] and ['absolute_timeout'] "
-            "(and the IdP's); only set_expiry(None) and set_expiry(0) are accepted"
-        )
+        """Django's ``set_expiry``, and the shared session asked to end by then."""
+        super().set_expiry(value)
+        self.renew_expiry()
 
     async def aset_expiry(self, value: Any) -> None:
         self.set_expiry(value)
 
+    def renew_expiry(self) -> None:
+        """Ask the shared session to end when this app's expiry says, counted from now
+        (seconds count from the last change, as Django's backends count them: the
+        middleware calls this as a response that changed the session goes out)."""
+        view = self._view()
+        expiry = view.get(EXPIRY_KEY)
+        if isinstance(expiry, bool) or not expiry:  # None or 0: no ask (browser close)
+            view.shared.expire_at(None)
+        elif isinstance(expiry, str):
+            view.shared.expire_at(datetime.datetime.fromisoformat(expiry).timestamp())
+        elif isinstance(expiry, (int, float)):
+            view.shared.expire_at(view.facts.clock() + expiry)
+
     def get_expire_at_browser_close(self) -> bool:
-        return True
+        """True, unless the IdP remembers the sign-in: the cookie is a browser-session
+        cookie whatever an app asks (see the module docstring)."""
+        if self.view is None or self.view.shared.new:
+            return True
+        sid = state_of(self.view.shared).stored_id
+        return sid is None or not SessionIds.is_remembered(sid)
 
     async def aget_expire_at_browser_close(self) -> bool:
-        return True
+        return self.get_expire_at_browser_close()
 
-    # -- ending and moving the session -------------------------------------------
+    # -- saving, ending and moving the session -----------------------------------------
+    def _saves_now(self) -> bool:
+        """True when the session can be persisted before the response (it is served)."""
+        return state_of(self.shared).saver is not None
+
+    def save(self, must_create: bool = False) -> None:
+        """Persist now: a new session is stored and has its key (see the module
+        docstring for ``UpdateError`` and ``CreateError``)."""
+        shared = self.shared
+        if must_create and not shared.new:
+            raise CreateError("save(must_create=True): this session is stored already "
+                              "(create() gives it a fresh key)")
+        if self.modified and self._view().get(EXPIRY_KEY):
+            self.renew_expiry()
+        try:
+            shared.save()
+        except SessionEnded as exc:
+            raise UpdateError(str(exc)) from exc
+
+    async def asave(self, must_create: bool = False) -> None:
+        self.save(must_create)
+
+    def create(self) -> None:
+        """Store this session now under a fresh key (moved there if it was stored)."""
+        shared = self.shared
+        if not shared.new:
+            shared.regenerate()
+        self.modified = True
+        self.save()
+
+    async def acreate(self) -> None:
+        self.create()
+
     def flush(self) -> None:
-        """End the shared session everywhere (single logout)."""
+        """End the shared session everywhere, now (single logout)."""
         self.accessed = True
-        self.shared.invalidate()
+        self.modified = True
+        shared = self.shared
+        stored = not shared.new
+        shared.invalidate()
+        if stored and self._saves_now():
+            shared.save()  # a deletion: nothing can refuse it
 
     async def aflush(self) -> None:
         self.flush()
 
     def cycle_key(self) -> None:
-        """Move the session to a fresh id when persisted (kept at a remote that joined it)."""
+        """A fresh key at once (kept at a remote that joined the session): the session
+        moves to it when persisted -- one conditional store step, the old id dying then.
+        Django's ``login()`` calls it, and the IdP's sign-in moves the session to that
+        same id: one move, not two."""
         self.accessed = True
+        self.modified = True
         self.shared.regenerate()
 
     async def acycle_key(self) -> None:
         self.cycle_key()
 
-    def save(self, must_create: bool = False) -> None:
-        self._view()
-        if must_create:
-            raise NotImplementedError("sessions are created by the sessionshare middleware")
-        # Nothing to do: the middleware persists before the response starts.
-
-    async def asave(self, must_create: bool = False) -> None:
-        self.save(must_create)
-
     def delete(self, session_key: str | None = None) -> None:
-        if session_key is not None and session_key != self.session_key:
-            raise NotImplementedError("only the request's own session can be deleted")
-        self.flush()
+        """End this session (:meth:`flush`); a key it no longer has names nothing."""
+        if session_key is None:
+            self.flush()
+            return
+        known = self._known(session_key)
+        if known is None:
+            raise ValueError(FOREIGN_KEY)
+        if known:
+            self.flush()
 
     async def adelete(self, session_key: str | None = None) -> None:
         self.delete(session_key)
@@ -209,18 +357,6 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
 
     async def aload(self) -> dict[str, Any]:
         return self.load()
-
-    def create(self) -> None:
-        raise NotImplementedError("sessions are created by the sessionshare middleware")
-
-    async def acreate(self) -> None:
-        self.create()
-
-    def exists(self, session_key: str) -> bool:
-        raise NotImplementedError("sessions are not looked up by key here")
-
-    async def aexists(self, session_key: str) -> bool:
-        return self.exists(session_key)
 
     @classmethod
     def clear_expired(cls) -> None:

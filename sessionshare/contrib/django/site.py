@@ -1,8 +1,9 @@
 """Django's own session keys, kept per site: :class:`SiteView`.
 
 Django writes ``_auth_user_id`` (the user's primary key *in this site's user
-table*), ``_auth_user_backend``, ``_auth_user_hash`` and, with
-``CSRF_USE_SESSIONS``, ``_csrftoken`` into ``request.session``. In a session
+table*), ``_auth_user_backend``, ``_auth_user_hash``, with
+``CSRF_USE_SESSIONS`` ``_csrftoken``, and with ``set_expiry()``
+``_session_expiry`` (this site's ask) into ``request.session``. In a session
 shared by several sites those would be read by every other Django site, whose
 user table may give that id to someone else. So :class:`SiteView` keeps them
 in a dict of this site's own, under ``"django:" + origin``, and hides every
@@ -32,13 +33,15 @@ from ...core.session import Session, state_of
 from ...core.side import is_signed_in_user
 from .wsgi import AppFacts
 
-__all__ = ["AUTH_KEYS", "LOCAL_KEYS", "NAMESPACE", "SiteView"]
+__all__ = ["AUTH_KEYS", "EXPIRY_KEY", "LOCAL_KEYS", "NAMESPACE", "SiteView"]
 
 #: Prefix of each Django site's own dict in the shared session.
 NAMESPACE = "django:"
 #: Keys kept in this site's dict rather than shared.
 AUTH_KEYS = frozenset({SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY})
-LOCAL_KEYS = AUTH_KEYS | {CSRF_SESSION_KEY}
+#: Where Django's ``set_expiry()`` keeps what this site asked.
+EXPIRY_KEY = "_session_expiry"
+LOCAL_KEYS = AUTH_KEYS | {CSRF_SESSION_KEY, EXPIRY_KEY}
 #: In the site's dict: the shared user the Django sign-in was made under.
 _SIGNED_IN_AS = "signed_in_as"
 

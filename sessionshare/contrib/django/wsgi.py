@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...core.lifecycle import Lifecycle
 from ...core.options import Role
 from ...errors import ConfigurationError
 from ...wsgi import IdpAuthMiddleware, RemoteSessionMiddleware
@@ -72,6 +73,8 @@ class AppFacts:
     absolute_timeout: int
     #: The middleware's time source.
     clock: Callable[[], float]
+    #: The middleware's session rules (what a session has left, the id it will have).
+    lifecycle: Lifecycle
 
 
 def _check_at_start_up(role: Role, values: Any) -> None:
@@ -162,5 +165,6 @@ def wrap_handler(
         role=role, origin=side.origin, user_key=side.user_key,
         idle_timeout=side.lifecycle.idle_timeout,
         absolute_timeout=side.lifecycle.absolute_timeout, clock=side.clock,
+        lifecycle=side.lifecycle,
     ))
     return middleware
