@@ -73,7 +73,7 @@ def test_a_session_past_its_absolute_lifetime_is_deleted_on_read(
 ) -> None:
     old = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock()) - 3600})
     commands, result = script(rules.read(SID), [old])
-    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID))]
+    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID), rules.census)]
     assert result is None
 
 
@@ -244,7 +244,7 @@ def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeC
     state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session))
-    assert commands == [Delete(rules.session_key(SID))]
+    assert commands == [Delete(rules.session_key(SID), rules.census)]
     assert ("Set-Cookie", rules.cookie.clear()) in headers
 
 
@@ -301,7 +301,7 @@ def test_a_late_invalidate_still_deletes_without_a_cookie_header(
     state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session, late=True))
-    assert commands == [Delete(rules.session_key(SID))]
+    assert commands == [Delete(rules.session_key(SID), rules.census)]
     assert headers == [("Vary", "Cookie")] and logged.messages == []
 
 
