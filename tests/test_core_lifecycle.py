@@ -73,7 +73,8 @@ def test_a_session_past_its_absolute_lifetime_is_deleted_on_read(
 ) -> None:
     old = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock()) - 3600})
     commands, result = script(rules.read(SID), [old])
-    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID), rules.census)]
+    assert commands == [Load(rules.session_key(SID), 600),
+                        Delete(rules.session_key(SID), rules.census)]
     assert result is None
 
 

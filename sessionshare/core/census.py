@@ -118,22 +118,19 @@ class Census:
     def _check(self, members: Collection[str], now: int) -> CensusCheck:
         return CensusCheck(self.key, tuple((m, self.session_key(m)) for m in members), now)
 
-    def reconcile(self, live: Collection[str]) -> Steps[tuple[int, int]]:
-        """Make the census hold exactly ``live`` -- the digests of the sessions a scan of
-        the indexes found stored -- as far as the store still holds them: the missing
-        are added, each is checked, and each other member is checked too (one the store
-        no longer holds leaves; one it holds stays: a session signed in during the scan).
-        Answers (members added, members taken out)."""
+    def reconcile(self, named: Collection[str]) -> Steps[tuple[int, int]]:
+        """Repair the census from ``named`` -- the digests of the sessions a scan of the
+        indexes found named there: each it lacks is added if the store holds it, and
+        every member is checked, whatever its check time (one the store no longer holds
+        leaves; one it holds stays, even if named nowhere: a session signed in during
+        the scan). Answers (members added, members taken out). O(all sessions)."""
         now = int(self.clock())
-        wanted = set(live)
-        ordered = sorted(wanted)
-        added = 0
-        for start in range(0, len(ordered), SWEEP_BATCH * 2):
-            added += yield CensusAdd(self.key, tuple(ordered[start:start + SWEEP_BATCH * 2]),
-                                     now)
-        stray = sorted(set((yield CensusMembers(self.key))) - wanted)
-        removed = 0
-        for group in (ordered, stray):
+        members = sorted(set((yield CensusMembers(self.key))))
+        missing = sorted(set(named).difference(members))
+        for start in range(0, len(missing), SWEEP_BATCH * 2):
+            yield CensusAdd(self.key, tuple(missing[start:start + SWEEP_BATCH * 2]), now)
+        found = [0, 0]
+        for which, group in enumerate((missing, members)):
             for start in range(0, len(group), SWEEP_BATCH):
-                removed += yield self._check(group[start:start + SWEEP_BATCH], now)
-        return added, removed
+                found[which] += yield self._check(group[start:start + SWEEP_BATCH], now)
+        return len(missing) - found[0], found[1]
