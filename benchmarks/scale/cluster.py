@@ -18,8 +18,9 @@ slots split evenly), and the store is ``RedisStore`` over redis-py's
   (claim, ticket, the move to a new id, the index entry, the redemption, the
   join marker), a write, a second hand-off, an id regenerated at the IdP, a
   second session of a user, the admin API's list, withdraw, revoke, revoke
-  all, count (the census and its sweep) and reconcile, and a logout. Every command a master ran is checked: its
-  keys (``COMMAND GETKEYS``) sit in one slot, and every command a script ran
+  all, count (the census and its sweep) and reconcile, and a logout. Every
+  command a master ran is checked: its keys (``COMMAND GETKEYS``) sit in one
+  slot, and every command a script ran
   inside (MONITOR shows them, marked ``lua``) touches only the slot of the
   keys the script declared. ``INFO errorstats`` on every master must show
   no ``CROSSSLOT`` (nor any other error) over the whole tour and spread run.
