@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 from conftest import FakeClock, issuing
 from servers import RedisServer
 
@@ -551,8 +552,11 @@ def test_an_index_write_enters_its_session_in_the_census_only_while_it_lives(
                     live="s:{bbb}", census=CENSUS)
     assert census.census_members(CENSUS) == ["aaa"]
     assert census.census_read(CENSUS, lock="n:{census}:sweep") == (1, False)
-    # Due when the session's key would expire now (on the caller's clock): not before.
-    assert census.census_due(CENSUS, 1000 + 590, 10) == []
+    # Due when the session's key would expire now (on the caller's clock), not before --
+    # on a cluster, at once: the index write cannot read the session's expiry in the
+    # census's slot, and the next sweep does.
+    apart = isinstance(getattr(store, "client", None), RedisCluster)
+    assert census.census_due(CENSUS, 1000 + 590, 10) == (["aaa"] if apart else [])
     assert census.census_due(CENSUS, 1000 + 600, 10) == ["aaa"]
     # A move's index write drops the old entry: its session leaves the census.
     store.save("s:{ccc}", changed={"user": '"alice"'}, ttl=600, create=True)
