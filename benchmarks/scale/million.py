@@ -251,11 +251,16 @@ def count(side: Side) -> dict[str, Any]:
         raise RuntimeError(f"{side.name}: the sweep counted {swept:,} of {side.sessions:,}; "
                            f"{left_due:,} members still due")
     sweep_row.update(due=due, every=SWEEP_EVERY, idle=IDLE)
+    # The scan alone -- the count as it was before the census -- then the whole reconcile.
+    scanned, alone_row = _timed(side, lambda: admin._scan()[0])  # noqa: SLF001
+    if scanned != side.sessions:
+        raise RuntimeError(f"{side.name}: the scan found {scanned:,} of {side.sessions:,}")
     done, scan_row = _timed(side, admin.reconcile_sessions)
     if done.sessions != side.sessions or done.counted != side.sessions or done.removed:
         raise RuntimeError(f"{side.name}: reconcile_sessions found {done}, "
                            f"{side.sessions:,} sessions loaded")
-    return {"sessions": found, "census": census_row, "sweep": sweep_row, "scan": scan_row}
+    return {"sessions": found, "census": census_row, "sweep": sweep_row, "scan_alone": alone_row,
+            "scan": scan_row}
 
 
 def revoke(sides: Sequence[Side], heavy: int, repeats: int, log: Log) -> dict[str, Any]:

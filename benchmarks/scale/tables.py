@@ -150,14 +150,15 @@ def _million(m: dict[str, Any]) -> list[str]:
               "the same with a sweep, and",
               "  reconcile_sessions (the old count: SCAN the index keys, one read per user, "
               "EXISTS per 500; then the census repaired)",
-              f"  {'':<28} {'sessions':>10} {'seconds':>9} {'us/session':>11} "
+              f"  {'':<32} {'sessions':>10} {'seconds':>9} {'us/session':>11} "
               f"{'round trips':>12}  commands"]
     for what, label in (("census", "count_sessions"), ("sweep", "  + a sweep"),
+                        ("scan_alone", "the scan alone (before)"),
                         ("scan", "reconcile_sessions")):
         for name in ("small", "large"):
             row = c[name][what]
             sessions = c[name]["sessions"]
-            lines.append(f"  {label + ' @ ' + name:<28} {sessions:10,} {row['seconds']:9.4f} "
+            lines.append(f"  {label + ' @ ' + name:<32} {sessions:10,} {row['seconds']:9.4f} "
                          f"{row['seconds'] / sessions * 1e6:11.3f} {row['round_trips']:12,}  "
                          f"{_commands(row['commands'])}")
     due = c["large"]["sweep"]["due"]
@@ -165,7 +166,7 @@ def _million(m: dict[str, Any]) -> list[str]:
                  f"{c['small']['sweep']['due']:,} and {due:,} here (sessions x "
                  f"{c['large']['sweep']['every']:g} s / {c['large']['sweep']['idle']:,} s idle), "
                  "all found live; one process sweeps per period")
-    for what in ("census", "scan"):
+    for what in ("census", "scan_alone", "scan"):
         large, small = c["large"][what]["seconds"], c["small"][what]["seconds"]
         lines.append(f"  {what}: large / small {large / small if small else 0:,.1f}x the time "
                      f"for {large_n / small_n:,.0f}x the sessions")
