@@ -276,7 +276,8 @@ class SessionStore(Protocol):
         (on a cluster, a step of its own right after): the entered session's
         digest (the entry's ``"k"``) joins it, due for a check when the session's
         key expires (``now`` plus its time left; on a cluster, ``now``), and the
-        digests of the entries removed leave it."""
+        digests of the entries removed leave it (on a cluster, those of ``drop``;
+        the ones pruned past their ``"e"`` are due already and left to the sweep)."""
 
     def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
