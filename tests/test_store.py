@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
 from conftest import FakeClock, issuing
+from redis.cluster import RedisCluster
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
