@@ -43,11 +43,12 @@ are out at once. Two cases are documented exceptions: a write in a session's
 last idle period before its absolute timeout can end it before its score (it
 then stays counted up to ``idle_timeout`` longer), and a sweep checks at most
 :data:`SWEEP_BATCHES` x :data:`SWEEP_BATCH` sessions (the rest wait for the
-next one). The sweep runs inside a count only: a deployment that never counts (no gauge,
-no ``sessions count`` now and then) keeps the members of the sessions that
-idled out until a count sweeps them. On a cluster the census has a slot of its
-own, so the index write and each end keep it by a command right after their script; a process that
-dies between the two leaves the census off by that session until
+next one). The sweep runs inside a count only: a deployment that never
+counts (no gauge, no ``sessions count`` now and then) keeps the members of
+the sessions that idled out until a count sweeps them. On a cluster the
+census has a slot of its own, so the index write and each end keep it by a
+command right after their script; a process that dies between the two
+leaves the census off by that session until
 :meth:`Census.reconcile` (``python -m sessionshare sessions reconcile``)
 repairs it from the index.
 """
