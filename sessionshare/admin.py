@@ -220,6 +220,13 @@ class SessionAdmin(_Admin[SessionStore]):
         return Reconciled(sessions=stored, counted_before=before, counted=after,
                           added=added, removed=removed)
 
+    def scan_sessions(self) -> int:
+        """The live sessions, counted the slow way and nothing repaired: the scan of
+        :meth:`reconcile_sessions` alone (O(all sessions); to compare with
+        :meth:`count_sessions` before a repair)."""
+        self._counting_methods()
+        return self._scan()[0]
+
     def _scan(self) -> tuple[int, set[str]]:
         """The live sessions the indexes name and the store holds (how many), and the
         digests of the sessions the indexes name (not past their absolute timeout)."""

@@ -451,6 +451,7 @@ def test_count_sessions_counts_every_users_live_sessions(
     # Gone from the store by no step of the library's (as if its key had been lost): the
     # census learns it at its check time; the scan of a reconcile at once, and repairs it.
     store.delete(browsers["bob"].store_key("id.test"))
+    assert admin.count_sessions() == 2 and admin.scan_sessions() == 1  # nothing repaired
     assert admin.count_sessions() == 2
     repaired = admin.reconcile_sessions()
     assert (repaired.sessions, repaired.counted_before, repaired.counted) == (1, 2, 1)

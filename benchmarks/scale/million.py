@@ -252,7 +252,7 @@ def count(side: Side) -> dict[str, Any]:
                            f"{left_due:,} members still due")
     sweep_row.update(due=due, every=SWEEP_EVERY, idle=IDLE)
     # The scan alone -- the count as it was before the census -- then the whole reconcile.
-    scanned, alone_row = _timed(side, lambda: admin._scan()[0])  # noqa: SLF001
+    scanned, alone_row = _timed(side, admin.scan_sessions)
     if scanned != side.sessions:
         raise RuntimeError(f"{side.name}: the scan found {scanned:,} of {side.sessions:,}")
     done, scan_row = _timed(side, admin.reconcile_sessions)
