@@ -33,17 +33,18 @@ import inspect
 import re
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, NamedTuple, ParamSpec, TypeVar
 
+from .core.census import Census
 from .core.events import EventHook, Events
 from .core.index import REF_CHARS, SessionInfo, UserIndex
 from .core.session import Session
 from .core.steps import Steps, run, run_async
 from .crypto import SyncKey, canonical_origin
 from .errors import ConfigurationError
-from .store.base import AsyncSessionStore, SessionStore
+from .store.base import AsyncSessionStore, SessionStore, member_of
 
-__all__ = ["AsyncSessionAdmin", "SessionAdmin", "SessionInfo", "is_ref"]
+__all__ = ["AsyncSessionAdmin", "Reconciled", "SessionAdmin", "SessionInfo", "is_ref"]
 
 S = TypeVar("S", SessionStore, AsyncSessionStore)
 T = TypeVar("T")
@@ -79,6 +80,7 @@ class _Admin(Generic[S]):
         self.store: S = store
         self.index = UserIndex(sync_key, key_prefix=key_prefix, user_key=user_key,
                                events=Events(on_event), clock=clock)
+        self.census = Census(sync_key, key_prefix=key_prefix, clock=clock)
 
     def ref_of(self, session: Session) -> str | None:
         """The reference of the stored ``session`` (the current one, in an app)."""
@@ -175,21 +177,61 @@ class SessionAdmin(_Admin[SessionStore]):
     revoke_all = _driven(_Admin._revoke_all)
     withdraw = _driven(_Admin._withdraw)
 
-    def count_sessions(self) -> int:
+    def count_sessions(self, *, sweep_every: float = 60.0) -> int:
         """How many shared sessions are live, all users together: a gauge for operators.
 
-        It reads every user's index of this deployment (its sync keys' index keys
-        only: another deployment on the same store and prefix is not counted) and
-        asks the store which of the sessions named there it still holds: a
-        ``SCAN`` over the index keys, one read per
-        user and one ``EXISTS`` per 500 sessions (on a cluster, one per session: each
-        has its own slot). That grows with the number of users and sessions, so
-        call it for a gauge every minute or so, never per request.
-        A session that idled out is not counted, though its entry waits to be
-        pruned. The store must offer ``index_keys`` and ``count_stored``
+        One round trip, whatever the number of sessions: it reads the size of the
+        deployment's *census* (:mod:`sessionshare.core.census`), which the steps that
+        start and end sessions keep; every process reads the same figure. When no
+        process swept the census in the last ``sweep_every`` seconds, this one does
+        first: it checks the sessions whose recorded expiry has passed (one script per
+        500), so that those that idled out leave the count.
+
+        The bound: never fewer than the live signed-in sessions; more by at most those
+        that expired in the store unread since the sweep before (each is out within
+        ``sweep_every`` seconds of its end, when something counts that often). A
+        logout or a revocation is out at once. Another deployment on the same store
+        and prefix (another sync key) has a census of its own. After a crash between
+        a cluster's two steps, or an upgrade from a version without the census, run
+        :meth:`reconcile_sessions` once. The store must offer the census methods
         (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
         """
-        index_keys, count_stored = self._counting_methods()
+        self._counting_methods()
+        return run(self.census.count(sweep_every=sweep_every), self.store)
+
+    def reconcile_sessions(self) -> Reconciled:
+        """Count by scanning every user's index, and repair the census from it.
+
+        The count as it was before the census: a ``SCAN`` over this deployment's index
+        keys (its sync keys' only), one read per user and one ``EXISTS`` per 500
+        sessions (on a cluster, one per session: each has its own slot) -- O(all
+        sessions), minutes at millions: run it by hand (``python -m sessionshare
+        sessions reconcile``) after a crash on a cluster, an upgrade or a key rotation,
+        never for a gauge. Then the census is made to match: the sessions found are
+        added (those it lacked), and every member the store no longer holds is taken
+        out. A session that idled out is not counted, though its index entry waits to
+        be pruned.
+        """
+        self._counting_methods()
+        before = run(self.census.count(sweep_every=0), self.store)
+        stored, found = self._scan()
+        added, removed = run(self.census.reconcile(found), self.store)
+        after = run(self.census.count(sweep_every=0), self.store)
+        return Reconciled(sessions=stored, counted_before=before, counted=after,
+                          added=added, removed=removed)
+
+    def scan_sessions(self) -> int:
+        """The live sessions, counted the slow way and nothing repaired: the scan of
+        :meth:`reconcile_sessions` alone (O(all sessions); to compare with
+        :meth:`count_sessions` before a repair)."""
+        self._counting_methods()
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[int, set[str]]:
+        """The live sessions the indexes name and the store holds (how many), and the
+        digests of the sessions the indexes name (not past their absolute timeout)."""
+        store: Any = self.store  # checked by _counting_methods: it has both
+        index_keys, count_stored = store.index_keys, store.count_stored
         # Sets: SCAN may return a key twice, and during a key rotation one session is
         # named in its user's index under the old key and under the new one.
         seen: set[str] = set()
@@ -204,22 +246,39 @@ class SessionAdmin(_Admin[SessionStore]):
             if len(batch) >= 500:
                 stored += int(count_stored(batch))
                 batch = []
-        return stored + (int(count_stored(batch)) if batch else 0)
+        stored += int(count_stored(batch)) if batch else 0
+        return stored, {member_of(key) for key in seen}
 
-    def _counting_methods(self) -> tuple[Callable[[str], Any], Callable[[list[str]], int]]:
-        """The store's ``index_keys`` and ``count_stored``; ConfigurationError without."""
-        index_keys = getattr(self.store, "index_keys", None)
-        count_stored = getattr(self.store, "count_stored", None)
-        if index_keys is None or count_stored is None:
+    def _counting_methods(self) -> None:
+        """ConfigurationError unless the store has what counting and reconciling need."""
+        missing = [name for name in _COUNTING if getattr(self.store, name, None) is None]
+        if missing:
             raise ConfigurationError(
                 f"{type(self.store).__name__} cannot count every user's sessions: it has no "
-                "index_keys/count_stored (MemoryStore and RedisStore have them)"
+                f"{'/'.join(missing)} (MemoryStore and RedisStore have them)"
             )
-        return index_keys, count_stored
 
     def check_counting(self) -> None:
         """Raise ConfigurationError now if :meth:`count_sessions` cannot work on this store."""
         self._counting_methods()
+
+
+#: The store methods (beyond the contract) that counting and reconciling use.
+_COUNTING = ("census_read", "census_due", "census_check", "census_add", "census_members",
+             "index_keys", "count_stored")
+
+
+class Reconciled(NamedTuple):
+    """What :meth:`SessionAdmin.reconcile_sessions` found and repaired."""
+
+    #: Live sessions, by the scan of every index (the truth, as of the scan).
+    sessions: int
+    #: What the census counted before the repair, and after it.
+    counted_before: int
+    counted: int
+    #: Members the census lacked, added; members whose session was gone, taken out.
+    added: int
+    removed: int
 
 
 class AsyncSessionAdmin(_Admin[AsyncSessionStore]):

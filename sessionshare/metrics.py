@@ -10,10 +10,13 @@ as they do without it:
 - ``sessionshare_store_seconds{command}``: a histogram of each store call
   (``load``, ``save``, ``take_ticket``, ...), through a wrapped store
   (:meth:`PrometheusMetrics.instrument`);
-- ``sessionshare_sessions_active``: the live shared sessions of all users, counted
-  from the per-user index by a background thread every ``sessions_every``
-  seconds (only when a :class:`~sessionshare.SessionAdmin` is given as
-  ``sessions``; see :meth:`~sessionshare.SessionAdmin.count_sessions`).
+- ``sessionshare_sessions_active``: the live shared sessions of all users, read
+  from the deployment's census -- one store round trip, whatever the number of
+  sessions, the same figure in every process -- by a background thread every
+  ``sessions_every`` seconds (only when a :class:`~sessionshare.SessionAdmin`
+  is given as ``sessions``; see :meth:`~sessionshare.SessionAdmin.count_sessions`
+  for the bound: a session that expires unread leaves the figure within
+  ``sessions_every`` seconds; a logout or a revocation at once).
 
 An app that passes neither the hook nor the wrapped store pays nothing.
 Labels hold event names, reason codes and command names only -- never a
@@ -77,8 +80,11 @@ class PrometheusMetrics:
         thread store, even for an ASGI app): with it, ``sessions_active`` counts every
         user's live sessions from the per-user index, on a background thread.
         Without it there is no such gauge.
-    :param sessions_every: seconds between two counts (the count scans every
-        user's index: see :meth:`~sessionshare.SessionAdmin.count_sessions`).
+    :param sessions_every: seconds between two counts. Each count is one round
+        trip; one process of the deployment in each such period also sweeps the
+        census for the sessions that expired unread, so this is also how long
+        such a session may stay in the figure (see
+        :meth:`~sessionshare.SessionAdmin.count_sessions`).
 
     Build one per process and registry: registering the same names twice in
     one registry fails, as prometheus_client does for any metric. :meth:`close`
@@ -162,7 +168,8 @@ class ActiveSessions(Collector):
     """``<namespace>_sessions_active``: every user's live sessions, counted now and then.
 
     A thread counts them with :meth:`SessionAdmin.count_sessions` every
-    ``every`` seconds and keeps the figure; a scrape only reads it, so it never
+    ``every`` seconds (one round trip; a sweep at most once per ``every`` seconds
+    in the whole deployment) and keeps the figure; a scrape only reads it, so it never
     waits on the store -- nor blocks an event loop that serves ``/metrics``.
     The thread starts at the first scrape (or :meth:`start`) in the process
     that scrapes, so a server that forks its workers after building the app
@@ -215,7 +222,7 @@ class ActiveSessions(Collector):
     def refresh(self) -> int:
         """Count now; the new figure (StoreUnavailable when the store is down)."""
         with self._counting:
-            self.value = self.admin.count_sessions()
+            self.value = self.admin.count_sessions(sweep_every=self.every)
             self.failures = 0
             return self.value
 
@@ -263,8 +270,9 @@ class ActiveSessions(Collector):
             yield GaugeMetricFamily(self.name, _SESSIONS_HELP, value=self.value)
 
 
-_SESSIONS_HELP = ("Live shared sessions of all users, counted from the per-user index "
-                  "(refreshed every sessions_every seconds).")
+_SESSIONS_HELP = ("Live shared sessions of all users, read from the deployment's census "
+                  "(refreshed every sessions_every seconds; a session that expired unread "
+                  "leaves it within that time).")
 
 #: Every gauge of this process, for the fork handler (weakly: a dropped gauge goes).
 _GAUGES: weakref.WeakSet[ActiveSessions] = weakref.WeakSet()

@@ -1,5 +1,5 @@
-"""``python -m sessionshare sessions list | revoke | withdraw``: a user's sessions, from the
-command line.
+"""``python -m sessionshare sessions list | revoke | withdraw | count | reconcile``: a user's
+sessions, and all users' count, from the command line.
 
 It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
 ``SESSIONSHARE_SYNC_KEY``, and ``SESSIONSHARE_KEY_PREFIX`` /
@@ -13,6 +13,17 @@ It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
     ended session 3f9ac21b77e04d51 of 'alice' in every app
     $ python -m sessionshare sessions withdraw --user alice --origin https://blog.example
     withdrew https://blog.example from 1 session of 'alice': it signs her in again through the IdP
+    $ python -m sessionshare sessions count
+    13 live sessions (the census: one round trip)
+    $ python -m sessionshare sessions reconcile
+    12 live sessions by a scan of every index; the census said 13, now 12 (0 added, 1 taken out)
+
+``count`` reads the deployment's census, as the ``sessions_active`` gauge does
+(:meth:`~sessionshare.admin.SessionAdmin.count_sessions`). ``reconcile`` counts
+the slow way -- a scan of every user's index, O(all sessions) -- and repairs
+the census from it: run it after a crash on a Redis Cluster, an upgrade from a
+version without the census, or a key rotation
+(:meth:`~sessionshare.admin.SessionAdmin.reconcile_sessions`).
 
 Exit status: 0 when done; 1 when the store does not answer or there is
 nothing to list or end; 2 for a setting or an argument to fix.
@@ -179,8 +190,43 @@ def _withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plural(count: int) -> str:
+    return f"{count} live session{'s' if count != 1 else ''}"
+
+
+def _count(args: argparse.Namespace) -> int:
+    admin, url, status = _admin()
+    if admin is None:
+        return _fail(url, status)
+    try:
+        count = admin.count_sessions()
+    except StoreUnavailable as exc:
+        return _down(url, exc)
+    finally:
+        admin.store.close()
+    print(f"{_plural(count)} (the census: one round trip)")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    admin, url, status = _admin()
+    if admin is None:
+        return _fail(url, status)
+    try:
+        done = admin.reconcile_sessions()
+    except StoreUnavailable as exc:
+        return _down(url, exc)
+    finally:
+        admin.store.close()
+    print(f"{_plural(done.sessions)} by a scan of every index; the census said "
+          f"{done.counted_before}, now {done.counted} ({done.added} added, {done.removed} "
+          "taken out)")
+    return 0
+
+
 def add_sessions_command(commands: Any) -> None:
-    """Add ``sessions list``, ``revoke`` and ``withdraw`` to the CLI's subcommands."""
+    """Add ``sessions list``, ``revoke``, ``withdraw``, ``count`` and ``reconcile`` to the
+    CLI's subcommands."""
     sessions = commands.add_parser(
         "sessions", help="list a user's shared sessions, or end them in every app",
         description="Reads SESSIONSHARE_STORE_URL, SESSIONSHARE_SYNC_KEY and, when set, "
@@ -203,3 +249,10 @@ def add_sessions_command(commands: Any) -> None:
     withdraw.add_argument("--origin", required=True,
                           help="the remote app's origin, e.g. https://blog.example")
     withdraw.set_defaults(run=_withdraw)
+    count = actions.add_parser(
+        "count", help="how many sessions are live, all users together (one round trip)")
+    count.set_defaults(run=_count)
+    reconcile = actions.add_parser(
+        "reconcile", help="count by scanning every user's index (slow: O(all sessions)) "
+                          "and repair the census the count reads")
+    reconcile.set_defaults(run=_reconcile)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +30,9 @@ from sessionshare import (
     SessionStore,
     SyncKey,
 )
-from sessionshare.admin import is_ref
+from sessionshare.admin import Reconciled, is_ref
+from sessionshare.core.steps import run
+from sessionshare.store.base import member_of
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148"
@@ -445,6 +448,122 @@ def test_count_sessions_counts_every_users_live_sessions(
     assert admin.count_sessions() == 3
     assert browsers["alice2"].post(IDP + "/_sessionshare/logout").status_int == 303
     assert admin.count_sessions() == 2
-    store.delete(browsers["bob"].store_key("id.test"))  # gone from the store, as if idle
+    # Gone from the store by no step of the library's (as if its key had been lost): the
+    # census learns it at its check time; the scan of a reconcile at once, and repairs it.
+    store.delete(browsers["bob"].store_key("id.test"))
+    assert admin.count_sessions() == 2 and admin.scan_sessions() == 1  # nothing repaired
+    assert admin.count_sessions() == 2
+    repaired = admin.reconcile_sessions()
+    assert (repaired.sessions, repaired.counted_before, repaired.counted) == (1, 2, 1)
     assert admin.count_sessions() == 1  # ...though its index entry is still there
     assert len(admin.sessions("alice")) == 1
+
+
+def _ref(browser: Browser) -> str:
+    """The reference of the session ``browser`` holds (its digest's first 16 characters)."""
+    return member_of(browser.store_key("id.test"))[:16]
+
+
+def _idled_out(store: SessionStore, browsers: Iterable[Browser]) -> None:
+    """The sessions of ``browsers`` expire unread. The memory store follows the test's
+    clock; a real Redis expires by its own, so their keys are cut short there."""
+    if isinstance(store, RedisStore):
+        for browser in browsers:
+            store.client.pexpire(browser.store_key("id.test"), 1)
+        time.sleep(0.01)
+
+
+def test_the_count_is_exact_after_every_end_and_within_its_bound_after_idle_expiry(
+    dep: Deployment, admin: SessionAdmin, store: SessionStore, clock: FakeClock
+) -> None:
+    """The census counts sign-ins, logouts and revocations exactly, at once; a session
+    that idles out unread stays counted only until the next sweep -- never fewer than
+    the live sessions, more by at most the sessions that expired since the last sweep."""
+
+    def truth() -> int:
+        return sum(len(admin.sessions(user)) for user in ("alice", "bob"))
+
+    def unswept() -> int:  # what a count reads when another process swept just now
+        return admin.count_sessions(sweep_every=0)
+
+    browsers = [Browser(dep) for _ in range(8)]
+    for number, browser in enumerate(browsers):
+        browser.sign_in_at(SHOP + "/orders", user=("alice", "bob")[number % 2])
+    assert unswept() == truth() == 8
+    assert browsers[0].post(IDP + "/_sessionshare/logout").status_int == 303  # alice
+    assert unswept() == truth() == 7
+    assert admin.revoke("bob", _ref(browsers[1]))
+    assert unswept() == truth() == 6
+    assert admin.withdraw("alice", SHOP) == 3  # ends nothing: the sessions live on
+    assert unswept() == truth() == 6
+    assert admin.revoke_all("bob", except_current=_ref(browsers[3])) == 2  # 5 and 7
+    assert unswept() == truth() == 4
+    # alice's 2, 4 and 6 and bob's 3 are left. 2 and 3 are read now and then (each read
+    # slides the idle expiry, and touches no census); 4 and 6 idle out.
+    clock.advance(20 * 60)
+    assert browsers[2].get(IDP + "/").text == "idp home user=alice"
+    assert browsers[3].get(IDP + "/").text == "idp home user=bob"
+    clock.advance(15 * 60)  # 35 minutes after the sign-ins: past 4's and 6's idle timeout
+    _idled_out(store, browsers[4:7:2])
+    assert truth() == 2
+    # Before a sweep: within the bound (the two expired since the last sweep, at most).
+    assert 2 <= unswept() <= 2 + 2
+    assert admin.count_sessions() == 2  # this count sweeps: exact again
+    # Another process counting now reads the same figure.
+    assert SessionAdmin(store, dep.key, clock=clock).count_sessions() == 2
+    # The sessions read go on being counted past the expiry the last sweep recorded.
+    clock.advance(5 * 60)
+    assert browsers[2].get(IDP + "/").text == "idp home user=alice"
+    assert browsers[3].get(IDP + "/").text == "idp home user=bob"
+    clock.advance(11 * 60)  # 31 minutes after that sweep, 11 after these reads
+    assert run(admin.census.sweep(), store) == 0  # both due, both found live
+    assert admin.count_sessions(sweep_every=0) == truth() == 2
+
+
+def test_a_reconcile_repairs_the_census_after_a_crash_between_steps_or_a_rotation(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    """On a cluster an end keeps the census by a second command; a process that dies in
+    between leaves it one too high. Sessions made under the key before a rotation sit in
+    the old key's census. The scan of a reconcile counts them all and repairs both."""
+    old_key = SyncKey.generate()
+    before = Deployment(store, clock, key=old_key)
+    for user in ("alice", "bob"):
+        Browser(before).sign_in_at(SHOP + "/orders", user=user)
+    dep = Deployment(store, clock, key=f"{SyncKey.generate()},{old_key}")
+    admin = SessionAdmin(store, dep.key, clock=clock)
+    browsers = [Browser(dep) for _ in range(3)]
+    for browser in browsers:
+        browser.sign_in_at(SHOP + "/orders")
+    assert admin.count_sessions(sweep_every=0) == 3  # the old key's two are not in it
+    store.delete(browsers[0].store_key("id.test"))  # ended; its census step never ran
+    assert admin.count_sessions(sweep_every=0) == 3
+    repaired = admin.reconcile_sessions()
+    assert repaired == Reconciled(sessions=4, counted_before=3, counted=4, added=2, removed=1)
+    assert admin.count_sessions(sweep_every=0) == 4
+    assert admin.reconcile_sessions() == Reconciled(4, 4, 4, 0, 0)  # nothing left to repair
+    # The census goes on being kept from there: an end takes its session out at once.
+    assert browsers[1].post(IDP + "/_sessionshare/logout").status_int == 303
+    assert admin.count_sessions(sweep_every=0) == 3
+
+
+def test_the_count_is_one_round_trip_whatever_the_number_of_sessions(
+    redis_url: str, clock: FakeClock
+) -> None:
+    client, counts = counting_client(redis_url)
+    store = RedisStore(client)
+    dep = Deployment(store, clock)
+    admin = SessionAdmin(store, dep.key, clock=clock)
+    trips = []
+    for sessions in (1, 10):
+        while admin.count_sessions(sweep_every=0) < sessions:
+            Browser(dep).sign_in_at(SHOP + "/orders")
+        before = counts["round_trips"]
+        assert admin.count_sessions(sweep_every=0) == sessions
+        trips.append(counts["round_trips"] - before)
+    assert trips == [1, 1]
+    # A count that sweeps (nothing due): one round trip more.
+    before = counts["round_trips"]
+    assert admin.count_sessions(sweep_every=60) == 10
+    assert counts["round_trips"] - before == 2
+    store.close()

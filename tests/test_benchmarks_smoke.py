@@ -130,10 +130,10 @@ def test_memory_is_measured_for_every_layer(scale: tuple[dict[str, Any], str]) -
     memory = scale[0]["memory"]
     assert set(memory) == {"sessionshare", "flask-session", "beaker"}
     ours = memory["sessionshare"]
-    assert set(ours["kinds"]) == {"session", "index"}
+    assert set(ours["kinds"]) == {"session", "index", "census"}
     sessions = ours["sessions"]
-    for count, usage, size, _ttl in ours["kinds"].values():
-        assert count == sessions and usage > size > 0
+    for kind, (count, usage, size, _ttl) in ours["kinds"].items():
+        assert count == (1 if kind == "census" else sessions) and usage > size > 0
     # 1,024 bytes of app data as JSON (msgpack packs it in about 900): every layer's
     # record holds it, and the server needs more than the bytes stored.
     for name, layer in memory.items():
@@ -154,11 +154,18 @@ def test_the_loaded_servers_are_read_counted_and_revoked(
     for side in ("small", "large"):
         assert reads[side]["round_trips"] == 1 and reads[side]["commands"] == {"getex": 1}
         assert reads[side]["read"]["n"] == settings["reads"] * settings["rounds"]
-    # The count found every session loaded (the run stops otherwise) with one read per user.
+    # Every count found every session loaded (the run stops otherwise): the census in one
+    # round trip at any size, the sweep in a few, the scan with one read per user.
     count = million["count"]
     assert count["small"]["sessions"] == settings["baseline"]
     assert count["large"]["sessions"] == settings["sessions"]
-    assert count["small"]["commands"]["hgetall"] == settings["baseline"]
+    for side in ("small", "large"):
+        census = count[side]["census"]
+        assert census["round_trips"] == 1 and census["commands"]["zcard"] == 1
+        assert not {"scan", "hgetall", "exists"} & set(census["commands"])
+        due = count[side]["sweep"]["due"]
+        assert count[side]["sweep"]["round_trips"] == 2 + -(-due // 500) + (due % 500 == 0)
+    assert count["small"]["scan"]["commands"]["hgetall"] == settings["baseline"]
     heavy = settings["heavy"]
     for side in ("small", "large"):
         revoke = million["revoke"][side]

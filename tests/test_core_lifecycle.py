@@ -79,7 +79,8 @@ def test_a_session_past_its_absolute_lifetime_is_deleted_on_read(
 ) -> None:
     old = SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock()) - 3600})
     commands, result = script(rules.read(SID), [old])
-    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID))]
+    assert commands == [Load(rules.session_key(SID), 600),
+                        Delete(rules.session_key(SID), rules.census)]
     assert result is None
 
 
@@ -250,7 +251,7 @@ def test_invalidate_deletes_and_clears_the_cookie(rules: Lifecycle, clock: FakeC
     state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session))
-    assert commands == [Delete(rules.session_key(SID))]
+    assert commands == [Delete(rules.session_key(SID), rules.census)]
     assert ("Set-Cookie", rules.cookie.clear()) in headers
 
 
@@ -281,7 +282,7 @@ def test_a_session_past_an_apps_ask_is_deleted_on_read(
     now = int(clock())
     asked = SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": now})
     commands, result = script(rules.read(SID), [asked])
-    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID))]
+    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID), rules.census)]
     assert result is None and "session_expired reason=asked" in caplog.text
     # An ask withdrawn (0) or still ahead ends nothing.
     for when in (0, now + 1):
@@ -359,7 +360,7 @@ def test_a_late_invalidate_still_deletes_without_a_cookie_header(
     state_of(session).fill(SessionRecord({"user": '"alice"'}, {META_CREATED: int(clock())}))
     session.invalidate()
     commands, headers = script(rules.persist(session, late=True))
-    assert commands == [Delete(rules.session_key(SID))]
+    assert commands == [Delete(rules.session_key(SID), rules.census)]
     assert headers == [("Vary", "Cookie")] and logged.messages == []
 
 

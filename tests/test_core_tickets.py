@@ -245,7 +245,7 @@ class _Unused(SessionStore):
              meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         raise AssertionError("tickets never write a session")
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, census: str | None = None) -> None:
         raise AssertionError("tickets never delete a session")
 
     def ping(self) -> None:

@@ -146,11 +146,13 @@ def test_the_store_histogram_observes_every_call_by_command(
     }
 
 
-def counted(store: SessionStore, key: Any, clock: FakeClock) -> PrometheusMetrics:
-    """Metrics whose gauge counts the sessions of ``store`` (a count only when asked)."""
+def counted(store: SessionStore, key: Any, clock: FakeClock, *, every: float = 3600
+            ) -> PrometheusMetrics:
+    """Metrics whose gauge counts the sessions of ``store`` (a count only when asked; a
+    sweep at most every ``every`` seconds of ``clock`` on a memory store)."""
     metrics = PrometheusMetrics(registry=CollectorRegistry(),
                                 sessions=SessionAdmin(store, key, clock=clock),
-                                sessions_every=3600)
+                                sessions_every=every)
     assert metrics.sessions is not None
     return metrics
 
@@ -194,11 +196,13 @@ def test_sessions_that_idled_out_or_passed_their_absolute_timeout_are_not_counte
     """What no event reports -- a session nobody came back to -- leaves the count too.
 
     On MemoryStore, whose expiry follows the test's clock (Redis's follows real time;
-    the store contract tests cover it, and count_stored is an EXISTS).
+    tests/test_admin.py's bound test cuts the keys short there).
     """
     store = MemoryStore(clock=clock)
     dep = deployment(store, clock, metrics, idle_timeout=600, absolute_timeout=3600)
-    gauge = counted(store, dep.key, clock)
+    # A sweep every minute: an expiry leaves the figure within a minute (each step below
+    # moves the clock further than that, so each count is exact).
+    gauge = counted(store, dep.key, clock, every=60)
     try:
         idle, busy = Browser(dep), Browser(dep)
         idle.sign_in_at(SHOP + "/orders")
@@ -233,10 +237,10 @@ def test_the_count_runs_on_its_own_thread_from_the_first_scrape(clock: FakeClock
     failing = [False]
 
     class Flaky(SessionAdmin):
-        def count_sessions(self) -> int:
+        def count_sessions(self, *, sweep_every: float = 60.0) -> int:
             if failing[0]:
                 raise StoreUnavailable("down")
-            return super().count_sessions()
+            return super().count_sessions(sweep_every=sweep_every)
 
     metrics = PrometheusMetrics(registry=CollectorRegistry(),
                                 sessions=Flaky(store, dep.key, clock=clock), sessions_every=0.05)

@@ -154,3 +154,29 @@ def test_a_memory_store_is_refused_it_is_this_commands_own(
     assert main(["sessions", "list", "--user", "alice"]) == 2
     err = capsys.readouterr().err
     assert "memory://" in err and "this command's own" in err and "redis://" in err
+
+
+def test_count_reads_the_census_and_reconcile_repairs_it(
+    dep: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    phone, _ = signed_in_browser(dep, PHONE), signed_in_browser(dep, "laptop")
+    assert main(["sessions", "count"]) == 0
+    assert capsys.readouterr().out == "2 live sessions (the census: one round trip)\n"
+    dep.store.delete(phone.store_key("id.test"))  # an end whose census step never ran
+    assert main(["sessions", "count"]) == 0
+    assert capsys.readouterr().out.startswith("2 live sessions")
+    assert main(["sessions", "reconcile"]) == 0
+    assert capsys.readouterr().out == (
+        "1 live session by a scan of every index; the census said 2, now 1 "
+        "(0 added, 1 taken out)\n")
+    assert main(["sessions", "count"]) == 0
+    assert capsys.readouterr().out == "1 live session (the census: one round trip)\n"
+
+
+def test_count_and_reconcile_say_when_the_store_does_not_answer(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SESSIONSHARE_STORE_URL", f"redis://127.0.0.1:{free_port()}/0")
+    for action in ("count", "reconcile"):
+        assert main(["sessions", action]) == 1
+        assert "does not answer" in capsys.readouterr().err

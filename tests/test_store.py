@@ -11,10 +11,12 @@ import errno
 import json
 import os
 import threading
+from typing import Any
 
 import pytest
 import redis
 from conftest import FakeClock, issuing
+from redis.cluster import RedisCluster
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
@@ -527,3 +529,101 @@ def test_an_update_with_ttl_zero_keeps_the_expiry(store: SessionStore, clock: Fa
     assert store.save("s:{gone}", changed={}, meta={"o:x": 0}, ttl=0) is False
     with pytest.raises(ValueError, match="created with a ttl"):
         store.save("s:{new}", changed={"a": "1"}, ttl=0, create=True)
+
+
+# -- the census: the set the O(1) count of live sessions reads ------------------------------
+
+CENSUS = "n:{census}"
+
+
+def _indexed(digest: str, expires: int) -> str:
+    return json.dumps({"k": digest, "c": 0, "l": 0, "e": expires})
+
+
+def test_an_index_write_enters_its_session_in_the_census_only_while_it_lives(
+    store: SessionStore
+) -> None:
+    census: Any = store
+    store.save("s:{aaa}", changed={"user": '"alice"'}, ttl=600, create=True)
+    store.index_put("u:{alice}", "aaa", _indexed("aaa", 2_000_000_000), ttl=60, now=1000,
+                    live="s:{aaa}", census=CENSUS)
+    # An ended session is never entered (the same step checks it).
+    store.index_put("u:{alice}", "bbb", _indexed("bbb", 2_000_000_000), ttl=60, now=1000,
+                    live="s:{bbb}", census=CENSUS)
+    assert census.census_members(CENSUS) == ["aaa"]
+    assert census.census_read(CENSUS, lock="n:{census}:sweep") == (1, False)
+    # Due when the session's key would expire now (on the caller's clock), not before --
+    # on a cluster, at once: the index write cannot read the session's expiry in the
+    # census's slot, and the next sweep does.
+    apart = isinstance(getattr(store, "client", None), RedisCluster)
+    assert census.census_due(CENSUS, 1000 + 590, 10) == (["aaa"] if apart else [])
+    assert census.census_due(CENSUS, 1000 + 600, 10) == ["aaa"]
+    # A move's index write drops the old entry: its session leaves the census.
+    store.save("s:{ccc}", changed={"user": '"alice"'}, ttl=600, create=True)
+    store.index_put("u:{alice}", "ccc", _indexed("ccc", 2_000_000_000), ttl=60, now=1000,
+                    drop=("aaa",), live="s:{ccc}", census=CENSUS)
+    assert census.census_members(CENSUS) == ["ccc"]
+    # So do the entries past their absolute expiry that a write prunes.
+    store.save("s:{ddd}", changed={"user": '"bob"'}, ttl=600, create=True)
+    store.index_put("u:{bob}", "ddd", _indexed("ddd", 1500), ttl=60, now=1000,
+                    live="s:{ddd}", census=CENSUS)
+    assert sorted(census.census_members(CENSUS)) == ["ccc", "ddd"]
+    store.index_put("u:{bob}", "eee", _indexed("eee", 2_000_000_000), ttl=60, now=1500,
+                    live="s:{eee}", census=CENSUS)
+    if not apart:
+        assert census.census_members(CENSUS) == ["ccc"]
+    else:
+        # A cluster's index write reads no entry it prunes: such a session is past its
+        # absolute timeout, so due already, and the next sweep takes it out.
+        assert sorted(census.census_members(CENSUS)) == ["ccc", "ddd"]
+        assert "ddd" in census.census_due(CENSUS, 1500, 10)
+
+
+def test_an_end_takes_each_id_it_ends_out_of_the_census(store: SessionStore) -> None:
+    census: Any = store
+    for digest in ("old", "new", "other"):
+        store.save(f"s:{{{digest}}}", changed={"a": "1"}, ttl=600, create=True)
+    assert census.census_add(CENSUS, ["old", "new", "other"], 1000) == 3
+    assert census.census_add(CENSUS, ["old"], 1000) == 0  # there already
+    assert store.move("s:{old}", "s:{new2}", changed={}, ttl=600, retired_at=1, grace=30)
+    assert census.census_add(CENSUS, ["new2"], 1000) == 1
+    store.delete("s:{old}", census=CENSUS)  # follows the marker to where the session went
+    assert census.census_members(CENSUS) == ["new", "other"]
+    assert store.load("s:{new2}", 600) is None
+    store.delete("s:{gone}", census=CENSUS)  # nothing there: no error
+    store.delete("s:{other}")  # an end told of no census leaves it as it was
+    assert sorted(census.census_members(CENSUS)) == ["new", "other"]
+
+
+def test_a_census_check_keeps_the_live_and_drops_the_gone(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    census: Any = store
+    store.save("s:{live}", changed={"a": "1"}, ttl=600, create=True)
+    store.save("s:{idle}", changed={"a": "1"}, ttl=600, create=True)
+    census.census_add(CENSUS, ["live", "idle", "ended"], 1000)
+    if isinstance(store, RedisStore):
+        store.client.delete("s:{idle}")  # as if it had idled out
+    else:
+        clock.advance(601)
+        assert store.load("s:{live}", 600) is None  # the memory store's clock moved all
+        store.save("s:{live}", changed={"a": "1"}, ttl=600, create=True)
+    store.delete("s:{ended}", census=CENSUS)
+    due = census.census_due(CENSUS, 1000, 10)
+    assert sorted(due) == ["idle", "live"]
+    assert census.census_check(CENSUS, {m: f"s:{{{m}}}" for m in due}, 1000) == 1
+    assert census.census_members(CENSUS) == ["live"]
+    # The live one is due again when its key would expire: about 600 s from now.
+    assert census.census_due(CENSUS, 1000 + 598, 10) == []
+    assert census.census_due(CENSUS, 1000 + 601, 10) == ["live"]
+    # A member an end took out meanwhile is not put back by a check that read it live.
+    assert census.census_check(CENSUS, {"ended": "s:{live}"}, 1000) == 0
+    assert census.census_members(CENSUS) == ["live"]
+
+
+def test_one_caller_takes_the_sweep_lock_at_a_time(store: SessionStore) -> None:
+    census: Any = store
+    lock = "n:{census}:sweep"
+    assert census.census_read(CENSUS, lock=lock, lock_ttl=60) == (0, True)
+    assert census.census_read(CENSUS, lock=lock, lock_ttl=60) == (0, False)
+    assert census.census_read(CENSUS, lock=lock) == (0, False)  # none asked for

@@ -303,9 +303,9 @@ class OrderStore(MemoryStore):
         self.log.append(("save", self.names.get(key, "new"), kwargs.get("create", False)))
         return super().save(key, **kwargs)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, census: str | None = None) -> None:
         self.log.append(("delete", self.names.get(key, "new"), False))
-        super().delete(key)
+        super().delete(key, census=census)
 
     def move(self, key: str, new_key: str, **kwargs: Any) -> bool:
         self.log.append(("move", self.names.get(key, "new"), False))

@@ -18,8 +18,9 @@ slots split evenly), and the store is ``RedisStore`` over redis-py's
   (claim, ticket, the move to a new id, the index entry, the redemption, the
   join marker), a write, a second hand-off, an id regenerated at the IdP, a
   second session of a user, the admin API's list, withdraw, revoke, revoke
-  all and count, and a logout. Every command a master ran is checked: its
-  keys (``COMMAND GETKEYS``) sit in one slot, and every command a script ran
+  all, count (the census and its sweep) and reconcile, and a logout. Every
+  command a master ran is checked: its keys (``COMMAND GETKEYS``) sit in one
+  slot, and every command a script ran
   inside (MONITOR shows them, marked ``lua``) touches only the slot of the
   keys the script declared. ``INFO errorstats`` on every master must show
   no ``CROSSSLOT`` (nor any other error) over the whole tour and spread run.
@@ -200,7 +201,10 @@ def tour(deployment: Deployment) -> list[str]:
         raise RuntimeError("revoke/revoke_all did not end the user's sessions")
     if admin.count_sessions() != 1:
         raise RuntimeError("count_sessions does not find the one session left")
-    done.append("admin: sessions, withdraw, revoke, revoke_all, count_sessions")
+    if admin.reconcile_sessions().counted != 1:
+        raise RuntimeError("reconcile_sessions does not find the one session left")
+    done.append("admin: sessions, withdraw, revoke, revoke_all, count_sessions (the census, "
+                "its sweep), reconcile_sessions")
     alice.hand_off_again()  # withdrawn: the shop sends her through the hand-off again
     alice.log_out_at_shop()
     done.append("a logout at the shop (end)")
@@ -243,8 +247,8 @@ def spread(deployment: Deployment, masters: list[Any], n: int, log: Log
     for position, node in enumerate(masters):
         client = node.client(decode_responses=True)
         for key in client.scan_iter(count=1000):
-            if key.endswith("store-id"):
-                continue  # the store's identity: one key for the whole deployment
+            if key.endswith("store-id") or key.startswith(f"{prefix}n:"):
+                continue  # the store's identity, the census: one for the whole deployment
             if key in sessions:
                 kind = "session"
             elif key in indexes:

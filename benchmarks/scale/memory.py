@@ -10,7 +10,8 @@ own database of one redis-server.
 What a session costs *at rest* is what stays once its sign-in is over:
 sessionshare's session key and its user's index (one user per session here,
 so every session brings its own index key -- the worst case; a second
-session of a user adds only an entry), the peers' one record each. Those
+session of a user adds only an entry) and its member of the deployment's
+census (one sorted set for all), the peers' one record each. Those
 keys are copied with ``DUMP``/``RESTORE`` (their expiry kept) into an empty
 database, and two figures are read there:
 
@@ -143,8 +144,11 @@ def _used_memory(admin: redis.Redis) -> int:
 
 
 def _value_bytes(client: redis.Redis, key: str) -> int:
-    if client.type(key) == b"hash":
+    kind = client.type(key)
+    if kind == b"hash":
         return sum(len(k) + len(v) for k, v in client.hgetall(key).items())
+    if kind == b"zset":  # each member and its score (a double)
+        return sum(len(member) + 8 for member in client.zrange(key, 0, -1))
     return int(client.strlen(key))
 
 
@@ -216,9 +220,10 @@ def measure(url: str, n: int, log: Any) -> dict[str, Layer]:
         browser.sign_in(f"user-m{number:07d}")
         browsers.append(browser)
     kinds = {"session": [b.session_key() for b in browsers],
-             "index": [deployment.index_key(b.user) for b in browsers]}
+             "index": [deployment.index_key(b.user) for b in browsers],
+             "census": [deployment.admin.census.key]}
     client = redis.Redis.from_url(_db_url(url, scratch), decode_responses=True)
-    at_rest = set(kinds["session"]) | set(kinds["index"])
+    at_rest = set(kinds["session"]) | set(kinds["index"]) | set(kinds["census"])
     prefix = deployment.admin.index.key_prefix
     others = [k for k in client.scan_iter(count=1000)
               if k not in at_rest and not k.endswith("store-id")]

@@ -17,10 +17,13 @@ reported as a ratio of the small one:
   ``SessionAdmin.revoke_all`` -- the path of ``python -m sessionshare sessions
   revoke --all`` -- timed over several repeats (the user's sessions written
   again between them), with its round trips and server commands;
-- **the active-sessions count** as it is today: ``SessionAdmin.count_sessions``
-  (a ``SCAN`` of the index keys, one read per user, one ``EXISTS`` per 500
-  sessions), timed once on each, with its round trips and commands -- the
-  "before" of an O(1) count.
+- **the active-sessions count**: ``SessionAdmin.count_sessions`` (the census:
+  one ``ZCARD``); the same when it sweeps the sessions one gauge period brings
+  due (``sessions x 60 s / 1,800 s idle``, made due by hand, all still live);
+  and ``reconcile_sessions`` -- the count as it was before the census (a
+  ``SCAN`` of the index keys, one read per user, one ``EXISTS`` per 500
+  sessions) plus the repair of the census -- each timed once on each server,
+  with its round trips and commands.
 
 Round trips are counted in a separate pass (never while timing); server
 commands are ``INFO commandstats`` deltas. Each result is checked first: the
@@ -196,21 +199,68 @@ def reads(sides: Sequence[Side], per_block: int, rounds: int) -> dict[str, dict[
     return result
 
 
-def count(side: Side) -> dict[str, Any]:
-    """``count_sessions`` on ``side``: timed, then again with its round trips counted."""
-    admin = side.deployment.admin
+#: The gauge's period and the sessions' idle timeout the sweep figure assumes: each live
+#: session comes due about once per idle timeout, so a period brings sessions x every / idle.
+SWEEP_EVERY = 60.0
+IDLE = 1800
+
+
+def _timed(side: Side, call: Callable[[], Any], prepare: Callable[[], None] | None = None
+           ) -> tuple[Any, dict[str, Any]]:
+    """``call()`` timed (with its server commands), then again with its round trips
+    counted; ``prepare`` runs before each (untimed)."""
+    if prepare is not None:
+        prepare()
     before = side.commands()
     started = time.perf_counter()
-    found = admin.count_sessions()
+    answer = call()
     seconds = time.perf_counter() - started
     commands = _delta(before, side.commands())
+    if prepare is not None:
+        prepare()
+    with counting_round_trips() as trips:
+        call()
+    return answer, {"seconds": seconds, "commands": commands, "round_trips": trips[0]}
+
+
+def count(side: Side) -> dict[str, Any]:
+    """Counting every session on ``side``, three ways, each checked: the census
+    (``count_sessions``, one ``ZCARD``); the census with a sweep of the sessions one gauge
+    period brings due (made due by hand, all live); ``reconcile_sessions``, the scan."""
+    admin = side.deployment.admin
+    census = admin.census
+
+    found, census_row = _timed(side, lambda: admin.count_sessions(sweep_every=0))
     if found != side.sessions:
         raise RuntimeError(f"{side.name}: count_sessions found {found:,} of the "
                            f"{side.sessions:,} sessions loaded")
-    with counting_round_trips() as trips:
-        admin.count_sessions()
-    return {"sessions": found, "seconds": seconds, "commands": commands,
-            "round_trips": trips[0]}
+    due = max(1, round(side.sessions * SWEEP_EVERY / IDLE))
+
+    def make_due() -> None:
+        members = side.client.zrange(census.key, 0, due - 1)
+        pipe = side.client.pipeline(transaction=False)
+        for start in range(0, len(members), 1000):
+            pipe.zadd(census.key, dict.fromkeys(members[start:start + 1000], 0), xx=True)
+        pipe.delete(census.lock)
+        pipe.execute()
+
+    swept, sweep_row = _timed(side, lambda: admin.count_sessions(sweep_every=SWEEP_EVERY),
+                              make_due)
+    left_due = side.client.zcount(census.key, "-inf", time.time() - 5)
+    if swept != side.sessions or left_due:
+        raise RuntimeError(f"{side.name}: the sweep counted {swept:,} of {side.sessions:,}; "
+                           f"{left_due:,} members still due")
+    sweep_row.update(due=due, every=SWEEP_EVERY, idle=IDLE)
+    # The scan alone -- the count as it was before the census -- then the whole reconcile.
+    scanned, alone_row = _timed(side, admin.scan_sessions)
+    if scanned != side.sessions:
+        raise RuntimeError(f"{side.name}: the scan found {scanned:,} of {side.sessions:,}")
+    done, scan_row = _timed(side, admin.reconcile_sessions)
+    if done.sessions != side.sessions or done.counted != side.sessions or done.removed:
+        raise RuntimeError(f"{side.name}: reconcile_sessions found {done}, "
+                           f"{side.sessions:,} sessions loaded")
+    return {"sessions": found, "census": census_row, "sweep": sweep_row, "scan_alone": alone_row,
+            "scan": scan_row}
 
 
 def revoke(sides: Sequence[Side], heavy: int, repeats: int, log: Log) -> dict[str, Any]:

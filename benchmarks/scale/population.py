@@ -14,7 +14,9 @@ other names, with pipelined ``SET``/``HSET``/``PEXPIRE`` commands:
 - the user's index entry, byte for byte, naming the copy's digest, in an
   index key of the same shape with a fresh random user digest (or in a real
   user's own index key, for the user with a thousand sessions);
-- the expiries the library gave the originals.
+- the expiries the library gave the originals;
+- each copy's member in the deployment's census (its digest, due for a check
+  when its key expires), as the index write enters a real sign-in's.
 
 The template is found through the apps, not by knowing the layout: the
 session key is the one the shop's cookie names, the index key the one the
@@ -23,12 +25,14 @@ that names the session's digest (:meth:`Template.of` checks each).
 Whether the copies are sessions the library recognises is checked by the
 benchmark through the public API: ``SessionAdmin.sessions`` lists every
 copy of the heavy user as a live session of that user, and
-``count_sessions`` counts every copy.
+``count_sessions`` (the census) and ``reconcile_sessions`` (the scan) count
+every copy.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +63,7 @@ class Template:
     ref: str
     entry: str
     index_ttl_ms: int
+    census_key: str
 
     @classmethod
     def of(cls, client: redis.Redis, browser: Browser) -> Template:
@@ -81,6 +86,7 @@ class Template:
             user=browser.user, session_key=session_key, record=text,
             session_ttl_ms=int(client.pttl(session_key)), index_key=index_key,
             ref=naming[0][0], entry=naming[0][1], index_ttl_ms=int(client.pttl(index_key)),
+            census_key=browser.deployment.admin.census.key,
         )
 
     @property
@@ -93,6 +99,10 @@ class Template:
         return (self.session_key.replace(self.digest, digest),
                 self.record.replace(self.user, user),
                 digest[:len(self.ref)], self.entry.replace(self.digest, digest))
+
+    def check_time(self) -> float:
+        """A copy's score in the census: when its key expires (the clock is the apps')."""
+        return time.time() + self.session_ttl_ms / 1000
 
     def index_key_for(self) -> str:
         """A new user's index key: the template's, with a fresh random user digest."""
@@ -124,14 +134,17 @@ def load_users(client: redis.Redis, template: Template, *, sessions: int, per_us
     queued = 0
     for user, index_key, count in _user_groups(template, users, per_user, sessions, prefix):
         fields: dict[str, str] = {}
+        members: dict[str, float] = {}
         for _ in range(count):
             key, record, ref, entry = template.copy(user)
             pipe.set(key, record, px=template.session_ttl_ms)
             fields[ref] = entry
+            members[hash_tag(key)] = template.check_time()
         pipe.hset(index_key, mapping=fields)  # type: ignore[arg-type]
         pipe.pexpire(index_key, template.index_ttl_ms)
+        pipe.zadd(template.census_key, members)  # type: ignore[arg-type]
         written += count
-        queued += count + 2
+        queued += count + 3
         if queued >= BATCH:
             pipe.execute()
             queued = 0
@@ -150,6 +163,7 @@ def add_sessions(client: redis.Redis, template: Template, count: int) -> list[st
     for _ in range(count):
         key, record, ref, entry = template.copy(template.user)
         pipe.set(key, record, px=template.session_ttl_ms)
+        pipe.zadd(template.census_key, {hash_tag(key): template.check_time()})
         fields[ref] = entry
         keys.append(key)
         if len(fields) >= BATCH // 2:

@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             memory_small = int(small.client.info("memory")["used_memory"])
             log("reads: interleaved blocks on both servers ...")
             reads = million.reads([small, large], args.reads, args.rounds)
-            log("count_sessions on both servers (the large one takes a while) ...")
+            log("counting on both servers: the census, a sweep, the scan (the large one takes "
+                "a while) ...")
             counts = {side.name: million.count(side) for side in (small, large)}
             revokes = million.revoke([small, large], args.heavy, args.revokes, log)
             result["million"] = {

@@ -15,7 +15,8 @@ LAYERS = {
     "flask-session": "Flask-Session {flask_session} (msgpack)",
     "beaker": "Beaker {beaker} ext:redis (pickle)",
 }
-KINDS = {"session": "  the session key", "index": "  its user's index (1 entry)"}
+KINDS = {"session": "  the session key", "index": "  its user's index (1 entry)",
+         "census": "  its census member (1 set for all)"}
 
 
 def _ttl(seconds: int) -> str:
@@ -145,19 +146,30 @@ def _million(m: dict[str, Any]) -> list[str]:
                  f"{reads['large']['round_trips']:g} @ {large_n:,}; commands "
                  f"{_commands(reads['large']['commands'])}")
     c = m["count"]
-    lines += ["", "  SessionAdmin.count_sessions as it is today (SCAN the index keys, one read per "
-              "user, EXISTS per 500)",
-              f"  {'sessions':>12} {'users':>9} {'seconds':>9} {'us/session':>11} "
-              f"{'us/user':>8} {'round trips':>12}  commands"]
-    for name in ("small", "large"):
-        row = c[name]
-        users = row["commands"].get("hgetall", 0)
-        lines.append(f"  {row['sessions']:12,} {users:9,} {row['seconds']:9.3f} "
-                     f"{row['seconds'] / row['sessions'] * 1e6:11.1f} "
-                     f"{row['seconds'] / max(users, 1) * 1e6:8.1f} {row['round_trips']:12,}  "
-                     f"{_commands(row['commands'])}")
-    lines.append(f"  large / small: {c['large']['seconds'] / c['small']['seconds']:,.0f}x the "
-                 f"time for {large_n / small_n:,.0f}x the sessions")
+    lines += ["", "  counting every live session: SessionAdmin.count_sessions (the census: ZCARD), "
+              "the same with a sweep, and",
+              "  reconcile_sessions (the old count: SCAN the index keys, one read per user, "
+              "EXISTS per 500; then the census repaired)",
+              f"  {'':<32} {'sessions':>10} {'seconds':>9} {'us/session':>11} "
+              f"{'round trips':>12}  commands"]
+    for what, label in (("census", "count_sessions"), ("sweep", "  + a sweep"),
+                        ("scan_alone", "the scan alone (before)"),
+                        ("scan", "reconcile_sessions")):
+        for name in ("small", "large"):
+            row = c[name][what]
+            sessions = c[name]["sessions"]
+            lines.append(f"  {label + ' @ ' + name:<32} {sessions:10,} {row['seconds']:9.4f} "
+                         f"{row['seconds'] / sessions * 1e6:11.3f} {row['round_trips']:12,}  "
+                         f"{_commands(row['commands'])}")
+    due = c["large"]["sweep"]["due"]
+    lines.append(f"  the sweep checks the sessions one gauge period brings due: "
+                 f"{c['small']['sweep']['due']:,} and {due:,} here (sessions x "
+                 f"{c['large']['sweep']['every']:g} s / {c['large']['sweep']['idle']:,} s idle), "
+                 "all found live; one process sweeps per period")
+    for what in ("census", "scan_alone", "scan"):
+        large, small = c["large"][what]["seconds"], c["small"][what]["seconds"]
+        lines.append(f"  {what}: large / small {large / small if small else 0:,.1f}x the time "
+                     f"for {large_n / small_n:,.0f}x the sessions")
     r = m["revoke"]
     heavy = m["heavy"]
     lines += ["", f"  SessionAdmin.revoke_all of a user holding {heavy:,} sessions (the CLI's "

@@ -58,6 +58,7 @@ from hashlib import blake2b
 from typing import Any
 
 from ..crypto import SyncKey
+from .census import census_key
 from .events import Events
 from .ids import SessionIds
 from .record import META_JOINED, META_RETIRED
@@ -131,6 +132,8 @@ class UserIndex:
         # Only the store digest is used: audience and limits play no part in it.
         self._ids = SessionIds(key, audience="", idle_timeout=1, absolute_timeout=1)
         self.key_prefix = key_prefix
+        # The deployment's census (core/census.py): kept by the same steps as the index.
+        self.census = census_key(key, key_prefix)
         self.user_key = user_key
         self.events = events if events is not None else Events()
         self.clock = clock
@@ -190,7 +193,7 @@ class UserIndex:
         # Only while the session is live, in the same step: a logout or a revocation that
         # ended it since this request wrote it must not see it entered again.
         left = yield IndexPut(key, ref, entry, max(1, expires - now), now, drop,
-                              live=self.session_key(digest))
+                              live=self.session_key(digest), census=self.census)
         if ref not in left:
             return  # ended meanwhile: nothing to count it against
         # During a key rotation the user's other sessions may sit in the older keys'
@@ -218,7 +221,7 @@ class UserIndex:
         if max_sessions is not None and len(alive) + 1 > max_sessions:
             alive.sort()
             for _, _, index_key, other, other_digest in alive[: len(alive) + 1 - max_sessions]:
-                yield Delete(self.session_key(other_digest))
+                yield Delete(self.session_key(other_digest), self.census)
                 ended.append((index_key, other))
         gone = dead + ended
         for index_key in dict.fromkeys(k for k, _ in gone):
@@ -265,7 +268,7 @@ class UserIndex:
             entry = _parse(entries[ref]) if ref in entries else None
             if ref in entries:
                 if entry is not None:
-                    yield Delete(self.session_key(entry["k"]))
+                    yield Delete(self.session_key(entry["k"]), self.census)
                 yield IndexDrop(key, (ref,))
                 if entry is not None:
                     self._revoked("revoked", 1, user)
@@ -283,7 +286,7 @@ class UserIndex:
                     continue
                 entry = _parse(text)
                 if entry is not None:
-                    yield Delete(self.session_key(entry["k"]))
+                    yield Delete(self.session_key(entry["k"]), self.census)
                     count += 1
                 gone.append(ref)
             if gone:

@@ -52,6 +52,7 @@ from typing import Literal
 from ..crypto import SyncKey
 from ..errors import SessionTooLarge, StoreUnavailable
 from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
+from .census import census_key
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, SessionIds
@@ -152,6 +153,9 @@ class Lifecycle:
             key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
             max_remember=max_remember,
         )
+        # Every end of a session takes it out of the deployment's census in the same
+        # step, so the O(1) count never goes on counting a logged-out session.
+        self.census = census_key(key, key_prefix)
         self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="
 
@@ -221,7 +225,7 @@ class Lifecycle:
             if asked is not None and asked <= now:
                 reason = "asked"  # an app asked it to end by now (Session.expire_at)
         if reason is not None:
-            yield Delete(key)
+            yield Delete(key, self.census)
             self.events.emit(logging.INFO, "session_expired", {"reason": reason},
                              "session_expired reason=%s", reason)
             return None
@@ -441,12 +445,12 @@ class Lifecycle:
             # session costs Redis 40-80 ms per write): refuse the write whole, so the
             # stored session stays as it was rather than half-updated.
             if plan.drop is not None:
-                yield Delete(self.session_key(plan.drop))
+                yield Delete(self.session_key(plan.drop), self.census)
             raise SessionTooLarge(size, self.max_session_bytes)
         now = self.clock()
         headers: Headers = [_VARY]
         if plan.drop is not None:
-            yield Delete(self.session_key(plan.drop))
+            yield Delete(self.session_key(plan.drop), self.census)
         if plan.move_from is not None:
             assert plan.save_to is not None
             moved = yield Move(

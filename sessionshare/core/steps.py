@@ -33,6 +33,11 @@ from typing import Any, NamedTuple, TypeVar, Union
 from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
 
 __all__ = [
+    "CensusAdd",
+    "CensusCheck",
+    "CensusDue",
+    "CensusMembers",
+    "CensusRead",
     "Command",
     "ClaimState",
     "Delete",
@@ -124,12 +129,16 @@ class Move(NamedTuple):
 
 
 class Delete(NamedTuple):
-    """End the session at ``key`` (and where a move took it). Answer: None."""
+    """End the session at ``key`` (and where a move took it); each id ended leaves the
+    census ``census`` (:mod:`sessionshare.core.census`). Answer: None."""
 
     key: str
+    census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[None]:
-        return store.delete(self.key)
+        if self.census is None:
+            return store.delete(self.key)
+        return store.delete(self.key, census=self.census)
 
 
 
@@ -207,10 +216,15 @@ class IndexPut(NamedTuple):
     now: int
     drop: tuple[str, ...] = ()
     live: str | None = None
+    #: The census the entry's session joins (and the dropped entries' sessions leave).
+    census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[dict[str, str]]:
+        if self.census is None:
+            return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
+                                   drop=self.drop, live=self.live)
         return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
-                               drop=self.drop, live=self.live)
+                               drop=self.drop, live=self.live, census=self.census)
 
 
 
@@ -234,9 +248,66 @@ class IndexDrop(NamedTuple):
         return store.index_drop(self.key, self.refs)
 
 
+class CensusRead(NamedTuple):
+    """Read the census at ``key`` and try to take its sweep lock ``lock`` for ``lock_ttl``
+    seconds (0: no lock asked for). Answer: (members, whether the lock was taken).
+    The census steps run on a thread store that has them (``MemoryStore``, ``RedisStore``):
+    an operator's count, never a request."""
+
+    key: str
+    lock: str
+    lock_ttl: float
+
+    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+        return store.census_read(self.key, lock=self.lock, lock_ttl=self.lock_ttl)
+
+
+class CensusDue(NamedTuple):
+    """The census members whose check time is ``now`` or earlier (at most ``limit``)."""
+
+    key: str
+    now: int
+    limit: int
+
+    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+        return store.census_due(self.key, self.now, self.limit)
+
+
+class CensusCheck(NamedTuple):
+    """Check ``sessions`` (member, session key): a live one is due again when its key
+    expires, a gone one leaves the census. Answer: how many left."""
+
+    key: str
+    sessions: tuple[tuple[str, str], ...]
+    now: int
+
+    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+        return store.census_check(self.key, dict(self.sessions), self.now)
+
+
+class CensusAdd(NamedTuple):
+    """Add the ``members`` the census lacks, due for a check at ``now``. Answer: how many."""
+
+    key: str
+    members: tuple[str, ...]
+    now: int
+
+    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+        return store.census_add(self.key, self.members, self.now)
+
+
+class CensusMembers(NamedTuple):
+    """Every member of the census. Answer: a list of digests."""
+
+    key: str
+
+    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+        return store.census_members(self.key)
+
+
 Command = Union[  # noqa: UP007 - runtime alias
     Load, Save, Mark, Move, Delete, ClaimState, TakeTicket, StoreIdentity, Peek, IndexPut,
-    IndexRead, IndexDrop,
+    IndexRead, IndexDrop, CensusRead, CensusDue, CensusCheck, CensusAdd, CensusMembers,
 ]
 #: A protocol step: yields commands, is sent their answers, returns a ``T``.
 Steps = Generator[Command, Any, T]

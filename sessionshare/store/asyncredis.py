@@ -108,8 +108,8 @@ class AsyncRedisStore(ClientStore):
                                        meta=meta, ttl=ttl, retired_at=retired_at, grace=grace,
                                        apart=self._on_cluster))
 
-    async def delete(self, key: str) -> None:
-        await self._run(op.delete(key))
+    async def delete(self, key: str, *, census: str | None = None) -> None:
+        await self._run(op.delete(key, census, apart=self._on_cluster))
 
     async def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,
                           ticket: tuple[str, str, int] | None = None) -> bool:
@@ -125,9 +125,10 @@ class AsyncRedisStore(ClientStore):
         return await self._run(op.peek(key))
 
     async def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
-                        drop: Collection[str] = (), live: str | None = None) -> dict[str, str]:
+                        drop: Collection[str] = (), live: str | None = None,
+                        census: str | None = None) -> dict[str, str]:
         return await self._run(op.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop,
-                                            live=live, apart=self._on_cluster))
+                                            live=live, census=census, apart=self._on_cluster))
 
     async def index_read(self, key: str) -> dict[str, str]:
         return await self._run(op.index_read(key))

@@ -57,8 +57,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
-    "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_expiry", "forwarding",
-    "is_well_formed", "owners_of",
+    "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_digest", "entry_expiry",
+    "forwarding", "is_well_formed", "member_of", "owners_of",
 ]
 
 C = TypeVar("C", bound=type)
@@ -134,6 +134,21 @@ def entry_expiry(text: str) -> int | None:
     return int(expires)
 
 
+def entry_digest(text: str) -> str | None:
+    """The ``"k"`` (the session's digest) of an index entry, or None."""
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        return None
+    digest = entry.get("k") if isinstance(entry, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def member_of(session_key: str) -> str:
+    """A session's member in a census: its digest, the hash tag its key ends with."""
+    return session_key[session_key.rindex("{") + 1:-1]
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """What the middlewares need from a store; all methods are thread-safe."""
@@ -199,11 +214,16 @@ class SessionStore(Protocol):
         (nothing written) when the session is gone, ended or moved already.
         """
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, census: str | None = None) -> None:
         """End the session at ``key`` (no error if it is gone).
 
         A marker is followed: the session it moved to is ended too (and so on,
         a few moves deep). No later :meth:`move` of ``key`` succeeds.
+
+        ``census``: the deployment's *census* (the set the O(1) count of live
+        sessions reads): each id ended leaves it -- its member is the digest
+        between the braces of its key -- in the same step (on a cluster, where
+        the census has a slot of its own, right after).
         """
 
     def claim_state(
@@ -240,7 +260,7 @@ class SessionStore(Protocol):
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
-        live: str | None = None,
+        live: str | None = None, census: str | None = None,
     ) -> dict[str, str]:
         """Set ``ref`` -> ``entry`` in the index at ``key``, remove the refs in ``drop``
         and every entry whose ``"e"`` is ``now`` or earlier (or that is not such an
@@ -250,7 +270,14 @@ class SessionStore(Protocol):
         ``live``: the key of the session the entry names. The entry is then set
         only if that session is live at that moment -- an ended session is never
         entered again (on a cluster, where the two keys sit apart: set, checked
-        and taken out again at once)."""
+        and taken out again at once).
+
+        ``census`` (with ``live``): the deployment's census, kept in the same step
+        (on a cluster, a step of its own right after): the entered session's
+        digest (the entry's ``"k"``) joins it, due for a check when the session's
+        key expires (``now`` plus its time left; on a cluster, ``now``), and the
+        digests of the entries removed leave it (on a cluster, those of ``drop``;
+        the ones pruned past their ``"e"`` are due already and left to the sweep)."""
 
     def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
@@ -292,8 +319,9 @@ class AsyncSessionStore(Protocol):
         """Give the live session at ``key`` the new key ``new_key`` in one step; False
         (nothing written) when it is not live any more."""
 
-    async def delete(self, key: str) -> None:
-        """End the session at ``key``, and where a move took it (no error if it is gone)."""
+    async def delete(self, key: str, *, census: str | None = None) -> None:
+        """End the session at ``key``, and where a move took it (no error if it is gone);
+        each id ended leaves the census ``census``."""
 
     async def claim_state(self, key: str, owners: Sequence[str], ttl: int,
                           ticket: tuple[str, str, int] | None = None) -> bool:
@@ -311,10 +339,10 @@ class AsyncSessionStore(Protocol):
 
     async def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
-        live: str | None = None,
+        live: str | None = None, census: str | None = None,
     ) -> dict[str, str]:
         """Set an index entry (only while ``live``'s session is, when given), drop
-        ``drop`` and the expired ones; the entries left."""
+        ``drop`` and the expired ones, keeping the census ``census``; the entries left."""
 
     async def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key``; empty when none."""

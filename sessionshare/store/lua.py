@@ -22,8 +22,8 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-__all__ = ["CLAIM", "END", "IDENTITY", "INDEX_PUT", "MERGE", "MOVE", "MOVE_IN", "MOVE_OUT",
-           "PREPARED", "REDEEM", "SCRIPTS", "Script"]
+__all__ = ["CENSUS", "CENSUS_CHECK", "CENSUS_SETTLE", "CLAIM", "END", "IDENTITY", "INDEX_PUT",
+           "MERGE", "MOVE", "MOVE_IN", "MOVE_OUT", "PREPARED", "REDEEM", "SCRIPTS", "Script"]
 
 
 class Script(NamedTuple):
@@ -171,11 +171,15 @@ return 1
 #: What a cluster move prepares at the new key first (see :data:`MOVE_OUT`).
 PREPARED = '{"d":{},"m":{"p":1}}'
 
-#: KEYS[1] a session's key. Ends it: a session is deleted (answer: false); a marker --
-#: an id a move retired -- answers the key its session moved to, which the caller ends
-#: too, and stays as it is until it expires, so that an end run again (a retry after a
-#: lost reply) still finds where to go. A marker holds no data and takes no write.
+#: KEYS[1] a session's key, KEYS[2] (optional) the deployment's census (see
+#: :data:`CENSUS`), ARGV[1] the session's digest (its member there). Ends it: a session is
+#: deleted (answer: false); a marker -- an id a move retired -- answers the key its session
+#: moved to, which the caller ends too, and stays as it is until it expires, so that an end
+#: run again (a retry after a lost reply) still finds where to go. A marker holds no data
+#: and takes no write. Either way the digest leaves the census: what it names is no live
+#: session any more (run again, that changes nothing).
 END = _script("""
+if #KEYS > 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local ok, obj = pcall(cjson.decode, raw)
@@ -235,13 +239,27 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """)
 
+#: Lua: ``digest_of(text)`` -- the ``"k"`` (the session's digest) of an index entry's
+#: text, or nil.
+_DIGEST_OF = """
+local function digest_of(text)
+  if not text then return nil end
+  local ok, entry = pcall(cjson.decode, text)
+  if ok and type(entry) == 'table' and type(entry['k']) == 'string' then return entry['k'] end
+  return nil
+end
+"""
+
 #: KEYS[1] a user's index (a hash: ref -> entry JSON), KEYS[2] (optional) the session the
-#: entry names. ARGV: ref, entry, ttl, now, then refs to drop. Sets the entry -- with
-#: KEYS[2], only while that session is live, so an ended session is never entered again --
+#: entry names, KEYS[3] (optional, with KEYS[2]) the deployment's census. ARGV: ref, entry,
+#: ttl, now, then refs to drop. Sets the entry -- with KEYS[2], only while that session is
+#: live, so an ended session is never entered again --
 #: drops those refs and every entry whose "e" is not after ``now`` (or that does not
 #: parse), keeps the key at least ``ttl`` more seconds and returns what is left as a flat
-#: list. Run twice, it ends in the same state.
-INDEX_PUT = _script(_ENDED + """
+#: list. With KEYS[3], the census follows in the same step: the entered session's digest
+#: is added, due for a check when its key's expiry comes (``now`` + its TTL), and the
+#: digests of the entries dropped leave it. Run twice, it ends in the same state.
+INDEX_PUT = _script(_ENDED + _DIGEST_OF + """
 local put = true
 if #KEYS > 1 then
   local raw = redis.call('GET', KEYS[2])
@@ -251,9 +269,24 @@ if #KEYS > 1 then
     put = ok and type(obj) == 'table' and not ended(obj)
   end
 end
-if put then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-for i = 5, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local census = #KEYS > 2
 local now = tonumber(ARGV[4])
+if put then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  local digest = census and digest_of(ARGV[2])
+  if digest then
+    local ttl = redis.call('TTL', KEYS[2])
+    if ttl < 0 then ttl = 0 end
+    redis.call('ZADD', KEYS[3], now + ttl, digest)
+  end
+end
+for i = 5, #ARGV do
+  if census then
+    local gone = digest_of(redis.call('HGET', KEYS[1], ARGV[i]))
+    if gone then redis.call('ZREM', KEYS[3], gone) end
+  end
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
 local all = redis.call('HGETALL', KEYS[1])
 local left = {}
 for i = 1, #all, 2 do
@@ -262,6 +295,10 @@ for i = 1, #all, 2 do
   if ok and type(entry) == 'table' then e = tonumber(entry['e']) end
   if e == nil or e <= now then
     redis.call('HDEL', KEYS[1], all[i])
+    if census then
+      local gone = digest_of(all[i + 1])
+      if gone then redis.call('ZREM', KEYS[3], gone) end
+    end
   else
     left[#left + 1] = all[i]; left[#left + 1] = all[i + 1]
   end
@@ -272,6 +309,56 @@ end
 return left
 """)
 
+#: The census of a deployment: a sorted set, one member per live signed-in session (its
+#: digest), scored by when to check it next -- a time it cannot have ended before but by
+#: an end that takes it out at once (on the caller's clock, in seconds). The scripts that
+#: enter a session in its user's index and that end a session keep it; a session that
+#: idles out is found by the sweep (:data:`CENSUS_CHECK`) once its check time has passed.
+#: KEYS[1] the census, KEYS[2] its sweep lock (same hash tag). ARGV[1] the lock's lifetime
+#: in milliseconds, or 0 for no lock. Answers ``{members, 1 when this caller took the
+#: lock}``: O(1), whatever the number of sessions.
+CENSUS = _script("""
+local won = 0
+if tonumber(ARGV[1]) > 0 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  won = 1
+end
+return {redis.call('ZCARD', KEYS[1]), won}
+""")
+
+#: Lua: ``settle(i, pttl)`` -- the census member ARGV[i] whose session key has ``pttl``
+#: milliseconds left (``PTTL``'s answer: -2 gone, -1 no expiry): gone, it leaves the
+#: census (answer 1); live, its next check is ``now`` (ARGV[1]) + its time left (an hour
+#: for a key without expiry, which no session is) -- only while it is still a member
+#: (XX): an end that took it out meanwhile stands.
+_SETTLE = """
+local function settle(i, pttl)
+  if pttl == -2 then return redis.call('ZREM', KEYS[1], ARGV[i]) end
+  if pttl < 0 then pttl = 3600000 end
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + pttl / 1000, ARGV[i])
+  return 0
+end
+"""
+
+#: KEYS[1] the census, KEYS[2..] the session keys of members due for a check. ARGV[1]
+#: now, ARGV[2..] those members (the digests), in the same order. Each session still held
+#: is due again when its key's expiry comes; each gone leaves the census. Answers how
+#: many left. Run twice, the second run finds them gone already (0).
+CENSUS_CHECK = _script(_SETTLE + """
+local left = 0
+for i = 2, #KEYS do left = left + settle(i, redis.call('PTTL', KEYS[i])) end
+return left
+""")
+
+#: :data:`CENSUS_CHECK` on a cluster, where each session key sits in a slot of its own:
+#: the ``PTTL``s are read first, one command each, and given here. KEYS[1] the census.
+#: ARGV[1] now, then member, milliseconds-left pairs. Answers how many left.
+CENSUS_SETTLE = _script(_SETTLE + """
+local left = 0
+for i = 2, #ARGV, 2 do left = left + settle(i, tonumber(ARGV[i + 1])) end
+return left
+""")
+
 #: Every script by its SHA1: what to send again as ``EVAL`` when the server lost it.
 SCRIPTS = {script.sha: script for script in (
-    MERGE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT)}
+    MERGE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT, CENSUS,
+    CENSUS_CHECK, CENSUS_SETTLE)}

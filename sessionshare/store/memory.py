@@ -23,7 +23,17 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
-from .base import MARKED_BEFORE, MAX_HOPS, NOT_HELD, RETIRED, SessionRecord, entry_expiry, owners_of
+from .base import (
+    MARKED_BEFORE,
+    MAX_HOPS,
+    NOT_HELD,
+    RETIRED,
+    SessionRecord,
+    entry_digest,
+    entry_expiry,
+    member_of,
+    owners_of,
+)
 
 __all__ = ["MemoryStore", "StoredSession", "StoredTicket"]
 
@@ -65,6 +75,9 @@ class MemoryStore:
         self._claims: dict[str, tuple[float, str]] = {}  # state claim -> (expires, owner)
         self._indexes: dict[str, tuple[float, dict[str, str]]] = {}  # key -> (expires, entries)
         self._moved: dict[str, str] = {}  # a marker's key -> the key its session moved to
+        # A census (see lua.CENSUS): key -> {member: when to check it next}, and sweep locks.
+        self._census: dict[str, dict[str, float]] = {}
+        self._census_locks: dict[str, float] = {}
         self._writes = 0
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
@@ -153,13 +166,15 @@ class MemoryStore:
             self._maybe_sweep(now)
             return True
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, census: str | None = None) -> None:
         with self._lock:
             now = self._clock()
             next_key: str | None = key
             for _ in range(MAX_HOPS):
                 if next_key is None:
                     break
+                if census is not None:
+                    self._census.get(census, {}).pop(member_of(next_key), None)
                 entry = self._held(next_key, now)
                 if entry is not None and RETIRED in entry[2] and next_key in self._moved:
                     # A marker holds no data: it stays its few seconds (as on Redis, where
@@ -213,20 +228,27 @@ class MemoryStore:
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
-        live: str | None = None,
+        live: str | None = None, census: str | None = None,
     ) -> dict[str, str]:
         with self._lock:
             clock = self._clock()
             expires, entries = self._live_index(key, clock)
             session = None if live is None else self._held(live, clock)
+            members = (None if census is None or live is None
+                       else self._census.setdefault(census, {}))
             if live is None or (session is not None and RETIRED not in session[2]):
                 entries[ref] = entry
-            for name in drop:
-                entries.pop(name, None)
+                digest = entry_digest(entry)
+                if members is not None and session is not None and digest is not None:
+                    members[digest] = now + max(session[0] - clock, 0.0)
+            gone = [entries.pop(name) for name in drop if name != ref and name in entries]
             for name, text in list(entries.items()):
                 deadline = entry_expiry(text)
                 if deadline is None or deadline <= now:
-                    del entries[name]
+                    gone.append(entries.pop(name))
+            if members is not None:
+                for text in gone:
+                    members.pop(entry_digest(text) or "", None)
             if entries:
                 self._indexes[key] = (max(expires, clock + ttl), entries)
             else:
@@ -261,6 +283,54 @@ class MemoryStore:
             clock = self._clock()
             return sum(1 for key in keys
                        if (entry := self._sessions.get(key)) is not None and entry[0] > clock)
+
+    def census_read(self, key: str, *, lock: str, lock_ttl: float = 0) -> tuple[int, bool]:
+        """As :meth:`RedisStore.census_read <sessionshare.store.RedisStore.census_read>`."""
+        with self._lock:
+            clock = self._clock()
+            won = False
+            if lock_ttl > 0 and self._census_locks.get(lock, 0.0) <= clock:
+                self._census_locks[lock] = clock + lock_ttl
+                won = True
+            return len(self._census.get(key, {})), won
+
+    def census_due(self, key: str, now: int, limit: int) -> list[str]:
+        """As :meth:`RedisStore.census_due <sessionshare.store.RedisStore.census_due>`."""
+        with self._lock:
+            due = sorted((when, member) for member, when in self._census.get(key, {}).items()
+                         if when <= now)
+            return [member for _, member in due[:max(int(limit), 1)]]
+
+    def census_check(self, key: str, sessions: Mapping[str, str], now: int) -> int:
+        """As :meth:`RedisStore.census_check <sessionshare.store.RedisStore.census_check>`."""
+        with self._lock:
+            clock = self._clock()
+            census = self._census.get(key, {})
+            left = 0
+            for member, session_key in sessions.items():
+                if member not in census:
+                    continue  # ended meanwhile: that end stands
+                entry = self._held(session_key, clock)
+                if entry is None:
+                    del census[member]
+                    left += 1
+                else:
+                    census[member] = now + (entry[0] - clock)
+            return left
+
+    def census_add(self, key: str, members: Collection[str], now: int) -> int:
+        """As :meth:`RedisStore.census_add <sessionshare.store.RedisStore.census_add>`."""
+        with self._lock:
+            census = self._census.setdefault(key, {})
+            missing = [member for member in members if member not in census]
+            for member in missing:
+                census[member] = float(now)
+            return len(missing)
+
+    def census_members(self, key: str) -> list[str]:
+        """Every member of the census ``key``."""
+        with self._lock:
+            return list(self._census.get(key, {}))
 
     def _live_index(self, key: str, clock: float) -> tuple[float, dict[str, str]]:
         held = self._indexes.get(key)
@@ -310,6 +380,7 @@ class MemoryStore:
         self._tickets = {k: e for k, e in self._tickets.items() if e[0] > now}
         self._spent = {k: spent for k, spent in self._spent.items() if spent[0] > now}
         self._claims = {k: c for k, c in self._claims.items() if c[0] > now}
+        self._census_locks = {k: until for k, until in self._census_locks.items() if until > now}
         self._once = {k: expires for k, expires in self._once.items() if expires > now}
         self._indexes = {k: i for k, i in self._indexes.items() if i[0] > now}
         self._moved = {k: new for k, new in self._moved.items() if k in self._sessions}

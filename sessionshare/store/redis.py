@@ -162,8 +162,8 @@ class RedisStore(ClientStore):
                                  ttl=ttl, retired_at=retired_at, grace=grace,
                                  apart=self._on_cluster))
 
-    def delete(self, key: str) -> None:
-        self._run(op.delete(key))
+    def delete(self, key: str, *, census: str | None = None) -> None:
+        self._run(op.delete(key, census, apart=self._on_cluster))
 
     def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,
                     ticket: tuple[str, str, int] | None = None) -> bool:
@@ -179,9 +179,10 @@ class RedisStore(ClientStore):
         return self._run(op.peek(key))
 
     def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
-                  drop: Collection[str] = (), live: str | None = None) -> dict[str, str]:
+                  drop: Collection[str] = (), live: str | None = None,
+                  census: str | None = None) -> dict[str, str]:
         return self._run(op.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop, live=live,
-                                      apart=self._on_cluster))
+                                      census=census, apart=self._on_cluster))
 
     def index_read(self, key: str) -> dict[str, str]:
         return self._run(op.index_read(key))
@@ -191,6 +192,30 @@ class RedisStore(ClientStore):
 
     def ping(self) -> None:
         self._run(op.ping())
+
+    # -- the census: the O(1) count of live sessions (SessionAdmin.count_sessions) --------
+    def census_read(self, key: str, *, lock: str, lock_ttl: float = 0) -> tuple[int, bool]:
+        """The census's members, and whether this caller took its sweep lock for
+        ``lock_ttl`` seconds (0: none asked for). One round trip."""
+        return self._run(op.census_read(key, lock, lock_ttl))
+
+    def census_due(self, key: str, now: int, limit: int) -> list[str]:
+        """Members due for a check (check time ``now`` or earlier), at most ``limit``."""
+        return self._run(op.census_due(key, now, limit))
+
+    def census_check(self, key: str, sessions: Mapping[str, str], now: int) -> int:
+        """Check ``sessions`` (member -> session key): a live one is due again when its
+        key expires, a gone one leaves the census; how many left. One script (on a
+        cluster, a ``TTL`` per session first)."""
+        return self._run(op.census_check(key, sessions, now, apart=self._on_cluster))
+
+    def census_add(self, key: str, members: Collection[str], now: int) -> int:
+        """Add the ``members`` the census lacks, due for a check at ``now``; how many."""
+        return self._run(op.census_add(key, members, now))
+
+    def census_members(self, key: str) -> list[str]:
+        """Every member of the census (``ZSCAN``)."""
+        return self._run(op.census_members(key))
 
     def index_keys(self, prefix: str) -> list[str]:
         """Every index key that starts with ``prefix``: ``SCAN`` in batches (on a

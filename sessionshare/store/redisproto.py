@@ -33,8 +33,20 @@ import secrets
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from .base import MARKED_BEFORE, MAX_HOPS, PENDING, RETIRED, SessionRecord, owners_of
+from .base import (
+    MARKED_BEFORE,
+    MAX_HOPS,
+    PENDING,
+    RETIRED,
+    SessionRecord,
+    entry_digest,
+    member_of,
+    owners_of,
+)
 from .lua import (
+    CENSUS,
+    CENSUS_CHECK,
+    CENSUS_SETTLE,
     CLAIM,
     END,
     IDENTITY,
@@ -50,7 +62,8 @@ from .lua import (
 )
 
 __all__ = [
-    "Command", "Operation", "Program", "claim_state", "delete", "evaluated", "index_drop",
+    "Command", "Operation", "Program", "census_add", "census_check", "census_due",
+    "census_members", "census_read", "claim_state", "delete", "evaluated", "index_drop",
     "index_put", "index_read", "load", "mark", "move", "parse_record", "peek", "ping", "save",
     "store_identity", "take_ticket",
 ]
@@ -159,14 +172,23 @@ def _move_apart(key: str, new_key: str, changes: list[str | int], *, ttl: int,
     return bool((yield _evalsha(MOVE_IN, (new_key,), [text, max(int(ttl), 1), *changes], bool)))
 
 
-def delete(key: str) -> Program[None]:
+def delete(key: str, census: str | None = None, *, apart: bool = False) -> Program[None]:
     """:data:`~sessionshare.store.lua.END`, and again where a marker says its session went
-    (a few moves deep at most)."""
+    (a few moves deep at most); each id ended leaves the census ``census`` in the same
+    script -- or, ``apart`` (a cluster: the census has a slot of its own), by a ``ZREM``
+    right after."""
     next_key: str | None = key
     for _ in range(MAX_HOPS):
         if next_key is None:
             return
-        next_key = yield _evalsha(END, (next_key,), (), moved_to)
+        ended = next_key
+        if census is None:
+            next_key = yield _evalsha(END, (ended,), (), moved_to)
+        elif apart:
+            next_key = yield _evalsha(END, (ended,), (), moved_to)
+            yield ("ZREM", census, member_of(ended)), census, _nothing
+        else:
+            next_key = yield _evalsha(END, (ended, census), (member_of(ended),), moved_to)
 
 
 def claim_state(key: str, owners: str | Sequence[str], ttl: int,
@@ -194,25 +216,41 @@ def store_identity(key: str, candidate: str) -> Command[str]:
 
 
 def index_put(key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str],
-              live: str | None, apart: bool) -> Operation[dict[str, str]]:
+              live: str | None, census: str | None = None, apart: bool
+              ) -> Operation[dict[str, str]]:
     """One run of :data:`~sessionshare.store.lua.INDEX_PUT` checking ``live`` in the same
-    step -- or, ``apart`` (a cluster, where the index and the session sit in different
-    slots), set, then checked and taken out again if the session ended meanwhile."""
-    argv: list[str | int] = [ref, entry, max(int(ttl), 1), int(now),
-                             *(name for name in drop if name != ref)]
+    step (and keeping the census ``census``) -- or, ``apart`` (a cluster, where the index,
+    the session and the census sit in different slots), set, then checked and taken out
+    again if the session ended meanwhile, then the census kept by a step of its own."""
+    drops = [name for name in drop if name != ref]
+    argv: list[str | int] = [ref, entry, max(int(ttl), 1), int(now), *drops]
     if live is None:
         return _evalsha(INDEX_PUT, (key,), argv, index_entries)
     if not apart:
-        return _evalsha(INDEX_PUT, (key, live), argv, index_entries)
-    return _index_put_apart(key, ref, live, argv)
+        keys = (key, live) if census is None else (key, live, census)
+        return _evalsha(INDEX_PUT, keys, argv, index_entries)
+    return _index_put_apart(key, ref, live, argv, census, drops, int(now))
 
 
-def _index_put_apart(key: str, ref: str, live: str, argv: list[str | int]
-                     ) -> Program[dict[str, str]]:
+def _index_put_apart(key: str, ref: str, live: str, argv: list[str | int], census: str | None,
+                     drops: list[str], now: int) -> Program[dict[str, str]]:
+    gone: list[str] = []
+    if census is not None and drops:
+        dropped = yield ("HMGET", key, *drops), key, _raw
+        gone = [digest for text in dropped or () if text is not None
+                if (digest := entry_digest(_decoded(text))) is not None]
     entries: dict[str, str] = yield _evalsha(INDEX_PUT, (key,), argv, index_entries)
-    if not (yield ("GET", live), live, is_live_text):
+    is_live = yield ("GET", live), live, is_live_text
+    if not is_live:
         yield ("HDEL", key, ref), key, _nothing
         entries.pop(ref, None)
+    if census is None:
+        return entries
+    if gone:
+        yield ("ZREM", census, *gone), census, _nothing
+    if is_live:
+        # Due at once: the next sweep reads its expiry (this step did not, in its slot).
+        yield ("ZADD", census, now, member_of(live)), census, _nothing
     return entries
 
 
@@ -227,6 +265,69 @@ def index_drop(key: str, refs: Collection[str]) -> Program[None]:
 
 def ping() -> Command[None]:
     return ("PING",), None, _nothing
+
+
+# -- the census (SessionAdmin.count_sessions; thread stores only) --------------------------
+
+
+def census_read(key: str, lock: str, lock_ttl: float) -> Command[tuple[int, bool]]:
+    """One run of :data:`~sessionshare.store.lua.CENSUS`: the members, and whether this
+    caller took the sweep lock (``lock_ttl`` seconds; 0: no lock asked for)."""
+    return _evalsha(CENSUS, (key, lock), [max(int(lock_ttl * 1000), 0)], _census)
+
+
+def census_due(key: str, now: int, limit: int) -> Command[list[str]]:
+    """The members whose check time is ``now`` or earlier, at most ``limit``."""
+    return (("ZRANGEBYSCORE", key, "-inf", int(now), "LIMIT", 0, max(int(limit), 1)), key,
+            _texts)
+
+
+def census_check(key: str, sessions: Mapping[str, str], now: int, *, apart: bool
+                 ) -> Operation[int]:
+    """One run of :data:`~sessionshare.store.lua.CENSUS_CHECK` over ``sessions`` (member
+    -> session key); ``apart`` (a cluster), a ``PTTL`` per session, then
+    :data:`~sessionshare.store.lua.CENSUS_SETTLE`. How many left the census."""
+    if not sessions:
+        return _none_left()
+    if not apart:
+        return _evalsha(CENSUS_CHECK, (key, *sessions.values()), [int(now), *sessions], int)
+    return _census_check_apart(key, sessions, now)
+
+
+def _none_left() -> Program[int]:
+    return 0
+    yield  # a program that sends nothing
+
+
+def _census_check_apart(key: str, sessions: Mapping[str, str], now: int) -> Program[int]:
+    argv: list[str | int] = [int(now)]
+    for member, session_key in sessions.items():
+        argv += (member, int((yield ("PTTL", session_key), session_key, int)))
+    return int((yield _evalsha(CENSUS_SETTLE, (key,), argv, int)))
+
+
+def census_add(key: str, members: Collection[str], now: int) -> Program[int]:
+    """Add ``members`` the census lacks (``ZADD NX``), due for a check at ``now``; how many
+    were added. A thousand a command."""
+    names = list(members)
+    added = 0
+    for start in range(0, len(names), 1000):
+        pairs: list[str | int] = []
+        for member in names[start:start + 1000]:
+            pairs += (int(now), member)
+        added += yield ("ZADD", key, "NX", *pairs), key, int
+    return added
+
+
+def census_members(key: str) -> Program[list[str]]:
+    """Every member of the census: ``ZSCAN`` in batches, so the server is never held up."""
+    found: list[str] = []
+    cursor: Any = 0
+    while True:
+        cursor, batch = yield ("ZSCAN", key, cursor, "COUNT", 1000), key, _scanned
+        found.extend(batch[0::2])
+        if cursor == 0:
+            return found
 
 
 # -- arguments and replies ----------------------------------------------------------------
@@ -298,6 +399,21 @@ def index_entries(raw: Any) -> dict[str, str]:
         return {_decoded(k): _decoded(v) for k, v in raw.items()}
     items = list(raw or ())
     return {_decoded(items[i]): _decoded(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+def _census(raw: Any) -> tuple[int, bool]:
+    members, won = raw
+    return int(members), int(won) == 1
+
+
+def _texts(raw: Any) -> list[str]:
+    return [_decoded(item) for item in raw or ()]
+
+
+def _scanned(raw: Any) -> tuple[int, list[str]]:
+    """A ``ZSCAN`` reply: the next cursor, and member, score, member, score... as text."""
+    cursor, items = raw
+    return int(cursor), _texts(items)
 
 
 def _decoded(value: Any) -> str:

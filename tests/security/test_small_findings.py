@@ -84,8 +84,8 @@ class _DamagingStore:
     def move(self, key: str, new_key: str, **kwargs: Any) -> bool:
         return self.inner.move(key, new_key, **kwargs)
 
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
+    def delete(self, key: str, *, census: str | None = None) -> None:
+        self.inner.delete(key, census=census)
 
     def claim_state(
         self,
@@ -106,8 +106,10 @@ class _DamagingStore:
         return self.inner.peek(key)
 
     def index_put(self, key: str, ref: str, entry: str, *, ttl: int, now: int,
-                  drop: Collection[str] = (), live: str | None = None) -> dict[str, str]:
-        return self.inner.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop, live=live)
+                  drop: Collection[str] = (), live: str | None = None,
+                  census: str | None = None) -> dict[str, str]:
+        return self.inner.index_put(key, ref, entry, ttl=ttl, now=now, drop=drop, live=live,
+                                    census=census)
 
     def index_read(self, key: str) -> dict[str, str]:
         return self.inner.index_read(key)

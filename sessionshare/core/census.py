@@ -1,0 +1,139 @@
+"""The census: how many signed-in sessions are live, in one round trip, for the deployment.
+
+The gauge used to count by scanning every user's index and asking the store
+which sessions it still held: half a million commands and half a minute at a
+million sessions, in every process that served the gauge. The census is a
+sorted set the store keeps as sessions start and end, so a count reads its
+size (``ZCARD``): one round trip whatever the number of sessions, and the same
+figure for every worker and process.
+
+Layout (one key per deployment, named by its newest sync key's public
+fingerprint, as the index keys are; the lock shares its hash tag)::
+
+    census = <prefix> "n:{" <key id> "}"          member: a session's store digest
+    lock   = <prefix> "n:{" <key id> "}:sweep"    score: when to check that session next
+
+Who keeps it:
+
+- **Entered** by the step that enters a session in its user's index (a sign-in,
+  a move to a new id: :class:`~sessionshare.core.steps.IndexPut`), in the same
+  script, only while the session is live. Its score is when its key would
+  expire now -- a time it cannot end before, except by an end that takes it
+  out at once. The entries the same step drops leave it.
+- **Left** by every end of a session (:class:`~sessionshare.core.steps.Delete`:
+  a logout in any app, a revocation, ``max_sessions_per_user``, an absolute
+  timeout met on a read), in the same script.
+- **Swept** for the ends nothing runs: a session that idles out (or reaches its
+  absolute timeout unread) simply expires in the store. A read slides a
+  session's expiry without touching the census -- the authenticated read
+  stays one ``GETEX`` -- so a member's score is a lower bound of its end: the
+  sweep looks only at members whose score has passed, and for each asks the
+  store how long its key has left (``PTTL``): gone, it leaves; live, its next
+  check is when that time runs out. Each session costs at most one check per
+  idle timeout, whatever the number of processes, and one process sweeps at a
+  time (a lock held ``sweep_every`` seconds).
+
+**The bound.** With a count every ``sweep_every`` seconds somewhere in the
+deployment, the figure is never below the live signed-in sessions, and above
+them by at most the sessions that ended *silently* (idle or absolute expiry
+in the store, nobody reading them) since the sweep before -- each silent end
+is out of the count at most ``sweep_every`` seconds (plus the clock skew
+between hosts) after it happened. Ends that run a step (logout, revocation)
+are out at once. Two cases are documented exceptions: a write in a session's
+last idle period before its absolute timeout can end it before its score (it
+then stays counted up to ``idle_timeout`` longer), and a sweep checks at most
+:data:`SWEEP_BATCHES` x :data:`SWEEP_BATCH` sessions (the rest wait for the
+next one). The sweep runs inside a count only: a deployment that never
+counts (no gauge, no ``sessions count`` now and then) keeps the members of
+the sessions that idled out until a count sweeps them. On a cluster the
+census has a slot of its own, so the index write and each end keep it by a
+command right after their script; a process that dies between the two
+leaves the census off by that session until
+:meth:`Census.reconcile` (``python -m sessionshare sessions reconcile``)
+repairs it from the index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from ..crypto import SyncKey
+from .steps import CensusAdd, CensusCheck, CensusDue, CensusMembers, CensusRead, Steps
+
+__all__ = ["SWEEP_BATCH", "SWEEP_BATCHES", "Census", "census_key"]
+
+#: Sessions one sweep step checks (one script on a single Redis).
+SWEEP_BATCH = 500
+#: Sweep steps in one count at most: 100,000 sessions; the rest wait for the next count.
+SWEEP_BATCHES = 200
+
+
+def census_key(key: SyncKey, key_prefix: str) -> str:
+    """The census of the deployment of ``key`` (its newest key) under ``key_prefix``."""
+    return f"{key_prefix}n:{{{key.fingerprint_bytes()[0].hex()}}}"
+
+
+class Census:
+    """Counts, sweeps and repairs one deployment's census.
+
+    :param key: the deployment's sync key(s): the newest names the census.
+    :param key_prefix: the apps' ``key_prefix``.
+    :param clock: the time source (the same as the apps', on every host).
+    """
+
+    def __init__(
+        self, key: SyncKey, *, key_prefix: str = "sessionshare:",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = census_key(key, key_prefix)
+        self.lock = self.key + ":sweep"
+        self.key_prefix = key_prefix
+        self.clock = clock
+
+    def session_key(self, member: str) -> str:
+        """The store key of the session a member names."""
+        return f"{self.key_prefix}s:{{{member}}}"
+
+    def count(self, *, sweep_every: float) -> Steps[int]:
+        """The live signed-in sessions (within the bound above): one round trip, and
+        a sweep when no other process swept in the last ``sweep_every`` seconds."""
+        members, won = yield CensusRead(self.key, self.lock, sweep_every)
+        if not won:
+            return int(members)
+        return int(members) - (yield from self.sweep())
+
+    def sweep(self, *, batches: int | None = SWEEP_BATCHES) -> Steps[int]:
+        """Check the members whose check time has passed; how many left (their session
+        had expired). ``batches=None``: until none is due."""
+        now = int(self.clock())
+        left = 0
+        done = 0
+        while batches is None or done < batches:
+            due: list[str] = yield CensusDue(self.key, now, SWEEP_BATCH)
+            if due:
+                left += yield self._check(due, now)
+            done += 1
+            if len(due) < SWEEP_BATCH:
+                break
+        return left
+
+    def _check(self, members: Collection[str], now: int) -> CensusCheck:
+        return CensusCheck(self.key, tuple((m, self.session_key(m)) for m in members), now)
+
+    def reconcile(self, named: Collection[str]) -> Steps[tuple[int, int]]:
+        """Repair the census from ``named`` -- the digests of the sessions a scan of the
+        indexes found named there: each it lacks is added if the store holds it, and
+        every member is checked, whatever its check time (one the store no longer holds
+        leaves; one it holds stays, even if named nowhere: a session signed in during
+        the scan). Answers (members added, members taken out). O(all sessions)."""
+        now = int(self.clock())
+        members = sorted(set((yield CensusMembers(self.key))))
+        missing = sorted(set(named).difference(members))
+        for start in range(0, len(missing), SWEEP_BATCH * 2):
+            yield CensusAdd(self.key, tuple(missing[start:start + SWEEP_BATCH * 2]), now)
+        found = [0, 0]
+        for which, group in enumerate((missing, members)):
+            for start in range(0, len(group), SWEEP_BATCH):
+                found[which] += yield self._check(group[start:start + SWEEP_BATCH], now)
+        return len(missing) - found[0], found[1]
