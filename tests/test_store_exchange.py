@@ -9,9 +9,10 @@ same store reads its own reply.
 
 The ``check_*`` functions take any RedisStore and its server's admin client, so
 tests/reliability runs the very same checks on a Sentinel master and a
-Cluster; here they run on the fast path (``from_url``: plain Redis, RESP2) and
-on a client where the fast path is off (redis-py's default protocol, RESP3 in
-redis-py 8, whose pool skips its own "connection has data" check).
+Cluster; here they run on the fast path twice -- ``from_url`` (plain Redis,
+RESP2) and a user's client with redis-py's defaults (RESP3 in redis-py 8, whose
+pool skips its own "connection has data" check) -- and on redis-py's pool path
+(a pool class of the user's own, which the fast path leaves alone).
 """
 
 from __future__ import annotations
@@ -133,15 +134,32 @@ def check_signal_during_a_stalled_read(store: RedisStore, admin: redis.Redis) ->
 # -- the two kinds of single-server client -------------------------------------------
 
 
-@pytest.fixture(params=["fast-path", "client-default-protocol"])
+class OwnPool(redis.ConnectionPool):
+    """A pool class of the user's own: the store keeps redis-py's pool path for it."""
+
+
+#: Each kind of single-server client: how its store is built, and whether it takes the
+#: fast path.
+KINDS: dict[str, tuple[Callable[..., RedisStore], bool]] = {
+    "fast-path": (lambda url, **kw: RedisStore.from_url(url, **kw), True),
+    # redis-py's defaults: RESP3 in redis-py 8, whose pool trusts its connections.
+    "client-default-protocol": (lambda url, **kw: RedisStore(redis.Redis.from_url(url, **kw)),
+                                True),
+    "pool-path": (lambda url, **kw: RedisStore(redis.Redis(
+        connection_pool=OwnPool.from_url(url, **kw))), False),
+}
+
+
+def build(kind: str, url: str, **client_options: Any) -> RedisStore:
+    make, fast = KINDS[kind]
+    store = make(url, **client_options)
+    assert store.uses_fast_path == fast
+    return store
+
+
+@pytest.fixture(params=sorted(KINDS))
 def redis_store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[RedisStore]:
-    if request.param == "fast-path":
-        store = RedisStore.from_url(redis_url)
-        assert store.uses_fast_path
-    else:
-        # redis-py's defaults: RESP3 in redis-py 8, whose pool trusts its connections.
-        store = RedisStore(redis.Redis.from_url(redis_url))
-        assert not store.uses_fast_path
+    store = build(request.param, redis_url)
     yield store
     store.close()
 
@@ -167,7 +185,7 @@ def test_a_signal_during_a_stalled_read_crosses_no_user(
     check_signal_during_a_stalled_read(redis_store, admin)
 
 
-@pytest.mark.parametrize("kind", ["fast-path", "client-default-protocol"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_the_next_command_while_the_server_still_holds_the_interrupted_reply(
     kind: str, redis_url: str, admin: redis.Redis
 ) -> None:
@@ -176,9 +194,7 @@ def test_the_next_command_while_the_server_still_holds_the_interrupted_reply(
     the interruption would pass rule 2's check (nothing to read yet) and read that reply
     as its own; only dropping it at the interruption keeps bob's answer bob's. (Socket
     timeouts longer than the pause: the next command waits it out.)"""
-    store = (RedisStore.from_url(redis_url, socket_timeout=10) if kind == "fast-path" else
-             RedisStore(redis.Redis.from_url(redis_url, socket_timeout=10)))
-    assert store.uses_fast_path == (kind == "fast-path")
+    store = build(kind, redis_url, socket_timeout=10)
     _seed(store)
 
     following: list[SessionRecord | None] = []
@@ -389,3 +405,47 @@ def test_the_eviction_policy_is_reported(redis_url: str, admin: redis.Redis) -> 
     finally:
         admin.config_set("maxmemory-policy", "noeviction")
     store.close()
+
+
+def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> None:
+    """A user's ``redis.Redis.from_url(url)`` (RESP3 in redis-py 8) takes the fast path:
+    50 reads borrow one connection from the pool once, each read is one command on it,
+    and that one connection speaks RESP3 (the client's settings, kept)."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisStore(client)
+    _seed(store)
+    store.close()  # the seeding's connections back: count from an empty idle list
+    pool = client.connection_pool
+    borrowed: list[int] = []
+    original_get = pool.get_connection
+
+    def get_connection(*args: Any, **kwargs: Any) -> Any:
+        borrowed.append(1)
+        return original_get(*args, **kwargs)
+
+    pool.get_connection = get_connection  # type: ignore[method-assign]
+    sent: list[bytes] = []
+    original_send = redis.connection.Connection.send_packed_command
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command))
+        original_send(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    try:
+        for _ in range(50):
+            assert _bob(store) == SessionRecord(BOB, {})
+    finally:
+        redis.connection.Connection.send_packed_command = original_send  # type: ignore[method-assign]
+        del pool.get_connection
+    assert borrowed == [1]
+    reads = [command for command in sent if command.startswith(b"*4\r\n$5\r\nGETEX\r\n")]
+    assert len(reads) == 50
+    # The rest is the one connection's handshake (HELLO 3, then redis-py's set-up).
+    assert sum(command.startswith(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3") for command in sent) == 1
+    assert len(sent) - len(reads) <= 4
+    assert store.idle_connections == 1
+    conn = store._line._idle[0]
+    assert str(conn.protocol) == "3"
+    store.close()
+    client.close()

@@ -59,7 +59,7 @@ class AsyncRedisStore(ClientStore):
     :param client: ``redis.asyncio.Redis``, a Sentinel master or
         ``redis.asyncio.cluster.RedisCluster``.
     :param max_idle_connections: connections the fast path (plain
-        ``redis.asyncio.Redis`` speaking RESP2) keeps parked between commands;
+        ``redis.asyncio.Redis``, RESP2 or RESP3) keeps parked between commands;
         default: half the pool's ``max_connections``, at most 16.
     """
 

@@ -151,11 +151,20 @@ def _borrow(pool: Any, command: str) -> Any:
     return conn
 
 
+def marks_for_reconnect(pool: Any) -> bool:
+    """True when the pool's connections can be marked to reconnect (redis-py 8, RESP3
+    maintenance notifications: the server is moving). A parked connection so marked
+    goes back to the pool, which reconnects it, instead of being used again."""
+    return str(pool.connection_kwargs.get("protocol", "")) != "2" and callable(
+        getattr(pool.connection_class, "should_reconnect", None)
+    )
+
+
 class PoolLine:
     """Each command on a connection borrowed from the client's pool for that command.
 
-    For clients whose connections the fast path cannot keep (Sentinel, RESP3,
-    client-side caching, single-connection clients): the pool's bookkeeping
+    For clients whose connections the fast path cannot keep (Sentinel,
+    client-side caching, a pool or connection class of the user's): the pool's bookkeeping
     per command, with rules 1 and 2 of this module.
     """
 
@@ -178,7 +187,7 @@ class PoolLine:
 class DirectLine:
     """Commands on connections the store keeps, skipping redis-py's client and pool.
 
-    For a plain single-server ``redis.Redis`` speaking RESP2: redis-py's
+    For a plain single-server ``redis.Redis`` (RESP2 or RESP3): redis-py's
     client and pool cost about 10 microseconds per command, a third of a whole
     session read on loopback. Connections are borrowed from the client's pool
     (so its ``max_connections`` still bounds them) and parked on an idle list
@@ -188,13 +197,14 @@ class DirectLine:
     lock on the hot path.
     """
 
-    __slots__ = ("_idle", "_max_idle", "_pid", "_pool")
+    __slots__ = ("_idle", "_marks", "_max_idle", "_pid", "_pool")
 
     def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
         self._pool = pool
         self._idle: list[Any] = []
         self._max_idle = max_idle
         self._pid = os.getpid()
+        self._marks = marks_for_reconnect(pool)
 
     def call(self, *args: str | int, key: str | None = None) -> Any:
         if self._pid != os.getpid():
@@ -206,6 +216,11 @@ class DirectLine:
             conn = self._idle.pop()
         except IndexError:
             conn = _borrow(self._pool, str(args[0]))
+        else:
+            if self._marks and conn.should_reconnect():
+                # A RESP3 maintenance notice moved the server: the pool reconnects it.
+                self._pool.release(conn)
+                conn = _borrow(self._pool, str(args[0]))
         completed = False
         try:
             reply = _with_retry(conn, pack(conn, args))

@@ -33,10 +33,10 @@ sessions a Redis of their own with ``maxmemory-policy noeviction``: an
 evicting policy signs users out at random (:meth:`RedisStore.eviction_warning`,
 which ``python -m sessionshare check`` reports).
 
-Speed: on a plain ``redis.Redis`` speaking RESP2 (what ``from_url`` builds)
-commands skip redis-py's client and pool machinery, which costs about 10
-microseconds per command in redis-py 8 -- a third of a whole session read on
-loopback (measured in ``benchmarks/README.md``). Those connections are
+Speed: on a plain ``redis.Redis`` -- what ``from_url`` builds or a user's own,
+RESP2 or RESP3 (redis-py 8's default), without a client-side cache -- commands
+skip redis-py's client and pool machinery, which costs about 10 microseconds
+per command in redis-py 8 -- a third of a whole session read on loopback (measured in ``benchmarks/README.md``). Those connections are
 borrowed from the client's pool, so its ``max_connections`` still bounds them.
 
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
@@ -81,8 +81,8 @@ class RedisStore(ClientStore):
         (``Sentinel(...).master_for(name)``) or ``redis.cluster.RedisCluster``.
     :param sentinel_check_interval: seconds between asking the sentinels which
         server is the master (Sentinel clients only).
-    :param max_idle_connections: connections the fast path (plain ``redis.Redis``
-        speaking RESP2) keeps parked between commands; default: half the pool's
+    :param max_idle_connections: connections the fast path (a plain ``redis.Redis``
+        without a client-side cache) keeps parked between commands; default: half the pool's
         ``max_connections``, at most 16. Busier moments borrow from the pool and
         give the surplus back.
     """
