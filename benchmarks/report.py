@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 #: The baseline each case's overhead is measured against.
-BASELINE = {"b": "a", "c": "a", "d": "a", "e": "e0", "f": "a", "g": "a"}
+BASELINE = {"b": "a", "c": "a", "d": "a", "e": "e0", "f": "a", "g": "a", "b0": "a",
+            "cu": "a", "du": "a",
+            **{f"{kind}{label}": "a" for kind in ("w", "d", "du")
+               for label in ("200", "2k", "20k", "200k")}}
 
 
 @dataclass
@@ -28,6 +31,8 @@ class Target:
     op: str  # "<=", "<", "==", ">="
     limit: float
     unit: str = ""
+    #: The issue that set the target (the report prints each group under its heading).
+    issue: int = 5
 
     @property
     def met(self) -> bool | None:
@@ -48,7 +53,7 @@ class Target:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "op": self.op, "limit": self.limit,
-                "met": self.met}
+                "met": self.met, "issue": self.issue}
 
 
 def overheads(us: dict[str, float]) -> dict[str, float]:
@@ -85,6 +90,30 @@ def targets(result: dict[str, Any], timings_meaningful: bool) -> list[Target]:
         growth = memory.get(case, {}).get("growth_mb")
         found.append(Target(f"RSS growth over {result['settings']['memory_requests']:,} "
                             f"requests of ({case})", growth, "<", 5, " MB"))
+    return found + issue27_targets(result, ratio)
+
+
+def issue27_targets(result: dict[str, Any], ratio: Any) -> list[Target]:
+    """Issue 27's figures: the store built both ways against the floor, the read against
+    the physical floors (a bare socket; an asyncio stream), the write at each size."""
+    found = [
+        Target("(c) from_url: overhead / floor (b)", ratio("c", "b"), "<=", 1.0, "x", 27),
+        Target("(cu) user's default client / floor (b)", ratio("cu", "b"), "<=", 1.0, "x", 27),
+        Target("(c) overhead / raw-socket floor (b0)", ratio("c", "b0"), "<=", 1.5, "x", 27),
+        Target("(cu) overhead / raw-socket floor (b0)", ratio("cu", "b0"), "<=", 1.5, "x", 27),
+    ]
+    asgi = (result.get("asgi") or {}).get("inprocess") or {}
+    if "B0" in asgi and "C" in asgi and result["settings"]["mode"] != "smoke":
+        bare = asgi["A"]["us"]
+        for case in ("C", "CU"):
+            if case in asgi:
+                value = (asgi[case]["us"] - bare) / (asgi["B0"]["us"] - bare)
+                found.append(Target(f"ASGI ({case}) overhead / stream floor (B0)",
+                                    value, "<=", 1.5, "x", 27))
+    for label in ("200", "2k", "20k", "200k"):
+        for kind, how in (("d", "from_url"), ("du", "user's client")):
+            found.append(Target(f"({kind}{label}) write, {how} / floor (w{label})",
+                                ratio(f"{kind}{label}", f"w{label}"), "<=", 1.0, "x", 27))
     return found
 
 
@@ -137,7 +166,7 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
         else f"settings: {s['mode']}, not pinned",
         f"in-process: median of {s['repeats']} repeats x {s['requests']} requests per case",
         "",
-        f"  {'case':<4} {'what':<38} {'us/unit':>8} {'min-max':>13} {'overhead':>8} {'trips':>5}"
+        f"  {'case':<6} {'what':<38} {'us/unit':>8} {'min-max':>13} {'overhead':>8} {'trips':>5}"
         "  server commands",
     ]
     over = result["overhead_us"]
@@ -145,7 +174,7 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
         shown = f"{over[case]:8.1f}" if case in over else f"{'-':>8}"
         spread = f"{min(row['samples_us']):.1f}-{max(row['samples_us']):.1f}"
         lines.append(
-            f"  ({case}){'':<{2 - len(case)}} {row['label'][:38]:<38} {row['us']:8.1f} "
+            f"  {'(' + case + ')':<6} {row['label'][:38]:<38} {row['us']:8.1f} "
             f"{spread:>13} {shown} {row['round_trips']:5.2f}  {_commands(row['commands'])}"
             + (f"  [per {row['unit']}]" if row["unit"] != "request" else "")
         )
@@ -172,5 +201,6 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
             lines.append(
                 f"  ({case})  RSS {row['rss_mb']:.1f} MB, growth {row['growth_mb']:+.2f} MB"
             )
-    lines += ["", "targets (issue 5):"] + [t.line() for t in found]
+    for issue in sorted({t.issue for t in found}):
+        lines += ["", f"targets (issue {issue}):"] + [t.line() for t in found if t.issue == issue]
     return "\n".join(lines)
