@@ -181,6 +181,10 @@ def padded(size: int) -> dict[str, Any]:
     """:data:`SESSION_DATA` plus a list of recent pages, about ``size`` bytes of JSON in all
     (app data as it usually is: short strings and numbers, quotes to escape)."""
     data = dict(SESSION_DATA)
+    if os.environ.get("BENCH_PAD") == "text":
+        data["recent"] = ""
+        data["recent"] = "lorem ipsum dolor " * ((size - len(json.dumps(data))) // 18 + 1)
+        return data
     pages: list[dict[str, Any]] = []
     data["recent"] = pages
     while len(json.dumps(data, separators=(",", ":"))) < size:

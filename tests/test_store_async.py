@@ -781,3 +781,39 @@ def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> No
         await client.aclose()
 
     run(scenario())
+
+
+def test_a_write_after_a_read_in_the_same_task_replaces_or_merges(redis_url: str) -> None:
+    """As RedisStore: the task's write of the session it read goes over the text read
+    (one REPLACE), and over a record changed meanwhile it merges, losing nothing."""
+    from sessionshare.store import lua
+
+    names = {lua.MERGE.sha: "MERGE", lua.REPLACE.sha: "REPLACE"}
+
+    async def scenario() -> None:
+        store, other = AsyncRedisStore.from_url(redis_url), AsyncRedisStore.from_url(redis_url)
+        sent: list[str] = []
+        line = store._line
+
+        class Counted:
+            async def call(self, *args: Any, key: str | None = None) -> Any:
+                if args[0] == "EVALSHA":
+                    sent.append(names.get(str(args[1]), "other"))
+                return await line.call(*args, key=key)
+
+        await store.save("s:alice", changed=ALICE, ttl=600, create=True)
+        store._line = Counted()
+        assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})
+        assert await store.save("s:alice", changed={"seen": "1"}, ttl=600)
+        assert sent == ["REPLACE"]
+        assert await store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {})
+        assert await other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
+        assert await store.save("s:alice", changed={"seen": "2"}, ttl=600)
+        assert sent == ["REPLACE", "REPLACE", "MERGE"]
+        store._line = line
+        assert await store.load("s:alice", 600) == SessionRecord(
+            {**ALICE, "seen": "2", "theme": '"dark"'}, {})
+        await store.close()
+        await other.close()
+
+    run(scenario())

@@ -33,7 +33,7 @@ from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 from servers import RedisServer
 
 from sessionshare import RedisStore, StoreUnavailable
-from sessionshare.store.base import SessionRecord
+from sessionshare.store.base import RETIRED, SessionRecord
 
 
 class Interrupted(BaseException):
@@ -449,3 +449,118 @@ def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> No
     assert str(conn.protocol) == "3"
     store.close()
     client.close()
+
+
+# -- a write over the text this request read ----------------------------------------
+
+
+@contextlib.contextmanager
+def scripts_sent(store: RedisStore) -> Iterator[list[str]]:
+    """The names of the scripts ``store`` sends while the block runs, in order."""
+    from sessionshare.store import lua
+
+    names = {script.sha: name for name, script in vars(lua).items()
+             if isinstance(script, lua.Script)}
+    sent: list[str] = []
+    line = store._line
+
+    class Counted:
+        def call(self, *args: Any, key: str | None = None) -> Any:
+            if args[0] == "EVALSHA":
+                sent.append(names[str(args[1])])
+            return line.call(*args, key=key)
+
+    store._line = Counted()
+    try:
+        yield sent
+    finally:
+        store._line = line
+
+
+def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
+                                                     admin: redis.Redis) -> None:
+    """The write of the session this thread just read is one REPLACE, and what it stores
+    is what the server's merge would have stored: the same fields, meta and expiry."""
+    store = RedisStore.from_url(redis_url)
+    for key in ("s:merged", "s:replaced"):
+        store.save(key, changed=ALICE, meta={"c": 1}, ttl=600, create=True)
+    store.save("s:merged", changed={"seen": "1"}, deleted=["cart"], meta={"x": 3}, ttl=0)
+    assert store.load("s:replaced", 600) == SessionRecord(ALICE, {"c": 1})
+    with scripts_sent(store) as sent:
+        assert store.save("s:replaced", changed={"seen": "1"}, deleted=["cart"], meta={"x": 3},
+                          ttl=0)
+    assert sent == ["REPLACE"]
+    assert 590 < admin.ttl("s:replaced") <= 600  # ttl=0 kept the expiry the read slid
+    assert store.load("s:replaced", 600) == store.load("s:merged", 600) == SessionRecord(
+        {"user": '"alice"', "seen": "1"}, {"c": 1, "x": 3})
+    assert store.load("s:replaced", 600) is not None
+    with scripts_sent(store) as sent:
+        assert store.save("s:replaced", changed={"seen": "2"}, ttl=300)
+        # A second write in a row goes over the first's text.
+        assert store.save("s:replaced", changed={"more": "3"}, ttl=300)
+    assert sent == ["REPLACE", "REPLACE"] and 290 < admin.ttl("s:replaced") <= 300
+    assert store.load("s:replaced", 600) == SessionRecord(
+        {"user": '"alice"', "seen": "2", "more": "3"}, {"c": 1, "x": 3})
+    store.close()
+
+
+def test_a_write_over_a_record_changed_since_the_read_merges(redis_url: str) -> None:
+    """Another app wrote a key between this request's read and its write: the text read is
+    not what the server holds, so nothing is replaced and the merge keeps both writes."""
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    assert other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "1"}, ttl=600)
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) == SessionRecord(
+        {**ALICE, "theme": '"dark"', "seen": "1"}, {})
+    store.close()
+    other.close()
+
+
+def test_a_write_after_a_logout_since_the_read_brings_nothing_back(redis_url: str) -> None:
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    other.delete("s:alice")
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"user": '"mallory"'}, ttl=600) is False
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) is None
+    store.close()
+    other.close()
+
+
+def test_a_retired_id_read_is_never_written_over(redis_url: str) -> None:
+    """A marker (an id a move retired) read by this request: its write is the merge's, which
+    refuses it -- the marker is not replaced by a session."""
+    store = RedisStore.from_url(redis_url)
+    store.save("s:old", changed=ALICE, ttl=600, create=True)
+    assert store.move("s:old", "s:new", changed={}, ttl=600, retired_at=1, grace=30)
+    marker = store.load("s:old", 600)
+    assert marker is not None and RETIRED in marker.meta
+    with scripts_sent(store) as sent:
+        assert store.save("s:old", changed={"user": '"mallory"'}, ttl=600) is False
+    assert sent == ["MERGE"]
+    record = store.load("s:old", 600)
+    assert record is not None and RETIRED in record.meta and record.fields == {}
+    store.close()
+
+
+def test_a_retried_replace_writes_the_same_record(redis_url: str, admin: redis.Redis) -> None:
+    """The first REPLACE times out but runs; its retry finds its own text (not the one read)
+    and answers 0, and the merge then sets the same fields to the same values."""
+    store = RedisStore.from_url(redis_url, socket_timeout=0.3)
+    store.save("s:alice", changed=ALICE, meta={"c": 1}, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    stall = _stall(admin, 0.45)  # longer than one timeout, shorter than two
+    try:
+        with scripts_sent(store) as sent:
+            assert store.save("s:alice", changed={"seen": "1"}, meta={"x": 2}, ttl=600)
+    finally:
+        stall.join()
+    assert sent == ["REPLACE", "MERGE"]  # the retry is inside the first: one call each
+    assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1, "x": 2})
+    store.close()

@@ -89,13 +89,13 @@ class AsyncRedisStore(ClientStore):
         return read(raw)
 
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        return await self._run(op.load(key, idle_ttl))
+        return await self._run(op.load(key, idle_ttl, self._seen))
 
     async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
                    meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
                    ) -> bool:
         return await self._run(op.save(key, changed=changed, deleted=deleted, meta=meta,
-                                       ttl=ttl, create=create))
+                                       ttl=ttl, create=create, seen=self._seen))
 
     async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
                    once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:

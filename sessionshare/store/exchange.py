@@ -63,13 +63,14 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     """``args`` in the wire format, as ``conn.pack_command(*args)`` would write them.
 
     The store's arguments are text (UTF-8, as redis-py encodes it) and whole
-    numbers; this packs those in one buffer, in about a third of redis-py's
-    time (it also handles memoryviews and splits large values, which the
-    store's commands never need). Anything else goes to redis-py.
+    numbers; this packs those, in about a third of redis-py's time, in one
+    buffer -- a large value (a whole session record) in one of its own, as
+    redis-py does. Anything else goes to redis-py.
     """
     first = args[0] if args else None
     if type(first) is not str or not first.isalpha():
         return list(conn.pack_command(*args))  # redis-py splits "CONFIG GET" into two
+    buffers: list[bytes] = []
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if type(arg) is str:
@@ -78,8 +79,20 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
             data = b"%d" % arg
         else:
             return list(conn.pack_command(*args))
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return [b"".join(parts)]
+        if len(data) > _COPY_CUTOFF:
+            # A large value (a whole session record) goes out as its own buffer: copying
+            # it into the command's would cost more than the extra write.
+            parts.append(b"$%d\r\n" % len(data))
+            buffers += (b"".join(parts), data)
+            parts = [b"\r\n"]
+        else:
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    buffers.append(b"".join(parts))
+    return buffers
+
+
+#: Values longer than this are written as buffers of their own (redis-py's cut-off too).
+_COPY_CUTOFF = 6000
 
 
 def packs_like_redis_py(pool: Any, stock: Any) -> bool:

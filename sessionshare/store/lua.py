@@ -23,7 +23,7 @@ import hashlib
 from typing import NamedTuple
 
 __all__ = ["CLAIM", "END", "IDENTITY", "INDEX_PUT", "MERGE", "MOVE", "MOVE_IN", "MOVE_OUT",
-           "PREPARED", "REDEEM", "SCRIPTS", "Script"]
+           "PREPARED", "REDEEM", "REPLACE", "SCRIPTS", "Script"]
 
 
 class Script(NamedTuple):
@@ -272,6 +272,25 @@ end
 return left
 """)
 
+#: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), the record's text as the
+#: caller read it, the text to store instead (that record with the caller's changes
+#: merged in, built by the caller). Writes only when the key still holds exactly the text
+#: read -- so the result is what :data:`MERGE` would have written, without decoding and
+#: encoding the whole record on the server (for a large session most of a write's cost).
+#: Returns 1, or 0 and writes nothing when the record changed meanwhile (another write,
+#: an end, a move, expiry): the caller then runs MERGE, which merges or refuses as it
+#: always does. Run twice, the second run finds its own text and answers 0; MERGE then
+#: sets the same fields to the same values.
+REPLACE = _script("""
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+if ARGV[1] == '0' then
+  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1])
+end
+return 1
+""")
+
 #: Every script by its SHA1: what to send again as ``EVAL`` when the server lost it.
 SCRIPTS = {script.sha: script for script in (
-    MERGE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT)}
+    MERGE, REPLACE, MOVE, MOVE_OUT, MOVE_IN, END, REDEEM, CLAIM, IDENTITY, INDEX_PUT)}

@@ -144,12 +144,12 @@ class RedisStore(ClientStore):
         return read(raw)
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        return self._run(op.load(key, idle_ttl))
+        return self._run(op.load(key, idle_ttl, self._seen))
 
     def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
              meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         return self._run(op.save(key, changed=changed, deleted=deleted, meta=meta, ttl=ttl,
-                                 create=create))
+                                 create=create, seen=self._seen))
 
     def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
              once_ttl: int = 0) -> SessionRecord | None:

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from redis import utils as redis_utils
@@ -23,6 +24,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
+from .redisproto import Seen
 
 __all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "Lines", "eviction_warning",
            "line_for", "server_name", "unavailable", "warn_without_timeout", "web_client"]
@@ -129,6 +131,8 @@ class ClientStore:
             raise ConfigurationError("max_idle_connections must be a whole number >= 0")
         self.client = client
         self._line = line_for(client, max_idle_connections, self._lines)
+        #: The session this thread or task last read, for its write (redisproto.save).
+        self._seen: Seen = ContextVar(f"sessionshare_seen_{id(self):x}", default=None)
         # A cluster keeps a session's new id and a user's index in other slots than the
         # session: a move and a checked index entry take more than one step there.
         self._on_cluster = isinstance(self._line, self._lines.clustered)
