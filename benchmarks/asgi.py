@@ -195,15 +195,28 @@ async def measure(stack: AsgiStack, requests: int, repeats: int) -> dict[str, di
             for _ in range(100):
                 await call()
         rows[case] = {"label": CASES[case], "round_trips": count[0] / 100, "samples_us": []}
+    for row in rows.values():
+        row["cpu_samples_us"] = []
     for _ in range(repeats):
         for case, call in calls.items():
+            cpu, server = time.thread_time(), _server_cpu(stack.admin)
             started = time.perf_counter()
             for _ in range(requests):
                 await call()
             rows[case]["samples_us"].append((time.perf_counter() - started) / requests * 1e6)
+            used = time.thread_time() - cpu + _server_cpu(stack.admin) - server
+            rows[case]["cpu_samples_us"].append(used / requests * 1e6)
     for row in rows.values():
         row["us"] = statistics.median(row["samples_us"])
+        row["cpu_us"] = statistics.median(row["cpu_samples_us"])
     return rows
+
+
+def _server_cpu(admin: redis.Redis) -> float:
+    """Seconds of CPU the Redis server has used (as ``measure.server_cpu``; blocking, but
+    only between timed loops)."""
+    info: dict[str, Any] = admin.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 @contextmanager
@@ -275,12 +288,12 @@ def suite_servers() -> Any:
 
 def render(rows: dict[str, dict[str, Any]], served: dict[str, dict[str, Any]]) -> str:
     lines = ["", "ASGI (one event loop, in process): median us per request",
-             "  case what                                    us/req  overhead  trips"]
+             "  case  what                                   us/req  overhead   cpu us  trips"]
     bare = rows["A"]["us"]
     for case, row in rows.items():
         overhead = "-" if case == "A" else f"{row['us'] - bare:8.1f}"
         lines.append(f"  {'(' + case + ')':<5} {row['label']:<38} {row['us']:7.1f}  {overhead:>8}  "
-                     f"{row['round_trips']:.2f}")
+                     f"{row['cpu_us']:7.1f}  {row['round_trips']:.2f}")
     if "T" not in rows:
         lines.append("  (T)  starsessions: not installed (pip install starsessions)")
     if served:

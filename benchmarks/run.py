@@ -121,10 +121,12 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
                                   "round_trips": trips, "commands": commands}
         print(f"timing {len(cases)} cases: {args.repeats} repeats x {args.requests} requests ...",
               file=sys.stderr, flush=True)
-        samples = measure.time_cases(cases, args.requests, args.repeats)
+        cpu: dict[str, list[float]] = {}
+        samples = measure.time_cases(cases, args.requests, args.repeats, stack.admin, cpu)
         for case_id, values in samples.items():
             inprocess[case_id]["us"] = measure.median(values)
             inprocess[case_id]["samples_us"] = [round(v, 2) for v in values]
+            inprocess[case_id]["cpu_us"] = measure.median(cpu[case_id])
         memory: dict[str, dict[str, float]] = {}
         if args.memory_requests:
             by_id = {case.id: case for case in cases}
@@ -177,6 +179,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
         },
         "inprocess": inprocess,
         "overhead_us": {k: round(v, 2) for k, v in report.overheads(us).items()},
+        "overhead_cpu_us": {k: round(v, 2) for k, v in report.overheads(
+            {case_id: row["cpu_us"] for case_id, row in inprocess.items()}).items()},
         "memory": memory,
         "http": served,
         "asgi": asgi_result,

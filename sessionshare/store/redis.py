@@ -36,8 +36,9 @@ which ``python -m sessionshare check`` reports).
 Speed: on a plain ``redis.Redis`` -- what ``from_url`` builds or a user's own,
 RESP2 or RESP3 (redis-py 8's default), without a client-side cache -- commands
 skip redis-py's client and pool machinery, which costs about 10 microseconds
-per command in redis-py 8 -- a third of a whole session read on loopback (measured in ``benchmarks/README.md``). Those connections are
-borrowed from the client's pool, so its ``max_connections`` still bounds them.
+per command in redis-py 8 -- a third of a whole session read on loopback
+(measured in ``benchmarks/README.md``). Those connections are borrowed from
+the client's pool, so its ``max_connections`` still bounds them.
 
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
     store = RedisStore(Sentinel([("s1", 26379)]).master_for("sessions"))
