@@ -177,14 +177,25 @@ def floor_writer(environ: WSGIEnvironment, start_response: StartResponse) -> Ite
     return reply(start_response, value)
 
 
-def padded(size: int) -> dict[str, Any]:
-    """:data:`SESSION_DATA` plus a list of recent pages, about ``size`` bytes of JSON in all
-    (app data as it usually is: short strings and numbers, quotes to escape)."""
+#: The shapes the write cases' sessions are filled with (``--pad``).
+PAD_SHAPES = ("text", "pages")
+
+
+def padded(size: int, shape: str = "text") -> dict[str, Any]:
+    """:data:`SESSION_DATA` plus about ``size`` bytes of JSON in all, under ``recent``.
+
+    ``text``: one long string -- the cheapest for a floor's ``json.dumps`` of the
+    whole session, so the hardest comparison for the library, which keeps each
+    value as JSON text; ``pages``: a list of small objects (short strings and
+    numbers, quotes to escape), app data as it usually is.
+    """
     data = dict(SESSION_DATA)
-    if os.environ.get("BENCH_PAD") == "text":
+    if shape == "text":
         data["recent"] = ""
         data["recent"] = "lorem ipsum dolor " * ((size - len(json.dumps(data))) // 18 + 1)
         return data
+    if shape != "pages":
+        raise ValueError(f"unknown pad shape {shape!r}; one of {PAD_SHAPES}")
     pages: list[dict[str, Any]] = []
     data["recent"] = pages
     while len(json.dumps(data, separators=(",", ":"))) < size:
@@ -207,8 +218,9 @@ def shop_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
         value = environ["sessionshare.session"][WRITE_KEY] = next(_counter)
         return reply(start_response, value)
     if path == PAD_PATH:  # fills the session to a size, through the library's own write
-        size = int(environ["QUERY_STRING"].partition("=")[2])
-        environ["sessionshare.session"]["recent"] = padded(size)["recent"]
+        query = dict(part.partition("=")[::2] for part in environ["QUERY_STRING"].split("&"))
+        size = int(query["size"])
+        environ["sessionshare.session"]["recent"] = padded(size, query["shape"])["recent"]
         return reply(start_response, size)
     return hello(environ, start_response)
 

@@ -152,8 +152,10 @@ def request_loop(app: WSGIApplication, environ: WSGIEnvironment) -> Loop:
 class Stack:
     """Every app of the in-process cases, over one Redis server, users signed in."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, pad: str = "text") -> None:
         self.redis_url = redis_url
+        #: The shape the write cases' sessions are filled with (apps.padded).
+        self.pad = pad
         self._environs = Environs()
         self.sync_key = SyncKey.generate()
         self.admin = redis.Redis.from_url(redis_url)
@@ -207,10 +209,11 @@ class Stack:
         value = self.handoff_once(idp_cookie=idp_cookie)
         cookie = f"{apps.COOKIE}={value}"
         reply = Reply()
-        call(self.shop, environ_for(f"{apps.SHOP}{apps.PAD_PATH}?size={size}", cookie), reply)
+        call(self.shop, environ_for(
+            f"{apps.SHOP}{apps.PAD_PATH}?size={size}&shape={self.pad}", cookie), reply)
         if not reply.status.startswith("200"):
             raise RuntimeError(f"filling a {size}-byte session: {reply.status}")
-        self.admin.set(apps.floor_key(value), json.dumps(apps.padded(size)))
+        self.admin.set(apps.floor_key(value), json.dumps(apps.padded(size, self.pad)))
         return cookie
 
     def _peer_sign_in(self, app: WSGIApplication, cookie_name: str) -> str:
