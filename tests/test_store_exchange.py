@@ -564,3 +564,17 @@ def test_a_retried_replace_writes_the_same_record(redis_url: str, admin: redis.R
     assert sent == ["REPLACE", "MERGE"]  # the retry is inside the first: one call each
     assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1, "x": 2})
     store.close()
+
+
+def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: str) -> None:
+    """A mark changed the record this request read: its write merges at once, not after a
+    REPLACE bound to fail (a round trip for nothing)."""
+    store = RedisStore.from_url(redis_url)
+    store.save("s:{alice}", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:{alice}", 600) is not None
+    assert store.mark("s:{alice}", {"o:shop": 5}, 600) is not None
+    with scripts_sent(store) as sent:
+        assert store.save("s:{alice}", changed={"seen": "1"}, ttl=600)
+    assert sent == ["MERGE"]
+    assert store.load("s:{alice}", 600) == SessionRecord({**ALICE, "seen": "1"}, {"o:shop": 5})
+    store.close()

@@ -154,16 +154,19 @@ class RedisStore(ClientStore):
 
     def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
              once_ttl: int = 0) -> SessionRecord | None:
+        self._forget(key)
         return self._run(op.mark(key, meta, idle_ttl, once, once_ttl))
 
     def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
              deleted: Collection[str] = (), meta: Mapping[str, int] | None = None, ttl: int,
              retired_at: int, grace: int) -> bool:
+        self._forget(key)
         return self._run(op.move(key, new_key, changed=changed, deleted=deleted, meta=meta,
                                  ttl=ttl, retired_at=retired_at, grace=grace,
                                  apart=self._on_cluster))
 
     def delete(self, key: str) -> None:
+        self._forget(key)
         self._run(op.delete(key))
 
     def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,

@@ -171,6 +171,14 @@ class ClientStore:
         )
         return cls(client)
 
+    def _forget(self, key: str) -> None:
+        """This context's read of ``key`` is out of date (a mark, a move or an end of it is
+        under way): its next write merges rather than try a text the server no longer
+        holds (which would cost a round trip, never a wrong write)."""
+        base = self._seen.get()
+        if base is not None and base[0] == key:
+            self._seen.set(None)
+
     @property
     def uses_fast_path(self) -> bool:
         """True when commands skip redis-py's client and pool (a plain Redis client, RESP2
