@@ -776,8 +776,10 @@ def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> No
             del pool.get_connection
         assert borrowed == [1]
         assert store.idle_connections == 1
-        assert str(store._line._idle[0].protocol) == "3"
-        await store.close()
+        await store.close()  # the parked connection back to the pool
+        conn = await pool.get_connection()
+        assert str(conn.protocol) == "3"
+        await pool.release(conn)
         await client.aclose()
 
     run(scenario())
@@ -786,31 +788,34 @@ def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> No
 def test_a_write_after_a_read_in_the_same_task_replaces_or_merges(redis_url: str) -> None:
     """As RedisStore: the task's write of the session it read goes over the text read
     (one REPLACE), and over a record changed meanwhile it merges, losing nothing."""
-    from sessionshare.store import lua
+    from test_store_exchange import script_names
 
-    names = {lua.MERGE.sha: "MERGE", lua.REPLACE.sha: "REPLACE"}
+    from sessionshare.store import aexchange
 
     async def scenario() -> None:
         store, other = AsyncRedisStore.from_url(redis_url), AsyncRedisStore.from_url(redis_url)
         sent: list[str] = []
-        line = store._line
+        original = aexchange.send
 
-        class Counted:
-            async def call(self, *args: Any, key: str | None = None) -> Any:
-                if args[0] == "EVALSHA":
-                    sent.append(names.get(str(args[1]), "other"))
-                return await line.call(*args, key=key)
+        async def counted(conn: Any, packed: Any) -> None:
+            name = script_names(packed)
+            if name is not None:
+                sent.append(name)
+            await original(conn, packed)
 
         await store.save("s:alice", changed=ALICE, ttl=600, create=True)
-        store._line = Counted()
-        assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})
-        assert await store.save("s:alice", changed={"seen": "1"}, ttl=600)
-        assert sent == ["REPLACE"]
-        assert await store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {})
-        assert await other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
-        assert await store.save("s:alice", changed={"seen": "2"}, ttl=600)
-        assert sent == ["REPLACE", "REPLACE", "MERGE"]
-        store._line = line
+        aexchange.send = counted  # type: ignore[assignment]
+        try:
+            assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})
+            assert await store.save("s:alice", changed={"seen": "1"}, ttl=600)
+            assert sent == ["REPLACE"]
+            assert await store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {})
+            assert await other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
+            assert await store.save("s:alice", changed={"seen": "2"}, ttl=600)
+        finally:
+            aexchange.send = original  # type: ignore[assignment]
+        # The other store's merge, then this one's REPLACE that fails and its merge.
+        assert sent == ["REPLACE", "MERGE", "REPLACE", "MERGE"]
         assert await store.load("s:alice", 600) == SessionRecord(
             {**ALICE, "seen": "2", "theme": '"dark"'}, {})
         await store.close()
