@@ -594,3 +594,36 @@ def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: 
     assert sent == ["MERGE"]
     assert store.load("s:{alice}", 600) == SessionRecord({**ALICE, "seen": "1"}, {"o:shop": 5})
     store.close()
+
+
+def test_a_stamped_record_is_compared_by_its_head_and_a_merge_takes_the_stamp_out(
+    redis_url: str, admin: redis.Redis
+) -> None:
+    """REPLACE writes a new random stamp at the record's head; the next write of that text
+    compares only the head. Any other write (here another app's merge) takes the stamp
+    out, so a request still holding the old head merges instead of writing over it."""
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    assert store.save("s:alice", changed={"seen": "1"}, ttl=600)  # the whole text compared
+    first = admin.get("s:alice")
+    assert first is not None and first.startswith(b'{"v":"') and "v" in json.loads(first)
+    admin.config_resetstat()
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "2"}, ttl=600)
+    assert sent == ["REPLACE"]
+    stats = admin.info("commandstats")
+    assert "cmdstat_getrange" in stats and "cmdstat_get" not in stats  # the head, not all
+    second = admin.get("s:alice")
+    assert second is not None and second[:40] != first[:40]  # a new stamp each write
+    assert store.load("s:alice", 600) is not None  # this request holds the stamped head
+    assert other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)  # merged elsewhere
+    merged = admin.get("s:alice")
+    assert merged is not None and "v" not in json.loads(merged)
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "3"}, ttl=600)
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) == SessionRecord(
+        {**ALICE, "seen": "3", "theme": '"dark"'}, {})
+    store.close()
+    other.close()
