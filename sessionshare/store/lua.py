@@ -287,7 +287,9 @@ return left
 #: or 0 and writes nothing when the record changed meanwhile (another write, an end, a
 #: move, expiry): the caller then runs MERGE, which merges or refuses as it always does.
 #: Run twice, the second run finds its own stamp and answers 0; MERGE then sets the same
-#: fields to the same values.
+#: fields to the same values. An earlier version's merge (apps upgrade one at a time)
+#: keeps the stamp, but cjson writes it after "d" and "m", never at the head, so the head
+#: compare fails there too (``tests/test_store_exchange.py`` checks this server's order).
 REPLACE = _script("""
 local held
 if ARGV[4] == 'head' then
