@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,9 @@ WRITE_KEY = "counter"
 READ_PATH = "/account/read"
 WRITE_PATH = "/account/write"
 PUBLIC_PATH = "/public"
+PAD_PATH = "/account/pad"
+#: The session sizes the one-key write is measured at.
+WRITE_SIZES = {"200": 200, "2k": 2_000, "20k": 20_000, "200k": 200_000}
 BODY = b"hello"
 
 
@@ -92,6 +96,114 @@ def floor_reader(environ: WSGIEnvironment, start_response: StartResponse) -> Ite
     return reply(start_response, environ["floor.session"].get(READ_KEY))
 
 
+class RawFloorMiddleware:
+    """The physical floor under (b): the same steps with no client library at all -- the
+    ``GET`` written on a bare socket and its bulk-string reply cut out by hand.
+
+    What a request cannot cost less than on this machine: one loopback round trip,
+    the cookie split, ``json.loads``. One connection (the benchmark is one thread).
+    """
+
+    def __init__(self, app: WSGIApplication, host: str, port: int,
+                 cookie: str = COOKIE) -> None:
+        self.app = app
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.marker = cookie + "="
+
+    def get(self, key: str) -> bytes | None:
+        name = key.encode()
+        self.sock.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name))
+        data = self.sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n")
+        if head[:1] != b"$":
+            raise RuntimeError(f"unexpected reply {head[:40]!r}")
+        size = int(head[1:])
+        if size < 0:
+            return None
+        while len(rest) < size + 2:
+            rest += self.sock.recv(65536)
+        return rest[:size]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        session: dict[str, Any] = {}
+        for part in environ.get("HTTP_COOKIE", "").split(";"):
+            part = part.strip()
+            if part.startswith(self.marker):
+                raw = self.get(floor_key(part[len(self.marker):]))
+                if raw is not None:
+                    session = json.loads(raw)
+                break
+        environ["floor.session"] = session
+        return self.app(environ, start_response)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FloorWriteMiddleware:
+    """The floor under a write: cookie, ``GET``, ``json.loads``, the app, then -- when it
+    changed the session -- ``json.dumps`` and ``SET`` with the idle expiry, before the
+    response goes out (as every session layer here writes)."""
+
+    def __init__(self, app: WSGIApplication, client: redis.Redis, cookie: str = COOKIE,
+                 ttl: int = 1800) -> None:
+        self.app = app
+        self.client = client
+        self.marker = cookie + "="
+        self.ttl = ttl
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        key = None
+        session: dict[str, Any] = {}
+        for part in environ.get("HTTP_COOKIE", "").split(";"):
+            part = part.strip()
+            if part.startswith(self.marker):
+                key = floor_key(part[len(self.marker):])
+                raw = self.client.get(key)
+                if raw is not None:
+                    session = json.loads(raw)
+                break
+        environ["floor.session"] = session
+        body = self.app(environ, start_response)
+        if key is not None and environ.get("floor.changed"):
+            self.client.set(key, json.dumps(session), ex=self.ttl)
+        return body
+
+
+def floor_writer(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    value = environ["floor.session"][WRITE_KEY] = next(_counter)
+    environ["floor.changed"] = True
+    return reply(start_response, value)
+
+
+#: The shapes the write cases' sessions are filled with (``--pad``).
+PAD_SHAPES = ("text", "pages")
+
+
+def padded(size: int, shape: str = "text") -> dict[str, Any]:
+    """:data:`SESSION_DATA` plus about ``size`` bytes of JSON in all, under ``recent``.
+
+    ``text``: one long string -- the cheapest for a floor's ``json.dumps`` of the
+    whole session, so the hardest comparison for the library, which keeps each
+    value as JSON text; ``pages``: a list of small objects (short strings and
+    numbers, quotes to escape), app data as it usually is.
+    """
+    data = dict(SESSION_DATA)
+    if shape == "text":
+        data["recent"] = ""
+        data["recent"] = "lorem ipsum dolor " * ((size - len(json.dumps(data))) // 18 + 1)
+        return data
+    if shape != "pages":
+        raise ValueError(f"unknown pad shape {shape!r}; one of {PAD_SHAPES}")
+    pages: list[dict[str, Any]] = []
+    data["recent"] = pages
+    while len(json.dumps(data, separators=(",", ":"))) < size:
+        pages.append({"path": f"/catalogue/item/{len(pages) * 7919 % 100000}",
+                      "seen": 1700000000 + len(pages), "ref": "search"})
+    return data
+
+
 # -- (c), (d), (g), (h): sessionshare ---------------------------------------------
 
 _counter = itertools.count()
@@ -105,6 +217,11 @@ def shop_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
     if path == WRITE_PATH:
         value = environ["sessionshare.session"][WRITE_KEY] = next(_counter)
         return reply(start_response, value)
+    if path == PAD_PATH:  # fills the session to a size, through the library's own write
+        query = dict(part.partition("=")[::2] for part in environ["QUERY_STRING"].split("&"))
+        size = int(query["size"])
+        environ["sessionshare.session"]["recent"] = padded(size, query["shape"])["recent"]
+        return reply(start_response, size)
     return hello(environ, start_response)
 
 
@@ -118,6 +235,7 @@ def idp_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
 def shop(store: RedisStore, key: SyncKey | str) -> RemoteSessionMiddleware:
     return RemoteSessionMiddleware(
         shop_app, store=store, key=key, app_url=SHOP, idp_url=LOGIN_URL, protect=["/account"],
+        max_session_bytes=4 * max(WRITE_SIZES.values()),  # room for the largest write case
     )
 
 

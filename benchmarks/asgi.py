@@ -7,7 +7,9 @@ them), or alone: ``python -m benchmarks.asgi [--smoke] [--pin CPU]``.
 |---|---|
 | (A) | the bare ASGI app |
 | (B) | floor: split the cookie header, one ``redis.asyncio`` GET, ``json.loads`` |
+| (B0) | the physical floor: the same GET on a bare asyncio stream, its reply cut by hand |
 | (C) | ``sessionshare.asgi.RemoteSessionMiddleware``, signed in, reads one key |
+| (CU) | the same over a user's ``redis.asyncio.Redis.from_url(url)`` (RESP3) |
 | (D) | the same, writes one key (a new value each request) |
 | (S) | Starlette's ``SessionMiddleware``: a signed cookie, no store |
 | (T) | ``starsessions`` with its Redis store (only when it is installed) |
@@ -45,7 +47,9 @@ from . import asgi_apps, http_load
 CASES = {
     "A": "bare ASGI app",
     "B": "floor: cookie + async GET + json.loads",
+    "B0": "stream floor: asyncio-stream GET + json",
     "C": "sessionshare ASGI remote, read 1 key",
+    "CU": "(C) on a user's default client",
     "D": "sessionshare ASGI remote, write 1 key",
     "S": "Starlette SessionMiddleware (cookie)",
     "T": "starsessions (Redis store)",
@@ -104,8 +108,9 @@ class AsgiStack:
                 continue  # starsessions not installed
         self.cookies["A"] = ""
         self.admin.set(asgi_apps.FLOOR_PREFIX + "s1", json.dumps(asgi_apps.RECORD))
-        self.cookies["B"] = f"{asgi_apps.FLOOR_COOKIE}=s1"
-        self.cookies["C"] = self.cookies["D"] = await self._sessionshare_cookie()
+        self.cookies["B"] = self.cookies["B0"] = f"{asgi_apps.FLOOR_COOKIE}=s1"
+        self.cookies["C"] = self.cookies["D"] = self.cookies["CU"] = (
+            await self._sessionshare_cookie())
         self.cookies["S"] = await self._login_cookie("S", "session")
         if "T" in self.apps:
             self.cookies["T"] = await self._login_cookie("T", "session")
@@ -190,15 +195,28 @@ async def measure(stack: AsgiStack, requests: int, repeats: int) -> dict[str, di
             for _ in range(100):
                 await call()
         rows[case] = {"label": CASES[case], "round_trips": count[0] / 100, "samples_us": []}
+    for row in rows.values():
+        row["cpu_samples_us"] = []
     for _ in range(repeats):
         for case, call in calls.items():
+            cpu, server = time.thread_time(), _server_cpu(stack.admin)
             started = time.perf_counter()
             for _ in range(requests):
                 await call()
             rows[case]["samples_us"].append((time.perf_counter() - started) / requests * 1e6)
+            used = time.thread_time() - cpu + _server_cpu(stack.admin) - server
+            rows[case]["cpu_samples_us"].append(used / requests * 1e6)
     for row in rows.values():
         row["us"] = statistics.median(row["samples_us"])
+        row["cpu_us"] = statistics.median(row["cpu_samples_us"])
     return rows
+
+
+def _server_cpu(admin: redis.Redis) -> float:
+    """Seconds of CPU the Redis server has used (as ``measure.server_cpu``; blocking, but
+    only between timed loops)."""
+    info: dict[str, Any] = admin.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 @contextmanager
@@ -270,12 +288,12 @@ def suite_servers() -> Any:
 
 def render(rows: dict[str, dict[str, Any]], served: dict[str, dict[str, Any]]) -> str:
     lines = ["", "ASGI (one event loop, in process): median us per request",
-             "  case what                                    us/req  overhead  trips"]
+             "  case  what                                   us/req  overhead   cpu us  trips"]
     bare = rows["A"]["us"]
     for case, row in rows.items():
         overhead = "-" if case == "A" else f"{row['us'] - bare:8.1f}"
-        lines.append(f"  ({case})  {row['label']:<38} {row['us']:7.1f}  {overhead:>8}  "
-                     f"{row['round_trips']:.2f}")
+        lines.append(f"  {'(' + case + ')':<5} {row['label']:<38} {row['us']:7.1f}  {overhead:>8}  "
+                     f"{row['cpu_us']:7.1f}  {row['round_trips']:.2f}")
     if "T" not in rows:
         lines.append("  (T)  starsessions: not installed (pip install starsessions)")
     if served:
@@ -305,7 +323,17 @@ def run(url: str, *, requests: int, repeats: int, http_seconds: float | None,
         await stack.setup()
         return await measure(stack, requests, repeats)
 
-    rows = asyncio.run(main())
+    async def close() -> None:
+        if "B0" in stack.apps:
+            await stack.apps["B0"].close()  # the stream floor's one connection
+
+    async def measured() -> dict[str, dict[str, Any]]:
+        try:
+            return await main()
+        finally:
+            await close()
+
+    rows = asyncio.run(measured())
     served = {}
     if http_seconds and wrk is not None:
         served = serve_and_drive(stack, http_seconds, connections, server_cpus, client_cpus, wrk)

@@ -16,6 +16,7 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio
 
@@ -80,10 +81,60 @@ def floor(url: str) -> Any:
     return app
 
 
-def sessionshare_app(url: str, key: str, write: bool = False) -> RemoteSessionMiddleware:
-    """(C) / (D): the ASGI remote, a protected path, a signed-in session."""
+def stream_floor(url: str) -> Any:
+    """(B0): the physical floor under (B) -- the same steps with no client library: the
+    ``GET`` written on an asyncio stream and its bulk-string reply cut out by hand.
+
+    One connection, opened on first use by the loop that serves (a request at a time:
+    the in-process measurement; under a burst this floor would interleave replies, so it
+    is never served over HTTP).
+    """
+    where = urlsplit(url)
+    marker = FLOOR_COOKIE + "="
+    line: list[Any] = []
+
+    async def get(key: bytes) -> bytes | None:
+        if not line:
+            line.extend(await asyncio.open_connection(where.hostname, where.port or 6379))
+        reader, writer = line
+        writer.write(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
+        head = await reader.readline()
+        if head[:1] != b"$":
+            raise RuntimeError(f"unexpected reply {head[:40]!r}")
+        size = int(head[1:-2])
+        if size < 0:
+            return None
+        return (await reader.readexactly(size + 2))[:-2]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        sid = ""
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    part = part.strip()
+                    if part.startswith(marker):
+                        sid = part[len(marker):]
+        raw = await get((FLOOR_PREFIX + sid).encode())
+        record = json.loads(raw) if raw else {}
+        await _answer(send, str(record.get("theme", "")).encode())
+
+    async def close() -> None:
+        if line:
+            line[1].close()
+            line.clear()
+
+    app.close = close  # type: ignore[attr-defined]
+    return app
+
+
+def sessionshare_app(url: str, key: str, write: bool = False,
+                     users_client: bool = False) -> RemoteSessionMiddleware:
+    """(C) / (D): the ASGI remote, a protected path, a signed-in session; (CU) the same
+    store over a user's own client with redis-py's defaults (RESP3 in redis-py 8)."""
+    store = (AsyncRedisStore(redis.asyncio.Redis.from_url(url)) if users_client
+             else AsyncRedisStore.from_url(url))
     return RemoteSessionMiddleware(
-        WritesOne() if write else reads_theme, store=AsyncRedisStore.from_url(url), key=key,
+        WritesOne() if write else reads_theme, store=store, key=key,
         app_url=APP_URL, idp_url=IDP_URL, cookie_secure=False, quiet_startup=True,
     )
 
@@ -108,13 +159,15 @@ def starsessions_app(url: str) -> Any | None:
 
 
 def build(case: str, url: str, secret: str) -> Any:
-    """The app of ``case``: A, B, C, D, S or T."""
+    """The app of ``case``: A, B, B0, C, CU, D, S or T."""
     if case == "A":
         return bare
     if case == "B":
         return floor(url)
-    if case in ("C", "D"):
-        return sessionshare_app(url, secret, write=case == "D")
+    if case == "B0":
+        return stream_floor(url)
+    if case in ("C", "D", "CU"):
+        return sessionshare_app(url, secret, write=case == "D", users_client=case == "CU")
     if case == "S":
         return starlette_app(secret)
     app = starsessions_app(url)

@@ -152,8 +152,10 @@ def request_loop(app: WSGIApplication, environ: WSGIEnvironment) -> Loop:
 class Stack:
     """Every app of the in-process cases, over one Redis server, users signed in."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, pad: str = "text") -> None:
         self.redis_url = redis_url
+        #: The shape the write cases' sessions are filled with (apps.padded).
+        self.pad = pad
         self._environs = Environs()
         self.sync_key = SyncKey.generate()
         self.admin = redis.Redis.from_url(redis_url)
@@ -161,6 +163,15 @@ class Stack:
         self.shop = apps.shop(self.store, self.sync_key)
         self.idp = apps.idp(self.store, self.sync_key)
         self.floor = apps.FloorMiddleware(apps.floor_reader, redis.Redis.from_url(redis_url))
+        #: The store built the other way: over a user's own client, redis-py's defaults
+        #: (RESP3 in redis-py 8), as the docs invite ("or any redis-py client").
+        self.user_client = redis.Redis.from_url(redis_url)
+        self.user_store = RedisStore(self.user_client)
+        self.user_shop = apps.shop(self.user_store, self.sync_key)
+        where = urlsplit(redis_url)
+        self.raw_floor = apps.RawFloorMiddleware(apps.floor_reader, where.hostname or "",
+                                                 where.port or 6379)
+        self.floor_write = apps.FloorWriteMiddleware(apps.floor_writer, self.floor.client)
         self.plain_flask = apps.flask_app(None)
         self.flask_session = apps.flask_app(redis.Redis.from_url(redis_url))
         self.beaker = apps.beaker_app(redis_url)
@@ -174,6 +185,9 @@ class Stack:
         #: The shared session's id (for its store key).
         self.sid: str = sid
         self.admin.set(apps.floor_key(self.shop_value), json.dumps(apps.SESSION_DATA))
+        #: A session of each write size (its own sign-in), filled through the shop.
+        self.sized = {label: self._sized_session(size)
+                      for label, size in apps.WRITE_SIZES.items()}
         self.flask_cookie = self._peer_sign_in(self.flask_session, "session")
         self.beaker_cookie = self._peer_sign_in(self.beaker, "beaker.session.id")
 
@@ -187,6 +201,20 @@ class Stack:
         if not sid:
             raise RuntimeError(f"IdP sign-in set no session cookie: {reply.status} {reply.headers}")
         return sid
+
+    def _sized_session(self, size: int) -> str:
+        """A shop cookie whose session holds about ``size`` bytes of app data (and the
+        floor's record of the same data under the same cookie)."""
+        idp_cookie = f"{apps.COOKIE}={self._sign_in_at_idp()}"
+        value = self.handoff_once(idp_cookie=idp_cookie)
+        cookie = f"{apps.COOKIE}={value}"
+        reply = Reply()
+        call(self.shop, environ_for(
+            f"{apps.SHOP}{apps.PAD_PATH}?size={size}&shape={self.pad}", cookie), reply)
+        if not reply.status.startswith("200"):
+            raise RuntimeError(f"filling a {size}-byte session: {reply.status}")
+        self.admin.set(apps.floor_key(value), json.dumps(apps.padded(size, self.pad)))
+        return cookie
 
     def _peer_sign_in(self, app: WSGIApplication, cookie_name: str) -> str:
         reply = Reply()
@@ -214,7 +242,33 @@ class Stack:
             Case("g", "sessionshare remote, public path", request_loop(
                 self.shop, environ_for(apps.SHOP + apps.PUBLIC_PATH, self.cookie))),
             Case("h", "hand-off, signed in at the IdP", self.handoff_loop(), "login", 3),
+            # The physical floor and the store over a user's default client.
+            Case("b0", "raw floor: cookie + socket GET + json", request_loop(
+                self.raw_floor, shop_read)),
+            Case("cu", "(c) on a user's default client", request_loop(
+                self.user_shop, shop_read)),
+            Case("du", "(d) on a user's default client", request_loop(
+                self.user_shop, environ_for(apps.SHOP + apps.WRITE_PATH, self.cookie))),
+            *self.write_cases(),
         ]
+
+    def write_cases(self) -> list[Case]:
+        """The one-key write at each session size: the floor (GET, json, SET), the store
+        built by ``from_url``, and over a user's default client. Larger sizes run fewer
+        requests (``scale``), so every size takes about as long."""
+        found = []
+        for label, size in apps.WRITE_SIZES.items():
+            write = environ_for(apps.SHOP + apps.WRITE_PATH, self.sized[label])
+            scale = max(1, size // 2_000)
+            found += [
+                Case(f"w{label}", f"write floor, {label} B session",
+                     request_loop(self.floor_write, write), scale=scale),
+                Case(f"d{label}", f"(d) write, {label} B session",
+                     request_loop(self.shop, write), scale=scale),
+                Case(f"du{label}", f"(du) write, {label} B session",
+                     request_loop(self.user_shop, write), scale=scale),
+            ]
+        return found
 
     def check(self) -> None:
         """Every case answers what it should, from the stored session."""
@@ -226,6 +280,8 @@ class Stack:
             "e": (self.flask_session, apps.READ_PATH, self.flask_cookie, b"dark"),
             "f": (self.beaker, apps.READ_PATH, self.beaker_cookie, b"dark"),
             "g": (self.shop, apps.PUBLIC_PATH, self.cookie, b"hello"),
+            "b0": (self.raw_floor, apps.READ_PATH, self.cookie, b"dark"),
+            "cu": (self.user_shop, apps.READ_PATH, self.cookie, b"dark"),
         }
         for case, (app, path, cookie, body) in expected.items():
             reply = Reply()
@@ -237,21 +293,36 @@ class Stack:
         record = self.store.load(self.shop.lifecycle.session_key(self.sid), 60)
         if record is None or json.loads(record.fields[apps.WRITE_KEY]) != written:
             raise RuntimeError("case d: the written key did not reach the store")
+        for label, cookie in self.sized.items():
+            sid = self.shop.side.lifecycle.session_id_in(cookie)
+            assert sid is not None
+            for app, store in ((self.shop, self.store), (self.user_shop, self.user_store)):
+                written = int(call(app, environ_for(apps.SHOP + apps.WRITE_PATH, cookie), reply))
+                record = store.load(self.shop.lifecycle.session_key(sid), 1800)
+                if (record is None or json.loads(record.fields[apps.WRITE_KEY]) != written
+                        or sum(map(len, record.fields.values())) < apps.WRITE_SIZES[label] // 2):
+                    raise RuntimeError(f"case d{label}: the write or the padding is missing")
+            written = int(call(self.floor_write, environ_for(apps.SHOP + apps.WRITE_PATH,
+                                                              cookie), reply))
+            floor = json.loads(self.admin.get(apps.floor_key(cookie.partition("=")[2])) or "{}")
+            if floor.get(apps.WRITE_KEY) != written:
+                raise RuntimeError(f"case w{label}: the floor's write is missing")
         adopted = self.shop.side.lifecycle.session_id_in(f"{apps.COOKIE}={self.handoff_once()}")
         if adopted != self.sid:
             raise RuntimeError("case h: the hand-off did not adopt the IdP's session")
 
     # -- (h) ---------------------------------------------------------------------
-    def handoff_once(self, reply: Reply | None = None) -> str:
+    def handoff_once(self, reply: Reply | None = None, idp_cookie: str | None = None) -> str:
         """Visit the shop signed out, hop to the IdP and back; the shop's new cookie value."""
         reply = reply or Reply()
+        idp_cookie = idp_cookie or self.idp_cookie
         environs = self._environs
         call(self.shop, environs.get(apps.SHOP + apps.READ_PATH), reply)
         if not reply.status.startswith("302"):
             raise RuntimeError(f"hand-off step 1: {reply.status}")
         login_url = reply.header("Location")
         state_cookie = "; ".join(f"{k}={v}" for k, v in reply.cookies().items())
-        call(self.idp, environs.get(login_url, self.idp_cookie), reply)
+        call(self.idp, environs.get(login_url, idp_cookie), reply)
         if not reply.status.startswith("303"):
             raise RuntimeError(f"hand-off step 2: {reply.status}")
         callback = reply.header("Location")
@@ -272,4 +343,7 @@ class Stack:
 
     def close(self) -> None:
         self.store.close()
+        self.user_store.close()
+        self.user_client.close()
+        self.raw_floor.close()
         self.admin.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import os
 import statistics
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -84,14 +85,35 @@ def count_store_work(case: Case, admin: redis.Redis, units: int) -> tuple[float,
     return count[0] / units, commands
 
 
-def time_cases(cases: Sequence[Case], requests: int, repeats: int) -> dict[str, list[float]]:
-    """Microseconds per unit of each case, one figure per repeat, cases interleaved."""
+def server_cpu(admin: redis.Redis) -> float:
+    """Seconds of CPU the Redis server has used (``INFO cpu``: its own getrusage)."""
+    info: dict[str, Any] = admin.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def time_cases(cases: Sequence[Case], requests: int, repeats: int,
+               admin: redis.Redis | None = None,
+               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Microseconds per unit of each case, one figure per repeat, cases interleaved.
+
+    With ``admin`` and ``cpu``, also the CPU microseconds per unit into ``cpu``: this
+    thread's (``time.thread_time``) plus the Redis server's (``INFO cpu``), read around
+    each loop. Wall time on a machine other work shares counts the others' turns on the
+    CPU too; CPU time counts only the work a request caused, in the client and in Redis.
+    """
     samples: dict[str, list[float]] = {case.id: [] for case in cases}
+    if cpu is not None:
+        cpu.update({case.id: [] for case in cases})
     for _ in range(repeats):
         for case in cases:
             units = max(1, requests // case.scale)
             gc.collect()
+            if admin is not None and cpu is not None:
+                before, server_before = time.thread_time(), server_cpu(admin)
             samples[case.id].append(case.loop(units) / units * 1e6)
+            if admin is not None and cpu is not None:
+                used = time.thread_time() - before + server_cpu(admin) - server_before
+                cpu[case.id].append(used / units * 1e6)
     return samples
 
 

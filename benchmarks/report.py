@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 #: The baseline each case's overhead is measured against.
-BASELINE = {"b": "a", "c": "a", "d": "a", "e": "e0", "f": "a", "g": "a"}
+BASELINE = {"b": "a", "c": "a", "d": "a", "e": "e0", "f": "a", "g": "a", "b0": "a",
+            "cu": "a", "du": "a",
+            **{f"{kind}{label}": "a" for kind in ("w", "d", "du")
+               for label in ("200", "2k", "20k", "200k")}}
 
 
 @dataclass
@@ -28,6 +31,10 @@ class Target:
     op: str  # "<=", "<", "==", ">="
     limit: float
     unit: str = ""
+    #: The issue that set the target (the report prints each group under its heading).
+    issue: int = 5
+    #: Printed after the verdict (the same ratio in wall time, for a CPU-time target).
+    note: str = ""
 
     @property
     def met(self) -> bool | None:
@@ -44,11 +51,11 @@ class Target:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[self.met]
         shown = "-" if self.value is None else f"{self.value:.2f}{self.unit}"
         limit = f"{self.op} {self.limit:g}{self.unit}"
-        return f"  {self.name:<44} {shown:>9}  {limit:<9} {verdict}"
+        return f"  {self.name:<44} {shown:>9}  {limit:<9} {verdict:<7} {self.note}".rstrip()
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": self.value, "op": self.op, "limit": self.limit,
-                "met": self.met}
+                "met": self.met, "issue": self.issue}
 
 
 def overheads(us: dict[str, float]) -> dict[str, float]:
@@ -85,6 +92,51 @@ def targets(result: dict[str, Any], timings_meaningful: bool) -> list[Target]:
         growth = memory.get(case, {}).get("growth_mb")
         found.append(Target(f"RSS growth over {result['settings']['memory_requests']:,} "
                             f"requests of ({case})", growth, "<", 5, " MB"))
+    return found + issue27_targets(result, ratio)
+
+
+def issue27_targets(result: dict[str, Any], ratio: Any) -> list[Target]:
+    """Issue 27's figures: the store built both ways against the floor, the read against
+    the physical floors (a bare socket; an asyncio stream), the write at each size.
+
+    Judged on CPU time (the harness thread's and Redis's, per request, minus the bare
+    app's): on a machine other work shares, wall time also counts the others' turns on
+    the CPU. The wall-time ratio is printed beside each.
+    """
+    cpu = result.get("overhead_cpu_us") or {}
+    meaningful = result["settings"]["mode"] != "smoke"
+
+    def cpu_ratio(a: str, b: str) -> float | None:
+        if not meaningful or a not in cpu or b not in cpu or cpu[b] <= 0:
+            return None
+        return float(cpu[a] / cpu[b])
+
+    def target(name: str, a: str, b: str, limit: float) -> Target:
+        wall = ratio(a, b)
+        return Target(name, cpu_ratio(a, b), "<=", limit, "x", 27,
+                      "" if wall is None else f"(wall {wall:.2f}x)")
+
+    found = [
+        target("(c) from_url: overhead / floor (b)", "c", "b", 1.0),
+        target("(cu) user's default client / floor (b)", "cu", "b", 1.0),
+        target("(c) overhead / raw-socket floor (b0)", "c", "b0", 1.5),
+        target("(cu) overhead / raw-socket floor (b0)", "cu", "b0", 1.5),
+    ]
+    asgi = (result.get("asgi") or {}).get("inprocess") or {}
+    if "B0" in asgi and "C" in asgi and meaningful:
+        for case in ("C", "CU"):
+            if case in asgi:
+                over = {key: asgi[key][field] - asgi["A"][field]
+                        for key in (case, "B0") for field in ("cpu_us",)}
+                wall = ((asgi[case]["us"] - asgi["A"]["us"])
+                        / (asgi["B0"]["us"] - asgi["A"]["us"]))
+                found.append(Target(f"ASGI ({case}) overhead / stream floor (B0)",
+                                    over[case] / over["B0"], "<=", 1.5, "x", 27,
+                                    f"(wall {wall:.2f}x)"))
+    for label in ("200", "2k", "20k", "200k"):
+        for kind, how in (("d", "from_url"), ("du", "user's client")):
+            found.append(target(f"({kind}{label}) write, {how} / floor (w{label})",
+                                f"{kind}{label}", f"w{label}", 1.0))
     return found
 
 
@@ -137,20 +189,23 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
         else f"settings: {s['mode']}, not pinned",
         f"in-process: median of {s['repeats']} repeats x {s['requests']} requests per case",
         "",
-        f"  {'case':<4} {'what':<38} {'us/unit':>8} {'min-max':>13} {'overhead':>8} {'trips':>5}"
-        "  server commands",
+        f"  {'case':<6} {'what':<38} {'us/unit':>8} {'min-max':>13} {'overhead':>8} "
+        f"{'cpu us':>7} {'trips':>5}  server commands",
     ]
     over = result["overhead_us"]
     for case, row in result["inprocess"].items():
         shown = f"{over[case]:8.1f}" if case in over else f"{'-':>8}"
         spread = f"{min(row['samples_us']):.1f}-{max(row['samples_us']):.1f}"
         lines.append(
-            f"  ({case}){'':<{2 - len(case)}} {row['label'][:38]:<38} {row['us']:8.1f} "
-            f"{spread:>13} {shown} {row['round_trips']:5.2f}  {_commands(row['commands'])}"
+            f"  {'(' + case + ')':<6} {row['label'][:38]:<38} {row['us']:8.1f} "
+            f"{spread:>13} {shown} {row.get('cpu_us', 0):7.1f} {row['round_trips']:5.2f}  "
+            f"{_commands(row['commands'])}"
             + (f"  [per {row['unit']}]" if row["unit"] != "request" else "")
         )
     lines.append("  us/unit: median of the repeats; overhead: minus the baseline's median "
                  "((a) bare app; (e0) for (e));")
+    lines.append("  cpu us: CPU per unit, this thread's and the Redis server's (median of the "
+                 "repeats; issue 27's ratios use it)")
     lines.append("  trips: store round trips per unit (client-side); server commands per unit, "
                  "those run inside a script included")
     served = result.get("http") or {}
@@ -172,5 +227,6 @@ def render(result: dict[str, Any], found: list[Target]) -> str:
             lines.append(
                 f"  ({case})  RSS {row['rss_mb']:.1f} MB, growth {row['growth_mb']:+.2f} MB"
             )
-    lines += ["", "targets (issue 5):"] + [t.line() for t in found]
+    for issue in sorted({t.issue for t in found}):
+        lines += ["", f"targets (issue {issue}):"] + [t.line() for t in found if t.issue == issue]
     return "\n".join(lines)

@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--burst", type=int, default=1000, metavar="N",
                         help="ASGI: N concurrent requests to one uvicorn worker, the loop's lag "
                              "measured (benchmarks/burst.py; 0 skips it; never in --smoke)")
+    parser.add_argument("--pad", choices=("text", "pages"), default="text",
+                        help="what fills the write cases' sessions: one long string (the "
+                             "floor's best case, the default) or a list of small objects")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
     try:
         if server_cpus:
             measure.pin(server.process.pid, server_cpus)
-        stack = Stack(server.url)
+        stack = Stack(server.url, pad=args.pad)
         stack.check()
         cases = stack.cases()
         for case in cases:  # connections, script loading, first-request set-ups
@@ -121,10 +124,12 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
                                   "round_trips": trips, "commands": commands}
         print(f"timing {len(cases)} cases: {args.repeats} repeats x {args.requests} requests ...",
               file=sys.stderr, flush=True)
-        samples = measure.time_cases(cases, args.requests, args.repeats)
+        cpu: dict[str, list[float]] = {}
+        samples = measure.time_cases(cases, args.requests, args.repeats, stack.admin, cpu)
         for case_id, values in samples.items():
             inprocess[case_id]["us"] = measure.median(values)
             inprocess[case_id]["samples_us"] = [round(v, 2) for v in values]
+            inprocess[case_id]["cpu_us"] = measure.median(cpu[case_id])
         memory: dict[str, dict[str, float]] = {}
         if args.memory_requests:
             by_id = {case.id: case for case in cases}
@@ -172,11 +177,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[report.Target]]:
             "mode": "smoke" if args.smoke else "full", "pin": args.pin,
             "repeats": args.repeats, "requests": args.requests,
             "memory_requests": args.memory_requests, "http_seconds": args.http_seconds,
+            "pad": args.pad,
             "http_rounds": args.http_rounds,
             "connections": args.connections,
         },
         "inprocess": inprocess,
         "overhead_us": {k: round(v, 2) for k, v in report.overheads(us).items()},
+        "overhead_cpu_us": {k: round(v, 2) for k, v in report.overheads(
+            {case_id: row["cpu_us"] for case_id, row in inprocess.items()}).items()},
         "memory": memory,
         "http": served,
         "asgi": asgi_result,

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = ["a", "b", "c", "d", "e0", "e", "f", "g", "h"]
+SIZES = ["200", "2k", "20k", "200k"]
+CASES = ["a", "b", "c", "d", "e0", "e", "f", "g", "h", "b0", "cu", "du",
+         *(f"{kind}{size}" for size in SIZES for kind in ("w", "d", "du"))]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,23 @@ def test_round_trips_meet_the_targets(smoke: tuple[dict[str, Any], str]) -> None
     assert trips["g"] == 0  # a public path never touches the store
     assert 0 < trips["h"] <= 4  # per login, for a user signed in at the IdP
     assert trips["a"] == 0 and trips["b"] == 1  # the baselines count as they should
+    # The store over a user's default client (RESP3): the same round trips as from_url's.
+    assert trips["cu"] == 1 and 1 < trips["du"] <= 2
+    for size in SIZES:  # the write at every size: the read, then one write (floor: GET, SET)
+        assert trips[f"w{size}"] == 2 and 1 < trips[f"d{size}"] <= 2
+        assert 1 < trips[f"du{size}"] <= 2
+
+
+@pytest.mark.redis
+def test_issue_27_targets_are_reported_and_left_unjudged_in_smoke_mode(
+    smoke: tuple[dict[str, Any], str],
+) -> None:
+    targets = {t["name"]: t for t in smoke[0]["targets"] if t["issue"] == 27}
+    assert "(cu) user's default client / floor (b)" in targets
+    assert "(c) overhead / raw-socket floor (b0)" in targets
+    assert {f"(d{size}) write, from_url / floor (w{size})" for size in SIZES} <= set(targets)
+    assert all(target["met"] is None for target in targets.values())
+    assert "targets (issue 27):" in smoke[1]
 
 
 @pytest.mark.redis
@@ -79,9 +98,13 @@ def test_round_trip_targets_are_reported_met_and_timings_left_unjudged(
 def test_server_commands_match_the_design(smoke: tuple[dict[str, Any], str]) -> None:
     rows = smoke[0]["inprocess"]
     assert rows["c"]["commands"] == {"getex": 1}
-    # The write is one EVALSHA; its GET and SET run inside the script, on the server.
-    assert rows["d"]["commands"] == {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
+    # The write is one EVALSHA; inside it, on the server, the stamp at the record's head
+    # is compared (GETRANGE of 40 bytes, not the whole record) and the new record SET.
+    assert rows["d"]["commands"] == {"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}
     assert rows["g"]["commands"] == {}
+    # A write after the read is one EVALSHA at every size, its GET and SET inside it.
+    for size in SIZES:
+        assert rows[f"d{size}"]["commands"] == rows["d"]["commands"]
 
 
 @pytest.mark.redis
@@ -89,9 +112,10 @@ def test_the_asgi_cases_ran_with_one_round_trip_per_read(
     smoke: tuple[dict[str, Any], str],
 ) -> None:
     rows = smoke[0]["asgi"]["inprocess"]
-    assert {"A", "B", "C", "D", "S"} <= set(rows)  # (T) only where starsessions is installed
+    assert {"A", "B", "B0", "C", "CU", "D", "S"} <= set(rows)  # (T): starsessions installed
     trips = {case: row["round_trips"] for case, row in rows.items()}
     assert trips["C"] == 1 and trips["B"] == 1  # the ASGI remote's read: one GETEX
+    assert trips["CU"] == 1 and trips["B0"] == 0  # B0 writes on a bare stream, uncounted
     assert trips["A"] == 0 and trips["S"] == 0 and 1 < trips["D"] <= 2
     assert "ASGI (one event loop, in process)" in smoke[1]
 

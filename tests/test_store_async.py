@@ -3,7 +3,8 @@
 - it shares sessions and tickets with RedisStore, key for key;
 - a cancelled task (a client that went away) or an exception injected
   between send and read never leaves a reply for the next task to read --
-  on the fast path and on a client where the fast path is off;
+  on the fast path (RESP2 from ``from_url``, RESP3 from a user's default
+  client) and on redis-py's pool path;
 - a timed-out ticket redemption that did run is not a replay;
 - nothing it does blocks the event loop (a guard makes any blocking socket
   call or ``time.sleep`` on the loop's thread fail loudly, with a control
@@ -70,18 +71,27 @@ async def _own_replies(store: AsyncRedisStore) -> None:
     assert await store.take_ticket("t:bob") == "bob-wrapped"
 
 
-STORES: dict[str, Callable[[str], AsyncRedisStore]] = {
-    "fast-path": lambda url: AsyncRedisStore.from_url(url),
-    # redis-py's defaults (RESP3 in redis-py 8): the fast path is off.
-    "client-default-protocol": lambda url: AsyncRedisStore(redis.asyncio.Redis.from_url(url)),
+class OwnPool(redis.asyncio.ConnectionPool):
+    """A pool class of the user's own: the store keeps redis-py's pool path for it."""
+
+
+#: Each kind of client: how its store is built, and whether it takes the fast path.
+STORES: dict[str, tuple[Callable[[str], AsyncRedisStore], bool]] = {
+    "fast-path": (lambda url: AsyncRedisStore.from_url(url), True),
+    # redis-py's defaults (RESP3 in redis-py 8): the fast path too.
+    "client-default-protocol": (
+        lambda url: AsyncRedisStore(redis.asyncio.Redis.from_url(url)), True),
+    "pool-path": (lambda url: AsyncRedisStore(
+        redis.asyncio.Redis(connection_pool=OwnPool.from_url(url))), False),
 }
 
 
 @pytest.fixture(params=sorted(STORES))
 def make_store(request: pytest.FixtureRequest, redis_url: str) -> Callable[[], AsyncRedisStore]:
     def make() -> AsyncRedisStore:
-        store = STORES[request.param](redis_url)
-        assert store.uses_fast_path == (request.param == "fast-path")
+        build, fast = STORES[request.param]
+        store = build(redis_url)
+        assert store.uses_fast_path == fast
         return store
 
     return make
@@ -739,3 +749,76 @@ def test_a_module_level_asgi_app_serves_every_test_loop(redis_url: str, closed_l
 
     for n in range(3):  # three tests, three loops, the first two leave connections
         assert asyncio.run(a_test(n, last=n == 2)) == [200, 200, 1]
+
+
+def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> None:
+    """A user's ``redis.asyncio.Redis.from_url(url)`` (RESP3 in redis-py 8) takes the fast
+    path: 50 reads borrow one connection from the pool once, and it speaks RESP3."""
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        store = AsyncRedisStore(client)
+        await _seed(store)
+        await store.close()
+        pool = client.connection_pool
+        borrowed: list[int] = []
+        original_get = pool.get_connection
+
+        async def get_connection(*args: Any, **kwargs: Any) -> Any:
+            borrowed.append(1)
+            return await original_get(*args, **kwargs)
+
+        pool.get_connection = get_connection  # type: ignore[method-assign]
+        try:
+            for _ in range(50):
+                assert await store.load("s:bob", 600) == SessionRecord(BOB, {})
+        finally:
+            del pool.get_connection
+        assert borrowed == [1]
+        assert store.idle_connections == 1
+        await store.close()  # the parked connection back to the pool
+        conn = await pool.get_connection()
+        assert str(conn.protocol) == "3"
+        await pool.release(conn)
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_a_write_after_a_read_in_the_same_task_replaces_or_merges(redis_url: str) -> None:
+    """As RedisStore: the task's write of the session it read goes over the text read
+    (one REPLACE), and over a record changed meanwhile it merges, losing nothing."""
+    from test_store_exchange import script_names
+
+    from sessionshare.store import aexchange
+
+    async def scenario() -> None:
+        store, other = AsyncRedisStore.from_url(redis_url), AsyncRedisStore.from_url(redis_url)
+        sent: list[str] = []
+        original = aexchange.send
+
+        async def counted(conn: Any, packed: Any) -> None:
+            name = script_names(packed)
+            if name is not None:
+                sent.append(name)
+            await original(conn, packed)
+
+        await store.save("s:alice", changed=ALICE, ttl=600, create=True)
+        aexchange.send = counted  # type: ignore[assignment]
+        try:
+            assert await store.load("s:alice", 600) == SessionRecord(ALICE, {})
+            assert await store.save("s:alice", changed={"seen": "1"}, ttl=600)
+            assert sent == ["REPLACE"]
+            assert await store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {})
+            assert await other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
+            assert await store.save("s:alice", changed={"seen": "2"}, ttl=600)
+        finally:
+            aexchange.send = original  # type: ignore[assignment]
+        # The other store's merge, then this one's REPLACE that fails and its merge.
+        assert sent == ["REPLACE", "MERGE", "REPLACE", "MERGE"]
+        assert await store.load("s:alice", 600) == SessionRecord(
+            {**ALICE, "seen": "2", "theme": '"dark"'}, {})
+        await store.close()
+        await other.close()
+
+    run(scenario())

@@ -9,9 +9,10 @@ same store reads its own reply.
 
 The ``check_*`` functions take any RedisStore and its server's admin client, so
 tests/reliability runs the very same checks on a Sentinel master and a
-Cluster; here they run on the fast path (``from_url``: plain Redis, RESP2) and
-on a client where the fast path is off (redis-py's default protocol, RESP3 in
-redis-py 8, whose pool skips its own "connection has data" check).
+Cluster; here they run on the fast path twice -- ``from_url`` (plain Redis,
+RESP2) and a user's client with redis-py's defaults (RESP3 in redis-py 8, whose
+pool skips its own "connection has data" check) -- and on redis-py's pool path
+(a pool class of the user's own, which the fast path leaves alone).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 from servers import RedisServer
 
 from sessionshare import RedisStore, StoreUnavailable
-from sessionshare.store.base import SessionRecord
+from sessionshare.store.base import RETIRED, SessionRecord
 
 
 class Interrupted(BaseException):
@@ -133,15 +134,32 @@ def check_signal_during_a_stalled_read(store: RedisStore, admin: redis.Redis) ->
 # -- the two kinds of single-server client -------------------------------------------
 
 
-@pytest.fixture(params=["fast-path", "client-default-protocol"])
+class OwnPool(redis.ConnectionPool):
+    """A pool class of the user's own: the store keeps redis-py's pool path for it."""
+
+
+#: Each kind of single-server client: how its store is built, and whether it takes the
+#: fast path.
+KINDS: dict[str, tuple[Callable[..., RedisStore], bool]] = {
+    "fast-path": (lambda url, **kw: RedisStore.from_url(url, **kw), True),
+    # redis-py's defaults: RESP3 in redis-py 8, whose pool trusts its connections.
+    "client-default-protocol": (lambda url, **kw: RedisStore(redis.Redis.from_url(url, **kw)),
+                                True),
+    "pool-path": (lambda url, **kw: RedisStore(redis.Redis(
+        connection_pool=OwnPool.from_url(url, **kw))), False),
+}
+
+
+def build(kind: str, url: str, **client_options: Any) -> RedisStore:
+    make, fast = KINDS[kind]
+    store = make(url, **client_options)
+    assert store.uses_fast_path == fast
+    return store
+
+
+@pytest.fixture(params=sorted(KINDS))
 def redis_store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[RedisStore]:
-    if request.param == "fast-path":
-        store = RedisStore.from_url(redis_url)
-        assert store.uses_fast_path
-    else:
-        # redis-py's defaults: RESP3 in redis-py 8, whose pool trusts its connections.
-        store = RedisStore(redis.Redis.from_url(redis_url))
-        assert not store.uses_fast_path
+    store = build(request.param, redis_url)
     yield store
     store.close()
 
@@ -167,7 +185,7 @@ def test_a_signal_during_a_stalled_read_crosses_no_user(
     check_signal_during_a_stalled_read(redis_store, admin)
 
 
-@pytest.mark.parametrize("kind", ["fast-path", "client-default-protocol"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_the_next_command_while_the_server_still_holds_the_interrupted_reply(
     kind: str, redis_url: str, admin: redis.Redis
 ) -> None:
@@ -176,9 +194,7 @@ def test_the_next_command_while_the_server_still_holds_the_interrupted_reply(
     the interruption would pass rule 2's check (nothing to read yet) and read that reply
     as its own; only dropping it at the interruption keeps bob's answer bob's. (Socket
     timeouts longer than the pause: the next command waits it out.)"""
-    store = (RedisStore.from_url(redis_url, socket_timeout=10) if kind == "fast-path" else
-             RedisStore(redis.Redis.from_url(redis_url, socket_timeout=10)))
-    assert store.uses_fast_path == (kind == "fast-path")
+    store = build(kind, redis_url, socket_timeout=10)
     _seed(store)
 
     following: list[SessionRecord | None] = []
@@ -389,3 +405,238 @@ def test_the_eviction_policy_is_reported(redis_url: str, admin: redis.Redis) -> 
     finally:
         admin.config_set("maxmemory-policy", "noeviction")
     store.close()
+
+
+def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> None:
+    """A user's ``redis.Redis.from_url(url)`` (RESP3 in redis-py 8) takes the fast path:
+    50 reads borrow one connection from the pool once, each read is one command on it,
+    and that one connection speaks RESP3 (the client's settings, kept)."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisStore(client)
+    _seed(store)
+    store.close()  # the seeding's connections back: count from an empty idle list
+    pool = client.connection_pool
+    borrowed: list[int] = []
+    original_get = pool.get_connection
+
+    def get_connection(*args: Any, **kwargs: Any) -> Any:
+        borrowed.append(1)
+        return original_get(*args, **kwargs)
+
+    pool.get_connection = get_connection  # type: ignore[method-assign]
+    sent: list[bytes] = []
+    original_send = redis.connection.Connection.send_packed_command
+
+    def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command))
+        original_send(self, command, check_health)
+
+    redis.connection.Connection.send_packed_command = send_packed_command  # type: ignore[method-assign]
+    try:
+        for _ in range(50):
+            assert _bob(store) == SessionRecord(BOB, {})
+    finally:
+        redis.connection.Connection.send_packed_command = original_send  # type: ignore[method-assign]
+        del pool.get_connection
+    assert borrowed == [1]
+    reads = [command for command in sent if command.startswith(b"*4\r\n$5\r\nGETEX\r\n")]
+    assert len(reads) == 50
+    # The rest is the one connection's handshake (HELLO 3, then redis-py's set-up).
+    assert sum(command.startswith(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3") for command in sent) == 1
+    assert len(sent) - len(reads) <= 4
+    assert store.idle_connections == 1
+    store.close()  # the parked connection back to the pool: the one the reads went out on
+    conn = pool.get_connection()
+    assert str(conn.protocol) == "3" and conn.can_read() is False
+    pool.release(conn)
+    client.close()
+
+
+# -- a write over the text this request read ----------------------------------------
+
+
+def script_names(packed: Any) -> str | None:
+    """The name (in ``lua.py``) of the script an ``EVALSHA`` runs, from its packed bytes."""
+    from sessionshare.store import lua
+
+    data = b"".join(packed)
+    if not data.startswith(b"$7\r\nEVALSHA\r\n$40\r\n", data.index(b"\r\n") + 2):
+        return None
+    start = data.index(b"EVALSHA\r\n$40\r\n") + len(b"EVALSHA\r\n$40\r\n")
+    sha = data[start:start + 40].decode()
+    return next(name for name, script in vars(lua).items()
+                if isinstance(script, lua.Script) and script.sha == sha)
+
+
+@contextlib.contextmanager
+def scripts_sent(store: RedisStore) -> Iterator[list[str]]:
+    """The names of the scripts sent (by any store of this thread) while the block runs."""
+    from sessionshare.store import exchange
+
+    sent: list[str] = []
+    original = exchange.exchange
+
+    def counted(conn: Any, packed: Any) -> Any:
+        name = script_names(packed)
+        if name is not None:
+            sent.append(name)
+        return original(conn, packed)
+
+    exchange.exchange = counted  # type: ignore[assignment]
+    try:
+        yield sent
+    finally:
+        exchange.exchange = original  # type: ignore[assignment]
+
+
+def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
+                                                     admin: redis.Redis) -> None:
+    """The write of the session this thread just read is one REPLACE, and what it stores
+    is what the server's merge would have stored: the same fields, meta and expiry."""
+    store = RedisStore.from_url(redis_url)
+    for key in ("s:merged", "s:replaced"):
+        store.save(key, changed=ALICE, meta={"c": 1}, ttl=600, create=True)
+    store.save("s:merged", changed={"seen": "1"}, deleted=["cart"], meta={"x": 3}, ttl=0)
+    assert store.load("s:replaced", 600) == SessionRecord(ALICE, {"c": 1})
+    with scripts_sent(store) as sent:
+        assert store.save("s:replaced", changed={"seen": "1"}, deleted=["cart"], meta={"x": 3},
+                          ttl=0)
+    assert sent == ["REPLACE"]
+    assert 590 < admin.ttl("s:replaced") <= 600  # ttl=0 kept the expiry the read slid
+    assert store.load("s:replaced", 600) == store.load("s:merged", 600) == SessionRecord(
+        {"user": '"alice"', "seen": "1"}, {"c": 1, "x": 3})
+    assert store.load("s:replaced", 600) is not None
+    with scripts_sent(store) as sent:
+        assert store.save("s:replaced", changed={"seen": "2"}, ttl=300)
+        # A second write in a row goes over the first's text.
+        assert store.save("s:replaced", changed={"more": "3"}, ttl=300)
+    assert sent == ["REPLACE", "REPLACE"] and 290 < admin.ttl("s:replaced") <= 300
+    assert store.load("s:replaced", 600) == SessionRecord(
+        {"user": '"alice"', "seen": "2", "more": "3"}, {"c": 1, "x": 3})
+    store.close()
+
+
+def test_a_write_over_a_record_changed_since_the_read_merges(redis_url: str) -> None:
+    """Another app wrote a key between this request's read and its write: the text read is
+    not what the server holds, so nothing is replaced and the merge keeps both writes."""
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    assert other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "1"}, ttl=600)
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) == SessionRecord(
+        {**ALICE, "theme": '"dark"', "seen": "1"}, {})
+    store.close()
+    other.close()
+
+
+def test_a_write_after_a_logout_since_the_read_brings_nothing_back(redis_url: str) -> None:
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    other.delete("s:alice")
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"user": '"mallory"'}, ttl=600) is False
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) is None
+    store.close()
+    other.close()
+
+
+def test_a_retired_id_read_is_never_written_over(redis_url: str) -> None:
+    """A marker (an id a move retired) read by this request: its write is the merge's, which
+    refuses it -- the marker is not replaced by a session."""
+    store = RedisStore.from_url(redis_url)
+    store.save("s:old", changed=ALICE, ttl=600, create=True)
+    assert store.move("s:old", "s:new", changed={}, ttl=600, retired_at=1, grace=30)
+    marker = store.load("s:old", 600)
+    assert marker is not None and RETIRED in marker.meta
+    with scripts_sent(store) as sent:
+        assert store.save("s:old", changed={"user": '"mallory"'}, ttl=600) is False
+    assert sent == ["MERGE"]
+    record = store.load("s:old", 600)
+    assert record is not None and RETIRED in record.meta and record.fields == {}
+    store.close()
+
+
+def test_a_retried_replace_writes_the_same_record(redis_url: str, admin: redis.Redis) -> None:
+    """The first REPLACE times out (it may still run); its retry finds its own text (not
+    the one read) and answers 0, and the merge then sets the same fields to the same
+    values: the record is what one write makes."""
+    store = RedisStore.from_url(redis_url, socket_timeout=0.3)
+    store.save("s:alice", changed=ALICE, meta={"c": 1}, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    stall = _stall(admin, 0.45)  # longer than one timeout, shorter than two
+    try:
+        with scripts_sent(store) as sent:
+            assert store.save("s:alice", changed={"seen": "1"}, meta={"x": 2}, ttl=600)
+    finally:
+        stall.join()
+    # Sent twice: the attempt that timed out and its retry. Whichever of the two the
+    # server ran first wrote the record; the other found that text, not the one read,
+    # and answered 0 -- then the merge set the same values again.
+    assert sent[:2] == ["REPLACE", "REPLACE"] and set(sent[2:]) <= {"MERGE"}
+    assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1, "x": 2})
+    store.close()
+
+
+def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: str) -> None:
+    """A mark changed the record this request read: its write merges at once, not after a
+    REPLACE bound to fail (a round trip for nothing)."""
+    store = RedisStore.from_url(redis_url)
+    store.save("s:{alice}", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:{alice}", 600) is not None
+    assert store.mark("s:{alice}", {"o:shop": 5}, 600) is not None
+    with scripts_sent(store) as sent:
+        assert store.save("s:{alice}", changed={"seen": "1"}, ttl=600)
+    assert sent == ["MERGE"]
+    assert store.load("s:{alice}", 600) == SessionRecord({**ALICE, "seen": "1"}, {"o:shop": 5})
+    store.close()
+
+
+def test_a_stamped_record_is_compared_by_its_head_and_a_merge_takes_the_stamp_out(
+    redis_url: str, admin: redis.Redis
+) -> None:
+    """REPLACE writes a new random stamp at the record's head; the next write of that text
+    compares only the head. Any other write (here another app's merge) takes the stamp
+    out, so a request still holding the old head merges instead of writing over it."""
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, ttl=600, create=True)
+    assert store.load("s:alice", 600) is not None
+    assert store.save("s:alice", changed={"seen": "1"}, ttl=600)  # the whole text compared
+    first = admin.get("s:alice")
+    assert first is not None and first.startswith(b'{"v":"') and "v" in json.loads(first)
+    admin.config_resetstat()
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "2"}, ttl=600)
+    assert sent == ["REPLACE"]
+    stats = admin.info("commandstats")
+    assert "cmdstat_getrange" in stats and "cmdstat_get" not in stats  # the head, not all
+    second = admin.get("s:alice")
+    assert second is not None and second[:40] != first[:40]  # a new stamp each write
+    assert store.load("s:alice", 600) is not None  # this request holds the stamped head
+    assert other.save("s:alice", changed={"theme": '"dark"'}, ttl=600)  # merged elsewhere
+    merged = admin.get("s:alice")
+    assert merged is not None and "v" not in json.loads(merged)
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "3"}, ttl=600)
+    assert sent == ["REPLACE", "MERGE"]
+    assert store.load("s:alice", 600) == SessionRecord(
+        {**ALICE, "seen": "3", "theme": '"dark"'}, {})
+    store.close()
+    other.close()
+
+
+def test_a_merge_that_keeps_the_stamp_never_writes_it_first(admin: redis.Redis) -> None:
+    """Apps sharing sessions upgrade at different times, and a merge of an earlier version
+    re-encodes a stamped record keeping its stamp. A head compare stays safe only if such
+    a text never starts with that stamp: this server's cjson writes a record's keys in
+    hash order, the stamp not first. (Should a server order them otherwise, this fails,
+    and the head compare must not be trusted there.)"""
+    stamped = '{"v":"' + "0" * 32 + '","d":{"user":"\\"alice\\""},"m":{"c":1}}'
+    for extra in ("", ',"x":1'):  # and with any further key a record might gain
+        again = admin.eval("return cjson.encode(cjson.decode(ARGV[1]))", 0,
+                           stamped[:-1] + extra + "}")
+        assert not again.startswith(b'{"v":'), again

@@ -41,7 +41,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .exchange import DEFAULT_MAX_IDLE, NODE_FAILURES, client_takes_over, pack
+from .exchange import (
+    DEFAULT_MAX_IDLE,
+    NODE_FAILURES,
+    client_takes_over,
+    marks_for_reconnect,
+    pack,
+)
 
 __all__ = ["AsyncClusterLine", "AsyncDirectLine", "AsyncPoolLine", "drop",
            "exchange", "send"]
@@ -240,18 +246,19 @@ class AsyncDirectLine:
     """Commands on connections the store keeps, skipping redis-py's client and pool.
 
     As :class:`~sessionshare.store.exchange.DirectLine`: for a plain
-    ``redis.asyncio.Redis`` speaking RESP2, connections are borrowed from the
+    ``redis.asyncio.Redis`` (RESP2 or RESP3), connections are borrowed from the
     client's pool and at most ``max_idle`` are parked between commands. One
     event loop runs one task at a time, so ``list.pop``/``append`` hand each
     task a connection of its own.
     """
 
-    __slots__ = ("_idle", "_max_idle", "_pool", "_slots")
+    __slots__ = ("_idle", "_marks", "_max_idle", "_pool", "_slots")
 
     def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
         self._pool = pool
         self._idle: list[Any] = []
         self._max_idle = max_idle
+        self._marks = marks_for_reconnect(pool)
         # Parked connections count against the pool too; a task always takes a parked
         # one before borrowing, so in use + parked stays within the pool's limit.
         self._slots = _slots(pool)
@@ -263,7 +270,12 @@ class AsyncDirectLine:
             except IndexError:
                 conn = await _borrow(self._pool, str(args[0]))
             else:
-                await claim(conn)  # parked by another loop: dropped, then reconnected here
+                if self._marks and conn.should_reconnect():
+                    # A RESP3 maintenance notice moved the server: the pool reconnects it.
+                    await self._pool.release(conn)
+                    conn = await _borrow(self._pool, str(args[0]))
+                else:
+                    await claim(conn)  # parked by another loop: dropped, reconnected here
             completed = False
             try:
                 reply = await _with_retry(conn, pack(conn, args))

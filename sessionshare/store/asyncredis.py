@@ -59,7 +59,7 @@ class AsyncRedisStore(ClientStore):
     :param client: ``redis.asyncio.Redis``, a Sentinel master or
         ``redis.asyncio.cluster.RedisCluster``.
     :param max_idle_connections: connections the fast path (plain
-        ``redis.asyncio.Redis`` speaking RESP2) keeps parked between commands;
+        ``redis.asyncio.Redis``, RESP2 or RESP3) keeps parked between commands;
         default: half the pool's ``max_connections``, at most 16.
     """
 
@@ -89,26 +89,29 @@ class AsyncRedisStore(ClientStore):
         return read(raw)
 
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        return await self._run(op.load(key, idle_ttl))
+        return await self._run(op.load(key, idle_ttl, self._seen))
 
     async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
                    meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
                    ) -> bool:
         return await self._run(op.save(key, changed=changed, deleted=deleted, meta=meta,
-                                       ttl=ttl, create=create))
+                                       ttl=ttl, create=create, seen=self._seen))
 
     async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
                    once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
+        self._forget(key)
         return await self._run(op.mark(key, meta, idle_ttl, once, once_ttl))
 
     async def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
                    deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
                    ttl: int, retired_at: int, grace: int) -> bool:
+        self._forget(key)
         return await self._run(op.move(key, new_key, changed=changed, deleted=deleted,
                                        meta=meta, ttl=ttl, retired_at=retired_at, grace=grace,
                                        apart=self._on_cluster))
 
     async def delete(self, key: str, *, census: str | None = None) -> None:
+        self._forget(key)
         await self._run(op.delete(key, census, apart=self._on_cluster))
 
     async def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,

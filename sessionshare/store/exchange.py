@@ -63,13 +63,14 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     """``args`` in the wire format, as ``conn.pack_command(*args)`` would write them.
 
     The store's arguments are text (UTF-8, as redis-py encodes it) and whole
-    numbers; this packs those in one buffer, in about a third of redis-py's
-    time (it also handles memoryviews and splits large values, which the
-    store's commands never need). Anything else goes to redis-py.
+    numbers; this packs those, in about a third of redis-py's time, in one
+    buffer -- a large value (a whole session record) in one of its own, as
+    redis-py does. Anything else goes to redis-py.
     """
     first = args[0] if args else None
     if type(first) is not str or not first.isalpha():
         return list(conn.pack_command(*args))  # redis-py splits "CONFIG GET" into two
+    buffers: list[bytes] = []
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if type(arg) is str:
@@ -78,8 +79,20 @@ def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
             data = b"%d" % arg
         else:
             return list(conn.pack_command(*args))
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return [b"".join(parts)]
+        if len(data) > _COPY_CUTOFF:
+            # A large value (a whole session record) goes out as its own buffer: copying
+            # it into the command's would cost more than the extra write.
+            parts.append(b"$%d\r\n" % len(data))
+            buffers += (b"".join(parts), data)
+            parts = [b"\r\n"]
+        else:
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    buffers.append(b"".join(parts))
+    return buffers
+
+
+#: Values longer than this are written as buffers of their own (redis-py's cut-off too).
+_COPY_CUTOFF = 6000
 
 
 def packs_like_redis_py(pool: Any, stock: Any) -> bool:
@@ -151,11 +164,20 @@ def _borrow(pool: Any, command: str) -> Any:
     return conn
 
 
+def marks_for_reconnect(pool: Any) -> bool:
+    """True when the pool's connections can be marked to reconnect (redis-py 8, RESP3
+    maintenance notifications: the server is moving). A parked connection so marked
+    goes back to the pool, which reconnects it, instead of being used again."""
+    return str(pool.connection_kwargs.get("protocol", "")) != "2" and callable(
+        getattr(pool.connection_class, "should_reconnect", None)
+    )
+
+
 class PoolLine:
     """Each command on a connection borrowed from the client's pool for that command.
 
-    For clients whose connections the fast path cannot keep (Sentinel, RESP3,
-    client-side caching, single-connection clients): the pool's bookkeeping
+    For clients whose connections the fast path cannot keep (Sentinel,
+    client-side caching, a pool or connection class of the user's): the pool's bookkeeping
     per command, with rules 1 and 2 of this module.
     """
 
@@ -178,7 +200,7 @@ class PoolLine:
 class DirectLine:
     """Commands on connections the store keeps, skipping redis-py's client and pool.
 
-    For a plain single-server ``redis.Redis`` speaking RESP2: redis-py's
+    For a plain single-server ``redis.Redis`` (RESP2 or RESP3): redis-py's
     client and pool cost about 10 microseconds per command, a third of a whole
     session read on loopback. Connections are borrowed from the client's pool
     (so its ``max_connections`` still bounds them) and parked on an idle list
@@ -188,13 +210,14 @@ class DirectLine:
     lock on the hot path.
     """
 
-    __slots__ = ("_idle", "_max_idle", "_pid", "_pool")
+    __slots__ = ("_idle", "_marks", "_max_idle", "_pid", "_pool")
 
     def __init__(self, pool: Any, max_idle: int = DEFAULT_MAX_IDLE) -> None:
         self._pool = pool
         self._idle: list[Any] = []
         self._max_idle = max_idle
         self._pid = os.getpid()
+        self._marks = marks_for_reconnect(pool)
 
     def call(self, *args: str | int, key: str | None = None) -> Any:
         if self._pid != os.getpid():
@@ -206,6 +229,11 @@ class DirectLine:
             conn = self._idle.pop()
         except IndexError:
             conn = _borrow(self._pool, str(args[0]))
+        else:
+            if self._marks and conn.should_reconnect():
+                # A RESP3 maintenance notice moved the server: the pool reconnects it.
+                self._pool.release(conn)
+                conn = _borrow(self._pool, str(args[0]))
         completed = False
         try:
             reply = _with_retry(conn, pack(conn, args))

@@ -33,11 +33,12 @@ sessions a Redis of their own with ``maxmemory-policy noeviction``: an
 evicting policy signs users out at random (:meth:`RedisStore.eviction_warning`,
 which ``python -m sessionshare check`` reports).
 
-Speed: on a plain ``redis.Redis`` speaking RESP2 (what ``from_url`` builds)
-commands skip redis-py's client and pool machinery, which costs about 10
-microseconds per command in redis-py 8 -- a third of a whole session read on
-loopback (measured in ``benchmarks/README.md``). Those connections are
-borrowed from the client's pool, so its ``max_connections`` still bounds them.
+Speed: on a plain ``redis.Redis`` -- what ``from_url`` builds or a user's own,
+RESP2 or RESP3 (redis-py 8's default), without a client-side cache -- commands
+skip redis-py's client and pool machinery, which costs about 10 microseconds
+per command in redis-py 8 -- a third of a whole session read on loopback
+(measured in ``benchmarks/README.md``). Those connections are borrowed from
+the client's pool, so its ``max_connections`` still bounds them.
 
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
     store = RedisStore(Sentinel([("s1", 26379)]).master_for("sessions"))
@@ -81,8 +82,8 @@ class RedisStore(ClientStore):
         (``Sentinel(...).master_for(name)``) or ``redis.cluster.RedisCluster``.
     :param sentinel_check_interval: seconds between asking the sentinels which
         server is the master (Sentinel clients only).
-    :param max_idle_connections: connections the fast path (plain ``redis.Redis``
-        speaking RESP2) keeps parked between commands; default: half the pool's
+    :param max_idle_connections: connections the fast path (a plain ``redis.Redis``
+        without a client-side cache) keeps parked between commands; default: half the pool's
         ``max_connections``, at most 16. Busier moments borrow from the pool and
         give the surplus back.
     """
@@ -144,25 +145,28 @@ class RedisStore(ClientStore):
         return read(raw)
 
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        return self._run(op.load(key, idle_ttl))
+        return self._run(op.load(key, idle_ttl, self._seen))
 
     def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
              meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         return self._run(op.save(key, changed=changed, deleted=deleted, meta=meta, ttl=ttl,
-                                 create=create))
+                                 create=create, seen=self._seen))
 
     def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
              once_ttl: int = 0) -> SessionRecord | None:
+        self._forget(key)
         return self._run(op.mark(key, meta, idle_ttl, once, once_ttl))
 
     def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
              deleted: Collection[str] = (), meta: Mapping[str, int] | None = None, ttl: int,
              retired_at: int, grace: int) -> bool:
+        self._forget(key)
         return self._run(op.move(key, new_key, changed=changed, deleted=deleted, meta=meta,
                                  ttl=ttl, retired_at=retired_at, grace=grace,
                                  apart=self._on_cluster))
 
     def delete(self, key: str, *, census: str | None = None) -> None:
+        self._forget(key)
         self._run(op.delete(key, census, apart=self._on_cluster))
 
     def claim_state(self, key: str, owners: str | Sequence[str], ttl: int,

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from redis import utils as redis_utils
@@ -23,6 +24,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from ..errors import ConfigurationError, StoreUnavailable
 from .exchange import DEFAULT_MAX_IDLE, packs_like_redis_py
+from .redisproto import Seen
 
 __all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "Lines", "eviction_warning",
            "line_for", "server_name", "unavailable", "warn_without_timeout", "web_client"]
@@ -62,9 +64,25 @@ class Lines(NamedTuple):
 def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
     """The line this client's commands go out on; every one keeps ``exchange.py``'s rules.
 
-    The fast path (``DirectLine`` and its asyncio twin) only for a plain single-server
-    client speaking RESP2 (RESP3 may interleave push messages) with no client-side
-    cache, whose connections ``exchange.pack`` packs for byte for byte.
+    The fast path (``DirectLine`` and its asyncio twin) for a plain single-server
+    client whose connections ``exchange.pack`` packs for byte for byte, speaking
+    RESP2 or RESP3 (redis-py 8's default): the store's replies -- a bulk string,
+    a null, an integer, an array, a map from ``HGETALL`` -- are read by the
+    connection's own parser either way, and a RESP3 push a connection meets
+    (a maintenance notice) is handled by that parser before the reply it
+    precedes, so it is never taken for the reply. A single-connection client
+    keeps its one connection for its own commands; the store borrows others
+    from the same pool, as the pool path does.
+
+    redis-py's pool path, for what the fast path cannot keep:
+
+    - a client-side cache (``cache_config``): its connections answer cacheable
+      reads from the process's cache and apply the server's invalidation pushes
+      under the cache's lock; parking them outside the pool would bypass both;
+    - a Sentinel master (its pool finds the master on every connect and drops
+      its connections when the master moves: parked ones would stay on the old
+      master) and any other pool or connection class of the user's own;
+    - a Cluster, whose nodes ``ClusterLine`` routes to.
     """
     if isinstance(client, lines.cluster):
         return lines.clustered(client)
@@ -73,7 +91,7 @@ def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
         type(client) is lines.client
         and type(pool) is lines.pool
         and getattr(pool, "cache", None) is None
-        and _protocol(pool) == "2"
+        and _protocol(pool) in ("2", "3")
         and packs_like_redis_py(pool, lines.connection)
     ):
         if max_idle is None:
@@ -113,6 +131,8 @@ class ClientStore:
             raise ConfigurationError("max_idle_connections must be a whole number >= 0")
         self.client = client
         self._line = line_for(client, max_idle_connections, self._lines)
+        #: The session this thread or task last read, for its write (redisproto.save).
+        self._seen: Seen = ContextVar(f"sessionshare_seen_{id(self):x}", default=None)
         # A cluster keeps a session's new id and a user's index in other slots than the
         # session: a move and a checked index entry take more than one step there.
         self._on_cluster = isinstance(self._line, self._lines.clustered)
@@ -142,7 +162,7 @@ class ClientStore:
         Short timeouts make an outage a quick 503 rather than a hung worker;
         one retry rides over a connection the server closed while idle (every
         command the store sends is safe to run twice). RESP2 unless
-        ``protocol=3`` is passed: the fast path needs it. ``client_options`` go
+        ``protocol=3`` is passed (the fast path takes either). ``client_options`` go
         to redis-py's ``from_url`` as they are.
         """
         client = web_client(
@@ -151,9 +171,18 @@ class ClientStore:
         )
         return cls(client)
 
+    def _forget(self, key: str) -> None:
+        """This context's read of ``key`` is out of date (a mark, a move or an end of it is
+        under way): its next write merges rather than try a text the server no longer
+        holds (which would cost a round trip, never a wrong write)."""
+        base = self._seen.get()
+        if base is not None and base[0] == key:
+            self._seen.set(None)
+
     @property
     def uses_fast_path(self) -> bool:
-        """True when commands skip redis-py's client and pool (plain Redis, RESP2)."""
+        """True when commands skip redis-py's client and pool (a plain Redis client, RESP2
+        or RESP3, no client-side cache)."""
         return isinstance(self._line, self._lines.direct)
 
     @property
@@ -246,7 +275,7 @@ def web_client(
     Short timeouts make an outage a quick 503 rather than a hung worker; one
     quick retry rides over a connection the server closed while idle (every
     command the stores send is safe to run twice); RESP2 unless ``protocol=3``
-    is passed, since the fast paths need it.
+    is passed: no maintenance pushes to skip, and what the store was measured with.
     """
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
