@@ -774,3 +774,32 @@ def test_a_stored_value_decodes_as_json_would(text: str) -> None:
                                   '"\x7f"', "'single'", '"line\u2028sep"', ['"', '"'], None])
 def test_the_decoders_edge_cases(text: Any) -> None:
     assert _decoded(_loads, text) == _decoded(json.loads, text)
+
+
+# -- review: a value the app holds across an early save -------------------------------------
+
+
+@pytest.mark.parametrize("hold", [
+    lambda s: s.setdefault("cart", []),
+    lambda s: s.__setitem__("cart", held := []) or held,  # type: ignore[name-defined]
+], ids=["setdefault", "assigned"])
+def test_a_value_assigned_before_save_and_changed_in_place_after_is_persisted(
+    store: SessionStore, clock: FakeClock, hold: Any,
+) -> None:
+    # Before save() the key is among the assigned ones, so an in-place change is found when
+    # the response persists. save() must not forget that the app still holds the value:
+    # ``cart = session.setdefault("cart", [])``, a save (Django's login() cycles the key and
+    # stores at once), ``cart.append(x)`` -- the append must reach the store.
+    manager, app = session_browser(store, clock)
+
+    def hold_save_append(session: Session, environ: dict[str, Any]) -> object:
+        cart = hold(session)
+        session.save()
+        cart.append("x")
+        return None
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/hold": hold_save_append,
+                         "/read": read_all})
+    app.get("/new")
+    app.get("/hold")
+    assert app.get("/read").json == {"a": 1, "cart": ["x"]}

@@ -586,6 +586,9 @@ class SessionState:
 
     def _settled(self) -> None:
         """Nothing of this request is left to write."""
+        # The app still holds what it assigned (``cart = session.setdefault("cart", [])``
+        # before a ``save()``): a change it makes in place later must still be found.
+        self.handed |= self.assigned
         self.assigned = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = self.wanted = False
