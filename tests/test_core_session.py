@@ -803,3 +803,27 @@ def test_a_value_assigned_before_save_and_changed_in_place_after_is_persisted(
     app.get("/new")
     app.get("/hold")
     assert app.get("/read").json == {"a": 1, "cart": ["x"]}
+
+
+def test_save_of_a_session_another_request_moved_meanwhile_raises(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    # The docstring's promise: SessionEnded (moved=True) when another request of the browser
+    # moved the session (a sign-in in another tab) before this one read it. Django's save()
+    # then raises UpdateError -- not a silent success that stored nothing.
+    manager, app = session_browser(store, clock)
+
+    def moved_elsewhere_then_save(session: Session, environ: dict[str, Any]) -> object:
+        (key,) = live_session_keys(store)
+        store.move(key, key[:-2] + "0}", changed={}, ttl=600, retired_at=int(clock()),
+                   grace=30)  # another tab's sign-in moved it, just before this read
+        session["a"] = 2
+        try:
+            session.save()
+        except SessionEnded as exc:
+            return ["raised", exc.moved]
+        return ["saved", live_session_keys(store) != []]
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/late": moved_elsewhere_then_save})
+    app.get("/new")
+    assert app.get("/late").json == ["raised", True]
