@@ -282,7 +282,8 @@ def test_a_session_past_an_apps_ask_is_deleted_on_read(
     now = int(clock())
     asked = SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": now})
     commands, result = script(rules.read(SID), [asked])
-    assert commands == [Load(rules.session_key(SID), 600), Delete(rules.session_key(SID), rules.census)]
+    assert commands == [Load(rules.session_key(SID), 600),
+                        Delete(rules.session_key(SID), rules.census)]
     assert result is None and "session_expired reason=asked" in caplog.text
     # An ask withdrawn (0) or still ahead ends nothing.
     for when in (0, now + 1):

@@ -815,7 +815,8 @@ def test_save_of_a_session_another_request_moved_meanwhile_raises(
 
     def moved_elsewhere_then_save(session: Session, environ: dict[str, Any]) -> object:
         (key,) = live_session_keys(store)
-        store.move(key, key[:-2] + "0}", changed={}, ttl=600, retired_at=int(clock()),
+        elsewhere = key[:-2] + ("1" if key[-2] == "0" else "0") + "}"  # another key
+        store.move(key, elsewhere, changed={}, ttl=600, retired_at=int(clock()),
                    grace=30)  # another tab's sign-in moved it, just before this read
         session["a"] = 2
         try:
