@@ -828,3 +828,22 @@ def test_save_of_a_session_another_request_moved_meanwhile_raises(
     app.handlers.update({"/new": set_values({"a": 1}), "/late": moved_elsewhere_then_save})
     app.get("/new")
     assert app.get("/late").json == ["raised", True]
+
+
+@pytest.mark.parametrize("far", [1e300, 10**20, 10**400], ids=["float", "int", "huge_int"])
+def test_an_ask_far_past_any_limit_is_kept_and_ends_nothing(
+    store: SessionStore, clock: FakeClock, far: float,
+) -> None:
+    # An ask can only shorten a session's life: one centuries away (Django's set_expiry()
+    # with a big number of seconds) changes nothing -- no ValueError/OverflowError at the
+    # ask, and no stored time the next read takes for a damaged record.
+    manager, app = session_browser(store, clock)
+
+    def ask(session: Session, environ: dict[str, Any]) -> object:
+        session.expire_at(far)
+        return manager.lifecycle.time_left(session)
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/ask": ask, "/read": read_all})
+    app.get("/new")
+    assert app.get("/ask").json == 1800
+    assert app.get("/read").json == {"a": 1}

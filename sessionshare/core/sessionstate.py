@@ -52,6 +52,11 @@ __all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
+#: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
+#: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
+#: (:data:`~sessionshare.store.base.META_LIMIT`).
+_FAR_ASK = 10**12
+
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
@@ -365,7 +370,10 @@ class SessionState:
         name = META_ENDS + self.audience
         if when is None and not self.meta.get(name):
             return  # nothing asked: nothing to withdraw, nothing to write
-        self.set_meta(name, 0 if when is None else max(1, math.ceil(when)))
+        # An ask centuries away ends nothing (the limits come first): it is kept as a time
+        # that far (a number past META_LIMIT would be a damaged record to every reader --
+        # and Lua's cjson writes 14 significant digits, so it must stay well inside it).
+        self.set_meta(name, 0 if when is None else max(1, min(math.ceil(when), _FAR_ASK)))
 
     @property
     def ends_at(self) -> int | None:
