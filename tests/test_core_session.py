@@ -847,3 +847,16 @@ def test_an_ask_far_past_any_limit_is_kept_and_ends_nothing(
     app.get("/new")
     assert app.get("/ask").json == 1800
     assert app.get("/read").json == {"a": 1}
+
+
+@pytest.mark.parametrize("text", ["[1e999]", "[NaN]", '{"a": Infinity}'])
+def test_a_stored_value_python_decodes_past_json_is_no_500_when_handed_out(text: str) -> None:
+    # "1e999" is valid JSON (a number past a double's range: Python reads it as inf); NaN and
+    # Infinity are what Python's json reads besides. Stored by another writer (an older
+    # version, a hand edit), such a list reached the app through dict(session) / items() --
+    # and persisting, which encodes handed-out lists again with allow_nan=False, raised
+    # TypeError: a 500 on every such request while the session lives. It is no change.
+    session = Session(lambda sid: SessionRecord({"n": text, "m": "1"},
+                                                {META_CREATED: CREATED}), SID)
+    assert dict(session)["m"] == 1
+    assert state_of(session).write_plan(NOW).unchanged

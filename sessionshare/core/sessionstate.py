@@ -60,6 +60,8 @@ _FAR_ASK = 10**12
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+#: The same text, NaN and Infinity allowed: only to tell whether such a value, as stored, changed.
+_loose = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 #: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
 #: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -341,7 +343,17 @@ class SessionState:
             value = dict.__getitem__(contents, key)
             if key not in assigned and isinstance(value, _IMMUTABLE):
                 continue
-            text = encode(key, value)
+            try:
+                text = encode(key, value)
+            except TypeError:
+                if key in assigned or key not in stored or (
+                    _loose(value) != _loose(decode(stored[key]))
+                ):
+                    raise
+                # As stored, and not strict JSON: another writer's NaN or 1e999 (valid JSON,
+                # past a double), which Python decodes. Unchanged, it is no change -- not a
+                # TypeError (a 500) on every request that hands this value out.
+                continue
             if stored.get(key) != text:
                 changed[key] = text
         if stored.keys() <= keys:
