@@ -522,3 +522,20 @@ def test_an_expiry_longer_than_the_idp_grants_is_capped_at_a_remote(store: Store
         page = FlowBrowser(deployment).sign_in_at(SHOP + "/step?step=ask")
     assert page.json["seen"] == ["alice", 300]
     STEPS.clear()
+
+
+# -- review: this site's expiry as another app of the deployment wrote it ----------------
+@pytest.mark.parametrize("crafted", ["not a date", 10**400, [1], "2030-01-01T00:00:00"],
+                         ids=["text", "huge", "list", "naive"])
+def test_an_expiry_another_app_wrote_in_this_sites_dict_is_no_500(crafted: Any) -> None:
+    # Any app of the deployment can write the top-level key "django:<origin>" (only Django's
+    # own SiteView refuses it). What it put there as _session_expiry must not make every
+    # later response of this site that changes the session a 500 (the middleware renews
+    # the expiry on the way out), nor Django's get_expiry_age() raise.
+    shared = joined()
+    shared[NAMESPACE + SHOP] = {"_session_expiry": crafted}
+    store = SessionStore(shared=shared, facts=facts())
+    store["cart"] = ["mug"]
+    store.renew_expiry()  # what sessionshare's SessionMiddleware does on the way out
+    assert 0 <= store.get_expiry_age() <= 1800
+    assert shared.ends_at is None  # nothing asked by what this site cannot read

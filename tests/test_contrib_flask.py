@@ -626,3 +626,36 @@ def test_a_plain_value_is_stored_as_plain_json_and_changes_in_place(
     client.get("/pair")
     client.get("/raw")
     assert seen == {"cart": ["a", "b"], "pair": {" t": ["x", 1]}}
+
+
+# -- review: a value another app of the deployment stored ----------------------------------
+@pytest.mark.parametrize("crafted", [
+    {" t": 5},                       # a plain app's dict whose key looks like Flask's tag
+    {" d": "not a date"},
+    {" u": "not a uuid"},
+    {" b": "!!not base64!!"},
+    {" di": {}},
+])
+def test_a_value_another_app_stored_that_looks_tagged_is_no_500(
+    store: SessionStore, clock: Any, crafted: dict[str, Any]
+) -> None:
+    # Another app of the deployment (Starlette, Django, plain WSGI) stores plain JSON: a
+    # one-key dict whose key is one of Flask's tags is legal there. Reading it in Flask
+    # must not end in a 500 (bad input: a clear answer, nothing lost).
+    from sessionshare.contrib import shared_session
+
+    app = one_flask_app(store, clock)
+
+    @app.get("/plant")
+    def plant() -> str:
+        shared_session(request.environ)["other"] = crafted  # as a non-Flask app writes it
+        return "planted"
+
+    @app.get("/read")
+    def read() -> str:
+        return repr(session["other"])
+
+    client = app.test_client()
+    client.get("/plant")
+    answer = client.get("/read")
+    assert answer.status_code == 200, answer.status_code

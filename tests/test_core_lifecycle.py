@@ -385,3 +385,23 @@ def test_a_request_that_reads_a_moved_id_leaves_the_cookie_alone(
     refusals = [r.getMessage() for r in caplog.records if "change_refused" in r.getMessage()]
     assert len(refusals) == int(writes)
     assert all(m.startswith("change_refused reason=rotated") for m in refusals)
+
+
+# -- review: a stored time no clock reaches -------------------------------------------------
+@pytest.mark.parametrize("field", [META_ENDS + "http://other.test", META_CREATED,
+                                   META_AUTHENTICATED])
+@pytest.mark.parametrize("when", [10**400, -(10**400)], ids=["huge", "huge_negative"])
+def test_a_stored_time_past_any_clock_is_damage_not_a_500(
+    rules: Lifecycle, clock: FakeClock, field: str, when: float,
+) -> None:
+    # Valid JSON (a 400-digit integer, which Python's json reads as an int): every app of
+    # every version, and anything else with access to the store, writes these records. A
+    # write of the session then raised OverflowError (the TTL: a time minus now as a float)
+    # -- a 500 on every request that changes it. Such a record is damage: no session.
+    record = SessionRecord({"a": "1"}, {META_CREATED: int(clock()), field: when})
+    session = Session(lambda sid: script(rules.read(sid), [record])[1], SID)
+    session["a"] = 2
+    script(rules.persist(session), [True, True])  # no OverflowError
+    moved = state_of(session).sid != SID  # (no id in an assertion's message)
+    assert session.new is False and moved  # stored as a new session
+    assert script(rules.read(SID), [record])[1] is None  # the damaged one reads as none

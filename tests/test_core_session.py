@@ -774,3 +774,89 @@ def test_a_stored_value_decodes_as_json_would(text: str) -> None:
                                   '"\x7f"', "'single'", '"line\u2028sep"', ['"', '"'], None])
 def test_the_decoders_edge_cases(text: Any) -> None:
     assert _decoded(_loads, text) == _decoded(json.loads, text)
+
+
+# -- review: a value the app holds across an early save -------------------------------------
+
+
+@pytest.mark.parametrize("hold", [
+    lambda s: s.setdefault("cart", []),
+    lambda s: s.__setitem__("cart", held := []) or held,  # type: ignore[name-defined]
+], ids=["setdefault", "assigned"])
+def test_a_value_assigned_before_save_and_changed_in_place_after_is_persisted(
+    store: SessionStore, clock: FakeClock, hold: Any,
+) -> None:
+    # Before save() the key is among the assigned ones, so an in-place change is found when
+    # the response persists. save() must not forget that the app still holds the value:
+    # ``cart = session.setdefault("cart", [])``, a save (Django's login() cycles the key and
+    # stores at once), ``cart.append(x)`` -- the append must reach the store.
+    manager, app = session_browser(store, clock)
+
+    def hold_save_append(session: Session, environ: dict[str, Any]) -> object:
+        cart = hold(session)
+        session.save()
+        cart.append("x")
+        return None
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/hold": hold_save_append,
+                         "/read": read_all})
+    app.get("/new")
+    app.get("/hold")
+    assert app.get("/read").json == {"a": 1, "cart": ["x"]}
+
+
+def test_save_of_a_session_another_request_moved_meanwhile_raises(
+    store: SessionStore, clock: FakeClock,
+) -> None:
+    # The docstring's promise: SessionEnded (moved=True) when another request of the browser
+    # moved the session (a sign-in in another tab) before this one read it. Django's save()
+    # then raises UpdateError -- not a silent success that stored nothing.
+    manager, app = session_browser(store, clock)
+
+    def moved_elsewhere_then_save(session: Session, environ: dict[str, Any]) -> object:
+        (key,) = live_session_keys(store)
+        elsewhere = key[:-2] + ("1" if key[-2] == "0" else "0") + "}"  # another key
+        store.move(key, elsewhere, changed={}, ttl=600, retired_at=int(clock()),
+                   grace=30)  # another tab's sign-in moved it, just before this read
+        session["a"] = 2
+        try:
+            session.save()
+        except SessionEnded as exc:
+            return ["raised", exc.moved]
+        return ["saved", live_session_keys(store) != []]
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/late": moved_elsewhere_then_save})
+    app.get("/new")
+    assert app.get("/late").json == ["raised", True]
+
+
+@pytest.mark.parametrize("far", [1e300, 10**20, 10**400], ids=["float", "int", "huge_int"])
+def test_an_ask_far_past_any_limit_is_kept_and_ends_nothing(
+    store: SessionStore, clock: FakeClock, far: float,
+) -> None:
+    # An ask can only shorten a session's life: one centuries away (Django's set_expiry()
+    # with a big number of seconds) changes nothing -- no ValueError/OverflowError at the
+    # ask, and no stored time the next read takes for a damaged record.
+    manager, app = session_browser(store, clock)
+
+    def ask(session: Session, environ: dict[str, Any]) -> object:
+        session.expire_at(far)
+        return manager.lifecycle.time_left(session)
+
+    app.handlers.update({"/new": set_values({"a": 1}), "/ask": ask, "/read": read_all})
+    app.get("/new")
+    assert app.get("/ask").json == 1800
+    assert app.get("/read").json == {"a": 1}
+
+
+@pytest.mark.parametrize("text", ["[1e999]", "[NaN]", '{"a": Infinity}'])
+def test_a_stored_value_python_decodes_past_json_is_no_500_when_handed_out(text: str) -> None:
+    # "1e999" is valid JSON (a number past a double's range: Python reads it as inf); NaN and
+    # Infinity are what Python's json reads besides. Stored by another writer (an older
+    # version, a hand edit), such a list reached the app through dict(session) / items() --
+    # and persisting, which encodes handed-out lists again with allow_nan=False, raised
+    # TypeError: a 500 on every such request while the session lives. It is no change.
+    session = Session(lambda sid: SessionRecord({"n": text, "m": "1"},
+                                                {META_CREATED: CREATED}), SID)
+    assert dict(session)["m"] == 1
+    assert state_of(session).write_plan(NOW).unchanged

@@ -375,3 +375,23 @@ def test_a_refused_cross_origin_sign_out_is_headed_as_a_sign_out(dep: Deployment
     assert "<title>Sign-out refused</title>" in refused.text
     assert "Sign-in" not in refused.text
     assert browser.get(SHOP + "/orders").json["user"] == "alice"  # still signed in
+
+
+# -- review: Session.save() inside a websocket handshake ------------------------------------
+def test_an_early_save_in_a_websocket_handshake_stores_no_session_no_browser_holds(
+    clock: FakeClock,
+) -> None:
+    # No cookie travels over a websocket (see Side._websocket_request): the handshake's own
+    # persist is the late one, which refuses a new session -- an orphan no browser holds
+    # (from a page of another origin, one per handshake). Session.save() there (flask-sock)
+    # must follow the same rule; the IdP's side does, the remote's stored it.
+    from conftest import live_session_keys
+
+    for side in _sides(clock):
+        store = MemoryStore(clock=clock)
+        session = side.lifecycle.open(None, lambda sid: None)
+        for origin in (side.origin, "https://evil.example"):
+            handshake = Request("GET", "/live", fetch_mode="websocket", origin=origin)
+            session["note"] = "hello"
+            run(side.on_save(handshake, session, PassThrough()), store)
+            assert live_session_keys(store) == [], (side.role, origin)

@@ -108,8 +108,15 @@ def _untagged(value: Any) -> Any:
         if any(inner[name] is not value[name] for name in value):
             value = inner
         # Flask escapes a plain one-key object whose key looks like a tag, so this finds
-        # only what it tagged.
-        return _TAGS.untag(value) if len(value) == 1 else value
+        # only what it tagged -- of what Flask wrote. Another app of the deployment stores
+        # plain JSON, where ``{" t": 5}`` is just a dict: what does not untag stays as it is
+        # (a TypeError or ValueError from Flask's tags would be a 500 on every later read).
+        if len(value) != 1:
+            return value
+        try:
+            return _TAGS.untag(value)
+        except Exception:  # any tag's failure (TypeError, binascii.Error, StopIteration...)
+            return value
     return value
 
 

@@ -491,6 +491,13 @@ class Lifecycle:
         yield from self.load(session)
         settled = self.settle(session, late=late)
         if isinstance(settled, list):
+            state = state_of(session)
+            if state.retired and state.modified:
+                # The id this request read was moved by another request of the browser (a
+                # sign-in in another tab): nothing was written (settle refused it), and the
+                # app is told so, as when a write finds it moved -- not a silent success.
+                state.forget_changes()
+                state.gone = "moved"
             return
         headers = yield from self.write(session, settled)
         if not late:

@@ -389,7 +389,8 @@ class Session(dict[str, Any]):
         IdP's) limits allow. A time already past ends it when persisted.
         """
         if when is not None and (
-            isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when)
+            isinstance(when, bool) or not isinstance(when, (int, float))
+            or (isinstance(when, float) and not math.isfinite(when))  # an int is finite
         ):
             raise ValueError(f"expire_at() takes seconds since the epoch or None, not {when!r}")
         self._read().expire_at(when)

@@ -52,9 +52,16 @@ __all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 
+#: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
+#: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
+#: (:data:`~sessionshare.store.base.META_LIMIT`).
+_FAR_ASK = 10**12
+
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
 # is stored as its \uXXXX escape instead of failing later on the way to the store.
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+#: The same text, NaN and Infinity allowed: only to tell whether such a value, as stored, changed.
+_loose = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
 #: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
 #: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -336,7 +343,17 @@ class SessionState:
             value = dict.__getitem__(contents, key)
             if key not in assigned and isinstance(value, _IMMUTABLE):
                 continue
-            text = encode(key, value)
+            try:
+                text = encode(key, value)
+            except TypeError:
+                if key in assigned or key not in stored or (
+                    _loose(value) != _loose(decode(stored[key]))
+                ):
+                    raise
+                # As stored, and not strict JSON: another writer's NaN or 1e999 (valid JSON,
+                # past a double), which Python decodes. Unchanged, it is no change -- not a
+                # TypeError (a 500) on every request that hands this value out.
+                continue
             if stored.get(key) != text:
                 changed[key] = text
         if stored.keys() <= keys:
@@ -365,7 +382,10 @@ class SessionState:
         name = META_ENDS + self.audience
         if when is None and not self.meta.get(name):
             return  # nothing asked: nothing to withdraw, nothing to write
-        self.set_meta(name, 0 if when is None else max(1, math.ceil(when)))
+        # An ask centuries away ends nothing (the limits come first): it is kept as a time
+        # that far (a number past META_LIMIT would be a damaged record to every reader --
+        # and Lua's cjson writes 14 significant digits, so it must stay well inside it).
+        self.set_meta(name, 0 if when is None else max(1, min(math.ceil(when), _FAR_ASK)))
 
     @property
     def ends_at(self) -> int | None:
@@ -586,6 +606,9 @@ class SessionState:
 
     def _settled(self) -> None:
         """Nothing of this request is left to write."""
+        # The app still holds what it assigned (``cart = session.setdefault("cart", [])``
+        # before a ``save()``): a change it makes in place later must still be found.
+        self.handed |= self.assigned
         self.assigned = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = self.wanted = False

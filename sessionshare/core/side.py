@@ -248,9 +248,11 @@ class Side:
         rules of the way out, and the :class:`PassThrough` the rest of the request goes
         on with (the IdP's records a sign-in this save recorded).
 
-        ``late``: the response's headers are out (see :meth:`on_close`).
+        ``late``: the response's headers are out (see :meth:`on_close`). A websocket
+        handshake's answer carries no cookie either, so its save is a late one too (as
+        :meth:`on_response` persists it): no new session no browser would hold.
         """
-        yield from self.lifecycle.save_now(session, late=late)
+        yield from self.lifecycle.save_now(session, late=late or request.is_websocket)
         return passed
 
     def on_close(self, session: Session) -> Closing:

@@ -56,7 +56,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
-    "MARKED_BEFORE", "MAX_HOPS", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
+    "MARKED_BEFORE", "MAX_HOPS", "META_LIMIT", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
     "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_digest", "entry_expiry",
     "forwarding", "is_well_formed", "member_of", "owners_of",
 ]
@@ -119,7 +119,17 @@ def is_well_formed(fields: object, meta: object) -> bool:
     for key, value in meta.items():
         if type(key) is not str or (type(value) is not int and type(value) is not float):
             return False
+        # Times and flags: a number past any clock (JSON holds integers of any size, and
+        # Python's json reads NaN and Infinity) would raise OverflowError wherever a time
+        # is taken from now -- a 500 on every write of the session -- so it is damage too.
+        if not -META_LIMIT <= value <= META_LIMIT:
+            return False
     return True
+
+
+#: The largest metadata value a record may hold: 2**53, past any time in seconds (and
+#: every integer a double holds exactly, as Lua's cjson writes them).
+META_LIMIT = 2**53
 
 
 def entry_expiry(text: str) -> int | None:

@@ -23,9 +23,11 @@ user -- and ``RemoteUserMiddleware`` signs the new one in.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.middleware.csrf import CSRF_SESSION_KEY
 
@@ -44,6 +46,27 @@ EXPIRY_KEY = "_session_expiry"
 LOCAL_KEYS = AUTH_KEYS | {CSRF_SESSION_KEY, EXPIRY_KEY}
 #: In the site's dict: the shared user the Django sign-in was made under.
 _SIGNED_IN_AS = "signed_in_as"
+
+
+def _readable_expiry(value: Any) -> bool:
+    """True for a ``_session_expiry`` as Django's ``set_expiry()`` stores it: seconds, or
+    an ISO 8601 date and time Django can compare with its own clock."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return abs(value) <= _MAX_EXPIRY_SECONDS  # False for NaN, no float conversion
+    if isinstance(value, str):
+        try:
+            when = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        # Django subtracts it from its own now(): aware under USE_TZ, naive without.
+        return (when.tzinfo is not None) == bool(settings.USE_TZ)
+    return value is None
+
+
+#: Seconds beyond which an expiry names no date (a century).
+_MAX_EXPIRY_SECONDS = 100 * 366 * 86400
 
 
 class SiteView(MutableMapping[str, Any]):
@@ -79,6 +102,11 @@ class SiteView(MutableMapping[str, Any]):
     def _local(self) -> dict[str, Any]:
         site = self._site()
         visible = {key: site[key] for key in LOCAL_KEYS if key in site}
+        if EXPIRY_KEY in visible and not _readable_expiry(visible[EXPIRY_KEY]):
+            # Any app of the deployment can write this dict: an expiry Django cannot read
+            # (text that is no ISO date, a number past any date, a list) is no ask -- not a
+            # 500 on every later answer of this site that changes the session.
+            del visible[EXPIRY_KEY]
         if not self._sign_in_holds(site):
             for key in AUTH_KEYS:
                 visible.pop(key, None)
