@@ -98,9 +98,16 @@ def response_headers(app_headers: Headers, added: Headers) -> Headers:
     """
     if not added:
         return app_headers
-    if not any(name == "Vary" for name, _ in added) or not any(
-        name.lower() == "vary" for name, _ in app_headers
-    ):
+    # Loops, not any() over generators: this runs on every response.
+    for name, _ in added:
+        if name == "Vary":
+            break
+    else:
+        return [*app_headers, *added]
+    for name, _ in app_headers:
+        if name.lower() == "vary":
+            break
+    else:
         return [*app_headers, *added]
     names: list[str] = []
     for values in [value for name, value in app_headers if name.lower() == "vary"] + [

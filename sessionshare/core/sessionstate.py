@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ..store.base import SessionRecord
@@ -51,6 +51,7 @@ from .record import (
 __all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
+_ABSENT: Any = object()
 
 #: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
 #: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
@@ -115,9 +116,13 @@ def lifetime_start(meta: Mapping[str, int], default: int) -> int:
 def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | None:
     """The earliest end an app asked for (``Session.expire_at``), or None; ``besides``
     names a field to leave out (an app's own ask)."""
-    asked = [when for name, when in meta.items()
-             if name.startswith(META_ENDS) and when > 0 and name != besides]
-    return min(asked) if asked else None
+    # A loop, not a comprehension and min(): this runs twice on every read and write.
+    asked: int | None = None
+    for name, when in meta.items():
+        if (when > 0 and name.startswith(META_ENDS) and name != besides
+                and (asked is None or when < asked)):
+            asked = when
+    return asked
 
 
 class SessionState:
@@ -291,7 +296,20 @@ class SessionState:
         the JSON encoders among them, read its storage directly)."""
         contents = self.contents
         dict.clear(contents)
-        dict.update(contents, {key: decode(text) for key, text in self.stored.items()})
+        # decode() inlined (on every read, for every key): the C scan, json.loads for
+        # whatever it does not take whole. (Filled whole or not at all: a text that does not
+        # decode raises before the contents show any of the record.)
+        values: dict[str, Any] = {}
+        for key, text in self.stored.items():
+            try:
+                value, end = _scan(text, 0)
+            except (StopIteration, ValueError, TypeError):
+                value = json.loads(text)
+            else:
+                if end != len(text):
+                    value = json.loads(text)
+            values[key] = value
+        dict.update(contents, values)
         self.handed, self.handed_all = set(), False
 
     # -- what happened -----------------------------------------------------
@@ -338,10 +356,14 @@ class SessionState:
         keys = dict.keys(contents)
         # Only a value the app assigned, or a list or a dict it was handed (which may have
         # changed in place), can differ from what was read: the others are not encoded.
-        candidates = keys if self.handed_all else (assigned | self.handed) & keys
+        # (No set built for the common read: a handed key the app removed is skipped.)
+        if self.handed_all:
+            candidates: Iterable[str] = keys
+        else:
+            candidates = assigned | self.handed if assigned else self.handed
         for key in candidates:
-            value = dict.__getitem__(contents, key)
-            if key not in assigned and isinstance(value, _IMMUTABLE):
+            value = dict.get(contents, key, _ABSENT)
+            if value is _ABSENT or (key not in assigned and isinstance(value, _IMMUTABLE)):
                 continue
             try:
                 text = encode(key, value)
