@@ -246,8 +246,8 @@ class Lifecycle:
         one, it is read by :meth:`load`'s steps before anything looks.
         """
         session = Session(loader, self.session_id_in(cookies))
-        state_of(session).cookie = self.cookie
-        state_of(session).audience = self.audience
+        state = state_of(session)
+        state.cookie, state.audience = self.cookie, self.audience
         return session
 
     def read_now(self, session: Session) -> Steps[None] | None:

@@ -79,7 +79,7 @@ class Session(dict[str, Any]):
     __slots__ = ("_state",)
 
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None) -> None:
-        super().__init__()
+        # No dict.__init__: a new dict is empty already (and this runs on every request).
         self._state = SessionState(loader, sid, self)
 
     def _read(self) -> SessionState:
@@ -406,12 +406,13 @@ def peek(session: Session, key: str) -> Any:
     hand-offs, a side looking for a user): unlike the app's reads, it does not mark the
     session accessed, so on its own it adds no ``Vary: Cookie`` to the response -- a page
     that never touched the session stays cacheable."""
+    # Session.get() without its _read() (which marks the session accessed): the same
+    # steps, inline -- this runs on every request.
     state = state_of(session)
-    looked = state.accessed
-    try:
-        return session.get(key)
-    finally:
-        state.accessed = looked
+    if not state.loaded:
+        state.ensure()
+    state.handed.add(key)
+    return dict.get(session, key)
 
 
 #: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its

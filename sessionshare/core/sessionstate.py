@@ -52,6 +52,9 @@ __all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
+#: The names that start with META_ENDS are those in [_ENDS_FROM, _ENDS_TO) (the same
+#: prefix, its last character one higher).
+_ENDS_FROM, _ENDS_TO = META_ENDS, META_ENDS[:-1] + chr(ord(META_ENDS[-1]) + 1)
 
 #: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
 #: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
@@ -117,9 +120,10 @@ def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | Non
     """The earliest end an app asked for (``Session.expire_at``), or None; ``besides``
     names a field to leave out (an app's own ask)."""
     # A loop, not a comprehension and min(): this runs twice on every read and write.
+    # ``_ENDS_FROM <= name < _ENDS_TO`` is ``name.startswith(META_ENDS)`` without a call.
     asked: int | None = None
     for name, when in meta.items():
-        if (when > 0 and name.startswith(META_ENDS) and name != besides
+        if (_ENDS_FROM <= name < _ENDS_TO and when > 0 and name != besides
                 and (asked is None or when < asked)):
             asked = when
     return asked
