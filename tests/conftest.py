@@ -153,6 +153,15 @@ def _close_async_stores() -> Iterator[None]:
     flow.close_async_stores()
 
 
+@pytest.fixture
+def every_write_replaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REPLACE for a write of a session just read at any size (it is kept for records of
+    ``REPLACE_FROM`` bytes and more, and the tests' sessions are small)."""
+    from sessionshare.store import redisproto
+
+    monkeypatch.setattr(redisproto, "REPLACE_FROM", 0)
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[SessionStore]:
     """Each test using it runs against MemoryStore and against real Redis."""

@@ -22,6 +22,9 @@ from typing import Any
 
 import pytest
 
+from benchmarks.apps import WRITE_SIZES
+from sessionshare.store.redisproto import REPLACE_FROM
+
 REPO = Path(__file__).resolve().parent.parent
 SIZES = ["200", "2k", "20k", "200k"]
 CASES = ["a", "b", "c", "d", "e0", "e", "f", "g", "h", "b0", "cu", "du",
@@ -98,13 +101,16 @@ def test_round_trip_targets_are_reported_met_and_timings_left_unjudged(
 def test_server_commands_match_the_design(smoke: tuple[dict[str, Any], str]) -> None:
     rows = smoke[0]["inprocess"]
     assert rows["c"]["commands"] == {"getex": 1}
-    # The write is one EVALSHA; inside it, on the server, the stamp at the record's head
-    # is compared (GETRANGE of 40 bytes, not the whole record) and the new record SET.
-    assert rows["d"]["commands"] == {"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}
+    # The write is one EVALSHA. A small session's is the server's merge (its GET and SET
+    # inside); from REPLACE_FROM bytes on, the stamp at the record's head is compared
+    # (GETRANGE of 40 bytes, not the whole record) and the new record SET.
+    merge = {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
+    replace = {"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}
+    assert rows["d"]["commands"] == merge
     assert rows["g"]["commands"] == {}
-    # A write after the read is one EVALSHA at every size, its GET and SET inside it.
     for size in SIZES:
-        assert rows[f"d{size}"]["commands"] == rows["d"]["commands"]
+        big = WRITE_SIZES[size] >= REPLACE_FROM
+        assert rows[f"d{size}"]["commands"] == (replace if big else merge), size
 
 
 @pytest.mark.redis

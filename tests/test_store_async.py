@@ -785,6 +785,7 @@ def test_a_default_client_store_skips_the_pool_per_command(redis_url: str) -> No
     run(scenario())
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_write_after_a_read_in_the_same_task_replaces_or_merges(redis_url: str) -> None:
     """As RedisStore: the task's write of the session it read goes over the text read
     (one REPLACE), and over a record changed meanwhile it merges, losing nothing."""

@@ -489,6 +489,7 @@ def scripts_sent(store: RedisStore) -> Iterator[list[str]]:
         exchange.exchange = original  # type: ignore[assignment]
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
                                                      admin: redis.Redis) -> None:
     """The write of the session this thread just read is one REPLACE, and what it stores
@@ -516,6 +517,27 @@ def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
     store.close()
 
 
+def test_a_small_sessions_write_is_the_servers_merge_and_a_large_ones_a_replace(
+    redis_url: str,
+) -> None:
+    """Below ``REPLACE_FROM`` bytes the server's merge is the cheaper write, so the read
+    keeps nothing for one; from it on, the write of the session just read is a REPLACE."""
+    from sessionshare.store.redisproto import REPLACE_FROM
+
+    store = RedisStore.from_url(redis_url)
+    big = {"notes": json.dumps("x" * REPLACE_FROM)}
+    store.save("s:small", changed=ALICE, ttl=600, create=True)
+    store.save("s:large", changed={**ALICE, **big}, ttl=600, create=True)
+    for key, script in (("s:small", "MERGE"), ("s:large", "REPLACE")):
+        assert store.load(key, 600) is not None
+        with scripts_sent(store) as sent:
+            assert store.save(key, changed={"seen": "1"}, ttl=600)
+        assert sent == [script], key
+        assert store.load(key, 600).fields["seen"] == "1"  # type: ignore[union-attr]
+    store.close()
+
+
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_write_over_a_record_changed_since_the_read_merges(redis_url: str) -> None:
     """Another app wrote a key between this request's read and its write: the text read is
     not what the server holds, so nothing is replaced and the merge keeps both writes."""
@@ -532,6 +554,7 @@ def test_a_write_over_a_record_changed_since_the_read_merges(redis_url: str) -> 
     other.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_write_after_a_logout_since_the_read_brings_nothing_back(redis_url: str) -> None:
     store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
     store.save("s:alice", changed=ALICE, ttl=600, create=True)
@@ -545,6 +568,7 @@ def test_a_write_after_a_logout_since_the_read_brings_nothing_back(redis_url: st
     other.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_retired_id_read_is_never_written_over(redis_url: str) -> None:
     """A marker (an id a move retired) read by this request: its write is the merge's, which
     refuses it -- the marker is not replaced by a session."""
@@ -561,6 +585,7 @@ def test_a_retired_id_read_is_never_written_over(redis_url: str) -> None:
     store.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_retried_replace_writes_the_same_record(redis_url: str, admin: redis.Redis) -> None:
     """The first REPLACE times out (it may still run); its retry finds its own text (not
     the one read) and answers 0, and the merge then sets the same fields to the same
@@ -582,6 +607,7 @@ def test_a_retried_replace_writes_the_same_record(redis_url: str, admin: redis.R
     store.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: str) -> None:
     """A mark changed the record this request read: its write merges at once, not after a
     REPLACE bound to fail (a round trip for nothing)."""
@@ -596,6 +622,7 @@ def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: 
     store.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_stamped_record_is_compared_by_its_head_and_a_merge_takes_the_stamp_out(
     redis_url: str, admin: redis.Redis
 ) -> None:
