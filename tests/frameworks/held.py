@@ -25,7 +25,11 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any
 
+import pytest
 import webob
+
+from sessionshare import MemoryStore, RedisStore
+from sessionshare.store import SessionStore
 
 #: Where the view finds the request it is to hand over (the environ passes through the
 #: middleware untouched, as every WSGI middleware passes what it does not know).
@@ -138,3 +142,11 @@ class Browser:
                   if response.status_code >= 500]
         assert not failed, f"a request the test held ended in {failed}"
         return responses
+
+
+def store_of(kind: str, request: pytest.FixtureRequest) -> SessionStore:
+    """The shared store a row of a framework's tests runs on: ``memory``, or ``redis``
+    (the suite's real server). The caller closes it."""
+    if kind == "redis":
+        return RedisStore.from_url(request.getfixturevalue("redis_url"))
+    return MemoryStore()

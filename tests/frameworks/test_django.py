@@ -41,11 +41,11 @@ from django.test import SimpleTestCase, override_settings
 from django.urls import path
 from flow import IDP, LOGIN, SHOP
 
-from sessionshare import MemoryStore, RedisStore, SessionStore, SyncKey
+from sessionshare import SessionStore, SyncKey
 from sessionshare.contrib.django.wsgi import get_wsgi_application
 
 from . import sources
-from .held import Browser, hand_over
+from .held import Browser, hand_over, store_of
 
 #: sessionshare's cookie, named here so a test can send a forged one.
 COOKIE = "sessionshare"
@@ -150,11 +150,7 @@ def _site(request: pytest.FixtureRequest) -> Iterator[None]:
     if not isinstance(case, SharedEngine):
         yield
         return
-    store: SessionStore
-    if type(case).store_kind == "redis":  # type: ignore[attr-defined]
-        store = RedisStore.from_url(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore()
+    store = store_of(type(case).store_kind, request)  # type: ignore[attr-defined]
     case.site = Site(type(case).role, store)  # type: ignore[attr-defined]
     yield
     store.close()

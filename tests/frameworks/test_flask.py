@@ -34,11 +34,11 @@ import flask
 import pytest
 from flow import LOGIN
 
-from sessionshare import MemoryStore, RedisStore, RemoteSessionMiddleware, SessionStore, SyncKey
+from sessionshare import RemoteSessionMiddleware, SessionStore, SyncKey
 from sessionshare.contrib.flask import init_app
 
 from . import sources
-from .held import Browser, hand_over
+from .held import Browser, hand_over, store_of
 
 #: Flask's session tests that cannot apply to a server-side session, and why.
 NOT_RUN = {
@@ -67,11 +67,7 @@ globals().update(_tests())
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def shared_store(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
-    store: SessionStore
-    if request.param == "redis":
-        store = RedisStore.from_url(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore()
+    store = store_of(request.param, request)
     yield store
     store.close()
 

@@ -29,10 +29,10 @@ from flow import LOGIN
 from pyramid.config import Configurator
 from pyramid.response import Response
 
-from sessionshare import MemoryStore, RedisStore, RemoteSessionMiddleware, SessionStore, SyncKey
+from sessionshare import RemoteSessionMiddleware, SyncKey
 
 from . import sources
-from .held import Browser, hand_over
+from .held import Browser, hand_over, store_of
 
 HOST = "shop.test"
 COOKIE = "session"  # Pyramid's default cookie name
@@ -129,11 +129,7 @@ def _deployment(request: pytest.FixtureRequest) -> Iterator[None]:
     if not isinstance(case, SharedSessionFactory):
         yield
         return
-    store: SessionStore
-    if type(case).store_kind == "redis":  # type: ignore[attr-defined]
-        store = RedisStore.from_url(request.getfixturevalue("redis_url"))
-    else:
-        store = MemoryStore()
+    store = store_of(type(case).store_kind, request)  # type: ignore[attr-defined]
     config = Configurator()
     config.include("sessionshare.contrib.pyramid")
     config.add_route("probe", "/probe")
