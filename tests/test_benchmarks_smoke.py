@@ -33,13 +33,19 @@ CASES = ["a", "b", "c", "d", "e0", "e", "f", "g", "h", "b0", "cu", "du",
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    missing = [name for name in ("flask_session", "beaker", "psutil") if find_spec(name) is None]
+    return _smoke_run("benchmarks", ("flask_session", "beaker", "psutil"), tmp_path_factory)
+
+
+def _smoke_run(module: str, peers: tuple[str, ...],
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """``python -m <module> --smoke``: its JSON figures and what it printed."""
+    missing = [name for name in peers if find_spec(name) is None]
     if missing:
         pytest.fail(f"the benchmark peers are not installed ({', '.join(missing)}): "
                     "python -m pip install -e '.[bench]'")
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out)],
+        [sys.executable, "-m", module, "--smoke", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -142,17 +148,7 @@ def test_the_file_walk_of_a_request_is_counted() -> None:
 
 @pytest.fixture(scope="module")
 def scale(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    missing = [name for name in ("flask_session", "beaker") if find_spec(name) is None]
-    if missing:
-        pytest.fail(f"the benchmark peers are not installed ({', '.join(missing)}): "
-                    "python -m pip install -e '.[bench]'")
-    out = tmp_path_factory.mktemp("scale") / "scale.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--smoke", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(out.read_text()), done.stdout
+    return _smoke_run("benchmarks.scale", ("flask_session", "beaker"), tmp_path_factory)
 
 
 @pytest.mark.redis
