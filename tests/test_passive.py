@@ -22,10 +22,15 @@ import pytest
 from coreflow import Browser as CoreBrowser
 from coreflow import CoreDeployment
 from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
+from servers import counting_client
 
-from sessionshare import SessionStore
+from sessionshare import RedisStore, SessionStore
 
 NAV = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+#: A passive check of a user signed in at the IdP, end to end (the IdP's read, its ticket and
+#: claim, the remote's redemption and join, the page's read), as measured before a browser
+#: that keeps no cookies had a way back to its page: it must stay so.
+ROUND_TRIPS_SIGNED_IN = 9
 PREFETCHES = [
     {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Purpose": "prefetch"},
     {"Accept": "text/html", "Purpose": "prefetch"},
@@ -92,6 +97,47 @@ def test_never_for_a_prefetch_end_to_end(dep: Deployment, headers: dict[str, str
     # The shell reads Sec-Purpose (or the older Purpose) into the request the core asks.
     assert Browser(dep).get(SHOP + "/", headers=headers).status_int == 200
     assert Browser(dep).get(SHOP + "/", headers=NAV).status_int == 302
+
+
+def _bounce_round_trips(redis_url: str, clock: Callable[[], float], *,
+                        keeps_shop_cookies: bool, signed_in_at_idp: bool) -> tuple[int, Any]:
+    """Store round trips of one passive bounce, from the page to the page it ends on."""
+    client, counts = counting_client(redis_url)
+    dep = Deployment(RedisStore(client), clock, remote_options={"passive": True})
+    browser = Browser(dep)
+    if signed_in_at_idp:
+        browser.sign_in(LOGIN)
+    url, page = SHOP + "/news?id=7", None
+    before = counts["round_trips"]
+    for _ in range(6):
+        if not keeps_shop_cookies:
+            browser.apps["shop.test"].cookiejar.clear()
+        page = browser.get(url, headers=NAV)
+        if page.status_int not in (302, 303):
+            break
+        url = page.location if page.location.startswith("http") else SHOP + page.location
+    spent = counts["round_trips"] - before
+    client.close()
+    return spent, page
+
+
+@pytest.mark.parametrize("signed_in_at_idp", [False, True], ids=["anonymous", "signed-in-at-idp"])
+def test_a_passive_bounce_costs_as_many_round_trips_whether_cookies_are_kept_or_not(
+    redis_url: str, clock: Callable[[], float], signed_in_at_idp: bool
+) -> None:
+    # The way back for a browser that keeps no cookies here travels in URLs, never in the
+    # store: the bounce of a browser that keeps them costs what it always did (anonymous:
+    # none at all; signed in at the IdP: the read there and the hand-off's ticket), and
+    # one that keeps none costs no more.
+    kept, page = _bounce_round_trips(redis_url, clock, keeps_shop_cookies=True,
+                                     signed_in_at_idp=signed_in_at_idp)
+    assert page is not None and page.status_int == 200
+    assert page.json["user"] == ("alice" if signed_in_at_idp else None)
+    assert kept == (ROUND_TRIPS_SIGNED_IN if signed_in_at_idp else 0), kept
+    blocked, page = _bounce_round_trips(redis_url, clock, keeps_shop_cookies=False,
+                                        signed_in_at_idp=signed_in_at_idp)
+    assert page is not None and page.status_int == 200, page
+    assert blocked <= kept, (blocked, kept)
 
 
 # -- the decisions, on the core's sides driven by hand (tests/coreflow.py) ------------------
