@@ -27,10 +27,10 @@ from servers import counting_client
 from sessionshare import RedisStore, SessionStore
 
 NAV = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
-#: A passive check of a user signed in at the IdP, end to end (the IdP's read, its ticket and
-#: claim, the remote's redemption and join, the page's read), as measured before a browser
-#: that keeps no cookies had a way back to its page: it must stay so.
-ROUND_TRIPS_SIGNED_IN = 9
+#: A passive check of a user signed in at the IdP, end to end (the IdP's read and its ticket,
+#: the remote's redemption and join, the page's read), as measured before a browser that
+#: keeps no cookies had a way back to its page: it must stay so.
+ROUND_TRIPS_SIGNED_IN = 5
 PREFETCHES = [
     {"Accept": "text/html", "Sec-Fetch-Mode": "navigate", "Sec-Purpose": "prefetch"},
     {"Accept": "text/html", "Purpose": "prefetch"},
@@ -104,19 +104,22 @@ def _bounce_round_trips(redis_url: str, clock: Callable[[], float], *,
     """Store round trips of one passive bounce, from the page to the page it ends on."""
     client, counts = counting_client(redis_url)
     dep = Deployment(RedisStore(client), clock, remote_options={"passive": True})
-    browser = Browser(dep)
-    if signed_in_at_idp:
-        browser.sign_in(LOGIN)
-    url, page = SHOP + "/news?id=7", None
-    before = counts["round_trips"]
-    for _ in range(6):
-        if not keeps_shop_cookies:
-            browser.apps["shop.test"].cookiejar.clear()
-        page = browser.get(url, headers=NAV)
-        if page.status_int not in (302, 303):
-            break
-        url = page.location if page.location.startswith("http") else SHOP + page.location
-    spent = counts["round_trips"] - before
+    # The first bounce of a process also loads the store's scripts and reads its identity:
+    # the second, another browser's, is the one every later visitor costs.
+    for _ in range(2):
+        browser = Browser(dep)
+        if signed_in_at_idp:
+            browser.sign_in(LOGIN)
+        url, page = SHOP + "/news?id=7", None
+        before = counts["round_trips"]
+        for _ in range(6):
+            if not keeps_shop_cookies:
+                browser.apps["shop.test"].cookiejar.clear()
+            page = browser.get(url, headers=NAV)
+            if page.status_int not in (302, 303):
+                break
+            url = page.location if page.location.startswith("http") else SHOP + page.location
+        spent = counts["round_trips"] - before
     client.close()
     return spent, page
 
@@ -212,14 +215,17 @@ def test_an_answer_opened_in_another_browser_is_refused() -> None:
 def test_an_answer_opened_in_a_browser_without_cookies_here_binds_nothing() -> None:
     # No cookie of the shop at all: a client that keeps none, back from its bounce (or a
     # browser made to open someone else's answer on its first visit). Not refused -- there
-    # is nothing to bind -- but nothing is remembered either, and there is no redirect.
+    # is nothing to bind -- and nothing is remembered: it is sent to the page that bounce
+    # was for (a page of this site, as any link to it could), as a guest.
     dep = _core()
     answer_url = _core_answer_url(CoreBrowser(dep), SHOP + "/")
     victim = CoreBrowser(dep)
     forced = victim.get(answer_url, fetch_mode="navigate")
-    assert forced.status == 200 and forced.location is None
-    assert b"not signed in" in forced.body.lower()
+    assert forced.status == 303 and forced.location is not None
+    assert forced.location.startswith("/?sessionshare_guest="), forced.location
     assert not forced.cookies() and not victim.jar(SHOP)
+    page = victim.get(SHOP + forced.location, fetch_mode="navigate")
+    assert page.passed and page.user is None and not page.cookies()
 
 
 @pytest.mark.parametrize("change", ["tag", "time", "state", "garbage"])
