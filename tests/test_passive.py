@@ -287,3 +287,190 @@ def test_an_answer_from_the_future_or_another_key_is_refused() -> None:
     assert foreign.value.reason == "bad_seal"
     rotated = PassiveAnswers(SyncKey.parse([SyncKey.generate(), text]))  # a new key first
     assert rotated.open(answers.seal(state, now=now), now=now, ttl=60) == state
+
+
+# -- a browser that keeps no cookies here: the relay and the guest mark (core/guest.py) --------
+
+
+def _blocked_answer_url(dep: CoreDeployment, url: str = SHOP + "/news?id=7",
+                        browser: CoreBrowser | None = None) -> str:
+    """The callback URL a browser that keeps none of the shop's cookies comes back with."""
+    browser = browser or CoreBrowser(dep)
+    away = browser.get(url, fetch_mode="navigate", cookie="")
+    assert away.status == 302 and away.location and "&relay=" in away.location, away
+    answered = browser.get(away.location, fetch_mode="navigate")
+    assert answered.status == 303 and answered.location, answered
+    return answered.location
+
+
+def _relay_of(url: str) -> str:
+    (relay,) = parse_qs(urlsplit(url).query)["relay"]
+    return relay
+
+
+def test_only_a_bounce_without_cookies_here_carries_its_page_and_nothing_is_stored() -> None:
+    dep = _core()
+    keeps = CoreBrowser(dep)
+    keeps.set_cookie(SHOP, "theme", "dark")
+    away = keeps.get(SHOP + "/news", fetch_mode="navigate")
+    assert away.status == 302 and "relay=" not in (away.location or "")
+    first = CoreBrowser(dep).get(SHOP + "/news?id=7", fetch_mode="navigate")
+    assert first.status == 302 and first.location is not None
+    relay = _relay_of(first.location)
+    assert "news" not in relay and "id=7" not in relay  # sealed: the IdP's log shows no page
+    assert dep.store.sessions() == {} and dep.store.tickets() == {}
+    # The IdP hands it back as it came: with its answer, and with a token.
+    back = CoreBrowser(dep).get(first.location, fetch_mode="navigate")
+    assert back.location is not None and _relay_of(back.location) == relay
+
+
+def test_the_idp_hands_a_relay_back_only_to_a_passive_check() -> None:
+    dep = _core()
+    browser = CoreBrowser(dep)
+    browser.sign_in(browser.start_login(BLOG + "/x"))
+    login = CoreBrowser(dep).get(SHOP + "/news", fetch_mode="navigate", cookie="").location
+    assert login is not None
+    passive = browser.get(login, fetch_mode="navigate")
+    assert passive.status == 303 and passive.location and "?token=" in passive.location
+    assert _relay_of(passive.location) == _relay_of(login)
+    # A sign-in's hand-off (no passive=1) never echoes one, whatever the URL says.
+    signing_in = browser.start_login(SHOP + "/orders") + "&relay=" + _relay_of(login)
+    token_url = browser.get(signing_in).location
+    assert token_url is not None and "?token=" in token_url and "relay=" not in token_url
+
+
+@pytest.mark.parametrize("relay", [
+    "A" * 15, "A" * 1025, "AAAAAAAAAAAAAAAAAAAA%26x%3D1", "AAAAAAAAAAAAAAAAAAAA.B",
+    "AAAAAAAAAAAAAAAAAAAA&relay=BBBBBBBBBBBBBBBBBBBB",
+], ids=["short", "long", "encoded-ampersand", "dot", "twice"])
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_the_idp_refuses_a_relay_it_could_not_hand_back_as_it_is(relay: str,
+                                                                 strict: bool) -> None:
+    dep = CoreDeployment(remote_options={"passive": True}, idp_options={"strict": strict})
+    login = CoreBrowser(dep).get(SHOP + "/news", fetch_mode="navigate", cookie="").location
+    assert login is not None
+    answer = CoreBrowser(dep).get(login.split("&relay=")[0] + "&relay=" + relay,
+                                  fetch_mode="navigate")
+    if strict:
+        assert answer.status == 400 and answer.reason == "malformed", answer
+    else:  # as for a bad state: the IdP's own page, no hand-off, nothing sent anywhere
+        assert answer.passed and answer.location is None, answer
+    assert dep.count("callback_rejected") == 1
+
+
+@pytest.mark.parametrize("change", ["altered", "another-check", "twice", "garbage"])
+def test_a_forged_or_swapped_relay_is_refused(change: str) -> None:
+    dep = _core()
+    url = _blocked_answer_url(dep)
+    relay = _relay_of(url)
+    other = _relay_of(_blocked_answer_url(dep, SHOP + "/elsewhere"))
+    bare = url.split("&relay=")[0]
+    forged = {
+        "altered": f"{bare}&relay={relay[:30]}{'A' if relay[30] != 'A' else 'B'}{relay[31:]}",
+        "another-check": f"{bare}&relay={other}",  # a genuine relay, of another bounce
+        "twice": f"{url}&relay={relay}",
+        "garbage": f"{bare}&relay=%2F%2Fevil.example",
+    }[change]
+    refused = CoreBrowser(dep).get(forged, fetch_mode="navigate")
+    assert refused.status == 403 and refused.location is None and not refused.cookies()
+    assert refused.reason == ("bad_seal" if change in ("altered", "another-check")
+                              else "malformed"), refused.reason
+    # The control: as the IdP handed it back, it is taken.
+    assert CoreBrowser(dep).get(url, fetch_mode="navigate").status == 303
+
+
+@pytest.mark.parametrize("back", ["//evil.example/x", "/\\evil.example", "/%09/evil.example",
+                                  "https://evil.example/", "/ok\r\nSet-Cookie: x=1"])
+def test_a_relay_never_sends_a_browser_to_another_site(back: str) -> None:
+    # Only a holder of the sync key can seal a relay; even its relay is a return path
+    # checked as any other: what fails the check gets the notice, never a redirect.
+    dep = _core()
+    url = _blocked_answer_url(dep)
+    state = parse_qs(urlsplit(url).query)["passive"][0].split(".")[0]
+    sealed = dep.shop.relays.seal(back.encode("ascii", "replace").decode("ascii"),
+                                  state=state)
+    answer = CoreBrowser(dep).get(url.split("&relay=")[0] + "&relay=" + sealed,
+                                  fetch_mode="navigate")
+    assert answer.status == 200 and answer.location is None, answer
+    assert b"Not signed in" in answer.body
+
+
+def test_the_guest_mark_spares_one_bounce_and_the_app_never_sees_it() -> None:
+    dep = _core()
+    blocked = CoreBrowser(dep)
+    back = blocked.get(_blocked_answer_url(dep), fetch_mode="navigate", cookie="")
+    assert back.status == 303 and back.location is not None and not back.cookies()
+    assert back.location.startswith("/news?id=7&sessionshare_guest="), back.location
+    page = blocked.get(SHOP + back.location, fetch_mode="navigate", cookie="")
+    assert page.passed and page.user is None and page.query == "id=7", page
+    # Until passive_ttl is over; then it is bounced again (and comes back again).
+    dep.clock.advance(dep.shop.passive_ttl - 1)
+    assert blocked.get(SHOP + back.location, fetch_mode="navigate", cookie="").passed
+    dep.clock.advance(2)
+    stale = blocked.get(SHOP + back.location, fetch_mode="navigate", cookie="")
+    assert stale.status == 302 and stale.location is not None, stale
+    again = _blocked_answer_url(dep, SHOP + back.location, blocked)
+    returned = blocked.get(again, fetch_mode="navigate", cookie="")
+    assert returned.status == 303 and returned.location is not None
+    assert returned.location.count("sessionshare_guest=") == 1  # the stale one replaced
+    assert returned.location.startswith("/news?id=7&sessionshare_guest=")
+
+
+@pytest.mark.parametrize("mark", ["forged", "another-site", "garbage", "empty"])
+def test_a_mark_this_site_did_not_make_spares_nothing(mark: str) -> None:
+    dep = _core()
+    genuine = dep.shop.guest_marks.add("/news", now=dep.clock())
+    value = genuine.split("sessionshare_guest=")[1]
+    issued, tag = value.split(".")
+    marked = {
+        "forged": f"/news?sessionshare_guest={issued}.{'A' if tag[0] != 'A' else 'B'}{tag[1:]}",
+        "another-site": dep.blog.guest_marks.add("/news", now=dep.clock()),
+        "garbage": "/news?sessionshare_guest=yes",
+        "empty": "/news?sessionshare_guest",
+    }[mark]
+    bounced = CoreBrowser(dep).get(SHOP + marked, fetch_mode="navigate")
+    assert bounced.status == 302, bounced
+    # The control: the genuine mark is honoured.
+    assert CoreBrowser(dep).get(SHOP + genuine, fetch_mode="navigate").passed
+
+
+def test_a_browser_that_keeps_cookies_is_checked_whatever_mark_its_link_carries() -> None:
+    # A mark planted in a link spares only a browser with no cookie here one check; one
+    # that keeps cookies is checked, and the page it returns to carries no mark.
+    dep = _core()
+    marked = dep.shop.guest_marks.add("/news?id=7", now=dep.clock())
+    browser = CoreBrowser(dep)
+    browser.set_cookie(SHOP, "theme", "dark")
+    away = browser.get(SHOP + marked, fetch_mode="navigate")
+    assert away.status == 302 and away.location and "relay=" not in away.location
+    answered = browser.get(away.location, fetch_mode="navigate")
+    back = browser.get(answered.location or "", fetch_mode="navigate")
+    assert back.status == 303 and back.location == "/news?id=7"
+    # Checked now: a link with the mark is served, the app sees the page's own query.
+    page = browser.get(SHOP + marked, fetch_mode="navigate")
+    assert page.passed and page.query == "id=7"
+
+
+def test_a_bounce_its_mark_should_have_spared_ends_at_the_notice() -> None:
+    # A mark from an instance whose clock runs ahead (past the leeway) is not honoured
+    # here, so the page is bounced; the callback, seeing a return path whose mark it would
+    # honour, stops with the notice rather than send the browser round again.
+    dep = _core()
+    ahead = dep.shop.guest_marks.add("/news", now=dep.clock() + 3600)
+    url = _blocked_answer_url(dep, SHOP + ahead)
+    stopped = CoreBrowser(dep).get(url, fetch_mode="navigate")
+    assert stopped.status == 200 and stopped.location is None, stopped
+    assert b"Not signed in" in stopped.body and not stopped.cookies()
+
+
+def test_a_relay_opens_under_every_configured_key_and_only_for_its_state() -> None:
+    from sessionshare import SyncKey, TokenRejected
+    from sessionshare.core.guest import Relays
+
+    old, new = SyncKey.generate(), SyncKey.generate()
+    relay = Relays(SyncKey.parse(old)).seal("/news?id=7", state="S" * 43)
+    assert Relays(SyncKey.parse([new, old])).open(relay, state="S" * 43) == "/news?id=7"
+    for key, state in ((SyncKey.parse(new), "S" * 43), (SyncKey.parse(old), "T" * 43)):
+        with pytest.raises(TokenRejected) as refused:
+            Relays(key).open(relay, state=state)
+        assert refused.value.reason == "bad_seal"

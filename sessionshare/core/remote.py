@@ -407,9 +407,11 @@ class RemoteSide(Side):
             back = safe_return_path(self.relays.open(relays[0], state=state), default="")
             if back:
                 path, _, query = back.partition("?")
-                if self.guest_marks.honours(self.guest_marks.split(query)[1],
-                                            now=self.clock(), ttl=self.passive_ttl):
-                    back = ""  # it carried a mark this site honours, and was bounced
+                if self.guest_marks.is_unexpired(self.guest_marks.split(query)[1],
+                                                 now=self.clock(), ttl=self.passive_ttl):
+                    # Bounced with a mark that has not expired here: the clock that bounced
+                    # it disagrees with this one, and would bounce it again.
+                    back = ""
         self.events.emit(logging.INFO, "passive_checked", {"issuer": self.issuer},
                          "passive_checked issuer=%s signed_in=no cookies=no%s", self.issuer,
                          " returned=yes" if back else "")
