@@ -474,3 +474,23 @@ def test_a_relay_opens_under_every_configured_key_and_only_for_its_state() -> No
         with pytest.raises(TokenRejected) as refused:
             Relays(key).open(relay, state=state)
         assert refused.value.reason == "bad_seal"
+
+
+def test_a_token_with_a_forged_relay_is_refused_and_its_ticket_spent() -> None:
+    # Signed in at the IdP, the check comes back with a token: a relay that does not open
+    # for its state is a 403 as for an answer, and the ticket is spent all the same.
+    dep = _core()
+    browser = CoreBrowser(dep)
+    browser.sign_in(browser.start_login(BLOG + "/x"))
+    login = CoreBrowser(dep).get(SHOP + "/news", fetch_mode="navigate", cookie="").location
+    other = CoreBrowser(dep).get(SHOP + "/else", fetch_mode="navigate", cookie="").location
+    assert login is not None and other is not None
+    token_url = browser.get(login, fetch_mode="navigate").location
+    assert token_url is not None and "?token=" in token_url
+    swapped = token_url.split("&relay=")[0] + "&relay=" + _relay_of(other)
+    refused = CoreBrowser(dep).get(swapped, fetch_mode="navigate")
+    assert refused.status == 403 and refused.reason == "bad_seal" and not refused.cookies()
+    again = CoreBrowser(dep).get(token_url, fetch_mode="navigate")  # the genuine relay
+    assert again.status == 303 and again.location is not None
+    assert again.location.startswith("/news?sessionshare_guest=")  # a guest: spent, unused
+    assert dep.count("ticket_redeemed") == 0
