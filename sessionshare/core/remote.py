@@ -406,9 +406,8 @@ class RemoteSide(Side):
             # sync key makes it another site.
             back = safe_return_path(self.relays.open(relays[0], state=state), default="")
             if back:
-                path, _, query = back.partition("?")
-                if self.guest_marks.is_unexpired(self.guest_marks.split(query)[1],
-                                                 now=self.clock(), ttl=self.passive_ttl):
+                mark = self.guest_marks.split(back.partition("?")[2])[1]
+                if self.guest_marks.is_unexpired(mark, now=self.clock(), ttl=self.passive_ttl):
                     # Bounced with a mark that has not expired here: the clock that bounced
                     # it disagrees with this one, and would bounce it again.
                     back = ""
@@ -486,9 +485,10 @@ class RemoteSide(Side):
             yield from tickets.burn(prefix, claims.ticket, claims.state)
             if not request.cookies.strip() and self.login_states.read(claims.state).passive:
                 # A passive check of a user signed in at the IdP, by a browser that keeps
-                # none of this site's cookies (blocked here): the public page's notice, as
-                # for a user who is not signed in -- not a 403 on every visit. The ticket
-                # is spent all the same; only this site's own tagged states say "passive".
+                # none of this site's cookies (blocked here): back to the page as a guest,
+                # as for a user who is not signed in -- not a 403 on every visit. The
+                # ticket is spent all the same; only this site's own tagged states say
+                # "passive".
                 return self._guest_without_cookies(request, claims.state)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
