@@ -494,3 +494,25 @@ def test_a_token_with_a_forged_relay_is_refused_and_its_ticket_spent() -> None:
     assert again.status == 303 and again.location is not None
     assert again.location.startswith("/news?sessionshare_guest=")  # a guest: spent, unused
     assert dep.count("ticket_redeemed") == 0
+
+
+def test_the_wsgi_app_finds_the_original_query_under_the_librarys_key(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # The mark is taken out of QUERY_STRING; the query as received stays at hand.
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        seen.update(query=environ["QUERY_STRING"],
+                    original=environ.get("sessionshare.query_string"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"page"]
+
+    dep = Deployment(store, clock, remote=app, remote_options={"passive": True})
+    marked = dep.shop.side.guest_marks.add("/news?id=7", now=clock())
+    page = Browser(dep).get(SHOP + marked, headers=NAV)
+    assert page.status_int == 200 and page.text == "page"
+    assert seen == {"query": "id=7", "original": marked.split("?", 1)[1]}
+    # Without a mark, nothing is rewritten and nothing kept.
+    Browser(dep).apps["shop.test"].get("/news?id=7", headers={"Accept": "text/html"})
+    assert seen == {"query": "id=7", "original": None}
