@@ -37,9 +37,13 @@ def require_chromium() -> None:
 @contextmanager
 def chromium(
     *, host_rules: str = "MAP *.localhost 127.0.0.1", profile: str | None = None,
-    flags: Sequence[str] = (),
+    flags: Sequence[str] = (), block_cookies_of: Sequence[str] = (),
 ) -> Iterator[object]:
-    """A headless Chromium; ``flags`` are more command-line switches (they come last)."""
+    """A headless Chromium; ``flags`` are more command-line switches (they come last).
+
+    ``block_cookies_of``: origins whose cookies this browser blocks, as a user does in
+    its site settings (it neither keeps nor sends any of theirs; other sites' are kept).
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -55,6 +59,13 @@ def chromium(
         f"--host-resolver-rules={host_rules}", "--window-size=1200,900", *flags,
     ):
         options.add_argument(flag)
+    if block_cookies_of:
+        # The profile's content setting "cookies: blocked" for each origin (2 = block).
+        options.add_experimental_option("prefs", {
+            "profile.content_settings.exceptions.cookies": {
+                f"{origin},*": {"setting": 2} for origin in block_cookies_of
+            },
+        })
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:

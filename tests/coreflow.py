@@ -60,6 +60,9 @@ class Answer:
     passed: bool = False
     #: The user the app saw (``REMOTE_USER``), when it ran.
     user: str | None = None
+    #: The query string the app saw, when it ran (the request's, unless the side handed
+    #: on another).
+    query: str | None = None
 
     @property
     def status_int(self) -> int:
@@ -215,7 +218,8 @@ class Browser:
             result = Answer(answer.status, list(answer.headers), answer.body)
         else:
             passed, added = answer
-            result = Answer(200, list(added), passed=True, user=Side.remote_user(passed.user))
+            result = Answer(200, list(added), passed=True, user=Side.remote_user(passed.user),
+                            query=request.query if passed.query is None else passed.query)
         if cookie is None:
             self.keep(_origin_of(url), result.headers)
         return result

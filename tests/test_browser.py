@@ -305,6 +305,57 @@ def test_the_shops_and_blogs_public_pages_check_passively_with_a_working_back_bu
             raise
 
 
+def test_a_browser_that_blocks_the_shops_cookies_sees_its_public_page_as_a_guest(
+    sites: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    # A browser blocking every cookie of the shop (its site settings) sends fetch metadata,
+    # so the shop's public page bounces it through the IdP once; it comes back with no
+    # state cookie. It must end on the page it asked for, as a guest -- anonymous, and
+    # signed in at the IdP alike -- with no loop, and Back and Forward working.
+    shop, blog = sites["shop"], sites["blog"]
+    with chromium(block_cookies_of=[shop]) as browser:
+        driver: Any = browser
+        try:
+            driver.get(blog + "/about")  # another site's page, whose link the user follows
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "the blog")
+            driver.execute_script("location.href = arguments[0]", shop + "/?ref=blog")
+            wait_until(driver, lambda d: d.current_url.startswith(shop + "/?ref=blog&"),
+                       "back on the shop's page")
+            assert "sessionshare_guest=" in driver.current_url
+            assert text_of(driver, "greeting") == "Welcome, guest."
+            assert "Not signed in" not in driver.page_source
+            assert driver.get_cookies() == []  # blocked indeed: none kept at the shop
+            for _ in range(2):  # Back and Forward, twice: no bounce, no loop
+                driver.back()
+                wait_until(driver, lambda d: d.current_url == blog + "/about", "Back")
+                driver.forward()
+                wait_until(driver, lambda d: d.current_url.startswith(shop + "/?ref=blog&"),
+                           "Forward")
+                assert text_of(driver, "greeting") == "Welcome, guest."
+            # Signed in at the IdP (through the blog), the shop answers its check with a
+            # token this browser cannot use here: the page as a guest all the same.
+            driver.get(blog + "/about")
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "the blog again")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: has_login_form(d), "the IdP's form")
+            driver.find_element(By.ID, "username").send_keys("alice")
+            driver.find_element(By.ID, "password").send_keys("wonderland")
+            click(driver, "sign-in")
+            wait_until(driver, lambda d: d.current_url == blog + "/", "signed in at the blog")
+            driver.execute_script("location.href = arguments[0]", shop + "/")
+            wait_until(driver, lambda d: d.current_url.startswith(shop + "/?sessionshare_guest="),
+                       "the shop's page, signed in at the IdP")
+            assert text_of(driver, "greeting") == "Welcome, guest."
+            assert "Not signed in" not in driver.page_source and not has_login_form(driver)
+            driver.get(blog + "/about")  # the blog keeps its cookies: still signed in
+            wait_until(driver, lambda d: d.current_url == blog + "/about", "the blog, again")
+            assert text_of(driver, "user") == "alice"
+        except BaseException:
+            path = save_screenshot(driver, request.node.name)
+            print(f"screenshot: {path}")
+            raise
+
+
 @pytest.mark.parametrize("remember", [True, False], ids=["remembered", "not remembered"])
 def test_remember_me_survives_a_browser_restart_and_nothing_else_does(
     sites: dict[str, str], request: pytest.FixtureRequest, tmp_path: Any, remember: bool

@@ -20,7 +20,9 @@ side's three entry points in order, whatever its role, and only translates:
    :class:`~sessionshare.core.reply.Reply` is sent as it is, a
    :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and
-   ``scope["sessionshare.user"]`` set, in a copy of the scope;
+   ``scope["sessionshare.user"]`` set, in a copy of the scope (whose
+   ``query_string`` is the one the core hands on, when it took its own parameter
+   out);
 3. ``send`` is intercepted: ``on_response``
    persists the session *before* ``http.response.start`` goes on, and the
    headers the core answers with (its cookie, ``Vary``) are added to the app's.
@@ -214,9 +216,10 @@ class SessionMiddleware(metaclass=BuiltLate):
             await send_reply(send, outcome, head=head)
             return
         exchange = _Exchange(self.side, self.store, send, request, session, outcome)
-        await self.app(
-            {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}, receive, exchange.send
-        )
+        app_scope = {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}
+        if outcome.query is not None:
+            app_scope["query_string"] = outcome.query.encode("latin-1")
+        await self.app(app_scope, receive, exchange.send)
         closing = exchange.after_app()  # a change after the body (a background task)
         if closing is not None:
             await run_async(closing, self.store)

@@ -44,6 +44,7 @@ from . import tickets
 from .claims import BrowserIds, StateClaims
 from .configure import CheckedOptions
 from .cookies import CookieSpec
+from .guest import MAX_RELAY, is_valid_relay
 from .index import UserIndex, record_session
 from .lifecycle import Headers
 from .loginstate import LoginStates
@@ -76,6 +77,8 @@ class _Handoff:
     origin: str  # the token's audience
     state: str
     passive: bool = False  # a passive check: never a login form (core/passive.py)
+    # A passive check's sealed return path, handed back as it came (core/guest.py).
+    relay: str | None = None
 
 
 class IdpSide(Side):
@@ -209,9 +212,16 @@ class IdpSide(Side):
             raise CallbackRejected("malformed", "callback and state must each appear once")
         if not is_valid_state(states[0]):
             raise CallbackRejected("bad_state", "state must match [A-Za-z0-9_-]{16,128}")
+        relays = params.get("relay")
+        if relays is not None and (len(relays) != 1 or not is_valid_relay(relays[0])):
+            # Handed back in the callback URL: held to an alphabet that can add nothing
+            # to it (no "&", no "#"), and to a length.
+            raise CallbackRejected("malformed", "relay must appear once and match "
+                                   f"[A-Za-z0-9_-]{{16,{MAX_RELAY}}}")
         allowed = self.allow_list.check_callback(callbacks[0])
-        return _Handoff(allowed.url, allowed.origin, states[0],
-                        passive=params.get("passive") == ["1"])
+        passive = params.get("passive") == ["1"]
+        return _Handoff(allowed.url, allowed.origin, states[0], passive=passive,
+                        relay=relays[0] if relays is not None and passive else None)
 
     def _log_rejected(self, exc: CallbackRejected) -> None:
         """``callback_rejected``, naming the origin and what to list when it parsed."""
@@ -459,7 +469,8 @@ class IdpSide(Side):
         answer = self.passive_answers.seal(handoff.state, now=self.clock())
         self.events.emit(logging.INFO, "passive_answered", {"audience": handoff.origin},
                          "passive_answered audience=%s signed_in=no", handoff.origin)
-        return Reply.redirect(f"{handoff.callback}?passive={answer}", headers=headers)
+        return Reply.redirect(f"{handoff.callback}?passive={answer}{_relayed(handoff)}",
+                              headers=headers)
 
     def _fresh_enough(self, session: Session, handoff: _Handoff) -> bool:
         """False when ``handoff``'s state asks for a sign-in more recent than the session's."""
@@ -514,7 +525,13 @@ class IdpSide(Side):
         )
         self.events.emit(logging.INFO, "ticket_issued", {"audience": handoff.origin},
                          "ticket_issued audience=%s", handoff.origin)
-        return f"{handoff.callback}?token={token}"
+        return f"{handoff.callback}?token={token}{_relayed(handoff)}"
+
+
+def _relayed(handoff: _Handoff) -> str:
+    """The relay a passive check brought, as the callback URL's last parameter ("" for
+    none): the IdP neither reads nor keeps it, it only hands it back."""
+    return "" if handoff.relay is None else f"&relay={handoff.relay}"
 
 
 def _http_example(entries: Iterable[str]) -> str:

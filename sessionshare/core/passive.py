@@ -25,6 +25,12 @@ in after an anonymous check is known at once, under either shell. Only a
 top-level GET navigation is ever bounced: never a ``fetch``/XHR, an API
 client, a POST, or a prefetch or prerender (``Sec-Purpose`` / ``Purpose``).
 
+A client with no cookie of the site that sends no fetch metadata (a crawler,
+a link previewer) is not bounced at all. A browser that blocks the site's
+cookies is, and comes back without its state cookie: the page it asked for
+travels with the bounce, sealed, and a mark on its address spares it the
+next bounce (:mod:`sessionshare.core.guest`).
+
     answers = PassiveAnswers(key)
     answer = answers.seal(state, now=time.time())        # the IdP
     state = answers.open(answer, now=..., ttl=60)        # the remote: the state, or raises

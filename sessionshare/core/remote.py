@@ -46,6 +46,7 @@ from . import tickets
 from .claims import CLAIM_TTL
 from .configure import CheckedOptions
 from .cookies import CookieSpec
+from .guest import GuestMarks, Relays
 from .loginstate import LoginStates
 from .option_checks import prefix_problem
 from .options import Protect as Protect
@@ -140,6 +141,10 @@ class RemoteSide(Side):
         self._required_age = _required_age(options.max_auth_age)
         self._passive = _passive_predicate(options.passive)
         self.passive_answers = PassiveAnswers(self.key)
+        # The way back for a browser that keeps no cookies here (core/guest.py).
+        self.relays = Relays(self.key)
+        self.guest_marks = GuestMarks(self.key, origin=self.origin)
+        self.passive_ttl = int(options.passive_ttl)
         session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
         self.checked_cookie = CookieSpec(
@@ -158,14 +163,25 @@ class RemoteSide(Side):
             return self.logout(request, session)
         if not self._protects(request):
             if self._passive(request):
-                if self._may_check(request):
-                    return self._passive_check(request, session)
-                if state_of(session).unread_id is not None:
-                    # Checked lately, but this browser holds a session here (signed in
-                    # since, say): a passive page knows its user under either shell.
-                    return self._loaded_user(session)
+                query, mark = self.guest_marks.split(request.query)
+                if mark is None:
+                    return self._passive_page(request, session, marked=False)
+                # Sent back to its page by a passive check it came back from without
+                # cookies: the app sees the page's own query, never the mark.
+                return _handing_on(self._passive_page(request, session, marked=(
+                    not request.cookies.strip() and self.guest_marks.honours(
+                        mark, now=self.clock(), ttl=self.passive_ttl))), query)
             return self._read_user(session)  # a public path: no read for it
         return self._protected(request, session)
+
+    def _passive_page(self, request: Request, session: Session, *, marked: bool) -> Outcome:
+        if not marked and self._may_check(request):
+            return self._passive_check(request, session)
+        if state_of(session).unread_id is not None:
+            # Checked lately, but this browser holds a session here (signed in since,
+            # say): a passive page knows its user under either shell.
+            return self._loaded_user(session)
+        return self._read_user(session)
 
     def _websocket(self, request: Request, session: Session) -> Outcome:
         """A websocket on a protected path is served only as a page would be: signed in
@@ -268,11 +284,22 @@ class RemoteSide(Side):
         back = request.full_path
         back = safe_return_path(back if len(back) <= MAX_RETURN_PATH else "/")
         mount = request.mount
-        headers = self.states.start(request.cookies, state, back, mount=mount)
+        path, _, query = back.partition("?")
+        query = self.guest_marks.split(query)[0]  # a stale mark, of a link or a bookmark
+        headers = self.states.start(request.cookies, state, f"{path}?{query}" if query else path,
+                                    mount=mount)
         self.events.emit(logging.INFO, "login_redirect",
                          {"issuer": self.issuer, "passive": passive},
                          "login_redirect issuer=%s%s", self.issuer, " passive=1" if passive else "")
-        location = self._login_url(mount) + state + ("&passive=1" if passive else "")
+        location = self._login_url(mount) + state
+        if passive:
+            location += "&passive=1"
+            if not request.cookies.strip():
+                # No cookie of this site: this browser may keep none, and come back without
+                # its state cookie. The page travels along, sealed, through the IdP and
+                # back (core/guest.py): in the URL, at no store round trip. Marks and all,
+                # so that the callback sees a bounce that a mark did not stop.
+                location += "&relay=" + self.relays.seal(back, state=state)
         return Reply.redirect(location, status=302, headers=headers)
 
     def _login_url(self, mount: str) -> str:
@@ -343,9 +370,9 @@ class RemoteSide(Side):
             if not request.cookies.strip():
                 # An intact answer, and not one cookie of this site: a client that keeps
                 # none (a browser blocking them) came back from the bounce. Nothing to
-                # bind, remember or refuse -- and no redirect to a page that would only
-                # bounce it again.
-                return self._guest_without_cookies(request)
+                # bind or remember: back to its page as a guest, marked so that it is not
+                # bounced again.
+                return self._guest_without_cookies(request, state)
             back, spent, _ = self.states.find(request.cookies, state)  # this browser's only
         except TokenRejected as exc:
             self.events.emit(logging.WARNING, "token_rejected",
@@ -361,9 +388,34 @@ class RemoteSide(Side):
                    *self.states.clear(spent, mount=request.mount)]
         return Reply.redirect(back, headers=headers)
 
-    def _guest_without_cookies(self, request: Request) -> Reply:
+    def _guest_without_cookies(self, request: Request, state: str) -> Reply:
+        """A passive check's answer (or token) for ``state``, back with no cookie of this
+        site: to the page it asked for, as a guest, by the relay (core/guest.py).
+
+        A relay that does not open for ``state`` (forged, altered, another check's)
+        raises :class:`TokenRejected`. Without a relay (an IdP from before relays), or
+        when the page's own mark should have spared it the bounce (clocks apart), a
+        notice with a link: a redirect would only bounce it again.
+        """
+        relays = (request.params or {}).get("relay")
+        back = None
+        if relays is not None:
+            if len(relays) != 1:
+                raise TokenRejected("malformed", "at most one relay")
+            # Checked again once opened, as any return path: not even a holder of the
+            # sync key makes it another site.
+            back = safe_return_path(self.relays.open(relays[0], state=state), default="")
+            if back:
+                mark = self.guest_marks.split(back.partition("?")[2])[1]
+                if self.guest_marks.is_unexpired(mark, now=self.clock(), ttl=self.passive_ttl):
+                    # Bounced with a mark that has not expired here: the clock that bounced
+                    # it disagrees with this one, and would bounce it again.
+                    back = ""
         self.events.emit(logging.INFO, "passive_checked", {"issuer": self.issuer},
-                         "passive_checked issuer=%s signed_in=no cookies=no", self.issuer)
+                         "passive_checked issuer=%s signed_in=no cookies=no%s", self.issuer,
+                         " returned=yes" if back else "")
+        if back:
+            return Reply.redirect(self.guest_marks.add(back, now=self.clock()))
         return Reply.notice(
             "Not signed in",
             "You are not signed in here. This browser does not keep this site's cookies, "
@@ -433,10 +485,11 @@ class RemoteSide(Side):
             yield from tickets.burn(prefix, claims.ticket, claims.state)
             if not request.cookies.strip() and self.login_states.read(claims.state).passive:
                 # A passive check of a user signed in at the IdP, by a browser that keeps
-                # none of this site's cookies (blocked here): the public page's notice, as
-                # for a user who is not signed in -- not a 403 on every visit. The ticket
-                # is spent all the same; only this site's own tagged states say "passive".
-                return self._guest_without_cookies(request)
+                # none of this site's cookies (blocked here): back to the page as a guest,
+                # as for a user who is not signed in -- not a 403 on every visit. The
+                # ticket is spent all the same; only this site's own tagged states say
+                # "passive".
+                return self._guest_without_cookies(request, claims.state)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
@@ -508,6 +561,21 @@ class RemoteSide(Side):
         headers = [("Set-Cookie", self.retried_cookie.set("1", mount=request.mount)),
                    *self.states.clear(found.spent, mount=request.mount)]
         return Reply.redirect(found.back, headers=headers)
+
+
+def _handing_on(outcome: Outcome, query: str) -> Outcome:
+    """``outcome``, whose pass-through hands the app ``query`` as the query string."""
+    if isinstance(outcome, Reply):
+        return outcome
+    if isinstance(outcome, PassThrough):
+        return PassThrough(outcome.user, outcome.signed_in, outcome.headers,
+                           no_session=outcome.no_session, browser=outcome.browser,
+                           signed_in_here=outcome.signed_in_here, query=query)
+
+    def steps() -> Steps[Reply | PassThrough]:
+        return _handing_on((yield from outcome), query)  # type: ignore[return-value]
+
+    return steps()
 
 
 def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:

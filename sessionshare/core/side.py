@@ -107,6 +107,9 @@ class PassThrough(NamedTuple):
         none): a sign-in on the way out hands off as that browser, not a second new one.
     :param signed_in_here: a sign-in of this request was recorded already, by an early
         save (:meth:`Side.on_save`): the way out still completes a hand-off for it.
+    :param query: the query string the app sees instead of the request's (None: the
+        request's own): the library's own parameter taken out (a passive page's guest
+        mark, :mod:`sessionshare.core.guest`).
     """
 
     user: Any = None
@@ -115,6 +118,7 @@ class PassThrough(NamedTuple):
     no_session: bool = False
     browser: str | None = None
     signed_in_here: bool = False
+    query: str | None = None
 
 
 #: An entry point's answer: the outcome itself when it needs no store work (no

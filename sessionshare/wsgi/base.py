@@ -15,7 +15,9 @@ side's three entry points in order, whatever its role, and only translates:
    :class:`~sessionshare.core.side.PassThrough` calls the app (with
    ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
    server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
-   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone).
+   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone;
+   and with the query string the core hands on, when it took its own parameter out,
+   the original kept at ``environ["sessionshare.query_string"]``).
    A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
    and the like take over) is one too, as under ASGI: from a page of another
    origin it gets no session and no user, and is refused on a remote's
@@ -52,10 +54,13 @@ from .environ import reply_body, request_of, send_reply
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["SERVER_REMOTE_USER", "SessionMiddleware"]
+__all__ = ["ORIGINAL_QUERY", "SERVER_REMOTE_USER", "SessionMiddleware"]
 
 #: Where a ``REMOTE_USER`` the server (or a proxy) set is kept, out of the frameworks' way.
 SERVER_REMOTE_USER = "sessionshare.server_remote_user"
+#: Where the query string is kept when the core hands the app another (its own parameter
+#: taken out: a passive page's guest mark).
+ORIGINAL_QUERY = "sessionshare.query_string"
 
 _M = TypeVar("_M", bound="SessionMiddleware")
 
@@ -158,6 +163,9 @@ class SessionMiddleware:
                 environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
+            if outcome.query is not None:
+                environ[ORIGINAL_QUERY] = environ.get("QUERY_STRING", "")
+                environ["QUERY_STRING"] = outcome.query
             exchange = _Exchange(side, self.store, environ, start_response, request, session,
                                  outcome)
             return exchange.call(self.app)

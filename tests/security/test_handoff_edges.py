@@ -354,6 +354,60 @@ def test_a_browser_that_comes_back_without_its_state_cookie_gets_no_403_and_no_l
     assert "Set-Cookie" not in page.headers or "_checked=1" not in page.headers["Set-Cookie"]
 
 
+def _follow_blocking(browser: Browser, url: str, headers: dict[str, str], *, blocked: str,
+                     limit: int = 10) -> tuple[Any, list[str]]:
+    """GET ``url`` and follow redirects as a browser that blocks ``blocked``'s cookies does:
+    it keeps every other site's (the IdP's) and never one of that site."""
+    seen = [url]
+    for _ in range(limit):
+        browser.apps[blocked].cookiejar.clear()
+        page = browser.get(url, headers=headers)
+        if page.status_int not in (301, 302, 303, 307, 308):
+            return page, seen
+        location = page.location
+        url = location if location.startswith("http") else (
+            f"{urlsplit(url).scheme}://{urlsplit(url).netloc}{location}")
+        seen.append(url)
+    raise AssertionError(f"a redirect loop: {seen}")
+
+
+#: A link followed from another site's page, by a browser that sends fetch metadata.
+_CROSS_SITE = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate",
+               "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"}
+
+
+@pytest.mark.parametrize("signed_in_at_idp", [False, True], ids=["anonymous", "signed-in-at-idp"])
+def test_a_browser_that_blocks_the_sites_cookies_gets_the_page_it_asked_for(
+    store: SessionStore, clock: FakeClock, shell: str, signed_in_at_idp: bool
+) -> None:
+    # A browser (fetch metadata) blocking every cookie of the shop opens a passive page from
+    # another site: bounced once, it comes back with an answer (or, signed in at the IdP, a
+    # token) and no state cookie. It must end on the page it asked for, as a guest, with
+    # the app seeing that page's own path and query -- not a notice, not a loop.
+    dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
+    browser = Browser(dep)
+    if signed_in_at_idp:
+        browser.sign_in(LOGIN)
+    page, hops = _follow_blocking(browser, SHOP + "/news?id=7&lang=en", _CROSS_SITE,
+                                  blocked="shop.test")
+    assert page.status_int == 200 and page.content_type == "application/json", (
+        page.status, page.text[:300], hops)
+    assert page.json == {"user": None, "path": "/news", "query": "id=7&lang=en"}, hops
+    # Bounced once: the page, the IdP, the callback, the page again -- and served there.
+    assert [urlsplit(hop).hostname for hop in hops] == [
+        "shop.test", "id.test", "shop.test", "shop.test"], hops
+    assert urlsplit(hops[-1]).path == "/news", hops
+    assert "Set-Cookie" not in page.headers, page.headers
+    # A reload of that very address (within passive_ttl) is served at once, and so is a
+    # reload long after (bounced once more, back on the page again): never a loop.
+    again, reload_hops = _follow_blocking(browser, hops[-1], _CROSS_SITE, blocked="shop.test")
+    assert again.status_int == 200 and reload_hops == hops[-1:], reload_hops
+    clock.advance(3600)
+    later, later_hops = _follow_blocking(browser, hops[-1], _CROSS_SITE, blocked="shop.test")
+    assert later.status_int == 200 and len(later_hops) == 4, later_hops
+    assert later.json == {"user": None, "path": "/news", "query": "id=7&lang=en"}, later_hops
+
+
 @pytest.mark.parametrize(("headers", "bounced"), [
     ({"fetch_mode": "navigate"}, True),  # a browser, first visit
     ({"cookie": "theme=dark"}, True),  # it keeps this site's cookies

@@ -68,14 +68,18 @@ def test_a_completed_callback_is_a_replay_even_after_a_later_hand_off(
 # -- the library's own links stay on this site -------------------------------------------------
 
 
-def _passive_answer(browser: Browser) -> str:
-    """The query of a genuine "not signed in" answer from the IdP (anyone can get one)."""
+def _passive_answer(browser: Browser, *, relay: bool = False) -> str:
+    """The query of a genuine "not signed in" answer from the IdP (anyone can get one);
+    without the relay that brings a browser with no cookie here back to its page, unless
+    ``relay``: as an IdP from before relays answers."""
     page = browser.get(SHOP + "/news",
                        headers={"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
     assert page.status_int == 302 and "passive=1" in page.location, page
     back = browser.get(page.location)
     assert back.status_int == 303 and "?passive=" in back.location, back
-    return urlsplit(back.location).query
+    query = urlsplit(back.location).query
+    assert "&relay=" in query
+    return query if relay else query.split("&relay=")[0]
 
 
 def _links(page: webtest.TestResponse) -> list[str]:
@@ -104,8 +108,13 @@ def test_a_mount_point_never_makes_a_link_to_another_site(
     # The sign-out page's form.
     form = shop.get("/_sessionshare/logout", headers=html, status="*")
     assert form.status_int == 200 and "<form" in form.text, form
-    links = [*_links(notice), *_links(form), as_json.json["next"]]
-    assert len(links) == 3, links
+    # With the relay, back to the page the bounce was for: a path of this site, whatever
+    # the mount point says.
+    returned = shop.get(f"{CALLBACK}?{_passive_answer(Browser(dep), relay=True)}",
+                        headers=html, status="*")
+    assert returned.status_int == 303, returned
+    links = [*_links(notice), *_links(form), as_json.json["next"], returned.location]
+    assert len(links) == 4, links
     for link in links:
         assert link.startswith("/") and not link.startswith(("//", "/\\")), links
         assert "evil.example" not in link or link.startswith("/%5C"), links
@@ -114,12 +123,14 @@ def test_a_mount_point_never_makes_a_link_to_another_site(
 # -- a passive page and a browser that keeps no cookies here, signed in at the IdP ----------
 
 
-def test_a_signed_in_browser_that_keeps_no_cookies_here_gets_the_passive_notice(
+def test_a_signed_in_browser_that_keeps_no_cookies_here_gets_the_passive_page_as_a_guest(
     store: SessionStore, clock: FakeClock, shell: str
 ) -> None:
     # The user is signed in at the IdP, but this browser keeps none of the shop's cookies
     # (blocked for that site): bounced, it comes back with a token and no state cookie.
-    # A public page must not become a 403 on every visit; the ticket is spent all the same.
+    # A public page must not become a 403 on every visit: back to the page, as a guest
+    # (without its cookies this browser cannot be signed in here); the ticket is spent
+    # all the same.
     dep = Deployment(store, clock, shell=shell, remote_options={"passive": True})
     browser = Browser(dep)
     browser.sign_in(LOGIN)
@@ -130,9 +141,21 @@ def test_a_signed_in_browser_that_keeps_no_cookies_here_gets_the_passive_notice(
     browser.apps["shop.test"].cookiejar.clear()  # none of the shop's cookies is kept
     token_url = browser.get(bounce.location).location
     assert "?token=" in token_url
-    page = browser.get(token_url, headers=nav)
-    assert page.status_int == 200 and "Not signed in" in page.text, (page.status, page.text)
-    assert "Location" not in page.headers and "Set-Cookie" not in page.headers
+    back = browser.get(token_url, headers=nav)
+    assert back.status_int == 303, (back.status, back.text)
+    assert back.location.startswith("/news?sessionshare_guest="), back.location
+    assert "Set-Cookie" not in back.headers
+    page = browser.get(SHOP + back.location, headers=nav)
+    assert page.status_int == 200 and page.json == {"user": None, "path": "/news", "query": ""}
+    # From an IdP from before relays (none in the URL): the notice, not a 403, no loop.
+    old_idp = Browser(dep)
+    old_idp.sign_in(LOGIN)
+    bounce = old_idp.get(SHOP + "/news", headers=nav)
+    old_idp.apps["shop.test"].cookiejar.clear()
+    bare = old_idp.get(bounce.location).location.split("&relay=")[0]
+    notice = old_idp.get(bare, headers=nav)
+    assert notice.status_int == 200 and "Not signed in" in notice.text, notice
+    assert "Location" not in notice.headers and "Set-Cookie" not in notice.headers
     # Spent: even a browser holding a state cookie for that very state gets nothing.
     holder = Browser(dep)
     holder.apps["shop.test"].set_cookie(
