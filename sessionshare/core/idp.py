@@ -50,9 +50,6 @@ from .loginstate import LoginStates
 from .options import Authorize as Authorize
 from .options import IdpSideOptions
 from .passive import PassiveAnswers
-from .pending import MAX_PENDING as MAX_PENDING
-from .pending import PENDING_KEY as PENDING_KEY
-from .pending import PENDING_TTL as PENDING_TTL
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
@@ -62,7 +59,7 @@ from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
 
-__all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
+__all__ = ["Authorize", "IdpSide"]
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -268,10 +265,6 @@ class IdpSide(Side):
             if self.origin.startswith("https:"):
                 hint += " (an https IdP also needs allow_insecure=True; better serve it over https)"
         return hint
-
-    def pending_name(self, state: str) -> str:
-        """The name a pending hand-off for ``state`` has in the session (a keyed digest)."""
-        return self.pending.name(state)
 
     def _remember(self, session: Session, handoff: _Handoff) -> None:
         self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
