@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
@@ -65,6 +65,16 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 log = logging.getLogger("sessionshare")
+
+_Refusal = Literal["state_taken", "not_authorized"]
+#: Why the IdP refuses a hand-off with a 403, and what the user is told.
+_REFUSALS: dict[_Refusal, str] = {
+    # Another browser presented the login state first: no token for this one (login CSRF).
+    "state_taken": "This sign-in link was opened in another browser first. Go back to the "
+                   "site and sign in from there.",
+    # The authorize hook keeps the user out of this remote: no redirect to it.
+    "not_authorized": "Your account may not use this site.",
+}
 
 
 @dataclass(frozen=True)
@@ -186,7 +196,7 @@ class IdpSide(Side):
                     # The first browser to present a state holds it: a token is minted
                     # for it only there, whoever reads it from a URL (login CSRF).
                     if not (yield from self.claims.claim(handoff.state, browser.owners)):
-                        return self._state_taken(request, handoff, headers)
+                        return self._refused(request, handoff, headers, "state_taken")
                     # A browser that came without its cookie keeps a receipt of the id it
                     # claimed as: another tab's answer may replace that cookie.
                     headers += self.claims.receipt(handoff.state, browser)
@@ -375,7 +385,7 @@ class IdpSide(Side):
         location = yield from self._mint(session, handoff, browser.owners)
         headers = [*own_cookies, *cookies, *browser.headers]
         if location is None:
-            return self._state_taken(request, handoff, headers)
+            return self._refused(request, handoff, headers, "state_taken")
         return Reply.redirect(location, headers=headers)
 
     def on_close(self, session: Session) -> Closing:
@@ -444,7 +454,7 @@ class IdpSide(Side):
         location = yield from self._mint(session, handoff, browser.owners)
         cookies = [*browser.headers, *(yield from self.lifecycle.persist(session))]
         if location is None:
-            return self._state_taken(request, handoff, cookies)
+            return self._refused(request, handoff, cookies, "state_taken")
         return Reply.redirect(location, headers=cookies)
 
     def _not_signed_in(self, handoff: _Handoff, headers: Headers) -> Reply:
@@ -459,31 +469,15 @@ class IdpSide(Side):
         required = self.login_states.max_age_of(handoff.state)
         return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
-    def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a login state another browser presented first: no token (login CSRF)."""
+    def _refused(self, request: Request, handoff: _Handoff, headers: Headers,
+                 reason: _Refusal = "not_authorized") -> Reply:
+        """403 for a hand-off refused (:data:`_REFUSALS`): no token, no redirect."""
         self.events.emit(
-            logging.WARNING, "handoff_refused",
-            {"reason": "state_taken", "audience": handoff.origin},
-            "handoff_refused reason=state_taken audience=%s", handoff.origin,
+            logging.WARNING, "handoff_refused", {"reason": reason, "audience": handoff.origin},
+            "handoff_refused reason=%s audience=%s", reason, handoff.origin,
         )
-        return Reply.error(
-            403, "state_taken",
-            "This sign-in link was opened in another browser first. Go back to the site "
-            "and sign in from there.",
-            as_json=request.wants_json, headers=headers,
-        )
-
-    def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
-        self.events.emit(
-            logging.WARNING, "handoff_refused",
-            {"reason": "not_authorized", "audience": handoff.origin},
-            "handoff_refused reason=not_authorized audience=%s", handoff.origin,
-        )
-        return Reply.error(
-            403, "not_authorized", "Your account may not use this site.",
-            as_json=request.wants_json, headers=headers,
-        )
+        return Reply.error(403, reason, _REFUSALS[reason], as_json=request.wants_json,
+                           headers=headers)
 
     def _mint(
         self, session: Session, handoff: _Handoff, owners: tuple[str, ...]
