@@ -196,7 +196,7 @@ class SessionAdmin(_Admin[SessionStore]):
         :meth:`reconcile_sessions` once. The store must offer the census methods
         (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
         """
-        self._counting_methods()
+        self.check_counting()
         return run(self.census.count(sweep_every=sweep_every), self.store)
 
     def reconcile_sessions(self) -> Reconciled:
@@ -212,7 +212,7 @@ class SessionAdmin(_Admin[SessionStore]):
         out. A session that idled out is not counted, though its index entry waits to
         be pruned.
         """
-        self._counting_methods()
+        self.check_counting()
         before = run(self.census.count(sweep_every=0), self.store)
         stored, found = self._scan()
         added, removed = run(self.census.reconcile(found), self.store)
@@ -224,13 +224,13 @@ class SessionAdmin(_Admin[SessionStore]):
         """The live sessions, counted the slow way and nothing repaired: the scan of
         :meth:`reconcile_sessions` alone (O(all sessions); to compare with
         :meth:`count_sessions` before a repair)."""
-        self._counting_methods()
+        self.check_counting()
         return self._scan()[0]
 
     def _scan(self) -> tuple[int, set[str]]:
         """The live sessions the indexes name and the store holds (how many), and the
         digests of the sessions the indexes name (not past their absolute timeout)."""
-        store: Any = self.store  # checked by _counting_methods: it has both
+        store: Any = self.store  # checked by check_counting: it has both
         index_keys, count_stored = store.index_keys, store.count_stored
         # Sets: SCAN may return a key twice, and during a key rotation one session is
         # named in its user's index under the old key and under the new one.
@@ -249,18 +249,15 @@ class SessionAdmin(_Admin[SessionStore]):
         stored += int(count_stored(batch)) if batch else 0
         return stored, {member_of(key) for key in seen}
 
-    def _counting_methods(self) -> None:
-        """ConfigurationError unless the store has what counting and reconciling need."""
+    def check_counting(self) -> None:
+        """Raise ConfigurationError now if :meth:`count_sessions` cannot work on this store
+        (it lacks what counting and reconciling need)."""
         missing = [name for name in _COUNTING if getattr(self.store, name, None) is None]
         if missing:
             raise ConfigurationError(
                 f"{type(self.store).__name__} cannot count every user's sessions: it has no "
                 f"{'/'.join(missing)} (MemoryStore and RedisStore have them)"
             )
-
-    def check_counting(self) -> None:
-        """Raise ConfigurationError now if :meth:`count_sessions` cannot work on this store."""
-        self._counting_methods()
 
 
 #: The store methods (beyond the contract) that counting and reconciling use.

@@ -45,7 +45,7 @@ from .wsgi.remote import RemoteSessionMiddleware
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["build_from_env", "main", "options_docstring", "options_markdown"]
+__all__ = ["build_from_env", "main"]
 
 def _keygen(args: argparse.Namespace) -> int:
     print(SyncKey.generate())

@@ -96,11 +96,6 @@ class MetricsAccess:
             )
         self._token = None if token is None else token.encode("ascii")
 
-    @property
-    def needs_token(self) -> bool:
-        """True when a token is configured (and then always required)."""
-        return self._token is not None
-
     def refusal(
         self, *, authorization: str | None, client: str | None, proxied: bool
     ) -> tuple[int, list[tuple[str, str]], bytes] | None:

@@ -35,6 +35,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .admin import SessionAdmin, SessionInfo, is_ref
@@ -120,21 +121,37 @@ def without_password(url: str) -> str:
     return f"{scheme}://{user + ':' if user else ''}***@{host}"
 
 
-def _down(url: str, exc: StoreUnavailable) -> int:
-    return _fail(f"the store at {without_password(url)} does not answer ({exc}); "
-                 "check SESSIONSHARE_STORE_URL and that the server runs", 1)
+_Command = Callable[[argparse.Namespace, SessionAdmin, str], int]
 
 
-def _list(args: argparse.Namespace) -> int:
-    admin, url, status = _admin()
-    if admin is None:
-        return _fail(url, status)
-    try:
-        infos = admin.sessions(args.user)
-    except StoreUnavailable as exc:
-        return _down(url, exc)
-    finally:
-        admin.store.close()
+def _on_store(command: _Command) -> Callable[[argparse.Namespace], int]:
+    """``command`` run on the configured store: the admin opened before it and its store
+    closed after it; a setting to fix is exit status 2, a store that does not answer 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        admin, url, status = _admin()
+        if admin is None:
+            return _fail(url, status)
+        try:
+            return command(args, admin, url)
+        except ConfigurationError as exc:  # withdraw's --origin, say
+            return _fail(str(exc), 2)
+        except StoreUnavailable as exc:
+            return _fail(f"the store at {without_password(url)} does not answer ({exc}); "
+                         "check SESSIONSHARE_STORE_URL and that the server runs", 1)
+        finally:
+            admin.store.close()
+
+    return run
+
+
+def _plural(count: int, noun: str = "live session") -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+@_on_store
+def _list(args: argparse.Namespace, admin: SessionAdmin, url: str) -> int:
+    infos = admin.sessions(args.user)
     if not infos:
         return _fail(f"user {args.user!r} has no live sessions {_where(url)}", 1)
     print(format_table(infos), end="")
@@ -145,79 +162,44 @@ def _revoke(args: argparse.Namespace) -> int:
     if args.ref is not None and not is_ref(args.ref):
         return _fail(f"--ref must be a reference from 'sessions list' (16 hex characters), "
                      f"not {args.ref[:40]!r}", 2)
-    admin, url, status = _admin()
-    if admin is None:
-        return _fail(url, status)
-    try:
-        if args.all:
-            count = admin.revoke_all(args.user)
-            if not count:
-                return _fail(f"user {args.user!r} has no sessions to end {_where(url)}",
-                             1)
-            print(f"ended {count} session{'s' if count != 1 else ''} of {args.user!r} "
-                  "in every app")
-            return 0
-        if not admin.revoke(args.user, args.ref):
-            return _fail(f"user {args.user!r} has no session {args.ref} (see 'sessions list')",
-                         1)
-        print(f"ended session {args.ref} of {args.user!r} in every app")
+    return _revoke_checked(args)
+
+
+@_on_store
+def _revoke_checked(args: argparse.Namespace, admin: SessionAdmin, url: str) -> int:
+    if args.all:
+        count = admin.revoke_all(args.user)
+        if not count:
+            return _fail(f"user {args.user!r} has no sessions to end {_where(url)}", 1)
+        print(f"ended {_plural(count, 'session')} of {args.user!r} in every app")
         return 0
-    except StoreUnavailable as exc:
-        return _down(url, exc)
-    finally:
-        admin.store.close()
+    if not admin.revoke(args.user, args.ref):
+        return _fail(f"user {args.user!r} has no session {args.ref} (see 'sessions list')", 1)
+    print(f"ended session {args.ref} of {args.user!r} in every app")
+    return 0
 
 
-def _withdraw(args: argparse.Namespace) -> int:
-    admin, url, status = _admin()
-    if admin is None:
-        return _fail(url, status)
-    try:
-        count = admin.withdraw(args.user, args.origin)
-    except ConfigurationError as exc:
-        return _fail(str(exc), 2)
-    except StoreUnavailable as exc:
-        return _down(url, exc)
-    finally:
-        admin.store.close()
+@_on_store
+def _withdraw(args: argparse.Namespace, admin: SessionAdmin, url: str) -> int:
+    count = admin.withdraw(args.user, args.origin)
     origin = admin.canonical(args.origin)
     if not count:
         return _fail(f"no live session of {args.user!r} has joined {origin} (see 'sessions "
                      "list': its APPS column)", 1)
-    print(f"withdrew {origin} from {count} session{'s' if count != 1 else ''} of "
-          f"{args.user!r}: that app signs the user in again through the IdP, where "
-          "authorize decides anew")
+    print(f"withdrew {origin} from {_plural(count, 'session')} of {args.user!r}: that app "
+          "signs the user in again through the IdP, where authorize decides anew")
     return 0
 
 
-def _plural(count: int) -> str:
-    return f"{count} live session{'s' if count != 1 else ''}"
-
-
-def _count(args: argparse.Namespace) -> int:
-    admin, url, status = _admin()
-    if admin is None:
-        return _fail(url, status)
-    try:
-        count = admin.count_sessions()
-    except StoreUnavailable as exc:
-        return _down(url, exc)
-    finally:
-        admin.store.close()
-    print(f"{_plural(count)} (the census: one round trip)")
+@_on_store
+def _count(args: argparse.Namespace, admin: SessionAdmin, url: str) -> int:
+    print(f"{_plural(admin.count_sessions())} (the census: one round trip)")
     return 0
 
 
-def _reconcile(args: argparse.Namespace) -> int:
-    admin, url, status = _admin()
-    if admin is None:
-        return _fail(url, status)
-    try:
-        done = admin.reconcile_sessions()
-    except StoreUnavailable as exc:
-        return _down(url, exc)
-    finally:
-        admin.store.close()
+@_on_store
+def _reconcile(args: argparse.Namespace, admin: SessionAdmin, url: str) -> int:
+    done = admin.reconcile_sessions()
     print(f"{_plural(done.sessions)} by a scan of every index; the census said "
           f"{done.counted_before}, now {done.counted} ({done.added} added, {done.removed} "
           "taken out)")

@@ -80,13 +80,9 @@ def _side_of(middleware: Any) -> Side:
     return side
 
 
-def _store_of(middleware: Any) -> Any:
-    return middleware.store
-
-
 def _refuse_a_shared_store(middleware: Any, allowed: bool) -> None:
     """ConfigurationError unless ``middleware``'s store is in memory, or ``allowed``."""
-    store = _store_of(middleware)
+    store = middleware.store
     while isinstance(store, (ObservedStore, AsyncObservedStore, AsyncMemoryStore)):
         store = store.store
     if allowed or isinstance(store, MemoryStore):

@@ -20,7 +20,7 @@ from flow import BLOG, CALLBACK, IDP, LOGIN, SHOP, Browser, Deployment
 from flow import idp_app as flow_idp_app
 
 from sessionshare import MemoryStore
-from sessionshare.core.idp import MAX_PENDING, PENDING_KEY, PENDING_TTL
+from sessionshare.core.pending import MAX_PENDING, PENDING_KEY, PENDING_TTL
 from sessionshare.core.remote import RemoteSide
 from sessionshare.core.session import Session
 
@@ -58,7 +58,7 @@ def test_at_most_a_few_pending_hand_offs_newest_kept(clock: FakeClock) -> None:
 
     pending = json.loads(record.fields[PENDING_KEY])
     # Pending hand-offs are named by a keyed digest of their state (issue 16, finding 3).
-    assert sorted(pending) == sorted(dep.idp.pending_name(s) for s in states[-MAX_PENDING:])
+    assert sorted(pending) == sorted(dep.idp.pending.name(s) for s in states[-MAX_PENDING:])
 
 
 def test_a_forged_pending_entry_is_never_redirected_to(clock: FakeClock) -> None:

@@ -29,9 +29,10 @@ from sessionshare import (
     SyncKey,
     asgi,
 )
-from sessionshare.cli import main, options_docstring, options_markdown
+from sessionshare.cli import main
 from sessionshare.core.configure import check_options, read_environ
 from sessionshare.core.idp import IdpSide
+from sessionshare.core.optiondocs import options_docstring, options_markdown
 from sessionshare.core.options import OPTIONS, REQUIRED, Role, Shell, options_for
 from sessionshare.core.remote import RemoteSide
 

@@ -17,8 +17,8 @@ from sessionapp import COOKIE, make_manager, read_all, session_app, session_brow
 
 from sessionshare import Session, SessionEnded, SessionStore
 from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan
-from sessionshare.core.session import decode as _loads
 from sessionshare.core.session import state_of
+from sessionshare.core.sessionstate import decode as _loads
 from sessionshare.core.sessionstate import lifetime_start
 from sessionshare.store.base import SessionRecord
 

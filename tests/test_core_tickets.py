@@ -16,7 +16,6 @@ from sessionshare.core.steps import run
 from sessionshare.core.tickets import (
     CLOCK_LEEWAY,
     NOT_HELD,
-    TICKET_BYTES,
     burn,
     issue,
     new_ticket,
@@ -30,6 +29,7 @@ from sessionshare.core.tickets import (
     wrap_session_id,
 )
 from sessionshare.crypto import open_token
+from sessionshare.crypto.tokens import TICKET_BYTES
 from sessionshare.store.base import SessionRecord
 
 PREFIX = "sessionshare:"

@@ -7,14 +7,8 @@ from typing import Any
 import pytest
 
 from sessionshare.core.reply import Reply
-from sessionshare.wsgi.environ import (
-    accepts,
-    reply_body,
-    request_of,
-    safe_return_path,
-    send_reply,
-    wants_json,
-)
+from sessionshare.core.request import accepts, safe_return_path
+from sessionshare.wsgi.environ import reply_body, request_of, send_reply, wants_json
 
 
 @pytest.mark.parametrize(

@@ -58,17 +58,15 @@ it would block the event loop on every request.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
 
-from ..core.configure import checked_options, read_environ
 from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import async_session_store
-from ..core.optiondocs import document_options
 from ..core.options import Shell
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import Session
+from ..core.shell import ShellBase
 from ..core.side import Outcome, PassThrough, Side
 from ..core.steps import Steps, run_async
 from ..errors import ConfigurationError, StoreUnavailable
@@ -97,8 +95,6 @@ __all__ = [
     "async_store",
 ]
 
-_M = TypeVar("_M", bound="SessionMiddleware")
-
 #: Where the app finds the shared session (Starlette's ``request.session`` reads it).
 SCOPE_SESSION = "session"
 #: Where the app finds the signed-in user (None when nobody is signed in here).
@@ -123,65 +119,32 @@ def async_store(store: object) -> AsyncSessionStore:
     return store
 
 
-class SessionMiddleware(metaclass=BuiltLate):
+class SessionMiddleware(ShellBase, metaclass=BuiltLate):
     """The ASGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
     :param app: the ASGI application to wrap.
     :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
     :param side: the protocol's side this app plays (its role, as data).
 
-    A middleware only names the side it builds (:attr:`side_class`) and takes
-    its options as ``**options``: they are checked in one round and the side
-    is built from them (:meth:`_build`); its signature and ``help()`` text are
-    the declaration's (:mod:`sessionshare.core.optiondocs`). A configuration
+    A middleware only names the side it builds (``side_class``) and takes its
+    options as ``**options``: :class:`~sessionshare.core.shell.ShellBase` checks
+    them in one round, builds the side, and gives ``from_env``. A configuration
     refused while an event loop runs -- Starlette's ``add_middleware`` builds
     the stack at the lifespan startup -- fails that startup rather than every
     request (:mod:`sessionshare.asgi.late`).
     """
 
-    #: The side a middleware builds from its options (its role, as data).
-    side_class: ClassVar[type[Side]]
-    #: The server interface, for the options whose type depends on it (the store's).
     shell: ClassVar[Shell] = "asgi"
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "side_class" in vars(cls):
-            document_options(cls, cls.side_class.role, cls.shell)
 
     def __init__(self, app: ASGIApp, *, store: object, side: Side) -> None:
         self._wrap(app, async_store(store), side)
 
-    def _build(self, app: ASGIApp, options: Mapping[str, Any]) -> None:
-        """A middleware's constructor: ``options`` checked once, its side built from them."""
-        checked = checked_options(self.side_class.role, options, self.shell,
-                                  owner=type(self).__name__)
-        store = checked.store  # checked: an asyncio store, or a MemoryStore that never waits
-        self._wrap(app, AsyncMemoryStore(store) if isinstance(store, MemoryStore) else store,
-                   self.side_class(checked))
-
-    def _wrap(self, app: ASGIApp, store: AsyncSessionStore, side: Side) -> None:
+    def _wrap(self, app: ASGIApp, store: AsyncSessionStore | MemoryStore, side: Side) -> None:
         self.app = app
         self.side = side
         self.lifecycle = side.lifecycle
-        self.store = store
-
-    @classmethod
-    def from_env(
-        cls: type[_M],
-        app: ASGIApp,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> _M:
-        """Build from ``SESSIONSHARE_*`` variables (``os.environ`` unless ``environ``).
-
-        As the WSGI middlewares' ``from_env``, except that ``SESSIONSHARE_STORE_URL``
-        becomes an ``AsyncRedisStore`` (or a ``MemoryStore`` for ``memory://``).
-        """
-        values, problems = read_environ(cls.side_class.role, environ, overrides, shell="asgi")
-        if problems:
-            raise ConfigurationError("; ".join(problems))
-        return cls(app, **values, **overrides)
+        # Checked already: an asyncio store, or a MemoryStore that never waits.
+        self.store = AsyncMemoryStore(store) if isinstance(store, MemoryStore) else store
 
     # -- per connection --------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ..crypto import AllowList, is_valid_state, seal_token
@@ -51,9 +51,6 @@ from .loginstate import LoginStates
 from .options import Authorize as Authorize
 from .options import IdpSideOptions
 from .passive import PassiveAnswers
-from .pending import MAX_PENDING as MAX_PENDING
-from .pending import PENDING_KEY as PENDING_KEY
-from .pending import PENDING_TTL as PENDING_TTL
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
@@ -63,12 +60,22 @@ from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
 
-__all__ = ["MAX_PENDING", "PENDING_KEY", "PENDING_TTL", "Authorize", "IdpSide"]
+__all__ = ["Authorize", "IdpSide"]
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 log = logging.getLogger("sessionshare")
+
+_Refusal = Literal["state_taken", "not_authorized"]
+#: Why the IdP refuses a hand-off with a 403, and what the user is told.
+_REFUSALS: dict[_Refusal, str] = {
+    # Another browser presented the login state first: no token for this one (login CSRF).
+    "state_taken": "This sign-in link was opened in another browser first. Go back to the "
+                   "site and sign in from there.",
+    # The authorize hook keeps the user out of this remote: no redirect to it.
+    "not_authorized": "Your account may not use this site.",
+}
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ class IdpSide(Side):
                     # The first browser to present a state holds it: a token is minted
                     # for it only there, whoever reads it from a URL (login CSRF).
                     if not (yield from self.claims.claim(handoff.state, browser.owners)):
-                        return self._state_taken(request, handoff, headers)
+                        return self._refused(request, handoff, headers, "state_taken")
                     # A browser that came without its cookie keeps a receipt of the id it
                     # claimed as: another tab's answer may replace that cookie.
                     headers += self.claims.receipt(handoff.state, browser)
@@ -278,10 +285,6 @@ class IdpSide(Side):
             if self.origin.startswith("https:"):
                 hint += " (an https IdP also needs allow_insecure=True; better serve it over https)"
         return hint
-
-    def pending_name(self, state: str) -> str:
-        """The name a pending hand-off for ``state`` has in the session (a keyed digest)."""
-        return self.pending.name(state)
 
     def _remember(self, session: Session, handoff: _Handoff) -> None:
         self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
@@ -392,7 +395,7 @@ class IdpSide(Side):
         location = yield from self._mint(session, handoff, browser.owners)
         headers = [*own_cookies, *cookies, *browser.headers]
         if location is None:
-            return self._state_taken(request, handoff, headers)
+            return self._refused(request, handoff, headers, "state_taken")
         return Reply.redirect(location, headers=headers)
 
     def on_close(self, session: Session) -> Closing:
@@ -461,7 +464,7 @@ class IdpSide(Side):
         location = yield from self._mint(session, handoff, browser.owners)
         cookies = [*browser.headers, *(yield from self.lifecycle.persist(session))]
         if location is None:
-            return self._state_taken(request, handoff, cookies)
+            return self._refused(request, handoff, cookies, "state_taken")
         return Reply.redirect(location, headers=cookies)
 
     def _not_signed_in(self, handoff: _Handoff, headers: Headers) -> Reply:
@@ -477,31 +480,15 @@ class IdpSide(Side):
         required = self.login_states.max_age_of(handoff.state)
         return required is None or is_fresh(session.authenticated_at, required, self.clock())
 
-    def _state_taken(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a login state another browser presented first: no token (login CSRF)."""
+    def _refused(self, request: Request, handoff: _Handoff, headers: Headers,
+                 reason: _Refusal = "not_authorized") -> Reply:
+        """403 for a hand-off refused (:data:`_REFUSALS`): no token, no redirect."""
         self.events.emit(
-            logging.WARNING, "handoff_refused",
-            {"reason": "state_taken", "audience": handoff.origin},
-            "handoff_refused reason=state_taken audience=%s", handoff.origin,
+            logging.WARNING, "handoff_refused", {"reason": reason, "audience": handoff.origin},
+            "handoff_refused reason=%s audience=%s", reason, handoff.origin,
         )
-        return Reply.error(
-            403, "state_taken",
-            "This sign-in link was opened in another browser first. Go back to the site "
-            "and sign in from there.",
-            as_json=request.wants_json, headers=headers,
-        )
-
-    def _refused(self, request: Request, handoff: _Handoff, headers: Headers) -> Reply:
-        """403 for a user the ``authorize`` hook keeps out of this remote: no redirect."""
-        self.events.emit(
-            logging.WARNING, "handoff_refused",
-            {"reason": "not_authorized", "audience": handoff.origin},
-            "handoff_refused reason=not_authorized audience=%s", handoff.origin,
-        )
-        return Reply.error(
-            403, "not_authorized", "Your account may not use this site.",
-            as_json=request.wants_json, headers=headers,
-        )
+        return Reply.error(403, reason, _REFUSALS[reason], as_json=request.wants_json,
+                           headers=headers)
 
     def _mint(
         self, session: Session, handoff: _Handoff, owners: tuple[str, ...]

@@ -275,7 +275,7 @@ class Lifecycle:
         answer was lost never got this far, and joins).
 
         Each hand-off's join is recorded by a key of its own next to the session
-        (:meth:`handoff_key`), kept ``remember_for`` seconds -- as long as its token
+        (``<prefix>j:{<digest>}<handoff>``), kept ``remember_for`` seconds -- as long as its token
         could come back -- and created in the same store command as the join. One
         key per hand-off, not one field per origin: a later hand-off of the same
         session to this app (a second tab, a step-up) must not erase the record of
@@ -306,12 +306,9 @@ class Lifecycle:
         state.fill((yield from self._live(key, record, absolute)))
         return "joined" if state.stored_id is not None else "gone"
 
-    def handoff_key(self, sid: str, handoff: str) -> str:
-        """The store key recording that the redemption ``handoff`` joined the session ``sid``
-        (in the session's hash slot; ``sid`` made under a configured key)."""
-        return self._handoff_key(self.ids.digest(sid), handoff)
-
     def _handoff_key(self, digest: str, handoff: str) -> str:
+        """The store key recording that the redemption ``handoff`` joined the session named
+        ``digest`` (in the session's hash slot)."""
         return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
     def time_left(self, session: Session, *, own_ask: bool = True) -> int:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from ..errors import Reason
@@ -71,10 +71,6 @@ class Reply:
     def status_line(self) -> str:
         """``"303 See Other"``: the code and its standard phrase."""
         return f"{self.status} {HTTPStatus(self.status).phrase}"
-
-    def with_headers(self, headers: Iterable[Header]) -> Reply:
-        """This reply with ``headers`` (say, the session's cookies) appended."""
-        return replace(self, headers=(*self.headers, *headers))
 
     # -- the library's answers ------------------------------------------------
     @classmethod

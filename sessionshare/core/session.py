@@ -51,9 +51,9 @@ from typing import Any
 from ..errors import SessionEnded
 from .ids import MAX_LIMIT
 from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
-from .sessionstate import SessionState, decode, encode
+from .sessionstate import SessionState, encode
 
-__all__ = ["ENVIRON_KEY", "Session", "decode", "peek", "state_of"]
+__all__ = ["ENVIRON_KEY", "Session", "peek", "state_of"]
 
 ENVIRON_KEY = "sessionshare.session"
 _MISSING: Any = object()

@@ -76,7 +76,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..crypto.tokens import CLOCK_LEEWAY as CLOCK_LEEWAY
-from ..crypto.tokens import TICKET_BYTES as TICKET_BYTES
+from ..crypto.tokens import TICKET_BYTES
 from ..store.base import NOT_HELD as NOT_HELD
 from .claims import StateClaims, state_tag
 from .steps import Steps, TakeTicket
@@ -85,7 +85,6 @@ from .storeid import IDENTITY_BYTES
 __all__ = [
     "CLOCK_LEEWAY",
     "NOT_HELD",
-    "TICKET_BYTES",
     "burn",
     "issue",
     "new_ticket",

@@ -217,10 +217,6 @@ class _Slots:
         return slots
 
 
-def _slots(pool: Any) -> _Slots:
-    return _Slots(pool)
-
-
 class AsyncPoolLine:
     """Each command on a connection borrowed from the client's pool for that command."""
 
@@ -228,7 +224,7 @@ class AsyncPoolLine:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._slots = _slots(pool)
+        self._slots = _Slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
         async with self._slots():
@@ -261,7 +257,7 @@ class AsyncDirectLine:
         self._marks = marks_for_reconnect(pool)
         # Parked connections count against the pool too; a task always takes a parked
         # one before borrowing, so in use + parked stays within the pool's limit.
-        self._slots = _slots(pool)
+        self._slots = _Slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
         async with self._slots():

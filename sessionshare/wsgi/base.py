@@ -34,17 +34,16 @@ side's three entry points in order, whatever its role, and only translates:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..core.configure import checked_options, read_environ
 from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import session_store
-from ..core.optiondocs import document_options
 from ..core.options import Shell
 from ..core.reply import Reply
 from ..core.request import Request
 from ..core.session import ENVIRON_KEY, Session, state_of
+from ..core.shell import ShellBase
 from ..core.side import PassThrough, Side
 from ..core.steps import run
 from ..errors import ConfigurationError, StoreUnavailable
@@ -62,43 +61,25 @@ SERVER_REMOTE_USER = "sessionshare.server_remote_user"
 #: taken out: a passive page's guest mark).
 ORIGINAL_QUERY = "sessionshare.query_string"
 
-_M = TypeVar("_M", bound="SessionMiddleware")
-
-
-class SessionMiddleware:
+class SessionMiddleware(ShellBase):
     """The WSGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
 
     :param app: the WSGI application to wrap.
     :param store: the thread store the session lives in.
     :param side: the protocol's side this app plays (its role, as data).
 
-    A middleware only names the side it builds (:attr:`side_class`) and takes
-    its options as ``**options``: they are checked in one round and the side
-    is built from them (:meth:`_build`); its signature and ``help()`` text are
-    the declaration's (:mod:`sessionshare.core.optiondocs`).
+    A middleware only names the side it builds (``side_class``) and takes its
+    options as ``**options``: :class:`~sessionshare.core.shell.ShellBase` checks
+    them in one round, builds the side, and gives ``from_env``.
     """
 
-    #: The side a middleware builds from its options (its role, as data).
-    side_class: ClassVar[type[Side]]
-    #: The server interface, for the options whose type depends on it (the store's).
     shell: ClassVar[Shell] = "wsgi"
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "side_class" in vars(cls):
-            document_options(cls, cls.side_class.role, cls.shell)
 
     def __init__(self, app: WSGIApplication, *, store: SessionStore, side: Side) -> None:
         problem = session_store("store", store)
         if problem is not None:
             raise ConfigurationError(problem)
         self._wrap(app, store, side)
-
-    def _build(self, app: WSGIApplication, options: Mapping[str, Any]) -> None:
-        """A middleware's constructor: ``options`` checked once, its side built from them."""
-        checked = checked_options(self.side_class.role, options, self.shell,
-                                  owner=type(self).__name__)
-        self._wrap(app, checked.store, self.side_class(checked))
 
     def _wrap(self, app: WSGIApplication, store: SessionStore, side: Side) -> None:
         if _is_asgi_app(app):
@@ -116,24 +97,6 @@ class SessionMiddleware:
         self.side = side
         self.store = store
         self.lifecycle = side.lifecycle
-
-    @classmethod
-    def from_env(
-        cls: type[_M],
-        app: WSGIApplication,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> _M:
-        """Build from ``SESSIONSHARE_*`` variables (``os.environ`` unless ``environ``).
-
-        Keyword ``overrides`` are constructor arguments that win over the
-        variables. One :class:`ConfigurationError` names every variable to fix;
-        docs/options.md lists the variables.
-        """
-        values, problems = read_environ(cls.side_class.role, environ, overrides)
-        if problems:
-            raise ConfigurationError("; ".join(problems))
-        return cls(app, **values, **overrides)
 
     def read(self, sid: str) -> SessionRecord | None:
         """The live session ``sid`` (one round trip), or None: every session's loader."""

@@ -2,9 +2,8 @@
 
 The protocol reads a :class:`~sessionshare.core.request.Request` and answers
 with a :class:`~sessionshare.core.reply.Reply`; this module translates both
-ways for WSGI, and nothing else. (Cookies, request classification and the
-return-path check live in ``core/``; they are re-exported here for the WSGI
-side's convenience.)
+ways for WSGI, and nothing else (cookies, request classification and the
+return-path check live in ``core/``).
 
     request = request_of(environ)
     return send_reply(environ, start_response, Reply.redirect("/"))
@@ -14,24 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..core.cookies import CookieSpec
 from ..core.reply import Reply
-from ..core.request import MAX_QUERY_LENGTH, Request, accepts, safe_return_path
+from ..core.request import Request
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = [
-    "MAX_QUERY_LENGTH",
-    "CookieSpec",
-    "accepts",
-    "is_websocket_handshake",
-    "reply_body",
-    "request_of",
-    "safe_return_path",
-    "send_reply",
-    "wants_json",
-]
+__all__ = ["is_websocket_handshake", "reply_body", "request_of", "send_reply", "wants_json"]
 
 
 def is_websocket_handshake(environ: WSGIEnvironment) -> bool:

@@ -41,7 +41,7 @@ from sessionshare import (
     SessionStore,
     SyncKey,
 )
-from sessionshare.core.idp import MAX_PENDING, PENDING_KEY
+from sessionshare.core.pending import MAX_PENDING, PENDING_KEY
 
 from .deploy import Events
 from .harness import call, environ_for
