@@ -55,16 +55,19 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class Shop:
-    """One remote app of ``shell`` over ``store``, with a browser for it (https)."""
+    """One app of ``shell`` over ``store`` -- a remote, or the IdP -- with a browser for
+    it (https)."""
 
-    def __init__(self, store: SessionStore, clock: FakeClock, shell: str,
+    def __init__(self, store: SessionStore, clock: FakeClock, shell: str, role: str = "remote",
                  **options: Any) -> None:
-        middleware_class = Deployment.SHELLS[shell][1]
-        self.middleware = middleware_class(
+        idp_class, remote_class = Deployment.SHELLS[shell]
+        own: dict[str, Any] = (
+            {"known_remote_hosts": ["https://blog.test"]} if role == "idp"
+            else {"idp_url": "https://id.test/login", "protect": False})
+        self.middleware = (idp_class if role == "idp" else remote_class)(
             asgi_app if shell == "asgi" else wsgi_app,
             store=async_twin(store) if shell == "asgi" else store, key=SyncKey.generate(),
-            app_url=APP_URL, idp_url="https://id.test/login", protect=False, clock=clock,
-            **options,
+            app_url=APP_URL, clock=clock, **own, **options,
         )
         wrapped = WsgiToAsgi(self.middleware) if shell == "asgi" else self.middleware
         self.browser = webtest.TestApp(
@@ -222,3 +225,22 @@ def test_a_tampered_time_is_refused_and_changes_nothing_stored(
     assert answer.json == {"k": "w"}  # a new session: the old one was not opened
     assert shop.store.peek(key) == stored
     assert shop.jar_value() not in (None, value, younger)
+
+
+def test_the_idp_honours_every_cookie_option_too(make_shop: Any, clock: FakeClock) -> None:
+    idp = make_shop(role="idp", cookie_path=PATH, logout_path=PATH + "/logout",
+                    login_path=PATH + "/login", cookie_partitioned=True, cookie_httponly=False,
+                    cookie_max_age=60)
+    written = _attributes(idp.set_cookie(idp.get(PATH + "/write?k=v")))
+    assert {f"Path={PATH}", "Partitioned", "Max-Age=60", "Secure"} <= set(written)
+    assert "HttpOnly" not in written
+    clock.advance(30)
+    read = idp.get(PATH + "/read")
+    assert read.json == {"k": "v"} and "Max-Age=60" in _attributes(idp.set_cookie(read))
+    value = idp.jar_value()
+    assert value is not None
+    out = idp.browser.post(PATH + "/logout", status="*")
+    cleared = _attributes(idp.set_cookie(out))
+    assert {f"Path={PATH}", "Partitioned", "Max-Age=0"} <= set(cleared)
+    assert idp.jar_value() is None
+    assert idp.record_of(value) is None
