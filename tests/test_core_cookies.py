@@ -31,6 +31,9 @@ def test_cookie_set_and_clear() -> None:
     assert cleared.startswith("s=;") and "Max-Age=0" in cleared and "Path=/p" in cleared
     assert "SameSite" not in CookieSpec("s", samesite=None).set("v")
     assert "Domain=example.com" in CookieSpec("s", domain="example.com").set("v")
+    # RFC 6265: a leading dot is ignored by browsers; written without it.
+    dotted = CookieSpec("s", domain=".example.com")
+    assert "Domain=example.com;" in dotted.set("v") and dotted.domain == "example.com"
 
 
 @pytest.mark.parametrize(

@@ -460,15 +460,22 @@ def test_an_adapter_asks_a_persistent_or_a_browser_session_cookie(clock: FakeClo
     assert rules.settle(session) == []
     timed = _timed_rules(clock, cookie_max_age=60)
     session = _read(timed, f"sid={timed.cookie_value(SID)}", clock)
-    state_of(session).ask_cookie(None)  # a browser-session cookie: nothing to refresh
+    state_of(session).ask_cookie(None)  # re-sent as asked, as a browser-session cookie
+    headers = timed.settle(session)
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert "Max-Age" not in set_cookie and ("Vary", "Cookie") in headers
+    session = _read(timed, f"sid={timed.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(None, refresh=False)
     assert timed.settle(session) == []
+    state_of(session).ask_cookie(None, refresh=False)
     session["k"] = "w"
     plan = timed.settle(session)
     commands, headers = script(timed.write(session, plan), [True])
     assert not [v for k, v in headers if k == "Set-Cookie"]  # an update keeps the cookie
     fresh = timed.open(None)
     fresh["k"] = "v"
-    state_of(fresh).ask_cookie(None)
+    state_of(fresh).ask_cookie(None, refresh=False)
     _, headers = script(timed.write(fresh, timed.settle(fresh)), [True])
     (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
     assert "Max-Age" not in set_cookie and "Expires" not in set_cookie

@@ -28,15 +28,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from email.utils import formatdate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["CookieConflict", "CookieSpec", "cookie_conflicts", "expires_date"]
+__all__ = ["DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec", "cookie_conflicts",
+           "expires_date", "session_cookie"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
+#: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
+#: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
+#: one, else this.
+DEFAULT_COOKIE_NAME = "sessionshare"
 
 
 class CookieSpec:
@@ -71,6 +76,9 @@ class CookieSpec:
                 "otherwise)"
             )
         parts = []
+        # A leading dot means nothing to browsers (RFC 6265 drops it) and some clients
+        # (Werkzeug's test client) then match no host at all: written without it.
+        domain = domain.lstrip(".") if domain else None
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
@@ -141,6 +149,24 @@ class CookieSpec:
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
+
+
+def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
+    """The session cookie the ``cookie_*`` options (checked) describe."""
+    name = options["cookie_name"]
+    secure = options["cookie_secure"]
+    if name is None:
+        # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
+        # subdomain can then neither set nor shadow the cookie, so it cannot plant a
+        # session of its choosing in the browser (fixation). An http app cannot have one.
+        # At another path, __Secure-: no plain-http page can set it, at least.
+        name = DEFAULT_COOKIE_NAME
+        if secure and not options["cookie_domain"]:
+            name = ("__Host-" if options["cookie_path"] == "/" else "__Secure-") + name
+    return CookieSpec(name, secure=secure, samesite=options["cookie_samesite"],
+                      domain=options["cookie_domain"], path=options["cookie_path"],
+                      httponly=options["cookie_httponly"],
+                      partitioned=options["cookie_partitioned"])
 
 
 def expires_date(now: float, max_age: int) -> str:
