@@ -353,14 +353,12 @@ def refuse_cookie_settings(app: Flask, cookie: CookieSpec | None) -> None:
     """Raise :class:`~sessionshare.errors.ConfigurationError` naming each of the app's
     own session cookie settings that cannot hold beside the middleware's ``cookie``.
 
-    The session cookie is the middleware's: it reads it before Flask runs and
-    sets and clears it in answers of its own, so a setting the app made
-    (anything but Flask's default) must describe that very cookie. One that
-    does is honoured as it is; one that does not is refused here, with why and
-    what to set instead (the middleware's option), never ignored. Flask's own
-    defaults (a ``session`` cookie without ``Secure`` or ``SameSite``) give way
-    to the middleware's cookie. ``cookie`` None (at ``init_app``, before any
-    request): only what no middleware option could make hold.
+    ``init_app`` calls it with ``cookie`` None: only a setting no cookie could
+    have (a ``SameSite`` that is not Lax, Strict or None) is refused there; every
+    other one is followed (:func:`cookie_settings`, ``Lifecycle.follow_cookie``).
+    Given the middleware's ``cookie``, it names each setting that differs from it,
+    with why and the middleware's option that would make it hold: a check for an
+    app that wants its settings to match the middleware's as configured.
     """
     from flask import Flask
 
