@@ -34,12 +34,15 @@ from ..crypto import AllowList, canonical_origin
 from ..errors import ConfigurationError
 from ..store import MemoryStore
 from . import option_checks as checks
+from .cookies import CookieSpec, session_cookie
 from .options import OPTIONS, Role, Shell, options_for
 
 __all__ = [
+    "COOKIE_ATTRIBUTES",
     "CheckedOptions",
     "check_options",
     "checked_options",
+    "followed_cookie",
     "option_warnings",
     "read_environ",
     "unknown_variables",
@@ -202,6 +205,26 @@ def _cross_problems(
             "the IdP's login URL (the IdP's app_url and login_path, e.g. "
             "https://id.example/login)"
         )))
+    if (
+        value("cookie_partitioned") and not value("cookie_secure")
+        and not {"cookie_partitioned", "cookie_secure"} & set(bad)
+    ):
+        # Browsers drop a Partitioned cookie without Secure: no session would ever stick.
+        found.append(("cookie_partitioned", (
+            "cookie_partitioned=True needs a Secure cookie (browsers drop a Partitioned one "
+            "without it): serve the app over https and keep cookie_secure=True "
+            "(SESSIONSHARE_COOKIE_SECURE), or leave cookie_partitioned unset"
+        )))
+    name = value("cookie_name")
+    if (
+        isinstance(name, str) and name.startswith("__Host-") and value("cookie_path") != "/"
+        and not {"cookie_name", "cookie_path"} & set(bad)
+    ):
+        found.append(("cookie_path", (
+            f"cookie_path {value('cookie_path')!r} with cookie_name {name!r}: browsers "
+            "accept a __Host- cookie only at Path=/; name it __Secure-... (or leave "
+            "cookie_name unset), or keep cookie_path='/'"
+        )))
     # A request is routed by the first path it matches: a shared path would
     # silently switch one endpoint off.
     first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
@@ -262,6 +285,56 @@ def _plain_http_entries(hosts: Any) -> tuple[str, ...]:
         return AllowList(hosts).plain_http_entries
     except ConfigurationError:
         return ()  # a bad entry: the allow-list's own check reports it
+
+
+# -- the session cookie, as an app's framework describes it --------------------------
+#: A cookie attribute -> the option that sets it.
+COOKIE_ATTRIBUTES = {
+    "name": "cookie_name", "domain": "cookie_domain", "path": "cookie_path",
+    "secure": "cookie_secure", "httponly": "cookie_httponly", "samesite": "cookie_samesite",
+    "partitioned": "cookie_partitioned",
+}
+
+
+def followed_cookie(options: CheckedOptions, asked: Mapping[str, object]) -> CookieSpec:
+    """The session cookie of ``options`` with the attributes ``asked`` (attribute ->
+    value, :data:`COOKIE_ATTRIBUTES`) in place of the options' own: the cookie a
+    framework's own settings describe (Flask's ``SESSION_COOKIE_*``), which the
+    middleware then sets and clears in every answer -- its own included.
+
+    Held to the rules its options are held to, each problem named by the framework's
+    attribute in one :class:`ConfigurationError`: each value's check, ``Partitioned``
+    without ``Secure``, a ``__Host-`` name off ``Path=/``, and on an https app a cookie
+    without ``Secure`` unless ``allow_insecure`` (it would travel in clear). A Secure
+    cookie on an http app is the framework's to ask: only its own answers then miss
+    it, as with the framework's own session.
+    """
+    values = {name: options[name] for name in COOKIE_ATTRIBUTES.values()}
+    for attribute, value in asked.items():
+        values[COOKIE_ATTRIBUTES[attribute]] = value
+    problems = _problems(options.role, values, {}, None)
+    if (
+        values["cookie_secure"] is False and not options.allow_insecure
+        and canonical_origin(options.app_url).startswith("https:")
+    ):
+        problems.append(
+            f"a session cookie without Secure on https app_url {options.app_url!r} would "
+            "also travel over plain http, where anyone on the network reads it; keep it "
+            "Secure, or pass allow_insecure=True to the middleware if this is only a test bed"
+        )
+    if problems:
+        options_named = {option: attribute for attribute, option in COOKIE_ATTRIBUTES.items()}
+        raise ConfigurationError("the session cookie's settings cannot hold: " + "; ".join(
+            _renamed(problem, options_named) for problem in problems))
+    return session_cookie(values)
+
+
+def _renamed(problem: str, names: Mapping[str, str]) -> str:
+    """``problem`` naming the framework's attribute beside the option it checked."""
+    for option, attribute in names.items():
+        if problem.startswith(option):
+            return f"{attribute} ({option}){problem[len(option):]}"
+    return problem
 
 
 # -- what the command line and Django's checks add ------------------------------------

@@ -4,11 +4,18 @@ The session cookie and the remote's state cookies are both a
 :class:`CookieSpec`. Defaults are the safe ones: ``HttpOnly``, ``Secure``,
 ``SameSite=Lax``, ``Path=/`` and no ``Domain`` (a ``Domain`` attribute would
 hand the cookie to every sibling subdomain). ``__Host-`` and ``__Secure-``
-names are checked against the rules browsers enforce for them, at
+names, and ``Partitioned`` (which browsers accept only on a ``Secure``
+cookie), are checked against the rules browsers enforce for them, at
 construction rather than when a browser silently drops the cookie.
+
+A persistent cookie carries both ``Max-Age`` and ``Expires`` when the caller
+says what time it is (``now``): ``Max-Age`` wins in every current browser,
+``Expires`` is what older clients and caches read. A ``Max-Age`` of 0 or less
+is an already expired cookie; its ``Expires`` is then in the past.
 
     spec = CookieSpec("__Host-sessionshare")
     header = spec.set(session_id)           # Set-Cookie value
+    header = spec.set(session_id, max_age=3600, now=time.time())   # persistent
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
 
 A framework's own settings for its session cookie (Flask's ``SESSION_COOKIE_*``)
@@ -20,22 +27,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from email.utils import formatdate
+from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["CookieConflict", "CookieSpec", "cookie_conflicts"]
+__all__ = ["DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec", "cookie_conflicts",
+           "expires_date", "session_cookie"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
+#: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
+#: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
+#: one, else this.
+DEFAULT_COOKIE_NAME = "sessionshare"
 
 
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "_flags", "domain", "httponly", "max_age", "name", "path",
-                 "samesite", "secure")
+    __slots__ = ("_attributes", "_flags", "domain", "httponly", "max_age", "name",
+                 "partitioned", "path", "samesite", "secure")
 
     def __init__(
         self,
@@ -47,6 +60,7 @@ class CookieSpec:
         path: str = "/",
         domain: str | None = None,
         max_age: int | None = None,
+        partitioned: bool = False,
     ) -> None:
         if not _COOKIE_NAME.fullmatch(name):
             raise ConfigurationError(f"cookie name {name!r} has characters a cookie name cannot")
@@ -56,7 +70,15 @@ class CookieSpec:
             )
         if name.startswith("__Secure-") and not secure:
             raise ConfigurationError(f"cookie {name!r}: a __Secure- cookie needs secure=True")
+        if partitioned and not secure:
+            raise ConfigurationError(
+                f"cookie {name!r}: a Partitioned cookie needs secure=True (browsers drop it "
+                "otherwise)"
+            )
         parts = []
+        # A leading dot means nothing to browsers (RFC 6265 drops it) and some clients
+        # (Werkzeug's test client) then match no host at all: written without it.
+        domain = domain.lstrip(".") if domain else None
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
@@ -76,6 +98,10 @@ class CookieSpec:
                     "samesite='None' needs secure=True (browsers drop it otherwise)"
                 )
             parts.append(f"SameSite={value}")
+        if partitioned:
+            # CHIPS: the browser keys the cookie by the top-level site too, so an app
+            # embedded in other sites' pages gets one cookie per embedding site.
+            parts.append("Partitioned")
         self.name = name
         self.secure = secure
         self.httponly = httponly
@@ -84,6 +110,7 @@ class CookieSpec:
         self.domain = domain or None
         self.path = path
         self.max_age = max_age
+        self.partitioned = partitioned
         self._flags = "; ".join(parts)
         self._attributes = self._with_path(path)
 
@@ -91,15 +118,19 @@ class CookieSpec:
         return f"Path={path}; {self._flags}" if self._flags else f"Path={path}"
 
     def set(self, value: str, *, name: str | None = None, max_age: int | None = None,
-            mount: str = "") -> str:
+            mount: str = "", now: float | None = None) -> str:
         """A ``Set-Cookie`` value setting the cookie (or a sibling ``name``) to ``value``;
         ``max_age`` overrides the spec's own (a persistent cookie for this answer);
-        ``mount`` (a URL path: the request's mount point) goes in front of the path."""
+        ``mount`` (a URL path: the request's mount point) goes in front of the path;
+        ``now`` (seconds since the epoch) adds the ``Expires`` date of a persistent one."""
         max_age = self.max_age if max_age is None else max_age
         attributes = self._with_path(mount + self.path) if mount else self._attributes
-        if max_age is not None:
+        if max_age is None:
+            return f"{name or self.name}={value}; {attributes}"
+        if now is None:
             return f"{name or self.name}={value}; Max-Age={max_age}; {attributes}"
-        return f"{name or self.name}={value}; {attributes}"
+        return (f"{name or self.name}={value}; Expires={expires_date(now, max_age)}; "
+                f"Max-Age={max_age}; {attributes}")
 
     def clear(self, *, name: str | None = None, mount: str = "") -> str:
         """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``) set with the
@@ -118,6 +149,30 @@ class CookieSpec:
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
+
+
+def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
+    """The session cookie the ``cookie_*`` options (checked) describe."""
+    name = options["cookie_name"]
+    secure = options["cookie_secure"]
+    if name is None:
+        # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
+        # subdomain can then neither set nor shadow the cookie, so it cannot plant a
+        # session of its choosing in the browser (fixation). An http app cannot have one.
+        # At another path, __Secure-: no plain-http page can set it, at least.
+        name = DEFAULT_COOKIE_NAME
+        if secure and not options["cookie_domain"]:
+            name = ("__Host-" if options["cookie_path"] == "/" else "__Secure-") + name
+    return CookieSpec(name, secure=secure, samesite=options["cookie_samesite"],
+                      domain=options["cookie_domain"], path=options["cookie_path"],
+                      httponly=options["cookie_httponly"],
+                      partitioned=options["cookie_partitioned"])
+
+
+def expires_date(now: float, max_age: int) -> str:
+    """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: for a ``max_age``
+    of 0 or less (already expired) the epoch, a date every clock has passed."""
+    return formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
 
 
 class CookieConflict(NamedTuple):
@@ -142,19 +197,21 @@ _RULES: dict[str, tuple[str, str | None]] = {
     "domain": ("the middleware's own answers (the hand-off's callback, the sign-out) set "
                "and clear the cookie for its domain; a cookie of the same name for another "
                "domain would be a second one beside it", "cookie_domain"),
-    "path": ("the middleware's own answers set and clear the cookie at Path=/; a cookie at "
-             "another path would be a second one beside it, and the sign-out would clear "
-             "only one of them", None),
+    "path": ("the middleware's own answers (the hand-off's callback, the sign-out) set and "
+             "clear the cookie at its path; a cookie at another path would be a second one "
+             "beside it, and the sign-out would clear only one of them", "cookie_path"),
     "secure": ("the cookie must carry the middleware's Secure flag: without it the session "
                "travels over plain http, with it an http app never gets it back",
                "cookie_secure"),
-    "httponly": ("the cookie is the bearer credential of the shared session: no script of "
-                 "any page may read it (an XSS would carry the session away)", None),
+    "httponly": ("the middleware's own answers set the cookie with its HttpOnly flag; a "
+                 "script would see the cookie or not depending on which answer set it last",
+                 "cookie_httponly"),
     "samesite": ("the hand-off needs the cookie on the redirect back from the IdP (which "
                  "Strict withholds), and cross-site requests must not carry it (which None "
                  "allows)", "cookie_samesite"),
-    "partitioned": ("a partitioned cookie is a second cookie beside the one the "
-                    "middleware's own answers set", None),
+    "partitioned": ("a partitioned cookie is a second cookie beside an unpartitioned one of "
+                    "the same name, and the middleware's own answers set one kind",
+                    "cookie_partitioned"),
 }
 
 
@@ -165,25 +222,24 @@ def cookie_conflicts(
     ``secure``, ``httponly``, ``samesite``, ``partitioned``) that differ from the
     session cookie ``cookie``; an adapter passes only what the app set itself.
 
-    ``cookie`` None (no middleware seen yet, as when an app is set up): only the
-    attributes no middleware option changes are compared -- ``path`` ``/``,
-    ``httponly`` True, ``partitioned`` False -- and ``samesite`` must be one a
-    cookie can have.
+    ``cookie`` None (no middleware seen yet, as when an app is set up): every
+    attribute has a middleware option that could make it hold, so only that
+    ``samesite`` is one a cookie can have is checked.
     """
-    fixed: dict[str, object] = {"path": "/", "httponly": True, "partitioned": False}
     found = []
     for attribute, value in asked.items():
         why, option = _RULES[attribute]
         if cookie is None:
-            if attribute == "samesite" and (
+            if attribute != "samesite" or (
                 value is None or (isinstance(value, str) and value.lower() in _SAMESITE)
             ):
                 continue
-            current = fixed.get(attribute, value if attribute != "samesite" else "Lax")
+            current: object = "Lax"
         else:
-            current = {**fixed, "name": cookie.name, "domain": cookie.domain,
-                       "path": cookie.path, "secure": cookie.secure,
-                       "httponly": cookie.httponly, "samesite": cookie.samesite}[attribute]
+            current = {"name": cookie.name, "domain": cookie.domain, "path": cookie.path,
+                       "secure": cookie.secure, "httponly": cookie.httponly,
+                       "samesite": cookie.samesite, "partitioned": cookie.partitioned,
+                       }[attribute]
         if _same(attribute, value, current):
             continue
         if attribute == "samesite" and not (
