@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -84,3 +85,36 @@ def test_cookie_conflicts_without_a_cookie_judges_only_what_no_option_changes() 
     assert all(c.option is None for c in found)
     (bad,) = cookie_conflicts(None, {"samesite": "sometimes"})
     assert bad.option is None and "Lax, Strict or None" in bad.why
+
+
+# -- spelling: how the attributes' names are written, never which ----------------------------
+def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
+    spelling = {"Path": "path", "Domain": "domain", "HttpOnly": "httponly",
+                "SameSite": "samesite", "Secure": "secure", "Expires": "expires"}
+    spec = CookieSpec("s", samesite="Lax", domain="example.com", spelling=spelling)
+    assert spec.set("v", max_age=60) == (
+        "s=v; Max-Age=60; path=/; domain=example.com; secure; httponly; samesite=Lax")
+    assert spec.set("v", mount="/app") == (
+        "s=v; path=/app/; domain=example.com; secure; httponly; samesite=Lax")
+    assert spec.clear() == ("s=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; path=/; "
+                            "domain=example.com; secure; httponly; samesite=Lax")
+    # The same cookie as without a spelling, attribute for attribute, case aside.
+    plain = CookieSpec("s", samesite="Lax", domain="example.com")
+    assert spec.set("v").lower() == plain.set("v").lower() != plain.set("v")
+    assert spec.spelling == spelling
+
+
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ({"Path": "Domain"}, "'Domain' is not a spelling of Path"),
+        ({"Max-Age": "max_age"}, "'max_age' is not a spelling of Max-Age"),
+        ({"Comment": "comment"}, "'Comment' is not an attribute"),
+        ({"path": "path"}, "'path' is not an attribute"),
+        ({"Path": 1}, "1 is not a spelling of Path"),
+    ],
+    ids=["another-attribute", "another-name", "unknown", "key-not-canonical", "not-text"],
+)
+def test_a_spelling_cannot_add_or_rename_an_attribute(spelling: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        CookieSpec("s", spelling=spelling)

@@ -11,6 +11,14 @@ construction rather than when a browser silently drops the cookie.
     header = spec.set(session_id)           # Set-Cookie value
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
 
+Attribute names are case-insensitive to browsers (RFC 6265, 5.2), so a
+``spelling`` may change how they are written -- for an adapter whose framework
+writes ``path=`` and whose users compare ``Set-Cookie`` text -- and nothing else:
+which attributes a cookie has stays this module's decision.
+
+    CookieSpec("session", spelling={"Path": "path"}).set("v")
+    # 'session=v; path=/; Secure; HttpOnly; SameSite=Lax'
+
 A framework's own settings for its session cookie (Flask's ``SESSION_COOKIE_*``)
 name the same cookie the middleware sets: :func:`cookie_conflicts` says which of
 them cannot hold beside the middleware's, why, and what to set instead.
@@ -24,18 +32,37 @@ from typing import NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["CookieConflict", "CookieSpec", "cookie_conflicts"]
+__all__ = ["ATTRIBUTES", "CookieConflict", "CookieSpec", "cookie_conflicts", "spelling_problem"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+#: The attributes a ``Set-Cookie`` of this module may carry, as RFC 6265 (and CHIPS, for
+#: ``Partitioned``) writes their names: the keys a ``spelling`` may respell.
+ATTRIBUTES = ("Expires", "Max-Age", "Domain", "Path", "Secure", "HttpOnly", "SameSite",
+              "Partitioned")
+
+
+def spelling_problem(spelling: Mapping[str, object]) -> str | None:
+    """Why ``spelling`` is not one (attribute -> the same name in other letter case), or
+    None. Only the case may change: a spelling that named another attribute, or one
+    browsers do not know, would change what the cookie is, which is not an adapter's to
+    decide."""
+    for attribute, written in spelling.items():
+        if attribute not in ATTRIBUTES:
+            return (f"{attribute!r} is not an attribute a spelling can respell "
+                    f"(one of {', '.join(ATTRIBUTES)})")
+        if not isinstance(written, str) or written.lower() != attribute.lower():
+            return (f"{written!r} is not a spelling of {attribute}: only the letter case of "
+                    "an attribute's name may change")
+    return None
 
 
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "_flags", "domain", "httponly", "max_age", "name", "path",
-                 "samesite", "secure")
+    __slots__ = ("_attributes", "_expired", "_flags", "_max_age", "_path", "domain", "httponly",
+                 "max_age", "name", "path", "samesite", "secure", "spelling")
 
     def __init__(
         self,
@@ -47,7 +74,11 @@ class CookieSpec:
         path: str = "/",
         domain: str | None = None,
         max_age: int | None = None,
+        spelling: Mapping[str, str] | None = None,
     ) -> None:
+        """:param spelling: how attribute names are written, attribute (as
+            :data:`ATTRIBUTES` writes it) -> the same name in other letter case, e.g.
+            ``{"Path": "path"}``; the others keep RFC 6265's spelling."""
         if not _COOKIE_NAME.fullmatch(name):
             raise ConfigurationError(f"cookie name {name!r} has characters a cookie name cannot")
         if name.startswith("__Host-") and (not secure or path != "/" or domain):
@@ -56,15 +87,21 @@ class CookieSpec:
             )
         if name.startswith("__Secure-") and not secure:
             raise ConfigurationError(f"cookie {name!r}: a __Secure- cookie needs secure=True")
+        problem = spelling_problem(spelling or {})
+        if problem is not None:
+            raise ConfigurationError(f"cookie {name!r}: {problem}")
+        #: How attribute names are written (see :func:`spelling_problem`); {} for RFC 6265's.
+        self.spelling: Mapping[str, str] = dict(spelling or {})
+        spelled = self.spelling.get
         parts = []
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
-            parts.append(f"Domain={domain}")
+            parts.append(f"{spelled('Domain', 'Domain')}={domain}")
         if secure:
-            parts.append("Secure")
+            parts.append(spelled("Secure", "Secure"))
         if httponly:
-            parts.append("HttpOnly")
+            parts.append(spelled("HttpOnly", "HttpOnly"))
         if samesite is not None:
             value = _SAMESITE.get(samesite.lower())
             if value is None:
@@ -75,7 +112,7 @@ class CookieSpec:
                 raise ConfigurationError(
                     "samesite='None' needs secure=True (browsers drop it otherwise)"
                 )
-            parts.append(f"SameSite={value}")
+            parts.append(f"{spelled('SameSite', 'SameSite')}={value}")
         self.name = name
         self.secure = secure
         self.httponly = httponly
@@ -85,10 +122,13 @@ class CookieSpec:
         self.path = path
         self.max_age = max_age
         self._flags = "; ".join(parts)
+        self._path = spelled("Path", "Path")
+        self._max_age = spelled("Max-Age", "Max-Age")
+        self._expired = f"{spelled('Expires', 'Expires')}={_EPOCH}; {self._max_age}=0"
         self._attributes = self._with_path(path)
 
     def _with_path(self, path: str) -> str:
-        return f"Path={path}; {self._flags}" if self._flags else f"Path={path}"
+        return f"{self._path}={path}; {self._flags}" if self._flags else f"{self._path}={path}"
 
     def set(self, value: str, *, name: str | None = None, max_age: int | None = None,
             mount: str = "") -> str:
@@ -98,14 +138,14 @@ class CookieSpec:
         max_age = self.max_age if max_age is None else max_age
         attributes = self._with_path(mount + self.path) if mount else self._attributes
         if max_age is not None:
-            return f"{name or self.name}={value}; Max-Age={max_age}; {attributes}"
+            return f"{name or self.name}={value}; {self._max_age}={max_age}; {attributes}"
         return f"{name or self.name}={value}; {attributes}"
 
     def clear(self, *, name: str | None = None, mount: str = "") -> str:
         """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``) set with the
         same ``mount``."""
         attributes = self._with_path(mount + self.path) if mount else self._attributes
-        return f"{name or self.name}=; {_EXPIRED}; {attributes}"
+        return f"{name or self.name}=; {self._expired}; {attributes}"
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""

@@ -97,6 +97,7 @@ class SideOptions(TypedDict, total=False):
     allow_insecure: bool
     cookie_samesite: SameSite
     cookie_domain: str | None
+    cookie_spelling: Mapping[str, str] | None
     key_prefix: str
     max_session_bytes: int
     callback_path: str
@@ -322,6 +323,11 @@ _DECLARED: tuple[Option, ...] = (
     Option("cookie_domain", None,
            "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
            check=checks.optional_text),
+    Option("cookie_spelling", None,
+           "how the session cookie's attribute names are written, e.g. `{\"Path\": \"path\"}` "
+           "(names are case-insensitive to browsers: only the case may change), for code "
+           "that compares `Set-Cookie` text; unset: RFC 6265's (`Path`, `HttpOnly`)",
+           check=checks.cookie_spelling),
     Option("key_prefix", "sessionshare:",
            "prefix of every store key",
            check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),

@@ -175,7 +175,8 @@ class Side:
         max_remember = options.max_remember
         self.lifecycle = Lifecycle(
             cookie=CookieSpec(cookie_name, secure=options.cookie_secure,
-                              samesite=options.cookie_samesite, domain=options.cookie_domain),
+                              samesite=options.cookie_samesite, domain=options.cookie_domain,
+                              spelling=options.cookie_spelling),
             key=self.key,
             audience=self.origin,
             idle_timeout=options.idle_timeout,
