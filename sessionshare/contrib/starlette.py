@@ -34,7 +34,8 @@ FastAPI apps ask for a user:
 
 Swapping Starlette's session middleware for the shared session:
 
-    from sessionshare.contrib.starlette import SessionMiddleware  # was starlette.middleware.sessions
+    # was: from starlette.middleware.sessions import SessionMiddleware
+    from sessionshare.contrib.starlette import SessionMiddleware
 
     app.add_middleware(SessionMiddleware, secret_key="...", max_age=3600,  # Starlette's
                        store=store, key=sync_key, app_url="https://news.example",
