@@ -77,29 +77,72 @@ def test_cookie_conflicts_names_each_setting_unlike_the_cookie(
     assert all(conflict.why for conflict in found)
 
 
-def test_cookie_conflicts_without_a_cookie_judges_only_what_no_option_changes() -> None:
+def test_cookie_conflicts_without_a_cookie_judges_only_a_samesite_no_cookie_can_have() -> None:
+    # Every attribute has a middleware option now (cookie_path, cookie_httponly,
+    # cookie_partitioned among them): without the middleware's cookie nothing else can be
+    # judged yet.
     asked = {"name": "session", "domain": "x.example", "secure": True, "samesite": "Strict",
              "httponly": False, "path": "/app", "partitioned": True}
-    found = cookie_conflicts(None, asked)
-    assert [c.attribute for c in found] == ["httponly", "path", "partitioned"]
-    assert all(c.option is None for c in found)
+    assert cookie_conflicts(None, asked) == []
     (bad,) = cookie_conflicts(None, {"samesite": "sometimes"})
     assert bad.option is None and "Lax, Strict or None" in bad.why
+
+
+def test_cookie_conflicts_compare_path_httponly_and_partitioned_with_the_cookies_own() -> None:
+    cookie = CookieSpec("__Secure-s", path="/app", httponly=False, partitioned=True)
+    assert cookie_conflicts(cookie, {"path": "/app", "httponly": False,
+                                     "partitioned": True}) == []
+    found = cookie_conflicts(cookie, {"path": "/", "httponly": True, "partitioned": False})
+    assert [(c.attribute, c.option) for c in found] == [
+        ("path", "cookie_path"), ("httponly", "cookie_httponly"),
+        ("partitioned", "cookie_partitioned")]
+
+
+def test_partitioned_needs_secure_and_is_set_and_cleared_with_it() -> None:
+    with pytest.raises(ConfigurationError, match="Partitioned cookie needs secure=True"):
+        CookieSpec("s", secure=False, partitioned=True)
+    spec = CookieSpec("s", partitioned=True)
+    assert spec.set("v") == "s=v; Path=/; Secure; HttpOnly; SameSite=Lax; Partitioned"
+    assert spec.clear().endswith("; Partitioned") and "Max-Age=0" in spec.clear()
+    assert "Partitioned" not in CookieSpec("s").set("v")
+
+
+def test_httponly_off_and_another_path_in_set_and_clear() -> None:
+    spec = CookieSpec("s", httponly=False, path="/shop")
+    for header in (spec.set("v"), spec.clear()):
+        assert "HttpOnly" not in header and "Path=/shop" in header
+
+
+def test_a_persistent_cookie_carries_max_age_and_expires_when_given_the_time() -> None:
+    spec = CookieSpec("s")
+    now = 1_800_000_000.0
+    assert spec.set("v", max_age=60, now=now) == (
+        "s=v; Expires=Fri, 15 Jan 2027 08:01:00 GMT; Max-Age=60; Path=/; Secure; HttpOnly; "
+        "SameSite=Lax")
+    # 0 or less: already expired, as given, with an Expires every clock has passed.
+    for age in (0, -5):
+        header = spec.set("v", max_age=age, now=now)
+        assert f"Max-Age={age};" in header
+        assert "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header
+    assert spec.set("v", max_age=60) == "s=v; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
 
 
 # -- spelling: how the attributes' names are written, never which ----------------------------
 def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
     spelling = {"Path": "path", "Domain": "domain", "HttpOnly": "httponly",
-                "SameSite": "samesite", "Secure": "secure", "Expires": "expires"}
-    spec = CookieSpec("s", samesite="Lax", domain="example.com", spelling=spelling)
-    assert spec.set("v", max_age=60) == (
-        "s=v; Max-Age=60; path=/; domain=example.com; secure; httponly; samesite=Lax")
+                "SameSite": "samesite", "Secure": "secure", "Expires": "expires",
+                "Partitioned": "partitioned"}
+    spec = CookieSpec("s", samesite="Lax", domain="example.com", partitioned=True,
+                      spelling=spelling)
+    assert spec.set("v", max_age=60, now=0) == (
+        "s=v; expires=Thu, 01 Jan 1970 00:01:00 GMT; Max-Age=60; path=/; domain=example.com; "
+        "secure; httponly; samesite=Lax; partitioned")
     assert spec.set("v", mount="/app") == (
-        "s=v; path=/app/; domain=example.com; secure; httponly; samesite=Lax")
+        "s=v; path=/app/; domain=example.com; secure; httponly; samesite=Lax; partitioned")
     assert spec.clear() == ("s=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; path=/; "
-                            "domain=example.com; secure; httponly; samesite=Lax")
+                            "domain=example.com; secure; httponly; samesite=Lax; partitioned")
     # The same cookie as without a spelling, attribute for attribute, case aside.
-    plain = CookieSpec("s", samesite="Lax", domain="example.com")
+    plain = CookieSpec("s", samesite="Lax", domain="example.com", partitioned=True)
     assert spec.set("v").lower() == plain.set("v").lower() != plain.set("v")
     assert spec.spelling == spelling
 

@@ -405,3 +405,85 @@ def test_a_stored_time_past_any_clock_is_damage_not_a_500(
     moved = state_of(session).sid != SID  # (no id in an assertion's message)
     assert session.new is False and moved  # stored as a new session
     assert script(rules.read(SID), [record])[1] is None  # the damaged one reads as none
+
+
+# -- the cookie's lifetime: cookie_max_age, cookie_refresh, what an adapter asks ---------------
+def _timed_rules(clock: FakeClock, **options: Any) -> Lifecycle:
+    return Lifecycle(cookie=CookieSpec("sid", secure=False), key=KEY, audience=ORIGIN,
+                     idle_timeout=600, absolute_timeout=3600, key_prefix="p:",
+                     max_session_bytes=64 * 1024, clock=clock, **options)
+
+
+def _read(rules: Lifecycle, cookies: str, clock: FakeClock) -> Session:
+    session = rules.open(cookies)
+    state = state_of(session)
+    if state.sid is not None:
+        script(rules.load(session), [SessionRecord({"k": '"v"'}, {META_CREATED: int(clock())})])
+    return session
+
+
+def test_a_timed_cookie_is_refreshed_on_a_read_that_changes_nothing(clock: FakeClock) -> None:
+    rules = _timed_rules(clock, cookie_max_age=60)
+    value = rules.cookie_value(SID)
+    assert rules.session_id_in(f"sid={value}") == SID
+    untimed = SessionIds(KEY, audience=ORIGIN, idle_timeout=600,
+                         absolute_timeout=3600).cookie_value(SID)
+    assert rules.session_id_in(f"sid={untimed}") is None  # only timed values, once timed
+    clock.advance(30)
+    headers = rules.settle(_read(rules, f"sid={value}", clock))
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert ("Vary", "Cookie") in headers and "Max-Age=60" in set_cookie
+    assert rules.session_id_in("sid=" + set_cookie.split(";")[0].split("=", 1)[1]) == SID
+    # Nothing to refresh without a cookie, nor at the defaults.
+    assert rules.settle(rules.open(None)) == []
+    plain = _timed_rules(clock)
+    assert plain.settle(_read(plain, f"sid={plain.cookie_value(SID)}", clock)) == []
+
+
+def test_refresh_off_resends_nothing(clock: FakeClock) -> None:
+    rules = _timed_rules(clock, cookie_max_age=60, cookie_refresh=False)
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    assert rules.settle(session) == []
+
+
+def test_an_adapter_asks_a_persistent_or_a_browser_session_cookie(clock: FakeClock) -> None:
+    rules = _timed_rules(clock)  # no cookie_max_age
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(120)
+    headers = rules.settle(session)
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert "Max-Age=120" in set_cookie and "Expires=" in set_cookie
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(120, refresh=False)
+    assert rules.settle(session) == []
+    timed = _timed_rules(clock, cookie_max_age=60)
+    session = _read(timed, f"sid={timed.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(None)  # a browser-session cookie: nothing to refresh
+    assert timed.settle(session) == []
+    session["k"] = "w"
+    plan = timed.settle(session)
+    commands, headers = script(timed.write(session, plan), [True])
+    assert not [v for k, v in headers if k == "Set-Cookie"]  # an update keeps the cookie
+    fresh = timed.open(None)
+    fresh["k"] = "v"
+    state_of(fresh).ask_cookie(None)
+    _, headers = script(timed.write(fresh, timed.settle(fresh)), [True])
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert "Max-Age" not in set_cookie and "Expires" not in set_cookie
+    # ...yet its value is timed: the server still holds it to cookie_max_age.
+    assert timed.session_id_in("sid=" + set_cookie.split(";")[0].split("=", 1)[1]) is not None
+
+
+def test_a_remembered_sign_in_and_max_age_give_the_shorter_lifetime(clock: FakeClock) -> None:
+    remembered = SessionIds(KEY, audience=ORIGIN, idle_timeout=600,
+                            absolute_timeout=3600).new(remember=(600, 7200))
+    now = int(clock())
+    short = _timed_rules(clock, cookie_max_age=60, max_remember=None)
+    assert "Max-Age=60;" in short.set_cookie(remembered, now)
+    long = _timed_rules(clock, cookie_max_age=86400, max_remember=None)
+    assert "Max-Age=7200;" in long.set_cookie(remembered, now)
+    plain = _timed_rules(clock, max_remember=None)
+    assert "Max-Age=7200;" in plain.set_cookie(remembered, now)
+    assert "Max-Age" not in plain.set_cookie(SID, now)

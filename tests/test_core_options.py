@@ -192,6 +192,9 @@ def test_the_variables_are_the_ones_deployments_already_set() -> None:
         "WEBSOCKET_ORIGINS",
         # Added by issue 23: how long a remembered sign-in this app honours.
         "MAX_REMEMBER",
+        # Added by issue 25: the session cookie's attributes, per app.
+        "COOKIE_PATH", "COOKIE_HTTPONLY", "COOKIE_PARTITIONED", "COOKIE_MAX_AGE",
+        "COOKIE_REFRESH",
     )}
 
 
@@ -230,6 +233,15 @@ WRONG: list[tuple[Role, str, Any]] = [
         ("callback_path", "cb"),
         ("logout_redirect", None),
         ("clock", 1.0),
+        ("cookie_path", "shop"),
+        ("cookie_path", "/shop; Domain=evil.example"),
+        ("cookie_path", "/a,b"),
+        ("cookie_httponly", "no"),
+        ("cookie_partitioned", 1),
+        ("cookie_max_age", "60"),
+        ("cookie_max_age", True),
+        ("cookie_max_age", 1.5),
+        ("cookie_refresh", None),
     ]
 ] + [
     ("idp", "login_path", "login"),
@@ -342,6 +354,70 @@ def test_what_a_side_refused_is_a_rule_of_the_declaration(
     with pytest.raises(ConfigurationError) as refused:
         side(**direct)
     assert str(refused.value) == str(checked.value)
+
+
+# -- the session cookie's attributes ----------------------------------------------------------
+@pytest.mark.parametrize("role", ["idp", "remote"])
+def test_a_partitioned_cookie_needs_secure_and_the_message_says_what_to_set(role: Role) -> None:
+    plain = {**_base(role), "app_url": "http://localhost:8000", "cookie_secure": False}
+    with pytest.raises(ConfigurationError) as caught:
+        check_options(role, {**plain, "cookie_partitioned": True})
+    message = str(caught.value)
+    assert "cookie_partitioned=True needs a Secure cookie" in message
+    assert "cookie_secure=True" in message
+    check_options(role, {**_base(role), "cookie_partitioned": True})  # https, Secure: fine
+    check_options(role, {**plain, "cookie_partitioned": False})
+
+
+def test_a_host_cookie_name_is_refused_at_another_path() -> None:
+    with pytest.raises(ConfigurationError, match="cookie_path '/shop' with cookie_name "
+                                                 "'__Host-shop'"):
+        check_options("remote", {**_base("remote"), "cookie_name": "__Host-shop",
+                                 "cookie_path": "/shop"})
+    check_options("remote", {**_base("remote"), "cookie_name": "__Secure-shop",
+                             "cookie_path": "/shop"})
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [({}, "__Host-sessionshare"), ({"cookie_path": "/"}, "__Host-sessionshare"),
+     ({"cookie_path": "/shop"}, "__Secure-sessionshare"),
+     ({"cookie_path": "/shop", "cookie_domain": "shop.example"}, "sessionshare"),
+     ({"app_url": "http://localhost", "cookie_secure": False, "cookie_path": "/shop"},
+      "sessionshare")],
+)
+def test_the_default_cookie_name_needs_path_slash_for_host(
+    options: dict[str, Any], name: str
+) -> None:
+    middleware = RemoteSessionMiddleware(app, **{**_base("remote"), **options})
+    assert middleware.side.lifecycle.cookie.name == name
+
+
+def test_the_cookie_options_reach_the_cookie_and_the_lifecycle() -> None:
+    middleware = RemoteSessionMiddleware(app, **_base("remote"), cookie_path="/shop",
+                                         cookie_httponly=False, cookie_partitioned=True,
+                                         cookie_max_age=-1, cookie_refresh=False)
+    lifecycle = middleware.side.lifecycle
+    cookie = lifecycle.cookie
+    assert (cookie.path, cookie.httponly, cookie.partitioned) == ("/shop", False, True)
+    assert (lifecycle.cookie_max_age, lifecycle.cookie_refresh) == (-1, False)
+    assert lifecycle.ids.cookie_max_age == -1
+
+
+def test_the_cookie_options_read_from_the_environment() -> None:
+    values, problems = read_environ("remote", {
+        "SESSIONSHARE_SYNC_KEY": SyncKey.generate(), "SESSIONSHARE_STORE_URL": "memory://",
+        "SESSIONSHARE_APP_URL": "https://shop.example",
+        "SESSIONSHARE_IDP_URL": "https://id.example/login", "SESSIONSHARE_COOKIE_PATH": "/shop",
+        "SESSIONSHARE_COOKIE_HTTPONLY": "false", "SESSIONSHARE_COOKIE_PARTITIONED": "true",
+        "SESSIONSHARE_COOKIE_MAX_AGE": "3600", "SESSIONSHARE_COOKIE_REFRESH": "false",
+    })
+    assert problems == []
+    assert {name: values[name] for name in ("cookie_path", "cookie_httponly",
+                                            "cookie_partitioned", "cookie_max_age",
+                                            "cookie_refresh")} == {
+        "cookie_path": "/shop", "cookie_httponly": False, "cookie_partitioned": True,
+        "cookie_max_age": 3600, "cookie_refresh": False}
 
 
 def test_check_reports_an_insecure_websocket_origin_with_its_variable() -> None:

@@ -202,6 +202,26 @@ def _cross_problems(
             "the IdP's login URL (the IdP's app_url and login_path, e.g. "
             "https://id.example/login)"
         )))
+    if (
+        value("cookie_partitioned") and not value("cookie_secure")
+        and not {"cookie_partitioned", "cookie_secure"} & set(bad)
+    ):
+        # Browsers drop a Partitioned cookie without Secure: no session would ever stick.
+        found.append(("cookie_partitioned", (
+            "cookie_partitioned=True needs a Secure cookie (browsers drop a Partitioned one "
+            "without it): serve the app over https and keep cookie_secure=True "
+            "(SESSIONSHARE_COOKIE_SECURE), or leave cookie_partitioned unset"
+        )))
+    name = value("cookie_name")
+    if (
+        isinstance(name, str) and name.startswith("__Host-") and value("cookie_path") != "/"
+        and not {"cookie_name", "cookie_path"} & set(bad)
+    ):
+        found.append(("cookie_path", (
+            f"cookie_path {value('cookie_path')!r} with cookie_name {name!r}: browsers "
+            "accept a __Host- cookie only at Path=/; name it __Secure-... (or leave "
+            "cookie_name unset), or keep cookie_path='/'"
+        )))
     # A request is routed by the first path it matches: a shared path would
     # silently switch one endpoint off.
     first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")

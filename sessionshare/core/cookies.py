@@ -4,11 +4,18 @@ The session cookie and the remote's state cookies are both a
 :class:`CookieSpec`. Defaults are the safe ones: ``HttpOnly``, ``Secure``,
 ``SameSite=Lax``, ``Path=/`` and no ``Domain`` (a ``Domain`` attribute would
 hand the cookie to every sibling subdomain). ``__Host-`` and ``__Secure-``
-names are checked against the rules browsers enforce for them, at
+names, and ``Partitioned`` (which browsers accept only on a ``Secure``
+cookie), are checked against the rules browsers enforce for them, at
 construction rather than when a browser silently drops the cookie.
+
+A persistent cookie carries both ``Max-Age`` and ``Expires`` when the caller
+says what time it is (``now``): ``Max-Age`` wins in every current browser,
+``Expires`` is what older clients and caches read. A ``Max-Age`` of 0 or less
+is an already expired cookie; its ``Expires`` is then in the past.
 
     spec = CookieSpec("__Host-sessionshare")
     header = spec.set(session_id)           # Set-Cookie value
+    header = spec.set(session_id, max_age=3600, now=time.time())   # persistent
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
 
 Attribute names are case-insensitive to browsers (RFC 6265, 5.2), so a
@@ -28,11 +35,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from email.utils import formatdate
 from typing import NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["ATTRIBUTES", "CookieConflict", "CookieSpec", "cookie_conflicts", "spelling_problem"]
+__all__ = ["ATTRIBUTES", "CookieConflict", "CookieSpec", "cookie_conflicts", "expires_date",
+           "spelling_problem"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -61,8 +70,9 @@ def spelling_problem(spelling: Mapping[str, object]) -> str | None:
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "_expired", "_flags", "_max_age", "_path", "domain", "httponly",
-                 "max_age", "name", "path", "samesite", "secure", "spelling")
+    __slots__ = ("_attributes", "_expired", "_expires", "_flags", "_max_age", "_path", "domain",
+                 "httponly", "max_age", "name", "partitioned", "path", "samesite", "secure",
+                 "spelling")
 
     def __init__(
         self,
@@ -74,6 +84,7 @@ class CookieSpec:
         path: str = "/",
         domain: str | None = None,
         max_age: int | None = None,
+        partitioned: bool = False,
         spelling: Mapping[str, str] | None = None,
     ) -> None:
         """:param spelling: how attribute names are written, attribute (as
@@ -87,6 +98,11 @@ class CookieSpec:
             )
         if name.startswith("__Secure-") and not secure:
             raise ConfigurationError(f"cookie {name!r}: a __Secure- cookie needs secure=True")
+        if partitioned and not secure:
+            raise ConfigurationError(
+                f"cookie {name!r}: a Partitioned cookie needs secure=True (browsers drop it "
+                "otherwise)"
+            )
         problem = spelling_problem(spelling or {})
         if problem is not None:
             raise ConfigurationError(f"cookie {name!r}: {problem}")
@@ -113,6 +129,10 @@ class CookieSpec:
                     "samesite='None' needs secure=True (browsers drop it otherwise)"
                 )
             parts.append(f"{spelled('SameSite', 'SameSite')}={value}")
+        if partitioned:
+            # CHIPS: the browser keys the cookie by the top-level site too, so an app
+            # embedded in other sites' pages gets one cookie per embedding site.
+            parts.append(spelled("Partitioned", "Partitioned"))
         self.name = name
         self.secure = secure
         self.httponly = httponly
@@ -121,25 +141,31 @@ class CookieSpec:
         self.domain = domain or None
         self.path = path
         self.max_age = max_age
+        self.partitioned = partitioned
         self._flags = "; ".join(parts)
         self._path = spelled("Path", "Path")
         self._max_age = spelled("Max-Age", "Max-Age")
-        self._expired = f"{spelled('Expires', 'Expires')}={_EPOCH}; {self._max_age}=0"
+        self._expires = spelled("Expires", "Expires")
+        self._expired = f"{self._expires}={_EPOCH}; {self._max_age}=0"
         self._attributes = self._with_path(path)
 
     def _with_path(self, path: str) -> str:
         return f"{self._path}={path}; {self._flags}" if self._flags else f"{self._path}={path}"
 
     def set(self, value: str, *, name: str | None = None, max_age: int | None = None,
-            mount: str = "") -> str:
+            mount: str = "", now: float | None = None) -> str:
         """A ``Set-Cookie`` value setting the cookie (or a sibling ``name``) to ``value``;
         ``max_age`` overrides the spec's own (a persistent cookie for this answer);
-        ``mount`` (a URL path: the request's mount point) goes in front of the path."""
+        ``mount`` (a URL path: the request's mount point) goes in front of the path;
+        ``now`` (seconds since the epoch) adds the ``Expires`` date of a persistent one."""
         max_age = self.max_age if max_age is None else max_age
         attributes = self._with_path(mount + self.path) if mount else self._attributes
-        if max_age is not None:
+        if max_age is None:
+            return f"{name or self.name}={value}; {attributes}"
+        if now is None:
             return f"{name or self.name}={value}; {self._max_age}={max_age}; {attributes}"
-        return f"{name or self.name}={value}; {attributes}"
+        return (f"{name or self.name}={value}; {self._expires}={expires_date(now, max_age)}; "
+                f"{self._max_age}={max_age}; {attributes}")
 
     def clear(self, *, name: str | None = None, mount: str = "") -> str:
         """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``) set with the
@@ -158,6 +184,12 @@ class CookieSpec:
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
+
+
+def expires_date(now: float, max_age: int) -> str:
+    """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: for a ``max_age``
+    of 0 or less (already expired) the epoch, a date every clock has passed."""
+    return formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
 
 
 class CookieConflict(NamedTuple):
@@ -182,19 +214,21 @@ _RULES: dict[str, tuple[str, str | None]] = {
     "domain": ("the middleware's own answers (the hand-off's callback, the sign-out) set "
                "and clear the cookie for its domain; a cookie of the same name for another "
                "domain would be a second one beside it", "cookie_domain"),
-    "path": ("the middleware's own answers set and clear the cookie at Path=/; a cookie at "
-             "another path would be a second one beside it, and the sign-out would clear "
-             "only one of them", None),
+    "path": ("the middleware's own answers (the hand-off's callback, the sign-out) set and "
+             "clear the cookie at its path; a cookie at another path would be a second one "
+             "beside it, and the sign-out would clear only one of them", "cookie_path"),
     "secure": ("the cookie must carry the middleware's Secure flag: without it the session "
                "travels over plain http, with it an http app never gets it back",
                "cookie_secure"),
-    "httponly": ("the cookie is the bearer credential of the shared session: no script of "
-                 "any page may read it (an XSS would carry the session away)", None),
+    "httponly": ("the middleware's own answers set the cookie with its HttpOnly flag; a "
+                 "script would see the cookie or not depending on which answer set it last",
+                 "cookie_httponly"),
     "samesite": ("the hand-off needs the cookie on the redirect back from the IdP (which "
                  "Strict withholds), and cross-site requests must not carry it (which None "
                  "allows)", "cookie_samesite"),
-    "partitioned": ("a partitioned cookie is a second cookie beside the one the "
-                    "middleware's own answers set", None),
+    "partitioned": ("a partitioned cookie is a second cookie beside an unpartitioned one of "
+                    "the same name, and the middleware's own answers set one kind",
+                    "cookie_partitioned"),
 }
 
 
@@ -205,25 +239,24 @@ def cookie_conflicts(
     ``secure``, ``httponly``, ``samesite``, ``partitioned``) that differ from the
     session cookie ``cookie``; an adapter passes only what the app set itself.
 
-    ``cookie`` None (no middleware seen yet, as when an app is set up): only the
-    attributes no middleware option changes are compared -- ``path`` ``/``,
-    ``httponly`` True, ``partitioned`` False -- and ``samesite`` must be one a
-    cookie can have.
+    ``cookie`` None (no middleware seen yet, as when an app is set up): every
+    attribute has a middleware option that could make it hold, so only that
+    ``samesite`` is one a cookie can have is checked.
     """
-    fixed: dict[str, object] = {"path": "/", "httponly": True, "partitioned": False}
     found = []
     for attribute, value in asked.items():
         why, option = _RULES[attribute]
         if cookie is None:
-            if attribute == "samesite" and (
+            if attribute != "samesite" or (
                 value is None or (isinstance(value, str) and value.lower() in _SAMESITE)
             ):
                 continue
-            current = fixed.get(attribute, value if attribute != "samesite" else "Lax")
+            current: object = "Lax"
         else:
-            current = {**fixed, "name": cookie.name, "domain": cookie.domain,
-                       "path": cookie.path, "secure": cookie.secure,
-                       "httponly": cookie.httponly, "samesite": cookie.samesite}[attribute]
+            current = {"name": cookie.name, "domain": cookie.domain, "path": cookie.path,
+                       "secure": cookie.secure, "httponly": cookie.httponly,
+                       "samesite": cookie.samesite, "partitioned": cookie.partitioned,
+                       }[attribute]
         if _same(attribute, value, current):
             continue
         if attribute == "samesite" and not (

@@ -7,6 +7,8 @@ each app only through a cookie value that is *its own*::
 
     id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
     cookie     = id "." base64url(BLAKE2b-128(key=cookie subkey, audience "\\n" id))
+    (timed)    = id "." hex(issued) "." base64url(BLAKE2b-128(key=cookie subkey,
+                                                              audience "\\n" id "\\n" hex(issued)))
     store key  = <prefix> "s:{" hex(BLAKE2b-256(key=store subkey, id)) "}"
 
 (BLAKE2b in its keyed mode is a MAC, and about three times cheaper than
@@ -42,6 +44,15 @@ HMAC-SHA256 on messages this short: both run on every request.)
   ``max_remember`` says (the IdP: what it grants; a remote: not at all unless
   it opts in), so a remote with strict limits keeps them. Still enforced on
   the server, still revocable.
+- **A timed cookie** (the app's ``cookie_max_age``): the value also carries
+  the time this app issued it, under the same MAC, and a value older than
+  ``cookie_max_age`` seconds reads as no cookie *here* -- the browser's
+  ``Max-Age`` enforced on the server too, since a copied cookie obeys no
+  browser. The shared session itself lives on; other apps are unaffected. A
+  forged or altered time fails the MAC; the two forms' MAC inputs differ (an
+  id holds no newline), so neither can pass for the other, and an app reads
+  only its own form: one without ``cookie_max_age`` keeps exactly the value
+  above.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)
@@ -59,13 +70,16 @@ from hashlib import blake2b
 
 from ..crypto import SyncKey
 
-__all__ = ["COOKIE_VALUE_PATTERN", "MAX_LIMIT", "SESSION_ID_PATTERN", "SessionIds"]
+__all__ = ["COOKIE_VALUE_PATTERN", "MAX_LIMIT", "SESSION_ID_PATTERN", "TIMED_COOKIE_VALUE_PATTERN",
+           "SessionIds"]
 
 #: A well-formed session id (nothing about whether it is genuine).
 SESSION_ID_PATTERN = r"[A-Za-z0-9_-]{43}\.[0-9a-f]{12}\.[0-9a-f]{1,8}\.r?[0-9a-f]{1,8}"
 _TAG_CHARS = 22  # 16 bytes, base64url without padding
 #: A well-formed cookie value: an id and its tag.
 COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[A-Za-z0-9_-]{22}"
+#: A well-formed timed cookie value: an id, the time it was issued (hex seconds), its tag.
+TIMED_COOKIE_VALUE_PATTERN = SESSION_ID_PATTERN + r"\.[0-9a-f]{1,12}\.[A-Za-z0-9_-]{22}"
 _ID = re.compile(SESSION_ID_PATTERN)
 #: The longest limit an id can carry, in seconds (8 hex digits: about 49,710 days).
 MAX_LIMIT = 0xFFFFFFFF
@@ -80,11 +94,11 @@ class SessionIds:
     """Makes and checks session ids and cookie values for one app (its *audience*)."""
 
     __slots__ = ("_audience", "_cookie_keys", "_lookups", "_newest", "_seen", "_store_keys",
-                 "absolute", "idle", "max_remember")
+                 "absolute", "cookie_max_age", "idle", "max_remember")
 
     def __init__(
         self, key: SyncKey, *, audience: str, idle_timeout: int, absolute_timeout: int,
-        max_remember: int | None = None,
+        max_remember: int | None = None, cookie_max_age: int | None = None,
     ) -> None:
         ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
         self._cookie_keys = dict(zip(ids, key.derive(_COOKIE_PURPOSE), strict=True))
@@ -96,6 +110,9 @@ class SessionIds:
         #: How far past its own limits this app honours a remembered sign-in's (None: as far
         #: as the id says; 0: not at all, the stricter of the two holds as for any session).
         self.max_remember = None if max_remember is None else int(max_remember)
+        #: Seconds a cookie value of this app is good for after it was issued (it then
+        #: carries its issue time: :meth:`timed_cookie_value`); None: untimed values.
+        self.cookie_max_age = None if cookie_max_age is None else int(cookie_max_age)
         # Verified facts, memoised: a browser sends the same cookie on every request, and
         # both MACs are pure functions of it. Only what passed the checks is kept, and the
         # memo starts over past _MEMO entries, so it can neither grow without bound nor
@@ -189,7 +206,31 @@ class SessionIds:
         self._seen[value] = sid
         return sid
 
-    def _tag(self, sid: str) -> str:
-        mac = blake2b(self._audience + sid.encode("ascii"), key=self._cookie_keys[sid[44:56]],
-                      digest_size=16).digest()
+    def timed_cookie_value(self, sid: str, issued: int) -> str:
+        """This app's timed cookie value for ``sid``, issued at ``issued`` (seconds since
+        the epoch): good here for ``cookie_max_age`` seconds from then."""
+        stamp = f"{max(0, int(issued)):x}"
+        return f"{sid}.{stamp}.{self._tag(sid, stamp)}"
+
+    def from_timed_cookie(self, value: str, now: float) -> tuple[str, int] | None:
+        """The id in a value made by :meth:`timed_cookie_value` *of this app*, and when it
+        was issued; None when the tag is wrong or the value is ``cookie_max_age`` seconds
+        old or more at ``now`` (``value`` matches :data:`TIMED_COOKIE_VALUE_PATTERN`)."""
+        assert self.cookie_max_age is not None, "only an app with cookie_max_age times values"
+        body, tag = value[:-_TAG_CHARS - 1], value[-_TAG_CHARS:]
+        sid, stamp = body.rsplit(".", 1)
+        if sid[44:56] not in self._cookie_keys:
+            return None
+        if not hmac.compare_digest(self._tag(sid, stamp), tag):
+            return None  # forged, or its time altered
+        issued = int(stamp, 16)
+        if now - issued >= self.cookie_max_age:
+            return None  # as the browser would have dropped it: a copy lasts no longer
+        return sid, issued
+
+    def _tag(self, sid: str, stamp: str | None = None) -> str:
+        message = self._audience + sid.encode("ascii")
+        if stamp is not None:
+            message += b"\n" + stamp.encode("ascii")
+        mac = blake2b(message, key=self._cookie_keys[sid[44:56]], digest_size=16).digest()
         return base64.urlsafe_b64encode(mac).decode("ascii")[:_TAG_CHARS]

@@ -24,6 +24,9 @@ Security properties kept here:
   the session id carries (the IdP's, for a signed-in session) -- for a
   remembered sign-in too, beyond ``max_remember`` (None: no bound; 0: this
   app's own limits hold).
+- A timed cookie (``cookie_max_age``) older than its age reads as no cookie
+  here (:mod:`sessionshare.core.ids`), whatever the browser kept; the shared
+  session itself is untouched.
 - A session past its absolute lifetime is deleted when read, so no app sees
   it again; a session written to a store that no longer holds it (logged out
   elsewhere meanwhile) is not brought back, and its cookie is cleared.
@@ -55,7 +58,7 @@ from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .census import census_key
 from .cookies import CookieSpec
 from .events import EventName, Events
-from .ids import COOKIE_VALUE_PATTERN, SessionIds
+from .ids import COOKIE_VALUE_PATTERN, TIMED_COOKIE_VALUE_PATTERN, SessionIds
 from .record import META_ENDS, META_JOINED, META_RETIRED, SessionLoader, WritePlan
 from .session import Session, state_of
 from .sessionstate import SessionState, ends_at, lifetime_start
@@ -146,6 +149,8 @@ class Lifecycle:
         max_session_bytes: int,
         clock: Callable[[], float] = time.time,
         events: Events | None = None,
+        cookie_max_age: int | None = None,
+        cookie_refresh: bool = True,
     ) -> None:
         # The values are a side's checked options (core/configure.py): checked there, once.
         self.events = events if events is not None else Events()
@@ -158,12 +163,23 @@ class Lifecycle:
         self.audience = audience
         self.ids = SessionIds(
             key, audience=audience, idle_timeout=idle_timeout, absolute_timeout=absolute_timeout,
-            max_remember=max_remember,
+            max_remember=max_remember, cookie_max_age=cookie_max_age,
         )
+        #: Seconds this app's session cookie lasts (its values are timed then), or None:
+        #: a browser-session cookie, unless a remembered sign-in or an adapter asks longer.
+        self.cookie_max_age = None if cookie_max_age is None else int(cookie_max_age)
+        #: Re-send a persistent cookie on every request that carries a valid one.
+        self.cookie_refresh = bool(cookie_refresh)
+        # Worked out once: with the defaults (no cookie_max_age) no response is refreshed
+        # unless an adapter asked for a persistent cookie, and the read path checks one flag.
+        self._refreshing = self.cookie_max_age is not None and self.cookie_refresh
         # Every end of a session takes it out of the deployment's census in the same
         # step, so the O(1) count never goes on counting a logged-out session.
         self.census = census_key(key, key_prefix)
-        self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN)
+        # An app reads only its own form of value: with cookie_max_age, only timed ones
+        # (an untimed value could not show its age, and would outlive the limit).
+        self._cookie_re = cookie.pattern(
+            COOKIE_VALUE_PATTERN if cookie_max_age is None else TIMED_COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="
 
     # -- names -------------------------------------------------------------
@@ -186,20 +202,64 @@ class Lifecycle:
         match = self._cookie_re.search(cookies)
         if match is None:
             return None
-        return self.ids.from_cookie(match.group(1) or match.group(2))
+        if self.cookie_max_age is None:
+            return self.ids.from_cookie(match.group(1) or match.group(2))
+        timed = self.ids.from_timed_cookie(match.group(1) or match.group(2), self.clock())
+        return None if timed is None else timed[0]
 
     def cookie_value(self, sid: str) -> str:
-        """What this app's session cookie holds for ``sid`` (its own value, see ``ids``)."""
-        return self.ids.cookie_value(sid)
+        """What this app's session cookie holds for ``sid`` (its own value, see ``ids``;
+        with ``cookie_max_age``, timed from now)."""
+        if self.cookie_max_age is None:
+            return self.ids.cookie_value(sid)
+        return self.ids.timed_cookie_value(sid, int(self.clock()))
 
-    def set_cookie(self, sid: str, started: int) -> str:
+    def set_cookie(self, sid: str, started: int, state: SessionState | None = None) -> str:
         """The ``Set-Cookie`` value pointing this app's cookie at ``sid``, whose lifetime
-        counts from ``started``: a browser-session cookie, or for a remembered sign-in
-        one that lasts as long as the session may."""
-        if not self.ids.is_remembered(sid):
+        counts from ``started``.
+
+        A browser-session cookie, unless something asks it to persist: this app's
+        ``cookie_max_age`` -- or, for this response, what an adapter asked through
+        ``state`` (:meth:`~sessionshare.core.sessionstate.SessionState.ask_cookie`) --
+        and a remembered sign-in, which lasts as long as the session may. When both
+        ask, the shorter lifetime holds: neither an app's setting nor a sign-in
+        outlives what the other allows.
+        """
+        now = self.clock()
+        asked = self.cookie_max_age
+        if state is not None and state.cookie_asked is not None:
+            asked = state.cookie_asked[0]
+        if self.ids.is_remembered(sid):
+            left = max(started + self.ids.limits(sid)[1] - int(now), 1)
+            asked = left if asked is None else min(left, asked)
+        if asked is None:
             return self.cookie.set(self.cookie_value(sid))
-        left = started + self.ids.limits(sid)[1] - int(self.clock())
-        return self.cookie.set(self.cookie_value(sid), max_age=max(left, 1))
+        return self.cookie.set(self.cookie_value(sid), max_age=asked, now=now)
+
+    def _refreshes(self, state: SessionState) -> bool:
+        """Whether this response re-sends the cookie the request carried: a persistent
+        cookie (``cookie_max_age``, or what an adapter asked) with ``cookie_refresh``,
+        a genuine cookie, and a session not found gone -- a sliding expiry, as
+        Starlette's and Flask's own sessions do."""
+        asked = state.cookie_asked
+        if asked is None:
+            if not self._refreshing:
+                return False
+        elif asked[0] is None or not asked[1]:
+            return False
+        return (state.sid is not None and not state.retired
+                and (not state.loaded or state.exists))
+
+    def _refreshed(self, state: SessionState, headers: Headers) -> Headers:
+        """``headers`` with the refreshed cookie and ``Vary`` when :meth:`_refreshes`."""
+        if not self._refreshes(state):
+            return headers
+        assert state.sid is not None
+        if _VARY not in headers:
+            headers.append(_VARY)  # an answer that re-sends the cookie depends on it
+        started = lifetime_start(state.meta, int(self.clock()))
+        headers.append(("Set-Cookie", self.set_cookie(state.sid, started, state)))
+        return headers
 
     # -- reading -----------------------------------------------------------
     def read(self, sid: str) -> Steps[SessionRecord | None]:
@@ -378,7 +438,9 @@ class Lifecycle:
         if not state.loaded:
             # Never read, so never changed. Vary only if the app said it looked (Flask's
             # ``session.accessed = True``, which an extension may set to force it).
-            return [_VARY] if state.accessed else []
+            if state.cookie_asked is None and not self._refreshing:
+                return [_VARY] if state.accessed else []
+            return self._refreshed(state, [_VARY] if state.accessed else [])
         plan = state.write_plan(
             self.clock(), new_id=self.ids.new, joined_as=self.audience, late=late
         )
@@ -392,7 +454,10 @@ class Lifecycle:
             # Vary only for an answer that depends on the cookie: the app looked inside,
             # or a signed-in user was published to it. A public page that never touched
             # the session stays cacheable, as with the frameworks' own sessions.
-            return self._owed([_VARY] if state.accessed else [], state)
+            headers = [_VARY] if state.accessed else []
+            if state.cookie_asked is not None or self._refreshing:
+                headers = self._refreshed(state, headers)
+            return self._owed(headers, state)
         return plan
 
     @staticmethod
@@ -481,9 +546,12 @@ class Lifecycle:
         state.mark_written(plan)
         if plan.cookie == "set":
             assert plan.save_to is not None
-            headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start)))
+            headers.append(("Set-Cookie", self.set_cookie(plan.save_to, plan.lifetime_start,
+                                                          state)))
         elif plan.cookie == "clear":
             headers.append(("Set-Cookie", self.cookie.clear()))
+        elif state.cookie_asked is not None or self._refreshing:
+            headers = self._refreshed(state, headers)
         return self._owed(headers, state)
 
     def save_now(self, session: Session, *, late: bool = False) -> Steps[None]:

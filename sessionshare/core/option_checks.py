@@ -204,6 +204,28 @@ def absolute_path(name: str, value: Any) -> str | None:
     )
 
 
+# A cookie's Path ends at the first ";" (which would start an attribute of the caller's
+# choosing) and is matched as a prefix of the request's path: the characters of a path
+# that cannot split the Set-Cookie line.
+_COOKIE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+=:@/-]*")
+
+
+def cookie_path(name: str, value: Any) -> str | None:
+    if isinstance(value, str) and _COOKIE_PATH.fullmatch(value):
+        return None
+    return (
+        f"{name} must be an absolute URL path for the cookie: a leading '/', no ';', ',', "
+        f"query or spaces (e.g. '/' or '/shop'), not {_shown(value)}"
+    )
+
+
+def optional_cookie_age(name: str, value: Any) -> str | None:
+    # 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    return f"{name} must be a whole number of seconds (or None), not {_shown(value)}"
+
+
 def origin_url(name: str, value: Any) -> str | None:
     if not isinstance(value, str):
         return f"{name} must be a URL string such as 'https://shop.example', not {_shown(value)}"

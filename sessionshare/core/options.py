@@ -97,6 +97,11 @@ class SideOptions(TypedDict, total=False):
     allow_insecure: bool
     cookie_samesite: SameSite
     cookie_domain: str | None
+    cookie_path: str
+    cookie_httponly: bool
+    cookie_partitioned: bool
+    cookie_max_age: int | None
+    cookie_refresh: bool
     cookie_spelling: Mapping[str, str] | None
     key_prefix: str
     max_session_bytes: int
@@ -323,6 +328,32 @@ _DECLARED: tuple[Option, ...] = (
     Option("cookie_domain", None,
            "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
            check=checks.optional_text),
+    Option("cookie_path", "/",
+           "Path attribute of the session cookie: the URL path under which the browser sends "
+           "it (an app mounted under a prefix, e.g. `/shop`); the sign-out and every other "
+           "answer clear and set it at that path, and the default `__Host-` name needs `/`",
+           check=checks.cookie_path, env="SESSIONSHARE_COOKIE_PATH"),
+    Option("cookie_httponly", True,
+           "HttpOnly flag of the session cookie; `False` lets this app's scripts read the "
+           "cookie, a bearer credential for this app's view of the shared session: an XSS "
+           "on any of its pages can then carry the session away (docs/options.md)",
+           check=checks.flag, env="SESSIONSHARE_COOKIE_HTTPONLY", parse=checks.bool_text),
+    Option("cookie_partitioned", False,
+           "Partitioned attribute of the session cookie (CHIPS: a cookie of its own per "
+           "top-level site, for an app embedded in other sites' pages); needs `cookie_secure`",
+           check=checks.flag, env="SESSIONSHARE_COOKIE_PARTITIONED", parse=checks.bool_text),
+    Option("cookie_max_age", None,
+           "seconds the session cookie lasts: every `Set-Cookie` of it has `Max-Age` and "
+           "`Expires`, and a cookie older than this reads as none at this app (the shared "
+           "session lives on); 0 or less: already expired; unset: it ends with the browser "
+           "(a remembered sign-in still persists; the shorter of the two holds)",
+           check=checks.optional_cookie_age, env="SESSIONSHARE_COOKIE_MAX_AGE",
+           parse=checks.int_text),
+    Option("cookie_refresh", True,
+           "with a persistent cookie (`cookie_max_age`), re-send it on every request that "
+           "carries a valid one, so that it lasts `cookie_max_age` from the latest visit "
+           "(such answers say `Vary: Cookie`); `False`: from when it was last set",
+           check=checks.flag, env="SESSIONSHARE_COOKIE_REFRESH", parse=checks.bool_text),
     Option("cookie_spelling", None,
            "how the session cookie's attribute names are written, e.g. `{\"Path\": \"path\"}` "
            "(names are case-insensitive to browsers: only the case may change), for code "

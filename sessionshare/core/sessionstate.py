@@ -151,6 +151,7 @@ class SessionState:
         "audience",
         "contents",
         "cookie",
+        "cookie_asked",
         "cookie_owed",
         "exists",
         "gone",
@@ -188,6 +189,9 @@ class SessionState:
         #: for an adapter to hold the framework's own cookie settings to; None for a
         #: session no middleware made.
         self.cookie: CookieSpec | None = None
+        #: What an adapter asked of this response's session cookie
+        #: (:meth:`ask_cookie`): ``(max_age, refresh)``; None: the app's options decide.
+        self.cookie_asked: tuple[int | None, bool] | None = None
         #: True once the app looked inside the session (read, wrote or counted it), or the
         #: protocol found a signed-in user in it: what the response shows then depends on
         #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
@@ -267,6 +271,19 @@ class SessionState:
             self.retired, self.retired_id = True, retired
         else:
             self.take(self.sid, record.fields, record.meta)
+
+    def ask_cookie(self, max_age: int | None, *, refresh: bool = True) -> None:
+        """For an adapter whose framework decides the cookie per session (Flask's
+        ``session.permanent``): this response's session cookie persists ``max_age``
+        seconds (0 or less: already expired), or with None ends with the browser --
+        whatever ``cookie_max_age`` says; ``refresh``: a response that does not
+        change the cookie re-sends a persistent one (``cookie_refresh`` for it).
+
+        Only the browser's side: how long a timed value is good for on the server
+        stays ``cookie_max_age``, and a remembered sign-in's cookie never outlives
+        the sign-in (the shorter of the two holds).
+        """
+        self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
 
     def point_at(self, sid: str) -> None:
         """Become the stored session ``sid`` (a completed hand-off), still to be read."""

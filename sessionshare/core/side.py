@@ -169,14 +169,20 @@ class Side:
             # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
             # subdomain can then neither set nor shadow the cookie, so it cannot plant a
             # session of its choosing in the browser (fixation). An http app cannot have one.
+            # At another path, __Secure-: no plain-http page can set it, at least.
             cookie_name = DEFAULT_COOKIE_NAME
             if options.cookie_secure and not options.cookie_domain:
-                cookie_name = "__Host-" + cookie_name
+                cookie_name = ("__Host-" if options.cookie_path == "/" else "__Secure-") + (
+                    cookie_name)
         max_remember = options.max_remember
         self.lifecycle = Lifecycle(
             cookie=CookieSpec(cookie_name, secure=options.cookie_secure,
                               samesite=options.cookie_samesite, domain=options.cookie_domain,
+                              path=options.cookie_path, httponly=options.cookie_httponly,
+                              partitioned=options.cookie_partitioned,
                               spelling=options.cookie_spelling),
+            cookie_max_age=options.cookie_max_age,
+            cookie_refresh=options.cookie_refresh,
             key=self.key,
             audience=self.origin,
             idle_timeout=options.idle_timeout,
