@@ -94,25 +94,6 @@ FLASK_REFRESH = Cause(
     "expiry to push forward (the server slides the session's idle timeout on each read), "
     "so such answers stay cacheable")
 
-# -- Starlette ------------------------------------------------------------------------
-STARLETTE_MAX_AGE = Cause(
-    "`max_age` has no equivalent: the cookie is a browser-session cookie (no `Max-Age`) and "
-    "the session's life is the server's `idle_timeout`/`absolute_timeout`, so `max_age=0` "
-    "or `-1` does not end it. Sharing forces it: the session's limits are the IdP's, "
-    "carried with the session and enforced by every app, and a cookie that outlives the "
-    "browser is what the sign-in asks for (`remember()`), not one app's setting")
-STARLETTE_PARTITIONED = Cause(
-    "`partitioned` has no equivalent: the cookie is never `Partitioned`. Not forced by "
-    "sharing (each app's cookie is its own): sessionshare has no such option yet")
-STARLETTE_PATH = Cause(
-    "`path` has no equivalent: the cookie is always `Path=/` (so an app mounted under a "
-    "prefix shares its cookie with the whole host). Not forced by sharing: sessionshare "
-    "has no such option yet")
-STARLETTE_ATTRIBUTE_CASE = Cause(
-    "The cookie's attributes are written `Domain=`/`Path=` where Starlette writes "
-    "`domain=`/`path=`: browsers read both (attribute names are case-insensitive), text "
-    "comparisons do not. Not forced by sharing: the spelling every other framework uses")
-
 #: Per framework: test -> its causes, the first being the one it fails on today.
 EXPECTED: dict[str, dict[str, Fails]] = {
     "django": {
@@ -135,14 +116,7 @@ EXPECTED: dict[str, dict[str, Fails]] = {
         "test_session_cookie_setting": fails(FLASK_REFRESH),
         "test_session_refresh_vary": fails(FLASK_REFRESH, raises=KeyError),
     },
-    "starlette": {
-        "test_session": fails(STARLETTE_MAX_AGE),
-        "test_partitioned_session[True]": fails(STARLETTE_PARTITIONED),
-        "test_session_expires": fails(STARLETTE_MAX_AGE),
-        "test_session_cookie_subpath": fails(STARLETTE_PATH),
-        "test_session_zero_max_age": fails(STARLETTE_MAX_AGE),
-        "test_domain_cookie": fails(STARLETTE_ATTRIBUTE_CASE),
-    },
+    "starlette": {},
     "pyramid": {},
 }
 
