@@ -476,6 +476,37 @@ def test_an_adapter_asks_a_persistent_or_a_browser_session_cookie(clock: FakeClo
     assert timed.session_id_in("sid=" + set_cookie.split(";")[0].split("=", 1)[1]) is not None
 
 
+def test_an_adapter_may_resend_a_browser_session_cookie_over_a_persistent_one(
+    clock: FakeClock,
+) -> None:
+    # Django's set_expiry(0) after a cookie of 600 s: the browser holds a persistent
+    # cookie that only a re-sent browser-session one turns into one ending with it.
+    rules = _timed_rules(clock)
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(None, resend=True)
+    headers = rules.settle(session)
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert set_cookie.startswith(f"sid={rules.cookie_value(SID)};")
+    assert "Max-Age" not in set_cookie and "Expires" not in set_cookie
+    assert ("Vary", "Cookie") in headers
+    # The control: without resend, a browser-session ask re-sends nothing.
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(None)
+    assert rules.settle(session) == []
+    # Nothing for a browser with no cookie (nothing to turn); a persistent ask whose
+    # refresh is off but resend on is re-sent, as asked.
+    fresh = rules.open(None)
+    state_of(fresh).ask_cookie(None, resend=True)
+    assert rules.settle(fresh) == []
+    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(90, refresh=False, resend=True)
+    headers = rules.settle(session)
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert "Max-Age=90" in set_cookie
+
+
 def test_a_remembered_sign_in_and_max_age_give_the_shorter_lifetime(clock: FakeClock) -> None:
     remembered = SessionIds(KEY, audience=ORIGIN, idle_timeout=600,
                             absolute_timeout=3600).new(remember=(600, 7200))

@@ -238,14 +238,14 @@ class Lifecycle:
 
     def _refreshes(self, state: SessionState) -> bool:
         """Whether this response re-sends the cookie the request carried: a persistent
-        cookie (``cookie_max_age``, or what an adapter asked) with ``cookie_refresh``,
-        a genuine cookie, and a session not found gone -- a sliding expiry, as
-        Starlette's and Flask's own sessions do."""
+        cookie (``cookie_max_age``, or what an adapter asked) with ``cookie_refresh``
+        -- a sliding expiry, as Starlette's and Flask's own sessions do -- or any cookie
+        an adapter asked to re-send; a genuine cookie, and a session not found gone."""
         asked = state.cookie_asked
         if asked is None:
             if not self._refreshing:
                 return False
-        elif asked[0] is None or not asked[1]:
+        elif not state.cookie_resend and (asked[0] is None or not asked[1]):
             return False
         return (state.sid is not None and not state.retired
                 and (not state.loaded or state.exists))

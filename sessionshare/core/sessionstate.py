@@ -152,6 +152,7 @@ class SessionState:
         "contents",
         "cookie",
         "cookie_asked",
+        "cookie_resend",
         "cookie_owed",
         "exists",
         "gone",
@@ -192,6 +193,9 @@ class SessionState:
         #: What an adapter asked of this response's session cookie
         #: (:meth:`ask_cookie`): ``(max_age, refresh)``; None: the app's options decide.
         self.cookie_asked: tuple[int | None, bool] | None = None
+        #: The adapter asked this response to re-send the cookie the request carried, as
+        #: asked, whatever ``refresh`` says (:meth:`ask_cookie`).
+        self.cookie_resend = False
         #: True once the app looked inside the session (read, wrote or counted it), or the
         #: protocol found a signed-in user in it: what the response shows then depends on
         #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
@@ -272,18 +276,24 @@ class SessionState:
         else:
             self.take(self.sid, record.fields, record.meta)
 
-    def ask_cookie(self, max_age: int | None, *, refresh: bool = True) -> None:
+    def ask_cookie(self, max_age: int | None, *, refresh: bool = True,
+                   resend: bool = False) -> None:
         """For an adapter whose framework decides the cookie per session (Flask's
         ``session.permanent``): this response's session cookie persists ``max_age``
         seconds (0 or less: already expired), or with None ends with the browser --
         whatever ``cookie_max_age`` says; ``refresh``: a response that does not
-        change the cookie re-sends a persistent one (``cookie_refresh`` for it).
+        change the cookie re-sends a persistent one (``cookie_refresh`` for it);
+        ``resend``: this response re-sends the cookie the request carried, as asked,
+        even one that ends with the browser -- what turns a persistent cookie the
+        browser holds into one that does not (Django's ``set_expiry(0)`` after a
+        persistent cookie), since a browser keeps a cookie until it is set again.
 
         Only the browser's side: how long a timed value is good for on the server
         stays ``cookie_max_age``, and a remembered sign-in's cookie never outlives
         the sign-in (the shorter of the two holds).
         """
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
+        self.cookie_resend = bool(resend)
 
     def point_at(self, sid: str) -> None:
         """Become the stored session ``sid`` (a completed hand-off), still to be read."""
