@@ -301,7 +301,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         if self.view is None:
             return
         state = state_of(self.view.shared)
-        if not (self.accessed or state.loaded) or state.invalidated:
+        # Only a session already read and used: asking reads it, and a read here would
+        # be a store round trip (or the outage a 503 already answers) and a Vary: Cookie
+        # on an answer that never depended on the cookie.
+        if not (state.loaded and (self.accessed or state.accessed)) or state.invalidated:
             return
         if self.get_expire_at_browser_close():
             # Re-sent when the session changed, as Django's middleware sends it then: the
