@@ -597,8 +597,8 @@ def test_a_persistent_cookie_slides_with_each_use_of_the_session_and_only_then(
     clock: FakeClock, role: str, store: Store,
 ) -> None:
     # The shared session's idle limit slides with each request that reads it, so the
-    # cookie capped by it is re-sent with each such answer (here every answer reads it:
-    # the site's PersistentRemoteUserMiddleware looks at request.user).
+    # cookie capped by it is re-sent with each answer that used the session; an answer
+    # that never looked at it sends none (and no Vary: it stays cacheable).
     with override_settings(ROOT_URLCONF=__name__):
         site = DjangoSite(role, store, clock=clock, idle_timeout=600)
         first = _cookie_of(site.step("fill", lambda r: r.session.update({"cart": ["mug"]})))
@@ -609,6 +609,8 @@ def test_a_persistent_cookie_slides_with_each_use_of_the_session_and_only_then(
         again = _cookie_of(read)
         assert again is not None and "; Max-Age=600;" in again
         assert again.split(";")[0] == first.split(";")[0]  # the same session
+        untouched = site.step("untouched", lambda r: "no session")
+        assert _cookie_of(untouched) is None and "Vary" not in untouched.headers
         # set_expiry(0): the persistent cookie the browser holds is turned into one that
         # ends with the browser, the same session's.
         ended = _cookie_of(site.step("close", lambda r: r.session.set_expiry(0)))
