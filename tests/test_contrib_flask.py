@@ -509,36 +509,147 @@ def test_init_app_takes_application_root_with_the_cookie_path_at_the_root() -> N
 
 
 @pytest.mark.parametrize(
-    ("setting", "value", "says"),
+    ("settings", "attributes"),
     [
-        ("SESSION_COOKIE_NAME", "flask_session",
-         r"cookie has name='sessionshare', because the middleware finds the session by its "
-         r"cookie's name.*set cookie_name='flask_session' on the middleware"),
-        ("SESSION_COOKIE_SAMESITE", "Strict", r"samesite='Lax'.*which Strict withholds"),
-        ("SESSION_COOKIE_DOMAIN", "example.com", r"set cookie_domain='example.com'"),
-        ("SESSION_COOKIE_SECURE", True, r"set cookie_secure=True on the middleware"),
-        ("SESSION_COOKIE_HTTPONLY", False, r"httponly=True.*set cookie_httponly=False on "
-         r"the middleware"),
-        ("SESSION_COOKIE_PARTITIONED", True, r"set cookie_partitioned=True on the middleware"),
-        ("SESSION_COOKIE_PATH", "/app", r"path='/'.*the sign-out would clear only one.*"
-         r"set cookie_path='/app' on the middleware"),
-        ("APPLICATION_ROOT", "/app",
-         r"Fix: set SESSION_COOKIE_PATH='/' \(APPLICATION_ROOT stays for the URLs\)"),
+        ({"SESSION_COOKIE_NAME": "flask_session"}, ["flask_session="]),
+        ({"SESSION_COOKIE_SAMESITE": "Strict"}, ["SameSite=Strict"]),
+        ({"SESSION_COOKIE_DOMAIN": ".shop.test"}, ["Domain=shop.test"]),
+        ({"SESSION_COOKIE_HTTPONLY": False}, ["!HttpOnly"]),
+        ({"SESSION_COOKIE_PATH": "/app"}, ["Path=/app"]),
+        ({"APPLICATION_ROOT": "/app"}, ["Path=/app"]),
+        ({"APPLICATION_ROOT": "/app", "SESSION_COOKIE_PATH": "/"}, ["Path=/;"]),
+        ({"SESSION_COOKIE_SECURE": True, "SESSION_COOKIE_PARTITIONED": True},
+         ["Secure", "Partitioned"]),
     ],
-    ids=["name", "samesite", "domain", "secure", "httponly", "partitioned", "path",
-         "application-root"],
+    ids=["name", "samesite", "domain", "httponly", "path", "application-root",
+         "root-with-cookie-path", "secure-partitioned"],
 )
-def test_a_setting_unlike_the_middlewares_cookie_is_refused_at_the_request(
-    store: SessionStore, clock: Any, setting: str, value: object, says: str
+def test_a_setting_the_app_makes_becomes_the_middlewares_cookie(
+    store: SessionStore, clock: Any, settings: dict[str, object], attributes: list[str]
+) -> None:
+    app = one_flask_app(store, clock)  # init_app could not know the middleware yet
+    client = app.test_client()
+    assert client.get("/nothing").status_code == 200
+    app.config.update(settings)  # set after init_app: followed from the next request
+    page = client.post("/set", data={"value": "7"}, base_url="http://shop.test")
+    (cookie,) = page.headers.getlist("Set-Cookie")
+    for attribute in attributes:
+        if attribute.startswith("!"):
+            assert attribute[1:] not in cookie, cookie
+        else:
+            assert attribute in cookie, cookie
+    lifecycle = app.wsgi_app.side.lifecycle  # type: ignore[attr-defined]
+    assert lifecycle.cookie.set("x").split(";", 1)[1] == cookie.split(";", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"SESSION_COOKIE_SAMESITE": "Sometimes"}, r"samesite \(cookie_samesite\) must be"),
+        ({"SESSION_COOKIE_PARTITIONED": True},
+         r"partitioned \(cookie_partitioned\)=True needs a Secure"),
+        ({"SESSION_COOKIE_NAME": "__Host-s", "SESSION_COOKIE_PATH": "/app"},
+         r"browsers accept a __Host- cookie only at Path=/"),
+    ],
+    ids=["bad-samesite", "partitioned-without-secure", "host-name-off-root"],
+)
+def test_a_setting_that_cannot_hold_is_refused_at_the_request(
+    store: SessionStore, clock: Any, settings: dict[str, object], says: str
 ) -> None:
     from sessionshare.errors import ConfigurationError
 
-    app = one_flask_app(store, clock)  # init_app could not know the middleware's cookie
+    app = one_flask_app(store, clock)
     client = app.test_client()
     assert client.get("/nothing").status_code == 200
-    app.config[setting] = value  # set after init_app, or judged only now: refused all the same
-    with pytest.raises(ConfigurationError, match=f"(?s)- {setting}=.*{says}"):
+    app.config.update(settings)
+    with pytest.raises(ConfigurationError,
+                       match=f"(?s)^Flask's session cookie settings .*{says}"):
         client.get("/nothing")
+
+
+def test_an_https_app_refuses_a_cookie_without_secure(store: SessionStore, clock: Any) -> None:
+    from sessionshare.contrib.flask import init_app
+    from sessionshare.errors import ConfigurationError
+
+    app = Flask("https")
+    app.config["SESSION_COOKIE_SECURE"] = False  # Flask's default: gives way, not followed
+    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, store=store, key=SyncKey.generate(), app_url="https://shop.test",
+        idp_url="https://id.test/login", protect=False, clock=clock)
+    init_app(app)
+    assert app.wsgi_app.side.lifecycle.cookie.secure  # type: ignore[attr-defined]
+    app.config["SESSION_COOKIE_HTTPONLY"] = False  # followed, still Secure
+    app.test_client().get("/", base_url="https://shop.test")
+    assert not app.wsgi_app.side.lifecycle.cookie.httponly  # type: ignore[attr-defined]
+    other = Flask("https-insecure")
+    other.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        other.wsgi_app, store=store, key=SyncKey.generate(), app_url="https://shop.test",
+        idp_url="https://id.test/login", protect=False, clock=clock)
+    # SESSION_COOKIE_SECURE=False is Flask's default, which gives way; a cookie without
+    # Secure asked any other way is refused on an https app (it would travel in clear).
+    lifecycle = other.wsgi_app.side.lifecycle  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="without Secure on https app_url"):
+        lifecycle.follow_cookie({"secure": False})
+
+
+def test_the_middlewares_own_sign_out_clears_the_cookie_at_the_apps_path(
+    store: SessionStore, clock: Any
+) -> None:
+    from sessionshare.contrib.flask import init_app
+
+    app = Flask("rooted")
+    app.config["APPLICATION_ROOT"] = "/app"
+
+    @app.post("/app/set")
+    def set_value() -> str:
+        session["value"] = request.form["value"]
+        return "set"
+
+    app.wsgi_app = RemoteSessionMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, store=store, key=SyncKey.generate(), app_url=SHOP, idp_url=LOGIN,
+        protect=False, cookie_secure=False, clock=clock, logout_path="/app/logout")
+    init_app(app)  # the middleware wraps the app already: its cookie follows from here
+    client = app.test_client()
+    set_cookie = client.post("/app/set", data={"value": "7"},
+                             base_url="http://shop.test").headers["Set-Cookie"]
+    assert "Path=/app" in set_cookie
+    out = client.post("/app/logout", base_url="http://shop.test")
+    assert out.status_code == 303
+    cleared = out.headers["Set-Cookie"]
+    assert "Max-Age=0" in cleared and "Path=/app" in cleared
+
+
+def _cookie_of(page: Any) -> str | None:
+    found = page.headers.getlist("Set-Cookie")
+    return found[0] if found else None
+
+
+def test_permanent_session_gets_flasks_lifetime_and_is_refreshed(
+    store: SessionStore, clock: Any
+) -> None:
+    from datetime import timedelta
+
+    app = one_flask_app(store, clock)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=2)
+
+    @app.get("/permanent")
+    def make_permanent() -> str:
+        session.permanent = request.args.get("on") == "1"
+        return "ok"
+
+    client = app.test_client()
+    client.post("/set", data={"value": "7"}, base_url="http://shop.test")
+    permanent = _cookie_of(client.get("/permanent?on=1", base_url="http://shop.test"))
+    assert permanent is not None and "Max-Age=7200" in permanent and "Expires=" in permanent
+    refreshed = client.get("/nothing", base_url="http://shop.test")  # refreshed, as Flask
+    assert "Max-Age=7200" in (_cookie_of(refreshed) or "") and "Cookie" in refreshed.vary
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+    assert _cookie_of(client.get("/nothing", base_url="http://shop.test")) is None
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = True
+    browser_only = _cookie_of(client.get("/permanent?on=0", base_url="http://shop.test"))
+    assert browser_only is not None and "Expires" not in browser_only  # re-sent as such
+    plain = client.get("/nothing", base_url="http://shop.test")
+    assert _cookie_of(plain) is None and "Cookie" not in plain.vary
 
 
 def test_settings_that_describe_the_middlewares_cookie_are_honoured(

@@ -244,3 +244,20 @@ def test_the_idp_honours_every_cookie_option_too(make_shop: Any, clock: FakeCloc
     assert {f"Path={PATH}", "Partitioned", "Max-Age=0"} <= set(cleared)
     assert idp.jar_value() is None
     assert idp.record_of(value) is None
+
+
+def test_a_followed_cookie_is_the_one_every_answer_sets_and_clears(make_shop: Any) -> None:
+    # An adapter makes the cookie follow its framework's settings (Flask's
+    # SESSION_COOKIE_PATH): the middleware's own sign-out then clears that same cookie.
+    shop = make_shop(logout_path=PATH + "/logout")
+    shop.lifecycle.follow_cookie({"path": PATH, "httponly": False})
+    assert shop.lifecycle.cookie.name == "__Secure-sessionshare"
+    shop.name = shop.lifecycle.cookie.name
+    written = _attributes(shop.set_cookie(shop.get(PATH + "/write?k=v")))
+    assert f"Path={PATH}" in written and "HttpOnly" not in written
+    assert shop.get(PATH + "/read").json == {"k": "v"}  # read under the followed name
+    cleared = _attributes(shop.set_cookie(shop.browser.post(PATH + "/logout", status="*")))
+    assert f"Path={PATH}" in cleared and "Max-Age=0" in cleared
+    assert shop.jar_value() is None
+    shop.lifecycle.follow_cookie({})  # the options' own cookie again
+    assert shop.lifecycle.cookie.name == "__Host-sessionshare"

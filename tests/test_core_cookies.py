@@ -32,6 +32,9 @@ def test_cookie_set_and_clear() -> None:
     assert cleared.startswith("s=;") and "Max-Age=0" in cleared and "Path=/p" in cleared
     assert "SameSite" not in CookieSpec("s", samesite=None).set("v")
     assert "Domain=example.com" in CookieSpec("s", domain="example.com").set("v")
+    # RFC 6265: a leading dot is ignored by browsers; written without it.
+    dotted = CookieSpec("s", domain=".example.com")
+    assert "Domain=example.com;" in dotted.set("v") and dotted.domain == "example.com"
 
 
 @pytest.mark.parametrize(
@@ -145,6 +148,11 @@ def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
     plain = CookieSpec("s", samesite="Lax", domain="example.com", partitioned=True)
     assert spec.set("v").lower() == plain.set("v").lower() != plain.set("v")
     assert spec.spelling == spelling
+    # A framework's spelling writes the domain as given (Starlette keeps a leading dot,
+    # which browsers ignore); RFC 6265's drops the dot.
+    dotted = CookieSpec("s", domain=".example.com", spelling={"Domain": "domain"})
+    assert "; domain=.example.com;" in dotted.set("v")
+    assert "; Domain=example.com;" in CookieSpec("s", domain=".example.com").set("v")
 
 
 @pytest.mark.parametrize(

@@ -460,51 +460,27 @@ def test_an_adapter_asks_a_persistent_or_a_browser_session_cookie(clock: FakeClo
     assert rules.settle(session) == []
     timed = _timed_rules(clock, cookie_max_age=60)
     session = _read(timed, f"sid={timed.cookie_value(SID)}", clock)
-    state_of(session).ask_cookie(None)  # a browser-session cookie: nothing to refresh
+    state_of(session).ask_cookie(None)  # re-sent as asked, as a browser-session cookie
+    headers = timed.settle(session)
+    assert isinstance(headers, list)
+    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
+    assert "Max-Age" not in set_cookie and ("Vary", "Cookie") in headers
+    session = _read(timed, f"sid={timed.cookie_value(SID)}", clock)
+    state_of(session).ask_cookie(None, refresh=False)
     assert timed.settle(session) == []
+    state_of(session).ask_cookie(None, refresh=False)
     session["k"] = "w"
     plan = timed.settle(session)
     commands, headers = script(timed.write(session, plan), [True])
     assert not [v for k, v in headers if k == "Set-Cookie"]  # an update keeps the cookie
     fresh = timed.open(None)
     fresh["k"] = "v"
-    state_of(fresh).ask_cookie(None)
+    state_of(fresh).ask_cookie(None, refresh=False)
     _, headers = script(timed.write(fresh, timed.settle(fresh)), [True])
     (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
     assert "Max-Age" not in set_cookie and "Expires" not in set_cookie
     # ...yet its value is timed: the server still holds it to cookie_max_age.
     assert timed.session_id_in("sid=" + set_cookie.split(";")[0].split("=", 1)[1]) is not None
-
-
-def test_an_adapter_may_resend_a_browser_session_cookie_over_a_persistent_one(
-    clock: FakeClock,
-) -> None:
-    # Django's set_expiry(0) after a cookie of 600 s: the browser holds a persistent
-    # cookie that only a re-sent browser-session one turns into one ending with it.
-    rules = _timed_rules(clock)
-    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
-    state_of(session).ask_cookie(None, resend=True)
-    headers = rules.settle(session)
-    assert isinstance(headers, list)
-    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
-    assert set_cookie.startswith(f"sid={rules.cookie_value(SID)};")
-    assert "Max-Age" not in set_cookie and "Expires" not in set_cookie
-    assert ("Vary", "Cookie") in headers
-    # The control: without resend, a browser-session ask re-sends nothing.
-    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
-    state_of(session).ask_cookie(None)
-    assert rules.settle(session) == []
-    # Nothing for a browser with no cookie (nothing to turn); a persistent ask whose
-    # refresh is off but resend on is re-sent, as asked.
-    fresh = rules.open(None)
-    state_of(fresh).ask_cookie(None, resend=True)
-    assert rules.settle(fresh) == []
-    session = _read(rules, f"sid={rules.cookie_value(SID)}", clock)
-    state_of(session).ask_cookie(90, refresh=False, resend=True)
-    headers = rules.settle(session)
-    assert isinstance(headers, list)
-    (set_cookie,) = [v for k, v in headers if k == "Set-Cookie"]
-    assert "Max-Age=90" in set_cookie
 
 
 def test_a_remembered_sign_in_and_max_age_give_the_shorter_lifetime(clock: FakeClock) -> None:

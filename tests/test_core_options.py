@@ -420,6 +420,32 @@ def test_the_cookie_options_read_from_the_environment() -> None:
         "cookie_max_age": 3600, "cookie_refresh": False}
 
 
+def test_a_followed_cookie_takes_the_asked_attributes_under_the_same_rules() -> None:
+    from sessionshare.core.configure import followed_cookie
+
+    options = RemoteSide(**{k: v for k, v in _base("remote").items() if k != "store"}).options
+    cookie = followed_cookie(options, {"path": "/shop", "httponly": False, "domain": "x.example",
+                                       "partitioned": True, "samesite": "Strict"})
+    assert (cookie.path, cookie.httponly, cookie.domain, cookie.partitioned, cookie.samesite,
+            cookie.name) == ("/shop", False, "x.example", True, "Strict", "sessionshare")
+    assert followed_cookie(options, {"path": "/shop"}).name == "__Secure-sessionshare"
+    assert followed_cookie(options, {}).name == "__Host-sessionshare"
+    for asked, says in [
+        ({"secure": False}, "without Secure on https app_url"),
+        ({"samesite": "sometimes"}, "samesite (cookie_samesite) must be"),
+        ({"name": "__Host-x", "path": "/shop"}, "__Host- cookie only at Path=/"),
+        ({"path": "/a;b"}, "path (cookie_path) must be an absolute URL path"),
+    ]:
+        with pytest.raises(ConfigurationError, match=re.escape(says)):
+            followed_cookie(options, asked)
+    plain = RemoteSide(key=SyncKey.generate(), app_url="http://localhost",
+                       idp_url="http://id.example/login", cookie_secure=False).options
+    with pytest.raises(ConfigurationError, match="needs a Secure cookie"):
+        followed_cookie(plain, {"partitioned": True})
+    # Secure on an http app is the app's to ask (only its plain-http answers miss it).
+    assert followed_cookie(plain, {"secure": True, "partitioned": True}).partitioned
+
+
 def test_check_reports_an_insecure_websocket_origin_with_its_variable() -> None:
     env = {"SESSIONSHARE_SYNC_KEY": SyncKey.generate(), "SESSIONSHARE_STORE_URL": "memory://",
            "SESSIONSHARE_APP_URL": "https://shop.example",

@@ -34,10 +34,17 @@ How Flask's session API maps:
   ``modified = False`` does not drop a change;
 - ``session.new``: True until the session exists in the store;
 - ``session.permanent``: kept in the shared session (the ``_permanent`` key,
-  as Flask does), so every app sees the same flag. The session's life is
-  decided on the server by the middlewares' ``idle_timeout`` and
-  ``absolute_timeout`` for every app alike; the cookie itself stays a browser
-  session cookie and ``PERMANENT_SESSION_LIFETIME`` is not used;
+  as Flask does), so every app sees the same flag, and as in Flask it decides
+  this app's cookie: permanent, it lasts ``PERMANENT_SESSION_LIFETIME``
+  (``Max-Age`` and ``Expires``), else it ends with the browser (a sign-in the
+  IdP remembers still persists: the shorter of the two holds). The cookie is
+  re-sent as Flask sends its own: when the session changed, and for a permanent
+  one on every request while ``SESSION_REFRESH_EACH_REQUEST`` (such answers say
+  ``Vary: Cookie``; to know the flag, a request that sent a cookie reads the
+  session, as Flask's own interface reads its cookie). The session's life on
+  the server is still the middlewares' ``idle_timeout`` and
+  ``absolute_timeout``, for every app alike; the middleware's
+  ``cookie_max_age`` still bounds how old a cookie it accepts;
 - values: JSON, plus what Flask's own session stores with its tagged JSON --
   tuples, ``bytes``, ``Markup``, ``UUID``, ``datetime`` -- kept in Flask's
   tagged form (``{" t": [1, 2]}``), which is what another app of the
@@ -46,15 +53,23 @@ How Flask's session API maps:
   after changing it, assign it back;
 - ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
   giving ``(category, message)`` tuples and a flashed ``Markup`` staying ``Markup``;
-- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: the session cookie is the
-  middleware's (it reads it before Flask runs and sets it in answers of its
-  own), so a setting the app makes must describe that cookie: one that does is
-  honoured as it is, one that cannot is refused with a ``ConfigurationError``
-  that says why and what to set instead -- at ``init_app`` where no middleware
-  option could make it hold (``HTTPONLY=False``, ``PARTITIONED=True``, a path
-  other than ``/``: keep ``APPLICATION_ROOT`` with ``SESSION_COOKIE_PATH='/'``),
-  at the request otherwise (``SESSION_COOKIE_NAME="x"`` wants the middleware's
-  ``cookie_name="x"``). Flask's defaults give way to the middleware's cookie;
+- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: each setting the app makes
+  (anything but Flask's default) becomes the middleware's own cookie option --
+  ``SESSION_COOKIE_PATH`` (else ``APPLICATION_ROOT``, as Flask's rule goes) its
+  ``cookie_path``, ``_HTTPONLY`` its ``cookie_httponly``, ``_PARTITIONED``,
+  ``_NAME``, ``_DOMAIN``, ``_SECURE``, ``_SAMESITE`` likewise -- so that the
+  middleware's own answers (the hand-off's callback, the sign-out) set and
+  clear the very cookie the app's answers set (one cookie, not two that the
+  sign-out would clear only one of). It takes effect at ``init_app`` when the
+  middleware already wraps ``app.wsgi_app``, else at the first request (and
+  again if the settings change). What cannot hold is refused with a
+  ``ConfigurationError`` that says which and why: a ``SameSite`` no cookie has,
+  a ``Partitioned`` cookie without ``Secure``, a ``__Host-`` name off ``/``, a
+  cookie without ``Secure`` on an https app. Flask's defaults give way to the
+  middleware's cookie -- ``SESSION_COOKIE_SAMESITE=None`` included, which keeps
+  the middleware's ``SameSite=Lax`` rather than dropping it from every Flask
+  app's cookie (the sign-out's protection against cross-site requests counts
+  on it);
 - ``session.invalidate()`` ends the shared session everywhere (single
   logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
   ``session.remember(days=30)`` makes the sign-in persistent (see
@@ -67,14 +82,16 @@ Without a middleware in front (say, in ``app.test_request_context()``),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 
 from ..core.cookies import CookieSpec, cookie_conflicts
+from ..core.lifecycle import follow_cookie
 from ..core.reply import Reply
-from ..core.session import ENVIRON_KEY, Session, state_of
+from ..core.session import ENVIRON_KEY, Session, peek, state_of
 from ..errors import ConfigurationError, StoreUnavailable
 from ..wsgi.environ import wants_json
 from . import NOT_WRAPPED, SharedSessionView
@@ -87,6 +104,7 @@ __all__ = [
     "FlaskSharedSession",
     "SharedSessionInterface",
     "UnwrappedSession",
+    "cookie_settings",
     "init_app",
     "refuse_cookie_settings",
 ]
@@ -229,26 +247,49 @@ class SharedSessionInterface(SessionInterface):
         shared = request.environ.get(ENVIRON_KEY)
         if not isinstance(shared, Session):
             return None  # Flask falls back to make_null_session()
-        # Here the middleware's cookie is known: a setting init_app could not judge (or
-        # one changed since) is refused now rather than ignored.
-        refuse_cookie_settings(app, state_of(shared).cookie)
+        # Here the middleware is known: its cookie follows the app's settings (once:
+        # the same settings again cost a comparison), or a ConfigurationError says
+        # which cannot hold -- never ignored.
+        _follow(app, lambda asked: follow_cookie(shared, asked))
         return FlaskSharedSession(shared)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        # The middleware persists the changes and sets its own cookie when
-        # the response starts; writing a Flask cookie here would only add a
-        # second, unsigned-by-us session cookie.
-        return None
+        # The middleware persists the changes and sets its own cookie when the response
+        # starts; writing a Flask cookie here would only add a second, unsigned-by-us
+        # session cookie. What Flask decides per session -- a permanent cookie, and
+        # whether this answer sends it -- is asked of that one cookie instead.
+        if not isinstance(session, FlaskSharedSession):
+            return
+        state = state_of(session.shared)
+        modified = session.modified
+        refresh_each = bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
+        permanent = False
+        if state.loaded or modified or (refresh_each and state.sid is not None):
+            # Flask's own interface reads its cookie for this on every request; a
+            # session this request never read and will not send needs no read.
+            try:
+                permanent = bool(peek(session.shared, "_permanent"))
+            except StoreUnavailable:
+                return  # the answer is the outage's 503 already: nothing to ask of it
+        lifetime = int(app.permanent_session_lifetime.total_seconds()) if permanent else None
+        # Flask's should_set_cookie: a changed session, or a permanent one refreshed.
+        state.ask_cookie(lifetime, refresh=modified or (permanent and refresh_each))
 
 
 def init_app(app: Flask) -> None:
     """Serve ``flask.session`` from the shared session, and 503 on a store outage.
 
-    Raises :class:`~sessionshare.errors.ConfigurationError` for a
-    ``SESSION_COOKIE_*`` or ``APPLICATION_ROOT`` setting the shared session cookie
-    cannot follow (see :func:`refuse_cookie_settings`).
+    The middleware's session cookie follows the app's ``SESSION_COOKIE_*`` and
+    ``APPLICATION_ROOT`` settings (:func:`cookie_settings`): from here when the
+    middleware already wraps ``app.wsgi_app``, else from the first request.
+    Raises :class:`~sessionshare.errors.ConfigurationError` for one it cannot
+    follow.
     """
     refuse_cookie_settings(app, None)
+    side = getattr(app.wsgi_app, "side", None)
+    lifecycle = getattr(side, "lifecycle", None)
+    if lifecycle is not None and hasattr(lifecycle, "follow_cookie"):
+        _follow(app, lifecycle.follow_cookie)
     app.session_interface = SharedSessionInterface()
     app.register_error_handler(StoreUnavailable, _store_unavailable)
 
@@ -276,18 +317,48 @@ _COOKIE_SETTINGS = {
 }
 
 
+def _follow(app: Flask, follow: Callable[[dict[str, object]], object]) -> None:
+    """``follow`` the app's cookie settings; what cannot hold is refused naming them."""
+    asked = cookie_settings(app)
+    try:
+        follow(asked)
+    except ConfigurationError as exc:
+        keys = [key for key, attribute in _COOKIE_SETTINGS.items() if attribute in asked]
+        raise ConfigurationError(
+            f"Flask's session cookie settings ({', '.join(keys) or 'APPLICATION_ROOT'}) "
+            f"that the shared session's cookie cannot follow: {exc}"
+        ) from None
+
+
+def cookie_settings(app: Flask) -> dict[str, object]:
+    """The app's own settings for its session cookie, by attribute (``name``,
+    ``domain``, ``path``, ``secure``, ``httponly``, ``samesite``, ``partitioned``):
+    each one it set to anything but Flask's default, which the middleware's cookie
+    then follows. The path is Flask's: ``SESSION_COOKIE_PATH``, else
+    ``APPLICATION_ROOT``."""
+    from flask import Flask
+
+    defaults, config = Flask.default_config, app.config
+    asked: dict[str, object] = {}
+    for key, attribute in _COOKIE_SETTINGS.items():
+        if key != "SESSION_COOKIE_PATH" and config.get(key) != defaults.get(key):
+            asked[attribute] = config.get(key)
+    path = config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/"
+    if path != "/":
+        asked["path"] = path
+    return asked
+
+
 def refuse_cookie_settings(app: Flask, cookie: CookieSpec | None) -> None:
     """Raise :class:`~sessionshare.errors.ConfigurationError` naming each of the app's
     own session cookie settings that cannot hold beside the middleware's ``cookie``.
 
-    The session cookie is the middleware's: it reads it before Flask runs and
-    sets and clears it in answers of its own, so a setting the app made
-    (anything but Flask's default) must describe that very cookie. One that
-    does is honoured as it is; one that does not is refused here, with why and
-    what to set instead (the middleware's option), never ignored. Flask's own
-    defaults (a ``session`` cookie without ``Secure`` or ``SameSite``) give way
-    to the middleware's cookie. ``cookie`` None (at ``init_app``, before any
-    request): only what no middleware option could make hold.
+    ``init_app`` calls it with ``cookie`` None: only a setting no cookie could
+    have (a ``SameSite`` that is not Lax, Strict or None) is refused there; every
+    other one is followed (:func:`cookie_settings`, ``Lifecycle.follow_cookie``).
+    Given the middleware's ``cookie``, it names each setting that differs from it,
+    with why and the middleware's option that would make it hold: a check for an
+    app that wants its settings to match the middleware's as configured.
     """
     from flask import Flask
 

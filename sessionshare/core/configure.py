@@ -34,12 +34,15 @@ from ..crypto import AllowList, canonical_origin
 from ..errors import ConfigurationError
 from ..store import MemoryStore
 from . import option_checks as checks
+from .cookies import CookieSpec, session_cookie
 from .options import OPTIONS, Role, Shell, options_for
 
 __all__ = [
+    "COOKIE_ATTRIBUTES",
     "CheckedOptions",
     "check_options",
     "checked_options",
+    "followed_cookie",
     "option_warnings",
     "read_environ",
     "unknown_variables",
@@ -282,6 +285,57 @@ def _plain_http_entries(hosts: Any) -> tuple[str, ...]:
         return AllowList(hosts).plain_http_entries
     except ConfigurationError:
         return ()  # a bad entry: the allow-list's own check reports it
+
+
+# -- the session cookie, as an app's framework describes it --------------------------
+#: A cookie attribute -> the option that sets it.
+COOKIE_ATTRIBUTES = {
+    "name": "cookie_name", "domain": "cookie_domain", "path": "cookie_path",
+    "secure": "cookie_secure", "httponly": "cookie_httponly", "samesite": "cookie_samesite",
+    "partitioned": "cookie_partitioned",
+}
+
+
+def followed_cookie(options: CheckedOptions, asked: Mapping[str, object]) -> CookieSpec:
+    """The session cookie of ``options`` with the attributes ``asked`` (attribute ->
+    value, :data:`COOKIE_ATTRIBUTES`) in place of the options' own: the cookie a
+    framework's own settings describe (Flask's ``SESSION_COOKIE_*``), which the
+    middleware then sets and clears in every answer -- its own included.
+
+    Held to the rules its options are held to, each problem named by the framework's
+    attribute in one :class:`ConfigurationError`: each value's check, ``Partitioned``
+    without ``Secure``, a ``__Host-`` name off ``Path=/``, and on an https app a cookie
+    without ``Secure`` unless ``allow_insecure`` (it would travel in clear). A Secure
+    cookie on an http app is the framework's to ask: only its own answers then miss
+    it, as with the framework's own session.
+    """
+    values = {name: options[name] for name in COOKIE_ATTRIBUTES.values()}
+    for attribute, value in asked.items():
+        values[COOKIE_ATTRIBUTES[attribute]] = value
+    problems = _problems(options.role, values, {}, None)
+    if (
+        values["cookie_secure"] is False and not options.allow_insecure
+        and canonical_origin(options.app_url).startswith("https:")
+    ):
+        problems.append(
+            f"a session cookie without Secure on https app_url {options.app_url!r} would "
+            "also travel over plain http, where anyone on the network reads it; keep it "
+            "Secure, or pass allow_insecure=True to the middleware if this is only a test bed"
+        )
+    if problems:
+        options_named = {option: attribute for attribute, option in COOKIE_ATTRIBUTES.items()}
+        raise ConfigurationError("the session cookie's settings cannot hold: " + "; ".join(
+            _renamed(problem, options_named) for problem in problems))
+    # The spelling is the options' own: a framework's settings say which attributes.
+    return session_cookie({**values, "cookie_spelling": options.cookie_spelling})
+
+
+def _renamed(problem: str, names: Mapping[str, str]) -> str:
+    """``problem`` naming the framework's attribute beside the option it checked."""
+    for option, attribute in names.items():
+        if problem.startswith(option):
+            return f"{attribute} ({option}){problem[len(option):]}"
+    return problem
 
 
 # -- what the command line and Django's checks add ------------------------------------

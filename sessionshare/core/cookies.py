@@ -36,16 +36,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from email.utils import formatdate
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["ATTRIBUTES", "CookieConflict", "CookieSpec", "cookie_conflicts", "expires_date",
-           "spelling_problem"]
+__all__ = ["ATTRIBUTES", "DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec",
+           "cookie_conflicts", "expires_date", "session_cookie", "spelling_problem"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+#: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
+#: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
+#: one, else this.
+DEFAULT_COOKIE_NAME = "sessionshare"
 #: The attributes a ``Set-Cookie`` of this module may carry, as RFC 6265 (and CHIPS, for
 #: ``Partitioned``) writes their names: the keys a ``spelling`` may respell.
 ATTRIBUTES = ("Expires", "Max-Age", "Domain", "Path", "Secure", "HttpOnly", "SameSite",
@@ -89,7 +93,9 @@ class CookieSpec:
     ) -> None:
         """:param spelling: how attribute names are written, attribute (as
             :data:`ATTRIBUTES` writes it) -> the same name in other letter case, e.g.
-            ``{"Path": "path"}``; the others keep RFC 6265's spelling."""
+            ``{"Path": "path"}``; the others keep RFC 6265's spelling. With a spelling
+            the domain is written as given, a leading dot kept (browsers ignore it);
+            without, it is dropped."""
         if not _COOKIE_NAME.fullmatch(name):
             raise ConfigurationError(f"cookie name {name!r} has characters a cookie name cannot")
         if name.startswith("__Host-") and (not secure or path != "/" or domain):
@@ -110,6 +116,11 @@ class CookieSpec:
         self.spelling: Mapping[str, str] = dict(spelling or {})
         spelled = self.spelling.get
         parts = []
+        # A leading dot means nothing to browsers (RFC 6265 drops it) and some clients
+        # (Werkzeug's test client) then match no host at all: written without it -- but
+        # as given in a framework's spelling (Starlette writes `domain=.example.com`).
+        if not spelling:
+            domain = domain.lstrip(".") if domain else None
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
@@ -184,6 +195,25 @@ class CookieSpec:
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
         )
+
+
+def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
+    """The session cookie the ``cookie_*`` options (checked) describe."""
+    name = options["cookie_name"]
+    secure = options["cookie_secure"]
+    if name is None:
+        # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
+        # subdomain can then neither set nor shadow the cookie, so it cannot plant a
+        # session of its choosing in the browser (fixation). An http app cannot have one.
+        # At another path, __Secure-: no plain-http page can set it, at least.
+        name = DEFAULT_COOKIE_NAME
+        if secure and not options["cookie_domain"]:
+            name = ("__Host-" if options["cookie_path"] == "/" else "__Secure-") + name
+    return CookieSpec(name, secure=secure, samesite=options["cookie_samesite"],
+                      domain=options["cookie_domain"], path=options["cookie_path"],
+                      httponly=options["cookie_httponly"],
+                      partitioned=options["cookie_partitioned"],
+                      spelling=options["cookie_spelling"])
 
 
 def expires_date(now: float, max_age: int) -> str:

@@ -49,13 +49,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from ..crypto import SyncKey
 from ..errors import SessionTooLarge, StoreUnavailable
 from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 from .census import census_key
+from .configure import CheckedOptions, followed_cookie
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, TIMED_COOKIE_VALUE_PATTERN, SessionIds
@@ -64,7 +65,7 @@ from .session import Session, state_of
 from .sessionstate import SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
 
-__all__ = ["Headers", "Joined", "Lifecycle", "response_headers"]
+__all__ = ["Headers", "Joined", "Lifecycle", "follow_cookie", "response_headers"]
 
 Headers = list[tuple[str, str]]
 #: What :meth:`Lifecycle.join` found.
@@ -133,6 +134,13 @@ def response_headers(app_headers: Headers, added: Headers) -> Headers:
     return headers
 
 
+def follow_cookie(session: Session, asked: Mapping[str, object]) -> CookieSpec | None:
+    """For an adapter: :meth:`Lifecycle.follow_cookie` of the middleware that opened
+    ``session``; None for a session no middleware opened."""
+    lifecycle = state_of(session).lifecycle
+    return None if lifecycle is None else lifecycle.follow_cookie(asked)
+
+
 class Lifecycle:
     """Cookie, key names and lifetimes of the shared session, for one app."""
 
@@ -181,6 +189,34 @@ class Lifecycle:
         self._cookie_re = cookie.pattern(
             COOKIE_VALUE_PATTERN if cookie_max_age is None else TIMED_COOKIE_VALUE_PATTERN)
         self._cookie_marker = cookie.name + "="
+        #: The side's checked options (set by the side that built this): what a cookie
+        #: that follows a framework's settings is built from (:meth:`follow_cookie`).
+        self.options: CheckedOptions | None = None
+        self._followed: dict[str, object] = {}
+
+    def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec:
+        """Make the session cookie the one ``asked`` describes (attribute -> value: the
+        settings a framework's app made for its own session cookie, e.g. Flask's
+        ``SESSION_COOKIE_PATH``), for every answer from now on -- the middleware's own
+        too (the sign-out clears it at the same path, the callback sets it so); with
+        ``asked`` empty, the options' own cookie again. Raises
+        :class:`~sessionshare.errors.ConfigurationError` for what cannot hold
+        (:func:`~sessionshare.core.configure.followed_cookie`). The cookie in use.
+
+        Meant for the app's configuration, which is set once: an app that changes it
+        later gets a cookie of the new attributes beside the browser's old one.
+        """
+        if dict(asked) == self._followed:
+            return self.cookie  # the common case: the same settings as last time
+        if self.options is None:
+            raise RuntimeError("this lifecycle was not built by a side: it has no options")
+        cookie = followed_cookie(self.options, asked)
+        pattern = cookie.pattern(COOKIE_VALUE_PATTERN if self.cookie_max_age is None
+                                 else TIMED_COOKIE_VALUE_PATTERN)
+        self._cookie_re, self._cookie_marker = pattern, cookie.name + "="
+        self.cookie = cookie
+        self._followed = dict(asked)
+        return cookie
 
     # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
@@ -238,14 +274,15 @@ class Lifecycle:
 
     def _refreshes(self, state: SessionState) -> bool:
         """Whether this response re-sends the cookie the request carried: a persistent
-        cookie (``cookie_max_age``, or what an adapter asked) with ``cookie_refresh``
-        -- a sliding expiry, as Starlette's and Flask's own sessions do -- or any cookie
-        an adapter asked to re-send; a genuine cookie, and a session not found gone."""
+        cookie (``cookie_max_age``) with ``cookie_refresh``, or whatever an adapter asked
+        (:meth:`~sessionshare.core.sessionstate.SessionState.ask_cookie`); a genuine
+        cookie, and a session not found gone -- a sliding expiry, as Starlette's and
+        Flask's own sessions do."""
         asked = state.cookie_asked
         if asked is None:
             if not self._refreshing:
                 return False
-        elif not state.cookie_resend and (asked[0] is None or not asked[1]):
+        elif not asked[1]:
             return False
         return (state.sid is not None and not state.retired
                 and (not state.loaded or state.exists))
@@ -307,7 +344,7 @@ class Lifecycle:
         """
         session = Session(loader, self.session_id_in(cookies))
         state = state_of(session)
-        state.cookie, state.audience = self.cookie, self.audience
+        state.cookie, state.audience, state.lifecycle = self.cookie, self.audience, self
         return session
 
     def read_now(self, session: Session) -> Steps[None] | None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..store.base import SessionRecord
 from .cookies import CookieSpec
@@ -48,7 +48,7 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["SessionState", "decode", "encode", "ends_at", "lifetime_start"]
+__all__ = ["CookieFollower", "SessionState", "decode", "encode", "ends_at", "lifetime_start"]
 
 _IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
@@ -129,6 +129,13 @@ def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | Non
     return asked
 
 
+class CookieFollower(Protocol):
+    """What a session's state knows of the lifecycle that opened it (``Lifecycle``, which
+    imports this module): the cookie it can make follow a framework's settings."""
+
+    def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec: ...
+
+
 class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
@@ -152,7 +159,6 @@ class SessionState:
         "contents",
         "cookie",
         "cookie_asked",
-        "cookie_resend",
         "cookie_owed",
         "exists",
         "gone",
@@ -160,6 +166,7 @@ class SessionState:
         "handed",
         "handed_all",
         "invalidated",
+        "lifecycle",
         "loaded",
         "loader",
         "meta",
@@ -190,12 +197,12 @@ class SessionState:
         #: for an adapter to hold the framework's own cookie settings to; None for a
         #: session no middleware made.
         self.cookie: CookieSpec | None = None
+        #: The lifecycle that opened this session (its cookie can follow a framework's
+        #: settings: ``lifecycle.follow_cookie``); None for a session no middleware made.
+        self.lifecycle: CookieFollower | None = None
         #: What an adapter asked of this response's session cookie
         #: (:meth:`ask_cookie`): ``(max_age, refresh)``; None: the app's options decide.
         self.cookie_asked: tuple[int | None, bool] | None = None
-        #: The adapter asked this response to re-send the cookie the request carried, as
-        #: asked, whatever ``refresh`` says (:meth:`ask_cookie`).
-        self.cookie_resend = False
         #: True once the app looked inside the session (read, wrote or counted it), or the
         #: protocol found a signed-in user in it: what the response shows then depends on
         #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
@@ -276,24 +283,19 @@ class SessionState:
         else:
             self.take(self.sid, record.fields, record.meta)
 
-    def ask_cookie(self, max_age: int | None, *, refresh: bool = True,
-                   resend: bool = False) -> None:
+    def ask_cookie(self, max_age: int | None, *, refresh: bool = True) -> None:
         """For an adapter whose framework decides the cookie per session (Flask's
         ``session.permanent``): this response's session cookie persists ``max_age``
         seconds (0 or less: already expired), or with None ends with the browser --
         whatever ``cookie_max_age`` says; ``refresh``: a response that does not
-        change the cookie re-sends a persistent one (``cookie_refresh`` for it);
-        ``resend``: this response re-sends the cookie the request carried, as asked,
-        even one that ends with the browser -- what turns a persistent cookie the
-        browser holds into one that does not (Django's ``set_expiry(0)`` after a
-        persistent cookie), since a browser keeps a cookie until it is set again.
+        change the cookie re-sends it (``cookie_refresh`` for it, a browser-session
+        cookie too: Flask re-sends a changed session's, say).
 
         Only the browser's side: how long a timed value is good for on the server
         stays ``cookie_max_age``, and a remembered sign-in's cookie never outlives
         the sign-in (the shorter of the two holds).
         """
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
-        self.cookie_resend = bool(resend)
 
     def point_at(self, sid: str) -> None:
         """Become the stored session ``sid`` (a completed hand-off), still to be read."""

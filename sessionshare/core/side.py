@@ -62,7 +62,7 @@ from typing import Any, ClassVar, NamedTuple, Union
 from ..crypto import SyncKey, canonical_origin
 from ..errors import StoreUnavailable
 from .configure import CheckedOptions, checked_options
-from .cookies import CookieSpec
+from .cookies import DEFAULT_COOKIE_NAME, session_cookie
 from .events import EventName, Events
 from .lifecycle import Headers, Lifecycle
 from .option_checks import origins_of
@@ -81,9 +81,6 @@ log = logging.getLogger("sessionshare")
 #: (role, origin, key fingerprints) of every side this process has announced at WARNING.
 _ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
 
-#: The session cookie's name when none is given: ``__Host-sessionshare`` on an
-#: https app without a cookie domain, else this.
-DEFAULT_COOKIE_NAME = "sessionshare"
 
 
 def is_signed_in_user(value: Any) -> bool:
@@ -164,23 +161,9 @@ class Side:
         self.logout_redirect: str = options.logout_redirect
         self.clock: Callable[[], float] = options.clock
         self.cookie_domain: str | None = options.cookie_domain
-        cookie_name = options.cookie_name
-        if cookie_name is None:
-            # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
-            # subdomain can then neither set nor shadow the cookie, so it cannot plant a
-            # session of its choosing in the browser (fixation). An http app cannot have one.
-            # At another path, __Secure-: no plain-http page can set it, at least.
-            cookie_name = DEFAULT_COOKIE_NAME
-            if options.cookie_secure and not options.cookie_domain:
-                cookie_name = ("__Host-" if options.cookie_path == "/" else "__Secure-") + (
-                    cookie_name)
         max_remember = options.max_remember
         self.lifecycle = Lifecycle(
-            cookie=CookieSpec(cookie_name, secure=options.cookie_secure,
-                              samesite=options.cookie_samesite, domain=options.cookie_domain,
-                              path=options.cookie_path, httponly=options.cookie_httponly,
-                              partitioned=options.cookie_partitioned,
-                              spelling=options.cookie_spelling),
+            cookie=session_cookie(options),
             cookie_max_age=options.cookie_max_age,
             cookie_refresh=options.cookie_refresh,
             key=self.key,
@@ -197,6 +180,8 @@ class Side:
             clock=options.clock,
             events=self.events,
         )
+        # What an adapter's framework settings are held to when the cookie follows them.
+        self.lifecycle.options = options
         self._announce(options.quiet_startup)
 
     def _announce(self, quiet: bool) -> None:

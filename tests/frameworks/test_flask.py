@@ -8,7 +8,9 @@ replaced here by ones that build the same app behind sessionshare:
   (``TESTING``, ``SECRET_KEY``), ``init_app(app)`` and ``app.wsgi_app`` inside
   the remote's ``RemoteSessionMiddleware`` of a deployment (the shared store,
   a sync key, an ``idp_url``; no path protected: the tests' clients never
-  sign in) -- as the README's Flask quick start sets it up;
+  sign in) -- as the README's Flask quick start sets it up, with the cookie
+  named ``session``, as Flask's (the tests look for that name, as Pyramid's
+  do for theirs);
 - ``client``: ``app.test_client()``, through that middleware;
 - ``req_ctx``: Flask's ``app.test_request_context()`` calls no WSGI app, so no
   middleware would load a session for it; here the request context is made
@@ -76,7 +78,7 @@ def shared_store(request: pytest.FixtureRequest) -> Iterator[SessionStore]:
 def deployment(shared_store: SessionStore) -> dict[str, Any]:
     """The remote's options: every Flask app of a test is served with them."""
     return {"store": shared_store, "key": SyncKey.generate(), "app_url": "http://localhost",
-            "idp_url": LOGIN, "protect": False, "cookie_secure": False}
+            "idp_url": LOGIN, "protect": False, "cookie_secure": False, "cookie_name": "session"}
 
 
 @pytest.fixture

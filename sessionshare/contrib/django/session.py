@@ -309,7 +309,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         if self.get_expire_at_browser_close():
             # Re-sent when the session changed, as Django's middleware sends it then: the
             # browser may hold a persistent one from before a set_expiry(0).
-            state.ask_cookie(None, resend=self.modified)
+            state.ask_cookie(None, refresh=self.modified)
         else:
             state.ask_cookie(self.get_expiry_age(), refresh=True)
 
