@@ -72,7 +72,7 @@ __all__ = ["STARLETTE_SPELLING", "SessionMiddleware", "SharedSessionBackend", "S
            "current_user", "starlette_cookie_options"]
 
 #: How Starlette writes its session cookie's attribute names (``path=/; httponly;
-#: samesite=lax``, ``Max-Age`` as the RFC does): the spelling the drop-in asks of the core.
+#: samesite=``, ``Max-Age`` as the RFC does): the spelling the drop-in asks of the core.
 STARLETTE_SPELLING: Mapping[str, str] = {
     "Expires": "expires", "Domain": "domain", "Path": "path", "Secure": "secure",
     "HttpOnly": "httponly", "SameSite": "samesite", "Partitioned": "partitioned",
@@ -122,7 +122,8 @@ class SessionMiddleware(RemoteSessionMiddleware):
     it is taken by name: ``store``, ``key``, ``app_url`` and ``idp_url`` are
     required, ``protect`` is ``True`` unless given) whose session cookie is
     described by Starlette's parameters, with Starlette's defaults, and written
-    the way Starlette writes it (``path=/; httponly; samesite=lax``).
+    the way Starlette writes it (``path=/; httponly; samesite=Lax``: the names in
+    Starlette's letter case, the values in RFC 6265's).
 
     :param app: The ASGI application to wrap.
     :param secret_key: Taken so that swapping the import is the only change, and

@@ -296,8 +296,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         re-sent with each answer that used the session, since the session's idle limit,
         which caps that age, slides with each such read; a browser-session cookie is
         re-sent when the session changed, as Django sends it. Nothing for a response that
-        never used the session (asking would read it; its answer stays cacheable), nor
-        for one that ended it (its cookie is cleared)."""
+        never used the session (its answer stays cacheable), whose session could not be
+        read, or that ended it (its cookie is cleared)."""
         if self.view is None:
             return
         state = state_of(self.view.shared)
