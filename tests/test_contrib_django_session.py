@@ -187,21 +187,32 @@ def test_session_key_is_a_stable_reference_not_the_id() -> None:
 def test_expiry_is_the_stricter_of_the_apps_ask_and_the_sessions_limits() -> None:
     shared = joined()  # created and signed in at NOW
     store = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600))
-    # No ask: Django's SESSION_COOKIE_AGE (two weeks), capped by the idle timeout.
-    assert store.get_expiry_age() == 1800 and store.get_expire_at_browser_close() is True
+    # No ask: Django's SESSION_COOKIE_AGE (two weeks), capped by the idle timeout; a
+    # persistent cookie, as SESSION_EXPIRE_AT_BROWSER_CLOSE (False) says.
+    assert store.get_expiry_age() == 1800 and store.get_expire_at_browser_close() is False
     # Near the absolute limit, what is left of it.
     late = SessionStore(shared=shared, facts=facts(idle=1800, absolute=3600, now=NOW + 3000))
     assert late.get_expiry_age() == 600
     # A shorter ask holds, as Django reads it; a longer one is capped.
     store.set_expiry(60)
     assert store.get_expiry_age() == 60 and state_of(shared).meta["e:" + SHOP] == NOW + 60
-    assert store.get_expire_at_browser_close() is True  # the shared cookie ends with it
+    assert store.get_expire_at_browser_close() is False  # a cookie of 60 s
     store.set_expiry(datetime.timedelta(days=14))
     assert store.get_expiry_age() == 1800
     store.set_expiry(None)
     assert state_of(shared).meta["e:" + SHOP] == 0  # the ask withdrawn
     store.set_expiry(0)  # a browser-session cookie: what holds already, no ask
     assert state_of(shared).meta["e:" + SHOP] == 0 and store.get_expiry_age() == 1800
+
+
+def test_limits_at_least_session_cookie_age_give_djangos_own_expiry_age() -> None:
+    # A new session is under this app's limits (a stored one under those its id carries).
+    two_weeks = 14 * 24 * 3600
+    store = SessionStore(shared=Session(), facts=facts(idle=two_weeks, absolute=2 * two_weeks))
+    assert store.get_expiry_age() == two_weeks and store.get_expire_at_browser_close() is False
+    short = SessionStore(shared=Session(),
+                         facts=facts(idle=two_weeks - 1, absolute=2 * two_weeks))
+    assert short.get_expiry_age() == two_weeks - 1  # the control: one second less, capped
 
 
 def test_what_needs_the_store_is_refused_outside_a_served_request() -> None:
@@ -467,10 +478,10 @@ def test_an_expiry_longer_than_the_session_allows_is_capped(role: str, store: St
 
     with override_settings(ROOT_URLCONF=__name__):
         answer = site.step("ask", ask_for_two_weeks)
-    assert answer.json["seen"] == [600, True, True]
-    # The cookie stays a browser-session cookie: no Max-Age, no Expires.
+    assert answer.json["seen"] == [600, True, False]
+    # The cookie lasts what the session allows, not the two weeks asked.
     (cookie,) = answer.headers.getall("Set-Cookie")
-    assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
+    assert "; Max-Age=600;" in cookie and "; Expires=" in cookie
 
 
 def test_an_expiry_in_the_past_ends_the_session_for_every_app(
@@ -539,3 +550,71 @@ def test_an_expiry_another_app_wrote_in_this_sites_dict_is_no_500(crafted: Any) 
     store.renew_expiry()  # what sessionshare's SessionMiddleware does on the way out
     assert 0 <= store.get_expiry_age() <= 1800
     assert shared.ends_at is None  # nothing asked by what this site cannot read
+
+
+# -- the cookie Django's SessionMiddleware would set: persistent or a browser-session one ------
+def _cookie_of(answer: Any) -> str | None:
+    found = [value for value in answer.headers.getall("Set-Cookie")
+             if value.startswith("sessionshare=")]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize(
+    ("at_browser_close", "expiry", "max_age"),
+    [(False, None, 600), (False, 0, None), (False, 120, 120), (True, None, None),
+     (True, 0, None), (True, 120, 120), (False, 14 * 24 * 3600, 600)],
+    ids=["default", "set_expiry-0", "seconds", "browser-close-setting", "both-0",
+         "seconds-over-setting", "longer-than-allowed"],
+)
+def test_the_cookie_persists_as_djangos_settings_and_set_expiry_say(
+    role: str, store: Store, clock: FakeClock, at_browser_close: bool, expiry: Any,
+    max_age: int | None,
+) -> None:
+    # Django sets a persistent cookie of get_expiry_age() unless get_expire_at_browser_close():
+    # the same here, the age capped by what the shared session allows (idle_timeout=600).
+    def fill(request: Any) -> Any:
+        request.session["cart"] = ["mug"]
+        if expiry is not None:
+            request.session.set_expiry(expiry)
+        return [request.session.get_expire_at_browser_close(),
+                request.session.get_expiry_age()]
+
+    with override_settings(ROOT_URLCONF=__name__,
+                           SESSION_EXPIRE_AT_BROWSER_CLOSE=at_browser_close):
+        site = DjangoSite(role, store, clock=clock, idle_timeout=600)
+        answer = site.step("fill", fill)
+    assert answer.json["seen"] == [max_age is None, min(max_age or 600, 600)]
+    cookie = _cookie_of(answer)
+    assert cookie is not None, answer.headers
+    if max_age is None:
+        assert "Max-Age" not in cookie and "Expires" not in cookie
+    else:
+        assert f"; Max-Age={max_age};" in cookie and "; Expires=" in cookie
+
+
+def test_a_persistent_cookie_slides_with_each_use_of_the_session_and_only_then(
+    clock: FakeClock, role: str, store: Store,
+) -> None:
+    # The shared session's idle limit slides with each request that reads it, so the
+    # cookie capped by it is re-sent with each answer that used the session; an answer
+    # that never looked at it sends none (and no Vary: it stays cacheable).
+    with override_settings(ROOT_URLCONF=__name__):
+        site = DjangoSite(role, store, clock=clock, idle_timeout=600)
+        first = _cookie_of(site.step("fill", lambda r: r.session.update({"cart": ["mug"]})))
+        assert first is not None and "; Max-Age=600;" in first
+        clock.advance(100)
+        read = site.step("read", lambda r: r.session.get("cart"))
+        assert read.json["seen"] == ["mug"]
+        again = _cookie_of(read)
+        assert again is not None and "; Max-Age=600;" in again
+        assert again.split(";")[0] == first.split(";")[0]  # the same session
+        untouched = site.step("untouched", lambda r: "no session")
+        assert _cookie_of(untouched) is None and "Vary" not in untouched.headers
+        # set_expiry(0): the persistent cookie the browser holds is turned into one that
+        # ends with the browser, the same session's.
+        ended = _cookie_of(site.step("close", lambda r: r.session.set_expiry(0)))
+        assert ended is not None and "Max-Age" not in ended and "Expires" not in ended
+        assert ended.split(";")[0] == first.split(";")[0]
+        # Then only a change re-sends it (as Django's middleware): a read sends none.
+        assert _cookie_of(site.step("read", lambda r: r.session.get("cart"))) is None

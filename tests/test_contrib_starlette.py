@@ -6,6 +6,7 @@ through the deployment of tests/flow.py (ASGI shell) and httpx in process.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -270,3 +271,101 @@ def test_authentication_middleware_before_the_session_is_refused_not_anonymous()
                     Middleware(AuthenticationMiddleware, backend=SharedSessionBackend())],
     )
     assert _get(right, "/public").json() == {"authenticated": False, "scopes": []}
+
+
+# -- the drop-in for Starlette's SessionMiddleware ----------------------------------------------
+STARLETTE_DEFAULTS: dict[str, Any] = {
+    "session_cookie": "session", "max_age": 14 * 24 * 3600, "path": "/", "same_site": "lax",
+    "https_only": False, "domain": None, "partitioned": False}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, {"cookie_name": "session", "cookie_max_age": 14 * 24 * 3600, "cookie_path": "/",
+              "cookie_samesite": "Lax", "cookie_secure": False, "cookie_domain": None,
+              "cookie_partitioned": False, "cookie_refresh": False}),
+        ({"session_cookie": "s", "max_age": None, "path": "/app", "same_site": "strict",
+          "domain": ".example.com", "partitioned": True, "https_only": True},
+         {"cookie_name": "s", "cookie_max_age": None, "cookie_path": "/app",
+          "cookie_samesite": "Strict", "cookie_domain": ".example.com",
+          "cookie_partitioned": True, "cookie_secure": True}),
+        ({"max_age": 0, "same_site": "none"}, {"cookie_max_age": 0, "cookie_samesite": "None"}),
+        # An https app's cookie is Secure whatever https_only says: the core sends the
+        # shared session's credential in clear nowhere.
+        ({"app_url": "https://news.example"}, {"cookie_secure": True}),
+        ({"app_url": "HTTPS://news.example", "https_only": False}, {"cookie_secure": True}),
+    ],
+    ids=["starlettes-defaults", "each-parameter", "zero-none", "https-app", "https-any-case"],
+)
+def test_starlettes_parameters_become_sessionshares_options(
+    given: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    from sessionshare.contrib.starlette import STARLETTE_SPELLING, starlette_cookie_options
+
+    asked = {**STARLETTE_DEFAULTS, "app_url": SHOP, **given}
+    options = starlette_cookie_options(**asked)
+    assert {name: options[name] for name in expected} == expected
+    assert options["cookie_spelling"] == STARLETTE_SPELLING
+
+
+def test_an_unknown_same_site_is_refused_in_starlettes_words() -> None:
+    from sessionshare.contrib.starlette import starlette_cookie_options
+
+    for wrong in ("sometimes", None, ""):
+        with pytest.raises(ConfigurationError, match="same_site must be 'lax', 'strict' or "):
+            starlette_cookie_options(**{**STARLETTE_DEFAULTS, "app_url": SHOP,
+                                        "same_site": wrong})
+    # The control: Starlette writes what it is given, so "Lax" works there and here.
+    assert starlette_cookie_options(**{**STARLETTE_DEFAULTS, "app_url": SHOP,
+                                       "same_site": "Lax"})["cookie_samesite"] == "Lax"
+
+
+def test_the_drop_in_refuses_sessionshares_name_for_a_starlette_parameter() -> None:
+    from sessionshare.contrib.starlette import SessionMiddleware
+
+    with pytest.raises(ConfigurationError) as twice:
+        SessionMiddleware(dict_session_app(), **_options(cookie_name="sid", cookie_max_age=60))
+    assert str(twice.value) == ("SessionMiddleware takes Starlette's names for the session "
+                                "cookie: pass https_only (not cookie_secure), max_age (not "
+                                "cookie_max_age), session_cookie (not cookie_name)")
+    # The control: Starlette's names, and the options Starlette has none for, are taken.
+    built = SessionMiddleware(dict_session_app(), "unused", session_cookie="sid", max_age=60,
+                              store=MemoryStore(), key=SyncKey.generate(), app_url=SHOP,
+                              idp_url=LOGIN, cookie_refresh=True)
+    assert isinstance(built, asgi.RemoteSessionMiddleware)
+    assert built.lifecycle.cookie.name == "sid"
+
+
+def _drop_in(dep: Deployment, **starlette: Any) -> Any:
+    """The deployment's shop served by the drop-in instead (same store, key and clock)."""
+    from sessionshare.contrib.starlette import SessionMiddleware
+
+    return SessionMiddleware(dict_session_app(), "unused", **starlette, store=dep.shop.store,
+                             key=dep.key, app_url=SHOP, idp_url=LOGIN, protect=["/orders"],
+                             clock=dep.clock)
+
+
+def test_the_drop_in_writes_starlettes_cookie_in_the_middlewares_own_answers(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    # The hand-off's callback and the sign-out answer without the app: the spelling and
+    # the attributes Starlette's parameters ask for hold there too, not only on the app's
+    # answers.
+    dep = Deployment(store, clock, shell="asgi")
+    dep.shop = _drop_in(dep, max_age=3600, path="/", domain="shop.test")
+    browser = Browser(dep)
+    callback = browser.get(browser.token_url_for(SHOP + "/orders"))
+    assert callback.status_int == 303
+    (set_cookie,) = [value for value in callback.headers.getall("Set-Cookie")
+                     if value.startswith("session=")]
+    assert re.fullmatch(
+        r"session=[^;]+; expires=[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT; "
+        r"Max-Age=3600; path=/; domain=shop\.test; httponly; samesite=Lax", set_cookie
+    ), set_cookie
+    assert browser.get(SHOP + "/orders").json == {"session": {"user": "alice"}}
+    out = browser.post(SHOP + "/_sessionshare/logout")
+    cleared = [value for value in out.headers.getall("Set-Cookie")
+               if value.startswith("session=")]
+    assert cleared == ["session=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; path=/; "
+                       "domain=shop.test; httponly; samesite=Lax"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -127,3 +128,44 @@ def test_a_persistent_cookie_carries_max_age_and_expires_when_given_the_time() -
         assert f"Max-Age={age};" in header
         assert "Expires=Thu, 01 Jan 1970 00:00:00 GMT" in header
     assert spec.set("v", max_age=60) == "s=v; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
+
+
+# -- spelling: how the attributes' names are written, never which ----------------------------
+def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
+    spelling = {"Path": "path", "Domain": "domain", "HttpOnly": "httponly",
+                "SameSite": "samesite", "Secure": "secure", "Expires": "expires",
+                "Partitioned": "partitioned"}
+    spec = CookieSpec("s", samesite="Lax", domain="example.com", partitioned=True,
+                      spelling=spelling)
+    assert spec.set("v", max_age=60, now=0) == (
+        "s=v; expires=Thu, 01 Jan 1970 00:01:00 GMT; Max-Age=60; path=/; domain=example.com; "
+        "secure; httponly; samesite=Lax; partitioned")
+    assert spec.set("v", mount="/app") == (
+        "s=v; path=/app/; domain=example.com; secure; httponly; samesite=Lax; partitioned")
+    assert spec.clear() == ("s=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; path=/; "
+                            "domain=example.com; secure; httponly; samesite=Lax; partitioned")
+    # The same cookie as without a spelling, attribute for attribute, case aside.
+    plain = CookieSpec("s", samesite="Lax", domain="example.com", partitioned=True)
+    assert spec.set("v").lower() == plain.set("v").lower() != plain.set("v")
+    assert spec.spelling == spelling
+    # A framework's spelling writes the domain as given (Starlette keeps a leading dot,
+    # which browsers ignore); RFC 6265's drops the dot.
+    dotted = CookieSpec("s", domain=".example.com", spelling={"Domain": "domain"})
+    assert "; domain=.example.com;" in dotted.set("v")
+    assert "; Domain=example.com;" in CookieSpec("s", domain=".example.com").set("v")
+
+
+@pytest.mark.parametrize(
+    ("spelling", "message"),
+    [
+        ({"Path": "Domain"}, "'Domain' is not a spelling of Path"),
+        ({"Max-Age": "max_age"}, "'max_age' is not a spelling of Max-Age"),
+        ({"Comment": "comment"}, "'Comment' is not an attribute"),
+        ({"path": "path"}, "'path' is not an attribute"),
+        ({"Path": 1}, "1 is not a spelling of Path"),
+    ],
+    ids=["another-attribute", "another-name", "unknown", "key-not-canonical", "not-text"],
+)
+def test_a_spelling_cannot_add_or_rename_an_attribute(spelling: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        CookieSpec("s", spelling=spelling)

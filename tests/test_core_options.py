@@ -225,6 +225,8 @@ WRONG: list[tuple[Role, str, Any]] = [
         ("cookie_samesite", None),
         ("cookie_name", ""),
         ("cookie_domain", 3),
+        ("cookie_spelling", "lowercase"),
+        ("cookie_spelling", {"Path": "Domain"}),
         ("user_key", ""),
         ("key_prefix", None),
         ("logout_path", "logout"),

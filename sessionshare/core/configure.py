@@ -326,7 +326,8 @@ def followed_cookie(options: CheckedOptions, asked: Mapping[str, object]) -> Coo
         options_named = {option: attribute for attribute, option in COOKIE_ATTRIBUTES.items()}
         raise ConfigurationError("the session cookie's settings cannot hold: " + "; ".join(
             _renamed(problem, options_named) for problem in problems))
-    return session_cookie(values)
+    # The spelling is the options' own: a framework's settings say which attributes.
+    return session_cookie({**values, "cookie_spelling": options.cookie_spelling})
 
 
 def _renamed(problem: str, names: Mapping[str, str]) -> str:

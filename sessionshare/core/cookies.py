@@ -18,6 +18,14 @@ is an already expired cookie; its ``Expires`` is then in the past.
     header = spec.set(session_id, max_age=3600, now=time.time())   # persistent
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
 
+Attribute names are case-insensitive to browsers (RFC 6265, 5.2), so a
+``spelling`` may change how they are written -- for an adapter whose framework
+writes ``path=`` and whose users compare ``Set-Cookie`` text -- and nothing else:
+which attributes a cookie has stays this module's decision.
+
+    CookieSpec("session", spelling={"Path": "path"}).set("v")
+    # 'session=v; path=/; Secure; HttpOnly; SameSite=Lax'
+
 A framework's own settings for its session cookie (Flask's ``SESSION_COOKIE_*``)
 name the same cookie the middleware sets: :func:`cookie_conflicts` says which of
 them cannot hold beside the middleware's, why, and what to set instead.
@@ -32,23 +40,43 @@ from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
 
-__all__ = ["DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec", "cookie_conflicts",
-           "expires_date", "session_cookie"]
+__all__ = ["ATTRIBUTES", "DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec",
+           "cookie_conflicts", "expires_date", "session_cookie", "spelling_problem"]
 
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_EXPIRED = "Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0"
+_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 #: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
 #: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
 #: one, else this.
 DEFAULT_COOKIE_NAME = "sessionshare"
+#: The attributes a ``Set-Cookie`` of this module may carry, as RFC 6265 (and CHIPS, for
+#: ``Partitioned``) writes their names: the keys a ``spelling`` may respell.
+ATTRIBUTES = ("Expires", "Max-Age", "Domain", "Path", "Secure", "HttpOnly", "SameSite",
+              "Partitioned")
+
+
+def spelling_problem(spelling: Mapping[str, object]) -> str | None:
+    """Why ``spelling`` is not one (attribute -> the same name in other letter case), or
+    None. Only the case may change: a spelling that named another attribute, or one
+    browsers do not know, would change what the cookie is, which is not an adapter's to
+    decide."""
+    for attribute, written in spelling.items():
+        if attribute not in ATTRIBUTES:
+            return (f"{attribute!r} is not an attribute a spelling can respell "
+                    f"(one of {', '.join(ATTRIBUTES)})")
+        if not isinstance(written, str) or written.lower() != attribute.lower():
+            return (f"{written!r} is not a spelling of {attribute}: only the letter case of "
+                    "an attribute's name may change")
+    return None
 
 
 class CookieSpec:
     """A cookie's name and attributes, validated and rendered once."""
 
-    __slots__ = ("_attributes", "_flags", "domain", "httponly", "max_age", "name",
-                 "partitioned", "path", "samesite", "secure")
+    __slots__ = ("_attributes", "_expired", "_expires", "_flags", "_max_age", "_path", "domain",
+                 "httponly", "max_age", "name", "partitioned", "path", "samesite", "secure",
+                 "spelling")
 
     def __init__(
         self,
@@ -61,7 +89,13 @@ class CookieSpec:
         domain: str | None = None,
         max_age: int | None = None,
         partitioned: bool = False,
+        spelling: Mapping[str, str] | None = None,
     ) -> None:
+        """:param spelling: how attribute names are written, attribute (as
+            :data:`ATTRIBUTES` writes it) -> the same name in other letter case, e.g.
+            ``{"Path": "path"}``; the others keep RFC 6265's spelling. With a spelling
+            the domain is written as given, a leading dot kept (browsers ignore it);
+            without, it is dropped."""
         if not _COOKIE_NAME.fullmatch(name):
             raise ConfigurationError(f"cookie name {name!r} has characters a cookie name cannot")
         if name.startswith("__Host-") and (not secure or path != "/" or domain):
@@ -75,18 +109,26 @@ class CookieSpec:
                 f"cookie {name!r}: a Partitioned cookie needs secure=True (browsers drop it "
                 "otherwise)"
             )
+        problem = spelling_problem(spelling or {})
+        if problem is not None:
+            raise ConfigurationError(f"cookie {name!r}: {problem}")
+        #: How attribute names are written (see :func:`spelling_problem`); {} for RFC 6265's.
+        self.spelling: Mapping[str, str] = dict(spelling or {})
+        spelled = self.spelling.get
         parts = []
         # A leading dot means nothing to browsers (RFC 6265 drops it) and some clients
-        # (Werkzeug's test client) then match no host at all: written without it.
-        domain = domain.lstrip(".") if domain else None
+        # (Werkzeug's test client) then match no host at all: written without it -- but
+        # as given in a framework's spelling (Starlette writes `domain=.example.com`).
+        if not spelling:
+            domain = domain.lstrip(".") if domain else None
         if domain:
             # Off by default: with a Domain attribute every sibling subdomain
             # would receive (and could overwrite) the cookie.
-            parts.append(f"Domain={domain}")
+            parts.append(f"{spelled('Domain', 'Domain')}={domain}")
         if secure:
-            parts.append("Secure")
+            parts.append(spelled("Secure", "Secure"))
         if httponly:
-            parts.append("HttpOnly")
+            parts.append(spelled("HttpOnly", "HttpOnly"))
         if samesite is not None:
             value = _SAMESITE.get(samesite.lower())
             if value is None:
@@ -97,11 +139,11 @@ class CookieSpec:
                 raise ConfigurationError(
                     "samesite='None' needs secure=True (browsers drop it otherwise)"
                 )
-            parts.append(f"SameSite={value}")
+            parts.append(f"{spelled('SameSite', 'SameSite')}={value}")
         if partitioned:
             # CHIPS: the browser keys the cookie by the top-level site too, so an app
             # embedded in other sites' pages gets one cookie per embedding site.
-            parts.append("Partitioned")
+            parts.append(spelled("Partitioned", "Partitioned"))
         self.name = name
         self.secure = secure
         self.httponly = httponly
@@ -112,10 +154,14 @@ class CookieSpec:
         self.max_age = max_age
         self.partitioned = partitioned
         self._flags = "; ".join(parts)
+        self._path = spelled("Path", "Path")
+        self._max_age = spelled("Max-Age", "Max-Age")
+        self._expires = spelled("Expires", "Expires")
+        self._expired = f"{self._expires}={_EPOCH}; {self._max_age}=0"
         self._attributes = self._with_path(path)
 
     def _with_path(self, path: str) -> str:
-        return f"Path={path}; {self._flags}" if self._flags else f"Path={path}"
+        return f"{self._path}={path}; {self._flags}" if self._flags else f"{self._path}={path}"
 
     def set(self, value: str, *, name: str | None = None, max_age: int | None = None,
             mount: str = "", now: float | None = None) -> str:
@@ -128,15 +174,15 @@ class CookieSpec:
         if max_age is None:
             return f"{name or self.name}={value}; {attributes}"
         if now is None:
-            return f"{name or self.name}={value}; Max-Age={max_age}; {attributes}"
-        return (f"{name or self.name}={value}; Expires={expires_date(now, max_age)}; "
-                f"Max-Age={max_age}; {attributes}")
+            return f"{name or self.name}={value}; {self._max_age}={max_age}; {attributes}"
+        return (f"{name or self.name}={value}; {self._expires}={expires_date(now, max_age)}; "
+                f"{self._max_age}={max_age}; {attributes}")
 
     def clear(self, *, name: str | None = None, mount: str = "") -> str:
         """A ``Set-Cookie`` value deleting the cookie (or a sibling ``name``) set with the
         same ``mount``."""
         attributes = self._with_path(mount + self.path) if mount else self._attributes
-        return f"{name or self.name}=; {_EXPIRED}; {attributes}"
+        return f"{name or self.name}=; {self._expired}; {attributes}"
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""
@@ -166,7 +212,8 @@ def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
     return CookieSpec(name, secure=secure, samesite=options["cookie_samesite"],
                       domain=options["cookie_domain"], path=options["cookie_path"],
                       httponly=options["cookie_httponly"],
-                      partitioned=options["cookie_partitioned"])
+                      partitioned=options["cookie_partitioned"],
+                      spelling=options["cookie_spelling"])
 
 
 def expires_date(now: float, max_age: int) -> str:

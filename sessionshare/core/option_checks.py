@@ -22,12 +22,14 @@ from urllib.parse import unquote
 from ..crypto import AllowList, SyncKey, canonical_origin
 from ..errors import ConfigurationError
 from ..store import AsyncSessionStore, MemoryStore, SessionStore
+from .cookies import spelling_problem
 from .loginstate import MAX_STATE_TTL
 from .request import safe_return_path
 
 __all__ = [
     "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
-    "byte_count", "bytes_text", "count_text", "flag", "function", "optional_count",
+    "byte_count", "bytes_text", "cookie_spelling", "count_text", "flag", "function",
+    "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
     "redirect_target",
@@ -272,6 +274,15 @@ def samesite(name: str, value: Any) -> str | None:
     if isinstance(value, str) and value.lower() in ("lax", "strict", "none"):
         return None
     return f"{name} must be 'Lax', 'Strict' or 'None', not {_shown(value)}"
+
+
+def cookie_spelling(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"{name} must be a dict of attribute -> spelling (or None), not {_shown(value)}"
+    problem = spelling_problem(value)
+    return None if problem is None else f"{name}: {problem}"
 
 
 def sync_key(name: str, value: Any) -> str | None:

@@ -102,6 +102,7 @@ class SideOptions(TypedDict, total=False):
     cookie_partitioned: bool
     cookie_max_age: int | None
     cookie_refresh: bool
+    cookie_spelling: Mapping[str, str] | None
     key_prefix: str
     max_session_bytes: int
     callback_path: str
@@ -353,6 +354,11 @@ _DECLARED: tuple[Option, ...] = (
            "carries a valid one, so that it lasts `cookie_max_age` from the latest visit "
            "(such answers say `Vary: Cookie`); `False`: from when it was last set",
            check=checks.flag, env="SESSIONSHARE_COOKIE_REFRESH", parse=checks.bool_text),
+    Option("cookie_spelling", None,
+           "how the session cookie's attribute names are written, e.g. `{\"Path\": \"path\"}` "
+           "(names are case-insensitive to browsers: only the case may change), for code "
+           "that compares `Set-Cookie` text; unset: RFC 6265's (`Path`, `HttpOnly`)",
+           check=checks.cookie_spelling),
     Option("key_prefix", "sessionshare:",
            "prefix of every store key",
            check=checks.any_text, env="SESSIONSHARE_KEY_PREFIX"),

@@ -51,12 +51,9 @@ DJANGO_EXPIRY_AGE = Cause(
     "`get_expiry_age()` is the stricter of what the app asks (`SESSION_COOKIE_AGE`, two "
     "weeks, when it asks nothing) and what the shared session allows -- its idle and "
     "absolute timeouts, which hold for every app alike (1800 s idle by default) -- so "
-    "with no custom expiry it is not `SESSION_COOKIE_AGE`")
-DJANGO_BROWSER_CLOSE = Cause(
-    "`get_expire_at_browser_close()` is `True` whatever `set_expiry()` and "
-    "`SESSION_EXPIRE_AT_BROWSER_CLOSE` say: the shared session's cookie ends with the "
-    "browser at every app, and only a sign-in the IdP remembers (`Session.remember()`) "
-    "outlives it; an app's expiry ends the session on the server instead")
+    "with no custom expiry it is not `SESSION_COOKIE_AGE` (it is where the session's idle "
+    "and absolute limits are at least that long); the persistent cookie lasts that age, "
+    "not longer than the session it names")
 DJANGO_PRIVATE_KEY = Cause(
     "`session_key` is a reference computed from the shared session (never its id, a bearer "
     "credential), so a key planted in Django's private `_session_key` is not returned")
@@ -67,25 +64,6 @@ FLASK_SAMESITE_DEFAULT = Cause(
     "`SameSite=Lax` on the cookie (Flask's own default cookie has no `SameSite`): the "
     "sign-out's protection against cross-site requests counts on it")
 
-# -- Starlette ------------------------------------------------------------------------
-STARLETTE_MAX_AGE = Cause(
-    "`max_age` has no equivalent: the cookie is a browser-session cookie (no `Max-Age`) and "
-    "the session's life is the server's `idle_timeout`/`absolute_timeout`, so `max_age=0` "
-    "or `-1` does not end it. Sharing forces it: the session's limits are the IdP's, "
-    "carried with the session and enforced by every app, and a cookie that outlives the "
-    "browser is what the sign-in asks for (`remember()`), not one app's setting")
-STARLETTE_PARTITIONED = Cause(
-    "`partitioned` has no equivalent: the cookie is never `Partitioned`. Not forced by "
-    "sharing (each app's cookie is its own): sessionshare has no such option yet")
-STARLETTE_PATH = Cause(
-    "`path` has no equivalent: the cookie is always `Path=/` (so an app mounted under a "
-    "prefix shares its cookie with the whole host). Not forced by sharing: sessionshare "
-    "has no such option yet")
-STARLETTE_ATTRIBUTE_CASE = Cause(
-    "The cookie's attributes are written `Domain=`/`Path=` where Starlette writes "
-    "`domain=`/`path=`: browsers read both (attribute names are case-insensitive), text "
-    "comparisons do not. Not forced by sharing: the spelling every other framework uses")
-
 #: Per framework: test -> its causes, the first being the one it fails on today.
 EXPECTED: dict[str, dict[str, Fails]] = {
     "django": {
@@ -93,21 +71,12 @@ EXPECTED: dict[str, dict[str, Fails]] = {
         "test_default_expiry_async": fails(DJANGO_EXPIRY_AGE),
         "test_custom_expiry_reset": fails(DJANGO_EXPIRY_AGE),
         "test_custom_expiry_reset_async": fails(DJANGO_EXPIRY_AGE),
-        "test_get_expire_at_browser_close": fails(DJANGO_BROWSER_CLOSE),
-        "test_get_expire_at_browser_close_async": fails(DJANGO_BROWSER_CLOSE),
         "test_session_key_valid_string_saved": fails(DJANGO_PRIVATE_KEY),
     },
     "flask": {
         "test_session_using_samesite_attribute": fails(FLASK_SAMESITE_DEFAULT),
     },
-    "starlette": {
-        "test_session": fails(STARLETTE_MAX_AGE),
-        "test_partitioned_session[True]": fails(STARLETTE_PARTITIONED),
-        "test_session_expires": fails(STARLETTE_MAX_AGE),
-        "test_session_cookie_subpath": fails(STARLETTE_PATH),
-        "test_session_zero_max_age": fails(STARLETTE_MAX_AGE),
-        "test_domain_cookie": fails(STARLETTE_ATTRIBUTE_CASE),
-    },
+    "starlette": {},
     "pyramid": {},
 }
 

@@ -3,12 +3,11 @@
 The file of the installed Starlette's sdist (:mod:`sources`) builds each of
 its apps with ``Middleware(SessionMiddleware, secret_key=..., <cookie
 options>)``. Here that name is bound, for each test, to :class:`SharedSessionSetup`:
-the app is wrapped in sessionshare's ASGI ``RemoteSessionMiddleware`` instead,
+sessionshare's drop-in for it, :class:`sessionshare.contrib.starlette.SessionMiddleware`
+(the one import a user swaps), given the test's own arguments unchanged and
 configured as a remote of a deployment (the shared store, a sync key, an
-``idp_url``; no path protected, as the tests' visitors never sign in), with
-the cookie options that have a sessionshare equivalent translated to it and
-the others left out (listed below; the tests that need them are xfails that
-say so). Each test runs on a ``MemoryStore`` and on the suite's Redis.
+``idp_url``; no path protected, as the tests' visitors never sign in). Each
+test runs on a ``MemoryStore`` and on the suite's Redis.
 
 ``test_client_factory`` is Starlette's ``TestClient`` on asyncio, every client
 of a test served by one event loop (one ``BlockingPortal``), as one server
@@ -27,7 +26,8 @@ from typing import Any
 import anyio.from_thread
 import pytest
 
-from sessionshare import AsyncRedisStore, MemoryStore, SyncKey, asgi
+from sessionshare import AsyncRedisStore, MemoryStore, SyncKey
+from sessionshare.contrib import starlette
 
 from . import sources
 
@@ -46,39 +46,22 @@ NOT_RUN = {
 
 
 class SharedSessionSetup:
-    """Stands for ``SessionMiddleware`` in Starlette's tests: the app inside sessionshare's
-    ASGI remote middleware, Starlette's cookie options translated where they can be.
-
-    - ``session_cookie`` -> ``cookie_name``; ``same_site`` -> ``cookie_samesite``;
-      ``https_only`` -> ``cookie_secure`` (and an https ``app_url``: sessionshare
-      takes the origin it serves); ``domain`` -> ``cookie_domain``;
-    - ``secret_key``: not used (the sync key signs and names the session);
-    - ``max_age``, ``path``, ``partitioned``: sessionshare has no such option (the
-      cookie is a browser-session cookie at ``Path=/``; the session's life is
-      ``idle_timeout``/``absolute_timeout``, on the server).
+    """Stands for ``SessionMiddleware`` in Starlette's tests: sessionshare's drop-in,
+    :class:`sessionshare.contrib.starlette.SessionMiddleware`, given the test's arguments
+    as they are and the deployment's settings -- the shared store, a sync key, an
+    ``idp_url``, no path protected (the tests' visitors never sign in), and the
+    ``app_url`` the test's clients use (https when it asks ``https_only``).
     """
 
-    #: Bound per test by the ``_shared_setup`` fixture.
+    #: Bound per test by the ``test_client_factory`` fixture.
     store: Any = None
     key: str = ""
 
-    def __new__(  # type: ignore[misc]
-        cls,
-        app: Any,
-        secret_key: str,
-        session_cookie: str = "session",
-        max_age: int | None = 14 * 24 * 60 * 60,
-        path: str = "/",
-        same_site: str = "lax",
-        https_only: bool = False,
-        domain: str | None = None,
-        partitioned: bool = False,
-    ) -> Any:
-        return asgi.RemoteSessionMiddleware(
-            app, store=cls.store, key=cls.key, idp_url=LOGIN, protect=False,
-            app_url="https://testserver" if https_only else "http://testserver",
-            cookie_name=session_cookie, cookie_secure=https_only,
-            cookie_samesite=same_site.capitalize(), cookie_domain=domain,
+    def __new__(cls, app: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+        https = kwargs.get("https_only", False)
+        return starlette.SessionMiddleware(
+            app, *args, **kwargs, store=cls.store, key=cls.key, idp_url=LOGIN, protect=False,
+            app_url="https://testserver" if https else "http://testserver",
         )
 
 

@@ -18,8 +18,10 @@ It sets ``request.session`` to a :class:`~sessionshare.contrib.django.session.Se
 over the shared session the WSGI middleware in front of Django
 (:func:`~sessionshare.contrib.django.wsgi.get_wsgi_application`) loaded, and
 on the way out writes no cookie: that middleware persists the session and
-owns its cookie (and its ``Vary: Cookie``). A response that changed the
-session counts an expiry in seconds (``set_expiry(600)``) again from now.
+owns its cookie (and its ``Vary: Cookie``), which it sets as Django's would:
+persistent for ``get_expiry_age()`` unless ``get_expire_at_browser_close()``
+(:meth:`SessionStore.ask_cookie`). A response that changed the session counts
+an expiry in seconds (``set_expiry(600)``) again from now.
 
 A store outage met inside a view (a page the remote does not protect, whose
 session loads lazily) is answered with the middleware's own 503 and
@@ -76,11 +78,15 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
 
     def process_response(self, request: Any, response: Any) -> Any:
         # The WSGI middleware persists the session and sets its cookie and Vary; a
-        # cookie of Django's own here would only be a second, meaningless one. Only an
-        # expiry in seconds is counted again from this change, as Django's backends count.
+        # cookie of Django's own here would only be a second, meaningless one: this one
+        # asks that cookie to last as Django's would (SESSION_EXPIRE_AT_BROWSER_CLOSE,
+        # set_expiry), after counting an expiry in seconds again from this change, as
+        # Django's backends count.
         session = getattr(request, "session", None)
-        if isinstance(session, SessionStore) and session.view is not None and session.modified:
-            session.renew_expiry()
+        if isinstance(session, SessionStore) and session.view is not None:
+            if session.modified:
+                session.renew_expiry()
+            session.ask_cookie()
         return response
 
     def process_exception(self, request: Any, exception: Exception) -> Any:

@@ -57,10 +57,14 @@ How Django's session API maps (``SessionBase``'s contract, on a shared session):
   stricter of what this app asks (``SESSION_COOKIE_AGE`` when it asks
   nothing) and what the session allows: an ask for longer than the limits
   allow is capped to them, never granted. ``set_expiry(0)`` and
-  ``set_expiry(None)`` ask nothing. ``get_expire_at_browser_close()`` is True:
-  the cookie is a browser-session cookie, whatever this app asks -- only a
-  sign-in the IdP remembers (:meth:`Session.remember`) outlives the browser,
-  and then it is False;
+  ``set_expiry(None)`` ask the session nothing. ``get_expire_at_browser_close()``
+  is Django's reading (``set_expiry(0)``: True; another expiry: False; none:
+  ``SESSION_EXPIRE_AT_BROWSER_CLOSE``), except that a sign-in the IdP remembers
+  (:meth:`Session.remember`) outlives the browser whatever this app asks: False
+  then. The cookie follows it as Django's middleware sets it (:meth:`ask_cookie`):
+  persistent for ``get_expiry_age()`` -- re-sent with each answer that used the
+  session, as the idle limit capping it slides with each read -- or one that
+  ends with the browser;
 - ``clear_expired()`` does nothing: the store expires sessions itself
   (``manage.py clearsessions`` is a no-op).
 
@@ -82,6 +86,7 @@ import datetime
 import re
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.utils import timezone
@@ -270,15 +275,43 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
             view.shared.expire_at(view.facts.clock() + expiry)
 
     def get_expire_at_browser_close(self) -> bool:
-        """True, unless the IdP remembers the sign-in: the cookie is a browser-session
-        cookie whatever an app asks (see the module docstring)."""
-        if self.view is None or self.view.shared.new:
-            return True
-        sid = state_of(self.view.shared).stored_id
-        return sid is None or not SessionIds.is_remembered(sid)
+        """Django's reading -- ``set_expiry(0)``: True; another expiry: False; none:
+        ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` -- except for a sign-in the IdP remembers,
+        whose cookie outlives the browser whatever this app asks: False then."""
+        if self.view is not None and not self.view.shared.new:
+            sid = state_of(self.view.shared).stored_id
+            if sid is not None and SessionIds.is_remembered(sid):
+                return False
+        if self.view is None:
+            return bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE)
+        return bool(super().get_expire_at_browser_close())
 
     async def aget_expire_at_browser_close(self) -> bool:
         return self.get_expire_at_browser_close()
+
+    def ask_cookie(self) -> None:
+        """Ask the middleware for the cookie Django's ``SessionMiddleware`` would set on
+        this response: one that ends with the browser when
+        :meth:`get_expire_at_browser_close`, else one lasting :meth:`get_expiry_age` --
+        re-sent with each answer that used the session, since the session's idle limit,
+        which caps that age, slides with each such read; a browser-session cookie is
+        re-sent when the session changed, as Django sends it. Nothing for a response that
+        never used the session (its answer stays cacheable), whose session could not be
+        read, or that ended it (its cookie is cleared)."""
+        if self.view is None:
+            return
+        state = state_of(self.view.shared)
+        # Only a session already read and used: asking reads it, and a read here would
+        # be a store round trip (or the outage a 503 already answers) and a Vary: Cookie
+        # on an answer that never depended on the cookie.
+        if not (state.loaded and (self.accessed or state.accessed)) or state.invalidated:
+            return
+        if self.get_expire_at_browser_close():
+            # Re-sent when the session changed, as Django's middleware sends it then: the
+            # browser may hold a persistent one from before a set_expiry(0).
+            state.ask_cookie(None, refresh=self.modified)
+        else:
+            state.ask_cookie(self.get_expiry_age(), refresh=True)
 
     # -- saving, ending and moving the session -----------------------------------------
     def _saves_now(self) -> bool:
