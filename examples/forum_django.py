@@ -51,6 +51,10 @@ SETTINGS: dict[str, Any] = {
         "django.contrib.messages.middleware.MessageMiddleware",
     ],
     "SESSION_ENGINE": "sessionshare.contrib.django.session",
+    # Django's default keeps its session cookie across a browser restart; the demo's
+    # sites all end theirs with the browser, so that only the IdP's "Remember me"
+    # outlives it (README, "Remember me").
+    "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,
     "AUTHENTICATION_BACKENDS": ["django.contrib.auth.backends.RemoteUserBackend"],
     "MESSAGE_STORAGE": "django.contrib.messages.storage.session.SessionStorage",
     # The users live in memory, shared by the server's threads, for this process only.
