@@ -28,8 +28,8 @@ from .request import safe_return_path
 
 __all__ = [
     "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
-    "byte_count", "bytes_text", "cookie_domain", "cookie_spelling", "count_text", "flag", "function",
-    "optional_count",
+    "byte_count", "bytes_text", "cookie_domain", "cookie_spelling", "count_text", "flag",
+    "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
     "redirect_target",
