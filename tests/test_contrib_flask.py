@@ -652,6 +652,28 @@ def test_permanent_session_gets_flasks_lifetime_and_is_refreshed(
     assert _cookie_of(plain) is None and "Cookie" not in plain.vary
 
 
+def test_a_permanent_session_of_a_lifetime_past_year_9999_is_no_500(
+    store: SessionStore, clock: Any
+) -> None:
+    # PERMANENT_SESSION_LIFETIME as "forever" (timedelta.max): the cookie's Expires
+    # stops at the last date HTTP can write, rather than every answer failing.
+    from datetime import timedelta
+
+    app = one_flask_app(store, clock)
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta.max
+
+    @app.get("/permanent")
+    def make_permanent() -> str:
+        session.permanent = True
+        return "ok"
+
+    client = app.test_client()
+    answer = client.get("/permanent", base_url="http://shop.test")
+    assert answer.status_code == 200
+    cookie = _cookie_of(answer)
+    assert cookie is not None and "Expires=Fri, 31 Dec 9999 23:59:59 GMT" in cookie
+
+
 def test_settings_that_describe_the_middlewares_cookie_are_honoured(
     store: SessionStore, clock: Any
 ) -> None:

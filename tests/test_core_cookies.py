@@ -130,6 +130,19 @@ def test_a_persistent_cookie_carries_max_age_and_expires_when_given_the_time() -
     assert spec.set("v", max_age=60) == "s=v; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
 
 
+def test_a_max_age_past_the_last_http_date_expires_at_that_date() -> None:
+    # A framework's "forever" (Flask's PERMANENT_SESSION_LIFETIME, Django's
+    # SESSION_COOKIE_AGE, cookie_max_age of 10**12) reaches past year 9999, which no HTTP
+    # date can write: the cookie is set for as long as a date can say, not a 500 on
+    # every answer that sets it.
+    spec = CookieSpec("s")
+    now = 1_800_000_000.0
+    for age in (300_000_000_000, 10**13, 2**63):
+        header = spec.set("v", max_age=age, now=now)
+        assert f"Max-Age={age};" in header
+        assert "Expires=Fri, 31 Dec 9999 23:59:59 GMT;" in header
+
+
 # -- spelling: how the attributes' names are written, never which ----------------------------
 def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
     spelling = {"Path": "path", "Domain": "domain", "HttpOnly": "httponly",

@@ -225,6 +225,12 @@ WRONG: list[tuple[Role, str, Any]] = [
         ("cookie_samesite", None),
         ("cookie_name", ""),
         ("cookie_domain", 3),
+        # Written into every Set-Cookie line: a ";" would add an attribute of its own (a
+        # SameSite=None, a Path), a CR/LF a header.
+        ("cookie_domain", "shop.example; SameSite=None"),
+        ("cookie_domain", "shop.example\r\nSet-Cookie: x=1"),
+        ("cookie_domain", "shop.example,evil.example"),
+        ("cookie_domain", "shop example"),
         ("cookie_spelling", "lowercase"),
         ("cookie_spelling", {"Path": "Domain"}),
         ("user_key", ""),
@@ -436,6 +442,7 @@ def test_a_followed_cookie_takes_the_asked_attributes_under_the_same_rules() -> 
         ({"samesite": "sometimes"}, "samesite (cookie_samesite) must be"),
         ({"name": "__Host-x", "path": "/shop"}, "__Host- cookie only at Path=/"),
         ({"path": "/a;b"}, "path (cookie_path) must be an absolute URL path"),
+        ({"domain": "x.example; Path=/"}, "domain (cookie_domain) must be a host name"),
     ]:
         with pytest.raises(ConfigurationError, match=re.escape(says)):
             followed_cookie(options, asked)

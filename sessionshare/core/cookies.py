@@ -46,6 +46,8 @@ __all__ = ["ATTRIBUTES", "DEFAULT_COOKIE_NAME", "CookieConflict", "CookieSpec",
 _SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+#: Fri, 31 Dec 9999 23:59:59 GMT: the last date an Expires attribute can write.
+_LAST_DATE = 253_402_300_799
 #: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
 #: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
 #: one, else this.
@@ -218,8 +220,9 @@ def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
 
 def expires_date(now: float, max_age: int) -> str:
     """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: for a ``max_age``
-    of 0 or less (already expired) the epoch, a date every clock has passed."""
-    return formatdate(now + max_age if max_age > 0 else 0, usegmt=True)
+    of 0 or less (already expired) the epoch, a date every clock has passed; for one past
+    the last date HTTP can write (year 9999: a framework's "forever"), that date."""
+    return formatdate(min(now + max_age, _LAST_DATE) if max_age > 0 else 0, usegmt=True)
 
 
 class CookieConflict(NamedTuple):

@@ -28,8 +28,8 @@ from .request import safe_return_path
 
 __all__ = [
     "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
-    "byte_count", "bytes_text", "cookie_spelling", "count_text", "flag", "function",
-    "optional_count",
+    "byte_count", "bytes_text", "cookie_domain", "cookie_spelling", "count_text", "flag",
+    "function", "optional_count",
     "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
     "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
     "redirect_target",
@@ -216,6 +216,23 @@ def cookie_path(name: str, value: Any) -> str | None:
     return (
         f"{name} must be an absolute URL path for the cookie: a leading '/', no ';', ',', "
         f"query or spaces (e.g. '/' or '/shop'), not {_shown(value)}"
+    )
+
+
+# A cookie's Domain is written into every Set-Cookie line as given: a ";" would add an
+# attribute of its own choosing (SameSite=None, another Path), a CR/LF a header. A host
+# name's characters only; a leading dot (Starlette's, Django's) is one browsers ignore.
+_COOKIE_DOMAIN = re.compile(r"\.?[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+
+
+def cookie_domain(name: str, value: Any) -> str | None:
+    # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
+    if value is None or value == "" or (isinstance(value, str)
+                                         and _COOKIE_DOMAIN.fullmatch(value)):
+        return None
+    return (
+        f"{name} must be a host name for the cookie's Domain (e.g. 'shop.example'), or None, "
+        f"not {_shown(value)}"
     )
 
 

@@ -327,7 +327,7 @@ _DECLARED: tuple[Option, ...] = (
            check=checks.samesite, env="SESSIONSHARE_COOKIE_SAMESITE"),
     Option("cookie_domain", None,
            "Domain attribute of the session cookie (off: no sibling subdomain sees it)",
-           check=checks.optional_text),
+           check=checks.cookie_domain),
     Option("cookie_path", "/",
            "Path attribute of the session cookie: the URL path under which the browser sends "
            "it (an app mounted under a prefix, e.g. `/shop`); the sign-out and every other "
