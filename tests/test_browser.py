@@ -24,7 +24,11 @@ from urllib.parse import quote
 
 import pytest
 from chromium import chromium, save_screenshot
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -72,7 +76,15 @@ def wait_until(driver: Any, condition: Callable[[Any], object], what: str) -> No
 
 
 def text_of(driver: Any, element_id: str) -> str:
-    return str(driver.find_element(By.ID, element_id).text)
+    try:
+        return str(driver.find_element(By.ID, element_id).text)
+    except WebDriverException as exc:
+        # Found, then the page went on to the next document before its text was read:
+        # chromedriver reports that as an "unknown error", not as a stale element. Only
+        # that one message is taken for what it is; any other error stays an error.
+        if "does not belong to the document" in str(exc.msg):
+            raise StaleElementReferenceException(exc.msg) from exc
+        raise
 
 
 def has_login_form(driver: Any) -> bool:
