@@ -46,7 +46,11 @@ def _names(processes: list[psutil.Process]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.redis
 def test_sigterm_to_the_test_run_leaves_no_server_behind() -> None:
-    env = {**os.environ, "SESSIONSHARE_SOAK_SECONDS": "120", "PYTHONPATH": str(REPO)}
+    # A run of its own: not a worker of this one (pytest-xdist's variables would make
+    # plugins such as pytest-benchmark treat it as one) nor inside this test.
+    inherited = {name: value for name, value in os.environ.items()
+                 if not name.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
+    env = {**inherited, "SESSIONSHARE_SOAK_SECONDS": "120", "PYTHONPATH": str(REPO)}
     run = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/reliability/test_soak.py"],

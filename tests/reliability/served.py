@@ -77,8 +77,15 @@ class GunicornServer:
         self.threads = threads
         self.log_path = os.path.join(log_dir, f"{role}.log")
         self.process: subprocess.Popen[bytes] | None = None
+        self._workers: list[int] = []  # the workers a stop found (reaped if orphaned)
 
     def start(self, timeout: float = 30.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the master; :meth:`wait_ready` waits for its workers (apart, so that two
+        servers can boot side by side: most of a start is the workers importing the app)."""
         args = [
             sys.executable, "-m", "gunicorn", f"reliability.site_app:make('{self.role}')",
             "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
@@ -91,6 +98,9 @@ class GunicornServer:
             args, env={**os.environ, **self.env}, cwd=str(TESTS),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -129,11 +139,23 @@ class GunicornServer:
             return "(no log)"
 
     def stop(self) -> None:
+        self.terminate()
+        self.reap()
+
+    def terminate(self) -> None:
+        """Ask the master to stop (its graceful shutdown); :meth:`reap` waits for it. Apart,
+        so that two servers shut down side by side."""
         if self.process is None:
             return
-        workers = self.worker_pids()
+        self._workers = self.worker_pids()
         if self.process.poll() is None:
             self.process.terminate()
+
+    def reap(self) -> None:
+        if self.process is None:
+            return
+        workers = self._workers or self.worker_pids()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=8)
             except subprocess.TimeoutExpired:
@@ -145,6 +167,7 @@ class GunicornServer:
             except ProcessLookupError:
                 pass
         self.process = None
+        self._workers = []
 
 
 class ServedDeployment:
@@ -212,8 +235,10 @@ class ServedDeployment:
 
     def __enter__(self) -> ServedDeployment:
         try:
+            for server in self.servers:  # both boot at once, then each is waited for
+                server.spawn()
             for server in self.servers:
-                server.start()
+                server.wait_ready()
         except BaseException:
             self.__exit__()
             raise
@@ -221,7 +246,9 @@ class ServedDeployment:
 
     def __exit__(self, *exc: object) -> None:
         for server in self.servers:
-            server.stop()
+            server.terminate()
+        for server in self.servers:
+            server.reap()
         try:
             self.replay_library_log()
         except OSError:

@@ -16,6 +16,10 @@ WRITE``, the planned-switchover recipe of docs/scaling.md): then the switch cost
 few 503s and loses no acknowledged write at all. The third kills the master
 outright: 503s until the sentinel has promoted the replica, then success,
 within the same 5 s.
+
+After the failover the loop runs on past the 5 s, to see trouble that comes
+back: 1 s past it in CI's rows, 2 s in the ``long`` profile's (``python -m
+pytest -m long``).
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ from .figures import report
 from .topologies import SentinelGroup
 
 LOOP_BEFORE = 1.0
-LOOP_AFTER = 7.0
 RECOVERY_LIMIT = 5.0
+#: How long the loop runs on past the recovery limit, per profile.
+WATCH_PAST_LIMIT = [
+    pytest.param(1.0, id="ci"),
+    pytest.param(2.0, id="long", marks=pytest.mark.long),
+]
 
 
 @dataclass(frozen=True)
@@ -74,9 +82,10 @@ def _loop(browser: Browser, user: str, name: str, stop: threading.Event,
         time.sleep(0.005)
 
 
+@pytest.mark.parametrize("watch", WATCH_PAST_LIMIT)
 @pytest.mark.parametrize("how", ["forced", "writes-paused-first", "master-crash"])
 def test_failover_gives_503s_then_success_within_5_s(
-    sentinel_group: SentinelGroup, how: str
+    sentinel_group: SentinelGroup, how: str, watch: float
 ) -> None:
     store = RedisStore(sentinel_group.master_client())
     dep = Deployment(store, time.time)
@@ -108,7 +117,7 @@ def test_failover_gives_503s_then_success_within_5_s(
             accepted = sentinel_group.failover()
             if how == "forced":
                 failover_at = accepted  # the sentinel may have said NOGOODSLAVE a few times
-        time.sleep(LOOP_AFTER)
+        time.sleep(max(0.0, failover_at + RECOVERY_LIMIT + watch - time.monotonic()))
     finally:
         stop.set()
         for thread in threads:
