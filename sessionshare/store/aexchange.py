@@ -156,7 +156,16 @@ async def exchange(conn: Any, packed: Any) -> Any:
 
 
 async def _with_retry(conn: Any, packed: Any) -> Any:
+    # As exchange.py's: the first attempt outside the policy, a failure handed to it as
+    # the outcome of its first attempt.
+    try:
+        return await exchange(conn, packed)
+    except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
+        first: list[Exception] = [exc]
+
     async def attempt() -> Any:
+        if first:
+            raise first.pop()
         return await exchange(conn, packed)
 
     async def failed(_error: Exception) -> None:

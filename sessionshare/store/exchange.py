@@ -144,10 +144,25 @@ def exchange(conn: Any, packed: Any) -> Any:
 
 
 def _with_retry(conn: Any, packed: Any) -> Any:
-    # The connection's own retry policy (from_url: one quick retry), as the client uses it.
-    return conn.retry.call_with_retry(
-        lambda: exchange(conn, packed), lambda _error: conn.disconnect()
-    )
+    """:func:`exchange` under the connection's own retry policy (from_url: one quick
+    retry), as the client uses it.
+
+    The first attempt runs outside the policy: it nearly always succeeds, and the
+    policy's bookkeeping (two closures, a backoff reset, its loop) costs about as much
+    as the exchange's own Python. A failure is handed to the policy as the outcome of
+    its first attempt, so it decides, retries and gives up exactly as it would have.
+    """
+    try:
+        return exchange(conn, packed)
+    except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
+        failed: list[Exception] = [exc]
+
+    def attempt() -> Any:
+        if failed:
+            raise failed.pop()  # the first attempt's outcome, now the policy's
+        return exchange(conn, packed)
+
+    return conn.retry.call_with_retry(attempt, lambda _error: conn.disconnect())
 
 
 def _is_connected(conn: Any) -> bool:
