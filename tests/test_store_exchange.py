@@ -31,11 +31,11 @@ import pytest
 import redis
 import redis.asyncio
 import redis.connection
+from conftest import issuing
+from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from conftest import issuing
-from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
 from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
