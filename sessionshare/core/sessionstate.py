@@ -48,9 +48,12 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["CookieFollower", "SessionState", "decode", "encode", "ends_at", "lifetime_start"]
+__all__ = ["IMMUTABLE", "CookieFollower", "SessionState", "decode", "encode", "ends_at",
+           "lifetime_start"]
 
-_IMMUTABLE = (str, int, float, bool, type(None))
+#: The values that cannot change in place: one the app was handed is never encoded again
+#: to look for a change (only an assignment changes it, and that is tracked).
+IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
 #: The names that start with META_ENDS are those in [_ENDS_FROM, _ENDS_TO) (the same
 #: prefix, its last character one higher).
@@ -217,8 +220,9 @@ class SessionState:
         self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
-        #: The keys whose values the app was handed (``session[key]``, ``get()``), or all
-        #: of them (``items()``, ``values()``, ``copy()``...): only those can have been
+        #: The keys whose values the app was handed (``session[key]``, ``get()``) when
+        #: they can change in place (lists, dicts: not :data:`IMMUTABLE` ones), or all of
+        #: them (``items()``, ``values()``, ``copy()``...): only those can have been
         #: changed in place, so only those are encoded again to find out.
         self.handed: set[str] = set()
         self.handed_all = False
@@ -396,7 +400,7 @@ class SessionState:
             candidates = assigned | self.handed if assigned else self.handed
         for key in candidates:
             value = dict.get(contents, key, _ABSENT)
-            if value is _ABSENT or (key not in assigned and isinstance(value, _IMMUTABLE)):
+            if value is _ABSENT or (key not in assigned and isinstance(value, IMMUTABLE)):
                 continue
             try:
                 text = encode(key, value)
@@ -483,6 +487,15 @@ class SessionState:
         """
         if not self.loaded:
             return UNCHANGED
+        if (self.exists and not (self.assigned or self.handed or self.handed_all
+                                 or self.meta_changed or self.regenerating or self.invalidated)
+                and self.stored.keys() <= dict.keys(self.contents)):
+            # The usual request: a stored session read and left as it was (nothing assigned,
+            # no list or dict handed out, no key removed, no verb), so nothing to write --
+            # unless an end an app asked for has passed since it was read.
+            asked = ends_at(self.meta)
+            if asked is None or asked > now:
+                return UNCHANGED
         old = self.sid if self.exists else None
         regenerate = self.regenerating and not (
             joined_as is not None and old is not None
