@@ -19,6 +19,7 @@ from sessionshare import Session, SessionEnded, SessionStore
 from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, META_ENDS, WritePlan
 from sessionshare.core.session import state_of
 from sessionshare.core.sessionstate import decode as _loads
+from sessionshare.core.sessionstate import encode as _encode
 from sessionshare.core.sessionstate import lifetime_start
 from sessionshare.store.base import SessionRecord
 
@@ -785,6 +786,19 @@ def test_a_stored_value_decodes_as_json_would(text: str) -> None:
                                   '"\x7f"', "'single'", '"line\u2028sep"', ['"', '"'], None])
 def test_the_decoders_edge_cases(text: Any) -> None:
     assert _decoded(_loads, text) == _decoded(json.loads, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(), st.integers(min_value=-(2**200), max_value=2**200),
+                 st.booleans(), st.none()))
+def test_a_whole_number_encodes_as_json_would(value: Any) -> None:
+    """The shortcut for whole numbers writes exactly json's text (bools are not numbers)."""
+    assert _encode("k", value) == json.dumps(value)
+
+
+def test_a_whole_number_json_cannot_write_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="only JSON values"):
+        _encode("k", 10**5000)  # past Python's digit limit for int -> str
 
 
 # -- review: a value the app holds across an early save -------------------------------------
