@@ -503,10 +503,10 @@ class Lifecycle:
             # Vary only for an answer that depends on the cookie: the app looked inside,
             # or a signed-in user was published to it. A public page that never touched
             # the session stays cacheable, as with the frameworks' own sessions.
-            headers = [_VARY] if state.accessed else []
+            headers: Headers = [_VARY] if state.accessed else []
             if state.cookie_asked is not None or self._refreshing:
                 headers = self._refreshed(state, headers)
-            return self._owed(headers, state)
+            return headers if state.cookie_owed is None else self._owed(headers, state)
         return plan
 
     @staticmethod

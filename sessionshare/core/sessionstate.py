@@ -376,7 +376,8 @@ class SessionState:
     def has_joined(self, origin: str) -> bool:
         """True while ``origin`` (a canonical origin) joined the session and was not
         withdrawn."""
-        self.ensure()
+        if not self.loaded:
+            self.ensure()
         return self.meta.get(META_JOINED + origin, 0) > 0
 
     def was_assigned(self, key: str) -> bool:
