@@ -368,10 +368,15 @@ class SessionState:
         """True when persisting would write something."""
         if not self.loaded:
             return False
+        if self.meta_changed or self.regenerating or self.invalidated:
+            return True
+        if (not (self.assigned or self.handed or self.handed_all)
+                and self.stored.keys() <= dict.keys(self.contents)):
+            # Nothing assigned, no list or dict handed out, no key removed: no change to
+            # look for (every response's close asks this).
+            return False
         changed, deleted = self.changes()
-        return bool(
-            changed or deleted or self.meta_changed or self.regenerating or self.invalidated
-        )
+        return bool(changed or deleted)
 
     def has_joined(self, origin: str) -> bool:
         """True while ``origin`` (a canonical origin) joined the session and was not
