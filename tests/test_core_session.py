@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from sessionapp import COOKIE, make_manager, read_all, session_app, session_browser, set_values
 
 from sessionshare import Session, SessionEnded, SessionStore
-from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, WritePlan
+from sessionshare.core.record import META_AUTHENTICATED, META_CREATED, META_ENDS, WritePlan
 from sessionshare.core.session import state_of
 from sessionshare.core.sessionstate import decode as _loads
+from sessionshare.core.sessionstate import encode as _encode
 from sessionshare.core.sessionstate import lifetime_start
 from sessionshare.store.base import SessionRecord
 
@@ -200,6 +201,17 @@ def test_values_never_handed_out_are_not_encoded_again() -> None:
     assert state_of(session).write_plan(NOW).unchanged and not session.modified
     list(session.items())  # every value handed out: the list is compared (and rewritten)
     assert state_of(session).write_plan(NOW).changed == {"cart": "[1,2]"}
+
+
+def test_a_session_read_and_left_alone_still_ends_when_its_asked_end_passes() -> None:
+    """Nothing assigned, only text and numbers handed out: nothing to write -- unless the
+    end an app asked for passed since the read; then it ends, as at its limits."""
+    session = _stored({"user": "alice", "n": 1},
+                      {META_CREATED: CREATED, META_ENDS + "https://shop.example": NOW + 5})
+    assert session.get("user") == "alice" and session["n"] == 1
+    assert state_of(session).write_plan(NOW).unchanged
+    plan = state_of(session).write_plan(NOW + 10)
+    assert plan.drop == SID and plan.save_to is None
 
 
 def test_pop_and_clear_are_tracked() -> None:
@@ -774,6 +786,19 @@ def test_a_stored_value_decodes_as_json_would(text: str) -> None:
                                   '"\x7f"', "'single'", '"line\u2028sep"', ['"', '"'], None])
 def test_the_decoders_edge_cases(text: Any) -> None:
     assert _decoded(_loads, text) == _decoded(json.loads, text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(), st.integers(min_value=-(2**200), max_value=2**200),
+                 st.booleans(), st.none()))
+def test_a_whole_number_encodes_as_json_would(value: Any) -> None:
+    """The shortcut for whole numbers writes exactly json's text (bools are not numbers)."""
+    assert _encode("k", value) == json.dumps(value)
+
+
+def test_a_whole_number_json_cannot_write_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="only JSON values"):
+        _encode("k", 10**5000)  # past Python's digit limit for int -> str
 
 
 # -- review: a value the app holds across an early save -------------------------------------

@@ -16,11 +16,14 @@ from typing import Any
 import pytest
 import redis
 from conftest import FakeClock, issuing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.cluster import RedisCluster
 from servers import RedisServer
 
 from sessionshare import MemoryStore, RedisStore, SessionStore, StoreUnavailable
 from sessionshare.store.base import MARKED_BEFORE, NOT_HELD, RETIRED, SessionRecord
+from sessionshare.store.redisproto import PENDING, parse_record
 
 
 def _ttl(store: SessionStore, key: str, clock: FakeClock) -> float | None:
@@ -335,6 +338,39 @@ def test_a_foreign_value_under_a_session_key_is_no_session(redis_url: str) -> No
     assert store.load("k", 60) is None
     store.client.set("k", b"[1, 2]")
     assert store.load("k", 60) is None
+
+
+def _parsed_as_json_loads_would(raw: bytes) -> SessionRecord | None:
+    """parse_record's meaning, spelled with json.loads."""
+    try:
+        obj = json.loads(raw.decode())
+        fields, meta = obj["d"], obj["m"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if type(meta) is dict and PENDING in meta:
+        return None
+    return SessionRecord(fields, meta)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(
+    st.builds(lambda d, m, lead, trail: (lead + json.dumps({"d": d, "m": m}) + trail).encode(),
+              st.dictionaries(st.text(max_size=5), st.text(max_size=8), max_size=4),
+              st.dictionaries(st.sampled_from(["c", "a", PENDING, "o:x"]), st.integers(),
+                              max_size=3),
+              st.sampled_from(["", " ", "\n", "x"]), st.sampled_from(["", " ", "\n", "x", "}"])),
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=40),
+))
+def test_a_record_parses_as_json_loads_would(raw: bytes) -> None:
+    """The read's parser takes the scanner's shortcut only where it gives json.loads's answer:
+    whitespace around the text, trailing garbage, not JSON, another shape -- all the same."""
+    assert parse_record(raw) == _parsed_as_json_loads_would(raw)
 
 
 # -- errors -----------------------------------------------------------------------

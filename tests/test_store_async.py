@@ -375,6 +375,19 @@ def test_the_fast_packing_is_byte_for_byte_redis_pys(name: str, rest: list[str |
         assert b"".join(pack(conn, args)) == b"".join(conn.pack_command(*args))
 
 
+@pytest.mark.parametrize("value", ["x" * 6000, "x" * 6001, "é" * 3000, "é" * 3001, "ü", ""],
+                         ids=["ascii-at-cutoff", "ascii-past-cutoff", "utf8-at-cutoff",
+                              "utf8-past-cutoff", "utf8-short", "empty"])
+def test_packing_at_the_buffer_cutoff_is_redis_pys(value: str) -> None:
+    """ASCII text is packed as one string, other text by its UTF-8 bytes; a value past the
+    cut-off goes out as a buffer of its own either way -- byte for byte redis-py's."""
+    for conn in (redis.asyncio.Redis(protocol=2).connection_pool.make_connection(),
+                 redis.Redis(protocol=2).connection_pool.make_connection()):
+        args = ("EVALSHA", "f" * 40, 1, "s:{k}", value, 1800)
+        assert b"".join(pack(conn, args)) == b"".join(conn.pack_command(*args))
+        assert len(pack(conn, args)) == (3 if len(value.encode()) > 6000 else 1)
+
+
 def test_packing_leaves_other_types_to_redis_py() -> None:
     conn = redis.asyncio.Redis(protocol=2).connection_pool.make_connection()
     for args in (("SET", "k", 1.5), ("SET", "k", b"raw"), ("CONFIG GET", "maxmemory"),

@@ -17,9 +17,11 @@ pool skips its own "connection has data" check) -- and on redis-py's pool path
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,12 +29,16 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 import redis.connection
 from conftest import issuing
 from flow import CALLBACK, SHOP, Browser, Deployment, reason_of
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from servers import RedisServer
 
-from sessionshare import RedisStore, StoreUnavailable
+from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
 from sessionshare.store.base import RETIRED, SessionRecord
 
 
@@ -313,6 +319,82 @@ def test_a_ticket_is_still_taken_once_by_concurrent_redemptions(redis_url: str) 
         got = _race_for(store, f"t:{round_}")
         assert got.count("wrapped") == 1 and got.count(None) == 3, got
     store.close()
+
+
+class _Hangup:
+    """A listener on 127.0.0.1 that answers a connection's handshake (``CLIENT SETINFO``)
+    and hangs up on its first other command without a reply: every exchange fails after
+    its command went out. Counts the connections."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + 30  # stops by itself
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(2)
+                while data := conn.recv(65536):
+                    if data.count(b"SETINFO") < data.count(b"*"):
+                        break  # a command of the store's: no reply, ever
+                    conn.sendall(b"+OK\r\n" * data.count(b"SETINFO"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+def test_a_failed_exchange_is_retried_as_the_clients_policy_says(retries: int) -> None:
+    """The first attempt runs outside the retry policy; the policy still makes exactly as
+    many attempts as it would on its own: one, plus one per retry."""
+    server = _Hangup()
+    client = redis.Redis(host="127.0.0.1", port=server.port, protocol=2, socket_timeout=2,
+                         retry=Retry(NoBackoff(), retries))
+    store = RedisStore(client)
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.load("s:alice", 600)
+        assert server.accepted == 1 + retries
+    finally:
+        store.close()
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+def test_an_async_failed_exchange_is_retried_as_the_clients_policy_says(retries: int) -> None:
+    """The same for the asyncio store's fast path."""
+    server = _Hangup()
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=server.port, protocol=2,
+                                     socket_timeout=2, retry=AsyncRetry(NoBackoff(), retries))
+        store = AsyncRedisStore(client)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.load("s:alice", 600)
+            assert server.accepted == 1 + retries
+        finally:
+            await store.close()
+            await client.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.close()
 
 
 def test_a_stall_past_every_retry_is_503_never_replayed(

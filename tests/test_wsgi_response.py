@@ -265,6 +265,34 @@ def test_changes_while_streaming_are_persisted_on_close(store: SessionStore,
     assert record is not None and record.fields["progress"] == '"done"'
 
 
+def test_a_list_handed_out_and_changed_while_streaming_is_persisted_on_close(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    """Handed out before the answer starts and unchanged then (nothing to write at the
+    start), changed in place while the body streams: the close finds and stores it."""
+    manager = make_manager(store, clock)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        session = environ["sessionshare.session"]
+        if environ["PATH_INFO"] == "/fill":
+            session["cart"] = ["a"]
+            start_response("200 OK", [])
+            yield b"filled"
+            return
+        cart = session["cart"]
+        start_response("200 OK", [])
+        yield b"part one"
+        cart.append("b")  # in place, after the headers went out
+        yield b"part two"
+
+    wrapped = webtest.TestApp(manager.wrap(app))
+    wrapped.get("/fill")
+    sid = wrapped.cookies[COOKIE]
+    assert wrapped.get("/stream").body == b"part onepart two"
+    record = store.load(manager.session_key(sid), 60)
+    assert record is not None and record.fields["cart"] == '["a","b"]'
+
+
 def test_generator_app_that_starts_late(store: SessionStore, clock: FakeClock) -> None:
     manager = make_manager(store, clock)
 

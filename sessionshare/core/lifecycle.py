@@ -226,7 +226,10 @@ class Lifecycle:
         The braces make the digest a cluster hash tag, so keys kept with a
         session can share its slot.
         """
-        return self._key(self.ids.digest(sid))
+        # The read's memoised lookup when it has the id (every write of a session read in
+        # this process): the same digest, without a MAC per write.
+        found = self.ids.lookup(sid)
+        return self._key(found[0] if found is not None else self.ids.digest(sid))
 
     def _key(self, digest: str) -> str:
         return f"{self.key_prefix}s:{{{digest}}}"
@@ -307,33 +310,45 @@ class Lifecycle:
         digest, idle, absolute = found
         key = self._key(digest)
         record: SessionRecord | None = yield Load(key, idle)
+        if self._ended(record, absolute) is None:
+            return record  # the usual read: no second generator for it
         return (yield from self._live(key, record, absolute))
 
     def _live(
         self, key: str, record: SessionRecord | None, absolute: int
     ) -> Steps[SessionRecord | None]:
-        if record is not None and not is_well_formed(record.fields, record.meta):
-            # Any backend, not only Redis (whose parser checks too): a damaged record is
-            # no session -- the request goes on anonymous and a write gets a fresh id.
-            return None
-        if record is None or META_RETIRED in record.meta:
-            # A marker (an id just moved) lives its few seconds, not a session's lifetime:
-            # ending it as expired would follow it and end the session it moved to.
+        """``record``, or None when it is damaged or ended -- an ended one is deleted."""
+        reason = self._ended(record, absolute)
+        if reason is None:
             return record
-        now = self.clock()
-        reason = None
-        if lifetime_start(record.meta, 0) + absolute <= now:
-            reason = "absolute"
-        else:
-            asked = ends_at(record.meta)
-            if asked is not None and asked <= now:
-                reason = "asked"  # an app asked it to end by now (Session.expire_at)
-        if reason is not None:
+        if reason != "damaged":
             yield Delete(key, self.census)
             self.events.emit(logging.INFO, "session_expired", {"reason": reason},
                              "session_expired reason=%s", reason)
+        return None
+
+    def _ended(
+        self, record: SessionRecord | None, absolute: int
+    ) -> Literal["damaged", "absolute", "asked"] | None:
+        """Why ``record`` is no session to serve, or None for a live one (or none at all,
+        or a marker)."""
+        if record is None:
             return None
-        return record
+        if not is_well_formed(record.fields, record.meta):
+            # Any backend, not only Redis (whose parser checks too): a damaged record is
+            # no session -- the request goes on anonymous and a write gets a fresh id.
+            return "damaged"
+        if META_RETIRED in record.meta:
+            # A marker (an id just moved) lives its few seconds, not a session's lifetime:
+            # ending it as expired would follow it and end the session it moved to.
+            return None
+        now = self.clock()
+        if lifetime_start(record.meta, 0) + absolute <= now:
+            return "absolute"
+        asked = ends_at(record.meta)
+        if asked is not None and asked <= now:
+            return "asked"  # an app asked it to end by now (Session.expire_at)
+        return None
 
     def open(self, cookies: str | None, loader: SessionLoader | None = None) -> Session:
         """This request's session, for the id in this app's cookie in ``cookies`` (a
@@ -488,10 +503,10 @@ class Lifecycle:
             # Vary only for an answer that depends on the cookie: the app looked inside,
             # or a signed-in user was published to it. A public page that never touched
             # the session stays cacheable, as with the frameworks' own sessions.
-            headers = [_VARY] if state.accessed else []
+            headers: Headers = [_VARY] if state.accessed else []
             if state.cookie_asked is not None or self._refreshing:
                 headers = self._refreshed(state, headers)
-            return self._owed(headers, state)
+            return headers if state.cookie_owed is None else self._owed(headers, state)
         return plan
 
     @staticmethod

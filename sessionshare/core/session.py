@@ -51,7 +51,7 @@ from typing import Any
 from ..errors import SessionEnded
 from .ids import MAX_LIMIT
 from .record import META_AUTHENTICATED, META_CREATED, META_JOINED, SessionLoader
-from .sessionstate import SessionState, encode
+from .sessionstate import IMMUTABLE, SessionState, encode
 
 __all__ = ["ENVIRON_KEY", "Session", "peek", "state_of"]
 
@@ -99,16 +99,21 @@ class Session(dict[str, Any]):
 
     # -- reading: the store is read at the first look, then the dict answers ------
     # Every method goes through _read(): the one place that knows the app looked.
+    # A value handed out is noted only when it can change in place (a list, a dict): a
+    # string or a number cannot, so the persist that looks for changes skips it unseen.
     def __getitem__(self, key: str) -> Any:
         state = self._read()
         value = dict.__getitem__(self, key)
-        state.handed.add(key)
+        if not isinstance(value, IMMUTABLE):
+            state.handed.add(key)
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
         state = self._read()
-        state.handed.add(key)
-        return dict.get(self, key, default)
+        value = dict.get(self, key, default)
+        if not isinstance(value, IMMUTABLE):
+            state.handed.add(key)
+        return value
 
     def __contains__(self, key: object) -> bool:
         self._read()
@@ -411,8 +416,10 @@ def peek(session: Session, key: str) -> Any:
     state = state_of(session)
     if not state.loaded:
         state.ensure()
-    state.handed.add(key)
-    return dict.get(session, key)
+    value = dict.get(session, key)
+    if not isinstance(value, IMMUTABLE):
+        state.handed.add(key)
+    return value
 
 
 #: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its

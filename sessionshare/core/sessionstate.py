@@ -48,9 +48,12 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["CookieFollower", "SessionState", "decode", "encode", "ends_at", "lifetime_start"]
+__all__ = ["IMMUTABLE", "CookieFollower", "SessionState", "decode", "encode", "ends_at",
+           "lifetime_start"]
 
-_IMMUTABLE = (str, int, float, bool, type(None))
+#: The values that cannot change in place: one the app was handed is never encoded again
+#: to look for a change (only an assignment changes it, and that is tracked).
+IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
 #: The names that start with META_ENDS are those in [_ENDS_FROM, _ENDS_TO) (the same
 #: prefix, its last character one higher).
@@ -74,6 +77,10 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 def encode(key: str, value: Any) -> str:
     """``value``'s JSON text, as stored under ``key``; TypeError for a non-JSON value."""
     try:
+        if type(value) is int:
+            # What the encoder writes for a whole number, without its Python layers (a
+            # new C encoder per call: about seven times the cost, on every counter write).
+            return int.__repr__(value)
         return _dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
@@ -217,8 +224,9 @@ class SessionState:
         self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
-        #: The keys whose values the app was handed (``session[key]``, ``get()``), or all
-        #: of them (``items()``, ``values()``, ``copy()``...): only those can have been
+        #: The keys whose values the app was handed (``session[key]``, ``get()``) when
+        #: they can change in place (lists, dicts: not :data:`IMMUTABLE` ones), or all of
+        #: them (``items()``, ``values()``, ``copy()``...): only those can have been
         #: changed in place, so only those are encoded again to find out.
         self.handed: set[str] = set()
         self.handed_all = False
@@ -360,15 +368,21 @@ class SessionState:
         """True when persisting would write something."""
         if not self.loaded:
             return False
+        if self.meta_changed or self.regenerating or self.invalidated:
+            return True
+        if (not (self.assigned or self.handed or self.handed_all)
+                and self.stored.keys() <= dict.keys(self.contents)):
+            # Nothing assigned, no list or dict handed out, no key removed: no change to
+            # look for (every response's close asks this).
+            return False
         changed, deleted = self.changes()
-        return bool(
-            changed or deleted or self.meta_changed or self.regenerating or self.invalidated
-        )
+        return bool(changed or deleted)
 
     def has_joined(self, origin: str) -> bool:
         """True while ``origin`` (a canonical origin) joined the session and was not
         withdrawn."""
-        self.ensure()
+        if not self.loaded:
+            self.ensure()
         return self.meta.get(META_JOINED + origin, 0) > 0
 
     def was_assigned(self, key: str) -> bool:
@@ -396,7 +410,7 @@ class SessionState:
             candidates = assigned | self.handed if assigned else self.handed
         for key in candidates:
             value = dict.get(contents, key, _ABSENT)
-            if value is _ABSENT or (key not in assigned and isinstance(value, _IMMUTABLE)):
+            if value is _ABSENT or (key not in assigned and isinstance(value, IMMUTABLE)):
                 continue
             try:
                 text = encode(key, value)
@@ -483,6 +497,15 @@ class SessionState:
         """
         if not self.loaded:
             return UNCHANGED
+        if (self.exists and not (self.assigned or self.handed or self.handed_all
+                                 or self.meta_changed or self.regenerating or self.invalidated)
+                and self.stored.keys() <= dict.keys(self.contents)):
+            # The usual request: a stored session read and left as it was (nothing assigned,
+            # no list or dict handed out, no key removed, no verb), so nothing to write --
+            # unless an end an app asked for has passed since it was read.
+            asked = ends_at(self.meta)
+            if asked is None or asked > now:
+                return UNCHANGED
         old = self.sid if self.exists else None
         regenerate = self.regenerating and not (
             joined_as is not None and old is not None
@@ -613,11 +636,13 @@ class SessionState:
             return 0
         fields = plan.changed if plan.create else {**self.stored, **plan.changed}
         gone = () if plan.create else plan.deleted
-        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes.
-        return sum(
-            len(key.encode("utf-8")) + len(text)
-            for key, text in fields.items() if key not in gone
-        )
+        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes. (A loop,
+        # not sum() over a generator: this runs on every write.)
+        size = 0
+        for key, text in fields.items():
+            if key not in gone:
+                size += len(key.encode("utf-8")) + len(text)
+        return size
 
     def mark_written(self, plan: WritePlan) -> None:
         """The store now holds what ``plan`` (this session's own, just run) wrote."""

@@ -214,9 +214,10 @@ class Side:
         A path that does not start with ``/`` is refused first (:meth:`bad_path`); a
         websocket handshake is served as :meth:`_websocket_request` says.
         """
-        refused = self.bad_path(request)
-        if refused is not None:
-            return refused
+        if request.has_bad_path:  # (checked here first: no call for every good path)
+            refused = self.bad_path(request)
+            if refused is not None:
+                return refused
         if request.is_websocket:
             return self._websocket_request(request, session)
         return self._route(request, session)

@@ -156,7 +156,16 @@ async def exchange(conn: Any, packed: Any) -> Any:
 
 
 async def _with_retry(conn: Any, packed: Any) -> Any:
+    # As exchange.py's: the first attempt outside the policy, a failure handed to it as
+    # the outcome of its first attempt.
+    try:
+        return await exchange(conn, packed)
+    except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
+        first: list[Exception] = [exc]
+
     async def attempt() -> Any:
+        if first:
+            raise first.pop()
         return await exchange(conn, packed)
 
     async def failed(_error: Exception) -> None:
@@ -197,7 +206,7 @@ class _Slots:
     """The pool's connections as a semaphore, one per event loop (an asyncio primitive
     belongs to the first loop that waits on it)."""
 
-    __slots__ = ("_by_loop", "_limit")
+    __slots__ = ("_by_loop", "_last", "_limit")
 
     def __init__(self, pool: Any) -> None:
         # redis.asyncio's pool raises MaxConnectionsError when all its connections are
@@ -208,12 +217,22 @@ class _Slots:
         self._limit = limit if isinstance(limit, int) and limit > 0 else 2**31
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                                  asyncio.Semaphore] = weakref.WeakKeyDictionary()
+        #: The last loop asked for (weakly) and its semaphore: nearly always the one asked
+        #: for next, found without the weak dictionary's Python-level lookup.
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Semaphore] | None = (
+            None)
 
-    def __call__(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
+    def __call__(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Semaphore:
+        """The semaphore of ``loop`` (default: the running loop)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         slots = self._by_loop.get(loop)
         if slots is None:
             slots = self._by_loop[loop] = asyncio.Semaphore(self._limit)
+        self._last = (weakref.ref(loop), slots)
         return slots
 
 
@@ -260,9 +279,12 @@ class AsyncDirectLine:
         self._slots = _Slots(pool)
 
     async def call(self, *args: str | int, key: str | None = None) -> Any:
-        async with self._slots():
+        loop = asyncio.get_running_loop()
+        async with self._slots(loop):
             try:
-                conn = self._idle.pop()  # only completed exchanges are parked: rule 2 holds
+                # Only completed exchanges are parked (rule 2 holds), each with the loop
+                # that parked it: that loop owns it (``claim``).
+                conn, parked_on = self._idle.pop()
             except IndexError:
                 conn = await _borrow(self._pool, str(args[0]))
             else:
@@ -270,7 +292,7 @@ class AsyncDirectLine:
                     # A RESP3 maintenance notice moved the server: the pool reconnects it.
                     await self._pool.release(conn)
                     conn = await _borrow(self._pool, str(args[0]))
-                else:
+                elif parked_on() is not loop:
                     await claim(conn)  # parked by another loop: dropped, reconnected here
             completed = False
             try:
@@ -282,7 +304,7 @@ class AsyncDirectLine:
                 raise
             finally:
                 if completed and len(self._idle) < self._max_idle:
-                    self._idle.append(conn)
+                    self._idle.append((conn, weakref.ref(loop)))
                 else:
                     await self._pool.release(conn)
 
@@ -292,7 +314,8 @@ class AsyncDirectLine:
 
     async def close(self) -> None:
         while self._idle:
-            await self._pool.release(self._idle.pop())
+            conn, _ = self._idle.pop()
+            await self._pool.release(conn)
 
 
 class AsyncClusterLine:

@@ -454,18 +454,6 @@ def _redemption(nonce: str | None) -> str:
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _loads(text: str) -> Any:
-    """``json.loads(text)``, exactly: the scanner alone for text it takes whole (a record
-    as the server writes it), without the Python layers and the two whitespace matches
-    around it; anything else -- whitespace around it, not JSON -- goes to ``json.loads``,
-    which decodes it or raises as it always does."""
-    try:
-        value, end = _scan(text, 0)
-    except (StopIteration, ValueError, TypeError):
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
 #: SessionRecord built as a tuple is: its own constructor is Python, and this is the read path.
 _record = tuple.__new__
 
@@ -477,7 +465,18 @@ def parse_record(raw: Any) -> SessionRecord | None:
         return None
     try:
         # Decoded first: json.loads would sniff the bytes for UTF-16/32 on every read.
-        obj = _loads(raw.decode() if type(raw) is bytes else raw)
+        text = raw.decode() if type(raw) is bytes else raw
+        # json.loads(text), exactly: the scanner alone for text it takes whole (a record as
+        # the server writes it), without the Python layers and the two whitespace matches
+        # around it; anything else -- whitespace around it, not JSON -- goes to json.loads,
+        # which decodes it or raises as it always does.
+        try:
+            obj, end = _scan(text, 0)
+        except (StopIteration, ValueError, TypeError):
+            obj = json.loads(text)
+        else:
+            if end != len(text):
+                obj = json.loads(text)
         fields, meta = obj["d"], obj["m"]
     except (ValueError, KeyError, TypeError):
         # Not ours (a key-prefix clash) or damaged: treat as no session.

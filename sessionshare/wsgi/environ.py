@@ -43,8 +43,9 @@ def request_of(environ: WSGIEnvironment) -> Request:
         query=environ.get("QUERY_STRING", ""),
         cookies=environ.get("HTTP_COOKIE", ""),
         accept=environ.get("HTTP_ACCEPT", ""),
-        # A websocket handshake is never a page load, whatever it says it accepts.
-        fetch_mode=("websocket" if is_websocket_handshake(environ)
+        # A websocket handshake is never a page load, whatever it says it accepts. (Only a
+        # request asking to upgrade can be one: the others skip the check's call.)
+        fetch_mode=("websocket" if "HTTP_UPGRADE" in environ and is_websocket_handshake(environ)
                     else environ.get("HTTP_SEC_FETCH_MODE")),
         root=environ.get("SCRIPT_NAME", ""),
         native=environ,
