@@ -238,6 +238,9 @@ WRONG: list[tuple[Role, str, Any]] = [
         ("logout_path", "logout"),
         ("logout_path", "/out?x=1"),
         ("callback_path", "cb"),
+        # The state cookies' Path: a ";" would add an attribute of its own choosing.
+        ("callback_path", "/cb;Domain=evil.example"),
+        ("callback_path", "/a,b"),
         ("logout_redirect", None),
         ("clock", 1.0),
         ("cookie_path", "shop"),

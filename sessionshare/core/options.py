@@ -373,7 +373,8 @@ _DECLARED: tuple[Option, ...] = (
     Option("callback_path", DEFAULT_CALLBACK_PATH,
            "the remote path that receives the token (the IdP accepts callbacks "
            "to allow-listed hosts at this path)",
-           check=checks.absolute_path, env="SESSIONSHARE_CALLBACK_PATH"),
+           # Also the state cookies' Path: held to a cookie path's characters.
+           check=checks.cookie_path, env="SESSIONSHARE_CALLBACK_PATH"),
     Option("logout_path", "/_sessionshare/logout",
            "POST here to sign out everywhere",
            check=checks.absolute_path, env="SESSIONSHARE_LOGOUT_PATH"),
