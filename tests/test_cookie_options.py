@@ -190,6 +190,23 @@ def test_without_refresh_the_cookie_ages_from_when_it_was_set(
     assert shop.get("/read").json == {}
 
 
+def test_without_refresh_a_change_still_sets_the_cookie_anew(
+    make_shop: Any, clock: FakeClock
+) -> None:
+    # Starlette's and Flask's rule when they do not refresh: a persistent cookie is set
+    # again by each answer that changed the session, so its life counts from the last
+    # change; a read alone leaves it as it is (the test above).
+    shop = make_shop(cookie_max_age=60, cookie_refresh=False)
+    shop.get("/write?k=v")
+    clock.advance(40)
+    changed = shop.get("/write?k=w")
+    again = shop.set_cookie(changed)
+    assert "Max-Age=60" in _attributes(again)
+    assert _expires(again) == "Fri, 15 Jan 2027 08:01:40 GMT"  # 60 s from the change
+    clock.advance(40)  # 80 s after the first cookie, 40 after the change
+    assert shop.get("/read").json == {"k": "w"}
+
+
 def test_an_expired_cookie_reads_as_a_guest_and_the_session_lives_on(
     make_shop: Any, clock: FakeClock
 ) -> None:

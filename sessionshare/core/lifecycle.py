@@ -275,24 +275,27 @@ class Lifecycle:
             return self.cookie.set(self.cookie_value(sid))
         return self.cookie.set(self.cookie_value(sid), max_age=asked, now=now)
 
-    def _refreshes(self, state: SessionState) -> bool:
+    def _refreshes(self, state: SessionState, *, changed: bool = False) -> bool:
         """Whether this response re-sends the cookie the request carried: a persistent
         cookie (``cookie_max_age``) with ``cookie_refresh``, or whatever an adapter asked
         (:meth:`~sessionshare.core.sessionstate.SessionState.ask_cookie`); a genuine
         cookie, and a session not found gone -- a sliding expiry, as Starlette's and
-        Flask's own sessions do."""
+        Flask's own sessions do. Without refresh, a persistent cookie is still set anew
+        by an answer that ``changed`` the session, so its life counts from the last
+        change (the rule of both when they do not refresh)."""
         asked = state.cookie_asked
         if asked is None:
-            if not self._refreshing:
+            if not (self._refreshing or changed and self.cookie_max_age is not None):
                 return False
-        elif not asked[1]:
+        elif not (asked[1] or changed and asked[0] is not None):
             return False
         return (state.sid is not None and not state.retired
                 and (not state.loaded or state.exists))
 
-    def _refreshed(self, state: SessionState, headers: Headers) -> Headers:
+    def _refreshed(self, state: SessionState, headers: Headers, *,
+                   changed: bool = False) -> Headers:
         """``headers`` with the refreshed cookie and ``Vary`` when :meth:`_refreshes`."""
-        if not self._refreshes(state):
+        if not self._refreshes(state, changed=changed):
             return headers
         assert state.sid is not None
         if _VARY not in headers:
@@ -599,8 +602,9 @@ class Lifecycle:
                                                           state)))
         elif plan.cookie == "clear":
             headers.append(("Set-Cookie", self.cookie.clear()))
-        elif state.cookie_asked is not None or self._refreshing:
-            headers = self._refreshed(state, headers)
+        elif (state.cookie_asked is not None or self._refreshing
+              or self.cookie_max_age is not None):
+            headers = self._refreshed(state, headers, changed=True)
         return self._owed(headers, state)
 
     def save_now(self, session: Session, *, late: bool = False) -> Steps[None]:

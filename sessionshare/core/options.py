@@ -352,7 +352,8 @@ _DECLARED: tuple[Option, ...] = (
     Option("cookie_refresh", True,
            "with a persistent cookie (`cookie_max_age`), re-send it on every request that "
            "carries a valid one, so that it lasts `cookie_max_age` from the latest visit "
-           "(such answers say `Vary: Cookie`); `False`: from when it was last set",
+           "(such answers say `Vary: Cookie`); `False`: from the last answer that changed the "
+           "session (which sets it anew)",
            check=checks.flag, env="SESSIONSHARE_COOKIE_REFRESH", parse=checks.bool_text),
     Option("cookie_spelling", None,
            "how the session cookie's attribute names are written, e.g. `{\"Path\": \"path\"}` "
