@@ -41,7 +41,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT = 15.0
 
 
-@pytest.fixture
+# One estate for the module: each test drives a Chromium of its own (its own profile,
+# so its own cookies), and what a test leaves in the store -- its sessions, its pending
+# hand-offs -- is reachable only with that browser's cookies, and the timeline is told
+# per browser too; starting the five servers for every test cost a second or two each.
+@pytest.fixture(scope="module")
 def sites() -> Iterator[dict[str, str]]:
     sockets: dict[str, Any] = {}
     servers = Servers()

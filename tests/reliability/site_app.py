@@ -1,9 +1,10 @@
 """The apps the reliability suite serves with gunicorn, configured like production.
 
 gunicorn imports ``reliability.site_app:make('idp')`` or ``make('remote')``;
-each is tests/flow.py's bare WSGI app wrapped by its middleware through
-``from_env``, so the settings come from ``SESSIONSHARE_*`` variables exactly
-as in a deployment (:class:`reliability.served.ServedDeployment` sets them).
+each is tests/bare_apps.py's bare WSGI app (light imports: every worker imports
+it) wrapped by its middleware through ``from_env``, so the settings come from
+``SESSIONSHARE_*`` variables exactly as in a deployment
+(:class:`reliability.served.ServedDeployment` sets them).
 The remote protects ``/orders``, ``/read`` and ``/write``.
 
 The library's log lines go to stderr -- which gunicorn's
@@ -17,7 +18,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from flow import idp_app, remote_app
+from bare_apps import idp_app, remote_app
 
 from sessionshare import IdpAuthMiddleware, RemoteSessionMiddleware
 

@@ -7,7 +7,6 @@ the WSGI and the ASGI middlewares (the ``shell`` fixture).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import pytest
@@ -17,17 +16,6 @@ from sessionshare import SessionStore
 
 from . import profiles  # noqa: F401  (registers the hypothesis profiles)
 from .deploy import Events, security_deployment
-
-# When a property fails, hypothesis' pytest plugin imports its patch writer, which
-# imports libcst -> mypy_extensions, which warns (DeprecationWarning) on import; with
-# warnings as errors that turns the report of the failure into an INTERNALERROR that
-# hides it. Import it once here, warnings silenced, so a failure reads as a failure.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:  # libcst not installed: the plugin skips the patch
-        pass
 
 
 @pytest.fixture
