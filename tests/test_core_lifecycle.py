@@ -495,3 +495,50 @@ def test_a_remembered_sign_in_and_max_age_give_the_shorter_lifetime(clock: FakeC
     plain = _timed_rules(clock, max_remember=None)
     assert "Max-Age=7200;" in plain.set_cookie(remembered, now)
     assert "Max-Age" not in plain.set_cookie(SID, now)
+
+
+class _ScriptedStore:
+    """A thread store answering ``load`` from a script, recording what it was asked as
+    the commands the steps would have yielded."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.commands: list[Command] = []
+
+    def load(self, key: str, idle_ttl: int) -> Any:
+        self.commands.append(Load(key, idle_ttl))
+        return self.answer
+
+    def delete(self, key: str, census: str | None = None) -> None:
+        self.commands.append(Delete(key, census))
+
+
+def test_read_on_a_thread_store_is_the_read_called_directly(
+    rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The thread shells' loader reads without driving steps: every kind of record must
+    # come out as read's -- the same commands (one Load; the Delete of an ended one),
+    # the same result, the same event.
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    now = int(clock())
+    records: dict[str, Any] = {
+        "live": SessionRecord({"user": '"alice"'}, {META_CREATED: now}),
+        "none": None,
+        "absolute": SessionRecord({"user": '"alice"'}, {META_CREATED: now - 3600}),
+        "asked": SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": now}),
+        "damaged": SessionRecord({"user": 1}, {META_CREATED: now}),  # type: ignore[dict-item]
+        "marker": SessionRecord({}, {META_CREATED: now - 7200, META_RETIRED: 1}),
+    }
+    foreign = SessionIds(SyncKey.parse(SyncKey.generate()), audience=ORIGIN,
+                         idle_timeout=600, absolute_timeout=3600).new()
+    for name, record in records.items():
+        for sid in (SID, foreign):
+            caplog.clear()
+            expected = script(rules.read(sid), [record])
+            read_events = caplog.text
+            caplog.clear()
+            store = _ScriptedStore(record)
+            got = rules.read_on(sid, store)  # type: ignore[arg-type]
+            assert (store.commands, got) == expected, name
+            assert caplog.text == read_events, name
+    assert len(script(rules.read(SID), [records["absolute"]])[0]) == 2  # (the case is live)
