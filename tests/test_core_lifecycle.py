@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
@@ -26,8 +28,9 @@ from sessionshare.core.record import (
     META_RETIRED,
 )
 from sessionshare.core.session import Session, state_of
+from sessionshare.core.sessionstate import ends_at, lifetime_start
 from sessionshare.core.steps import Command, Delete, Load, Mark, Move, Peek, Save, Steps
-from sessionshare.store.base import MARKED_BEFORE, SessionRecord
+from sessionshare.store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 
 KEY = SyncKey.parse(SyncKey.generate())
 ORIGIN = "http://app.test"
@@ -542,3 +545,45 @@ def test_read_on_a_thread_store_is_the_read_called_directly(
             assert (store.commands, got) == expected, name
             assert caplog.text == read_events, name
     assert len(script(rules.read(SID), [records["absolute"]])[0]) == 2  # (the case is live)
+
+
+_META_NAMES = st.sampled_from([META_CREATED, META_AUTHENTICATED, META_RETIRED,
+                               META_ENDS + "http://a.test", META_ENDS + "http://b.test",
+                               META_ENDS, META_JOINED + ORIGIN, "x", 1])
+_META_VALUES = st.one_of(st.integers(-2**60, 2**60), st.integers(-10, 10**10),
+                         st.floats(allow_nan=True), st.booleans(), st.text(max_size=2),
+                         st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.one_of(st.dictionaries(st.one_of(st.text(max_size=3), st.integers()),
+                                        st.one_of(st.text(max_size=3), st.integers()),
+                                        max_size=3), st.lists(st.text(), max_size=1)),
+       meta=st.one_of(st.dictionaries(_META_NAMES, _META_VALUES, max_size=4),
+                      st.lists(st.integers(), max_size=1)),
+       absolute=st.integers(1, 10**6))
+@example(fields={}, meta={META_CREATED: 1_700_000_000, META_ENDS + "http://a.test": 0},
+         absolute=3600)  # a withdrawn ask ends nothing
+@example(fields={"k": "1"}, meta={META_CREATED: 1_700_000_000, "x": 2**53 + 1},
+         absolute=3600)  # past any clock: damage
+@example(fields={}, meta={META_CREATED: 1_700_000_000, META_ENDS + "a": 1_700_000_100,
+                          META_ENDS + "b": 1_699_999_999}, absolute=3600)  # the earliest
+def test_the_reads_verdict_is_the_shape_check_and_both_ends(
+    fields: Any, meta: Any, absolute: int
+) -> None:
+    # The read checks a record's shape and its ends in one pass over the metadata; held
+    # here to the helpers it inlines: is_well_formed, lifetime_start and ends_at.
+    clock = FakeClock(1_700_000_000)
+    rules = Lifecycle(cookie=CookieSpec("sid", secure=False), key=KEY, audience=ORIGIN,
+                      idle_timeout=600, absolute_timeout=3600, key_prefix="p:",
+                      max_session_bytes=64 * 1024, clock=clock)
+    if not is_well_formed(fields, meta):
+        expected: str | None = "damaged"
+    elif META_RETIRED in meta:
+        expected = None
+    elif lifetime_start(meta, 0) + absolute <= clock():
+        expected = "absolute"
+    else:
+        asked = ends_at(meta)
+        expected = "asked" if asked is not None and asked <= clock() else None
+    assert rules._ended(SessionRecord(fields, meta), absolute) == expected

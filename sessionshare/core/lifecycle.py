@@ -54,15 +54,23 @@ from typing import Literal
 
 from ..crypto import SyncKey
 from ..errors import SessionTooLarge, StoreUnavailable
-from ..store.base import MARKED_BEFORE, SessionRecord, SessionStore, is_well_formed
+from ..store.base import MARKED_BEFORE, META_LIMIT, SessionRecord, SessionStore
 from .census import census_key
 from .configure import CheckedOptions, followed_cookie
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, TIMED_COOKIE_VALUE_PATTERN, SessionIds
-from .record import META_ENDS, META_JOINED, META_RETIRED, SessionLoader, WritePlan
+from .record import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    META_ENDS,
+    META_JOINED,
+    META_RETIRED,
+    SessionLoader,
+    WritePlan,
+)
 from .session import Session, state_of
-from .sessionstate import SessionState, ends_at, lifetime_start
+from .sessionstate import _ENDS_FROM, _ENDS_TO, SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps, run
 
 __all__ = ["Headers", "Joined", "Lifecycle", "follow_cookie", "response_headers"]
@@ -351,18 +359,33 @@ class Lifecycle:
         or a marker)."""
         if record is None:
             return None
-        if not is_well_formed(record.fields, record.meta):
-            # Any backend, not only Redis (whose parser checks too): a damaged record is
-            # no session -- the request goes on anonymous and a write gets a fresh id.
+        fields, meta = record
+        # Any backend, not only Redis (whose parser checks too): a damaged record is no
+        # session -- the request goes on anonymous and a write gets a fresh id. This is
+        # is_well_formed(fields, meta) and ends_at(meta) in one pass over the metadata,
+        # on every read (a property test holds it to both).
+        if type(fields) is not dict or type(meta) is not dict:
             return "damaged"
-        if META_RETIRED in record.meta:
+        for key, text in fields.items():
+            if type(key) is not str or type(text) is not str:
+                return "damaged"
+        asked: float | None = None
+        for name, when in meta.items():
+            if type(name) is not str or (type(when) is not int and type(when) is not float):
+                return "damaged"
+            if not -META_LIMIT <= when <= META_LIMIT:
+                return "damaged"  # past any clock: see is_well_formed
+            if (_ENDS_FROM <= name < _ENDS_TO and when > 0
+                    and (asked is None or when < asked)):
+                asked = when
+        if META_RETIRED in meta:
             # A marker (an id just moved) lives its few seconds, not a session's lifetime:
             # ending it as expired would follow it and end the session it moved to.
             return None
         now = self.clock()
-        if lifetime_start(record.meta, 0) + absolute <= now:
+        # lifetime_start(meta, 0), inline.
+        if max(meta.get(META_CREATED, 0), meta.get(META_AUTHENTICATED, 0)) + absolute <= now:
             return "absolute"
-        asked = ends_at(record.meta)
         if asked is not None and asked <= now:
             return "asked"  # an app asked it to end by now (Session.expire_at)
         return None
