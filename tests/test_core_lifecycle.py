@@ -586,4 +586,18 @@ def test_the_reads_verdict_is_the_shape_check_and_both_ends(
     else:
         asked = ends_at(meta)
         expected = "asked" if asked is not None and asked <= clock() else None
-    assert rules._ended(SessionRecord(fields, meta), absolute) == expected
+    # Seen through the read (limits of ``absolute`` seconds): a live record or a marker
+    # is served; damage reads as none and is left alone; an ended one is deleted.
+    limited = SessionIds(KEY, audience=ORIGIN, idle_timeout=600, absolute_timeout=absolute)
+    rules.ids = limited
+    sid = limited.new()
+    record = SessionRecord(fields, meta)
+    commands, result = script(rules.read(sid), [record])
+    load = Load(rules.session_key(sid), 600)
+    if expected is None:
+        assert (commands, result) == ([load], record)
+    elif expected == "damaged":
+        assert (commands, result) == ([load], None)
+    else:
+        assert (commands, result) == ([load, Delete(rules.session_key(sid), rules.census)],
+                                      None)
