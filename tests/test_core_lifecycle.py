@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
@@ -26,8 +28,9 @@ from sessionshare.core.record import (
     META_RETIRED,
 )
 from sessionshare.core.session import Session, state_of
+from sessionshare.core.sessionstate import ends_at, lifetime_start
 from sessionshare.core.steps import Command, Delete, Load, Mark, Move, Peek, Save, Steps
-from sessionshare.store.base import MARKED_BEFORE, SessionRecord
+from sessionshare.store.base import MARKED_BEFORE, SessionRecord, is_well_formed
 
 KEY = SyncKey.parse(SyncKey.generate())
 ORIGIN = "http://app.test"
@@ -495,3 +498,106 @@ def test_a_remembered_sign_in_and_max_age_give_the_shorter_lifetime(clock: FakeC
     plain = _timed_rules(clock, max_remember=None)
     assert "Max-Age=7200;" in plain.set_cookie(remembered, now)
     assert "Max-Age" not in plain.set_cookie(SID, now)
+
+
+class _ScriptedStore:
+    """A thread store answering ``load`` from a script, recording what it was asked as
+    the commands the steps would have yielded."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.commands: list[Command] = []
+
+    def load(self, key: str, idle_ttl: int) -> Any:
+        self.commands.append(Load(key, idle_ttl))
+        return self.answer
+
+    def delete(self, key: str, census: str | None = None) -> None:
+        self.commands.append(Delete(key, census))
+
+
+def test_read_on_a_thread_store_is_the_read_called_directly(
+    rules: Lifecycle, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The thread shells' loader reads without driving steps: every kind of record must
+    # come out as read's -- the same commands (one Load; the Delete of an ended one),
+    # the same result, the same event.
+    caplog.set_level(logging.INFO, logger="sessionshare")
+    now = int(clock())
+    records: dict[str, Any] = {
+        "live": SessionRecord({"user": '"alice"'}, {META_CREATED: now}),
+        "none": None,
+        "absolute": SessionRecord({"user": '"alice"'}, {META_CREATED: now - 3600}),
+        "asked": SessionRecord({}, {META_CREATED: now, META_ENDS + "http://other.test": now}),
+        "damaged": SessionRecord({"user": 1}, {META_CREATED: now}),  # type: ignore[dict-item]
+        "marker": SessionRecord({}, {META_CREATED: now - 7200, META_RETIRED: 1}),
+    }
+    foreign = SessionIds(SyncKey.parse(SyncKey.generate()), audience=ORIGIN,
+                         idle_timeout=600, absolute_timeout=3600).new()
+    for name, record in records.items():
+        for sid in (SID, foreign):
+            caplog.clear()
+            expected = script(rules.read(sid), [record])
+            read_events = caplog.text
+            caplog.clear()
+            store = _ScriptedStore(record)
+            got = rules.read_on(sid, store)  # type: ignore[arg-type]
+            assert (store.commands, got) == expected, name
+            assert caplog.text == read_events, name
+    assert len(script(rules.read(SID), [records["absolute"]])[0]) == 2  # (the case is live)
+
+
+_META_NAMES = st.sampled_from([META_CREATED, META_AUTHENTICATED, META_RETIRED,
+                               META_ENDS + "http://a.test", META_ENDS + "http://b.test",
+                               META_ENDS, META_JOINED + ORIGIN, "x", 1])
+_META_VALUES = st.one_of(st.integers(-2**60, 2**60), st.integers(-10, 10**10),
+                         st.floats(allow_nan=True), st.booleans(), st.text(max_size=2),
+                         st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.one_of(st.dictionaries(st.one_of(st.text(max_size=3), st.integers()),
+                                        st.one_of(st.text(max_size=3), st.integers()),
+                                        max_size=3), st.lists(st.text(), max_size=1)),
+       meta=st.one_of(st.dictionaries(_META_NAMES, _META_VALUES, max_size=4),
+                      st.lists(st.integers(), max_size=1)),
+       absolute=st.integers(1, 10**6))
+@example(fields={}, meta={META_CREATED: 1_700_000_000, META_ENDS + "http://a.test": 0},
+         absolute=3600)  # a withdrawn ask ends nothing
+@example(fields={"k": "1"}, meta={META_CREATED: 1_700_000_000, "x": 2**53 + 1},
+         absolute=3600)  # past any clock: damage
+@example(fields={}, meta={META_CREATED: 1_700_000_000, META_ENDS + "a": 1_700_000_100,
+                          META_ENDS + "b": 1_699_999_999}, absolute=3600)  # the earliest
+def test_the_reads_verdict_is_the_shape_check_and_both_ends(
+    fields: Any, meta: Any, absolute: int
+) -> None:
+    # The read checks a record's shape and its ends in one pass over the metadata; held
+    # here to the helpers it inlines: is_well_formed, lifetime_start and ends_at.
+    clock = FakeClock(1_700_000_000)
+    rules = Lifecycle(cookie=CookieSpec("sid", secure=False), key=KEY, audience=ORIGIN,
+                      idle_timeout=600, absolute_timeout=3600, key_prefix="p:",
+                      max_session_bytes=64 * 1024, clock=clock)
+    if not is_well_formed(fields, meta):
+        expected: str | None = "damaged"
+    elif META_RETIRED in meta:
+        expected = None
+    elif lifetime_start(meta, 0) + absolute <= clock():
+        expected = "absolute"
+    else:
+        asked = ends_at(meta)
+        expected = "asked" if asked is not None and asked <= clock() else None
+    # Seen through the read (limits of ``absolute`` seconds): a live record or a marker
+    # is served; damage reads as none and is left alone; an ended one is deleted.
+    limited = SessionIds(KEY, audience=ORIGIN, idle_timeout=600, absolute_timeout=absolute)
+    rules.ids = limited
+    sid = limited.new()
+    record = SessionRecord(fields, meta)
+    commands, result = script(rules.read(sid), [record])
+    load = Load(rules.session_key(sid), 600)
+    if expected is None:
+        assert (commands, result) == ([load], record)
+    elif expected == "damaged":
+        assert (commands, result) == ([load], None)
+    else:
+        assert (commands, result) == ([load, Delete(rules.session_key(sid), rules.census)],
+                                      None)

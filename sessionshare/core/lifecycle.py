@@ -54,16 +54,24 @@ from typing import Literal
 
 from ..crypto import SyncKey
 from ..errors import SessionTooLarge, StoreUnavailable
-from ..store.base import MARKED_BEFORE, SessionRecord, is_well_formed
+from ..store.base import MARKED_BEFORE, META_LIMIT, SessionRecord, SessionStore
 from .census import census_key
 from .configure import CheckedOptions, followed_cookie
 from .cookies import CookieSpec
 from .events import EventName, Events
 from .ids import COOKIE_VALUE_PATTERN, TIMED_COOKIE_VALUE_PATTERN, SessionIds
-from .record import META_ENDS, META_JOINED, META_RETIRED, SessionLoader, WritePlan
+from .record import (
+    META_AUTHENTICATED,
+    META_CREATED,
+    META_ENDS,
+    META_JOINED,
+    META_RETIRED,
+    SessionLoader,
+    WritePlan,
+)
 from .session import Session, state_of
-from .sessionstate import SessionState, ends_at, lifetime_start
-from .steps import Delete, Load, Mark, Move, Peek, Save, Steps
+from .sessionstate import _ENDS_FROM, _ENDS_TO, SessionState, ends_at, lifetime_start
+from .steps import Delete, Load, Mark, Move, Peek, Save, Steps, run
 
 __all__ = ["Headers", "Joined", "Lifecycle", "follow_cookie", "response_headers"]
 
@@ -317,6 +325,20 @@ class Lifecycle:
             return record  # the usual read: no second generator for it
         return (yield from self._live(key, record, absolute))
 
+    def read_on(self, sid: str, store: SessionStore) -> SessionRecord | None:
+        """:meth:`read` on a thread store, called directly: the same read, the same one
+        round trip, without a generator to drive (a thread shell's session loader runs
+        this on every authenticated request; driving steps costs about a tenth of it)."""
+        found = self.ids.lookup(sid)
+        if found is None:
+            return None  # made under a key this app does not hold: not this deployment's
+        digest, idle, absolute = found
+        key = self._key(digest)
+        record: SessionRecord | None = store.load(key, idle)
+        if self._ended(record, absolute) is None:
+            return record
+        return run(self._live(key, record, absolute), store)  # ended: its delete, as read's
+
     def _live(
         self, key: str, record: SessionRecord | None, absolute: int
     ) -> Steps[SessionRecord | None]:
@@ -337,32 +359,51 @@ class Lifecycle:
         or a marker)."""
         if record is None:
             return None
-        if not is_well_formed(record.fields, record.meta):
-            # Any backend, not only Redis (whose parser checks too): a damaged record is
-            # no session -- the request goes on anonymous and a write gets a fresh id.
+        fields, meta = record
+        # Any backend, not only Redis (whose parser checks too): a damaged record is no
+        # session -- the request goes on anonymous and a write gets a fresh id. This is
+        # is_well_formed(fields, meta) and ends_at(meta) in one pass over the metadata,
+        # on every read (a property test holds it to both).
+        if type(fields) is not dict or type(meta) is not dict:
             return "damaged"
-        if META_RETIRED in record.meta:
+        for key, text in fields.items():
+            if type(key) is not str or type(text) is not str:
+                return "damaged"
+        asked: float | None = None
+        for name, when in meta.items():
+            if type(name) is not str or (type(when) is not int and type(when) is not float):
+                return "damaged"
+            if not -META_LIMIT <= when <= META_LIMIT:
+                return "damaged"  # past any clock: see is_well_formed
+            if (_ENDS_FROM <= name < _ENDS_TO and when > 0
+                    and (asked is None or when < asked)):
+                asked = when
+        if META_RETIRED in meta:
             # A marker (an id just moved) lives its few seconds, not a session's lifetime:
             # ending it as expired would follow it and end the session it moved to.
             return None
         now = self.clock()
-        if lifetime_start(record.meta, 0) + absolute <= now:
+        # lifetime_start(meta, 0), inline.
+        if max(meta.get(META_CREATED, 0), meta.get(META_AUTHENTICATED, 0)) + absolute <= now:
             return "absolute"
-        asked = ends_at(record.meta)
         if asked is not None and asked <= now:
             return "asked"  # an app asked it to end by now (Session.expire_at)
         return None
 
-    def open(self, cookies: str | None, loader: SessionLoader | None = None) -> Session:
+    def open(self, cookies: str | None, loader: SessionLoader | None = None, *,
+             direct: bool = False) -> Session:
         """This request's session, for the id in this app's cookie in ``cookies`` (a
         ``Cookie`` header) if genuine; None: a new, empty one.
 
         ``loader`` reads it the first time the app looks (a thread server: WSGI); without
-        one, it is read by :meth:`load`'s steps before anything looks.
+        one, it is read by :meth:`load`'s steps before anything looks. ``direct``: the
+        loader reads on the store the shell drives the steps on, so a side may read
+        through it instead of yielding the read (see ``SessionState.direct``).
         """
         session = Session(loader, self.session_id_in(cookies))
         state = state_of(session)
         state.cookie, state.audience, state.lifecycle = self.cookie, self.audience, self
+        state.direct = direct and loader is not None
         return session
 
     def read_now(self, session: Session) -> Steps[None] | None:

@@ -241,8 +241,20 @@ class RemoteSide(Side):
             return known  # known already: the public page may greet them
         return self._send_to_idp(request, passive=True)
 
-    def _protected(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
+    def _protected(self, request: Request, session: Session) -> Outcome:
+        if state_of(session).direct:
+            # A thread shell's session reads itself at the first look, on the store the
+            # steps would run on (the same read, one round trip): the answer is found
+            # directly, with no steps to drive.
+            return self._admitted(request, session)
+        return self._protected_steps(request, session)
+
+    def _protected_steps(self, request: Request, session: Session) -> Steps[Reply | PassThrough]:
         yield from self.lifecycle.load(session)
+        return self._admitted(request, session)
+
+    def _admitted(self, request: Request, session: Session) -> Reply | PassThrough:
+        """A protected path's answer for ``session`` (read at the first look if need be)."""
         user = self.user_of(session)
         if user is None or not state_of(session).has_joined(self.origin):
             # Signed in, but this origin never joined through an authorized hand-off (or

@@ -167,6 +167,7 @@ class SessionState:
         "cookie",
         "cookie_asked",
         "cookie_owed",
+        "direct",
         "exists",
         "gone",
         "had_cookie",
@@ -193,6 +194,10 @@ class SessionState:
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
                  contents: dict[str, Any] | None = None) -> None:
         self.loader = loader
+        #: True when ``loader`` reads on the very thread store the shell drives the
+        #: protocol's steps on (the WSGI shell): a side may then let it read at the first
+        #: look instead of yielding the read as a step -- the same read, nothing to drive.
+        self.direct = False
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
         #: True while the browser holds a cookie for this session: the request carried a

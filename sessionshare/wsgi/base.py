@@ -100,7 +100,7 @@ class SessionMiddleware(ShellBase):
 
     def read(self, sid: str) -> SessionRecord | None:
         """The live session ``sid`` (one round trip), or None: every session's loader."""
-        return run(self.lifecycle.read(sid), self.store)
+        return self.lifecycle.read_on(sid, self.store)
 
     # -- per request ---------------------------------------------------------
     def __call__(
@@ -109,7 +109,9 @@ class SessionMiddleware(ShellBase):
         request = request_of(environ)
         side = self.side
         try:
-            session = environ[ENVIRON_KEY] = self.lifecycle.open(request.cookies, self.read)
+            # direct: the loader reads on self.store, the store the steps run on.
+            session = environ[ENVIRON_KEY] = self.lifecycle.open(
+                request.cookies, self.read, direct=True)
             outcome = side.on_request(request, session)
             if not isinstance(outcome, (Reply, PassThrough)):
                 outcome = run(outcome, self.store)  # the store work it asked for
