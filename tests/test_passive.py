@@ -476,6 +476,31 @@ def test_a_relay_opens_under_every_configured_key_and_only_for_its_state() -> No
         assert refused.value.reason == "bad_seal"
 
 
+def test_a_relay_that_is_not_base64_or_seals_no_return_path_is_refused() -> None:
+    # Both reach Relays.open past the IdP's character check: a relay must be refused
+    # with the library's reason, never escape as a decoding error (a 500 at the callback).
+    import base64
+    import secrets
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from sessionshare import SyncKey, TokenRejected
+    from sessionshare.core.guest import Relays
+
+    key = SyncKey.parse(SyncKey.generate())
+    with pytest.raises(TokenRejected) as refused:
+        Relays(key).open("A" * 17, state="S" * 43)  # one character past a multiple of 4
+    assert refused.value.reason == "malformed"
+    # Sealed with the relay key itself, but the plain text is not an ASCII return path.
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key.derive("passive relay")[0]).encrypt(nonce, "/caf\u00e9".encode(),
+                                                            ("S" * 43).encode("ascii"))
+    relay = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
+    with pytest.raises(TokenRejected) as refused:
+        Relays(key).open(relay, state="S" * 43)
+    assert refused.value.reason == "bad_seal"
+
+
 def test_a_token_with_a_forged_relay_is_refused_and_its_ticket_spent() -> None:
     # Signed in at the IdP, the check comes back with a token: a relay that does not open
     # for its state is a 403 as for an answer, and the ticket is spent all the same.

@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from ..store.base import SessionRecord
+from ..store.base import SessionRecord, scan_json
 from .cookies import CookieSpec
 from .record import (
     META_AUTHENTICATED,
@@ -69,9 +69,6 @@ _FAR_ASK = 10**12
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 #: The same text, NaN and Infinity allowed: only to tell whether such a value, as stored, changed.
 _loose = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
-#: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
-#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def encode(key: str, value: Any) -> str:
@@ -107,7 +104,7 @@ def decode(text: str) -> Any:
     ``json.loads``, which decodes it or raises as it always does.
     """
     try:
-        value, end = _scan(text, 0)
+        value, end = scan_json(text, 0)
     except (StopIteration, ValueError, TypeError):
         return json.loads(text)
     return value if end == len(text) else json.loads(text)
@@ -348,7 +345,7 @@ class SessionState:
         values: dict[str, Any] = {}
         for key, text in self.stored.items():
             try:
-                value, end = _scan(text, 0)
+                value, end = scan_json(text, 0)
             except (StopIteration, ValueError, TypeError):
                 value = json.loads(text)
             else:

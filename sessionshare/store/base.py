@@ -58,7 +58,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 __all__ = [
     "MARKED_BEFORE", "MAX_HOPS", "META_LIMIT", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
     "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_digest", "entry_expiry",
-    "forwarding", "is_well_formed", "member_of", "owners_of",
+    "forwarding", "is_well_formed", "member_of", "owners_of", "scan_json",
 ]
 
 C = TypeVar("C", bound=type)
@@ -83,6 +83,14 @@ class SessionRecord(NamedTuple):
 
     fields: dict[str, str]
     meta: dict[str, int]
+
+
+#: The scanner behind ``json.loads`` (its C one where there is one): value and end index,
+#: StopIteration/ValueError for text it does not take. One for the record (a store's read)
+#: and the values in it (the session's), both on every request: text it does not take
+#: whole goes to ``json.loads``, which decodes it or raises as it always does.
+#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
+scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 #: What ``take_ticket`` may answer for a ticket the store never held (never

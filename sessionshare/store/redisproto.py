@@ -43,6 +43,7 @@ from .base import (
     entry_digest,
     member_of,
     owners_of,
+    scan_json,
 )
 from .lua import (
     CENSUS,
@@ -449,11 +450,6 @@ def _redemption(nonce: str | None) -> str:
     return nonce
 
 
-#: The scanner behind ``json.loads`` (its C one where there is one): value and end index.
-#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
 #: SessionRecord built as a tuple is: its own constructor is Python, and this is the read path.
 _record = tuple.__new__
 
@@ -471,7 +467,7 @@ def parse_record(raw: Any) -> SessionRecord | None:
         # around it; anything else -- whitespace around it, not JSON -- goes to json.loads,
         # which decodes it or raises as it always does.
         try:
-            obj, end = _scan(text, 0)
+            obj, end = scan_json(text, 0)
         except (StopIteration, ValueError, TypeError):
             obj = json.loads(text)
         else:
