@@ -59,6 +59,7 @@ import time
 from collections.abc import Callable, Collection
 
 from ..crypto import SyncKey
+from .record import session_store_key
 from .steps import CensusAdd, CensusCheck, CensusDue, CensusMembers, CensusRead, Steps
 
 __all__ = ["SWEEP_BATCH", "SWEEP_BATCHES", "Census", "census_key"]
@@ -93,7 +94,7 @@ class Census:
 
     def session_key(self, member: str) -> str:
         """The store key of the session a member names."""
-        return f"{self.key_prefix}s:{{{member}}}"
+        return session_store_key(self.key_prefix, member)
 
     def count(self, *, sweep_every: float) -> Steps[int]:
         """The live signed-in sessions (within the bound above): one round trip, and

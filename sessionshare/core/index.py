@@ -61,7 +61,7 @@ from ..crypto import SyncKey
 from .census import census_key
 from .events import Events
 from .ids import SessionIds
-from .record import META_JOINED, META_RETIRED
+from .record import META_JOINED, META_RETIRED, session_store_key
 from .session import Session, state_of
 from .side import Side, is_signed_in_user
 from .steps import Delete, IndexDrop, IndexPut, IndexRead, Peek, Save, Steps
@@ -149,7 +149,7 @@ class UserIndex:
 
     def session_key(self, digest: str) -> str:
         """The store key of the session whose digest is ``digest``."""
-        return f"{self.key_prefix}s:{{{digest}}}"
+        return session_store_key(self.key_prefix, digest)
 
     def ref_of(self, session: Session) -> str | None:
         """The reference of a stored session (for ``except_ref``); None while it is new."""

@@ -39,6 +39,7 @@ __all__ = [
     "SessionLoader",
     "WritePlan",
     "detached_id",
+    "session_store_key",
 ]
 
 #: Metadata field names, as stored. They are part of the wire format: apps of
@@ -62,6 +63,13 @@ META_RETIRED = RETIRED
 #: Reads the stored session with this id: its record, or None when the store
 #: holds no live session under it (lifetimes enforced: see ``Lifecycle.read``).
 SessionLoader = Callable[[str], "SessionRecord | None"]
+
+def session_store_key(key_prefix: str, digest: str) -> str:
+    """The store key of the session whose keyed digest is ``digest`` (core/ids.py): the
+    braces make the digest a cluster hash tag, so the keys kept with a session share its
+    slot. Part of the wire format, like the metadata names."""
+    return f"{key_prefix}s:{{{digest}}}"
+
 
 def detached_id(limits: tuple[int, int] | None = None) -> str:
     """256 random bits, URL-safe (43 characters): an id made outside any app.
