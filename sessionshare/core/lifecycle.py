@@ -70,7 +70,7 @@ from .record import (
     WritePlan,
 )
 from .session import Session, state_of
-from .sessionstate import _ENDS_FROM, _ENDS_TO, SessionState, ends_at, lifetime_start
+from .sessionstate import ENDS_FROM, ENDS_TO, SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps, run
 
 __all__ = ["Headers", "Joined", "Lifecycle", "follow_cookie", "response_headers"]
@@ -375,7 +375,7 @@ class Lifecycle:
                 return "damaged"
             if not -META_LIMIT <= when <= META_LIMIT:
                 return "damaged"  # past any clock: see is_well_formed
-            if (_ENDS_FROM <= name < _ENDS_TO and when > 0
+            if (ENDS_FROM <= name < ENDS_TO and when > 0
                     and (asked is None or when < asked)):
                 asked = when
         if META_RETIRED in meta:
