@@ -70,7 +70,7 @@ from .record import (
     WritePlan,
 )
 from .session import Session, state_of
-from .sessionstate import _ENDS_FROM, _ENDS_TO, SessionState, ends_at, lifetime_start
+from .sessionstate import ENDS_FROM, ENDS_TO, SessionState, ends_at, lifetime_start
 from .steps import Delete, Load, Mark, Move, Peek, Save, Steps, run
 
 __all__ = ["Headers", "Joined", "Lifecycle", "follow_cookie", "response_headers"]
@@ -171,7 +171,6 @@ class Lifecycle:
         # The values are a side's checked options (core/configure.py): checked there, once.
         self.events = events if events is not None else Events()
         self.max_session_bytes = int(max_session_bytes)
-        self.cookie = cookie
         self.idle_timeout = int(idle_timeout)
         self.absolute_timeout = int(absolute_timeout)
         self.key_prefix = key_prefix
@@ -183,7 +182,7 @@ class Lifecycle:
         )
         #: Seconds this app's session cookie lasts (its values are timed then), or None:
         #: a browser-session cookie, unless a remembered sign-in or an adapter asks longer.
-        self.cookie_max_age = None if cookie_max_age is None else int(cookie_max_age)
+        self.cookie_max_age = self.ids.cookie_max_age
         #: Re-send a persistent cookie on every request that carries a valid one.
         self.cookie_refresh = bool(cookie_refresh)
         # Worked out once: with the defaults (no cookie_max_age) no response is refreshed
@@ -192,11 +191,7 @@ class Lifecycle:
         # Every end of a session takes it out of the deployment's census in the same
         # step, so the O(1) count never goes on counting a logged-out session.
         self.census = census_key(key, key_prefix)
-        # An app reads only its own form of value: with cookie_max_age, only timed ones
-        # (an untimed value could not show its age, and would outlive the limit).
-        self._cookie_re = cookie.pattern(
-            COOKIE_VALUE_PATTERN if cookie_max_age is None else TIMED_COOKIE_VALUE_PATTERN)
-        self._cookie_marker = cookie.name + "="
+        self._use_cookie(cookie)
         #: The side's checked options (set by the side that built this): what a cookie
         #: that follows a framework's settings is built from (:meth:`follow_cookie`).
         self.options: CheckedOptions | None = None
@@ -219,12 +214,18 @@ class Lifecycle:
         if self.options is None:
             raise RuntimeError("this lifecycle was not built by a side: it has no options")
         cookie = followed_cookie(self.options, asked)
-        pattern = cookie.pattern(COOKIE_VALUE_PATTERN if self.cookie_max_age is None
-                                 else TIMED_COOKIE_VALUE_PATTERN)
-        self._cookie_re, self._cookie_marker = pattern, cookie.name + "="
-        self.cookie = cookie
+        self._use_cookie(cookie)
         self._followed = dict(asked)
         return cookie
+
+    def _use_cookie(self, cookie: CookieSpec) -> None:
+        """Set and read ``cookie`` from now on."""
+        self.cookie = cookie
+        # An app reads only its own form of value: with cookie_max_age, only timed ones
+        # (an untimed value could not show its age, and would outlive the limit).
+        self._cookie_re = cookie.pattern(COOKIE_VALUE_PATTERN if self.cookie_max_age is None
+                                         else TIMED_COOKIE_VALUE_PATTERN)
+        self._cookie_marker = cookie.name + "="
 
     # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
@@ -375,7 +376,7 @@ class Lifecycle:
                 return "damaged"
             if not -META_LIMIT <= when <= META_LIMIT:
                 return "damaged"  # past any clock: see is_well_formed
-            if (_ENDS_FROM <= name < _ENDS_TO and when > 0
+            if (ENDS_FROM <= name < ENDS_TO and when > 0
                     and (asked is None or when < asked)):
                 asked = when
         if META_RETIRED in meta:

@@ -28,9 +28,9 @@ from .request import safe_return_path
 
 __all__ = [
     "Check", "absolute_path", "allow_list", "any_text", "async_session_store", "bool_text",
-    "byte_count", "bytes_text", "cookie_domain", "cookie_spelling", "count_text", "flag",
-    "function", "optional_count",
-    "hosts_text", "int_text", "nonempty_text", "optional_function", "optional_text",
+    "byte_count", "bytes_text", "cookie_domain", "cookie_path", "cookie_spelling", "count_text",
+    "flag", "function", "optional_cookie_age", "optional_count",
+    "hosts_text", "int_text", "nonempty_text", "optional_function",
     "origin_url", "origins", "origins_of", "origins_text", "prefix_problem", "protect",
     "redirect_target",
     "samesite", "seconds", "session_store", "state_lifetime", "sync_key", "verbatim",
@@ -168,11 +168,6 @@ def redirect_target(name: str, value: Any) -> str | None:
 
 def any_text(name: str, value: Any) -> str | None:
     return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
-
-
-def optional_text(name: str, value: Any) -> str | None:
-    # "" stays allowed: it has always meant "not set" (cookie_domain="" adds no Domain).
-    return None if value is None else any_text(name, value)
 
 
 _PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")

@@ -48,16 +48,16 @@ from .record import (
     detached_id,
 )
 
-__all__ = ["IMMUTABLE", "CookieFollower", "SessionState", "decode", "encode", "ends_at",
-           "lifetime_start"]
+__all__ = ["ENDS_FROM", "ENDS_TO", "IMMUTABLE", "CookieFollower", "SessionState", "decode",
+           "encode", "ends_at", "lifetime_start"]
 
 #: The values that cannot change in place: one the app was handed is never encoded again
 #: to look for a change (only an assignment changes it, and that is tracked).
 IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
-#: The names that start with META_ENDS are those in [_ENDS_FROM, _ENDS_TO) (the same
+#: The names that start with META_ENDS are those in [ENDS_FROM, ENDS_TO) (the same
 #: prefix, its last character one higher).
-_ENDS_FROM, _ENDS_TO = META_ENDS, META_ENDS[:-1] + chr(ord(META_ENDS[-1]) + 1)
+ENDS_FROM, ENDS_TO = META_ENDS, META_ENDS[:-1] + chr(ord(META_ENDS[-1]) + 1)
 
 #: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
 #: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
@@ -124,10 +124,10 @@ def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | Non
     """The earliest end an app asked for (``Session.expire_at``), or None; ``besides``
     names a field to leave out (an app's own ask)."""
     # A loop, not a comprehension and min(): this runs twice on every read and write.
-    # ``_ENDS_FROM <= name < _ENDS_TO`` is ``name.startswith(META_ENDS)`` without a call.
+    # ``ENDS_FROM <= name < ENDS_TO`` is ``name.startswith(META_ENDS)`` without a call.
     asked: int | None = None
     for name, when in meta.items():
-        if (_ENDS_FROM <= name < _ENDS_TO and when > 0 and name != besides
+        if (ENDS_FROM <= name < ENDS_TO and when > 0 and name != besides
                 and (asked is None or when < asked)):
             asked = when
     return asked
