@@ -241,6 +241,7 @@ class Lifecycle:
         return self._key(found[0] if found is not None else self.ids.digest(sid))
 
     def _key(self, digest: str) -> str:
+        # record.session_store_key, written out: this runs on every read.
         return f"{self.key_prefix}s:{{{digest}}}"
 
     def session_id_in(self, cookies: str | None) -> str | None:
