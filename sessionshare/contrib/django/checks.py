@@ -146,7 +146,7 @@ def middleware_messages(role: Role | None, values: Mapping[str, Any]) -> list[Ch
             2, "Django's own SessionMiddleware is in MIDDLEWARE: it would read "
                "sessionshare's session engine as its own, and every request would be a 500",
             f"replace {DJANGOS!r} with {OURS!r}"))
-    elif not _has(middleware, OURS):
+    elif _index(middleware, OURS) is None:
         found.append(_error(
             3, "no SessionMiddleware in MIDDLEWARE: request.session would be missing",
             f"add {OURS!r} to MIDDLEWARE, before {AUTH!r}"))
@@ -265,10 +265,6 @@ def not_installed() -> CheckWarning:
         3, "sessionshare.contrib.django is not in INSTALLED_APPS: manage.py check runs none "
            "of sessionshare's checks (they ran now, at start-up)",
         f"add {APP!r} to INSTALLED_APPS")
-
-
-def _has(middleware: list[str], path: str) -> bool:
-    return _index(middleware, path) is not None
 
 
 def _index(middleware: list[str], path: str) -> int | None:
