@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, trace
@@ -59,14 +60,12 @@ def _attributes(name: str, fields: Mapping[str, Any]) -> dict[str, str | int | b
     return attributes
 
 
+@dataclass(slots=True)
 class _Step:
     """The span of one request through a middleware; named by its first event."""
 
-    __slots__ = ("named", "span")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.named = False
+    span: Span
+    named: bool = False
 
 
 class Tracing:

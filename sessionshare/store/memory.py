@@ -221,10 +221,8 @@ class MemoryStore:
 
     def peek(self, key: str) -> SessionRecord | None:
         with self._lock:
-            entry = self._sessions.get(key)
-            if entry is None or entry[0] <= self._clock():
-                return None
-            return SessionRecord(dict(entry[1]), dict(entry[2]))
+            entry = self._held(key, self._clock())
+            return None if entry is None else SessionRecord(dict(entry[1]), dict(entry[2]))
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
@@ -281,8 +279,7 @@ class MemoryStore:
         """How many of ``keys`` hold a live session now (their expiry left as it is)."""
         with self._lock:
             clock = self._clock()
-            return sum(1 for key in keys
-                       if (entry := self._sessions.get(key)) is not None and entry[0] > clock)
+            return sum(1 for key in keys if self._held(key, clock) is not None)
 
     def census_read(self, key: str, *, lock: str, lock_ttl: float = 0) -> tuple[int, bool]:
         """As :meth:`RedisStore.census_read <sessionshare.store.RedisStore.census_read>`."""

@@ -176,24 +176,17 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         self._given.add(key)
         return key
 
-    def _known(self, session_key: Any) -> bool | None:
-        """True: this session's key now; False: one it had (or text no key has); None: a
-        key of another session, which cannot be looked up."""
+    def exists(self, session_key: str | None) -> bool:
+        """Whether ``session_key`` names a stored session (this one's, as last read or
+        written; not one it had, nor text no key has); ``ValueError`` for another
+        session's key, which cannot be looked up (see the module docstring)."""
         if not isinstance(session_key, str) or _KEY.fullmatch(session_key) is None:
             return False
         if session_key == self.session_key:
             return True
         if session_key in self._given:
             return False  # cycled or flushed by this object: that key is gone
-        return None
-
-    def exists(self, session_key: str | None) -> bool:
-        """Whether ``session_key`` names a stored session (this one's, as last read or
-        written); ``ValueError`` for another session's key (see the module docstring)."""
-        known = self._known(session_key)
-        if known is None:
-            raise ValueError(FOREIGN_KEY)
-        return known
+        raise ValueError(FOREIGN_KEY)
 
     def clear(self) -> None:
         self.accessed = True
@@ -243,12 +236,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         """Django's reading -- ``set_expiry(0)``: True; another expiry: False; none:
         ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` -- except for a sign-in the IdP remembers,
         whose cookie outlives the browser whatever this app asks: False then."""
-        if self.view is not None and not self.view.shared.new:
-            sid = state_of(self.view.shared).stored_id
-            if sid is not None and SessionIds.is_remembered(sid):
-                return False
         if self.view is None:
             return bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE)
+        sid = None if self.view.shared.new else state_of(self.view.shared).stored_id
+        if sid is not None and SessionIds.is_remembered(sid):
+            return False
         return bool(super().get_expire_at_browser_close())
 
     def ask_cookie(self) -> None:
@@ -323,13 +315,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
 
     def delete(self, session_key: str | None = None) -> None:
         """End this session (:meth:`flush`); a key it no longer has names nothing."""
-        if session_key is None:
-            self.flush()
-            return
-        known = self._known(session_key)
-        if known is None:
-            raise ValueError(FOREIGN_KEY)
-        if known:
+        if session_key is None or self.exists(session_key):
             self.flush()
 
     def load(self) -> dict[str, Any]:
