@@ -139,14 +139,14 @@ class PrometheusMetrics:
     def wsgi_app(self, *, token: str | None = None, loopback: bool = False
                  ) -> Callable[..., Any]:
         """A WSGI app serving this registry's metrics in the text format, to mount at
-        ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded.
+        ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded as
+        :mod:`sessionshare.metrics_access` says.
 
         :param token: the bearer token a scraper must send; None reads
-            ``SESSIONSHARE_METRICS_TOKEN``. A token shorter than 32 characters raises
+            ``SESSIONSHARE_METRICS_TOKEN``; shorter than 32 characters: a
             :class:`~sessionshare.ConfigurationError`.
         :param loopback: with no token, serve this machine's loopback clients (only
-            where no proxy runs on the machine); with neither, nobody is served and the
-            403 says what to set (see :mod:`sessionshare.metrics_access`).
+            where no proxy runs on the machine); with neither, nobody is served.
         """
         return guard_wsgi(_make_wsgi_app(self.registry), MetricsAccess(token, loopback=loopback))
 
