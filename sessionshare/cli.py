@@ -82,9 +82,8 @@ def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], lis
     cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
     with CapturedWarnings() as logged:
         try:
-            # What from_env does once the variables are read: the real constructor,
-            # so whatever it would refuse at start-up is refused here too. Quietly: the
-            # start-up notice is for the app's log, not for this command's answer.
+            # The real constructor, as from_env calls it: what it would refuse at start-up
+            # is refused here too. Quietly: the start-up notice is for the app's log.
             middleware = cls(_no_app, **{**values, "quiet_startup": True})
         except ConfigurationError as exc:
             store = values.get("store")

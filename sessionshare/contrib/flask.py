@@ -155,9 +155,7 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if type(value) not in _PLAIN:  # exactly: Markup is a str, and is tagged
-            # Flask's tagged JSON: a tuple, bytes, Markup, UUID or datetime is stored as
-            # a one-key object (``{" t": [1, 2]}``) and comes back as itself. A value that
-            # needs no tag is kept as it is, so changing it in place still works.
+            # A value that needs no tag is kept as it is: changing it in place still works.
             try:
                 tagged = _TAGS.tag(value)
                 if tagged != value or type(tagged) is not type(value):
@@ -219,17 +217,14 @@ class SharedSessionInterface(SessionInterface):
         shared = request.environ.get(ENVIRON_KEY)
         if not isinstance(shared, Session):
             return None  # Flask falls back to make_null_session()
-        # Here the middleware is known: its cookie follows the app's settings (once:
-        # the same settings again cost a comparison), or a ConfigurationError says
-        # which cannot hold -- never ignored.
+        # Here the middleware is known: its cookie follows the app's settings (the same
+        # settings again cost a comparison), or a ConfigurationError says which cannot hold.
         _follow(app, lambda asked: follow_cookie(shared, asked))
         return FlaskSharedSession(shared)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        # The middleware persists the changes and sets its own cookie when the response
-        # starts; writing a Flask cookie here would only add a second, unsigned-by-us
-        # session cookie. What Flask decides per session -- a permanent cookie, and
-        # whether this answer sends it -- is asked of that one cookie instead.
+        # The middleware persists the changes and owns the cookie: what Flask decides per
+        # session (a permanent cookie, and whether this answer sends it) is asked of it.
         if not isinstance(session, FlaskSharedSession):
             return
         state = state_of(session.shared)

@@ -67,9 +67,7 @@ class PyramidSharedSession(SharedSessionView):
         self.shared.invalidate()
 
     def changed(self) -> None:
-        # Values read from the store are compared with their encoding when the
-        # response is persisted, so an in-place change is never missed.
-        return None
+        return None  # in-place changes are found when the response is persisted
 
     def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
         messages = list(self.get(FLASH_PREFIX + queue) or [])

@@ -195,7 +195,7 @@ def _remote_user_messages(middleware: list[str], values: Mapping[str, Any]) -> l
             8, "AuthenticationMiddleware comes before sessionshare's SessionMiddleware: it "
                "finds no request.session",
             f"move {OURS!r} before {AUTH!r}"))
-    if not any(_is_remote_user_backend(path) for path in settings.AUTHENTICATION_BACKENDS):
+    if _index(list(settings.AUTHENTICATION_BACKENDS), BACKEND) is None:
         found.append(_error(
             6, "no authentication backend accepts the user the IdP signed in (REMOTE_USER): "
                "every visit after the hand-off would be a 403 \"this site has no account "
@@ -267,10 +267,10 @@ def not_installed() -> CheckWarning:
         f"add {APP!r} to INSTALLED_APPS")
 
 
-def _index(middleware: list[str], path: str) -> int | None:
-    """Where ``path``'s class (or a subclass of it) stands in ``middleware``."""
+def _index(entries: list[str], path: str) -> int | None:
+    """Where ``path``'s class (or a subclass of it) stands in ``entries``."""
     wanted = _imported(path)
-    for position, entry in enumerate(middleware):
+    for position, entry in enumerate(entries):
         if entry == path:
             return position
         found = _imported(entry)
@@ -285,7 +285,3 @@ def _imported(path: str) -> Any:
     except Exception:  # noqa: BLE001 - a path Django itself will report
         return None
 
-
-def _is_remote_user_backend(path: str) -> bool:
-    backend, base = _imported(path), _imported(BACKEND)
-    return isinstance(backend, type) and isinstance(base, type) and issubclass(backend, base)
