@@ -245,13 +245,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
 
     def ask_cookie(self) -> None:
         """Ask the middleware for the cookie Django's ``SessionMiddleware`` would set on
-        this response: one that ends with the browser when
-        :meth:`get_expire_at_browser_close`, else one lasting :meth:`get_expiry_age` --
-        re-sent with each answer that used the session, since the session's idle limit,
-        which caps that age, slides with each such read; a browser-session cookie is
-        re-sent when the session changed, as Django sends it. Nothing for a response that
-        never used the session (its answer stays cacheable), whose session could not be
-        read, or that ended it (its cookie is cleared)."""
+        this response: one that ends with the browser, else one lasting
+        :meth:`get_expiry_age`, re-sent with each answer that used the session (the idle
+        limit capping that age slides with each read). Nothing for a response that never
+        used the session (its answer stays cacheable) or that ended it."""
         if self.view is None:
             return
         state = state_of(self.view.shared)
@@ -268,10 +265,6 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
             state.ask_cookie(self.get_expiry_age(), refresh=True)
 
     # -- saving, ending and moving the session -----------------------------------------
-    def _saves_now(self) -> bool:
-        """True when the session can be persisted before the response (it is served)."""
-        return state_of(self.shared).saver is not None
-
     def save(self, must_create: bool = False) -> None:
         """Persist now: a new session is stored and has its key (see the module
         docstring for ``UpdateError`` and ``CreateError``)."""
@@ -301,7 +294,7 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         shared = self.shared
         stored = not shared.new
         shared.invalidate()
-        if stored and self._saves_now():
+        if stored and state_of(shared).saver is not None:  # served: persisted before the answer
             shared.save()  # a deletion: nothing can refuse it
 
     def cycle_key(self) -> None:
@@ -321,9 +314,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
     def load(self) -> dict[str, Any]:
         return dict(self._view())
 
-
-    # Served under the WSGI middleware, nothing here waits on the event loop: each async
-    # twin of Django's API runs its sync method.
+    # Served under the WSGI middleware (a sync server): each async twin of Django's API
+    # runs its sync method.
     aexists = _run_sync("exists")
     aget_expiry_age = _run_sync("get_expiry_age")
     aget_expiry_date = _run_sync("get_expiry_date")
