@@ -14,9 +14,7 @@ Flask then opens, for every request, a view over the session the middleware
 already loaded (lazily: a view that never looks inside costs no round trip)
 and never writes a cookie of its own: the middleware persists the changes
 before the status line goes out and owns the cookie, so ``app.secret_key`` is
-not needed for the session. A store outage met inside a view (a page the
-middleware does not protect) is answered with the middleware's 503 and
-``Retry-After``, not Flask's 500.
+not needed for the session.
 
 How Flask's session API maps:
 
@@ -26,11 +24,9 @@ How Flask's session API maps:
   (``{" t": [1, 2]}``), which is what another app of the deployment reads for
   them; a list or dict that holds such a value comes back as a fresh copy each
   time: after changing it, assign it back;
-- ``modified`` and ``accessed`` behave as on Flask's own session; only an
-  accessed session's answer says ``Vary: Cookie``, so a page that never uses
-  the session stays cacheable. In-place changes are stored even without
-  ``modified = True``, and ``modified = False`` does not drop a change;
-- ``new``: True until the session exists in the store;
+- ``modified``, ``accessed`` and ``new`` behave as on Flask's own session;
+  only an accessed session's answer says ``Vary: Cookie``. In-place changes are
+  stored even without ``modified = True``;
 - ``permanent`` is kept in the shared session (``_permanent``, as Flask does)
   and decides this app's cookie as in Flask (``PERMANENT_SESSION_LIFETIME``,
   ``SESSION_REFRESH_EACH_REQUEST``); a sign-in the IdP remembers still
@@ -39,17 +35,12 @@ How Flask's session API maps:
 - ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT`` settings the app makes become
   the middleware's cookie options (:func:`cookie_settings`), so its own answers
   (the hand-off's callback, the sign-out) set and clear the very cookie the
-  app's answers set. What cannot hold is refused with a ``ConfigurationError``
-  that says which and why. Flask's default ``SESSION_COOKIE_SAMESITE=None``
-  keeps the middleware's ``SameSite=Lax``: the sign-out's protection against
-  cross-site requests counts on it;
+  app's answers set. Flask's default ``SESSION_COOKIE_SAMESITE=None`` keeps the
+  middleware's ``SameSite=Lax``: the sign-out's protection against cross-site
+  requests counts on it;
 - ``invalidate()`` ends the shared session everywhere (single logout),
   ``regenerate()`` moves it to a fresh id, and at the IdP ``remember(days=30)``
   makes the sign-in persistent (:meth:`sessionshare.Session.remember`).
-
-Without a middleware in front (say, in ``app.test_request_context()``),
-``flask.session`` is an empty read-only session whose writes raise a
-``RuntimeError`` that says what to wrap.
 """
 
 from __future__ import annotations
@@ -197,7 +188,9 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
 
 class UnwrappedSession(NullSession):
-    """The session of a request no middleware wrapped: empty, and writes fail clearly."""
+    """The session of a request no middleware wrapped (say, in
+    ``app.test_request_context()``): empty, and writes raise a ``RuntimeError`` that
+    says what to wrap."""
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         # Flask's own null session says "the session is unavailable"; so does this one,
@@ -244,13 +237,15 @@ class SharedSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``flask.session`` from the shared session, and 503 on a store outage.
+    """Serve ``flask.session`` from the shared session, and answer a store outage met
+    inside a view (a page the middleware does not protect) with the middleware's 503
+    and ``Retry-After``, not Flask's 500.
 
     The middleware's session cookie follows the app's ``SESSION_COOKIE_*`` and
     ``APPLICATION_ROOT`` settings (:func:`cookie_settings`): from here when the
     middleware already wraps ``app.wsgi_app``, else from the first request.
     Raises :class:`~sessionshare.errors.ConfigurationError` for one it cannot
-    follow.
+    follow, saying which and why.
     """
     refuse_cookie_settings(app, None)
     side = getattr(app.wsgi_app, "side", None)

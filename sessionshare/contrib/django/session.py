@@ -7,34 +7,17 @@ Django's own. Each request's :class:`SessionStore` is a view over the
 holds no data and writes no cookie itself -- the middleware persists the
 changes before the status line goes out, and sets the cookie.
 
-How Django's session API maps (``SessionBase``'s contract, on a shared session;
-docs/frameworks.md lists what still differs):
-
-- the mapping and its ``a...`` twins read and write the shared session;
-  values must be JSON (a ``TypeError`` at assignment otherwise), as with
-  Django's default ``JSONSerializer``. ``modified`` is True once the code
-  changed the session, in place included; changes are persisted either way;
-- ``save()`` persists now (:meth:`Session.save`), so a new session has its
-  ``session_key`` at once; a session ended or moved meanwhile raises
-  ``UpdateError``, as Django's backends do. ``create()`` and
-  ``save(must_create=True)`` store a new session;
-- ``cycle_key()`` is :meth:`Session.regenerate`, with the new key at once;
-  ``flush()`` and ``delete()`` are :meth:`Session.invalidate`, saved at once:
-  the shared session ends *everywhere*, which is what
-  ``django.contrib.auth.logout()`` now does. ``clear()`` removes every key,
-  and the emptied session ends at the response unless ``save()`` stores it;
-- ``session_key``: None while the session is new, else a stable reference
-  (an HMAC of the id under ``SECRET_KEY``) -- never the id, which is a bearer
-  credential. A session is found only through the browser's cookie, so
-  ``exists()``/``delete()`` of another session's key raise ``ValueError``
-  (end another user's sessions with :mod:`sessionshare.admin`);
-- ``set_expiry()`` is kept in this site's own ``_session_expiry`` and asks the
-  shared session to end by then (:meth:`Session.expire_at`). The session ends,
-  for every app, at the earliest of the apps' asks and its idle and absolute
-  limits, so ``get_expiry_age()`` and ``get_expiry_date()`` are the stricter of
-  this app's ask and what the session allows; the cookie follows them as
-  Django's middleware sets it (:meth:`SessionStore.ask_cookie`);
-- ``clear_expired()`` does nothing: the store expires sessions itself.
+``SessionBase``'s contract holds on a shared session, each method saying how
+(docs/frameworks.md lists what still differs): values must be JSON, as with
+Django's default ``JSONSerializer``; ``save()`` and ``flush()`` act on the store
+at once, as Django's backends do, and ``flush()`` -- so
+``django.contrib.auth.logout()`` -- ends the shared session *everywhere*;
+``set_expiry()`` asks the shared session to end by then, for every app, within
+its idle and absolute limits. ``session_key`` is a stable reference (an HMAC of
+the id under ``SECRET_KEY``), never the id, which is a bearer credential; a
+session is found only through the browser's cookie, so another session's key
+cannot be looked up (end another user's sessions with :mod:`sessionshare.admin`).
+``clear_expired()`` does nothing: the store expires sessions itself.
 
 **Django's own keys are this site's**: ``_auth_user_*``, ``_csrftoken`` and
 ``_session_expiry`` live in a per-site dict of the shared session
@@ -189,6 +172,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         raise ValueError(FOREIGN_KEY)
 
     def clear(self) -> None:
+        """Remove every key, the shared user too: the emptied session ends at the response
+        (store entry and cookie, as Django drops an emptied one's) unless ``save()`` stores it."""
         self.accessed = True
         self.modified = True
         shared = self.shared
@@ -266,8 +251,10 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
 
     # -- saving, ending and moving the session -----------------------------------------
     def save(self, must_create: bool = False) -> None:
-        """Persist now: a new session is stored and has its key (see the module
-        docstring for ``UpdateError`` and ``CreateError``)."""
+        """Persist now: a new session, even an empty one, is stored and has its key. A
+        session ended or moved meanwhile (a logout in another app) is not written:
+        ``UpdateError``, as Django's backends raise it, and it reads as new and empty.
+        ``must_create`` on a stored session: ``CreateError``."""
         shared = self.shared
         if must_create and not shared.new:
             raise CreateError("save(must_create=True): this session is stored already "
