@@ -75,6 +75,15 @@ class SharedSessionView(MutableMapping[str, Any]):
         return f"<{type(self).__name__} of {self.shared!r}>"
 
     @property
+    def new(self) -> bool:
+        """True until the session exists in the store."""
+        return self.shared.new
+
+    def invalidate(self) -> None:
+        """End the shared session everywhere (every app sees it gone next request)."""
+        self.shared.invalidate()
+
+    @property
     def authenticated_at(self) -> float | None:
         """When the IdP last signed a user into this session, or None."""
         return self.shared.authenticated_at

@@ -101,17 +101,13 @@ def _untagged(value: Any) -> Any:
     return value
 
 
-class FlaskSharedSession(SharedSessionView, SessionMixin):
+class FlaskSharedSession(SharedSessionView, SessionMixin):  # type: ignore[override]  # new: read-only
     """``flask.session`` over the shared session (see the module docstring)."""
 
     def __init__(self, shared: Session) -> None:
         super().__init__(shared)
         #: A change made through this mapping in this request, or ``modified = True``.
         self._changed = False
-
-    @property
-    def new(self) -> bool:  # type: ignore[override]  # read-only here: the store decides
-        return self.shared.new
 
     # -- Flask's two flags, as its SecureCookieSession keeps them ---------------------
     @property
@@ -168,10 +164,6 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
     def created(self) -> float | None:
         """When the session was first stored (seconds since the epoch), or None if new."""
         return self.shared.created
-
-    def invalidate(self) -> None:
-        """End the shared session everywhere (every app sees it gone next request)."""
-        self.shared.invalidate()
 
     def regenerate(self) -> None:
         """Move the data to a fresh session id when the response is persisted."""

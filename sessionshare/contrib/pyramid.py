@@ -59,13 +59,6 @@ class PyramidSharedSession(SharedSessionView):
         created = self.shared.created
         return self._opened if created is None else int(created)
 
-    @property
-    def new(self) -> bool:
-        return self.shared.new
-
-    def invalidate(self) -> None:
-        self.shared.invalidate()
-
     def changed(self) -> None:
         return None  # in-place changes are found when the response is persisted
 
