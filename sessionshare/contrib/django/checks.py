@@ -208,6 +208,8 @@ def _login_url_messages() -> list[CheckMessage]:
     from django.shortcuts import resolve_url
     from django.urls import NoReverseMatch, Resolver404, resolve
 
+    from .views import sign_in
+
     try:
         path = str(resolve_url(settings.LOGIN_URL)).split("?", 1)[0]
     except NoReverseMatch:
@@ -218,19 +220,14 @@ def _login_url_messages() -> list[CheckMessage]:
         view = resolve(path).func
     except Resolver404:
         view = None
-    if view is not None and getattr(view, "__wrapped__", view) is _sign_in():
+    unwrapped = getattr(sign_in, "__wrapped__", sign_in)
+    if view is not None and getattr(view, "__wrapped__", view) is unwrapped:
         return []
     return [_warning(
         1, f"LOGIN_URL {path!r} does not lead to sessionshare's sign-in view: "
            "login_required would send visitors there instead of into the hand-off",
         f"add path({path.lstrip('/')!r}, {SIGN_IN}) to your urls.py, or set LOGIN_URL "
         "to the path you mounted it at")]
-
-
-def _sign_in() -> Any:
-    from .views import sign_in
-
-    return getattr(sign_in, "__wrapped__", sign_in)
 
 
 def _wsgi_module_messages() -> list[CheckMessage]:
