@@ -187,8 +187,9 @@ class SessionAdmin(_Admin[SessionStore]):
         The bound: never fewer than the live signed-in sessions; more by at most those
         that expired in the store unread since the sweep before (each is out within
         ``sweep_every`` seconds of its end, when something counts that often). A
-        logout or a revocation is out at once. After a crash between a cluster's two
-        steps, or an upgrade from a version without the census, run
+        logout or a revocation is out at once. Another deployment on the same store and
+        prefix (another sync key) has a census of its own. After a crash between a
+        cluster's two steps, or an upgrade from a version without the census, run
         :meth:`reconcile_sessions` once. The store must offer the census methods
         (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
         """

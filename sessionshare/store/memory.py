@@ -3,15 +3,10 @@
 Thread-safe (one lock), TTLs honoured through an injectable clock so tests
 can expire a session without sleeping. It is *not* shared between
 processes: two apps behind separate servers need Redis (or another shared
-backend) to share a session.
+backend) to share a session. Tests look inside through :meth:`MemoryStore.sessions`
+and :meth:`MemoryStore.tickets`, never through its private dicts.
 
-    clock = FakeClock()
-    store = MemoryStore(clock=clock)
-
-Tests look inside through :meth:`MemoryStore.sessions` and
-:meth:`MemoryStore.tickets` (copies, with each record's expiry) rather than
-through its private dicts, so the layout here can change without touching them:
-
+    store = MemoryStore(clock=FakeClock())
     (key,) = store.sessions()                 # the one stored session's key
     assert store.sessions()[key].fields == {"cart": "[1]"}
 """

@@ -231,12 +231,9 @@ class RedisStore(ClientStore):
         return total
 
     def eviction_warning(self) -> str | None:
-        """Why this server may drop sessions silently, or None when it will not.
-
-        Under an evicting ``maxmemory-policy`` Redis removes keys when memory runs
-        short: users are signed out and hand-offs fail as ``replayed``. Sessions
-        want a Redis of their own with ``maxmemory-policy noeviction``.
-        """
+        """Why this server may drop sessions silently, or None when it will not: under an
+        evicting ``maxmemory-policy`` Redis removes keys when memory runs short, so users
+        are signed out and hand-offs fail as ``replayed``."""
         try:
             answer = self.client.config_get("maxmemory-policy")
         except DRIVER_ERRORS:
