@@ -7,9 +7,10 @@ write is one ``EVALSHA`` of a small Lua script that merges only the changed
 and deleted keys on the server, the values staying JSON *text*. A ticket is
 issued with its login state's claim (one script) and redeemed by a script
 that marks it spent by one call, so it is taken once even when a timed-out
-command is retried. What each method sends and how it reads the answer is
-written once, in ``redisproto.py``, for this store and
-:class:`~sessionshare.store.AsyncRedisStore` alike.
+command is retried. A user's index is one hash (``HGETALL``, ``HDEL``, and a
+script that sets an entry and prunes the expired). What each method sends and
+how it reads the answer is written once, in ``redisproto.py``, for this store
+and :class:`~sessionshare.store.AsyncRedisStore` alike.
 
 Any redis-py client works: ``redis.Redis``, a Sentinel master
 (``Sentinel(...).master_for("mymaster")``) or ``redis.cluster.RedisCluster``.
