@@ -66,10 +66,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # RedisStore is imported on first use (PEP 562), not here: importing it means
-    # importing redis-py, which an app on MemoryStore, the CLI's keygen and every
-    # test of the pure parts need not pay for. A plain ``from .store.redis import``
-    # above would defeat the lazy import in ``sessionshare.store``.
+    # Through sessionshare.store, on first use (PEP 562): redis-py is for the apps that use it.
     if name in ("RedisStore", "AsyncRedisStore"):
         from . import store
 

@@ -5,22 +5,19 @@ The IdP keeps, for each user, an index of the live shared sessions
 an admin page, or a user's own "log out my other devices" button. Ending a
 session deletes it from the shared store, so the IdP and every remote app
 -- WSGI or ASGI -- see the user signed out on their very next request.
-
-``SessionAdmin`` needs only the store and the sync key the apps use (and
-their ``key_prefix`` and ``user_key``, when those are not the defaults);
+``SessionAdmin`` needs only the store and the apps' sync key (and their
+``key_prefix`` and ``user_key``, when not the defaults);
 :class:`AsyncSessionAdmin` is the same for an asyncio store. Each operation is
-written once, as a protocol step (:mod:`sessionshare.core.steps`), and each admin
-runs it on its store: ``run`` on a thread store, ``run_async`` on an asyncio one.
+written once, as a protocol step (:mod:`sessionshare.core.steps`), and run on
+the admin's store.
 
     admin = SessionAdmin(RedisStore.from_url(url), os.environ["SESSIONSHARE_SYNC_KEY"])
     for info in admin.sessions("alice"):
         print(info.ref, info.user_agent, info.apps)
     admin.revoke("alice", "3f9ac21b77e04d51")
     admin.withdraw("alice", "https://blog.example")  # the blog stops serving her now
-
     # in the IdP app, "log out my other devices":
-    session = environ["sessionshare.session"]
-    admin.revoke_all(environ["REMOTE_USER"], except_current=session)
+    admin.revoke_all(environ["REMOTE_USER"], except_current=environ["sessionshare.session"])
 
 References are the first 16 hex characters of the keyed digest that names
 a session in the store: they can be shown and logged, and no cookie can be
@@ -190,9 +187,9 @@ class SessionAdmin(_Admin[SessionStore]):
         The bound: never fewer than the live signed-in sessions; more by at most those
         that expired in the store unread since the sweep before (each is out within
         ``sweep_every`` seconds of its end, when something counts that often). A
-        logout or a revocation is out at once. Another deployment on the same store
-        and prefix (another sync key) has a census of its own. After a crash between
-        a cluster's two steps, or an upgrade from a version without the census, run
+        logout or a revocation is out at once. Another deployment on the same store and
+        prefix (another sync key) has a census of its own. After a crash between a
+        cluster's two steps, or an upgrade from a version without the census, run
         :meth:`reconcile_sessions` once. The store must offer the census methods
         (``MemoryStore`` and ``RedisStore`` do; raises ConfigurationError otherwise).
         """
@@ -202,15 +199,13 @@ class SessionAdmin(_Admin[SessionStore]):
     def reconcile_sessions(self) -> Reconciled:
         """Count by scanning every user's index, and repair the census from it.
 
-        The count as it was before the census: a ``SCAN`` over this deployment's index
-        keys (its sync keys' only), one read per user and one ``EXISTS`` per 500
-        sessions (on a cluster, one per session: each has its own slot) -- O(all
+        A ``SCAN`` over this deployment's index keys, one read per user and one
+        ``EXISTS`` per 500 sessions (on a cluster, one per session) -- O(all
         sessions), minutes at millions: run it by hand (``python -m sessionshare
         sessions reconcile``) after a crash on a cluster, an upgrade or a key rotation,
-        never for a gauge. Then the census is made to match: the sessions found are
-        added (those it lacked), and every member the store no longer holds is taken
-        out. A session that idled out is not counted, though its index entry waits to
-        be pruned.
+        never for a gauge. The census then gains the sessions found that it lacked
+        and loses every member the store no longer holds. A session that idled out is
+        not counted, though its index entry waits to be pruned.
         """
         self.check_counting()
         before = run(self.census.count(sweep_every=0), self.store)

@@ -1,20 +1,12 @@
 """The command line: ``python -m sessionshare keygen | fingerprint | check | options |
-sessions | demo``.
+sessions | demo`` (``--help`` says what each does).
 
-- ``keygen`` prints a new sync key for ``SESSIONSHARE_SYNC_KEY``.
-- ``fingerprint`` prints the public fingerprint of each key in
-  ``SESSIONSHARE_SYNC_KEY`` (or of the keys given on standard input): run it
-  on two apps and compare, without ever showing a key.
-- ``check [idp|remote]`` builds the real middleware from the ``SESSIONSHARE_*``
-  variables, exactly as ``from_env`` does, and pings the store, printing one
-  line per problem; exit status 0 when all is well.
-- ``options --markdown`` prints the options table of docs/options.md and
-  ``options --docstring idp|remote [--shell asgi]`` the constructor's ``:param:`` lines, both
-  generated from :data:`sessionshare.core.options.OPTIONS`, as the documentation site
-  and ``help()`` show them (:mod:`sessionshare.core.optiondocs`).
-- ``sessions list --user NAME`` and ``sessions revoke --user NAME (--ref REF | --all)``
-  list a user's shared sessions and end them in every app (``sessions_cli.py``).
-- ``demo`` runs an IdP and four remote apps on this machine (see docs/getting-started.md).
+``check [idp|remote]`` builds the real middleware from the ``SESSIONSHARE_*``
+variables, exactly as ``from_env`` does (in a Django project: from its
+``SESSIONSHARE`` setting), and pings the store, printing one line per problem;
+exit status 0 when all is well. ``fingerprint`` shows each key's public
+fingerprint, to compare two apps' keys without ever showing one. ``sessions``
+is ``sessions_cli.py``.
 
     $ SESSIONSHARE_APP_URL=localhost:5000 python -m sessionshare check remote
     remote: SESSIONSHARE_SYNC_KEY is not set: ...
@@ -90,9 +82,8 @@ def build_from_env(role: Role) -> tuple[SessionMiddleware | None, list[str], lis
     cls = IdpAuthMiddleware if role == "idp" else RemoteSessionMiddleware
     with CapturedWarnings() as logged:
         try:
-            # What from_env does once the variables are read: the real constructor,
-            # so whatever it would refuse at start-up is refused here too. Quietly: the
-            # start-up notice is for the app's log, not for this command's answer.
+            # The real constructor, as from_env calls it: what it would refuse at start-up
+            # is refused here too. Quietly: the start-up notice is for the app's log.
             middleware = cls(_no_app, **{**values, "quiet_startup": True})
         except ConfigurationError as exc:
             store = values.get("store")

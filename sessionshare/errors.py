@@ -5,17 +5,16 @@ the context a caller needs. Configuration problems are raised when a
 middleware or store is *constructed*, with a message that says what to
 change. Problems with input from the network (a forged token, a hostile
 callback URL) are raised only inside the library: the middlewares turn them
-into a 4xx response and never let them reach the server (WSGI or ASGI).
+into a 4xx response and never let them reach the server. Reason codes are
+``Literal`` types (:data:`TokenReason`, :data:`CallbackReason`, :data:`Reason`),
+so a misspelt code is a mypy error rather than a silently new code in logs,
+dashboards and API answers.
 
     try:
         claims = open_token(key, token, audience=origin, issuer=idp_origin,
                             ttl=60, now=time.time())
     except TokenRejected as exc:
         log.warning("token_rejected reason=%s", exc.reason)
-
-Reason codes are ``Literal`` types (:data:`TokenReason`,
-:data:`CallbackReason`, :data:`Reason`), so a misspelt code is a mypy error
-rather than a silently new code in logs, dashboards and API answers.
 """
 
 from __future__ import annotations
@@ -124,15 +123,8 @@ class _Rejected(SessionShareError, Generic[_R]):
 
 
 class TokenRejected(_Rejected[TokenReason]):
-    """A hand-off token failed a check.
-
-    ``reason`` is one of ``malformed``, ``unsupported_version``,
-    ``unknown_key``, ``bad_seal``, ``expired``, ``not_yet_valid``,
-    ``wrong_audience``, ``wrong_issuer`` (and, in the remote middleware,
-    ``bad_method``, ``bad_state``, ``replayed``, ``unknown_ticket``,
-    ``ticket_lost``, ``session_gone``, ``not_authenticated``,
-    ``reauthentication_required``). The detail never contains the token or a key.
-    """
+    """A hand-off token failed a check; ``reason`` is one of :data:`TokenReason` (the
+    detail never contains the token or a key)."""
 
     def __init__(
         self, reason: TokenReason, detail: str = "", *, key_fingerprint: str | None = None

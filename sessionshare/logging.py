@@ -9,12 +9,8 @@ formatter writes them as one JSON object per line, which log shippers
      "event": "token_rejected", "reason": "expired", "issuer": "https://id.example",
      "message": "token_rejected reason=expired"}
 
-A line that is not an event (the start-up notice, a configuration warning)
-has no ``event`` key, only ``message``. The fields never hold a session id,
-cookie, ticket, token or key: the same rule as the text lines.
-
-    import logging
-    from sessionshare.logging import JsonFormatter
+A line that is not an event (the start-up notice) has no ``event`` key. The
+fields never hold a session id, cookie, ticket, token or key.
 
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())

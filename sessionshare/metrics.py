@@ -7,16 +7,13 @@ as they do without it:
 
 - ``sessionshare_events_total{event, reason}``: every event the core
   reports (:mod:`sessionshare.core.events`), through the ``on_event`` hook;
-- ``sessionshare_store_seconds{command}``: a histogram of each store call
-  (``load``, ``save``, ``take_ticket``, ...), through a wrapped store
-  (:meth:`PrometheusMetrics.instrument`);
-- ``sessionshare_sessions_active``: the live shared sessions of all users, read
-  from the deployment's census -- one store round trip, whatever the number of
-  sessions, the same figure in every process -- by a background thread every
-  ``sessions_every`` seconds (only when a :class:`~sessionshare.SessionAdmin`
-  is given as ``sessions``; see :meth:`~sessionshare.SessionAdmin.count_sessions`
-  for the bound: a session that expires unread leaves the figure within
-  ``sessions_every`` seconds; a logout or a revocation at once).
+- ``sessionshare_store_seconds{command}``: a histogram of each store call,
+  through a wrapped store (:meth:`PrometheusMetrics.instrument`);
+- ``sessionshare_sessions_active``: the live shared sessions of all users,
+  read from the deployment's census by a background thread every
+  ``sessions_every`` seconds, when a :class:`~sessionshare.SessionAdmin` is
+  given as ``sessions`` (:meth:`~sessionshare.SessionAdmin.count_sessions`
+  says how close the figure is).
 
 An app that passes neither the hook nor the wrapped store pays nothing.
 Labels hold event names, reason codes and command names only -- never a
@@ -27,12 +24,11 @@ user, session id, ticket, token or key -- so their number stays small.
                             on_event=metrics.on_event, ...)
     # scraped with the app's existing /metrics, or mount metrics.wsgi_app()
 
-The apps :meth:`~PrometheusMetrics.wsgi_app` and ``asgi_app`` give serve
-the metrics only to a scraper that sends the bearer token of
-``SESSIONSHARE_METRICS_TOKEN``, or, with no token set, to this machine's
-loopback (:mod:`sessionshare.metrics_access` says why): on a remote whose
-every page needs a sign-in, a public ``/metrics`` would show anyone how many
-users are signed in and why sign-ins fail.
+:meth:`~PrometheusMetrics.wsgi_app` and ``asgi_app`` serve the metrics only
+to a scraper with the bearer token of ``SESSIONSHARE_METRICS_TOKEN`` (or, if
+asked, to this machine's loopback; :mod:`sessionshare.metrics_access` says
+why): a public ``/metrics`` would show anyone how many users are signed in
+and why sign-ins fail.
 """
 
 from __future__ import annotations
@@ -78,13 +74,9 @@ class PrometheusMetrics:
     :param buckets: the store histogram's buckets, in seconds.
     :param sessions: a :class:`~sessionshare.SessionAdmin` over the shared store (a
         thread store, even for an ASGI app): with it, ``sessions_active`` counts every
-        user's live sessions from the per-user index, on a background thread.
-        Without it there is no such gauge.
-    :param sessions_every: seconds between two counts. Each count is one round
-        trip; one process of the deployment in each such period also sweeps the
-        census for the sessions that expired unread, so this is also how long
-        such a session may stay in the figure (see
-        :meth:`~sessionshare.SessionAdmin.count_sessions`).
+        user's live sessions, on a background thread. Without it there is no such gauge.
+    :param sessions_every: seconds between two counts, each one round trip; also
+        how long a session that expired unread may stay in the figure.
 
     Build one per process and registry: registering the same names twice in
     one registry fails, as prometheus_client does for any metric. :meth:`close`
@@ -147,14 +139,14 @@ class PrometheusMetrics:
     def wsgi_app(self, *, token: str | None = None, loopback: bool = False
                  ) -> Callable[..., Any]:
         """A WSGI app serving this registry's metrics in the text format, to mount at
-        ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded.
+        ``/metrics`` (prometheus_client's ``make_wsgi_app``), guarded as
+        :mod:`sessionshare.metrics_access` says.
 
         :param token: the bearer token a scraper must send; None reads
-            ``SESSIONSHARE_METRICS_TOKEN``. A token shorter than 32 characters raises
+            ``SESSIONSHARE_METRICS_TOKEN``; shorter than 32 characters: a
             :class:`~sessionshare.ConfigurationError`.
         :param loopback: with no token, serve this machine's loopback clients (only
-            where no proxy runs on the machine); with neither, nobody is served and the
-            403 says what to set (see :mod:`sessionshare.metrics_access`).
+            where no proxy runs on the machine); with neither, nobody is served.
         """
         return guard_wsgi(_make_wsgi_app(self.registry), MetricsAccess(token, loopback=loopback))
 
@@ -168,15 +160,12 @@ class ActiveSessions(Collector):
     """``<namespace>_sessions_active``: every user's live sessions, counted now and then.
 
     A thread counts them with :meth:`SessionAdmin.count_sessions` every
-    ``every`` seconds (one round trip; a sweep at most once per ``every`` seconds
-    in the whole deployment) and keeps the figure; a scrape only reads it, so it never
+    ``every`` seconds and keeps the figure; a scrape only reads it, so it never
     waits on the store -- nor blocks an event loop that serves ``/metrics``.
     The thread starts at the first scrape (or :meth:`start`) in the process
     that scrapes, so a server that forks its workers after building the app
-    counts in each worker. It is fork-safe: a child forked while the parent
-    counts (gunicorn ``--preload`` with :meth:`start` at import) gets fresh
-    locks and state rather than the parent's, held by a thread that does not
-    exist there, and counts on a thread of its own when the parent did. A count that fails is logged
+    counts in each worker; a child forked while the parent counts gets fresh
+    locks and state (:meth:`after_fork`). A count that fails is logged
     (``sessions_count_failed``); after :data:`STALE_AFTER` failures in a row
     the sample is dropped rather than shown stale. Until the first count there
     is no sample.

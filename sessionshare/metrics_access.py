@@ -1,9 +1,8 @@
 """Who may read ``/metrics``: a scraper with the bearer token -- or, if asked for, this machine.
 
-The library's metrics (:mod:`sessionshare.metrics`) say how many people are
-signed in, how often sign-ins fail and why (``bad_state``, ``replayed``,
-``not_authorized``...), and how fast the store answers: a map for whoever
-probes the deployment, and nothing a visitor needs. So the apps that
+The library's metrics say how many people are signed in, how often sign-ins
+fail and why, and how fast the store answers: a map for whoever probes the
+deployment, and nothing a visitor needs. So the apps that
 :meth:`~sessionshare.metrics.PrometheusMetrics.wsgi_app` and ``asgi_app``
 mount serve them only to
 
@@ -13,21 +12,16 @@ mount serve them only to
   else is served: behind a reverse proxy on the same machine every request
   comes from the loopback, so the loopback proves nothing then;
 - with no token, and only when the app is built with ``loopback=True``, a
-  client on the loopback (``127.0.0.0/8``, ``::1``) whose request carries no
-  header a proxy adds -- ``Forwarded``, ``Via``, any ``X-Forwarded-*`` (a
-  proxy set up to pass only the scheme, ``X-Forwarded-Proto``, is still a
-  proxy), ``X-Real-IP`` and the client-address headers of CDNs. It is an
-  opt-in because a proxy on the same machine that adds none of them (nginx's
-  bare ``proxy_pass`` adds no ``X-Forwarded-For``) makes every visitor a
-  loopback client: only where no proxy runs on the machine (a local demo, a
-  sidecar scraper) is the loopback a fact about the client.
+  client on the loopback whose request carries no header a proxy adds
+  (``Forwarded``, ``Via``, any ``X-Forwarded-*``, ``X-Real-IP``, the
+  client-address headers of CDNs). An opt-in, because a proxy on the same
+  machine that adds none of them (nginx's bare ``proxy_pass``) makes every
+  visitor a loopback client: only where no proxy runs on the machine is the
+  loopback a fact about the client.
 
-Anyone else gets **401** (a token is configured: ``WWW-Authenticate:
-Bearer``) or **403** (none is; the answer names the variable to set), and not
-a byte of the metrics. A websocket handshake (a Starlette ``Mount`` hands
-those on too) is closed with 1008 before it is accepted: metrics are never
-served over one. Prometheus sends the token with ``authorization:
-{credentials: ...}`` (or ``bearer_token``) in its scrape config.
+Anyone else gets **401** (a token is configured) or **403** (none is; the
+answer names the variable to set), and not a byte of the metrics; a websocket
+handshake is closed with 1008 before it is accepted.
 
     app = guard_wsgi(make_wsgi_app(registry), MetricsAccess())   # the token from the env
     app = guard_asgi(make_asgi_app(registry), MetricsAccess(loopback=True))  # a local demo

@@ -18,15 +18,10 @@ It reads the same variables as the apps (``SESSIONSHARE_STORE_URL``,
     $ python -m sessionshare sessions reconcile
     12 live sessions by a scan of every index; the census said 13, now 12 (0 added, 1 taken out)
 
-``count`` reads the deployment's census, as the ``sessions_active`` gauge does
-(:meth:`~sessionshare.admin.SessionAdmin.count_sessions`). ``reconcile`` counts
-the slow way -- a scan of every user's index, O(all sessions) -- and repairs
-the census from it: run it after a crash on a Redis Cluster, an upgrade from a
-version without the census, or a key rotation
-(:meth:`~sessionshare.admin.SessionAdmin.reconcile_sessions`).
-
-Exit status: 0 when done; 1 when the store does not answer or there is
-nothing to list or end; 2 for a setting or an argument to fix.
+``count`` and ``reconcile`` are :meth:`~sessionshare.admin.SessionAdmin.count_sessions`
+and :meth:`~sessionshare.admin.SessionAdmin.reconcile_sessions`. Exit status: 0
+when done; 1 when the store does not answer or there is nothing to list or
+end; 2 for a setting or an argument to fix.
 """
 
 from __future__ import annotations

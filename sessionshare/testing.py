@@ -2,11 +2,12 @@
 
 An app behind sessionshare serves its protected pages only to a browser that
 signed in at the IdP and came back through a hand-off. A test of the app's
-own views wants to start *after* that: signed in as some user, with some
-session data. :func:`sign_in` makes exactly that session in the middleware's
-store -- through the library's own write path, so it is a real session with
-this app's own cookie value, its sign-in time and (at a remote) the record
-that this app joined it -- and gives the test client its cookie::
+own views wants to start *after* that. :func:`sign_in` makes exactly that
+session in the middleware's store -- through the library's own write path,
+so it is a real session with this app's cookie, its sign-in time, (at a
+remote) the record that this app joined it, and an entry in the user's index
+that ``sessions list``, ``revoke`` and ``max_sessions_per_user`` see -- and
+gives the test client its cookie::
 
     from sessionshare.testing import sign_in
 
@@ -14,34 +15,18 @@ that this app joined it -- and gives the test client its cookie::
         sign_in(client, app.wsgi_app, "alice", cart=[3])
         assert client.get("/orders").status_code == 200
 
-It is explicit per test: nothing is switched off, no check is skipped, and a
-client that did not sign in is sent to the IdP as in production. The session
-is entered in the user's index like a real sign-in, so ``sessions list``,
-``revoke`` and ``max_sessions_per_user`` (at an IdP) see it.
+Nothing is switched off and no check is skipped: a client that did not sign
+in is sent to the IdP as in production. Use a :class:`~sessionshare.MemoryStore`
+in tests. Any other store is refused unless the test says it is a test store
+(``allow_shared_store=True``): a helper that makes signed-in sessions must
+never write one into a store real apps share (production Redis, by a wrong
+URL in a test's settings).
 
-Use a :class:`~sessionshare.MemoryStore` in tests (no Redis needed). Any
-other store is refused unless the test says it is a test store --
-``allow_shared_store=True`` -- because a helper that makes signed-in sessions
-must never write one into a store real apps share (production Redis, by a
-wrong URL in a test's settings).
-
-The ASGI middlewares (:mod:`sessionshare.asgi`) work the same, with an
-``httpx`` client over ``httpx.ASGITransport`` or Starlette's ``TestClient``.
-Over a ``MemoryStore`` the plain functions do; on any asyncio store (an
-``AsyncRedisStore``), inside an ``async`` test, await the twins::
-
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=news),
-                                 base_url="http://news.test") as client:
-        await sign_in_async(client, news, "alice", cart=[3])
-        assert (await client.get("/api/me")).json()["user"] == "alice"
-
-Django's own test ``Client`` bypasses the middleware (it calls Django's
-handler directly); :class:`sessionshare.contrib.django.testing.Client` is one
-that goes through it: ``sign_in(client, client.middleware, "alice")``.
-
-With pytest, the ``sessionshare_sign_in`` and ``sessionshare_sign_in_async``
-fixtures are these same functions (the plugin registers itself when
-sessionshare is installed).
+The ASGI middlewares work the same, with an ``httpx`` client or Starlette's
+``TestClient``; on an asyncio store, in an ``async`` test, await the twins
+(``await sign_in_async(client, app, "alice")``). With pytest, the
+``sessionshare_sign_in`` and ``sessionshare_sign_in_async`` fixtures are these
+same functions.
 """
 
 from __future__ import annotations
@@ -144,8 +129,7 @@ def signed_in_cookie(
     :class:`~sessionshare.RemoteSessionMiddleware` (for Flask: ``app.wsgi_app``),
     or one of :mod:`sessionshare.asgi` over a ``MemoryStore`` (for an asyncio
     store, await :func:`signed_in_cookie_async`). Use the pair for a client
-    this module does not know. A store other than a ``MemoryStore`` raises
-    ``ConfigurationError`` unless ``allow_shared_store=True`` says it is a test one.
+    :func:`sign_in` does not know; the store is refused as there.
     """
     side = _side_of(middleware)
     if isinstance(middleware, AsgiMiddleware):

@@ -2,18 +2,12 @@
 
 Needs ``opentelemetry-api`` (``pip install 'sessionshare[otel]'``); the app
 configures the SDK and its exporter as it does for anything else.
-:class:`Tracing` adds, through seams the library already has:
-
-- a span ``sessionshare.store.<command>`` around each store call
-  (:meth:`Tracing.instrument` wraps the store), a child of whatever span is
-  current -- the request span of the app's own HTTP instrumentation;
-- a span around each request through a middleware (:meth:`Tracing.wsgi`,
-  :meth:`Tracing.asgi`), named after the first step it reports --
-  ``sessionshare.login_redirect``, ``sessionshare.login``,
-  ``sessionshare.ticket_issued``, ``sessionshare.ticket_redeemed``,
-  ``sessionshare.token_rejected``, ``sessionshare.logout``, ... -- or
-  ``sessionshare.request`` when it reports none; each event is also a span
-  event (:meth:`Tracing.on_event`, the middlewares' hook).
+:class:`Tracing` adds, through seams the library already has, a span
+``sessionshare.store.<command>`` around each store call (:meth:`Tracing.instrument`),
+a child of whatever span is current, and a span around each request through a
+middleware (:meth:`Tracing.wsgi`, :meth:`Tracing.asgi`), named after the first
+step it reports (``sessionshare.login``, ``sessionshare.ticket_redeemed``, ...)
+or ``sessionshare.request``; each event is also a span event.
 
 Security: attributes are command names, event names, reason codes, origins
 and counts. The user's name, the store's error text and every argument of a
@@ -28,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context, trace
@@ -59,14 +54,12 @@ def _attributes(name: str, fields: Mapping[str, Any]) -> dict[str, str | int | b
     return attributes
 
 
+@dataclass(slots=True)
 class _Step:
     """The span of one request through a middleware; named by its first event."""
 
-    __slots__ = ("named", "span")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.named = False
+    span: Span
+    named: bool = False
 
 
 class Tracing:

@@ -3,16 +3,13 @@
 FastAPI, Starlette, Quart, Litestar or a bare ASGI callable: the same
 middlewares as :mod:`sessionshare.wsgi`, taking the same arguments, over an
 asyncio store (``AsyncRedisStore``, or ``MemoryStore``), so a WSGI app and an
-ASGI app share one login and one session. The modules:
+ASGI app share one login and one session. ``base.py`` is the one shell class
+both middlewares are (the session read before the app runs, then the side's
+``on_request``, ``on_response`` before ``http.response.start`` and
+``on_close`` before the last body message); ``idp.py`` and ``remote.py`` are
+the two middlewares; ``scope.py`` turns the scope into a request and sends a
+reply back.
 
-- ``base.py`` -- the one shell class both middlewares are: the session read
-  before the app runs, then the side's ``on_request``, ``on_response`` (before
-  ``http.response.start``) and ``on_close`` (before the last body message);
-- ``idp.py`` / ``remote.py`` -- the two middlewares;
-- ``scope.py`` -- the scope turned into a request, a reply sent back.
-
-    from sessionshare import AsyncRedisStore
-    from sessionshare.asgi import RemoteSessionMiddleware
     app = RemoteSessionMiddleware(app, store=AsyncRedisStore.from_url(url), key=key,
                                   app_url="https://news.example",
                                   idp_url="https://id.example/login")

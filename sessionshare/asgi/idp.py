@@ -1,15 +1,8 @@
 """The IdP's ASGI middleware: :class:`IdpAuthMiddleware`.
 
-Wrap the IdP app (the one with the login form). Remote apps send unknown
-visitors to its login path; what happens then -- the allow-list, the
-``authorize`` hook, the 303 back with a token, the pending hand-off and the
-session id rotated at sign-in -- is decided in :mod:`sessionshare.core.idp`.
-This class only builds that side from its arguments and runs it through the
-ASGI shell (:mod:`sessionshare.asgi.base`); it takes the very arguments of
-the WSGI :class:`sessionshare.IdpAuthMiddleware`, with an asyncio store.
-
-    from sessionshare import AsyncRedisStore
-    from sessionshare.asgi import IdpAuthMiddleware
+The WSGI :class:`sessionshare.IdpAuthMiddleware` (its decisions are
+:mod:`sessionshare.core.idp`'s) run through the ASGI shell
+(:mod:`sessionshare.asgi.base`): the very arguments, with an asyncio store.
 
     app.add_middleware(  # FastAPI / Starlette; or IdpAuthMiddleware(app, ...) for any ASGI app
         IdpAuthMiddleware, store=AsyncRedisStore.from_url(url), key=sync_key,

@@ -1,18 +1,10 @@
 """A remote app's ASGI middleware: :class:`RemoteSessionMiddleware`.
 
-Wrap any app that should share the IdP's login. Unknown visitors to a
-protected path are sent to the IdP (browsers) or answered 401 (API calls),
-and the IdP's token is checked and redeemed at the callback path -- all
-decided in :mod:`sessionshare.core.remote`. This class only builds that
-side from its arguments and runs it through the ASGI shell
-(:mod:`sessionshare.asgi.base`); it takes the very arguments of the WSGI
-:class:`sessionshare.RemoteSessionMiddleware`, with an asyncio store.
+The WSGI :class:`sessionshare.RemoteSessionMiddleware` (its decisions are
+:mod:`sessionshare.core.remote`'s) run through the ASGI shell
+(:mod:`sessionshare.asgi.base`): the very arguments, with an asyncio store.
 The app reads the session at ``scope["session"]`` (Starlette's
 ``request.session``) and the user at ``scope["sessionshare.user"]``.
-
-    from fastapi import FastAPI
-    from sessionshare import AsyncRedisStore
-    from sessionshare.asgi import RemoteSessionMiddleware
 
     app = FastAPI()
     app.add_middleware(

@@ -69,8 +69,7 @@ def request_of(scope: Scope) -> Request:
             found[name] = text
     root = scope.get("root_path") or ""
     path = scope.get("path") or ""
-    # Servers differ on whether path carries root_path; it comes off only whole, never
-    # mid-segment ("/shop" off "/shopping/orders" left "ping/orders": no prefix matched it).
+    # Servers differ on whether path carries root_path; it comes off only whole.
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         path = path[len(root):]
     websocket = scope["type"] == "websocket"

@@ -4,23 +4,12 @@ The middlewares do all the work -- cookie, load, persist, hand-off -- and
 publish the request's :class:`~sessionshare.core.session.Session` at
 ``environ["sessionshare.session"]``. An adapter only puts a thin view over
 that object where the framework looks for its session, so ``flask.session``
-(:mod:`sessionshare.contrib.flask`) or ``request.session``
-(:mod:`sessionshare.contrib.pyramid`, :mod:`sessionshare.contrib.django`) *is*
-the shared session: a key written there is what every other app of the
-deployment reads.
-
-What that means for code written against the framework's API:
-
-- values must be JSON (str, int, float, bool, None, list, dict with string
-  keys) -- under Flask also what its tagged JSON stores (tuples, bytes,
-  ``Markup``, ``UUID``, ``datetime``); anything else raises ``TypeError`` at
-  assignment, not later;
-- a value mutated in place (``session["cart"].append(x)``) is noticed
-  without ``modified = True`` or ``changed()``;
-- flashed messages and CSRF tokens live in the shared session too, under the
-  framework's usual keys, so two apps on the *same* framework share them
-  (Django's CSRF token and its ``_auth_user_*`` keys excepted: each Django
-  site keeps its own, see :mod:`sessionshare.contrib.django.site`).
+or ``request.session`` (Pyramid, Django) *is* the shared session: a key
+written there is what every other app of the deployment reads. Values must
+be JSON (``TypeError`` at assignment otherwise), a value mutated in place is
+noticed without ``modified = True``, and flashed messages and CSRF tokens are
+shared by two apps on the same framework (Django's CSRF token and sign-in
+excepted: :mod:`sessionshare.contrib.django.site`).
 
     shared = shared_session(environ)       # the Session, or a clear error
 """
@@ -84,6 +73,15 @@ class SharedSessionView(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self.shared!r}>"
+
+    @property
+    def new(self) -> bool:
+        """True until the session exists in the store."""
+        return self.shared.new
+
+    def invalidate(self) -> None:
+        """End the shared session everywhere (every app sees it gone next request)."""
+        self.shared.invalidate()
 
     @property
     def authenticated_at(self) -> float | None:

@@ -10,74 +10,37 @@ one line::
                                            idp_url=...)
     init_app(app)
 
-``init_app`` sets ``app.session_interface = SharedSessionInterface()`` and
-registers a handler that answers a store outage met inside a view (a page the
-middleware does not protect, whose session loads lazily) with the same 503 +
-``Retry-After`` as the middleware, instead of Flask's 500.
-
 Flask then opens, for every request, a view over the session the middleware
 already loaded (lazily: a view that never looks inside costs no round trip)
-and never writes a cookie of its own -- the middleware persists the changes
-before the status line goes out and owns the cookie. ``app.secret_key`` is
+and never writes a cookie of its own: the middleware persists the changes
+before the status line goes out and owns the cookie, so ``app.secret_key`` is
 not needed for the session.
 
 How Flask's session API maps:
 
-- ``session["k"] = v``, ``session.pop(...)``, ``session.clear()``: write
-  through to the shared session (JSON values only, checked at assignment);
-- ``session.modified`` and ``session.accessed``: as Flask's own session keeps
-  them -- ``modified`` True once the request changed the session (or set it by
-  hand), ``accessed`` once it used ``flask.session`` at all. Only an accessed
-  session's answer says ``Vary: Cookie`` (merged into the app's own ``Vary``),
-  so a page that never uses the session stays cacheable. In-place changes of a
-  list or dict are stored even without ``modified = True``, and setting
-  ``modified = False`` does not drop a change;
-- ``session.new``: True until the session exists in the store;
-- ``session.permanent``: kept in the shared session (the ``_permanent`` key,
-  as Flask does), so every app sees the same flag, and as in Flask it decides
-  this app's cookie: permanent, it lasts ``PERMANENT_SESSION_LIFETIME``
-  (``Max-Age`` and ``Expires``), else it ends with the browser (a sign-in the
-  IdP remembers still persists: the shorter of the two holds). The cookie is
-  re-sent as Flask sends its own: when the session changed, and for a permanent
-  one on every request while ``SESSION_REFRESH_EACH_REQUEST`` (such answers say
-  ``Vary: Cookie``; to know the flag, a request that sent a cookie reads the
-  session, as Flask's own interface reads its cookie). The session's life on
-  the server is still the middlewares' ``idle_timeout`` and
-  ``absolute_timeout``, for every app alike; the middleware's
-  ``cookie_max_age`` still bounds how old a cookie it accepts;
-- values: JSON, plus what Flask's own session stores with its tagged JSON --
-  tuples, ``bytes``, ``Markup``, ``UUID``, ``datetime`` -- kept in Flask's
-  tagged form (``{" t": [1, 2]}``), which is what another app of the
-  deployment reads for them (plain JSON values are stored as they are). A
-  list or dict that holds such a value comes back as a fresh copy each time:
-  after changing it, assign it back;
-- ``flash()`` / ``get_flashed_messages()``: work unchanged, ``with_categories=True``
-  giving ``(category, message)`` tuples and a flashed ``Markup`` staying ``Markup``;
-- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT``: each setting the app makes
-  (anything but Flask's default) becomes the middleware's own cookie option --
-  ``SESSION_COOKIE_PATH`` (else ``APPLICATION_ROOT``, as Flask's rule goes) its
-  ``cookie_path``, ``_HTTPONLY`` its ``cookie_httponly``, ``_PARTITIONED``,
-  ``_NAME``, ``_DOMAIN``, ``_SECURE``, ``_SAMESITE`` likewise -- so that the
-  middleware's own answers (the hand-off's callback, the sign-out) set and
-  clear the very cookie the app's answers set (one cookie, not two that the
-  sign-out would clear only one of). It takes effect at ``init_app`` when the
-  middleware already wraps ``app.wsgi_app``, else at the first request (and
-  again if the settings change). What cannot hold is refused with a
-  ``ConfigurationError`` that says which and why: a ``SameSite`` no cookie has,
-  a ``Partitioned`` cookie without ``Secure``, a ``__Host-`` name off ``/``, a
-  cookie without ``Secure`` on an https app. Flask's defaults give way to the
-  middleware's cookie -- ``SESSION_COOKIE_SAMESITE=None`` included, which keeps
-  the middleware's ``SameSite=Lax`` rather than dropping it from every Flask
-  app's cookie (the sign-out's protection against cross-site requests counts
-  on it);
-- ``session.invalidate()`` ends the shared session everywhere (single
-  logout), ``session.regenerate()`` moves it to a fresh id, and at the IdP
-  ``session.remember(days=30)`` makes the sign-in persistent (see
-  :meth:`sessionshare.Session.remember`).
-
-Without a middleware in front (say, in ``app.test_request_context()``),
-``flask.session`` is an empty read-only session whose writes raise a
-``RuntimeError`` that says what to wrap.
+- the mapping, ``flash()`` and ``get_flashed_messages()`` read and write the
+  shared session. Values: JSON, plus what Flask's tagged JSON stores (tuples,
+  ``bytes``, ``Markup``, ``UUID``, ``datetime``), kept in Flask's tagged form
+  (``{" t": [1, 2]}``), which is what another app of the deployment reads for
+  them; a list or dict that holds such a value comes back as a fresh copy each
+  time: after changing it, assign it back;
+- ``modified``, ``accessed`` and ``new`` behave as on Flask's own session;
+  only an accessed session's answer says ``Vary: Cookie``. In-place changes are
+  stored even without ``modified = True``;
+- ``permanent`` is kept in the shared session (``_permanent``, as Flask does)
+  and decides this app's cookie as in Flask (``PERMANENT_SESSION_LIFETIME``,
+  ``SESSION_REFRESH_EACH_REQUEST``); a sign-in the IdP remembers still
+  persists. The session's life on the server is still the middlewares'
+  ``idle_timeout`` and ``absolute_timeout``, for every app alike;
+- ``SESSION_COOKIE_*`` and ``APPLICATION_ROOT`` settings the app makes become
+  the middleware's cookie options (:func:`cookie_settings`), so its own answers
+  (the hand-off's callback, the sign-out) set and clear the very cookie the
+  app's answers set. Flask's default ``SESSION_COOKIE_SAMESITE=None`` keeps the
+  middleware's ``SameSite=Lax``: the sign-out's protection against cross-site
+  requests counts on it;
+- ``invalidate()`` ends the shared session everywhere (single logout),
+  ``regenerate()`` moves it to a fresh id, and at the IdP ``remember(days=30)``
+  makes the sign-in persistent (:meth:`sessionshare.Session.remember`).
 """
 
 from __future__ import annotations
@@ -138,17 +101,13 @@ def _untagged(value: Any) -> Any:
     return value
 
 
-class FlaskSharedSession(SharedSessionView, SessionMixin):
+class FlaskSharedSession(SharedSessionView, SessionMixin):  # type: ignore[override]  # new: read-only
     """``flask.session`` over the shared session (see the module docstring)."""
 
     def __init__(self, shared: Session) -> None:
         super().__init__(shared)
         #: A change made through this mapping in this request, or ``modified = True``.
         self._changed = False
-
-    @property
-    def new(self) -> bool:  # type: ignore[override]  # read-only here: the store decides
-        return self.shared.new
 
     # -- Flask's two flags, as its SecureCookieSession keeps them ---------------------
     @property
@@ -183,9 +142,7 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
     def __setitem__(self, key: str, value: Any) -> None:
         if type(value) not in _PLAIN:  # exactly: Markup is a str, and is tagged
-            # Flask's tagged JSON: a tuple, bytes, Markup, UUID or datetime is stored as
-            # a one-key object (``{" t": [1, 2]}``) and comes back as itself. A value that
-            # needs no tag is kept as it is, so changing it in place still works.
+            # A value that needs no tag is kept as it is: changing it in place still works.
             try:
                 tagged = _TAGS.tag(value)
                 if tagged != value or type(tagged) is not type(value):
@@ -208,10 +165,6 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
         """When the session was first stored (seconds since the epoch), or None if new."""
         return self.shared.created
 
-    def invalidate(self) -> None:
-        """End the shared session everywhere (every app sees it gone next request)."""
-        self.shared.invalidate()
-
     def regenerate(self) -> None:
         """Move the data to a fresh session id when the response is persisted."""
         self.shared.regenerate()
@@ -227,7 +180,9 @@ class FlaskSharedSession(SharedSessionView, SessionMixin):
 
 
 class UnwrappedSession(NullSession):
-    """The session of a request no middleware wrapped: empty, and writes fail clearly."""
+    """The session of a request no middleware wrapped (say, in
+    ``app.test_request_context()``): empty, and writes raise a ``RuntimeError`` that
+    says what to wrap."""
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         # Flask's own null session says "the session is unavailable"; so does this one,
@@ -247,17 +202,14 @@ class SharedSessionInterface(SessionInterface):
         shared = request.environ.get(ENVIRON_KEY)
         if not isinstance(shared, Session):
             return None  # Flask falls back to make_null_session()
-        # Here the middleware is known: its cookie follows the app's settings (once:
-        # the same settings again cost a comparison), or a ConfigurationError says
-        # which cannot hold -- never ignored.
+        # Here the middleware is known: its cookie follows the app's settings (the same
+        # settings again cost a comparison), or a ConfigurationError says which cannot hold.
         _follow(app, lambda asked: follow_cookie(shared, asked))
         return FlaskSharedSession(shared)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        # The middleware persists the changes and sets its own cookie when the response
-        # starts; writing a Flask cookie here would only add a second, unsigned-by-us
-        # session cookie. What Flask decides per session -- a permanent cookie, and
-        # whether this answer sends it -- is asked of that one cookie instead.
+        # The middleware persists the changes and owns the cookie: what Flask decides per
+        # session (a permanent cookie, and whether this answer sends it) is asked of it.
         if not isinstance(session, FlaskSharedSession):
             return
         state = state_of(session.shared)
@@ -277,13 +229,15 @@ class SharedSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``flask.session`` from the shared session, and 503 on a store outage.
+    """Serve ``flask.session`` from the shared session, and answer a store outage met
+    inside a view (a page the middleware does not protect) with the middleware's 503
+    and ``Retry-After``, not Flask's 500.
 
     The middleware's session cookie follows the app's ``SESSION_COOKIE_*`` and
     ``APPLICATION_ROOT`` settings (:func:`cookie_settings`): from here when the
     middleware already wraps ``app.wsgi_app``, else from the first request.
     Raises :class:`~sessionshare.errors.ConfigurationError` for one it cannot
-    follow.
+    follow, saying which and why.
     """
     refuse_cookie_settings(app, None)
     side = getattr(app.wsgi_app, "side", None)

@@ -8,25 +8,19 @@ makes every Flask-Login app take its user from the **shared** sign-in
 instead, and makes Flask-Login's two verbs sign that one in and out:
 
 - at the IdP, ``login_user(user)`` sets ``session[user_key] = user.get_id()``
-  -- the shared sign-in, which the middleware rotates and hands off to the
-  remote that asked, as for any sign-in -- and ``login_user(user,
-  remember=True)`` makes it a remembered one (:meth:`Session.remember
+  -- the shared sign-in, which the middleware hands off as any other -- and
+  ``remember=True`` makes it a remembered one (:meth:`Session.remember
   <sessionshare.core.session.Session.remember>`, for Flask-Login's
-  ``duration`` or ``REMEMBER_COOKIE_DURATION``, as far as the IdP's
-  ``max_remember`` grants), in place of Flask-Login's own remember cookie;
-- anywhere, ``logout_user()`` ends the shared session everywhere (single
-  logout); at a remote, ``login_user()`` raises ``RuntimeError``: users sign in
-  at the IdP;
+  ``duration`` or ``REMEMBER_COOKIE_DURATION``) in place of Flask-Login's own
+  remember cookie; at a remote, ``login_user()`` raises ``RuntimeError``;
+- anywhere, ``logout_user()`` ends the shared session everywhere;
 - ``current_user`` is ``load_user(shared user)`` while the shared session is
-  signed in *for this app* (at a remote: joined through a hand-off and not
-  withdrawn), else anonymous. ``load_user`` is this app's own loader -- what
-  ``@login_manager.user_loader`` would be -- given the shared user (the IdP's
-  ``user.get_id()``, or whatever value the IdP keeps under ``user_key``);
+  signed in *for this app* (at a remote: joined and not withdrawn), else
+  anonymous;
 - at a remote, ``@login_required`` sends an anonymous visitor to
-  :data:`SIGN_IN_PATH` (Flask-Login's ``login_view``), which the remote
-  middleware must protect: the hand-off runs there, and the view sends the
-  signed-in user back to ``next`` (a local path only). A user the IdP signed
-  in but ``load_user`` does not know gets a 403 that says so, not a loop.
+  :data:`SIGN_IN_PATH`, which the middleware must protect: the hand-off runs
+  there, and the view sends the signed-in user back to ``next`` (a local path
+  only). A user ``load_user`` does not know gets a 403 that says so, not a loop.
 
 Wrap ``app.wsgi_app`` first -- :func:`init_login` reads the role, the
 ``user_key`` and the origin from the middleware -- then::

@@ -9,29 +9,20 @@ Include it, then wrap the WSGI app Pyramid makes in either middleware::
     app = RemoteSessionMiddleware(config.make_wsgi_app(), store=..., key=..., app_url=...,
                                   idp_url=..., protect=["/orders"])
 
-``request.session`` is then a view over the session the middleware loaded:
-``created``, ``new``, ``invalidate()``, ``changed()``, ``flash()`` /
-``peek_flash()`` / ``pop_flash()`` and ``new_csrf_token()`` /
-``get_csrf_token()`` work as Pyramid documents them, so Pyramid's default
-CSRF storage (which asks the session) and ``require_csrf`` work unchanged.
-Values must be JSON, as Pyramid 2 already asks of every session.
-``invalidate()`` ends the shared session *everywhere* (single logout); data
-written after it goes to a fresh session. ``changed()`` is accepted but never
-needed: in-place changes are noticed.
+``request.session`` is then a view over the session the middleware loaded,
+with ``ISession``'s API as Pyramid documents it, so Pyramid's default CSRF
+storage and ``require_csrf`` work unchanged. Values must be JSON, as Pyramid
+2 already asks. ``invalidate()`` ends the shared session *everywhere*
+(single logout); ``changed()`` is never needed: in-place changes are noticed.
 
 **Who is signed in.** The middleware sets ``REMOTE_USER`` on every path it
-protects once the shared session is signed in (the IdP: on every path).
-:class:`RemoteUserSecurityPolicy` reads it, so ``request.identity`` and
-``request.authenticated_userid`` are the user, and ACLs see the principals
-``Everyone``, ``Authenticated`` and the user id. On a path the remote does
-*not* protect, ``REMOTE_USER`` is set only where the passive check is on
-(``passive=``, as the demo shop's ``/``) -- protect the paths whose views
-need the user. ``remember()`` and ``forget()`` return no headers: signing in
-happens at the IdP, and signing out is a POST to the middleware's
-``logout_path``. A policy of your own only needs::
-
-    def identity(self, request):
-        return request.environ.get("REMOTE_USER")
+protects once the shared session is signed in (the IdP: on every path), and
+on the paths it does not protect only where the passive check is on
+(``passive=``). :class:`RemoteUserSecurityPolicy` reads it, so
+``request.identity`` and ``request.authenticated_userid`` are the user, and
+ACLs see ``Everyone``, ``Authenticated`` and the user id. ``remember()`` and
+``forget()`` return no headers: signing in happens at the IdP, and signing
+out is a POST to the middleware's ``logout_path``.
 """
 
 from __future__ import annotations
@@ -68,17 +59,8 @@ class PyramidSharedSession(SharedSessionView):
         created = self.shared.created
         return self._opened if created is None else int(created)
 
-    @property
-    def new(self) -> bool:
-        return self.shared.new
-
-    def invalidate(self) -> None:
-        self.shared.invalidate()
-
     def changed(self) -> None:
-        # Values read from the store are compared with their encoding when the
-        # response is persisted, so an in-place change is never missed.
-        return None
+        return None  # in-place changes are found when the response is persisted
 
     def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
         messages = list(self.get(FLASH_PREFIX + queue) or [])

@@ -3,49 +3,37 @@ and its user as ``request.user`` or as a dependency.
 
 The ASGI middlewares (:mod:`sessionshare.asgi`) already give every request
 the shared session at ``scope["session"]`` -- Starlette's ``request.session``,
-a ``dict`` as Starlette's is (``JSONResponse({"session": request.session})``,
-``|=``, ``popitem()``; emptied, it ends and its cookie goes), so code that
-uses it (Authlib's Starlette client keeps its OAuth state there) keeps
-working -- and the signed-in user at ``scope["sessionshare.user"]``.
-This module adds :class:`SessionMiddleware`, the ASGI remote middleware under
-the name and signature of Starlette's own (an app that used Starlette's swaps
-one import and adds sessionshare's settings), and the two ways Starlette and
-FastAPI apps ask for a user:
+a ``dict`` as Starlette's is, so code that uses it (Authlib's Starlette client
+keeps its OAuth state there) keeps working -- and the signed-in user at
+``scope["sessionshare.user"]``. This module adds:
 
-- :class:`SharedSessionBackend`, an ``AuthenticationBackend`` for Starlette's
-  ``AuthenticationMiddleware``: ``request.user`` is a :class:`SharedUser`
-  (``is_authenticated``, ``display_name``) and ``request.auth.scopes`` holds
-  ``"authenticated"`` -- so ``@requires("authenticated")`` works;
+- :class:`SessionMiddleware`, the remote middleware under the name and
+  signature of Starlette's own: an app that used Starlette's swaps one import
+  and adds sessionshare's settings;
+- :class:`SharedSessionBackend`, for Starlette's ``AuthenticationMiddleware``:
+  ``request.user`` is a :class:`SharedUser`, so ``@requires("authenticated")``
+  works;
 - :func:`current_user`, a FastAPI dependency returning the user, or answering
-  **401** (a websocket: closed with 1008) when nobody is signed in here. It is
-  for paths the middleware does not protect, where signing in is optional
-  (an API's ``/me``); a protected path never reaches the app without a user.
+  **401** (a websocket: closed with 1008) when nobody is signed in here: for
+  the paths the middleware does not protect, where signing in is optional.
 
-    from fastapi import Depends, FastAPI
-    from sessionshare.contrib.starlette import current_user
+    # was: from starlette.middleware.sessions import SessionMiddleware
+    from sessionshare.contrib.starlette import SessionMiddleware, current_user
 
     app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key="...", max_age=3600,  # Starlette's
+                       store=store, key=sync_key, app_url="https://news.example",
+                       idp_url="https://id.example/login", protect=["/account/"])
 
     @app.get("/me")
     def me(user: str = Depends(current_user)) -> dict[str, str]:
         return {"user": user}
 
-    app.add_middleware(RemoteSessionMiddleware, ...)  # sessionshare.asgi
-
-Swapping Starlette's session middleware for the shared session:
-
-    # was: from starlette.middleware.sessions import SessionMiddleware
-    from sessionshare.contrib.starlette import SessionMiddleware
-
-    app.add_middleware(SessionMiddleware, secret_key="...", max_age=3600,  # Starlette's
-                       store=store, key=sync_key, app_url="https://news.example",
-                       idp_url="https://id.example/login", protect=["/account/"])
-
 The middleware goes outside (added last with ``add_middleware``, listed first
-in ``middleware=[...]``): it must run first. Both refuse a request that did not
-pass through it (a ``RuntimeError`` saying so) rather than treat a signed-in
-user as anonymous. Starlette's own ``SessionMiddleware`` must not be stacked
-with it -- both own ``scope["session"]``.
+in ``middleware=[...]``): it must run first. The backend and the dependency
+refuse a request that did not pass through it (a ``RuntimeError`` saying so)
+rather than treat a signed-in user as anonymous. Starlette's own
+``SessionMiddleware`` must not be stacked with it: both own ``scope["session"]``.
 """
 
 from __future__ import annotations
@@ -97,12 +85,9 @@ def starlette_cookie_options(
 ) -> dict[str, Any]:
     """Starlette's cookie parameters as sessionshare's options (see :class:`SessionMiddleware`).
 
-    The cookie is ``Secure`` when ``https_only`` asks it, and on an https
-    ``app_url`` whatever it says: there the core refuses to send the shared
-    session's credential in clear. Starlette re-sends its cookie only when the
-    session changed, so ``max_age`` counts from the last change
-    (``cookie_refresh=False``). A ``same_site`` Starlette does not take is a
-    :class:`~sessionshare.ConfigurationError` naming it.
+    ``max_age`` counts from the last change (``cookie_refresh=False``): Starlette
+    re-sends its cookie only when the session changed. A ``same_site`` Starlette
+    does not take is a :class:`~sessionshare.ConfigurationError` naming it.
     """
     if not isinstance(same_site, str) or same_site.lower() not in ("lax", "strict", "none"):
         raise ConfigurationError(
@@ -118,12 +103,10 @@ def starlette_cookie_options(
 class SessionMiddleware(RemoteSessionMiddleware):
     """Starlette's ``SessionMiddleware``, its signature and defaults, over the shared session.
 
-    An :class:`sessionshare.asgi.RemoteSessionMiddleware` (every option of
-    it is taken by name: ``store``, ``key``, ``app_url`` and ``idp_url`` are
-    required, ``protect`` is ``True`` unless given) whose session cookie is
-    described by Starlette's parameters, with Starlette's defaults, and written
-    the way Starlette writes it (``path=/; httponly; samesite=Lax``: the names in
-    Starlette's letter case, the values in RFC 6265's).
+    An :class:`sessionshare.asgi.RemoteSessionMiddleware` (``store``, ``key``,
+    ``app_url`` and ``idp_url`` are required, ``protect`` is ``True`` unless given)
+    whose session cookie is described by Starlette's parameters, with Starlette's
+    defaults, and written as Starlette writes it (``path=/; httponly; samesite=Lax``).
 
     :param app: The ASGI application to wrap.
     :param secret_key: Taken so that swapping the import is the only change, and
@@ -137,7 +120,8 @@ class SessionMiddleware(RemoteSessionMiddleware):
     :param path: The cookie's path (``cookie_path``).
     :param same_site: ``"lax"``, ``"strict"`` or ``"none"`` (``cookie_samesite``).
     :param https_only: A ``Secure`` cookie (``cookie_secure``); on an https
-        ``app_url`` the cookie is ``Secure`` whatever this says.
+        ``app_url`` the cookie is ``Secure`` whatever this says: the shared
+        session's credential never travels in clear.
     :param domain: The cookie's domain (``cookie_domain``).
     :param partitioned: A ``Partitioned`` cookie (``cookie_partitioned``).
 

@@ -94,25 +94,21 @@ class _Entry:
         return url.is_ip == self.is_ip and url.host == self.host
 
 
-def _reject(reason: CallbackReason, detail: str = "") -> CallbackRejected:
-    return CallbackRejected(reason, detail)
-
-
 def _canonical_host(host: str) -> tuple[str, bool]:
     """Lower-case, IDNA-encoded host and whether it is an IP literal."""
     if host.startswith("["):
         if not host.endswith("]"):
-            raise _reject("bad_host", "unbalanced bracket")
+            raise CallbackRejected("bad_host", "unbalanced bracket")
         try:
             return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]", True
         except ValueError:
-            raise _reject("bad_host", "bad IPv6 literal") from None
+            raise CallbackRejected("bad_host", "bad IPv6 literal") from None
     if not host or len(host) > 253:
-        raise _reject("bad_host", "empty or too long")
+        raise CallbackRejected("bad_host", "empty or too long")
     labels = host.split(".")
     if any(not label for label in labels):
         # Also refuses a trailing dot: "shop.example." is another origin to a browser.
-        raise _reject("bad_host", "empty label")
+        raise CallbackRejected("bad_host", "empty label")
     labels = [_ascii_label(label) for label in labels]
     if _NUMERIC_LABEL.fullmatch(labels[-1]):
         # A browser reads such a host as IPv4 (127.1, 0x7f.1, 2130706433, 0177.0.0.1):
@@ -121,7 +117,7 @@ def _canonical_host(host: str) -> tuple[str, bool]:
             _IPV4_PART.fullmatch(p) and int(p) <= 255 for p in labels
         ):
             return ".".join(labels), True
-        raise _reject("bad_ip", "IPv4 address not in dotted-quad form")
+        raise CallbackRejected("bad_ip", "IPv4 address not in dotted-quad form")
     return ".".join(labels), False
 
 
@@ -134,9 +130,9 @@ def _ascii_label(label: str) -> str:
             try:
                 decoded = label[4:].encode("ascii").decode("punycode")
             except UnicodeError:
-                raise _reject("bad_host", "invalid punycode") from None
+                raise CallbackRejected("bad_host", "invalid punycode") from None
             if decoded.isascii() or _ascii_label(decoded) != label:
-                raise _reject("bad_host", "not the A-label of a valid Unicode label")
+                raise CallbackRejected("bad_host", "not the A-label of a valid Unicode label")
     else:
         # Only plain, already-normalised lower-case letters and digits are turned into
         # punycode; anything a browser would first *map* (full-width forms, other dots,
@@ -144,7 +140,7 @@ def _ascii_label(label: str) -> str:
         if unicodedata.normalize("NFC", label) != label or label.lower() != label or not all(
             ch.isalnum() or ch == "-" for ch in label
         ) or unicodedata.normalize("NFKC", label) != label:
-            raise _reject("bad_host", "non-ASCII label needing mapping")
+            raise CallbackRejected("bad_host", "non-ASCII label needing mapping")
         if label.casefold() != label or label.startswith("xn--") or any(
             ch in _IGNORED_BY_IDNA or unicodedata.bidirectional(ch) in ("R", "AL", "AN")
             for ch in label
@@ -154,56 +150,56 @@ def _ascii_label(label: str) -> str:
             # sharp s and final sigma differ between IDNA versions), a Unicode label
             # posing as an A-label, the bidi rule of right-to-left labels, and fillers a
             # browser drops.
-            raise _reject("bad_host", "non-ASCII label browsers read differently")
+            raise CallbackRejected("bad_host", "non-ASCII label browsers read differently")
         label = "xn--" + label.encode("punycode").decode("ascii")
     if not _LABEL.fullmatch(label):
-        raise _reject("bad_host", "not a DNS label")
+        raise CallbackRejected("bad_host", "not a DNS label")
     return label
 
 
 def _parse(url: object) -> _Url:
     if not isinstance(url, str) or not url:
-        raise _reject("malformed", "missing")
+        raise CallbackRejected("malformed", "missing")
     if len(url) > MAX_URL_LENGTH:
-        raise _reject("malformed", "too long")
+        raise CallbackRejected("malformed", "too long")
     for ch in url:
         if ch <= " " or ch == "\x7f" or ch in "\\%" or ch.isspace() or not ch.isprintable():
-            raise _reject("bad_character", f"U+{ord(ch):04X} is not allowed")
+            raise CallbackRejected("bad_character", f"U+{ord(ch):04X} is not allowed")
     m = _SCHEME.match(url)
     scheme = m.group(1).lower() if m else ""
     if scheme not in _DEFAULT_PORTS:
-        raise _reject("bad_scheme", "only http and https")
+        raise CallbackRejected("bad_scheme", "only http and https")
     assert m is not None
     rest = url[m.end() :]
     if not rest.startswith("//") or rest.startswith("///"):
-        raise _reject("bad_authority", "expected scheme://host")
+        raise CallbackRejected("bad_authority", "expected scheme://host")
     rest = rest[2:]
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
     if "@" in authority:
-        raise _reject("userinfo", "user information is not allowed")
+        raise CallbackRejected("userinfo", "user information is not allowed")
     host, port_text = authority, ""
     if authority.startswith("["):
         close = authority.find("]")
         host, port_text = authority[: close + 1], authority[close + 1 :]
         if close < 0 or (port_text and not port_text.startswith(":")):
-            raise _reject("bad_host", "bad IPv6 literal")
+            raise CallbackRejected("bad_host", "bad IPv6 literal")
         port_text = port_text[1:]
         if not port_text and authority.endswith(":"):
-            raise _reject("bad_port", "empty port")
+            raise CallbackRejected("bad_port", "empty port")
     elif ":" in authority:
         host, port_text = authority.split(":", 1)
         if not port_text:
-            raise _reject("bad_port", "empty port")
+            raise CallbackRejected("bad_port", "empty port")
     if port_text:
         if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
-            raise _reject("bad_port", "not a port number")
+            raise CallbackRejected("bad_port", "not a port number")
         port = int(port_text)
     else:
         port = _DEFAULT_PORTS[scheme]
     canonical, is_ip = _canonical_host(host)
     if not tail.isascii():
-        raise _reject("bad_character", "non-ASCII path")
+        raise CallbackRejected("bad_character", "non-ASCII path")
     return _Url(scheme, canonical, is_ip, port, tail)
 
 
@@ -294,9 +290,9 @@ class AllowList:
         """The canonical callback, or :class:`CallbackRejected` with a reason code."""
         parsed = _parse(url)
         if "?" in parsed.rest:
-            raise _reject("query", "a callback has no query")
+            raise CallbackRejected("query", "a callback has no query")
         if "#" in parsed.rest:
-            raise _reject("fragment", "a callback has no fragment")
+            raise CallbackRejected("fragment", "a callback has no fragment")
         reason: CallbackReason = "host_not_allowed"
         for entry in self._entries:
             if not entry.host_matches(parsed):

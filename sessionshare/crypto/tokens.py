@@ -71,7 +71,6 @@ _HEADER = 1 + FINGERPRINT_BYTES + _NONCE
 _FIXED_PLAIN = 8 + _DIGEST + _DIGEST + TICKET_BYTES
 _PURPOSE = "token"
 _B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-_STATE_ALPHABET = _B64_ALPHABET
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def is_valid_state(state: str) -> bool:
     return (
         STATE_MIN <= len(state) <= STATE_MAX
         and state.isascii()
-        and _STATE_ALPHABET.issuperset(state.encode("ascii"))
+        and _B64_ALPHABET.issuperset(state.encode("ascii"))
     )
 
 

@@ -1,19 +1,14 @@
 """The asyncio Redis store: :class:`RedisStore`'s twin for ASGI apps.
 
-Same key layout, same scripts, same round trips -- the very operations of
-``redisproto.py``, awaited: a session read is one ``GETEX``, a write one
-``EVALSHA``, a ticket one script to issue (with its state's claim) and one to
-redeem. So a WSGI app on ``RedisStore`` and an ASGI app on ``AsyncRedisStore``
-share sessions in one Redis.
-
-Any ``redis.asyncio`` client works: ``redis.asyncio.Redis``, a Sentinel master
-(``redis.asyncio.Sentinel(...).master_for(name)``) or
-``redis.asyncio.cluster.RedisCluster``. No method blocks the event loop, and
-a cancelled request never leaves a reply behind for the next one
-(``aexchange.py`` says how). A store may be used from more than one event loop
-(an ``asyncio.run(store.ping())`` at import, a test framework's loop per test):
-a connection another loop opened is dropped, not used, and any failure that
-remains is :class:`~sessionshare.errors.StoreUnavailable`.
+The very operations of ``redisproto.py``, awaited: same keys, same scripts,
+same round trips, so a WSGI app on ``RedisStore`` and an ASGI app on
+``AsyncRedisStore`` share sessions in one Redis. Any ``redis.asyncio``
+client works (``Redis``, a Sentinel master, ``cluster.RedisCluster``). No
+method blocks the event loop, and a cancelled request never leaves a reply
+behind for the next one (``aexchange.py`` says how). A store may be used from
+more than one event loop (an ``asyncio.run(store.ping())`` at import, a test
+framework's loop per test): a connection another loop opened is dropped, not
+used, and any failure that remains is :class:`~sessionshare.errors.StoreUnavailable`.
 
     store = AsyncRedisStore.from_url("redis://127.0.0.1:6379/0")
     record = await store.load(key, idle_ttl=1800)

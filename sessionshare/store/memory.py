@@ -3,15 +3,10 @@
 Thread-safe (one lock), TTLs honoured through an injectable clock so tests
 can expire a session without sleeping. It is *not* shared between
 processes: two apps behind separate servers need Redis (or another shared
-backend) to share a session.
+backend) to share a session. Tests look inside through :meth:`MemoryStore.sessions`
+and :meth:`MemoryStore.tickets`, never through its private dicts.
 
-    clock = FakeClock()
-    store = MemoryStore(clock=clock)
-
-Tests look inside through :meth:`MemoryStore.sessions` and
-:meth:`MemoryStore.tickets` (copies, with each record's expiry) rather than
-through its private dicts, so the layout here can change without touching them:
-
+    store = MemoryStore(clock=FakeClock())
     (key,) = store.sessions()                 # the one stored session's key
     assert store.sessions()[key].fields == {"cart": "[1]"}
 """
@@ -221,10 +216,8 @@ class MemoryStore:
 
     def peek(self, key: str) -> SessionRecord | None:
         with self._lock:
-            entry = self._sessions.get(key)
-            if entry is None or entry[0] <= self._clock():
-                return None
-            return SessionRecord(dict(entry[1]), dict(entry[2]))
+            entry = self._held(key, self._clock())
+            return None if entry is None else SessionRecord(dict(entry[1]), dict(entry[2]))
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
@@ -281,8 +274,7 @@ class MemoryStore:
         """How many of ``keys`` hold a live session now (their expiry left as it is)."""
         with self._lock:
             clock = self._clock()
-            return sum(1 for key in keys
-                       if (entry := self._sessions.get(key)) is not None and entry[0] > clock)
+            return sum(1 for key in keys if self._held(key, clock) is not None)
 
     def census_read(self, key: str, *, lock: str, lock_ttl: float = 0) -> tuple[int, bool]:
         """As :meth:`RedisStore.census_read <sessionshare.store.RedisStore.census_read>`."""

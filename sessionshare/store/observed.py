@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .base import OPERATIONS, AsyncSessionStore, SessionStore, forwarding
 
@@ -30,6 +30,8 @@ Watch = Callable[[str], AbstractContextManager[object]]
 
 #: The store commands that are watched (``close`` is not: it talks to no server).
 COMMANDS = OPERATIONS
+
+S = TypeVar("S", SessionStore, AsyncSessionStore)
 
 
 def _watched(command: str) -> Any:
@@ -50,9 +52,9 @@ def _awaited(command: str) -> Any:
     return call
 
 
-class _Observed:
-    def __init__(self, store: Any, watch: Watch) -> None:
-        self.store = store
+class _Observed(Generic[S]):
+    def __init__(self, store: S, watch: Watch) -> None:
+        self.store: S = store
         self.watch = watch
 
     def __repr__(self) -> str:
@@ -67,7 +69,7 @@ class _Observed:
 
 
 @forwarding(_watched)
-class ObservedStore(_Observed):
+class ObservedStore(_Observed[SessionStore]):
     """A :class:`~sessionshare.store.base.SessionStore` that runs each command in ``watch``.
 
     :param store: the store to wrap (its records, its connections).
@@ -75,20 +77,14 @@ class ObservedStore(_Observed):
         is entered around the call (an exception from the store passes through it).
     """
 
-    def __init__(self, store: SessionStore, watch: Watch) -> None:
-        super().__init__(store, watch)
-
     def close(self) -> None:
         """Close the wrapped store."""
         self.store.close()
 
 
 @forwarding(_awaited)
-class AsyncObservedStore(_Observed):
+class AsyncObservedStore(_Observed[AsyncSessionStore]):
     """:class:`ObservedStore` for an asyncio store: each command awaited inside ``watch``."""
-
-    def __init__(self, store: AsyncSessionStore, watch: Watch) -> None:
-        super().__init__(store, watch)
 
     async def close(self) -> None:
         """Close the wrapped store."""

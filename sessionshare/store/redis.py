@@ -1,44 +1,32 @@
 """The Redis store: one key per session, one round trip per read and per write.
 
-Layout (DESIGN section 3 gives the measurements behind it): a session is one
-string key holding ``{"d": {key: JSON text}, "m": {meta: int}}``.
-
-- **read** = ``GETEX key EX idle``: the value and the sliding expiry in one
-  command, about as cheap as a plain GET;
-- **write** = one ``EVALSHA`` of a small Lua script that merges only the
-  changed and deleted top-level keys on the server. Values stay JSON *text*
-  inside the object, so the server never re-encodes an app's numbers;
-- **tickets** = issued with their login state's claim (one script), and
-  redeemed by a small script that marks the ticket spent by one call, so it
-  is taken once even when a timed-out command is retried;
-- **user indexes** = one hash per user (``HGETALL`` / ``HDEL``, and one script
-  that sets an entry and prunes the expired), written by the IdP at sign-in.
-
-What each method sends and how it reads the answer is written once, in
-``redisproto.py``, for this store and :class:`~sessionshare.store.AsyncRedisStore`
-alike; this module runs those operations on a thread's connection.
+A session is one string key holding ``{"d": {key: JSON text}, "m": {meta:
+int}}`` (DESIGN section 3 gives the measurements behind the layout). A read
+is ``GETEX key EX idle``: the value and the sliding expiry in one command. A
+write is one ``EVALSHA`` of a small Lua script that merges only the changed
+and deleted keys on the server, the values staying JSON *text*. A ticket is
+issued with its login state's claim (one script) and redeemed by a script
+that marks it spent by one call, so it is taken once even when a timed-out
+command is retried. A user's index is one hash (``HGETALL``, ``HDEL``, and a
+script that sets an entry and prunes the expired). What each method sends and
+how it reads the answer is written once, in ``redisproto.py``, for this store
+and :class:`~sessionshare.store.AsyncRedisStore` alike.
 
 Any redis-py client works: ``redis.Redis``, a Sentinel master
 (``Sentinel(...).master_for("mymaster")``) or ``redis.cluster.RedisCluster``.
 Every command touches the keys of one hash slot, so it works unchanged on a
-cluster (a move, whose two ids sit apart there, takes three steps).
+cluster (a move, whose two ids sit apart there, takes three steps). On a plain
+``redis.Redis`` without a client-side cache, commands skip redis-py's client
+and pool machinery (about 10 microseconds a command: ``benchmarks/README.md``)
+on connections borrowed from the client's pool, so ``max_connections`` still
+bounds them.
 
 Every driver error becomes :class:`~sessionshare.errors.StoreUnavailable`;
 redis-py reconnects on the next command, so the app recovers by itself when
-the server is back.
-
-Safety: no reply is ever left on a connection for the next request to read,
-whatever interrupts a command (``exchange.py`` says how and why). Give
-sessions a Redis of their own with ``maxmemory-policy noeviction``: an
-evicting policy signs users out at random (:meth:`RedisStore.eviction_warning`,
-which ``python -m sessionshare check`` reports).
-
-Speed: on a plain ``redis.Redis`` -- what ``from_url`` builds or a user's own,
-RESP2 or RESP3 (redis-py 8's default), without a client-side cache -- commands
-skip redis-py's client and pool machinery, which costs about 10 microseconds
-per command in redis-py 8 -- a third of a whole session read on loopback
-(measured in ``benchmarks/README.md``). Those connections are borrowed from
-the client's pool, so its ``max_connections`` still bounds them.
+the server is back. No reply is ever left on a connection for the next
+request to read, whatever interrupts a command (``exchange.py`` says how).
+Give sessions a Redis of their own with ``maxmemory-policy noeviction``: an
+evicting policy signs users out at random (:meth:`RedisStore.eviction_warning`).
 
     store = RedisStore.from_url("redis://127.0.0.1:6379/0")
     store = RedisStore(Sentinel([("s1", 26379)]).master_for("sessions"))
@@ -244,12 +232,9 @@ class RedisStore(ClientStore):
         return total
 
     def eviction_warning(self) -> str | None:
-        """Why this server may drop sessions silently, or None when it will not.
-
-        Under an evicting ``maxmemory-policy`` Redis removes keys when memory runs
-        short: users are signed out and hand-offs fail as ``replayed``. Sessions
-        want a Redis of their own with ``maxmemory-policy noeviction``.
-        """
+        """Why this server may drop sessions silently, or None when it will not: under an
+        evicting ``maxmemory-policy`` Redis removes keys when memory runs short, so users
+        are signed out and hand-offs fail as ``replayed``."""
         try:
             answer = self.client.config_get("maxmemory-policy")
         except DRIVER_ERRORS:

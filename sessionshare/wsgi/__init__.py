@@ -1,15 +1,11 @@
 """The WSGI shell: the protocol of :mod:`sessionshare.core` around any WSGI app.
 
-:class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware` are
-re-exported from the package top level too (``from sessionshare import
-RemoteSessionMiddleware``). The modules:
-
-- ``base.py`` -- the one shell class both middlewares are: it calls its
-  side's ``on_request``, ``on_response`` (before the status line reaches the
-  server) and ``on_close`` (when the body closes) in order;
-- ``idp.py`` / ``remote.py`` -- the two middlewares: documented, typed
-  constructors that build their side of the protocol, nothing per request;
-- ``environ.py`` -- the environ turned into a request, a reply sent back.
+``base.py`` is the one shell class both middlewares are: it calls its side's
+``on_request``, ``on_response`` (before the status line reaches the server)
+and ``on_close`` (when the body closes) in order. ``idp.py`` and ``remote.py``
+are the two middlewares (also at the package top level): typed constructors
+that build their side, nothing per request. ``environ.py`` turns the environ
+into a request and sends a reply back.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def middleware_messages(role: Role | None, values: Mapping[str, Any]) -> list[Ch
             2, "Django's own SessionMiddleware is in MIDDLEWARE: it would read "
                "sessionshare's session engine as its own, and every request would be a 500",
             f"replace {DJANGOS!r} with {OURS!r}"))
-    elif not _has(middleware, OURS):
+    elif _index(middleware, OURS) is None:
         found.append(_error(
             3, "no SessionMiddleware in MIDDLEWARE: request.session would be missing",
             f"add {OURS!r} to MIDDLEWARE, before {AUTH!r}"))
@@ -195,7 +195,7 @@ def _remote_user_messages(middleware: list[str], values: Mapping[str, Any]) -> l
             8, "AuthenticationMiddleware comes before sessionshare's SessionMiddleware: it "
                "finds no request.session",
             f"move {OURS!r} before {AUTH!r}"))
-    if not any(_is_remote_user_backend(path) for path in settings.AUTHENTICATION_BACKENDS):
+    if _index(list(settings.AUTHENTICATION_BACKENDS), BACKEND) is None:
         found.append(_error(
             6, "no authentication backend accepts the user the IdP signed in (REMOTE_USER): "
                "every visit after the hand-off would be a 403 \"this site has no account "
@@ -208,6 +208,8 @@ def _login_url_messages() -> list[CheckMessage]:
     from django.shortcuts import resolve_url
     from django.urls import NoReverseMatch, Resolver404, resolve
 
+    from .views import sign_in
+
     try:
         path = str(resolve_url(settings.LOGIN_URL)).split("?", 1)[0]
     except NoReverseMatch:
@@ -218,19 +220,14 @@ def _login_url_messages() -> list[CheckMessage]:
         view = resolve(path).func
     except Resolver404:
         view = None
-    if view is not None and getattr(view, "__wrapped__", view) is _sign_in():
+    unwrapped = getattr(sign_in, "__wrapped__", sign_in)
+    if view is not None and getattr(view, "__wrapped__", view) is unwrapped:
         return []
     return [_warning(
         1, f"LOGIN_URL {path!r} does not lead to sessionshare's sign-in view: "
            "login_required would send visitors there instead of into the hand-off",
         f"add path({path.lstrip('/')!r}, {SIGN_IN}) to your urls.py, or set LOGIN_URL "
         "to the path you mounted it at")]
-
-
-def _sign_in() -> Any:
-    from .views import sign_in
-
-    return getattr(sign_in, "__wrapped__", sign_in)
 
 
 def _wsgi_module_messages() -> list[CheckMessage]:
@@ -267,14 +264,10 @@ def not_installed() -> CheckWarning:
         f"add {APP!r} to INSTALLED_APPS")
 
 
-def _has(middleware: list[str], path: str) -> bool:
-    return _index(middleware, path) is not None
-
-
-def _index(middleware: list[str], path: str) -> int | None:
-    """Where ``path``'s class (or a subclass of it) stands in ``middleware``."""
+def _index(entries: list[str], path: str) -> int | None:
+    """Where ``path``'s class (or a subclass of it) stands in ``entries``."""
     wanted = _imported(path)
-    for position, entry in enumerate(middleware):
+    for position, entry in enumerate(entries):
         if entry == path:
             return position
         found = _imported(entry)
@@ -289,7 +282,3 @@ def _imported(path: str) -> Any:
     except Exception:  # noqa: BLE001 - a path Django itself will report
         return None
 
-
-def _is_remote_user_backend(path: str) -> bool:
-    backend, base = _imported(path), _imported(BACKEND)
-    return isinstance(backend, type) and isinstance(base, type) and issubclass(backend, base)

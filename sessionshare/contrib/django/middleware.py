@@ -1,33 +1,19 @@
 """``request.session`` from the shared session: Django's ``SessionMiddleware``, replaced.
 
-Put :class:`SessionMiddleware` where Django's own stands in ``MIDDLEWARE``
-(it is a subclass, so Django's checks that look for it still pass)::
-
-    MIDDLEWARE = [
-        "django.middleware.security.SecurityMiddleware",
-        "sessionshare.contrib.django.middleware.SessionMiddleware",
-        "django.middleware.common.CommonMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.auth.middleware.PersistentRemoteUserMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-    ]
-    SESSION_ENGINE = "sessionshare.contrib.django.session"
-
-It sets ``request.session`` to a :class:`~sessionshare.contrib.django.session.SessionStore`
+Put :class:`SessionMiddleware` where Django's own stands in ``MIDDLEWARE`` (it
+is a subclass, so Django's checks that look for it still pass), with
+``SESSION_ENGINE = "sessionshare.contrib.django.session"``. It sets
+``request.session`` to a :class:`~sessionshare.contrib.django.session.SessionStore`
 over the shared session the WSGI middleware in front of Django
 (:func:`~sessionshare.contrib.django.wsgi.get_wsgi_application`) loaded, and
-on the way out writes no cookie: that middleware persists the session and
-owns its cookie (and its ``Vary: Cookie``), which it sets as Django's would:
-persistent for ``get_expiry_age()`` unless ``get_expire_at_browser_close()``
-(:meth:`SessionStore.ask_cookie`). A response that changed the session counts
-an expiry in seconds (``set_expiry(600)``) again from now.
+writes no cookie: that middleware persists the session and owns its cookie,
+which it sets as Django's would (:meth:`SessionStore.ask_cookie`).
 
-A store outage met inside a view (a page the remote does not protect, whose
-session loads lazily) is answered with the middleware's own 503 and
-``Retry-After``, not Django's 500; a ``request.session.save()`` the view does not
-catch, which found the session ended elsewhere meanwhile (``UpdateError``), is
-Django's ``SessionInterrupted`` -- a 400, as with Django's own middleware.
+A store outage met inside a view (a page the remote does not protect) is
+answered with the middleware's own 503 and ``Retry-After``, not Django's 500;
+an uncaught ``UpdateError`` from ``request.session.save()`` (the session was
+ended elsewhere meanwhile) is Django's ``SessionInterrupted``, a 400, as with
+Django's own middleware.
 """
 
 from __future__ import annotations
@@ -77,11 +63,8 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
         request.session = SessionStore(shared=shared_session(request.META), facts=facts)
 
     def process_response(self, request: Any, response: Any) -> Any:
-        # The WSGI middleware persists the session and sets its cookie and Vary; a
-        # cookie of Django's own here would only be a second, meaningless one: this one
-        # asks that cookie to last as Django's would (SESSION_EXPIRE_AT_BROWSER_CLOSE,
-        # set_expiry), after counting an expiry in seconds again from this change, as
-        # Django's backends count.
+        # No cookie of Django's own: the WSGI middleware's is asked to last as Django's
+        # would, an expiry in seconds counted again from this change (as Django's backends).
         session = getattr(request, "session", None)
         if isinstance(session, SessionStore) and session.view is not None:
             if session.modified:
@@ -91,8 +74,6 @@ class SessionMiddleware(DjangoSessionMiddleware):  # type: ignore[misc]  # Djang
 
     def process_exception(self, request: Any, exception: Exception) -> Any:
         if isinstance(exception, UpdateError):
-            # A save() the view did not catch found the session ended elsewhere: Django's
-            # own SessionMiddleware answers this 400, and so does this one.
             raise SessionInterrupted(
                 "The request's session was deleted before the request completed. The "
                 "user may have logged out in a concurrent request, for example."

@@ -7,74 +7,24 @@ Django's own. Each request's :class:`SessionStore` is a view over the
 holds no data and writes no cookie itself -- the middleware persists the
 changes before the status line goes out, and sets the cookie.
 
-How Django's session API maps (``SessionBase``'s contract, on a shared session):
-
-- the mapping (``[]``, ``get``, ``pop``, ``setdefault``, ``update``, ``keys``,
-  ``items``..., and their ``a...`` twins): reads and writes the shared
-  session; values must be JSON (a ``TypeError`` at assignment otherwise), as
-  with Django's default ``JSONSerializer``;
-- ``modified``: True once the code changed the session (as Django's) or changed
-  a list or dict in place (noticed without ``modified = True``); setting it to
-  False holds until the next change. Changes are persisted either way: the
-  flag says what changed, it does not stop the write. ``accessed``: True once
-  anything looked inside;
-- ``save()`` -> :meth:`Session.save`: persisted now, so a new session -- even an
-  empty one -- is stored and has its ``session_key`` at once (its cookie goes
-  out with the response). When the stored session was ended meanwhile (a
-  logout in another app or tab, a revocation) or moved by another request of
-  the browser, nothing is written and ``UpdateError`` is raised, as Django's
-  backends raise it (Django's ``SessionMiddleware`` turns it into
-  ``SessionInterrupted``); the session then reads as new and empty.
-  ``save(must_create=True)`` and ``create()`` store a new session; on one that
-  is stored already, ``save(must_create=True)`` raises ``CreateError`` and
-  ``create()`` moves it to a fresh key;
-- ``cycle_key()`` -> :meth:`Session.regenerate`: ``session_key`` is the new key
-  there and then, and the old one no longer exists for this request; the
-  session moves to it when persisted (one conditional store step; at the IdP
-  a sign-in in the same request moves it to that same id, so Django's
-  ``login()`` costs no second move). At a remote that joined the session the id
-  stays -- only the IdP moves it -- and so does the key. ``flush()`` and
-  ``delete()`` -> :meth:`Session.invalidate`, saved at once: the shared session
-  ends *everywhere*, which is what ``django.contrib.auth.logout()`` now does,
-  and ``session_key`` is None;
-  ``clear()`` removes every key (the shared user too), and the emptied session
-  ends at the response, store entry and cookie (as Django drops the cookie of an
-  emptied session) unless ``save()`` stores it;
-- ``session_key``: None while the session is new, else a stable reference
-  (an HMAC of the id under ``SECRET_KEY``) -- never the id, which is a bearer
-  credential. ``exists(key)`` and ``delete(key)`` know the keys this
-  ``SessionStore`` gave out: the current one exists, an earlier one (cycled,
-  flushed) does not, and text that is no such key names no session. A
-  session is found only through the browser's cookie, so another session's
-  key cannot be looked up: ``exists()``/``delete()`` of one raise
-  ``ValueError`` (end another user's sessions with :mod:`sessionshare.admin`);
-- expiry: ``set_expiry()`` takes what Django's takes, kept in this site's own
-  ``_session_expiry`` as Django keeps it, and asks the shared session to end
-  by then (:meth:`Session.expire_at`; seconds count from each change, as with
-  Django's backends). The session ends -- for every app -- at the earliest of
-  the apps' asks and its idle and absolute limits (the IdP's too, for a
-  signed-in session). So ``get_expiry_age()`` and ``get_expiry_date()`` are the
-  stricter of what this app asks (``SESSION_COOKIE_AGE`` when it asks
-  nothing) and what the session allows: an ask for longer than the limits
-  allow is capped to them, never granted. ``set_expiry(0)`` and
-  ``set_expiry(None)`` ask the session nothing. ``get_expire_at_browser_close()``
-  is Django's reading (``set_expiry(0)``: True; another expiry: False; none:
-  ``SESSION_EXPIRE_AT_BROWSER_CLOSE``), except that a sign-in the IdP remembers
-  (:meth:`Session.remember`) outlives the browser whatever this app asks: False
-  then. The cookie follows it as Django's middleware sets it (:meth:`ask_cookie`):
-  persistent for ``get_expiry_age()`` -- re-sent with each answer that used the
-  session, as the idle limit capping it slides with each read -- or one that
-  ends with the browser;
-- ``clear_expired()`` does nothing: the store expires sessions itself
-  (``manage.py clearsessions`` is a no-op).
+``SessionBase``'s contract holds on a shared session, each method saying how
+(docs/frameworks.md lists what still differs): values must be JSON, as with
+Django's default ``JSONSerializer``; ``save()`` and ``flush()`` act on the store
+at once, as Django's backends do, and ``flush()`` -- so
+``django.contrib.auth.logout()`` -- ends the shared session *everywhere*;
+``set_expiry()`` asks the shared session to end by then, for every app, within
+its idle and absolute limits. ``session_key`` is a stable reference (an HMAC of
+the id under ``SECRET_KEY``), never the id, which is a bearer credential; a
+session is found only through the browser's cookie, so another session's key
+cannot be looked up (end another user's sessions with :mod:`sessionshare.admin`).
+``clear_expired()`` does nothing: the store expires sessions itself.
 
 **Django's own keys are this site's**: ``_auth_user_*``, ``_csrftoken`` and
 ``_session_expiry`` live in a per-site dict of the shared session
-(:mod:`sessionshare.contrib.django.site`), and Django's
-sign-in counts only while the shared sign-in it was made under holds. At the
-IdP, ``auth.login()`` also sets the shared user
-(``session[user_key] = user.get_username()``), which is what signs the user
-in everywhere.
+(:mod:`sessionshare.contrib.django.site`), and Django's sign-in counts only
+while the shared sign-in it was made under holds. At the IdP, ``auth.login()``
+also sets the shared user (``session[user_key] = user.get_username()``),
+which is what signs the user in everywhere.
 
 A ``SessionStore()`` made outside a request (``Client.session``, a shell) has
 no shared session: using it raises ``RuntimeError`` naming what to wrap.
@@ -115,6 +65,16 @@ FOREIGN_KEY = (
 #: ``session_key``: a keyed digest of the id (never the id itself), and its form.
 _KEY_SALT = "sessionshare.contrib.django.session_key"
 _KEY = re.compile(r"[0-9a-f]{40}")
+
+
+def _run_sync(name: str) -> Any:
+    """The ``a...`` twin of the method ``name``: a coroutine that runs it."""
+
+    async def twin(self: SessionStore, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, name)(*args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = "a" + name
+    return twin
 
 
 class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
@@ -199,29 +159,21 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         self._given.add(key)
         return key
 
-    def _known(self, session_key: Any) -> bool | None:
-        """True: this session's key now; False: one it had (or text no key has); None: a
-        key of another session, which cannot be looked up."""
+    def exists(self, session_key: str | None) -> bool:
+        """Whether ``session_key`` names a stored session (this one's, as last read or
+        written; not one it had, nor text no key has); ``ValueError`` for another
+        session's key, which cannot be looked up (see the module docstring)."""
         if not isinstance(session_key, str) or _KEY.fullmatch(session_key) is None:
             return False
         if session_key == self.session_key:
             return True
         if session_key in self._given:
             return False  # cycled or flushed by this object: that key is gone
-        return None
-
-    def exists(self, session_key: str | None) -> bool:
-        """Whether ``session_key`` names a stored session (this one's, as last read or
-        written); ``ValueError`` for another session's key (see the module docstring)."""
-        known = self._known(session_key)
-        if known is None:
-            raise ValueError(FOREIGN_KEY)
-        return known
-
-    async def aexists(self, session_key: str | None) -> bool:
-        return self.exists(session_key)
+        raise ValueError(FOREIGN_KEY)
 
     def clear(self) -> None:
+        """Remove every key, the shared user too: the emptied session ends at the response
+        (store entry and cookie, as Django drops an emptied one's) unless ``save()`` stores it."""
         self.accessed = True
         self.modified = True
         shared = self.shared
@@ -242,24 +194,15 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         allows: an ask beyond the session's limits is capped to them."""
         return min(int(super().get_expiry_age(**kwargs)), self._allowed())
 
-    async def aget_expiry_age(self, **kwargs: Any) -> int:
-        return self.get_expiry_age(**kwargs)
-
     def get_expiry_date(self, **kwargs: Any) -> datetime.datetime:
         asked: datetime.datetime = super().get_expiry_date(**kwargs)
         allowed: datetime.datetime = timezone.now() + datetime.timedelta(seconds=self._allowed())
         return asked if asked <= allowed else allowed
 
-    async def aget_expiry_date(self, **kwargs: Any) -> datetime.datetime:
-        return self.get_expiry_date(**kwargs)
-
     def set_expiry(self, value: Any) -> None:
         """Django's ``set_expiry``, and the shared session asked to end by then."""
         super().set_expiry(value)
         self.renew_expiry()
-
-    async def aset_expiry(self, value: Any) -> None:
-        self.set_expiry(value)
 
     def renew_expiry(self) -> None:
         """Ask the shared session to end when this app's expiry says, counted from now
@@ -278,26 +221,19 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         """Django's reading -- ``set_expiry(0)``: True; another expiry: False; none:
         ``SESSION_EXPIRE_AT_BROWSER_CLOSE`` -- except for a sign-in the IdP remembers,
         whose cookie outlives the browser whatever this app asks: False then."""
-        if self.view is not None and not self.view.shared.new:
-            sid = state_of(self.view.shared).stored_id
-            if sid is not None and SessionIds.is_remembered(sid):
-                return False
         if self.view is None:
             return bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE)
+        sid = None if self.view.shared.new else state_of(self.view.shared).stored_id
+        if sid is not None and SessionIds.is_remembered(sid):
+            return False
         return bool(super().get_expire_at_browser_close())
-
-    async def aget_expire_at_browser_close(self) -> bool:
-        return self.get_expire_at_browser_close()
 
     def ask_cookie(self) -> None:
         """Ask the middleware for the cookie Django's ``SessionMiddleware`` would set on
-        this response: one that ends with the browser when
-        :meth:`get_expire_at_browser_close`, else one lasting :meth:`get_expiry_age` --
-        re-sent with each answer that used the session, since the session's idle limit,
-        which caps that age, slides with each such read; a browser-session cookie is
-        re-sent when the session changed, as Django sends it. Nothing for a response that
-        never used the session (its answer stays cacheable), whose session could not be
-        read, or that ended it (its cookie is cleared)."""
+        this response: one that ends with the browser, else one lasting
+        :meth:`get_expiry_age`, re-sent with each answer that used the session (the idle
+        limit capping that age slides with each read). Nothing for a response that never
+        used the session (its answer stays cacheable) or that ended it."""
         if self.view is None:
             return
         state = state_of(self.view.shared)
@@ -314,13 +250,11 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
             state.ask_cookie(self.get_expiry_age(), refresh=True)
 
     # -- saving, ending and moving the session -----------------------------------------
-    def _saves_now(self) -> bool:
-        """True when the session can be persisted before the response (it is served)."""
-        return state_of(self.shared).saver is not None
-
     def save(self, must_create: bool = False) -> None:
-        """Persist now: a new session is stored and has its key (see the module
-        docstring for ``UpdateError`` and ``CreateError``)."""
+        """Persist now: a new session, even an empty one, is stored and has its key. A
+        session ended or moved meanwhile (a logout in another app) is not written:
+        ``UpdateError``, as Django's backends raise it, and it reads as new and empty.
+        ``must_create`` on a stored session: ``CreateError``."""
         shared = self.shared
         if must_create and not shared.new:
             raise CreateError("save(must_create=True): this session is stored already "
@@ -332,9 +266,6 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         except SessionEnded as exc:
             raise UpdateError(str(exc)) from exc
 
-    async def asave(self, must_create: bool = False) -> None:
-        self.save(must_create)
-
     def create(self) -> None:
         """Store this session now under a fresh key (moved there if it was stored)."""
         shared = self.shared
@@ -343,9 +274,6 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         self.modified = True
         self.save()
 
-    async def acreate(self) -> None:
-        self.create()
-
     def flush(self) -> None:
         """End the shared session everywhere, now (single logout)."""
         self.accessed = True
@@ -353,11 +281,8 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         shared = self.shared
         stored = not shared.new
         shared.invalidate()
-        if stored and self._saves_now():
+        if stored and state_of(shared).saver is not None:  # served: persisted before the answer
             shared.save()  # a deletion: nothing can refuse it
-
-    async def aflush(self) -> None:
-        self.flush()
 
     def cycle_key(self) -> None:
         """A fresh key at once (kept at a remote that joined the session): the session
@@ -368,28 +293,27 @@ class SessionStore(SessionBase):  # type: ignore[misc]  # Django ships no types
         self.modified = True
         self.shared.regenerate()
 
-    async def acycle_key(self) -> None:
-        self.cycle_key()
-
     def delete(self, session_key: str | None = None) -> None:
         """End this session (:meth:`flush`); a key it no longer has names nothing."""
-        if session_key is None:
+        if session_key is None or self.exists(session_key):
             self.flush()
-            return
-        known = self._known(session_key)
-        if known is None:
-            raise ValueError(FOREIGN_KEY)
-        if known:
-            self.flush()
-
-    async def adelete(self, session_key: str | None = None) -> None:
-        self.delete(session_key)
 
     def load(self) -> dict[str, Any]:
         return dict(self._view())
 
-    async def aload(self) -> dict[str, Any]:
-        return self.load()
+    # Served under the WSGI middleware (a sync server): each async twin of Django's API
+    # runs its sync method.
+    aexists = _run_sync("exists")
+    aget_expiry_age = _run_sync("get_expiry_age")
+    aget_expiry_date = _run_sync("get_expiry_date")
+    aset_expiry = _run_sync("set_expiry")
+    aget_expire_at_browser_close = _run_sync("get_expire_at_browser_close")
+    asave = _run_sync("save")
+    acreate = _run_sync("create")
+    aflush = _run_sync("flush")
+    acycle_key = _run_sync("cycle_key")
+    adelete = _run_sync("delete")
+    aload = _run_sync("load")
 
     @classmethod
     def clear_expired(cls) -> None:

@@ -1,16 +1,13 @@
 """Django's test ``Client``, with the sessionshare middleware in front of the project.
 
 Django's own :class:`django.test.Client` calls the project's handler directly,
-so the WSGI middleware :func:`~sessionshare.contrib.django.wsgi.get_wsgi_application`
-puts around it never runs: no session is read or persisted, no hand-off
-happens, and ``request.session`` raises. :class:`Client` is Django's test
+so the WSGI middleware of :func:`~sessionshare.contrib.django.wsgi.get_wsgi_application`
+never runs and ``request.session`` raises. :class:`Client` is Django's test
 client with that middleware in between, configured the same way (the
-``SESSIONSHARE`` setting, then ``options``). Every request goes through it as
-in production: a protected page sends an anonymous client to the IdP (a 302
-the test sees), a signed-in one is served, and the middleware's cookies land
-in ``client.cookies``. Sign a client in with :func:`sessionshare.testing.sign_in`::
+``SESSIONSHARE`` setting, then ``options``): a protected page sends an
+anonymous client to the IdP (a 302 the test sees), a signed-in one is served,
+and the middleware's cookies land in ``client.cookies``::
 
-    from sessionshare import MemoryStore
     from sessionshare.contrib.django.testing import Client
     from sessionshare.testing import sign_in
 
@@ -19,15 +16,12 @@ in ``client.cookies``. Sign a client in with :func:`sessionshare.testing.sign_in
     sign_in(client, client.middleware, "alice", cart=["teapot"])
     assert client.get("/").status_code == 200      # request.user is alice
 
-What stays Django's: CSRF checks (``enforce_csrf_checks``), ``response.context``
-and ``templates``, a view's exception raised in the test. Caveats: a client is
-one site (Django's client sends every cookie to every host), so it follows
-redirects within the app only -- ``follow=True`` to the IdP raises, rather
-than ask this app for the IdP's path; ``login()`` and ``force_login()`` make
-a session Django's way, which does not exist here, so they are refused (use
-``sign_in``); there is no ``AsyncClient`` twin. As after a real hand-off, a
-``login_required`` view goes once through ``LOGIN_URL``, where Django logs the
-signed-in user in: ``client.get("/", follow=True)``.
+What stays Django's: CSRF checks, ``response.context`` and ``templates``, a
+view's exception raised in the test. A client is one site, so it follows
+redirects within the app only (``follow=True`` to the IdP raises);
+``login()`` and ``force_login()`` are refused (use ``sign_in``); there is no
+``AsyncClient`` twin. As after a real hand-off, a ``login_required`` view goes
+once through ``LOGIN_URL``: ``client.get("/", follow=True)``.
 """
 
 from __future__ import annotations

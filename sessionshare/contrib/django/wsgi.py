@@ -13,12 +13,9 @@ configured from the ``SESSIONSHARE`` setting::
     from sessionshare.contrib.django.wsgi import get_wsgi_application
     application = get_wsgi_application()
 
-The dict takes the middlewares' own option names (declared once in
-:mod:`sessionshare.core.options`; an unknown name is an error that says so);
-``store`` and the numbers may also be written as their ``SESSIONSHARE_*``
-variables' text (``"redis://..."``, ``"1800"``), and an option the dict
-leaves out is read from its variable, so the sync key can stay out of
-``settings.py``.
+The dict takes the middlewares' own option names, and an option it leaves
+out is read from its ``SESSIONSHARE_*`` variable, so the sync key can stay out
+of ``settings.py`` (:mod:`~sessionshare.contrib.django.config`).
 
 Why around the handler, not in ``MIDDLEWARE``: the session must be persisted
 before the status line goes out and, at the IdP, a sign-in may replace the
