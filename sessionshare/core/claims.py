@@ -17,50 +17,38 @@ mints a token for it only to that browser:
 - the claim is one store record per state, ``state digest -> owner digest``
   (keyed digests: a store dump yields neither the state nor the cookie); the
   first claimant wins;
-- a signed-out visit to the login URL claims the state (one more round trip
-  on that page view); minting claims again *and* stores the ticket in the
-  same store command (:class:`~sessionshare.core.steps.ClaimState`), so the
-  hand-off of a signed-in user stays at four round trips. Both records share
-  the state's hash tag, and the remote finds the ticket under that tag too
-  (it knows the state from its state cookie), so the command is Cluster-safe.
+- a signed-out visit to the login URL claims the state; minting claims again
+  *and* stores the ticket in one command (:class:`~sessionshare.core.steps.ClaimState`).
+  Both records share the state's hash tag, where the remote finds the ticket
+  too (it knows the state), so the command is Cluster-safe.
 
-**How long.** A claim lasts as long as the state it guards: the remote's
-state cookie, not the claim, decides when a login attempt is over, and a
-claim that ended first would leave a state read from a log free for the
-taking while the victim's browser still accepts tokens for it. A state
-whose cookie outlives :data:`CLAIM_TTL` carries its expiry, tagged under the
-sync key (:mod:`sessionshare.core.loginstate`); the IdP reads it only from an
-intact tag and never past :data:`~sessionshare.core.loginstate.MAX_STATE_TTL`.
+**How long.** A claim lasts as long as the state it guards (the remote's
+state cookie decides when a login attempt is over): a claim that ended first
+would leave a state read from a log free for the taking. A state whose cookie
+outlives :data:`CLAIM_TTL` carries its expiry, tagged
+(:mod:`sessionshare.core.loginstate`), never past
+:data:`~sessionshare.core.loginstate.MAX_STATE_TTL`.
 
 **Every configured key.** The owner digest is keyed, so during a key rotation
-a login whose first request reaches an IdP worker on ``OLD,NEW`` and whose
-sign-in reaches one on ``NEW,OLD`` presents different digests. A browser is
-therefore the owner under *any* configured key: a new claim is made under the
-newest, and a claim held under any of them holds.
+workers on ``OLD,NEW`` and on ``NEW,OLD`` compute different digests: a new
+claim is made under the newest key, and a claim held under any of them holds.
 
 **Receipts: two tabs on a first visit.** Two tabs that open the IdP before
-either has its answer (a new profile, a private window, two links at once)
-both arrive without the browser cookie, so each request mints an id of its
-own and claims its state for it; the browser keeps only the cookie that
-arrived last, and the other tab's state would be claimed by an id nobody
-holds. So a request that claims a state for an id it minted also leaves a
-*receipt*: a cookie named after that state (``<browser cookie>-<digest of
-the state>``, lasting as long as the claim) holding the same id. Each tab's
-receipt has a name of its own, so the browser keeps both, and a sign-in in
-either tab presents the id its state was claimed for. A receipt proves only
-what the browser cookie proves: it is an id this browser was given, under the
-name of one state; another browser's receipt, renamed, is another browser's
-id. Nothing is relaxed for anyone who does not hold the cookie -- unlike a
-"provisional" claim that the next browser presenting the state could take
-over, which would hand every first-time visitor's state (the private
-window's) to whoever reads it from a log first.
+either has its answer both arrive without the browser cookie, so each mints
+an id and claims its state for it; the browser keeps only the cookie that
+arrived last. So a request that claims a state for an id it minted also
+leaves a *receipt*: a cookie named after that state (``<browser
+cookie>-<digest of the state>``, lasting as long as the claim) holding the
+same id, which a sign-in in that tab presents. A receipt proves only what the
+browser cookie proves -- an id this browser was given -- and relaxes nothing
+for anyone who does not hold it (unlike a "provisional" claim the next
+presenter could take over, which would hand a private window's state to
+whoever reads it from a log first).
 
 A browser that presents a state another browser claimed gets **403**
 ``state_taken`` and no token. What this cannot stop: an attacker who learns
 the state *before* the victim's browser reaches the IdP (the remote's own
-logs, say) claims it first. The victim's browser then gets ``state_taken`` at
-the IdP, which at least shows; the attack needs the victim to open the
-attacker's token before that.
+logs, say) claims it first; the victim then sees ``state_taken``.
 
     claims = StateClaims(key, cookie=CookieSpec("sessionshare_browser"), prefix="p:",
                          clock=time.time)

@@ -30,9 +30,6 @@ configured key carries nothing: it is an ordinary state. Whatever the IdP
 takes from a state is bounded all the same (:data:`MAX_STATE_TTL`): a key
 holder's bug must not make it keep records for years.
 
-States written by older releases (``<43>_<max age><tag>``, step-up only) read
-the same; an older IdP reads the max age of a state without an expiry.
-
     states = LoginStates(key)
     state = states.make(max_age=300, expires=now + 3600)
     states.read(state)          # StateFacts(max_age=300, expires=...)

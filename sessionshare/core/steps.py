@@ -1,17 +1,12 @@
 """Store calls as values: how the protocol asks for I/O without doing any.
 
 A protocol step is a generator. When it needs the store it *yields* a
-command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Move`, :class:`Delete`,
-:class:`ClaimState`, :class:`TakeTicket`, :class:`StoreIdentity`, and for the per-user index
-:class:`Peek`, :class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the
-store's answer back; when it is done it *returns* its result. It never touches a socket, so
-the same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
-with a loop of a few lines (:func:`run` for a thread store; :func:`run_async` awaits
-the same commands on an asyncio store). This is h11's "bring your own I/O",
-applied to a session store. Each command is written once: its ``on(store)`` calls the
-store's method of the same name, which answers at once on a thread store and gives an
-awaitable on an asyncio one -- the only difference, and :func:`run_async` is where the
-``await`` is.
+command (one of the classes below) and is sent the store's answer back; when
+it is done it *returns* its result. It never touches a socket, so the same
+step serves a threaded WSGI server and an asyncio ASGI server (h11's "bring
+your own I/O"): a command's ``on(store)`` calls the store's method of the same
+name, which answers at once on a thread store and gives an awaitable on an
+asyncio one; :func:`run` and :func:`run_async` (the only ``await``) drive it.
 
     def adopt(session_key: str) -> Steps[bool]:
         record = yield Load(session_key, idle_ttl=1800)
@@ -33,27 +28,9 @@ from typing import Any, NamedTuple, TypeVar, Union
 from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
 
 __all__ = [
-    "CensusAdd",
-    "CensusCheck",
-    "CensusDue",
-    "CensusMembers",
-    "CensusRead",
-    "Command",
-    "ClaimState",
-    "Delete",
-    "IndexDrop",
-    "IndexPut",
-    "IndexRead",
-    "Load",
-    "Mark",
-    "Move",
-    "Peek",
-    "Save",
-    "Steps",
-    "StoreIdentity",
-    "TakeTicket",
-    "run",
-    "run_async",
+    "CensusAdd", "CensusCheck", "CensusDue", "CensusMembers", "CensusRead", "ClaimState",
+    "Command", "Delete", "IndexDrop", "IndexPut", "IndexRead", "Load", "Mark", "Move", "Peek",
+    "Save", "Steps", "StoreIdentity", "TakeTicket", "run", "run_async",
 ]
 
 T = TypeVar("T")
@@ -74,7 +51,6 @@ class Load(NamedTuple):
         return store.load(self.key, self.idle_ttl)
 
 
-
 class Save(NamedTuple):
     """Merge changes into the session at ``key``. Answer: False when it is gone (not created)."""
 
@@ -88,7 +64,6 @@ class Save(NamedTuple):
     def on(self, store: AnyStore) -> Answer[bool]:
         return store.save(self.key, changed=self.changed, deleted=self.deleted,
                           meta=self.meta, ttl=self.ttl, create=self.create)
-
 
 
 class Mark(NamedTuple):
@@ -105,7 +80,6 @@ class Mark(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
-
 
 
 class Move(NamedTuple):
@@ -127,7 +101,6 @@ class Move(NamedTuple):
                           grace=self.grace)
 
 
-
 class Delete(NamedTuple):
     """End the session at ``key`` (and where a move took it); each id ended leaves the
     census ``census`` (:mod:`sessionshare.core.census`). Answer: None."""
@@ -136,10 +109,7 @@ class Delete(NamedTuple):
     census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[None]:
-        if self.census is None:
-            return store.delete(self.key)
         return store.delete(self.key, census=self.census)
-
 
 
 class ClaimState(NamedTuple):
@@ -159,14 +129,10 @@ class ClaimState(NamedTuple):
     def __repr__(self) -> str:
         return f"ClaimState(key={self.key!r}, ttl={self.ttl}, ticket_key={self.ticket_key!r})"
 
-    def _ticket(self) -> tuple[str, str, int] | None:
-        if self.ticket_key is None:
-            return None
-        return (self.ticket_key, self.ticket_value, self.ticket_ttl)
-
     def on(self, store: AnyStore) -> Answer[bool]:
-        return store.claim_state(self.key, self.owners, self.ttl, self._ticket())
-
+        ticket = None if self.ticket_key is None else (
+            self.ticket_key, self.ticket_value, self.ticket_ttl)
+        return store.claim_state(self.key, self.owners, self.ttl, ticket)
 
 
 class TakeTicket(NamedTuple):
@@ -182,7 +148,6 @@ class TakeTicket(NamedTuple):
         return store.take_ticket(self.key, self.nonce)
 
 
-
 class StoreIdentity(NamedTuple):
     """The store's long-lived identity at ``key``, set to ``candidate`` first if it has
     none. Answer: the identity it holds now."""
@@ -194,7 +159,6 @@ class StoreIdentity(NamedTuple):
         return store.store_identity(self.key, self.candidate)
 
 
-
 class Peek(NamedTuple):
     """Read the session at ``key`` without sliding its expiry. Answer: record or None."""
 
@@ -202,7 +166,6 @@ class Peek(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.peek(self.key)
-
 
 
 class IndexPut(NamedTuple):
@@ -220,12 +183,8 @@ class IndexPut(NamedTuple):
     census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[dict[str, str]]:
-        if self.census is None:
-            return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
-                                   drop=self.drop, live=self.live)
         return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
                                drop=self.drop, live=self.live, census=self.census)
-
 
 
 class IndexRead(NamedTuple):
@@ -235,7 +194,6 @@ class IndexRead(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[dict[str, str]]:
         return store.index_read(self.key)
-
 
 
 class IndexDrop(NamedTuple):
@@ -251,14 +209,14 @@ class IndexDrop(NamedTuple):
 class CensusRead(NamedTuple):
     """Read the census at ``key`` and try to take its sweep lock ``lock`` for ``lock_ttl``
     seconds (0: no lock asked for). Answer: (members, whether the lock was taken).
-    The census steps run on a thread store that has them (``MemoryStore``, ``RedisStore``):
-    an operator's count, never a request."""
+    The census steps (typed ``Any``) run only on a thread store that has them
+    (``MemoryStore``, ``RedisStore``): an operator's count, never a request."""
 
     key: str
     lock: str
     lock_ttl: float
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_read(self.key, lock=self.lock, lock_ttl=self.lock_ttl)
 
 
@@ -269,7 +227,7 @@ class CensusDue(NamedTuple):
     now: int
     limit: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_due(self.key, self.now, self.limit)
 
 
@@ -281,7 +239,7 @@ class CensusCheck(NamedTuple):
     sessions: tuple[tuple[str, str], ...]
     now: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_check(self.key, dict(self.sessions), self.now)
 
 
@@ -292,7 +250,7 @@ class CensusAdd(NamedTuple):
     members: tuple[str, ...]
     now: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_add(self.key, self.members, self.now)
 
 
@@ -301,7 +259,7 @@ class CensusMembers(NamedTuple):
 
     key: str
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_members(self.key)
 
 
