@@ -48,17 +48,20 @@ def _shown(value: Any) -> str:
     )
 
 
-def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
+def _whole(value: Any) -> bool:
     # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and (value >= 0 if zero_ok else value > 0):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
+    if (_whole(value) or isinstance(value, float)) and (value >= 0 if zero_ok else value > 0):
         return None
     kind = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
     return f"{name} must be {kind}, not {_shown(value)}"
 
 
 def byte_count(name: str, value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if _whole(value) and value > 0:
         return None
     return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
 
@@ -71,7 +74,7 @@ def optional_seconds(name: str, value: Any) -> str | None:
 
 
 def optional_count(name: str, value: Any) -> str | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+    if value is None or (_whole(value) and value > 0):
         return None
     return f"{name} must be a whole number, 1 or more (or None for no limit), not {_shown(value)}"
 
@@ -108,12 +111,7 @@ def passive(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, str) or not isinstance(value, Iterable):
         return f"{name} must be True, False or a list of path prefixes, not {_shown(value)}"
-    for prefix in value:
-        if not (isinstance(prefix, str) and prefix.startswith("/")):
-            return f"{name}: the prefixes must be absolute paths such as '/', not {_shown(prefix)}"
-        if prefix_problem(prefix):
-            return f"{name}: {prefix_problem(prefix)}"
-    return None
+    return _prefixes_problem(name, value, "/")
 
 
 def protect(name: str, value: Any) -> str | None:
@@ -125,13 +123,7 @@ def protect(name: str, value: Any) -> str | None:
     if not isinstance(value, Iterable):
         return (f"{name} must be True, False, a list of path prefixes or a predicate, "
                 f"not {_shown(value)}")
-    prefixes = tuple(value)
-    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
-        return f"{name} prefixes must be absolute paths such as '/account/'"
-    for prefix in prefixes:
-        if prefix_problem(prefix):
-            return f"{name}: {prefix_problem(prefix)}"
-    return None
+    return _prefixes_problem(name, value, "/account/")
 
 
 def max_auth_age(name: str, value: Any) -> str | None:
@@ -139,20 +131,29 @@ def max_auth_age(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        for prefix, age in value.items():
-            if not (isinstance(prefix, str) and prefix.startswith("/")):
-                return (f"{name}: the prefixes must be absolute paths such as '/admin/', "
-                        f"not {_shown(prefix)}")
-            problem = prefix_problem(prefix) and f"{name}: {prefix_problem(prefix)}"
-            problem = problem or seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
-            if problem:
-                return problem
-        return None
+        problems = (seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
+                    for prefix, age in value.items())
+        return _prefixes_problem(name, value, "/admin/") or next(filter(None, problems), None)
     return seconds(name, value, zero_ok=True)
 
 
-def optional_nonempty_text(name: str, value: Any) -> str | None:
-    return None if value is None else nonempty_text(name, value)
+def _prefixes_problem(name: str, prefixes: Iterable[Any], example: str) -> str | None:
+    """The first of ``prefixes`` that is not an absolute, decoded path, named; or None."""
+    for prefix in prefixes:
+        if not (isinstance(prefix, str) and prefix.startswith("/")):
+            return (f"{name}: the prefixes must be absolute paths such as {example!r}, "
+                    f"not {_shown(prefix)}")
+        if prefix_problem(prefix):
+            return f"{name}: {prefix_problem(prefix)}"
+    return None
+
+
+def _optional(check: Check) -> Check:
+    """``check``, and None is fine too."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+optional_nonempty_text = _optional(nonempty_text)
 
 
 def redirect_target(name: str, value: Any) -> str | None:
@@ -185,33 +186,28 @@ def prefix_problem(prefix: str) -> str | None:
     )
 
 
-_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+def _matching(pattern: str, expected: str) -> Check:
+    """A check that the value is a string all of whose text ``pattern`` matches."""
+    compiled = re.compile(pattern)
+
+    def check(name: str, value: Any) -> str | None:
+        if isinstance(value, str) and compiled.fullmatch(value):
+            return None
+        return f"{name} must be {expected}, not {_shown(value)}"
+
+    return check
 
 
-def absolute_path(name: str, value: Any) -> str | None:
-    # Compared with PATH_INFO as is: a path without its leading "/" never matches,
-    # which would silently switch the endpoint off (logout_path="logout" did).
-    if isinstance(value, str) and _PATH.fullmatch(value):
-        return None
-    return (
-        f"{name} must be an absolute path: a leading '/', no query, no spaces "
-        f"(e.g. '/_sessionshare/logout'), not {_shown(value)}"
-    )
-
-
+# Compared with PATH_INFO as is: a path without its leading "/" never matches,
+# which would silently switch the endpoint off (logout_path="logout" did).
+absolute_path = _matching(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*", (
+    "an absolute path: a leading '/', no query, no spaces (e.g. '/_sessionshare/logout')"))
 # A cookie's Path ends at the first ";" (which would start an attribute of the caller's
 # choosing) and is matched as a prefix of the request's path: the characters of a path
 # that cannot split the Set-Cookie line.
-_COOKIE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+=:@/-]*")
-
-
-def cookie_path(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and _COOKIE_PATH.fullmatch(value):
-        return None
-    return (
-        f"{name} must be an absolute URL path for the cookie: a leading '/', no ';', ',', "
-        f"query or spaces (e.g. '/' or '/shop'), not {_shown(value)}"
-    )
+cookie_path = _matching(r"/[A-Za-z0-9._~!$&'()*+=:@/-]*", (
+    "an absolute URL path for the cookie: a leading '/', no ';', ',', query or spaces "
+    "(e.g. '/' or '/shop')"))
 
 
 # A cookie's Domain is written into every Set-Cookie line as given: a ";" would add an
@@ -233,7 +229,7 @@ def cookie_domain(name: str, value: Any) -> str | None:
 
 def optional_cookie_age(name: str, value: Any) -> str | None:
     # 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    if value is None or _whole(value):
         return None
     return f"{name} must be a whole number of seconds (or None), not {_shown(value)}"
 
@@ -383,8 +379,7 @@ def function(name: str, value: Any) -> str | None:
     return None if callable(value) else f"{name} must be callable, not {_shown(value)}"
 
 
-def optional_function(name: str, value: Any) -> str | None:
-    return None if value is None else function(name, value)
+optional_function = _optional(function)
 
 
 # -- reading text from the environment -------------------------------------------
@@ -397,25 +392,19 @@ def bool_text(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def int_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number of seconds") from None
+def _whole_text(expected: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected {expected}") from None
+
+    return parse
 
 
-def bytes_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number of bytes") from None
-
-
-def count_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
+int_text = _whole_text("a whole number of seconds")
+bytes_text = _whole_text("a whole number of bytes")
+count_text = _whole_text("a whole number")
 
 
 def hosts_text(text: str) -> tuple[str, ...]:
