@@ -203,7 +203,7 @@ class IdpSide(Side):
                     # A browser that came without its cookie keeps a receipt of the id it
                     # claimed as: another tab's answer may replace that cookie.
                     headers += self.claims.receipt(handoff.state, browser)
-                self._remember(session, handoff)
+                self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
                 return PassThrough(user, signed_in=user is not None, headers=headers,
                                    browser=browser.minted)
         return PassThrough(user, signed_in=user is not None)
@@ -249,7 +249,7 @@ class IdpSide(Side):
         """The page's explanation when an http callback meets a bare ``host:port`` entry
         of the same host and port (https only): a development server listed without its
         scheme, which the login form would not fix -- the user would sign in and stay
-        here. Any other refusal shows the login page, as before."""
+        here."""
         shown = exc.origin
         if exc.reason != "scheme_not_allowed" or not shown or not shown.startswith("http://"):
             return None
@@ -286,20 +286,12 @@ class IdpSide(Side):
                 hint += " (an https IdP also needs allow_insecure=True; better serve it over https)"
         return hint
 
-    def _remember(self, session: Session, handoff: _Handoff) -> None:
-        self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
-
     # -- on the way out: did the app sign the user in? ---------------------
     def on_response(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
     ) -> Answer:
-        """Persist the session after the app ran; a 303 back to a remote replaces its answer.
-
-        Returns the headers to add to the app's response, or the :class:`Reply`
-        that replaces it (carrying the app's own cookies). A websocket handshake's
-        answer carries no cookie: it is persisted as :meth:`on_close` does, where a
-        sign-in is not recorded.
-        """
+        """:meth:`Side.on_response`, and a sign-in's 303 back to a remote waiting for it
+        replaces the app's answer (carrying the app's own cookies)."""
         if request.is_websocket:
             return self.on_close(session)
         return self._after_app(request, session, passed, app_headers)
@@ -335,10 +327,9 @@ class IdpSide(Side):
     def on_save(
         self, request: Request, session: Session, passed: PassThrough, *, late: bool = False
     ) -> Steps[PassThrough]:
-        """An early save (:meth:`Side.on_save`) applies the sign-in rules of the way out
-        first: a sign-in made before it is never written under the id the browser had
-        before (session fixation) -- the save moves the session, as the response would.
-        After the headers, it is the late persist (:meth:`on_close`: no sign-in then)."""
+        """An early save applies the sign-in rules of the way out first: a sign-in made
+        before it is never written under the id the browser had before (session
+        fixation). After the headers, it is the late persist (:meth:`on_close`)."""
         if late or request.is_websocket:
             closing = self.on_close(session)
             if not isinstance(closing, list):
@@ -348,12 +339,7 @@ class IdpSide(Side):
         user, signing_in = self._sign_in(session, passed)
         before = state.stored_id
         yield from self.lifecycle.save_now(session)
-        if user is not None and (signing_in or state.stored_id != before):
-            yield from record_session(
-                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
-                user_agent=request.user_agent, moved_from=before,
-                max_sessions=self.max_sessions_per_user if signing_in else None,
-            )
+        yield from self._record(request, session, user, signing_in, before)
         # What the rest of the request is measured against: the session as saved.
         user = self.user_of(session) if state.loaded else None
         return PassThrough(user, signed_in=user is not None, headers=passed.headers,
@@ -372,16 +358,10 @@ class IdpSide(Side):
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off
             # keeps waiting, and no token is minted for the old sign-in.
-            self._remember(session, handoff)
+            self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
-        if signed_in and (signing_in or state.stored_id != before):
-            # The user's index of sessions (to list and end them): a sign-in, or a move.
-            yield from record_session(
-                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
-                user_agent=request.user_agent, moved_from=before,
-                max_sessions=self.max_sessions_per_user if signing_in else None,
-            )
+        yield from self._record(request, session, user, signing_in, before)
         if handoff is None or state.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
@@ -398,16 +378,21 @@ class IdpSide(Side):
             return self._refused(request, handoff, headers, "state_taken")
         return Reply.redirect(location, headers=headers)
 
-    def on_close(self, session: Session) -> Closing:
-        """The app's body is done: persist what changed while it streamed.
+    def _record(self, request: Request, session: Session, user: Any, signing_in: bool,
+                before: str | None) -> Steps[None]:
+        """The user's index of sessions (to list and end them): a sign-in, or a move."""
+        if user is not None and (signing_in or state_of(session).stored_id != before):
+            yield from record_session(
+                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
+                user_agent=request.user_agent, moved_from=before,
+                max_sessions=self.max_sessions_per_user if signing_in else None,
+            )
 
-        The response's headers went out when it started, so nothing here can
-        rotate the id or set a cookie (:meth:`Side.on_close`). A sign-in made
-        only now is therefore not recorded at all -- nothing of the session's
-        late changes is: kept under the pre-login id, which another browser may
-        hold (a planted cookie), it would make that browser the user (session
-        fixation).
-        """
+    def on_close(self, session: Session) -> Closing:
+        """:meth:`Side.on_close`, where no id can rotate: a sign-in made only now is not
+        recorded at all, nor any late change with it -- kept under the pre-login id,
+        which another browser may hold (a planted cookie), it would make that browser
+        the user (session fixation)."""
         state = state_of(session)
         if (
             state.loaded

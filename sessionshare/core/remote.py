@@ -25,12 +25,8 @@ joined: a session it has not (or one the IdP withdrew it from, see
 hand-off again, where the IdP's ``authorize`` hook decides anew.
 
 Any failure of the callback is a **403** with a reason code and never a
-redirect, so there is no loop.
-
-A browser holds at most four state cookies, reused oldest first, however many
-logins a page forces it to start (a popup navigated again and again made
-the callback's ``Cookie`` header too large to serve): see
-:mod:`sessionshare.core.state`.
+redirect, so there is no loop. A browser holds at most four state cookies,
+however many logins a page forces it to start (:mod:`sessionshare.core.state`).
 """
 
 from __future__ import annotations
@@ -277,13 +273,10 @@ class RemoteSide(Side):
             self.events.emit(logging.DEBUG, "login_required", {"reason": "not_authenticated"},
                              "login_required reason=not_authenticated")
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
-            if max_age is not None:
-                return Reply.error(
-                    401, "reauthentication_required", "Sign in again first.",
-                    as_json=True, extra={"login_url": self.idp_url},
-                )
+            again = max_age is not None
             return Reply.error(
-                401, "not_authenticated", "Sign in first.",
+                401, "reauthentication_required" if again else "not_authenticated",
+                "Sign in again first." if again else "Sign in first.",
                 as_json=True, extra={"login_url": self.idp_url},
             )
         self._warn_if_elsewhere(request)
@@ -405,9 +398,9 @@ class RemoteSide(Side):
         site: to the page it asked for, as a guest, by the relay (core/guest.py).
 
         A relay that does not open for ``state`` (forged, altered, another check's)
-        raises :class:`TokenRejected`. Without a relay (an IdP from before relays), or
-        when the page's own mark should have spared it the bounce (clocks apart), a
-        notice with a link: a redirect would only bounce it again.
+        raises :class:`TokenRejected`. Without a relay, or when the page's own mark
+        should have spared it the bounce (clocks apart), a notice with a link: a
+        redirect would only bounce it again.
         """
         relays = (request.params or {}).get("relay")
         back = None
@@ -591,10 +584,8 @@ def _handing_on(outcome: Outcome, query: str) -> Outcome:
 
 
 def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
-    if passive is True:
-        return lambda request: True
-    if passive is False:
-        return lambda request: False
+    if isinstance(passive, bool):
+        return lambda request: passive
     under = path_prefixes(passive)
     return lambda request: under(request.path)
 
@@ -623,10 +614,8 @@ def _required_age(
 
 
 def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
-    if protect is True:
-        return lambda request: True
-    if protect is False:
-        return lambda request: False
+    if isinstance(protect, bool):
+        return lambda request: protect
     if callable(protect):
         predicate = protect
         return lambda request: bool(predicate(request.native))
