@@ -9,16 +9,15 @@ form with no state in its URL, the newest one.
 
 Two security properties live here:
 
-- **No usable state in the session.** The state is a
-  bearer value at the remote: whoever holds it can have a token minted for it
-  -- for their own session -- and make the victim's browser open that token.
-  The session record is readable by the IdP app (its debug pages, its logs)
-  and shows in a store dump, so it holds only a keyed digest of each state
-  (its *name*, HMAC under a subkey of the sync key) and an AES-GCM sealed copy
-  under another subkey, opened only for a plain sign-in.
-- **The app can write this key too.** Every entry is checked for
-  shape and type before anything sorts or compares it; what is malformed is
-  dropped, never a 500 on every later sign-in of that session.
+- **No usable state in the session.** The state is a bearer value at the
+  remote: whoever holds it can have a token minted for it -- for their own
+  session -- and make the victim's browser open that token. The session is
+  readable by the IdP app (its debug pages, its logs) and in a store dump, so
+  it holds only a keyed digest of each state (its *name*) and an AES-GCM
+  sealed copy, opened only for a plain sign-in.
+- **The app can write this key too.** Every entry is checked for shape and
+  type before anything sorts or compares it; a malformed one is dropped, never
+  a 500 on every later sign-in of that session.
 
     pending = PendingHandoffs(key, clock=time.time)
     pending.remember(session, callback, origin, state)
@@ -112,8 +111,7 @@ class PendingHandoffs:
         now = self.clock()
         kept: _Entries = {}
         for name, entry in raw.items():
-            # An entry of the older layout (a plain state, three fields) is dropped too:
-            # that login starts again, and no state in clear outlives the upgrade.
+            # Four fields or dropped (so was a plain state in clear, three fields).
             if not (isinstance(entry, list) and len(entry) == 4):
                 continue
             callback, origin, created, sealed = entry
