@@ -43,14 +43,48 @@ Check = Callable[[str, Any], str | None]
 # -- checks of one value -------------------------------------------------------
 def _shown(value: Any) -> str:
     text = repr(value)
-    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else (
-        f"{text} ({type(value).__name__})"
-    )
+    return f"{text[:60] + '...' if len(text) > 60 else text} ({type(value).__name__})"
 
 
 def _whole(value: Any) -> bool:
     # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is(test: Callable[[Any], bool], expected: str) -> Check:
+    """A check that ``test(value)`` holds; else "<name> must be <expected>, not <value>"."""
+    def check(name: str, value: Any) -> str | None:
+        return None if test(value) else f"{name} must be {expected}, not {_shown(value)}"
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    """``check``, and None is fine too."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _matching(pattern: str, expected: str) -> Check:
+    """A check that the value is a string all of whose text ``pattern`` matches."""
+    compiled = re.compile(pattern)
+    return _is(lambda value: isinstance(value, str) and bool(compiled.fullmatch(value)), expected)
+
+
+# "no" is truthy: a string here would silently mean True.
+flag = _is(lambda value: isinstance(value, bool), "True or False")
+any_text = _is(lambda value: isinstance(value, str), "a string")
+nonempty_text = _is(lambda value: isinstance(value, str) and bool(value), "a non-empty string")
+optional_nonempty_text = _optional(nonempty_text)
+function = _is(callable, "callable")
+optional_function = _optional(function)
+samesite = _is(lambda value: isinstance(value, str) and value.lower() in ("lax", "strict", "none"),
+               "'Lax', 'Strict' or 'None'")
+byte_count = _is(lambda value: _whole(value) and value > 0, "a positive whole number of bytes")
+optional_count = _is(lambda value: value is None or (_whole(value) and value > 0),
+                     "a whole number, 1 or more (or None for no limit)")
+# 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
+optional_cookie_age = _is(lambda value: value is None or _whole(value),
+                          "a whole number of seconds (or None)")
 
 
 def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
@@ -60,12 +94,6 @@ def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
     return f"{name} must be {kind}, not {_shown(value)}"
 
 
-def byte_count(name: str, value: Any) -> str | None:
-    if _whole(value) and value > 0:
-        return None
-    return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
-
-
 def optional_seconds(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -73,25 +101,8 @@ def optional_seconds(name: str, value: Any) -> str | None:
     return None if problem is None else problem + " (or None)"
 
 
-def optional_count(name: str, value: Any) -> str | None:
-    if value is None or (_whole(value) and value > 0):
-        return None
-    return f"{name} must be a whole number, 1 or more (or None for no limit), not {_shown(value)}"
-
-
 def zero_or_more_seconds(name: str, value: Any) -> str | None:
     return seconds(name, value, zero_ok=True)
-
-
-def flag(name: str, value: Any) -> str | None:
-    # "no" is truthy: a string here would silently mean True.
-    return None if isinstance(value, bool) else f"{name} must be True or False, not {_shown(value)}"
-
-
-def nonempty_text(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value:
-        return None
-    return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
 def state_lifetime(name: str, value: Any) -> str | None:
@@ -148,14 +159,6 @@ def _prefixes_problem(name: str, prefixes: Iterable[Any], example: str) -> str |
     return None
 
 
-def _optional(check: Check) -> Check:
-    """``check``, and None is fine too."""
-    return lambda name, value: None if value is None else check(name, value)
-
-
-optional_nonempty_text = _optional(nonempty_text)
-
-
 def redirect_target(name: str, value: Any) -> str | None:
     """A local path (``/bye``) or an http(s) URL: never ``javascript:`` and the like."""
     problem = nonempty_text(name, value)
@@ -165,10 +168,6 @@ def redirect_target(name: str, value: Any) -> str | None:
         except ConfigurationError as exc:
             return str(exc)
     return problem
-
-
-def any_text(name: str, value: Any) -> str | None:
-    return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
 
 
 _PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -184,18 +183,6 @@ def prefix_problem(prefix: str) -> str | None:
         f"as routers see them, so it would match no request; write it decoded "
         f"(e.g. {unquote(prefix)!r})"
     )
-
-
-def _matching(pattern: str, expected: str) -> Check:
-    """A check that the value is a string all of whose text ``pattern`` matches."""
-    compiled = re.compile(pattern)
-
-    def check(name: str, value: Any) -> str | None:
-        if isinstance(value, str) and compiled.fullmatch(value):
-            return None
-        return f"{name} must be {expected}, not {_shown(value)}"
-
-    return check
 
 
 # Compared with PATH_INFO as is: a path without its leading "/" never matches,
@@ -225,13 +212,6 @@ def cookie_domain(name: str, value: Any) -> str | None:
         f"{name} must be a host name for the cookie's Domain (e.g. 'shop.example'), or None, "
         f"not {_shown(value)}"
     )
-
-
-def optional_cookie_age(name: str, value: Any) -> str | None:
-    # 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
-    if value is None or _whole(value):
-        return None
-    return f"{name} must be a whole number of seconds (or None), not {_shown(value)}"
 
 
 def origin_url(name: str, value: Any) -> str | None:
@@ -276,12 +256,6 @@ def origins(name: str, value: Any) -> str | None:
     except ConfigurationError as exc:
         return str(exc)
     return None
-
-
-def samesite(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value.lower() in ("lax", "strict", "none"):
-        return None
-    return f"{name} must be 'Lax', 'Strict' or 'None', not {_shown(value)}"
 
 
 def cookie_spelling(name: str, value: Any) -> str | None:
@@ -373,13 +347,6 @@ def allow_list(name: str, value: Any) -> str | None:
         return (f"{name} is empty: list the remote apps "
                 "(SESSIONSHARE_KNOWN_REMOTE_HOSTS=shop.example,blog.example)")
     return None
-
-
-def function(name: str, value: Any) -> str | None:
-    return None if callable(value) else f"{name} must be callable, not {_shown(value)}"
-
-
-optional_function = _optional(function)
 
 
 # -- reading text from the environment -------------------------------------------
