@@ -189,10 +189,8 @@ class Side:
     # -- the three entry points ----------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
         """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
-        if request.has_bad_path:  # (checked here first: no call for every good path)
-            refused = self.bad_path(request)
-            if refused is not None:
-                return refused
+        if request.has_bad_path:
+            return self.bad_path(request)
         if request.is_websocket:
             return self._websocket_request(request, session)
         return self._route(request, session)
@@ -233,11 +231,9 @@ class Side:
         """The answer to an HTTP request whose path is well formed: the role's own."""
         raise NotImplementedError
 
-    def bad_path(self, request: Request) -> Reply | None:
+    def bad_path(self, request: Request) -> Reply:
         """400 ``bad_path`` for a path that does not start with ``/`` (why:
-        :attr:`Request.has_bad_path`); None for any other."""
-        if not request.has_bad_path:
-            return None
+        :attr:`Request.has_bad_path`)."""
         if request.root.endswith("/"):
             # The mount point, not the client: a server or proxy that hands over
             # SCRIPT_NAME (root_path) with its final slash leaves every path without its
