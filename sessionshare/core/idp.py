@@ -43,14 +43,11 @@ from ..errors import CallbackRejected
 from . import tickets
 from .claims import BrowserIds, StateClaims
 from .configure import CheckedOptions
-from .cookies import CookieSpec
 from .guest import MAX_RELAY, is_valid_relay
 from .index import UserIndex, record_session
 from .lifecycle import Headers
-from .loginstate import LoginStates
 from .options import Authorize as Authorize
 from .options import IdpSideOptions
-from .passive import PassiveAnswers
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
@@ -117,16 +114,10 @@ class IdpSide(Side):
         self.authorize: Authorize | None = options.authorize
         self.strict: bool = options.strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
-        self.login_states = LoginStates(self.key)
-        self.passive_answers = PassiveAnswers(self.key)
-        session_cookie = self.lifecycle.cookie
         self.claims = StateClaims(
             self.key, prefix=self.lifecycle.key_prefix, clock=self.clock,
-            cookie=CookieSpec(
-                # Lax: it must come along on the top-level navigation from a remote.
-                session_cookie.name + "_browser", secure=session_cookie.secure,
-                samesite="Lax", domain=self.cookie_domain,
-            ),
+            # Lax: it must come along on the top-level navigation from a remote.
+            cookie=self._cookie_beside("_browser", samesite="Lax"),
         )
         #: The identity of the store tickets are written into, carried in each ticket.
         self.store_identity = Identity(self.lifecycle.key_prefix, clock=self.clock)

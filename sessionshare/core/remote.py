@@ -43,11 +43,9 @@ from .claims import CLAIM_TTL
 from .configure import CheckedOptions
 from .cookies import CookieSpec
 from .guest import GuestMarks, Relays
-from .loginstate import LoginStates
 from .option_checks import prefix_problem
 from .options import Protect as Protect
 from .options import RemoteSideOptions
-from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, state_of
@@ -133,20 +131,14 @@ class RemoteSide(Side):
         )
         self._retried = self.retried_cookie.pattern("1")
         self._protects = _protect_predicate(options.protect)
-        self.login_states = LoginStates(self.key)
         self._required_age = _required_age(options.max_auth_age)
         self._passive = _passive_predicate(options.passive)
-        self.passive_answers = PassiveAnswers(self.key)
         # The way back for a browser that keeps no cookies here (core/guest.py).
         self.relays = Relays(self.key)
         self.guest_marks = GuestMarks(self.key, origin=self.origin)
         self.passive_ttl = int(options.passive_ttl)
-        session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
-        self.checked_cookie = CookieSpec(
-            session_cookie.name + "_checked", secure=session_cookie.secure,
-            domain=self.cookie_domain, max_age=int(options.passive_ttl),
-        )
+        self.checked_cookie = self._cookie_beside("_checked", max_age=self.passive_ttl)
         self._checked = self.checked_cookie.pattern("1")
 
     # -- on the way in -----------------------------------------------------

@@ -43,11 +43,13 @@ from typing import Any, ClassVar, NamedTuple, Union
 from ..crypto import SyncKey, canonical_origin
 from ..errors import StoreUnavailable
 from .configure import CheckedOptions, checked_options
-from .cookies import DEFAULT_COOKIE_NAME, session_cookie
+from .cookies import DEFAULT_COOKIE_NAME, CookieSpec, session_cookie
 from .events import EventName, Events
 from .lifecycle import Headers, Lifecycle
+from .loginstate import LoginStates
 from .option_checks import origins_of
 from .options import Role
+from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, peek, state_of
@@ -166,7 +168,17 @@ class Side:
         )
         # What an adapter's framework settings are held to when the cookie follows them.
         self.lifecycle.options = options
+        #: What a login state carries (step-up, expiry, passive), and the passive answers.
+        self.login_states = LoginStates(self.key)
+        self.passive_answers = PassiveAnswers(self.key)
         self._announce(options.quiet_startup)
+
+    def _cookie_beside(self, suffix: str, **attributes: Any) -> CookieSpec:
+        """A cookie of the library's named after the session cookie, Secure as it is,
+        with its Domain."""
+        cookie = self.lifecycle.cookie
+        return CookieSpec(cookie.name + suffix, secure=cookie.secure, domain=self.cookie_domain,
+                          **attributes)
 
     def _announce(self, quiet: bool) -> None:
         """The start-up line: which side, which origin, which key -- seen by default.
