@@ -1,14 +1,11 @@
 """The one reply type: every answer sessionshare writes itself, as plain data.
 
 A :class:`Reply` is a status code, a tuple of headers and a body, frozen.
-The library's own answers -- the redirects of the hand-off, its 400/401/403/
-405 errors, the 503 of a store outage, the sign-out page, a notice -- are all built
-here, by the constructors of :class:`Reply`, and nowhere else. They take
-the few request facts they need as plain arguments (``as_json``: does this
-client want JSON rather than a page?) and know nothing of WSGI or ASGI; a
-shell sends a reply in a few lines (``sessionshare.wsgi.environ.send_reply``,
-``sessionshare.asgi.scope.send_reply``), and a framework adapter turns it into
-its own response object.
+The library's own answers (redirects, errors, the 503 of a store outage, the
+sign-out page, a notice) are built here by its constructors and nowhere else,
+from the few request facts they need (``as_json``) and nothing of WSGI or
+ASGI; a shell sends one in a few lines (``sessionshare.wsgi.environ.send_reply``,
+``sessionshare.asgi.scope.send_reply``).
 
 What every reply here guarantees, whichever shell sends it:
 
@@ -77,13 +74,9 @@ class Reply:
     def redirect(
         cls, location: str, *, status: int = 303, headers: Iterable[Header] = ()
     ) -> Reply:
-        """A redirect to ``location`` with an empty body.
-
-        303 by default: after the hand-off's GET or the sign-in form's POST
-        the browser must GET the next page, never re-send a form.
-        ``location`` must already be safe: an allow-listed callback or a
-        checked same-origin path; nothing here checks it again.
-        """
+        """A redirect to ``location`` (303 by default: the browser must GET the next page,
+        never re-send a form). ``location`` must already be safe -- an allow-listed
+        callback or a checked same-origin path: nothing here checks it again."""
         return cls(status, (("Location", location), ("Content-Length", "0"), *NO_STORE, *headers))
 
     @classmethod

@@ -1,20 +1,14 @@
 """The store's identity: telling a ticket the store *lost* from one put into *another store*.
 
-A remote that cannot find the ticket of a valid token has met one of two
-things, and they need opposite answers:
-
-- **another store**: the IdP and this remote are configured with different
-  stores (or key prefixes). Every hand-off fails the same way; retrying
-  cannot help, and the operator must be told what to fix (``unknown_ticket``);
-- **a lost ticket**: the one store dropped it -- an asynchronous Sentinel
-  failover promoted a replica that never received it, a restart without
-  persistence, an eviction. The next attempt will most likely work, so the
-  hand-off starts again instead of ending at a 403.
-
-So the store holds one long-lived random identity under ``<key prefix>store-id``,
-written by whichever app asks first, and the IdP puts it *inside each ticket*
-(its last 8 bytes, under the token's seal). A remote that cannot find a
-ticket reads its own store's identity:
+A remote that cannot find the ticket of a valid token needs to know which:
+another store (the IdP and this remote configured with different stores or
+key prefixes) fails every hand-off and must be reported (``unknown_ticket``);
+a lost ticket (a Sentinel failover to a replica that never got it, a restart
+without persistence, an eviction) most likely works next time, so the
+hand-off starts again. So the store holds one long-lived random identity under
+``<key prefix>store-id``, written by whichever app asks first, and the IdP
+puts it *inside each ticket* (its last 8 bytes, under the token's seal). A
+remote that cannot find a ticket reads its own store's identity:
 
 ========================  ===================================================
 the remote's store holds  meaning
