@@ -5,29 +5,21 @@ callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
 
 1. ``callback`` is checked against the allow-list
    (:class:`~sessionshare.crypto.AllowList`). A callback that fails is never
-   redirected to, on any path of this code: the request goes on to the IdP's
-   own login page with no pending hand-off and ``callback_rejected`` is logged
-   (``strict=True`` answers 400 instead, and so does an ``http://`` callback
-   whose host and port a scheme-less entry names: a page naming the entry
-   to write, since a login form there would leave the user on the IdP);
-2. if the user is already signed in (``session[user_key]`` is set), the
-   optional ``authorize(session, remote_origin)`` hook is asked (False: 403),
-   a single-use ticket is stored for the session, and the answer is **303**
-   to ``callback?token=T``;
-3. otherwise ``{callback, state}`` is remembered in the session (a few at
-   once, so several tabs work) and the app shows its form. The record names
-   each hand-off by a keyed digest of its state and keeps the state sealed:
-   the session, which the app reads and a store dump shows, holds no state
-   anybody could have a token minted for.
+   redirected to: the request goes on to the IdP's own login page with no
+   pending hand-off and ``callback_rejected`` is logged (``strict=True``
+   answers 400 instead);
+2. if the user is already signed in, the optional ``authorize(session,
+   remote_origin)`` hook is asked (False: 403), a single-use ticket is stored
+   for the session, and the answer is **303** to ``callback?token=T``;
+3. otherwise the hand-off is remembered in the session (a few at once, so
+   several tabs work, and no usable state in it: :mod:`sessionshare.core.pending`)
+   and the app shows its form.
 
-On the way out of every request the app served (:meth:`IdpSide.on_response`),
-a sign-in -- ``session[user_key]`` newly set -- **rotates the session id**
-(no fixation) -- and so does a different user signing in over a signed-in
-session -- and, if a hand-off is pending, replaces the app's answer with
-that 303. A sign-in made only while the body streams, when no new cookie can
-be sent, is not recorded (:meth:`IdpSide.on_close`). The login form should
-post back to the same URL (``<form method=post>`` without ``action`` does) so
-that, with several tabs open, each tab returns to its own page.
+On the way out (:meth:`IdpSide.on_response`), a sign-in **rotates the session
+id** (no fixation) and, if a hand-off is pending, replaces the app's answer
+with that 303. The login form should post back to the same URL (``<form
+method=post>`` without ``action`` does) so that each tab returns to its own
+page.
 """
 
 from __future__ import annotations
@@ -52,7 +44,7 @@ from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
 from .session import Session, state_of
-from .side import Answer, Closing, Outcome, PassThrough, Side
+from .side import Closing, Outcome, PassThrough, Side
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
@@ -278,15 +270,6 @@ class IdpSide(Side):
         return hint
 
     # -- on the way out: did the app sign the user in? ---------------------
-    def on_response(
-        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
-    ) -> Answer:
-        """:meth:`Side.on_response`, and a sign-in's 303 back to a remote waiting for it
-        replaces the app's answer (carrying the app's own cookies)."""
-        if request.is_websocket:
-            return self.on_close(session)
-        return self._after_app(request, session, passed, app_headers)
-
     def _sign_in(self, session: Session, passed: PassThrough) -> tuple[Any, bool]:
         """The user now, and whether the app signed one in since ``passed`` was true (then
         the session is set to move to a new id and the sign-in is recorded)."""
@@ -340,6 +323,8 @@ class IdpSide(Side):
     def _after_app(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
     ) -> Steps[Reply | Headers]:
+        """A sign-in's 303 back to a remote waiting for it replaces the app's answer
+        (carrying the app's own cookies)."""
         state = state_of(session)
         user, signing_in = self._sign_in(session, passed)
         signed_in = user is not None

@@ -217,6 +217,12 @@ class Side:
         """
         if request.is_websocket:
             return self.on_close(session)
+        return self._after_app(request, session, passed, app_headers)
+
+    def _after_app(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Answer:
+        """The persist of :meth:`on_response` (the IdP's also signs in and hands off)."""
         return self.lifecycle.persisting(session)
 
     def on_save(

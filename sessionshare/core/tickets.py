@@ -1,6 +1,6 @@
 """Tickets: the single-use pointer from a hand-off token to the shared session.
 
-The IdP **issues** a ticket -- 32 random bytes -- when it hands a signed-in
+The IdP **issues** a ticket -- 32 bytes -- when it hands a signed-in
 session to a remote app: it stores ``key(ticket) -> wrap(ticket, session id)``
 for a few seconds and seals the ticket into the token. The remote
 **redeems** it: takes the stored value (atomically, once) and unwraps the
