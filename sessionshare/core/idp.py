@@ -405,15 +405,8 @@ class IdpSide(Side):
         return _Handoff(allowed.url, allowed.origin, state)
 
     # -- the redirect back -------------------------------------------------
-    def _complete(
-        self,
-        request: Request,
-        session: Session,
-        handoff: _Handoff,
-        browser: BrowserIds,
-        *,
-        authorized: bool = False,
-    ) -> Steps[Reply]:
+    def _complete(self, request: Request, session: Session, handoff: _Handoff,
+                  browser: BrowserIds, *, authorized: bool = False) -> Steps[Reply]:
         """A signed-in user asks for a remote: straight back with a token."""
         if (not authorized and self.authorize is not None
                 and not self.authorize(session, handoff.origin)):

@@ -111,13 +111,8 @@ class UserIndex:
     """
 
     def __init__(
-        self,
-        key: SyncKey,
-        *,
-        key_prefix: str = "sessionshare:",
-        user_key: str = "user",
-        events: Events | None = None,
-        clock: Callable[[], float] = time.time,
+        self, key: SyncKey, *, key_prefix: str = "sessionshare:", user_key: str = "user",
+        events: Events | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self._user_subkeys = key.derive(_USER_PURPOSE)
         self._key_ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
@@ -163,15 +158,8 @@ class UserIndex:
 
     # -- the IdP's writes --------------------------------------------------------
     def record(
-        self,
-        user: str,
-        digest: str,
-        *,
-        created: int,
-        expires: int,
-        user_agent: str,
-        drop_digest: str | None = None,
-        max_sessions: int | None = None,
+        self, user: str, digest: str, *, created: int, expires: int, user_agent: str,
+        drop_digest: str | None = None, max_sessions: int | None = None,
     ) -> Steps[None]:
         """Enter (or refresh) a session in ``user``'s index; end the oldest past
         ``max_sessions``. One round trip, more only when the index holds many entries."""
@@ -356,14 +344,8 @@ class UserIndex:
 
 
 def record_session(
-    index: UserIndex,
-    session: Session,
-    user: str,
-    *,
-    ids: SessionIds,
-    user_agent: str,
-    moved_from: str | None = None,
-    max_sessions: int | None = None,
+    index: UserIndex, session: Session, user: str, *, ids: SessionIds, user_agent: str,
+    moved_from: str | None = None, max_sessions: int | None = None,
 ) -> Steps[None]:
     """Enter the stored, signed-in ``session`` in ``user``'s index (the IdP's step).
 

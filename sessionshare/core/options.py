@@ -37,27 +37,10 @@ if TYPE_CHECKING:
     from typing_extensions import Required
 
 __all__ = [
-    "DEFAULT_STORE_URL",
-    "OPTIONS",
-    "REQUIRED",
-    "ROLES",
-    "SHELLS",
-    "AsyncIdpOptions",
-    "AsyncRemoteOptions",
-    "Authorize",
-    "IdpOptions",
-    "IdpSideOptions",
-    "Option",
-    "Protect",
-    "RemoteOptions",
-    "RemoteSideOptions",
-    "Role",
-    "SameSite",
-    "Shell",
-    "SideOptions",
-    "make_async_store",
-    "make_store",
-    "options_for",
+    "DEFAULT_STORE_URL", "OPTIONS", "REQUIRED", "ROLES", "SHELLS", "AsyncIdpOptions",
+    "AsyncRemoteOptions", "Authorize", "IdpOptions", "IdpSideOptions", "Option", "Protect",
+    "RemoteOptions", "RemoteSideOptions", "Role", "SameSite", "Shell", "SideOptions",
+    "make_async_store", "make_store", "options_for",
 ]
 
 Role = Literal["idp", "remote"]

@@ -29,17 +29,8 @@ from typing import Literal
 from ..store.base import RETIRED, SessionRecord
 
 __all__ = [
-    "META_AUTHENTICATED",
-    "META_CREATED",
-    "META_ENDS",
-    "META_JOINED",
-    "META_RETIRED",
-    "UNCHANGED",
-    "NewId",
-    "SessionLoader",
-    "WritePlan",
-    "detached_id",
-    "session_store_key",
+    "META_AUTHENTICATED", "META_CREATED", "META_ENDS", "META_JOINED", "META_RETIRED", "UNCHANGED",
+    "NewId", "SessionLoader", "WritePlan", "detached_id", "session_store_key",
 ]
 
 #: Metadata field names, as stored. They are part of the wire format: apps of

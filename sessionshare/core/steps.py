@@ -67,10 +67,9 @@ class Save(NamedTuple):
 
 
 class Mark(NamedTuple):
-    """Merge ``meta`` into the live session at ``key``. Answer: the record as it was before
-    the merge, or None when it is gone. With ``once`` (a key in ``key``'s hash slot), that
-    key is created for ``once_ttl`` seconds in the same step; when it exists already,
-    nothing is written and the answer is :data:`~sessionshare.store.base.MARKED_BEFORE`."""
+    """Merge ``meta`` into the live session at ``key`` (once per ``once`` key:
+    :meth:`SessionStore.mark <sessionshare.store.base.SessionStore.mark>`). Answer: the
+    record as it was before, None when it is gone."""
 
     key: str
     meta: Mapping[str, int]
@@ -113,11 +112,8 @@ class Delete(NamedTuple):
 
 
 class ClaimState(NamedTuple):
-    """Claim a login state for a browser (first claimant wins, for ``ttl`` seconds) and, when
-    it holds it and a ticket is given, store the ticket too. Answer: whether it holds.
-
-    ``owners`` are the browser's owner digests: a claim held by any of them is its own,
-    a new one is made for the first."""
+    """Claim a login state for a browser (``owners``: its digests) and, when it holds it,
+    store the ticket given too. Answer: whether it holds."""
 
     key: str
     owners: tuple[str, ...]
@@ -136,10 +132,8 @@ class ClaimState(NamedTuple):
 
 
 class TakeTicket(NamedTuple):
-    """Redeem a ticket, atomically and once. Answer: its value, or None.
-
-    ``nonce`` names this redemption: the same name gets the value again (a retry whose
-    first answer was lost), any other gets nothing. None: a name of its own."""
+    """Redeem a ticket, atomically and once (``nonce``: the redemption a retry repeats).
+    Answer: its value, or None."""
 
     key: str
     nonce: str | None = None

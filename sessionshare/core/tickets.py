@@ -138,14 +138,8 @@ def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
 
 # -- the three store steps ----------------------------------------------------
 def issue(
-    key_prefix: str,
-    session_id: str,
-    state: str,
-    claims: StateClaims,
-    owners: tuple[str, ...],
-    *,
-    token_ttl: int,
-    store_id: str | None = None,
+    key_prefix: str, session_id: str, state: str, claims: StateClaims, owners: tuple[str, ...],
+    *, token_ttl: int, store_id: str | None = None,
 ) -> Steps[bytes | None]:
     """Store a new ticket pointing to ``session_id`` if the browser (``owners``) holds (or
     now claims) ``state``; the ticket, for the token, or None when another browser claimed
