@@ -2,53 +2,38 @@
 leaked state.
 
 The state ``S`` of a login attempt travels in the IdP's login URL, so it ends
-up in access logs and browser history. Whoever reads it and has an account of
-their own could open that URL signed in, get a token minted for ``S`` -- for
-*their* session -- and make the victim's browser open it: the victim's state
-cookie matches, and the victim becomes the attacker at that remote (login
-CSRF with a leaked state).
-
-So the IdP **claims** each state for the browser that presents it first, and
-mints a token for it only to that browser:
+up in access logs and browser history. Whoever reads it and has an account
+could open that URL signed in, get a token minted for ``S`` -- for *their*
+session -- and make the victim's browser open it: the victim's state cookie
+matches, and the victim becomes the attacker at that remote. So the IdP
+**claims** each state for the browser that presents it first, and mints a
+token for it only to that browser (another gets **403** ``state_taken``):
 
 - a browser is known by a random id in its own IdP cookie (``<session cookie
-  name>_browser``: HttpOnly, no expiry, untouched by logout, since the claim
-  must survive the sign-in that rotates the session id);
-- the claim is one store record per state, ``state digest -> owner digest``
-  (keyed digests: a store dump yields neither the state nor the cookie); the
-  first claimant wins;
-- a signed-out visit to the login URL claims the state; minting claims again
-  *and* stores the ticket in one command (:class:`~sessionshare.core.steps.ClaimState`).
-  Both records share the state's hash tag, where the remote finds the ticket
-  too (it knows the state), so the command is Cluster-safe.
+  name>_browser``: no expiry, untouched by logout, since the claim must
+  survive the sign-in that rotates the session id);
+- a claim is one store record, ``state digest -> owner digest`` (keyed: a
+  store dump yields neither the state nor the cookie). Minting claims again
+  and stores the ticket in one command
+  (:class:`~sessionshare.core.steps.ClaimState`), under the state's hash tag;
+- a claim lasts as long as the state it guards (one that ended first would
+  leave a state read from a log free for the taking): a state that outlives
+  :data:`CLAIM_TTL` carries its expiry (:mod:`sessionshare.core.loginstate`);
+- the owner digest is keyed, so during a key rotation a new claim is made
+  under the newest key, and a claim held under any configured key holds.
 
-**How long.** A claim lasts as long as the state it guards (the remote's
-state cookie decides when a login attempt is over): a claim that ended first
-would leave a state read from a log free for the taking. A state whose cookie
-outlives :data:`CLAIM_TTL` carries its expiry, tagged
-(:mod:`sessionshare.core.loginstate`), never past
-:data:`~sessionshare.core.loginstate.MAX_STATE_TTL`.
+**Receipts.** Two tabs that open the IdP before either has its answer both
+arrive without the browser cookie, and each mints an id; the browser keeps
+only the cookie that arrived last. So a request that claims a state for an
+id it minted also leaves a *receipt*: a cookie named after that state holding
+the same id, which a sign-in in that tab presents. A receipt proves only what
+the browser cookie proves, and relaxes nothing for anyone who does not hold
+it (unlike a "provisional" claim the next presenter could take over, which
+would hand a private window's state to whoever reads it from a log first).
 
-**Every configured key.** The owner digest is keyed, so during a key rotation
-workers on ``OLD,NEW`` and on ``NEW,OLD`` compute different digests: a new
-claim is made under the newest key, and a claim held under any of them holds.
-
-**Receipts: two tabs on a first visit.** Two tabs that open the IdP before
-either has its answer both arrive without the browser cookie, so each mints
-an id and claims its state for it; the browser keeps only the cookie that
-arrived last. So a request that claims a state for an id it minted also
-leaves a *receipt*: a cookie named after that state (``<browser
-cookie>-<digest of the state>``, lasting as long as the claim) holding the
-same id, which a sign-in in that tab presents. A receipt proves only what the
-browser cookie proves -- an id this browser was given -- and relaxes nothing
-for anyone who does not hold it (unlike a "provisional" claim the next
-presenter could take over, which would hand a private window's state to
-whoever reads it from a log first).
-
-A browser that presents a state another browser claimed gets **403**
-``state_taken`` and no token. What this cannot stop: an attacker who learns
-the state *before* the victim's browser reaches the IdP (the remote's own
-logs, say) claims it first; the victim then sees ``state_taken``.
+What this cannot stop: an attacker who learns the state *before* the
+victim's browser reaches the IdP (the remote's own logs, say) claims it
+first; the victim then sees ``state_taken``.
 
     claims = StateClaims(key, cookie=CookieSpec("sessionshare_browser"), prefix="p:",
                          clock=time.time)
