@@ -36,14 +36,8 @@ from .cookies import CookieSpec, session_cookie
 from .options import OPTIONS, Role, Shell, options_for
 
 __all__ = [
-    "COOKIE_ATTRIBUTES",
-    "CheckedOptions",
-    "check_options",
-    "checked_options",
-    "followed_cookie",
-    "option_warnings",
-    "read_environ",
-    "unknown_variables",
+    "COOKIE_ATTRIBUTES", "CheckedOptions", "check_options", "checked_options",
+    "followed_cookie", "option_warnings", "read_environ", "unknown_variables",
 ]
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -149,20 +143,13 @@ def _raise_any(problems: list[str]) -> None:
 def _problems(
     role: Role, values: Mapping[str, Any], sources: Mapping[str, str], shell: Shell | None
 ) -> list[str]:
-    def blamed(name: str, message: str) -> str:
-        source = sources.get(name)
-        return f"{source}: {message}" if source else message
-
-    problems: list[str] = []
-    bad: list[str] = []
-    for option in options_for(role, shell):
-        if option.name in values:
-            message = option.check(option.name, values[option.name])
-            if message is not None:
-                problems.append(blamed(option.name, message))
-                bad.append(option.name)
-    problems.extend(blamed(name, message) for name, message in _cross_problems(role, values, bad))
-    return problems
+    """Every problem of ``values``, each naming the variable it came from (``sources``)."""
+    checked = ((option.name, option.check(option.name, values[option.name]))
+               for option in options_for(role, shell) if option.name in values)
+    bad = {name: message for name, message in checked if message is not None}
+    found = [*bad.items(), *_cross_problems(role, values, bad)]
+    return [f"{sources[name]}: {message}" if sources.get(name) else message
+            for name, message in found]
 
 
 # -- rules between options ---------------------------------------------------------
