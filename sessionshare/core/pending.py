@@ -1,13 +1,9 @@
 """The IdP's pending hand-offs: login requests waiting for the user to sign in.
 
-A signed-out visitor arrives at the IdP's login URL with ``callback`` and
-``state``; until the app signs them in, :class:`PendingHandoffs` keeps that
-request in the session under :data:`PENDING_KEY` -- a few at once, so several
-tabs work, each for :data:`PENDING_TTL` seconds. When the sign-in comes, the
-hand-off named by the state in the posted URL is taken, or, for a plain login
-form with no state in its URL, the newest one.
-
-Two security properties live here:
+Until the app signs a visitor in, :class:`PendingHandoffs` keeps each login
+request (``callback`` and ``state``) in the session under :data:`PENDING_KEY`
+-- a few at once, so several tabs work -- for :data:`PENDING_TTL` seconds.
+The sign-in takes the one its posted URL's state names, else the newest.
 
 - **No usable state in the session.** The state is a bearer value at the
   remote: whoever holds it can have a token minted for it -- for their own

@@ -21,10 +21,7 @@ always has a slot. The callback looks for its state in every slot, so up to
 four tabs sign in at once, in any order; a fifth start overwrites the
 oldest, whose tab then gets ``bad_state``. Two starts the browser sends
 before either answer arrives (a restored session reopening tabs) read the
-same cursor and share a slot: the later one wins. A successful callback
-clears its own slot and every slot it saw that holds no live login (expired,
-tampered, foreign); the other tabs' live attempts stay so they can finish,
-and expire with ``state_ttl``.
+same cursor and share a slot: the later one wins.
 
     slots = StateSlots("sessionshare_state", path="/_sessionshare/callback",
                        secure=True, ttl=600, signer=signer)
