@@ -39,6 +39,7 @@ script; a process that dies between the two leaves it off by one session until
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Collection
 
@@ -93,12 +94,10 @@ class Census:
         had expired). ``batches=None``: until none is due."""
         now = int(self.clock())
         left = 0
-        done = 0
-        while batches is None or done < batches:
+        for _ in itertools.count() if batches is None else range(batches):
             due: list[str] = yield CensusDue(self.key, now, SWEEP_BATCH)
             if due:
                 left += yield self._check(due, now)
-            done += 1
             if len(due) < SWEEP_BATCH:
                 break
         return left
