@@ -39,7 +39,6 @@ script; a process that dies between the two leaves it off by one session until
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Collection
 
@@ -89,12 +88,12 @@ class Census:
             return int(members)
         return int(members) - (yield from self.sweep())
 
-    def sweep(self, *, batches: int | None = SWEEP_BATCHES) -> Steps[int]:
-        """Check the members whose check time has passed; how many left (their session
-        had expired). ``batches=None``: until none is due."""
+    def sweep(self) -> Steps[int]:
+        """Check the members whose check time has passed (at most :data:`SWEEP_BATCHES`
+        batches); how many left (their session had expired)."""
         now = int(self.clock())
         left = 0
-        for _ in itertools.count() if batches is None else range(batches):
+        for _ in range(SWEEP_BATCHES):
             due: list[str] = yield CensusDue(self.key, now, SWEEP_BATCH)
             if due:
                 left += yield self._check(due, now)
