@@ -162,15 +162,12 @@ class StateClaims:
 
     def claim(self, state: str, owners: tuple[str, ...]) -> Steps[bool]:
         """Claim ``state`` for this browser: True when it holds it now (first, or again)."""
-        ttl = self.ttl_of(state, now=self.clock())
-        held: bool = yield ClaimState(self.claim_key(state), owners, ttl)
-        return held
+        return (yield from self.claim_with_ticket(state, owners, None, "", 0))
 
-    def claim_with_ticket(
-        self, state: str, owners: tuple[str, ...], ticket_key: str, value: str, ticket_ttl: int
-    ) -> Steps[bool]:
-        """Claim ``state`` for this browser and, only if it holds it, store a ticket: one
-        command."""
+    def claim_with_ticket(self, state: str, owners: tuple[str, ...], ticket_key: str | None,
+                          value: str, ticket_ttl: int) -> Steps[bool]:
+        """Claim ``state`` for this browser and, only if it holds it, store a ticket (none
+        for ``ticket_key=None``): one command."""
         ttl = self.ttl_of(state, now=self.clock())
         held: bool = yield ClaimState(
             self.claim_key(state), owners, ttl, ticket_key, value, ticket_ttl
