@@ -316,8 +316,9 @@ class IdpSide(Side):
         yield from self._record(request, session, user, signing_in, before)
         # What the rest of the request is measured against: the session as saved.
         user = self.user_of(session) if state.loaded else None
-        return passed._replace(user=user, signed_in=user is not None,
-                               signed_in_here=passed.signed_in_here or signing_in)
+        return PassThrough(user, signed_in=user is not None, headers=passed.headers,
+                           no_session=passed.no_session, browser=passed.browser,
+                           signed_in_here=passed.signed_in_here or signing_in)
 
     def _after_app(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers

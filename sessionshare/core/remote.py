@@ -536,7 +536,9 @@ def _handing_on(outcome: Outcome, query: str) -> Outcome:
     if isinstance(outcome, Reply):
         return outcome
     if isinstance(outcome, PassThrough):
-        return outcome._replace(query=query)
+        return PassThrough(outcome.user, outcome.signed_in, outcome.headers,
+                           no_session=outcome.no_session, browser=outcome.browser,
+                           signed_in_here=outcome.signed_in_here, query=query)
 
     def steps() -> Steps[Reply | PassThrough]:
         return _handing_on((yield from outcome), query)  # type: ignore[return-value]
