@@ -1,14 +1,11 @@
 """A remote app's half of the hand-off, without I/O: :class:`RemoteSide`.
 
-For a protected path and a browser with no signed-in shared session:
-
-- a **browser navigation** (``Sec-Fetch-Mode: navigate``, or an ``Accept``
-  naming ``text/html``) gets **302** to ``idp_url?callback=...&state=S`` and a
-  short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
-  return to, in one of a few slots (below);
-- every other request (POST, ``fetch``/XHR, API clients) gets **401** with a
-  small JSON body naming the login URL: a cross-origin redirect would only
-  break it.
+For a protected path and a browser with no signed-in shared session, a
+**browser navigation** gets **302** to ``idp_url?callback=...&state=S`` and a
+short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
+return to; every other request (POST, ``fetch``/XHR, API clients) gets **401**
+with a small JSON body naming the login URL (a cross-origin redirect would only
+break it).
 
 The IdP sends the browser back to ``callback_path?token=T``. The token is
 opened and *every* check must pass -- seal and key, version, issuer,
@@ -100,11 +97,10 @@ class RemoteSide(Side):
     ) -> None:
         super().__init__(options, **given)
         options = self.options
-        idp_url: str = options.idp_url
+        self.idp_url: str = options.idp_url
+        self.issuer = canonical_origin(self.idp_url, setting="idp_url")
         callback_path: str = options.callback_path
         state_cookie_name: str = options.state_cookie_name
-        self.issuer = canonical_origin(idp_url, setting="idp_url")
-        self.idp_url = idp_url
         # The Host headers that name app_url's host: read only to explain a failure.
         own = urlsplit(self.origin)
         self._own_hosts = {own.netloc}
@@ -114,7 +110,7 @@ class RemoteSide(Side):
         self.callback_url = self.origin + callback_path
         self.token_leeway: float = options.token_leeway
         self.state_ttl = int(options.state_ttl)
-        self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
+        self._login_prefix = f"{self.idp_url}?callback={quote(self.callback_url, safe='')}&state="
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
         self.state_signer = self.key.serializer(

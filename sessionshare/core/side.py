@@ -1,13 +1,12 @@
 """What the IdP's and a remote's protocol have in common: identity, user, sign-out, outage.
 
-A *side* is one app's half of the protocol, with no I/O and no server
-interface: it reads a :class:`~sessionshare.core.request.Request` and the
-request's :class:`~sessionshare.core.session.Session`, asks for store work as steps
+A *side* is one app's half of the protocol, with no I/O: it reads a
+:class:`~sessionshare.core.request.Request` and the request's
+:class:`~sessionshare.core.session.Session`, asks for store work as steps
 (``core/steps.py``), and answers with a :class:`~sessionshare.core.reply.Reply`
-or lets the request through to the app (:class:`PassThrough`). Both sides offer
-the same three entry points, and a shell -- WSGI or ASGI, one class each --
-calls them in this order whatever the role, as h11's I/O layer always calls the
-same methods of a connection:
+or lets the request through to the app (:class:`PassThrough`). A shell calls
+the same three entry points in this order whatever the role (as h11's I/O
+layer always calls the same methods of a connection):
 
 1. :meth:`Side.on_request` -- a request (a websocket handshake too, told apart
    by :attr:`Request.is_websocket <sessionshare.core.request.Request.is_websocket>`)
