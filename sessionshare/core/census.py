@@ -1,11 +1,9 @@
 """The census: how many signed-in sessions are live, in one round trip, for the deployment.
 
-The gauge used to count by scanning every user's index and asking the store
-which sessions it still held: half a million commands and half a minute at a
-million sessions, in every process that served the gauge. The census is a
-sorted set the store keeps as sessions start and end, so a count reads its
-size (``ZCARD``): one round trip whatever the number of sessions, and the same
-figure for every worker and process.
+The census is a sorted set the store keeps as sessions start and end, so a
+count reads its size (``ZCARD``): one round trip whatever the number of
+sessions, and the same figure for every process (not a scan of every user's
+index).
 
 Layout (one key per deployment, named by its newest sync key's public
 fingerprint, as the index keys are; the lock shares its hash tag)::
@@ -13,44 +11,30 @@ fingerprint, as the index keys are; the lock shares its hash tag)::
     census = <prefix> "n:{" <key id> "}"          member: a session's store digest
     lock   = <prefix> "n:{" <key id> "}:sweep"    score: when to check that session next
 
-Who keeps it:
+- **Entered** by the step that enters a session in its user's index
+  (:class:`~sessionshare.core.steps.IndexPut`), in the same script, only while
+  the session is live, scored with when its key would expire now. The entries
+  that step drops leave it.
+- **Left** by every end of a session (:class:`~sessionshare.core.steps.Delete`),
+  in the same script.
+- **Swept** for the ends nothing runs (idle or absolute expiry in the store).
+  A read slides a session's expiry without touching the census -- the
+  authenticated read stays one ``GETEX`` -- so a score is a lower bound of
+  its end: the sweep looks only at members whose score has passed and asks
+  the store how long each key has left (``PTTL``): gone, it leaves; live, it
+  is due again when that runs out. One process sweeps at a time (a lock held
+  ``sweep_every`` seconds).
 
-- **Entered** by the step that enters a session in its user's index (a sign-in,
-  a move to a new id: :class:`~sessionshare.core.steps.IndexPut`), in the same
-  script, only while the session is live. Its score is when its key would
-  expire now -- a time it cannot end before, except by an end that takes it
-  out at once. The entries the same step drops leave it.
-- **Left** by every end of a session (:class:`~sessionshare.core.steps.Delete`:
-  a logout in any app, a revocation, ``max_sessions_per_user``, an absolute
-  timeout met on a read), in the same script.
-- **Swept** for the ends nothing runs: a session that idles out (or reaches its
-  absolute timeout unread) simply expires in the store. A read slides a
-  session's expiry without touching the census -- the authenticated read
-  stays one ``GETEX`` -- so a member's score is a lower bound of its end: the
-  sweep looks only at members whose score has passed, and for each asks the
-  store how long its key has left (``PTTL``): gone, it leaves; live, its next
-  check is when that time runs out. Each session costs at most one check per
-  idle timeout, whatever the number of processes, and one process sweeps at a
-  time (a lock held ``sweep_every`` seconds).
-
-**The bound.** With a count every ``sweep_every`` seconds somewhere in the
-deployment, the figure is never below the live signed-in sessions, and above
-them by at most the sessions that ended *silently* (idle or absolute expiry
-in the store, nobody reading them) since the sweep before -- each silent end
-is out of the count at most ``sweep_every`` seconds (plus the clock skew
-between hosts) after it happened. Ends that run a step (logout, revocation)
-are out at once. Two cases are documented exceptions: a write in a session's
-last idle period before its absolute timeout can end it before its score (it
-then stays counted up to ``idle_timeout`` longer), and a sweep checks at most
-:data:`SWEEP_BATCHES` x :data:`SWEEP_BATCH` sessions (the rest wait for the
-next one). The sweep runs inside a count only: a deployment that never
-counts (no gauge, no ``sessions count`` now and then) keeps the members of
-the sessions that idled out until a count sweeps them. On a cluster the
-census has a slot of its own, so the index write and each end keep it by a
-command right after their script; a process that dies between the two
-leaves the census off by that session until
-:meth:`Census.reconcile` (``python -m sessionshare sessions reconcile``)
-repairs it from the index.
+**The bound.** With a count every ``sweep_every`` seconds, the figure is
+never below the live signed-in sessions, and above them by at most the
+sessions that ended silently since the sweep before. Exceptions: a write in
+a session's last idle period before its absolute timeout can end it before
+its score (counted up to ``idle_timeout`` longer); a sweep checks at most
+:data:`SWEEP_BATCHES` x :data:`SWEEP_BATCH` sessions; a deployment that never
+counts keeps idled-out members until a count sweeps them. On a cluster the
+census has a slot of its own, so it is kept by a command right after each
+script; a process that dies between the two leaves it off by one session until
+:meth:`Census.reconcile` (``python -m sessionshare sessions reconcile``).
 """
 
 from __future__ import annotations
@@ -104,17 +88,15 @@ class Census:
             return int(members)
         return int(members) - (yield from self.sweep())
 
-    def sweep(self, *, batches: int | None = SWEEP_BATCHES) -> Steps[int]:
-        """Check the members whose check time has passed; how many left (their session
-        had expired). ``batches=None``: until none is due."""
+    def sweep(self) -> Steps[int]:
+        """Check the members whose check time has passed (at most :data:`SWEEP_BATCHES`
+        batches); how many left (their session had expired)."""
         now = int(self.clock())
         left = 0
-        done = 0
-        while batches is None or done < batches:
+        for _ in range(SWEEP_BATCHES):
             due: list[str] = yield CensusDue(self.key, now, SWEEP_BATCH)
             if due:
                 left += yield self._check(due, now)
-            done += 1
             if len(due) < SWEEP_BATCH:
                 break
         return left

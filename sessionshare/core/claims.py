@@ -2,65 +2,38 @@
 leaked state.
 
 The state ``S`` of a login attempt travels in the IdP's login URL, so it ends
-up in access logs and browser history. Whoever reads it and has an account of
-their own could open that URL signed in, get a token minted for ``S`` -- for
-*their* session -- and make the victim's browser open it: the victim's state
-cookie matches, and the victim becomes the attacker at that remote (login
-CSRF with a leaked state).
-
-So the IdP **claims** each state for the browser that presents it first, and
-mints a token for it only to that browser:
+up in access logs and browser history. Whoever reads it and has an account
+could open that URL signed in, get a token minted for ``S`` -- for *their*
+session -- and make the victim's browser open it: the victim's state cookie
+matches, and the victim becomes the attacker at that remote. So the IdP
+**claims** each state for the browser that presents it first, and mints a
+token for it only to that browser (another gets **403** ``state_taken``):
 
 - a browser is known by a random id in its own IdP cookie (``<session cookie
-  name>_browser``: HttpOnly, no expiry, untouched by logout, since the claim
-  must survive the sign-in that rotates the session id);
-- the claim is one store record per state, ``state digest -> owner digest``
-  (keyed digests: a store dump yields neither the state nor the cookie); the
-  first claimant wins;
-- a signed-out visit to the login URL claims the state (one more round trip
-  on that page view); minting claims again *and* stores the ticket in the
-  same store command (:class:`~sessionshare.core.steps.ClaimState`), so the
-  hand-off of a signed-in user stays at four round trips. Both records share
-  the state's hash tag, and the remote finds the ticket under that tag too
-  (it knows the state from its state cookie), so the command is Cluster-safe.
+  name>_browser``: no expiry, untouched by logout, since the claim must
+  survive the sign-in that rotates the session id);
+- a claim is one store record, ``state digest -> owner digest`` (keyed: a
+  store dump yields neither the state nor the cookie). Minting claims again
+  and stores the ticket in one command
+  (:class:`~sessionshare.core.steps.ClaimState`), under the state's hash tag;
+- a claim lasts as long as the state it guards (one that ended first would
+  leave a state read from a log free for the taking): a state that outlives
+  :data:`CLAIM_TTL` carries its expiry (:mod:`sessionshare.core.loginstate`);
+- the owner digest is keyed, so during a key rotation a new claim is made
+  under the newest key, and a claim held under any configured key holds.
 
-**How long.** A claim lasts as long as the state it guards: the remote's
-state cookie, not the claim, decides when a login attempt is over, and a
-claim that ended first would leave a state read from a log free for the
-taking while the victim's browser still accepts tokens for it. A state
-whose cookie outlives :data:`CLAIM_TTL` carries its expiry, tagged under the
-sync key (:mod:`sessionshare.core.loginstate`); the IdP reads it only from an
-intact tag and never past :data:`~sessionshare.core.loginstate.MAX_STATE_TTL`.
+**Receipts.** Two tabs that open the IdP before either has its answer both
+arrive without the browser cookie, and each mints an id; the browser keeps
+only the cookie that arrived last. So a request that claims a state for an
+id it minted also leaves a *receipt*: a cookie named after that state holding
+the same id, which a sign-in in that tab presents. A receipt proves only what
+the browser cookie proves, and relaxes nothing for anyone who does not hold
+it (unlike a "provisional" claim the next presenter could take over, which
+would hand a private window's state to whoever reads it from a log first).
 
-**Every configured key.** The owner digest is keyed, so during a key rotation
-a login whose first request reaches an IdP worker on ``OLD,NEW`` and whose
-sign-in reaches one on ``NEW,OLD`` presents different digests. A browser is
-therefore the owner under *any* configured key: a new claim is made under the
-newest, and a claim held under any of them holds.
-
-**Receipts: two tabs on a first visit.** Two tabs that open the IdP before
-either has its answer (a new profile, a private window, two links at once)
-both arrive without the browser cookie, so each request mints an id of its
-own and claims its state for it; the browser keeps only the cookie that
-arrived last, and the other tab's state would be claimed by an id nobody
-holds. So a request that claims a state for an id it minted also leaves a
-*receipt*: a cookie named after that state (``<browser cookie>-<digest of
-the state>``, lasting as long as the claim) holding the same id. Each tab's
-receipt has a name of its own, so the browser keeps both, and a sign-in in
-either tab presents the id its state was claimed for. A receipt proves only
-what the browser cookie proves: it is an id this browser was given, under the
-name of one state; another browser's receipt, renamed, is another browser's
-id. Nothing is relaxed for anyone who does not hold the cookie -- unlike a
-"provisional" claim that the next browser presenting the state could take
-over, which would hand every first-time visitor's state (the private
-window's) to whoever reads it from a log first.
-
-A browser that presents a state another browser claimed gets **403**
-``state_taken`` and no token. What this cannot stop: an attacker who learns
-the state *before* the victim's browser reaches the IdP (the remote's own
-logs, say) claims it first. The victim's browser then gets ``state_taken`` at
-the IdP, which at least shows; the attack needs the victim to open the
-attacker's token before that.
+What this cannot stop: an attacker who learns the state *before* the
+victim's browser reaches the IdP (the remote's own logs, say) claims it
+first; the victim then sees ``state_taken``.
 
     claims = StateClaims(key, cookie=CookieSpec("sessionshare_browser"), prefix="p:",
                          clock=time.time)
@@ -189,15 +162,12 @@ class StateClaims:
 
     def claim(self, state: str, owners: tuple[str, ...]) -> Steps[bool]:
         """Claim ``state`` for this browser: True when it holds it now (first, or again)."""
-        ttl = self.ttl_of(state, now=self.clock())
-        held: bool = yield ClaimState(self.claim_key(state), owners, ttl)
-        return held
+        return (yield from self.claim_with_ticket(state, owners, None, "", 0))
 
-    def claim_with_ticket(
-        self, state: str, owners: tuple[str, ...], ticket_key: str, value: str, ticket_ttl: int
-    ) -> Steps[bool]:
-        """Claim ``state`` for this browser and, only if it holds it, store a ticket: one
-        command."""
+    def claim_with_ticket(self, state: str, owners: tuple[str, ...], ticket_key: str | None,
+                          value: str, ticket_ttl: int) -> Steps[bool]:
+        """Claim ``state`` for this browser and, only if it holds it, store a ticket (none
+        for ``ticket_key=None``): one command."""
         ttl = self.ttl_of(state, now=self.clock())
         held: bool = yield ClaimState(
             self.claim_key(state), owners, ttl, ticket_key, value, ticket_ttl

@@ -1,16 +1,14 @@
 """The options checked once: every problem at once, then the checked options a side is built from.
 
-:func:`checked_options` is the one round of checks (STYLE 6: bad configuration
-fails at construction, with an actionable message): each value against its
-option's check (:mod:`sessionshare.core.option_checks`), then the rules
-between options -- an https app with cookies that would also travel over
-plain http, an ``idp_url`` on the app's own origin, two endpoints on one
-path. Every problem is reported in one :class:`ConfigurationError`, each
-naming the option (and the variable, when the value came from one). What
-passes is a frozen :class:`CheckedOptions`, defaults filled in from the
-declaration, which the sides are built from without checking again -- so a
-side built directly (``RemoteSide(key=..., app_url=...)``) refuses exactly
-what a middleware refuses.
+:func:`checked_options` is the one round of checks (STYLE 6): each value
+against its option's check (:mod:`sessionshare.core.option_checks`), then the
+rules between options -- an https app with cookies that would also travel over
+plain http, an ``idp_url`` on the app's own origin, two endpoints on one path.
+Every problem is reported in one :class:`ConfigurationError`, each naming the
+option (and the variable it came from). What passes is a frozen
+:class:`CheckedOptions`, defaults filled in, which the sides are built from
+without checking again: a side built directly refuses exactly what a
+middleware refuses.
 
 ``read_environ`` reads the ``SESSIONSHARE_*`` variables for ``from_env`` and
 ``python -m sessionshare check``. A value that could carry a secret -- the
@@ -38,14 +36,8 @@ from .cookies import CookieSpec, session_cookie
 from .options import OPTIONS, Role, Shell, options_for
 
 __all__ = [
-    "COOKIE_ATTRIBUTES",
-    "CheckedOptions",
-    "check_options",
-    "checked_options",
-    "followed_cookie",
-    "option_warnings",
-    "read_environ",
-    "unknown_variables",
+    "COOKIE_ATTRIBUTES", "CheckedOptions", "check_options", "checked_options",
+    "followed_cookie", "option_warnings", "read_environ", "unknown_variables",
 ]
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -120,9 +112,7 @@ def checked_options(
         # Read a one-shot iterator once, here, so the checks (an https IdP refuses
         # http entries) and the allow-list see the same entries.
         values["known_remote_hosts"] = tuple(hosts)
-    problems = _problems(role, values, {}, shell)
-    if problems:
-        raise ConfigurationError("; ".join(problems))
+    _raise_any(_problems(role, values, {}, shell))
     return CheckedOptions(role, shell, {
         option.name: values.get(option.name, option.default) for option in declared
     })
@@ -142,7 +132,10 @@ def check_options(role: Role, values: Mapping[str, Any], shell: Shell | None = "
     ``values`` holds constructor arguments by name; names that are not
     options of ``role`` are ignored, and so are options left out.
     """
-    problems = _problems(role, values, {}, shell)
+    _raise_any(_problems(role, values, {}, shell))
+
+
+def _raise_any(problems: list[str]) -> None:
     if problems:
         raise ConfigurationError("; ".join(problems))
 
@@ -150,20 +143,13 @@ def check_options(role: Role, values: Mapping[str, Any], shell: Shell | None = "
 def _problems(
     role: Role, values: Mapping[str, Any], sources: Mapping[str, str], shell: Shell | None
 ) -> list[str]:
-    def blamed(name: str, message: str) -> str:
-        source = sources.get(name)
-        return f"{source}: {message}" if source else message
-
-    problems: list[str] = []
-    bad: list[str] = []
-    for option in options_for(role, shell):
-        if option.name in values:
-            message = option.check(option.name, values[option.name])
-            if message is not None:
-                problems.append(blamed(option.name, message))
-                bad.append(option.name)
-    problems.extend(blamed(name, message) for name, message in _cross_problems(role, values, bad))
-    return problems
+    """Every problem of ``values``, each naming the variable it came from (``sources``)."""
+    checked = ((option.name, option.check(option.name, values[option.name]))
+               for option in options_for(role, shell) if option.name in values)
+    bad = {name: message for name, message in checked if message is not None}
+    found = [*bad.items(), *_cross_problems(role, values, bad)]
+    return [f"{sources[name]}: {message}" if sources.get(name) else message
+            for name, message in found]
 
 
 # -- rules between options ---------------------------------------------------------
@@ -177,10 +163,13 @@ def _cross_problems(
     def value(name: str) -> Any:
         return values.get(name, _BY_NAME[name].default)
 
+    def fine(*names: str) -> bool:
+        return not set(names) & set(bad)
+
     found: list[tuple[str, str]] = []
     app_url = value("app_url")
     if (
-        "app_url" in values and not {"app_url", "cookie_secure"} & set(bad)
+        "app_url" in values and fine("app_url", "cookie_secure")
         and value("cookie_secure") and canonical_origin(app_url).startswith("http:")
     ):
         found.append(("app_url", (
@@ -189,14 +178,12 @@ def _cross_problems(
             "for a local http demo"
         )))
     https = (
-        "app_url" in values and "app_url" not in bad
-        and canonical_origin(app_url).startswith("https:")
+        "app_url" in values and fine("app_url") and canonical_origin(app_url).startswith("https:")
     )
-    if https and "allow_insecure" not in bad and not value("allow_insecure"):
+    if https and fine("allow_insecure") and not value("allow_insecure"):
         found.extend(_sent_in_clear(role, values, bad, app_url))
     if (
-        role == "remote" and {"app_url", "idp_url"} <= set(values)
-        and not {"app_url", "idp_url"} & set(bad)
+        role == "remote" and {"app_url", "idp_url"} <= set(values) and fine("app_url", "idp_url")
         and canonical_origin(value("idp_url")) == canonical_origin(app_url)
     ):
         found.append(("idp_url", (
@@ -205,9 +192,8 @@ def _cross_problems(
             "the IdP's login URL (the IdP's app_url and login_path, e.g. "
             "https://id.example/login)"
         )))
-    if (
-        value("cookie_partitioned") and not value("cookie_secure")
-        and not {"cookie_partitioned", "cookie_secure"} & set(bad)
+    if value("cookie_partitioned") and not value("cookie_secure") and fine(
+        "cookie_partitioned", "cookie_secure"
     ):
         # Browsers drop a Partitioned cookie without Secure: no session would ever stick.
         found.append(("cookie_partitioned", (
@@ -218,7 +204,7 @@ def _cross_problems(
     name = value("cookie_name")
     if (
         isinstance(name, str) and name.startswith("__Host-") and value("cookie_path") != "/"
-        and not {"cookie_name", "cookie_path"} & set(bad)
+        and fine("cookie_name", "cookie_path")
     ):
         found.append(("cookie_path", (
             f"cookie_path {value('cookie_path')!r} with cookie_name {name!r}: browsers "
@@ -228,39 +214,44 @@ def _cross_problems(
     # A request is routed by the first path it matches: a shared path would
     # silently switch one endpoint off.
     first, second = ("logout_path", "login_path" if role == "idp" else "callback_path")
-    if not {first, second} & set(bad) and value(first) == value(second):
+    if fine(first, second) and value(first) == value(second):
         found.append((second, (
             f"{second} {value(second)!r} is also the {first}: give each its own absolute path"
         )))
     return found
 
 
+#: How each ``_sent_in_clear`` message ends.
+_TEST_BED = ("or pass allow_insecure=True (SESSIONSHARE_ALLOW_INSECURE=true) if this is only a "
+             "test bed")
+
+
 def _sent_in_clear(
     role: Role, values: Mapping[str, Any], bad: Collection[str], app_url: str
 ) -> list[tuple[str, str]]:
     """On an https app, what would send the session (or what opens it) in clear."""
+    def given(name: str) -> bool:
+        return name in values and name not in bad
+
     found: list[tuple[str, str]] = []
     # An https app with cookie_secure=False sends its cookie -- a bearer credential
     # for the shared session -- over plain http too, to anyone on the network who
     # can make the browser load one http URL of the host (SSL stripping).
-    if "cookie_secure" in values and "cookie_secure" not in bad and not values["cookie_secure"]:
+    if given("cookie_secure") and not values["cookie_secure"]:
         found.append(("cookie_secure", (
             f"cookie_secure=False on https app_url {app_url!r}: the session cookie would "
             "also travel over plain http, where anyone on the network reads it; keep "
-            "cookie_secure=True, or pass allow_insecure=True "
-            "(SESSIONSHARE_ALLOW_INSECURE=true) if this is only a test bed"
+            f"cookie_secure=True, {_TEST_BED}"
         )))
-    if role == "idp" and "known_remote_hosts" in values and "known_remote_hosts" not in bad:
-        insecure = _plain_http_entries(values["known_remote_hosts"])
-        if insecure:
-            found.append(("known_remote_hosts", (
-                f"known_remote_hosts allows plain http callbacks ({', '.join(insecure)}) "
-                f"on https app_url {app_url!r}: the hand-off token and that app's session "
-                "cookie would travel in clear; list the remote as https, or pass "
-                "allow_insecure=True (SESSIONSHARE_ALLOW_INSECURE=true) if this is only "
-                "a test bed"
-            )))
-    if "websocket_origins" in values and "websocket_origins" not in bad:
+    insecure = _plain_http_entries(values["known_remote_hosts"]) if (
+        role == "idp" and given("known_remote_hosts")) else ()
+    if insecure:
+        found.append(("known_remote_hosts", (
+            f"known_remote_hosts allows plain http callbacks ({', '.join(insecure)}) "
+            f"on https app_url {app_url!r}: the hand-off token and that app's session "
+            f"cookie would travel in clear; list the remote as https, {_TEST_BED}"
+        )))
+    if given("websocket_origins"):
         # A page served over plain http can be rewritten on the way: listed, it would
         # open sockets as the user of an https app.
         listed = checks.origins_of("websocket_origins", values["websocket_origins"])
@@ -269,8 +260,7 @@ def _sent_in_clear(
             found.append(("websocket_origins", (
                 f"websocket_origins lists plain http origins ({', '.join(plain)}) on https "
                 f"app_url {app_url!r}: a page served over http can be altered in transit; "
-                "list them as https, or pass allow_insecure=True "
-                "(SESSIONSHARE_ALLOW_INSECURE=true) if this is only a test bed"
+                f"list them as https, {_TEST_BED}"
             )))
     return found
 

@@ -2,15 +2,12 @@
 
 Every step of the protocol that an operator may want to count or alert on
 -- a sign-in, a hand-off issued or redeemed, each rejection with its reason
-code, a logout, a session ended by its absolute timeout or revoked, a store
-outage -- is reported once, here, by the core. The log line and the
-``on_event`` hook get the same event. The shells only run the core's steps
--- a store failure after the answer started included, which the late
-persist reports itself -- so the WSGI and the ASGI middlewares report the
-same events for the same requests (``tests/test_core_events.py`` holds them
-to it).
+code, a logout, a session ended or revoked, a store outage -- is reported
+once, by the core, to the log and to the ``on_event`` hook alike; the shells
+only run the core's steps, so the WSGI and the ASGI middlewares report the
+same events for the same requests (``tests/test_core_events.py``).
 
-- The ``sessionshare`` logger gets one line per event, as before (``ticket_issued
+- The ``sessionshare`` logger gets one line per event (``ticket_issued
   audience=https://shop.example``). The record also carries the event's name and
   fields (:data:`EVENT_ATTR`, :data:`FIELDS_ATTR`), which
   :class:`sessionshare.logging.JsonFormatter` writes as one JSON object per line.
@@ -102,12 +99,8 @@ class Events:
         message: str,
         *args: object,
     ) -> None:
-        """Log ``message % args`` at ``level`` as event ``name``, then call the hook.
-
-        ``message`` is the log line (its text is what operators grep for, so it
-        stays as it was); ``fields`` are the structured facts, for the hook and
-        the JSON formatter.
-        """
+        """Log ``message % args`` at ``level`` as event ``name``, then call the hook with
+        ``fields``, the structured facts (also for the JSON formatter)."""
         if log.isEnabledFor(level):
             # stacklevel: the record names the step that reported it, not this method.
             log.log(level, message, *args, extra={EVENT_ATTR: name, FIELDS_ATTR: dict(fields)},

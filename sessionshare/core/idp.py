@@ -5,29 +5,21 @@ callback URL>&state=<S>``. On that request (:meth:`IdpSide.on_request`):
 
 1. ``callback`` is checked against the allow-list
    (:class:`~sessionshare.crypto.AllowList`). A callback that fails is never
-   redirected to, on any path of this code: the request goes on to the IdP's
-   own login page with no pending hand-off and ``callback_rejected`` is logged
-   (``strict=True`` answers 400 instead, and so does an ``http://`` callback
-   whose host and port a scheme-less entry names: a page naming the entry
-   to write, since a login form there would leave the user on the IdP);
-2. if the user is already signed in (``session[user_key]`` is set), the
-   optional ``authorize(session, remote_origin)`` hook is asked (False: 403),
-   a single-use ticket is stored for the session, and the answer is **303**
-   to ``callback?token=T``;
-3. otherwise ``{callback, state}`` is remembered in the session (a few at
-   once, so several tabs work) and the app shows its form. The record names
-   each hand-off by a keyed digest of its state and keeps the state sealed:
-   the session, which the app reads and a store dump shows, holds no state
-   anybody could have a token minted for.
+   redirected to: the request goes on to the IdP's own login page with no
+   pending hand-off and ``callback_rejected`` is logged (``strict=True``
+   answers 400 instead);
+2. if the user is already signed in, the optional ``authorize(session,
+   remote_origin)`` hook is asked (False: 403), a single-use ticket is stored
+   for the session, and the answer is **303** to ``callback?token=T``;
+3. otherwise the hand-off is remembered in the session (a few at once, so
+   several tabs work, and no usable state in it: :mod:`sessionshare.core.pending`)
+   and the app shows its form.
 
-On the way out of every request the app served (:meth:`IdpSide.on_response`),
-a sign-in -- ``session[user_key]`` newly set -- **rotates the session id**
-(no fixation) -- and so does a different user signing in over a signed-in
-session -- and, if a hand-off is pending, replaces the app's answer with
-that 303. A sign-in made only while the body streams, when no new cookie can
-be sent, is not recorded (:meth:`IdpSide.on_close`). The login form should
-post back to the same URL (``<form method=post>`` without ``action`` does) so
-that, with several tabs open, each tab returns to its own page.
+On the way out (:meth:`IdpSide.on_response`), a sign-in **rotates the session
+id** (no fixation) and, if a hand-off is pending, replaces the app's answer
+with that 303. The login form should post back to the same URL (``<form
+method=post>`` without ``action`` does) so that each tab returns to its own
+page.
 """
 
 from __future__ import annotations
@@ -43,19 +35,16 @@ from ..errors import CallbackRejected
 from . import tickets
 from .claims import BrowserIds, StateClaims
 from .configure import CheckedOptions
-from .cookies import CookieSpec
 from .guest import MAX_RELAY, is_valid_relay
 from .index import UserIndex, record_session
 from .lifecycle import Headers
-from .loginstate import LoginStates
 from .options import Authorize as Authorize
 from .options import IdpSideOptions
-from .passive import PassiveAnswers
 from .pending import PendingHandoffs
 from .reply import Reply
 from .request import Request
 from .session import Session, state_of
-from .side import Answer, Closing, Outcome, PassThrough, Side
+from .side import Closing, Outcome, PassThrough, Side
 from .steps import Steps
 from .stepup import is_fresh
 from .storeid import Identity
@@ -117,16 +106,10 @@ class IdpSide(Side):
         self.authorize: Authorize | None = options.authorize
         self.strict: bool = options.strict
         self.pending = PendingHandoffs(self.key, clock=self.clock)
-        self.login_states = LoginStates(self.key)
-        self.passive_answers = PassiveAnswers(self.key)
-        session_cookie = self.lifecycle.cookie
         self.claims = StateClaims(
             self.key, prefix=self.lifecycle.key_prefix, clock=self.clock,
-            cookie=CookieSpec(
-                # Lax: it must come along on the top-level navigation from a remote.
-                session_cookie.name + "_browser", secure=session_cookie.secure,
-                samesite="Lax", domain=self.cookie_domain,
-            ),
+            # Lax: it must come along on the top-level navigation from a remote.
+            cookie=self._cookie_beside("_browser", samesite="Lax"),
         )
         #: The identity of the store tickets are written into, carried in each ticket.
         self.store_identity = Identity(self.lifecycle.key_prefix, clock=self.clock)
@@ -203,7 +186,7 @@ class IdpSide(Side):
                     # A browser that came without its cookie keeps a receipt of the id it
                     # claimed as: another tab's answer may replace that cookie.
                     headers += self.claims.receipt(handoff.state, browser)
-                self._remember(session, handoff)
+                self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
                 return PassThrough(user, signed_in=user is not None, headers=headers,
                                    browser=browser.minted)
         return PassThrough(user, signed_in=user is not None)
@@ -249,7 +232,7 @@ class IdpSide(Side):
         """The page's explanation when an http callback meets a bare ``host:port`` entry
         of the same host and port (https only): a development server listed without its
         scheme, which the login form would not fix -- the user would sign in and stay
-        here. Any other refusal shows the login page, as before."""
+        here."""
         shown = exc.origin
         if exc.reason != "scheme_not_allowed" or not shown or not shown.startswith("http://"):
             return None
@@ -286,24 +269,7 @@ class IdpSide(Side):
                 hint += " (an https IdP also needs allow_insecure=True; better serve it over https)"
         return hint
 
-    def _remember(self, session: Session, handoff: _Handoff) -> None:
-        self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
-
     # -- on the way out: did the app sign the user in? ---------------------
-    def on_response(
-        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
-    ) -> Answer:
-        """Persist the session after the app ran; a 303 back to a remote replaces its answer.
-
-        Returns the headers to add to the app's response, or the :class:`Reply`
-        that replaces it (carrying the app's own cookies). A websocket handshake's
-        answer carries no cookie: it is persisted as :meth:`on_close` does, where a
-        sign-in is not recorded.
-        """
-        if request.is_websocket:
-            return self.on_close(session)
-        return self._after_app(request, session, passed, app_headers)
-
     def _sign_in(self, session: Session, passed: PassThrough) -> tuple[Any, bool]:
         """The user now, and whether the app signed one in since ``passed`` was true (then
         the session is set to move to a new id and the sign-in is recorded)."""
@@ -335,10 +301,9 @@ class IdpSide(Side):
     def on_save(
         self, request: Request, session: Session, passed: PassThrough, *, late: bool = False
     ) -> Steps[PassThrough]:
-        """An early save (:meth:`Side.on_save`) applies the sign-in rules of the way out
-        first: a sign-in made before it is never written under the id the browser had
-        before (session fixation) -- the save moves the session, as the response would.
-        After the headers, it is the late persist (:meth:`on_close`: no sign-in then)."""
+        """An early save applies the sign-in rules of the way out first: a sign-in made
+        before it is never written under the id the browser had before (session
+        fixation). After the headers, it is the late persist (:meth:`on_close`)."""
         if late or request.is_websocket:
             closing = self.on_close(session)
             if not isinstance(closing, list):
@@ -348,12 +313,7 @@ class IdpSide(Side):
         user, signing_in = self._sign_in(session, passed)
         before = state.stored_id
         yield from self.lifecycle.save_now(session)
-        if user is not None and (signing_in or state.stored_id != before):
-            yield from record_session(
-                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
-                user_agent=request.user_agent, moved_from=before,
-                max_sessions=self.max_sessions_per_user if signing_in else None,
-            )
+        yield from self._record(request, session, user, signing_in, before)
         # What the rest of the request is measured against: the session as saved.
         user = self.user_of(session) if state.loaded else None
         return PassThrough(user, signed_in=user is not None, headers=passed.headers,
@@ -363,6 +323,8 @@ class IdpSide(Side):
     def _after_app(
         self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
     ) -> Steps[Reply | Headers]:
+        """A sign-in's 303 back to a remote waiting for it replaces the app's answer
+        (carrying the app's own cookies)."""
         state = state_of(session)
         user, signing_in = self._sign_in(session, passed)
         signed_in = user is not None
@@ -372,16 +334,10 @@ class IdpSide(Side):
         if handoff is not None and not self._fresh_enough(session, handoff):
             # Not signed in again (a wrong password, or the app did not ask): the hand-off
             # keeps waiting, and no token is minted for the old sign-in.
-            self._remember(session, handoff)
+            self.pending.remember(session, handoff.callback, handoff.origin, handoff.state)
             handoff = None
         cookies = [*passed.headers, *(yield from self.lifecycle.persist(session))]
-        if signed_in and (signing_in or state.stored_id != before):
-            # The user's index of sessions (to list and end them): a sign-in, or a move.
-            yield from record_session(
-                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
-                user_agent=request.user_agent, moved_from=before,
-                max_sessions=self.max_sessions_per_user if signing_in else None,
-            )
+        yield from self._record(request, session, user, signing_in, before)
         if handoff is None or state.stored_id is None:
             return cookies
         if self.authorize is not None and not self.authorize(session, handoff.origin):
@@ -398,16 +354,21 @@ class IdpSide(Side):
             return self._refused(request, handoff, headers, "state_taken")
         return Reply.redirect(location, headers=headers)
 
-    def on_close(self, session: Session) -> Closing:
-        """The app's body is done: persist what changed while it streamed.
+    def _record(self, request: Request, session: Session, user: Any, signing_in: bool,
+                before: str | None) -> Steps[None]:
+        """The user's index of sessions (to list and end them): a sign-in, or a move."""
+        if user is not None and (signing_in or state_of(session).stored_id != before):
+            yield from record_session(
+                self.index, session, self.remote_user(user) or "", ids=self.lifecycle.ids,
+                user_agent=request.user_agent, moved_from=before,
+                max_sessions=self.max_sessions_per_user if signing_in else None,
+            )
 
-        The response's headers went out when it started, so nothing here can
-        rotate the id or set a cookie (:meth:`Side.on_close`). A sign-in made
-        only now is therefore not recorded at all -- nothing of the session's
-        late changes is: kept under the pre-login id, which another browser may
-        hold (a planted cookie), it would make that browser the user (session
-        fixation).
-        """
+    def on_close(self, session: Session) -> Closing:
+        """:meth:`Side.on_close`, where no id can rotate: a sign-in made only now is not
+        recorded at all, nor any late change with it -- kept under the pre-login id,
+        which another browser may hold (a planted cookie), it would make that browser
+        the user (session fixation)."""
         state = state_of(session)
         if (
             state.loaded
@@ -444,15 +405,8 @@ class IdpSide(Side):
         return _Handoff(allowed.url, allowed.origin, state)
 
     # -- the redirect back -------------------------------------------------
-    def _complete(
-        self,
-        request: Request,
-        session: Session,
-        handoff: _Handoff,
-        browser: BrowserIds,
-        *,
-        authorized: bool = False,
-    ) -> Steps[Reply]:
+    def _complete(self, request: Request, session: Session, handoff: _Handoff,
+                  browser: BrowserIds, *, authorized: bool = False) -> Steps[Reply]:
         """A signed-in user asks for a remote: straight back with a token."""
         if (not authorized and self.authorize is not None
                 and not self.authorize(session, handoff.origin)):

@@ -14,33 +14,25 @@ Layout (every command touches one key, so it works unchanged on a cluster)::
                  "u": user agent (at most 200 characters)}
 
 - **No cookie in a dump.** An entry names its session by the keyed digest
-  the session's store key is made of (:mod:`sessionshare.core.ids`), never
-  by its id: a digest cannot be turned back into an id, and a cookie needs
-  the id. The user's name is a keyed digest too.
-- **Coarse, and free on reads.** "Last seen" is the latest sign-in or
-  hand-off: the entry holds the sign-in, and each remote's hand-off is
-  already recorded in the session (the time its origin joined), which the
-  listing reads along with the apps joined. The authenticated read stays one
-  round trip and the hand-off costs nothing more: neither writes here.
-- **Pruned lazily.** Each write drops entries past their absolute expiry;
-  a listing, and a sign-in that finds more than :data:`PRUNE_AT` entries (or
-  more than ``max_sessions_per_user``), checks the others against the store
-  and drops the dead; the key itself expires with its longest-lived entry.
+  its store key is made of (:mod:`sessionshare.core.ids`), never by its id,
+  which a cookie needs and a digest cannot be turned back into. The user's
+  name is a keyed digest too.
+- **Free on reads.** "Last seen" is the latest sign-in or hand-off (the time
+  each origin joined is in the session already): the authenticated read and
+  the hand-off write nothing here.
+- **Pruned lazily.** Each write drops entries past their absolute expiry; a
+  listing, and a sign-in that finds more than :data:`PRUNE_AT` entries (or
+  ``max_sessions_per_user``), checks the others against the store.
 - **Per deployment.** An index key names the sync key it is written under
-  (its key id, the public fingerprint), so a deployment with another key on
-  the same store and prefix -- staging next to production -- neither lists
-  nor counts this one's sessions (``count_sessions`` scans only its own).
-- **Rotation.** Indexes are written under the newest sync key and read under
-  every configured one; ``max_sessions_per_user`` counts a user's sessions
-  in every one of them, so a session made under the old key is evicted too.
+  (its public key id), so another deployment on the same store and prefix --
+  staging next to production -- neither lists nor counts this one's sessions.
+  Indexes are written under the newest key and read (and capped) under every
+  configured one, so a rotation loses no session.
 - **Never an ended session.** An entry is set in the same store step that
-  checks its session is live (``IndexPut(live=...)``), so a request that
-  wrote a session before a logout or a revocation and records it after
-  cannot enter it again.
-- **One order.** The index is walked in the order of its references,
-  whatever order the store hands the entries in (a Redis hash past its small
-  encoding iterates in hash order, a memory store in insertion order): the
-  same requests ask the same store steps, in the same order, on every store.
+  checks its session is live (``IndexPut(live=...)``): a request that wrote
+  a session before a logout or a revocation cannot enter it again after.
+- **One order.** The index is walked in the order of its references, whatever
+  order the store hands the entries in, so every store is asked the same steps.
 
     index = UserIndex(key, key_prefix="sessionshare:")
     infos = run(index.sessions("alice"), store)
@@ -119,13 +111,8 @@ class UserIndex:
     """
 
     def __init__(
-        self,
-        key: SyncKey,
-        *,
-        key_prefix: str = "sessionshare:",
-        user_key: str = "user",
-        events: Events | None = None,
-        clock: Callable[[], float] = time.time,
+        self, key: SyncKey, *, key_prefix: str = "sessionshare:", user_key: str = "user",
+        events: Events | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self._user_subkeys = key.derive(_USER_PURPOSE)
         self._key_ids = [fingerprint.hex() for fingerprint in key.fingerprint_bytes()]
@@ -171,15 +158,8 @@ class UserIndex:
 
     # -- the IdP's writes --------------------------------------------------------
     def record(
-        self,
-        user: str,
-        digest: str,
-        *,
-        created: int,
-        expires: int,
-        user_agent: str,
-        drop_digest: str | None = None,
-        max_sessions: int | None = None,
+        self, user: str, digest: str, *, created: int, expires: int, user_agent: str,
+        drop_digest: str | None = None, max_sessions: int | None = None,
     ) -> Steps[None]:
         """Enter (or refresh) a session in ``user``'s index; end the oldest past
         ``max_sessions``. One round trip, more only when the index holds many entries."""
@@ -364,14 +344,8 @@ class UserIndex:
 
 
 def record_session(
-    index: UserIndex,
-    session: Session,
-    user: str,
-    *,
-    ids: SessionIds,
-    user_agent: str,
-    moved_from: str | None = None,
-    max_sessions: int | None = None,
+    index: UserIndex, session: Session, user: str, *, ids: SessionIds, user_agent: str,
+    moved_from: str | None = None, max_sessions: int | None = None,
 ) -> Steps[None]:
     """Enter the stored, signed-in ``session`` in ``user``'s index (the IdP's step).
 

@@ -8,30 +8,21 @@ in the clear, under a tag::
 
     S = <43 random> "_" <max age, hex, or empty> ["-x" <expires at, hex>] ["-p"] <tag: 22 chars>
 
-- the **max age** is step-up's (:mod:`sessionshare.core.stepup`): hand off
-  only a sign-in at most that many seconds old;
-- the **expiry** is when the remote's state cookie expires, written only
-  when that is later than a claim lasts by default
-  (:data:`~sessionshare.core.claims.CLAIM_TTL`): the IdP keeps its claim on
-  the state that long (:mod:`sessionshare.core.claims`), so a state read from
-  a log is not free for the taking while the victim's browser still holds
-  its cookie;
-- **passive** (``-p``) marks the state of a passive check (:mod:`sessionshare.core.passive`):
-  the remote itself reads it back from the token when a browser that keeps no
-  cookies there returns with one, and answers as a passive page would (not a
-  403) -- the IdP does not need it and skips it.
+- the **max age** is step-up's (:mod:`sessionshare.core.stepup`);
+- the **expiry** is when the remote's state cookie expires, written only when
+  later than :data:`~sessionshare.core.claims.CLAIM_TTL`: the IdP's claim on
+  the state lasts that long (:mod:`sessionshare.core.claims`);
+- **passive** (``-p``) marks a passive check's state: the remote reads it back
+  from a token brought by a browser that keeps no cookies there (the IdP
+  skips it).
 
-The tag is a keyed BLAKE2b over everything before it, under a subkey of the
-sync key. The facts cannot be stripped -- the state must come back equal to
-the state cookie -- nor altered. The newest key tags; **every configured
-key reads**, so during a key rotation a remote and an IdP that switched in
-either order still understand each other. A state that is not tagged by a
-configured key carries nothing: it is an ordinary state. Whatever the IdP
-takes from a state is bounded all the same (:data:`MAX_STATE_TTL`): a key
-holder's bug must not make it keep records for years.
-
-States written by older releases (``<43>_<max age><tag>``, step-up only) read
-the same; an older IdP reads the max age of a state without an expiry.
+The tag is a keyed BLAKE2b over everything before it, so the facts can be
+neither stripped (the state must come back equal to the state cookie) nor
+altered. The newest key tags and **every configured key reads**, so a remote
+and an IdP rotating keys in either order still agree. An untagged state
+carries nothing. Whatever the IdP takes from a state is bounded all the same
+(:data:`MAX_STATE_TTL`): a key holder's bug must not make it keep records for
+years.
 
     states = LoginStates(key)
     state = states.make(max_age=300, expires=now + 3600)

@@ -43,24 +43,55 @@ Check = Callable[[str, Any], str | None]
 # -- checks of one value -------------------------------------------------------
 def _shown(value: Any) -> str:
     text = repr(value)
-    return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else (
-        f"{text} ({type(value).__name__})"
-    )
+    return f"{text[:60] + '...' if len(text) > 60 else text} ({type(value).__name__})"
+
+
+def _whole(value: Any) -> bool:
+    # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is(test: Callable[[Any], bool], expected: str) -> Check:
+    """A check that ``test(value)`` holds; else "<name> must be <expected>, not <value>"."""
+    def check(name: str, value: Any) -> str | None:
+        return None if test(value) else f"{name} must be {expected}, not {_shown(value)}"
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    """``check``, and None is fine too."""
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _matching(pattern: str, expected: str) -> Check:
+    """A check that the value is a string all of whose text ``pattern`` matches."""
+    compiled = re.compile(pattern)
+    return _is(lambda value: isinstance(value, str) and bool(compiled.fullmatch(value)), expected)
+
+
+# "no" is truthy: a string here would silently mean True.
+flag = _is(lambda value: isinstance(value, bool), "True or False")
+any_text = _is(lambda value: isinstance(value, str), "a string")
+nonempty_text = _is(lambda value: isinstance(value, str) and bool(value), "a non-empty string")
+optional_nonempty_text = _optional(nonempty_text)
+function = _is(callable, "callable")
+optional_function = _optional(function)
+samesite = _is(lambda value: isinstance(value, str) and value.lower() in ("lax", "strict", "none"),
+               "'Lax', 'Strict' or 'None'")
+byte_count = _is(lambda value: _whole(value) and value > 0, "a positive whole number of bytes")
+optional_count = _is(lambda value: value is None or (_whole(value) and value > 0),
+                     "a whole number, 1 or more (or None for no limit)")
+# 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
+optional_cookie_age = _is(lambda value: value is None or _whole(value),
+                          "a whole number of seconds (or None)")
 
 
 def seconds(name: str, value: Any, *, zero_ok: bool = False) -> str | None:
-    # bool is an int to Python, but `idle_timeout=True` is a mistake, not one second.
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and (value >= 0 if zero_ok else value > 0):
+    if (_whole(value) or isinstance(value, float)) and (value >= 0 if zero_ok else value > 0):
         return None
     kind = "a number of seconds, 0 or more" if zero_ok else "a positive number of seconds"
     return f"{name} must be {kind}, not {_shown(value)}"
-
-
-def byte_count(name: str, value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return None
-    return f"{name} must be a positive whole number of bytes, not {_shown(value)}"
 
 
 def optional_seconds(name: str, value: Any) -> str | None:
@@ -70,25 +101,8 @@ def optional_seconds(name: str, value: Any) -> str | None:
     return None if problem is None else problem + " (or None)"
 
 
-def optional_count(name: str, value: Any) -> str | None:
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return None
-    return f"{name} must be a whole number, 1 or more (or None for no limit), not {_shown(value)}"
-
-
 def zero_or_more_seconds(name: str, value: Any) -> str | None:
     return seconds(name, value, zero_ok=True)
-
-
-def flag(name: str, value: Any) -> str | None:
-    # "no" is truthy: a string here would silently mean True.
-    return None if isinstance(value, bool) else f"{name} must be True or False, not {_shown(value)}"
-
-
-def nonempty_text(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value:
-        return None
-    return f"{name} must be a non-empty string, not {_shown(value)}"
 
 
 def state_lifetime(name: str, value: Any) -> str | None:
@@ -108,12 +122,7 @@ def passive(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, str) or not isinstance(value, Iterable):
         return f"{name} must be True, False or a list of path prefixes, not {_shown(value)}"
-    for prefix in value:
-        if not (isinstance(prefix, str) and prefix.startswith("/")):
-            return f"{name}: the prefixes must be absolute paths such as '/', not {_shown(prefix)}"
-        if prefix_problem(prefix):
-            return f"{name}: {prefix_problem(prefix)}"
-    return None
+    return _prefixes_problem(name, value, "/")
 
 
 def protect(name: str, value: Any) -> str | None:
@@ -125,13 +134,7 @@ def protect(name: str, value: Any) -> str | None:
     if not isinstance(value, Iterable):
         return (f"{name} must be True, False, a list of path prefixes or a predicate, "
                 f"not {_shown(value)}")
-    prefixes = tuple(value)
-    if not all(isinstance(p, str) and p.startswith("/") for p in prefixes):
-        return f"{name} prefixes must be absolute paths such as '/account/'"
-    for prefix in prefixes:
-        if prefix_problem(prefix):
-            return f"{name}: {prefix_problem(prefix)}"
-    return None
+    return _prefixes_problem(name, value, "/account/")
 
 
 def max_auth_age(name: str, value: Any) -> str | None:
@@ -139,20 +142,21 @@ def max_auth_age(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        for prefix, age in value.items():
-            if not (isinstance(prefix, str) and prefix.startswith("/")):
-                return (f"{name}: the prefixes must be absolute paths such as '/admin/', "
-                        f"not {_shown(prefix)}")
-            problem = prefix_problem(prefix) and f"{name}: {prefix_problem(prefix)}"
-            problem = problem or seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
-            if problem:
-                return problem
-        return None
+        problems = (seconds(f"{name}[{prefix!r}]", age, zero_ok=True)
+                    for prefix, age in value.items())
+        return _prefixes_problem(name, value, "/admin/") or next(filter(None, problems), None)
     return seconds(name, value, zero_ok=True)
 
 
-def optional_nonempty_text(name: str, value: Any) -> str | None:
-    return None if value is None else nonempty_text(name, value)
+def _prefixes_problem(name: str, prefixes: Iterable[Any], example: str) -> str | None:
+    """The first of ``prefixes`` that is not an absolute, decoded path, named; or None."""
+    for prefix in prefixes:
+        if not (isinstance(prefix, str) and prefix.startswith("/")):
+            return (f"{name}: the prefixes must be absolute paths such as {example!r}, "
+                    f"not {_shown(prefix)}")
+        if prefix_problem(prefix):
+            return f"{name}: {prefix_problem(prefix)}"
+    return None
 
 
 def redirect_target(name: str, value: Any) -> str | None:
@@ -164,10 +168,6 @@ def redirect_target(name: str, value: Any) -> str | None:
         except ConfigurationError as exc:
             return str(exc)
     return problem
-
-
-def any_text(name: str, value: Any) -> str | None:
-    return None if isinstance(value, str) else f"{name} must be a string, not {_shown(value)}"
 
 
 _PERCENT_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -185,33 +185,16 @@ def prefix_problem(prefix: str) -> str | None:
     )
 
 
-_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
-
-
-def absolute_path(name: str, value: Any) -> str | None:
-    # Compared with PATH_INFO as is: a path without its leading "/" never matches,
-    # which would silently switch the endpoint off (logout_path="logout" did).
-    if isinstance(value, str) and _PATH.fullmatch(value):
-        return None
-    return (
-        f"{name} must be an absolute path: a leading '/', no query, no spaces "
-        f"(e.g. '/_sessionshare/logout'), not {_shown(value)}"
-    )
-
-
+# Compared with PATH_INFO as is: a path without its leading "/" never matches,
+# which would silently switch the endpoint off (logout_path="logout" did).
+absolute_path = _matching(r"/[A-Za-z0-9._~!$&'()*+,;=:@/-]*", (
+    "an absolute path: a leading '/', no query, no spaces (e.g. '/_sessionshare/logout')"))
 # A cookie's Path ends at the first ";" (which would start an attribute of the caller's
 # choosing) and is matched as a prefix of the request's path: the characters of a path
 # that cannot split the Set-Cookie line.
-_COOKIE_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+=:@/-]*")
-
-
-def cookie_path(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and _COOKIE_PATH.fullmatch(value):
-        return None
-    return (
-        f"{name} must be an absolute URL path for the cookie: a leading '/', no ';', ',', "
-        f"query or spaces (e.g. '/' or '/shop'), not {_shown(value)}"
-    )
+cookie_path = _matching(r"/[A-Za-z0-9._~!$&'()*+=:@/-]*", (
+    "an absolute URL path for the cookie: a leading '/', no ';', ',', query or spaces "
+    "(e.g. '/' or '/shop')"))
 
 
 # A cookie's Domain is written into every Set-Cookie line as given: a ";" would add an
@@ -229,13 +212,6 @@ def cookie_domain(name: str, value: Any) -> str | None:
         f"{name} must be a host name for the cookie's Domain (e.g. 'shop.example'), or None, "
         f"not {_shown(value)}"
     )
-
-
-def optional_cookie_age(name: str, value: Any) -> str | None:
-    # 0 or less is a legal Max-Age (an already expired cookie), so any whole number goes.
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return None
-    return f"{name} must be a whole number of seconds (or None), not {_shown(value)}"
 
 
 def origin_url(name: str, value: Any) -> str | None:
@@ -280,12 +256,6 @@ def origins(name: str, value: Any) -> str | None:
     except ConfigurationError as exc:
         return str(exc)
     return None
-
-
-def samesite(name: str, value: Any) -> str | None:
-    if isinstance(value, str) and value.lower() in ("lax", "strict", "none"):
-        return None
-    return f"{name} must be 'Lax', 'Strict' or 'None', not {_shown(value)}"
 
 
 def cookie_spelling(name: str, value: Any) -> str | None:
@@ -379,14 +349,6 @@ def allow_list(name: str, value: Any) -> str | None:
     return None
 
 
-def function(name: str, value: Any) -> str | None:
-    return None if callable(value) else f"{name} must be callable, not {_shown(value)}"
-
-
-def optional_function(name: str, value: Any) -> str | None:
-    return None if value is None else function(name, value)
-
-
 # -- reading text from the environment -------------------------------------------
 def bool_text(text: str) -> bool:
     lowered = text.strip().lower()
@@ -397,25 +359,19 @@ def bool_text(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def int_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number of seconds") from None
+def _whole_text(expected: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected {expected}") from None
+
+    return parse
 
 
-def bytes_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number of bytes") from None
-
-
-def count_text(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected a whole number") from None
+int_text = _whole_text("a whole number of seconds")
+bytes_text = _whole_text("a whole number of bytes")
+count_text = _whole_text("a whole number")
 
 
 def hosts_text(text: str) -> tuple[str, ...]:

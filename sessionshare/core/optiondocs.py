@@ -24,17 +24,13 @@ from .options import OPTIONS, ROLES, Option, Role, Shell, options_for
 __all__ = ["document_options", "options_docstring", "options_markdown"]
 
 
-def options_docstring(
-    role: Role, *, shell: Shell = "wsgi", indent: int = 4, width: int = 92
-) -> str:
-    """The ``:param:`` lines of a middleware's class docstring."""
-    lines = []
-    for option in options_for(role, shell):
-        lines.append(textwrap.fill(
-            f":param {option.name}: {option.doc()}", width=width,
-            initial_indent=" " * indent, subsequent_indent=" " * (indent + 4),
-            break_on_hyphens=False, break_long_words=False,
-        ))
+def options_docstring(role: Role, *, shell: Shell = "wsgi", indent: int = 4) -> str:
+    """The ``:param:`` lines of a middleware's class docstring (92 columns wide)."""
+    lines = [textwrap.fill(
+        f":param {option.name}: {option.doc()}", width=92,
+        initial_indent=" " * indent, subsequent_indent=" " * (indent + 4),
+        break_on_hyphens=False, break_long_words=False,
+    ) for option in options_for(role, shell)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,21 +1,14 @@
 """Every option of both middlewares, declared once: type, default, meaning, variable.
 
-Each option is declared once, in two parts that are joined by name when this
-module is imported: its **type**, in the typed dicts below -- what mypy checks
-a middleware's keyword arguments against (``**options: Unpack[RemoteOptions]``)
-and which options each role and shell take -- and the **rest** in
-:data:`OPTIONS`: default, meaning, check, ``SESSIONSHARE_*`` variable. Adding
-an option is one line in a typed dict and one entry in :data:`OPTIONS`;
-everything else derives from them:
-
-- the middlewares' signatures (``inspect.signature``, ``help()``) and their
-  ``:param:`` lines, built when the shells are imported
-  (:mod:`sessionshare.core.optiondocs`);
-- the one round of checks, the checked options a side is built from,
-  ``from_env`` and ``python -m sessionshare check``
-  (:mod:`sessionshare.core.configure`);
-- the options page of the documentation, generated when the site is built,
-  and the Django ``SESSIONSHARE`` setting's reader.
+Each option is declared once, in two parts joined by name when this module is
+imported: its **type**, in the typed dicts below (what mypy checks a
+middleware's keyword arguments against, and which options each role and
+shell take), and the **rest** in :data:`OPTIONS`: default, meaning, check,
+``SESSIONSHARE_*`` variable. Everything else derives from them: the
+middlewares' signatures and ``:param:`` lines (:mod:`sessionshare.core.optiondocs`),
+the one round of checks, ``from_env`` and ``python -m sessionshare check``
+(:mod:`sessionshare.core.configure`), the documentation's options page and
+the Django ``SESSIONSHARE`` setting's reader.
 
     [option.name for option in options_for("remote")][:4]
     # ['store', 'key', 'app_url', 'idp_url']
@@ -44,27 +37,10 @@ if TYPE_CHECKING:
     from typing_extensions import Required
 
 __all__ = [
-    "DEFAULT_STORE_URL",
-    "OPTIONS",
-    "REQUIRED",
-    "ROLES",
-    "SHELLS",
-    "AsyncIdpOptions",
-    "AsyncRemoteOptions",
-    "Authorize",
-    "IdpOptions",
-    "IdpSideOptions",
-    "Option",
-    "Protect",
-    "RemoteOptions",
-    "RemoteSideOptions",
-    "Role",
-    "SameSite",
-    "Shell",
-    "SideOptions",
-    "make_async_store",
-    "make_store",
-    "options_for",
+    "DEFAULT_STORE_URL", "OPTIONS", "REQUIRED", "ROLES", "SHELLS", "AsyncIdpOptions",
+    "AsyncRemoteOptions", "Authorize", "IdpOptions", "IdpSideOptions", "Option", "Protect",
+    "RemoteOptions", "RemoteSideOptions", "Role", "SameSite", "Shell", "SideOptions",
+    "make_async_store", "make_store", "options_for",
 ]
 
 Role = Literal["idp", "remote"]
@@ -446,19 +422,15 @@ _DECLARED: tuple[Option, ...] = (
 )
 
 
-def _written(typed: type[Any], name: str) -> str:
-    """The annotation of ``name`` in a typed dict, as its source writes it."""
+def _annotation(typed: type[Any], name: str) -> tuple[str, bool]:
+    """The annotation of ``name`` in a typed dict as its source writes it, ``Required[...]``
+    taken off, and whether it was there."""
     written = typed.__annotations__[name]
     text = written.__forward_arg__ if isinstance(written, ForwardRef) else written
     if not isinstance(text, str):  # annotations are strings here: see the __future__ import
         raise TypeError(f"{typed.__name__}.{name}: expected the annotation as text")
-    return str(text)
-
-
-def _annotation(typed: type[Any], name: str) -> str:
-    """The annotation of ``name`` in a typed dict, ``Required[...]`` taken off."""
-    text = _written(typed, name)
-    return text[len("Required["):-1] if text.startswith("Required[") else text
+    required = text.startswith("Required[")
+    return (text[len("Required["):-1] if required else text), required
 
 
 def _joined() -> tuple[Option, ...]:
@@ -470,14 +442,13 @@ def _joined() -> tuple[Option, ...]:
                           if option.name in TYPED[role, "wsgi"].__annotations__)
         if not roles:
             raise TypeError(f"option {option.name!r} is in no middleware's typed dict")
-        typed = TYPED[min(roles), "wsgi"]
-        if _written(typed, option.name).startswith("Required[") != option.required:
+        annotation, required = _annotation(TYPED[min(roles), "wsgi"], option.name)
+        if required != option.required:
             raise TypeError(f"option {option.name!r}: Required[...] in its typed dict if, "
                             "and only if, it has no default")
         shells = frozenset(shell for shell in SHELLS for role in roles
                            if option.name in TYPED[role, shell].__annotations__)
-        joined.append(replace(option, annotation=_annotation(typed, option.name), roles=roles,
-                              shells=shells))
+        joined.append(replace(option, annotation=annotation, roles=roles, shells=shells))
     names = {option.name for option in joined}
     for typed in TYPED.values():
         extra = set(typed.__annotations__) - names
@@ -497,7 +468,7 @@ def _for(role: Role, shell: Shell | None) -> tuple[Option, ...]:
         if option.name in typed.__annotations__:
             if shell == "asgi" and option.asgi:
                 option = replace(option, **option.asgi)
-            found.append(replace(option, annotation=_annotation(typed, option.name)))
+            found.append(replace(option, annotation=_annotation(typed, option.name)[0]))
     return tuple(found)
 
 

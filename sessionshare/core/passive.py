@@ -15,21 +15,15 @@ login URL (and the usual state, in the usual state cookie):
   young as a token may be; it then sets a small *checked* cookie for
   ``passive_ttl`` seconds and returns to the page.
 
-No loop and no trail in the history: the hop to the IdP and back is made of
-redirects, which browsers do not keep as history entries, and the checked
-cookie is set on the last redirect, before the page is shown -- so a reload,
-a Back or a Forward to the page (twice in a row or more) finds it and is
-served at once. A browser that holds a session here is read on a passive
-page every time (the round trip a protected page costs), so a user who signed
-in after an anonymous check is known at once, under either shell. Only a
-top-level GET navigation is ever bounced: never a ``fetch``/XHR, an API
-client, a POST, or a prefetch or prerender (``Sec-Purpose`` / ``Purpose``).
-
-A client with no cookie of the site that sends no fetch metadata (a crawler,
-a link previewer) is not bounced at all. A browser that blocks the site's
-cookies is, and comes back without its state cookie: the page it asked for
-travels with the bounce, sealed, and a mark on its address spares it the
-next bounce (:mod:`sessionshare.core.guest`).
+No loop and no trail in the history: the hop is made of redirects (no
+history entries), and the checked cookie is set on the last one, so a
+reload, Back or Forward finds it. A browser that holds a session here is
+read on a passive page every time, so a user who signed in since is known at
+once. Only a top-level GET navigation is bounced: never a ``fetch``/XHR, an
+API client, a POST, a prefetch or prerender -- nor a client with no cookie of
+the site and no fetch metadata (a crawler, a link previewer). A browser that
+blocks the site's cookies comes back without its state cookie: the page it
+asked for travels with the bounce, sealed (:mod:`sessionshare.core.guest`).
 
     answers = PassiveAnswers(key)
     answer = answers.seal(state, now=time.time())        # the IdP

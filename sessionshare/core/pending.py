@@ -1,24 +1,19 @@
 """The IdP's pending hand-offs: login requests waiting for the user to sign in.
 
-A signed-out visitor arrives at the IdP's login URL with ``callback`` and
-``state``; until the app signs them in, :class:`PendingHandoffs` keeps that
-request in the session under :data:`PENDING_KEY` -- a few at once, so several
-tabs work, each for :data:`PENDING_TTL` seconds. When the sign-in comes, the
-hand-off named by the state in the posted URL is taken, or, for a plain login
-form with no state in its URL, the newest one.
+Until the app signs a visitor in, :class:`PendingHandoffs` keeps each login
+request (``callback`` and ``state``) in the session under :data:`PENDING_KEY`
+-- a few at once, so several tabs work -- for :data:`PENDING_TTL` seconds.
+The sign-in takes the one its posted URL's state names, else the newest.
 
-Two security properties live here:
-
-- **No usable state in the session.** The state is a
-  bearer value at the remote: whoever holds it can have a token minted for it
-  -- for their own session -- and make the victim's browser open that token.
-  The session record is readable by the IdP app (its debug pages, its logs)
-  and shows in a store dump, so it holds only a keyed digest of each state
-  (its *name*, HMAC under a subkey of the sync key) and an AES-GCM sealed copy
-  under another subkey, opened only for a plain sign-in.
-- **The app can write this key too.** Every entry is checked for
-  shape and type before anything sorts or compares it; what is malformed is
-  dropped, never a 500 on every later sign-in of that session.
+- **No usable state in the session.** The state is a bearer value at the
+  remote: whoever holds it can have a token minted for it -- for their own
+  session -- and make the victim's browser open that token. The session is
+  readable by the IdP app (its debug pages, its logs) and in a store dump, so
+  it holds only a keyed digest of each state (its *name*) and an AES-GCM
+  sealed copy, opened only for a plain sign-in.
+- **The app can write this key too.** Every entry is checked for shape and
+  type before anything sorts or compares it; a malformed one is dropped, never
+  a 500 on every later sign-in of that session.
 
     pending = PendingHandoffs(key, clock=time.time)
     pending.remember(session, callback, origin, state)
@@ -112,8 +107,7 @@ class PendingHandoffs:
         now = self.clock()
         kept: _Entries = {}
         for name, entry in raw.items():
-            # An entry of the older layout (a plain state, three fields) is dropped too:
-            # that login starts again, and no state in clear outlives the upgrade.
+            # Four fields or dropped (so was a plain state in clear, three fields).
             if not (isinstance(entry, list) and len(entry) == 4):
                 continue
             callback, origin, created, sealed = entry

@@ -29,17 +29,8 @@ from typing import Literal
 from ..store.base import RETIRED, SessionRecord
 
 __all__ = [
-    "META_AUTHENTICATED",
-    "META_CREATED",
-    "META_ENDS",
-    "META_JOINED",
-    "META_RETIRED",
-    "UNCHANGED",
-    "NewId",
-    "SessionLoader",
-    "WritePlan",
-    "detached_id",
-    "session_store_key",
+    "META_AUTHENTICATED", "META_CREATED", "META_ENDS", "META_JOINED", "META_RETIRED", "UNCHANGED",
+    "NewId", "SessionLoader", "WritePlan", "detached_id", "session_store_key",
 ]
 
 #: Metadata field names, as stored. They are part of the wire format: apps of
@@ -64,6 +55,7 @@ META_RETIRED = RETIRED
 #: holds no live session under it (lifetimes enforced: see ``Lifecycle.read``).
 SessionLoader = Callable[[str], "SessionRecord | None"]
 
+
 def session_store_key(key_prefix: str, digest: str) -> str:
     """The store key of the session whose keyed digest is ``digest`` (core/ids.py): the
     braces make the digest a cluster hash tag, so the keys kept with a session share its
@@ -72,13 +64,9 @@ def session_store_key(key_prefix: str, digest: str) -> str:
 
 
 def detached_id(limits: tuple[int, int] | None = None) -> str:
-    """256 random bits, URL-safe (43 characters): an id made outside any app.
-
-    The ``new_id`` of a write plan for a session no app persists (a detached
-    one, in tests). Such an id names no key and carries no limits, so a
-    remembered sign-in's ``limits`` are not in it; an app's ids come from
-    :meth:`~sessionshare.core.ids.SessionIds.new`, which holds them.
-    """
+    """256 random bits, URL-safe (43 characters): the :data:`NewId` of a session no app
+    persists (in tests). It names no key and carries no ``limits``; an app's ids come
+    from :meth:`~sessionshare.core.ids.SessionIds.new`, which holds them."""
     return secrets.token_urlsafe(32)
 
 

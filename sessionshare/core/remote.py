@@ -1,14 +1,11 @@
 """A remote app's half of the hand-off, without I/O: :class:`RemoteSide`.
 
-For a protected path and a browser with no signed-in shared session:
-
-- a **browser navigation** (``Sec-Fetch-Mode: navigate``, or an ``Accept``
-  naming ``text/html``) gets **302** to ``idp_url?callback=...&state=S`` and a
-  short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
-  return to, in one of a few slots (below);
-- every other request (POST, ``fetch``/XHR, API clients) gets **401** with a
-  small JSON body naming the login URL: a cross-origin redirect would only
-  break it.
+For a protected path and a browser with no signed-in shared session, a
+**browser navigation** gets **302** to ``idp_url?callback=...&state=S`` and a
+short-lived, signed, HttpOnly state cookie holding ``S`` and the page to
+return to; every other request (POST, ``fetch``/XHR, API clients) gets **401**
+with a small JSON body naming the login URL (a cross-origin redirect would only
+break it).
 
 The IdP sends the browser back to ``callback_path?token=T``. The token is
 opened and *every* check must pass -- seal and key, version, issuer,
@@ -25,12 +22,8 @@ joined: a session it has not (or one the IdP withdrew it from, see
 hand-off again, where the IdP's ``authorize`` hook decides anew.
 
 Any failure of the callback is a **403** with a reason code and never a
-redirect, so there is no loop.
-
-A browser holds at most four state cookies, reused oldest first, however many
-logins a page forces it to start (a popup navigated again and again made
-the callback's ``Cookie`` header too large to serve): see
-:mod:`sessionshare.core.state`.
+redirect, so there is no loop. A browser holds at most four state cookies,
+however many logins a page forces it to start (:mod:`sessionshare.core.state`).
 """
 
 from __future__ import annotations
@@ -47,11 +40,9 @@ from .claims import CLAIM_TTL
 from .configure import CheckedOptions
 from .cookies import CookieSpec
 from .guest import GuestMarks, Relays
-from .loginstate import LoginStates
 from .option_checks import prefix_problem
 from .options import Protect as Protect
 from .options import RemoteSideOptions
-from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, state_of
@@ -106,11 +97,10 @@ class RemoteSide(Side):
     ) -> None:
         super().__init__(options, **given)
         options = self.options
-        idp_url: str = options.idp_url
+        self.idp_url: str = options.idp_url
+        self.issuer = canonical_origin(self.idp_url, setting="idp_url")
         callback_path: str = options.callback_path
         state_cookie_name: str = options.state_cookie_name
-        self.issuer = canonical_origin(idp_url, setting="idp_url")
-        self.idp_url = idp_url
         # The Host headers that name app_url's host: read only to explain a failure.
         own = urlsplit(self.origin)
         self._own_hosts = {own.netloc}
@@ -120,7 +110,7 @@ class RemoteSide(Side):
         self.callback_url = self.origin + callback_path
         self.token_leeway: float = options.token_leeway
         self.state_ttl = int(options.state_ttl)
-        self._login_prefix = f"{idp_url}?callback={quote(self.callback_url, safe='')}&state="
+        self._login_prefix = f"{self.idp_url}?callback={quote(self.callback_url, safe='')}&state="
         # The state cookie ages by this side's clock, as tokens do (itsdangerous
         # would read the wall clock).
         self.state_signer = self.key.serializer(
@@ -137,20 +127,14 @@ class RemoteSide(Side):
         )
         self._retried = self.retried_cookie.pattern("1")
         self._protects = _protect_predicate(options.protect)
-        self.login_states = LoginStates(self.key)
         self._required_age = _required_age(options.max_auth_age)
         self._passive = _passive_predicate(options.passive)
-        self.passive_answers = PassiveAnswers(self.key)
         # The way back for a browser that keeps no cookies here (core/guest.py).
         self.relays = Relays(self.key)
         self.guest_marks = GuestMarks(self.key, origin=self.origin)
         self.passive_ttl = int(options.passive_ttl)
-        session_cookie = self.lifecycle.cookie
         # "Checked, not signed in": no passive bounce again for passive_ttl seconds.
-        self.checked_cookie = CookieSpec(
-            session_cookie.name + "_checked", secure=session_cookie.secure,
-            domain=self.cookie_domain, max_age=int(options.passive_ttl),
-        )
+        self.checked_cookie = self._cookie_beside("_checked", max_age=self.passive_ttl)
         self._checked = self.checked_cookie.pattern("1")
 
     # -- on the way in -----------------------------------------------------
@@ -218,14 +202,9 @@ class RemoteSide(Side):
     # -- the passive check (core/passive.py) --------------------------------
     def _may_check(self, request: Request) -> bool:
         """Only a top-level GET navigation a user is looking at, not checked lately, by a
-        client that will come back with the state cookie.
-
-        A client that holds no cookie of this site and sends no fetch metadata is a
-        crawler, a link previewer, curl -- or a browser from before fetch metadata,
-        or one on plain http, on its first visit here. Bounced, a client that keeps
-        no cookies would come back without its state cookie and be refused, on every
-        page, for good; so it is served the public page as a guest at once. Such a
-        browser is checked as soon as it holds a cookie of this site.
+        client that will come back with the state cookie: one with no cookie of this site
+        and no fetch metadata (a crawler, curl, an old browser's first visit) would come
+        back without it and be refused on every page, so it is served as a guest.
         """
         cookies = request.cookies.strip()
         return (
@@ -243,9 +222,8 @@ class RemoteSide(Side):
 
     def _protected(self, request: Request, session: Session) -> Outcome:
         if state_of(session).direct:
-            # A thread shell's session reads itself at the first look, on the store the
-            # steps would run on (the same read, one round trip): the answer is found
-            # directly, with no steps to drive.
+            # A thread shell's session reads itself at the first look (the same one round
+            # trip): the answer is found with no steps to drive.
             return self._admitted(request, session)
         return self._protected_steps(request, session)
 
@@ -277,20 +255,14 @@ class RemoteSide(Side):
             self.events.emit(logging.DEBUG, "login_required", {"reason": "not_authenticated"},
                              "login_required reason=not_authenticated")
             # Always JSON: a script or API client cannot follow a cross-origin login anyway.
-            if max_age is not None:
-                return Reply.error(
-                    401, "reauthentication_required", "Sign in again first.",
-                    as_json=True, extra={"login_url": self.idp_url},
-                )
+            again = max_age is not None
             return Reply.error(
-                401, "not_authenticated", "Sign in first.",
+                401, "reauthentication_required" if again else "not_authenticated",
+                "Sign in again first." if again else "Sign in first.",
                 as_json=True, extra={"login_url": self.idp_url},
             )
         self._warn_if_elsewhere(request)
-        # A state that outlives a claim's default carries its expiry, so that the IdP's
-        # claim on it lasts as long (core/claims.py); a step-up carries its requirement.
-        # A passive check's state says so, for a browser that comes back with a token but
-        # without its state cookie (it keeps none here): see _redeem.
+        # The state carries what the IdP and the callback must know (core/loginstate.py).
         expires = int(self.clock()) + self.state_ttl if self.state_ttl > CLAIM_TTL else None
         state = self.login_states.make(max_age=max_age, expires=expires, passive=passive)
         back = request.full_path
@@ -307,33 +279,24 @@ class RemoteSide(Side):
         if passive:
             location += "&passive=1"
             if not request.cookies.strip():
-                # No cookie of this site: this browser may keep none, and come back without
-                # its state cookie. The page travels along, sealed, through the IdP and
-                # back (core/guest.py): in the URL, at no store round trip. Marks and all,
-                # so that the callback sees a bounce that a mark did not stop.
+                # This browser may keep no cookie here, and come back without its state
+                # cookie: the page (marks and all) travels along, sealed (core/guest.py).
                 location += "&relay=" + self.relays.seal(back, state=state)
         return Reply.redirect(location, status=302, headers=headers)
 
     def _login_url(self, mount: str) -> str:
-        """The IdP's login URL up to the state, for an app mounted at ``mount``.
-
-        The callback is under the mount point: behind a proxy that strips a prefix,
-        a callback without it would never reach this app (the IdP's allow-list then
-        names the full callback URL, prefix included).
-        """
+        """The IdP's login URL up to the state, for an app mounted at ``mount``: the
+        callback is under the mount point, or behind a proxy that strips a prefix it would
+        never reach this app."""
         if not mount:
             return self._login_prefix
         callback = self.origin + mount + self.callback_path
         return f"{self.idp_url}?callback={quote(callback, safe='')}&state="
 
     def _warn_if_elsewhere(self, request: Request) -> None:
-        """A login started at another host than app_url cannot end well: say so now.
-
-        The browser keeps the state cookie for the host it asked (``127.0.0.1:8001``)
-        and comes back to app_url's (``shop.localhost:8001``), where it has none. The
-        Host header is only quoted here (capped, repr'd: it is the client's text), never
-        used for a URL.
-        """
+        """A login started at another host than app_url cannot end well (the state cookie
+        stays at the host asked): say so now. The Host header is the client's text: only
+        quoted here (capped, repr'd), never used for a URL."""
         host = request.host.strip().lower()
         if not host or host in self._own_hosts:
             return
@@ -380,10 +343,8 @@ class RemoteSide(Side):
                 answers[0], now=self.clock(), ttl=self.token_ttl
             )
             if not request.cookies.strip():
-                # An intact answer, and not one cookie of this site: a client that keeps
-                # none (a browser blocking them) came back from the bounce. Nothing to
-                # bind or remember: back to its page as a guest, marked so that it is not
-                # bounced again.
+                # A client that keeps no cookie here came back from the bounce: back to
+                # its page as a guest, marked so that it is not bounced again.
                 return self._guest_without_cookies(request, state)
             back, spent, _ = self.states.find(request.cookies, state)  # this browser's only
         except TokenRejected as exc:
@@ -405,9 +366,9 @@ class RemoteSide(Side):
         site: to the page it asked for, as a guest, by the relay (core/guest.py).
 
         A relay that does not open for ``state`` (forged, altered, another check's)
-        raises :class:`TokenRejected`. Without a relay (an IdP from before relays), or
-        when the page's own mark should have spared it the bounce (clocks apart), a
-        notice with a link: a redirect would only bounce it again.
+        raises :class:`TokenRejected`. Without a relay, or when the page's own mark
+        should have spared it the bounce (clocks apart), a notice with a link: a
+        redirect would only bounce it again.
         """
         relays = (request.params or {}).get("relay")
         back = None
@@ -496,29 +457,24 @@ class RemoteSide(Side):
             # logs and history: spend the ticket, so the holder of that state cannot.
             yield from tickets.burn(prefix, claims.ticket, claims.state)
             if not request.cookies.strip() and self.login_states.read(claims.state).passive:
-                # A passive check of a user signed in at the IdP, by a browser that keeps
-                # none of this site's cookies (blocked here): back to the page as a guest,
-                # as for a user who is not signed in -- not a 403 on every visit. The
-                # ticket is spent all the same; only this site's own tagged states say
-                # "passive".
+                # A passive check by a browser that keeps no cookie here: a guest, as for
+                # nobody signed in, not a 403 on every visit (only this site's own tagged
+                # states say "passive"; the ticket is spent all the same).
                 return self._guest_without_cookies(request, claims.state)
             raise
         # Taken last, atomically and once: a forged, foreign or expired token never
         # reaches the store, so it cannot burn the ticket of the browser it came from.
-        # Named after the ticket and this browser's state cookie: if the answer is lost
-        # (a stall past the store client's retries), this browser's retry of the same
-        # URL is the same redemption and gets the session; nobody else's is.
+        # Named after this browser's state cookie: its retry of a lost answer is the same
+        # redemption (core/tickets.py); nobody else's is.
         nonce = tickets.redemption_nonce(claims.ticket, found.cookie)
         sid = yield from tickets.redeem(prefix, claims.ticket, claims.state, nonce=nonce)
         if sid == tickets.NOT_HELD:
             return (yield from self._ticket_not_held(request, claims.ticket, found))
         if sid is None:
             raise TokenRejected("replayed", "ticket already used or expired")
-        # The join records which redemption joined: the same one joining again means its
-        # callback completed once already, so this is a replay of it (a copy of the token
-        # and of this browser's state cookie), not a retry of a lost answer. The record
-        # lasts as long as this token could come back (measured from the join, which is
-        # after the token was made): its lifetime, the leeway either side, a minute more.
+        # The same redemption joining again completed once already: a replay (a copy of
+        # the token and of this state cookie), not a retry. Remembered while this token
+        # could come back: its lifetime, the leeway either side, a minute more.
         joined = yield from self.lifecycle.join(
             session, sid, handoff=nonce,
             remember_for=int(self.token_ttl + 2 * self.token_leeway) + 60,
@@ -540,13 +496,9 @@ class RemoteSide(Side):
     def _ticket_not_held(
         self, request: Request, ticket: bytes, found: FoundState
     ) -> Steps[Reply]:
-        """A valid token whose ticket this store does not hold: lost, or in another store?
-
-        The store's identity tells (core/storeid.py): one round trip, on this failure
-        only. Another store is a misconfiguration no retry can fix. A lost ticket (the
-        same identity, or a store that had none: wiped, or never written by an IdP)
-        starts the hand-off again, once: back to the page, which asks again.
-        """
+        """A valid token whose ticket this store does not hold: in another store (a
+        misconfiguration), or lost -- then the hand-off starts again, once
+        (core/storeid.py)."""
         if not (yield from was_lost_here(self.lifecycle.key_prefix, tickets.store_of(ticket))):
             raise TokenRejected("unknown_ticket", "the IdP and this site use different stores")
         if self._retried.search(request.cookies):
@@ -591,10 +543,8 @@ def _handing_on(outcome: Outcome, query: str) -> Outcome:
 
 
 def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], bool]:
-    if passive is True:
-        return lambda request: True
-    if passive is False:
-        return lambda request: False
+    if isinstance(passive, bool):
+        return lambda request: passive
     under = path_prefixes(passive)
     return lambda request: under(request.path)
 
@@ -623,10 +573,8 @@ def _required_age(
 
 
 def _protect_predicate(protect: Protect) -> Callable[[Request], bool]:
-    if protect is True:
-        return lambda request: True
-    if protect is False:
-        return lambda request: False
+    if isinstance(protect, bool):
+        return lambda request: protect
     if callable(protect):
         predicate = protect
         return lambda request: bool(predicate(request.native))

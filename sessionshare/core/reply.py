@@ -1,14 +1,11 @@
 """The one reply type: every answer sessionshare writes itself, as plain data.
 
 A :class:`Reply` is a status code, a tuple of headers and a body, frozen.
-The library's own answers -- the redirects of the hand-off, its 400/401/403/
-405 errors, the 503 of a store outage, the sign-out page, a notice -- are all built
-here, by the constructors of :class:`Reply`, and nowhere else. They take
-the few request facts they need as plain arguments (``as_json``: does this
-client want JSON rather than a page?) and know nothing of WSGI or ASGI; a
-shell sends a reply in a few lines (``sessionshare.wsgi.environ.send_reply``,
-``sessionshare.asgi.scope.send_reply``), and a framework adapter turns it into
-its own response object.
+The library's own answers (redirects, errors, the 503 of a store outage, the
+sign-out page, a notice) are built here by its constructors and nowhere else,
+from the few request facts they need (``as_json``) and nothing of WSGI or
+ASGI; a shell sends one in a few lines (``sessionshare.wsgi.environ.send_reply``,
+``sessionshare.asgi.scope.send_reply``).
 
 What every reply here guarantees, whichever shell sends it:
 
@@ -77,13 +74,9 @@ class Reply:
     def redirect(
         cls, location: str, *, status: int = 303, headers: Iterable[Header] = ()
     ) -> Reply:
-        """A redirect to ``location`` with an empty body.
-
-        303 by default: after the hand-off's GET or the sign-in form's POST
-        the browser must GET the next page, never re-send a form.
-        ``location`` must already be safe: an allow-listed callback or a
-        checked same-origin path; nothing here checks it again.
-        """
+        """A redirect to ``location`` (303 by default: the browser must GET the next page,
+        never re-send a form). ``location`` must already be safe -- an allow-listed
+        callback or a checked same-origin path: nothing here checks it again."""
         return cls(status, (("Location", location), ("Content-Length", "0"), *NO_STORE, *headers))
 
     @classmethod
@@ -105,48 +98,42 @@ class Reply:
         ``title`` heads the page instead of the status's usual one (a refused
         sign-out is no "Sign-in refused").
         """
-        if as_json:
-            body = json.dumps({"error": reason, "message": message, **(extra or {})}).encode()
-            content_type = "application/json"
-        else:
-            title = title or _TITLES.get(status, "Error")
-            link = ""
-            if extra and "login_url" in extra:
-                link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'
-            body = (
-                f"<!doctype html><meta charset=utf-8><title>{title}</title>"
-                f"<h1>{title}</h1><p>{html.escape(message)}</p>"
-                f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}"
-            ).encode()
-            content_type = "text/html; charset=utf-8"
-        return cls(status, (
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            # A browser must not sniff an error page into script or markup.
-            ("X-Content-Type-Options", "nosniff"),
-            *NO_STORE,
-            *headers,
-        ), body)
+        title = title or _TITLES.get(status, "Error")
+        link = ""
+        if extra and "login_url" in extra:
+            link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'
+        return cls._page(
+            status, {"error": reason, "message": message, **(extra or {})},
+            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+            f"<h1>{title}</h1><p>{html.escape(message)}</p>"
+            f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}",
+            as_json=as_json, headers=headers,
+        )
 
     @classmethod
     def notice(cls, title: str, message: str, *, link: str, as_json: bool) -> Reply:
         """A 200 page saying ``message``, with a link on to ``link`` (a same-origin path):
         an outcome that is no error and must not be a redirect (it would loop)."""
-        if as_json:
-            body = json.dumps({"message": message, "next": link}).encode()
-            content_type = "application/json"
-        else:
-            body = (
-                f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-                f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-                f'<p><a href="{html.escape(link)}">Continue</a></p>'
-            ).encode()
-            content_type = "text/html; charset=utf-8"
-        return cls(200, (
-            ("Content-Type", content_type),
+        return cls._page(
+            200, {"message": message, "next": link},
+            f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+            f'<p><a href="{html.escape(link)}">Continue</a></p>',
+            as_json=as_json,
+        )
+
+    @classmethod
+    def _page(cls, status: int, data: Mapping[str, str], markup: str, *, as_json: bool,
+              headers: Iterable[Header] = ()) -> Reply:
+        """``data`` as JSON for an API client, else ``markup`` (its text escaped already)."""
+        body = (json.dumps(data) if as_json else markup).encode()
+        return cls(status, (
+            ("Content-Type", "application/json" if as_json else "text/html; charset=utf-8"),
             ("Content-Length", str(len(body))),
+            # A browser must not sniff a page of the library's into script or markup.
             ("X-Content-Type-Options", "nosniff"),
             *NO_STORE,
+            *headers,
         ), body)
 
     @classmethod
@@ -162,15 +149,11 @@ class Reply:
     def logout_form(cls, action: str) -> Reply:
         """The page a GET of the logout path shows: one button that POSTs to ``action``.
 
-        Signing out is a POST so that a third-party page cannot sign the user
-        out with a link or an image (with ``SameSite=Lax`` cookies a
-        cross-site POST carries no session cookie).
-
-        Its referrer policy is ``same-origin``, not the ``no-referrer`` of the
-        library's other answers: a browser sends ``Origin: null`` on a POST from
-        a ``no-referrer`` page (Fetch), and the sign-out's same-origin check then
-        refused the page's own button. ``same-origin`` still sends nothing to any
-        other site (the page's URL holds no token anyway).
+        Signing out is a POST (:meth:`~sessionshare.core.side.Side.logout` says why).
+        Its referrer policy is ``same-origin``, not ``no-referrer``: a browser sends
+        ``Origin: null`` on a POST from a ``no-referrer`` page (Fetch), which the
+        sign-out's same-origin check refuses; ``same-origin`` still sends nothing to
+        any other site.
         """
         body = (
             "<!doctype html><meta charset=utf-8><title>Sign out</title>"

@@ -1,13 +1,10 @@
 """What the WSGI and the ASGI shell share: a middleware class built from its role's options.
 
 A middleware class names the side it builds (``side_class``: its role, as
-data) and the server interface it serves (``shell``). From those two, and
-nothing else, its constructor checks ``**options`` in one round
-(:func:`~sessionshare.core.configure.checked_options`) and builds the side,
-``from_env`` reads the ``SESSIONSHARE_*`` variables, and its signature and
-``help()`` text are the declaration's (:mod:`sessionshare.core.optiondocs`).
-What a shell adds is only how it holds the store and runs a request
-(``_wrap`` and ``__call__``): the options cannot drift between the two.
+data) and its server interface (``shell``). From those two alone come its
+checked options, ``from_env`` and its signature and ``help()`` text; a shell
+adds only how it holds the store and runs a request (``_wrap`` and
+``__call__``), so the options cannot drift between the two.
 
     class IdpAuthMiddleware(SessionMiddleware):  # a shell's SessionMiddleware
         side_class = IdpSide

@@ -1,13 +1,12 @@
 """What the IdP's and a remote's protocol have in common: identity, user, sign-out, outage.
 
-A *side* is one app's half of the protocol, with no I/O and no server
-interface: it reads a :class:`~sessionshare.core.request.Request` and the
-request's :class:`~sessionshare.core.session.Session`, asks for store work as steps
+A *side* is one app's half of the protocol, with no I/O: it reads a
+:class:`~sessionshare.core.request.Request` and the request's
+:class:`~sessionshare.core.session.Session`, asks for store work as steps
 (``core/steps.py``), and answers with a :class:`~sessionshare.core.reply.Reply`
-or lets the request through to the app (:class:`PassThrough`). Both sides offer
-the same three entry points, and a shell -- WSGI or ASGI, one class each --
-calls them in this order whatever the role, as h11's I/O layer always calls the
-same methods of a connection:
+or lets the request through to the app (:class:`PassThrough`). A shell calls
+the same three entry points in this order whatever the role (as h11's I/O
+layer always calls the same methods of a connection):
 
 1. :meth:`Side.on_request` -- a request (a websocket handshake too, told apart
    by :attr:`Request.is_websocket <sessionshare.core.request.Request.is_websocket>`)
@@ -18,38 +17,19 @@ same methods of a connection:
    streamed, refusing what would need a cookie (the headers are out).
 
 And whenever the app asks (``Session.save()``, under WSGI), :meth:`Side.on_save`
-persists by the rules of the way out there and then.
+persists by the rules of the way out there and then. Each answers with its
+result when no store work is needed (the common case), else with the steps
+that find it.
 
-Each answers with its result when no store work is needed (the common case:
-nothing to drive), else with the steps that find it.
-
-Shared here:
-
-- the options a side is built from: checked once, in one round, by
-  :func:`~sessionshare.core.configure.checked_options` -- by the middleware
-  that builds the side, or here for a side built directly -- so nothing below
-  checks or defaults a value again;
-- the app's identity (its canonical origin, the sync key) and the session's
-  rules (:class:`~sessionshare.core.lifecycle.Lifecycle`);
-- who the user is: ``session[user_key]``, and the ``REMOTE_USER`` text;
-- single logout: a POST to the logout path ends the shared session
-  everywhere. It is a POST on purpose: with ``SameSite=Lax`` cookies a
-  cross-site POST carries no session cookie, so a third-party page cannot log
-  the user out; and it must come from this app's own origin (``Origin`` /
-  ``Sec-Fetch-Site``, where sent), so a sibling subdomain -- same-site, its
-  POST carries the cookie -- cannot either (403 ``cross_origin``). A GET of
-  the logout path shows a page with the button;
-- a store outage fails closed: 503 with ``Retry-After``, never the app
-  served to a user nobody could identify;
-- what the shells hand over is checked before anything else: a path that
-  does not start with ``/`` is a 400 ``bad_path`` (a router might serve it
-  as a page no prefix check matched), and a websocket handshake whose
-  ``Origin`` is not this app's own (nor listed in ``websocket_origins``) gets
-  no session and no user anywhere -- on a remote's protected path it is
-  refused. A browser sends the ``SameSite=Lax`` cookie with the handshake of
-  any page of the same *site* (a sibling subdomain, another port), and of any
-  site with ``SameSite=None``: served the session, such a page would read and
-  write the socket as the user (cross-site websocket hijacking).
+Shared here: the options a side is built from (checked once, by
+:func:`~sessionshare.core.configure.checked_options`, so nothing below checks
+or defaults a value again); the app's identity and the session's rules
+(:class:`~sessionshare.core.lifecycle.Lifecycle`); who the user is; single
+logout (a same-origin POST: :meth:`Side.logout`); a store outage failing
+closed (503, :meth:`Side.unavailable`); and what the shells hand over checked
+first: a path without its leading ``/`` (:meth:`Side.bad_path`) and a
+websocket handshake from a page of another origin, which gets no session
+(:meth:`Side._websocket_request`).
 """
 
 from __future__ import annotations
@@ -62,11 +42,13 @@ from typing import Any, ClassVar, NamedTuple, Union
 from ..crypto import SyncKey, canonical_origin
 from ..errors import StoreUnavailable
 from .configure import CheckedOptions, checked_options
-from .cookies import DEFAULT_COOKIE_NAME, session_cookie
+from .cookies import DEFAULT_COOKIE_NAME, CookieSpec, session_cookie
 from .events import EventName, Events
 from .lifecycle import Headers, Lifecycle
+from .loginstate import LoginStates
 from .option_checks import origins_of
 from .options import Role
+from .passive import PassiveAnswers
 from .reply import Reply
 from .request import Request, safe_return_path
 from .session import Session, peek, state_of
@@ -80,7 +62,6 @@ __all__ = [
 log = logging.getLogger("sessionshare")
 #: (role, origin, key fingerprints) of every side this process has announced at WARNING.
 _ANNOUNCED: set[tuple[str, str, tuple[str, ...]]] = set()
-
 
 
 def is_signed_in_user(value: Any) -> bool:
@@ -186,7 +167,17 @@ class Side:
         )
         # What an adapter's framework settings are held to when the cookie follows them.
         self.lifecycle.options = options
+        #: What a login state carries (step-up, expiry, passive), and the passive answers.
+        self.login_states = LoginStates(self.key)
+        self.passive_answers = PassiveAnswers(self.key)
         self._announce(options.quiet_startup)
+
+    def _cookie_beside(self, suffix: str, **attributes: Any) -> CookieSpec:
+        """A cookie of the library's named after the session cookie, Secure as it is,
+        with its Domain."""
+        cookie = self.lifecycle.cookie
+        return CookieSpec(cookie.name + suffix, secure=cookie.secure, domain=self.cookie_domain,
+                          **attributes)
 
     def _announce(self, quiet: bool) -> None:
         """The start-up line: which side, which origin, which key -- seen by default.
@@ -208,16 +199,9 @@ class Side:
 
     # -- the three entry points ----------------------------------------------
     def on_request(self, request: Request, session: Session) -> Outcome:
-        """The library's own answer to ``request``, or :class:`PassThrough` to the app.
-
-        Either the answer itself, or the steps that find it (drive them on the store).
-        A path that does not start with ``/`` is refused first (:meth:`bad_path`); a
-        websocket handshake is served as :meth:`_websocket_request` says.
-        """
-        if request.has_bad_path:  # (checked here first: no call for every good path)
-            refused = self.bad_path(request)
-            if refused is not None:
-                return refused
+        """The library's own answer to ``request``, or :class:`PassThrough` to the app."""
+        if request.has_bad_path:
+            return self.bad_path(request)
         if request.is_websocket:
             return self._websocket_request(request, session)
         return self._route(request, session)
@@ -228,37 +212,33 @@ class Side:
         """The app's answer starts (``app_headers``: its headers): persist the session
         before the status line goes out, so the next request -- often the redirect that
         follows -- sees the write. The headers (cookie, ``Vary``) to add to the app's.
-
-        The IdP's side also watches for a sign-in here and may answer a :class:`Reply`
-        that replaces the app's (a hand-off pending). A websocket handshake's answer
-        carries no cookie to its page: everything is persisted as :meth:`on_close` does.
+        A websocket handshake's answer carries no cookie: it persists as :meth:`on_close`.
         """
         if request.is_websocket:
             return self.on_close(session)
+        return self._after_app(request, session, passed, app_headers)
+
+    def _after_app(
+        self, request: Request, session: Session, passed: PassThrough, app_headers: Headers
+    ) -> Answer:
+        """The persist of :meth:`on_response` (the IdP's also signs in and hands off)."""
         return self.lifecycle.persisting(session)
 
     def on_save(
         self, request: Request, session: Session, passed: PassThrough, *, late: bool = False
     ) -> Steps[PassThrough]:
-        """The app asked to persist its session now
-        (:meth:`~sessionshare.core.session.Session.save`): the steps that do, by the
-        rules of the way out, and the :class:`PassThrough` the rest of the request goes
-        on with (the IdP's records a sign-in this save recorded).
-
-        ``late``: the response's headers are out (see :meth:`on_close`). A websocket
-        handshake's answer carries no cookie either, so its save is a late one too (as
-        :meth:`on_response` persists it): no new session no browser would hold.
+        """The app asked to persist its session now (``Session.save()``): the steps that
+        do, by the rules of the way out, and the :class:`PassThrough` the rest of the
+        request goes on with. ``late``: the response's headers are out (:meth:`on_close`);
+        a websocket handshake's save is a late one too (no cookie reaches its page).
         """
         yield from self.lifecycle.save_now(session, late=late or request.is_websocket)
         return passed
 
     def on_close(self, session: Session) -> Closing:
-        """The app's body is done: persist what changed while it streamed.
-
-        The response's headers are out, so nothing here can set a cookie: the
-        late persist refuses a move to a new id or a new session (logged), and
-        a store failure is reported (``store_unavailable phase=close``), not
-        raised: nobody is left to answer.
+        """The app's body is done: persist what changed while it streamed. The headers
+        are out, so the late persist refuses a move to a new id or a new session (logged),
+        and reports a store failure (``store_unavailable phase=close``) rather than raise.
         """
         if not state_of(session).modified:
             return []  # the common case: nothing changed after the headers
@@ -268,14 +248,9 @@ class Side:
         """The answer to an HTTP request whose path is well formed: the role's own."""
         raise NotImplementedError
 
-    def bad_path(self, request: Request) -> Reply | None:
-        """400 ``bad_path`` for a path that does not start with ``/``; None for any other.
-
-        Both sides ask this first, for every request and handshake: see
-        :attr:`Request.has_bad_path` for why such a path is refused.
-        """
-        if not request.has_bad_path:
-            return None
+    def bad_path(self, request: Request) -> Reply:
+        """400 ``bad_path`` for a path that does not start with ``/`` (why:
+        :attr:`Request.has_bad_path`)."""
         if request.root.endswith("/"):
             # The mount point, not the client: a server or proxy that hands over
             # SCRIPT_NAME (root_path) with its final slash leaves every path without its
@@ -301,13 +276,15 @@ class Side:
 
         No redirect, cookie or sign-out can travel over a websocket, so the
         library's own paths are the app's there; only a remote's protected path
-        refuses. The ASGI shell closes a refused socket before accepting it, with
-        a close code standing for the reply; the WSGI shell (whose apps take the
-        socket over from the handshake: flask-sock and the like) answers the
-        reply itself. A handshake from a page of another
-        origin than this app's (and ``websocket_origins``), or with no ``Origin``
-        at all, is served with no session and no user -- the session is not even
-        read -- or, on a remote's protected path, refused (``cross_origin``).
+        refuses (the ASGI shell closes the socket with a code standing for the
+        reply, the WSGI shell answers it). A browser sends the ``SameSite=Lax``
+        cookie with the handshake of any page of the same *site* (a sibling
+        subdomain, another port), and of any site with ``SameSite=None``: served
+        the session, such a page would use the socket as the user (cross-site
+        websocket hijacking). So a handshake from another origin than this app's
+        (and ``websocket_origins``), or with no ``Origin``, gets no session and no
+        user -- the session is not even read -- or, on a remote's protected path,
+        is refused (``cross_origin``).
         """
         if not request.origin_is(self.websocket_origins):
             return self._foreign_websocket(request)
@@ -317,6 +294,11 @@ class Side:
         """A handshake from one of :attr:`websocket_origins`: the session's user, anywhere
         (a remote overrides this with its protected paths)."""
         return self._websocket_user(session)
+
+    def _websocket_user(self, session: Session) -> Steps[PassThrough]:
+        yield from self.lifecycle.load(session)
+        user = self.user_of(session)
+        return PassThrough(user, signed_in=user is not None)
 
     def _foreign_websocket(self, request: Request) -> Reply | PassThrough:
         """A handshake from another origin: no session, no user (a remote refuses it on its
@@ -333,11 +315,6 @@ class Side:
             "a page of another origin opened this websocket; if that origin is one of "
             "yours, list it in websocket_origins (SESSIONSHARE_WEBSOCKET_ORIGINS)",
         )
-
-    def _websocket_user(self, session: Session) -> Steps[PassThrough]:
-        yield from self.lifecycle.load(session)
-        user = self.user_of(session)
-        return PassThrough(user, signed_in=user is not None)
 
     # -- who the user is ---------------------------------------------------
     def user_of(self, session: Session) -> Any:
@@ -365,7 +342,11 @@ class Side:
 
     # -- single logout -----------------------------------------------------
     def logout(self, request: Request, session: Session) -> Steps[Reply]:
-        """POST: end the shared session everywhere. GET/HEAD: a page with the button."""
+        """POST: end the shared session everywhere. GET/HEAD: a page with the button.
+
+        A POST on purpose: with ``SameSite=Lax`` cookies a cross-site POST carries
+        no session cookie, so a third-party page cannot sign the user out.
+        """
         if request.method in ("GET", "HEAD"):
             # Encoded and checked: a mount point holding "//evil.example" (the client's
             # text can reach it) must not send the form, and the user, to another site.

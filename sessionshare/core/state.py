@@ -6,14 +6,12 @@ cookie scoped to the callback path; the callback accepts a token only if its
 ``st`` is in one of them (login CSRF).
 
 **Why slots.** Any page can start a login at a remote: an attacker's page
-that opens a popup and navigates it to a protected page again and again made
-the remote set one cookie per start, each with a name of its own. Fourteen
-starts (8.6 KB) were enough for the victim's next callback to be refused by
-the server (431) before any of this code ran, and every retry added one. So
-a browser holds at most :data:`STATE_SLOTS` state cookies, with fixed names
-(``sessionshare_state-0`` ... ``-3``), each value at most
-:data:`MAX_STATE_COOKIE` bytes: however many starts are forced, the
-callback's ``Cookie`` header carries about 3.3 KB of state at most.
+that navigates a popup to a protected page again and again would, with one
+cookie per start, soon make the victim's callback ``Cookie`` header too large
+for the server (431, before any of this code runs). So a browser holds at
+most :data:`STATE_SLOTS` state cookies with fixed names (``sessionshare_state-0``
+... ``-3``), each at most :data:`MAX_STATE_COOKIE` bytes: about 3.3 KB of
+state in the callback's ``Cookie`` header, however many starts are forced.
 
 **Why tabs keep working.** The state cookies only reach the callback, so the
 protected page that starts a login reads a tiny cursor cookie (``Path=/``)
@@ -23,10 +21,7 @@ always has a slot. The callback looks for its state in every slot, so up to
 four tabs sign in at once, in any order; a fifth start overwrites the
 oldest, whose tab then gets ``bad_state``. Two starts the browser sends
 before either answer arrives (a restored session reopening tabs) read the
-same cursor and share a slot: the later one wins. A successful callback
-clears its own slot and every slot it saw that holds no live login (expired,
-tampered, foreign); the other tabs' live attempts stay so they can finish,
-and expire with ``state_ttl``.
+same cursor and share a slot: the later one wins.
 
     slots = StateSlots("sessionshare_state", path="/_sessionshare/callback",
                        secure=True, ttl=600, signer=signer)
@@ -76,10 +71,8 @@ class StateSlots:
                  signer: URLSafeTimedSerializer) -> None:
         #: The state cookies' spec (each slot is ``<name>-<slot>`` with its attributes).
         self.cookie = CookieSpec(name, secure=secure, samesite="Lax", path=path, max_age=ttl)
-        # Path=/: the protected page that starts a login must read it, while the state
-        # cookies themselves only go to the callback. Not a state cookie, so its name
-        # does not start with theirs. It lives as long as the newest state: when it is
-        # gone, so is every state it points past, and slot 0 is free.
+        # Path=/: the page that starts a login reads it. Its name does not start with the
+        # state cookies'; it lives as long as the newest state (gone, slot 0 is free).
         #: The cursor cookie's spec: the slot the next login start writes.
         self.cursor = CookieSpec(
             f"next-{name}", secure=secure, samesite="Lax", path="/", max_age=ttl
@@ -181,10 +174,6 @@ class StateSlots:
             saved = self.signer.loads(value, max_age=self.ttl)
         except BadData:
             return None
-        if (
-            not isinstance(saved, list)
-            or len(saved) != 2
-            or not all(isinstance(part, str) for part in saved)
-        ):
-            return None
-        return saved
+        if isinstance(saved, list) and len(saved) == 2 and all(isinstance(p, str) for p in saved):
+            return saved
+        return None

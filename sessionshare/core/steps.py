@@ -1,17 +1,12 @@
 """Store calls as values: how the protocol asks for I/O without doing any.
 
 A protocol step is a generator. When it needs the store it *yields* a
-command -- :class:`Load`, :class:`Save`, :class:`Mark`, :class:`Move`, :class:`Delete`,
-:class:`ClaimState`, :class:`TakeTicket`, :class:`StoreIdentity`, and for the per-user index
-:class:`Peek`, :class:`IndexPut`, :class:`IndexRead`, :class:`IndexDrop` -- and receives the
-store's answer back; when it is done it *returns* its result. It never touches a socket, so
-the same step serves a threaded WSGI server and an asyncio ASGI server: each shell drives it
-with a loop of a few lines (:func:`run` for a thread store; :func:`run_async` awaits
-the same commands on an asyncio store). This is h11's "bring your own I/O",
-applied to a session store. Each command is written once: its ``on(store)`` calls the
-store's method of the same name, which answers at once on a thread store and gives an
-awaitable on an asyncio one -- the only difference, and :func:`run_async` is where the
-``await`` is.
+command (one of the classes below) and is sent the store's answer back; when
+it is done it *returns* its result. It never touches a socket, so the same
+step serves a threaded WSGI server and an asyncio ASGI server (h11's "bring
+your own I/O"): a command's ``on(store)`` calls the store's method of the same
+name, which answers at once on a thread store and gives an awaitable on an
+asyncio one; :func:`run` and :func:`run_async` (the only ``await``) drive it.
 
     def adopt(session_key: str) -> Steps[bool]:
         record = yield Load(session_key, idle_ttl=1800)
@@ -33,27 +28,9 @@ from typing import Any, NamedTuple, TypeVar, Union
 from ..store.base import AsyncSessionStore, SessionRecord, SessionStore
 
 __all__ = [
-    "CensusAdd",
-    "CensusCheck",
-    "CensusDue",
-    "CensusMembers",
-    "CensusRead",
-    "Command",
-    "ClaimState",
-    "Delete",
-    "IndexDrop",
-    "IndexPut",
-    "IndexRead",
-    "Load",
-    "Mark",
-    "Move",
-    "Peek",
-    "Save",
-    "Steps",
-    "StoreIdentity",
-    "TakeTicket",
-    "run",
-    "run_async",
+    "CensusAdd", "CensusCheck", "CensusDue", "CensusMembers", "CensusRead", "ClaimState",
+    "Command", "Delete", "IndexDrop", "IndexPut", "IndexRead", "Load", "Mark", "Move", "Peek",
+    "Save", "Steps", "StoreIdentity", "TakeTicket", "run", "run_async",
 ]
 
 T = TypeVar("T")
@@ -74,7 +51,6 @@ class Load(NamedTuple):
         return store.load(self.key, self.idle_ttl)
 
 
-
 class Save(NamedTuple):
     """Merge changes into the session at ``key``. Answer: False when it is gone (not created)."""
 
@@ -90,12 +66,10 @@ class Save(NamedTuple):
                           meta=self.meta, ttl=self.ttl, create=self.create)
 
 
-
 class Mark(NamedTuple):
-    """Merge ``meta`` into the live session at ``key``. Answer: the record as it was before
-    the merge, or None when it is gone. With ``once`` (a key in ``key``'s hash slot), that
-    key is created for ``once_ttl`` seconds in the same step; when it exists already,
-    nothing is written and the answer is :data:`~sessionshare.store.base.MARKED_BEFORE`."""
+    """Merge ``meta`` into the live session at ``key`` (once per ``once`` key:
+    :meth:`SessionStore.mark <sessionshare.store.base.SessionStore.mark>`). Answer: the
+    record as it was before, None when it is gone."""
 
     key: str
     meta: Mapping[str, int]
@@ -105,7 +79,6 @@ class Mark(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.mark(self.key, self.meta, self.idle_ttl, self.once, self.once_ttl)
-
 
 
 class Move(NamedTuple):
@@ -127,7 +100,6 @@ class Move(NamedTuple):
                           grace=self.grace)
 
 
-
 class Delete(NamedTuple):
     """End the session at ``key`` (and where a move took it); each id ended leaves the
     census ``census`` (:mod:`sessionshare.core.census`). Answer: None."""
@@ -136,18 +108,12 @@ class Delete(NamedTuple):
     census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[None]:
-        if self.census is None:
-            return store.delete(self.key)
         return store.delete(self.key, census=self.census)
 
 
-
 class ClaimState(NamedTuple):
-    """Claim a login state for a browser (first claimant wins, for ``ttl`` seconds) and, when
-    it holds it and a ticket is given, store the ticket too. Answer: whether it holds.
-
-    ``owners`` are the browser's owner digests: a claim held by any of them is its own,
-    a new one is made for the first."""
+    """Claim a login state for a browser (``owners``: its digests) and, when it holds it,
+    store the ticket given too. Answer: whether it holds."""
 
     key: str
     owners: tuple[str, ...]
@@ -159,28 +125,21 @@ class ClaimState(NamedTuple):
     def __repr__(self) -> str:
         return f"ClaimState(key={self.key!r}, ttl={self.ttl}, ticket_key={self.ticket_key!r})"
 
-    def _ticket(self) -> tuple[str, str, int] | None:
-        if self.ticket_key is None:
-            return None
-        return (self.ticket_key, self.ticket_value, self.ticket_ttl)
-
     def on(self, store: AnyStore) -> Answer[bool]:
-        return store.claim_state(self.key, self.owners, self.ttl, self._ticket())
-
+        ticket = None if self.ticket_key is None else (
+            self.ticket_key, self.ticket_value, self.ticket_ttl)
+        return store.claim_state(self.key, self.owners, self.ttl, ticket)
 
 
 class TakeTicket(NamedTuple):
-    """Redeem a ticket, atomically and once. Answer: its value, or None.
-
-    ``nonce`` names this redemption: the same name gets the value again (a retry whose
-    first answer was lost), any other gets nothing. None: a name of its own."""
+    """Redeem a ticket, atomically and once (``nonce``: the redemption a retry repeats).
+    Answer: its value, or None."""
 
     key: str
     nonce: str | None = None
 
     def on(self, store: AnyStore) -> Answer[str | None]:
         return store.take_ticket(self.key, self.nonce)
-
 
 
 class StoreIdentity(NamedTuple):
@@ -194,7 +153,6 @@ class StoreIdentity(NamedTuple):
         return store.store_identity(self.key, self.candidate)
 
 
-
 class Peek(NamedTuple):
     """Read the session at ``key`` without sliding its expiry. Answer: record or None."""
 
@@ -202,7 +160,6 @@ class Peek(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[SessionRecord | None]:
         return store.peek(self.key)
-
 
 
 class IndexPut(NamedTuple):
@@ -220,12 +177,8 @@ class IndexPut(NamedTuple):
     census: str | None = None
 
     def on(self, store: AnyStore) -> Answer[dict[str, str]]:
-        if self.census is None:
-            return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
-                                   drop=self.drop, live=self.live)
         return store.index_put(self.key, self.ref, self.entry, ttl=self.ttl, now=self.now,
                                drop=self.drop, live=self.live, census=self.census)
-
 
 
 class IndexRead(NamedTuple):
@@ -235,7 +188,6 @@ class IndexRead(NamedTuple):
 
     def on(self, store: AnyStore) -> Answer[dict[str, str]]:
         return store.index_read(self.key)
-
 
 
 class IndexDrop(NamedTuple):
@@ -251,14 +203,14 @@ class IndexDrop(NamedTuple):
 class CensusRead(NamedTuple):
     """Read the census at ``key`` and try to take its sweep lock ``lock`` for ``lock_ttl``
     seconds (0: no lock asked for). Answer: (members, whether the lock was taken).
-    The census steps run on a thread store that has them (``MemoryStore``, ``RedisStore``):
-    an operator's count, never a request."""
+    The census steps (typed ``Any``) run only on a thread store that has them
+    (``MemoryStore``, ``RedisStore``): an operator's count, never a request."""
 
     key: str
     lock: str
     lock_ttl: float
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_read(self.key, lock=self.lock, lock_ttl=self.lock_ttl)
 
 
@@ -269,7 +221,7 @@ class CensusDue(NamedTuple):
     now: int
     limit: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_due(self.key, self.now, self.limit)
 
 
@@ -281,7 +233,7 @@ class CensusCheck(NamedTuple):
     sessions: tuple[tuple[str, str], ...]
     now: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_check(self.key, dict(self.sessions), self.now)
 
 
@@ -292,7 +244,7 @@ class CensusAdd(NamedTuple):
     members: tuple[str, ...]
     now: int
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_add(self.key, self.members, self.now)
 
 
@@ -301,7 +253,7 @@ class CensusMembers(NamedTuple):
 
     key: str
 
-    def on(self, store: Any) -> Any:  # a store with the census methods (see CensusRead)
+    def on(self, store: Any) -> Any:
         return store.census_members(self.key)
 
 

@@ -2,26 +2,15 @@
 
 A remote with ``max_auth_age`` serves a protected path only to a session
 signed in at most that many seconds ago (plus :data:`GRACE`). An older one is
-sent through the hand-off again with the requirement **inside the login
-state** (:class:`~sessionshare.core.loginstate.LoginStates`)::
-
-    state = <43 random> "_" <max age, hex> <tag: 22 chars, keyed BLAKE2b over the rest>
-
-so it cannot be stripped from the URL -- the state must come back equal to the
-remote's state cookie -- nor altered (the tag, under a subkey of the sync
-key; any configured key reads it, so a remote and an IdP switching keys in
-either order still agree). The IdP then hands off only a session
-authenticated within that age:
-for an older one it keeps the hand-off pending and flags the session
+sent through the hand-off again with the requirement tagged **inside the
+login state** (:mod:`sessionshare.core.loginstate`), so it can be neither
+stripped nor altered. The IdP hands off only a session authenticated within
+that age; for an older one it keeps the hand-off pending and flags the session
 (:attr:`~sessionshare.core.session.Session.reauthentication_required`), so its
-app asks for the password again; a sign-in there (the app assigning the user
-key, even to the same user) is a fresh authentication, which rotates the id
-and completes the hand-off. The remote checks the result again at the
-callback (``reauthentication_required`` when the session is still too old:
-an IdP that ignored the requirement gets no loop, only a refusal).
-
-:data:`GRACE` keeps a limit of 0 ("always ask") from looping: a sign-in that
-just happened counts as fresh for that long.
+app asks for the password again -- a sign-in then (even as the same user)
+rotates the id and completes the hand-off. The remote checks again at the
+callback: an IdP that ignored the requirement gets a refusal, not a loop.
+:data:`GRACE` keeps a limit of 0 ("always ask") from looping.
 
     states = LoginStates(key)
     state = states.make(max_age=300)

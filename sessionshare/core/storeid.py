@@ -1,23 +1,14 @@
 """The store's identity: telling a ticket the store *lost* from one put into *another store*.
 
-A remote that cannot find the ticket of a valid token has met one of two
-things, and they need opposite answers:
-
-- **another store**: the IdP and this remote are configured with different
-  stores (or key prefixes). Every hand-off fails the same way; retrying
-  cannot help, and the operator must be told what to fix (``unknown_ticket``);
-- **a lost ticket**: the one store dropped it -- an asynchronous Sentinel
-  failover promoted a replica that never received it, a restart without
-  persistence, an eviction. The next attempt will most likely work, so the
-  hand-off starts again instead of ending at a 403.
-
-So the store holds one long-lived random identity under ``<key prefix>store-id``
-(no expiry), written by whichever app asks first
-(:class:`~sessionshare.core.steps.StoreIdentity`), and the IdP puts the identity
-of the store it wrote a ticket into *inside the ticket*
-(:func:`sessionshare.core.tickets.issue`): its last 8 bytes, under the token's
-seal, so the token format is unchanged. A remote that cannot find a ticket
-reads its own store's identity:
+A remote that cannot find the ticket of a valid token needs to know which:
+another store (the IdP and this remote configured with different stores or
+key prefixes) fails every hand-off and must be reported (``unknown_ticket``);
+a lost ticket (a Sentinel failover to a replica that never got it, a restart
+without persistence, an eviction) most likely works next time, so the
+hand-off starts again. So the store holds one long-lived random identity under
+``<key prefix>store-id``, written by whichever app asks first, and the IdP
+puts it *inside each ticket* (its last 8 bytes, under the token's seal). A
+remote that cannot find a ticket reads its own store's identity:
 
 ========================  ===================================================
 the remote's store holds  meaning
@@ -31,12 +22,10 @@ none (it writes one now)  a wiped store, or one no IdP ever wrote to: start
 A hand-off started again once and failing again is not retried a second
 time (no loop): the store is losing data, and the answer says so (503).
 
-**Cost.** Nothing on the authenticated read, nothing on a remote's hand-off
-that works (the remote reads the identity only when a ticket is missing). The
-IdP reads it once per process and then at most once every
-:data:`REFRESH_EVERY` seconds, on a hand-off: one round trip, so that after a
-wipe it soon carries the identity the store has again. In the minute after a
-wipe, a second lost ticket may still be called ``unknown_ticket``.
+**Cost.** Nothing on the authenticated read or on a hand-off that works. The
+IdP reads the identity at most once every :data:`REFRESH_EVERY` seconds, on a
+hand-off (so in the minute after a wipe a lost ticket may still be called
+``unknown_ticket``).
 
     identity = Identity(prefix, clock=time.time)
     store_id = yield from identity.current()     # the IdP: cached, refreshed now and then

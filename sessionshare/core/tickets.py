@@ -1,6 +1,6 @@
 """Tickets: the single-use pointer from a hand-off token to the shared session.
 
-The IdP **issues** a ticket -- 32 random bytes -- when it hands a signed-in
+The IdP **issues** a ticket -- 32 bytes -- when it hands a signed-in
 session to a remote app: it stores ``key(ticket) -> wrap(ticket, session id)``
 for a few seconds and seals the ticket into the token. The remote
 **redeems** it: takes the stored value (atomically, once) and unwraps the
@@ -15,34 +15,24 @@ the store alone yields neither a ticket nor a session id.
 
 Lifetime: a ticket lives :data:`CLOCK_LEEWAY` seconds longer than the token
 carrying it (:func:`ticket_ttl`), and the remote accepts a token up to the
-same leeway past its lifetime: both sides derive from this one constant
-(defined next to the token check in :mod:`sessionshare.crypto.tokens`, which
-cannot import the core, and re-exported here), so a token that is still
-valid never points to a ticket the store already dropped. The store expires
-tickets by its own clock (Redis ``EX``), not the middleware's injected one.
+same leeway past its lifetime (both from this one constant, defined next to
+the token check in :mod:`sessionshare.crypto.tokens`), so a valid token never
+points to a ticket the store dropped. The store expires tickets by its own
+clock (Redis ``EX``), not the middleware's injected one.
 
 The key carries the hash tag of the login state the ticket was minted for
-(:func:`sessionshare.core.claims.state_tag`): the IdP stores the ticket in the
-same store command that claims that state for the browser (a state read from a
-log gets no token in another browser), and the remote, which knows the state,
-finds it there.
+(:func:`~sessionshare.core.claims.state_tag`): the IdP stores the ticket in
+the command that claims that state for the browser (:mod:`sessionshare.core.claims`),
+and the remote, which knows the state, finds it there. A ticket ends with the
+8-byte identity of the store it was written into (:mod:`sessionshare.core.storeid`),
+so a remote that cannot find it tells a lost ticket from another store's.
 
-**Which store.** A ticket is 24 random bytes and then the 8-byte identity of
-the store the IdP wrote it into (:mod:`sessionshare.core.storeid`), so a
-remote that cannot find it tells a ticket its store lost (the hand-off
-starts again) from one in another store (a misconfiguration). A ticket from
-an IdP of an earlier release is 32 random bytes: read as an identity, they
-name another store, as that remote would have said.
-
-**Retries.** Redeeming is named (``nonce``): the remote names a redemption
-after the ticket and the state cookie of the browser that presents it
-(:func:`redemption_nonce`), so when its first attempt ran in the store but
-the answer was lost (a stall past the store client's retries), the same
-browser's retry of the same callback gets the session -- and a second
-browser, or the same ticket without that cookie, still gets nothing. The
-join that follows records which redemption joined the session
-(:meth:`~sessionshare.core.lifecycle.Lifecycle.join`), so a callback that
-*completed* is not completed again, not even with a copy of that cookie.
+**Retries.** A redemption is named after the ticket and the state cookie of
+the browser presenting it (:func:`redemption_nonce`): when the first attempt
+ran but its answer was lost, the same browser's retry gets the session, and
+anyone else still gets nothing. The join then records which redemption joined
+(:meth:`~sessionshare.core.lifecycle.Lifecycle.join`), so a completed callback
+is not completed again, not even with a copy of that cookie.
 
 Wire format -- a change needs a new token version (it is 2 since protocol v2),
 or tickets issued by one version are not redeemable by the next::
@@ -51,12 +41,6 @@ or tickets issued by one version are not redeemable by the next::
             hex(sha256(b"sessionshare ticket\\x00" + ticket))
     value = urlsafe_b64(AES-GCM(key=ticket, nonce=0*12, aad=b"sessionshare/v1/ticket",
                                 plaintext=session id))    # padded base64
-
-The pure parts (:func:`new_ticket`, :func:`ticket_key`, :func:`ticket_digest`,
-:func:`wrap_session_id`, :func:`unwrap_session_id`, :func:`ticket_ttl`) do no
-I/O; :func:`issue`, :func:`redeem` and :func:`burn` are store steps of one
-command each (``core/steps.py``), so a thread shell and an asyncio shell run
-the very same code.
 
     ticket = yield from issue(prefix, sid, state, claims, owners, token_ttl=60,
                               store_id=identity)                  # the IdP
@@ -83,18 +67,8 @@ from .steps import Steps, TakeTicket
 from .storeid import IDENTITY_BYTES
 
 __all__ = [
-    "CLOCK_LEEWAY",
-    "NOT_HELD",
-    "burn",
-    "issue",
-    "new_ticket",
-    "redeem",
-    "redemption_nonce",
-    "store_of",
-    "ticket_digest",
-    "ticket_key",
-    "ticket_ttl",
-    "unwrap_session_id",
+    "CLOCK_LEEWAY", "NOT_HELD", "burn", "issue", "new_ticket", "redeem", "redemption_nonce",
+    "store_of", "ticket_digest", "ticket_key", "ticket_ttl", "unwrap_session_id",
     "wrap_session_id",
 ]
 
@@ -164,14 +138,8 @@ def unwrap_session_id(ticket: bytes, wrapped: str) -> str | None:
 
 # -- the three store steps ----------------------------------------------------
 def issue(
-    key_prefix: str,
-    session_id: str,
-    state: str,
-    claims: StateClaims,
-    owners: tuple[str, ...],
-    *,
-    token_ttl: int,
-    store_id: str | None = None,
+    key_prefix: str, session_id: str, state: str, claims: StateClaims, owners: tuple[str, ...],
+    *, token_ttl: int, store_id: str | None = None,
 ) -> Steps[bytes | None]:
     """Store a new ticket pointing to ``session_id`` if the browser (``owners``) holds (or
     now claims) ``state``; the ticket, for the token, or None when another browser claimed
