@@ -1,11 +1,9 @@
 """One app's rules for the shared session: find it, read it, write it -- as store steps.
 
-:class:`Lifecycle` knows this app's cookie, key prefix and timeouts. It finds the
-session id in a ``Cookie`` header, reads the session (one round trip that also
-slides the idle expiry) and persists it: the state's
-:class:`~sessionshare.core.record.WritePlan` says what to write, this module turns
-it into store steps (``core/steps.py``, driven by a shell) and ``Set-Cookie``
-headers. :meth:`Lifecycle.persisting` is the one persist path of every shell.
+:class:`Lifecycle` knows this app's cookie, key prefix and timeouts: it finds the
+session id in a ``Cookie`` header, reads the session in one round trip, and turns
+the state's :class:`~sessionshare.core.record.WritePlan` into store steps and
+``Set-Cookie`` headers. :meth:`Lifecycle.persisting` is every shell's persist path.
 
 Security properties kept here:
 
@@ -169,18 +167,15 @@ class Lifecycle:
         # Every end of a session leaves the census in the same step: the count stays true.
         self.census = census_key(key, key_prefix)
         self._use_cookie(cookie)
-        #: The side's checked options (set by the side that built this): what a cookie
-        #: that follows a framework's settings is built from (:meth:`follow_cookie`).
+        #: The side's checked options (set by the side): what :meth:`follow_cookie` builds on.
         self.options: CheckedOptions | None = None
         self._followed: dict[str, object] = {}
 
     def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec:
-        """Make the session cookie, in every answer from now on, the one ``asked``
-        describes (a framework's own settings, e.g. Flask's ``SESSION_COOKIE_PATH``);
-        ``asked`` empty: the options' cookie. The cookie in use; raises
-        :class:`~sessionshare.errors.ConfigurationError` for what cannot hold. Meant for
-        configuration set once: a later change leaves the old cookie in the browser.
-        """
+        """Make the session cookie, in every answer from now on, the one ``asked`` describes
+        (a framework's settings, e.g. Flask's ``SESSION_COOKIE_PATH``; empty: the options');
+        the cookie in use. :class:`~sessionshare.errors.ConfigurationError` for what cannot
+        hold. For settings made once: a later change leaves the old cookie in the browser."""
         if dict(asked) == self._followed:
             return self.cookie  # the common case: the same settings as last time
         if self.options is None:
@@ -224,8 +219,7 @@ class Lifecycle:
         return None if timed is None else timed[0]
 
     def cookie_value(self, sid: str) -> str:
-        """What this app's session cookie holds for ``sid`` (its own value, see ``ids``;
-        with ``cookie_max_age``, timed from now)."""
+        """This app's own cookie value for ``sid`` (with ``cookie_max_age``: timed now)."""
         if self.cookie_max_age is None:
             return self.ids.cookie_value(sid)
         return self.ids.timed_cookie_value(sid, int(self.clock()))
@@ -350,10 +344,9 @@ class Lifecycle:
 
     def open(self, cookies: str | None, loader: SessionLoader | None = None, *,
              direct: bool = False) -> Session:
-        """This request's session, for the genuine id in ``cookies`` (a ``Cookie``
-        header), else a new one. ``loader`` reads it at the app's first look (WSGI);
-        without one, :meth:`load`'s steps read it first. ``direct``: see
-        ``SessionState.direct``."""
+        """This request's session, for the genuine id in the ``Cookie`` header ``cookies``,
+        else a new one. ``loader`` reads it at the app's first look (WSGI); without one,
+        :meth:`load`'s steps read it first. ``direct``: see ``SessionState.direct``."""
         session = Session(loader, self.session_id_in(cookies))
         state = state_of(session)
         state.cookie, state.audience, state.lifecycle = self.cookie, self.audience, self
@@ -377,14 +370,12 @@ class Lifecycle:
     ) -> Steps[Joined]:
         """Make ``session`` the stored session ``sid`` and record that this app joined it
         (a completed hand-off), in one round trip; the caller sets the cookie.
-
         ``"joined"``; ``"gone"`` when the session no longer lives; ``"again"`` when the
         redemption ``handoff`` joined it already: a replay of a completed callback.
         Each join is a key of its own beside the session, kept ``remember_for`` seconds
         (while its token could come back), not a field per origin: a later hand-off
         (a second tab, a step-up) must not erase the first's, or a copy of the first
-        callback would join again.
-        """
+        callback would join again."""
         state = state_of(session)
         state.point_at(sid)
         found = self.ids.lookup(sid)
@@ -407,14 +398,12 @@ class Lifecycle:
         return "joined" if state.stored_id is not None else "gone"
 
     def _handoff_key(self, digest: str, handoff: str) -> str:
-        """The store key recording that the redemption ``handoff`` joined the session named
-        ``digest`` (in the session's hash slot)."""
+        """The key recording that redemption ``handoff`` joined session ``digest`` (its slot)."""
         return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
     def time_left(self, session: Session, *, own_ask: bool = True) -> int:
-        """Seconds ``session`` has left if nothing touches it again (0: none), by its
-        limits and the apps' ``expire_at`` asks; a new one counts as made now.
-        ``own_ask=False`` leaves this app's own ask out."""
+        """Seconds ``session`` has left if untouched (0: none; a new one: made now), by its
+        limits and the apps' ``expire_at`` asks (``own_ask=False``: not this app's)."""
         state = state_of(session)
         state.ensure()
         now = self.clock()
@@ -457,8 +446,7 @@ class Lifecycle:
     def settle(self, session: Session, *, late: bool = False) -> Headers | WritePlan:
         """The response headers when nothing needs writing (no store step), else the
         plan to :meth:`write`. ``late``: the headers are out, so a move or a new
-        session is refused (``late_change_refused``); updates and deletes still run.
-        """
+        session is refused (``late_change_refused``); updates and deletes still run."""
         state = state_of(session)
         if not state.loaded:
             # Never read, so never changed. Vary only if the app said it looked (Flask's
@@ -493,11 +481,9 @@ class Lifecycle:
         return headers
 
     def persisting(self, session: Session, *, late: bool = False) -> Headers | Steps[Headers]:
-        """The one persist path: the response's headers when nothing needs writing (no
-        generator to drive), else the steps that write and answer them. ``late`` (see
-        :meth:`settle`): the steps report a store failure themselves
-        (``store_unavailable phase=close``), since no answer can carry it.
-        """
+        """The one persist path: the headers when nothing needs writing (no generator to
+        drive), else the steps that write and answer them. ``late`` (see :meth:`settle`):
+        the steps report a store failure (``store_unavailable phase=close``) themselves."""
         settled = self.settle(session, late=late)
         if isinstance(settled, list):
             return settled
@@ -524,10 +510,9 @@ class Lifecycle:
             return []
 
     def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
-        """Write ``plan`` (from :meth:`settle`); the headers the response needs. Raises
-        :class:`~sessionshare.errors.SessionTooLarge` before any write past
-        ``max_session_bytes`` -- after an invalidate's delete: a logout must not hinge
-        on the write after it."""
+        """Write ``plan`` (from :meth:`settle`); the response's headers. Past ``max_session_bytes``,
+        :class:`~sessionshare.errors.SessionTooLarge` before any write but an invalidate's
+        delete: a logout must not hinge on the write after it."""
         state = state_of(session)
         size = state.size_after(plan)
         if size > self.max_session_bytes:
@@ -575,8 +560,7 @@ class Lifecycle:
     def save_now(self, session: Session, *, late: bool = False) -> Steps[None]:
         """Persist ``session`` now, before its response (``Session.save()``), by the
         persist rules; the cookie it sets or clears is owed to the response's own
-        persist. ``late``: as in :meth:`settle`.
-        """
+        persist. ``late``: as in :meth:`settle`."""
         yield from self.load(session)
         settled = self.settle(session, late=late)
         if isinstance(settled, list):

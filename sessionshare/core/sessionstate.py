@@ -41,13 +41,11 @@ __all__ = ["ENDS_FROM", "ENDS_TO", "IMMUTABLE", "CookieFollower", "SessionState"
 #: The values that cannot change in place: one handed to the app is never encoded again.
 IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
-#: The names that start with META_ENDS are those in [ENDS_FROM, ENDS_TO) (the same
-#: prefix, its last character one higher).
+#: The names that start with META_ENDS are those in [ENDS_FROM, ENDS_TO).
 ENDS_FROM, ENDS_TO = META_ENDS, META_ENDS[:-1] + chr(ord(META_ENDS[-1]) + 1)
 
-#: The latest end an app's ask is kept as (the year 33658): exact in the 14 digits Lua's
-#: cjson writes, and far inside :data:`~sessionshare.store.base.META_LIMIT` (past it, a
-#: record is damaged to every reader).
+#: The latest end an app's ask is kept as: exact in the 14 digits Lua's cjson writes, far
+#: inside :data:`~sessionshare.store.base.META_LIMIT` (past it, a record is damaged).
 _FAR_ASK = 10**12
 
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
@@ -110,8 +108,7 @@ def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | Non
 
 
 class CookieFollower(Protocol):
-    """What a session's state knows of the lifecycle that opened it (``Lifecycle``, which
-    imports this module): the cookie it can make follow a framework's settings."""
+    """What a state knows of the ``Lifecycle`` that opened it (which imports this module)."""
 
     def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec: ...
 
@@ -120,12 +117,9 @@ class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
 
-    :param loader: reads the stored session for an id the first time something
-        looks; None for a session read through the lifecycle's steps (:meth:`fill`)
-        before anything looks, or never stored (no ``sid``).
-    :param sid: the well-formed id the request's cookie named, if any. It is
-        only a claim: a cookie naming a session the store does not hold is
-        ignored, and the session is then new.
+    :param loader: reads the stored session for an id at the first look; None when the
+        lifecycle's steps read it (:meth:`fill`), or with no ``sid``.
+    :param sid: the well-formed id the request's cookie named, if any: only a claim.
     :param contents: the dict the values live in: the app's ``Session`` itself, whose
         overrides track changes -- this object uses ``dict``'s own methods.
     """
@@ -170,8 +164,7 @@ class SessionState:
         self.direct = False
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
-        #: True while the browser holds a cookie for this session: the request carried a
-        #: well-formed one (valid or not), or persisting set one; clearing it ends that.
+        #: The browser holds a cookie for this session (sent well-formed, or set since).
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
         self.loaded = sid is None
@@ -180,8 +173,7 @@ class SessionState:
         self.cookie: CookieSpec | None = None
         #: The lifecycle that opened this session (``follow_cookie``); None likewise.
         self.lifecycle: CookieFollower | None = None
-        #: What an adapter asked of this response's session cookie
-        #: (:meth:`ask_cookie`): ``(max_age, refresh)``; None: the app's options decide.
+        #: An adapter's ``(max_age, refresh)`` for this response's cookie (:meth:`ask_cookie`).
         self.cookie_asked: tuple[int | None, bool] | None = None
         #: The app looked inside (or a signed-in user was found in it): the response
         #: says ``Vary: Cookie``. The library's own reads (``peek``) leave it alone.
@@ -223,8 +215,7 @@ class SessionState:
         self.saver: Callable[[], None] | None = None
         #: ``Session.save()`` was asked for: the session is stored even while empty.
         self.wanted = False
-        #: The ``Set-Cookie`` value an early save made that the response still owes the
-        #: browser (the new session's cookie, or its clearing), or None.
+        #: The ``Set-Cookie`` value an early save made that the response still owes, or None.
         self.cookie_owed: str | None = None
         #: What the last write found instead of the live session: None, ``"ended"`` (a
         #: logout elsewhere, a revocation) or ``"moved"`` (another request's sign-in).
@@ -258,8 +249,7 @@ class SessionState:
         ``session.permanent``): this response's cookie persists ``max_age`` seconds
         (None: a browser-session cookie), whatever ``cookie_max_age`` says; ``refresh``:
         an answer that does not change it re-sends it. The browser's side only: the
-        server still holds a timed value to ``cookie_max_age``, a sign-in's limits hold.
-        """
+        server still holds a timed value to ``cookie_max_age``, a sign-in's limits hold."""
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
 
     def point_at(self, sid: str) -> None:
@@ -271,8 +261,7 @@ class SessionState:
         """Read the session through the loader if it was not read yet."""
         if not self.loaded:
             if self.loader is None:
-                # Under asyncio a read here would block the event loop: the shell runs
-                # the read's steps before the app can look (Lifecycle.read_now).
+                # Under asyncio this read would block the event loop (Lifecycle.read_now).
                 raise RuntimeError("this session is read by the protocol's steps before "
                                    "anything looks inside, and was not read yet")
             assert self.sid is not None
@@ -333,8 +322,7 @@ class SessionState:
         return bool(changed or deleted)
 
     def has_joined(self, origin: str) -> bool:
-        """True while ``origin`` (a canonical origin) joined the session and was not
-        withdrawn."""
+        """True while the canonical ``origin`` joined the session (not withdrawn)."""
         if not self.loaded:
             self.ensure()
         return self.meta.get(META_JOINED + origin, 0) > 0
@@ -373,9 +361,8 @@ class SessionState:
                     _loose(value) != _loose(decode(stored[key]))
                 ):
                     raise
-                # As stored, and not strict JSON: another writer's NaN or 1e999 (valid JSON,
-                # past a double), which Python decodes. Unchanged, it is no change -- not a
-                # TypeError (a 500) on every request that hands this value out.
+                # Another writer's NaN or 1e999, unchanged: no change -- not a TypeError (a
+                # 500) on every request that hands this value out.
                 continue
             if stored.get(key) != text:
                 changed[key] = text
@@ -395,9 +382,8 @@ class SessionState:
         self.set_meta(META_AUTHENTICATED, int(now))
 
     def mark_joined(self, origin: str, now: float) -> None:
-        """Record that ``origin`` joined the session at ``now`` (a remote's hand-off does
-        this in the store command that reads the session; :mod:`sessionshare.testing`
-        does it for a session it makes)."""
+        """Record that ``origin`` joined the session at ``now`` (for a session
+        :mod:`sessionshare.testing` makes; a hand-off marks it in the store)."""
         self.set_meta(META_JOINED + origin, int(now))
 
     def expire_at(self, when: float | None) -> None:
@@ -433,12 +419,10 @@ class SessionState:
         late: bool = False,
     ) -> WritePlan:
         """What persisting at ``now`` must do (the state is not changed); run it, then
-        report with :meth:`mark_written` or :meth:`mark_gone`.
-
-        ``new_id`` makes a new session's id; ``joined_as``, the persisting app's origin:
-        a ``regenerate()`` of a session it joined keeps the id. ``late``: the headers
-        are out, so no cookie can change: a move or a new session is left out and
-        named in :attr:`WritePlan.refused`.
+        report with :meth:`mark_written` or :meth:`mark_gone`. ``new_id`` makes a new
+        session's id; ``joined_as``, the persisting app's origin: a ``regenerate()`` of a
+        session it joined keeps the id. ``late``: the headers are out, so no cookie can
+        change: a move or a new session is left out, named in :attr:`WritePlan.refused`.
         """
         if not self.loaded:
             return UNCHANGED
