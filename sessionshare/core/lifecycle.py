@@ -120,8 +120,7 @@ def response_headers(app_headers: Headers, added: Headers) -> Headers:
 
 
 def follow_cookie(session: Session, asked: Mapping[str, object]) -> CookieSpec | None:
-    """For an adapter: :meth:`Lifecycle.follow_cookie` of the middleware that opened
-    ``session``; None for a session no middleware opened."""
+    """For an adapter: :meth:`Lifecycle.follow_cookie` of ``session``'s opener, or None."""
     lifecycle = state_of(session).lifecycle
     return None if lifecycle is None else lifecycle.follow_cookie(asked)
 
@@ -421,9 +420,8 @@ class Lifecycle:
         return max(0, int(left))
 
     def id_after_persist(self, session: Session) -> str | None:
-        """The id ``session`` will have once persisted, or None (new, or ending), e.g.
-        Django's ``session_key`` after ``cycle_key()``: a move's fresh id is minted now.
-        A bearer credential: never show or log it."""
+        """The id ``session`` will have once persisted (a move's is minted now), or None, as
+        Django's ``session_key`` after ``cycle_key()``. A bearer credential: never log it."""
         state = state_of(session)
         state.ensure()
         if not state.exists or state.invalidated:
@@ -502,8 +500,7 @@ class Lifecycle:
         try:
             return (yield from self.write(session, plan))
         except StoreUnavailable:
-            # No 503 can be sent now. The changes are given up, so that no later moment
-            # of the request (ASGI's) tries them again and reports the failure twice.
+            # No 503 now: give the changes up, or a later moment (ASGI's) reports it twice.
             state_of(session).forget_changes()
             self.events.emit(logging.WARNING, "store_unavailable", {"phase": "close"},
                              "store_unavailable phase=close")
@@ -516,8 +513,7 @@ class Lifecycle:
         state = state_of(session)
         size = state.size_after(plan)
         if size > self.max_session_bytes:
-            # Every app pays for every byte on each read: refuse the write whole, so the
-            # stored session stays as it was rather than half-updated.
+            # Every app pays for every byte on each read: refuse the write whole, not half.
             if plan.drop is not None:
                 yield Delete(self.session_key(plan.drop), self.census)
             raise SessionTooLarge(size, self.max_session_bytes)
@@ -566,8 +562,7 @@ class Lifecycle:
         if isinstance(settled, list):
             state = state_of(session)
             if state.retired and state.modified:
-                # Moved by another request of the browser (settle refused the write): the
-                # app is told so, as when a write finds it moved -- not a silent success.
+                # Moved by another request (settle refused the write): no silent success.
                 state.forget_changes()
                 state.gone = "moved"
             return
@@ -578,9 +573,8 @@ class Lifecycle:
                 state_of(session).cookie_owed = cookies[-1]
 
     def _not_written(self, session: Session, sid: str, headers: Headers) -> Steps[Headers]:
-        """The session ``sid`` took no write (one more round trip, on this rare path):
-        ended elsewhere, the request stays signed out and the cookie is cleared; moved
-        by another request of this browser, the cookie is left to that one."""
+        """The session ``sid`` took no write (one round trip more says why): ended, it stays
+        signed out, cookie cleared; moved by another request, the cookie is that one's."""
         record = yield Peek(self.session_key(sid))
         reason = "rotated" if record is not None and META_RETIRED in record.meta else "ended"
         state_of(session).mark_gone(moved=reason == "rotated")

@@ -77,9 +77,8 @@ def encode(key: str, value: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    """A stored value's JSON text, decoded exactly as ``json.loads`` would: through its
-    C scanner without the Python layers (every read decodes every value); text the
-    scanner does not take whole goes to ``json.loads`` itself."""
+    """A stored value's JSON text, decoded as ``json.loads`` would, by its C scanner without
+    the Python layers (every read decodes every value); the rest goes to ``json.loads``."""
     try:
         value, end = scan_json(text, 0)
     except (StopIteration, ValueError, TypeError):
@@ -88,9 +87,8 @@ def decode(text: str) -> Any:
 
 
 def lifetime_start(meta: Mapping[str, int], default: int) -> int:
-    """Where the absolute lifetime counts from (``default``: a missing creation time):
-    the latest sign-in, so a session kept alive for hours before it does not end
-    minutes after."""
+    """Where the absolute lifetime counts from (``default``: no creation time): the latest
+    sign-in, so a session kept alive for hours before it does not end minutes after."""
     return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
@@ -159,8 +157,7 @@ class SessionState:
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
                  contents: dict[str, Any] | None = None) -> None:
         self.loader = loader
-        #: ``loader`` reads on the store the shell drives the steps on (WSGI): a side may
-        #: let it read instead of yielding the read as a step.
+        #: ``loader`` reads on the store the steps run on (WSGI): a side may read through it.
         self.direct = False
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
@@ -168,15 +165,13 @@ class SessionState:
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
         self.loaded = sid is None
-        #: The serving app's session cookie (an adapter holds the framework's settings to
-        #: it); None for a session no middleware made.
+        #: The serving app's session cookie, for adapters; None if no middleware made this.
         self.cookie: CookieSpec | None = None
         #: The lifecycle that opened this session (``follow_cookie``); None likewise.
         self.lifecycle: CookieFollower | None = None
         #: An adapter's ``(max_age, refresh)`` for this response's cookie (:meth:`ask_cookie`).
         self.cookie_asked: tuple[int | None, bool] | None = None
-        #: The app looked inside (or a signed-in user was found in it): the response
-        #: says ``Vary: Cookie``. The library's own reads (``peek``) leave it alone.
+        #: The app looked inside (or a user was found in it): ``Vary: Cookie`` (not ``peek``).
         self.accessed = False
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
@@ -217,12 +212,10 @@ class SessionState:
         self.wanted = False
         #: The ``Set-Cookie`` value an early save made that the response still owes, or None.
         self.cookie_owed: str | None = None
-        #: What the last write found instead of the live session: None, ``"ended"`` (a
-        #: logout elsewhere, a revocation) or ``"moved"`` (another request's sign-in).
+        #: What the last write found instead of the live session (see :meth:`mark_gone`).
         self.gone: Literal["ended", "moved"] | None = None
 
     # -- loading -----------------------------------------------------------
-    # Read lazily through the loader (WSGI), or by the store steps, then :meth:`fill`.
     @property
     def unread_id(self) -> str | None:
         """The id whose record this session still needs, or None once it has it."""
@@ -248,8 +241,7 @@ class SessionState:
         """For an adapter whose framework decides the cookie per session (Flask's
         ``session.permanent``): this response's cookie persists ``max_age`` seconds
         (None: a browser-session cookie), whatever ``cookie_max_age`` says; ``refresh``:
-        an answer that does not change it re-sends it. The browser's side only: the
-        server still holds a timed value to ``cookie_max_age``, a sign-in's limits hold."""
+        re-sent unchanged. The browser's side only: the server's limits still hold."""
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
 
     def point_at(self, sid: str) -> None:
@@ -585,9 +577,8 @@ class SessionState:
         self._settled()
 
     def mark_gone(self, *, moved: bool = False) -> None:
-        """An update or a move found no live session: it stays ended, new and empty, and
-        the caller clears the cookie -- unless ``moved`` (another request of this browser
-        gave it a new id and sets that cookie)."""
+        """An update or a move found no live session: ended elsewhere (the caller clears the
+        cookie), or ``moved`` by another request of this browser (which sets its own)."""
         retired = self.sid if moved else None
         self.take(None, {}, {})
         self.gone = "moved" if moved else "ended"
