@@ -173,8 +173,8 @@ class Lifecycle:
     def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec:
         """Make the session cookie, in every answer from now on, the one ``asked`` describes
         (a framework's settings, e.g. Flask's ``SESSION_COOKIE_PATH``; empty: the options');
-        the cookie in use. :class:`~sessionshare.errors.ConfigurationError` for what cannot
-        hold. For settings made once: a later change leaves the old cookie in the browser."""
+        the cookie in use. Raises :class:`~sessionshare.errors.ConfigurationError` for what
+        cannot hold. For settings made once: a later change leaves the old cookie behind."""
         if dict(asked) == self._followed:
             return self.cookie  # the common case: the same settings as last time
         if self.options is None:
@@ -420,8 +420,8 @@ class Lifecycle:
         return max(0, int(left))
 
     def id_after_persist(self, session: Session) -> str | None:
-        """The id ``session`` will have once persisted (a move's is minted now), or None, as
-        Django's ``session_key`` after ``cycle_key()``. A bearer credential: never log it."""
+        """The id ``session`` has once persisted (a move's is minted now) or None, as Django's
+        ``session_key`` after ``cycle_key()``. A bearer credential: never show or log it."""
         state = state_of(session)
         state.ensure()
         if not state.exists or state.invalidated:
@@ -507,9 +507,9 @@ class Lifecycle:
             return []
 
     def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
-        """Write ``plan`` (from :meth:`settle`); the response's headers. Past ``max_session_bytes``,
-        :class:`~sessionshare.errors.SessionTooLarge` before any write but an invalidate's
-        delete: a logout must not hinge on the write after it."""
+        """Write ``plan`` (from :meth:`settle`); the response's headers. Raises
+        :class:`~sessionshare.errors.SessionTooLarge` past ``max_session_bytes``, before any
+        store step but an invalidate's delete: a logout must not hinge on the write after it."""
         state = state_of(session)
         size = state.size_after(plan)
         if size > self.max_session_bytes:
@@ -562,7 +562,7 @@ class Lifecycle:
         if isinstance(settled, list):
             state = state_of(session)
             if state.retired and state.modified:
-                # Moved by another request (settle refused the write): no silent success.
+                # Moved by another request (settle refused the write): told, not a silent success.
                 state.forget_changes()
                 state.gone = "moved"
             return

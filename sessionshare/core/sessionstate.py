@@ -171,7 +171,7 @@ class SessionState:
         self.lifecycle: CookieFollower | None = None
         #: An adapter's ``(max_age, refresh)`` for this response's cookie (:meth:`ask_cookie`).
         self.cookie_asked: tuple[int | None, bool] | None = None
-        #: The app looked inside (or a user was found in it): ``Vary: Cookie`` (not ``peek``).
+        #: The app looked inside (or a user was found in it): ``Vary: Cookie``; ``peek`` doesn't.
         self.accessed = False
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
@@ -196,8 +196,7 @@ class SessionState:
         self.next_sid: str | None = None
         #: ``invalidate()`` was asked for, and the response is not persisted yet.
         self.invalidated = False
-        #: The cookie named an id another request of this browser just moved (a marker):
-        #: this request leaves the cookie to that one. ``retired_id`` is that id.
+        #: The cookie's id (``retired_id``) was just moved by another request, whose cookie stands.
         self.retired = False
         self.retired_id: str | None = None
         #: A remembered sign-in's (idle, absolute) limits, from ``remember()``.
@@ -241,7 +240,7 @@ class SessionState:
         """For an adapter whose framework decides the cookie per session (Flask's
         ``session.permanent``): this response's cookie persists ``max_age`` seconds
         (None: a browser-session cookie), whatever ``cookie_max_age`` says; ``refresh``:
-        re-sent unchanged. The browser's side only: the server's limits still hold."""
+        re-send it unchanged too. The browser's side only: the server's limits hold."""
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
 
     def point_at(self, sid: str) -> None:
@@ -335,9 +334,8 @@ class SessionState:
         changed: dict[str, str] = {}
         contents, stored, assigned = self.contents, self.stored, self.assigned
         keys = dict.keys(contents)
-        # Only a value the app assigned, or a list or a dict it was handed (which may have
-        # changed in place), can differ from what was read: the others are not encoded.
-        # (No set built for the common read: a handed key the app removed is skipped.)
+        # Only assigned or handed keys can differ (see ``handed``); no set built for the
+        # common read (a handed key the app removed is skipped).
         if self.handed_all:
             candidates: Iterable[str] = keys
         else:
@@ -460,7 +458,8 @@ class SessionState:
             if (deleted and not dict.__len__(self.contents) and not self.meta_changed
                     and not self.wanted):
                 # Emptied (``clear()``, the last ``pop()``): it ends, entry and cookie, as in
-                # Starlette, Flask and Django -- unless ``Session.save()`` asked to keep it.
+                # Starlette, Flask and Django -- another app's key since goes too, as at a
+                # logout -- unless ``Session.save()`` asked to keep it.
                 return WritePlan(drop=old, cookie=cookie_gone)
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
