@@ -1,41 +1,23 @@
 """One app's rules for the shared session: find it, read it, write it -- as store steps.
 
-:class:`Lifecycle` knows this app's cookie, key prefix and timeouts. It finds
-the session id in a ``Cookie`` header, reads a session (one round trip that
-also slides the idle expiry; the absolute lifetime is enforced here), and
-persists one: the session's state decides *what* to write (its
-:class:`~sessionshare.core.record.WritePlan`), this module turns the plan into
-store commands and ``Set-Cookie`` headers. It does no I/O: each operation is a
-step (``core/steps.py``) that a shell drives on its store.
-
-This is the one persist path of every shell and side (:meth:`Lifecycle.persisting`):
-settle (nothing to write: the headers at once), write, headers -- and the late
-persist after the headers went out, which refuses what would need a cookie and
-reports a store failure itself, since no answer can carry it any more.
+:class:`Lifecycle` knows this app's cookie, key prefix and timeouts: it finds the
+session id in a ``Cookie`` header, reads the session in one round trip, and turns
+the state's :class:`~sessionshare.core.record.WritePlan` into store steps and
+``Set-Cookie`` headers. :meth:`Lifecycle.persisting` is every shell's persist path.
 
 Security properties kept here:
 
-- A cookie naming a session the store does not hold is ignored: a new
-  session always gets a *fresh* id (no fixation through a planted cookie).
-- Each app's cookie value is its own, and the store key a digest keyed by the
-  sync key (:mod:`sessionshare.core.ids`): a cookie copied from another app,
-  another deployment's session and a dump of the store all give nothing.
-- The idle and absolute limits are the stricter of this app's and the ones
-  the session id carries (the IdP's, for a signed-in session) -- for a
-  remembered sign-in too, beyond ``max_remember`` (None: no bound; 0: this
-  app's own limits hold).
-- A timed cookie (``cookie_max_age``) older than its age reads as no cookie
-  here (:mod:`sessionshare.core.ids`), whatever the browser kept; the shared
-  session itself is untouched.
-- A session past its absolute lifetime is deleted when read, so no app sees
-  it again; a session written to a store that no longer holds it (logged out
-  elsewhere meanwhile) is not brought back, and its cookie is cleared.
-- A move to a new id (a sign-in, ``regenerate()``, ``remember()``) is one
-  store step that happens only while the session is live
-  (:class:`~sessionshare.core.steps.Move`): a request that read the session
-  before a logout or a revocation and moves it after finds it ended, and
-  answers signed out (``change_refused reason=ended``) -- a stolen cookie
-  kept busy in a request cannot outrun "sign out everywhere".
+- A cookie naming a session the store does not hold is ignored: a new session
+  always gets a fresh id (no fixation through a planted cookie).
+- Cookie values are per app, store keys a digest keyed by the sync key
+  (:mod:`sessionshare.core.ids`): a copied cookie, another deployment's session
+  or a store dump gives nothing.
+- The limits are the stricter of this app's and the ones the id carries (the
+  IdP's); a session past its absolute lifetime is deleted when read.
+- A write or a move to a new id happens only while the session is live, in one
+  store step: a request that read it before a logout or a revocation finds it
+  ended and answers signed out (``change_refused reason=ended``) -- a stolen
+  cookie kept busy in a request cannot outrun "sign out everywhere".
 
     rules = Lifecycle(cookie=CookieSpec("sessionshare"), key=key,
                       audience="https://shop.example", idle_timeout=1800,
@@ -101,13 +83,8 @@ ROTATION_GRACE = 30
 
 
 def response_headers(app_headers: Headers, added: Headers) -> Headers:
-    """The app's response headers with the session's ``added`` ones (cookie, ``Vary``).
-
-    The two ``Vary`` lists are merged into one header, each name once: an app that
-    varies on ``Accept-Encoding`` answers ``Vary: Accept-Encoding, Cookie``, as
-    with the frameworks' own sessions -- not two headers, which some caches and
-    clients read as only the first or the last. Every shell builds its headers here.
-    """
+    """The app's response headers with the session's ``added`` ones (cookie, ``Vary``):
+    one ``Vary`` naming each name once, since some caches read only one of two."""
     if not added:
         return app_headers
     # Loops, not any() over generators: this runs on every response.
@@ -143,8 +120,7 @@ def response_headers(app_headers: Headers, added: Headers) -> Headers:
 
 
 def follow_cookie(session: Session, asked: Mapping[str, object]) -> CookieSpec | None:
-    """For an adapter: :meth:`Lifecycle.follow_cookie` of the middleware that opened
-    ``session``; None for a session no middleware opened."""
+    """For an adapter: :meth:`Lifecycle.follow_cookie` of ``session``'s opener, or None."""
     lifecycle = state_of(session).lifecycle
     return None if lifecycle is None else lifecycle.follow_cookie(asked)
 
@@ -185,30 +161,20 @@ class Lifecycle:
         self.cookie_max_age = self.ids.cookie_max_age
         #: Re-send a persistent cookie on every request that carries a valid one.
         self.cookie_refresh = bool(cookie_refresh)
-        # Worked out once: with the defaults (no cookie_max_age) no response is refreshed
-        # unless an adapter asked for a persistent cookie, and the read path checks one flag.
+        # Worked out once: the read path checks one flag.
         self._refreshing = self.cookie_max_age is not None and self.cookie_refresh
-        # Every end of a session takes it out of the deployment's census in the same
-        # step, so the O(1) count never goes on counting a logged-out session.
+        # Every end of a session leaves the census in the same step: the count stays true.
         self.census = census_key(key, key_prefix)
         self._use_cookie(cookie)
-        #: The side's checked options (set by the side that built this): what a cookie
-        #: that follows a framework's settings is built from (:meth:`follow_cookie`).
+        #: The side's checked options (set by the side): what :meth:`follow_cookie` builds on.
         self.options: CheckedOptions | None = None
         self._followed: dict[str, object] = {}
 
     def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec:
-        """Make the session cookie the one ``asked`` describes (attribute -> value: the
-        settings a framework's app made for its own session cookie, e.g. Flask's
-        ``SESSION_COOKIE_PATH``), for every answer from now on -- the middleware's own
-        too (the sign-out clears it at the same path, the callback sets it so); with
-        ``asked`` empty, the options' own cookie again. Raises
-        :class:`~sessionshare.errors.ConfigurationError` for what cannot hold
-        (:func:`~sessionshare.core.configure.followed_cookie`). The cookie in use.
-
-        Meant for the app's configuration, which is set once: an app that changes it
-        later gets a cookie of the new attributes beside the browser's old one.
-        """
+        """Make the session cookie, in every answer from now on, the one ``asked`` describes
+        (a framework's settings, e.g. Flask's ``SESSION_COOKIE_PATH``; empty: the options');
+        the cookie in use. Raises :class:`~sessionshare.errors.ConfigurationError` for what
+        cannot hold. For settings made once: a later change leaves the old cookie behind."""
         if dict(asked) == self._followed:
             return self.cookie  # the common case: the same settings as last time
         if self.options is None:
@@ -229,14 +195,9 @@ class Lifecycle:
 
     # -- names -------------------------------------------------------------
     def session_key(self, sid: str) -> str:
-        """The store key of a session id (a keyed digest: a store dump yields no cookie).
-
-        ``sid`` must be made under a configured key (:meth:`SessionIds.is_known`).
-        The braces make the digest a cluster hash tag, so keys kept with a
-        session can share its slot.
-        """
-        # The read's memoised lookup when it has the id (every write of a session read in
-        # this process): the same digest, without a MAC per write.
+        """The store key of ``sid`` (made under a configured key): a keyed digest, so a
+        store dump yields no cookie, in braces: a cluster hash tag, one slot for its keys."""
+        # The read's memoised digest when it has one: no MAC per write.
         found = self.ids.lookup(sid)
         return self._key(found[0] if found is not None else self.ids.digest(sid))
 
@@ -257,23 +218,15 @@ class Lifecycle:
         return None if timed is None else timed[0]
 
     def cookie_value(self, sid: str) -> str:
-        """What this app's session cookie holds for ``sid`` (its own value, see ``ids``;
-        with ``cookie_max_age``, timed from now)."""
+        """This app's own cookie value for ``sid`` (with ``cookie_max_age``: timed now)."""
         if self.cookie_max_age is None:
             return self.ids.cookie_value(sid)
         return self.ids.timed_cookie_value(sid, int(self.clock()))
 
     def set_cookie(self, sid: str, started: int, state: SessionState | None = None) -> str:
-        """The ``Set-Cookie`` value pointing this app's cookie at ``sid``, whose lifetime
-        counts from ``started``.
-
-        A browser-session cookie, unless something asks it to persist: this app's
-        ``cookie_max_age`` -- or, for this response, what an adapter asked through
-        ``state`` (:meth:`~sessionshare.core.sessionstate.SessionState.ask_cookie`) --
-        and a remembered sign-in, which lasts as long as the session may. When both
-        ask, the shorter lifetime holds: neither an app's setting nor a sign-in
-        outlives what the other allows.
-        """
+        """The ``Set-Cookie`` value pointing this app's cookie at ``sid`` (lifetime from
+        ``started``): a browser-session cookie unless ``cookie_max_age``, an adapter's ask
+        in ``state`` or a remembered sign-in makes it persist -- the shortest holds."""
         now = self.clock()
         asked = self.cookie_max_age
         if state is not None and state.cookie_asked is not None:
@@ -286,13 +239,9 @@ class Lifecycle:
         return self.cookie.set(self.cookie_value(sid), max_age=asked, now=now)
 
     def _refreshes(self, state: SessionState, *, changed: bool = False) -> bool:
-        """Whether this response re-sends the cookie the request carried: a persistent
-        cookie (``cookie_max_age``) with ``cookie_refresh``, or whatever an adapter asked
-        (:meth:`~sessionshare.core.sessionstate.SessionState.ask_cookie`); a genuine
-        cookie, and a session not found gone -- a sliding expiry, as Starlette's and
-        Flask's own sessions do. Without refresh, a persistent cookie is still set anew
-        by an answer that ``changed`` the session, so its life counts from the last
-        change (the rule of both when they do not refresh)."""
+        """Whether this response re-sends the request's genuine cookie (a sliding expiry,
+        as Starlette's and Flask's): with ``cookie_refresh`` or an adapter's ask; else a
+        persistent one only when ``changed``. Never for a session found gone."""
         asked = state.cookie_asked
         if asked is None:
             if not (self._refreshing or changed and self.cookie_max_age is not None):
@@ -394,14 +343,9 @@ class Lifecycle:
 
     def open(self, cookies: str | None, loader: SessionLoader | None = None, *,
              direct: bool = False) -> Session:
-        """This request's session, for the id in this app's cookie in ``cookies`` (a
-        ``Cookie`` header) if genuine; None: a new, empty one.
-
-        ``loader`` reads it the first time the app looks (a thread server: WSGI); without
-        one, it is read by :meth:`load`'s steps before anything looks. ``direct``: the
-        loader reads on the store the shell drives the steps on, so a side may read
-        through it instead of yielding the read (see ``SessionState.direct``).
-        """
+        """This request's session, for the genuine id in the ``Cookie`` header ``cookies``,
+        else a new one. ``loader`` reads it at the app's first look (WSGI); without one,
+        :meth:`load`'s steps read it first. ``direct``: see ``SessionState.direct``."""
         session = Session(loader, self.session_id_in(cookies))
         state = state_of(session)
         state.cookie, state.audience, state.lifecycle = self.cookie, self.audience, self
@@ -409,9 +353,8 @@ class Lifecycle:
         return session
 
     def read_now(self, session: Session) -> Steps[None] | None:
-        """The steps that read ``session`` now, or None when there is nothing to read (no
-        cookie): for a shell whose app cannot have it read on its first look (asyncio,
-        where that read would block the event loop)."""
+        """The steps that read ``session`` now, or None (nothing to read): under asyncio,
+        where a read at the app's first look would block the event loop."""
         return None if state_of(session).loaded else self.load(session)
 
     def load(self, session: Session) -> Steps[None]:
@@ -425,24 +368,13 @@ class Lifecycle:
         self, session: Session, sid: str, *, handoff: str | None = None, remember_for: int = 0
     ) -> Steps[Joined]:
         """Make ``session`` the stored session ``sid`` and record that this app joined it
-        (a completed hand-off, so the IdP authorized this origin).
-
-        ``"joined"``; ``"gone"`` when the session no longer lives; ``"again"`` when
-        ``handoff`` -- the name of this hand-off's redemption -- joined it already: the
-        callback was completed once and this is a replay of it (a retry whose first
-        answer was lost never got this far, and joins).
-
-        Each hand-off's join is recorded by a key of its own next to the session
-        (``<prefix>j:{<digest>}<handoff>``), kept ``remember_for`` seconds -- as long as its token
-        could come back -- and created in the same store command as the join. One
-        key per hand-off, not one field per origin: a later hand-off of the same
-        session to this app (a second tab, a step-up) must not erase the record of
-        the first, or a copy of the first's callback would join again. Nor does it
-        grow the session that every app reads on every request.
-
-        One round trip: the record is read in the same store command that
-        marks it (:class:`~sessionshare.core.steps.Mark`). The caller sets the cookie.
-        """
+        (a completed hand-off), in one round trip; the caller sets the cookie.
+        ``"joined"``; ``"gone"`` when the session no longer lives; ``"again"`` when the
+        redemption ``handoff`` joined it already: a replay of a completed callback.
+        Each join is a key of its own beside the session, kept ``remember_for`` seconds
+        (while its token could come back), not a field per origin: a later hand-off
+        (a second tab, a step-up) must not erase the first's, or a copy of the first
+        callback would join again."""
         state = state_of(session)
         state.point_at(sid)
         found = self.ids.lookup(sid)
@@ -465,17 +397,12 @@ class Lifecycle:
         return "joined" if state.stored_id is not None else "gone"
 
     def _handoff_key(self, digest: str, handoff: str) -> str:
-        """The store key recording that the redemption ``handoff`` joined the session named
-        ``digest`` (in the session's hash slot)."""
+        """The key recording that redemption ``handoff`` joined session ``digest`` (its slot)."""
         return f"{self.key_prefix}j:{{{digest}}}{handoff}"
 
     def time_left(self, session: Session, *, own_ask: bool = True) -> int:
-        """Seconds ``session`` has left now if nothing touches it again (0: none): the
-        stricter of its idle and absolute limits (this app's, and the ones its id
-        carries -- the IdP's, for a signed-in session) and the earliest end an app
-        asked for (:meth:`~sessionshare.core.session.Session.expire_at`). A new
-        session counts as made now, under this app's limits. ``own_ask=False`` leaves
-        this app's own ask out: what the others and the limits allow it."""
+        """Seconds ``session`` has left if untouched (0: none; a new one: made now), by its
+        limits and the apps' ``expire_at`` asks (``own_ask=False``: not this app's)."""
         state = state_of(session)
         state.ensure()
         now = self.clock()
@@ -493,11 +420,8 @@ class Lifecycle:
         return max(0, int(left))
 
     def id_after_persist(self, session: Session) -> str | None:
-        """The id ``session`` will have once persisted, or None (new, or ending): for an
-        app that names the session before its response (Django's ``session_key`` right
-        after ``cycle_key()``). After a :meth:`~sessionshare.core.session.Session.regenerate`
-        that moves it, the fresh id is minted now, and the move takes that very id.
-        A bearer credential, as every id: never show or log it."""
+        """The id ``session`` has once persisted (a move's is minted now) or None, as Django's
+        ``session_key`` after ``cycle_key()``. A bearer credential: never show or log it."""
         state = state_of(session)
         state.ensure()
         if not state.exists or state.invalidated:
@@ -518,17 +442,9 @@ class Lifecycle:
         return max(1, int(ttl))
 
     def settle(self, session: Session, *, late: bool = False) -> Headers | WritePlan:
-        """The response headers when nothing needs writing, else the plan to :meth:`write`.
-
-        The common case -- a session read and left unchanged -- needs no store
-        step at all, so a shell can finish it without driving one.
-
-        ``late``: the response's headers are already out (the session changed
-        while the body streamed). Nothing can reach the browser any more, so
-        the plan only updates or deletes the stored session; a move to a new
-        id or a session still to be created is refused and logged
-        (``late_change_refused``), and the session stays as it was stored.
-        """
+        """The response headers when nothing needs writing (no store step), else the
+        plan to :meth:`write`. ``late``: the headers are out, so a move or a new
+        session is refused (``late_change_refused``); updates and deletes still run."""
         state = state_of(session)
         if not state.loaded:
             # Never read, so never changed. Vary only if the app said it looked (Flask's
@@ -563,14 +479,9 @@ class Lifecycle:
         return headers
 
     def persisting(self, session: Session, *, late: bool = False) -> Headers | Steps[Headers]:
-        """The one persist path: the headers (cookie, ``Vary``) the response needs when
-        nothing needs writing -- the common case, no generator to drive -- else the
-        steps that write the session's plan and answer them.
-
-        ``late``: after the headers went out (see :meth:`settle`). No answer can
-        carry a store failure any more then: the late steps report it themselves
-        (``store_unavailable phase=close``) and end, under every shell alike.
-        """
+        """The one persist path: the headers when nothing needs writing (no generator to
+        drive), else the steps that write and answer them. ``late`` (see :meth:`settle`):
+        the steps report a store failure (``store_unavailable phase=close``) themselves."""
         settled = self.settle(session, late=late)
         if isinstance(settled, list):
             return settled
@@ -589,28 +500,20 @@ class Lifecycle:
         try:
             return (yield from self.write(session, plan))
         except StoreUnavailable:
-            # The response is on its way already: nothing can answer 503 any more. The
-            # changes are given up, so that no later moment of the same request (ASGI's
-            # after the app returned) tries them again and reports the failure twice.
+            # No 503 now: give the changes up, or a later moment (ASGI's) reports it twice.
             state_of(session).forget_changes()
             self.events.emit(logging.WARNING, "store_unavailable", {"phase": "close"},
                              "store_unavailable phase=close")
             return []
 
     def write(self, session: Session, plan: WritePlan) -> Steps[Headers]:
-        """Write ``plan`` (from :meth:`settle`); the headers the response needs.
-
-        Raises :class:`~sessionshare.errors.SessionTooLarge` before any store
-        step when the session would outgrow ``max_session_bytes`` -- except that
-        an :meth:`~sessionshare.core.session.Session.invalidate` still deletes
-        the old session first: a logout must not hinge on the write after it.
-        """
+        """Write ``plan`` (from :meth:`settle`); the response's headers. Raises
+        :class:`~sessionshare.errors.SessionTooLarge` past ``max_session_bytes``, before any
+        store step but an invalidate's delete: a logout must not hinge on the write after it."""
         state = state_of(session)
         size = state.size_after(plan)
         if size > self.max_session_bytes:
-            # Every app pays for every byte on each read of the shared session (a 20 MB
-            # session costs Redis 40-80 ms per write): refuse the write whole, so the
-            # stored session stays as it was rather than half-updated.
+            # Every app pays for every byte on each read: refuse the write whole, not half.
             if plan.drop is not None:
                 yield Delete(self.session_key(plan.drop), self.census)
             raise SessionTooLarge(size, self.max_session_bytes)
@@ -651,22 +554,15 @@ class Lifecycle:
         return self._owed(headers, state)
 
     def save_now(self, session: Session, *, late: bool = False) -> Steps[None]:
-        """Persist ``session`` now, before its response
-        (:meth:`~sessionshare.core.session.Session.save`): read if unread, then what
-        persisting does, by the same rules -- a move only while the session is live.
-
-        The cookie the write sets (or clears) is owed to the response: the response's
-        own persist adds it. ``late``: the response's headers are out, so the write
-        is the late persist's (no new session, no move: see :meth:`settle`).
-        """
+        """Persist ``session`` now, before its response (``Session.save()``), by the
+        persist rules; the cookie it sets or clears is owed to the response's own
+        persist. ``late``: as in :meth:`settle`."""
         yield from self.load(session)
         settled = self.settle(session, late=late)
         if isinstance(settled, list):
             state = state_of(session)
             if state.retired and state.modified:
-                # The id this request read was moved by another request of the browser (a
-                # sign-in in another tab): nothing was written (settle refused it), and the
-                # app is told so, as when a write finds it moved -- not a silent success.
+                # Moved by another request (settle refused the write): told, not a silent success.
                 state.forget_changes()
                 state.gone = "moved"
             return
@@ -677,13 +573,8 @@ class Lifecycle:
                 state_of(session).cookie_owed = cookies[-1]
 
     def _not_written(self, session: Session, sid: str, headers: Headers) -> Steps[Headers]:
-        """The session ``sid`` took no write: it ended, or another request moved it.
-
-        One more round trip tells the two apart, only on this rare path. Ended
-        (logged out elsewhere, revoked): the request stays signed out and the
-        cookie is cleared. Moved (a sign-in in another request of this browser):
-        its changes are dropped and the cookie left to the request that moved it.
-        """
+        """The session ``sid`` took no write (one round trip more says why): ended, it stays
+        signed out, cookie cleared; moved by another request, the cookie is that one's."""
         record = yield Peek(self.session_key(sid))
         reason = "rotated" if record is not None and META_RETIRED in record.meta else "ended"
         state_of(session).mark_gone(moved=reason == "rotated")

@@ -1,29 +1,16 @@
 """What the protocol tracks about one request's session: :class:`SessionState`.
 
-The app holds a :class:`~sessionshare.core.session.Session` -- a ``dict``
-and a few verbs. The session's values are that dict's own contents (decoded
-when the record is read); behind it, this object keeps everything else: the
-id and whether the browser sent it, the record as the store held it (JSON
-text, what changes are measured against), the keys the app assigned, the
-verbs it asked for (regenerate, invalidate, remember), and the metadata
-fields this request set. The lifecycle reads and fills it
-(:mod:`sessionshare.core.lifecycle`); the sides ask it what happened
-(:mod:`sessionshare.core.idp`, :mod:`sessionshare.core.remote`); the adapters
-and :mod:`sessionshare.testing` reach it through the one accessor,
-:func:`~sessionshare.core.session.state_of`. The app never holds it, so
-nothing here -- the id, a bearer credential, least of all -- is an attribute
-of the app's session.
+The app holds a :class:`~sessionshare.core.session.Session`: a ``dict`` of the
+decoded values and a few verbs. This object keeps the rest -- the id (a bearer
+credential, so never on the app's object), the record as stored (the JSON text
+changes are measured against), the keys assigned, the verbs asked for, the
+metadata set -- and is reached through :func:`~sessionshare.core.session.state_of`.
 
-Values are stored as JSON text (:func:`encode`). The state
-also decides what persisting means: :meth:`SessionState.write_plan`
-turns the state into a :class:`~sessionshare.core.record.WritePlan`, and
-whoever ran the plan reports back with :meth:`SessionState.mark_written` or
-:meth:`SessionState.mark_gone`. Only changed top-level keys and the metadata
-fields this request set are written: a field another request wrote since this
-one read the session (an operator's withdraw of a remote) stands.
+:meth:`SessionState.write_plan` decides what persisting writes: only changed
+top-level keys and the metadata this request set, so that a field another
+request wrote since (an operator's withdraw of a remote) stands.
 
-    state = state_of(session)
-    plan = state.write_plan(now, new_id=ids.new)
+    plan = state_of(session).write_plan(now, new_id=ids.new)
 """
 
 from __future__ import annotations
@@ -51,17 +38,14 @@ from .record import (
 __all__ = ["ENDS_FROM", "ENDS_TO", "IMMUTABLE", "CookieFollower", "SessionState", "decode",
            "encode", "ends_at", "lifetime_start"]
 
-#: The values that cannot change in place: one the app was handed is never encoded again
-#: to look for a change (only an assignment changes it, and that is tracked).
+#: The values that cannot change in place: one handed to the app is never encoded again.
 IMMUTABLE = (str, int, float, bool, type(None))
 _ABSENT: Any = object()
-#: The names that start with META_ENDS are those in [ENDS_FROM, ENDS_TO) (the same
-#: prefix, its last character one higher).
+#: The names that start with META_ENDS are those in [ENDS_FROM, ENDS_TO).
 ENDS_FROM, ENDS_TO = META_ENDS, META_ENDS[:-1] + chr(ord(META_ENDS[-1]) + 1)
 
-#: The latest end an app's ask is kept as: 10**12 seconds since the epoch (the year 33658),
-#: exact in the 14 digits Lua's cjson writes, and far inside what a record may hold
-#: (:data:`~sessionshare.store.base.META_LIMIT`).
+#: The latest end an app's ask is kept as: exact in the 14 digits Lua's cjson writes, far
+#: inside :data:`~sessionshare.store.base.META_LIMIT` (past it, a record is damaged).
 _FAR_ASK = 10**12
 
 # ASCII-only JSON text: a lone surrogate (valid in a Python str, not in UTF-8)
@@ -85,8 +69,7 @@ def encode(key: str, value: Any) -> str:
             f"list, dict with str keys); got {type(value).__name__}: {exc}"
         ) from None
     except RecursionError:
-        # A value nested thousands deep (hostile input stored as is, or a cycle the
-        # encoder follows) must fail as the documented TypeError at assignment, not
+        # Hostile input nested thousands deep fails as the documented TypeError, not
         # as a RecursionError -- a 500 wherever the app did not expect one.
         raise TypeError(
             f"session[{key!r}]: the value is nested too deeply to store as JSON"
@@ -94,15 +77,8 @@ def encode(key: str, value: Any) -> str:
 
 
 def decode(text: str) -> Any:
-    """A stored value's JSON text, decoded -- exactly as ``json.loads`` would.
-
-    A session's values are all decoded when it is read (it is a ``dict``), so
-    this is on every request's path. It calls the C scanner ``json.loads``
-    itself uses, without the Python layers around it (which cost several
-    times as much as the scan of a short value); text the scanner does not
-    take whole -- not valid JSON, or with whitespace around it -- goes to
-    ``json.loads``, which decodes it or raises as it always does.
-    """
+    """A stored value's JSON text, decoded as ``json.loads`` would, by its C scanner without
+    the Python layers (every read decodes every value); the rest goes to ``json.loads``."""
     try:
         value, end = scan_json(text, 0)
     except (StopIteration, ValueError, TypeError):
@@ -111,12 +87,8 @@ def decode(text: str) -> Any:
 
 
 def lifetime_start(meta: Mapping[str, int], default: int) -> int:
-    """Where the absolute lifetime counts from: the latest sign-in, else creation.
-
-    A sign-in starts a fresh lifetime, so an anonymous session kept alive for
-    hours before the user signs in does not end minutes after the sign-in.
-    ``default`` stands in for a missing creation time.
-    """
+    """Where the absolute lifetime counts from (``default``: no creation time): the latest
+    sign-in, so a session kept alive for hours before it does not end minutes after."""
     return max(meta.get(META_CREATED, default), meta.get(META_AUTHENTICATED, 0))
 
 
@@ -134,8 +106,7 @@ def ends_at(meta: Mapping[str, int], *, besides: str | None = None) -> int | Non
 
 
 class CookieFollower(Protocol):
-    """What a session's state knows of the lifecycle that opened it (``Lifecycle``, which
-    imports this module): the cookie it can make follow a framework's settings."""
+    """What a state knows of the ``Lifecycle`` that opened it (which imports this module)."""
 
     def follow_cookie(self, asked: Mapping[str, object]) -> CookieSpec: ...
 
@@ -144,16 +115,11 @@ class SessionState:
     """One request's session as the protocol sees it (internal: the app holds the
     :class:`~sessionshare.core.session.Session` in front of it).
 
-    :param loader: reads the stored session for an id the first time something
-        looks; None for a session read through the lifecycle's steps (:meth:`fill`)
-        before anything looks, or never stored (no ``sid``).
-    :param sid: the well-formed id the request's cookie named, if any. It is
-        only a claim: a cookie naming a session the store does not hold is
-        ignored, and the session is then new.
-    :param contents: the dict the session's values live in -- the app's
-        :class:`~sessionshare.core.session.Session` itself, which overrides
-        ``dict``'s methods to track changes: this object fills and empties it
-        through ``dict``'s own methods, which it does not see.
+    :param loader: reads the stored session for an id at the first look; None when the
+        lifecycle's steps read it (:meth:`fill`), or with no ``sid``.
+    :param sid: the well-formed id the request's cookie named, if any: only a claim.
+    :param contents: the dict the values live in: the app's ``Session`` itself, whose
+        overrides track changes -- this object uses ``dict``'s own methods.
     """
 
     __slots__ = (
@@ -191,87 +157,64 @@ class SessionState:
     def __init__(self, loader: SessionLoader | None = None, sid: str | None = None,
                  contents: dict[str, Any] | None = None) -> None:
         self.loader = loader
-        #: True when ``loader`` reads on the very thread store the shell drives the
-        #: protocol's steps on (the WSGI shell): a side may then let it read at the first
-        #: look instead of yielding the read as a step -- the same read, nothing to drive.
+        #: ``loader`` reads on the store the steps run on (WSGI): a side may read through it.
         self.direct = False
         #: The id this session has (or the cookie claimed, until it is read).
         self.sid = sid
-        #: True while the browser holds a cookie for this session: the request carried a
-        #: well-formed one (valid or not), or persisting set one; clearing it ends that.
+        #: The browser holds a cookie for this session (sent well-formed, or set since).
         self.had_cookie = sid is not None
         #: True once the store was read, or nothing needed reading (no cookie).
         self.loaded = sid is None
-        #: The session cookie of the app serving this request (its name and attributes),
-        #: for an adapter to hold the framework's own cookie settings to; None for a
-        #: session no middleware made.
+        #: The serving app's session cookie, for adapters; None if no middleware made this.
         self.cookie: CookieSpec | None = None
-        #: The lifecycle that opened this session (its cookie can follow a framework's
-        #: settings: ``lifecycle.follow_cookie``); None for a session no middleware made.
+        #: The lifecycle that opened this session (``follow_cookie``); None likewise.
         self.lifecycle: CookieFollower | None = None
-        #: What an adapter asked of this response's session cookie
-        #: (:meth:`ask_cookie`): ``(max_age, refresh)``; None: the app's options decide.
+        #: An adapter's ``(max_age, refresh)`` for this response's cookie (:meth:`ask_cookie`).
         self.cookie_asked: tuple[int | None, bool] | None = None
-        #: True once the app looked inside the session (read, wrote or counted it), or the
-        #: protocol found a signed-in user in it: what the response shows then depends on
-        #: the cookie, so it says ``Vary: Cookie``. The library's own bookkeeping reads
-        #: (:func:`~sessionshare.core.session.peek`) leave it alone.
+        #: The app looked inside (or a user was found in it): ``Vary: Cookie``; ``peek`` doesn't.
         self.accessed = False
         #: True while the store holds this session under :attr:`sid`.
         self.exists = False
         #: Top-level key -> JSON text, as the store held it.
         self.stored: dict[str, str] = {}
-        #: Top-level key -> value: the session as the app sees it (once loaded). A
-        #: stored key missing here is one the app removed.
+        #: Top-level key -> value, as the app sees it (a stored key missing: removed).
         self.contents: dict[str, Any] = {} if contents is None else contents
         #: The keys the app assigned in this request (even to the value they had).
         self.assigned: set[str] = set()
-        #: The keys whose values the app was handed (``session[key]``, ``get()``) when
-        #: they can change in place (lists, dicts: not :data:`IMMUTABLE` ones), or all of
-        #: them (``items()``, ``values()``, ``copy()``...): only those can have been
-        #: changed in place, so only those are encoded again to find out.
+        #: The keys whose mutable values the app was handed, or all of them (``items()``
+        #: and the like): only those are encoded again to find a change in place.
         self.handed: set[str] = set()
         self.handed_all = False
         #: Metadata fields as read, with this request's own changes.
         self.meta: dict[str, int] = {}
-        #: The metadata fields this request set: a save or a move sends only these, so
-        #: that a field another request wrote since this one read the session (an
-        #: operator's withdraw, say) is not overwritten with the value read before.
+        #: The metadata fields this request set: only these are written, so that a field
+        #: another request wrote since (an operator's withdraw) is not overwritten.
         self.meta_changed: set[str] = set()
         #: ``regenerate()`` (or ``remember()``) was asked for.
         self.regenerating = False
-        #: The fresh id a move will take, when it was named before persisting (see
-        #: ``Lifecycle.id_after_persist``); None: minted when the plan is made.
+        #: The fresh id a move takes, if named before (``Lifecycle.id_after_persist``).
         self.next_sid: str | None = None
         #: ``invalidate()`` was asked for, and the response is not persisted yet.
         self.invalidated = False
-        #: The cookie named an id another request of this browser just moved (a marker):
-        #: this request leaves the cookie to that one. ``retired_id`` is that id.
+        #: The cookie's id (``retired_id``) was just moved by another request, whose cookie stands.
         self.retired = False
         self.retired_id: str | None = None
         #: A remembered sign-in's (idle, absolute) limits, from ``remember()``.
         self.remembered: tuple[int, int] | None = None
         #: At the IdP: a remote asked for a more recent sign-in than this one (step-up).
         self.reauthentication_required = False
-        #: The persisting app's origin (set by the lifecycle that opened the session): the
-        #: name under which its :meth:`expire_at` request is kept.
+        #: The persisting app's origin: the name its :meth:`expire_at` ask is kept under.
         self.audience = ""
-        #: Persists the session now, before the response (``Session.save()``): given by
-        #: the shell serving the request, None where nothing can (a detached session).
+        #: Persists the session now (``Session.save()``), from the shell; None if nothing can.
         self.saver: Callable[[], None] | None = None
         #: ``Session.save()`` was asked for: the session is stored even while empty.
         self.wanted = False
-        #: The ``Set-Cookie`` value an early save made that the response still owes the
-        #: browser (the new session's cookie, or its clearing), or None.
+        #: The ``Set-Cookie`` value an early save made that the response still owes, or None.
         self.cookie_owed: str | None = None
-        #: What the last write found instead of the live session: None, ``"ended"`` (a
-        #: logout elsewhere, a revocation) or ``"moved"`` (another request's sign-in).
+        #: What the last write found instead of the live session (see :meth:`mark_gone`).
         self.gone: Literal["ended", "moved"] | None = None
 
     # -- loading -----------------------------------------------------------
-    # A session is read either lazily through its loader (the WSGI shell: the
-    # app may never look) or from outside: whoever drives the protocol's store
-    # steps reads the record for :attr:`unread_id` and hands it to :meth:`fill`.
     @property
     def unread_id(self) -> str | None:
         """The id whose record this session still needs, or None once it has it."""
@@ -295,16 +238,9 @@ class SessionState:
 
     def ask_cookie(self, max_age: int | None, *, refresh: bool = True) -> None:
         """For an adapter whose framework decides the cookie per session (Flask's
-        ``session.permanent``): this response's session cookie persists ``max_age``
-        seconds (0 or less: already expired), or with None ends with the browser --
-        whatever ``cookie_max_age`` says; ``refresh``: a response that does not
-        change the cookie re-sends it (``cookie_refresh`` for it, a browser-session
-        cookie too: Flask re-sends a changed session's, say).
-
-        Only the browser's side: how long a timed value is good for on the server
-        stays ``cookie_max_age``, and a remembered sign-in's cookie never outlives
-        the sign-in (the shorter of the two holds).
-        """
+        ``session.permanent``): this response's cookie persists ``max_age`` seconds
+        (None: a browser-session cookie), whatever ``cookie_max_age`` says; ``refresh``:
+        re-send it unchanged too. The browser's side only: the server's limits hold."""
         self.cookie_asked = (None if max_age is None else int(max_age), bool(refresh))
 
     def point_at(self, sid: str) -> None:
@@ -316,8 +252,7 @@ class SessionState:
         """Read the session through the loader if it was not read yet."""
         if not self.loaded:
             if self.loader is None:
-                # Under asyncio a read here would block the event loop: the shell runs
-                # the read's steps before the app can look (Lifecycle.read_now).
+                # Under asyncio this read would block the event loop (Lifecycle.read_now).
                 raise RuntimeError("this session is read by the protocol's steps before "
                                    "anything looks inside, and was not read yet")
             assert self.sid is not None
@@ -358,11 +293,8 @@ class SessionState:
     # -- what happened -----------------------------------------------------
     @property
     def stored_id(self) -> str | None:
-        """The id of the stored session (to mint a hand-off ticket); None while new.
-
-        It is the session's bearer credential: never log or display it. Reading
-        it does not load the session.
-        """
+        """The stored session's id (to mint a hand-off ticket), None while new; not read
+        from the store. A bearer credential: never log or display it."""
         return self.sid if self.exists else None
 
     @property
@@ -381,8 +313,7 @@ class SessionState:
         return bool(changed or deleted)
 
     def has_joined(self, origin: str) -> bool:
-        """True while ``origin`` (a canonical origin) joined the session and was not
-        withdrawn."""
+        """True while the canonical ``origin`` joined the session (not withdrawn)."""
         if not self.loaded:
             self.ensure()
         return self.meta.get(META_JOINED + origin, 0) > 0
@@ -403,9 +334,8 @@ class SessionState:
         changed: dict[str, str] = {}
         contents, stored, assigned = self.contents, self.stored, self.assigned
         keys = dict.keys(contents)
-        # Only a value the app assigned, or a list or a dict it was handed (which may have
-        # changed in place), can differ from what was read: the others are not encoded.
-        # (No set built for the common read: a handed key the app removed is skipped.)
+        # Only assigned or handed keys can differ (see ``handed``); no set built for the
+        # common read (a handed key the app removed is skipped).
         if self.handed_all:
             candidates: Iterable[str] = keys
         else:
@@ -421,9 +351,8 @@ class SessionState:
                     _loose(value) != _loose(decode(stored[key]))
                 ):
                     raise
-                # As stored, and not strict JSON: another writer's NaN or 1e999 (valid JSON,
-                # past a double), which Python decodes. Unchanged, it is no change -- not a
-                # TypeError (a 500) on every request that hands this value out.
+                # Another writer's NaN or 1e999, unchanged: no change -- not a TypeError (a
+                # 500) on every request that hands this value out.
                 continue
             if stored.get(key) != text:
                 changed[key] = text
@@ -443,9 +372,8 @@ class SessionState:
         self.set_meta(META_AUTHENTICATED, int(now))
 
     def mark_joined(self, origin: str, now: float) -> None:
-        """Record that ``origin`` joined the session at ``now`` (a remote's hand-off does
-        this in the store command that reads the session; :mod:`sessionshare.testing`
-        does it for a session it makes)."""
+        """Record that ``origin`` joined the session at ``now`` (for a session
+        :mod:`sessionshare.testing` makes; a hand-off marks it in the store)."""
         self.set_meta(META_JOINED + origin, int(now))
 
     def expire_at(self, when: float | None) -> None:
@@ -453,9 +381,7 @@ class SessionState:
         name = META_ENDS + self.audience
         if when is None and not self.meta.get(name):
             return  # nothing asked: nothing to withdraw, nothing to write
-        # An ask centuries away ends nothing (the limits come first): it is kept as a time
-        # that far (a number past META_LIMIT would be a damaged record to every reader --
-        # and Lua's cjson writes 14 significant digits, so it must stay well inside it).
+        # An ask centuries away ends nothing: it is kept as _FAR_ASK.
         self.set_meta(name, 0 if when is None else max(1, min(math.ceil(when), _FAR_ASK)))
 
     @property
@@ -482,20 +408,11 @@ class SessionState:
         joined_as: str | None = None,
         late: bool = False,
     ) -> WritePlan:
-        """What persisting at ``now`` must do; the state itself is not changed.
-
-        Run the plan, then report with :meth:`mark_written` (or
-        :meth:`mark_gone` when an update found the stored session gone).
-
-        ``new_id`` makes the id of a new session; ``joined_as`` is the origin of
-        the persisting app: a ``regenerate()`` of a session that origin
-        joined keeps the id.
-
-        ``late``: the response's headers are already out (a change made while
-        its body streamed), so no cookie can be set or cleared any more. The
-        plan then only updates or deletes the stored session: a move to a new
-        id, or a session that does not exist yet, is left out and named in
-        :attr:`WritePlan.refused`.
+        """What persisting at ``now`` must do (the state is not changed); run it, then
+        report with :meth:`mark_written` or :meth:`mark_gone`. ``new_id`` makes a new
+        session's id; ``joined_as``, the persisting app's origin: a ``regenerate()`` of a
+        session it joined keeps the id. ``late``: the headers are out, so no cookie can
+        change: a move or a new session is left out, named in :attr:`WritePlan.refused`.
         """
         if not self.loaded:
             return UNCHANGED
@@ -540,11 +457,9 @@ class SessionState:
                 return UNCHANGED
             if (deleted and not dict.__len__(self.contents) and not self.meta_changed
                     and not self.wanted):
-                # The app emptied the session (``clear()``, the last ``pop()``): it ends,
-                # store entry and cookie, as an emptied session does in Starlette, Flask
-                # and Django -- not an empty record every app keeps reading. A key another
-                # app wrote since this request read the session goes with it, as with a
-                # logout. (Unless the app saved it on purpose: ``Session.save()`` keeps it.)
+                # Emptied (``clear()``, the last ``pop()``): it ends, entry and cookie, as in
+                # Starlette, Flask and Django -- another app's key since goes too, as at a
+                # logout -- unless ``Session.save()`` asked to keep it.
                 return WritePlan(drop=old, cookie=cookie_gone)
             return WritePlan(
                 save_to=old, changed=changed, deleted=tuple(deleted),
@@ -556,8 +471,7 @@ class SessionState:
         for key in deleted:
             fields.pop(key, None)
         if not fields and not self.meta_changed and not self.wanted:
-            # Nothing to keep: no store entry and no cookie for an empty session (unless
-            # the app saved it on purpose: ``Session.save()`` stores it and gives it an id).
+            # Nothing to keep: no entry, no cookie (unless ``Session.save()`` asked).
             return WritePlan(drop=old, cookie=cookie_gone)
         if old is None:
             return self._creating(fields, now, new_id, drop=None, drop_first=False)
@@ -629,11 +543,8 @@ class SessionState:
         return {name: self.meta[name] for name in self.meta_changed}
 
     def size_after(self, plan: WritePlan) -> int:
-        """Bytes of app data (key names and JSON text) the store holds once ``plan`` ran.
-
-        Counted from the record as this request read it: a key another app wrote
-        meanwhile is not seen. Metadata is a few small numbers and not counted.
-        """
+        """Bytes of app data (key names, JSON text) stored once ``plan`` ran, counted from
+        the record as read (another app's write since is not seen; metadata is not)."""
         if plan.save_to is None:
             return 0
         fields = plan.changed if plan.create else {**self.stored, **plan.changed}
@@ -665,12 +576,8 @@ class SessionState:
         self._settled()
 
     def mark_gone(self, *, moved: bool = False) -> None:
-        """An update or a move found no live session (ended elsewhere meanwhile): stay ended.
-
-        The session becomes new and empty; the caller clears the cookie --
-        unless ``moved``: another request of this browser gave the session a new
-        id meanwhile and sets its cookie, so this one leaves the cookie alone.
-        """
+        """An update or a move found no live session: ended elsewhere (the caller clears the
+        cookie), or ``moved`` by another request of this browser (which sets its own)."""
         retired = self.sid if moved else None
         self.take(None, {}, {})
         self.gone = "moved" if moved else "ended"
