@@ -1,51 +1,28 @@
 """The session-store contract every backend implements.
 
-A store keeps two kinds of records, under names the session layer chooses
-(digests, never raw session ids or tickets):
+A store keeps, under names the session layer chooses (digests, never raw
+session ids or tickets):
 
-- **sessions**: a mapping of top-level key -> JSON text, plus a few integer
-  metadata fields (created at, authenticated at) kept apart from app keys.
-  ``load`` reads one and slides its idle expiry in the same round trip;
-  ``save`` merges changed and deleted keys *atomically on the server*, so two
-  apps writing different keys of one session at the same moment both win.
-  Writing the same key is last-write-wins. ``mark`` merges metadata into a
-  live session and answers what it held before, in one round trip (a remote
-  joining it); with ``once`` it also creates a short-lived key of its own next
-  to the session, and writes nothing when that key exists already (the same
-  hand-off joining twice: :data:`MARKED_BEFORE`).
-  ``move`` gives a session a new id in *one* step, and only while it is live:
-  the old key becomes a short-lived *marker* (metadata :data:`RETIRED`, no
-  data) that remembers where the session went, and ``delete`` -- which every
-  end of a session (logout, revocation, expiry) uses -- follows it there. So a
-  request that read a session before a logout and moves it after finds it
-  ended, and a logout that comes after a move ends the new id too: nothing a
+- **sessions**: top-level key -> JSON text, plus a few integer metadata
+  fields kept apart from app keys. ``save`` merges changed and deleted keys
+  *atomically on the server*, so two apps writing different keys of one
+  session at once both win (the same key: the last write wins). ``move``
+  gives a session a new id in one step, only while it is live, and leaves a
+  short-lived *marker* (:data:`RETIRED`) that ``delete`` follows: nothing a
   request in flight does brings back what a logout or a revocation ended.
-- **claims**: a login state bound to the first browser that presented it
-  (``claim_state``, which can store that state's ticket in the same step);
-- **tickets**: short-lived single-use values; ``take_ticket`` returns a
-  ticket's value and spends it atomically, so a second taker -- even in
-  parallel -- gets None; only a retry of the same redemption (the same
-  ``nonce``) gets the value again;
-- **the store's identity**: one long-lived random value (``store_identity``),
-  written by whoever asks first, that tells "this store lost a ticket" from
-  "the ticket was put into another store".
+- **claims**: a login state bound to the first browser that presented it;
+- **tickets**: short-lived single-use values, spent atomically;
+- **the store's identity**: one long-lived random value that tells "this
+  store lost a ticket" from "the ticket was put into another store";
+- **user indexes** (the IdP's per-user list of live sessions): a small map
+  of *reference* -> entry text under one key per user; an entry is a JSON
+  object whose integer ``"e"`` is when it expires (seconds, on the caller's
+  clock). Every command touches one key, so all of it works on a cluster.
 
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
-never as the driver's own exception.
-
-- **user indexes** (the IdP's per-user list of live sessions): a small map
-  of *reference* -> entry text under one key per user. ``index_put`` sets an
-  entry and drops the ones past their expiry, ``index_read`` reads them all,
-  ``index_drop`` removes some; ``peek`` reads a session *without* sliding
-  its expiry (an operator listing sessions must not keep them alive).
-  ``index_put`` may be told the session the entry names (``live``): the entry
-  is then set only while that session is live, in the same step. An
-  entry is a JSON object whose integer ``"e"`` is when it expires (seconds,
-  on the caller's clock); every command touches one key, so all of it works
-  on a cluster.
-
-A new backend (Valkey, a database) needs only these fourteen methods; the
-store contract tests in ``tests/test_store.py`` prove an implementation.
+never as the driver's own exception. A new backend (Valkey, a database) needs
+only the fourteen methods of :class:`SessionStore`; the store contract tests
+in ``tests/test_store.py`` prove an implementation.
 """
 
 from __future__ import annotations
@@ -85,11 +62,9 @@ class SessionRecord(NamedTuple):
     meta: dict[str, int]
 
 
-#: The scanner behind ``json.loads`` (its C one where there is one): value and end index,
-#: StopIteration/ValueError for text it does not take. One for the record (a store's read)
-#: and the values in it (the session's), both on every request: text it does not take
-#: whole goes to ``json.loads``, which decodes it or raises as it always does.
-#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
+#: The scanner behind ``json.loads`` (its C one where there is one), for the record and
+#: its values on every read: value and end index, StopIteration/ValueError for text it
+#: does not take whole (which then goes to ``json.loads``). Not declared by typeshed.
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -118,7 +93,6 @@ def is_well_formed(fields: object, meta: object) -> bool:
     wrong shape, such as ``{"d": [], "m": "x"}`` -- must read as *no session*,
     not crash the request that meets it with a 500 on every later visit.
     """
-    # Plain loops, not all(<generator>): this runs on every session read.
     if type(fields) is not dict or type(meta) is not dict:
         return False
     for key, value in fields.items():
@@ -274,7 +248,8 @@ class SessionStore(Protocol):
         there is none, atomically. Returns the identity held now."""
 
     def peek(self, key: str) -> SessionRecord | None:
-        """The session at ``key``, or None; its expiry is left as it is."""
+        """The session at ``key``, or None; its expiry is left as it is (an operator
+        listing sessions must not keep them alive)."""
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
@@ -318,61 +293,42 @@ class AsyncSessionStore(Protocol):
     the very keys ``RedisStore`` uses.
     """
 
-    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
+    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None: ...
 
     async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
                    meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
-                   ) -> bool:
-        """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
+                   ) -> bool: ...
 
     async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
-                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
-        """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
-        key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
+                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None: ...
 
     async def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
                    deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
-                   ttl: int, retired_at: int, grace: int) -> bool:
-        """Give the live session at ``key`` the new key ``new_key`` in one step; False
-        (nothing written) when it is not live any more."""
+                   ttl: int, retired_at: int, grace: int) -> bool: ...
 
-    async def delete(self, key: str, *, census: str | None = None) -> None:
-        """End the session at ``key``, and where a move took it (no error if it is gone);
-        each id ended leaves the census ``census``."""
+    async def delete(self, key: str, *, census: str | None = None) -> None: ...
 
     async def claim_state(self, key: str, owners: Sequence[str], ttl: int,
-                          ticket: tuple[str, str, int] | None = None) -> bool:
-        """Claim ``key`` for a browser (and store ``ticket`` if it holds it); whether it holds."""
+                          ticket: tuple[str, str, int] | None = None) -> bool: ...
 
-    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
-        """Return a ticket's value and spend it, atomically; None if spent (but for the
-        same ``nonce``), ``NOT_HELD`` if absent."""
+    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None: ...
 
-    async def store_identity(self, key: str, candidate: str) -> str:
-        """The identity kept at ``key``, ``candidate`` stored first if none; the one held."""
+    async def store_identity(self, key: str, candidate: str) -> str: ...
 
-    async def peek(self, key: str) -> SessionRecord | None:
-        """The session at ``key``, or None; its expiry is left as it is."""
+    async def peek(self, key: str) -> SessionRecord | None: ...
 
     async def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
         live: str | None = None, census: str | None = None,
-    ) -> dict[str, str]:
-        """Set an index entry (only while ``live``'s session is, when given), drop
-        ``drop`` and the expired ones, keeping the census ``census``; the entries left."""
+    ) -> dict[str, str]: ...
 
-    async def index_read(self, key: str) -> dict[str, str]:
-        """Every entry of the index at ``key``; empty when none."""
+    async def index_read(self, key: str) -> dict[str, str]: ...
 
-    async def index_drop(self, key: str, refs: Collection[str]) -> None:
-        """Remove ``refs`` from the index at ``key``."""
+    async def index_drop(self, key: str, refs: Collection[str]) -> None: ...
 
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
+    async def ping(self) -> None: ...
 
-    async def close(self) -> None:
-        """Release connections."""
+    async def close(self) -> None: ...
 
 
 #: The contract's methods that talk to the store (all but ``close``), in its order.

@@ -116,11 +116,8 @@ end
 
 #: KEYS[1] the session's key, KEYS[2] its new id's key. ARGV: ttl, grace, retired at,
 #: #changed, #meta, then the changed pairs, the meta pairs and the deleted names.
-#: Moves a session to a new id in one step, only while it is live: the new key gets the
-#: record as stored *now* (a write another app made meanwhile is kept) with the changes
-#: merged in, and the old key becomes a marker holding no data but the new key's name for
-#: ``grace`` seconds, which an end follows. Returns 1, or 0 (and writes nothing) when the
-#: session is not live any more (or the new key is taken). Run again, it answers 1 again.
+#: ``SessionStore.move`` in one step: 1, or 0 (and nothing written) when the session is
+#: not live any more or the new key is taken. Run again, it answers 1 again.
 MOVE = _script(_ENDED + _APPLY + _RETIRE + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -176,12 +173,10 @@ return 1
 PREPARED = '{"d":{},"m":{"p":1}}'
 
 #: KEYS[1] a session's key, KEYS[2] (optional) the deployment's census (see
-#: :data:`CENSUS`), ARGV[1] the session's digest (its member there). Ends it: a session is
-#: deleted (answer: false); a marker -- an id a move retired -- answers the key its session
-#: moved to, which the caller ends too, and stays as it is until it expires, so that an end
-#: run again (a retry after a lost reply) still finds where to go. A marker holds no data
-#: and takes no write. Either way the digest leaves the census: what it names is no live
-#: session any more (run again, that changes nothing).
+#: :data:`CENSUS`), ARGV[1] the session's digest (its member there). A session is deleted
+#: (answer: false); a marker answers the key its session moved to, which the caller ends
+#: too, and stays until it expires, so that an end run again (a retry after a lost reply)
+#: still finds where to go. Either way the digest leaves the census.
 END = _script("""
 if #KEYS > 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 local raw = redis.call('GET', KEYS[1])
@@ -196,13 +191,11 @@ return false
 """)
 
 #: KEYS[1] ticket key, ARGV[1] this redemption's nonce (always 32 characters: the marker
-#: is compared by that length, see ``_redemption`` in ``redisproto.py``). The first redemption
-#: marks the ticket spent by that nonce (keeping its expiry) and returns the
-#: value; the same nonce -- a retry of that very call, after a timeout whose
-#: first attempt did run -- gets the value again; any other redemption gets
-#: nothing. So a retry is safe where a retried GETDEL would answer "replayed".
-#: A ticket the store never held answers '' (``NOT_HELD``), not nil: the
-#: spent marker is what tells "taken already" from "unknown here".
+#: is compared by that length, see ``_redemption`` in ``redisproto.py``). The first
+#: redemption marks the ticket spent by that nonce (keeping its expiry) and returns the
+#: value; the same nonce -- a retry of that very call -- gets the value again, any other
+#: nothing: a retry is safe where a retried GETDEL would answer "replayed". A ticket never
+#: held answers '' (``NOT_HELD``): the spent marker tells "taken already" from "unknown".
 REDEEM = _script("""
 local v = redis.call('GET', KEYS[1])
 if not v then return '' end
@@ -256,13 +249,8 @@ end
 
 #: KEYS[1] a user's index (a hash: ref -> entry JSON), KEYS[2] (optional) the session the
 #: entry names, KEYS[3] (optional, with KEYS[2]) the deployment's census. ARGV: ref, entry,
-#: ttl, now, then refs to drop. Sets the entry -- with KEYS[2], only while that session is
-#: live, so an ended session is never entered again --
-#: drops those refs and every entry whose "e" is not after ``now`` (or that does not
-#: parse), keeps the key at least ``ttl`` more seconds and returns what is left as a flat
-#: list. With KEYS[3], the census follows in the same step: the entered session's digest
-#: is added, due for a check when its key's expiry comes (``now`` + its TTL), and the
-#: digests of the entries dropped leave it. Run twice, it ends in the same state.
+#: ttl, now, then refs to drop. ``SessionStore.index_put`` in one step; answers the entries
+#: left as a flat list. Run twice, it ends in the same state.
 INDEX_PUT = _script(_ENDED + _DIGEST_OF + """
 local put = true
 if #KEYS > 1 then
@@ -363,20 +351,16 @@ return left
 """)
 
 #: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), what the caller read,
-#: the text to store instead (that record with the caller's changes merged in, built by
-#: the caller, a fresh random stamp at its head: ``{"v":"<32 hex>",...``), and how to
-#: compare: ``head`` -- what was read began with a stamp, and ARGV[2] is that head (40
-#: bytes; only this script writes a stamp, each time a new one, and every other script
-#: that writes a record takes the stamp out, see ``apply``) -- or ``text``: ARGV[2] is
-#: the whole text read. Writes only when the key still holds what was read -- so the
-#: result is what :data:`MERGE` would have written, without decoding and encoding the
-#: whole record on the server (for a large session most of a write's cost). Returns 1,
-#: or 0 and writes nothing when the record changed meanwhile (another write, an end, a
-#: move, expiry): the caller then runs MERGE, which merges or refuses as it always does.
-#: Run twice, the second run finds its own stamp and answers 0; MERGE then sets the same
-#: fields to the same values. An earlier version's merge (apps upgrade one at a time)
-#: keeps the stamp, but cjson writes it after "d" and "m", never at the head, so the head
-#: compare fails there too (``tests/test_store_exchange.py`` checks this server's order).
+#: the text to store instead (the record with the caller's changes merged in, a fresh
+#: random stamp at its head: ``{"v":"<32 hex>",...``), and how to compare: ``head`` --
+#: ARGV[2] is the stamped head read (40 bytes; only this script writes a stamp, and every
+#: other script that writes a record takes it out, see ``apply``) -- or ``text``: ARGV[2]
+#: is the whole text read. Writes only when the key still holds what was read: what
+#: :data:`MERGE` would have written, without decoding the whole record on the server.
+#: Returns 1, or 0 and writes nothing when the record changed meanwhile (the caller then
+#: runs MERGE, which merges or refuses as always). Run twice, the second run finds its own
+#: stamp and answers 0. A merge of an app not yet upgraded keeps the stamp, but cjson
+#: writes it after "d" and "m", never at the head (``tests/test_store_exchange.py``).
 REPLACE = _script("""
 local held
 if ARGV[4] == 'head' then
