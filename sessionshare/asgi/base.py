@@ -1,58 +1,40 @@
 """The ASGI shell: one class that runs either side of the protocol around an ASGI app.
 
-The twin of ``wsgi/base.py``: both middlewares are this class with a
-different *side* (:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
-they only build it, and override nothing. Per HTTP request the shell calls the
-side's three entry points in order, whatever its role, and only translates:
+The twin of ``wsgi/base.py``: both middlewares are this class with another
+*side* (:class:`~sessionshare.core.idp.IdpSide`,
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
+Per HTTP request the shell calls the side's three entry points in order and
+only translates:
 
-1. the scope becomes a :class:`~sessionshare.core.request.Request`, and the
-   session is **read before the app runs** when the request carries this
-   app's session cookie -- one store round trip, which also slides the idle
-   expiry -- and not at all without one. (WSGI reads lazily, when the app
-   first looks; under asyncio a read the app triggers by looking would be a
-   blocking call on the event loop, and an ``await session.load()`` would
-   change the mapping every framework expects.) The cost: a request with a
-   cookie to a path that never looks at the session still pays that round
-   trip. An authenticated request to a protected path pays exactly it;
-2. ``on_request``: its steps run on the asyncio store
-   (:func:`~sessionshare.core.steps.run_async`): a
-   :class:`~sessionshare.core.reply.Reply` is sent as it is, a
-   :class:`~sessionshare.core.side.PassThrough` calls the app with
+1. the session is **read before the app runs** when the request carries this
+   app's session cookie (one round trip, which also slides the idle expiry),
+   and not at all without one: under asyncio a read the app triggers by
+   looking would block the event loop, and an ``await session.load()`` would
+   change the mapping every framework expects. The cost: a request with a
+   cookie to a path that never looks at the session still pays that trip;
+2. ``on_request``: a :class:`~sessionshare.core.reply.Reply` is sent as it
+   is; a :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and
-   ``scope["sessionshare.user"]`` set, in a copy of the scope (whose
-   ``query_string`` is the one the core hands on, when it took its own parameter
-   out);
-3. ``send`` is intercepted: ``on_response``
-   persists the session *before* ``http.response.start`` goes on, and the
-   headers the core answers with (its cookie, ``Vary``) are added to the app's.
-   The IdP's side may answer with a Reply instead (a sign-in with a hand-off
-   pending): it is sent, and every later message of the app is dropped;
-4. ``on_close`` before the last body message goes on (and once more if the app
-   changes the session after that, in a background task): the *late* persist
-   of what changed while the body streamed -- no new id, no new session, no
-   sign-in, nothing that would need a cookie the headers no longer carry;
-5. a store outage before the answer starts is the side's 503 with
-   ``Retry-After``: fail closed.
+   ``scope["sessionshare.user"]`` in a copy of the scope;
+3. ``on_response`` persists the session *before* ``http.response.start``
+   goes on and adds its headers to the app's -- or answers with a Reply (an
+   IdP sign-in with a hand-off pending), and the app's messages are dropped;
+4. ``on_close`` before the last body message (and again for a change made
+   after it, in a background task): the *late* persist, which needs no cookie;
+5. a store outage before the answer starts is the side's 503: fail closed.
 
-Websocket scopes get the same session and user when a page of this app's
-own origin (or one listed in ``websocket_origins``) opens them; on a
-remote's protected path a handshake without a signed-in session this origin
-joined is refused before it is accepted, with close code **1008** (policy
-violation; servers answer the handshake with 403) -- never served
-anonymously -- and a store outage closes it with **1013** (try again later).
-A handshake from any other origin, or with no ``Origin``, is refused (1008)
-on a protected path and elsewhere served with an empty session of its own and
-no user: the core decides (``Side.on_request``), and reads nothing for it. The
-app's changes are persisted as late ones (``on_close``): no header of the
-handshake's answer carries a cookie to the page.
-Lifespan and any other scope type pass through untouched.
+A websocket gets the session and user when a page of this app's own origin
+(or one of ``websocket_origins``) opens it. On a remote's protected path a
+handshake without a signed-in session this origin joined is refused before
+it is accepted, close code **1008** -- never served anonymously -- and a
+store outage closes it with **1013**. Any other origin is refused (1008) on
+a protected path and elsewhere gets an empty session of its own. The app's
+changes are persisted late: a handshake's answer carries no cookie.
 
-Stores: only coroutine stores (``AsyncRedisStore``, any
-``AsyncSessionStore``), or a ``MemoryStore``, awaited through
-:class:`~sessionshare.store.amemory.AsyncMemoryStore` because it never waits
-on I/O. A thread store such as ``RedisStore`` is refused at construction:
-it would block the event loop on every request.
+Stores: asyncio stores, or a ``MemoryStore`` (awaited through
+:class:`~sessionshare.store.amemory.AsyncMemoryStore`: it never waits on
+I/O). A thread store such as ``RedisStore`` is refused at construction: it
+would block the event loop on every request.
 """
 
 from __future__ import annotations
@@ -126,12 +108,9 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
     :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
     :param side: the protocol's side this app plays (its role, as data).
 
-    A middleware only names the side it builds (``side_class``) and takes its
-    options as ``**options``: :class:`~sessionshare.core.shell.ShellBase` checks
-    them in one round, builds the side, and gives ``from_env``. A configuration
-    refused while an event loop runs -- Starlette's ``add_middleware`` builds
-    the stack at the lifespan startup -- fails that startup rather than every
-    request (:mod:`sessionshare.asgi.late`).
+    The middlewares are built from their options by
+    :class:`~sessionshare.core.shell.ShellBase`; a configuration refused while
+    an event loop runs fails the lifespan startup (:mod:`sessionshare.asgi.late`).
     """
 
     shell: ClassVar[Shell] = "asgi"
@@ -167,7 +146,7 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
         head = request.method == "HEAD"
         try:
             session = self.lifecycle.open(request.cookies)
-            # Read before the app runs (one round trip, with a cookie only): see above.
+            # Read before the app runs: see the module docstring.
             reading = self.lifecycle.read_now(session)
             if reading is not None:
                 await run_async(reading, self.store)

@@ -19,21 +19,15 @@ and it tracks what changed, including nested changes such as
 frameworks do with an emptied session of their own.
 
 Code that reads a dict's storage without calling its methods (``orjson``, C
-extensions, ``json.dumps`` of a dict that looks empty) sees the values once
-the session was read: under ASGI always (the shell reads it before the app
-runs), under WSGI after the first look through a method (``len(session)``).
+extensions) sees the values once the session was read: under ASGI always
+(the shell reads it before the app runs), under WSGI after the first look
+through a method (``len(session)``).
 
-Everything the protocol tracks besides -- the session id (a bearer
-credential), the cookie, the record as read, what persisting must do -- is
-in a :class:`~sessionshare.core.sessionstate.SessionState` behind it, which
-the app never holds. The library's own code reaches it through one accessor,
-:func:`state_of`: the core, the framework adapters and
-:mod:`sessionshare.testing`, nothing else. A copy or a pickle of a session is
-a plain ``dict`` of its values: the id never travels with it.
-
-A session id holds 256 random bits (its format is :mod:`sessionshare.core.ids`),
-lives only in cookies -- each app's own value -- and is never taken from a URL
-or logged; neither ``repr()`` of a session nor any error shows it.
+Everything the protocol tracks besides -- the session id, the cookie, what
+persisting must do -- is behind it (:func:`state_of`), never in the app's
+hands. The id (:mod:`sessionshare.core.ids`) is a bearer credential: it lives
+only in cookies, never in a URL, a log line, a ``repr()``, an error, a copy
+or a pickle of the session (a plain ``dict`` of its values).
 
     session = environ["sessionshare.session"]
     session["cart"] = session.get("cart", []) + [item_id]
@@ -91,16 +85,14 @@ class Session(dict[str, Any]):
         return state
 
     def _hand_all(self) -> SessionState:
-        """The state, once read, noting that the app now holds every value (any list or
-        dict among them may change in place)."""
+        """The state, once read, noting that the app now holds every value."""
         state = self._read()
         state.handed_all = True
         return state
 
     # -- reading: the store is read at the first look, then the dict answers ------
-    # Every method goes through _read(): the one place that knows the app looked.
-    # A value handed out is noted only when it can change in place (a list, a dict): a
-    # string or a number cannot, so the persist that looks for changes skips it unseen.
+    # A value handed out is noted only when it can change in place (a list, a dict): the
+    # persist that looks for changes skips a string or a number unseen.
     def __getitem__(self, key: str) -> Any:
         state = self._read()
         value = dict.__getitem__(self, key)
@@ -173,10 +165,9 @@ class Session(dict[str, Any]):
         return copy.deepcopy(self.copy(), memo)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        # A pickle holds the values as a plain dict: never the id (a bearer credential).
         return (dict, (self.copy(),))
 
-    # -- writing: every change goes through here, where it is checked and tracked ----
+    # -- writing: every change is checked and tracked here ----------------------------
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"session keys are strings, not {type(key).__name__}")
@@ -241,7 +232,7 @@ class Session(dict[str, Any]):
         state.assigned.clear()
 
     def __repr__(self) -> str:
-        # No id here (reprs end up in logs and tracebacks), no values, no store access.
+        # No id (reprs end up in logs and tracebacks), no values, no store access.
         if not self._state.loaded:
             return "<Session unloaded>"
         return f"<Session {dict.__len__(self)} keys{'' if self._state.exists else ' new'}>"
@@ -270,11 +261,8 @@ class Session(dict[str, Any]):
     @property
     def apps(self) -> dict[str, int]:
         """The remote origins that joined this session through a hand-off the IdP
-        authorized, each with when it joined (seconds since the epoch).
-
-        A remote serves its protected paths to this session only while its
-        origin is here; :meth:`withdraw` takes one out.
-        """
+        authorized, each with when it joined (seconds since the epoch): a remote
+        serves its protected paths to this session only while its origin is here."""
         start = len(META_JOINED)
         return {name[start:]: int(when) for name, when in self._read().meta.items()
                 if name.startswith(META_JOINED) and when > 0}
@@ -282,9 +270,8 @@ class Session(dict[str, Any]):
     @property
     def reauthentication_required(self) -> bool:
         """True at the IdP when a remote asked for a recent sign-in (step-up) and this
-        one is too old: the app must ask for the password again -- and sign the user
-        in again, assigning the user key (the same user is fine) -- before the
-        hand-off goes on. A documented flag for the IdP app's login view."""
+        one is too old: the login view must ask for the password again and sign the
+        user in again (assigning the user key, the same user is fine)."""
         return self._state.reauthentication_required
 
     # -- verbs -------------------------------------------------------------
@@ -305,19 +292,16 @@ class Session(dict[str, Any]):
 
         The session moves to a new id carrying its own limits -- ``days`` in all,
         and ``idle`` seconds without a request (default: the IdP's own
-        ``idle_timeout``) -- and the session cookie of the IdP and of every remote
-        that adopts it gets a ``Max-Age``, so it outlives a browser restart. Each
-        app honours those longer limits only as far as its ``max_remember``
-        option says: the IdP what it grants, a remote not at all unless it opts
-        in -- elsewhere the stricter of the app's own limits and the session's
-        hold, as for any session, and the strictest app that reads the session
-        ends it for all. It is still revocable: a logout anywhere ends it
-        everywhere. A sign-in without it is a browser-session cookie with the
-        apps' own limits, as always.
+        ``idle_timeout``) -- and the cookie of the IdP and of every remote that
+        adopts it gets a ``Max-Age``, so it outlives a browser restart. Each app
+        honours those longer limits only as far as its ``max_remember`` option
+        says (the IdP what it grants, a remote not at all unless it opts in);
+        elsewhere the stricter of its own and the session's hold, and the
+        strictest app that reads the session ends it for all. A logout anywhere
+        still ends it everywhere.
 
         Raises ``ValueError`` for a lifetime that is not positive or longer than
-        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds, about
-        49,710 days).
+        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds).
         """
         if not isinstance(days, (int, float)) or not math.isfinite(days) or (
             idle is not None and not isinstance(idle, int)
@@ -352,16 +336,10 @@ class Session(dict[str, Any]):
         self._state.invalidate()
 
     def save(self) -> None:
-        """Persist the session now, rather than when the response starts.
-
-        What persisting would do then, it does now, by the same rules: a new
-        session is stored -- even an empty one: the app asked for it -- and gets
-        its id (its cookie goes out with the response); a :meth:`regenerate`
-        moves it, only while it is live; an :meth:`invalidate` ends it
-        everywhere at once. Other requests see the changes from here on; what
-        changes later is persisted with the response as usual. Under the WSGI
-        middlewares only (an asyncio app's session is persisted when its
-        response starts).
+        """Persist the session now, rather than when the response starts, by the same
+        rules -- but a new session is stored even when empty (the app asked for it).
+        Other requests see the changes from here on; what changes later is persisted
+        with the response. Under the WSGI middlewares only.
 
         Raises :class:`~sessionshare.errors.SessionEnded` when the stored session
         was ended meanwhile (a logout in another app, a revocation) or moved by
@@ -407,12 +385,9 @@ class Session(dict[str, Any]):
 
 
 def peek(session: Session, key: str) -> Any:
-    """``session.get(key)`` for the library's own bookkeeping (the IdP reading its pending
-    hand-offs, a side looking for a user): unlike the app's reads, it does not mark the
-    session accessed, so on its own it adds no ``Vary: Cookie`` to the response -- a page
-    that never touched the session stays cacheable."""
-    # Session.get() without its _read() (which marks the session accessed): the same
-    # steps, inline -- this runs on every request.
+    """``session.get(key)`` for the library's own bookkeeping (a side looking for a user):
+    it does not mark the session accessed, so on its own it adds no ``Vary: Cookie`` to
+    the response -- a page that never touched the session stays cacheable."""
     state = state_of(session)
     if not state.loaded:
         state.ensure()
@@ -424,8 +399,7 @@ def peek(session: Session, key: str) -> Any:
 
 #: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its
 #: cookie, the record as read, what persisting must do (a
-#: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one internal
-#: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`.
-#: An app has no use for it: the id in it is the session's bearer credential. (Session's
-#: own slot, read in C: the accessor costs no Python call on the hot path.)
+#: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one accessor to
+#: it, for the core, the framework adapters and :mod:`sessionshare.testing`; never an
+#: app's (the id is a bearer credential). Read in C: no Python call on the hot path.
 state_of: Callable[[Session], SessionState] = attrgetter("_state")
