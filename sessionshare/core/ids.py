@@ -24,35 +24,24 @@ HMAC-SHA256 on messages this short: both run on every request.)
   and the prefix, computes other keys and finds nothing. A store dump holds
   only digests, so it yields no id and no cookie.
 - **The key id** is the public fingerprint (hex) of the sync key the session
-  was made under. A session keeps using that key's subkeys for its whole
-  life, so adding a new key in front of the old one (rotation) signs nobody
-  out: new sessions use the new key, old ones live on under theirs. Remove
-  the old key once every session made under it has ended (after the longest
-  absolute timeout); its sessions are then simply absent.
+  was made under, whose subkeys it uses for its whole life: adding a new key
+  in front of the old one (rotation) signs nobody out. Remove the old key
+  once every session made under it has ended (after the longest absolute
+  timeout); its sessions are then simply absent.
 - **The limits** are the idle and absolute timeouts (seconds, hex) of the
-  app that made the session -- for a signed-in session, the IdP, since a
-  sign-in always moves the session to a new id. Every app enforces the
-  stricter of its own and these, and it can: they are known from the id
-  before the store is read, so the read that slides the idle expiry stays one
-  round trip (an IdP idle limit of 5 minutes is not stretched to a remote's
-  30 by the remote's reads). A tampered limit changes the id, whose cookie tag
-  and store key then match nothing.
-- **A remembered sign-in** (``Session.remember()`` at the IdP) marks its
-  absolute limit with ``r``: its limits may be longer than the apps', and
-  every app's cookie for it gets a ``Max-Age`` instead of ending with the
-  browser. An app honours those longer limits only as far as its
-  ``max_remember`` says (the IdP: what it grants; a remote: not at all unless
-  it opts in), so a remote with strict limits keeps them. Still enforced on
-  the server, still revocable.
-- **A timed cookie** (the app's ``cookie_max_age``): the value also carries
-  the time this app issued it, under the same MAC, and a value older than
-  ``cookie_max_age`` seconds reads as no cookie *here* -- the browser's
-  ``Max-Age`` enforced on the server too, since a copied cookie obeys no
-  browser. The shared session itself lives on; other apps are unaffected. A
-  forged or altered time fails the MAC; the two forms' MAC inputs differ (an
-  id holds no newline), so neither can pass for the other, and an app reads
-  only its own form: one without ``cookie_max_age`` keeps exactly the value
-  above.
+  app that made the session (for a signed-in session, the IdP: a sign-in
+  always moves it to a new id). Every app enforces the stricter of its own
+  and these, known before the store is read, so the read that slides the
+  idle expiry stays one round trip (an IdP idle limit of 5 minutes is not
+  stretched to a remote's 30 by the remote's reads). A tampered limit
+  changes the id, whose cookie tag and store key then match nothing.
+- **A remembered sign-in** (``Session.remember()``, which says how far each
+  app honours it) marks its absolute limit with ``r``.
+- **A timed cookie** (the app's ``cookie_max_age``) also carries the time
+  this app issued it, under the same MAC; older than ``cookie_max_age``
+  seconds, it reads as no cookie *here* (a copied cookie obeys no browser's
+  ``Max-Age``), while the shared session lives on. The two forms' MAC inputs
+  differ (an id holds no newline), so neither passes for the other.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)
@@ -113,10 +102,8 @@ class SessionIds:
         #: Seconds a cookie value of this app is good for after it was issued (it then
         #: carries its issue time: :meth:`timed_cookie_value`); None: untimed values.
         self.cookie_max_age = None if cookie_max_age is None else int(cookie_max_age)
-        # Verified facts, memoised: a browser sends the same cookie on every request, and
-        # both MACs are pure functions of it. Only what passed the checks is kept, and the
-        # memo starts over past _MEMO entries, so it can neither grow without bound nor
-        # admit anything the checks would refuse.
+        # Verified facts, memoised (a browser sends the same cookie on every request): only
+        # what passed the checks, and starting over past _MEMO entries.
         self._seen: dict[str, str] = {}  # cookie value -> its genuine id
         self._lookups: dict[str, tuple[str, int, int]] = {}  # id -> lookup()
 
@@ -163,10 +150,8 @@ class SessionIds:
         return blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest()
 
     def lookup(self, sid: str) -> tuple[str, int, int] | None:
-        """:meth:`digest` and :meth:`limits` of ``sid`` in one pass; None unless it is known.
-
-        The read of every request goes through here: one match, one split, one MAC.
-        """
+        """:meth:`digest` and :meth:`limits` of ``sid`` in one pass (the read of every
+        request); None unless it is known."""
         found = self._lookups.get(sid)
         if found is not None:
             return found

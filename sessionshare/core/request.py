@@ -58,8 +58,7 @@ class Request:
         scope), handed to the app's own predicates such as a ``protect`` callable.
     """
 
-    # A plain class with slots, not a dataclass: one is built for every request,
-    # and a frozen dataclass costs several times as much to build.
+    # Not a frozen dataclass: one is built per request, at several times the cost.
     __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "has_bad_path",
                  "host", "is_websocket", "method", "native", "origin", "path", "purpose", "query",
                  "root", "user_agent")
@@ -82,12 +81,10 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
-        #: True when the path is neither empty (the mount point itself) nor starts with
-        #: ``/``. Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of
-        #: a request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a
-        #: raw request target ``ping/orders`` as it comes. Routers disagree on what they
-        #: mean (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to
-        #: see the path the app will serve: such a request is refused (fail closed).
+        #: True when the path is neither empty nor starts with ``/`` (gunicorn makes
+        #: ``PATH_INFO="ping/orders"`` of ``/shopping/orders`` under ``SCRIPT_NAME=/shop``).
+        #: Routers disagree on what it means, so no prefix check can be sure to see the
+        #: path the app will serve: such a request is refused (fail closed).
         self.has_bad_path = bool(path) and path[0] != "/"
         self.query = query
         self.cookies = cookies
@@ -118,11 +115,9 @@ class Request:
 
     @property
     def mount(self) -> str:
-        """The mount point as a URL path: what goes in front of the library's own paths.
+        """The mount point as a URL path, in front of the library's own paths (the
+        callback, the state cookies' ``Path``, the sign-out form's action).
 
-        The callback the IdP sends the browser back to, the state cookies' ``Path``
-        and the sign-out form's action live under the app's mount point: behind a
-        proxy that strips ``/news``, only ``/news/...`` ever reaches the app.
         Percent-encoded, so that a mount point holding ``;`` (say) cannot add an
         attribute to a ``Set-Cookie`` header or a parameter to a URL.
         """
@@ -133,7 +128,6 @@ class Request:
     @property
     def full_path(self) -> str:
         """Mount point, path and query string, as received (ASCII-safe)."""
-        # PEP 3333 hands the path over as latin-1 decoded bytes; keep it ASCII-safe.
         path = (self.root + self.path).encode("latin-1", "replace").decode("ascii", "replace")
         return f"{path}?{self.query}" if self.query else path
 
@@ -171,10 +165,9 @@ class Request:
         ``SameSite=Lax`` alone is not enough for a state-changing POST: a sibling
         subdomain is *same-site*, so its page posts with the cookie attached.
         A request carrying neither header passes: every browser that sends no
-        ``Sec-Fetch-Site`` still sends ``Origin`` on a POST (and ``null`` for an
-        opaque origin, which fails here), so only a non-browser client -- curl,
-        which holds the cookie itself and needs no forgery -- or a pre-2020
-        browser sends neither.
+        ``Sec-Fetch-Site`` still sends ``Origin`` on a POST (``null`` for an
+        opaque origin fails), so only a client that holds the cookie itself and
+        needs no forgery (curl), or a pre-2020 browser, sends neither.
         """
         if self.fetch_site is not None and self.fetch_site.strip().lower() != "same-origin":
             return False
