@@ -3,31 +3,23 @@
 Under asyncio the usual interruption is *cancellation*: a client disconnects,
 the server cancels the request's task, and ``asyncio.CancelledError`` (a
 ``BaseException``) arrives at the ``await`` that was reading the reply. A
-connection given back at that point still holds the reply, and the next task
-to use it reads another user's session (redis-py's own async cluster node
-puts such a connection straight back on its free list). So, as in
-``exchange.py``:
+connection given back then still holds the reply, and the next task to use
+it reads another user's session (redis-py's own async cluster node puts such
+a connection straight back on its free list). So here too an exchange
+completes or its connection is dropped, cancellation included, and every
+connection taken from redis-py's pool or a cluster node is checked for
+unread data first. redis-py's retry stays on (every command the store sends
+is safe to run twice).
 
-1. **an exchange completes or its connection is dropped**, whatever was
-   raised, cancellation included; only connections whose last exchange
-   completed are parked for reuse;
-2. **a connection borrowed with unread data is dropped, not used**: every
-   connection taken from redis-py's pool or a cluster node is checked first.
-
-Every command the store sends is safe to run twice (see ``exchange.py``), so
-redis-py's configured retry stays on.
-
-A store's connections belong to the event loop that opened them, as
-redis-py's asyncio connections do -- yet a store is often used from more than
-one loop: an ``asyncio.run(store.ping())`` at import, then the server's loop;
-pytest-asyncio's loop per test around one module-level app. A connection
-opened on another loop cannot be used here (its reads wait on that loop,
-which may be closed: ``RuntimeError`` *after* the server ran the command), so
-each connection's loop is remembered and a connection of another loop is
-dropped, never used; a ``RuntimeError`` an exchange still meets is a failed
-connection (redis-py's retry runs the command again on a fresh one, and a
-store outage is what the app sees, never a 500). Only the slot counters are
-per loop.
+A store's connections belong to the event loop that opened them, yet a
+store is often used from more than one loop (an ``asyncio.run(store.ping())``
+at import, then the server's; pytest-asyncio's loop per test). A connection
+of another loop cannot be used here (its reads wait on that loop, which may
+be closed: ``RuntimeError`` *after* the server ran the command), so each
+connection's loop is remembered and one of another loop is dropped, never
+used; a ``RuntimeError`` an exchange still meets is a failed connection
+(retried on a fresh one: a store outage at worst, never a 500). Only the
+slot counters are per loop.
 """
 
 from __future__ import annotations
@@ -60,16 +52,13 @@ _REDIS_PY_SEND = AbstractConnection.send_packed_command
 async def send(conn: Any, packed: Any) -> None:
     """Write one packed command as redis-py's ``send_packed_command`` does, minus a task.
 
-    On Python before 3.12, redis-py wraps every write of a connection with a
-    socket timeout in ``asyncio.wait_for``, which starts a task: two more turns
-    of the event loop per command, about an eighth of an authenticated request.
-    Yet the write almost never waits -- the kernel takes a command of a few
-    hundred bytes at once. So the command is written the same way, and only
-    when the transport kept part of it back is the rest awaited, under the same
-    socket timeout. A connection not yet open, closing, or running health
-    checks goes through redis-py's own method. Errors are redis-py's (a
-    timeout or a connection error, which its retry knows); the caller drops
-    the connection on any of them.
+    Before Python 3.12, redis-py wraps each write of a connection with a socket
+    timeout in ``asyncio.wait_for``, a task of its own (two more turns of the
+    event loop per command), though the kernel nearly always takes the few
+    hundred bytes at once: here only a rest the transport kept back is awaited,
+    under the same timeout. A connection not open, closing, or running health
+    checks goes through redis-py's own method. Errors are redis-py's; the
+    caller drops the connection on any of them.
     """
     # redis-py keeps a connection's StreamWriter as ``_writer`` (None while closed); a
     # version without it takes redis-py's own path below, so nothing depends on it.
@@ -150,8 +139,6 @@ async def exchange(conn: Any, packed: Any) -> Any:
         ) from exc
     finally:
         if not done:
-            # At once: waiting for the close would be a new await point inside a
-            # task that is being cancelled.
             await drop(conn)
 
 

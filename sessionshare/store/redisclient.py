@@ -65,24 +65,16 @@ def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
     """The line this client's commands go out on; every one keeps ``exchange.py``'s rules.
 
     The fast path (``DirectLine`` and its asyncio twin) for a plain single-server
-    client whose connections ``exchange.pack`` packs for byte for byte, speaking
-    RESP2 or RESP3 (redis-py 8's default): the store's replies -- a bulk string,
-    a null, an integer, an array, a map from ``HGETALL`` -- are read by the
-    connection's own parser either way, and a RESP3 push a connection meets
-    (a maintenance notice) is handled by that parser before the reply it
-    precedes, so it is never taken for the reply. A single-connection client
-    keeps its one connection for its own commands; the store borrows others
-    from the same pool, as the pool path does.
+    client whose connections ``exchange.pack`` packs for byte for byte, RESP2 or
+    RESP3: the connection's own parser reads the replies either way, and handles
+    a RESP3 push (a maintenance notice) before the reply it precedes, so it is
+    never taken for the reply.
 
-    redis-py's pool path, for what the fast path cannot keep:
-
-    - a client-side cache (``cache_config``): its connections answer cacheable
-      reads from the process's cache and apply the server's invalidation pushes
-      under the cache's lock; parking them outside the pool would bypass both;
-    - a Sentinel master (its pool finds the master on every connect and drops
-      its connections when the master moves: parked ones would stay on the old
-      master) and any other pool or connection class of the user's own;
-    - a Cluster, whose nodes ``ClusterLine`` routes to.
+    redis-py's pool path for what the fast path cannot keep: a client-side
+    cache (parked connections would bypass its invalidation pushes and lock), a
+    Sentinel master (parked connections would stay on a master that moved), any
+    other pool or connection class of the user's own; a Cluster's nodes are
+    routed to by ``ClusterLine``.
     """
     if isinstance(client, lines.cluster):
         return lines.clustered(client)
@@ -160,10 +152,10 @@ class ClientStore:
         web request.
 
         Short timeouts make an outage a quick 503 rather than a hung worker;
-        one retry rides over a connection the server closed while idle (every
-        command the store sends is safe to run twice). RESP2 unless
-        ``protocol=3`` is passed (the fast path takes either). ``client_options`` go
-        to redis-py's ``from_url`` as they are.
+        one quick retry rides over a connection the server closed while idle
+        (every command the store sends is safe to run twice). RESP2 unless
+        ``protocol=3`` is passed. ``client_options`` go to redis-py's
+        ``from_url`` as they are.
         """
         client = web_client(
             cls._lines.client.from_url, cls._lines.retry, url, socket_timeout=socket_timeout,
@@ -217,12 +209,9 @@ def server_name(connection_kwargs: Any, pool: Any = None) -> str:
 
 
 def unavailable(exc: BaseException, server: str = "the server") -> StoreUnavailable:
-    """The store's error for a driver failure: where it went and why, never a password.
-
-    Only the error classes and, for a socket failure, its errno and the
-    operating system's text appear: redis-py's own messages can echo a URL with
-    a password in it, so they are never used.
-    """
+    """The store's error for a driver failure: where it went and why, never a password
+    (redis-py's own messages can echo a URL with one: only the error classes and an
+    errno, spelled by the operating system, appear)."""
     return StoreUnavailable(f"redis at {server} did not answer: {_cause(exc)}")
 
 
@@ -270,13 +259,7 @@ def web_client(
     max_connections: int | None,
     client_options: Mapping[str, Any],
 ) -> Any:
-    """``from_url(url, ...)`` with the settings both stores' ``from_url`` give a client.
-
-    Short timeouts make an outage a quick 503 rather than a hung worker; one
-    quick retry rides over a connection the server closed while idle (every
-    command the stores send is safe to run twice); RESP2 unless ``protocol=3``
-    is passed: no maintenance pushes to skip, and what the store was measured with.
-    """
+    """``from_url(url, ...)`` with the settings of :meth:`ClientStore.from_url`."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
             "store URL must start with redis://, rediss:// or unix://, "
@@ -301,14 +284,9 @@ def web_client(
 
 
 def _driver_info() -> dict[str, Any]:
-    """What ``CLIENT SETINFO`` says of the driver, worked out once for the client.
-
-    redis-py 7 and later, given nothing, work it out for every connection they
-    open, reading the installed package's metadata: about 5 ms of CPU each, so
-    a burst that opens a hundred connections would hold an event loop (or the
-    GIL) for half a second. The same facts built once cost nothing per
-    connection. Older redis-py computes them once already.
-    """
+    """What ``CLIENT SETINFO`` says of the driver, worked out once for the client:
+    redis-py 7 and later, given nothing, read the package's metadata for every
+    connection they open (about 5 ms of CPU each, a burst of them holding the loop)."""
     try:
         from redis.driver_info import DriverInfo
     except ImportError:
@@ -317,14 +295,9 @@ def _driver_info() -> dict[str, Any]:
 
 
 def warn_without_timeout(store: str, connection_kwargs: Any) -> None:
-    """Log a warning when the client's connections wait for a reply forever.
-
-    A Redis that accepts connections but stops answering (paused, swapping, a
-    half-open TCP connection after a failover) holds every request -- and so
-    every worker thread or event-loop task -- until the process is restarted:
-    an outage that should be a quick 503 becomes a hung site. redis-py's
-    ``from_url`` and Sentinel masters default to no socket timeout.
-    """
+    """Log a warning when the client's connections wait for a reply forever: a Redis
+    that stops answering (paused, a half-open TCP connection after a failover) would
+    hold every worker until a restart. redis-py's own ``from_url`` sets no timeout."""
     kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
     if kwargs.get("socket_timeout") is None:
         logging.getLogger("sessionshare").warning(
