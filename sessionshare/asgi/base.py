@@ -92,8 +92,6 @@ def async_store(store: object) -> AsyncSessionStore:
     """``store`` as an asyncio store; ConfigurationError for one that would block."""
     if isinstance(store, MemoryStore):
         return AsyncMemoryStore(store)
-    if isinstance(store, AsyncMemoryStore):
-        return store
     problem = async_session_store("store", store)
     if problem is not None:
         raise ConfigurationError(problem)

@@ -1,10 +1,8 @@
 """The request as the protocol sees it: a few facts, no server interface.
 
-A shell (WSGI, ASGI) builds one :class:`Request` per request from what the
-server handed it; the protocol reads only this. So the classification rules
--- is this a browser navigation that may be redirected to another origin, or
-an API call that must get a 401? is the return path safe? -- are written
-once.
+A shell (WSGI, ASGI) builds one :class:`Request` per request; the protocol
+reads only this, so the rules -- a browser navigation that may be redirected
+or an API call that must get a 401? a safe return path? -- are written once.
 
 No absolute URL the library builds comes from a ``Host`` or
 ``X-Forwarded-Host`` header: each starts from a configured ``app_url``,

@@ -1,14 +1,8 @@
 """The shared session: what an app sees at ``environ["sessionshare.session"]``.
 
-:class:`Session` is a ``dict`` of JSON values plus a few verbs
-(:meth:`~Session.regenerate`, :meth:`~Session.invalidate`,
-:meth:`~Session.remember`, :meth:`~Session.withdraw`, :meth:`~Session.save`,
-:meth:`~Session.expire_at`) and facts
-(:attr:`~Session.apps`, :attr:`~Session.created`,
-:attr:`~Session.authenticated_at`, :attr:`~Session.modified`,
-:attr:`~Session.new`, :attr:`~Session.ends_at`) -- as Django's ``SessionBase``
-and Flask's session are.
-A ``dict``, because that is what Starlette and FastAPI hand out as
+:class:`Session` is a ``dict`` of JSON values plus a few verbs and facts, as
+Django's ``SessionBase`` and Flask's session are. A ``dict``, because that
+is what Starlette and FastAPI hand out as
 ``request.session``: it serialises with ``json`` (``JSONResponse({"session":
 request.session})``), ``|=`` merges into it, ``popitem()`` takes the last
 key, ``copy()`` is a plain ``dict``. It is lazy -- the store is read only when
@@ -58,12 +52,9 @@ class Session(dict[str, Any]):
 
     Keys are strings; values anything ``json.dumps`` accepts (a non-JSON
     value raises ``TypeError`` at assignment, ``update()`` and ``|=``
-    included). Metadata -- when the session was created and authenticated,
-    which apps joined it -- lives apart from app keys and is read through
-    :attr:`created`, :attr:`authenticated_at` and :attr:`apps`.
-
-    The middlewares make each request's session; an app only uses it. Made
-    directly, ``Session()`` is a detached mapping that is never stored.
+    included). Metadata lives apart from app keys (:attr:`created`,
+    :attr:`authenticated_at`, :attr:`apps`). The middlewares make each
+    request's session; made directly, ``Session()`` is never stored.
 
     :param loader: reads the stored session for an id; None for a session that
         is read through the protocol's steps, or never stored.
@@ -366,10 +357,9 @@ class Session(dict[str, Any]):
         """Ask, as this app, that the session end by ``when`` (seconds since the
         epoch); None withdraws this app's ask. Written when the session is persisted.
 
-        The session then ends -- for every app, as at its limits -- at the
-        earliest of the apps' asks, its idle and its absolute timeout: an ask can
-        only shorten its life, never lengthen it past what the apps' (and the
-        IdP's) limits allow. A time already past ends it when persisted.
+        The session ends for every app at the earliest of the apps' asks and its
+        timeouts: an ask only shortens its life. A time already past ends it when
+        persisted.
         """
         if when is not None and (
             isinstance(when, bool) or not isinstance(when, (int, float))

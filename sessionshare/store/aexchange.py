@@ -88,12 +88,10 @@ async def drop(conn: Any) -> None:
     """Close a connection at once, discarding whatever it has not sent yet -- even when
     the event loop that opened it is gone.
 
-    An asyncio transport closed the usual way first flushes its buffer: the
-    rest of a command cut off halfway would still reach the server, complete,
-    and run after its task was cancelled or timed out. Aborting the transport
-    drops those bytes, so the server sees half a command and a closed
-    connection, and runs nothing. At once, too: waiting for the close would be
-    a new await point inside a task that may be being cancelled.
+    A transport closed the usual way first flushes its buffer: a command cut off
+    halfway would still reach the server whole and run after its task was
+    cancelled. Aborted, the server sees half a command and runs nothing. At
+    once: waiting would be a new await point in a task being cancelled.
     """
     writer = getattr(conn, "_writer", None)  # see send(): redis-py's StreamWriter
     try:
@@ -191,15 +189,16 @@ async def _borrow(pool: Any, command: str) -> Any:
 
 class _Slots:
     """The pool's connections as a semaphore, one per event loop (an asyncio primitive
-    belongs to the first loop that waits on it)."""
+    belongs to the first loop that waits on it).
+
+    redis.asyncio's pool raises MaxConnectionsError when all its connections are
+    out: a burst on one loop would get 503s although the store is fine. Waiting
+    for a connection, as a thread pool does, makes it a short queue instead.
+    """
 
     __slots__ = ("_by_loop", "_last", "_limit")
 
     def __init__(self, pool: Any) -> None:
-        # redis.asyncio's pool raises MaxConnectionsError when all its connections are
-        # out (100 by default in redis-py 8): a burst of requests on one loop would get
-        # 503s although the store is fine. Waiting for a connection, as a thread pool
-        # does, turns the burst into a short queue instead.
         limit = getattr(pool, "max_connections", None)
         self._limit = limit if isinstance(limit, int) and limit > 0 else 2**31
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
@@ -245,13 +244,9 @@ class AsyncPoolLine:
 
 
 class AsyncDirectLine:
-    """Commands on connections the store keeps, skipping redis-py's client and pool.
-
-    As :class:`~sessionshare.store.exchange.DirectLine`: for a plain
-    ``redis.asyncio.Redis`` (RESP2 or RESP3), connections are borrowed from the
-    client's pool and at most ``max_idle`` are parked between commands. One
-    event loop runs one task at a time, so ``list.pop``/``append`` hand each
-    task a connection of its own.
+    """:class:`~sessionshare.store.exchange.DirectLine` for a plain
+    ``redis.asyncio.Redis``. One event loop runs one task at a time, so
+    ``list.pop``/``append`` hand each task a connection of its own.
     """
 
     __slots__ = ("_idle", "_marks", "_max_idle", "_pool", "_slots")
@@ -308,11 +303,10 @@ class AsyncDirectLine:
 class AsyncClusterLine:
     """Commands for a ``redis.asyncio.cluster.RedisCluster``: on the key's node directly.
 
-    redis-py's async cluster node returns a connection to its free list even
-    when a cancellation stopped the read, so the store does its own exchange
-    on the node's connections; only redirects and dead nodes go through the
-    cluster client (which follows them), and a cancellation there drops every
-    free connection of every node.
+    redis-py's async cluster node frees a connection even when a cancellation
+    stopped the read, so the store does its own exchange on the node's
+    connections; only redirects and dead nodes go through the cluster client,
+    and a cancellation there drops every free connection of every node.
     """
 
     __slots__ = ("_client",)

@@ -1,12 +1,8 @@
 """The Redis stores' client: how it is built, checked and named, and what it may raise.
 
 Shared by :class:`~sessionshare.store.RedisStore` and
-:class:`~sessionshare.store.AsyncRedisStore` (:class:`ClientStore`, their
-common base): the settings ``from_url`` gives a client for a web request, the
-line its commands go out on (``exchange.py``: the fast path for a plain
-client, a pool's or a cluster's otherwise), the name of the server an outage
-message shows (never a password: redis-py's own messages can hold the URL),
-and the warnings for a set-up that would hang or lose sessions.
+:class:`~sessionshare.store.AsyncRedisStore` through :class:`ClientStore`, with
+the warnings for a set-up that would hang or lose sessions.
 """
 
 from __future__ import annotations
@@ -31,9 +27,8 @@ __all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "Lines", "eviction_
 
 S = TypeVar("S", bound="ClientStore")
 
-#: Everything the driver may raise for an unreachable or failing server.
-#: RedisClusterException does not derive from RedisError; OSError covers a
-#: socket failing below redis-py's own wrapping.
+#: Everything the driver may raise for an unreachable or failing server (a cluster's
+#: errors do not derive from RedisError; a socket may fail below redis-py's wrapping).
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
@@ -103,7 +98,7 @@ def _protocol(pool: Any) -> str:
 
 class ClientStore:
     """What both Redis stores do with their client: check it, pick the line its commands go
-    out on (``exchange.py``), and name its server for an outage message."""
+    out on (``exchange.py``), and name its server for an outage message (no password)."""
 
     #: The redis-py classes of the store's flavour (threads or asyncio) and their lines.
     _lines: ClassVar[Lines]
@@ -136,7 +131,6 @@ class ClientStore:
         else:
             kwargs = getattr(client.connection_pool, "connection_kwargs", None)
         warn_without_timeout(name, kwargs)
-        # Named once, for the outage message: host:port or socket path, no password.
         self._server = server_name(kwargs, getattr(client, "connection_pool", None))
 
     @classmethod
