@@ -199,11 +199,9 @@ def _parse_query(query: str) -> dict[str, list[str]] | None:
 def accepts(accept: str, media_type: str) -> bool:
     """True when an ``Accept`` header names ``media_type`` with a quality above 0.
 
-    Only an explicit mention counts (``*/*`` and ``text/*`` do not): most
-    HTTP clients send a wildcard, while a browser loading a page names
-    ``text/html``. ``q=0`` means "not acceptable" (RFC 9110, 12.5.1), so
-    ``application/json, text/html;q=0`` does not name HTML; an entry whose
-    quality does not parse is dropped rather than guessed at.
+    Only an explicit mention counts: most HTTP clients send ``*/*``, while a
+    browser loading a page names ``text/html``. ``q=0`` means "not acceptable"
+    (RFC 9110, 12.5.1); a quality that does not parse drops its entry.
     """
     for value, quality in parse_accept_header(accept, MIMEAccept):
         if quality > 0 and value.split(";", 1)[0].strip().lower() == media_type:

@@ -66,15 +66,13 @@ end
 """
 
 #: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), mode, #changed, #meta,
-#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a session that
-#: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
-#: '2' does not either and returns the record's text as it was *before* the
-#: merge, or 0 (``mark``); '3' is '2' with a ``once`` key, KEYS[2] (same hash
-#: slot), whose lifetime is the last ARGV instead of a deleted name: the key is
-#: created (NX), and when it exists already nothing is written and -1 returned.
-#: No mode writes into an id a move retired (or one a cluster move prepares): '2' and '3'
-#: answer its text unchanged (the caller sees it retired; no once key is made), the
-#: others 0.
+#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a
+#: session that is gone, '0' does not (a logged-out session stays gone); both return 1
+#: or 0. '2' (``mark``) returns the record's text as it was *before* the merge, or 0;
+#: '3' is '2' with a ``once`` key, KEYS[2] (same hash slot), whose lifetime is the last
+#: ARGV: created NX, and when it exists already nothing is written and -1 returned. No
+#: mode writes into a marker or a prepared key: '2' and '3' answer its text unchanged
+#: (and make no once key), the others 0.
 MERGE = _script(_ENDED + _APPLY + """
 local raw = redis.call('GET', KEYS[1])
 local obj
@@ -152,10 +150,9 @@ return raw
 """)
 
 #: The last step of a cluster move, on the new key (KEYS[1]). ARGV: the record
-#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Turns the
-#: prepared record into the session -- only if it is still there: an end of the old id in
-#: between followed the marker and deleted it -- and answers 1, else 0 (1 again when run
-#: again after it filled the key).
+#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Fills the
+#: prepared key only if it is still there (an end of the old id in between deleted it):
+#: answers 1, else 0 (1 again when run again after it filled the key).
 MOVE_IN = _script(_APPLY + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -302,13 +299,11 @@ return left
 """)
 
 #: The census of a deployment: a sorted set, one member per live signed-in session (its
-#: digest), scored by when to check it next -- a time it cannot have ended before but by
-#: an end that takes it out at once (on the caller's clock, in seconds). The scripts that
-#: enter a session in its user's index and that end a session keep it; a session that
-#: idles out is found by the sweep (:data:`CENSUS_CHECK`) once its check time has passed.
-#: KEYS[1] the census, KEYS[2] its sweep lock (same hash tag). ARGV[1] the lock's lifetime
-#: in milliseconds, or 0 for no lock. Answers ``{members, 1 when this caller took the
-#: lock}``: O(1), whatever the number of sessions.
+#: digest), scored by when to check it next (before then only an end, which takes it out
+#: at once, can end it). :data:`INDEX_PUT` and :data:`END` keep it; a session that idles
+#: out is found by the sweep (:data:`CENSUS_CHECK`). KEYS[1] the census, KEYS[2] its
+#: sweep lock (same hash tag). ARGV[1] the lock's lifetime in milliseconds, or 0 for no
+#: lock. Answers ``{members, 1 when this caller took the lock}``: O(1).
 CENSUS = _script("""
 local won = 0
 if tonumber(ARGV[1]) > 0 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
