@@ -23,18 +23,14 @@ only translates:
    after it, in a background task): the *late* persist, which needs no cookie;
 5. a store outage before the answer starts is the side's 503: fail closed.
 
-A websocket gets the session and user when a page of this app's own origin
-(or one of ``websocket_origins``) opens it. On a remote's protected path a
-handshake without a signed-in session this origin joined is refused before
-it is accepted, close code **1008** -- never served anonymously -- and a
-store outage closes it with **1013**. Any other origin is refused (1008) on
-a protected path and elsewhere gets an empty session of its own. The app's
-changes are persisted late: a handshake's answer carries no cookie.
+A websocket handshake goes through the same ``on_request`` (the side says who
+gets the session): a refusal closes it before it is accepted, with close code
+**1008** (the server answers the handshake 403), a store outage with **1013**;
+the app's changes are persisted late. Other scope types pass through.
 
 Stores: asyncio stores, or a ``MemoryStore`` (awaited through
-:class:`~sessionshare.store.amemory.AsyncMemoryStore`: it never waits on
-I/O). A thread store such as ``RedisStore`` is refused at construction: it
-would block the event loop on every request.
+:class:`~sessionshare.store.amemory.AsyncMemoryStore`); a thread store such as
+``RedisStore`` would block the event loop, and is refused at construction.
 """
 
 from __future__ import annotations

@@ -180,12 +180,9 @@ class Session(dict[str, Any]):
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         state = self._read()
-        if default is _MISSING:
-            value = dict.pop(self, key)
-        elif not dict.__contains__(self, key):
+        if default is not _MISSING and not dict.__contains__(self, key):
             return default
-        else:
-            value = dict.pop(self, key)
+        value = dict.pop(self, key)
         state.assigned.discard(key)
         return value
 

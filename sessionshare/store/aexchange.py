@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextlib import suppress
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -94,18 +95,14 @@ async def drop(conn: Any) -> None:
     once: waiting would be a new await point in a task being cancelled.
     """
     writer = getattr(conn, "_writer", None)  # see send(): redis-py's StreamWriter
-    try:
+    # RuntimeError: its loop is closed. The abort discarded the buffer before it failed to
+    # schedule the close (the transport closes its socket when collected), and redis-py
+    # has forgotten the socket already.
+    with suppress(RuntimeError):
         if writer is not None:
             writer.transport.abort()
-    except RuntimeError:
-        # Its loop is closed: the abort discarded the buffer before it failed to schedule
-        # the close; the transport closes its socket when collected.
-        pass
-    try:
+    with suppress(RuntimeError):
         await conn.disconnect(nowait=True)
-    except RuntimeError:
-        # The same closed loop; redis-py has forgotten the socket already.
-        pass
 
 
 async def claim(conn: Any) -> None:

@@ -161,10 +161,9 @@ class SessionStore(Protocol):
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key`` and set its TTL.
 
         With ``create=False`` a session that no longer exists (logged out or
-        expired meanwhile) is *not* brought back: nothing is written and the
-        result is False. No write goes into a marker (False: the session moved).
-        ``ttl=0`` (an update only) keeps the record's expiry as it is: an
-        operator's change neither extends nor cuts a session's life.
+        expired meanwhile) is *not* brought back, and no write goes into a marker:
+        nothing is written and the result is False. ``ttl=0`` keeps the record's
+        expiry (an operator's change neither extends nor cuts a session's life).
         """
 
     def mark(
@@ -197,25 +196,21 @@ class SessionStore(Protocol):
     ) -> bool:
         """Give the live session at ``key`` the new key ``new_key``, atomically: one step.
 
-        Only while ``key`` holds a live session (not a marker) and ``new_key``
-        holds nothing: ``new_key`` gets the record as stored *now* -- so a write
-        another request made since this one read it is kept -- with ``changed`` /
-        ``deleted`` / ``meta`` merged in, for ``ttl`` seconds; ``key`` becomes a
-        marker (metadata ``{RETIRED: retired_at}``, no data) for ``grace``
-        seconds, remembering ``new_key`` for :meth:`delete`. Returns True; False
-        (nothing written) when the session is gone, ended or moved already.
+        Only while ``key`` holds a live session and ``new_key`` nothing:
+        ``new_key`` gets the record as stored *now* (a write another request made
+        meanwhile is kept) with the changes merged in, for ``ttl`` seconds; ``key``
+        becomes a marker (``{RETIRED: retired_at}``, no data) naming ``new_key``
+        for ``grace`` seconds. False (nothing written) when the session is gone,
+        ended or moved already.
         """
 
     def delete(self, key: str, *, census: str | None = None) -> None:
-        """End the session at ``key`` (no error if it is gone).
+        """End the session at ``key`` (no error if it is gone), and the session a marker
+        there moved to (a few moves deep); no later :meth:`move` of ``key`` succeeds.
 
-        A marker is followed: the session it moved to is ended too (and so on,
-        a few moves deep). No later :meth:`move` of ``key`` succeeds.
-
-        ``census``: the deployment's *census* (the set the O(1) count of live
-        sessions reads): each id ended leaves it -- its member is the digest
-        between the braces of its key -- in the same step (on a cluster, where
-        the census has a slot of its own, right after).
+        ``census``: the set the O(1) count of live sessions reads; each id ended
+        leaves it (its member is the digest between the braces of its key) in the
+        same step (on a cluster, right after).
         """
 
     def claim_state(
@@ -227,20 +222,17 @@ class SessionStore(Protocol):
     ) -> bool:
         """Claim ``key`` for a browser unless another holds it; True when it holds it.
 
-        ``owners`` are the browser's owner names: a claim held by any of them is its
-        own, a new claim is made for the first and lasts ``ttl`` seconds. When it holds
-        the claim and ``ticket`` (key, value, ttl) is given, store that ticket too --
-        atomically, in one round trip (a ticket key shares the claim's hash tag).
-        Running it twice is harmless."""
+        A claim held by any of ``owners`` (the browser's names) is its own; a new one
+        is made for the first, for ``ttl`` seconds. Holding it, store ``ticket`` (key,
+        value, ttl; same hash tag) in the same step. Running it twice is harmless."""
 
     def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         """Return a ticket's value and spend it, atomically, once.
 
-        None when it was taken already -- except for the redemption that took it:
-        the same ``nonce`` gets the value again while the ticket would have lived
-        (a retry whose first answer was lost). ``nonce=None`` names a redemption
-        nothing else can repeat. :data:`NOT_HELD` when the store holds no ticket
-        of that name (or None, for a store that cannot tell).
+        None when it was taken already -- but the same ``nonce`` (a retry whose
+        first answer was lost; None: none can repeat) gets the value again while
+        the ticket would have lived. :data:`NOT_HELD` when the store holds no
+        ticket of that name (or None, for a store that cannot tell).
         """
 
     def store_identity(self, key: str, candidate: str) -> str:
@@ -260,17 +252,13 @@ class SessionStore(Protocol):
         object), and keep the index at least ``ttl`` more seconds; atomically. Returns
         the entries left. Running it twice is harmless.
 
-        ``live``: the key of the session the entry names. The entry is then set
-        only if that session is live at that moment -- an ended session is never
-        entered again (on a cluster, where the two keys sit apart: set, checked
-        and taken out again at once).
-
-        ``census`` (with ``live``): the deployment's census, kept in the same step
-        (on a cluster, a step of its own right after): the entered session's
-        digest (the entry's ``"k"``) joins it, due for a check when the session's
-        key expires (``now`` plus its time left; on a cluster, ``now``), and the
-        digests of the entries removed leave it (on a cluster, those of ``drop``;
-        the ones pruned past their ``"e"`` are due already and left to the sweep)."""
+        ``live``: the key of the session the entry names, set only while that
+        session is live -- an ended session is never entered again (on a cluster:
+        set, checked and taken out again at once). ``census`` (with ``live``): the
+        entered session's digest (the entry's ``"k"``) joins it, due for a check
+        when the session's key expires (on a cluster, ``now``), and the digests of
+        the entries removed leave it (on a cluster, those of ``drop``; the pruned
+        ones are due already); in the same step (on a cluster, right after)."""
 
     def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
