@@ -64,14 +64,8 @@ from .scope import (
     send_reply,
 )
 
-__all__ = [
-    "SCOPE_SESSION",
-    "SCOPE_USER",
-    "WS_REFUSED",
-    "WS_UNAVAILABLE",
-    "SessionMiddleware",
-    "async_store",
-]
+__all__ = ["SCOPE_SESSION", "SCOPE_USER", "WS_REFUSED", "WS_UNAVAILABLE", "SessionMiddleware",
+           "async_store"]
 
 #: Where the app finds the shared session (Starlette's ``request.session`` reads it).
 SCOPE_SESSION = "session"
@@ -205,15 +199,8 @@ class _Exchange:
     __slots__ = ("passed", "replaced", "request", "server_send", "session", "side",
                  "started", "store")
 
-    def __init__(
-        self,
-        side: Side,
-        store: AsyncSessionStore,
-        send: Send,
-        request: Request,
-        session: Session,
-        passed: PassThrough,
-    ) -> None:
+    def __init__(self, side: Side, store: AsyncSessionStore, send: Send, request: Request,
+                 session: Session, passed: PassThrough) -> None:
         self.side = side
         self.store = store
         self.server_send = send

@@ -2,8 +2,7 @@
 
 A passive check (:mod:`sessionshare.core.passive`) sends a browser through
 the IdP with the page it asked for in its state cookie. A browser that
-blocks this site's cookies comes back without one: its answer (or, for a
-user signed in at the IdP, its token) is intact, but nothing says which page
+blocks this site's cookies comes back without one: nothing says which page
 to return to, and a redirect to that page would only bounce it again -- for
 ever. Two small sealed values carry what the cookies would have:
 

@@ -1,9 +1,7 @@
 """Session ids, the store key of one, and each app's own cookie value for it.
 
-Protocol v2: a cookie copied from one app opens no other, another
-deployment's sessions are absent, and a store dump yields no cookie. One
-shared session has one id, known to the store only as a keyed digest and to
-each app only through a cookie value that is *its own*::
+Protocol v2: one shared session has one id, known to the store only as a
+keyed digest and to each app only through a cookie value that is *its own*::
 
     id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
     cookie     = id "." base64url(BLAKE2b-128(key=cookie subkey, audience "\\n" id))
@@ -14,34 +12,29 @@ each app only through a cookie value that is *its own*::
 (BLAKE2b in its keyed mode is a MAC, and about three times cheaper than
 HMAC-SHA256 on messages this short: both run on every request.)
 
-- **The cookie is worth nothing at another app.** Its tag is bound to the
-  app's origin (the *audience*): the shop's cookie pasted into the blog, or
-  the IdP's into the shop, fails the blog's check and is ignored, so no
-  app's ``authorize`` decision can be bypassed by copying a cookie. An app
-  adopts a session only through a hand-off, which makes its own cookie.
-- **The session belongs to a deployment.** The store key is a digest under a
-  subkey of the sync key: a deployment with another key, sharing the store
-  and the prefix, computes other keys and finds nothing. A store dump holds
-  only digests, so it yields no id and no cookie.
-- **The key id** is the public fingerprint (hex) of the sync key the session
-  was made under, whose subkeys it uses for its whole life: adding a new key
-  in front of the old one (rotation) signs nobody out. Remove the old key
-  once every session made under it has ended (after the longest absolute
-  timeout); its sessions are then simply absent.
+- **A cookie is worth nothing at another app.** Its tag is bound to the
+  app's origin (the *audience*): the shop's cookie pasted into the blog fails
+  the blog's check, so no app's ``authorize`` decision can be bypassed by
+  copying a cookie; an app adopts a session only through a hand-off.
+- **A session belongs to a deployment.** The store key is a digest under a
+  subkey of the sync key: a deployment with another key sharing the store
+  finds nothing, and a store dump yields no id and no cookie.
+- **The key id** is the fingerprint of the sync key the session was made
+  under, whose subkeys it keeps for life: adding a new key in front of the
+  old one (rotation) signs nobody out. Remove the old key after the longest
+  absolute timeout; its sessions are then simply absent.
 - **The limits** are the idle and absolute timeouts (seconds, hex) of the
-  app that made the session (for a signed-in session, the IdP: a sign-in
-  always moves it to a new id). Every app enforces the stricter of its own
-  and these, known before the store is read, so the read that slides the
-  idle expiry stays one round trip (an IdP idle limit of 5 minutes is not
-  stretched to a remote's 30 by the remote's reads). A tampered limit
-  changes the id, whose cookie tag and store key then match nothing.
-- **A remembered sign-in** (``Session.remember()``, which says how far each
-  app honours it) marks its absolute limit with ``r``.
-- **A timed cookie** (the app's ``cookie_max_age``) also carries the time
-  this app issued it, under the same MAC; older than ``cookie_max_age``
-  seconds, it reads as no cookie *here* (a copied cookie obeys no browser's
-  ``Max-Age``), while the shared session lives on. The two forms' MAC inputs
-  differ (an id holds no newline), so neither passes for the other.
+  app that made the session (for a signed-in one, the IdP: a sign-in always
+  moves it). Every app enforces the stricter of its own and these, known
+  before the store is read, so the read that slides the idle expiry stays
+  one round trip (an IdP's 5 idle minutes are not stretched to a remote's
+  30). A tampered limit changes the id, whose tag and store key match nothing.
+- **A remembered sign-in** (``Session.remember()``) marks its absolute limit
+  with ``r``.
+- **A timed cookie** (the app's ``cookie_max_age``) also carries its issue
+  time under the same MAC; older than ``cookie_max_age``, it reads as no
+  cookie *here* (a copied cookie obeys no browser's ``Max-Age``). The two
+  forms' MAC inputs differ (an id holds no newline): neither passes for the other.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)

@@ -148,16 +148,8 @@ class SessionStore(Protocol):
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
 
-    def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
+    def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+             meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key`` and set its TTL.
 
         With ``create=False`` a session that no longer exists (logged out or
@@ -166,14 +158,8 @@ class SessionStore(Protocol):
         expiry (an operator's change neither extends nor cuts a session's life).
         """
 
-    def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
+             once_ttl: int = 0) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
         ``idle_ttl`` seconds and return the record *as it was before*, atomically;
         None (and nothing written) when it is gone, a marker unchanged (nothing
@@ -182,18 +168,9 @@ class SessionStore(Protocol):
         it exists already, write nothing and answer :data:`MARKED_BEFORE`. Running
         it twice is harmless."""
 
-    def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
+    def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+             deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
+             ttl: int, retired_at: int, grace: int) -> bool:
         """Give the live session at ``key`` the new key ``new_key``, atomically: one step.
 
         Only while ``key`` holds a live session and ``new_key`` nothing:
@@ -213,13 +190,8 @@ class SessionStore(Protocol):
         same step (on a cluster, right after).
         """
 
-    def claim_state(
-        self,
-        key: str,
-        owners: Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
+    def claim_state(self, key: str, owners: Sequence[str], ttl: int,
+                    ticket: tuple[str, str, int] | None = None) -> bool:
         """Claim ``key`` for a browser unless another holds it; True when it holds it.
 
         A claim held by any of ``owners`` (the browser's names) is its own; a new one
