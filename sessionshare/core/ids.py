@@ -166,11 +166,8 @@ class SessionIds:
         return f"{sid}.{self._tag(sid)}"
 
     def from_cookie(self, value: str) -> str | None:
-        """The id in a cookie value made by :meth:`cookie_value` *of this app*, else None.
-
-        ``value`` must already match :data:`COOKIE_VALUE_PATTERN` (the cookie
-        parser's regex sees to it).
-        """
+        """The id in a cookie value made by :meth:`cookie_value` *of this app*, else None
+        (``value`` matches :data:`COOKIE_VALUE_PATTERN`: the cookie parser sees to it)."""
         known = self._seen.get(value)
         if known is not None:
             return known

@@ -1,21 +1,14 @@
 """The shared session: what an app sees at ``environ["sessionshare.session"]``.
 
 :class:`Session` is a ``dict`` of JSON values plus a few verbs and facts, as
-Django's ``SessionBase`` and Flask's session are. A ``dict``, because that
-is what Starlette and FastAPI hand out as
-``request.session``: it serialises with ``json`` (``JSONResponse({"session":
-request.session})``), ``|=`` merges into it, ``popitem()`` takes the last
-key, ``copy()`` is a plain ``dict``. It is lazy -- the store is read only when
-the app (or the middleware) first looks inside, through any of its methods --
-and it tracks what changed, including nested changes such as
-``session["cart"].append(x)``. An app that empties it (``clear()``, the last
-``pop()``) ends the session: persisting deletes it and its cookie, as the
-frameworks do with an emptied session of their own.
-
-Code that reads a dict's storage without calling its methods (``orjson``, C
-extensions) sees the values once the session was read: under ASGI always
-(the shell reads it before the app runs), under WSGI after the first look
-through a method (``len(session)``).
+Django's ``SessionBase`` and Flask's session are -- a ``dict``, as Starlette
+and FastAPI hand out ``request.session``: ``json`` serialises it, ``|=``
+merges into it. It is lazy -- the store is read at the first look inside,
+through any of its methods -- and tracks what changed, nested changes such as
+``session["cart"].append(x)`` included. An app that empties it ends the
+session: persisting deletes it and its cookie. Code that reads a dict's
+storage without its methods (``orjson``) sees the values once it was read:
+under ASGI always, under WSGI after a first look (``len(session)``).
 
 Everything the protocol tracks besides -- the session id, the cookie, what
 persisting must do -- is behind it (:func:`state_of`), never in the app's
@@ -312,10 +305,9 @@ class Session(dict[str, Any]):
         """Move the data to a fresh id when the response is persisted; the old id dies.
 
         A session this app *joined* through a hand-off (see :attr:`apps`) keeps
-        its id: it is the one session every app and the IdP's logout reach, and
-        only the IdP moves it (a remote's own cookie value cannot be planted
-        elsewhere, so keeping the id gives no fixation). Django's
-        ``cycle_key()`` at a remote is then harmless.
+        its id: only the IdP moves the one session every app reaches (a remote's
+        own cookie value cannot be planted elsewhere, so keeping the id gives no
+        fixation), and Django's ``cycle_key()`` at a remote is harmless.
         """
         self._read().regenerating = True
 

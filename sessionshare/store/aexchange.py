@@ -11,15 +11,12 @@ connection taken from redis-py's pool or a cluster node is checked for
 unread data first. redis-py's retry stays on (every command the store sends
 is safe to run twice).
 
-A store's connections belong to the event loop that opened them, yet a
-store is often used from more than one loop (an ``asyncio.run(store.ping())``
-at import, then the server's; pytest-asyncio's loop per test). A connection
-of another loop cannot be used here (its reads wait on that loop, which may
-be closed: ``RuntimeError`` *after* the server ran the command), so each
-connection's loop is remembered and one of another loop is dropped, never
-used; a ``RuntimeError`` an exchange still meets is a failed connection
-(retried on a fresh one: a store outage at worst, never a 500). Only the
-slot counters are per loop.
+A connection belongs to the event loop that opened it, yet a store is often
+used from more than one loop (an ``asyncio.run(store.ping())`` at import,
+then the server's). Its reads would wait on the other loop, maybe closed
+(``RuntimeError`` *after* the server ran the command), so each connection's
+loop is remembered and one of another loop is dropped, never used; a
+``RuntimeError`` an exchange still meets is a failed connection (never a 500).
 """
 
 from __future__ import annotations
@@ -53,16 +50,13 @@ _REDIS_PY_SEND = AbstractConnection.send_packed_command
 async def send(conn: Any, packed: Any) -> None:
     """Write one packed command as redis-py's ``send_packed_command`` does, minus a task.
 
-    Before Python 3.12, redis-py wraps each write of a connection with a socket
-    timeout in ``asyncio.wait_for``, a task of its own (two more turns of the
-    event loop per command), though the kernel nearly always takes the few
-    hundred bytes at once: here only a rest the transport kept back is awaited,
-    under the same timeout. A connection not open, closing, or running health
-    checks goes through redis-py's own method. Errors are redis-py's; the
-    caller drops the connection on any of them.
+    Before Python 3.12, redis-py wraps each write in ``asyncio.wait_for``, a task
+    of its own, though the kernel nearly always takes the few hundred bytes at
+    once: here only a rest the transport kept back is awaited, under the same
+    timeout. Anything unusual (not open, closing, health checks) goes through
+    redis-py's own method. Errors are redis-py's; the caller drops the connection.
     """
-    # redis-py keeps a connection's StreamWriter as ``_writer`` (None while closed); a
-    # version without it takes redis-py's own path below, so nothing depends on it.
+    # redis-py's StreamWriter (None while closed); without it, redis-py's own path below.
     writer = getattr(conn, "_writer", None)
     if (writer is None or type(conn).send_packed_command is not _REDIS_PY_SEND
             or conn.health_check_interval or not conn.is_connected
@@ -186,12 +180,8 @@ async def _borrow(pool: Any, command: str) -> Any:
 
 class _Slots:
     """The pool's connections as a semaphore, one per event loop (an asyncio primitive
-    belongs to the first loop that waits on it).
-
-    redis.asyncio's pool raises MaxConnectionsError when all its connections are
-    out: a burst on one loop would get 503s although the store is fine. Waiting
-    for a connection, as a thread pool does, makes it a short queue instead.
-    """
+    belongs to the first loop that waits on it): redis.asyncio's pool raises when all
+    its connections are out, so a burst would get 503s; this makes it a short queue."""
 
     __slots__ = ("_by_loop", "_last", "_limit")
 

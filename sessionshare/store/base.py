@@ -40,16 +40,14 @@ __all__ = [
 
 C = TypeVar("C", bound=type)
 
-#: Metadata field of a *retired* id: one that a move (a sign-in, ``regenerate()``) gave a
-#: new id a moment ago. Its record stays a short while as a marker holding no data, so
-#: that a request of the same browser that read the old id, still running, does not clear
-#: or replace the cookie the moving request sets, and so that an end of the old id reaches
+#: Metadata field of a *retired* id, one a move (a sign-in, ``regenerate()``) replaced a
+#: moment ago: a marker holding no data, so that a request still running on the old id
+#: does not clear or replace the cookie the move sets, and an end of the old id reaches
 #: the new one. Part of the wire format: never rename it.
 RETIRED = "r"
-#: Metadata field of a key a store that cannot move a session in one command (Redis
-#: Cluster: the two keys sit in different slots) *prepares* before the move: no read
-#: returns it and no write goes into it; an end of the old id follows the marker and
-#: deletes it, and the move's last step, finding it gone, creates nothing.
+#: Metadata field of the key a cluster move *prepares* (the two keys sit in different
+#: slots): no read returns it, no write goes into it; an end of the old id follows the
+#: marker and deletes it, and the move's last step, finding it gone, creates nothing.
 PENDING = "p"
 #: How many moves deep an end follows markers (each move leaves one for a few seconds).
 MAX_HOPS = 8

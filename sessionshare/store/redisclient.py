@@ -65,11 +65,9 @@ def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
     a RESP3 push (a maintenance notice) before the reply it precedes, so it is
     never taken for the reply.
 
-    redis-py's pool path for what the fast path cannot keep: a client-side
-    cache (parked connections would bypass its invalidation pushes and lock), a
-    Sentinel master (parked connections would stay on a master that moved), any
-    other pool or connection class of the user's own; a Cluster's nodes are
-    routed to by ``ClusterLine``.
+    redis-py's pool for what the fast path cannot park: a client-side cache (its
+    invalidation pushes and lock), a Sentinel master (which may move), any other
+    pool or connection class of the user's own; ``ClusterLine`` for a Cluster.
     """
     if isinstance(client, lines.cluster):
         return lines.clustered(client)
