@@ -254,7 +254,7 @@ class _Exchange:
 
 
 def _late_steps(side: Side, session: Session) -> Steps[Headers] | None:
-    """The side's ``on_close`` as steps to run, or None when it needs none (a late store
-    failure is the side's to report: nothing can answer any more)."""
+    """The side's ``on_close`` as steps to run, or None (a late store failure is the
+    side's to report)."""
     closing = side.on_close(session)
     return None if isinstance(closing, list) else closing

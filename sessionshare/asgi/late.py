@@ -61,8 +61,7 @@ class BuiltLate(type):
 
     @property
     def __signature__(cls) -> inspect.Signature:
-        # The constructor's own, for help(), inspect and the API reference: not the
-        # catch-all of __call__ below.
+        # The constructor's own (help(), the API reference), not __call__'s catch-all.
         init = inspect.signature(cls.__init__)  # type: ignore[misc]
         return init.replace(parameters=list(init.parameters.values())[1:],
                             return_annotation=inspect.Signature.empty)

@@ -5,10 +5,9 @@ reads only this, so the rules -- a browser navigation that may be redirected
 or an API call that must get a 401? a safe return path? -- are written once.
 
 No absolute URL the library builds comes from a ``Host`` or
-``X-Forwarded-Host`` header: each starts from a configured ``app_url``,
-because those headers come from the client and a proxy may pass them on
-unchecked. ``host`` is kept only to explain a failure in the log (a site
-opened at another host than its ``app_url``), never to build a URL.
+``X-Forwarded-Host`` header, which the client sends and a proxy may pass on
+unchecked: each starts from a configured ``app_url``. ``host`` only explains
+a failure in the log (a site opened at another host than its ``app_url``).
 
     request = Request(method="GET", path="/orders", query="page=2",
                       cookies="sessionshare=...", accept="text/html")

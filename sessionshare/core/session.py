@@ -272,12 +272,10 @@ class Session(dict[str, Any]):
         the user in (a "remember me" box).
 
         The session moves to a new id carrying its own limits -- ``days`` in all,
-        and ``idle`` seconds without a request (default: the IdP's own
-        ``idle_timeout``) -- and the cookie of the IdP and of every remote that
-        adopts it gets a ``Max-Age``, so it outlives a browser restart. Each app
-        honours those longer limits only as far as its ``max_remember`` option
-        says (the IdP what it grants, a remote not at all unless it opts in);
-        elsewhere the stricter of its own and the session's hold, and the
+        ``idle`` seconds without a request (default: the IdP's ``idle_timeout``)
+        -- and every app's cookie for it gets a ``Max-Age``, so it outlives a
+        browser restart. An app honours those limits only as far as its
+        ``max_remember`` says (a remote: not at all unless it opts in), and the
         strictest app that reads the session ends it for all. A logout anywhere
         still ends it everywhere.
 

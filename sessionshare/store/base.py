@@ -66,11 +66,10 @@ class SessionRecord(NamedTuple):
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-#: What ``take_ticket`` may answer for a ticket the store never held (never
-#: issued into *this* store, or gone with its expiry), as opposed to None, a
-#: ticket taken already. It lets a remote name the most common set-up mistake
-#: -- an IdP and a remote on different stores -- instead of calling it a replay.
-#: A store that cannot tell the two apart answers None for both.
+#: What ``take_ticket`` may answer for a ticket the store never held (never issued into
+#: *this* store, or expired), as opposed to None, one taken already: a remote then names
+#: the most common set-up mistake -- an IdP and a remote on different stores -- instead
+#: of calling it a replay. A store that cannot tell the two apart answers None for both.
 NOT_HELD = ""
 
 #: What ``mark`` answers when its ``once`` key exists already: a mark by that name ran
@@ -86,10 +85,9 @@ def owners_of(owners: str | Sequence[str]) -> tuple[str, ...]:
 def is_well_formed(fields: object, meta: object) -> bool:
     """True when ``fields`` maps text to JSON text and ``meta`` text to numbers.
 
-    A record is shared by every app of every version that writes to the store
-    (and anything else with access to it): a damaged one -- valid JSON of the
-    wrong shape, such as ``{"d": [], "m": "x"}`` -- must read as *no session*,
-    not crash the request that meets it with a 500 on every later visit.
+    A record is shared by every app of every version that writes to the store: a
+    damaged one -- valid JSON of the wrong shape, such as ``{"d": [], "m": "x"}``
+    -- must read as *no session*, not a 500 on every later visit.
     """
     if type(fields) is not dict or type(meta) is not dict:
         return False
@@ -300,8 +298,7 @@ def forwarding(
     make: Callable[[str], Callable[..., Any]], names: tuple[str, ...] = OPERATIONS
 ) -> Callable[[C], C]:
     """A class decorator for a store that wraps another: the class gets each method of
-    ``names``, made by ``make(name)`` -- the one forwarding function, written once for
-    every method -- with the contract's signature (what ``help()`` shows)."""
+    ``names``, made by ``make(name)``, with the contract's signature (for ``help()``)."""
 
     def decorate(cls: C) -> C:
         for name in names:

@@ -2,16 +2,14 @@
 
 Every write of a session is a script, so that what it checks and what it
 writes happen in one step no other client can come between: a merge never
-brings back a session a logout ended, a move gives a session its new id only
-while it is live, a ticket is taken once. Each script touches the keys of one
-hash slot (a session and what sits next to it), so it runs unchanged on a
-Redis Cluster; a move, whose two ids sit apart there, has three scripts of its
-own (:data:`MOVE_OUT`, :data:`MOVE_IN`, after a ``SET NX`` of :data:`PREPARED`).
-
-Every script is safe to run twice -- redis-py retries a command that timed
-out, and the first attempt may have run: each says what a second run does.
-The store sends a script by its SHA1 (``EVALSHA``) and its text only when the
-server lost it (a restart, ``SCRIPT FLUSH``).
+brings back a session a logout ended, a move happens only while the session
+is live, a ticket is taken once. Each script touches the keys of one hash
+slot, so it runs unchanged on a Redis Cluster; there a move, whose two ids sit
+apart, takes three steps (a ``SET NX`` of :data:`PREPARED`, :data:`MOVE_OUT`,
+:data:`MOVE_IN`). Every script is safe to run twice (redis-py retries a
+command that timed out, which may have run): each says what a second run
+does. It is sent by its SHA1 (``EVALSHA``), its text only when the server
+lost it (a restart, ``SCRIPT FLUSH``).
 
 Records are ``{"d": {key: JSON text}, "m": {meta: int}}``; a marker (an id a
 move retired) is ``{"d": {}, "m": {"r": when}, "f": new key}``.

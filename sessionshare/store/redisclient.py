@@ -183,11 +183,8 @@ EVICTING_POLICIES = frozenset({
 
 
 def server_name(connection_kwargs: Any, pool: Any = None) -> str:
-    """Where the client's connections go, for a log line: ``host:port`` or the socket path.
-
-    Built from the connection settings, never from a URL, so no password can
-    slip in; a Sentinel master is named by its service.
-    """
+    """Where the client's connections go, for a log line: ``host:port``, the socket path
+    or a Sentinel service. From the connection settings, never a URL: no password."""
     kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
     if kwargs.get("path"):
         where = f"unix socket {kwargs['path']}"
