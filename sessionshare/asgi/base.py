@@ -96,9 +96,8 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
     :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
     :param side: the protocol's side this app plays (its role, as data).
 
-    The middlewares are built from their options by
-    :class:`~sessionshare.core.shell.ShellBase`; a configuration refused while
-    an event loop runs fails the lifespan startup (:mod:`sessionshare.asgi.late`).
+    Built from options by :class:`~sessionshare.core.shell.ShellBase`; refused
+    while an event loop runs, it fails the lifespan startup (:mod:`~sessionshare.asgi.late`).
     """
 
     shell: ClassVar[Shell] = "asgi"

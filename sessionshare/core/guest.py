@@ -157,9 +157,8 @@ class GuestMarks:
         return issued is not None and now - ttl <= issued <= now + CLOCK_LEEWAY
 
     def is_unexpired(self, value: str | None, *, now: float, ttl: int) -> bool:
-        """True for a mark this site made that has not expired by ``now`` -- one from
-        later than ``now`` too, which :meth:`honours` refuses: a page bounced with such a
-        mark was bounced by a clock that disagrees with this one."""
+        """True for a mark this site made that has not expired by ``now``, one from later
+        than ``now`` too (which :meth:`honours` refuses: a clock that disagrees)."""
         issued = None if value is None else self.issued_at(value)
         return issued is not None and now - ttl <= issued
 

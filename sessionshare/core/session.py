@@ -257,12 +257,9 @@ class Session(dict[str, Any]):
 
     # -- verbs -------------------------------------------------------------
     def withdraw(self, origin: str) -> None:
-        """Take ``origin`` out of :attr:`apps` when the response is persisted.
-
-        From its next request on, that remote sends the user through the
-        hand-off again, where the IdP's ``authorize`` hook decides anew: call
-        this when a user loses the right to use a site.
-        """
+        """Take ``origin`` out of :attr:`apps` when the response is persisted: that
+        remote then sends the user through the hand-off again, where the IdP's
+        ``authorize`` hook decides anew (a user who lost the right to use a site)."""
         state = self._state
         if state.has_joined(origin):
             state.set_meta(META_JOINED + origin, 0)
@@ -320,9 +317,8 @@ class Session(dict[str, Any]):
         with the response. Under the WSGI middlewares only.
 
         Raises :class:`~sessionshare.errors.SessionEnded` when the stored session
-        was ended meanwhile (a logout in another app, a revocation) or moved by
-        another request of the browser: nothing was written -- a logout is
-        never undone -- and the session now reads as a new, empty one.
+        was ended (a logout elsewhere, a revocation) or moved by another request
+        meanwhile: nothing was written, and the session reads as a new, empty one.
         """
         state = self._read()
         if state.saver is None:
@@ -374,9 +370,8 @@ def peek(session: Session, key: str) -> Any:
     return value
 
 
-#: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its
-#: cookie, the record as read, what persisting must do (a
-#: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one accessor to
-#: it, for the core, the framework adapters and :mod:`sessionshare.testing`; never an
-#: app's (the id is a bearer credential). Read in C: no Python call on the hot path.
+#: ``state_of(session)``: the :class:`~sessionshare.core.sessionstate.SessionState`
+#: behind ``session`` (its id, its cookie, what persisting must do). The library's one
+#: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`;
+#: never an app's (the id is a bearer credential). Read in C: no Python call.
 state_of: Callable[[Session], SessionState] = attrgetter("_state")

@@ -4,12 +4,10 @@ Under asyncio the usual interruption is *cancellation*: a client disconnects,
 the server cancels the request's task, and ``asyncio.CancelledError`` (a
 ``BaseException``) arrives at the ``await`` that was reading the reply. A
 connection given back then still holds the reply, and the next task to use
-it reads another user's session (redis-py's own async cluster node puts such
-a connection straight back on its free list). So here too an exchange
-completes or its connection is dropped, cancellation included, and every
-connection taken from redis-py's pool or a cluster node is checked for
-unread data first. redis-py's retry stays on (every command the store sends
-is safe to run twice).
+it reads another user's session (redis-py's async cluster node frees such a
+connection). So here too an exchange completes or its connection is dropped,
+cancellation included, and every borrowed connection is checked for unread
+data first. redis-py's retry stays on: every command is safe to run twice.
 
 A connection belongs to the event loop that opened it, yet a store is often
 used from more than one loop (an ``asyncio.run(store.ping())`` at import,

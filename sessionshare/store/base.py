@@ -6,18 +6,17 @@ session ids or tickets):
 - **sessions**: top-level key -> JSON text, plus a few integer metadata
   fields kept apart from app keys. ``save`` merges changed and deleted keys
   *atomically on the server*, so two apps writing different keys of one
-  session at once both win (the same key: the last write wins). ``move``
-  gives a session a new id in one step, only while it is live, and leaves a
-  short-lived *marker* (:data:`RETIRED`) that ``delete`` follows: nothing a
-  request in flight does brings back what a logout or a revocation ended.
-- **claims**: a login state bound to the first browser that presented it;
-- **tickets**: short-lived single-use values, spent atomically;
-- **the store's identity**: one long-lived random value that tells "this
-  store lost a ticket" from "the ticket was put into another store";
-- **user indexes** (the IdP's per-user list of live sessions): a small map
-  of *reference* -> entry text under one key per user; an entry is a JSON
-  object whose integer ``"e"`` is when it expires (seconds, on the caller's
-  clock). Every command touches one key, so all of it works on a cluster.
+  session at once both win (one key: the last write wins). ``move`` gives a
+  session a new id in one step, only while it is live, and leaves a *marker*
+  (:data:`RETIRED`) that ``delete`` follows: nothing a request in flight
+  does brings back what a logout or a revocation ended.
+- **claims** (a login state bound to the first browser that presented it),
+  **tickets** (short-lived, single-use) and **the store's identity** (a
+  random value that tells "this store lost a ticket" from "the ticket went
+  to another store");
+- **user indexes** (the IdP's per-user list of live sessions): *reference*
+  -> entry text under one key per user; an entry is a JSON object whose
+  integer ``"e"`` is when it expires (seconds, on the caller's clock).
 
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
 never as the driver's own exception. A new backend (Valkey, a database) needs
@@ -60,9 +59,8 @@ class SessionRecord(NamedTuple):
     meta: dict[str, int]
 
 
-#: The scanner behind ``json.loads`` (its C one where there is one), for the record and
-#: its values on every read: value and end index, StopIteration/ValueError for text it
-#: does not take whole (which then goes to ``json.loads``). Not declared by typeshed.
+#: ``json.loads``'s scanner (in C where there is one), for the record and its values on
+#: every read: value and end index, or StopIteration/ValueError (not in typeshed).
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
@@ -158,11 +156,10 @@ class SessionStore(Protocol):
              once_ttl: int = 0) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
         ``idle_ttl`` seconds and return the record *as it was before*, atomically;
-        None (and nothing written) when it is gone, a marker unchanged (nothing
-        written, no ``once`` key made). With ``once`` (a key in the same hash slot
-        as ``key``): create it for ``once_ttl`` seconds in the same step, or, when
-        it exists already, write nothing and answer :data:`MARKED_BEFORE`. Running
-        it twice is harmless."""
+        None when it is gone, a marker unchanged (nothing written either way). With
+        ``once`` (a key in the same hash slot): create it for ``once_ttl`` seconds in
+        the same step, or, when it exists, write nothing and answer
+        :data:`MARKED_BEFORE`. Running it twice is harmless."""
 
     def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
              deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,

@@ -132,11 +132,10 @@ retire()
 return 1
 """)
 
-#: A move on a Redis Cluster, where the two keys live in different slots (one script may
-#: touch only one), in three steps. First the new key is *prepared*: ``SET NX`` of a record
-#: no read returns (:data:`~sessionshare.store.base.PENDING`). Then, on the old key
-#: (KEYS[1]): retire it if live -- the marker names the new key, passed as text in ARGV[4]
-#: -- and answer the record it held, else 0. ARGV: unused, grace, retired at, new key.
+#: A move on a Redis Cluster, after the new key was *prepared* (``SET NX`` of
+#: :data:`PREPARED`): on the old key (KEYS[1]), retire it if live -- the marker names the
+#: new key, ARGV[4] -- and answer the record it held, else 0. ARGV: unused, grace, retired
+#: at, new key.
 MOVE_OUT = _script(_ENDED + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -325,9 +324,8 @@ end
 """
 
 #: KEYS[1] the census, KEYS[2..] the session keys of members due for a check. ARGV[1]
-#: now, ARGV[2..] those members (the digests), in the same order. Each session still held
-#: is due again when its key's expiry comes; each gone leaves the census. Answers how
-#: many left. Run twice, the second run finds them gone already (0).
+#: now, ARGV[2..] those members, in the same order (see ``settle``). Answers how many
+#: left; run twice, the second run finds them gone already (0).
 CENSUS_CHECK = _script(_SETTLE + """
 local left = 0
 for i = 2, #KEYS do left = left + settle(i, redis.call('PTTL', KEYS[i])) end

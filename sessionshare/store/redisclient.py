@@ -61,13 +61,11 @@ def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
 
     The fast path (``DirectLine`` and its asyncio twin) for a plain single-server
     client whose connections ``exchange.pack`` packs for byte for byte, RESP2 or
-    RESP3: the connection's own parser reads the replies either way, and handles
-    a RESP3 push (a maintenance notice) before the reply it precedes, so it is
-    never taken for the reply.
-
-    redis-py's pool for what the fast path cannot park: a client-side cache (its
-    invalidation pushes and lock), a Sentinel master (which may move), any other
-    pool or connection class of the user's own; ``ClusterLine`` for a Cluster.
+    RESP3 (the connection's parser handles a RESP3 push before the reply it
+    precedes). redis-py's pool for what the fast path cannot park: a client-side
+    cache (its invalidation pushes and lock), a Sentinel master (which may move),
+    any other pool or connection class of the user's own; ``ClusterLine`` for a
+    Cluster.
     """
     if isinstance(client, lines.cluster):
         return lines.clustered(client)
@@ -157,8 +155,7 @@ class ClientStore:
 
     def _forget(self, key: str) -> None:
         """This context's read of ``key`` is out of date (a mark, a move or an end of it is
-        under way): its next write merges rather than try a text the server no longer
-        holds (which would cost a round trip, never a wrong write)."""
+        under way): its next write merges rather than try a text the server lost."""
         base = self._seen.get()
         if base is not None and base[0] == key:
             self._seen.set(None)
