@@ -7,11 +7,10 @@ Per HTTP request the shell calls the side's three entry points in order and
 only translates:
 
 1. the session is **read before the app runs** when the request carries this
-   app's session cookie (one round trip, which also slides the idle expiry),
-   and not at all without one: under asyncio a read the app triggers by
-   looking would block the event loop, and an ``await session.load()`` would
-   change the mapping every framework expects. The cost: a request with a
-   cookie to a path that never looks at the session still pays that trip;
+   app's session cookie (one round trip, which slides the idle expiry): under
+   asyncio a read the app triggers by looking would block the event loop, and
+   an ``await session.load()`` would change the mapping every framework
+   expects. The cost: a path that never looks at the session still pays it;
 2. ``on_request``: a :class:`~sessionshare.core.reply.Reply` is sent as it
    is; a :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and

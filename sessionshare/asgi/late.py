@@ -1,14 +1,13 @@
 """A middleware built inside a running event loop: a refused configuration fails the start.
 
 Starlette and FastAPI build their middleware stack at the first ASGI call (the
-lifespan startup) inside the server's event loop. A
-:class:`~sessionshare.ConfigurationError` raised there leaves the lifespan
-call before any message, which uvicorn's ``--lifespan auto`` takes for
+lifespan startup). A :class:`~sessionshare.ConfigurationError` raised there
+leaves the lifespan call before any message, which uvicorn takes for
 "lifespan unsupported": the app starts anyway and every request fails. So a
 construction refused *inside a running loop* returns a
 :class:`RefusedConfiguration`, which fails the lifespan startup with the error
-(uvicorn logs it and exits) and raises it on any call. Outside a running
-loop -- built at import, the usual way -- the error is raised at once.
+(uvicorn logs it and exits) and raises it on any call; outside one (built at
+import, the usual way) the error is raised at once.
 
     app = FastAPI()
     app.add_middleware(RemoteSessionMiddleware, store=RedisStore.from_url(url), ...)

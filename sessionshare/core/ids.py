@@ -90,7 +90,7 @@ class SessionIds:
         self.idle = int(idle_timeout)
         self.absolute = int(absolute_timeout)
         #: How far past its own limits this app honours a remembered sign-in's (None: as far
-        #: as the id says; 0: not at all, the stricter of the two holds as for any session).
+        #: as the id says; 0: not at all).
         self.max_remember = None if max_remember is None else int(max_remember)
         #: Seconds a cookie value of this app is good for after it was issued (it then
         #: carries its issue time: :meth:`timed_cookie_value`); None: untimed values.
@@ -101,9 +101,8 @@ class SessionIds:
         self._lookups: dict[str, tuple[str, int, int]] = {}  # id -> lookup()
 
     def new(self, remember: tuple[int, int] | None = None) -> str:
-        """A fresh id under the newest key, carrying this app's limits -- or, for a
-        remembered sign-in, the ``(idle, absolute)`` seconds it is remembered for (an idle
-        of 0: this app's own ``idle_timeout``)."""
+        """A fresh id under the newest key, carrying this app's limits, or a remembered
+        sign-in's ``(idle, absolute)`` seconds (an idle of 0: this app's ``idle_timeout``)."""
         if remember is not None:
             idle, absolute = remember
             idle = min(idle or self.idle, absolute)

@@ -28,8 +28,7 @@ __all__ = ["MAX_QUERY_LENGTH", "Request", "accepts", "safe_return_path"]
 
 #: Longer query strings are refused (a hand-off's is under 700 bytes).
 MAX_QUERY_LENGTH = 4096
-# RFC 3986 path characters left as they are in a mount point, minus ";" and ",", which
-# separate cookie attributes and values; quote() encodes the rest.
+# RFC 3986 path characters kept in a mount point, minus the cookie separators ";" and ",".
 _MOUNT_SAFE = "/!$&'()*+=:@"
 _ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
 
@@ -130,8 +129,7 @@ class Request:
 
     @property
     def is_prefetch(self) -> bool:
-        """True when the browser only fetches ahead (a prefetch or prerender): no user is
-        looking at the answer yet."""
+        """True when the browser only fetches ahead (a prefetch or prerender)."""
         return self.purpose is not None and (
             "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
         )

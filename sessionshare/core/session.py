@@ -61,7 +61,7 @@ class Session(dict[str, Any]):
         self._state = SessionState(loader, sid, self)
 
     def _read(self) -> SessionState:
-        """The state, once the session was read (through the loader, on this first look)."""
+        """The state, once the session was read (on this first look, if not before)."""
         state = self._state
         state.accessed = True
         if not state.loaded:

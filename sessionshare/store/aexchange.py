@@ -130,8 +130,7 @@ async def exchange(conn: Any, packed: Any) -> Any:
 
 
 async def _with_retry(conn: Any, packed: Any) -> Any:
-    # As exchange.py's: the first attempt outside the policy, a failure handed to it as
-    # the outcome of its first attempt.
+    # As exchange.py's: the first attempt outside the policy, a failure handed to it.
     try:
         return await exchange(conn, packed)
     except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
@@ -188,8 +187,7 @@ class _Slots:
         self._limit = limit if isinstance(limit, int) and limit > 0 else 2**31
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                                  asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        #: The last loop asked for (weakly) and its semaphore: nearly always the one asked
-        #: for next, found without the weak dictionary's Python-level lookup.
+        #: The last loop asked for (weakly) and its semaphore: nearly always the next one.
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Semaphore] | None = (
             None)
 

@@ -36,9 +36,8 @@ def _script(text: str) -> Script:
     return Script(text, hashlib.sha1(text.encode()).hexdigest())
 
 
-#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: an id a
-#: move retired (``m.r``, a marker holding no data) or one a cluster move is still
-#: preparing (``m.p``).
+#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: a marker
+#: (``m.r``) or a key a cluster move is still preparing (``m.p``).
 _ENDED = """
 local function ended(obj)
   local m = obj['m']
@@ -230,8 +229,7 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """)
 
-#: Lua: ``digest_of(text)`` -- the ``"k"`` (the session's digest) of an index entry's
-#: text, or nil.
+#: Lua: ``digest_of(text)`` -- the ``"k"`` (session digest) of an index entry's text, or nil.
 _DIGEST_OF = """
 local function digest_of(text)
   if not text then return nil end
@@ -310,10 +308,9 @@ return {redis.call('ZCARD', KEYS[1]), won}
 """)
 
 #: Lua: ``settle(i, pttl)`` -- the census member ARGV[i] whose session key has ``pttl``
-#: milliseconds left (``PTTL``'s answer: -2 gone, -1 no expiry): gone, it leaves the
-#: census (answer 1); live, its next check is ``now`` (ARGV[1]) + its time left (an hour
-#: for a key without expiry, which no session is) -- only while it is still a member
-#: (XX): an end that took it out meanwhile stands.
+#: ms left (-2 gone, -1 no expiry): gone, it leaves the census (answer 1); live, its next
+#: check is ``now`` (ARGV[1]) + its time left (an hour without expiry) -- only while it is
+#: still a member (XX): an end that took it out meanwhile stands.
 _SETTLE = """
 local function settle(i, pttl)
   if pttl == -2 then return redis.call('ZREM', KEYS[1], ARGV[i]) end
@@ -332,9 +329,8 @@ for i = 2, #KEYS do left = left + settle(i, redis.call('PTTL', KEYS[i])) end
 return left
 """)
 
-#: :data:`CENSUS_CHECK` on a cluster, where each session key sits in a slot of its own:
-#: the ``PTTL``s are read first, one command each, and given here. KEYS[1] the census.
-#: ARGV[1] now, then member, milliseconds-left pairs. Answers how many left.
+#: :data:`CENSUS_CHECK` on a cluster, where the ``PTTL``s are read first, one command per
+#: slot. KEYS[1] the census. ARGV[1] now, then member, ms-left pairs. Answers how many left.
 CENSUS_SETTLE = _script(_SETTLE + """
 local left = 0
 for i = 2, #ARGV, 2 do left = left + settle(i, tonumber(ARGV[i + 1])) end

@@ -139,13 +139,10 @@ class ClientStore:
         **client_options: Any,
     ) -> S:
         """A store over the client ``from_url(url)`` builds, with settings suited to a
-        web request.
-
-        Short timeouts make an outage a quick 503 rather than a hung worker;
-        one quick retry rides over a connection the server closed while idle
-        (every command the store sends is safe to run twice). RESP2 unless
-        ``protocol=3`` is passed. ``client_options`` go to redis-py's
-        ``from_url`` as they are.
+        web request: short timeouts make an outage a quick 503 rather than a hung
+        worker; one quick retry rides over a connection the server closed while idle
+        (every command the store sends is safe to run twice); RESP2 unless
+        ``protocol=3`` is passed. ``client_options`` go to redis-py as they are.
         """
         client = web_client(
             cls._lines.client.from_url, cls._lines.retry, url, socket_timeout=socket_timeout,
