@@ -112,7 +112,8 @@ class Request:
     @property
     def mount(self) -> str:
         """The mount point as a URL path, in front of the library's own paths (the
-        callback, the state cookies' ``Path``, the sign-out form's action).
+        callback, the state cookies' ``Path``, the sign-out form's action): behind a
+        proxy that strips ``/news``, only ``/news/...`` reaches the app.
 
         Percent-encoded, so that a mount point holding ``;`` (say) cannot add an
         attribute to a ``Set-Cookie`` header or a parameter to a URL.
@@ -129,7 +130,7 @@ class Request:
 
     @property
     def is_prefetch(self) -> bool:
-        """True when the browser only fetches ahead (a prefetch or prerender)."""
+        """True when the browser only fetches ahead (prefetch, prerender): no one looks yet."""
         return self.purpose is not None and (
             "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
         )
