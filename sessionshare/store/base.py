@@ -240,11 +240,8 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
-
-    The same contract, word for word; ``AsyncRedisStore`` implements it over
-    the very keys ``RedisStore`` uses.
-    """
+    """:class:`SessionStore` for asyncio: the same contract, word for word, each method a
+    coroutine (``AsyncRedisStore`` implements it over the very keys ``RedisStore`` uses)."""
 
     async def load(self, key: str, idle_ttl: int) -> SessionRecord | None: ...
 

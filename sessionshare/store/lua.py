@@ -202,9 +202,8 @@ return v
 """)
 
 #: KEYS[1] a state's claim, KEYS[2] (optional) a ticket under the same hash tag. ARGV:
-#: claim ttl, ticket value, ticket ttl, then the browser's owner names. A claim is made
-#: for the first name and lasts its ttl; a claim held by any of the names is this
-#: browser's; another browser gets 0 and no ticket. Run twice, it changes nothing (NX).
+#: claim ttl, ticket value, ticket ttl, then the browser's owner names; another browser
+#: gets 0 and no ticket (``SessionStore.claim_state``). Run twice, it changes nothing (NX).
 CLAIM = _script("""
 local held = redis.call('GET', KEYS[1])
 if not held then
@@ -345,9 +344,8 @@ return left
 #: is the whole text read. Writes only when the key still holds what was read: what
 #: :data:`MERGE` would have written, without decoding the whole record on the server.
 #: Returns 1, or 0 and writes nothing when the record changed meanwhile (the caller then
-#: runs MERGE, which merges or refuses as always). Run twice, the second run finds its own
-#: stamp and answers 0. A merge of an app not yet upgraded keeps the stamp, but cjson
-#: writes it after "d" and "m", never at the head (``tests/test_store_exchange.py``).
+#: runs MERGE). Run twice, it finds its own stamp and answers 0. An app not yet upgraded
+#: keeps the stamp, but cjson writes it after "d" and "m", never at the head.
 REPLACE = _script("""
 local held
 if ARGV[4] == 'head' then

@@ -213,9 +213,8 @@ def _cause(exc: BaseException) -> str:
             parts.append(type(cause).__name__)
         if isinstance(cause.errno, int) and cause.errno > 0:
             errno = cause.errno
-            # Spelled by the operating system from the number, not taken from the
-            # exception: its strerror may be a library's own text (asyncio writes
-            # "Connect call failed ('127.0.0.1', 1)"), which can name the address.
+            # Spelled by the OS from the number: the exception's strerror may be a library's
+            # text that names the address (asyncio's "Connect call failed ('127.0.0.1', 1)").
             parts.append(f"errno {errno}: {os.strerror(errno)}")
     else:
         # redis.asyncio drops the OSError from the chain; its message starts "Error 111
