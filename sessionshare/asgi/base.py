@@ -1,58 +1,35 @@
 """The ASGI shell: one class that runs either side of the protocol around an ASGI app.
 
-The twin of ``wsgi/base.py``: both middlewares are this class with a
-different *side* (:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
-they only build it, and override nothing. Per HTTP request the shell calls the
-side's three entry points in order, whatever its role, and only translates:
+The twin of ``wsgi/base.py``: both middlewares are this class with another
+*side* (:class:`~sessionshare.core.idp.IdpSide`,
+:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision.
+Per HTTP request the shell calls the side's three entry points in order and
+only translates:
 
-1. the scope becomes a :class:`~sessionshare.core.request.Request`, and the
-   session is **read before the app runs** when the request carries this
-   app's session cookie -- one store round trip, which also slides the idle
-   expiry -- and not at all without one. (WSGI reads lazily, when the app
-   first looks; under asyncio a read the app triggers by looking would be a
-   blocking call on the event loop, and an ``await session.load()`` would
-   change the mapping every framework expects.) The cost: a request with a
-   cookie to a path that never looks at the session still pays that round
-   trip. An authenticated request to a protected path pays exactly it;
-2. ``on_request``: its steps run on the asyncio store
-   (:func:`~sessionshare.core.steps.run_async`): a
-   :class:`~sessionshare.core.reply.Reply` is sent as it is, a
-   :class:`~sessionshare.core.side.PassThrough` calls the app with
+1. the session is **read before the app runs** when the request carries this
+   app's session cookie (one round trip, which slides the idle expiry): under
+   asyncio a read the app triggers by looking would block the event loop, and
+   an ``await session.load()`` would change the mapping every framework
+   expects. The cost: a path that never looks at the session still pays it;
+2. ``on_request``: a :class:`~sessionshare.core.reply.Reply` is sent as it
+   is; a :class:`~sessionshare.core.side.PassThrough` calls the app with
    ``scope["session"]`` (what Starlette's ``request.session`` reads) and
-   ``scope["sessionshare.user"]`` set, in a copy of the scope (whose
-   ``query_string`` is the one the core hands on, when it took its own parameter
-   out);
-3. ``send`` is intercepted: ``on_response``
-   persists the session *before* ``http.response.start`` goes on, and the
-   headers the core answers with (its cookie, ``Vary``) are added to the app's.
-   The IdP's side may answer with a Reply instead (a sign-in with a hand-off
-   pending): it is sent, and every later message of the app is dropped;
-4. ``on_close`` before the last body message goes on (and once more if the app
-   changes the session after that, in a background task): the *late* persist
-   of what changed while the body streamed -- no new id, no new session, no
-   sign-in, nothing that would need a cookie the headers no longer carry;
-5. a store outage before the answer starts is the side's 503 with
-   ``Retry-After``: fail closed.
+   ``scope["sessionshare.user"]`` in a copy of the scope;
+3. ``on_response`` persists the session *before* ``http.response.start``
+   goes on and adds its headers to the app's -- or answers with a Reply (an
+   IdP sign-in with a hand-off pending), and the app's messages are dropped;
+4. ``on_close`` before the last body message (and again for a change made
+   after it, in a background task): the *late* persist, which needs no cookie;
+5. a store outage before the answer starts is the side's 503: fail closed.
 
-Websocket scopes get the same session and user when a page of this app's
-own origin (or one listed in ``websocket_origins``) opens them; on a
-remote's protected path a handshake without a signed-in session this origin
-joined is refused before it is accepted, with close code **1008** (policy
-violation; servers answer the handshake with 403) -- never served
-anonymously -- and a store outage closes it with **1013** (try again later).
-A handshake from any other origin, or with no ``Origin``, is refused (1008)
-on a protected path and elsewhere served with an empty session of its own and
-no user: the core decides (``Side.on_request``), and reads nothing for it. The
-app's changes are persisted as late ones (``on_close``): no header of the
-handshake's answer carries a cookie to the page.
-Lifespan and any other scope type pass through untouched.
+A websocket handshake goes through the same ``on_request`` (the side says who
+gets the session): a refusal closes it before it is accepted, with close code
+**1008** (the server answers the handshake 403), a store outage with **1013**;
+the app's changes are persisted late. Other scope types pass through.
 
-Stores: only coroutine stores (``AsyncRedisStore``, any
-``AsyncSessionStore``), or a ``MemoryStore``, awaited through
-:class:`~sessionshare.store.amemory.AsyncMemoryStore` because it never waits
-on I/O. A thread store such as ``RedisStore`` is refused at construction:
-it would block the event loop on every request.
+Stores: asyncio stores, or a ``MemoryStore`` (awaited through
+:class:`~sessionshare.store.amemory.AsyncMemoryStore`); a thread store such as
+``RedisStore`` would block the event loop, and is refused at construction.
 """
 
 from __future__ import annotations
@@ -86,14 +63,8 @@ from .scope import (
     send_reply,
 )
 
-__all__ = [
-    "SCOPE_SESSION",
-    "SCOPE_USER",
-    "WS_REFUSED",
-    "WS_UNAVAILABLE",
-    "SessionMiddleware",
-    "async_store",
-]
+__all__ = ["SCOPE_SESSION", "SCOPE_USER", "WS_REFUSED", "WS_UNAVAILABLE", "SessionMiddleware",
+           "async_store"]
 
 #: Where the app finds the shared session (Starlette's ``request.session`` reads it).
 SCOPE_SESSION = "session"
@@ -110,8 +81,6 @@ def async_store(store: object) -> AsyncSessionStore:
     """``store`` as an asyncio store; ConfigurationError for one that would block."""
     if isinstance(store, MemoryStore):
         return AsyncMemoryStore(store)
-    if isinstance(store, AsyncMemoryStore):
-        return store
     problem = async_session_store("store", store)
     if problem is not None:
         raise ConfigurationError(problem)
@@ -126,12 +95,8 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
     :param store: the asyncio store the session lives in (a ``MemoryStore`` too).
     :param side: the protocol's side this app plays (its role, as data).
 
-    A middleware only names the side it builds (``side_class``) and takes its
-    options as ``**options``: :class:`~sessionshare.core.shell.ShellBase` checks
-    them in one round, builds the side, and gives ``from_env``. A configuration
-    refused while an event loop runs -- Starlette's ``add_middleware`` builds
-    the stack at the lifespan startup -- fails that startup rather than every
-    request (:mod:`sessionshare.asgi.late`).
+    Built from options by :class:`~sessionshare.core.shell.ShellBase`; refused
+    while an event loop runs, it fails the lifespan startup (:mod:`~sessionshare.asgi.late`).
     """
 
     shell: ClassVar[Shell] = "asgi"
@@ -167,7 +132,7 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
         head = request.method == "HEAD"
         try:
             session = self.lifecycle.open(request.cookies)
-            # Read before the app runs (one round trip, with a cookie only): see above.
+            # Read before the app runs: see the module docstring.
             reading = self.lifecycle.read_now(session)
             if reading is not None:
                 await run_async(reading, self.store)
@@ -232,15 +197,8 @@ class _Exchange:
     __slots__ = ("passed", "replaced", "request", "server_send", "session", "side",
                  "started", "store")
 
-    def __init__(
-        self,
-        side: Side,
-        store: AsyncSessionStore,
-        send: Send,
-        request: Request,
-        session: Session,
-        passed: PassThrough,
-    ) -> None:
+    def __init__(self, side: Side, store: AsyncSessionStore, send: Send, request: Request,
+                 session: Session, passed: PassThrough) -> None:
         self.side = side
         self.store = store
         self.server_send = send
@@ -294,7 +252,7 @@ class _Exchange:
 
 
 def _late_steps(side: Side, session: Session) -> Steps[Headers] | None:
-    """The side's ``on_close`` as steps to run, or None when it needs none (a late store
-    failure is the side's to report: nothing can answer any more)."""
+    """The side's ``on_close`` as steps to run, or None (a late store failure is the
+    side's to report)."""
     closing = side.on_close(session)
     return None if isinstance(closing, list) else closing

@@ -1,16 +1,13 @@
 """A middleware built inside a running event loop: a refused configuration fails the start.
 
-Starlette and FastAPI build their middleware stack at the first ASGI call --
-under uvicorn, the lifespan startup -- inside the server's event loop. A
-:class:`~sessionshare.ConfigurationError` raised there leaves the lifespan
-call before any message, which uvicorn's default ``--lifespan auto`` takes
-for "lifespan unsupported" (an INFO line): the app starts anyway and every
-request fails. So when a middleware's construction is refused *inside a
-running loop*, :class:`BuiltLate` returns :class:`RefusedConfiguration` in its
-place: it answers the lifespan startup with ``lifespan.startup.failed`` and
-the error (uvicorn logs it and exits), then raises it, as Starlette's own
-failed startup does; any other call raises it too. Outside a running loop --
-built at import, the usual way -- the error is raised at once, as always.
+Starlette and FastAPI build their middleware stack at the first ASGI call (the
+lifespan startup). A :class:`~sessionshare.ConfigurationError` raised there
+leaves the lifespan call before any message, which uvicorn takes for
+"lifespan unsupported": the app starts anyway and every request fails. So a
+construction refused *inside a running loop* returns a
+:class:`RefusedConfiguration`, which fails the lifespan startup with the error
+(uvicorn logs it and exits) and raises it on any call; outside one (built at
+import, the usual way) the error is raised at once.
 
     app = FastAPI()
     app.add_middleware(RemoteSessionMiddleware, store=RedisStore.from_url(url), ...)
@@ -63,8 +60,7 @@ class BuiltLate(type):
 
     @property
     def __signature__(cls) -> inspect.Signature:
-        # The constructor's own, for help(), inspect and the API reference: not the
-        # catch-all of __call__ below.
+        # The constructor's own (help(), the API reference), not __call__'s catch-all.
         init = inspect.signature(cls.__init__)  # type: ignore[misc]
         return init.replace(parameters=list(init.parameters.values())[1:],
                             return_annotation=inspect.Signature.empty)

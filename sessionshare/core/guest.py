@@ -2,32 +2,26 @@
 
 A passive check (:mod:`sessionshare.core.passive`) sends a browser through
 the IdP with the page it asked for in its state cookie. A browser that
-blocks this site's cookies comes back without one: its answer (or, for a
-user signed in at the IdP, its token) is intact, but nothing says which page
+blocks this site's cookies comes back without one: nothing says which page
 to return to, and a redirect to that page would only bounce it again -- for
 ever. Two small sealed values carry what the cookies would have:
 
-- the **relay**. A passive bounce that starts from a request carrying no
-  cookie of this site (a first visit, or a browser that keeps none) puts
-  the return path in the login URL as ``relay=R``, and the IdP hands ``R``
-  back unchanged with its answer or token. ``R`` is the return path
-  encrypted with AES-GCM under a subkey of the sync key, with the state as
-  associated data: the IdP's access log shows no page address (a query can
-  hold something private), and ``R`` opens only with the state it was made
-  for, so an answer paired with another bounce's relay is refused, like a
-  forged one. It never touches the store: a bounce costs the round trips it
-  always did. The return path is checked again once opened, as any return
-  path is (one leading slash, no ``//``, no backslash, no control
-  character), so not even a holder of the sync key makes it another site.
+- the **relay**. A passive bounce from a request carrying no cookie of this
+  site puts the return path in the login URL as ``relay=R``, and the IdP
+  hands ``R`` back unchanged. ``R`` is the return path encrypted with
+  AES-GCM under a subkey of the sync key, with the state as associated data:
+  the IdP's access log shows no page address (a query can hold something
+  private), and ``R`` opens only with its own state, so an answer paired
+  with another bounce's relay is refused, like a forged one. It never
+  touches the store. Once opened, it is checked as any return path is, so
+  not even a holder of the sync key makes it another site.
 - the **guest mark**. The callback sends such a browser to its page with
   ``sessionshare_guest=<issued at, hex>.<tag>`` appended to the query. A
-  request that carries no cookie of this site and a mark this site made at
-  most ``passive_ttl`` seconds ago is served the page as a guest rather than
-  bounced, as a checked cookie would have it; the app never sees the mark
-  (the shells hand it the query without). A mark names no page and no
-  person: planted in a link, all it does is spare one visitor with no
-  cookie here one passive check. Only a request with no cookie at all honours it:
-  a browser that keeps cookies is checked as always.
+  request with no cookie of this site at all and a mark this site made at
+  most ``passive_ttl`` seconds ago is served as a guest rather than bounced;
+  the app never sees the mark (the shells hand it the query without). A mark
+  names no page and no person: planted in a link, all it does is spare one
+  visitor with no cookie here one passive check.
 
 No loop, whatever the browser or the clocks: a page request that carries a
 mark this site honours is never bounced, and a bounce that comes back with a
@@ -163,9 +157,8 @@ class GuestMarks:
         return issued is not None and now - ttl <= issued <= now + CLOCK_LEEWAY
 
     def is_unexpired(self, value: str | None, *, now: float, ttl: int) -> bool:
-        """True for a mark this site made that has not expired by ``now`` -- one from
-        later than ``now`` too, which :meth:`honours` refuses: a page bounced with such a
-        mark was bounced by a clock that disagrees with this one."""
+        """True for a mark this site made that has not expired by ``now``, one from later
+        than ``now`` too (which :meth:`honours` refuses: a clock that disagrees)."""
         issued = None if value is None else self.issued_at(value)
         return issued is not None and now - ttl <= issued
 

@@ -1,9 +1,7 @@
 """Session ids, the store key of one, and each app's own cookie value for it.
 
-Protocol v2: a cookie copied from one app opens no other, another
-deployment's sessions are absent, and a store dump yields no cookie. One
-shared session has one id, known to the store only as a keyed digest and to
-each app only through a cookie value that is *its own*::
+Protocol v2: one shared session has one id, known to the store only as a
+keyed digest and to each app only through a cookie value that is *its own*::
 
     id         = <43 random characters> "." <key id> "." <idle limit> "." <absolute limit>
     cookie     = id "." base64url(BLAKE2b-128(key=cookie subkey, audience "\\n" id))
@@ -14,45 +12,29 @@ each app only through a cookie value that is *its own*::
 (BLAKE2b in its keyed mode is a MAC, and about three times cheaper than
 HMAC-SHA256 on messages this short: both run on every request.)
 
-- **The cookie is worth nothing at another app.** Its tag is bound to the
-  app's origin (the *audience*): the shop's cookie pasted into the blog, or
-  the IdP's into the shop, fails the blog's check and is ignored, so no
-  app's ``authorize`` decision can be bypassed by copying a cookie. An app
-  adopts a session only through a hand-off, which makes its own cookie.
-- **The session belongs to a deployment.** The store key is a digest under a
-  subkey of the sync key: a deployment with another key, sharing the store
-  and the prefix, computes other keys and finds nothing. A store dump holds
-  only digests, so it yields no id and no cookie.
-- **The key id** is the public fingerprint (hex) of the sync key the session
-  was made under. A session keeps using that key's subkeys for its whole
-  life, so adding a new key in front of the old one (rotation) signs nobody
-  out: new sessions use the new key, old ones live on under theirs. Remove
-  the old key once every session made under it has ended (after the longest
-  absolute timeout); its sessions are then simply absent.
+- **A cookie is worth nothing at another app.** Its tag is bound to the
+  app's origin (the *audience*): the shop's cookie pasted into the blog fails
+  the blog's check, so no app's ``authorize`` decision can be bypassed by
+  copying a cookie; an app adopts a session only through a hand-off.
+- **A session belongs to a deployment.** The store key is a digest under a
+  subkey of the sync key: a deployment with another key sharing the store
+  finds nothing, and a store dump yields no id and no cookie.
+- **The key id** is the fingerprint of the sync key the session was made
+  under, whose subkeys it keeps for life: adding a new key in front of the
+  old one (rotation) signs nobody out. Remove the old key after the longest
+  absolute timeout; its sessions are then simply absent.
 - **The limits** are the idle and absolute timeouts (seconds, hex) of the
-  app that made the session -- for a signed-in session, the IdP, since a
-  sign-in always moves the session to a new id. Every app enforces the
-  stricter of its own and these, and it can: they are known from the id
-  before the store is read, so the read that slides the idle expiry stays one
-  round trip (an IdP idle limit of 5 minutes is not stretched to a remote's
-  30 by the remote's reads). A tampered limit changes the id, whose cookie tag
-  and store key then match nothing.
-- **A remembered sign-in** (``Session.remember()`` at the IdP) marks its
-  absolute limit with ``r``: its limits may be longer than the apps', and
-  every app's cookie for it gets a ``Max-Age`` instead of ending with the
-  browser. An app honours those longer limits only as far as its
-  ``max_remember`` says (the IdP: what it grants; a remote: not at all unless
-  it opts in), so a remote with strict limits keeps them. Still enforced on
-  the server, still revocable.
-- **A timed cookie** (the app's ``cookie_max_age``): the value also carries
-  the time this app issued it, under the same MAC, and a value older than
-  ``cookie_max_age`` seconds reads as no cookie *here* -- the browser's
-  ``Max-Age`` enforced on the server too, since a copied cookie obeys no
-  browser. The shared session itself lives on; other apps are unaffected. A
-  forged or altered time fails the MAC; the two forms' MAC inputs differ (an
-  id holds no newline), so neither can pass for the other, and an app reads
-  only its own form: one without ``cookie_max_age`` keeps exactly the value
-  above.
+  app that made the session (for a signed-in one, the IdP: a sign-in always
+  moves it). Every app enforces the stricter of its own and these, known
+  before the store is read, so the read that slides the idle expiry stays
+  one round trip (an IdP's 5 idle minutes are not stretched to a remote's
+  30). A tampered limit changes the id, whose tag and store key match nothing.
+- **A remembered sign-in** (``Session.remember()``) marks its absolute limit
+  with ``r``.
+- **A timed cookie** (the app's ``cookie_max_age``) also carries its issue
+  time under the same MAC; older than ``cookie_max_age``, it reads as no
+  cookie *here* (a copied cookie obeys no browser's ``Max-Age``). The two
+  forms' MAC inputs differ (an id holds no newline): neither passes for the other.
 
     ids = SessionIds(key, audience="https://shop.example", idle_timeout=1800,
                      absolute_timeout=8 * 3600)
@@ -108,22 +90,19 @@ class SessionIds:
         self.idle = int(idle_timeout)
         self.absolute = int(absolute_timeout)
         #: How far past its own limits this app honours a remembered sign-in's (None: as far
-        #: as the id says; 0: not at all, the stricter of the two holds as for any session).
+        #: as the id says; 0: not at all).
         self.max_remember = None if max_remember is None else int(max_remember)
         #: Seconds a cookie value of this app is good for after it was issued (it then
         #: carries its issue time: :meth:`timed_cookie_value`); None: untimed values.
         self.cookie_max_age = None if cookie_max_age is None else int(cookie_max_age)
-        # Verified facts, memoised: a browser sends the same cookie on every request, and
-        # both MACs are pure functions of it. Only what passed the checks is kept, and the
-        # memo starts over past _MEMO entries, so it can neither grow without bound nor
-        # admit anything the checks would refuse.
+        # Verified facts, memoised (a browser sends the same cookie on every request): only
+        # what passed the checks, and starting over past _MEMO entries.
         self._seen: dict[str, str] = {}  # cookie value -> its genuine id
         self._lookups: dict[str, tuple[str, int, int]] = {}  # id -> lookup()
 
     def new(self, remember: tuple[int, int] | None = None) -> str:
-        """A fresh id under the newest key, carrying this app's limits -- or, for a
-        remembered sign-in, the ``(idle, absolute)`` seconds it is remembered for (an idle
-        of 0: this app's own ``idle_timeout``)."""
+        """A fresh id under the newest key, carrying this app's limits, or a remembered
+        sign-in's ``(idle, absolute)`` seconds (an idle of 0: this app's ``idle_timeout``)."""
         if remember is not None:
             idle, absolute = remember
             idle = min(idle or self.idle, absolute)
@@ -163,10 +142,8 @@ class SessionIds:
         return blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest()
 
     def lookup(self, sid: str) -> tuple[str, int, int] | None:
-        """:meth:`digest` and :meth:`limits` of ``sid`` in one pass; None unless it is known.
-
-        The read of every request goes through here: one match, one split, one MAC.
-        """
+        """:meth:`digest` and :meth:`limits` of ``sid`` in one pass (the read of every
+        request); None unless it is known."""
         found = self._lookups.get(sid)
         if found is not None:
             return found
@@ -188,11 +165,8 @@ class SessionIds:
         return f"{sid}.{self._tag(sid)}"
 
     def from_cookie(self, value: str) -> str | None:
-        """The id in a cookie value made by :meth:`cookie_value` *of this app*, else None.
-
-        ``value`` must already match :data:`COOKIE_VALUE_PATTERN` (the cookie
-        parser's regex sees to it).
-        """
+        """The id in a cookie value made by :meth:`cookie_value` *of this app*, else None
+        (``value`` matches :data:`COOKIE_VALUE_PATTERN`: the cookie parser sees to it)."""
         known = self._seen.get(value)
         if known is not None:
             return known

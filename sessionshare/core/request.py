@@ -1,16 +1,13 @@
 """The request as the protocol sees it: a few facts, no server interface.
 
-A shell (WSGI, ASGI) builds one :class:`Request` per request from what the
-server handed it; the protocol reads only this. So the classification rules
--- is this a browser navigation that may be redirected to another origin, or
-an API call that must get a 401? is the return path safe? -- are written
-once.
+A shell (WSGI, ASGI) builds one :class:`Request` per request; the protocol
+reads only this, so the rules -- a browser navigation that may be redirected
+or an API call that must get a 401? a safe return path? -- are written once.
 
 No absolute URL the library builds comes from a ``Host`` or
-``X-Forwarded-Host`` header: each starts from a configured ``app_url``,
-because those headers come from the client and a proxy may pass them on
-unchecked. ``host`` is kept only to explain a failure in the log (a site
-opened at another host than its ``app_url``), never to build a URL.
+``X-Forwarded-Host`` header, which the client sends and a proxy may pass on
+unchecked: each starts from a configured ``app_url``. ``host`` only explains
+a failure in the log (a site opened at another host than its ``app_url``).
 
     request = Request(method="GET", path="/orders", query="page=2",
                       cookies="sessionshare=...", accept="text/html")
@@ -31,8 +28,7 @@ __all__ = ["MAX_QUERY_LENGTH", "Request", "accepts", "safe_return_path"]
 
 #: Longer query strings are refused (a hand-off's is under 700 bytes).
 MAX_QUERY_LENGTH = 4096
-# RFC 3986 path characters left as they are in a mount point, minus ";" and ",", which
-# separate cookie attributes and values; quote() encodes the rest.
+# RFC 3986 path characters kept in a mount point, minus the cookie separators ";" and ",".
 _MOUNT_SAFE = "/!$&'()*+=:@"
 _ENCODED_DANGER = re.compile(r"%(?:[01][0-9a-f]|7f|5c)")
 
@@ -58,8 +54,7 @@ class Request:
         scope), handed to the app's own predicates such as a ``protect`` callable.
     """
 
-    # A plain class with slots, not a dataclass: one is built for every request,
-    # and a frozen dataclass costs several times as much to build.
+    # Not a frozen dataclass: one is built per request, at several times the cost.
     __slots__ = ("_params", "accept", "cookies", "fetch_mode", "fetch_site", "has_bad_path",
                  "host", "is_websocket", "method", "native", "origin", "path", "purpose", "query",
                  "root", "user_agent")
@@ -82,12 +77,10 @@ class Request:
     ) -> None:
         self.method = method
         self.path = path
-        #: True when the path is neither empty (the mount point itself) nor starts with
-        #: ``/``. Servers hand such paths on: gunicorn makes ``PATH_INFO="ping/orders"`` of
-        #: a request for ``/shopping/orders`` under ``SCRIPT_NAME=/shop``, and h11 takes a
-        #: raw request target ``ping/orders`` as it comes. Routers disagree on what they
-        #: mean (werkzeug routes it as ``/ping/orders``), so no prefix check can be sure to
-        #: see the path the app will serve: such a request is refused (fail closed).
+        #: True when the path is neither empty nor starts with ``/`` (gunicorn makes
+        #: ``PATH_INFO="ping/orders"`` of ``/shopping/orders`` under ``SCRIPT_NAME=/shop``).
+        #: Routers disagree on what it means, so no prefix check can be sure to see the
+        #: path the app will serve: such a request is refused (fail closed).
         self.has_bad_path = bool(path) and path[0] != "/"
         self.query = query
         self.cookies = cookies
@@ -118,11 +111,10 @@ class Request:
 
     @property
     def mount(self) -> str:
-        """The mount point as a URL path: what goes in front of the library's own paths.
+        """The mount point as a URL path, in front of the library's own paths (the
+        callback, the state cookies' ``Path``, the sign-out form's action): behind a
+        proxy that strips ``/news``, only ``/news/...`` reaches the app.
 
-        The callback the IdP sends the browser back to, the state cookies' ``Path``
-        and the sign-out form's action live under the app's mount point: behind a
-        proxy that strips ``/news``, only ``/news/...`` ever reaches the app.
         Percent-encoded, so that a mount point holding ``;`` (say) cannot add an
         attribute to a ``Set-Cookie`` header or a parameter to a URL.
         """
@@ -133,14 +125,12 @@ class Request:
     @property
     def full_path(self) -> str:
         """Mount point, path and query string, as received (ASCII-safe)."""
-        # PEP 3333 hands the path over as latin-1 decoded bytes; keep it ASCII-safe.
         path = (self.root + self.path).encode("latin-1", "replace").decode("ascii", "replace")
         return f"{path}?{self.query}" if self.query else path
 
     @property
     def is_prefetch(self) -> bool:
-        """True when the browser only fetches ahead (a prefetch or prerender): no user is
-        looking at the answer yet."""
+        """True when the browser only fetches ahead (prefetch, prerender): no one looks yet."""
         return self.purpose is not None and (
             "prefetch" in self.purpose.lower() or "prerender" in self.purpose.lower()
         )
@@ -171,10 +161,9 @@ class Request:
         ``SameSite=Lax`` alone is not enough for a state-changing POST: a sibling
         subdomain is *same-site*, so its page posts with the cookie attached.
         A request carrying neither header passes: every browser that sends no
-        ``Sec-Fetch-Site`` still sends ``Origin`` on a POST (and ``null`` for an
-        opaque origin, which fails here), so only a non-browser client -- curl,
-        which holds the cookie itself and needs no forgery -- or a pre-2020
-        browser sends neither.
+        ``Sec-Fetch-Site`` still sends ``Origin`` on a POST (``null`` for an
+        opaque origin fails), so only a client that holds the cookie itself and
+        needs no forgery (curl), or a pre-2020 browser, sends neither.
         """
         if self.fetch_site is not None and self.fetch_site.strip().lower() != "same-origin":
             return False
@@ -208,11 +197,9 @@ def _parse_query(query: str) -> dict[str, list[str]] | None:
 def accepts(accept: str, media_type: str) -> bool:
     """True when an ``Accept`` header names ``media_type`` with a quality above 0.
 
-    Only an explicit mention counts (``*/*`` and ``text/*`` do not): most
-    HTTP clients send a wildcard, while a browser loading a page names
-    ``text/html``. ``q=0`` means "not acceptable" (RFC 9110, 12.5.1), so
-    ``application/json, text/html;q=0`` does not name HTML; an entry whose
-    quality does not parse is dropped rather than guessed at.
+    Only an explicit mention counts: most HTTP clients send ``*/*``, while a
+    browser loading a page names ``text/html``. ``q=0`` means "not acceptable"
+    (RFC 9110, 12.5.1); a quality that does not parse drops its entry.
     """
     for value, quality in parse_accept_header(accept, MIMEAccept):
         if quality > 0 and value.split(";", 1)[0].strip().lower() == media_type:

@@ -1,39 +1,20 @@
 """The shared session: what an app sees at ``environ["sessionshare.session"]``.
 
-:class:`Session` is a ``dict`` of JSON values plus a few verbs
-(:meth:`~Session.regenerate`, :meth:`~Session.invalidate`,
-:meth:`~Session.remember`, :meth:`~Session.withdraw`, :meth:`~Session.save`,
-:meth:`~Session.expire_at`) and facts
-(:attr:`~Session.apps`, :attr:`~Session.created`,
-:attr:`~Session.authenticated_at`, :attr:`~Session.modified`,
-:attr:`~Session.new`, :attr:`~Session.ends_at`) -- as Django's ``SessionBase``
-and Flask's session are.
-A ``dict``, because that is what Starlette and FastAPI hand out as
-``request.session``: it serialises with ``json`` (``JSONResponse({"session":
-request.session})``), ``|=`` merges into it, ``popitem()`` takes the last
-key, ``copy()`` is a plain ``dict``. It is lazy -- the store is read only when
-the app (or the middleware) first looks inside, through any of its methods --
-and it tracks what changed, including nested changes such as
-``session["cart"].append(x)``. An app that empties it (``clear()``, the last
-``pop()``) ends the session: persisting deletes it and its cookie, as the
-frameworks do with an emptied session of their own.
+:class:`Session` is a ``dict`` of JSON values plus a few verbs and facts, as
+Django's ``SessionBase`` and Flask's session are -- a ``dict``, as Starlette
+and FastAPI hand out ``request.session``: ``json`` serialises it, ``|=``
+merges into it. It is lazy -- the store is read at the first look inside,
+through any of its methods -- and tracks what changed, nested changes such as
+``session["cart"].append(x)`` included. An app that empties it ends the
+session: persisting deletes it and its cookie. Code that reads a dict's
+storage without its methods (``orjson``) sees the values once it was read:
+under ASGI always, under WSGI after a first look (``len(session)``).
 
-Code that reads a dict's storage without calling its methods (``orjson``, C
-extensions, ``json.dumps`` of a dict that looks empty) sees the values once
-the session was read: under ASGI always (the shell reads it before the app
-runs), under WSGI after the first look through a method (``len(session)``).
-
-Everything the protocol tracks besides -- the session id (a bearer
-credential), the cookie, the record as read, what persisting must do -- is
-in a :class:`~sessionshare.core.sessionstate.SessionState` behind it, which
-the app never holds. The library's own code reaches it through one accessor,
-:func:`state_of`: the core, the framework adapters and
-:mod:`sessionshare.testing`, nothing else. A copy or a pickle of a session is
-a plain ``dict`` of its values: the id never travels with it.
-
-A session id holds 256 random bits (its format is :mod:`sessionshare.core.ids`),
-lives only in cookies -- each app's own value -- and is never taken from a URL
-or logged; neither ``repr()`` of a session nor any error shows it.
+Everything the protocol tracks besides -- the session id, the cookie, what
+persisting must do -- is behind it (:func:`state_of`), never in the app's
+hands. The id (:mod:`sessionshare.core.ids`) is a bearer credential: it lives
+only in cookies, never in a URL, a log line, a ``repr()``, an error, a copy
+or a pickle of the session (a plain ``dict`` of its values).
 
     session = environ["sessionshare.session"]
     session["cart"] = session.get("cart", []) + [item_id]
@@ -64,12 +45,9 @@ class Session(dict[str, Any]):
 
     Keys are strings; values anything ``json.dumps`` accepts (a non-JSON
     value raises ``TypeError`` at assignment, ``update()`` and ``|=``
-    included). Metadata -- when the session was created and authenticated,
-    which apps joined it -- lives apart from app keys and is read through
-    :attr:`created`, :attr:`authenticated_at` and :attr:`apps`.
-
-    The middlewares make each request's session; an app only uses it. Made
-    directly, ``Session()`` is a detached mapping that is never stored.
+    included). Metadata lives apart from app keys (:attr:`created`,
+    :attr:`authenticated_at`, :attr:`apps`). The middlewares make each
+    request's session; made directly, ``Session()`` is never stored.
 
     :param loader: reads the stored session for an id; None for a session that
         is read through the protocol's steps, or never stored.
@@ -83,7 +61,7 @@ class Session(dict[str, Any]):
         self._state = SessionState(loader, sid, self)
 
     def _read(self) -> SessionState:
-        """The state, once the session was read (through the loader, on this first look)."""
+        """The state, once the session was read (on this first look, if not before)."""
         state = self._state
         state.accessed = True
         if not state.loaded:
@@ -91,16 +69,14 @@ class Session(dict[str, Any]):
         return state
 
     def _hand_all(self) -> SessionState:
-        """The state, once read, noting that the app now holds every value (any list or
-        dict among them may change in place)."""
+        """The state, once read, noting that the app now holds every value."""
         state = self._read()
         state.handed_all = True
         return state
 
     # -- reading: the store is read at the first look, then the dict answers ------
-    # Every method goes through _read(): the one place that knows the app looked.
-    # A value handed out is noted only when it can change in place (a list, a dict): a
-    # string or a number cannot, so the persist that looks for changes skips it unseen.
+    # A value handed out is noted only when it can change in place (a list, a dict): the
+    # persist that looks for changes skips a string or a number unseen.
     def __getitem__(self, key: str) -> Any:
         state = self._read()
         value = dict.__getitem__(self, key)
@@ -173,10 +149,9 @@ class Session(dict[str, Any]):
         return copy.deepcopy(self.copy(), memo)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        # A pickle holds the values as a plain dict: never the id (a bearer credential).
         return (dict, (self.copy(),))
 
-    # -- writing: every change goes through here, where it is checked and tracked ----
+    # -- writing: every change is checked and tracked here ----------------------------
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"session keys are strings, not {type(key).__name__}")
@@ -198,12 +173,9 @@ class Session(dict[str, Any]):
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
         state = self._read()
-        if default is _MISSING:
-            value = dict.pop(self, key)
-        elif not dict.__contains__(self, key):
+        if default is not _MISSING and not dict.__contains__(self, key):
             return default
-        else:
-            value = dict.pop(self, key)
+        value = dict.pop(self, key)
         state.assigned.discard(key)
         return value
 
@@ -241,7 +213,7 @@ class Session(dict[str, Any]):
         state.assigned.clear()
 
     def __repr__(self) -> str:
-        # No id here (reprs end up in logs and tracebacks), no values, no store access.
+        # No id (reprs end up in logs and tracebacks), no values, no store access.
         if not self._state.loaded:
             return "<Session unloaded>"
         return f"<Session {dict.__len__(self)} keys{'' if self._state.exists else ' new'}>"
@@ -270,11 +242,8 @@ class Session(dict[str, Any]):
     @property
     def apps(self) -> dict[str, int]:
         """The remote origins that joined this session through a hand-off the IdP
-        authorized, each with when it joined (seconds since the epoch).
-
-        A remote serves its protected paths to this session only while its
-        origin is here; :meth:`withdraw` takes one out.
-        """
+        authorized, each with when it joined (seconds since the epoch): a remote
+        serves its protected paths to this session only while its origin is here."""
         start = len(META_JOINED)
         return {name[start:]: int(when) for name, when in self._read().meta.items()
                 if name.startswith(META_JOINED) and when > 0}
@@ -282,19 +251,15 @@ class Session(dict[str, Any]):
     @property
     def reauthentication_required(self) -> bool:
         """True at the IdP when a remote asked for a recent sign-in (step-up) and this
-        one is too old: the app must ask for the password again -- and sign the user
-        in again, assigning the user key (the same user is fine) -- before the
-        hand-off goes on. A documented flag for the IdP app's login view."""
+        one is too old: the login view must ask for the password again and sign the
+        user in again (assigning the user key, the same user is fine)."""
         return self._state.reauthentication_required
 
     # -- verbs -------------------------------------------------------------
     def withdraw(self, origin: str) -> None:
-        """Take ``origin`` out of :attr:`apps` when the response is persisted.
-
-        From its next request on, that remote sends the user through the
-        hand-off again, where the IdP's ``authorize`` hook decides anew: call
-        this when a user loses the right to use a site.
-        """
+        """Take ``origin`` out of :attr:`apps` when the response is persisted: that
+        remote then sends the user through the hand-off again, where the IdP's
+        ``authorize`` hook decides anew (a user who lost the right to use a site)."""
         state = self._state
         if state.has_joined(origin):
             state.set_meta(META_JOINED + origin, 0)
@@ -304,20 +269,15 @@ class Session(dict[str, Any]):
         the user in (a "remember me" box).
 
         The session moves to a new id carrying its own limits -- ``days`` in all,
-        and ``idle`` seconds without a request (default: the IdP's own
-        ``idle_timeout``) -- and the session cookie of the IdP and of every remote
-        that adopts it gets a ``Max-Age``, so it outlives a browser restart. Each
-        app honours those longer limits only as far as its ``max_remember``
-        option says: the IdP what it grants, a remote not at all unless it opts
-        in -- elsewhere the stricter of the app's own limits and the session's
-        hold, as for any session, and the strictest app that reads the session
-        ends it for all. It is still revocable: a logout anywhere ends it
-        everywhere. A sign-in without it is a browser-session cookie with the
-        apps' own limits, as always.
+        ``idle`` seconds without a request (default: the IdP's ``idle_timeout``)
+        -- and every app's cookie for it gets a ``Max-Age``, so it outlives a
+        browser restart. An app honours those limits only as far as its
+        ``max_remember`` says (a remote: not at all unless it opts in), and the
+        strictest app that reads the session ends it for all. A logout anywhere
+        still ends it everywhere.
 
         Raises ``ValueError`` for a lifetime that is not positive or longer than
-        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds, about
-        49,710 days).
+        an id can carry (:data:`~sessionshare.core.ids.MAX_LIMIT` seconds).
         """
         if not isinstance(days, (int, float)) or not math.isfinite(days) or (
             idle is not None and not isinstance(idle, int)
@@ -340,10 +300,9 @@ class Session(dict[str, Any]):
         """Move the data to a fresh id when the response is persisted; the old id dies.
 
         A session this app *joined* through a hand-off (see :attr:`apps`) keeps
-        its id: it is the one session every app and the IdP's logout reach, and
-        only the IdP moves it (a remote's own cookie value cannot be planted
-        elsewhere, so keeping the id gives no fixation). Django's
-        ``cycle_key()`` at a remote is then harmless.
+        its id: only the IdP moves the one session every app reaches (a remote's
+        own cookie value cannot be planted elsewhere, so keeping the id gives no
+        fixation), and Django's ``cycle_key()`` at a remote is harmless.
         """
         self._read().regenerating = True
 
@@ -352,21 +311,14 @@ class Session(dict[str, Any]):
         self._state.invalidate()
 
     def save(self) -> None:
-        """Persist the session now, rather than when the response starts.
-
-        What persisting would do then, it does now, by the same rules: a new
-        session is stored -- even an empty one: the app asked for it -- and gets
-        its id (its cookie goes out with the response); a :meth:`regenerate`
-        moves it, only while it is live; an :meth:`invalidate` ends it
-        everywhere at once. Other requests see the changes from here on; what
-        changes later is persisted with the response as usual. Under the WSGI
-        middlewares only (an asyncio app's session is persisted when its
-        response starts).
+        """Persist the session now, rather than when the response starts, by the same
+        rules -- but a new session is stored even when empty (the app asked for it).
+        Other requests see the changes from here on; what changes later is persisted
+        with the response. Under the WSGI middlewares only.
 
         Raises :class:`~sessionshare.errors.SessionEnded` when the stored session
-        was ended meanwhile (a logout in another app, a revocation) or moved by
-        another request of the browser: nothing was written -- a logout is
-        never undone -- and the session now reads as a new, empty one.
+        was ended (a logout elsewhere, a revocation) or moved by another request
+        meanwhile: nothing was written, and the session reads as a new, empty one.
         """
         state = self._read()
         if state.saver is None:
@@ -388,10 +340,9 @@ class Session(dict[str, Any]):
         """Ask, as this app, that the session end by ``when`` (seconds since the
         epoch); None withdraws this app's ask. Written when the session is persisted.
 
-        The session then ends -- for every app, as at its limits -- at the
-        earliest of the apps' asks, its idle and its absolute timeout: an ask can
-        only shorten its life, never lengthen it past what the apps' (and the
-        IdP's) limits allow. A time already past ends it when persisted.
+        The session ends for every app at the earliest of the apps' asks and its
+        timeouts: an ask only shortens its life. A time already past ends it when
+        persisted.
         """
         if when is not None and (
             isinstance(when, bool) or not isinstance(when, (int, float))
@@ -407,12 +358,9 @@ class Session(dict[str, Any]):
 
 
 def peek(session: Session, key: str) -> Any:
-    """``session.get(key)`` for the library's own bookkeeping (the IdP reading its pending
-    hand-offs, a side looking for a user): unlike the app's reads, it does not mark the
-    session accessed, so on its own it adds no ``Vary: Cookie`` to the response -- a page
-    that never touched the session stays cacheable."""
-    # Session.get() without its _read() (which marks the session accessed): the same
-    # steps, inline -- this runs on every request.
+    """``session.get(key)`` for the library's own bookkeeping (a side looking for a user):
+    it does not mark the session accessed, so on its own it adds no ``Vary: Cookie`` to
+    the response -- a page that never touched the session stays cacheable."""
     state = state_of(session)
     if not state.loaded:
         state.ensure()
@@ -422,10 +370,8 @@ def peek(session: Session, key: str) -> Any:
     return value
 
 
-#: ``state_of(session)``: what the protocol tracks behind ``session`` -- its id, its
-#: cookie, the record as read, what persisting must do (a
-#: :class:`~sessionshare.core.sessionstate.SessionState`). The library's one internal
-#: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`.
-#: An app has no use for it: the id in it is the session's bearer credential. (Session's
-#: own slot, read in C: the accessor costs no Python call on the hot path.)
+#: ``state_of(session)``: the :class:`~sessionshare.core.sessionstate.SessionState`
+#: behind ``session`` (its id, its cookie, what persisting must do). The library's one
+#: accessor to it, for the core, the framework adapters and :mod:`sessionshare.testing`;
+#: never an app's (the id is a bearer credential). Read in C: no Python call.
 state_of: Callable[[Session], SessionState] = attrgetter("_state")

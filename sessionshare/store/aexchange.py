@@ -3,37 +3,25 @@
 Under asyncio the usual interruption is *cancellation*: a client disconnects,
 the server cancels the request's task, and ``asyncio.CancelledError`` (a
 ``BaseException``) arrives at the ``await`` that was reading the reply. A
-connection given back at that point still holds the reply, and the next task
-to use it reads another user's session (redis-py's own async cluster node
-puts such a connection straight back on its free list). So, as in
-``exchange.py``:
+connection given back then still holds the reply, and the next task to use
+it reads another user's session (redis-py's async cluster node frees such a
+connection). So here too an exchange completes or its connection is dropped,
+cancellation included, and every borrowed connection is checked for unread
+data first. redis-py's retry stays on: every command is safe to run twice.
 
-1. **an exchange completes or its connection is dropped**, whatever was
-   raised, cancellation included; only connections whose last exchange
-   completed are parked for reuse;
-2. **a connection borrowed with unread data is dropped, not used**: every
-   connection taken from redis-py's pool or a cluster node is checked first.
-
-Every command the store sends is safe to run twice (see ``exchange.py``), so
-redis-py's configured retry stays on.
-
-A store's connections belong to the event loop that opened them, as
-redis-py's asyncio connections do -- yet a store is often used from more than
-one loop: an ``asyncio.run(store.ping())`` at import, then the server's loop;
-pytest-asyncio's loop per test around one module-level app. A connection
-opened on another loop cannot be used here (its reads wait on that loop,
-which may be closed: ``RuntimeError`` *after* the server ran the command), so
-each connection's loop is remembered and a connection of another loop is
-dropped, never used; a ``RuntimeError`` an exchange still meets is a failed
-connection (redis-py's retry runs the command again on a fresh one, and a
-store outage is what the app sees, never a 500). Only the slot counters are
-per loop.
+A connection belongs to the event loop that opened it, yet a store is often
+used from more than one loop (an ``asyncio.run(store.ping())`` at import,
+then the server's). Its reads would wait on the other loop, maybe closed
+(``RuntimeError`` *after* the server ran the command), so each connection's
+loop is remembered and one of another loop is dropped, never used; a
+``RuntimeError`` an exchange still meets is a failed connection (never a 500).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from contextlib import suppress
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -60,19 +48,13 @@ _REDIS_PY_SEND = AbstractConnection.send_packed_command
 async def send(conn: Any, packed: Any) -> None:
     """Write one packed command as redis-py's ``send_packed_command`` does, minus a task.
 
-    On Python before 3.12, redis-py wraps every write of a connection with a
-    socket timeout in ``asyncio.wait_for``, which starts a task: two more turns
-    of the event loop per command, about an eighth of an authenticated request.
-    Yet the write almost never waits -- the kernel takes a command of a few
-    hundred bytes at once. So the command is written the same way, and only
-    when the transport kept part of it back is the rest awaited, under the same
-    socket timeout. A connection not yet open, closing, or running health
-    checks goes through redis-py's own method. Errors are redis-py's (a
-    timeout or a connection error, which its retry knows); the caller drops
-    the connection on any of them.
+    Before Python 3.12, redis-py wraps each write in ``asyncio.wait_for``, a task
+    of its own, though the kernel nearly always takes the few hundred bytes at
+    once: here only a rest the transport kept back is awaited, under the same
+    timeout. Anything unusual (not open, closing, health checks) goes through
+    redis-py's own method. Errors are redis-py's; the caller drops the connection.
     """
-    # redis-py keeps a connection's StreamWriter as ``_writer`` (None while closed); a
-    # version without it takes redis-py's own path below, so nothing depends on it.
+    # redis-py's StreamWriter (None while closed); without it, redis-py's own path below.
     writer = getattr(conn, "_writer", None)
     if (writer is None or type(conn).send_packed_command is not _REDIS_PY_SEND
             or conn.health_check_interval or not conn.is_connected
@@ -99,26 +81,20 @@ async def drop(conn: Any) -> None:
     """Close a connection at once, discarding whatever it has not sent yet -- even when
     the event loop that opened it is gone.
 
-    An asyncio transport closed the usual way first flushes its buffer: the
-    rest of a command cut off halfway would still reach the server, complete,
-    and run after its task was cancelled or timed out. Aborting the transport
-    drops those bytes, so the server sees half a command and a closed
-    connection, and runs nothing. At once, too: waiting for the close would be
-    a new await point inside a task that may be being cancelled.
+    A transport closed the usual way first flushes its buffer: a command cut off
+    halfway would still reach the server whole and run after its task was
+    cancelled. Aborted, the server sees half a command and runs nothing. At
+    once: waiting would be a new await point in a task being cancelled.
     """
     writer = getattr(conn, "_writer", None)  # see send(): redis-py's StreamWriter
-    try:
+    # RuntimeError: its loop is closed. The abort discarded the buffer before it failed to
+    # schedule the close (the transport closes its socket when collected), and redis-py
+    # has forgotten the socket already.
+    with suppress(RuntimeError):
         if writer is not None:
             writer.transport.abort()
-    except RuntimeError:
-        # Its loop is closed: the abort discarded the buffer before it failed to schedule
-        # the close; the transport closes its socket when collected.
-        pass
-    try:
+    with suppress(RuntimeError):
         await conn.disconnect(nowait=True)
-    except RuntimeError:
-        # The same closed loop; redis-py has forgotten the socket already.
-        pass
 
 
 async def claim(conn: Any) -> None:
@@ -150,14 +126,11 @@ async def exchange(conn: Any, packed: Any) -> Any:
         ) from exc
     finally:
         if not done:
-            # At once: waiting for the close would be a new await point inside a
-            # task that is being cancelled.
             await drop(conn)
 
 
 async def _with_retry(conn: Any, packed: Any) -> Any:
-    # As exchange.py's: the first attempt outside the policy, a failure handed to it as
-    # the outcome of its first attempt.
+    # As exchange.py's: the first attempt outside the policy, a failure handed to it.
     try:
         return await exchange(conn, packed)
     except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
@@ -204,21 +177,17 @@ async def _borrow(pool: Any, command: str) -> Any:
 
 class _Slots:
     """The pool's connections as a semaphore, one per event loop (an asyncio primitive
-    belongs to the first loop that waits on it)."""
+    belongs to the first loop that waits on it): redis.asyncio's pool raises when all
+    its connections are out, so a burst would get 503s; this makes it a short queue."""
 
     __slots__ = ("_by_loop", "_last", "_limit")
 
     def __init__(self, pool: Any) -> None:
-        # redis.asyncio's pool raises MaxConnectionsError when all its connections are
-        # out (100 by default in redis-py 8): a burst of requests on one loop would get
-        # 503s although the store is fine. Waiting for a connection, as a thread pool
-        # does, turns the burst into a short queue instead.
         limit = getattr(pool, "max_connections", None)
         self._limit = limit if isinstance(limit, int) and limit > 0 else 2**31
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                                  asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        #: The last loop asked for (weakly) and its semaphore: nearly always the one asked
-        #: for next, found without the weak dictionary's Python-level lookup.
+        #: The last loop asked for (weakly) and its semaphore: nearly always the next one.
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], asyncio.Semaphore] | None = (
             None)
 
@@ -258,13 +227,9 @@ class AsyncPoolLine:
 
 
 class AsyncDirectLine:
-    """Commands on connections the store keeps, skipping redis-py's client and pool.
-
-    As :class:`~sessionshare.store.exchange.DirectLine`: for a plain
-    ``redis.asyncio.Redis`` (RESP2 or RESP3), connections are borrowed from the
-    client's pool and at most ``max_idle`` are parked between commands. One
-    event loop runs one task at a time, so ``list.pop``/``append`` hand each
-    task a connection of its own.
+    """:class:`~sessionshare.store.exchange.DirectLine` for a plain
+    ``redis.asyncio.Redis``. One event loop runs one task at a time, so
+    ``list.pop``/``append`` hand each task a connection of its own.
     """
 
     __slots__ = ("_idle", "_marks", "_max_idle", "_pool", "_slots")
@@ -321,11 +286,10 @@ class AsyncDirectLine:
 class AsyncClusterLine:
     """Commands for a ``redis.asyncio.cluster.RedisCluster``: on the key's node directly.
 
-    redis-py's async cluster node returns a connection to its free list even
-    when a cancellation stopped the read, so the store does its own exchange
-    on the node's connections; only redirects and dead nodes go through the
-    cluster client (which follows them), and a cancellation there drops every
-    free connection of every node.
+    redis-py's async cluster node frees a connection even when a cancellation
+    stopped the read, so the store does its own exchange on the node's
+    connections; only redirects and dead nodes go through the cluster client,
+    and a cancellation there drops every free connection of every node.
     """
 
     __slots__ = ("_client",)

@@ -1,16 +1,13 @@
 """``MemoryStore`` for asyncio: the same records, awaited.
 
-An ASGI app must not make a blocking call on its event loop, so the ASGI
-middlewares only take stores whose methods are coroutines. The in-process
-:class:`~sessionshare.store.memory.MemoryStore` never waits on anything but
-its own lock, held for a dict operation, so it can be awaited as it is:
-:class:`AsyncMemoryStore` wraps one and shares its records -- a WSGI app and
-an ASGI app in one process (the demo) share sessions through it.
+The in-process :class:`~sessionshare.store.memory.MemoryStore` never waits on
+anything but its own lock, held for a dict operation, so it can be awaited as
+it is: :class:`AsyncMemoryStore` wraps one and shares its records (a WSGI app
+and an ASGI app in one process share sessions through it).
 
-    store = MemoryStore()
+    store = MemoryStore()  # the ASGI middleware wraps it in an AsyncMemoryStore itself
     wsgi_app = RemoteSessionMiddleware(flask_app.wsgi_app, store=store, ...)
     asgi_app = sessionshare.asgi.RemoteSessionMiddleware(fastapi_app, store=store, ...)
-    # the ASGI middleware wraps the same store in an AsyncMemoryStore itself
 """
 
 from __future__ import annotations

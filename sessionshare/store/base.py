@@ -1,51 +1,27 @@
 """The session-store contract every backend implements.
 
-A store keeps two kinds of records, under names the session layer chooses
-(digests, never raw session ids or tickets):
+A store keeps, under names the session layer chooses (digests, never raw
+session ids or tickets):
 
-- **sessions**: a mapping of top-level key -> JSON text, plus a few integer
-  metadata fields (created at, authenticated at) kept apart from app keys.
-  ``load`` reads one and slides its idle expiry in the same round trip;
-  ``save`` merges changed and deleted keys *atomically on the server*, so two
-  apps writing different keys of one session at the same moment both win.
-  Writing the same key is last-write-wins. ``mark`` merges metadata into a
-  live session and answers what it held before, in one round trip (a remote
-  joining it); with ``once`` it also creates a short-lived key of its own next
-  to the session, and writes nothing when that key exists already (the same
-  hand-off joining twice: :data:`MARKED_BEFORE`).
-  ``move`` gives a session a new id in *one* step, and only while it is live:
-  the old key becomes a short-lived *marker* (metadata :data:`RETIRED`, no
-  data) that remembers where the session went, and ``delete`` -- which every
-  end of a session (logout, revocation, expiry) uses -- follows it there. So a
-  request that read a session before a logout and moves it after finds it
-  ended, and a logout that comes after a move ends the new id too: nothing a
-  request in flight does brings back what a logout or a revocation ended.
-- **claims**: a login state bound to the first browser that presented it
-  (``claim_state``, which can store that state's ticket in the same step);
-- **tickets**: short-lived single-use values; ``take_ticket`` returns a
-  ticket's value and spends it atomically, so a second taker -- even in
-  parallel -- gets None; only a retry of the same redemption (the same
-  ``nonce``) gets the value again;
-- **the store's identity**: one long-lived random value (``store_identity``),
-  written by whoever asks first, that tells "this store lost a ticket" from
-  "the ticket was put into another store".
+- **sessions**: top-level key -> JSON text, plus a few integer metadata
+  fields kept apart from app keys. ``save`` merges changed and deleted keys
+  *atomically on the server*, so two apps writing different keys of one
+  session at once both win (one key: the last write wins). ``move`` gives a
+  session a new id in one step, only while it is live, and leaves a *marker*
+  (:data:`RETIRED`) that ``delete`` follows: nothing a request in flight
+  does brings back what a logout or a revocation ended.
+- **claims** (a login state bound to the first browser that presented it),
+  **tickets** (short-lived, single-use) and **the store's identity** (a
+  random value that tells "this store lost a ticket" from "the ticket went
+  to another store");
+- **user indexes** (the IdP's per-user list of live sessions): *reference*
+  -> entry text under one key per user; an entry is a JSON object whose
+  integer ``"e"`` is when it expires (seconds, on the caller's clock).
 
 Any backend failure is raised as :class:`~sessionshare.errors.StoreUnavailable`,
-never as the driver's own exception.
-
-- **user indexes** (the IdP's per-user list of live sessions): a small map
-  of *reference* -> entry text under one key per user. ``index_put`` sets an
-  entry and drops the ones past their expiry, ``index_read`` reads them all,
-  ``index_drop`` removes some; ``peek`` reads a session *without* sliding
-  its expiry (an operator listing sessions must not keep them alive).
-  ``index_put`` may be told the session the entry names (``live``): the entry
-  is then set only while that session is live, in the same step. An
-  entry is a JSON object whose integer ``"e"`` is when it expires (seconds,
-  on the caller's clock); every command touches one key, so all of it works
-  on a cluster.
-
-A new backend (Valkey, a database) needs only these fourteen methods; the
-store contract tests in ``tests/test_store.py`` prove an implementation.
+never as the driver's own exception. A new backend (Valkey, a database) needs
+only the fourteen methods of :class:`SessionStore`; the store contract tests
+in ``tests/test_store.py`` prove an implementation.
 """
 
 from __future__ import annotations
@@ -63,16 +39,14 @@ __all__ = [
 
 C = TypeVar("C", bound=type)
 
-#: Metadata field of a *retired* id: one that a move (a sign-in, ``regenerate()``) gave a
-#: new id a moment ago. Its record stays a short while as a marker holding no data, so
-#: that a request of the same browser that read the old id, still running, does not clear
-#: or replace the cookie the moving request sets, and so that an end of the old id reaches
+#: Metadata field of a *retired* id, one a move (a sign-in, ``regenerate()``) replaced a
+#: moment ago: a marker holding no data, so that a request still running on the old id
+#: does not clear or replace the cookie the move sets, and an end of the old id reaches
 #: the new one. Part of the wire format: never rename it.
 RETIRED = "r"
-#: Metadata field of a key a store that cannot move a session in one command (Redis
-#: Cluster: the two keys sit in different slots) *prepares* before the move: no read
-#: returns it and no write goes into it; an end of the old id follows the marker and
-#: deletes it, and the move's last step, finding it gone, creates nothing.
+#: Metadata field of the key a cluster move *prepares* (the two keys sit in different
+#: slots): no read returns it, no write goes into it; an end of the old id follows the
+#: marker and deletes it, and the move's last step, finding it gone, creates nothing.
 PENDING = "p"
 #: How many moves deep an end follows markers (each move leaves one for a few seconds).
 MAX_HOPS = 8
@@ -85,19 +59,15 @@ class SessionRecord(NamedTuple):
     meta: dict[str, int]
 
 
-#: The scanner behind ``json.loads`` (its C one where there is one): value and end index,
-#: StopIteration/ValueError for text it does not take. One for the record (a store's read)
-#: and the values in it (the session's), both on every request: text it does not take
-#: whole goes to ``json.loads``, which decodes it or raises as it always does.
-#: An attribute every ``JSONDecoder`` sets, which typeshed does not declare.
+#: ``json.loads``'s scanner (in C where there is one), for the record and its values on
+#: every read: value and end index, or StopIteration/ValueError (not in typeshed).
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-#: What ``take_ticket`` may answer for a ticket the store never held (never
-#: issued into *this* store, or gone with its expiry), as opposed to None, a
-#: ticket taken already. It lets a remote name the most common set-up mistake
-#: -- an IdP and a remote on different stores -- instead of calling it a replay.
-#: A store that cannot tell the two apart answers None for both.
+#: What ``take_ticket`` may answer for a ticket the store never held (never issued into
+#: *this* store, or expired), as opposed to None, one taken already: a remote then names
+#: the most common set-up mistake -- an IdP and a remote on different stores -- instead
+#: of calling it a replay. A store that cannot tell the two apart answers None for both.
 NOT_HELD = ""
 
 #: What ``mark`` answers when its ``once`` key exists already: a mark by that name ran
@@ -113,12 +83,10 @@ def owners_of(owners: str | Sequence[str]) -> tuple[str, ...]:
 def is_well_formed(fields: object, meta: object) -> bool:
     """True when ``fields`` maps text to JSON text and ``meta`` text to numbers.
 
-    A record is shared by every app of every version that writes to the store
-    (and anything else with access to it): a damaged one -- valid JSON of the
-    wrong shape, such as ``{"d": [], "m": "x"}`` -- must read as *no session*,
-    not crash the request that meets it with a 500 on every later visit.
+    A record is shared by every app of every version that writes to the store: a
+    damaged one -- valid JSON of the wrong shape, such as ``{"d": [], "m": "x"}``
+    -- must read as *no session*, not a 500 on every later visit.
     """
-    # Plain loops, not all(<generator>): this runs on every session read.
     if type(fields) is not dict or type(meta) is not dict:
         return False
     for key, value in fields.items():
@@ -174,99 +142,62 @@ class SessionStore(Protocol):
     def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
         """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
 
-    def save(
-        self,
-        key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        create: bool = False,
-    ) -> bool:
+    def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
+             meta: Mapping[str, int] | None = None, ttl: int, create: bool = False) -> bool:
         """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key`` and set its TTL.
 
         With ``create=False`` a session that no longer exists (logged out or
-        expired meanwhile) is *not* brought back: nothing is written and the
-        result is False. No write goes into a marker (False: the session moved).
-        ``ttl=0`` (an update only) keeps the record's expiry as it is: an
-        operator's change neither extends nor cuts a session's life.
+        expired meanwhile) is *not* brought back, and no write goes into a marker:
+        nothing is written and the result is False. ``ttl=0`` keeps the record's
+        expiry (an operator's change neither extends nor cuts a session's life).
         """
 
-    def mark(
-        self,
-        key: str,
-        meta: Mapping[str, int],
-        idle_ttl: int,
-        once: str | None = None,
-        once_ttl: int = 0,
-    ) -> SessionRecord | None:
+    def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None = None,
+             once_ttl: int = 0) -> SessionRecord | None:
         """Merge ``meta`` into the live session at ``key``, slide its expiry to
         ``idle_ttl`` seconds and return the record *as it was before*, atomically;
-        None (and nothing written) when it is gone, a marker unchanged (nothing
-        written, no ``once`` key made). With ``once`` (a key in the same hash slot
-        as ``key``): create it for ``once_ttl`` seconds in the same step, or, when
-        it exists already, write nothing and answer :data:`MARKED_BEFORE`. Running
-        it twice is harmless."""
+        None when it is gone, a marker unchanged (nothing written either way). With
+        ``once`` (a key in the same hash slot): create it for ``once_ttl`` seconds in
+        the same step, or, when it exists, write nothing and answer
+        :data:`MARKED_BEFORE`. Running it twice is harmless."""
 
-    def move(
-        self,
-        key: str,
-        new_key: str,
-        *,
-        changed: Mapping[str, str],
-        deleted: Collection[str] = (),
-        meta: Mapping[str, int] | None = None,
-        ttl: int,
-        retired_at: int,
-        grace: int,
-    ) -> bool:
+    def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
+             deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
+             ttl: int, retired_at: int, grace: int) -> bool:
         """Give the live session at ``key`` the new key ``new_key``, atomically: one step.
 
-        Only while ``key`` holds a live session (not a marker) and ``new_key``
-        holds nothing: ``new_key`` gets the record as stored *now* -- so a write
-        another request made since this one read it is kept -- with ``changed`` /
-        ``deleted`` / ``meta`` merged in, for ``ttl`` seconds; ``key`` becomes a
-        marker (metadata ``{RETIRED: retired_at}``, no data) for ``grace``
-        seconds, remembering ``new_key`` for :meth:`delete`. Returns True; False
-        (nothing written) when the session is gone, ended or moved already.
+        Only while ``key`` holds a live session and ``new_key`` nothing:
+        ``new_key`` gets the record as stored *now* (a write another request made
+        meanwhile is kept) with the changes merged in, for ``ttl`` seconds; ``key``
+        becomes a marker (``{RETIRED: retired_at}``, no data) naming ``new_key``
+        for ``grace`` seconds. False (nothing written) when the session is gone,
+        ended or moved already.
         """
 
     def delete(self, key: str, *, census: str | None = None) -> None:
-        """End the session at ``key`` (no error if it is gone).
+        """End the session at ``key`` (no error if it is gone), and the session a marker
+        there moved to (a few moves deep); no later :meth:`move` of ``key`` succeeds.
 
-        A marker is followed: the session it moved to is ended too (and so on,
-        a few moves deep). No later :meth:`move` of ``key`` succeeds.
-
-        ``census``: the deployment's *census* (the set the O(1) count of live
-        sessions reads): each id ended leaves it -- its member is the digest
-        between the braces of its key -- in the same step (on a cluster, where
-        the census has a slot of its own, right after).
+        ``census``: the set the O(1) count of live sessions reads; each id ended
+        leaves it (its member is the digest between the braces of its key) in the
+        same step (on a cluster, right after).
         """
 
-    def claim_state(
-        self,
-        key: str,
-        owners: Sequence[str],
-        ttl: int,
-        ticket: tuple[str, str, int] | None = None,
-    ) -> bool:
+    def claim_state(self, key: str, owners: Sequence[str], ttl: int,
+                    ticket: tuple[str, str, int] | None = None) -> bool:
         """Claim ``key`` for a browser unless another holds it; True when it holds it.
 
-        ``owners`` are the browser's owner names: a claim held by any of them is its
-        own, a new claim is made for the first and lasts ``ttl`` seconds. When it holds
-        the claim and ``ticket`` (key, value, ttl) is given, store that ticket too --
-        atomically, in one round trip (a ticket key shares the claim's hash tag).
-        Running it twice is harmless."""
+        A claim held by any of ``owners`` (the browser's names) is its own; a new one
+        is made for the first, for ``ttl`` seconds. Holding it, store ``ticket`` (key,
+        value, ttl; same hash tag) in the same step. Running it twice is harmless."""
 
     def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
         """Return a ticket's value and spend it, atomically, once.
 
-        None when it was taken already -- except for the redemption that took it:
-        the same ``nonce`` gets the value again while the ticket would have lived
-        (a retry whose first answer was lost). ``nonce=None`` names a redemption
-        nothing else can repeat. :data:`NOT_HELD` when the store holds no ticket
-        of that name (or None, for a store that cannot tell).
+        None when it was taken already -- but the same ``nonce`` (a retry whose
+        first answer was lost; None: none can repeat) gets the value again while
+        the ticket would have lived. :data:`NOT_HELD` when the store holds no
+        ticket of that name (or None, for a store that cannot tell).
         """
 
     def store_identity(self, key: str, candidate: str) -> str:
@@ -274,7 +205,8 @@ class SessionStore(Protocol):
         there is none, atomically. Returns the identity held now."""
 
     def peek(self, key: str) -> SessionRecord | None:
-        """The session at ``key``, or None; its expiry is left as it is."""
+        """The session at ``key``, or None; its expiry is left as it is (an operator
+        listing sessions must not keep them alive)."""
 
     def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
@@ -285,17 +217,13 @@ class SessionStore(Protocol):
         object), and keep the index at least ``ttl`` more seconds; atomically. Returns
         the entries left. Running it twice is harmless.
 
-        ``live``: the key of the session the entry names. The entry is then set
-        only if that session is live at that moment -- an ended session is never
-        entered again (on a cluster, where the two keys sit apart: set, checked
-        and taken out again at once).
-
-        ``census`` (with ``live``): the deployment's census, kept in the same step
-        (on a cluster, a step of its own right after): the entered session's
-        digest (the entry's ``"k"``) joins it, due for a check when the session's
-        key expires (``now`` plus its time left; on a cluster, ``now``), and the
-        digests of the entries removed leave it (on a cluster, those of ``drop``;
-        the ones pruned past their ``"e"`` are due already and left to the sweep)."""
+        ``live``: the key of the session the entry names, set only while that
+        session is live -- an ended session is never entered again (on a cluster:
+        set, checked and taken out again at once). ``census`` (with ``live``): the
+        entered session's digest (the entry's ``"k"``) joins it, due for a check
+        when the session's key expires (on a cluster, ``now``), and the digests of
+        the entries removed leave it (on a cluster, those of ``drop``; the pruned
+        ones are due already); in the same step (on a cluster, right after)."""
 
     def index_read(self, key: str) -> dict[str, str]:
         """Every entry of the index at ``key`` (ref -> entry text); empty when none."""
@@ -312,67 +240,45 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """:class:`SessionStore` for asyncio: the same fourteen methods, each a coroutine.
+    """:class:`SessionStore` for asyncio: the same contract, word for word, each method a
+    coroutine (``AsyncRedisStore`` implements it over the very keys ``RedisStore`` uses)."""
 
-    The same contract, word for word; ``AsyncRedisStore`` implements it over
-    the very keys ``RedisStore`` uses.
-    """
-
-    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None:
-        """The session at ``key`` with its expiry slid to ``idle_ttl`` seconds, or None."""
+    async def load(self, key: str, idle_ttl: int) -> SessionRecord | None: ...
 
     async def save(self, key: str, *, changed: Mapping[str, str], deleted: Collection[str] = (),
                    meta: Mapping[str, int] | None = None, ttl: int, create: bool = False
-                   ) -> bool:
-        """Merge ``changed`` / ``deleted`` (and ``meta``) into ``key``; False if it is gone."""
+                   ) -> bool: ...
 
     async def mark(self, key: str, meta: Mapping[str, int], idle_ttl: int,
-                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None:
-        """Merge ``meta`` into the live session at ``key`` (not again by the same ``once``
-        key: :data:`MARKED_BEFORE`); the record as it was before, or None if gone."""
+                   once: str | None = None, once_ttl: int = 0) -> SessionRecord | None: ...
 
     async def move(self, key: str, new_key: str, *, changed: Mapping[str, str],
                    deleted: Collection[str] = (), meta: Mapping[str, int] | None = None,
-                   ttl: int, retired_at: int, grace: int) -> bool:
-        """Give the live session at ``key`` the new key ``new_key`` in one step; False
-        (nothing written) when it is not live any more."""
+                   ttl: int, retired_at: int, grace: int) -> bool: ...
 
-    async def delete(self, key: str, *, census: str | None = None) -> None:
-        """End the session at ``key``, and where a move took it (no error if it is gone);
-        each id ended leaves the census ``census``."""
+    async def delete(self, key: str, *, census: str | None = None) -> None: ...
 
     async def claim_state(self, key: str, owners: Sequence[str], ttl: int,
-                          ticket: tuple[str, str, int] | None = None) -> bool:
-        """Claim ``key`` for a browser (and store ``ticket`` if it holds it); whether it holds."""
+                          ticket: tuple[str, str, int] | None = None) -> bool: ...
 
-    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None:
-        """Return a ticket's value and spend it, atomically; None if spent (but for the
-        same ``nonce``), ``NOT_HELD`` if absent."""
+    async def take_ticket(self, key: str, nonce: str | None = None) -> str | None: ...
 
-    async def store_identity(self, key: str, candidate: str) -> str:
-        """The identity kept at ``key``, ``candidate`` stored first if none; the one held."""
+    async def store_identity(self, key: str, candidate: str) -> str: ...
 
-    async def peek(self, key: str) -> SessionRecord | None:
-        """The session at ``key``, or None; its expiry is left as it is."""
+    async def peek(self, key: str) -> SessionRecord | None: ...
 
     async def index_put(
         self, key: str, ref: str, entry: str, *, ttl: int, now: int, drop: Collection[str] = (),
         live: str | None = None, census: str | None = None,
-    ) -> dict[str, str]:
-        """Set an index entry (only while ``live``'s session is, when given), drop
-        ``drop`` and the expired ones, keeping the census ``census``; the entries left."""
+    ) -> dict[str, str]: ...
 
-    async def index_read(self, key: str) -> dict[str, str]:
-        """Every entry of the index at ``key``; empty when none."""
+    async def index_read(self, key: str) -> dict[str, str]: ...
 
-    async def index_drop(self, key: str, refs: Collection[str]) -> None:
-        """Remove ``refs`` from the index at ``key``."""
+    async def index_drop(self, key: str, refs: Collection[str]) -> None: ...
 
-    async def ping(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
+    async def ping(self) -> None: ...
 
-    async def close(self) -> None:
-        """Release connections."""
+    async def close(self) -> None: ...
 
 
 #: The contract's methods that talk to the store (all but ``close``), in its order.
@@ -386,8 +292,7 @@ def forwarding(
     make: Callable[[str], Callable[..., Any]], names: tuple[str, ...] = OPERATIONS
 ) -> Callable[[C], C]:
     """A class decorator for a store that wraps another: the class gets each method of
-    ``names``, made by ``make(name)`` -- the one forwarding function, written once for
-    every method -- with the contract's signature (what ``help()`` shows)."""
+    ``names``, made by ``make(name)``, with the contract's signature (for ``help()``)."""
 
     def decorate(cls: C) -> C:
         for name in names:

@@ -2,16 +2,14 @@
 
 Every write of a session is a script, so that what it checks and what it
 writes happen in one step no other client can come between: a merge never
-brings back a session a logout ended, a move gives a session its new id only
-while it is live, a ticket is taken once. Each script touches the keys of one
-hash slot (a session and what sits next to it), so it runs unchanged on a
-Redis Cluster; a move, whose two ids sit apart there, has three scripts of its
-own (:data:`MOVE_OUT`, :data:`MOVE_IN`, after a ``SET NX`` of :data:`PREPARED`).
-
-Every script is safe to run twice -- redis-py retries a command that timed
-out, and the first attempt may have run: each says what a second run does.
-The store sends a script by its SHA1 (``EVALSHA``) and its text only when the
-server lost it (a restart, ``SCRIPT FLUSH``).
+brings back a session a logout ended, a move happens only while the session
+is live, a ticket is taken once. Each script touches the keys of one hash
+slot, so it runs unchanged on a Redis Cluster; there a move, whose two ids sit
+apart, takes three steps (a ``SET NX`` of :data:`PREPARED`, :data:`MOVE_OUT`,
+:data:`MOVE_IN`). Every script is safe to run twice (redis-py retries a
+command that timed out, which may have run): each says what a second run
+does. It is sent by its SHA1 (``EVALSHA``), its text only when the server
+lost it (a restart, ``SCRIPT FLUSH``).
 
 Records are ``{"d": {key: JSON text}, "m": {meta: int}}``; a marker (an id a
 move retired) is ``{"d": {}, "m": {"r": when}, "f": new key}``.
@@ -38,9 +36,8 @@ def _script(text: str) -> Script:
     return Script(text, hashlib.sha1(text.encode()).hexdigest())
 
 
-#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: an id a
-#: move retired (``m.r``, a marker holding no data) or one a cluster move is still
-#: preparing (``m.p``).
+#: Lua: ``ended(obj)`` -- true when a decoded record is no session to write to: a marker
+#: (``m.r``) or a key a cluster move is still preparing (``m.p``).
 _ENDED = """
 local function ended(obj)
   local m = obj['m']
@@ -66,15 +63,13 @@ end
 """
 
 #: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), mode, #changed, #meta,
-#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a session that
-#: is gone, '0' does not (a logged-out session stays gone) and returns 1 or 0,
-#: '2' does not either and returns the record's text as it was *before* the
-#: merge, or 0 (``mark``); '3' is '2' with a ``once`` key, KEYS[2] (same hash
-#: slot), whose lifetime is the last ARGV instead of a deleted name: the key is
-#: created (NX), and when it exists already nothing is written and -1 returned.
-#: No mode writes into an id a move retired (or one a cluster move prepares): '2' and '3'
-#: answer its text unchanged (the caller sees it retired; no once key is made), the
-#: others 0.
+#: then the changed pairs, the meta pairs and the deleted names. Mode '1' creates a
+#: session that is gone, '0' does not (a logged-out session stays gone); both return 1
+#: or 0. '2' (``mark``) returns the record's text as it was *before* the merge, or 0;
+#: '3' is '2' with a ``once`` key, KEYS[2] (same hash slot), whose lifetime is the last
+#: ARGV: created NX, and when it exists already nothing is written and -1 returned. No
+#: mode writes into a marker or a prepared key: '2' and '3' answer its text unchanged
+#: (and make no once key), the others 0.
 MERGE = _script(_ENDED + _APPLY + """
 local raw = redis.call('GET', KEYS[1])
 local obj
@@ -116,11 +111,8 @@ end
 
 #: KEYS[1] the session's key, KEYS[2] its new id's key. ARGV: ttl, grace, retired at,
 #: #changed, #meta, then the changed pairs, the meta pairs and the deleted names.
-#: Moves a session to a new id in one step, only while it is live: the new key gets the
-#: record as stored *now* (a write another app made meanwhile is kept) with the changes
-#: merged in, and the old key becomes a marker holding no data but the new key's name for
-#: ``grace`` seconds, which an end follows. Returns 1, or 0 (and writes nothing) when the
-#: session is not live any more (or the new key is taken). Run again, it answers 1 again.
+#: ``SessionStore.move`` in one step: 1, or 0 (and nothing written) when the session is
+#: not live any more or the new key is taken. Run again, it answers 1 again.
 MOVE = _script(_ENDED + _APPLY + _RETIRE + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -139,11 +131,10 @@ retire()
 return 1
 """)
 
-#: A move on a Redis Cluster, where the two keys live in different slots (one script may
-#: touch only one), in three steps. First the new key is *prepared*: ``SET NX`` of a record
-#: no read returns (:data:`~sessionshare.store.base.PENDING`). Then, on the old key
-#: (KEYS[1]): retire it if live -- the marker names the new key, passed as text in ARGV[4]
-#: -- and answer the record it held, else 0. ARGV: unused, grace, retired at, new key.
+#: A move on a Redis Cluster, after the new key was *prepared* (``SET NX`` of
+#: :data:`PREPARED`): on the old key (KEYS[1]), retire it if live -- the marker names the
+#: new key, ARGV[4] -- and answer the record it held, else 0. ARGV: unused, grace, retired
+#: at, new key.
 MOVE_OUT = _script(_ENDED + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -155,10 +146,9 @@ return raw
 """)
 
 #: The last step of a cluster move, on the new key (KEYS[1]). ARGV: the record
-#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Turns the
-#: prepared record into the session -- only if it is still there: an end of the old id in
-#: between followed the marker and deleted it -- and answers 1, else 0 (1 again when run
-#: again after it filled the key).
+#: ``MOVE_OUT`` answered, ttl, #changed, #meta, the pairs and the deleted names. Fills the
+#: prepared key only if it is still there (an end of the old id in between deleted it):
+#: answers 1, else 0 (1 again when run again after it filled the key).
 MOVE_IN = _script(_APPLY + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -176,12 +166,10 @@ return 1
 PREPARED = '{"d":{},"m":{"p":1}}'
 
 #: KEYS[1] a session's key, KEYS[2] (optional) the deployment's census (see
-#: :data:`CENSUS`), ARGV[1] the session's digest (its member there). Ends it: a session is
-#: deleted (answer: false); a marker -- an id a move retired -- answers the key its session
-#: moved to, which the caller ends too, and stays as it is until it expires, so that an end
-#: run again (a retry after a lost reply) still finds where to go. A marker holds no data
-#: and takes no write. Either way the digest leaves the census: what it names is no live
-#: session any more (run again, that changes nothing).
+#: :data:`CENSUS`), ARGV[1] the session's digest (its member there). A session is deleted
+#: (answer: false); a marker answers the key its session moved to, which the caller ends
+#: too, and stays until it expires, so that an end run again (a retry after a lost reply)
+#: still finds where to go. Either way the digest leaves the census.
 END = _script("""
 if #KEYS > 1 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 local raw = redis.call('GET', KEYS[1])
@@ -196,13 +184,11 @@ return false
 """)
 
 #: KEYS[1] ticket key, ARGV[1] this redemption's nonce (always 32 characters: the marker
-#: is compared by that length, see ``_redemption`` in ``redisproto.py``). The first redemption
-#: marks the ticket spent by that nonce (keeping its expiry) and returns the
-#: value; the same nonce -- a retry of that very call, after a timeout whose
-#: first attempt did run -- gets the value again; any other redemption gets
-#: nothing. So a retry is safe where a retried GETDEL would answer "replayed".
-#: A ticket the store never held answers '' (``NOT_HELD``), not nil: the
-#: spent marker is what tells "taken already" from "unknown here".
+#: is compared by that length, see ``_redemption`` in ``redisproto.py``). The first
+#: redemption marks the ticket spent by that nonce (keeping its expiry) and returns the
+#: value; the same nonce -- a retry of that very call -- gets the value again, any other
+#: nothing: a retry is safe where a retried GETDEL would answer "replayed". A ticket never
+#: held answers '' (``NOT_HELD``): the spent marker tells "taken already" from "unknown".
 REDEEM = _script("""
 local v = redis.call('GET', KEYS[1])
 if not v then return '' end
@@ -216,9 +202,8 @@ return v
 """)
 
 #: KEYS[1] a state's claim, KEYS[2] (optional) a ticket under the same hash tag. ARGV:
-#: claim ttl, ticket value, ticket ttl, then the browser's owner names. A claim is made
-#: for the first name and lasts its ttl; a claim held by any of the names is this
-#: browser's; another browser gets 0 and no ticket. Run twice, it changes nothing (NX).
+#: claim ttl, ticket value, ticket ttl, then the browser's owner names; another browser
+#: gets 0 and no ticket (``SessionStore.claim_state``). Run twice, it changes nothing (NX).
 CLAIM = _script("""
 local held = redis.call('GET', KEYS[1])
 if not held then
@@ -243,8 +228,7 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 """)
 
-#: Lua: ``digest_of(text)`` -- the ``"k"`` (the session's digest) of an index entry's
-#: text, or nil.
+#: Lua: ``digest_of(text)`` -- the ``"k"`` (session digest) of an index entry's text, or nil.
 _DIGEST_OF = """
 local function digest_of(text)
   if not text then return nil end
@@ -256,13 +240,8 @@ end
 
 #: KEYS[1] a user's index (a hash: ref -> entry JSON), KEYS[2] (optional) the session the
 #: entry names, KEYS[3] (optional, with KEYS[2]) the deployment's census. ARGV: ref, entry,
-#: ttl, now, then refs to drop. Sets the entry -- with KEYS[2], only while that session is
-#: live, so an ended session is never entered again --
-#: drops those refs and every entry whose "e" is not after ``now`` (or that does not
-#: parse), keeps the key at least ``ttl`` more seconds and returns what is left as a flat
-#: list. With KEYS[3], the census follows in the same step: the entered session's digest
-#: is added, due for a check when its key's expiry comes (``now`` + its TTL), and the
-#: digests of the entries dropped leave it. Run twice, it ends in the same state.
+#: ttl, now, then refs to drop. ``SessionStore.index_put`` in one step; answers the entries
+#: left as a flat list. Run twice, it ends in the same state.
 INDEX_PUT = _script(_ENDED + _DIGEST_OF + """
 local put = true
 if #KEYS > 1 then
@@ -314,13 +293,11 @@ return left
 """)
 
 #: The census of a deployment: a sorted set, one member per live signed-in session (its
-#: digest), scored by when to check it next -- a time it cannot have ended before but by
-#: an end that takes it out at once (on the caller's clock, in seconds). The scripts that
-#: enter a session in its user's index and that end a session keep it; a session that
-#: idles out is found by the sweep (:data:`CENSUS_CHECK`) once its check time has passed.
-#: KEYS[1] the census, KEYS[2] its sweep lock (same hash tag). ARGV[1] the lock's lifetime
-#: in milliseconds, or 0 for no lock. Answers ``{members, 1 when this caller took the
-#: lock}``: O(1), whatever the number of sessions.
+#: digest), scored by when to check it next (before then only an end, which takes it out
+#: at once, can end it). :data:`INDEX_PUT` and :data:`END` keep it; a session that idles
+#: out is found by the sweep (:data:`CENSUS_CHECK`). KEYS[1] the census, KEYS[2] its
+#: sweep lock (same hash tag). ARGV[1] the lock's lifetime in milliseconds, or 0 for no
+#: lock. Answers ``{members, 1 when this caller took the lock}``: O(1).
 CENSUS = _script("""
 local won = 0
 if tonumber(ARGV[1]) > 0 and redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
@@ -330,10 +307,9 @@ return {redis.call('ZCARD', KEYS[1]), won}
 """)
 
 #: Lua: ``settle(i, pttl)`` -- the census member ARGV[i] whose session key has ``pttl``
-#: milliseconds left (``PTTL``'s answer: -2 gone, -1 no expiry): gone, it leaves the
-#: census (answer 1); live, its next check is ``now`` (ARGV[1]) + its time left (an hour
-#: for a key without expiry, which no session is) -- only while it is still a member
-#: (XX): an end that took it out meanwhile stands.
+#: ms left (-2 gone, -1 no expiry): gone, it leaves the census (answer 1); live, its next
+#: check is ``now`` (ARGV[1]) + its time left (an hour without expiry) -- only while it is
+#: still a member (XX): an end that took it out meanwhile stands.
 _SETTLE = """
 local function settle(i, pttl)
   if pttl == -2 then return redis.call('ZREM', KEYS[1], ARGV[i]) end
@@ -344,18 +320,16 @@ end
 """
 
 #: KEYS[1] the census, KEYS[2..] the session keys of members due for a check. ARGV[1]
-#: now, ARGV[2..] those members (the digests), in the same order. Each session still held
-#: is due again when its key's expiry comes; each gone leaves the census. Answers how
-#: many left. Run twice, the second run finds them gone already (0).
+#: now, ARGV[2..] those members, in the same order (see ``settle``). Answers how many
+#: left; run twice, the second run finds them gone already (0).
 CENSUS_CHECK = _script(_SETTLE + """
 local left = 0
 for i = 2, #KEYS do left = left + settle(i, redis.call('PTTL', KEYS[i])) end
 return left
 """)
 
-#: :data:`CENSUS_CHECK` on a cluster, where each session key sits in a slot of its own:
-#: the ``PTTL``s are read first, one command each, and given here. KEYS[1] the census.
-#: ARGV[1] now, then member, milliseconds-left pairs. Answers how many left.
+#: :data:`CENSUS_CHECK` on a cluster, where the ``PTTL``s are read first, one command per
+#: slot. KEYS[1] the census. ARGV[1] now, then member, ms-left pairs. Answers how many left.
 CENSUS_SETTLE = _script(_SETTLE + """
 local left = 0
 for i = 2, #ARGV, 2 do left = left + settle(i, tonumber(ARGV[i + 1])) end
@@ -363,20 +337,15 @@ return left
 """)
 
 #: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), what the caller read,
-#: the text to store instead (that record with the caller's changes merged in, built by
-#: the caller, a fresh random stamp at its head: ``{"v":"<32 hex>",...``), and how to
-#: compare: ``head`` -- what was read began with a stamp, and ARGV[2] is that head (40
-#: bytes; only this script writes a stamp, each time a new one, and every other script
-#: that writes a record takes the stamp out, see ``apply``) -- or ``text``: ARGV[2] is
-#: the whole text read. Writes only when the key still holds what was read -- so the
-#: result is what :data:`MERGE` would have written, without decoding and encoding the
-#: whole record on the server (for a large session most of a write's cost). Returns 1,
-#: or 0 and writes nothing when the record changed meanwhile (another write, an end, a
-#: move, expiry): the caller then runs MERGE, which merges or refuses as it always does.
-#: Run twice, the second run finds its own stamp and answers 0; MERGE then sets the same
-#: fields to the same values. An earlier version's merge (apps upgrade one at a time)
-#: keeps the stamp, but cjson writes it after "d" and "m", never at the head, so the head
-#: compare fails there too (``tests/test_store_exchange.py`` checks this server's order).
+#: the text to store instead (the record with the caller's changes merged in, a fresh
+#: random stamp at its head: ``{"v":"<32 hex>",...``), and how to compare: ``head`` --
+#: ARGV[2] is the stamped head read (40 bytes; only this script writes a stamp, and every
+#: other script that writes a record takes it out, see ``apply``) -- or ``text``: ARGV[2]
+#: is the whole text read. Writes only when the key still holds what was read: what
+#: :data:`MERGE` would have written, without decoding the whole record on the server.
+#: Returns 1, or 0 and writes nothing when the record changed meanwhile (the caller then
+#: runs MERGE). Run twice, it finds its own stamp and answers 0. An app not yet upgraded
+#: keeps the stamp, but cjson writes it after "d" and "m", never at the head.
 REPLACE = _script("""
 local held
 if ARGV[4] == 'head' then

@@ -1,12 +1,8 @@
 """The Redis stores' client: how it is built, checked and named, and what it may raise.
 
 Shared by :class:`~sessionshare.store.RedisStore` and
-:class:`~sessionshare.store.AsyncRedisStore` (:class:`ClientStore`, their
-common base): the settings ``from_url`` gives a client for a web request, the
-line its commands go out on (``exchange.py``: the fast path for a plain
-client, a pool's or a cluster's otherwise), the name of the server an outage
-message shows (never a password: redis-py's own messages can hold the URL),
-and the warnings for a set-up that would hang or lose sessions.
+:class:`~sessionshare.store.AsyncRedisStore` through :class:`ClientStore`, with
+the warnings for a set-up that would hang or lose sessions.
 """
 
 from __future__ import annotations
@@ -31,9 +27,8 @@ __all__ = ["DRIVER_ERRORS", "POLICY_UNKNOWN", "ClientStore", "Lines", "eviction_
 
 S = TypeVar("S", bound="ClientStore")
 
-#: Everything the driver may raise for an unreachable or failing server.
-#: RedisClusterException does not derive from RedisError; OSError covers a
-#: socket failing below redis-py's own wrapping.
+#: Everything the driver may raise for an unreachable or failing server (a cluster's
+#: errors do not derive from RedisError; a socket may fail below redis-py's wrapping).
 DRIVER_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
@@ -65,24 +60,12 @@ def line_for(client: Any, max_idle: int | None, lines: Lines) -> Any:
     """The line this client's commands go out on; every one keeps ``exchange.py``'s rules.
 
     The fast path (``DirectLine`` and its asyncio twin) for a plain single-server
-    client whose connections ``exchange.pack`` packs for byte for byte, speaking
-    RESP2 or RESP3 (redis-py 8's default): the store's replies -- a bulk string,
-    a null, an integer, an array, a map from ``HGETALL`` -- are read by the
-    connection's own parser either way, and a RESP3 push a connection meets
-    (a maintenance notice) is handled by that parser before the reply it
-    precedes, so it is never taken for the reply. A single-connection client
-    keeps its one connection for its own commands; the store borrows others
-    from the same pool, as the pool path does.
-
-    redis-py's pool path, for what the fast path cannot keep:
-
-    - a client-side cache (``cache_config``): its connections answer cacheable
-      reads from the process's cache and apply the server's invalidation pushes
-      under the cache's lock; parking them outside the pool would bypass both;
-    - a Sentinel master (its pool finds the master on every connect and drops
-      its connections when the master moves: parked ones would stay on the old
-      master) and any other pool or connection class of the user's own;
-    - a Cluster, whose nodes ``ClusterLine`` routes to.
+    client whose connections ``exchange.pack`` packs for byte for byte, RESP2 or
+    RESP3 (the connection's parser handles a RESP3 push before the reply it
+    precedes). redis-py's pool for what the fast path cannot park: a client-side
+    cache (its invalidation pushes and lock), a Sentinel master (which may move),
+    any other pool or connection class of the user's own; ``ClusterLine`` for a
+    Cluster.
     """
     if isinstance(client, lines.cluster):
         return lines.clustered(client)
@@ -111,7 +94,7 @@ def _protocol(pool: Any) -> str:
 
 class ClientStore:
     """What both Redis stores do with their client: check it, pick the line its commands go
-    out on (``exchange.py``), and name its server for an outage message."""
+    out on (``exchange.py``), and name its server for an outage message (no password)."""
 
     #: The redis-py classes of the store's flavour (threads or asyncio) and their lines.
     _lines: ClassVar[Lines]
@@ -144,7 +127,6 @@ class ClientStore:
         else:
             kwargs = getattr(client.connection_pool, "connection_kwargs", None)
         warn_without_timeout(name, kwargs)
-        # Named once, for the outage message: host:port or socket path, no password.
         self._server = server_name(kwargs, getattr(client, "connection_pool", None))
 
     @classmethod
@@ -157,13 +139,10 @@ class ClientStore:
         **client_options: Any,
     ) -> S:
         """A store over the client ``from_url(url)`` builds, with settings suited to a
-        web request.
-
-        Short timeouts make an outage a quick 503 rather than a hung worker;
-        one retry rides over a connection the server closed while idle (every
-        command the store sends is safe to run twice). RESP2 unless
-        ``protocol=3`` is passed (the fast path takes either). ``client_options`` go
-        to redis-py's ``from_url`` as they are.
+        web request: short timeouts make an outage a quick 503 rather than a hung
+        worker; one quick retry rides over a connection the server closed while idle
+        (every command the store sends is safe to run twice); RESP2 unless
+        ``protocol=3`` is passed. ``client_options`` go to redis-py as they are.
         """
         client = web_client(
             cls._lines.client.from_url, cls._lines.retry, url, socket_timeout=socket_timeout,
@@ -173,8 +152,7 @@ class ClientStore:
 
     def _forget(self, key: str) -> None:
         """This context's read of ``key`` is out of date (a mark, a move or an end of it is
-        under way): its next write merges rather than try a text the server no longer
-        holds (which would cost a round trip, never a wrong write)."""
+        under way): its next write merges rather than try a text the server lost."""
         base = self._seen.get()
         if base is not None and base[0] == key:
             self._seen.set(None)
@@ -199,11 +177,8 @@ EVICTING_POLICIES = frozenset({
 
 
 def server_name(connection_kwargs: Any, pool: Any = None) -> str:
-    """Where the client's connections go, for a log line: ``host:port`` or the socket path.
-
-    Built from the connection settings, never from a URL, so no password can
-    slip in; a Sentinel master is named by its service.
-    """
+    """Where the client's connections go, for a log line: ``host:port``, the socket path
+    or a Sentinel service. From the connection settings, never a URL: no password."""
     kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
     if kwargs.get("path"):
         where = f"unix socket {kwargs['path']}"
@@ -217,12 +192,9 @@ def server_name(connection_kwargs: Any, pool: Any = None) -> str:
 
 
 def unavailable(exc: BaseException, server: str = "the server") -> StoreUnavailable:
-    """The store's error for a driver failure: where it went and why, never a password.
-
-    Only the error classes and, for a socket failure, its errno and the
-    operating system's text appear: redis-py's own messages can echo a URL with
-    a password in it, so they are never used.
-    """
+    """The store's error for a driver failure: where it went and why, never a password
+    (redis-py's own messages can echo a URL with one: only the error classes and an
+    errno, spelled by the operating system, appear)."""
     return StoreUnavailable(f"redis at {server} did not answer: {_cause(exc)}")
 
 
@@ -241,9 +213,8 @@ def _cause(exc: BaseException) -> str:
             parts.append(type(cause).__name__)
         if isinstance(cause.errno, int) and cause.errno > 0:
             errno = cause.errno
-            # Spelled by the operating system from the number, not taken from the
-            # exception: its strerror may be a library's own text (asyncio writes
-            # "Connect call failed ('127.0.0.1', 1)"), which can name the address.
+            # Spelled by the OS from the number: the exception's strerror may be a library's
+            # text that names the address (asyncio's "Connect call failed ('127.0.0.1', 1)").
             parts.append(f"errno {errno}: {os.strerror(errno)}")
     else:
         # redis.asyncio drops the OSError from the chain; its message starts "Error 111
@@ -270,13 +241,7 @@ def web_client(
     max_connections: int | None,
     client_options: Mapping[str, Any],
 ) -> Any:
-    """``from_url(url, ...)`` with the settings both stores' ``from_url`` give a client.
-
-    Short timeouts make an outage a quick 503 rather than a hung worker; one
-    quick retry rides over a connection the server closed while idle (every
-    command the stores send is safe to run twice); RESP2 unless ``protocol=3``
-    is passed: no maintenance pushes to skip, and what the store was measured with.
-    """
+    """``from_url(url, ...)`` with the settings of :meth:`ClientStore.from_url`."""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
             "store URL must start with redis://, rediss:// or unix://, "
@@ -301,14 +266,9 @@ def web_client(
 
 
 def _driver_info() -> dict[str, Any]:
-    """What ``CLIENT SETINFO`` says of the driver, worked out once for the client.
-
-    redis-py 7 and later, given nothing, work it out for every connection they
-    open, reading the installed package's metadata: about 5 ms of CPU each, so
-    a burst that opens a hundred connections would hold an event loop (or the
-    GIL) for half a second. The same facts built once cost nothing per
-    connection. Older redis-py computes them once already.
-    """
+    """What ``CLIENT SETINFO`` says of the driver, worked out once for the client:
+    redis-py 7 and later, given nothing, read the package's metadata for every
+    connection they open (about 5 ms of CPU each, a burst of them holding the loop)."""
     try:
         from redis.driver_info import DriverInfo
     except ImportError:
@@ -317,14 +277,9 @@ def _driver_info() -> dict[str, Any]:
 
 
 def warn_without_timeout(store: str, connection_kwargs: Any) -> None:
-    """Log a warning when the client's connections wait for a reply forever.
-
-    A Redis that accepts connections but stops answering (paused, swapping, a
-    half-open TCP connection after a failover) holds every request -- and so
-    every worker thread or event-loop task -- until the process is restarted:
-    an outage that should be a quick 503 becomes a hung site. redis-py's
-    ``from_url`` and Sentinel masters default to no socket timeout.
-    """
+    """Log a warning when the client's connections wait for a reply forever: a Redis
+    that stops answering (paused, a half-open TCP connection after a failover) would
+    hold every worker until a restart. redis-py's own ``from_url`` sets no timeout."""
     kwargs = connection_kwargs if isinstance(connection_kwargs, Mapping) else {}
     if kwargs.get("socket_timeout") is None:
         logging.getLogger("sessionshare").warning(
