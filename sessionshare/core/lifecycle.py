@@ -571,7 +571,8 @@ class Lifecycle:
         carry a store failure any more then: the late steps report it themselves
         (``store_unavailable phase=close``) and end, under every shell alike.
         """
-        settled = self.settle(session, late=late)
+        # (No keyword for the common, early persist: this runs on every request.)
+        settled = self.settle(session, late=True) if late else self.settle(session)
         if isinstance(settled, list):
             return settled
         if late:

@@ -113,7 +113,7 @@ class SessionMiddleware(ShellBase):
             session = environ[ENVIRON_KEY] = self.lifecycle.open(
                 request.cookies, self.read, direct=True)
             outcome = side.on_request(request, session)
-            if type(outcome) is not PassThrough:  # (the common answer skips both checks)
+            if not isinstance(outcome, PassThrough):  # (the common answer: one check)
                 if not isinstance(outcome, Reply):
                     outcome = run(outcome, self.store)  # the store work it asked for
                 if isinstance(outcome, Reply):
@@ -233,7 +233,7 @@ class _Exchange:
 
     def _settle(self, headers: Headers) -> tuple[str | None, Headers]:
         answer = self.side.on_response(self.request, self.session, self.passed, headers)
-        if type(answer) is list:
+        if isinstance(answer, list):
             return None, answer  # the common answer: the headers to add
         if not isinstance(answer, Reply):
             answer = run(answer, self.store)  # the store work it asked for
@@ -246,7 +246,7 @@ class _Exchange:
         """The body is done: what changed while it streamed (a late store failure is the
         side's to report)."""
         closing = self.side.on_close(self.session)
-        if type(closing) is not list:
+        if not isinstance(closing, list):
             run(closing, self.store)
 
     def _prime(self, app_iter: Iterable[bytes]) -> Iterable[bytes]:
