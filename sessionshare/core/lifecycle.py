@@ -95,6 +95,8 @@ _LATE_FIX = {
     "ended": "the session was ended (a logout or a revocation) while this request ran; "
     "its changes are dropped and it answers signed out, so that the end stands",
 }
+#: -META_LIMIT, made once (not a new int per metadata field of every read).
+_META_FLOOR = -META_LIMIT
 #: Seconds a moved id stays a marker (see ``META_RETIRED``): longer than any request that
 #: read it before the move can still be running.
 ROTATION_GRACE = 30
@@ -375,7 +377,7 @@ class Lifecycle:
         for name, when in meta.items():
             if type(name) is not str or (type(when) is not int and type(when) is not float):
                 return "damaged"
-            if not -META_LIMIT <= when <= META_LIMIT:
+            if not _META_FLOOR <= when <= META_LIMIT:
                 return "damaged"  # past any clock: see is_well_formed
             if (ENDS_FROM <= name < ENDS_TO and when > 0
                     and (asked is None or when < asked)):
