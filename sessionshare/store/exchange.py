@@ -246,7 +246,7 @@ class PoolLine:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
 
-    def call(self, *args: str | int, key: str | None = None) -> Any:
+    def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         conn = _borrow(self._pool, str(args[0]))
         try:
             return _with_retry(conn, conn.pack_command(*args))
@@ -279,7 +279,7 @@ class DirectLine:
         self._pid = os.getpid()
         self._marks = marks_for_reconnect(pool)
 
-    def call(self, *args: str | int, key: str | None = None) -> Any:
+    def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         if self._pid != os.getpid():
             # Forked: the parent's sockets are not this process's to use.
             self._idle, self._pid = [], os.getpid()
@@ -346,7 +346,7 @@ class ClusterLine:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def call(self, *args: str | int, key: str | None = None) -> Any:
+    def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         if key is not None:
             try:
                 node = self._client.get_node_from_key(key)
@@ -355,7 +355,7 @@ class ClusterLine:
                 pool = None  # no slot map yet: the client builds it
             if pool is not None:
                 try:
-                    return PoolLine(pool).call(*args)
+                    return PoolLine(pool).call(args)
                 except NODE_FAILURES as exc:
                     if not client_takes_over(exc):
                         raise
