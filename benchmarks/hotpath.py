@@ -3,6 +3,7 @@
     python -m benchmarks.hotpath c --pin 1            # read path, top functions by own time
     python -m benchmarks.hotpath d --requests 50000 --sort cumulative
     python -m benchmarks.hotpath primitives --pin 1   # what one round trip costs, by layer
+    python -m benchmarks.hotpath budget --pin 1       # the read's per-request budget
 
 Builds the same stack as ``python -m benchmarks`` (own redis-server, users
 signed in, cases checked), warms the case up, then runs it under cProfile
@@ -14,6 +15,11 @@ for *where* the time goes and the harness for *how much*.
 one round trip on a bare socket with hiredis's parser, the same through
 redis-py's client, and the store's own read and write -- the floor under
 cases (b), (c) and (d).
+
+``budget`` builds the authenticated read (WSGI c, ASGI C) up layer by layer,
+each measured in place, so the layers add up to the case: the round trip on
+a bare socket, the shell and the core, the store's read
+(``benchmarks/budget.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from . import apps, measure
+from . import apps, budget, measure
 from .cases import Stack
 from .run import _test_servers
 
@@ -90,11 +96,14 @@ def primitives(stack: Stack, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath")
-    parser.add_argument("case", help="case id (a, b, c, d, e0, e, f, g, h) or 'primitives'")
+    parser.add_argument("case", help="case id (a, b, c, d, e0, e, f, g, h), 'primitives' "
+                        "or 'budget'")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--pin", type=int, metavar="CPU")
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=7, help="budget: interleaved repeats")
+    parser.add_argument("--smoke", action="store_true", help="budget: a few requests only")
     args = parser.parse_args(argv)
     if args.pin is not None:
         measure.pin(0, {args.pin})
@@ -105,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             measure.pin(server.process.pid, {args.pin})
         stack = Stack(server.url)
         stack.check()
+        if args.case == "budget":
+            print(budget.run(stack, server.port, requests=100 if args.smoke else 4000,
+                             repeats=2 if args.smoke else args.repeats))
+            stack.close()
+            return 0
         if args.case == "primitives":
             primitives(stack, server.port)
             stack.close()

@@ -568,6 +568,24 @@ def test_repeated_headers_read_as_wsgi_servers_join_them() -> None:
     assert single.origin_is(frozenset({"https://shop.example"}))  # the control
 
 
+def test_every_header_lands_in_its_own_field() -> None:
+    # request_of passes its values by position (the cheaper call on every request): a
+    # value in the wrong place -- an Origin read as Sec-Fetch-Site, say -- fails here.
+    fields = {"method": "PATCH", "path": "/p", "query": "q=1", "cookies": "c=1",
+              "accept": "a/b", "fetch_mode": "cors", "root": "/r",
+              "origin": "https://o.example", "fetch_site": "same-site", "purpose": "prefetch",
+              "user_agent": "UA/1", "host": "h.example"}
+    scope = {"type": "http", "method": "PATCH", "path": "/r/p", "root_path": "/r",
+             "query_string": b"q=1", "headers": [
+                 (b"cookie", b"c=1"), (b"accept", b"a/b"), (b"sec-fetch-mode", b"cors"),
+                 (b"origin", b"https://o.example"), (b"sec-fetch-site", b"same-site"),
+                 (b"sec-purpose", b"prefetch"), (b"user-agent", b"UA/1"),
+                 (b"host", b"h.example")]}
+    request = request_of(scope)
+    assert {name: getattr(request, name) for name in fields} == fields
+    assert request.native is scope
+
+
 def test_fastapi_root_path_behind_a_prefix_stripping_proxy_keeps_its_paths_protected(
     store: SessionStore, clock: FakeClock
 ) -> None:

@@ -14,6 +14,7 @@ asserted anywhere in the suite (the full runs, by hand, measure them: see
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from benchmarks.apps import WRITE_SIZES
+from benchmarks.budget import render
 from sessionshare.store.redisproto import REPLACE_FROM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -246,3 +248,41 @@ def test_the_slot_check_sees_a_script_or_a_command_leaving_its_slot() -> None:
     # Redis 7 prints a script's own commands before it.
     later = group([lines[1], lines[2], lines[0]], lua_follows=False)
     assert len(later) == 1 and [c.args[0] for c in later[0].inside] == ["SET", "GET"]
+
+
+
+@pytest.mark.redis
+def test_the_reads_budget_runs_for_both_shells() -> None:
+    """``python -m benchmarks.hotpath budget --smoke``: both shells' budgets, each layer's
+    figure and the whole read, and the ratios to both floors."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hotpath", "budget", "--smoke"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for title, case, raw in (("WSGI read (c)", "c", "b0"), ("ASGI read (C)", "C", "B0")):
+        block = done.stdout.split(title, 1)[1]
+        assert f"= ({case}) the whole read" in block and f"({case})/({raw}) overhead" in block
+        layers, whole = _budget_figures(block)
+        assert len(layers) == 4 and all(value > 0 for value in (layers[0], whole))
+
+
+def test_the_budget_layers_add_up_to_the_whole_read() -> None:
+    """Each printed layer is its case minus the one above it: with the bare app they sum to
+    the whole read, whatever the figures."""
+    us = {"app": 1.0, "round_trip": 15.0, "shell": 26.5, "whole": 33.25, "bare_alone": 14.0,
+          "conn_alone": 17.0, "store_alone": 21.0, "parse_alone": 2.0, "floor_raw": 19.0,
+          "floor": 33.0}
+    text = render("WSGI read (c)", us, bare="a", line="a bare socket", store="RedisStore",
+                  case="c", floor_raw="b0", floor="b")
+    layers, whole = _budget_figures(text)
+    assert layers == [1.0, 14.0, 11.5, 6.75] and whole == 33.25
+    assert "(c)/(b0) overhead 1.79x" in text and "(c)/(b) 1.01x" in text  # 32.25 / 18, / 32
+
+
+def _budget_figures(block: str) -> tuple[list[float], float]:
+    """The bare app's and the layers' figures of one budget, and the whole read's."""
+    rows = block.split("the store's read alone")[0].splitlines()
+    figures = [float(found.group(1)) for line in rows
+               if (found := re.search(r"\s(-?\d+\.\d\d)(\s|$)", line))]
+    return figures[:-1], figures[-1]

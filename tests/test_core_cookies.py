@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from email.utils import formatdate
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sessionshare import ConfigurationError
-from sessionshare.core.cookies import CookieSpec, cookie_conflicts
+from sessionshare.core.cookies import CookieSpec, cookie_conflicts, expires_date
 
 
 def test_cookie_pattern_finds_plain_and_quoted_values_only_by_exact_name() -> None:
@@ -182,3 +185,15 @@ def test_a_spelling_changes_only_the_case_of_the_names_it_lists() -> None:
 def test_a_spelling_cannot_add_or_rename_an_attribute(spelling: Any, message: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         CookieSpec("s", spelling=spelling)
+
+
+@given(now=st.floats(0, 2**40, allow_nan=False), max_age=st.integers(-10, 2**40))
+def test_the_expires_date_is_formatdates_whatever_the_time_and_age(
+    now: float, max_age: int
+) -> None:
+    # The date is kept per whole second (a refreshed cookie names the same seconds on
+    # every answer): the kept text is formatdate's for that moment, fractions and all.
+    expected = formatdate(min(now + max_age, 253_402_300_799) if max_age > 0 else 0,
+                          usegmt=True)
+    assert expires_date(now, max_age) == expected
+    assert expires_date(now, max_age) == expected  # the kept one, the second time

@@ -16,6 +16,7 @@ from conftest import FakeClock
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import sessionshare.core.lifecycle as lifecycle_module
 from sessionshare import SyncKey
 from sessionshare.core.cookies import CookieSpec
 from sessionshare.core.ids import SessionIds
@@ -545,6 +546,29 @@ def test_read_on_a_thread_store_is_the_read_called_directly(
             assert (store.commands, got) == expected, name
             assert caplog.text == read_events, name
     assert len(script(rules.read(SID), [records["absolute"]])[0]) == 2  # (the case is live)
+
+
+def test_the_reads_kept_store_keys_stay_right_when_they_start_over(
+    rules: Lifecycle, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A read finds a session's store key and limits once and keeps them (bounded): each
+    # read, before and after the kept ones start over, loads that id's own key with its
+    # own idle limit, and an id of another deployment is never kept as known.
+    monkeypatch.setattr(lifecycle_module, "_WHERES_KEPT", 8)
+    foreign = SessionIds(SyncKey.parse(SyncKey.generate()), audience=ORIGIN,
+                         idle_timeout=600, absolute_timeout=3600).new()
+    remembered = rules.ids.new((120, 3000))
+    for sid in [SID, remembered, *(rules.ids.new() for _ in range(20)), SID, remembered]:
+        for _ in range(2):
+            store = _ScriptedStore(None)
+            assert rules.read_on(sid, store) is None  # type: ignore[arg-type]
+            idle = 120 if sid == remembered else 600
+            assert store.commands == [Load(rules.session_key(sid), idle)]
+            assert script(rules.read(sid), [None]) == ([Load(rules.session_key(sid), idle)],
+                                                        None)
+        store = _ScriptedStore(None)
+        assert rules.read_on(foreign, store) is None  # type: ignore[arg-type]
+        assert store.commands == []  # not this deployment's: no read at all
 
 
 _META_NAMES = st.sampled_from([META_CREATED, META_AUTHENTICATED, META_RETIRED,

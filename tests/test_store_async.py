@@ -36,7 +36,7 @@ from servers import RedisServer
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
 from sessionshare.store import AsyncSessionStore
 from sessionshare.store.base import RETIRED, SessionRecord
-from sessionshare.store.exchange import pack
+from sessionshare.store.exchange import READ_CACHE, READ_CACHE_SIZE, pack
 
 T = TypeVar("T")
 
@@ -386,6 +386,29 @@ def test_packing_at_the_buffer_cutoff_is_redis_pys(value: str) -> None:
         args = ("EVALSHA", "f" * 40, 1, "s:{k}", value, 1800)
         assert b"".join(pack(conn, args)) == b"".join(conn.pack_command(*args))
         assert len(pack(conn, args)) == (3 if len(value.encode()) > 6000 else 1)
+
+
+def test_a_sessions_read_is_packed_once_as_redis_py_packs_it() -> None:
+    """The read (GETEX key EX idle) is kept packed: the same bytes each time, only for
+    text and whole numbers (True and 1.0 equal 1 as keys, and are still redis-py's to
+    refuse or write), and never more than READ_CACHE_SIZE reads."""
+    conn = redis.Redis(protocol=2).connection_pool.make_connection()
+    args = ("GETEX", "sessionshare:s:{ab}", "EX", 1800)
+    first, again = pack(conn, args), pack(conn, args)
+    assert b"".join(first) == b"".join(again) == b"".join(conn.pack_command(*args))
+    assert READ_CACHE[args] == b"".join(first)
+    assert b"".join(pack(conn, ("GETEX", "sessionshare:s:{ab}", "EX", 60))) == b"".join(
+        conn.pack_command("GETEX", "sessionshare:s:{ab}", "EX", 60))
+    with pytest.raises(redis.DataError):
+        pack(conn, ("GETEX", "sessionshare:s:{ab}", "EX", True))
+    assert b"".join(pack(conn, ("GETEX", "sessionshare:s:{ab}", "EX", 1800.0))) == b"".join(
+        conn.pack_command("GETEX", "sessionshare:s:{ab}", "EX", 1800.0))
+    for n in range(READ_CACHE_SIZE + 10):
+        pack(conn, ("GETEX", f"s:{{{n}}}", "EX", 1800))
+        assert len(READ_CACHE) <= READ_CACHE_SIZE
+    long_key = ("GETEX", "k" * 1000, "EX", 1800)
+    assert b"".join(pack(conn, long_key)) == b"".join(conn.pack_command(*long_key))
+    assert long_key not in READ_CACHE
 
 
 def test_packing_leaves_other_types_to_redis_py() -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..errors import ConfigurationError
@@ -222,7 +223,15 @@ def expires_date(now: float, max_age: int) -> str:
     """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: for a ``max_age``
     of 0 or less (already expired) the epoch, a date every clock has passed; for one past
     the last date HTTP can write (year 9999: a framework's "forever"), that date."""
-    return formatdate(min(now + max_age, _LAST_DATE) if max_age > 0 else 0, usegmt=True)
+    # The whole second formatdate would write (it drops the fraction, as int() does here).
+    return _http_date(int(min(now + max_age, _LAST_DATE)) if max_age > 0 else 0)
+
+
+@lru_cache(maxsize=256)
+def _http_date(second: int) -> str:
+    # Kept: a persistent cookie refreshed on every answer (cookie_refresh) names the same
+    # few seconds again and again, and formatdate is several times the rest of the header.
+    return formatdate(second, usegmt=True)
 
 
 class CookieConflict(NamedTuple):

@@ -77,6 +77,10 @@ _LATE_FIX = {
     "ended": "the session was ended (a logout or a revocation) while this request ran; "
     "its changes are dropped and it answers signed out, so that the end stands",
 }
+#: Ids whose store key a lifecycle keeps at most (as SessionIds keeps their lookups).
+_WHERES_KEPT = 4096
+#: -META_LIMIT, made once (not a new int per metadata field of every read).
+_META_FLOOR = -META_LIMIT
 #: Seconds a moved id stays a marker (see ``META_RETIRED``): longer than any request that
 #: read it before the move can still be running.
 ROTATION_GRACE = 30
@@ -165,6 +169,8 @@ class Lifecycle:
         self._refreshing = self.cookie_max_age is not None and self.cookie_refresh
         # Every end of a session leaves the census in the same step: the count stays true.
         self.census = census_key(key, key_prefix)
+        #: id -> (store key, idle, absolute), for the reads (see _where).
+        self._wheres: dict[str, tuple[str, int, int]] = {}
         self._use_cookie(cookie)
         #: The side's checked options (set by the side): what :meth:`follow_cookie` builds on.
         self.options: CheckedOptions | None = None
@@ -266,11 +272,10 @@ class Lifecycle:
     # -- reading -----------------------------------------------------------
     def read(self, sid: str) -> Steps[SessionRecord | None]:
         """The live session ``sid``, or None; one round trip (two when it just expired)."""
-        found = self.ids.lookup(sid)
+        found = self._where(sid)
         if found is None:
             return None  # made under a key this app does not hold: not this deployment's
-        digest, idle, absolute = found
-        key = self._key(digest)
+        key, idle, absolute = found
         record: SessionRecord | None = yield Load(key, idle)
         if self._ended(record, absolute) is None:
             return record  # the usual read: no second generator for it
@@ -280,15 +285,30 @@ class Lifecycle:
         """:meth:`read` on a thread store, called directly: the same read, the same one
         round trip, without a generator to drive (a thread shell's session loader runs
         this on every authenticated request; driving steps costs about a tenth of it)."""
-        found = self.ids.lookup(sid)
+        found = self._where(sid)
         if found is None:
             return None  # made under a key this app does not hold: not this deployment's
-        digest, idle, absolute = found
-        key = self._key(digest)
+        key, idle, absolute = found
         record: SessionRecord | None = store.load(key, idle)
         if self._ended(record, absolute) is None:
             return record
         return run(self._live(key, record, absolute), store)  # ended: its delete, as read's
+
+    def _where(self, sid: str) -> tuple[str, int, int] | None:
+        """The store key and the (idle, absolute) limits of ``sid``; None unless it is known
+        (:meth:`SessionIds.lookup`). Kept per id, as the lookup is: every request of a
+        session reads the same key, so it is one string made once (whose hash the store's
+        packed-read memo then finds already computed)."""
+        found = self._wheres.get(sid)
+        if found is None:
+            looked = self.ids.lookup(sid)
+            if looked is None:
+                return None
+            found = (self._key(looked[0]), looked[1], looked[2])
+            if len(self._wheres) >= _WHERES_KEPT:
+                self._wheres.clear()  # starts over: bounded, whatever the number of sessions
+            self._wheres[sid] = found
+        return found
 
     def _live(
         self, key: str, record: SessionRecord | None, absolute: int
@@ -324,7 +344,7 @@ class Lifecycle:
         for name, when in meta.items():
             if type(name) is not str or (type(when) is not int and type(when) is not float):
                 return "damaged"
-            if not -META_LIMIT <= when <= META_LIMIT:
+            if not _META_FLOOR <= when <= META_LIMIT:
                 return "damaged"  # past any clock: see is_well_formed
             if (ENDS_FROM <= name < ENDS_TO and when > 0
                     and (asked is None or when < asked)):
@@ -482,7 +502,8 @@ class Lifecycle:
         """The one persist path: the headers when nothing needs writing (no generator to
         drive), else the steps that write and answer them. ``late`` (see :meth:`settle`):
         the steps report a store failure (``store_unavailable phase=close``) themselves."""
-        settled = self.settle(session, late=late)
+        # (No keyword for the common, early persist: this runs on every request.)
+        settled = self.settle(session, late=True) if late else self.settle(session)
         if isinstance(settled, list):
             return settled
         if late:

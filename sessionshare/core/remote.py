@@ -239,6 +239,8 @@ class RemoteSide(Side):
             # the IdP withdrew it): the IdP's authorize hook decides again, so a cookie
             # copied from another app, or a right taken away, serves nothing here.
             return self._send_to_idp(request)
+        if self._required_age is None:
+            return PassThrough(user, True)  # no step-up configured: any sign-in will do
         required = self._required_age(request.path)
         if required is not None and not is_fresh(session.authenticated_at, required,
                                                  self.clock()):
@@ -551,10 +553,11 @@ def _passive_predicate(passive: bool | Sequence[str]) -> Callable[[Request], boo
 
 def _required_age(
     max_auth_age: int | Mapping[str, int] | None,
-) -> Callable[[str], int | None]:
-    """The step-up age a path requires (None: any sign-in will do)."""
+) -> Callable[[str], int | None] | None:
+    """The step-up age a path requires (None: any sign-in will do); None for no step-up
+    anywhere (no call per request)."""
     if max_auth_age is None:
-        return lambda path: None
+        return None
     if not isinstance(max_auth_age, Mapping):
         age = int(max_auth_age)
         return lambda path: age

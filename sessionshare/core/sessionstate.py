@@ -266,7 +266,8 @@ class SessionState:
         self.stored = fields
         self.meta = meta
         self._show_stored()
-        self.assigned = set()
+        if self.assigned:
+            self.assigned = set()  # (an empty one is kept: a new set per read saved)
         self.loaded = True
 
     def _show_stored(self) -> None:
@@ -288,7 +289,9 @@ class SessionState:
                     value = json.loads(text)
             values[key] = value
         dict.update(contents, values)
-        self.handed, self.handed_all = set(), False
+        if self.handed:
+            self.handed = set()
+        self.handed_all = False
 
     # -- what happened -----------------------------------------------------
     @property

@@ -214,7 +214,7 @@ class AsyncPoolLine:
         self._pool = pool
         self._slots = _Slots(pool)
 
-    async def call(self, *args: str | int, key: str | None = None) -> Any:
+    async def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         async with self._slots():
             conn = await _borrow(self._pool, str(args[0]))
             try:
@@ -243,7 +243,7 @@ class AsyncDirectLine:
         # one before borrowing, so in use + parked stays within the pool's limit.
         self._slots = _Slots(pool)
 
-    async def call(self, *args: str | int, key: str | None = None) -> Any:
+    async def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         loop = asyncio.get_running_loop()
         async with self._slots(loop):
             try:
@@ -297,7 +297,7 @@ class AsyncClusterLine:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    async def call(self, *args: str | int, key: str | None = None) -> Any:
+    async def call(self, args: tuple[str | int, ...], key: str | None = None) -> Any:
         if key is not None:
             try:
                 node = self._client.get_node_from_key(key)

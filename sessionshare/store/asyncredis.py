@@ -76,9 +76,9 @@ class AsyncRedisStore(ClientStore):
         args, key, read = operation
         try:
             try:
-                raw = await self._line.call(*args, key=key)
+                raw = await self._line.call(args, key)
             except NoScriptError:
-                raw = await self._line.call(*op.evaluated(args), key=key)
+                raw = await self._line.call(op.evaluated(args), key)
         except _FAILURES as exc:
             raise unavailable(exc, self._server) from None
         return read(raw)

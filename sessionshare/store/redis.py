@@ -125,9 +125,9 @@ class RedisStore(ClientStore):
         args, key, read = operation
         try:
             try:
-                raw = self._line.call(*args, key=key)
+                raw = self._line.call(args, key)
             except NoScriptError:
-                raw = self._line.call(*op.evaluated(args), key=key)
+                raw = self._line.call(op.evaluated(args), key)
         except DRIVER_ERRORS as exc:
             raise unavailable(exc, self._server) from None
         return read(raw)

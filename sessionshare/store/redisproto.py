@@ -17,7 +17,7 @@ core's steps, one level down). A store runs either with a few lines:
         if not isinstance(operation, tuple):   # a program: run what it yields
             ...
         args, key, read = operation
-        return read(line.call(*args, key=key))
+        return read(line.call(args, key))
 
 The layout: a session is one string key holding ``{"d": {key: JSON text},
 "m": {meta: int}}``; a read is ``GETEX`` (the value and the sliding expiry in

@@ -113,14 +113,17 @@ class SessionMiddleware(ShellBase):
             session = environ[ENVIRON_KEY] = self.lifecycle.open(
                 request.cookies, self.read, direct=True)
             outcome = side.on_request(request, session)
-            if not isinstance(outcome, (Reply, PassThrough)):
-                outcome = run(outcome, self.store)  # the store work it asked for
-            if isinstance(outcome, Reply):
-                return send_reply(environ, start_response, outcome)
+            if not isinstance(outcome, PassThrough):  # (the common answer: one check)
+                if not isinstance(outcome, Reply):
+                    outcome = run(outcome, self.store)  # the store work it asked for
+                if isinstance(outcome, Reply):
+                    return send_reply(environ, start_response, outcome)
             if outcome.no_session:
                 # A page of another origin: none of the user's session, not even read.
                 session = environ[ENVIRON_KEY] = self.lifecycle.open(None, self.read)
-            user = side.remote_user(outcome.user)
+            user = outcome.user
+            if user is not None and type(user) is not str:
+                user = side.remote_user(user)
             if "REMOTE_USER" in environ:
                 # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
                 # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
@@ -230,7 +233,9 @@ class _Exchange:
 
     def _settle(self, headers: Headers) -> tuple[str | None, Headers]:
         answer = self.side.on_response(self.request, self.session, self.passed, headers)
-        if not isinstance(answer, (Reply, list)):
+        if isinstance(answer, list):
+            return None, answer  # the common answer: the headers to add
+        if not isinstance(answer, Reply):
             answer = run(answer, self.store)  # the store work it asked for
         if isinstance(answer, Reply):
             self.replacement = reply_body(self.environ, answer)
@@ -296,6 +301,8 @@ class _ClosingBody:
 
     def close(self) -> None:
         try:
-            _close(self._app_iter)
+            close = getattr(self._app_iter, "close", None)  # _close, inline: every request
+            if close is not None:
+                close()
         finally:
             self._exchange.close()
