@@ -1,9 +1,8 @@
 """The WSGI shell: one class that runs either side of the protocol around a WSGI app.
 
-Both middlewares are this class with a different *side*
-(:class:`~sessionshare.core.idp.IdpSide`, :class:`~sessionshare.core.remote.RemoteSide`),
-which makes every decision. Per request the shell calls the side's three entry
-points in order, whatever its role, and only translates:
+Both middlewares are this class with a different *side* (their role, as data), which
+makes every decision. Per request the shell calls the side's three entry points in
+order, whatever its role, and only translates:
 
 1. the environ becomes a :class:`~sessionshare.core.request.Request`, with a lazy
    :class:`~sessionshare.core.session.Session` at ``environ["sessionshare.session"]``
@@ -57,9 +56,6 @@ class SessionMiddleware(ShellBase):
     :param app: the WSGI application to wrap.
     :param store: the thread store the session lives in.
     :param side: the protocol's side this app plays (its role, as data).
-
-    A middleware names only its ``side_class``: :class:`~sessionshare.core.shell.ShellBase`
-    checks its options and builds the side.
     """
 
     shell: ClassVar[Shell] = "wsgi"
@@ -72,8 +68,7 @@ class SessionMiddleware(ShellBase):
 
     def _wrap(self, app: WSGIApplication, store: SessionStore, side: Side) -> None:
         if _is_asgi_app(app):
-            # Starlette's and FastAPI's add_middleware hand it their ASGI app; the first
-            # request would fail with a TypeError about positional arguments.
+            # Else the first request would fail with a TypeError about positional arguments.
             name = type(self).__name__
             raise ConfigurationError(
                 f"this {name} is the WSGI middleware (sessionshare.{name}), and the app it "
@@ -113,9 +108,8 @@ class SessionMiddleware(ShellBase):
             if user is not None and type(user) is not str:
                 user = side.remote_user(user)
             if "REMOTE_USER" in environ:
-                # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
-                # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
-                # that user. Kept under our namespace for an app that wants it.
+                # Set by the server or a proxy: Django's RemoteUserMiddleware or Pyramid's
+                # RemoteUserSecurityPolicy would take an anonymous visitor for that user.
                 environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
@@ -226,8 +220,7 @@ class _Exchange:
         return None, answer
 
     def close(self) -> None:
-        """The body is done: what changed while it streamed (a late store failure is the
-        side's to report)."""
+        """The body is done: what changed while it streamed (a late failure is the side's)."""
         closing = self.side.on_close(self.session)
         if not isinstance(closing, list):
             run(closing, self.store)
