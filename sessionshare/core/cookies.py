@@ -33,9 +33,8 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 #: Fri, 31 Dec 9999 23:59:59 GMT: the last date an Expires attribute can write.
 _LAST_DATE = 253_402_300_799
-#: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
-#: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
-#: one, else this.
+#: The session cookie's name when none is given, after a ``__Host-`` or ``__Secure-``
+#: prefix where the cookie allows one (:func:`session_cookie`).
 DEFAULT_COOKIE_NAME = "sessionshare"
 #: The attributes a ``Set-Cookie`` of this module may carry, as RFC 6265 (and CHIPS, for
 #: ``Partitioned``) writes their names: the keys a ``spelling`` may respell.
@@ -222,9 +221,8 @@ class CookieConflict(NamedTuple):
     option: str | None
 
 
-# A framework that wrote the session cookie with other attributes than the middleware's
-# own answers would make a second cookie of that name beside it (browsers key cookies by
-# name, domain, path and partition): a sign-out that clears one leaves the other signed in.
+# Browsers key cookies by name, domain, path and partition: a framework's other attributes
+# make a second cookie beside the middleware's, and a sign-out clears only one of them.
 _RULES: dict[str, tuple[str, str | None]] = {
     "name": ("the middleware finds the session by its cookie's name before the app runs",
              "cookie_name"),
