@@ -1,20 +1,17 @@
 """How the Redis store sends a command, so that no reply is ever read by the wrong request.
 
-A Redis connection is a queue of replies in the order the commands were sent.
-A request interrupted after its command went out and before its reply was read
-(``gevent.Timeout``, a signal handler's exception, ``KeyboardInterrupt``, an
-asyncio cancellation) leaves the reply on the socket for whoever sends the next
-command on that connection: one user's session served to another (the failure
-class of redis-py CVE-2023-28858 and CVE-2023-28859). Two rules, kept here for
-every command the store sends, make it impossible:
+A Redis connection is a queue of replies in the order the commands were sent. A
+request interrupted between sending a command and reading its reply (``gevent.Timeout``,
+a signal handler's exception, ``KeyboardInterrupt``, asyncio cancellation) leaves the
+reply for whoever sends the next command on that connection: one user's session served
+to another (the failure class of redis-py CVE-2023-28858 and CVE-2023-28859). Two
+rules, kept for every command the store sends, make it impossible:
 
-1. **An exchange completes or its connection is dropped.** ``send`` then
-   ``read`` returns the reply, or -- whatever was raised, ``BaseException``
-   included -- the connection is disconnected before anyone can use it again;
-   only a connection whose last exchange completed is parked for reuse.
-2. **A connection borrowed with unread data is dropped, not used.** Every
-   connection taken from redis-py's pool is checked: the pool skips its own
-   check under RESP3 maintenance notifications (redis-py 8's default with RESP3).
+1. **An exchange completes or its connection is dropped**, whatever was raised in
+   between (``BaseException`` included); only a completed one is parked for reuse.
+2. **A connection borrowed with unread data is dropped, not used**: each one taken
+   from redis-py's pool is checked (the pool skips its own check under RESP3
+   maintenance notifications, redis-py 8's default with RESP3).
 
 Retries: redis-py's retry re-sends a command after a timeout or a dropped
 connection, which may already have run it, so every command the store sends is
@@ -216,11 +213,7 @@ def marks_for_reconnect(pool: Any) -> bool:
 
 
 class PoolLine:
-    """Each command on a connection borrowed from the client's pool, with both rules.
-
-    For clients whose connections the fast path cannot keep (Sentinel, client-side
-    caching, a pool or connection class of the user's).
-    """
+    """Each command on a connection borrowed from the client's pool, with both rules."""
 
     __slots__ = ("_pool",)
 
@@ -241,11 +234,10 @@ class PoolLine:
 class DirectLine:
     """Commands on connections the store keeps, skipping redis-py's client and pool.
 
-    For a plain single-server ``redis.Redis``: its client and pool cost about a third
-    of a session read on loopback. Connections come from the client's pool (its
-    ``max_connections`` still bounds them); at most ``max_idle`` are parked, the rest
-    go back, so the client's own commands are not starved. ``list.pop``/``append``
-    are atomic: each thread or greenlet gets a connection of its own without a lock.
+    Their cost is about a third of a session read on loopback. Connections come from
+    the client's pool (its ``max_connections`` still bounds them); at most ``max_idle``
+    are parked, the rest go back, so the client's own commands are not starved.
+    ``list.pop``/``append`` are atomic: each thread or greenlet gets its own, lock-free.
     """
 
     __slots__ = ("_idle", "_marks", "_max_idle", "_pid", "_pool")
