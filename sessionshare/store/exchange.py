@@ -124,8 +124,7 @@ _COPY_CUTOFF = 6000
 
 def packs_like_redis_py(pool: Any, stock: Any) -> bool:
     """True when :func:`pack` writes exactly what this pool's connections would: their
-    class keeps ``stock``'s packing, and they encode text as strict UTF-8 (redis-py's
-    default; a client built with another ``encoding`` keeps redis-py's packing)."""
+    class keeps ``stock``'s packing, and they encode text as strict UTF-8."""
     kwargs = getattr(pool, "connection_kwargs", {}) or {}
     encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
     return (
@@ -153,12 +152,10 @@ def exchange(conn: Any, packed: Any) -> Any:
 
 
 def _with_retry(conn: Any, packed: Any) -> Any:
-    """:func:`exchange` under the connection's own retry policy, as the client uses it.
-
-    The first attempt runs outside the policy, whose bookkeeping costs about as much as
-    the exchange itself; a failure is handed to the policy as its first attempt's
-    outcome, so it retries and gives up exactly as it would have.
-    """
+    """:func:`exchange` under the connection's own retry policy, as the client uses it:
+    the first attempt outside the policy (whose bookkeeping costs about as much as the
+    exchange), a failure handed to it as that attempt's outcome, so it retries and gives
+    up exactly as it would have."""
     try:
         return exchange(conn, packed)
     except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
