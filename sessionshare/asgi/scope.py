@@ -1,16 +1,10 @@
 """ASGI plumbing: the scope turned into the protocol's request, and replies sent back.
 
-The protocol reads a :class:`~sessionshare.core.request.Request` and answers
-with a :class:`~sessionshare.core.reply.Reply`; this module translates both
-ways for ASGI 3, and nothing else -- the WSGI twin is ``wsgi/environ.py``.
-
-The path is handed to the protocol as WSGI would (``PATH_INFO``: UTF-8 bytes
-read as latin-1), so both shells classify and echo a path byte for byte the
-same, and ``root_path`` is taken off it when the server left it on -- only at
-a segment boundary, the rule Starlette routes by: with ``root_path="/shop"``
-the path ``/shopping/orders`` stays whole (uvicorn ``--root-path /shop`` makes
-it of the raw target ``ping/orders``; a proxy that took ``/shop`` off leaves
-it), so a ``protect`` prefix sees the very path the app routes.
+Translation only, the twin of ``wsgi/environ.py``. The path is handed on as WSGI
+would (UTF-8 bytes read as latin-1), so both shells classify and echo it byte for
+byte the same; ``root_path`` comes off it only at a segment boundary, as Starlette
+routes (under ``/shop``, ``/shopping/orders`` stays whole), so a ``protect`` prefix
+sees the very path the app routes.
 
     request = request_of(scope)
     await send_reply(send, Reply.redirect("/"), head=request.method == "HEAD")
@@ -69,13 +63,12 @@ def request_of(scope: Scope) -> Request:
             found[name] = text
     root = scope.get("root_path") or ""
     path = scope.get("path") or ""
-    # Servers differ on whether path carries root_path; it comes off only whole.
+    # Servers differ on whether path carries root_path.
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
         path = path[len(root):]
     websocket = scope["type"] == "websocket"
     get = found.get
-    # Positional, in Request's order (as the WSGI shell's request_of: keywords cost about
-    # as much again as the look-ups, on every request).
+    # Positional, in Request's order: see the WSGI shell's request_of.
     return Request(
         "GET" if websocket else scope.get("method", "GET"),  # method
         _wsgi_text(path),  # path

@@ -1,34 +1,18 @@
 """Cookies: a name and its attributes, validated once, rendered per response.
 
-The session cookie and the remote's state cookies are both a
-:class:`CookieSpec`. Defaults are the safe ones: ``HttpOnly``, ``Secure``,
-``SameSite=Lax``, ``Path=/`` and no ``Domain`` (a ``Domain`` attribute would
-hand the cookie to every sibling subdomain). ``__Host-`` and ``__Secure-``
-names, and ``Partitioned`` (which browsers accept only on a ``Secure``
-cookie), are checked against the rules browsers enforce for them, at
-construction rather than when a browser silently drops the cookie.
-
-A persistent cookie carries both ``Max-Age`` and ``Expires`` when the caller
-says what time it is (``now``): ``Max-Age`` wins in every current browser,
-``Expires`` is what older clients and caches read. A ``Max-Age`` of 0 or less
-is an already expired cookie; its ``Expires`` is then in the past.
+The session cookie and the remote's state cookies are both a :class:`CookieSpec`.
+Defaults are the safe ones: ``HttpOnly``, ``Secure``, ``SameSite=Lax``, ``Path=/``,
+no ``Domain``. ``__Host-``/``__Secure-`` names and ``Partitioned`` are checked
+against the rules browsers enforce, at construction rather than when a browser
+silently drops the cookie. Given ``now``, a persistent cookie carries ``Expires``
+(for older clients and caches) beside ``Max-Age``.
 
     spec = CookieSpec("__Host-sessionshare")
-    header = spec.set(session_id)           # Set-Cookie value
-    header = spec.set(session_id, max_age=3600, now=time.time())   # persistent
+    header = spec.set(session_id, max_age=3600, now=time.time())   # Set-Cookie value
     match = spec.pattern("[A-Za-z0-9_-]{43}").search(cookie_header)
 
-Attribute names are case-insensitive to browsers (RFC 6265, 5.2), so a
-``spelling`` may change how they are written -- for an adapter whose framework
-writes ``path=`` and whose users compare ``Set-Cookie`` text -- and nothing else:
-which attributes a cookie has stays this module's decision.
-
-    CookieSpec("session", spelling={"Path": "path"}).set("v")
-    # 'session=v; path=/; Secure; HttpOnly; SameSite=Lax'
-
-A framework's own settings for its session cookie (Flask's ``SESSION_COOKIE_*``)
-name the same cookie the middleware sets: :func:`cookie_conflicts` says which of
-them cannot hold beside the middleware's, why, and what to set instead.
+:func:`cookie_conflicts` says which of a framework's own settings for its session
+cookie (Flask's ``SESSION_COOKIE_*``) cannot hold beside the middleware's, and why.
 """
 
 from __future__ import annotations
@@ -49,9 +33,8 @@ _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 #: Fri, 31 Dec 9999 23:59:59 GMT: the last date an Expires attribute can write.
 _LAST_DATE = 253_402_300_799
-#: The session cookie's name when none is given: ``__Host-sessionshare`` on a Secure
-#: cookie at ``Path=/`` without a domain, ``__Secure-sessionshare`` on another Secure
-#: one, else this.
+#: The session cookie's name when none is given, after a ``__Host-`` or ``__Secure-``
+#: prefix where the cookie allows one (:func:`session_cookie`).
 DEFAULT_COOKIE_NAME = "sessionshare"
 #: The attributes a ``Set-Cookie`` of this module may carry, as RFC 6265 (and CHIPS, for
 #: ``Partitioned``) writes their names: the keys a ``spelling`` may respell.
@@ -61,9 +44,8 @@ ATTRIBUTES = ("Expires", "Max-Age", "Domain", "Path", "Secure", "HttpOnly", "Sam
 
 def spelling_problem(spelling: Mapping[str, object]) -> str | None:
     """Why ``spelling`` is not one (attribute -> the same name in other letter case), or
-    None. Only the case may change: a spelling that named another attribute, or one
-    browsers do not know, would change what the cookie is, which is not an adapter's to
-    decide."""
+    None. Browsers ignore the case (RFC 6265, 5.2); another name would change what the
+    cookie is, which is not an adapter's to decide."""
     for attribute, written in spelling.items():
         if attribute not in ATTRIBUTES:
             return (f"{attribute!r} is not an attribute a spelling can respell "
@@ -96,9 +78,8 @@ class CookieSpec:
     ) -> None:
         """:param spelling: how attribute names are written, attribute (as
             :data:`ATTRIBUTES` writes it) -> the same name in other letter case, e.g.
-            ``{"Path": "path"}``; the others keep RFC 6265's spelling. With a spelling
-            the domain is written as given, a leading dot kept (browsers ignore it);
-            without, it is dropped."""
+            ``{"Path": "path"}``, for an adapter whose framework writes ``path=``. With
+            a spelling the domain is written as given, a leading dot kept."""
         if not _COOKIE_NAME.fullmatch(name):
             raise ConfigurationError(f"cookie name {name!r} has characters a cookie name cannot")
         if name.startswith("__Host-") and (not secure or path != "/" or domain):
@@ -119,14 +100,12 @@ class CookieSpec:
         self.spelling: Mapping[str, str] = dict(spelling or {})
         spelled = self.spelling.get
         parts = []
-        # A leading dot means nothing to browsers (RFC 6265 drops it) and some clients
-        # (Werkzeug's test client) then match no host at all: written without it -- but
-        # as given in a framework's spelling (Starlette writes `domain=.example.com`).
+        # A leading dot means nothing to browsers (RFC 6265) and makes Werkzeug's test
+        # client match no host; a framework's spelling keeps it (Starlette writes it).
         if not spelling:
             domain = domain.lstrip(".") if domain else None
         if domain:
-            # Off by default: with a Domain attribute every sibling subdomain
-            # would receive (and could overwrite) the cookie.
+            # Off by default: every sibling subdomain would receive (and could overwrite) it.
             parts.append(f"{spelled('Domain', 'Domain')}={domain}")
         if secure:
             parts.append(spelled("Secure", "Secure"))
@@ -144,8 +123,7 @@ class CookieSpec:
                 )
             parts.append(f"{spelled('SameSite', 'SameSite')}={value}")
         if partitioned:
-            # CHIPS: the browser keys the cookie by the top-level site too, so an app
-            # embedded in other sites' pages gets one cookie per embedding site.
+            # CHIPS: an app embedded in other sites' pages gets one cookie per embedding site.
             parts.append(spelled("Partitioned", "Partitioned"))
         self.name = name
         self.secure = secure
@@ -189,11 +167,10 @@ class CookieSpec:
 
     def pattern(self, value_pattern: str, *, name: str | None = None) -> re.Pattern[str]:
         """A regex finding this cookie's value in a ``Cookie`` header."""
-        # RFC 6265 lets a cookie value stand between double quotes. Only ";" separates
-        # cookies: browsers accept "," inside a value, so reading "," as a separator would
-        # let a sibling host toss `foo=x,<name>=...` and smuggle in a value for this
-        # cookie -- its own session id or signed state (defeating __Host-). The pattern
-        # serves the session cookie and the state cookies alike; `search` takes the first.
+        # A value may stand between double quotes (RFC 6265). Only ";" separates cookies:
+        # browsers accept "," inside a value, so reading "," as a separator would let a
+        # sibling host smuggle in `foo=x,<name>=...`, its own session id or signed state
+        # (defeating __Host-). `search` takes the first.
         escaped = re.escape(name or self.name)
         return re.compile(
             rf'(?:^|;)\s*{escaped}=(?:"({value_pattern})"|({value_pattern}))\s*(?:;|$)'
@@ -205,9 +182,8 @@ def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
     name = options["cookie_name"]
     secure = options["cookie_secure"]
     if name is None:
-        # __Host- wherever the browser allows it (Secure, Path=/, no Domain): a sibling
-        # subdomain can then neither set nor shadow the cookie, so it cannot plant a
-        # session of its choosing in the browser (fixation). An http app cannot have one.
+        # __Host- wherever the browser allows it: a sibling subdomain can then neither set
+        # nor shadow the cookie, so it cannot plant a session of its choosing (fixation).
         # At another path, __Secure-: no plain-http page can set it, at least.
         name = DEFAULT_COOKIE_NAME
         if secure and not options["cookie_domain"]:
@@ -220,17 +196,17 @@ def session_cookie(options: Mapping[str, Any]) -> CookieSpec:
 
 
 def expires_date(now: float, max_age: int) -> str:
-    """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: for a ``max_age``
-    of 0 or less (already expired) the epoch, a date every clock has passed; for one past
-    the last date HTTP can write (year 9999: a framework's "forever"), that date."""
+    """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: the epoch for a
+    ``max_age`` of 0 or less, at most the last date HTTP can write (a framework's
+    "forever")."""
     # The whole second formatdate would write (it drops the fraction, as int() does here).
     return _http_date(int(min(now + max_age, _LAST_DATE)) if max_age > 0 else 0)
 
 
 @lru_cache(maxsize=256)
 def _http_date(second: int) -> str:
-    # Kept: a persistent cookie refreshed on every answer (cookie_refresh) names the same
-    # few seconds again and again, and formatdate is several times the rest of the header.
+    # Kept: a cookie refreshed on every answer names the same few seconds again and again,
+    # and formatdate costs several times the rest of the header.
     return formatdate(second, usegmt=True)
 
 
@@ -245,11 +221,8 @@ class CookieConflict(NamedTuple):
     option: str | None
 
 
-# The middleware sets and clears the session cookie in answers of its own (the hand-off's
-# callback, the sign-out) and reads it before the app runs: a framework that wrote the
-# "same" cookie with other attributes would make a second cookie of that name beside it
-# (browsers key cookies by name, domain, path and partition), and which one a request then
-# carries is the browser's choice -- a sign-out that clears one leaves the other signed in.
+# Browsers key cookies by name, domain, path and partition: a framework's other attributes
+# make a second cookie beside the middleware's, and a sign-out clears only one of them.
 _RULES: dict[str, tuple[str, str | None]] = {
     "name": ("the middleware finds the session by its cookie's name before the app runs",
              "cookie_name"),
@@ -281,9 +254,8 @@ def cookie_conflicts(
     ``secure``, ``httponly``, ``samesite``, ``partitioned``) that differ from the
     session cookie ``cookie``; an adapter passes only what the app set itself.
 
-    ``cookie`` None (no middleware seen yet, as when an app is set up): every
-    attribute has a middleware option that could make it hold, so only that
-    ``samesite`` is one a cookie can have is checked.
+    ``cookie`` None (no middleware seen yet): a middleware option could make any
+    attribute hold, so only that ``samesite`` is one a cookie can have is checked.
     """
     found = []
     for attribute, value in asked.items():

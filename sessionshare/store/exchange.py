@@ -1,38 +1,24 @@
 """How the Redis store sends a command, so that no reply is ever read by the wrong request.
 
-A Redis connection is a queue of replies in the order the commands were sent.
-If a request is interrupted after its command went out and before its reply
-was read -- a ``gevent.Timeout`` around the request, a signal handler's
-exception, ``KeyboardInterrupt``, a thread interrupt, an asyncio
-cancellation -- the reply stays on the socket, and whoever sends the next
-command on that connection reads it: one user's session served to another.
-That is the failure class of redis-py CVE-2023-28858 and CVE-2023-28859 (the
-March 2023 incident in which one service's users saw other users' data).
+A Redis connection is a queue of replies in the order the commands were sent. A
+request interrupted between sending a command and reading its reply (``gevent.Timeout``,
+a signal handler's exception, ``KeyboardInterrupt``, asyncio cancellation) leaves the
+reply for whoever sends the next command on that connection: one user's session served
+to another (the failure class of redis-py CVE-2023-28858 and CVE-2023-28859). Two
+rules, kept for every command the store sends, make it impossible:
 
-Two rules, kept here for every command the store sends, make it impossible:
+1. **An exchange completes or its connection is dropped**, whatever was raised in
+   between (``BaseException`` included); only a completed one is parked for reuse.
+2. **A connection borrowed with unread data is dropped, not used**: each one taken
+   from redis-py's pool is checked (the pool skips its own check under RESP3
+   maintenance notifications, redis-py 8's default with RESP3).
 
-1. **An exchange completes or its connection is dropped.** ``send`` then
-   ``read`` either returns the reply, or -- whatever was raised in between,
-   ``BaseException`` included -- the connection is disconnected before anyone
-   can use it again. Only a connection whose last exchange completed goes back
-   on the idle list.
-2. **A connection borrowed with unread data is dropped, not used.** Every
-   connection taken from redis-py's pool is checked (the pool's own check is
-   skipped when RESP3 maintenance notifications are on, the default of
-   redis-py 8 with RESP3, so the store does not rely on it).
+Retries: redis-py's retry re-sends a command after a timeout or a dropped
+connection, which may already have run it, so every command the store sends is
+safe to run twice: ``GETEX``, ``GET``, ``HGETALL``, ``HDEL``, ``PING``, a cluster
+move's ``SET NX``, and ``lua.py``'s scripts (each says why it is).
 
-Retries: redis-py's configured retry re-sends a command after a timeout or a
-dropped connection, and a command that timed out may already have run. Every
-command the store sends is therefore safe to run twice: ``GETEX``, ``GET``,
-``HGETALL``, ``HDEL``, ``PING``, the ``SET NX`` that prepares a cluster move,
-and the scripts of ``lua.py``, each written to be (the merge sets the same
-fields to the same values, the claim that issues a ticket is ``NX``, and the
-ticket redemption marks the ticket spent by *this call* and answers the same
-call's retry with the same value -- ``GETDEL`` would answer the retry with
-nothing: a valid hand-off refused as a replay).
-
-What each store method sends is an operation of ``redisproto.py``; each of
-its commands goes out here, on the line that suits the client:
+Each command of a ``redisproto.py`` operation goes out on a line:
 :class:`DirectLine` (the fast path), :class:`PoolLine` or :class:`ClusterLine`.
 """
 
@@ -62,15 +48,13 @@ DEFAULT_MAX_IDLE = 16
 def pack(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     """``args`` in the wire format, as ``conn.pack_command(*args)`` would write them.
 
-    The store's arguments are text (UTF-8, as redis-py encodes it) and whole
-    numbers; this packs those, in about a fifth of redis-py's time, in one
-    buffer -- a large value (a whole session record) in one of its own, as
-    redis-py does. Anything else goes to redis-py. A session's read (``GETEX key EX
-    idle``, the command of every authenticated request) is packed once and kept.
+    Text (UTF-8) and whole numbers are packed here in about a fifth of redis-py's
+    time (tests/test_store_async.py holds it byte for byte to redis-py's); anything
+    else goes to redis-py. A session's read (``GETEX key EX idle``, every
+    authenticated request's command) is packed once and kept.
     """
     first = args[0] if args else None
     if first == "GETEX" and len(args) == 4:
-        # A session's read: the same command on every request of that session, packed once.
         # Only text and whole numbers are looked up (True == 1 and 1.0 == 1 as keys too).
         if type(args[1]) is str and type(args[2]) is str and type(args[3]) is int:
             packed = READ_CACHE.get(args)
@@ -97,8 +81,7 @@ _READ_BYTES = 512
 
 def _pack_text(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     """:func:`pack` of a command whose name is one word of letters."""
-    # The usual command (a read's GETEX: a command name, a key, numbers) is ASCII text
-    # throughout: built as one str and encoded once, its lengths are its characters.
+    # ASCII text throughout (the usual command) is built as one str and encoded once.
     parts = [f"*{len(args)}\r\n"]
     for arg in args:
         if type(arg) is str:
@@ -125,8 +108,7 @@ def _pack_bytes(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
         else:
             return list(conn.pack_command(*args))
         if len(data) > _COPY_CUTOFF:
-            # A large value (a whole session record) goes out as its own buffer: copying
-            # it into the command's would cost more than the extra write.
+            # Copying a large value (a session record) would cost more than another write.
             parts.append(b"$%d\r\n" % len(data))
             buffers += (b"".join(parts), data)
             parts = [b"\r\n"]
@@ -142,8 +124,7 @@ _COPY_CUTOFF = 6000
 
 def packs_like_redis_py(pool: Any, stock: Any) -> bool:
     """True when :func:`pack` writes exactly what this pool's connections would: their
-    class keeps ``stock``'s packing, and they encode text as strict UTF-8 (redis-py's
-    default; a client built with another ``encoding`` keeps redis-py's packing)."""
+    class keeps ``stock``'s packing, and they encode text as strict UTF-8."""
     kwargs = getattr(pool, "connection_kwargs", {}) or {}
     encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-")
     return (
@@ -171,14 +152,10 @@ def exchange(conn: Any, packed: Any) -> Any:
 
 
 def _with_retry(conn: Any, packed: Any) -> Any:
-    """:func:`exchange` under the connection's own retry policy (from_url: one quick
-    retry), as the client uses it.
-
-    The first attempt runs outside the policy: it nearly always succeeds, and the
-    policy's bookkeeping (two closures, a backoff reset, its loop) costs about as much
-    as the exchange's own Python. A failure is handed to the policy as the outcome of
-    its first attempt, so it decides, retries and gives up exactly as it would have.
-    """
+    """:func:`exchange` under the connection's own retry policy, as the client uses it:
+    the first attempt outside the policy (whose bookkeeping costs about as much as the
+    exchange), a failure handed to it as that attempt's outcome, so it retries and gives
+    up exactly as it would have."""
     try:
         return exchange(conn, packed)
     except Exception as exc:  # noqa: BLE001 - the policy decides, as it would have
@@ -225,21 +202,15 @@ def _borrow(pool: Any, command: str) -> Any:
 
 
 def marks_for_reconnect(pool: Any) -> bool:
-    """True when the pool's connections can be marked to reconnect (redis-py 8, RESP3
-    maintenance notifications: the server is moving). A parked connection so marked
-    goes back to the pool, which reconnects it, instead of being used again."""
+    """True when the pool's connections can be marked to reconnect (redis-py 8's RESP3
+    maintenance notices): a parked one so marked goes back to the pool to reconnect."""
     return str(pool.connection_kwargs.get("protocol", "")) != "2" and callable(
         getattr(pool.connection_class, "should_reconnect", None)
     )
 
 
 class PoolLine:
-    """Each command on a connection borrowed from the client's pool for that command.
-
-    For clients whose connections the fast path cannot keep (Sentinel,
-    client-side caching, a pool or connection class of the user's): the pool's bookkeeping
-    per command, with rules 1 and 2 of this module.
-    """
+    """Each command on a connection borrowed from the client's pool, with both rules."""
 
     __slots__ = ("_pool",)
 
@@ -260,14 +231,10 @@ class PoolLine:
 class DirectLine:
     """Commands on connections the store keeps, skipping redis-py's client and pool.
 
-    For a plain single-server ``redis.Redis`` (RESP2 or RESP3): redis-py's
-    client and pool cost about 10 microseconds per command, a third of a whole
-    session read on loopback. Connections are borrowed from the client's pool
-    (so its ``max_connections`` still bounds them) and parked on an idle list
-    of at most ``max_idle``; a surplus connection goes back to the pool, so the
-    client's own commands are never starved. ``list.pop``/``append`` are
-    atomic, so each thread or greenlet gets a connection of its own without a
-    lock on the hot path.
+    Their cost is about a third of a session read on loopback. Connections come from
+    the client's pool (its ``max_connections`` still bounds them); at most ``max_idle``
+    are parked, the rest go back, so the client's own commands are not starved.
+    ``list.pop``/``append`` are atomic: each thread or greenlet gets its own, lock-free.
     """
 
     __slots__ = ("_idle", "_marks", "_max_idle", "_pid", "_pool")
@@ -284,8 +251,7 @@ class DirectLine:
             # Forked: the parent's sockets are not this process's to use.
             self._idle, self._pid = [], os.getpid()
         try:
-            # Rule 2 holds without a check here: only connections whose last
-            # exchange completed are ever put on this list (rule 1 below).
+            # Rule 2 without a check: only completed exchanges' connections are parked.
             conn = self._idle.pop()
         except IndexError:
             conn = _borrow(self._pool, str(args[0]))
@@ -306,8 +272,7 @@ class DirectLine:
             if completed and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
             else:
-                # Not completed: exchange() already disconnected it. Either way the
-                # pool takes it back, and checks it again before anyone reuses it.
+                # Not completed: exchange() disconnected it. The pool checks it again.
                 self._pool.release(conn)
 
     @property
@@ -316,11 +281,8 @@ class DirectLine:
         return len(self._idle)
 
     def close(self) -> None:
-        """Give every parked connection back to the pool; safe while requests run.
-
-        Each connection is popped, so it is released by exactly one caller: a
-        request never holds a connection that ``close`` gave back to the pool.
-        """
+        """Give every parked connection back to the pool; safe while requests run (each
+        is popped, so exactly one caller releases it)."""
         while True:
             try:
                 conn = self._idle.pop()
@@ -330,15 +292,12 @@ class DirectLine:
 
 
 class ClusterLine:
-    """Commands for a ``RedisCluster``: on the key's node, through that node's pool.
+    """Commands for a ``RedisCluster``: on the key's node, as :class:`PoolLine` does.
 
-    The usual case keeps both rules exactly as :class:`PoolLine` does. While
-    slots move or a master fails over (``MOVED``, ``ASK``, a dead node), the
-    command goes through the cluster client, which follows the redirect and
-    refreshes its slot map. If that client call is interrupted, the store
-    disconnects every idle connection of every node: the client released the
-    connection it was using, maybe with a reply unread, and the store cannot
-    tell which one it was.
+    While slots move or a master fails over, the command goes through the cluster
+    client, which follows the redirect. If that call is interrupted, every idle
+    connection of every node is disconnected: the client released the one it used,
+    maybe with a reply unread, and the store cannot tell which.
     """
 
     __slots__ = ("_client",)

@@ -1,33 +1,22 @@
 """The WSGI shell: one class that runs either side of the protocol around a WSGI app.
 
-Both middlewares are this class with a different *side*
-(:class:`~sessionshare.core.idp.IdpSide`,
-:class:`~sessionshare.core.remote.RemoteSide`), which makes every decision;
-they only build it, and override nothing. Per request the shell calls the
-side's three entry points in order, whatever its role, and only translates:
+Both middlewares are this class with a different *side* (their role, as data), which
+makes every decision. Per request the shell calls the side's three entry points in
+order, whatever its role, and only translates:
 
-1. the environ becomes a :class:`~sessionshare.core.request.Request`, and the
-   request gets a lazy :class:`~sessionshare.core.session.Session` at
-   ``environ["sessionshare.session"]`` (read on the app's first look, one
-   round trip);
-2. ``on_request``: its steps run on the store; a
-   :class:`~sessionshare.core.reply.Reply` is sent as it is, a
-   :class:`~sessionshare.core.side.PassThrough` calls the app (with
-   ``REMOTE_USER`` set for a signed-in user, and removed otherwise: one the
-   server or a proxy set is kept at ``environ["sessionshare.server_remote_user"]``
-   only, so frameworks that trust ``REMOTE_USER`` see the middleware's user alone;
-   and with the query string the core hands on, when it took its own parameter out,
-   the original kept at ``environ["sessionshare.query_string"]``).
-   A websocket handshake (a GET with ``Upgrade: websocket``, which flask-sock
-   and the like take over) is one too, as under ASGI: from a page of another
-   origin it gets no session and no user, and is refused on a remote's
-   protected path. While the app runs, a ``Session.save()`` runs the side's
-   ``on_save`` steps on the store there and then;
-3. ``on_response``, when the app starts its response, before the status line
-   reaches the server: the session is persisted, and the IdP's side may
-   replace the answer (a sign-in with a hand-off pending);
-4. ``on_close``, when the server closes the body: what changed while it
-   streamed, within what needs no new cookie;
+1. the environ becomes a :class:`~sessionshare.core.request.Request`, with a lazy
+   :class:`~sessionshare.core.session.Session` at ``environ["sessionshare.session"]``
+   (read on the app's first look: one round trip);
+2. ``on_request``: a :class:`~sessionshare.core.reply.Reply` is sent as it is; a
+   :class:`~sessionshare.core.side.PassThrough` calls the app with ``REMOTE_USER``
+   set for a signed-in user only (see :data:`SERVER_REMOTE_USER`) and the query
+   string the core hands on. A websocket handshake (flask-sock and the like take
+   it over) goes through it too, as under ASGI: a page of another origin gets no
+   session. A ``Session.save()`` runs the side's ``on_save`` steps there and then;
+3. ``on_response``, at the app's ``start_response``: the session is persisted
+   before the status line reaches the server, or the IdP's side replaces the
+   answer (a sign-in with a hand-off pending);
+4. ``on_close``, when the server closes the body: what changed while it streamed;
 5. a store outage before the answer starts is the side's 503: fail closed.
 """
 
@@ -67,10 +56,6 @@ class SessionMiddleware(ShellBase):
     :param app: the WSGI application to wrap.
     :param store: the thread store the session lives in.
     :param side: the protocol's side this app plays (its role, as data).
-
-    A middleware only names the side it builds (``side_class``) and takes its
-    options as ``**options``: :class:`~sessionshare.core.shell.ShellBase` checks
-    them in one round, builds the side, and gives ``from_env``.
     """
 
     shell: ClassVar[Shell] = "wsgi"
@@ -83,8 +68,7 @@ class SessionMiddleware(ShellBase):
 
     def _wrap(self, app: WSGIApplication, store: SessionStore, side: Side) -> None:
         if _is_asgi_app(app):
-            # Starlette's and FastAPI's add_middleware hand it their ASGI app; the first
-            # request would fail with a TypeError about positional arguments.
+            # Else the first request would fail with a TypeError about positional arguments.
             name = type(self).__name__
             raise ConfigurationError(
                 f"this {name} is the WSGI middleware (sessionshare.{name}), and the app it "
@@ -102,7 +86,6 @@ class SessionMiddleware(ShellBase):
         """The live session ``sid`` (one round trip), or None: every session's loader."""
         return self.lifecycle.read_on(sid, self.store)
 
-    # -- per request ---------------------------------------------------------
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
@@ -125,9 +108,8 @@ class SessionMiddleware(ShellBase):
             if user is not None and type(user) is not str:
                 user = side.remote_user(user)
             if "REMOTE_USER" in environ:
-                # Set by the server or a proxy, not by us: Django's RemoteUserMiddleware
-                # or Pyramid's RemoteUserSecurityPolicy would take an anonymous visitor for
-                # that user. Kept under our namespace for an app that wants it.
+                # Set by the server or a proxy: Django's RemoteUserMiddleware or Pyramid's
+                # RemoteUserSecurityPolicy would take an anonymous visitor for that user.
                 environ[SERVER_REMOTE_USER] = environ.pop("REMOTE_USER")
             if user is not None:
                 environ["REMOTE_USER"] = user  # the WSGI convention frameworks already read
@@ -153,13 +135,12 @@ def _is_asgi_app(app: object) -> bool:
 class _Exchange:
     """One request's way out through WSGI: the app's ``start_response``, then its body.
 
-    The session is persisted once, at the app's first ``start_response``
-    (:meth:`~sessionshare.core.side.Side.on_response`). A later call -- PEP 3333
-    lets an app replace its headers after an error, with ``exc_info`` -- gets
-    the session's headers (its cookie, ``Vary``) too, and a replacing
-    :class:`~sessionshare.core.reply.Reply` stays the answer. A store failure
-    while persisting propagates as ``StoreUnavailable`` from :meth:`call`,
-    before anything reached the server, so the shell answers 503.
+    The session is persisted once, at the app's first ``start_response``. A later
+    call (PEP 3333's error page, with ``exc_info``) gets the same session headers,
+    not a second persist -- that would find nothing to write and drop the cookie
+    (at the IdP, rotate the id again) --, and a replacing Reply stays the answer.
+    A store failure while persisting is raised from :meth:`call` before anything
+    reached the server: the shell answers 503.
     """
 
     __slots__ = ("environ", "failed", "passed", "replacement", "request", "server_start",
@@ -190,8 +171,7 @@ class _Exchange:
         state_of(session).saver = self.save_now
 
     def save_now(self) -> None:
-        """The app's ``Session.save()``: the side's steps for it, on the store, now (as the
-        late persist's once the headers are out -- or the request is over)."""
+        """The app's ``Session.save()``: the side's steps for it, on the store, now."""
         saving = self.side.on_save(self.request, self.session, self.passed,
                                    late=self.settled is not None)
         self.passed = run(saving, self.store)
@@ -223,9 +203,6 @@ class _Exchange:
             except StoreUnavailable as exc:
                 self.failed = exc
                 raise
-        # A later call (an error page, with exc_info) is not persisted again: that would
-        # find nothing left to write and drop the cookie the first headers carried (at
-        # the IdP, rotate the id once more). It gets the same session headers instead.
         reply_status, added = self.settled
         if reply_status is not None:
             return self.server_start(reply_status, added, exc_info)  # the Reply stands
@@ -243,8 +220,7 @@ class _Exchange:
         return None, answer
 
     def close(self) -> None:
-        """The body is done: what changed while it streamed (a late store failure is the
-        side's to report)."""
+        """The body is done: what changed while it streamed (a late failure is the side's)."""
         closing = self.side.on_close(self.session)
         if not isinstance(closing, list):
             run(closing, self.store)

@@ -1,9 +1,6 @@
 """WSGI plumbing: the environ turned into the protocol's request, and replies sent back.
 
-The protocol reads a :class:`~sessionshare.core.request.Request` and answers
-with a :class:`~sessionshare.core.reply.Reply`; this module translates both
-ways for WSGI, and nothing else (cookies, request classification and the
-return-path check live in ``core/``).
+Translation only: every decision about either lives in ``core/``.
 
     request = request_of(environ)
     return send_reply(environ, start_response, Reply.redirect("/"))
@@ -25,9 +22,8 @@ __all__ = ["is_websocket_handshake", "reply_body", "request_of", "send_reply", "
 def is_websocket_handshake(environ: WSGIEnvironment) -> bool:
     """True for a websocket's opening handshake: a GET asking to upgrade to ``websocket``.
 
-    WSGI has no websocket of its own, yet flask-sock (simple-websocket), gevent-websocket
-    and the like take the socket over from such a request: a page of any origin can open
-    one, so the protocol must see it for the handshake it is (``Side.on_websocket``).
+    flask-sock, gevent-websocket and the like take the socket over from such a request,
+    and a page of any origin can open one: the protocol must see it for what it is.
     """
     if environ.get("REQUEST_METHOD", "GET") != "GET":
         return False
@@ -38,17 +34,15 @@ def is_websocket_handshake(environ: WSGIEnvironment) -> bool:
 def request_of(environ: WSGIEnvironment) -> Request:
     """The facts of a WSGI request the protocol reads."""
     get = environ.get
-    # Positional, in Request's order: thirteen keywords cost about as much again as the
-    # look-ups themselves, on every request. (A test gives every header its own value and
-    # reads each back from its field.)
+    # Positional, in Request's order: thirteen keywords cost as much again as the look-ups.
+    # (A test gives every header its own value and reads each back from its field.)
     return Request(
         get("REQUEST_METHOD", "GET"),  # method
         get("PATH_INFO", ""),  # path
         get("QUERY_STRING", ""),  # query
         get("HTTP_COOKIE", ""),  # cookies
         get("HTTP_ACCEPT", ""),  # accept
-        # fetch_mode: a websocket handshake is never a page load, whatever it says it
-        # accepts. (Only a request asking to upgrade can be one: the others skip the call.)
+        # fetch_mode: a websocket handshake is never a page load (the others skip the call).
         "websocket" if "HTTP_UPGRADE" in environ and is_websocket_handshake(environ)
         else get("HTTP_SEC_FETCH_MODE"),
         get("SCRIPT_NAME", ""),  # root
