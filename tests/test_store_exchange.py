@@ -277,8 +277,23 @@ def _stall(admin: redis.Redis, seconds: float) -> threading.Thread:
     """Block the whole server for ``seconds`` (a slow script, a fork, a busy host)."""
     thread = threading.Thread(target=admin.execute_command, args=("DEBUG", "SLEEP", seconds))
     thread.start()
-    time.sleep(0.05)  # DEBUG SLEEP is running: everything else now queues
-    return thread
+    # Return once the server is asleep, not after a guess: under load the thread may not
+    # have sent DEBUG SLEEP yet, and the test's command would then run before the stall.
+    # A PING left unanswered for 20 ms means the server is busy with the sleep.
+    kwargs = admin.connection_pool.connection_kwargs
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        probe = redis.Redis(host=kwargs["host"], port=kwargs["port"], socket_timeout=0.02,
+                            retry=Retry(NoBackoff(), 0))  # one try: a timeout is the answer
+        try:
+            probe.ping()
+        except redis.TimeoutError:
+            return thread
+        finally:
+            probe.close()
+        time.sleep(0.005)
+    thread.join()
+    raise AssertionError("the server never stalled")
 
 
 def test_a_retried_redemption_is_not_a_replay(redis_url: str, admin: redis.Redis) -> None:
