@@ -98,7 +98,7 @@ REPLACE_FROM = 4096
 #: A write in the same context sends the whole new record spliced from that text, stored
 #: only if the server still holds it (:data:`REPLACE`); each store keeps one, so nothing
 #: outlives the next read of its thread or task.
-Seen = ContextVar[tuple[str, str, Places, dict[str, int]] | None]
+Seen = ContextVar[tuple[str, str, Places | None, dict[str, int]] | None]
 
 
 def _evalsha(script: Script, keys: tuple[str, ...], argv: Sequence[str | int],
@@ -180,7 +180,7 @@ def save(key: str, *, changed: Mapping[str, str], deleted: Collection[str],
     return _replace(key, base, changed, deleted, meta, ttl_arg, merge, seen)
 
 
-def _replace(key: str, base: tuple[str, str, Places, dict[str, int]],
+def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
              changed: Mapping[str, str], deleted: Collection[str],
              meta: Mapping[str, int] | None, ttl: str | int,
              merge: Callable[[], Command[bool]], seen: Seen) -> Program[bool]:
@@ -190,16 +190,23 @@ def _replace(key: str, base: tuple[str, str, Places, dict[str, int]],
     # sent whole, stored only over what was read; else merged as ever.
     seen.set(None)
     raw, places, stored = base[1], base[2], base[3]
+    if places is None:
+        # The text this context wrote last (a second write in a row): its places, found
+        # when they are wanted rather than on every write.
+        scanned = scan_record(raw)
+        if scanned is None:
+            return bool((yield merge()))
+        places = scanned[2]
     for name, value in (meta or {}).items():
         stored[name] = int(value)
     # The record as parse_record reads it ("d" and "m"; a marker is never a base), a new
     # stamp at its head: the next write of this text compares those 40 bytes, not all.
-    text, new_places = spliced(raw, places, changed=changed, deleted=deleted, meta=stored,
-                               stamp=secrets.token_hex(16))
+    text = spliced(raw, places, changed=changed, deleted=deleted, meta=stored,
+                   stamp=secrets.token_hex(16))
     head = stamp_head(raw)
     compare = (raw, "text") if head is None else (head, "head")
     if (yield _evalsha(REPLACE, (key,), [ttl, compare[0], text, compare[1]], _raw)) == 1:
-        seen.set((key, text, new_places, stored))
+        seen.set((key, text, None, stored))
         return True
     return bool((yield merge()))
 
