@@ -86,8 +86,13 @@ def _pack_text(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     parts = [f"*{len(args)}\r\n"]
     for arg in args:
         if type(arg) is str:
-            if len(arg) > _COPY_CUTOFF or not arg.isascii():
+            if not arg.isascii():
                 return _pack_bytes(conn, args)
+            if len(arg) > _COPY_CUTOFF:
+                # A whole session record: joined in as it is, not copied into an f-string
+                # first -- one copy here and the encoding's, in the command's one buffer.
+                parts += (f"${len(arg)}\r\n", arg, "\r\n")
+                continue
         elif type(arg) is int:
             arg = str(arg)
         else:
@@ -97,8 +102,8 @@ def _pack_text(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
 
 
 def _pack_bytes(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
-    """:func:`pack` for text that is not ASCII (its length is its UTF-8 bytes') or that
-    is long: encoded once, and copied once into the command's buffer.
+    """:func:`pack` for text that is not ASCII (its length is its UTF-8 bytes'): encoded,
+    and copied once into the command's buffer.
 
     One buffer, one write: a large value sent as a buffer of its own (redis-py's
     way) costs two more writes, two more TCP segments and more wake-ups of the
@@ -118,8 +123,8 @@ def _pack_bytes(conn: Any, args: tuple[str | int, ...]) -> list[bytes]:
     return [b"".join(parts)]
 
 
-#: Text longer than this is encoded on its own (see :func:`_pack_bytes`) rather than
-#: copied into the command's text first.
+#: Text longer than this is joined into the command as it is rather than copied into an
+#: f-string first.
 _COPY_CUTOFF = 6000
 
 
