@@ -632,6 +632,40 @@ def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
     store.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
+def test_a_replace_stores_what_the_merge_stores_whatever_the_values_hold(
+    redis_url: str, admin: redis.Redis
+) -> None:
+    """The write copies the fields it leaves alone from the text read, member by member
+    (``recordtext.py``): over the server's own text (cjson's key order, "/" escaped) and
+    over its own, with values shaped like the record's syntax, it stores what the server's
+    merge stores -- and a merge (an earlier version's write) takes the text it wrote."""
+    hostile = {"name": json.dumps('","m":{"r":1},"d":{"x":"'), "path": json.dumps("a/b\\c\""),
+               "\u00e9/k": json.dumps("\u00e9\u2028\ud800"), "n": "12"}
+    store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
+    for key in ("s:merged", "s:replaced"):
+        store.save(key, changed=hostile, meta={"c": 1}, ttl=600, create=True)
+    assert b"\\/" in (admin.get("s:replaced") or b"")  # the server's text to start from
+    steps: list[tuple[dict[str, str], list[str]]] = [
+        ({"n": "13"}, ["path"]), ({"new": json.dumps('/"}')}, []),
+        ({"name": '"x"', "n": "14"}, ["\u00e9/k", "gone"]),
+    ]
+    for changed, deleted in steps:
+        assert other.save("s:merged", changed=changed, deleted=deleted, ttl=600)
+        assert store.load("s:replaced", 600) is not None
+        with scripts_sent(store) as sent:
+            assert store.save("s:replaced", changed=changed, deleted=deleted, ttl=600)
+        assert sent == ["REPLACE"]
+        assert store.load("s:replaced", 600) == store.load("s:merged", 600)
+    assert (admin.get("s:replaced") or b"").startswith(b'{"v":"')
+    for key in ("s:merged", "s:replaced"):  # the merge, over the text REPLACE wrote
+        assert other.save(key, changed={"late": "1"}, meta={"x": 2}, ttl=600)
+    assert store.load("s:replaced", 600) == store.load("s:merged", 600) == SessionRecord(
+        {"name": '"x"', "n": "14", "new": json.dumps('/"}'), "late": "1"}, {"c": 1, "x": 2})
+    store.close()
+    other.close()
+
+
 def test_a_small_sessions_write_is_the_servers_merge_and_a_large_ones_a_replace(
     redis_url: str,
 ) -> None:

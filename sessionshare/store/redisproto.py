@@ -63,6 +63,7 @@ from .lua import (
     SCRIPTS,
     Script,
 )
+from .recordtext import Places, scan_record, spliced
 
 __all__ = [
     "Command", "Operation", "Program", "Seen", "census_add", "census_check", "census_due",
@@ -90,14 +91,16 @@ Operation = Command[T] | Program[T]
 #: 1.22x at 200 B and 1.24x at 2 KB with the merge, 1.28x and 1.29x with REPLACE; at
 #: 20 KB the two are level, and past it the merge's decode and encode of the whole record
 #: on the server grows (1.2 ms of the server's time at 200 KB, against a SET's 5 us).
+#: Measured again once the write splices the record from the text read (recordtext.py):
+#: at 2 KB, REPLACE still costs the app's process 22 us more than it saves the server.
 REPLACE_FROM = 4096
 
 #: The live session a context (a request's thread or task) last read: its key, the
-#: record's text as the server sent it, copies of its fields and meta. A write in the
-#: same context sends the whole new record built from them, stored only if the server
-#: still holds that text (:data:`REPLACE`); each store keeps one, so nothing outlives the
-#: next read of its thread or task.
-Seen = ContextVar[tuple[str, Any, dict[str, str], dict[str, int]] | None]
+#: record's text, where each field sits in it (``recordtext.py``) and a copy of its meta.
+#: A write in the same context sends the whole new record spliced from that text, stored
+#: only if the server still holds it (:data:`REPLACE`); each store keeps one, so nothing
+#: outlives the next read of its thread or task.
+Seen = ContextVar[tuple[str, str, Places | None, dict[str, int]] | None]
 
 
 def _evalsha(script: Script, keys: tuple[str, ...], argv: Sequence[str | int],
@@ -130,15 +133,24 @@ def load(key: str, idle_ttl: int, seen: Seen | None = None) -> Command[SessionRe
         return ("GETEX", key, "EX", idle_ttl), key, parse_record
 
     def read(raw: Any) -> SessionRecord | None:
-        record = parse_record(raw)
-        if (record is not None and len(raw) >= REPLACE_FROM and type(record.fields) is dict
-                and type(record.meta) is dict and RETIRED not in record.meta):
-            # Copies: the caller may change the record it is handed before it writes. (A
-            # record of the wrong shape is kept by no one: its write is the merge's.)
-            seen.set((key, raw, dict(record.fields), dict(record.meta)))
-        elif (seen.get() or ("",))[0] == key:
+        if raw is not None and len(raw) >= REPLACE_FROM:
+            try:
+                text: str = raw.decode() if type(raw) is bytes else str(raw)
+            except UnicodeDecodeError:
+                text = ""  # damage: no places (and parse_record says no session)
+            scanned = scan_record(text)
+            if scanned is not None:
+                fields, meta, places = scanned
+                if type(meta) is dict and RETIRED not in meta and PENDING not in meta:
+                    # A copy of the meta: the caller may change the record it is handed
+                    # before it writes. (The fields are spliced from the text itself.)
+                    seen.set((key, text, places, dict(meta)))
+                    return _record(SessionRecord, (fields, meta))
+        # Anything else -- small, not compact, a marker, damage, nothing -- is read as
+        # ever, and its write is the merge's.
+        if (seen.get() or ("",))[0] == key:
             seen.set(None)  # only a live session's text is ever written over
-        return record
+        return parse_record(raw)
 
     return ("GETEX", key, "EX", idle_ttl), key, read
 
@@ -170,37 +182,36 @@ def save(key: str, *, changed: Mapping[str, str], deleted: Collection[str],
     return _replace(key, base, changed, deleted, meta, ttl_arg, merge, seen)
 
 
-def _replace(key: str, base: tuple[str, Any, dict[str, str], dict[str, int]],
+def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
              changed: Mapping[str, str], deleted: Collection[str],
              meta: Mapping[str, int] | None, ttl: str | int,
              merge: Callable[[], Command[bool]], seen: Seen) -> Program[bool]:
     # The server's merge decodes and encodes the whole record: about 6 ns a byte in its
-    # Lua, 1.2 ms for a 200 KB session against the 5 us of a plain SET. Built here in C
-    # (json), sent whole, stored only over what was read; else merged as ever.
+    # Lua, 1.2 ms for a 200 KB session against the 5 us of a plain SET. Built here -- the
+    # fields left alone copied from the text read, not encoded again (recordtext.py) --
+    # sent whole, stored only over what was read; else merged as ever.
     seen.set(None)
-    raw, fields, stored = base[1], base[2], base[3]
-    fields.update(changed)
-    for name in deleted:
-        fields.pop(name, None)
+    raw, places, stored = base[1], base[2], base[3]
+    if places is None:
+        # The text this context wrote last (a second write in a row): its places, found
+        # when they are wanted rather than on every write.
+        scanned = scan_record(raw)
+        if scanned is None:
+            return bool((yield merge()))
+        places = scanned[2]
     for name, value in (meta or {}).items():
         stored[name] = int(value)
     # The record as parse_record reads it ("d" and "m"; a marker is never a base), a new
     # stamp at its head: the next write of this text compares those 40 bytes, not all.
-    body = _record_text({"d": fields, "m": stored})
-    text = f'{{"v":"{secrets.token_hex(16)}",{body[1:]}'
+    text = spliced(raw, places, changed=changed, deleted=deleted, meta=stored,
+                   stamp=secrets.token_hex(16))
     head = stamp_head(raw)
-    if head is not None:
-        compare = (head, "head")
-    else:
-        compare = (raw.decode() if type(raw) is bytes else str(raw), "text")
+    compare = (raw, "text") if head is None else (head, "head")
     if (yield _evalsha(REPLACE, (key,), [ttl, compare[0], text, compare[1]], _raw)) == 1:
-        seen.set((key, text, fields, stored))
+        seen.set((key, text, None, stored))
         return True
     return bool((yield merge()))
 
-
-#: ``json.dumps(..., separators=(",", ":"))`` without building an encoder per write.
-_record_text = json.JSONEncoder(separators=(",", ":")).encode
 
 _STAMP = re.compile(r'\{"v":"[0-9a-f]{32}",')
 
