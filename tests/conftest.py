@@ -153,20 +153,10 @@ def _close_async_stores() -> Iterator[None]:
     flow.close_async_stores()
 
 
-@pytest.fixture(params=["spliced", "encoded"])
-def every_write_replaces(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The write of a session just read (a REPLACE) built each way, whatever the size:
-    ``spliced`` from the text read (kept for records of ``REPLACE_FROM`` bytes and more,
-    and the tests' sessions are small), ``encoded`` whole from the fields read."""
-    from sessionshare.store import redisproto
-
-    monkeypatch.setattr(redisproto, "REPLACE_FROM", 0 if request.param == "spliced" else 1 << 40)
-    return str(request.param)
-
-
 @pytest.fixture
-def every_write_splices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The write of a session just read spliced from the text read, at any size."""
+def every_write_replaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REPLACE for a write of a session just read at any size (it is kept for records of
+    ``REPLACE_FROM`` bytes and more, and the tests' sessions are small)."""
     from sessionshare.store import redisproto
 
     monkeypatch.setattr(redisproto, "REPLACE_FROM", 0)

@@ -109,17 +109,16 @@ def test_round_trip_targets_are_reported_met_and_timings_left_unjudged(
 def test_server_commands_match_the_design(smoke: tuple[dict[str, Any], str]) -> None:
     rows = smoke[0]["inprocess"]
     assert rows["c"]["commands"] == {"getex": 1}
-    # The write is one EVALSHA, a REPLACE. A small session's compares the whole text read
-    # (its GET and SET inside, as the merge's would be); from REPLACE_FROM bytes on, the
-    # stamp at the record's head is compared (GETRANGE of 40 bytes, not the whole
-    # record) and the new record SET.
-    whole = {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
-    head = {"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}
-    assert rows["d"]["commands"] == whole
+    # The write is one EVALSHA. A small session's is the server's merge (its GET and SET
+    # inside); from REPLACE_FROM bytes on, the stamp at the record's head is compared
+    # (GETRANGE of 40 bytes, not the whole record) and the new record SET.
+    merge = {"getex": 1, "evalsha": 1, "get": 1, "set": 1}
+    replace = {"getex": 1, "evalsha": 1, "getrange": 1, "set": 1}
+    assert rows["d"]["commands"] == merge
     assert rows["g"]["commands"] == {}
     for size in SIZES:
         big = WRITE_SIZES[size] >= REPLACE_FROM
-        assert rows[f"d{size}"]["commands"] == (head if big else whole), size
+        assert rows[f"d{size}"]["commands"] == (replace if big else merge), size
 
 
 @pytest.mark.redis

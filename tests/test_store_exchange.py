@@ -632,14 +632,14 @@ def test_a_write_after_a_read_replaces_the_text_read(redis_url: str,
     store.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_replace_stores_what_the_merge_stores_whatever_the_values_hold(
-    redis_url: str, admin: redis.Redis, every_write_replaces: str
+    redis_url: str, admin: redis.Redis
 ) -> None:
     """The write copies the fields it leaves alone from the text read, member by member
-    (``recordtext.py``), or encodes the fields read again: over the server's own text
-    (cjson's key order, "/" escaped) and over its own, with values shaped like the
-    record's syntax, it stores what the server's merge stores -- and a merge (an earlier
-    version's write) takes the text it wrote."""
+    (``recordtext.py``): over the server's own text (cjson's key order, "/" escaped) and
+    over its own, with values shaped like the record's syntax, it stores what the server's
+    merge stores -- and a merge (an earlier version's write) takes the text it wrote."""
     hostile = {"name": json.dumps('","m":{"r":1},"d":{"x":"'), "path": json.dumps("a/b\\c\""),
                "\u00e9/k": json.dumps("\u00e9\u2028\ud800"), "n": "12"}
     store, other = RedisStore.from_url(redis_url), RedisStore.from_url(redis_url)
@@ -657,10 +657,7 @@ def test_a_replace_stores_what_the_merge_stores_whatever_the_values_hold(
             assert store.save("s:replaced", changed=changed, deleted=deleted, ttl=600)
         assert sent == ["REPLACE"]
         assert store.load("s:replaced", 600) == store.load("s:merged", 600)
-    # Spliced, a stamp at the head (its next write compares that); encoded, none (the
-    # next write compares the whole small text).
-    head = b'{"v":"' if every_write_replaces == "spliced" else b'{"d":{'
-    assert (admin.get("s:replaced") or b"").startswith(head)
+    assert (admin.get("s:replaced") or b"").startswith(b'{"v":"')
     for key in ("s:merged", "s:replaced"):  # the merge, over the text REPLACE wrote
         assert other.save(key, changed={"late": "1"}, meta={"x": 2}, ttl=600)
     assert store.load("s:replaced", 600) == store.load("s:merged", 600) == SessionRecord(
@@ -669,64 +666,23 @@ def test_a_replace_stores_what_the_merge_stores_whatever_the_values_hold(
     other.close()
 
 
-def test_a_small_sessions_write_is_encoded_and_a_large_ones_spliced(
-    redis_url: str, admin: redis.Redis
+def test_a_small_sessions_write_is_the_servers_merge_and_a_large_ones_a_replace(
+    redis_url: str,
 ) -> None:
-    """Either way the write of the session just read is one REPLACE: below
-    ``REPLACE_FROM`` bytes the record encoded whole from the fields read, compared with
-    the whole text read (no stamp); from it on, spliced from the text, a stamp at its
-    head."""
+    """Below ``REPLACE_FROM`` bytes the server's merge is the cheaper write, so the read
+    keeps nothing for one; from it on, the write of the session just read is a REPLACE."""
     from sessionshare.store.redisproto import REPLACE_FROM
 
     store = RedisStore.from_url(redis_url)
     big = {"notes": json.dumps("x" * REPLACE_FROM)}
     store.save("s:small", changed=ALICE, ttl=600, create=True)
     store.save("s:large", changed={**ALICE, **big}, ttl=600, create=True)
-    for key, head in (("s:small", b'{"d":{'), ("s:large", b'{"v":"')):
+    for key, script in (("s:small", "MERGE"), ("s:large", "REPLACE")):
         assert store.load(key, 600) is not None
         with scripts_sent(store) as sent:
             assert store.save(key, changed={"seen": "1"}, ttl=600)
-        assert sent == ["REPLACE"], key
-        assert (admin.get(key) or b"").startswith(head), key
+        assert sent == [script], key
         assert store.load(key, 600).fields["seen"] == "1"  # type: ignore[union-attr]
-    store.close()
-
-
-@pytest.mark.usefixtures("every_write_replaces")
-def test_what_the_caller_does_to_the_record_read_never_reaches_the_replace(
-    redis_url: str,
-) -> None:
-    """The write is built from the record as read, not from the objects handed to the
-    caller: whatever it puts into them stays out of the store unless it is written."""
-    store = RedisStore.from_url(redis_url)
-    store.save("s:alice", changed=ALICE, meta={"c": 1}, ttl=600, create=True)
-    record = store.load("s:alice", 600)
-    assert record is not None
-    record.fields["user"], record.fields["cart"] = '"mallory"', "[]"
-    record.meta["r"] = 1  # would read as a marker
-    with scripts_sent(store) as sent:
-        assert store.save("s:alice", changed={"seen": "1"}, ttl=600)
-    assert sent == ["REPLACE"]
-    assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1})
-    store.close()
-
-
-def test_a_small_write_over_a_stamped_record_takes_the_stamp_out(
-    redis_url: str, admin: redis.Redis
-) -> None:
-    """A record a splice stamped, shrunk below ``REPLACE_FROM``: its write is encoded from
-    the fields read, and the stamp (which named the text read) is gone, as after a merge."""
-    store = RedisStore.from_url(redis_url)
-    stamped = '{"v":"' + "0" * 32 + '","d":' + json.dumps(ALICE, separators=(",", ":")) + \
-        ',"m":{"c":1}}'
-    admin.set("s:alice", stamped, ex=600)
-    assert store.load("s:alice", 600) == SessionRecord(ALICE, {"c": 1})
-    with scripts_sent(store) as sent:
-        assert store.save("s:alice", changed={"seen": "1"}, ttl=600)
-    assert sent == ["REPLACE"]
-    text = admin.get("s:alice")
-    assert text is not None and "v" not in json.loads(text)
-    assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1})
     store.close()
 
 
@@ -815,7 +771,7 @@ def test_a_write_after_a_mark_of_the_same_session_merges_in_one_step(redis_url: 
     store.close()
 
 
-@pytest.mark.usefixtures("every_write_splices")
+@pytest.mark.usefixtures("every_write_replaces")
 def test_a_stamped_record_is_compared_by_its_head_and_a_merge_takes_the_stamp_out(
     redis_url: str, admin: redis.Redis
 ) -> None:

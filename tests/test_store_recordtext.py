@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sessionshare.store.recordtext import record_json, scan_record, spliced
+from sessionshare.store.recordtext import scan_record, spliced
 
 COMPACT = (",", ":")
 STAMP = "0123456789abcdef" * 2
@@ -168,22 +168,3 @@ def test_a_spliced_record_is_the_record_with_the_changes_made(
     again = scan_record(new)  # the next write's read
     assert again is not None and again[:2] == (expected, new_meta)
     assert_places(new, expected, again[2])
-
-
-@settings(max_examples=300)
-@given(fields=st.dictionaries(names, texts | json_values, max_size=6),
-       meta=metas | st.dictionaries(st.text(max_size=4), st.floats(), max_size=3))
-@example(fields={"a/b": '"\u00e9\u2028\ud800"'}, meta={"n": float("nan"), "i": float("inf")})
-def test_an_encoded_record_is_the_text_json_dumps_writes(
-    fields: dict[str, Any], meta: dict[str, Any]
-) -> None:
-    """A small record's write encodes it whole with a C encoder built once: the very text
-    ``json.dumps`` writes (values of any JSON type: a damaged record read is written back
-    as the merge would keep it)."""
-    assert record_json(fields, meta) == json.dumps({"d": fields, "m": meta},
-                                                   separators=COMPACT)
-
-
-def test_an_encoded_record_refuses_what_is_not_json() -> None:
-    with pytest.raises(TypeError, match="set is not JSON"):
-        record_json({"a": {1}}, {})  # type: ignore[dict-item]

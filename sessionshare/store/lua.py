@@ -337,9 +337,8 @@ return left
 """)
 
 #: KEYS[1] session key. ARGV: ttl (0: keep the record's expiry), what the caller read,
-#: the text to store instead (the record with the caller's changes merged in; a large
-#: one with a fresh random stamp at its head: ``{"v":"<32 hex>",...``, a small one, whose
-#: next write compares it whole, without), and how to compare: ``head`` --
+#: the text to store instead (the record with the caller's changes merged in, a fresh
+#: random stamp at its head: ``{"v":"<32 hex>",...``), and how to compare: ``head`` --
 #: ARGV[2] is the stamped head read (40 bytes; only this script writes a stamp, and every
 #: other script that writes a record takes it out, see ``apply``) -- or ``text``: ARGV[2]
 #: is the whole text read. Writes only when the key still holds what was read: what

@@ -34,7 +34,7 @@ from typing import Any
 
 from .base import scan_json
 
-__all__ = ["Places", "record_json", "scan_record", "spliced"]
+__all__ = ["Places", "scan_record", "spliced"]
 
 #: Each field's member in a record's text: key -> (start, end) of ``"key":"text"``,
 #: in the text's order.
@@ -48,26 +48,6 @@ _quoted = encoder.encode_basestring_ascii
 #: meta: a few numbers, written as Python's ``json`` writes them -- floats included, which
 #: Lua's cjson writes for a number past 14 digits).
 _compact = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-#: The C encoder ``json.dumps`` runs, built once (``JSONEncoder.encode`` builds one per
-#: call, a third of the cost for a small record): no circular check (a record read is
-#: JSON, never circular), ``(",", ":")``, ASCII only, NaN allowed -- ``json.dumps``'s
-#: defaults otherwise.
-_encode_chunks = encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, _refuse, _quoted, None, ":", ",", False, False, True)
-
-
-def record_json(fields: dict[str, Any], meta: dict[str, Any]) -> str:
-    """``{"d": fields, "m": meta}`` exactly as ``json.dumps(..., separators=(",", ":"))``
-    writes it (``tests/test_store_recordtext.py`` holds it to that): a small record's
-    write, encoded whole."""
-    return "".join(_encode_chunks({"d": fields, "m": meta}, 0))
-
 
 #: What ends a scan that does not take the text: an index past its end, a token the
 #: scanner refuses (StopIteration, ValueError), a value of the wrong type.

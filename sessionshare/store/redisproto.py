@@ -63,7 +63,7 @@ from .lua import (
     SCRIPTS,
     Script,
 )
-from .recordtext import Places, record_json, scan_record, spliced
+from .recordtext import Places, scan_record, spliced
 
 __all__ = [
     "Command", "Operation", "Program", "Seen", "census_add", "census_check", "census_due",
@@ -84,26 +84,23 @@ Command = tuple[tuple[str | int, ...], str | None, Callable[[Any], T]]
 Program = Generator[Command[Any], Any, T]
 #: What a store runs for one of its methods.
 Operation = Command[T] | Program[T]
-#: The shortest record text (in bytes) whose write is spliced from the text read
-#: (``recordtext.py``: the read notes where each field sits, a Python scan of the text).
-#: Below it the read keeps the fields it parsed anyway, and the write encodes the new
-#: record whole -- cheaper than the scan for a few KB -- compared with the whole text read.
-#: Either way the write of a session just read is one :data:`REPLACE` (a GET, a compare,
-#: a SET on the server), not the merge's decode and encode of the whole record in Lua:
-#: measured in one sitting, pinned (``python -m benchmarks --pin 1 --no-http --no-asgi``),
-#: the merge cost the server 23 us at 200 B and 33 us at 2 KB against a plain SET's 3 us,
-#: and the whole encode here costs less than that. Past a few KB the splice wins: at 20 KB
-#: encoding the whole record again costs more than the scan, and the server's merge 1.2 ms
-#: at 200 KB.
+#: The shortest record text (in bytes) whose write goes as :data:`REPLACE`. Below it the
+#: server's merge is cheaper than keeping the read (a context variable and two copies per
+#: read) and building the record here: a write of a session just read, against its
+#: floor, measured in one sitting (``python -m benchmarks --pin 1 --no-http --no-asgi``),
+#: 1.22x at 200 B and 1.24x at 2 KB with the merge, 1.28x and 1.29x with REPLACE; at
+#: 20 KB the two are level, and past it the merge's decode and encode of the whole record
+#: on the server grows (1.2 ms of the server's time at 200 KB, against a SET's 5 us).
+#: Measured again once the write splices the record from the text read (recordtext.py):
+#: at 2 KB, REPLACE still costs the app's process 22 us more than it saves the server.
 REPLACE_FROM = 4096
 
 #: The live session a context (a request's thread or task) last read: its key, the
-#: record's text, where each field sits in it (``recordtext.py``; a large record), a copy
-#: of its meta and (a small record) a copy of its fields. A write in the same context
-#: sends the whole new record -- spliced from that text, or encoded from those fields --
-#: stored only if the server still holds what was read (:data:`REPLACE`); each store
-#: keeps one, so nothing outlives the next read of its thread or task.
-Seen = ContextVar[tuple[str, str, Places | None, dict[str, int], dict[str, str] | None] | None]
+#: record's text, where each field sits in it (``recordtext.py``) and a copy of its meta.
+#: A write in the same context sends the whole new record spliced from that text, stored
+#: only if the server still holds it (:data:`REPLACE`); each store keeps one, so nothing
+#: outlives the next read of its thread or task.
+Seen = ContextVar[tuple[str, str, Places | None, dict[str, int]] | None]
 
 
 def _evalsha(script: Script, keys: tuple[str, ...], argv: Sequence[str | int],
@@ -147,24 +144,10 @@ def load(key: str, idle_ttl: int, seen: Seen | None = None) -> Command[SessionRe
                 if type(meta) is dict and RETIRED not in meta and PENDING not in meta:
                     # A copy of the meta: the caller may change the record it is handed
                     # before it writes. (The fields are spliced from the text itself.)
-                    seen.set((key, text, places, dict(meta), None))
+                    seen.set((key, text, places, dict(meta)))
                     return _record(SessionRecord, (fields, meta))
-        elif type(raw) is bytes:
-            try:
-                text = raw.decode()
-            except UnicodeDecodeError:
-                text = ""  # damage (and parse_record says no session)
-            record = parse_record(text) if text else None
-            if record is not None:
-                fields, meta = record
-                # (parse_record answers no record for a prepared key.)
-                if type(fields) is dict and type(meta) is dict and RETIRED not in meta:
-                    # Copies: the caller may change the record it is handed before it
-                    # writes, and the write encodes the new record from this one.
-                    seen.set((key, text, None, dict(meta), dict(fields)))
-                    return record
-        # Anything else -- not compact, a marker, damage, nothing -- is read as ever, and
-        # its write is the merge's.
+        # Anything else -- small, not compact, a marker, damage, nothing -- is read as
+        # ever, and its write is the merge's.
         if (seen.get() or ("",))[0] == key:
             seen.set(None)  # only a live session's text is ever written over
         return parse_record(raw)
@@ -199,33 +182,16 @@ def save(key: str, *, changed: Mapping[str, str], deleted: Collection[str],
     return _replace(key, base, changed, deleted, meta, ttl_arg, merge, seen)
 
 
-def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int],
-                                  dict[str, str] | None],
+def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
              changed: Mapping[str, str], deleted: Collection[str],
              meta: Mapping[str, int] | None, ttl: str | int,
              merge: Callable[[], Command[bool]], seen: Seen) -> Program[bool]:
     # The server's merge decodes and encodes the whole record: about 6 ns a byte in its
-    # Lua, 1.2 ms for a 200 KB session against the 5 us of a plain SET. Built here --
-    # a large record's fields left alone copied from the text read, not encoded again
-    # (recordtext.py); a small one's encoded whole from the fields read -- sent whole,
-    # stored only over what was read; else merged as ever.
+    # Lua, 1.2 ms for a 200 KB session against the 5 us of a plain SET. Built here -- the
+    # fields left alone copied from the text read, not encoded again (recordtext.py) --
+    # sent whole, stored only over what was read; else merged as ever.
     seen.set(None)
-    raw, places, stored, fields = base[1], base[2], base[3], base[4]
-    for name, value in (meta or {}).items():
-        stored[name] = int(value)
-    if fields is not None:
-        # What the merge does to the record read: changed set, then deleted removed (a
-        # name both changed and deleted is deleted), the stamp left out (it named the
-        # record read, see REPLACE). No stamp written: the next write of this small text
-        # compares it whole, which the server does faster than a GETRANGE.
-        fields.update(changed)
-        for name in deleted:
-            fields.pop(name, None)
-        text = record_json(fields, stored)
-        if (yield _evalsha(REPLACE, (key,), [ttl, raw, text, "text"], _raw)) == 1:
-            seen.set((key, text, None, stored, fields))
-            return True
-        return bool((yield merge()))
+    raw, places, stored = base[1], base[2], base[3]
     if places is None:
         # The text this context wrote last (a second write in a row): its places, found
         # when they are wanted rather than on every write.
@@ -233,6 +199,8 @@ def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int],
         if scanned is None:
             return bool((yield merge()))
         places = scanned[2]
+    for name, value in (meta or {}).items():
+        stored[name] = int(value)
     # The record as parse_record reads it ("d" and "m"; a marker is never a base), a new
     # stamp at its head: the next write of this text compares those 40 bytes, not all.
     text = spliced(raw, places, changed=changed, deleted=deleted, meta=stored,
@@ -240,7 +208,7 @@ def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int],
     head = stamp_head(raw)
     compare = (raw, "text") if head is None else (head, "head")
     if (yield _evalsha(REPLACE, (key,), [ttl, compare[0], text, compare[1]], _raw)) == 1:
-        seen.set((key, text, None, stored, None))
+        seen.set((key, text, None, stored))
         return True
     return bool((yield merge()))
 
