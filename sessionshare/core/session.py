@@ -7,7 +7,8 @@ merges into it. It is lazy -- the store is read at the first look inside,
 through any of its methods -- and tracks what changed, nested changes such as
 ``session["cart"].append(x)`` included. An app that empties it ends the
 session: persisting deletes it and its cookie. Code that reads a dict's
-storage without its methods (``orjson``) sees the values once it was read:
+storage without its methods (``orjson``; ``json.dumps``, whose C encoder answers ``{}``
+for a session not read yet) sees the values once it was read:
 under ASGI always, under WSGI after a first look (``len(session)``).
 
 Everything the protocol tracks besides -- the session id, the cookie, what

@@ -345,7 +345,8 @@ return left
 #: :data:`MERGE` would have written, without decoding the whole record on the server.
 #: Returns 1, or 0 and writes nothing when the record changed meanwhile (the caller then
 #: runs MERGE). Run twice, it finds its own stamp and answers 0. An app not yet upgraded
-#: keeps the stamp, but cjson writes it after "d" and "m", never at the head.
+#: keeps the stamp, but cjson writes it after "d" and "m", never at the head
+#: (``tests/test_store_exchange.py`` checks this server's order).
 REPLACE = _script("""
 local held
 if ARGV[4] == 'head' then
