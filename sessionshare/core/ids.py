@@ -147,14 +147,9 @@ class SessionIds:
         found = self._lookups.get(sid)
         if found is not None:
             return found
-        if _ID.fullmatch(sid) is None:
+        if not self.is_known(sid):
             return None
-        _, key_id, idle, absolute = sid.split(".")
-        key = self._store_keys.get(key_id)
-        if key is None:
-            return None
-        found = (blake2b(sid.encode("ascii"), key=key, digest_size=32).hexdigest(),
-                 *self._limits(idle, absolute))
+        found = (self.digest(sid), *self.limits(sid))
         if len(self._lookups) >= _MEMO:
             self._lookups.clear()
         self._lookups[sid] = found

@@ -11,8 +11,8 @@ those members as they are -- copies, not an encoding -- and the changed ones
 encoded afresh:
 
     fields, meta, places = scan_record(text)
-    new, new_places = spliced(text, places, changed={"n": "2"}, deleted=(),
-                              meta=meta, stamp=secrets.token_hex(16))
+    new = spliced(text, places, changed={"n": "2"}, deleted=(), meta=meta,
+                  stamp=secrets.token_hex(16))
 
 The places come from the same C scanner ``json.loads`` uses, token by token,
 never from a search of the text: a value an attacker chose (a display name,
@@ -28,13 +28,17 @@ no places, and its write is the server's merge.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 from json import encoder
 from typing import Any
 
 from .base import scan_json
 
-__all__ = ["Places", "scan_record", "spliced"]
+__all__ = ["STAMP", "Places", "scan_record", "spliced"]
+
+#: The stamp REPLACE writes at the head of a record's text: ``{"v":"<32 hex>",``.
+STAMP = re.compile(r'\{"v":"[0-9a-f]{32}",')
 
 #: Each field's member in a record's text: key -> (start, end) of ``"key":"text"``,
 #: in the text's order.
@@ -75,9 +79,9 @@ def _scan(text: str) -> tuple[dict[str, str], Any, Places] | None:
     meta: Any = None
     has_meta = False
     at = 1
-    if text.startswith('{"v":"') and text[38:40] == '",' and text[6:38].isalnum():
-        # The stamp REPLACE writes first ({"v":"<32 hex>",), stepped over: a string token
-        # as it stands (no quote, backslash or control character inside).
+    if STAMP.match(text):
+        # The stamp REPLACE writes first, stepped over: a string token as it stands (no
+        # quote, backslash or control character inside).
         at = 40
     while True:
         if text[at] != '"':

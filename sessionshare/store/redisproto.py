@@ -63,7 +63,7 @@ from .lua import (
     SCRIPTS,
     Script,
 )
-from .recordtext import Places, scan_record, spliced
+from .recordtext import STAMP, Places, scan_record, spliced
 
 __all__ = [
     "Command", "Operation", "Program", "Seen", "census_add", "census_check", "census_due",
@@ -213,16 +213,13 @@ def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
     return bool((yield merge()))
 
 
-_STAMP = re.compile(r'\{"v":"[0-9a-f]{32}",')
-
-
 def stamp_head(raw: Any) -> str | None:
     """The stamp :data:`~sessionshare.store.lua.REPLACE` put at the head of a record's
     text (``{"v":"<32 hex>",``, 40 characters), or None for a record without one."""
     head = raw[:40]
     if type(head) is bytes:
         head = head.decode("ascii", "replace")
-    return head if isinstance(head, str) and _STAMP.match(head) else None
+    return head if isinstance(head, str) and STAMP.match(head) else None
 
 
 def mark(key: str, meta: Mapping[str, int], idle_ttl: int, once: str | None,
