@@ -22,13 +22,15 @@ from asgibridge import WsgiToAsgi
 from conftest import FakeClock
 from flow import Deployment, async_twin
 
-from sessionshare import SessionStore, SyncKey
+from sessionshare import MemoryStore, SessionStore, StoreUnavailable, SyncKey
 
 APP_URL = "https://shop.test"
 PATH = "/shop"
 
 
 def _body_for(session: Any, path: str, query: str) -> bytes:
+    if path.endswith("/quiet"):
+        return b"{}"  # a page that never looks at the session
     if path.endswith("/write"):
         for pair in filter(None, query.split("&")):
             name, _, value = pair.partition("=")
@@ -175,6 +177,50 @@ def test_max_age_makes_a_persistent_cookie_refreshed_on_each_visit(
     assert "Cookie" in read.headers["Vary"]
     clock.advance(40)  # 80 s after the first cookie, 40 after the refreshed one
     assert shop.get("/read").json == {"k": "v"}
+
+
+def test_a_page_that_never_reads_the_session_refreshes_only_a_live_ones_cookie(
+    make_shop: Any, clock: FakeClock
+) -> None:
+    """The refresh re-sends a cookie only for a session found live, under both shells: a
+    page that never looks at the session reads it first, so the cookie of a session ended
+    elsewhere (a logout, a revocation) is cleared, not kept alive by such pages."""
+    shop = make_shop(cookie_max_age=60)
+    shop.get("/write?k=v")
+    clock.advance(40)
+    live = shop.set_cookie(shop.get("/quiet"))
+    assert "Max-Age=60" in _attributes(live)
+    assert _expires(live) == "Fri, 15 Jan 2027 08:01:40 GMT"  # 60 s from this visit
+    value = shop.jar_value()
+    assert value is not None
+    shop.store.delete(shop.lifecycle.session_key(value.rsplit(".", 2)[0]))
+    gone = shop.set_cookie(shop.get("/quiet"))
+    assert "Max-Age=0" in _attributes(gone)
+
+
+class _GoesDown(MemoryStore):
+    """A real MemoryStore whose reads fail once ``down`` is set."""
+
+    down = False
+
+    def load(self, key: str, idle_ttl: int) -> Any:
+        if self.down:
+            raise StoreUnavailable("redis at 127.0.0.1:6379 did not answer: ConnectionError")
+        return super().load(key, idle_ttl)
+
+
+def test_a_refresh_whose_read_finds_the_store_down_serves_the_page_without_it(
+    clock: FakeClock,
+) -> None:
+    """The read a WSGI refresh adds to a page that never looked at the session is not the
+    page's: with the store down, the page is served, only the cookie is not re-sent."""
+    store = _GoesDown(clock=clock)
+    shop = Shop(store, clock, "wsgi", cookie_max_age=60)
+    shop.get("/write?k=v")
+    store.down = True
+    page = shop.get("/quiet")
+    assert page.status_int == 200 and page.json == {}
+    assert not [v for k, v in page.headerlist if k == "Set-Cookie"]
 
 
 def test_without_refresh_the_cookie_ages_from_when_it_was_set(

@@ -502,6 +502,10 @@ class Lifecycle:
         """The one persist path: the headers when nothing needs writing (no generator to
         drive), else the steps that write and answer them. ``late`` (see :meth:`settle`):
         the steps report a store failure (``store_unavailable phase=close``) themselves."""
+        if not late:
+            state = state_of(session)
+            if not state.loaded and state.sid is not None and self._refreshes(state):
+                return self._read_then_persist(session)
         # (No keyword for the common, early persist: this runs on every request.)
         settled = self.settle(session, late=True) if late else self.settle(session)
         if isinstance(settled, list):
@@ -509,6 +513,17 @@ class Lifecycle:
         if late:
             return self._write_late(session, settled)
         return self.write(session, settled)
+
+    def _read_then_persist(self, session: Session) -> Steps[Headers]:
+        # A refresh re-sends a cookie only for a session found live: one the app never
+        # read is read first (as the ASGI shell always does), so a public page cannot keep
+        # alive the cookie of a session a logout or a revocation ended.
+        try:
+            yield from self.load(session)
+        except StoreUnavailable:
+            state = state_of(session)
+            return [_VARY] if state.accessed else []  # the page, without the refresh
+        return (yield from self.persist(session))
 
     def persist(self, session: Session, *, late: bool = False) -> Steps[Headers]:
         """:meth:`persisting` as steps, for use inside other steps (``yield from``)."""
