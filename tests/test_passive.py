@@ -541,3 +541,24 @@ def test_the_wsgi_app_finds_the_original_query_under_the_librarys_key(
     # Without a mark, nothing is rewritten and nothing kept.
     Browser(dep).apps["shop.test"].get("/news?id=7", headers={"Accept": "text/html"})
     assert seen == {"query": "id=7", "original": None}
+
+
+def test_the_asgi_app_finds_the_original_query_under_the_librarys_key(
+    store: SessionStore, clock: Callable[[], float]
+) -> None:
+    # The ASGI twin of the test above: the scope keeps the query as received.
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.update(query=scope["query_string"], original=scope.get("sessionshare.query_string"))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    dep = Deployment(store, clock, remote=app, remote_options={"passive": True}, shell="asgi")
+    marked = dep.shop.side.guest_marks.add("/news?id=7", now=clock())
+    page = Browser(dep).get(SHOP + marked, headers=NAV)
+    assert page.status_int == 200 and page.text == "page"
+    assert seen == {"query": b"id=7", "original": marked.split("?", 1)[1].encode()}
+    Browser(dep).apps["shop.test"].get("/news?id=7", headers={"Accept": "text/html"})
+    assert seen == {"query": b"id=7", "original": None}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
+from ..core.guest import ORIGINAL_QUERY
 from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import async_session_store
 from ..core.options import Shell
@@ -146,6 +147,7 @@ class SessionMiddleware(ShellBase, metaclass=BuiltLate):
         exchange = _Exchange(self.side, self.store, send, request, session, outcome)
         app_scope = {**scope, SCOPE_SESSION: session, SCOPE_USER: outcome.user}
         if outcome.query is not None:
+            app_scope[ORIGINAL_QUERY] = scope.get("query_string", b"")
             app_scope["query_string"] = outcome.query.encode("latin-1")
         await self.app(app_scope, receive, exchange.send)
         closing = exchange.after_app()  # a change after the body (a background task)

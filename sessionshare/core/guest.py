@@ -52,10 +52,13 @@ from ..crypto import SyncKey
 from ..crypto.tokens import CLOCK_LEEWAY
 from ..errors import TokenRejected
 
-__all__ = ["MARK", "MAX_RELAY", "GuestMarks", "Relays", "is_valid_relay"]
+__all__ = ["MARK", "MAX_RELAY", "ORIGINAL_QUERY", "GuestMarks", "Relays", "is_valid_relay"]
 
 #: The query parameter of the guest mark.
 MARK = "sessionshare_guest"
+#: Where a shell keeps the query string as received (in the environ, in the scope) when
+#: the core hands the app another: the guest mark taken out.
+ORIGINAL_QUERY = "sessionshare.query_string"
 #: The longest relay the IdP takes: a return path of 512 characters seals to 720.
 MAX_RELAY = 1024
 _RELAY = re.compile(rf"[A-Za-z0-9_-]{{16,{MAX_RELAY}}}")

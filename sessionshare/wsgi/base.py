@@ -26,6 +26,7 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..core.guest import ORIGINAL_QUERY
 from ..core.lifecycle import Headers, response_headers
 from ..core.option_checks import session_store
 from ..core.options import Shell
@@ -46,9 +47,6 @@ __all__ = ["ORIGINAL_QUERY", "SERVER_REMOTE_USER", "SessionMiddleware"]
 
 #: Where a ``REMOTE_USER`` the server (or a proxy) set is kept, out of the frameworks' way.
 SERVER_REMOTE_USER = "sessionshare.server_remote_user"
-#: Where the query string is kept when the core hands the app another (its own parameter
-#: taken out: a passive page's guest mark).
-ORIGINAL_QUERY = "sessionshare.query_string"
 
 class SessionMiddleware(ShellBase):
     """The WSGI shell of :class:`IdpAuthMiddleware` and :class:`RemoteSessionMiddleware`.
