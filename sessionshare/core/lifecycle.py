@@ -454,9 +454,11 @@ class Lifecycle:
 
     # -- writing -----------------------------------------------------------
     def _ttl(self, sid: str, plan: WritePlan, meta: dict[str, int], now: float) -> int:
-        idle, absolute = self.ids.limits(sid)
+        # The read's memoised limits when it has them (the id is parsed once per request).
+        found = self.ids.lookup(sid)
+        idle, absolute = (found[1], found[2]) if found is not None else self.ids.limits(sid)
         ttl = min(idle, plan.lifetime_start + absolute - now)
-        asked = ends_at({**meta, **(plan.meta or {})})
+        asked = ends_at({**meta, **plan.meta} if plan.meta else meta)
         if asked is not None:
             ttl = min(ttl, asked - now)  # the store forgets it when an app asked it to end
         return max(1, int(ttl))

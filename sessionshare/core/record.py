@@ -74,7 +74,7 @@ def detached_id(limits: tuple[int, int] | None = None) -> str:
 NewId = Callable[[tuple[int, int] | None], str]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class WritePlan:
     """What persisting a session does to the store and to its cookie, in this order:
 
@@ -128,9 +128,22 @@ class WritePlan:
     #: every persist asks).
     unchanged: bool = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "unchanged", self.drop is None and self.save_to is None
-                           and self.cookie == "keep")
+    def __init__(
+        self, *, drop: str | None = None, drop_first: bool = False,
+        move_from: str | None = None, save_to: str | None = None, create: bool = False,
+        changed: Mapping[str, str] | None = None, deleted: tuple[str, ...] = (),
+        meta: Mapping[str, int] | None = None, lifetime_start: int = 0,
+        cookie: Literal["set", "clear", "keep"] = "keep",
+        refused: Literal["regenerate", "new_session", "rotated"] | None = None,
+    ) -> None:
+        # Filled in one step: the frozen dataclass's own __init__ sets each field through
+        # object.__setattr__, about 3 us a plan, and every write makes one.
+        vars(self).update(
+            drop=drop, drop_first=drop_first, move_from=move_from, save_to=save_to,
+            create=create, changed={} if changed is None else changed, deleted=deleted,
+            meta=meta, lifetime_start=lifetime_start, cookie=cookie, refused=refused,
+            unchanged=drop is None and save_to is None and cookie == "keep",
+        )
 
     def __repr__(self) -> str:
         # Neither ids nor values: plans end up in logs and assertion messages.

@@ -550,15 +550,14 @@ class SessionState:
         the record as read (another app's write since is not seen; metadata is not)."""
         if plan.save_to is None:
             return 0
-        fields = plan.changed if plan.create else {**self.stored, **plan.changed}
-        gone = () if plan.create else plan.deleted
-        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes. (A loop,
-        # not sum() over a generator: this runs on every write.)
-        size = 0
-        for key, text in fields.items():
-            if key not in gone:
-                size += len(key.encode("utf-8")) + len(text)
-        return size
+        fields = plan.changed
+        if not plan.create:
+            fields = {**self.stored, **fields}
+            for key in plan.deleted:
+                fields.pop(key, None)
+        # JSON text is ASCII (ensure_ascii), so its length is its size in bytes; the names
+        # are counted as UTF-8, all at once. (No loop here: this runs on every write.)
+        return sum(map(len, fields.values())) + len("".join(fields).encode("utf-8"))
 
     def mark_written(self, plan: WritePlan) -> None:
         """The store now holds what ``plan`` (this session's own, just run) wrote."""
@@ -599,8 +598,12 @@ class SessionState:
     def _settled(self) -> None:
         """Nothing of this request is left to write."""
         # The app still holds what it assigned (``cart = session.setdefault("cart", [])``
-        # before a ``save()``): a change it makes in place later must still be found.
-        self.handed |= self.assigned
+        # before a ``save()``): a change it makes in place later must still be found. A
+        # value that cannot change in place is not watched (no encoding at the close).
+        contents = self.contents
+        for key in self.assigned:
+            if not isinstance(dict.get(contents, key), IMMUTABLE):
+                self.handed.add(key)
         self.assigned = set()
         self.meta_changed = set()
         self.regenerating = self.invalidated = self.wanted = False

@@ -169,23 +169,22 @@ def save(key: str, *, changed: Mapping[str, str], deleted: Collection[str],
     if ttl == 0 and create:
         raise ValueError("a session is created with a ttl; only an update keeps its expiry")
     ttl_arg = 0 if ttl == 0 else max(int(ttl), 1)
-
-    def merge() -> Command[bool]:
-        # Built only when it runs: a REPLACE that succeeds needs none of it.
-        argv = [ttl_arg, "1" if create else "0", *_changes(changed, deleted, meta)]
-        return _evalsha(MERGE, (key,), argv, bool)
-
     base = None if seen is None or create else seen.get()
     if base is None or base[0] != key:
-        return merge()
+        return _merge(key, ttl_arg, create, changed, deleted, meta)
     assert seen is not None
-    return _replace(key, base, changed, deleted, meta, ttl_arg, merge, seen)
+    return _replace(key, base, changed, deleted, meta, ttl_arg, seen)
+
+
+def _merge(key: str, ttl: int, create: bool, changed: Mapping[str, str],
+           deleted: Collection[str], meta: Mapping[str, int] | None) -> Command[bool]:
+    argv = [ttl, "1" if create else "0", *_changes(changed, deleted, meta)]
+    return _evalsha(MERGE, (key,), argv, bool)
 
 
 def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
              changed: Mapping[str, str], deleted: Collection[str],
-             meta: Mapping[str, int] | None, ttl: str | int,
-             merge: Callable[[], Command[bool]], seen: Seen) -> Program[bool]:
+             meta: Mapping[str, int] | None, ttl: int, seen: Seen) -> Program[bool]:
     # The server's merge decodes and encodes the whole record: about 6 ns a byte in its
     # Lua, 1.2 ms for a 200 KB session against the 5 us of a plain SET. Built here -- the
     # fields left alone copied from the text read, not encoded again (recordtext.py) --
@@ -197,7 +196,7 @@ def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
         # when they are wanted rather than on every write.
         scanned = scan_record(raw)
         if scanned is None:
-            return bool((yield merge()))
+            return bool((yield _merge(key, ttl, False, changed, deleted, meta)))
         places = scanned[2]
     for name, value in (meta or {}).items():
         stored[name] = int(value)
@@ -210,7 +209,7 @@ def _replace(key: str, base: tuple[str, str, Places | None, dict[str, int]],
     if (yield _evalsha(REPLACE, (key,), [ttl, compare[0], text, compare[1]], _raw)) == 1:
         seen.set((key, text, None, stored))
         return True
-    return bool((yield merge()))
+    return bool((yield _merge(key, ttl, False, changed, deleted, meta)))
 
 
 def stamp_head(raw: Any) -> str | None:
