@@ -4,6 +4,7 @@
     python -m benchmarks.hotpath d --requests 50000 --sort cumulative
     python -m benchmarks.hotpath primitives --pin 1   # what one round trip costs, by layer
     python -m benchmarks.hotpath budget --pin 1       # the read's per-request budget
+    python -m benchmarks.hotpath write --pin 1        # the write's, client and server
 
 Builds the same stack as ``python -m benchmarks`` (own redis-server, users
 signed in, cases checked), warms the case up, then runs it under cProfile
@@ -20,6 +21,10 @@ cases (b), (c) and (d).
 each measured in place, so the layers add up to the case: the round trip on
 a bare socket, the shell and the core, the store's read
 (``benchmarks/budget.py``).
+
+``write`` splits the one-key write (cases w and d, 200 B and 2 KB) into the
+app's CPU and the Redis server's, and the server's merge script into its
+layers (``benchmarks/writebudget.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from . import apps, budget, measure
+from . import apps, budget, measure, writebudget
 from .cases import Stack
 from .run import _test_servers
 
@@ -97,13 +102,13 @@ def primitives(stack: Stack, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath")
     parser.add_argument("case", help="case id (a, b, c, d, e0, e, f, g, h), 'primitives' "
-                        "or 'budget'")
+                        "'budget' or 'write'")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--pin", type=int, metavar="CPU")
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=7, help="budget: interleaved repeats")
-    parser.add_argument("--smoke", action="store_true", help="budget: a few requests only")
+    parser.add_argument("--repeats", type=int, default=7, help="budget, write: repeats")
+    parser.add_argument("--smoke", action="store_true", help="budget, write: a few requests only")
     args = parser.parse_args(argv)
     if args.pin is not None:
         measure.pin(0, {args.pin})
@@ -117,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.case == "budget":
             print(budget.run(stack, server.port, requests=100 if args.smoke else 4000,
                              repeats=2 if args.smoke else args.repeats))
+            stack.close()
+            return 0
+        if args.case == "write":
+            print(writebudget.run(stack, requests=100 if args.smoke else 3000,
+                                  repeats=2 if args.smoke else args.repeats))
             stack.close()
             return 0
         if args.case == "primitives":

@@ -25,6 +25,7 @@ import pytest
 
 from benchmarks.apps import WRITE_SIZES
 from benchmarks.budget import render
+from benchmarks.writebudget import LAYERS
 from sessionshare.store.redisproto import REPLACE_FROM
 
 REPO = Path(__file__).resolve().parent.parent
@@ -286,3 +287,25 @@ def _budget_figures(block: str) -> tuple[list[float], float]:
     figures = [float(found.group(1)) for line in rows
                if (found := re.search(r"\s(-?\d+\.\d\d)(\s|$)", line))]
     return figures[:-1], figures[-1]
+
+
+@pytest.mark.redis
+def test_the_writes_budget_splits_both_sides_and_its_layers_add_up() -> None:
+    """``python -m benchmarks.hotpath write --smoke``: the write cases split into the app's
+    CPU and the server's at both sizes, and the merge script's layers, whose steps add up
+    to the merge's cost above the floor's SET."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hotpath", "write", "--smoke"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.strip().split("  ")[0]: re.findall(r"[-+]?\d+\.\d+x?", line)
+            for line in done.stdout.splitlines() if line.startswith("  ")}
+    for case in ("(w) floor", "(d) sessionshare"):
+        row = next(figures for label, figures in rows.items() if label.startswith(case))
+        assert len(row) == 4 and all(float(figure) > 0 for figure in row)  # 2 sizes x 2 sides
+    steps = [rows[name] for name, _ in LAYERS[1:]]
+    merge = next(figures for label, figures in rows.items() if label.startswith("= the merge"))
+    assert len(steps) == 5 and all(len(step) == 2 for step in steps)
+    for size in range(2):
+        assert abs(sum(float(step[size]) for step in steps) - float(merge[size])) < 0.11

@@ -1,0 +1,131 @@
+"""``python -m benchmarks.hotpath write``: where the one-key write's time goes, by side.
+
+    python -m benchmarks.hotpath write --pin 1      # 200 B and 2 KB sessions, one sitting
+
+The write cases (w: the floor's GET, ``json``, SET; d: the library's GETEX and
+its merge) are split into this thread's CPU and the Redis server's, per
+request. Then the server's side alone: the read's ``GETEX`` followed by each
+layer of the merge script, run against a copy of the case's own record --
+a plain ``SET`` (what the floor sends), an ``EVALSHA`` of an empty script,
+the record's ``GET`` and ``SET`` made inside a script, its ``cjson.decode``,
+its ``cjson.encode``, and the merge itself (``store/lua.py``'s ``MERGE``,
+which also checks the record is live and merges the changed key). Each
+layer's figure is the server's CPU per request, the lowest of the repeats;
+the layers telescope, so they add up to the merge.
+
+Below ``REPLACE_FROM`` bytes (4 KB) the library's write is that merge: the
+one write that decides on the server, in one step, that the session is still
+live (a logout in flight is not undone) and keeps another request's keys.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from sessionshare.store.lua import MERGE
+
+from . import apps, measure
+from .cases import Stack
+
+#: The server's side of a write, layer by layer: name, and the script (None: a SET).
+LAYERS: tuple[tuple[str, str | None], ...] = (
+    ("SET (the floor's write)", None),
+    ("EVALSHA of an empty script", "return 1"),
+    ("+ the record's GET and SET inside the script",
+     "local raw = redis.call('GET', KEYS[1]) "
+     "redis.call('SET', KEYS[1], raw, 'KEEPTTL') return 1"),
+    ("+ cjson.decode of the record",
+     "local raw = redis.call('GET', KEYS[1]) local obj = cjson.decode(raw) "
+     "redis.call('SET', KEYS[1], raw, 'KEEPTTL') return 1"),
+    ("+ cjson.encode of it (the whole record through cjson)",
+     "local raw = redis.call('GET', KEYS[1]) local obj = cjson.decode(raw) "
+     "redis.call('SET', KEYS[1], cjson.encode(obj), 'KEEPTTL') return 1"),
+    ("+ the live check and the merge of one key (MERGE)", MERGE.text),
+)
+SIZES = ("200", "2k")
+
+
+def _split(case: Any, admin: Any, requests: int, repeats: int) -> tuple[float, float]:
+    """This thread's and the server's CPU us per unit of ``case``: the medians."""
+    units = max(1, requests // case.scale)
+    case.loop(min(units, 500))
+    client, server = [], []
+    for _ in range(repeats):
+        gc.collect()
+        t0, s0 = time.thread_time(), measure.server_cpu(admin)
+        case.loop(units)
+        client.append((time.thread_time() - t0) / units * 1e6)
+        server.append((measure.server_cpu(admin) - s0) / units * 1e6)
+    return sorted(client)[repeats // 2], sorted(server)[repeats // 2]
+
+
+def _server_layers(admin: Any, record: bytes, requests: int, repeats: int) -> list[float]:
+    """The server's CPU us per GETEX + each layer's write, on a copy of ``record``."""
+    key = "writebudget:{copy}"
+    shas = [None if text is None else admin.script_load(text) for _, text in LAYERS]
+    found = []
+    for sha in shas:
+        best = float("inf")
+        for repeat in range(repeats + 1):
+            admin.set(key, record, ex=600)
+            start = measure.server_cpu(admin)
+            for n in range(requests):
+                admin.getex(key, ex=600)
+                if sha is None:
+                    admin.set(key, record, ex=600)
+                else:  # MERGE's argv: keep the expiry, update, one changed key, no meta
+                    admin.evalsha(sha, 1, key, 0, "0", 1, 0, apps.WRITE_KEY, str(n))
+            if repeat:  # the first run warms the script and the key up
+                best = min(best, (measure.server_cpu(admin) - start) / requests * 1e6)
+        found.append(best)
+    admin.delete(key)
+    return found
+
+
+def run(stack: Stack, *, requests: int, repeats: int) -> str:
+    """The write's budget at each of :data:`SIZES`, one sitting."""
+    cases = {case.id: case for case in stack.cases()}
+    columns: dict[str, dict[str, Any]] = {}
+    for label in SIZES:
+        sid = stack.shop.side.lifecycle.session_id_in(stack.sized[label])
+        assert sid is not None
+        record = stack.admin.get(stack.shop.lifecycle.session_key(sid))
+        assert isinstance(record, bytes)
+        columns[label] = {
+            "bytes": len(record),
+            "floor": _split(cases[f"w{label}"], stack.admin, requests, repeats),
+            "ours": _split(cases[f"d{label}"], stack.admin, requests, repeats),
+            "layers": _server_layers(stack.admin, record, requests, repeats),
+        }
+    head = "".join(f"{label + ' (' + str(col['bytes']) + ' B record)':>30}" for label, col
+                   in columns.items())
+    lines = [
+        "The one-key write: CPU us per request, this thread | the Redis server",
+        f"{'':<56}{head}",
+    ]
+
+    def row(label: str, cells: list[str]) -> None:
+        lines.append(f"  {label:<54}" + "".join(f"{cell:>30}" for cell in cells))
+
+    for name, what in (("floor", "(w) floor: GET, json.loads, json.dumps, SET"),
+                       ("ours", "(d) sessionshare: GETEX, MERGE")):
+        row(what, [f"{col[name][0]:7.1f} | {col[name][1]:6.1f}" for col in columns.values()])
+    row("(d) - (w)", [f"{col['ours'][0] - col['floor'][0]:+7.1f} | "
+                      f"{col['ours'][1] - col['floor'][1]:+6.1f}" for col in columns.values()])
+    row("(d) / (w), both sides", [
+        f"{sum(col['ours']) / sum(col['floor']):.2f}x" for col in columns.values()])
+    lines.append("  the server's side alone: GETEX + the write, per request (lowest of "
+                 f"{repeats}):")
+    for index, (name, _) in enumerate(LAYERS):
+        cells = []
+        for col in columns.values():
+            value = col["layers"][index]
+            step = value if index == 0 else value - col["layers"][index - 1]
+            cells.append(f"{value:6.1f}" if index == 0 else f"{step:+6.1f}")
+        row("  " + name, cells)
+    row("  = the merge, above the floor's SET", [
+        f"{col['layers'][-1] - col['layers'][0]:+6.1f}" for col in columns.values()])
+    lines.append(f"  (w) and (d): the median of {repeats} repeats x {requests} requests")
+    return "\n".join(lines)
