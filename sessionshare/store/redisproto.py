@@ -85,14 +85,15 @@ Program = Generator[Command[Any], Any, T]
 #: What a store runs for one of its methods.
 Operation = Command[T] | Program[T]
 #: The shortest record text (in bytes) whose write goes as :data:`REPLACE`. Below it the
-#: server's merge is cheaper than keeping the read (a context variable and two copies per
-#: read) and building the record here: a write of a session just read, against its
-#: floor, measured in one sitting (``python -m benchmarks --pin 1 --no-http --no-asgi``),
-#: 1.22x at 200 B and 1.24x at 2 KB with the merge, 1.28x and 1.29x with REPLACE; at
-#: 20 KB the two are level, and past it the merge's decode and encode of the whole record
-#: on the server grows (1.2 ms of the server's time at 200 KB, against a SET's 5 us).
-#: Measured again once the write splices the record from the text read (recordtext.py):
-#: at 2 KB, REPLACE still costs the app's process 22 us more than it saves the server.
+#: server's merge costs less than building the record here: each value is JSON text
+#: inside a JSON string, so encoding the record escapes every value again -- what the
+#: server's cjson spends decoding it, in Python. Measured 2026-12-06, one process timing
+#: both ways over one pinned Redis (``load`` and ``save`` of one key): REPLACE from 1 KB
+#: costs a 2 KB session's read and write 21 us more of the app's CPU for 11 us less of
+#: the server's; a small record encoded whole at the write, 18 us more for 4 us less.
+#: Past 4 KB the merge's decode and encode of the whole record on the server grows (1.2
+#: ms of its time at 200 KB, against a SET's 5 us). docs/performance.md has the write's
+#: budget.
 REPLACE_FROM = 4096
 
 #: The live session a context (a request's thread or task) last read: its key, the
