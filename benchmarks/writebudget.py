@@ -97,7 +97,9 @@ def run(stack: Stack, *, requests: int, repeats: int) -> str:
             "bytes": len(record),
             "floor": _split(cases[f"w{label}"], stack.admin, requests, repeats),
             "ours": _split(cases[f"d{label}"], stack.admin, requests, repeats),
-            "layers": _server_layers(stack.admin, record, requests, repeats),
+            # Rounded as printed, so the printed steps add up to the printed whole.
+            "layers": [round(value, 1)
+                       for value in _server_layers(stack.admin, record, requests, repeats)],
         }
     head = "".join(f"{label + ' (' + str(col['bytes']) + ' B record)':>30}" for label, col
                    in columns.items())
