@@ -369,3 +369,23 @@ def test_the_drop_in_writes_starlettes_cookie_in_the_middlewares_own_answers(
                if value.startswith("session=")]
     assert cleared == ["session=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; path=/; "
                        "domain=shop.test; httponly; samesite=Lax"]
+
+
+def test_the_drop_in_takes_every_parameter_of_the_installed_starlettes_with_its_default() -> None:
+    """Swapping the import is the only change: each parameter of the installed Starlette's
+    ``SessionMiddleware`` is one of the drop-in's, by name and default, in the same order
+    (``secret_key`` aside: required there, taken and unused here)."""
+    import inspect
+
+    from starlette.middleware.sessions import SessionMiddleware as Theirs
+
+    from sessionshare.contrib.starlette import SessionMiddleware as Ours
+
+    theirs = inspect.signature(Theirs.__init__).parameters
+    ours = inspect.signature(Ours.__init__).parameters
+    names = [name for name in theirs if name not in ("self", "secret_key")]
+    assert [name for name in ours if name in names] == names, "a parameter is missing"
+    for name in names:
+        assert ours[name].default == theirs[name].default, name
+        assert ours[name].kind == theirs[name].kind, name
+    assert ours["secret_key"].default is None  # documented: not used
