@@ -50,6 +50,7 @@ from .record import (
     META_RETIRED,
     SessionLoader,
     WritePlan,
+    session_store_key,
 )
 from .session import Session, state_of
 from .sessionstate import ENDS_FROM, ENDS_TO, SessionState, ends_at, lifetime_start
@@ -203,13 +204,11 @@ class Lifecycle:
     def session_key(self, sid: str) -> str:
         """The store key of ``sid`` (made under a configured key): a keyed digest, so a
         store dump yields no cookie, in braces: a cluster hash tag, one slot for its keys."""
-        # The read's memoised digest when it has one: no MAC per write.
-        found = self.ids.lookup(sid)
-        return self._key(found[0] if found is not None else self.ids.digest(sid))
-
-    def _key(self, digest: str) -> str:
-        # record.session_store_key, written out: this runs on every read.
-        return f"{self.key_prefix}s:{{{digest}}}"
+        # The read's memoised key when it has one: no MAC, no string per write.
+        found = self._where(sid)
+        if found is not None:
+            return found[0]
+        return session_store_key(self.key_prefix, self.ids.digest(sid))
 
     def session_id_in(self, cookies: str | None) -> str | None:
         """The session id in this app's own cookie in a ``Cookie`` header, if genuine."""
@@ -304,7 +303,7 @@ class Lifecycle:
             looked = self.ids.lookup(sid)
             if looked is None:
                 return None
-            found = (self._key(looked[0]), looked[1], looked[2])
+            found = (session_store_key(self.key_prefix, looked[0]), looked[1], looked[2])
             if len(self._wheres) >= _WHERES_KEPT:
                 self._wheres.clear()  # starts over: bounded, whatever the number of sessions
             self._wheres[sid] = found
@@ -402,7 +401,7 @@ class Lifecycle:
             state.fill(None)
             return "gone"
         digest, idle, absolute = found
-        key = self._key(digest)
+        key = session_store_key(self.key_prefix, digest)
         meta = {META_JOINED + self.audience: int(self.clock())}
         once = None if handoff is None else self._handoff_key(digest, handoff)
         before: SessionRecord | None = yield Mark(key, meta, idle, once, remember_for)
@@ -455,7 +454,7 @@ class Lifecycle:
     # -- writing -----------------------------------------------------------
     def _ttl(self, sid: str, plan: WritePlan, meta: dict[str, int], now: float) -> int:
         # The read's memoised limits when it has them (the id is parsed once per request).
-        found = self.ids.lookup(sid)
+        found = self._where(sid)
         idle, absolute = (found[1], found[2]) if found is not None else self.ids.limits(sid)
         ttl = min(idle, plan.lifetime_start + absolute - now)
         asked = ends_at({**meta, **plan.meta} if plan.meta else meta)
