@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import webtest
 from test_cli import run
 
 from sessionshare import (
@@ -830,3 +831,21 @@ def test_check_prints_its_result_only() -> None:
     assert "started origin=" not in result.stdout and "configuration ok" in result.stdout
     # A warning the middleware logs while it is built is part of the result, on stdout.
     assert "idp: warning: allow_list_https_only" in result.stdout
+
+
+def test_a_one_shot_iterator_is_read_once_so_the_side_gets_every_entry() -> None:
+    """``protect``, ``passive`` or ``known_remote_hosts`` given as a generator: the checks
+    read it, and the side gets the same entries -- not the emptied iterator, which for
+    ``protect`` would protect no path at all."""
+    remote = RemoteSessionMiddleware(app, **_base("remote"), protect=iter(["/account/"]),
+                                     passive=(prefix for prefix in ["/blog/"]))
+    options = remote.side.options
+    assert tuple(options["protect"]) == ("/account/",)
+    assert tuple(options["passive"]) == ("/blog/",)
+    shop = webtest.TestApp(remote)
+    answer = shop.get("/account/x", headers={"Accept": "text/html"}, status=302)
+    assert answer.location.startswith("https://id.example/login")
+    idp = IdpAuthMiddleware(app, **{**_base("idp"),
+                                    "known_remote_hosts": iter(["shop.example"])})
+    assert tuple(idp.side.options["known_remote_hosts"]) == ("shop.example",)
+    assert idp.side.allow_list.entries

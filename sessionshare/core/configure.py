@@ -106,12 +106,11 @@ def checked_options(
                if option.required and option.name not in given]
     if missing:
         raise TypeError(f"{owner}() missing required keyword argument(s): {', '.join(missing)}")
-    values = dict(given)
-    hosts = values.get("known_remote_hosts")
-    if isinstance(hosts, Iterator):
-        # Read a one-shot iterator once, here, so the checks (an https IdP refuses
-        # http entries) and the allow-list see the same entries.
-        values["known_remote_hosts"] = tuple(hosts)
+    # A one-shot iterator (a generator of hosts or prefixes) is read once, here: the checks
+    # would consume it, and the side would then hold an empty one -- for ``protect``, no
+    # path protected at all. Checks and side see the same entries.
+    values = {name: tuple(value) if isinstance(value, Iterator) else value
+              for name, value in given.items()}
     _raise_any(_problems(role, values, {}, shell))
     return CheckedOptions(role, shell, {
         option.name: values.get(option.name, option.default) for option in declared
