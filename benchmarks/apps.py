@@ -96,6 +96,24 @@ def floor_reader(environ: WSGIEnvironment, start_response: StartResponse) -> Ite
     return reply(start_response, environ["floor.session"].get(READ_KEY))
 
 
+def read_bulk(sock: socket.socket) -> bytes | None:
+    """One bulk-string reply read from a bare socket and cut out by hand (None for a nil
+    one); anything else, or the server closing the line, raises rather than waits."""
+    data = sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n")
+    if head[:1] != b"$":
+        raise RuntimeError(f"unexpected reply {head[:40]!r}")
+    size = int(head[1:])
+    if size < 0:
+        return None
+    while len(rest) < size + 2:
+        more = sock.recv(65536)
+        if not more:
+            raise RuntimeError("the server closed the connection mid-reply")
+        rest += more
+    return rest[:size]
+
+
 class RawFloorMiddleware:
     """The physical floor under (b): the same steps with no client library at all -- the
     ``GET`` written on a bare socket and its bulk-string reply cut out by hand.
@@ -114,16 +132,7 @@ class RawFloorMiddleware:
     def get(self, key: str) -> bytes | None:
         name = key.encode()
         self.sock.sendall(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(name), name))
-        data = self.sock.recv(65536)
-        head, _, rest = data.partition(b"\r\n")
-        if head[:1] != b"$":
-            raise RuntimeError(f"unexpected reply {head[:40]!r}")
-        size = int(head[1:])
-        if size < 0:
-            return None
-        while len(rest) < size + 2:
-            rest += self.sock.recv(65536)
-        return rest[:size]
+        return read_bulk(self.sock)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         session: dict[str, Any] = {}

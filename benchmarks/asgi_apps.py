@@ -81,6 +81,18 @@ def floor(url: str) -> Any:
     return app
 
 
+async def read_bulk_stream(reader: asyncio.StreamReader) -> bytes | None:
+    """One bulk-string reply read from an asyncio stream (None for a nil one); anything
+    else raises, and so does the server closing the line (``readexactly``)."""
+    head = await reader.readline()
+    if head[:1] != b"$":
+        raise RuntimeError(f"unexpected reply {head[:40]!r}")
+    size = int(head[1:-2])
+    if size < 0:
+        return None
+    return (await reader.readexactly(size + 2))[:-2]
+
+
 def stream_floor(url: str) -> Any:
     """(B0): the physical floor under (B) -- the same steps with no client library: the
     ``GET`` written on an asyncio stream and its bulk-string reply cut out by hand.
@@ -98,13 +110,7 @@ def stream_floor(url: str) -> Any:
             line.extend(await asyncio.open_connection(where.hostname, where.port or 6379))
         reader, writer = line
         writer.write(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
-        head = await reader.readline()
-        if head[:1] != b"$":
-            raise RuntimeError(f"unexpected reply {head[:40]!r}")
-        size = int(head[1:-2])
-        if size < 0:
-            return None
-        return (await reader.readexactly(size + 2))[:-2]
+        return await read_bulk_stream(reader)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         sid = ""

@@ -28,9 +28,7 @@ repeats, all in one sitting.
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -42,13 +40,10 @@ from sessionshare.store.base import SessionRecord
 from sessionshare.store.redisproto import parse_record
 
 from . import apps, asgi, asgi_apps, measure
-from .cases import Stack, environ_for, request_loop
+from .cases import Case, Loop, Reply, Stack, call, environ_for, request_loop
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-Loop = Callable[[int], float]
-
 
 class _BareLine:
     """One ``GETEX`` at a time on a bare socket: packed once, the bulk reply cut by hand."""
@@ -60,15 +55,17 @@ class _BareLine:
 
     def getex(self) -> bytes:
         self.sock.sendall(self.packed)
-        data = self.sock.recv(65536)
-        head, _, rest = data.partition(b"\r\n")
-        size = int(head[1:])
-        while len(rest) < size + 2:
-            rest += self.sock.recv(65536)
-        return rest[:size]
+        return _held(apps.read_bulk(self.sock))
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _held(record: bytes | None) -> bytes:
+    """The session's record, which every layer reads: a nil reply is a broken budget."""
+    if record is None:
+        raise RuntimeError("the budget's session is not in the store")
+    return record
 
 
 def _getex(key: str, ttl: int) -> bytes:
@@ -79,18 +76,13 @@ def _getex(key: str, ttl: int) -> bytes:
 def _cpu_us(loops: dict[str, Loop], requests: int, repeats: int,
             admin: redis.Redis) -> dict[str, float]:
     """CPU microseconds per call of each loop (this thread + Redis), median of repeats,
-    the loops interleaved."""
-    samples: dict[str, list[float]] = {name: [] for name in loops}
+    the loops interleaved (:func:`measure.time_cases`), after a warm-up."""
     for loop in loops.values():
-        loop(min(requests, 1000))  # warm up
-    for _ in range(repeats):
-        for name, loop in loops.items():
-            gc.collect()
-            before, server = time.thread_time(), measure.server_cpu(admin)
-            loop(requests)
-            used = time.thread_time() - before + measure.server_cpu(admin) - server
-            samples[name].append(used / requests * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+        loop(min(requests, 1000))
+    cpu: dict[str, list[float]] = {}
+    measure.time_cases([Case(name, name, loop) for name, loop in loops.items()], requests,
+                       repeats, admin, cpu)
+    return {name: measure.median(values) for name, values in cpu.items()}
 
 
 def _calls(call: Callable[[], object]) -> Loop:
@@ -144,6 +136,11 @@ def wsgi(stack: Stack, port: int, requests: int, repeats: int) -> dict[str, floa
         return conn.read_response()
 
     raw = bare.getex()
+    # Each stand-in layer answers what the whole read does, from the session it read.
+    for layer, answer in ((round_trip_then(apps.hello), b"hello"), (shell, b"dark")):
+        reply = Reply()
+        if call(layer, read, reply) != answer or not reply.status.startswith("200"):
+            raise RuntimeError(f"a budget layer answered {reply.status}, not 200 {answer!r}")
     cases = {case.id: case.loop for case in stack.cases() if case.id in ("a", "b0", "b", "c")}
     loops = {
         "app": cases["a"],
@@ -181,9 +178,7 @@ class _StreamLine:
             self.line.extend(await asyncio.open_connection("127.0.0.1", self.port))
         reader, writer = self.line
         writer.write(self.packed)
-        head = await reader.readline()
-        data: bytes = await reader.readexactly(int(head[1:-2]) + 2)
-        return data[:-2]
+        return _held(await asgi_apps.read_bulk_stream(reader))
 
     def close(self) -> None:
         if self.line:

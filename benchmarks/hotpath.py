@@ -99,11 +99,20 @@ def primitives(stack: Stack, port: int) -> None:
     sock.close()
 
 
+def _requests(args: argparse.Namespace, default: int) -> int:
+    """``--requests`` as given, else the mode's default (100 with ``--smoke``)."""
+    if args.requests is not None:
+        return int(args.requests)
+    return 100 if args.smoke else default
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hotpath")
     parser.add_argument("case", help="case id (a, b, c, d, e0, e, f, g, h), 'primitives' "
                         "'budget' or 'write'")
-    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=None,
+                        help="per case (default 20,000); budget: per repeat (4,000); "
+                        "write: per repeat (3,000); --smoke: 100")
     parser.add_argument("--pin", type=int, metavar="CPU")
     parser.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
     parser.add_argument("--top", type=int, default=30)
@@ -120,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack(server.url)
         stack.check()
         if args.case == "budget":
-            print(budget.run(stack, server.port, requests=100 if args.smoke else 4000,
+            print(budget.run(stack, server.port, requests=_requests(args, 4000),
                              repeats=2 if args.smoke else args.repeats))
             stack.close()
             return 0
         if args.case == "write":
-            print(writebudget.run(stack, requests=100 if args.smoke else 3000,
+            print(writebudget.run(stack, requests=_requests(args, 3000),
                                   repeats=2 if args.smoke else args.repeats))
             stack.close()
             return 0
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.close()
             return 0
         case = {c.id: c for c in stack.cases()}[args.case]
-        units = max(1, args.requests // case.scale)
+        units = max(1, _requests(args, 20_000) // case.scale)
         case.loop(min(units, 2000))
         profiler = cProfile.Profile()
         profiler.runcall(case.loop, units)

@@ -93,17 +93,21 @@ def server_cpu(admin: redis.Redis) -> float:
 
 def time_cases(cases: Sequence[Case], requests: int, repeats: int,
                admin: redis.Redis | None = None,
-               cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+               cpu: dict[str, list[float]] | None = None,
+               server: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Microseconds per unit of each case, one figure per repeat, cases interleaved.
 
     With ``admin`` and ``cpu``, also the CPU microseconds per unit into ``cpu``: this
     thread's (``time.thread_time``) plus the Redis server's (``INFO cpu``), read around
     each loop. Wall time on a machine other work shares counts the others' turns on the
     CPU too; CPU time counts only the work a request caused, in the client and in Redis.
+    With ``server`` too, the Redis server's share alone goes there as well.
     """
     samples: dict[str, list[float]] = {case.id: [] for case in cases}
     if cpu is not None:
         cpu.update({case.id: [] for case in cases})
+    if server is not None:
+        server.update({case.id: [] for case in cases})
     for _ in range(repeats):
         for case in cases:
             units = max(1, requests // case.scale)
@@ -112,8 +116,11 @@ def time_cases(cases: Sequence[Case], requests: int, repeats: int,
                 before, server_before = time.thread_time(), server_cpu(admin)
             samples[case.id].append(case.loop(units) / units * 1e6)
             if admin is not None and cpu is not None:
-                used = time.thread_time() - before + server_cpu(admin) - server_before
-                cpu[case.id].append(used / units * 1e6)
+                ran = time.thread_time() - before  # read first: INFO's own call is not the case's
+                served = server_cpu(admin) - server_before
+                cpu[case.id].append((ran + served) / units * 1e6)
+                if server is not None:
+                    server[case.id].append(served / units * 1e6)
     return samples
 
 
