@@ -192,8 +192,8 @@ def test_the_expires_date_is_formatdates_whatever_the_time_and_age(
     now: float, max_age: int
 ) -> None:
     # The date is kept per whole second (a refreshed cookie names the same seconds on
-    # every answer): the kept text is formatdate's for that moment, fractions and all.
-    expected = formatdate(min(now + max_age, 253_402_300_799) if max_age > 0 else 0,
+    # every answer): the kept text is formatdate's for that moment's whole second.
+    expected = formatdate(int(min(now + max_age, 253_402_300_799)) if max_age > 0 else 0,
                           usegmt=True)
     assert expires_date(now, max_age) == expected
     assert expires_date(now, max_age) == expected  # the kept one, the second time

@@ -199,7 +199,8 @@ def expires_date(now: float, max_age: int) -> str:
     """The ``Expires`` date of a cookie set at ``now`` with ``max_age``: the epoch for a
     ``max_age`` of 0 or less, at most the last date HTTP can write (a framework's
     "forever")."""
-    # The whole second formatdate would write (it drops the fraction, as int() does here).
+    # The whole second of that moment, its fraction dropped (formatdate rounds to the
+    # microsecond first: within half a microsecond of the next second it names that one).
     return _http_date(int(min(now + max_age, _LAST_DATE)) if max_age > 0 else 0)
 
 

@@ -98,35 +98,36 @@ class Reply:
         ``title`` heads the page instead of the status's usual one (a refused
         sign-out is no "Sign-in refused").
         """
-        title = title or _TITLES.get(status, "Error")
-        link = ""
-        if extra and "login_url" in extra:
-            link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'
-        return cls._page(
-            status, {"error": reason, "message": message, **(extra or {})},
-            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
-            f"<h1>{title}</h1><p>{html.escape(message)}</p>"
-            f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}",
-            as_json=as_json, headers=headers,
-        )
+        if as_json:
+            body = json.dumps({"error": reason, "message": message, **(extra or {})})
+        else:
+            title = title or _TITLES.get(status, "Error")
+            link = ""
+            if extra and "login_url" in extra:
+                link = f'<p><a href="{html.escape(extra["login_url"])}">Sign in</a></p>'
+            body = (f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+                    f"<h1>{title}</h1><p>{html.escape(message)}</p>"
+                    f"<p>Reason: <code>{html.escape(reason)}</code></p>{link}")
+        return cls._page(status, body, as_json=as_json, headers=headers)
 
     @classmethod
     def notice(cls, title: str, message: str, *, link: str, as_json: bool) -> Reply:
         """A 200 page saying ``message``, with a link on to ``link`` (a same-origin path):
         an outcome that is no error and must not be a redirect (it would loop)."""
+        if as_json:
+            return cls._page(200, json.dumps({"message": message, "next": link}), as_json=True)
         return cls._page(
-            200, {"message": message, "next": link},
-            f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            200, f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-            f'<p><a href="{html.escape(link)}">Continue</a></p>',
-            as_json=as_json,
+            f'<p><a href="{html.escape(link)}">Continue</a></p>', as_json=False,
         )
 
     @classmethod
-    def _page(cls, status: int, data: Mapping[str, str], markup: str, *, as_json: bool,
+    def _page(cls, status: int, text: str, *, as_json: bool,
               headers: Iterable[Header] = ()) -> Reply:
-        """``data`` as JSON for an API client, else ``markup`` (its text escaped already)."""
-        body = (json.dumps(data) if as_json else markup).encode()
+        """A page of ``text``: JSON for an API client, else markup (escaped already). Each
+        caller builds only the form it answers in."""
+        body = text.encode()
         return cls(status, (
             ("Content-Type", "application/json" if as_json else "text/html; charset=utf-8"),
             ("Content-Length", str(len(body))),

@@ -102,9 +102,7 @@ class SessionMiddleware(ShellBase):
             if outcome.no_session:
                 # A page of another origin: none of the user's session, not even read.
                 session = environ[ENVIRON_KEY] = self.lifecycle.open(None, self.read)
-            user = outcome.user
-            if user is not None and type(user) is not str:
-                user = side.remote_user(user)
+            user = side.remote_user(outcome.user)
             if "REMOTE_USER" in environ:
                 # Set by the server or a proxy: Django's RemoteUserMiddleware or Pyramid's
                 # RemoteUserSecurityPolicy would take an anonymous visitor for that user.
@@ -275,8 +273,6 @@ class _ClosingBody:
 
     def close(self) -> None:
         try:
-            close = getattr(self._app_iter, "close", None)  # _close, inline: every request
-            if close is not None:
-                close()
+            _close(self._app_iter)
         finally:
             self._exchange.close()
