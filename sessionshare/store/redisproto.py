@@ -90,7 +90,9 @@ Operation = Command[T] | Program[T]
 #: server's cjson spends decoding it, in Python. Measured 2026-12-06, one process timing
 #: both ways over one pinned Redis (``load`` and ``save`` of one key): REPLACE from 1 KB
 #: costs a 2 KB session's read and write 21 us more of the app's CPU for 11 us less of
-#: the server's; a small record encoded whole at the write, 18 us more for 4 us less.
+#: the server's; a small record encoded whole at the write, 18 us more for 4 us less
+#: (measured again in place with ``python -m benchmarks.hotpath write --pin 1``: 16.5
+#: us more for 8.5 less at 200 B, 21 more for 15.7 less at 2 KB).
 #: Past 4 KB the merge's decode and encode of the whole record on the server grows (1.2
 #: ms of its time at 200 KB, against a SET's 5 us). docs/performance.md has the write's
 #: budget.
