@@ -9,6 +9,7 @@ keeps cookies per host: it sends requests for ``*.localhost`` names to
 from __future__ import annotations
 
 import ast
+import email.message
 import http.client
 import importlib.metadata
 import os
@@ -297,8 +298,9 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         assert at.startswith(urls["idp"] + "/login?callback=")  # the ASGI site too
         output = demo.stop()
     # The access log: every request, no token value, no colour codes in a pipe.
-    assert re.search(r'"GET /_sessionshare/callback\?token=… HTTP/1.1" 303', output), output
-    assert re.search(r'news\.localhost|"GET / HTTP/1.1" 200', output), output
+    assert re.search(r'(shop|blog|news|forum)\.localhost:\d+ '
+                     r'"GET /_sessionshare/callback\?token=… HTTP/1.1" 303', output), output
+    assert re.search(r'news\.localhost:\d+ "GET / HTTP/1.1" 200', output), output  # ASGI
     assert not re.search(r"token=[A-Za-z0-9_-]", output), output
     assert "\x1b[" not in output
 
@@ -336,11 +338,14 @@ def test_the_access_log_is_coloured_only_on_a_terminal(
     handler = AccessLog.__new__(AccessLog)  # no socket: only the log line is made here
     handler.command, handler.request_version = "GET", "HTTP/1.1"
     handler.path = "/x\x1b[31m/_sessionshare/callback?token=abc"
+    handler.headers = email.message.Message()
+    handler.headers["Host"] = "shop.localhost:8001\x1b[2J"
     lines: list[str] = []
     monkeypatch.setattr(handler, "log", lambda kind, fmt, *args: lines.append(fmt % args))
     handler.log_request(303, 0)
     plain = re.sub("\x1b\\[[0-9]+m", "", lines[0])
-    assert plain == '"GET /x\\x1b[31m/_sessionshare/callback?token=… HTTP/1.1" 303 0'
+    assert plain == ('shop.localhost:8001\\x1b[2J "GET /x\\x1b[31m/_sessionshare/callback?token=… '
+                     'HTTP/1.1" 303 0')
     assert "abc" not in lines[0]  # the token's value
     assert ("\x1b[32m" in lines[0]) is coloured
     assert lines[0].count("\x1b[") == (2 if coloured else 0)

@@ -223,22 +223,30 @@ class AccessLog(WSGIRequestHandler):
     """werkzeug's request handler, with an access log fit for a sign-in demo.
 
     A hand-off token is a one-time credential: the callback's ``token=`` value
-    is printed as ``token=…``. Colours (ANSI codes) only when the log goes to a
-    terminal and ``NO_COLOR`` is unset, never into a file or a pipe.
+    is printed as ``token=…``. Each line names the site asked (the ``Host``
+    header: five sites log into one terminal). Colours (ANSI codes) only when
+    the log goes to a terminal and ``NO_COLOR`` is unset, never into a file or a
+    pipe.
     """
 
     #: The ANSI colour of a status class (3xx, 4xx, 5xx) on a terminal.
     COLOURS = {"3": "32", "4": "31", "5": "35"}
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        line = f"{self.command} {redact_target(self.path)} {self.request_version}"
-        # Control characters from the request line must not reach a terminal or forge lines.
-        line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+        line = _printable(f"{self.command} {redact_target(self.path)} {self.request_version}")
+        headers = getattr(self, "headers", None)
+        host = _printable(headers.get("Host", "-") if headers is not None else "-")
         code = str(code)
         colour = self.COLOURS.get(code[:1])
         if colour and sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
             line = f"\x1b[{colour}m{line}\x1b[0m"
-        self.log("info", '"%s" %s %s', line, code, size)
+        self.log("info", '%s "%s" %s %s', host, line, code, size)
+
+
+def _printable(text: str) -> str:
+    """``text`` with its control characters escaped: what the client sent (the request
+    line, the Host header) must not reach a terminal as codes or forge log lines."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -353,10 +361,13 @@ def _asgi_access_log(app: Any) -> Any:
         finally:
             query = scope.get("query_string", b"").decode("latin-1")
             target = redact_target(scope["path"] + (f"?{query}" if query else ""))
-            line = f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}"
-            line = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in line)
+            line = _printable(
+                f"{scope['method']} {target} HTTP/{scope.get('http_version', '1.1')}")
+            host = next((value for name, value in scope.get("headers", ())
+                         if name == b"host"), b"-")
             client = (scope.get("client") or ("-",))[0]
-            log.info('%s "%s" %s', client, line, status[0] if status else "-")
+            log.info('%s %s "%s" %s', client, _printable(host.decode("latin-1")), line,
+                     status[0] if status else "-")
 
     return logged
 
