@@ -71,7 +71,11 @@ def login() -> Any:
             session["user"] = name  # the middleware rotates the id and hands off
             if request.form.get("remember"):
                 session.remember(days=30)  # every site's cookie outlives a browser restart
-            flash(f"Welcome, {name}.")
+            if asking_site() is None:
+                # Signed in here, not for a remote: the browser goes back to the remote
+                # that asked, which never shows this page's message (it would sit in the
+                # shared session until the next visit here).
+                flash(f"Welcome, {name}.")
             return redirect("/")
         flash("Wrong user name or password.")
     elif session.get("user"):

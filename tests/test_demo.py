@@ -285,6 +285,9 @@ def test_demo_pages_show_the_panel_and_the_log_shows_no_token() -> None:
         assert text(box, "demo-site") == "news" and text(box, "demo-user") == "alice"
         assert text(box, "demo-sites") == "idp, shop, blog, news"
         assert "<span id=cart>teapot</span>" in news and "<code>cart</code>" in box
+        # Signed in for a remote: the IdP left no message in the session to be shown to
+        # nobody, and the hand-off it kept pending is gone.
+        assert "<code>_flashes</code>" not in box and "sessionshare.pending" not in box
         at, about = fetch(browser, urls["blog"] + "/about")  # the public page knows alice
         assert at == urls["blog"] + "/about" and "<b id=user>alice</b>" in about
 
