@@ -5,13 +5,14 @@
 The write cases (w: the floor's GET, ``json``, SET; d: the library's GETEX and
 its merge) are split into this thread's CPU and the Redis server's, per
 request. Then the server's side alone: the read's ``GETEX`` followed by each
-layer of the merge script, run against a copy of the case's own record --
-a plain ``SET`` (what the floor sends), an ``EVALSHA`` of an empty script,
-the record's ``GET`` and ``SET`` made inside a script, its ``cjson.decode``,
-its ``cjson.encode``, and the merge itself (``store/lua.py``'s ``MERGE``,
-which also checks the record is live and merges the changed key). Each
-layer's figure is the server's CPU per request, the lowest of the repeats;
-the layers telescope, so they add up to the merge.
+layer of the merge script, run against a copy of the case's own record -- a
+plain ``SET`` (what the floor sends), an ``EVALSHA`` of an empty script, the
+record's ``GET`` and ``SET`` made inside a script, and the merge itself
+(``store/lua.py``'s ``MERGE``: it checks the record is live and sets the one
+changed field in the record's text). Each layer's figure is the server's CPU
+per request, the lowest of the repeats; the layers telescope, so they add up
+to the merge. For comparison, the same merge of two fields: the full
+``cjson`` decode and encode of the record that any other write takes.
 
 Below ``REPLACE_FROM`` bytes (4 KB) the library's write is that merge: the
 one write that decides on the server, in one step, that the session is still
@@ -27,21 +28,19 @@ from sessionshare.store.lua import MERGE
 from . import apps, measure
 from .cases import Stack
 
-#: The server's side of a write, layer by layer: name, and the script (None: a SET).
-LAYERS: tuple[tuple[str, str | None], ...] = (
-    ("SET (the floor's write)", None),
-    ("EVALSHA of an empty script", "return 1"),
+#: The server's side of a write, layer by layer: name, the script (None: a SET), and how
+#: many fields the write changes.
+LAYERS: tuple[tuple[str, str | None, int], ...] = (
+    ("SET (the floor's write)", None, 1),
+    ("EVALSHA of an empty script", "return 1", 1),
     ("+ the record's GET and SET inside the script",
      "local raw = redis.call('GET', KEYS[1]) "
-     "redis.call('SET', KEYS[1], raw, 'EX', ARGV[1]) return 1"),
-    ("+ cjson.decode of the record",
-     "local raw = redis.call('GET', KEYS[1]) local obj = cjson.decode(raw) "
-     "redis.call('SET', KEYS[1], raw, 'EX', ARGV[1]) return 1"),
-    ("+ cjson.encode of it (the whole record through cjson)",
-     "local raw = redis.call('GET', KEYS[1]) local obj = cjson.decode(raw) "
-     "redis.call('SET', KEYS[1], cjson.encode(obj), 'EX', ARGV[1]) return 1"),
-    ("+ the live check and the merge of one key (MERGE)", MERGE.text),
+     "redis.call('SET', KEYS[1], raw, 'EX', ARGV[1]) return 1", 1),
+    ("+ the live check and the field set in the text (MERGE)", MERGE.text, 1),
 )
+#: Beside the layers: the merge of two fields, which decodes and encodes the record whole
+#: (printed, as the merge is, above the floor's SET).
+WHOLE = ("beside: MERGE of two fields (cjson decode+encode)", MERGE.text, 2)
 SIZES = ("200", "2k")
 
 
@@ -60,11 +59,13 @@ def _split(cases: list[Any], admin: Any, requests: int,
 
 
 def _server_layers(admin: Any, record: bytes, requests: int, repeats: int) -> list[float]:
-    """The server's CPU us per GETEX + each layer's write, on a copy of ``record``."""
+    """The server's CPU us per GETEX + each layer's write (then :data:`WHOLE`'s), on a
+    copy of ``record``."""
     key = "writebudget:{copy}"
-    shas = [None if text is None else admin.script_load(text) for _, text in LAYERS]
+    layers = (*LAYERS, WHOLE)
+    shas = [None if text is None else admin.script_load(text) for _, text, _ in layers]
     found = []
-    for index, sha in enumerate(shas):
+    for index, (sha, (_, _, fields)) in enumerate(zip(shas, layers, strict=True)):
         best = float("inf")
         for repeat in range(repeats + 1):
             admin.set(key, record, ex=600)
@@ -74,9 +75,10 @@ def _server_layers(admin: Any, record: bytes, requests: int, repeats: int) -> li
                 if sha is None:
                     admin.set(key, record, ex=600)
                 # MERGE's argv as the library's write sends it: the idle expiry, an
-                # update, one changed key, no meta. Every layer answers 1, the merge
+                # update, the changed fields, no meta. Every layer answers 1, the merge
                 # when it wrote: anything else means the layer measured no write.
-                elif admin.evalsha(sha, 1, key, 600, "0", 1, 0, apps.WRITE_KEY, str(n)) != 1:
+                elif admin.evalsha(sha, 1, key, 600, "0", fields, 0, apps.WRITE_KEY, str(n),
+                                   *(("other", str(n)) if fields == 2 else ())) != 1:
                     raise RuntimeError(f"layer {index}: the script wrote nothing")
             if repeat:  # the first run warms the script and the key up
                 best = min(best, (measure.server_cpu(admin) - start) / requests * 1e6)
@@ -123,14 +125,17 @@ def run(stack: Stack, *, requests: int, repeats: int) -> str:
         f"{sum(col['ours']) / sum(col['floor']):.2f}x" for col in columns.values()])
     lines.append("  the server's side alone: GETEX + the write, per request (lowest of "
                  f"{repeats}):")
-    for index, (name, _) in enumerate(LAYERS):
+    for index, (name, _, _) in enumerate(LAYERS):
         cells = []
         for col in columns.values():
             value = col["layers"][index]
             step = value if index == 0 else value - col["layers"][index - 1]
             cells.append(f"{value:6.1f}" if index == 0 else f"{step:+6.1f}")
         row("  " + name, cells)
+    last = len(LAYERS) - 1
     row("  = the merge, above the floor's SET", [
+        f"{col['layers'][last] - col['layers'][0]:+6.1f}" for col in columns.values()])
+    row("  " + WHOLE[0], [
         f"{col['layers'][-1] - col['layers'][0]:+6.1f}" for col in columns.values()])
     lines.append(f"  (w) and (d): the median of {repeats} interleaved repeats x {requests} "
                  "requests")

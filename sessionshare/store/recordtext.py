@@ -22,7 +22,9 @@ exactly the fields and values the record read held, but for the changes.
 Only the compact form every writer of these records produces (Python's
 ``json`` with ``(",", ":")``, Lua's cjson, in any key order) is taken; any
 other text -- whitespace, a duplicate name, a value that is not text -- gets
-no places, and its write is the server's merge.
+no places, and its write is the server's merge. (That merge sets a single
+changed field in the text itself, which it searches: ``lua.py``'s ``splice``
+says why JSON's grammar makes that search sound for the names it takes.)
 """
 
 from __future__ import annotations
