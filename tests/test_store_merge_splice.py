@@ -49,11 +49,12 @@ metas = st.dictionaries(
     st.sampled_from(["a", "c", "o:https://shop.example", "e0", "r", "p"]),
     st.integers(-(10**13), 10**13), max_size=4,
 )
-styles = st.sampled_from(["python", "unicode", "cjson"])
+styles = st.sampled_from(["python", "unicode", "cjson", "server"])
 
 
 def written(record: dict[str, Any], style: str) -> str:
-    """``record`` as one of the writers of these records writes it."""
+    """``record`` as one of the writers of these records writes it (``server``: the
+    server's own cjson, see :func:`server_cjson`)."""
     if style == "python":  # REPLACE's own text: ensure_ascii, the stamp first
         return json.dumps(record, separators=COMPACT)
     if style == "unicode":  # Python's json without ensure_ascii
@@ -71,15 +72,34 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
         connection.delete(KEY)
 
 
-def merge_one(client: redis.Redis, text: str, name: str, value: str) -> tuple[Any, bytes]:
-    """MERGE of one changed field (an update, the idle expiry) over ``text``: its answer
-    and the text stored after it."""
-    client.set(KEY, text.encode(), ex=600)
-    answer = client.evalsha(MERGE.sha, 1, KEY, 600, "0", 1, 0, name, value)
+def merge_one(client: redis.Redis, text: str, name: str, value: str, *, ttl: int = 600,
+              mode: str = "0", expiry: int | None = 600) -> tuple[Any, bytes]:
+    """MERGE of one changed field over ``text`` (stored with ``expiry``; ``ttl`` 0 keeps
+    it): its answer and the text stored after it."""
+    client.set(KEY, text.encode(), ex=expiry)
+    answer = client.evalsha(MERGE.sha, 1, KEY, ttl, mode, 1, 0, name, value)
     stored = client.get(KEY)
     assert isinstance(stored, bytes)
-    assert 0 < client.ttl(KEY) <= 600
     return answer, stored
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members, refusing a name twice (json.loads would keep the last and
+    hide a stale member before it)."""
+    names = [name for name, _ in pairs]
+    assert len(names) == len(set(names)), f"a member twice: {names}"
+    return dict(pairs)
+
+
+def read_back(stored: bytes) -> Any:
+    return json.loads(stored, object_pairs_hook=unique_keys)
+
+
+def server_cjson(client: redis.Redis, text: str) -> str:
+    """``text`` as the server's own cjson writes it (its key order, its escapes)."""
+    encoded = client.eval("return cjson.encode(cjson.decode(ARGV[1]))", 0, text)
+    assert isinstance(encoded, bytes)
+    return encoded.decode()
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -97,15 +117,17 @@ def test_a_one_field_merge_reads_back_as_the_record_with_that_field_set(
         name = sorted(fields)[0]  # a field the record holds, changed in place
     record: dict[str, Any] = {"v": STAMP} if stamped and style == "python" else {}
     record.update(d=fields, m=meta)
-    text = written(record, style)
+    text = server_cjson(client, written(record, "unicode")) if style == "server" else written(
+        record, style)
     answer, stored = merge_one(client, text, name, value)
+    assert 0 < client.ttl(KEY) <= 600
     if "r" in meta or "p" in meta:
         # A marker or a prepared key: no session to write to. Nothing changes.
         assert answer == 0 and stored == text.encode()
         return
     assert answer == 1
     expected = dict(fields, **{name: value})
-    after = json.loads(stored)
+    after = read_back(stored)
     assert after == {"d": expected, "m": meta}  # the stamp gone with the old text
 
 
@@ -141,3 +163,72 @@ def test_a_duplicate_member_is_left_to_the_full_decode(client: redis.Redis) -> N
     # does not; cjson reads the last (as json.loads does) and writes one.
     answer, stored = merge_one(client, '{"d":{"n":"1","n":"2"},"m":{"a":1}}', "n", "3")
     assert answer == 1 and json.loads(stored) == {"d": {"n": "3"}, "m": {"a": 1}}
+
+
+def test_a_name_starting_with_a_colon_is_left_to_the_full_decode(client: redis.Redis) -> None:
+    # '"q,":":"' holds ',":":"': the quote after the comma closes the name "q,", and a
+    # search for the member ':' would take its value for that member. The text path does
+    # not take such a name; the record reads back whole, with the field set.
+    text = '{"d":{"q,":":","user":"\\"alice\\""},"m":{"a":1}}'
+    for value in ("1", '","'):
+        answer, stored = merge_one(client, text, ":", value)
+        assert answer == 1
+        assert read_back(stored) == {"d": {"q,": ":", "user": '"alice"', ":": value},
+                                     "m": {"a": 1}}
+
+
+@pytest.mark.parametrize("text", [
+    '{"d":{},"m":{ "r":5}}',
+    '{"d":{},"m":{"r" :5}}',
+    '{"d":{},"m":{"\\u0072":5}}',
+    '{"d":{},"m":{"a":1, "p":1}}',
+], ids=["space-before", "space-after", "escaped-name", "space-between"])
+def test_the_live_check_does_not_hang_on_how_the_meta_is_written(
+    client: redis.Redis, text: str,
+) -> None:
+    # No writer here spaces or escapes the meta; were one to, the record is still a
+    # marker or a prepared key: the check decodes "m" rather than searching it.
+    answer, stored = merge_one(client, text, "n", "2")
+    assert answer == 0 and stored == text.encode()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"d":{"n":1},"m":{"a":1}}', {"d": {"n": "2"}, "m": {"a": 1}}),
+    ('{"d":{"n":null,"x":"1"},"m":{"a":1}}', {"d": {"n": "2", "x": "1"}, "m": {"a": 1}}),
+    ('{"v":"' + STAMP + '","v":"' + STAMP + '","d":{"n":"1"},"m":{"a":1}}',
+     {"d": {"n": "2"}, "m": {"a": 1}}),
+], ids=["number-value", "null-value", "two-stamps"])
+def test_texts_no_writer_makes_are_left_to_the_full_decode(
+    client: redis.Redis, text: str, expected: dict[str, Any],
+) -> None:
+    # Setting the field in the text would leave the old member beside it (json.loads keeps
+    # the last) or a stamp at the head that REPLACE would take for its own.
+    answer, stored = merge_one(client, text, "n", "2")
+    assert answer == 1 and read_back(stored) == expected
+    assert not stored.startswith(b'{"v":')
+
+
+def test_an_old_value_with_many_escaped_quotes_or_backslash_runs(client: redis.Redis) -> None:
+    many = json.dumps(['"'] * 20)  # 40 escaped quotes in the record: past the text path's 16
+    runs = json.dumps("a\\\\" + '"' + "\\")  # backslash runs before a quote and at the end
+    for old in (many, runs):
+        text = json.dumps({"d": {"n": old, "x": '"/"'}, "m": {"a": 1}}, separators=COMPACT)
+        answer, stored = merge_one(client, text, "n", "3")
+        assert answer == 1 and read_back(stored) == {"d": {"n": "3", "x": '"/"'}, "m": {"a": 1}}
+    # The short one went by the text path: the untouched member keeps Python's "/".
+    assert b'"x":"\\"/\\""' in stored
+
+
+def test_keepttl_keeps_the_expiry_or_its_absence_and_mode_1_writes_a_live_session(
+    client: redis.Redis,
+) -> None:
+    text = '{"d":{"n":"1"},"m":{"a":1}}'
+    answer, stored = merge_one(client, text, "n", "2", ttl=0, expiry=1000)
+    assert answer == 1 and 600 < client.ttl(KEY) <= 1000
+    answer, stored = merge_one(client, text, "n", "2", ttl=0, expiry=None)
+    assert answer == 1 and client.ttl(KEY) == -1  # no expiry given, none added
+    answer, stored = merge_one(client, text, "n", "2", mode="1")
+    assert answer == 1 and read_back(stored) == {"d": {"n": "2"}, "m": {"a": 1}}
+    marker = '{"m":{"r":5},"d":{},"f":"sessionshare:next"}'
+    answer, stored = merge_one(client, marker, "n", "2", mode="1")
+    assert answer == 0 and stored == marker.encode()

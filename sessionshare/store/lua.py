@@ -70,30 +70,41 @@ end
 #: A write of one field is the usual request's, and cjson decoding and encoding the whole
 #: record was most of its cost on the server (13.8 us of the script's 22 at 200 B, 17.5 of
 #: 30 at 2 KB, pinned: ``python -m benchmarks.hotpath write``, whose layers measure this
-#: path and the full decode side by side). Finding the field by searching the text is sound here
-#: because of JSON's grammar and the record's shape, never because of what a value holds:
-#: a quote inside a JSON string is always escaped (``\"``), so a quote that follows a
-#: letter, a ``{`` or a ``,`` is a string's own delimiter. Hence, in a record of the
-#: shape every writer here makes -- top-level members ``v``, ``f`` (strings), ``d`` (an
-#: object of strings) and ``m`` (an object of numbers) -- ``"d":{`` and ``"m":{`` occur
-#: once each, as those members (no other member's value is an object); and within the
-#: ``d`` object, ``{"name":"`` or ``,"name":"`` is the member of that name and nothing
-#: else, for a name of plain characters (letters, digits, ``_-.:``, written the same way
-#: by every encoder). A value an attacker chose -- quotes, ``","name":"`` and all -- is
-#: escaped text inside its string and cannot match. The old value ends at the first quote
-#: after it that an even number of backslashes precedes. Anything else -- a name with
-#: other characters, ``d`` and ``m`` not the last two members, a second member of the
-#: name, a value with many escaped quotes -- is nil: the full decode, as ever. The
-#: stamp :data:`REPLACE` puts at the head is taken out, as ``apply`` does.
+#: path and the full decode side by side).
+#:
+#: Finding the field by searching the text is sound because of JSON's grammar and the
+#: record's shape, never because of what a value holds. A quote inside a JSON string is
+#: always escaped (``\"``), so an unescaped quote is a string's delimiter, and after a
+#: closing one only ``:``, ``,`` or ``}`` can come. The records searched are the ones the
+#: writers here make (Python's ``json`` with compact separators, cjson; nothing else writes
+#: these keys): top-level members ``v``, ``f`` (strings), ``d`` (an object of strings) and
+#: ``m`` (an object of numbers), no whitespace, no name written with an escape when it
+#: needs none. In such a text ``"d":{`` and ``"m":{`` occur once each, as those members:
+#: their first quote cannot close a string (a ``d`` or ``m`` follows it), so it opens the
+#: member's name, and no other member's value is an object. Within ``d``, ``{"name":`` or
+#: ``,"name":`` is the member of that name, for a name of plain characters (letters,
+#: digits, ``_-.:``, which no encoder escapes) that does not start with ``:`` -- else the
+#: ``"`` after the ``,`` could close a name ending in ``,`` (``"q,":":"`` for ``:``). A
+#: value an attacker chose -- quotes, ``","name":"`` and all -- is escaped text inside its
+#: string and cannot match. The old value ends at the first quote after it that an even
+#: number of backslashes precedes. What is checked rather than assumed: ``d`` and ``m``
+#: are the last two members, side by side; the live check decodes ``m`` (a few numbers)
+#: and asks what ``ended`` asks; the field's old value is a string and its name occurs
+#: once; REPLACE's stamp at the head is taken out (as ``apply`` does) and no second one
+#: is left there for REPLACE to match. Anything else -- another name, another layout, a
+#: value with many escaped quotes -- is nil: the full decode, as ever. The text path
+#: keeps every byte it does not change, where cjson would rewrite them (``/`` as ``\/``,
+#: a number past 14 digits rounded).
 _SPLICE = """
 local function splice(raw)
   local find, sub, byte = string.find, string.sub, string.byte
   local name = ARGV[5]
-  if find(name, '[^%w_%-%.:]') then return nil end
+  if find(name, '[^%w_%-%.:]') or byte(name, 1) == 58 then return nil end
   if sub(raw, 1, 5) == '{"v":' then
     if sub(raw, 6, 6) ~= '"' or sub(raw, 39, 40) ~= '",'
         or (find(raw, '[^0-9a-f]', 7) or 0) ~= 39 then return nil end
     raw = '{' .. sub(raw, 41)
+    if sub(raw, 1, 5) == '{"v":' then return nil end  -- a second stamp: REPLACE's to match
   end
   if byte(raw, -1) ~= 125 or byte(raw, -2) ~= 125 then return nil end
   local d = find(raw, '"d":{', 1, true)
@@ -105,19 +116,17 @@ local function splice(raw)
   end
   local d_end, m_end = m - 2, #raw - 1
   if d > m then d_end, m_end = #raw - 1, d - 2 end
-  -- A marker's or a prepared key's mark, looked for in the "m" object alone.
-  local meta = sub(raw, m + 4, m_end)
-  if find(meta, '{"r":', 1, true) or find(meta, ',"r":', 1, true)
-      or find(meta, '{"p":', 1, true) or find(meta, ',"p":', 1, true) then
-    return false
-  end
+  -- The "m" object decoded (a few numbers), so that the live check is ended()'s own.
+  local ok, meta = pcall(cjson.decode, sub(raw, m + 4, m_end))
+  if not ok or type(meta) ~= 'table' then return nil end
+  if meta['r'] ~= nil or meta['p'] ~= nil then return false end
   local value = ARGV[6]
   if find(value, '[%c"\\\\/\\128-\\255]') then
     value = cjson.encode(value)
   else
     value = '"' .. value .. '"'
   end
-  local key = '"' .. name .. '":"'
+  local key = '"' .. name .. '":'
   local open = d + 4
   local at
   if sub(raw, open + 1, open + #key) == key then
@@ -126,13 +135,14 @@ local function splice(raw)
     at = find(raw, ',' .. key, open, true)
     if at and at < d_end then at = at + 1 else at = nil end
   end
+  if at and byte(raw, at + #key) ~= 34 then return nil end  -- a value that is no string
   if not at then
     local sep = ','
     if open + 1 == d_end then sep = '' end
     return sub(raw, 1, open) .. '"' .. name .. '":' .. value .. sep
       .. sub(raw, open + 1)
   end
-  local close = at + #key - 1
+  local close = at + #key
   for _ = 1, 16 do
     close = find(raw, '"', close + 1, true)
     if not close or close > d_end then return nil end
