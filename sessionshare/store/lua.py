@@ -88,18 +88,19 @@ end
 #: value an attacker chose -- quotes, ``","name":"`` and all -- is escaped text inside its
 #: string and cannot match. The old value ends at the first quote after it that an even
 #: number of backslashes precedes. What is checked rather than assumed: ``d`` and ``m``
-#: are the last two members, side by side; the live check decodes ``m`` (a few numbers)
-#: and asks what ``ended`` asks; the field's old value is a string and its name occurs
-#: once; REPLACE's stamp at the head is taken out (as ``apply`` does) and no second one
-#: is left there for REPLACE to match. Anything else -- another name, another layout, a
-#: value with many escaped quotes -- is nil: the full decode, as ever. The text path
-#: keeps every byte it does not change, where cjson would rewrite them (``/`` as ``\/``,
-#: a number past 14 digits rounded).
+#: are the last two members, side by side; the live check asks what ``ended`` asks of
+#: ``m``'s text, which it first finds free of whitespace and of ``\u`` escapes (the
+#: only other spellings of a name ``r`` or ``p``); the field's old value is a string and
+#: its name occurs once; REPLACE's stamp at the head is taken out (as ``apply`` does)
+#: and no second one is left there for REPLACE to match. Anything else -- another name,
+#: another layout, a value with many escaped quotes -- is nil: the full decode, as ever.
+#: The text path keeps every byte it does not change, where cjson would rewrite them
+#: (``/`` as ``\/``, a number past 14 digits rounded).
 _SPLICE = """
 local function splice(raw)
   local find, sub, byte = string.find, string.sub, string.byte
   local name = ARGV[5]
-  if find(name, '[^%w_%-%.:]') or byte(name, 1) == 58 then return nil end
+  if not find(name, '^[%w_%-%.][%w_%-%.:]*$') then return nil end
   if sub(raw, 1, 5) == '{"v":' then
     if sub(raw, 6, 6) ~= '"' or sub(raw, 39, 40) ~= '",'
         or (find(raw, '[^0-9a-f]', 7) or 0) ~= 39 then return nil end
@@ -116,15 +117,20 @@ local function splice(raw)
   end
   local d_end, m_end = m - 2, #raw - 1
   if d > m then d_end, m_end = #raw - 1, d - 2 end
-  -- The "m" object decoded (a few numbers), so that the live check is ended()'s own.
-  local ok, meta = pcall(cjson.decode, sub(raw, m + 4, m_end))
-  if not ok or type(meta) ~= 'table' then return nil end
-  if meta['r'] ~= nil or meta['p'] ~= nil then return false end
+  -- ended()'s question, asked of the "m" object's text: written without whitespace or a
+  -- \\u escape (the only other ways to write a name "r" or "p"), each of its members
+  -- starts '{"' or ',"'.
+  local meta = sub(raw, m + 4, m_end)
+  if not find(meta, '^[^%s]*$') or find(meta, '\\u', 1, true) then return nil end
+  if find(meta, '{"r":', 1, true) or find(meta, ',"r":', 1, true)
+      or find(meta, '{"p":', 1, true) or find(meta, ',"p":', 1, true) then
+    return false
+  end
   local value = ARGV[6]
-  if find(value, '[%c"\\\\/\\128-\\255]') then
-    value = cjson.encode(value)
+  if find(value, '^[^%c"\\\\/\\128-\\255]*$') then
+    value = '"' .. value .. '"'  -- nothing to escape: what cjson.encode would write
   else
-    value = '"' .. value .. '"'
+    value = cjson.encode(value)
   end
   local key = '"' .. name .. '":'
   local open = d + 4
