@@ -34,7 +34,7 @@ from noblock import BlockingCall, no_blocking_calls_on
 from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
-from sessionshare.store import AsyncSessionStore
+from sessionshare.store import AsyncSessionStore, exchange
 from sessionshare.store.base import RETIRED, SessionRecord
 from sessionshare.store.exchange import READ_CACHE, READ_CACHE_SIZE, pack
 
@@ -411,6 +411,26 @@ def test_a_sessions_read_is_packed_once_as_redis_py_packs_it() -> None:
     long_key = ("GETEX", "k" * 1000, "EX", 1800)
     assert b"".join(pack(conn, long_key)) == b"".join(conn.pack_command(*long_key))
     assert long_key not in READ_CACHE
+
+
+def test_a_scripts_head_is_packed_once_as_redis_py_packs_it() -> None:
+    """A write's EVALSHA reuses its packed head (the SHA1, the number of keys) -- only for
+    a 40-character SHA1 and a whole number of keys -- and packs the rest as redis-py does,
+    non-ASCII text included; the heads kept stay bounded."""
+    conn = redis.Redis(protocol=2).connection_pool.make_connection()
+    sha = "3d874b28fa2c3d6e42533708670bcb9d1aaeb502"
+    for args in (("EVALSHA", sha, 1, "s:{k}", 600, "0", 1, 0, "n", "1"),
+                 ("EVALSHA", sha, 1, "s:{k}", 600, "0", 1, 0, "n", "2"),
+                 ("EVALSHA", sha, 1, "s:{k}", 600, "0", 1, 0, "é", "\u2028"),
+                 ("EVALSHA", sha, 2, "s:{k}", "s:{k}:once", 600, "3", 0, 1, "a", 5, 60),
+                 ("EVALSHA", sha, 1.0, "s:{k}", 1), ("EVALSHA", "ab", 1, "s:{k}", 1)):
+        assert b"".join(pack(conn, args)) == b"".join(conn.pack_command(*args))
+    assert (10, sha, 1) in exchange._SCRIPT_HEADS and (5, sha, 1.0) not in exchange._SCRIPT_HEADS
+    with pytest.raises(redis.DataError):
+        pack(conn, ("EVALSHA", sha, True, "s:{k}", 1))  # refused as redis-py refuses it
+    for n in range(exchange._SCRIPT_HEADS_SIZE + 10):
+        pack(conn, ("EVALSHA", f"{n:040x}", 1, "s:{k}", 1))
+        assert len(exchange._SCRIPT_HEADS) <= exchange._SCRIPT_HEADS_SIZE
 
 
 def test_packing_leaves_other_types_to_redis_py() -> None:
