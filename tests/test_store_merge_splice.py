@@ -192,6 +192,27 @@ def test_the_live_check_does_not_hang_on_how_the_meta_is_written(
     assert answer == 0 and stored == text.encode()
 
 
+@pytest.mark.parametrize("meta", [
+    '{"o:https://auth.example":1,"a":2}',  # a "u", and no \u escape for all that
+    '{"o:https:\\/\\/forum.localhost:8004":1}',  # as cjson writes it
+], ids=["letter-u", "cjson-escaped"])
+def test_the_text_path_takes_a_meta_of_any_origin(client: redis.Redis, meta: str) -> None:
+    # The untouched member keeps Python's "/" (cjson would write "\/"): no full decode.
+    text = '{"d":{"next":"\\"/x\\"","n":"1"},"m":' + meta + "}"
+    answer, stored = merge_one(client, text, "n", "2")
+    assert answer == 1 and stored == text.replace('"n":"1"', '"n":"2"').encode()
+
+
+def test_a_marker_whose_mark_is_null_or_a_meta_holding_an_object(client: redis.Redis) -> None:
+    # ended() asks whether m.r or m.p is there at all; a member inside an object that m
+    # holds is not m's own (no writer here puts one there; the full decode answers).
+    text = '{"d":{"n":"1"},"m":{"r":null}}'
+    assert merge_one(client, text, "n", "2") == (0, text.encode())
+    answer, stored = merge_one(client, '{"d":{"n":"1"},"m":{"a":{"r":1},"b":[{"p":1}]}}', "n", "2")
+    assert answer == 1 and read_back(stored) == {"d": {"n": "2"},
+                                                 "m": {"a": {"r": 1}, "b": [{"p": 1}]}}
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ('{"d":{"n":1},"m":{"a":1}}', {"d": {"n": "2"}, "m": {"a": 1}}),
     ('{"d":{"n":null,"x":"1"},"m":{"a":1}}', {"d": {"n": "2", "x": "1"}, "m": {"a": 1}}),

@@ -89,8 +89,9 @@ end
 #: string and cannot match. The old value ends at the first quote after it that an even
 #: number of backslashes precedes. What is checked rather than assumed: ``d`` and ``m``
 #: are the last two members, side by side; the live check asks what ``ended`` asks of
-#: ``m``'s text, which it first finds free of whitespace and of ``\u`` escapes (the
-#: only other spellings of a name ``r`` or ``p``); the field's old value is a string and
+#: ``m``'s text, which it first finds free of whitespace, of ``\u`` escapes (the only
+#: other spellings of a name ``r`` or ``p``) and of nested objects and arrays (whose
+#: members are not ``m``'s); the field's old value is a string and
 #: its name occurs once; REPLACE's stamp at the head is taken out (as ``apply`` does)
 #: and no second one is left there for REPLACE to match. Anything else -- another name,
 #: another layout, a value with many escaped quotes -- is nil: the full decode, as ever.
@@ -118,10 +119,10 @@ local function splice(raw)
   local d_end, m_end = m - 2, #raw - 1
   if d > m then d_end, m_end = #raw - 1, d - 2 end
   -- ended()'s question, asked of the "m" object's text: written without whitespace or a
-  -- \\u escape (the only other ways to write a name "r" or "p"), each of its members
-  -- starts '{"' or ',"'.
+  -- \\u escape (the only other ways to write a name "r" or "p") and holding no object or
+  -- array (so that '{"' and ',"' start its own members alone).
   local meta = sub(raw, m + 4, m_end)
-  if not find(meta, '^[^%s]*$') or find(meta, '\\u', 1, true) then return nil end
+  if not find(meta, '^{[^%s{%[]*$') or find(meta, '\\\\u', 1, true) then return nil end
   if find(meta, '{"r":', 1, true) or find(meta, ',"r":', 1, true)
       or find(meta, '{"p":', 1, true) or find(meta, ',"p":', 1, true) then
     return false
