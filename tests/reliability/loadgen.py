@@ -37,10 +37,11 @@ from urllib.parse import urlsplit
 from flow import PASSWORDS
 
 from .served import ServedDeployment
+from .site_app import WORKER_HEADER
 
 __all__ = [
     "OK", "OUTAGE_MIX", "SOAK_MIX", "UNAVAILABLE", "Http", "Outcome", "User", "percentile",
-    "run", "sign_in", "sign_in_many", "summary",
+    "run", "sign_in", "sign_in_many", "summary", "warm_each_worker",
 ]
 
 OK = "ok"
@@ -331,6 +332,42 @@ def run(site: ServedDeployment, users: Sequence[User], *, threads: int, seconds:
     stop.set()
     assert not any(thread.is_alive() for thread in pool), "a load thread hung"
     return sorted((o for w in workers for o in w.outcomes), key=lambda o: o.started)
+
+
+def warm_each_worker(site: ServedDeployment, users: Sequence[User], *, answers: int = 30,
+                     seconds: float = 20.0) -> dict[str, Counter[str]]:
+    """Requests on fresh connections (each accepted anew, by whichever worker takes it)
+    until every worker of both servers has answered ``answers`` of them, within
+    ``seconds``: a worker the warm-up left idle would warm up (imports, its threads'
+    stacks, allocator arenas) during a measured run instead. Answers per worker pid."""
+    deadline = time.monotonic() + seconds
+    found: dict[str, Counter[str]] = {}
+    for server, path, cookie_of in ((site.idp, "/", lambda user: user.idp_cookie),
+                                    (site.shop, "/orders", lambda user: user.cookie)):
+        workers = [str(pid) for pid in server.worker_pids()]
+        counts: Counter[str] = Counter()
+
+        def one(user: User, port: int = server.port, path: str = path, role: str = server.role,
+                cookie_of: Callable[[User], str] = cookie_of) -> str:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                connection.request("GET", path, headers={
+                    **HTML, "Cookie": cookie_of(user), "Connection": "close"})
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200, (role, response.status)
+                return response.getheader(WORKER_HEADER) or "-"
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(16) as pool:
+            while any(counts[pid] < answers for pid in workers):
+                assert time.monotonic() < deadline, (
+                    f"{server.role}: workers answered {dict(counts)} of {answers} warm-up "
+                    f"requests each in {seconds:.0f} s (workers {workers})")
+                counts.update(pool.map(one, users[:32]))
+        found[server.role] = counts
+    return found
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

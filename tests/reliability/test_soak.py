@@ -69,9 +69,12 @@ def test_soak(redis_url: str, seconds: float, sessions: int) -> None:
         sign_in_seconds = time.monotonic() - started
         pids = site.worker_pids()
 
-        # Warm up (imports, pools, allocator arenas), then measure from a steady start.
+        # Warm up (imports, pools, allocator arenas), then measure from a steady start --
+        # every worker's: kept-alive connections can all land on one worker of a server,
+        # which would leave the other to warm up inside the measured run.
         warm = loadgen.run(site, users, threads=CONNECTIONS, seconds=warm_up, mix=loadgen.SOAK_MIX)
         assert all(o.verdict == OK for o in warm), loadgen.summary(warm)
+        served_by = loadgen.warm_each_worker(site, users)
         memory_start = {s.role: s.worker_rss() for s in site.servers}
         samples: list[dict[int, int]] = []
         stop = threading.Event()
@@ -109,6 +112,7 @@ def test_soak(redis_url: str, seconds: float, sessions: int) -> None:
                                       first + (i + 1) * stretch)["p99_ms"] for i in range(6)],
         "requests_by_stretch": [_window(outcomes, first + i * stretch,
                                         first + (i + 1) * stretch)["requests"] for i in range(6)],
+        "warm_up_answers": {role: dict(counts) for role, counts in served_by.items()},
         "rss_start_mib": {r: [round(v / MiB, 1) for v in m.values()]
                           for r, m in memory_start.items()},
         "rss_end_mib": {r: [round(v / MiB, 1) for v in m.values()] for r, m in memory_end.items()},
