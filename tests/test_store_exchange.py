@@ -666,6 +666,26 @@ def test_a_replace_stores_what_the_merge_stores_whatever_the_values_hold(
     other.close()
 
 
+@pytest.mark.usefixtures("every_write_replaces")
+def test_what_the_caller_does_to_the_record_read_never_reaches_the_replace(
+    redis_url: str,
+) -> None:
+    """The write is spliced from the text read and a copy of its meta, not from the objects
+    handed to the caller: whatever it puts into them stays out of the store unless it is
+    written (a meta mark put there would make the session read as a marker)."""
+    store = RedisStore.from_url(redis_url)
+    store.save("s:alice", changed=ALICE, meta={"c": 1}, ttl=600, create=True)
+    record = store.load("s:alice", 600)
+    assert record is not None
+    record.fields["user"], record.fields["cart"] = '"mallory"', "[]"
+    record.meta["r"] = 1
+    with scripts_sent(store) as sent:
+        assert store.save("s:alice", changed={"seen": "1"}, ttl=600)
+    assert sent == ["REPLACE"]
+    assert store.load("s:alice", 600) == SessionRecord({**ALICE, "seen": "1"}, {"c": 1})
+    store.close()
+
+
 def test_a_small_sessions_write_is_the_servers_merge_and_a_large_ones_a_replace(
     redis_url: str,
 ) -> None:

@@ -91,10 +91,10 @@ end
 #: are the last two members, side by side; the live check asks what ``ended`` asks of
 #: ``m``'s text, which it first finds free of whitespace, of ``\u`` escapes (the only
 #: other spellings of a name ``r`` or ``p``) and of nested objects and arrays (whose
-#: members are not ``m``'s); the field's old value is a string and
-#: its name occurs once; REPLACE's stamp at the head is taken out (as ``apply`` does)
-#: and no second one is left there for REPLACE to match. Anything else -- another name,
-#: another layout, a value with many escaped quotes -- is nil: the full decode, as ever.
+#: members are not ``m``'s); the field's old value is a string and its name occurs once;
+#: REPLACE's stamp at the head is taken out (as ``apply`` does) and no second one is
+#: left there for REPLACE to match. Anything else -- another name, another layout, a
+#: value with many escaped quotes -- is nil: the full decode, as ever.
 #: The text path keeps every byte it does not change, where cjson would rewrite them
 #: (``/`` as ``\/``, a number past 14 digits rounded).
 _SPLICE = """
