@@ -52,9 +52,17 @@ def chromium(
     profile = profile or tempfile.mkdtemp(prefix="sessionshare-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # A window the browser counts as hidden (a popup behind its opener, a window the
+    # test switched away from) may be backgrounded in the new headless mode, its
+    # renderer throttled; chromedriver's next command on it then waits on that renderer
+    # up to the page-load timeout. CI saw that once on the popup-flood test ("Timed out
+    # receiving message from renderer: 30.000"), and these switches, which browser
+    # automation commonly sets, keep every window running as if it were in front.
     for flag in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-backgrounding-occluded-windows", "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling",
         "--disable-dev-shm-usage", f"--user-data-dir={profile}",
         f"--host-resolver-rules={host_rules}", "--window-size=1200,900", *flags,
     ):
