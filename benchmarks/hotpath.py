@@ -118,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=7, help="budget, write: repeats")
     parser.add_argument("--smoke", action="store_true", help="budget, write: a few requests only")
+    parser.add_argument("--sizes", default=",".join(writebudget.SIZES),
+                        help="write: the session sizes, comma-separated "
+                        f"(of {', '.join(apps.WRITE_SIZES)}; default %(default)s)")
     args = parser.parse_args(argv)
+    unknown = set(args.sizes.split(",")) - set(apps.WRITE_SIZES)
+    if unknown:
+        parser.error(f"--sizes: no write case at {', '.join(sorted(unknown))}")
     if args.pin is not None:
         measure.pin(0, {args.pin})
     servers = _test_servers()
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.case == "write":
             print(writebudget.run(stack, requests=_requests(args, 3000),
-                                  repeats=2 if args.smoke else args.repeats))
+                                  repeats=2 if args.smoke else args.repeats,
+                                  sizes=args.sizes.split(",")))
             stack.close()
             return 0
         if args.case == "primitives":

@@ -1,6 +1,7 @@
 """``python -m benchmarks.hotpath write``: where the one-key write's time goes, by side.
 
     python -m benchmarks.hotpath write --pin 1      # 200 B and 2 KB sessions, one sitting
+    python -m benchmarks.hotpath write --pin 1 --sizes 20k,200k   # the large ones
 
 The write cases (w: the floor's GET, ``json``, SET; d: the library's GETEX and
 its merge) are split into this thread's CPU and the Redis server's, per
@@ -21,9 +22,11 @@ live (a logout in flight is not undone) and keeps another request's keys.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sessionshare.store.lua import MERGE
+from sessionshare.store.redisproto import REPLACE_FROM
 
 from . import apps, measure
 from .cases import Stack
@@ -87,11 +90,12 @@ def _server_layers(admin: Any, record: bytes, requests: int, repeats: int) -> li
     return found
 
 
-def run(stack: Stack, *, requests: int, repeats: int) -> str:
-    """The write's budget at each of :data:`SIZES`, one sitting."""
+def run(stack: Stack, *, requests: int, repeats: int, sizes: Sequence[str] = SIZES) -> str:
+    """The write's budget at each of ``sizes`` (labels of ``apps.WRITE_SIZES``), one
+    sitting."""
     cases = {case.id: case for case in stack.cases()}
     columns: dict[str, dict[str, Any]] = {}
-    for label in SIZES:
+    for label in sizes:
         sid = stack.shop.side.lifecycle.session_id_in(stack.sized[label])
         assert sid is not None
         record = stack.admin.get(stack.shop.lifecycle.session_key(sid))
@@ -139,4 +143,8 @@ def run(stack: Stack, *, requests: int, repeats: int) -> str:
         f"{col['layers'][-1] - col['layers'][0]:+6.1f}" for col in columns.values()])
     lines.append(f"  (w) and (d): the median of {repeats} interleaved repeats x {requests} "
                  "requests")
+    large = [label for label, col in columns.items() if col["bytes"] >= REPLACE_FROM]
+    if large:
+        lines.append(f"  at {', '.join(large)}: (d)'s write is REPLACE (the record spliced in "
+                     f"the app, from {REPLACE_FROM} B), not the merge the layers time")
     return "\n".join(lines)

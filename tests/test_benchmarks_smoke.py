@@ -290,11 +290,12 @@ def _budget_figures(block: str) -> tuple[list[float], float]:
 
 @pytest.mark.redis
 def test_the_writes_budget_splits_both_sides_and_its_layers_add_up() -> None:
-    """``python -m benchmarks.hotpath write --smoke``: the write cases split into the app's
-    CPU and the server's at both sizes, and the merge script's layers, whose steps add up
-    to the merge's cost above the floor's SET; beside them, a merge of two fields."""
+    """``python -m benchmarks.hotpath write --smoke --sizes 2k,20k``: the write cases split
+    into the app's CPU and the server's at both sizes, and the merge script's layers, whose
+    steps add up to the merge's cost above the floor's SET; beside them, a merge of two
+    fields. The size past REPLACE_FROM is named as one whose write is REPLACE."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.hotpath", "write", "--smoke"],
+        [sys.executable, "-m", "benchmarks.hotpath", "write", "--smoke", "--sizes", "2k,20k"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -311,3 +312,5 @@ def test_the_writes_budget_splits_both_sides_and_its_layers_add_up() -> None:
         assert abs(sum(float(step[size]) for step in steps) - float(merge[size])) < 0.01
         assert float(merge[size]) > 0  # the merge script costs the server more than a SET
         assert float(whole[size]) > 0
+    assert "at 20k: (d)'s write is REPLACE" in done.stdout
+    assert "at 2k" not in done.stdout

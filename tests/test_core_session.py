@@ -21,7 +21,7 @@ from sessionshare.core.session import state_of
 from sessionshare.core.sessionstate import decode as _loads
 from sessionshare.core.sessionstate import encode as _encode
 from sessionshare.core.sessionstate import lifetime_start
-from sessionshare.store.base import SessionRecord
+from sessionshare.store.base import SessionRecord, unescaped
 
 # -- the mapping -------------------------------------------------------------------------
 
@@ -885,3 +885,18 @@ def test_a_stored_value_python_decodes_past_json_is_no_500_when_handed_out(text:
                                                 {META_CREATED: CREATED}), SID)
     assert dict(session)["m"] == 1
     assert state_of(session).write_plan(NOW).unchanged
+
+
+def test_a_value_the_stores_read_decoded_is_taken_for_that_very_text_only() -> None:
+    """A store's read may hand the session a long string it decoded already (base.py's
+    ``unescaped``): taken for the text object it was decoded from, never for another one,
+    however equal; and taken once."""
+    text = json.dumps("lorem " * 300)
+    twin = (text + " ")[:-1]  # the same characters, another object
+    assert twin == text and twin is not text
+    unescaped.set({"notes": (text, "as the read decoded it"), "other": (twin, "stale")})
+    session = Session(lambda sid: SessionRecord({"notes": text, "other": text},
+                                                {META_CREATED: CREATED}), SID)
+    assert session["notes"] == "as the read decoded it"  # the read's value, not a rescan
+    assert session["other"] == "lorem " * 300  # another text object: scanned as ever
+    assert unescaped.get() is None  # taken by the decode it was for

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +36,7 @@ from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
 from sessionshare.store import AsyncSessionStore, exchange
-from sessionshare.store.base import RETIRED, SessionRecord
+from sessionshare.store.base import RETIRED, SessionRecord, unescaped
 from sessionshare.store.exchange import READ_CACHE, READ_CACHE_SIZE, pack
 
 T = TypeVar("T")
@@ -883,3 +884,28 @@ def test_a_write_after_a_read_in_the_same_task_replaces_or_merges(redis_url: str
         await other.close()
 
     run(scenario())
+
+
+def test_a_large_records_long_strings_reach_the_task_that_read_it(
+    make_store: Callable[[], AsyncRedisStore],
+) -> None:
+    """Under asyncio too, each kind of client: the long string a read decoded is noted in
+    the reading task's own context (where its session decodes the record), not in another
+    task's."""
+    lorem = "lorem ipsum dolor " * 300
+    fields = {"notes": json.dumps(lorem), "user": '"alice"'}
+
+    async def read(store: AsyncRedisStore) -> Any:
+        record = await store.load("s:long", 600)
+        assert record is not None
+        return unescaped.get(), record.fields["notes"]
+
+    async def main() -> None:
+        store = make_store()
+        assert await store.save("s:long", changed=fields, ttl=600, create=True)
+        known, text = await asyncio.create_task(read(store))
+        assert known == {"notes": (fields["notes"], lorem)} and known["notes"][0] is text
+        assert unescaped.get() is None  # this task read nothing
+        await store.close()
+
+    run(main())

@@ -39,7 +39,7 @@ from redis.retry import Retry
 from servers import RedisServer
 
 from sessionshare import AsyncRedisStore, RedisStore, StoreUnavailable
-from sessionshare.store.base import RETIRED, SessionRecord
+from sessionshare.store.base import RETIRED, SessionRecord, unescaped
 
 
 class Interrupted(BaseException):
@@ -703,6 +703,30 @@ def test_a_small_sessions_write_is_the_servers_merge_and_a_large_ones_a_replace(
             assert store.save(key, changed={"seen": "1"}, ttl=600)
         assert sent == [script], key
         assert store.load(key, 600).fields["seen"] == "1"  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_large_records_long_strings_are_decoded_once(redis_url: str) -> None:
+    """A large record's long plain strings reach the session decoded by the read's scan
+    (``recordtext.scan_record``), which the session takes instead of scanning them again;
+    anything escaped, short or not a string is left to the session, and the values are
+    json's either way."""
+    from sessionshare import Session
+
+    store = RedisStore.from_url(redis_url)
+    lorem = "lorem ipsum dolor " * 300
+    fields = {"notes": json.dumps(lorem), "quoted": json.dumps('say "hi" ' * 300),
+              "cart": json.dumps([lorem[:50]] * 40), "user": '"alice"'}
+    store.save("s:long", changed=fields, ttl=600, create=True)
+    unescaped.set(None)
+    record = store.load("s:long", 600)
+    assert record is not None and record.fields == fields
+    known = unescaped.get()
+    assert known == {"notes": (fields["notes"], lorem)}
+    assert known["notes"][0] is record.fields["notes"]
+    session = Session(lambda sid: store.load("s:long", 600), "S" * 43)
+    assert dict(session) == {name: json.loads(text) for name, text in fields.items()}
+    assert unescaped.get() is None  # taken by the session's decode
     store.close()
 
 

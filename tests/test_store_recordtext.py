@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from sessionshare.store import recordtext
 from sessionshare.store.recordtext import scan_record, spliced
 
 COMPACT = (",", ":")
@@ -168,3 +169,93 @@ def test_a_spliced_record_is_the_record_with_the_changes_made(
     again = scan_record(new)  # the next write's read
     assert again is not None and again[:2] == (expected, new_meta)
     assert_places(new, expected, again[2])
+
+
+# -- long strings noted with their value (base.unescaped) -------------------------------
+
+LOREM = "lorem ipsum dolor " * 1200  # a session's usual bulk: 21 KB of plain text
+
+
+def noted(text: str) -> tuple[Any, dict[str, tuple[str, str]]]:
+    plain: dict[str, tuple[str, str]] = {}
+    return scan_record(text, plain), plain
+
+
+def assert_noted_is_json(scanned: Any, plain: dict[str, tuple[str, str]]) -> None:
+    """Each value noted is what json.loads reads in that field's text -- the very text
+    object the scan answered for it."""
+    assert scanned is not None
+    for name, (text, value) in plain.items():
+        assert text is scanned[0][name]
+        assert type(value) is str and json.loads(text) == value
+
+
+#: What a long string may hold: plain characters, and now and then one that is escaped
+#: twice over in the record -- a quote, a backslash, a control character, a "/" (cjson),
+#: non-ASCII (ensure_ascii), a line separator.
+long_texts = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(['"', "\\", "\n", "\x00", "/", "\u2028"]),
+    max_size=30,
+).map(lambda part: part * 8)
+
+
+@settings(max_examples=300)
+@given(fields=st.dictionaries(names, texts | long_texts.map(json.dumps) | long_texts.map(
+    lambda value: json.dumps(value, ensure_ascii=False)), max_size=5),
+       meta=metas, style=styles)
+def test_a_long_string_noted_is_the_value_json_reads_in_its_text(
+    fields: dict[str, str], meta: dict[str, Any], style: str,
+) -> None:
+    # Every length noted (the check, not the length, makes the note right).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recordtext, "PLAIN_FROM", 0)
+        scanned, plain = noted(written({"d": fields, "m": meta}, style))
+    assert_noted_is_json(scanned, plain)
+
+
+@settings(max_examples=500)
+@given(inner=st.lists(st.characters(codec="utf-8") | st.sampled_from(
+    ['"', '\\"', "\\", "\\\\", "\\u0001", "\\n", "\x01", "\x1f", '\\""', '""']),
+    max_size=12).map("".join), opened=st.booleans(), closed=st.booleans())
+def test_a_member_made_to_look_plain_is_noted_only_as_json_reads_it(
+    inner: str, opened: bool, closed: bool,
+) -> None:
+    """The record's text written by hand around any characters at all -- raw control
+    characters, stray quotes and backslashes among them, the inner string opened and
+    closed or not: the scan takes it or not, and a value it notes is json's."""
+    member = ('"\\"' if opened else '"') + inner + ('\\""' if closed else '"')
+    text = '{"d":{"a":' + member + ',"b":"1"},"m":{}}'
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recordtext, "PLAIN_FROM", 0)
+        scanned, plain = noted(text)
+    if scanned is None:
+        return
+    assert scanned[:2] == (json.loads(text)["d"], json.loads(text)["m"])
+    assert_noted_is_json(scanned, plain)
+    if opened and closed and inner.isalnum():
+        assert plain["a"][1] == inner  # and a plain one is noted
+
+
+@pytest.mark.parametrize("style", ["python", "unicode", "cjson"])
+def test_a_long_plain_string_is_noted_and_anything_escaped_in_it_is_not(style: str) -> None:
+    fields = {
+        "recent": json.dumps(LOREM),
+        # Non-ASCII: the library's values escape it ("\\u00e9"); another writer's may not,
+        # and then only a writer of the record with ensure_ascii escapes it there.
+        "accents": json.dumps("\u00e9t\u00e9 " * 400),
+        "raw-accents": json.dumps("\u00e9t\u00e9 " * 400, ensure_ascii=False),
+        "short": json.dumps("alice"),  # below PLAIN_FROM: the session's own scan is cheaper
+        **{name: json.dumps(LOREM[:2000] + odd + LOREM[:2000]) for name, odd in (
+            ("quote", '"'), ("backslash", "\\"), ("newline", "\n"), ("nul", "\x00"),
+            ("slash", "/"))},
+        "list": json.dumps([LOREM[:100]] * 40),  # long, but not a string
+    }
+    scanned, plain = noted(written({"d": fields, "m": {"c": 1}}, style))
+    assert_noted_is_json(scanned, plain)
+    expected = {
+        "python": {"recent", "slash"},
+        "unicode": {"recent", "slash", "raw-accents"},
+        "cjson": {"recent", "raw-accents"},  # cjson escapes "/"
+    }
+    assert set(plain) == expected[style]
+    assert plain["recent"][1] == LOREM

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from ..store.base import SessionRecord, scan_json
+from ..store.base import SessionRecord, scan_json, unescaped
 from .cookies import CookieSpec
 from .record import (
     META_AUTHENTICATED,
@@ -279,7 +279,16 @@ class SessionState:
         # whatever it does not take whole. (Filled whole or not at all: a text that does not
         # decode raises before the contents show any of the record.)
         values: dict[str, Any] = {}
+        # Long strings the store's read decoded already, each for its very text (base.py).
+        known = unescaped.get()
+        if known is not None:
+            unescaped.set(None)
         for key, text in self.stored.items():
+            if known is not None:
+                entry = known.get(key)
+                if entry is not None and entry[0] is text:
+                    values[key] = entry[1]
+                    continue
             try:
                 value, end = scan_json(text, 0)
             except (StopIteration, ValueError, TypeError):

@@ -29,12 +29,13 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "MARKED_BEFORE", "MAX_HOPS", "META_LIMIT", "NOT_HELD", "OPERATIONS", "PENDING", "RETIRED",
     "AsyncSessionStore", "SessionRecord", "SessionStore", "entry_digest", "entry_expiry",
-    "forwarding", "is_well_formed", "member_of", "owners_of", "scan_json",
+    "forwarding", "is_well_formed", "member_of", "owners_of", "scan_json", "unescaped",
 ]
 
 C = TypeVar("C", bound=type)
@@ -63,6 +64,18 @@ class SessionRecord(NamedTuple):
 #: every read: value and end index, or StopIteration/ValueError (not in typeshed).
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
+#: Values a store's read found decoded already, for the session that decodes the record
+#: it answered (``core/sessionstate.py``): name -> (the field's text, its value). A field's
+#: text is JSON inside the record's JSON, so each value is scanned twice on a read -- the
+#: record's member, then the text -- and for a long string, a session's usual bulk, the
+#: second scan is half the read's decoding. Where the record's member is a string with
+#: nothing escaped inside (``recordtext.scan_record`` notes it), its text is that string
+#: in quotes, and its value is the string itself. Each entry keeps the very text object
+#: it belongs to and is used for that object only (text is immutable), so a stale or
+#: foreign entry is never taken for another text; the session takes the whole mapping
+#: at its next decode.
+unescaped: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar(
+    "sessionshare_unescaped", default=None)
 
 #: What ``take_ticket`` may answer for a ticket the store never held (never issued into
 #: *this* store, or expired), as opposed to None, one taken already: a remote then names

@@ -37,7 +37,7 @@ from typing import Any
 
 from .base import scan_json
 
-__all__ = ["STAMP", "Places", "scan_record", "spliced"]
+__all__ = ["PLAIN_FROM", "STAMP", "Places", "scan_record", "spliced"]
 
 #: The stamp REPLACE writes at the head of a record's text: ``{"v":"<32 hex>",``.
 STAMP = re.compile(r'\{"v":"[0-9a-f]{32}",')
@@ -60,20 +60,32 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode
 _REFUSED = (IndexError, StopIteration, ValueError, TypeError)
 
 
-def scan_record(text: str) -> tuple[dict[str, str], Any, Places] | None:
+#: How long a field's member must be for the scan to note its value when it is a string
+#: with nothing escaped (below it, the session's scan of the text costs less than the
+#: check).
+PLAIN_FROM = 1024
+
+
+def scan_record(text: str, plain: dict[str, tuple[str, str]] | None = None,
+                ) -> tuple[dict[str, str], Any, Places] | None:
     """A record's fields, its meta and each field's place, or None for a text not in
     the compact form (or not a record): read it with ``json.loads`` instead.
 
     What it answers is what ``json.loads(text)`` holds under ``"d"`` and ``"m"``
-    (``tests/test_store_recordtext.py`` holds it to that, text by text).
+    (``tests/test_store_recordtext.py`` holds it to that, text by text). With
+    ``plain``, a long field whose member in the text is a string with nothing
+    escaped in it, ``"\\"...\\""``, is noted there too: name -> (its text,
+    the string), the value ``json.loads`` finds in that text (``base.unescaped``
+    says who takes it).
     """
     try:
-        return _scan(text)
+        return _scan(text, plain)
     except _REFUSED:
         return None
 
 
-def _scan(text: str) -> tuple[dict[str, str], Any, Places] | None:
+def _scan(text: str, plain: dict[str, tuple[str, str]] | None,
+          ) -> tuple[dict[str, str], Any, Places] | None:
     if text[0] != "{":
         return None
     fields: dict[str, str] | None = None
@@ -95,7 +107,7 @@ def _scan(text: str) -> tuple[dict[str, str], Any, Places] | None:
         if name == "d":
             if fields is not None or text[at] != "{":
                 return None  # a second "d" (json.loads keeps the last) or not an object
-            fields, at = _scan_fields(text, at + 1, places)
+            fields, at = _scan_fields(text, at + 1, places, plain)
             if fields is None:
                 return None
         else:
@@ -114,7 +126,8 @@ def _scan(text: str) -> tuple[dict[str, str], Any, Places] | None:
     return fields, meta, places
 
 
-def _scan_fields(text: str, at: int, places: Places) -> tuple[dict[str, str] | None, int]:
+def _scan_fields(text: str, at: int, places: Places, plain: dict[str, tuple[str, str]] | None,
+                 ) -> tuple[dict[str, str] | None, int]:
     """The ``"d"`` object's members from ``at`` (just past its ``{``): the fields, their
     places noted, and the index past its ``}``; None for anything but text values."""
     fields: dict[str, str] = {}
@@ -127,11 +140,21 @@ def _scan_fields(text: str, at: int, places: Places) -> tuple[dict[str, str] | N
         name, at = scan_json(text, at)
         if text[at] != ":":
             return None, at
-        value, at = scan_json(text, at + 1)
+        begin = at + 1
+        value, at = scan_json(text, begin)
         if type(value) is not str or name in places:
             return None, at
         fields[name] = value
         places[name] = (start, at)
+        # The member is "\"X\"" (six characters at least) with no backslash in X: then X
+        # holds no quote either (the scanner just ended the string at the last one, so every
+        # quote before it was escaped) and no control character (the scanner refuses those
+        # raw), so the text is X in quotes and its value is X -- one scan of X where the
+        # session would make two.
+        if (plain is not None and at - begin >= PLAIN_FROM and at - begin >= 6
+                and text.startswith('"\\"', begin) and text.startswith('\\""', at - 3)
+                and text.find("\\", begin + 3, at - 3) < 0):
+            plain[name] = (value, value[1:-1])
         if text[at] == "}":
             return fields, at + 1
         if text[at] != ",":

@@ -44,6 +44,7 @@ from .base import (
     member_of,
     owners_of,
     scan_json,
+    unescaped,
 )
 from .lua import (
     CENSUS,
@@ -141,13 +142,16 @@ def load(key: str, idle_ttl: int, seen: Seen | None = None) -> Command[SessionRe
                 text: str = raw.decode() if type(raw) is bytes else str(raw)
             except UnicodeDecodeError:
                 text = ""  # damage: no places (and parse_record says no session)
-            scanned = scan_record(text)
+            plain: dict[str, tuple[str, str]] = {}
+            scanned = scan_record(text, plain)
             if scanned is not None:
                 fields, meta, places = scanned
                 if type(meta) is dict and RETIRED not in meta and PENDING not in meta:
                     # A copy of the meta: the caller may change the record it is handed
                     # before it writes. (The fields are spliced from the text itself.)
                     seen.set((key, text, places, dict(meta)))
+                    if plain:
+                        unescaped.set(plain)  # long strings, decoded once (base.py)
                     return _record(SessionRecord, (fields, meta))
         # Anything else -- small, not compact, a marker, damage, nothing -- is read as
         # ever, and its write is the merge's.
