@@ -891,12 +891,18 @@ def test_a_value_the_stores_read_decoded_is_taken_for_that_very_text_only() -> N
     """A store's read may hand the session a long string it decoded already (base.py's
     ``unescaped``): taken for the text object it was decoded from, never for another one,
     however equal; and taken once."""
-    text = json.dumps("lorem " * 300)
+    # A note for a text that is no plain string: taking it shows what the note says (the
+    # text without its quotes), where json reads something else -- so which is shown says
+    # whether the note was taken.
+    text = json.dumps(["lorem"] * 300)
     twin = (text + " ")[:-1]  # the same characters, another object
     assert twin == text and twin is not text
-    unescaped.set({"notes": (text, "as the read decoded it"), "other": (twin, "stale")})
-    session = Session(lambda sid: SessionRecord({"notes": text, "other": text},
-                                                {META_CREATED: CREATED}), SID)
-    assert session["notes"] == "as the read decoded it"  # the read's value, not a rescan
-    assert session["other"] == "lorem " * 300  # another text object: scanned as ever
-    assert unescaped.get() is None  # taken by the decode it was for
+    token = unescaped.set({"notes": text, "other": twin})
+    try:
+        session = Session(lambda sid: SessionRecord({"notes": text, "other": text},
+                                                    {META_CREATED: CREATED}), SID)
+        assert session["notes"] == text[1:-1]  # the note, taken for its very text
+        assert session["other"] == ["lorem"] * 300  # another text object: scanned as ever
+        assert unescaped.get() is None  # taken by the decode it was for
+    finally:
+        unescaped.reset(token)

@@ -176,18 +176,18 @@ def test_a_spliced_record_is_the_record_with_the_changes_made(
 LOREM = "lorem ipsum dolor " * 1200  # a session's usual bulk: 21 KB of plain text
 
 
-def noted(text: str) -> tuple[Any, dict[str, tuple[str, str]]]:
-    plain: dict[str, tuple[str, str]] = {}
+def noted(text: str) -> tuple[Any, dict[str, str]]:
+    plain: dict[str, str] = {}
     return scan_record(text, plain), plain
 
 
-def assert_noted_is_json(scanned: Any, plain: dict[str, tuple[str, str]]) -> None:
-    """Each value noted is what json.loads reads in that field's text -- the very text
-    object the scan answered for it."""
+def assert_noted_is_json(scanned: Any, plain: dict[str, str]) -> None:
+    """Each text noted is the very text object the scan answered for its field, and what
+    json.loads reads in it is the text without its quotes."""
     assert scanned is not None
-    for name, (text, value) in plain.items():
+    for name, text in plain.items():
         assert text is scanned[0][name]
-        assert type(value) is str and json.loads(text) == value
+        assert json.loads(text) == text[1:-1]
 
 
 #: What a long string may hold: plain characters, and now and then one that is escaped
@@ -233,7 +233,7 @@ def test_a_member_made_to_look_plain_is_noted_only_as_json_reads_it(
     assert scanned[:2] == (json.loads(text)["d"], json.loads(text)["m"])
     assert_noted_is_json(scanned, plain)
     if opened and closed and inner.isalnum():
-        assert plain["a"][1] == inner  # and a plain one is noted
+        assert plain["a"] == '"' + inner + '"'  # and a plain one is noted
 
 
 @pytest.mark.parametrize("style", ["python", "unicode", "cjson"])
@@ -258,4 +258,15 @@ def test_a_long_plain_string_is_noted_and_anything_escaped_in_it_is_not(style: s
         "cjson": {"recent", "raw-accents"},  # cjson escapes "/"
     }
     assert set(plain) == expected[style]
-    assert plain["recent"][1] == LOREM
+    assert json.loads(plain["recent"]) == LOREM
+
+
+def test_a_member_is_noted_from_plain_from_characters_on() -> None:
+    """PLAIN_FROM counts the member's value as it stands in the record, quotes and their
+    escapes included."""
+    for length, expected in ((recordtext.PLAIN_FROM - 1, {}), (recordtext.PLAIN_FROM, {"a"})):
+        inner = "x" * (length - 6)  # "\"...\"": six characters around the string
+        text = '{"d":{"a":"\\"' + inner + '\\""},"m":{}}'
+        scanned, plain = noted(text)
+        assert set(plain) == set(expected), length
+        assert scanned is not None and len(text) - len('{"d":{"a":},"m":{}}') == length

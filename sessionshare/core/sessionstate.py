@@ -53,6 +53,8 @@ _FAR_ASK = 10**12
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
 #: The same text, NaN and Infinity allowed: only to tell whether such a value, as stored, changed.
 _loose = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
+#: ``unescaped.get`` and ``.set``, bound once: every read's decode asks.
+_noted, _note = unescaped.get, unescaped.set
 
 
 def encode(key: str, value: Any) -> str:
@@ -279,16 +281,14 @@ class SessionState:
         # whatever it does not take whole. (Filled whole or not at all: a text that does not
         # decode raises before the contents show any of the record.)
         values: dict[str, Any] = {}
-        # Long strings the store's read decoded already, each for its very text (base.py).
-        known = unescaped.get()
+        # Long strings the store's read found plain, each for its very text (base.py).
+        known = _noted()
         if known is not None:
-            unescaped.set(None)
+            _note(None)
         for key, text in self.stored.items():
-            if known is not None:
-                entry = known.get(key)
-                if entry is not None and entry[0] is text:
-                    values[key] = entry[1]
-                    continue
+            if known is not None and known.get(key) is text:
+                values[key] = text[1:-1]
+                continue
             try:
                 value, end = scan_json(text, 0)
             except (StopIteration, ValueError, TypeError):

@@ -64,17 +64,18 @@ class SessionRecord(NamedTuple):
 #: every read: value and end index, or StopIteration/ValueError (not in typeshed).
 scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
-#: Values a store's read found decoded already, for the session that decodes the record
-#: it answered (``core/sessionstate.py``): name -> (the field's text, its value). A field's
-#: text is JSON inside the record's JSON, so each value is scanned twice on a read -- the
+#: Field texts a store's read found to need no decoding, for the session that decodes the
+#: record it answered (``core/sessionstate.py``): name -> the field's text. A field's text
+#: is JSON inside the record's JSON, so each value is scanned twice on a read -- the
 #: record's member, then the text -- and for a long string, a session's usual bulk, the
 #: second scan is half the read's decoding. Where the record's member is a string with
-#: nothing escaped inside (``recordtext.scan_record`` notes it), its text is that string
-#: in quotes, and its value is the string itself. Each entry keeps the very text object
-#: it belongs to and is used for that object only (text is immutable), so a stale or
-#: foreign entry is never taken for another text; the session takes the whole mapping
-#: at its next decode.
-unescaped: ContextVar[dict[str, tuple[str, str]] | None] = ContextVar(
+#: nothing escaped inside (``recordtext.scan_record`` notes it), the text is that string
+#: in quotes, and its value is the text without them. Each entry is the very text object
+#: it speaks of and is used for that object only (text is immutable), so a stale or
+#: foreign entry is never taken for another text. The session takes the whole mapping at
+#: its next decode; until then it keeps those texts alive (the read's record holds them
+#: too, and its context keeps the record's text for the write anyway).
+unescaped: ContextVar[dict[str, str] | None] = ContextVar(
     "sessionshare_unescaped", default=None)
 
 #: What ``take_ticket`` may answer for a ticket the store never held (never issued into

@@ -66,7 +66,7 @@ _REFUSED = (IndexError, StopIteration, ValueError, TypeError)
 PLAIN_FROM = 1024
 
 
-def scan_record(text: str, plain: dict[str, tuple[str, str]] | None = None,
+def scan_record(text: str, plain: dict[str, str] | None = None,
                 ) -> tuple[dict[str, str], Any, Places] | None:
     """A record's fields, its meta and each field's place, or None for a text not in
     the compact form (or not a record): read it with ``json.loads`` instead.
@@ -74,9 +74,9 @@ def scan_record(text: str, plain: dict[str, tuple[str, str]] | None = None,
     What it answers is what ``json.loads(text)`` holds under ``"d"`` and ``"m"``
     (``tests/test_store_recordtext.py`` holds it to that, text by text). With
     ``plain``, a long field whose member in the text is a string with nothing
-    escaped in it, ``"\\"...\\""``, is noted there too: name -> (its text,
-    the string), the value ``json.loads`` finds in that text (``base.unescaped``
-    says who takes it).
+    escaped in it, ``"\\"...\\""``, is noted there too: name -> its text, whose
+    value, as ``json.loads`` reads it, is the text without its quotes
+    (``base.unescaped`` says who takes it).
     """
     try:
         return _scan(text, plain)
@@ -84,7 +84,7 @@ def scan_record(text: str, plain: dict[str, tuple[str, str]] | None = None,
         return None
 
 
-def _scan(text: str, plain: dict[str, tuple[str, str]] | None,
+def _scan(text: str, plain: dict[str, str] | None,
           ) -> tuple[dict[str, str], Any, Places] | None:
     if text[0] != "{":
         return None
@@ -126,7 +126,7 @@ def _scan(text: str, plain: dict[str, tuple[str, str]] | None,
     return fields, meta, places
 
 
-def _scan_fields(text: str, at: int, places: Places, plain: dict[str, tuple[str, str]] | None,
+def _scan_fields(text: str, at: int, places: Places, plain: dict[str, str] | None,
                  ) -> tuple[dict[str, str] | None, int]:
     """The ``"d"`` object's members from ``at`` (just past its ``{``): the fields, their
     places noted, and the index past its ``}``; None for anything but text values."""
@@ -154,7 +154,7 @@ def _scan_fields(text: str, at: int, places: Places, plain: dict[str, tuple[str,
         if (plain is not None and at - begin >= PLAIN_FROM and at - begin >= 6
                 and text.startswith('"\\"', begin) and text.startswith('\\""', at - 3)
                 and text.find("\\", begin + 3, at - 3) < 0):
-            plain[name] = (value, value[1:-1])
+            plain[name] = value
         if text[at] == "}":
             return fields, at + 1
         if text[at] != ",":

@@ -142,7 +142,7 @@ def load(key: str, idle_ttl: int, seen: Seen | None = None) -> Command[SessionRe
                 text: str = raw.decode() if type(raw) is bytes else str(raw)
             except UnicodeDecodeError:
                 text = ""  # damage: no places (and parse_record says no session)
-            plain: dict[str, tuple[str, str]] = {}
+            plain: dict[str, str] = {}
             scanned = scan_record(text, plain)
             if scanned is not None:
                 fields, meta, places = scanned
@@ -150,8 +150,9 @@ def load(key: str, idle_ttl: int, seen: Seen | None = None) -> Command[SessionRe
                     # A copy of the meta: the caller may change the record it is handed
                     # before it writes. (The fields are spliced from the text itself.)
                     seen.set((key, text, places, dict(meta)))
-                    if plain:
-                        unescaped.set(plain)  # long strings, decoded once (base.py)
+                    # Long strings, decoded once (base.py); or none, so that no earlier
+                    # read's texts stay noted past this one.
+                    unescaped.set(plain or None)
                     return _record(SessionRecord, (fields, meta))
         # Anything else -- small, not compact, a marker, damage, nothing -- is read as
         # ever, and its write is the merge's.
