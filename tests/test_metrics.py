@@ -27,7 +27,7 @@ from conftest import FakeClock, looks_secret
 from flow import BLOG, IDP, SHOP, Browser, Deployment, async_twin, reason_of
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port
+from servers import free_port, gunicorn_alone
 
 from sessionshare import (
     ConfigurationError,
@@ -318,7 +318,7 @@ def test_the_gauge_counts_in_every_worker_of_a_preloading_gunicorn(
         [sys.executable, "-m", "gunicorn", "metrics_site:app", "--preload",
          "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync",
          "--timeout", "30", "--graceful-timeout", "2", "--log-level", "warning",
-         "--pythonpath", str(Path(__file__).parent)],
+         "--pythonpath", str(Path(__file__).parent), *gunicorn_alone()],
         env={**os.environ, "SESSIONSHARE_STORE_URL": redis_url,
              "SESSIONSHARE_SYNC_KEY": dep.key, "SESSIONSHARE_METRICS_TOKEN": SCRAPER_TOKEN},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from reliability.served import children_of
-from servers import free_port
+from servers import free_port, gunicorn_alone
 
 from sessionshare import SyncKey
 
@@ -203,7 +203,7 @@ class Estate:
                 "--keyfile", str(key), "--workers", "1", "--worker-class", "gthread",
                 "--threads", "8", "--timeout", "30", "--graceful-timeout", "3",
                 "--pythonpath", str(TESTS), "--error-logfile", "-",
-                "--capture-output", "--log-level", "warning",
+                "--capture-output", "--log-level", "warning", *gunicorn_alone(),
             ]
 
         self.servers = [

@@ -24,7 +24,7 @@ import time
 from http.client import HTTPConnection
 from pathlib import Path
 
-from servers import free_port
+from servers import free_port, gunicorn_alone
 
 from sessionshare import SyncKey
 from sessionshare.core.lifecycle import Lifecycle
@@ -92,7 +92,7 @@ class GunicornServer:
             "--worker-class", "gthread", "--threads", str(self.threads),
             "--keep-alive", "30", "--timeout", "30", "--graceful-timeout", "3",
             "--pythonpath", str(TESTS), "--error-logfile", self.log_path,
-            "--log-level", "warning", "--capture-output",
+            "--log-level", "warning", "--capture-output", *gunicorn_alone(),
         ]
         self.process = subprocess.Popen(
             args, env={**os.environ, **self.env}, cwd=str(TESTS),
