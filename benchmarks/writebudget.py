@@ -121,7 +121,7 @@ def run(stack: Stack, *, requests: int, repeats: int, sizes: Sequence[str] = SIZ
         lines.append(f"  {label:<54}" + "".join(f"{cell:>30}" for cell in cells))
 
     for name, what in (("floor", "(w) floor: GET, json.loads, json.dumps, SET"),
-                       ("ours", "(d) sessionshare: GETEX, MERGE")):
+                       ("ours", "(d) sessionshare: GETEX, MERGE or REPLACE")):
         row(what, [f"{col[name][0]:7.1f} | {col[name][1]:6.1f}" for col in columns.values()])
     row("(d) - (w)", [f"{col['ours'][0] - col['floor'][0]:+7.1f} | "
                       f"{col['ours'][1] - col['floor'][1]:+6.1f}" for col in columns.values()])
