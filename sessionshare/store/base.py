@@ -73,8 +73,9 @@ scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once 
 #: in quotes, and its value is the text without them. Each entry is the very text object
 #: it speaks of and is used for that object only (text is immutable), so a stale or
 #: foreign entry is never taken for another text. The session takes the whole mapping at
-#: its next decode; until then it keeps those texts alive (the read's record holds them
-#: too, and its context keeps the record's text for the write anyway).
+#: its next decode, and the next large live read replaces it; until then it keeps those
+#: texts alive -- at most one record's long strings per thread or task, when nothing
+#: decodes what was read (code of the app's own calling ``load``).
 unescaped: ContextVar[dict[str, str] | None] = ContextVar(
     "sessionshare_unescaped", default=None)
 
