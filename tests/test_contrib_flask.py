@@ -592,6 +592,35 @@ def test_an_https_app_refuses_a_cookie_without_secure(store: SessionStore, clock
         lifecycle.follow_cookie({"secure": False})
 
 
+def test_init_app_finds_the_middleware_under_proxyfix(store: SessionStore, clock: Any) -> None:
+    """The middleware wrapped again (ProxyFix, as an app behind a proxy has it): init_app
+    finds it through ``.app`` and its cookie follows from there, before any request --
+    a setting it cannot follow is refused at start-up, not at the first request."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from sessionshare.contrib.flask import init_app
+    from sessionshare.errors import ConfigurationError
+
+    def behind_a_proxy(name: str) -> Flask:
+        app = Flask(name)
+        middleware = RemoteSessionMiddleware(
+            app.wsgi_app, store=store, key=SyncKey.generate(), app_url="https://shop.test",
+            idp_url="https://id.test/login", protect=False, clock=clock)
+        app.wsgi_app = ProxyFix(ProxyFix(middleware))  # type: ignore[method-assign]
+        return app
+
+    app = behind_a_proxy("proxied")
+    app.config["SESSION_COOKIE_HTTPONLY"] = False
+    init_app(app)
+    lifecycle = app.wsgi_app.app.app.side.lifecycle  # type: ignore[attr-defined]
+    assert not lifecycle.cookie.httponly  # followed at init_app, no request yet
+    refused = behind_a_proxy("proxied-refused")
+    refused.config["SESSION_COOKIE_NAME"] = "bad name;"
+    with pytest.raises(ConfigurationError, match=r"(?s)^Flask's session cookie settings "
+                                                 r"\(SESSION_COOKIE_NAME\).*'bad name;'"):
+        init_app(refused)
+
+
 def test_the_middlewares_own_sign_out_clears_the_cookie_at_the_apps_path(
     store: SessionStore, clock: Any
 ) -> None:

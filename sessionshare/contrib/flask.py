@@ -235,17 +235,35 @@ def init_app(app: Flask) -> None:
 
     The middleware's session cookie follows the app's ``SESSION_COOKIE_*`` and
     ``APPLICATION_ROOT`` settings (:func:`cookie_settings`): from here when the
-    middleware already wraps ``app.wsgi_app``, else from the first request.
-    Raises :class:`~sessionshare.errors.ConfigurationError` for one it cannot
-    follow, saying which and why.
+    middleware already wraps ``app.wsgi_app`` -- directly, or under middleware
+    that keeps what it wraps as ``.app``, as werkzeug's ``ProxyFix`` does -- else
+    from the first request. Raises :class:`~sessionshare.errors.ConfigurationError`
+    for one it cannot follow, saying which and why.
     """
     refuse_cookie_settings(app, None)
-    side = getattr(app.wsgi_app, "side", None)
-    lifecycle = getattr(side, "lifecycle", None)
-    if lifecycle is not None and hasattr(lifecycle, "follow_cookie"):
+    lifecycle = _wrapped_lifecycle(app.wsgi_app)
+    if lifecycle is not None:
         _follow(app, lifecycle.follow_cookie)
     app.session_interface = SharedSessionInterface()
     app.register_error_handler(StoreUnavailable, _store_unavailable)
+
+
+#: How many wrappers deep :func:`init_app` looks for the middleware.
+_WRAPPERS_DEEP = 8
+
+
+def _wrapped_lifecycle(wsgi_app: object) -> Any:
+    """The lifecycle of the sessionshare middleware ``wsgi_app`` is, or wraps through
+    ``.app`` attributes (ProxyFix and most WSGI middleware keep the app they wrap
+    there); None when there is none within :data:`_WRAPPERS_DEEP` wrappers."""
+    for _ in range(_WRAPPERS_DEEP):
+        lifecycle = getattr(getattr(wsgi_app, "side", None), "lifecycle", None)
+        if lifecycle is not None and hasattr(lifecycle, "follow_cookie"):
+            return lifecycle
+        wsgi_app = getattr(wsgi_app, "app", None)
+        if wsgi_app is None:
+            return None
+    return None
 
 
 def _store_unavailable(exc: StoreUnavailable) -> Response:
