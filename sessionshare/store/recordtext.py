@@ -147,10 +147,10 @@ def _scan_fields(text: str, at: int, places: Places, plain: dict[str, str] | Non
         fields[name] = value
         places[name] = (start, at)
         # The member is "\"X\"" (six characters at least) with no backslash in X: then X
-        # holds no quote either (the scanner just ended the string at the last one, so every
-        # quote before it was escaped) and no control character (the scanner refuses those
-        # raw), so the text is X in quotes and its value is X -- one scan of X where the
-        # session would make two.
+        # holds no quote (the string ends at the first quote without a backslash before
+        # it, and X has none) and no control character (the scanner refuses those raw),
+        # so the text is X in quotes and its value is X -- one scan of X where the session
+        # would make two.
         if (plain is not None and at - begin >= PLAIN_FROM and at - begin >= 6
                 and text.startswith('"\\"', begin) and text.startswith('\\""', at - 3)
                 and text.find("\\", begin + 3, at - 3) < 0):
